@@ -1,8 +1,9 @@
 """The one rule for an environment variable that switches a feature off.
 
 ``ISAMAP_AUTOTUNE_CACHE`` and ``ISAMAP_KEEP_FREED_MEMORY`` each take a value of their own
-(a path, a size) or a word that turns the feature off; the words are the
-same for all of them, so a user who learnt one knows the others.
+(a path, a size) or a word that turns the feature off, and ``ISAMAP_SHARED_FEATURES`` the
+word alone; the words are the same for all of them, so a user who learnt one knows the
+others.
 """
 
 from __future__ import annotations

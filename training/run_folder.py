@@ -96,8 +96,16 @@ def config_differences(recorded: Mapping[str, Any], cfg: TrainConfig,
             old, new = _one_network(old), _one_network(new)  # spread views over
         if json.dumps(old, sort_keys=True, default=str) != json.dumps(new, sort_keys=True,
                                                                        default=str):
-            out.append(f"{key}: {old!r} there, {new!r} now")
+            out.append(f"{key}: {old!r} there, {new!r} now" + _hint(key, reference, old))
     return out
+
+
+def _hint(key: str, recorded: Mapping[str, Any], old: Any) -> str:
+    """What continues a run whose recorded option a changed default now reads otherwise."""
+    if key == "norm" and old == "training" and recorded.get("encoder"):
+        return (" (an encoder run took the training statistics by default before it took "
+                "its base recipe's: give --norm training to go on with it)")
+    return ""
 
 
 def _one_network(kwargs: Any) -> Any:

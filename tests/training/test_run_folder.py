@@ -156,3 +156,24 @@ def test_an_encoder_is_compared_by_its_name_not_the_path_its_file_was_given_by()
     assert config_differences(recorded, now("galileo-nano=/data/weights/g.pt")) == [
         "encoder: 'presto' there, 'galileo-nano' now"]
     assert config_differences(recorded, now(None)) == ["encoder: 'presto' there, None now"]
+
+
+def test_an_encoder_run_recorded_on_the_training_statistics_is_told_how_to_go_on(tmp_path):
+    """Encoder runs took ``--norm training`` by default before they took their base recipe's
+    (``unet-s2``: scene): the same command finds the old run made otherwise, and the line
+    says which option continues it."""
+    from training.run_folder import config_differences
+
+    given = {"model": "unet-s2", "data": "d", "out_dir": str(tmp_path),
+             "encoder": "presto=/data/weights/presto.pt"}
+    now = apply_recipe(config_from_mapping(given))
+    assert now.norm == "scene"
+    recorded = replace(now, norm="training").to_dict()
+    differ = config_differences(recorded, now)
+    assert differ == ["norm: 'training' there, 'scene' now (an encoder run took the training "
+                      "statistics by default before it took its base recipe's: give --norm "
+                      "training to go on with it)"]
+    assert config_differences(recorded, replace(now, norm="training")) == []
+    plain = {k: v for k, v in recorded.items() if k != "encoder"}
+    assert config_differences(plain, replace(now, encoder=None)) == [
+        "norm: 'training' there, 'scene' now"]  # no encoder, no such history

@@ -26,7 +26,7 @@ import torch
 
 from core.env_switch import is_off
 
-#: ``off`` (or ``0``, ``false``, ``no``): members share nothing (the plain twin)
+#: ``off`` (or ``0``, ``false``, ``no``, ``none``): members share nothing (the plain twin)
 SHARED_ENV = "ISAMAP_SHARED_FEATURES"
 
 
@@ -77,7 +77,7 @@ _SCOPE: ContextVar[Scope | None] = ContextVar("isamap_shared_forward", default=N
 @contextlib.contextmanager
 def shared_forward() -> Iterator[Scope | None]:
     """A scope for one joined forward (None where sharing is off or the forward is compiled)."""
-    if is_off(os.environ.get(SHARED_ENV)) or torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or is_off(os.environ.get(SHARED_ENV)):
         yield None
         return
     made = Scope()

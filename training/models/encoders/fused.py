@@ -1,9 +1,10 @@
 """A pretrained encoder fused with the U-Net: what ``isamap-train --encoder NAME=PATH`` trains.
 
-The network takes the stack's bands normalised by the training statistics, as every isamap
-model does; it undoes that normalisation for the bands the encoder reads (``input_mean``,
-``input_std``, recorded in the model file), feeds the encoder as its authors did, and fuses
-its features (``dim`` per pixel) with the U-Net in one of two ways (``fusion``):
+The network takes the stack's bands normalised as every isamap model's are (by the training
+statistics, or by each scene's with ``--norm scene``); it undoes the training statistics'
+normalisation for the bands the encoder reads (``input_mean``, ``input_std``, recorded in the
+model file), feeds the encoder as its authors did, and fuses its features (``dim`` per pixel)
+with the U-Net in one of three ways (``fusion``):
 
 * ``concat``: the features beside the image channels, at full resolution, into the U-Net's
   first layer (Presto gives one feature vector per pixel; Galileo's patch tokens are
@@ -26,9 +27,12 @@ docs/encoders.md gives the held-out comparison that chose the default. With ``fr
 encoder's weights do not train and stay in eval mode; its features (rounded to half
 precision, whether cached or not, so a cache never changes a map) are cached per patch
 (:class:`~training.models.encoders.cache.FeatureCache`: in memory where the trainer sets
-``cache_bytes``, and on disk under ``$ISAMAP_ENCODER_CACHE`` when that is set). The model
-file holds the encoder's weights with the rest, and records its name and SHA-256
-(``encoder``, ``encoder_sha256``), so a map needs only the model file.
+``cache_bytes``, and on disk under ``$ISAMAP_ENCODER_CACHE`` when that is set); within one
+forward of a joined model, a member given the very input tensor the member before it was
+given, with an encoder of the same weights, takes its features
+(:mod:`training.models.sharing`, :meth:`EncoderUNet.gives_features_of`). The model file
+holds the encoder's weights with the rest, and records its name and SHA-256 (``encoder``,
+``encoder_sha256``), so a map needs only the model file.
 """
 
 from __future__ import annotations
@@ -195,11 +199,13 @@ class EncoderUNet(nn.Module):
                 *self.encoder.state_dict().values()]
         theirs = [other.get_buffer("mean"), other.get_buffer("std"),
                   *other.encoder.state_dict().values()]
+        if len(mine) != len(theirs) or not all(
+                isinstance(t, torch.Tensor) for t in (*mine, *theirs)):
+            return False  # a packed (quantised) layer's state is no plain tensor
         try:
-            return len(mine) == len(theirs) and all(
-                a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
-                for a, b in zip(mine, theirs, strict=True))
-        except (RuntimeError, TypeError, NotImplementedError):  # a quantised layer's packing
+            return all(a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
+                       for a, b in zip(mine, theirs, strict=True))
+        except RuntimeError:  # on two devices: not shared
             return False
 
     def _encode(self, raw: torch.Tensor) -> torch.Tensor:
