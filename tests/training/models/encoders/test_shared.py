@@ -92,11 +92,11 @@ def test_a_scope_gives_only_what_the_same_tensor_unchanged_gave():
         first = nets[0].features(x)
         assert nets[1].features(x) is first and shared.hits == 1
         assert nets[1].features(x.clone()) is not first  # an equal tensor is another input
-        y = x.clone()
-        nets[0].features(y)
-        y.add_(1.0)  # changed in place since
-        assert nets[1].features(y) is not nets[0].features(x)
         assert shared.hits == 1
+        y = x.clone()
+        kept = nets[0].features(y)
+        y.add_(1.0)  # changed in place since
+        assert nets[1].features(y) is not kept and shared.hits == 1
 
 
 def test_the_member_order_of_the_mean_is_kept_whatever_order_they_run_in():
