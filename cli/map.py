@@ -29,6 +29,7 @@ from engine.devices import add_device_arguments
 from gee_export.ee.budget import add_eecu_argument
 from gee_export.local.compositing import reading_options
 from gee_export.local.extent import default_region
+from inference.mapping.consistency import TEMPORAL_RULES
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.config import PredictConfig
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
@@ -161,10 +162,14 @@ def _prediction_arguments(p: argparse.ArgumentParser) -> argparse._ArgumentGroup
 
 def _change_arguments(pred: argparse._ArgumentGroup) -> None:
     """How change between dates is decided."""
-    pred.add_argument("--temporal-consistency", action="store_true",
+    pred.add_argument("--temporal-consistency", nargs="?", const="monotone", default=None,
+                      choices=TEMPORAL_RULES, metavar="RULE",
                       help="make the class maps consistent over the dates before change and "
-                           "area: assumes built-up surface does not return to pervious, so "
-                           "isolated flips and all loss are removed (docs/mapping.md)")
+                           "area. monotone (given without RULE): built-up surface does not "
+                           "return to pervious, so isolated flips and all loss are removed; "
+                           "stretches: where a pixel's bands did not change between dates "
+                           "(each date's stack, the spectral rule's magnitude), one class, "
+                           "its probabilities' mean (docs/mapping.md)")
     pred.add_argument("--change-rule", choices=("spectral", "margin"), default=None,
                       help="how change between dates is decided: spectral (each date's stack "
                            "says whether a pixel changed: RMS robust z-score of its bands' "

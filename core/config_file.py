@@ -139,7 +139,14 @@ def _hint(action: argparse.Action) -> Any:
         one: Any = typing.Literal[tuple(action.choices)]
     else:
         one = action.type if action.type in (int, float) else Any
+    if _optional_value(action):
+        return one | bool
     return list[one] if isinstance(action, argparse._AppendAction) else one
+
+
+def _optional_value(action: argparse.Action) -> bool:
+    """A flag that may take a value (``--temporal-consistency [RULE]``): ``true`` is the flag."""
+    return action.nargs == "?" and action.const is not None
 
 
 def check_config(values: Mapping[str, Any], schema: Mapping[str, Any],
@@ -177,6 +184,8 @@ def _value(action: argparse.Action, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: give this option as a flag on the command line")
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return action.const if value else action.default
+    if isinstance(value, bool) and _optional_value(action):  # the flag alone, or not given
         return action.const if value else action.default
     if isinstance(action, argparse._AppendAction):
         items = value if isinstance(value, list) else [value]

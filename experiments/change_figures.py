@@ -7,16 +7,12 @@ module re-exports the names its tests and docs use (:func:`figures_markdown`,
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 
 from experiments.builtup_judge import interval
-from experiments.change_series import (
-    QUALITY_HEADER,
-    dates_header,
-    dates_rows,
-    level_rows,
-    quality_rows,
-)
+from experiments.change_series import INPUTS
 from experiments.realscenes import format_table
 from inference.predict import change
 
@@ -111,8 +107,9 @@ def ranking_text(metrics: dict) -> str:
 def per_date_text(metrics: dict) -> str:
     """Per model and input, each clear date's map, its stability; what the pixels show."""
     dates = metrics["dates"]
-    table = format_table(dates_rows(metrics["date_summary"], dates), dates_header(dates))
-    quality = format_table(quality_rows(metrics["date_summary"]), QUALITY_HEADER)
+    summary = metrics["date_summary"]
+    table = format_table(dates_rows(summary, dates), dates_header(dates, summary))
+    quality = format_table(quality_rows(summary), quality_header(summary))
     ndbi_row = format_table([("NDBI ROC AUC vs class 8 (L1C)",
                               *(f"{a:.3f}" for a in metrics["ndbi_class8_auc"]))],
                             ("baseline", *dates))
@@ -140,3 +137,63 @@ def update_page(source: str = FIGURES_JSON, page: str = "docs/evidence/change.md
     from inference.assess.figures import rewrite_block
 
     return rewrite_block(source, page, figures_markdown, root)
+
+
+def _cell(triple: Sequence[float], scale: float = 100.0, digits: int = 1) -> str:
+    """``mean (min-max)`` of a :func:`_spread`, scaled."""
+    mean, low, high = (scale * v for v in triple)
+    if not np.isfinite(mean):
+        return "n/a"
+    return f"{mean:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
+
+
+def dates_rows(summary: Mapping[str, Mapping], dates: Sequence[str]) -> list[tuple[str, ...]]:
+    """Per recipe and input: the built share of each date and the series' stability."""
+    kept = _stretched(summary)
+    return [(recipe, name, *(_cell(v) for v in row[name]["built_share"]),
+             _cell(row[name]["share_range"]), _cell(row[name]["flip"]),
+             _cell(row[name]["flipped_any"]), _cell(row[name]["consistent_flipped_any"]),
+             *((_cell(row[name]["stretches_flip"]), _cell(row[name]["stretches_flipped_any"]))
+               if kept else ()))
+            for recipe, row in summary.items() for name in INPUTS]
+
+
+def _stretched(summary: Mapping[str, Mapping]) -> bool:
+    """Whether the run measured the stretches rule (runs made before it did not)."""
+    return all("stretches_f1" in row[name] for row in summary.values() for name in INPUTS)
+
+
+def dates_header(dates: Sequence[str], summary: Mapping[str, Mapping]) -> tuple[str, ...]:
+    """The columns of :func:`dates_rows`."""
+    return ("model", "input", *(f"built % {d}" for d in dates), "built range (points)",
+            "flips %", "ever flipped %", "ever flipped, consistent %",
+            *(("flips, stretches %", "ever flipped, stretches %") if _stretched(summary)
+              else ()))
+
+
+def quality_rows(summary: Mapping[str, Mapping]) -> list[tuple[str, ...]]:
+    """Per recipe and input: F1 and ROC AUC against class 8, and L1C's agreement with DOS."""
+    kept = _stretched(summary)
+    return [(recipe, name, _cell(row[name]["f1"], 1, 3),
+             *((_cell(row[name]["stretches_f1"], 1, 3),) if kept else ()),
+             _cell(row[name]["auc"], 1, 3), _cell(row["same_class"]) if name == "L1C" else "")
+            for recipe, row in summary.items() for name in INPUTS]
+
+
+def quality_header(summary: Mapping[str, Mapping]) -> tuple[str, ...]:
+    """The columns of :func:`quality_rows`."""
+    return ("model", "input", "built F1 vs class 8",
+            *(("built F1, stretches",) if _stretched(summary) else ()),
+            "built ROC AUC vs class 8", "same class on L1C and DOS %")
+
+
+def level_rows(facts: Mapping[str, Sequence[Mapping]], dates: Sequence[str]
+               ) -> list[tuple[str, ...]]:
+    """Per input: the level each date's pixels show and the two path-radiance figures."""
+    def cell(f: Mapping) -> str:
+        if f["blue_excess"] is None:
+            return f"{f['shown'] or 'cannot tell'}"
+        return (f"{f['shown'] or 'cannot tell'} ({f['blue_excess']:+.3f}, "
+                f"{f['floor_excess']:+.3f})")
+
+    return [(name, *(cell(f) for f in facts[name])) for name in INPUTS]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,8 @@ from experiments.builtup_encoders import train_arm as frozen_train
 from experiments.builtup_tiles import find_tile, scene_folder
 from experiments.scoring import binary_scores, roc_auc
 from experiments.temporal_consistency import series_stability
+from inference.mapping.stretches import stretched_series
+from inference.predict import change
 from training.models.encoders.fused import presto_features
 from training.models.encoders.galileo import galileo_features
 from training.models.encoders.registry import ENCODERS, load_encoder
@@ -219,15 +222,30 @@ def date_maps(probability: Callable[[np.ndarray], np.ndarray], scenes: np.ndarra
     out: dict = {}
     maps = {}
     for name in INPUTS:
-        probs = np.stack([probability(as_input(s, name)[pick]) for s in scenes])
+        inputs = [as_input(s, name)[pick] for s in scenes]
+        probs = np.stack([probability(x) for x in inputs])
         maps[name] = probs >= 0.5
+        kept = stretched_series(maps[name].astype(np.uint8), probs,
+                                np.stack(stretch_cuts(inputs))).astype(bool)
         out[name] = {"built_share": [float(m.mean()) for m in maps[name]],
                      "f1": [binary_scores(m, truth).f1 for m in maps[name]],
                      "auc": [roc_auc(p.ravel(), truth.ravel()) for p in probs],
-                     "stability": series_stability(maps[name])}
+                     "stability": series_stability(maps[name], kept),
+                     "stretches_f1": [binary_scores(m, truth).f1 for m in kept]}
     out["same_class"] = [float((a == b).mean()) for a, b in zip(maps["L1C"], maps["DOS"],
                                                                  strict=True)]
     return out
+
+
+def stretch_cuts(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Where each consecutive pair's bands changed, as ``isamap-map`` cuts stretches.
+
+    Each later date scored against the earlier with that pair's own fit
+    (:func:`inference.predict.change.fit_spectral_change`), above the spectral rule's default
+    threshold; a NaN magnitude cuts too.
+    """
+    return [~(change.spectral_magnitude(b, a, change.fit_spectral_change(b, a))
+              <= change.DEFAULT_SPECTRAL_THRESHOLD) for a, b in pairwise(inputs)]
 
 
 def _spread(values: Sequence[float]) -> list[float]:
@@ -257,55 +275,21 @@ def summarise_dates(runs: Mapping[str, Sequence[dict]]) -> dict:
                 "share_range": _spread([x["share_range"] for x in st]),
                 "flip": _spread([float(np.mean(x["flip"])) for x in st]),
                 "flipped_any": _spread([x["flipped_any"] for x in st]),
-                "consistent_flipped_any": _spread([x["consistent"]["flipped_any"] for x in st])}
+                "consistent_flipped_any": _spread([x["consistent"]["flipped_any"] for x in st]),
+                **_stretches(seeds, name)}
         row["same_class"] = _spread([float(np.mean(s["same_class"])) for s in seeds])
         out[recipe] = row
     return out
 
 
-def _cell(triple: Sequence[float], scale: float = 100.0, digits: int = 1) -> str:
-    """``mean (min-max)`` of a :func:`_spread`, scaled."""
-    mean, low, high = (scale * v for v in triple)
-    if not np.isfinite(mean):
-        return "n/a"
-    return f"{mean:.{digits}f} ({low:.{digits}f}-{high:.{digits}f})"
-
-
-def dates_rows(summary: Mapping[str, Mapping], dates: Sequence[str]) -> list[tuple[str, ...]]:
-    """Per recipe and input: the built share of each date and the series' stability."""
-    return [(recipe, name, *(_cell(v) for v in row[name]["built_share"]),
-             _cell(row[name]["share_range"]), _cell(row[name]["flip"]),
-             _cell(row[name]["flipped_any"]), _cell(row[name]["consistent_flipped_any"]))
-            for recipe, row in summary.items() for name in INPUTS]
-
-
-def dates_header(dates: Sequence[str]) -> tuple[str, ...]:
-    """The columns of :func:`dates_rows`."""
-    return ("model", "input", *(f"built % {d}" for d in dates), "built range (points)",
-            "flips %", "ever flipped %", "ever flipped, consistent %")
-
-
-def quality_rows(summary: Mapping[str, Mapping]) -> list[tuple[str, ...]]:
-    """Per recipe and input: F1 and ROC AUC against class 8, and L1C's agreement with DOS."""
-    return [(recipe, name, _cell(row[name]["f1"], 1, 3), _cell(row[name]["auc"], 1, 3),
-             _cell(row["same_class"]) if name == "L1C" else "")
-            for recipe, row in summary.items() for name in INPUTS]
-
-
-QUALITY_HEADER = ("model", "input", "built F1 vs class 8", "built ROC AUC vs class 8",
-                  "same class on L1C and DOS %")
-
-
-def level_rows(facts: Mapping[str, Sequence[Mapping]], dates: Sequence[str]
-               ) -> list[tuple[str, ...]]:
-    """Per input: the level each date's pixels show and the two path-radiance figures."""
-    def cell(f: Mapping) -> str:
-        if f["blue_excess"] is None:
-            return f"{f['shown'] or 'cannot tell'}"
-        return (f"{f['shown'] or 'cannot tell'} ({f['blue_excess']:+.3f}, "
-                f"{f['floor_excess']:+.3f})")
-
-    return [(name, *(cell(f) for f in facts[name])) for name in INPUTS]
+def _stretches(seeds: Sequence[dict], name: str) -> dict:
+    """The stretches rule's figures over seeds (none in a run made before it was measured)."""
+    if "stretches_f1" not in seeds[0][name]:
+        return {}
+    kept = [s[name]["stability"]["stretches"] for s in seeds]
+    return {"stretches_flip": _spread([float(np.mean(x["flip"])) for x in kept]),
+            "stretches_flipped_any": _spread([x["flipped_any"] for x in kept]),
+            "stretches_f1": _spread([float(np.mean(s[name]["stretches_f1"])) for s in seeds])}
 
 
 def probability(model, bands: np.ndarray) -> np.ndarray:

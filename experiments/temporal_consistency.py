@@ -100,23 +100,37 @@ def measure(flicker: float, dates: int = 7, size: int = 200, seed: int = 0) -> M
                        score_series(classified, truth, when), score_series(fixed, truth, when))
 
 
-def series_stability(built: np.ndarray) -> dict:
+def series_stability(built: np.ndarray, stretched: np.ndarray | None = None) -> dict:
     """How a real series of built maps ``(dates, H, W)`` moves on ground that did not change.
 
     ``built_share`` per date and its range (``share_range``); ``flip``: per consecutive pair
     of dates, the share of pixels whose class differs; ``flipped_any``: the share whose class
     is not the same at every date; ``consistent``: the last two after
     :func:`inference.mapping.consistency.consistent_series` (what ``isamap-map
-    --temporal-consistency`` would map).
+    --temporal-consistency`` would map); ``stretches``: ``built_share``, ``flip`` and
+    ``flipped_any`` of ``stretched``, the series after the stretches rule (what
+    ``isamap-map --temporal-consistency stretches`` would map), when given.
     """
     series = np.asarray(built, bool)
     shares = [float(m.mean()) for m in series]
     fixed = consistent_series(series.astype(np.uint8), isa_class=1).astype(bool)
-    return {"built_share": shares, "share_range": max(shares) - min(shares),
-            "flip": [float((a != b).mean()) for a, b in pairwise(series)],
-            "flipped_any": float((series != series[0]).any(axis=0).mean()),
-            "consistent": {"built_share": [float(m.mean()) for m in fixed],
-                           "flipped_any": float((fixed != fixed[0]).any(axis=0).mean())}}
+    out = {"built_share": shares, "share_range": max(shares) - min(shares),
+           "flip": _flips(series), "flipped_any": _flipped_any(series),
+           "consistent": {"built_share": [float(m.mean()) for m in fixed],
+                          "flipped_any": _flipped_any(fixed)}}
+    if stretched is not None:
+        kept = np.asarray(stretched, bool)
+        out["stretches"] = {"built_share": [float(m.mean()) for m in kept],
+                            "flip": _flips(kept), "flipped_any": _flipped_any(kept)}
+    return out
+
+
+def _flips(series: np.ndarray) -> list[float]:
+    return [float((a != b).mean()) for a, b in pairwise(series)]
+
+
+def _flipped_any(series: np.ndarray) -> float:
+    return float((series != series[0]).any(axis=0).mean())
 
 
 def plot(measurements: Sequence[Measurement], png: Path) -> Path:

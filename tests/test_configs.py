@@ -244,7 +244,17 @@ def test_flags_given_override_the_mapping_config(tmp_path, monkeypatch):
                                 "temporal_consistency: true\n")
     args = parse_with_config(build_parser(), ["--config", "map.yaml", "--tile", "128"])
     assert (args.model, args.out, args.tile, args.overlap) == ("a.pt", "maps", 128, 64)
-    assert args.reader == ["user:a@b.com"] and args.temporal_consistency is True
+    # true is the flag given alone, as before it took a rule
+    assert args.reader == ["user:a@b.com"] and args.temporal_consistency == "monotone"
+    Path("map.yaml").write_text("model: a.pt\nout: maps\ntemporal_consistency: stretches\n")
+    assert parse_with_config(build_parser(), ["--config", "map.yaml"]).temporal_consistency \
+        == "stretches"
+    Path("map.yaml").write_text("model: a.pt\nout: maps\ntemporal_consistency: false\n")
+    assert parse_with_config(build_parser(), ["--config", "map.yaml"]).temporal_consistency \
+        is None
+    Path("map.yaml").write_text("model: a.pt\nout: maps\ntemporal_consistency: always\n")
+    with pytest.raises(SystemExit):
+        parse_with_config(build_parser(), ["--config", "map.yaml"])
 
 
 @pytest.mark.parametrize(("text", "says"), [

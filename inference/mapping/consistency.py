@@ -27,11 +27,13 @@ import functools
 import json
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import rasterio
+from rasterio.windows import Window
 
 from core.digest import json_digest
 from core.errors import InputDataError
@@ -40,6 +42,10 @@ from inference.cog import maps
 from inference.cog.maps import NODATA
 
 RULE = "monotone impervious: fewest relabelled dates, no loss"
+#: the rules ``isamap-map --temporal-consistency`` offers (``stretches``:
+#: :mod:`inference.mapping.stretches`)
+TemporalRule = Literal["monotone", "stretches"]
+TEMPORAL_RULES: tuple[TemporalRule, ...] = ("monotone", "stretches")
 ASSUMPTION = ("built-up surface does not return to pervious within the series; loss is "
               "treated as classification error")
 
@@ -64,11 +70,11 @@ def consistent_series(classes: np.ndarray, isa_class: int = 1,
     out[valid & want_isa] = isa_class
     demote = valid & ~want_isa & isa
     if demote.any():
-        out[demote] = _nearest_other(flat, pervious)[demote]
+        out[demote] = nearest_other(flat, pervious)[demote]
     return out.reshape(series.shape)
 
 
-def _nearest_other(flat: np.ndarray, pervious: np.ndarray) -> np.ndarray:
+def nearest_other(flat: np.ndarray, pervious: np.ndarray) -> np.ndarray:
     """For every date and pixel, the non-impervious class at the nearest date that has one."""
     t = flat.shape[0]
     index = np.arange(t)[:, None]
@@ -98,6 +104,27 @@ def apply_to_maps(class_paths: Sequence[str], out_paths: Sequence[str],
     Each output records the rule and its inputs' run hashes in its tags (``isamap_run`` is a
     digest of them), so a series whose class maps did not change is not rewritten.
     """
+    return write_series(class_paths, out_paths, RULE, {"isa_class": isa_class},
+                        lambda _window, stack: consistent_series(stack, isa_class))
+
+
+def write_series(class_paths: Sequence[str], out_paths: Sequence[str], rule: str,
+                 run_fields: Mapping[str, Any],
+                 fix: Callable[[Window, np.ndarray], np.ndarray]) -> dict[str, int]:
+    """Write a series' class COGs relabelled by a rule, block by block; pixels relabelled per map.
+
+    Args:
+        class_paths: the dates' class COGs, in date order, on one grid.
+        out_paths: where each date's relabelled map goes.
+        rule: the rule's text (each output's ``temporal_consistency`` tag).
+        run_fields: everything else the result depends on (with the rule and the inputs' run
+            hashes, digested into ``isamap_run``: a series whose inputs did not change is not
+            rewritten).
+        fix: ``(window, classes (T, h, w)) -> relabelled (T, h, w)``, one block.
+
+    Raises:
+        InputDataError: the class maps are not on one grid.
+    """
     sources = [rasterio.open(files.gdal_path(p)) for p in class_paths]
     try:
         first = sources[0]
@@ -106,7 +133,7 @@ def apply_to_maps(class_paths: Sequence[str], out_paths: Sequence[str],
                 raise InputDataError(f"{path} is not on the grid of {class_paths[0]}; a series "
                                      "must be mapped on one grid")
         runs = [ds.tags().get("isamap_run", "") for ds in sources]
-        run = json_digest({"rule": RULE, "inputs": runs, "isa_class": isa_class})
+        run = json_digest({**run_fields, "rule": rule, "inputs": runs})
         todo = [i for i, out in enumerate(out_paths) if not _current(out, run)]
         changed = {p: 0 for p in out_paths}
         if not todo:
@@ -123,7 +150,7 @@ def apply_to_maps(class_paths: Sequence[str], out_paths: Sequence[str],
             try:
                 for _, window in first.block_windows(1):
                     stack = np.stack([ds.read(1, window=window) for ds in sources])
-                    fixed = consistent_series(stack, isa_class)
+                    fixed = fix(window, stack)
                     for raw, i in zip(raws, todo, strict=True):
                         raw.write(fixed[i], 1, window=window)
                         changed[out_paths[i]] += int((fixed[i] != stack[i]).sum())
@@ -131,7 +158,7 @@ def apply_to_maps(class_paths: Sequence[str], out_paths: Sequence[str],
                 for raw in raws:
                     raw.close()
             for i in todo:
-                tags = {**sources[i].tags(), "isamap_run": run, "temporal_consistency": RULE,
+                tags = {**sources[i].tags(), "isamap_run": run, "temporal_consistency": rule,
                         "temporal_consistency_inputs": json.dumps(list(class_paths)),
                         "source": class_paths[i]}
                 files.put_output(functools.partial(maps.write_cog, work / f"{i}.tif",

@@ -31,6 +31,7 @@ from core.pipeline_options import RunnerConfig
 from core.storage import files
 from gee_export.ee.budget import check_max_eecu_hours
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS
+from inference.mapping.consistency import TEMPORAL_RULES, TemporalRule
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.keep import KeepRule
 from inference.predict.lattice import Lattice
@@ -179,8 +180,11 @@ class MapRequest:
         options: device, precision, memory format.
         progress: tqdm bars.
         temporal_consistency: make the series' class maps consistent over the dates before
-            change and area (:mod:`inference.mapping.consistency`; assumes built-up surface does
-            not return to pervious).
+            change and area, by this rule (None: not): ``monotone``
+            (:mod:`inference.mapping.consistency`; assumes built-up surface does not return to
+            pervious) or ``stretches`` (:mod:`inference.mapping.stretches`; one class where
+            the bands did not change, read from each date's stack, so only where the run
+            keeps one).
         scene_reading: ``LocalRecipe`` fields that replace the model's recorded ones when
             reading local scenes (``--scene-date``, ``--allow-l1c``, ``--s1-unit``...).
         change_margin: change between dates decided on both probabilities with this margin
@@ -233,7 +237,7 @@ class MapRequest:
     force_postprocess: bool = False
     options: RuntimeOptions = field(default_factory=RuntimeOptions)
     progress: bool = True
-    temporal_consistency: bool = False
+    temporal_consistency: TemporalRule | None = None
     scene_reading: tuple[tuple[str, Any], ...] = ()
     change_margin: float | None = None
     change_rule: ChangeRule | None = None
@@ -295,6 +299,14 @@ class MapRequest:
         if not self.spectral_threshold > 0 or not math.isfinite(self.spectral_threshold):
             raise ConfigError(f"--spectral-threshold must be a number > 0 (robust z-scores), "
                               f"got {self.spectral_threshold:g}")
+        if self.temporal_consistency not in (None, *TEMPORAL_RULES):
+            raise ConfigError(f"--temporal-consistency must be one of "
+                              f"{', '.join(TEMPORAL_RULES)}, got {self.temporal_consistency!r}")
+        if self.temporal_consistency == "stretches" and not self.keeps_stacks():
+            raise ConfigError("--temporal-consistency stretches reads each date's stack, and "
+                              "--backend ee --method pixels keeps none (tiles are fetched and "
+                              "dropped): use --method tasks or --backend local, or "
+                              "--temporal-consistency monotone")
         if self.change_rule != "spectral":
             return
         for clash, given in (("--change-margin", self.change_margin is not None),

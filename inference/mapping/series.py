@@ -43,6 +43,8 @@ from core.storage import atomic_path, atomic_write, files
 from core.storage.gdal_auth import gdal_env
 from inference.cog import maps
 from inference.mapping import consistency as consistency_rule
+from inference.mapping import stretches
+from inference.mapping.consistency import TemporalRule
 from inference.predict import change as change_rules
 from inference.predict import stats
 from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD
@@ -171,7 +173,7 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
 def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], out: str,
                     local: Path, zones: str | None, *, isa_class: int = 1,
                     zones_name: str | None = None,
-                    crs: Any = None, temporal_consistency: bool = False,
+                    crs: Any = None, temporal_consistency: TemporalRule | None = None,
                     change_margin: float = 0.0, change_rule: str = "margin",
                     spectral_threshold: float = DEFAULT_SPECTRAL_THRESHOLD,
                     stacks: Mapping[str, str | None] | None = None,
@@ -187,8 +189,9 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
         zones_name: the zones' property that names them (None: ``stats.zone_name``'s default).
         isa_class: index of the impervious class.
         crs: the maps' CRS (zones are reprojected to it).
-        temporal_consistency: make the class maps consistent over the dates first (see the
-            module docstring).
+        temporal_consistency: make the class maps consistent over the dates first by this
+            rule (the module docstring; ``stretches`` reads each date's stack, as the
+            spectral rule does).
         change_margin: with ``change_rule`` ``margin``: decide change on both dates'
             probabilities with this margin (0: the class maps differenced; not with
             ``temporal_consistency``, which works on classes).
@@ -208,9 +211,12 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
     prob_maps = {m: o.prediction.prob_path for m, o in mapped}
     consistency: dict[str, Any] = {"applied": bool(temporal_consistency)}
     if temporal_consistency:
-        class_maps, applied = _consistent_maps(class_maps, out, isa_class)
+        pairs = [_pair_stacks(a, b, stacks or {}, bands, prob_maps[a], spectral_threshold)
+                 .fitted() for a, b in itertools.pairwise(class_maps)] \
+            if temporal_consistency == "stretches" else None
+        class_maps, applied = _consistent_maps(class_maps, out, isa_class, prob_maps, pairs)
         consistency.update(applied)
-    area_rows = _area_rows(mapped, class_maps, zone_list, isa_class, temporal_consistency)
+    area_rows = _area_rows(mapped, class_maps, zone_list, isa_class, bool(temporal_consistency))
     spectral = change_rule == NAME and not temporal_consistency
     changes, change_rows = [], []
     for a, b in itertools.pairwise(class_maps):
@@ -218,7 +224,7 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
         product = change_product(class_maps[a], class_maps[b],
                                  f"{out.rstrip('/')}/change/{name}.tif",
                                  local / "change" / f"{name}.png", isa_class=isa_class,
-                                 date_from=a, date_to=b, consistent=temporal_consistency,
+                                 date_from=a, date_to=b, consistent=bool(temporal_consistency),
                                  margin=change_margin, probs=(prob_maps[a], prob_maps[b]),
                                  spectral=_pair_stacks(a, b, stacks or {}, bands, prob_maps[a],
                                                        spectral_threshold)
@@ -250,17 +256,24 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
                          change_csv, json_path, plot, tuple(area_rows), tuple(change_rows))
 
 
-def _consistent_maps(class_maps: Mapping[str, str], out: str, isa_class: int
+def _consistent_maps(class_maps: Mapping[str, str], out: str, isa_class: int,
+                     prob_maps: Mapping[str, str], pairs: Sequence[SpectralStacks] | None
                      ) -> tuple[dict[str, str], dict[str, Any]]:
     """The class maps made consistent over the dates, and what ``series.json`` says of it.
 
-    The consistent maps are written under ``<out>/consistent/``.
+    The consistent maps are written under ``<out>/consistent/``; with ``pairs`` (each
+    consecutive pair's stacks, fitted) by the stretches rule, else by the monotone one.
     """
     consistent = {m: f"{out.rstrip('/')}/consistent/isa_{m}_class.tif" for m in class_maps}
-    relabelled = consistency_rule.apply_to_maps(list(class_maps.values()),
-                                                list(consistent.values()), isa_class)
-    return consistent, {"rule": consistency_rule.RULE,
-                        "assumption": consistency_rule.ASSUMPTION,
+    if pairs is None:
+        relabelled = consistency_rule.apply_to_maps(list(class_maps.values()),
+                                                    list(consistent.values()), isa_class)
+        record = {"rule": consistency_rule.RULE, "assumption": consistency_rule.ASSUMPTION}
+    else:
+        relabelled = stretches.apply_to_maps(list(class_maps.values()), list(prob_maps.values()),
+                                             pairs, list(consistent.values()), isa_class)
+        record = stretches.describe(list(class_maps), pairs)
+    return consistent, {**record,
                         "class_maps": {m: p.removeprefix(out.rstrip("/") + "/")
                                        for m, p in consistent.items()},
                         "pixels_relabelled": {m: relabelled[p] for m, p in consistent.items()}}

@@ -52,6 +52,7 @@ def test_dry_run_prints_plan_manifests_and_app_offline(model, tmp_path, capsys):
     (["--change-rule", "spectral", "--method", "tasks", "--change-margin", "0.1"],
      "choose one"),
     (["--change-rule", "spectral", "--temporal-consistency"], "choose one"),
+    (["--temporal-consistency", "stretches"], "--method pixels keeps none"),
     (["--spectral-threshold", "0"], "--spectral-threshold must be a number > 0"),
     (["--spectral-threshold", "3"], "this run decides change by the margin rule"),
     (["--publish", ""], "--publish '' names no asset folder"),  # was dropped: no publication
@@ -240,6 +241,7 @@ def test_a_local_map_decides_change_by_the_spectral_rule_and_resumes_it(tmp_path
     import rasterio
 
     from gee_export.local.synthetic import generate_scene
+    from inference.mapping import stretches
     from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD, SPECTRAL_RULE
 
     scenes = tmp_path / "scenes"
@@ -282,6 +284,18 @@ def test_a_local_map_decides_change_by_the_spectral_rule_and_resumes_it(tmp_path
         assert ds.tags()["change_margin"] == "0.2" and "spectral_fit" not in ds.tags()
     assert json.loads((out / "series.json").read_text())["change_rule"] == "margin"
     assert str(tmp_path) not in Path(out / "series.json").read_text()
+    # the stretches rule reads the same stacks with the same fit; the dates are not redone
+    kept = run("--temporal-consistency", "stretches")
+    assert kept["temporal_consistency"] == "stretches" and kept["change_rule"] == "margin"
+    assert all(d["skipped"] for d in kept["dates"].values())
+    record = json.loads((out / "series.json").read_text())["temporal_consistency"]
+    assert record["rule"] == stretches.RULE and record["spectral_fits"] == {
+        "2019-06/2021-06": fit}
+    for month in ("2019-06", "2021-06"):
+        with rasterio.open(out / "consistent" / f"isa_{month}_class.tif") as ds:
+            assert ds.tags()["temporal_consistency"] == stretches.RULE
+    with rasterio.open(cog) as ds:
+        assert ds.tags()["temporal_consistency"] == "applied"
 
 
 def _landcover_model(path, grid):

@@ -6,16 +6,15 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError
+from experiments.change_figures import dates_rows, quality_rows
 from experiments.change_pairs import ARTIFICIAL, SLOVENIA, SLOVENIA_BANDS, load_scenes, main
 from experiments.change_series import (
     DOS_FLOOR,
     check_recipe,
     dark_object_subtraction,
     date_maps,
-    dates_rows,
     frozen_recipe,
     level_facts,
-    quality_rows,
     summarise_dates,
 )
 
@@ -73,9 +72,13 @@ def test_date_maps_score_each_date_on_both_inputs_and_their_agreement(shared_dat
     assert set(found) == {"L1C", "DOS", "same_class"} and len(found["same_class"]) == 3
     for name in ("L1C", "DOS"):
         assert len(found[name]["built_share"]) == 3 and found[name]["auc"][0] > 0.5
-        assert set(found[name]["stability"]) >= {"flip", "flipped_any", "consistent"}
+        assert set(found[name]["stability"]) >= {"flip", "flipped_any", "consistent",
+                                                 "stretches"}
+        kept = found[name]["stability"]["stretches"]
+        assert kept["flipped_any"] <= found[name]["stability"]["flipped_any"]
     summary = summarise_dates({"ndvi": [found, found]})
     assert summary["ndvi"]["L1C"]["auc"][1] == summary["ndvi"]["L1C"]["auc"][2]  # seeds alike
     rows = dates_rows(summary, ["a", "b", "c"])
-    assert [r[:2] for r in rows] == [("ndvi", "L1C"), ("ndvi", "DOS")] and len(rows[0]) == 9
+    assert [r[:2] for r in rows] == [("ndvi", "L1C"), ("ndvi", "DOS")] and len(rows[0]) == 11
+    assert "n/a" not in rows[0] and np.isfinite(summary["ndvi"]["L1C"]["stretches_f1"]).all()
     assert quality_rows(summary)[1][-1] == ""  # the agreement is shown once, on the L1C row

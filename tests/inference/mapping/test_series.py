@@ -344,7 +344,7 @@ def test_temporal_consistency_is_applied_on_request_and_recorded(series, tmp_pat
     plain = series_products(mapped, {}, str(tmp_path / "plain"), tmp_path / "plain",
                             request.zones, crs=grid.crs)
     kept = series_products(mapped, {}, str(tmp_path / "tc"), tmp_path / "tc", request.zones,
-                           crs=grid.crs, temporal_consistency=True)
+                           crs=grid.crs, temporal_consistency="monotone")
     record = json.loads(kept.json.read_text())["temporal_consistency"]
     assert record["applied"] is True and "loss" in record["assumption"]
     assert json.loads(plain.json.read_text())["temporal_consistency"] == {"applied": False}
@@ -417,7 +417,7 @@ def test_a_change_margin_decides_on_probabilities_and_is_recorded(series, tmp_pa
         [r.gain_km2 for r in plain.change_rows])
     assert sum(r.gain_km2 for r in margin.change_rows) > 0
     with pytest.raises(ConfigError, match="choose one"):
-        replace(request, change_margin=0.2, temporal_consistency=True)
+        replace(request, change_margin=0.2, temporal_consistency="monotone")
 
 
 @pytest.mark.parametrize(("zones", "months"), [(1, ["2019-06"]), (3, ["2017-06", "2019-06"]),
