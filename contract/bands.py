@@ -133,9 +133,14 @@ _ALIASES = {"B02": "B2", "B03": "B3", "B04": "B4", "B05": "B5", "B06": "B6", "B0
             "B08": "B8", "B8a": "B8A"}
 
 
+def canonical_band(name: str) -> str:
+    """A band's name as isamap writes it: Sentinel-2's zero-padded ``B02`` is ``B2``."""
+    return _ALIASES.get(name, name)
+
+
 def get_band(name: str) -> BandSpec:
     """Look up a band by name (Sentinel-2 zero-padded names such as ``B02`` are accepted)."""
-    key = _ALIASES.get(name, name)
+    key = canonical_band(name)
     try:
         return REGISTRY[key]
     except KeyError:

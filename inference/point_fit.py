@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from contract.bands import DEFAULT_IMAGE_BANDS, REGISTRY
+from contract.bands import DEFAULT_IMAGE_BANDS, REGISTRY, canonical_band
 from contract.dataset import read_manifest
 from core.errors import ConfigError, InputDataError, IsamapError
 from core.jsonsafe import dumps
@@ -130,7 +130,8 @@ class FitResult:
 def default_bands(path: str) -> tuple[str, ...]:
     """The image bands of a stack (Sentinel-1/2 and embedding bands), in file order."""
     names = stack_bands(path)
-    picked = tuple(n for n in names if n in REGISTRY and REGISTRY[n].sensor in IMAGE_SENSORS)
+    known = (canonical_band(n) for n in names)  # Sentinel-2's B02 is isamap's B2
+    picked = tuple(n for n in known if n in REGISTRY and REGISTRY[n].sensor in IMAGE_SENSORS)
     if not picked:
         raise InputDataError(f"--input {path} holds no image band isamap knows ({list(names)}); "
                              "name its bands as isamap-export does, or give --bands")

@@ -26,6 +26,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
+from contract.bands import canonical_band
 from core.errors import InputDataError
 from core.storage import files
 from core.storage.gdal_auth import gdal_env
@@ -65,24 +66,38 @@ def select_bands(descriptions: Sequence[str | None], names: Sequence[str],
         if len(order) != len(descriptions):
             raise InputDataError(f"--bands names {len(order)} bands but the input has "
                                  f"{len(descriptions)}; name every band in file order")
-        if all(d for d in descriptions) and list(descriptions) != order:
+        if all(d for d in descriptions) and [canonical_band(str(d)) for d in descriptions] \
+                != [canonical_band(b) for b in order]:
             raise InputDataError(
                 f"--bands {','.join(order)} contradicts the input's own band names "
                 f"{','.join(str(d) for d in descriptions)}; drop --bands (the names are used)")
         descriptions = order
     if all(d for d in descriptions):
-        lookup = {d: i + 1 for i, d in enumerate(descriptions)}
-        missing = [n for n in names if n not in lookup]
+        lookup = _by_name(descriptions)
+        missing = [n for n in names if canonical_band(n) not in lookup]
         if missing:
             raise InputDataError(
                 f"the input stack lacks band(s) {missing} the model needs; it has "
                 f"{list(descriptions)}. Export those bands or use a model trained on these.")
-        return [lookup[n] for n in names]
+        return [lookup[canonical_band(n)] for n in names]
     raise InputDataError(
         f"the input's {len(descriptions)} bands have no names (band descriptions), so their "
         f"order is unknown; if the file's order is the model's, say so with --bands "
         f"{','.join(names)} (Python: band_order=...), else name the bands with: rio edit-info "
         "--bidx N --description NAME FILE")
+
+
+def _by_name(descriptions: Sequence[str | None]) -> dict[str, int]:
+    """1-based band index by name as isamap writes it (``B02`` is ``B2``); one band per name."""
+    lookup: dict[str, int] = {}
+    for i, d in enumerate(descriptions):
+        name = canonical_band(str(d))
+        if name in lookup:
+            first = descriptions[lookup[name] - 1]
+            raise InputDataError(f"the input names band {name} twice ({first} and {d}); give "
+                                 "a stack with one band of each name")
+        lookup[name] = i + 1
+    return lookup
 
 
 def source_identity(source: str | RasterSource) -> str:

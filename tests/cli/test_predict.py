@@ -92,6 +92,30 @@ def test_predict_applies_the_model_files_temperature(small_stack, tmp_path):
     assert np.quantile(gap, 0.99) < 0.05
 
 
+def test_sentinel2_zero_padded_band_names_map_as_isamaps_own(model_file, tmp_path, capsys):
+    """A stack whose bands are named as ESA and most archives name them (B02, B03, B04, B08)
+    maps as the same stack named B2..B8 does, bit for bit; a stack naming one band twice is
+    refused in one line."""
+    data = smooth_stack(60, 70)
+    ours = write_stack(tmp_path / "ours.tif", data)
+    theirs = write_stack(tmp_path / "theirs.tif", data,
+                         bands=("B02", "B03", "B04", "B08", "VV", "VH"))
+    maps = []
+    for stack in (ours, theirs):
+        out = tmp_path / stack.stem / "isa"
+        assert predict_main(["--model", str(model_file), "--input", str(stack), "--out",
+                             str(out), "--quiet", "--precision", "fp32"]) == 0
+        with rasterio.open(f"{out}_prob.tif") as ds:
+            maps.append(ds.read(1))
+    assert np.array_equal(maps[0], maps[1])
+    twice = write_stack(tmp_path / "twice.tif", smooth_stack(60, 70, count=7),
+                        bands=("B2", "B02", "B3", "B4", "B8", "VV", "VH"))
+    assert predict_main(["--model", str(model_file), "--input", str(twice), "--out",
+                         str(tmp_path / "t" / "isa"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "names band B2 twice (B2 and B02)" in err and "Traceback" not in err
+
+
 def test_predict_cli_reports_bad_input_without_a_traceback(model_file, tmp_path, capsys):
     stack = write_stack(tmp_path / "s.tif", smooth_stack(40, 40, count=4), bands=BANDS[:4])
     code = predict_main(["--model", str(model_file), "--input", str(stack), "--out",

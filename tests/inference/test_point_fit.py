@@ -65,3 +65,16 @@ def test_fitted_model_maps_streamed_and_in_a_beam_pipeline(tmp_path, ee_offline)
             maps.append(src.read(1))
     assert np.array_equal(maps[0], maps[1])
     assert 0.2 < float((maps[0] == 1).mean()) < 0.8  # a map of both classes
+
+
+def test_the_default_bands_read_sentinel2_zero_padded_names_as_isamaps(tmp_path):
+    """A stack named as ESA names Sentinel-2's bands (B01..B12, B8A) gives every band isamap
+    knows, named as isamap names them; none is dropped for its spelling."""
+    from inference.point_fit import default_bands
+    from tests.support.rasters import smooth_stack, write_stack
+
+    names = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+    stack = write_stack(tmp_path / "l2a.tif", smooth_stack(20, 20, count=len(names)),
+                        bands=names)
+    assert default_bands(str(stack)) == ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A",
+                                         "B11", "B12")
