@@ -25,6 +25,18 @@ from core.errors import ConfigError, InputDataError
 from core.jsonsafe import dumps
 from core.months import check_month
 
+#: the stack GeoTIFF's tag holding its month (``YYYY-MM``), as both backends write it
+MONTH_TAG = "MONTH"
+
+
+def recorded_month(tags: dict[str, str]) -> str | None:
+    """The month a stack's tags record (None: none, or not a ``YYYY-MM``)."""
+    month = tags.get(MONTH_TAG) or None
+    try:
+        return check_month(month) if month else None
+    except ConfigError:
+        return None
+
 
 @dataclass(frozen=True)
 class StackPaths:

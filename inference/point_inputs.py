@@ -32,6 +32,7 @@ import rasterio
 from rasterio.warp import transform as warp_transform
 from rasterio.windows import Window
 
+from contract.stack import recorded_month
 from core.digest import text_sha256
 from core.errors import ConfigError, InputDataError
 from core.storage import files
@@ -123,7 +124,7 @@ def open_input(path: str, bands: Sequence[str]) -> StackInput:
                                      "wrote (stacks/stack_<month>_image.tif)")
             indexes = select_bands(src.descriptions, bands)
             return StackInput(path, src.crs.to_string(), src.transform, src.width, src.height,
-                              tuple(indexes), src.tags().get("MONTH"))
+                              tuple(indexes), recorded_month(src.tags()))
     except rasterio.errors.RasterioIOError as exc:
         raise InputDataError(f"--input {path} cannot be read as a raster ({exc})") from None
 

@@ -30,6 +30,7 @@ import numpy as np
 from contract.geotiff import write_geotiff
 from contract.grid import Grid, Window
 from contract.regions import parse_bbox
+from contract.stack import MONTH_TAG
 from core.errors import ConfigError
 from core.progress import progress_bar
 from gee_export.ee.export import fetch_window
@@ -105,7 +106,7 @@ def ee_stack(session: Any, grid: Grid, month: str, bands: Sequence[str],
         data[:, w.row_off:w.row_end, w.col_off:w.col_end] = tile
     path = out / f"stack_{month}_image.tif"
     write_geotiff(path, data, grid.transform, grid.crs, np.nan, descriptions=list(bands),
-                  tags={"MONTH": month, "BACKEND": "ee"})
+                  tags={MONTH_TAG: month, "BACKEND": "ee"})
     sources = {"s2_window": date.s2_window.to_dict() if date.s2_window else None,
                "s1_window": date.s1_window.to_dict()}
     return str(path), record(grid, "ee", recipe.to_dict(), bands, month, sources)

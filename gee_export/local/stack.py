@@ -34,7 +34,7 @@ from contract.bands import check_fine_scale
 from contract.composite import DEFAULT_SPECKLE, SpeckleFilter, check_speckle_filter
 from contract.grid import Grid
 from contract.label_schemes import check_product_band
-from contract.stack import StackPaths
+from contract.stack import MONTH_TAG, StackPaths
 from core.digest import canonical_json, combined_digest
 from core.errors import ConfigError, EmptyCompositeError, InputDataError
 from core.months import check_month
@@ -259,7 +259,7 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
         "fine_scale": fine_scale})
     stack = _stack_paths(Path(out_dir), grid, names, month, fine_scale, signature)
     tags = {"ISAMAP_RECIPE": signature, FINGERPRINT_TAG: stack.fingerprint or "",
-            "MONTH": month, "BACKEND": "local"}
+            MONTH_TAG: month, "BACKEND": "local"}
     if any(dict(sc.tags).get("SYNTHETIC", "").lower() == "yes" for sc in (*s2, *s1)):
         tags["SYNTHETIC"] = "yes"  # synthetic inputs stay labelled synthetic downstream
     return LocalStackPlan(stack, signature, recipe, mapping, s2, s2_bands, s1, s1_bands,

@@ -23,6 +23,7 @@ import rasterio.errors
 from affine import Affine
 
 from contract.bands import is_code_band
+from contract.stack import recorded_month
 from core.errors import InputDataError
 from core.storage import files
 from inference.cog import maps
@@ -75,6 +76,7 @@ def change_inputs(job: PredictJob, stack: RasterSource, meta: ModelMeta,
     if not job.compare_with:
         return ChangeInputs(notes=notes)
     grid = check_compare_with(job.compare_with, stack, meta)
+    check_date_order(job)
     if job.earlier_stack:
         path = input_path(stack)
         if path is None:
@@ -89,6 +91,30 @@ def change_inputs(job: PredictJob, stack: RasterSource, meta: ModelMeta,
     if job.change_margin > 0:
         return ChangeInputs(earlier_probability(job.compare_with), notes=notes)
     return ChangeInputs(notes=notes)
+
+
+def check_date_order(job: PredictJob) -> None:
+    """Refuse an earlier date recorded as later than this one: gain and loss would swap.
+
+    This date's month is the job's (``--month``, else its stack's); the earlier one is what
+    ``--earlier-stack`` records, else the ``--compare-with`` map's. Either unknown: no check.
+
+    Raises:
+        InputDataError: the earlier date is later than this one.
+    """
+    if not job.month:
+        return
+    earlier, flag = None, "--compare-with"
+    if job.earlier_stack:
+        with files.open_raster(job.earlier_stack) as ds:
+            earlier, flag = recorded_month(ds.tags()), "--earlier-stack"
+    if earlier is None and job.compare_with:
+        with files.open_raster(job.compare_with) as ds:
+            earlier = ds.tags().get("month") or None
+    if earlier is not None and earlier > job.month:
+        raise InputDataError(f"{flag} is of {earlier}, later than this date ({job.month}): a "
+                             "change map runs from the earlier date to the later one, so "
+                             "predict the later stack and compare it with the earlier map")
 
 
 def _local(path: str) -> str:

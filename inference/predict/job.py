@@ -8,11 +8,13 @@ file is checked by :meth:`PredictJob.check` before anything is opened or loaded.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from contract.stack import MONTH_TAG, recorded_month
 from core.errors import InputDataError
 from core.months import check_month
 from inference.cog.stream import cog_writer
@@ -121,3 +123,23 @@ class PredictJob:
         if self.earlier_stack and not self.compare_with:
             raise InputDataError("--earlier-stack decides a change map: give --compare-with "
                                  "EARLIER_class.tif too")
+
+
+def with_stack_month(job: PredictJob, stack: Any) -> PredictJob:
+    """``job`` with the month its opened input records, where ``--month`` gave none.
+
+    A stack the backends wrote records its month (:data:`contract.stack.MONTH_TAG`); another
+    input records none and the job keeps its own.
+
+    Raises:
+        InputDataError: ``--month`` names another month than the stack records.
+    """
+    tags = getattr(stack, "tags", None)
+    recorded = recorded_month(tags()) if callable(tags) else None
+    if recorded is None:
+        return job
+    if job.month is not None and job.month != recorded:
+        raise InputDataError(f"--month {job.month}, but the input stack is of {recorded} (its "
+                             f"{MONTH_TAG} tag); give the stack of {job.month}, or leave "
+                             "--month out")
+    return dataclasses.replace(job, month=recorded)

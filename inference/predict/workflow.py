@@ -31,7 +31,7 @@ from inference.predict.change_inputs import ChangeInputs, change_inputs, predict
 from inference.predict.config import PredictConfig
 from inference.predict.expected_inputs import check_input
 from inference.predict.input_stack import open_input
-from inference.predict.job import PredictJob
+from inference.predict.job import PredictJob, with_stack_month
 from inference.predict.keep_inputs import check_input_product, check_product, settle
 from inference.predict.postprocess import check_postprocess
 from inference.predict.raster import PredictionResult, predict_raster
@@ -107,6 +107,7 @@ def predict(job: PredictJob) -> Outputs:
     """
     job.check()
     with open_input(job.stack) as stack:
+        job = with_stack_month(job, stack)  # --month, else the stack's own
         stats.load_zones(job.zones, stack.crs, job.zones_name)  # a bad zones file: no tile
         config = job.predict_config
         if config.postprocess == "keep" and config.keep is not None:

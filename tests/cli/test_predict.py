@@ -116,6 +116,42 @@ def test_sentinel2_zero_padded_band_names_map_as_isamaps_own(model_file, tmp_pat
     assert "names band B2 twice (B2 and B02)" in err and "Traceback" not in err
 
 
+def _of_month(path, month: str):
+    with rasterio.open(path, "r+") as ds:
+        ds.update_tags(MONTH=month)
+    return path
+
+
+def test_the_month_is_the_stacks_own_and_dates_run_forward(model_file, tmp_path, capsys):
+    """A stack recording its month gives it to the maps (no --month needed); a --month that
+    contradicts it is refused, and so is a change map whose earlier date is the later one
+    (its gain would be reported as loss)."""
+    data = smooth_stack(60, 70)
+    early = _of_month(write_stack(tmp_path / "s2019.tif", data), "2019-06")
+    late = _of_month(write_stack(tmp_path / "s2021.tif", data * 1.1), "2021-06")
+    common = ["--model", str(model_file), "--quiet", "--precision", "fp32"]
+    assert predict_main([*common, "--input", str(late), "--out", str(tmp_path / "b" / "isa")]) \
+        == 0
+    with rasterio.open(tmp_path / "b" / "isa_class.tif") as ds:
+        assert ds.tags()["month"] == "2021-06"
+    assert predict_main([*common, "--input", str(late), "--month", "2019-06", "--out",
+                         str(tmp_path / "x" / "isa")]) == 2
+    err = capsys.readouterr().err
+    assert "--month 2019-06, but the input stack is of 2021-06" in err and not (
+        tmp_path / "x").exists()
+    later_map = str(tmp_path / "b" / "isa_class.tif")
+    for extra in ([], ["--earlier-stack", str(late)]):
+        assert predict_main([*common, "--input", str(early), "--compare-with", later_map,
+                             *extra, "--out", str(tmp_path / "c" / "isa")]) == 2
+        err = capsys.readouterr().err
+        assert "of 2021-06, later than this date (2019-06)" in err and "Traceback" not in err
+    assert predict_main([*common, "--input", str(early), "--out", str(tmp_path / "a" / "isa")]) \
+        == 0
+    assert predict_main([*common, "--input", str(late), "--compare-with",
+                         str(tmp_path / "a" / "isa_class.tif"), "--earlier-stack", str(early),
+                         "--out", str(tmp_path / "d" / "isa")]) == 0
+
+
 def test_predict_cli_reports_bad_input_without_a_traceback(model_file, tmp_path, capsys):
     stack = write_stack(tmp_path / "s.tif", smooth_stack(40, 40, count=4), bands=BANDS[:4])
     code = predict_main(["--model", str(model_file), "--input", str(stack), "--out",
