@@ -271,10 +271,12 @@ def map_request(args: argparse.Namespace, model: Callable[[], LoadedModel]) -> M
                                   overwrite=args.overwrite, wait=args.wait),
         dry_run=args.dry_run, latency_s=args.latency, runner=_runner(args),
         max_eecu_hours=args.max_eecu_hours)
-    if args.spectral_threshold is not None and request.rule() != "spectral":
-        raise ConfigError(f"--spectral-threshold is the spectral change rule's, and this run "
-                          f"decides change by the {request.rule()} rule; drop it, or ask for "
-                          "--change-rule spectral where the run keeps each date's stack")
+    if args.spectral_threshold is not None and request.rule() != "spectral" \
+            and request.temporal_consistency != "stretches":
+        raise ConfigError(f"--spectral-threshold is the spectral change rule's (and "
+                          f"--temporal-consistency stretches'), and this run decides change by "
+                          f"the {request.rule()} rule; drop it, or ask for --change-rule "
+                          "spectral where the run keeps each date's stack")
     return request
 
 

@@ -244,8 +244,8 @@ def stretch_cuts(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     (:func:`inference.predict.change.fit_spectral_change`), above the spectral rule's default
     threshold; a NaN magnitude cuts too.
     """
-    return [~(change.spectral_magnitude(b, a, change.fit_spectral_change(b, a))
-              <= change.DEFAULT_SPECTRAL_THRESHOLD) for a, b in pairwise(inputs)]
+    return [change.spectral_changed(change.spectral_magnitude(b, a, change.fit_spectral_change(
+        b, a)), change.DEFAULT_SPECTRAL_THRESHOLD) for a, b in pairwise(inputs)]
 
 
 def _spread(values: Sequence[float]) -> list[float]:

@@ -37,6 +37,7 @@ from rasterio.windows import Window
 
 from core.digest import json_digest
 from core.errors import InputDataError
+from core.shareable import shareable_path
 from core.storage import files
 from inference.cog import maps
 from inference.cog.maps import NODATA
@@ -110,7 +111,8 @@ def apply_to_maps(class_paths: Sequence[str], out_paths: Sequence[str],
 
 def write_series(class_paths: Sequence[str], out_paths: Sequence[str], rule: str,
                  run_fields: Mapping[str, Any],
-                 fix: Callable[[Window, np.ndarray], np.ndarray]) -> dict[str, int]:
+                 fix: Callable[[Window, np.ndarray], np.ndarray],
+                 extra_tags: Callable[[], Mapping[str, str]] = dict) -> dict[str, int]:
     """Write a series' class COGs relabelled by a rule, block by block; pixels relabelled per map.
 
     Args:
@@ -119,8 +121,9 @@ def write_series(class_paths: Sequence[str], out_paths: Sequence[str], rule: str
         rule: the rule's text (each output's ``temporal_consistency`` tag).
         run_fields: everything else the result depends on (with the rule and the inputs' run
             hashes, digested into ``isamap_run``: a series whose inputs did not change is not
-            rewritten).
+            rewritten, and its counts are read back from its tags).
         fix: ``(window, classes (T, h, w)) -> relabelled (T, h, w)``, one block.
+        extra_tags: what else each output records, asked once the blocks are written.
 
     Raises:
         InputDataError: the class maps are not on one grid.
@@ -134,45 +137,64 @@ def write_series(class_paths: Sequence[str], out_paths: Sequence[str], rule: str
                                      "must be mapped on one grid")
         runs = [ds.tags().get("isamap_run", "") for ds in sources]
         run = json_digest({**run_fields, "rule": rule, "inputs": runs})
-        todo = [i for i, out in enumerate(out_paths) if not _current(out, run)]
-        changed = {p: 0 for p in out_paths}
-        if not todo:
-            return changed
-        parent = Path(out_paths[0]).parent if not files.is_gcs(out_paths[0]) else Path.cwd()
-        parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".isamap-consistent-", dir=parent))
-        try:
-            profile = {"driver": "GTiff", "width": first.width, "height": first.height,
-                       "count": 1, "dtype": "uint8", "crs": first.crs,
-                       "transform": first.transform, "nodata": NODATA, "tiled": True,
-                       "blockxsize": maps.BLOCK, "blockysize": maps.BLOCK, "compress": "ZSTD"}
-            raws = [rasterio.open(work / f"{i}.tif", "w", **profile) for i in todo]
-            try:
-                for _, window in first.block_windows(1):
-                    stack = np.stack([ds.read(1, window=window) for ds in sources])
-                    fixed = fix(window, stack)
-                    for raw, i in zip(raws, todo, strict=True):
-                        raw.write(fixed[i], 1, window=window)
-                        changed[out_paths[i]] += int((fixed[i] != stack[i]).sum())
-            finally:
-                for raw in raws:
-                    raw.close()
-            for i in todo:
-                tags = {**sources[i].tags(), "isamap_run": run, "temporal_consistency": rule,
-                        "temporal_consistency_inputs": json.dumps(list(class_paths)),
-                        "source": class_paths[i]}
-                files.put_output(functools.partial(maps.write_cog, work / f"{i}.tif",
-                                                   kind="class", tags=tags), out_paths[i], work)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        recorded = {out: _recorded(out, run) for out in out_paths}
+        todo = [i for i, out in enumerate(out_paths) if recorded[out] is None]
+        changed = {out: count or 0 for out, count in recorded.items()}
+        if todo:
+            changed.update(_write(sources, class_paths, [out_paths[i] for i in todo], todo,
+                                  fix, lambda: {"isamap_run": run, "temporal_consistency": rule,
+                                                **extra_tags()}))
     finally:
         for ds in sources:
             ds.close()
     return changed
 
 
-def _current(path: str, run: str) -> bool:
+def _write(sources: Sequence[Any], class_paths: Sequence[str], outs: Sequence[str],
+           dates: Sequence[int], fix: Callable[[Window, np.ndarray], np.ndarray],
+           tags: Callable[[], Mapping[str, str]]) -> dict[str, int]:
+    """Write the relabelled maps of ``dates`` (indexes of ``sources``) at ``outs``; counts."""
+    first = sources[0]
+    parent = Path(outs[0]).parent if not files.is_gcs(outs[0]) else Path.cwd()
+    parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".isamap-consistent-", dir=parent))
+    changed = dict.fromkeys(outs, 0)
+    try:
+        profile = {"driver": "GTiff", "width": first.width, "height": first.height,
+                   "count": 1, "dtype": "uint8", "crs": first.crs,
+                   "transform": first.transform, "nodata": NODATA, "tiled": True,
+                   "blockxsize": maps.BLOCK, "blockysize": maps.BLOCK, "compress": "ZSTD"}
+        raws = [rasterio.open(work / f"{i}.tif", "w", **profile) for i in dates]
+        try:
+            for _, window in first.block_windows(1):
+                stack = np.stack([ds.read(1, window=window) for ds in sources])
+                fixed = fix(window, stack)
+                for raw, i, out in zip(raws, dates, outs, strict=True):
+                    raw.write(fixed[i], 1, window=window)
+                    changed[out] += int((fixed[i] != stack[i]).sum())
+        finally:
+            for raw in raws:
+                raw.close()
+        shared = dict(tags())
+        for i, out in zip(dates, outs, strict=True):
+            here = out.rsplit("/", 1)[0] if "/" in out else "."
+            named = [shareable_path(p, here) for p in class_paths]  # no path of this machine
+            own = {**sources[i].tags(), **shared, "pixels_relabelled": str(changed[out]),
+                   "temporal_consistency_inputs": json.dumps(named), "source": named[i]}
+            files.put_output(functools.partial(maps.write_cog, work / f"{i}.tif",
+                                               kind="class", tags=own), out, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return changed
+
+
+def _recorded(path: str, run: str) -> int | None:
+    """The pixels a current output records as relabelled (None: missing or of another run)."""
     if not files.exists(path):
-        return False
+        return None
     with rasterio.open(files.gdal_path(path)) as ds:
-        return ds.tags().get("isamap_run") == run
+        tags = ds.tags()
+    if tags.get("isamap_run") != run:
+        return None
+    count = tags.get("pixels_relabelled", "")
+    return int(count) if count.isdigit() else 0

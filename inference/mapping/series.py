@@ -9,11 +9,12 @@ Given the per-date predictions of :func:`inference.mapping.dates.map_dates`, thi
   to, stable, gain, loss, net km²) and ``series.json`` holding both and the skipped dates;
 - ``series_area.png``: ISA km² over time, one line per zone.
 
-With ``temporal_consistency`` the class maps are first made consistent over the dates
-(:mod:`inference.mapping.consistency`: built-up surface is assumed not to return to pervious),
-written to ``<out>/consistent/``, and the change maps and both tables are made from them; the
-change COGs' tags, the change table's ``temporal_consistency`` column and ``series.json`` say
-whether the rule was applied.
+With ``temporal_consistency`` the class maps are first made consistent over the dates by its
+rule (``monotone``, :mod:`inference.mapping.consistency`: built-up surface does not return to
+pervious; ``stretches``, :mod:`inference.mapping.stretches`: one class where the bands did not
+change), written to ``<out>/consistent/``, and the change maps and both tables are made from
+them; the change COGs' tags and the change table's ``temporal_consistency`` column say whether
+a rule was applied, ``series.json`` and the consistent maps' tags which.
 
 Change is decided by one of three rules, named in the change COGs' tags and ``series.json``
 (``change_rule``): ``spectral`` (both dates' stacks decide whether a pixel changed, the
@@ -31,39 +32,25 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import date
 from pathlib import Path
 from typing import Any
 
-from contract.quicklook import titled
 from core.errors import InputDataError
-from core.storage import atomic_path, atomic_write, files
+from core.storage import atomic_write, files
 from core.storage.gdal_auth import gdal_env
 from inference.cog import maps
 from inference.mapping import consistency as consistency_rule
 from inference.mapping import stretches
 from inference.mapping.consistency import TemporalRule
+from inference.mapping.series_area import SeriesAreaRow, plot_area
 from inference.predict import change as change_rules
 from inference.predict import stats
 from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.spectral_stacks import NAME, SpectralStacks, spectral_stacks
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SeriesAreaRow:
-    """ISA area of one zone at one date (km²)."""
-
-    zone: str
-    date: str
-    isa_km2: float
-    isa_probability_km2: float | None
-    valid_km2: float
-    nodata_km2: float
-    isa_fraction: float
 
 
 @dataclass(frozen=True)
@@ -211,10 +198,10 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
     prob_maps = {m: o.prediction.prob_path for m, o in mapped}
     consistency: dict[str, Any] = {"applied": bool(temporal_consistency)}
     if temporal_consistency:
-        pairs = [_pair_stacks(a, b, stacks or {}, bands, prob_maps[a], spectral_threshold)
-                 .fitted() for a, b in itertools.pairwise(class_maps)] \
-            if temporal_consistency == "stretches" else None
-        class_maps, applied = _consistent_maps(class_maps, out, isa_class, prob_maps, pairs)
+        class_maps, applied = _consistent_maps(
+            class_maps, out, isa_class, prob_maps, temporal_consistency,
+            lambda a, b: _pair_stacks(a, b, stacks or {}, bands, prob_maps[a],
+                                      spectral_threshold, "--temporal-consistency monotone"))
         consistency.update(applied)
     area_rows = _area_rows(mapped, class_maps, zone_list, isa_class, bool(temporal_consistency))
     spectral = change_rule == NAME and not temporal_consistency
@@ -230,12 +217,8 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
                                                        spectral_threshold)
                                  if spectral else None)
         changes.append(product)
-        change_rows += [SeriesChangeRow(row.zone, a, b, row.stable_isa_km2, row.gain_km2,
-                                        row.loss_km2, row.net_change_km2, row.valid_km2,
-                                        bool(temporal_consistency), row.isa_from_km2,
-                                        row.isa_to_km2)
-                        for row in stats.change_area(product.cog, zone_list,
-                                                     (class_maps[a], class_maps[b]), isa_class)]
+        change_rows += _change_rows(product, zone_list, (class_maps[a], class_maps[b]),
+                                    isa_class, bool(temporal_consistency))
     area_csv, change_csv = local / "series_area.csv", local / "series_change.csv"
     stats.write_table(area_rows, None, area_csv)
     stats.write_table(change_rows, None, change_csv)
@@ -256,23 +239,35 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
                          change_csv, json_path, plot, tuple(area_rows), tuple(change_rows))
 
 
-def _consistent_maps(class_maps: Mapping[str, str], out: str, isa_class: int,
-                     prob_maps: Mapping[str, str], pairs: Sequence[SpectralStacks] | None
-                     ) -> tuple[dict[str, str], dict[str, Any]]:
-    """The class maps made consistent over the dates, and what ``series.json`` says of it.
+def _change_rows(product: ChangeProduct, zone_list: list, classes: tuple[str, str],
+                 isa_class: int, consistent: bool) -> list[SeriesChangeRow]:
+    """The change table's rows of one pair: each zone's stable, gained and lost ISA."""
+    return [SeriesChangeRow(row.zone, product.date_from, product.date_to, row.stable_isa_km2,
+                            row.gain_km2, row.loss_km2, row.net_change_km2, row.valid_km2,
+                            consistent, row.isa_from_km2, row.isa_to_km2)
+            for row in stats.change_area(product.cog, zone_list, classes, isa_class)]
 
-    The consistent maps are written under ``<out>/consistent/``; with ``pairs`` (each
-    consecutive pair's stacks, fitted) by the stretches rule, else by the monotone one.
+
+def _consistent_maps(class_maps: Mapping[str, str], out: str, isa_class: int,
+                     prob_maps: Mapping[str, str], rule: TemporalRule,
+                     pair: Callable[[str, str], SpectralStacks]
+                     ) -> tuple[dict[str, str], dict[str, Any]]:
+    """The class maps made consistent over the dates by ``rule``, and what ``series.json`` says.
+
+    The consistent maps are written under ``<out>/consistent/``; ``pair(a, b)``: the stacks of
+    two consecutive dates, checked (the stretches rule reads them).
     """
     consistent = {m: f"{out.rstrip('/')}/consistent/isa_{m}_class.tif" for m in class_maps}
-    if pairs is None:
+    if rule == "monotone":
         relabelled = consistency_rule.apply_to_maps(list(class_maps.values()),
                                                     list(consistent.values()), isa_class)
         record = {"rule": consistency_rule.RULE, "assumption": consistency_rule.ASSUMPTION}
     else:
+        pairs = [pair(a, b) for a, b in itertools.pairwise(class_maps)]
         relabelled = stretches.apply_to_maps(list(class_maps.values()), list(prob_maps.values()),
                                              pairs, list(consistent.values()), isa_class)
-        record = stretches.describe(list(class_maps), pairs)
+        record = stretches.describe(list(class_maps), next(iter(consistent.values())),
+                                    pairs[0].threshold if pairs else None)
     return consistent, {**record,
                         "class_maps": {m: p.removeprefix(out.rstrip("/") + "/")
                                        for m, p in consistent.items()},
@@ -294,104 +289,17 @@ def _area_rows(mapped: Sequence[tuple[str, Any]], class_maps: Mapping[str, str],
 
 
 def _pair_stacks(a: str, b: str, stacks: Mapping[str, str | None], bands: Sequence[str],
-                 prob: str, threshold: float) -> SpectralStacks:
-    """The stacks of dates ``a`` and ``b``, checked against the probability map ``prob``'s grid."""
+                 prob: str, threshold: float, other: str = "--change-rule margin"
+                 ) -> SpectralStacks:
+    """The stacks of dates ``a`` and ``b``, checked against the probability map ``prob``'s grid.
+
+    ``other``: what to choose instead when a stack is missing.
+    """
     missing = [m for m in (a, b) if not stacks.get(m)]
     if missing:
-        raise InputDataError(f"the spectral change rule reads each date's stack, and the run "
-                             f"kept none for {', '.join(missing)}; choose --change-rule margin")
+        raise InputDataError(f"the spectral magnitude is read from each date's stack, and the "
+                             f"run kept none for {', '.join(missing)}; choose {other}")
     with files.open_raster(prob) as ds:
         grid = (ds.height, ds.width), ds.transform, ds.crs
     return spectral_stacks(str(stacks[a]), str(stacks[b]), bands, *grid, threshold=threshold,
                            names=(f"the {a} stack", f"the {b} stack"))
-
-
-def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
-    """ISA km² over time: one line per zone, every mapped date marked and labelled on the axis.
-
-    The area axis starts at zero, so a line's slope shows the change relative to the area.
-
-    Zones are named in the legend (the largest 15 when there are more; every value is in
-    ``series_area.csv``), so the plot reads on its own. Around each line a shaded band spans
-    the class map's area (the line) and the probability-weighted area (``isa_probability_km2``,
-    the area the calibrated probabilities expect): how much the area depends on the pixels the
-    model is unsure of. It is the model's own spread, not a sampling interval (an accuracy
-    assessment's area estimate gives that: docs/accuracy.md); dates without the weighted area
-    (temporal consistency relabels classes only) have no band.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    zones: dict[str, list[SeriesAreaRow]] = {}
-    for row in rows:
-        zones.setdefault(row.zone, []).append(row)
-    months = sorted({row.date for row in rows})
-    shown = sorted(zones, key=lambda z: -max(r.isa_km2 or 0.0 for r in zones[z]))[:15]
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    banded = False
-    for zone in shown:
-        items = sorted(zones[zone], key=lambda r: r.date)
-        # matplotlib takes dates through its unit converters; its stubs type only numbers
-        when: list[Any] = [_mid_month(r.date) for r in items]
-        km2 = [r.isa_km2 for r in items]
-        (line,) = ax.plot(when, km2, marker="o", label=zone)
-        banded = _band(ax, when, items, line.get_color()) or banded
-        if len(shown) <= 5 and len(items) <= 12:  # few points: each value written beside it
-            for x, y in zip(when, km2, strict=True):
-                if y is not None:
-                    ax.annotate(f"{y:,.2f}", (x, y), textcoords="offset points", xytext=(0, 6),
-                                ha="center", fontsize=7)
-    ticks: list[Any] = [_mid_month(m) for m in months]
-    ax.set_xticks(ticks, months, rotation=30 if len(months) > 4 else 0, ha="right"
-                  if len(months) > 4 else "center")
-    if len(ticks) == 1:
-        lo: Any = date.fromordinal(ticks[0].toordinal() - 60)
-        hi: Any = date.fromordinal(ticks[0].toordinal() + 60)
-        ax.set_xlim(lo, hi)
-    ax.set_xlabel("mapped date (monthly composite)")
-    ax.set_ylabel("impervious surface area (km²)")
-    span = f"{months[0]} to {months[-1]}" if months else "no mapped date"
-    ax.set_title(titled(f"Impervious surface area per zone, {span}"))
-    # from zero: the maps' areas carry no interval, and a zoomed axis (20.94-21.06 km²) draws
-    # a 0.5 % change as a steep rise
-    highest = max((max(r.isa_km2 or 0.0, r.isa_probability_km2 or 0.0)
-                   for z in shown for r in zones[z]), default=0.0)
-    ax.set_ylim(0.0, highest * 1.15 if highest > 0 else 1.0)
-    ax.grid(alpha=0.3)
-    if banded:
-        fig.text(0.01, 0.01, "line: the class map's area; shaded: up to the probability-weighted "
-                 "area (the model's spread, not a sampling interval)", fontsize=7, ha="left",
-                 va="bottom")
-    if shown:
-        more = len(zones) - len(shown)
-        ax.legend(title="zone" if not more else f"zone (largest {len(shown)} of {len(zones)})",
-                  fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
-    fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return png
-
-
-def _band(ax: Any, when: list[Any], items: Sequence[SeriesAreaRow], colour: Any) -> bool:
-    """Shade from each date's class-map area to its probability-weighted area; whether any."""
-    band = [(x, r.isa_km2, r.isa_probability_km2) for x, r in zip(when, items, strict=True)
-            if r.isa_km2 is not None and r.isa_probability_km2 is not None]
-    if not band:
-        return False
-    xs = [x for x, _, _ in band]
-    lows = [min(y, w) for _, y, w in band]
-    highs = [max(y, w) for _, y, w in band]
-    if len(band) == 1:  # one date: the span as an error bar
-        y = band[0][1]
-        ax.errorbar(xs, [y], yerr=[[y - lows[0]], [highs[0] - y]], color=colour, capsize=4,
-                    linewidth=1)
-    else:
-        ax.fill_between(xs, lows, highs, color=colour, alpha=0.18, linewidth=0)
-    return True
-
-
-def _mid_month(month: str) -> date:
-    return date(int(month[:4]), int(month[5:7]), 15)

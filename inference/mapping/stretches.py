@@ -10,11 +10,13 @@ consecutive dates scored against the scene's own fit, :mod:`inference.predict.sp
 Each pixel's dates are cut into *stretches* wherever its bands changed between two
 consecutive dates (magnitude above the threshold), and at every date without data (a stretch
 never spans a cloud: nothing is seen through it). Within a stretch whose dates' class maps
-disagree, every date takes the class of the stretch's mean impervious probability (impervious
-where it is at least 0.5); a stretch whose dates agree keeps its classes. So a date's map
-changes from the one before only where its bands changed too. A pixel relabelled pervious takes
-the non-impervious class of its nearest date that has one (multi-class maps keep their
-classes); nodata stays nodata.
+disagree on impervious, every date takes the stretch's decision: impervious where its mean
+impervious probability is above one half (as a binary map decides; a multi-class map's
+impervious class is its arg-max, so there the mean decides where its dates disagreed); a
+stretch whose dates agree keeps its classes. So whether a date is impervious changes from the
+date before only where its bands changed too. A pixel relabelled pervious takes the
+non-impervious class of the nearest date of its own stretch that has one (multi-class maps
+keep their classes; their other classes are left as mapped); nodata stays nodata.
 
 Assumption: ground whose bands did not change did not change class. What it costs: a change
 too faint for the bands (below the threshold) is averaged away, and a stretch's class is its
@@ -27,7 +29,9 @@ Pure functions of arrays (:func:`stretched_series`), and :func:`apply_to_maps` f
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,11 +41,12 @@ from rasterio.windows import Window
 from core.storage import files
 from inference.cog.maps import NODATA, PROB_SCALE
 from inference.mapping.consistency import nearest_other, write_series
-from inference.predict import change
-from inference.predict.sources import masked_read
-from inference.predict.spectral_stacks import SpectralStacks
+from inference.predict.change import spectral_changed
+from inference.predict.spectral_stacks import SpectralStacks, block_magnitude
 
 RULE = "stretches: one class where the bands did not change (spectral rule's magnitude)"
+#: the tag of each relabelled map that records every pair's spectral fit (JSON list)
+FITS_TAG = "spectral_fits"
 ASSUMPTION = ("ground whose bands did not change between two dates did not change class; a "
               "change below the spectral threshold is averaged away")
 
@@ -73,6 +78,8 @@ def stretched_series(classes: np.ndarray, probability: np.ndarray, changed: np.n
     """
     series = np.asarray(classes)
     t = series.shape[0]
+    if t < 2:  # one date: nothing to hold steady
+        return series.copy()
     flat = series.reshape(t, -1)
     p = np.asarray(probability, np.float64).reshape(t, -1)
     valid = (flat != nodata) & np.isfinite(p)
@@ -82,18 +89,19 @@ def stretched_series(classes: np.ndarray, probability: np.ndarray, changed: np.n
     for s in range(t):  # a stretch number is at most t - 1
         member = (ids == s) & valid
         n = member.sum(axis=0)
-        if not n.any():
-            continue
         share = isa.sum(axis=0, where=member)
         disagree = (share > 0) & (share < n)
+        if not disagree.any():
+            continue
         mean = np.where(member, p, 0.0).sum(axis=0) / np.maximum(n, 1)
-        vote = member & disagree[None]
-        want = np.where(vote, (mean >= 0.5)[None], want)
+        # above one half, as a binary map decides (a tie is pervious)
+        want = np.where(member & disagree[None], (mean > 0.5)[None], want)
     out = flat.copy()
     out[valid & want] = isa_class
-    demote = valid & ~want & isa
-    if demote.any():
-        out[demote] = nearest_other(flat, valid & ~isa)[demote]
+    for s in range(t):  # relabelled pervious: the nearest other class of its own stretch
+        demote = valid & ~want & isa & (ids == s)
+        if demote.any():
+            out[demote] = nearest_other(flat, valid & ~isa & (ids == s))[demote]
     return out.reshape(series.shape)
 
 
@@ -102,46 +110,51 @@ def apply_to_maps(class_paths: Sequence[str], prob_paths: Sequence[str],
                   isa_class: int = 1) -> dict[str, int]:
     """Write the relabelled class COGs of a series; pixels relabelled per map.
 
+    Each pair is fitted (:meth:`~inference.predict.spectral_stacks.SpectralStacks.fitted`)
+    only when a map is written, and its fit recorded in every output's tags
+    (:data:`FITS_TAG`); a series whose maps are current reads nothing but their tags.
+
     Args:
         class_paths: the dates' class COGs, in date order, on one grid.
         prob_paths: their probability COGs (band 1: the impervious probability).
-        pairs: each consecutive pair's stacks, checked and fitted
-            (:meth:`~inference.predict.spectral_stacks.SpectralStacks.fitted`), with the
-            threshold.
+        pairs: each consecutive pair's stacks, checked, with the threshold.
         out_paths: where each date's relabelled map goes.
         isa_class: the impervious class's value.
     """
-    # the class maps' run hashes name their prediction (its probabilities, its stacks' pixels)
-    fields = {"isa_class": isa_class,
-              "pairs": [[s.threshold, s.fit.to_dict() if s.fit else None] for s in pairs]}
+    # the class maps' run hashes name their prediction (its stacks and probabilities)
+    fields = {"isa_class": isa_class, "thresholds": [s.threshold for s in pairs]}
+    fitted: list[SpectralStacks] = []
     with contextlib.ExitStack() as opened:
         probs = [opened.enter_context(files.open_raster(p)) for p in prob_paths]
-        stacks = [(opened.enter_context(files.open_raster(s.earlier)),
-                   opened.enter_context(files.open_raster(s.later)), s) for s in pairs]
 
         def fix(window: Window, classes: np.ndarray) -> np.ndarray:
+            if not fitted:
+                fitted.extend(s.fitted() for s in pairs)
             stored = np.stack([ds.read(1, window=window) for ds in probs])
             p = np.where(stored == NODATA, np.nan, stored / PROB_SCALE)
-            changed = np.stack([_changed(a, b, s, window) for a, b, s in stacks])
-            return stretched_series(classes, p, changed, isa_class)
+            changed = [spectral_changed(block_magnitude(a, b, s, window), s.threshold)
+                       for (a, b), s in zip(stacks(), fitted, strict=True)]
+            return stretched_series(classes, p, np.stack(changed) if changed else
+                                    np.zeros((0, *classes.shape[1:]), bool), isa_class)
 
-        return write_series(class_paths, out_paths, RULE, fields, fix)
+        @functools.cache
+        def stacks() -> list[tuple[Any, Any]]:
+            return [(opened.enter_context(files.open_raster(s.earlier)),
+                     opened.enter_context(files.open_raster(s.later))) for s in pairs]
+
+        return write_series(class_paths, out_paths, RULE, fields, fix, lambda: {
+            FITS_TAG: json.dumps([s.fit.to_dict() if s.fit else None for s in fitted])})
 
 
-def describe(months: Sequence[str], pairs: Sequence[SpectralStacks]) -> dict[str, Any]:
-    """What ``series.json`` records of the rule: its text, assumption, threshold and fits."""
-    return {"rule": RULE, "assumption": ASSUMPTION,
-            "spectral_threshold": pairs[0].threshold if pairs else None,
-            "spectral_fits": {f"{a}/{b}": s.fit.to_dict() if s.fit else None
-                              for (a, b), s in zip(itertools.pairwise(months), pairs,
-                                                   strict=True)}}
+def describe(months: Sequence[str], first_output: str,
+             threshold: float | None) -> dict[str, Any]:
+    """What ``series.json`` records of the rule: its text, assumption, threshold and fits.
 
-
-def _changed(earlier: object, later: object, stacks: SpectralStacks,
-             window: Window) -> np.ndarray:
-    """Where one pair's bands changed in ``window`` (NaN magnitude: a cut, as for nodata)."""
-    assert stacks.fit is not None, "fit the stacks first (fitted())"
-    magnitude = change.spectral_magnitude(masked_read(later, stacks.later_bands, window),
-                                          masked_read(earlier, stacks.earlier_bands, window),
-                                          stacks.fit)
-    return ~(magnitude <= stacks.threshold)
+    The fits are read from ``first_output``'s tags (written there by :func:`apply_to_maps`).
+    """
+    with files.open_raster(first_output) as ds:
+        fits = json.loads(ds.tags().get(FITS_TAG) or "[]")
+    return {"rule": RULE, "assumption": ASSUMPTION, "spectral_threshold": threshold,
+            "spectral_fits": {f"{a}/{b}": fit
+                              for (a, b), fit in zip(itertools.pairwise(months), fits,
+                                                     strict=False)}}

@@ -313,6 +313,15 @@ def spectral_change(p_from: np.ndarray, p_to: np.ndarray, magnitude: np.ndarray,
                   np.isfinite(a) & np.isfinite(b) & np.isfinite(m))
 
 
+def spectral_changed(magnitude: np.ndarray, threshold: float) -> np.ndarray:
+    """Where the bands changed: :func:`spectral_magnitude` above ``threshold``, or unknown (NaN).
+
+    What :mod:`inference.mapping.stretches` cuts a pixel's dates at; :func:`spectral_change`
+    codes an unknown magnitude as nodata instead.
+    """
+    return ~(np.asarray(magnitude, np.float64) <= threshold)
+
+
 def spectral_gain_score(p_from: np.ndarray, p_to: np.ndarray,
                         magnitude: np.ndarray) -> np.ndarray:
     """The magnitude where :func:`spectral_change` could call gain, else 0 (ranks pixels).

@@ -168,8 +168,14 @@ def block_codes(earlier: Any, later: Any, stacks: SpectralStacks, window: Window
 
     255 where a probability is nodata or a band of either stack is (NaN).
     """
-    assert stacks.fit is not None, "fit the stacks first (fitted())"
-    magnitude = change.spectral_magnitude(masked_read(later, stacks.later_bands, window),
-                                          masked_read(earlier, stacks.earlier_bands, window),
-                                          stacks.fit)
+    magnitude = block_magnitude(earlier, later, stacks, window)
     return change.spectral_change(p_from, p_to, magnitude, stacks.threshold)
+
+
+def block_magnitude(earlier: Any, later: Any, stacks: SpectralStacks,
+                    window: Window) -> np.ndarray:
+    """The spectral magnitude of one block of the two open stacks (NaN where a band is)."""
+    assert stacks.fit is not None, "fit the stacks first (fitted())"
+    return change.spectral_magnitude(masked_read(later, stacks.later_bands, window),
+                                     masked_read(earlier, stacks.earlier_bands, window),
+                                     stacks.fit)

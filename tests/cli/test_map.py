@@ -290,7 +290,13 @@ def test_a_local_map_decides_change_by_the_spectral_rule_and_resumes_it(tmp_path
     assert all(d["skipped"] for d in kept["dates"].values())
     record = json.loads((out / "series.json").read_text())["temporal_consistency"]
     assert record["rule"] == stretches.RULE and record["spectral_fits"] == {
-        "2019-06/2021-06": fit}
+        "2019-06/2021-06": fit} and record["spectral_threshold"] == DEFAULT_SPECTRAL_THRESHOLD
+    again = run("--temporal-consistency", "stretches")  # current: its record read back
+    assert json.loads((out / "series.json").read_text())["temporal_consistency"] == record
+    assert again["temporal_consistency"] == "stretches"
+    run("--temporal-consistency", "stretches", "--spectral-threshold", "3")  # its own cut
+    assert json.loads((out / "series.json").read_text())["temporal_consistency"][
+        "spectral_threshold"] == 3
     for month in ("2019-06", "2021-06"):
         with rasterio.open(out / "consistent" / f"isa_{month}_class.tif") as ds:
             assert ds.tags()["temporal_consistency"] == stretches.RULE

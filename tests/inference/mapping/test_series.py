@@ -20,7 +20,7 @@ from contract.publishing import PublishOptions
 from contract.quicklook import title_note
 from core.errors import ConfigError
 from inference.mapping.request import MapRequest
-from inference.mapping.series import SeriesAreaRow, plot_area
+from inference.mapping.series_area import SeriesAreaRow, plot_area
 from inference.predict.runtime import RuntimeOptions
 from inference.publish.assets import EarthEngineAssets, Ingestion
 from inference.publish.collection import SeriesRequest, image_name, publish_series

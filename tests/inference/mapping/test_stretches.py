@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import numpy as np
 import rasterio
 from affine import Affine
 
 from contract.geotiff import write_geotiff
 from inference.cog.maps import NODATA, PROB_SCALE
-from inference.mapping.stretches import RULE, apply_to_maps, stretch_ids, stretched_series
+from inference.mapping.stretches import (
+    RULE,
+    apply_to_maps,
+    describe,
+    stretch_ids,
+    stretched_series,
+)
 from inference.predict.spectral_stacks import spectral_stacks
 from tests.support.rasters import BANDS, assert_valid_cog, smooth_stack, write_stack
 
@@ -31,13 +40,13 @@ def test_a_flicker_where_the_bands_did_not_change_takes_the_stretch_mean():
 
 
 def test_a_change_the_bands_show_cuts_the_stretch_and_survives():
-    probs = columns([0.2, 0.3, 0.8, 0.9], [0.9, 0.8, 0.3, 0.2], [0.2, 0.6, 0.3, 0.7])
+    probs = columns([0.2, 0.3, 0.8, 0.9], [0.9, 0.8, 0.3, 0.2], [0.2, 0.6, 0.3, 0.8])
     classes = (probs >= 0.5).astype(np.uint8)
     changed = columns([False, True, False], [False, True, False], [False, True, False],
                       dtype=bool)
     got = stretched_series(classes, probs, changed)
     # gain and loss between dates 2 and 3 are kept; the third pixel's two stretches each
-    # take their mean (0.4: pervious, 0.5: impervious)
+    # take their mean (0.4: pervious, 0.55: impervious)
     assert got.T.tolist() == [[0, 0, 1, 1], [1, 1, 0, 0], [0, 0, 1, 1]]
 
 
@@ -48,6 +57,22 @@ def test_agreeing_stretches_and_nodata_are_kept_other_classes_are_nearest():
     # all impervious: kept although the mean is below 0.5 (a post-processed map is not undone)
     # the nodata date stays nodata; the flicker takes the nearest non-impervious class
     assert got.T.tolist() == [[1, 1, 1], [2, 2, NODATA], [3, 3, 4]]
+
+
+def test_a_relabelled_date_takes_the_other_class_of_its_own_stretch_and_a_tie_is_pervious():
+    classes = columns([2, 1, 1, 0], [1, 0, 1, 1], dtype=np.uint8)
+    probs = columns([0.1, 0.6, 0.3, 0.2], [0.6, 0.4, 0.6, 0.9])
+    changed = columns([True, False, False], [False, True, False], dtype=bool)
+    got = stretched_series(classes, probs, changed)
+    # the first pixel's water (date 1) lies across a cut: its dates 2 and 3 take date 4's class;
+    # the second pixel's first stretch averages 0.5, which a binary map calls pervious
+    assert got.T.tolist() == [[2, 0, 0, 0], [0, 0, 1, 1]]
+
+
+def test_one_date_is_kept_as_it_is():
+    classes = columns([1], [0], dtype=np.uint8)
+    assert stretched_series(classes, columns([0.2], [0.9]), np.zeros((0, 2), bool)).tolist() \
+        == classes.tolist()
 
 
 def test_a_stretch_never_spans_a_date_without_data():
@@ -89,7 +114,7 @@ def test_maps_are_written_from_the_stacks_once_and_tagged(tmp_path):
              for i, p in enumerate(prob)]
     paths = [_map(tmp_path / f"c{i}.tif", c, f"r{i}") for i, c in enumerate(classes)]
     pair = spectral_stacks(stacks[0], stacks[1], BANDS, (H, W), TRANSFORM,
-                           rasterio.crs.CRS.from_string("EPSG:32650")).fitted()
+                           rasterio.crs.CRS.from_string("EPSG:32650"))
     outs = [str(tmp_path / "consistent" / f"c{i}.tif") for i in range(2)]
     relabelled = apply_to_maps(paths, probs, [pair], outs)
     fixed = np.stack([rasterio.open(p).read(1) for p in outs])
@@ -100,8 +125,13 @@ def test_maps_are_written_from_the_stacks_once_and_tagged(tmp_path):
     assert (classes[0] != classes[1])[~built].mean() > 0.3  # as the input did
     assert sum(relabelled.values()) == int((fixed != classes).sum()) > 0
     with rasterio.open(outs[1]) as ds:
-        assert ds.tags()["temporal_consistency"] == RULE
+        tags = ds.tags()
+    assert tags["temporal_consistency"] == RULE and str(tmp_path) not in str(tags)
     assert_valid_cog(outs[1])
-    stamp = [rasterio.open(p).tags()["isamap_run"] for p in outs]
-    assert sum(apply_to_maps(paths, probs, [pair], outs).values()) == 0  # up to date
-    assert [rasterio.open(p).tags()["isamap_run"] for p in outs] == stamp
+    record = describe(["a", "b"], outs[0], pair.threshold)
+    assert record["spectral_fits"]["a/b"] == pair.fitted().fit.to_dict()
+    stamp = [Path(p).stat().st_mtime_ns for p in outs]
+    unfitted = dataclasses.replace(pair, later=str(tmp_path / "missing.tif"))
+    # up to date: nothing read but the tags (the missing stack is never opened), counts kept
+    assert apply_to_maps(paths, probs, [unfitted], outs) == relabelled
+    assert [Path(p).stat().st_mtime_ns for p in outs] == stamp

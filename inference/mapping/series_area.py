@@ -1,0 +1,121 @@
+"""The area-over-time picture of a map series, and the rows it draws.
+
+:func:`plot_area` draws ``series_area.png`` from the :class:`SeriesAreaRow` rows that
+:func:`inference.mapping.series.series_products` counts (one per zone and date).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from contract.quicklook import titled
+from core.storage import atomic_path
+
+
+@dataclass(frozen=True)
+class SeriesAreaRow:
+    """ISA area of one zone at one date (km²)."""
+
+    zone: str
+    date: str
+    isa_km2: float
+    isa_probability_km2: float | None
+    valid_km2: float
+    nodata_km2: float
+    isa_fraction: float
+
+
+
+def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
+    """ISA km² over time: one line per zone, every mapped date marked and labelled on the axis.
+
+    The area axis starts at zero, so a line's slope shows the change relative to the area.
+
+    Zones are named in the legend (the largest 15 when there are more; every value is in
+    ``series_area.csv``), so the plot reads on its own. Around each line a shaded band spans
+    the class map's area (the line) and the probability-weighted area (``isa_probability_km2``,
+    the area the calibrated probabilities expect): how much the area depends on the pixels the
+    model is unsure of. It is the model's own spread, not a sampling interval (an accuracy
+    assessment's area estimate gives that: docs/accuracy.md); dates without the weighted area
+    (temporal consistency relabels classes only) have no band.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    zones: dict[str, list[SeriesAreaRow]] = {}
+    for row in rows:
+        zones.setdefault(row.zone, []).append(row)
+    months = sorted({row.date for row in rows})
+    shown = sorted(zones, key=lambda z: -max(r.isa_km2 or 0.0 for r in zones[z]))[:15]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    banded = False
+    for zone in shown:
+        items = sorted(zones[zone], key=lambda r: r.date)
+        # matplotlib takes dates through its unit converters; its stubs type only numbers
+        when: list[Any] = [_mid_month(r.date) for r in items]
+        km2 = [r.isa_km2 for r in items]
+        (line,) = ax.plot(when, km2, marker="o", label=zone)
+        banded = _band(ax, when, items, line.get_color()) or banded
+        if len(shown) <= 5 and len(items) <= 12:  # few points: each value written beside it
+            for x, y in zip(when, km2, strict=True):
+                if y is not None:
+                    ax.annotate(f"{y:,.2f}", (x, y), textcoords="offset points", xytext=(0, 6),
+                                ha="center", fontsize=7)
+    ticks: list[Any] = [_mid_month(m) for m in months]
+    ax.set_xticks(ticks, months, rotation=30 if len(months) > 4 else 0, ha="right"
+                  if len(months) > 4 else "center")
+    if len(ticks) == 1:
+        lo: Any = date.fromordinal(ticks[0].toordinal() - 60)
+        hi: Any = date.fromordinal(ticks[0].toordinal() + 60)
+        ax.set_xlim(lo, hi)
+    ax.set_xlabel("mapped date (monthly composite)")
+    ax.set_ylabel("impervious surface area (km²)")
+    span = f"{months[0]} to {months[-1]}" if months else "no mapped date"
+    ax.set_title(titled(f"Impervious surface area per zone, {span}"))
+    # from zero: the maps' areas carry no interval, and a zoomed axis (20.94-21.06 km²) draws
+    # a 0.5 % change as a steep rise
+    highest = max((max(r.isa_km2 or 0.0, r.isa_probability_km2 or 0.0)
+                   for z in shown for r in zones[z]), default=0.0)
+    ax.set_ylim(0.0, highest * 1.15 if highest > 0 else 1.0)
+    ax.grid(alpha=0.3)
+    if banded:
+        fig.text(0.01, 0.01, "line: the class map's area; shaded: up to the probability-weighted "
+                 "area (the model's spread, not a sampling interval)", fontsize=7, ha="left",
+                 va="bottom")
+    if shown:
+        more = len(zones) - len(shown)
+        ax.legend(title="zone" if not more else f"zone (largest {len(shown)} of {len(zones)})",
+                  fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return png
+
+
+def _band(ax: Any, when: list[Any], items: Sequence[SeriesAreaRow], colour: Any) -> bool:
+    """Shade from each date's class-map area to its probability-weighted area; whether any."""
+    band = [(x, r.isa_km2, r.isa_probability_km2) for x, r in zip(when, items, strict=True)
+            if r.isa_km2 is not None and r.isa_probability_km2 is not None]
+    if not band:
+        return False
+    xs = [x for x, _, _ in band]
+    lows = [min(y, w) for _, y, w in band]
+    highs = [max(y, w) for _, y, w in band]
+    if len(band) == 1:  # one date: the span as an error bar
+        y = band[0][1]
+        ax.errorbar(xs, [y], yerr=[[y - lows[0]], [highs[0] - y]], color=colour, capsize=4,
+                    linewidth=1)
+    else:
+        ax.fill_between(xs, lows, highs, color=colour, alpha=0.18, linewidth=0)
+    return True
+
+
+def _mid_month(month: str) -> date:
+    return date(int(month[:4]), int(month[5:7]), 15)
