@@ -10,6 +10,8 @@ fit the architecture, each in one line saying what to get and where.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ from core.errors import ModelError
 from training.models.encoders.galileo import GalileoEncoder
 from training.models.encoders.presto import Presto
 
+log = logging.getLogger(__name__)
+
 Level = Literal["L1C", "L2A"]
 
 
@@ -39,7 +43,8 @@ class EncoderEntry:
         source: where a user downloads it (repository, commit, path).
         licence: the weights' licence.
         bands: the isamap band names it reads, in the order its input takes them; bands a
-            stack lacks are masked (Presto) or zero (Galileo), never invented.
+            stack lacks are masked (Presto) or left out (Galileo) with their whole group
+            (:data:`S2_GROUPS`), never invented.
         normalisation: how raw values become its input (as its authors do it).
         level: the Sentinel-2 processing level it was pretrained on.
         level_note: how isamap feeds it the project's L2A composites.
@@ -144,10 +149,30 @@ def input_columns(entry: EncoderEntry, bands: Sequence[str],
         raise ModelError(f"the {entry.name} encoder needs the input statistics to recover "
                          "reflectance (input_mean, input_std)")
     columns = [i for i, b in enumerate(bands) if b in entry.bands]
-    if not any(bands[i].startswith("B") for i in columns):
-        raise ModelError(f"the {entry.name} encoder reads {', '.join(entry.bands)}; the "
-                         f"input's bands {list(bands)} hold no Sentinel-2 band of them")
+    whole = [g for g in (*S2_GROUPS, S1_GROUP) if all(b in bands for b in g)]
+    if not any(g in S2_GROUPS for g in whole):
+        raise ModelError(f"the {entry.name} encoder reads Sentinel-2 bands in groups "
+                         f"({', '.join('+'.join(g) for g in S2_GROUPS)}), each only when all its "
+                         f"bands are there; the input's bands {list(bands)} complete none: give "
+                         "--bands with at least one whole group (B2,B3,B4,B8 for example)")
+    unread = tuple(bands[i] for i in columns if not any(bands[i] in g for g in whole))
+    if unread:
+        _say_unread(entry.name, unread, tuple("+".join(g) for g in whole))
     return columns, input_mean, input_std
+
+
+@functools.cache  # once per process, not once per member of a joined model
+def _say_unread(name: str, unread: tuple[str, ...], read: tuple[str, ...]) -> None:
+    log.warning("the %s encoder does not read %s: their groups are incomplete (it reads %s); "
+                "the U-Net beside it reads every band", name, ", ".join(unread), "; ".join(read))
+
+
+#: the Sentinel-2 band groups both encoders embed as one token each, and Sentinel-1's; a group
+#: is read only when every band of it is there (Presto masks it, Galileo leaves it out:
+#: ``presto.GROUPS``, ``galileo.ST_GROUPS``)
+S2_GROUPS: tuple[tuple[str, ...], ...] = (("B2", "B3", "B4"), ("B5", "B6", "B7"), ("B8",),
+                                          ("B8A",), ("B11", "B12"))
+S1_GROUP: tuple[str, ...] = ("VV", "VH")
 
 
 def parse_encoder(text: str) -> tuple[EncoderEntry, str]:

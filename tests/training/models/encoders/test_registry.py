@@ -56,3 +56,37 @@ def test_the_wrong_architectures_file_does_not_load(presto_file, galileo_file):
         load_weights(PRESTO, galileo_file)
     with pytest.raises(ModelError, match="do not fit the galileo-nano architecture"):
         load_weights(GALILEO_NANO, presto_file)
+
+
+def test_an_input_completing_no_sentinel2_group_is_refused_and_a_partial_one_said():
+    """Both encoders read a band group only whole; B2,B3 (no whole group) is refused in one
+    line for each, not trained on a constant (Presto) or crashed on (Galileo); bands outside
+    every whole group are named once in a warning."""
+    from training.models.encoders.galileo import ST_BANDS, ST_GROUPS
+    from training.models.encoders.presto import GROUPS
+    from training.models.encoders.presto import INPUT_BANDS as PRESTO_BANDS
+    from training.models.encoders.registry import S1_GROUP, S2_GROUPS, input_columns
+
+    s2 = {tuple(ST_BANDS[i] for i in idx) for idx in ST_GROUPS.values()}
+    assert set(S2_GROUPS) | {S1_GROUP} <= s2  # the groups the encoders embed
+    assert set(S2_GROUPS) | {S1_GROUP} <= {tuple(PRESTO_BANDS[i] for i in idx)
+                                           for idx in GROUPS.values()}
+    for entry in (PRESTO, GALILEO_NANO):
+        with pytest.raises(ModelError, match="complete none: give --bands with at least one"):
+            input_columns(entry, ["B2", "B3", "VV"], [0.0] * 3, [1.0] * 3)
+    import logging
+
+    from training.models.encoders import registry
+
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())  # type: ignore[method-assign]
+    registry.log.addHandler(handler)
+    try:
+        columns, _, _ = input_columns(GALILEO_NANO, ["B2", "B8", "VV"], [0.0] * 3, [1.0] * 3)
+        input_columns(GALILEO_NANO, ["B2", "B8", "VV"], [0.0] * 3, [1.0] * 3)
+    finally:
+        registry.log.removeHandler(handler)
+    assert columns == [0, 1, 2]
+    assert messages == ["the galileo-nano encoder does not read B2, VV: their groups are "
+                        "incomplete (it reads B8); the U-Net beside it reads every band"]
