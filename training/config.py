@@ -308,10 +308,24 @@ def config_from_mapping(values: Mapping) -> TrainConfig:
         raise ConfigError(f"bad training options: {exc}") from None
 
 
-#: a key of a run's ``config.yaml``: its ``data`` and ``out_dir`` are relative to the file's
-#: folder (the run folder), so the file reruns its run from wherever it is given
+#: a key of a run's ``config.yaml``: its ``data``, ``out_dir`` and the encoder's file are
+#: relative to the file's folder (the run folder), so the file reruns its run from wherever
+#: it is given
 PATHS_FROM_FILE = "paths_relative_to_this_file"
 PATH_KEYS = ("data", "out_dir")
+
+
+def from_folder(folder: str, value: str) -> str:
+    """A path of a run's ``config.yaml`` (relative to ``folder``) as this process opens it."""
+    if not value or "://" in value or os.path.isabs(value):
+        return value
+    return os.path.normpath(os.path.join(folder, value))
+
+
+def encoder_from_folder(folder: str, value: str) -> str:
+    """``NAME=PATH`` of ``--encoder`` with its PATH read from ``folder``, as :func:`from_folder`."""
+    name, sep, path = value.partition("=")
+    return f"{name}={from_folder(folder, path)}" if sep else value
 
 
 def read_train_config(path: str | Path) -> dict[str, Any]:
@@ -332,10 +346,10 @@ def read_train_config(path: str | Path) -> dict[str, Any]:
     if values.pop(PATHS_FROM_FILE, False) is True:
         folder = os.path.dirname(os.fspath(path))
         for key in PATH_KEYS:
-            value = values.get(key)
-            if isinstance(value, str) and value and "://" not in value \
-                    and not os.path.isabs(value):
-                values[key] = os.path.normpath(os.path.join(folder, value))
+            if isinstance(values.get(key), str):
+                values[key] = from_folder(folder, values[key])
+        if isinstance(values.get("encoder"), str):
+            values["encoder"] = encoder_from_folder(folder, values["encoder"])
     return check_config(values, typing.get_type_hints(TrainConfig), str(path))
 
 

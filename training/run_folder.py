@@ -39,6 +39,7 @@ from training.config import (
     apply_recipe,
     as_recorded,
     config_from_mapping,
+    read_train_config,
 )
 
 #: The files of a run folder: the checkpoint, the kept model, the epoch rows, their curves.
@@ -188,7 +189,7 @@ def resume_config(out_dir: str | Path, given: Mapping[str, Any]) -> TrainConfig:
             raise ConfigError(f"--resume: {out_dir} holds no run to resume (no {CHECKPOINT}); "
                               f"start one with --data DATASET --out {out_dir}")
         return config_from_mapping({**given, "out_dir": str(out_dir), "resume": True})
-    base = _normalised(recorded)
+    base = {**_normalised(recorded), **_paths_from_run(out_dir)}
     if given.get("model_kwargs") is not None and "model_kwargs" in recorded:
         # the flags the run was started with, given again: what the record predates is read
         # as the record reads it, not as today's recipe fills it
@@ -208,6 +209,22 @@ def resume_config(out_dir: str | Path, given: Mapping[str, Any]) -> TrainConfig:
     return merged
 
 
+def _paths_from_run(out_dir: str | Path) -> dict[str, Any]:
+    """The run's data and encoder file as its ``config.yaml`` names them, from this folder.
+
+    The checkpoint records them as they were typed, relative to the folder the run was started
+    in; the run's own file records them relative to itself, so a run resumes from anywhere.
+    One that is not there so (a file written before it named the encoder so) is left out.
+    """
+    path = Path(out_dir) / RESOLVED_CONFIG
+    if not path.is_file():
+        return {}
+    values = read_train_config(path)
+    found = {"data": values.get("data"),
+             "encoder": str(values.get("encoder") or "").partition("=")[2]}
+    return {k: values[k] for k, p in found.items() if p and os.path.exists(p)}
+
+
 def write_resolved_config(cfg: TrainConfig) -> Path:
     """``<out_dir>/config.yaml``: every option of the run, as ``--config`` reads it back.
 
@@ -219,6 +236,9 @@ def write_resolved_config(cfg: TrainConfig) -> Path:
     values["out_dir"] = "."
     if cfg.data and "://" not in cfg.data:  # local data: from the run folder, as it is read
         values["data"] = os.path.relpath(os.path.abspath(cfg.data), run)
+    name, sep, weights = (cfg.encoder or "").partition("=")
+    if sep and weights and "://" not in weights:  # the encoder's file too
+        values["encoder"] = f"{name}={os.path.relpath(os.path.abspath(weights), run)}"
     text = ("# The resolved configuration of this run: every option, the model's recipe filled "
             "in.\n# `isamap-train --config <this file>` runs it again, from any folder (the "
             "paths below are\n# relative to this file's folder); against its run folder it "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -177,3 +178,28 @@ def test_an_encoder_run_recorded_on_the_training_statistics_is_told_how_to_go_on
     plain = {k: v for k, v in recorded.items() if k != "encoder"}
     assert config_differences(plain, replace(now, encoder=None)) == [
         "norm: 'training' there, 'scene' now"]  # no encoder, no such history
+
+
+def test_an_encoder_file_given_relative_is_found_from_any_folder(tmp_path, monkeypatch):
+    """``--encoder presto=w/model.pt`` typed in the folder the run started from: the run's
+    config.yaml names the file relative to itself, so ``--config`` and ``--resume`` find it
+    from another folder (both failed with "no such file"); the checkpoint keeps it as typed."""
+    from training.config import load_config
+    from training.run_folder import write_resolved_config
+
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "model.pt").write_bytes(b"weights")
+    monkeypatch.chdir(tmp_path)
+    cfg = apply_recipe(config_from_mapping({"data": "patches", "out_dir": "runs/p",
+                                            "model": "unet-s2", "encoder": "presto=w/model.pt"}))
+    Path("runs/p").mkdir(parents=True)
+    written = write_resolved_config(cfg)
+    assert "encoder: presto=../../w/model.pt" in written.read_text()
+    torch.save({"config": cfg.to_dict()}, Path("runs/p") / CHECKPOINT)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for read in (load_config(tmp_path / "runs" / "p" / "config.yaml"),
+                 resume_config(tmp_path / "runs" / "p", {})):
+        name, _, path = str(read.encoder).partition("=")
+        assert name == "presto" and Path(path).read_bytes() == b"weights"
