@@ -224,6 +224,12 @@ def _given(args: dict) -> tuple[dict, list[str]]:
         given["data"] = roots[0]
     if config:
         given = {**read_train_config(config), **given}
+    encoder_flags = [f for f, k in (("--fusion", "fusion"), ("--freeze-encoder", "freeze_encoder"))
+                     if args.get(k) is not None]
+    if encoder_flags and not given.get("encoder") and not given.get("resume"):
+        raise ConfigError(f"{' and '.join(encoder_flags)} say how a pretrained encoder joins "
+                          "the U-Net, and this run has none: give --encoder NAME=PATH too, or "
+                          "leave them out")
     return _with_members(given), roots
 
 

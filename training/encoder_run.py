@@ -20,6 +20,7 @@ from contract.grid import Grid
 from core.errors import ConfigError, ModelError
 from training.config import TrainConfig
 from training.models import check_trainable, create_model, recipe_for
+from training.models.encoders.cache import folder_from_env
 from training.models.encoders.fused import MODULE, NAME, EncoderUNet
 from training.models.encoders.registry import load_encoder, parse_encoder
 
@@ -48,6 +49,8 @@ def encoder_config(cfg: TrainConfig) -> TrainConfig:
         return cfg
     entry, path = parse_encoder(cfg.encoder)
     load_encoder(entry, path)
+    if cfg.freeze_encoder:  # a bad ISAMAP_ENCODER_CACHE, before the run folder is written
+        folder_from_env()
     if cfg.model not in BASES:
         check_trainable(cfg.model)  # a retired base says why it left, and what instead
         raise ConfigError(f"--encoder fuses with the U-Net: give --model {' or '.join(BASES)}, "

@@ -265,3 +265,13 @@ def test_a_runs_config_yaml_reruns_it_from_the_run_folder_too(patch_root, tmp_pa
     monkeypatch.chdir(tmp_path)
     assert train_main(["--config", "runs/u/config.yaml", "--no-progress"]) == 0  # from afar
     assert "finished after 2 epochs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag", [["--fusion", "head"], ["--no-freeze-encoder"]])
+def test_encoder_options_without_an_encoder_are_refused(flag, patch_root, tmp_path, capsys):
+    """``--fusion head`` without ``--encoder`` trained a plain U-Net and recorded the fusion
+    it did not make; now it is one line before any work."""
+    assert train_main(_argv(patch_root, str(tmp_path / "runs" / "x"), *flag)) == 2
+    err = capsys.readouterr().err
+    assert "this run has none: give --encoder NAME=PATH too" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()

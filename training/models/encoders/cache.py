@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from core.digest import chunks_sha256
+from core.errors import StorageError
 from core.storage import atomic_write
 
 View = tuple[int, bool]  # quarter turns, then a left-right flip
@@ -59,9 +60,21 @@ def _digest(x: torch.Tensor, salt: str) -> str:
 
 
 def folder_from_env() -> Path | None:
-    """The folder :data:`CACHE_ENV` names (created when first written), or None."""
+    """The folder :data:`CACHE_ENV` names (created here when missing), or None.
+
+    Raises:
+        StorageError: it names a file, or a folder that cannot be made (exit status 1).
+    """
     value = os.environ.get(CACHE_ENV, "").strip()
-    return Path(value) if value else None
+    if not value:
+        return None
+    try:
+        Path(value).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"{CACHE_ENV}={value} is not a folder isamap can write "
+                           f"({exc.strerror or exc}); point it at a folder, or unset it to "
+                           "compute the encoder's features without keeping them") from None
+    return Path(value)
 
 
 class FeatureCache:

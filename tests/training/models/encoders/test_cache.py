@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from training.models.encoders.cache import CACHE_ENV, FeatureCache, apply_view
@@ -64,3 +65,15 @@ def test_a_frozen_encoders_run_flips_and_turns_but_does_not_blur():
     assert frozen is not None and frozen.blur == 0.0
     assert augment_for(TrainConfig(encoder="presto=x.pt", freeze_encoder=False)).blur > 0
     assert augment_for(TrainConfig()).blur > 0 and augment_for(TrainConfig(augment=False)) is None
+
+
+def test_a_cache_folder_that_is_a_file_is_one_line_naming_the_variable(tmp_path, monkeypatch):
+    from core.errors import StorageError
+    from training.models.encoders.cache import folder_from_env
+
+    (tmp_path / "notadir").write_text("x")
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "notadir"))
+    with pytest.raises(StorageError, match=f"{CACHE_ENV}=.* is not a folder isamap can write"):
+        folder_from_env()
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "new" / "cache"))
+    assert folder_from_env() == tmp_path / "new" / "cache" and (tmp_path / "new").is_dir()
