@@ -17,6 +17,8 @@ docs/accuracy.md) are stored at full precision. ``inference.assess.report`` (``r
 
 from __future__ import annotations
 
+import math
+
 NO_INTERVAL = "(n.i.)"
 """Written instead of a zero-width spread."""
 
@@ -45,15 +47,18 @@ def estimate(value: float | None, spread: float | None = None, digits: int = 1,
     """``value ± spread`` by :func:`half_width`'s rule; ``n/a`` for no value.
 
     Args:
-        value: the estimate (None: not estimable).
-        spread: its half-width or standard deviation (None: the value alone is written).
+        value: the estimate (None or NaN: not estimable, e.g. an accuracy of a class no
+            point was mapped or found in).
+        spread: its half-width or standard deviation (None or NaN: the value alone).
         digits: decimals of both.
         scale: factor applied to both before printing (100 for fractions shown as %).
     """
-    if value is None:
+    if value is None or not math.isfinite(value):
         return "n/a"
     text = f"{scale * value:.{digits}f}"
-    return text if spread is None else f"{text} {half_width(scale * spread, digits)}"
+    if spread is None or not math.isfinite(spread):
+        return text
+    return f"{text} {half_width(scale * spread, digits)}"
 
 
 def notes(lines: list[str], note: str = NO_INTERVAL_NOTE) -> list[str]:
