@@ -27,6 +27,8 @@ from core.months import check_month
 
 #: the stack GeoTIFF's tag holding its month (``YYYY-MM``), as both backends write it
 MONTH_TAG = "MONTH"
+#: the local stack GeoTIFF's tag holding its content's :func:`fingerprint`
+FINGERPRINT_TAG = "ISAMAP_FINGERPRINT"
 
 
 def recorded_month(tags: dict[str, str]) -> str | None:

@@ -34,7 +34,7 @@ from contract.bands import check_fine_scale
 from contract.composite import DEFAULT_SPECKLE, SpeckleFilter, check_speckle_filter
 from contract.grid import Grid
 from contract.label_schemes import check_product_band
-from contract.stack import MONTH_TAG, StackPaths
+from contract.stack import FINGERPRINT_TAG, MONTH_TAG, StackPaths
 from core.digest import canonical_json, combined_digest
 from core.errors import ConfigError, EmptyCompositeError, InputDataError
 from core.months import check_month
@@ -52,7 +52,6 @@ from gee_export.local.scenes import BandRef, Scene, SceneCollection, discover_sc
 from gee_export.local.warp import overlaps
 
 DEFAULT_BLOCK = 1024
-FINGERPRINT_TAG = "ISAMAP_FINGERPRINT"
 
 
 def scl_mask_classes(text: str) -> tuple[int, ...]:

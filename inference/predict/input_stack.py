@@ -25,11 +25,12 @@ import rasterio
 import rasterio.errors
 from rasterio.windows import Window
 
+from contract.stack import FINGERPRINT_TAG
 from core.errors import InputDataError
 from core.storage import files
 from core.storage.gdal_auth import check_read, gdal_env
 from inference.predict.raster import INPUT_GDAL_OPTIONS
-from inference.predict.sources import RasterSource, decimated_read, unreadable
+from inference.predict.sources import RasterSource, content_key, decimated_read, unreadable
 
 
 class InputStack:
@@ -42,6 +43,9 @@ class InputStack:
 
     def __init__(self, path: str, ds: Any) -> None:
         self.path = self.identity = self.input_path = path
+        # what a finished map is matched by: a backend's stack by its content's fingerprint
+        # (the same stack under another spelling of its folder, or moved, is not mapped again)
+        self.content = content_key(path, ds.tags().get(FINGERPRINT_TAG))
         self._ds = ds
         self.width, self.height, self.count = ds.width, ds.height, ds.count
         self.transform, self.crs, self.descriptions = ds.transform, ds.crs, ds.descriptions

@@ -65,6 +65,7 @@ from inference.predict.sources import (
     open_source,
     select_bands,
     source_identity,
+    source_key,
 )
 
 # GDAL's block cache defaults to 5 % of physical RAM, which would make the footprint grow with
@@ -135,7 +136,8 @@ def _fingerprint(src_path: str | RasterSource, src: Any, info: OutputInfo,
         "config": {k: v for k, v in asdict(config).items() if k not in ignored},
         "lattice": config.lattice.placement,  # tiles anchored to the CRS grid
     }
-    run["hash"] = json_digest(run, 16)
+    # the hash names the input by its content (source_key); "input" names it for messages
+    run["hash"] = json_digest({**run, "input": source_key(src_path)}, 16)
     return run
 
 

@@ -16,6 +16,7 @@ A stack file is opened once for a whole prediction, and probed before any model 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
@@ -27,6 +28,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from contract.bands import canonical_band
+from contract.stack import FINGERPRINT_TAG
 from core.errors import InputDataError
 from core.storage import files
 from core.storage.gdal_auth import gdal_env
@@ -98,6 +100,26 @@ def _by_name(descriptions: Sequence[str | None]) -> dict[str, int]:
                                  "a stack with one band of each name")
         lookup[name] = i + 1
     return lookup
+
+
+def content_key(path: str, fingerprint: str | None = None) -> str:
+    """What names an input file's content in a run's fingerprint (hashed, never shown).
+
+    A stack's own content fingerprint where it records one, else the file's absolute path
+    (``maps/x.tif`` and ``./maps/x.tif`` are one file); remote paths as given.
+    """
+    if fingerprint:
+        return f"stack {fingerprint}"
+    if files.is_gcs(path) or path.startswith("/vsi") or "://" in path:
+        return path
+    return os.path.abspath(path)
+
+
+def source_key(source: str | RasterSource) -> str:
+    """:func:`content_key` of an input path or opened input (a source's identity otherwise)."""
+    if isinstance(source, str):
+        return content_key(source)
+    return str(getattr(source, "content", None) or source_identity(source))
 
 
 def source_identity(source: str | RasterSource) -> str:
@@ -230,6 +252,9 @@ class MaskedFileSource:
             self._ds = rasterio.open(files.gdal_path(path))
         self.masked_below = masked_below
         ds = self._ds
+        fingerprint = ds.tags().get(FINGERPRINT_TAG)  # a backend's stack: by its content
+        self.content = content_key(path, fingerprint) if fingerprint or not identity \
+            else f"{content_key(path)}#{identity}"
         self.width, self.height, self.count = ds.width, ds.height, ds.count
         self.transform, self.crs, self.descriptions = ds.transform, ds.crs, ds.descriptions
         self.nodatavals = (float("nan"),) * ds.count

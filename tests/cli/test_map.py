@@ -381,3 +381,32 @@ def test_a_local_map_keeps_the_products_impervious_unless_green(tmp_path, capsys
     assert set(np.unique(prob[:, lon > middle + cell])) == {0, PROB_SCALE}
     record = json.loads((out / "map.json").read_text())
     assert record["postprocess"] == "keep" and record["keep"]["table"] == "nlcd"
+
+
+def test_a_finished_local_map_is_not_redone_under_another_spelling_or_a_copy(tmp_path, capsys,
+                                                                           monkeypatch):
+    """The run's fingerprint named its stack by the path as typed: ``--out maps``,
+    ``--out ./maps`` and a copied output folder mapped every date again. A stack the backend
+    wrote is now named by its content's fingerprint."""
+    import shutil
+
+    from gee_export.local.synthetic import generate_scene
+
+    scenes = tmp_path / "scenes"
+    first = generate_scene(scenes / "a", width=64, height=64, progress=False, month="2019-06")
+    model = model_file(tmp_path / "m.pt", first.grid, name="test-threshold", backend="local",
+                       module="tests.support.models", threshold=0.12)
+    monkeypatch.chdir(tmp_path)
+
+    def run(out: str) -> dict:
+        assert main(["--backend", "local", "--scenes", "scenes", "--months", "2019-06",
+                     "--model", str(model), "--out", out, "--tile", "64", "--overlap", "16",
+                     "--no-progress", "--precision", "fp32", "--channels-last", "off",
+                     "-q"]) == 0
+        printed = capsys.readouterr().out
+        return json.loads(printed[printed.rindex("\n{") + 1:])["dates"]["2019-06"]
+
+    assert not run("maps")["skipped"]
+    assert run("./maps")["skipped"] and run(str(tmp_path / "maps"))["skipped"]
+    shutil.copytree(tmp_path / "maps", tmp_path / "copy")
+    assert run("copy")["skipped"]
