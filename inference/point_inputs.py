@@ -95,7 +95,48 @@ def read_training_points(paths: Sequence[str], classes: Sequence[str],
                               "points are kept apart: fit on points labelled for training "
                               "(or on a design drawn with the map class shown), and score "
                               "the map on the design's points with isamap-assess score")
-    return read_references(list(paths), classes, column, positions=True)
+    return joined_points(paths, [read_references([p], classes, column, positions=True)
+                                 for p in paths])
+
+
+def joined_points(paths: Sequence[str], parts: Sequence[ReferencePoints]) -> ReferencePoints:
+    """One or several files' training points as one set: a point is its place, not its id.
+
+    Two labellers number their points alike: ids that recur in another file are named by
+    their file (``b.csv:1``). A place labelled twice (in two files, or under two ids of one)
+    is one point when both give it the same class (kept once) and refused when they disagree.
+
+    Raises:
+        InputDataError: one place labelled with two classes.
+    """
+    seen: dict[tuple[float, float], tuple[str, int]] = {}
+    ids: list[str] = []
+    keep: list[int] = []
+    taken: set[str] = set()
+    for path, part in zip(paths, parts, strict=True):
+        for k, pid in enumerate(part.ids):
+            place = (round(float(part.lon[k]), 7), round(float(part.lat[k]), 7))
+            label = int(part.reference[k])
+            if place in seen:
+                other, code = seen[place]
+                if code != label:
+                    raise InputDataError(f"point {pid} of {path} lies where {other} lies, with "
+                                         "another class; give each place one label")
+                keep.append(-1)
+                continue
+            name = pid if pid not in taken else f"{Path(path).name}:{pid}"
+            seen[place] = (name, label)
+            taken.add(name)
+            ids.append(name)
+            keep.append(len(ids) - 1)
+    rows = np.array([i for i, k in enumerate(keep) if k >= 0], dtype=int)
+    lon = np.concatenate([p.lon for p in parts])[rows]
+    lat = np.concatenate([p.lat for p in parts])[rows]
+    reference = np.concatenate([p.reference for p in parts])[rows]
+    return ReferencePoints(tuple(ids), lon, lat, reference,
+                           unlabelled=sum(p.unlabelled for p in parts),
+                           strata_ids=frozenset().union(*(p.strata_ids for p in parts)),
+                           no_data=tuple(i for p in parts for i in p.no_data))
 
 
 @dataclass(frozen=True)

@@ -209,7 +209,9 @@ def read_reference(path: str | Path, classes: Sequence[str],
     if "lon" in records[0]:
         check_lon_lat(path, labels.ids, lon, lat)
     if len(set(labels.ids)) != len(labels.ids):
-        raise InputDataError(f"{path}: point ids are not unique")
+        twice = next(i for i, n in Counter(labels.ids).items() if n > 1)
+        raise InputDataError(f"{path}: point id {twice} names more than one point; give each "
+                             "point its own id")
     _warn_left_out(labels, len(records))
     keep = labels.codes >= 0
     return ReferencePoints(tuple(i for i, k in zip(labels.ids, keep, strict=True) if k),

@@ -1,0 +1,36 @@
+"""Training points read from several files: a point is its place, not its id."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.errors import InputDataError
+from inference.point_inputs import read_training_points
+
+
+def _csv(path, rows):
+    path.write_text("id,lon,lat,reference\n" + "".join(f"{i},{x},{y},{c}\n"
+                                                        for i, x, y, c in rows))
+    return str(path)
+
+
+def test_two_labellers_numbering_alike_are_read_as_one_set(tmp_path):
+    a = _csv(tmp_path / "a.csv", [(1, 114.1, 30.1, "impervious"), (2, 114.2, 30.2, "pervious")])
+    b = _csv(tmp_path / "b.csv", [(1, 114.3, 30.3, "pervious"), (2, 114.2, 30.2, "pervious")])
+    points = read_training_points([a, b], ["pervious", "impervious"])
+    # b's point 2 is a's point 2 (same place, same class): kept once; b's 1 is named by file
+    assert points.ids == ("1", "2", "b.csv:1")
+    assert points.reference.tolist() == [1, 0, 0] and points.lon.tolist() == [114.1, 114.2,
+                                                                              114.3]
+
+
+def test_one_place_labelled_with_two_classes_is_refused(tmp_path):
+    one = _csv(tmp_path / "one.csv", [("p0", 114.1, 30.1, "impervious"),
+                                      ("q0", 114.1, 30.1, "pervious")])
+    with pytest.raises(InputDataError, match="point q0 of .*one.csv lies where p0 lies, with "
+                                             "another class"):
+        read_training_points([one], ["pervious", "impervious"])
+    twice = _csv(tmp_path / "twice.csv", [("p0", 114.1, 30.1, "impervious"),
+                                          ("p0", 114.2, 30.2, "pervious")])
+    with pytest.raises(InputDataError, match="point id p0 names more than one point"):
+        read_training_points([twice], ["pervious", "impervious"])
