@@ -79,6 +79,12 @@ def model_dataset(meta: ModelMeta, dataset: str | None = None) -> ModelDataset:
     where = "the model file"
     if dataset is not None or "recipe" not in record:
         root = dataset or record.get("root")
+        if not root and "points" in (getattr(meta, "extra", None) or {}):
+            raise ConfigError("the model was fitted (isamap-fit) on a stack of no export, so "
+                              "it records no recipe to make each date's stack with; give "
+                              "--dataset DIR (an isamap-export folder of the bands it reads), "
+                              "fit it on an export's stacks/ file, or map your own stacks with "
+                              "isamap-predict")
         if not root:
             raise ConfigError("the model file does not record its dataset; give --dataset DIR "
                               "(the patch dataset it was trained on)")

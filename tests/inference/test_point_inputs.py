@@ -27,8 +27,8 @@ def test_two_labellers_numbering_alike_are_read_as_one_set(tmp_path):
 def test_one_place_labelled_with_two_classes_is_refused(tmp_path):
     one = _csv(tmp_path / "one.csv", [("p0", 114.1, 30.1, "impervious"),
                                       ("q0", 114.1, 30.1, "pervious")])
-    with pytest.raises(InputDataError, match="point q0 of .*one.csv lies where p0 lies, with "
-                                             "another class"):
+    with pytest.raises(InputDataError, match=r"point q0 of .*one\.csv lies where p0 lies, "
+                                             r"with another class"):
         read_training_points([one], ["pervious", "impervious"])
     twice = _csv(tmp_path / "twice.csv", [("p0", 114.1, 30.1, "impervious"),
                                           ("p0", 114.2, 30.2, "pervious")])
