@@ -39,6 +39,7 @@ from core.jsonsafe import dumps
 from core.storage import atomic_write
 from gee_export.ee.names import default_workload_tag
 from gee_export.ee.session import EESession
+from gee_export.local.extent import scenes_extent
 from inference.assess.point_files import ReferencePoints
 from inference.point_inputs import (
     StackInput,
@@ -196,6 +197,28 @@ def _check_encoder(job: FitJob) -> None:
                           "give back: use --norm training (the default with Presto)")
 
 
+def check_covered(points: ReferencePoints, bbox: tuple[float, float, float, float],
+                  what: str) -> None:
+    """Refuse points outside ``bbox`` (lon/lat) before a stack is made over all of them.
+
+    A point kilometres off (a typo, swapped digits) stretched the stack over the gap: a large,
+    nearly empty composite, its points then left out as "without data".
+
+    Raises:
+        InputDataError: a point outside ``bbox``.
+    """
+    west, south, east, north = bbox
+    out = ~((points.lon >= west) & (points.lon <= east) & (points.lat >= south)
+            & (points.lat <= north))
+    if out.any():
+        first = int(np.argmax(out))
+        raise InputDataError(
+            f"{int(out.sum())} of {len(points.ids)} points lie outside the area {what} cover "
+            f"({west:.5f},{south:.5f},{east:.5f},{north:.5f}), first {points.ids[first]} at "
+            f"{points.lon[first]:.5f},{points.lat[first]:.5f}; check their coordinates, or "
+            "give scenes that cover them")
+
+
 def _stacks(job: FitJob, points: ReferencePoints, session: Any
             ) -> tuple[list[str], dict | None]:
     """The input stacks, made over the points by ``--backend``; the first one's record."""
@@ -210,6 +233,9 @@ def _stacks(job: FitJob, points: ReferencePoints, session: Any
     if job.backend == "local":
         if not job.scenes:
             raise ConfigError("--backend local reads local scenes: give --scenes DIR")
+        extent = scenes_extent(job.scenes, [job.month])
+        if extent is not None:  # none: the stack's own refusal says so
+            check_covered(points, extent, f"the scenes of {job.month} in {job.scenes}")
         path, record = local_stack(job.scenes, grid, job.month, bands, folder)
     else:
         if session is None:

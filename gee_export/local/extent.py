@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import rasterio
 from rasterio.warp import transform as warp_transform
+from rasterio.warp import transform_bounds
 
 from contract.regions import Region
 from core.errors import InputDataError
@@ -110,6 +111,23 @@ def scenes_region(scenes: str | Path | SceneCollection, months: Sequence[str], *
     what = "scene and label" if with_label else "scene"
     return Region(label, (west, south, east, north),
                   description=f"the area {len(paths)} {what} rasters cover in common")
+
+
+def scenes_extent(scenes: str | Path, months: Sequence[str], *,
+                  reading: Mapping[str, Any] | None = None
+                  ) -> tuple[float, float, float, float] | None:
+    """The lon/lat box around every scene of ``months`` (their footprints' union); None: none."""
+    paths = _inputs(discover_scenes(scenes, **(reading or {})), months, False)
+    boxes = []
+    for path in paths:
+        with rasterio.open(path) as src:
+            if src.crs is not None:  # the outer box: a point on any corner is inside
+                boxes.append(transform_bounds(src.crs, "EPSG:4326", *src.bounds,
+                                              densify_pts=EDGE_SAMPLES))
+    if not boxes:
+        return None
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
+            max(b[3] for b in boxes))
 
 
 def default_region(scenes: str | Path, months: Sequence[str], *,

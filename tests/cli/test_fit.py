@@ -222,6 +222,23 @@ def test_backend_local_makes_the_stack_over_the_points(demo_stack, tmp_path):
                          str(tmp_path / "map" / "isa"), "-q"]) == 0
 
 
+def test_backend_local_refuses_points_off_the_scenes_before_making_a_stack(demo_stack,
+                                                                           tmp_path, capsys):
+    """Two points 20 km off stretched the stack over the gap (7153 x 4265 px, 99.5 % empty),
+    then were left out as "without data"; now they are refused before any compositing."""
+    scenes = Path(demo_stack.image).parents[1] / "scene"
+    lon, lat, codes, _ = labelled_pixels(demo_stack.label, 60, seed=3)
+    lon, lat = np.append(lon, lon[0] + 0.2), np.append(lat, lat[0])
+    points = write_points(tmp_path / "points.csv", lon, lat, np.append(codes, codes[0]))
+    out = tmp_path / "fit"
+    assert main(["--points", str(points), "--backend", "local", "--scenes", str(scenes),
+                 "--month", demo_stack.month, "--bands", "B2,B3,B4,B8", "--out", str(out),
+                 "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"1 of {len(lon)} points lie outside the area the scenes of" in err
+    assert "check their coordinates" in err and not (out / "stack").exists()
+
+
 def _ee_job(argv: list[str]):
     from cli.fit import job_of
 
