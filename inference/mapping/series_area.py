@@ -41,7 +41,8 @@ def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
     the area the calibrated probabilities expect): how much the area depends on the pixels the
     model is unsure of. It is the model's own spread, not a sampling interval (an accuracy
     assessment's area estimate gives that: docs/accuracy.md); dates without the weighted area
-    (temporal consistency relabels classes only) have no band.
+    (temporal consistency relabels classes only) have no band. A zone's date without a valid
+    pixel (outside the map, or all nodata) is not drawn: its table row says no data.
     """
     import matplotlib
 
@@ -50,7 +51,8 @@ def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
 
     zones: dict[str, list[SeriesAreaRow]] = {}
     for row in rows:
-        zones.setdefault(row.zone, []).append(row)
+        if row.valid_km2 > 0:  # a date with no valid pixel of the zone has no area: no point
+            zones.setdefault(row.zone, []).append(row)
     months = sorted({row.date for row in rows})
     shown = sorted(zones, key=lambda z: -max(r.isa_km2 or 0.0 for r in zones[z]))[:15]
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)

@@ -464,3 +464,17 @@ def test_area_plot_shades_the_span_to_the_probability_weighted_area(tmp_path, mo
     assert ax.get_ylim()[1] > 22.5
     caption = " ".join(t.get_text() for t in figures[0].texts)
     assert "probability-weighted" in caption and "not a sampling interval" in caption
+
+
+def test_a_zone_without_valid_pixels_is_not_drawn_as_zero_km2(tmp_path, monkeypatch):
+    """A zone outside the map: the date's table row says no data (isa_fraction empty), and
+    the area plot drew it as a line at 0.00 km²; its dates without data are left out."""
+    import matplotlib.pyplot as plt
+
+    figures, close = [], plt.close
+    monkeypatch.setattr(plt, "close", lambda fig: (figures.append(fig), close(fig)))
+    rows = [SeriesAreaRow("inside", m, 2.0, None, 50.0, 0.0, 0.04) for m in DATES]
+    rows += [SeriesAreaRow("outside", m, 0.0, None, 0.0, 0.0, None) for m in DATES]
+    plot_area(rows, tmp_path / "area.png")
+    (axes,) = figures[0].axes
+    assert [line.get_label() for line in axes.get_lines()] == ["inside"]
