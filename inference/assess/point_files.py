@@ -26,9 +26,10 @@ import functools
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -151,6 +152,26 @@ def ceo_plot_files(rows: Sequence[dict], out: Path) -> dict[str, tuple[Path, str
     return files
 
 
+def _coordinate(path: str | Path, record: Mapping[str, Any], key: str) -> float:
+    """A point's ``lon`` or ``lat`` as a number.
+
+    A decimal comma (``114,2892``, as the spreadsheets of many countries write it) is read as
+    the decimal point it is.
+
+    Raises:
+        InputDataError: not a number, naming the point.
+    """
+    value = record.get(key, "nan")
+    text = str(value).strip()
+    if text.count(",") == 1 and "." not in text:
+        text = text.replace(",", ".")
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise InputDataError(f"{path}: the {key} of point {record.get('id', '?')} is "
+                             f"{value!r}, not a number; give decimal degrees (114.2892)") from None
+
+
 def read_references(paths: Sequence[str | Path], classes: Sequence[str],
                     column: str = REFERENCE_COLUMN, *, positions: bool = True
                     ) -> ReferencePoints:
@@ -201,11 +222,8 @@ def read_reference(path: str | Path, classes: Sequence[str],
     if labels.unknown:
         raise InputDataError(f"{path}: references {sorted(labels.unknown)} are not among the "
                              f"classes {list(classes)} (names or codes 0..{len(classes) - 1})")
-    try:
-        lon = np.array([float(r.get("lon", "nan")) for r in records])
-        lat = np.array([float(r.get("lat", "nan")) for r in records])
-    except (TypeError, ValueError) as exc:
-        raise InputDataError(f"{path}: lon/lat must be numbers ({exc})") from None
+    lon = np.array([_coordinate(path, r, "lon") for r in records])
+    lat = np.array([_coordinate(path, r, "lat") for r in records])
     if "lon" in records[0]:
         check_lon_lat(path, labels.ids, lon, lat)
     if len(set(labels.ids)) != len(labels.ids):

@@ -34,3 +34,17 @@ def test_one_place_labelled_with_two_classes_is_refused(tmp_path):
                                           ("p0", 114.2, 30.2, "pervious")])
     with pytest.raises(InputDataError, match="point id p0 names more than one point"):
         read_training_points([twice], ["pervious", "impervious"])
+
+
+def test_decimal_commas_of_a_semicolon_file_are_read_and_a_bad_number_named(tmp_path):
+    """A spreadsheet of a decimal-comma country saves ``114,2892;30,5312``: refused before
+    as "could not convert string to float", naming no point."""
+    path = tmp_path / "eu.csv"
+    path.write_text("id;lon;lat;reference\na;114,2892;30,5312;impervious\n"
+                    "b;114,3;30,6;pervious\n")
+    points = read_training_points([str(path)], ["pervious", "impervious"])
+    assert points.lon.tolist() == [114.2892, 114.3] and points.lat.tolist() == [30.5312, 30.6]
+    path.write_text("id;lon;lat;reference\na;114,2892;30,5312;impervious\n"
+                    "b;east;30,6;pervious\n")
+    with pytest.raises(InputDataError, match="the lon of point b is 'east', not a number"):
+        read_training_points([str(path)], ["pervious", "impervious"])
