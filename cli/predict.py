@@ -120,6 +120,8 @@ def predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-implausible", action="store_true",
                    help="map an input whose values look like VV/VH swapped or the +0.1 "
                         "reflectance offset left in, when the scene really is so (haze, snow)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bars (as isamap-map, isamap-fit and isamap-export)")
     add_logging_arguments(p)
     return p
 
@@ -181,7 +183,7 @@ def predict_job(args: argparse.Namespace, options: RuntimeOptions) -> PredictJob
         args.model, args.input, args.out, month=args.month, config=config, options=options,
         isa_class=args.isa_class, zones=args.zones, zones_name=args.zones_name,
         compare_with=args.compare_with, local_dir=args.local_dir, work_dir=args.work_dir,
-        restart=args.restart, progress=not args.quiet,
+        restart=args.restart, progress=not (args.quiet or args.no_progress),
         band_order=[b for b in args.bands.split(",") if b.strip()] if args.bands else None,
         allow_implausible=args.allow_implausible,
         change_margin=(DEFAULT_CHANGE_MARGIN if args.change_margin is None

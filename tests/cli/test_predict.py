@@ -104,7 +104,7 @@ def test_sentinel2_zero_padded_band_names_map_as_isamaps_own(model_file, tmp_pat
     for stack in (ours, theirs):
         out = tmp_path / stack.stem / "isa"
         assert predict_main(["--model", str(model_file), "--input", str(stack), "--out",
-                             str(out), "--quiet", "--precision", "fp32"]) == 0
+                             str(out), "--no-progress", "--precision", "fp32"]) == 0
         with rasterio.open(f"{out}_prob.tif") as ds:
             maps.append(ds.read(1))
     assert np.array_equal(maps[0], maps[1])
