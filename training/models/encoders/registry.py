@@ -177,7 +177,7 @@ S1_GROUP: tuple[str, ...] = ("VV", "VH")
 
 def parse_encoder(text: str) -> tuple[EncoderEntry, str]:
     """``"presto=PATH"`` -> (entry, path), refused in one line when malformed."""
-    name, sep, path = text.partition("=")
+    name, sep, path = text.lstrip().partition("=")  # " presto=..." from a quoted flag
     if not sep or not path:
         raise ModelError(f"--encoder {text!r} must be NAME=PATH, e.g. "
                          "presto=weights/default_model.pt")
@@ -201,8 +201,11 @@ def load_encoder(entry: EncoderEntry, path: str | os.PathLike) -> nn.Module:
         raise ModelError(f"{given}: no such file; {entry.where()}")
     digest = file_digest(path)
     if digest != entry.sha256:
+        other = next((e.name for e in ENCODERS.values() if e.sha256 == digest), None)
+        hint = f" (it is the published {other} file: give --encoder {other}=PATH)" if other \
+            else ""
         raise ModelError(f"{given}: sha256 {digest} is not the published {entry.name} "
-                         f"file's; {entry.where()}")
+                         f"file's{hint}; {entry.where()}")
     return load_weights(entry, path)
 
 

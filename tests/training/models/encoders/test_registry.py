@@ -50,6 +50,15 @@ def test_a_file_of_other_bytes_is_refused_by_its_sha256(presto_file, tmp_path):
         load_encoder(PRESTO, copy)
 
 
+def test_one_encoders_file_given_as_the_other_is_named(presto_file, galileo_file):
+    with pytest.raises(ModelError, match="it is the published presto file: give --encoder "
+                                         "presto=PATH"):
+        load_encoder(GALILEO_NANO, presto_file)
+    with pytest.raises(ModelError, match="it is the published galileo-nano file"):
+        load_encoder(PRESTO, galileo_file)
+    assert parse_encoder(" presto=w/x.pt")[0] is PRESTO
+
+
 def test_the_wrong_architectures_file_does_not_load(presto_file, galileo_file):
     """Loaded strictly: Galileo's weights do not fit Presto, nor Presto's Galileo."""
     with pytest.raises(ModelError, match="do not fit the presto architecture"):
