@@ -224,12 +224,13 @@ def _given(args: dict) -> tuple[dict, list[str]]:
         given["data"] = roots[0]
     if config:
         given = {**read_train_config(config), **given}
-    encoder_flags = [f for f, k in (("--fusion", "fusion"), ("--freeze-encoder", "freeze_encoder"))
-                     if args.get(k) is not None]
+    encoder_flags = ([] if args.get("fusion") is None else ["--fusion"]) + (
+        [] if args.get("freeze_encoder") is None else
+        ["--freeze-encoder" if args["freeze_encoder"] else "--no-freeze-encoder"])
     if encoder_flags and not given.get("encoder") and not given.get("resume"):
-        raise ConfigError(f"{' and '.join(encoder_flags)} say how a pretrained encoder joins "
-                          "the U-Net, and this run has none: give --encoder NAME=PATH too, or "
-                          "leave them out")
+        raise ConfigError(f"{' and '.join(encoder_flags)}: an option of a pretrained encoder "
+                          "joined to the U-Net, and this run has none; give --encoder "
+                          "NAME=PATH too, or leave it out")
     return _with_members(given), roots
 
 

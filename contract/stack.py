@@ -31,9 +31,9 @@ MONTH_TAG = "MONTH"
 FINGERPRINT_TAG = "ISAMAP_FINGERPRINT"
 
 
-def recorded_month(tags: dict[str, str]) -> str | None:
-    """The month a stack's tags record (None: none, or not a ``YYYY-MM``)."""
-    month = tags.get(MONTH_TAG) or None
+def recorded_month(tags: dict[str, str], key: str = MONTH_TAG) -> str | None:
+    """The month a stack's tags record under ``key`` (None: none, or not a ``YYYY-MM``)."""
+    month = tags.get(key) or None
     try:
         return check_month(month) if month else None
     except ConfigError:

@@ -109,7 +109,7 @@ def joined_points(paths: Sequence[str], parts: Sequence[ReferencePoints]) -> Ref
     Raises:
         InputDataError: one place labelled with two classes.
     """
-    seen: dict[tuple[float, float], tuple[str, int]] = {}
+    seen: dict[tuple[float, float], tuple[str, int, str]] = {}
     ids: list[str] = []
     keep: list[int] = []
     taken: set[str] = set()
@@ -118,14 +118,18 @@ def joined_points(paths: Sequence[str], parts: Sequence[ReferencePoints]) -> Ref
             place = (round(float(part.lon[k]), 7), round(float(part.lat[k]), 7))
             label = int(part.reference[k])
             if place in seen:
-                other, code = seen[place]
+                other, code, where = seen[place]
                 if code != label:
-                    raise InputDataError(f"point {pid} of {path} lies where {other} lies, with "
-                                         "another class; give each place one label")
+                    raise InputDataError(f"point {pid} of {path} lies where point {other} of "
+                                         f"{where} lies, with another class; give each place "
+                                         "one label")
                 keep.append(-1)
                 continue
-            name = pid if pid not in taken else f"{Path(path).name}:{pid}"
-            seen[place] = (name, label)
+            name, n = pid, 1
+            while name in taken:  # an id an earlier file has: named by its file (and a count)
+                name = f"{Path(path).name}:{pid}" + (f" ({n})" if n > 1 else "")
+                n += 1
+            seen[place] = (name, label, path)
             taken.add(name)
             ids.append(name)
             keep.append(len(ids) - 1)

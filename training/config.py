@@ -348,8 +348,10 @@ def read_train_config(path: str | Path) -> dict[str, Any]:
         for key in PATH_KEYS:
             if isinstance(values.get(key), str):
                 values[key] = from_folder(folder, values[key])
-        if isinstance(values.get("encoder"), str):
-            values["encoder"] = encoder_from_folder(folder, values["encoder"])
+        if isinstance(values.get("encoder"), str):  # a file written before named it as typed
+            moved = encoder_from_folder(folder, values["encoder"])
+            if os.path.exists(moved.partition("=")[2]):
+                values["encoder"] = moved
     return check_config(values, typing.get_type_hints(TrainConfig), str(path))
 
 

@@ -219,7 +219,10 @@ def _paths_from_run(out_dir: str | Path) -> dict[str, Any]:
     path = Path(out_dir) / RESOLVED_CONFIG
     if not path.is_file():
         return {}
-    values = read_train_config(path)
+    try:
+        values = read_train_config(path)
+    except ConfigError:  # edited by hand, or of another version: the checkpoint's record holds
+        return {}
     found = {"data": values.get("data"),
              "encoder": str(values.get("encoder") or "").partition("=")[2]}
     return {k: values[k] for k, p in found.items() if p and os.path.exists(p)}

@@ -116,15 +116,20 @@ def scenes_region(scenes: str | Path | SceneCollection, months: Sequence[str], *
 def scenes_extent(scenes: str | Path, months: Sequence[str], *,
                   reading: Mapping[str, Any] | None = None
                   ) -> tuple[float, float, float, float] | None:
-    """The lon/lat box around every scene of ``months`` (their footprints' union); None: none."""
-    paths = _inputs(discover_scenes(scenes, **(reading or {})), months, False)
+    """The lon/lat box around every scene of ``months`` (their footprints' union).
+
+    None where it cannot say: no scene of those months (the stack's own refusal names the
+    month), or a footprint across the 180th meridian (west > east).
+    """
+    collection = discover_scenes(scenes, **(reading or {}))
+    found = [s for m in months for s in (*collection.in_month(m).s2, *collection.in_month(m).s1)]
     boxes = []
-    for path in paths:
+    for path in (scene.bands[0][1].path for scene in found if scene.bands):
         with rasterio.open(path) as src:
             if src.crs is not None:  # the outer box: a point on any corner is inside
                 boxes.append(transform_bounds(src.crs, "EPSG:4326", *src.bounds,
                                               densify_pts=EDGE_SAMPLES))
-    if not boxes:
+    if not boxes or any(b[0] > b[2] for b in boxes):
         return None
     return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
             max(b[3] for b in boxes))

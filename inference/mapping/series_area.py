@@ -6,11 +6,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from contract.quicklook import titled
 from core.storage import atomic_path
@@ -42,7 +46,7 @@ def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
     model is unsure of. It is the model's own spread, not a sampling interval (an accuracy
     assessment's area estimate gives that: docs/accuracy.md); dates without the weighted area
     (temporal consistency relabels classes only) have no band. A zone's date without a valid
-    pixel (outside the map, or all nodata) is not drawn: its table row says no data.
+    pixel (outside the map, or all nodata) is a gap in its line: its table row says no data.
     """
     import matplotlib
 
@@ -51,10 +55,13 @@ def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
 
     zones: dict[str, list[SeriesAreaRow]] = {}
     for row in rows:
-        if row.valid_km2 > 0:  # a date with no valid pixel of the zone has no area: no point
-            zones.setdefault(row.zone, []).append(row)
+        if row.valid_km2 <= 0:  # no valid pixel of the zone that date: no area, a gap
+            row = dataclasses.replace(row, isa_km2=math.nan, isa_probability_km2=None)
+        zones.setdefault(row.zone, []).append(row)
+    zones = {z: items for z, items in zones.items()
+             if any(math.isfinite(r.isa_km2) for r in items)}
     months = sorted({row.date for row in rows})
-    shown = sorted(zones, key=lambda z: -max(r.isa_km2 or 0.0 for r in zones[z]))[:15]
+    shown = sorted(zones, key=lambda z: -max(np.nan_to_num(r.isa_km2) for r in zones[z]))[:15]
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     banded = False
     for zone in shown:
@@ -66,7 +73,7 @@ def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
         banded = _band(ax, when, items, line.get_color()) or banded
         if len(shown) <= 5 and len(items) <= 12:  # few points: each value written beside it
             for x, y in zip(when, km2, strict=True):
-                if y is not None:
+                if y is not None and math.isfinite(y):
                     ax.annotate(f"{y:,.2f}", (x, y), textcoords="offset points", xytext=(0, 6),
                                 ha="center", fontsize=7)
     ticks: list[Any] = [_mid_month(m) for m in months]
@@ -104,7 +111,7 @@ def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
 def _band(ax: Any, when: list[Any], items: Sequence[SeriesAreaRow], colour: Any) -> bool:
     """Shade from each date's class-map area to its probability-weighted area; whether any."""
     band = [(x, r.isa_km2, r.isa_probability_km2) for x, r in zip(when, items, strict=True)
-            if r.isa_km2 is not None and r.isa_probability_km2 is not None]
+            if math.isfinite(r.isa_km2) and r.isa_probability_km2 is not None]
     if not band:
         return False
     xs = [x for x, _, _ in band]

@@ -110,7 +110,7 @@ def check_date_order(job: PredictJob) -> None:
             earlier, flag = recorded_month(ds.tags()), "--earlier-stack"
     if earlier is None and job.compare_with:
         with files.open_raster(job.compare_with) as ds:
-            earlier = ds.tags().get("month") or None
+            earlier = recorded_month(ds.tags(), "month")  # a map's tag; not YYYY-MM: unknown
     if earlier is not None and earlier > job.month:
         raise InputDataError(f"{flag} is of {earlier}, later than this date ({job.month}): a "
                              "change map runs from the earlier date to the later one, so "

@@ -45,7 +45,7 @@ class InputStack:
         self.path = self.identity = self.input_path = path
         # what a finished map is matched by: a backend's stack by its content's fingerprint
         # (the same stack under another spelling of its folder, or moved, is not mapped again)
-        self.content = content_key(path, ds.tags().get(FINGERPRINT_TAG))
+        self.content = content_key(path, ds.tags().get(FINGERPRINT_TAG), ds)
         self._ds = ds
         self.width, self.height, self.count = ds.width, ds.height, ds.count
         self.transform, self.crs, self.descriptions = ds.transform, ds.crs, ds.descriptions

@@ -75,7 +75,7 @@ def select_bands(descriptions: Sequence[str | None], names: Sequence[str],
                 f"{','.join(str(d) for d in descriptions)}; drop --bands (the names are used)")
         descriptions = order
     if all(d for d in descriptions):
-        lookup = _by_name(descriptions)
+        lookup = _by_name(descriptions, {canonical_band(n) for n in names})
         missing = [n for n in names if canonical_band(n) not in lookup]
         if missing:
             raise InputDataError(
@@ -89,11 +89,17 @@ def select_bands(descriptions: Sequence[str | None], names: Sequence[str],
         "--bidx N --description NAME FILE")
 
 
-def _by_name(descriptions: Sequence[str | None]) -> dict[str, int]:
-    """1-based band index by name as isamap writes it (``B02`` is ``B2``); one band per name."""
+def _by_name(descriptions: Sequence[str | None], needed: set[str]) -> dict[str, int]:
+    """1-based band index by name as isamap writes it (``B02`` is ``B2``).
+
+    A name given twice is refused where it is one of the ``needed`` bands (which would be
+    read is unknown); among the others the first is kept.
+    """
     lookup: dict[str, int] = {}
     for i, d in enumerate(descriptions):
         name = canonical_band(str(d))
+        if name in lookup and name not in needed:
+            continue
         if name in lookup:
             first = descriptions[lookup[name] - 1]
             raise InputDataError(f"the input names band {name} twice ({first} and {d}); give "
@@ -102,14 +108,17 @@ def _by_name(descriptions: Sequence[str | None]) -> dict[str, int]:
     return lookup
 
 
-def content_key(path: str, fingerprint: str | None = None) -> str:
+def content_key(path: str, fingerprint: str | None = None, ds: Any = None) -> str:
     """What names an input file's content in a run's fingerprint (hashed, never shown).
 
-    A stack's own content fingerprint where it records one, else the file's absolute path
-    (``maps/x.tif`` and ``./maps/x.tif`` are one file); remote paths as given.
+    A stack's own content fingerprint where it records one, with the open file's value types
+    and nodata (``ds``: a copy converted by another tool keeps the tag, not the values), else
+    the file's absolute path (``maps/x.tif`` and ``./maps/x.tif`` are one file); remote paths
+    as given.
     """
     if fingerprint:
-        return f"stack {fingerprint}"
+        kept = "" if ds is None else f" {list(ds.dtypes)} {list(ds.nodatavals)}"
+        return f"stack {fingerprint}{kept}"
     if files.is_gcs(path) or path.startswith("/vsi") or "://" in path:
         return path
     return os.path.abspath(path)
@@ -253,7 +262,7 @@ class MaskedFileSource:
         self.masked_below = masked_below
         ds = self._ds
         fingerprint = ds.tags().get(FINGERPRINT_TAG)  # a backend's stack: by its content
-        self.content = content_key(path, fingerprint) if fingerprint or not identity \
+        self.content = content_key(path, fingerprint, ds) if fingerprint or not identity \
             else f"{content_key(path)}#{identity}"
         self.width, self.height, self.count = ds.width, ds.height, ds.count
         self.transform, self.crs, self.descriptions = ds.transform, ds.crs, ds.descriptions

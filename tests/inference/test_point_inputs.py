@@ -22,13 +22,17 @@ def test_two_labellers_numbering_alike_are_read_as_one_set(tmp_path):
     assert points.ids == ("1", "2", "b.csv:1")
     assert points.reference.tolist() == [1, 0, 0] and points.lon.tolist() == [114.1, 114.2,
                                                                               114.3]
+    (tmp_path / "x").mkdir()
+    again = _csv(tmp_path / "x" / "b.csv", [(1, 114.4, 30.4, "pervious")])
+    ids = read_training_points([a, b, again], ["pervious", "impervious"]).ids
+    assert ids == ("1", "2", "b.csv:1", "b.csv:1 (2)")  # two files named alike: still apart
 
 
 def test_one_place_labelled_with_two_classes_is_refused(tmp_path):
     one = _csv(tmp_path / "one.csv", [("p0", 114.1, 30.1, "impervious"),
                                       ("q0", 114.1, 30.1, "pervious")])
-    with pytest.raises(InputDataError, match=r"point q0 of .*one\.csv lies where p0 lies, "
-                                             r"with another class"):
+    with pytest.raises(InputDataError, match=r"point q0 of .*one\.csv lies where point p0 of "
+                                             r".*one\.csv lies, with another class"):
         read_training_points([one], ["pervious", "impervious"])
     twice = _csv(tmp_path / "twice.csv", [("p0", 114.1, 30.1, "impervious"),
                                           ("p0", 114.2, 30.2, "pervious")])

@@ -273,5 +273,5 @@ def test_encoder_options_without_an_encoder_are_refused(flag, patch_root, tmp_pa
     it did not make; now it is one line before any work."""
     assert train_main(_argv(patch_root, str(tmp_path / "runs" / "x"), *flag)) == 2
     err = capsys.readouterr().err
-    assert "this run has none: give --encoder NAME=PATH too" in err and "Traceback" not in err
+    assert f"{flag[0]}: an option of a pretrained encoder" in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists()

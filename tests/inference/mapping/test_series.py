@@ -473,8 +473,12 @@ def test_a_zone_without_valid_pixels_is_not_drawn_as_zero_km2(tmp_path, monkeypa
 
     figures, close = [], plt.close
     monkeypatch.setattr(plt, "close", lambda fig: (figures.append(fig), close(fig)))
-    rows = [SeriesAreaRow("inside", m, 2.0, None, 50.0, 0.0, 0.04) for m in DATES]
-    rows += [SeriesAreaRow("outside", m, 0.0, None, 0.0, 0.0, None) for m in DATES]
+    months = ("2019-06", "2020-06", "2021-06")
+    rows = [SeriesAreaRow("inside", m, 2.0, None, 0.0 if m == "2020-06" else 50.0, 0.0, 0.04)
+            for m in months]
+    rows += [SeriesAreaRow("outside", m, 0.0, None, 0.0, 0.0, None) for m in months]
     plot_area(rows, tmp_path / "area.png")
     (axes,) = figures[0].axes
-    assert [line.get_label() for line in axes.get_lines()] == ["inside"]
+    (line,) = axes.get_lines()  # the zone outside the map has none
+    assert line.get_label() == "inside"
+    assert np.isnan(line.get_ydata()[1])  # a gap at the date without data, not a value

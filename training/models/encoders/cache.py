@@ -70,6 +70,8 @@ def folder_from_env() -> Path | None:
         return None
     try:
         Path(value).mkdir(parents=True, exist_ok=True)
+        if not os.access(value, os.W_OK | os.X_OK):
+            raise PermissionError(13, "permission denied")
     except OSError as exc:
         raise StorageError(f"{CACHE_ENV}={value} is not a folder isamap can write "
                            f"({exc.strerror or exc}); point it at a folder, or unset it to "

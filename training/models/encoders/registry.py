@@ -150,11 +150,12 @@ def input_columns(entry: EncoderEntry, bands: Sequence[str],
                          "reflectance (input_mean, input_std)")
     columns = [i for i, b in enumerate(bands) if b in entry.bands]
     whole = [g for g in (*S2_GROUPS, S1_GROUP) if all(b in bands for b in g)]
-    if not any(g in S2_GROUPS for g in whole):
-        raise ModelError(f"the {entry.name} encoder reads Sentinel-2 bands in groups "
-                         f"({', '.join('+'.join(g) for g in S2_GROUPS)}), each only when all its "
-                         f"bands are there; the input's bands {list(bands)} complete none: give "
-                         "--bands with at least one whole group (B2,B3,B4,B8 for example)")
+    if not any(bands[i].startswith("B") for i in columns) or not whole:
+        raise ModelError(f"the {entry.name} encoder reads Sentinel-2 bands and Sentinel-1's in "
+                         f"groups ({', '.join('+'.join(g) for g in (*S2_GROUPS, S1_GROUP))}), "
+                         f"each only when all its bands are there, and needs a Sentinel-2 band; "
+                         f"the input's bands {list(bands)} do not give that: give --bands with "
+                         "a whole group (B2,B3,B4,B8 for example)")
     unread = tuple(bands[i] for i in columns if not any(bands[i] in g for g in whole))
     if unread:
         _say_unread(entry.name, unread, tuple("+".join(g) for g in whole))
