@@ -137,7 +137,7 @@ def _fingerprint(src_path: str | RasterSource, src: Any, info: OutputInfo,
         "lattice": config.lattice.placement,  # tiles anchored to the CRS grid
     }
     # the hash names the input by its content (source_key); "input" names it for messages
-    run["hash"] = json_digest({**run, "input": source_key(src_path)}, 16)
+    run["hash"] = json_digest({**run, "input": source_key(src_path, src)}, 16)
     return run
 
 

@@ -124,10 +124,16 @@ def content_key(path: str, fingerprint: str | None = None, ds: Any = None) -> st
     return os.path.abspath(path)
 
 
-def source_key(source: str | RasterSource) -> str:
-    """:func:`content_key` of an input path or opened input (a source's identity otherwise)."""
+def source_key(source: str | RasterSource, opened: Any = None) -> str:
+    """:func:`content_key` of an input path or opened input (a source's identity otherwise).
+
+    ``opened``: the dataset a path was opened as, whose tags may hold a stack's fingerprint
+    (so a path given through the Python API is keyed as the command line keys it).
+    """
     if isinstance(source, str):
-        return content_key(source)
+        tags = getattr(opened, "tags", None)
+        fingerprint = tags().get(FINGERPRINT_TAG) if callable(tags) else None
+        return content_key(source, fingerprint, opened if fingerprint else None)
     return str(getattr(source, "content", None) or source_identity(source))
 
 

@@ -91,3 +91,34 @@ def test_isamap_predict_builds_one_job_from_its_flags(tmp_path):
     with pytest.raises(InputDataError, match="change-margin"):
         PredictJob("m.pt", "s.tif", "o", compare_with="a_class.tif",
                    change_margin=0.7).check_change()
+
+
+def test_a_stack_is_keyed_by_its_content_from_the_api_and_the_command_line(tmp_path):
+    """A backend's stack: by its fingerprint tag, its value types and nodata, whether a path or
+    the opened input is given; a converted copy (other values) and another file are not it."""
+    import shutil
+
+    import rasterio
+
+    from contract.stack import FINGERPRINT_TAG
+    from inference.predict.input_stack import InputStack
+    from inference.predict.sources import source_key
+    from tests.support.rasters import smooth_stack, write_stack
+
+    stack = write_stack(tmp_path / "a.tif", smooth_stack(20, 20))
+    with rasterio.open(stack, "r+") as ds:
+        ds.update_tags(**{FINGERPRINT_TAG: "sha256:abc"})
+    shutil.copy(stack, tmp_path / "copy.tif")
+    keys = []
+    for path in (stack, tmp_path / "copy.tif"):
+        with rasterio.open(path) as ds:
+            keys += [source_key(str(path), ds), InputStack(str(path), ds).content]
+    assert len(set(keys)) == 1 and keys[0].startswith("stack sha256:abc")
+    plain = write_stack(tmp_path / "plain.tif", smooth_stack(20, 20))
+    with rasterio.open(plain) as ds:
+        assert source_key(str(plain), ds) == str(plain.resolve())
+    converted = write_stack(tmp_path / "int.tif", smooth_stack(20, 20), nodata=-9999.0)
+    with rasterio.open(converted, "r+") as ds:
+        ds.update_tags(**{FINGERPRINT_TAG: "sha256:abc"})
+    with rasterio.open(converted) as ds:
+        assert source_key(str(converted), ds) != keys[0]
