@@ -95,8 +95,8 @@ def read_training_points(paths: Sequence[str], classes: Sequence[str],
                               "points are kept apart: fit on points labelled for training "
                               "(or on a design drawn with the map class shown), and score "
                               "the map on the design's points with isamap-assess score")
-    return joined_points(paths, [read_references([p], classes, column, positions=True)
-                                 for p in paths])
+    return joined_points(paths, [read_references([p], classes, column, positions=True,
+                                                 use="fit") for p in paths])
 
 
 def joined_points(paths: Sequence[str], parts: Sequence[ReferencePoints]) -> ReferencePoints:

@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -172,15 +172,19 @@ def _coordinate(path: str | Path, record: Mapping[str, Any], key: str) -> float:
                              f"{value!r}, not a number; give decimal degrees (114.2892)") from None
 
 
+#: what points are read for: an accuracy assessment's estimates, or a fit's training
+PointUse = Literal["assess", "fit"]
+
+
 def read_references(paths: Sequence[str | Path], classes: Sequence[str],
-                    column: str = REFERENCE_COLUMN, *, positions: bool = True
-                    ) -> ReferencePoints:
+                    column: str = REFERENCE_COLUMN, *, positions: bool = True,
+                    use: PointUse = "assess") -> ReferencePoints:
     """Read one or several labelled files as one set of points.
 
     Several files: the CEO exports of a design split in several projects, or sittings. A point
     labelled in two files is refused.
     """
-    parts = [read_reference(p, classes, column, positions=positions) for p in paths]
+    parts = [read_reference(p, classes, column, positions=positions, use=use) for p in paths]
     if len(parts) == 1:
         return parts[0]
     ids = tuple(i for part in parts for i in part.ids)
@@ -199,7 +203,7 @@ def read_references(paths: Sequence[str | Path], classes: Sequence[str],
 
 def read_reference(path: str | Path, classes: Sequence[str],
                    column: str = REFERENCE_COLUMN, *,
-                   positions: bool = True) -> ReferencePoints:
+                   positions: bool = True, use: PointUse = "assess") -> ReferencePoints:
     """Read a labelled CSV, GeoJSON or CEO sample export.
 
     Class names (any case) or codes become codes. ``column`` names the labels' column (a CEO
@@ -207,11 +211,12 @@ def read_reference(path: str | Path, classes: Sequence[str],
     :data:`NO_DATA_REFERENCE` (they could not be labelled), are dropped with a warning (the
     estimates then assume they are missing at random within their stratum); a file with none
     labelled is refused. ``positions=False`` (the design gives them) reads a file of ids and
-    labels alone, such as the labelling app's export.
+    labels alone, such as the labelling app's export. ``use``: what the points are read for
+    (``fit``: training points, whose messages name no design nor strata).
     """
     path = Path(path)
     column = column.strip().lower()
-    records = _records(path, column, positions)
+    records = _records(path, column, positions and use == "assess")
     if is_ceo_export(list(records[0])):
         records, column = plot_records(records, column, str(path)), "reference"
     labels = _labels(records, column, classes)
@@ -230,7 +235,7 @@ def read_reference(path: str | Path, classes: Sequence[str],
         twice = next(i for i, n in Counter(labels.ids).items() if n > 1)
         raise InputDataError(f"{path}: point id {twice} names more than one point; give each "
                              "point its own id")
-    _warn_left_out(labels, len(records))
+    _warn_left_out(labels, len(records), use)
     keep = labels.codes >= 0
     return ReferencePoints(tuple(i for i, k in zip(labels.ids, keep, strict=True) if k),
                            lon[keep], lat[keep], labels.codes[keep],
@@ -298,8 +303,14 @@ def _labels(records: Sequence[dict], column: str, classes: Sequence[str]) -> _La
     return _Labels(ids, np.asarray(codes, dtype=np.int64), unlabelled, no_data, unknown)
 
 
-def _warn_left_out(labels: _Labels, total: int) -> None:
-    """Say which points are left out of the estimates, and what that assumes."""
+def _warn_left_out(labels: _Labels, total: int, use: PointUse = "assess") -> None:
+    """Say which points are left out of the estimates (or the fit), and what that assumes."""
+    if use == "fit":
+        left = [*labels.unlabelled, *labels.no_data]
+        if left:
+            log.warning("%d of %d points have no class (no reference, or %s; first: %s) and "
+                        "are left out of the fit", len(left), total, NO_DATA_REFERENCE, left[0])
+        return
     if labels.unlabelled:
         log.warning("%d of %d points have no reference (first: %s) and are left out: the "
                     "estimates assume they are missing at random within their stratum; label "

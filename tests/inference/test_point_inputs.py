@@ -52,3 +52,22 @@ def test_decimal_commas_of_a_semicolon_file_are_read_and_a_bad_number_named(tmp_
                     "b;east;30,6;pervious\n")
     with pytest.raises(InputDataError, match="the lon of point b is 'east', not a number"):
         read_training_points([str(path)], ["pervious", "impervious"])
+
+
+def test_a_fits_messages_name_no_design_nor_strata(tmp_path, caplog):
+    """The readers are the assessment's: a fit's points file was told it "is scored with
+    --design" and that its unlabelled points' classes are "as those of their stratum"."""
+    import logging
+
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("id,lon,lat,label\na,114.1,30.1,impervious\n")
+    with pytest.raises(InputDataError) as err:
+        read_training_points([str(wrong)], ["pervious", "impervious"])
+    assert "--reference-column" in str(err.value) and "--design" not in str(err.value)
+    some = _csv(tmp_path / "some.csv", [("a", 114.1, 30.1, "impervious"),
+                                        ("b", 114.2, 30.2, "nodata"),
+                                        ("c", 114.3, 30.3, "pervious")])
+    with caplog.at_level(logging.WARNING):
+        points = read_training_points([some], ["pervious", "impervious"])
+    assert points.ids == ("a", "c")
+    assert "are left out of the fit" in caplog.text and "stratum" not in caplog.text
