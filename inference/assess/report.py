@@ -133,7 +133,7 @@ def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
     else:
         strata, stratum = raster_strata(points, strata_path or map_path, paths)
     own = values_at(map_path, points.lon, points.lat)
-    check_codes(own, classes, f"the map {map_path}")
+    check_codes(own, classes, f"the map {map_path}", points.ids)
     products = [ProductAtPoints(MAP_NAME, map_path, classes, own, np.arange(len(classes)))]
     for comparison in comparisons:
         log.info("reading %s (%s) at %d points", comparison.name, comparison.source,

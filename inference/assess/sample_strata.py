@@ -45,7 +45,7 @@ def raster_strata(points: ReferencePoints, path: str, paths: Sequence[str | Path
     check_strata_id(points, strata, paths, f"the strata raster {strata.path}")
     check_distinct_pixels(points, strata, paths)
     stratum = values_at(strata.path, points.lon, points.lat)
-    check_codes(stratum, strata.classes, f"the strata raster {strata.path}")
+    check_codes(stratum, strata.classes, f"the strata raster {strata.path}", points.ids)
     return strata, stratum
 
 

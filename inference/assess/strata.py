@@ -134,8 +134,11 @@ def values_at(path: str, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     return out
 
 
-def check_codes(values: np.ndarray, names: Sequence[str], what: str) -> None:
+def check_codes(values: np.ndarray, names: Sequence[str], what: str,
+                ids: Sequence[str] = ()) -> None:
+    """Refuse points on nodata or outside the raster, naming the first by its id (``ids``)."""
     bad = np.flatnonzero((values < 0) | (values >= len(names)))
     if bad.size:
+        first = ids[int(bad[0])] if ids else f"number {int(bad[0]) + 1}"
         raise ConfigError(f"{bad.size} points fall on nodata or outside {what} (first: point "
-                          f"{int(bad[0]) + 1}); every sample point must lie on a mapped pixel")
+                          f"{first}); every sample point must lie on a mapped pixel")

@@ -388,3 +388,16 @@ def test_the_labelling_apps_export_names_the_strata_that_drew_its_points(tmp_pat
     _refused(capsys, status, tmp_path / "s", "was drawn on other strata", "--design")
     assert main(["score", "--map", str(classes), "--strata", str(change), "--reference",
                  str(export), "--out", str(tmp_path / "s2"), "-q"]) == 0
+
+
+def test_a_point_off_the_map_is_named_by_its_id():
+    """Named by its row number before ("point 167"), which the user's file does not show."""
+    import numpy as np
+
+    from core.errors import ConfigError
+    from inference.assess.strata import check_codes
+
+    with pytest.raises(ConfigError, match=r"1 points fall on nodata or outside the map m\.tif "
+                                          r"\(first: point zz1\)"):
+        check_codes(np.array([0, 1, 255]), ["pervious", "impervious"], "the map m.tif",
+                    ("a1", "a2", "zz1"))
