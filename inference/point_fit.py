@@ -23,6 +23,7 @@ model file (docs/points.md).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -236,7 +237,12 @@ def _stacks(job: FitJob, points: ReferencePoints, session: Any
         extent = scenes_extent(job.scenes, [job.month])
         if extent is not None:  # none: the stack's own refusal says so
             check_covered(points, extent, f"the scenes of {job.month} in {job.scenes}")
-        path, record = local_stack(job.scenes, grid, job.month, bands, folder)
+        try:
+            path, record = local_stack(job.scenes, grid, job.month, bands, folder)
+        except Exception:
+            with contextlib.suppress(OSError):  # a refused month leaves no empty folder
+                folder.rmdir()
+            raise
     else:
         if session is None:
 

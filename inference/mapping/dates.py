@@ -24,6 +24,7 @@ plot, STAC) are in :mod:`inference.mapping.series`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -239,9 +240,14 @@ def _local_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: Mod
     recipe = local_recipe(dataset, request.scene_reading)
     work = request.product_dir() / ".stacks" / month
     work.mkdir(parents=True, exist_ok=True)
-    plan = plan_local_stack(request.local_scenes(), grid, month, tuple(meta.bands), None, None,
-                            recipe.speckle, work, recipe=recipe)
-    stack = write_local_stack(plan, progress=request.progress)
+    try:
+        plan = plan_local_stack(request.local_scenes(), grid, month, tuple(meta.bands), None,
+                                None, recipe.speckle, work, recipe=recipe)
+        stack = write_local_stack(plan, progress=request.progress)
+    except Exception:
+        with contextlib.suppress(OSError):  # a month without scenes leaves no empty folder
+            work.rmdir()
+        raise
     with rasterio.open(stack.image) as ds:  # the recipe signature names its inputs
         signature = ds.tags().get("ISAMAP_RECIPE", "")
     source = MaskedFileSource(stack.image, identity=f"{stack.image}#{signature}")

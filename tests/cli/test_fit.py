@@ -237,6 +237,11 @@ def test_backend_local_refuses_points_off_the_scenes_before_making_a_stack(demo_
     err = capsys.readouterr().err
     assert f"1 of {len(lon)} points lie outside the area the scenes of" in err
     assert "check their coordinates" in err and not (out / "stack").exists()
+    # a month without scenes: refused by the stack, and no empty stack folder left behind
+    inside = write_points(tmp_path / "inside.csv", lon[:-1], lat[:-1], codes)
+    assert main(["--points", str(inside), "--backend", "local", "--scenes", str(scenes),
+                 "--month", "2020-06", "--bands", "B2,B3,B4,B8", "--out", str(out), "-q"]) == 2
+    assert "Traceback" not in capsys.readouterr().err and not (out / "stack").exists()
 
 
 def _ee_job(argv: list[str]):

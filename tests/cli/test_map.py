@@ -410,3 +410,10 @@ def test_a_finished_local_map_is_not_redone_under_another_spelling_or_a_copy(tmp
     assert run("./maps")["skipped"] and run(str(tmp_path / "maps"))["skipped"]
     shutil.copytree(tmp_path / "maps", tmp_path / "copy")
     assert run("copy")["skipped"]
+    # a month without scenes is skipped, and leaves no empty folder of its stack behind
+    assert main(["--backend", "local", "--scenes", "scenes", "--months", "2019-06,2020-06",
+                 "--model", str(model), "--out", "maps", "--tile", "64", "--overlap", "16",
+                 "--no-progress", "--precision", "fp32", "--channels-last", "off", "-q"]) == 0
+    capsys.readouterr()
+    stacks = tmp_path / "maps" / ".stacks"
+    assert (stacks / "2019-06").is_dir() and not (stacks / "2020-06").exists()
