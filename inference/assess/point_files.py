@@ -216,7 +216,7 @@ def read_reference(path: str | Path, classes: Sequence[str],
     """
     path = Path(path)
     column = column.strip().lower()
-    records = _records(path, column, positions and use == "assess")
+    records = _records(path, column, positions, use)
     if is_ceo_export(list(records[0])):
         records, column = plot_records(records, column, str(path)), "reference"
     labels = _labels(records, column, classes)
@@ -245,7 +245,7 @@ def read_reference(path: str | Path, classes: Sequence[str],
                            no_data=tuple(labels.no_data))
 
 
-def _records(path: Path, column: str, positions: bool) -> list[dict]:
+def _records(path: Path, column: str, positions: bool, use: PointUse = "assess") -> list[dict]:
     """The file's records, refused when it holds none or lacks a column it needs."""
     if not path.is_file():
         raise ConfigError(f"--reference {path} does not exist")
@@ -263,7 +263,8 @@ def _records(path: Path, column: str, positions: bool) -> list[dict]:
                              f"{column!r} (the class each point was interpreted as; name "
                              "another column, such as a CEO question, with --reference-column)"
                              + ("; a file of ids and labels alone (the labelling app's "
-                                "export) is scored with --design" if positions else ""))
+                                "export) is scored with --design" if positions
+                                and use == "assess" else ""))
     return records
 
 

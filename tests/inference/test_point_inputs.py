@@ -71,3 +71,10 @@ def test_a_fits_messages_name_no_design_nor_strata(tmp_path, caplog):
         points = read_training_points([some], ["pervious", "impervious"])
     assert points.ids == ("a", "c")
     assert "are left out of the fit" in caplog.text and "stratum" not in caplog.text
+
+
+def test_a_fits_file_without_positions_is_refused_naming_them(tmp_path):
+    ids_only = tmp_path / "ids.csv"
+    ids_only.write_text("id,reference\na,impervious\nb,pervious\n")
+    with pytest.raises(InputDataError, match=r"lacks the columns \['lon', 'lat'\]"):
+        read_training_points([str(ids_only)], ["pervious", "impervious"])
