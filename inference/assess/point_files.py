@@ -27,7 +27,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 from xml.sax.saxutils import escape
@@ -235,7 +235,9 @@ def read_reference(path: str | Path, classes: Sequence[str],
         twice = next(i for i, n in Counter(labels.ids).items() if n > 1)
         raise InputDataError(f"{path}: point id {twice} names more than one point; give each "
                              "point its own id")
-    _warn_left_out(labels, len(records), use)
+    # with a design (no positions) an unlabelled point is refused by the design, not left out
+    _warn_left_out(labels if positions else replace(labels, unlabelled=[]),
+                   len(records), use)
     keep = labels.codes >= 0
     return ReferencePoints(tuple(i for i, k in zip(labels.ids, keep, strict=True) if k),
                            lon[keep], lat[keep], labels.codes[keep],

@@ -151,3 +151,21 @@ def test_a_labelling_apps_asset_and_a_future_dynamic_world_year_are_refused_firs
                  "--project", "p", "--out", str(tmp_path / "s")])
     err = capsys.readouterr().err
     assert code == 2 and "Dynamic World has no images of 2030 (this is 20" in err, err
+
+
+def test_an_unlabelled_design_point_is_refused_without_first_being_left_out(tmp_path, capsys):
+    """With a design every point must be labelled: the reader warned that the point was
+    "left out" (estimates "missing at random") and the design then refused the file."""
+    scene = synthetic_scene(tmp_path)
+    out = tmp_path / "design"
+    assert main(["design", "--map", str(scene.map_path), "--n", "30", "--seed", "1", "--out",
+                 str(out), "-q"]) == 0
+    capsys.readouterr()
+    labelled = labelled_as_the_map(out, tmp_path / "labelled.csv")
+    rows = list(csv.DictReader(labelled.open()))
+    rows[0]["reference"] = ""
+    write_rows(labelled, rows)
+    assert main(["score", "--map", str(scene.map_path), "--reference", str(labelled),
+                 "--design", str(out), "--out", str(tmp_path / "score")]) == 2
+    err = capsys.readouterr().err
+    assert "have no label (first:" in err and "left out" not in err
