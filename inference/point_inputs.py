@@ -32,7 +32,6 @@ import rasterio
 from rasterio.warp import transform as warp_transform
 from rasterio.windows import Window
 
-from contract.bands import canonical_band
 from contract.stack import recorded_month
 from core.digest import text_sha256
 from core.errors import ConfigError, InputDataError
@@ -168,13 +167,9 @@ def open_input(path: str, bands: Sequence[str]) -> StackInput:
             if src.crs is None:
                 raise InputDataError(f"--input {path} has no CRS; give the stack isamap-export "
                                      "wrote (stacks/stack_<month>_image.tif)")
-            named = [canonical_band(str(d)) for d in src.descriptions if d]
-            lacking = [b for b in bands if canonical_band(b) not in named]
-            if named and lacking:  # said for a fit: no model exists yet
-                raise InputDataError(f"--input {path} lacks band(s) {lacking}; it has "
-                                     f"{list(src.descriptions)}: give --bands naming bands it "
-                                     "has, or a stack that has these")
-            indexes = select_bands(src.descriptions, bands)
+            # a fit: no model exists yet to be "trained on these"
+            indexes = select_bands(src.descriptions, bands, remedy=f"Give --bands naming bands "
+                                   f"--input {path} has, or a stack that has these.")
             return StackInput(path, src.crs.to_string(), src.transform, src.width, src.height,
                               tuple(indexes), recorded_month(src.tags()))
     except rasterio.errors.RasterioIOError as exc:

@@ -29,7 +29,6 @@ Pure functions of arrays (:func:`stretched_series`), and :func:`apply_to_maps` f
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import json
 from collections.abc import Sequence
@@ -123,27 +122,24 @@ def apply_to_maps(class_paths: Sequence[str], prob_paths: Sequence[str],
     """
     # the class maps' run hashes name their prediction (its stacks and probabilities)
     fields = {"isa_class": isa_class, "thresholds": [s.threshold for s in pairs]}
-    fitted: list[SpectralStacks] = []
+    ready: list[tuple[Any, Any, SpectralStacks]] = []  # each pair opened and fitted, once
     with contextlib.ExitStack() as opened:
         probs = [opened.enter_context(files.open_raster(p)) for p in prob_paths]
 
         def fix(window: Window, classes: np.ndarray) -> np.ndarray:
-            if not fitted:
-                fitted.extend(s.fitted() for s in pairs)
+            if pairs and not ready:  # the first block written: no current series gets here
+                ready.extend((opened.enter_context(files.open_raster(s.earlier)),
+                              opened.enter_context(files.open_raster(s.later)), s.fitted())
+                             for s in pairs)
             stored = np.stack([ds.read(1, window=window) for ds in probs])
             p = np.where(stored == NODATA, np.nan, stored / PROB_SCALE)
             changed = [spectral_changed(block_magnitude(a, b, s, window), s.threshold)
-                       for (a, b), s in zip(stacks(), fitted, strict=True)]
+                       for a, b, s in ready]
             return stretched_series(classes, p, np.stack(changed) if changed else
                                     np.zeros((0, *classes.shape[1:]), bool), isa_class)
 
-        @functools.cache
-        def stacks() -> list[tuple[Any, Any]]:
-            return [(opened.enter_context(files.open_raster(s.earlier)),
-                     opened.enter_context(files.open_raster(s.later))) for s in pairs]
-
         return write_series(class_paths, out_paths, RULE, fields, fix, lambda: {
-            FITS_TAG: json.dumps([s.fit.to_dict() if s.fit else None for s in fitted])})
+            FITS_TAG: json.dumps([s.fit.to_dict() if s.fit else None for _, _, s in ready])})
 
 
 def describe(months: Sequence[str], first_output: str,

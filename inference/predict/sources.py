@@ -51,8 +51,13 @@ class RasterSource(Protocol):
              out: np.ndarray | None = None) -> np.ndarray: ...
 
 
+#: what a missing band's refusal says to do, where a model asks for the bands
+USE_ANOTHER_MODEL = "Export those bands or use a model trained on these."
+
+
 def select_bands(descriptions: Sequence[str | None], names: Sequence[str],
-                 order: Sequence[str] | None = None) -> list[int]:
+                 order: Sequence[str] | None = None, remedy: str = USE_ANOTHER_MODEL
+                 ) -> list[int]:
     """1-based band indexes of ``names`` in a stack, found by band name.
 
     Args:
@@ -62,6 +67,7 @@ def select_bands(descriptions: Sequence[str | None], names: Sequence[str],
             Needed for a stack without names (a count that happens to match says nothing
             about the order, and reordered bands give a wrong map silently); checked against
             the names of a stack that has them.
+        remedy: what a refusal for a missing band tells the user to do.
     """
     if order is not None:
         order = [b.strip() for b in order]
@@ -80,7 +86,7 @@ def select_bands(descriptions: Sequence[str | None], names: Sequence[str],
         if missing:
             raise InputDataError(
                 f"the input stack lacks band(s) {missing} the model needs; it has "
-                f"{list(descriptions)}. Export those bands or use a model trained on these.")
+                f"{list(descriptions)}. {remedy}")
         return [lookup[canonical_band(n)] for n in names]
     raise InputDataError(
         f"the input's {len(descriptions)} bands have no names (band descriptions), so their "
