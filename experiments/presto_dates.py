@@ -29,7 +29,9 @@ the true one; NDBI of each clear date and their mean, on the same pixels, at 0 a
 best threshold on those pixels (an oracle). And what a model trained once does to the
 series, the ground taken as unchanged between the dates: a head fitted on the first date's
 bands, or Presto's features of it, maps every date's held-out pixels; per date its built share
-and F1, and the share of pixels whose class flips between consecutive dates or ever.
+and F1, and the share of pixels whose class flips between consecutive dates or ever. With
+Presto, whether its features tell implanted change better than the bands
+(:mod:`experiments.presto_change`, the ``change`` block).
 ``OUT/presto_dates.json`` holds every fit's scores, ``OUT/presto_dates.txt`` the tables.
 
 One tile, labels of a land-use register (a road counts as artificial, a yard may not),
@@ -57,7 +59,8 @@ from experiments.builtup_arms import WEIGHT_FOLDERS
 from experiments.change_pairs import ARTIFICIAL, load_scenes
 from experiments.change_series import dark_object_subtraction
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
-from experiments.presto_dates_report import level_table, stability_table, table
+from experiments.presto_change import change_scores
+from experiments.presto_dates_report import report_text
 from experiments.scoring import best_threshold_f1, binary_scores, ndbi, roc_auc
 from experiments.temporal_consistency import series_stability
 from training.models.encoders.presto import prepare
@@ -257,9 +260,15 @@ def run(folder: Path, encoder: torch.nn.Module | None, points: int, seeds: int) 
             levels += [{"held_out": held, "features": kind, "date": d, "seed": seed,
                         **level_maps(l2a[f"{kind} {d}"], arms[f"{kind} {d}"], truth, train,
                                      test, points, seed)} for kind in kinds for d in dates]
+    change = None
+    if encode is not None:
+        one = encode
+        change = change_scores(scenes, dates, lulc, COLUMNS,
+                               (SCENE_BANDS.index("B08"), SCENE_BANDS.index("B11")),
+                               lambda scene, month: one(scene[None], [month]))
     return {"dates": dates, "points": points or "every labelled pixel of the other half",
             "seeds": seeds if points else 1, "runs": runs, "stability": stability,
-            "levels": levels,
+            "levels": levels, "change": change,
             "ndbi": baselines, "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -311,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = None if encoder == "none" else presto_encoder(encoder)  # before any work
         metrics = run(folder, model, a.points, a.seeds)
         out.mkdir(parents=True, exist_ok=True)
-        text = "\n\n".join(t(metrics) for t in (table, stability_table, level_table))
+        text = report_text(metrics)
         atomic_write(out / "presto_dates.json",
                      lambda handle: handle.write(dumps(metrics).encode()))
         atomic_write(out / "presto_dates.txt", lambda handle: handle.write((text + "\n").encode()))

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from experiments.builtup_judge import interval
+from experiments.presto_change import change_table
 
 #: the committed summary of the default run, which docs/evidence/points.md quotes
 FIGURES_JSON = "docs/figures/presto_dates.json"
@@ -74,10 +75,17 @@ def stability_table(metrics: Mapping) -> str:
         for held in ("north", "south")) + ")"
 
 
+def report_text(metrics: Mapping) -> str:
+    """Every table the command prints; Presto's change scores where it ran with Presto."""
+    tables = [t(metrics) for t in (table, stability_table, level_table)]
+    if metrics.get("change"):
+        tables.append(change_table(metrics["change"]))
+    return "\n\n".join(tables)
+
+
 def figures_markdown(metrics: dict) -> str:
     """The evidence page's block: the table the command printed, from its JSON."""
-    text = "\n\n".join(t(metrics) for t in (table, stability_table, level_table))
-    return f"\n```text\n{text}\n```\n"
+    return f"\n```text\n{report_text(metrics)}\n```\n"
 
 
 def update_page(source: str = FIGURES_JSON, page: str = "docs/evidence/points.md",
