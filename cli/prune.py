@@ -48,7 +48,8 @@ def prune_parser() -> argparse.ArgumentParser:
     a("--seed", type=int, help=f"seed of the fine-tuning {MODEL_RECIPE}")
     a("--workers", dest="num_workers", type=int, help="data-loader worker processes")
     a("--flops-size", type=int, default=256, help="input side of the reported FLOP counts")
-    add_device_arguments(p, device=None, precision=None, channels_last=None)
+    add_device_arguments(p, device=None, precision=None, channels_last=None,
+                         unset_from="the model file's recorded one")
     a("--resume", action="store_const", const=True, help="continue the run in --out")
     a("--no-progress", dest="progress", action="store_const", const=False,
       help="no progress bars")

@@ -32,7 +32,8 @@ LAYOUTS: tuple[str, ...] = get_args(Layout)
 
 def add_device_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *,
                          device: str | None = "auto", precision: str | None = "auto",
-                         channels_last: str | None = "auto", inference: bool = False) -> None:
+                         channels_last: str | None = "auto", inference: bool = False,
+                         unset_from: str = "the --config file's") -> None:
     """Add ``--device``, ``--precision``, ``--channels-last`` and ``--no-autotune-cache``.
 
     Args:
@@ -41,8 +42,9 @@ def add_device_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGro
         device: default of --device (None: unset, so a config file's value can apply).
         precision: default of --precision (None: likewise).
         channels_last: default of --channels-last (None: likewise).
+        unset_from: where an unset flag's value comes from, as the help says it.
     """
-    unset = " (default: the --config file's, else auto)"
+    unset = f" (default: {unset_from}, else auto)"
     parser.add_argument("--device", default=device, help="auto | cpu | cuda | cuda:N "
                         "(auto: CUDA when available)" + (unset if device is None else ""))
     int8_help = ("; int8 (CPU with VNNI/AMX, the int8 extra): a quantized model, used only "

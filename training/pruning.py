@@ -46,15 +46,18 @@ from torch import nn
 
 from core.commands import check_range
 from core.errors import ConfigError, ModelError
+from core.shareable import portable_path
 from core.storage import atomic_write
 from engine.seeding import seed_everything
+from training.checkpoint import read_checkpoint
 from training.config import TrainConfig, apply_recipe, as_recorded, config_from_mapping
 from training.data import NormStats
 from training.losses import build_loss
 from training.model_meta import ModelMeta
-from training.modelfile import load_model_file, save_model_file
+from training.modelfile import load_model_file, model_file_id, read_model_file, save_model_file
 from training.models import create_model
 from training.models.compact import PrunableLayer, conv_named
+from training.run_folder import CHECKPOINT
 from training.run_inputs import patch_splits
 from training.trainer import BEST_MODEL, Trainer
 
@@ -281,6 +284,39 @@ def fine_tune_config(meta: ModelMeta, data: str, out_dir: str | Path,
         "bands": list(meta.bands), "ema": 0.0}))
 
 
+def check_earlier_run(out: Path, source: Mapping[str, object]) -> None:
+    """Refuse an ``out`` whose pruning run removed another rate or started from another file.
+
+    The fine-tuning resumes or reuses the run it finds there, which records its rate and its
+    model file's id (runs of earlier versions: the rate alone).
+
+    Raises:
+        ConfigError: the run there was made otherwise.
+    """
+    earlier = _recorded_pruning(out)
+    if earlier is None:
+        return
+    if earlier.get("rate") != source["rate"]:
+        raise ConfigError(f"--out {out} holds a pruning run at --rate {earlier.get('rate')}; "
+                          f"give --rate {earlier.get('rate')} to go on with it, or another --out "
+                          f"for --rate {source['rate']}")
+    if earlier.get("model_id") not in (None, source["model_id"]):
+        raise ConfigError(f"--out {out} holds a pruning run of another --model file (the "
+                          "file's content differs); give another --out for this one")
+
+
+def _recorded_pruning(out: Path) -> dict | None:
+    """What the pruning run in ``out`` records of itself (its checkpoint, else its model)."""
+    if (out / CHECKPOINT).is_file():
+        meta = read_checkpoint(out / CHECKPOINT, torch.device("cpu")).get("meta") or {}
+    elif (out / BEST_MODEL).is_file():
+        meta = read_model_file(out / BEST_MODEL, flag="model file")[0].to_dict()
+    else:
+        return None
+    found = (meta.get("extra") or {}).get("pruning")
+    return dict(found) if isinstance(found, Mapping) else None
+
+
 def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = DEFAULT_RATE,
           overrides: Mapping | None = None, flops_size: int = 256) -> PruneResult:
     """Fine-tune a trained model with FPGM every epoch, then save the compact network.
@@ -301,6 +337,8 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
                 hint="it is the input side (px) of the reported FLOP counts, e.g. 256")
     config_from_mapping(dict(overrides or {}))  # --epochs, --batch-size ... as typed
     model, meta = load_model_file(model_path)
+    source = {"rate": rate, "model_id": model_file_id(model_path)}
+    check_earlier_run(Path(out_dir), source)
     prunable_layers(model)  # refuse models that cannot be pruned before any work
     cfg = fine_tune_config(meta, data, out_dir, overrides)
     norm = NormStats(tuple(meta.bands), tuple(meta.norm_mean), tuple(meta.norm_std))
@@ -310,7 +348,7 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
         raise RuntimeError("apply_recipe left the loss unset")
     loss = build_loss(cfg.loss, class_names=meta.class_names, **dict(cfg.loss_kwargs))
     run_meta = ModelMeta.from_dict({**meta.to_dict(), "extra": {
-        **dict(meta.extra or {}), "pruning": {"rate": rate, "from": str(model_path)}}})
+        **dict(meta.extra or {}), "pruning": {**source, "from": str(model_path)}}})
     before = {"parameters": parameter_count(model),
               "flops": flop_count(model, meta.in_channels, flops_size)}
     layers = prunable_layers(model)
@@ -326,7 +364,7 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
     pruned_path = save_model_file(out / PRUNED_MODEL, small, small_meta)
     after = {"parameters": parameter_count(small),
              "flops": flop_count(small, meta.in_channels, flops_size)}
-    summary = {"rate": rate, "from": str(model_path), "flops_input": flops_size,
+    summary = {"rate": rate, "from": portable_path(model_path, out), "flops_input": flops_size,
                "before": before, "after": after,
                "layers": {layer.conv: [masked.get_submodule(layer.conv).out_channels,
                                        small.get_submodule(layer.conv).out_channels]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -275,6 +276,22 @@ def test_isamap_prune_fine_tunes_and_writes_a_smaller_model_that_predicts(hrnet_
                                       config=PredictConfig(tile=32, overlap=8), progress=False,
                                       isa_class=1)
     assert np.isin(np.unique(_read(outputs.prediction.class_path)), [0, 1, 255]).all()
+    # the summary names the model file as config.yaml does, never by this machine's path
+    assert not Path(summary["from"]).is_absolute() and (out / summary["from"]).resolve() \
+        == Path(hrnet_run.model_path).resolve()
+    # another rate into the finished folder is refused (it would reuse the 0.4 network under
+    # 0.2's name: a new user's walk), and so is another model file; nothing is rewritten
+    kept = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    other = save_model_file(tmp_path / "other.pt", create_model("hrnet", 4, 7, **TINY),
+                            meta_for({}))
+    for model, extra, says in ((hrnet_run.model_path, ["--rate", "0.2"],
+                                "holds a pruning run at --rate 0.4; give --rate 0.4 to go on"),
+                               (other, [], "holds a pruning run of another --model file")):
+        assert prune_main(["--model", str(model), "--data", str(patch_root), "--out", str(out),
+                           "--epochs", "2", "--flops-size", "32", "--device", "cpu",
+                           "--workers", "0", "--no-progress", "-q", *extra]) == 2
+        assert says in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == kept
 
 
 def _read(path):
