@@ -26,10 +26,10 @@ import functools
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -57,6 +57,7 @@ from inference.assess.design_file import (
 from inference.assess.labelling_app import labelling_app_script
 from inference.assess.reference_records import (
     check_lon_lat,
+    coordinate,
     csv_records,
     geojson_records,
     reference_text,
@@ -82,6 +83,7 @@ class ReferencePoints:
     lat: np.ndarray
     reference: np.ndarray
     unlabelled: int = 0  # points of the file(s) left without a reference (left out)
+    unlabelled_ids: tuple[str, ...] = ()  # their ids
     strata_ids: frozenset[str] = frozenset()  # the strata the file(s) say drew the points
     no_data: tuple[str, ...] = ()  # ids of points recorded as "nodata" (left out)
 
@@ -152,26 +154,6 @@ def ceo_plot_files(rows: Sequence[dict], out: Path) -> dict[str, tuple[Path, str
     return files
 
 
-def _coordinate(path: str | Path, record: Mapping[str, Any], key: str) -> float:
-    """A point's ``lon`` or ``lat`` as a number.
-
-    A decimal comma (``114,2892``, as the spreadsheets of many countries write it) is read as
-    the decimal point it is.
-
-    Raises:
-        InputDataError: not a number, naming the point.
-    """
-    value = record.get(key, "nan")
-    text = str(value).strip()
-    if text.count(",") == 1 and "." not in text:
-        text = text.replace(",", ".")
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        raise InputDataError(f"{path}: the {key} of point {record.get('id', '?')} is "
-                             f"{value!r}, not a number; give decimal degrees (114.2892)") from None
-
-
 #: what points are read for: an accuracy assessment's estimates, or a fit's training
 PointUse = Literal["assess", "fit"]
 
@@ -182,9 +164,11 @@ def read_references(paths: Sequence[str | Path], classes: Sequence[str],
     """Read one or several labelled files as one set of points.
 
     Several files: the CEO exports of a design split in several projects, or sittings. A point
-    labelled in two files is refused.
+    labelled in two files is refused; one left unlabelled in a file and labelled in another is
+    labelled (a sitting's export lists every point, labelling its own).
     """
-    parts = [read_reference(p, classes, column, positions=positions, use=use) for p in paths]
+    parts = [read_reference(p, classes, column, positions=positions, use=use,
+                            warn=len(paths) == 1) for p in paths]
     if len(parts) == 1:
         return parts[0]
     ids = tuple(i for part in parts for i in part.ids)
@@ -193,17 +177,24 @@ def read_references(paths: Sequence[str | Path], classes: Sequence[str],
     if twice:
         raise InputDataError(f"{len(twice)} points (first: {twice[0]}) are in more than one "
                              "--reference file; give each point's label once")
+    no_data = tuple(dict.fromkeys(i for p in parts for i in p.no_data))
+    left = tuple(dict.fromkeys(i for p in parts for i in p.unlabelled_ids
+                               if i not in set(ids) | set(no_data)))
+    every = set(ids) | set(no_data) | set(left)
+    _warn_left_out(_Labels(list(ids), np.zeros(0), list(left) if positions else [],
+                           list(no_data), set()), len(every), use)
     return ReferencePoints(ids, np.concatenate([p.lon for p in parts]),
                            np.concatenate([p.lat for p in parts]),
                            np.concatenate([p.reference for p in parts]),
-                           unlabelled=sum(p.unlabelled for p in parts),
+                           unlabelled=len(left), unlabelled_ids=left,
                            strata_ids=frozenset().union(*(p.strata_ids for p in parts)),
-                           no_data=tuple(i for p in parts for i in p.no_data))
+                           no_data=no_data)
 
 
 def read_reference(path: str | Path, classes: Sequence[str],
                    column: str = REFERENCE_COLUMN, *,
-                   positions: bool = True, use: PointUse = "assess") -> ReferencePoints:
+                   positions: bool = True, use: PointUse = "assess",
+                   warn: bool = True) -> ReferencePoints:
     """Read a labelled CSV, GeoJSON or CEO sample export.
 
     Class names (any case) or codes become codes. ``column`` names the labels' column (a CEO
@@ -212,7 +203,8 @@ def read_reference(path: str | Path, classes: Sequence[str],
     estimates then assume they are missing at random within their stratum); a file with none
     labelled is refused. ``positions=False`` (the design gives them) reads a file of ids and
     labels alone, such as the labelling app's export. ``use``: what the points are read for
-    (``fit``: training points, whose messages name no design nor strata).
+    (``fit``: training points, whose messages name no design nor strata). ``warn=False``: the
+    points left out are not told (the caller tells them for several files at once).
     """
     path = Path(path)
     column = column.strip().lower()
@@ -227,8 +219,8 @@ def read_reference(path: str | Path, classes: Sequence[str],
     if labels.unknown:
         raise InputDataError(f"{path}: references {sorted(labels.unknown)} are not among the "
                              f"classes {list(classes)} (names or codes 0..{len(classes) - 1})")
-    lon = np.array([_coordinate(path, r, "lon") for r in records])
-    lat = np.array([_coordinate(path, r, "lat") for r in records])
+    lon = np.array([coordinate(path, r, "lon") for r in records])
+    lat = np.array([coordinate(path, r, "lat") for r in records])
     if "lon" in records[0]:
         check_lon_lat(path, labels.ids, lon, lat)
     if len(set(labels.ids)) != len(labels.ids):
@@ -236,12 +228,14 @@ def read_reference(path: str | Path, classes: Sequence[str],
         raise InputDataError(f"{path}: point id {twice} names more than one point; give each "
                              "point its own id")
     # with a design (no positions) an unlabelled point is refused by the design, not left out
-    _warn_left_out(labels if positions else replace(labels, unlabelled=[]),
-                   len(records), use)
+    if warn:
+        _warn_left_out(labels if positions else replace(labels, unlabelled=[]),
+                       len(records), use)
     keep = labels.codes >= 0
     return ReferencePoints(tuple(i for i, k in zip(labels.ids, keep, strict=True) if k),
                            lon[keep], lat[keep], labels.codes[keep],
                            unlabelled=len(labels.unlabelled),
+                           unlabelled_ids=tuple(labels.unlabelled),
                            strata_ids=frozenset(str(r.get("strata_id") or "").strip()
                                                 for r in records) - {""},
                            no_data=tuple(labels.no_data))

@@ -12,8 +12,9 @@ import codecs
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rasterio.crs import CRS
@@ -21,6 +22,26 @@ from rasterio.errors import CRSError
 from rasterio.warp import transform as warp_transform
 
 from core.errors import InputDataError
+
+
+def coordinate(path: str | Path, record: Mapping[str, Any], key: str) -> float:
+    """A point's ``lon`` or ``lat`` as a number.
+
+    A decimal comma (``114,2892``, as the spreadsheets of many countries write it) is read as
+    the decimal point it is.
+
+    Raises:
+        InputDataError: not a number, naming the point.
+    """
+    value = record.get(key, "nan")
+    text = str(value).strip()
+    if text.count(",") == 1 and "." not in text:
+        text = text.replace(",", ".")
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        raise InputDataError(f"{path}: the {key} of point {record.get('id', '?')} is "
+                             f"{value!r}, not a number; give decimal degrees (114.2892)") from None
 
 
 def reference_text(path: Path) -> str:

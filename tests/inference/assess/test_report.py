@@ -138,7 +138,7 @@ def ceo_export(labelled_csv, out, samples_per_plot=1, disagree=()):
     return out
 
 
-def test_design_file_ceo_exports_and_csv_score_alike(tmp_path):
+def test_design_file_ceo_exports_and_csv_score_alike(tmp_path, caplog):
     """The design file reproduces the raster's strata; a CEO export scores like the CSV."""
     scene = synthetic_scene(tmp_path)
     design = write_design(str(scene.map_path), tmp_path / "d", n=200, seed=5, minimum=60)
@@ -181,6 +181,33 @@ def test_design_file_ceo_exports_and_csv_score_alike(tmp_path):
     both = score(str(scene.map_path), [str(first), str(second)], tmp_path / "s4",
                  design=tmp_path / "d", reference_column=QUESTION).report
     assert both["products"] == by_raster["products"]
+    # two sittings' exports: every point in each, each labelling its half (a new user's walk:
+    # the report said every point was left out, and each file warned of its other half)
+    table = list(csv.DictReader(labelled.open()))
+    sittings = []
+    for k in range(2):
+        sitting = tmp_path / f"sitting{k}.csv"
+        with sitting.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(table[0]))
+            writer.writeheader()
+            writer.writerows({**r, "reference": r["reference"] if i % 2 == k else ""}
+                             for i, r in enumerate(table))
+        sittings.append(str(sitting))
+    with caplog.at_level("WARNING"):
+        for design_folder in (tmp_path / "d", None):
+            joined = score(str(scene.map_path), sittings, tmp_path / f"s7{design_folder is None}",
+                           design=design_folder).report
+            assert joined["unlabelled_points_left_out"] == 0
+            assert joined["products"] == by_raster["products"]
+    assert "left out" not in caplog.text
+    half = {**table[0], "reference": ""}  # a point no sitting labelled is left out once
+    with open(sittings[0], "a", newline="") as fh:
+        csv.DictWriter(fh, fieldnames=list(table[0])).writerow({**half, "id": "extra"})
+    with open(sittings[1], "a", newline="") as fh:
+        csv.DictWriter(fh, fieldnames=list(table[0])).writerow({**half, "id": "extra"})
+    assert score(str(scene.map_path), sittings, tmp_path / "s8").report[
+        "unlabelled_points_left_out"] == 1
+    assert "1 of 201 points have no reference (first: extra)" in caplog.text
     with pytest.raises(InputDataError, match="more than one --reference"):
         score(str(scene.map_path), [str(first), str(center)], tmp_path / "s5",
               design=tmp_path / "d", reference_column=QUESTION)
