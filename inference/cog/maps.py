@@ -96,6 +96,22 @@ class OutputInfo:
 
 
 
+def numeric_metrics(values: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """The numbers of a metrics mapping, nested ones as ``outer_inner`` (``val_miou``).
+
+    A model file records ``{"epoch": 7, "val": {"miou": ...}}`` and ``isamap-evaluate``'s
+    ``metrics.json`` nests its per-class scores; lists, text and flags are left out.
+    """
+    out: dict[str, float] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(numeric_metrics(value, f"{name}_"))
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = value
+    return out
+
+
 def recorded_notes(*labelled: tuple[str, str]) -> list[str]:
     """The ``input_notes`` the map COGs of ``labelled`` (label, path) record, each labelled.
 

@@ -22,7 +22,7 @@ from core.shareable import shareable_path
 from core.storage import files
 from core.storage.gdal_auth import gdal_env
 from inference.cog import maps
-from inference.cog.maps import OutputInfo
+from inference.cog.maps import OutputInfo, numeric_metrics
 from inference.predict import scene as scene_normalisation
 from inference.predict import stats
 from inference.predict.blending import check_window
@@ -195,8 +195,7 @@ def model_output_info(meta: ModelMeta, month: str | None,
     Its name, bands, classes, numeric metrics, how its probabilities are calibrated and,
     for a scene-normalised model, the input statistics the map was normalised by.
     """
-    metrics = {k: float(v) for k, v in dict(meta.metrics).items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    metrics = numeric_metrics(meta.metrics)
     return OutputInfo(meta.name, tuple(meta.bands), tuple(meta.class_names), month,
                       metrics=metrics, calibration=describe_calibration(meta.calibration),
                       normalisation=scene_normalisation.describe(scene) if scene else "")

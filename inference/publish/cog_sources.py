@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError, StorageError
+from core.errors import ConfigError, InputDataError, StorageError
 from core.storage import files
 
 logger = logging.getLogger(__name__)
@@ -28,6 +28,9 @@ EXTERNAL_REGION = "US-CENTRAL1"
 EXTERNAL_STORAGE_CLASS = "STANDARD"
 COG_KINDS = ("class", "probability")
 """The two COGs of a map, as the manifest names their tilesets."""
+#: the ``band_id`` tag isamap writes on each kind (:data:`inference.cog.maps.BAND_IDS`)
+_BAND_IDS = {"class": "isa_class", "probability": "isa_probability"}
+_FLAGS = {"class": "--class-cog", "probability": "--prob-cog"}
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,48 @@ def judge_external_bucket(location: str | None, data_locations: Sequence[str] | 
     return BucketCheck(tuple(problems), tuple(advice))
 
 
+def check_cog_pair(class_path: str, prob_path: str) -> None:
+    """Refuse two COGs that are not one map's class and probability (headers and tags only).
+
+    Each must be one uint8 band; where isamap tagged them, of its kind (a change map or a
+    stack is not a class map); on one grid; and, where both record them, of one run and
+    month.
+
+    Raises:
+        ConfigError: one file given for both.
+        InputDataError: a file is not such a COG, or the two are not one map's.
+    """
+    if files.is_gcs(class_path) == files.is_gcs(prob_path) and (
+            class_path == prob_path if files.is_gcs(class_path)
+            else Path(class_path).resolve() == Path(prob_path).resolve()):
+        raise ConfigError(f"--class-cog and --prob-cog are one file ({class_path}); give the "
+                          "map's _class.tif and _prob.tif")
+    seen = {}
+    for kind, path in zip(COG_KINDS, (class_path, prob_path), strict=True):
+        with files.open_raster(path) as ds:
+            seen[kind] = (ds.count, ds.dtypes[0], ds.tags(), (ds.width, ds.height),
+                          ds.transform, ds.crs)
+        count, dtype, tags, *_ = seen[kind]
+        given = f"{_FLAGS[kind]} {path}"
+        tagged = tags.get("band_id")
+        if tagged not in (None, _BAND_IDS[kind]):
+            raise InputDataError(f"{given} is an isamap {tagged} map, not {_BAND_IDS[kind]}; "
+                                 f"give the map's _{'class' if kind == 'class' else 'prob'}.tif")
+        if count != 1 or dtype != "uint8":
+            raise InputDataError(f"{given} holds {count} {dtype} band(s); a map's {kind} COG "
+                                 "is one uint8 band (isamap-predict's output)")
+    (*_, tags_c, size_c, at_c, crs_c), (*_, tags_p, size_p, at_p, crs_p) = (
+        seen["class"], seen["probability"])
+    if size_c != size_p or not at_c.almost_equals(at_p) or crs_c != crs_p:
+        raise InputDataError(f"--class-cog {class_path} and --prob-cog {prob_path} lie on other "
+                             "grids; give one map's two COGs")
+    for key, what in (("month", "months"), ("isamap_run", "runs")):
+        if tags_c.get(key) and tags_p.get(key) and tags_c[key] != tags_p[key]:
+            raise InputDataError(f"--class-cog {class_path} and --prob-cog {prob_path} are of "
+                                 f"two {what} ({tags_c[key]}, {tags_p[key]}); give one map's "
+                                 "two COGs")
+
+
 def target_uri(path: str, gcs_prefix: str | None, dry_run: bool) -> str:
     """Where a COG is ingested from: itself on gs://, else its upload under ``gcs_prefix``.
 
@@ -106,14 +151,25 @@ def target_uri(path: str, gcs_prefix: str | None, dry_run: bool) -> str:
             return f"gs://your-bucket/isamap/{Path(path).name}"
         raise ConfigError(f"{path} is local; pass --gcs-prefix gs://bucket/prefix to upload it "
                           "(Earth Engine ingests only from Cloud Storage)")
-    files.split_gcs(gcs_prefix.rstrip("/") + "/x")
+    if not files.is_gcs(gcs_prefix) or not gcs_prefix[len("gs://"):].strip("/"):
+        raise ConfigError(f"--gcs-prefix {gcs_prefix} is not a Cloud Storage address; give "
+                          "gs://bucket/prefix (Earth Engine ingests only from there)")
     return f"{gcs_prefix.rstrip('/')}/{Path(path).name}"
 
 
 def cog_uris(cogs: tuple[str, str], gcs_prefix: str | None, dry_run: bool) -> dict[str, str]:
-    """Where each of a map's (class, probability) COGs is ingested from, by kind."""
-    return {kind: target_uri(path, gcs_prefix, dry_run)
+    """Where each of a map's (class, probability) COGs is ingested from, by kind.
+
+    Raises:
+        ConfigError: both would be uploaded to one object (local files of one name).
+    """
+    uris = {kind: target_uri(path, gcs_prefix, dry_run)
             for kind, path in zip(COG_KINDS, cogs, strict=True)}
+    if len(set(uris.values())) < len(uris):
+        raise ConfigError(f"--class-cog and --prob-cog are both named {Path(cogs[0]).name}: "
+                          f"uploaded under --gcs-prefix, one would replace the other at "
+                          f"{uris['class']}; give files of their own names")
+    return uris
 
 
 def upload_cogs(cogs: tuple[str, str], uris: Mapping[str, str],

@@ -47,7 +47,12 @@ from inference.publish.assets import (
     wait_for_ingestion,
 )
 from inference.publish.code_editor import code_editor_script
-from inference.publish.cog_sources import check_external_bucket, cog_uris, upload_cogs
+from inference.publish.cog_sources import (
+    check_cog_pair,
+    check_external_bucket,
+    cog_uris,
+    upload_cogs,
+)
 from inference.publish.properties import asset_properties
 from inference.publish.quota import check_caps, footprint
 
@@ -142,6 +147,7 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
         progress: show the ingestion progress bar.
     """
     echo = echo or logger.info
+    check_cog_pair(*request.cogs)
     options = request.options
     name = asset_name(request.asset_id, options.project)
     uris = cog_uris(request.cogs, options.gcs_prefix, dry_run)

@@ -18,7 +18,8 @@ property                  value
 ``metric_<name>``         each numeric metric of the model
 ========================  ========================================================
 
-A property whose value is unknown (no recipe or month recorded) is left out rather than empty.
+A property whose value is unknown (no recipe, month, model or bands recorded) is left out
+rather than empty.
 Properties are public with ``--public``: a local path in them (a recipe naming its scene
 folder) is reduced to its file name (:mod:`core.shareable`).
 """
@@ -30,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from core.shareable import shareable
-from inference.cog.maps import PROB_SCALE
+from inference.cog.maps import PROB_SCALE, numeric_metrics
 
 RECIPE_CHARACTERS = 1000
 """The recipe is cut to this length: an asset property is a label, not the recipe's store."""
@@ -51,19 +52,18 @@ def asset_properties(*, model: str, bands: Sequence[str], classes: Sequence[str]
         month: ``YYYY-MM`` of the map, None when unknown.
         code_version: the isamap version that made the map (the COGs' ``version`` tag).
         recipe: the composite recipe (the model's dataset recipe), None when unknown.
-        metrics: the model's metrics; numeric values are kept (``metric_<name>``), anything
-            else (nested splits, text) is left out.
+        metrics: the model's metrics; numbers are kept (``metric_<name>``, a nested one as
+            ``metric_<outer>_<name>``), anything else (lists, text) is left out.
     """
+    given = {"model": model, "input_bands": ",".join(bands), "classes": ",".join(classes),
+             "code_version": code_version}
     properties: dict[str, PropertyValue] = {
-        "model": model, "input_bands": ",".join(bands), "classes": ",".join(classes),
-        "probability_scale": PROB_SCALE, "code_version": code_version,
-    }
+        **{k: v for k, v in given.items() if v}, "probability_scale": PROB_SCALE}
     if month:
         properties["month"] = month
     if recipe is not None:
         text = json.dumps(shareable(recipe), sort_keys=True, default=str)
         properties["recipe"] = text[:RECIPE_CHARACTERS]
-    for name, value in (metrics or {}).items():
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            properties[f"metric_{name}"] = value
+    for name, value in numeric_metrics(metrics or {}).items():
+        properties[f"metric_{name}"] = value
     return shareable(properties)

@@ -308,3 +308,42 @@ def test_local_cogs_need_an_upload_prefix_and_readers_a_kind(cogs, tmp_path, ee_
         publish(request(cogs, readers=("a@b.com",)), tmp_path, dry_run=True, echo=print)
     dry = publish(request(cogs), tmp_path, dry_run=True, echo=lambda _: None)
     assert dry.manifest["tilesets"][0]["sources"][0]["uris"][0].startswith("gs://your-bucket/")
+
+
+def test_two_cogs_that_are_not_one_maps_pair_are_refused_before_any_output(cogs, tmp_path):
+    """A new user's walk published a 2021 class map with a 2019 probability, a change map as
+    the class map and a six-band stack as the probability, each with exit 0; two files of one
+    name were both sent to one gs:// object."""
+    import shutil
+
+    import rasterio
+
+    from core.errors import InputDataError
+    from tests.support.rasters import smooth_stack, write_stack
+
+    def refused(class_path, prob_path, error, says, **kw):
+        req = PublishRequest(str(class_path), str(prob_path), "isamap/x",
+                             PublishOptions(project="my-project", **kw))
+        with pytest.raises(error, match=says):
+            publish(req, tmp_path / "pub", dry_run=True, echo=lambda _: None)
+        assert not (tmp_path / "pub").exists()
+
+    c, p = cogs.class_path, cogs.prob_path
+    refused(c, c, ConfigError, "--class-cog and --prob-cog are one file")
+    refused(p, c, InputDataError, "--class-cog .* is an isamap isa_probability map, not isa_class")
+    stack = write_stack(tmp_path / "stack.tif", smooth_stack(90, 110))
+    refused(c, stack, InputDataError, r"--prob-cog .* holds 6 float32 band\(s\)")
+    later = tmp_path / "later_prob.tif"
+    shutil.copy(p, later)
+    with rasterio.open(later, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as ds:
+        ds.update_tags(month="2025-06")
+    refused(c, later, InputDataError, r"are of two months \(2023-06, 2025-06\)")
+    for folder, path in (("a", c), ("b", p)):
+        (tmp_path / folder).mkdir()
+        shutil.copy(path, tmp_path / folder / "map.tif")
+    refused(tmp_path / "a" / "map.tif", tmp_path / "b" / "map.tif", ConfigError,
+            "both named map.tif: uploaded under --gcs-prefix, one would replace the other",
+            gcs_prefix="gs://bucket/isamap")
+    refused(c, p, ConfigError, "--gcs-prefix /local/path is not a Cloud Storage address",
+            gcs_prefix="/local/path")
+    assert publish(request(cogs), tmp_path / "pub", dry_run=True, echo=lambda _: None)  # the pair

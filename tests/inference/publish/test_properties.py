@@ -18,7 +18,14 @@ def test_properties_have_one_name_each_and_leave_unknowns_out():
     assert props == {"model": "unet", "input_bands": "B2,VV", "classes": "pervious,impervious",
                      "month": "2023-06", "probability_scale": PROB_SCALE,
                      "code_version": "1.0+gabc", "recipe": '{"cloud": 20, "speckle": "lee"}',
-                     "metric_test_miou": 0.75, "metric_epochs": 3}
+                     "metric_test_miou": 0.75, "metric_epochs": 3, "metric_val_miou": 0.7}
+    # a model file's and isamap-evaluate's metrics nest their scores: they are kept, flat
+    nested = asset_properties(model="", bands=(), classes=("a", "b"), month=None,
+                              code_version="1.0", metrics={"epoch": 2, "val": {
+                                  "oa": 0.9, "per_class": {"a": {"iou": 0.5}}, "cm": [[1]]}})
+    assert {k: v for k, v in nested.items() if k.startswith("metric_")} == {
+        "metric_epoch": 2, "metric_val_oa": 0.9, "metric_val_per_class_a_iou": 0.5}
+    assert "model" not in nested and "input_bands" not in nested  # unknown: left out
     bare = asset_properties(model="unet", bands=("B2",), classes=("a", "b"), month=None,
                             code_version="1.0")
     assert "month" not in bare and "recipe" not in bare
