@@ -34,7 +34,12 @@ from inference.assess.products import (
     parse_comparison,
     sample_product,
 )
-from inference.assess.sample_strata import check_strata_id, design_strata, raster_strata
+from inference.assess.sample_strata import (
+    check_design_positions,
+    check_strata_id,
+    design_strata,
+    raster_strata,
+)
 from inference.assess.strata import CHANGE_NAMES, Strata, check_codes, class_names, values_at
 from training.area_estimation import AreaAccuracy, change_area, stratified_estimates
 
@@ -128,7 +133,9 @@ def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
                                               positions=design is None)
     drawn = read_design(design) if design is not None else None
     if drawn is not None:
-        strata, stratum, points = design_strata(drawn, points)
+        strata, stratum, placed = design_strata(drawn, points)
+        check_design_positions(points, placed, strata, paths)
+        points = placed
         check_strata_id(points, strata, paths, f"--design {design}")
     else:
         strata, stratum = raster_strata(points, strata_path or map_path, paths)

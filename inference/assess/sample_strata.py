@@ -130,6 +130,38 @@ def check_distinct_pixels(points: ReferencePoints, strata: Strata,
         "raster that drew them), or keep each point once")
 
 
+UNKNOWN_PIXEL_M = 100.0
+"""How far a file's point may lie from its design's when the design records no pixel size."""
+
+
+def check_design_positions(given: ReferencePoints, placed: ReferencePoints, strata: Strata,
+                           paths: Sequence[str | Path]) -> None:
+    """Refuse a labelled file whose own lon/lat put an id away from the design's point.
+
+    The design places each point by its id; a file that also gives positions must agree to
+    about a pixel (1.5 of the strata's pixel sides; a CEO plot's samples lie within it). A
+    file whose id column was sorted apart from its rows would be scored with each label at
+    another point's place. Points without a position in the file are placed by id alone.
+    """
+    lon, lat = np.asarray(given.lon, float), np.asarray(given.lat, float)
+    known = np.isfinite(lon) & np.isfinite(lat)
+    if not known.any():
+        return
+    metres = 1.5 * strata.resolution if strata.resolution > 0 else UNKNOWN_PIXEL_M
+    tolerance = metres / 111_320.0  # degrees of latitude
+    cos = np.cos(np.deg2rad(np.where(known, lat, 0.0)))
+    far = known & ((np.abs(lat - placed.lat) > tolerance)
+                   | (np.abs(lon - placed.lon) * np.maximum(cos, 0.01) > tolerance))
+    if far.any():
+        first = int(np.flatnonzero(far)[0])
+        raise InputDataError(
+            f"{', '.join(map(str, paths))}: {int(far.sum())} of {int(known.sum())} points lie "
+            f"away from where the design drew their ids (first: {given.ids[first]} at "
+            f"{lon[first]:.5f}, {lat[first]:.5f}, drawn at {placed.lon[first]:.5f}, "
+            f"{placed.lat[first]:.5f}); the ids and positions disagree (a column sorted on "
+            "its own?): mend the file, or leave out its lon/lat to score by id alone")
+
+
 def design_strata(drawn: DesignFile, points: ReferencePoints
                    ) -> tuple[Strata, np.ndarray, ReferencePoints]:
     """The design's strata, each labelled point's stratum, the points at the design's positions.

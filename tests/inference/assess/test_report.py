@@ -208,6 +208,20 @@ def test_design_file_ceo_exports_and_csv_score_alike(tmp_path, caplog):
     assert score(str(scene.map_path), sittings, tmp_path / "s8").report[
         "unlabelled_points_left_out"] == 1
     assert "1 of 201 points have no reference (first: extra)" in caplog.text
+    # ids sorted apart from their rows (a one-column sort): the file's own positions tell
+    shuffled = [dict(r) for r in table]
+    ids = [r["id"] for r in shuffled]
+    for r, new in zip(shuffled, ids[1:] + ids[:1], strict=True):
+        r["id"] = new
+    moved = tmp_path / "shuffled.csv"
+    with moved.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(shuffled)
+    with pytest.raises(InputDataError, match=f"{len(table)} of {len(table)} points lie away "
+                       "from where the design drew their ids"):
+        score(str(scene.map_path), str(moved), tmp_path / "s9", design=tmp_path / "d")
+    assert not (tmp_path / "s9").exists()
     with pytest.raises(InputDataError, match="more than one --reference"):
         score(str(scene.map_path), [str(first), str(center)], tmp_path / "s5",
               design=tmp_path / "d", reference_column=QUESTION)
