@@ -31,6 +31,7 @@ top class's probability (its confidence against its accuracy, "top-label") for m
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ import torch
 import torch.nn.functional as F
 
 from contract.bands import LABEL_NODATA
+
+logger = logging.getLogger(__name__)
 
 #: equal-width probability bins of the expected calibration error
 ECE_BINS = 15
@@ -219,6 +222,14 @@ def fit_record(logits: torch.Tensor, labels: torch.Tensor, split: str,
                 "reason": f"{n} labelled pixels in the {split} split, fewer than "
                           f"{MIN_FIT_PIXELS}"}
     t = fit_temperature(logits, labels)
+    if not T_RANGE[0] * 1.001 < t < T_RANGE[1] / 1.001:
+        reason = (f"the temperature fitted on the {n} pixels of the {split} split ran to the "
+                  f"end of its range ({t:.3f}; searched {T_RANGE[0]:g}-{T_RANGE[1]:g}): the "
+                  "split cannot pin it down (the model is barely better than chance there); "
+                  "train longer or on more data")
+        logger.warning("probabilities left uncalibrated: %s", reason)
+        return {"method": "none", "temperature": 1.0, "split": split, "pixels": n,
+                "reason": reason, "fitted_at_limit": t}
     k = max(logits.shape[1], 2)
     before, after = Reliability(positive_class(k, isa_class)), Reliability(
         positive_class(k, isa_class))

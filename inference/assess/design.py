@@ -125,12 +125,20 @@ def sample_size(strata: Strata, *, n: int | None = None, target_se: float | None
     if n is not None:
         if n < 2:
             raise ConfigError(f"--n must be at least 2, got {n}")
+        if target_class is not None:
+            raise ConfigError(f"--target-class {target_class} sizes the sample with --target-se "
+                              "(in km²); with --n N give no --target-class")
         return SampleSize(n, "given")
+    assert target_se is not None
+    if not target_se > 0 or (target_class is None and target_se >= 0.5):
+        raise ConfigError(f"--target-se {target_se:g}: " + (
+            "give a positive standard error" if not target_se > 0 else
+            "the standard error of overall accuracy is a fraction below 0.5 (0.01 for one "
+            "percentage point)"))
     ua = tuple(expected_ua or (DEFAULT_UA,) * len(strata.classes))
     if len(ua) != len(strata.classes):
         raise ConfigError(f"--expected-ua needs {len(strata.classes)} values, one per stratum "
                           f"{list(strata.classes)}, got {len(ua)}")
-    assert target_se is not None
     if target_class is None:
         return SampleSize(sample_size_oa(strata.weights, ua, target_se), "oa", target_se,
                           None, ua)
@@ -151,6 +159,9 @@ def allocation(n: int, weights: Numbers, pixels: Sequence[int] | np.ndarray,
     if sum(alloc) > n:
         log.warning("%d points asked, %d drawn: every stratum gets at least %d (or all its "
                     "pixels)", n, sum(alloc), minimum)
+    elif sum(alloc) < n:
+        log.warning("%d points asked, %d drawn: the strata hold no more pixels, so every one "
+                    "is drawn", n, sum(alloc))
     return alloc
 
 

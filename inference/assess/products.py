@@ -27,11 +27,13 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from core.errors import ConfigError, InputDataError
+from core.storage import files
 from gee_export.ee.labels import GHSL_BUILT, GHSL_CELL_M2
 from inference.assess.strata import values_at
 from inference.cog.maps import NODATA
@@ -134,6 +136,10 @@ def parse_comparison(text: str) -> Comparison:
     match = re.fullmatch(r"(.+?)(?::([0-9.,\s]+))?", source)
     assert match is not None  # ".+?" matches any non-empty source
     path, codes = match.group(1), match.group(2)
+    if not files.is_gcs(path) and not Path(path).is_file():
+        raise ConfigError(f"--compare {name}: {path} does not exist; give a class raster, with "
+                          "its impervious codes as numbers where they are not the map's "
+                          "(PATH:CODE,..., e.g. old.tif:1,2)")
     return Comparison(name, "raster", path, _codes(codes) if codes else None)
 
 
@@ -191,7 +197,8 @@ def sample_product(comparison: Comparison, classes: Sequence[str], isa_class: in
         values = np.where(valid, raw, -1).astype(np.int64)
         bad = values[valid & ((values < 0) | (values >= k))]
         if bad.size:
-            raise InputDataError(f"--compare {comparison.name}: values {sorted(set(bad))[:5]} "
+            raise InputDataError(f"--compare {comparison.name}: values "
+                                 f"{sorted({int(v) for v in bad})[:5]} "
                                  f"are not the map's class codes 0..{k - 1}; give the "
                                  "impervious codes (PATH:CODE,... or ee:ASSET:BAND:CODE,...)")
         return ProductAtPoints(comparison.name, comparison.source, tuple(classes), values,

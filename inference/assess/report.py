@@ -116,6 +116,9 @@ def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
     # lazy: the workflow imports torch, which scoring needs for nothing else
     from inference.predict.workflow import isa_class_index
 
+    if design is not None and strata_path is not None:
+        raise ConfigError(f"--design {design} gives the strata that drew the points; give "
+                          f"--design or --strata {strata_path}, not both")
     comparisons: list[Comparison] = [parse_comparison(c) for c in compare]
     names = [MAP_NAME] + [c.name for c in comparisons]
     if len(set(names)) != len(names):

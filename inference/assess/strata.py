@@ -60,9 +60,17 @@ def strata_id(classes: Sequence[str], pixels: Sequence[int], crs: str,
 
 
 def class_names(path: str, fallback: Sequence[str] = ("pervious", "impervious")) -> tuple[str, ...]:
-    """The class names a COG records (change COGs: the change codes' names)."""
-    with rasterio.open(files.gdal_path(path)) as ds:
-        tags = ds.tags()
+    """The class names a COG records (change COGs: the change codes' names).
+
+    Raises:
+        InputDataError: ``path`` is missing or no raster.
+    """
+    try:
+        with rasterio.open(files.gdal_path(path)) as ds:
+            tags = ds.tags()
+    except rasterio.errors.RasterioError as exc:
+        raise InputDataError(f"cannot read {path} as a raster ({str(exc).splitlines()[0]}); "
+                             "give a class or change COG written by isamap") from None
     if tags.get("band_id") == BAND_IDS["change"] or "codes" in tags:
         return CHANGE_NAMES
     names = tuple(n for n in tags.get("classes", "").split(",") if n)

@@ -7,7 +7,7 @@ import pytest
 import rasterio
 
 from core.errors import ConfigError, InputDataError
-from inference.assess.design import design_sample, draw_array, sample_size
+from inference.assess.design import design_sample, draw, draw_array, sample_size
 from inference.assess.strata import read_strata
 from tests.support.assess import class_cog, synthetic_scene
 
@@ -49,7 +49,7 @@ def test_an_array_design_draws_the_same_points_as_the_raster_design(tmp_path):
         draw_array(np.full((4, 4), 255, np.uint8), 2, 10, seed=0)
 
 
-def test_target_se_sizes_the_sample_and_bad_requests_are_refused(tmp_path):
+def test_target_se_sizes_the_sample_and_bad_requests_are_refused(tmp_path, caplog):
     scene = synthetic_scene(tmp_path)
     strata = read_strata(str(scene.map_path))
     loose = sample_size(strata, target_se=0.02, expected_ua=(0.95, 0.8))
@@ -63,6 +63,20 @@ def test_target_se_sizes_the_sample_and_bad_requests_are_refused(tmp_path):
         sample_size(strata, target_se=0.01, expected_ua=(0.9,))
     with pytest.raises(ConfigError, match="not one of"):
         sample_size(strata, target_se=1.0, target_class="water")
+    # what a new user's walk typed: a size and a class, a percent for a fraction, zero
+    with pytest.raises(ConfigError, match="with --n N give no --target-class"):
+        sample_size(strata, n=100, target_class="impervious")
+    with pytest.raises(ConfigError, match=r"--target-se 1.5: the standard error of overall "
+                                          r"accuracy is a fraction below 0.5"):
+        sample_size(strata, target_se=1.5)
+    with pytest.raises(ConfigError, match="give a positive standard error"):
+        sample_size(strata, target_se=0.0, target_class="impervious")
+    assert sample_size(strata, target_se=1.5, target_class="impervious").rule == "area"  # km²
+    pixels = int(sum(strata.pixels))
+    with caplog.at_level("WARNING"):
+        every = draw(strata, sample_size(strata, n=10 * pixels), seed=0)
+    assert every.stratum.size == pixels
+    assert f"{10 * pixels} points asked, {pixels} drawn: the strata hold no more" in caplog.text
     bad = class_cog(tmp_path / "bad.tif", np.full((20, 20), 7, np.uint8))
     with pytest.raises(InputDataError, match="beyond its 2 classes"):
         read_strata(str(bad))

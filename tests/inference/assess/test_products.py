@@ -16,7 +16,7 @@ from tests.support.mapping import session_for
 from tests.support.rasters import write_band
 
 
-def test_parse_comparisons():
+def test_parse_comparisons(tmp_path):
     wc = parse_comparison("wc=worldcover")
     assert (wc.kind, wc.source, wc.band) == ("worldcover", "ESA/WorldCover/v200/2021", "Map")
     assert wc.isa_rule(np.array([50, 40])).tolist() == [True, False]
@@ -29,7 +29,13 @@ def test_parse_comparisons():
     assert asset.isa_rule(np.array([1, 2, 3])).tolist() == [False, True, True]
     raster = parse_comparison("old=gs://bucket/old.tif:50")
     assert raster.source == "gs://bucket/old.tif" and raster.isa_rule(np.array([50])).all()
-    assert parse_comparison("same=maps/b.tif").isa_rule is None
+    (tmp_path / "b.tif").touch()
+    assert parse_comparison(f"same={tmp_path / 'b.tif'}").isa_rule is None
+    # a missing file, or codes given as names (read as part of the path), named at once
+    for given in ("/nope.tif", f"{tmp_path / 'b.tif'}:a,b"):
+        with pytest.raises(ConfigError, match=r"--compare x: .* does not exist; give a class "
+                                              r"raster, with its impervious codes as numbers"):
+            parse_comparison(f"x={given}")
     for bad in ("noequals", "x=ghsl:2021", "x=dynamicworld", "x=worldcover:2019", "x=ee:"):
         with pytest.raises(ConfigError):
             parse_comparison(bad)

@@ -10,7 +10,7 @@ import pytest
 import rasterio
 
 from contract.quicklook import title_note
-from core.errors import InputDataError
+from core.errors import ConfigError, InputDataError
 from inference.assess.intervals import NO_INTERVAL_NOTE
 from inference.assess.point_files import write_design
 from inference.assess.report import (
@@ -333,3 +333,20 @@ def test_a_ceo_tie_is_never_decided_by_the_order_of_the_rows(tmp_path):
     samples = [_Sample(a, 100 + 1e-5 * dx, 40 + 1e-5 * dy)
                for a, (dx, dy) in zip(answers, grid, strict=True)]
     assert plot_answer(samples, 100, 40) == plot_answer(samples[::-1], 100, 40) == "b"
+
+
+def test_a_map_that_is_no_raster_or_a_design_with_strata_is_refused_in_one_line(tmp_path):
+    """A new user's walk gave the labelled CSV as --map (exit 1, GDAL's own words) and both
+    --design and --strata (the strata raster ignored without a word)."""
+    scene = synthetic_scene(tmp_path)
+    write_design(str(scene.map_path), tmp_path / "d", n=60, seed=1, minimum=20)
+    labelled = label_with_truth(tmp_path / "d" / "sample.csv", scene.truth_path,
+                                tmp_path / "ref.csv")
+    with pytest.raises(InputDataError, match=r"cannot read .*ref.csv as a raster \(.*\); give "
+                                             "a class or change COG written by isamap"):
+        score(str(labelled), str(labelled), tmp_path / "s0")
+    with pytest.raises(ConfigError, match=r"gives the strata that drew the points; give "
+                                          r"--design or --strata .*, not both"):
+        score(str(scene.map_path), str(labelled), tmp_path / "s1", design=tmp_path / "d",
+              strata_path=str(scene.map_path))
+    assert not (tmp_path / "s0").exists() and not (tmp_path / "s1").exists()
