@@ -248,6 +248,31 @@ def attach_values(argv: Sequence[str] | None, options: Iterable[str]) -> list[st
     return out
 
 
+def _interrupted(log: logging.Logger, prog: str, exc: BaseException) -> int:
+    """Say how to resume a stopped command; its exit status (130, 143 for SIGTERM)."""
+    if getattr(exc, "signum", signal.SIGINT) == signal.SIGTERM:
+        log.error("%s: terminated (SIGTERM); what was finished is kept: run the same "
+                  "command again to resume where it stopped", prog)
+        return EXIT_TERMINATED
+    log.error("%s: interrupted; run the same command again to resume where it stopped", prog)
+    return EXIT_INTERRUPTED
+
+
+def _stop_within(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM ``exc`` was raised while handling, if any.
+
+    torch.save's writer raises a RuntimeError of its own when the stop reaches it mid-file.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
 def run_command(prog: str, action: Callable[[], int | None], *, debug: bool = False,
                 writes_to: Sequence[str | None] = (),
                 checks: Sequence[Callable[[], object]] = ()) -> int:
@@ -277,13 +302,7 @@ def run_command(prog: str, action: Callable[[], int | None], *, debug: bool = Fa
     except KeyboardInterrupt as exc:
         if debug:
             raise
-        if getattr(exc, "signum", signal.SIGINT) == signal.SIGTERM:
-            log.error("%s: terminated (SIGTERM); what was finished is kept: run the same "
-                      "command again to resume where it stopped", prog)
-            return EXIT_TERMINATED
-        log.error("%s: interrupted; run the same command again to resume where it stopped",
-                  prog)
-        return EXIT_INTERRUPTED
+        return _interrupted(log, prog, exc)
     except IsamapError as exc:
         if debug:
             raise
@@ -302,6 +321,9 @@ def run_command(prog: str, action: Callable[[], int | None], *, debug: bool = Fa
                   "--tile) where the command has them, or use a machine with more memory", prog)
         return EXIT_ENVIRONMENT
     except Exception as exc:  # a library's wrapper around a disk/permission failure
+        stopped = _stop_within(exc)
+        if stopped is not None and not debug:  # a library replaced the stop with its own error
+            return _interrupted(log, prog, stopped)
         message = None if debug else environment_message(exc, outputs)
         if message is None:
             raise

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import signal
 import warnings
 
 import pytest
 
 from core.commands import (
+    Stopped,
     add_logging_arguments,
     attach_values,
     check_output_folder,
@@ -71,6 +73,24 @@ def test_interrupt_says_how_to_resume(capsys):
     configure_logging()
     assert run_command("isamap-x", _raise(KeyboardInterrupt())) == 130
     assert "run the same command again to resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("signum,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stop_a_library_turned_into_its_own_error_still_says_how_to_resume(capsys, signum,
+                                                                            status):
+    """Ctrl-C while torch.save wrote a checkpoint: its zip writer raised a RuntimeError of
+    its own while the stop was handled, and the run ended with a traceback, exit 1 (a new
+    user's walk)."""
+    def save() -> None:
+        try:
+            raise Stopped(signum)
+        except Stopped:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] unexpected pos")  # noqa: B904 (as torch does)
+
+    configure_logging()
+    assert run_command("isamap-x", save) == status
+    err = capsys.readouterr().err
+    assert "run the same command again to resume" in err and "Traceback" not in err
 
 
 def test_negative_bbox_needs_no_equals_sign():
