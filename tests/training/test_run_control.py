@@ -89,8 +89,11 @@ def test_resume_takes_its_options_from_the_run_folder(patch_root, tmp_path, caps
     out = tmp_path / "run"
     assert train_main(_argv(patch_root, out, "--stop-after", "1")) == 0
     capsys.readouterr()
+    written = (out / "config.yaml").read_bytes()
+    assert b"stop_after: null" in written and b"resume: false" in written
     assert train_main(["--out", str(out), "--resume", "--no-progress"]) == 0  # the README's form
     assert "finished after 2 epochs" in capsys.readouterr().out
+    assert (out / "config.yaml").read_bytes() == written  # how it was continued is not the run's
     assert train_main(["--out", str(out), "--resume", "--lr", "0.5"]) == 2
     err = capsys.readouterr().err
     assert "lr: 0.001 there, 0.5 now" in err and "--resume" in err
