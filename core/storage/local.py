@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core.digest import CHUNK
-from core.errors import ChecksumMismatchError, StorageError
+from core.errors import ChecksumMismatchError, ConfigError, StorageError
 from core.storage.base import TEMP_MARK, Store, clean_rel, file_md5_b64, md5_b64
 
 
@@ -103,7 +103,9 @@ class LocalStore(Store):
     def __init__(self, root: str | os.PathLike[str]):
         self._root = Path(root).expanduser().resolve()
         if self._root.exists() and not self._root.is_dir():
-            raise StorageError(f"{self._root} is a file; a store needs a directory")
+            hint = (f"the dataset's folder, {self._root.parent}"
+                    if self._root.name in ("index.jsonl", "manifest.json") else "a folder")
+            raise ConfigError(f"{self._root} is a file where a folder is needed; give {hint}")
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self._root)!r})"

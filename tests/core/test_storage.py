@@ -12,7 +12,7 @@ from google.api_core import exceptions as gexc
 
 from contract.geotiff import write_geotiff
 from contract.grid import Grid
-from core.errors import ChecksumMismatchError, StorageError
+from core.errors import ChecksumMismatchError, ConfigError, StorageError
 from core.storage import (
     TEMP_MARK,
     BucketInfo,
@@ -327,3 +327,16 @@ def test_atomic_files_get_the_umask_mode_not_0600(tmp_path, umask):
         os.umask(old)
     for item in (path, tmp_path / "sub" / "other.bin"):
         assert item.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_file_given_for_a_folder_is_bad_input_naming_the_folder(tmp_path):
+    """isamap-evaluate --data dataset/index.jsonl exited 1 with 'a store needs a directory'
+    (a new user's walk): a path the user typed wrong is exit 2, saying what to give."""
+    (tmp_path / "index.jsonl").write_text("{}\n")
+    with pytest.raises(ConfigError, match=r"index.jsonl is a file where a folder is needed; "
+                                          r"give the dataset's folder, "):
+        LocalStore(tmp_path / "index.jsonl")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ConfigError, match=r"notes.txt is a file where a folder is needed; give "
+                                          r"a folder$"):
+        LocalStore(tmp_path / "notes.txt")
