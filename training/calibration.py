@@ -31,7 +31,6 @@ top class's probability (its confidence against its accuracy, "top-label") for m
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,8 +40,6 @@ import torch
 import torch.nn.functional as F
 
 from contract.bands import LABEL_NODATA
-
-logger = logging.getLogger(__name__)
 
 #: equal-width probability bins of the expected calibration error
 ECE_BINS = 15
@@ -227,7 +224,6 @@ def fit_record(logits: torch.Tensor, labels: torch.Tensor, split: str,
                   f"end of its range ({t:.3f}; searched {T_RANGE[0]:g}-{T_RANGE[1]:g}): the "
                   "split cannot pin it down (the model is barely better than chance there); "
                   "train longer or on more data")
-        logger.warning("probabilities left uncalibrated: %s", reason)
         return {"method": "none", "temperature": 1.0, "split": split, "pixels": n,
                 "reason": reason, "fitted_at_limit": t}
     k = max(logits.shape[1], 2)
