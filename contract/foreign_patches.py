@@ -17,7 +17,7 @@ into reflectance), and every mask value must be declared impervious, pervious or
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from contract.band_values import band_value_problems
-from contract.bands import LABEL_NODATA
+from contract.band_values import band_value_problems, finite_values, reflectance_too_small
+from contract.bands import LABEL_NODATA, REGISTRY
 from contract.dataset import DatasetSpec
 from contract.grid import Grid, patch_id
 from contract.patch_writer import open_month, valid_mask
@@ -253,14 +253,32 @@ def check_values(plan: ImportPlan, options: ImportOptions, samples: int = 16) ->
         image = _image(pair, options)
         for band, array in zip(plan.bands, image, strict=True):
             values[band].append(array.ravel())
-    problems = band_value_problems({b: np.concatenate(v) for b, v in values.items()})
+    sampled = {b: np.concatenate(v) for b, v in values.items()}
+    problems = band_value_problems(sampled)
     if problems:
         raise InputDataError(f"the images' values do not match their band names: "
-                             f"{problems[0]}; give --scale 0.0001 for reflectance x 10000, "
-                             "or the right --bands")
+                             f"{problems[0]}; {_value_fix(sampled, options.scale)}")
     for pair in pairs:  # every mask value accounted for (masks are small: all of them)
         with rasterio.open(pair.mask) as ds:
             label_of(ds.read(1), options, pair.name)
+
+
+def _value_fix(samples: Mapping[str, np.ndarray], scale: float) -> str:
+    """What to change when the scaled samples do not match their band names.
+
+    Values far below reflectance are tried unscaled and at 0.0001 with the same rules; the
+    first scale they pass at is the advice.
+    """
+    if not any((spec := REGISTRY.get(b)) is not None and spec.unit == "reflectance" and
+               reflectance_too_small(finite_values(v)) for b, v in samples.items()):
+        return "give --scale 0.0001 for reflectance x 10000, or the right --bands"
+    for right, text in ((1.0, f"the images hold reflectance 0-1 already: drop --scale {scale:g}"),
+                        (1e-4, f"the images hold reflectance x 10000: give --scale 0.0001, not "
+                               f"{scale:g}")):
+        if not band_value_problems({b: v * (right / scale) for b, v in samples.items()}):
+            return text
+    return (f"give the --scale that turns the images' values into reflectance 0-1 (not "
+            f"{scale:g}), or the right --bands")
 
 
 def _image(pair: PatchPair, options: ImportOptions) -> np.ndarray:

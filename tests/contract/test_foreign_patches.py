@@ -29,8 +29,12 @@ def _tif(path: Path, data: np.ndarray, left: float, top: float, nodata=None,
             dst.descriptions = BANDS
 
 
-def _source(root: Path, layout: str = "folders", cells=((0, 0), (0, 1), (1, 0), (2, 3))) -> Path:
-    """A scene's tiles as another project cuts them: reflectance x 10000 (uint16), 0/255 masks."""
+def _source(root: Path, layout: str = "folders", cells=((0, 0), (0, 1), (1, 0), (2, 3)),
+            float_images: bool = False) -> Path:
+    """A scene's tiles as another project cuts them: reflectance x 10000 (uint16), 0/255 masks.
+
+    ``float_images``: float32 reflectance 0-1 instead.
+    """
     rng = np.random.default_rng(1)
     images = root / "images" if layout == "folders" else root
     masks = root / "masks" if layout == "folders" else root
@@ -41,7 +45,9 @@ def _source(root: Path, layout: str = "folders", cells=((0, 0), (0, 1), (1, 0), 
         built[4:20, 6 + r:22 + c] = 255
         refl = np.stack([np.where(built, 0.15, 0.05), np.where(built, 0.16, 0.08),
                          np.where(built, 0.17, 0.05), np.where(built, 0.22, 0.35)])
-        dn = np.round((refl + rng.uniform(0, 0.01, refl.shape)) * 10000).astype(np.uint16)
+        refl = refl + rng.uniform(0, 0.01, refl.shape)
+        dn = refl.astype(np.float32) if float_images else \
+            np.round(refl * 10000).astype(np.uint16)
         left, top = X0 + c * SIZE * RES, Y0 - r * SIZE * RES
         name = f"tile_{r}_{c}"
         _tif(images / f"{name}.tif", dn, left, top)
@@ -114,3 +120,19 @@ def test_values_masks_and_lattice_are_checked_before_any_write(tmp_path, capsys)
     (lonely / "masks" / "tile_0_0.tif").unlink()
     assert _run(lonely, out, "--scale", "0.0001") == 2
     assert "have no mask" in capsys.readouterr().err and not out.exists()
+
+
+def test_float_reflectance_scaled_again_is_refused_before_any_write(tmp_path, capsys):
+    src = _source(tmp_path / "theirs", float_images=True)
+    out = tmp_path / "dataset"
+    assert _run(src, out, "--scale", "0.0001") == 2  # medians of ~1e-5 were imported, exit 0
+    err = capsys.readouterr().err
+    assert "scaled down a second time" in err and "already: drop --scale" in err
+    assert not out.exists()
+    assert _run(src, out, "--scale", "0.001") == 2
+    assert "already: drop --scale" in capsys.readouterr().err and not out.exists()
+    dn = _source(tmp_path / "dn")  # reflectance x 10000 scaled twice
+    assert _run(dn, out, "--scale", "0.00000001") == 2
+    assert "give --scale 0.0001" in capsys.readouterr().err and not out.exists()
+    assert _run(src, out) == 0  # the same images as they are: reflectance 0-1
+    assert json.loads(capsys.readouterr().out)["written"] == 4
