@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +137,23 @@ def test_float_reflectance_scaled_again_is_refused_before_any_write(tmp_path, ca
     assert "give --scale 0.0001" in capsys.readouterr().err and not out.exists()
     assert _run(src, out) == 0  # the same images as they are: reflectance 0-1
     assert json.loads(capsys.readouterr().out)["written"] == 4
+
+
+def test_an_empty_split_is_warned_with_the_split_block_that_fills_every_split(tmp_path, capsys):
+    src = _source(tmp_path / "theirs", cells=[(r, c) for r in range(4) for c in range(4)])
+    assert _run(src, tmp_path / "one_block", "--scale", "0.0001") == 0  # 4 x 4: one block
+    printed = capsys.readouterr()
+    summary, err = json.loads(printed.out), printed.err
+    assert summary["per_split"] == {"train": 16, "val": 0, "test": 0}
+    advised = re.search(r"no val and no test patches .*: use --split-block (\d+) \(gives "
+                        r"train (\d+), val (\d+), test (\d+) patches\)", err)
+    assert advised, err
+    block, *counts = (int(v) for v in advised.groups())
+    out = tmp_path / "dataset"
+    assert _run(src, out, "--scale", "0.0001", "--split-block", str(block)) == 0
+    per_split = json.loads(capsys.readouterr().out)["per_split"]
+    assert list(per_split.values()) == counts and min(counts) > 0
+    assert read_manifest(out)["split"]["block"] == block
+    assert "no val" not in capsys.readouterr().err
+    assert _run(src, tmp_path / "none", "--split-block", "0") == 2
+    assert "--split-block must be >= 1" in capsys.readouterr().err
