@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -191,3 +191,39 @@ def split_advice(grid: Grid, counts: Mapping[str, int], ratios: Iterable[float] 
     return (f"{text}: the area is too small for a train/val/test split; use a larger area "
             f"{larger}")
 
+
+def missing_split_advice(manifest: Mapping[str, Any], records: Iterable[Mapping[str, Any]],
+                         split: str | None) -> str:
+    """What to do about a written dataset that has no ``split`` patches, in one line.
+
+    Where the split was asked for (a positive share) and the dataset is one grid's (not a
+    merge of several), :func:`split_advice` on the manifest's grid and split and the index's
+    patches names the block side that gives every split patches; the dataset has to be made
+    again with it, since a folder keeps the split it was made with.
+
+    Args:
+        manifest: the dataset's ``manifest.json``.
+        records: every record of its ``index.jsonl``.
+        split: the split asked for (None: every patch).
+    """
+    records = list(records)
+    counts = split_counts(r["split"] for r in records)
+    have = ", ".join(f"{s} {counts[s]}" for s in SPLITS)
+    params = manifest.get("split") or {}
+    again = ("; make the dataset again into another --out folder (isamap-export or "
+             "isamap-import-patches)")
+    if split is None or not records:
+        return "it lists no patch" + again
+    if counts.get(split):
+        return f"all {counts[split]} of its {split} patches are left out ({have})"
+    if "grid" not in manifest or "merged_from" in manifest or \
+            not isinstance(params.get("block"), int):
+        return f"it has {have}{again}"
+    ratios = params.get("ratios", DEFAULT_RATIOS)
+    if split not in empty_splits(counts, ratios):
+        return f"it was made without a {split} split (split ratios {list(ratios)}){again}"
+    advice = split_advice(Grid.from_dict(dict(manifest["grid"])), counts, ratios,
+                          int(params.get("seed", 0)), params["block"],
+                          counted=[(int(r["row"]), int(r["col"])) for r in records],
+                          larger="(--bbox, --region, or more patches to import)")
+    return f"{advice}{again}"

@@ -13,6 +13,7 @@ from affine import Affine
 
 from cli.import_patches import main
 from contract.dataset import read_index, read_manifest
+from core.errors import InputDataError
 
 SIZE, RES, X0, Y0 = 32, 10.0, 500000.0, 3400000.0
 BANDS = ("B2", "B3", "B4", "B8")
@@ -149,6 +150,11 @@ def test_an_empty_split_is_warned_with_the_split_block_that_fills_every_split(tm
                         r"train (\d+), val (\d+), test (\d+) patches\)", err)
     assert advised, err
     block, *counts = (int(v) for v in advised.groups())
+    from training.data import PatchDataset  # isamap-evaluate's reader says the same
+
+    with pytest.raises(InputDataError, match=rf"no 'test' patches .*--split-block {block} "
+                       r".*make the dataset again into another --out"):
+        PatchDataset(tmp_path / "one_block", "test")
     out = tmp_path / "dataset"
     assert _run(src, out, "--scale", "0.0001", "--split-block", str(block)) == 0
     per_split = json.loads(capsys.readouterr().out)["per_split"]
