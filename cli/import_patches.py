@@ -6,10 +6,11 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from contract.foreign_patches import ImportOptions, import_patches
+from contract.foreign_patches import IMPORT_BLOCK, ImportOptions, import_patches
 from core.commands import (
     add_logging_arguments,
     check_output_folder,
+    check_range,
     configure_logging,
     run_command,
 )
@@ -24,6 +25,9 @@ EXAMPLES = (
     ("masks of 0 and 255 (255 = built-up), nodata 99 in the masks",
      "isamap-import-patches their_patches --out data/imported --month 2021-06 "
      "--impervious-values 255 --ignore-values 99"),
+    ("a small area: split blocks of 2 x 2 patches, so that val and test get patches too",
+     "isamap-import-patches their_patches --out data/imported --month 2021-06 "
+     "--scale 0.0001 --split-block 2"),
 )
 
 
@@ -54,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-valid-fraction", type=float, default=0.9,
                    help="patches with a smaller share of valid pixels are left out")
     p.add_argument("--seed", type=int, default=0, help="seed of the spatially blocked split")
+    p.add_argument("--split-block", type=int, default=IMPORT_BLOCK,
+                   help="side of the split's blocks in patches (whole blocks go to train, val "
+                        "or test; a small area needs smaller blocks to get all three: the "
+                        "import warns with the side that does)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_logging_arguments(p)
     return p
@@ -85,12 +93,13 @@ def _run(args: argparse.Namespace) -> int:
     if not 0.0 <= args.min_valid_fraction <= 1.0:
         raise ConfigError(f"--min-valid-fraction must be in [0, 1], got "
                           f"{args.min_valid_fraction}")
+    check_range("--split-block", args.split_block, 1)
     options = ImportOptions(
         args.month, _band_names(args.bands),
         impervious=_values("--impervious-values", args.impervious_values),
         pervious=_values("--pervious-values", args.pervious_values),
         ignore=_values("--ignore-values", args.ignore_values), scale=args.scale,
-        seed=args.seed, min_valid_fraction=args.min_valid_fraction)
+        seed=args.seed, block=args.split_block, min_valid_fraction=args.min_valid_fraction)
     summary = import_patches(args.src, args.out, options,
                              progress=not (args.quiet or args.no_progress))
     print(json.dumps(summary, indent=1))

@@ -12,6 +12,13 @@ quantities apart, whatever the file says:
   2 (:data:`REFLECTANCE_MEDIAN_RANGE`, :data:`REFLECTANCE_P99_MAX`); a larger median is a
   scaled integer (reflectance x 10000); a median below :data:`REFLECTANCE_MEDIAN_MIN_ANY` is no
   reflectance at all (a dB band under a reflectance name).
+- real surface reflectance is never all near 0 (:func:`reflectance_too_small`): the darkest
+  band medians of the real L2A tiles of the test data are 0.026-0.13 (B01, hazy water included),
+  and even clear water's SWIR, the darkest a real band gets, is a few thousandths; reflectance
+  divided by 10000 once more (0-1 values given a scale of 0.0001) has a median of at most 1e-4
+  (1e-5 to 3e-5 on real tiles). A band whose median (of its non-zero values: zero fill is told
+  elsewhere) is below :data:`REFLECTANCE_MEDIAN_MIN` and 99th percentile below
+  :data:`REFLECTANCE_P99_MIN` is that.
 - vegetation reflects near infrared (``B8``) far more than red (``B4``); bright red pixels with a
   dark near infrared (:func:`red_nir_swapped`) mean the two bands are swapped.
 - cross-polarised backscatter (``VH``) is lower than co-polarised (``VV``) almost everywhere
@@ -45,6 +52,8 @@ DB_MEDIAN_MIN = -60.0  # dB medians are ~-25 to -5; dB x 100 gives ~-2500 to -50
 REFLECTANCE_MEDIAN_RANGE = (-0.02, 1.0)  # a scene's median reflectance (offset checks)
 REFLECTANCE_P99_MAX = 2.0
 REFLECTANCE_MEDIAN_MIN_ANY = -1.0  # below: not reflectance at all, whatever the offset
+REFLECTANCE_MEDIAN_MIN = 5e-4  # real band medians >= ~0.003 (clear water SWIR); 0-1 x 1e-4 <= 1e-4
+REFLECTANCE_P99_MIN = 2e-3  # real 99th percentiles >= 0.06 in the test tiles; 0-1 x 1e-4 <= 2e-4
 RED_BRIGHT = 0.15  # reflectance from which a red pixel is bright
 SWAPPED_SHARE = 0.25  # share of bright-red, dark-NIR pixels that only swapped bands show
 VH_ABOVE_VV_MAX = 0.5  # share of pixels with VH > VV; real scenes: 0.2-6 %
@@ -100,6 +109,21 @@ def reflectance_scaled(median: float, p99: float) -> bool:
     return median > REFLECTANCE_MEDIAN_RANGE[1] or p99 > REFLECTANCE_P99_MAX
 
 
+def reflectance_too_small(finite: np.ndarray) -> tuple[float, float] | None:
+    """The ``(median, p99)`` of finite reflectance values that are all near 0, else None.
+
+    Such values are reflectance scaled down a second time (0-1 values multiplied by 0.0001).
+    The median is taken of the non-zero values, so that zero fill without a nodata tag is not
+    taken for it; fewer than 16 non-zero values are not judged.
+    """
+    lit = np.abs(finite[finite != 0])
+    if lit.size < 16:
+        return None
+    median, p99 = float(np.median(lit)), float(np.percentile(lit, 99))
+    return (median, p99) if median < REFLECTANCE_MEDIAN_MIN and p99 < REFLECTANCE_P99_MIN \
+        else None
+
+
 def red_nir_swapped(red: np.ndarray, nir: np.ndarray) -> bool:
     """Whether a red and a near-infrared reflectance sample look swapped.
 
@@ -148,6 +172,11 @@ def band_value_problem(name: str, values: np.ndarray) -> str | None:
         if median < REFLECTANCE_MEDIAN_MIN_ANY:
             return (f"{name} has a median of {median:.4g}, which no reflectance has (0-1): it "
                     "looks like sigma0 in dB")
+        if small := reflectance_too_small(finite):
+            return (f"{name} has a median of {small[0]:.2g} (99th percentile {small[1]:.2g}), "
+                    "far below any surface reflectance (band medians of real scenes are "
+                    "about 0.003-0.5): reflectance scaled down a second time (0-1 values "
+                    "multiplied by 0.0001)?")
     return None
 
 

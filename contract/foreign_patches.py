@@ -16,8 +16,9 @@ into reflectance), and every mask value must be declared impervious, pervious or
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,20 +26,24 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from contract.band_values import band_value_problems
-from contract.bands import LABEL_NODATA
+from contract.band_values import band_value_problems, finite_values, reflectance_too_small
+from contract.bands import LABEL_NODATA, REGISTRY
 from contract.dataset import DatasetSpec
 from contract.grid import Grid, patch_id
 from contract.patch_writer import open_month, valid_mask
+from contract.splits import split_advice, split_counts
 from core.digest import combined_digest, file_sha256
 from core.errors import InputDataError
 from core.lock import hold_output
 from core.progress import progress_bar
 from core.storage import open_store
 
+log = logging.getLogger(__name__)
+
 MASK_SUFFIXES = ("_mask", "_label", "_labels", "_gt")
 MASK_FOLDERS = ("masks", "labels", "mask", "label", "gt")
 IMAGE_SUFFIXES = (".tif", ".tiff")
+IMPORT_BLOCK = 4  # split blocks of 4 x 4 patches: imported patches are large, the areas small
 _EDGE = 1e-6  # fraction of a pixel two edges may differ by and still be one
 
 
@@ -62,7 +67,7 @@ class ImportOptions:
         pervious: mask values that are pervious (label 0).
         ignore: mask values that are no label (255).
         scale: every image value is multiplied by it (1e-4: reflectance x 10000 exports).
-        ratios / seed / block: the spatially blocked split.
+        ratios / seed / block: the spatially blocked split (``block``: ``--split-block``).
         min_valid_fraction: patches with fewer valid pixels are not imported.
     """
 
@@ -74,7 +79,7 @@ class ImportOptions:
     scale: float = 1.0
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 0
-    block: int = 4
+    block: int = IMPORT_BLOCK
     min_valid_fraction: float = 0.9
     region: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -253,14 +258,32 @@ def check_values(plan: ImportPlan, options: ImportOptions, samples: int = 16) ->
         image = _image(pair, options)
         for band, array in zip(plan.bands, image, strict=True):
             values[band].append(array.ravel())
-    problems = band_value_problems({b: np.concatenate(v) for b, v in values.items()})
+    sampled = {b: np.concatenate(v) for b, v in values.items()}
+    problems = band_value_problems(sampled)
     if problems:
         raise InputDataError(f"the images' values do not match their band names: "
-                             f"{problems[0]}; give --scale 0.0001 for reflectance x 10000, "
-                             "or the right --bands")
+                             f"{problems[0]}; {_value_fix(sampled, options.scale)}")
     for pair in pairs:  # every mask value accounted for (masks are small: all of them)
         with rasterio.open(pair.mask) as ds:
             label_of(ds.read(1), options, pair.name)
+
+
+def _value_fix(samples: Mapping[str, np.ndarray], scale: float) -> str:
+    """What to change when the scaled samples do not match their band names.
+
+    Values far below reflectance are tried unscaled and at 0.0001 with the same rules; the
+    first scale they pass at is the advice.
+    """
+    if not any((spec := REGISTRY.get(b)) is not None and spec.unit == "reflectance" and
+               reflectance_too_small(finite_values(v)) for b, v in samples.items()):
+        return "give --scale 0.0001 for reflectance x 10000, or the right --bands"
+    for right, text in ((1.0, f"the images hold reflectance 0-1 already: drop --scale {scale:g}"),
+                        (1e-4, f"the images hold reflectance x 10000: give --scale 0.0001, not "
+                               f"{scale:g}")):
+        if not band_value_problems({b: v * (right / scale) for b, v in samples.items()}):
+            return text
+    return (f"give the --scale that turns the images' values into reflectance 0-1 (not "
+            f"{scale:g}), or the right --bands")
 
 
 def _image(pair: PatchPair, options: ImportOptions) -> np.ndarray:
@@ -280,10 +303,13 @@ def import_patches(src: str | os.PathLike[str], out: str | os.PathLike[str],
 
     Everything is checked before the first patch is written: the pairs, their grid, the
     images' values and the dataset's parameters. A second run with the same source writes
-    nothing; another source for the same month is refused (its fingerprint differs).
+    nothing; another source for the same month is refused (its fingerprint differs). A split
+    left without patches is warned about with the block side that gives each split some
+    (:func:`contract.splits.split_advice`), as ``isamap-export`` warns.
 
     Returns:
-        ``{"patches", "written", "invalid", "per_split", "grid"}``.
+        ``{"patches", "written", "invalid", "per_split", "grid"}``; ``per_split`` names
+        every split, an empty one with 0.
     """
     pairs = find_pairs(src)
     plan = plan_import(pairs, options.bands)
@@ -323,8 +349,12 @@ def import_patches(src: str | os.PathLike[str], out: str | os.PathLike[str],
                 written += 1
             bar.close()
             state.commit(complete=True)
-    splits: dict[str, int] = {}
-    for record in state.records.values():
-        splits[record["split"]] = splits.get(record["split"], 0) + 1
+    records = list(state.records.values())
+    splits = split_counts(r["split"] for r in records)
+    advice = split_advice(plan.grid, splits, options.ratios, options.seed, options.block,
+                          counted=[(r["row"], r["col"]) for r in records],
+                          larger="(import more patches of the area)")
+    if advice:  # as isamap-export warns: isamap-train needs val, isamap-evaluate test
+        log.warning("%s", advice)
     return {"patches": len(state.records), "written": written, "invalid": len(state.invalid),
             "per_split": splits, "grid": plan.grid.to_dict()}

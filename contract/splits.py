@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -150,13 +150,27 @@ def empty_splits(counts: Mapping[str, int],
 
 
 def split_advice(grid: Grid, counts: Mapping[str, int], ratios: Iterable[float] = DEFAULT_RATIOS,
-                 seed: int = 0, block: int = DEFAULT_BLOCK, *, max_tries: int = 64) -> str | None:
+                 seed: int = 0, block: int = DEFAULT_BLOCK, *, max_tries: int = 64,
+                 counted: Iterable[tuple[int, int]] | None = None,
+                 larger: str = "(--bbox, --region) or a smaller --stride") -> str | None:
     """None when every split asked for has patches; else one line saying how to get them.
 
     A small area holds few split blocks, so whole splits can come out empty (training then
     stops for want of validation patches). The advice names the largest smaller block side
     that gives every split positions on this grid (what ``--split-block`` sets), or asks for a
     larger area when no block size does.
+
+    Args:
+        grid: the dataset's grid.
+        counts: its patches per split.
+        ratios: the split's train, val, test shares.
+        seed: the split's seed.
+        block: the split's block side in patch positions.
+        max_tries: smaller block sides tried at most.
+        counted: the positions of the patches ``counts`` counts, one per patch (an imported
+            dataset's pairs, a written index's records): a block side is advised when it
+            gives each split some of these; every position of the grid when None.
+        larger: how to get a larger area, said when no block side does.
     """
     missing = empty_splits(counts, ratios)
     if not missing:
@@ -165,10 +179,51 @@ def split_advice(grid: Grid, counts: Mapping[str, int], ratios: Iterable[float] 
     text = (f"the dataset gets no {' and no '.join(missing)} patches ({have}; split blocks of "
             f"{block} x {block} patch positions over {grid.patch_rows} x {grid.patch_cols} "
             "positions)")
+    patches = None if counted is None else list(counted)
     for smaller in range(block - 1, 0, -1)[:max_tries]:
-        trial = split_counts(assign_splits(grid, None, ratios, seed, smaller))
+        splits = assign_splits(grid, None, ratios, seed, smaller)
+        trial = split_counts(splits if patches is None else
+                             [splits[p] for p in patches if p in splits])
         if not empty_splits(trial, ratios):
+            unit = "positions" if patches is None else "patches"
             return (f"{text}: use --split-block {smaller} (gives "
-                    f"{', '.join(f'{s} {trial[s]}' for s in SPLITS)} positions) or a larger area")
+                    f"{', '.join(f'{s} {trial[s]}' for s in SPLITS)} {unit}) or a larger area")
     return (f"{text}: the area is too small for a train/val/test split; use a larger area "
-            "(--bbox, --region) or a smaller --stride")
+            f"{larger}")
+
+
+def missing_split_advice(manifest: Mapping[str, Any], records: Iterable[Mapping[str, Any]],
+                         split: str | None) -> str:
+    """What to do about a written dataset that has no ``split`` patches, in one line.
+
+    Where the split was asked for (a positive share) and the dataset is one grid's (not a
+    merge of several), :func:`split_advice` on the manifest's grid and split and the index's
+    patches names the block side that gives every split patches; the dataset has to be made
+    again with it, since a folder keeps the split it was made with.
+
+    Args:
+        manifest: the dataset's ``manifest.json``.
+        records: every record of its ``index.jsonl``.
+        split: the split asked for (None: every patch).
+    """
+    records = list(records)
+    counts = split_counts(r["split"] for r in records)
+    have = ", ".join(f"{s} {counts[s]}" for s in SPLITS)
+    params = manifest.get("split") or {}
+    again = ("; make the dataset again into another --out folder (isamap-export or "
+             "isamap-import-patches)")
+    if split is None or not records:
+        return "it lists no patch" + again
+    if counts.get(split):
+        return f"all {counts[split]} of its {split} patches are left out ({have})"
+    if "grid" not in manifest or "merged_from" in manifest or \
+            not isinstance(params.get("block"), int):
+        return f"it has {have}{again}"
+    ratios = params.get("ratios", DEFAULT_RATIOS)
+    if split not in empty_splits(counts, ratios):
+        return f"it was made without a {split} split (split ratios {list(ratios)}){again}"
+    advice = split_advice(Grid.from_dict(dict(manifest["grid"])), counts, ratios,
+                          int(params.get("seed", 0)), params["block"],
+                          counted=[(int(r["row"]), int(r["col"])) for r in records],
+                          larger="(--bbox, --region, or more patches to import)")
+    return f"{advice}{again}"

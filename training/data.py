@@ -30,6 +30,7 @@ from torch.utils.data import Dataset
 
 from contract import dataset as _dataset
 from contract.bands import LABEL_NODATA, is_code_band
+from contract.splits import missing_split_advice
 from core.errors import ConfigError, InputDataError
 from core.storage.gdal_auth import check_read
 from training.augmentation import Augment, Radiometric, random_crop
@@ -201,7 +202,8 @@ class PatchDataset(Dataset):
         self.records = [r for r in records if (split is None or r["split"] == split)
                         and patch_key(r) not in excluded]
         if not self.records:
-            raise InputDataError(f"no {split!r} patches in {self.root}/index.jsonl")
+            raise InputDataError(f"no {split!r} patches in {self.root}/index.jsonl: "
+                                 f"{missing_split_advice(self.manifest, records, split)}")
         if any(label not in r for r in self.records):
             raise InputDataError(f"some patches have no {label!r} file; train on the 10 m "
                                  "label (--label label) or export with isamap-export --fine-scale")

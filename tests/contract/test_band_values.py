@@ -16,6 +16,7 @@ RNG = np.random.default_rng(0)
 DB = -14 + 4 * RNG.normal(size=4096)  # sigma0 in dB
 LINEAR = 10 ** (DB / 10)  # the same in linear power
 REFLECTANCE = np.clip(0.12 + 0.05 * RNG.normal(size=4096), 0.0, None)
+CLEAR_WATER_SWIR = 0.003 + 0.001 * RNG.random(4096)  # the darkest a real band gets
 
 
 @pytest.mark.parametrize("name,values,says", [
@@ -26,6 +27,9 @@ REFLECTANCE = np.clip(0.12 + 0.05 * RNG.normal(size=4096), 0.0, None)
     ("B2", REFLECTANCE, None),
     ("B8", REFLECTANCE * 10000, "reflectance x 10000"),
     ("B4", DB, "looks like sigma0 in dB"),
+    ("B2", REFLECTANCE * 1e-4, "scaled down a second time"),  # 0-1 values given --scale 0.0001
+    ("B12", CLEAR_WATER_SWIR, None),
+    ("B2", np.concatenate([np.zeros(8192), REFLECTANCE]), None),  # zero fill, told elsewhere
     ("label", DB, None),  # no value rule for the label
     ("unknown", DB, None),
 ])

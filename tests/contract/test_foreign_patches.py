@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from affine import Affine
 
 from cli.import_patches import main
 from contract.dataset import read_index, read_manifest
+from core.errors import InputDataError
 
 SIZE, RES, X0, Y0 = 32, 10.0, 500000.0, 3400000.0
 BANDS = ("B2", "B3", "B4", "B8")
@@ -29,8 +31,12 @@ def _tif(path: Path, data: np.ndarray, left: float, top: float, nodata=None,
             dst.descriptions = BANDS
 
 
-def _source(root: Path, layout: str = "folders", cells=((0, 0), (0, 1), (1, 0), (2, 3))) -> Path:
-    """A scene's tiles as another project cuts them: reflectance x 10000 (uint16), 0/255 masks."""
+def _source(root: Path, layout: str = "folders", cells=((0, 0), (0, 1), (1, 0), (2, 3)),
+            float_images: bool = False) -> Path:
+    """A scene's tiles as another project cuts them: reflectance x 10000 (uint16), 0/255 masks.
+
+    ``float_images``: float32 reflectance 0-1 instead.
+    """
     rng = np.random.default_rng(1)
     images = root / "images" if layout == "folders" else root
     masks = root / "masks" if layout == "folders" else root
@@ -41,7 +47,9 @@ def _source(root: Path, layout: str = "folders", cells=((0, 0), (0, 1), (1, 0), 
         built[4:20, 6 + r:22 + c] = 255
         refl = np.stack([np.where(built, 0.15, 0.05), np.where(built, 0.16, 0.08),
                          np.where(built, 0.17, 0.05), np.where(built, 0.22, 0.35)])
-        dn = np.round((refl + rng.uniform(0, 0.01, refl.shape)) * 10000).astype(np.uint16)
+        refl = refl + rng.uniform(0, 0.01, refl.shape)
+        dn = refl.astype(np.float32) if float_images else \
+            np.round(refl * 10000).astype(np.uint16)
         left, top = X0 + c * SIZE * RES, Y0 - r * SIZE * RES
         name = f"tile_{r}_{c}"
         _tif(images / f"{name}.tif", dn, left, top)
@@ -114,3 +122,44 @@ def test_values_masks_and_lattice_are_checked_before_any_write(tmp_path, capsys)
     (lonely / "masks" / "tile_0_0.tif").unlink()
     assert _run(lonely, out, "--scale", "0.0001") == 2
     assert "have no mask" in capsys.readouterr().err and not out.exists()
+
+
+def test_float_reflectance_scaled_again_is_refused_before_any_write(tmp_path, capsys):
+    src = _source(tmp_path / "theirs", float_images=True)
+    out = tmp_path / "dataset"
+    assert _run(src, out, "--scale", "0.0001") == 2  # medians of ~1e-5 were imported, exit 0
+    err = capsys.readouterr().err
+    assert "scaled down a second time" in err and "already: drop --scale" in err
+    assert not out.exists()
+    assert _run(src, out, "--scale", "0.001") == 2
+    assert "already: drop --scale" in capsys.readouterr().err and not out.exists()
+    dn = _source(tmp_path / "dn")  # reflectance x 10000 scaled twice
+    assert _run(dn, out, "--scale", "0.00000001") == 2
+    assert "give --scale 0.0001" in capsys.readouterr().err and not out.exists()
+    assert _run(src, out) == 0  # the same images as they are: reflectance 0-1
+    assert json.loads(capsys.readouterr().out)["written"] == 4
+
+
+def test_an_empty_split_is_warned_with_the_split_block_that_fills_every_split(tmp_path, capsys):
+    src = _source(tmp_path / "theirs", cells=[(r, c) for r in range(4) for c in range(4)])
+    assert _run(src, tmp_path / "one_block", "--scale", "0.0001") == 0  # 4 x 4: one block
+    printed = capsys.readouterr()
+    summary, err = json.loads(printed.out), printed.err
+    assert summary["per_split"] == {"train": 16, "val": 0, "test": 0}
+    advised = re.search(r"no val and no test patches .*: use --split-block (\d+) \(gives "
+                        r"train (\d+), val (\d+), test (\d+) patches\)", err)
+    assert advised, err
+    block, *counts = (int(v) for v in advised.groups())
+    from training.data import PatchDataset  # isamap-evaluate's reader says the same
+
+    with pytest.raises(InputDataError, match=rf"no 'test' patches .*--split-block {block} "
+                       r".*make the dataset again into another --out"):
+        PatchDataset(tmp_path / "one_block", "test")
+    out = tmp_path / "dataset"
+    assert _run(src, out, "--scale", "0.0001", "--split-block", str(block)) == 0
+    per_split = json.loads(capsys.readouterr().out)["per_split"]
+    assert list(per_split.values()) == counts and min(counts) > 0
+    assert read_manifest(out)["split"]["block"] == block
+    assert "no val" not in capsys.readouterr().err
+    assert _run(src, tmp_path / "none", "--split-block", "0") == 2
+    assert "--split-block must be >= 1" in capsys.readouterr().err

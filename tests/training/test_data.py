@@ -92,9 +92,14 @@ def test_fine_labels_and_loader(tmp_path):
 def test_bad_roots_give_clear_errors(tmp_path, patch_root):
     with pytest.raises(InputDataError, match=r"manifest\.json"):
         PatchDataset(tmp_path, "train")
-    with pytest.raises(InputDataError, match="no 'val' patches"):
+    with pytest.raises(InputDataError, match=r"no 'val' patches .* too small for a train/val/"
+                       r"test split; .* make the dataset again"):
         PatchDataset(write_patch_dataset(tmp_path / "t", n=4, size=8,
                                          splits=["train"] * 4), "val")
+    left_out = [f"{r['month']}/{r['id']}" for r in read_index(patch_root) if r["split"] == "val"]
+    with pytest.raises(InputDataError, match=r"no 'val' patches .*: all 2 of its val patches "
+                       r"are left out \(train 6, val 2, test 2\)"):
+        PatchDataset(patch_root, "val", exclude=left_out)
 
 
 def test_reads_a_dataset_from_cloud_storage(gcs_emulator, gcs_bucket, patch_root):
