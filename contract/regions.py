@@ -44,6 +44,10 @@ def bbox_problem(west: float, south: float, east: float, north: float) -> str | 
                 "WEST,SOUTH,EAST,NORTH, south (the smaller latitude) second")
     if west == east:
         return f"west and east are both {_deg(west)}: the box has no width"
+    if west > east and east + 360 - west >= 180:  # no area isamap maps is that wide: swapped
+        return (f"west {_deg(west)} lies east of east {_deg(east)}; the box is "
+                f"WEST,SOUTH,EAST,NORTH: did you mean --bbox={_deg(east)},{_deg(south)},"
+                f"{_deg(west)},{_deg(north)}?")
     if west > east:
         return antimeridian_advice(west, south, east, north)
     return None
@@ -216,6 +220,11 @@ def load_geojson(path: str | Path, name: str | None = None,
         for x, y in _coords(geom):
             xs.append(float(x))
             ys.append(float(y))
+    if all(abs(x) <= 90 for x in xs) and all(abs(y) <= 180 for y in ys) \
+            and any(abs(y) > 90 for y in ys):
+        raise ConfigError(f"{flag} {path} has latitudes beyond 90 degrees (up to "
+                          f"{_deg(max(ys, key=abs))}) and longitudes within 90: its coordinates "
+                          "look swapped; GeoJSON lists longitude first ([lon, lat])")
     if any(abs(x) > 180 for x in xs) or any(abs(y) > 90 for y in ys):
         raise ConfigError(
             f"{flag} {path} has coordinates outside longitude/latitude range; it is "

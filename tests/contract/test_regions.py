@@ -100,6 +100,9 @@ def test_yangtze_river_economic_belt_holds_the_papers_cities():
     ("10,-20,11,91", "north 91 is no latitude"),
     ("-200,10,-199,11", "west -200 is no longitude (they run from -180 to 180); give it as 160"),
     ("10,10,10,11", "west and east are both 10: the box has no width"),
+    # west and east swapped: not a box round the world across 180 degrees (a new user's walk)
+    ("114.35,30.5,114.2,30.62", "west 114.35 lies east of east 114.2; the box is "
+     "WEST,SOUTH,EAST,NORTH: did you mean --bbox=114.2,30.5,114.35,30.62?"),
 ])
 def test_each_broken_bbox_rule_is_named(bbox, says):
     """A latitude error spoke of west < east; an antimeridian box got no advice."""
@@ -108,6 +111,15 @@ def test_each_broken_bbox_rule_is_named(bbox, says):
     assert says in str(err.value)
     if "latitude" in says or "south" in says:
         assert "west <" not in str(err.value)
+
+
+def test_a_region_file_with_latitude_first_is_said_to_be_swapped_not_projected(tmp_path):
+    ring = [[30.5, 114.2], [30.5, 114.35], [30.62, 114.35], [30.62, 114.2], [30.5, 114.2]]
+    path = tmp_path / "swapped.geojson"
+    path.write_text(json.dumps({"type": "Polygon", "coordinates": [ring]}))
+    with pytest.raises(ConfigError, match=r"latitudes beyond 90 degrees \(up to 114.35\) and "
+                                          r"longitudes within 90: its coordinates look swapped"):
+        regions.load_geojson(path)
 
 
 def test_a_region_file_across_the_antimeridian_is_refused_not_mapped_round_the_world(tmp_path):
