@@ -28,6 +28,27 @@ def test_plan_numbers():
     assert "6 Export.image.toCloudStorage tasks" in text and "3,000" in text
 
 
+def test_an_area_of_more_positions_than_one_export_holds_is_refused_before_the_split():
+    """A dry run of a near-global box grew to 18 GB over 8 minutes and had to be killed (a
+    new user's walk): the split of every position was built before anything was said."""
+    import time
+
+    import pytest
+
+    from core.errors import ConfigError
+    from gee_export.ee.plan import MAX_POSITIONS
+
+    side = 80 * int(MAX_POSITIONS ** 0.5 + 2) + 48  # a square of just over the bound
+    grid = Grid("EPSG:6933", 0.0, 0.0, side, side)
+    assert grid.patch_count > MAX_POSITIONS
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"patch positions .*; one export holds at most "
+                                          r"5,000,000: export it in parts"):
+        make_plan(get_region("wuhan"), grid, ("2019-06",), DEFAULT_IMAGE_BANDS,
+                  "worldcover", None, "pixels", "gs://b/p", 16)
+    assert time.perf_counter() - started < 5.0
+
+
 def test_choose_method():
     small = Grid("EPSG:32650", 0.0, 0.0, 1000, 1000)  # 100 km2
     big = Grid("EPSG:32650", 0.0, 0.0, 30000, 30000)  # 90,000 km2
