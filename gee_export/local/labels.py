@@ -190,6 +190,15 @@ def scheme_codes(name: str) -> frozenset[int] | None:
     return SCHEME_CODES.get(ALIASES.get(name, name))
 
 
+def impervious_codes(name: str) -> frozenset[int]:
+    """The codes a named scheme defines that it reads as its ``impervious`` class."""
+    mapping, codes = get_scheme(name), scheme_codes(name) or frozenset()
+    ordered = sorted(codes)
+    classes = mapping.apply(np.array(ordered, dtype=np.int64))
+    target = mapping.classes.index("impervious")
+    return frozenset(c for c, k in zip(ordered, classes, strict=True) if k == target)
+
+
 def check_codes(ref: BandRef, scheme: str | ClassMapping | Mapping[int, int] | None) -> None:
     """Refuse a label whose codes or class balance (a decimated sample) the scheme contradicts.
 
@@ -209,7 +218,9 @@ def check_codes(ref: BandRef, scheme: str | ClassMapping | Mapping[int, int] | N
         check_binary_coding(ref, sample, what)
     codes = scheme_codes(name)
     if codes is not None:
-        plausibility.check_label_codes(sample, name, {**SCHEME_CODES, name: codes}, what)
+        known = {**SCHEME_CODES, name: codes}
+        plausibility.check_label_codes(sample, name, known, what,
+                                       impervious={n: impervious_codes(n) for n in known})
     binary = None if name.startswith(MAP_PREFIX) else SCHEME_CODES["binary"]
     plausibility.check_label_balance(sample, get_scheme(name).apply, name, binary, what)
 

@@ -1,0 +1,56 @@
+"""Can a month's label train an impervious-surface model on this grid? Asked before the composite.
+
+An export cuts training patches only where the label has classes, and a dataset teaches
+impervious surface only where some of its pixels are impervious. A folder without a label
+(a BigEarthNet pair, whose labels are per image) gave 0 patches tagged complete, and a label
+read with a scheme that knows its codes but not its built class (Dynamic World's training
+labels, built = 7, read as eo-learn's, artificial = 8) gave 46 patches of isa_fraction 0, both
+with exit 0. Both are known from the label alone: it is read onto the grid with the run's
+class mapping, block by block, stopping at the first impervious pixel (one block, usually),
+before any scene is composited. :func:`check_training_label` is the one check, for the real
+run and its dry run alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from contract.bands import LABEL_NODATA
+from contract.grid import Grid
+from core.errors import InputDataError
+from gee_export.local.compositing import grid_blocks
+from gee_export.local.labels import get_scheme, label_window
+from gee_export.local.scenes import BandRef
+
+BLOCK = 1024
+
+
+def check_training_label(ref: BandRef | None, grid: Grid, scheme: str, *,
+                         block: int = BLOCK) -> None:
+    """Refuse a training export without a label, or whose label holds no impervious pixel.
+
+    Args:
+        ref: the month's label raster (None: none given or found among the scenes).
+        grid: the export's grid; only the label's pixels on it count.
+        scheme: the run's label scheme (a preset, ``landcover:<source>`` or ``map:...``).
+        block: grid pixels per block side read at a time.
+
+    Raises:
+        InputDataError: no label, or not one impervious pixel on the grid after mapping.
+    """
+    if ref is None:
+        return
+    mapping = get_scheme(scheme)
+    impervious = mapping.classes.index("impervious")
+    labelled = 0
+    for window in grid_blocks(grid, block):
+        values = label_window(ref, grid, window, mapping)
+        if np.any(values == impervious):
+            return
+        labelled += int(np.count_nonzero(values != LABEL_NODATA))
+    raise InputDataError(
+        f"label {ref.path} holds no impervious pixel on the grid read with the {scheme!r} "
+        f"label scheme: {labelled:,} labelled pixels, none impervious, so the dataset would have "
+        "nothing to learn impervious surface from. Check which codes the label gives built "
+        "surfaces and say so with --label-scheme or --label-map CODE=1,..., or choose an "
+        "area with built surfaces")

@@ -1,0 +1,51 @@
+"""A training export's label must hold impervious pixels on the grid, under the scheme it is read
+with, and the advice of a refused scheme must lead to such a label: Dynamic World's training
+labels (built = 7) read as eo-learn's classes (artificial = 8) gave 46 patches of isa_fraction 0,
+exit 0, in a new user's walk, following the advice of the refusal before it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cli.export import build_parser, main
+from tests.support.refusals import assert_refused
+
+JAVA = ["--backend", "local", "--bbox=111.8181,-8.1367,111.8644,-8.1058", "--crs", "EPSG:32749",
+        "--month", "2019-07", "--scene-date", "2019-07-13", "--patch-size", "64", "--stride",
+        "32", "--split-block", "4", "--no-progress"]
+
+
+def java_scenes(shared_data: Path, folder: Path, kinds=("s2l2a", "scl", "label")) -> Path:
+    """Java's S2 L2A, SCL and (by default) Dynamic World label, linked into ``folder``."""
+    folder.mkdir()
+    for kind in kinds:
+        (folder / f"java_{kind}.tif").symlink_to(
+            shared_data / "dynamicworld_s2" / f"java_{kind}.tif")
+    return folder
+
+
+def test_a_refused_scheme_is_answered_with_none_that_finds_no_impervious_pixel(
+        shared_data, tmp_path, capsys):
+    scenes = java_scenes(shared_data, tmp_path / "java")
+    status = main([*JAVA, "--scenes", str(scenes), "--bands", "B2,B3,B4,B8,product",
+                   "--labels", "landcover:dynamicworld", "--out", str(tmp_path / "ds")])
+    line = assert_refused(status, capsys.readouterr().err, build_parser(),
+                          "10 is not in the 'landcover:dynamicworld' label scheme",
+                          "reads none of them as impervious", "--label-map")
+    assert "pass --label-scheme eolearn_lulc" not in line
+
+
+def test_a_label_without_an_impervious_pixel_on_the_grid_is_refused_before_the_composite(
+        shared_data, tmp_path, capsys):
+    scenes = java_scenes(shared_data, tmp_path / "java")
+    common = [*JAVA, "--scenes", str(scenes), "--bands", "B2,B3,B4,B8"]
+    status = main([*common, "--label-scheme", "eolearn_lulc", "--out", str(tmp_path / "eo")])
+    assert_refused(status, capsys.readouterr().err, build_parser(),
+                   "holds no impervious pixel on the grid read with the 'eolearn_lulc' label "
+                   "scheme", "151,603 labelled pixels")
+    assert not list((tmp_path / "eo").rglob("*.tif"))  # no stack, no patch
+    assert not (tmp_path / "eo" / "manifest.json").exists()
+    # the label's own codes (built = 7) make the dataset the refusal asks for
+    assert main([*common, "--label-map", "7=1,0=255,10=255,*=0", "--out",
+                 str(tmp_path / "dw")]) == 0
+    assert '"written": 46' in capsys.readouterr().out
