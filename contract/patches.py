@@ -26,7 +26,7 @@ from contract.grid import Grid
 from contract.patch_writer import MonthProgress, open_month, valid_mask
 from contract.splits import DEFAULT_BLOCK, DEFAULT_RATIOS, split_counts
 from contract.stack import StackPaths, check_stack, fingerprint
-from core.errors import ConfigError, GridError
+from core.errors import ConfigError, GridError, InputDataError
 from core.lock import hold_output
 from core.progress import progress_bar
 from core.storage import Store, open_store
@@ -99,6 +99,10 @@ def patch_stack(
 
     Returns:
         A :class:`PatchSummary`; when the month is already complete nothing is read or written.
+
+    Raises:
+        InputDataError: no position of the month held enough valid pixels (the scenes or the
+            label miss the area): the month is committed, but not tagged complete.
     """
     started = time.monotonic()
     if workers < 1:
@@ -126,6 +130,13 @@ def patch_stack(
         if state.up_to_date:
             return _summary(store, state, 0, already, started, up_to_date=True)
         written = _cut(stack, state, min_valid_fraction, workers, flush_seconds, progress)
+        if not state.records:  # a month of nothing is no finished month
+            state.commit(complete=False)
+            raise InputDataError(
+                f"no patch position of {stack.month} has {min_valid_fraction:.0%} valid pixels "
+                f"(every band finite, the label not nodata): all {len(state.invalid)} were "
+                "left out, so nothing was written and the month is not tagged complete; check "
+                "that the scenes and the label cover the area, or lower --min-valid-fraction")
         state.commit(complete=True)
         return _summary(store, state, written, already, started)
 

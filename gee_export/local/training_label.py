@@ -39,7 +39,11 @@ def check_training_label(ref: BandRef | None, grid: Grid, scheme: str, *,
         InputDataError: no label, or not one impervious pixel on the grid after mapping.
     """
     if ref is None:
-        return
+        raise InputDataError(
+            "no label raster given or found among the scenes (labels/label.tif): an export "
+            "cuts training patches from labelled pixels and would write none. Put the area's "
+            "pixel label at labels/label.tif in the --scenes folder (to map scenes without "
+            "labels, use isamap-map --backend local)")
     mapping = get_scheme(scheme)
     impervious = mapping.classes.index("impervious")
     labelled = 0

@@ -49,3 +49,19 @@ def test_a_label_without_an_impervious_pixel_on_the_grid_is_refused_before_the_c
     assert main([*common, "--label-map", "7=1,0=255,10=255,*=0", "--out",
                  str(tmp_path / "dw")]) == 0
     assert '"written": 46' in capsys.readouterr().out
+
+
+def test_a_label_of_another_place_and_no_label_are_refused_before_the_composite(
+        shared_data, tmp_path, capsys):
+    """Both wrote 0 patches tagged complete with exit 0, the warning blaming the area."""
+    scenes = java_scenes(shared_data, tmp_path / "java", kinds=("s2l2a", "scl"))
+    common = [*JAVA, "--scenes", str(scenes), "--bands", "B2,B3,B4,B8", "--label-map",
+              "5=1,*=0", "--out", str(tmp_path / "ds")]
+    assert_refused(main(common), capsys.readouterr().err.splitlines()[-1], build_parser(),
+                   "no label raster given or found among the scenes (labels/label.tif)")
+    (scenes / "labels").mkdir()
+    (scenes / "labels" / "label.tif").symlink_to(  # a TerraMesh cell in Chile
+        shared_data / "terramesh_s1s2" / "433D_629L_3_1_LULC.tif")
+    assert_refused(main(common), capsys.readouterr().err, build_parser(),
+                   "labels/label.tif does not cover the grid", "EPSG:32718", "EPSG:32749")
+    assert not (tmp_path / "ds" / "manifest.json").exists()
