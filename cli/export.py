@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -317,7 +317,8 @@ def run(args: argparse.Namespace) -> int:
 
     def report(summary: Any) -> None:
         print(json.dumps(summary.to_dict()))
-        _warn_about_split(grid, summary.per_split, args)
+        _warn_about_split(grid, summary.per_split, args,
+                          getattr(summary, "written_positions", None))  # where data are
 
     if args.backend == "local":
         run_local_export(opts, on_month=report)
@@ -384,11 +385,13 @@ def _runner(args: argparse.Namespace, out: str) -> RunnerConfig | None:
     return runner.for_workers(needs_torch=False)  # no torch, the versions constraints.txt pins
 
 
-def _warn_about_split(grid: Grid, counts: dict[str, int], args: argparse.Namespace) -> None:
+def _warn_about_split(grid: Grid, counts: dict[str, int], args: argparse.Namespace,
+                      holding: Collection[tuple[int, int]] | None = None) -> None:
     """Warn once per distinct problem: an empty split of positions, then of written patches."""
     missing = tuple(empty_splits(counts, DEFAULT_RATIOS))
     if missing and missing != getattr(args, "_split_warned", None):
-        log.warning("%s", split_advice(grid, counts, DEFAULT_RATIOS, args.seed, args.split_block))
+        log.warning("%s", split_advice(grid, counts, DEFAULT_RATIOS, args.seed, args.split_block,
+                                       holding=holding))
         args._split_warned = missing
 
 

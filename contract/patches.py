@@ -49,9 +49,13 @@ class PatchSummary:
     per_split: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     up_to_date: bool = False
+    written_positions: tuple[tuple[int, int], ...] = field(default=(), repr=False)
+    """``(row, col)`` of every patch of the month (positions that hold data; not in to_dict)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        del out["written_positions"]
+        return out
 
 
 def patch_stack(
@@ -202,7 +206,9 @@ def _summary(store: Store, state: MonthProgress, written: int, already: int, sta
     return PatchSummary(store.url(), state.month, state.spec.grid.patch_count, len(state.splits),
                         written, already, len(state.invalid), state.dropped,
                         split_counts(r["split"] for r in state.records.values()),
-                        time.monotonic() - started, up_to_date=up_to_date)
+                        time.monotonic() - started, up_to_date=up_to_date,
+                        written_positions=tuple(sorted((int(r["row"]), int(r["col"]))
+                                                       for r in state.records.values())))
 
 
 def _block_cache_bytes(stack: StackPaths) -> int:

@@ -15,7 +15,7 @@ can decide which patches to fetch before fetching anything.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Literal
 
 import numpy as np
@@ -150,13 +150,16 @@ def empty_splits(counts: Mapping[str, int],
 
 
 def split_advice(grid: Grid, counts: Mapping[str, int], ratios: Iterable[float] = DEFAULT_RATIOS,
-                 seed: int = 0, block: int = DEFAULT_BLOCK, *, max_tries: int = 64) -> str | None:
+                 seed: int = 0, block: int = DEFAULT_BLOCK, *, max_tries: int = 64,
+                 holding: Collection[tuple[int, int]] | None = None) -> str | None:
     """None when every split asked for has patches; else one line saying how to get them.
 
     A small area holds few split blocks, so whole splits can come out empty (training then
     stops for want of validation patches). The advice names the largest smaller block side
     that gives every split positions on this grid (what ``--split-block`` sets), or asks for a
-    larger area when no block size does.
+    larger area when no block size does. ``holding``: the positions known to hold data (the
+    patches a run wrote); only these are counted, so a scene that covers part of the area
+    gets advice that its data can follow (positions without data never become patches).
     """
     missing = empty_splits(counts, ratios)
     if not missing:
@@ -165,10 +168,18 @@ def split_advice(grid: Grid, counts: Mapping[str, int], ratios: Iterable[float] 
     text = (f"the dataset gets no {' and no '.join(missing)} patches ({have}; split blocks of "
             f"{block} x {block} patch positions over {grid.patch_rows} x {grid.patch_cols} "
             "positions)")
+    kept = None if holding is None else set(holding)
     for smaller in range(block - 1, 0, -1)[:max_tries]:
-        trial = split_counts(assign_splits(grid, None, ratios, seed, smaller))
+        trial = split_counts({p: s for p, s in assign_splits(grid, None, ratios, seed,
+                                                               smaller).items()
+                              if kept is None or p in kept})
         if not empty_splits(trial, ratios):
             return (f"{text}: use --split-block {smaller} (gives "
-                    f"{', '.join(f'{s} {trial[s]}' for s in SPLITS)} positions) or a larger area")
+                    f"{', '.join(f'{s} {trial[s]}' for s in SPLITS)} positions"
+                    f"{'' if kept is None else ' holding data'}) or a larger area")
+    if kept is not None and len(kept) < grid.patch_count:
+        return (f"{text}: only {len(kept)} of the {grid.patch_count} positions hold data (the "
+                "scenes and the label cover part of the area), too few for a train/val/test "
+                "split at any --split-block; give an area the data cover more of")
     return (f"{text}: the area is too small for a train/val/test split; use a larger area "
             "(--bbox, --region) or a smaller --stride")
