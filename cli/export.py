@@ -71,6 +71,7 @@ from gee_export.local.compositing import LocalRecipe, reading_options
 from gee_export.local.export_command import (
     add_local_arguments,
     check_local_arguments,
+    local_recipe,
     local_scheme,
     run_local_export,
 )
@@ -345,15 +346,15 @@ def _code_editor(opts: ExportOptions, label: LabelSource | None) -> int:
 def _dry_run(args: argparse.Namespace, opts: ExportOptions, runner: RunnerConfig | None) -> int:
     """Print the plan of the export (Earth Engine requests, or the local scenes per month)."""
     if opts.backend == "local":
-        reading = LocalRecipe(**_reading(args)).reading()
+        recipe = local_recipe(opts)  # the real run's checks, before its composite
         local_plan = make_local_plan(str(opts.scenes), opts.region.name, opts.grid, opts.months,
-                                     opts.bands, opts.out, reading=reading, seed=opts.seed,
-                                     block=opts.split_block)
+                                     opts.bands, opts.out, reading=recipe.reading(),
+                                     seed=opts.seed, block=opts.split_block, recipe=recipe,
+                                     fine_scale=opts.fine_scale)
         print(format_local_plan(local_plan))
         _warn_about_split(opts.grid, dict(local_plan.per_split), args)  # as the export warns
-        if local_plan.problems():
-            raise InputDataError(f"the real run would stop: {local_plan.problems()[0]}; add "
-                                 "scenes of that month to --scenes or choose other months")
+        if local_plan.stop_line():
+            raise InputDataError(local_plan.stop_line())
         return 0
     workers = runner.workers * runner.threads if runner else opts.workers
     plan = make_plan(opts.region, opts.grid, opts.months, opts.bands, opts.labels,

@@ -65,3 +65,34 @@ def test_a_label_of_another_place_and_no_label_are_refused_before_the_composite(
     assert_refused(main(common), capsys.readouterr().err, build_parser(),
                    "labels/label.tif does not cover the grid", "EPSG:32718", "EPSG:32749")
     assert not (tmp_path / "ds" / "manifest.json").exists()
+
+
+def test_the_dry_run_refuses_what_the_real_run_refuses_before_its_composite(
+        shared_data, tmp_path, capsys):
+    """docs/local-backend.md: a month the real run would stop at is a PROBLEM and the dry run
+    exits 2. A Level-1C scene and label codes outside the scheme passed the dry run with exit 0
+    (a new user's walk); it now runs the real run's own checks."""
+    scenes = java_scenes(shared_data, tmp_path / "java")
+    java = [*JAVA, "--scenes", str(scenes), "--out", str(tmp_path / "ds"), "--dry-run"]
+    for wrong, says in (
+            (["--bands", "B2,B3,B4,B8,product", "--labels", "landcover:dynamicworld"],
+             "10 is not in the 'landcover:dynamicworld' label scheme"),
+            (["--bands", "B2,B3,B4,B8", "--label-scheme", "eolearn_lulc"],
+             "holds no impervious pixel on the grid")):
+        assert_refused(main([*java, *wrong]), capsys.readouterr().err, build_parser(),
+                       "the real run would stop: 2019-07: label", says)
+    assert main([*java, "--bands", "B2,B3,B4,B8", "--label-map", "7=1,0=255,10=255,*=0"]) == 0
+    capsys.readouterr()
+    spain = tmp_path / "spain"
+    (spain / "labels").mkdir(parents=True)
+    source = shared_data / "sen1floods11_spain"
+    for kind in ("S1Hand", "S2Hand"):
+        (spain / f"Spain_7370579_{kind}.tif").symlink_to(source / f"Spain_7370579_{kind}.tif")
+    (spain / "labels" / "label.tif").symlink_to(source / "Spain_7370579_LabelHand.tif")
+    status = main(["--backend", "local", "--scenes", str(spain), "--month", "2019-09",
+                   "--scene-date", "2019-09-17", "--patch-size", "64", "--stride", "64",
+                   "--split-block", "2", "--out", str(tmp_path / "sp"), "--dry-run"])
+    assert_refused(status, capsys.readouterr().err.splitlines()[-1], build_parser(),
+                   "the real run would stop: 2019-09: Spain_7370579_S2Hand is Sentinel-2 "
+                   "Level-1C", "--allow-l1c")
+    assert not (tmp_path / "ds").exists() and not (tmp_path / "sp").exists()
