@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,7 @@ from gee_export.local.compositing import LocalRecipe, reading_options
 from gee_export.local.export_command import (
     add_local_arguments,
     check_local_arguments,
+    local_recipe,
     local_scheme,
     run_local_export,
 )
@@ -317,7 +318,8 @@ def run(args: argparse.Namespace) -> int:
 
     def report(summary: Any) -> None:
         print(json.dumps(summary.to_dict()))
-        _warn_about_split(grid, summary.per_split, args)
+        _warn_about_split(grid, summary.per_split, args,
+                          getattr(summary, "written_positions", None))  # where data are
 
     if args.backend == "local":
         run_local_export(opts, on_month=report)
@@ -344,15 +346,15 @@ def _code_editor(opts: ExportOptions, label: LabelSource | None) -> int:
 def _dry_run(args: argparse.Namespace, opts: ExportOptions, runner: RunnerConfig | None) -> int:
     """Print the plan of the export (Earth Engine requests, or the local scenes per month)."""
     if opts.backend == "local":
-        reading = LocalRecipe(**_reading(args)).reading()
+        recipe = local_recipe(opts)  # the real run's checks, before its composite
         local_plan = make_local_plan(str(opts.scenes), opts.region.name, opts.grid, opts.months,
-                                     opts.bands, opts.out, reading=reading, seed=opts.seed,
-                                     block=opts.split_block)
+                                     opts.bands, opts.out, reading=recipe.reading(),
+                                     seed=opts.seed, block=opts.split_block, recipe=recipe,
+                                     fine_scale=opts.fine_scale)
         print(format_local_plan(local_plan))
         _warn_about_split(opts.grid, dict(local_plan.per_split), args)  # as the export warns
-        if local_plan.problems():
-            raise InputDataError(f"the real run would stop: {local_plan.problems()[0]}; add "
-                                 "scenes of that month to --scenes or choose other months")
+        if local_plan.stop_line():
+            raise InputDataError(local_plan.stop_line())
         return 0
     workers = runner.workers * runner.threads if runner else opts.workers
     plan = make_plan(opts.region, opts.grid, opts.months, opts.bands, opts.labels,
@@ -384,11 +386,13 @@ def _runner(args: argparse.Namespace, out: str) -> RunnerConfig | None:
     return runner.for_workers(needs_torch=False)  # no torch, the versions constraints.txt pins
 
 
-def _warn_about_split(grid: Grid, counts: dict[str, int], args: argparse.Namespace) -> None:
+def _warn_about_split(grid: Grid, counts: dict[str, int], args: argparse.Namespace,
+                      holding: Collection[tuple[int, int]] | None = None) -> None:
     """Warn once per distinct problem: an empty split of positions, then of written patches."""
     missing = tuple(empty_splits(counts, DEFAULT_RATIOS))
     if missing and missing != getattr(args, "_split_warned", None):
-        log.warning("%s", split_advice(grid, counts, DEFAULT_RATIOS, args.seed, args.split_block))
+        log.warning("%s", split_advice(grid, counts, DEFAULT_RATIOS, args.seed, args.split_block,
+                                       counted=holding))
         args._split_warned = missing
 
 

@@ -26,7 +26,7 @@ from contract.grid import Grid
 from contract.patch_writer import MonthProgress, open_month, valid_mask
 from contract.splits import DEFAULT_BLOCK, DEFAULT_RATIOS, split_counts
 from contract.stack import StackPaths, check_stack, fingerprint
-from core.errors import ConfigError, GridError
+from core.errors import ConfigError, GridError, InputDataError
 from core.lock import hold_output
 from core.progress import progress_bar
 from core.storage import Store, open_store
@@ -49,9 +49,13 @@ class PatchSummary:
     per_split: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     up_to_date: bool = False
+    written_positions: tuple[tuple[int, int], ...] = field(default=(), repr=False)
+    """``(row, col)`` of every patch of the month (positions that hold data; not in to_dict)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        del out["written_positions"]
+        return out
 
 
 def patch_stack(
@@ -99,6 +103,10 @@ def patch_stack(
 
     Returns:
         A :class:`PatchSummary`; when the month is already complete nothing is read or written.
+
+    Raises:
+        InputDataError: no position of the month held enough valid pixels (the scenes or the
+            label miss the area): the month is committed, but not tagged complete.
     """
     started = time.monotonic()
     if workers < 1:
@@ -126,6 +134,13 @@ def patch_stack(
         if state.up_to_date:
             return _summary(store, state, 0, already, started, up_to_date=True)
         written = _cut(stack, state, min_valid_fraction, workers, flush_seconds, progress)
+        if not state.records:  # a month of nothing is no finished month
+            state.commit(complete=False)
+            raise InputDataError(
+                f"no patch position of {stack.month} has {min_valid_fraction:.0%} valid pixels "
+                f"(every band finite, the label not nodata): all {len(state.invalid)} were "
+                "left out, so nothing was written and the month is not tagged complete; check "
+                "that the scenes and the label cover the area, or lower --min-valid-fraction")
         state.commit(complete=True)
         return _summary(store, state, written, already, started)
 
@@ -191,7 +206,9 @@ def _summary(store: Store, state: MonthProgress, written: int, already: int, sta
     return PatchSummary(store.url(), state.month, state.spec.grid.patch_count, len(state.splits),
                         written, already, len(state.invalid), state.dropped,
                         split_counts(r["split"] for r in state.records.values()),
-                        time.monotonic() - started, up_to_date=up_to_date)
+                        time.monotonic() - started, up_to_date=up_to_date,
+                        written_positions=tuple(sorted((int(r["row"]), int(r["col"]))
+                                                       for r in state.records.values())))
 
 
 def _block_cache_bytes(stack: StackPaths) -> int:

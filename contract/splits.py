@@ -188,6 +188,10 @@ def split_advice(grid: Grid, counts: Mapping[str, int], ratios: Iterable[float] 
             unit = "positions" if patches is None else "patches"
             return (f"{text}: use --split-block {smaller} (gives "
                     f"{', '.join(f'{s} {trial[s]}' for s in SPLITS)} {unit}) or a larger area")
+    if patches is not None and len(set(patches)) < grid.patch_count:
+        return (f"{text}: only {len(set(patches))} of the {grid.patch_count} positions hold "
+                "patches (the data cover part of the area), too few for a train/val/test "
+                "split at any --split-block; give an area the data cover more of")
     return (f"{text}: the area is too small for a train/val/test split; use a larger area "
             f"{larger}")
 

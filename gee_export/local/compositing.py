@@ -91,7 +91,8 @@ def where(grid: Grid) -> str:
     return f"grid {grid.crs} [{west:.0f}, {south:.0f}, {east:.0f}, {north:.0f}]"
 
 
-def _blocks(grid: Grid, block: int) -> Iterator[Window]:
+def grid_blocks(grid: Grid, block: int) -> Iterator[Window]:
+    """The grid in windows of at most ``block`` x ``block`` pixels, row by row."""
     for r in range(0, grid.height, block):
         for c in range(0, grid.width, block):
             yield Window(row_off=r, col_off=c, height=min(block, grid.height - r),
@@ -126,7 +127,7 @@ def write_image(path: Path, grid: Grid, names: tuple[str, ...], s2: Sequence[Sce
     max_clear = 0.0
     max_s1 = 0.0
     check = CloudFlagCheck(len(s2))
-    windows = list(_blocks(grid, block))
+    windows = list(grid_blocks(grid, block))
     with rasterio.open(path, "w", **_profile(grid, len(names), "float32", np.nan)) as dst:
         for i, name in enumerate(names, 1):
             dst.set_band_description(i, name)
@@ -173,7 +174,7 @@ def write_label(path: Path, grid: Grid, ref: BandRef | None, mapping: ClassMappi
     with rasterio.open(path, "w", **_profile(grid, 1, "uint8", nodata)) as dst:
         dst.set_band_description(1, band_registry.LABEL)
         dst.update_tags(**tags)
-        windows = list(_blocks(grid, block))
+        windows = list(grid_blocks(grid, block))
         for window in progress_bar(windows, desc=f"label {grid.resolution:g} m", unit="block",
                            disable=not progress or ref is None):
             if ref is None:

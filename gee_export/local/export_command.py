@@ -25,6 +25,7 @@ from core.storage import LocalStore, open_store
 from gee_export.local.compositing import LocalRecipe, reading_options
 from gee_export.local.labels import ALIASES, SCHEMES, get_scheme, label_map_scheme
 from gee_export.local.stack import plan_local_stack, scl_mask_classes, write_local_stack
+from gee_export.local.training_label import check_training_label
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,9 @@ def run_local_export(opts: ExportOptions,
                                     fine_scale=opts.fine_scale,
                                     speckle=opts.speckle, out_dir=stack_dir, recipe=recipe)
             check_compatible(store, spec, month=month, fingerprint=plan.fingerprint)
+            warning = check_training_label(plan.label_ref, opts.grid, opts.labels)
+            if warning:
+                log.warning("%s", warning)
             plans.append(plan)
         for plan in plans:
             stack = write_local_stack(plan, progress=opts.progress)

@@ -2,22 +2,33 @@
 
 The Earth Engine plan counts requests and tasks; a local run's questions are different: which
 scenes were found, which of them fall in each month and touch the grid, whether a label
-raster is there, and how many patches the grid yields. Everything here reads file headers and
-bounds (no pixel), so the plan is as cheap as scene discovery.
+raster is there, and how many patches the grid yields. These read file headers and bounds
+only. Given the export's recipe, each month with scenes on the grid is also put through the
+real run's own checks before its composite (:func:`~.month_inputs.check_month_inputs`, which
+reads headers and small pixel samples, and :func:`~.training_label.check_training_label`,
+which reads the label until its first impervious pixel): what they refuse is a PROBLEM, so a
+plan the real run would refuse fails as the real run does, with its message.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from contract import bands as band_registry
 from contract.grid import Grid
 from contract.splits import DEFAULT_BLOCK, SPLITS, assign_splits
+from core.errors import IsamapError
+from gee_export.local.compositing import LocalRecipe
+from gee_export.local.month_inputs import check_month_inputs
 from gee_export.local.scenes import SceneCollection, discover_scenes
+from gee_export.local.training_label import check_training_label
 from gee_export.local.warp import overlaps
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,7 @@ class MonthScenes:
     s2_on_grid: int
     s1: int
     s1_on_grid: int
+    refused: str | None = None  # what the real run's checks refuse (None: passed or not run)
 
 
 @dataclass(frozen=True)
@@ -55,21 +67,35 @@ class LocalPlan:
         need_s1 = any(s.sensor == "S1" for s in specs) or "s1_scene_count" in self.bands
         out = []
         for m in self.months:
-            if need_s2 and not m.s2_on_grid:
-                out.append(f"{m.month}: no Sentinel-2 scene on the grid ({m.s2} in the month)")
-            if need_s1 and not m.s1_on_grid:
-                out.append(f"{m.month}: no Sentinel-1 scene on the grid ({m.s1} in the month)")
+            missing = [f"{m.month}: no Sentinel-{n} scene on the grid ({total} in the month)"
+                       for n, need, on_grid, total in ((2, need_s2, m.s2_on_grid, m.s2),
+                                                       (1, need_s1, m.s1_on_grid, m.s1))
+                       if need and not on_grid]
+            out += missing or ([f"{m.month}: {m.refused}"] if m.refused else [])
         return out
+
+    def stop_line(self) -> str | None:
+        """The one-line refusal of the first problem (None: the real run would go on)."""
+        problems = self.problems()
+        if not problems:
+            return None
+        if any(m.refused and problems[0].endswith(m.refused) for m in self.months):
+            return f"the real run would stop: {problems[0]}"
+        return (f"the real run would stop: {problems[0]}; add scenes of that month to --scenes "
+                "or choose other months")
 
 
 def make_local_plan(scenes: str | Path | Sequence[str | Path] | SceneCollection, region: str,
                     grid: Grid, months: Sequence[str], bands: Sequence[str], out: str, *,
                     reading: Mapping[str, Any] | None = None, seed: int = 0,
-                    block: int | None = None) -> LocalPlan:
+                    block: int | None = None, recipe: LocalRecipe | None = None,
+                    fine_scale: int | None = None) -> LocalPlan:
     """The plan of a local export: discovers the scenes (headers only) and counts per month.
 
     ``reading`` holds the ``discover_scenes`` arguments (``LocalRecipe.reading()``); ``seed``
     and ``block`` split the positions as the real run does (``--seed``, ``--split-block``).
+    ``recipe`` (an export's, with ``fine_scale``): every month with scenes on the grid is also
+    checked as the real run checks it before its composite (:func:`_refusal`).
     """
     collection = (scenes if isinstance(scenes, SceneCollection)
                   else discover_scenes(scenes, **(reading or {})))
@@ -78,7 +104,11 @@ def make_local_plan(scenes: str | Path | Sequence[str | Path] | SceneCollection,
         monthly = collection.in_month(month)
         s2 = [s for s in monthly.s2 if overlaps(s.bands[0][1], grid)]
         s1 = [s for s in monthly.s1 if overlaps(s.bands[0][1], grid)]
-        rows.append(MonthScenes(month, len(monthly.s2), len(s2), len(monthly.s1), len(s1)))
+        row = MonthScenes(month, len(monthly.s2), len(s2), len(monthly.s1), len(s1))
+        if recipe is not None:
+            row = replace(row, refused=_refusal(collection, grid, month, bands, recipe,
+                                                fine_scale))
+        rows.append(row)
     label = collection.label(1)
     splits = list(assign_splits(grid, None, seed=seed, block=block or DEFAULT_BLOCK).values()
                   ) if grid.patch_count else []
@@ -88,11 +118,25 @@ def make_local_plan(scenes: str | Path | Sequence[str | Path] | SceneCollection,
                      grid.patch_count * len(months), len(splits) * len(months), per_split, out)
 
 
+def _refusal(collection: SceneCollection, grid: Grid, month: str, bands: Sequence[str],
+             recipe: LocalRecipe, fine_scale: int | None) -> str | None:
+    """What the real run's checks of ``month`` refuse before its composite, else None."""
+    try:
+        inputs = check_month_inputs(collection, grid, month, tuple(bands), recipe,
+                                    recipe.label_scheme, None, fine_scale)
+        warning = check_training_label(inputs.label_ref, grid, recipe.label_scheme)
+        if warning:
+            log.warning("%s", warning)
+    except IsamapError as err:
+        return str(err)
+    return None
+
+
 def format_local_plan(plan: LocalPlan) -> str:
     """Human-readable plan, one fact per line, problems last."""
     g = plan.grid
     lines = [
-        f"Local export plan (dry run: no pixel was read) for region {plan.region!r}",
+        f"Local export plan (dry run: nothing composited or written) for region {plan.region!r}",
         f"  scenes      {plan.scenes}: {plan.found_s2} Sentinel-2 and {plan.found_s1} "
         "Sentinel-1 scenes found",
     ]

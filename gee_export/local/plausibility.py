@@ -171,14 +171,22 @@ def label_codes(values: np.ndarray) -> np.ndarray:
 
 
 def check_label_codes(values: np.ndarray, scheme: str,
-                      known: Mapping[str, frozenset[int]], what: str) -> None:
+                      known: Mapping[str, frozenset[int]], what: str, *,
+                      impervious: Mapping[str, frozenset[int]]) -> None:
     """Refuse a label whose codes the declared scheme does not know; name a scheme that fits.
+
+    A scheme fits when it knows every code of the label and reads at least one of them as
+    impervious: one that knows the codes but finds no impervious pixel in them (Dynamic World's
+    training labels, built = 7, read as eo-learn's classes, artificial = 8) would make a
+    dataset without a single positive, so it is never suggested.
 
     Args:
         values: a sample of the label raster.
         scheme: the declared scheme's name.
         known: scheme name -> the codes it defines (nodata excluded).
         what: the label in words, for messages.
+        impervious: scheme name -> the codes it reads as impervious (a scheme not listed
+            reads none).
     """
     codes = label_codes(values)
     if scheme not in known or not codes.size:
@@ -187,11 +195,20 @@ def check_label_codes(values: np.ndarray, scheme: str,
     if not foreign:
         return
     shown = ", ".join(f"{c:g}" for c in codes[:12]) + (", ..." if codes.size > 12 else "")
-    fits = [name for name, allowed in known.items() if name != scheme
-            and all(c == int(c) and int(c) in allowed for c in codes)]
-    fix = (f"it fits the {fits[0]!r} scheme: pass --label-scheme {fits[0]}" if fits else
-           "map it to 0 pervious / 1 impervious / 255 nodata, or pass the --label-scheme "
-           f"it uses ({', '.join(known)})")
+    covers = [name for name, allowed in known.items() if name != scheme
+              and all(c == int(c) and int(c) in allowed for c in codes)]
+    fits = [name for name in covers
+            if any(int(c) in impervious.get(name, frozenset()) for c in codes)]
+    if fits:
+        fix = f"it fits the {fits[0]!r} scheme: pass --label-scheme {fits[0]}"
+    elif covers:
+        fix = (f"the {covers[0]!r} scheme knows these codes but reads none of them as "
+               "impervious, so no scheme fits: state what the codes mean with --label-map "
+               "CODE=CLASS,... (1 impervious, 0 pervious, 255 ignored; Dynamic World training "
+               "labels: 7=1,0=255,10=255,*=0)")
+    else:
+        fix = ("map it to 0 pervious / 1 impervious / 255 nodata, or pass the --label-scheme "
+               f"it uses ({', '.join(known)})")
     raise InputDataError(
         f"{what} has codes {shown}, and {', '.join(f'{c:g}' for c in foreign[:5])} "
         f"{'is' if len(foreign) == 1 else 'are'} not in the {scheme!r} label scheme; {fix}")

@@ -20,7 +20,6 @@ one band per name in ``bands``, NaN nodata, band descriptions = names),
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
@@ -36,20 +35,15 @@ from contract.grid import Grid
 from contract.label_schemes import check_product_band
 from contract.stack import FINGERPRINT_TAG, MONTH_TAG, StackPaths
 from core.digest import canonical_json, combined_digest
-from core.errors import ConfigError, EmptyCompositeError, InputDataError
+from core.errors import ConfigError, InputDataError
 from core.months import check_month
 from core.storage import atomic_path
-from gee_export.local import sentinel1, sentinel2
-from gee_export.local.compositing import LocalRecipe, where, write_image, write_label
+from gee_export.local import sentinel2
+from gee_export.local.compositing import LocalRecipe, write_image, write_label
 from gee_export.local.digests import DigestCache
-from gee_export.local.labels import (
-    ClassMapping,
-    check_codes,
-    check_labels_on_grid,
-    get_scheme,
-)
+from gee_export.local.labels import ClassMapping, get_scheme
+from gee_export.local.month_inputs import check_month_inputs
 from gee_export.local.scenes import BandRef, Scene, SceneCollection, discover_scenes
-from gee_export.local.warp import overlaps
 
 DEFAULT_BLOCK = 1024
 
@@ -81,46 +75,6 @@ def _done(path: Path, fingerprint: str) -> bool:
             return src.tags().get(FINGERPRINT_TAG) == fingerprint
     except RasterioError:
         return False
-
-
-def _usable(scenes: Sequence[Scene], band: str, grid: Grid, sensor: str) -> tuple[Scene, ...]:
-    kept = []
-    for scene in scenes:
-        if overlaps(scene.band(band), grid):
-            kept.append(scene)
-        else:
-            warnings.warn(f"{sensor} scene {scene.product} does not overlap the grid "
-                          f"({grid.crs}, bounds {grid.bounds}); skipped. If it should, check "
-                          "its CRS.", stacklevel=3)
-    return tuple(kept)
-
-
-def _label_ref(label: str | Path | BandRef | None, collection: SceneCollection,
-               scale: int) -> BandRef | None:
-    if isinstance(label, BandRef):
-        return label
-    if label is not None:
-        path = Path(label)
-        if not path.is_file():
-            raise InputDataError(f"label raster {path} does not exist")
-        return BandRef(path)
-    found = collection.label(scale)
-    return BandRef(found) if found else None
-
-
-def _fine_label_ref(label_ref: BandRef | None, collection: SceneCollection,
-                    scale: int) -> BandRef | None:
-    """``<label>_x<k>.tif`` beside the label, else one among the scenes, else the label itself.
-
-    A label that is already fine (1 m WorldCover, say) serves both grids; a 10 m label only
-    yields a blocky fine label, so the dedicated fine raster wins when it exists.
-    """
-    if label_ref is not None:
-        sibling = label_ref.path.with_name(f"{label_ref.path.stem}_x{scale}{label_ref.path.suffix}")
-        if sibling.is_file():
-            return BandRef(sibling)
-    found = collection.label(scale)
-    return BandRef(found) if found else label_ref
 
 
 @dataclass(frozen=True)
@@ -210,8 +164,6 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
     names = tuple(s.name for s in specs)
     s2_bands = tuple(s.source_name for s in specs if s.sensor == "S2")
     s1_bands = tuple(s.source_name for s in specs if s.sensor == "S1")
-    need_s2 = bool(s2_bands) or "s2_clear_count" in names
-    need_s1 = bool(s1_bands) or "s1_scene_count" in names
     unknown = [n for n in names if band_registry.get_band(n).sensor == "label"]
     if unknown:
         raise InputDataError(f"{unknown} is not an image band; the label is its own file")
@@ -223,26 +175,11 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
 
     collection = (scenes if isinstance(scenes, SceneCollection)
                   else discover_scenes(scenes, **recipe.reading()))
-    s2 = _month_s2(collection, month, grid, s2_bands, recipe) if need_s2 else ()
-    s1 = _month_s1(collection, month, grid, s1_bands) if need_s1 else ()
-
-    offsets = {s.product: sentinel2.boa_offset(s, recipe.boa_add_offset) for s in s2}
-    reflectance = frozenset((s.product, b) for s in s2 for b in s2_bands
-                            if sentinel2.is_reflectance(s, b))
-    units = {(s.product, b): sentinel1.scene_unit(s, b, recipe.s1_unit) for s in s1
-             for b in s1_bands}
-    label_ref = _label_ref(label, collection, 1)
-    fine_ref = _fine_label_ref(label_ref, collection, fine_scale) if fine_scale else None
-    check_labels_on_grid(label_ref, fine_ref, grid, fine_scale,
-                         [sc.band(sc.band_names[0]) for sc in (*s2[:1], *s1[:1])])
-    sentinel2.check_plausible(s2, s2_bands, offsets, reflectance)  # pixels over names/tags
-    if recipe.s2_band_names is not None:  # names the user gave: do the pixels agree?
-        reflectance_all = frozenset((s.product, b) for s in s2 for b in s.band_names
-                                    if sentinel2.is_reflectance(s, b))
-        sentinel2.check_band_names(s2, offsets, reflectance_all,
-                                   bool(recipe.trust_band_names))
-    _check_label(label_ref, label_scheme if label_scheme is not None else recipe.label_scheme,
-                 names)
+    inputs = check_month_inputs(collection, grid, month, names, recipe,
+                                label_scheme if label_scheme is not None
+                                else recipe.label_scheme, label, fine_scale)
+    s2, s1, offsets, units = inputs.s2, inputs.s1, inputs.offsets, inputs.units
+    label_ref, fine_ref = inputs.label_ref, inputs.fine_ref
 
     cache = DigestCache(Path(out_dir) if Path(out_dir).is_dir() else None)
     files = _source_files(s2, s2_bands, s1, s1_bands)
@@ -262,61 +199,7 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
     if any(dict(sc.tags).get("SYNTHETIC", "").lower() == "yes" for sc in (*s2, *s1)):
         tags["SYNTHETIC"] = "yes"  # synthetic inputs stay labelled synthetic downstream
     return LocalStackPlan(stack, signature, recipe, mapping, s2, s2_bands, s1, s1_bands,
-                          offsets, reflectance, units, label_ref, fine_ref, tags, cache)
-
-def _month_s2(collection: SceneCollection, month: str, grid: Grid, s2_bands: Sequence[str],
-              recipe: LocalRecipe) -> tuple[Scene, ...]:
-    """The month's Sentinel-2 scenes over the grid, each checked (level, bands, cloud mask)."""
-    monthly = collection.in_month(month)
-    if not monthly.s2:
-        raise EmptyCompositeError(
-            f"no Sentinel-2 scene acquired in {month} for {where(grid)} (found "
-            f"{len(collection.s2)} in other months); add scenes or pick another month")
-    for scene in monthly.s2:
-        sentinel2.check_level(scene, recipe.allow_l1c)
-        for band in s2_bands:
-            scene.band(band)
-        if not (scene.has("SCL") or scene.has("CLOUD_MASK")):
-            warnings.warn(f"{scene.product} has neither SCL nor a cloud mask: all its "
-                          "pixels count as clear", stacklevel=3)
-    s2 = _usable(monthly.s2, s2_bands[0] if s2_bands else monthly.s2[0].band_names[0],
-                 grid, "Sentinel-2")
-    if not s2:
-        raise EmptyCompositeError(f"no Sentinel-2 scene of {month} overlaps {where(grid)}; "
-                                  "check the scenes' CRS and the region")
-    return tuple(s2)
-
-
-def _month_s1(collection: SceneCollection, month: str, grid: Grid,
-              s1_bands: Sequence[str]) -> tuple[Scene, ...]:
-    """The month's Sentinel-1 scenes over the grid, each holding the bands asked for."""
-    monthly = collection.in_month(month)
-    if not monthly.s1:
-        raise EmptyCompositeError(
-            f"no Sentinel-1 scene acquired in {month} for {where(grid)} (found "
-            f"{len(collection.s1)} in other months); add scenes or drop VV/VH")
-    for scene in monthly.s1:
-        for band in s1_bands:
-            scene.band(band)
-    s1 = _usable(monthly.s1, s1_bands[0] if s1_bands else "VV", grid, "Sentinel-1")
-    if not s1:
-        raise EmptyCompositeError(f"no Sentinel-1 scene of {month} overlaps {where(grid)}; "
-                                  "check the scenes' CRS and the region")
-    return tuple(s1)
-
-
-def _check_label(label_ref: BandRef | None, scheme: str | ClassMapping | dict[int, int],
-                 names: Sequence[str]) -> None:
-    """The label raster's codes against its scheme; a product band needs one; none: warned."""
-    if label_ref is not None:
-        check_codes(label_ref, scheme)
-        return
-    if band_registry.PRODUCT in names:
-        raise InputDataError(f"the {band_registry.PRODUCT!r} band is read from the label raster, "
-                             "and none was given or found (labels/label.tif among the scenes)")
-    warnings.warn("no label raster given or found: the label file is all nodata "
-                  f"({band_registry.LABEL_NODATA}), usable for inference only", stacklevel=3)
-
+                          offsets, inputs.reflectance, units, label_ref, fine_ref, tags, cache)
 
 def _stack_paths(out: Path, grid: Grid, names: tuple[str, ...], month: str,
                  fine_scale: int | None, signature: str) -> StackPaths:

@@ -354,3 +354,16 @@ def test_dataset_files_get_the_umask_mode_so_others_can_read_them(small_stack, t
     assert {"index.jsonl", "manifest.json", "invalid.json"} <= {p.name for p in files}
     assert any(p.suffix == ".tif" for p in files)
     assert {oct(p.stat().st_mode & 0o777) for p in files} == {oct(0o664)}
+
+
+def test_a_month_without_one_valid_patch_is_refused_and_not_tagged_complete(tmp_path):
+    """A label of another place gave 0 patches tagged complete, exit 0 (a new user's walk)."""
+    stack, arrays = make_stack(tmp_path / "stack", 160, 160, fine_scale=None)
+    write_geotiff(stack.label, np.full_like(arrays["label"], 255), stack.grid.transform,
+                  stack.grid.crs, 255, descriptions=["label"])
+    with pytest.raises(InputDataError, match=r"no patch position of 2019-06 has 90% valid "
+                       r"pixels .*all \d+ were left out.*not tagged complete"):
+        patch_stack(stack, tmp_path / "ds", block=1, progress=False)
+    manifest = read_manifest(tmp_path / "ds")
+    assert manifest["complete"] == {"2019-06": False}
+    assert manifest["counts"]["patches"] == 0

@@ -12,6 +12,7 @@ from contract.splits import (
     assign_splits,
     drop_overlaps,
     normalise_ratios,
+    split_advice,
     split_counts,
 )
 from core.errors import ConfigError
@@ -102,3 +103,14 @@ def test_bad_ratios_are_refused(ratios):
 def test_bad_block_is_refused():
     with pytest.raises(ConfigError, match="block"):
         assign_splits(grid_with(3, 3), block=0)
+
+
+def test_split_advice_counts_only_the_positions_holding_data():
+    grid = Grid("EPSG:32650", 0.0, 0.0, 16 * 32, 16 * 32, patch_size=32, stride=32)
+    corner = [(r, c) for r in range(2) for c in range(2)]  # 4 of 256 positions hold data
+    counts = split_counts({p: s for p, s in assign_splits(grid, block=8).items() if p in corner})
+    assert "use --split-block" in split_advice(grid, split_counts(assign_splits(grid, block=16)),
+                                               block=16)  # every position: blocks help
+    advice = split_advice(grid, counts, block=8, counted=corner)
+    assert advice is not None and "use --split-block" not in advice
+    assert "only 4 of the 256 positions hold patches" in advice

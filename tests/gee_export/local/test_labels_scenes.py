@@ -128,13 +128,15 @@ def test_landcover_scheme_nearest_upsampled_onto_finer_grids(tmp_path, write_s2)
 def test_landcover_label_with_codes_outside_its_table_is_refused():
     """Every code a land-cover table lists is plausible; any other code means another scheme."""
     from core.errors import InputDataError
-    from gee_export.local.labels import SCHEME_CODES
+    from gee_export.local.labels import SCHEME_CODES, impervious_codes
     from gee_export.local.plausibility import check_label_codes
 
+    impervious = {name: impervious_codes(name) for name in SCHEME_CODES}
     check_label_codes(np.array([0, 1, 2, 3, 4, 5, 6, 15, 255]), "landcover:chesapeake",
-                      SCHEME_CODES, "label")
+                      SCHEME_CODES, "label", impervious=impervious)
     with pytest.raises(InputDataError, match="9 is not in the 'landcover:chesapeake'"):
-        check_label_codes(np.array([1, 2, 9]), "landcover:chesapeake", SCHEME_CODES, "label")
+        check_label_codes(np.array([1, 2, 9]), "landcover:chesapeake", SCHEME_CODES, "label",
+                          impervious=impervious)
 
 
 def test_export_labels_and_label_scheme_must_agree_on_the_local_backend(tmp_path, capsys):

@@ -27,3 +27,28 @@ def test_the_local_dry_run_uses_the_split_block_and_advises_one(shared_data, tmp
     assert "(81 train, 14 val, 11 test; 1 month(s))" in captured.out
     assert "no test" not in captured.err
     assert not (tmp_path / "ds").exists()
+
+
+def test_the_split_advice_counts_only_positions_that_hold_data(tmp_path, monkeypatch, capsys):
+    """The docs' literal command on the demo's scene (which covers part of the box) got val 0
+    and the advice --split-block 7, which gave val 0 again (a new user's walk): the advice
+    counted positions without data. It now counts the positions the run wrote, and the block
+    it names gives every split patches."""
+    import json
+    import shutil
+
+    from gee_export.local.synthetic import generate_scene
+
+    generate_scene(tmp_path / "scene", seed=0, width=768, height=768, progress=False)
+    monkeypatch.chdir(tmp_path)
+    docs = ["--backend", "local", "--scenes", "scene/", "--bbox=114.20,30.50,114.35,30.62",
+            "--month", "2019-06", "--no-progress"]
+    assert main([*docs, "--out", "patches/"]) == 0
+    err = capsys.readouterr().err
+    assert "the dataset gets no val patches (train 45, val 0, test 8;" in err
+    assert "use --split-block 4 (gives train 13, val 24, test 4 patches)" in err
+    shutil.copytree("patches/stacks", "advised/stacks")  # the same stack, not built again
+    assert main([*docs, "--out", "advised/", "--split-block", "4"]) == 0
+    out, err = capsys.readouterr()
+    per_split = json.loads(out.splitlines()[0])["per_split"]
+    assert per_split == {"train": 13, "val": 27, "test": 4} and "no val" not in err

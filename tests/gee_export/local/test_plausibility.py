@@ -11,7 +11,7 @@ import rasterio
 
 from core.errors import InputDataError
 from gee_export.local import plausibility
-from gee_export.local.labels import SCHEME_CODES
+from gee_export.local.labels import SCHEME_CODES, impervious_codes
 from gee_export.local.scenes import BandRef, discover_scenes
 from gee_export.local.stack import LocalRecipe, build_local_stack
 from tests.support.rasters import write_band
@@ -105,9 +105,27 @@ def test_label_codes_of_another_scheme_are_refused(write_s2, small_grid, tmp_pat
 
 def test_label_check_names_no_scheme_when_none_fits():
     with pytest.raises(InputDataError, match="map it to 0 pervious"):
-        plausibility.check_label_codes(np.array([0.0, 1.0, 300.0]), "binary", SCHEME_CODES, "x")
+        plausibility.check_label_codes(np.array([0.0, 1.0, 300.0]), "binary", SCHEME_CODES, "x",
+                                       impervious=IMPERVIOUS)
     plausibility.check_label_codes(np.array([0.0, 1.0, 255.0, -1.0, np.nan]), "binary",
-                                   SCHEME_CODES, "x")  # nodata in every form passes
+                                   SCHEME_CODES, "x", impervious=IMPERVIOUS)  # nodata passes
+
+
+IMPERVIOUS = {name: impervious_codes(name) for name in SCHEME_CODES}
+
+
+def test_a_scheme_that_reads_no_code_as_impervious_is_never_suggested():
+    """Dynamic World's training codes (built = 7, 10 cloud) fit eo-learn's code set, whose
+    artificial surface is 8: suggesting it gave a dataset without one positive."""
+    with pytest.raises(InputDataError) as err:
+        plausibility.check_label_codes(np.array([0.0, 2.0, 5.0, 7.0, 10.0]), "dynamic_world",
+                                       SCHEME_CODES, "x", impervious=IMPERVIOUS)
+    assert "--label-scheme eolearn_lulc" not in str(err.value)
+    assert "reads none of them as impervious" in str(err.value)
+    assert "--label-map" in str(err.value)
+    with pytest.raises(InputDataError, match="pass --label-scheme eolearn_lulc"):
+        plausibility.check_label_codes(np.array([0.0, 2.0, 8.0, 10.0]), "dynamic_world",
+                                       SCHEME_CODES, "x", impervious=IMPERVIOUS)
 
 
 def test_sample_is_bounded_whatever_the_raster_size(tmp_path):

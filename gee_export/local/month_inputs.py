@@ -1,0 +1,180 @@
+"""A month's local inputs found and checked from their headers and pixel samples: no composite.
+
+:func:`check_month_inputs` is everything :func:`gee_export.local.stack.plan_local_stack`
+refuses before it digests the sources and the composite runs: the month's scenes on the grid
+(level, bands, cloud masks), the Sentinel-2 offsets, reflectance and band names, the
+Sentinel-1 units, the label's place on the grid and its codes. The dry run
+(:mod:`gee_export.local.plan`) calls it too, so a month the real run refuses is a PROBLEM of
+the plan, with the same message.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from contract import bands as band_registry
+from contract.grid import Grid
+from core.errors import EmptyCompositeError, InputDataError
+from gee_export.local import sentinel1, sentinel2
+from gee_export.local.compositing import LocalRecipe, where
+from gee_export.local.labels import ClassMapping, check_codes, check_labels_on_grid
+from gee_export.local.scenes import BandRef, Scene, SceneCollection
+from gee_export.local.warp import overlaps
+
+
+@dataclass(frozen=True)
+class MonthInputs:
+    """The checked inputs of one month's stack (see :class:`~.stack.LocalStackPlan`)."""
+
+    s2: tuple[Scene, ...]
+    s1: tuple[Scene, ...]
+    offsets: dict[str, float]
+    reflectance: frozenset[tuple[str, str]]
+    units: dict[tuple[str, str], str]
+    label_ref: BandRef | None
+    fine_ref: BandRef | None
+
+
+def check_month_inputs(collection: SceneCollection, grid: Grid, month: str,
+                       names: Sequence[str], recipe: LocalRecipe,
+                       scheme: str | ClassMapping | dict[int, int],
+                       label: str | Path | BandRef | None = None,
+                       fine_scale: int | None = None) -> MonthInputs:
+    """Find and check one month's scenes and label on ``grid`` (headers and samples only).
+
+    Args:
+        collection: the discovered scenes.
+        grid: the stack's grid.
+        month: ``YYYY-MM``.
+        names: the stack's band names (resolved).
+        recipe: how the scenes are read (level, offsets, units, band names).
+        scheme: the label's scheme (a name, ``map:``, a mapping or a dict).
+        label: the label raster; None: ``labels/label.tif`` among the scenes, if any.
+        fine_scale: the fine label's scale, if one is written.
+
+    Raises:
+        EmptyCompositeError: no scene of the month on the grid.
+        InputDataError: what the plausibility, level, band and label checks refuse.
+    """
+    specs = band_registry.resolve(names)
+    s2_bands = tuple(s.source_name for s in specs if s.sensor == "S2")
+    s1_bands = tuple(s.source_name for s in specs if s.sensor == "S1")
+    need_s2 = bool(s2_bands) or "s2_clear_count" in names
+    need_s1 = bool(s1_bands) or "s1_scene_count" in names
+    s2 = _month_s2(collection, month, grid, s2_bands, recipe) if need_s2 else ()
+    s1 = _month_s1(collection, month, grid, s1_bands) if need_s1 else ()
+    offsets = {s.product: sentinel2.boa_offset(s, recipe.boa_add_offset) for s in s2}
+    reflectance = frozenset((s.product, b) for s in s2 for b in s2_bands
+                            if sentinel2.is_reflectance(s, b))
+    units = {(s.product, b): sentinel1.scene_unit(s, b, recipe.s1_unit) for s in s1
+             for b in s1_bands}
+    label_ref = _label_ref(label, collection, 1)
+    fine_ref = _fine_label_ref(label_ref, collection, fine_scale) if fine_scale else None
+    check_labels_on_grid(label_ref, fine_ref, grid, fine_scale,
+                         [sc.band(sc.band_names[0]) for sc in (*s2[:1], *s1[:1])])
+    sentinel2.check_plausible(s2, s2_bands, offsets, reflectance)  # pixels over names/tags
+    if recipe.s2_band_names is not None:  # names the user gave: do the pixels agree?
+        reflectance_all = frozenset((s.product, b) for s in s2 for b in s.band_names
+                                    if sentinel2.is_reflectance(s, b))
+        sentinel2.check_band_names(s2, offsets, reflectance_all,
+                                   bool(recipe.trust_band_names))
+    _check_label(label_ref, scheme, names)
+    return MonthInputs(s2, s1, offsets, reflectance, units, label_ref, fine_ref)
+
+
+def _usable(scenes: Sequence[Scene], band: str, grid: Grid, sensor: str) -> tuple[Scene, ...]:
+    kept = []
+    for scene in scenes:
+        if overlaps(scene.band(band), grid):
+            kept.append(scene)
+        else:
+            warnings.warn(f"{sensor} scene {scene.product} does not overlap the grid "
+                          f"({grid.crs}, bounds {grid.bounds}); skipped. If it should, check "
+                          "its CRS.", stacklevel=3)
+    return tuple(kept)
+
+
+def _label_ref(label: str | Path | BandRef | None, collection: SceneCollection,
+               scale: int) -> BandRef | None:
+    if isinstance(label, BandRef):
+        return label
+    if label is not None:
+        path = Path(label)
+        if not path.is_file():
+            raise InputDataError(f"label raster {path} does not exist")
+        return BandRef(path)
+    found = collection.label(scale)
+    return BandRef(found) if found else None
+
+
+def _fine_label_ref(label_ref: BandRef | None, collection: SceneCollection,
+                    scale: int) -> BandRef | None:
+    """``<label>_x<k>.tif`` beside the label, else one among the scenes, else the label itself.
+
+    A label that is already fine (1 m WorldCover, say) serves both grids; a 10 m label only
+    yields a blocky fine label, so the dedicated fine raster wins when it exists.
+    """
+    if label_ref is not None:
+        sibling = label_ref.path.with_name(f"{label_ref.path.stem}_x{scale}{label_ref.path.suffix}")
+        if sibling.is_file():
+            return BandRef(sibling)
+    found = collection.label(scale)
+    return BandRef(found) if found else label_ref
+
+
+
+def _month_s2(collection: SceneCollection, month: str, grid: Grid, s2_bands: Sequence[str],
+              recipe: LocalRecipe) -> tuple[Scene, ...]:
+    """The month's Sentinel-2 scenes over the grid, each checked (level, bands, cloud mask)."""
+    monthly = collection.in_month(month)
+    if not monthly.s2:
+        raise EmptyCompositeError(
+            f"no Sentinel-2 scene acquired in {month} for {where(grid)} (found "
+            f"{len(collection.s2)} in other months); add scenes or pick another month")
+    for scene in monthly.s2:
+        sentinel2.check_level(scene, recipe.allow_l1c)
+        for band in s2_bands:
+            scene.band(band)
+        if not (scene.has("SCL") or scene.has("CLOUD_MASK")):
+            warnings.warn(f"{scene.product} has neither SCL nor a cloud mask: all its "
+                          "pixels count as clear", stacklevel=3)
+    s2 = _usable(monthly.s2, s2_bands[0] if s2_bands else monthly.s2[0].band_names[0],
+                 grid, "Sentinel-2")
+    if not s2:
+        raise EmptyCompositeError(f"no Sentinel-2 scene of {month} overlaps {where(grid)}; "
+                                  "check the scenes' CRS and the region")
+    return tuple(s2)
+
+
+def _month_s1(collection: SceneCollection, month: str, grid: Grid,
+              s1_bands: Sequence[str]) -> tuple[Scene, ...]:
+    """The month's Sentinel-1 scenes over the grid, each holding the bands asked for."""
+    monthly = collection.in_month(month)
+    if not monthly.s1:
+        raise EmptyCompositeError(
+            f"no Sentinel-1 scene acquired in {month} for {where(grid)} (found "
+            f"{len(collection.s1)} in other months); add scenes or drop VV/VH")
+    for scene in monthly.s1:
+        for band in s1_bands:
+            scene.band(band)
+    s1 = _usable(monthly.s1, s1_bands[0] if s1_bands else "VV", grid, "Sentinel-1")
+    if not s1:
+        raise EmptyCompositeError(f"no Sentinel-1 scene of {month} overlaps {where(grid)}; "
+                                  "check the scenes' CRS and the region")
+    return tuple(s1)
+
+
+def _check_label(label_ref: BandRef | None, scheme: str | ClassMapping | dict[int, int],
+                 names: Sequence[str]) -> None:
+    """The label raster's codes against its scheme; a product band needs one; none: warned."""
+    if label_ref is not None:
+        check_codes(label_ref, scheme)
+        return
+    if band_registry.PRODUCT in names:
+        raise InputDataError(f"the {band_registry.PRODUCT!r} band is read from the label raster, "
+                             "and none was given or found (labels/label.tif among the scenes)")
+    warnings.warn("no label raster given or found: the label file is all nodata "
+                  f"({band_registry.LABEL_NODATA}), usable for inference only", stacklevel=3)
