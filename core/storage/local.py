@@ -103,9 +103,8 @@ class LocalStore(Store):
     def __init__(self, root: str | os.PathLike[str]):
         self._root = Path(root).expanduser().resolve()
         if self._root.exists() and not self._root.is_dir():
-            hint = (f"the dataset's folder, {self._root.parent}"
-                    if self._root.name in ("index.jsonl", "manifest.json") else "a folder")
-            raise ConfigError(f"{self._root} is a file where a folder is needed; give {hint}")
+            raise ConfigError(f"{self._root} is a file where a folder is needed; give a folder, "
+                              f"such as the one holding it ({self._root.parent})")
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self._root)!r})"
