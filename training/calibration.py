@@ -219,13 +219,6 @@ def fit_record(logits: torch.Tensor, labels: torch.Tensor, split: str,
                 "reason": f"{n} labelled pixels in the {split} split, fewer than "
                           f"{MIN_FIT_PIXELS}"}
     t = fit_temperature(logits, labels)
-    if not T_RANGE[0] * 1.001 < t < T_RANGE[1] / 1.001:
-        reason = (f"the temperature fitted on the {n} pixels of the {split} split ran to the "
-                  f"end of its range ({t:.3f}; searched {T_RANGE[0]:g}-{T_RANGE[1]:g}): the "
-                  "split cannot pin it down (the model is barely better than chance there); "
-                  "train longer or on more data")
-        return {"method": "none", "temperature": 1.0, "split": split, "pixels": n,
-                "reason": reason, "fitted_at_limit": t}
     k = max(logits.shape[1], 2)
     before, after = Reliability(positive_class(k, isa_class)), Reliability(
         positive_class(k, isa_class))
@@ -319,6 +312,14 @@ def temperature_of(calibration: Mapping) -> float:
     return check_temperature((calibration or {}).get("temperature", 1.0))
 
 
+def at_range_end(temperature: float) -> bool:
+    """Whether a fitted temperature lies at an end of :data:`T_RANGE`.
+
+    There the fit could not pin it down: the split asks for more than the range allows.
+    """
+    return not T_RANGE[0] * 1.001 < temperature < T_RANGE[1] / 1.001
+
+
 def describe(calibration: Mapping) -> str:
     """One line saying how a model's probabilities are calibrated."""
     record = dict(calibration or {})
@@ -336,5 +337,10 @@ def describe(calibration: Mapping) -> str:
            f"pixels of the {record.get('split', 'val')} split"
     if record.get("ece_before") is not None and record.get("ece_after") is not None:
         line += f" (ECE {record['ece_before']:.4f} -> {record['ece_after']:.4f})"
+    if at_range_end(float(record["temperature"])):
+        line += (f", the end of the range searched ({T_RANGE[0]:g}-{T_RANGE[1]:g}): the model "
+                 + ("is barely better than chance there, so its probabilities are flattened "
+                    "toward one half; train longer or on more data"
+                    if record["temperature"] > 1 else "is far less confident than right there"))
     return line
 

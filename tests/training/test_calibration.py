@@ -70,19 +70,24 @@ def test_few_labelled_pixels_leave_the_model_uncalibrated_saying_why():
     assert describe(record).startswith("uncalibrated (0 labelled pixels")
 
 
-def test_a_fit_at_the_end_of_its_range_leaves_the_model_uncalibrated_saying_why():
+def test_a_fit_at_the_end_of_its_range_says_what_it_means():
     """Confident logits that say nothing of the labels: the NLL falls all the way to T = 20,
-    which would flatten every map's probability to about one half (a new user's short runs
-    recorded 'temperature 19.999' as a normal fit)."""
+    which flattens every map's probability toward one half (a new user's short runs recorded
+    'temperature 19.999' as a normal fit, with nothing saying so)."""
     gen = torch.Generator().manual_seed(0)
     logits = 8.0 * torch.randn(4000, 2, generator=gen)
     labels = torch.randint(0, 2, (4000,), generator=gen)
     record = fit_record(logits, labels, "val")
-    assert record["method"] == "none" and record["temperature"] == 1.0
-    assert record["fitted_at_limit"] > 19.9
-    assert "ran to the end of its range" in record["reason"]
-    assert describe(record).startswith("uncalibrated (the temperature fitted on the 4000 "
-                                       "pixels of the val split ran to the end")
+    assert record["method"] == "temperature" and record["temperature"] > 19.9
+    assert describe(record).endswith("the end of the range searched (0.05-20): the model is "
+                                     "barely better than chance there, so its probabilities "
+                                     "are flattened toward one half; train longer or on more "
+                                     "data")
+    right = (logits[:, 1] > logits[:, 0]).long()
+    mostly = torch.where(torch.rand(4000, generator=gen) < 0.1, 1 - right, right)
+    assert "end of the range" not in describe(fit_record(logits, mostly, "val"))
+    assert describe(fit_record(logits, right, "val")).endswith(  # never wrong: T -> 0
+        "the model is far less confident than right there")
     check_record(record)
 
 
