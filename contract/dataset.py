@@ -241,8 +241,8 @@ def check_compatible(store: Store, spec: DatasetSpec, *, month: str | None = Non
         if previous and previous != fingerprint:
             raise ConfigError(
                 f"the inputs of {month} changed since {store.url()} was cut from them (their "
-                f"content digest differs); delete {store.url('patches/' + month)} and its "
-                "index entries, or write to another folder (--out), to cut them again"
+                "content digest differs); write to another folder (--out) to cut them again, "
+                "or delete the dataset's folder first"
             )
     return existing
 
