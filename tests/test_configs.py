@@ -89,7 +89,8 @@ def test_training_config_runs_as_written_and_its_run_folder_keeps_the_resolved_c
     resolved_file = run / "config.yaml"
     resolved = yaml.safe_load(resolved_file.read_text())
     overridden = {"max_iterations": 1, "batch_size": 2, "num_workers": 0, "device": "cpu",
-                  "precision": "fp32", "channels_last": "off", "progress": False}
+                  "precision": "fp32", "channels_last": "off"}
+    assert resolved["progress"] is True  # --no-progress is how it ran once, not the run's
     for key, value in {**written, **overridden}.items():  # the file, the flags on top
         if key not in ("data", "out_dir"):
             assert resolved[key] == value, key

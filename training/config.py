@@ -213,6 +213,18 @@ class TrainConfig:
         d["bands"] = list(self.bands) if self.bands is not None else None
         return d
 
+    def run_record(self) -> dict:
+        """What a run records of its options (the model file, ``config.yaml``).
+
+        :meth:`to_dict` with how one invocation ran (:data:`INVOCATION_KEYS`) at the
+        defaults, so continuing a run records the same run.
+        """
+        return {**self.to_dict(), **{k: getattr(TrainConfig(), k) for k in INVOCATION_KEYS}}
+
+
+#: options of one invocation, not of the run (``--resume``, ``--stop-after``, ``--no-progress``)
+INVOCATION_KEYS = ("resume", "stop_after", "progress")
+
 
 def apply_recipe(cfg: TrainConfig) -> TrainConfig:
     """``cfg`` with every unset option taken from its model's recipe (idempotent).

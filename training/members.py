@@ -349,7 +349,7 @@ def joined_meta(metas: Sequence[ModelMeta], cfg: TrainConfig) -> ModelMeta:
         first, model_kwargs={**dict(first.model_kwargs), "members": len(metas)},
         metrics={}, calibration={"method": "members",
                                  "temperatures": [m.temperature for m in metas]},
-        extra={**dict(first.extra), "config": cfg.to_dict(), "members": record})
+        extra={**dict(first.extra), "config": cfg.run_record(), "members": record})
 
 
 def _joined_already(out: Path, model: MemberMean, meta: ModelMeta) -> bool:

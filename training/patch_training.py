@@ -142,6 +142,6 @@ def _model_meta(cfg: TrainConfig, raw: PatchDataset, norm: NormStats, model: nn.
         window=getattr(model, "prediction_window", None),
         norm=cfg.norm or "training", learnt_classes=learnt,
         band_ranges=band_ranges(lambda i: raw.read_raw(i)[0], len(raw), raw.bands),
-        extra={"config": cfg.to_dict(), "augmentation": augmentation_record(cfg),
+        extra={"config": cfg.run_record(), "augmentation": augmentation_record(cfg),
                "dataset": {**dataset_record(cfg.data, raw.manifest),
                            "excluded_patches": sorted(exclude)}})

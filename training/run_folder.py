@@ -49,8 +49,6 @@ HISTORY = "metrics.jsonl"
 CURVES = "learning_curves.png"
 RESOLVED_CONFIG = "config.yaml"
 # Options that change how a run is executed, not what it computes.
-#: options of one invocation, not of the run (config.yaml writes their defaults)
-INVOCATION_KEYS = ("resume", "stop_after", "progress")
 RUN_ONLY_KEYS = frozenset({"resume", "progress", "stop_after", "num_workers", "cache", "device",
                            "out_dir"})
 
@@ -234,13 +232,11 @@ def write_resolved_config(cfg: TrainConfig) -> Path:
     """``<out_dir>/config.yaml``: every option of the run, as ``--config`` reads it back.
 
     Written atomically, and only when its text changes (a resumed run leaves it as it was).
-    How one invocation ran (``--resume``, ``--stop-after``, ``--no-progress``) is not the
-    run's: those keep their defaults, so continuing a run never rewrites its file.
+    How one invocation ran is not the run's (:meth:`TrainConfig.run_record`), so
+    continuing a run never rewrites its file.
     """
     path = Path(cfg.out_dir) / RESOLVED_CONFIG
-    defaults = TrainConfig()
-    cfg = dataclasses.replace(cfg, **{k: getattr(defaults, k) for k in INVOCATION_KEYS})
-    values = json.loads(json.dumps(cfg.to_dict()))  # tuples (model arguments) become lists
+    values = json.loads(json.dumps(cfg.run_record()))  # tuples (model arguments) become lists
     run = os.path.abspath(cfg.out_dir)
     values["out_dir"] = "."
     if cfg.data and "://" not in cfg.data:  # local data: from the run folder, as it is read

@@ -23,11 +23,11 @@ from gee_export.local.compositing import grid_blocks
 from gee_export.local.labels import get_scheme, label_window
 from gee_export.local.scenes import BandRef
 
-BLOCK = 1024
+READ_BLOCK = 1024
 
 
 def check_training_label(ref: BandRef | None, grid: Grid, scheme: str, *,
-                         block: int = BLOCK) -> str | None:
+                         block: int = READ_BLOCK) -> str | None:
     """Refuse a training export without a label; say when its label holds no impervious pixel.
 
     Args:
