@@ -135,14 +135,19 @@ def patch_stack(
             return _summary(store, state, 0, already, started, up_to_date=True)
         written = _cut(stack, state, min_valid_fraction, workers, flush_seconds, progress)
         if not state.records:  # a month of nothing is no finished month
-            state.commit(complete=False)
-            raise InputDataError(
-                f"no patch position of {stack.month} has {min_valid_fraction:.0%} valid pixels "
-                f"(every band finite, the label not nodata): all {len(state.invalid)} were "
-                "left out, so nothing was written and the month is not tagged complete; check "
-                "that the scenes and the label cover the area, or lower --min-valid-fraction")
+            _refuse_empty(state, stack.month, min_valid_fraction)
         state.commit(complete=True)
         return _summary(store, state, written, already, started)
+
+
+def _refuse_empty(state: MonthProgress, month: str, min_valid_fraction: float) -> None:
+    """Commit a month that wrote no patch as not complete, and say why (InputDataError)."""
+    state.commit(complete=False)
+    raise InputDataError(
+        f"no patch position of {month} has {min_valid_fraction:.0%} valid pixels (every band "
+        f"finite, the label not nodata): all {len(state.invalid)} were left out, so nothing "
+        "was written and the month is not tagged complete; check that the scenes and the "
+        "label cover the area, or lower --min-valid-fraction")
 
 
 def _cut(stack: StackPaths, state: MonthProgress, min_valid_fraction: float, workers: int,

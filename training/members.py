@@ -146,11 +146,10 @@ def check_run_folder(cfg: TrainConfig) -> None:
     out = Path(cfg.out_dir)
     if cfg.members > 1 and (out / CHECKPOINT).exists():
         there = (recorded_config(out) or {}).get("model")
-        raise ConfigError(f"--out {out} holds a run of one training (checkpoint.pt); "
-                          f"--members {cfg.members} (given, or {cfg.model}'s recipe's when none "
-                          "is) would replace its model.pt: give another --out" + (
-                              ", or --members 1 to train once there" if there == cfg.model
-                              else f" (its training is of --model {there})"))
+        raise ConfigError(f"--out {out} holds a run of one training (checkpoint.pt) of --model "
+                          f"{there}; --members {cfg.members} (given, or {cfg.model}'s recipe's "
+                          "when none is) would replace its model.pt: give another --out"
+                          + (", or --members 1 to train once there" if there == cfg.model else ""))
     held = held_members(out)
     if 1 < cfg.members < held:
         raise ConfigError(f"--out {out} holds a run of {held} trainings; --members "
