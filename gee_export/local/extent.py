@@ -71,8 +71,15 @@ def _inputs(collection: SceneCollection, months: Sequence[str], with_label: bool
 
 
 def region_name(scenes: str | Path) -> str:
-    """A region name from the scenes folder's name (letters, digits, ``-`` and ``_``)."""
-    text = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(scenes).resolve().name).strip("_")
+    """A region name from the scenes folder's name (letters, digits, ``-`` and ``_``).
+
+    A glob (``demo/scene*/**/*.tif``) is named by the folder its pattern starts in (``demo``),
+    not by its last part (``*.tif`` named every such region ``tif``).
+    """
+    parts = Path(scenes).parts
+    fixed = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")), None)
+    folder = Path(scenes) if fixed is None else Path(".", *parts[:fixed])
+    text = re.sub(r"[^A-Za-z0-9_-]+", "_", folder.resolve().name).strip("_")
     return text or "scenes"
 
 
