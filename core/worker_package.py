@@ -18,6 +18,7 @@ May import: the rest of ``core``; nothing else of the project.
 
 from __future__ import annotations
 
+import atexit
 import configparser
 import shutil
 import tempfile
@@ -128,7 +129,9 @@ setup(name="isamap", version={version!r}, python_requires=">=3.11",
 
 def write_worker_package(setup_file: str | Path, *, needs_torch: bool,
                          folder: Path | None = None) -> Path:
-    """Write the worker package of a job into ``folder`` (a new temporary one by default).
+    """Write the worker package of a job into ``folder`` (a temporary one by default).
+
+    A temporary folder is removed when the process exits (every run, dry runs too, left one).
 
     Args:
         setup_file: the ``pyproject.toml`` of the isamap checkout (``--setup-file``).
@@ -143,7 +146,9 @@ def write_worker_package(setup_file: str | Path, *, needs_torch: bool,
     cfg = configparser.ConfigParser()
     cfg.read(checkout / "setup.cfg")
     packages = MAP_PACKAGES if needs_torch else EXPORT_PACKAGES
-    folder = folder or Path(tempfile.mkdtemp(prefix="isamap-worker-"))
+    if folder is None:  # a folder of this process's own, removed when it exits (the job has
+        folder = Path(tempfile.mkdtemp(prefix="isamap-worker-"))  # staged it by then)
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
     for package in packages:
         target = folder / package
         if target.exists():

@@ -103,3 +103,19 @@ def test_a_setup_file_outside_an_isamap_checkout_is_refused_in_one_line(tmp_path
     runner = RunnerConfig("dataflow", setup_file=str(tmp_path / "pyproject.toml"), **DATAFLOW)
     with pytest.raises(ConfigError, match=r"holds no setup\.cfg and constraints\.txt"):
         runner.for_workers(needs_torch=False)
+
+
+def test_a_temporary_worker_package_is_removed_when_its_process_exits(tmp_path):
+    """Every --setup-file run, dry runs included, left an isamap-worker-* folder behind (a new
+    user's walk counted about 90 in the temporary folder)."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import sys; from core.worker_package import write_worker_package; "
+              "print(write_worker_package(sys.argv[1], needs_torch=False).parent)")
+    done = subprocess.run([sys.executable, "-c", script, str(REPO_ROOT / "pyproject.toml")],
+                          cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+                          env={**os.environ, "TMPDIR": str(tmp_path)})
+    folder = done.stdout.strip().splitlines()[-1]
+    assert folder.startswith(str(tmp_path)) and not os.path.exists(folder)
