@@ -111,16 +111,27 @@ def stretch(band: np.ndarray, low: float = 2, high: float = 98) -> np.ndarray:
 
 
 def pixel_metres(footprint: Footprint) -> float | None:
-    """Ground size of one displayed pixel in metres (None without a CRS)."""
+    """Ground width of one displayed pixel in metres (None without a CRS)."""
+    sides = pixel_sides(footprint)
+    return None if sides is None else sides[0]
+
+
+def pixel_sides(footprint: Footprint) -> tuple[float, float] | None:
+    """Ground width and height of one displayed pixel in metres (None without a CRS).
+
+    A degree of longitude shrinks with the cosine of the latitude, a degree of latitude does
+    not: a geographic map's pixels are taller than wide away from the equator.
+    """
     crs = footprint.crs
     if crs is None:
         return None
-    size = abs(footprint.transform.a)
+    width, height = abs(footprint.transform.a), abs(footprint.transform.e)
     if crs.is_geographic:
         lat = centre_lonlat(footprint)[1]
-        return size * 111_320.0 * max(math.cos(math.radians(lat)), 1e-6)
+        return (width * 111_320.0 * max(math.cos(math.radians(lat)), 1e-6),
+                height * 111_320.0)
     factor: float = crs.linear_units_factor[1]  # metres per CRS unit
-    return size * factor
+    return width * factor, height * factor
 
 
 def nice_length(limit_m: float) -> float:
@@ -154,13 +165,15 @@ def place_text(footprint: Footprint) -> str:
 
 def extent_text(footprint: Footprint) -> str:
     """The caption: CRS, ground extent and pixel size shown."""
-    metres = pixel_metres(footprint)
-    if metres is None:
+    sides = pixel_sides(footprint)
+    if sides is None:
         return f"{footprint.width} x {footprint.height} px, no CRS"
+    x, y = sides
     crs = footprint.crs.to_string() if footprint.crs else ""
-    return (f"{crs}, {footprint.width * metres / 1000:.3g} x "
-            f"{footprint.height * metres / 1000:.3g} km, centre {place_text(footprint)}, "
-            f"shown at {metres:.3g} m per pixel")
+    pixel = f"{x:.3g}" if abs(x - y) <= 0.01 * max(x, y) else f"{x:.3g} x {y:.3g}"
+    return (f"{crs}, {footprint.width * x / 1000:.3g} x "
+            f"{footprint.height * y / 1000:.3g} km, centre {place_text(footprint)}, "
+            f"shown at {pixel} m per pixel")
 
 
 def framed_png(rgb: np.ndarray, out_png: str | os.PathLike[str], *, title: str,

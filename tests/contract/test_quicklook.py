@@ -43,6 +43,10 @@ def test_place_and_extent_name_where_the_picture_is():
     # a degree of longitude at 22.8° S is about 102.6 km
     assert pixel_metres(south_west) == pytest.approx(102.6, abs=0.2)
     assert pixel_metres(Footprint(None, Affine.identity(), 4, 4)) is None
+    # a degree of latitude is not shorter there: the caption's height used the width's
+    # metres, 3.4 km for a map of about 3.95 (a new user's walk)
+    assert extent_text(south_west) == ("EPSG:4326, 2.05 x 2.23 km, centre 22.81°S 47.09°W, "
+                                       "shown at 103 x 111 m per pixel")
 
 
 def test_framed_png_keeps_the_pixels_and_adds_a_frame(tmp_path):
