@@ -191,6 +191,9 @@ def plan_region(request: MapRequest, setup: MapSetup, echo: Callable[[str], None
     if runner is not None:
         echo(describe_pipeline(request, setup.grid))
     publication = None
+    if setup.target is not None and _needs_gcs_prefix(request):
+        echo(f"  PROBLEM   the real run would stop: {UPLOAD_PREFIX}; the URIs below are "
+             "placeholders")
     if setup.target is not None:
         cogs = {m: (f"{request.prefix(m)}_class.tif", f"{request.prefix(m)}_prob.tif")
                 for m in request.dates}
@@ -200,16 +203,23 @@ def plan_region(request: MapRequest, setup: MapSetup, echo: Callable[[str], None
     return MapResult(setup.grid, plan, publication=publication)
 
 
+UPLOAD_PREFIX = ("publishing local COGs needs --gcs-prefix gs://BUCKET/PREFIX to upload them to "
+                 "(Earth Engine ingests only from Cloud Storage)")
+
+
+def _needs_gcs_prefix(request: MapRequest) -> bool:
+    """Whether the map's COGs are local and no upload prefix is given (publishing refuses)."""
+    return not files.is_gcs(request.out) and not request.publishing.gcs_prefix
+
+
 def _map_and_publish(request: MapRequest, setup: MapSetup, session: Any,
                      worker_sessions: Any, echo: Callable[[str], None]) -> MapResult:
     """Map every date, write the series products and STAC, publish; ``map.json`` last."""
     target = setup.target
     if target is not None and target.zones is not None and target.zones.tolerance_m != 0.0:
         log.warning("the series app's zones: %s", target.zones.describe())
-    if target is not None and not request.publish_dry_run and not files.is_gcs(request.out) \
-            and not request.publishing.gcs_prefix:
-        raise ConfigError("publishing local COGs needs --gcs-prefix gs://BUCKET/PREFIX to upload "
-                          "them to (Earth Engine ingests only from Cloud Storage)")
+    if target is not None and not request.publish_dry_run and _needs_gcs_prefix(request):
+        raise ConfigError(UPLOAD_PREFIX)
     if request.backend == "ee" and session is None:
         session = EESession(request.project, without_account=MAP_WITHOUT_ACCOUNT).initialize()
     if request.backend == "ee":  # requests priced from a sample of their profiles
