@@ -16,7 +16,7 @@ from gee_export.ee.pixels import split_request
 from gee_export.ee.plan import format_duration
 from gee_export.ee.prediction_stack import stack_tiles
 from gee_export.ee.tasks import CONCURRENT_BATCH_TASKS, TASK_MINUTES, tasks_hours
-from inference.mapping.fetched import fetch_layout, layout_requests
+from inference.mapping.fetched import FetchRequest, FetchTile, fetch_layout, layout_requests
 from inference.mapping.request import MapRequest
 from inference.predict.sources import SAMPLE_SIDE
 
@@ -84,7 +84,11 @@ def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
     """
     layout = fetch_layout(grid, request.tile, request.overlap, request.lattice().blend)
     tiles = sum(len(row) for row in layout)
-    groups = [g for row in layout_requests(layout, len(bands), request.workers) for g in row]
+    # a pipeline's workers fetch each tile with a request of its own; the streamed map joins
+    # neighbouring tiles of a row into one request (layout_requests)
+    groups: Sequence[FetchTile | FetchRequest] = (
+        [t for row in layout for t in row] if request.runner is not None else
+        [g for row in layout_requests(layout, len(bands), request.workers) for g in row])
     nbytes = sum(g.window.height * g.window.width for g in groups) * len(bands) * 4
     requests = (sum(len(split_request(g.window, tuple(bands))) for g in groups)
                 if request.method == "pixels" and request.backend == "ee" else 0)

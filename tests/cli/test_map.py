@@ -191,6 +191,15 @@ def test_dry_run_states_the_quota_and_what_overwrite_does(model, tmp_path, capsy
     assert "# sharing: private" in out
     assert main([*args, "--public"]) == 0  # the dry run never said the series goes public
     assert "# sharing: PUBLIC: readable by everyone (allUsers)" in capsys.readouterr().out
+    # the pipeline's workers fetch each tile on its own: it was priced as the streamed map's
+    # joined requests (a new user's walk: 252 requests for 1,116 tiles)
+    small = [*args, "--tile", "32", "--overlap", "8"]
+    for runner, joined in (([], True), (["--runner", "direct"], False)):
+        assert main([*small, *runner]) == 0
+        out = capsys.readouterr().out
+        plan = json.loads(out[out.rindex("\n{"):out.rindex("}") + 1])
+        assert plan["tiles_per_date"] > 4
+        assert (plan["requests_per_date"] < plan["tiles_per_date"]) is joined
 
 
 def test_a_region_name_that_is_no_asset_id_is_refused_before_any_work(model, tmp_path, capsys,
