@@ -84,8 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     _scene_arguments(p)
     pred = _prediction_arguments(p)
     _change_arguments(pred)
-    pred.add_argument("--local-dir", help="folder of PNGs, tables, STAC and publication files "
-                      "(default: --out when local)")
+    pred.add_argument("--local-dir", help="folder of PNGs, tables and publication files "
+                      "(default: --out when local, else ./<last part of a gs:// --out>; STAC "
+                      "files lie beside the COGs)")
     add_postprocess_arguments(p)
     add_vector_arguments(p)
     _publish_arguments(p)

@@ -216,6 +216,9 @@ def _map_and_publish(request: MapRequest, setup: MapSetup, session: Any,
                      worker_sessions: Any, echo: Callable[[str], None]) -> MapResult:
     """Map every date, write the series products and STAC, publish; ``map.json`` last."""
     target = setup.target
+    if files.is_gcs(request.out) and not request.local_dir:
+        log.warning("the PNGs, tables and publication files go to %s (a local folder; "
+                    "--local-dir sets it)", request.product_dir())
     if target is not None and target.zones is not None and target.zones.tolerance_m != 0.0:
         log.warning("the series app's zones: %s", target.zones.describe())
     if target is not None and not request.publish_dry_run and _needs_gcs_prefix(request):
