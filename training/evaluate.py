@@ -108,6 +108,9 @@ def evaluate(cfg: EvaluateConfig) -> EvalResult:
     if tuple(ds.class_names) != tuple(meta.class_names):
         raise ConfigError(f"the model predicts {meta.class_names} but the dataset's classes are "
                           f"{ds.class_names}")
+    resolution = (ds.manifest.get("grid") or {}).get("resolution")
+    meta.check_pixel_size(f"the dataset {cfg.data}",
+                          None if resolution is None else float(resolution), dataset=True)
     scores = _score(cfg, model, meta, ds, dev)
     names = list(meta.class_names)
     pixel = scores.cm.compute(names)
