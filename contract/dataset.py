@@ -309,6 +309,39 @@ def _link(target: str, link: str) -> None:
         os.symlink(target, made)
 
 
+def _merge_facts(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """What every part of a merge must share (a model trained on the merge records one of each).
+
+    Returns bands, label classes and scheme, pixel size and patch size, by name.
+    """
+    label, grid = manifest.get("label") or {}, manifest.get("grid") or {}
+    resolution, size = grid.get("resolution"), grid.get("patch_size")
+    return {"bands": list(manifest.get("bands") or []),
+            "label classes": dict(label.get("classes") or DEFAULT_CLASSES),
+            "label scheme": label.get("scheme") or "isa",
+            "pixel size (m)": None if resolution is None else float(resolution),
+            "patch size (px)": None if size is None else int(size)}
+
+
+def check_mergeable(parts: Mapping[str, str | os.PathLike[str]],
+                    manifests: Mapping[str, Mapping[str, Any]]) -> None:
+    """Refuse ``parts`` (name -> root) whose manifests differ in what a merge must share.
+
+    The one owner of that rule: one line naming the first root, a root that differs, and
+    their values of everything that differs, raised before anything of the merge is written.
+    """
+    (first, known), *others = [(n, _merge_facts(m)) for n, m in manifests.items()]
+    for name, facts in others:
+        differ = [w for w, value in facts.items() if _canonical(value) != _canonical(known[w])]
+        if differ:
+            what = " and ".join(differ)
+            raise InputDataError(
+                f"the datasets to merge hold different {what}: {parts[first]} has "
+                f"{' and '.join(str(known[w]) for w in differ)}, {parts[name]} has "
+                f"{' and '.join(str(facts[w]) for w in differ)}; train on datasets exported "
+                f"with the same {what} (or train on each alone)")
+
+
 def merge_datasets(parts: Mapping[str, str | os.PathLike[str]],
                    out: str | os.PathLike[str]) -> str:
     """One patch dataset (a local folder) listing the patches of ``parts`` (name -> root).
@@ -318,27 +351,26 @@ def merge_datasets(parts: Mapping[str, str | os.PathLike[str]],
     folder under its name and prefixes the records' ids and files with it, so each part's
     scenes stay apart (``training.data.scene_key``); the manifest is the first part's, with
     ``merged_from`` naming the parts. The parts must be local and hold the same bands in the
-    same order. Returns the merged root.
+    same order, label classes and scheme, pixel size and patch size
+    (:func:`check_mergeable`); a refused merge writes nothing. Returns the merged root.
     """
     root = os.path.abspath(out)
-    os.makedirs(root, exist_ok=True)
     manifests = {name: read_manifest(path) for name, path in parts.items()}
-    bands = {name: list(m.get("bands") or []) for name, m in manifests.items()}
-    if len({json.dumps(b) for b in bands.values()}) != 1:
-        raise InputDataError(f"the datasets to merge hold different bands: {bands}; export "
-                             "them with the same --bands")
+    check_mergeable(parts, manifests)
     records = []
     for name, path in parts.items():
-        link, target = os.path.join(root, name), os.path.abspath(path)
-        if not os.path.lexists(link) or (os.path.islink(link)
-                                         and os.readlink(link) != target):
-            _link(target, link)  # new, or a merge moved with its parts (or made elsewhere)
         for record in read_index(path):
             moved = dict(record, id=f"{name}/{record['id']}")
             for key, value in record.items():
                 if key not in ("id", "split") and isinstance(value, str) and value.endswith(".tif"):
                     moved[key] = f"{name}/{value}"
             records.append(moved)
+    os.makedirs(root, exist_ok=True)
+    for name, path in parts.items():
+        link, target = os.path.join(root, name), os.path.abspath(path)
+        if not os.path.lexists(link) or (os.path.islink(link)
+                                         and os.readlink(link) != target):
+            _link(target, link)  # new, or a merge moved with its parts (or made elsewhere)
     store = open_store(root)
     write_manifest(store, dict(next(iter(manifests.values())), merged_from=list(parts)))
     write_index(store, records)

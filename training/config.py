@@ -26,6 +26,7 @@ from core.errors import ConfigError
 from engine.devices import PRECISIONS, Layout, Precision, layout_flag
 from training.models import available_models, recipe_for
 from training.models.registry import DEFAULT_RECIPE
+from training.run_paths import PATH_KEYS, PATHS_FROM_FILE, encoder_from_folder, from_folder
 
 MAX_WORKERS = 64  # data-loader processes; more only adds start-up time and memory
 Optimizer = Literal["adam", "sgd"]
@@ -318,26 +319,6 @@ def config_from_mapping(values: Mapping) -> TrainConfig:
         return TrainConfig(**kw)
     except TypeError as exc:
         raise ConfigError(f"bad training options: {exc}") from None
-
-
-#: a key of a run's ``config.yaml``: its ``data``, ``out_dir`` and the encoder's file are
-#: relative to the file's folder (the run folder), so the file reruns its run from wherever
-#: it is given
-PATHS_FROM_FILE = "paths_relative_to_this_file"
-PATH_KEYS = ("data", "out_dir")
-
-
-def from_folder(folder: str, value: str) -> str:
-    """A path of a run's ``config.yaml`` (relative to ``folder``) as this process opens it."""
-    if not value or "://" in value or os.path.isabs(value):
-        return value
-    return os.path.normpath(os.path.join(folder, value))
-
-
-def encoder_from_folder(folder: str, value: str) -> str:
-    """``NAME=PATH`` of ``--encoder`` with its PATH read from ``folder``, as :func:`from_folder`."""
-    name, sep, path = value.partition("=")
-    return f"{name}={from_folder(folder, path)}" if sep else value
 
 
 def read_train_config(path: str | Path) -> dict[str, Any]:

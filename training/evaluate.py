@@ -108,6 +108,9 @@ def evaluate(cfg: EvaluateConfig) -> EvalResult:
     if tuple(ds.class_names) != tuple(meta.class_names):
         raise ConfigError(f"the model predicts {meta.class_names} but the dataset's classes are "
                           f"{ds.class_names}")
+    resolution = (ds.manifest.get("grid") or {}).get("resolution")
+    meta.check_pixel_size(f"the dataset {cfg.data}",
+                          None if resolution is None else float(resolution), dataset=True)
     scores = _score(cfg, model, meta, ds, dev)
     names = list(meta.class_names)
     pixel = scores.cm.compute(names)
@@ -192,9 +195,11 @@ def _point_assessment(cfg: EvaluateConfig, scores: _Scores, names: list[str], re
     pcm = point_confusion(pmap_valid, ref, index, k)
     pm = compute_metrics(pcm, names)
     mapped = np.bincount(pmap_valid[pmap_valid != LABEL_NODATA].ravel(), minlength=k)
-    result["points"] = {"n": int(pcm.sum()), "design": "stratified by map class",
-                        "seed": cfg.point_seed, "metrics": pm.to_dict()}
-    text = ["", f"point sample ({int(pcm.sum())} points, stratified by map class)", pm.table()]
+    result["points"] = {"n": int(pcm.sum()), "asked": cfg.points,
+                        "design": "stratified by map class", "seed": cfg.point_seed,
+                        "metrics": pm.to_dict()}
+    text = ["", f"point sample ({_sample_size(int(pcm.sum()), cfg.points, mapped, names)}, "
+                "stratified by map class)", pm.table()]
     try:
         area = stratified_area_accuracy(pcm, mapped, pixel_area=res * res / 1e6,
                                         class_names=names)
@@ -203,13 +208,33 @@ def _point_assessment(cfg: EvaluateConfig, scores: _Scores, names: list[str], re
         return [*text, "", f"area estimates skipped: {exc}"]
     result["area_km2"] = area.to_dict()
     text += ["", "Olofsson et al. (2014) estimates, areas in km², +/- 95 % CI",
-             f"OA {100 * area.oa:.2f} +/- {100 * area.oa_ci:.2f} %"]
+             f"OA {_estimate(area.oa, area.oa_ci, 100, '.2f', '.2f')} %"]
     for i, n in enumerate(names):
-        text.append(f"{n:<14} UA {100 * area.ua[i]:6.2f} +/- {100 * area.ua_ci[i]:5.2f}  "
-                    f"PA {100 * area.pa[i]:6.2f} +/- {100 * area.pa_ci[i]:5.2f}  "
-                    f"area {area.area[i]:10.3f} +/- {area.area_ci[i]:8.3f} km² "
+        text.append(f"{n:<14} UA {_estimate(area.ua[i], area.ua_ci[i], 100, '6.2f', '5.2f')}  "
+                    f"PA {_estimate(area.pa[i], area.pa_ci[i], 100, '6.2f', '5.2f')}  "
+                    f"area {_estimate(area.area[i], area.area_ci[i], 1, '10.3f', '8.3f')} km² "
                     f"(mapped {area.mapped_area[i]:.3f})")
     return text
+
+
+def _sample_size(n: int, asked: int, mapped: np.ndarray, names: list[str]) -> str:
+    """How many points the sample holds; where fewer than ``asked``, why (equal strata)."""
+    if n == asked:
+        return f"{n} points"
+    per = max(asked // len(names), 1)
+    why = [f"{per} in each of the {len(names)} map classes"]
+    short = [f"{names[i]} maps {int(c)} px" for i, c in enumerate(mapped) if c < per]
+    if short:
+        why.append(f"all of a class that maps fewer pixels: {', '.join(short)}")
+    return f"{n} of the {asked} points asked for: {'; '.join(why)}"
+
+
+def _estimate(value: float, ci: float, scale: float, fmt: str, ci_fmt: str) -> str:
+    """``value +/- ci`` (both times ``scale``), or ``n/a`` where the estimate is undefined."""
+    if not np.isfinite(value):
+        return f"{'n/a':>{len(format(0.0, fmt))}}"
+    spread = format(scale * ci, ci_fmt) if np.isfinite(ci) else "n/a"
+    return f"{format(scale * value, fmt)} +/- {spread}"
 
 
 def _atomic_text(path: Path, text: str) -> None:

@@ -5,8 +5,11 @@ class is ``j`` (rows = reference). The papers print the transpose (rows = map cl
 ``from_map_rows`` converts a printed table.
 
 - Per class: IoU = TP/(TP+FP+FN); producer's accuracy PA = TP/(TP+FN) (recall);
-  user's accuracy UA = TP/(TP+FP) (precision); F1 = 2 PA UA/(PA+UA); Dice = 2TP/(2TP+FP+FN)
-  (equal to F1 for hard labels, reported separately as RU-Net++ does).
+  user's accuracy UA = TP/(TP+FP) (precision); F1 = 2 PA UA/(PA+UA), computed as
+  2TP/(2TP+FP+FN) so it is 0, not undefined, for a class mapped but absent from the reference
+  (PA undefined) or present but never mapped (UA undefined), and undefined only for a class
+  neither holds; Dice = 2TP/(2TP+FP+FN) (equal to F1 for hard labels, reported separately as
+  RU-Net++ does).
 - Overall: OA = trace/total; MIoU = mean IoU over classes that occur; Cohen's kappa
   (p0 - pe)/(1 - pe) with pe = sum(row total * column total)/total^2 (RU-Net++ eqs. 7-8).
 
@@ -200,8 +203,7 @@ def compute_metrics(matrix: np.ndarray,
     iou = _div(tp, ref + pred - tp)
     pa = _div(tp, ref)
     ua = _div(tp, pred)
-    f1 = _div(2 * pa * ua, pa + ua)
-    f1 = np.where(np.isnan(pa) | np.isnan(ua), np.nan, np.nan_to_num(f1, nan=0.0))
+    f1 = _div(2 * tp, ref + pred)  # 2TP/(2TP+FP+FN): 0 where a class is only mapped or missed
     dice = _div(2 * tp, ref + pred)
     total = m.sum()
     present = (ref + pred) > 0

@@ -13,9 +13,13 @@ from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from contract.backscatter import TrainedBackscatter, trained_backscatter
-from core.errors import ModelError
+from core.errors import InputDataError, ModelError
 from training.calibration import temperature_of
 from training.config import NORMS
+
+#: relative difference of pixel sizes taken as the same grid: reprojected lon/lat stacks differ
+#: by a few %; 30 m vs 10 m by 200 %
+PIXEL_SIZE_TOLERANCE = 0.2
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,32 @@ class ModelMeta:
         grid = (dict(self.extra).get("dataset") or {}).get("grid") or {}
         resolution = grid.get("resolution") if isinstance(grid, Mapping) else None
         return float(resolution) if resolution else None
+
+    def check_pixel_size(self, what: str, size: float | None, *, dataset: bool = False) -> None:
+        """Refuse ``what`` of ``size`` m pixels where the model was trained on other ones.
+
+        The one owner of that rule (``isamap-predict``/``isamap-map`` inputs, the dataset of
+        ``isamap-evaluate``). Nothing is checked where either size is unknown.
+
+        Args:
+            what: the input or dataset, as the message names it.
+            size: its metres per pixel, or None when unknown.
+            dataset: ``what`` is a patch dataset: the advice is to export it at the model's
+                pixel size, not to resample a stack.
+
+        Raises:
+            InputDataError: the sizes differ by more than :data:`PIXEL_SIZE_TOLERANCE`.
+        """
+        trained = self.training_pixel_size()
+        if trained is None or size is None or abs(size / trained - 1.0) <= PIXEL_SIZE_TOLERANCE:
+            return
+        fix = (f"export it again with isamap-export --resolution {trained:g}" if dataset else
+               f"resample it to the model's grid, e.g. gdalwarp -tr {trained:g} {trained:g} -r "
+               f"{'average' if size < trained else 'bilinear'} IN OUT")
+        raise InputDataError(
+            f"{what} has pixels of {size:.3g} m, but the model was trained on {trained:g} m "
+            f"pixels (objects would look {trained / size:.2g} times their size to it); {fix}, "
+            f"or use a model trained on {size:.3g} m pixels")
 
     def training_patch_size(self) -> int | None:
         """Side in pixels of the training patches (the dataset's grid), or None if unrecorded."""

@@ -32,17 +32,19 @@ from core.storage import atomic_write
 from core.version import code_version as _code_version
 from training.model_meta import ModelMeta
 from training.models import available_models, create_model, model_module
+from training.run_paths import converted_paths
 
 FORMAT = "isamap-model/1"
 CHECKPOINT_FORMAT = "isamap-checkpoint/1"  # the trainer's checkpoint.pt (training.trainer)
 _GIVE = "give the model.pt that isamap-train wrote in its --out folder"
 #: The local paths a model file records, as (section of ``extra``, key): the dataset it was
-#: trained on (int8 calibration, ``isamap-map``, fine-tuning find it again), the run's data
-#: and output folders, the model a pruned one came from. Model files are shared, so they are
-#: written relative to the file's folder (:func:`core.shareable.portable_path`)
-#: and read back as paths from here (older files' absolute paths as they are).
-RECORDED_PATHS = (("dataset", "root"), ("config", "data"), ("config", "out_dir"),
-                  ("pruning", "from"))
+#: trained on (int8 calibration, ``isamap-map``, fine-tuning find it again), the model a pruned
+#: one came from; and those of the run's options in ``config``
+#: (:func:`training.run_paths.converted_paths`: data and output folders, the encoder's file).
+#: Model files are shared, so they are written relative to the file's folder
+#: (:func:`core.shareable.portable_path`) and read back as paths from here (older files'
+#: absolute paths as they are).
+RECORDED_PATHS = (("dataset", "root"), ("pruning", "from"))
 
 
 def build_model(meta: ModelMeta) -> nn.Module:
@@ -212,7 +214,7 @@ def _read(path: str | os.PathLike | io.BytesIO, map_location: str | torch.device
 
 
 def _with_paths(meta: ModelMeta, convert: Callable[[str], str]) -> ModelMeta:
-    """``meta`` with each of :data:`RECORDED_PATHS` that it holds (a string) converted."""
+    """``meta`` with each of :data:`RECORDED_PATHS` and its run's paths that it holds converted."""
     extra = dict(meta.extra or {})
     changed = False
     for section, key in RECORDED_PATHS:
@@ -220,6 +222,9 @@ def _with_paths(meta: ModelMeta, convert: Callable[[str], str]) -> ModelMeta:
         if isinstance(part, Mapping) and isinstance(part.get(key), str) and part[key]:
             extra[section] = {**part, key: convert(part[key])}
             changed = True
+    if isinstance(extra.get("config"), Mapping):
+        extra["config"] = converted_paths(extra["config"], convert)
+        changed = True
     return ModelMeta.from_dict({**meta.to_dict(), "extra": extra}) if changed else meta
 
 

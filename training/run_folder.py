@@ -41,6 +41,7 @@ from training.config import (
     config_from_mapping,
     read_train_config,
 )
+from training.run_paths import converted_paths
 
 #: The files of a run folder: the checkpoint, the kept model, the epoch rows, their curves.
 CHECKPOINT = "checkpoint.pt"
@@ -237,13 +238,8 @@ def write_resolved_config(cfg: TrainConfig) -> Path:
     """
     path = Path(cfg.out_dir) / RESOLVED_CONFIG
     values = json.loads(json.dumps(cfg.run_record()))  # tuples (model arguments) become lists
-    run = os.path.abspath(cfg.out_dir)
-    values["out_dir"] = "."
-    if cfg.data and "://" not in cfg.data:  # local data: from the run folder, as it is read
-        values["data"] = os.path.relpath(os.path.abspath(cfg.data), run)
-    name, sep, weights = (cfg.encoder or "").partition("=")
-    if sep and weights and "://" not in weights:  # the encoder's file too
-        values["encoder"] = f"{name}={os.path.relpath(os.path.abspath(weights), run)}"
+    run = os.path.abspath(cfg.out_dir)  # local paths: from the run folder, as they are read
+    values = converted_paths(values, lambda path: os.path.relpath(os.path.abspath(path), run))
     text = ("# The resolved configuration of this run: every option, the model's recipe filled "
             "in.\n# `isamap-train --config <this file>` runs it again, from any folder (the "
             "paths below are\n# relative to this file's folder); against its run folder it "

@@ -5,8 +5,8 @@ integer stack (reflectance x 10000, dB x 100), bands in another order than their
 each runs to the end and writes a map that looks like one, with the wrong area. So before the
 first forward pass the input is compared with the training data the model file records:
 
-- its pixel size with the training grid's (``ModelMeta.training_pixel_size``), within
-  :data:`PIXEL_SIZE_TOLERANCE`;
+- its pixel size with the training grid's (``ModelMeta.check_pixel_size``, the rule's one
+  owner, also ``isamap-evaluate``'s), within ``training.model_meta.PIXEL_SIZE_TOLERANCE``;
 - the median of each band in a decimated sample (at most :data:`SAMPLE_SIDE` pixels a side)
   with the band's 1st-99th percentile range in the training split (``ModelMeta.band_ranges``),
   widened by :data:`RANGE_MARGIN` of its width on each side. Outside it, the input is refused
@@ -66,7 +66,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SAMPLE_SIDE = 256
-PIXEL_SIZE_TOLERANCE = 0.2  # reprojected lon/lat stacks differ by a few %; 30 m vs 10 m by 200 %
 RANGE_MARGIN = 0.1
 FAR_SPANS = 10.0  # dB under a reflectance is hundreds of widths away; another scene is a few
 _SCALES = (10000.0, 100.0)  # integer exports: reflectance x 10000, dB x 100
@@ -335,17 +334,8 @@ def _allowed_l1c(tags: Mapping[str, str]) -> bool:
 
 
 def _check_pixel_size(what: str, src: Any, meta: ModelMeta) -> None:
-    trained = meta.training_pixel_size()
-    if trained is None:
+    if meta.training_pixel_size() is None:
         log.info("the model file records no training grid: the input's pixel size is not "
                  "checked")
         return
-    size = pixel_size_m(src.transform, src.crs, src.height)
-    if size is None or abs(size / trained - 1.0) <= PIXEL_SIZE_TOLERANCE:
-        return
-    raise InputDataError(
-        f"{what} has pixels of {size:.3g} m, but the model was trained on {trained:g} m pixels "
-        f"(objects would look {trained / size:.2g} times their size to it); resample it to "
-        f"the model's grid, e.g. gdalwarp -tr {trained:g} {trained:g} -r "
-        f"{'average' if size < trained else 'bilinear'} IN OUT, or "
-        f"use a model trained on {size:.3g} m pixels")
+    meta.check_pixel_size(what, pixel_size_m(src.transform, src.crs, src.height))

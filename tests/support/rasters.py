@@ -88,7 +88,8 @@ def write_band(path: Path, array: np.ndarray, *, res: float = 10.0, crs: str | N
 def write_patch_dataset(root: Path, n: int = 10, size: int = 32, bands=BANDS, seed: int = 0,
                         splits=None, fine_scale: int | None = None,
                         nan_patch: bool = False, image_fine: bool = False,
-                        labels=None, images=None) -> Path:
+                        labels=None, images=None, resolution: float = 10.0,
+                        classes=None, label_scheme: str = "isa") -> Path:
     """Write ``n`` patches (one grid row of ``size`` px patches) as a patch dataset at ``root``.
 
     ``splits`` gives each patch's split in column order (default: all but four train, then two
@@ -97,11 +98,13 @@ def write_patch_dataset(root: Path, n: int = 10, size: int = 32, bands=BANDS, se
     (the image still shows the drawn scene: a wrong label on purpose); ``images`` replaces
     the drawn image of patch i by ``images[i]`` when that is not None.
     ``image_fine`` adds a fine image of the same bands (block-replicated image plus noise).
+    ``resolution`` is the pixel size in metres; ``classes`` and ``label_scheme`` are the
+    manifest's label classes and scheme (default: the binary ISA ones).
     """
     rng = np.random.default_rng(seed)
     splits = splits or (["train"] * (n - 4) + ["val"] * 2 + ["test"] * 2)
     month = "2024-06"
-    grid = Grid("EPSG:32650", 500000.0, 3400000.0, size * n, size, 10.0, size, size)
+    grid = Grid("EPSG:32650", 500000.0, 3400000.0, size * n, size, resolution, size, size)
     store = LocalStore(root)
     writer = PatchWriter(store, grid, bands, month, fine_scale=fine_scale,
                          splits={(0, i): split for i, split in enumerate(splits)})
@@ -130,7 +133,8 @@ def write_patch_dataset(root: Path, n: int = 10, size: int = 32, bands=BANDS, se
                                                 size * fine_scale))).astype(np.float32)
         records.append(writer.write(0, i, img, label, label_fine=fine, image_fine=fine_img))
     spec = DatasetSpec(grid, tuple(bands), fine_scale=fine_scale, backend="synthetic",
-                       region="test", min_valid_fraction=0.5)
+                       region="test", min_valid_fraction=0.5, label_scheme=label_scheme,
+                       **({"classes": classes} if classes else {}))
     commit_month(store, spec, month, records, complete=True)
     return root
 

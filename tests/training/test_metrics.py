@@ -132,3 +132,18 @@ def test_json_safe_writes_undefined_metrics_as_null():
     safe = json_safe(value)
     assert safe == {"iou": [0.5, None], "ratio": None, "n": 3, "nested": [{"f1": None}]}
     assert json.loads(json.dumps(safe, allow_nan=False)) == safe
+
+
+def test_f1_of_a_class_only_mapped_or_only_missed_is_zero_and_counts_in_the_mean():
+    """F1 = 2TP/(2TP+FP+FN): a class with predictions but no reference pixels (PA undefined)
+    scores 0, as its Dice does, and lowers mean F1; only a class absent from both is left out."""
+    m = compute_metrics(np.array([[10, 2, 0], [0, 5, 0], [0, 0, 0]]))  # class 1 mapped 7 times
+    only_mapped = compute_metrics(np.array([[8, 2], [0, 0]]))  # class 1: TP 0, FP 2, FN 0
+    assert math.isnan(only_mapped.pa[1]) and only_mapped.f1[1] == only_mapped.dice[1] == 0.0
+    assert only_mapped.mean_f1 == pytest.approx((16 / 18 + 0.0) / 2)
+    only_missed = compute_metrics(np.array([[8, 0], [2, 0]]))  # class 1: TP 0, FP 0, FN 2
+    assert math.isnan(only_missed.ua[1]) and only_missed.f1[1] == 0.0
+    assert math.isnan(m.f1[2]) and m.f1 == pytest.approx((20 / 22, 10 / 12, math.nan),
+                                                         nan_ok=True)
+    row = only_mapped.table().splitlines()[3].split()  # class_1: IoU PA UA F1 Dice support
+    assert row[0] == "class_1" and row[2] == "n/a" and row[4] == row[5] == "0.00"

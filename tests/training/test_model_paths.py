@@ -49,3 +49,33 @@ def test_a_model_file_names_no_local_folder_and_finds_its_dataset_when_moved_wit
     torch.save(payload, alone)
     meta, _ = read_model_file(alone)
     assert meta.extra["dataset"]["root"] == str(root) and model_file_patches(meta)
+
+
+def test_the_encoder_file_a_model_file_records_is_no_private_path(tmp_path):
+    """``extra.config.encoder`` (``NAME=PATH``) is written as ``data`` is: relative to the
+    file's folder, or the file name alone where the way there spells out other folders."""
+    from tests.support.models import conv1x1
+    from training.model_meta import ModelMeta
+    from training.modelfile import save_model_file
+
+    bands = ("B2", "B3", "B4", "B8", "VV", "VH")
+    weights = tmp_path / "project" / "weights" / "presto.pt"
+    elsewhere = "/opt/shared/weights/presto/default_model.pt"  # reached only through /
+
+    def saved(encoder: str) -> tuple[dict, dict]:
+        meta = ModelMeta(name="unet", in_channels=6, num_classes=2, bands=bands,
+                         norm_mean=(0.0,) * 6, norm_std=(1.0,) * 6,
+                         extra={"config": {"data": str(tmp_path / "project" / "ds"),
+                                           "encoder": encoder, "out_dir": str(run)}})
+        path = save_model_file(run / "model.pt", conv1x1(), meta)
+        stored = torch.load(path, weights_only=True)["meta"]["extra"]["config"]
+        return stored, dict(read_model_file(path)[0].extra["config"])
+
+    run = tmp_path / "project" / "runs" / "r1"
+    stored, read = saved(f"presto={weights}")
+    assert stored["encoder"] == "presto=../../weights/presto.pt" and stored["data"] == "../../ds"
+    assert read["encoder"] == f"presto={weights}"  # read back as a path from here
+    stored, _ = saved(f"presto={elsewhere}")
+    assert stored["encoder"] == "presto=default_model.pt"
+    stored, read = saved("presto")  # an encoder by name alone is no path
+    assert stored["encoder"] == read["encoder"] == "presto"

@@ -58,3 +58,36 @@ def test_a_scene_balanced_run_of_two_regions(tmp_path):
                        "--balanced-scenes"]) == 0
     meta = load_model_file(out / "model.pt")[1]
     assert meta.extra["augmentation"]["balanced_scenes"] is True
+
+
+def _refused_merge(tmp_path, capsys, a, b) -> str:
+    """The one-line refusal of ``isamap-train --data a b``; nothing written under --out."""
+    out = tmp_path / "run"
+    assert train_main(["--data", str(a), str(b), "--out", str(out), "--model", "unet",
+                       "--epochs", "1", "--device", "cpu", "--workers", "0",
+                       "--no-progress"]) == 2
+    assert not out.exists()  # no <out>/datasets left behind
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(a) in err and str(b) in err
+    return err
+
+
+def test_roots_of_other_label_classes_are_refused_in_either_order(tmp_path, capsys):
+    from contract.label_schemes import LANDCOVER_CLASSES
+
+    isa = write_patch_dataset(tmp_path / "isa", n=6)
+    landcover = write_patch_dataset(tmp_path / "lc", n=6, label_scheme="landcover",
+                                    classes={str(i): c for i, c in enumerate(LANDCOVER_CLASSES)})
+    for a, b in ((landcover, isa), (isa, landcover)):
+        err = _refused_merge(tmp_path, capsys, a, b)
+        assert "different label classes" in err and "cropland" in err and "impervious" in err
+
+
+def test_roots_of_other_pixel_or_patch_sizes_are_refused(tmp_path, capsys):
+    ten = write_patch_dataset(tmp_path / "ten", n=6)
+    twenty = write_patch_dataset(tmp_path / "twenty", n=6, resolution=20.0)
+    err = _refused_merge(tmp_path, capsys, ten, twenty)
+    assert "different pixel size (m)" in err and "has 10.0" in err and "has 20.0" in err
+    bigger = write_patch_dataset(tmp_path / "bigger", n=6, size=48)
+    err = _refused_merge(tmp_path, capsys, ten, bigger)
+    assert "different patch size (px)" in err and "has 32" in err and "has 48" in err

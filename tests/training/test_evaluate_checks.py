@@ -1,0 +1,75 @@
+"""``isamap-evaluate``'s refusals and its point-assessment report (a new user's walk)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from cli.evaluate import evaluate_main
+from tests.support.rasters import BANDS, write_patch_dataset
+from training.model_meta import ModelMeta
+from training.modelfile import save_model_file
+from training.models import create_model
+
+
+def _model_file(path, pixel_size: float = 10.0):
+    """A tiny untrained U-Net of the test bands, trained (as its file says) on ``pixel_size``."""
+    torch.manual_seed(0)
+    kwargs = {"widths": [4, 8, 8, 8, 8]}
+    model = create_model("unet", len(BANDS), 2, **kwargs)
+    meta = ModelMeta(name="unet", in_channels=len(BANDS), num_classes=2, bands=BANDS,
+                     norm_mean=(0.1,) * len(BANDS), norm_std=(1.0,) * len(BANDS),
+                     model_kwargs=kwargs, pixel_size=pixel_size)
+    return save_model_file(path, model, meta)
+
+
+def _evaluate(model, data, out, *more) -> int:
+    return evaluate_main(["--model", str(model), "--data", str(data), "--out", str(out),
+                          "--device", "cpu", "--precision", "fp32", "--channels-last", "off",
+                          "--no-progress", *more])
+
+
+def test_a_dataset_of_other_pixels_than_the_models_is_refused(tmp_path, capsys):
+    model = _model_file(tmp_path / "model.pt", pixel_size=10.0)
+    data = write_patch_dataset(tmp_path / "ds20", n=6, resolution=20.0)
+    out = tmp_path / "ev"
+    assert _evaluate(model, data, out) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and not out.exists()
+    assert f"the dataset {data} has pixels of 20 m, but the model was trained on 10 m" in err
+    assert "--resolution 10" in err
+    same = write_patch_dataset(tmp_path / "ds10", n=6)  # the same model on 10 m pixels runs
+    assert _evaluate(model, same, out) == 0
+    assert json.loads((out / "metrics.json").read_text())["patches"] == 2
+
+
+def _pervious_everywhere(path):
+    """A model file whose network maps every pixel pervious (its last layer a constant)."""
+    model = _model_file(path)
+    from training.modelfile import load_model_file
+
+    net, meta = load_model_file(model)
+    last = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([1.0, 0.0]))
+    return save_model_file(path, net, meta)
+
+
+def test_a_point_sample_smaller_than_asked_says_so_and_undefined_estimates_read_na(
+        tmp_path, capsys):
+    model = _pervious_everywhere(tmp_path / "model.pt")
+    data = write_patch_dataset(tmp_path / "ds", n=6)
+    out = tmp_path / "ev"
+    assert _evaluate(model, data, out, "--points", "7") == 0
+    text = (out / "metrics.txt").read_text()
+    # 7 // 2 classes = 3 a stratum; impervious is never mapped: 3 points, not 7
+    assert ("point sample (3 of the 7 points asked for: 3 in each of the 2 map classes; all "
+            "of a class that maps fewer pixels: impervious maps 0 px, stratified by map "
+            "class)") in text
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["points"]["n"] == 3 and metrics["points"]["asked"] == 7
+    olofsson = text.split("Olofsson")[1]  # impervious's UA is undefined: n/a, not nan +/- nan
+    assert "impervious     UA    n/a  PA   0.00 +/-  0.00" in olofsson
+    assert "nan" not in text.lower()
