@@ -113,6 +113,22 @@ def test_nodata_propagates_from_any_band(tmp_path):
             assert ds.nodata == 255
 
 
+def test_a_nodata_value_reaches_the_model_as_nan_does(tmp_path):
+    """A new user's walk: a -9999 block spoilt the tiles around it (its raw values went in)."""
+    data = smooth_stack(100, 120)
+    data[:, 40:60, 50:70] = np.nan
+    write_stack(tmp_path / "nan.tif", data)
+    data[:, 40:60, 50:70] = -9999.0
+    write_stack(tmp_path / "value.tif", data, nodata=-9999.0)
+    model = padded_convnet()
+    by_nan = run(tmp_path / "nan.tif", tmp_path / "n", model)
+    by_value = run(tmp_path / "value.tif", tmp_path / "v", model)
+    for ours, theirs in ((by_value.prob_path, by_nan.prob_path),
+                         (by_value.class_path, by_nan.class_path)):
+        assert (read(ours)[40:60, 50:70] == 255).all()
+        np.testing.assert_array_equal(read(ours), read(theirs))
+
+
 def test_output_scale_refines_the_grid(stack, tmp_path):
     result = run(stack, tmp_path / "sr", SuperRes(scale=2), scale=2)
     with rasterio.open(result.class_path) as ds, rasterio.open(stack) as src:
