@@ -32,6 +32,7 @@ as the predictor's does.
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -77,6 +78,12 @@ class ClaheParams:
             raise ConfigError(f"the CLAHE clip limit must be positive, got {self.clip_limit}")
         if not 0 <= self.threshold <= 255:
             raise ConfigError(f"the CLAHE threshold is a 0-255 value, got {self.threshold}")
+
+    def describe(self) -> str:
+        """The post-processing as the map's ``postprocess`` tag records it (JSON)."""
+        return json.dumps({"rule": "clahe", "block": self.block, "clip_limit": self.clip_limit,
+                           "threshold": self.threshold, "inside": self.inside,
+                           "outside": self.outside})
 
 
 # ------------------------------------------------------------------ pure functions

@@ -221,8 +221,7 @@ def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: Outpu
     tags = {**maps.output_tags(info, run["hash"],
                               config.lattice.tags((src.transform.c, src.transform.f)), scale),
             **({"model_id": model_id} if model_id else {}), **input_tags,
-            **({"postprocess": config.keep.describe(_folder(out_prefix))}
-               if config.postprocess == "keep" and config.keep else {})}
+            **config.postprocess_tags(_folder(out_prefix))}
     streamed = writer == "stream" and encodes(width, height)
     job = SlidingWindowJob(src, indexes, predictor, config, work, transform, progress,
                            stream_tags=tags if streamed else None, info=info)
