@@ -695,3 +695,20 @@ def test_an_out_reused_with_another_input_is_refused_not_replaced(model_file, sm
     # the same input with another tiling maps again, as asked
     assert predict_main([*common[:2], "--tile", "32", "--overlap", "8", *common[6:],
                          "--input", str(small_stack)]) == 0
+
+
+@pytest.mark.parametrize("flags, rule", [
+    (["--clahe-clip", "3"], "clahe"), (["--clahe-block", "64"], "clahe"),
+    (["--clahe-threshold", "100"], "clahe"), (["--force-postprocess"], "clahe"),
+    (["--keep-window", "32"], "keep"), (["--postprocess", "keep", "--clahe-clip", "3"], "clahe"),
+])
+def test_a_post_processings_flags_without_it_are_refused(model_file, small_stack, tmp_path,
+                                                         capsys, flags, rule):
+    """A new user's walk: --clahe-clip 3 without --postprocess mapped the plain map, exit 0."""
+    code = predict_main(["--model", str(model_file), "--input", str(small_stack),
+                         "--out", str(tmp_path / "o" / "isa"), "--quiet", *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"{flags[-2] if flags[-1].isdigit() else flags[-1]} is for --postprocess {rule}" in err
+    assert f"add --postprocess {rule}, or drop it" in err
+    assert not (tmp_path / "o").exists()
