@@ -21,7 +21,8 @@ returned with the result and logged.
 With ``postprocess="clahe"`` the writer passes each strip through an
 :class:`inference.predict.postprocess.ClaheStream` before its checkpoint, so checkpoints hold final
 pixels; a resumed run recomputes from the CLAHE tile row above the first missing strip (those
-strips are not rewritten) and so gives the uninterrupted run's map. With ``postprocess="keep"``
+strips are not rewritten) and so gives the uninterrupted run's map; the COGs record its
+parameters (the ``postprocess`` tag). With ``postprocess="keep"``
 the writer applies the keep rule to each strip before encoding it
 (:class:`inference.predict.keep_inputs.KeepStrips`; pixel by pixel, or with the product's
 shares by windows that lie wholly in one strip, so strips need no context); the COGs record
