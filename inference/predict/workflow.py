@@ -264,18 +264,20 @@ def _remove_stale(out_prefix: str, local: Path, keep_change: bool, keep_vectors:
     is said in the log. Those this run writes again are overwritten.
     """
     name = out_prefix.rstrip("/").rsplit("/", 1)[-1]
-    stale: list[str] = []
+    stale: list[tuple[str, str]] = []  # (path, the flag that writes it)
     if not keep_change:
-        stale += [f"{out_prefix}_change.tif", str(local / f"{name}_change_area.json"),
-                  str(local / f"{name}_change_area.csv")]
+        stale += [(path, "--compare-with") for path in (
+            f"{out_prefix}_change.tif", str(local / f"{name}_change_area.json"),
+            str(local / f"{name}_change_area.csv"))]
     if not keep_vectors:
-        stale += [str(local / f"{name}_builtup.gpkg"), str(local / f"{name}_builtup.parquet")]
-    for path in stale:
+        stale += [(str(local / f"{name}_builtup{suffix}"), "--vectors")
+                  for suffix in (".gpkg", ".parquet")]
+    for path, flag in stale:
         if files.exists(path):
             store, rel = files.store_of(path)
             store.delete(rel)
-            log.info("removed %s: it described the map this run replaced (pass --compare-with "
-                     "or --vectors again to write it anew)", path)
+            log.info("removed %s: it described the map this run replaced (%s writes it anew)",
+                     path, flag)
 
 
 def _change_outputs(result: PredictionResult, out_prefix: str, index: int,
