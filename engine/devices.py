@@ -85,6 +85,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     Args:
         name: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         local_rank: the process's GPU under ``torchrun`` (0 for a single process).
+
+    Raises:
+        ConfigError: a name torch does not parse, a device type other than CPU and CUDA
+            (``mps``, ``xla``, ``meta``: nothing here runs on them), or CUDA where there is none.
     """
     import torch
 
@@ -93,8 +97,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"--device {name!r} is not a device; use auto, cpu, cuda or "
-                          "cuda:N") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):  # mps, xla, meta: not run here
+        raise ConfigError(f"--device {name!r} is not a device isamap runs on; use auto, cpu, "
+                          "cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"device {name!r} asked for but CUDA is not available; "

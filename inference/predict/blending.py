@@ -124,6 +124,19 @@ def invalid_mask(block: np.ndarray, nodata: Sequence[float | None],
     return invalid
 
 
+def nodata_as_nan(block: np.ndarray, nodata: Sequence[float | None]) -> np.ndarray:
+    """``block`` (C, h, w) with each band's nodata value set to NaN, in place.
+
+    The one rule of what the model sees at a pixel a band marks with a value: the same as a
+    NaN pixel (the band mean after normalisation), so a stack's nodata block gives the map
+    that block as NaN gives, bit for bit.
+    """
+    for band, value in zip(block, nodata, strict=True):
+        if value is not None and not math.isnan(value):
+            band[band == np.float32(value)] = np.nan
+    return block
+
+
 def pad_to(block: np.ndarray, height: int, width: int) -> np.ndarray:
     """``block`` (C, h, w) edge-padded at the bottom and right to at least ``height x width``."""
     pad_h, pad_w = height - block.shape[-2], width - block.shape[-1]

@@ -27,7 +27,7 @@ from contract.bands import LABEL_NODATA
 from contract.grid import DEFAULT_PATCH_SIZE
 from core.errors import IsamapError
 from engine.quantize import CALIBRATION_PATCHES, CHECK_PATCHES, Int8Patches
-from inference.predict.blending import pad_to
+from inference.predict.blending import nodata_as_nan, pad_to
 from inference.predict.sources import read_window
 from training.data import NormStats, PatchDataset, scene_norms_for
 
@@ -163,10 +163,7 @@ def _window(src: Any, indexes: Sequence[int], nodata: Sequence[float | None], ro
     from rasterio.windows import Window
 
     h, w = min(side, src.height - row), min(side, src.width - col)
-    tile = read_window(src, indexes, Window(col, row, w, h))
-    for band, value in enumerate(nodata):
-        if value is not None and not math.isnan(value):
-            tile[band][tile[band] == value] = np.nan
+    tile = nodata_as_nan(read_window(src, indexes, Window(col, row, w, h)), nodata)
     return pad_to(tile, side, side)
 
 

@@ -86,6 +86,18 @@ class PredictConfig:
                               f"rows of an output strip; give a divisor of it (e.g. 32, 64 "
                               f"or 128)")
 
+    def postprocess_tags(self, base: str) -> dict[str, str]:
+        """The outputs' ``postprocess`` tag: the rule and its parameters (none: no tag).
+
+        ``base``: the map's folder, which the keep rule's product is named relative to
+        (:meth:`inference.predict.keep.KeepRule.describe`).
+        """
+        if self.postprocess == "clahe":
+            return {"postprocess": self.clahe.describe()}
+        if self.postprocess == "keep" and self.keep:
+            return {"postprocess": self.keep.describe(base)}
+        return {}
+
     @property
     def lattice(self) -> Lattice:
         """Where the tiles are cut and how they combine (recorded in the outputs)."""

@@ -56,6 +56,7 @@ from inference.predict.sources import (
     RasterSource,
     decimated_read,
     input_path,
+    masked_read,
     open_source,
     select_bands,
 )
@@ -157,6 +158,35 @@ class Level:
     model: str | None = None
 
 
+#: input values per read of :func:`check_some_valid`'s scan (64 MB of float32)
+SCAN_VALUES = 1 << 24
+
+
+def check_some_valid(what: str, src: Any, indexes: Sequence[int], sample: np.ndarray,
+                     bands: Sequence[str]) -> None:
+    """Refuse an input without one pixel that has a value in every band the model reads.
+
+    Such an input maps to nodata only (exit 0 with an empty map). The decimated ``sample``
+    (bands first) settles it for nearly every stack; only where it holds no such pixel are
+    the rows scanned, until the first one (a stack of sparse data the sample missed).
+
+    Raises:
+        InputDataError: every pixel is nodata (NaN, or its band's nodata value) in some band.
+    """
+    if np.isfinite(sample).all(axis=0).any():
+        return
+    from rasterio.windows import Window
+
+    rows = max(1, SCAN_VALUES // max(1, src.width * len(indexes)))
+    for row in range(0, src.height, rows):
+        window = Window(0, row, src.width, min(rows, src.height - row))
+        if np.isfinite(masked_read(src, indexes, window)).all(axis=0).any():
+            return
+    raise InputDataError(f"{what} has no pixel with a value in every band the model reads "
+                         f"({', '.join(bands)}): all are nodata, so its map would be empty; "
+                         "check the stack's export (or the nodata value it records)")
+
+
 def check_input(source: str | RasterSource, meta: ModelMeta,
                 band_order: Sequence[str] | None = None, flag: str = "--input",
                 allow_implausible: bool = False) -> InputFacts:
@@ -191,6 +221,8 @@ def check_input(source: str | RasterSource, meta: ModelMeta,
         level = _s2_level(src, meta)
         sample = (decimated_read(src, indexes, SAMPLE_SIDE) if isinstance(source, str)
                   else read_band_sample(src, indexes))
+        if sample is not None:  # a file's, not pixels fetched on demand
+            check_some_valid(what, src, indexes, sample, meta.bands)
     if sample is None:
         return InputFacts(None, None)
     samples = dict(zip(meta.bands, sample, strict=True))

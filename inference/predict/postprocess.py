@@ -32,6 +32,7 @@ as the predictor's does.
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -77,6 +78,12 @@ class ClaheParams:
             raise ConfigError(f"the CLAHE clip limit must be positive, got {self.clip_limit}")
         if not 0 <= self.threshold <= 255:
             raise ConfigError(f"the CLAHE threshold is a 0-255 value, got {self.threshold}")
+
+    def describe(self) -> str:
+        """The post-processing as the map's ``postprocess`` tag records it (JSON)."""
+        return json.dumps({"rule": "clahe", "block": self.block, "clip_limit": self.clip_limit,
+                           "threshold": self.threshold, "inside": self.inside,
+                           "outside": self.outside})
 
 
 # ------------------------------------------------------------------ pure functions
@@ -252,12 +259,14 @@ def add_postprocess_arguments(parser: argparse.ArgumentParser) -> None:
                         "impervious medians), its classes the model never learnt are "
                         "kept, and with --keep-window each window takes the product's class "
                         "shares (docs/landcover.md)")
-    g.add_argument("--clahe-block", type=int, default=ClaheParams.block,
-                   help="CLAHE tile side in output pixels")
-    g.add_argument("--clahe-clip", type=float, default=ClaheParams.clip_limit,
-                   help="CLAHE contrast limit")
-    g.add_argument("--clahe-threshold", type=int, default=ClaheParams.threshold,
-                   help="equalised value (0-255) from which a pixel is impervious")
+    # None: not given (the flags of a rule are refused without it); the rule's defaults apply
+    g.add_argument("--clahe-block", type=int,
+                   help=f"CLAHE tile side in output pixels (default {ClaheParams.block})")
+    g.add_argument("--clahe-clip", type=float,
+                   help=f"CLAHE contrast limit (default {ClaheParams.clip_limit:g})")
+    g.add_argument("--clahe-threshold", type=int,
+                   help="equalised value (0-255) from which a pixel is impervious (default "
+                        f"{ClaheParams.threshold})")
     g.add_argument("--keep-product", metavar="RASTER",
                    help="with --postprocess keep: the coarse land-cover product (any grid and "
                         "CRS; read nearest onto the map's grid; default: the input's product "
@@ -265,10 +274,10 @@ def add_postprocess_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--keep-table", metavar="SOURCE",
                    help="with --postprocess keep: the label table of its codes (nlcd, "
                         "worldcover, dynamicworld, fromglc10, eolearn_lulc, chesapeake)")
-    g.add_argument("--keep-window", metavar="PX", type=int, default=KEEP_WINDOW,
+    g.add_argument("--keep-window", metavar="PX", type=int,
                    help="with --postprocess keep: the side in output pixels of the windows "
                         "whose class shares are the product's; the model places them (0: "
-                        "off, the model's own argmax; default %(default)s, about two 30 m "
+                        f"off, the model's own argmax; default {KEEP_WINDOW}, about two 30 m "
                         "NLCD cells on a 1 m map)")
     g.add_argument("--force-postprocess", action="store_true",
                    help="apply --postprocess clahe to a model it is not made for (a binary "
@@ -280,9 +289,10 @@ def postprocess_options(args: argparse.Namespace) -> dict[str, Any]:
 
     Raises:
         ConfigError: ``--postprocess keep`` with its product but not its table (or the
-            reverse; neither: the input's own ``product`` band), an unknown table, or the
-            keep flags without ``--postprocess keep``.
+            reverse; neither: the input's own ``product`` band), an unknown table, or a
+            rule's flags without it (:func:`check_rule_flags`).
     """
+    check_rule_flags(args)
     keep = None
     if args.postprocess == "keep":
         if bool(args.keep_product) != bool(args.keep_table):
@@ -293,14 +303,34 @@ def postprocess_options(args: argparse.Namespace) -> dict[str, Any]:
         if args.keep_table:
             get_landcover_scheme(args.keep_table)  # an unknown table, before anything runs
         keep = KeepRule(args.keep_product or "", args.keep_table or "",
-                        window=args.keep_window)
-    elif args.keep_product or args.keep_table:
-        raise ConfigError("--keep-product and --keep-table are the keep rule's: add "
-                          "--postprocess keep, or drop them")
-    return {"postprocess": args.postprocess,
-            "clahe": ClaheParams(block=args.clahe_block, clip_limit=args.clahe_clip,
-                                 threshold=args.clahe_threshold),
+                        window=KEEP_WINDOW if args.keep_window is None else args.keep_window)
+    given = {name: getattr(args, flag) for name, flag in (
+        ("block", "clahe_block"), ("clip_limit", "clahe_clip"), ("threshold", "clahe_threshold"))
+        if getattr(args, flag) is not None}
+    return {"postprocess": args.postprocess, "clahe": ClaheParams(**given),
             "keep": keep, "force_postprocess": args.force_postprocess}
+
+
+#: each post-processing's own flags (``argparse`` names): without it they would change nothing
+RULE_FLAGS = {"clahe": ("clahe_block", "clahe_clip", "clahe_threshold", "force_postprocess"),
+              "keep": ("keep_product", "keep_table", "keep_window")}
+
+
+def check_rule_flags(args: argparse.Namespace) -> None:
+    """Refuse a post-processing's flags given without its ``--postprocess``.
+
+    Raises:
+        ConfigError: e.g. ``--clahe-clip 3`` without ``--postprocess clahe``, which mapped the
+            plain map with exit 0.
+    """
+    for rule, names in RULE_FLAGS.items():
+        given = [f"--{name.replace('_', '-')}" for name in names
+                 if getattr(args, name) not in (None, False)]
+        if given and args.postprocess != rule:
+            them = "it" if len(given) == 1 else "them"
+            raise ConfigError(f"{', '.join(given)} {'is' if them == 'it' else 'are'} for "
+                              f"--postprocess {rule}, which this run does not apply: add "
+                              f"--postprocess {rule}, or drop {them}")
 
 
 def check_postprocess(postprocess: str, class_scheme: str, class_names: tuple[str, ...],

@@ -21,7 +21,8 @@ returned with the result and logged.
 With ``postprocess="clahe"`` the writer passes each strip through an
 :class:`inference.predict.postprocess.ClaheStream` before its checkpoint, so checkpoints hold final
 pixels; a resumed run recomputes from the CLAHE tile row above the first missing strip (those
-strips are not rewritten) and so gives the uninterrupted run's map. With ``postprocess="keep"``
+strips are not rewritten) and so gives the uninterrupted run's map; the COGs record its
+parameters (the ``postprocess`` tag). With ``postprocess="keep"``
 the writer applies the keep rule to each strip before encoding it
 (:class:`inference.predict.keep_inputs.KeepStrips`; pixel by pixel, or with the product's
 shares by windows that lie wholly in one strip, so strips need no context); the COGs record
@@ -200,11 +201,17 @@ def predict_raster(
         input_tags = _input_tags(run) if src_name is not None else {}
         _check_same_input(class_path, input_tags)
         work = _work_path(work_dir, out_prefix)
+        made = not work.exists()
         work.mkdir(parents=True, exist_ok=True)
-        with hold_output(work):  # one run per output: a second one is refused, not interleaved
-            return _run_job(src, indexes, predictor, info, config, run, work, restart,
-                            out_prefix, progress, model_id, started, forward_before, writer,
-                            input_tags)
+        try:
+            with hold_output(work):  # one run per output: a second one is refused
+                return _run_job(src, indexes, predictor, info, config, run, work, restart,
+                                out_prefix, progress, model_id, started, forward_before,
+                                writer, input_tags)
+        except BaseException:
+            if made and not _strips(work):  # a refused run leaves no work folder behind
+                shutil.rmtree(work, ignore_errors=True)
+            raise
 
 
 def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: OutputInfo,
@@ -221,8 +228,7 @@ def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: Outpu
     tags = {**maps.output_tags(info, run["hash"],
                               config.lattice.tags((src.transform.c, src.transform.f)), scale),
             **({"model_id": model_id} if model_id else {}), **input_tags,
-            **({"postprocess": config.keep.describe(_folder(out_prefix))}
-               if config.postprocess == "keep" and config.keep else {})}
+            **config.postprocess_tags(_folder(out_prefix))}
     streamed = writer == "stream" and encodes(width, height)
     job = SlidingWindowJob(src, indexes, predictor, config, work, transform, progress,
                            stream_tags=tags if streamed else None, info=info)
@@ -350,12 +356,22 @@ def _finished(class_path: str, prob_path: str, run_hash: str) -> bool:
     return True
 
 
+def _strips(work: Path) -> bool:
+    """Whether the checkpoint folder holds a strip (what a run's identity protects)."""
+    return work.is_dir() and any(work.glob("strip_*.tif"))
+
+
 def _prepare_work(work: Path, out_prefix: str, run: dict, restart: bool) -> Path:
+    """The checkpoint folder, stamped with this run; another run's strips are refused.
+
+    A folder without strips (a run refused or stopped before its first strip) holds nothing
+    to mix in: it is taken over without ``restart``.
+    """
     stamp = work / "run.json"
     if stamp.exists():
         previous = json.loads(stamp.read_text())
         if previous.get("hash") != run["hash"]:
-            if not restart:
+            if not restart and _strips(work):
                 raise ConfigError(
                     f"{work} holds strips of a different run (input, model or tiling changed); "
                     "pass --restart (Python: restart=True) to discard them, or choose another "

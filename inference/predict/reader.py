@@ -4,7 +4,7 @@
 SlidingWindowJob`, one block ahead of the model: the block spans its tiles whole (past the
 raster's edges too, :func:`inference.predict.sources.read_padded`), read into one of two
 buffers per block width (a fresh array would cost the reader a page fault per 4 KiB), and
-the pixels where a band holds its nodata value are marked (on the output grid).
+the pixels where a band holds its nodata value are set to NaN, as the model sees NaN.
 :func:`read_rows` is how a whole-width read looks to the engine.
 """
 
@@ -23,7 +23,7 @@ from rasterio.windows import Window
 
 from core.errors import InputDataError
 from core.storage.gdal_auth import check_read
-from inference.predict.blending import invalid_mask
+from inference.predict.blending import invalid_mask, nodata_as_nan
 from inference.predict.lattice import AxisTile
 from inference.predict.sources import read_padded, unreadable
 from inference.predict.stages import Stages
@@ -84,9 +84,10 @@ class BlockReader:
     def read(self, k: int, c: int) -> tuple[np.ndarray, Invalid | None]:
         """Tile row ``k``'s column block ``c``: ``(its tiles' input, nodata mask)``.
 
-        The mask (on the output grid, for the block's pixels inside the raster) holds the
-        bands' nodata values (None where no band has one); NaN and infinities are found by
-        the model's thread as it normalises the tiles.
+        A band's nodata value is read as NaN (:func:`inference.predict.blending.
+        nodata_as_nan`), so the mask is always None here: NaN and infinities are found by the
+        model's thread as it normalises the tiles, which masks their pixels
+        (:meth:`invalid`).
         """
         xs = self.blocks[c]
         col, width = xs[0].start, xs[-1].start + self.tile - xs[0].start
@@ -100,10 +101,9 @@ class BlockReader:
                 block = read_padded(self.src, self.indexes, self.rows[k].start, col, self.tile,
                                     width, out=out)
         with self.stages.time("mask"):
-            invalid = None
             if any(v is not None and not math.isnan(v) for v in self.nodata):
-                invalid = self.invalid(block, k, c, finite=True)
-        return block, invalid
+                nodata_as_nan(block, self.nodata)  # the model's thread masks it as NaN
+        return block, None
 
     def inside(self, k: int, c: int) -> tuple[int, int, int, int]:
         """``(row0, row1, col0, col1)`` of tile row ``k``'s block ``c`` inside the raster."""

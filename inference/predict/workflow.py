@@ -231,6 +231,9 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
                                   local / f"{name}_class.png", "class")
         prob_png = maps.quicklook(files.gdal_path(result.prob_path),
                                  local / f"{name}_prob.png", "probability")
+    if not result.skipped:  # the map was (re)written: what described the old one goes
+        _remove_stale(out_prefix, local, keep_change=bool(compare_with),
+                      keep_vectors=vectors is not None)
     rows = stats.isa_area(result.class_path, zone_list, result.prob_path, isa_class=index)
     for row in rows:
         if row.isa_fraction is None:
@@ -250,6 +253,31 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
                                 local / f"{name}_builtup", vectors).paths
     return Outputs(result, class_png, prob_png, area_json, area_csv, table, *change,
                    vectors=written)
+
+
+def _remove_stale(out_prefix: str, local: Path, keep_change: bool, keep_vectors: bool) -> None:
+    """Remove the side outputs of the map at ``out_prefix`` that this run does not rewrite.
+
+    A change map, its area tables and the built-up polygons describe the map beside them: once
+    a run replaces that map, those an earlier run wrote (with ``--compare-with`` or
+    ``--vectors``) and this run does not write again would disagree with it. Each one removed
+    is said in the log. Those this run writes again are overwritten.
+    """
+    name = out_prefix.rstrip("/").rsplit("/", 1)[-1]
+    stale: list[tuple[str, str]] = []  # (path, the flag that writes it)
+    if not keep_change:
+        stale += [(path, "--compare-with") for path in (
+            f"{out_prefix}_change.tif", str(local / f"{name}_change_area.json"),
+            str(local / f"{name}_change_area.csv"))]
+    if not keep_vectors:
+        stale += [(str(local / f"{name}_builtup{suffix}"), "--vectors")
+                  for suffix in (".gpkg", ".parquet")]
+    for path, flag in stale:
+        if files.exists(path):
+            store, rel = files.store_of(path)
+            store.delete(rel)
+            log.info("removed %s: it described the map this run replaced (%s writes it anew)",
+                     path, flag)
 
 
 def _change_outputs(result: PredictionResult, out_prefix: str, index: int,

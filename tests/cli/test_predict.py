@@ -695,3 +695,44 @@ def test_an_out_reused_with_another_input_is_refused_not_replaced(model_file, sm
     # the same input with another tiling maps again, as asked
     assert predict_main([*common[:2], "--tile", "32", "--overlap", "8", *common[6:],
                          "--input", str(small_stack)]) == 0
+
+
+@pytest.mark.parametrize("flags, rule", [
+    (["--clahe-clip", "3"], "clahe"), (["--clahe-block", "64"], "clahe"),
+    (["--clahe-threshold", "100"], "clahe"), (["--force-postprocess"], "clahe"),
+    (["--keep-window", "32"], "keep"), (["--postprocess", "keep", "--clahe-clip", "3"], "clahe"),
+])
+def test_a_post_processings_flags_without_it_are_refused(model_file, small_stack, tmp_path,
+                                                         capsys, flags, rule):
+    """A new user's walk: --clahe-clip 3 without --postprocess mapped the plain map, exit 0."""
+    code = predict_main(["--model", str(model_file), "--input", str(small_stack),
+                         "--out", str(tmp_path / "o" / "isa"), "--quiet", *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"{flags[-2] if flags[-1].isdigit() else flags[-1]} is for --postprocess {rule}" in err
+    assert f"add --postprocess {rule}, or drop it" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_rerun_that_replaces_the_map_removes_the_old_maps_side_outputs(
+        model_file, small_stack, tmp_path, capsys, caplog):
+    """A new user's walk: a run without --vectors (other tiling) left the earlier map's
+    polygons, and a run without --compare-with its change map, beside the new map."""
+    common = ["--model", str(model_file), "--input", str(small_stack), "--overlap", "16",
+              "--quiet", "--precision", "fp32"]
+    assert predict_main([*common, "--tile", "64", "--out", str(tmp_path / "a" / "isa")]) == 0
+    side = ("isa_change.tif", "isa_change_area.json", "isa_change_area.csv", "isa_builtup.gpkg")
+    later = [*common, "--out", str(tmp_path / "b" / "isa")]
+    assert predict_main([*later, "--tile", "64", "--vectors", "--vector-min-area", "0",
+                         "--compare-with", str(tmp_path / "a" / "isa_class.tif")]) == 0
+    assert all((tmp_path / "b" / name).exists() for name in side)
+    assert predict_main([*later, "--tile", "64"]) == 0  # the same map: its outputs stay
+    assert all((tmp_path / "b" / name).exists() for name in side)
+    with caplog.at_level("INFO", logger="inference.predict.workflow"):
+        assert predict_main([*later, "--tile", "96"]) == 0  # another map
+    assert not any((tmp_path / "b" / name).exists() for name in side)
+    assert (tmp_path / "b" / "isa_class.tif").exists()
+    removed = [r.getMessage() for r in caplog.records if r.getMessage().startswith("removed")]
+    assert len(removed) >= len(side) and all("described the map this run replaced" in m
+                                             for m in removed)
+    capsys.readouterr()

@@ -54,6 +54,9 @@ def test_device_names():
         assert devices.resolve_device("auto") == torch.device("cpu")
         with pytest.raises(ConfigError, match="CUDA is not available"):
             devices.resolve_device("cuda:1")
+    for name in ("mps", "xla", "meta", "gpu"):  # a new user's walk: mps was a traceback
+        with pytest.raises(ConfigError, match="use auto, cpu, cuda or cuda:N"):
+            devices.resolve_device(name)
 
 
 def test_commands_share_the_device_and_precision_options(capsys):

@@ -227,3 +227,32 @@ def test_a_real_stack_of_digital_numbers_is_refused(which, request, shared_data,
     err = capsys.readouterr().err
     assert "B2 has a median of" in err and "x 10000" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_an_input_without_a_valid_pixel_is_refused_before_anything_is_written(older, tmp_path,
+                                                                               capsys):
+    """A new user's walk: an all-NaN stack mapped an all-nodata map with exit 0."""
+    data = scene_stack(64, 80)
+    data[2] = np.nan  # one band the model reads is empty: no pixel has all its values
+    stack = write_stack(tmp_path / "empty.tif", data)
+    assert _predict(older, stack, tmp_path / "o" / "isa") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "has no pixel with a value in every band" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_sparse_data_the_sample_misses_is_found_by_the_scan(tmp_path):
+    import rasterio
+
+    from core.errors import InputDataError
+    from inference.predict.expected_inputs import check_some_valid
+
+    data = np.full((len(BANDS), 40, 50), -9999.0, np.float32)
+    stack = write_stack(tmp_path / "sparse.tif", data, nodata=-9999.0)
+    empty = np.full((len(BANDS), 4, 5), np.nan, np.float32)  # a sample that saw no data
+    with rasterio.open(stack) as src, pytest.raises(InputDataError, match="all are nodata"):
+        check_some_valid("--input s", src, range(1, len(BANDS) + 1), empty, BANDS)
+    data[:, 37, 41] = 0.1  # one pixel with data
+    write_stack(stack, data, nodata=-9999.0)
+    with rasterio.open(stack) as src:
+        check_some_valid("--input s", src, range(1, len(BANDS) + 1), empty, BANDS)

@@ -1,5 +1,7 @@
 """CLAHE post-processing: the bounded-memory stream equals the whole-array definition."""
 
+import json
+
 import numpy as np
 import pytest
 import rasterio
@@ -134,6 +136,11 @@ def test_predictor_applies_it_in_bounded_strips(tmp_path):
     classes = read(result.class_path)
     np.testing.assert_array_equal(classes, expected)
     assert (classes != np.where(invalid, NODATA, probs.argmax(0))).any()  # it did something
+    for path in (result.class_path, result.prob_path):  # a new user's walk: no word of it
+        with rasterio.open(path) as ds:
+            assert json.loads(ds.tags()["postprocess"]) == {
+                "rule": "clahe", "block": 32, "clip_limit": 40.0, "threshold": 128,
+                "inside": 2.0, "outside": 0.5}
     # resuming after losing the last strips gives the same map (context rebuilt)
     again = run(src, tmp_path / "r", keep_work=True)
     work = tmp_path / ".r.partial"

@@ -7,6 +7,7 @@ import textwrap
 import numpy as np
 import pytest
 import rasterio
+import torch
 
 from core.errors import ConfigError, InputDataError, ModelError
 from inference.cog.maps import OutputInfo
@@ -15,6 +16,7 @@ from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from tests.support.models import ConstantModel, SuperRes, conv1x1, padded_convnet
 from tests.support.rasters import BANDS, assert_valid_cog, cog_levels, smooth_stack, write_stack
+from training.models.blocks import check_divisible
 
 FP32 = RuntimeOptions(precision="fp32", channels_last="on")
 INFO = OutputInfo("test-model", BANDS, month="2023-06")
@@ -111,6 +113,22 @@ def test_nodata_propagates_from_any_band(tmp_path):
         assert (out == 255).sum() == 100 + 25
         with rasterio.open(path) as ds:
             assert ds.nodata == 255
+
+
+def test_a_nodata_value_reaches_the_model_as_nan_does(tmp_path):
+    """A new user's walk: a -9999 block spoilt the tiles around it (its raw values went in)."""
+    data = smooth_stack(100, 120)
+    data[:, 40:60, 50:70] = np.nan
+    write_stack(tmp_path / "nan.tif", data)
+    data[:, 40:60, 50:70] = -9999.0
+    write_stack(tmp_path / "value.tif", data, nodata=-9999.0)
+    model = padded_convnet()
+    by_nan = run(tmp_path / "nan.tif", tmp_path / "n", model)
+    by_value = run(tmp_path / "value.tif", tmp_path / "v", model)
+    for ours, theirs in ((by_value.prob_path, by_nan.prob_path),
+                         (by_value.class_path, by_nan.class_path)):
+        assert (read(ours)[40:60, 50:70] == 255).all()
+        np.testing.assert_array_equal(read(ours), read(theirs))
 
 
 def test_output_scale_refines_the_grid(stack, tmp_path):
@@ -258,13 +276,38 @@ def test_killed_process_resumes_to_the_same_result(stack, tmp_path):
 
 def test_work_of_another_run_is_not_mixed_in(stack, tmp_path):
     with pytest.raises(Crash):
-        run(stack, tmp_path / "o", CrashingModel(calls=3))
+        run(stack, tmp_path / "o", CrashingModel(calls=12))
+    assert list((tmp_path / ".o.partial").glob("strip_*.tif"))  # strips of another run
     with pytest.raises(ConfigError, match="restart"):
         run(stack, tmp_path / "o", conv1x1(), overlap=8)
     result = predict_raster(str(stack), str(tmp_path / "o"), predictor(conv1x1()), INFO,
                             PredictConfig(tile=64, overlap=8, strip_rows=32), restart=True,
                             progress=False)
     assert result.resumed_strips == 0 and os.path.exists(result.prob_path)
+
+
+class Sixteens(torch.nn.Module):
+    """A network that takes only tiles divisible by 16, as CroFuseNet does."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = conv1x1()
+
+    def forward(self, x):
+        check_divisible(x, 16, "Sixteens")
+        return self.conv(x)
+
+
+def test_a_refused_tile_leaves_nothing_that_refuses_the_next_run(stack, tmp_path):
+    """A new user's walk: --tile 100 was refused after writing run.json, and --tile 256 then
+    was refused as 'a different run' though no strip was there."""
+    with pytest.raises(ModelError, match="divisible by 16"):
+        run(stack, tmp_path / "o", Sixteens(), tile=40)
+    assert not (tmp_path / ".o.partial").exists()
+    (tmp_path / ".o.partial").mkdir()  # a run stopped before its first strip
+    (tmp_path / ".o.partial" / "run.json").write_text(json.dumps({"hash": "another"}))
+    result = run(stack, tmp_path / "o", Sixteens(), tile=64)
+    assert result.resumed_strips == 0 and os.path.exists(result.class_path)
 
 
 def test_missing_band_and_wrong_model_output_are_clear_errors(stack, tmp_path):
@@ -278,7 +321,7 @@ def test_missing_band_and_wrong_model_output_are_clear_errors(stack, tmp_path):
 
 def test_run_record_is_in_the_work_dir_while_running(stack, tmp_path):
     with pytest.raises(Crash):
-        run(stack, tmp_path / "o", CrashingModel(calls=2))
+        run(stack, tmp_path / "o", CrashingModel(calls=12))  # after its first strips
     record = json.loads((tmp_path / ".o.partial" / "run.json").read_text())
     assert record["bands"] == list(BANDS) and record["config"]["tile"] == 64
 
