@@ -29,7 +29,7 @@ from contract.label_schemes import SCHEMES as LANDCOVER_SCHEMES
 from core.errors import ConfigError, InputDataError
 from gee_export.local import plausibility
 from gee_export.local.scenes import BandRef
-from gee_export.local.warp import overlaps, read_to_grid, source_resolution
+from gee_export.local.warp import read_to_grid, source_resolution
 
 ISA_CLASSES: tuple[str, ...] = ("pervious", "impervious")
 
@@ -342,18 +342,9 @@ def check_on_grid(ref: BandRef, grid: Grid, imagery: Sequence[BandRef] = ()) -> 
     of its width, without a word. Checked from the files' transforms: a label on the grid, off
     by whole pixels, or on the pixels of a scene in ``imagery`` (a label made with its scenes,
     all warped alike) passes, as does one the grid cannot share edges with (:func:`_shift`).
-    A label that does not reach the grid at all (another place's) is refused first: every
-    position would be nodata.
     """
     with rasterio.open(ref.path) as src:
-        crs, t, bounds = src.crs, src.transform, tuple(src.bounds)
-    if not overlaps(ref, grid):
-        raise InputDataError(
-            f"label {ref.path} does not cover the grid: its bounds "
-            f"({', '.join(f'{b:.12g}' for b in bounds)}, {crs}) lie outside the area "
-            f"({', '.join(f'{b:.12g}' for b in grid.bounds)}, {grid.crs}), so every "
-            "position would be unlabelled; give the label of these scenes "
-            "(labels/label.tif in the --scenes folder), or an area it covers (--bbox)")
+        crs, t = src.crs, src.transform
     shift = _shift(t, crs, (CRS.from_user_input(grid.crs), grid.x0, grid.y0, grid.resolution))
     if shift is None or _aligned(shift, min(t.a, -t.e, grid.resolution)):
         return

@@ -15,6 +15,7 @@ held-out ground without built surface, or negatives beside other datasets, are e
 from __future__ import annotations
 
 import numpy as np
+import rasterio
 
 from contract.bands import LABEL_NODATA
 from contract.grid import Grid
@@ -22,6 +23,7 @@ from core.errors import InputDataError
 from gee_export.local.compositing import grid_blocks
 from gee_export.local.labels import get_scheme, label_window
 from gee_export.local.scenes import BandRef
+from gee_export.local.warp import overlaps
 
 READ_BLOCK = 1024
 
@@ -42,7 +44,7 @@ def check_training_label(ref: BandRef | None, grid: Grid, scheme: str, *,
         without built surface, or patches of negatives beside other datasets, what is meant.
 
     Raises:
-        InputDataError: no label.
+        InputDataError: no label, or one that does not reach the grid.
     """
     if ref is None:
         raise InputDataError(
@@ -50,6 +52,15 @@ def check_training_label(ref: BandRef | None, grid: Grid, scheme: str, *,
             "cuts training patches from labelled pixels and would write none. Put the area's "
             "pixel label at labels/label.tif in the --scenes folder (to map scenes without "
             "labels, use isamap-map --backend local)")
+    if not overlaps(ref, grid):  # a map's stack does not ask: only an export needs its label
+        with rasterio.open(ref.path) as src:
+            crs, bounds = src.crs, tuple(src.bounds)
+        raise InputDataError(
+            f"label {ref.path} does not cover the grid: its bounds "
+            f"({', '.join(f'{b:.12g}' for b in bounds)}, {crs}) lie outside the area "
+            f"({', '.join(f'{b:.12g}' for b in grid.bounds)}, {grid.crs}), so every "
+            "position would be unlabelled; give the label of these scenes "
+            "(labels/label.tif in the --scenes folder), or an area it covers (--bbox)")
     mapping = get_scheme(scheme)
     impervious = mapping.classes.index("impervious")
     labelled = 0

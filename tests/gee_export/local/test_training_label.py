@@ -73,6 +73,30 @@ def test_a_label_of_another_place_and_no_label_are_refused_before_the_composite(
     assert not (tmp_path / "ds" / "manifest.json").exists()
 
 
+def test_a_map_of_scenes_whose_label_lies_elsewhere_is_planned_as_before(shared_data, tmp_path):
+    """A map needs no label: the label's cover is an export's question only (a review found
+    the refusal in the check a map's stack shares)."""
+    import datetime
+
+    import rasterio
+
+    from contract.grid import Grid
+    from gee_export.local.scenes import discover_scenes
+    from gee_export.local.stack import plan_local_stack
+
+    scenes = java_scenes(shared_data, tmp_path / "java", kinds=("s2l2a", "scl"))
+    (scenes / "labels").mkdir()
+    (scenes / "labels" / "label.tif").symlink_to(  # a TerraMesh cell in Chile
+        shared_data / "terramesh_s1s2" / "433D_629L_3_1_LULC.tif")
+    with rasterio.open(scenes / "java_s2l2a.tif") as src:
+        left, top = src.bounds.left, src.bounds.top
+    grid = Grid("EPSG:32749", round(left) + 100.0, round(top) - 100.0, 256, 256)
+    found = discover_scenes(scenes, date=datetime.date(2019, 7, 13))
+    plan = plan_local_stack(found, grid, "2019-07", ("B2", "B3", "B4", "B8"),
+                            out_dir=tmp_path / "stack", label_scheme="eolearn_lulc")
+    assert plan.label_ref is not None and not (tmp_path / "stack").exists()
+
+
 def test_the_dry_run_refuses_what_the_real_run_refuses_before_its_composite(
         shared_data, tmp_path, capsys):
     """docs/local-backend.md: a month the real run would stop at is a PROBLEM and the dry run
