@@ -27,6 +27,10 @@ Split = Literal["train", "val", "test"]
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
 DEFAULT_RATIOS: tuple[float, float, float] = (0.8, 0.1, 0.1)
 DEFAULT_BLOCK = 8
+MAX_POSITIONS = 5_000_000
+"""Patch positions the split of a whole grid takes at most: it is held in memory (about half
+a kilobyte a position, 2 GB at this bound), and as many patches are weeks of requests. A
+larger area is exported in parts; a near-global box grew past 18 GB before a word."""
 """Blocks of 8 x 8 patch positions: 640 m squares at stride 80, big enough that the band of
 dropped patches along block edges (one patch wide for 128/80) costs little."""
 
@@ -77,6 +81,12 @@ def assign_splits(
     if not isinstance(block, int) or block < 1:
         raise ConfigError(f"split block size must be a positive integer, got {block!r}")
     shares = normalise_ratios(ratios)
+    if positions is None and grid.patch_count > MAX_POSITIONS:
+        raise ConfigError(
+            f"the area holds {grid.patch_count:,} patch positions ({grid.area_km2:,.0f} km² at "
+            f"{grid.patch_size} px every {grid.stride} px); one dataset holds at most "
+            f"{MAX_POSITIONS:,}: export it in parts (smaller --bbox, each with its own --out), "
+            "or with a larger --stride")
     pos = sorted(set(grid.iter_patches() if positions is None else
                      ((int(r), int(c)) for r, c in positions)))
     if not pos:

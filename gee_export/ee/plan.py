@@ -18,7 +18,6 @@ from contract.splits import (
     split_advice,
     split_counts,
 )
-from core.errors import ConfigError
 from gee_export.ee.budget import format_budget
 from gee_export.ee.compute import ComputeEstimate, estimate, format_duration, format_estimate
 from gee_export.ee.pixels import BYTES_PER_VALUE, Limits, split_request
@@ -34,10 +33,6 @@ from gee_export.ee.tasks import (
 Method = Literal["pixels", "tasks"]
 AUTO_TASKS_ABOVE_KM2 = 5000.0  # interactive requests suit regions up to a few thousand km^2
 DEFAULT_LATENCY_S = 1.0
-MAX_POSITIONS = 5_000_000
-"""Patch positions one export holds at most: its blocked split of the whole grid is held in
-memory (about half a kilobyte a position: 2 GB at this bound), and as many patches are weeks
-of requests. A larger area is exported in parts."""
 """Assumed seconds of one 128 px multi-band request (``--latency`` overrides it; a real run
 states the latency it measures on its first requests)."""
 
@@ -101,12 +96,6 @@ def make_plan(region: Region, grid: Grid, months: tuple[str, ...], bands: tuple[
     The split counts are the real ones of this grid, seed and block (the same function the
     export uses), so a small area that would give no validation or test patches is caught here.
     """
-    if grid.patch_count > MAX_POSITIONS:
-        raise ConfigError(
-            f"the area holds {grid.patch_count:,} patch positions ({grid.area_km2:,.0f} km² at "
-            f"{grid.patch_size} px every {grid.stride} px); one export holds at most "
-            f"{MAX_POSITIONS:,}: export it in parts (smaller --bbox, each with its own --out), "
-            "or with a larger --stride")
     names = (*bands, "label")
     splits = assign_splits(grid, None, DEFAULT_RATIOS, seed, block) if grid.patch_count else {}
     per_split = split_counts(splits)

@@ -35,18 +35,30 @@ def test_an_area_of_more_positions_than_one_export_holds_is_refused_before_the_s
 
     import pytest
 
+    from contract.splits import MAX_POSITIONS
     from core.errors import ConfigError
-    from gee_export.ee.plan import MAX_POSITIONS
 
     side = 80 * int(MAX_POSITIONS ** 0.5 + 2) + 48  # a square of just over the bound
     grid = Grid("EPSG:6933", 0.0, 0.0, side, side)
     assert grid.patch_count > MAX_POSITIONS
     started = time.perf_counter()
-    with pytest.raises(ConfigError, match=r"patch positions .*; one export holds at most "
+    with pytest.raises(ConfigError, match=r"patch positions .*; one dataset holds at most "
                                           r"5,000,000: export it in parts"):
         make_plan(get_region("wuhan"), grid, ("2019-06",), DEFAULT_IMAGE_BANDS,
                   "worldcover", None, "pixels", "gs://b/p", 16)
     assert time.perf_counter() - started < 5.0
+
+
+def test_a_real_export_of_such_an_area_is_refused_before_any_work_too(tmp_path, capsys):
+    """The bound sat in the plan alone, which a real run without --max-eecu-hours never
+    makes: its split of the whole grid came first (a review)."""
+    from cli.export import main
+
+    out = tmp_path / "world"
+    assert main(["--bbox=-180,-80,180,80", "--months", "2019-06", "--project", "p",
+                 "--out", str(out), "-q"]) == 2
+    assert "one dataset holds at most 5,000,000: export it in parts" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_choose_method():
