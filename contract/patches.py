@@ -105,8 +105,7 @@ def patch_stack(
         A :class:`PatchSummary`; when the month is already complete nothing is read or written.
 
     Raises:
-        InputDataError: no position of the month held enough valid pixels (the scenes or the
-            label miss the area): the month is committed, but not tagged complete.
+        InputDataError: no position held enough valid pixels (committed, not complete).
     """
     started = time.monotonic()
     if workers < 1:
@@ -147,7 +146,7 @@ def _refuse_empty(state: MonthProgress, month: str, min_valid_fraction: float) -
         f"no patch position of {month} has {min_valid_fraction:.0%} valid pixels (every band "
         f"finite, the label not nodata): all {len(state.invalid)} were left out, so nothing "
         "was written and the month is not tagged complete; check that the scenes and the "
-        "label cover the area, or lower --min-valid-fraction")
+        f"label cover the area, lower --min-valid-fraction, or leave {month} out of --months")
 
 
 def _cut(stack: StackPaths, state: MonthProgress, min_valid_fraction: float, workers: int,

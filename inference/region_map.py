@@ -192,8 +192,8 @@ def plan_region(request: MapRequest, setup: MapSetup, echo: Callable[[str], None
         echo(describe_pipeline(request, setup.grid))
     publication = None
     if setup.target is not None and _needs_gcs_prefix(request):
-        echo(f"  PROBLEM   the real run would stop: {UPLOAD_PREFIX}; the URIs below are "
-             "placeholders")
+        echo(f"  note      the real run stops here without --gcs-prefix: {UPLOAD_PREFIX}; the "
+             "URIs below are placeholders")
     if setup.target is not None:
         cogs = {m: (f"{request.prefix(m)}_class.tif", f"{request.prefix(m)}_prob.tif")
                 for m in request.dates}

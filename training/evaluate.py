@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rasterio.crs import CRS
 
 from contract.bands import LABEL_NODATA
 from core.errors import ConfigError
@@ -99,6 +100,19 @@ class _Scores:
     refs: list[np.ndarray]
 
 
+def _pixel_metres(grid: Any) -> float | None:
+    """A dataset grid's metres per pixel; None where unknown or in degrees.
+
+    An import of geographic tiles records its resolution in degrees.
+    """
+    if not isinstance(grid, dict) or grid.get("resolution") is None:
+        return None
+    crs = grid.get("crs")
+    if crs and CRS.from_user_input(crs).is_geographic:
+        return None
+    return float(grid["resolution"])
+
+
 def evaluate(cfg: EvaluateConfig) -> EvalResult:
     """Run the model over every patch of ``cfg.split`` and write the evaluation files."""
     dev = resolve_device(cfg.device, DistInfo())
@@ -108,9 +122,8 @@ def evaluate(cfg: EvaluateConfig) -> EvalResult:
     if tuple(ds.class_names) != tuple(meta.class_names):
         raise ConfigError(f"the model predicts {meta.class_names} but the dataset's classes are "
                           f"{ds.class_names}")
-    resolution = (ds.manifest.get("grid") or {}).get("resolution")
-    meta.check_pixel_size(f"the dataset {cfg.data}",
-                          None if resolution is None else float(resolution), dataset=True)
+    meta.check_pixel_size(f"the dataset {cfg.data}", _pixel_metres(ds.manifest.get("grid")),
+                          dataset=True)
     scores = _score(cfg, model, meta, ds, dev)
     names = list(meta.class_names)
     pixel = scores.cm.compute(names)

@@ -18,6 +18,7 @@ from typing import Any
 
 from core.errors import ConfigError, InputDataError, StorageError
 from core.storage import files
+from inference.cog.maps import BAND_IDS
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +29,6 @@ EXTERNAL_REGION = "US-CENTRAL1"
 EXTERNAL_STORAGE_CLASS = "STANDARD"
 COG_KINDS = ("class", "probability")
 """The two COGs of a map, as the manifest names their tilesets."""
-#: the ``band_id`` tag isamap writes on each kind (:data:`inference.cog.maps.BAND_IDS`)
-_BAND_IDS = {"class": "isa_class", "probability": "isa_probability"}
 _FLAGS = {"class": "--class-cog", "probability": "--prob-cog"}
 
 
@@ -120,8 +119,8 @@ def check_cog_pair(class_path: str, prob_path: str) -> None:
         count, dtype, tags, *_ = seen[kind]
         given = f"{_FLAGS[kind]} {path}"
         tagged = tags.get("band_id")
-        if tagged not in (None, _BAND_IDS[kind]):
-            raise InputDataError(f"{given} is an isamap {tagged} map, not {_BAND_IDS[kind]}; "
+        if tagged not in (None, BAND_IDS[kind]):
+            raise InputDataError(f"{given} is an isamap {tagged} map, not {BAND_IDS[kind]}; "
                                  f"give the map's _{'class' if kind == 'class' else 'prob'}.tif")
         if count != 1 or dtype != "uint8":
             raise InputDataError(f"{given} holds {count} {dtype} band(s); a map's {kind} COG "

@@ -250,7 +250,7 @@ def test_harmonized_dns_of_2023_need_the_offset_stated(shared_data, tmp_path, ca
     with rasterio.open(folder / "labels" / "38D_378R_2_3_LULC.tif", "r+") as label:
         codes = label.read(1)
         codes[8:24, 8:24] = 5  # a built block: the cell has none, and an export whose label
-        label.write(codes, 1)  # holds no impervious pixel is refused once the offset is right
+        label.write(codes, 1)  # holds no impervious pixel is warned about once the offset is right
     argv = ["--backend", "local", "--scenes", str(folder),
             _bbox(folder / "38D_378R_2_3_S2L2A.tif"), "--crs", "EPSG:32736",
             "--month", "2023-06", "--bands", "B2,B3,B4,B8", "--scene-date", "2023-06-10",

@@ -180,9 +180,10 @@ def test_dry_run_states_the_quota_and_what_overwrite_does(model, tmp_path, capsy
     out = capsys.readouterr().out
     assert "the real run refuses to replace (add --overwrite to replace them) images" in out
     # local COGs and no --gcs-prefix: the real run stops there, and the plan says so
-    assert "PROBLEM   the real run would stop: publishing local COGs needs --gcs-prefix" in out
+    assert "note      the real run stops here without --gcs-prefix: publishing local COGs " \
+        "needs --gcs-prefix" in out
     assert main([*args, "--gcs-prefix", "gs://my-bucket/isa"]) == 0
-    assert "PROBLEM" not in capsys.readouterr().out
+    assert "stops here without --gcs-prefix" not in capsys.readouterr().out
     assert main([*args, "--overwrite", "--runner", "direct", "--max-workers", "2",
                  "--max-concurrent", "80"]) == 0
     out = capsys.readouterr().out

@@ -44,6 +44,16 @@ def test_a_dataset_of_other_pixels_than_the_models_is_refused(tmp_path, capsys):
     assert json.loads((out / "metrics.json").read_text())["patches"] == 2
 
 
+def test_a_dataset_in_degrees_is_not_read_as_metres():
+    """An import of geographic tiles records its resolution in degrees: read as metres, a
+    10 m model was refused for pixels of 8.98e-05 m (a review)."""
+    from training.evaluate import _pixel_metres
+
+    assert _pixel_metres({"crs": "EPSG:4326", "resolution": 8.983e-5}) is None
+    assert _pixel_metres({"crs": "EPSG:32650", "resolution": 20.0}) == 20.0
+    assert _pixel_metres({"crs": "EPSG:32650"}) is None and _pixel_metres(None) is None
+
+
 def _pervious_everywhere(path):
     """A model file whose network maps every pixel pervious (its last layer a constant)."""
     model = _model_file(path)
