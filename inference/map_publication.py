@@ -57,8 +57,13 @@ class SeriesTarget:
 
 
 def map_recipe(dataset: ModelDataset) -> dict[str, Any]:
-    """The recipe the maps record (STAC, asset properties): the dataset's, without months."""
-    return {k: v for k, v in dict(dataset.recipe).items() if k != "per_month"}
+    """The recipe the maps record (STAC, asset properties): the dataset's, without months.
+
+    What is the training month's own (``per_month``, the scene dates ``s1_dates`` and
+    ``s2_dates``) is left out: a map of another date listed them beside its own inputs.
+    """
+    return {k: v for k, v in dict(dataset.recipe).items()
+            if k != "per_month" and not k.endswith("_dates")}
 
 
 def series_target(request: MapRequest, meta: ModelMeta, dataset: ModelDataset, grid: Grid,
