@@ -43,10 +43,19 @@ def test_an_area_of_more_positions_than_one_export_holds_is_refused_before_the_s
     assert grid.patch_count > MAX_POSITIONS
     started = time.perf_counter()
     with pytest.raises(ConfigError, match=r"patch positions .*; one dataset holds at most "
-                                          r"5,000,000: export it in parts"):
+                                          r"10,000,000: export it in parts"):
         make_plan(get_region("wuhan"), grid, ("2019-06",), DEFAULT_IMAGE_BANDS,
                   "worldcover", None, "pixels", "gs://b/p", 16)
     assert time.perf_counter() - started < 5.0
+
+
+def test_the_documented_region_of_dataflow_exports_is_under_the_bound():
+    """docs/beam.md's Yangtze River Economic Belt plan (6,129,497 positions at EPSG:6933) was
+    refused by a first bound of 5,000,000 (a new user's walk)."""
+    from contract.splits import MAX_POSITIONS
+
+    grid = Grid.from_lonlat_bounds(get_region("yreb").bbox, "EPSG:6933")
+    assert grid.patch_count == 6_129_497 < MAX_POSITIONS
 
 
 def test_a_real_export_of_such_an_area_is_refused_before_any_work_too(tmp_path, capsys):
@@ -57,7 +66,7 @@ def test_a_real_export_of_such_an_area_is_refused_before_any_work_too(tmp_path, 
     out = tmp_path / "world"
     assert main(["--bbox=-180,-80,180,80", "--months", "2019-06", "--project", "p",
                  "--out", str(out), "-q"]) == 2
-    assert "one dataset holds at most 5,000,000: export it in parts" in capsys.readouterr().err
+    assert "one dataset holds at most 10,000,000: export it in parts" in capsys.readouterr().err
     assert not out.exists()
 
 
