@@ -86,3 +86,18 @@ def test_durations_are_readable_for_small_and_large_exports():
     assert format_duration(0.25) == "15 min"
     assert format_duration(0.0001) == "1 s"
     assert format_duration(0.005) == "18 s"
+
+
+def test_the_province_plan_on_the_beam_page_is_what_the_dry_run_prints(capsys):
+    """docs/beam.md quotes a dry run's plan; the console block is what the command prints
+    (its 'assumed' line had gone stale and the 'measured' line was missing: a docs walk)."""
+    from cli.export import main
+    from tests.support.page_text import page
+
+    command = ("--bbox 108.35,29.03,116.13,33.28 --months 2019-06 --method pixels "
+               "--workers 40 --max-eecu-hours 150 --out gs://my-bucket/isamap/hubei --dry-run")
+    assert main(command.split()) == 0
+    printed = capsys.readouterr().out.strip()
+    text = page("beam.md")
+    start = text.index("Export plan (dry run", text.index("--out gs://my-bucket/isamap/hubei"))
+    assert text[start:text.index("```", start)].strip() == printed
