@@ -142,8 +142,9 @@ def _time_arguments(g: argparse._ArgumentGroup) -> None:
         "classes, source worldcover | dynamicworld | fromglc10 | eolearn_lulc | chesapeake | nlcd "
         "(ee: landcover:<source>:<asset id>[:band] for sources outside the catalogue)"))
     g.add_argument("--fine-scale", type=int, help="also export the label at this integer "
-                      "factor finer (super-resolution target), e.g. 4; a coarser label is "
-                      "nearest-upsampled onto it")
+                      "factor finer (super-resolution target), e.g. 4; local: label_x<k>.tif, "
+                      "else a finer label_x<j> by mode, else a coarser label nearest-upsampled "
+                      "(warned)")
     g.add_argument("--resolution", type=float, default=10.0,
                       help="pixel size of the grid in metres; a label coarser than it is "
                       "nearest-upsampled onto the grid")

@@ -10,6 +10,7 @@ the plan, with the same message.
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from gee_export.local import sentinel1, sentinel2
 from gee_export.local.compositing import LocalRecipe, where
 from gee_export.local.labels import ClassMapping, check_codes, check_labels_on_grid
 from gee_export.local.scenes import BandRef, Scene, SceneCollection
-from gee_export.local.warp import overlaps
+from gee_export.local.warp import overlaps, source_resolution
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def check_month_inputs(collection: SceneCollection, grid: Grid, month: str,
     units = {(s.product, b): sentinel1.scene_unit(s, b, recipe.s1_unit) for s in s1
              for b in s1_bands}
     label_ref = _label_ref(label, collection, 1)
-    fine_ref = _fine_label_ref(label_ref, collection, fine_scale) if fine_scale else None
+    fine_ref = _fine_label_ref(label_ref, collection, fine_scale, grid) if fine_scale else None
     check_labels_on_grid(label_ref, fine_ref, grid, fine_scale,
                          [sc.band(sc.band_names[0]) for sc in (*s2[:1], *s1[:1])])
     sentinel2.check_plausible(s2, s2_bands, offsets, reflectance)  # pixels over names/tags
@@ -110,20 +111,62 @@ def _label_ref(label: str | Path | BandRef | None, collection: SceneCollection,
     return BandRef(found) if found else None
 
 
-def _fine_label_ref(label_ref: BandRef | None, collection: SceneCollection,
-                    scale: int) -> BandRef | None:
-    """``<label>_x<k>.tif`` beside the label, else one among the scenes, else the label itself.
+def _fine_label_ref(label_ref: BandRef | None, collection: SceneCollection, scale: int,
+                    grid: Grid) -> BandRef | None:
+    """The label the fine grid ``grid.scaled(scale)`` is read from; warned when no finer one.
 
-    A label that is already fine (1 m WorldCover, say) serves both grids; a 10 m label only
-    yields a blocky fine label, so the dedicated fine raster wins when it exists.
+    ``<label>_x<scale>.tif`` beside the label, else ``label_x<scale>.tif`` among the scenes;
+    else, of every label at hand (the label, ``<label>_x<k>`` beside it, ``label_x<k>`` among
+    the scenes), the coarsest that is still as fine as the fine grid, which
+    :func:`~gee_export.local.labels.label_window` puts on it by its rule (mode from a finer
+    source): a 1 m ``label_x10.tif`` serves ``--fine-scale 5``. A 1 m label given as the label
+    serves both grids. Without one as fine as the fine grid the finest is nearest-upsampled,
+    as the Earth Engine backend does with its 10 m products, and a warning says the fine label
+    holds no detail finer than that source's pixels.
     """
     if label_ref is not None:
         sibling = label_ref.path.with_name(f"{label_ref.path.stem}_x{scale}{label_ref.path.suffix}")
         if sibling.is_file():
             return BandRef(sibling)
     found = collection.label(scale)
-    return BandRef(found) if found else label_ref
+    if found:
+        return BandRef(found)
+    candidates = _labels_at_hand(label_ref, collection)
+    if not candidates:
+        return None
+    fine_grid = grid.scaled(scale)
+    sizes = {ref: source_resolution(ref, fine_grid) for ref in candidates}
+    fine_enough = [ref for ref in candidates if sizes[ref] <= FINE_ENOUGH * fine_grid.resolution]
+    if fine_enough:
+        return max(fine_enough, key=lambda ref: sizes[ref])
+    best = min(candidates, key=lambda ref: sizes[ref])
+    size = sizes[best]
+    detail = (f"no finer detail than the {grid.resolution:g} m label"
+              if size >= grid.resolution / FINE_ENOUGH else f"no detail finer than {size:g} m")
+    warnings.warn(
+        f"no label as fine as the --fine-scale {scale} grid ({fine_grid.resolution:g} m): the "
+        f"fine label is {best.path} ({size:g} m pixels) nearest-upsampled, so it holds "
+        f"{detail}; for a real super-resolution target put a label of {fine_grid.resolution:g} m "
+        f"or finer at labels/label_x{scale}.tif among the scenes (or <label>_x{scale}.tif "
+        "beside the label)", stacklevel=3)
+    return best
 
+
+#: a source whose pixels are at most this times the fine grid's counts as fine enough for it
+FINE_ENOUGH = 1.01
+
+
+def _labels_at_hand(label_ref: BandRef | None, collection: SceneCollection) -> list[BandRef]:
+    """The label, ``<label>_x<k>`` beside it and ``label_x<k>`` among the scenes, once each."""
+    paths = [*collection.labels]
+    if label_ref is not None:
+        stem, suffix = label_ref.path.stem, label_ref.path.suffix
+        paths += sorted(label_ref.path.parent.glob(f"{stem}_x*{suffix}"))
+    scaled = [p for p in paths if re.search(r"_x\d+$", p.stem)]
+    refs = [BandRef(p) for p in dict.fromkeys(scaled)]
+    if label_ref is not None and label_ref not in refs:
+        refs.append(label_ref)
+    return refs
 
 
 def _month_s2(collection: SceneCollection, month: str, grid: Grid, s2_bands: Sequence[str],

@@ -209,3 +209,47 @@ def test_a_label_on_its_scenes_pixels_passes_on_a_grid_off_both(tmp_path, write_
                                   out_dir=tmp_path / "out", progress=False)
     with rasterio.open(stack.label) as src:
         assert src.transform == grid.transform
+
+
+def _fine_label_stack(tmp_path, small_grid, fine_scale: int):
+    """The x``fine_scale`` label of a stack with a 10 m label (left half impervious) and what
+    the run warned; ``labels/`` may also hold a finer label the test wrote."""
+    coarse = np.zeros((32, 32), np.uint8)
+    coarse[:, :16] = 1
+    write_band(tmp_path / "scenes" / "labels" / "label.tif", coarse, nodata=None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stack = build_local_stack(tmp_path / "scenes", small_grid, "2021-06", ("B2",),
+                                  fine_scale=fine_scale, out_dir=tmp_path / "out",
+                                  progress=False)
+    with rasterio.open(stack.label_fine) as src:
+        assert src.transform == small_grid.scaled(fine_scale).transform
+        return src.read(1), [str(w.message) for w in caught]
+
+
+def test_a_finer_label_than_the_fine_grid_is_used_by_mode(tmp_path, write_s2, small_grid):
+    """--fine-scale 5 beside a 1 m label_x10.tif and no label_x5: the 1 m label is put on the
+    2 m grid by the labels' rule (mode from a finer source), not the 10 m label up-sampled."""
+    write_s2("20210603")
+    rows, cols = np.indices((320, 320))
+    one_metre = ((rows // 2 + cols // 2) % 2).astype(np.uint8)  # a 2 m checkerboard
+    one_metre[:2, :2] = 0  # one 1 m pixel of the first 2 m cell, outvoted
+    one_metre[0, 0] = 1
+    write_band(tmp_path / "scenes" / "labels" / "label_x10.tif", one_metre, res=1.0, nodata=None)
+    fine, warned = _fine_label_stack(tmp_path, small_grid, 5)
+    r, c = np.indices((160, 160))
+    np.testing.assert_array_equal(fine, (r + c) % 2)
+    assert not [w for w in warned if "fine" in w]
+
+
+def test_a_fine_label_from_the_10_m_label_alone_is_warned(tmp_path, write_s2, small_grid):
+    """No label finer than 10 m: the fine label is the 10 m one up-sampled (as on Earth
+    Engine), and a warning says it holds no finer detail."""
+    write_s2("20210603")
+    fine, warned = _fine_label_stack(tmp_path, small_grid, 5)
+    expected = np.zeros((160, 160), np.uint8)
+    expected[:, :80] = 1
+    np.testing.assert_array_equal(fine, expected)
+    notes = [w for w in warned if "--fine-scale 5" in w]
+    assert len(notes) == 1 and "no finer detail than the 10 m label" in notes[0]
+    assert "labels/label_x5.tif" in notes[0]
