@@ -315,12 +315,13 @@ def run(args: argparse.Namespace) -> int:
         return _dry_run(args, opts, runner)
     # a small area can leave whole splits empty: say so before the work, with the remedy
     _warn_about_split(grid, split_counts(assign_splits(grid, None, DEFAULT_RATIOS, args.seed,
-                                                        args.split_block)), args)
+                                                        args.split_block)), args, out=out)
 
     def report(summary: Any) -> None:
         print(json.dumps(summary.to_dict()))
-        _warn_about_split(grid, summary.per_split, args,
-                          getattr(summary, "written_positions", None))  # where data are
+        _warn_about_split(grid, summary.per_split, args,  # where data are, or would be
+                          getattr(summary, "valid_positions", None)
+                          or getattr(summary, "written_positions", None), out)
 
     if args.backend == "local":
         run_local_export(opts, on_month=report)
@@ -388,12 +389,21 @@ def _runner(args: argparse.Namespace, out: str) -> RunnerConfig | None:
 
 
 def _warn_about_split(grid: Grid, counts: dict[str, int], args: argparse.Namespace,
-                      holding: Collection[tuple[int, int]] | None = None) -> None:
-    """Warn once per distinct problem: an empty split of positions, then of written patches."""
+                      holding: Collection[tuple[int, int]] | None = None,
+                      out: str | None = None) -> None:
+    """Warn once per distinct problem: an empty split of positions, then of written patches.
+
+    A run that writes to ``out`` adds that the advice is followed into a new ``--out``: the
+    folder keeps the split and area it was made with and refuses another.
+    """
     missing = tuple(empty_splits(counts, DEFAULT_RATIOS))
     if missing and missing != getattr(args, "_split_warned", None):
-        log.warning("%s", split_advice(grid, counts, DEFAULT_RATIOS, args.seed, args.split_block,
-                                       counted=holding))
+        advice = split_advice(grid, counts, DEFAULT_RATIOS, args.seed, args.split_block,
+                              counted=holding)
+        if out is not None:
+            advice = (f"{advice}; run it into a new --out folder (or delete {out} first): a "
+                      "dataset keeps the split and area it was made with")
+        log.warning("%s", advice)
         args._split_warned = missing
 
 

@@ -24,7 +24,7 @@ import rasterio
 from contract.dataset import DEFAULT_CLASSES, Backend, DatasetSpec
 from contract.grid import Grid
 from contract.patch_writer import MonthProgress, open_month, valid_mask
-from contract.splits import DEFAULT_BLOCK, DEFAULT_RATIOS, split_counts
+from contract.splits import DEFAULT_BLOCK, DEFAULT_RATIOS, empty_splits, split_counts
 from contract.stack import StackPaths, check_stack, fingerprint
 from core.errors import ConfigError, GridError, InputDataError
 from core.lock import hold_output
@@ -51,10 +51,13 @@ class PatchSummary:
     up_to_date: bool = False
     written_positions: tuple[tuple[int, int], ...] = field(default=(), repr=False)
     """``(row, col)`` of every patch of the month (positions that hold data; not in to_dict)."""
+    valid_positions: tuple[tuple[int, int], ...] = field(default=(), repr=False)
+    """Where a split came out empty: every position with enough valid pixels, those dropped at
+    split borders included (what another ``--split-block`` would write; not in to_dict)."""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        del out["written_positions"]
+        del out["written_positions"], out["valid_positions"]
         return out
 
 
@@ -131,12 +134,14 @@ def patch_stack(
                            image_fine_bands=_fine_bands(stack), compress=compress)
         already = len(state.records)
         if state.up_to_date:
-            return _summary(store, state, 0, already, started, up_to_date=True)
+            return _summary(store, state, 0, already, started, up_to_date=True,
+                            valid=_valid_positions(stack, state, min_valid_fraction))
         written = _cut(stack, state, min_valid_fraction, workers, flush_seconds, progress)
         if not state.records:  # a month of nothing is no finished month
             _refuse_empty(state, stack.month, min_valid_fraction)
         state.commit(complete=True)
-        return _summary(store, state, written, already, started)
+        return _summary(store, state, written, already, started,
+                        valid=_valid_positions(stack, state, min_valid_fraction))
 
 
 def _refuse_empty(state: MonthProgress, month: str, min_valid_fraction: float) -> None:
@@ -206,13 +211,41 @@ def _submit_row(state: MonthProgress, grid: Grid, prow: int, cols: list[int],
 
 
 def _summary(store: Store, state: MonthProgress, written: int, already: int, started: float,
-             up_to_date: bool = False) -> PatchSummary:
+             up_to_date: bool = False, valid: tuple[tuple[int, int], ...] = ()) -> PatchSummary:
     return PatchSummary(store.url(), state.month, state.spec.grid.patch_count, len(state.splits),
                         written, already, len(state.invalid), state.dropped,
                         split_counts(r["split"] for r in state.records.values()),
                         time.monotonic() - started, up_to_date=up_to_date,
-                        written_positions=tuple(sorted((int(r["row"]), int(r["col"]))
-                                                       for r in state.records.values())))
+                        written_positions=_written(state), valid_positions=valid)
+
+
+def _written(state: MonthProgress) -> tuple[tuple[int, int], ...]:
+    return tuple(sorted((int(r["row"]), int(r["col"])) for r in state.records.values()))
+
+
+def _valid_positions(stack: StackPaths, state: MonthProgress,
+                     min_valid_fraction: float) -> tuple[tuple[int, int], ...]:
+    """Where a split came out empty, the positions a run with another split block would write.
+
+    Those are the written patches and the positions dropped at split borders (never read)
+    that hold ``min_valid_fraction`` valid pixels, read here, one patch window each; the
+    split advice counts its block side's splits over them. None of it when no split is empty.
+    """
+    counts = split_counts(r["split"] for r in state.records.values())
+    if not empty_splits(counts, state.spec.ratios):
+        return ()
+    grid = stack.grid
+    valid = set(_written(state))
+    with rasterio.open(stack.image) as img, rasterio.open(stack.label) as lab:
+        for r, c in grid.iter_patches():
+            if (r, c) in state.splits:  # written, or found invalid: its split decided
+                continue
+            window = grid.patch_window(r, c).to_rasterio()
+            mask = valid_mask(img.read(window=window, out_dtype="float32"),
+                              lab.read(1, window=window))
+            if mask.mean() >= min_valid_fraction:
+                valid.add((r, c))
+    return tuple(sorted(valid))
 
 
 def _block_cache_bytes(stack: StackPaths) -> int:

@@ -32,8 +32,9 @@ def test_the_local_dry_run_uses_the_split_block_and_advises_one(shared_data, tmp
 def test_the_split_advice_counts_only_positions_that_hold_data(tmp_path, monkeypatch, capsys):
     """The docs' literal command on the demo's scene (which covers part of the box) got val 0
     and the advice --split-block 7, which gave val 0 again (a new user's walk): the advice
-    counted positions without data. It now counts the positions the run wrote, and the block
-    it names gives every split patches."""
+    counted positions without data. It now counts the positions that hold data, those dropped
+    at the run's split borders included: it gave val 24 where the advised run wrote 27 (a new
+    user's walk). The block it names gives exactly the patches it says, into a new --out."""
     import json
     import shutil
 
@@ -46,9 +47,12 @@ def test_the_split_advice_counts_only_positions_that_hold_data(tmp_path, monkeyp
     assert main([*docs, "--out", "patches/"]) == 0
     err = capsys.readouterr().err
     assert "the dataset gets no val patches (train 45, val 0, test 8;" in err
-    assert "use --split-block 4 (gives train 13, val 24, test 4 patches)" in err
+    assert "use --split-block 4 (gives train 13, val 27, test 4 patches)" in err
+    assert "run it into a new --out folder (or delete patches/ first)" in err
     shutil.copytree("patches/stacks", "advised/stacks")  # the same stack, not built again
     assert main([*docs, "--out", "advised/", "--split-block", "4"]) == 0
     out, err = capsys.readouterr()
     per_split = json.loads(out.splitlines()[0])["per_split"]
     assert per_split == {"train": 13, "val": 27, "test": 4} and "no val" not in err
+    assert main([*docs, "--out", "patches/", "--split-block", "4"]) == 2  # as the advice says
+    assert "already holds a dataset made with other split" in capsys.readouterr().err
