@@ -13,7 +13,8 @@ from os import PathLike
 from pathlib import Path
 
 from core.storage import atomic_write
-from inference.assess.intervals import estimate, notes
+from inference.assess.intervals import FROM_POINTS, POINTS_NOTE, estimate, notes
+from inference.assess.report import MAP_NAME
 
 
 def demo_figures(report: dict, change_report: dict, change_design: dict) -> dict:
@@ -37,6 +38,8 @@ def demo_figures(report: dict, change_report: dict, change_design: dict) -> dict
                           "pa": pct(c["producer_accuracy"]),
                           "area": a["estimate_km2"], "area_ci": a["ci95_km2"],
                           "mapped": a["mapped_km2"]}
+        if a.get("points_mapped_km2") is not None:  # known at the points only
+            products[name]["mapped_from_points"] = a["points_mapped_km2"]
     ch = change_report["change"]
     size = change_design["sample_size"]
     change = {"n": change_report["n"], "target_se_km2": size["target_se"],
@@ -50,8 +53,25 @@ def demo_figures(report: dict, change_report: dict, change_design: dict) -> dict
               **{f"{c}_{k}{ci}": pct(ch[c][f"{k}_accuracy{ci}"]) for c in ("gain", "loss")
                  for k in ("user", "producer") for ci in ("", "_ci95")}}
     return {"command": "isamap-demo --out demo_output (default options)",
+            "mapped_area": COUNTED,
             "isa_class": isa, "points": report["strata"]["points"], "products": products,
             "change": change}
+
+
+COUNTED = "pixels"
+"""``mapped_area`` of figures whose products' ``mapped`` km² count their pixels (the strata
+map's, and a compared raster's read on its grid); figures without it were recorded when a
+compared product's ``mapped`` was the points' estimate, and are shown so."""
+
+
+def mapped_figure(figures: dict, name: str, product: dict) -> str:
+    """A product's mapped km² as the page shows it: a pixel count, or marked as the points'."""
+    points = product.get("mapped_from_points")
+    if points is None and figures.get("mapped_area") != COUNTED and name != MAP_NAME:
+        points = product.get("mapped")  # recorded before compared rasters were counted
+    if points is not None:
+        return f"{estimate(points, None, 2)} {FROM_POINTS}"
+    return estimate(product.get("mapped"), None, 2)
 
 
 def accuracy_figures_markdown(figures: dict) -> str:
@@ -63,9 +83,11 @@ def accuracy_figures_markdown(figures: dict) -> str:
         lines.append(f"| {name} | {p['n']} | {estimate(p['oa'], p['oa_ci'])} | "
                      f"{estimate(p['f1'], p['f1_ci'])} | {estimate(p['ua'])} | "
                      f"{estimate(p['pa'])} | {estimate(p['area'], p['area_ci'], 2)} | "
-                     f"{estimate(p['mapped'], None, 2)} |")
+                     f"{mapped_figure(figures, name, p)} |")
     points = ", ".join(f"{n} on mapped {c}" for c, n in figures["points"].items())
     lines += ["", f"Points: {points}.", "", change_summary(figures["change"], note=False)]
+    if any(FROM_POINTS in line for line in lines):
+        lines += ["", POINTS_NOTE]
     lines += notes(lines)
     return "\n".join(lines) + "\n"
 

@@ -64,3 +64,14 @@ def estimate(value: float | None, spread: float | None = None, digits: int = 1,
 def notes(lines: list[str], note: str = NO_INTERVAL_NOTE) -> list[str]:
     """``note`` (after a blank line) when any of ``lines`` shows :data:`NO_INTERVAL`, else none."""
     return ["", note] if any(NO_INTERVAL in line for line in lines) else []
+
+
+FROM_POINTS = "(from the points)"
+"""Marks a product's mapped km² that is the points' estimate, not a count of its pixels."""
+
+POINTS_NOTE = ("Mapped km² \"(from the points)\": the stratified estimate of the share of "
+               "points the product maps in the class, not a count of its pixels (a product "
+               "known at the points only: an Earth Engine product, a raster whose strata "
+               "raster was not at hand, or figures recorded before rasters were counted).")
+"""The note under a table that shows :data:`FROM_POINTS`."""
+

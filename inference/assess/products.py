@@ -74,6 +74,7 @@ class ProductAtPoints:
     classes: tuple[str, ...]
     values: np.ndarray  # class codes in ``classes``; -1 where the product has no data
     reference_code: np.ndarray  # map class code -> this product's class code
+    points_only: bool = False  # known only at the points (an Earth Engine product)
 
 
 def _codes(text: str) -> Callable[[np.ndarray], np.ndarray]:
@@ -192,25 +193,37 @@ def sample_product(comparison: Comparison, classes: Sequence[str], isa_class: in
     if (~valid).any():
         log.warning("%s has no data at %d of %d points; they are left out of its scores",
                     comparison.name, int((~valid).sum()), valid.size)
+    names, values, to_product = product_classes(comparison, classes, isa_class, raw, valid)
+    bad = values[valid & ((values < 0) | (values >= len(names)))]
+    if bad.size:
+        raise InputDataError(f"--compare {comparison.name}: values "
+                             f"{sorted({int(v) for v in bad})[:5]} "
+                             f"are not the map's class codes 0..{len(classes) - 1}; give the "
+                             "impervious codes (PATH:CODE,... or ee:ASSET:BAND:CODE,...)")
+    return ProductAtPoints(comparison.name, comparison.source, names,
+                           np.where(valid, values, -1).astype(np.int64), to_product,
+                           points_only=comparison.on_earth_engine)
+
+
+def product_classes(comparison: Comparison, classes: Sequence[str], isa_class: int,
+                    raw: np.ndarray, valid: np.ndarray
+                    ) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """A product's raw values as its classes: the one rule for its points and its pixels.
+
+    Returns:
+        The product's class names, its class code per value (-1 where not ``valid``; codes
+        of a product without an impervious rule are its values, unchecked) and the map class
+        -> product class table the reference goes through.
+    """
     k = len(classes)
     if comparison.isa_rule is None:
-        values = np.where(valid, raw, -1).astype(np.int64)
-        bad = values[valid & ((values < 0) | (values >= k))]
-        if bad.size:
-            raise InputDataError(f"--compare {comparison.name}: values "
-                                 f"{sorted({int(v) for v in bad})[:5]} "
-                                 f"are not the map's class codes 0..{k - 1}; give the "
-                                 "impervious codes (PATH:CODE,... or ee:ASSET:BAND:CODE,...)")
-        return ProductAtPoints(comparison.name, comparison.source, tuple(classes), values,
-                               np.arange(k))
+        return tuple(classes), np.where(valid, raw, -1).astype(np.int64), np.arange(k)
     isa = comparison.isa_rule(np.nan_to_num(raw))
     if k == 2:
         names, to_product = tuple(classes), np.arange(2)
-        other = 1 - isa_class
-        values = np.where(isa, isa_class, other)
+        values = np.where(isa, isa_class, 1 - isa_class)
     else:
         names = ("other", classes[isa_class])
         to_product = (np.arange(k) == isa_class).astype(np.int64)
         values = isa.astype(np.int64)
-    values = np.where(valid, values, -1).astype(np.int64)
-    return ProductAtPoints(comparison.name, comparison.source, names, values, to_product)
+    return names, np.where(valid, values, -1).astype(np.int64), to_product

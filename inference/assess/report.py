@@ -13,7 +13,7 @@ net change areas with intervals (:func:`training.area_estimation.change_area`). 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,9 @@ from core.jsonsafe import dumps
 from core.shareable import shareable
 from core.storage import atomic_path, atomic_write
 from inference.assess.design_file import BLIND, read_design
-from inference.assess.intervals import estimate, notes
+from inference.assess.intervals import FROM_POINTS, POINTS_NOTE, estimate, notes
 from inference.assess.point_files import REFERENCE_COLUMN, ReferencePoints, read_references
+from inference.assess.product_area import mapped_areas, region_raster
 from inference.assess.products import (
     Comparison,
     ProductAtPoints,
@@ -59,8 +60,13 @@ class Scores:
 
 
 def product_report(product: ProductAtPoints, estimate: AreaAccuracy, n: int,
-                   matrix: np.ndarray) -> dict:
-    """One product's entry of ``report.json``: fractions in [0, 1], km², 95 % half-widths."""
+                   matrix: np.ndarray, mapped: Sequence[float] | None) -> dict:
+    """One product's entry of ``report.json``: fractions in [0, 1], km², 95 % half-widths.
+
+    ``mapped``: the km² the product maps in each class over the assessed region (its pixels);
+    None for a product known only at the points, whose ``mapped_km2`` is then null and the
+    stratified estimate of it is ``points_mapped_km2``.
+    """
     per_class, area = {}, {}
     for i, name in enumerate(estimate.class_names):
         per_class[name] = {"user_accuracy": estimate.ua[i], "user_accuracy_ci95": estimate.ua_ci[i],
@@ -68,7 +74,9 @@ def product_report(product: ProductAtPoints, estimate: AreaAccuracy, n: int,
                            "producer_accuracy_ci95": estimate.pa_ci[i],
                            "f1": estimate.f1[i], "f1_ci95": estimate.f1_ci[i]}
         area[name] = {"estimate_km2": estimate.area[i], "ci95_km2": estimate.area_ci[i],
-                      "mapped_km2": estimate.mapped_area[i]}
+                      "mapped_km2": None if mapped is None else mapped[i]}
+        if mapped is None:
+            area[name]["points_mapped_km2"] = estimate.mapped_area[i]
     return {"source": product.source, "n": n, "classes": list(estimate.class_names),
             "overall_accuracy": estimate.oa, "overall_accuracy_ci95": estimate.oa_ci,
             "per_class": per_class, "area": area,
@@ -80,8 +88,14 @@ def product_report(product: ProductAtPoints, estimate: AreaAccuracy, n: int,
 
 
 def score_products(strata: Strata, stratum: np.ndarray, products: Sequence[ProductAtPoints],
-                   reference: np.ndarray) -> dict:
-    """``report.json`` of ``products`` scored on the points (strata codes at each point)."""
+                   reference: np.ndarray,
+                   counted: Mapping[str, Sequence[float] | None] | None = None) -> dict:
+    """``report.json`` of ``products`` scored on the points (strata codes at each point).
+
+    ``counted``: each product's km² per class from its pixels (None: known at the points
+    only); a product not in it drew the strata, whose estimate of its mapped area is exact.
+    """
+    counted = counted or {}
     report: dict[str, Any] = {
         "n": int(reference.size),
         "strata": {"raster": strata.path, "classes": list(strata.classes),
@@ -98,8 +112,9 @@ def score_products(strata: Strata, stratum: np.ndarray, products: Sequence[Produ
                                         ref, product.classes, strata.pixels)
         matrix = np.zeros((k, k), dtype=np.int64)
         np.add.at(matrix, (product.values[keep], ref), 1)
+        mapped = counted.get(product.name, estimate.mapped_area)
         report["products"][product.name] = product_report(product, estimate, int(keep.sum()),
-                                                          matrix)
+                                                          matrix, mapped)
     return report
 
 
@@ -150,7 +165,9 @@ def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
                  points.reference.size)
         products.append(sample_product(comparison, classes, isa, points.lon, points.lat,
                                        points.ids, session_factory))
-    report = score_products(strata, stratum, products, points.reference)
+    region = strata.path if drawn is None else region_raster(strata, (map_path,))
+    counted = mapped_areas(products, comparisons, classes, isa, region, strata)
+    report = score_products(strata, stratum, products, points.reference, counted)
     report["isa_class"] = classes[isa]
     report["unlabelled_points_left_out"] = points.unlabelled
     report["no_data_points_left_out"] = len(points.no_data)
@@ -187,7 +204,8 @@ def change_report(strata: Strata, stratum: np.ndarray, reference: np.ndarray,
         entry[name] = {k: mapped["per_class"][name][k] for k in
                        ("user_accuracy", "user_accuracy_ci95", "producer_accuracy",
                         "producer_accuracy_ci95")} | {
-                           "mapped_km2": mapped["area"][name]["mapped_km2"]}
+                           k: v for k, v in mapped["area"][name].items()
+                           if k in ("mapped_km2", "points_mapped_km2")}
     return entry
 
 
@@ -199,7 +217,7 @@ def change_markdown(change: dict) -> list[str]:
     for name in ("gain", "loss"):
         c = change[name]
         lines.append(f"| {name} | {_km2(change[name + '_km2'], change[name + '_ci95_km2'])} | "
-                     f"{_km2(c['mapped_km2'], None)} | "
+                     f"{mapped_cell(c)} | "
                      f"{_pct(c['user_accuracy'], c['user_accuracy_ci95'])} | "
                      f"{_pct(c['producer_accuracy'], c['producer_accuracy_ci95'])} |")
     lines.append(f"| net (gain - loss) | {_km2(change['net_km2'], change['net_ci95_km2'])} "
@@ -241,7 +259,7 @@ def markdown(report: dict) -> str:
         lines.append(f"| {name} | {p['n']} | {oa} | {_pct(c['f1'], c['f1_ci95'])} | "
                      f"{_pct(c['user_accuracy'], c['user_accuracy_ci95'])} | "
                      f"{_pct(c['producer_accuracy'], c['producer_accuracy_ci95'])} | "
-                     f"{_km2(a['estimate_km2'], a['ci95_km2'])} | {_km2(a['mapped_km2'], None)} |")
+                     f"{_km2(a['estimate_km2'], a['ci95_km2'])} | {mapped_cell(a)} |")
     for name, p in report["products"].items():
         lines += ["", f"## {name} (`{p['source']}`)", "",
                   "| class | UA % | PA % | F1 % | area km² | mapped km² |",
@@ -251,8 +269,7 @@ def markdown(report: dict) -> str:
             lines.append(f"| {cls} | {_pct(c['user_accuracy'], c['user_accuracy_ci95'])} | "
                          f"{_pct(c['producer_accuracy'], c['producer_accuracy_ci95'])} | "
                          f"{_pct(c['f1'], c['f1_ci95'])} | "
-                         f"{_km2(a['estimate_km2'], a['ci95_km2'])} | "
-                         f"{_km2(a['mapped_km2'], None)} |")
+                         f"{_km2(a['estimate_km2'], a['ci95_km2'])} | {mapped_cell(a)} |")
         counts = p["sample_confusion"]["counts"]
         lines += ["", "Sample counts (rows = map, columns = reference): " +
                   "; ".join(f"{cls}: {row}" for cls, row in zip(p["classes"], counts,
@@ -265,8 +282,17 @@ def markdown(report: dict) -> str:
                 "n/a" if v is None else f"{100 * v:.2f}" for v in row) + " |")
     if "change" in report:
         lines += change_markdown(report["change"])
+    if any(FROM_POINTS in line for line in lines):
+        lines += ["", POINTS_NOTE]
     lines += notes(lines)
     return "\n".join(lines) + "\n"
+
+
+def mapped_cell(area: dict) -> str:
+    """The mapped km² of an ``area`` entry: its pixel count, or the points' estimate, marked."""
+    if area.get("mapped_km2") is None and area.get("points_mapped_km2") is not None:
+        return f"{_km2(area['points_mapped_km2'], None)} {FROM_POINTS}"
+    return _km2(area.get("mapped_km2"), None)
 
 
 def _km2(value: float | None, ci: float | None) -> str:
@@ -304,7 +330,10 @@ def plot_report(report: dict, png: Path) -> Path:
     f1_ci = [p["per_class"][isa]["f1_ci95"] or 0.0 for p in prods]
     est = [p["area"][isa]["estimate_km2"] or 0.0 for p in prods]
     est_ci = [p["area"][isa]["ci95_km2"] or 0.0 for p in prods]
-    mapped = [p["area"][isa]["mapped_km2"] or 0.0 for p in prods]
+    mapped = [p["area"][isa]["mapped_km2"] for p in prods]
+    guessed = [p["area"][isa].get("points_mapped_km2") or 0.0 if m is None else 0.0
+               for p, m in zip(prods, mapped, strict=True)]
+    mapped = [m or 0.0 for m in mapped]
     scored = [int(p["n"]) for p in prods]
     labels = [f"{n}\n{k} points" for n, k in zip(names, scored, strict=True)]
     x = np.arange(len(names))
@@ -315,7 +344,10 @@ def plot_report(report: dict, png: Path) -> Path:
     left.set_ylabel(f"{isa} F1 (95 % interval)")
     left.set_title(f"{isa} F1 on {scored[0]} scored points" if len(set(scored)) == 1
                    else f"{isa} F1 on the points each product scored")
-    right.bar(x, mapped, color="#bdbdbd", width=0.5, label="mapped by the product")
+    right.bar(x, mapped, color="#bdbdbd", width=0.5, label="mapped by the product (pixels)")
+    if any(guessed):  # a product known at the points only: its share of them, not its pixels
+        right.bar(x, guessed, color="none", edgecolor="#737373", hatch="//", width=0.5,
+                  label="mapped, estimated from the points")
     right.errorbar(x, est, yerr=clipped_errors(est, est_ci, 0.0), fmt="o", color="#08519c",
                    capsize=5, zorder=3, label="estimated from the points (95 %)")
     right.set_xticks(x, labels, rotation=20)

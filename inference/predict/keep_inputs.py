@@ -94,7 +94,7 @@ def class_table(table: str, class_names: Sequence[str]) -> np.ndarray:
     return to_model[seven]
 
 
-def _product_on(product: Any, crs: Any, transform: Affine, width: int,
+def product_on(product: Any, crs: Any, transform: Affine, width: int,
                 height: int) -> WarpedVRT:
     """The product's first band warped nearest onto a grid, with an alpha band (coverage)."""
     return WarpedVRT(product, crs=crs, transform=transform, width=width, height=height,
@@ -150,7 +150,7 @@ def sample_product(source: str | RasterSource, product: str, red_index: int, nir
     with open_source(source) as grid:  # the sample's grid: the stack's, decimated
         crs, width, height = grid.crs, grid.width, grid.height
         transform = grid.transform * Affine.scale(width / w, height / h)
-    with files.open_raster(product) as prod, _product_on(prod, crs, transform, w, h) as vrt:
+    with files.open_raster(product) as prod, product_on(prod, crs, transform, w, h) as vrt:
         raw = vrt.read(band)
         covered = vrt.read_masks(band) > 0
     inside = (raw >= 0) & (raw < 256)
@@ -347,7 +347,7 @@ class KeepStrips:
         self._open = contextlib.ExitStack()
         with self._open as opened:
             product = opened.enter_context(files.open_raster(rule.product))
-            self._vrt = opened.enter_context(_product_on(
+            self._vrt = opened.enter_context(product_on(
                 product, src.crs, transform, src.width * self.scale, src.height * self.scale))
             self._open = opened.pop_all()  # open until close()
 

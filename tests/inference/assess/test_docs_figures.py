@@ -86,3 +86,19 @@ def test_the_sample_size_examples_on_the_page_are_the_librarys():
     neyman = allocate(n, np.asarray(w4) * area_sd(w4, ua4, 2), 50)
     assert f"it needs {n} points, allocated {' / '.join(map(str, neyman))}" in page
     assert f"gain only the minimum, {allocate(n, w4, 50)[2]})" in page
+
+
+def test_a_compared_products_points_estimate_is_never_shown_as_mapped():
+    """The committed figures were recorded when a compared product's "mapped" was the points'
+    estimate: the page marks it so. New figures carry the raster's pixel count (shown bare)
+    and, for a product known only at the points, the estimate under its own key (marked)."""
+    figures = json.loads((ROOT / SOURCE).read_text(encoding="utf-8"))
+    label = figures["products"]["10 m label"]
+    old = accuracy_figures_markdown(figures)
+    assert f"| {estimate(label['mapped'], None, 2)} (from the points) |" in old
+    assert f"| {estimate(figures['products']['map']['mapped'], None, 2)} |" in old
+    figures["mapped_area"] = "pixels"
+    figures["products"]["ee"] = {**label, "mapped": None, "mapped_from_points": 12.345}
+    new = accuracy_figures_markdown(figures)
+    assert f"| {estimate(label['mapped'], None, 2)} |" in new
+    assert "| 12.35 (from the points) |" in new and "not a count of its pixels" in new

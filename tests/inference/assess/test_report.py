@@ -350,3 +350,41 @@ def test_a_map_that_is_no_raster_or_a_design_with_strata_is_refused_in_one_line(
         score(str(scene.map_path), str(labelled), tmp_path / "s1", design=tmp_path / "d",
               strata_path=str(scene.map_path))
     assert not (tmp_path / "s0").exists() and not (tmp_path / "s1").exists()
+
+
+def test_a_compared_raster_reports_its_own_pixels_as_mapped_area(tmp_path, ee_offline):
+    """A compared product's "mapped km²" was the stratum-weighted share of points it maps
+    (18.208 km² for 18.039 of pixels, a new user's walk). A raster now reports its pixels
+    over the map's valid pixels, read nearest on the map's grid (a 20 m product too); an
+    Earth Engine product, known at the points only, an estimate named as one."""
+    scene = synthetic_scene(tmp_path)
+    design = write_design(str(scene.map_path), tmp_path / "d", n=300, seed=2, minimum=100)
+    labelled = label_with_truth(design.files["csv"], scene.truth_path, tmp_path / "ref.csv")
+    with rasterio.open(scene.worse_path) as ds:
+        worse = ds.read(1)
+    coarse = np.where(worse[::2, ::2] == 1, 50, 30).astype(np.uint8)  # 20 m, WorldCover codes
+    coarse_path = write_band(tmp_path / "coarse.tif", coarse, res=20.0, nodata=None)
+    wc = write_band(tmp_path / "wc.tif", np.where(scene.truth == 1, 50, 30).astype(np.uint8),
+                    nodata=0)
+    session = session_for(PointTransport({"ESA/WorldCover/v200/2021": str(wc)}))
+    result = score(str(scene.map_path), str(labelled), tmp_path / "score",
+                   design=design.files["json"].parent,
+                   compare=[f"worse={scene.worse_path}", f"coarse={coarse_path}:50",
+                            "wc=worldcover"], session_factory=lambda: session)
+    areas = {name: p["area"]["impervious"] for name, p in result.report["products"].items()}
+    pixel_km2 = 10 * 10 / 1e6
+    valid = np.ones(worse.shape, bool)
+    valid[:3, :3] = False  # the map's nodata corner is outside the assessed region
+    with rasterio.open(scene.map_path) as ds:
+        assert areas["map"]["mapped_km2"] == pytest.approx((ds.read(1) == 1).sum() * pixel_km2)
+    assert areas["worse"]["mapped_km2"] == pytest.approx(
+        ((worse == 1) & valid).sum() * pixel_km2)
+    coarse_on_map = np.kron(coarse, np.ones((2, 2), np.uint8)) == 50
+    assert areas["coarse"]["mapped_km2"] == pytest.approx(
+        (coarse_on_map & valid).sum() * pixel_km2)
+    assert "points_mapped_km2" not in areas["worse"]
+    assert areas["wc"]["mapped_km2"] is None and areas["wc"]["points_mapped_km2"] > 0
+    text = result.markdown.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| wc |"))
+    assert row.endswith(f"| {areas['wc']['points_mapped_km2']:.3f} (from the points) |")
+    assert "not a count of its pixels" in text
