@@ -6,7 +6,9 @@ command reference (``cli.md``) is generated from the commands' own parsers
 (``tools/cli_reference.py``). Pages
 may name files of the repository outside ``docs/`` (``../benchmarks/bench_inference.py``), which
 read well on a code host but are no page of the site: a link to an existing one becomes its
-path in code, and a link to a missing one is left for MkDocs' strict check to fail on.
+path in code, and a link to a missing one is left for MkDocs' strict check to fail on. A link
+to a notebook (``../notebooks/02_train.ipynb``, right in the clone and on a code host) becomes
+a link to its page of the site.
 
 A ``|`` inside code in a table cell is written ``\|`` so that a code host's table keeps it in its
 cell; Python-Markdown keeps the pipes of code spans in their cell by itself and would print the
@@ -73,6 +75,10 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
         path = _outside_docs(page.file.src_uri, match.group(2), docs_dir)
         if path is None:
             return match.group(0)
+        if path.parent == NOTEBOOKS and path.suffix == ".ipynb":  # a page of the site (on_files)
+            target = posixpath.relpath(f"notebooks/{path.name}",
+                                       posixpath.dirname(page.file.src_uri) or ".")
+            return f"[{match.group(1)}]({target}{match.group(3) or ''})"
         text = match.group(1).strip("`")
         rel = path.relative_to(REPO).as_posix()
         return f"`{rel}`" if text == rel or text.endswith(Path(rel).name) else \
