@@ -101,7 +101,7 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
     a = p.add_argument
     a("--model", help="crofusenet | unet | unet-s2 | unet-s1 | runetpp | hrnet | "
       "hrnet-coarse (reads the product band); on label_fine: srseg | bilinear-unet | "
-      "unet-upsample (scale from the manifest)")
+      f"unet-upsample (scale from the manifest); default: {TrainConfig.model}")
     a("--model-kwargs", type=_json, help="extra model arguments as JSON, e.g. "
       "'{\"stem_norm\": \"batch\"}' for hrnet")
     a("--loss", help="crofusenet | dice_focal | ce | weighted_ce | srseg | composition "
@@ -256,10 +256,12 @@ def started_config(argv: Sequence[str]) -> TrainConfig:
 
 
 def _train(args: dict) -> int:
+    config_file, flags = args.get("config"), {k for k, v in args.items() if v is not None}
     given, roots = _given(args)
     if given.get("resume"):  # the run folder says everything that is not given
         check_resume(given.get("out_dir") or TrainConfig.out_dir)
-        cfg = resume_config(given.pop("out_dir", None) or TrainConfig.out_dir, given)
+        cfg = resume_config(given.pop("out_dir", None) or TrainConfig.out_dir, given,
+                            config_file, set(given) - flags)
     else:
         cfg = config_from_mapping(given)
     if not (Path(cfg.out_dir) / CHECKPOINT).exists() and not held_members(cfg.out_dir):

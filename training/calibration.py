@@ -340,7 +340,8 @@ def describe(calibration: Mapping) -> str:
     if at_range_end(float(record["temperature"])):
         line += (f", the end of the range searched ({T_RANGE[0]:g}-{T_RANGE[1]:g}): the model "
                  + ("is barely better than chance there, so its probabilities are flattened "
-                    "toward one half; train longer or on more data"
+                    "toward an equal share for every class (1/k of k classes); train longer "
+                    "or on more data"
                     if record["temperature"] > 1 else "is far less confident than right there"))
     return line
 

@@ -8,8 +8,8 @@ resumed ends with weights bit-identical to an uninterrupted run (CPU, same seed)
 is not a checkpoint, one made with other options, or one whose epochs were cut otherwise is
 refused in one line saying what to do.
 
-May import: ``core``, ``engine``, ``training.config``, ``training.modelfile``,
-``training.run_folder``.
+May import: ``core``, ``engine``, ``training.config``, ``training.model_meta``,
+``training.modelfile``, ``training.run_folder``.
 """
 
 from __future__ import annotations
@@ -24,8 +24,20 @@ import torch
 from core.errors import ConfigError, ModelError
 from engine import autotune
 from training.config import TrainConfig
-from training.modelfile import CHECKPOINT_FORMAT
+from training.model_meta import ModelMeta
+from training.modelfile import CHECKPOINT_FORMAT, portable_meta
 from training.run_folder import config_differences
+
+
+def run_records(cfg: TrainConfig, meta: ModelMeta) -> dict[str, Any]:
+    """The checkpoint's records of its run: ``config`` (its options) and ``meta`` (its model).
+
+    ``config`` holds the options as they were given (what a resume compares, see
+    :mod:`training.run_folder`); ``meta``, the description its ``model.pt`` gets, names its
+    local paths as the model file does, relative to the run folder
+    (:func:`training.modelfile.portable_meta`), never as this process read them back.
+    """
+    return {"config": cfg.to_dict(), "meta": portable_meta(meta, cfg.out_dir).to_dict()}
 
 
 def read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:

@@ -205,8 +205,9 @@ class PatchDataset(Dataset):
             raise InputDataError(f"no {split!r} patches in {self.root}/index.jsonl: "
                                  f"{missing_split_advice(self.manifest, records, split)}")
         if any(label not in r for r in self.records):
-            raise InputDataError(f"some patches have no {label!r} file; train on the 10 m "
-                                 "label (--label label) or export with isamap-export --fine-scale")
+            raise InputDataError(f"some patches have no {label!r} file; export the dataset "
+                                 "again with its fine label (isamap-export --fine-scale, the "
+                                 "model's scale)")
         if norm is not None and tuple(norm.bands) != self.bands:
             raise ConfigError(f"normalisation is for bands {norm.bands}, the dataset reads "
                               f"{self.bands}")

@@ -78,8 +78,9 @@ def _run(patch_root, out_dir, model, epochs, batch_size, lr, max_batches, seed,
         train_patches = sum(r["split"] == "train" for r in read_index(patch_root))
         batch_size = demo_batch_size(train_patches)
     kwargs = {"widths": list(DEMO_WIDTHS)} if model != "runetpp" else {}
-    cfg = TrainConfig(data=str(patch_root), out_dir=str(out / "train"), model=model,
-                      model_kwargs=kwargs, epochs=epochs, batch_size=batch_size, lr=lr,
+    # its options as a user types them, from here: the checkpoint records them as given
+    cfg = TrainConfig(data=os.path.relpath(patch_root), out_dir=os.path.relpath(out / "train"),
+                      model=model, model_kwargs=kwargs, epochs=epochs, batch_size=batch_size, lr=lr,
                       patience=max(epochs, 1), seed=seed, precision="fp32",
                       channels_last="on", max_batches=max_batches, resume=True,
                       progress=progress, cache=True, num_workers=0)

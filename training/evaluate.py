@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from rasterio.crs import CRS
 
 from contract.bands import LABEL_NODATA
 from core.errors import ConfigError
@@ -34,7 +33,7 @@ from engine.outputs import main_output
 from training.area_estimation import point_confusion, sample_points, stratified_area_accuracy
 from training.calibration import Reliability, describe, positive_class, probabilities
 from training.data import PatchDataset, Split
-from training.fit_calibration import model_split
+from training.fit_calibration import check_model_data, model_split
 from training.loader import make_loader
 from training.metrics import ConfusionMatrix, compute_metrics
 from training.model_meta import ModelMeta
@@ -100,30 +99,13 @@ class _Scores:
     refs: list[np.ndarray]
 
 
-def _pixel_metres(grid: Any) -> float | None:
-    """A dataset grid's metres per pixel; None where unknown or in degrees.
-
-    An import of geographic tiles records its resolution in degrees.
-    """
-    if not isinstance(grid, dict) or grid.get("resolution") is None:
-        return None
-    crs = grid.get("crs")
-    if crs and CRS.from_user_input(crs).is_geographic:
-        return None
-    return float(grid["resolution"])
-
-
 def evaluate(cfg: EvaluateConfig) -> EvalResult:
     """Run the model over every patch of ``cfg.split`` and write the evaluation files."""
     dev = resolve_device(cfg.device, DistInfo())
     model, meta = load_model_file(cfg.model, map_location=dev)
     model.eval()
+    check_model_data(meta, cfg.data)
     ds = model_split(meta, cfg.data, cfg.split)
-    if tuple(ds.class_names) != tuple(meta.class_names):
-        raise ConfigError(f"the model predicts {meta.class_names} but the dataset's classes are "
-                          f"{ds.class_names}")
-    meta.check_pixel_size(f"the dataset {cfg.data}", _pixel_metres(ds.manifest.get("grid")),
-                          dataset=True)
     scores = _score(cfg, model, meta, ds, dev)
     names = list(meta.class_names)
     pixel = scores.cm.compute(names)

@@ -15,10 +15,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
+from rasterio.crs import CRS
 from torch import nn
 
+from core.errors import ConfigError, InputDataError
 from engine.outputs import main_output
 from training.calibration import fit_transfer_record
 from training.data import NormStats, PatchDataset, Split, scene_norms_for
@@ -26,6 +29,7 @@ from training.fit_pixels import ScenePixels, gather, scenes_of
 from training.loader import make_loader
 from training.model_meta import ModelMeta
 from training.modelfile import read_model_file, save_model_file
+from training.patch_files import class_names_of, read_manifest
 
 #: ``outputs(model)``: the split's labelled pixels per scene, gathered from the model's
 #: outputs (:func:`training.fit_pixels.gather` of its batches; the temperature is fitted where
@@ -65,6 +69,49 @@ def calibrate_model_file(path: str | os.PathLike, model: nn.Module, outputs: Out
         net.load_state_dict(kept)
         net.train(was_training)
     return record
+
+
+def pixel_metres(grid: Any) -> float | None:
+    """A dataset grid's metres per pixel; None where unknown or in degrees.
+
+    An import of geographic tiles records its resolution in degrees.
+    """
+    if not isinstance(grid, dict) or grid.get("resolution") is None:
+        return None
+    crs = grid.get("crs")
+    if crs and CRS.from_user_input(crs).is_geographic:
+        return None
+    return float(grid["resolution"])
+
+
+def check_model_data(meta: ModelMeta, data: str | os.PathLike) -> None:
+    """Refuse a patch dataset the model file cannot be scored or fine-tuned on, in one line.
+
+    The one owner of that rule (``isamap-evaluate``, ``isamap-prune``): the dataset's classes
+    must be the model's, its pixels the model's size (:meth:`ModelMeta.check_pixel_size`),
+    and, for a model mapping finer than its input, its fine label at the model's scale. Only
+    the manifest is read: nothing runs and nothing is written before it.
+
+    Raises:
+        ConfigError: other classes.
+        InputDataError: other pixels, or no fine label at the model's scale.
+    """
+    manifest = read_manifest(data)
+    classes = class_names_of(manifest)
+    if tuple(classes) != tuple(meta.class_names):
+        raise ConfigError(f"the model predicts {list(meta.class_names)} but the dataset {data} "
+                          f"has the classes {list(classes)}; give a dataset exported with the "
+                          "model's label scheme, or a model trained on this one")
+    meta.check_pixel_size(f"the dataset {data}", pixel_metres(manifest.get("grid")),
+                          dataset=True)
+    scale = meta.output_scale
+    if scale > 1:
+        fine = (manifest.get("label") or {}).get("fine_scale")
+        if fine != scale:
+            has = f"its fine label at {fine}x" if fine else "no fine label (label_fine)"
+            raise InputDataError(
+                f"the model predicts at {scale}x its input's resolution but the dataset {data} "
+                f"has {has}; export it with isamap-export --fine-scale {scale}")
 
 
 def model_split(meta: ModelMeta, data: str | os.PathLike, split: Split) -> PatchDataset:

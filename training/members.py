@@ -296,6 +296,7 @@ def train_members(cfg: TrainConfig,
     """
     members = member_configs(cfg)
     check_member_folders(cfg, members)
+    encoder_config(cfg)  # the encoder's file, checked before any member's line
     results, told = [], False
     for i, member in enumerate(members):
         log.info("member %d of %d (seed %d): %s", i + 1, cfg.members, member.seed,

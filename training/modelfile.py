@@ -39,12 +39,12 @@ CHECKPOINT_FORMAT = "isamap-checkpoint/1"  # the trainer's checkpoint.pt (traini
 _GIVE = "give the model.pt that isamap-train wrote in its --out folder"
 #: The local paths a model file records, as (section of ``extra``, key): the dataset it was
 #: trained on (int8 calibration, ``isamap-map``, fine-tuning find it again), the model a pruned
-#: one came from; and those of the run's options in ``config``
+#: one came from and the dataset it was fine-tuned on; and those of the run's options in ``config``
 #: (:func:`training.run_paths.converted_paths`: data and output folders, the encoder's file).
 #: Model files are shared, so they are written relative to the file's folder
 #: (:func:`core.shareable.portable_path`) and read back as paths from here (older files'
 #: absolute paths as they are).
-RECORDED_PATHS = (("dataset", "root"), ("pruning", "from"))
+RECORDED_PATHS = (("dataset", "root"), ("pruning", "from"), ("pruning", "data"))
 
 
 def build_model(meta: ModelMeta) -> nn.Module:
@@ -63,7 +63,7 @@ def save_model_file(path: str | os.PathLike, model: nn.Module, meta: ModelMeta) 
             meta = ModelMeta.from_dict({**meta.to_dict(), "module": model_module(meta.name)})
     if not meta.code_version:
         meta = ModelMeta.from_dict({**meta.to_dict(), "code_version": _code_version()})
-    meta = _with_paths(meta, lambda recorded: portable_path(recorded, path.parent))
+    meta = portable_meta(meta, path.parent)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     bad = non_finite_tensors(state)
     if bad:
@@ -211,6 +211,16 @@ def _read(path: str | os.PathLike | io.BytesIO, map_location: str | torch.device
         folder = text.rsplit("/", 1)[0] if "://" in text else Path(text).parent
         meta = _with_paths(meta, lambda recorded: resolved_path(recorded, folder))
     return meta, state, payload.get("weights_sha256")
+
+
+def portable_meta(meta: ModelMeta, folder: str | os.PathLike) -> ModelMeta:
+    """``meta`` as a file in ``folder`` records it: its local paths relative to ``folder``.
+
+    The one conversion of a description's paths for the files that hold one (model files,
+    the trainer's checkpoint): :data:`RECORDED_PATHS` and the run's options, through
+    :func:`core.shareable.portable_path`; :func:`read_model_file` reads them back.
+    """
+    return _with_paths(meta, lambda recorded: portable_path(recorded, folder))
 
 
 def _with_paths(meta: ModelMeta, convert: Callable[[str], str]) -> ModelMeta:

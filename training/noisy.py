@@ -158,8 +158,9 @@ def train_filtered(cfg: TrainConfig) -> FilterResult:
     out = Path(cfg.out_dir)
     sidecar = out / SIDECAR
     prelim_cfg = dataclasses.replace(cfg, out_dir=str(out / PRELIMINARY), filter_noisy=None)
-    log.info("noisy-sample filtering: preliminary model in %s", prelim_cfg.out_dir)
-    preliminary = train(prelim_cfg)
+    # said once the preliminary run's checks passed (a refused run prints its refusal alone)
+    preliminary = train(prelim_cfg, announce="noisy-sample filtering: preliminary model in "
+                        f"{prelim_cfg.out_dir}")
     model_path = Path(prelim_cfg.out_dir) / BEST_MODEL
     if sidecar.exists() and read_sidecar(sidecar).get("threshold") == threshold:
         doc = read_sidecar(sidecar)  # a resumed run: the decision is already taken

@@ -52,7 +52,8 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
-          epoch_end: Callable[[nn.Module, int], None] | None = None) -> TrainResult:
+          epoch_end: Callable[[nn.Module, int], None] | None = None,
+          announce: str = "") -> TrainResult:
     """Train ``cfg.model`` on the patch dataset ``cfg.data`` (see ``Trainer``).
 
     Options left unset come from the model's recipe (``apply_recipe``): its loss, its label
@@ -65,6 +66,8 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
         exclude: training patch ids (``"<month>/<id>"``) left out of the training split
             (given, even empty, it also means the filtering has been done).
         epoch_end: ``Trainer``'s, called after each training epoch.
+        announce: a line logged once every check passed, before the line naming the model
+            (what this run is for, e.g. a preliminary model): a refused run prints none.
     """
     if cfg.filter_noisy is not None and exclude is None:
         raise ConfigError("filter_noisy is a two-stage run: call training.noisy.train_filtered "
@@ -98,8 +101,23 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
         log.warning(problem)
     loss = build_loss(recipe.loss, class_names=raw.class_names, **dict(cfg.loss_kwargs))
     meta = _model_meta(cfg, raw, norm, model, kwargs, scale, learnt, exclude)
+    if info.main:  # every check passed: the run starts
+        for line in (announce, model_line(cfg.model)):
+            if line:
+                log.info("%s", line)
     trainer = Trainer(cfg, model, loss, train_set, val_set, meta, info, device, epoch_end)
     return trainer.fit()
+
+
+def model_line(model: str) -> str:
+    """The line that names the network a run trains, and says so where it is the default.
+
+    A configuration without ``model:`` trains the default; no other line would name it.
+    """
+    if model == TrainConfig.model:
+        return (f"training {model}, the default model (--model, or model: in a --config "
+                "file, chooses another)")
+    return f"training {model}"
 
 
 def _build_model(cfg: TrainConfig, raw: PatchDataset, norm: NormStats,

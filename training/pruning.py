@@ -52,6 +52,7 @@ from engine.seeding import seed_everything
 from training.checkpoint import read_checkpoint
 from training.config import TrainConfig, apply_recipe, as_recorded, config_from_mapping
 from training.data import NormStats
+from training.fit_calibration import check_model_data
 from training.losses import build_loss
 from training.model_meta import ModelMeta
 from training.modelfile import load_model_file, model_file_id, read_model_file, save_model_file
@@ -337,6 +338,7 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
                 hint="it is the input side (px) of the reported FLOP counts, e.g. 256")
     config_from_mapping(dict(overrides or {}))  # --epochs, --batch-size ... as typed
     model, meta = load_model_file(model_path)
+    check_model_data(meta, data)  # its classes and pixels, before any file is written
     source = {"rate": rate, "model_id": model_file_id(model_path)}
     check_earlier_run(Path(out_dir), source)
     prunable_layers(model)  # refuse models that cannot be pruned before any work
@@ -347,8 +349,11 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
     if cfg.loss is None:
         raise RuntimeError("apply_recipe left the loss unset")
     loss = build_loss(cfg.loss, class_names=meta.class_names, **dict(cfg.loss_kwargs))
+    # the dataset the network was trained on (its statistics normalise the inputs) stays
+    # recorded; the options and the dataset of the fine-tuning are this run's
     run_meta = ModelMeta.from_dict({**meta.to_dict(), "extra": {
-        **dict(meta.extra or {}), "pruning": {**source, "from": str(model_path)}}})
+        **dict(meta.extra or {}), "config": cfg.run_record(),
+        "pruning": {**source, "from": str(model_path), "data": str(data)}}})
     before = {"parameters": parameter_count(model),
               "flops": flop_count(model, meta.in_channels, flops_size)}
     layers = prunable_layers(model)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -173,12 +173,16 @@ def _normalised(recorded: Mapping[str, Any]) -> dict[str, Any]:
     return config_from_mapping(values).to_dict()
 
 
-def resume_config(out_dir: str | Path, given: Mapping[str, Any]) -> TrainConfig:
+def resume_config(out_dir: str | Path, given: Mapping[str, Any],
+                  config_file: str | None = None,
+                  from_file: Collection[str] = ()) -> TrainConfig:
     """The configuration of the run in ``out_dir``, with ``given`` options checked against it.
 
     Args:
         out_dir: the run folder.
         given: options the user gave (flags and config file), without ``out_dir``.
+        config_file: the ``--config`` file among them, if any.
+        from_file: the options of ``given`` that come from that file (no flag gave them).
 
     Raises:
         ConfigError: no run in the folder and no dataset to start one, or a given option
@@ -205,9 +209,22 @@ def resume_config(out_dir: str | Path, given: Mapping[str, Any]) -> TrainConfig:
     if differ:
         raise ConfigError(
             f"--resume continues the run in {out_dir} with its own options, but "
-            f"{'; '.join(differ)}; drop those flags to resume it, or start a new run in "
-            "another --out folder")
+            f"{'; '.join(differ)}; {_resume_advice(differ, config_file, from_file)} to resume "
+            "it, or start a new run in another --out folder")
     return merged
+
+
+def _resume_advice(differ: list[str], config_file: str | None,
+                   from_file: Collection[str]) -> str:
+    """What to undo so that ``--resume`` goes on: the flags given, the file's settings."""
+    keys = [line.split(":", 1)[0] for line in differ]
+    in_file = [k for k in keys if k in from_file]
+    if not in_file:
+        return "drop those flags"
+    them = "it" if len(in_file) == 1 else "them"
+    fix = (f"set {', '.join(in_file)} back in the config file {config_file} (or leave {them} "
+           "out of it)")
+    return fix if len(in_file) == len(keys) else f"drop those flags, {fix},"
 
 
 def _paths_from_run(out_dir: str | Path) -> dict[str, Any]:

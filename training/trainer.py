@@ -50,7 +50,7 @@ from engine.outputs import main_output
 from engine.seeding import rng_state, set_rng_state
 from training.averaging import weight_average
 from training.calibration import describe
-from training.checkpoint import check_resumable, loss_reference, read_checkpoint
+from training.checkpoint import check_resumable, loss_reference, read_checkpoint, run_records
 from training.config import TrainConfig, apply_recipe, recipe_values
 from training.divergence import LossGuard
 from training.fit_calibration import calibrate_model_file
@@ -181,13 +181,12 @@ class Trainer:
 
     def state_dict(self) -> dict:
         return {"format": CHECKPOINT_FORMAT, "epoch": self.start_epoch,
-                "config": self.cfg.to_dict(),
                 "iters_per_epoch": self.iters_per_epoch,
                 "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "best_miou": self.best_miou, "best_epoch": self.best_epoch,
                 "bad_epochs": self.bad_epochs, "finished": self.finished,
-                "history": self.history, "meta": self.meta.to_dict(),
+                "history": self.history, **run_records(self.cfg, self.meta),
                 "runtime": self.runtime.to_dict(), "loss_reference": self.guard.reference,
                 "rng": rng_state(self.train_loader.generator),
                 **({} if self.average is None else {"average": self.average.state_dict()})}

@@ -72,17 +72,21 @@ def test_few_labelled_pixels_leave_the_model_uncalibrated_saying_why():
 
 def test_a_fit_at_the_end_of_its_range_says_what_it_means():
     """Confident logits that say nothing of the labels: the NLL falls all the way to T = 20,
-    which flattens every map's probability toward one half (a new user's short runs recorded
+    which flattens every map's probability toward 1/k of k classes (a new user's short runs recorded
     'temperature 19.999' as a normal fit, with nothing saying so)."""
     gen = torch.Generator().manual_seed(0)
     logits = 8.0 * torch.randn(4000, 2, generator=gen)
     labels = torch.randint(0, 2, (4000,), generator=gen)
     record = fit_record(logits, labels, "val")
     assert record["method"] == "temperature" and record["temperature"] > 19.9
-    assert describe(record).endswith("the end of the range searched (0.05-20): the model is "
-                                     "barely better than chance there, so its probabilities "
-                                     "are flattened toward one half; train longer or on more "
-                                     "data")
+    says = ("the end of the range searched (0.05-20): the model is barely better than chance "
+            "there, so its probabilities are flattened toward an equal share for every class "
+            "(1/k of k classes); train longer or on more data")
+    assert describe(record).endswith(says)
+    # of three classes: toward a third each, not one half (a walk)
+    three = fit_record(8.0 * torch.randn(4000, 3, generator=gen),
+                       torch.randint(0, 3, (4000,), generator=gen), "val")
+    assert describe(three).endswith(says) and "one half" not in describe(three)
     right = (logits[:, 1] > logits[:, 0]).long()
     mostly = torch.where(torch.rand(4000, generator=gen) < 0.1, 1 - right, right)
     assert "end of the range" not in describe(fit_record(logits, mostly, "val"))

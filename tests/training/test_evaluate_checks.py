@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from cli.evaluate import evaluate_main
@@ -47,7 +48,7 @@ def test_a_dataset_of_other_pixels_than_the_models_is_refused(tmp_path, capsys):
 def test_a_dataset_in_degrees_is_not_read_as_metres():
     """An import of geographic tiles records its resolution in degrees: read as metres, a
     10 m model was refused for pixels of 8.98e-05 m (a review)."""
-    from training.evaluate import _pixel_metres
+    from training.fit_calibration import pixel_metres as _pixel_metres
 
     assert _pixel_metres({"crs": "EPSG:4326", "resolution": 8.983e-5}) is None
     assert _pixel_metres({"crs": "EPSG:32650", "resolution": 20.0}) == 20.0
@@ -83,3 +84,27 @@ def test_a_point_sample_smaller_than_asked_says_so_and_undefined_estimates_read_
     olofsson = text.split("Olofsson")[1]  # impervious's UA is undefined: n/a, not nan +/- nan
     assert "impervious     UA    n/a  PA   0.00 +/-  0.00" in olofsson
     assert "nan" not in text.lower()
+
+
+@pytest.mark.parametrize("fine_scale,has", [(None, "no fine label (label_fine)"),
+                                            (2, "its fine label at 2x")])
+def test_a_fine_scale_model_on_data_without_its_fine_label_is_refused_before_it_runs(
+        fine_scale, has, tmp_path, capsys):
+    """A walk: a x10 srseg model on data without label_fine was told to train on ``--label
+    label`` (isamap-evaluate has no such flag; isamap-train refuses srseg on it); on data
+    exported with another --fine-scale it ran a batch, then said the shapes differ."""
+    kwargs = {"scale": 4, "widths": [4, 8, 8], "stage_widths": [4, 4, 4, 4]}
+    torch.manual_seed(0)
+    model = save_model_file(tmp_path / "srseg.pt", create_model("srseg", len(BANDS), 2, **kwargs),
+                            ModelMeta(name="srseg", in_channels=len(BANDS), num_classes=2,
+                                      bands=BANDS, norm_mean=(0.1,) * len(BANDS),
+                                      norm_std=(1.0,) * len(BANDS), output_scale=4,
+                                      model_kwargs=kwargs, pixel_size=10.0))
+    data = write_patch_dataset(tmp_path / "ds", n=6, fine_scale=fine_scale)
+    out = tmp_path / "ev"
+    assert _evaluate(model, data, out) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and not out.exists()
+    assert (f"the model predicts at 4x its input's resolution but the dataset {data} has {has}; "
+            "export it with isamap-export --fine-scale 4") in err
+    assert "--label" not in err

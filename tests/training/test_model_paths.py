@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -79,3 +80,44 @@ def test_the_encoder_file_a_model_file_records_is_no_private_path(tmp_path):
     assert stored["encoder"] == "presto=default_model.pt"
     stored, read = saved("presto")  # an encoder by name alone is no path
     assert stored["encoder"] == read["encoder"] == "presto"
+
+
+
+def test_a_checkpoint_describes_its_model_without_absolute_paths_and_still_resumes(tmp_path):
+    """A walk: isamap-prune's and the demo's checkpoint.pt held the absolute data and
+    out_dir in the model description it records (``meta``: the dataset and the run's options
+    read back from a model file, or given so); it names them as model.pt does now."""
+    from training.run_folder import resume_config
+
+    root = write_patch_dataset(tmp_path / "data" / "ds")
+    out = tmp_path / "runs" / "r1"
+    cfg = TrainConfig(data=str(root), out_dir=str(out), model="unet",
+                      model_kwargs={"widths": [4, 8, 16, 32, 64]}, epochs=2, stop_after=1,
+                      max_batches=1, batch_size=2, num_workers=0, device="cpu",
+                      precision="fp32", channels_last="off", progress=False)
+    assert train(cfg).epochs_run == 1
+    meta = torch.load(out / "checkpoint.pt", weights_only=True)["meta"]
+    assert str(tmp_path) not in json.dumps(meta)
+    assert meta["extra"]["config"]["data"] == meta["extra"]["dataset"]["root"] == "../../data/ds"
+    assert meta["extra"]["config"]["out_dir"] == "."
+    # the same command resumes, and so does --resume
+    assert resume_config(out, {}).data == str(root)
+    again = train(cfg)
+    assert again.epochs_run == 2 and again.finished
+
+
+def test_the_demos_checkpoint_names_no_absolute_path(patch_root, tmp_path, monkeypatch):
+    """The demo resolved its folders and trained with their absolute paths, which its
+    checkpoint recorded as the run's options; it gives them as a user types them now."""
+    from training.demo import run_demo_training
+
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "demo_output" / "patches"
+    shutil.copytree(patch_root, data)
+    run_demo_training(data, tmp_path / "demo_output" / "model", epochs=1, max_batches=1,
+                      progress=False)
+    ck = torch.load(tmp_path / "demo_output" / "model" / "train" / "checkpoint.pt",
+                    weights_only=True)
+    text = json.dumps({"config": ck["config"], "meta": ck["meta"]}, default=str)
+    assert str(tmp_path) not in text
+    assert ck["config"]["data"] == "demo_output/patches"

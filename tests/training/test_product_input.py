@@ -171,6 +171,11 @@ def test_what_cannot_read_the_product_is_refused_before_any_work(exported, tmp_p
                   "hrnet-coarse", "--no-progress", "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--bands B2,B3,B4,B8,product" in err[0], err
+    # without -q too: its noisy-sample filter's preliminary run was announced first (a walk)
+    assert train(["--data", str(plain), "--out", str(tmp_path / "h"), "--model",
+                  "hrnet-coarse", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--bands B2,B3,B4,B8,product" in err[0], err
     assert export(["--backend", "local", "--scenes", str(tmp / "scene"), "--bands",
                    "B2,product", "--out", str(tmp_path / "x"), "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -238,8 +238,12 @@ def test_isamap_prune_refuses_bad_numbers_before_reading_model_or_data(tmp_path,
 
 def test_isamap_prune_fine_tunes_and_writes_a_smaller_model_that_predicts(hrnet_run, patch_root,
                                                                            tmp_path, capsys):
+    import shutil
+
     out = tmp_path / "pruned"
-    code = prune_main(["--model", str(hrnet_run.model_path), "--data", str(patch_root),
+    # fine-tuned on another copy of its dataset: the files say which data the fine-tuning read
+    data = Path(shutil.copytree(patch_root, tmp_path / "fine-tune-data"))
+    code = prune_main(["--model", str(hrnet_run.model_path), "--data", str(data),
                        "--out", str(out), "--epochs", "2", "--flops-size", "32", "--device",
                        "cpu", "--precision", "fp32", "--workers", "0", "--no-progress", "-q"])
     assert code == 0
@@ -253,6 +257,13 @@ def test_isamap_prune_fine_tunes_and_writes_a_smaller_model_that_predicts(hrnet_
     masked, meta = load_model_file(out / "model.pt")
     small, small_meta = load_model_file(out / "pruned.pt")
     assert small_meta.extra["pruning"]["rate"] == 0.4
+    # the data it was fine-tuned on, beside the dataset it was trained on (whose statistics
+    # normalise its inputs), never the training dataset claimed for the fine-tuning (a walk)
+    assert small_meta.extra["pruning"]["data"] == small_meta.extra["config"]["data"] == str(data)
+    assert small_meta.extra["dataset"]["root"] == str(patch_root)
+    # its checkpoint's description names no absolute path of this machine either (a walk:
+    # data and out_dir were absolute in meta.extra.config); the run resumes from it (below)
+    assert _absolute_paths(torch.load(out / "checkpoint.pt", weights_only=True)["meta"]) == []
     # the fine-tuned weights are calibrated afresh, never with the original model's record
     assert small_meta.calibration == meta.calibration and meta.calibrated
     assert meta.calibration["temperature"] != load_model_file(
@@ -282,16 +293,64 @@ def test_isamap_prune_fine_tunes_and_writes_a_smaller_model_that_predicts(hrnet_
     # another rate into the finished folder is refused (it would reuse the 0.4 network under
     # 0.2's name: a new user's walk), and so is another model file; nothing is rewritten
     kept = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    other = save_model_file(tmp_path / "other.pt", create_model("hrnet", 4, 7, **TINY),
-                            meta_for({}))
+    net, net_meta = load_model_file(hrnet_run.model_path)
+    with torch.no_grad():
+        next(net.parameters()).add_(1.0)  # the same network, other weights
+    other = save_model_file(tmp_path / "other.pt", net, net_meta)
     for model, extra, says in ((hrnet_run.model_path, ["--rate", "0.2"],
                                 "holds a pruning run at --rate 0.4; give --rate 0.4 to go on"),
                                (other, [], "holds a pruning run of another --model file")):
-        assert prune_main(["--model", str(model), "--data", str(patch_root), "--out", str(out),
+        assert prune_main(["--model", str(model), "--data", str(data), "--out", str(out),
                            "--epochs", "2", "--flops-size", "32", "--device", "cpu",
                            "--workers", "0", "--no-progress", "-q", *extra]) == 2
         assert says in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == kept
+    # the same command again finds the finished run (its relative paths read back)
+    assert prune_main(["--model", str(hrnet_run.model_path), "--data", str(data), "--out",
+                       str(out), "--epochs", "2", "--flops-size", "32", "--device", "cpu",
+                       "--precision", "fp32", "--workers", "0", "--no-progress", "-q"]) == 0
+
+
+def _absolute_paths(value) -> list[str]:
+    """Every string in a checkpoint's record that is an absolute path."""
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in _absolute_paths(v)]
+    if isinstance(value, list | tuple):
+        return [p for v in value for p in _absolute_paths(v)]
+    return [value] if isinstance(value, str) and Path(value).is_absolute() else []
+
+
+@pytest.mark.parametrize("case", ["seven classes on two", "two classes on seven",
+                                  "other pixels"])
+def test_isamap_prune_refuses_a_dataset_of_other_classes_or_pixels_before_writing(
+        case, hrnet_run, tmp_path, capsys):
+    """A walk: a 7-class land-cover model fine-tuned on a 2-class ISA dataset exited 0 with a
+    model that learnt the wrong labels; the reverse ended in a traceback (``Target 4 is out
+    of bounds``) with config.yaml written. Now isamap-evaluate's one-line refusal, exit 2."""
+    from tests.support.rasters import write_patch_dataset
+
+    landcover = meta_for({}).class_names
+    if case == "seven classes on two":
+        model = save_model_file(tmp_path / "lc.pt", create_model("hrnet", 4, 7, **TINY),
+                                meta_for({}))
+        data = write_patch_dataset(tmp_path / "isa")
+        says = (f"the model predicts {list(landcover)} but the dataset {data} has the classes "
+                "['pervious', 'impervious']")
+    elif case == "two classes on seven":
+        model = hrnet_run.model_path
+        data = write_patch_dataset(tmp_path / "lc", classes=dict(enumerate(landcover)),
+                                   label_scheme="landcover")
+        says = "but the dataset"
+    else:
+        model = hrnet_run.model_path
+        data = write_patch_dataset(tmp_path / "ds20", resolution=20.0)
+        says = f"the dataset {data} has pixels of 20 m, but the model was trained on 10 m"
+    out = tmp_path / "pruned"
+    code = prune_main(["--model", str(model), "--data", str(data), "--out", str(out),
+                       "--epochs", "1", "--device", "cpu", "--workers", "0", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and says in err
+    assert not out.exists()
 
 
 def _read(path):

@@ -97,6 +97,17 @@ def test_resume_takes_its_options_from_the_run_folder(patch_root, tmp_path, caps
     assert train_main(["--out", str(out), "--resume", "--lr", "0.5"]) == 2
     err = capsys.readouterr().err
     assert "lr: 0.001 there, 0.5 now" in err and "--resume" in err
+    assert "drop those flags to resume it" in err
+    # the change is in the config file (a walk: the message said to drop flags never given)
+    edited = out / "edited.yaml"  # beside the run: its paths read from the run folder
+    edited.write_text((out / "config.yaml").read_text().replace("lr: 0.001", "lr: 0.01"))
+    assert train_main(["--config", str(edited), "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert (f"lr: 0.001 there, 0.01 now; set lr back in the config file {edited} (or leave it "
+            "out of it) to resume it") in err and "flags" not in err
+    assert train_main(["--config", str(edited), "--out", str(out), "--resume", "--epochs",
+                       "3"]) == 2
+    assert "; drop those flags, set lr back in the config file" in capsys.readouterr().err
     assert train_main(["--out", str(tmp_path / "empty"), "--resume"]) == 2
     assert "holds no run to resume" in capsys.readouterr().err
 
@@ -278,3 +289,23 @@ def test_encoder_options_without_an_encoder_are_refused(flag, patch_root, tmp_pa
     err = capsys.readouterr().err
     assert f"{flag[0]}: an option of a pretrained encoder" in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_config_without_a_model_says_it_trains_the_default_one(patch_root, tmp_path, capsys):
+    """A walk: a config YAML without ``model:`` trained CroFuseNet and no line named it."""
+    import yaml
+
+    from cli.train import train_parser
+
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": str(patch_root), "out_dir": str(tmp_path / "cfn"), "epochs": 1,
+        "max_batches": 1, "batch_size": 2, "num_workers": 0, "device": "cpu",
+        "precision": "fp32", "channels_last": "off", "progress": False}))
+    assert train_main(["--config", str(config)]) == 0
+    assert ("training crofusenet, the default model (--model, or model: in a --config file, "
+            "chooses another)") in capsys.readouterr().err
+    assert train_main(_argv(patch_root, tmp_path / "unet", "--max-batches", "1")) == 0
+    err = capsys.readouterr().err
+    assert "training unet\n" in err and "default model" not in err
+    assert "default: crofusenet" in " ".join(train_parser().format_help().split())

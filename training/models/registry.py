@@ -294,12 +294,20 @@ class ModelRegistry:
         """The registered model names ``isamap-train`` offers (not retired), sorted."""
         return tuple(name for name in self.names() if not self.entries[name].retired)
 
+    def unknown(self, name: str) -> ModelError:
+        """The error for a name outside the registry: it lists the models one can train.
+
+        A retired name is registered (its files still rebuild and map), so it never gets
+        this error, and the error does not offer it.
+        """
+        return ModelError(f"unknown model {name!r}; available: {', '.join(self.trainable())}")
+
     def entry(self, name: str, module: str | None = None) -> ModelEntry:
         """The entry of model ``name``: registered here, or in ``module``'s table if given."""
         if module:
             return outside_entry(name, module)
         if name not in self.entries:
-            raise ModelError(f"unknown model {name!r}; available: {', '.join(self.names())}")
+            raise self.unknown(name)
         return self.entries[name]
 
     def create(self, name: str, in_channels: int, num_classes: int = 2,
@@ -333,7 +341,7 @@ class ModelRegistry:
     def module_of(self, name: str) -> str:
         """The module whose ``MODELS`` table defines registered model ``name``."""
         if name not in self.modules:
-            raise ModelError(f"unknown model {name!r}; available: {', '.join(self.names())}")
+            raise self.unknown(name)
         return self.modules[name]
 
     def context_warning(self, name: str, patch_size: int, model: nn.Module | None = None

@@ -33,6 +33,17 @@ def test_isamap_train_refuses_a_retired_model_in_one_line_before_any_work(tmp_pa
     check_trainable("unet-s2")  # trainable: no error
 
 
+def test_a_misspelt_model_is_offered_the_trainable_models_only(tmp_path, capsys):
+    """A walk: ``--model unet-s3`` listed the retired unet-s2-window as available."""
+    data = write_patch_dataset(tmp_path / "ds", n=6, size=16, bands=BANDS)
+    assert train_main(["--model", "unet-s3", "--data", str(data), "--out",
+                       str(tmp_path / "run"), "--device", "cpu", "--workers", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert err.endswith(f"unknown model 'unet-s3'; available: {', '.join(trainable_models())}")
+    assert "unet-s2-window" not in err and "unet-s2," in err
+
+
 def test_a_run_of_a_retired_model_started_before_it_retired_still_resumes(tmp_path):
     """Finished work is not redone and an unfinished run is not stranded: only starts are
     refused (the run here is started through the library, as an older isamap did)."""

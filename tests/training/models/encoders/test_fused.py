@@ -134,3 +134,20 @@ def test_a_base_the_fused_model_cannot_take_is_one_line_and_a_retired_one_says_w
         encoder_config(cfg)
     with pytest.raises(ConfigError, match=r"--model unet-s2-window is retired: .*still map"):
         encoder_config(dataclasses.replace(cfg, model="unet-s2-window"))  # an old run's
+
+
+def test_a_wrong_encoder_file_of_a_run_of_members_is_one_line_before_any_member(
+        patch_root, tmp_path, capsys):
+    """A walk: unet-s2's recipe of nine members printed ``member 1 of 9 (seed 0): ...`` and
+    only then the encoder file's refusal; docs/encoders.md says one line."""
+    out = tmp_path / "run"
+    code = train_main(["--data", str(patch_root), "--model", "unet-s2", "--encoder",
+                       f"presto={tmp_path / 'wrongfile'}", "--out", str(out), "--epochs", "1",
+                       "--model-kwargs", TINY, "--device", "cpu", "--workers", "0",
+                       "--no-progress", "--members", "9"])
+    assert code == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert len(err.splitlines()) == 1 and "wrongfile" in err
+    assert "member 1 of 9" not in captured.out + captured.err
+    assert not (out / "member0").exists()
