@@ -35,6 +35,7 @@ from training.area_estimation import point_confusion, sample_points, stratified_
 from training.calibration import Reliability, describe, positive_class, probabilities
 from training.data import PatchDataset, Split
 from training.fit_calibration import model_split
+from training.forward_memory import check_scaled_batch
 from training.loader import make_loader
 from training.metrics import ConfusionMatrix, compute_metrics
 from training.model_meta import ModelMeta
@@ -119,6 +120,8 @@ def evaluate(cfg: EvaluateConfig) -> EvalResult:
     model, meta = load_model_file(cfg.model, map_location=dev)
     model.eval()
     ds = model_split(meta, cfg.data, cfg.split)
+    check_scaled_batch(int(meta.output_scale), ds.patch_size, cfg.batch_size, model=meta.name,
+                       side_flag=None)  # before the first forward pass
     if tuple(ds.class_names) != tuple(meta.class_names):
         raise ConfigError(f"the model predicts {meta.class_names} but the dataset's classes are "
                           f"{ds.class_names}")
