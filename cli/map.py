@@ -32,6 +32,7 @@ from gee_export.local.extent import default_region
 from inference.mapping.consistency import TEMPORAL_RULES
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.config import PredictConfig
+from inference.predict.lattice import given_overlap
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
 from inference.predict.vectors import add_vector_arguments, vector_options
 
@@ -148,8 +149,9 @@ def _prediction_arguments(p: argparse.ArgumentParser) -> argparse._ArgumentGroup
     pred = p.add_argument_group("prediction")
     pred.add_argument("--tile", type=int, default=PredictConfig.tile,
                       help="input tile size (px)")
-    pred.add_argument("--overlap", type=int, default=PredictConfig.overlap,
-                      help="overlap between tiles (px)")
+    pred.add_argument("--overlap", type=int, default=None,
+                      help=f"overlap between tiles (px; default {PredictConfig.overlap}, or half "
+                           "--tile where that is less)")
     pred.add_argument("--batch-size", type=int, default=PredictConfig.batch_size,
                       help="tiles per forward pass")
     add_device_arguments(pred, inference=True)
@@ -256,7 +258,7 @@ def map_request(args: argparse.Namespace, model: Callable[[], LoadedModel]) -> M
         allow_recipe_mismatch=args.allow_recipe_mismatch,
         allow_implausible=args.allow_implausible,
         crs=projected_crs(args.crs) if args.crs else None, local_dir=args.local_dir,
-        tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
+        tile=args.tile, overlap=given_overlap(args.tile, args.overlap), batch_size=args.batch_size,
         **postprocess_options(args),
         options=RuntimeOptions(device=args.device, precision=args.precision,
                                channels_last=args.channels_last,

@@ -23,6 +23,7 @@ from engine.devices import add_device_arguments
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.config import PredictConfig
 from inference.predict.job import PredictJob
+from inference.predict.lattice import given_overlap
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
 from inference.predict.spectral_stacks import check_threshold
 from inference.predict.vectors import add_vector_arguments, vector_options
@@ -65,8 +66,9 @@ def predict_parser() -> argparse.ArgumentParser:
                    help="map on --tile even where the model records another tile (a model "
                         "that standardises each window, such as a unet-s2-window file, then "
                         "makes another map)")
-    p.add_argument("--overlap", type=int, default=PredictConfig.overlap,
-                   help="overlap between tiles (px)")
+    p.add_argument("--overlap", type=int, default=None,
+                   help=f"overlap between tiles (px; default {PredictConfig.overlap}, or half "
+                        "--tile where that is less)")
     p.add_argument("--batch-size", type=int, default=PredictConfig.batch_size,
                    help="tiles per forward pass")
     p.add_argument("--blend", choices=("cosine", "uniform", "core"), default=PredictConfig.blend,
@@ -176,8 +178,9 @@ def predict_job(args: argparse.Namespace, options: RuntimeOptions) -> PredictJob
     vectors = vector_options(args)
     if args.zones_name and not args.zones:
         raise ConfigError("--zones-name names the zones of --zones: give --zones FILE too")
-    config = PredictConfig(tile=args.tile, overlap=args.overlap, batch_size=args.batch_size,
-                           blend=args.blend, compress=args.compress, any_tile=args.any_tile,
+    config = PredictConfig(tile=args.tile, overlap=given_overlap(args.tile, args.overlap),
+                           batch_size=args.batch_size, blend=args.blend,
+                           compress=args.compress, any_tile=args.any_tile,
                            **postprocess_options(args))
     return PredictJob(
         args.model, args.input, args.out, month=args.month, config=config, options=options,

@@ -53,8 +53,10 @@ Backscatter = Literal["sigma0", "gamma0"]
 #: brightening of terrain-flattened gamma0 over sigma0 on flat ground, -10 log10(cos θ), at
 #: Sentinel-1 IW's incidence angles (30.6-45.2°)
 MIX_UP_DB = (0.6, 1.6)
-#: the shift of both medians named as a likely mix-up (MIX_UP_DB with 0.2-0.4 dB of margin)
-LIKELY_SHIFT_DB = (0.4, 2.0)
+#: the shift of both medians named as a likely mix-up: from MIX_UP_DB's lower bound (a smaller
+#: shift is less than any real mix-up makes, such as a split's medians against one scene's)
+#: to MIX_UP_DB's upper bound with 0.4 dB of margin (slopes brighten gamma0 further)
+LIKELY_SHIFT_DB = (MIX_UP_DB[0], 2.0)
 #: how far the VV and VH shifts may differ for a mix-up (it shifts both alike)
 SIMILAR_DB = 0.5
 

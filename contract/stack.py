@@ -13,6 +13,7 @@ say) resumes the dataset and a stack made from other inputs is refused.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import rasterio
@@ -38,6 +39,17 @@ def recorded_month(tags: dict[str, str], key: str = MONTH_TAG) -> str | None:
         return check_month(month) if month else None
     except ConfigError:
         return None
+
+
+def stack_made_by_isamap(tags: Mapping[str, str]) -> bool:
+    """Whether a GeoTIFF's tags are those of a stack a backend of isamap wrote.
+
+    The local backend tags its stack with its content's :data:`FINGERPRINT_TAG`; both
+    backends write :data:`MONTH_TAG` and ``BACKEND`` (``local`` or ``ee``). A scene from the
+    archives carries neither, so a stack given where scenes are read is told apart by them.
+    """
+    return FINGERPRINT_TAG in tags or (tags.get("BACKEND") in ("local", "ee")
+                                       and recorded_month(dict(tags)) is not None)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ from inference.mapping.plan import MapPlan, format_plan, plan_map
 from inference.mapping.request import MapRequest, ModelDataset, check_recipe, model_dataset
 from inference.mapping.series import SeriesOutputs, series_products
 from inference.predict import stats
-from inference.predict.blending import check_window
+from inference.predict.blending import check_model_tiles
 from inference.predict.keep_inputs import check_input_product, check_product
 from inference.predict.postprocess import check_postprocess
 from inference.predict.runtime import TilePredictor
@@ -152,7 +152,7 @@ def check_map(request: MapRequest, model: LoadedModel) -> MapSetup:
     if request.postprocess == "keep" and request.keep is not None:
         check_product(request.keep.product)
         check_input_product(request.keep, meta)
-    check_window(meta.window, request.tile, meta.name, override=None)
+    check_model_tiles(model.module, meta, request.tile, request.batch_size, override=None)
     resolution = dataset.grid.resolution if dataset.grid else 10.0
     if request.grid is not None:
         grid, note = request.grid, None

@@ -43,7 +43,8 @@ def check_month_inputs(collection: SceneCollection, grid: Grid, month: str,
                        names: Sequence[str], recipe: LocalRecipe,
                        scheme: str | ClassMapping | dict[int, int],
                        label: str | Path | BandRef | None = None,
-                       fine_scale: int | None = None) -> MonthInputs:
+                       fine_scale: int | None = None, *, model_bands: bool = False
+                       ) -> MonthInputs:
     """Find and check one month's scenes and label on ``grid`` (headers and samples only).
 
     Args:
@@ -55,6 +56,9 @@ def check_month_inputs(collection: SceneCollection, grid: Grid, month: str,
         scheme: the label's scheme (a name, ``map:``, a mapping or a dict).
         label: the label raster; None: ``labels/label.tif`` among the scenes, if any.
         fine_scale: the fine label's scale, if one is written.
+        model_bands: ``names`` are a model's (a map): a missing sensor's scenes must be
+            added, as its bands cannot be dropped; otherwise (an export) dropping them is
+            advised too.
 
     Raises:
         EmptyCompositeError: no scene of the month on the grid.
@@ -66,7 +70,7 @@ def check_month_inputs(collection: SceneCollection, grid: Grid, month: str,
     need_s2 = bool(s2_bands) or "s2_clear_count" in names
     need_s1 = bool(s1_bands) or "s1_scene_count" in names
     s2 = _month_s2(collection, month, grid, s2_bands, recipe) if need_s2 else ()
-    s1 = _month_s1(collection, month, grid, s1_bands) if need_s1 else ()
+    s1 = _month_s1(collection, month, grid, s1_bands, model_bands) if need_s1 else ()
     offsets = {s.product: sentinel2.boa_offset(s, recipe.boa_add_offset) for s in s2}
     reflectance = frozenset((s.product, b) for s in s2 for b in s2_bands
                             if sentinel2.is_reflectance(s, b))
@@ -193,13 +197,16 @@ def _month_s2(collection: SceneCollection, month: str, grid: Grid, s2_bands: Seq
 
 
 def _month_s1(collection: SceneCollection, month: str, grid: Grid,
-              s1_bands: Sequence[str]) -> tuple[Scene, ...]:
+              s1_bands: Sequence[str], model_bands: bool = False) -> tuple[Scene, ...]:
     """The month's Sentinel-1 scenes over the grid, each holding the bands asked for."""
     monthly = collection.in_month(month)
     if not monthly.s1:
+        shown = "/".join(s1_bands) or "VV/VH"
+        advice = (f"add Sentinel-1 scenes of {month} to --scenes: the model reads {shown}"
+                  if model_bands else f"add scenes or drop {shown}")
         raise EmptyCompositeError(
             f"no Sentinel-1 scene acquired in {month} for {where(grid)} (found "
-            f"{len(collection.s1)} in other months); add scenes or drop VV/VH")
+            f"{len(collection.s1)} in other months); {advice}")
     for scene in monthly.s1:
         for band in s1_bands:
             scene.band(band)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 Sensor = Literal["S1", "S2"]
@@ -69,6 +70,27 @@ def product_date(name: str) -> dt.date | None:
     if OLD_FORMAT in name.upper():
         return None
     return date_from_text(name)
+
+
+def acquisition_date(product: str, tags: Mapping[str, str],
+                     undated: dt.date | None = None) -> dt.date | None:
+    """A scene's date: its tags' over its name's (warning where they disagree), else ``undated``.
+
+    The date tag (``ACQUISITION_DATE``, else ``TIFFTAG_DATETIME`` or ``DATETIME``) describes
+    the pixels; a name can be renamed or copied. A name's date that differs from the tag's is
+    said, with the date used, rather than silently left behind.
+    """
+    key = next((k for k in ("ACQUISITION_DATE", "TIFFTAG_DATETIME", "DATETIME")
+                if tags.get(k)), None)
+    stamp = tags.get(key, "") if key else ""
+    tagged = date_from_text(stamp.replace(":", "-", 2) if key == "TIFFTAG_DATETIME" else stamp)
+    named = product_date(product)
+    if tagged and named and tagged != named:
+        warnings.warn(f"{product}: its name says {named}, its {key} tag {tagged}; dated "
+                      f"{tagged} by the tag (tags describe the pixels, names can be renamed); "
+                      "if the name is right, fix the tag with: rio edit-info --tag "
+                      f"ACQUISITION_DATE={named} FILE", stacklevel=3)
+    return tagged or named or undated
 
 
 def sensor_from(name: str, bands: Iterable[str]) -> Sensor | None:

@@ -14,8 +14,11 @@ A mask file ``<product>_SCL.tif`` (or ``_CLOUD_MASK``) beside one stacked S2 fil
 ``<product>_<anything>.tif`` belongs to that scene. Label rasters are files in a ``labels``
 folder or named ``*label*``. Dates come from the ``ACQUISITION_DATE`` tag (or
 ``TIFFTAG_DATETIME``, ``DATETIME``), else from the product name (``YYYYMMDDThhmmss`` or
-``YYYY-MM-DD``), else from the caller (``date``, ``--scene-date``). Only metadata is read here;
-pixels are read later by window, so discovery is cheap for big tiles.
+``YYYY-MM-DD``; a name whose date disagrees with the tag's is warned of), else from the caller
+(``date``, ``--scene-date``). A stack isamap wrote is refused as a scene, and a copy of an
+acquisition already found is left out with a warning (:mod:`~.scene_copies`, which reads a
+64 px window of each scene); otherwise only metadata is read here, pixels are read later by
+window, so discovery is cheap for big tiles.
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ from pathlib import Path
 import rasterio
 from rasterio.errors import RasterioIOError
 
+from contract.stack import recorded_month, stack_made_by_isamap
 from core.errors import InputDataError
 from core.months import check_month
 from gee_export.local.plausibility import s2_level_from_bands
+from gee_export.local.scene_copies import drop_copies
 from gee_export.local.scene_names import (
     BAND_FILE,
     BASELINE,
@@ -43,6 +48,7 @@ from gee_export.local.scene_names import (
     S2_L1C_ORDER,
     S2_L2A_ORDER,
     Sensor,
+    acquisition_date,
     canonical_band,
     date_from_text,
     product_date,
@@ -166,10 +172,7 @@ def _level(product: str, tags: dict[str, str], bands: Sequence[str]) -> tuple[st
 def _scene(sensor: Sensor, product: str, bands: dict[str, BandRef], tags: dict[str, str],
            date: dt.date | None, unit: str | None, undated: dt.date | None = None) -> Scene:
     if date is None:
-        stamp = (tags.get("ACQUISITION_DATE")
-                 or tags.get("TIFFTAG_DATETIME", "").replace(":", "-", 2)
-                 or tags.get("DATETIME", ""))
-        date = date_from_text(stamp) or product_date(product) or undated
+        date = acquisition_date(product, tags, undated)
     if date is None:
         old = (" (its old-format name holds only the production time)"
                if OLD_FORMAT in product.upper() else "")
@@ -217,6 +220,13 @@ def open_scene(path: str | Path, *, sensor: Sensor | None = None, date: dt.date 
     """
     path = Path(path)
     count, descriptions, tags = _read_meta(path)
+    if stack_made_by_isamap(tags):  # a composite, not an acquisition: never a scene
+        month = recorded_month(tags) or "a month"
+        raise InputDataError(
+            f"{path} is a stack isamap made (the composite of {month}), not a scene: give "
+            "--scenes the folder of the Sentinel-1/2 scenes it was made from (isamap-demo "
+            "writes them to <out>/scene), or map the stack itself with isamap-predict --input "
+            f"{path}")
     names = [canonical_band(d) if d else None for d in descriptions]
     if band_names is not None:
         names = [canonical_band(n) or n for n in band_names]
@@ -371,6 +381,7 @@ def discover_scenes(source: str | Path | Sequence[str | Path], *,
             raise InputDataError(f"{product}: cannot tell Sentinel-1 from Sentinel-2 from its "
                                  "name or bands; start the product names with S1 or S2")
         scenes.append(_scene(sensor, product, bands, tags, None, None, date))
-    s1 = tuple(sorted((s for s in scenes if s.sensor == "S1"), key=lambda s: (s.date, s.product)))
-    s2 = tuple(sorted((s for s in scenes if s.sensor == "S2"), key=lambda s: (s.date, s.product)))
+    scenes = sorted(drop_copies(scenes), key=lambda s: (s.date, s.product))  # each read once
+    s1 = tuple(s for s in scenes if s.sensor == "S1")
+    s2 = tuple(s for s in scenes if s.sensor == "S2")
     return SceneCollection(s1, s2, tuple(labels))

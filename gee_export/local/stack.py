@@ -146,10 +146,12 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
                      label: str | Path | BandRef | None = None, fine_scale: int | None = None,
                      speckle: SpeckleFilter = DEFAULT_SPECKLE, out_dir: str | Path = ".", *,
                      label_scheme: str | ClassMapping | dict[int, int] | None = None,
-                     recipe: LocalRecipe | None = None) -> LocalStackPlan:
+                     recipe: LocalRecipe | None = None,
+                     model_bands: bool = False) -> LocalStackPlan:
     """Resolve and check everything one month's stack needs, and digest it; write nothing.
 
-    Arguments as :func:`build_local_stack`. Raises what it raises, before any stack file is
+    Arguments as :func:`build_local_stack`; ``model_bands``: ``bands`` are a model's (a map,
+    :func:`~.month_inputs.check_month_inputs`). Raises what it raises, before any stack file is
     touched. Source files are hashed (SHA-256) once per file version (the digests are saved
     beside the stack by :func:`write_local_stack`, see :mod:`gee_export.local.digests`).
     """
@@ -177,7 +179,8 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
                   else discover_scenes(scenes, **recipe.reading()))
     inputs = check_month_inputs(collection, grid, month, names, recipe,
                                 label_scheme if label_scheme is not None
-                                else recipe.label_scheme, label, fine_scale)
+                                else recipe.label_scheme, label, fine_scale,
+                                model_bands=model_bands)
     s2, s1, offsets, units = inputs.s2, inputs.s1, inputs.offsets, inputs.units
     label_ref, fine_ref = inputs.label_ref, inputs.fine_ref
 

@@ -242,11 +242,12 @@ def _local_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: Mod
     work.mkdir(parents=True, exist_ok=True)
     try:
         plan = plan_local_stack(request.local_scenes(), grid, month, tuple(meta.bands), None,
-                                None, recipe.speckle, work, recipe=recipe)
+                                None, recipe.speckle, work, recipe=recipe, model_bands=True)
         stack = write_local_stack(plan, progress=request.progress)
     except Exception:
-        with contextlib.suppress(OSError):  # a month without scenes leaves no empty folder
-            work.rmdir()
+        for folder in (work, work.parent):  # a month without scenes leaves no empty folder
+            with contextlib.suppress(OSError):  # (nor an empty .stacks)
+                folder.rmdir()
         raise
     with rasterio.open(stack.image) as ds:  # the recipe signature names its inputs
         signature = ds.tags().get("ISAMAP_RECIPE", "")

@@ -26,12 +26,17 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.errors import ConfigError
 from inference.cog.maps import NODATA, PROB_SCALE
 from inference.predict.lattice import AxisTile, Blend
+from training.forward_memory import check_scaled_batch, input_multiple
+
+if TYPE_CHECKING:
+    from training.model_meta import ModelMeta
 
 
 def check_window(window: int | None, tile: int, model: str = "model",
@@ -56,6 +61,31 @@ def check_window(window: int | None, tile: int, model: str = "model",
             f"statistics, so its maps are made on {window} px tiles; --tile {tile} would make "
             f"another map: omit --tile or pass {window} (lower --batch-size to save "
             f"memory){other}")
+
+
+def check_model_tiles(module: object, meta: ModelMeta, tile: int, batch_size: int,
+                      override: str | None = "--any-tile", any_tile: bool = False) -> None:
+    """Refuse, before the first tile, a tile or batch the model cannot run (one owner).
+
+    The window the model's maps are made on (:func:`check_window`; not with ``any_tile``),
+    the multiple its forward needs the tile's sides to be
+    (:func:`training.forward_memory.input_multiple`), and, for a model whose output is finer
+    than its input, one batch's output within the budget
+    (:func:`training.forward_memory.check_scaled_batch`).
+
+    Raises:
+        ConfigError: naming ``--tile`` or ``--batch-size`` and what to give.
+    """
+    if not any_tile:
+        check_window(meta.window, tile, meta.name, override=override)
+    multiple = input_multiple(module)
+    if tile % multiple:
+        low = tile - tile % multiple
+        raise ConfigError(
+            f"--tile {tile} is not a multiple of {multiple}, which this {meta.name} model's "
+            f"input sides must be; give --tile {low or multiple}"
+            + (f" or {low + multiple}" if low else ""))
+    check_scaled_batch(int(meta.output_scale), tile, batch_size, model=meta.name)
 
 
 def taper(length: int, flank: int, left: bool, right: bool, blend: Blend = "cosine") -> np.ndarray:

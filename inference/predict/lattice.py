@@ -44,16 +44,34 @@ Blend = Literal["cosine", "uniform", "core"]
 Placement = Literal["grid", "even"]
 #: CRS coordinates of the grid lattice's origin (every map's tiles are cut from it)
 ANCHOR = (0.0, 0.0)
+#: the overlap of the default 512 px tiles (:func:`default_overlap` for other tiles)
+DEFAULT_OVERLAP = 64
+
+
+def default_overlap(tile: int) -> int:
+    """The overlap a map gets when none is given: 64 px, or half ``tile`` where that is less.
+
+    Every tile that took the 64 px default before (128 px and up) keeps it, so a series
+    continued with the same ``--tile`` is cut on the same lattice; a smaller tile gets the
+    largest overlap :func:`check_tiling` allows.
+    """
+    return min(DEFAULT_OVERLAP, max(tile, 0) // 2)
+
+
+def given_overlap(tile: int, overlap: int | None) -> int:
+    """A command's ``--overlap``, or :func:`default_overlap` of its ``--tile`` if not given."""
+    return default_overlap(tile) if overlap is None else overlap
 
 
 def check_tiling(tile: int, overlap: int) -> None:
     """Raise ConfigError unless ``tile`` and ``overlap`` describe a usable tiling."""
     if tile < 8:
-        raise ConfigError(f"tile size must be at least 8 pixels, got {tile}")
+        raise ConfigError(f"--tile must be at least 8 pixels, got {tile}")
     if not 0 <= overlap <= tile // 2:
         raise ConfigError(
-            f"overlap must be between 0 and half the tile size ({tile // 2}), got {overlap}; "
-            "larger overlaps waste compute without improving the blend"
+            f"--overlap must be between 0 and half of --tile ({tile // 2}), got {overlap}; "
+            "larger overlaps waste compute without improving the blend (leave --overlap out "
+            f"to get {default_overlap(tile)})"
         )
 
 
@@ -143,7 +161,7 @@ class Lattice:
     """
 
     tile: int = 512
-    overlap: int = 64
+    overlap: int = DEFAULT_OVERLAP
     blend: Blend = "cosine"
     placement: Placement = "grid"
 

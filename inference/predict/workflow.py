@@ -25,7 +25,7 @@ from inference.cog import maps
 from inference.cog.maps import OutputInfo, numeric_metrics
 from inference.predict import scene as scene_normalisation
 from inference.predict import stats
-from inference.predict.blending import check_window
+from inference.predict.blending import check_model_tiles
 from inference.predict.calibration import model_file_patches
 from inference.predict.change_inputs import ChangeInputs, change_inputs, prediction_source
 from inference.predict.config import PredictConfig
@@ -113,7 +113,7 @@ def predict(job: PredictJob) -> Outputs:
         if config.postprocess == "keep" and config.keep is not None:
             check_product(config.keep.product)  # before the model loads
         loaded = job.model if isinstance(job.model, LoadedModel) else load_model(job.model)
-        check_model(config, loaded.meta)
+        check_model(config, loaded)
         # pixel size and values, before the first tile
         facts = check_input(stack, loaded.meta, job.band_order,
                             allow_implausible=job.allow_implausible)
@@ -137,19 +137,22 @@ def predict_with_model_file(model_file: str | os.PathLike[str] | LoadedModel,
     return predict(PredictJob(model_file, stack, out_prefix, **options))
 
 
-def check_model(config: PredictConfig, meta: ModelMeta) -> None:
+def check_model(config: PredictConfig, loaded: LoadedModel) -> None:
     """The tiling and post-processing options the model file allows (before any input read).
 
     Raises:
         ConfigError: a post-processing the model was not made for, a keep rule reading a
-            product band the model does not read, or another tile than the model's window.
+            product band the model does not read, another tile than the model's window, a
+            tile its forward cannot take, or a batch too large for a scaled model
+            (:func:`inference.predict.blending.check_model_tiles`).
     """
+    meta = loaded.meta
     check_postprocess(config.postprocess, meta.class_scheme, tuple(meta.class_names),
                       config.force_postprocess, tuple(meta.bands))
     if config.postprocess == "keep" and config.keep is not None:
         check_input_product(config.keep, meta)
-    if not config.any_tile:
-        check_window(meta.window, config.tile, meta.name)
+    check_model_tiles(loaded.module, meta, config.tile, config.batch_size,
+                      any_tile=config.any_tile)
 
 
 def _predict_source(job: PredictJob, source: RasterSource, loaded: LoadedModel,

@@ -431,3 +431,20 @@ def test_a_finished_local_map_is_not_redone_under_another_spelling_or_a_copy(tmp
     capsys.readouterr()
     stacks = tmp_path / "maps" / ".stacks"
     assert (stacks / "2019-06").is_dir() and not (stacks / "2020-06").exists()
+
+
+def test_a_local_map_without_radar_scenes_asks_for_them_and_leaves_no_stacks(tmp_path, capsys):
+    """Scenes of Sentinel-2 only for a model of VV and VH: the map said "add scenes or drop
+    VV/VH", which a map cannot (its bands are the model's), and left an empty OUT/.stacks."""
+    import shutil
+
+    box, model = _local_scene(tmp_path)
+    shutil.rmtree(tmp_path / "scene" / "S1")
+    out = tmp_path / "o"
+    assert main(["--bbox", box, "--model", str(model), "--out", str(out), "--backend", "local",
+                 "--scenes", str(tmp_path / "scene"), "--months", "2019-06", "--precision",
+                 "fp32", "--channels-last", "off", "-q", "--tile", "64"]) == 2
+    err = capsys.readouterr().err
+    assert "no Sentinel-1 scene acquired in 2019-06" in err and "drop" not in err
+    assert "add Sentinel-1 scenes of 2019-06 to --scenes: the model reads VV/VH" in err
+    assert not (out / ".stacks").exists()

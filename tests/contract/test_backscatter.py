@@ -125,3 +125,16 @@ def test_linear_power_is_compared_in_db(tiles):
     note = backscatter_note(radar_facts(gamma0), SIGMA0_MODEL, ranges)
     assert note is not None and "likely cause" in note
     assert LIKELY_SHIFT_DB[0] < 10 * math.log10(1 / math.cos(math.radians(38))) < LIKELY_SHIFT_DB[1]
+
+
+@pytest.mark.parametrize("shift", [-0.5, -0.45, 0.4, 0.55])
+def test_a_shift_smaller_than_any_mix_up_names_none(shift, tiles):
+    """A model's own training stack sat -0.4 and -0.5 dB from its split's medians (a new
+    user's walk): less than the smallest real mix-up (MIX_UP_DB), so no mix-up is named."""
+    s = tiles["sf:S1Hand"]
+    unknown = trained_backscatter({"backend": "local"})
+    near = {b: v + shift for b, v in s.items()}
+    assert backscatter_note(radar_facts(near), unknown, _ranges(s)) is None
+    assert LIKELY_SHIFT_DB[0] >= MIX_UP_DB[0]
+    assert not likely_mix_up({"VV": -0.4, "VH": -0.5}, None)
+    assert likely_mix_up({"VV": -0.7, "VH": -0.7}, None)  # a real mix-up's size still is

@@ -92,6 +92,7 @@ class CroFuseNet(nn.Module):
     sar_idx: torch.Tensor
 
     stride = 16
+    divisible_input = True  # forward refuses other sides (forward_memory.input_multiple)
 
     def __init__(self, in_channels: int, num_classes: int = 2,
                  bands: Sequence[str] | None = None,

@@ -93,6 +93,7 @@ class RUNetPP(nn.Module):
         if output_stride not in (16, 32):
             raise ModelError(f"RU-Net++ output_stride must be 16 or 32, got {output_stride!r}")
         self.stride = int(output_stride)
+        self.divisible_input = True  # forward refuses other sides (forward_memory.input_multiple)
         self.stem = ConvBNReLU(in_channels, 64, kernel=7, stride=2)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
         chans = [64] + [w * 4 for w in STAGE_WIDTHS]

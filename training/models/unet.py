@@ -229,6 +229,7 @@ class UNet(nn.Module):
     channels: torch.Tensor  # a buffer: the input channels kept
 
     stride = 16
+    divisible_input = True  # forward refuses other sides (forward_memory.input_multiple)
 
     def __init__(self, in_channels: int, num_classes: int = 2, bands: Sequence[str] | None = None,
                  sensor: str | None = None, head: str = "linear",

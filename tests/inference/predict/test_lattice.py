@@ -98,7 +98,7 @@ def test_the_record_round_trips_and_another_lattice_is_refused():
         Lattice(512, 64, "max")
     with pytest.raises(ConfigError, match="overlap"):
         axis_tiles(0, 100, 64, 40)
-    with pytest.raises(ConfigError, match="tile size"):
+    with pytest.raises(ConfigError, match="--tile must be at least 8"):
         axis_tiles(0, 100, 4, 0)
 
 
