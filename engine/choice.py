@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from core.errors import ConfigError
-from engine import autotune, quantize
+from engine import autotune, devices, quantize
 from engine.devices import InferencePrecision, Layout
 from engine.setting import Setting
 
@@ -99,6 +99,36 @@ def fixed(module: nn.Module, device: torch.device, request: Request) -> Decided 
     if explicit is None:
         return None
     choice = replace(explicit, setting=replace(explicit.setting, compile=request.compile))
+    return Decided(choice, autotune.apply(choice, module, device))
+
+
+def conflict(request: Request, setting: Setting, *, compiled: bool = True) -> str | None:
+    """The option of ``request`` that asks for another runtime than ``setting`` (None: none).
+
+    ``auto`` asks for none: it takes what an earlier run of the same work chose. ``compiled``:
+    whether ``--compile`` counts too (it changes the float rounding; a map's tag says
+    ``compiled`` only where compiling succeeded, so a finished map is not compared on it).
+    """
+    if request.precision not in ("auto", setting.precision):
+        return f"--precision {request.precision}"
+    layout = devices.layout_flag(request.channels_last)
+    if layout != "auto" and (layout == "on") != setting.channels_last:
+        return f"--channels-last {layout}"
+    if compiled and bool(request.compile) != setting.compile:
+        return "--compile" if request.compile else "no --compile"
+    return None
+
+
+def resumed(module: nn.Module, device: torch.device, request: Request,
+            recorded: autotune.Choice) -> Decided:
+    """The choice of a run that continues work another run recorded, without measuring.
+
+    ``auto`` takes the recorded setting (source ``checkpoint``, still ``auto`` in the
+    outputs' tags); an explicit one is kept as it was recorded.
+    """
+    choice = recorded if recorded.source == "explicit" else replace(recorded,
+                                                                    source="checkpoint")
+    choice = replace(choice, setting=replace(choice.setting, compile=request.compile))
     return Decided(choice, autotune.apply(choice, module, device))
 
 

@@ -131,6 +131,9 @@ class TilePredictor:
         #: how the model runs: known now when precision and layout are explicit, measured on
         #: the first batch otherwise (then recorded in the outputs, e.g. the COG tags)
         self.choice: autotune.Choice | None = None
+        #: told the choice when the first batch settles it (the job records it beside its
+        #: checkpoint strips before the first one is written)
+        self.on_choice: Callable[[autotune.Choice], None] | None = None
         self.int8_patches, self.isa_class = int8_patches, isa_class
         self.int8: quantize.Int8Model | None = None
         #: the input being mapped, ``(open source, 1-based band indexes, the lock its reads
@@ -170,8 +173,25 @@ class TilePredictor:
             self._use(engine_choice.decide(
                 self._module, x, self.device, self.request, samples=self.expected_tiles,
                 patches=self._given_int8_patches, isa_class=self.isa_class))
+            assert self.choice is not None
+            if self.on_choice is not None:
+                self.on_choice(self.choice)
         assert self.choice is not None
         return self.choice
+
+    def resume(self, recorded: autotune.Choice) -> None:
+        """Run as the run whose work this one continues recorded (nothing measured again).
+
+        Only what the options leave at ``auto`` is taken (the caller refused a conflicting
+        explicit option, :func:`engine.choice.conflict`). A recorded int8 is built again on
+        the first batch, as that run's was.
+        """
+        if self.choice is not None:
+            return
+        if recorded.precision == "int8":
+            self.options = replace(self.options, precision="int8")
+            return
+        self._use(engine_choice.resumed(self._module, self.device, self.request, recorded))
 
     def check_int8(self) -> None:
         """Quantize and check the model against fp32 now, on its given patches.
