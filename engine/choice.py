@@ -25,7 +25,7 @@ from torch import nn
 from core.errors import ConfigError
 from engine import autotune, devices, quantize
 from engine.devices import InferencePrecision, Layout
-from engine.setting import Setting
+from engine.setting import Dtype, Setting
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +123,18 @@ def resumed(module: nn.Module, device: torch.device, request: Request,
             recorded: autotune.Choice) -> Decided:
     """The choice of a run that continues work another run recorded, without measuring.
 
-    ``auto`` takes the recorded setting (source ``checkpoint``, still ``auto`` in the
-    outputs' tags); an explicit one is kept as it was recorded.
+    What ``request`` leaves at ``auto`` is taken from the recorded setting (source
+    ``checkpoint``, still ``auto`` in the outputs' tags; an explicit record stays explicit);
+    what it gives explicitly is used as given.
     """
     choice = recorded if recorded.source == "explicit" else replace(recorded,
                                                                     source="checkpoint")
-    choice = replace(choice, setting=replace(choice.setting, compile=request.compile))
+    s, layout = choice.setting, devices.layout_flag(request.channels_last)
+    precision: Dtype = (s.precision if request.precision in ("auto", "int8")
+                        else request.precision)  # type: ignore[assignment]
+    choice = replace(choice, setting=replace(
+        s, precision=precision, compile=request.compile,
+        channels_last=s.channels_last if layout == "auto" else layout == "on"))
     return Decided(choice, autotune.apply(choice, module, device))
 
 

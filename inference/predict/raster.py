@@ -202,7 +202,7 @@ def predict_raster(
         _check_same_model(class_path, model_id, info.model)
         input_tags = _input_tags(run) if src_name is not None else {}
         _check_same_input(class_path, input_tags)
-        work = _work_path(work_dir, out_prefix)
+        work = work_path(work_dir, out_prefix)
         made = not work.exists()
         work.mkdir(parents=True, exist_ok=True)
         try:
@@ -336,7 +336,7 @@ def _check_same_input(class_path: str, ours: Mapping[str, str]) -> None:
                       "map first")
 
 
-def _work_path(work_dir: str | os.PathLike | None, out_prefix: str) -> Path:
+def work_path(work_dir: str | os.PathLike | None, out_prefix: str) -> Path:
     """The checkpoint folder: ``work_dir``, else beside a local output, else under ``./``."""
     if work_dir is not None:
         return Path(work_dir)
