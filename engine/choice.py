@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from core.errors import ConfigError
-from engine import autotune, quantize
+from engine import autotune, devices, quantize
 from engine.devices import InferencePrecision, Layout
-from engine.setting import Setting
+from engine.setting import Dtype, Setting
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,42 @@ def fixed(module: nn.Module, device: torch.device, request: Request) -> Decided 
     if explicit is None:
         return None
     choice = replace(explicit, setting=replace(explicit.setting, compile=request.compile))
+    return Decided(choice, autotune.apply(choice, module, device))
+
+
+def conflict(request: Request, setting: Setting, *, compiled: bool = True) -> str | None:
+    """The option of ``request`` that asks for another runtime than ``setting`` (None: none).
+
+    ``auto`` asks for none: it takes what an earlier run of the same work chose. ``compiled``:
+    whether ``--compile`` counts too (it changes the float rounding; a map's tag says
+    ``compiled`` only where compiling succeeded, so a finished map is not compared on it).
+    """
+    if request.precision not in ("auto", setting.precision):
+        return f"--precision {request.precision}"
+    layout = devices.layout_flag(request.channels_last)
+    if layout != "auto" and (layout == "on") != setting.channels_last:
+        return f"--channels-last {layout}"
+    if compiled and bool(request.compile) != setting.compile:
+        return "--compile" if request.compile else "no --compile"
+    return None
+
+
+def resumed(module: nn.Module, device: torch.device, request: Request,
+            recorded: autotune.Choice) -> Decided:
+    """The choice of a run that continues work another run recorded, without measuring.
+
+    What ``request`` leaves at ``auto`` is taken from the recorded setting (source
+    ``checkpoint``, still ``auto`` in the outputs' tags; an explicit record stays explicit);
+    what it gives explicitly is used as given.
+    """
+    choice = recorded if recorded.source == "explicit" else replace(recorded,
+                                                                    source="checkpoint")
+    s, layout = choice.setting, devices.layout_flag(request.channels_last)
+    precision: Dtype = (s.precision if request.precision in ("auto", "int8")
+                        else request.precision)  # type: ignore[assignment]
+    choice = replace(choice, setting=replace(
+        s, precision=precision, compile=request.compile,
+        channels_last=s.channels_last if layout == "auto" else layout == "on"))
     return Decided(choice, autotune.apply(choice, module, device))
 
 

@@ -48,6 +48,16 @@ class Setting:
             parts.append("compiled")
         return "/".join(parts)
 
+    @classmethod
+    def from_label(cls, label: str) -> Setting | None:
+        """The setting a :attr:`label` names (a map's ``runtime`` tag); None: not a label."""
+        parts = label.split("/")
+        if len(parts) < 2 or parts[0] not in ("fp32", "bf16", "fp16", "int8") \
+                or parts[1] not in ("nchw", "nhwc"):
+            return None
+        return cls(parts[0], parts[1] == "nhwc",  # type: ignore[arg-type]
+                   True if "cudnn-bench" in parts else None, "compiled" in parts)
+
     @property
     def memory_format(self) -> torch.memory_format:
         return torch.channels_last if self.channels_last else torch.contiguous_format

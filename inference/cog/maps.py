@@ -126,6 +126,16 @@ def recorded_notes(*labelled: tuple[str, str]) -> list[str]:
     return notes
 
 
+def map_identity(tags: Mapping[str, str]) -> str:
+    """A map's run hash with the runtime it was computed at: what products made from it compare.
+
+    A date mapped again at another precision or layout has the same ``isamap_run`` (inputs,
+    model, tiling) and other pixels: its change maps and consistent series are redone.
+    """
+    run, runtime = tags.get("isamap_run", ""), tags.get("runtime", "")
+    return f"{run} at {runtime}" if run and runtime else run
+
+
 def output_tags(info: OutputInfo, run_hash: str, lattice: Mapping[str, str],
                 scale: int) -> dict[str, str]:
     """Dataset metadata written into every COG: enough to know how it was made.

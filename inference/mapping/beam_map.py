@@ -47,6 +47,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -83,17 +84,24 @@ from training.modelfile import LoadedModel, load_model, read_model_file
 
 log = logging.getLogger(__name__)
 
+#: the plain path's runtime label: what ``auto`` settles to on a pipeline
+PLAIN = "fp32/nchw"
+
 
 def map_fingerprint(model_id: str, identity: str, lattice: Lattice,
-                    normalisation: str = "") -> str:
+                    normalisation: str = "", runtime: str = PLAIN) -> str:
     """Names one map's tiles: the model file's content id, the date's inputs and the lattice.
 
     ``normalisation``: the scene statistics a scene-normalised model maps with
     (:func:`inference.predict.scene.describe`); other maps' fingerprints leave it out.
+    ``runtime``: the label every worker runs (:func:`runtime_tags`), so a resumed map never
+    mixes tiles of two runtimes; the plain path's (:data:`PLAIN`) is left out, as it was
+    before runtimes were named, so those maps' finished tiles are kept.
     """
     parts: list = [model_id, identity, [lattice.tile, lattice.overlap, lattice.blend,
                                         lattice.placement]]
-    return json_digest([*parts, normalisation] if normalisation else parts, 16)
+    parts += [normalisation] if normalisation else []
+    return json_digest([*parts, runtime] if runtime != PLAIN else parts, 16)
 
 
 def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], model_file: str,
@@ -128,15 +136,17 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
             launcher): every worker normalises by them, and ``info`` records them.
     """
     started = time.monotonic()
-    options = options or RuntimeOptions()
+    asked = options or RuntimeOptions()
+    options = pipeline_runtime(asked)
     _check_runner_paths(runner, out_prefix, model_file)
     beam: Any = require_beam()  # an optional extra: untyped here
     pipeline_options = runner.pipeline_options()
     lattice = Lattice(tile, overlap, "core")
     tiles = plan_tiles(grid, lattice)
     model = model or load_model(local_copy(model_file))
-    tiles_dir = (f"{out_prefix.rsplit('/', 1)[0]}/tiles/"
-                 f"{map_fingerprint(model.file_id, identity, lattice, info.normalisation)}")
+    fingerprint = map_fingerprint(model.file_id, identity, lattice, info.normalisation,
+                                  runtime_tags(asked)["runtime"])
+    tiles_dir = f"{out_prefix.rsplit('/', 1)[0]}/tiles/{fingerprint}"
     scale = int(model.meta.output_scale)
     result = PredictionResult(f"{out_prefix}_class.tif", f"{out_prefix}_prob.tif",
                               grid.width * scale, grid.height * scale,
@@ -156,7 +166,7 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
                    options, isa_class, tiles_dir, runner.threads, scene, batch_size)
     last = Mosaic(tuple(tiles), tiles_dir, grid, out_prefix, info, scale,
                   tuple(lattice.tags((grid.x0, grid.y0)).items()),
-                  tuple(runtime_tags(options).items()))
+                  tuple(runtime_tags(asked).items()))
     pipeline = beam.Pipeline(options=pipeline_options)
     _add_steps(beam, pipeline, units, task, last, max(1, 2 * runner.threads // batch_size))
     outcome = run_pipeline(pipeline, resume="finished tiles are kept")
@@ -226,24 +236,35 @@ def check_runner(request: MapRequest) -> None:
                    check_only=True).predictor.check_int8()
 
 
-def runtime_tags(options: RuntimeOptions) -> dict[str, str]:
-    """What a pipeline map's COGs say of how its tiles ran: what every worker was asked for.
+def pipeline_runtime(options: RuntimeOptions) -> RuntimeOptions:
+    """The options every worker of a pipeline runs: nothing left to measure.
 
-    Each worker settles its own runtime (``auto`` on its own first batch, on its own
-    machine), which the driver never sees; an explicit precision and layout are what every
-    worker ran, labelled as the streamed map labels its choice (``Setting.label``).
+    A worker measuring ``auto`` on its own first batch, on its own machine, would settle its
+    own runtime, and the map would mix tiles of two arithmetics. So before launch ``auto``
+    settles to the plain path, fp32 and NCHW, for what it leaves open (no timing decides it);
+    an explicit precision and layout are used as given.
     """
-    layout = layout_flag(options.channels_last)
     if options.precision == "int8":
-        label = Setting("int8").label
-    elif options.precision != "auto" and layout != "auto":
-        label = Setting(options.precision, layout == "on", compile=options.compile).label
-    else:
-        shown = {"on": "nhwc", "off": "nchw"}.get(layout, "auto")
-        return {"runtime": f"{options.precision}/{shown}",
-                "runtime_source": "auto: each worker measures its own on its first batch",
-                "runtime_device": f"{options.device} on every worker"}
-    return {"runtime": label, "runtime_source": "explicit, every worker",
+        return options
+    layout = layout_flag(options.channels_last)
+    return replace(options, precision="fp32" if options.precision == "auto"
+                   else options.precision, channels_last="off" if layout == "auto" else layout)
+
+
+def runtime_tags(options: RuntimeOptions) -> dict[str, str]:
+    """What a pipeline map's COGs say of how its tiles ran: what every worker ran.
+
+    The label the streamed map gives its choice (``Setting.label``) of
+    :func:`pipeline_runtime`'s options; ``runtime_source`` says whether ``auto`` settled it.
+    """
+    ran = pipeline_runtime(options)
+    layout = layout_flag(ran.channels_last)
+    label = (Setting("int8").label if ran.precision == "int8" else
+             Setting(ran.precision, layout == "on", compile=ran.compile).label)  # type: ignore[arg-type]
+    auto = "auto" in (options.precision, layout_flag(options.channels_last))
+    source = ("auto: fp32 and nchw where auto, settled before launch (no worker measures), "
+              "every worker" if auto else "explicit, every worker")
+    return {"runtime": label, "runtime_source": source,
             "runtime_device": f"{options.device} on every worker"}
 
 

@@ -135,7 +135,7 @@ def write_series(class_paths: Sequence[str], out_paths: Sequence[str], rule: str
             if (ds.shape, ds.transform, ds.crs) != (first.shape, first.transform, first.crs):
                 raise InputDataError(f"{path} is not on the grid of {class_paths[0]}; a series "
                                      "must be mapped on one grid")
-        runs = [ds.tags().get("isamap_run", "") for ds in sources]
+        runs = [maps.map_identity(ds.tags()) for ds in sources]  # a date's runtime too
         run = json_digest({**run_fields, "rule": rule, "inputs": runs})
         recorded = {out: _recorded(out, run) for out in out_paths}
         todo = [i for i, out in enumerate(out_paths) if recorded[out] is None]

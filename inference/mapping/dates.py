@@ -29,7 +29,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +52,7 @@ from gee_export.ee.request_region import request_geometry
 from gee_export.local.compositing import LocalRecipe
 from gee_export.local.plan import make_local_plan
 from gee_export.local.stack import plan_local_stack, write_local_stack
+from inference.mapping import series_runtime
 from inference.mapping.ee_statistics import date_statistics
 from inference.mapping.fetched import FetchedSource
 from inference.mapping.request import MapRequest, ModelDataset
@@ -120,7 +121,11 @@ def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: Mode
         _remove_killed_stacks(local / ".stacks")
     results = []
     inputs = _ee_inputs if request.backend == "ee" else _local_inputs
+    held = (series_runtime.recorded(request.out, local, {m: request.prefix(m) for m in
+                                                         request.dates})
+            if predict_date is None and series_runtime.leaves_auto(request.options) else None)
     for month in request.dates:
+        options = replace(request.options, held=held) if held else request.options
         try:
             if predict_date is not None:
                 outputs, used = predict_date(request, grid, model, dataset, month, session)
@@ -134,7 +139,7 @@ def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: Mode
                 try:
                     outputs = predict_with_model_file(
                         model, source, request.prefix(month), month=month,
-                        config=config, options=request.options, zones=request.zones,
+                        config=config, options=options, zones=request.zones,
                         local_dir=local / month, progress=request.progress,
                         scene=opened.scene, allow_implausible=request.allow_implausible,
                         vectors=request.vectors, zones_name=request.zones_name)
@@ -147,6 +152,7 @@ def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: Mode
         log.info("date %s: %s", month, "already mapped" if outputs.prediction.skipped
                  else f"{outputs.prediction.tiles} tiles in {outputs.prediction.seconds:.1f} s")
         results.append(DateResult(month, outputs, inputs=opened.inputs, stack=opened.stack))
+        held = series_runtime.settled(request.options, request.prefix(month), held)
     return results
 
 
@@ -348,6 +354,8 @@ def write_run_record(request: MapRequest, grid: Grid, model: LoadedModel,
                   **({"window": request.keep.window} if request.keep.window else {})}}
                  if request.postprocess == "keep" and request.keep else {}),
               "dates": {r.month: _date_record(request.out, r) for r in results},
+              "runtime": series_runtime.series_tags(request.prefix(r.month) for r in results
+                                                    if r.outputs is not None),
               **{k: ([_under(request.out, p) for p in v] if k == "stac" else v)
                  for k, v in extra.items()}}
     record = shareable(record, request.out)

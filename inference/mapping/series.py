@@ -103,8 +103,9 @@ class SeriesOutputs:
 
 
 def _run_hash(path: str) -> str:
+    """The map's run and runtime (a date mapped again at another runtime redoes its changes)."""
     with files.open_raster(path) as ds:
-        return ds.tags().get("isamap_run", "")
+        return maps.map_identity(ds.tags())
 
 
 def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class: int,

@@ -2,15 +2,15 @@
 
 Memory is bounded by one band of tile rows, never by the raster's height: the input is read one
 block of tile columns of a tile row at a time (the tiles of the grid-anchored lattice,
-:mod:`inference.predict.lattice`, whole, past the raster's edges too), tile
-probabilities are blended into an accumulator that only spans the rows still open, and every
-output strip whose rows no later tile can touch is taken at once
-(:class:`inference.predict.blending.Accumulator`) and written to its own small GeoTIFF (the
-checkpoint: a killed run restarts at the first missing strip, recomputing only the tile row
-whose contribution it needs). Each strip also goes to the two maps' COG encoders
-(:mod:`inference.cog.stream`), which compress its tiles and reduce its overviews right away, so
-at the end the COGs are only assembled; with ``cog_writer="gdal"`` (or ZSTD compression) GDAL's
-COG driver writes each map's COG from the strips at the end instead
+:mod:`inference.predict.lattice`, whole, past the raster's edges too), tile probabilities are
+blended into an accumulator that only spans the rows still open, and every output strip whose
+rows no later tile can touch is taken at once (:class:`inference.predict.blending.Accumulator`)
+and written to its own small GeoTIFF (the checkpoint: a killed run restarts at the first
+missing strip, recomputing only the tile row whose contribution it needs, at the runtime the
+strips record, :mod:`inference.predict.runtime_record`). Each strip also goes to the two maps'
+COG encoders (:mod:`inference.cog.stream`), which compress its tiles and reduce its overviews
+right away, so at the end the COGs are only assembled; with ``cog_writer="gdal"`` (or ZSTD
+compression) GDAL's COG driver writes each map's COG from the strips at the end instead
 (:func:`inference.cog.maps.strips_cog`: the same pixels at every level).
 
 The work is spread over three threads so that the model never waits for I/O
@@ -53,9 +53,11 @@ from core.errors import ConfigError
 from core.lock import LOCK_NAME, hold_output
 from core.storage import atomic_write, files
 from core.storage.gdal_auth import check_read, gdal_env
+from engine import choice as engine_choice
 from inference.cog import maps
 from inference.cog.maps import OutputInfo
 from inference.cog.stream import Writer, cog_writer, encodes, finish_stream
+from inference.predict import runtime_record
 from inference.predict.config import PredictConfig
 from inference.predict.pixel_area import raster_area_km2
 from inference.predict.runtime import TilePredictor
@@ -192,7 +194,7 @@ def predict_raster(
         height, width = src.height * scale, src.width * scale
         transform = src.transform @ Affine.scale(1.0 / scale)
         crs = src.crs
-        if _finished(class_path, prob_path, run["hash"]):
+        if _finished(class_path, prob_path, run["hash"], predictor.request):
             return PredictionResult(class_path, prob_path, width, height, tuple(transform),
                                     str(crs), 0, time.perf_counter() - started, 0.0, 0, True)
         if predictor.channels != len(indexes):
@@ -200,7 +202,7 @@ def predict_raster(
         _check_same_model(class_path, model_id, info.model)
         input_tags = _input_tags(run) if src_name is not None else {}
         _check_same_input(class_path, input_tags)
-        work = _work_path(work_dir, out_prefix)
+        work = work_path(work_dir, out_prefix)
         made = not work.exists()
         work.mkdir(parents=True, exist_ok=True)
         try:
@@ -224,7 +226,8 @@ def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: Outpu
     height, width = src.height * scale, src.width * scale
     transform = src.transform @ Affine.scale(1.0 / scale)
     crs = src.crs
-    work = _prepare_work(work, out_prefix, run, restart)
+    work = _prepare_work(work, out_prefix, run, restart, predictor)
+    runtime_record.continue_strips(work, predictor, _strips(work))
     tags = {**maps.output_tags(info, run["hash"],
                               config.lattice.tags((src.transform.c, src.transform.f)), scale),
             **({"model_id": model_id} if model_id else {}), **input_tags,
@@ -254,6 +257,7 @@ def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: Outpu
                                       transform=transform, crs=crs, compress=config.compress),
                     path, work)
     finally:
+        predictor.on_choice = None
         job.close()
     if not config.keep_work:
         shutil.rmtree(work, ignore_errors=True)
@@ -332,7 +336,7 @@ def _check_same_input(class_path: str, ours: Mapping[str, str]) -> None:
                       "map first")
 
 
-def _work_path(work_dir: str | os.PathLike | None, out_prefix: str) -> Path:
+def work_path(work_dir: str | os.PathLike | None, out_prefix: str) -> Path:
     """The checkpoint folder: ``work_dir``, else beside a local output, else under ``./``."""
     if work_dir is not None:
         return Path(work_dir)
@@ -341,15 +345,21 @@ def _work_path(work_dir: str | os.PathLike | None, out_prefix: str) -> Path:
     return base / f".{name}.partial"
 
 
-def _finished(class_path: str, prob_path: str, run_hash: str) -> bool:
-    """Whether both outputs exist and were written by this very run configuration."""
+def _finished(class_path: str, prob_path: str, run_hash: str,
+              request: engine_choice.Request) -> bool:
+    """Whether both outputs exist, written by this very run configuration and runtime.
+
+    Another runtime than an explicit option asks for: mapped again (``auto`` accepts any).
+    """
     for path in (class_path, prob_path):
         if not files.exists(path):
             return False
         try:
             with files.open_raster(path) as ds:
-                if ds.tags().get("isamap_run") != run_hash:
-                    return False
+                tags = ds.tags()
+            if tags.get("isamap_run") != run_hash or runtime_record.other_runtime(
+                    path, tags, request):
+                return False
         except rasterio.errors.RasterioError as exc:
             check_read(path, exc)  # refused or unreachable: not a reason to predict again
             return False  # damaged (e.g. a full disk cut it): write it again
@@ -361,16 +371,19 @@ def _strips(work: Path) -> bool:
     return work.is_dir() and any(work.glob("strip_*.tif"))
 
 
-def _prepare_work(work: Path, out_prefix: str, run: dict, restart: bool) -> Path:
+def _prepare_work(work: Path, out_prefix: str, run: dict, restart: bool,
+                  predictor: TilePredictor) -> Path:
     """The checkpoint folder, stamped with this run; another run's strips are refused.
 
     A folder without strips (a run refused or stopped before its first strip) holds nothing
-    to mix in: it is taken over without ``restart``.
+    to mix in: it is taken over without ``restart``. Strips of another runtime than an
+    explicit option asks for are another run's too (:mod:`inference.predict.runtime_record`).
     """
     stamp = work / "run.json"
     if stamp.exists():
         previous = json.loads(stamp.read_text())
-        if previous.get("hash") != run["hash"]:
+        if previous.get("hash") != run["hash"] or (_strips(work) and runtime_record.check_strips(
+                work, predictor.request, restart)):
             if not restart and _strips(work):
                 raise ConfigError(
                     f"{work} holds strips of a different run (input, model or tiling changed); "

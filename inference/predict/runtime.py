@@ -31,7 +31,7 @@ from core.errors import ModelError
 from engine import autotune, quantize
 from engine import choice as engine_choice
 from engine.compiled import CompiledForInference
-from engine.devices import InferencePrecision, Layout, resolve_device
+from engine.devices import InferencePrecision, Layout, layout_flag, resolve_device
 from engine.execution import calling_thread_only
 from inference.predict.calibration import input_patches
 from inference.predict.normalise import BatchNormaliser, Tiles, normalise_into
@@ -64,6 +64,10 @@ class RuntimeOptions:
         autotune_cache: reuse/store measured choices in the user cache (None: unless
             ``ISAMAP_AUTOTUNE_CACHE=off``).
         autotune_budget_s: seconds the measurement may take.
+        held: what ``auto`` settled to earlier for this work (a series is mapped at one
+            runtime, :mod:`inference.mapping.dates`): taken for what precision and layout
+            leave at ``auto``, nothing measured, and compared like an explicit option with
+            what a map or its strips record; the outputs still say ``auto``.
     """
 
     device: str = "auto"
@@ -72,6 +76,7 @@ class RuntimeOptions:
     compile: bool = False
     autotune_cache: bool | None = None
     autotune_budget_s: float = autotune.DEFAULT_BUDGET_S
+    held: autotune.Choice | None = None
 
 
 class TilePredictor:
@@ -82,13 +87,12 @@ class TilePredictor:
         mean: per-band mean of the training split, in the model's band order.
         std: per-band standard deviation, same order.
         scale: output scale factor s (output tiles are s times the input tile size).
-        activation: ``"softmax"`` over K >= 2 classes, ``"sigmoid"`` for one logit (then the
-            returned probabilities are ``[1 - p, p]``); ``"auto"`` chooses by K.
+        activation: ``"softmax"`` over K >= 2 classes, ``"sigmoid"`` for one logit (returning
+            ``[1 - p, p]``); ``"auto"`` chooses by K.
         options: device, precision, memory format, compilation.
-        int8_patches: what an int8 model is calibrated and checked on, or a function
-            reading them when int8 is built (None, or a function returning None: windows
-            spread over the input, :attr:`int8_input`; without one, the first batch of
-            tiles, half and half).
+        int8_patches: what an int8 model is calibrated and checked on, or a function reading
+            them when int8 is built (None, or a function returning None: windows spread over
+            the input, :attr:`int8_input`; without one, the first batch, half and half).
         isa_class: index of the impervious class (the int8 check's F1; None: the last class).
         temperature: the logits are divided by it before the activation (the model file's
             calibration, :mod:`training.calibration`; 1: as the model gives them). One
@@ -131,6 +135,8 @@ class TilePredictor:
         #: how the model runs: known now when precision and layout are explicit, measured on
         #: the first batch otherwise (then recorded in the outputs, e.g. the COG tags)
         self.choice: autotune.Choice | None = None
+        #: told the choice the first batch settles (recorded beside the checkpoint strips)
+        self.on_choice: Callable[[autotune.Choice], None] | None = None
         self.int8_patches, self.isa_class = int8_patches, isa_class
         self.int8: quantize.Int8Model | None = None
         #: the input being mapped, ``(open source, 1-based band indexes, the lock its reads
@@ -143,20 +149,28 @@ class TilePredictor:
         self.last_finite = True
         self.forward_seconds = 0.0  # time spent in the model alone (benchmarks compare to it)
         self.tune_seconds = 0.0  # time spent measuring 'auto' and building int8
-        #: tiles the job will run, when the caller knows (before the first batch): what
-        #: bounds ``auto``'s measuring
+        #: tiles the job will run, when known before the first batch (bounds ``auto``)
         self.expected_tiles: int | None = None
         # explicit precision and layout: settled now; int8: whether it can run, checked now
-        decided = engine_choice.fixed(self._module, self.device, self.request)
+        decided = engine_choice.fixed(self._module, self.device, self._asked(False))
         if decided is not None:
             self._use(decided)
+        elif options.held is not None:
+            self.resume(options.held)
 
     @property
     def request(self) -> engine_choice.Request:
-        """What the options ask of the engine's choice."""
+        """What the options ask of the engine's choice (``auto`` held: as held)."""
+        return self._asked(True)
+
+    def _asked(self, held: bool) -> engine_choice.Request:  # held: options.held counts
         o = self.options
-        return engine_choice.Request(o.precision, o.channels_last, o.compile,
-                                     o.autotune_cache, o.autotune_budget_s)
+        precision, layout = o.precision, layout_flag(o.channels_last)
+        if held and o.held is not None:
+            precision = o.held.precision if precision == "auto" else precision
+            layout = ("on" if o.held.channels_last else "off") if layout == "auto" else layout
+        return engine_choice.Request(precision, layout, o.compile, o.autotune_cache,
+                                     o.autotune_budget_s)
 
     def _use(self, decided: engine_choice.Decided) -> None:
         self.choice, self.model = decided.choice, decided.model
@@ -168,10 +182,26 @@ class TilePredictor:
         if self.choice is None:
             x = self._normalise(tiles, torch.contiguous_format)
             self._use(engine_choice.decide(
-                self._module, x, self.device, self.request, samples=self.expected_tiles,
+                self._module, x, self.device, self._asked(False), samples=self.expected_tiles,
                 patches=self._given_int8_patches, isa_class=self.isa_class))
+            assert self.choice is not None
+            if self.on_choice is not None:
+                self.on_choice(self.choice)
         assert self.choice is not None
         return self.choice
+
+    def resume(self, recorded: autotune.Choice) -> None:
+        """Run at the runtime an earlier run recorded for this work, for what is ``auto``.
+
+        Nothing is measured again; a recorded int8 is built on the first batch, as it was.
+        """
+        if self.choice is not None:
+            return
+        if recorded.precision == "int8":
+            self.options = replace(self.options, precision="int8")
+            return
+        self._use(engine_choice.resumed(self._module, self.device, self._asked(False),
+                                        recorded))
 
     def check_int8(self) -> None:
         """Quantize and check the model against fp32 now, on its given patches.

@@ -31,7 +31,7 @@ from core.pipeline_options import (
 from core.storage.base import TEMP_MARK
 from gee_export.ee.beam_export import EarthEngineProject
 from inference.cog.maps import OutputInfo
-from inference.mapping.beam_map import predict_date, runtime_tags
+from inference.mapping.beam_map import map_fingerprint, predict_date, runtime_tags
 from inference.mapping.map_grid import region_grid
 from inference.mapping.request import MapRequest, model_dataset
 from inference.mapping.tiles import plan_tiles
@@ -300,14 +300,61 @@ def test_int8_pipeline_map_equals_the_streamed_int8_map(scene, ee_offline, tmp_p
         f"8 patches of the training split of {patches.name}"
 
 
-def test_pipeline_runtime_tags_say_what_every_worker_was_asked_for():
+def test_pipeline_runtime_tags_say_what_every_worker_ran():
     explicit = runtime_tags(RuntimeOptions(precision="bf16", channels_last="on"))
     assert explicit["runtime"] == "bf16/nhwc"
     assert explicit["runtime_source"] == "explicit, every worker"
-    for options in (RuntimeOptions(), RuntimeOptions(precision="fp32")):
-        tags = runtime_tags(options)  # settled by each worker on its own first batch
-        assert tags["runtime"].endswith("/auto") and "each worker" in tags["runtime_source"]
+    for options, label in ((RuntimeOptions(), "fp32/nchw"),
+                           (RuntimeOptions(precision="bf16"), "bf16/nchw"),
+                           (RuntimeOptions(channels_last="on"), "fp32/nhwc")):
+        tags = runtime_tags(options)  # auto: settled before launch, the plain path
+        assert tags["runtime"] == label and tags["runtime_source"].startswith("auto: ")
     assert runtime_tags(RuntimeOptions(precision="int8"))["runtime"] == "int8/nchw"
+    # a map's tiles are named by their runtime too: two runtimes' tiles are never mixed
+    lattice = Lattice(TILE, OVERLAP, "core")
+    names = {map_fingerprint("m", "i", lattice, runtime=label)
+             for label in ("fp32/nchw", "bf16/nchw", "bf16/nhwc")}
+    assert len(names) == 3 and map_fingerprint("m", "i", lattice) in names
+
+
+def test_an_auto_pipeline_map_runs_the_plain_path_on_every_worker(scene, ee_offline,
+                                                                  monkeypatch, tmp_path):
+    """Whatever a worker's measurement (or its machine's autotune cache) would pick: here the
+    cache says bf16/nhwc, which the streamed auto map takes and its pixels show."""
+    import dataclasses
+
+    import torch
+
+    from engine import autotune
+    from engine.choice_value import TOLERANCE, Choice
+    from engine.setting import Setting
+    from inference.predict.runtime import TilePredictor
+    from training.modelfile import load_model
+
+    _, stack, _ = scene
+    model = model_file(tmp_path / "unet.pt", stack.grid)  # convolutions: bf16 shows
+    monkeypatch.setenv(autotune.CACHE_ENV, str(tmp_path / "autotune.json"))
+    loaded = load_model(model)
+    module = TilePredictor.for_model(loaded.module, loaded.meta)._module
+    key = autotune.cache_key(module, (4, 6, TILE, TILE), torch.device("cpu"), "inference",
+                             "auto", "auto", False, TOLERANCE)
+    autotune.write_cache(tmp_path / "autotune.json", key, Choice(Setting("bf16", True)))
+
+    def mapped(name, options, **fields):
+        request = dataclasses.replace(request_for(stack, model, tmp_path / name, **fields),
+                                      options=options)
+        return cogs(map_region(request, session=session_for(launcher(stack)),
+                               worker_sessions=StackSessions(stack), echo=lambda _: None))
+
+    auto = mapped("auto", RuntimeOptions(), runner=DIRECT)
+    plain = mapped("plain", OPTIONS)  # streamed, explicit fp32/nchw
+    measured = mapped("measured", RuntimeOptions())  # streamed auto: the cache's bf16/nhwc
+    assert not np.array_equal(read(measured[1]), read(plain[1]))
+    for ours, theirs in zip(auto, plain, strict=True):
+        np.testing.assert_array_equal(read(ours), read(theirs))
+        with rasterio.open(ours) as ds:
+            assert ds.tags()["runtime"] == "fp32/nchw"
+            assert ds.tags()["runtime_source"].startswith("auto: ")
 
 
 def test_same_image_collection_manifests(runs, scene):

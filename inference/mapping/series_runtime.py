@@ -1,0 +1,98 @@
+"""A series is mapped at one runtime: ``auto`` is settled once and held for every date.
+
+``--precision auto`` (and ``--channels-last auto``) measure on the first batch, and the
+measurement (or the machine-wide autotune cache) may pick differently from one date to the
+next: two dates computed with different arithmetic differ where nothing changed on the
+ground, and that shows up as change. So the runtime ``auto`` settles at the first date that is
+mapped is held for every later date (:attr:`inference.predict.runtime.RuntimeOptions.held`),
+and a series resumed or extended in the same ``--out`` takes the runtime its dates already
+record (``map.json``'s ``runtime``, a date's COG tags, or a date's interrupted strips). A date
+of the series computed at another runtime is mapped again at the held one. Explicit options
+are used as given (and a date of another runtime is mapped again, as for any map).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import rasterio.errors
+
+from core.storage import files
+from engine.choice_value import Choice
+from engine.devices import layout_flag
+from engine.setting import Setting
+from inference.predict import runtime_record
+from inference.predict.raster import work_path
+from inference.predict.runtime import RuntimeOptions
+
+log = logging.getLogger(__name__)
+
+
+def leaves_auto(options: RuntimeOptions) -> bool:
+    """Whether the options leave precision or layout to ``auto`` (int8 is never measured)."""
+    return options.precision != "int8" and "auto" in (
+        options.precision, layout_flag(options.channels_last))
+
+
+def recorded(out: str, product_dir: Path, prefixes: Mapping[str, str]) -> Choice | None:
+    """The runtime the series in ``out`` already records (None: none of its dates has one).
+
+    ``map.json`` first, then each date's class COG and interrupted strips, in date order.
+    """
+    record = product_dir / "map.json"
+    if record.is_file():
+        try:
+            label = json.loads(record.read_text()).get("runtime", {}).get("runtime", "")
+        except (OSError, ValueError, AttributeError):
+            label = ""
+        if (setting := Setting.from_label(label)) is not None:
+            return Choice(setting, "checkpoint")
+    for month in sorted(prefixes):
+        if (choice := date_runtime(prefixes[month])) is not None:
+            return choice
+    return None
+
+
+def date_runtime(prefix: str) -> Choice | None:
+    """The runtime a date's class COG records, or else its interrupted strips (None: none)."""
+    tags = _tags(f"{prefix}_class.tif")
+    if (setting := Setting.from_label(tags.get("runtime", ""))) is not None:
+        return Choice(setting, "checkpoint")
+    work = work_path(None, prefix)
+    if any(work.glob("strip_*.tif")):
+        return runtime_record.recorded(work)
+    return None
+
+
+def settled(options: RuntimeOptions, prefix: str, held: Choice | None) -> Choice | None:
+    """What to hold for the dates after one mapped at ``prefix`` (None: nothing to hold)."""
+    if held is not None or not leaves_auto(options):
+        return held
+    choice = date_runtime(prefix)
+    if choice is not None:
+        log.info("the series is mapped at runtime %s (auto, settled once for every date)",
+                 choice.label)
+    return choice
+
+
+def series_tags(prefixes: Iterable[str]) -> dict[str, str]:
+    """The runtime the series' first mapped date records (``map.json``'s ``runtime``)."""
+    for prefix in prefixes:
+        tags = _tags(f"{prefix}_class.tif")
+        if "runtime" in tags:
+            return {k: v for k, v in tags.items() if k in ("runtime", "runtime_source")}
+    return {}
+
+
+def _tags(path: str) -> dict[str, Any]:
+    if not files.exists(path):
+        return {}
+    try:
+        with files.open_raster(path) as ds:
+            return dict(ds.tags())
+    except rasterio.errors.RasterioError:  # a damaged date records nothing (mapped again)
+        return {}

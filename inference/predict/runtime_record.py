@@ -1,0 +1,109 @@
+"""The runtime (precision, layout, compiling) is part of a map's identity, as its tiling is.
+
+A map's bytes depend on its inputs, its model and the runtime its tags record, never on a
+timing race (``--precision auto`` measures). So:
+
+- the checkpoint strips of a run are computed at one runtime, recorded beside them
+  (``runtime.json``) before the first strip is written. A resumed run takes it where its
+  options say ``auto`` (nothing is measured again: resumed work equals uninterrupted work);
+  an explicit option asking for another runtime is refused like a changed tiling (``--restart``
+  discards the strips);
+- a finished map whose tags record another runtime than an explicit option asks for is not
+  the asked map: it is mapped again (``auto`` accepts the recorded one).
+
+:func:`inference.cog.maps.map_identity` is what products made from a map (change maps, a
+consistent series) compare, so they are redone when their maps were.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from core.errors import ConfigError
+from core.storage import atomic_write
+from engine import choice as engine_choice
+from engine.choice_value import Choice
+from engine.setting import Setting
+from inference.predict.runtime import TilePredictor
+
+log = logging.getLogger(__name__)
+
+#: the runtime of a work folder's strips
+RUNTIME_FILE = "runtime.json"
+
+
+def recorded(work: Path) -> Choice | None:
+    """The runtime a work folder's strips were computed at (None: not recorded)."""
+    path = work / RUNTIME_FILE
+    if not path.exists():
+        return None
+    return Choice.from_dict(json.loads(path.read_text()))
+
+
+def record(work: Path, choice: Choice, compile: bool) -> None:
+    """Record the strips' runtime once (``compile``: what was asked; the first record stays)."""
+    path = work / RUNTIME_FILE
+    if path.exists():
+        return
+    settled = choice.to_dict()
+    settled["setting"] = {**settled["setting"], "compile": compile}
+    text = json.dumps(settled, indent=1)
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def check_strips(work: Path, request: engine_choice.Request, restart: bool) -> bool:
+    """Whether a work folder's strips must be discarded for their runtime.
+
+    Raises:
+        ConfigError: an explicit option asks for another runtime than the strips', or they
+            record none (an earlier version wrote them), without ``restart``.
+    """
+    theirs = recorded(work)
+    option = "a runtime" if theirs is None else engine_choice.conflict(request, theirs.setting)
+    if option is None:
+        return False
+    if not restart:
+        at = "an unrecorded runtime" if theirs is None else theirs.label
+        raise ConfigError(
+            f"{work} holds strips computed at {at}; this run asks {option}: give the "
+            "interrupted run's option (or auto) to resume them, pass --restart (Python: "
+            "restart=True) to discard them, or choose another --work-dir")
+    return True
+
+
+def continue_strips(work: Path, predictor: TilePredictor, has_strips: bool) -> None:
+    """Set ``predictor`` to the strips' runtime (``auto``) and record its choice beside them.
+
+    Called once :func:`check_strips` accepted the folder. A choice settled now (explicit
+    options, or taken from the strips) is recorded now; one ``auto`` settles on the first
+    batch is recorded then, before any strip is written.
+    """
+    theirs = recorded(work) if has_strips else None
+    if theirs is not None:
+        predictor.resume(theirs)
+        log.info("resuming at the runtime the interrupted run used: %s", theirs.label)
+    else:
+        (work / RUNTIME_FILE).unlink(missing_ok=True)  # no strip: nothing it describes
+    asked = bool(predictor.options.compile)
+    if predictor.choice is not None:
+        record(work, predictor.choice, asked)
+    predictor.on_choice = lambda choice: record(work, choice, asked)
+
+
+def other_runtime(path: str, tags: Mapping[str, str], request: engine_choice.Request) -> bool:
+    """Whether a finished map was computed at another runtime than an explicit option asks.
+
+    Then it is not the asked map: it is mapped again, and the log says why. ``auto`` accepts
+    the recorded runtime; a map whose tags name none this can read satisfies any.
+    """
+    setting = Setting.from_label(tags.get("runtime", ""))
+    option = None if setting is None else engine_choice.conflict(request, setting,
+                                                                 compiled=False)
+    if option is not None:
+        log.info("%s was computed at runtime %s; this run asks %s: mapping it again", path,
+                 tags["runtime"], option)
+    return option is not None
+

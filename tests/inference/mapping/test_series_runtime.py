@@ -1,0 +1,141 @@
+"""A series is mapped at one runtime; an explicit other runtime maps its dates again.
+
+Real month stacks served by the fake pixel server, a real model file, ``map_region`` as
+``isamap-map`` runs it. ``auto``'s choice is steered through the autotune cache (the real
+mechanism a machine-wide measurement is remembered by).
+"""
+
+import dataclasses
+import json
+import logging
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from engine import autotune
+from engine.choice_value import TOLERANCE, Choice
+from engine.setting import Setting
+from inference.mapping.request import MapRequest
+from inference.predict.runtime import RuntimeOptions, TilePredictor
+from inference.region_map import map_region
+from tests.support.mapping import (
+    SeriesTransport,
+    inner_region,
+    model_file,
+    session_for,
+    write_month_stack,
+)
+from training.modelfile import load_model
+
+DATES = ("2019-06", "2021-06")
+
+
+@pytest.fixture
+def place(tmp_path, ee_offline):
+    stacks = {}
+    for i, month in enumerate(DATES):
+        data = np.zeros((6, 120, 130), np.float32)
+        data[0, 20:60 + 20 * i, 30:90] = 1.0
+        stacks[month] = write_month_stack(tmp_path / month, data, month)
+    grid = stacks[DATES[0]].grid
+    model = model_file(tmp_path / "unet.pt", grid)
+    return stacks, model, inner_region(grid, margin_px=5)
+
+
+def request(place, out, dates=DATES, **options):
+    _, model, region = place
+    return MapRequest(region, dates, str(model), str(out), workers=2, tile=64, overlap=16,
+                      batch_size=4, progress=False, options=RuntimeOptions(**options))
+
+
+def remember(setting, model, monkeypatch, path):
+    """Make ``auto`` pick ``setting`` for the model's 64 px tiles (the autotune cache)."""
+    monkeypatch.setenv(autotune.CACHE_ENV, str(path))
+    loaded = load_model(model)
+    module = TilePredictor.for_model(loaded.module, loaded.meta)._module
+    key = autotune.cache_key(module, (4, 6, 64, 64), torch.device("cpu"), "inference", "auto",
+                             "auto", False, TOLERANCE)
+    autotune.write_cache(path, key, Choice(setting, "measured"))
+
+
+def runtimes(out):
+    found = {}
+    for month in DATES:
+        path = out / month / f"isa_{month}_class.tif"
+        if path.exists():
+            with rasterio.open(path) as ds:
+                found[month] = (ds.tags()["runtime"], ds.tags()["runtime_source"])
+    return found
+
+
+class SwitchingTransport(SeriesTransport):
+    """Serves the series, and makes ``auto``'s measurement pick ``then`` from the 2nd date on."""
+
+    def __init__(self, stacks, switch, **kw):
+        super().__init__(stacks, **kw)
+        self.switch = switch
+
+    def compute_pixels(self, request):
+        if self._month(request["expression"]) is self.months[DATES[1]] and self.switch:
+            self.switch.pop()()
+        return super().compute_pixels(request)
+
+
+def test_an_auto_series_is_mapped_at_one_runtime_even_when_measuring_would_differ(
+        place, tmp_path, monkeypatch):
+    stacks, model, _ = place
+    remember(Setting("bf16", True), model, monkeypatch, tmp_path / "a.json")
+    switch = [lambda: remember(Setting("fp32", False), model, monkeypatch, tmp_path / "b.json")]
+    out = tmp_path / "out"
+    map_region(request(place, out), echo=lambda _: None,
+               session=session_for(SwitchingTransport(stacks, switch, info=lambda t: 5)))
+    assert not switch  # the second date's auto would have chosen fp32/nchw
+    assert runtimes(out) == dict.fromkeys(DATES, ("bf16/nhwc", "auto"))
+    record = json.loads((out / "map.json").read_text())
+    assert record["runtime"] == {"runtime": "bf16/nhwc", "runtime_source": "auto"}
+
+
+def test_an_extended_series_takes_the_runtime_its_dates_record(place, tmp_path, monkeypatch):
+    stacks, model, _ = place
+    session = session_for(SeriesTransport(stacks, info=lambda t: 5))
+    remember(Setting("bf16", True), model, monkeypatch, tmp_path / "a.json")
+    out = tmp_path / "out"
+    map_region(request(place, out, DATES[:1]), session=session, echo=lambda _: None)
+    remember(Setting("fp32", False), model, monkeypatch, tmp_path / "b.json")
+    map_region(request(place, out), session=session, echo=lambda _: None)
+    assert runtimes(out) == dict.fromkeys(DATES, ("bf16/nhwc", "auto"))
+    # a date of the series at another runtime (as an earlier isamap left it) is mapped again
+    again = out / DATES[1] / f"isa_{DATES[1]}_class.tif"
+    with rasterio.open(again, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as ds:
+        ds.update_tags(runtime="bf16/nchw")
+    (out / "map.json").unlink()
+    map_region(request(place, out), session=session, echo=lambda _: None)
+    assert runtimes(out) == dict.fromkeys(DATES, ("bf16/nhwc", "auto"))
+
+
+def test_an_explicit_other_precision_maps_a_date_again_and_its_change_map(
+        place, tmp_path, caplog):
+    stacks, _, _ = place
+    session = session_for(SeriesTransport(stacks, info=lambda t: 5))
+    out = tmp_path / "out"
+    bf16 = request(place, out, precision="bf16", channels_last="off")
+    first = map_region(bf16, session=session, echo=lambda _: None)
+    change = first.series.changes[0].cog
+    with rasterio.open(change) as ds:
+        assert ds.tags()["from_run"].endswith(" at bf16/nchw")
+    with caplog.at_level(logging.INFO):
+        again = map_region(dataclasses.replace(bf16, options=RuntimeOptions(
+            precision="fp32", channels_last="off")), session=session, echo=lambda _: None)
+    assert "this run asks --precision fp32: mapping it again" in caplog.text
+    assert "already mapped" not in caplog.text
+    assert not any(d.outputs.prediction.skipped for d in again.dates)
+    assert runtimes(out) == dict.fromkeys(DATES, ("fp32/nchw", "explicit"))
+    with rasterio.open(change) as ds:
+        assert ds.tags()["from_run"].endswith(" at fp32/nchw")
+    caplog.clear()
+    with caplog.at_level(logging.INFO):  # auto accepts the runtime the dates record
+        map_region(dataclasses.replace(bf16, options=RuntimeOptions()), session=session,
+                   echo=lambda _: None)
+    assert caplog.text.count("already mapped") == len(DATES)

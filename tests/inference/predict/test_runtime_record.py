@@ -1,0 +1,132 @@
+"""A map's runtime (precision, layout) is part of its identity: resumed work never mixes two.
+
+Real GeoTIFF stacks, a real small network, and the interruption the other resume tests use
+(a forward hook that fails after some batches, once strips are on disk).
+"""
+
+import logging
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from core.errors import ConfigError
+from engine import autotune
+from engine.choice_value import TOLERANCE, Choice
+from engine.setting import Setting
+from inference.predict.raster import PredictConfig, predict_raster
+from inference.predict.runtime import RuntimeOptions
+from inference.predict.runtime_record import RUNTIME_FILE
+from tests.inference.predict.test_raster import INFO, Crash, predictor
+from tests.support.models import padded_convnet
+
+CONFIG = PredictConfig(tile=64, overlap=16, batch_size=4, strip_rows=32)
+BF16 = RuntimeOptions(precision="bf16", channels_last="off")
+FP32 = RuntimeOptions(precision="fp32", channels_last="off")
+AUTO = RuntimeOptions()
+
+
+def crashing_convnet(calls):
+    """``padded_convnet()`` whose forward pass fails after ``calls`` batches."""
+    model, left = padded_convnet(), [calls]
+
+    def hook(module, args, output):
+        left[0] -= 1
+        if left[0] < 0:
+            raise Crash("simulated failure")
+
+    model.register_forward_hook(hook)
+    return model
+
+
+def run(stack, out, options, model=None, restart=False):
+    p = predictor(model or padded_convnet(), options=options)
+    return predict_raster(str(stack), str(out), p, INFO, CONFIG, progress=False,
+                          restart=restart)
+
+
+def maps(result):
+    """Pixels and tags of both COGs of a result."""
+    out = {}
+    for kind in ("class_path", "prob_path"):
+        with rasterio.open(getattr(result, kind)) as ds:
+            out[kind] = (ds.read(1), {k: v for k, v in ds.tags().items()
+                                      if k.startswith("runtime")})
+    return out
+
+
+def assert_same(a, b):
+    for kind in ("class_path", "prob_path"):
+        np.testing.assert_array_equal(a[kind][0], b[kind][0])
+        assert a[kind][1] == b[kind][1]
+
+
+def interrupt(stack, out, options):
+    with pytest.raises(Crash):
+        run(stack, out, options, crashing_convnet(calls=8))
+    assert list(out.parent.glob(f".{out.name}.partial/strip_*.tif"))
+
+
+def remember(setting, monkeypatch, tmp_path, name):
+    """Make ``auto`` pick ``setting`` for the test network's tiles (the autotune cache)."""
+    path = tmp_path / name
+    monkeypatch.setenv(autotune.CACHE_ENV, str(path))
+    module = predictor(padded_convnet(), options=AUTO)._module
+    key = autotune.cache_key(module, (4, 6, 64, 64), torch.device("cpu"), "inference", "auto",
+                             "auto", False, TOLERANCE)
+    autotune.write_cache(path, key, Choice(setting, "measured"))
+
+
+def test_resuming_at_another_explicit_runtime_is_refused_and_auto_takes_the_recorded(
+        stack, tmp_path):
+    """Strips computed at bf16 are never finished at fp32 under a tag that names only one."""
+    bf16 = maps(run(stack, tmp_path / "bf16", BF16))
+    fp32 = maps(run(stack, tmp_path / "fp32", FP32))
+    assert not np.array_equal(bf16["prob_path"][0], fp32["prob_path"][0])  # it would show
+    interrupt(stack, tmp_path / "o", BF16)
+    work = tmp_path / ".o.partial"
+    strips = sorted(p.name for p in work.glob("strip_*.tif"))
+    assert (work / RUNTIME_FILE).exists()
+    for options, option in ((FP32, "--precision fp32"),
+                            (RuntimeOptions(precision="bf16", channels_last="on"),
+                             "--channels-last on")):
+        with pytest.raises(ConfigError, match=f"computed at bf16/nchw; this run asks {option}"):
+            run(stack, tmp_path / "o", options)
+    assert sorted(p.name for p in work.glob("strip_*.tif")) == strips  # nothing touched
+    assert not (tmp_path / "o_class.tif").exists()
+    resumed = run(stack, tmp_path / "o", AUTO)  # auto: the interrupted run's runtime
+    assert resumed.resumed_strips == len(strips)
+    assert_same(maps(resumed), bf16)
+
+
+def test_an_auto_run_resumes_at_what_it_measured_not_at_a_new_measurement(
+        stack, tmp_path, monkeypatch):
+    """The interrupted run's auto chose bf16/nhwc; measuring again would pick fp32/nchw."""
+    remember(Setting("bf16", True), monkeypatch, tmp_path, "bf16.json")
+    reference = run(stack, tmp_path / "ref", AUTO)
+    assert reference.runtime["label"] == "bf16/nhwc"
+    interrupt(stack, tmp_path / "o", AUTO)
+    remember(Setting("fp32", False), monkeypatch, tmp_path, "fp32.json")
+    assert run(stack, tmp_path / "now", AUTO).runtime["label"] == "fp32/nchw"
+    resumed = run(stack, tmp_path / "o", AUTO)
+    assert resumed.resumed_strips > 0 and resumed.runtime["label"] == "bf16/nhwc"
+    assert_same(maps(resumed), maps(reference))
+    # --restart discards strips of a refused runtime, and the run starts afresh at fp32
+    interrupt(stack, tmp_path / "p", BF16)
+    restarted = run(stack, tmp_path / "p", FP32, restart=True)
+    assert restarted.resumed_strips == 0 and restarted.runtime["label"] == "fp32/nchw"
+
+
+def test_a_map_made_at_another_explicit_runtime_is_mapped_again(stack, tmp_path, caplog):
+    """Asking fp32 of a map made at bf16 is not 'already mapped'; auto accepts the recorded."""
+    fp32 = maps(run(stack, tmp_path / "fp32", FP32))
+    first = run(stack, tmp_path / "o", BF16)
+    assert run(stack, tmp_path / "o", AUTO).skipped  # auto accepts the recorded runtime
+    assert run(stack, tmp_path / "o", BF16).skipped
+    with caplog.at_level(logging.INFO, logger="inference.predict.runtime_record"):
+        again = run(stack, tmp_path / "o", FP32)
+    assert not again.skipped and again.tiles == first.tiles
+    assert "computed at runtime bf16/nchw; this run asks --precision fp32" in caplog.text
+    assert_same(maps(again), fp32)
+    assert run(stack, tmp_path / "o", FP32).skipped
