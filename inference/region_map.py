@@ -3,7 +3,8 @@
 :func:`map_region` runs one :class:`~inference.mapping.request.MapRequest` (every option of
 ``isamap-map``). It checks everything a run needs before its first expensive step
 (:func:`check_map`: the model and its recorded recipe, the grid, the zones, the publication
-target of :mod:`inference.map_publication`; then Earth Engine authentication), then maps every
+target of :mod:`inference.map_publication`; then the publication's environment, its upload
+prefix and Earth Engine authentication, and the mapping's), then maps every
 date (:func:`inference.mapping.dates.map_dates`), writes the series
 products (:mod:`inference.mapping.series`), a STAC Item beside every COG and a STAC Collection
 (:mod:`inference.mapping.stac`), and optionally publishes the series as an ImageCollection
@@ -48,7 +49,9 @@ from inference.predict.runtime import TilePredictor
 from inference.predict.scene import recorded_statistics
 from inference.predict.vectors import check_vector_extra
 from inference.predict.workflow import isa_class_index
-from inference.publish.collection import SeriesPublication, publish_series
+from inference.publish.assets import EarthEngineAssets
+from inference.publish.cog_sources import UPLOAD_PREFIX
+from inference.publish.collection import SeriesPublication, check_publication, publish_series
 from training.modelfile import LoadedModel, ModelMeta, load_model
 
 log = logging.getLogger(__name__)
@@ -105,7 +108,8 @@ def measure_model(model: LoadedModel, tile: int, options: Any, repeats: int = 2)
 
 def map_region(request: MapRequest, *, session: Any = None, worker_sessions: Any = None,
                echo: Callable[[str], None] | None = None,
-               model: LoadedModel | None = None) -> MapResult:
+               model: LoadedModel | None = None,
+               assets: EarthEngineAssets | None = None) -> MapResult:
     """Map ``request`` (see module docstring); resumable, finished dates are not redone.
 
     ``request`` carries every option of the run (``isamap-map``'s, one value): what to map,
@@ -122,12 +126,14 @@ def map_region(request: MapRequest, *, session: Any = None, worker_sessions: Any
             the command prints them).
         model: ``request.model_file`` already read (:func:`training.modelfile.load_model`);
             None: read here. Either way it is read and hashed once for every date.
+        assets: the publication's Earth Engine seam (default: connected to
+            ``request.publishing.project`` before the first date is mapped; tests pass one).
     """
     echo = echo or log.info
     setup = check_map(request, model or load_model(request.model_file))
     if request.dry_run:
         return plan_region(request, setup, echo)
-    return _map_and_publish(request, setup, session, worker_sessions, echo)
+    return _map_and_publish(request, setup, session, worker_sessions, echo, assets)
 
 
 def check_map(request: MapRequest, model: LoadedModel) -> MapSetup:
@@ -192,7 +198,8 @@ def plan_region(request: MapRequest, setup: MapSetup, echo: Callable[[str], None
         echo(describe_pipeline(request, setup.grid))
     publication = None
     if setup.target is not None and _needs_gcs_prefix(request):
-        echo(f"  note      the real run stops here without --gcs-prefix: {UPLOAD_PREFIX}; the "
+        echo(f"  note      the real run stops here without --gcs-prefix: publishing local COGs "
+             f"needs {UPLOAD_PREFIX}; the "
              "URIs below are placeholders")
     if setup.target is not None:
         cogs = {m: (f"{request.prefix(m)}_class.tif", f"{request.prefix(m)}_prob.tif")
@@ -203,26 +210,27 @@ def plan_region(request: MapRequest, setup: MapSetup, echo: Callable[[str], None
     return MapResult(setup.grid, plan, publication=publication)
 
 
-UPLOAD_PREFIX = ("publishing local COGs needs --gcs-prefix gs://BUCKET/PREFIX to upload them to "
-                 "(Earth Engine ingests only from Cloud Storage)")
-
-
 def _needs_gcs_prefix(request: MapRequest) -> bool:
     """Whether the map's COGs are local and no upload prefix is given (publishing refuses)."""
     return not files.is_gcs(request.out) and not request.publishing.gcs_prefix
 
 
 def _map_and_publish(request: MapRequest, setup: MapSetup, session: Any,
-                     worker_sessions: Any, echo: Callable[[str], None]) -> MapResult:
-    """Map every date, write the series products and STAC, publish; ``map.json`` last."""
+                     worker_sessions: Any, echo: Callable[[str], None],
+                     assets: EarthEngineAssets | None) -> MapResult:
+    """Map every date, write the series products, STAC and ``map.json``, then publish.
+
+    The publication's environment is checked before the first date, and ``map.json`` is
+    written before publishing, so a failed publication leaves the map's summary.
+    """
     target = setup.target
     if files.is_gcs(request.out) and not request.local_dir:
         log.warning("the PNGs, tables and publication files go to %s (a local folder; "
                     "--local-dir sets it)", request.product_dir())
     if target is not None and target.zones is not None and target.zones.tolerance_m != 0.0:
         log.warning("the series app's zones: %s", target.zones.describe())
-    if target is not None and not request.publish_dry_run and _needs_gcs_prefix(request):
-        raise ConfigError(UPLOAD_PREFIX)
+    if target is not None and not request.publish_dry_run:  # not after every date is mapped
+        assets = check_publication(request.publishing, not files.is_gcs(request.out), assets)
     if request.backend == "ee" and session is None:
         session = EESession(request.project, without_account=MAP_WITHOUT_ACCOUNT).initialize()
     if request.backend == "ee":  # requests priced from a sample of their profiles
@@ -251,16 +259,17 @@ def _map_and_publish(request: MapRequest, setup: MapSetup, session: Any,
         echo(series.table())
         stac_paths = _write_stac(request, mapped, series, setup.model.meta,
                                  map_recipe(setup.dataset), {r.month: r.inputs for r in results})
+        write_run_record(request, setup.grid, setup.model, results, {
+            "skipped": skipped, "stac": list(stac_paths),
+            "temporal_consistency": request.temporal_consistency,
+            "change_rule": request.rule()})
         publication = None
         if target is not None:
             cogs = {m: (o.prediction.class_path, o.prediction.prob_path) for m, o in mapped}
             publication = publish_series(target.request(cogs, series),
                                          request.product_dir() / "publish",
-                                         dry_run=request.publish_dry_run, echo=echo)
-        write_run_record(request, setup.grid, setup.model, results, {
-            "skipped": skipped, "stac": list(stac_paths),
-            "temporal_consistency": request.temporal_consistency,
-            "change_rule": request.rule()})
+                                         dry_run=request.publish_dry_run, echo=echo,
+                                         assets=assets)
         return MapResult(setup.grid, None, tuple(results), series, tuple(stac_paths),
                          publication)
 

@@ -30,6 +30,9 @@ EXTERNAL_STORAGE_CLASS = "STANDARD"
 COG_KINDS = ("class", "probability")
 """The two COGs of a map, as the manifest names their tilesets."""
 _FLAGS = {"class": "--class-cog", "probability": "--prob-cog"}
+UPLOAD_PREFIX = ("--gcs-prefix gs://BUCKET/PREFIX to upload to (Earth Engine ingests only from "
+                 "Cloud Storage)")
+"""What publishing local COGs needs (:func:`check_upload_prefix`; the map's dry run says it)."""
 
 
 @dataclass(frozen=True)
@@ -145,15 +148,27 @@ def target_uri(path: str, gcs_prefix: str | None, dry_run: bool) -> str:
     """
     if files.is_gcs(path):
         return path
+    if not gcs_prefix and dry_run:  # a placeholder the user sees in the printed manifest
+        return f"gs://your-bucket/isamap/{Path(path).name}"
+    return f"{check_upload_prefix(gcs_prefix, path)}/{Path(path).name}"
+
+
+def check_upload_prefix(gcs_prefix: str | None, local: str = "local COGs") -> str:
+    """The ``--gcs-prefix`` local COGs are uploaded under, checked; without its last ``/``.
+
+    Args:
+        gcs_prefix: the prefix given (None: none).
+        local: what would be uploaded, as the message names it (a COG's path).
+
+    Raises:
+        ConfigError: no prefix, or one that is not ``gs://bucket[/prefix]``.
+    """
     if not gcs_prefix:
-        if dry_run:  # a placeholder the user sees in the printed manifest
-            return f"gs://your-bucket/isamap/{Path(path).name}"
-        raise ConfigError(f"{path} is local; pass --gcs-prefix gs://bucket/prefix to upload it "
-                          "(Earth Engine ingests only from Cloud Storage)")
+        raise ConfigError(f"publishing {local} needs {UPLOAD_PREFIX}")
     if not files.is_gcs(gcs_prefix) or not gcs_prefix[len("gs://"):].strip("/"):
         raise ConfigError(f"--gcs-prefix {gcs_prefix} is not a Cloud Storage address; give "
                           "gs://bucket/prefix (Earth Engine ingests only from there)")
-    return f"{gcs_prefix.rstrip('/')}/{Path(path).name}"
+    return gcs_prefix.rstrip("/")
 
 
 def cog_uris(cogs: tuple[str, str], gcs_prefix: str | None, dry_run: bool) -> dict[str, str]:

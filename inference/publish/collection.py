@@ -39,7 +39,7 @@ from inference.publish.assets import (
     wait_for_ingestion,
 )
 from inference.publish.code_editor import series_app_script
-from inference.publish.cog_sources import cog_uris, upload_cogs
+from inference.publish.cog_sources import check_upload_prefix, cog_uris, upload_cogs
 from inference.publish.quota import check_caps, footprint
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool
              f"already exist in {name}")
         return SeriesPublication(name, manifests, script, *paths)
     # Earth Engine first: an unauthenticated, full or taken target fails before any upload
-    assets = assets or connect(options.project)
+    assets = check_publication(options, local_cogs=False, assets=assets)
     quota = assets.project_quota(name)
     if quota:
         echo(f"# assets: {check_caps(adds, quota)}")
@@ -150,6 +150,23 @@ def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool
     task_ids, state = _ingest(assets, name, manifests, options, echo, poll_seconds)
     share(assets, name, options, state, echo, what="tasks")
     return SeriesPublication(name, manifests, script, *paths, task_ids, state)
+
+
+def check_publication(options: PublishOptions, local_cogs: bool,
+                      assets: EarthEngineAssets | None = None) -> EarthEngineAssets:
+    """What publishing needs of its environment, checked before the work it publishes.
+
+    ``isamap-map`` calls it before its first date: the upload prefix of local COGs (given, a
+    Cloud Storage address), then Earth Engine initialised and authenticated for the options'
+    project. Returns the connected seam (``assets`` when given: tests pass one).
+
+    Raises:
+        ConfigError: ``local_cogs`` and no usable ``--gcs-prefix``.
+        AuthenticationError: Earth Engine is not authenticated or has no project.
+    """
+    if local_cogs:
+        check_upload_prefix(options.gcs_prefix)
+    return assets or connect(options.project)
 
 
 def _date_prefix(gcs_prefix: str | None, month: str) -> str | None:

@@ -116,6 +116,33 @@ def test_without_credentials_the_advice_is_for_mapping_not_exporting(model, tmp_
     assert "export_patches" not in err and "isamap-export" not in err
 
 
+def test_publishing_without_credentials_is_refused_before_the_first_date(tmp_path, capsys,
+                                                                        monkeypatch):
+    """Every date was mapped, then "Earth Engine is not authenticated" (a new user's walk):
+    the publication's environment is now checked first, and a refused run maps nothing."""
+    _box, model = _local_scene(tmp_path)
+    home = tmp_path / "home"  # no Earth Engine login, no service account
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "EE_PROJECT", "CLOUDSDK_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "o"
+    args = ["--backend", "local", "--scenes", str(tmp_path / "scene"), "--months", "2019-06",
+            "--model", str(model), "--out", str(out), "--no-progress", "--precision", "fp32",
+            "--channels-last", "off", "-q", "--publish", "projects/city-agency/assets/isamap"]
+    for extra, code, message in (
+            (["--project", "city-agency", "--gcs-prefix", "gs://citybkt/pub"], 1,
+             "Earth Engine is not authenticated"),
+            (["--gcs-prefix", "gs://citybkt/pub"], 1, "no --project given"),
+            (["--project", "city-agency", "--gcs-prefix", "citybkt/pub"], 2,
+             "--gcs-prefix citybkt/pub is not a Cloud Storage address"),
+            (["--project", "city-agency"], 2, "publishing local COGs needs --gcs-prefix gs://")):
+        assert main([*args, *extra]) == code, extra
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+        assert not (out / "2019-06").exists() and not (out / ".stacks").exists(), extra
+
+
 def test_clahe_on_a_binary_model_is_refused_by_the_map_and_its_dry_run(model, tmp_path,
                                                                         capsys):
     """CLAHE on the binary CroFuseNet added 59 % ISA; the map refuses it unless forced."""

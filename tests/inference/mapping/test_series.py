@@ -482,3 +482,25 @@ def test_a_zone_without_valid_pixels_is_not_drawn_as_zero_km2(tmp_path, monkeypa
     (line,) = axes.get_lines()  # the zone outside the map has none
     assert line.get_label() == "inside"
     assert np.isnan(line.get_ydata()[1])  # a gap at the date without data, not a value
+
+
+def test_a_failed_publication_leaves_the_maps_summary(series, tmp_path):
+    """map.json was written after publishing: a publication refused after every date was
+    mapped (an image already there, Earth Engine failing) left the output without it."""
+    import shutil
+
+    request, _, _ = series
+    out = tmp_path / "out"
+    shutil.copytree(request.out, out)
+    (out / "map.json").unlink()
+    name = f"projects/my-proj/assets/isamap/isa_{request.region.name}"
+    taken = ExistingAssets({name: "IMAGE_COLLECTION", image_name(name, DATES[0]): "IMAGE"})
+    stack = stack_paths(Path(request.model_file).parent / DATES[0] / f"stack_{DATES[0]}.tif")
+    with pytest.raises(ConfigError, match="--overwrite"):
+        map_region(replace(request, out=str(out), publish="projects/my-proj/assets/isamap",
+                           publishing=PublishOptions(gcs_prefix="gs://bucket/maps")),
+                   session=session_for(StackTransport(stack, info=lambda t: 5)),
+                   echo=lambda _: None, assets=taken)
+    record = json.loads((out / "map.json").read_text())
+    assert set(record["dates"]) == set(DATES)
+    assert not any(c[0] == "ingest" for c in taken.calls)
