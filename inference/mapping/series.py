@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InputDataError
+from core.shareable import shareable_path
 from core.storage import atomic_write, files
 from core.storage.gdal_auth import gdal_env
 from inference.cog import maps
@@ -204,7 +205,8 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
             lambda a, b: _pair_stacks(a, b, stacks or {}, bands, prob_maps[a],
                                       spectral_threshold, "--temporal-consistency monotone"))
         consistency.update(applied)
-    area_rows = _area_rows(mapped, class_maps, zone_list, isa_class, bool(temporal_consistency))
+    area_rows = _area_rows(mapped, class_maps, zone_list, isa_class, bool(temporal_consistency),
+                           out)
     spectral = change_rule == NAME and not temporal_consistency
     changes, change_rows = [], []
     for a, b in itertools.pairwise(class_maps):
@@ -276,16 +278,22 @@ def _consistent_maps(class_maps: Mapping[str, str], out: str, isa_class: int,
 
 
 def _area_rows(mapped: Sequence[tuple[str, Any]], class_maps: Mapping[str, str],
-               zone_list: list, isa_class: int, recount: bool) -> list[SeriesAreaRow]:
-    """Each date's ISA per zone: its area table, or counted again on its (consistent) map."""
+               zone_list: list, isa_class: int, recount: bool, out: str
+               ) -> list[SeriesAreaRow]:
+    """Each date's ISA per zone: its area table, or counted again on its (consistent) map.
+
+    Every row names the class map it counts, relative to ``out``.
+    """
     area_rows = []
     for month, outputs in mapped:
         rows = ([asdict(r) for r in stats.isa_area(class_maps[month], zone_list,
                                                    isa_class=isa_class)]
                 if recount else json.loads(Path(outputs.area_json).read_text()))
+        counted = shareable_path(class_maps[month], out)
         area_rows += [SeriesAreaRow(row["zone"], month, row["isa_km2"],
                                     row.get("isa_probability_km2"), row["valid_km2"],
-                                    row["nodata_km2"], row["isa_fraction"]) for row in rows]
+                                    row["nodata_km2"], row["isa_fraction"], counted)
+                      for row in rows]
     return area_rows
 
 

@@ -31,6 +31,9 @@ class SeriesAreaRow:
     valid_km2: float
     nodata_km2: float
     isa_fraction: float
+    #: the class map counted, relative to ``--out``: the date's own, or with temporal
+    #: consistency ``consistent/isa_<date>_class.tif`` (the date's own table counts its own)
+    class_map: str = ""
 
 
 

@@ -63,6 +63,7 @@ class AreaRow:
     valid_km2: float
     nodata_km2: float
     isa_fraction: float | None  # None: no valid pixel in the zone ("no data", not 0 %)
+    class_map: str = ""  # the class map counted: its file name (a series: relative to --out)
 
 
 @dataclass(frozen=True)
@@ -225,7 +226,7 @@ def _boxes_overlap(a, b) -> bool:
 
 def isa_area(class_path: str, zones: Sequence[Zone], prob_path: str | None = None,
              isa_class: int = 1) -> list[AreaRow]:
-    """ISA area (class map), probability-weighted ISA area (when given) and valid area."""
+    """ISA area (class map), probability-weighted ISA area (when given), valid area; the map."""
     totals = _zonal(class_path, zones, [isa_class], prob_path)
     rows = []
     for name, t in totals.items():
@@ -233,7 +234,8 @@ def isa_area(class_path: str, zones: Sequence[Zone], prob_path: str | None = Non
         rows.append(AreaRow(name, round(isa, 6),
                             round(t["weighted"], 6) if prob_path else None,
                             round(t["valid"], 6), round(t["nodata"], 6),
-                            round(isa / t["valid"], 6) if t["valid"] else None))
+                            round(isa / t["valid"], 6) if t["valid"] else None,
+                            Path(class_path).name))
     return rows
 
 
@@ -378,9 +380,10 @@ def write_table(rows: Sequence[DataclassInstance], json_path: str | os.PathLike 
     """Save rows as JSON and/or CSV (atomically) and return a readable table."""
     records = [asdict(r) for r in rows]
     if json_path:
-        _atomic(Path(json_path), dumps(records, indent=1))
+        atomic_write(Path(json_path), lambda fh: fh.write(dumps(records, indent=1).encode()))
     if csv_path and records:
-        _atomic(Path(csv_path), csv_text(records, list(records[0])))
+        table = csv_text(records, list(records[0])).encode()
+        atomic_write(Path(csv_path), lambda fh: fh.write(table))
     if not records:
         return "(no zones)"
     keys = list(records[0])
@@ -394,7 +397,3 @@ def _cell(value: Any, key: str) -> str:
     if value is None:
         return "no data" if key == "isa_fraction" else ""
     return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
-def _atomic(path: Path, text: str) -> None:
-    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))

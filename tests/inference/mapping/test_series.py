@@ -504,3 +504,26 @@ def test_a_failed_publication_leaves_the_maps_summary(series, tmp_path):
     record = json.loads((out / "map.json").read_text())
     assert set(record["dates"]) == set(DATES)
     assert not any(c[0] == "ingest" for c in taken.calls)
+
+
+def test_each_area_table_names_the_class_map_it_counts(series, tmp_path):
+    """With --temporal-consistency, DATE/isa_DATE_area.csv counted the date's own map and
+    series_area.csv the consistent one, and neither said so (a new user's walk)."""
+    from inference.mapping.series import series_products
+
+    request, result, grid = series
+    mapped = [(d.month, d.outputs) for d in result.dates]
+    kept = series_products(mapped, {}, str(tmp_path / "tc"), tmp_path / "tc", request.zones,
+                           crs=grid.crs, temporal_consistency="monotone")
+    plain = series_products(mapped, {}, request.out, tmp_path / "plain", request.zones,
+                            crs=grid.crs)
+    for month, outputs in mapped:
+        with open(outputs.area_csv, newline="") as fh:
+            own = list(csv.DictReader(fh))
+        assert {r["class_map"] for r in own} == {f"isa_{month}_class.tif"}
+    with open(kept.area_csv, newline="") as fh:
+        counted = {(r["date"], r["class_map"]) for r in csv.DictReader(fh)}
+    assert counted == {(m, f"consistent/isa_{m}_class.tif") for m in DATES}
+    assert {(r.date, r.class_map) for r in plain.area_rows} == {
+        (m, f"{m}/isa_{m}_class.tif") for m in DATES}
+    assert "class_map" in kept.table().splitlines()[0]
