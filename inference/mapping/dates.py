@@ -117,8 +117,7 @@ def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: Mode
     config = request.predict_config()
     local = request.product_dir()
     check_series_lattice(request, grid)
-    if request.backend == "local":
-        _remove_killed_stacks(local / ".stacks")
+    _remove_killed_writes(request, local)
     results = []
     inputs = _ee_inputs if request.backend == "ee" else _local_inputs
     held = (series_runtime.recorded(request.out, local, {m: request.prefix(m) for m in
@@ -184,12 +183,18 @@ def check_series_lattice(request: MapRequest, grid: Grid) -> None:
                        f"date {cog_path.parent.name} of the series in {request.out}")
 
 
-def _remove_killed_stacks(stacks: Path) -> None:
-    """Delete the half-written stack files a killed run left (the map's lock is held)."""
-    if stacks.is_dir():
-        removed = LocalStore(stacks).remove_temporaries()
+def _remove_killed_writes(request: MapRequest, local: Path) -> None:
+    """Delete the half-written files a killed run left where this run writes (under its lock).
+
+    The folders of the dates (COGs of a local ``--out``, PNGs and tables) and the stacks.
+    """
+    folders = [local / ".stacks", *(local / m for m in request.dates)]
+    if not files.is_gcs(request.out):
+        folders += [Path(request.out) / m for m in request.dates]
+    for folder in dict.fromkeys(f.absolute() for f in folders):
+        removed = LocalStore(folder).remove_temporaries() if folder.is_dir() else 0
         if removed:
-            log.info("removed %d temporary file(s) left in %s by a killed run", removed, stacks)
+            log.info("removed %d temporary file(s) left in %s by a killed run", removed, folder)
 
 
 def _with_tiles_left(exc: EarthEngineError, source: Any, month: str) -> EarthEngineError:

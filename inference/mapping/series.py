@@ -29,6 +29,7 @@ finished series rewrites nothing.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -39,7 +40,7 @@ from typing import Any
 
 from core.errors import InputDataError
 from core.shareable import shareable_path
-from core.storage import atomic_write, files
+from core.storage import atomic_write, files, open_store
 from core.storage.gdal_auth import gdal_env
 from inference.cog import maps
 from inference.mapping import consistency as consistency_rule
@@ -198,13 +199,10 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
     zone_list = stats.load_zones(zones, crs, zones_name) if mapped else []
     class_maps = {m: o.prediction.class_path for m, o in mapped}
     prob_maps = {m: o.prediction.prob_path for m, o in mapped}
-    consistency: dict[str, Any] = {"applied": bool(temporal_consistency)}
-    if temporal_consistency:
-        class_maps, applied = _consistent_maps(
-            class_maps, out, isa_class, prob_maps, temporal_consistency,
-            lambda a, b: _pair_stacks(a, b, stacks or {}, bands, prob_maps[a],
-                                      spectral_threshold, "--temporal-consistency monotone"))
-        consistency.update(applied)
+    class_maps, consistency = _series_class_maps(
+        class_maps, prob_maps, out, isa_class, temporal_consistency,
+        lambda a, b: _pair_stacks(a, b, stacks or {}, bands, prob_maps[a], spectral_threshold,
+                                  "--temporal-consistency monotone"))
     area_rows = _area_rows(mapped, class_maps, zone_list, isa_class, bool(temporal_consistency),
                            out)
     spectral = change_rule == NAME and not temporal_consistency
@@ -240,6 +238,46 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
     plot = plot_area(area_rows, local / "series_area.png")
     return SeriesOutputs(tuple(m for m, _ in mapped), dict(skipped), tuple(changes), area_csv,
                          change_csv, json_path, plot, tuple(area_rows), tuple(change_rows))
+
+
+def _series_class_maps(class_maps: dict[str, str], prob_maps: Mapping[str, str], out: str,
+                       isa_class: int, rule: TemporalRule | None,
+                       pair: Callable[[str, str], SpectralStacks]
+                       ) -> tuple[dict[str, str], dict[str, Any]]:
+    """The class maps the series counts (each date's own, or made consistent by ``rule``).
+
+    Returns them and what ``series.json`` says of the rule; consistent maps an earlier run left
+    and this run does not write are removed (:func:`_remove_stale_consistent`).
+    """
+    consistency: dict[str, Any] = {"applied": bool(rule)}
+    if rule:
+        class_maps, applied = _consistent_maps(class_maps, out, isa_class, prob_maps, rule, pair)
+        consistency.update(applied)
+    _remove_stale_consistent(out, set(class_maps.values()) if rule else set())
+    return class_maps, consistency
+
+
+def _remove_stale_consistent(out: str, written: set[str]) -> None:
+    """Remove the consistent class maps under ``<out>/consistent/`` that this run did not write.
+
+    A consistent map is made by a rule over the whole series: one an earlier run left (with
+    ``--temporal-consistency``, or over other dates) looks current beside this run's maps and
+    tables and is not. Each one removed is said in the log.
+    """
+    folder = f"{out.rstrip('/')}/consistent"
+    if not files.is_gcs(folder) and not Path(folder).is_dir():
+        return
+    store = open_store(folder)
+    for name in store.list():
+        path = f"{folder}/{name}"
+        if "/" not in name and name.endswith("_class.tif") and path not in written:
+            store.delete(name)
+            log.info("removed %s: a consistent map of an earlier run (this run writes %s)", path,
+                     "consistent maps of its own dates" if written
+                     else "none: no --temporal-consistency")
+    if not written and not files.is_gcs(folder):
+        with contextlib.suppress(OSError):  # the folder, once empty
+            Path(folder).rmdir()
 
 
 def _change_rows(product: ChangeProduct, zone_list: list, classes: tuple[str, str],

@@ -527,3 +527,40 @@ def test_each_area_table_names_the_class_map_it_counts(series, tmp_path):
     assert {(r.date, r.class_map) for r in plain.area_rows} == {
         (m, f"{m}/isa_{m}_class.tif") for m in DATES}
     assert "class_map" in kept.table().splitlines()[0]
+
+
+def test_a_rerun_removes_the_consistent_maps_and_killed_writes_it_does_not_make_again(
+        series, tmp_path, caplog):
+    """A rerun without --temporal-consistency left the earlier run's consistent maps (tags
+    naming the rule), and a killed run's temporaries stayed in the date folders after a
+    successful rerun (new users' walks)."""
+    import logging
+    import shutil
+
+    from inference.mapping.series import series_products
+
+    request, result, grid = series
+    mapped = [(d.month, d.outputs) for d in result.dates]
+    out = tmp_path / "tc"
+    series_products(mapped, {}, str(out), out, request.zones, crs=grid.crs,
+                    temporal_consistency="monotone")
+    series_products(mapped[1:], {}, str(out), out, request.zones, crs=grid.crs,
+                    temporal_consistency="monotone")  # over other dates: the first's goes
+    assert sorted(p.name for p in (out / "consistent").iterdir()) == [
+        f"isa_{DATES[1]}_class.tif"]
+    with caplog.at_level(logging.INFO):
+        series_products(mapped, {}, str(out), out, request.zones, crs=grid.crs)
+    assert not (out / "consistent").exists()
+    assert f"removed {out}/consistent/isa_{DATES[1]}_class.tif: a consistent map of an " \
+           "earlier run (this run writes none: no --temporal-consistency)" in caplog.text
+    copy = tmp_path / "copy"
+    shutil.copytree(request.out, copy)
+    left = [copy / m / f".isa_{m}_prob.isamap-tmp-k1ll.png" for m in DATES]
+    for path in left:
+        path.write_bytes(b"half a png")
+    stack = stack_paths(Path(request.model_file).parent / DATES[0] / f"stack_{DATES[0]}.tif")
+    with caplog.at_level(logging.INFO):
+        map_region(replace(request, out=str(copy)), echo=lambda _: None,
+                   session=session_for(StackTransport(stack, info=lambda t: 5)))
+    assert not any(path.exists() for path in left)
+    assert f"removed 1 temporary file(s) left in {copy / DATES[0]} by a killed run" in caplog.text
