@@ -166,7 +166,7 @@ class MapRequest:
         project: Cloud project registered for Earth Engine.
         zones: GeoJSON polygons of the per-zone table (default: the whole map).
         zones_name: the zones' property that names them (default: ``name``, ``NAME`` or the
-            highest ``NAME_<n>``: :func:`inference.predict.stats.zone_name`).
+            highest ``NAME_<n>``: :func:`inference.predict.zone_names.zone_name`).
         dataset: the model's patch dataset, when the model file does not record its recipe.
         allow_recipe_mismatch: map even though the inputs differ from the training data.
         allow_implausible: map a date whose pixels the value rules doubt, each reason

@@ -45,7 +45,7 @@ class PredictJob:
         isa_class: index of the impervious class (default: found by class name).
         zones: GeoJSON of polygons for the area table (default: the whole raster).
         zones_name: the zones' property that names them (default:
-            :func:`inference.predict.stats.zone_name`).
+            :func:`inference.predict.zone_names.zone_name`).
         compare_with: class COG of an earlier date on the same grid: adds a change map.
         change_margin: with ``compare_with``, change is decided on both dates' probabilities
             with this margin (:func:`inference.predict.change.margin_change`; the earlier

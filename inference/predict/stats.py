@@ -39,6 +39,8 @@ from inference.predict import change as rule
 from inference.predict.impervious import agreeing_codes, impervious
 from inference.predict.pixel_area import pixel_area_km2
 from inference.predict.spectral_stacks import SpectralStacks, block_codes
+from inference.predict.zone_names import zone_name as zone_name  # re-exported
+from inference.predict.zone_names import zone_names
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -90,14 +92,13 @@ def load_zones(geojson: str | os.PathLike | dict | None, crs: Any,
                name_field: str | None = None, flag: str = "--zones") -> list[Zone]:
     """Zones from a GeoJSON file/dict (features or a bare geometry), reprojected to ``crs``.
 
-    A zone's name is its ``name_field`` property (``--zones-name``), else the first of
-    ``name``, ``NAME`` and the highest-numbered ``NAME_<n>`` (GADM's level: ``NAME_2`` of a
-    district file) it has (:func:`zone_name`), else ``feature_<i>``; a name that repeats
-    is told apart by its feature index, so two zones never add up under one name.
-    Errors name the file as ``flag`` (the option the user typed) followed by its path.
+    A zone's name is its ``name_field`` property (``--zones-name``), else ``name``, ``NAME``
+    or the highest-numbered ``NAME_<n>`` (:mod:`inference.predict.zone_names`). Errors name
+    the file as ``flag`` (the option the user typed) followed by its path.
 
     Raises:
-        InputDataError: a feature is no polygon, cannot be reprojected, or lacks ``name_field``.
+        InputDataError: a feature is no polygon, cannot be reprojected, or has no name where
+            ``name_field`` is given or other features have one.
     """
     if geojson is None:
         return [Zone("all", None)]
@@ -113,7 +114,6 @@ def load_zones(geojson: str | os.PathLike | dict | None, crs: Any,
     else:
         features = [{"type": "Feature", "properties": {}, "geometry": data}]
     zones: list[Zone] = []
-    seen: set[str] = set()
     for i, feature in enumerate(features):
         geometry = feature.get("geometry") if isinstance(feature, dict) else None
         if not isinstance(geometry, dict) or geometry.get("type") not in (
@@ -125,39 +125,16 @@ def load_zones(geojson: str | os.PathLike | dict | None, crs: Any,
                 f"feature {i} of {given} has coordinates outside longitude/latitude, so the "
                 "file is in a projected CRS without saying so; add a 'crs' member naming it "
                 "or reproject it to longitude/latitude (EPSG:4326) in your GIS")
-        props = feature.get("properties") or {}
-        if name_field and props.get(name_field) in (None, ""):
-            raise InputDataError(f"feature {i} of {given} has no property {name_field!r} "
-                                 f"(it has {', '.join(map(repr, props)) or 'none'}); give "
-                                 f"--zones-name one of those")
-        name = zone_name(props, name_field) or f"feature_{i}"
-        if name in seen:
-            name = f"{name} (feature {i})"
-        seen.add(name)
         try:
-            zones.append(Zone(name, transform_geom(src_crs, crs, geometry)))
+            zones.append(Zone("", transform_geom(src_crs, crs, geometry)))
         except Exception as exc:  # GDAL/PROJ raise several types for a bad CRS or geometry
             raise InputDataError(f"feature {i} of {given} cannot be put in the map's CRS "
                                  f"({exc}); give polygons in longitude/latitude (GeoJSON's "
                                  "EPSG:4326) or name their CRS in a 'crs' member") from None
     if not zones:
         raise InputDataError(f"{given} has no features; {GEOJSON_ADVICE}")
-    return zones
-
-
-def zone_name(properties: dict[str, Any], name_field: str | None = None) -> str | None:
-    """A zone's name from its properties: ``name_field``, else ``name``, ``NAME``, ``NAME_<n>``.
-
-    Of GADM's ``NAME_0`` (country) ... ``NAME_<n>``, the highest ``n`` is the feature's own
-    level. None where none of them holds a value.
-    """
-    levels = sorted((int(k[5:]), k) for k in properties
-                    if k.startswith("NAME_") and k[5:].isdigit())
-    for key in ([name_field] if name_field else ["name", "NAME", *[k for _, k in levels[::-1]]]):
-        value = properties.get(key)
-        if value not in (None, ""):
-            return str(value)
-    return None
+    names = zone_names([f.get("properties") or {} for f in features], name_field, given)
+    return [Zone(name, zone.geometry) for name, zone in zip(names, zones, strict=True)]
 
 
 def _lonlat(geometry: dict[str, Any]) -> bool:
