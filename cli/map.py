@@ -314,10 +314,11 @@ def _region(args: argparse.Namespace, dates: tuple[str, ...],
 
 def _summary(request: MapRequest, result: MapResult) -> dict[str, Any]:
     """What the command prints of a finished run: grid, dates, series, publication."""
+    shown = functools.partial(_shown, request)
     summary: dict[str, Any] = {"grid": result.grid.to_dict(),
-                               "dates": {r.month: _date_summary(r) for r in result.dates}}
+                               "dates": {r.month: _date_summary(r, shown) for r in result.dates}}
     if result.series:
-        summary.update(change_maps=[c.cog for c in result.series.changes],
+        summary.update(change_maps=[shown(c.cog) for c in result.series.changes],
                        temporal_consistency=request.temporal_consistency,
                        change_rule=request.rule(),
                        **({"spectral_threshold": request.spectral_threshold,
@@ -325,9 +326,10 @@ def _summary(request: MapRequest, result: MapResult) -> dict[str, Any]:
                                              for c in result.series.changes}}
                           if request.rule() == "spectral"
                           else {"change_margin": request.margin()}),
-                       area_csv=str(result.series.area_csv),
-                       change_csv=str(result.series.change_csv),
-                       plot=str(result.series.plot), stac=list(result.stac))
+                       area_csv=shown(result.series.area_csv),
+                       **({"change_csv": shown(result.series.change_csv)}
+                          if result.series.change_csv else {}),
+                       plot=shown(result.series.plot), stac=[shown(p) for p in result.stac])
     if result.publication:
         summary.update(collection=result.publication.collection,
                        tasks=result.publication.task_ids)
@@ -340,11 +342,27 @@ def _runner(args: argparse.Namespace) -> Any:
     return runner.for_workers(needs_torch=True) if runner is not None else None
 
 
-def _date_summary(result: DateResult) -> dict[str, Any]:
+def _shown(request: MapRequest, path: str | os.PathLike[str]) -> str:
+    """A file of the run as the summary prints it: as the user gave its folder.
+
+    Under the product folder or ``--out``, the folder as given (relative stays relative) and
+    the path inside it; a ``gs://`` address or any other path as it is.
+    """
+    text = os.fspath(path)
+    folders = [os.fspath(request.product_dir()),
+               *([] if files.is_gcs(request.out) else [request.out])]
+    for folder in folders:
+        inside = os.path.relpath(os.path.abspath(text), os.path.abspath(folder))
+        if not files.is_gcs(text) and not inside.startswith(os.pardir):
+            return os.path.join(folder, inside)
+    return text
+
+
+def _date_summary(result: DateResult, shown: Callable[[str], str]) -> dict[str, Any]:
     """What the command prints of one date: its COGs, or why it was skipped."""
     if result.skipped or result.outputs is None:
         return {"skipped": result.skipped}
     prediction = result.outputs.prediction
     notes = list(result.outputs.input_notes)
-    return {"class_cog": prediction.class_path, "prob_cog": prediction.prob_path,
+    return {"class_cog": shown(prediction.class_path), "prob_cog": shown(prediction.prob_path),
             "skipped": prediction.skipped, **({"input_notes": notes} if notes else {})}

@@ -220,7 +220,8 @@ def step_map(ctx: DemoContext) -> None:
         ctx.outputs[f"change map {change.date_from} -> {change.date_to}"] = change.cog
         ctx.outputs["quick-look change map"] = change.png
     ctx.outputs["ISA km² per date (CSV)"] = series.area_csv
-    ctx.outputs["ISA change (CSV)"] = series.change_csv
+    if series.change_csv is not None:  # two dates or more
+        ctx.outputs["ISA change (CSV)"] = series.change_csv
     ctx.outputs["ISA area over time (PNG)"] = series.plot
     ctx.outputs["STAC collection"] = out / "collection.json"
     if result.publication is not None:

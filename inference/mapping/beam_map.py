@@ -311,7 +311,8 @@ def date_predictor(runner: RunnerConfig, sessions: SessionFactory | None = None
                               scene=scene)
         outputs = finish_outputs(result, prefix, index, zones=request.zones,
                                  local_dir=request.product_dir() / month,
-                                 vectors=request.vectors, zones_name=request.zones_name)
+                                 vectors=request.vectors, zones_name=request.zones_name,
+                                 warn_zones=False)  # the series warns once
         return outputs, date_inputs(identity)
 
     return run

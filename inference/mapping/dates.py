@@ -141,7 +141,8 @@ def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: Mode
                         config=config, options=options, zones=request.zones,
                         local_dir=local / month, progress=request.progress,
                         scene=opened.scene, allow_implausible=request.allow_implausible,
-                        vectors=request.vectors, zones_name=request.zones_name)
+                        vectors=request.vectors, zones_name=request.zones_name,
+                        warn_zones=False)  # the series warns once for all its dates
                 except EarthEngineError as exc:
                     raise _with_tiles_left(exc, source, month) from exc
         except EmptyCompositeError as exc:

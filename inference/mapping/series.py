@@ -51,8 +51,11 @@ from inference.predict import change as change_rules
 from inference.predict import stats
 from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.spectral_stacks import NAME, SpectralStacks, spectral_stacks
+from inference.predict.workflow import warn_empty_zones
 
 log = logging.getLogger(__name__)
+
+NO_PAIR = "the series has no pair of dates to compare"
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ class SeriesOutputs:
     skipped: dict[str, str]
     changes: tuple[ChangeProduct, ...]
     area_csv: Path
-    change_csv: Path
+    change_csv: Path | None  # None: one mapped date, no pair of dates to compare
     json: Path
     plot: Path
     area_rows: tuple[SeriesAreaRow, ...]
@@ -100,6 +103,9 @@ class SeriesOutputs:
 
     def table(self) -> str:
         """The per-zone tables as text (what the command prints)."""
+        if len(self.dates) < 2:
+            return (stats.write_table(self.area_rows) + f"\n\nno ISA change: {NO_PAIR} "
+                    f"(one mapped date, {self.dates[0] if self.dates else 'none'})")
         return (stats.write_table(self.area_rows) + "\n\nISA change between consecutive dates\n"
                 + stats.write_table(self.change_rows))
 
@@ -205,6 +211,7 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
                                   "--temporal-consistency monotone"))
     area_rows = _area_rows(mapped, class_maps, zone_list, isa_class, bool(temporal_consistency),
                            out)
+    warn_empty_zones(_empty_zones(area_rows))  # once per zone for all dates, not per date
     spectral = change_rule == NAME and not temporal_consistency
     changes, change_rows = [], []
     for a, b in itertools.pairwise(class_maps):
@@ -220,9 +227,9 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
         changes.append(product)
         change_rows += _change_rows(product, zone_list, (class_maps[a], class_maps[b]),
                                     isa_class, bool(temporal_consistency))
-    area_csv, change_csv = local / "series_area.csv", local / "series_change.csv"
+    area_csv = local / "series_area.csv"
     stats.write_table(area_rows, None, area_csv)
-    stats.write_table(change_rows, None, change_csv)
+    change_csv = _change_table(change_rows, local / "series_change.csv", len(mapped))
     record = {"dates": [m for m, _ in mapped], "skipped": skipped,
               "area": [asdict(r) for r in area_rows],
               "change": [asdict(r) for r in change_rows],
@@ -278,6 +285,30 @@ def _remove_stale_consistent(out: str, written: set[str]) -> None:
     if not written and not files.is_gcs(folder):
         with contextlib.suppress(OSError):  # the folder, once empty
             Path(folder).rmdir()
+
+
+def _empty_zones(rows: Sequence[SeriesAreaRow]) -> dict[str, list[str]]:
+    """Zone -> the dates it has no valid pixel of the map at (zones with one only)."""
+    empty: dict[str, list[str]] = {}
+    for row in rows:
+        if row.isa_fraction is None:
+            empty.setdefault(row.zone, []).append(row.date)
+    return empty
+
+
+def _change_table(rows: Sequence[SeriesChangeRow], path: Path, dates: int) -> Path | None:
+    """``series_change.csv`` of ``rows``; None and no file where ``dates`` make no pair.
+
+    A table an earlier run of more dates left is removed, with a log line: it described
+    change this run does not map.
+    """
+    if dates >= 2:
+        stats.write_table(rows, None, path)
+        return path
+    if path.exists():
+        path.unlink()
+        log.info("removed %s: an earlier run's change table (%s)", path, NO_PAIR)
+    return None
 
 
 def _change_rows(product: ChangeProduct, zone_list: list, classes: tuple[str, str],

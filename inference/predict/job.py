@@ -69,6 +69,8 @@ class PredictJob:
             None: from a decimated sample of ``stack``
             (:func:`inference.predict.scene.scene_statistics`). Any other model ignores them.
         vectors: also write the built-up polygons (:mod:`inference.predict.vectors`).
+        warn_zones: warn of each zone without a valid pixel of the map (False: the caller
+            warns once for several maps, as a series does for its dates).
     """
 
     model: str | os.PathLike[str] | LoadedModel
@@ -93,6 +95,7 @@ class PredictJob:
     allow_implausible: bool = False
     scene: NormStats | None = None
     vectors: VectorOptions | None = None
+    warn_zones: bool = True
 
     @property
     def predict_config(self) -> PredictConfig:

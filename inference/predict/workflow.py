@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,7 +127,8 @@ def predict(job: PredictJob) -> Outputs:
                              change_margin=job.change_margin,
                              earlier_prob=change.earlier_prob, record=record,
                              spectral=change.spectral, vectors=job.vectors,
-                             zones_name=job.zones_name, notes=facts.notes)
+                             zones_name=job.zones_name, notes=facts.notes,
+                             warn_zones=job.warn_zones)
     return replace(outputs, input_notes=facts.notes)
 
 
@@ -212,7 +214,8 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
                    record: dict[str, Any] | None = None,
                    spectral: SpectralStacks | None = None,
                    vectors: VectorOptions | None = None,
-                   zones_name: str | None = None, notes: tuple[str, ...] = ()) -> Outputs:
+                   zones_name: str | None = None, notes: tuple[str, ...] = (),
+                   warn_zones: bool = True) -> Outputs:
     """Quick-looks, area table, optional change map and polygons of a prediction's COGs.
 
     The change map (with ``compare_with``) is decided by the spectral rule with ``spectral``
@@ -220,7 +223,8 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
     ``earlier_prob`` and this prediction's probabilities, else by differencing the class maps.
     ``notes``: why a doubted input was mapped, in the change COG's tags as in the class and
     probability COGs' (``input_notes``), beside the earlier map's own, prefixed
-    ``--compare-with: ``.
+    ``--compare-with: ``. ``warn_zones``: warn of each zone without a valid pixel (a series
+    warns once for all its dates instead: :func:`warn_empty_zones`).
 
     Shared by the streaming prediction above and the tile-parallel Beam pipeline
     (:mod:`inference.mapping.beam_map`), whose COGs come from a mosaic of tiles.
@@ -238,10 +242,8 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
         _remove_stale(out_prefix, local, keep_change=bool(compare_with),
                       keep_vectors=vectors is not None)
     rows = stats.isa_area(result.class_path, zone_list, result.prob_path, isa_class=index)
-    for row in rows:
-        if row.isa_fraction is None:
-            log.warning("zone %r has no valid pixel of the map (outside it, or all nodata); "
-                        "its row says no data", row.zone)
+    if warn_zones:
+        warn_empty_zones({row.zone: () for row in rows if row.isa_fraction is None})
     area_json, area_csv = local / f"{name}_area.json", local / f"{name}_area.csv"
     table = stats.write_table(rows, area_json, area_csv)
     change: tuple[str | None, Path | None, dict[str, Any] | None] = (None, None, None)
@@ -256,6 +258,14 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
                                 local / f"{name}_builtup", vectors).paths
     return Outputs(result, class_png, prob_png, area_json, area_csv, table, *change,
                    vectors=written)
+
+
+def warn_empty_zones(empty: Mapping[str, Sequence[str]]) -> None:
+    """One warning per zone without a valid pixel of the map: zone -> its dates (() one map)."""
+    for zone, dates in empty.items():
+        log.warning("zone %r has no valid pixel of the map%s (outside it, or all nodata); its "
+                    "row%s no data", zone, f" at {', '.join(dates)}" if dates else "",
+                    "s say" if len(dates) > 1 else " says")
 
 
 def _remove_stale(out_prefix: str, local: Path, keep_change: bool, keep_vectors: bool) -> None:

@@ -475,3 +475,54 @@ def test_a_local_map_without_radar_scenes_asks_for_them_and_leaves_no_stacks(tmp
     assert "no Sentinel-1 scene acquired in 2019-06" in err and "drop" not in err
     assert "add Sentinel-1 scenes of 2019-06 to --scenes: the model reads VV/VH" in err
     assert not (out / ".stacks").exists()
+
+
+def test_a_series_summary_names_only_files_written_as_out_was_given(tmp_path, capsys,
+                                                                    monkeypatch):
+    """New users' walks: a one-date map's summary named a series_change.csv never written and
+    printed "ISA change between consecutive dates" over "(no zones)"; its STAC paths were
+    absolute beside relative tables; a zone outside the map was warned of once per date."""
+    from pyproj import Transformer
+
+    from gee_export.local.synthetic import generate_scene
+
+    scenes = tmp_path / "scenes"
+    first = generate_scene(scenes / "a", width=64, height=64, progress=False, month="2019-06")
+    generate_scene(scenes / "b", width=64, height=64, progress=False, month="2021-06", growth=2)
+    model = model_file(tmp_path / "m.pt", first.grid, name="test-threshold", backend="local",
+                       module="tests.support.models", threshold=0.12)
+    west, south, east, north = Transformer.from_crs(
+        first.grid.crs, "EPSG:4326", always_xy=True).transform_bounds(*first.grid.bounds)
+
+    def box(name, a, b):
+        return {"type": "Feature", "properties": {"name": name}, "geometry": {
+            "type": "Polygon", "coordinates": [[[a, south], [b, south], [b, north], [a, north],
+                                                [a, south]]]}}
+
+    (tmp_path / "zones.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        box("inside", west, east), box("outside", east + 0.1, east + 0.2)]}))
+    monkeypatch.chdir(tmp_path)
+    args = ["--backend", "local", "--scenes", "scenes", "--model", str(model), "--out", "maps",
+            "--zones", "zones.geojson", "--tile", "64", "--overlap", "16", "--no-progress",
+            "--precision", "fp32", "--channels-last", "off"]
+
+    def run(months):
+        assert main([*args, "--months", months]) == 0
+        captured = capsys.readouterr()
+        out = captured.out
+        return out, json.loads(out[out.rindex("\n{") + 1:]), captured.err
+
+    out, summary, err = run("2019-06,2021-06")
+    assert err.count("zone 'outside' has no valid pixel") == 1
+    assert "zone 'outside' has no valid pixel of the map at 2019-06, 2021-06" in err
+    assert summary["stac"] and all(p.startswith("maps/") for p in summary["stac"])
+    assert summary["area_csv"] == "maps/series_area.csv"
+    assert summary["change_csv"] == "maps/series_change.csv"
+    assert summary["change_maps"] == ["maps/change/isa_change_2019-06_2021-06.tif"]
+    assert "ISA change between consecutive dates" in out
+    out, summary, err = run("2019-06")  # one date: no pair, no change table
+    assert "change_csv" not in summary and not (tmp_path / "maps" / "series_change.csv").exists()
+    assert "removed maps/series_change.csv: an earlier run's change table" in err
+    assert "no ISA change: the series has no pair of dates to compare (one mapped date, " \
+           "2019-06)" in out
+    assert "ISA change between consecutive dates" not in out and "(no zones)" not in out
