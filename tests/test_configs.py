@@ -244,7 +244,8 @@ def test_flags_given_override_the_mapping_config(tmp_path, monkeypatch):
     Path("map.yaml").write_text("model: a.pt\nout: maps\ntile: 256\nreader: user:a@b.com\n"
                                 "temporal_consistency: true\n")
     args = parse_with_config(build_parser(), ["--config", "map.yaml", "--tile", "128"])
-    assert (args.model, args.out, args.tile, args.overlap) == ("a.pt", "maps", 128, 64)
+    assert (args.model, args.out, args.tile) == ("a.pt", "maps", 128)
+    assert args.overlap is None  # not given: it follows the tile (64 for this one)
     # true is the flag given alone, as before it took a rule
     assert args.reader == ["user:a@b.com"] and args.temporal_consistency == "monotone"
     Path("map.yaml").write_text("model: a.pt\nout: maps\ntemporal_consistency: stretches\n")
