@@ -86,7 +86,9 @@ def _run(patch_root, out_dir, model, epochs, batch_size, lr, max_batches, seed,
                       progress=progress, cache=True, num_workers=0)
     res = train(cfg)
     # the demo's figures are documented, so its precision and layout are stated, not measured
-    ev = evaluate(EvaluateConfig(res.model_path, str(patch_root), out / "evaluate", "test",
+    # absolute, so metrics.json names them relative to its own folder (not to this one)
+    ev = evaluate(EvaluateConfig(Path(res.model_path).absolute(), str(Path(patch_root).absolute()),
+                                 out / "evaluate", "test",
                                  points=500, progress=progress, precision="fp32",
                                  channels_last="on"))
     return DemoPaths(res.model_path, res.history_path, res.curves_path, ev.metrics_path,
