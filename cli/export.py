@@ -54,13 +54,14 @@ from core.commands import (
 from core.errors import ConfigError, GridError, InputDataError
 from core.months import parse_months
 from core.parsers import command_parser
-from core.pipeline_options import RunnerConfig, add_runner_arguments, runner_config
+from core.pipeline_options import RunnerConfig, add_runner_arguments
 from gee_export.ee.budget import add_eecu_argument
 from gee_export.ee.code_editor import render, write_script
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS
 from gee_export.ee.export_command import (
     add_recipe_arguments,
     check_ee_arguments,
+    ee_runner,
     run_ee_export,
 )
 from gee_export.ee.labels import LabelSource, parse_label_source
@@ -307,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or str(Path("data") / region.name)
     if args.code_editor or not args.dry_run:  # a dry run writes nothing
         check_output_folder("--out", out)
-    runner = _runner(args, out)
+    runner = ee_runner(args, out)
     opts = export_options(args, region, grid, months, bands, out, runner)
     if args.code_editor:
         return _code_editor(opts, label)
@@ -368,24 +369,6 @@ def _dry_run(args: argparse.Namespace, opts: ExportOptions, runner: RunnerConfig
         runner.pipeline_options()  # Beam's validation, offline in a dry run
         print(runner.describe())
     return 0
-
-
-def _runner(args: argparse.Namespace, out: str) -> RunnerConfig | None:
-    """The Beam runner asked for, checked before anything is fetched (None: this process)."""
-    runner = runner_config(args, dry_run=args.dry_run)
-    if runner is None:
-        return None
-    if args.backend != "ee":
-        raise ConfigError("--runner runs the Earth Engine export as a Beam pipeline; the local "
-                          "backend runs in this process (drop --runner)")
-    if args.method == "tasks":
-        raise ConfigError("--runner fetches patches with computePixels; batch tasks "
-                          "(--method tasks) already run on Earth Engine's machines")
-    if runner.runner == "dataflow" and not out.startswith("gs://"):
-        raise ConfigError("--runner dataflow writes from Google Cloud workers: give --out "
-                          "gs://bucket/prefix")
-    runner.check()
-    return runner.for_workers(needs_torch=False)  # no torch, the versions constraints.txt pins
 
 
 def _warn_about_split(grid: Grid, counts: dict[str, int], args: argparse.Namespace,

@@ -125,10 +125,7 @@ def patch_stack(
         raise GridError(f"the {grid.height}x{grid.width} grid is smaller than one "
                         f"{grid.patch_size}-pixel patch")
     check_stack(stack)
-    # the stack files by name only: a manifest names no folder of the machine that made it
-    month_sources = {**dict(sources or {}),
-                     **{role: Path(path).name for role, path in stack.files().items()},
-                     "fingerprint": fingerprint(stack)}
+    month_sources = _month_sources(stack, sources)
     with hold_output(store):
         state = open_month(store, spec, stack.month, sources=month_sources,
                            image_fine_bands=_fine_bands(stack), compress=compress)
@@ -142,6 +139,17 @@ def patch_stack(
         state.commit(complete=True)
         return _summary(store, state, written, already, started,
                         valid=_valid_positions(stack, state, min_valid_fraction))
+
+
+def _month_sources(stack: StackPaths, sources: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The manifest's ``sources/<month>``: the caller's facts, the stack files and fingerprint.
+
+    The stack files are named by file name only: a manifest names no folder of the machine
+    that made it.
+    """
+    return {**dict(sources or {}),
+            **{role: Path(path).name for role, path in stack.files().items()},
+            "fingerprint": fingerprint(stack)}
 
 
 def _refuse_empty(state: MonthProgress, month: str, min_valid_fraction: float) -> None:

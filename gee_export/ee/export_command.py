@@ -22,7 +22,7 @@ from contract.dataset import DatasetSpec, check_compatible
 from contract.export_options import ExportOptions
 from core.commands import check_range
 from core.errors import ConfigError
-from core.pipeline_options import RunnerConfig
+from core.pipeline_options import RunnerConfig, runner_config
 from core.storage import open_store
 from gee_export.ee.beam_export import EarthEngineProject, export_pipeline
 from gee_export.ee.budget import ComputeBudget, check_max_eecu_hours, compute_budget
@@ -73,6 +73,27 @@ def check_ee_arguments(args: argparse.Namespace) -> None:
     check_range("--cloud-threshold", args.cloud_threshold, 0.0, 1.0,
                 "it is the Cloud Score+ cs_cdf a pixel needs to count as clear")
     check_range("--s2-max-widen-days", args.s2_max_widen_days, 0)
+
+
+def ee_runner(args: argparse.Namespace, out: str) -> RunnerConfig | None:
+    """The Beam runner ``--runner`` asks for, checked before anything is fetched.
+
+    None: the export runs in this process. ``out`` is the dataset root the run writes.
+    """
+    runner = runner_config(args, dry_run=args.dry_run)
+    if runner is None:
+        return None
+    if args.backend != "ee":
+        raise ConfigError("--runner runs the Earth Engine export as a Beam pipeline; the local "
+                          "backend runs in this process (drop --runner)")
+    if args.method == "tasks":
+        raise ConfigError("--runner fetches patches with computePixels; batch tasks "
+                          "(--method tasks) already run on Earth Engine's machines")
+    if runner.runner == "dataflow" and not out.startswith("gs://"):
+        raise ConfigError("--runner dataflow writes from Google Cloud workers: give --out "
+                          "gs://bucket/prefix")
+    runner.check()
+    return runner.for_workers(needs_torch=False)  # no torch, the versions constraints.txt pins
 
 
 def ee_recipe(opts: ExportOptions, label: LabelSource) -> EERecipe:

@@ -17,7 +17,7 @@ from core.errors import ConfigError, ModelError
 from tests.support.rasters import write_patch_dataset
 from training.calibration import binary_at_temperature, describe
 from training.config import TrainConfig
-from training.members import joined_meta
+from training.member_join import joined_meta
 from training.modelfile import load_model_file, read_model_file
 from training.models import create_model
 from training.models.members import MemberMean
