@@ -68,6 +68,19 @@ def test_a_tile_the_unet_cannot_take_is_refused_before_the_run(unet, stack, tmp_
     assert not (tmp_path / "a").exists()
 
 
+def test_a_tile_a_joined_models_members_cannot_take_is_refused_before_the_run(tmp_path,
+                                                                             stack, capsys):
+    """A model of several trainings (``unet-s2``'s nine) answered multiple 1: --tile 100
+    passed the check and failed in the first member's forward."""
+    joined = _model(tmp_path / "members.pt", "unet", widths=[4, 8, 8, 16, 16], members=2)
+    assert _run(joined, stack, tmp_path / "a" / "isa", "--tile", "100") == 2
+    err = capsys.readouterr().err.strip()
+    assert "--tile 100 is not a multiple of 16, which this unet model's input sides must be; " \
+        "give --tile 96 or 112" in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "a").exists()
+
+
 def test_a_scaled_models_default_batch_is_refused_with_one_that_fits(srseg, stack, tmp_path,
                                                                       capsys):
     """srseg x10 at the defaults (512 px tiles, 8 a batch) was killed by the kernel at 22 GB."""

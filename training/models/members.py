@@ -53,7 +53,7 @@ VIEWS: tuple[tuple[int, ...], ...] = ((), *FLIPS)
 
 #: what the networks' shared attributes are read from (the first member): every prediction
 #: path asks the model for them as it would ask one network
-SHARED = ("stride", "output_scale", "prediction_window")
+SHARED = ("stride", "divisible_input", "output_scale", "prediction_window")
 
 
 class MemberMean(nn.Module):
