@@ -6,7 +6,9 @@ scenes, each twice, with no word. Names cannot tell a copy (it can be renamed), 
 a copy of an earlier one when the pixels say so: the same sensor and acquisition date, the
 same first band on the same footprint (CRS, bounds, size), and the same pixels in a window at
 its centre. Two acquisitions of one day over one footprint (two passes over a fixed tile) do
-not share their pixels, so both are kept.
+not share their pixels, so both are kept. A centre window without a valid pixel (outside both
+swaths) tells nothing: such scenes are copies only where their first band's files hold the
+same bytes, else both are kept.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import rasterio
 from rasterio.windows import Window
+
+from core.digest import file_sha256
 
 
 class _BandRef(Protocol):
@@ -48,8 +52,11 @@ SceneT = TypeVar("SceneT", bound=_Scene)
 SAMPLE = 64
 
 
-def _footprint(scene: _Scene) -> tuple[tuple[Any, ...], np.ndarray]:
-    """The scene's key (sensor, date, first band, CRS, bounds, size) and its centre pixels."""
+def _footprint(scene: _Scene) -> tuple[tuple[Any, ...], np.ndarray, bool]:
+    """The scene's key (sensor, date, first band, CRS, bounds, size) and its centre pixels.
+
+    The third value says whether those pixels hold a valid one (:func:`_any_valid`).
+    """
     name, ref = scene.bands[0]
     with rasterio.open(ref.path) as ds:
         h, w = min(SAMPLE, ds.height), min(SAMPLE, ds.width)
@@ -57,21 +64,47 @@ def _footprint(scene: _Scene) -> tuple[tuple[Any, ...], np.ndarray]:
         pixels = ds.read(ref.index, window=window)
         key = (scene.sensor, scene.date, name, str(ds.crs),
                tuple(round(v, 3) for v in ds.bounds), (ds.height, ds.width))
-    return key, pixels
+        valid = _any_valid(pixels, ds.nodatavals[ref.index - 1])
+    return key, pixels, valid
+
+
+def _any_valid(pixels: np.ndarray, nodata: float | None) -> bool:
+    """Whether a window holds a pixel with data.
+
+    One that is finite, not the band's declared nodata and not 0 (the fill of Sentinel-2 DNs
+    and of Sentinel-1 backscatter, declared or not).
+    """
+    valid = pixels != 0
+    if pixels.dtype.kind == "f":
+        valid &= np.isfinite(pixels)
+    if nodata is not None and not np.isnan(nodata):
+        valid &= pixels != nodata
+    return bool(valid.any())
 
 
 def drop_copies(scenes: Sequence[SceneT]) -> list[SceneT]:
     """``scenes`` without those that are an earlier one's acquisition again (each warned).
 
     The first of each acquisition in the order found is kept (the first of the sources
-    given, a folder's files in name order).
+    given, a folder's files in name order). Where the centre windows compared hold no valid
+    pixel, the first bands' files are compared by their bytes (read only then).
     """
     kept: list[SceneT] = []
     seen: dict[tuple[Any, ...], list[tuple[SceneT, np.ndarray]]] = {}
+    digests: dict[Path, str] = {}
+
+    def same_file(a: _Scene, b: _Scene) -> bool:
+        paths = [s.bands[0][1].path for s in (a, b)]
+        for path in paths:
+            if path not in digests:
+                digests[path] = file_sha256(path)
+        return digests[paths[0]] == digests[paths[1]]
+
     for scene in scenes:
-        key, pixels = _footprint(scene)
+        key, pixels, valid = _footprint(scene)
         first = next((s for s, p in seen.get(key, [])
-                      if np.array_equal(p, pixels, equal_nan=p.dtype.kind == "f")), None)
+                      if np.array_equal(p, pixels, equal_nan=p.dtype.kind == "f")
+                      and (valid or same_file(s, scene))), None)
         if first is None:
             seen.setdefault(key, []).append((scene, pixels))
             kept.append(scene)

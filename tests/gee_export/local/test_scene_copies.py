@@ -67,6 +67,32 @@ def test_another_acquisition_of_the_day_on_the_footprint_is_kept(scene, tmp_path
     assert len(found.s2) == 5 and not [m for m in said if "again" in m]
 
 
+def _blank_centre(band: Path, shift: int = 0) -> None:
+    """The centre window a copy is told by set to 0 (no data), ``shift`` added elsewhere."""
+    with rasterio.open(band, "r+") as ds:
+        data = ds.read(1).astype(np.int32) + shift
+        data[16:80, 16:80] = 0
+        ds.write(np.clip(data, 0, 60000).astype(ds.dtypes[0]), 1)
+
+
+def test_acquisitions_whose_centre_holds_no_data_are_both_kept(scene, tmp_path):
+    """Two passes of a day over a tile whose centre is outside both swaths compared equal by
+    that empty window, and the second acquisition was dropped as a copy."""
+    other = PRODUCT.replace("T103021", "T113021")
+    folder = _copy(scene, tmp_path / "scene", name=other)
+    band = _discover(tmp_path / "scene")[0].s2[0].bands[0][1].path  # the band copies compare
+    assert band.parent.name == PRODUCT
+    _blank_centre(band)
+    _blank_centre(folder / band.name.replace(PRODUCT, other), shift=7)
+    found, said = _discover(tmp_path / "scene")
+    assert other in [s.product for s in found.s2] and len(found.s2) == 5
+    assert not [m for m in said if "again" in m]
+    shutil.rmtree(folder)  # a byte copy of the blanked scene is still told by its file
+    _copy(tmp_path / "scene", tmp_path / "again", name=other)
+    found, said = _discover(tmp_path / "again")
+    assert len(found.s2) == 4 and len([m for m in said if "again: acquired" in m]) == 1
+
+
 def test_a_name_dated_otherwise_than_its_tag_is_said_and_the_tag_used(scene, tmp_path):
     """A name of 2019-06-04 over a tag of 2019-06-03 was taken by the tag without a word."""
     renamed = PRODUCT.replace("20190603", "20190604")
