@@ -72,25 +72,53 @@ def product_date(name: str) -> dt.date | None:
     return date_from_text(name)
 
 
+#: tags that hold when the pixels were acquired: they outrank a name's date
+ACQUISITION_TAGS = ("ACQUISITION_DATE",)
+#: tags that hold when the file was written (the TIFF spec's DateTime: creation or
+#: processing; a scene saved again by GDAL or QGIS carries that day): a name's date outranks them
+FILE_TIME_TAGS = ("TIFFTAG_DATETIME", "DATETIME")
+
+
+def _tag_date(tags: Mapping[str, str], keys: Iterable[str]) -> tuple[str, dt.date] | None:
+    """The first of ``keys`` that holds a date, and that date (TIFF's ``YYYY:MM:DD`` read)."""
+    for key in keys:
+        stamp = tags.get(key) or ""
+        found = date_from_text(stamp.replace(":", "-", 2) if key == "TIFFTAG_DATETIME"
+                               else stamp)
+        if found:
+            return key, found
+    return None
+
+
 def acquisition_date(product: str, tags: Mapping[str, str],
                      undated: dt.date | None = None) -> dt.date | None:
-    """A scene's date: its tags' over its name's (warning where they disagree), else ``undated``.
+    """A scene's date: its acquisition tag, else its name, else its file-time tag, else ``undated``.
 
-    The date tag (``ACQUISITION_DATE``, else ``TIFFTAG_DATETIME`` or ``DATETIME``) describes
-    the pixels; a name can be renamed or copied. A name's date that differs from the tag's is
-    said, with the date used, rather than silently left behind.
+    ``ACQUISITION_DATE`` describes the pixels; a name can be renamed or copied, so the tag
+    outranks it. ``TIFFTAG_DATETIME`` and ``DATETIME`` hold when the file was written (a scene
+    saved again carries that day), so a name's date outranks them; they date only a file
+    whose name holds none. Where a name's date disagrees with either kind of tag, the date
+    used is said, with the fix.
     """
-    key = next((k for k in ("ACQUISITION_DATE", "TIFFTAG_DATETIME", "DATETIME")
-                if tags.get(k)), None)
-    stamp = tags.get(key, "") if key else ""
-    tagged = date_from_text(stamp.replace(":", "-", 2) if key == "TIFFTAG_DATETIME" else stamp)
     named = product_date(product)
-    if tagged and named and tagged != named:
+    acquired = _tag_date(tags, ACQUISITION_TAGS)
+    if acquired:
+        key, tagged = acquired
+        if named and tagged != named:
+            warnings.warn(f"{product}: its name says {named}, its {key} tag {tagged}; dated "
+                          f"{tagged} by the tag (it states the acquisition, names can be "
+                          "renamed); if the name is right, fix the tag with: rio edit-info "
+                          f"--tag {key}={named} FILE", stacklevel=3)
+        return tagged
+    written = _tag_date(tags, FILE_TIME_TAGS)
+    if named and written and written[1] != named:
+        key, tagged = written
         warnings.warn(f"{product}: its name says {named}, its {key} tag {tagged}; dated "
-                      f"{tagged} by the tag (tags describe the pixels, names can be renamed); "
-                      "if the name is right, fix the tag with: rio edit-info --tag "
-                      f"ACQUISITION_DATE={named} FILE", stacklevel=3)
-    return tagged or named or undated
+                      f"{named} by the name ({key} is when the file was written, which a "
+                      "scene saved again changes); if the scene was acquired on "
+                      f"{tagged}, say so with: rio edit-info --tag ACQUISITION_DATE={tagged} "
+                      "FILE", stacklevel=3)
+    return named or (written[1] if written else None) or undated
 
 
 def sensor_from(name: str, bands: Iterable[str]) -> Sensor | None:

@@ -12,13 +12,14 @@ Three layouts are recognised, in a folder (searched recursively), a glob or a li
 
 A mask file ``<product>_SCL.tif`` (or ``_CLOUD_MASK``) beside one stacked S2 file
 ``<product>_<anything>.tif`` belongs to that scene. Label rasters are files in a ``labels``
-folder or named ``*label*``. Dates come from the ``ACQUISITION_DATE`` tag (or
-``TIFFTAG_DATETIME``, ``DATETIME``), else from the product name (``YYYYMMDDThhmmss`` or
-``YYYY-MM-DD``; a name whose date disagrees with the tag's is warned of), else from the caller
-(``date``, ``--scene-date``). A stack isamap wrote is refused as a scene, and a copy of an
-acquisition already found is left out with a warning (:mod:`~.scene_copies`, which reads a
-64 px window of each scene); otherwise only metadata is read here, pixels are read later by
-window, so discovery is cheap for big tiles.
+folder or named ``*label*``. Dates come from the ``ACQUISITION_DATE`` tag, else from the
+product name (``YYYYMMDDThhmmss`` or ``YYYY-MM-DD``), else from the file-time tag
+(``TIFFTAG_DATETIME``, ``DATETIME``), else from the caller (``date``, ``--scene-date``); a
+name whose date disagrees with a tag's is warned of (:func:`~.scene_names.acquisition_date`).
+A stack isamap wrote is refused as a scene, and a copy of an acquisition already found is left
+out with a warning (:mod:`~.scene_copies`, which reads a 64 px window of each scene);
+otherwise only metadata is read here, pixels are read later by window, so discovery is cheap
+for big tiles.
 """
 
 from __future__ import annotations

@@ -110,6 +110,40 @@ def test_a_name_dated_otherwise_than_its_tag_is_said_and_the_tag_used(scene, tmp
     assert not [m for m in said if "its name says" in m]  # name and tag agree: nothing said
 
 
+def _resaved(scene: Path, into: Path, name: str, written: str) -> None:
+    """``scene`` copied with ``PRODUCT`` renamed ``name``, as GDAL or QGIS saves it again:
+    no acquisition tag, the TIFF DateTime of the day it was written."""
+    shutil.copytree(scene, into)
+    folder = into / "S2" / PRODUCT
+    for f in folder.iterdir():
+        with rasterio.open(f, "r+") as ds:
+            ds.update_tags(ACQUISITION_DATE="", TIFFTAG_DATETIME=written)
+        f.rename(folder / f.name.replace(PRODUCT, name))
+    folder.rename(folder.with_name(name))
+
+
+def test_a_file_time_tag_does_not_outrank_the_names_date(scene, tmp_path):
+    """A scene saved again on 2024-03-05 (TIFF DateTime, the file's processing time) was dated
+    by that day, and the warning told the user to fix the name."""
+    _resaved(scene, tmp_path / "scene", PRODUCT, "2024:03:05 10:00:00")
+    found, said = _discover(tmp_path / "scene")
+    assert [str(s.date) for s in found.s2 if s.product == PRODUCT] == ["2019-06-03"]
+    told = [m for m in said if "its name says" in m]
+    assert len(told) == 1 and told[0].startswith(
+        f"{PRODUCT}: its name says 2019-06-03, its TIFFTAG_DATETIME tag 2024-03-05; dated "
+        "2019-06-03 by the name (TIFFTAG_DATETIME is when the file was written")
+    assert "rio edit-info --tag ACQUISITION_DATE=2024-03-05 FILE" in told[0]
+
+
+def test_a_file_time_tag_dates_a_name_without_a_date(scene, tmp_path):
+    """As before: a file whose only date is its TIFF DateTime is dated by it, with no word."""
+    undated = "S2X_MSIL2A_TILE_SYNTHETIC"
+    _resaved(scene, tmp_path / "scene", undated, "2019:06:03 10:30:21")
+    found, said = _discover(tmp_path / "scene")
+    assert [str(s.date) for s in found.s2 if s.product == undated] == ["2019-06-03"]
+    assert not [m for m in said if "its name says" in m]
+
+
 def test_a_stack_isamap_made_is_named_as_one_not_as_an_undated_scene(scene, tmp_path):
     grid = generate_scene(tmp_path / "g", width=96, height=96, progress=False).grid
     stack = build_local_stack(scene, grid, "2019-06", out_dir=tmp_path / "given" / "stack",
