@@ -34,7 +34,7 @@ from training.area_estimation import point_confusion, sample_points, stratified_
 from training.calibration import Reliability, describe, positive_class, probabilities
 from training.data import PatchDataset, Split
 from training.fit_calibration import check_model_data, model_split
-from training.forward_memory import check_scaled_batch
+from training.forward_memory import check_scaled_batch, memory_budget
 from training.loader import make_loader
 from training.metrics import ConfusionMatrix, compute_metrics
 from training.model_meta import ModelMeta
@@ -108,7 +108,7 @@ def evaluate(cfg: EvaluateConfig) -> EvalResult:
     check_model_data(meta, cfg.data)
     ds = model_split(meta, cfg.data, cfg.split)
     check_scaled_batch(int(meta.output_scale), ds.patch_size, cfg.batch_size, model=meta.name,
-                       side_flag=None)  # before the first forward pass
+                       side_flag=None, budget=memory_budget(dev))  # before the first forward
     scores = _score(cfg, model, meta, ds, dev)
     names = list(meta.class_names)
     pixel = scores.cm.compute(names)
