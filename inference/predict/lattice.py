@@ -71,7 +71,8 @@ def check_tiling(tile: int, overlap: int) -> None:
         raise ConfigError(
             f"--overlap must be between 0 and half of --tile ({tile // 2}), got {overlap}; "
             "larger overlaps waste compute without improving the blend (leave --overlap out "
-            f"to get {default_overlap(tile)})"
+            f"on the command line, or give overlap={default_overlap(tile)} from Python, to get "
+            f"{default_overlap(tile)})"
         )
 
 

@@ -115,3 +115,15 @@ def test_an_old_maps_record_is_read_and_a_series_of_them_refuses_the_grid_lattic
         old.tiles(100, 100)
     with pytest.raises(ConfigError, match="newer isamap"):
         from_record({**old_tags, "lattice": "hexagonal"})
+
+
+def test_a_python_caller_is_told_the_overlap_to_give_too():
+    """``PredictConfig(tile=64)`` keeps the API's 64 px overlap; the refusal spoke only of
+    leaving ``--overlap`` out, which a Python caller cannot do."""
+    from inference.predict.config import PredictConfig
+
+    with pytest.raises(ConfigError) as err:
+        PredictConfig(tile=64)
+    assert str(err.value).endswith("(leave --overlap out on the command line, or give "
+                                   "overlap=32 from Python, to get 32)")
+    assert PredictConfig(tile=64, overlap=32).overlap == 32  # what it says works
