@@ -92,7 +92,7 @@ def memory_budget(device: Any = None) -> MemoryBudget:
     if dev is None or dev.type != "cuda":
         return host_budget()
     free, _ = torch.cuda.mem_get_info(dev)
-    return MemoryBudget(int(free * MEMORY_SHARE), f"{MEMORY_SHARE:.0%} of {dev}'s "
+    return MemoryBudget(int(free * MEMORY_SHARE), f"{MEMORY_SHARE:.0%} of GPU {dev}'s "
                         f"{free / 1e9:.1f} GB of free memory")
 
 

@@ -140,6 +140,13 @@ def test_the_default_budget_is_half_the_hosts_available_memory_at_least_2_gb():
         assert "50% of this machine's" in host.source and "GB of available memory" in host.source
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_gpus_budget_is_half_its_free_memory():
+    free, _ = torch.cuda.mem_get_info()
+    budget = memory_budget("cuda")
+    assert 0 < budget.bytes <= free and budget.source.startswith("50% of GPU cuda's ")
+
+
 def test_evaluate_refuses_a_scaled_models_batch_by_the_same_rule(srseg, tmp_path, capsys):
     """isamap-evaluate's default 16 patches held 4.4 GB on 3 srseg patches."""
     data = write_patch_dataset(tmp_path / "ds", n=6, size=64, fine_scale=10)
