@@ -22,9 +22,12 @@ from typing import Any
 
 import rasterio.errors
 
+from core.errors import ConfigError
 from core.storage import files
+from engine import choice as engine_choice
 from engine.choice_value import Choice
-from engine.devices import layout_flag
+from engine.devices import check_precision, layout_flag, resolve_device
+from engine.quantize import Int8UnavailableError
 from engine.setting import Setting
 from inference.predict import runtime_record
 from inference.predict.raster import work_path
@@ -60,6 +63,28 @@ def recorded(out: str, product_dir: Path, prefixes: Mapping[str, str]) -> Choice
         if (setting := Setting.from_label(label)) is not None:
             return Choice(setting, "checkpoint")
     return None
+
+
+def check_held(held: Choice, options: RuntimeOptions, out: str) -> None:
+    """Refuse, before any work, a runtime the series holds that this device cannot run.
+
+    A held runtime is checked as an explicit one is (a series mapped at fp16 on a GPU, rerun
+    on a CPU; at int8 on a CPU with int8 units, rerun on one without): mapping on at another
+    runtime would mix two in one series, and it would fail at the first batch.
+    """
+    if options.precision != "auto":
+        return  # the precision is the explicit one, checked as such
+    device = resolve_device(options.device)
+    try:
+        check_precision(held.precision, device.type)
+        if held.precision == "int8":
+            engine_choice.check_int8(device)
+    except (ConfigError, Int8UnavailableError) as exc:
+        raise type(exc)(
+            f"the series in {out} was mapped at {held.label} (its dates record it), which "
+            f"this {device.type} cannot run ({exc}): map it on a device that runs "
+            f"{held.precision}, or give --precision and --channels-last to map every date "
+            "again at a runtime this one runs") from exc
 
 
 def cog_runtime(prefix: str) -> Choice | None:

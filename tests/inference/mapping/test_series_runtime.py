@@ -16,7 +16,8 @@ import rasterio
 import torch
 
 from core.errors import ConfigError, EarthEngineError
-from engine import autotune
+from engine import autotune, quantize
+from engine import choice as engine_choice
 from engine.choice_value import TOLERANCE, Choice
 from engine.setting import Setting
 from inference.mapping.request import MapRequest
@@ -218,3 +219,35 @@ def test_strips_at_another_runtime_than_the_series_holds_are_refused_saying_so(
                session=session_for(SeriesTransport(stacks, info=lambda t: 5)),
                echo=lambda _: None)
     assert {r for r, _ in runtimes(out).values()} == {"bf16/nchw"}
+
+
+@pytest.mark.parametrize("label", ["fp16/nhwc", "int8/nchw"])
+def test_a_held_runtime_this_device_cannot_run_is_refused_before_any_work(
+        place, tmp_path, monkeypatch, label):
+    """A series mapped on a GPU at fp16, or at int8 on a CPU with int8 units, rerun here.
+
+    auto held it without the checks an explicit option gets: fp16 was forced onto the CPU, and
+    int8 failed at the first batch. This CPU is made one without int8 units.
+    """
+    stacks, _, _ = place
+    session = session_for(SeriesTransport(stacks, info=lambda t: 5))
+    out = tmp_path / "out"
+    map_region(request(place, out, DATES[:1]), session=session, echo=lambda _: None)
+    with rasterio.open(out / DATES[0] / f"isa_{DATES[0]}_class.tif", "r+",
+                       IGNORE_COG_LAYOUT_BREAK="YES") as ds:  # as the other machine left it
+        ds.update_tags(runtime=label)
+    monkeypatch.setattr(quantize, "cpu_has_int8", lambda: False)
+    engine_choice.int8_unavailable.cache_clear()
+    try:
+        with pytest.raises(ConfigError) as refused:
+            map_region(request(place, out), session=session, echo=lambda _: None)
+    finally:
+        engine_choice.int8_unavailable.cache_clear()
+    message = str(refused.value)
+    assert f"the series in {out} was mapped at {label} (its dates record it), which this " \
+        "cpu cannot run" in message and "\n" not in message
+    assert not (out / DATES[1]).exists()  # nothing of the other date
+    fp32 = RuntimeOptions(precision="fp32", channels_last="off")  # as the message says
+    map_region(dataclasses.replace(request(place, out), options=fp32), session=session,
+               echo=lambda _: None)
+    assert runtimes(out) == dict.fromkeys(DATES, ("fp32/nchw", "explicit"))
