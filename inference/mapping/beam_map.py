@@ -43,6 +43,7 @@ COGs equal the streaming ones for every model, also one that pools over the whol
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -86,6 +87,9 @@ log = logging.getLogger(__name__)
 
 #: the plain path's runtime label: what ``auto`` settles to on a pipeline
 PLAIN = "fp32/nchw"
+
+#: a tile folder's record of its tiles' runtime (a folder without one: an earlier isamap's)
+TILES_RUNTIME = "runtime.json"
 
 
 def map_fingerprint(model_id: str, identity: str, lattice: Lattice,
@@ -156,6 +160,7 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
                                      f"{tiles_dir}/{MOSAIC_RECORD}")):
         log.info("%s: already mapped (%d tiles)", out_prefix, len(tiles))
         return result
+    _own_tiles(tiles_dir, runtime_tags(asked)["runtime"], runner.dry_run)
     todo = [t for t in tiles if not files.exists(tile_path(tiles_dir, t))]
     missing = {t.name for t in todo}
     units = [u for u in batches(tiles, batch_size) if any(t.name in missing for t in u)]
@@ -179,6 +184,29 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
                             result.transform, result.crs, len(todo),
                             time.monotonic() - started, 0.0, len(tiles) - len(todo),
                             runner.dry_run)
+
+
+def _own_tiles(tiles_dir: str, runtime: str, dry_run: bool) -> None:
+    """Record the runtime of a tile folder's tiles; discard tiles an earlier isamap left.
+
+    Before a pipeline's runtime was settled at launch, each worker of an ``auto`` map measured
+    its own, so a tile folder without this record may hold tiles of several runtimes under a
+    fingerprint that names none: they are not resumed (predicting them again is safe).
+    """
+    store, name = files.store_of(f"{tiles_dir.rstrip('/')}/{TILES_RUNTIME}")
+    if store.exists(name):
+        return
+    stale = [rel for rel in store.list() if rel.endswith(".tif") and "/" not in rel]
+    if stale:
+        log.warning("%s holds %d tiles an earlier isamap wrote without recording their runtime "
+                    "(its workers may each have measured their own): %s", tiles_dir,
+                    len(stale), "the run would predict them again" if dry_run
+                    else "discarding them and predicting them again")
+    if dry_run:
+        return
+    for rel in stale:
+        store.delete(rel)
+    store.write_bytes(name, json.dumps({"runtime": runtime}).encode("utf-8"))
 
 
 def _check_runner_paths(runner: RunnerConfig, out_prefix: str, model_file: str) -> None:

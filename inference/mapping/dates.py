@@ -117,12 +117,14 @@ def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: Mode
     config = request.predict_config()
     local = request.product_dir()
     check_series_lattice(request, grid)
-    _remove_killed_writes(request, local)
-    results = []
-    inputs = _ee_inputs if request.backend == "ee" else _local_inputs
     held = (series_runtime.recorded(request.out, local, {m: request.prefix(m) for m in
                                                          request.dates})
             if predict_date is None and series_runtime.leaves_auto(request.options) else None)
+    if held is not None:
+        series_runtime.check_held(held, request.options, request.out)
+    _remove_killed_writes(request, local)
+    results = []
+    inputs = _ee_inputs if request.backend == "ee" else _local_inputs
     for month in request.dates:
         options = replace(request.options, held=held) if held else request.options
         try:

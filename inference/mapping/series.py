@@ -23,8 +23,11 @@ is recorded), ``margin`` (both probabilities with a margin) and, with margin 0 o
 consistency, the class maps differenced.
 
 A change map is redone only when one of its two class maps changed (the class COGs' run
-hashes are recorded in its tags) or its rule, threshold or margin did, so re-running a
-finished series rewrites nothing.
+hashes and runtimes are recorded in its tags) or its rule, threshold or margin did, so
+re-running a finished series rewrites nothing. Change and consistent maps made before the
+runtime was part of a map's identity record bare run hashes: the first rerun redoes them once.
+A bare hash is not accepted as matching, since a date mapped again at another runtime keeps its
+run hash: the map would be kept beside class maps it was not made from.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ next: two dates computed with different arithmetic differ where nothing changed 
 ground, and that shows up as change. So the runtime ``auto`` settles at the first date that is
 mapped is held for every later date (:attr:`inference.predict.runtime.RuntimeOptions.held`),
 and a series resumed or extended in the same ``--out`` takes the runtime its dates already
-record (``map.json``'s ``runtime``, a date's COG tags, or a date's interrupted strips). A date
-of the series computed at another runtime is mapped again at the held one. Explicit options
+record (a date's interrupted strips, else a date's COG tags, else ``map.json``'s ``runtime``:
+the most recent evidence first). A date of the series computed at another runtime is mapped
+again at the held one. Explicit options
 are used as given (and a date of another runtime is mapped again, as for any map).
 """
 
@@ -21,9 +22,12 @@ from typing import Any
 
 import rasterio.errors
 
+from core.errors import ConfigError
 from core.storage import files
+from engine import choice as engine_choice
 from engine.choice_value import Choice
-from engine.devices import layout_flag
+from engine.devices import check_precision, layout_flag, resolve_device
+from engine.quantize import Int8UnavailableError
 from engine.setting import Setting
 from inference.predict import runtime_record
 from inference.predict.raster import work_path
@@ -41,8 +45,15 @@ def leaves_auto(options: RuntimeOptions) -> bool:
 def recorded(out: str, product_dir: Path, prefixes: Mapping[str, str]) -> Choice | None:
     """The runtime the series in ``out`` already records (None: none of its dates has one).
 
-    ``map.json`` first, then each date's class COG and interrupted strips, in date order.
+    The most recent evidence wins: a date's interrupted strips (a run was killed mapping it),
+    else a date's class COG, each in date order, else ``map.json`` (written at a run's end
+    only, so a later run killed midway may have left dates at another runtime than it says).
     """
+    dates = [prefixes[month] for month in sorted(prefixes)]
+    for find in (strips_runtime, cog_runtime):
+        for prefix in dates:
+            if (choice := find(prefix)) is not None:
+                return choice
     record = product_dir / "map.json"
     if record.is_file():
         try:
@@ -51,21 +62,46 @@ def recorded(out: str, product_dir: Path, prefixes: Mapping[str, str]) -> Choice
             label = ""
         if (setting := Setting.from_label(label)) is not None:
             return Choice(setting, "checkpoint")
-    for month in sorted(prefixes):
-        if (choice := date_runtime(prefixes[month])) is not None:
-            return choice
     return None
+
+
+def check_held(held: Choice, options: RuntimeOptions, out: str) -> None:
+    """Refuse, before any work, a runtime the series holds that this device cannot run.
+
+    A held runtime is checked as an explicit one is (a series mapped at fp16 on a GPU, rerun
+    on a CPU; at int8 on a CPU with int8 units, rerun on one without): mapping on at another
+    runtime would mix two in one series, and it would fail at the first batch.
+    """
+    if options.precision != "auto":
+        return  # the precision is the explicit one, checked as such
+    device = resolve_device(options.device)
+    try:
+        check_precision(held.precision, device.type)
+        if held.precision == "int8":
+            engine_choice.check_int8(device)
+    except (ConfigError, Int8UnavailableError) as exc:
+        raise type(exc)(
+            f"the series in {out} was mapped at {held.label} (its dates record it), which "
+            f"this {device.type} cannot run ({exc}): map it on a device that runs "
+            f"{held.precision}, or give --precision and --channels-last to map every date "
+            "again at a runtime this one runs") from exc
+
+
+def cog_runtime(prefix: str) -> Choice | None:
+    """The runtime a date's class COG records (None: none)."""
+    setting = Setting.from_label(_tags(f"{prefix}_class.tif").get("runtime", ""))
+    return None if setting is None else Choice(setting, "checkpoint")
+
+
+def strips_runtime(prefix: str) -> Choice | None:
+    """The runtime a date's interrupted strips record (None: no strip, or no record)."""
+    work = work_path(None, prefix)
+    return runtime_record.recorded(work) if any(work.glob("strip_*.tif")) else None
 
 
 def date_runtime(prefix: str) -> Choice | None:
     """The runtime a date's class COG records, or else its interrupted strips (None: none)."""
-    tags = _tags(f"{prefix}_class.tif")
-    if (setting := Setting.from_label(tags.get("runtime", ""))) is not None:
-        return Choice(setting, "checkpoint")
-    work = work_path(None, prefix)
-    if any(work.glob("strip_*.tif")):
-        return runtime_record.recorded(work)
-    return None
+    return cog_runtime(prefix) or strips_runtime(prefix)
 
 
 def settled(options: RuntimeOptions, prefix: str, held: Choice | None) -> Choice | None:

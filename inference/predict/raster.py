@@ -382,13 +382,11 @@ def _prepare_work(work: Path, out_prefix: str, run: dict, restart: bool,
     stamp = work / "run.json"
     if stamp.exists():
         previous = json.loads(stamp.read_text())
-        if previous.get("hash") != run["hash"] or (_strips(work) and runtime_record.check_strips(
-                work, predictor.request, restart)):
-            if not restart and _strips(work):
-                raise ConfigError(
-                    f"{work} holds strips of a different run (input, model or tiling changed); "
-                    "pass --restart (Python: restart=True) to discard them, or choose another "
-                    "--work-dir")
+        other = previous.get("hash") != run["hash"]
+        if other and not restart and _strips(work):
+            raise ConfigError(f"{work} holds strips of a different run (input, model or tiling "
+                              f"changed): {runtime_record.discard_advice(work)}")
+        if other or (_strips(work) and runtime_record.check_strips(work, predictor, restart)):
             for old in work.iterdir():  # the lock file stays: this run holds it
                 if old.name != LOCK_NAME:
                     shutil.rmtree(old) if old.is_dir() else old.unlink()

@@ -20,12 +20,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from core.errors import ConfigError
 from core.storage import atomic_write
 from engine import choice as engine_choice
 from engine.choice_value import Choice
+from engine.devices import layout_flag
 from engine.setting import Setting
 from inference.predict.runtime import TilePredictor
 
@@ -54,24 +56,51 @@ def record(work: Path, choice: Choice, compile: bool) -> None:
     atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
-def check_strips(work: Path, request: engine_choice.Request, restart: bool) -> bool:
+def check_strips(work: Path, predictor: TilePredictor, restart: bool) -> bool:
     """Whether a work folder's strips must be discarded for their runtime.
 
+    Strips without a record (an earlier isamap wrote them) cannot be trusted to match any
+    runtime: they are discarded with a warning, whatever was asked (recomputing is safe).
+
     Raises:
-        ConfigError: an explicit option asks for another runtime than the strips', or they
-            record none (an earlier version wrote them), without ``restart``.
+        ConfigError: an explicit option, or the runtime a series holds under ``auto``, asks
+            for another runtime than the strips', without ``restart``.
     """
     theirs = recorded(work)
-    option = "a runtime" if theirs is None else engine_choice.conflict(request, theirs.setting)
-    if option is None:
-        return False
-    if not restart:
-        at = "an unrecorded runtime" if theirs is None else theirs.label
+    if theirs is None:
+        log.warning("%s holds strips an earlier isamap wrote without recording their runtime "
+                    "(precision, layout), so they cannot be trusted to match this run's: "
+                    "discarding them and computing them again", work)
+        return True
+    o, request = predictor.options, predictor.request
+    asked = replace(request, precision=o.precision, channels_last=layout_flag(o.channels_last))
+    option = engine_choice.conflict(asked, theirs.setting)
+    held = None if option is not None or o.held is None else engine_choice.conflict(
+        request, theirs.setting)
+    if (option is None and held is None) or restart:
+        return option is not None or held is not None
+    if option is not None:
         raise ConfigError(
-            f"{work} holds strips computed at {at}; this run asks {option}: give the "
-            "interrupted run's option (or auto) to resume them, pass --restart (Python: "
-            "restart=True) to discard them, or choose another --work-dir")
-    return True
+            f"{work} holds strips computed at {theirs.label}; this run gives {option}: give "
+            f"the interrupted run's option (or auto) to resume them, or {discard_advice(work)}")
+    assert o.held is not None
+    raise ConfigError(
+        f"{work} holds strips computed at {theirs.label}, but the series it belongs to is "
+        f"mapped at {o.held.label} (under auto a series holds the runtime its dates record): "
+        f"{discard_advice(work)} and its date is mapped again at {o.held.label}, or give "
+        f"the strips' runtime ({flags(theirs.setting)}) to map the whole series at it")
+
+
+def discard_advice(work: Path) -> str:
+    """How to discard a work folder's strips: right for isamap-map and isamap-predict alike."""
+    return (f"delete {work} to discard them (isamap-predict: or pass --restart, Python: "
+            "restart=True, or choose another --work-dir)")
+
+
+def flags(setting: Setting) -> str:
+    """The options that ask for ``setting``'s precision and layout."""
+    return (f"--precision {setting.precision} --channels-last "
+            f"{'on' if setting.channels_last else 'off'}")
 
 
 def continue_strips(work: Path, predictor: TilePredictor, has_strips: bool) -> None:

@@ -480,3 +480,32 @@ def test_command_line_runner_is_checked_before_any_work(scene, tmp_path, capsys,
         assert "10 workers x 4 requests = 40 concurrent" in captured.out  # the runner's budget
         assert "requests  1 computePixels per date, 40 concurrent" in captured.out
         assert "worker_accelerator=type:nvidia-tesla-t4;count:1" in captured.out
+
+
+def test_tiles_an_earlier_isamap_left_without_a_runtime_record_are_predicted_again(
+        runs, scene, ee_offline, caplog):
+    """Before the runtime was settled at launch, an auto pipeline's workers each measured their
+    own, under a fingerprint naming none: a killed map's tiles were resumed as fp32/nchw."""
+    folder, stack, model = scene
+    streamed, _ = runs
+    out = folder / "earlier"
+    map_region(request_for(stack, model, out, runner=DIRECT),
+               session=session_for(launcher(stack)), worker_sessions=StackSessions(stack),
+               echo=lambda _: None)
+    tiles = sorted((out / MONTH / "tiles").rglob("tile_*.tif"))
+    record = tiles[0].parent / "runtime.json"
+    assert json.loads(record.read_text()) == {"runtime": "fp32/nchw"}
+    for name in ("runtime.json", "mosaic.json"):  # a killed run of an earlier isamap
+        (tiles[0].parent / name).unlink()
+    with rasterio.open(tiles[0], "r+") as ds:  # a tile one worker computed at another runtime
+        ds.write(np.zeros((ds.count, ds.height, ds.width), ds.dtypes[0]))
+    with caplog.at_level(logging.WARNING, logger="inference.mapping.beam_map"):
+        again = map_region(request_for(stack, model, out, runner=DIRECT),
+                           session=session_for(launcher(stack)),
+                           worker_sessions=StackSessions(stack), echo=lambda _: None)
+    assert f"holds {len(tiles)} tiles an earlier isamap wrote without recording" in caplog.text
+    prediction = again.dates[0].outputs.prediction
+    assert (prediction.tiles, prediction.resumed_strips) == (len(tiles), 0)
+    assert record.is_file()
+    for mine, theirs in zip(cogs(again), cogs(streamed), strict=True):
+        assert np.array_equal(read(mine), read(theirs))

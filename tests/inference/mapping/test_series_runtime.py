@@ -8,18 +8,22 @@ mechanism a machine-wide measurement is remembered by).
 import dataclasses
 import json
 import logging
+import shutil
 
 import numpy as np
 import pytest
 import rasterio
 import torch
 
-from engine import autotune
+from core.errors import ConfigError, EarthEngineError
+from engine import autotune, quantize
+from engine import choice as engine_choice
 from engine.choice_value import TOLERANCE, Choice
 from engine.setting import Setting
 from inference.mapping.request import MapRequest
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from inference.region_map import map_region
+from testing.fake_server import HttpError
 from tests.support.mapping import (
     SeriesTransport,
     inner_region,
@@ -44,10 +48,11 @@ def place(tmp_path, ee_offline):
     return stacks, model, inner_region(grid, margin_px=5)
 
 
-def request(place, out, dates=DATES, **options):
+def request(place, out, dates=DATES, workers=2, strip_rows=512, **options):
     _, model, region = place
-    return MapRequest(region, dates, str(model), str(out), workers=2, tile=64, overlap=16,
-                      batch_size=4, progress=False, options=RuntimeOptions(**options))
+    return MapRequest(region, dates, str(model), str(out), workers=workers, tile=64,
+                      overlap=16, batch_size=4, progress=False, strip_rows=strip_rows,
+                      options=RuntimeOptions(**options))
 
 
 def remember(setting, model, monkeypatch, path):
@@ -139,3 +144,110 @@ def test_an_explicit_other_precision_maps_a_date_again_and_its_change_map(
         map_region(dataclasses.replace(bf16, options=RuntimeOptions()), session=session,
                    echo=lambda _: None)
     assert caplog.text.count("already mapped") == len(DATES)
+
+
+class Dies(SeriesTransport):
+    """The service stops answering after two requests (a strip is on disk by then)."""
+
+    def compute_pixels(self, request):
+        if self.calls >= 2:
+            raise HttpError(400, "simulated outage")
+        return super().compute_pixels(request)
+
+
+def killed(place, out, dates=DATES, **options):
+    """A run of ``options`` killed while mapping its first date (its strips left behind)."""
+    stacks, _, _ = place
+    with pytest.raises(EarthEngineError, match="not fetched yet"):
+        map_region(request(place, out, dates, workers=1, strip_rows=32, **options),
+                   session=session_for(Dies(stacks, info=lambda t: 5)), echo=lambda _: None)
+    assert list((out / dates[0]).glob(f".isa_{dates[0]}.partial/strip_*.tif"))
+
+
+def pixels(out):
+    found = {}
+    for month in DATES:
+        for kind in ("class", "prob"):
+            with rasterio.open(out / month / f"isa_{month}_{kind}.tif") as ds:
+                found[month, kind] = ds.read(1)
+    return found
+
+
+def test_a_dates_interrupted_strips_outrank_the_runtime_map_json_recorded(
+        place, tmp_path, monkeypatch):
+    """A (auto) recorded fp32/nchw in map.json; B (--precision bf16) was killed remapping a date.
+
+    map.json, written only at a run's end, was stale: C with the defaults held fp32 and was
+    refused 'this run asks --precision fp32' though its user gave auto.
+    """
+    stacks, model, _ = place
+    session = session_for(SeriesTransport(stacks, info=lambda t: 5))
+    remember(Setting("fp32", False), model, monkeypatch, tmp_path / "a.json")
+    out = tmp_path / "out"
+    map_region(request(place, out), session=session, echo=lambda _: None)
+    assert json.loads((out / "map.json").read_text())["runtime"]["runtime"] == "fp32/nchw"
+    killed(place, out, precision="bf16", channels_last="off")
+    map_region(request(place, out, workers=1, strip_rows=32), session=session,
+               echo=lambda _: None)
+    assert {r for r, _ in runtimes(out).values()} == {"bf16/nchw"}
+    bf16 = tmp_path / "bf16"  # the series B asked for, uninterrupted
+    map_region(request(place, bf16, precision="bf16", channels_last="off"), session=session,
+               echo=lambda _: None)
+    mine, theirs = pixels(out), pixels(bf16)
+    for key, value in mine.items():
+        np.testing.assert_array_equal(value, theirs[key])
+
+
+def test_strips_at_another_runtime_than_the_series_holds_are_refused_saying_so(
+        place, tmp_path):
+    """Two killed runs left strips at two runtimes; auto holds the first date's."""
+    out = tmp_path / "out"
+    killed(place, out, DATES[1:], precision="fp32", channels_last="off")
+    killed(place, out, DATES[:1], precision="bf16", channels_last="off")
+    stacks, _, _ = place
+    work = out / DATES[1] / f".isa_{DATES[1]}.partial"
+    with pytest.raises(ConfigError) as refused:
+        map_region(request(place, out, workers=1, strip_rows=32),
+                   session=session_for(SeriesTransport(stacks, info=lambda t: 5)),
+                   echo=lambda _: None)
+    message = str(refused.value)
+    assert f"{work} holds strips computed at fp32/nchw, but the series it belongs to is " \
+        "mapped at bf16/nchw" in message
+    assert f"delete {work} to discard them" in message and "asks" not in message
+    shutil.rmtree(work)  # as it says: the date is mapped again at the series' runtime
+    map_region(request(place, out, workers=1, strip_rows=32),
+               session=session_for(SeriesTransport(stacks, info=lambda t: 5)),
+               echo=lambda _: None)
+    assert {r for r, _ in runtimes(out).values()} == {"bf16/nchw"}
+
+
+@pytest.mark.parametrize("label", ["fp16/nhwc", "int8/nchw"])
+def test_a_held_runtime_this_device_cannot_run_is_refused_before_any_work(
+        place, tmp_path, monkeypatch, label):
+    """A series mapped on a GPU at fp16, or at int8 on a CPU with int8 units, rerun here.
+
+    auto held it without the checks an explicit option gets: fp16 was forced onto the CPU, and
+    int8 failed at the first batch. This CPU is made one without int8 units.
+    """
+    stacks, _, _ = place
+    session = session_for(SeriesTransport(stacks, info=lambda t: 5))
+    out = tmp_path / "out"
+    map_region(request(place, out, DATES[:1]), session=session, echo=lambda _: None)
+    with rasterio.open(out / DATES[0] / f"isa_{DATES[0]}_class.tif", "r+",
+                       IGNORE_COG_LAYOUT_BREAK="YES") as ds:  # as the other machine left it
+        ds.update_tags(runtime=label)
+    monkeypatch.setattr(quantize, "cpu_has_int8", lambda: False)
+    engine_choice.int8_unavailable.cache_clear()
+    try:
+        with pytest.raises(ConfigError) as refused:
+            map_region(request(place, out), session=session, echo=lambda _: None)
+    finally:
+        engine_choice.int8_unavailable.cache_clear()
+    message = str(refused.value)
+    assert f"the series in {out} was mapped at {label} (its dates record it), which this " \
+        "cpu cannot run" in message and "\n" not in message
+    assert not (out / DATES[1]).exists()  # nothing of the other date
+    fp32 = RuntimeOptions(precision="fp32", channels_last="off")  # as the message says
+    map_region(dataclasses.replace(request(place, out), options=fp32), session=session,
+               echo=lambda _: None)
+    assert runtimes(out) == dict.fromkeys(DATES, ("fp32/nchw", "explicit"))

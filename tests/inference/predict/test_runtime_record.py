@@ -5,6 +5,7 @@ Real GeoTIFF stacks, a real small network, and the interruption the other resume
 """
 
 import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -91,7 +92,7 @@ def test_resuming_at_another_explicit_runtime_is_refused_and_auto_takes_the_reco
     for options, option in ((FP32, "--precision fp32"),
                             (RuntimeOptions(precision="bf16", channels_last="on"),
                              "--channels-last on")):
-        with pytest.raises(ConfigError, match=f"computed at bf16/nchw; this run asks {option}"):
+        with pytest.raises(ConfigError, match=f"computed at bf16/nchw; this run gives {option}"):
             run(stack, tmp_path / "o", options)
     assert sorted(p.name for p in work.glob("strip_*.tif")) == strips  # nothing touched
     assert not (tmp_path / "o_class.tif").exists()
@@ -130,3 +131,35 @@ def test_a_map_made_at_another_explicit_runtime_is_mapped_again(stack, tmp_path,
     assert "computed at runtime bf16/nchw; this run asks --precision fp32" in caplog.text
     assert_same(maps(again), fp32)
     assert run(stack, tmp_path / "o", FP32).skipped
+
+
+@pytest.mark.parametrize("options", [AUTO, BF16], ids=["auto", "explicit"])
+def test_strips_an_earlier_version_left_without_a_record_are_discarded_and_computed_again(
+        stack, tmp_path, caplog, options):
+    """An earlier isamap's strips record no runtime: no option could resume them soundly.
+
+    They were refused whatever was asked, with advice to pass --restart that isamap-map has
+    not, so a killed series was stuck.
+    """
+    reference = maps(run(stack, tmp_path / "ref", options))
+    interrupt(stack, tmp_path / "o", FP32)  # strips at another runtime than BF16 too
+    work = tmp_path / ".o.partial"
+    (work / RUNTIME_FILE).unlink()
+    with caplog.at_level(logging.WARNING, logger="inference.predict.runtime_record"):
+        resumed = run(stack, tmp_path / "o", options)
+    assert f"{work} holds strips an earlier isamap wrote without recording their runtime" \
+        in caplog.text
+    assert resumed.resumed_strips == 0
+    assert_same(maps(resumed), reference)
+
+
+def test_a_refusal_names_a_way_to_discard_the_strips_isamap_map_has_too(stack, tmp_path):
+    """isamap-map has no --restart or --work-dir: deleting the named folder is its way."""
+    interrupt(stack, tmp_path / "o", BF16)
+    work = tmp_path / ".o.partial"
+    with pytest.raises(ConfigError, match=f"delete {work} to discard them") as refused:
+        run(stack, tmp_path / "o", FP32)
+    assert "this run gives --precision fp32" in str(refused.value)
+    shutil.rmtree(work)  # as the message says
+    assert_same(maps(run(stack, tmp_path / "o", FP32)),
+                maps(run(stack, tmp_path / "fp32", FP32)))
