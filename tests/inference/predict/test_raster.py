@@ -165,13 +165,9 @@ class CrashingModel(ConstantModel):
         return super().forward(x)
 
 
-def crashing_conv1x1(calls):
-    """``conv1x1()`` whose forward pass fails after ``calls`` batches.
-
-    The same weights as the reference run, so the strips written before the crash and those
-    written on resuming must together equal the uninterrupted output exactly.
-    """
-    model, left = conv1x1(), [calls]
+def crash_after(model, calls):
+    """``model`` made to fail (:class:`Crash`) after ``calls`` batches of its forward pass."""
+    left = [calls]
 
     def hook(module, args, output):
         left[0] -= 1
@@ -180,6 +176,15 @@ def crashing_conv1x1(calls):
 
     model.register_forward_hook(hook)
     return model
+
+
+def crashing_conv1x1(calls):
+    """``conv1x1()`` whose forward pass fails after ``calls`` batches.
+
+    The same weights as the reference run, so the strips written before the crash and those
+    written on resuming must together equal the uninterrupted output exactly.
+    """
+    return crash_after(conv1x1(), calls)
 
 
 def test_interrupted_run_resumes_from_its_strips(stack, tmp_path):

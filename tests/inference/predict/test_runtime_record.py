@@ -19,7 +19,7 @@ from engine.setting import Setting
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions
 from inference.predict.runtime_record import RUNTIME_FILE
-from tests.inference.predict.test_raster import INFO, Crash, predictor
+from tests.inference.predict.test_raster import INFO, Crash, crash_after, predictor
 from tests.support.models import padded_convnet
 
 CONFIG = PredictConfig(tile=64, overlap=16, batch_size=4, strip_rows=32)
@@ -30,15 +30,7 @@ AUTO = RuntimeOptions()
 
 def crashing_convnet(calls):
     """``padded_convnet()`` whose forward pass fails after ``calls`` batches."""
-    model, left = padded_convnet(), [calls]
-
-    def hook(module, args, output):
-        left[0] -= 1
-        if left[0] < 0:
-            raise Crash("simulated failure")
-
-    model.register_forward_hook(hook)
-    return model
+    return crash_after(padded_convnet(), calls)
 
 
 def run(stack, out, options, model=None, restart=False):
