@@ -22,12 +22,9 @@ from typing import Any
 
 import rasterio.errors
 
-from core.errors import ConfigError
 from core.storage import files
-from engine import choice as engine_choice
 from engine.choice_value import Choice
-from engine.devices import check_precision, layout_flag, resolve_device
-from engine.quantize import Int8UnavailableError
+from engine.devices import layout_flag, resolve_device
 from engine.setting import Setting
 from inference.predict import runtime_record
 from inference.predict.raster import work_path
@@ -74,17 +71,12 @@ def check_held(held: Choice, options: RuntimeOptions, out: str) -> None:
     """
     if options.precision != "auto":
         return  # the precision is the explicit one, checked as such
-    device = resolve_device(options.device)
-    try:
-        check_precision(held.precision, device.type)
-        if held.precision == "int8":
-            engine_choice.check_int8(device)
-    except (ConfigError, Int8UnavailableError) as exc:
-        raise type(exc)(
-            f"the series in {out} was mapped at {held.label} (its dates record it), which "
-            f"this {device.type} cannot run ({exc}): map it on a device that runs "
-            f"{held.precision}, or give --precision and --channels-last to map every date "
-            "again at a runtime this one runs") from exc
+    runtime_record.check_runs_here(
+        held, resolve_device(options.device),
+        f"the series in {out} was mapped",
+        f"map it on a device that runs {held.precision}, or give --precision and "
+        "--channels-last to map every date again at a runtime this one runs",
+        whose=" (its dates record it)")
 
 
 def cog_runtime(prefix: str) -> Choice | None:

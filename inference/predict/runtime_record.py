@@ -23,11 +23,14 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from core.errors import ConfigError
 from core.storage import atomic_write
 from engine import choice as engine_choice
 from engine.choice_value import Choice
-from engine.devices import layout_flag
+from engine.devices import check_precision, layout_flag
+from engine.quantize import Int8UnavailableError
 from engine.setting import Setting
 from inference.predict.runtime import TilePredictor
 
@@ -112,6 +115,10 @@ def continue_strips(work: Path, predictor: TilePredictor, has_strips: bool) -> N
     """
     theirs = recorded(work) if has_strips else None
     if theirs is not None:
+        if predictor.options.precision == "auto":  # an explicit one is checked as given
+            check_runs_here(theirs, predictor.device, f"the strips in {work} were computed",
+                            f"resume them on a device that runs {theirs.precision}, or "
+                            f"{discard_advice(work)}")
         predictor.resume(theirs)
         log.info("resuming at the runtime the interrupted run used: %s", theirs.label)
     else:
@@ -120,6 +127,28 @@ def continue_strips(work: Path, predictor: TilePredictor, has_strips: bool) -> N
     if predictor.choice is not None:
         record(work, predictor.choice, asked)
     predictor.on_choice = lambda choice: record(work, choice, asked)
+
+
+def check_runs_here(choice: Choice, device: torch.device, what: str, advice: str,
+                    whose: str = "") -> None:
+    """Refuse a recorded runtime ``device`` cannot run, as an explicit one is refused.
+
+    Strips or a series recorded on another machine (fp16 on a GPU, resumed on a CPU; int8 on
+    a CPU with int8 units, on one without) would otherwise go on at it, or fail at the first
+    batch. ``what`` says what recorded it, ``whose`` (after the runtime) how it is known,
+    ``advice`` what to do.
+
+    Raises:
+        ConfigError: the precision is not one this device type runs.
+        Int8UnavailableError: int8 cannot run here.
+    """
+    try:
+        check_precision(choice.precision, device.type)
+        if choice.precision == "int8":
+            engine_choice.check_int8(device)
+    except (ConfigError, Int8UnavailableError) as exc:
+        raise type(exc)(f"{what} at {choice.label}{whose}, which this {device.type} cannot run "
+                        f"({exc}): {advice}") from exc
 
 
 def other_runtime(path: str, tags: Mapping[str, str], request: engine_choice.Request) -> bool:

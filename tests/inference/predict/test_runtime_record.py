@@ -155,3 +155,24 @@ def test_a_refusal_names_a_way_to_discard_the_strips_isamap_map_has_too(stack, t
     shutil.rmtree(work)  # as the message says
     assert_same(maps(run(stack, tmp_path / "o", FP32)),
                 maps(run(stack, tmp_path / "fp32", FP32)))
+
+
+def test_strips_recorded_at_a_runtime_this_device_cannot_run_are_refused_under_auto(
+        stack, tmp_path):
+    """Strips a GPU computed at fp16, resumed on a CPU under auto, went on at fp16 (the series
+    had this check, isamap-predict's own resume had not: a review)."""
+    from engine.choice_value import Choice
+    from engine.setting import Setting
+    from inference.predict import runtime_record
+
+    out = tmp_path / "o"
+    interrupt(stack, out, BF16)
+    work = out.parent / f".{out.name}.partial"
+    strips = sorted(p.name for p in work.glob("strip_*.tif"))
+    (work / runtime_record.RUNTIME_FILE).unlink()  # the record a GPU's run would have left
+    runtime_record.record(work, Choice(Setting("fp16", True), "measured"), False)
+    with pytest.raises(ConfigError, match=r"computed at fp16/nhwc, which this cpu cannot run "
+                                          r".*: resume them on a device that runs fp16, or "
+                                          r"delete "):
+        run(stack, out, AUTO)
+    assert sorted(p.name for p in work.glob("strip_*.tif")) == strips  # nothing discarded
