@@ -28,10 +28,21 @@ from gee_export.local.warp import overlaps, source_resolution
 
 @dataclass(frozen=True)
 class MonthInputs:
-    """The checked inputs of one month's stack (see :class:`~.stack.LocalStackPlan`)."""
+    """The checked inputs of one month's stack (a :class:`~.stack.LocalStackPlan` holds it).
+
+    Attributes:
+        s2, s1: the month's scenes over the grid, of each sensor asked for.
+        s2_bands, s1_bands: the source band names read from them.
+        offsets: each Sentinel-2 product's BOA offset.
+        reflectance: the (product, band) pairs stored as reflectance, not digital numbers.
+        units: each Sentinel-1 (product, band)'s unit.
+        label_ref, fine_ref: the label rasters of the grid and of the fine grid.
+    """
 
     s2: tuple[Scene, ...]
+    s2_bands: tuple[str, ...]
     s1: tuple[Scene, ...]
+    s1_bands: tuple[str, ...]
     offsets: dict[str, float]
     reflectance: frozenset[tuple[str, str]]
     units: dict[tuple[str, str], str]
@@ -69,8 +80,9 @@ def check_month_inputs(collection: SceneCollection, grid: Grid, month: str,
     s1_bands = tuple(s.source_name for s in specs if s.sensor == "S1")
     need_s2 = bool(s2_bands) or "s2_clear_count" in names
     need_s1 = bool(s1_bands) or "s1_scene_count" in names
-    s2 = _month_s2(collection, month, grid, s2_bands, recipe) if need_s2 else ()
-    s1 = _month_s1(collection, month, grid, s1_bands, model_bands) if need_s1 else ()
+    s2 = _month_scenes(collection, month, grid, "S2", s2_bands, recipe) if need_s2 else ()
+    s1 = (_month_scenes(collection, month, grid, "S1", s1_bands, recipe, model_bands)
+          if need_s1 else ())
     offsets = {s.product: sentinel2.boa_offset(s, recipe.boa_add_offset) for s in s2}
     reflectance = frozenset((s.product, b) for s in s2 for b in s2_bands
                             if sentinel2.is_reflectance(s, b))
@@ -87,7 +99,8 @@ def check_month_inputs(collection: SceneCollection, grid: Grid, month: str,
         sentinel2.check_band_names(s2, offsets, reflectance_all,
                                    bool(recipe.trust_band_names))
     _check_label(label_ref, scheme, names)
-    return MonthInputs(s2, s1, offsets, reflectance, units, label_ref, fine_ref)
+    return MonthInputs(s2, s2_bands, s1, s1_bands, offsets, reflectance, units, label_ref,
+                       fine_ref)
 
 
 def _usable(scenes: Sequence[Scene], band: str, grid: Grid, sensor: str) -> tuple[Scene, ...]:
@@ -173,48 +186,41 @@ def _labels_at_hand(label_ref: BandRef | None, collection: SceneCollection) -> l
     return refs
 
 
-def _month_s2(collection: SceneCollection, month: str, grid: Grid, s2_bands: Sequence[str],
-              recipe: LocalRecipe) -> tuple[Scene, ...]:
-    """The month's Sentinel-2 scenes over the grid, each checked (level, bands, cloud mask)."""
-    monthly = collection.in_month(month)
-    if not monthly.s2:
+def _month_scenes(collection: SceneCollection, month: str, grid: Grid, sensor: str,
+                  bands: Sequence[str], recipe: LocalRecipe,
+                  model_bands: bool = False) -> tuple[Scene, ...]:
+    """The month's scenes of ``sensor`` (``S2``, ``S1``) over the grid, each checked.
+
+    Every scene must hold the bands asked for; a Sentinel-2 scene is also checked for its
+    level, and warned about without a cloud mask. ``model_bands``: a missing Sentinel-1 is
+    advised as a model's bands (its scenes must be added), not as bands to drop.
+    """
+    optical = sensor == "S2"
+    name = "Sentinel-2" if optical else "Sentinel-1"
+    monthly = collection.in_month(month).s2 if optical else collection.in_month(month).s1
+    if not monthly:
+        shown = "/".join(bands) or "VV/VH"
+        advice = ("add scenes or pick another month" if optical else
+                  f"add Sentinel-1 scenes of {month} to --scenes: the model reads {shown}"
+                  if model_bands else f"add scenes or drop {shown}")
+        found = len(collection.s2 if optical else collection.s1)
         raise EmptyCompositeError(
-            f"no Sentinel-2 scene acquired in {month} for {where(grid)} (found "
-            f"{len(collection.s2)} in other months); add scenes or pick another month")
-    for scene in monthly.s2:
-        sentinel2.check_level(scene, recipe.allow_l1c)
-        for band in s2_bands:
+            f"no {name} scene acquired in {month} for {where(grid)} (found "
+            f"{found} in other months); {advice}")
+    for scene in monthly:
+        if optical:
+            sentinel2.check_level(scene, recipe.allow_l1c)
+        for band in bands:
             scene.band(band)
-        if not (scene.has("SCL") or scene.has("CLOUD_MASK")):
+        if optical and not (scene.has("SCL") or scene.has("CLOUD_MASK")):
             warnings.warn(f"{scene.product} has neither SCL nor a cloud mask: all its "
                           "pixels count as clear", stacklevel=3)
-    s2 = _usable(monthly.s2, s2_bands[0] if s2_bands else monthly.s2[0].band_names[0],
-                 grid, "Sentinel-2")
-    if not s2:
-        raise EmptyCompositeError(f"no Sentinel-2 scene of {month} overlaps {where(grid)}; "
+    first = bands[0] if bands else (monthly[0].band_names[0] if optical else "VV")
+    kept = _usable(monthly, first, grid, name)
+    if not kept:
+        raise EmptyCompositeError(f"no {name} scene of {month} overlaps {where(grid)}; "
                                   "check the scenes' CRS and the region")
-    return tuple(s2)
-
-
-def _month_s1(collection: SceneCollection, month: str, grid: Grid,
-              s1_bands: Sequence[str], model_bands: bool = False) -> tuple[Scene, ...]:
-    """The month's Sentinel-1 scenes over the grid, each holding the bands asked for."""
-    monthly = collection.in_month(month)
-    if not monthly.s1:
-        shown = "/".join(s1_bands) or "VV/VH"
-        advice = (f"add Sentinel-1 scenes of {month} to --scenes: the model reads {shown}"
-                  if model_bands else f"add scenes or drop {shown}")
-        raise EmptyCompositeError(
-            f"no Sentinel-1 scene acquired in {month} for {where(grid)} (found "
-            f"{len(collection.s1)} in other months); {advice}")
-    for scene in monthly.s1:
-        for band in s1_bands:
-            scene.band(band)
-    s1 = _usable(monthly.s1, s1_bands[0] if s1_bands else "VV", grid, "Sentinel-1")
-    if not s1:
-        raise EmptyCompositeError(f"no Sentinel-1 scene of {month} overlaps {where(grid)}; "
-                                  "check the scenes' CRS and the region")
-    return tuple(s1)
+    return kept
 
 
 def _check_label(label_ref: BandRef | None, scheme: str | ClassMapping | dict[int, int],

@@ -42,7 +42,7 @@ from gee_export.local import sentinel2
 from gee_export.local.compositing import LocalRecipe, write_image, write_label
 from gee_export.local.digests import DigestCache
 from gee_export.local.labels import ClassMapping, get_scheme
-from gee_export.local.month_inputs import check_month_inputs
+from gee_export.local.month_inputs import MonthInputs, check_month_inputs
 from gee_export.local.scenes import BandRef, Scene, SceneCollection, discover_scenes
 
 DEFAULT_BLOCK = 1024
@@ -89,6 +89,7 @@ class LocalStackPlan:
         stack: the files the plan produces, with their content fingerprint.
         signature: JSON of everything the stack is made from (recipe, grid, bands, month,
             source products and the SHA-256 of each file read); written to the files' tags.
+        inputs: the month's checked scenes, bands and labels.
         built: the files exist and carry this plan's fingerprint (nothing to do).
     """
 
@@ -96,15 +97,7 @@ class LocalStackPlan:
     signature: str
     recipe: LocalRecipe
     mapping: ClassMapping
-    s2: tuple[Scene, ...]
-    s2_bands: tuple[str, ...]
-    s1: tuple[Scene, ...]
-    s1_bands: tuple[str, ...]
-    offsets: dict[str, float]
-    reflectance: frozenset[tuple[str, str]]
-    units: dict[tuple[str, str], str]
-    label_ref: BandRef | None
-    fine_ref: BandRef | None
+    inputs: MonthInputs
     tags: dict[str, str]
     digests: DigestCache = field(compare=False, repr=False)
 
@@ -118,13 +111,17 @@ class LocalStackPlan:
                 if p is not None]
 
     @property
+    def label_ref(self) -> BandRef | None:
+        return self.inputs.label_ref
+
+    @property
     def built(self) -> bool:
         return all(_done(p, self.fingerprint) for p in self.targets)
 
     def scene_list(self) -> list[dict[str, str]]:
         """The scenes the month is composited from: sensor, product name and date (no paths)."""
         return [{"sensor": sc.sensor, "product": sc.product, "date": sc.date.isoformat()}
-                for sc in (*self.s2, *self.s1)]
+                for sc in (*self.inputs.s2, *self.inputs.s1)]
 
 
 def _source_files(plan_s2: Sequence[Scene], s2_bands: Sequence[str], plan_s1: Sequence[Scene],
@@ -162,10 +159,7 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
     scheme_name = label_scheme if isinstance(label_scheme, str) else recipe.label_scheme
     recipe = LocalRecipe(**{**asdict(recipe), "speckle": speckle, "label_scheme": scheme_name})
     mapping = get_scheme(label_scheme if label_scheme is not None else recipe.label_scheme)
-    specs = band_registry.resolve(bands)
-    names = tuple(s.name for s in specs)
-    s2_bands = tuple(s.source_name for s in specs if s.sensor == "S2")
-    s1_bands = tuple(s.source_name for s in specs if s.sensor == "S1")
+    names = tuple(s.name for s in band_registry.resolve(bands))
     unknown = [n for n in names if band_registry.get_band(n).sensor == "label"]
     if unknown:
         raise InputDataError(f"{unknown} is not an image band; the label is its own file")
@@ -182,7 +176,8 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
                                 else recipe.label_scheme, label, fine_scale,
                                 model_bands=model_bands)
     s2, s1, offsets, units = inputs.s2, inputs.s1, inputs.offsets, inputs.units
-    label_ref, fine_ref = inputs.label_ref, inputs.fine_ref
+    s2_bands, s1_bands, label_ref, fine_ref = (inputs.s2_bands, inputs.s1_bands,
+                                               inputs.label_ref, inputs.fine_ref)
 
     cache = DigestCache(Path(out_dir) if Path(out_dir).is_dir() else None)
     files = _source_files(s2, s2_bands, s1, s1_bands)
@@ -201,8 +196,7 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
             MONTH_TAG: month, "BACKEND": "local"}
     if any(dict(sc.tags).get("SYNTHETIC", "").lower() == "yes" for sc in (*s2, *s1)):
         tags["SYNTHETIC"] = "yes"  # synthetic inputs stay labelled synthetic downstream
-    return LocalStackPlan(stack, signature, recipe, mapping, s2, s2_bands, s1, s1_bands,
-                          offsets, inputs.reflectance, units, label_ref, fine_ref, tags, cache)
+    return LocalStackPlan(stack, signature, recipe, mapping, inputs, tags, cache)
 
 def _stack_paths(out: Path, grid: Grid, names: tuple[str, ...], month: str,
                  fine_scale: int | None, signature: str) -> StackPaths:
@@ -230,13 +224,14 @@ def write_local_stack(plan: LocalStackPlan, *, block: int = DEFAULT_BLOCK,
     grid = stack.grid
     with ExitStack() as files:
         tmp = [files.enter_context(atomic_path(p)) for p in plan.targets]
-        write_image(tmp[0], grid, stack.bands, plan.s2, plan.s2_bands, plan.s1, plan.s1_bands,
-                     plan.offsets, plan.reflectance, plan.units, plan.recipe, stack.month,
-                     plan.tags, block, progress,
-                     plan.label_ref if band_registry.PRODUCT in stack.bands else None)
-        write_label(tmp[1], grid, plan.label_ref, plan.mapping, plan.tags, block, progress)
+        given = plan.inputs
+        write_image(tmp[0], grid, stack.bands, given.s2, given.s2_bands, given.s1,
+                     given.s1_bands, given.offsets, given.reflectance, given.units, plan.recipe,
+                     stack.month, plan.tags, block, progress,
+                     given.label_ref if band_registry.PRODUCT in stack.bands else None)
+        write_label(tmp[1], grid, given.label_ref, plan.mapping, plan.tags, block, progress)
         if stack.label_fine is not None and stack.fine_scale is not None:
-            write_label(tmp[2], grid.scaled(stack.fine_scale), plan.fine_ref, plan.mapping,
+            write_label(tmp[2], grid.scaled(stack.fine_scale), given.fine_ref, plan.mapping,
                          plan.tags, block, progress)
     return stack
 
