@@ -260,7 +260,8 @@ def make_grid(region: Region, args: argparse.Namespace) -> Grid:
         if caveat:
             log.warning("%s", caveat)
     grid = Grid.from_lonlat_bounds(region.bbox, crs, resolution=args.resolution,
-                                   patch_size=args.patch_size, stride=args.stride)
+                                   patch_size=args.patch_size, stride=args.stride,
+                                   inside=region.covered)
     if grid.patch_count == 0:
         raise GridError(
             f"the area {region.name!r} is {grid.width} x {grid.height} px at "

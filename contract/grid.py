@@ -168,20 +168,34 @@ class Grid:
         resolution: float = DEFAULT_RESOLUTION,
         patch_size: int = DEFAULT_PATCH_SIZE,
         stride: int = DEFAULT_STRIDE,
+        *,
+        inside: bool = False,
     ) -> Grid:
         """Smallest grid aligned to multiples of ``resolution`` that covers ``bounds``.
 
         Snapping to whole multiples of the pixel size (not just to the bounds) means two
         grids of the same CRS and resolution always share pixel edges, so datasets made for
         neighbouring regions tile without resampling.
+
+        ``inside``: the grid of the pixels whose centres lie within ``bounds`` instead, for
+        bounds that are where data are: each edge goes to the nearest pixel edge, so no pixel
+        reaches more than half a pixel past them and each is filled (a warp samples a pixel at
+        its centre), while a bound a few centimetres inside a pixel edge (a footprint taken to
+        degrees and back) costs no row or column.
         """
         west, south, east, north = bounds
         if not (east > west and north > south):
             raise GridError(f"bounds {bounds} are empty; expected (west, south, east, north)")
-        x0 = math.floor(west / resolution + 1e-9) * resolution
-        y0 = math.ceil(north / resolution - 1e-9) * resolution
-        width = max(1, math.ceil((east - x0) / resolution - 1e-9))
-        height = max(1, math.ceil((y0 - south) / resolution - 1e-9))
+        if inside:
+            x0 = math.ceil(west / resolution - 0.5 - 1e-9) * resolution
+            y0 = math.floor(north / resolution + 0.5 + 1e-9) * resolution
+            width = max(1, math.floor(east / resolution + 0.5 + 1e-9) - round(x0 / resolution))
+            height = max(1, round(y0 / resolution) - math.ceil(south / resolution - 0.5 - 1e-9))
+        else:
+            x0 = math.floor(west / resolution + 1e-9) * resolution
+            y0 = math.ceil(north / resolution - 1e-9) * resolution
+            width = max(1, math.ceil((east - x0) / resolution - 1e-9))
+            height = max(1, math.ceil((y0 - south) / resolution - 1e-9))
         return cls(crs, float(x0), float(y0), width, height, resolution, patch_size, stride)
 
     @classmethod
@@ -192,8 +206,15 @@ class Grid:
         resolution: float = DEFAULT_RESOLUTION,
         patch_size: int = DEFAULT_PATCH_SIZE,
         stride: int = DEFAULT_STRIDE,
+        *,
+        inside: bool = False,
     ) -> Grid:
-        """Grid covering a longitude/latitude box, in the UTM zone of its centre by default."""
+        """Grid covering a longitude/latitude box, in the UTM zone of its centre by default.
+
+        ``inside``: the grid of the pixels whose centres lie within the box's projection
+        (:meth:`from_bounds`), for a box that is where data are (the local scenes' common
+        extent).
+        """
         from pyproj import Transformer
 
         west, south, east, north = lonlat_bounds
@@ -203,7 +224,7 @@ class Grid:
         projected = transformer.transform_bounds(west, south, east, north, densify_pts=21)
         if not all(math.isfinite(v) for v in projected):
             raise GridError(f"bounds {lonlat_bounds} cannot be projected to {crs}")
-        return cls.from_bounds(projected, crs, resolution, patch_size, stride)
+        return cls.from_bounds(projected, crs, resolution, patch_size, stride, inside=inside)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Grid:

@@ -76,12 +76,15 @@ class Region:
         bbox: (west, south, east, north) in degrees.
         geometry: GeoJSON geometry dict when the region is not just its box.
         description: where the extent comes from.
+        covered: the box is where the data are (the local scenes' common extent), not an area
+            asked for: its grid keeps to whole pixels inside it instead of covering it.
     """
 
     name: str
     bbox: tuple[float, float, float, float]
     geometry: dict[str, Any] | None = field(default=None, compare=False)
     description: str = ""
+    covered: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         problem = bbox_problem(*self.bbox)

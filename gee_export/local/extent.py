@@ -5,8 +5,10 @@ plan and stack an area the scenes do not cover (tens of thousands of km² of nod
 59 km² scene). Without ``--bbox``, ``--region-file`` or ``--region`` the area is the
 intersection of the footprints of the month's Sentinel-1/2 scenes and the label raster: the
 pixels every input can fill. Each footprint is the largest longitude/latitude box inside the
-raster (its edges sampled, so a UTM rectangle's box stays inside it), so the grid built from
-the box never reaches past the scenes. Only file headers are read.
+raster (its edges sampled, so a UTM rectangle's box stays inside it). The region is marked
+``covered``, so its grid keeps to the whole pixels inside the box (snapped inward,
+:meth:`contract.grid.Grid.from_bounds`): in the scenes' CRS it never reaches past them, where
+pixels would be partly nodata. Only file headers are read.
 
 ``isamap-export`` and ``isamap-map`` both take their default area from :func:`default_region`,
 so both say the same sentence in the log and refuse the same non-overlapping folders. A map
@@ -116,7 +118,7 @@ def scenes_region(scenes: str | Path | SceneCollection, months: Sequence[str], *
     label = name or (region_name(scenes) if not isinstance(scenes, SceneCollection)
                      else "scenes")
     what = "scene and label" if with_label else "scene"
-    return Region(label, (west, south, east, north),
+    return Region(label, (west, south, east, north), covered=True,
                   description=f"the area {len(paths)} {what} rasters cover in common")
 
 

@@ -8,7 +8,7 @@ training grid's, so the map's pixels are the training pixels.
 from __future__ import annotations
 
 import logging
-import math
+from dataclasses import replace
 
 from contract.grid import Grid, projected_crs, utm_caveat, utm_epsg
 from contract.regions import Region
@@ -21,7 +21,8 @@ def region_grid(region: Region, resolution: float, dataset_grid: Grid | None = N
                 crs: str | None = None) -> tuple[Grid, str | None]:
     """The map's grid in ``crs`` (default: the region's UTM zone) at ``resolution``.
 
-    The grid sits on the dataset's pixel lattice when its CRS is the training grid's.
+    The grid sits on the dataset's pixel lattice when its CRS is the training grid's. A region
+    that is where the scenes are (``region.covered``) gets the whole pixels inside it.
 
     Returns the grid and, when the region lies in another CRS than the training grid, a
     sentence saying so (the inputs are then composited in the map's own CRS).
@@ -37,11 +38,11 @@ def region_grid(region: Region, resolution: float, dataset_grid: Grid | None = N
         crs = f"EPSG:{utm_epsg(lon, lat)}"
     else:
         crs = projected_crs(crs)
-    grid = Grid.from_lonlat_bounds(region.bbox, crs, resolution)
+    grid = Grid.from_lonlat_bounds(region.bbox, crs, resolution, inside=region.covered)
     note = None
     if dataset_grid is not None:
         if dataset_grid.crs == crs:
-            grid = _on_lattice(grid, dataset_grid)
+            grid = _on_lattice(grid, dataset_grid, inside=region.covered)
         else:
             note = (f"region {region.name!r} is mapped in {crs}, not the model's training CRS "
                     f"{dataset_grid.crs}; its inputs are composited and mapped in {crs} at "
@@ -49,13 +50,15 @@ def region_grid(region: Region, resolution: float, dataset_grid: Grid | None = N
     return grid, note
 
 
-def _on_lattice(grid: Grid, lattice: Grid) -> Grid:
-    """``grid`` widened to whole pixels of ``lattice`` (same CRS and resolution)."""
-    res = lattice.resolution
-    x0 = lattice.x0 + math.floor((grid.x0 - lattice.x0) / res + 1e-9) * res
-    y0 = lattice.y0 - math.floor((lattice.y0 - grid.y0) / res + 1e-9) * res
-    east, south = grid.bounds[2], grid.bounds[1]
-    width = max(1, math.ceil((east - x0) / res - 1e-9))
-    height = max(1, math.ceil((y0 - south) / res - 1e-9))
-    return Grid(grid.crs, float(x0), float(y0), width, height, res, lattice.patch_size,
-                lattice.stride)
+def _on_lattice(grid: Grid, lattice: Grid, inside: bool = False) -> Grid:
+    """``grid`` widened to whole pixels of ``lattice`` (same CRS and resolution).
+
+    ``inside``: narrowed to the whole lattice pixels within it instead (a region that is
+    where the scenes are: :attr:`contract.regions.Region.covered`).
+    """
+    dx, dy = lattice.x0, lattice.y0
+    west, south, east, north = grid.bounds
+    shifted = Grid.from_bounds((west - dx, south - dy, east - dx, north - dy), grid.crs,
+                               lattice.resolution, lattice.patch_size, lattice.stride,
+                               inside=inside)
+    return replace(shifted, x0=shifted.x0 + dx, y0=shifted.y0 + dy)

@@ -28,3 +28,37 @@ def test_a_glob_of_scenes_is_named_by_the_folder_its_pattern_starts_in(tmp_path,
     assert region_name(tmp_path / "my scenes") == "my_scenes"
     monkeypatch.chdir(tmp_path)
     assert region_name("*.tif") == region_name(tmp_path)
+
+
+def test_the_scenes_extent_grid_holds_only_pixels_the_scenes_fill(tmp_path, capsys):
+    """The area taken from scenes whose edges fall inside grid pixels (x 238002, y 3385003)
+    reached past them: the grid snapped outward, so its north row and east column had
+    their centres off the scene (3 and 5 m past), and the stack wrote them as nodata. A
+    pixel is filled where its centre is: the grid keeps the pixels whose centres the
+    scenes cover, at most half a pixel past them."""
+    import json
+
+    import numpy as np
+    import rasterio
+
+    from cli.export import main
+
+    scene = generate_scene(tmp_path / "scene", width=64, height=64, fine_scale=2,
+                           origin=(238002.0, 3385003.0), progress=False)
+    out = tmp_path / "ds"
+    assert main(["--backend", "local", "--scenes", str(tmp_path / "scene"), "--month",
+                 "2019-06", "--patch-size", "32", "--stride", "32", "--out", str(out),
+                 "-q"]) == 0
+    grid = json.loads((out / "manifest.json").read_text())["grid"]
+    left, bottom, right, top = scene.grid.bounds
+    res = grid["resolution"]
+    east, south = grid["x0"] + grid["width"] * res, grid["y0"] - grid["height"] * res
+    assert left <= grid["x0"] + res / 2 and east - res / 2 <= right  # every pixel centre
+    assert bottom <= south + res / 2 and grid["y0"] - res / 2 <= top  # lies on the scene
+    assert grid["width"] >= 63 and grid["height"] >= 63  # and no more than that is lost
+    (image,) = out.glob("stacks/stack_2019-06_image.tif")
+    with rasterio.open(image) as src:
+        b2 = src.read(1)
+    for edge in (b2[0], b2[-1], b2[:, 0], b2[:, -1]):
+        assert np.isfinite(edge).mean() > 0.9  # no row or column of nodata at the edges
+    capsys.readouterr()
