@@ -323,7 +323,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(summary.to_dict()))
         _warn_about_split(grid, summary.per_split, args,  # where data are, or would be
                           getattr(summary, "valid_positions", None)
-                          or getattr(summary, "written_positions", None), out)
+                          or getattr(summary, "written_positions", None), out,
+                          len(getattr(summary, "unread_positions", ())))
 
     if args.backend == "local":
         run_local_export(opts, on_month=report)
@@ -374,7 +375,7 @@ def _dry_run(args: argparse.Namespace, opts: ExportOptions, runner: RunnerConfig
 
 def _warn_about_split(grid: Grid, counts: dict[str, int], args: argparse.Namespace,
                       holding: Collection[tuple[int, int]] | None = None,
-                      out: str | None = None) -> None:
+                      out: str | None = None, unread: int = 0) -> None:
     """Warn once per distinct problem: an empty split of positions, then of written patches.
 
     A run that writes to ``out`` adds that the advice is followed into a new ``--out``: the
@@ -383,7 +384,7 @@ def _warn_about_split(grid: Grid, counts: dict[str, int], args: argparse.Namespa
     missing = tuple(empty_splits(counts, DEFAULT_RATIOS))
     if missing and missing != getattr(args, "_split_warned", None):
         advice = split_advice(grid, counts, DEFAULT_RATIOS, args.seed, args.split_block,
-                              counted=holding)
+                              counted=holding, unread=unread)
         if out is not None:
             advice = (f"{advice}; run it into a new --out folder (or delete {out} first): a "
                       "dataset keeps the split and area it was made with")

@@ -162,7 +162,7 @@ def empty_splits(counts: Mapping[str, int],
 
 def split_advice(grid: Grid, counts: Mapping[str, int], ratios: Iterable[float] = DEFAULT_RATIOS,
                  seed: int = 0, block: int = DEFAULT_BLOCK, *, max_tries: int = 64,
-                 counted: Iterable[tuple[int, int]] | None = None,
+                 counted: Iterable[tuple[int, int]] | None = None, unread: int = 0,
                  larger: str = "(--bbox, --region) or a smaller --stride") -> str | None:
     """None when every split asked for has patches; else one line saying how to get them.
 
@@ -180,7 +180,11 @@ def split_advice(grid: Grid, counts: Mapping[str, int], ratios: Iterable[float] 
         max_tries: smaller block sides tried at most.
         counted: the positions of the patches ``counts`` counts, one per patch (an imported
             dataset's pairs, a written index's records): a block side is advised when it
-            gives each split some of these; every position of the grid when None.
+            gives each split some of these; every position of the grid when None, and the
+            line says it counts positions, not patches (whether they hold data is unknown).
+        unread: positions besides ``counted`` whose data are unknown (an Earth Engine export's
+            positions dropped at split borders, never fetched): the counts are then a lower
+            bound, said as "at least", and a lack of patches is not final.
         larger: how to get a larger area, said when no block side does.
     """
     missing = empty_splits(counts, ratios)
@@ -191,21 +195,27 @@ def split_advice(grid: Grid, counts: Mapping[str, int], ratios: Iterable[float] 
             f"{block} x {block} patch positions over {grid.patch_rows} x {grid.patch_cols} "
             "positions)")
     patches = None if counted is None else list(counted)
+    unknown = (f"; {unread} positions this run dropped at split borders were not read, so "
+               "whether they hold data is unknown" if unread and patches is not None else "")
     for smaller in range(block - 1, 0, -1)[:max_tries]:
         splits = assign_splits(grid, None, ratios, seed, smaller)
         trial = split_counts(splits if patches is None else
                              [splits[p] for p in patches if p in splits])
         if not empty_splits(trial, ratios):
-            unit = "positions" if patches is None else "patches"
-            return (f"{text}: use --split-block {smaller} (gives "
-                    f"{', '.join(f'{s} {trial[s]}' for s in SPLITS)} {unit}) or a larger area")
+            gives = ", ".join(f"{s} {trial[s]}" for s in SPLITS)
+            if patches is None:
+                return (f"{text}: use --split-block {smaller} (gives {gives} positions) or a "
+                        "larger area; these are grid positions, not patches: a position "
+                        "without data gives none")
+            return (f"{text}: use --split-block {smaller} (gives {'at least ' if unknown else ''}"
+                    f"{gives} patches{unknown}) or a larger area")
     if patches is not None and len(set(patches)) < grid.patch_count:
-        return (f"{text}: only {len(set(patches))} of the {grid.patch_count} positions hold "
+        held = "are known to hold" if unknown else "hold"
+        return (f"{text}: only {len(set(patches))} of the {grid.patch_count} positions {held} "
                 "patches (the data cover part of the area), too few for a train/val/test "
-                "split at any --split-block; give an area the data cover more of")
+                f"split at any --split-block{unknown}; give an area the data cover more of")
     return (f"{text}: the area is too small for a train/val/test split; use a larger area "
             f"{larger}")
-
 
 def missing_split_advice(manifest: Mapping[str, Any], records: Iterable[Mapping[str, Any]],
                          split: str | None) -> str:

@@ -39,7 +39,7 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
-from contract.dataset import read_manifest
+from contract.dataset import read_index, read_manifest
 from contract.grid import patch_id
 from core.errors import ConfigError
 from core.lock import hold_output
@@ -53,7 +53,13 @@ from gee_export.ee.beam_steps import (
     todo_runs,
 )
 from gee_export.ee.budget import ComputeBudget
-from gee_export.ee.export_job import Bookkeeper, ExportJob, ExportSummary
+from gee_export.ee.export_job import (
+    Bookkeeper,
+    ExportJob,
+    ExportSummary,
+    HeldPositions,
+    held_positions,
+)
 from gee_export.ee.fetch import DEFAULT_LIMITS, planned_requests
 from gee_export.ee.pixels import Limits
 from gee_export.ee.worker_session import EarthEngineProject, SerializedImages, SessionFactory
@@ -105,7 +111,8 @@ def plan_export(sessions: SessionFactory, image: Any, job: ExportJob, out: str,
     todo = book.todo()
     already = len(book.done & {patch_id(r, c) for r, c in book.splits})
     before = ExportSummary(store.url(), job.month, "beam", len(book.splits), 0, already,
-                           len(book.invalid), per_split=book.per_split())
+                           len(book.invalid), per_split=book.per_split(),
+                           **book.held_positions())
     if not todo and book.existing.get("complete", {}).get(job.month):
         return PlannedExport(None, before, 0)
     per_patch = planned_requests(job, limits)
@@ -185,20 +192,22 @@ def _run_export(started: float, plan: PlannedExport, job: ExportJob,
              " [dry run: nothing is submitted]" if runner.dry_run else "")
     result = run_pipeline(plan.pipeline, resume="patches already written are kept")
     counts = pipeline_counters(result, METRICS_NAMESPACE) if not runner.dry_run else {}
-    per_split, written = before.per_split, 0
+    per_split, written, held = before.per_split, 0, HeldPositions()
     if not runner.dry_run:
         counts_now = read_manifest(before.root)["counts"]
         per_split = counts_now["per_split"]
         # from the month's index, not the counters: Beam counts only a bundle's successful
         # attempt, and patches written by a failed attempt are indexed (from their tags) too
         written = counts_now["per_month"][job.month]["patches"] - before.already_done
+        held = held_positions(job, job.spec.splits(), (
+            r for r in read_index(before.root) if r["month"] == job.month))
     if plan.held_back and budget is not None and not runner.dry_run:
         budget.charge(counts.get("requests", 0) - plan.per_patch * plan.todo)  # halved windows
         raise _stopped(budget, plan)
     return replace(before, written=written,
                    invalid=before.invalid + counts.get("invalid", 0),
                    requests=counts.get("requests", 0), retries=counts.get("retries", 0),
-                   seconds=time.monotonic() - started, per_split=per_split)
+                   seconds=time.monotonic() - started, per_split=per_split, **held)
 
 
 def _stopped(budget: ComputeBudget, plan: PlannedExport) -> Exception:

@@ -195,7 +195,7 @@ class _PixelRun:
         return ExportSummary(self.store.url(), self.job.month, "pixels", len(book.splits),
                              self.written, already, len(book.invalid), self.requests,
                              self.session.retries - retries0, time.monotonic() - started,
-                             book.per_split())
+                             book.per_split(), **book.held_positions())
 
     def _work(self, row: int, col: int) -> tuple[dict | None, int, tuple[int, int]]:
         budget = self.session.budget

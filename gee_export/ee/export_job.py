@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 from contract.dataset import DatasetSpec
 from contract.patch_writer import MonthProgress, PatchWriter, open_month, valid_mask
-from contract.splits import Split, split_counts
+from contract.splits import Split, empty_splits, split_counts
 from core.errors import ConfigError
 from core.months import check_month
 from core.storage import Store
@@ -71,9 +71,41 @@ class ExportSummary:
     retries: int = 0
     seconds: float = 0.0
     per_split: dict[str, int] = field(default_factory=dict)
+    written_positions: tuple[tuple[int, int], ...] = field(default=(), repr=False)
+    """Where a split came out empty: ``(row, col)`` of every patch of the month (not in to_dict)."""
+    unread_positions: tuple[tuple[int, int], ...] = field(default=(), repr=False)
+    """Where a split came out empty: the positions dropped at split borders, never fetched, so
+    whether they hold data is unknown (not in to_dict; :func:`held_positions`)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        del out["written_positions"], out["unread_positions"]
+        return out
+
+
+class HeldPositions(TypedDict, total=False):
+    """:class:`ExportSummary`'s positions, as keyword arguments."""
+
+    written_positions: tuple[tuple[int, int], ...]
+    unread_positions: tuple[tuple[int, int], ...]
+
+
+def held_positions(job: ExportJob, splits: Mapping[tuple[int, int], str],
+                   records: Iterable[Mapping[str, Any]]) -> HeldPositions:
+    """What the split advice may count after a month of an Earth Engine export.
+
+    Nothing unless a split came out empty. Then ``written_positions``, the month's patches
+    (positions that hold data), and ``unread_positions``, the positions its split borders
+    dropped: Earth Engine's pixels there were never fetched (reading them would cost requests),
+    so the advice counts the written patches alone, a lower bound for another block side,
+    and says so (:func:`contract.splits.split_advice`, ``unread``).
+    """
+    records = list(records)
+    if not empty_splits(split_counts(r["split"] for r in records), job.spec.ratios):
+        return {}
+    return {"written_positions": tuple(sorted((int(r["row"]), int(r["col"])) for r in records)),
+            "unread_positions": tuple(p for p in job.spec.grid.iter_patches()
+                                      if p not in splits)}
 
 
 def check_workers(workers: int) -> int:
@@ -145,6 +177,10 @@ class Bookkeeper:
 
     def per_split(self) -> dict[str, int]:
         return split_counts(r["split"] for r in self.progress.records.values())
+
+    def held_positions(self) -> HeldPositions:
+        """The month's :func:`held_positions` (ExportSummary's keyword arguments)."""
+        return held_positions(self.job, self.splits, self.progress.records.values())
 
     def accept(self, row: int, col: int, image: np.ndarray, label: np.ndarray,
                label_fine: np.ndarray | None) -> dict | None:

@@ -193,7 +193,7 @@ def _export_tasks(session: EESession, image: Any, job: ExportJob, store: Store,
         raise budget.stopped(f"{job.month} has {outcome.left:,} of {len(tiles):,} tiles left")
     return ExportSummary(store.url(), job.month, "tasks", len(book.splits), cutter.written,
                          already, len(book.invalid), outcome.started, session.retries,
-                         time.monotonic() - started, book.per_split())
+                         time.monotonic() - started, book.per_split(), **book.held_positions())
 
 
 def _tile_group(store: Store, job: ExportJob, tile: Tile, image: Any,

@@ -432,3 +432,30 @@ def test_max_eecu_hours_stops_a_run_resumably_and_a_higher_bound_finishes_it(
     for rec in records:  # byte for byte the uninterrupted run's patches
         for key in ("image", "label", "label_fine"):
             assert open_store(root).read_bytes(rec[key]) == open_store(whole).read_bytes(rec[key])
+
+
+def test_the_split_advice_after_a_month_counts_its_patches_and_says_what_was_not_read(
+        tmp_path, local_stack, recipe_images):
+    """After an Earth Engine month whose split came out empty, the advice counted every grid
+    position, data or not (the summary carried no positions; the local backend's counts its
+    patches). It now counts the patches written, and since the positions its split borders
+    dropped were never fetched, says the counts are a lower bound and why."""
+    from contract.splits import split_advice
+
+    image, fine = recipe_images
+    job = job_for(local_stack, seed=0, block=2)  # 5 of the 9 positions kept, no test split
+    root = str(tmp_path / "dataset")
+    summary = export_pixels(session_for(StackTransport(local_stack, recipe=recipe_images)),
+                            image, job, root, fine_label=fine, workers=4, progress=False)
+    assert summary.per_split["test"] == 0 and summary.candidates == 5
+    written = tuple(sorted((r["row"], r["col"]) for r in read_index(root)))
+    assert summary.written_positions == written and len(written) == 4  # r0_c0 invalid
+    assert len(summary.unread_positions) == 4  # dropped at split borders, never fetched
+    assert not set(summary.unread_positions) & set(assign_splits(job.spec.grid, block=2))
+    assert "written_positions" not in summary.to_dict()
+    advice = split_advice(job.spec.grid, summary.per_split, seed=0, block=2,
+                          counted=summary.written_positions,
+                          unread=len(summary.unread_positions))
+    assert advice is not None and "positions this run dropped at split borders were not " \
+        "read, so whether they hold data is unknown" in advice
+    assert "4 of the 9 positions are known to hold patches" in advice or "at least" in advice

@@ -101,3 +101,15 @@ def test_the_province_plan_on_the_beam_page_is_what_the_dry_run_prints(capsys):
     text = page("beam.md")
     start = text.index("Export plan (dry run", text.index("--out gs://my-bucket/isamap/hubei"))
     assert text[start:text.index("```", start)].strip() == printed
+
+
+def test_the_dry_runs_split_advice_says_it_counts_positions_not_patches():
+    """The plan cannot read Earth Engine's pixels, so its advice counts grid positions; it said
+    'positions' alone, read as patches a run would write (positions without data give none)."""
+    grid = Grid("EPSG:32650", 200000.0, 3400000.0, 448, 368)  # 5 x 4 positions
+    plan = make_plan(get_region("wuhan"), grid, ("2019-06",), DEFAULT_IMAGE_BANDS,
+                     "worldcover", None, "pixels", "gs://b/p", 16)
+    assert plan.split_advice is not None and "use --split-block" in plan.split_advice
+    assert "these are grid positions, not patches: a position without data gives none" \
+        in plan.split_advice
+    assert "WARNING" in format_plan(plan)
