@@ -116,7 +116,6 @@ BACKEND_PURPOSE = "use the Earth Engine backend"
 """What the export and the map need Earth Engine for (the default of :class:`EESession`)."""
 
 
-
 class EESession:
     """An initialised Earth Engine connection with retrying calls.
 
@@ -132,10 +131,8 @@ class EESession:
         application_default: authenticate with the machine's application-default credentials
             (the service account of a Dataflow or Compute Engine worker), where no user has
             run ``earthengine authenticate``.
-        without_account: what the command can do without an account (the authentication
-            advice's last lines).
-        purpose: what the command needs Earth Engine for, as the advice says it ("To
-            PURPOSE, do ONE of:").
+        without_account, purpose: what the command can do without an account, and what it
+            needs Earth Engine for ("To PURPOSE, do ONE of:"): its authentication advice.
         limit: the requests in flight of the process (:mod:`core.concurrency`);
             None: as many as the caller's threads.
         workload_tag: the ``workloadTag`` every request carries, so Cloud Monitoring
