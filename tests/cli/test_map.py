@@ -141,6 +141,9 @@ def test_publishing_without_credentials_is_refused_before_the_first_date(tmp_pat
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
         assert not (out / "2019-06").exists() and not (out / ".stacks").exists(), extra
+        if code == 1:  # the advice is publishing's: this map has no Earth Engine backend
+            assert "To publish to Earth Engine, do ONE of:" in err
+            assert "Earth Engine backend" not in err and "Publishing needs one" in err
 
 
 def test_clahe_on_a_binary_model_is_refused_by_the_map_and_its_dry_run(model, tmp_path,
