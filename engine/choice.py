@@ -7,7 +7,8 @@ layout; ``auto`` never quantizes. ``--precision int8`` quantizes, checks against
 compiles (refused when its map disagrees). ``--compile`` compiles whatever runs. Explicit
 precision and layout need no batch (:func:`fixed`). The caller only applies the result.
 
-Whether int8 can run here at all is checked once per process (:func:`int8_unavailable`).
+Whether int8 can run here at all is checked once per process (:func:`int8_unavailable`);
+whether the model can be quantized, before any work (:func:`check_model`).
 """
 
 from __future__ import annotations
@@ -90,9 +91,20 @@ def check_int8(device: torch.device) -> None:
         quantize.check_int8(device)  # raises the same error with its own type
 
 
+def check_model(module: nn.Module, precision: str) -> None:
+    """Refuse, in one line, a precision ``module`` itself can never run at.
+
+    ``int8`` of a model holding a module that cannot be exported (the pretrained encoders,
+    :func:`engine.quantize.check_quantizable`): on any machine, so before any work.
+    """
+    if precision == "int8":
+        quantize.check_quantizable(module)
+
+
 def fixed(module: nn.Module, device: torch.device, request: Request) -> Decided | None:
     """The choice when precision and layout are both given (no batch needed), else None."""
     if request.precision == "int8":
+        check_model(module, request.precision)
         check_int8(device)
         return None
     explicit = autotune.explicit(request.precision, request.channels_last, device)

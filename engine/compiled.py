@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import logging
 import os
 import shutil
 import time
+import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,11 @@ CACHE_DIR_ENV = "TORCHINDUCTOR_CACHE_DIR"
 #: compiling fails (:class:`CompileError`) instead of silently running part of the model
 #: eagerly.
 RECOMPILE_LIMIT = 64
+#: torch's loggers of tracing a model: graph breaks (a branch on a tensor's value, a
+#: ``.item()``: the pretrained encoders' code) and failed guards, each warning with the code
+#: or the whole graph: nothing a user of the map can act on (the broken parts run eagerly; a
+#: failure is one line). Silent while compiling and exporting (:func:`quiet_export`).
+TRACE_LOGGERS = ("torch._dynamo", "torch.fx", "torch.export", "torch._export")
 
 
 #: graphs compiled in this process, by the eager module they were compiled from and what the
@@ -68,6 +75,41 @@ class CompileError(IsamapError, RuntimeError):
     """
 
     exit_code = 1
+
+
+@contextlib.contextmanager
+def quiet_loggers(*names: str, level: int = logging.ERROR) -> Iterator[None]:
+    """The loggers ``names`` silent below ``level`` for the block (shown under ``--debug``)."""
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    noisy = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in noisy]
+    for lg in noisy:
+        lg.setLevel(level)
+    try:
+        yield
+    finally:
+        for lg, level in zip(noisy, levels, strict=True):
+            lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def quiet_export() -> Iterator[None]:
+    """``torch.export`` in the block without its noise; a failure is the caller's one line.
+
+    The trace loggers (a failure it classifies is also logged as an error), its warnings,
+    and the partial graph a failure prints to stderr itself: logged at DEBUG instead.
+    """
+    said = io.StringIO()
+    try:
+        with quiet_loggers(*TRACE_LOGGERS, level=logging.CRITICAL), \
+                warnings.catch_warnings(), contextlib.redirect_stderr(said):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        if said.getvalue().strip():
+            log.debug("torch.export printed:\n%s", said.getvalue())
 
 
 def discard_cache() -> Path | None:
@@ -158,7 +200,7 @@ class CompiledForInference(nn.Module):
         try:
             with torch._dynamo.config.patch(recompile_limit=RECOMPILE_LIMIT,
                                             fail_on_recompile_limit_hit=True), \
-                    freezing, torch.inference_mode():
+                    freezing, torch.inference_mode(), quiet_loggers(*TRACE_LOGGERS):
                 graph(example)  # compiles; a failure surfaces here
         except Exception as exc:  # inductor raises many types (no compiler, lowering, ...)
             if retry and discard_cache() is not None:

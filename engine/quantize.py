@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,7 +32,12 @@ from torch import nn
 from core.commands import DETAIL
 from core.digest import chunks_sha256, json_digest, text_sha256
 from core.errors import ConfigError, IsamapError
-from engine.compiled import compile_for_inference, inductor_cache_dir
+from engine.compiled import (
+    compile_for_inference,
+    inductor_cache_dir,
+    quiet_export,
+    quiet_loggers,
+)
 from engine.devices import check_precision
 from engine.int8_agreement import (
     MAX_F1_CHANGE,
@@ -49,7 +54,7 @@ log = logging.getLogger(__name__)
 __all__ = ["CALIBRATION_PATCHES", "CHECK_PATCHES", "MAX_F1_CHANGE", "MIN_CLASS_AGREEMENT",
            "MIN_ISA_F1_VS_FP32", "Agreement", "FixedBatch", "Int8Model", "Int8Patches",
            "Int8RefusedError", "Int8UnavailableError", "agreement", "build_int8", "check_int8",
-           "compile_int8", "cpu_has_int8", "logits", "quantize", "record_key"]
+           "check_quantizable", "compile_int8", "cpu_has_int8", "logits", "quantize", "record_key"]
 
 #: Patches observed to set the activation ranges (a few dozen: the ranges settle quickly).
 CALIBRATION_PATCHES = 32
@@ -200,22 +205,31 @@ def check_int8(device: torch.device) -> None:
     _torchao()
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Keep torchao's log warnings out of a command's output.
+#: A module's class attribute: why int8 cannot export it, in words (:func:`check_quantizable`).
+CANNOT_EXPORT = "int8_cannot_export"
 
-    It warns about every GPU kernel it cannot load on a CPU build and every class it registers
-    the deprecated way, on import and when compiling.
+
+def check_quantizable(model: nn.Module) -> None:
+    """Refuse int8 of a model holding a module that says it cannot be exported (one line).
+
+    :func:`quantize` exports one graph for every batch and tile size; a module whose forward
+    branches on its input's values or sizes (the pretrained encoders) says so instead.
     """
-    noisy = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree")]
-    levels = [lg.level for lg in noisy]
-    for lg in noisy:
-        lg.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for lg, level in zip(noisy, levels, strict=True):
-            lg.setLevel(level)
+    for module in model.modules():
+        reason = getattr(module, CANNOT_EXPORT, None)
+        if reason:
+            raise ConfigError(f"--precision int8 cannot quantize this model: {reason}, so "
+                              "torch.export cannot trace one graph for every batch and tile "
+                              "size; use --precision bf16 or fp32")
+
+
+def _quiet() -> contextlib.AbstractContextManager[None]:
+    """Keep torchao's log warnings out of sight.
+
+    It warns about every GPU kernel it cannot load on a CPU build and every class it
+    registers the deprecated way, on import and when compiling.
+    """
+    return quiet_loggers("torchao", "torch.utils._pytree")
 
 
 def _torchao() -> tuple[Any, Any, Any]:
@@ -243,6 +257,7 @@ def quantize(model: nn.Module, calibration: Sequence[torch.Tensor]) -> nn.Module
     """
     if not calibration:
         raise ValueError("int8 calibration needs at least one batch")
+    check_quantizable(model)
     prepare_pt2e, convert_pt2e, x86 = _torchao()
     from torch.export import Dim
 
@@ -250,8 +265,9 @@ def quantize(model: nn.Module, calibration: Sequence[torch.Tensor]) -> nn.Module
     example = calibration[0]
     dims = {0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}
     with torch.no_grad(), _quiet():
-        try:
-            graph = torch.export.export(model, (example,), dynamic_shapes=(dims,)).module()
+        try:  # a failure is the one line below, not the warnings and graph torch prints
+            with quiet_export():
+                graph = torch.export.export(model, (example,), dynamic_shapes=(dims,)).module()
         except Exception as exc:  # any tracing failure means the same to a user
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise ConfigError(f"{type(model).__name__} cannot be exported for int8 "

@@ -28,6 +28,7 @@ from contract.grid import Grid
 from core.errors import ConfigError
 from core.lock import hold_output
 from core.storage import files
+from engine import choice as engine_choice
 from gee_export.ee.budget import compute_budget, kept_in
 from gee_export.ee.export import MAX_WORKERS
 from gee_export.ee.profiles import ProfileMeter
@@ -139,7 +140,7 @@ def map_region(request: MapRequest, *, session: Any = None, worker_sessions: Any
 def check_map(request: MapRequest, model: LoadedModel) -> MapSetup:
     """Check everything a map needs before its first expensive step (dry runs too).
 
-    The model against its recorded recipe and the archive's dates, the runner, the
+    The model against its recorded recipe, the archive's dates and int8, the runner, the
     post-processing, the window, the grid, the zones, the vector extra and the publication.
     """
     meta = model.meta
@@ -148,6 +149,7 @@ def check_map(request: MapRequest, model: LoadedModel) -> MapSetup:
         log.warning("%s", warning)
     dataset = model_dataset(meta, request.dataset)
     check_recipe(meta, dataset, request.backend, request.allow_recipe_mismatch)
+    engine_choice.check_model(model.module, request.options.precision)  # int8 of an encoder
     if request.runner is not None:
         check_runner(request)
         if request.max_eecu_hours is not None:

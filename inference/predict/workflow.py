@@ -22,6 +22,7 @@ from core.errors import ModelError
 from core.shareable import shareable_path
 from core.storage import files
 from core.storage.gdal_auth import gdal_env
+from engine import choice as engine_choice
 from inference.cog import maps
 from inference.cog.maps import OutputInfo, numeric_metrics
 from inference.predict import scene as scene_normalisation
@@ -114,7 +115,7 @@ def predict(job: PredictJob) -> Outputs:
         if config.postprocess == "keep" and config.keep is not None:
             check_product(config.keep.product)  # before the model loads
         loaded = job.model if isinstance(job.model, LoadedModel) else load_model(job.model)
-        check_model(config, loaded)
+        check_model(config, loaded, job.options.precision if job.options else "auto")
         # pixel size and values, before the first tile
         facts = check_input(stack, loaded.meta, job.band_order,
                             allow_implausible=job.allow_implausible)
@@ -139,16 +140,18 @@ def predict_with_model_file(model_file: str | os.PathLike[str] | LoadedModel,
     return predict(PredictJob(model_file, stack, out_prefix, **options))
 
 
-def check_model(config: PredictConfig, loaded: LoadedModel) -> None:
-    """The tiling and post-processing options the model file allows (before any input read).
+def check_model(config: PredictConfig, loaded: LoadedModel, precision: str = "auto") -> None:
+    """The tiling, post-processing and precision the model file allows (before any input read).
 
     Raises:
         ConfigError: a post-processing the model was not made for, a keep rule reading a
             product band the model does not read, another tile than the model's window, a
-            tile its forward cannot take, or a batch too large for a scaled model
-            (:func:`inference.predict.blending.check_model_tiles`).
+            tile its forward cannot take, a batch too large for a scaled model
+            (:func:`inference.predict.blending.check_model_tiles`), or ``precision`` int8 of
+            a model that cannot be quantized (:func:`engine.choice.check_model`).
     """
     meta = loaded.meta
+    engine_choice.check_model(loaded.module, precision)
     check_postprocess(config.postprocess, meta.class_scheme, tuple(meta.class_names),
                       config.force_postprocess, tuple(meta.bands))
     if config.postprocess == "keep" and config.keep is not None:

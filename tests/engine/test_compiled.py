@@ -8,6 +8,7 @@ pointed at a C++ compiler that does not exist, as on a machine without one.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 import pytest
@@ -17,7 +18,7 @@ from torch._inductor import config as inductor_config
 from core.commands import DETAIL
 from engine import autotune, compiled
 from engine.autotune import Setting
-from tests.support.models import conv_bn_net, six_band_batch
+from tests.support.models import SignBranch, conv_bn_net, six_band_batch
 
 CPU = torch.device("cpu")
 BF16_NHWC = Setting("bf16", True)
@@ -85,3 +86,19 @@ def test_inductors_cache_goes_beside_isamaps_unless_the_user_moved_it(tmp_path, 
     assert compiled.inductor_cache_dir() == tmp_path / "isamap" / "inductor"
     monkeypatch.setenv(compiled.CACHE_DIR_ENV, str(tmp_path / "mine"))
     assert compiled.inductor_cache_dir() == tmp_path / "mine"
+
+
+def test_a_graph_break_compiles_without_torchs_warnings(caplog):
+    """A branch on a tensor's value (the Presto encoder's) breaks the graph: torch warns with
+    the code and how to capture it, nothing a user of the map can act on; the run is the
+    same. (Its handler writes to the stderr of the time torch was imported: its records, not
+    a capture of the stream, show what a user would see.)"""
+    model, x = SignBranch().eval(), torch.randn(2, 3, 16, 16)
+    with caplog.at_level(logging.INFO):
+        run = compiled.compile_for_inference(model, x, backend="eager")
+        with torch.inference_mode():
+            assert torch.equal(run(x), model(x)) and torch.equal(run(-x), model(-x))
+    assert run.compiled
+    said = [r.getMessage() for r in caplog.records
+            if r.name.startswith("torch") and r.levelno >= logging.WARNING]
+    assert not said, said

@@ -7,7 +7,7 @@ import torch
 
 from core.errors import ConfigError
 from engine import quantize
-from tests.support.models import TiedConv
+from tests.support.models import SignBranch, TiedConv
 
 pytest.importorskip("torchao")
 needs_int8_cpu = pytest.mark.skipif(not quantize.cpu_has_int8(),
@@ -152,3 +152,30 @@ def test_a_check_without_labels_is_held_to_the_label_bound_against_the_fp32_clas
     assert not a.accepted and "fp32 map's classes (no labels)" in a.describe()
     labelled = quantize.agreement([ref], [cand], 1, [ref.argmax(1)])
     assert (labelled.accepted, labelled.isa_f1_labels) == (False, a.isa_f1_labels)
+
+
+def test_a_model_export_cannot_trace_is_one_line_and_torch_prints_nothing(capfd):
+    """torch.export prints a failure's partial graph to stderr itself, and its loggers warn
+    with the graph: the user sees the refusal's one line, nothing else."""
+    with pytest.raises(ConfigError, match="SignBranch cannot be exported for int8") as err:
+        quantize.quantize(SignBranch().eval(), [torch.randn(2, 3, 16, 16)])
+    assert "\n" not in str(err.value)
+    assert capfd.readouterr().err == ""
+
+
+class _CannotExport(torch.nn.Identity):
+    int8_cannot_export = "its part branches on its input"
+
+
+def test_a_model_holding_a_module_that_cannot_be_exported_is_refused_before_any_export():
+    """Identity would export; the module's own word refuses it first (the encoders')."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), _CannotExport()).eval()
+    text = ("--precision int8 cannot quantize this model: its part branches on its input, so "
+            "torch.export cannot trace one graph for every batch and tile size; use "
+            "--precision bf16 or fp32")
+    with pytest.raises(ConfigError) as err:
+        quantize.check_quantizable(model)
+    assert str(err.value) == text
+    with pytest.raises(ConfigError, match="its part branches on its input"):
+        quantize.quantize(model, [torch.randn(2, 3, 8, 8)])
+    quantize.check_quantizable(model[0])  # the convolution alone is no refusal

@@ -152,6 +152,24 @@ class TileContext(torch.nn.Module):
         return self.local(x) + 4 * self.context(x.mean(dim=(2, 3)))[:, :, None, None]
 
 
+class SignBranch(torch.nn.Module):
+    """A convolution of the input or of its negation, as the batch's mean is positive or not.
+
+    A branch on a tensor's value, as the Presto encoder's: ``torch.compile`` breaks its graph
+    there (and warns), ``torch.export`` cannot trace it (and prints the partial graph).
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 2) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(in_channels, num_classes, 3, padding=1)
+
+    def forward(self, x):
+        if bool((x.mean() > 0).item()):
+            return self.conv(x)
+        return self.conv(-x)
+
+
 MODELS: dict[str, ModelEntry] = {"test-threshold": ModelEntry(BandThreshold),
                                  "test-linear": ModelEntry(LinearLogits),
                                  "test-band-conv": ModelEntry(BandConv),

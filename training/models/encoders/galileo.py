@@ -146,6 +146,10 @@ class Block(nn.Module):
 class GalileoEncoder(nn.Module):
     """Galileo's encoder with the nano sizes (128 wide, 4 blocks, 8 heads)."""
 
+    #: why ``--precision int8`` refuses it (:func:`engine.quantize.check_quantizable`)
+    int8_cannot_export = (f"its Galileo encoder cuts a tile into {WINDOW} px windows, a count "
+                          "the export fixes at the calibration patches' size")
+
     def __init__(self, dim: int = 128, depth: int = 4, heads: int = 8, mlp_ratio: float = 4.0,
                  max_timesteps: int = 24) -> None:
         super().__init__()

@@ -142,6 +142,10 @@ def group_absent(mask: torch.Tensor) -> dict[str, torch.Tensor]:
 class Encoder(nn.Module):
     """Presto's encoder: band-group tokens of one pixel's series -> 128 values."""
 
+    #: why ``--precision int8`` refuses it (:func:`engine.quantize.check_quantizable`)
+    int8_cannot_export = ("its Presto encoder branches on its input's values (whether every "
+                          "pixel lacks the same bands)")
+
     def __init__(self, dim: int = 128, depth: int = 2, heads: int = 8, mlp_ratio: float = 4.0,
                  max_timesteps: int = MAX_TIMESTEPS) -> None:
         super().__init__()

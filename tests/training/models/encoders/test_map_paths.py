@@ -4,7 +4,8 @@ The model file holds Presto's (or Galileo nano's) published weights, read from
 ``../shared/weights``, with a context read-out; each path rebuilds it from the file alone.
 The streamed map (tiles fetched from the fake pixel server) and the Beam pipeline on the
 DirectRunner (the model loaded in its workers) give the same map bit for bit; ``isamap-map
---backend local`` maps a scene folder.
+--backend local`` maps a scene folder. ``--precision int8``, which neither encoder can be
+exported for, is refused on every path in one line before any pixel is read.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import pytest
 import rasterio
 import torch
 
+from cli.predict import predict_main
+from core.errors import ConfigError
 from core.pipeline_options import RunnerConfig
 from inference.mapping.request import MapRequest
-from inference.predict.runtime import RuntimeOptions
+from inference.predict.runtime import RuntimeOptions, TilePredictor
 from inference.region_map import map_region
 from testing.fake_server import StackSessions, StackTransport
 from tests.support.mapping import (
@@ -92,3 +95,36 @@ def test_a_local_map_of_scene_files_with_an_encoder_model(name, request, tmp_pat
                          overlap=8, options=OPTIONS, progress=False, allow_recipe_mismatch=True)
     classes, prob = _read(map_region(request, echo=lambda _: None))
     assert (classes != 255).any() and np.unique(prob[classes != 255]).size > 10
+
+
+@pytest.mark.parametrize("name", ["presto", "galileo-nano"])
+def test_int8_of_an_encoder_model_is_one_line_before_any_pixel_on_every_path(
+        name, request, tmp_path, capfd):
+    """Presto branches on its input's values, Galileo cuts tiles into windows it counts:
+    neither exports as one graph for every tile, so int8 is refused up front (exit 2), not
+    after a failed export (a traceback, or a graph dump before the refusal)."""
+    weights = request.getfixturevalue("presto_file" if name == "presto" else "galileo_file")
+    stack = write_month_stack(tmp_path, smooth_stack(64, 64, seed=3))
+    model = encoder_model_file(tmp_path / "m.pt", stack.grid, weights, entry=ENCODERS[name])
+    said = f"its {'Presto' if name == 'presto' else 'Galileo'} encoder"
+    out = tmp_path / "maps"
+    out.mkdir()
+    assert predict_main(["--model", str(model), "--input", stack.image, "--out",
+                         str(out / "isa"), "--tile", "64", "--overlap", "0", "--precision",
+                         "int8", "--device", "cpu", "--no-progress"]) == 2
+    err = capfd.readouterr().err.strip()
+    assert err.startswith("isamap-predict: error: --precision int8 cannot quantize this "
+                          f"model: {said}") and err.endswith("use --precision bf16 or fp32")
+    assert len(err.splitlines()) == 1 and not any(out.iterdir())
+    int8 = RuntimeOptions(device="cpu", precision="int8")
+    module, meta = load_model_file(model)
+    with pytest.raises(ConfigError, match=said):  # the predictor of maps and Beam workers
+        TilePredictor.for_model(module, meta, options=int8)
+    for runner in (None, RunnerConfig("direct")):  # isamap-map, and a pipeline's launch
+        with pytest.raises(ConfigError, match=said):
+            map_region(MapRequest(region=inner_region(stack.grid, 8), dates=(MONTH,),
+                                  model_file=str(model), out=str(tmp_path / "m"), tile=64,
+                                  overlap=0, options=int8, progress=False, runner=runner),
+                       session=session_for(StackTransport(stack, info=lambda text: 5)),
+                       echo=lambda _: None)
+    assert not (tmp_path / "m").exists()
