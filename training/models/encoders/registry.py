@@ -194,10 +194,17 @@ def load_encoder(entry: EncoderEntry, path: str | os.PathLike) -> nn.Module:
     """The pretrained encoder of ``entry`` from its published file, checked, in eval mode.
 
     Raises:
-        ModelError: the file is missing, is not the published file (SHA-256), or its
-            weights do not fit the architecture; one line, saying where to get the file.
+        ModelError: the file is missing (or a folder), is not the published file (SHA-256),
+            or its weights do not fit the architecture; one line, saying where to get the file.
     """
     given = f"--encoder {entry.name}={path}"
+    if Path(path).is_dir():  # the folder the file was downloaded into
+        inside = Path(path) / entry.file_name
+        if inside.is_file():
+            raise ModelError(f"{given} is a folder; give the file in it: "
+                             f"--encoder {entry.name}={inside}")
+        raise ModelError(f"{given} is a folder, without {entry.file_name}; give the file "
+                         f"itself: {entry.where()}")
     if not Path(path).is_file():
         raise ModelError(f"{given}: no such file; {entry.where()}")
     digest = file_digest(path)

@@ -41,6 +41,20 @@ def test_a_missing_file_names_where_to_get_it(tmp_path):
     assert "\n" not in text
 
 
+def test_a_folder_names_the_file_to_give(presto_file, tmp_path):
+    """The folder the file was downloaded into: the file in it, or where to get it."""
+    with pytest.raises(ModelError) as err:
+        load_encoder(PRESTO, presto_file.parent)
+    assert str(err.value) == (f"--encoder presto={presto_file.parent} is a folder; give the "
+                              f"file in it: --encoder presto={presto_file}")
+    with pytest.raises(ModelError) as err:
+        load_encoder(PRESTO, tmp_path)
+    text = str(err.value)
+    assert text.startswith(f"--encoder presto={tmp_path} is a folder, without "
+                           "default_model.pt; give the file itself: download default_model.pt")
+    assert PRESTO.sha256 in text and "\n" not in text
+
+
 def test_a_file_of_other_bytes_is_refused_by_its_sha256(presto_file, tmp_path):
     copy = tmp_path / "default_model.pt"
     shutil.copyfile(presto_file, copy)
