@@ -17,7 +17,7 @@ from core.commands import (
 )
 from core.errors import ConfigError
 from core.months import check_month
-from core.parsers import command_parser
+from core.parsers import command_parser, given_once
 from engine.allocator import CHECKS
 from inference.point_fit import ISA_CLASSES, FitJob, report_table, run_fit
 from training.models.encoders.registry import PRESTO, parse_encoder
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", choices=FEATURES, default="bands",
                    help="what the classifier reads per pixel: the bands, the frozen Presto "
                         "encoder's 128 features, or both")
-    p.add_argument("--encoder", metavar="presto=PATH",
+    p.add_argument("--encoder", metavar="presto=PATH", action="append",
                    help=f"Presto's published file, for --features presto ({PRESTO.where()})")
     p.add_argument("--norm", choices=("scene", "training"),
                    help="normalise by each stack's own statistics (default for bands) or by "
@@ -128,9 +128,9 @@ def job_of(args: argparse.Namespace) -> FitJob:
         check_month(args.month)
     if args.crs:
         projected_crs(args.crs)
-    encoder = None
-    if args.encoder:
-        entry, encoder = parse_encoder(args.encoder)
+    encoder = given_once(args.encoder, "--encoder", "a model reads one encoder's features")
+    if encoder:
+        entry, encoder = parse_encoder(encoder)
         if entry.name != PRESTO.name:
             raise ConfigError(f"--encoder {entry.name} is not read per pixel; isamap-fit "
                               f"takes presto=PATH")

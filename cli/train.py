@@ -21,7 +21,7 @@ from core.commands import (
     run_command,
 )
 from core.errors import ConfigError
-from core.parsers import command_parser
+from core.parsers import command_parser, given_once
 from engine.allocator import CHECKS
 from engine.devices import add_device_arguments
 from engine.distributed import leave_distributed
@@ -180,7 +180,7 @@ def _data_arguments(p: argparse.ArgumentParser) -> None:
 def _encoder_arguments(p: argparse.ArgumentParser) -> None:
     """A pretrained encoder fused with the U-Net."""
     a = p.add_argument
-    a("--encoder", metavar="NAME=PATH", help=(
+    a("--encoder", metavar="NAME=PATH", action="append", help=(
         "fuse a pretrained encoder read from its published file with the U-Net: "
         "presto=PATH (default_model.pt) or galileo-nano=PATH (encoder.pt); the file's "
         "sha256 is checked, nothing is downloaded (docs/encoders.md)"))
@@ -218,6 +218,8 @@ def _given(args: dict) -> tuple[dict, list[str]]:
     starts a run (:func:`_with_members`).
     """
     config = args.pop("config")
+    args["encoder"] = given_once(args.get("encoder"), "--encoder",
+                                 "a model fuses one pretrained encoder")
     given = {k: v for k, v in args.items() if v is not None}
     roots = given.pop("data", None) or []
     if roots:  # one root as the config holds it; several are merged under --out below

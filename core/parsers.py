@@ -31,6 +31,7 @@ import textwrap
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
+from core.errors import ConfigError
 from core.version import code_version
 
 #: an example: (what it does, the command line)
@@ -148,6 +149,23 @@ class CommandParser(argparse.ArgumentParser):
             lines.append(f"  {hint}")
         lines.append(f"  ({self.prog} --help lists every option, with examples)")
         self.exit(2, "\n".join(lines) + "\n")
+
+
+def given_once(values: Sequence[str] | None, flag: str, why: str) -> str | None:
+    """The value of an option that may be given once (``action="append"``), else refused.
+
+    argparse keeps the last of a repeated option silently; an option whose second value
+    cannot mean anything (``--encoder``: a model fuses one encoder) says so in one line.
+
+    Raises:
+        ConfigError: ``flag`` given more than once, naming the values and ``why``.
+    """
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ConfigError(f"{flag} given {len(values)} times ({', '.join(values)}): {why}; "
+                          "give it once")
+    return values[0]
 
 
 def format_examples(examples: Sequence[Example]) -> str:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from core.parsers import add_subcommand, command_parser, suggestion
+from core.errors import ConfigError
+from core.parsers import add_subcommand, command_parser, given_once, suggestion
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = (("one", "isamap-x --tile 3"), ("two", "isamap-x --blend core"))
@@ -87,3 +88,16 @@ def test_every_console_script_names_the_option_meant(script, capsys):
     assert err[0].startswith(f"{script}: error: ")
     assert err[1].strip() == "did you mean --verbose (for --verbos)?"
     assert len(err) == 3 and not any(line.startswith("usage:") for line in err)
+
+
+def test_an_option_given_once_or_refused_in_one_line():
+    """argparse keeps a repeated option's last value silently; ``given_once`` refuses it."""
+    parser = command_parser("isamap-x", "x", ())
+    parser.add_argument("--encoder", action="append")
+    assert given_once(parser.parse_args([]).encoder, "--encoder", "one") is None
+    assert given_once(parser.parse_args(["--encoder", "a=1"]).encoder, "--encoder", "one") == "a=1"
+    twice = parser.parse_args(["--encoder", "a=1", "--encoder", "b=2"]).encoder
+    with pytest.raises(ConfigError) as err:
+        given_once(twice, "--encoder", "a model fuses one encoder")
+    assert str(err.value) == ("--encoder given 2 times (a=1, b=2): a model fuses one encoder; "
+                              "give it once")

@@ -81,6 +81,19 @@ def test_a_wrong_encoder_file_is_one_line_and_exit_2(problem, patch_root, presto
     assert not (out / "model.pt").exists()
 
 
+def test_two_encoders_are_one_line_and_exit_2(patch_root, presto_file, galileo_file,
+                                             tmp_path, capsys):
+    """argparse would keep the last --encoder silently: a model fuses one."""
+    out = tmp_path / "run"
+    assert _train(patch_root, out, f"presto={presto_file}", "--encoder",
+                  f"galileo-nano={galileo_file}") == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"isamap-train: error: --encoder given 2 times (presto={presto_file}, "
+                   f"galileo-nano={galileo_file}): a model fuses one pretrained encoder; give "
+                   "it once")
+    assert not out.exists()
+
+
 def test_galileo_nano_trains_and_maps_from_the_model_file(patch_root, galileo_file, tmp_path):
     out = tmp_path / "run"
     assert _train(patch_root, out, f"galileo-nano={galileo_file}") == 0
