@@ -29,7 +29,7 @@ import rasterio
 from contract.band_values import band_value_problems, finite_values, reflectance_too_small
 from contract.bands import LABEL_NODATA, REGISTRY
 from contract.dataset import DatasetSpec
-from contract.grid import Grid, patch_id
+from contract.grid import Grid, metre_crs_problem, patch_id, utm_epsg
 from contract.patch_writer import open_month, valid_mask
 from contract.splits import split_advice, split_counts
 from core.digest import combined_digest, file_sha256
@@ -168,6 +168,7 @@ def plan_import(pairs: Sequence[PatchPair], bands: Sequence[str] | None = None) 
                              f"{first['transform'].a:g} x {abs(first['transform'].e):g} in "
                              f"{first['crs']}: patches must be square, north-up, with square "
                              "pixels and a CRS")
+    _check_metres(pairs[0].image, first)
     lefts, tops = [], []
     for pair in pairs:
         head, mask = _header(pair.image), _header(pair.mask)
@@ -199,6 +200,25 @@ def plan_import(pairs: Sequence[PatchPair], bands: Sequence[str] | None = None) 
     grid = Grid(str(first["crs"]), x0, y0, cols * size, rows * size, res, patch_size=size,
                 stride=size)
     return ImportPlan(grid, names, positions)
+
+
+def _check_metres(image: Path, head: dict[str, Any]) -> None:
+    """Refuse patches whose CRS is not in metres (degrees), naming the UTM zone to use.
+
+    A dataset's grid is metres (:func:`contract.grid.metre_crs_problem`, the rule ``--crs``
+    follows); a model trained on degree pixels could map nothing isamap makes.
+    """
+    problem = metre_crs_problem(str(head["crs"]))
+    if problem is None:
+        return
+    zone = "a UTM zone EPSG:326xx/327xx"
+    if head["crs"].is_geographic:
+        t = head["transform"]
+        zone = f"EPSG:{utm_epsg(t.c + t.a * head['width'] / 2, t.f + t.e * head['height'] / 2)}"
+    raise InputDataError(f"{image.name} is in {head['crs']}, which {problem}; a dataset's "
+                         f"pixels are metres: reproject the patches to {zone} (e.g. gdalwarp "
+                         f"-t_srs {zone.split(' ')[-1]} -tr 10 10 on the scene they were cut "
+                         "from, then cut it again) and import them")
 
 
 def _header(path: Path) -> dict[str, Any]:
