@@ -173,12 +173,15 @@ def label_codes(values: np.ndarray) -> np.ndarray:
 def check_label_codes(values: np.ndarray, scheme: str,
                       known: Mapping[str, frozenset[int]], what: str, *,
                       impervious: Mapping[str, frozenset[int]]) -> None:
-    """Refuse a label whose codes the declared scheme does not know; name a scheme that fits.
+    """Refuse a label whose codes the declared scheme does not know; say how to state them.
 
-    A scheme fits when it knows every code of the label and reads at least one of them as
-    impervious: one that knows the codes but finds no impervious pixel in them (Dynamic World's
-    training labels, built = 7, read as eo-learn's classes, artificial = 8) would make a
-    dataset without a single positive, so it is never suggested.
+    The advice is ``--label-map`` naming the codes seen; a scheme that fits is named only as
+    the label's possible product, since codes within its set do not make the label its (MODIS
+    IGBP 8, woody savanna, read as eo-learn's artificial surface). A scheme fits when it
+    knows every code of the label and reads at least one of them as impervious: one that
+    knows the codes but finds no impervious pixel in them (Dynamic World's training labels,
+    built = 7, read as eo-learn's classes, artificial = 8) would make a dataset without a
+    single positive, so it is never named.
 
     Args:
         values: a sample of the label raster.
@@ -199,8 +202,13 @@ def check_label_codes(values: np.ndarray, scheme: str,
               and all(c == int(c) and int(c) in allowed for c in codes)]
     fits = [name for name in covers
             if any(int(c) in impervious.get(name, frozenset()) for c in codes)]
-    if fits:
-        fix = f"it fits the {fits[0]!r} scheme: pass --label-scheme {fits[0]}"
+    if fits:  # codes within a scheme's set say nothing of what they mean (IGBP 8 is no
+        # eo-learn artificial surface): the codes are stated first, the scheme only if it is it
+        stated = ",".join(f"{int(c)}=C" for c in codes[:12])
+        fix = (f"state what each code means with --label-map {stated} (C: 1 impervious, 0 "
+               "pervious, 255 ignored; '*=C' for every other code); only if the label holds "
+               f"{fits[0]!r} classes pass --label-scheme {fits[0]} (its codes include these, "
+               "which alone does not tell products apart)")
     elif covers:
         fix = (f"the {covers[0]!r} scheme knows these codes but reads none of them as "
                "impervious, so no scheme fits: state what the codes mean with --label-map "
