@@ -26,7 +26,12 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from contract.band_values import band_value_problems, finite_values, reflectance_too_small
+from contract.band_values import (
+    band_value_problems,
+    finite_values,
+    reflectance_too_small,
+    s2_band_name_problem,
+)
 from contract.bands import LABEL_NODATA, REGISTRY
 from contract.dataset import DatasetSpec
 from contract.grid import Grid, metre_crs_problem, patch_id, utm_epsg
@@ -283,27 +288,38 @@ def check_values(plan: ImportPlan, options: ImportOptions, samples: int = 16) ->
     if problems:
         raise InputDataError(f"the images' values do not match their band names: "
                              f"{problems[0]}; {_value_fix(sampled, options.scale)}")
+    order = s2_band_name_problem(sampled)  # the export's band-order rules
+    if order:
+        raise InputDataError(f"the images' values do not match their band names: {order}; "
+                             f"{_BANDS_FIX}")
     for pair in pairs:  # every mask value accounted for (masks are small: all of them)
         with rasterio.open(pair.mask) as ds:
             label_of(ds.read(1), options, pair.name)
 
 
+_BANDS_FIX = ("give the images' bands in file order with --bands (e.g. --bands B2,B3,B4,B8; "
+              "gdalinfo lists them)")
+
+
 def _value_fix(samples: Mapping[str, np.ndarray], scale: float) -> str:
     """What to change when the scaled samples do not match their band names.
 
-    Values far below reflectance are tried unscaled and at 0.0001 with the same rules; the
-    first scale they pass at is the advice.
+    The samples are tried unscaled and at 0.0001 with the same rules; the first scale other
+    than ``scale`` they pass at is the advice. Values that pass at none: far below
+    reflectance, another scale; else the band order (``--bands``), and ``--scale 0.0001``
+    only where no scale was given.
     """
-    if not any((spec := REGISTRY.get(b)) is not None and spec.unit == "reflectance" and
-               reflectance_too_small(finite_values(v)) for b, v in samples.items()):
-        return "give --scale 0.0001 for reflectance x 10000, or the right --bands"
     for right, text in ((1.0, f"the images hold reflectance 0-1 already: drop --scale {scale:g}"),
                         (1e-4, f"the images hold reflectance x 10000: give --scale 0.0001, not "
                                f"{scale:g}")):
-        if not band_value_problems({b: v * (right / scale) for b, v in samples.items()}):
+        if right != scale and \
+                not band_value_problems({b: v * (right / scale) for b, v in samples.items()}):
             return text
-    return (f"give the --scale that turns the images' values into reflectance 0-1 (not "
-            f"{scale:g}), or the right --bands")
+    if any((spec := REGISTRY.get(b)) is not None and spec.unit == "reflectance" and
+           reflectance_too_small(finite_values(v)) for b, v in samples.items()):
+        return (f"give the --scale that turns the images' values into reflectance 0-1 (not "
+                f"{scale:g}), or the right --bands")
+    return _BANDS_FIX + (", or --scale 0.0001 for reflectance x 10000" if scale == 1.0 else "")
 
 
 def _image(pair: PatchPair, options: ImportOptions) -> np.ndarray:

@@ -42,8 +42,8 @@ from contract.band_values import (
     REFLECTANCE_MEDIAN_RANGE,
     reflectance_scaled,
     s1_unit_evidence,
+    s2_band_name_problem,
 )
-from contract.input_facts import findings, input_facts
 from core.errors import InputDataError
 
 log = logging.getLogger(__name__)
@@ -260,84 +260,19 @@ def check_label_balance(values: np.ndarray, apply: Callable[[np.ndarray], np.nda
 
 
 # ---------------------------------------------------------------------- S2 band names
-# Pairs of bands whose reflectances move together in any scene (the NIR plateau, the two
-# SWIR bands, the visible bands), with the lowest pixel correlation accepted. On the seven
-# real L2A tiles of the test data (Java, Ghana, Brazil, Tanzania, Chile, Hudson Bay snow) the
-# right names give at least 0.98, 0.90, 0.95 and 0.91 (tests/gee_export/local/
-# test_band_names.py); reversed, rotated or swapped orders fall below. B8 and B8A are not
-# paired: a 10 m and a resampled 20 m band correlate at only 0.85 over a Chilean town.
-# B3 and B4 of a correctly named real cell fall to 0.80 (a TerraMesh cell), and to 0.62 over
-# some 64-128 px windows of the seven tiles, while every wrong order above keeps them at a
-# median of 0.87-0.97 (visible bands stay visible): the pair caught no order the others miss,
-# so it refuses only below 0.6.
-BAND_PAIR_MIN_CORRELATION: tuple[tuple[str, str, float], ...] = (
-    ("B7", "B8A", 0.95), ("B11", "B12", 0.85), ("B2", "B3", 0.85), ("B3", "B4", 0.6))
-VEGETATION_MIN_SHARE = 0.02  # pixels with a rising red edge needed to judge NIR vs red
-NIR_RED_MIN_RATIO = 1.5  # median NIR / red over those pixels (right names: 2.4 or more)
-MIN_PIXELS = 100
-
-
-def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
-    both = np.isfinite(a) & np.isfinite(b)
-    if both.sum() < MIN_PIXELS or a[both].std() == 0 or b[both].std() == 0:
-        return None
-    return float(np.corrcoef(a[both], b[both])[0, 1])
-
-
 def check_s2_band_names(samples: Mapping[str, np.ndarray], what: str) -> None:
     """Refuse Sentinel-2 band names the reflectances contradict.
+
+    The rules are the data contract's (:func:`contract.band_values.s2_band_name_problem`,
+    which ``isamap-import-patches`` applies to its images too); this adds the export's fix.
 
     Args:
         samples: band name (``B2``, ``B8A``...) -> reflectance sample, all the same shape.
         what: the file in words, for messages.
-
-    Two physical facts are checked where the named bands are present: bands of one spectral
-    region correlate over the scene (:data:`BAND_PAIR_MIN_CORRELATION`), and over vegetation
-    (pixels whose red edge rises, B5 < B6 < B7 with B7 > 1.5 B5) the NIR band B8 is well
-    above the red band B4. A blue/red swap (B2 <-> B4) passes both; the spectral facts of the
-    data contract see it, and a green/NIR swap (:func:`check_band_order`).
     """
-    for low, high, least in BAND_PAIR_MIN_CORRELATION:
-        if low in samples and high in samples:
-            r = _correlation(samples[low].ravel(), samples[high].ravel())
-            if r is not None and r < least:
-                raise InputDataError(
-                    f"{what}: the bands named {low} and {high} correlate at r = {r:.2f} over "
-                    f"the scene, where real {low} and {high} show {least} or more; the band "
-                    "names do not fit the pixels. Check the order given with --s2-band-names "
-                    "(ESA's L2A order: B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,B11,B12); if it is right "
-                    "(a scene unlike most), pass --trust-band-names")
-    check_band_order(samples, what)
-    if not all(b in samples for b in ("B4", "B5", "B6", "B7", "B8")):
-        return
-    b5, b6, b7 = (samples[b].ravel() for b in ("B5", "B6", "B7"))
-    with np.errstate(invalid="ignore"):
-        vegetation = (b5 < b6) & (b6 < b7) & (b7 > 1.5 * b5)
-    if vegetation.mean() < VEGETATION_MIN_SHARE:
-        return
-    red, nir = samples["B4"].ravel()[vegetation], samples["B8"].ravel()[vegetation]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = float(np.nanmedian(nir / red))
-    if ratio < NIR_RED_MIN_RATIO:
+    problem = s2_band_name_problem(samples)
+    if problem:
         raise InputDataError(
-            f"{what}: over vegetation (a rising red edge in {100 * vegetation.mean():.0f} % of "
-            f"the pixels) the band named B8 (NIR) is {ratio:.2f} x the band named B4 (red); "
-            f"vegetation reflects NIR at least {NIR_RED_MIN_RATIO} x red. The band names do "
-            "not fit the pixels: check the order given with --s2-band-names, or pass "
-            "--trust-band-names if it is right")
-
-
-def check_band_order(samples: Mapping[str, np.ndarray], what: str) -> None:
-    """Refuse B2/B4 or B3/B8 swapped, as the spectra show them (``contract.input_facts``).
-
-    Red spreads over a scene more than blue does, and green is never far above near infrared
-    and red: the rules inference applies to its stacks, applied here to the named bands of a
-    stacked scene before it is composited.
-    """
-    order = [f for f in findings(input_facts(samples))
-             if f.kind in ("b2_b4_swapped", "b3_b8_swapped")]
-    if order:
-        raise InputDataError(
-            f"{what}: {order[0].text}; check the order given with --s2-band-names (ESA's L2A "
-            "order: B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,B11,B12), or pass --trust-band-names if "
-            "it is right")
+            f"{what}: {problem}; the band names do not fit the pixels. Check the order given "
+            "with --s2-band-names (ESA's L2A order: B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,B11,B12); "
+            "if it is right (a scene unlike most), pass --trust-band-names")

@@ -138,6 +138,28 @@ def test_patches_in_degrees_are_refused_with_their_utm_zone(tmp_path, capsys):
     assert "gdalwarp -t_srs EPSG:32630" in err and not out.exists()
 
 
+def test_a_reversed_band_order_is_refused_by_the_exports_band_order_rules(tmp_path, capsys):
+    """B2..B8 images imported as --bands B8,B4,B3,B2 exited 0 (the export refuses it)."""
+    src = _source(tmp_path / "theirs")
+    out = tmp_path / "dataset"
+    assert _run(src, out, "--scale", "0.0001", "--bands", "B8,B4,B3,B2") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and not out.exists()
+    assert "the bands named B2 and B3 correlate at r = " in err
+    assert "give the images' bands in file order with --bands" in err
+
+
+def test_red_and_nir_swapped_under_the_right_scale_are_not_told_to_give_that_scale(tmp_path,
+                                                                                   capsys):
+    src = _source(tmp_path / "theirs")
+    out = tmp_path / "dataset"
+    assert _run(src, out, "--scale", "0.0001", "--bands", "B2,B3,B8,B4") == 2
+    err = capsys.readouterr().err
+    assert "B4 (red) is often twice as bright as B8" in err  # was: give --scale 0.0001
+    assert "--scale" not in err and "give the images' bands in file order" in err
+    assert not out.exists()
+
+
 def test_float_reflectance_scaled_again_is_refused_before_any_write(tmp_path, capsys):
     src = _source(tmp_path / "theirs", float_images=True)
     out = tmp_path / "dataset"
