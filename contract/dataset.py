@@ -258,15 +258,13 @@ def check_compatible(store: Store, spec: DatasetSpec, *, month: str | None = Non
 
 
 def out_refusal(out: str, spec: DatasetSpec) -> str | None:
-    """For a dry run: what :func:`check_compatible` refuses in the dataset at ``out``, else None.
+    """For a dry run: the real run's refusal of ``out`` (:func:`check_compatible`), else None.
 
-    The real run's own check, so a dry run fails where the real run would. A ``gs://`` out is
-    not read (a dry run touches no bucket): None.
+    A ``gs://`` out is not read (a dry run touches no bucket): None.
     """
-    if out.startswith("gs://"):
-        return None
     try:
-        check_compatible(open_store(out), spec)
+        if not out.startswith("gs://"):
+            check_compatible(open_store(out), spec)
     except ConfigError as err:
         return str(err)
     return None
