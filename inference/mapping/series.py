@@ -20,9 +20,9 @@ Change is decided by one of four rules, named in the change COGs' tags and ``ser
 (``change_rule``): ``spectral`` (both dates' stacks decide whether a pixel changed, the
 probabilities which way: :mod:`inference.predict.spectral_stacks`; the scene's fit of each pair
 is recorded), ``encoder`` (the model's encoder features of both stacks, cut where they flag the
-bands' share: :mod:`inference.predict.encoder_change`; its numbers recorded as
-``encoder_fits``), ``margin`` (both probabilities with a margin) and, with margin 0 or temporal
-consistency, the class maps differenced.
+bands' share: :mod:`inference.predict.encoder_change`; ``encoder_fits``), ``margin`` (both
+probabilities with a margin) and, with margin 0 or temporal consistency, the class maps
+differenced.
 
 A change map is redone only when one of its two class maps changed (the class COGs' run
 hashes and runtimes are recorded in its tags) or its rule, threshold or margin did, so
@@ -55,9 +55,8 @@ from inference.mapping.series_area import SeriesAreaRow, plot_area
 from inference.predict import change as change_rules
 from inference.predict import stats
 from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD
-from inference.predict.encoder_change import NAME as ENCODER
-from inference.predict.encoder_change import EncoderModel, encoder_stacks, fits_key
-from inference.predict.spectral_stacks import NAME, SpectralStacks, StackRule, spectral_stacks
+from inference.predict.encoder_change import STACK_RULES, EncoderModel, fits_key, stack_rule
+from inference.predict.spectral_stacks import SpectralStacks, StackRule, spectral_stacks
 from inference.predict.workflow import warn_empty_zones
 
 log = logging.getLogger(__name__)
@@ -176,13 +175,11 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
 
 def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], out: str,
                     local: Path, zones: str | None, *, isa_class: int = 1,
-                    zones_name: str | None = None,
-                    crs: Any = None, temporal_consistency: TemporalRule | None = None,
-                    change_margin: float = 0.0, change_rule: str = "margin",
-                    spectral_threshold: float = DEFAULT_SPECTRAL_THRESHOLD,
-                    stacks: Mapping[str, str | None] | None = None,
-                    bands: Sequence[str] = (), encoder: EncoderModel | None = None
-                    ) -> SeriesOutputs:
+                    zones_name: str | None = None, crs: Any = None,
+                    temporal_consistency: TemporalRule | None = None, change_margin: float = 0.0,
+                    change_rule: str = "margin", encoder: EncoderModel | None = None,
+                    stacks: Mapping[str, str | None] | None = None, bands: Sequence[str] = (),
+                    spectral_threshold: float = DEFAULT_SPECTRAL_THRESHOLD) -> SeriesOutputs:
     """Change maps, per-zone tables and the area plot of a series.
 
     Args:
@@ -195,22 +192,20 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
         isa_class: index of the impervious class.
         crs: the maps' CRS (zones are reprojected to it).
         temporal_consistency: make the class maps consistent over the dates first by this
-            rule (the module docstring; ``stretches`` reads each date's stack, as the
-            spectral rule does).
+            rule (the module docstring; ``stretches`` reads each date's stack).
         change_margin: with ``change_rule`` ``margin``: decide change on both dates'
             probabilities with this margin (0: the class maps differenced; not with
             ``temporal_consistency``, which works on classes).
         change_rule: ``spectral`` (each date's stack in ``stacks`` decides whether a pixel
-            changed: :mod:`inference.predict.spectral_stacks`), ``encoder`` (the features of
-            ``encoder`` on them: :mod:`inference.predict.encoder_change`) or ``margin``.
+            changed), ``encoder`` (``encoder``'s features of them decide:
+            :mod:`inference.predict.encoder_change`) or ``margin``.
+        encoder: the encoder rule's network and its model file's statistics.
         spectral_threshold: the spectral rule's threshold (robust z-score, > 0).
         stacks: month -> the stack the date was predicted from (the spectral rule).
         bands: the model's bands (read from the stacks by name).
-        encoder: with ``change_rule`` ``encoder``, the network and the model's statistics.
 
     Raises:
-        InputDataError: with the spectral rule, a date's stack is missing, lacks a band or is
-            not on the maps' grid.
+        InputDataError: with a stack rule, a date has no stack, or one without a band or off grid.
     """
     local.mkdir(parents=True, exist_ok=True)
     zone_list = stats.load_zones(zones, crs, zones_name) if mapped else []
@@ -223,16 +218,13 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
     area_rows = _area_rows(mapped, class_maps, zone_list, isa_class, bool(temporal_consistency),
                            out)
     warn_empty_zones(_empty_zones(area_rows))  # once per zone for all dates, not per date
-    spectral = change_rule in (NAME, ENCODER) and not temporal_consistency
+    spectral = change_rule in STACK_RULES and not temporal_consistency
     changes, change_rows = [], []
     for a, b in itertools.pairwise(class_maps):
         name = f"isa_change_{a}_{b}"
-        rule: StackRule | None = None
-        if spectral:
-            rule = _pair_stacks(a, b, stacks or {}, bands, prob_maps[a], spectral_threshold)
-            if change_rule == ENCODER:
-                assert encoder is not None, "the encoder rule reads the model's encoder"
-                rule = encoder_stacks(rule, encoder, (prob_maps[a], prob_maps[b]))
+        rule = stack_rule(change_rule, _pair_stacks(a, b, stacks or {}, bands, prob_maps[a],
+                                                    spectral_threshold),
+                          encoder, (prob_maps[a], prob_maps[b])) if spectral else None
         product = change_product(class_maps[a], class_maps[b],
                                  f"{out.rstrip('/')}/change/{name}.tif",
                                  local / "change" / f"{name}.png", isa_class=isa_class,

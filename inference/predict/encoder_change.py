@@ -52,7 +52,8 @@ from inference.predict import change
 from inference.predict.change import SpectralFit
 from inference.predict.normalise import normalise_into
 from inference.predict.sources import SAMPLE_SIDE, decimated_read, masked_read
-from inference.predict.spectral_stacks import SpectralStacks
+from inference.predict.spectral_stacks import NAME as SPECTRAL
+from inference.predict.spectral_stacks import SpectralStacks, StackRule
 from training.models.encoders.fused import EncoderUNet
 
 NAME = "encoder"
@@ -73,6 +74,23 @@ class EncoderModel:
     network: EncoderUNet
     mean: tuple[float, ...]
     std: tuple[float, ...]
+
+
+STACK_RULES = (SPECTRAL, NAME)
+"""The change rules that read both dates' stacks."""
+
+
+def stack_rule(change_rule: str, bands: SpectralStacks, model: EncoderModel | None,
+               probs: tuple[str, str]) -> StackRule:
+    """The stack rule ``change_rule`` names on checked ``bands``, for the maps ``probs``.
+
+    ``bands`` themselves for the spectral rule; the encoder rule on them reads ``model``.
+    """
+    if change_rule != NAME:
+        return bands
+    if model is None:
+        raise ValueError("the encoder change rule reads the model's encoder: give model")
+    return encoder_stacks(bands, model, probs)
 
 
 def fits_key(change_rule: str) -> str:
