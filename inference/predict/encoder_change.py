@@ -20,8 +20,9 @@ takes as many pixels as the bands would:
 The features are the model's own (:meth:`training.models.encoders.fused.EncoderUNet.features`)
 of the bands normalised as the predictor normalised that date
 (:func:`inference.predict.normalise.normalise_into`; the model file's statistics, or the
-scene's its probability map records), NaN as the band mean, at fp32 on the CPU in eval mode,
-block by block; a pixel with a band missing at either date is nodata. Presto's features are a
+scene's its probability map records), NaN as the band mean, at fp32 on the CPU in eval mode
+(a frozen encoder's features then rounded to half precision, as the model reads them), block
+by block; a pixel with a band missing at either date is nodata. Presto's features are a
 pixel's own, so a block's pixels score as they would in any other block, and a map cut into
 tiles equals the whole. Galileo's depend on the window around a pixel (a decimated sample is
 no window of ground), so a Galileo model is refused, as is a model without an encoder. A
