@@ -192,8 +192,9 @@ def _score(args: argparse.Namespace) -> int:
             # lazy: looked up when a product needs Earth Engine (the seam tests replace)
             from gee_export.ee.session import EESession
 
-            sessions.append(EESession(args.project,
-                                      without_account=SCORE_WITHOUT_ACCOUNT).initialize())
+            sessions.append(EESession(args.project, without_account=SCORE_WITHOUT_ACCOUNT,
+                                      purpose="read --compare products from Earth Engine"
+                                      ).initialize())
         return sessions[0]
 
     if args.design and not Path(args.design).exists():

@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import re
 import signal
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TextIO, TypeVar
@@ -306,20 +308,18 @@ def run_command(prog: str, action: Callable[[], int | None], *, debug: bool = Fa
     except IsamapError as exc:
         if debug:
             raise
-        log.error("%s: error: %s", prog, exc)
-        return exc.exit_code
+        return _error(log, prog, str(exc), exc.exit_code)
     except OSError as exc:
         if debug:
             raise
-        log.error("%s: error: %s", prog,
-                  environment_message(exc, outputs) or os_error_message(exc))
-        return EXIT_ENVIRONMENT
+        return _error(log, prog, environment_message(exc, outputs) or os_error_message(exc),
+                      EXIT_ENVIRONMENT)
     except MemoryError:
         if debug:
             raise
-        log.error("%s: error: out of memory; lower the batch or tile size (--batch-size, "
-                  "--tile) where the command has them, or use a machine with more memory", prog)
-        return EXIT_ENVIRONMENT
+        return _error(log, prog, "out of memory; lower the batch or tile size (--batch-size, "
+                      "--tile) where the command has them, or use a machine with more memory",
+                      EXIT_ENVIRONMENT)
     except Exception as exc:  # a library's wrapper around a disk/permission failure
         stopped = _stop_within(exc)
         if stopped is not None and not debug:  # a library replaced the stop with its own error
@@ -327,5 +327,31 @@ def run_command(prog: str, action: Callable[[], int | None], *, debug: bool = Fa
         message = None if debug else environment_message(exc, outputs)
         if message is None:
             raise
-        log.error("%s: error: %s", prog, message)
-        return EXIT_ENVIRONMENT
+        return _error(log, prog, message, EXIT_ENVIRONMENT)
+
+
+def _error(log: logging.Logger, prog: str, message: str, status: int) -> int:
+    """Say what ended the command in one line; its exit ``status``.
+
+    Under ``torchrun`` every rank runs the same command: bad input (status 2) is refused alike
+    by each, so one line per machine says it (local rank 0's; the launcher sets
+    ``TORCHELASTIC_RUN_ID``, ``LOCAL_RANK`` alone is no launcher); an environment failure may be
+    one rank's own, so each says its own. Every rank also writes its line to the error file
+    torch's launcher gives it (``TORCHELASTIC_ERROR_FILE``), so that the launcher's report of
+    failed ranks shows the line instead of a link to torch's documentation. The launcher
+    itself ends with its own traceback and exit status 1 whenever a rank fails
+    (``torch.distributed.launcher.api.launch_agent`` raises ``ChildFailedError``): no rank can
+    change that (docs/training.md).
+    """
+    line = f"{prog}: error: {message}"
+    other_rank = bool(os.environ.get("TORCHELASTIC_RUN_ID")) and \
+        os.environ.get("LOCAL_RANK", "0") != "0"
+    if status != EXIT_BAD_INPUT or not other_rank:
+        log.error("%s", line)
+    error_file = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if error_file:  # the format torch's own ErrorHandler.record_exception writes
+        record = {"message": line, "extraInfo": {"py_callstack": line,
+                                                 "timestamp": str(int(time.time()))}}
+        with contextlib.suppress(OSError), open(error_file, "w", encoding="utf-8") as handle:
+            json.dump({"message": record}, handle)
+    return status

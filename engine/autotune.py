@@ -5,7 +5,8 @@ a CPU that emulates it; channels_last helps some networks and hurts others; GPUs
 ``auto`` times the candidates on the run's own model, tile size and device:
 
 - CPU: fp32 / bf16 autocast x NCHW / NHWC, on the process's threads;
-- CUDA: fp32 / bf16 / fp16 autocast x NCHW / NHWC x ``cudnn.benchmark`` off / on.
+- CUDA: fp32 / bf16 / fp16 autocast x NCHW / NHWC, and for training ``cudnn.benchmark``
+  off / on (inference runs cuDNN deterministic: a map never depends on a timing race).
 
 Contracts (docs/performance.md explains each):
 
@@ -79,7 +80,7 @@ from engine.measuring import (
     job_budget,
     measure_candidates,
 )
-from engine.setting import Dtype, Mode, Setting, TrainStep
+from engine.setting import Dtype, Mode, Setting, TrainStep, enter_cudnn
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
         raise ValueError("training mode needs a TrainStep (loss and optimizer)")
     shape = tuple(int(s) for s in example.shape)
     where = describe_device(device)
-    cands = candidates(device, precision, layout)
+    cands = candidates(device, precision, layout, mode)
     if len(cands) == 1:
         return _compiled(Choice(cands[0], "explicit", mode, shape, where, tolerance=tolerance),
                          compile)
@@ -203,7 +204,7 @@ def explicit(precision: devices.Precision, channels_last: devices.Layout | bool,
     devices.check_precision(precision, device.type)
     if precision == "auto" or layout == "auto":
         return None
-    return Choice(candidates(device, precision, layout)[0], "explicit", mode,
+    return Choice(candidates(device, precision, layout, mode)[0], "explicit", mode,
                   device=describe_device(device))
 
 
@@ -214,8 +215,7 @@ def apply(choice: Choice, model: nn.Module, device: torch.device) -> Callable[..
         # every forward reuses the last one's freed activations instead of faulting them
         # in again (engine.allocator; benchmarks/bench_allocator.py measures the gain)
         keep_freed_memory()
-    if s.cudnn_benchmark is not None and device.type == "cuda":
-        torch.backends.cudnn.benchmark = s.cudnn_benchmark
+    enter_cudnn(s, choice.mode, device.type)
     model = model.to(memory_format=s.memory_format)  # type: ignore[call-overload]
     if not s.compile:
         return model
@@ -248,17 +248,22 @@ def time_settings(model: nn.Module, example: torch.Tensor, device: torch.device,
 
 
 def candidates(device: torch.device, precision: devices.Precision,
-               layout: devices.Layout) -> list[Setting]:
-    """The settings ``auto`` chooses among; explicit values are fixed, never varied."""
+               layout: devices.Layout, mode: Mode = "inference") -> list[Setting]:
+    """The settings ``auto`` chooses among; explicit values are fixed, never varied.
+
+    ``cudnn.benchmark`` is a candidate of training on CUDA only: inference runs cuDNN
+    deterministic (:func:`engine.setting.enter_cudnn`).
+    """
+    benches: list[bool | None] = [None]
     if device.type == "cuda":
         dtypes: list[Dtype] = (["fp32", "bf16", "fp16"] if torch.cuda.is_bf16_supported()
                                else ["fp32", "fp16"])
-        benches: list[bool | None] = [False, True]
+        if mode == "training":
+            benches = [False, True]
     else:
         dtypes = ["fp32", "bf16"]
-        benches = [None]
     if precision != "auto":
         dtypes = [precision]
-        benches = [True] if device.type == "cuda" and layout != "auto" else benches
+        benches = [True] if len(benches) > 1 and layout != "auto" else benches
     layouts = [False, True] if layout == "auto" else [layout == "on"]
     return [Setting(d, cl, b) for d in dtypes for cl in layouts for b in benches]

@@ -29,8 +29,9 @@ from engine.choice_value import Choice
 
 CACHE_ENV = "ISAMAP_AUTOTUNE_CACHE"
 # /3 entries could hold a choice measured under load; /4 ones were measured while a joined
-# encoder model encoded each window once per member (now once per view: other timings)
-CACHE_FORMAT = "isamap-autotune/5"
+# encoder model encoded each window once per member (now once per view: other timings); /5
+# inference choices on CUDA could say cudnn.benchmark, which inference no longer runs
+CACHE_FORMAT = "isamap-autotune/6"
 CACHE_ENTRIES = 256  # oldest entries are dropped beyond this
 
 

@@ -125,7 +125,8 @@ def resumed(module: nn.Module, device: torch.device, request: Request,
 
     What ``request`` leaves at ``auto`` is taken from the recorded setting (source
     ``checkpoint``, still ``auto`` in the outputs' tags; an explicit record stays explicit);
-    what it gives explicitly is used as given.
+    what it gives explicitly is used as given. A record an earlier isamap made with
+    ``cudnn.benchmark`` is resumed without it: inference runs cuDNN deterministic.
     """
     choice = recorded if recorded.source == "explicit" else replace(recorded,
                                                                     source="checkpoint")
@@ -133,7 +134,7 @@ def resumed(module: nn.Module, device: torch.device, request: Request,
     precision: Dtype = (s.precision if request.precision in ("auto", "int8")
                         else request.precision)  # type: ignore[assignment]
     choice = replace(choice, setting=replace(
-        s, precision=precision, compile=request.compile,
+        s, precision=precision, compile=request.compile, cudnn_benchmark=None,
         channels_last=s.channels_last if layout == "auto" else layout == "on"))
     return Decided(choice, autotune.apply(choice, module, device))
 

@@ -23,7 +23,7 @@ from core.commands import DETAIL
 from engine.allocator import keep_freed_memory
 from engine.compiled import compile_for_inference
 from engine.outputs import main_output
-from engine.setting import Batch, Dtype, Mode, Setting, TrainStep
+from engine.setting import Batch, Dtype, Mode, Setting, TrainStep, enter_cudnn
 
 log = logging.getLogger(__name__)
 
@@ -324,8 +324,7 @@ class SettingRunner:
         return class_probabilities(out.float())
 
     def _enter(self, setting: Setting) -> None:
-        if self.device.type == "cuda" and setting.cudnn_benchmark is not None:
-            torch.backends.cudnn.benchmark = setting.cudnn_benchmark
+        enter_cudnn(setting, self.mode, self.device.type)
 
     def _module(self, setting: Setting, x: torch.Tensor) -> Callable[..., Any]:
         """The module to call for ``setting``; a compiled one is compiled for ``x``'s shape."""

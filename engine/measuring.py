@@ -151,7 +151,8 @@ def borrowed_runner(model: nn.Module, example: torch.Tensor, device: torch.devic
     Whatever it runs, the model's mode, the process's threads, the cuDNN flags and the RNG
     are given back as they were when it ends.
     """
-    saved_threads, saved_bench = torch.get_num_threads(), torch.backends.cudnn.benchmark
+    saved_threads = torch.get_num_threads()
+    saved_cudnn = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
     was_training = model.training
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         batch = {**(dict(step.targets) if step else {}), "image": example.to(device)}
@@ -160,7 +161,7 @@ def borrowed_runner(model: nn.Module, example: torch.Tensor, device: torch.devic
             yield runner
         finally:
             set_threads(saved_threads)
-            torch.backends.cudnn.benchmark = saved_bench
+            torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved_cudnn
             model.train(was_training)
             runner.close()
 

@@ -28,7 +28,9 @@ class Setting:
     Attributes:
         precision: autocast dtype (``fp32``: no autocast).
         channels_last: NHWC memory format for the model and its inputs.
-        cudnn_benchmark: ``torch.backends.cudnn.benchmark`` (None: leave it).
+        cudnn_benchmark: ``torch.backends.cudnn.benchmark`` in training on CUDA (None:
+            leave it). Inference never benchmarks, whatever a setting says
+            (:func:`enter_cudnn`).
         compile: run the model compiled (inference: inductor with frozen weights,
             :func:`engine.compiled.compile_for_inference`; training:
             ``torch.compile``).
@@ -71,6 +73,22 @@ class Setting:
     def autocast(self, device_type: str) -> contextlib.AbstractContextManager[None]:
         dtype = self.autocast_dtype
         return contextlib.nullcontext() if dtype is None else torch.autocast(device_type, dtype)
+
+
+def enter_cudnn(setting: Setting, mode: Mode, device_type: str) -> None:
+    """Put the process's cuDNN flags in the state ``setting`` runs in ``mode``.
+
+    Inference, on every device: ``benchmark`` off and ``deterministic`` on, so cuDNN picks
+    its convolution algorithms by its rules, not by timing them: a map's bytes depend on its
+    inputs, model and recorded precision, never on a timing race (a process that predicted on
+    a CPU and then a GPU finds them so too). Training on CUDA: the setting's ``benchmark``
+    (None: leave it); a trained model is an input of every map, not one of its runs.
+    """
+    if mode == "inference":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    elif device_type == "cuda" and setting.cudnn_benchmark is not None:
+        torch.backends.cudnn.benchmark = setting.cudnn_benchmark
 
 
 

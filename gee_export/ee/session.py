@@ -67,6 +67,7 @@ from gee_export.ee.transport import (
 
 __all__ = [
     "AUTH_HELP",
+    "BACKEND_PURPOSE",
     "CLIENT_RETRIES",
     "EXPORT_WITHOUT_ACCOUNT",
     "HIGH_VOLUME_URL",
@@ -97,7 +98,7 @@ REQUEST_DEADLINE_S = 600
 TIMEOUT_RETRIES = 1
 
 AUTH_HELP = """Earth Engine is not authenticated or has no Cloud project ({reason}).
-To use the Earth Engine backend, do ONE of:
+To {purpose}, do ONE of:
   1. Interactive (laptop, Colab):  earthengine authenticate
      (in Colab: `import ee; ee.Authenticate()`), then pass --project YOUR_CLOUD_PROJECT.
   2. Service account (servers, CI): export GOOGLE_APPLICATION_CREDENTIALS=/path/to/key.json
@@ -111,6 +112,8 @@ EXPORT_WITHOUT_ACCOUNT = """No account? Run the same recipe on local scenes inst
 (or `make demo` for a synthetic scene)."""
 """What the export can do without an Earth Engine account (the default of :class:`EESession`)."""
 
+BACKEND_PURPOSE = "use the Earth Engine backend"
+"""What the export and the map need Earth Engine for (the default of :class:`EESession`)."""
 
 
 class EESession:
@@ -128,6 +131,8 @@ class EESession:
         application_default: authenticate with the machine's application-default credentials
             (the service account of a Dataflow or Compute Engine worker), where no user has
             run ``earthengine authenticate``.
+        without_account, purpose: what the command can do without an account, and what it
+            needs Earth Engine for ("To PURPOSE, do ONE of:"): its authentication advice.
         limit: the requests in flight of the process (:mod:`core.concurrency`);
             None: as many as the caller's threads.
         workload_tag: the ``workloadTag`` every request carries, so Cloud Monitoring
@@ -142,10 +147,11 @@ class EESession:
                  sleep: Callable[[float], None] = time.sleep, seed: int | None = None,
                  application_default: bool = False,
                  without_account: str = EXPORT_WITHOUT_ACCOUNT,
+                 purpose: str = BACKEND_PURPOSE,
                  limit: RequestLimit | None = None, workload_tag: str | None = None,
                  budget: ComputeBudget | None = None) -> None:
         self.project = project
-        self.without_account = without_account
+        self.without_account, self.purpose = without_account, purpose
         self.application_default = application_default
         self.high_volume = high_volume
         self.retry = retry or RetryPolicy()
@@ -211,7 +217,8 @@ class EESession:
 
     def _auth_help(self, reason: str) -> str:
         """How to authenticate, and what the command can do without an account."""
-        return AUTH_HELP.format(reason=reason, without_account=self.without_account)
+        return AUTH_HELP.format(reason=reason, purpose=self.purpose,
+                                without_account=self.without_account)
 
     # ------------------------------------------------------------------ calls
     def call(self, what: str, fn: Callable[..., Any], *args: Any,

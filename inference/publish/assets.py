@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 PUBLISH_WITHOUT_ACCOUNT = """No account? Publishing needs one; without it, --dry-run writes the
 image manifest and the Code Editor script, and the COGs themselves open in any GIS."""
 """What ``isamap-publish`` can do without an Earth Engine account (its authentication advice)."""
+PUBLISH_PURPOSE = "publish to Earth Engine"
+"""What publishing needs Earth Engine for (``isamap-publish``, ``isamap-map --publish``)."""
 
 ContainerType = Literal["FOLDER", "IMAGE_COLLECTION"]
 VIEWER = "roles/viewer"
@@ -199,9 +201,11 @@ def connect(project: str | None, ee_module: Any | None = None) -> EarthEngineAss
     """An authenticated seam for ``project`` (or around an already initialised ``ee``)."""
     if ee_module is not None:
         return EarthEngineAssets(EESession(project, transport=EETransport(ee_module, project),
-                                           without_account=PUBLISH_WITHOUT_ACCOUNT))
+                                           without_account=PUBLISH_WITHOUT_ACCOUNT,
+                                           purpose=PUBLISH_PURPOSE))
     return EarthEngineAssets(EESession(project, high_volume=False,
-                                       without_account=PUBLISH_WITHOUT_ACCOUNT).initialize())
+                                       without_account=PUBLISH_WITHOUT_ACCOUNT,
+                                       purpose=PUBLISH_PURPOSE).initialize())
 
 
 def wait_for_ingestion(assets: EarthEngineAssets, operation: str, poll_seconds: float = 10.0,

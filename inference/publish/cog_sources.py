@@ -98,12 +98,13 @@ def judge_external_bucket(location: str | None, data_locations: Sequence[str] | 
     return BucketCheck(tuple(problems), tuple(advice))
 
 
-def check_cog_pair(class_path: str, prob_path: str) -> None:
+def check_cog_pair(class_path: str, prob_path: str) -> dict[str, str]:
     """Refuse two COGs that are not one map's class and probability (headers and tags only).
 
     Each must be one uint8 band; where isamap tagged them, of its kind (a change map or a
     stack is not a class map); on one grid; and, where both record them, of one run and
-    month.
+    month. Each file is opened once: the class COG's tags, what its asset's properties are
+    made of, are returned.
 
     Raises:
         ConfigError: one file given for both.
@@ -138,6 +139,7 @@ def check_cog_pair(class_path: str, prob_path: str) -> None:
             raise InputDataError(f"--class-cog {class_path} and --prob-cog {prob_path} are of "
                                  f"two {what} ({tags_c[key]}, {tags_p[key]}); give one map's "
                                  "two COGs")
+    return dict(tags_c)
 
 
 def target_uri(path: str, gcs_prefix: str | None, dry_run: bool) -> str:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from contract.publishing import PublishOptions
-from core.storage import atomic_write, files
+from core.storage import atomic_write
 from inference.publish.asset_manifest import Mode, asset_name, build_manifest, validate_manifest
 from inference.publish.assets import (
     EarthEngineAssets,
@@ -100,19 +100,14 @@ class PublishResult:
     created: tuple[str, ...] = ()
 
 
-def cog_properties(path: str) -> dict[str, str]:
-    with files.open_raster(path) as ds:
-        return ds.tags()
-
-
-def image_manifest(request: PublishRequest, name: str, uris: Mapping[str, str]
-                   ) -> tuple[dict[str, Any], str]:
+def image_manifest(request: PublishRequest, name: str, uris: Mapping[str, str],
+                   tags: Mapping[str, str]) -> tuple[dict[str, Any], str]:
     """The validated manifest of ``request``'s image ``name`` and its Code Editor script.
 
-    The asset's properties are what the class COG's tags record (model, bands, classes,
-    month, code version, metrics), with ``request.metrics`` on top.
+    The asset's properties are what the class COG's ``tags`` record (model, bands, classes,
+    month, code version, metrics; :func:`~inference.publish.cog_sources.check_cog_pair`
+    reads them), with ``request.metrics`` on top.
     """
-    tags = cog_properties(request.class_path)
     month = request.month or tags.get("month") or None
     classes = tuple(c for c in tags.get("classes", "pervious,impervious").split(",") if c)
     metrics = {k[len("metric_"):]: _number(v) for k, v in tags.items()
@@ -147,11 +142,11 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
         progress: show the ingestion progress bar.
     """
     echo = echo or logger.info
-    check_cog_pair(*request.cogs)
+    tags = check_cog_pair(*request.cogs)  # the one opening of each COG
     options = request.options
     name = asset_name(request.asset_id, options.project)
     uris = cog_uris(request.cogs, options.gcs_prefix, dry_run)
-    manifest, script = image_manifest(request, name, uris)
+    manifest, script = image_manifest(request, name, uris, tags)
     paths = _save(Path(out_dir), name, manifest, script, request.mode, echo)
     adds = footprint(1, list(request.cogs), request.mode)
     echo(f"# assets: {check_caps(adds)}")

@@ -78,6 +78,7 @@ def test_without_an_account_score_gives_its_own_offline_advice(tmp_path, capsys,
     assert main([*args, "--project", "my-project"]) == 1  # a project, but no credentials
     err = capsys.readouterr().err
     assert "--compare NAME=PATH" in err and "isamap-export" not in err
+    assert "To read --compare products from Earth Engine" in err and "backend" not in err
     assert not (tmp_path / "s" / "report.json").exists()
 
 

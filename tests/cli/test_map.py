@@ -52,6 +52,10 @@ def test_dry_run_prints_plan_manifests_and_app_offline(model, tmp_path, capsys):
     (["--change-rule", "spectral", "--method", "tasks", "--change-margin", "0.1"],
      "choose one"),
     (["--change-rule", "spectral", "--temporal-consistency"], "choose one"),
+    (["--change-rule", "encoder"], "--change-rule encoder reads each date's stack"),
+    (["--change-rule", "encoder", "--runner", "direct"], "--method pixels keeps none"),
+    (["--change-rule", "encoder", "--method", "tasks", "--change-margin", "0.1"],
+     "choose one"),
     (["--temporal-consistency", "stretches"], "--method pixels keeps none"),
     (["--spectral-threshold", "0"], "--spectral-threshold must be a number > 0"),
     (["--spectral-threshold", "3"], "this run decides change by the margin rule"),
@@ -141,6 +145,9 @@ def test_publishing_without_credentials_is_refused_before_the_first_date(tmp_pat
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
         assert not (out / "2019-06").exists() and not (out / ".stacks").exists(), extra
+        if code == 1:  # the advice is publishing's: this map has no Earth Engine backend
+            assert "To publish to Earth Engine, do ONE of:" in err
+            assert "Earth Engine backend" not in err and "Publishing needs one" in err
 
 
 def test_clahe_on_a_binary_model_is_refused_by_the_map_and_its_dry_run(model, tmp_path,

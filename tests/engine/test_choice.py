@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from engine import choice, quantize
+from engine import autotune, choice, quantize
+from engine.setting import Setting
 from tests.support.models import BandConv
 
 CPU = torch.device("cpu")
@@ -68,3 +69,36 @@ def test_auto_never_takes_int8_even_after_an_int8_run(tmp_path, monkeypatch):
     assert explicit.choice.int8["class_agreement"] >= 0.99
     assert not (tmp_path / "int8.json").exists()  # nothing remembered for auto
     assert run("auto").choice.precision != "int8"
+
+
+@pytest.fixture
+def cudnn_flags():
+    """The process's cuDNN flags, set to what a training run may leave, given back after."""
+    saved = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = True, False
+    yield
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved
+
+
+def deterministic() -> bool:
+    return (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic) == (False, True)
+
+
+def test_inference_runs_cudnn_deterministic_never_by_a_timing_race(cudnn_flags):
+    cuda = torch.device("cuda")  # only the candidates' list: nothing runs on it
+    for precision, layout in (("auto", "auto"), ("fp16", "on"), ("fp32", "auto")):
+        assert not any(s.cudnn_benchmark for s in autotune.candidates(cuda, precision, layout))
+    # training may time cudnn.benchmark: its model is an input of a map, not one of its runs
+    assert any(s.cudnn_benchmark for s in autotune.candidates(cuda, "auto", "auto", "training"))
+    model = BandConv(6).eval()
+    fixed = choice.fixed(model, CPU, choice.Request(precision="fp32", channels_last="off"))
+    assert fixed is not None and deterministic()
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = True, False
+    decided = choice.decide(model, torch.randn(2, 6, 16, 16), CPU,
+                            choice.Request(budget_s=0.2, cache=False))
+    assert decided.choice.ms_per_sample and deterministic()
+    # strips an earlier isamap recorded at a benchmarked runtime go on without it
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = True, False
+    recorded = autotune.Choice(Setting.from_label("fp16/nhwc/cudnn-bench"), "measured")
+    resumed = choice.resumed(model, CPU, choice.Request(), recorded)
+    assert resumed.choice.label == "fp16/nhwc" and deterministic()

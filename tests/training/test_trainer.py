@@ -253,6 +253,29 @@ def test_ddp_under_torchrun_on_cpu(patch_root, tmp_path):
     assert sum(map(sum, matrix)) == 2 * 32 * 32  # both val patches, one per rank, summed
 
 
+def test_bad_input_under_torchrun_is_one_line_and_named_in_the_launchers_report(tmp_path):
+    """torch's launcher ends with its own traceback and exit 1 whenever a rank fails (no rank
+    can change that): the user's first line is isamap's, said once, and the launcher's report
+    of the failed ranks shows it instead of a link to torch's documentation."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "cli.train",
+         "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run"), "--epochs", "1"],
+        capture_output=True, text=True, env=env, timeout=120)
+    line = f"isamap-train: error: no manifest.json in {tmp_path / 'missing'}"
+    assert proc.returncode == 1, proc.stderr[-3000:]  # the launcher's, for every failed rank
+    assert proc.stderr.startswith(line) and proc.stderr.count(f"\n{line}") == 0, proc.stderr
+    assert "exitcode  : 2" in proc.stderr  # the rank's own status, in the launcher's report
+    assert f"traceback : {line}" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
 SRSEG_TINY = {"widths": [4, 8], "stage_widths": [4, 4], "deep_supervision": False}
 
 

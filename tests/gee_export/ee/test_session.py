@@ -21,6 +21,7 @@ from gee_export.ee import session as ee_session
 from gee_export.ee import transport as ee_transport
 from gee_export.ee.session import (
     AUTH_HELP,
+    BACKEND_PURPOSE,
     EXPORT_WITHOUT_ACCOUNT,
     EESession,
     EETransport,
@@ -266,7 +267,8 @@ def test_a_call_that_is_not_idempotent_is_repeated_only_after_a_429():
 
 
 def test_auth_help_names_every_way():
-    text = AUTH_HELP.format(reason="test", without_account=EXPORT_WITHOUT_ACCOUNT)
+    text = AUTH_HELP.format(reason="test", purpose=BACKEND_PURPOSE,
+                            without_account=EXPORT_WITHOUT_ACCOUNT)
     for needle in ("earthengine authenticate", "GOOGLE_APPLICATION_CREDENTIALS", "--project",
                    "isamap-export --backend local", "make demo"):
         assert needle in text

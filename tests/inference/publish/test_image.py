@@ -36,6 +36,21 @@ def run(req, tmp_path, **kw):
     return result, lines
 
 
+def test_publish_opens_each_cog_once(cogs, tmp_path, caplog):
+    """The class COG was opened twice (its pair check, then its tags for the properties): GDAL's
+    own debug lines, through a real rasterio Env, count the openings."""
+    import logging
+
+    import rasterio
+
+    with caplog.at_level(logging.DEBUG, logger="rasterio"), rasterio.Env(CPL_DEBUG=True):
+        result = publish(request(cogs), tmp_path / "pub", dry_run=True, echo=lambda _: None)
+    opened = [r.getMessage() for r in caplog.records if "GDALOpen(" in r.getMessage()]
+    assert [sum(f"GDALOpen({path}," in m for m in opened) for path in (cogs.class_path,
+                                                                  cogs.prob_path)] == [1, 1], opened
+    assert result.manifest["properties"]["model"] == "unet"  # the tags of that one opening
+
+
 def test_dry_run_prints_and_saves_a_valid_manifest_and_script(cogs, tmp_path):
     lines = []
     result = publish(request(cogs, gcs_prefix="gs://maps-bucket/isa"), tmp_path / "pub",
