@@ -25,6 +25,7 @@ from typing import Any
 from contract import bands as band_registry
 from contract.archive import check_months as check_archive_months
 from contract.bands import FINE_SCALES
+from contract.dataset import out_refusal
 from contract.export_options import ExportOptions
 from contract.grid import (
     DEFAULT_PATCH_SIZE,
@@ -56,17 +57,17 @@ from core.months import parse_months
 from core.parsers import command_parser
 from core.pipeline_options import RunnerConfig, add_runner_arguments
 from gee_export.ee.budget import add_eecu_argument
-from gee_export.ee.code_editor import render, write_script
+from gee_export.ee.code_editor import month_scripts
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS
 from gee_export.ee.export_command import (
     add_recipe_arguments,
     check_ee_arguments,
     ee_runner,
+    ee_spec,
     run_ee_export,
 )
-from gee_export.ee.labels import LabelSource, parse_label_source
+from gee_export.ee.labels import parse_label_source
 from gee_export.ee.plan import DEFAULT_LATENCY_S, choose_method, format_plan, make_plan
-from gee_export.ee.sentinel2 import S2Recipe, month_window
 from gee_export.ee.tasks import DEFAULT_MAX_PENDING, DEFAULT_PATCHES_PER_TILE
 from gee_export.local.compositing import LocalRecipe, reading_options
 from gee_export.local.export_command import (
@@ -74,6 +75,8 @@ from gee_export.local.export_command import (
     check_local_arguments,
     local_recipe,
     local_scheme,
+    local_spec,
+    out_month_check,
     run_local_export,
 )
 from gee_export.local.extent import default_region
@@ -312,7 +315,10 @@ def run(args: argparse.Namespace) -> int:
     runner = ee_runner(args, out)
     opts = export_options(args, region, grid, months, bands, out, runner)
     if args.code_editor:
-        return _code_editor(opts, label)
+        for text, path in month_scripts(opts, label):  # a preview of each month's composites
+            print(text)
+            print(f"// written to {path}", file=sys.stderr)
+        return 0
     if args.dry_run:
         return _dry_run(args, opts, runner)
     # a small area can leave whole splits empty: say so before the work, with the remedy
@@ -334,20 +340,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _code_editor(opts: ExportOptions, label: LabelSource | None) -> int:
-    """Write and print a Code Editor script previewing each month's composites."""
-    s2 = S2Recipe(cloud_mask=opts.cloud_mask,  # type: ignore[arg-type]
-                  cs_threshold=opts.cloud_threshold, max_widen_days=opts.s2_max_widen_days)
-    for month in opts.months:
-        window = month_window(month)
-        text = render(opts.region, opts.grid, window, window, label, s2)
-        path = write_script(Path(opts.out if not opts.out.startswith("gs://") else ".")
-                            / f"code_editor_{opts.region.name}_{month}.js", text)
-        print(text)
-        print(f"// written to {path}", file=sys.stderr)
-    return 0
-
-
 def _dry_run(args: argparse.Namespace, opts: ExportOptions, runner: RunnerConfig | None) -> int:
     """Print the plan of the export (Earth Engine requests, or the local scenes per month)."""
     if opts.backend == "local":
@@ -355,7 +347,9 @@ def _dry_run(args: argparse.Namespace, opts: ExportOptions, runner: RunnerConfig
         local_plan = make_local_plan(str(opts.scenes), opts.region.name, opts.grid, opts.months,
                                      opts.bands, opts.out, reading=recipe.reading(),
                                      seed=opts.seed, block=opts.split_block, recipe=recipe,
-                                     fine_scale=opts.fine_scale)
+                                     fine_scale=opts.fine_scale,
+                                     out_refused=out_refusal(opts.out, local_spec(opts)),
+                                     out_check=out_month_check(opts))
         print(format_local_plan(local_plan))
         _warn_about_split(opts.grid, dict(local_plan.per_split), args)  # as the export warns
         if local_plan.stop_line():
@@ -370,6 +364,10 @@ def _dry_run(args: argparse.Namespace, opts: ExportOptions, runner: RunnerConfig
     if runner:
         runner.pipeline_options()  # Beam's validation, offline in a dry run
         print(runner.describe())
+    refused = out_refusal(opts.out, ee_spec(opts))
+    if refused:
+        print(f"  PROBLEM     {refused}")
+        raise InputDataError(f"the real run would stop: {refused}")
     return 0
 
 

@@ -173,11 +173,14 @@ def _change_arguments(pred: argparse._ArgumentGroup) -> None:
                            "stretches: where a pixel's bands did not change between dates "
                            "(each date's stack, the spectral rule's magnitude), one class, "
                            "its probabilities' mean (docs/mapping.md)")
-    pred.add_argument("--change-rule", choices=("spectral", "margin"), default=None,
+    pred.add_argument("--change-rule", choices=("spectral", "encoder", "margin"), default=None,
                       help="how change between dates is decided: spectral (each date's stack "
                            "says whether a pixel changed: RMS robust z-score of its bands' "
                            "difference above --spectral-threshold; the model's probability "
-                           "says which way), margin (both probabilities, --change-margin). "
+                           "says which way), encoder (a model trained with --encoder: the "
+                           "same score of its encoder's features, cut where it flags as many "
+                           "pixels as the bands do), margin (both probabilities, "
+                           "--change-margin). "
                            "Default: spectral where the run keeps each date's stack (--backend "
                            "local, --method tasks), margin with --method pixels, --runner, "
                            "--change-margin or --temporal-consistency")
@@ -274,9 +277,9 @@ def map_request(args: argparse.Namespace, model: Callable[[], LoadedModel]) -> M
                                   overwrite=args.overwrite, wait=args.wait),
         dry_run=args.dry_run, latency_s=args.latency, runner=_runner(args),
         max_eecu_hours=args.max_eecu_hours)
-    if args.spectral_threshold is not None and request.rule() != "spectral" \
+    if args.spectral_threshold is not None and request.rule() not in ("spectral", "encoder") \
             and request.temporal_consistency != "stretches":
-        raise ConfigError(f"--spectral-threshold is the spectral change rule's (and "
+        raise ConfigError(f"--spectral-threshold is the spectral and encoder change rules' (and "
                           f"--temporal-consistency stretches'), and this run decides change by "
                           f"the {request.rule()} rule; drop it, or ask for --change-rule "
                           "spectral where the run keeps each date's stack")
@@ -314,6 +317,8 @@ def _region(args: argparse.Namespace, dates: tuple[str, ...],
 
 def _summary(request: MapRequest, result: MapResult) -> dict[str, Any]:
     """What the command prints of a finished run: grid, dates, series, publication."""
+    from inference.predict.encoder_change import fits_key  # lazy: torch
+
     shown = functools.partial(_shown, request)
     summary: dict[str, Any] = {"grid": result.grid.to_dict(),
                                "dates": {r.month: _date_summary(r, shown) for r in result.dates}}
@@ -322,9 +327,9 @@ def _summary(request: MapRequest, result: MapResult) -> dict[str, Any]:
                        temporal_consistency=request.temporal_consistency,
                        change_rule=request.rule(),
                        **({"spectral_threshold": request.spectral_threshold,
-                           "spectral_fits": {f"{c.date_from}/{c.date_to}": c.fit
-                                             for c in result.series.changes}}
-                          if request.rule() == "spectral"
+                           fits_key(request.rule()): {f"{c.date_from}/{c.date_to}": c.fit
+                                                      for c in result.series.changes}}
+                          if request.rule() in ("spectral", "encoder")
                           else {"change_margin": request.margin()}),
                        area_csv=shown(result.series.area_csv),
                        **({"change_csv": shown(result.series.change_csv)}

@@ -33,8 +33,12 @@ quantities apart, whatever the file says:
 - a pixel that is exactly 0 in every band (0 dB and 0 reflectance at once) is no observation:
   it is fill without a nodata tag (:func:`zero_fill_share`).
 
+- Sentinel-2 bands of one spectral region correlate over a scene, and the spectra show no
+  swapped pair (:func:`s2_band_name_problem`, the band-order rules).
+
 The judgements are pure functions of value samples (NaN = nodata). The local backend applies
-them to its source scenes (``gee_export.local.plausibility``), inference to the stack it is given
+them to its source scenes (``gee_export.local.plausibility``), ``isamap-import-patches`` to the
+images it imports (``contract.foreign_patches``), inference to the stack it is given
 (``inference.predict.sources``).
 """
 
@@ -46,6 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from contract.bands import REGISTRY
+from contract.input_facts import findings, input_facts
 
 LINEAR_MEDIAN_MAX = 1.0  # linear sigma0 scene medians are ~0.01-0.3; 1.0 leaves a wide margin
 DB_MEDIAN_MIN = -60.0  # dB medians are ~-25 to -5; dB x 100 gives ~-2500 to -500
@@ -236,3 +241,69 @@ def zero_fill_share(stack: np.ndarray) -> float:
     if stack.ndim != 3 or not stack.size:
         return 0.0
     return float((stack == 0).all(axis=0).mean())
+
+
+# ---------------------------------------------------------------------- S2 band names
+# Pairs of bands whose reflectances move together in any scene (the NIR plateau, the two
+# SWIR bands, the visible bands), with the lowest pixel correlation accepted. On the seven
+# real L2A tiles of the test data (Java, Ghana, Brazil, Tanzania, Chile, Hudson Bay snow) the
+# right names give at least 0.98, 0.90, 0.95 and 0.91 (tests/gee_export/local/
+# test_band_names.py); reversed, rotated or swapped orders fall below. B8 and B8A are not
+# paired: a 10 m and a resampled 20 m band correlate at only 0.85 over a Chilean town.
+# B3 and B4 of a correctly named real cell fall to 0.80 (a TerraMesh cell), and to 0.62 over
+# some 64-128 px windows of the seven tiles, while every wrong order above keeps them at a
+# median of 0.87-0.97 (visible bands stay visible): the pair caught no order the others miss,
+# so it refuses only below 0.6.
+BAND_PAIR_MIN_CORRELATION: tuple[tuple[str, str, float], ...] = (
+    ("B7", "B8A", 0.95), ("B11", "B12", 0.85), ("B2", "B3", 0.85), ("B3", "B4", 0.6))
+VEGETATION_MIN_SHARE = 0.02  # pixels with a rising red edge needed to judge NIR vs red
+NIR_RED_MIN_RATIO = 1.5  # median NIR / red over those pixels (right names: 2.4 or more)
+MIN_PIXELS = 100
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
+    both = np.isfinite(a) & np.isfinite(b)
+    if both.sum() < MIN_PIXELS or a[both].std() == 0 or b[both].std() == 0:
+        return None
+    return float(np.corrcoef(a[both], b[both])[0, 1])
+
+
+def s2_band_name_problem(samples: Mapping[str, np.ndarray]) -> str | None:
+    """Why the reflectances contradict their Sentinel-2 band names, else None.
+
+    The one owner of the band-order rules, for the local export's scenes
+    (``gee_export.local.plausibility.check_s2_band_names``) and imported patches
+    (``contract.foreign_patches``). Three physical facts are checked where the named bands
+    are present: bands of one spectral region correlate over the scene
+    (:data:`BAND_PAIR_MIN_CORRELATION`); the spectra show no B2/B4 or B3/B8 swap
+    (:mod:`contract.input_facts`); and over vegetation (pixels whose red edge rises,
+    B5 < B6 < B7 with B7 > 1.5 B5) the NIR band B8 is well above the red band B4.
+
+    Args:
+        samples: band name (``B2``, ``B8A``...) -> reflectance sample, all the same shape.
+    """
+    for low, high, least in BAND_PAIR_MIN_CORRELATION:
+        if low in samples and high in samples:
+            r = _correlation(samples[low].ravel(), samples[high].ravel())
+            if r is not None and r < least:
+                return (f"the bands named {low} and {high} correlate at r = {r:.2f} over the "
+                        f"scene, where real {low} and {high} show {least} or more")
+    order = [f for f in findings(input_facts(samples))
+             if f.kind in ("b2_b4_swapped", "b3_b8_swapped")]
+    if order:
+        return order[0].text
+    if not all(b in samples for b in ("B4", "B5", "B6", "B7", "B8")):
+        return None
+    b5, b6, b7 = (samples[b].ravel() for b in ("B5", "B6", "B7"))
+    with np.errstate(invalid="ignore"):
+        vegetation = (b5 < b6) & (b6 < b7) & (b7 > 1.5 * b5)
+    if vegetation.mean() < VEGETATION_MIN_SHARE:
+        return None
+    red, nir = samples["B4"].ravel()[vegetation], samples["B8"].ravel()[vegetation]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = float(np.nanmedian(nir / red))
+    if ratio < NIR_RED_MIN_RATIO:
+        return (f"over vegetation (a rising red edge in {100 * vegetation.mean():.0f} % of the "
+                f"pixels) the band named B8 (NIR) is {ratio:.2f} x the band named B4 (red); "
+                f"vegetation reflects NIR at least {NIR_RED_MIN_RATIO} x red")
+    return None

@@ -216,6 +216,16 @@ def _canonical(value: Any) -> str:
     return dumps(value, sort_keys=True)
 
 
+def _differences(old: Any, new: Any, name: str = "") -> list[str]:
+    """``key: <old> there, <new> now`` for each differing leaf (``recipe.scl_masked``)."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        return [line for k in sorted({*old, *new}, key=str)
+                if _canonical(old.get(k)) != _canonical(new.get(k))
+                for line in _differences(old.get(k), new.get(k), f"{name}.{k}" if name else k)]
+    shown = [list(v) if isinstance(v, tuple) else v for v in (old, new)]
+    return [f"{name}: {shown[0]} there, {shown[1]} now"]
+
+
 def check_compatible(store: Store, spec: DatasetSpec, *, month: str | None = None,
                      fingerprint: str | None = None) -> dict[str, Any]:
     """The existing manifest of ``store`` (or {}); refuse one made with other parameters.
@@ -233,7 +243,7 @@ def check_compatible(store: Store, spec: DatasetSpec, *, month: str | None = Non
     if differ:
         raise ConfigError(
             f"{store.url()} already holds a dataset made with other {', '.join(differ)} "
-            f"({'; '.join(f'{k}: {old[k]} there, {new[k]} now' for k in differ)}); "
+            f"({'; '.join(_differences(old, new))}); "
             "write to another folder (--out) or delete it first"
         )
     if month is not None and fingerprint is not None:
@@ -245,6 +255,19 @@ def check_compatible(store: Store, spec: DatasetSpec, *, month: str | None = Non
                 "or delete the dataset's folder first"
             )
     return existing
+
+
+def out_refusal(out: str, spec: DatasetSpec) -> str | None:
+    """For a dry run: the real run's refusal of ``out`` (:func:`check_compatible`), else None.
+
+    A ``gs://`` out is not read (a dry run touches no bucket): None.
+    """
+    try:
+        if not out.startswith("gs://"):
+            check_compatible(open_store(out), spec)
+    except ConfigError as err:
+        return str(err)
+    return None
 
 
 def commit_month(store: Store, spec: DatasetSpec, month: str,

@@ -26,10 +26,15 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from contract.band_values import band_value_problems, finite_values, reflectance_too_small
+from contract.band_values import (
+    band_value_problems,
+    finite_values,
+    reflectance_too_small,
+    s2_band_name_problem,
+)
 from contract.bands import LABEL_NODATA, REGISTRY
 from contract.dataset import DatasetSpec
-from contract.grid import Grid, patch_id
+from contract.grid import Grid, metre_crs_problem, patch_id, utm_epsg
 from contract.patch_writer import open_month, valid_mask
 from contract.splits import split_advice, split_counts
 from core.digest import combined_digest, file_sha256
@@ -168,6 +173,7 @@ def plan_import(pairs: Sequence[PatchPair], bands: Sequence[str] | None = None) 
                              f"{first['transform'].a:g} x {abs(first['transform'].e):g} in "
                              f"{first['crs']}: patches must be square, north-up, with square "
                              "pixels and a CRS")
+    _check_metres(pairs[0].image, first)
     lefts, tops = [], []
     for pair in pairs:
         head, mask = _header(pair.image), _header(pair.mask)
@@ -199,6 +205,25 @@ def plan_import(pairs: Sequence[PatchPair], bands: Sequence[str] | None = None) 
     grid = Grid(str(first["crs"]), x0, y0, cols * size, rows * size, res, patch_size=size,
                 stride=size)
     return ImportPlan(grid, names, positions)
+
+
+def _check_metres(image: Path, head: dict[str, Any]) -> None:
+    """Refuse patches whose CRS is not in metres (degrees), naming the UTM zone to use.
+
+    A dataset's grid is metres (:func:`contract.grid.metre_crs_problem`, the rule ``--crs``
+    follows); a model trained on degree pixels could map nothing isamap makes.
+    """
+    problem = metre_crs_problem(str(head["crs"]))
+    if problem is None:
+        return
+    zone = "a UTM zone EPSG:326xx/327xx"
+    if head["crs"].is_geographic:
+        t = head["transform"]
+        zone = f"EPSG:{utm_epsg(t.c + t.a * head['width'] / 2, t.f + t.e * head['height'] / 2)}"
+    raise InputDataError(f"{image.name} is in {head['crs']}, which {problem}; a dataset's "
+                         f"pixels are metres: reproject the patches to {zone} (e.g. gdalwarp "
+                         f"-t_srs {zone.split(' ')[-1]} -tr 10 10 on the scene they were cut "
+                         "from, then cut it again) and import them")
 
 
 def _header(path: Path) -> dict[str, Any]:
@@ -263,27 +288,38 @@ def check_values(plan: ImportPlan, options: ImportOptions, samples: int = 16) ->
     if problems:
         raise InputDataError(f"the images' values do not match their band names: "
                              f"{problems[0]}; {_value_fix(sampled, options.scale)}")
+    order = s2_band_name_problem(sampled)  # the export's band-order rules
+    if order:
+        raise InputDataError(f"the images' values do not match their band names: {order}; "
+                             f"{_BANDS_FIX}")
     for pair in pairs:  # every mask value accounted for (masks are small: all of them)
         with rasterio.open(pair.mask) as ds:
             label_of(ds.read(1), options, pair.name)
 
 
+_BANDS_FIX = ("give the images' bands in file order with --bands (e.g. --bands B2,B3,B4,B8; "
+              "gdalinfo lists them)")
+
+
 def _value_fix(samples: Mapping[str, np.ndarray], scale: float) -> str:
     """What to change when the scaled samples do not match their band names.
 
-    Values far below reflectance are tried unscaled and at 0.0001 with the same rules; the
-    first scale they pass at is the advice.
+    The samples are tried unscaled and at 0.0001 with the same rules; the first scale other
+    than ``scale`` they pass at is the advice. Values that pass at none: far below
+    reflectance, another scale; else the band order (``--bands``), and ``--scale 0.0001``
+    only where no scale was given.
     """
-    if not any((spec := REGISTRY.get(b)) is not None and spec.unit == "reflectance" and
-               reflectance_too_small(finite_values(v)) for b, v in samples.items()):
-        return "give --scale 0.0001 for reflectance x 10000, or the right --bands"
     for right, text in ((1.0, f"the images hold reflectance 0-1 already: drop --scale {scale:g}"),
                         (1e-4, f"the images hold reflectance x 10000: give --scale 0.0001, not "
                                f"{scale:g}")):
-        if not band_value_problems({b: v * (right / scale) for b, v in samples.items()}):
+        if right != scale and \
+                not band_value_problems({b: v * (right / scale) for b, v in samples.items()}):
             return text
-    return (f"give the --scale that turns the images' values into reflectance 0-1 (not "
-            f"{scale:g}), or the right --bands")
+    if any((spec := REGISTRY.get(b)) is not None and spec.unit == "reflectance" and
+           reflectance_too_small(finite_values(v)) for b, v in samples.items()):
+        return (f"give the --scale that turns the images' values into reflectance 0-1 (not "
+                f"{scale:g}), or the right --bands")
+    return _BANDS_FIX + (", or --scale 0.0001 for reflectance x 10000" if scale == 1.0 else "")
 
 
 def _image(pair: PatchPair, options: ImportOptions) -> np.ndarray:

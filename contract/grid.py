@@ -347,11 +347,13 @@ def _positions(extent: int, size: int, stride: int) -> int:
     return 0 if extent < size else 1 + (extent - size) // stride
 
 
-def projected_crs(text: str) -> str:
-    """``text`` (a ``--crs`` value) when it names a projected CRS in metres, else a clear error.
+def metre_crs_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a grid's CRS, or None when it is a projected CRS in metres.
 
-    The grid's pixels are metres (10 m by default), so a geographic CRS (degrees) or one in
-    feet is refused before any work; the export and the mapping command share this check.
+    The one owner of that rule: the grid's pixels are metres (10 m by default), so a
+    geographic CRS (degrees) or one in feet is refused before any work, as ``--crs``
+    (:func:`projected_crs`) and as the CRS of imported patches
+    (:func:`contract.foreign_patches.plan_import`).
     """
     from pyproj import CRS
     from pyproj.exceptions import CRSError
@@ -359,11 +361,23 @@ def projected_crs(text: str) -> str:
     try:
         crs = CRS.from_user_input(text)
     except CRSError:
-        raise GridError(f"--crs {text!r} is not a CRS pyproj knows; give e.g. "
-                        "EPSG:32650") from None
+        return "is not a CRS pyproj knows"
     units = {axis.unit_name for axis in crs.axis_info}
     if not crs.is_projected or not units <= {"metre", "meter"}:
-        raise GridError(f"--crs {text} is not a projected CRS in metres; the grid's "
-                        "pixels are metres (choose e.g. a UTM zone EPSG:326xx/327xx or "
-                        "EPSG:6933)")
+        return "is not a projected CRS in metres"
+    return None
+
+
+def projected_crs(text: str) -> str:
+    """``text`` (a ``--crs`` value) when it names a projected CRS in metres, else a clear error.
+
+    The export, the mapping command and isamap-fit share this check
+    (:func:`metre_crs_problem`).
+    """
+    problem = metre_crs_problem(text)
+    if problem == "is not a CRS pyproj knows":
+        raise GridError(f"--crs {text!r} {problem}; give e.g. EPSG:32650")
+    if problem:
+        raise GridError(f"--crs {text} {problem}; the grid's pixels are metres (choose e.g. "
+                        "a UTM zone EPSG:326xx/327xx or EPSG:6933)")
     return text

@@ -19,8 +19,14 @@ Each is scored undirected and with NDBI's direction (the magnitude where NDBI ro
 pixels, and at the product's default threshold: the share of the stable pair flagged (false
 change) and the F1 of what it flags on the implanted pair. ``presto at the bands' rate`` puts
 Presto's threshold where it flags as many implanted-pair pixels as the bands do at the
-default, so the two false-change shares compare at one rate. No training: a draw changes
-only where the blocks go.
+default, so the two false-change shares compare at one rate. ``presto, product rule`` is
+``isamap-map --change-rule encoder``'s decision of whether a pixel changed, its own function
+(:func:`inference.predict.encoder_change.matched_cut`): each pair, stable and implanted, is cut
+on its own sample where Presto flags as many of its pixels as the bands do at the default
+(the product's sample is the whole pair on this 101 x 100 px tile, under
+:data:`~inference.predict.sources.SAMPLE_SIDE`), so on the stable pair it flags the bands'
+share by construction: what it changes is which pixels. No training: a draw changes only
+where the blocks go.
 """
 
 from __future__ import annotations
@@ -38,11 +44,15 @@ from experiments.change_pairs import (
 )
 from experiments.scoring import binary_scores, ndbi, roc_auc
 from inference.predict import change
+from inference.predict.encoder_change import matched_cut
+from inference.predict.sources import SAMPLE_SIDE
 
-__all__ = ["DEFAULT_DRAWS", "MATCHED", "change_scores", "change_table", "pair_scores"]
+__all__ = ["DEFAULT_DRAWS", "MATCHED", "PRODUCT", "change_scores", "change_table", "pair_scores",
+           "product_rule"]
 
 DEFAULT_DRAWS = 5
 MATCHED = "presto at the bands' rate"
+PRODUCT = "presto, product rule"
 Encode = Callable[[np.ndarray, int], np.ndarray]  # (13, H, W) scene, month -> (H * W, 128)
 
 
@@ -85,6 +95,32 @@ def pair_scores(magnitudes: dict[str, tuple[np.ndarray, np.ndarray]], rise: np.n
     return out
 
 
+def product_rule(bands: tuple[np.ndarray, np.ndarray, np.ndarray],
+                 features: tuple[np.ndarray, np.ndarray, np.ndarray], truth: np.ndarray,
+                 threshold: float = change.DEFAULT_SPECTRAL_THRESHOLD) -> dict:
+    """``isamap-map --change-rule encoder`` on the stable and the implanted pair.
+
+    Args:
+        bands: the earlier, later and implanted later date's bands, each ``(C, H, W)``.
+        features: the same three dates' encoder features, each ``(D, H, W)``.
+        truth: the implanted pixels.
+        threshold: the spectral threshold the bands' share is read at.
+    """
+    if max(truth.shape) > SAMPLE_SIDE:
+        raise ValueError(f"the product fits on a sample {SAMPLE_SIDE} px a side; this scores "
+                         f"the whole pair, and the scene is {truth.shape}")
+
+    def flagged(later: int) -> tuple[np.ndarray, float]:
+        cut = matched_cut((bands[later], bands[0]), (features[later], features[0]), threshold)
+        found = change.spectral_magnitude(features[later], features[0], cut.fit) > cut.threshold
+        return found, cut.threshold
+
+    stable, _ = flagged(1)
+    found, cut = flagged(2)
+    return {"threshold": cut, "false_change": float(stable.mean()),
+            "flagged_implanted": float(found.mean()), "f1": binary_scores(found, truth).f1}
+
+
 def change_scores(scenes: np.ndarray, dates: Sequence[str], lulc: np.ndarray,
                   columns: Sequence[int], nir_swir: tuple[int, int], encode: Encode,
                   draws: int = DEFAULT_DRAWS) -> dict:
@@ -118,9 +154,12 @@ def change_scores(scenes: np.ndarray, dates: Sequence[str], lulc: np.ndarray,
                     "bands": pair_magnitudes(scenes[i][pick], scenes[j][pick], moved[pick]),
                     "presto": pair_magnitudes(own[i], own[j], features(moved, months[j]))}
                 rise = ndbi(moved[b11], moved[b8]) - ndbi(scenes[i][b11], scenes[i][b8])
+                arms = pair_scores(magnitudes, rise, truth)
+                arms[PRODUCT] = product_rule(
+                    (scenes[i][pick], scenes[j][pick], moved[pick]),
+                    (own[i], own[j], features(moved, months[j])), truth)
                 runs.append({"pair": f"{dates[i]}/{dates[j]}", "draw": draw,
-                             "implanted": int(truth.sum()),
-                             "arms": pair_scores(magnitudes, rise, truth)})
+                             "implanted": int(truth.sum()), "arms": arms})
     return {"draws": draws, "threshold": change.DEFAULT_SPECTRAL_THRESHOLD,
             "artificial_class": ARTIFICIAL, "runs": runs}
 
@@ -153,9 +192,18 @@ def _paired(runs: list[dict]) -> str:
     def wins(better: Callable[[dict], bool]) -> str:
         return f"{sum(better(r['arms']) for r in runs)} of {len(runs)}"
 
-    return ("presto above bands: AUC on " + wins(lambda a: a["presto"]["auc"] > a["bands"]["auc"])
+    text = ("presto above bands: AUC on "
+            + wins(lambda a: a["presto"]["auc"] > a["bands"]["auc"])
             + ", with NDBI's direction on "
             + wins(lambda a: a["presto"]["auc_ndbi"] > a["bands"]["auc_ndbi"])
             + "; at the bands' rate F1 on " + wins(lambda a: a[MATCHED]["f1"] > a["bands"]["f1"])
             + ", less false change on "
             + wins(lambda a: a[MATCHED]["false_change"] < a["bands"]["false_change"]))
+    if PRODUCT not in runs[0]["arms"]:  # a run made before the product had the rule
+        return text
+    return (text + "\nproduct rule against bands: F1 higher on "
+            + wins(lambda a: a[PRODUCT]["f1"] > a["bands"]["f1"]) + ", lower on "
+            + wins(lambda a: a[PRODUCT]["f1"] < a["bands"]["f1"]) + "; false change less on "
+            + wins(lambda a: a[PRODUCT]["false_change"] < a["bands"]["false_change"])
+            + ", more on "
+            + wins(lambda a: a[PRODUCT]["false_change"] > a["bands"]["false_change"]))

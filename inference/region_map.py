@@ -44,6 +44,8 @@ from inference.mapping.request import MapRequest, ModelDataset, check_recipe, mo
 from inference.mapping.series import SeriesOutputs, series_products
 from inference.predict import stats
 from inference.predict.blending import check_model_tiles
+from inference.predict.encoder_change import NAME as ENCODER
+from inference.predict.encoder_change import EncoderModel, change_encoder
 from inference.predict.keep_inputs import check_input_product, check_product
 from inference.predict.postprocess import check_postprocess
 from inference.predict.runtime import TilePredictor
@@ -161,6 +163,8 @@ def check_map(request: MapRequest, model: LoadedModel) -> MapSetup:
         check_product(request.keep.product)
         check_input_product(request.keep, meta)
     check_model_tiles(model.module, meta, request.tile, request.batch_size, override=None)
+    if request.rule() == ENCODER:  # the model has an encoder whose features the rule reads
+        change_encoder(model.module)
     resolution = dataset.grid.resolution if dataset.grid else 10.0
     if request.grid is not None:
         grid, note = request.grid, None
@@ -286,7 +290,11 @@ def _series(request: MapRequest, setup: MapSetup, mapped: list, skipped: dict[st
                            change_margin=request.margin(), change_rule=request.rule(),
                            spectral_threshold=request.spectral_threshold,
                            stacks={r.month: r.stack for r in results},
-                           bands=setup.model.meta.bands)
+                           bands=setup.model.meta.bands,
+                           encoder=EncoderModel(change_encoder(setup.model.module),
+                                                tuple(setup.model.meta.norm_mean),
+                                                tuple(setup.model.meta.norm_std))
+                           if request.rule() == ENCODER else None)
 
 
 def _write_stac(request: MapRequest, mapped: list, series: SeriesOutputs, meta: ModelMeta,

@@ -82,3 +82,22 @@ def test_the_terrain_flattening_differences_from_gee_s1_ard_are_documented():
                   "gee_s1_ard *multiplies* gamma0 by its factor", "no buffer",
                   "takes its DEM from the caller"):
         assert claim in text, claim
+
+
+def test_the_band_pair_correlations_on_the_local_backend_page_are_the_codes():
+    """The page said B3-B4 must correlate at >= 0.85; the check refuses only below 0.6."""
+    from contract.band_values import BAND_PAIR_MIN_CORRELATION
+
+    text = " ".join((DOCS / "local-backend.md").read_text().split())
+    for low, high, least in BAND_PAIR_MIN_CORRELATION:
+        assert f"{low}-{high} ≥ {least:g}" in text, (low, high, least)
+
+
+def test_the_local_backend_python_example_reads_the_label_its_layout_puts_there():
+    """The example passed label="labels/label.tif" beside "scenes/", whose label the layout
+    above it puts at scenes/labels/label.tif: it failed as written."""
+    page = (DOCS / "local-backend.md").read_text()
+    example = page[page.index("## From Python"):].split("```")[1]
+    scenes = re.search(r'build_local_stack\("([^"]+)"', example).group(1)
+    label = re.search(r'label="([^"]+)"', example).group(1)
+    assert label.startswith(scenes) and "labels/label.tif" in page[:page.index("## From Python")]

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from contract.backscatter import TrainedBackscatter, trained_backscatter
+from contract.grid import metre_crs_problem
 from core.errors import InputDataError, ModelError
 from training.calibration import temperature_of
 from training.config import NORMS
@@ -152,6 +153,14 @@ class ModelMeta:
         trained = self.training_pixel_size()
         if trained is None or size is None or abs(size / trained - 1.0) <= PIXEL_SIZE_TOLERANCE:
             return
+        degrees = self._degree_grid()
+        if degrees:
+            raise InputDataError(
+                f"the model was trained on pixels of {trained:.3g} in {degrees}, which is not "
+                f"a projected CRS in metres (its patches were imported in degrees), so "
+                f"{what} of {size:.3g} m pixels cannot fit it; reproject its patches to their "
+                "UTM zone, import them again (isamap-import-patches names the zone) "
+                "and train a new model")
         fix = (f"export it again with isamap-export --resolution {trained:g}" if dataset else
                f"resample it to the model's grid, e.g. gdalwarp -tr {trained:g} {trained:g} -r "
                f"{'average' if size < trained else 'bilinear'} IN OUT")
@@ -159,6 +168,19 @@ class ModelMeta:
             f"{what} has pixels of {size:.3g} m, but the model was trained on {trained:g} m "
             f"pixels (objects would look {trained / size:.2g} times their size to it); {fix}, "
             f"or use a model trained on {size:.3g} m pixels")
+
+    def _degree_grid(self) -> str | None:
+        """The training grid's CRS where it is not in metres (degrees), else None.
+
+        Read from the dataset grid the file records (:func:`contract.grid.metre_crs_problem`);
+        a file without one whose pixel size is below a centimetre is taken as degrees.
+        """
+        grid = (dict(self.extra).get("dataset") or {}).get("grid") or {}
+        crs = grid.get("crs") if isinstance(grid, Mapping) else None
+        if crs:
+            return str(crs) if metre_crs_problem(str(crs)) else None
+        size = self.training_pixel_size()
+        return "an unrecorded CRS (degrees?)" if size is not None and size < 0.01 else None
 
     def training_patch_size(self) -> int | None:
         """Side in pixels of the training patches (the dataset's grid), or None if unrecorded."""

@@ -107,6 +107,16 @@ def ee_recipe(opts: ExportOptions, label: LabelSource) -> EERecipe:
     return EERecipe(bands=opts.bands, s1=s1, s2=s2, label=label, fine_scale=opts.fine_scale)
 
 
+def ee_spec(opts: ExportOptions) -> DatasetSpec:
+    """The dataset the options make (what ``--out`` must hold already, if anything)."""
+    label = parse_label_source(opts.labels)
+    return DatasetSpec(opts.grid, opts.bands, seed=opts.seed, block=opts.split_block,
+                       min_valid_fraction=opts.min_valid_fraction, fine_scale=opts.fine_scale,
+                       backend="ee", region=opts.region.name,
+                       recipe=ee_recipe(opts, label).to_dict(), classes=label.classes,
+                       label_scheme=label.label_scheme)
+
+
 def export_budget(opts: ExportOptions) -> ComputeBudget | None:
     """``--max-eecu-hours`` as a budget at the plan's estimate (None: no bound)."""
     if opts.max_eecu_hours is None:
@@ -126,10 +136,7 @@ def run_ee_export(opts: ExportOptions, runner: RunnerConfig | None = None,
     """
     label = parse_label_source(opts.labels)
     recipe = ee_recipe(opts, label)
-    spec = DatasetSpec(opts.grid, opts.bands, seed=opts.seed, block=opts.split_block,
-                       min_valid_fraction=opts.min_valid_fraction, fine_scale=opts.fine_scale,
-                       backend="ee", region=opts.region.name, recipe=recipe.to_dict(),
-                       classes=label.classes, label_scheme=label.label_scheme)
+    spec = ee_spec(opts)
     check_compatible(open_store(opts.out), spec)  # before any Earth Engine call
     budget = export_budget(opts)
     session = EESession(project=opts.project,

@@ -11,20 +11,27 @@ their checks, are defined here, beside what reads them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from contract.dataset import DatasetSpec, check_compatible
+from contract.dataset import DatasetSpec, check_compatible, read_manifest
 from contract.export_options import ExportOptions
 from contract.patches import PatchSummary, patch_stack
 from core.errors import ConfigError, InputDataError
 from core.lock import hold_output
-from core.storage import LocalStore, open_store
+from core.storage import LocalStore, Store, open_store
 from gee_export.local.compositing import LocalRecipe, reading_options
 from gee_export.local.labels import ALIASES, SCHEMES, get_scheme, label_map_scheme
-from gee_export.local.stack import plan_local_stack, scl_mask_classes, write_local_stack
+from gee_export.local.scenes import SceneCollection
+from gee_export.local.stack import (
+    LocalStackPlan,
+    plan_local_stack,
+    scl_mask_classes,
+    write_local_stack,
+)
 from gee_export.local.training_label import check_training_label
 
 log = logging.getLogger(__name__)
@@ -129,17 +136,78 @@ def stacks_folder(opts: ExportOptions) -> Path:
     return Path(opts.out) / "stacks"
 
 
+def local_spec(opts: ExportOptions) -> DatasetSpec:
+    """The dataset the options make (what ``--out`` must hold already, if anything)."""
+    mapping = get_scheme(opts.labels)  # an unknown scheme fails before any pixel is read
+    return DatasetSpec(opts.grid, opts.bands, seed=opts.seed, block=opts.split_block,
+                       min_valid_fraction=opts.min_valid_fraction, fine_scale=opts.fine_scale,
+                       backend="local", region=opts.region.name,
+                       recipe=local_recipe(opts).to_dict(),
+                       classes=mapping.manifest_classes(), label_scheme=mapping.scheme)
+
+
+def check_local_month(opts: ExportOptions, scenes: SceneCollection | str, month: str,
+                      store: Store, spec: DatasetSpec, stack_dir: Path) -> LocalStackPlan:
+    """The real run's checks of ``month`` before its stack is written; its plan.
+
+    The month's inputs (:func:`~.stack.plan_local_stack`), their digest against the one
+    ``--out`` recorded for the month, and the training label. The dry run runs them too for a
+    month ``--out`` holds (:func:`out_month_check`).
+    """
+    plan = plan_local_stack(scenes, opts.grid, month, opts.bands, fine_scale=opts.fine_scale,
+                            speckle=opts.speckle, out_dir=stack_dir, recipe=local_recipe(opts))
+    check_compatible(store, spec, month=month, fingerprint=plan.fingerprint)
+    warning = check_training_label(plan.label_ref, opts.grid, opts.labels)
+    if warning:
+        log.warning("%s", warning)
+    return plan
+
+
+def out_month_check(opts: ExportOptions) -> Callable[[SceneCollection, str], bool]:
+    """For the dry run: the real run's checks of a month that ``--out`` already holds.
+
+    The returned function runs :func:`check_local_month` (raising what it refuses) and
+    returns True for a month the dataset at ``--out`` records; False (nothing run) for another
+    month, whose inputs need no digest (nothing to compare it with), and for every month of
+    a ``gs://`` out (a dry run reads no bucket). Nothing is written.
+    """
+    store, spec = open_store(opts.out), local_spec(opts)
+    held = ({} if opts.out.startswith("gs://")
+            else read_manifest(store, missing_ok=True).get("sources", {}))
+
+    def check(collection: SceneCollection, month: str) -> bool:
+        if month not in held:
+            return False
+        check_local_month(opts, collection, month, store, spec, stacks_folder(opts))
+        return True
+
+    return check
+
+
 def run_local_export(opts: ExportOptions,
                      on_month: Callable[[PatchSummary], None] = lambda summary: None) -> None:
-    """Export every month of ``opts`` from its local scenes (see the module docstring)."""
+    """Export every month of ``opts`` from its local scenes (see the module docstring).
+
+    A refused run removes the folders it created while they are empty (``--out`` and its
+    ``stacks/``, which its lock made); never one an earlier run wrote.
+    """
+    stack_dir = stacks_folder(opts)
+    made = [p for p in (stack_dir, *([] if opts.out.startswith("gs://") else [Path(opts.out)]))
+            if not p.exists()]
+    try:
+        _export_months(opts, stack_dir, on_month)
+    except Exception:
+        for folder in made:  # innermost first: stacks/, then --out
+            with contextlib.suppress(OSError):  # not empty: the run wrote there, it stays
+                folder.rmdir()
+        raise
+
+
+def _export_months(opts: ExportOptions, stack_dir: Path,
+                   on_month: Callable[[PatchSummary], None]) -> None:
     mapping = get_scheme(opts.labels)  # an unknown scheme fails before any pixel is read
     store = open_store(opts.out)
-    stack_dir = stacks_folder(opts)
-    recipe = local_recipe(opts)
-    spec = DatasetSpec(opts.grid, opts.bands, seed=opts.seed, block=opts.split_block,
-                       min_valid_fraction=opts.min_valid_fraction, fine_scale=opts.fine_scale,
-                       backend="local", region=opts.region.name, recipe=recipe.to_dict(),
-                       classes=mapping.manifest_classes(), label_scheme=mapping.scheme)
+    spec = local_spec(opts)
     with hold_output(store), hold_output(stack_dir):
         check_compatible(store, spec)
         stack_dir.mkdir(parents=True, exist_ok=True)
@@ -147,16 +215,8 @@ def run_local_export(opts: ExportOptions,
         if removed:
             log.info("removed %d temporary file(s) left in %s by a killed run", removed,
                      stack_dir)
-        plans = []
-        for month in opts.months:
-            plan = plan_local_stack(str(opts.scenes), opts.grid, month, opts.bands,
-                                    fine_scale=opts.fine_scale,
-                                    speckle=opts.speckle, out_dir=stack_dir, recipe=recipe)
-            check_compatible(store, spec, month=month, fingerprint=plan.fingerprint)
-            warning = check_training_label(plan.label_ref, opts.grid, opts.labels)
-            if warning:
-                log.warning("%s", warning)
-            plans.append(plan)
+        plans = [check_local_month(opts, str(opts.scenes), month, store, spec, stack_dir)
+                 for month in opts.months]
         for plan in plans:
             stack = write_local_stack(plan, progress=opts.progress)
             on_month(patch_stack(stack, store, min_valid_fraction=opts.min_valid_fraction,

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import rasterio
+
 from contract import bands as band_registry
 from contract.grid import Grid
 from core.errors import EmptyCompositeError, InputDataError
@@ -225,8 +227,20 @@ def _month_scenes(collection: SceneCollection, month: str, grid: Grid, sensor: s
 
 def _check_label(label_ref: BandRef | None, scheme: str | ClassMapping | dict[int, int],
                  names: Sequence[str]) -> None:
-    """The label raster's codes against its scheme; a product band needs one; none: warned."""
+    """The label raster's codes against its scheme; a product band needs one; none: warned.
+
+    A label raster of several bands (SEN12MS's land cover holds four schemes) is read at its
+    band ``label_ref.index`` (the first); a warning names it and how to read another.
+    """
     if label_ref is not None:
+        with rasterio.open(label_ref.path) as src:
+            count = src.count
+        if count > 1:
+            warnings.warn(f"label {label_ref.path} has {count} bands: band {label_ref.index} "
+                          "is read as the label; to read another, save it as the label "
+                          f"(gdal_translate -b N {label_ref.path.name} label.tif, in a labels/ "
+                          "folder of --scenes) and move the multi-band file out of --scenes",
+                          stacklevel=3)
         check_codes(label_ref, scheme)
         return
     if band_registry.PRODUCT in names:

@@ -13,7 +13,7 @@ plan the real run would refuse fails as the real run does, with its message.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,10 @@ from gee_export.local.training_label import check_training_label
 from gee_export.local.warp import overlaps
 
 log = logging.getLogger(__name__)
+
+#: the real run's checks of a month ``--out`` holds: True when they ran (and passed), False
+#: for a month it does not hold; raises what they refuse
+OutCheck = Callable[[SceneCollection, str], bool]
 
 
 @dataclass(frozen=True)
@@ -59,19 +63,24 @@ class LocalPlan:
     patches: int
     per_split: tuple[tuple[str, int], ...]
     out: str
+    out_refused: str | None = None  # the real run's refusal of --out's dataset (None: none)
 
     def problems(self) -> list[str]:
-        """What would stop the real run (one line each)."""
+        """What would stop the real run (one line each).
+
+        ``--out``'s refusal first, then each month's, in the real run's words where its
+        checks ran.
+        """
         specs = band_registry.resolve(self.bands)
         need_s2 = any(s.sensor == "S2" for s in specs) or "s2_clear_count" in self.bands
         need_s1 = any(s.sensor == "S1" for s in specs) or "s1_scene_count" in self.bands
-        out = []
+        out = [self.out_refused] if self.out_refused else []
         for m in self.months:
             missing = [f"{m.month}: no Sentinel-{n} scene on the grid ({total} in the month)"
                        for n, need, on_grid, total in ((2, need_s2, m.s2_on_grid, m.s2),
                                                        (1, need_s1, m.s1_on_grid, m.s1))
                        if need and not on_grid]
-            out += missing or ([f"{m.month}: {m.refused}"] if m.refused else [])
+            out += [f"{m.month}: {m.refused}"] if m.refused else missing
         return out
 
     def stop_line(self) -> str | None:
@@ -79,7 +88,8 @@ class LocalPlan:
         problems = self.problems()
         if not problems:
             return None
-        if any(m.refused and problems[0].endswith(m.refused) for m in self.months):
+        if problems[0] == self.out_refused or any(
+                m.refused and problems[0].endswith(m.refused) for m in self.months):
             return f"the real run would stop: {problems[0]}"
         return (f"the real run would stop: {problems[0]}; add scenes of that month to --scenes "
                 "or choose other months")
@@ -89,13 +99,16 @@ def make_local_plan(scenes: str | Path | Sequence[str | Path] | SceneCollection,
                     grid: Grid, months: Sequence[str], bands: Sequence[str], out: str, *,
                     reading: Mapping[str, Any] | None = None, seed: int = 0,
                     block: int | None = None, recipe: LocalRecipe | None = None,
-                    fine_scale: int | None = None) -> LocalPlan:
+                    fine_scale: int | None = None, out_refused: str | None = None,
+                    out_check: OutCheck | None = None) -> LocalPlan:
     """The plan of a local export: discovers the scenes (headers only) and counts per month.
 
     ``reading`` holds the ``discover_scenes`` arguments (``LocalRecipe.reading()``); ``seed``
     and ``block`` split the positions as the real run does (``--seed``, ``--split-block``).
     ``recipe`` (an export's, with ``fine_scale``): every month with scenes on the grid is also
-    checked as the real run checks it before its composite (:func:`_refusal`).
+    checked as the real run checks it before its composite (:func:`_refusal`): ``out_check``
+    runs the real run's checks of a month ``--out`` holds (its inputs' digest included), and
+    ``out_refused`` is the real run's refusal of ``--out``'s dataset, if any.
     """
     collection = (scenes if isinstance(scenes, SceneCollection)
                   else discover_scenes(scenes, **(reading or {})))
@@ -107,7 +120,8 @@ def make_local_plan(scenes: str | Path | Sequence[str | Path] | SceneCollection,
         row = MonthScenes(month, len(monthly.s2), len(s2), len(monthly.s1), len(s1))
         if recipe is not None:
             row = replace(row, refused=_refusal(collection, grid, month, bands, recipe,
-                                                fine_scale))
+                                                fine_scale,
+                                                None if out_refused else out_check))
         rows.append(row)
     label = collection.label(1)
     splits = list(assign_splits(grid, None, seed=seed, block=block or DEFAULT_BLOCK).values()
@@ -115,13 +129,17 @@ def make_local_plan(scenes: str | Path | Sequence[str | Path] | SceneCollection,
     per_split = tuple((name, splits.count(name) * len(months)) for name in SPLITS)
     return LocalPlan(region, grid, tuple(bands), str(scenes), len(collection.s2),
                      len(collection.s1), tuple(rows), str(label) if label else None,
-                     grid.patch_count * len(months), len(splits) * len(months), per_split, out)
+                     grid.patch_count * len(months), len(splits) * len(months), per_split, out,
+                     out_refused)
 
 
 def _refusal(collection: SceneCollection, grid: Grid, month: str, bands: Sequence[str],
-             recipe: LocalRecipe, fine_scale: int | None) -> str | None:
+             recipe: LocalRecipe, fine_scale: int | None,
+             out_check: OutCheck | None = None) -> str | None:
     """What the real run's checks of ``month`` refuse before its composite, else None."""
     try:
+        if out_check is not None and out_check(collection, month):
+            return None  # a month --out holds: the real run's own checks ran, digest included
         inputs = check_month_inputs(collection, grid, month, tuple(bands), recipe,
                                     recipe.label_scheme, None, fine_scale)
         warning = check_training_label(inputs.label_ref, grid, recipe.label_scheme)

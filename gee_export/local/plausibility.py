@@ -42,8 +42,8 @@ from contract.band_values import (
     REFLECTANCE_MEDIAN_RANGE,
     reflectance_scaled,
     s1_unit_evidence,
+    s2_band_name_problem,
 )
-from contract.input_facts import findings, input_facts
 from core.errors import InputDataError
 
 log = logging.getLogger(__name__)
@@ -173,12 +173,15 @@ def label_codes(values: np.ndarray) -> np.ndarray:
 def check_label_codes(values: np.ndarray, scheme: str,
                       known: Mapping[str, frozenset[int]], what: str, *,
                       impervious: Mapping[str, frozenset[int]]) -> None:
-    """Refuse a label whose codes the declared scheme does not know; name a scheme that fits.
+    """Refuse a label whose codes the declared scheme does not know; say how to state them.
 
-    A scheme fits when it knows every code of the label and reads at least one of them as
-    impervious: one that knows the codes but finds no impervious pixel in them (Dynamic World's
-    training labels, built = 7, read as eo-learn's classes, artificial = 8) would make a
-    dataset without a single positive, so it is never suggested.
+    The advice is ``--label-map`` naming the codes seen; a scheme that fits is named only as
+    the label's possible product, since codes within its set do not make the label its (MODIS
+    IGBP 8, woody savanna, read as eo-learn's artificial surface). A scheme fits when it
+    knows every code of the label and reads at least one of them as impervious: one that
+    knows the codes but finds no impervious pixel in them (Dynamic World's training labels,
+    built = 7, read as eo-learn's classes, artificial = 8) would make a dataset without a
+    single positive, so it is never named.
 
     Args:
         values: a sample of the label raster.
@@ -199,8 +202,13 @@ def check_label_codes(values: np.ndarray, scheme: str,
               and all(c == int(c) and int(c) in allowed for c in codes)]
     fits = [name for name in covers
             if any(int(c) in impervious.get(name, frozenset()) for c in codes)]
-    if fits:
-        fix = f"it fits the {fits[0]!r} scheme: pass --label-scheme {fits[0]}"
+    if fits:  # codes within a scheme's set say nothing of what they mean (IGBP 8 is no
+        # eo-learn artificial surface): the codes are stated first, the scheme only if it is it
+        stated = ",".join(f"{int(c)}=C" for c in codes[:12])
+        fix = (f"state what each code means with --label-map {stated} (C: 1 impervious, 0 "
+               "pervious, 255 ignored; '*=C' for every other code); only if the label holds "
+               f"{fits[0]!r} classes pass --label-scheme {fits[0]} (its codes include these, "
+               "which alone does not tell products apart)")
     elif covers:
         fix = (f"the {covers[0]!r} scheme knows these codes but reads none of them as "
                "impervious, so no scheme fits: state what the codes mean with --label-map "
@@ -252,84 +260,19 @@ def check_label_balance(values: np.ndarray, apply: Callable[[np.ndarray], np.nda
 
 
 # ---------------------------------------------------------------------- S2 band names
-# Pairs of bands whose reflectances move together in any scene (the NIR plateau, the two
-# SWIR bands, the visible bands), with the lowest pixel correlation accepted. On the seven
-# real L2A tiles of the test data (Java, Ghana, Brazil, Tanzania, Chile, Hudson Bay snow) the
-# right names give at least 0.98, 0.90, 0.95 and 0.91 (tests/gee_export/local/
-# test_band_names.py); reversed, rotated or swapped orders fall below. B8 and B8A are not
-# paired: a 10 m and a resampled 20 m band correlate at only 0.85 over a Chilean town.
-# B3 and B4 of a correctly named real cell fall to 0.80 (a TerraMesh cell), and to 0.62 over
-# some 64-128 px windows of the seven tiles, while every wrong order above keeps them at a
-# median of 0.87-0.97 (visible bands stay visible): the pair caught no order the others miss,
-# so it refuses only below 0.6.
-BAND_PAIR_MIN_CORRELATION: tuple[tuple[str, str, float], ...] = (
-    ("B7", "B8A", 0.95), ("B11", "B12", 0.85), ("B2", "B3", 0.85), ("B3", "B4", 0.6))
-VEGETATION_MIN_SHARE = 0.02  # pixels with a rising red edge needed to judge NIR vs red
-NIR_RED_MIN_RATIO = 1.5  # median NIR / red over those pixels (right names: 2.4 or more)
-MIN_PIXELS = 100
-
-
-def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
-    both = np.isfinite(a) & np.isfinite(b)
-    if both.sum() < MIN_PIXELS or a[both].std() == 0 or b[both].std() == 0:
-        return None
-    return float(np.corrcoef(a[both], b[both])[0, 1])
-
-
 def check_s2_band_names(samples: Mapping[str, np.ndarray], what: str) -> None:
     """Refuse Sentinel-2 band names the reflectances contradict.
+
+    The rules are the data contract's (:func:`contract.band_values.s2_band_name_problem`,
+    which ``isamap-import-patches`` applies to its images too); this adds the export's fix.
 
     Args:
         samples: band name (``B2``, ``B8A``...) -> reflectance sample, all the same shape.
         what: the file in words, for messages.
-
-    Two physical facts are checked where the named bands are present: bands of one spectral
-    region correlate over the scene (:data:`BAND_PAIR_MIN_CORRELATION`), and over vegetation
-    (pixels whose red edge rises, B5 < B6 < B7 with B7 > 1.5 B5) the NIR band B8 is well
-    above the red band B4. A blue/red swap (B2 <-> B4) passes both; the spectral facts of the
-    data contract see it, and a green/NIR swap (:func:`check_band_order`).
     """
-    for low, high, least in BAND_PAIR_MIN_CORRELATION:
-        if low in samples and high in samples:
-            r = _correlation(samples[low].ravel(), samples[high].ravel())
-            if r is not None and r < least:
-                raise InputDataError(
-                    f"{what}: the bands named {low} and {high} correlate at r = {r:.2f} over "
-                    f"the scene, where real {low} and {high} show {least} or more; the band "
-                    "names do not fit the pixels. Check the order given with --s2-band-names "
-                    "(ESA's L2A order: B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,B11,B12); if it is right "
-                    "(a scene unlike most), pass --trust-band-names")
-    check_band_order(samples, what)
-    if not all(b in samples for b in ("B4", "B5", "B6", "B7", "B8")):
-        return
-    b5, b6, b7 = (samples[b].ravel() for b in ("B5", "B6", "B7"))
-    with np.errstate(invalid="ignore"):
-        vegetation = (b5 < b6) & (b6 < b7) & (b7 > 1.5 * b5)
-    if vegetation.mean() < VEGETATION_MIN_SHARE:
-        return
-    red, nir = samples["B4"].ravel()[vegetation], samples["B8"].ravel()[vegetation]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = float(np.nanmedian(nir / red))
-    if ratio < NIR_RED_MIN_RATIO:
+    problem = s2_band_name_problem(samples)
+    if problem:
         raise InputDataError(
-            f"{what}: over vegetation (a rising red edge in {100 * vegetation.mean():.0f} % of "
-            f"the pixels) the band named B8 (NIR) is {ratio:.2f} x the band named B4 (red); "
-            f"vegetation reflects NIR at least {NIR_RED_MIN_RATIO} x red. The band names do "
-            "not fit the pixels: check the order given with --s2-band-names, or pass "
-            "--trust-band-names if it is right")
-
-
-def check_band_order(samples: Mapping[str, np.ndarray], what: str) -> None:
-    """Refuse B2/B4 or B3/B8 swapped, as the spectra show them (``contract.input_facts``).
-
-    Red spreads over a scene more than blue does, and green is never far above near infrared
-    and red: the rules inference applies to its stacks, applied here to the named bands of a
-    stacked scene before it is composited.
-    """
-    order = [f for f in findings(input_facts(samples))
-             if f.kind in ("b2_b4_swapped", "b3_b8_swapped")]
-    if order:
-        raise InputDataError(
-            f"{what}: {order[0].text}; check the order given with --s2-band-names (ESA's L2A "
-            "order: B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,B11,B12), or pass --trust-band-names if "
-            "it is right")
+            f"{what}: {problem}; the band names do not fit the pixels. Check the order given "
+            "with --s2-band-names (ESA's L2A order: B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,B11,B12); "
+            "if it is right (a scene unlike most), pass --trust-band-names")

@@ -209,6 +209,14 @@ def _norm_unit(unit: str | None) -> str | None:
     raise InputDataError(f"SIGMA0_UNIT {unit!r} is neither 'linear' nor 'dB'")
 
 
+def _not_a_scene(path: Path, count: int) -> InputDataError:  # a DEM, a land-cover map
+    return InputDataError(
+        f"{path} is not a Sentinel-1/2 scene (no S1/S2 in its name, no Sentinel band names in "
+        f"its {count} band(s)): move it out of --scenes, or if it is the label, make it "
+        "labels/label.tif in --scenes; a scene's name starts with S1 or S2 and its bands are "
+        f"named (rio edit-info --bidx N --description B2 {path})")
+
+
 def open_scene(path: str | Path, *, sensor: Sensor | None = None, date: dt.date | None = None,
                unit: str | None = None, band_names: Sequence[str] | None = None,
                s2_band_names: Sequence[str] | None = None,
@@ -250,6 +258,8 @@ def open_scene(path: str | Path, *, sensor: Sensor | None = None, date: dt.date 
                 "the pixels), or write band descriptions with: rio edit-info --bidx N "
                 f"--description B2 {path}, or save one file per band as <product>_<BAND>.tif "
                 "(Python: open_scene(path, band_names=[...]))")
+        elif sensor is None:  # neither its name nor its bands say Sentinel
+            raise _not_a_scene(path, count)
         else:
             raise InputDataError(
                 f"{path}: cannot tell which band is which ({count} bands, descriptions "
@@ -259,6 +269,8 @@ def open_scene(path: str | Path, *, sensor: Sensor | None = None, date: dt.date 
             )
     if len(names) != count:
         raise InputDataError(f"{path}: {len(names)} band names given for {count} bands")
+    if sensor is None and not any(canonical_band(str(n)) for n in names):
+        raise _not_a_scene(path, count)
     if sensor is None:
         raise InputDataError(f"{path}: cannot tell Sentinel-1 from Sentinel-2; start the file "
                              "name with S1 or S2 (Python: open_scene(path, sensor=...))")

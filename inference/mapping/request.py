@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 Backend = Literal["ee", "local"]
 Method = Literal["pixels", "tasks"]
-ChangeRule = Literal["spectral", "margin"]
+ChangeRule = Literal["spectral", "encoder", "margin"]
 DEFAULT_LATENCY_S = 0.4  # a computePixels round trip for one 512 px tile (plans only)
 
 
@@ -198,7 +198,9 @@ class MapRequest:
             ``DEFAULT_CHANGE_MARGIN``, or 0 with ``temporal_consistency``, which decides change
             on the consistent class maps instead). :meth:`margin` is the one in force.
         change_rule: ``spectral`` (each date's stack decides whether a pixel changed, the
-            probabilities which way: :mod:`inference.predict.spectral_stacks`) or ``margin``;
+            probabilities which way: :mod:`inference.predict.spectral_stacks`), ``encoder``
+            (the model's encoder features of each date's stack, cut where they flag as many
+            pixels as the bands: :mod:`inference.predict.encoder_change`) or ``margin``;
             None: :meth:`rule` decides (spectral where the run keeps each date's stack).
         spectral_threshold: the spectral rule's threshold (robust z-score, > 0).
         vectors: also write each date's built-up polygons (:mod:`inference.predict.vectors`).
@@ -299,8 +301,8 @@ class MapRequest:
             raise ConfigError("--zones-name names the zones of --zones: give --zones FILE too")
 
     def _check_change_rule(self) -> None:
-        if self.change_rule not in (None, "spectral", "margin"):
-            raise ConfigError(f"--change-rule must be spectral or margin, got "
+        if self.change_rule not in (None, "spectral", "encoder", "margin"):
+            raise ConfigError(f"--change-rule must be spectral, encoder or margin, got "
                               f"{self.change_rule!r}")
         if not self.spectral_threshold > 0 or not math.isfinite(self.spectral_threshold):
             raise ConfigError(f"--spectral-threshold must be a number > 0 (robust z-scores), "
@@ -313,17 +315,19 @@ class MapRequest:
                               "--backend ee --method pixels keeps none (tiles are fetched and "
                               "dropped): use --method tasks or --backend local, or "
                               "--temporal-consistency monotone")
-        if self.change_rule != "spectral":
+        if self.change_rule not in ("spectral", "encoder"):
             return
         for clash, given in (("--change-margin", self.change_margin is not None),
                              ("--temporal-consistency", self.temporal_consistency)):
             if given:
-                raise ConfigError(f"--change-rule spectral decides change on both dates' "
-                                  f"stacks, {clash} on probabilities or class maps: choose one")
+                raise ConfigError(f"--change-rule {self.change_rule} decides change on both "
+                                  f"dates' stacks, {clash} on probabilities or class maps: "
+                                  "choose one")
         if not self.keeps_stacks():
-            raise ConfigError("--change-rule spectral reads each date's stack, and --backend ee "
-                              "--method pixels keeps none (tiles are fetched and dropped): use "
-                              "--method tasks or --backend local, or --change-rule margin")
+            raise ConfigError(f"--change-rule {self.change_rule} reads each date's stack, and "
+                              "--backend ee --method pixels keeps none (tiles are fetched and "
+                              "dropped; every --runner maps so): use --method tasks or "
+                              "--backend local, or --change-rule margin")
 
     def keeps_stacks(self) -> bool:
         """Whether each date's stack is a file the run keeps (local scenes, exported tiles)."""

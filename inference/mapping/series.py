@@ -16,11 +16,13 @@ change), written to ``<out>/consistent/``, and the change maps and both tables a
 them; the change COGs' tags and the change table's ``temporal_consistency`` column say whether
 a rule was applied, ``series.json`` and the consistent maps' tags which.
 
-Change is decided by one of three rules, named in the change COGs' tags and ``series.json``
+Change is decided by one of four rules, named in the change COGs' tags and ``series.json``
 (``change_rule``): ``spectral`` (both dates' stacks decide whether a pixel changed, the
 probabilities which way: :mod:`inference.predict.spectral_stacks`; the scene's fit of each pair
-is recorded), ``margin`` (both probabilities with a margin) and, with margin 0 or temporal
-consistency, the class maps differenced.
+is recorded), ``encoder`` (the model's encoder features of both stacks, cut where they flag the
+bands' share: :mod:`inference.predict.encoder_change`; ``encoder_fits``), ``margin`` (both
+probabilities with a margin) and, with margin 0 or temporal consistency, the class maps
+differenced.
 
 A change map is redone only when one of its two class maps changed (the class COGs' run
 hashes and runtimes are recorded in its tags) or its rule, threshold or margin did, so
@@ -53,7 +55,8 @@ from inference.mapping.series_area import SeriesAreaRow, plot_area
 from inference.predict import change as change_rules
 from inference.predict import stats
 from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD
-from inference.predict.spectral_stacks import NAME, SpectralStacks, spectral_stacks
+from inference.predict.encoder_change import STACK_RULES, EncoderModel, fits_key, stack_rule
+from inference.predict.spectral_stacks import SpectralStacks, StackRule, spectral_stacks
 from inference.predict.workflow import warn_empty_zones
 
 log = logging.getLogger(__name__)
@@ -122,12 +125,13 @@ def _run_hash(path: str) -> str:
 def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class: int,
                    date_from: str, date_to: str, consistent: bool = False,
                    margin: float = 0.0, probs: tuple[str, str] | None = None,
-                   spectral: SpectralStacks | None = None) -> ChangeProduct:
+                   spectral: StackRule | None = None) -> ChangeProduct:
     """The change COG from ``class_a`` to ``class_b`` at ``out`` (skipped when up to date).
 
-    With ``spectral`` (the two dates' stacks, checked), change is decided by the spectral rule
-    on the probability COGs ``probs``; else with ``margin`` > 0 on ``probs`` with that margin
-    (:func:`inference.predict.change.margin_change`); else on the class maps. A COG whose
+    With ``spectral`` (the two dates' stacks, checked), change is decided by that stack rule
+    (spectral or encoder) on the probability COGs ``probs``; else with ``margin`` > 0 on
+    ``probs`` with that margin (:func:`inference.predict.change.margin_change`); else on the
+    class maps. A COG whose
     tags name another rule, threshold or margin, or other class maps, is redone.
     """
     want = {"from_run": _run_hash(class_a), "to_run": _run_hash(class_b),
@@ -139,7 +143,7 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
     if noted:
         want["input_notes"] = json.dumps(noted)
     if spectral is not None:
-        want.update(change_rule=change_rules.SPECTRAL_RULE,
+        want.update(change_rule=spectral.rule_text,
                     spectral_threshold=f"{spectral.threshold:g}")
     else:
         want.update(change_margin=f"{margin:g}",
@@ -165,18 +169,17 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
             maps.quicklook(files.gdal_path(out), png, "change", when=f"{date_from} to {date_to}")
     fit = None
     if spectral is not None:  # what made the map: this run's fit, or the one it recorded
-        fit = spectral.fit.to_dict() if spectral.fit else json.loads(tags["spectral_fit"])
+        fit = spectral.fit.to_dict() if spectral.fit else json.loads(tags[spectral.fit_tag])
     return ChangeProduct(date_from, date_to, out, png, fit)
 
 
 def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], out: str,
                     local: Path, zones: str | None, *, isa_class: int = 1,
-                    zones_name: str | None = None,
-                    crs: Any = None, temporal_consistency: TemporalRule | None = None,
-                    change_margin: float = 0.0, change_rule: str = "margin",
-                    spectral_threshold: float = DEFAULT_SPECTRAL_THRESHOLD,
-                    stacks: Mapping[str, str | None] | None = None,
-                    bands: Sequence[str] = ()) -> SeriesOutputs:
+                    zones_name: str | None = None, crs: Any = None,
+                    temporal_consistency: TemporalRule | None = None, change_margin: float = 0.0,
+                    change_rule: str = "margin", encoder: EncoderModel | None = None,
+                    stacks: Mapping[str, str | None] | None = None, bands: Sequence[str] = (),
+                    spectral_threshold: float = DEFAULT_SPECTRAL_THRESHOLD) -> SeriesOutputs:
     """Change maps, per-zone tables and the area plot of a series.
 
     Args:
@@ -189,20 +192,20 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
         isa_class: index of the impervious class.
         crs: the maps' CRS (zones are reprojected to it).
         temporal_consistency: make the class maps consistent over the dates first by this
-            rule (the module docstring; ``stretches`` reads each date's stack, as the
-            spectral rule does).
+            rule (the module docstring; ``stretches`` reads each date's stack).
         change_margin: with ``change_rule`` ``margin``: decide change on both dates'
             probabilities with this margin (0: the class maps differenced; not with
             ``temporal_consistency``, which works on classes).
         change_rule: ``spectral`` (each date's stack in ``stacks`` decides whether a pixel
-            changed: :mod:`inference.predict.spectral_stacks`) or ``margin``.
+            changed), ``encoder`` (``encoder``'s features of them decide:
+            :mod:`inference.predict.encoder_change`) or ``margin``.
+        encoder: the encoder rule's network and its model file's statistics.
         spectral_threshold: the spectral rule's threshold (robust z-score, > 0).
         stacks: month -> the stack the date was predicted from (the spectral rule).
         bands: the model's bands (read from the stacks by name).
 
     Raises:
-        InputDataError: with the spectral rule, a date's stack is missing, lacks a band or is
-            not on the maps' grid.
+        InputDataError: with a stack rule, a date has no stack, or one without a band or off grid.
     """
     local.mkdir(parents=True, exist_ok=True)
     zone_list = stats.load_zones(zones, crs, zones_name) if mapped else []
@@ -215,18 +218,19 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
     area_rows = _area_rows(mapped, class_maps, zone_list, isa_class, bool(temporal_consistency),
                            out)
     warn_empty_zones(_empty_zones(area_rows))  # once per zone for all dates, not per date
-    spectral = change_rule == NAME and not temporal_consistency
+    spectral = change_rule in STACK_RULES and not temporal_consistency
     changes, change_rows = [], []
     for a, b in itertools.pairwise(class_maps):
         name = f"isa_change_{a}_{b}"
+        rule = stack_rule(change_rule, _pair_stacks(a, b, stacks or {}, bands, prob_maps[a],
+                                                    spectral_threshold),
+                          encoder, (prob_maps[a], prob_maps[b])) if spectral else None
         product = change_product(class_maps[a], class_maps[b],
                                  f"{out.rstrip('/')}/change/{name}.tif",
                                  local / "change" / f"{name}.png", isa_class=isa_class,
                                  date_from=a, date_to=b, consistent=bool(temporal_consistency),
                                  margin=change_margin, probs=(prob_maps[a], prob_maps[b]),
-                                 spectral=_pair_stacks(a, b, stacks or {}, bands, prob_maps[a],
-                                                       spectral_threshold)
-                                 if spectral else None)
+                                 spectral=rule)
         changes.append(product)
         change_rows += _change_rows(product, zone_list, (class_maps[a], class_maps[b]),
                                     isa_class, bool(temporal_consistency))
@@ -240,8 +244,8 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
               "change_maps": {f"{c.date_from}/{c.date_to}":
                               c.cog.removeprefix(out.rstrip("/") + "/") for c in changes},
               "temporal_consistency": consistency,
-              **({"change_rule": NAME, "spectral_threshold": spectral_threshold,
-                  "spectral_fits": {f"{c.date_from}/{c.date_to}": c.fit for c in changes}}
+              **({"change_rule": change_rule, "spectral_threshold": spectral_threshold,
+                  fits_key(change_rule): {f"{c.date_from}/{c.date_to}": c.fit for c in changes}}
                  if spectral else {"change_rule": "margin", "change_margin": change_margin})}
     json_path = local / "series.json"
     atomic_write(json_path, lambda fh: fh.write(json.dumps(record, indent=1).encode()))

@@ -26,7 +26,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from rasterio.windows import Window
@@ -60,6 +60,8 @@ class SpectralStacks:
     later_bands: tuple[int, ...]
     threshold: float = DEFAULT_SPECTRAL_THRESHOLD
     fit: SpectralFit | None = None
+    rule_text: ClassVar[str] = change.SPECTRAL_RULE
+    fit_tag: ClassVar[str] = "spectral_fit"
 
     def fitted(self) -> SpectralStacks:
         """These stacks with the fit of ``later - earlier`` on a decimated sample of both.
@@ -99,6 +101,44 @@ class SpectralStacks:
                 "spectral_fit": self.fit.to_dict(),
                 "earlier_stack": shareable_path(self.earlier, here),
                 "later_stack": shareable_path(self.later, here)}
+
+
+    def codes(self, earlier: Any, later: Any, window: Window, p_from: np.ndarray,
+              p_to: np.ndarray) -> np.ndarray:
+        """Change codes of one block of the two open stacks (:func:`block_codes`)."""
+        return block_codes(earlier, later, self, window, p_from, p_to)
+
+
+class StackRule(Protocol):
+    """A change rule on both dates' stacks, as a change map reads it.
+
+    :class:`SpectralStacks`, or the encoder rule's
+    (:class:`inference.predict.encoder_change.EncoderStacks`).
+    """
+
+    rule_text: ClassVar[str]
+    fit_tag: ClassVar[str]  # the change COG's tag holding ``fit.to_dict()``
+
+    @property
+    def earlier(self) -> str: ...
+
+    @property
+    def later(self) -> str: ...
+
+    @property
+    def threshold(self) -> float: ...
+
+    @property
+    def fit(self) -> Any: ...
+
+    def fitted(self) -> StackRule: ...
+
+    def tags(self, here: str) -> dict[str, str]: ...
+
+    def record(self, here: str) -> dict[str, Any]: ...
+
+    def codes(self, earlier: Any, later: Any, window: Window, p_from: np.ndarray,
+              p_to: np.ndarray) -> np.ndarray: ...
 
 
 def check_threshold(threshold: float, flag: str = "--spectral-threshold") -> float:

@@ -38,7 +38,7 @@ from inference.cog.maps import NODATA, PROB_SCALE
 from inference.predict import change as rule
 from inference.predict.impervious import agreeing_codes, impervious
 from inference.predict.pixel_area import pixel_area_km2
-from inference.predict.spectral_stacks import SpectralStacks, block_codes
+from inference.predict.spectral_stacks import StackRule
 from inference.predict.zone_names import zone_name as zone_name  # re-exported
 from inference.predict.zone_names import zone_names
 
@@ -219,7 +219,7 @@ def isa_area(class_path: str, zones: Sequence[Zone], prob_path: str | None = Non
 def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                compress: maps.Compression = "DEFLATE",
                tags: dict[str, str] | None = None, margin: float | None = None,
-               spectral: SpectralStacks | None = None,
+               spectral: StackRule | None = None,
                classes: tuple[str, str] | None = None) -> str:
     """Write the ISA change COG from date A to date B (codes in ``CHANGE_CODES``).
 
@@ -231,7 +231,8 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
     is decided on both probabilities with that margin
     (:func:`inference.predict.change.margin_change`); the margin is recorded in the tags
     (``change_margin``, ``change_rule``). With ``spectral`` (both dates' stacks on this grid,
-    :mod:`inference.predict.spectral_stacks`), they are the probability COGs too and the stacks
+    :mod:`inference.predict.spectral_stacks`, or the encoder rule's on them,
+    :mod:`inference.predict.encoder_change`), they are the probability COGs too and the stacks
     decide whether a pixel changed, the probabilities which way
     (:func:`inference.predict.change.spectral_change`); the fit (made here when ``spectral``
     has none) is made once for the whole map, so a map cut into blocks equals the whole. A
@@ -285,7 +286,7 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
     return out_path
 
 
-def _on_one_grid(a: Any, b: Any, class_a: str, class_b: str, spectral: SpectralStacks | None,
+def _on_one_grid(a: Any, b: Any, class_a: str, class_b: str, spectral: StackRule | None,
                  classes: tuple[str, str] | None, opened: contextlib.ExitStack
                  ) -> tuple[list[Any], list[Any]]:
     """The stacks and class maps a change rule reads, opened, each on the grid of ``a``.
@@ -312,12 +313,11 @@ def _on_one_grid(a: Any, b: Any, class_a: str, class_b: str, spectral: SpectralS
 
 
 def _codes(va: np.ndarray, vb: np.ndarray, isa_class: int, margin: float | None,
-           spectral: SpectralStacks | None, stacks: Sequence[Any], window: Window
+           spectral: StackRule | None, stacks: Sequence[Any], window: Window
            ) -> np.ndarray:
     """One block's change codes: by the spectral rule, the margin, or the class maps."""
     if spectral is not None:
-        code = block_codes(stacks[0], stacks[1], spectral, window, _probability(va),
-                           _probability(vb))
+        code = spectral.codes(stacks[0], stacks[1], window, _probability(va), _probability(vb))
     elif margin is not None:
         code = rule.margin_change(_probability(va), _probability(vb), margin)
     else:

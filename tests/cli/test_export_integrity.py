@@ -73,15 +73,24 @@ def test_identical_command_resumes_and_other_ones_are_refused_before_any_work(
     assert read_index(out) == index and state_of(out / "patches") == patches
 
     before = state_of(out)
-    for argv, what in ((command(scene, out, speckle="lee"), "recipe"),
-                       (command(scene, out, "--stride", "64"), "grid"),
-                       (command(scene, out, "--split-block", "2"), "split"),
-                       (command(scene, out, "--seed", "3"), "split")):
+    capsys.readouterr()
+    assert main([*command(scene, out), "--dry-run"]) == 0  # the same command: no problem
+    assert "PROBLEM" not in capsys.readouterr().out
+    for argv, what in ((command(scene, out, speckle="lee"), "recipe.speckle: boxcar there, "
+                                                          "lee now"),
+                       (command(scene, out, "--stride", "64"), "grid.stride: 80 there, 64 now"),
+                       (command(scene, out, "--split-block", "2"), "split.block: 8 there, 2 now"),
+                       (command(scene, out, "--seed", "3"), "split.seed: 0 there, 3 now"),
+                       (command(scene, out, "--scl-mask", "none"), "recipe.scl_masked: [3, ")):
         capsys.readouterr()
+        assert main([*argv, "--dry-run"]) == 2, argv  # the dry run says what the run will
+        printed = capsys.readouterr()
+        assert printed.out.count("PROBLEM") == 1 and what in printed.out, printed.out
+        assert "the real run would stop: " in printed.err and "add scenes" not in printed.err
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert "already holds a dataset made with other" in err and what in err, err
-        assert "Traceback" not in err
+        assert "Traceback" not in err and "{" not in err  # the differing keys, not the dicts
         assert state_of(out) == before, f"{argv} changed files before it was refused"
 
     assert main(command(scene, out)) == 0  # and the original command still resumes
@@ -92,6 +101,9 @@ def test_identical_command_resumes_and_other_ones_are_refused_before_any_work(
     assert main([f"--bbox={bbox_of(scene)}", "--out", str(out), "--project", "p"]) == 2
     err = capsys.readouterr().err
     assert "already holds a dataset made with other" in err and "authenticate" not in err
+    assert main([f"--bbox={bbox_of(scene)}", "--out", str(out), "--dry-run"]) == 2  # its plan
+    printed = capsys.readouterr()
+    assert "PROBLEM" in printed.out and "already holds a dataset made with" in printed.err
 
 
 def test_changed_scenes_are_refused_before_the_stack_is_rebuilt(scene, tmp_path, capsys):
@@ -107,6 +119,9 @@ def test_changed_scenes_are_refused_before_the_stack_is_rebuilt(scene, tmp_path,
         dst.write(data, 1)
     before = state_of(out)
     capsys.readouterr()
+    assert main([*command(moved, out), "--dry-run"]) == 2  # the dry run digests them too
+    printed = capsys.readouterr()
+    assert "PROBLEM     2019-06: the inputs of 2019-06 changed" in printed.out
     assert main(command(moved, out)) == 2
     err = capsys.readouterr().err
     assert "inputs of 2019-06 changed" in err and "--out" in err
@@ -170,3 +185,27 @@ def test_a_small_area_warns_in_the_dry_run_and_at_export(scene, tmp_path, capsys
     assert err.count("no val and no test patches") == 1  # warned once, before the work
     assert "too small for a train/val/test split; use a larger area" in err
     assert read_manifest(out)["counts"]["per_split"]["val"] == 0
+
+
+def test_scenes_without_sentinel1_get_one_advice_and_leave_no_empty_folders(scene, tmp_path,
+                                                                             capsys):
+    """Default bands (VV, VH among them) on Sentinel-2 scenes alone: the dry run advised 'add
+    scenes of that month ... or choose other months', the real run 'add scenes or drop VV/VH';
+    the refused run left <out>/stacks/ behind, empty."""
+    work = tmp_path / "s2_only"
+    shutil.copytree(scene.root, work, ignore=shutil.ignore_patterns("S1*"))
+    moved = type(scene)(**{**scene.__dict__, "root": work})
+    out = tmp_path / "dataset"
+    capsys.readouterr()
+    assert main([*command(moved, out), "--dry-run"]) == 2
+    planned = capsys.readouterr().err.strip().splitlines()[-1]
+    assert main(command(moved, out)) == 2
+    refused = capsys.readouterr().err.strip().splitlines()[-1]
+    advice = "; add scenes or drop VV/VH"
+    assert planned.endswith(advice) and refused.endswith(advice), (planned, refused)
+    assert "choose other months" not in planned
+    assert not out.exists()  # neither --out nor its stacks/ was left behind
+    earlier = tmp_path / "earlier"
+    (earlier / "stacks").mkdir(parents=True)  # folders that were there stay
+    assert main(command(moved, earlier)) == 2
+    assert (earlier / "stacks").is_dir() and not list((earlier / "stacks").iterdir())

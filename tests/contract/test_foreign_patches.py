@@ -20,11 +20,11 @@ BANDS = ("B2", "B3", "B4", "B8")
 
 
 def _tif(path: Path, data: np.ndarray, left: float, top: float, nodata=None,
-         descriptions: bool = False) -> None:
+         descriptions: bool = False, crs: str = "EPSG:32650", res: float = RES) -> None:
     data = data if data.ndim == 3 else data[None]
     profile = {"driver": "GTiff", "width": data.shape[2], "height": data.shape[1],
-               "count": data.shape[0], "dtype": data.dtype.name, "crs": "EPSG:32650",
-               "transform": Affine(RES, 0, left, 0, -RES, top), "nodata": nodata}
+               "count": data.shape[0], "dtype": data.dtype.name, "crs": crs,
+               "transform": Affine(res, 0, left, 0, -res, top), "nodata": nodata}
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(data)
         if descriptions:
@@ -32,11 +32,14 @@ def _tif(path: Path, data: np.ndarray, left: float, top: float, nodata=None,
 
 
 def _source(root: Path, layout: str = "folders", cells=((0, 0), (0, 1), (1, 0), (2, 3)),
-            float_images: bool = False) -> Path:
+            float_images: bool = False, crs: str = "EPSG:32650",
+            origin: tuple[float, float, float] = (X0, Y0, RES)) -> Path:
     """A scene's tiles as another project cuts them: reflectance x 10000 (uint16), 0/255 masks.
 
-    ``float_images``: float32 reflectance 0-1 instead.
+    ``float_images``: float32 reflectance 0-1 instead; ``crs`` and ``origin`` (left, top,
+    pixel size) place them.
     """
+    x0, y0, res = origin
     rng = np.random.default_rng(1)
     images = root / "images" if layout == "folders" else root
     masks = root / "masks" if layout == "folders" else root
@@ -50,11 +53,11 @@ def _source(root: Path, layout: str = "folders", cells=((0, 0), (0, 1), (1, 0), 
         refl = refl + rng.uniform(0, 0.01, refl.shape)
         dn = refl.astype(np.float32) if float_images else \
             np.round(refl * 10000).astype(np.uint16)
-        left, top = X0 + c * SIZE * RES, Y0 - r * SIZE * RES
+        left, top = x0 + c * SIZE * res, y0 - r * SIZE * res
         name = f"tile_{r}_{c}"
-        _tif(images / f"{name}.tif", dn, left, top)
+        _tif(images / f"{name}.tif", dn, left, top, crs=crs, res=res)
         _tif(masks / (f"{name}.tif" if layout == "folders" else f"{name}_mask.tif"), built,
-             left, top)
+             left, top, crs=crs, res=res)
     return root
 
 
@@ -122,6 +125,39 @@ def test_values_masks_and_lattice_are_checked_before_any_write(tmp_path, capsys)
     (lonely / "masks" / "tile_0_0.tif").unlink()
     assert _run(lonely, out, "--scale", "0.0001") == 2
     assert "have no mask" in capsys.readouterr().err and not out.exists()
+
+
+def test_patches_in_degrees_are_refused_with_their_utm_zone(tmp_path, capsys):
+    """Tiles cut from an EPSG:4326 scene (Sen1Floods11's): a grid of degrees, not metres."""
+    src = _source(tmp_path / "theirs", crs="EPSG:4326", origin=(-0.78, 38.13, 8.983e-05))
+    out = tmp_path / "dataset"
+    assert _run(src, out, "--scale", "0.0001") == 2  # was 0, a model of 8.98e-05 m pixels
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "is in EPSG:4326, which is not a projected CRS in metres" in err
+    assert "gdalwarp -t_srs EPSG:32630" in err and not out.exists()
+
+
+def test_a_reversed_band_order_is_refused_by_the_exports_band_order_rules(tmp_path, capsys):
+    """B2..B8 images imported as --bands B8,B4,B3,B2 exited 0 (the export refuses it)."""
+    src = _source(tmp_path / "theirs")
+    out = tmp_path / "dataset"
+    assert _run(src, out, "--scale", "0.0001", "--bands", "B8,B4,B3,B2") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and not out.exists()
+    assert "the bands named B2 and B3 correlate at r = " in err
+    assert "give the images' bands in file order with --bands" in err
+
+
+def test_red_and_nir_swapped_under_the_right_scale_are_not_told_to_give_that_scale(tmp_path,
+                                                                                   capsys):
+    src = _source(tmp_path / "theirs")
+    out = tmp_path / "dataset"
+    assert _run(src, out, "--scale", "0.0001", "--bands", "B2,B3,B8,B4") == 2
+    err = capsys.readouterr().err
+    assert "B4 (red) is often twice as bright as B8" in err  # was: give --scale 0.0001
+    assert "--scale" not in err and "give the images' bands in file order" in err
+    assert not out.exists()
 
 
 def test_float_reflectance_scaled_again_is_refused_before_any_write(tmp_path, capsys):

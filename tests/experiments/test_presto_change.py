@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from experiments.change_pairs import DEFAULT_BLOCK_SIZE, DEFAULT_BLOCKS, implant
-from experiments.presto_change import MATCHED, change_scores, change_table, pair_scores
+from experiments.presto_change import (
+    MATCHED,
+    PRODUCT,
+    change_scores,
+    change_table,
+    pair_scores,
+)
 from experiments.presto_dates import COLUMNS, SCENE_BANDS
 
 NIR_SWIR = (SCENE_BANDS.index("B08"), SCENE_BANDS.index("B11"))
@@ -63,6 +69,9 @@ def test_features_that_are_the_bands_score_as_the_bands_and_draw_0_is_change_pai
         for key in ("auc", "auc_ndbi", "false_change", "f1"):
             assert arms["presto"][key] == pytest.approx(arms["bands"][key])
         assert arms["bands"]["auc"] > 0.9  # town spectra pasted into fields
+        # the product's encoder rule on features that are the bands flags the bands' pixels
+        for key in ("false_change", "flagged_implanted", "f1"):
+            assert arms[PRODUCT][key] == pytest.approx(arms["bands"][key])
     first = block["runs"][0]
     _, truth = implant(scenes[1], lulc, DEFAULT_BLOCKS, DEFAULT_BLOCK_SIZE, seed=1)
     assert first["draw"] == 0 and first["implanted"] == int(truth.sum()) > 0
@@ -70,3 +79,5 @@ def test_features_that_are_the_bands_score_as_the_bands_and_draw_0_is_change_pai
     assert text.splitlines()[1].startswith("bands") and MATCHED in text
     assert "3 pairs x 2 implants; threshold 4" in text
     assert "presto above bands: AUC on 0 of 6, with NDBI's direction on 0 of 6" in text  # ties
+    assert PRODUCT in text and "product rule against bands: F1 higher on 0 of 6, lower on 0 " \
+        "of 6; false change less on 0 of 6, more on 0 of 6" in text

@@ -79,6 +79,39 @@ def model_file(path: Path, grid: Grid, name: str = "unet", backend: str = "ee",
     return save_model_file(path, model, meta)
 
 
+def encoder_network(weights: Path, entry: Any = None) -> Any:
+    """A context model of ``entry``'s encoder (Presto by default) on the test stacks' six
+    bands, the published weights read from ``weights``; its kwargs at ``.kwargs``."""
+    import torch
+
+    from training.models import create_model
+    from training.models.encoders.fused import MODULE, NAME
+    from training.models.encoders.registry import PRESTO, load_encoder
+
+    entry = entry or PRESTO
+    kwargs = {"bands": list(BANDS), "encoder": entry.name, "encoder_sha256": entry.sha256,
+              "input_mean": [0.0] * len(BANDS), "input_std": [1.0] * len(BANDS),
+              "latlon": [0.0, 0.0], "month": 0, "fusion": "context", "frozen": True}
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = create_model(NAME, len(BANDS), 2, module=MODULE, **kwargs)
+    model.encoder.load_state_dict(load_encoder(entry, weights).state_dict())
+    model.kwargs = kwargs
+    return model.eval()
+
+
+def encoder_model_file(path: Path, grid: Grid, weights: Path, backend: str = "ee",
+                       entry: Any = None) -> Path:
+    """:func:`encoder_network` saved with the dataset record the trainer writes."""
+    from training.models.encoders.fused import MODULE, NAME
+
+    model = encoder_network(weights, entry)
+    meta = ModelMeta(NAME, len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6,
+                     model_kwargs=model.kwargs, module=MODULE,
+                     extra={"dataset": dataset_record(grid, backend=backend)})
+    return save_model_file(path, model, meta)
+
+
 class SeriesTransport:
     """One stack per month: a request is served by the transport of the month its graph names."""
 

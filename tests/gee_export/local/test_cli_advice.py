@@ -40,3 +40,18 @@ def test_all_cloud_month_suggests_what_the_local_backend_has(write_s2, small_gri
                               out_dir=tmp_path / "out", progress=False)
     text = str(err.value)
     assert "--scenes" in text and "--month" in text and "wider window" not in text
+
+
+@pytest.mark.parametrize("name, count, descriptions", [
+    ("ROIs1158_spring_lc_1_p30.tif", 4, None),  # SEN12MS land cover, copied beside its scenes
+    ("dem.tif", 1, ("elevation",)),
+])
+def test_a_raster_that_is_no_scene_is_told_to_leave_the_scenes_folder(tmp_path, name, count,
+                                                                       descriptions):
+    """It got 'cannot tell which band is which ... rio edit-info --description B2'."""
+    write_band(tmp_path / name, np.ones((count, 8, 8), np.uint8), descriptions=descriptions)
+    with pytest.raises(InputDataError) as err:
+        discover_scenes(tmp_path)
+    text = str(err.value)
+    assert f"{name} is not a Sentinel-1/2 scene" in text
+    assert "move it out of --scenes" in text and "labels/label.tif" in text

@@ -128,6 +128,29 @@ def test_a_scheme_that_reads_no_code_as_impervious_is_never_suggested():
                                        SCHEME_CODES, "x", impervious=IMPERVIOUS)
 
 
+def test_codes_within_a_schemes_set_are_answered_with_a_label_map_of_those_codes():
+    """SEN12MS's MODIS IGBP codes 4, 5, 8, 9 lie within eo-learn's set: 'pass --label-scheme
+    eolearn_lulc' was the advice, which reads IGBP 8 (woody savanna) as artificial surface."""
+    with pytest.raises(InputDataError) as err:
+        plausibility.check_label_codes(np.array([4.0, 5.0, 8.0, 9.0]), "binary", SCHEME_CODES,
+                                       "x", impervious=IMPERVIOUS)
+    text = str(err.value)
+    assert "state what each code means with --label-map 4=C,5=C,8=C,9=C" in text
+    assert "it fits" not in text and "only if the label holds 'eolearn_lulc' classes" in text
+
+
+def test_a_label_of_several_bands_names_the_band_it_reads(write_s2, small_grid, tmp_path):
+    """SEN12MS's land cover holds four schemes in four bands; band 1 was read silently."""
+    write_s2("20210603")
+    codes = np.zeros((4, 32, 32), np.uint8)
+    codes[:, :, 16:] = 1
+    write_band(tmp_path / "scenes" / "labels" / "label.tif", codes, nodata=255)
+    with pytest.warns(UserWarning, match=r"label\.tif has 4 bands: band 1 is read as the label; "
+                      r"to read another, save it as the label \(gdal_translate -b N"):
+        build_local_stack(tmp_path / "scenes", small_grid, "2021-06", ("B2",),
+                          out_dir=tmp_path / "out", progress=False)
+
+
 def test_sample_is_bounded_whatever_the_raster_size(tmp_path):
     big = write_band(tmp_path / "big.tif", np.ones((2048, 3000), np.uint16), nodata=0)
     sample = plausibility.read_sample(BandRef(big))

@@ -256,3 +256,19 @@ def test_sparse_data_the_sample_misses_is_found_by_the_scan(tmp_path):
     write_stack(stack, data, nodata=-9999.0)
     with rasterio.open(stack) as src:
         check_some_valid("--input s", src, range(1, len(BANDS) + 1), empty, BANDS)
+
+
+def test_a_model_of_degree_pixels_is_not_told_to_resample_to_degrees(tmp_path, capsys):
+    """An import of EPSG:4326 tiles (before the import refused them) trained a model whose
+    pixel size is 8.98e-05: the advice was a gdalwarp -tr 8.98e-05, which no input can use."""
+    model = create_model("unet", len(BANDS), 2, **TINY)
+    meta = ModelMeta("unet", len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=TINY,
+                     pixel_size=8.983e-05,
+                     extra={"dataset": {"grid": {"crs": "EPSG:4326", "resolution": 8.983e-05}}})
+    degrees = save_model_file(tmp_path / "deg.pt", model, meta)
+    stack = write_stack(tmp_path / "s.tif", scene_stack(64, 64))
+    assert _predict(degrees, stack, tmp_path / "p" / "isa") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "gdalwarp -tr" not in err
+    assert "trained on pixels of 8.98e-05 in EPSG:4326, which is not a projected CRS" in err
+    assert "import them again" in err and not (tmp_path / "p").exists()

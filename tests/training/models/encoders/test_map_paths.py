@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
-import torch
 
 from cli.predict import predict_main
 from core.errors import ConfigError
@@ -24,31 +23,16 @@ from inference.region_map import map_region
 from testing.fake_server import StackSessions, StackTransport
 from tests.support.mapping import (
     MONTH,
-    dataset_record,
+    encoder_model_file,
     inner_region,
     session_for,
     write_month_stack,
 )
-from tests.support.rasters import BANDS, smooth_stack
-from training.modelfile import ModelMeta, load_model_file, save_model_file
-from training.models import create_model
-from training.models.encoders.fused import MODULE, NAME
-from training.models.encoders.registry import ENCODERS, PRESTO, load_encoder
+from tests.support.rasters import smooth_stack
+from training.modelfile import load_model_file
+from training.models.encoders.registry import ENCODERS, PRESTO
 
 OPTIONS = RuntimeOptions(precision="fp32", channels_last=False)
-
-
-def encoder_model_file(path, grid, weights, backend: str = "ee", entry=PRESTO):
-    """A context model of ``entry``'s encoder on the test stacks' six bands, as published."""
-    torch.manual_seed(0)
-    kwargs = {"bands": list(BANDS), "encoder": entry.name, "encoder_sha256": entry.sha256,
-              "input_mean": [0.0] * len(BANDS), "input_std": [1.0] * len(BANDS),
-              "latlon": [0.0, 0.0], "month": 0, "fusion": "context", "frozen": True}
-    model = create_model(NAME, len(BANDS), 2, module=MODULE, **kwargs)
-    model.encoder.load_state_dict(load_encoder(entry, weights).state_dict())
-    meta = ModelMeta(NAME, len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=kwargs,
-                     module=MODULE, extra={"dataset": dataset_record(grid, backend=backend)})
-    return save_model_file(path, model.eval(), meta)
 
 
 def _read(result) -> tuple[np.ndarray, np.ndarray]:

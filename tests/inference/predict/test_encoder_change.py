@@ -1,0 +1,191 @@
+"""The encoder change rule on real GeoTIFFs with Presto's published weights.
+
+The bands decide how much changed (their share flagged at the spectral threshold on the
+sample), the encoder which pixels, the model's probabilities which way.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from contract.geotiff import write_geotiff
+from core.errors import InputDataError
+from inference.cog import maps
+from inference.cog.maps import NODATA, PROB_SCALE
+from inference.predict import change, encoder_change, stats
+from inference.predict.encoder_change import EncoderModel, encoder_stacks
+from inference.predict.spectral_stacks import spectral_stacks
+from tests.support.mapping import encoder_network
+from tests.support.rasters import BANDS, smooth_stack, write_stack
+
+H, W = 96, 112
+BUILT = (slice(30, 54), slice(40, 72))  # a new roof between the dates: 24 x 32 px
+HOLE = (3, slice(5, 9), slice(90, 100))  # a band missing in the later stack
+TRANSFORM = Affine(10, 0, 500000, 0, -10, 3400000)
+ROOF = (0.22, 0.24, 0.27, 0.30)  # B2, B3, B4, B8 of a bright roof
+
+
+def _prob(path, values: np.ndarray) -> str:
+    stored = np.round(values * PROB_SCALE).astype(np.uint8)
+    return str(write_geotiff(path, stored[None], TRANSFORM, "EPSG:32650", NODATA))
+
+
+@pytest.fixture(scope="module")
+def network(shared_weights):
+    return encoder_network(shared_weights / "presto" / "default_model.pt")
+
+
+@pytest.fixture
+def pair(tmp_path):
+    """Vegetated ground whose later date is the earlier under a gain and offset, but for a
+    block built in between; the model's probability rises a little everywhere, a lot there."""
+    earlier = smooth_stack(H, W, seed=5)
+    earlier[:4] = 0.08 + 0.03 * earlier[:4]
+    earlier[3] += 0.2  # near infrared: green
+    later = earlier.copy()
+    later[:4] = earlier[:4] * 0.95 + 0.005
+    for band, value in enumerate(ROOF):
+        later[(band, *BUILT)] = value + 0.01 * earlier[(band, *BUILT)]
+    later[(4, *BUILT)] += 0.8  # VV brightens on a roof
+    later[HOLE] = np.nan
+    p_from, p_to = np.full((H, W), 0.2), np.full((H, W), 0.3)
+    p_to[BUILT] = 0.8
+    return {"earlier": str(write_stack(tmp_path / "earlier.tif", earlier)),
+            "later": str(write_stack(tmp_path / "later.tif", later)),
+            "p_from": _prob(tmp_path / "a_prob.tif", p_from),
+            "p_to": _prob(tmp_path / "b_prob.tif", p_to), "arrays": (earlier, later)}
+
+
+def _rule(pair, network, threshold: float = change.DEFAULT_SPECTRAL_THRESHOLD):
+    bands = spectral_stacks(pair["earlier"], pair["later"], BANDS, (H, W), TRANSFORM,
+                            rasterio.crs.CRS.from_string("EPSG:32650"), threshold=threshold)
+    model = EncoderModel(network, (0.0,) * 6, (1.0,) * 6)
+    return encoder_stacks(bands, model, (pair["p_from"], pair["p_to"]))
+
+
+def test_the_block_is_flagged_at_the_bands_share_and_blocks_equal_the_whole(
+        pair, network, tmp_path, monkeypatch):
+    monkeypatch.setattr(maps, "BLOCK", 64)  # the map is written in 2 x 2 blocks
+    rule = _rule(pair, network).fitted()
+    out = tmp_path / "maps" / "isa_change.tif"
+    stats.change_map(pair["p_from"], pair["p_to"], str(out), spectral=rule)
+    with rasterio.open(out) as ds:
+        codes, tags = ds.read(1), ds.tags()
+    assert (codes[BUILT] == change.GAIN).all()  # the roof is gain
+    assert (codes[HOLE[1:]] == NODATA).all()
+    # the sample is the whole scene here (under 1024 px a side): the encoder flags exactly as
+    # many of its valid pixels as the bands do at threshold 4
+    earlier, later = (a.astype(np.float32) for a in pair["arrays"])
+    by_bands = change.spectral_magnitude(later, earlier, change.fit_spectral_change(later,
+                                                                                   earlier))
+    feats = [encoder_change.encoder_features(network, a, ((0.0,) * 6, (1.0,) * 6))
+             for a in (later, earlier)]
+    by_encoder = change.spectral_magnitude(*feats, rule.fit.fit)
+    valid = np.isfinite(by_bands)
+    flagged = int((by_bands[valid] > 4).sum())
+    assert flagged > BUILT[0].stop - BUILT[0].start  # the bands flag more than a roof's row
+    assert int((by_encoder[valid] > rule.fit.threshold).sum()) == flagged
+    assert rule.fit.share == flagged / valid.sum() and rule.fit.pixels == valid.sum()
+    # block by block equals the rule on the whole scene at once, with the one cut
+    with rasterio.open(pair["p_from"]) as a, rasterio.open(pair["p_to"]) as b:
+        p_from, p_to = a.read(1) / PROB_SCALE, b.read(1) / PROB_SCALE
+    whole = change.spectral_change(p_from, p_to, by_encoder, rule.fit.threshold)
+    assert np.array_equal(codes, whole)
+    assert tags["change_rule"] == encoder_change.RULE
+    recorded = json.loads(tags["change_fit"])
+    assert recorded == json.loads(json.dumps(rule.fit.to_dict()))
+    assert recorded["spectral_threshold"] == 4 and recorded["encoder_threshold"] > 0
+    # a rerun writes the same bytes
+    again = tmp_path / "again" / "isa_change.tif"
+    stats.change_map(pair["p_from"], pair["p_to"], str(again), spectral=_rule(pair, network))
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_a_model_without_an_encoder_or_with_galileo_is_refused(shared_weights):
+    from training.models import create_model
+    from training.models.encoders.registry import GALILEO_NANO
+    from training.models.members import MemberMean
+
+    plain = create_model("unet", len(BANDS), 2, widths=[4, 8, 8, 16, 16])
+    with pytest.raises(InputDataError, match="has none: choose --change-rule spectral"):
+        encoder_change.change_encoder(plain)
+    galileo = encoder_network(shared_weights / "galileo_nano" / "encoder.pt", GALILEO_NANO)
+    with pytest.raises(InputDataError, match="depend on the window around it"):
+        encoder_change.change_encoder(galileo)
+    presto = encoder_network(shared_weights / "presto" / "default_model.pt")
+    joined = MemberMean([presto, encoder_network(shared_weights / "presto"
+                                                 / "default_model.pt")])
+    assert encoder_change.change_encoder(joined) is joined.members[0]  # one frozen encoder
+    tuned = encoder_network(shared_weights / "presto" / "default_model.pt")
+    with __import__("torch").no_grad():
+        next(tuned.encoder.parameters()).add_(1.0)  # a member whose encoder was fine-tuned
+    with pytest.raises(InputDataError, match="encoders of their own"):
+        encoder_change.change_encoder(MemberMean([presto, tuned]))
+
+
+def test_the_cut_flags_the_count_asked():
+    values = np.array([0.5, 3.0, 1.0, 2.0, 2.0, 0.1])
+    assert (values > encoder_change.cut_flagging(values, 1)).sum() == 1
+    assert (values > encoder_change.cut_flagging(values, 2)).sum() == 3  # a tie: both
+    assert (values > encoder_change.cut_flagging(values, 0)).sum() == 0
+    assert (values > encoder_change.cut_flagging(values, 6)).sum() == 6
+    assert encoder_change.cut_flagging(np.zeros(4), 0) > 0  # a cut the rule accepts
+
+
+def _local_series(tmp_path, model_of):
+    """Two generated dates, a built-up block growing between them, and a model file."""
+    from gee_export.local.synthetic import generate_scene
+
+    scenes = tmp_path / "scenes"
+    first = generate_scene(scenes / "a", width=64, height=64, progress=False, month="2019-06")
+    generate_scene(scenes / "b", width=64, height=64, progress=False, month="2021-06", growth=2)
+    model = model_of(tmp_path / "m.pt", first.grid)
+    return ["--backend", "local", "--scenes", str(scenes), "--months", "2019-06,2021-06",
+            "--model", str(model), "--tile", "32", "--overlap", "8", "--no-progress",
+            "--precision", "fp32", "--channels-last", "off", "-q", "--allow-recipe-mismatch"]
+
+
+def test_isamap_map_decides_change_by_the_encoder_and_records_it(shared_weights, tmp_path,
+                                                                  capsys):
+    from cli.map import main
+    from tests.support.mapping import encoder_model_file
+
+    weights = shared_weights / "presto" / "default_model.pt"
+    args = _local_series(tmp_path, lambda path, grid: encoder_model_file(path, grid, weights,
+                                                                           "local"))
+    out = tmp_path / "out"
+    assert main([*args, "--out", str(out), "--change-rule", "encoder"]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads(printed[printed.rindex("\n{") + 1:])
+    assert summary["change_rule"] == "encoder" and summary["spectral_threshold"] == 4
+    fit = summary["encoder_fits"]["2019-06/2021-06"]
+    assert fit["sample_pixels"] > 0 and fit["encoder_threshold"] > 0
+    assert 0 <= fit["matched_share"] < 1 and len(fit["encoder_fit"]["centre"]) == 128
+    record = json.loads((out / "series.json").read_text())
+    assert record["change_rule"] == "encoder" and record["encoder_fits"] == summary[
+        "encoder_fits"]
+    cog = out / "change" / "isa_change_2019-06_2021-06.tif"
+    with rasterio.open(cog) as ds:
+        assert ds.tags()["change_rule"] == encoder_change.RULE
+        assert json.loads(ds.tags()["change_fit"]) == fit
+    stamp = cog.stat().st_mtime_ns
+    assert main([*args, "--out", str(out), "--change-rule", "encoder"]) == 0  # resumed
+    capsys.readouterr()
+    assert cog.stat().st_mtime_ns == stamp  # up to date: not redone
+
+
+def test_isamap_map_refuses_the_encoder_rule_for_a_model_without_one(tmp_path, capsys):
+    from cli.map import main
+    from tests.support.mapping import model_file
+
+    args = _local_series(tmp_path, lambda path, grid: model_file(path, grid, backend="local"))
+    code = main([*args, "--out", str(tmp_path / "out"), "--change-rule", "encoder"])
+    err = capsys.readouterr().err
+    assert code == 2 and "has none: choose --change-rule spectral" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # refused before any date was mapped
