@@ -76,6 +76,30 @@ def open_raster(path: str | os.PathLike[str], **options: Any) -> Iterator[Any]:
         yield ds
 
 
+def raster_refusal(flag: str, path: str | os.PathLike[str], exc: BaseException | None,
+                   give: str) -> str:
+    """The one-line refusal of a raster input that cannot be opened or read, naming its flag.
+
+    A missing path, a folder, a file that is no raster (GDAL knows no format of it) and one
+    that is (probably) truncated or corrupt each get their own advice; ``give`` says what the
+    flag takes ("the stack GeoTIFF/VRT").
+    """
+    given = f"{flag} {os.fspath(path)}"
+    if not is_gcs(path):
+        if not Path(path).exists():
+            return f"{given} does not exist; give {give}"
+        if Path(path).is_dir():
+            return f"{given} is a folder, not a raster file; give {give}"
+    if exc is not None and "previous exception" in str(exc) and exc.__cause__ is not None:
+        exc = exc.__cause__  # rasterio's "Read failed. See previous exception": GDAL's words
+    text = str(exc).strip() if exc is not None else ""
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if "not recognized as" in text and "supported file format" in text:
+        return f"{given} cannot be read ({first}): it is not a raster; give {give}"
+    return (f"{given} cannot be read ({first}); it is probably truncated or corrupt: copy or "
+            "export it again")
+
+
 def exists(path: str | os.PathLike[str]) -> bool:
     store, name = store_of(path)
     return store.exists(name)
