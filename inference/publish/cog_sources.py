@@ -21,7 +21,7 @@ from rasterio.windows import Window
 
 from core.errors import ConfigError, InputDataError, StorageError
 from core.storage import files
-from inference.cog.maps import BAND_IDS
+from inference.cog.maps import map_kind_problem
 
 logger = logging.getLogger(__name__)
 
@@ -132,10 +132,9 @@ def check_cog_pair(class_path: str, prob_path: str) -> dict[str, str]:
                 "wrote")) from None
         count, dtype, tags, *_ = seen[kind]
         given = f"{_FLAGS[kind]} {path}"
-        tagged = tags.get("band_id")
-        if tagged not in (None, BAND_IDS[kind]):
-            raise InputDataError(f"{given} is an isamap {tagged} map, not {BAND_IDS[kind]}; "
-                                 f"give the map's {_SUFFIX[kind]}")
+        problem = map_kind_problem(given, tags, (kind,), f"the map's {_SUFFIX[kind]}")
+        if problem:
+            raise InputDataError(problem)
         if count != 1 or dtype != "uint8":
             raise InputDataError(f"{given} holds {count} {dtype} band(s); a map's {kind} COG "
                                  "is one uint8 band (isamap-predict's output)")
