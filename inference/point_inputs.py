@@ -88,9 +88,10 @@ def read_training_points(paths: Sequence[str], classes: Sequence[str],
         InputDataError: what the readers refuse (no label column, unknown classes ...).
     """
     for path in paths:
-        if not Path(path).exists():
-            raise ConfigError(f"--points {path} does not exist; give the labelled CSV, GeoJSON "
-                              "or Collect Earth Online export")
+        problem = None if (Path(path) / RECORD_FILE).is_file() else files.file_problem(
+            "--points", path, "the labelled CSV, GeoJSON or Collect Earth Online export")
+        if problem:  # a folder holding a design is told apart below
+            raise ConfigError(problem)
         reason = design_reason(path)
         if reason:
             raise ConfigError(f"--points {path} {reason}. Training points and assessment "

@@ -76,6 +76,34 @@ def open_raster(path: str | os.PathLike[str], **options: Any) -> Iterator[Any]:
         yield ds
 
 
+def file_problem(flag: str, path: str | os.PathLike[str], give: str) -> str | None:
+    """Why a local path a flag takes as a file is none: it is missing, or a folder.
+
+    None for a file, or a ``gs://`` path (read later). ``give`` says what the flag takes.
+    """
+    if is_gcs(path):
+        return None
+    if not Path(path).exists():
+        return f"{flag} {os.fspath(path)} does not exist; give {give}"
+    if Path(path).is_dir():
+        return f"{flag} {os.fspath(path)} is a folder, not a file; give {give}"
+    return None
+
+
+def folder_problem(flag: str, path: str | os.PathLike[str], give: str) -> str | None:
+    """Why a local path a flag takes as a folder is none: it is missing, or a file.
+
+    None for a folder, or a ``gs://`` prefix (read later). ``give`` says what the flag takes.
+    """
+    if is_gcs(path):
+        return None
+    if not Path(path).exists():
+        return f"{flag} {os.fspath(path)} does not exist; give {give}"
+    if not Path(path).is_dir():
+        return f"{flag} {os.fspath(path)} is a file, not a folder; give {give}"
+    return None
+
+
 def raster_refusal(flag: str, path: str | os.PathLike[str], exc: BaseException | None,
                    give: str) -> str:
     """The one-line refusal of a raster input that cannot be opened or read, naming its flag.
@@ -85,11 +113,9 @@ def raster_refusal(flag: str, path: str | os.PathLike[str], exc: BaseException |
     flag takes ("the stack GeoTIFF/VRT").
     """
     given = f"{flag} {os.fspath(path)}"
-    if not is_gcs(path):
-        if not Path(path).exists():
-            return f"{given} does not exist; give {give}"
-        if Path(path).is_dir():
-            return f"{given} is a folder, not a raster file; give {give}"
+    problem = file_problem(flag, path, give)
+    if problem:
+        return problem
     if exc is not None and "previous exception" in str(exc) and exc.__cause__ is not None:
         exc = exc.__cause__  # rasterio's "Read failed. See previous exception": GDAL's words
     text = str(exc).strip() if exc is not None else ""

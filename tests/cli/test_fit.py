@@ -167,7 +167,7 @@ def test_an_input_that_is_no_stack_is_bad_input_naming_the_flag(demo_stack, tmp_
     text.write_text("hello\n")
     (tmp_path / "adir").mkdir()
     for given, words in ((text, ("it is not a raster", "give the stack isamap-export wrote")),
-                         (tmp_path / "adir", ("is a folder, not a raster file",))):
+                         (tmp_path / "adir", ("is a folder, not a file",))):
         status = main(["--points", str(points), "--input", str(given), "--out",
                        str(tmp_path / "out")])
         assert_refused(status, capsys.readouterr().err, build_parser(), f"--input {given}",

@@ -27,7 +27,7 @@ def test_a_wrong_kind_of_input_names_its_flag(cogs, tmp_path, capsys):
     folder = tmp_path / "adir"
     folder.mkdir()
     for given, words in ((text, ("it is not a raster", "_class.tif")),
-                         (folder, ("is a folder, not a raster file",))):
+                         (folder, ("is a folder, not a file",))):
         status = _publish("--class-cog", str(given), "--prob-cog", cogs.prob_path)
         assert_refused(status, capsys.readouterr().err, publish_parser(),
                        f"--class-cog {given}", *words)
