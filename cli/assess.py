@@ -22,6 +22,7 @@ from core.commands import (
 )
 from core.errors import ConfigError
 from core.parsers import add_subcommand, command_parser
+from core.storage import files
 from inference.assess.products import parse_comparison
 from inference.publish.asset_manifest import asset_name_problem
 
@@ -147,8 +148,10 @@ def _design(args: argparse.Namespace) -> int:
     if not (args.map or args.strata):
         raise ConfigError("give --map CLASS_COG, or --strata CHANGE_COG to sample a change map")
     for flag, path in (("--map", args.map), ("--strata", args.strata)):
-        if path and not path.startswith("gs://") and not Path(path).is_file():
-            raise ConfigError(f"{flag} {path} does not exist")
+        problem = path and files.file_problem(flag, path, "the map's _class.tif"
+                                              if flag == "--map" else "a change COG")
+        if problem:
+            raise ConfigError(problem)
     _check_asset(args.asset)
     written = write_design(args.strata or args.map, Path(args.out), n=args.n,
                            target_se=args.target_se, target_class=args.target_class,
@@ -182,8 +185,9 @@ def _score(args: argparse.Namespace) -> int:
     if remote and not args.project:
         raise ConfigError(f"--compare {', '.join(remote)} reads Earth Engine: give --project "
                           "(or set EE_PROJECT). " + " ".join(SCORE_WITHOUT_ACCOUNT.split()))
-    if not Path(args.map).is_file() and not args.map.startswith("gs://"):
-        raise ConfigError(f"--map {args.map} does not exist")
+    problem = files.file_problem("--map", args.map, "the class COG that was assessed")
+    if problem:
+        raise ConfigError(problem)
 
     sessions: list = []
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from contract.dataset import DATA_ROOT
 from core.commands import (
     add_logging_arguments,
     check_output_folder,
@@ -14,6 +15,7 @@ from core.commands import (
 )
 from core.errors import ConfigError
 from core.parsers import command_parser
+from core.storage import files
 from engine.allocator import CHECKS
 from engine.devices import add_device_arguments
 
@@ -59,10 +61,13 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _evaluate(a: argparse.Namespace) -> int:
-    if a.batch_size < 1 or a.points < 0:
-        raise ConfigError("--batch-size must be >= 1 and --points >= 0")
+    check_range("--batch-size", a.batch_size, 1)
+    check_range("--points", a.points, 0)
     check_range("--workers", a.workers, 0, 64)
     check_output_folder("--out", a.out)
+    problem = files.folder_problem("--data", a.data, DATA_ROOT)
+    if problem:
+        raise ConfigError(problem)
     # imported once the options are checked: torch and the models take seconds to import,
     # and --help and a refused option answer without them
     from training.evaluate import EvaluateConfig, evaluate

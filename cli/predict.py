@@ -164,7 +164,7 @@ def predict_job(args: argparse.Namespace, options: RuntimeOptions) -> PredictJob
         raise ConfigError(f"--out {args.out} is a folder, but --out is a prefix of file names "
                           f"(<out>_class.tif, <out>_prob.tif); give e.g. --out {args.out}isa")
     if not files.is_gcs(args.out):  # --out is a prefix: its folder must be one
-        check_output_folder("--out", Path(args.out).parent)
+        check_output_folder("--out", Path(args.out).parent, given=args.out)
     check_output_folder("--local-dir", args.local_dir)
     check_output_folder("--work-dir", args.work_dir)
     if not args.compare_with and (args.change_margin is not None or args.normalise_to):

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from contract.publishing import PublishOptions
 from core.commands import add_logging_arguments, configure_logging, run_command
-from core.errors import ConfigError, InputDataError
+from core.environment import check_output_folder
+from core.errors import ConfigError, InputDataError, StorageError
 from core.parsers import command_parser
 from core.storage import files
 from inference.publish.image import PublishRequest, publish
@@ -70,18 +71,20 @@ def _publish(args: argparse.Namespace) -> int:
     prob_cog = args.prob_cog or f"{args.prefix}_prob.tif"
     out_dir = args.out_dir or ("." if files.is_gcs(class_cog) else str(Path(class_cog).parent))
     for flag, path in (("--class-cog", class_cog), ("--prob-cog", prob_cog)):
-        if not files.is_gcs(path) and not Path(path).is_file():
+        if not files.is_gcs(path) and not Path(path).exists():
             given = (f"--prefix {args.prefix}: {path}" if args.prefix else f"{flag} {path}")
             raise InputDataError(f"{given} does not exist; give the prefix isamap-predict wrote "
                                  "(its --out) or the COGs themselves (--class-cog, --prob-cog)")
     try:
         metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
-    except FileNotFoundError:
-        raise ConfigError(f"--metrics {args.metrics} does not exist; give a JSON file of "
+    except (FileNotFoundError, IsADirectoryError) as exc:
+        what = "is a folder" if isinstance(exc, IsADirectoryError) else "does not exist"
+        raise ConfigError(f"--metrics {args.metrics} {what}; give a JSON file of "
                           "metric: value") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--metrics {args.metrics} is not JSON ({exc}); give a JSON object "
                           "of metric: value") from None
+    _check_out_dir(out_dir)
     options = PublishOptions(project=args.project, gcs_prefix=args.gcs_prefix,
                              public=args.public, readers=tuple(args.reader),
                              overwrite=args.overwrite, wait=args.wait)
@@ -91,3 +94,13 @@ def _publish(args: argparse.Namespace) -> int:
     print(f"asset {result.asset}: {result.state}"
           + (f" (task {result.task_id})" if result.task_id else ""))
     return 0
+
+
+def _check_out_dir(out_dir: str) -> None:
+    """Refuse a folder the manifest and script cannot be saved in, before any upload."""
+    try:
+        check_output_folder("--out-dir", out_dir)
+    except OSError as exc:
+        raise StorageError(f"the manifest and script cannot be saved in {out_dir} "
+                           f"({exc.strerror or exc}); give --out-dir DIR, a folder you can "
+                           "write to") from None

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from contract.dataset import merge_datasets
+from contract.dataset import DATA_ROOT, merge_datasets
 from core.commands import (
     add_logging_arguments,
     check_output_folder,
@@ -22,6 +22,7 @@ from core.commands import (
 )
 from core.errors import ConfigError
 from core.parsers import command_parser, given_once
+from core.storage import files
 from engine.allocator import CHECKS
 from engine.devices import add_device_arguments
 from engine.distributed import leave_distributed
@@ -269,6 +270,10 @@ def _train(args: dict) -> int:
     if not (Path(cfg.out_dir) / CHECKPOINT).exists() and not held_members(cfg.out_dir):
         check_trainable(cfg.model)  # a retired model's runs go on; none is started
     check_output_folder("--out", cfg.out_dir)
+    for root in roots:  # as typed (a resumed run's are its folder's)
+        problem = files.folder_problem("--data", root, DATA_ROOT)
+        if problem:
+            raise ConfigError(problem)
     check_run_folder(cfg)
     check_members(cfg)
     if len(roots) > 1:

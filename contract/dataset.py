@@ -42,6 +42,8 @@ from core.version import code_version
 FORMAT = "isamap-patches/1"
 INDEX = "index.jsonl"
 MANIFEST = "manifest.json"
+#: what a ``--data`` flag takes, as its refusals say it
+DATA_ROOT = f"the patch dataset folder isamap-export wrote (the one holding {MANIFEST})"
 RECORD_FIELDS = ("id", "month", "row", "col", "bounds", "valid_fraction", "isa_fraction",
                  "split", "image", "label")
 Backend = Literal["ee", "local", "synthetic", "imported"]

@@ -49,10 +49,27 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except IsADirectoryError:
         raise ConfigError(f"config file {path} is a folder; give a .yaml file") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"config file {path} is not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path} must hold a mapping of option: value")
     return values
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's several-line report as one line: where, what, and what it was reading.
+
+    ``line 2, column 1: expected ',' or ']', but got '<stream end>' (while parsing a flow
+    sequence from line 1, column 9)``; its excerpt of the file is left out.
+    """
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if problem is None:
+        return " ".join(str(exc).split())
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    context, since = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    while_ = (f" ({context}" + (f" from line {since.line + 1}, column {since.column + 1}"
+                                if since is not None else "") + ")") if context else ""
+    return f"{where}{problem}{while_}"
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:

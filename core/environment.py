@@ -89,6 +89,16 @@ def environment_message(exc: BaseException, writes_to: Sequence[str] = ()) -> st
     return None
 
 
+def _as_given(found: Path, given: str) -> str:
+    """``found`` (absolute) as relative as ``given`` was typed."""
+    if Path(given).is_absolute():
+        return str(found)
+    try:
+        return str(found.relative_to(Path.cwd()))
+    except ValueError:
+        return str(found)
+
+
 def _nearest_existing(path: str | os.PathLike[str]) -> Path:
     """``path`` (absolute) if it exists, else its nearest existing parent folder."""
     found = Path(path).absolute()
@@ -117,7 +127,8 @@ def check_writable(*paths: str | os.PathLike[str] | None) -> None:
             raise OSError(exc.errno, exc.strerror, str(folder)) from None
 
 
-def check_output_folder(flag: str, path: str | os.PathLike[str] | None) -> None:
+def check_output_folder(flag: str, path: str | os.PathLike[str] | None,
+                        given: str | None = None) -> None:
     """Refuse (ConfigError, exit 2) a folder flag that names a file; then check it is writable.
 
     :func:`check_writable` accepts a file (a prediction prefix may name one), so a folder flag
@@ -127,14 +138,16 @@ def check_output_folder(flag: str, path: str | os.PathLike[str] | None) -> None:
     Args:
         flag: the flag as the user types it (``--out``), named in the message.
         path: the folder the command will create or fill.
+        given: the flag's value, where ``path`` is derived from it (a prefix's folder).
     """
     if path is None or str(path).startswith("gs://"):
         return
     existing = _nearest_existing(path)
     if existing.exists() and not existing.is_dir():
-        where = ("is a file" if existing == Path(path).absolute() else
-                 f"lies under {existing}, which is a file")
-        raise ConfigError(f"{flag} {path} {where}, not a folder; give a folder (it is created "
+        shown = given if given is not None else os.fspath(path)
+        where = ("is a file" if existing == Path(shown).absolute() else
+                 f"lies under {_as_given(existing, shown)}, which is a file")
+        raise ConfigError(f"{flag} {shown} {where}, not a folder; give a folder (it is created "
                           "if missing)")
     check_writable(path)
 

@@ -21,11 +21,13 @@ its bands read there (:func:`values_at`); a point outside every input is refused
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -86,9 +88,10 @@ def read_training_points(paths: Sequence[str], classes: Sequence[str],
         InputDataError: what the readers refuse (no label column, unknown classes ...).
     """
     for path in paths:
-        if not Path(path).exists():
-            raise ConfigError(f"--points {path} does not exist; give the labelled CSV, GeoJSON "
-                              "or Collect Earth Online export")
+        problem = None if (Path(path) / RECORD_FILE).is_file() else files.file_problem(
+            "--points", path, "the labelled CSV, GeoJSON or Collect Earth Online export")
+        if problem:  # a folder holding a design is told apart below
+            raise ConfigError(problem)
         reason = design_reason(path)
         if reason:
             raise ConfigError(f"--points {path} {reason}. Training points and assessment "
@@ -162,23 +165,32 @@ class StackInput:
 
 def open_input(path: str, bands: Sequence[str]) -> StackInput:
     """The grid of stack ``path`` and where ``bands`` are in it (found by name)."""
+    with _open_stack(path) as src:
+        if src.crs is None:
+            raise InputDataError(f"--input {path} has no CRS; give the stack isamap-export "
+                                 "wrote (stacks/stack_<month>_image.tif)")
+        # a fit: no model exists yet to be "trained on these"
+        indexes = select_bands(src.descriptions, bands, remedy=f"Give --bands naming bands "
+                               f"--input {path} has, or a stack that has these.")
+        return StackInput(path, src.crs.to_string(), src.transform, src.width, src.height,
+                          tuple(indexes), recorded_month(src.tags()))
+
+
+@contextlib.contextmanager
+def _open_stack(path: str) -> Iterator[Any]:
+    """The stack ``path`` open; one that cannot be opened refused naming ``--input``."""
     try:
         with files.open_raster(path) as src:
-            if src.crs is None:
-                raise InputDataError(f"--input {path} has no CRS; give the stack isamap-export "
-                                     "wrote (stacks/stack_<month>_image.tif)")
-            # a fit: no model exists yet to be "trained on these"
-            indexes = select_bands(src.descriptions, bands, remedy=f"Give --bands naming bands "
-                                   f"--input {path} has, or a stack that has these.")
-            return StackInput(path, src.crs.to_string(), src.transform, src.width, src.height,
-                              tuple(indexes), recorded_month(src.tags()))
+            yield src
     except rasterio.errors.RasterioIOError as exc:
-        raise InputDataError(f"--input {path} cannot be read as a raster ({exc})") from None
+        raise InputDataError(files.raster_refusal(
+            "--input", path, exc, "the stack isamap-export wrote "
+            "(stacks/stack_<month>_image.tif)")) from None
 
 
 def stack_bands(path: str) -> tuple[str, ...]:
     """The named bands of a stack, in file order (its descriptions)."""
-    with files.open_raster(path) as src:
+    with _open_stack(path) as src:
         names = tuple(d or "" for d in src.descriptions)
     if not all(names):
         raise InputDataError(f"--input {path} has unnamed bands; name them (isamap-export "

@@ -286,6 +286,29 @@ def test_train_and_map_configs_are_checked_by_one_schema_rule(text, says, tmp_pa
     assert not Path("runs").exists() and not Path("o").exists()
 
 
+@pytest.mark.parametrize(("text", "says"), [
+    ("epochs: [1\n", "line 2, column 1: expected ',' or ']', but got '<stream end>' (while "
+                     "parsing a flow sequence from line 1, column 9)"),
+    ("a: b: c\n", "line 1, column 5: mapping values are not allowed here"),
+])
+def test_invalid_yaml_is_one_line_where_and_what_in_both_commands(text, says, tmp_path,
+                                                                   monkeypatch, capsys):
+    """PyYAML's several-line report (with its excerpt of the file) followed the first line."""
+    from cli.map import main as map_main
+    from cli.train import train_main
+
+    monkeypatch.chdir(tmp_path)
+    Path("bad.yaml").write_text(text)
+    assert train_main(["--config", "bad.yaml", "--data", "ds"]) == 2
+    train_err = capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        map_main(["--config", "bad.yaml", "--model", "m.pt", "--out", "o", "--months",
+                  "2019-06"])
+    assert stop.value.code == 2
+    for err, prog in ((train_err, "isamap-train"), (capsys.readouterr().err, "isamap-map")):
+        assert err.strip() == f"{prog}: error: config file bad.yaml is not valid YAML: {says}"
+
+
 def test_a_dashed_key_and_yaml_switch_words_read_alike_in_both_commands(tmp_path):
     from cli.map import build_parser
     from core.config_file import parse_with_config

@@ -320,6 +320,26 @@ def at_range_end(temperature: float) -> bool:
     return not T_RANGE[0] * 1.001 < temperature < T_RANGE[1] / 1.001
 
 
+def _judged(record: Mapping) -> str:
+    """What a fitted temperature was chosen by (its pixels' NLL) and judged on.
+
+    The ECE on the fitted pixels may rise (the NLL is minimised, not the ECE); only the
+    held-out scenes' ECE can refuse the temperature (:func:`fit_transfer_record`).
+    """
+    said = ""
+    if record.get("nll_before") is not None and record.get("nll_after") is not None:
+        said += f" by their NLL ({record['nll_before']:.4f} -> {record['nll_after']:.4f})"
+    if record.get("ece_before") is not None and record.get("ece_after") is not None:
+        said += f"; ECE on those pixels {record['ece_before']:.4f} -> {record['ece_after']:.4f}"
+    transfer = record.get("transfer")
+    if isinstance(transfer, str):
+        said += f"; its transfer to held-out scenes {transfer}"
+    elif isinstance(transfer, Mapping):
+        said += (f"; held-out scenes' mean ECE {transfer['ece_at_1']:.4f} at T = 1, "
+                 f"{transfer['ece_transferred']:.4f} at the temperatures of the other scenes")
+    return said
+
+
 def describe(calibration: Mapping) -> str:
     """One line saying how a model's probabilities are calibrated."""
     record = dict(calibration or {})
@@ -334,9 +354,7 @@ def describe(calibration: Mapping) -> str:
         why = record.get("reason") or "the model file records no calibration"
         return f"uncalibrated ({why})"
     line = f"temperature {record['temperature']:.3f} fitted on {record.get('pixels', 0)} " \
-           f"pixels of the {record.get('split', 'val')} split"
-    if record.get("ece_before") is not None and record.get("ece_after") is not None:
-        line += f" (ECE {record['ece_before']:.4f} -> {record['ece_after']:.4f})"
+           f"pixels of the {record.get('split', 'val')} split" + _judged(record)
     if at_range_end(float(record["temperature"])):
         line += (f", the end of the range searched ({T_RANGE[0]:g}-{T_RANGE[1]:g}): the model "
                  + ("is barely better than chance there, so its probabilities are flattened "

@@ -55,7 +55,7 @@ from training.config import TrainConfig, apply_recipe, recipe_values
 from training.divergence import LossGuard
 from training.fit_calibration import calibrate_model_file
 from training.fit_pixels import ScenePixels, gather, scenes_of
-from training.history import FirstEstimate, HistoryFile, epoch_line, json_row
+from training.history import FirstEstimate, HistoryFile, epoch_line, json_row, resume_line
 from training.loader import make_loader
 from training.metrics import ConfusionMatrix
 from training.model_meta import ModelMeta
@@ -305,8 +305,9 @@ class Trainer:
         ck_path = self.out / CHECKPOINT
         if ck_path.exists():  # the identical command resumes; other options are refused
             self.load_checkpoint(ck_path, same_config=not self.cfg.resume)
-            if not self.finished and self.info.main:
-                log.info("resuming the run in %s after epoch %d", self.out, self.start_epoch)
+            if self.info.main:
+                log.info("%s", resume_line(self.out, self.start_epoch, self.finished,
+                                           self.best_epoch))
         if self.info.main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_resolved_config(self.cfg)  # readable beside the model; --config reads it

@@ -76,6 +76,56 @@ def open_raster(path: str | os.PathLike[str], **options: Any) -> Iterator[Any]:
         yield ds
 
 
+def file_problem(flag: str, path: str | os.PathLike[str], give: str) -> str | None:
+    """Why a local path a flag takes as a file is none: it is missing, or a folder.
+
+    None for a file, or a ``gs://`` path (read later). ``give`` says what the flag takes.
+    """
+    if is_gcs(path):
+        return None
+    if not Path(path).exists():
+        return f"{flag} {os.fspath(path)} does not exist; give {give}"
+    if Path(path).is_dir():
+        return f"{flag} {os.fspath(path)} is a folder, not a file; give {give}"
+    return None
+
+
+def folder_problem(flag: str, path: str | os.PathLike[str], give: str) -> str | None:
+    """Why a local path a flag takes as a folder is none: it is missing, or a file.
+
+    None for a folder, or a ``gs://`` prefix (read later). ``give`` says what the flag takes.
+    """
+    if is_gcs(path):
+        return None
+    if not Path(path).exists():
+        return f"{flag} {os.fspath(path)} does not exist; give {give}"
+    if not Path(path).is_dir():
+        return f"{flag} {os.fspath(path)} is a file, not a folder; give {give}"
+    return None
+
+
+def raster_refusal(flag: str, path: str | os.PathLike[str], exc: BaseException | None,
+                   give: str) -> str:
+    """The one-line refusal of a raster input that cannot be opened or read, naming its flag.
+
+    A missing path, a folder, a file that is no raster (GDAL knows no format of it) and one
+    that is (probably) truncated or corrupt each get their own advice; ``give`` says what the
+    flag takes ("the stack GeoTIFF/VRT").
+    """
+    given = f"{flag} {os.fspath(path)}"
+    problem = file_problem(flag, path, give)
+    if problem:
+        return problem
+    if exc is not None and "previous exception" in str(exc) and exc.__cause__ is not None:
+        exc = exc.__cause__  # rasterio's "Read failed. See previous exception": GDAL's words
+    text = str(exc).strip() if exc is not None else ""
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if "not recognized as" in text and "supported file format" in text:
+        return f"{given} cannot be read ({first}): it is not a raster; give {give}"
+    return (f"{given} cannot be read ({first}); it is probably truncated or corrupt: copy or "
+            "export it again")
+
+
 def exists(path: str | os.PathLike[str]) -> bool:
     store, name = store_of(path)
     return store.exists(name)

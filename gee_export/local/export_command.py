@@ -22,7 +22,7 @@ from contract.export_options import ExportOptions
 from contract.patches import PatchSummary, patch_stack
 from core.errors import ConfigError, InputDataError
 from core.lock import hold_output
-from core.storage import LocalStore, Store, open_store
+from core.storage import LocalStore, Store, files, open_store
 from gee_export.local.compositing import LocalRecipe, reading_options
 from gee_export.local.labels import ALIASES, SCHEMES, get_scheme, label_map_scheme
 from gee_export.local.scenes import SceneCollection
@@ -99,9 +99,10 @@ def check_local_arguments(args: argparse.Namespace) -> None:
             raise ConfigError("--backend local needs --scenes DIR (Sentinel-1/2 scenes and a "
                               "labels/label.tif); `make demo` shows the layout on a synthetic "
                               "scene")
-        if not Path(args.scenes).exists():
-            raise InputDataError(f"--scenes {args.scenes} does not exist; give the folder of "
-                                 "local Sentinel-1/2 scenes")
+        problem = files.folder_problem("--scenes", args.scenes,
+                                       "the folder of local Sentinel-1/2 scenes")
+        if problem:
+            raise InputDataError(problem)
         reading_options(args.scene_date, args.s2_band_names)
         if args.scl_mask is not None:
             scl_mask_classes(args.scl_mask)

@@ -37,7 +37,7 @@ import numpy as np
 from core.csv_text import csv_text
 from core.errors import ConfigError, InputDataError
 from core.shareable import shareable
-from core.storage import atomic_write
+from core.storage import atomic_write, files
 from inference.assess.ceo import (
     CEO_COLUMNS,
     is_ceo_export,
@@ -243,8 +243,9 @@ def read_reference(path: str | Path, classes: Sequence[str],
 
 def _records(path: Path, column: str, positions: bool, use: PointUse = "assess") -> list[dict]:
     """The file's records, refused when it holds none or lacks a column it needs."""
-    if not path.is_file():
-        raise ConfigError(f"--reference {path} does not exist")
+    problem = files.file_problem("--reference", path, "the labelled CSV or GeoJSON file")
+    if problem:
+        raise ConfigError(problem)
     text = reference_text(path)
     if path.suffix.lower() in (".geojson", ".json"):
         records = geojson_records(path, text)

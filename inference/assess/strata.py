@@ -18,7 +18,7 @@ from rasterio.warp import transform as warp_transform
 from core.digest import json_digest
 from core.errors import ConfigError, InputDataError
 from core.storage import files
-from inference.cog.maps import BAND_IDS, NODATA
+from inference.cog.maps import BAND_IDS, NODATA, map_kind_problem
 from inference.predict.pixel_area import pixel_area_km2
 from inference.predict.stats import CHANGE_CODES
 
@@ -71,6 +71,10 @@ def class_names(path: str, fallback: Sequence[str] = ("pervious", "impervious"))
     except rasterio.errors.RasterioError as exc:
         raise InputDataError(f"cannot read {path} as a raster ({str(exc).splitlines()[0]}); "
                              "give a class or change COG written by isamap") from None
+    problem = map_kind_problem(path, tags, ("class", "change"),
+                               "the map's _class.tif, or a change COG")
+    if problem:
+        raise InputDataError(problem)
     if tags.get("band_id") == BAND_IDS["change"] or "codes" in tags:
         return CHANGE_NAMES
     names = tuple(n for n in tags.get("classes", "").split(",") if n)

@@ -62,6 +62,27 @@ The one definition: metadata, asset properties, area tables and the Code Editor 
 it from here, so a map and its description can never disagree on the scale."""
 BAND_IDS: dict[str, str] = {"class": "isa_class", "probability": "isa_probability",
                             "change": "isa_change"}
+
+
+def map_kind_problem(given: str, tags: Mapping[str, str], kinds: Sequence[str],
+                     give: str) -> str | None:
+    """Why a map isamap tagged (``band_id``) as another kind is not what ``given`` takes.
+
+    Args:
+        given: the flag and path as the message names them (``--class-cog p/isa_prob.tif``).
+        tags: the raster's tags.
+        kinds: the kinds of :data:`BAND_IDS` it takes.
+        give: what to give instead (``the map's _class.tif``).
+
+    Returns:
+        None for a map of a kind taken, or a raster isamap did not tag.
+    """
+    tagged, wanted = tags.get("band_id"), [BAND_IDS[kind] for kind in kinds]
+    if tagged is None or tagged in wanted:
+        return None
+    return f"{given} is an isamap {tagged} map, not {' or '.join(wanted)}; give {give}"
+
+
 _RESAMPLING = {"class": "MODE", "probability": "AVERAGE", "change": "MODE"}
 DESCRIPTIONS = {
     "class": "ISA class map: argmax of blended class probabilities; 255 = nodata",

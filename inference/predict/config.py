@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from core.commands import check_range
 from core.errors import ConfigError
 from inference.cog import maps
 from inference.predict.keep import KeepRule
@@ -75,8 +76,7 @@ class PredictConfig:
         if self.postprocess == "keep" and self.keep is None:
             raise ConfigError("--postprocess keep needs its product: give --keep-product "
                               "RASTER and --keep-table SOURCE")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+        check_range("--batch-size", self.batch_size, 1)  # as typed (Python: batch_size=)
         if self.strip_rows < 16 or self.strip_rows % 16:
             raise ConfigError(f"strip rows must be a multiple of 16, got {self.strip_rows}")
         window = self.keep.window if self.postprocess == "keep" and self.keep else 0

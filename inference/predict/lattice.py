@@ -36,6 +36,7 @@ from typing import Any, Literal, get_args
 from affine import Affine
 
 from contract.grid import Window
+from core.commands import check_range
 from core.errors import ConfigError
 
 Blend = Literal["cosine", "uniform", "core"]
@@ -239,8 +240,7 @@ def batches(tiles: Sequence[LatticeTile], size: int) -> list[tuple[LatticeTile, 
     larger batches give each tile the same bits whatever its neighbours (the agreement tests
     of nested maps check it).
     """
-    if size < 1:
-        raise ConfigError(f"batch size must be >= 1, got {size}")
+    check_range("--batch-size", size, 1)
     out: list[tuple[LatticeTile, ...]] = []
     for tile in tiles:
         if out and out[-1][-1].row == tile.row and len(out[-1]) < size:

@@ -57,7 +57,7 @@ from engine import choice as engine_choice
 from inference.cog import maps
 from inference.cog.maps import OutputInfo
 from inference.cog.stream import Writer, cog_writer, encodes, finish_stream
-from inference.predict import runtime_record
+from inference.predict import runtime_record, same_output
 from inference.predict.config import PredictConfig
 from inference.predict.pixel_area import raster_area_km2
 from inference.predict.runtime import TilePredictor
@@ -199,9 +199,9 @@ def predict_raster(
                                     str(crs), 0, time.perf_counter() - started, 0.0, 0, True)
         if predictor.channels != len(indexes):
             raise ConfigError(f"model takes {predictor.channels} bands, info lists {len(indexes)}")
-        _check_same_model(class_path, model_id, info.model)
-        input_tags = _input_tags(run) if src_name is not None else {}
-        _check_same_input(class_path, input_tags)
+        same_output.check_same_model(class_path, model_id, info.model)
+        input_tags = same_output.input_tags(run, src) if src_name is not None else {}
+        same_output.check_same_input(class_path, input_tags)
         work = work_path(work_dir, out_prefix)
         made = not work.exists()
         work.mkdir(parents=True, exist_ok=True)
@@ -276,64 +276,6 @@ def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: Outpu
 def _folder(out_prefix: str) -> str:
     """The folder of an output prefix (local or ``gs://``): what its files are named from."""
     return out_prefix.rsplit("/", 1)[0] if "/" in out_prefix else "."
-
-
-def _existing_tags(class_path: str) -> dict[str, str] | None:
-    """The tags of a map already at ``class_path``.
-
-    None when there is none, or it is damaged (a full disk cut it: it is written again).
-    """
-    if not files.exists(class_path):
-        return None
-    try:
-        with rasterio.open(files.gdal_path(class_path)) as ds:
-            return dict(ds.tags())
-    except rasterio.errors.RasterioError:
-        return None
-
-
-def _check_same_model(class_path: str, model_id: str, model: str) -> None:
-    """Refuse to replace the maps of another model at the same ``--out``.
-
-    A changed tiling or input of the same model maps again (the user asked for it); another
-    model's map is a different product, and silently overwriting it loses it.
-    """
-    tags = _existing_tags(class_path)
-    if tags is None:
-        return
-    theirs, their_name = tags.get("model_id", ""), tags.get("model", "")
-    if (theirs and model_id and theirs != model_id) or (not theirs and their_name
-                                                        and their_name != model):
-        raise ConfigError(
-            f"{class_path} is a map of another model ({their_name or 'unnamed'}"
-            f"{', id ' + theirs if theirs else ''}); this run's model is {model}"
-            f"{', id ' + model_id if model_id else ''}: give another --out, or delete that "
-            "map first")
-
-
-def _input_tags(run: Mapping[str, Any]) -> dict[str, str]:
-    """What a map records of its input file: its name (no folder) and its grid's digest."""
-    name = str(run["input"]).rstrip("/").rsplit("/", 1)[-1]
-    grid = json_digest([run["size"], run["transform"], run["crs"]], 16)
-    return {"input": name, "input_grid": grid}
-
-
-def _check_same_input(class_path: str, ours: Mapping[str, str]) -> None:
-    """Refuse to replace a map of another input file (another name or grid) at ``--out``.
-
-    The same input mapped again with other options (tiling, post-processing) replaces its map;
-    another input would replace a map of another place or date without a word. Maps written
-    before inputs were recorded, and fetched sources (``isamap-map``), are not compared.
-    """
-    tags = _existing_tags(class_path) if ours else None
-    if tags is None:
-        return
-    if "input" not in tags or all(tags.get(k) == v for k, v in ours.items()):
-        return
-    what = "input" if tags["input"] != ours["input"] else "grid (another extent or pixel size)"
-    raise ConfigError(f"{class_path} is a map of another {what}: {tags['input']}, where this "
-                      f"run's --input is {ours['input']}; give another --out, or delete that "
-                      "map first")
 
 
 def work_path(work_dir: str | os.PathLike | None, out_prefix: str) -> Path:

@@ -341,9 +341,7 @@ def _masked(src: Any, indexes: Sequence[int], data: np.ndarray) -> np.ndarray:
 
 def unreadable(src_path: str, exc: Exception) -> str:
     """The one-line refusal of an input GDAL cannot read (at open or mid-run)."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return (f"--input {src_path} cannot be read ({first}); it is probably truncated or "
-            "corrupt: copy or export it again")
+    return files.raster_refusal("--input", src_path, exc, "the stack GeoTIFF/VRT")
 
 
 class LinearSource:

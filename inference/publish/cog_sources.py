@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import rasterio.errors
+from rasterio.windows import Window
+
 from core.errors import ConfigError, InputDataError, StorageError
 from core.storage import files
-from inference.cog.maps import BAND_IDS
+from inference.cog.maps import map_kind_problem
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +33,7 @@ EXTERNAL_STORAGE_CLASS = "STANDARD"
 COG_KINDS = ("class", "probability")
 """The two COGs of a map, as the manifest names their tilesets."""
 _FLAGS = {"class": "--class-cog", "probability": "--prob-cog"}
+_SUFFIX = {"class": "_class.tif", "probability": "_prob.tif"}
 UPLOAD_PREFIX = ("--gcs-prefix gs://BUCKET/PREFIX to upload to (Earth Engine ingests only from "
                  "Cloud Storage)")
 """What publishing local COGs needs (:func:`check_upload_prefix`; the map's dry run says it)."""
@@ -99,12 +103,12 @@ def judge_external_bucket(location: str | None, data_locations: Sequence[str] | 
 
 
 def check_cog_pair(class_path: str, prob_path: str) -> dict[str, str]:
-    """Refuse two COGs that are not one map's class and probability (headers and tags only).
+    """Refuse two COGs that are not one map's class and probability, or cannot be read.
 
     Each must be one uint8 band; where isamap tagged them, of its kind (a change map or a
     stack is not a class map); on one grid; and, where both record them, of one run and
-    month. Each file is opened once: the class COG's tags, what its asset's properties are
-    made of, are returned.
+    month; and readable to their last block (:func:`read_ends`: a cut copy). Each file is
+    opened once: the class COG's tags, what its asset's properties are made of, are returned.
 
     Raises:
         ConfigError: one file given for both.
@@ -117,15 +121,20 @@ def check_cog_pair(class_path: str, prob_path: str) -> dict[str, str]:
                           "map's _class.tif and _prob.tif")
     seen = {}
     for kind, path in zip(COG_KINDS, (class_path, prob_path), strict=True):
-        with files.open_raster(path) as ds:
-            seen[kind] = (ds.count, ds.dtypes[0], ds.tags(), (ds.width, ds.height),
-                          ds.transform, ds.crs)
+        try:
+            with files.open_raster(path) as ds:
+                seen[kind] = (ds.count, ds.dtypes[0], ds.tags(), (ds.width, ds.height),
+                              ds.transform, ds.crs)
+                read_ends(ds)
+        except rasterio.errors.RasterioError as exc:
+            raise InputDataError(files.raster_refusal(
+                _FLAGS[kind], path, exc, f"the map's {_SUFFIX[kind]} that isamap-predict "
+                "wrote")) from None
         count, dtype, tags, *_ = seen[kind]
         given = f"{_FLAGS[kind]} {path}"
-        tagged = tags.get("band_id")
-        if tagged not in (None, BAND_IDS[kind]):
-            raise InputDataError(f"{given} is an isamap {tagged} map, not {BAND_IDS[kind]}; "
-                                 f"give the map's _{'class' if kind == 'class' else 'prob'}.tif")
+        problem = map_kind_problem(given, tags, (kind,), f"the map's {_SUFFIX[kind]}")
+        if problem:
+            raise InputDataError(problem)
         if count != 1 or dtype != "uint8":
             raise InputDataError(f"{given} holds {count} {dtype} band(s); a map's {kind} COG "
                                  "is one uint8 band (isamap-predict's output)")
@@ -140,6 +149,21 @@ def check_cog_pair(class_path: str, prob_path: str) -> dict[str, str]:
                                  f"two {what} ({tags_c[key]}, {tags_p[key]}); give one map's "
                                  "two COGs")
     return dict(tags_c)
+
+
+def read_ends(ds: Any) -> None:
+    """Read the blocks a truncated raster loses first (a ``RasterioError`` where it is cut).
+
+    Each band's last full-resolution block and its smallest overview (written last by a
+    GeoTIFF, first by a COG). A few blocks, not the pixels: a cut copy fails here instead of
+    after its upload, or in the ingestion task.
+    """
+    for band in range(1, ds.count + 1):
+        ds.read(band, window=Window(ds.width - 1, ds.height - 1, 1, 1))
+        factors = ds.overviews(band)
+        if factors:
+            ds.read(band, out_shape=(max(1, -(-ds.height // factors[-1])),
+                                     max(1, -(-ds.width // factors[-1]))))
 
 
 def target_uri(path: str, gcs_prefix: str | None, dry_run: bool) -> str:

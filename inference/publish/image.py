@@ -3,8 +3,10 @@
 Steps, each a function of its own so other publishers (a monthly ImageCollection,
 :mod:`inference.publish.collection`) reuse them:
 
-1. build and validate the ImageManifest (:func:`image_manifest`,
-   :mod:`inference.publish.asset_manifest`) and save it with the Code Editor script;
+1. build, validate and print the ImageManifest (:func:`image_manifest`,
+   :mod:`inference.publish.asset_manifest`) and the Code Editor script; a dry run saves them
+   now, a real run once step 3 has made the asset (or started its ingestion), so a run that
+   fails before leaves the files an earlier run saved as they were;
 2. :meth:`~inference.publish.assets.EarthEngineAssets.ensure_parents`: create the folders above
    the asset that do not exist yet (and its parent as an ImageCollection when asked): ingestion
    does not create them. It is the first Earth Engine call and comes before the upload of the
@@ -147,7 +149,10 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
     name = asset_name(request.asset_id, options.project)
     uris = cog_uris(request.cogs, options.gcs_prefix, dry_run)
     manifest, script = image_manifest(request, name, uris, tags)
-    paths = _save(Path(out_dir), name, manifest, script, request.mode, echo)
+    paths = _paths(Path(out_dir), name)
+    if dry_run:  # a real run saves them once the asset is being made, never for a failed one
+        _save(paths, manifest, script)
+    _show(paths, manifest, script, request.mode, echo, saved=dry_run)
     adds = footprint(1, list(request.cogs), request.mode)
     echo(f"# assets: {check_caps(adds)}")
     echo(f"# sharing: {sharing_line(options.readers, options.public)}")
@@ -169,23 +174,33 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
                                         lambda op: wait_for_ingestion(
                                             assets, op, poll_seconds, sleep=sleep,
                                             progress=progress))
+    _save(paths, manifest, script)  # the asset exists, or its ingestion task does
     share(assets, name, options, state, echo)
     return PublishResult(name, manifest, script, *paths, task_id, state, operation,
                          tuple(created))
 
 
-def _save(out: Path, name: str, manifest: dict[str, Any], script: str, mode: Mode,
-          echo: Callable[[str], None]) -> tuple[Path, Path]:
-    """Write and print the manifest and the script; returns their paths."""
-    out.mkdir(parents=True, exist_ok=True)
+def _paths(out: Path, name: str) -> tuple[Path, Path]:
+    """Where the manifest and the script of asset ``name`` are saved under ``out``."""
     stem = name.rsplit("/", 1)[-1]
-    manifest_path = _write_text(out / f"{stem}.manifest.json", json.dumps(manifest, indent=2))
-    script_path = _write_text(out / f"{stem}.js", script)
-    echo(f"# Earth Engine {mode} manifest ({manifest_path}):")
+    return out / f"{stem}.manifest.json", out / f"{stem}.js"
+
+
+def _save(paths: tuple[Path, Path], manifest: dict[str, Any], script: str) -> None:
+    """Write the manifest and the script to ``paths``."""
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
+    _write_text(paths[0], json.dumps(manifest, indent=2))
+    _write_text(paths[1], script)
+
+
+def _show(paths: tuple[Path, Path], manifest: dict[str, Any], script: str, mode: Mode,
+          echo: Callable[[str], None], saved: bool) -> None:
+    """Print the manifest and the script, and where they are (or will be, once made) saved."""
+    when = "" if saved else ", saved once the asset is being made"
+    echo(f"# Earth Engine {mode} manifest ({paths[0]}{when}):")
     echo(json.dumps(manifest, indent=2))
-    echo(f"# Code Editor script ({script_path}):")
+    echo(f"# Code Editor script ({paths[1]}{when}):")
     echo(script)
-    return manifest_path, script_path
 
 
 def _create(assets: EarthEngineAssets, request: PublishRequest, name: str,

@@ -42,6 +42,18 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
     assert not (tmp_path / "s" / "report.json").exists()
 
 
+def test_a_probability_map_given_as_the_class_map_is_named_as_such(cogs, tmp_path, capsys):
+    """A map's _prob.tif as --map listed ~200 codes 'beyond its 2 classes'; the map-kind check
+    isamap-publish has (inference.cog.maps.map_kind_problem) now says what it is."""
+    assert main(["design", "--map", cogs.prob_path, "--n", "100", "--out",
+                 str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"isamap-assess design: error: {cogs.prob_path} is an isamap isa_probability "
+                   "map, not isa_class or isa_change; give the map's _class.tif, or a change "
+                   "COG"], err
+    assert not (tmp_path / "d").exists()
+
+
 def test_earth_engine_comparisons_need_a_project_before_anything_is_read(tmp_path, capsys,
                                                                          monkeypatch):
     monkeypatch.delenv("EE_PROJECT", raising=False)

@@ -158,6 +158,23 @@ def test_bad_points_are_refused_in_one_line(demo_stack, tmp_path, capsys):
     assert not (tmp_path / "out" / "model.pt").exists()  # a refused run writes no model
 
 
+def test_an_input_that_is_no_stack_is_bad_input_naming_the_flag(demo_stack, tmp_path, capsys):
+    """A text file or a folder as --input was GDAL's bare text with exit 1 (an environment
+    failure); the one refusal of a raster that cannot be read (predict's) now says it."""
+    lon, lat, codes, _ = labelled_pixels(demo_stack.label, 60, seed=1)
+    points = write_points(tmp_path / "good.csv", lon, lat, codes)
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    (tmp_path / "adir").mkdir()
+    for given, words in ((text, ("it is not a raster", "give the stack isamap-export wrote")),
+                         (tmp_path / "adir", ("is a folder, not a file",))):
+        status = main(["--points", str(points), "--input", str(given), "--out",
+                       str(tmp_path / "out")])
+        assert_refused(status, capsys.readouterr().err, build_parser(), f"--input {given}",
+                       *words)
+    assert not (tmp_path / "out" / "model.pt").exists()
+
+
 def test_an_assessment_design_is_refused_and_a_training_design_read(demo_stack, tmp_path,
                                                                       capsys):
     parser = build_parser()

@@ -697,6 +697,39 @@ def test_an_out_reused_with_another_input_is_refused_not_replaced(model_file, sm
                          "--input", str(small_stack)]) == 0
 
 
+def test_another_stack_of_the_same_name_and_grid_is_another_input(model_file, tmp_path,
+                                                                   capsys):
+    """A stack of 2021-06 copied under the 2019-06 stack's name replaced its map without a word
+    (name and grid agreed); a copy of the 2019-06 stack under another name is the same input."""
+    def stack(path: Path, month: str, seed: int) -> Path:
+        write_stack(path, smooth_stack(100, 130, seed=seed))
+        with rasterio.open(path, "r+") as ds:  # as the local backend tags its stacks
+            ds.update_tags(MONTH=month, ISAMAP_FINGERPRINT=f"sha256:{month}{seed}")
+        return path
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = stack(tmp_path / "a" / "stack_2019-06_image.tif", "2019-06", 1)
+    common = ["--model", str(model_file), "--tile", "64", "--overlap", "16", "--quiet",
+              "--precision", "fp32", "--out", str(tmp_path / "y" / "isa")]
+    assert predict_main([*common, "--input", str(first)]) == 0
+    cog = tmp_path / "y" / "isa_class.tif"
+    before = cog.read_bytes()
+    capsys.readouterr()
+    for month, seed in (("2021-06", 2), ("2019-06", 3)):  # another month; another content
+        other = stack(tmp_path / "b" / "stack_2019-06_image.tif", month, seed)
+        assert predict_main([*common, "--input", str(other)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "isa_class.tif is a map of another input: " in err[0], err
+        assert ("of 2019-06, where this run's --input is stack_2019-06_image.tif of 2021-06"
+                if month == "2021-06" else "its content differs") in err[0]
+        assert cog.read_bytes() == before
+    copy = tmp_path / "b" / "copy.tif"
+    copy.write_bytes(first.read_bytes())
+    assert predict_main([*common, "--input", str(copy)]) == 0  # the same stack: kept
+    assert cog.read_bytes() == before
+
+
 @pytest.mark.parametrize("flags, rule", [
     (["--clahe-clip", "3"], "clahe"), (["--clahe-block", "64"], "clahe"),
     (["--clahe-threshold", "100"], "clahe"), (["--force-postprocess"], "clahe"),

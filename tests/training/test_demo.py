@@ -7,7 +7,11 @@ import json
 from training.demo import DEMO_BATCH, DEMO_MIN_STEPS, demo_batch_size, run_demo_training
 
 
-def test_demo_training_writes_everything_and_is_idempotent(patch_root, tmp_path):
+def test_demo_training_writes_everything_and_is_idempotent(patch_root, tmp_path, caplog):
+    """Run again, the finished training is kept and said to be; so is its evaluation (it was
+    made again: metrics.json, metrics.txt and the PNGs rewritten with the same content)."""
+    import logging
+
     paths = run_demo_training(patch_root, tmp_path / "demo", epochs=2, batch_size=3,
                               max_batches=2, progress=False)
     for p in (paths.model, paths.history, paths.curves, paths.metrics_json,
@@ -15,10 +19,15 @@ def test_demo_training_writes_everything_and_is_idempotent(patch_root, tmp_path)
         assert p.exists() and p.stat().st_size > 0
     metrics = json.loads(paths.metrics_json.read_text())
     assert metrics["model_name"] == "crofusenet" and metrics["points"]["n"] > 0
-    stamp = paths.model.stat().st_mtime_ns
-    again = run_demo_training(patch_root, tmp_path / "demo", epochs=2, batch_size=3,
-                              max_batches=2, progress=False)
-    assert again.model.stat().st_mtime_ns == stamp  # no retraining
+    written = [p.stat().st_mtime_ns for p in (paths.model, paths.metrics_json,
+                                               paths.metrics_table, paths.confusion_png)]
+    with caplog.at_level(logging.INFO, logger="training"):
+        again = run_demo_training(patch_root, tmp_path / "demo", epochs=2, batch_size=3,
+                                  max_batches=2, progress=False)
+    assert [p.stat().st_mtime_ns for p in (again.model, again.metrics_json, again.metrics_table,
+                                           again.confusion_png)] == written  # nothing redone
+    assert f"the run in {paths.model.parent} is finished (2 epochs" in caplog.text
+    assert "nothing left to train" in caplog.text
 
 
 def test_demo_model_gives_untied_probabilities(patch_root, tmp_path):

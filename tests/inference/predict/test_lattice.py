@@ -76,7 +76,7 @@ def test_batches_are_the_streaming_predictors_runs_of_a_tile_row():
     assert [[(t.row, t.col) for t in g] for g in groups[:3]] == [
         [(0, 0), (0, 1)], [(0, 2), (0, 3)], [(0, 4)]]
     assert sum(len(g) for g in groups) == len(tiles) and len(groups) == 9
-    with pytest.raises(ConfigError, match="batch size"):
+    with pytest.raises(ConfigError, match="--batch-size must be >= 1, got 0"):
         batches(tiles, 0)
 
 

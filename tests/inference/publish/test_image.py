@@ -82,6 +82,27 @@ def test_unauthenticated_publish_fails_clearly_before_any_upload(
     assert list(gcs_emulator.client().list_blobs(gcs_bucket)) == []
 
 
+def test_a_failed_publish_leaves_the_saved_manifest_and_script_alone(
+        cogs, tmp_path, ee_offline, gcs_emulator, gcs_bucket):
+    """A run refused at authentication rewrote the manifest and script a dry run had saved
+    (with its own --month), and from scratch left a script of an asset that does not exist."""
+    fresh = tmp_path / "fresh"
+    with pytest.raises(AuthenticationError):
+        publish(request(cogs, gcs_prefix=f"gs://{gcs_bucket}/isa"), fresh,
+                assets=connect("my-project", ee_offline), echo=lambda _: None)
+    assert not fresh.exists() or list(fresh.iterdir()) == []  # no script of a missing asset
+    dry = publish(request(cogs), tmp_path / "pub", dry_run=True, echo=lambda _: None)
+    saved = (dry.manifest_path.read_bytes(), dry.script_path.read_bytes())
+    later = PublishRequest(cogs.class_path, cogs.prob_path, "isamap/wuhan_2023-06",
+                           PublishOptions(project="my-project",
+                                          gcs_prefix=f"gs://{gcs_bucket}/isa"), month="2020-01")
+    with pytest.raises(AuthenticationError):
+        publish(later, tmp_path / "pub", assets=connect("my-project", ee_offline),
+                echo=lambda _: None)
+    assert (dry.manifest_path.read_bytes(), dry.script_path.read_bytes()) == saved
+    assert b"2020-01" not in saved[0]
+
+
 def test_uploads_are_verified(cogs, tmp_path, ee_http, gcs_emulator, gcs_bucket):
     run(request(cogs, gcs_prefix=f"gs://{gcs_bucket}/isa"), tmp_path)
     blobs = {b.name: b for b in gcs_emulator.client().list_blobs(gcs_bucket)}

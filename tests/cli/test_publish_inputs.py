@@ -1,0 +1,71 @@
+"""``isamap-publish``'s inputs and output folder, judged before anything is written or sent.
+
+A wrong kind of file (a text file, a folder) as a COG or as ``--metrics`` is bad input naming
+its flag (exit 2), not an environment failure in GDAL's words; a truncated COG is refused
+before the manifest is saved; a folder the manifest cannot be saved in is named with
+``--out-dir``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from cli.publish import publish_main, publish_parser
+from tests.support.faults import python, run_without_write_permission
+from tests.support.refusals import assert_refused
+
+
+def _publish(*argv: str) -> int:
+    return publish_main([*argv, "--asset-id", "isamap/x", "--project", "my-project",
+                         "--dry-run", "--quiet"])
+
+
+def test_a_wrong_kind_of_input_names_its_flag(cogs, tmp_path, capsys):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\n")
+    folder = tmp_path / "adir"
+    folder.mkdir()
+    for given, words in ((text, ("it is not a raster", "_class.tif")),
+                         (folder, ("is a folder, not a file",))):
+        status = _publish("--class-cog", str(given), "--prob-cog", cogs.prob_path)
+        assert_refused(status, capsys.readouterr().err, publish_parser(),
+                       f"--class-cog {given}", *words)
+    prefix = cogs.class_path.removesuffix("_class.tif")
+    status = _publish("--prefix", prefix, "--metrics", str(folder), "--out-dir",
+                      str(tmp_path / "pub"))
+    assert_refused(status, capsys.readouterr().err, publish_parser(),
+                   f"--metrics {folder} is a folder", "give a JSON file")
+    assert not (tmp_path / "pub").exists()
+
+
+def test_a_truncated_cog_is_refused_before_anything_is_saved(cogs, tmp_path, capsys):
+    """A class COG cut short (its headers whole) passed the dry run with a manifest."""
+    here = tmp_path / "cut"
+    here.mkdir()
+    cut = here / "cut_class.tif"
+    shutil.copy(cogs.class_path, cut)
+    with open(cut, "r+b") as handle:
+        handle.truncate(cut.stat().st_size * 2 // 3)
+    shutil.copy(cogs.prob_path, here / "cut_prob.tif")
+    status = _publish("--prefix", str(here / "cut"))
+    line = assert_refused(status, capsys.readouterr().err, publish_parser(),
+                          f"--class-cog {cut} cannot be read", "truncated")
+    assert "previous exception" not in line  # GDAL's words, not rasterio's pointer to them
+    assert sorted(p.name for p in here.iterdir()) == ["cut_class.tif", "cut_prob.tif"]
+
+
+def test_a_folder_the_manifest_cannot_be_saved_in_names_out_dir(cogs, tmp_path):
+    """Beside read-only COGs the dry run failed with 'permission denied' and no way out."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    for path in (cogs.class_path, cogs.prob_path):
+        shutil.copy(path, folder / Path(path).name)
+    prefix = str(folder / Path(cogs.class_path).name.removesuffix("_class.tif"))
+    done = run_without_write_permission(
+        python("-c", "import sys; from cli.publish import publish_main; "
+               "sys.exit(publish_main(sys.argv[1:]))", "--prefix", prefix, "--asset-id", "isamap/x",
+               "--project", "my-project", "--dry-run"), folder)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "give --out-dir DIR" in lines[0] and str(folder) in lines[0]
