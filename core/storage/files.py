@@ -81,13 +81,7 @@ def file_problem(flag: str, path: str | os.PathLike[str], give: str) -> str | No
 
     None for a file, or a ``gs://`` path (read later). ``give`` says what the flag takes.
     """
-    if is_gcs(path):
-        return None
-    if not Path(path).exists():
-        return f"{flag} {os.fspath(path)} does not exist; give {give}"
-    if Path(path).is_dir():
-        return f"{flag} {os.fspath(path)} is a folder, not a file; give {give}"
-    return None
+    return _kind_problem(flag, path, give, folder=False)
 
 
 def folder_problem(flag: str, path: str | os.PathLike[str], give: str) -> str | None:
@@ -95,12 +89,18 @@ def folder_problem(flag: str, path: str | os.PathLike[str], give: str) -> str | 
 
     None for a folder, or a ``gs://`` prefix (read later). ``give`` says what the flag takes.
     """
+    return _kind_problem(flag, path, give, folder=True)
+
+
+def _kind_problem(flag: str, path: str | os.PathLike[str], give: str,
+                  folder: bool) -> str | None:
     if is_gcs(path):
         return None
     if not Path(path).exists():
         return f"{flag} {os.fspath(path)} does not exist; give {give}"
-    if not Path(path).is_dir():
-        return f"{flag} {os.fspath(path)} is a file, not a folder; give {give}"
+    if Path(path).is_dir() != folder:
+        found, wanted = ("a file", "a folder") if folder else ("a folder", "a file")
+        return f"{flag} {os.fspath(path)} is {found}, not {wanted}; give {give}"
     return None
 
 
