@@ -79,7 +79,7 @@ from gee_export.local.export_command import (
     out_month_check,
     run_local_export,
 )
-from gee_export.local.extent import default_region
+from gee_export.local.extent import check_earlier_grid, default_region
 from gee_export.local.labels import get_scheme
 from gee_export.local.plan import format_local_plan, make_local_plan
 from gee_export.local.stack import scl_mask_classes
@@ -310,6 +310,7 @@ def run(args: argparse.Namespace) -> int:
                        else local_scheme(args))
     grid = make_grid(region, args)
     out = args.out or str(Path("data") / region.name)
+    check_earlier_grid(region, grid, out)  # the grid a scenes' extent makes changed
     if args.code_editor or not args.dry_run:  # a dry run writes nothing
         check_output_folder("--out", out)
     runner = ee_runner(args, out)

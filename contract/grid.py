@@ -170,6 +170,7 @@ class Grid:
         stride: int = DEFAULT_STRIDE,
         *,
         inside: bool = False,
+        origin: tuple[float, float] = (0.0, 0.0),
     ) -> Grid:
         """Smallest grid aligned to multiples of ``resolution`` that covers ``bounds``.
 
@@ -182,8 +183,13 @@ class Grid:
         reaches more than half a pixel past them and each is filled (a warp samples a pixel at
         its centre), while a bound a few centimetres inside a pixel edge (a footprint taken to
         degrees and back) costs no row or column.
+
+        ``origin``: the pixel edges are ``origin`` plus multiples of ``resolution`` (another
+        grid's lattice, e.g. a model's training grid), the bounds snapped onto it once.
         """
-        west, south, east, north = bounds
+        dx, dy = origin
+        west, south, east, north = (bounds[0] - dx, bounds[1] - dy, bounds[2] - dx,
+                                    bounds[3] - dy)
         if not (east > west and north > south):
             raise GridError(f"bounds {bounds} are empty; expected (west, south, east, north)")
         if inside:
@@ -196,7 +202,8 @@ class Grid:
             y0 = math.ceil(north / resolution - 1e-9) * resolution
             width = max(1, math.ceil((east - x0) / resolution - 1e-9))
             height = max(1, math.ceil((y0 - south) / resolution - 1e-9))
-        return cls(crs, float(x0), float(y0), width, height, resolution, patch_size, stride)
+        return cls(crs, float(x0 + dx), float(y0 + dy), width, height, resolution, patch_size,
+                   stride)
 
     @classmethod
     def from_lonlat_bounds(
@@ -208,12 +215,13 @@ class Grid:
         stride: int = DEFAULT_STRIDE,
         *,
         inside: bool = False,
+        origin: tuple[float, float] = (0.0, 0.0),
     ) -> Grid:
         """Grid covering a longitude/latitude box, in the UTM zone of its centre by default.
 
         ``inside``: the grid of the pixels whose centres lie within the box's projection
         (:meth:`from_bounds`), for a box that is where data are (the local scenes' common
-        extent).
+        extent). ``origin``: the lattice its pixel edges lie on (:meth:`from_bounds`).
         """
         from pyproj import Transformer
 
@@ -224,7 +232,8 @@ class Grid:
         projected = transformer.transform_bounds(west, south, east, north, densify_pts=21)
         if not all(math.isfinite(v) for v in projected):
             raise GridError(f"bounds {lonlat_bounds} cannot be projected to {crs}")
-        return cls.from_bounds(projected, crs, resolution, patch_size, stride, inside=inside)
+        return cls.from_bounds(projected, crs, resolution, patch_size, stride, inside=inside,
+                               origin=origin)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Grid:

@@ -215,7 +215,7 @@ def apply(choice: Choice, model: nn.Module, device: torch.device) -> Callable[..
         # every forward reuses the last one's freed activations instead of faulting them
         # in again (engine.allocator; benchmarks/bench_allocator.py measures the gain)
         keep_freed_memory()
-    enter_cudnn(s, choice.mode, device.type)
+    enter_cudnn(s, choice.mode)
     model = model.to(memory_format=s.memory_format)  # type: ignore[call-overload]
     if not s.compile:
         return model

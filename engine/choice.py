@@ -120,7 +120,11 @@ def conflict(request: Request, setting: Setting, *, compiled: bool = True) -> st
     ``auto`` asks for none: it takes what an earlier run of the same work chose. ``compiled``:
     whether ``--compile`` counts too (it changes the float rounding; a map's tag says
     ``compiled`` only where compiling succeeded, so a finished map is not compared on it).
+    A setting with ``cudnn.benchmark`` (an earlier isamap's inference on CUDA) is another
+    runtime than any request: inference runs cuDNN deterministic (:func:`unbenchmarked`).
     """
+    if setting.cudnn_benchmark:
+        return "cuDNN deterministic (inference never runs cudnn.benchmark)"
     if request.precision not in ("auto", setting.precision):
         return f"--precision {request.precision}"
     layout = devices.layout_flag(request.channels_last)
@@ -131,6 +135,18 @@ def conflict(request: Request, setting: Setting, *, compiled: bool = True) -> st
     return None
 
 
+def unbenchmarked(choice: autotune.Choice) -> autotune.Choice:
+    """The runtime this isamap would run for a recorded one: without ``cudnn.benchmark``.
+
+    An earlier isamap recorded inference on CUDA as e.g. ``fp32/nchw/cudnn-bench``; this one
+    never benchmarks inference, so what it holds for a series is that runtime without it (the
+    dates recorded with it differ from it and are mapped again, :func:`conflict`).
+    """
+    if not choice.setting.cudnn_benchmark:
+        return choice
+    return replace(choice, setting=replace(choice.setting, cudnn_benchmark=None))
+
+
 def resumed(module: nn.Module, device: torch.device, request: Request,
             recorded: autotune.Choice) -> Decided:
     """The choice of a run that continues work another run recorded, without measuring.
@@ -138,7 +154,8 @@ def resumed(module: nn.Module, device: torch.device, request: Request,
     What ``request`` leaves at ``auto`` is taken from the recorded setting (source
     ``checkpoint``, still ``auto`` in the outputs' tags; an explicit record stays explicit);
     what it gives explicitly is used as given. A record an earlier isamap made with
-    ``cudnn.benchmark`` is resumed without it: inference runs cuDNN deterministic.
+    ``cudnn.benchmark`` is resumed without it: inference runs cuDNN deterministic (its
+    strips and maps are computed again, :func:`conflict`).
     """
     choice = recorded if recorded.source == "explicit" else replace(recorded,
                                                                     source="checkpoint")

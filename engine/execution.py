@@ -324,7 +324,7 @@ class SettingRunner:
         return class_probabilities(out.float())
 
     def _enter(self, setting: Setting) -> None:
-        enter_cudnn(setting, self.mode, self.device.type)
+        enter_cudnn(setting, self.mode)
 
     def _module(self, setting: Setting, x: torch.Tensor) -> Callable[..., Any]:
         """The module to call for ``setting``; a compiled one is compiled for ``x``'s shape."""

@@ -29,8 +29,8 @@ class Setting:
         precision: autocast dtype (``fp32``: no autocast).
         channels_last: NHWC memory format for the model and its inputs.
         cudnn_benchmark: ``torch.backends.cudnn.benchmark`` in training on CUDA (None:
-            leave it). Inference never benchmarks, whatever a setting says
-            (:func:`enter_cudnn`).
+            off, and no part of the label). Inference never benchmarks, whatever a setting
+            says (:func:`enter_cudnn`).
         compile: run the model compiled (inference: inductor with frozen weights,
             :func:`engine.compiled.compile_for_inference`; training:
             ``torch.compile``).
@@ -75,20 +75,23 @@ class Setting:
         return contextlib.nullcontext() if dtype is None else torch.autocast(device_type, dtype)
 
 
-def enter_cudnn(setting: Setting, mode: Mode, device_type: str) -> None:
+def enter_cudnn(setting: Setting, mode: Mode) -> None:
     """Put the process's cuDNN flags in the state ``setting`` runs in ``mode``.
 
     Inference, on every device: ``benchmark`` off and ``deterministic`` on, so cuDNN picks
     its convolution algorithms by its rules, not by timing them: a map's bytes depend on its
     inputs, model and recorded precision, never on a timing race (a process that predicted on
-    a CPU and then a GPU finds them so too). Training on CUDA: the setting's ``benchmark``
-    (None: leave it); a trained model is an input of every map, not one of its runs.
+    a CPU and then a GPU finds them so too). Training: the setting's ``benchmark`` (None:
+    off) and ``deterministic`` off, torch's defaults, both set whatever ran before in the
+    process (a prediction left ``deterministic`` on, and training after it ran so); a trained
+    model is an input of every map, not one of its runs.
     """
     if mode == "inference":
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
-    elif device_type == "cuda" and setting.cudnn_benchmark is not None:
-        torch.backends.cudnn.benchmark = setting.cudnn_benchmark
+    else:
+        torch.backends.cudnn.benchmark = bool(setting.cudnn_benchmark)
+        torch.backends.cudnn.deterministic = False
 
 
 

@@ -72,6 +72,13 @@ ISA_CLASSES = ("pervious", "impervious")
 IMAGE_SENSORS = ("S1", "S2", "embedding")
 
 
+FIT_WITHOUT_ACCOUNT = """No account? Make the stack over the points from local scenes instead:
+  isamap-fit --backend local --scenes DIR --month YYYY-MM ...
+or fit on a stack you hold: isamap-fit --input STACK.tif ..."""
+"""What ``isamap-fit`` can do without an Earth Engine account (its authentication advice)."""
+FIT_PURPOSE = "make the stack over the points with Earth Engine (--backend ee)"
+"""What ``isamap-fit --backend ee`` needs Earth Engine for."""
+
 @dataclass(frozen=True)
 class FitJob:
     """Everything ``isamap-fit`` was asked (checked by the command).
@@ -247,7 +254,8 @@ def _stacks(job: FitJob, points: ReferencePoints, session: Any
         if session is None:
 
             session = EESession(project=job.project, workload_tag=default_workload_tag(
-                "isamap-fit")).initialize()
+                "isamap-fit"), without_account=FIT_WITHOUT_ACCOUNT,
+                purpose=FIT_PURPOSE).initialize()
         path, record = ee_stack(session, grid, job.month, bands, folder, job.progress)
     return [path], dataset_record(str(folder), record)
 

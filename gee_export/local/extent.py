@@ -28,8 +28,12 @@ import rasterio
 from rasterio.warp import transform as warp_transform
 from rasterio.warp import transform_bounds
 
-from contract.regions import Region
-from core.errors import InputDataError
+from contract.dataset import read_manifest
+from contract.grid import Grid
+from contract.regions import Region, parse_bbox
+from core.errors import ConfigError, InputDataError
+from core.jsonsafe import dumps
+from core.storage import open_store
 from gee_export.local.scenes import SceneCollection, discover_scenes
 
 log = logging.getLogger(__name__)
@@ -157,3 +161,35 @@ def default_region(scenes: str | Path, months: Sequence[str], *,
     log.info("no --bbox, --region-file or --region: the area is what the scenes in %s cover "
              "in common, --bbox %s", scenes, ",".join(f"{v:.5f}" for v in region.bbox))
     return region
+
+
+def check_earlier_grid(region: Region, grid: Grid, out: str) -> None:
+    """Refuse a dataset at ``out`` on the grid an earlier isamap took from the same scenes.
+
+    Earlier versions snapped the scenes' extent outward; this one keeps the pixels whose
+    centres the scenes cover (``inside``), so a rerun into such a dataset (adding a month)
+    makes another grid. When a ``--bbox`` of that extent (snapped outward, as an area asked
+    for is) gives the dataset's grid exactly, the refusal says so and names it; otherwise
+    :func:`contract.dataset.check_compatible` refuses as for any other grid. A ``gs://``
+    out is not read here (the run's own check refuses it).
+
+    Raises:
+        ConfigError: ``out`` holds a dataset on the grid that ``--bbox`` would keep.
+    """
+    if not region.covered or out.startswith("gs://"):
+        return
+    held = read_manifest(open_store(out), missing_ok=True).get("grid")
+    if not held or dumps(held, sort_keys=True) == dumps(grid.to_dict(), sort_keys=True):
+        return
+    bbox = ",".join(repr(v) for v in region.bbox)  # exact: the grid below is the one it makes
+    kept = Grid.from_lonlat_bounds(parse_bbox(bbox).bbox, grid.crs, grid.resolution,
+                                   grid.patch_size, grid.stride)
+    if dumps(kept.to_dict(), sort_keys=True) != dumps(held, sort_keys=True):
+        return
+    raise ConfigError(
+        f"{out} holds a dataset whose grid an earlier isamap took from the scenes' extent "
+        f"({held['width']} x {held['height']} px from x {held['x0']:g}, y {held['y0']:g}), "
+        f"snapped outward; this version keeps the pixels whose centres the scenes cover "
+        f"({grid.width} x {grid.height} px from x {grid.x0:g}, y {grid.y0:g}): pass --bbox "
+        f"{bbox} to keep the dataset's grid (that extent, snapped outward as before), or write "
+        "to another --out for the new grid")

@@ -8,7 +8,6 @@ training grid's, so the map's pixels are the training pixels.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
 from contract.grid import Grid, projected_crs, utm_caveat, utm_epsg
 from contract.regions import Region
@@ -38,27 +37,26 @@ def region_grid(region: Region, resolution: float, dataset_grid: Grid | None = N
         crs = f"EPSG:{utm_epsg(lon, lat)}"
     else:
         crs = projected_crs(crs)
-    grid = Grid.from_lonlat_bounds(region.bbox, crs, resolution, inside=region.covered)
+    lattice = dataset_grid if dataset_grid is not None and dataset_grid.crs == crs else None
+    if lattice is not None and region.covered:  # snapped once, onto the lattice: a pixel
+        # centre never lies past the scenes (snapped twice, on multiples of the resolution
+        # first, it could where the lattice's origin is not such a multiple)
+        grid = Grid.from_lonlat_bounds(region.bbox, crs, lattice.resolution, lattice.patch_size,
+                                       lattice.stride, inside=True,
+                                       origin=(lattice.x0, lattice.y0))
+    else:
+        grid = Grid.from_lonlat_bounds(region.bbox, crs, resolution, inside=region.covered)
+        if lattice is not None:
+            grid = _on_lattice(grid, lattice)
     note = None
-    if dataset_grid is not None:
-        if dataset_grid.crs == crs:
-            grid = _on_lattice(grid, dataset_grid, inside=region.covered)
-        else:
-            note = (f"region {region.name!r} is mapped in {crs}, not the model's training CRS "
-                    f"{dataset_grid.crs}; its inputs are composited and mapped in {crs} at "
-                    f"{resolution:g} m (the recipe does not depend on the CRS)")
+    if dataset_grid is not None and lattice is None:
+        note = (f"region {region.name!r} is mapped in {crs}, not the model's training CRS "
+                f"{dataset_grid.crs}; its inputs are composited and mapped in {crs} at "
+                f"{resolution:g} m (the recipe does not depend on the CRS)")
     return grid, note
 
 
-def _on_lattice(grid: Grid, lattice: Grid, inside: bool = False) -> Grid:
-    """``grid`` widened to whole pixels of ``lattice`` (same CRS and resolution).
-
-    ``inside``: narrowed to the whole lattice pixels within it instead (a region that is
-    where the scenes are: :attr:`contract.regions.Region.covered`).
-    """
-    dx, dy = lattice.x0, lattice.y0
-    west, south, east, north = grid.bounds
-    shifted = Grid.from_bounds((west - dx, south - dy, east - dx, north - dy), grid.crs,
-                               lattice.resolution, lattice.patch_size, lattice.stride,
-                               inside=inside)
-    return replace(shifted, x0=shifted.x0 + dx, y0=shifted.y0 + dy)
+def _on_lattice(grid: Grid, lattice: Grid) -> Grid:
+    """``grid`` widened to whole pixels of ``lattice`` (same CRS and resolution)."""
+    return Grid.from_bounds(grid.bounds, grid.crs, lattice.resolution, lattice.patch_size,
+                            lattice.stride, origin=(lattice.x0, lattice.y0))

@@ -8,7 +8,9 @@ mapped is held for every later date (:attr:`inference.predict.runtime.RuntimeOpt
 and a series resumed or extended in the same ``--out`` takes the runtime its dates already
 record (a date's interrupted strips, else a date's COG tags, else ``map.json``'s ``runtime``:
 the most recent evidence first). A date of the series computed at another runtime is mapped
-again at the held one. Explicit options
+again at the held one. A runtime an earlier isamap recorded with ``cudnn-bench`` is held
+without it (this one never benchmarks inference), so its dates are mapped again too
+(:func:`engine.choice.unbenchmarked`). Explicit options
 are used as given (and a date of another runtime is mapped again, as for any map).
 """
 
@@ -23,6 +25,7 @@ from typing import Any
 import rasterio.errors
 
 from core.storage import files
+from engine import choice as engine_choice
 from engine.choice_value import Choice
 from engine.devices import layout_flag, resolve_device
 from engine.setting import Setting
@@ -58,7 +61,7 @@ def recorded(out: str, product_dir: Path, prefixes: Mapping[str, str]) -> Choice
         except (OSError, ValueError, AttributeError):
             label = ""
         if (setting := Setting.from_label(label)) is not None:
-            return Choice(setting, "checkpoint")
+            return engine_choice.unbenchmarked(Choice(setting, "checkpoint"))
     return None
 
 
@@ -82,13 +85,14 @@ def check_held(held: Choice, options: RuntimeOptions, out: str) -> None:
 def cog_runtime(prefix: str) -> Choice | None:
     """The runtime a date's class COG records (None: none)."""
     setting = Setting.from_label(_tags(f"{prefix}_class.tif").get("runtime", ""))
-    return None if setting is None else Choice(setting, "checkpoint")
+    return None if setting is None else engine_choice.unbenchmarked(Choice(setting, "checkpoint"))
 
 
 def strips_runtime(prefix: str) -> Choice | None:
     """The runtime a date's interrupted strips record (None: no strip, or no record)."""
     work = work_path(None, prefix)
-    return runtime_record.recorded(work) if any(work.glob("strip_*.tif")) else None
+    found = runtime_record.recorded(work) if any(work.glob("strip_*.tif")) else None
+    return None if found is None else engine_choice.unbenchmarked(found)
 
 
 def date_runtime(prefix: str) -> Choice | None:

@@ -63,7 +63,8 @@ def check_strips(work: Path, predictor: TilePredictor, restart: bool) -> bool:
     """Whether a work folder's strips must be discarded for their runtime.
 
     Strips without a record (an earlier isamap wrote them) cannot be trusted to match any
-    runtime: they are discarded with a warning, whatever was asked (recomputing is safe).
+    runtime: they are discarded with a warning, whatever was asked (recomputing is safe), as
+    are strips an earlier isamap computed with ``cudnn.benchmark``.
 
     Raises:
         ConfigError: an explicit option, or the runtime a series holds under ``auto``, asks
@@ -74,6 +75,11 @@ def check_strips(work: Path, predictor: TilePredictor, restart: bool) -> bool:
         log.warning("%s holds strips an earlier isamap wrote without recording their runtime "
                     "(precision, layout), so they cannot be trusted to match this run's: "
                     "discarding them and computing them again", work)
+        return True
+    if theirs.setting.cudnn_benchmark:  # resumed without it, one map would mix two runtimes
+        log.warning("%s holds strips an earlier isamap computed with cudnn.benchmark (%s), "
+                    "which this isamap's inference never runs: discarding them and computing "
+                    "them again", work, theirs.label)
         return True
     o, request = predictor.options, predictor.request
     asked = replace(request, precision=o.precision, channels_last=layout_flag(o.channels_last))

@@ -329,3 +329,23 @@ def test_backend_ee_fits_on_the_satellite_embedding(tmp_path, ee_offline):
         mapped = src.read(1)[r0:r0 + 96, c0:c0 + 96]
     truth = (native[0] > 0).astype(np.uint8)
     assert (mapped[10:, 10:] == truth[10:, 10:]).mean() > 0.75  # 120 points, 64 dimensions
+
+
+def test_backend_ee_without_credentials_advises_fitting_not_exporting(tmp_path, capsys,
+                                                                     monkeypatch):
+    """The authentication advice of isamap-fit --backend ee was the export's ('To use the
+    Earth Engine backend ... isamap-export --backend local'): it now names fitting's ways."""
+    home = tmp_path / "home"  # no Earth Engine login, no service account
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "EE_PROJECT", "CLOUDSDK_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    points = write_points(tmp_path / "points.csv", np.array([117.0, 117.001]),
+                          np.array([30.7, 30.701]), np.array([0, 1]))
+    code = main(["--points", str(points), "--backend", "ee", "--month", "2021-06", "--bands",
+                 "B2,B3,B4,B8", "--out", str(tmp_path / "fit"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err, err
+    assert "To make the stack over the points with Earth Engine (--backend ee), do ONE of:" in err
+    assert "isamap-fit --backend local --scenes DIR" in err and "isamap-fit --input" in err
+    assert "isamap-export" not in err and "Earth Engine backend," not in err

@@ -102,3 +102,19 @@ def test_inference_runs_cudnn_deterministic_never_by_a_timing_race(cudnn_flags):
     recorded = autotune.Choice(Setting.from_label("fp16/nhwc/cudnn-bench"), "measured")
     resumed = choice.resumed(model, CPU, choice.Request(), recorded)
     assert resumed.choice.label == "fp16/nhwc" and deterministic()
+
+
+def test_training_after_a_prediction_runs_cudnn_as_its_setting_says(cudnn_flags):
+    """A prediction left ``deterministic`` on; training after it in the process ran so.
+
+    Its result then depended on what ran before it: the training setting now sets both flags.
+    """
+    model = BandConv(6)
+    for device, bench, flags in ((CPU, None, (False, False)),
+                                 (torch.device("cuda"), True, (True, False)),
+                                 (torch.device("cuda"), False, (False, False))):
+        autotune.apply(autotune.Choice(Setting("fp32"), "explicit"), model.eval(), device)
+        assert deterministic()
+        autotune.apply(autotune.Choice(Setting("fp32", False, bench), "explicit", "training"),
+                       model.train(), device)  # only the flags: nothing runs on the device
+        assert (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic) == flags

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rasterio.warp import transform
 
-from gee_export.local.extent import region_name, scenes_extent
+from gee_export.local.extent import region_name, scenes_extent, scenes_region
 from gee_export.local.synthetic import generate_scene
 
 
@@ -62,3 +62,39 @@ def test_the_scenes_extent_grid_holds_only_pixels_the_scenes_fill(tmp_path, caps
     for edge in (b2[0], b2[-1], b2[:, 0], b2[:, -1]):
         assert np.isfinite(edge).mean() > 0.9  # no row or column of nodata at the edges
     capsys.readouterr()
+
+
+def test_a_dataset_on_the_earlier_scenes_extent_grid_is_refused_with_the_bbox_that_keeps_it(
+        tmp_path, capsys):
+    """Earlier versions snapped the scenes' extent outward (65 x 65 px here, now 64 x 64).
+
+    A rerun into such a dataset (adding a month) was refused 'already holds a dataset made
+    with other grid' without saying that the grid of a scenes' extent changed or what keeps
+    the dataset's. The --bbox it names does: the rerun with it is accepted.
+    """
+    import json
+    import re
+
+    from cli.export import main
+    from contract.grid import Grid
+
+    generate_scene(tmp_path / "scene", width=64, height=64, fine_scale=2,
+                   origin=(238002.0, 3385003.0), progress=False)
+    box = scenes_region(tmp_path / "scene", ["2019-06"]).bbox
+    out = tmp_path / "ds"
+    common = ["--backend", "local", "--scenes", str(tmp_path / "scene"), "--month", "2019-06",
+              "--patch-size", "32", "--stride", "32", "--out", str(out), "-q"]
+    # the grid an earlier isamap made from the scenes' extent: that box snapped outward
+    assert main([*common, "--bbox", ",".join(repr(v) for v in box)]) == 0
+    earlier = json.loads((out / "manifest.json").read_text())["grid"]
+    now = Grid.from_lonlat_bounds(box, earlier["crs"], inside=True, patch_size=32, stride=32)
+    assert (earlier["width"], earlier["height"]) != (now.width, now.height)
+    capsys.readouterr()
+    assert main(common) == 2
+    err = capsys.readouterr().err
+    assert "an earlier isamap took from the scenes' extent" in err
+    assert "keeps the pixels whose centres the scenes cover" in err and "\n" not in err.strip()
+    bbox = re.search(r"pass --bbox (\S+) to keep the dataset's grid", err)
+    assert bbox is not None
+    assert main([*common, "--bbox", bbox.group(1)]) == 0  # as it says
+    assert json.loads((out / "manifest.json").read_text())["grid"] == earlier

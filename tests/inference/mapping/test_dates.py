@@ -440,3 +440,32 @@ def test_tasks_series_decides_change_by_the_spectral_rule_on_the_exported_stacks
         level = np.nanmedian(np.abs(np.where(ds.read(masked=True).mask, np.nan,
                                              ds.read())).reshape(len(BANDS), -1), axis=1)
     assert change.fit["spread"] == pytest.approx(list(MIN_RELATIVE_SPREAD * level), rel=0.3)
+
+
+def test_the_scenes_extent_on_a_lattice_off_the_resolution_keeps_every_centre_on_the_scenes():
+    """A training lattice at x0 = 5 (not a multiple of 10 m), the scenes' box east at ...6 m.
+
+    The region was snapped to multiples of 10 m first (east 238646 -> 238650) and then to the
+    lattice (-> 238655): its last pixel centre, 238650, lay past the scenes. Snapped once onto
+    the lattice, every pixel centre lies within the box's projection.
+    """
+    from pyproj import Transformer
+
+    crs = "EPSG:32650"
+    lattice = Grid(crs, 5.0, 3400005.0, 100000, 100000, 10.0, 32, 32)
+    to_crs = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    to_lonlat = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    for east in range(238640, 238660):  # a box whose projection ends 5.5 to 9.5 m past 10 m
+        box = to_lonlat.transform_bounds(238002.0, 3385003.0, float(east), 3385640.0)
+        bounds = to_crs.transform_bounds(*box, densify_pts=21)
+        if 5.5 < bounds[2] % 10 < 9.5:
+            break
+    else:
+        raise AssertionError("no box ends where two snaps differ")
+    grid, note = region_grid(Region("scenes", box, covered=True), 10.0, lattice, crs)
+    assert note is None and (grid.x0 - 5.0) % 10 == 0 and (grid.y0 - 5.0) % 10 == 0
+    west, south, east_edge, north = grid.bounds
+    half = grid.resolution / 2
+    assert bounds[0] <= west + half and east_edge - half <= bounds[2]  # every pixel centre
+    assert bounds[1] <= south + half and north - half <= bounds[3]  # lies in the box
+    assert east_edge + half > bounds[2]  # and none that does is left out

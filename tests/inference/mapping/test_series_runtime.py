@@ -251,3 +251,56 @@ def test_a_held_runtime_this_device_cannot_run_is_refused_before_any_work(
     map_region(dataclasses.replace(request(place, out), options=fp32), session=session,
                echo=lambda _: None)
     assert runtimes(out) == dict.fromkeys(DATES, ("fp32/nchw", "explicit"))
+
+
+def test_dates_an_earlier_isamap_mapped_with_cudnn_benchmark_are_mapped_again(
+        place, tmp_path, caplog):
+    """An earlier isamap recorded ``fp32/nchw/cudnn-bench`` on CUDA; this one never benchmarks.
+
+    A series upgraded and extended held that label: its old dates matched it (never mapped
+    again) while a new date recorded ``fp32/nchw``, so the change map compared two runtimes
+    and map.json kept the old label (exit 0). Every date is now mapped at one runtime.
+    """
+    stacks, _, _ = place
+    session = session_for(SeriesTransport(stacks, info=lambda t: 5))
+    out = tmp_path / "out"
+    first = map_region(request(place, out, precision="fp32", channels_last="off"),
+                       session=session, echo=lambda _: None)
+    for month in DATES:  # as the earlier isamap left them on a GPU
+        with rasterio.open(out / month / f"isa_{month}_class.tif", "r+",
+                           IGNORE_COG_LAYOUT_BREAK="YES") as ds:
+            ds.update_tags(runtime="fp32/nchw/cudnn-bench", runtime_source="measured")
+    record = json.loads((out / "map.json").read_text())
+    record["runtime"] = {"runtime": "fp32/nchw/cudnn-bench", "runtime_source": "measured"}
+    (out / "map.json").write_text(json.dumps(record))
+    for kind in ("class", "prob"):
+        (out / DATES[1] / f"isa_{DATES[1]}_{kind}.tif").unlink()
+    with caplog.at_level(logging.INFO):
+        again = map_region(request(place, out), session=session, echo=lambda _: None)
+    assert "already mapped" not in caplog.text
+    assert "computed at runtime fp32/nchw/cudnn-bench" in caplog.text
+    assert {r for r, _ in runtimes(out).values()} == {"fp32/nchw"}
+    with rasterio.open(first.series.changes[0].cog) as ds:
+        tags = ds.tags()
+    assert tags["from_run"].endswith(" at fp32/nchw") and tags["to_run"].endswith(" at fp32/nchw")
+    assert json.loads((out / "map.json").read_text())["runtime"]["runtime"] == "fp32/nchw"
+    assert not any(d.outputs.prediction.skipped for d in again.dates)
+
+
+def test_strips_an_earlier_isamap_computed_with_cudnn_benchmark_are_discarded(
+        place, tmp_path, caplog):
+    """Resumed without the benchmark, they would have mixed two runtimes in one map."""
+    out = tmp_path / "out"
+    killed(place, out, DATES[:1], precision="fp32", channels_last="off")
+    work = out / DATES[0] / f".isa_{DATES[0]}.partial"
+    record = json.loads((work / "runtime.json").read_text())
+    record["setting"]["cudnn_benchmark"] = True  # as the earlier isamap recorded on a GPU
+    (work / "runtime.json").write_text(json.dumps(record))
+    stacks, _, _ = place
+    with caplog.at_level(logging.INFO):
+        map_region(request(place, out, DATES[:1], workers=1, strip_rows=32),
+                   session=session_for(SeriesTransport(stacks, info=lambda t: 5)),
+                   echo=lambda _: None)
+    assert "computed with cudnn.benchmark" in caplog.text
+    assert "resuming at the runtime" not in caplog.text
+    assert {r for r, _ in runtimes(out).values()} == {"fp32/nchw"}
