@@ -51,6 +51,10 @@ def main() -> None:
     p.add_argument("--threads", default="1,2")
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args()
+    if not args.weights.is_file():
+        print(f"skipped: no Presto weights at {args.weights} (give --weights PATH; "
+              "../shared/weights/README.md says where they come from)")
+        return
     model = network(args.weights)
     rng = np.random.default_rng(0)
     bands = (0.1 + 0.05 * rng.random((len(BANDS), args.side, args.side))).astype(np.float32)
