@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="YYYY-MM the patches show (a dataset is keyed by month)")
     p.add_argument("--bands", help="the images' band names in file order, comma-separated "
                    "(default: the images' band descriptions)")
+    p.add_argument("--trust-band-names", action="store_true",
+                   help="import the bands as named even where the band-order rules (which "
+                        "the export applies too) doubt them")
     p.add_argument("--scale", type=float, default=1.0,
                    help="multiply every image value by this (0.0001 for reflectance x 10000)")
     p.add_argument("--impervious-values", default="1", metavar="V,...",
@@ -99,7 +102,8 @@ def _run(args: argparse.Namespace) -> int:
         impervious=_values("--impervious-values", args.impervious_values),
         pervious=_values("--pervious-values", args.pervious_values),
         ignore=_values("--ignore-values", args.ignore_values), scale=args.scale,
-        seed=args.seed, block=args.split_block, min_valid_fraction=args.min_valid_fraction)
+        seed=args.seed, block=args.split_block, min_valid_fraction=args.min_valid_fraction,
+        trust_band_names=args.trust_band_names)
     summary = import_patches(args.src, args.out, options,
                              progress=not (args.quiet or args.no_progress))
     print(json.dumps(summary, indent=1))

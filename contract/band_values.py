@@ -44,6 +44,7 @@ images it imports (``contract.foreign_patches``), inference to the stack it is g
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -51,6 +52,8 @@ import numpy as np
 
 from contract.bands import REGISTRY
 from contract.input_facts import findings, input_facts
+
+log = logging.getLogger(__name__)
 
 LINEAR_MEDIAN_MAX = 1.0  # linear sigma0 scene medians are ~0.01-0.3; 1.0 leaves a wide margin
 DB_MEDIAN_MIN = -60.0  # dB medians are ~-25 to -5; dB x 100 gives ~-2500 to -500
@@ -259,16 +262,22 @@ BAND_PAIR_MIN_CORRELATION: tuple[tuple[str, str, float], ...] = (
 VEGETATION_MIN_SHARE = 0.02  # pixels with a rising red edge needed to judge NIR vs red
 NIR_RED_MIN_RATIO = 1.5  # median NIR / red over those pixels (right names: 2.4 or more)
 MIN_PIXELS = 100
+# Patches pooled (an import's sample) are not a scene: over 20 draws per tile of the seven L2A
+# tiles, one 64 px window put a correctly named pair below its threshold in 9 of 140 draws, four
+# pooled windows (16,384 px) in 2, eight (32,768 px) and sixteen in none. Pooled patches are
+# judged by the pairs from sixteen 64 px patches' worth of pixels on.
+POOLED_PAIR_MIN_PIXELS = 16 * 64 * 64
 
 
-def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
+def _correlation(a: np.ndarray, b: np.ndarray, least: int = MIN_PIXELS) -> float | None:
     both = np.isfinite(a) & np.isfinite(b)
-    if both.sum() < MIN_PIXELS or a[both].std() == 0 or b[both].std() == 0:
+    if both.sum() < least or a[both].std() == 0 or b[both].std() == 0:
         return None
     return float(np.corrcoef(a[both], b[both])[0, 1])
 
 
-def s2_band_name_problem(samples: Mapping[str, np.ndarray]) -> str | None:
+def s2_band_name_problem(samples: Mapping[str, np.ndarray], *,
+                         pair_min_pixels: int = MIN_PIXELS) -> str | None:
     """Why the reflectances contradict their Sentinel-2 band names, else None.
 
     The one owner of the band-order rules, for the local export's scenes
@@ -281,10 +290,11 @@ def s2_band_name_problem(samples: Mapping[str, np.ndarray]) -> str | None:
 
     Args:
         samples: band name (``B2``, ``B8A``...) -> reflectance sample, all the same shape.
+        pair_min_pixels: the pairs' correlation is judged on at least this many pixels.
     """
     for low, high, least in BAND_PAIR_MIN_CORRELATION:
         if low in samples and high in samples:
-            r = _correlation(samples[low].ravel(), samples[high].ravel())
+            r = _correlation(samples[low].ravel(), samples[high].ravel(), pair_min_pixels)
             if r is not None and r < least:
                 return (f"the bands named {low} and {high} correlate at r = {r:.2f} over the "
                         f"scene, where real {low} and {high} show {least} or more")
@@ -307,3 +317,19 @@ def s2_band_name_problem(samples: Mapping[str, np.ndarray]) -> str | None:
                 f"pixels) the band named B8 (NIR) is {ratio:.2f} x the band named B4 (red); "
                 f"vegetation reflects NIR at least {NIR_RED_MIN_RATIO} x red")
     return None
+
+
+def pooled_s2_band_name_problem(samples: Mapping[str, np.ndarray]) -> str | None:
+    """:func:`s2_band_name_problem` of patches pooled from many places (an import), not a scene.
+
+    The band pairs' correlations are judged only on :data:`POOLED_PAIR_MIN_PIXELS` pixels or
+    more (fewer refused correctly named real patches); a warning says when they are not.
+    """
+    pixels = min((int(np.isfinite(v).sum()) for v in samples.values()), default=0)
+    pairs = [f"{a}/{b}" for a, b, _ in BAND_PAIR_MIN_CORRELATION if a in samples and b in samples]
+    if pairs and pixels < POOLED_PAIR_MIN_PIXELS:
+        log.warning("the band order was not checked by the correlation of bands %s: the "
+                    "images sampled hold %d valid pixels, too few (%d needed, sixteen 64 px "
+                    "patches); check --bands yourself (gdalinfo lists the bands)",
+                    ", ".join(pairs), pixels, POOLED_PAIR_MIN_PIXELS)
+    return s2_band_name_problem(samples, pair_min_pixels=POOLED_PAIR_MIN_PIXELS)

@@ -309,8 +309,7 @@ def commit_month(store: Store, spec: DatasetSpec, month: str,
         "grid": fixed["grid"], "bands": fixed["bands"],
         "months": sorted({*existing.get("months", []), month}),
         "label": {"scheme": spec.label_scheme, "classes": dict(spec.classes),
-                  "nodata": LABEL_NODATA,
-                  "fine_scale": spec.fine_scale},
+                  "nodata": LABEL_NODATA, "fine_scale": spec.fine_scale},
         "recipe": fixed["recipe"],
         "split": fixed["split"], "min_valid_fraction": spec.min_valid_fraction,
         "counts": {"patches": len(every),
@@ -393,8 +392,7 @@ def merge_datasets(parts: Mapping[str, str | os.PathLike[str]],
     os.makedirs(root, exist_ok=True)
     for name, path in parts.items():
         link, target = os.path.join(root, name), os.path.abspath(path)
-        if not os.path.lexists(link) or (os.path.islink(link)
-                                         and os.readlink(link) != target):
+        if not os.path.lexists(link) or (os.path.islink(link) and os.readlink(link) != target):
             _link(target, link)  # new, or a merge moved with its parts (or made elsewhere)
     store = open_store(root)
     write_manifest(store, dict(next(iter(manifests.values())), merged_from=list(parts)))

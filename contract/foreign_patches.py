@@ -29,8 +29,8 @@ import rasterio
 from contract.band_values import (
     band_value_problems,
     finite_values,
+    pooled_s2_band_name_problem,
     reflectance_too_small,
-    s2_band_name_problem,
 )
 from contract.bands import LABEL_NODATA, REGISTRY
 from contract.dataset import DatasetSpec
@@ -74,6 +74,7 @@ class ImportOptions:
         scale: every image value is multiplied by it (1e-4: reflectance x 10000 exports).
         ratios / seed / block: the spatially blocked split (``block``: ``--split-block``).
         min_valid_fraction: patches with fewer valid pixels are not imported.
+        trust_band_names: the band-order rules are not applied (``--trust-band-names``).
     """
 
     month: str
@@ -87,6 +88,7 @@ class ImportOptions:
     block: int = IMPORT_BLOCK
     min_valid_fraction: float = 0.9
     region: str | None = None
+    trust_band_names: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -288,10 +290,10 @@ def check_values(plan: ImportPlan, options: ImportOptions, samples: int = 16) ->
     if problems:
         raise InputDataError(f"the images' values do not match their band names: "
                              f"{problems[0]}; {_value_fix(sampled, options.scale)}")
-    order = s2_band_name_problem(sampled)  # the export's band-order rules
-    if order:
+    order = None if options.trust_band_names else pooled_s2_band_name_problem(sampled)
+    if order:  # the export's band-order rules
         raise InputDataError(f"the images' values do not match their band names: {order}; "
-                             f"{_BANDS_FIX}")
+                             f"{_BANDS_FIX}, or pass --trust-band-names if they are right")
     for pair in pairs:  # every mask value accounted for (masks are small: all of them)
         with rasterio.open(pair.mask) as ds:
             label_of(ds.read(1), options, pair.name)

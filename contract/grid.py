@@ -360,7 +360,8 @@ def metre_crs_problem(text: str) -> str | None:
     """Why ``text`` cannot be a grid's CRS, or None when it is a projected CRS in metres.
 
     The one owner of that rule: the grid's pixels are metres (10 m by default), so a
-    geographic CRS (degrees) or one in feet is refused before any work, as ``--crs``
+    geographic CRS (degrees) or one in feet is refused before any work (only the horizontal
+    axes are judged: a compound CRS may give heights in feet), as ``--crs``
     (:func:`projected_crs`) and as the CRS of imported patches
     (:func:`contract.foreign_patches.plan_import`).
     """
@@ -371,8 +372,9 @@ def metre_crs_problem(text: str) -> str | None:
         crs = CRS.from_user_input(text)
     except CRSError:
         return "is not a CRS pyproj knows"
-    units = {axis.unit_name for axis in crs.axis_info}
-    if not crs.is_projected or not units <= {"metre", "meter"}:
+    horizontal = crs.to_2d()  # a compound CRS's height (EPSG:26918+6360: feet) is no pixel
+    units = {axis.unit_name for axis in horizontal.axis_info}
+    if not horizontal.is_projected or not units <= {"metre", "meter"}:
         return "is not a projected CRS in metres"
     return None
 

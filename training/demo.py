@@ -16,12 +16,14 @@ learning rate (3e-3) suited to a schedule of a few hundred steps, at the same co
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from contract.dataset import INDEX, read_index
 from core.digest import files_sha256
+from core.jsonsafe import dumps
 from core.storage import atomic_write
+from core.version import code_version
 from engine.execution import process_threads_at
 from training.config import TrainConfig
 from training.evaluate import EvaluateConfig, evaluate
@@ -89,14 +91,19 @@ def _run(patch_root, out_dir, model, epochs, batch_size, lr, max_batches, seed,
     res = train(cfg)
     folder = out / "evaluate"
     made = [folder / name for name in ("metrics.json", "metrics.txt", "confusion_matrix.png")]
-    # what the evaluation is of: a finished one of the same model and patches is kept
-    of = files_sha256([res.model_path, Path(patch_root) / INDEX], 16) + " test 500 fp32"
+    # the demo's figures are documented, so its precision and layout are stated, not
+    # measured; absolute, so metrics.json names them relative to its own folder
+    config = EvaluateConfig(Path(res.model_path).absolute(), str(Path(patch_root).absolute()),
+                            folder, "test", points=500, progress=progress, precision="fp32",
+                            channels_last="on")
+    # what the evaluation is of (the files by content, every other option of the config, the
+    # code): a finished one of the same is kept
+    how = {k: v for k, v in asdict(config).items()
+           if k not in ("model", "data", "out_dir", "progress")}
+    of = (f"{files_sha256([res.model_path, Path(patch_root) / INDEX], 16)} "
+          f"{dumps(how, sort_keys=True)} {code_version()}")
     stamp = folder / ".evaluated"
     if not (stamp.is_file() and stamp.read_text() == of and all(p.is_file() for p in made)):
-        # the demo's figures are documented, so its precision and layout are stated, not
-        # measured; absolute, so metrics.json names them relative to its own folder
-        evaluate(EvaluateConfig(Path(res.model_path).absolute(),
-                                str(Path(patch_root).absolute()), folder, "test", points=500,
-                                progress=progress, precision="fp32", channels_last="on"))
+        evaluate(config)
         atomic_write(stamp, lambda handle: handle.write(of.encode()))
     return DemoPaths(res.model_path, res.history_path, res.curves_path, *made)

@@ -236,11 +236,12 @@ def _check_label(label_ref: BandRef | None, scheme: str | ClassMapping | dict[in
         with rasterio.open(label_ref.path) as src:
             count = src.count
         if count > 1:
-            warnings.warn(f"label {label_ref.path} has {count} bands: band {label_ref.index} "
-                          "is read as the label; to read another, save it as the label "
-                          f"(gdal_translate -b N {label_ref.path.name} label.tif, in a labels/ "
-                          "folder of --scenes) and move the multi-band file out of --scenes",
-                          stacklevel=3)
+            path = label_ref.path
+            aside = path.with_name(f"{path.stem}_bandN{path.suffix}")
+            warnings.warn(f"label {path} has {count} bands: band {label_ref.index} is read as "
+                          f"the label; to read band N, save it aside (gdal_translate -b N "
+                          f"{path} {aside}), move {path} out of --scenes and put {aside} in "
+                          f"its place ({path})", stacklevel=3)
         check_codes(label_ref, scheme)
         return
     if band_registry.PRODUCT in names:

@@ -141,10 +141,9 @@ def _read_meta(path: Path) -> tuple[int, tuple[str | None, ...], dict[str, str]]
     try:
         with rasterio.open(path) as src:
             if src.crs is None:
-                raise InputDataError(
-                    f"{path} has no CRS; local scenes must be georeferenced GeoTIFFs (assign one "
-                    f"with: rio edit-info --crs EPSG:xxxx {path})"
-                )
+                raise InputDataError(f"{path} has no CRS; local scenes must be georeferenced "
+                                     f"GeoTIFFs (assign one with: rio edit-info --crs EPSG:xxxx "
+                                     f"{path})")
             tags = {k.upper(): v for k, v in src.tags().items()}
             return src.count, tuple(src.descriptions), tags
     except RasterioIOError as exc:
@@ -211,10 +210,10 @@ def _norm_unit(unit: str | None) -> str | None:
 
 def _not_a_scene(path: Path, count: int) -> InputDataError:  # a DEM, a land-cover map
     return InputDataError(
-        f"{path} is not a Sentinel-1/2 scene (no S1/S2 in its name, no Sentinel band names in "
-        f"its {count} band(s)): move it out of --scenes, or if it is the label, make it "
-        "labels/label.tif in --scenes; a scene's name starts with S1 or S2 and its bands are "
-        f"named (rio edit-info --bidx N --description B2 {path})")
+        f"{path} says nothing of Sentinel-1/2 (neither its name nor the descriptions of its "
+        f"{count} band(s)): move it out of --scenes, or if it is the label, make it "
+        "labels/label.tif in --scenes; if it is a scene, start its name with S1 or S2 or name "
+        f"its bands (rio edit-info --bidx N --description B2 {path})")
 
 
 def open_scene(path: str | Path, *, sensor: Sensor | None = None, date: dt.date | None = None,
@@ -223,8 +222,8 @@ def open_scene(path: str | Path, *, sensor: Sensor | None = None, date: dt.date 
                undated: dt.date | None = None) -> Scene:
     """One stacked scene file, with anything the file does not say stated by the caller.
 
-    ``band_names`` names this file's bands whatever it is; ``s2_band_names`` only an S2 file
-    whose bands have no descriptions (the ``--s2-band-names`` of a folder of scenes);
+    ``band_names`` names this file's bands whatever it is; ``s2_band_names`` only an S2 file's
+    unnamed bands (``--s2-band-names``; a file of as many, its name naming no sensor, is S2);
     ``undated`` is the date of a file whose tags and name carry none (``--scene-date``).
     """
     path = Path(path)
@@ -239,7 +238,9 @@ def open_scene(path: str | Path, *, sensor: Sensor | None = None, date: dt.date 
     names = [canonical_band(d) if d else None for d in descriptions]
     if band_names is not None:
         names = [canonical_band(n) or n for n in band_names]
-    guessed = sensor_from(path.stem, [n for n in names if n])
+    guessed = sensor_from(path.stem, [n for n in names if n]) or (  # --s2-band-names' count: S2
+        "S2" if s2_band_names is not None and not any(names) and count == len(s2_band_names)
+        else None)
     sensor = sensor or guessed
     if not all(names):
         if sensor == "S2" and s2_band_names is not None:
@@ -387,8 +388,7 @@ def discover_scenes(source: str | Path | Sequence[str | Path], *,
         scenes.append(open_scene(path, s2_band_names=s2_band_names, undated=date))
     scenes = _join_masks(groups, scenes)
     for key, bands in groups.items():
-        product = key[1]
-        tags = tags_of[key]
+        product, tags = key[1], tags_of[key]
         sensor = sensor_from(product, bands)
         if sensor is None:
             raise InputDataError(f"{product}: cannot tell Sentinel-1 from Sentinel-2 from its "

@@ -59,18 +59,21 @@ def strata_id(classes: Sequence[str], pixels: Sequence[int], crs: str,
                         "crs": str(crs), "resolution": round(float(resolution), 6)}, 12)
 
 
-def class_names(path: str, fallback: Sequence[str] = ("pervious", "impervious")) -> tuple[str, ...]:
+MAP_GIVE = "a class or change COG written by isamap"
+
+
+def class_names(path: str, fallback: Sequence[str] = ("pervious", "impervious"),
+                flag: str = "--map") -> tuple[str, ...]:
     """The class names a COG records (change COGs: the change codes' names).
 
     Raises:
-        InputDataError: ``path`` is missing or no raster.
+        InputDataError: ``path`` (given as ``flag``) is missing or no raster.
     """
     try:
         with rasterio.open(files.gdal_path(path)) as ds:
             tags = ds.tags()
     except rasterio.errors.RasterioError as exc:
-        raise InputDataError(f"cannot read {path} as a raster ({str(exc).splitlines()[0]}); "
-                             "give a class or change COG written by isamap") from None
+        raise InputDataError(files.raster_refusal(flag, path, exc, MAP_GIVE)) from None
     problem = map_kind_problem(path, tags, ("class", "change"),
                                "the map's _class.tif, or a change COG")
     if problem:
@@ -81,16 +84,16 @@ def class_names(path: str, fallback: Sequence[str] = ("pervious", "impervious"))
     return names or tuple(fallback)
 
 
-def read_strata(path: str, classes: Sequence[str] | None = None) -> Strata:
+def read_strata(path: str, classes: Sequence[str] | None = None, flag: str = "--map") -> Strata:
     """Count every class of ``path`` (pixels and km²); codes beyond the names are refused."""
-    names = tuple(classes) if classes else class_names(path)
+    names = tuple(classes) if classes else class_names(path, flag=flag)
     k = len(names)
     pixels = np.zeros(256, dtype=np.int64)
     area = np.zeros(256)
     try:
         ds = rasterio.open(files.gdal_path(path))
     except rasterio.errors.RasterioError as exc:
-        raise InputDataError(f"cannot read {path}: {exc}") from None
+        raise InputDataError(files.raster_refusal(flag, path, exc, MAP_GIVE)) from None
     with ds:
         if ds.count != 1 or ds.dtypes[0] != "uint8" or ds.crs is None:
             raise InputDataError(f"{path}: expected one uint8 band with a CRS (a class or "

@@ -15,7 +15,6 @@ import contextlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import rasterio
@@ -245,17 +244,16 @@ def check_class_map(path: str, classes: Sequence[str], size: tuple[int, int],
         crs: its CRS.
         flag: how messages name the file.
     """
-    given = f"{flag} {path}"
-    if not files.is_gcs(path) and not Path(path).exists():
-        raise InputDataError(f"{given} does not exist; give the class COG (<out>_class.tif) "
-                             "of an earlier date")
+    given, give = f"{flag} {path}", "the class COG (<out>_class.tif) of an earlier date"
+    problem = files.file_problem(flag, path, give)
+    if problem:
+        raise InputDataError(problem)
     try:
         with rasterio.open(files.gdal_path(path)) as src:
             tags, count, dtype = src.tags(), src.count, src.dtypes[0]
             grid = (src.height, src.width), src.transform, src.crs
     except rasterio.errors.RasterioError as exc:
-        raise InputDataError(f"{given} cannot be read ({exc}); give the class COG "
-                             "(<out>_class.tif) of an earlier date") from None
+        raise InputDataError(files.raster_refusal(flag, path, exc, give)) from None
     band_id = tags.get("band_id")
     if band_id != maps.BAND_IDS["class"] and (band_id or count != 1 or dtype != "uint8"):
         kind = next((k for k, v in maps.BAND_IDS.items() if v == band_id),

@@ -29,7 +29,6 @@ import math
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -70,18 +69,17 @@ def check_product(path: str) -> None:
     """
     if not path:
         return
-    given = f"--keep-product {path}"
-    if not files.is_gcs(path) and not Path(path).is_file():
-        raise InputDataError(f"{given} does not exist; give the coarse land-cover raster "
-                             "(e.g. an NLCD GeoTIFF)")
+    given, give = f"--keep-product {path}", "the coarse land-cover raster (e.g. an NLCD GeoTIFF)"
+    problem = files.file_problem("--keep-product", path, give)
+    if problem:
+        raise InputDataError(problem)
     try:
         with files.open_raster(path) as ds:
             if ds.crs is None or ds.transform.is_identity:
                 raise InputDataError(f"{given} has no georeferencing, so it cannot be put on "
                                      "the map's grid; give a georeferenced GeoTIFF")
     except rasterio.errors.RasterioError as exc:
-        raise InputDataError(f"{given} cannot be read ({str(exc).splitlines()[0]}); give the "
-                             "coarse land-cover raster as a GeoTIFF") from None
+        raise InputDataError(files.raster_refusal("--keep-product", path, exc, give)) from None
 
 
 def class_table(table: str, class_names: Sequence[str]) -> np.ndarray:

@@ -13,11 +13,12 @@ An input's identity, as a map records it in its tags:
 - ``input_content``: a digest of the content fingerprint a local-backend stack records
   (``ISAMAP_FINGERPRINT``), where it records one.
 
-Where both the map and the input carry a content fingerprint it decides: a copy of the stack
-under another name is the same input (its finished map is kept, naming the file it was made
-from), another stack of the same name and grid is another. Otherwise the name, the grid and
-the month (where both record one) must agree. Maps written before inputs were recorded, and
-fetched sources (``isamap-map``), are not compared.
+The name, the grid and the month (where both record one) agreeing make the same input (the
+map is replaced or kept as the run's options say). The content fingerprint only recognises a
+copy of the stack under another name as the same input (its finished map is kept, naming the
+file it was made from): it covers the stack's labels and recipe as well as its image, so a
+stack exported again with the same image differs in it. Maps written before inputs were
+recorded, and fetched sources (``isamap-map``), are not compared.
 """
 
 from __future__ import annotations
@@ -95,20 +96,15 @@ def check_same_input(class_path: str, ours: Mapping[str, str]) -> None:
         return
     theirs = tags["input"]
     months = (tags.get("input_month"), ours.get("input_month"))
-    if tags.get("input_content") and ours.get("input_content"):
-        if tags["input_content"] == ours["input_content"]:
-            return
-    elif theirs == ours["input"] and tags.get("input_grid") == ours["input_grid"] and (
+    if theirs == ours["input"] and tags.get("input_grid") == ours["input_grid"] and (
             None in months or months[0] == months[1]):
         return
+    if tags.get("input_content") and tags["input_content"] == ours.get("input_content"):
+        return  # the same stack under another name
+    what, mine = "input", ours["input"]
     if None not in months and months[0] != months[1]:
-        what, theirs, mine = "input", f"{theirs} of {months[0]}", f"{ours['input']} of {months[1]}"
-    elif theirs != ours["input"]:
-        what, mine = "input", ours["input"]
-    elif tags.get("input_grid") != ours["input_grid"]:
-        what, mine = "grid (another extent or pixel size)", ours["input"]
-    else:
-        what, mine = "input", ours["input"]
-        theirs = f"{theirs} (another stack of that name: its content differs)"
+        theirs, mine = f"{theirs} of {months[0]}", f"{ours['input']} of {months[1]}"
+    elif theirs == ours["input"]:
+        what = "grid (another extent or pixel size)"
     raise ConfigError(f"{class_path} is a map of another {what}: {theirs}, where this run's "
                       f"--input is {mine}; give another --out, or delete that map first")

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -181,9 +180,11 @@ def spectral_stacks(earlier: str, later: str, bands: Sequence[str],
     indexes = []
     for path, flag in zip((earlier, later), names, strict=True):
         given = f"{flag} {path}"
-        if not files.is_gcs(path) and not Path(path).is_file():
-            raise InputDataError(f"{given} does not exist; the spectral change rule reads both "
-                                 "dates' stacks (give the stack that date was predicted from)")
+        give = ("the stack GeoTIFF/VRT that date was predicted from (the spectral change rule "
+                "reads both dates' stacks)")
+        problem = files.file_problem(flag, path, give)
+        if problem:
+            raise InputDataError(problem)
         try:
             with files.open_raster(path) as ds:
                 grid = (ds.height, ds.width), ds.transform, ds.crs
@@ -191,8 +192,7 @@ def spectral_stacks(earlier: str, later: str, bands: Sequence[str],
         except InputDataError as exc:
             raise InputDataError(f"{given}: {exc}") from None
         except Exception as exc:  # rasterio/GDAL raise several types for an unreadable file
-            raise InputDataError(f"{given} cannot be read ({str(exc).splitlines()[0]}); give "
-                                 "the stack GeoTIFF/VRT of that date") from None
+            raise InputDataError(files.raster_refusal(flag, path, exc, give)) from None
         if grid[0] != tuple(size) or not grid[1].almost_equals(transform) or grid[2] != crs:
             raise InputDataError(f"{given} is not on the grid of the probability maps "
                                  f"({grid[0][1]} x {grid[0][0]} px there, {size[1]} x {size[0]} "

@@ -173,8 +173,8 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
     task_id, operation, state = _create(assets, request, name, manifest, echo,
                                         lambda op: wait_for_ingestion(
                                             assets, op, poll_seconds, sleep=sleep,
-                                            progress=progress))
-    _save(paths, manifest, script)  # the asset exists, or its ingestion task does
+                                            progress=progress),
+                                        lambda: _save(paths, manifest, script))
     share(assets, name, options, state, echo)
     return PublishResult(name, manifest, script, *paths, task_id, state, operation,
                          tuple(created))
@@ -205,14 +205,21 @@ def _show(paths: tuple[Path, Path], manifest: dict[str, Any], script: str, mode:
 
 def _create(assets: EarthEngineAssets, request: PublishRequest, name: str,
             manifest: dict[str, Any], echo: Callable[[str], None],
-            wait: Callable[[str], str]) -> tuple[str | None, str | None, str]:
-    """Create the asset: its task id and operation (ingestion only) and its state."""
+            wait: Callable[[str], str],
+            started: Callable[[], None]) -> tuple[str | None, str | None, str]:
+    """Create the asset: its task id and operation (ingestion only) and its state.
+
+    ``started`` (the manifest and the script saved) is called as soon as the asset or its
+    ingestion task exists, before any wait: an interrupted or failed wait leaves them saved.
+    """
     if request.mode == "external":
         assets.import_external(manifest, request.options.overwrite)
         echo(f"created COG-backed asset {name}")
+        started()
         return None, None, "COMPLETED"
     ingestion = assets.start_ingestion(manifest, request.options.overwrite)
     echo(f"started ingestion task {ingestion.task_id} for {name}")
+    started()
     state = wait(ingestion.operation) if request.options.wait else "SUBMITTED"
     return ingestion.task_id, ingestion.operation, state
 

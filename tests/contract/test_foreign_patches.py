@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from rasterio.windows import Window
 
 from cli.import_patches import main
 from contract.dataset import read_index, read_manifest
@@ -33,11 +34,11 @@ def _tif(path: Path, data: np.ndarray, left: float, top: float, nodata=None,
 
 def _source(root: Path, layout: str = "folders", cells=((0, 0), (0, 1), (1, 0), (2, 3)),
             float_images: bool = False, crs: str = "EPSG:32650",
-            origin: tuple[float, float, float] = (X0, Y0, RES)) -> Path:
+            origin: tuple[float, float, float] = (X0, Y0, RES), size: int = SIZE) -> Path:
     """A scene's tiles as another project cuts them: reflectance x 10000 (uint16), 0/255 masks.
 
     ``float_images``: float32 reflectance 0-1 instead; ``crs`` and ``origin`` (left, top,
-    pixel size) place them.
+    pixel size) place them; ``size`` is the patches' side.
     """
     x0, y0, res = origin
     rng = np.random.default_rng(1)
@@ -46,14 +47,14 @@ def _source(root: Path, layout: str = "folders", cells=((0, 0), (0, 1), (1, 0), 
     images.mkdir(parents=True, exist_ok=True)
     masks.mkdir(parents=True, exist_ok=True)
     for r, c in cells:
-        built = np.zeros((SIZE, SIZE), np.uint8)
+        built = np.zeros((size, size), np.uint8)
         built[4:20, 6 + r:22 + c] = 255
         refl = np.stack([np.where(built, 0.15, 0.05), np.where(built, 0.16, 0.08),
                          np.where(built, 0.17, 0.05), np.where(built, 0.22, 0.35)])
         refl = refl + rng.uniform(0, 0.01, refl.shape)
         dn = refl.astype(np.float32) if float_images else \
             np.round(refl * 10000).astype(np.uint16)
-        left, top = x0 + c * SIZE * res, y0 - r * SIZE * res
+        left, top = x0 + c * size * res, y0 - r * size * res
         name = f"tile_{r}_{c}"
         _tif(images / f"{name}.tif", dn, left, top, crs=crs, res=res)
         _tif(masks / (f"{name}.tif" if layout == "folders" else f"{name}_mask.tif"), built,
@@ -140,13 +141,38 @@ def test_patches_in_degrees_are_refused_with_their_utm_zone(tmp_path, capsys):
 
 def test_a_reversed_band_order_is_refused_by_the_exports_band_order_rules(tmp_path, capsys):
     """B2..B8 images imported as --bands B8,B4,B3,B2 exited 0 (the export refuses it)."""
-    src = _source(tmp_path / "theirs")
+    src = _source(tmp_path / "theirs", cells=[(r, c) for r in range(4) for c in range(4)],
+                  size=64)  # sixteen 64 px patches: enough pixels for the pairs' correlation
     out = tmp_path / "dataset"
     assert _run(src, out, "--scale", "0.0001", "--bands", "B8,B4,B3,B2") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and not out.exists()
     assert "the bands named B2 and B3 correlate at r = " in err
     assert "give the images' bands in file order with --bands" in err
+    assert "or pass --trust-band-names if they are right" in err
+    assert _run(src, out, "--scale", "0.0001", "--bands", "B8,B4,B3,B2",
+                "--trust-band-names") == 0  # the override the export has
+    assert read_manifest(out)["bands"] == ["B8", "B4", "B3", "B2"]
+
+
+def test_a_correctly_named_real_patch_is_not_judged_by_band_pairs_on_too_few_pixels(
+        shared_data, tmp_path, capsys):
+    """One 64 px window of a real L2A tile, named right, was refused (B7 and B8A correlate at
+    0.92 there; the threshold is a whole scene's) with no override."""
+    with rasterio.open(shared_data / "terramesh_s1s2" / "433D_629L_3_1_S2L2A.tif") as ds:
+        window = Window(0, 128, 64, 64)
+        image, transform, crs = ds.read(window=window), ds.window_transform(window), ds.crs
+    src = tmp_path / "theirs"
+    for folder, data in (("images", image), ("masks", np.zeros((1, 64, 64), np.uint8))):
+        (src / folder).mkdir(parents=True)
+        _tif(src / folder / "w.tif", data, transform.c, transform.f, crs=crs.to_string())
+    names = "B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,B11,B12"  # the tile's order (shared data README)
+    out = tmp_path / "dataset"
+    assert _run(src, out, "--scale", "0.0001", "--bands", names) == 0  # was 2
+    err = capsys.readouterr().err
+    assert "the band order was not checked by the correlation of bands B7/B8A" in err
+    assert "4096 valid pixels, too few (65536 needed" in err
+    assert read_manifest(out)["counts"]["patches"] == 1
 
 
 def test_red_and_nir_swapped_under_the_right_scale_are_not_told_to_give_that_scale(tmp_path,

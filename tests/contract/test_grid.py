@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contract.grid import Grid, Window, parse_patch_id, patch_id, utm_epsg
+from contract.grid import Grid, Window, metre_crs_problem, parse_patch_id, patch_id, utm_epsg
 from core.errors import GridError
 
 coord = st.floats(-500_000, 900_000, allow_nan=False, allow_infinity=False)
@@ -126,3 +126,16 @@ def test_window_helpers():
     assert (sub.x0, sub.y0, sub.width, sub.height) == (30.0, 80.0, 5, 4)
     with pytest.raises(GridError):
         grid.subgrid(Window(row_off=8, col_off=8, height=5, width=5))
+
+
+@pytest.mark.parametrize("crs, problem", [
+    ("EPSG:26918+6360", None),  # UTM 18N with NAVD88 heights in US feet: pixels in metres
+    ("EPSG:32650+5773", None),
+    ("EPSG:32650", None),
+    ("EPSG:2263", "is not a projected CRS in metres"),  # New York State Plane, US feet
+    ("EPSG:4326", "is not a projected CRS in metres"),
+    ("EPSG:4326+5773", "is not a projected CRS in metres"),
+])
+def test_only_the_horizontal_axes_decide_a_grid_crs(crs, problem):
+    """A compound CRS whose vertical axis is in feet was refused as 'not in metres'."""
+    assert metre_crs_problem(crs) == problem

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from core.version import code_version
 from training.demo import DEMO_BATCH, DEMO_MIN_STEPS, demo_batch_size, run_demo_training
 
 
@@ -28,6 +29,17 @@ def test_demo_training_writes_everything_and_is_idempotent(patch_root, tmp_path,
                                            again.confusion_png)] == written  # nothing redone
     assert f"the run in {paths.model.parent} is finished (2 epochs" in caplog.text
     assert "nothing left to train" in caplog.text
+    # the evaluation's stamp is its config's options and the code version (it was a literal
+    # " test 500 fp32", without the layout or the code): another code evaluates again
+    stamp = paths.metrics_json.parent / ".evaluated"
+    text = stamp.read_text()
+    assert '"channels_last": "on"' in text and '"precision": "fp32"' in text
+    assert '"points": 500' in text and text.endswith(f" {code_version()}")
+    stamp.write_text(text.removesuffix(code_version()) + "0.0.1+gdeadbee")
+    run_demo_training(patch_root, tmp_path / "demo", epochs=2, batch_size=3, max_batches=2,
+                      progress=False)
+    assert paths.metrics_json.stat().st_mtime_ns != written[1]
+    assert stamp.read_text() == text
 
 
 def test_demo_model_gives_untied_probabilities(patch_root, tmp_path):

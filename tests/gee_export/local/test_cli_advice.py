@@ -53,5 +53,30 @@ def test_a_raster_that_is_no_scene_is_told_to_leave_the_scenes_folder(tmp_path, 
     with pytest.raises(InputDataError) as err:
         discover_scenes(tmp_path)
     text = str(err.value)
-    assert f"{name} is not a Sentinel-1/2 scene" in text
+    assert (f"{name} says nothing of Sentinel-1/2 (neither its name nor the descriptions of "
+            f"its {count} band(s))") in text
     assert "move it out of --scenes" in text and "labels/label.tif" in text
+    assert "if it is a scene, start its name with S1 or S2 or name its bands" in text
+
+
+def test_a_scene_with_an_unusual_name_is_not_said_to_be_no_scene(tmp_path):
+    """An S1 scene saved with neither S1 in its name nor band descriptions was said to be 'not
+    a Sentinel-1/2 scene'; what is known is that it says nothing of it."""
+    write_band(tmp_path / "sigma0 20210603.tif", np.ones((2, 8, 8), np.float32))
+    with pytest.raises(InputDataError) as err:
+        discover_scenes(tmp_path)
+    text = str(err.value)
+    assert "is not a Sentinel-1/2 scene" not in text
+    assert "sigma0 20210603.tif says nothing of Sentinel-1/2" in text
+
+
+def test_s2_band_names_name_an_unnamed_file_of_as_many_bands(tmp_path):
+    """--s2-band-names was ignored for a stacked file whose name says no sensor: refused as
+    no scene, though the flag names the bands of such stacked S2 files."""
+    names = ("B2", "B3", "B4", "B8")
+    write_band(tmp_path / "tile_2021-06-03.tif", np.ones((4, 8, 8), np.uint16))
+    found = discover_scenes(tmp_path, s2_band_names=names)
+    (scene,) = found.s2
+    assert scene.band_names == names and scene.date.isoformat() == "2021-06-03"
+    with pytest.raises(InputDataError, match="says nothing of Sentinel-1/2"):
+        discover_scenes(tmp_path, s2_band_names=("B2", "B3", "B4"))  # 3 names, 4 bands

@@ -144,11 +144,17 @@ def test_a_label_of_several_bands_names_the_band_it_reads(write_s2, small_grid, 
     write_s2("20210603")
     codes = np.zeros((4, 32, 32), np.uint8)
     codes[:, :, 16:] = 1
-    write_band(tmp_path / "scenes" / "labels" / "label.tif", codes, nodata=255)
-    with pytest.warns(UserWarning, match=r"label\.tif has 4 bands: band 1 is read as the label; "
-                      r"to read another, save it as the label \(gdal_translate -b N"):
+    label = tmp_path / "scenes" / "labels" / "label.tif"
+    write_band(label, codes, nodata=255)
+    with pytest.warns(UserWarning, match=r"label\.tif has 4 bands: band 1 is read as the "
+                      "label") as caught:
         build_local_stack(tmp_path / "scenes", small_grid, "2021-06", ("B2",),
                           out_dir=tmp_path / "out", progress=False)
+    aside = label.with_name("label_bandN.tif")
+    text = str(next(w.message for w in caught if "4 bands" in str(w.message)))
+    # was `gdal_translate -b N label.tif label.tif`: the output overwrote its own input
+    assert (f"save it aside (gdal_translate -b N {label} {aside}), move {label} out of "
+            f"--scenes and put {aside} in its place ({label})") in text
 
 
 def test_sample_is_bounded_whatever_the_raster_size(tmp_path):

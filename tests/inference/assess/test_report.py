@@ -342,8 +342,9 @@ def test_a_map_that_is_no_raster_or_a_design_with_strata_is_refused_in_one_line(
     write_design(str(scene.map_path), tmp_path / "d", n=60, seed=1, minimum=20)
     labelled = label_with_truth(tmp_path / "d" / "sample.csv", scene.truth_path,
                                 tmp_path / "ref.csv")
-    with pytest.raises(InputDataError, match=r"cannot read .*ref.csv as a raster \(.*\); give "
-                                             "a class or change COG written by isamap"):
+    with pytest.raises(InputDataError, match=r"--map .*ref.csv cannot be read \(.*\): it is not "
+                                             "a raster; give a class or change COG written by "
+                                             "isamap"):
         score(str(labelled), str(labelled), tmp_path / "s0")
     with pytest.raises(ConfigError, match=r"gives the strata that drew the points; give "
                                           r"--design or --strata .*, not both"):

@@ -133,6 +133,21 @@ def test_ingestion_is_followed_under_the_id_the_server_returned(
     assert service.calls("POST", ":setIamPolicy")  # --public applied once it finished
 
 
+def test_the_script_is_saved_once_ingestion_started_even_if_the_wait_fails(
+        cogs, tmp_path, ee_http, gcs_emulator, gcs_bucket):
+    """With --wait the manifest and script were saved only after the wait: a poll error (or a
+    Ctrl-C) once the ingestion task had started left a running asset without its script."""
+    service = ee_http
+    service.add_asset("projects/my-project/assets/isamap")
+    service.fail("GET", "/operations/", 403, "The caller does not have permission", times=10)
+    with pytest.raises(EarthEngineError):
+        run(request(cogs, gcs_prefix=f"gs://{gcs_bucket}/isa", wait=True), tmp_path)
+    assert service.calls("POST", "image:import")  # the task started
+    manifest = tmp_path / "pub" / "wuhan_2023-06.manifest.json"
+    assert json.loads(manifest.read_text())["name"] == NAME
+    assert NAME in (tmp_path / "pub" / "wuhan_2023-06.js").read_text()
+
+
 def test_missing_parent_folders_are_created_before_ingestion(
         cogs, tmp_path, ee_http, gcs_emulator, gcs_bucket):
     service = ee_http
