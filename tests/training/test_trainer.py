@@ -268,7 +268,8 @@ def test_bad_input_under_torchrun_is_one_line_and_named_in_the_launchers_report(
         [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "cli.train",
          "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run"), "--epochs", "1"],
         capture_output=True, text=True, env=env, timeout=120)
-    line = f"isamap-train: error: no manifest.json in {tmp_path / 'missing'}"
+    line = (f"isamap-train: error: --data {tmp_path / 'missing'} does not exist; give the patch "
+            "dataset folder isamap-export wrote (the one holding manifest.json)")
     assert proc.returncode == 1, proc.stderr[-3000:]  # the launcher's, for every failed rank
     assert proc.stderr.startswith(line) and proc.stderr.count(f"\n{line}") == 0, proc.stderr
     assert "exitcode  : 2" in proc.stderr  # the rank's own status, in the launcher's report
