@@ -158,12 +158,13 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
     if not current and spectral is not None and probs is not None:
         spectral = spectral.fitted()
         stats.change_map(*probs, out, isa_class=isa_class, tags=want, spectral=spectral,
-                         classes=(class_a, class_b))
+                         classes=(class_a, class_b), work_dir=png.parent)
     elif not current and margin > 0 and probs is not None:
         stats.change_map(*probs, out, isa_class=isa_class, tags=want, margin=margin,
-                         classes=(class_a, class_b))
+                         classes=(class_a, class_b), work_dir=png.parent)
     elif not current:
-        stats.change_map(class_a, class_b, out, isa_class=isa_class, tags=want)
+        stats.change_map(class_a, class_b, out, isa_class=isa_class, tags=want,
+                         work_dir=png.parent)
     if not current or not png.exists():
         with gdal_env(out):
             maps.quicklook(files.gdal_path(out), png, "change", when=f"{date_from} to {date_to}")
