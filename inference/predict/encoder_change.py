@@ -38,7 +38,7 @@ fits).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -97,6 +97,18 @@ def stack_rule(change_rule: str, bands: SpectralStacks, model: EncoderModel | No
 def fits_key(change_rule: str) -> str:
     """Where a record holds a stack rule's fit of each pair (``series.json``, the summary)."""
     return "encoder_fits" if change_rule == NAME else "spectral_fits"
+
+
+def summary_fits(change_rule: str, fits: Mapping[str, Any]) -> dict[str, Any]:
+    """The pairs' recorded fits as a summary prints them (``fits``: pair -> fit).
+
+    The encoder rule's without its two fits (the 128 features' centre and spread, kept in
+    ``series.json`` and the COGs' tags): each pair's matched share, thresholds and sample size.
+    """
+    if change_rule != NAME:
+        return dict(fits)
+    return {pair: {k: v for k, v in fit.items() if not isinstance(v, dict)} if fit else fit
+            for pair, fit in fits.items()}
 
 
 @dataclass(frozen=True)

@@ -163,12 +163,16 @@ def test_isamap_map_decides_change_by_the_encoder_and_records_it(shared_weights,
     printed = capsys.readouterr().out
     summary = json.loads(printed[printed.rindex("\n{") + 1:])
     assert summary["change_rule"] == "encoder" and summary["spectral_threshold"] == 4
-    fit = summary["encoder_fits"]["2019-06/2021-06"]
-    assert fit["sample_pixels"] > 0 and fit["encoder_threshold"] > 0
-    assert 0 <= fit["matched_share"] < 1 and len(fit["encoder_fit"]["centre"]) == 128
+    shown = summary["encoder_fits"]["2019-06/2021-06"]  # the pair's numbers, not its fits
+    assert set(shown) == {"matched_share", "encoder_threshold", "spectral_threshold",
+                          "sample_pixels"}
+    assert shown["sample_pixels"] > 0 and shown["encoder_threshold"] > 0
+    assert 0 <= shown["matched_share"] < 1 and shown["spectral_threshold"] == 4
+    assert len(printed.splitlines()) < 120  # 128 features' centre and spread were 280 lines
     record = json.loads((out / "series.json").read_text())
-    assert record["change_rule"] == "encoder" and record["encoder_fits"] == summary[
-        "encoder_fits"]
+    fit = record["encoder_fits"]["2019-06/2021-06"]
+    assert record["change_rule"] == "encoder" and len(fit["encoder_fit"]["centre"]) == 128
+    assert {k: fit[k] for k in shown} == shown
     cog = out / "change" / "isa_change_2019-06_2021-06.tif"
     with rasterio.open(cog) as ds:
         assert ds.tags()["change_rule"] == encoder_change.RULE
