@@ -51,11 +51,20 @@ def test_dry_run_prints_plan_manifests_and_app_offline(model, tmp_path, capsys):
     (["--change-rule", "spectral"], "--method pixels keeps none"),
     (["--change-rule", "spectral", "--method", "tasks", "--change-margin", "0.1"],
      "choose one"),
-    (["--change-rule", "spectral", "--temporal-consistency"], "choose one"),
+    (["--change-rule", "spectral", "--temporal-consistency"],
+     "--temporal-consistency monotone relabels the class maps, and change is those consistent "
+     "maps differenced; --change-rule spectral takes gain and loss from the probabilities"),
+    (["--change-rule", "encoder", "--method", "tasks", "--temporal-consistency", "stretches"],
+     "--temporal-consistency stretches already decides where each pixel changed, by its bands' "
+     "spectral change at --spectral-threshold, and change is its consistent class maps "
+     "differenced; --change-rule encoder would decide it again on the encoder's features"),
+    (["--change-rule", "spectral", "--method", "tasks", "--temporal-consistency", "stretches"],
+     "--change-rule spectral would decide it again on the same bands"),
     (["--change-rule", "encoder"], "--change-rule encoder reads each date's stack"),
     (["--change-rule", "encoder", "--runner", "direct"], "--method pixels keeps none"),
     (["--change-rule", "encoder", "--method", "tasks", "--change-margin", "0.1"],
-     "choose one"),
+     "--change-rule encoder decides change on both dates' stacks, --change-margin on both "
+     "dates' probabilities: choose one"),
     (["--temporal-consistency", "stretches"], "--method pixels keeps none"),
     (["--spectral-threshold", "0"], "--spectral-threshold must be a number > 0"),
     (["--spectral-threshold", "3"], "this run decides change by the margin rule"),
