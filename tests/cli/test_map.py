@@ -30,6 +30,7 @@ def test_dry_run_prints_plan_manifests_and_app_offline(model, tmp_path, capsys):
     assert "Map plan" in out and "EPSG:32629" in out
     assert "2017-06, 2019-06, 2021-06" in out  # the month of the model's dataset
     assert "not the model's training CRS" in out and "ui.Slider" in out
+    assert "  change    margin 0.2 on both dates' probabilities\n" in out  # pixels keep no stack
     assert '"name": "projects/my-proj/assets/isa/isa_bbox/isa_2019_06"' in out
     plan = json.loads(out[out.rindex("\n{"):])
     assert 0 < plan["requests_per_date"] <= plan["tiles_per_date"]

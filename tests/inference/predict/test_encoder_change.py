@@ -193,3 +193,26 @@ def test_isamap_map_refuses_the_encoder_rule_for_a_model_without_one(tmp_path, c
     assert code == 2 and "has none: choose --change-rule spectral" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()  # refused before any date was mapped
+
+
+def test_the_dry_run_names_the_encoder_rule_and_its_features_cost(shared_weights, tmp_path,
+                                                                   capsys):
+    """The plan named neither the change rule nor the encoder features' hours."""
+    from cli.map import main
+    from tests.support.mapping import encoder_model_file
+
+    weights = shared_weights / "presto" / "default_model.pt"
+    args = _local_series(tmp_path, lambda path, grid: encoder_model_file(path, grid, weights,
+                                                                           "local"))
+    assert main([*args, "--out", str(tmp_path / "out"), "--change-rule", "encoder",
+                 "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    plan = json.loads(printed[printed.rindex("\n{") + 1:])
+    px = plan["grid"]["width"] * plan["grid"]["height"]
+    (line,) = [x for x in printed.splitlines() if x.startswith("  change    ")]
+    assert line.startswith("  change    encoder, --spectral-threshold 4: each date's stack")
+    assert f"features of both dates of 1 pair(s) of {px:,} px on the CPU: about" in line
+    per_100 = float(line.rsplit("(", 1)[1].split(" ms per 100 px")[0])
+    assert per_100 > 0 and plan["change"] == line.removeprefix("  change    ")
+    assert plan["change_seconds"] == pytest.approx(2 * px * per_100 / 1e5, rel=0.06, abs=0.05)
+    assert not (tmp_path / "out").exists()
