@@ -317,7 +317,7 @@ def _region(args: argparse.Namespace, dates: tuple[str, ...],
 
 def _summary(request: MapRequest, result: MapResult) -> dict[str, Any]:
     """What the command prints of a finished run: grid, dates, series, publication."""
-    from inference.predict.encoder_change import fits_key  # lazy: torch
+    from inference.predict.encoder_change import fits_key, summary_fits  # lazy: torch
 
     shown = functools.partial(_shown, request)
     summary: dict[str, Any] = {"grid": result.grid.to_dict(),
@@ -327,8 +327,9 @@ def _summary(request: MapRequest, result: MapResult) -> dict[str, Any]:
                        temporal_consistency=request.temporal_consistency,
                        change_rule=request.rule(),
                        **({"spectral_threshold": request.spectral_threshold,
-                           fits_key(request.rule()): {f"{c.date_from}/{c.date_to}": c.fit
-                                                      for c in result.series.changes}}
+                           fits_key(request.rule()): summary_fits(request.rule(), {
+                               f"{c.date_from}/{c.date_to}": c.fit
+                               for c in result.series.changes})}
                           if request.rule() in ("spectral", "encoder")
                           else {"change_margin": request.margin()}),
                        area_csv=shown(result.series.area_csv),

@@ -45,7 +45,7 @@ from inference.mapping.series import SeriesOutputs, series_products
 from inference.predict import stats
 from inference.predict.blending import check_model_tiles
 from inference.predict.encoder_change import NAME as ENCODER
-from inference.predict.encoder_change import EncoderModel, change_encoder
+from inference.predict.encoder_change import EncoderModel, change_encoder, seconds_per_pixel
 from inference.predict.keep_inputs import check_input_product, check_product
 from inference.predict.postprocess import check_postprocess
 from inference.predict.runtime import TilePredictor
@@ -193,8 +193,10 @@ def plan_region(request: MapRequest, setup: MapSetup, echo: Callable[[str], None
     planned = request if runner is None else replace(
         request, workers=min(runner.workers * runner.threads, MAX_WORKERS))  # its budget
     # (above the quota: the plan counts what Earth Engine serves, the runner says why)
+    per_px = (seconds_per_pixel(change_encoder(setup.model.module), len(setup.model.meta.bands))
+              if request.rule() == ENCODER and len(request.dates) > 1 else 0.0)
     plan = plan_map(planned, setup.grid, setup.model.meta.bands, seconds, setup.crs_note,
-                    scene=setup.model.meta.norm == "scene")
+                    scene=setup.model.meta.norm == "scene", feature_seconds_per_px=per_px)
     echo(format_plan(plan))
     if setup.target is not None and setup.target.zones is not None:
         echo(f"  app zones {setup.target.zones.describe()}")

@@ -157,13 +157,21 @@ class LocalStore(Store):
         self.path(rel).unlink(missing_ok=True)
 
     def remove_temporaries(self, prefix: str = "") -> int:
-        """Delete temporary files a killed writer left under ``prefix``; returns how many."""
+        """Delete the temporaries (files, work folders) a killed writer left under ``prefix``.
+
+        Returns how many.
+        """
         base = self._root / prefix.strip("/")
         if not base.is_dir():
             return 0
         count = 0
-        for path in base.rglob(f"*{TEMP_MARK}*"):
-            path.unlink(missing_ok=True)
+        for path in sorted(base.rglob(f"*{TEMP_MARK}*")):  # listed first: folders go whole
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            elif path.parent.exists():
+                path.unlink(missing_ok=True)
+            else:
+                continue  # inside a temporary folder removed above
             count += 1
         return count
 

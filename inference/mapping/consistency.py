@@ -38,7 +38,7 @@ from rasterio.windows import Window
 from core.digest import json_digest
 from core.errors import InputDataError
 from core.shareable import shareable_path
-from core.storage import files
+from core.storage import TEMP_MARK, files
 from inference.cog import maps
 from inference.cog.maps import NODATA
 
@@ -157,7 +157,7 @@ def _write(sources: Sequence[Any], class_paths: Sequence[str], outs: Sequence[st
     first = sources[0]
     parent = Path(outs[0]).parent if not files.is_gcs(outs[0]) else Path.cwd()
     parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".isamap-consistent-", dir=parent))
+    work = Path(tempfile.mkdtemp(prefix=f"{TEMP_MARK}consistent-", dir=parent))
     changed = dict.fromkeys(outs, 0)
     try:
         profile = {"driver": "GTiff", "width": first.width, "height": first.height,

@@ -189,11 +189,13 @@ def check_series_lattice(request: MapRequest, grid: Grid) -> None:
 def _remove_killed_writes(request: MapRequest, local: Path) -> None:
     """Delete the half-written files a killed run left where this run writes (under its lock).
 
-    The folders of the dates (COGs of a local ``--out``, PNGs and tables) and the stacks.
+    The folders of the dates (COGs of a local ``--out``, PNGs and tables), the stacks, and the
+    series' change and consistent maps (their unfinished maps' work folders included).
     """
-    folders = [local / ".stacks", *(local / m for m in request.dates)]
+    products = ("change", "consistent")
+    folders = [local / ".stacks", *(local / m for m in (*request.dates, *products))]
     if not files.is_gcs(request.out):
-        folders += [Path(request.out) / m for m in request.dates]
+        folders += [Path(request.out) / m for m in (*request.dates, *products)]
     for folder in dict.fromkeys(f.absolute() for f in folders):
         removed = LocalStore(folder).remove_temporaries() if folder.is_dir() else 0
         if removed:

@@ -42,6 +42,9 @@ class MapPlan:
     statistics_per_date: int = 0
     statistics_scale: float | None = None  # metres per pixel of their sample
     max_eecu_hours: float | None = None  # --max-eecu-hours (None: no bound)
+    change: str = ""  # the change rule in force, in words ("": one date, no pair)
+    #: the encoder change rule's features, every pair: seconds (0: another rule)
+    change_seconds: float = 0.0
 
     @property
     def seconds_estimate(self) -> float:
@@ -52,7 +55,7 @@ class MapPlan:
         if self.method == "tasks" and self.compute is not None:  # batch tasks, two at a time
             fetch = tasks_hours(self.compute.requests // len(self.dates)) * 3600.0
         model = self.tiles_per_date * self.model_seconds_per_tile
-        return max(fetch, model) * len(self.dates)
+        return max(fetch, model) * len(self.dates) + self.change_seconds
 
     def to_dict(self) -> dict[str, Any]:
         return {"region": self.region, "grid": self.grid.to_dict(), "dates": list(self.dates),
@@ -67,12 +70,13 @@ class MapPlan:
                 "latency_s": self.latency_s,
                 "seconds_estimate": round(self.seconds_estimate, 1), "crs_note": self.crs_note,
                 "compute": self.compute.to_dict() if self.compute else None,
-                "max_eecu_hours": self.max_eecu_hours}
+                "max_eecu_hours": self.max_eecu_hours, "change": self.change,
+                "change_seconds": round(self.change_seconds, 1)}
 
 
 def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
              model_seconds_per_tile: float, crs_note: str | None = None,
-             scene: bool = False) -> MapPlan:
+             scene: bool = False, feature_seconds_per_px: float = 0.0) -> MapPlan:
     """Tiles, requests, bytes and a time estimate of ``request`` (pure).
 
     Requests take ``request.latency_s`` each.
@@ -80,7 +84,8 @@ def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
     ``scene``: the model normalises each map by its input's statistics, which tiles fetched
     with computePixels ask Earth Engine for first: one ``reduceRegion`` per date
     (:mod:`inference.mapping.ee_statistics`), counted with the grid's pixels as its compute
-    (its image is computed on the grid, then sampled).
+    (its image is computed on the grid, then sampled). ``feature_seconds_per_px``: the encoder
+    change rule's features per pixel of a date (:func:`change_plan`).
     """
     layout = fetch_layout(grid, request.tile, request.overlap, request.lattice().blend)
     tiles = sum(len(row) for row in layout)
@@ -108,7 +113,36 @@ def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
                    request.latency_s,
                    crs_note, compute, statistics,
                    sample_scale(grid, SAMPLE_SIDE) if statistics else None,
-                   request.max_eecu_hours)
+                   request.max_eecu_hours, *change_plan(request, grid, feature_seconds_per_px))
+
+
+def change_plan(request: MapRequest, grid: Grid, feature_seconds_per_px: float = 0.0
+                ) -> tuple[str, float]:
+    """The change rule in force in words, and the encoder rule's features' seconds.
+
+    The encoder rule computes the features of both dates of every pair of consecutive dates, a
+    date's every pixel, at ``feature_seconds_per_px`` (measured on this machine's CPU).
+    """
+    pairs = len(request.dates) - 1
+    rule = request.rule()
+    if pairs < 1:
+        return "", 0.0
+    if request.temporal_consistency:
+        return (f"the consistent class maps differenced (--temporal-consistency "
+                f"{request.temporal_consistency})", 0.0)
+    if rule == "margin":
+        margin = request.margin()
+        return (f"margin {margin:g} on both dates' probabilities" if margin > 0
+                else "the class maps differenced", 0.0)
+    said = (f"{rule}, --spectral-threshold {request.spectral_threshold:g}: each date's stack "
+            f"decides whether a pixel changed, the probabilities which way")
+    if rule != "encoder":
+        return said, 0.0
+    seconds = grid.width * grid.height * 2 * pairs * feature_seconds_per_px
+    return (f"{said}; the encoder's features of both dates of {pairs} pair(s) of "
+            f"{grid.width * grid.height:,} px on the CPU: about "
+            f"{format_duration(seconds / 3600)} ({feature_seconds_per_px * 1e5:.1f} ms per "
+            "100 px measured now on this machine)", seconds)
 
 
 def format_plan(plan: MapPlan) -> str:
@@ -139,8 +173,11 @@ def format_plan(plan: MapPlan) -> str:
         + (" (local scenes: compositing time not included)" if plan.backend != "ee" else
            f", requests at {plan.latency_s:g} s each" if plan.method != "tasks" else
            f", stack tasks about {CONCURRENT_BATCH_TASKS} at a time (Earth Engine's batch "
-           f"concurrency), assumed {TASK_MINUTES:g} min each"),
+           f"concurrency), assumed {TASK_MINUTES:g} min each")
+        + ("; and the change features below" if plan.change_seconds else ""),
     ]
+    if plan.change:
+        lines.append(f"  change    {plan.change}")
     if plan.compute:
         unit = "request" if plan.method == "pixels" else "stack task"
         lines += format_estimate(plan.compute, unit)

@@ -317,17 +317,30 @@ class MapRequest:
                               "--temporal-consistency monotone")
         if self.change_rule not in ("spectral", "encoder"):
             return
-        for clash, given in (("--change-margin", self.change_margin is not None),
-                             ("--temporal-consistency", self.temporal_consistency)):
-            if given:
-                raise ConfigError(f"--change-rule {self.change_rule} decides change on both "
-                                  f"dates' stacks, {clash} on probabilities or class maps: "
-                                  "choose one")
+        if self.change_margin is not None:
+            raise ConfigError(f"--change-rule {self.change_rule} decides change on both "
+                              "dates' stacks, --change-margin on both dates' probabilities: "
+                              "choose one")
+        if self.temporal_consistency:
+            raise ConfigError(self._consistency_clash())
         if not self.keeps_stacks():
             raise ConfigError(f"--change-rule {self.change_rule} reads each date's stack, and "
                               "--backend ee --method pixels keeps none (tiles are fetched and "
                               "dropped; every --runner maps so): use --method tasks or "
                               "--backend local, or --change-rule margin")
+
+    def _consistency_clash(self) -> str:
+        """Why a stack rule and a consistency rule (whose maps differenced are change) clash."""
+        rule, again = self.temporal_consistency, f"--change-rule {self.change_rule}"
+        if rule == "stretches":
+            reads = "the encoder's features" if self.change_rule == "encoder" else "the same bands"
+            return ("--temporal-consistency stretches already decides where each pixel changed, "
+                    "by its bands' spectral change at --spectral-threshold, and change is its "
+                    f"consistent class maps differenced; {again} would decide it again on "
+                    f"{reads}, apart from those maps: choose one")
+        return (f"--temporal-consistency {rule} relabels the class maps, and change is those "
+                f"consistent maps differenced; {again} takes gain and loss from the "
+                "probabilities, which it does not relabel, apart from those maps: choose one")
 
     def keeps_stacks(self) -> bool:
         """Whether each date's stack is a file the run keeps (local scenes, exported tiles)."""

@@ -44,14 +44,13 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InputDataError
-from core.shareable import shareable_path
 from core.storage import atomic_write, files, open_store
 from core.storage.gdal_auth import gdal_env
 from inference.cog import maps
 from inference.mapping import consistency as consistency_rule
 from inference.mapping import stretches
 from inference.mapping.consistency import TemporalRule
-from inference.mapping.series_area import SeriesAreaRow, plot_area
+from inference.mapping.series_area import SeriesAreaRow, area_rows_of, empty_zones, plot_area
 from inference.predict import change as change_rules
 from inference.predict import stats
 from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD
@@ -155,15 +154,19 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
             tags = ds.tags()
         current = all(tags.get(k) == v for k, v in want.items()) and all(want.values()) \
             and tags.get("input_notes", "") == want.get("input_notes", "")  # none left stale
+    if not current:  # as the dates say theirs: a redone map can take minutes
+        log.info("change %s to %s: %s", date_from, date_to,
+                 f"redone ({_why_redone(tags, want, date_from, date_to)})" if tags else "mapping")
     if not current and spectral is not None and probs is not None:
         spectral = spectral.fitted()
         stats.change_map(*probs, out, isa_class=isa_class, tags=want, spectral=spectral,
-                         classes=(class_a, class_b))
+                         classes=(class_a, class_b), work_dir=png.parent)
     elif not current and margin > 0 and probs is not None:
         stats.change_map(*probs, out, isa_class=isa_class, tags=want, margin=margin,
-                         classes=(class_a, class_b))
+                         classes=(class_a, class_b), work_dir=png.parent)
     elif not current:
-        stats.change_map(class_a, class_b, out, isa_class=isa_class, tags=want)
+        stats.change_map(class_a, class_b, out, isa_class=isa_class, tags=want,
+                         work_dir=png.parent)
     if not current or not png.exists():
         with gdal_env(out):
             maps.quicklook(files.gdal_path(out), png, "change", when=f"{date_from} to {date_to}")
@@ -171,6 +174,21 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
     if spectral is not None:  # what made the map: this run's fit, or the one it recorded
         fit = spectral.fit.to_dict() if spectral.fit else json.loads(tags[spectral.fit_tag])
     return ChangeProduct(date_from, date_to, out, png, fit)
+
+
+_WHY_REDONE = {"from_run": "the class map of {a} changed", "to_run": "the class map of {b} changed",
+               "temporal_consistency": "temporal consistency {new}, was {old}",
+               "impervious": "it was made before one definition of impervious",
+               "change_rule": "the change rule changed", "input_notes": "the dates' notes changed",
+               "spectral_threshold": "--spectral-threshold {new}, was {old}",
+               "change_margin": "--change-margin {new}, was {old}"}
+
+
+def _why_redone(tags: Mapping[str, str], want: Mapping[str, str], a: str, b: str) -> str:
+    """Why a change COG with ``tags`` is redone where it should have ``want``."""
+    why = [_WHY_REDONE[k].format(a=a, b=b, new=v, old=tags.get(k, "none"))
+           for k, v in {"input_notes": "", **want}.items() if tags.get(k, "") != v]
+    return "; ".join(why) or "a class map records no run"
 
 
 def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], out: str,
@@ -215,9 +233,9 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
         class_maps, prob_maps, out, isa_class, temporal_consistency,
         lambda a, b: _pair_stacks(a, b, stacks or {}, bands, prob_maps[a], spectral_threshold,
                                   "--temporal-consistency monotone"))
-    area_rows = _area_rows(mapped, class_maps, zone_list, isa_class, bool(temporal_consistency),
-                           out)
-    warn_empty_zones(_empty_zones(area_rows))  # once per zone for all dates, not per date
+    area_rows = area_rows_of(mapped, class_maps, zone_list, isa_class,
+                             bool(temporal_consistency), out)
+    warn_empty_zones(empty_zones(area_rows))  # once per zone for all dates, not per date
     spectral = change_rule in STACK_RULES and not temporal_consistency
     changes, change_rows = [], []
     for a, b in itertools.pairwise(class_maps):
@@ -294,15 +312,6 @@ def _remove_stale_consistent(out: str, written: set[str]) -> None:
             Path(folder).rmdir()
 
 
-def _empty_zones(rows: Sequence[SeriesAreaRow]) -> dict[str, list[str]]:
-    """Zone -> the dates it has no valid pixel of the map at (zones with one only)."""
-    empty: dict[str, list[str]] = {}
-    for row in rows:
-        if row.isa_fraction is None:
-            empty.setdefault(row.zone, []).append(row.date)
-    return empty
-
-
 def _change_table(rows: Sequence[SeriesChangeRow], path: Path, dates: int) -> Path | None:
     """``series_change.csv`` of ``rows``; None and no file where ``dates`` make no pair.
 
@@ -351,26 +360,6 @@ def _consistent_maps(class_maps: Mapping[str, str], out: str, isa_class: int,
                         "class_maps": {m: p.removeprefix(out.rstrip("/") + "/")
                                        for m, p in consistent.items()},
                         "pixels_relabelled": {m: relabelled[p] for m, p in consistent.items()}}
-
-
-def _area_rows(mapped: Sequence[tuple[str, Any]], class_maps: Mapping[str, str],
-               zone_list: list, isa_class: int, recount: bool, out: str
-               ) -> list[SeriesAreaRow]:
-    """Each date's ISA per zone: its area table, or counted again on its (consistent) map.
-
-    Every row names the class map it counts, relative to ``out``.
-    """
-    area_rows = []
-    for month, outputs in mapped:
-        rows = ([asdict(r) for r in stats.isa_area(class_maps[month], zone_list,
-                                                   isa_class=isa_class)]
-                if recount else json.loads(Path(outputs.area_json).read_text()))
-        counted = shareable_path(class_maps[month], out)
-        area_rows += [SeriesAreaRow(row["zone"], month, row["isa_km2"],
-                                    row.get("isa_probability_km2"), row["valid_km2"],
-                                    row["nodata_km2"], row["isa_fraction"], counted)
-                      for row in rows]
-    return area_rows
 
 
 def _pair_stacks(a: str, b: str, stacks: Mapping[str, str | None], bands: Sequence[str],

@@ -1,15 +1,17 @@
 """The area-over-time picture of a map series, and the rows it draws.
 
 :func:`plot_area` draws ``series_area.png`` from the :class:`SeriesAreaRow` rows that
-:func:`inference.mapping.series.series_products` counts (one per zone and date).
+:func:`area_rows_of` counts for :func:`inference.mapping.series.series_products` (one per zone
+and date).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,9 @@ from typing import Any
 import numpy as np
 
 from contract.quicklook import titled
+from core.shareable import shareable_path
 from core.storage import atomic_path
+from inference.predict import stats
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,34 @@ class SeriesAreaRow:
     #: consistency ``consistent/isa_<date>_class.tif`` (the date's own table counts its own)
     class_map: str = ""
 
+
+def area_rows_of(mapped: Sequence[tuple[str, Any]], class_maps: Mapping[str, str],
+                 zone_list: list, isa_class: int, recount: bool, out: str
+                 ) -> list[SeriesAreaRow]:
+    """Each date's ISA per zone: its area table, or counted again on its (consistent) map.
+
+    Every row names the class map it counts, relative to ``out``.
+    """
+    rows_of_dates = []
+    for month, outputs in mapped:
+        rows = ([asdict(r) for r in stats.isa_area(class_maps[month], zone_list,
+                                                   isa_class=isa_class)]
+                if recount else json.loads(Path(outputs.area_json).read_text()))
+        counted = shareable_path(class_maps[month], out)
+        rows_of_dates += [SeriesAreaRow(row["zone"], month, row["isa_km2"],
+                                        row.get("isa_probability_km2"), row["valid_km2"],
+                                        row["nodata_km2"], row["isa_fraction"], counted)
+                          for row in rows]
+    return rows_of_dates
+
+
+def empty_zones(rows: Sequence[SeriesAreaRow]) -> dict[str, list[str]]:
+    """Zone -> the dates it has no valid pixel of the map at (zones with one only)."""
+    empty: dict[str, list[str]] = {}
+    for row in rows:
+        if row.isa_fraction is None:
+            empty.setdefault(row.zone, []).append(row.date)
+    return empty
 
 
 def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:

@@ -31,7 +31,7 @@ from core.csv_text import csv_text
 from core.errors import InputDataError
 from core.jsonsafe import dumps
 from core.shareable import shareable_path
-from core.storage import atomic_write, files
+from core.storage import TEMP_MARK, atomic_write, files
 from core.storage.gdal_auth import gdal_env
 from inference.cog import maps
 from inference.cog.maps import NODATA, PROB_SCALE
@@ -220,7 +220,8 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                compress: maps.Compression = "DEFLATE",
                tags: dict[str, str] | None = None, margin: float | None = None,
                spectral: StackRule | None = None,
-               classes: tuple[str, str] | None = None) -> str:
+               classes: tuple[str, str] | None = None,
+               work_dir: Path | None = None) -> str:
     """Write the ISA change COG from date A to date B (codes in ``CHANGE_CODES``).
 
     ``tags`` are added to the COG's metadata (a series records its inputs' run hashes there);
@@ -240,7 +241,9 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
     differenced. ``classes`` (the two dates' class COGs, with ``margin`` or ``spectral``) makes
     the rule's codes agree with what the class maps call impervious
     (:func:`inference.predict.impervious.agreeing_codes`: the one definition of the area
-    tables); the products always pass them.
+    tables); the products always pass them. ``work_dir``: where the unfinished map is
+    written (default: the output's folder, the current one for gs://); it is removed on any
+    exit, and a killed run's is a temporary (:meth:`core.storage.LocalStore.remove_temporaries`).
 
     Raises:
         InputDataError: the maps (or stacks) are not on one grid.
@@ -256,34 +259,44 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                    "dtype": "uint8", "crs": a.crs, "transform": a.transform,
                    "nodata": NODATA, "tiled": True, "blockxsize": maps.BLOCK,
                    "blockysize": maps.BLOCK, "compress": "ZSTD"}
-        parent = Path(out_path).parent if not files.is_gcs(out_path) else Path.cwd()
+        parent = work_dir or (Path(out_path).parent if not files.is_gcs(out_path)
+                              else Path.cwd())
         parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=".isamap-change-", dir=parent))
-        tmp = work / "change.tif"
-        with rasterio.open(tmp, "w", **profile) as dst:
-            for _, window in a.block_windows(1):
-                va, vb = a.read(1, window=window), b.read(1, window=window)
-                code = _codes(va, vb, isa_class, margin, spectral, stacks, window)
-                if class_maps and (spectral is not None or margin is not None):
-                    code = agreeing_codes(code, class_maps[0].read(1, window=window),
-                                          class_maps[1].read(1, window=window), isa_class)
-                dst.write(code, 1, window=window)
-        here = out_path.rsplit("/", 1)[0] if "/" in out_path else "."
-        tags = {"from": shareable_path(class_a, here), "to": shareable_path(class_b, here),
-                "codes": json.dumps(CHANGE_CODES),
-                "version": a.tags().get("version", ""),
-                **(spectral.tags(here) if spectral is not None else
-                   {"change_margin": f"{margin:g}", "change_rule": rule.RULE}
-                   if margin is not None else {"change_rule": "class maps differenced"}),
-                **({"impervious": IMPERVIOUS_TAG} if class_maps or (spectral is None
-                                                                   and margin is None) else {}),
-                **(tags or {})}
-    try:
-        files.put_output(lambda local: maps.write_cog(tmp, local, "change", tags,
-                                                   compress=compress), out_path, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        # a killed run's folder is a temporary: LocalStore.remove_temporaries deletes it
+        work = Path(tempfile.mkdtemp(prefix=f"{TEMP_MARK}change-", dir=parent))
+        try:
+            tmp = work / "change.tif"
+            with rasterio.open(tmp, "w", **profile) as dst:
+                for _, window in a.block_windows(1):
+                    va, vb = a.read(1, window=window), b.read(1, window=window)
+                    code = _codes(va, vb, isa_class, margin, spectral, stacks, window)
+                    if class_maps and (spectral is not None or margin is not None):
+                        code = agreeing_codes(code, class_maps[0].read(1, window=window),
+                                              class_maps[1].read(1, window=window), isa_class)
+                    dst.write(code, 1, window=window)
+            here = out_path.rsplit("/", 1)[0] if "/" in out_path else "."
+            tags = {"from": shareable_path(class_a, here), "to": shareable_path(class_b, here),
+                    "codes": json.dumps(CHANGE_CODES),
+                    "version": a.tags().get("version", ""),
+                    **_rule_tags(spectral, margin, here),
+                    **({"impervious": IMPERVIOUS_TAG} if class_maps or (spectral is None
+                                                                       and margin is None)
+                       else {}),
+                    **(tags or {})}
+            files.put_output(lambda local: maps.write_cog(tmp, local, "change", tags,
+                                                       compress=compress), out_path, work)
+        finally:  # an interrupt included
+            shutil.rmtree(work, ignore_errors=True)
     return out_path
+
+
+def _rule_tags(spectral: StackRule | None, margin: float | None, here: str) -> dict[str, str]:
+    """The change COG's tags naming the rule that decided it."""
+    if spectral is not None:
+        return spectral.tags(here)
+    if margin is not None:
+        return {"change_margin": f"{margin:g}", "change_rule": rule.RULE}
+    return {"change_rule": "class maps differenced"}
 
 
 def _on_one_grid(a: Any, b: Any, class_a: str, class_b: str, spectral: StackRule | None,

@@ -30,6 +30,7 @@ def test_dry_run_prints_plan_manifests_and_app_offline(model, tmp_path, capsys):
     assert "Map plan" in out and "EPSG:32629" in out
     assert "2017-06, 2019-06, 2021-06" in out  # the month of the model's dataset
     assert "not the model's training CRS" in out and "ui.Slider" in out
+    assert "  change    margin 0.2 on both dates' probabilities\n" in out  # pixels keep no stack
     assert '"name": "projects/my-proj/assets/isa/isa_bbox/isa_2019_06"' in out
     plan = json.loads(out[out.rindex("\n{"):])
     assert 0 < plan["requests_per_date"] <= plan["tiles_per_date"]
@@ -51,11 +52,20 @@ def test_dry_run_prints_plan_manifests_and_app_offline(model, tmp_path, capsys):
     (["--change-rule", "spectral"], "--method pixels keeps none"),
     (["--change-rule", "spectral", "--method", "tasks", "--change-margin", "0.1"],
      "choose one"),
-    (["--change-rule", "spectral", "--temporal-consistency"], "choose one"),
+    (["--change-rule", "spectral", "--temporal-consistency"],
+     "--temporal-consistency monotone relabels the class maps, and change is those consistent "
+     "maps differenced; --change-rule spectral takes gain and loss from the probabilities"),
+    (["--change-rule", "encoder", "--method", "tasks", "--temporal-consistency", "stretches"],
+     "--temporal-consistency stretches already decides where each pixel changed, by its bands' "
+     "spectral change at --spectral-threshold, and change is its consistent class maps "
+     "differenced; --change-rule encoder would decide it again on the encoder's features"),
+    (["--change-rule", "spectral", "--method", "tasks", "--temporal-consistency", "stretches"],
+     "--change-rule spectral would decide it again on the same bands"),
     (["--change-rule", "encoder"], "--change-rule encoder reads each date's stack"),
     (["--change-rule", "encoder", "--runner", "direct"], "--method pixels keeps none"),
     (["--change-rule", "encoder", "--method", "tasks", "--change-margin", "0.1"],
-     "choose one"),
+     "--change-rule encoder decides change on both dates' stacks, --change-margin on both "
+     "dates' probabilities: choose one"),
     (["--temporal-consistency", "stretches"], "--method pixels keeps none"),
     (["--spectral-threshold", "0"], "--spectral-threshold must be a number > 0"),
     (["--spectral-threshold", "3"], "this run decides change by the margin rule"),

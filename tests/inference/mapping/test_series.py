@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -534,7 +535,6 @@ def test_a_rerun_removes_the_consistent_maps_and_killed_writes_it_does_not_make_
     """A rerun without --temporal-consistency left the earlier run's consistent maps (tags
     naming the rule), and a killed run's temporaries stayed in the date folders after a
     successful rerun (new users' walks)."""
-    import logging
     import shutil
 
     from inference.mapping.series import series_products
@@ -564,3 +564,25 @@ def test_a_rerun_removes_the_consistent_maps_and_killed_writes_it_does_not_make_
                    session=session_for(StackTransport(stack, info=lambda t: 5)))
     assert not any(path.exists() for path in left)
     assert f"removed 1 temporary file(s) left in {copy / DATES[0]} by a killed run" in caplog.text
+
+
+def test_a_redone_change_map_says_why_and_an_up_to_date_one_says_nothing(series, tmp_path,
+                                                                        caplog):
+    """Redoing change maps was silent: a rerun with another margin said every date was
+    already mapped, then wrote for minutes without a word."""
+    from inference.mapping.series import series_products
+
+    request, result, grid = series
+    mapped = [(d.month, d.outputs) for d in result.dates]
+    pair = f"change {DATES[0]} to {DATES[1]}"
+
+    def run(margin: float) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="inference.mapping.series"):
+            series_products(mapped, {}, str(tmp_path), tmp_path, request.zones, crs=grid.crs,
+                            change_margin=margin)
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith(pair)]
+
+    assert run(0.2) == [f"{pair}: mapping"]
+    assert run(0.2) == []  # up to date
+    assert run(0.1) == [f"{pair}: redone (--change-margin 0.1, was 0.2)"]

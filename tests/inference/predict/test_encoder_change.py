@@ -163,12 +163,16 @@ def test_isamap_map_decides_change_by_the_encoder_and_records_it(shared_weights,
     printed = capsys.readouterr().out
     summary = json.loads(printed[printed.rindex("\n{") + 1:])
     assert summary["change_rule"] == "encoder" and summary["spectral_threshold"] == 4
-    fit = summary["encoder_fits"]["2019-06/2021-06"]
-    assert fit["sample_pixels"] > 0 and fit["encoder_threshold"] > 0
-    assert 0 <= fit["matched_share"] < 1 and len(fit["encoder_fit"]["centre"]) == 128
+    shown = summary["encoder_fits"]["2019-06/2021-06"]  # the pair's numbers, not its fits
+    assert set(shown) == {"matched_share", "encoder_threshold", "spectral_threshold",
+                          "sample_pixels"}
+    assert shown["sample_pixels"] > 0 and shown["encoder_threshold"] > 0
+    assert 0 <= shown["matched_share"] < 1 and shown["spectral_threshold"] == 4
+    assert len(printed.splitlines()) < 120  # 128 features' centre and spread were 280 lines
     record = json.loads((out / "series.json").read_text())
-    assert record["change_rule"] == "encoder" and record["encoder_fits"] == summary[
-        "encoder_fits"]
+    fit = record["encoder_fits"]["2019-06/2021-06"]
+    assert record["change_rule"] == "encoder" and len(fit["encoder_fit"]["centre"]) == 128
+    assert {k: fit[k] for k in shown} == shown
     cog = out / "change" / "isa_change_2019-06_2021-06.tif"
     with rasterio.open(cog) as ds:
         assert ds.tags()["change_rule"] == encoder_change.RULE
@@ -189,3 +193,26 @@ def test_isamap_map_refuses_the_encoder_rule_for_a_model_without_one(tmp_path, c
     assert code == 2 and "has none: choose --change-rule spectral" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()  # refused before any date was mapped
+
+
+def test_the_dry_run_names_the_encoder_rule_and_its_features_cost(shared_weights, tmp_path,
+                                                                   capsys):
+    """The plan named neither the change rule nor the encoder features' hours."""
+    from cli.map import main
+    from tests.support.mapping import encoder_model_file
+
+    weights = shared_weights / "presto" / "default_model.pt"
+    args = _local_series(tmp_path, lambda path, grid: encoder_model_file(path, grid, weights,
+                                                                           "local"))
+    assert main([*args, "--out", str(tmp_path / "out"), "--change-rule", "encoder",
+                 "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    plan = json.loads(printed[printed.rindex("\n{") + 1:])
+    px = plan["grid"]["width"] * plan["grid"]["height"]
+    (line,) = [x for x in printed.splitlines() if x.startswith("  change    ")]
+    assert line.startswith("  change    encoder, --spectral-threshold 4: each date's stack")
+    assert f"features of both dates of 1 pair(s) of {px:,} px on the CPU: about" in line
+    per_100 = float(line.rsplit("(", 1)[1].split(" ms per 100 px")[0])
+    assert per_100 > 0 and plan["change"] == line.removeprefix("  change    ")
+    assert plan["change_seconds"] == pytest.approx(2 * px * per_100 / 1e5, rel=0.06, abs=0.05)
+    assert not (tmp_path / "out").exists()

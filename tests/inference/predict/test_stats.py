@@ -11,6 +11,7 @@ from rasterio.warp import Resampling, calculate_default_transform, reproject, tr
 
 from contract.geotiff import write_geotiff
 from core.errors import InputDataError
+from core.storage import TEMP_MARK
 from inference.assess.point_files import write_design
 from inference.assess.strata import read_strata
 from inference.cog.maps import cog_report
@@ -105,7 +106,7 @@ def test_change_map_and_area(tmp_path):
     (row,) = change_area(out, load_zones(None, UTM))
     assert row.gain_km2 == pytest.approx(30000 * 1e-4) and row.loss_km2 == pytest.approx(1.5)
     assert row.net_change_km2 == pytest.approx(1.5) and row.stable_isa_km2 == pytest.approx(1.5)
-    assert not list(tmp_path.glob(".isamap-change-*"))
+    assert not [p for p in tmp_path.iterdir() if TEMP_MARK in p.name]
 
 
 def test_change_needs_one_grid_and_zones_need_polygons(tmp_path):
@@ -184,3 +185,26 @@ def test_a_design_on_a_lon_lat_map_outlines_pixels_in_metres(tmp_path):
     script = written.files["app"].read_text()
     line = next(x for x in script.splitlines() if x.startswith("var pixelSize"))
     assert 9.5 < float(line.split("=")[1].split(";")[0]) < 10.5, line
+
+
+def _corrupt_last_block(path: str) -> None:
+    """Overwrite the compressed bytes of the raster's last block: reading it fails."""
+    with rasterio.open(path) as ds:
+        row, col = max(ij for ij, _ in ds.block_windows(1))
+        offset = int(ds.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=1))
+        size = int(ds.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=1))
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(b"\xff" * size)
+
+
+def test_a_change_map_failing_midway_leaves_no_work_folder(tmp_path):
+    """A map unreadable in its last block fails after the first blocks were written; the
+    unfinished map's folder goes with the failure, and no change map is left."""
+    a = write_u8(tmp_path / "a.tif", np.zeros((512, 512), np.uint8))
+    b = write_u8(tmp_path / "b.tif", np.ones((512, 512), np.uint8))
+    _corrupt_last_block(b)
+    out = tmp_path / "change" / "c.tif"
+    with pytest.raises(rasterio.errors.RasterioIOError):
+        change_map(a, b, str(out))
+    assert (tmp_path / "change").is_dir() and not list((tmp_path / "change").iterdir())
