@@ -15,6 +15,7 @@ May import: ``core``, ``engine``, ``training.config``, ``training.model_meta``,
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -60,16 +61,29 @@ def check_resumable(ck: dict[str, Any], cfg: TrainConfig, iters_per_epoch: int,
         ConfigError: the options differ from the recorded ones, or the run's epochs hold
             another number of iterations.
     """
-    differ = config_differences(ck.get("config") or {}, cfg) if same_config else []
+    if same_config:
+        check_same_options(ck.get("config") or {}, cfg)
+    if ck["iters_per_epoch"] != iters_per_epoch:
+        raise ConfigError(f"the checkpoint ran {ck['iters_per_epoch']} iterations per epoch, "
+                          f"this configuration gives {iters_per_epoch}; resume with the "
+                          "same data, batch size and world size")
+
+
+def check_same_options(recorded: Mapping[str, Any], cfg: TrainConfig) -> None:
+    """Refuse to continue a run whose ``recorded`` options differ from ``cfg``'s (one line).
+
+    :func:`training.patch_training.train` calls it with the checkpoint's record (read
+    memory-mapped) before it builds or times a model; the trainer again when it loads one.
+
+    Raises:
+        ConfigError: an option that changes the result differs, named with both values.
+    """
+    differ = config_differences(recorded, cfg)
     if differ:
         raise ConfigError(
             f"{cfg.out_dir} already holds a run made with other options ({'; '.join(differ)});"
             " run its own command again to resume it, pass --resume to continue it with "
             "its options, or choose another --out folder")
-    if ck["iters_per_epoch"] != iters_per_epoch:
-        raise ConfigError(f"the checkpoint ran {ck['iters_per_epoch']} iterations per epoch, "
-                          f"this configuration gives {iters_per_epoch}; resume with the "
-                          "same data, batch size and world size")
 
 
 def loss_reference(ck: dict[str, Any]) -> float | None:

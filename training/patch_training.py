@@ -24,6 +24,7 @@ from core.errors import ConfigError, ModelError
 from engine.distributed import init_distributed, resolve_device
 from engine.seeding import seed_everything
 from training.band_ranges import band_ranges
+from training.checkpoint import check_same_options
 from training.config import TrainConfig, apply_recipe, recipe_values
 from training.data import NormStats, PatchDataset
 from training.encoder_run import MODULE as ENCODER_MODULE
@@ -33,7 +34,7 @@ from training.loader import choose_data_path
 from training.losses import build_loss
 from training.model_meta import ModelMeta
 from training.models import create_model
-from training.run_folder import CHECKPOINT
+from training.run_folder import CHECKPOINT, recorded_config
 from training.run_inputs import (
     augmentation_record,
     check_context,
@@ -77,6 +78,9 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
     if not cfg.data:
         raise ConfigError("no dataset given: set data (a patch dataset root) in the config "
                           "or pass --data")
+    recorded = None if cfg.resume else recorded_config(cfg.out_dir)
+    if recorded is not None:  # the identical command resumes: others are refused at once
+        check_same_options(recorded, cfg)
     dev_kind = "cuda" if cfg.device.startswith("cuda") or (
         cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     info = init_distributed(dev_kind)

@@ -309,3 +309,19 @@ def test_a_config_without_a_model_says_it_trains_the_default_one(patch_root, tmp
     err = capsys.readouterr().err
     assert "training unet\n" in err and "default model" not in err
     assert "default: crofusenet" in " ".join(train_parser().format_help().split())
+
+
+def test_other_options_over_a_run_are_refused_before_any_model_is_built(patch_root, tmp_path,
+                                                                         capsys):
+    """A walk: ``--epochs 400`` over a 2-epoch run named the model, timed its precisions
+    (~18 s), then refused; the record is compared first now, and nothing else is said."""
+    out = tmp_path / "runs" / "u"
+    assert train_main(_argv(patch_root, out, "--stop-after", "1")) == 0
+    capsys.readouterr()
+    before = (out / "checkpoint.pt").stat().st_mtime_ns
+    assert train_main(_argv(patch_root, out, "--epochs", "3", "--precision", "auto", "-v")) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run made with other options (epochs: 2 there, 3 now" in err
+    assert "training unet" not in err  # the line of a run that starts
+    assert "autotune" not in err and "data: " not in err  # nothing read, built or measured
+    assert (out / "checkpoint.pt").stat().st_mtime_ns == before
