@@ -7,6 +7,7 @@ isamap raises on purpose print one line saying what to do and exit with status 2
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -261,6 +262,8 @@ def started_config(argv: Sequence[str]) -> TrainConfig:
 def _train(args: dict) -> int:
     config_file, flags = args.get("config"), {k for k, v in args.items() if v is not None}
     given, roots = _given(args)
+    # a resumed run's model is its record's: the default note is for a run that names none
+    chosen = "model" in given or bool(given.get("resume"))
     if given.get("resume"):  # the run folder says everything that is not given
         check_resume(given.get("out_dir") or TrainConfig.out_dir)
         cfg = resume_config(given.pop("out_dir", None) or TrainConfig.out_dir, given,
@@ -283,12 +286,12 @@ def _train(args: dict) -> int:
     try:
         cfg = with_recipe_filter(cfg)  # e.g. hrnet-coarse filters noisy samples by default
         if cfg.members > 1:
-            joined = train_members(cfg, train)
+            joined = train_members(cfg, functools.partial(train, model_chosen=chosen))
         elif cfg.filter_noisy is not None:
-            result = train_filtered(cfg).final
+            result = train_filtered(cfg, model_chosen=chosen).final
             print(f"noisy-sample filtering: {result.out_dir / 'noisy_patches.json'}")
         else:
-            result = train(cfg)
+            result = train(cfg, model_chosen=chosen)
         finished = True
     finally:
         leave_distributed(finished)  # under torchrun: leave the group before the process exits

@@ -148,8 +148,11 @@ def read_sidecar(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def train_filtered(cfg: TrainConfig) -> FilterResult:
-    """Preliminary training, scoring, dropping, retraining (see the module docstring)."""
+def train_filtered(cfg: TrainConfig, model_chosen: bool = False) -> FilterResult:
+    """Preliminary training, scoring, dropping, retraining (see the module docstring).
+
+    ``model_chosen``: :func:`training.patch_training.train`'s, for both trainings.
+    """
     cfg = apply_recipe(cfg)  # the preliminary run, scoring and retraining share one recipe
     label, batch_size = cfg.label, cfg.batch_size
     if label is None or batch_size is None:
@@ -160,7 +163,7 @@ def train_filtered(cfg: TrainConfig) -> FilterResult:
     prelim_cfg = dataclasses.replace(cfg, out_dir=str(out / PRELIMINARY), filter_noisy=None)
     # said once the preliminary run's checks passed (a refused run prints its refusal alone)
     preliminary = train(prelim_cfg, announce="noisy-sample filtering: preliminary model in "
-                        f"{prelim_cfg.out_dir}")
+                        f"{prelim_cfg.out_dir}", model_chosen=model_chosen)
     model_path = Path(prelim_cfg.out_dir) / BEST_MODEL
     if sidecar.exists() and read_sidecar(sidecar).get("threshold") == threshold:
         doc = read_sidecar(sidecar)  # a resumed run: the decision is already taken
@@ -187,5 +190,5 @@ def train_filtered(cfg: TrainConfig) -> FilterResult:
     log.info("dropped %d of %d training patches (mean agreement of the dropped %.1f %%); "
              "retraining in %s", len(dropped), len(kept) + len(dropped),
              100 * float(np.mean(mean)) if mean else math.nan, out)
-    final = train(cfg, exclude=tuple(s.id for s in dropped))
+    final = train(cfg, exclude=tuple(s.id for s in dropped), model_chosen=model_chosen)
     return FilterResult(preliminary, final, sidecar, dropped, kept)

@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
           epoch_end: Callable[[nn.Module, int], None] | None = None,
-          announce: str = "") -> TrainResult:
+          announce: str = "", model_chosen: bool = False) -> TrainResult:
     """Train ``cfg.model`` on the patch dataset ``cfg.data`` (see ``Trainer``).
 
     Options left unset come from the model's recipe (``apply_recipe``): its loss, its label
@@ -69,6 +69,8 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
         epoch_end: ``Trainer``'s, called after each training epoch.
         announce: a line logged once every check passed, before the line naming the model
             (what this run is for, e.g. a preliminary model): a refused run prints none.
+        model_chosen: the user chose ``cfg.model`` (a flag, a config key, a resumed run's
+            record); otherwise the line naming it says where it is the default.
     """
     if cfg.filter_noisy is not None and exclude is None:
         raise ConfigError("filter_noisy is a two-stage run: call training.noisy.train_filtered "
@@ -106,19 +108,20 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
     loss = build_loss(recipe.loss, class_names=raw.class_names, **dict(cfg.loss_kwargs))
     meta = _model_meta(cfg, raw, norm, model, kwargs, scale, learnt, exclude)
     if info.main:  # every check passed: the run starts
-        for line in (announce, model_line(cfg.model)):
+        for line in (announce, model_line(cfg.model, model_chosen)):
             if line:
                 log.info("%s", line)
     trainer = Trainer(cfg, model, loss, train_set, val_set, meta, info, device, epoch_end)
     return trainer.fit()
 
 
-def model_line(model: str) -> str:
+def model_line(model: str, chosen: bool = False) -> str:
     """The line that names the network a run trains, and says so where it is the default.
 
-    A configuration without ``model:`` trains the default; no other line would name it.
+    A configuration without ``model:`` trains the default; no other line would name it. A
+    model the user ``chosen`` (``--model crofusenet`` too) is only named.
     """
-    if model == TrainConfig.model:
+    if model == TrainConfig.model and not chosen:
         return (f"training {model}, the default model (--model, or model: in a --config "
                 "file, chooses another)")
     return f"training {model}"

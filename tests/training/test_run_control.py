@@ -309,6 +309,11 @@ def test_a_config_without_a_model_says_it_trains_the_default_one(patch_root, tmp
     err = capsys.readouterr().err
     assert "training unet\n" in err and "default model" not in err
     assert "default: crofusenet" in " ".join(train_parser().format_help().split())
+    # a walk: --model crofusenet, typed, was told it is the default and how to choose another
+    assert train_main(_argv(patch_root, tmp_path / "chosen", "--max-batches", "1", "--epochs",
+                            "1", "--model", "crofusenet")) == 0
+    err = capsys.readouterr().err
+    assert "training crofusenet\n" in err and "default model" not in err
 
 
 def test_other_options_over_a_run_are_refused_before_any_model_is_built(patch_root, tmp_path,
