@@ -299,10 +299,11 @@ def _train(args: dict) -> int:
         return _report_members(join_members(cfg, joined))
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 0
-    state = "finished" if result.finished else (
-        "stopped (run the same command again, or isamap-train --out DIR --resume, to continue)")
-    print(f"{state} after {result.epochs_run} epochs; best validation MIoU "
-          f"{100 * result.best_miou:.2f} % at epoch {result.best_epoch}\n"
+    more = "" if result.finished else (" (to continue: run the same command again, or "
+                                       f"isamap-train --out {cfg.out_dir} --resume)")
+    print(f"{'finished' if result.finished else 'stopped'} after {_epochs(result.epochs_run)}; "
+          f"best validation MIoU {100 * result.best_miou:.2f} % at epoch {result.best_epoch}"
+          f"{more}\n"
           f"model: {_written(result.model_path)}\nhistory: {_written(result.history_path)}\n"
           f"curves: {_written(result.curves_path)}")
     return 0
@@ -331,7 +332,7 @@ def _report_members(done: MembersResult) -> int:
         return 0
     for i, result in enumerate(done.results):
         print(f"member {i}: {'finished' if result.finished else 'stopped'} after "
-              f"{result.epochs_run} epochs; best validation MIoU {100 * result.best_miou:.2f} % "
+              f"{_epochs(result.epochs_run)}; best validation MIoU {100 * result.best_miou:.2f} % "
               f"at epoch {result.best_epoch}; {_written(result.model_path)}")
     if done.model_path is None:
         print("stopped before every member finished (run the same command again to continue)")
@@ -359,6 +360,10 @@ def merged_data(cfg: TrainConfig, roots: Sequence[str]) -> TrainConfig:
         parts[name] = root
     merged = merge_datasets(parts, Path(cfg.out_dir) / "datasets")
     return replace(cfg, data=merged)
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
 
 
 def _written(path: Path) -> str:

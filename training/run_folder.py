@@ -34,6 +34,7 @@ from core.errors import ConfigError, ModelError
 from core.storage import atomic_write
 from training.config import (
     BEFORE_MODEL_KWARG,
+    INVOCATION_KEYS,
     PATHS_FROM_FILE,
     TrainConfig,
     apply_recipe,
@@ -194,7 +195,9 @@ def resume_config(out_dir: str | Path, given: Mapping[str, Any],
             raise ConfigError(f"--resume: {out_dir} holds no run to resume (no {CHECKPOINT}); "
                               f"start one with --data DATASET --out {out_dir}")
         return config_from_mapping({**given, "out_dir": str(out_dir), "resume": True})
-    base = {**_normalised(recorded), **_paths_from_run(out_dir)}
+    # how the recorded invocation ran (its --stop-after, --no-progress) is not the run's
+    base = {**{k: v for k, v in _normalised(recorded).items() if k not in INVOCATION_KEYS},
+            **_paths_from_run(out_dir)}
     if given.get("model_kwargs") is not None and "model_kwargs" in recorded:
         # the flags the run was started with, given again: what the record predates is read
         # as the record reads it, not as today's recipe fills it

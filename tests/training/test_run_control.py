@@ -87,12 +87,17 @@ def test_one_line_per_epoch_without_progress_bars(patch_root, tmp_path, capsys):
 
 def test_resume_takes_its_options_from_the_run_folder(patch_root, tmp_path, capsys):
     out = tmp_path / "run"
-    assert train_main(_argv(patch_root, out, "--stop-after", "1")) == 0
-    capsys.readouterr()
+    assert train_main(_argv(patch_root, out, "--epochs", "3", "--stop-after", "1")) == 0
+    said = capsys.readouterr().out
+    assert said.startswith("stopped after 1 epoch; best validation MIoU ")  # a walk: it said
+    # "stopped (run the same command again, ...) after 1 epochs"
+    assert (f" at epoch 1 (to continue: run the same command again, or isamap-train --out {out}"
+            " --resume)\n") in said
     written = (out / "config.yaml").read_bytes()
     assert b"stop_after: null" in written and b"resume: false" in written
-    assert train_main(["--out", str(out), "--resume", "--no-progress"]) == 0  # the README's form
-    assert "finished after 2 epochs" in capsys.readouterr().out
+    # the README's form; a walk: it took the recorded --stop-after 1 and stopped again
+    assert train_main(["--out", str(out), "--resume", "--no-progress"]) == 0
+    assert capsys.readouterr().out.startswith("finished after 3 epochs; ")
     assert (out / "config.yaml").read_bytes() == written  # how it was continued is not the run's
     assert train_main(["--out", str(out), "--resume", "--lr", "0.5"]) == 2
     err = capsys.readouterr().err
@@ -106,7 +111,7 @@ def test_resume_takes_its_options_from_the_run_folder(patch_root, tmp_path, caps
     assert (f"lr: 0.001 there, 0.01 now; set lr back in the config file {edited} (or leave it "
             "out of it) to resume it") in err and "flags" not in err
     assert train_main(["--config", str(edited), "--out", str(out), "--resume", "--epochs",
-                       "3"]) == 2
+                       "4"]) == 2
     assert "; drop those flags, set lr back in the config file" in capsys.readouterr().err
     assert train_main(["--out", str(tmp_path / "empty"), "--resume"]) == 2
     assert "holds no run to resume" in capsys.readouterr().err

@@ -187,7 +187,7 @@ def test_cli_train_then_evaluate(patch_root, tmp_path, capsys, monkeypatch):
     assert load_config(cfg).epochs == 5
     out = tmp_path / "run"
     rc = train_main(["--config", str(cfg), "--out", str(out), "--epochs", "1", "--no-progress"])
-    assert rc == 0 and "finished after 1 epochs" in capsys.readouterr().out
+    assert rc == 0 and "finished after 1 epoch;" in capsys.readouterr().out
     # unet-s2 normalises each scene by its own statistics: any tile makes the same map
     meta = load_model_file(out / "model.pt")[1]
     assert meta.norm == "scene" and meta.window is None
@@ -245,7 +245,7 @@ def test_ddp_under_torchrun_on_cpu(patch_root, tmp_path):
          "--precision", "fp32", "--no-progress"],
         capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("finished after 1 epochs") == 1
+    assert proc.stdout.count("finished after 1 epoch;") == 1
     # the U-Net's loss reaches every parameter: DDP is not asked to search for unused ones
     assert "find_unused_parameters" not in proc.stderr
     _, meta = load_model_file(out / "model.pt")
