@@ -26,6 +26,7 @@ from contract import bands as band_registry
 from contract.archive import check_months as check_archive_months
 from contract.bands import FINE_SCALES
 from contract.dataset import out_refusal
+from contract.dataset_diff import out_problem
 from contract.export_options import ExportOptions
 from contract.grid import (
     DEFAULT_PATCH_SIZE,
@@ -367,7 +368,7 @@ def _dry_run(args: argparse.Namespace, opts: ExportOptions, runner: RunnerConfig
         print(runner.describe())
     refused = out_refusal(opts.out, ee_spec(opts))
     if refused:
-        print(f"  PROBLEM     {refused}")
+        print(f"  PROBLEM     {out_problem(opts.out)}")
         raise InputDataError(f"the real run would stop: {refused}")
     return 0
 

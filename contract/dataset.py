@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from contract.bands import LABEL_NODATA, check_fine_scale
+from contract.dataset_diff import canonical, differences, producer_note
 from contract.grid import Grid
 from contract.label_schemes import DEFAULT_CLASSES_ISA
 from contract.splits import (
@@ -214,20 +215,6 @@ def _fixed_params_of(manifest: Mapping[str, Any]) -> dict[str, Any]:
             "recipe": manifest.get("recipe", {})}
 
 
-def _canonical(value: Any) -> str:
-    return dumps(value, sort_keys=True)
-
-
-def _differences(old: Any, new: Any, name: str = "") -> list[str]:
-    """``key: <old> there, <new> now`` for each differing leaf (``recipe.scl_masked``)."""
-    if isinstance(old, Mapping) and isinstance(new, Mapping):
-        return [line for k in sorted({*old, *new}, key=str)
-                if _canonical(old.get(k)) != _canonical(new.get(k))
-                for line in _differences(old.get(k), new.get(k), f"{name}.{k}" if name else k)]
-    shown = [list(v) if isinstance(v, tuple) else v for v in (old, new)]
-    return [f"{name}: {shown[0]} there, {shown[1]} now"]
-
-
 def check_compatible(store: Store, spec: DatasetSpec, *, month: str | None = None,
                      fingerprint: str | None = None) -> dict[str, Any]:
     """The existing manifest of ``store`` (or {}); refuse one made with other parameters.
@@ -241,11 +228,11 @@ def check_compatible(store: Store, spec: DatasetSpec, *, month: str | None = Non
     if not existing:
         return {}
     old, new = _fixed_params_of(existing), spec.fixed_params()
-    differ = [k for k in new if _canonical(old[k]) != _canonical(new[k])]
+    differ = [k for k in new if canonical(old[k]) != canonical(new[k])]
     if differ:
         raise ConfigError(
-            f"{store.url()} already holds a dataset made with other {', '.join(differ)} "
-            f"({'; '.join(_differences(old, new))}); "
+            f"{store.url()} already holds a dataset made with other {', '.join(differ)}"
+            f"{producer_note(existing, spec.backend)}: {'; '.join(differences(old, new))}; "
             "write to another folder (--out) or delete it first"
         )
     if month is not None and fingerprint is not None:
@@ -356,7 +343,7 @@ def check_mergeable(parts: Mapping[str, str | os.PathLike[str]],
     """
     (first, known), *others = [(n, _merge_facts(m)) for n, m in manifests.items()]
     for name, facts in others:
-        differ = [w for w, value in facts.items() if _canonical(value) != _canonical(known[w])]
+        differ = [w for w, value in facts.items() if canonical(value) != canonical(known[w])]
         if differ:
             what = " and ".join(differ)
             raise InputDataError(

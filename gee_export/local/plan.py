@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from contract import bands as band_registry
+from contract.dataset_diff import out_problem
 from contract.grid import Grid
 from contract.splits import DEFAULT_BLOCK, SPLITS, assign_splits
 from core.errors import IsamapError
@@ -172,5 +173,6 @@ def format_local_plan(plan: LocalPlan) -> str:
         f"  label       {plan.label or 'none found: the label is all nodata (inference only)'}",
         f"  output      {plan.out}",
     ]
-    lines += [f"  PROBLEM     {p}" for p in plan.problems()]
+    lines += [f"  PROBLEM     {out_problem(plan.out) if p == plan.out_refused else p}"
+              for p in plan.problems()]  # --out's refusal, long, is the error line's alone
     return "\n".join(lines)

@@ -85,8 +85,11 @@ def test_identical_command_resumes_and_other_ones_are_refused_before_any_work(
         capsys.readouterr()
         assert main([*argv, "--dry-run"]) == 2, argv  # the dry run says what the run will
         printed = capsys.readouterr()
-        assert printed.out.count("PROBLEM") == 1 and what in printed.out, printed.out
+        assert printed.out.count("PROBLEM") == 1, printed.out  # the details once: the error's
+        assert (f"PROBLEM     --out {out} holds a dataset this run would not add to (the error "
+                "below says why)") in printed.out and what not in printed.out
         assert "the real run would stop: " in printed.err and "add scenes" not in printed.err
+        assert what in printed.err and "{" not in printed.err, printed.err
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert "already holds a dataset made with other" in err and what in err, err

@@ -367,3 +367,32 @@ def test_a_month_without_one_valid_patch_is_refused_and_not_tagged_complete(tmp_
     manifest = read_manifest(tmp_path / "ds")
     assert manifest["complete"] == {"2019-06": False}
     assert manifest["counts"]["patches"] == 0
+
+
+def test_a_dataset_of_another_producer_is_refused_in_one_readable_line(small_stack, tmp_path):
+    """A walk: exporting the demo's scenes into the demo's patches was refused in ~1.6 KB of
+    Python reprs (whole recipes, ``recipe.allow_l1c: None there, False now``); now the
+    differing values are short, keys one recipe alone records are named, and the producer is."""
+    stack, _ = small_stack
+    out = tmp_path / "ds"
+    local = {"allow_l1c": False, "enl": 4.4, "kernel": 7, "scl_masked": [3, 8, 9, 10, 11],
+             "speckle": "refined_lee", "label_scheme": "binary"}
+    patch_stack(stack, out, block=2, backend="synthetic", progress=False, recipe={
+        "composite": "local backend (gee_export.local.stack)", "local_recipe": local,
+        "seed": 0, "s2_dates": [f"201906{d:02d}" for d in range(1, 30)]})
+    with pytest.raises(ConfigError) as refused:
+        patch_stack(stack, out, block=3, backend="local", progress=False,
+                    recipe={**local, "scl_masked": [3, 8, 9, 10]})
+    assert str(refused.value) == (
+        f"{out} already holds a dataset made with other split, recipe (made by isamap-demo, "
+        "not by the local export): split.block: 2 there, 3 now; recipe: composite, "
+        "local_recipe, s2_dates, seed recorded only there; allow_l1c, enl, kernel, "
+        "label_scheme, scl_masked, speckle only now; write to another folder (--out) or "
+        "delete it first")
+    with pytest.raises(ConfigError, match=(  # long lists: the items that differ
+            r"other recipe: recipe\.local_recipe\.scl_masked: \[3, 8, 9, 10, 11\] there, "
+            r"\[3, 8, 9, 10\] now; recipe\.s2_dates: \[20190630\] only now; write")):
+        patch_stack(stack, out, block=2, backend="synthetic", progress=False, recipe={
+            "composite": "local backend (gee_export.local.stack)",
+            "local_recipe": {**local, "scl_masked": [3, 8, 9, 10]},
+            "seed": 0, "s2_dates": [f"201906{d:02d}" for d in range(1, 31)]})
