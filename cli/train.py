@@ -269,7 +269,7 @@ def _train(args: dict) -> int:
         cfg = resume_config(given.pop("out_dir", None) or TrainConfig.out_dir, given,
                             config_file, set(given) - flags)
     else:
-        cfg = config_from_mapping(given)
+        cfg = config_from_mapping(given, config_file, set(given) - flags)
     if not (Path(cfg.out_dir) / CHECKPOINT).exists() and not held_members(cfg.out_dir):
         check_trainable(cfg.model)  # a retired model's runs go on; none is started
     check_output_folder("--out", cfg.out_dir)

@@ -43,7 +43,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         ConfigError: the file is missing, is not YAML, or does not hold a mapping.
     """
     try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
+        values = yaml.load(Path(path).read_text(), Loader=_UniqueKeyLoader) or {}
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found") from None
     except IsADirectoryError:
@@ -53,6 +53,27 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ConfigError(f"config file {path} must hold a mapping of option: value")
     return values
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types here
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last).
+
+    ``epochs: 2`` then ``epochs: 3`` in one file is a mistake, not a choice between them.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *base", which keys override
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, typing.Hashable) and key in first:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is given twice (first on line {first[key] + 1}): keep "
+                    "one", key_node.start_mark)
+            if isinstance(key, typing.Hashable):
+                first[key] = key_node.start_mark.line
+        return dict(super().construct_mapping(node, deep=deep))
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:

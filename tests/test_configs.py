@@ -286,10 +286,40 @@ def test_train_and_map_configs_are_checked_by_one_schema_rule(text, says, tmp_pa
     assert not Path("runs").exists() and not Path("o").exists()
 
 
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--config", "c.yaml"], "c.yaml: batch_size must be >= 1, got 0"),
+    (["--config", "c.yaml", "--batch-size", "-2"], "--batch-size must be >= 1, got -2"),
+    (["--config", "c.yaml", "--batch-size", "2", "--lr", "0"], "--lr must be positive, got 0.0"),
+])
+def test_a_value_out_of_range_names_the_files_key_or_the_flag(argv, says, tmp_path, monkeypatch,
+                                                              capsys):
+    """A walk: ``batch_size: 0`` in a --config file was told "--batch-size must be >= 1",
+    naming a flag that was never typed and no file or value."""
+    from cli.train import train_main
+
+    monkeypatch.chdir(tmp_path)
+    Path("c.yaml").write_text("data: ds\nbatch_size: 0\n")
+    assert train_main(argv) == 2
+    assert capsys.readouterr().err == f"isamap-train: error: {says}\n"
+
+
+def test_yaml_merge_keys_are_no_duplicates(tmp_path):
+    """A key that overrides one merged in (``<<: *base``) is YAML's own override, not a key
+    given twice."""
+    from core.config_file import read_config_file
+
+    path = tmp_path / "c.yaml"
+    path.write_text("base: &b {epochs: 2, lr: 0.1}\nrun:\n  <<: *b\n  epochs: 3\n")
+    assert read_config_file(path)["run"] == {"epochs": 3, "lr": 0.1}
+
+
 @pytest.mark.parametrize(("text", "says"), [
     ("epochs: [1\n", "line 2, column 1: expected ',' or ']', but got '<stream end>' (while "
                      "parsing a flow sequence from line 1, column 9)"),
     ("a: b: c\n", "line 1, column 5: mapping values are not allowed here"),
+    # a walk: PyYAML kept the last of two epochs and the run trained 3 epochs, silently
+    ("epochs: 2\nepochs: 3\n", "line 2, column 1: 'epochs' is given twice (first on line 1): "
+                               "keep one"),
 ])
 def test_invalid_yaml_is_one_line_where_and_what_in_both_commands(text, says, tmp_path,
                                                                    monkeypatch, capsys):

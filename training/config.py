@@ -16,7 +16,7 @@ import json
 import math
 import os
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +39,17 @@ NORMS: tuple[Norm, ...] = ("training", "scene")
 RECIPE_FIELDS = ("label", "optimizer", "lr", "momentum", "weight_decay", "poly_power",
                  "batch_size", "epochs", "patience", "crop_size", "radiometric",
                  "balanced_sampling", "balanced_scenes", "norm", "ema")
+
+
+FLAGS = {"out_dir": "--out", "num_workers": "--workers"}  #: flags not the name with dashes
+
+
+class OptionError(ConfigError):
+    """A value outside its option's range, told naming its flag (``key``: the option's name)."""
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -166,46 +177,46 @@ class TrainConfig:
         def unset_or(value, ok) -> bool:
             return value is None or ok(value)
 
-        checks = [(unset_or(self.epochs, lambda v: v >= 1), "--epochs must be >= 1"),
-                  (unset_or(self.batch_size, lambda v: v >= 1), "--batch-size must be >= 1"),
-                  (unset_or(self.lr, lambda v: v > 0), "--lr must be positive"),
-                  (unset_or(self.patience, lambda v: v >= 1), "--patience must be >= 1"),
-                  (unset_or(self.optimizer, lambda v: v in ("adam", "sgd")),
-                   f"--optimizer must be adam or sgd, got {self.optimizer!r}"),
-                  (unset_or(self.label, lambda v: v in ("label", "label_fine")),
-                   f"--label must be label or label_fine, got {self.label!r}"),
-                  (unset_or(self.momentum, lambda v: 0.0 <= v < 1.0),
-                   "--momentum must be in [0, 1)"),
-                  (unset_or(self.crop_size, lambda v: v == 0 or v >= 8),
-                   "--crop-size must be 0 (whole patches) or >= 8"),
-                  (self.filter_noisy is None or 0.0 < self.filter_noisy < 1.0,
-                   "--filter-noisy must be an agreement share in (0, 1), e.g. 0.2"),
-                  (unset_or(self.norm, lambda v: v in NORMS),
-                   f"--norm must be {' or '.join(NORMS)}, got {self.norm!r}"),
-                  (self.ema is None or self.ema == 0 or 1 <= self.ema < math.inf,
-                   f"--ema is a half-life in training iterations (>= 1, e.g. 20; 0: off), "
-                   f"not a decay; got {self.ema!r}"),
-                  (self.precision in PRECISIONS,
-                   f"--precision must be {', '.join(PRECISIONS)}, got {self.precision!r}"),
-                  (self.fusion in ("concat", "head", "context"),
-                   f"--fusion must be concat, head or context, got {self.fusion!r}"),
-                  (self.stop_after is None or self.stop_after >= 1, "--stop-after must be >= 1"),
-                  (self.members >= 1, f"--members must be >= 1, got {self.members}"),
-                  ("members" not in dict(self.model_kwargs),
-                   "--model-kwargs cannot set members: give --members K, which trains the K "
-                   "networks one by one and joins them"),
-                  (self.max_batches is None or self.max_batches >= 1, "--max-batches must be >= 1"),
-                  (self.max_iterations is None or self.max_iterations >= 1,
-                   "--max-iterations must be >= 1"),
-                  (self.num_workers is None or 0 <= self.num_workers <= MAX_WORKERS,
-                   f"--workers must be between 0 and {MAX_WORKERS} data-loader "
-                   f"processes, got {self.num_workers}")]
-        checks += [(False, msg) for msg in model_kwargs_problems(self.model_kwargs)]
-        # messages name the flags as typed; a --config file uses the same names with
-        # underscores (batch_size)
-        for ok, msg in checks:
+        checks = [("epochs", unset_or(self.epochs, lambda v: v >= 1), "must be >= 1"),
+                  ("batch_size", unset_or(self.batch_size, lambda v: v >= 1), "must be >= 1"),
+                  ("lr", unset_or(self.lr, lambda v: v > 0), "must be positive"),
+                  ("patience", unset_or(self.patience, lambda v: v >= 1), "must be >= 1"),
+                  ("optimizer", unset_or(self.optimizer, lambda v: v in ("adam", "sgd")),
+                   "must be adam or sgd"),
+                  ("label", unset_or(self.label, lambda v: v in ("label", "label_fine")),
+                   "must be label or label_fine"),
+                  ("momentum", unset_or(self.momentum, lambda v: 0.0 <= v < 1.0),
+                   "must be in [0, 1)"),
+                  ("crop_size", unset_or(self.crop_size, lambda v: v == 0 or v >= 8),
+                   "must be 0 (whole patches) or >= 8"),
+                  ("filter_noisy", self.filter_noisy is None or 0.0 < self.filter_noisy < 1.0,
+                   "must be an agreement share in (0, 1), e.g. 0.2"),
+                  ("norm", unset_or(self.norm, lambda v: v in NORMS),
+                   f"must be {' or '.join(NORMS)}"),
+                  ("ema", self.ema is None or self.ema == 0 or 1 <= self.ema < math.inf,
+                   "is a half-life in training iterations (>= 1, e.g. 20; 0: off), not a decay"),
+                  ("precision", self.precision in PRECISIONS,
+                   f"must be {', '.join(PRECISIONS)}"),
+                  ("fusion", self.fusion in ("concat", "head", "context"),
+                   "must be concat, head or context"),
+                  ("stop_after", self.stop_after is None or self.stop_after >= 1, "must be >= 1"),
+                  ("members", self.members >= 1, "must be >= 1"),
+                  ("max_batches", self.max_batches is None or self.max_batches >= 1,
+                   "must be >= 1"),
+                  ("max_iterations", self.max_iterations is None or self.max_iterations >= 1,
+                   "must be >= 1"),
+                  ("num_workers", self.num_workers is None or 0 <= self.num_workers <= MAX_WORKERS,
+                   f"must be between 0 and {MAX_WORKERS} data-loader processes")]
+        for key, ok, rule in checks:  # the flag as typed; config_from_mapping names a file's key
             if not ok:
-                raise ConfigError(msg)
+                value = getattr(self, key)
+                raise OptionError(f"{FLAGS.get(key, '--' + key.replace('_', '-'))} {rule}, got "
+                                  f"{value!r}", key)
+        problems = model_kwargs_problems(self.model_kwargs) + (
+            ["--model-kwargs cannot set members: give --members K, which trains the K networks "
+             "one by one and joins them"] if "members" in dict(self.model_kwargs) else [])
+        if problems:
+            raise OptionError(problems[0], "model_kwargs")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -304,8 +315,13 @@ def recipe_values(cfg: TrainConfig) -> RecipeValues:
     return RecipeValues(**values)
 
 
-def config_from_mapping(values: Mapping) -> TrainConfig:
-    """Build a config from a dict (YAML content, CLI flags), rejecting unknown keys."""
+def config_from_mapping(values: Mapping, config_file: str | None = None,
+                        from_file: Collection[str] = ()) -> TrainConfig:
+    """Build a config from a dict (YAML content, CLI flags), rejecting unknown keys.
+
+    A value out of range is told naming its flag, or, among ``from_file`` (the keys that the
+    ``--config`` file ``config_file`` gave), naming the file and its key.
+    """
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -317,6 +333,11 @@ def config_from_mapping(values: Mapping) -> TrainConfig:
         kw["bands"] = tuple(kw["bands"])
     try:
         return TrainConfig(**kw)
+    except OptionError as exc:
+        if config_file is None or exc.key not in from_file:
+            raise
+        rule = str(exc).split(" ", 1)[1]  # less the flag
+        raise ConfigError(f"{config_file}: {exc.key} {rule}") from None  # as the schema rule
     except TypeError as exc:
         raise ConfigError(f"bad training options: {exc}") from None
 
@@ -349,12 +370,10 @@ def read_train_config(path: str | Path) -> dict[str, Any]:
 
 
 def load_config(path: str | Path, overrides: Mapping | None = None) -> TrainConfig:
-    """A YAML config file, with ``overrides`` (e.g. CLI flags that were given) on top.
-
-    The file is read by :func:`read_train_config`; its keys are :class:`TrainConfig`'s fields
-    (configs/train-*.yaml are examples).
-    """
-    return config_from_mapping({**read_train_config(path), **(overrides or {})})
+    """A YAML config file (:func:`read_train_config`), ``overrides`` (given flags) on top."""
+    values = read_train_config(path)
+    return config_from_mapping({**values, **(overrides or {})}, str(path),
+                               set(values) - set(overrides or {}))
 
 
 def model_kwargs_problems(kwargs: Mapping) -> list[str]:

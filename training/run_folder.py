@@ -194,7 +194,8 @@ def resume_config(out_dir: str | Path, given: Mapping[str, Any],
         if not given.get("data"):
             raise ConfigError(f"--resume: {out_dir} holds no run to resume (no {CHECKPOINT}); "
                               f"start one with --data DATASET --out {out_dir}")
-        return config_from_mapping({**given, "out_dir": str(out_dir), "resume": True})
+        return config_from_mapping({**given, "out_dir": str(out_dir), "resume": True},
+                                   config_file, from_file)
     # how the recorded invocation ran (its --stop-after, --no-progress) is not the run's
     base = {**{k: v for k, v in _normalised(recorded).items() if k not in INVOCATION_KEYS},
             **_paths_from_run(out_dir)}
@@ -207,7 +208,8 @@ def resume_config(out_dir: str | Path, given: Mapping[str, Any],
     # The recorded run has its recipe applied (e.g. a head the recipe adds to the model's
     # arguments); the same flags given again must compare equal, so the recipe goes under them too.
     merged = apply_recipe(
-        config_from_mapping({**base, **given, "out_dir": str(out_dir), "resume": True}))
+        config_from_mapping({**base, **given, "out_dir": str(out_dir), "resume": True},
+                            config_file, from_file))
     differ = config_differences(base, merged)
     if differ:
         raise ConfigError(

@@ -22,6 +22,7 @@ May import: ``core``, ``contract``, :mod:`training.losses`, torch.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -300,7 +301,10 @@ class ModelRegistry:
         A retired name is registered (its files still rebuild and map), so it never gets
         this error, and the error does not offer it.
         """
-        return ModelError(f"unknown model {name!r}; available: {', '.join(self.trainable())}")
+        close = difflib.get_close_matches(name, self.trainable(), n=1, cutoff=0.6)
+        return ModelError(f"unknown model {name!r}; " + (f"did you mean {close[0]!r}? " if close
+                                                          else "") +
+                          f"available: {', '.join(self.trainable())}")
 
     def entry(self, name: str, module: str | None = None) -> ModelEntry:
         """The entry of model ``name``: registered here, or in ``module``'s table if given."""

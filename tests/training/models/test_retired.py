@@ -40,8 +40,14 @@ def test_a_misspelt_model_is_offered_the_trainable_models_only(tmp_path, capsys)
                        str(tmp_path / "run"), "--device", "cpu", "--workers", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
-    assert err.endswith(f"unknown model 'unet-s3'; available: {', '.join(trainable_models())}")
+    assert err.endswith(f"unknown model 'unet-s3'; did you mean 'unet-s2'? available: "
+                        f"{', '.join(trainable_models())}")
     assert "unet-s2-window" not in err and "unet-s2," in err
+    # a walk: model: crofusnet in a --config file was told no close name
+    (tmp_path / "c.yaml").write_text(f"model: crofusnet\ndata: {data}\ndevice: cpu\n")
+    assert train_main(["--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "r")]) == 2
+    assert "unknown model 'crofusnet'; did you mean 'crofusenet'? available: " in (
+        capsys.readouterr().err)
 
 
 def test_a_run_of_a_retired_model_started_before_it_retired_still_resumes(tmp_path):
