@@ -74,7 +74,7 @@ class LoggedBar(_std_tqdm):  # type: ignore[misc]
         return True
 
     def close(self) -> None:
-        if not self.disable and self._logged:
+        if not self.disable and self._logged and self.n != self._last_n:  # else said already
             self._logged = False
             log.info("%s", self._line())
             self._last_line = time.monotonic()  # tqdm's own final display logs nothing more

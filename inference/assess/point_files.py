@@ -218,7 +218,9 @@ def read_reference(path: str | Path, classes: Sequence[str],
                              "(the reference column) first")
     if labels.unknown:
         raise InputDataError(f"{path}: references {sorted(labels.unknown)} are not among the "
-                             f"classes {list(classes)} (names or codes 0..{len(classes) - 1})")
+                             f"classes {list(classes)} (names or codes 0..{len(classes) - 1}); "
+                             f"a point that could not be labelled (cloud, a gap in the "
+                             f"imagery) is marked {NO_DATA_REFERENCE}, which leaves it out")
     lon = np.array([coordinate(path, r, "lon") for r in records])
     lat = np.array([coordinate(path, r, "lat") for r in records])
     if "lon" in records[0]:

@@ -76,6 +76,7 @@ def test_a_bar_off_a_terminal_logs_lines_without_carriage_returns(restore_levels
     bar.close()
     err = capsys.readouterr().err
     assert "\r" not in err and "tiles: " in err and "4/4" in err.splitlines()[-1]
+    assert err.count("4/4") == 1  # a walk: "predict: 100% 4/4" was logged, then again on close
     assert "patches" not in err  # a bar that closes before the interval logs nothing
     with progress_bar(range(3), desc="x", disable=True) as quiet:
         assert list(quiet) == [0, 1, 2]

@@ -183,3 +183,17 @@ def test_a_ceo_plot_takes_the_answer_most_samples_got_ties_to_the_centre_sample(
     assert records["p00008"]["reference"] == "impervious"
     assert records["p00009"]["reference"] == ""  # unanswered: refused later, as any gap
     assert records["p00007"]["lon"] == pytest.approx(1 / 3)
+
+
+def test_a_reference_of_255_is_told_that_nodata_marks_an_unlabelled_point(tmp_path):
+    """A walk: a point labelled 255 (the rasters' nodata) was refused without saying that
+    ``nodata`` is how a point that could not be labelled is marked."""
+    path = tmp_path / "ref.csv"
+    path.write_text("id,lon,lat,reference\n1,114.3,30.5,1\n2,114.31,30.51,255\n")
+    with pytest.raises(InputDataError) as refused:
+        read_reference(path, CLASSES)
+    assert "references ['255'] are not among the classes" in str(refused.value)
+    assert str(refused.value).endswith("(cloud, a gap in the imagery) is marked nodata, which "
+                                       "leaves it out")
+    path.write_text("id,lon,lat,reference\n1,114.3,30.5,1\n2,114.31,30.51,nodata\n")
+    assert list(read_reference(path, CLASSES, warn=False).reference) == [1]  # as it says
