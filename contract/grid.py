@@ -372,7 +372,9 @@ def metre_crs_problem(text: str) -> str | None:
         crs = CRS.from_user_input(text)
     except CRSError:
         return "is not a CRS pyproj knows"
-    horizontal = crs.to_2d()  # a compound CRS's height (EPSG:26918+6360: feet) is no pixel
+    # a compound CRS's height (EPSG:26918+6360: feet) is no pixel; its first part is the
+    # horizontal CRS (CRS.to_2d is newer than the oldest pyproj isamap supports, 3.4)
+    horizontal = crs.sub_crs_list[0] if crs.is_compound else crs
     units = {axis.unit_name for axis in horizontal.axis_info}
     if not horizontal.is_projected or not units <= {"metre", "meter"}:
         return "is not a projected CRS in metres"
