@@ -45,11 +45,12 @@ FLAGS = {"out_dir": "--out", "num_workers": "--workers"}  #: flags not the name 
 
 
 class OptionError(ConfigError):
-    """A value outside its option's range, told naming its flag (``key``: the option's name)."""
+    """A value out of its option's range: the flag of ``key``, then ``rule`` (a file: ``key``)."""
 
-    def __init__(self, message: str, key: str) -> None:
-        super().__init__(message)
+    def __init__(self, key: str, rule: str) -> None:
+        super().__init__(f"{FLAGS.get(key, '--' + key.replace('_', '-'))} {rule}")
         self.key = key
+        self.rule = rule
 
 
 @dataclass(frozen=True)
@@ -209,14 +210,12 @@ class TrainConfig:
                    f"must be between 0 and {MAX_WORKERS} data-loader processes")]
         for key, ok, rule in checks:  # the flag as typed; config_from_mapping names a file's key
             if not ok:
-                value = getattr(self, key)
-                raise OptionError(f"{FLAGS.get(key, '--' + key.replace('_', '-'))} {rule}, got "
-                                  f"{value!r}", key)
+                raise OptionError(key, f"{rule}, got {getattr(self, key)!r}")
         problems = model_kwargs_problems(self.model_kwargs) + (
             ["--model-kwargs cannot set members: give --members K, which trains the K networks "
              "one by one and joins them"] if "members" in dict(self.model_kwargs) else [])
         if problems:
-            raise OptionError(problems[0], "model_kwargs")
+            raise OptionError("model_kwargs", problems[0].removeprefix("--model-kwargs "))
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -336,8 +335,7 @@ def config_from_mapping(values: Mapping, config_file: str | None = None,
     except OptionError as exc:
         if config_file is None or exc.key not in from_file:
             raise
-        rule = str(exc).split(" ", 1)[1]  # less the flag
-        raise ConfigError(f"{config_file}: {exc.key} {rule}") from None  # as the schema rule
+        raise ConfigError(f"{config_file}: {exc.key} {exc.rule}") from None  # as the schema rule
     except TypeError as exc:
         raise ConfigError(f"bad training options: {exc}") from None
 
