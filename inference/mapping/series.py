@@ -157,16 +157,14 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
     if not current:  # as the dates say theirs: a redone map can take minutes
         log.info("change %s to %s: %s", date_from, date_to,
                  f"redone ({_why_redone(tags, want, date_from, date_to)})" if tags else "mapping")
-    if not current and spectral is not None and probs is not None:
-        spectral = spectral.fitted()
-        stats.change_map(*probs, out, isa_class=isa_class, tags=want, spectral=spectral,
-                         classes=(class_a, class_b), work_dir=png.parent)
-    elif not current and margin > 0 and probs is not None:
-        stats.change_map(*probs, out, isa_class=isa_class, tags=want, margin=margin,
-                         classes=(class_a, class_b), work_dir=png.parent)
-    elif not current:
-        stats.change_map(class_a, class_b, out, isa_class=isa_class, tags=want,
-                         work_dir=png.parent)
+        if spectral is not None and probs is not None:
+            spectral = spectral.fitted()
+        rule = spectral if probs is not None else None  # a stack rule, else the margin's
+        by_probs = probs is not None and (rule is not None or margin > 0)
+        stats.change_map(*(probs if by_probs and probs else (class_a, class_b)), out,
+                         isa_class=isa_class, tags=want, spectral=rule,
+                         margin=margin if by_probs and rule is None else None,
+                         classes=(class_a, class_b) if by_probs else None, work_dir=png.parent)
     if not current or not png.exists():
         with gdal_env(out):
             maps.quicklook(files.gdal_path(out), png, "change", when=f"{date_from} to {date_to}")
