@@ -29,10 +29,10 @@ from rasterio.warp import transform as warp_transform
 from rasterio.warp import transform_bounds
 
 from contract.dataset import read_manifest
+from contract.dataset_diff import canonical
 from contract.grid import Grid
-from contract.regions import Region, parse_bbox
+from contract.regions import Region
 from core.errors import ConfigError, InputDataError
-from core.jsonsafe import dumps
 from core.storage import open_store
 from gee_export.local.scenes import SceneCollection, discover_scenes
 
@@ -179,13 +179,13 @@ def check_earlier_grid(region: Region, grid: Grid, out: str) -> None:
     if not region.covered or out.startswith("gs://"):
         return
     held = read_manifest(open_store(out), missing_ok=True).get("grid")
-    if not held or dumps(held, sort_keys=True) == dumps(grid.to_dict(), sort_keys=True):
+    if not held or canonical(held) == canonical(grid.to_dict()):
         return
-    bbox = ",".join(repr(v) for v in region.bbox)  # exact: the grid below is the one it makes
-    kept = Grid.from_lonlat_bounds(parse_bbox(bbox).bbox, grid.crs, grid.resolution,
-                                   grid.patch_size, grid.stride)
-    if dumps(kept.to_dict(), sort_keys=True) != dumps(held, sort_keys=True):
+    kept = Grid.from_lonlat_bounds(region.bbox, grid.crs, grid.resolution, grid.patch_size,
+                                   grid.stride)
+    if canonical(kept.to_dict()) != canonical(held):
         return
+    bbox = ",".join(repr(v) for v in region.bbox)  # exact: --bbox parses it back to the same
     raise ConfigError(
         f"{out} holds a dataset whose grid an earlier isamap took from the scenes' extent "
         f"({held['width']} x {held['height']} px from x {held['x0']:g}, y {held['y0']:g}), "
