@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, overload
 
 from core.errors import ConfigError, UnknownBandError
@@ -35,6 +35,9 @@ class BandSpec:
         description: human-readable text written to GeoTIFF band descriptions' metadata.
         wavelength_nm: centre wavelength of an optical band (None for the others); what a
             wavelength-dependent effect such as haze scales with.
+        months_before: 0 for the stack's own month; ``k`` for the same band composited
+            ``k`` months earlier (an earlier month of a series stack, named
+            :func:`earlier_name`), on the same grid and by the same recipe.
     """
 
     name: str
@@ -48,6 +51,12 @@ class BandSpec:
     source_name: str
     description: str
     wavelength_nm: float | None = None
+    months_before: int = 0
+
+    @property
+    def base(self) -> str:
+        """The band's name in its own month (``B4`` of ``B4_m2``)."""
+        return self.source_name if self.months_before else self.name
 
     @property
     def is_categorical(self) -> bool:
@@ -138,16 +147,61 @@ def canonical_band(name: str) -> str:
     return _ALIASES.get(name, name)
 
 
+#: The most months a series stack reaches back (Presto reads up to 24 timesteps).
+MAX_MONTHS_BEFORE = 23
+#: Sensors whose bands a series stack may hold for earlier months.
+SERIES_SENSORS: tuple[Sensor, ...] = ("S2", "S1")
+
+
+def earlier_name(band: str, months_before: int) -> str:
+    """The name of ``band`` composited ``months_before`` months earlier: ``B4_m2``."""
+    return canonical_band(band) if months_before == 0 else \
+        f"{canonical_band(band)}_m{months_before}"
+
+
+def series_bands(bands: Sequence[str], months: int) -> tuple[str, ...]:
+    """A series stack's bands: ``bands`` of the month, then of each earlier month in turn.
+
+    ``series_bands(["B4", "B8"], 3)`` is ``B4, B8, B4_m1, B8_m1, B4_m2, B8_m2``: the month's
+    own bands come first, so the stack's first bands are those of a one-month stack.
+    """
+    if not 1 <= months <= MAX_MONTHS_BEFORE + 1:
+        raise ConfigError(f"a series holds 1 to {MAX_MONTHS_BEFORE + 1} months, not {months}")
+    return tuple(earlier_name(b, k) for k in range(months) for b in bands)
+
+
+def _earlier_band(key: str) -> BandSpec | None:
+    """The spec of ``B4_m2``-style names (an earlier month of a registry band), else None."""
+    base, sep, k = key.rpartition("_m")
+    if not sep or not k.isdigit() or str(int(k)) != k:
+        return None
+    spec = REGISTRY.get(canonical_band(base))
+    if spec is None or spec.sensor not in SERIES_SENSORS \
+            or not 1 <= int(k) <= MAX_MONTHS_BEFORE:
+        return None
+    return replace(spec, name=f"{spec.name}_m{k}", months_before=int(k),
+                   description=f"{spec.description}; {k} month(s) before the stack's month")
+
+
 def get_band(name: str) -> BandSpec:
-    """Look up a band by name (Sentinel-2 zero-padded names such as ``B02`` are accepted)."""
+    """Look up a band by name (Sentinel-2 zero-padded names such as ``B02`` are accepted).
+
+    ``B4_m2`` is band B4 of the month two months before the stack's own (a series stack,
+    :func:`series_bands`), for Sentinel-2 and Sentinel-1 bands, 1 to
+    :data:`MAX_MONTHS_BEFORE` months back.
+    """
     key = canonical_band(name)
     try:
         return REGISTRY[key]
     except KeyError:
+        earlier = _earlier_band(key)
+        if earlier is not None:
+            return earlier
         known = [b for b in REGISTRY if b not in EMBEDDING]
         raise UnknownBandError(
             f"unknown band {name!r}; known bands: {', '.join(known)}, "
-            f"{EMBEDDING[0]}..{EMBEDDING[-1]} ({EMBEDDING_ALIAS})"
+            f"{EMBEDDING[0]}..{EMBEDDING[-1]} ({EMBEDDING_ALIAS}), and B4_m1-style names "
+            f"for a Sentinel band 1 to {MAX_MONTHS_BEFORE} months earlier"
         ) from None
 
 

@@ -30,3 +30,18 @@ def test_parse_band_list_and_by_sensor():
     names = bands.parse_band_list(" B02, B3,B4 ,B8,VV,VH")
     assert names == bands.DEFAULT_IMAGE_BANDS
     assert bands.by_sensor(names, "S1") == ("VV", "VH")
+
+
+def test_earlier_months_are_the_same_band_named_with_how_far_back():
+    spec = bands.get_band("B04_m2")
+    assert (spec.name, spec.base, spec.months_before) == ("B4_m2", "B4", 2)
+    assert spec.source_name == "B4" and spec.wavelength_nm == 665.0 and spec.scale == 1e-4
+    assert bands.get_band("VH_m1").sensor == "S1" and bands.get_band("B4").base == "B4"
+    assert bands.series_bands(["B4", "VV"], 3) == ("B4", "VV", "B4_m1", "VV_m1", "B4_m2",
+                                                   "VV_m2")
+    assert bands.parse_band_list("B2,B2_m1") == ("B2", "B2_m1")
+    for name in ("label_m1", "A00_m1", "B4_m0", "B4_m24", "B4_m01", "s2_clear_count_m1"):
+        with pytest.raises(UnknownBandError, match="B4_m1-style"):
+            bands.get_band(name)
+    with pytest.raises(UnknownBandError, match="twice"):
+        bands.resolve(["B4_m1", "B04_m1"])
