@@ -140,6 +140,10 @@ def _time_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--bands", default=",".join(band_registry.DEFAULT_IMAGE_BANDS),
                       help="image bands in order (quality bands s2_clear_count, "
                            "s1_scene_count may be added)")
+    g.add_argument("--series-months", type=int, default=1, metavar="N",
+                      help="a series stack: after the month's own bands, its Sentinel-1/2 "
+                           "bands composited for each of the N-1 months before (B4_m1, B4_m2, "
+                           "...), same recipe and grid; 1 to 24 (default 1: the month alone)")
     g.add_argument("--labels", help=(
         "ee backend (default worldcover): worldcover | dynamicworld | ghsl[:THRESHOLD] | "
         "asset:<id>[:band]; local backend (default binary): binary | worldcover | "
@@ -298,11 +302,27 @@ def export_options(args: argparse.Namespace, region: Region, grid: Grid,
         scene_date=reading.get("scene_date"), s2_band_names=reading.get("s2_band_names"))
 
 
+def series_band_list(text: str, months: int) -> tuple[str, ...]:
+    """``--bands`` with ``--series-months``: the bands of each exported month's stack.
+
+    Earlier months are asked for by ``--series-months`` alone, so every band of a month is
+    repeated for the same months (one rule); ``B4_m1`` in ``--bands`` is refused.
+    """
+    bands = band_registry.parse_band_list(text)
+    earlier = [b for b in bands if band_registry.get_band(b).months_before]
+    if earlier:
+        raise ConfigError(f"--bands {earlier[0]}: ask for earlier months with --series-months "
+                          f"N (every band of the month, N-1 months back), e.g. --bands "
+                          f"{band_registry.get_band(earlier[0]).base} --series-months "
+                          f"{band_registry.series_months(earlier)}")
+    return band_registry.stack_series_bands(bands, months)
+
+
 def run(args: argparse.Namespace) -> int:
     check_arguments(args)
     region = _region(args)
     months = _months(args)
-    bands = band_registry.parse_band_list(args.bands)
+    bands = series_band_list(args.bands, args.series_months)
     for warning in check_archive_months(months, bands,  # dry run or not: the same months
                                         earth_engine=args.backend == "ee"):
         log.warning("%s", warning)

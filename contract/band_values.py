@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from contract.bands import REGISTRY
+from contract.bands import find_band, months_of
 from contract.input_facts import findings, input_facts
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ def band_value_problem(name: str, values: np.ndarray) -> str | None:
     The rules tell quantities apart (reflectance, dB, linear power, scaled integers); they
     are wide enough never to refuse a real band of its kind.
     """
-    spec = REGISTRY.get(name)
+    spec = find_band(name)  # B4_m2 (an earlier month of a series) is judged as B4
     finite = finite_values(values)
     if spec is None or finite.size < 16:
         return None
@@ -191,9 +191,11 @@ def band_value_problem(name: str, values: np.ndarray) -> str | None:
 def band_value_problems(samples: Mapping[str, np.ndarray]) -> list[str]:
     """Every rule the named samples break (each band by its name, then red against NIR)."""
     problems = [p for name, v in samples.items() if (p := band_value_problem(name, v))]
-    if "B4" in samples and "B8" in samples and red_nir_swapped(samples["B4"], samples["B8"]):
-        problems.append("B4 (red) is often twice as bright as B8 (near infrared), which only "
-                        "happens when the two are swapped")
+    for named in months_of(samples).values():  # a series: red against NIR of each month
+        if "B4" in named and "B8" in named and \
+                red_nir_swapped(samples[named["B4"]], samples[named["B8"]]):
+            problems.append(f"{named['B4']} (red) is often twice as bright as {named['B8']} "
+                            "(near infrared), which only happens when the two are swapped")
     return problems
 
 
@@ -223,7 +225,7 @@ def offset_left_in(samples: Mapping[str, np.ndarray]) -> str | None:
     """Why the reflectance bands look like they still carry the +0.1 BOA offset, or None."""
     darkest = {}
     for name, values in samples.items():
-        spec = REGISTRY.get(name)
+        spec = find_band(name)
         finite = finite_values(values)
         if spec is None or spec.unit != "reflectance" or finite.size < 1000 or \
                 reflectance_scaled(float(np.median(finite)), float(np.percentile(finite, 99))):
@@ -332,4 +334,9 @@ def pooled_s2_band_name_problem(samples: Mapping[str, np.ndarray]) -> str | None
                     "images sampled hold %d valid pixels, too few (%d needed, sixteen 64 px "
                     "patches); check --bands yourself (gdalinfo lists the bands)",
                     ", ".join(pairs), pixels, POOLED_PAIR_MIN_PIXELS)
-    return s2_band_name_problem(samples, pair_min_pixels=POOLED_PAIR_MIN_PIXELS)
+    for k, named in sorted(months_of(samples).items()):  # a series: each month by itself
+        problem = s2_band_name_problem({base: samples[name] for base, name in named.items()},
+                                       pair_min_pixels=POOLED_PAIR_MIN_PIXELS)
+        if problem:
+            return problem if k == 0 else f"{problem} (the bands _m{k}, {k} month(s) before)"
+    return None

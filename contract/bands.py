@@ -170,6 +170,41 @@ def series_bands(bands: Sequence[str], months: int) -> tuple[str, ...]:
     return tuple(earlier_name(b, k) for k in range(months) for b in bands)
 
 
+def stack_series_bands(bands: Sequence[str], months: int) -> tuple[str, ...]:
+    """The bands of a series stack that an export of ``bands`` with ``months`` months writes.
+
+    The month's own ``bands`` first, in their order, then the Sentinel-1/2 bands among them
+    of each earlier month (:func:`series_bands` when every band is a Sentinel band): quality,
+    embedding and product bands are the month's own only.
+    """
+    own = tuple(canonical_band(b) for b in bands)
+    sentinel = [b for b in own if get_band(b).sensor in SERIES_SENSORS]
+    series = series_bands(sentinel, months)  # refuses a months count out of range
+    if months > 1 and not sentinel:
+        raise ConfigError(f"a series of {months} months repeats Sentinel-1/2 bands, and "
+                          f"{', '.join(own)} holds none; add one or export one month")
+    return own + series[len(sentinel):]
+
+
+def series_months(bands: Iterable[str]) -> int:
+    """How many months a stack of ``bands`` holds: 1 + the most ``months_before`` of a band."""
+    return 1 + max((get_band(b).months_before for b in bands), default=0)
+
+
+def own_month(bands: Sequence[str]) -> tuple[int, ...]:
+    """Indices of the bands of the stack's own month (``months_before == 0``), in order."""
+    return tuple(i for i, b in enumerate(bands) if get_band(b).months_before == 0)
+
+
+def series_record(bands: Iterable[str]) -> dict[str, int]:
+    """What a dataset's recipe records of its series: ``series_months`` when above 1.
+
+    A one-month dataset records nothing, so its recipe is as it was before series stacks.
+    """
+    n = series_months(bands)
+    return {"series_months": n} if n > 1 else {}
+
+
 def _earlier_band(key: str) -> BandSpec | None:
     """The spec of ``B4_m2``-style names (an earlier month of a registry band), else None."""
     base, sep, k = key.rpartition("_m")
@@ -203,6 +238,28 @@ def get_band(name: str) -> BandSpec:
             f"{EMBEDDING[0]}..{EMBEDDING[-1]} ({EMBEDDING_ALIAS}), and B4_m1-style names "
             f"for a Sentinel band 1 to {MAX_MONTHS_BEFORE} months earlier"
         ) from None
+
+
+def find_band(name: str) -> BandSpec | None:
+    """:func:`get_band`, or None for a name no band has (``B4_m2`` is B4 two months before)."""
+    try:
+        return get_band(name)
+    except UnknownBandError:
+        return None
+
+
+def months_of(names: Iterable[str]) -> dict[int, dict[str, str]]:
+    """A series stack's band names by month: ``months_before`` -> {base name: name}.
+
+    Rules that relate bands (red against NIR, band order) judge the bands of one month
+    together, by their base names; unknown names are left out.
+    """
+    months: dict[int, dict[str, str]] = {}
+    for name in names:
+        spec = find_band(name)
+        if spec is not None:
+            months.setdefault(spec.months_before, {})[spec.base] = name
+    return months
 
 
 def is_code_band(name: str) -> bool:

@@ -32,7 +32,7 @@ from contract.band_values import (
     pooled_s2_band_name_problem,
     reflectance_too_small,
 )
-from contract.bands import LABEL_NODATA, REGISTRY
+from contract.bands import LABEL_NODATA, find_band
 from contract.dataset import DatasetSpec
 from contract.grid import Grid, metre_crs_problem, patch_id, utm_epsg
 from contract.patch_writer import open_month, valid_mask
@@ -317,7 +317,7 @@ def _value_fix(samples: Mapping[str, np.ndarray], scale: float) -> str:
         if right != scale and \
                 not band_value_problems({b: v * (right / scale) for b, v in samples.items()}):
             return text
-    if any((spec := REGISTRY.get(b)) is not None and spec.unit == "reflectance" and
+    if any((spec := find_band(b)) is not None and spec.unit == "reflectance" and
            reflectance_too_small(finite_values(v)) for b, v in samples.items()):
         return (f"give the --scale that turns the images' values into reflectance 0-1 (not "
                 f"{scale:g}), or the right --bands")
@@ -380,7 +380,7 @@ def import_patches(src: str | os.PathLike[str], out: str | os.PathLike[str],
                 image = _image(pair, options)
                 with rasterio.open(pair.mask) as ds:
                     label = label_of(ds.read(1), options, pair.name)
-                if valid_mask(image, label).mean() < options.min_valid_fraction:
+                if valid_mask(image, label, plan.bands).mean() < options.min_valid_fraction:
                     state.mark_invalid(row, col)
                     continue
                 state.add(state.writer.write(row, col, image, label))

@@ -26,7 +26,7 @@ import numpy as np
 from rasterio.crs import CRS
 from rasterio.io import MemoryFile
 
-from contract.bands import LABEL_NODATA, REGISTRY, check_fine_scale
+from contract.bands import LABEL_NODATA, REGISTRY, check_fine_scale, own_month
 from contract.dataset import (
     DatasetSpec,
     check_compatible,
@@ -57,8 +57,16 @@ def patch_rel_paths(month: str, pid: str, fine_scale: int | None = None) -> dict
     return paths
 
 
-def valid_mask(image: np.ndarray, label: np.ndarray) -> np.ndarray:
-    """Pixels where every image band is finite and the label is not nodata."""
+def valid_mask(image: np.ndarray, label: np.ndarray,
+               bands: Sequence[str] | None = None) -> np.ndarray:
+    """Pixels where every image band is finite and the label is not nodata.
+
+    ``bands`` (the image's band names): of a series stack only the month's own bands are
+    judged; an earlier month may be nodata where it was cloudy (a model reading the series
+    masks a missing month), and the label is the month's own.
+    """
+    if bands is not None:
+        image = image[list(own_month(bands))]
     mask: np.ndarray = np.isfinite(image).all(axis=0) & (label != LABEL_NODATA)
     return mask
 
@@ -167,7 +175,7 @@ class PatchWriter:
         rec: dict[str, Any] = {
             "id": pid, "month": self.month, "row": row, "col": col,
             "bounds": list(self.grid.patch_bounds(row, col)),
-            "valid_fraction": round(float(valid_mask(image, label).mean()), 6),
+            "valid_fraction": round(float(valid_mask(image, label, self.bands).mean()), 6),
             "isa_fraction": round(isa_fraction(label, self.isa_class), 6),
             "split": split, "image": paths["image"], "label": paths["label"],
         }

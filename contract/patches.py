@@ -209,7 +209,7 @@ def _submit_row(state: MonthProgress, grid: Grid, prow: int, cols: list[int],
         window = slice(pcol * grid.stride, pcol * grid.stride + grid.patch_size)
         image = np.ascontiguousarray(image_strip[:, :, window])
         label = np.ascontiguousarray(label_strip[:, window])
-        if valid_mask(image, label).mean() < min_valid_fraction:
+        if valid_mask(image, label, state.spec.bands).mean() < min_valid_fraction:
             state.mark_invalid(prow, pcol)
             bar.update(1)
             continue
@@ -250,7 +250,7 @@ def _valid_positions(stack: StackPaths, state: MonthProgress,
                 continue
             window = grid.patch_window(r, c).to_rasterio()
             mask = valid_mask(img.read(window=window, out_dtype="float32"),
-                              lab.read(1, window=window))
+                              lab.read(1, window=window), stack.bands)
             if mask.mean() >= min_valid_fraction:
                 valid.add((r, c))
     return tuple(sorted(valid))

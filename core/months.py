@@ -29,6 +29,13 @@ def month_dates(month: str) -> tuple[dt.date, dt.date]:
     return start, dt.date(year + mon // 12, mon % 12 + 1, 1)
 
 
+def earlier_month(month: str, months_before: int) -> str:
+    """The month ``months_before`` months before ``month`` (``2019-02``, 3 -> ``2018-11``)."""
+    year, mon = (int(v) for v in check_month(month).split("-"))
+    index = year * 12 + mon - 1 - months_before
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
 def month_range(month: str) -> tuple[str, str]:
     """RFC 3339 start (inclusive) and end (exclusive) of ``month``, UTC.
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from contract.bands import series_record
 from contract.composite import SPECKLE_FILTERS
 from contract.dataset import DatasetSpec, check_compatible
 from contract.export_options import ExportOptions
@@ -113,7 +114,8 @@ def ee_spec(opts: ExportOptions) -> DatasetSpec:
     return DatasetSpec(opts.grid, opts.bands, seed=opts.seed, block=opts.split_block,
                        min_valid_fraction=opts.min_valid_fraction, fine_scale=opts.fine_scale,
                        backend="ee", region=opts.region.name,
-                       recipe=ee_recipe(opts, label).to_dict(), classes=label.classes,
+                       recipe={**ee_recipe(opts, label).to_dict(), **series_record(opts.bands)},
+                       classes=label.classes,
                        label_scheme=label.label_scheme)
 
 

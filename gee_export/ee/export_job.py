@@ -202,6 +202,6 @@ def write_fetched(writer: PatchWriter, job: ExportJob, row: int, col: int, image
     The one rule deciding which fetched patches enter the dataset, shared by the threads of
     :func:`export_pixels` and the workers of the Beam export.
     """
-    if valid_mask(image, label).mean() < job.spec.min_valid_fraction:
+    if valid_mask(image, label, job.spec.bands).mean() < job.spec.min_valid_fraction:
         return None
     return writer.write(row, col, image, label, label_fine)

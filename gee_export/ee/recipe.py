@@ -18,10 +18,11 @@ from contract.bands import LABEL, PRODUCT, get_band
 from contract.grid import Grid
 from contract.label_schemes import check_product_band
 from core.errors import ConfigError
+from core.months import earlier_month
 from gee_export.ee.embedding import embedding_on_grid
 from gee_export.ee.labels import LabelSource, label_image, landcover_codes
 from gee_export.ee.sentinel1 import S1Recipe, s1_composite
-from gee_export.ee.sentinel2 import S2Recipe, TimeWindow, s2_composite
+from gee_export.ee.sentinel2 import S2Recipe, TimeWindow, month_window, s2_composite
 
 FLOAT_NODATA = -3.0e38  # masked float pixels arrive as this (NUMPY_NDARRAY has no mask) -> NaN
 LABEL_MAX_PIXELS = 1024  # input pixels per output pixel for the label's mode (1 m -> 10 m: 100)
@@ -96,6 +97,40 @@ def _source_of(name: str) -> str:
     raise ConfigError(f"band {name!r} has no Earth Engine source")
 
 
+def _sentinel_composites(recipe: EERecipe, window: TimeWindow, s1_window: TimeWindow,
+                         region) -> dict[tuple[int, str], Any]:
+    """The Sentinel-2 and Sentinel-1 composites the bands read, by (months before, sensor).
+
+    The month's own use ``window`` and ``s1_window``; an earlier month of a series stack
+    (``B4_m2``) its calendar month, never widened (a widened window would overlap the
+    neighbouring months of the series; its cloudy pixels stay nodata), by the same recipe.
+    """
+    wanted: dict[tuple[int, str], list[str]] = {}
+    for name in recipe.bands:
+        source = _source_of(name)
+        if source in ("S2", "S1"):
+            spec = get_band(name)
+            bases = wanted.setdefault((spec.months_before, source), [])
+            if spec.sensor == source:  # a spectral band or polarisation, not a count
+                bases.append(spec.base)
+    composites: dict[tuple[int, str], Any] = {}
+    for (k, source), bases in wanted.items():
+        own = series_window(window, k) if source == "S2" else series_window(s1_window, k)
+        if source == "S2":
+            composites[k, source] = s2_composite(region, own.start, own.end, recipe.s2,
+                                                 tuple(bases) or ("B2",))
+        else:
+            composites[k, source] = s1_composite(region, own.start, own.end, recipe.s1,
+                                                 tuple(bases) or ("VV", "VH"))
+    return composites
+
+
+def series_window(window: TimeWindow, months_before: int) -> TimeWindow:
+    """``window`` for the month's own bands; the calendar month ``months_before`` earlier."""
+    return window if months_before == 0 else \
+        month_window(earlier_month(window.month, months_before))
+
+
 def build_stack(grid: Grid, window: TimeWindow, recipe: EERecipe, region,
                 s1_window: TimeWindow | None = None, with_label: bool = True):
     """The image to export, every band on ``grid``.
@@ -108,21 +143,14 @@ def build_stack(grid: Grid, window: TimeWindow, recipe: EERecipe, region,
     map's input reads the source for its ``product`` band only).
 
     ``window`` is the Sentinel-2 window (possibly widened); Sentinel-1 uses the calendar month
-    (``s1_window``) since its scenes do not depend on the weather.
+    (``s1_window``) since its scenes do not depend on the weather. A band of an earlier month
+    (``B4_m2``, a series stack) is its base band composited for that month
+    (:func:`_sentinel_composites`), renamed.
     """
     import ee
 
     s1_window = s1_window or window
-    wanted = {"S2": [b for b in recipe.bands if _source_of(b) == "S2"],
-              "S1": [b for b in recipe.bands if _source_of(b) == "S1"]}
-    s2_img: Any = None
-    s1_img: Any = None
-    s2_spectral = tuple(b for b in wanted["S2"] if get_band(b).sensor == "S2") or ("B2",)
-    s1_pols = tuple(b for b in wanted["S1"] if get_band(b).sensor == "S1") or ("VV", "VH")
-    if wanted["S2"]:
-        s2_img = s2_composite(region, window.start, window.end, recipe.s2, s2_spectral)
-    if wanted["S1"]:
-        s1_img = s1_composite(region, s1_window.start, s1_window.end, recipe.s1, s1_pols)
+    composites = _sentinel_composites(recipe, window, s1_window, region)
     embedded = [b for b in recipe.bands if _source_of(b) == "embedding"]
     embedding = (embedding_on_grid(grid, int(s1_window.month[:4]), region, embedded)
                  if embedded else None)
@@ -134,8 +162,9 @@ def build_stack(grid: Grid, window: TimeWindow, recipe: EERecipe, region,
         if embedding is not None and name in embedded:  # int8, already on the grid
             parts.append(embedding.select([name]))
             continue
-        src = s2_img if _source_of(name) == "S2" else s1_img
-        band = src.select([name]).toFloat().unmask(FLOAT_NODATA, False)
+        spec = get_band(name)
+        src = composites[spec.months_before, _source_of(name)]
+        band = src.select([spec.base]).rename(name).toFloat().unmask(FLOAT_NODATA, False)
         parts.append(on_grid(band, grid))
     stack = ee.Image.cat(parts)
     if recipe.label is not None and with_label:

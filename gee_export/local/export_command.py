@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from contract.bands import series_record
 from contract.dataset import DatasetSpec, check_compatible, read_manifest
 from contract.export_options import ExportOptions
 from contract.patches import PatchSummary, patch_stack
@@ -143,7 +144,7 @@ def local_spec(opts: ExportOptions) -> DatasetSpec:
     return DatasetSpec(opts.grid, opts.bands, seed=opts.seed, block=opts.split_block,
                        min_valid_fraction=opts.min_valid_fraction, fine_scale=opts.fine_scale,
                        backend="local", region=opts.region.name,
-                       recipe=local_recipe(opts).to_dict(),
+                       recipe={**local_recipe(opts).to_dict(), **series_record(opts.bands)},
                        classes=mapping.manifest_classes(), label_scheme=mapping.scheme)
 
 
@@ -222,7 +223,8 @@ def _export_months(opts: ExportOptions, stack_dir: Path,
             stack = write_local_stack(plan, progress=opts.progress)
             on_month(patch_stack(stack, store, min_valid_fraction=opts.min_valid_fraction,
                                  seed=opts.seed, block=opts.split_block, backend="local",
-                                 region=opts.region.name, recipe=plan.recipe.to_dict(),
+                                 region=opts.region.name,
+                                 recipe={**plan.recipe.to_dict(), **series_record(opts.bands)},
                                  sources={"scenes": plan.scene_list()},
                                  classes=mapping.manifest_classes(),
                                  label_scheme=mapping.scheme, progress=opts.progress))
