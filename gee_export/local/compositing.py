@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import rasterio
@@ -29,6 +29,9 @@ from gee_export.local.cloud_flags import CloudFlagCheck
 from gee_export.local.labels import ClassMapping, label_window, product_window
 from gee_export.local.scenes import BandRef, Scene, canonical_band
 from gee_export.local.speckle import DEFAULT_ENL, DEFAULT_KERNEL
+
+if TYPE_CHECKING:
+    from gee_export.local.month_inputs import MonthInputs
 
 READING_OPTIONS = ("scene_date", "s2_band_names", "trust_band_names")  # recorded when given
 
@@ -115,10 +118,14 @@ def write_image(path: Path, grid: Grid, names: tuple[str, ...], s2: Sequence[Sce
                  offsets: dict[str, float], reflectance: frozenset[tuple[str, str]],
                  units: dict[tuple[str, str], str], recipe: LocalRecipe, month: str,
                  tags: dict[str, str], block: int, progress: bool,
-                 product: BandRef | None = None) -> None:
+                 product: BandRef | None = None,
+                 earlier: Mapping[int, MonthInputs] | None = None) -> None:
     """Composite the month block by block into ``path`` (a float32 GeoTIFF, NaN nodata).
 
     ``product``: the label raster whose own codes are the ``product`` band, when asked for.
+    ``earlier``: a series stack's earlier months (months before -> their checked inputs),
+    composited by the same recipe into their ``_mK`` bands; unlike the month's own, an
+    earlier month may be all cloud (its bands are then nodata).
 
     Raises:
         EmptyCompositeError: not one clear Sentinel-2 observation (or valid Sentinel-1 pixel)
@@ -126,6 +133,7 @@ def write_image(path: Path, grid: Grid, names: tuple[str, ...], s2: Sequence[Sce
     """
     max_clear = 0.0
     max_s1 = 0.0
+    earlier = earlier or {}
     check = CloudFlagCheck(len(s2))
     windows = list(grid_blocks(grid, block))
     with rasterio.open(path, "w", **_profile(grid, len(names), "float32", np.nan)) as dst:
@@ -151,9 +159,9 @@ def write_image(path: Path, grid: Grid, names: tuple[str, ...], s2: Sequence[Sce
                 max_s1 = max(max_s1, float(count.max(initial=0)))
             if product is not None:
                 layers[band_registry.PRODUCT] = product_window(product, grid, window)
-            data = np.stack([layers[band_registry.get_band(n).source_name]
-                             if band_registry.get_band(n).sensor in ("S1", "S2") else layers[n]
-                             for n in names]).astype(np.float32)
+            for k, given in earlier.items():  # a series stack: each earlier month's bands
+                layers.update(_earlier_layers(given, k, grid, window, recipe))
+            data = np.stack([layers[_layer(n)] for n in names]).astype(np.float32)
             dst.write(data, window=window.to_rasterio())
     if s2 and max_clear == 0:
         raise EmptyCompositeError(
@@ -165,6 +173,33 @@ def write_image(path: Path, grid: Grid, names: tuple[str, ...], s2: Sequence[Sce
     hidden = check.warning(month) if s2 else None
     if hidden:
         warnings.warn(hidden, stacklevel=2)
+
+
+def _layer(name: str) -> str:
+    """The key of band ``name`` among a block's layers (a Sentinel band's own ``B4_m2``)."""
+    spec = band_registry.get_band(name)
+    if spec.sensor not in ("S1", "S2"):
+        return name
+    return band_registry.earlier_name(spec.base, spec.months_before)
+
+
+def _earlier_layers(given: MonthInputs, k: int, grid: Grid, window: Window,
+                    recipe: LocalRecipe) -> dict[str, np.ndarray]:
+    """One block of month ``k`` months before: its Sentinel bands, named ``_mK``."""
+    layers: dict[str, np.ndarray] = {}
+    if given.s2:
+        comp, _ = sentinel2.composite_window(
+            given.s2, given.s2_bands, grid, window, masked_classes=recipe.scl_masked,
+            offsets=given.offsets, reflectance_bands=given.reflectance)
+        layers.update((band_registry.earlier_name(b, k), c)
+                      for b, c in zip(given.s2_bands, comp, strict=True))
+    if given.s1:
+        comp, _ = sentinel1.composite_window(
+            given.s1, given.s1_bands, grid, window, units=given.units, speckle=recipe.speckle,
+            size=recipe.kernel, enl=recipe.enl)
+        layers.update((band_registry.earlier_name(b, k), c)
+                      for b, c in zip(given.s1_bands, comp, strict=True))
+    return layers
 
 
 def write_label(path: Path, grid: Grid, ref: BandRef | None, mapping: ClassMapping,

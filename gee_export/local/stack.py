@@ -35,8 +35,8 @@ from contract.grid import Grid
 from contract.label_schemes import check_product_band
 from contract.stack import FINGERPRINT_TAG, MONTH_TAG, StackPaths
 from core.digest import canonical_json, combined_digest
-from core.errors import ConfigError, InputDataError
-from core.months import check_month
+from core.errors import ConfigError, EmptyCompositeError, InputDataError
+from core.months import check_month, earlier_month
 from core.storage import atomic_path
 from gee_export.local import sentinel2
 from gee_export.local.compositing import LocalRecipe, write_image, write_label
@@ -100,6 +100,7 @@ class LocalStackPlan:
     inputs: MonthInputs
     tags: dict[str, str]
     digests: DigestCache = field(compare=False, repr=False)
+    earlier: dict[int, MonthInputs] = field(default_factory=dict)
 
     @property
     def fingerprint(self) -> str:
@@ -121,7 +122,8 @@ class LocalStackPlan:
     def scene_list(self) -> list[dict[str, str]]:
         """The scenes the month is composited from: sensor, product name and date (no paths)."""
         return [{"sensor": sc.sensor, "product": sc.product, "date": sc.date.isoformat()}
-                for sc in (*self.inputs.s2, *self.inputs.s1)]
+                for given in (self.inputs, *self.earlier.values())
+                for sc in (*given.s2, *given.s1)]
 
 
 def _source_files(plan_s2: Sequence[Scene], s2_bands: Sequence[str], plan_s1: Sequence[Scene],
@@ -171,16 +173,19 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
 
     collection = (scenes if isinstance(scenes, SceneCollection)
                   else discover_scenes(scenes, **recipe.reading()))
-    inputs = check_month_inputs(collection, grid, month, names, recipe,
-                                label_scheme if label_scheme is not None
-                                else recipe.label_scheme, label, fine_scale,
-                                model_bands=model_bands)
+    scheme = label_scheme if label_scheme is not None else recipe.label_scheme
+    inputs = check_month_inputs(collection, grid, month,
+                                [n for n in names if not band_registry.get_band(n).months_before],
+                                recipe, scheme, label, fine_scale, model_bands=model_bands)
+    earlier = earlier_inputs(collection, grid, month, names, recipe, scheme, inputs.label_ref,
+                             model_bands)
     s2, s1, offsets, units = inputs.s2, inputs.s1, inputs.offsets, inputs.units
-    s2_bands, s1_bands, label_ref, fine_ref = (inputs.s2_bands, inputs.s1_bands,
-                                               inputs.label_ref, inputs.fine_ref)
+    label_ref, fine_ref = inputs.label_ref, inputs.fine_ref
 
     cache = DigestCache(Path(out_dir) if Path(out_dir).is_dir() else None)
-    files = _source_files(s2, s2_bands, s1, s1_bands)
+    files: dict[str, list[str]] = {}
+    for given in (inputs, *earlier.values()):
+        files.update(_source_files(given.s2, given.s2_bands, given.s1, given.s1_bands))
     digests = cache.digests([p for paths in files.values() for p in paths]
                             + [str(r.path) for r in (label_ref, fine_ref) if r is not None])
     signature = canonical_json({
@@ -196,7 +201,33 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
             MONTH_TAG: month, "BACKEND": "local"}
     if any(dict(sc.tags).get("SYNTHETIC", "").lower() == "yes" for sc in (*s2, *s1)):
         tags["SYNTHETIC"] = "yes"  # synthetic inputs stay labelled synthetic downstream
-    return LocalStackPlan(stack, signature, recipe, mapping, inputs, tags, cache)
+    return LocalStackPlan(stack, signature, recipe, mapping, inputs, tags, cache, earlier)
+
+
+def earlier_inputs(collection: SceneCollection, grid: Grid, month: str, names: Sequence[str],
+                   recipe: LocalRecipe, scheme: str | ClassMapping | dict[int, int],
+                   label_ref: BandRef | None, model_bands: bool = False
+                   ) -> dict[int, MonthInputs]:
+    """A series stack's earlier months (``B4_m2``): months before -> their checked inputs.
+
+    Each is found and checked as the month's own are (the same checks, the same recipe);
+    an earlier month without a scene of a sensor its bands read is refused here, before
+    any work, naming the month and what to add (never filled with nodata).
+    """
+    found: dict[int, MonthInputs] = {}
+    for k, named in sorted(band_registry.months_of(names).items()):
+        if k == 0:
+            continue
+        before = earlier_month(month, k)
+        try:
+            found[k] = check_month_inputs(collection, grid, before, tuple(named), recipe,
+                                          scheme, label_ref, model_bands=model_bands)
+        except EmptyCompositeError as exc:
+            raise EmptyCompositeError(
+                f"the stack of {month} is a series of {1 + max(band_registry.months_of(names))}"
+                f" months and its bands _m{k} are {before}: {exc}. Add the scenes of {before} "
+                "to --scenes, or ask for fewer months (--series-months)") from None
+    return found
 
 def _stack_paths(out: Path, grid: Grid, names: tuple[str, ...], month: str,
                  fine_scale: int | None, signature: str) -> StackPaths:
@@ -228,7 +259,8 @@ def write_local_stack(plan: LocalStackPlan, *, block: int = DEFAULT_BLOCK,
         write_image(tmp[0], grid, stack.bands, given.s2, given.s2_bands, given.s1,
                      given.s1_bands, given.offsets, given.reflectance, given.units, plan.recipe,
                      stack.month, plan.tags, block, progress,
-                     given.label_ref if band_registry.PRODUCT in stack.bands else None)
+                     given.label_ref if band_registry.PRODUCT in stack.bands else None,
+                     plan.earlier)
         write_label(tmp[1], grid, given.label_ref, plan.mapping, plan.tags, block, progress)
         if stack.label_fine is not None and stack.fine_scale is not None:
             write_label(tmp[2], grid.scaled(stack.fine_scale), given.fine_ref, plan.mapping,

@@ -27,7 +27,7 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
-from contract.bands import canonical_band
+from contract.bands import canonical_band, find_band, series_months
 from contract.stack import FINGERPRINT_TAG
 from core.errors import InputDataError
 from core.storage import files
@@ -86,13 +86,24 @@ def select_bands(descriptions: Sequence[str | None], names: Sequence[str],
         if missing:
             raise InputDataError(
                 f"the input stack lacks band(s) {missing} the model needs; it has "
-                f"{list(descriptions)}. {remedy}")
+                f"{list(descriptions)}. {_series_remedy(names, missing) or remedy}")
         return [lookup[canonical_band(n)] for n in names]
     raise InputDataError(
         f"the input's {len(descriptions)} bands have no names (band descriptions), so their "
         f"order is unknown; if the file's order is the model's, say so with --bands "
         f"{','.join(names)} (Python: band_order=...), else name the bands with: rio edit-info "
         "--bidx N --description NAME FILE")
+
+
+def _series_remedy(names: Sequence[str], missing: Sequence[str]) -> str | None:
+    """What to do when the bands missing are a series' earlier months (``B4_m1``), else None."""
+    if not any((spec := find_band(n)) is not None and spec.months_before for n in missing):
+        return None
+    months = series_months(n for n in names if find_band(n) is not None)
+    return (f"The model reads a series of {months} months (bands _m1.._m{months - 1}: the "
+            f"months before the stack's own): export the date with isamap-export "
+            f"--series-months {months}, so its stack holds the months before it, or map it "
+            "with isamap-map, which builds such stacks from the model's recipe")
 
 
 def _by_name(descriptions: Sequence[str | None], needed: set[str]) -> dict[str, int]:
