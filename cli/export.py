@@ -242,6 +242,9 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ConfigError(f"--fine-scale must be one of {', '.join(map(str, FINE_SCALES))} (the "
                           f"fine label's pixels are 10 m / factor), got {args.fine_scale}")
     check_range("--patch-size", args.patch_size, 1)
+    check_range("--series-months", args.series_months, 1,
+                band_registry.MAX_MONTHS_BEFORE + 1, "a series stack holds the month and up to "
+                f"{band_registry.MAX_MONTHS_BEFORE} months before it")
     if args.resolution <= 0:
         raise ConfigError(f"--resolution must be a positive pixel size in metres, got "
                           f"{args.resolution:g}")

@@ -225,8 +225,9 @@ def earlier_inputs(collection: SceneCollection, grid: Grid, month: str, names: S
         except EmptyCompositeError as exc:
             raise EmptyCompositeError(
                 f"the stack of {month} is a series of {1 + max(band_registry.months_of(names))}"
-                f" months and its bands _m{k} are {before}: {exc}. Add the scenes of {before} "
-                "to --scenes, or ask for fewer months (--series-months)") from None
+                f" months and its bands _m{k} are {before}: {str(exc).split(';')[0]}; add the "
+                f"scenes of {before} to --scenes, or ask for fewer months (--series-months)"
+            ) from None
     return found
 
 def _stack_paths(out: Path, grid: Grid, names: tuple[str, ...], month: str,
