@@ -325,18 +325,20 @@ def pooled_s2_band_name_problem(samples: Mapping[str, np.ndarray]) -> str | None
     """:func:`s2_band_name_problem` of patches pooled from many places (an import), not a scene.
 
     The band pairs' correlations are judged only on :data:`POOLED_PAIR_MIN_PIXELS` pixels or
-    more (fewer refused correctly named real patches); a warning says when they are not.
+    more (fewer refused correctly named real patches); a warning says when they are not. The
+    months of a series (``B4_m1``) are judged each by itself, by their base band names.
     """
-    pixels = min((int(np.isfinite(v).sum()) for v in samples.values()), default=0)
-    pairs = [f"{a}/{b}" for a, b, _ in BAND_PAIR_MIN_CORRELATION if a in samples and b in samples]
-    if pairs and pixels < POOLED_PAIR_MIN_PIXELS:
-        log.warning("the band order was not checked by the correlation of bands %s: the "
-                    "images sampled hold %d valid pixels, too few (%d needed, sixteen 64 px "
-                    "patches); check --bands yourself (gdalinfo lists the bands)",
-                    ", ".join(pairs), pixels, POOLED_PAIR_MIN_PIXELS)
-    for k, named in sorted(months_of(samples).items()):  # a series: each month by itself
-        problem = s2_band_name_problem({base: samples[name] for base, name in named.items()},
-                                       pair_min_pixels=POOLED_PAIR_MIN_PIXELS)
+    for k, named in sorted(months_of(samples).items()):
+        month = {base: samples[name] for base, name in named.items()}
+        pixels = min((int(np.isfinite(v).sum()) for v in month.values()), default=0)
+        pairs = [f"{named[a]}/{named[b]}" for a, b, _ in BAND_PAIR_MIN_CORRELATION
+                 if a in month and b in month]
+        if pairs and pixels < POOLED_PAIR_MIN_PIXELS:
+            log.warning("the band order was not checked by the correlation of bands %s: the "
+                        "images sampled hold %d valid pixels, too few (%d needed, sixteen 64 px "
+                        "patches); check --bands yourself (gdalinfo lists the bands)",
+                        ", ".join(pairs), pixels, POOLED_PAIR_MIN_PIXELS)
+        problem = s2_band_name_problem(month, pair_min_pixels=POOLED_PAIR_MIN_PIXELS)
         if problem:
             return problem if k == 0 else f"{problem} (the bands _m{k}, {k} month(s) before)"
     return None

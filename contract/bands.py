@@ -192,8 +192,12 @@ def series_months(bands: Iterable[str]) -> int:
 
 
 def own_month(bands: Sequence[str]) -> tuple[int, ...]:
-    """Indices of the bands of the stack's own month (``months_before == 0``), in order."""
-    return tuple(i for i, b in enumerate(bands) if get_band(b).months_before == 0)
+    """Indices of the bands of the stack's own month (``months_before == 0``), in order.
+
+    A name no band has (an imported patch's ``B1``) counts as the month's own.
+    """
+    return tuple(i for i, b in enumerate(bands)
+                 if (spec := find_band(b)) is None or spec.months_before == 0)
 
 
 def series_record(bands: Iterable[str]) -> dict[str, int]:

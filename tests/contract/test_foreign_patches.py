@@ -225,3 +225,36 @@ def test_an_empty_split_is_warned_with_the_split_block_that_fills_every_split(tm
     assert "no val" not in capsys.readouterr().err
     assert _run(src, tmp_path / "none", "--split-block", "0") == 2
     assert "--split-block must be >= 1" in capsys.readouterr().err
+
+
+def _series_source(root: Path, cloudy: bool = True) -> Path:
+    """Sixteen 64 px float patches of two months: B2..B8 of June, then of May (``_m1``)."""
+    _source(root / "june", cells=[(r, c) for r in range(4) for c in range(4)], size=64,
+            float_images=True)
+    images = root / "june" / "images"
+    for i, path in enumerate(sorted(images.glob("*.tif"))):
+        with rasterio.open(path) as src:
+            june, profile = src.read(), src.profile
+        may = june * np.float32(0.9)
+        if i == 0 and cloudy:
+            may[:] = np.nan  # a May patch all cloud: the patch is June's, and kept
+        profile.update(count=8, nodata=None)
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(np.concatenate([june, may]))
+    return root / "june"
+
+
+def test_series_patches_are_judged_by_their_base_bands_and_their_own_month(tmp_path, capsys):
+    """Earlier-month bands (B2_m1) import; their order is checked as their base bands'."""
+    src = _series_source(tmp_path / "theirs")
+    series = "B2,B3,B4,B8,B2_m1,B3_m1,B4_m1,B8_m1"
+    out = tmp_path / "dataset"
+    assert _run(src, out, "--bands", series) == 0
+    assert read_manifest(out)["bands"] == series.split(",")
+    assert len(read_index(out)) == 16  # the all-cloud May patch too: June decides
+    capsys.readouterr()
+    swapped = "B2,B3,B4,B8,B8_m1,B4_m1,B3_m1,B2_m1"
+    src = _series_source(tmp_path / "clear", cloudy=False)  # the pairs need every pixel
+    assert _run(src, tmp_path / "refused", "--bands", swapped) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "_m1" in err and not (tmp_path / "refused").exists()
