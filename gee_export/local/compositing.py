@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -29,9 +29,6 @@ from gee_export.local.cloud_flags import CloudFlagCheck
 from gee_export.local.labels import ClassMapping, label_window, product_window
 from gee_export.local.scenes import BandRef, Scene, canonical_band
 from gee_export.local.speckle import DEFAULT_ENL, DEFAULT_KERNEL
-
-if TYPE_CHECKING:
-    from gee_export.local.month_inputs import MonthInputs
 
 READING_OPTIONS = ("scene_date", "s2_band_names", "trust_band_names")  # recorded when given
 
@@ -119,7 +116,7 @@ def write_image(path: Path, grid: Grid, names: tuple[str, ...], s2: Sequence[Sce
                  units: dict[tuple[str, str], str], recipe: LocalRecipe, month: str,
                  tags: dict[str, str], block: int, progress: bool,
                  product: BandRef | None = None,
-                 earlier: Mapping[int, MonthInputs] | None = None) -> None:
+                 earlier: Mapping[int, Any] | None = None) -> None:
     """Composite the month block by block into ``path`` (a float32 GeoTIFF, NaN nodata).
 
     ``product``: the label raster whose own codes are the ``product`` band, when asked for.
@@ -183,9 +180,13 @@ def _layer(name: str) -> str:
     return band_registry.earlier_name(spec.base, spec.months_before)
 
 
-def _earlier_layers(given: MonthInputs, k: int, grid: Grid, window: Window,
+def _earlier_layers(given: Any, k: int, grid: Grid, window: Window,
                     recipe: LocalRecipe) -> dict[str, np.ndarray]:
-    """One block of month ``k`` months before: its Sentinel bands, named ``_mK``."""
+    """One block of month ``k`` months before: its Sentinel bands, named ``_mK``.
+
+    ``given``: that month's ``gee_export.local.month_inputs.MonthInputs`` (which imports this
+    module, so it is not named in the signature).
+    """
     layers: dict[str, np.ndarray] = {}
     if given.s2:
         comp, _ = sentinel2.composite_window(
