@@ -222,3 +222,63 @@ def cog_levels(path: str | Path) -> list[np.ndarray]:
         with rasterio.open(path, overview_level=i) as ov:
             levels.append(ov.read(1))
     return levels
+
+
+def assert_same_bytes(path_a: str | Path, path_b: str | Path) -> None:
+    """The two files hold the same bytes; if not, say where the first difference lies.
+
+    Compares digests, not the contents (pytest's diff of two multi-megabyte byte strings takes
+    minutes), and names the first differing offset with the TIFF part holding it (header, an
+    IFD's tag, a tile array or a tile of a level) and each side's bytes there.
+    """
+    a, b = Path(path_a).read_bytes(), Path(path_b).read_bytes()
+    if a == b:
+        return
+    n = min(len(a), len(b))
+    diff = np.flatnonzero(np.frombuffer(a, np.uint8, n) != np.frombuffer(b, np.uint8, n))
+    at = int(diff[0]) if diff.size else n
+    raise AssertionError(
+        f"{path_a} ({len(a)} bytes) and {path_b} ({len(b)} bytes) first differ at byte {at}, "
+        f"{tiff_part(a, at)}: {a[at:at + 16].hex()} vs {b[at:at + 16].hex()}; "
+        f"{diff.size} of the first {n} bytes differ")
+
+
+def tiff_part(data: bytes, offset: int) -> str:
+    """Which part of the little-endian (Big)TIFF ``data`` the byte at ``offset`` belongs to."""
+    import struct
+
+    if data[:2] != b"II":
+        return "not a little-endian TIFF"
+    big = struct.unpack_from("<H", data, 2)[0] == 43
+    word, n_fmt, size = ("Q", "<Q", 20) if big else ("I", "<H", 12)
+    sizes = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 16: 8}
+    at, level = struct.unpack_from("<" + word, data, 8 if big else 4)[0], 0
+    if offset < (16 if big else 8):
+        return "the TIFF header"
+    if offset < at:
+        return "GDAL's structural metadata, before the first IFD"
+    while at and at < len(data):
+        count = struct.unpack_from(n_fmt, data, at)[0]
+        start = at + struct.calcsize(n_fmt)
+        if at <= offset < start + count * size + struct.calcsize(word):
+            tag = struct.unpack_from("<H", data, start + max(0, offset - start) // size * size)
+            return f"IFD {level}, entry of tag {tag[0]}"
+        arrays: dict[int, list[int]] = {}
+        for i in range(count):
+            tag, typ = struct.unpack_from("<HH", data, start + i * size)
+            n = struct.unpack_from("<" + word, data, start + i * size + 4)[0]
+            value_at = start + i * size + 4 + struct.calcsize(word)
+            nbytes = sizes.get(typ, 1) * n
+            if nbytes > struct.calcsize(word):
+                value_at = struct.unpack_from("<" + word, data, value_at)[0]
+                if value_at <= offset < value_at + nbytes:
+                    return f"IFD {level}, value of tag {tag}"
+            if tag in (324, 325):
+                fmt = {3: "H", 4: "I", 16: "Q"}[typ]
+                arrays[tag] = list(struct.unpack_from(f"<{n}{fmt}", data, value_at))
+        for k, (o, c) in enumerate(zip(arrays.get(324, []), arrays.get(325, []), strict=True)):
+            if o - 4 <= offset < o + c + 4:
+                return f"level {level}, tile {k} (at {o}, {c} bytes)"
+        at = struct.unpack_from("<" + word, data, start + count * size)[0]
+        level += 1
+    return "no IFD, tag value or tile (padding, or past the end)"

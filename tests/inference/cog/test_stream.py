@@ -29,7 +29,7 @@ from inference.cog.stream import (
     overview_sizes,
     reduce2,
 )
-from tests.support.rasters import assert_valid_cog, cog_levels
+from tests.support.rasters import assert_same_bytes, assert_valid_cog, cog_levels
 
 TRANSFORM = Affine(10, 0, 500000, 0, -10, 3500000)
 CRS = "EPSG:32650"
@@ -114,7 +114,29 @@ def test_the_same_rows_write_the_same_bytes_however_they_are_cut(tmp_path):
         encoder.finish(tmp_path / f"{name}.tif")
         encoder.remove()
         paths.append(tmp_path / f"{name}.tif")
-    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert_same_bytes(paths[0], paths[1])
+
+
+def test_two_cogs_that_differ_are_told_apart_by_where_not_by_a_diff(tmp_path):
+    """A COG byte comparison names the first differing byte's part (a level's tile, a tag)
+    instead of printing a diff of megabytes (which took pytest past a test's timeout)."""
+    encoder = CogStream(tmp_path, "m", 1024, 1100, TRANSFORM, CRS, "mode", {"m": "1"}, "d")
+    encoder.add(_map(1100, 1024, 4))
+    encoder.finish(tmp_path / "a.tif")
+    encoder.remove()
+    data = bytearray((tmp_path / "a.tif").read_bytes())
+    with rasterio.open(tmp_path / "a.tif", overview_level=0) as ov:
+        offset = int(ov.get_tag_item("BLOCK_OFFSET_0_1", "TIFF", bidx=1))
+    ifd = int.from_bytes(data[4:8], "little")  # its first entry: the width (tag 256)
+    assert_same_bytes(tmp_path / "a.tif", tmp_path / "a.tif")
+    for at, where in ((offset + 9, "level 1, tile 1 "), (ifd + 2 + 8, "IFD 0, entry of tag 256"),
+                      (12, "GDAL's structural metadata")):
+        changed = data.copy()
+        changed[at] ^= 0xFF
+        (tmp_path / "b.tif").write_bytes(bytes(changed))
+        with pytest.raises(AssertionError, match=f"first differ at byte {at}, {where}") as err:
+            assert_same_bytes(tmp_path / "a.tif", tmp_path / "b.tif")
+        assert "1 of the first" in str(err.value) and len(str(err.value)) < 500
 
 
 @pytest.mark.parametrize("bounds", [(0, 512, 1536), (0, 485, 524, 1536), (0, 7, 1000, 1535, 1536),
@@ -137,7 +159,7 @@ def test_panels_of_columns_write_the_bytes_of_whole_rows(tmp_path, bounds):
         encoder.finish(tmp_path / f"{name}.tif")
         encoder.remove()
         paths.append(tmp_path / f"{name}.tif")
-    assert paths[0].read_bytes() == paths[1].read_bytes()
+    assert_same_bytes(paths[0], paths[1])
     assert_valid_cog(paths[1])
     assert len(cog_levels(paths[1])) == 3
     assert not list(tmp_path.glob("*.level*"))  # tile and carry files removed

@@ -25,7 +25,14 @@ from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from inference.predict.sources import WindowSource
 from tests.support.models import SuperRes, TileContext
-from tests.support.rasters import BANDS, assert_valid_cog, cog_levels, smooth_stack, write_stack
+from tests.support.rasters import (
+    BANDS,
+    assert_same_bytes,
+    assert_valid_cog,
+    cog_levels,
+    smooth_stack,
+    write_stack,
+)
 
 FP32 = RuntimeOptions(precision="fp32", channels_last="on")
 INFO = OutputInfo("tile-context", BANDS)
@@ -109,8 +116,7 @@ def test_panels_give_the_whole_width_map_bit_for_bit(monkeypatch, tmp_path, wide
             assert np.array_equal(a, b), (kind, level)
         assert_valid_cog(getattr(cut, kind))
         if writer == "stream":
-            with open(getattr(cut, kind), "rb") as a, open(getattr(whole, kind), "rb") as b:
-                assert a.read() == b.read(), kind
+            assert_same_bytes(getattr(cut, kind), getattr(whole, kind))
     classes = cog_levels(cut.class_path)[0]
     assert (classes[200 * scale:260 * scale, 270 * scale:330 * scale] == NODATA).all()
     assert (classes != NODATA).sum() > 0.99 * classes.size - 60 * 60 * scale * scale
@@ -126,8 +132,7 @@ def test_a_run_killed_inside_a_panel_resumes_to_the_same_map(monkeypatch, tmp_pa
     resumed = _run(monkeypatch, wide, tmp_path / "o" / "isa", whole=False)
     assert resumed.resumed_strips == len(strips) and resumed.tiles < reference.tiles
     for kind in ("class_path", "prob_path"):
-        with open(getattr(resumed, kind), "rb") as a, open(getattr(reference, kind), "rb") as b:
-            assert a.read() == b.read(), kind
+        assert_same_bytes(getattr(resumed, kind), getattr(reference, kind))
     assert not work.exists()
 
 
