@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
+import rasterio
 import torch
 
+from cli.predict import predict_main
+from cli.train import train_main
 from contract.bands import series_bands
 from core.errors import InputDataError, ModelError
 from inference.predict.encoder_change import change_encoder
+from tests.support.rasters import write_patch_dataset
+from training.modelfile import load_model_file
 from training.models.encoders.fused import EncoderUNet
 from training.models.encoders.presto import prepare
 from training.models.encoders.registry import GALILEO_NANO, PRESTO, load_encoder
@@ -120,3 +127,50 @@ def test_galileo_on_a_series_and_encoder_change_of_a_series_are_refused(presto_f
     with pytest.raises(InputDataError, match=r"series of 2 months.*spectral"):
         change_encoder(_model(presto_file, bands))
     assert change_encoder(_model(presto_file, OWN)).timesteps == 1
+
+
+@pytest.fixture(scope="module")
+def series_root(tmp_path_factory):
+    """Six 32 px patches of a 3-month series stack (B2 B3 B4 B8 and their _m1, _m2), real
+    GeoTIFFs: 2 train, 2 val, 2 test."""
+    return write_patch_dataset(tmp_path_factory.mktemp("series") / "ds", n=6,
+                               bands=series_bands(OWN, 3))
+
+
+def _train(root, out, encoder: str) -> int:
+    return train_main(["--data", str(root), "--model", "unet-s2", "--encoder", encoder,
+                       "--freeze-encoder", "--out", str(out), "--epochs", "1",
+                       "--batch-size", "2", "--model-kwargs", '{"widths": [4, 8, 8, 8, 8]}',
+                       "--precision", "fp32", "--channels-last", "off", "--device", "cpu",
+                       "--workers", "0", "--no-progress", "--members", "1"])
+
+
+def test_a_series_dataset_trains_presto_and_its_model_file_alone_maps_a_series_stack(
+        series_root, presto_file, tmp_path):
+    out = tmp_path / "run"
+    assert _train(series_root, out, f"presto={presto_file}") == 0
+    model, meta = load_model_file(out / "model.pt")
+    assert tuple(meta.bands) == series_bands(OWN, 3)  # the _m1, _m2 bands recorded
+    assert isinstance(model, EncoderUNet) and model.timesteps == 3
+    assert model.months == series_months(5, 3) == [3, 4, 5]  # the dataset's 2024-06
+    stack = sorted((series_root / "patches").rglob("r0_c5.tif"))[0]
+    prob = tmp_path / "map" / "isa_prob.tif"
+    assert predict_main(["--model", str(out / "model.pt"), "--input", str(stack), "--out",
+                         str(tmp_path / "map" / "isa"), "--tile", "32", "--overlap", "0",
+                         "--device", "cpu", "--precision", "fp32"]) == 0
+    with rasterio.open(prob) as src:
+        assert src.count >= 1 and (src.width, src.height) == (32, 32)
+
+
+def test_a_series_dataset_with_galileo_is_one_line_before_any_work(series_root, galileo_file,
+                                                                   tmp_path, capsys):
+    """Before any pixel: a patch file removed would be the refusal otherwise."""
+    root = tmp_path / "ds"
+    shutil.copytree(series_root, root)
+    for image in (root / "patches").rglob("*.tif"):
+        image.unlink()
+    out = tmp_path / "run"
+    assert _train(root, out, f"galileo-nano={galileo_file}") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "reads one month" in err and "presto" in err
+    assert not out.exists()
