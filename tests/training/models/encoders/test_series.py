@@ -88,6 +88,7 @@ def test_a_missing_earlier_month_is_masked_and_a_missing_own_month_reads_the_mea
     that pixel alone (its masked tokens dropped outright), and not the mean read as values."""
     bands = series_bands(OWN, 3)
     model = _model(presto_file, bands)
+    model.set_cache_bytes(1 << 24)  # the cache keys a missing month apart from the mean
     x = _input(12, seed=3)
     x[0, 4:8, 2, 3] = 0.0  # one month back missing at one pixel
     with torch.no_grad():
