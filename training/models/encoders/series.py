@@ -12,7 +12,7 @@ same location. A model's ``bands`` alone say the months and the grouping, so a m
 needs nothing more.
 
 Nodata reaches a model as the training mean: its input is ``(x - mean) / std`` with NaN
-replaced by 0 afterwards (:class:`training.modelfile.ModelMeta`). So the rule here is
+replaced by 0 afterwards (:class:`training.model_meta.ModelMeta`). So the rule here is
 exact on the input the model is given: an **earlier** month of a pixel is *missing* when
 every band the encoder reads of that month is exactly 0 there (nodata; a pixel of real
 reflectance equal to the mean in every band to the last bit is not expected), and Presto
