@@ -23,6 +23,7 @@ from training.models import check_trainable, create_model, recipe_for
 from training.models.encoders.cache import folder_from_env
 from training.models.encoders.fused import MODULE, NAME, EncoderUNet
 from training.models.encoders.registry import load_encoder, parse_encoder
+from training.models.encoders.series import encoder_series
 
 #: Base models whose recipe the fused U-Net takes (its widths and test-time flips).
 BASES = ("unet", "unet-s2")
@@ -56,6 +57,19 @@ def encoder_config(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(f"--encoder fuses with the U-Net: give --model {' or '.join(BASES)}, "
                           f"not {cfg.model!r}")
     return cfg
+
+
+def check_encoder_bands(cfg: TrainConfig, bands: Sequence[str]) -> None:
+    """A series of months given to an encoder that reads one, refused before any pixel.
+
+    Raises:
+        ModelError: ``bands`` hold earlier months (``B4_m1``) and the encoder is not Presto,
+            or a month lacks a band the encoder reads
+            (:func:`training.models.encoders.series.encoder_series`).
+    """
+    if cfg.encoder:
+        entry, _ = parse_encoder(cfg.encoder)
+        encoder_series(entry.name, bands, [i for i, b in enumerate(bands) if b in entry.bands])
 
 
 def grid_centre(manifest: Mapping) -> tuple[float, float]:
@@ -102,4 +116,5 @@ def encoder_model(cfg: TrainConfig, kwargs: Mapping, num_classes: int) -> nn.Mod
     return model
 
 
-__all__ = ["BASES", "MODULE", "NAME", "encoder_config", "encoder_kwargs", "encoder_model"]
+__all__ = ["BASES", "MODULE", "NAME", "check_encoder_bands", "encoder_config", "encoder_kwargs",
+           "encoder_model"]

@@ -29,7 +29,7 @@ from training.config import TrainConfig, apply_recipe, recipe_values
 from training.data import NormStats, PatchDataset
 from training.encoder_run import MODULE as ENCODER_MODULE
 from training.encoder_run import NAME as ENCODER_MODEL
-from training.encoder_run import encoder_config, encoder_kwargs, encoder_model
+from training.encoder_run import check_encoder_bands, encoder_config, encoder_kwargs, encoder_model
 from training.loader import choose_data_path
 from training.losses import build_loss
 from training.model_meta import ModelMeta
@@ -90,6 +90,7 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
     exclude = tuple(exclude or ())
     raw = PatchDataset(cfg.data, "train", bands=cfg.bands, label=recipe.label, exclude=exclude)
     product = model_kwargs_for_product(cfg.model, raw.bands, raw.manifest)  # before any pixel
+    check_encoder_bands(cfg, raw.bands)
     path = choose_data_path(raw.decoded_bytes(), device.type, cfg.cache, cfg.num_workers)
     log.log(DETAIL, "data: %s", path.reason)  # how, not what: -v
     cfg = replace(cfg, cache=path.cache, num_workers=path.workers)

@@ -25,7 +25,10 @@ scene's its probability map records), NaN as the band mean, at fp32 on the CPU i
 by block; a pixel with a band missing at either date is nodata. Presto's features are a
 pixel's own, so a block's pixels score as they would in any other block, and a map cut into
 tiles equals the whole. Galileo's depend on the window around a pixel (a decimated sample is
-no window of ground), so a Galileo model is refused, as is a model without an encoder. A
+no window of ground), so a Galileo model is refused, as is a model without an encoder, and a
+model that reads a series of months (``B4_m1``-style bands, :mod:`training.models.encoders.series`):
+its features of a date mix the months before it, so two dates' series share months and their
+difference is not one date's against the other's. A
 joined model (``--members``) reads its first member's encoder where every member's gives the
 same features (frozen encoders of the same weights); members with encoders of their own
 (fine-tuned) are refused.
@@ -179,8 +182,8 @@ def change_encoder(module: nn.Module) -> EncoderUNet:
     """The network whose features the rule reads (module docstring).
 
     Raises:
-        InputDataError: the model has no encoder, a window-dependent one (Galileo), or joined
-            members with encoders of their own.
+        InputDataError: the model has no encoder, a window-dependent one (Galileo), one that
+            reads a series of months, or joined members with encoders of their own.
     """
     members = list(getattr(module, "members", None) or [module])
     first = members[0]
@@ -192,6 +195,10 @@ def change_encoder(module: nn.Module) -> EncoderUNet:
         raise InputDataError(f"--change-rule encoder reads each pixel's own features, and "
                              f"{first.encoder_name}'s depend on the window around it: choose "
                              "--change-rule spectral")
+    if first.timesteps > 1:
+        raise InputDataError(f"--change-rule encoder compares one month's features of each "
+                             f"date, and this model reads a series of {first.timesteps} months "
+                             "at each: choose --change-rule spectral")
     if not all(first.gives_features_of(m) for m in members[1:]):
         raise InputDataError("--change-rule encoder reads one encoder's features, and this "
                              "joined model's members have encoders of their own (fine-tuned): "

@@ -23,6 +23,14 @@ stack's own reflectance; with each scene's (``--norm scene``) it is the scene's 
 with each band's mean and deviation set to the training data's: a first-moment radiometric
 match, which takes a hazy scene's offset and gain out before the encoder sees it.
 
+A series stack (``B4_m1``-style bands of earlier months, :mod:`contract.bands`) gives Presto
+one timestep per month, oldest first, each with its calendar month, a month missing at a
+pixel masked there (:mod:`training.models.encoders.series`); Galileo nano reads one month and
+a series for it is refused. The U-Net (or head) beside the encoder reads every band of the
+input, the earlier months' too: they are the stack the model is given, a change of season
+is evidence of ground, and they cost only first-layer channels; a month missing there is
+the mean (0), as every model's nodata is.
+
 docs/encoders.md gives the held-out comparison that chose the default. With ``frozen`` the
 encoder's weights do not train and stay in eval mode; its features (rounded to half
 precision, whether cached or not, so a cache never changes a map) are cached per patch
@@ -49,8 +57,13 @@ from training.losses.segmentation import CE
 from training.models.blocks import ConvBNReLU, init_weights
 from training.models.encoders.cache import FeatureCache, folder_from_env
 from training.models.encoders.galileo import galileo_features
-from training.models.encoders.presto import prepare
 from training.models.encoders.registry import ENCODERS, encoder_entry, input_columns
+from training.models.encoders.series import (
+    encoder_series,
+    mark_missing,
+    presto_series_features,
+    series_months,
+)
 from training.models.registry import ModelEntry, ModelRecipe
 from training.models.sharing import scope
 from training.models.unet import S2_WIDTHS, UNet
@@ -59,7 +72,6 @@ Fusion = Literal["concat", "head", "context"]
 FUSIONS: tuple[Fusion, ...] = ("concat", "head", "context")
 NAME = "encoder-unet"
 MODULE = "training.models.encoders.fused"
-PIXELS_PER_CALL = 32768  # pixels per encoder call: bounds the attention's memory
 REFLECTANCE_STEP = 1e-4  # the encoder's input is rounded to this (one L2A digital number)
 CONTEXT_SIZES = (5, 15)  # the squares (px) the context head averages over
 
@@ -103,7 +115,7 @@ class EncoderUNet(nn.Module):
         input_mean / input_std: the training normalisation, undone for the encoder.
         latlon: latitude, longitude (degrees) given to a location-aware encoder (Presto):
             the centre of the training grid.
-        month: month (0-11) of the stack's first timestep.
+        month: month (0-11) of the stack's own month (a series' earlier months are before it).
         fusion: ``concat``, ``head`` or ``context`` (module docstring).
         frozen: the encoder's weights do not train.
         widths / flips / head_width: the U-Net's widths and test-time flips; the light
@@ -130,7 +142,9 @@ class EncoderUNet(nn.Module):
             raise ModelError(f"fusion must be {' or '.join(FUSIONS)}, got {fusion!r}")
         if bands is None or len(bands) != in_channels:
             raise ModelError("an encoder model needs the input band names (bands=[...])")
-        self.columns, input_mean, input_std = input_columns(entry, bands, input_mean, input_std)
+        own, input_mean, input_std = input_columns(entry, bands, input_mean, input_std)
+        self.read_bands = [bands[i] for i in own]  # the bands of each month the encoder reads
+        self.columns, self.timesteps = encoder_series(encoder, bands, own)  # oldest first
         self.encoder_bands = [bands[i] for i in self.columns]
         self.encoder_name, self.fusion, self.frozen, self.flips = encoder, fusion, frozen, flips
         self.latlon, self.month, self.patch_size = tuple(map(float, latlon)), int(month), patch_size
@@ -184,8 +198,9 @@ class EncoderUNet(nn.Module):
     def _raw(self, x: torch.Tensor) -> torch.Tensor:
         """The reflectance the encoder reads: ``x`` un-normalised, rounded to the DN step."""
         mean, std = self.get_buffer("mean"), self.get_buffer("std")
-        raw = x[:, self.columns].float() * std[:, None, None] + mean[:, None, None]
-        return torch.round(raw / REFLECTANCE_STEP) * REFLECTANCE_STEP
+        given = x[:, self.columns].float()
+        raw = torch.round((given * std[:, None, None] + mean[:, None, None]) / REFLECTANCE_STEP)
+        return mark_missing(raw * REFLECTANCE_STEP, given, self.timesteps)
 
     def gives_features_of(self, other: Any) -> bool:
         """Whether frozen ``other`` computes the features this one computes from one input.
@@ -208,9 +223,17 @@ class EncoderUNet(nn.Module):
         except RuntimeError:  # on two devices: not shared
             return False
 
+    @property
+    def months(self) -> list[int]:
+        """Presto's month (0-11) of each timestep, oldest first (one per month of the bands)."""
+        return series_months(self.month, self.timesteps)
+
     def _encode(self, raw: torch.Tensor) -> torch.Tensor:
         if self.encoder_name == "presto":
-            return presto_features(self.encoder, raw, self.encoder_bands, self.latlon, self.month)
+            n, _, h, w = raw.shape
+            series = raw.reshape(n, self.timesteps, len(self.read_bands), h, w)
+            return presto_series_features(self.encoder, series, self.read_bands, self.latlon,
+                                          self.months)
         return galileo_features(self.encoder, raw, self.encoder_bands, self.month,
                                 self.patch_size, self.latlon)
 
@@ -224,19 +247,7 @@ class EncoderUNet(nn.Module):
 def presto_features(encoder: nn.Module, raw: torch.Tensor, bands: Sequence[str],
                     latlon: Sequence[float], month: int) -> torch.Tensor:
     """Presto's per-pixel features ``(N, 128, H, W)`` of raw bands ``(N, B, H, W)``, one month."""
-    n, b, h, w = raw.shape
-    pixels = raw.permute(0, 2, 3, 1).reshape(-1, 1, b)
-    out = []
-    for start in range(0, pixels.shape[0], PIXELS_PER_CALL):
-        part = pixels[start:start + PIXELS_PER_CALL]
-        x, mask = prepare(part, bands)
-        m = part.shape[0]
-        dw = torch.full((m, 1), 9, dtype=torch.long, device=raw.device)
-        where = part.new_tensor(latlon).expand(m, 2)
-        months = torch.full((m,), month, dtype=torch.long, device=raw.device)
-        out.append(encoder(x, dw, where, mask, months))
-    feats = torch.cat(out)
-    return feats.reshape(n, h, w, -1).permute(0, 3, 1, 2).contiguous()
+    return presto_series_features(encoder, raw[:, None], bands, latlon, [int(month) % 12])
 
 
 def _build(in_channels: int, num_classes: int, **kw: Any) -> nn.Module:

@@ -1,0 +1,177 @@
+"""A series stack's months read by Presto in the fused model (training.models.encoders.series)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import rasterio
+import torch
+
+from cli.predict import predict_main
+from cli.train import train_main
+from contract.bands import series_bands
+from core.errors import InputDataError, ModelError
+from inference.predict.encoder_change import change_encoder
+from tests.support.rasters import write_patch_dataset
+from training.modelfile import load_model_file
+from training.models.encoders.fused import EncoderUNet
+from training.models.encoders.presto import prepare
+from training.models.encoders.registry import GALILEO_NANO, PRESTO, load_encoder
+from training.models.encoders.series import series_columns, series_months
+
+OWN = ("B2", "B3", "B4", "B8")
+TINY = (4, 8, 8, 8, 8)
+MONTH = 1  # February: the series wraps to the year before (December, January)
+
+
+def _model(presto_file, bands, mean=None, std=None, month=MONTH) -> EncoderUNet:
+    g = torch.Generator().manual_seed(1)
+    mean = mean if mean is not None else (0.05 + 0.1 * torch.rand(len(bands), generator=g)).tolist()
+    std = std if std is not None else (0.02 + 0.05 * torch.rand(len(bands), generator=g)).tolist()
+    model = EncoderUNet(len(bands), 2, bands=list(bands), encoder="presto",
+                        encoder_sha256=PRESTO.sha256, input_mean=mean, input_std=std,
+                        latlon=(45.9, 14.6), month=month, widths=TINY)
+    model.encoder.load_state_dict(load_encoder(PRESTO, presto_file).state_dict())
+    return model.eval()
+
+
+def _input(channels: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(2, channels, 5, 6, generator=torch.Generator().manual_seed(seed))
+
+
+def test_one_month_features_are_the_one_month_paths_bit_for_bit(presto_file):
+    """The oracle is the one-month code as it was: one timestep, ``(N,)`` months."""
+    bands = (*OWN, "VV", "VH")
+    model = _model(presto_file, bands, month=7)
+    x = _input(len(bands))
+    x[0, :, 1, 1] = 0.0  # a nodata pixel: read as the mean, as before
+    with torch.no_grad():
+        got = model.features(x).float()
+        mean, std = model.get_buffer("mean"), model.get_buffer("std")
+        raw = x[:, model.columns].float() * std[:, None, None] + mean[:, None, None]
+        raw = torch.round(raw / 1e-4) * 1e-4
+        pixels = raw.permute(0, 2, 3, 1).reshape(-1, 1, len(bands))
+        values, mask = prepare(pixels, bands)
+        m = pixels.shape[0]
+        want = model.encoder(values, torch.full((m, 1), 9), torch.tensor([45.9, 14.6]).expand(
+            m, 2), mask, torch.full((m,), 7))
+    want = want.reshape(2, 5, 6, -1).permute(0, 3, 1, 2).to(torch.float16).float()
+    assert model.timesteps == 1 and model.months == [7]
+    assert torch.equal(got, want)
+
+
+def test_a_series_is_one_timestep_per_month_oldest_first_each_with_its_month(presto_file):
+    bands = series_bands(OWN, 3)
+    model = _model(presto_file, bands, mean=[0.0] * 12, std=[1.0] * 12)  # x is reflectance
+    x = (0.05 + 0.3 * torch.rand(1, 12, 3, 4, generator=torch.Generator().manual_seed(2)))
+    x = torch.round(x / 1e-4) * 1e-4
+    assert model.columns == [8, 9, 10, 11, 4, 5, 6, 7, 0, 1, 2, 3]
+    assert model.months == [11, 0, 1] == series_months(MONTH, 3)  # December, January, February
+    with torch.no_grad():
+        got = model.features(x).float()
+        pixels = torch.stack([x[0, 8:12], x[0, 4:8], x[0, 0:4]]).permute(2, 3, 0, 1)
+        values, mask = prepare(pixels.reshape(12, 3, 4), OWN)
+        want = model.encoder(values, torch.full((12, 3), 9), torch.tensor([45.9, 14.6]).expand(
+            12, 2), mask, torch.tensor([11, 0, 1]).expand(12, 3))
+    want = want.reshape(1, 3, 4, -1).permute(0, 3, 1, 2).to(torch.float16).float()
+    assert torch.equal(got, want)
+    one = _model(presto_file, OWN, mean=[0.0] * 4, std=[1.0] * 4)
+    with torch.no_grad():
+        alone = one.features(x[:, :4]).float()
+    assert (got - alone).abs().amax() > 0.05  # the earlier months change the features
+    assert one.salt != model.salt  # and a feature cache keeps the two apart
+
+
+def test_a_missing_earlier_month_is_masked_and_a_missing_own_month_reads_the_mean(presto_file):
+    """Oracle: a pixel with a month masked among pixels without (attention masked) equals
+    that pixel alone (its masked tokens dropped outright), and not the mean read as values."""
+    bands = series_bands(OWN, 3)
+    model = _model(presto_file, bands)
+    model.set_cache_bytes(1 << 24)  # the cache keys a missing month apart from the mean
+    x = _input(12, seed=3)
+    x[0, 4:8, 2, 3] = 0.0  # one month back missing at one pixel
+    with torch.no_grad():
+        feats = model.features(x).float()
+        alone = model.features(x[:1, :, 2:3, 3:4].clone()).float()
+    assert torch.equal(feats[0, :, 2, 3], alone[0, :, 0, 0])
+    fed = x[:1, :, 2:3, 3:4].clone()
+    fed[0, 4:8] = 1e-6  # the mean to the encoder's 1e-4 step, but not nodata
+    with torch.no_grad():
+        as_mean = model.features(fed).float()
+    assert (as_mean[0, :, 0, 0] - alone[0, :, 0, 0]).abs().amax() > 0.01
+    own = x[:1, :, 2:3, 3:4].clone()
+    own[0, :4] = 0.0  # the stack's own month missing: read as the mean, unmasked
+    own_near = own.clone()
+    own_near[0, :4] = 1e-6
+    with torch.no_grad():
+        assert torch.equal(model.features(own), model.features(own_near))
+
+
+def test_a_month_lacking_a_band_or_skipped_is_one_line():
+    bands = [*series_bands(OWN, 2), "B2_m2", "B3_m2", "B4_m2"]
+    own = [0, 1, 2, 3]
+    with pytest.raises(ModelError, match="B8_m2 are not among the bands"):
+        series_columns(bands, own)
+    with pytest.raises(ModelError, match="B2_m1, B3_m1, B4_m1, B8_m1"):
+        series_columns([*OWN, "B2_m2", "B3_m2", "B4_m2", "B8_m2"], own)
+    # no earlier month: the month's own bands
+    assert series_columns([*OWN, "band_7", "s2_clear_count"], own) == own
+
+
+def test_galileo_on_a_series_and_encoder_change_of_a_series_are_refused(presto_file):
+    bands = series_bands(OWN, 2)
+    with pytest.raises(ModelError, match=r"galileo-nano encoder reads one month.*presto"):
+        EncoderUNet(8, 2, bands=list(bands), encoder="galileo-nano",
+                    encoder_sha256=GALILEO_NANO.sha256, input_mean=[0.0] * 8,
+                    input_std=[1.0] * 8)
+    with pytest.raises(InputDataError, match=r"series of 2 months.*spectral"):
+        change_encoder(_model(presto_file, bands))
+    assert change_encoder(_model(presto_file, OWN)).timesteps == 1
+
+
+@pytest.fixture(scope="module")
+def series_root(tmp_path_factory):
+    """Six 32 px patches of a 3-month series stack (B2 B3 B4 B8 and their _m1, _m2), real
+    GeoTIFFs: 2 train, 2 val, 2 test."""
+    return write_patch_dataset(tmp_path_factory.mktemp("series") / "ds", n=6,
+                               bands=series_bands(OWN, 3))
+
+
+def _train(root, out, encoder: str) -> int:
+    return train_main(["--data", str(root), "--model", "unet-s2", "--encoder", encoder,
+                       "--freeze-encoder", "--out", str(out), "--epochs", "1",
+                       "--batch-size", "2", "--model-kwargs", '{"widths": [4, 8, 8, 8, 8]}',
+                       "--precision", "fp32", "--channels-last", "off", "--device", "cpu",
+                       "--workers", "0", "--no-progress", "--members", "1"])
+
+
+def test_a_series_dataset_trains_presto_and_its_model_file_alone_maps_a_series_stack(
+        series_root, presto_file, tmp_path):
+    out = tmp_path / "run"
+    assert _train(series_root, out, f"presto={presto_file}") == 0
+    model, meta = load_model_file(out / "model.pt")
+    assert tuple(meta.bands) == series_bands(OWN, 3)  # the _m1, _m2 bands recorded
+    assert isinstance(model, EncoderUNet) and model.timesteps == 3
+    assert model.months == series_months(5, 3) == [3, 4, 5]  # the dataset's 2024-06
+    stack = sorted((series_root / "patches").rglob("r0_c5.tif"))[0]
+    prob = tmp_path / "map" / "isa_prob.tif"
+    assert predict_main(["--model", str(out / "model.pt"), "--input", str(stack), "--out",
+                         str(tmp_path / "map" / "isa"), "--tile", "32", "--overlap", "0",
+                         "--device", "cpu", "--precision", "fp32"]) == 0
+    with rasterio.open(prob) as src:
+        assert src.count >= 1 and (src.width, src.height) == (32, 32)
+
+
+def test_a_series_dataset_with_galileo_is_one_line_before_any_work(series_root, galileo_file,
+                                                                   tmp_path, capsys):
+    """Before any pixel: a patch file removed would be the refusal otherwise."""
+    root = tmp_path / "ds"
+    shutil.copytree(series_root, root)
+    for image in (root / "patches").rglob("*.tif"):
+        image.unlink()
+    out = tmp_path / "run"
+    assert _train(root, out, f"galileo-nano={galileo_file}") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "reads one month" in err and "presto" in err
+    assert not out.exists()

@@ -1,0 +1,142 @@
+"""A series stack read by Presto: the stack's months, oldest first, and each pixel's missing ones.
+
+A series stack (``isamap-export --series-months N``; :func:`contract.bands.series_bands`)
+carries, after the bands of its own month, the same bands of each earlier month: ``B4_m2`` is
+B4 two months before the stack's month (:func:`contract.bands.get_band`'s
+``months_before``). The fused model (:mod:`training.models.encoders.fused`) groups the bands
+the encoder reads by that month and gives Presto one timestep per month, **oldest first**
+(Presto's position codes count forward in time), each with its own calendar month:
+``(month - k) % 12`` for the month ``k`` months before the stack's (``month``, recorded in
+the model file, is the stack's own) (:func:`series_months`). Every timestep has the pixel's
+same location. A model's ``bands`` alone say the months and the grouping, so a model file
+needs nothing more.
+
+Nodata reaches a model as the training mean: its input is ``(x - mean) / std`` with NaN
+replaced by 0 afterwards (:class:`training.model_meta.ModelMeta`). So the rule here is
+exact on the input the model is given: an **earlier** month of a pixel is *missing* when
+every band the encoder reads of that month is exactly 0 there (nodata; a pixel of real
+reflectance equal to the mean in every band to the last bit is not expected), and Presto
+then leaves that timestep's tokens out of its attention and its mean (its mask), instead of
+reading the mean as reflectance. The stack's own month is never masked: a pixel whose own
+month is missing is read as it always was (the mean), so a one-month model's features, and
+any pixel's own timestep, are those of the one-month path bit for bit. The reflectance the
+encoder is given carries a missing month as NaN (:func:`mark_missing`), so the frozen-feature
+cache, which keys a patch by that tensor's bytes, tells a missing month from a real one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from contract.bands import get_band
+from core.errors import ModelError, UnknownBandError
+from training.models.encoders.presto import MAX_TIMESTEPS, prepare
+
+PIXELS_PER_CALL = 32768  # pixels per encoder call: bounds the attention's memory
+
+
+def series_columns(bands: Sequence[str], own: Sequence[int]) -> list[int]:
+    """Positions in ``bands`` of the encoder's bands of every month, oldest month first.
+
+    ``own`` are the positions of the bands the encoder reads of the stack's own month; each
+    earlier month ``k`` (``B4_mk``) must carry the same bands, and every month from 1 to the
+    oldest must be there. With no earlier month, ``own`` itself.
+
+    Raises:
+        ModelError: an earlier month lacks a band, a month is skipped, or too many months.
+    """
+    names = [bands[i] for i in own]
+    earlier: dict[int, dict[str, int]] = {}
+    for i, band in enumerate(bands):
+        try:
+            spec = get_band(band)
+        except UnknownBandError:  # a band of no registry name (an imported dataset's)
+            continue
+        if spec.months_before and spec.base in names:
+            earlier.setdefault(spec.months_before, {})[spec.base] = i
+    oldest = max(earlier, default=0)
+    if oldest + 1 > MAX_TIMESTEPS:
+        raise ModelError(f"Presto reads at most {MAX_TIMESTEPS} months; the bands reach "
+                         f"{oldest} months back: give --bands of fewer months")
+    for k in range(1, oldest + 1):
+        lack = [f"{b}_m{k}" for b in names if b not in earlier.get(k, {})]
+        if lack:
+            raise ModelError(f"a series stack carries every band the encoder reads for each "
+                             f"earlier month, and {', '.join(lack)} are not among the bands: "
+                             f"give --bands with them (or without the months before {k})")
+    columns = [earlier[k][b] for k in range(oldest, 0, -1) for b in names]
+    return columns + list(own)
+
+
+def encoder_series(encoder: str, bands: Sequence[str], own: Sequence[int]
+                   ) -> tuple[list[int], int]:
+    """:func:`series_columns` of ``encoder`` and the months they hold; only Presto reads several.
+
+    Raises:
+        ModelError: as :func:`series_columns`, or a series for another encoder than Presto
+            (Galileo nano is given one month: its tokens are 4 px squares, so a month missing
+            at one pixel cannot be masked there).
+    """
+    columns = series_columns(bands, own)
+    months = len(columns) // len(own) if own else 1
+    if months > 1 and encoder != "presto":
+        raise ModelError(f"the {encoder} encoder reads one month, and the bands hold {months} "
+                         "(B4_m1-style bands of earlier months): give --encoder presto=PATH "
+                         "for a series, or --bands of the stack's own month")
+    return columns, months
+
+
+def series_months(month: int, count: int) -> list[int]:
+    """Presto's month codes (0-11) of ``count`` timesteps, oldest first, ending at ``month``."""
+    return [(int(month) - k) % 12 for k in range(count - 1, -1, -1)]
+
+
+def mark_missing(raw: torch.Tensor, x: torch.Tensor, count: int) -> torch.Tensor:
+    """``raw`` ``(N, T*B, H, W)`` with each pixel's missing earlier months set to NaN.
+
+    ``x`` is the normalised input of the same columns; a month is missing where all its
+    ``B`` values are exactly 0 (module docstring). The last month (the stack's own) is kept.
+    """
+    if count == 1:
+        return raw
+    n, c, h, w = x.shape
+    missing = (x.reshape(n, count, c // count, h, w) == 0).all(dim=2)
+    missing[:, -1] = False
+    return torch.where(missing.repeat_interleave(c // count, dim=1),
+                       torch.full_like(raw, float("nan")), raw)
+
+
+def presto_series_features(encoder: nn.Module, raw: torch.Tensor, bands: Sequence[str],
+                           latlon: Sequence[float], months: Sequence[int]) -> torch.Tensor:
+    """Presto's per-pixel features ``(N, 128, H, W)`` of a series ``(N, T, B, H, W)``.
+
+    ``bands`` name the ``B`` bands of each timestep, ``months`` the ``T`` timesteps' months
+    (oldest first); a timestep whose values are NaN at a pixel is masked there.
+    """
+    n, t, b, h, w = raw.shape
+    pixels = raw.permute(0, 3, 4, 1, 2).reshape(-1, t, b)
+    month = torch.tensor([int(m) for m in months], dtype=torch.long, device=raw.device)
+    out = []
+    for start in range(0, pixels.shape[0], PIXELS_PER_CALL):
+        part = pixels[start:start + PIXELS_PER_CALL]
+        gone = torch.isnan(part).any(dim=-1)
+        absent = bool(gone.any())
+        if absent:
+            part = torch.nan_to_num(part, nan=0.0)
+        x, mask = prepare(part, bands)
+        if absent:
+            x = x.masked_fill(gone[..., None], 0.0)
+            mask = torch.maximum(mask, gone[..., None].to(mask.dtype))
+        m = part.shape[0]
+        dw = torch.full((m, t), 9, dtype=torch.long, device=raw.device)
+        where = part.new_tensor(latlon).expand(m, 2)
+        out.append(encoder(x, dw, where, mask, month.expand(m, t)))
+    feats = torch.cat(out)
+    return feats.reshape(n, h, w, -1).permute(0, 3, 1, 2).contiguous()
+
+
+__all__ = ["encoder_series", "mark_missing", "presto_series_features", "series_columns",
+           "series_months"]
