@@ -19,7 +19,7 @@ from core.commands import (
     configure_logging,
     run_command,
 )
-from core.config_file import add_config_argument, parse_with_config
+from core.config_file import add_config_argument, config_file_errors, parse_with_config
 from core.errors import ConfigError, ModelError
 from core.parsers import command_parser
 from core.pipeline_options import add_runner_arguments, runner_config
@@ -217,6 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    with config_file_errors(args):  # tile: -256 in FILE is told as FILE's key, not --tile
+        return _map(args)
+
+
+def _map(args: argparse.Namespace) -> int:
     from inference.region_map import map_region  # lazy: torch
 
     check_output_folder("--out", args.out)

@@ -43,7 +43,7 @@ from core.environment import (
     environment_message,
     os_error_message,
 )
-from core.errors import ConfigError, IsamapError
+from core.errors import IsamapError, OptionError
 
 __all__ = ["DETAIL", "EXIT_BAD_INPUT", "EXIT_ENVIRONMENT", "EXIT_INTERRUPTED", "EXIT_OK",
            "EXIT_TERMINATED", "ISAMAP_LOGGERS", "LOW_SPACE_BYTES", "Stopped",
@@ -209,7 +209,7 @@ Number = TypeVar("Number", int, float)
 
 def check_range(flag: str, value: Number | None, low: Number | None = None,
                 high: Number | None = None, hint: str = "") -> Number | None:
-    """``value`` if ``low <= value <= high`` (None passes), else a one-line ConfigError.
+    """``value`` if ``low <= value <= high`` (None passes), else a one-line OptionError.
 
     The one bound check of numeric flags, so ``--dry-run`` refuses what the real run refuses.
     """
@@ -222,7 +222,8 @@ def check_range(flag: str, value: Number | None, low: Number | None = None,
             bounds = f">= {low}"
         else:
             bounds = f"<= {high}"
-        raise ConfigError(f"{flag} must be {bounds}, got {value}" + (f"; {hint}" if hint else ""))
+        raise OptionError(flag.removeprefix("--").replace("-", "_"),
+                          f"must be {bounds}, got {value}" + (f"; {hint}" if hint else ""), flag)
     return value
 
 

@@ -12,7 +12,10 @@ and every value is checked by the one type rule (:func:`typed_value`). Two comma
   makes its values the parser's defaults, so a flag typed on the command line still wins.
   The schema is the parser's (:func:`parser_schema`): keys are the flags' destinations
   (``region_file`` for ``--region-file``; a dash is accepted too), typed as the flag is (its
-  type and choices), so a bad file fails before any work starts, naming the key.
+  type and choices), so a bad file fails before any work starts, naming the key. A value
+  the command's own checks refuse later (an :class:`~core.errors.OptionError`, such as
+  ``tile: -256``) is told naming the file's key too (:func:`config_file_errors`), unless a
+  flag typed on the command line gave it.
 
 The same fault in either command's file is told in the same words.
 """
@@ -20,20 +23,22 @@ The same fault in either command's file is told in the same words.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import math
 import sys
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from core.errors import ConfigError
+from core.errors import ConfigError, OptionError
 
 CONFIG_FLAG = "--config"
+FROM_FILE = "config_keys"  #: the parsed namespace's names the config file gave (no flag did)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -107,14 +112,57 @@ def parse_with_config(parser: argparse.ArgumentParser,
     A bad file (unknown key, wrong type, a value outside the choices) ends the command the way
     a bad flag does: one line on stderr, exit status 2, before any work.
     """
-    path = _config_path(sys.argv[1:] if argv is None else argv)
-    if path:
-        _use_config(parser, path)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    path = _config_path(argv)
+    given = _use_config(parser, path) if path else {}
     args = parser.parse_args(argv)
     if getattr(args, "config", None) and args.config != path:  # given in a form not scanned
-        _use_config(parser, args.config)
+        path = args.config
+        given = _use_config(parser, path)
         args = parser.parse_args(argv)
+    setattr(args, FROM_FILE, frozenset(given) - _typed(parser, argv, given))
     return args
+
+
+def _typed(parser: argparse.ArgumentParser, argv: Sequence[str],
+           dests: Mapping[str, Any]) -> set[str]:
+    """Which of ``dests`` (set by the config file) ``argv`` gives as well (the flag wins).
+
+    ``argv`` parsed again with those options' defaults suppressed: a name in the result was
+    typed, however argparse allowed it to be (``--tile=256``, ``--til 256``).
+    """
+    actions = [a for a in parser._actions if a.dest in dests]
+    saved = [(a, a.default) for a in actions]
+    defaults = {d: parser._defaults.pop(d) for d in list(parser._defaults) if d in dests}
+    for action in actions:
+        action.default = argparse.SUPPRESS
+    try:
+        typed = vars(parser.parse_args(argv))
+    finally:
+        for action, default in saved:
+            action.default = default
+        parser._defaults.update(defaults)
+    return {d for d in dests if d in typed}
+
+
+@contextlib.contextmanager
+def config_file_errors(args: argparse.Namespace) -> Iterator[None]:
+    """An :class:`OptionError` of a key that ``args``' config file gave, told naming the key.
+
+    ``isamap-map --config FILE`` with ``tile: -256``: ``FILE: tile must be at least 8 pixels,
+    got -256``, not ``--tile ...`` (no such flag was typed).
+    """
+    try:
+        yield
+    except OptionError as exc:
+        if exc.key not in getattr(args, FROM_FILE, ()):
+            raise
+        raise config_file_error(exc, args.config) from None
+
+
+def config_file_error(exc: OptionError, path: str) -> ConfigError:
+    """``exc``'s rule naming the config file ``path`` and its key, as the schema's rules do."""
+    return ConfigError(f"{path}: {exc.key} {exc.rule}")
 
 
 def _config_path(argv: Sequence[str]) -> str | None:
@@ -130,7 +178,8 @@ def _config_path(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _use_config(parser: argparse.ArgumentParser, path: str) -> None:
+def _use_config(parser: argparse.ArgumentParser, path: str) -> dict[str, Any]:
+    """The config file's values made ``parser``'s defaults; returns them."""
     try:
         defaults = config_defaults(parser, read_config_file(path), path)
     except ConfigError as exc:
@@ -139,6 +188,7 @@ def _use_config(parser: argparse.ArgumentParser, path: str) -> None:
         if action.dest in defaults:
             action.required = False  # the file gives it
     parser.set_defaults(**defaults)
+    return defaults
 
 
 def config_defaults(parser: argparse.ArgumentParser, values: Mapping[str, Any],

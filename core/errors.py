@@ -19,6 +19,20 @@ class ConfigError(IsamapError, ValueError):
     """A parameter or option has a value that cannot work."""
 
 
+class OptionError(ConfigError):
+    """A value out of its option's range: ``key`` (the option's name) and ``rule`` apart.
+
+    The message names the flag (``--tile must be at least 8 pixels, got -256``); a command
+    whose config file gave ``key`` tells the same rule naming the file and its key instead
+    (:func:`core.config_file.config_file_error`).
+    """
+
+    def __init__(self, key: str, rule: str, flag: str | None = None) -> None:
+        super().__init__(f"{flag or '--' + key.replace('_', '-')} {rule}")
+        self.key = key
+        self.rule = rule
+
+
 class UnknownRegionError(IsamapError, LookupError):
     """A region name is not in the registry."""
 

@@ -303,6 +303,26 @@ def test_a_value_out_of_range_names_the_files_key_or_the_flag(argv, says, tmp_pa
     assert capsys.readouterr().err == f"isamap-train: error: {says}\n"
 
 
+@pytest.mark.parametrize(("typed", "says"), [
+    ([], "map.yaml: tile must be at least 8 pixels, got -256"),
+    (["--tile=-300"], "--tile must be at least 8 pixels, got -300"),
+    ([], "map.yaml: batch_size must be >= 1, got 0"),
+])
+def test_a_mapping_configs_value_out_of_range_names_the_files_key_or_the_flag(
+        typed, says, tmp_path, monkeypatch, capsys):
+    """``tile: -256`` in an ``isamap-map --config`` file was told "--tile must be at least 8
+    pixels", naming a flag that was never typed (isamap-train's file already named its key)."""
+    from cli.map import main
+
+    monkeypatch.chdir(tmp_path)
+    key = "batch_size: 0" if "batch_size" in says else "tile: -256"
+    Path("map.yaml").write_text(f"{key}\nmodel: m.pt\nout: o\nbackend: local\nscenes: s\n"
+                                "bbox: 114.26,30.55,114.28,30.56\nmonths: 2019-06\n")
+    assert main(["--config", "map.yaml", *typed]) == 2
+    assert capsys.readouterr().err == f"isamap-map: error: {says}\n"
+    assert not Path("o").exists()
+
+
 def test_yaml_merge_keys_are_no_duplicates(tmp_path):
     """A key that overrides one merged in (``<<: *base``) is YAML's own override, not a key
     given twice."""

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from core.config_file import check_config, read_config_file
-from core.errors import ConfigError
+from core.config_file import check_config, config_file_error, read_config_file
+from core.errors import ConfigError, OptionError
 from engine.devices import PRECISIONS, Layout, Precision, layout_flag
 from training.models import available_models, recipe_for
 from training.models.registry import DEFAULT_RECIPE
@@ -42,15 +42,6 @@ RECIPE_FIELDS = ("label", "optimizer", "lr", "momentum", "weight_decay", "poly_p
 
 
 FLAGS = {"out_dir": "--out", "num_workers": "--workers"}  #: flags not the name with dashes
-
-
-class OptionError(ConfigError):
-    """A value out of its option's range: the flag of ``key``, then ``rule`` (a file: ``key``)."""
-
-    def __init__(self, key: str, rule: str) -> None:
-        super().__init__(f"{FLAGS.get(key, '--' + key.replace('_', '-'))} {rule}")
-        self.key = key
-        self.rule = rule
 
 
 @dataclass(frozen=True)
@@ -210,7 +201,7 @@ class TrainConfig:
                    f"must be between 0 and {MAX_WORKERS} data-loader processes")]
         for key, ok, rule in checks:  # the flag as typed; config_from_mapping names a file's key
             if not ok:
-                raise OptionError(key, f"{rule}, got {getattr(self, key)!r}")
+                raise OptionError(key, f"{rule}, got {getattr(self, key)!r}", FLAGS.get(key))
         problems = model_kwargs_problems(self.model_kwargs) + (
             ["--model-kwargs cannot set members: give --members K, which trains the K networks "
              "one by one and joins them"] if "members" in dict(self.model_kwargs) else [])
@@ -335,7 +326,7 @@ def config_from_mapping(values: Mapping, config_file: str | None = None,
     except OptionError as exc:
         if config_file is None or exc.key not in from_file:
             raise
-        raise ConfigError(f"{config_file}: {exc.key} {exc.rule}") from None  # as the schema rule
+        raise config_file_error(exc, config_file) from None  # as the schema rule
     except TypeError as exc:
         raise ConfigError(f"bad training options: {exc}") from None
 

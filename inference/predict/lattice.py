@@ -37,7 +37,7 @@ from affine import Affine
 
 from contract.grid import Window
 from core.commands import check_range
-from core.errors import ConfigError
+from core.errors import ConfigError, OptionError
 
 Blend = Literal["cosine", "uniform", "core"]
 #: ``grid``: tiles at multiples of the stride from the CRS origin; ``even``: the earlier
@@ -65,12 +65,12 @@ def given_overlap(tile: int, overlap: int | None) -> int:
 
 
 def check_tiling(tile: int, overlap: int) -> None:
-    """Raise ConfigError unless ``tile`` and ``overlap`` describe a usable tiling."""
+    """Raise OptionError unless ``tile`` and ``overlap`` describe a usable tiling."""
     if tile < 8:
-        raise ConfigError(f"--tile must be at least 8 pixels, got {tile}")
+        raise OptionError("tile", f"must be at least 8 pixels, got {tile}")
     if not 0 <= overlap <= tile // 2:
-        raise ConfigError(
-            f"--overlap must be between 0 and half of --tile ({tile // 2}), got {overlap}; "
+        raise OptionError(
+            "overlap", f"must be between 0 and half of --tile ({tile // 2}), got {overlap}; "
             "larger overlaps waste compute without improving the blend (leave --overlap out "
             f"on the command line, or give overlap={default_overlap(tile)} from Python, to get "
             f"{default_overlap(tile)})"
