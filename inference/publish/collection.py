@@ -7,7 +7,10 @@ probability COGs become the image ``<collection>/isa_<YYYY_MM>`` whose ImageMani
 month as ``startTime``/``endTime`` (Earth Engine's ``system:time_start``/``time_end``) and the
 model, recipe and metrics as properties; the collection gets a Code Editor app
 (:func:`inference.publish.code_editor.series_app_script`). Everything up to the first upload is
-pure, so ``--dry-run`` prints and saves the same manifests and script offline.
+pure, so ``--dry-run`` prints and saves the same manifests and script offline; a real run saves
+them once the first date's ingestion has started
+(:func:`inference.publish.image.save_publication`), so a publication refused or failed before
+leaves no files claiming it (and an earlier run's as they were).
 
 An asset that already exists is refused unless ``overwrite``: the collection may exist (a
 series is extended date by date), but none of the images about to be written may.
@@ -24,7 +27,6 @@ from typing import Any
 
 from contract.publishing import PublishOptions
 from core.errors import ConfigError
-from core.storage import atomic_write
 from inference.publish.asset_manifest import (
     asset_name,
     build_manifest,
@@ -40,6 +42,7 @@ from inference.publish.assets import (
 )
 from inference.publish.code_editor import series_app_script
 from inference.publish.cog_sources import check_upload_prefix, cog_uris, upload_cogs
+from inference.publish.image import SAVED_ONCE_MADE, save_publication
 from inference.publish.quota import check_caps, footprint
 
 log = logging.getLogger(__name__)
@@ -113,8 +116,9 @@ def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool
         request: the series, and how to publish it (its options).
         out_dir: local folder receiving ``<name>.collection.json`` and ``<name>.app.js``.
         dry_run: stop after printing (no upload, no Earth Engine call).
-        save: write the manifests and the app under ``out_dir`` (always on a real run; the
-            map's dry run writes nothing, the demo's prepared publication saves them).
+        save: write the manifests and the app under ``out_dir`` in a dry run (the map's dry
+            run writes nothing, the demo's prepared publication saves them); a real run
+            saves them once the first ingestion task has started, never before.
         assets: the Earth Engine seam (default: :func:`inference.publish.assets.connect`).
         echo: where the manifests, the app and progress lines go (default: this module's log).
         poll_seconds: task polling interval when waiting.
@@ -130,7 +134,12 @@ def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool
     manifests = {m: collection_manifest(name, m, uris[m], request.properties.get(m, {}))
                  for m in months}
     script = request.app_script(name)
-    paths = _save(Path(out_dir), name, manifests, script, save or not dry_run, echo)
+    paths = _paths(Path(out_dir), name)
+    document = {"collection": name, "images": manifests}
+    if dry_run and save:
+        save_publication(paths, document, script)
+    _show(paths, document, script, "" if dry_run and save else (
+        f", {SAVED_ONCE_MADE}" if not dry_run else None), echo)
     adds = footprint(len(months) + 1, [p for m in months for p in request.cogs[m]])
     echo(f"# assets: {check_caps(adds)}")
     echo(f"# sharing: {sharing_line(options.readers, options.public)}")
@@ -147,7 +156,8 @@ def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool
     _prepare_collection(assets, name, [image_name(name, m) for m in months], options.overwrite)
     for m in months:
         upload_cogs(request.cogs[m], uris[m], echo)
-    task_ids, state = _ingest(assets, name, manifests, options, echo, poll_seconds)
+    task_ids, state = _ingest(assets, name, manifests, options, echo, poll_seconds,
+                              lambda: save_publication(paths, document, script))
     share(assets, name, options, state, echo, what="tasks")
     return SeriesPublication(name, manifests, script, *paths, task_ids, state)
 
@@ -174,34 +184,41 @@ def _date_prefix(gcs_prefix: str | None, month: str) -> str | None:
     return f"{gcs_prefix.rstrip('/')}/{month}" if gcs_prefix else None
 
 
-def _save(out: Path, name: str, manifests: Mapping[str, dict[str, Any]], script: str,
-          save: bool, echo: Callable[[str], None]) -> tuple[Path, Path]:
-    """Print the manifests and the app, written under ``out`` when ``save``; their paths."""
+def _paths(out: Path, name: str) -> tuple[Path, Path]:
+    """Where the manifests and the app of collection ``name`` are saved under ``out``."""
     stem = name.rsplit("/", 1)[-1]
-    manifest_path = out / f"{stem}.collection.json"
-    script_path = out / f"{stem}.app.js"
-    text = json.dumps({"collection": name, "images": manifests}, indent=2)
-    if save:
-        atomic_write(manifest_path, lambda fh: fh.write(text.encode()))
-        atomic_write(script_path, lambda fh: fh.write(script.encode()))
-    where = (lambda path: f" ({path})") if save else (lambda path: "")
-    echo(f"# Earth Engine ImageCollection {name}: {len(manifests)} image manifests"
-         f"{where(manifest_path)}:")
-    echo(text)
-    echo(f"# Code Editor app{where(script_path)}:")
+    return out / f"{stem}.collection.json", out / f"{stem}.app.js"
+
+
+def _show(paths: tuple[Path, Path], document: Mapping[str, Any], script: str,
+          when: str | None, echo: Callable[[str], None]) -> None:
+    """Print the manifests and the app, and where they are.
+
+    ``when``: "" saved, None not saved at all, else when they will be.
+    """
+    where = (lambda path: "") if when is None else (lambda path: f" ({path}{when})")
+    echo(f"# Earth Engine ImageCollection {document['collection']}: "
+         f"{len(document['images'])} image manifests{where(paths[0])}:")
+    echo(json.dumps(document, indent=2))
+    echo(f"# Code Editor app{where(paths[1])}:")
     echo(script)
-    return manifest_path, script_path
 
 
 def _ingest(assets: EarthEngineAssets, name: str, manifests: Mapping[str, dict[str, Any]],
-            options: PublishOptions, echo: Callable[[str], None], poll_seconds: float
-            ) -> tuple[dict[str, str], str]:
-    """Start every date's ingestion (and wait, with ``options.wait``): task ids and state."""
+            options: PublishOptions, echo: Callable[[str], None], poll_seconds: float,
+            started: Callable[[], None]) -> tuple[dict[str, str], str]:
+    """Start every date's ingestion (and wait, with ``options.wait``): task ids and state.
+
+    ``started`` (the manifests and the app saved) is called once the first task exists,
+    before the others and any wait: a failure after it leaves them saved.
+    """
     task_ids, operations = {}, {}
     for m in sorted(manifests):
         ingestion = assets.start_ingestion(manifests[m], options.overwrite)
         task_ids[m], operations[m] = ingestion.task_id, ingestion.operation
         echo(f"started ingestion task {ingestion.task_id} for {image_name(name, m)}")
+        if len(task_ids) == 1:
+            started()
     if not options.wait:
         return task_ids, "SUBMITTED"
     states = {m: wait_for_ingestion(assets, op, poll_seconds) for m, op in operations.items()}

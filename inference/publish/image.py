@@ -151,7 +151,7 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
     manifest, script = image_manifest(request, name, uris, tags)
     paths = _paths(Path(out_dir), name)
     if dry_run:  # a real run saves them once the asset is being made, never for a failed one
-        _save(paths, manifest, script)
+        save_publication(paths, manifest, script)
     _show(paths, manifest, script, request.mode, echo, saved=dry_run)
     adds = footprint(1, list(request.cogs), request.mode)
     echo(f"# assets: {check_caps(adds)}")
@@ -174,7 +174,7 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
                                         lambda op: wait_for_ingestion(
                                             assets, op, poll_seconds, sleep=sleep,
                                             progress=progress),
-                                        lambda: _save(paths, manifest, script))
+                                        lambda: save_publication(paths, manifest, script))
     share(assets, name, options, state, echo)
     return PublishResult(name, manifest, script, *paths, task_id, state, operation,
                          tuple(created))
@@ -186,8 +186,17 @@ def _paths(out: Path, name: str) -> tuple[Path, Path]:
     return out / f"{stem}.manifest.json", out / f"{stem}.js"
 
 
-def _save(paths: tuple[Path, Path], manifest: dict[str, Any], script: str) -> None:
-    """Write the manifest and the script to ``paths``."""
+SAVED_ONCE_MADE = "saved once the asset is being made"  #: where a real run's files will be
+
+
+def save_publication(paths: tuple[Path, Path], manifest: Mapping[str, Any], script: str) -> None:
+    """Write a publication's manifest and script to ``paths`` (the one writer of both).
+
+    A real run calls it once the asset is being made (its ingestion started), never before:
+    a publication refused or failed before that leaves the files of an earlier run as they
+    were, and none that claim an asset that does not exist (``isamap-publish`` and
+    ``isamap-map --publish`` alike).
+    """
     paths[0].parent.mkdir(parents=True, exist_ok=True)
     _write_text(paths[0], json.dumps(manifest, indent=2))
     _write_text(paths[1], script)
@@ -196,7 +205,7 @@ def _save(paths: tuple[Path, Path], manifest: dict[str, Any], script: str) -> No
 def _show(paths: tuple[Path, Path], manifest: dict[str, Any], script: str, mode: Mode,
           echo: Callable[[str], None], saved: bool) -> None:
     """Print the manifest and the script, and where they are (or will be, once made) saved."""
-    when = "" if saved else ", saved once the asset is being made"
+    when = "" if saved else f", {SAVED_ONCE_MADE}"
     echo(f"# Earth Engine {mode} manifest ({paths[0]}{when}):")
     echo(json.dumps(manifest, indent=2))
     echo(f"# Code Editor script ({paths[1]}{when}):")
