@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +32,26 @@ def temporary_name(target: Path) -> Path:
     a format from the name (GDAL, matplotlib, PIL) pick the target's.
     """
     return target.with_name(f".{target.stem}{TEMP_MARK}{uuid.uuid4().hex[:12]}{target.suffix}")
+
+
+#: The work folders isamap made before their names carried :data:`TEMP_MARK` (an interrupted
+#: change map's ``.isamap-change-*``, a consistent series' ``.isamap-consistent-*``):
+#: :meth:`LocalStore.remove_temporaries` removes them too.
+EARLIER_WORK_FOLDERS = (".isamap-change-*", ".isamap-consistent-*")
+
+
+def work_folder(kind: str, out: str, work_dir: Path | None = None) -> Path:
+    """A new work folder for an unfinished ``out``, named as a temporary (``TEMP_MARK``).
+
+    In ``work_dir`` when given, else beside a local ``out``, else (a ``gs://`` ``out``) in
+    the system's temporary folder: never the current folder. The caller removes it on any
+    exit; a killed writer's is removed by :meth:`LocalStore.remove_temporaries` of its folder.
+    """
+    parent = work_dir if work_dir is not None else (
+        None if "://" in out else Path(out).parent)
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{TEMP_MARK}{kind}-", dir=parent))
 
 
 # What GDAL may write beside a dataset under the dataset's own name (PAM metadata, external
@@ -159,13 +180,17 @@ class LocalStore(Store):
     def remove_temporaries(self, prefix: str = "") -> int:
         """Delete the temporaries (files, work folders) a killed writer left under ``prefix``.
 
-        Returns how many.
+        An earlier isamap's work folders (:data:`EARLIER_WORK_FOLDERS`) included. Returns how
+        many.
         """
         base = self._root / prefix.strip("/")
         if not base.is_dir():
             return 0
         count = 0
-        for path in sorted(base.rglob(f"*{TEMP_MARK}*")):  # listed first: folders go whole
+        earlier = [p for pattern in EARLIER_WORK_FOLDERS for p in base.rglob(pattern)
+                   if p.is_dir()]
+        # listed first: folders go whole
+        for path in sorted({*base.rglob(f"*{TEMP_MARK}*"), *earlier}):
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
             elif path.parent.exists():

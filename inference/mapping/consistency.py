@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import json
 import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -38,7 +37,7 @@ from rasterio.windows import Window
 from core.digest import json_digest
 from core.errors import InputDataError
 from core.shareable import shareable_path
-from core.storage import TEMP_MARK, files
+from core.storage import files, work_folder
 from inference.cog import maps
 from inference.cog.maps import NODATA
 
@@ -99,20 +98,23 @@ def count_gain(classes: np.ndarray, isa_class: int = 1, nodata: int = NODATA) ->
 
 
 def apply_to_maps(class_paths: Sequence[str], out_paths: Sequence[str],
-                  isa_class: int = 1) -> dict[str, int]:
+                  isa_class: int = 1, work_dir: Path | None = None) -> dict[str, int]:
     """Write the consistent class COGs of a series (all on one grid); pixels relabelled per map.
 
     Each output records the rule and its inputs' run hashes in its tags (``isamap_run`` is a
     digest of them), so a series whose class maps did not change is not rewritten.
+    ``work_dir``: :func:`write_series`'.
     """
     return write_series(class_paths, out_paths, RULE, {"isa_class": isa_class},
-                        lambda _window, stack: consistent_series(stack, isa_class))
+                        lambda _window, stack: consistent_series(stack, isa_class),
+                        work_dir=work_dir)
 
 
 def write_series(class_paths: Sequence[str], out_paths: Sequence[str], rule: str,
                  run_fields: Mapping[str, Any],
                  fix: Callable[[Window, np.ndarray], np.ndarray],
-                 extra_tags: Callable[[], Mapping[str, str]] = dict) -> dict[str, int]:
+                 extra_tags: Callable[[], Mapping[str, str]] = dict,
+                 work_dir: Path | None = None) -> dict[str, int]:
     """Write a series' class COGs relabelled by a rule, block by block; pixels relabelled per map.
 
     Args:
@@ -124,6 +126,11 @@ def write_series(class_paths: Sequence[str], out_paths: Sequence[str], rule: str
             rewritten, and its counts are read back from its tags).
         fix: ``(window, classes (T, h, w)) -> relabelled (T, h, w)``, one block.
         extra_tags: what else each output records, asked once the blocks are written.
+        work_dir: where the unfinished maps are written (default: the outputs' folder, or
+            the system's temporary folder for gs://, never the current one); removed on any
+            exit, and a killed run's is a temporary
+            (:meth:`core.storage.LocalStore.remove_temporaries`). A series passes its local
+            product folder's ``consistent/``, which its next run cleans.
 
     Raises:
         InputDataError: the class maps are not on one grid.
@@ -143,7 +150,7 @@ def write_series(class_paths: Sequence[str], out_paths: Sequence[str], rule: str
         if todo:
             changed.update(_write(sources, class_paths, [out_paths[i] for i in todo], todo,
                                   fix, lambda: {"isamap_run": run, "temporal_consistency": rule,
-                                                **extra_tags()}))
+                                                **extra_tags()}, work_dir))
     finally:
         for ds in sources:
             ds.close()
@@ -152,12 +159,10 @@ def write_series(class_paths: Sequence[str], out_paths: Sequence[str], rule: str
 
 def _write(sources: Sequence[Any], class_paths: Sequence[str], outs: Sequence[str],
            dates: Sequence[int], fix: Callable[[Window, np.ndarray], np.ndarray],
-           tags: Callable[[], Mapping[str, str]]) -> dict[str, int]:
+           tags: Callable[[], Mapping[str, str]], work_dir: Path | None) -> dict[str, int]:
     """Write the relabelled maps of ``dates`` (indexes of ``sources``) at ``outs``; counts."""
     first = sources[0]
-    parent = Path(outs[0]).parent if not files.is_gcs(outs[0]) else Path.cwd()
-    parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"{TEMP_MARK}consistent-", dir=parent))
+    work = work_folder("consistent", outs[0], work_dir)
     changed = dict.fromkeys(outs, 0)
     try:
         profile = {"driver": "GTiff", "width": first.width, "height": first.height,

@@ -228,7 +228,7 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
     class_maps = {m: o.prediction.class_path for m, o in mapped}
     prob_maps = {m: o.prediction.prob_path for m, o in mapped}
     class_maps, consistency = _series_class_maps(
-        class_maps, prob_maps, out, isa_class, temporal_consistency,
+        class_maps, prob_maps, out, local / "consistent", isa_class, temporal_consistency,
         lambda a, b: _pair_stacks(a, b, stacks or {}, bands, prob_maps[a], spectral_threshold,
                                   "--temporal-consistency monotone"))
     area_rows = area_rows_of(mapped, class_maps, zone_list, isa_class,
@@ -271,17 +271,20 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
 
 
 def _series_class_maps(class_maps: dict[str, str], prob_maps: Mapping[str, str], out: str,
-                       isa_class: int, rule: TemporalRule | None,
+                       work: Path, isa_class: int, rule: TemporalRule | None,
                        pair: Callable[[str, str], SpectralStacks]
                        ) -> tuple[dict[str, str], dict[str, Any]]:
     """The class maps the series counts (each date's own, or made consistent by ``rule``).
 
     Returns them and what ``series.json`` says of the rule; consistent maps an earlier run left
-    and this run does not write are removed (:func:`_remove_stale_consistent`).
+    and this run does not write are removed (:func:`_remove_stale_consistent`). ``work``:
+    where the unfinished consistent maps are written (the local product folder's
+    ``consistent/``, which the next run cleans of a killed run's; not the current folder).
     """
     consistency: dict[str, Any] = {"applied": bool(rule)}
     if rule:
-        class_maps, applied = _consistent_maps(class_maps, out, isa_class, prob_maps, rule, pair)
+        class_maps, applied = _consistent_maps(class_maps, out, work, isa_class, prob_maps,
+                                               rule, pair)
         consistency.update(applied)
     _remove_stale_consistent(out, set(class_maps.values()) if rule else set())
     return class_maps, consistency
@@ -334,7 +337,7 @@ def _change_rows(product: ChangeProduct, zone_list: list, classes: tuple[str, st
             for row in stats.change_area(product.cog, zone_list, classes, isa_class)]
 
 
-def _consistent_maps(class_maps: Mapping[str, str], out: str, isa_class: int,
+def _consistent_maps(class_maps: Mapping[str, str], out: str, work: Path, isa_class: int,
                      prob_maps: Mapping[str, str], rule: TemporalRule,
                      pair: Callable[[str, str], SpectralStacks]
                      ) -> tuple[dict[str, str], dict[str, Any]]:
@@ -346,12 +349,14 @@ def _consistent_maps(class_maps: Mapping[str, str], out: str, isa_class: int,
     consistent = {m: f"{out.rstrip('/')}/consistent/isa_{m}_class.tif" for m in class_maps}
     if rule == "monotone":
         relabelled = consistency_rule.apply_to_maps(list(class_maps.values()),
-                                                    list(consistent.values()), isa_class)
+                                                    list(consistent.values()), isa_class,
+                                                    work_dir=work)
         record = {"rule": consistency_rule.RULE, "assumption": consistency_rule.ASSUMPTION}
     else:
         pairs = [pair(a, b) for a, b in itertools.pairwise(class_maps)]
         relabelled = stretches.apply_to_maps(list(class_maps.values()), list(prob_maps.values()),
-                                             pairs, list(consistent.values()), isa_class)
+                                             pairs, list(consistent.values()), isa_class,
+                                             work_dir=work)
         record = stretches.describe(list(class_maps), next(iter(consistent.values())),
                                     pairs[0].threshold if pairs else None)
     return consistent, {**record,

@@ -32,6 +32,7 @@ import contextlib
 import itertools
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -106,7 +107,7 @@ def stretched_series(classes: np.ndarray, probability: np.ndarray, changed: np.n
 
 def apply_to_maps(class_paths: Sequence[str], prob_paths: Sequence[str],
                   pairs: Sequence[SpectralStacks], out_paths: Sequence[str],
-                  isa_class: int = 1) -> dict[str, int]:
+                  isa_class: int = 1, work_dir: Path | None = None) -> dict[str, int]:
     """Write the relabelled class COGs of a series; pixels relabelled per map.
 
     Each pair is fitted (:meth:`~inference.predict.spectral_stacks.SpectralStacks.fitted`)
@@ -119,6 +120,8 @@ def apply_to_maps(class_paths: Sequence[str], prob_paths: Sequence[str],
         pairs: each consecutive pair's stacks, checked, with the threshold.
         out_paths: where each date's relabelled map goes.
         isa_class: the impervious class's value.
+        work_dir: where the unfinished maps are written
+            (:func:`inference.mapping.consistency.write_series`).
     """
     # the class maps' run hashes name their prediction (its stacks and probabilities)
     fields = {"isa_class": isa_class, "thresholds": [s.threshold for s in pairs]}
@@ -139,7 +142,8 @@ def apply_to_maps(class_paths: Sequence[str], prob_paths: Sequence[str],
                                     np.zeros((0, *classes.shape[1:]), bool), isa_class)
 
         return write_series(class_paths, out_paths, RULE, fields, fix, lambda: {
-            FITS_TAG: json.dumps([s.fit.to_dict() if s.fit else None for _, _, s in ready])})
+            FITS_TAG: json.dumps([s.fit.to_dict() if s.fit else None for _, _, s in ready])},
+            work_dir=work_dir)
 
 
 def describe(months: Sequence[str], first_output: str,

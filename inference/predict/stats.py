@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from core.csv_text import csv_text
 from core.errors import InputDataError
 from core.jsonsafe import dumps
 from core.shareable import shareable_path
-from core.storage import TEMP_MARK, atomic_write, files
+from core.storage import atomic_write, files, work_folder
 from core.storage.gdal_auth import gdal_env
 from inference.cog import maps
 from inference.cog.maps import NODATA, PROB_SCALE
@@ -242,8 +241,9 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
     the rule's codes agree with what the class maps call impervious
     (:func:`inference.predict.impervious.agreeing_codes`: the one definition of the area
     tables); the products always pass them. ``work_dir``: where the unfinished map is
-    written (default: the output's folder, the current one for gs://); it is removed on any
-    exit, and a killed run's is a temporary (:meth:`core.storage.LocalStore.remove_temporaries`).
+    written (:func:`core.storage.work_folder`: default the output's folder, the system's
+    temporary folder for gs://); it is removed on any exit, and a killed run's is a temporary
+    (:meth:`core.storage.LocalStore.remove_temporaries`).
 
     Raises:
         InputDataError: the maps (or stacks) are not on one grid.
@@ -259,11 +259,7 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                    "dtype": "uint8", "crs": a.crs, "transform": a.transform,
                    "nodata": NODATA, "tiled": True, "blockxsize": maps.BLOCK,
                    "blockysize": maps.BLOCK, "compress": "ZSTD"}
-        parent = work_dir or (Path(out_path).parent if not files.is_gcs(out_path)
-                              else Path.cwd())
-        parent.mkdir(parents=True, exist_ok=True)
-        # a killed run's folder is a temporary: LocalStore.remove_temporaries deletes it
-        work = Path(tempfile.mkdtemp(prefix=f"{TEMP_MARK}change-", dir=parent))
+        work = work_folder("change", out_path, work_dir)
         try:
             tmp = work / "change.tif"
             with rasterio.open(tmp, "w", **profile) as dst:

@@ -134,6 +134,15 @@ def test_local_write_is_atomic_and_leaves_no_temporaries(tmp_path):
     (tmp_path / "x" / f".z.bin{TEMP_MARK}123").write_bytes(b"half")
     assert store.list() == ["x/y.bin"]
     assert store.remove_temporaries("x") == 1
+    # an earlier isamap's work folders (before their names carried TEMP_MARK) go too, whole;
+    # a file of such a name is not one of them
+    for name in (".isamap-change-k2j3", ".isamap-consistent-9x8y"):
+        (tmp_path / "x" / name).mkdir()
+        (tmp_path / "x" / name / "0.tif").write_bytes(b"half")
+    (tmp_path / "x" / ".isamap-change-notes.txt").write_bytes(b"mine")
+    assert store.remove_temporaries("x") == 2
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == [".isamap-change-notes.txt",
+                                                                  "y.bin"]
 
 
 def test_atomic_writes_never_list_the_folder(tmp_path, monkeypatch):

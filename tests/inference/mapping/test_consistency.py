@@ -53,3 +53,40 @@ def test_maps_are_written_once_and_tagged(tmp_path):
     stamp = [p.stat().st_mtime_ns for p in map(Path, outs)]
     assert apply_to_maps(paths, outs) == changed  # up to date: nothing rewritten, counts kept
     assert [p.stat().st_mtime_ns for p in map(Path, outs)] == stamp
+
+
+def test_a_gs_series_work_folder_is_not_made_in_the_current_folder(
+        tmp_path, monkeypatch, gcs_emulator, gcs_bucket):
+    """With a gs:// --out, the consistent maps' unfinished work folder was made in the current
+    folder (a killed run left it there for good); it goes to the folder the series names (the
+    local product folder's consistent/, which the next run cleans), else the system's temp."""
+    import tempfile
+
+    from core.storage import TEMP_MARK, files
+    from inference.mapping.consistency import write_series
+
+    rng = np.random.default_rng(2)
+    paths = [str(class_cog(tmp_path / f"m{i}.tif", m))
+             for i, m in enumerate(rng.integers(0, 2, (2, 30, 40)).astype(np.uint8))]
+    cwd, system_temp = tmp_path / "cwd", tmp_path / "tmp"
+    cwd.mkdir()
+    system_temp.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(tempfile, "tempdir", str(system_temp))  # this test's own $TMPDIR
+    seen: list[list[str]] = []
+
+    def fix(_window, stack):  # the rule's block: where is the work folder meanwhile?
+        seen.append([p.name for p in cwd.iterdir()] + [
+            str(p) for p in (tmp_path / "local").glob(f"*{TEMP_MARK}*")] + [
+            p.name for p in system_temp.iterdir()])
+        return consistent_series(stack)
+
+    outs = [f"gs://{gcs_bucket}/s/consistent/m{i}.tif" for i in range(2)]
+    write_series(paths, outs, RULE, {"run": 1}, fix, work_dir=tmp_path / "local")
+    assert seen and all(len(s) == 1 and TEMP_MARK in s[0] and "/local/" in s[0] for s in seen)
+    seen.clear()
+    write_series(paths, outs, RULE, {"run": 2}, fix)  # no folder named: the system's temp
+    assert seen and all(len(s) == 1 and s[0].startswith(f"{TEMP_MARK}consistent-")
+                        for s in seen)
+    assert list(cwd.iterdir()) == [] and all(files.exists(o) for o in outs)
+    assert not list((tmp_path / "local").iterdir()) and not list(system_temp.iterdir())

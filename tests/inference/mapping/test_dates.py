@@ -389,8 +389,9 @@ def test_a_second_run_into_the_same_output_is_refused_and_changes_nothing(scene,
 
 def test_a_local_map_removes_what_a_killed_stack_build_left_and_records_its_scenes(tmp_path):
     """A killed build leaves half-written stack files (temporaries) under the map's .stacks,
-    a killed change map its work folder in change/; the next run deletes them, as the export
-    does, and each date names the scenes it read."""
+    a killed change map its work folder in change/ (an earlier isamap's were named
+    .isamap-change-*, .isamap-consistent-*, and stayed); the next run deletes them, as the
+    export does, and each date names the scenes it read."""
     from core.storage import TEMP_MARK, temporary_name
     from gee_export.local.synthetic import generate_scene
 
@@ -403,6 +404,11 @@ def test_a_local_map_removes_what_a_killed_stack_build_left_and_records_its_scen
     unfinished = out / "change" / f"{TEMP_MARK}change-x1y2" / "change.tif"  # a change map's
     unfinished.parent.mkdir(parents=True)
     unfinished.write_bytes(b"half a change map")
+    earlier = [out / "change" / ".isamap-change-a1b2" / "change.tif",  # an earlier isamap's
+               out / "consistent" / ".isamap-consistent-c3d4" / "0.tif"]  # names: no TEMP_MARK
+    for path in earlier:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half a map")
     request = MapRequest(region=inner_region(scene.grid, margin_px=0), dates=(MONTH,),
                          model_file=str(model), out=str(out), backend="local",
                          scenes=str(tmp_path / "scene"), grid=scene.grid, tile=TILE,
@@ -410,6 +416,7 @@ def test_a_local_map_removes_what_a_killed_stack_build_left_and_records_its_scen
                          allow_recipe_mismatch=True)
     map_region(request, echo=lambda _: None)
     assert not left.exists() and not unfinished.parent.exists()
+    assert not any(path.parent.exists() for path in earlier)
     assert not [p for p in (out / ".stacks").rglob("*") if "isamap-tmp" in p.name]
     inputs = json.loads((out / "map.json").read_text())["dates"][MONTH]["inputs"]
     assert inputs["backend"] == "local" and {s["sensor"] for s in inputs["scenes"]} == {"S1",
