@@ -136,8 +136,7 @@ class Trainer:
         pin = self.device.type == "cuda"
         self.train_loader = make_loader(train_set, per_rank, True, cfg.seed, cfg.num_workers,
                                         self.info.rank, self.info.world_size, pin,
-                                        weights=sampling_weights(cfg, train_set,
-                                                                 self.num_classes))
+                                        weights=sampling_weights(cfg, train_set, self.num_classes))
         self.val_loader = None if val_set is None else make_loader(
             val_set, per_rank, False, cfg.seed, cfg.num_workers, self.info.rank,
             self.info.world_size, pin)
@@ -160,10 +159,9 @@ class Trainer:
                                                            find_unused_parameters=unused)
         self.start_epoch, self.best_miou, self.best_epoch, self.bad_epochs = 0, -1.0, -1, 0
         self.history: list[dict] = []
-        self.finished = False
+        self.finished = self.calibrated = False  # calibrated: the temperature is recorded
         self.estimate = FirstEstimate()  # logged once a process, early
-        #: the last validation's labelled pixels per scene, when it was asked to keep them
-        self.kept_pixels: ScenePixels | None = None
+        self.kept_pixels: ScenePixels | None = None  # the last validation's pixels, if kept
         #: the divergence bound, from the run's first training batch loss
         self.guard = LossGuard()
         #: metrics.jsonl and the learning curves, written after every epoch
@@ -188,7 +186,7 @@ class Trainer:
                 "bad_epochs": self.bad_epochs, "finished": self.finished,
                 "history": self.history, **run_records(self.cfg, self.meta),
                 "runtime": self.runtime.to_dict(), "loss_reference": self.guard.reference,
-                "rng": rng_state(self.train_loader.generator),
+                "rng": rng_state(self.train_loader.generator), "calibrated": self.calibrated,
                 **({} if self.average is None else {"average": self.average.state_dict()})}
 
     def load_checkpoint(self, path: Path, same_config: bool = False) -> None:
@@ -202,7 +200,7 @@ class Trainer:
         self.start_epoch = int(ck["epoch"])
         self.best_miou, self.best_epoch = float(ck["best_miou"]), int(ck["best_epoch"])
         self.bad_epochs, self.finished = int(ck["bad_epochs"]), bool(ck["finished"])
-        self.history = list(ck["history"])
+        self.history, self.calibrated = list(ck["history"]), bool(ck.get("calibrated"))
         self.guard.reference = loss_reference(ck)
         set_rng_state(ck["rng"], self.train_loader.generator)
         if self.average is not None:
@@ -355,8 +353,8 @@ class Trainer:
                 self.records.write(self.history, plot=self.finished or stopping)
             if stopping:
                 break
-        if self.finished and self.info.main and self.val_loader is not None:
-            self._calibrate()
+        if self.finished and self.info.main and self.val_loader is not None and not self.calibrated:
+            self._calibrate()  # once: a finished run's rerun does not calibrate again
         if self.info.world_size > 1:
             dist.barrier()
         return TrainResult(self.out, self.out / BEST_MODEL, ck_path, self.out / HISTORY,
@@ -377,7 +375,7 @@ class Trainer:
         save_model_file(self.out / BEST_MODEL, kept, meta)
 
     def _calibrate(self) -> None:
-        """Fit the kept model's temperature on the validation split, once per run.
+        """Fit the kept model's temperature on the validation split, once per run (recorded).
 
         A model file holding the last validated weights is fitted on that validation's
         labelled pixels (:attr:`kept_pixels`), which a pass over the split would give again.
@@ -398,3 +396,5 @@ class Trainer:
                                           lambda net: kept or gather(outputs(net)))
             if record is not None:
                 log.info("calibration: %s", describe(record))
+        self.calibrated = True  # the checkpoint says so: a rerun reads no model file again
+        atomic_torch_save(self.state_dict(), self.out / CHECKPOINT)

@@ -356,3 +356,32 @@ def test_calibration_on_the_last_validation_is_the_calibration_of_the_kept_file(
     record = calibrate_model_file(again, model.to(memory_format=torch.channels_last),
                                   lambda net: gather(outputs(net)))
     assert record == meta.calibration
+
+
+def test_a_finished_runs_rerun_does_not_calibrate_again(patch_root, tmp_path, caplog):
+    """A finished run's rerun went through its calibration step again: it read the whole
+    model file back (weights, digest, a scan for NaN) to find the temperature recorded. The
+    checkpoint records the calibration done; the rerun opens neither the model file nor the
+    validation split, and says the run is finished."""
+    import logging
+    import sys
+    from pathlib import Path
+
+    first = train(_cfg(patch_root, tmp_path / "run", epochs=1))
+    assert first.finished and read_model_file(first.model_path)[0].calibrated
+    opened: list[str] = []
+    watching = [True]
+
+    def hook(event, args):  # Python's audit events: every file the rerun opens
+        if watching[0] and event == "open" and isinstance(args[0], str | bytes | Path):
+            opened.append(str(args[0]))
+
+    sys.addaudithook(hook)
+    try:
+        with caplog.at_level(logging.INFO, logger="training"):
+            again = train(_cfg(patch_root, tmp_path / "run", epochs=1))
+    finally:
+        watching[0] = False  # an audit hook cannot be removed
+    assert again.finished and again.best_epoch == first.best_epoch
+    assert "is finished (1 epochs" in caplog.text and "calibration:" not in caplog.text
+    assert str(first.model_path) not in opened, "the model file was read again"
