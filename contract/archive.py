@@ -12,9 +12,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from contract.bands import get_band
+from contract.bands import find_band, get_band, series_months
 from core.errors import ConfigError, UnknownBandError
-from core.months import check_month
+from core.months import check_month, earlier_month
 
 #: the first month with scenes in the archive: Sentinel-1A's first IW GRD products (October
 #: 2014), Sentinel-2A's launch (23 June 2015); the Satellite Embedding's first annual layer
@@ -62,26 +62,44 @@ def check_months(months: Sequence[str], bands: Sequence[str],
     current = f"{today.year:04d}-{today.month:02d}"
     months = [check_month(m) for m in months]
     future = [m for m in months if m > current]
+    reached = series_reach(months, bands)
     if future:
         raise ConfigError(f"month(s) {', '.join(future)} are in the future (this is {current}): "
                           "no scene exists yet; choose months up to the current one")
     for sensor in sensors_of(bands):
         first = FIRST_MONTH[sensor]
-        early = [m for m in months if m < first]
+        early = [m for m in reached if m < first]
         if early:
             raise ConfigError(
                 f"month(s) {', '.join(early)} are before the first {SENSOR_NAMES[sensor]} "
-                f"scenes ({first}), which the bands {', '.join(bands)} need; choose months "
-                f"from {first} on")
+                f"scenes ({first}), which the bands {', '.join(bands)} need"
+                f"{_reach_note(months, bands)}; choose months from {first} on")
     warnings = [f"month {m} is not over: its composite holds only the scenes acquired so far, "
                 "and mapping it again later gives another result" for m in months if m == current]
-    partial = [m for m in months if m < GLOBAL_L2A_MONTH] if earth_engine \
+    partial = [m for m in reached if m < GLOBAL_L2A_MONTH] if earth_engine \
         and "S2" in sensors_of(bands) else []
     if partial:
         warnings.append(
-            f"month(s) {', '.join(partial)}: Earth Engine's Sentinel-2 L2A "
+            f"month(s) {', '.join(partial)}{_reach_note(months, bands)}: Earth Engine's "
+            "Sentinel-2 L2A "
             f"({S2_L2A_COLLECTION}) is global only from {GLOBAL_L2A_MONTH[:4]} (before, mostly "
             "Europe), so parts of the area may have no scene: a month with none is skipped, one "
             "with a part covers that part only; look at the month's scenes in the Code Editor, "
             f"or start from {GLOBAL_L2A_MONTH[:4]}")
     return warnings
+
+
+def series_reach(months: Sequence[str], bands: Sequence[str]) -> list[str]:
+    """The months a run of ``months`` reads, sorted: a series stack's earlier months too.
+
+    ``B4_m2`` in ``bands`` (:func:`contract.bands.series_months`) reads each month's two
+    months before it as well.
+    """
+    back = series_months([b for b in bands if find_band(b) is not None])
+    return sorted({earlier_month(m, k) for m in months for k in range(back)})
+
+
+def _reach_note(months: Sequence[str], bands: Sequence[str]) -> str:
+    """``" (the series reaches back to 2019-04)"`` where earlier months are read, else ""."""
+    reached = series_reach(months, bands)
+    return f" (the series reaches back to {reached[0]})" if reached[0] < min(months) else ""

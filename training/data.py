@@ -29,7 +29,7 @@ import torch
 from torch.utils.data import Dataset
 
 from contract import dataset as _dataset
-from contract.bands import LABEL_NODATA, is_code_band
+from contract.bands import LABEL_NODATA, is_code_band, own_month
 from contract.splits import missing_split_advice
 from core.errors import ConfigError, InputDataError
 from core.storage.gdal_auth import check_read
@@ -221,6 +221,9 @@ class PatchDataset(Dataset):
         self.radiometric = radiometric
         self.label_key = label
         self.codes = tuple(i for i, b in enumerate(self.bands) if is_code_band(b))
+        #: the bands whose nodata makes a pixel's label nodata: the month's own (an earlier
+        #: month of a series is fed as the band mean where it is nodata, as predicting does)
+        self.own = list(own_month(self.bands))
         self.seed = seed
         self.crop = crop
         self.class_names = class_names_of(self.manifest)
@@ -363,7 +366,7 @@ class PatchDataset(Dataset):
         epoch, i = key if isinstance(key, tuple) else (0, key)
         image, label, fine = self._read(int(i))
         label = label.astype(np.int64)
-        invalid = ~np.isfinite(image).all(axis=0)
+        invalid = ~np.isfinite(image[self.own]).all(axis=0)
         if invalid.any():
             label = _mask_label(label, invalid)
         if self.radiometric is not None:

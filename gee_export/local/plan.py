@@ -26,6 +26,7 @@ from core.errors import IsamapError
 from gee_export.local.compositing import LocalRecipe
 from gee_export.local.month_inputs import check_month_inputs
 from gee_export.local.scenes import SceneCollection, discover_scenes
+from gee_export.local.stack import earlier_inputs
 from gee_export.local.training_label import check_training_label
 from gee_export.local.warp import overlaps
 
@@ -137,12 +138,19 @@ def make_local_plan(scenes: str | Path | Sequence[str | Path] | SceneCollection,
 def _refusal(collection: SceneCollection, grid: Grid, month: str, bands: Sequence[str],
              recipe: LocalRecipe, fine_scale: int | None,
              out_check: OutCheck | None = None) -> str | None:
-    """What the real run's checks of ``month`` refuse before its composite, else None."""
+    """What the real run's checks of ``month`` refuse before its composite, else None.
+
+    A series stack's earlier months (``B4_m1``) are checked as the real run checks them
+    (:func:`gee_export.local.stack.earlier_inputs`): a missing one is refused here too.
+    """
     try:
         if out_check is not None and out_check(collection, month):
             return None  # a month --out holds: the real run's own checks ran, digest included
-        inputs = check_month_inputs(collection, grid, month, tuple(bands), recipe,
+        own = tuple(bands[i] for i in band_registry.own_month(bands))
+        inputs = check_month_inputs(collection, grid, month, own, recipe,
                                     recipe.label_scheme, None, fine_scale)
+        earlier_inputs(collection, grid, month, bands, recipe, recipe.label_scheme,
+                       inputs.label_ref)
         warning = check_training_label(inputs.label_ref, grid, recipe.label_scheme)
         if warning:
             log.warning("%s", warning)

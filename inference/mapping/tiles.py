@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import rasterio
 
+from contract.bands import own_month
 from contract.grid import Grid, Window
 from contract.vrt import Piece
 from core.errors import ConfigError
@@ -83,31 +84,34 @@ def predict_tile(predictor: TilePredictor, data: np.ndarray, tile: MapTile,
 
 
 def predict_tiles(predictor: TilePredictor, data: Sequence[np.ndarray],
-                  tiles: Sequence[MapTile], isa_class: int = 1, batch_size: int = 1
-                  ) -> list[tuple[np.ndarray, np.ndarray]]:
+                  tiles: Sequence[MapTile], isa_class: int = 1, batch_size: int = 1,
+                  bands: Sequence[str] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`predict_tile` of several tiles in one forward pass (one batch, in this order).
 
     The batches of :func:`inference.predict.lattice.batches` are the streaming predictor's own,
     and ``batch_size`` its batch size (a lone tile runs beside a copy of itself when it is
     above one, :func:`inference.predict.sliding_window.forward`), so their maps are equal
-    bit for bit.
+    bit for bit. ``bands``: the data's band names, of which the month's own judge a pixel
+    nodata (:func:`contract.bands.own_month`, as the streaming predictor judges it); None:
+    every band.
     """
+    own = None if bands is None else own_month(bands)
     for d, tile in zip(data, tiles, strict=True):
         expected = (predictor.channels, tile.window.height, tile.window.width)
         if d.shape != expected:
             raise ConfigError(f"tile {tile.name} data has shape {d.shape}, expected {expected}")
     probs = forward(predictor, list(data), batch_size)
-    return [_core(predictor.scale, p, d, tile, isa_class)
+    return [_core(predictor.scale, p, d, tile, isa_class, own)
             for p, d, tile in zip(probs, data, tiles, strict=True)]
 
 
-def _core(s: int, probs: np.ndarray, data: np.ndarray, tile: MapTile,
-          isa_class: int) -> tuple[np.ndarray, np.ndarray]:
+def _core(s: int, probs: np.ndarray, data: np.ndarray, tile: MapTile, isa_class: int,
+          own: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
     """The tile's core of its probabilities, encoded with its nodata."""
     r0, c0 = tile.core.row_off - tile.window.row_off, tile.core.col_off - tile.window.col_off
     h, w = tile.core.height, tile.core.width
     core = probs[:, r0 * s:(r0 + h) * s, c0 * s:(c0 + w) * s]
-    invalid = invalid_mask(data[:, r0:r0 + h, c0:c0 + w], [None] * data.shape[0])
+    invalid = invalid_mask(data[:, r0:r0 + h, c0:c0 + w], [None] * data.shape[0], own=own)
     if s > 1:
         invalid = invalid.repeat(s, axis=0).repeat(s, axis=1)
     acc = Accumulator(core.shape[0], h * s, w * s, 0)

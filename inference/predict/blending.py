@@ -137,16 +137,21 @@ def all_finite(block: np.ndarray) -> bool:
 
 
 def invalid_mask(block: np.ndarray, nodata: Sequence[float | None],
-                 finite: bool | None = None) -> np.ndarray:
-    """True where any band is NaN, infinite or its nodata value: the output is nodata there.
+                 finite: bool | None = None, own: Sequence[int] | None = None) -> np.ndarray:
+    """True where a judged band is NaN, infinite or its nodata value: the output is nodata there.
 
     ``finite``: :func:`all_finite` of ``block`` when the caller knows it (then only the
-    nodata values are looked for).
+    nodata values are looked for). ``own``: the indices of the bands that judge a pixel
+    (:func:`contract.bands.own_month` of the model's bands: a series stack's earlier month
+    may be nodata where it was cloudy, and the model reads it as the training patches held
+    it, NaN as the band mean); None: every band.
     """
     invalid = np.zeros(block.shape[1:], dtype=bool)
     if finite is None:
         finite = all_finite(block)
-    for band, value in zip(block, nodata, strict=True):
+    judged = range(len(nodata)) if own is None else own
+    for k in judged:
+        band, value = block[k], nodata[k]
         if not finite:
             invalid |= ~np.isfinite(band)
         if value is not None and not math.isnan(value):

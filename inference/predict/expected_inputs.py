@@ -49,6 +49,7 @@ from contract.band_values import (
     sigma0_unit_of_range,
     zero_fill_share,
 )
+from contract.bands import own_month
 from contract.input_facts import InputFacts, findings, input_facts, judge_level
 from core.errors import InputDataError
 from core.storage import files
@@ -164,26 +165,31 @@ SCAN_VALUES = 1 << 24
 
 def check_some_valid(what: str, src: Any, indexes: Sequence[int], sample: np.ndarray,
                      bands: Sequence[str]) -> None:
-    """Refuse an input without one pixel that has a value in every band the model reads.
+    """Refuse an input without one pixel that has a value in every band that judges it.
 
-    Such an input maps to nodata only (exit 0 with an empty map). The decimated ``sample``
-    (bands first) settles it for nearly every stack; only where it holds no such pixel are
-    the rows scanned, until the first one (a stack of sparse data the sample missed).
+    Such an input maps to nodata only (exit 0 with an empty map). The judged bands are the
+    month's own (:func:`contract.bands.own_month`: a series stack's earlier month may be
+    nodata and its pixels still map). The decimated ``sample`` (bands first) settles it for
+    nearly every stack; only where it holds no such pixel are the rows scanned, until the
+    first one (a stack of sparse data the sample missed).
 
     Raises:
         InputDataError: every pixel is nodata (NaN, or its band's nodata value) in some band.
     """
-    if np.isfinite(sample).all(axis=0).any():
+    own = list(own_month(bands))
+    if np.isfinite(sample[own]).all(axis=0).any():
         return
     from rasterio.windows import Window
 
-    rows = max(1, SCAN_VALUES // max(1, src.width * len(indexes)))
+    judged = [indexes[k] for k in own]
+    rows = max(1, SCAN_VALUES // max(1, src.width * len(judged)))
     for row in range(0, src.height, rows):
         window = Window(0, row, src.width, min(rows, src.height - row))
-        if np.isfinite(masked_read(src, indexes, window)).all(axis=0).any():
+        if np.isfinite(masked_read(src, judged, window)).all(axis=0).any():
             return
+    named = [bands[k] for k in own]
     raise InputDataError(f"{what} has no pixel with a value in every band the model reads "
-                         f"({', '.join(bands)}): all are nodata, so its map would be empty; "
+                         f"({', '.join(named)}): all are nodata, so its map would be empty; "
                          "check the stack's export (or the nodata value it records)")
 
 

@@ -67,14 +67,16 @@ class BlockReader:
         scale: output pixels per input pixel.
         lock: held while ``src`` is read (int8's patches read it from another thread).
         stages: where the read and mask times go.
+        own: the bands (positions in ``indexes``) that judge a pixel nodata
+            (:func:`inference.predict.blending.invalid_mask`); None: all.
     """
 
     def __init__(self, src: Any, indexes: list[int], tile: int, rows: Sequence[AxisTile],
                  blocks: Sequence[Sequence[AxisTile]], scale: int, lock: threading.Lock,
-                 stages: Stages) -> None:
+                 stages: Stages, own: Sequence[int] | None = None) -> None:
         self.src, self.indexes, self.tile, self.rows, self.blocks = (
             src, indexes, tile, rows, blocks)
-        self.scale, self.lock, self.stages = scale, lock, stages
+        self.scale, self.lock, self.stages, self.own = scale, lock, stages, own
         self.nodata = [src.nodatavals[i - 1] for i in indexes]
         #: filled in turn (per block width): the reader runs one block ahead of the model,
         #: so the block the model reads its tiles from is never the one being filled
@@ -118,7 +120,8 @@ class BlockReader:
         """
         r0, r1, c0, c1 = self.inside(k, c)
         y, x = self.rows[k].start, self.blocks[c][0].start
-        invalid = invalid_mask(block[:, r0 - y:r1 - y, c0 - x:c1 - x], self.nodata, finite)
+        invalid = invalid_mask(block[:, r0 - y:r1 - y, c0 - x:c1 - x], self.nodata, finite,
+                               self.own)
         s = self.scale
         if s > 1:
             invalid = invalid.repeat(s, axis=0).repeat(s, axis=1)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
+from contract.bands import own_month
 from contract.vrt import Piece
 from core.errors import ConfigError
 from core.progress import progress_bar
@@ -101,7 +102,8 @@ class SlidingWindowJob:
                              strip_bounds(self.height, config.strip_rows), src.height,
                              src.width, s)
         self.reader = BlockReader(src, indexes, config.tile, rows_t, blocks, s,
-                                  self._source_lock, self.stages)
+                                  self._source_lock, self.stages,
+                                  None if info is None else own_month(info.bands))
         self.streams: dict[str, stream.CogStream] | None = None
         self.keep: KeepStrips | None = None
         self.done: list[tuple[int, int]] = []  # (panel, strip) an earlier run left, in order

@@ -41,3 +41,16 @@ def test_earth_engine_sentinel2_months_before_2019_are_said_to_be_partial():
     assert check_months(("2017-06",), BANDS, today=TODAY) == []  # the user's own scenes
     assert check_months(("2017-06",), ("VV", "VH"), today=TODAY, earth_engine=True) == []
     assert check_months(("2019-01",), BANDS, today=TODAY, earth_engine=True) == []
+
+
+def test_a_series_is_judged_by_the_earlier_months_it_reaches():
+    from contract.bands import stack_series_bands
+
+    series = stack_series_bands(BANDS, 3)  # each month reads the two before it
+    (warning,) = check_months(("2019-02",), series, today=TODAY, earth_engine=True)
+    assert warning.startswith("month(s) 2018-12 (the series reaches back to 2018-12): "), warning
+    assert check_months(("2019-03",), series, today=TODAY, earth_engine=True) == []
+    with pytest.raises(ConfigError, match=r"2015-04, 2015-05 are before the first Sentinel-2 "
+                       r"scenes .* \(the series reaches back to 2015-04\)"):
+        check_months(("2015-06",), series, today=TODAY)
+    assert check_months(("2015-08",), series, today=TODAY) == []

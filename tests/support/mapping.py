@@ -47,15 +47,19 @@ def inner_region(grid: Grid, margin_px: int = 20, name: str = "testarea") -> Reg
     return Region(name, tuple(round(v, 6) for v in box))
 
 
-def dataset_record(grid: Grid, months=(MONTH,), backend: str = "ee") -> dict[str, Any]:
+def dataset_record(grid: Grid, months=(MONTH,), backend: str = "ee",
+                   bands: tuple[str, ...] = BANDS) -> dict[str, Any]:
+    from contract.bands import series_record
+
     recipe = ({"s1": {"speckle": "boxcar"}, "s2": {"cloud_mask": "scl"}, "per_month": {}}
               if backend == "ee" else {"backend": "local", "speckle": "boxcar"})
-    return {"root": "/nowhere", "backend": backend, "months": list(months), "bands": list(BANDS),
-            "grid": grid.to_dict(), "recipe": recipe}
+    return {"root": "/nowhere", "backend": backend, "months": list(months), "bands": list(bands),
+            "grid": grid.to_dict(), "recipe": {**recipe, **series_record(bands)}}
 
 
 def model_file(path: Path, grid: Grid, name: str = "unet", backend: str = "ee",
-               module: str = "", norm: str = "training", **kwargs: Any) -> Path:
+               module: str = "", norm: str = "training", bands: tuple[str, ...] = BANDS,
+               **kwargs: Any) -> Path:
     """A model saved with the dataset record the trainer writes.
 
     ``name`` is a built-in model, or one of ``module``'s ``MODELS`` table (e.g.
@@ -63,6 +67,7 @@ def model_file(path: Path, grid: Grid, name: str = "unet", backend: str = "ee",
     finds the model there. ``norm``: ``scene`` for a model that normalises each map by its
     input's statistics (``isamap-train --norm scene``). Its weights are drawn from a fixed
     seed, so a test's map never depends on which tests ran before it in the same process.
+    ``bands``: the model's bands (a series stack's, ``contract.bands.stack_series_bands``).
     """
     import torch
 
@@ -72,10 +77,11 @@ def model_file(path: Path, grid: Grid, name: str = "unet", backend: str = "ee",
         kwargs = {"widths": [4, 8, 8, 16, 16], **kwargs}
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = create_model(name, len(BANDS), 2, module=module or None, **kwargs)
-    meta = ModelMeta(name, len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=kwargs,
+        model = create_model(name, len(bands), 2, module=module or None, **kwargs)
+    n = len(bands)
+    meta = ModelMeta(name, n, 2, tuple(bands), (0.0,) * n, (1.0,) * n, model_kwargs=kwargs,
                      metrics={"test_miou": 0.75}, module=module, norm=norm,
-                     extra={"dataset": dataset_record(grid, backend=backend)})
+                     extra={"dataset": dataset_record(grid, backend=backend, bands=bands)})
     return save_model_file(path, model, meta)
 
 

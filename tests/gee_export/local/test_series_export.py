@@ -133,3 +133,14 @@ def _bbox(root) -> str:
     grid = _grid(root)
     to_ll = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
     return ",".join(f"{v:.6f}" for v in to_ll.transform_bounds(*grid.bounds))
+
+
+def test_a_dry_run_refuses_a_missing_earlier_month_as_the_real_run(exported, capsys):
+    tmp, june = exported
+    capsys.readouterr()
+    assert _export(june.root, tmp / "dry", "--series-months", "2", "--dry-run") == 0
+    assert _export(june.root, tmp / "dry", "--series-months", "3", "--dry-run") == 2
+    err = [line for line in capsys.readouterr().err.strip().splitlines()
+           if not line.startswith("warning:")]
+    assert len(err) == 1 and "2019-04" in err[0] and "--series-months" in err[0], err
+    assert not (tmp / "dry").exists()
