@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from contract.bands import DEFAULT_IMAGE_BANDS, REGISTRY, canonical_band
+from contract.bands import DEFAULT_IMAGE_BANDS, canonical_band, find_band, own_month
 from contract.dataset import read_manifest
 from core.errors import ConfigError, InputDataError, IsamapError
 from core.jsonsafe import dumps
@@ -137,10 +137,15 @@ class FitResult:
 
 
 def default_bands(path: str) -> tuple[str, ...]:
-    """The image bands of a stack (Sentinel-1/2 and embedding bands), in file order."""
+    """The image bands of a stack (Sentinel-1/2 and embedding bands), in file order.
+
+    A series stack's earlier months (``B4_m1``) are among them: Presto reads them as its
+    earlier timesteps, and the bands arm as more features.
+    """
     names = stack_bands(path)
     known = (canonical_band(n) for n in names)  # Sentinel-2's B02 is isamap's B2
-    picked = tuple(n for n in known if n in REGISTRY and REGISTRY[n].sensor in IMAGE_SENSORS)
+    picked = tuple(n for n in known
+                   if (spec := find_band(n)) is not None and spec.sensor in IMAGE_SENSORS)
     if not picked:
         raise InputDataError(f"--input {path} holds no image band isamap knows ({list(names)}); "
                              "name its bands as isamap-export does, or give --bands")
@@ -160,7 +165,9 @@ def run_fit(job: FitJob, session: Any = None) -> FitResult:
     inputs = [open_input(path, bands) for path in inputs_paths]
     where = locate(points, inputs)
     raw = values_at(inputs, where)
-    kept = np.isfinite(raw).all(axis=1)
+    # a point is read where its stack's own month is; an earlier month of a series missing
+    # there is masked for Presto and the mean for the bands, as in every map
+    kept = np.isfinite(raw[:, list(own_month(bands))]).all(axis=1)
     if not kept.all():
         log.warning("%d of %d points lie on pixels without data in the input (cloud-masked or "
                     "outside the composite) and are left out", int((~kept).sum()), kept.size)

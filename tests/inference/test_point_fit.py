@@ -78,3 +78,36 @@ def test_the_default_bands_read_sentinel2_zero_padded_names_as_isamaps(tmp_path)
                         bands=names)
     assert default_bands(str(stack)) == ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A",
                                          "B11", "B12")
+
+
+def test_a_series_stacks_earlier_months_are_read_and_their_gaps_keep_the_point(tmp_path):
+    """``isamap-fit --input`` a series stack reads its earlier months (``B4_m1``) by default,
+    and a point whose earlier month is missing (a cloud that month) is fitted on, as every
+    map reads it (Presto masks that month, the bands arm reads the mean); a point whose own
+    month is missing is still left out."""
+    from contract.bands import series_bands
+    from tests.support.rasters import write_stack
+
+    bands = series_bands(("B2", "B3", "B4", "B8", "B11", "B12"), 2)
+    data = smooth_stack(60, 60, count=len(bands), seed=5)
+    data[6:, :20, :30] = np.nan  # the month before missing over a corner
+    data[:6, 50:, 50:] = np.nan  # the stack's own month missing over another
+    stack = write_stack(tmp_path / "series.tif", data, bands=bands)
+    truth = data[4] > np.nanmedian(data[4])
+    rows, cols = np.mgrid[2:60:4, 2:60:4].reshape(2, -1)
+    to_lonlat = Transformer.from_crs("EPSG:32650", "EPSG:4326", always_xy=True)
+    lon, lat = to_lonlat.transform(500000 + 10 * (cols + 0.5), 3400000 - 10 * (rows + 0.5))
+    points = tmp_path / "points.csv"
+    with open(points, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "lon", "lat", "reference"])
+        w.writerows([f"t{i}", f"{a:.8f}", f"{b:.8f}", int(truth[r, c])]
+                     for i, (a, b, r, c) in enumerate(zip(lon, lat, rows, cols, strict=True)))
+    job = job_of(build_parser().parse_args([
+        "--points", str(points), "--input", str(stack), "--block", "100",
+        "--out", str(tmp_path / "fit"), "--no-progress"]))
+    fitted = run_fit(job)
+    assert fitted.report["bands"] == list(bands)  # B2 .. B12, B2_m1 .. B12_m1
+    gone = (rows >= 50) & (cols >= 50)  # the own month's gap
+    assert fitted.report["points"]["points"] == rows.size - int(gone.sum())
+    assert ((rows < 20) & (cols < 30)).any()  # points in the earlier month's gap, kept

@@ -10,9 +10,15 @@ Its features (``features``) are one of:
 
 * ``bands``: the normalised bands themselves;
 * ``presto``: the frozen Presto encoder's 128 values per pixel of the bands it reads
-  (:func:`training.models.encoders.fused.presto_features`), the normalisation undone first
-  (``input_mean``, ``input_std``) since Presto reads reflectance and dB;
-* ``presto+bands``: both, side by side.
+  (:func:`training.models.encoders.series.presto_series_features`), the normalisation undone
+  first (``input_mean``, ``input_std``) since Presto reads reflectance and dB. A series stack
+  (``B4_m1``-style bands of earlier months, :mod:`contract.bands`) gives Presto one timestep
+  per month, oldest first, each with its calendar month, a month missing at a pixel masked
+  there: as the fused model does, by the one owner of that rule
+  (:mod:`training.models.encoders.series`). The model's ``bands`` and ``month`` (the stack's
+  own) say it all, so a map needs only the model file; one month is read as it always was;
+* ``presto+bands``: both, side by side (with a series stack, every month's bands: the
+  earlier months' are features too, a missing one the mean, 0).
 
 The features are standardised by the statistics of the training points (``feature_mean``,
 ``feature_std``, buffers saved with the weights) and go through the head: one 1x1
@@ -31,8 +37,13 @@ from torch import nn
 
 from core.errors import ModelError
 from training.losses.segmentation import CE
-from training.models.encoders.fused import presto_features
 from training.models.encoders.registry import PRESTO, input_columns
+from training.models.encoders.series import (
+    encoder_series,
+    mark_missing,
+    presto_series_features,
+    series_months,
+)
 from training.models.registry import ModelEntry, ModelRecipe
 
 Features = Literal["bands", "presto", "presto+bands"]
@@ -65,7 +76,8 @@ class PixelClassifier(nn.Module):
         input_mean / input_std: with Presto, the input normalisation, undone for the encoder.
         latlon: latitude, longitude (degrees) given to Presto for every pixel: the centre of
             the fit's first input stack.
-        month: month (0-11) of the stack's timestep, given to Presto.
+        month: month (0-11) of the stack's own month, given to Presto (a series' earlier
+            months are the months before it).
     """
 
     def __init__(self, in_channels: int, num_classes: int = 2,
@@ -83,14 +95,17 @@ class PixelClassifier(nn.Module):
         self.features_kind, self.bands = features, list(bands)
         self.latlon, self.month = tuple(float(v) for v in latlon), int(month)
         self.encoder: nn.Module | None = None
-        self.columns: list[int] = []
+        self.columns: list[int] = []  # the encoder's bands of every month, oldest first
+        self.read_bands: list[str] = []  # the bands of each month the encoder reads
+        self.timesteps = 1
         if uses_encoder(features):
             if encoder_sha256 != PRESTO.sha256:
                 raise ModelError(f"the model was fitted on a presto file of sha256 "
                                  f"{encoder_sha256 or 'unknown'}, not the published one "
                                  f"({PRESTO.sha256})")
-            self.columns, input_mean, input_std = input_columns(PRESTO, bands, input_mean,
-                                                                input_std)
+            own, input_mean, input_std = input_columns(PRESTO, bands, input_mean, input_std)
+            self.read_bands = [self.bands[i] for i in own]
+            self.columns, self.timesteps = encoder_series(PRESTO.name, self.bands, own)
             self.register_buffer("input_mean", torch.tensor(
                 [float(input_mean[i]) for i in self.columns]), persistent=False)
             self.register_buffer("input_std", torch.tensor(
@@ -113,11 +128,15 @@ class PixelClassifier(nn.Module):
         parts = []
         if self.encoder is not None:
             mean, std = self.get_buffer("input_mean"), self.get_buffer("input_std")
-            raw = x[:, self.columns] * std[:, None, None] + mean[:, None, None]
+            given = x[:, self.columns]
+            raw = mark_missing((given * std[:, None, None] + mean[:, None, None]).float(),
+                               given, self.timesteps)
+            n, _, h, w = raw.shape
+            series = raw.reshape(n, self.timesteps, len(self.read_bands), h, w)
             with torch.no_grad():
-                parts.append(presto_features(self.encoder, raw.float(),
-                                             [self.bands[i] for i in self.columns],
-                                             self.latlon, self.month).to(x.dtype))
+                parts.append(presto_series_features(
+                    self.encoder, series, self.read_bands, self.latlon,
+                    series_months(self.month, self.timesteps)).to(x.dtype))
         if self.features_kind.endswith("bands"):
             parts.append(x)
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)

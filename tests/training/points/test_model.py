@@ -68,3 +68,63 @@ def test_presto_features_travel_in_the_model_file(tmp_path, shared_weights):
                         input_mean=NORM.mean, input_std=NORM.std)
     with pytest.raises(ModelError, match=r"Presto features need the encoder's file"):
         feature_model(model_kwargs("presto", BANDS, NORM, 0, (0, 0), 0), 2, None)
+
+
+def _presto_model(bands, shared_weights, month: int = 5) -> PixelClassifier:
+    stats = NormStats(tuple(bands), NORM.mean * (len(bands) // len(BANDS)),
+                      NORM.std * (len(bands) // len(BANDS)))
+    return feature_model(model_kwargs("presto", bands, stats, 0, (45.9, 14.6), month), 2,
+                         shared_weights / "presto" / "default_model.pt")
+
+
+def _image(bands, seed: int = 3) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).normal(
+        size=(1, len(bands), 3, 4)).astype(np.float32))
+
+
+def test_one_month_presto_features_are_the_one_month_paths_bit_for_bit(shared_weights):
+    """The oracle: a one-month stack's features are what the model gave before series
+    stacks (:func:`training.models.encoders.fused.presto_features` of the un-normalised
+    bands), to the last bit."""
+    from training.models.encoders.fused import presto_features
+
+    model = _presto_model(BANDS, shared_weights)
+    x = _image(BANDS)
+    mean, std = torch.tensor(NORM.mean), torch.tensor(NORM.std)
+    raw = x * std[:, None, None] + mean[:, None, None]
+    with torch.no_grad():
+        ours = model.features(x)
+        before = presto_features(model.encoder, raw.float(), list(BANDS), model.latlon, 5)
+    assert torch.equal(ours, before)
+
+
+def test_a_series_stack_gives_presto_its_months_from_the_model_file(tmp_path, shared_weights):
+    """A series stack's earlier months (``B4_m1``) are Presto's earlier timesteps, oldest
+    first, each with its month, a month missing at a pixel masked there: what the fused
+    model gives (:mod:`training.models.encoders.series`), rebuilt from the model file."""
+    from contract.bands import series_bands
+    from training.models.encoders.series import presto_series_features
+
+    bands = series_bands(BANDS, 3)  # May, then April (_m1), then March (_m2)
+    stats = NormStats(bands, NORM.mean * 3, NORM.std * 3)
+    fit = fit_points(np.random.default_rng(0).normal(size=(40, 128)), np.arange(40) % 2,
+                     np.arange(40) * 500.0, np.zeros(40), np.zeros(40, np.int64), CLASSES, 1,
+                     FitOptions(block_m=1000))
+    kwargs = model_kwargs("presto", bands, stats, 0, (45.9, 14.6), 5)
+    meta = points_meta(kwargs, stats, "training", CLASSES, fit, pixel_size=10.0)
+    fitted_model = finished(_presto_model(bands, shared_weights), fit, 2)
+    model, _ = load_model_file(save_model_file(tmp_path / "model.pt", fitted_model, meta))
+    assert isinstance(model, PixelClassifier) and model.timesteps == 3
+    x = _image(bands)
+    x[0, 2 * len(BANDS):, 1, 2] = 0.0  # March missing at one pixel: the mean, 0, in every band
+    mean, std = torch.tensor(stats.mean), torch.tensor(stats.std)
+    raw = (x * std[:, None, None] + mean[:, None, None])[0].reshape(3, len(BANDS), 3, 4)
+    raw[2, :, 1, 2] = float("nan")
+    series = torch.stack([raw[2], raw[1], raw[0]])[None]  # oldest first
+    with torch.no_grad():
+        ours = model.features(x)
+        theirs = presto_series_features(model.encoder, series, list(BANDS), model.latlon,
+                                         [3, 4, 5])
+        own = _presto_model(BANDS, shared_weights).features(x[:, :len(BANDS)])
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+    assert (ours - own).abs().amax() > 0.1  # the months are read, not the stack's own alone
