@@ -10,7 +10,7 @@ Its features (``features``) are one of:
 
 * ``bands``: the normalised bands themselves;
 * ``presto``: the frozen Presto encoder's 128 values per pixel of the bands it reads
-  (:func:`training.models.encoders.series.presto_series_features`), the normalisation undone
+  (:func:`training.models.encoders.series.presto_stack_features`), the normalisation undone
   first (``input_mean``, ``input_std``) since Presto reads reflectance and dB. A series stack
   (``B4_m1``-style bands of earlier months, :mod:`contract.bands`) gives Presto one timestep
   per month, oldest first, each with its calendar month, a month missing at a pixel masked
@@ -41,8 +41,7 @@ from training.models.encoders.registry import PRESTO, input_columns
 from training.models.encoders.series import (
     encoder_series,
     mark_missing,
-    presto_series_features,
-    series_months,
+    presto_stack_features,
 )
 from training.models.registry import ModelEntry, ModelRecipe
 
@@ -131,12 +130,9 @@ class PixelClassifier(nn.Module):
             given = x[:, self.columns]
             raw = mark_missing((given * std[:, None, None] + mean[:, None, None]).float(),
                                given, self.timesteps)
-            n, _, h, w = raw.shape
-            series = raw.reshape(n, self.timesteps, len(self.read_bands), h, w)
             with torch.no_grad():
-                parts.append(presto_series_features(
-                    self.encoder, series, self.read_bands, self.latlon,
-                    series_months(self.month, self.timesteps)).to(x.dtype))
+                parts.append(presto_stack_features(self.encoder, raw, self.read_bands,
+                                                   self.latlon, self.month).to(x.dtype))
         if self.features_kind.endswith("bands"):
             parts.append(x)
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)

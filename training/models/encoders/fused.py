@@ -62,6 +62,7 @@ from training.models.encoders.series import (
     encoder_series,
     mark_missing,
     presto_series_features,
+    presto_stack_features,
     series_months,
 )
 from training.models.registry import ModelEntry, ModelRecipe
@@ -230,10 +231,8 @@ class EncoderUNet(nn.Module):
 
     def _encode(self, raw: torch.Tensor) -> torch.Tensor:
         if self.encoder_name == "presto":
-            n, _, h, w = raw.shape
-            series = raw.reshape(n, self.timesteps, len(self.read_bands), h, w)
-            return presto_series_features(self.encoder, series, self.read_bands, self.latlon,
-                                          self.months)
+            return presto_stack_features(self.encoder, raw, self.read_bands, self.latlon,
+                                         self.month)
         return galileo_features(self.encoder, raw, self.encoder_bands, self.month,
                                 self.patch_size, self.latlon)
 

@@ -138,5 +138,20 @@ def presto_series_features(encoder: nn.Module, raw: torch.Tensor, bands: Sequenc
     return feats.reshape(n, h, w, -1).permute(0, 3, 1, 2).contiguous()
 
 
-__all__ = ["encoder_series", "mark_missing", "presto_series_features", "series_columns",
-           "series_months"]
+def presto_stack_features(encoder: nn.Module, raw: torch.Tensor, bands: Sequence[str],
+                          latlon: Sequence[float], month: int) -> torch.Tensor:
+    """:func:`presto_series_features` of ``raw`` ``(N, T*B, H, W)``, a stack's months side by side.
+
+    ``raw`` holds the columns of :func:`series_columns` (oldest month first, a missing month
+    NaN: :func:`mark_missing`); ``bands`` are the ``B`` bands of each month, ``month``
+    (0-11) the stack's own; ``T`` is ``raw``'s channels over ``B``. One month is
+    :func:`presto_series_features` of one timestep.
+    """
+    n, c, h, w = raw.shape
+    count = c // len(bands)
+    return presto_series_features(encoder, raw.reshape(n, count, len(bands), h, w), bands,
+                                  latlon, series_months(month, count))
+
+
+__all__ = ["encoder_series", "mark_missing", "presto_series_features", "presto_stack_features",
+           "series_columns", "series_months"]
