@@ -3,7 +3,7 @@
 ``python -m experiments.presto_dates --out presto_dates [--encoder presto=PATH]
 [--points 1000] [--seeds 5]``
 
-Presto reads a pixel's time series (1-24 timesteps); isamap gives it one stack, one month.
+Presto reads a pixel's time series (1-24 timesteps); a one-month stack gives it one timestep.
 Does a series map built-up ground better? The only labelled series here is the eo-learn
 Slovenia tile (1 km, 101 x 100 px of L1C top-of-atmosphere reflectance, five summer dates of
 which three are clear, class 8 of the land-use register, artificial surface, 1.96 % of the
@@ -16,7 +16,9 @@ ground). Per pixel, the features of each arm:
 - ``presto mean``: the mean of the one-date features over the clear dates: the dates seen
   one at a time;
 - ``presto series``: Presto's features of the clear dates as one series (one timestep each,
-  in date order, each with its month): the dates seen together.
+  in date order, each with its month): the dates seen together; what ``isamap-fit
+  --features presto`` computes for the series stack of the last date
+  (tests/experiments/test_presto_series_fit.py).
 
 The tile's northern half (rows 0-49) and southern half are each held out in turn. The
 classifier is ``isamap-fit``'s (:func:`training.points.fit.fit_points`: a linear head, its
