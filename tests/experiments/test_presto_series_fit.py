@@ -5,9 +5,10 @@ classifier (:func:`training.points.fit.fit_points`) on Presto's features of the 
 tile's three clear dates read as one series. Here ``isamap-fit --features presto`` is run on
 the series stack of September (August as ``B4_m1``-style bands, July as ``_m2``), written as
 ``isamap-export --series-months 3`` writes one, with points on the tile's labelled pixels:
-the features it computes at its points, and those its model file gives the whole stack
-(what ``isamap-predict`` reads), must be the experiment's for the same pixels, so that
-evidence is evidence about the product's path.
+the features it computes at its points, and those its model file gives the whole stack, must
+be the experiment's for the same pixels, and ``isamap-predict`` of the stack with the model
+file maps the classes its head gives the experiment's features, so that evidence is evidence
+about the product's path.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rasterio.transform import Affine
 from rasterio.warp import transform as warp_transform
 
 from cli.fit import build_parser, job_of
+from cli.predict import predict_main
 from contract.bands import series_bands
 from contract.stack import MONTH_TAG
 from experiments.change_pairs import ARTIFICIAL, load_scenes
@@ -105,5 +107,17 @@ def test_isamap_fits_series_features_are_the_experiments_presto_series(shared_da
     with torch.no_grad():
         mapped = model.features(torch.from_numpy(normalised)[None])[0].reshape(128, -1).T
     assert np.abs(mapped.numpy() - theirs).max() <= FLOAT_ATOL  # the map reads what the fit read
+    assert predict_main(["--model", str(fitted.model), "--input",
+                         str(tmp_path / "stack_2015-09_image.tif"), "--out",
+                         str(tmp_path / "map" / "isa"), "--precision", "fp32", "-q",
+                         "--tile", "128", "--overlap", "0",
+                         "--allow-implausible"]) == 0  # the tile is Level-1C, as fitted
+    with rasterio.open(tmp_path / "map" / "isa_class.tif") as src:
+        predicted = src.read(1)[:ROWS].ravel()
+    with torch.no_grad():
+        logits = model.classify(torch.from_numpy(theirs).T.reshape(1, 128, ROWS, 100))
+    expected = logits.argmax(1).ravel().numpy()
+    assert (predicted == expected).mean() >= 0.999  # isamap-predict maps the experiment's
+    assert 0 < expected.sum() < expected.size
     one = presto_series(encoder, scenes[2:, :, :ROWS], [8], latlon)
     assert np.abs(at_points - one[rows * 100 + cols]).max() > 0.1  # a series, not September
