@@ -58,7 +58,7 @@ def dataset_record(grid: Grid, months=(MONTH,), backend: str = "ee",
 
 
 def model_file(path: Path, grid: Grid, name: str = "unet", backend: str = "ee",
-               module: str = "", norm: str = "training", bands: tuple[str, ...] = BANDS,
+               module: str = "", norm: str = "training", stack_bands: tuple[str, ...] = BANDS,
                **kwargs: Any) -> Path:
     """A model saved with the dataset record the trainer writes.
 
@@ -67,7 +67,8 @@ def model_file(path: Path, grid: Grid, name: str = "unet", backend: str = "ee",
     finds the model there. ``norm``: ``scene`` for a model that normalises each map by its
     input's statistics (``isamap-train --norm scene``). Its weights are drawn from a fixed
     seed, so a test's map never depends on which tests ran before it in the same process.
-    ``bands``: the model's bands (a series stack's, ``contract.bands.stack_series_bands``).
+    ``stack_bands``: the model's bands (a series stack's, ``contract.bands.stack_series_bands``);
+    a ``bands`` keyword goes to the network's constructor (CroFuseNet's).
     """
     import torch
 
@@ -75,6 +76,7 @@ def model_file(path: Path, grid: Grid, name: str = "unet", backend: str = "ee",
 
     if name == "unet":
         kwargs = {"widths": [4, 8, 8, 16, 16], **kwargs}
+    bands = stack_bands
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = create_model(name, len(bands), 2, module=module or None, **kwargs)

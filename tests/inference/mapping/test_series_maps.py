@@ -35,7 +35,7 @@ def test_a_series_unet_maps_streamed_and_on_beam_alike(tmp_path, ee_offline, mon
     image = write_stack(tmp_path / f"stack_{MONTH}.tif", data, bands=SERIES)
     plain = stack_paths(image)
     stack = StackPaths(plain.grid, SERIES, MONTH, plain.image, plain.label)
-    model = model_file(tmp_path / "series.pt", stack.grid, bands=SERIES)
+    model = model_file(tmp_path / "series.pt", stack.grid, stack_bands=SERIES)
     region = inner_region(stack.grid, 12)
 
     def run(beam: bool):

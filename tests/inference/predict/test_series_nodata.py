@@ -49,7 +49,7 @@ def test_an_earlier_month_missing_on_a_block_still_maps_its_pixels(tmp_path):
     with rasterio.open(full) as ds:
         grid = Grid(ds.crs.to_string(), ds.transform.c, ds.transform.f, ds.width, ds.height,
                     abs(ds.transform.a), 64, 32)
-    model = model_file(tmp_path / "series.pt", grid, bands=SERIES)
+    model = model_file(tmp_path / "series.pt", grid, stack_bands=SERIES)
     classes, prob = _predict(model, gap, tmp_path / "gap" / "map")
     assert (classes[BLOCK] != NODATA).all() and (prob[BLOCK] != NODATA).all()
     # the month's own hole is nodata, as ever, and nothing else is
