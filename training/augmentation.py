@@ -6,7 +6,10 @@ or on where a run was resumed.
 
 - :class:`Augment` (on by default, ``TrainConfig.augment``): vertical flips and rotations by
   multiples of 90° (exact for labels at any scale) and a Gaussian blur, on the normalised
-  image.
+  image. The blur leaves a value that is exactly 0 as it is: nodata (NaN before the
+  normalisation) reads as the mean, 0, in training as in a map, and an earlier month of a
+  series stack missing at a pixel is told from data by being 0 there
+  (:mod:`training.models.encoders.series`), which a blur would undo next to valid pixels.
 - :class:`Radiometric` (off by default, ``TrainConfig.radiometric``): what another scene, date
   or atmosphere does to the same ground, applied to the optical bands in reflectance before
   normalisation: a gamma, a scene gain with a small per-band spread, a per-band offset, and an
@@ -54,7 +57,8 @@ class Augment:
 
         ``labels`` are targets on the same area at any scale, ``(H', W')`` label maps or
         ``(C', H', W')`` fine images: they are flipped and rotated, never blurred. The image
-        channels ``codes`` hold class codes (the coarse product): moved, never blurred.
+        channels ``codes`` hold class codes (the coarse product): moved, never blurred; a
+        value exactly 0 (nodata, the mean) stays 0 (module docstring).
         """
         if rng.random() < self.vflip:
             image = image[:, ::-1]
@@ -66,9 +70,10 @@ class Augment:
         if rng.random() < self.blur:
             sigma = float(rng.uniform(*self.blur_sigma))
             blurred = gaussian_filter(image, sigma=(0, sigma, sigma), mode="reflect")
+            keep = image == 0
             if codes:
-                blurred[list(codes)] = image[list(codes)]
-            image = blurred
+                keep[list(codes)] = True
+            image = np.where(keep, image, blurred)
         return np.ascontiguousarray(image), [np.ascontiguousarray(lab) for lab in labels]
 
 

@@ -78,3 +78,29 @@ def test_the_options_are_off_by_default_and_the_model_file_records_their_paramet
     record = augmentation_record(TrainConfig(model="unet", radiometric=True))
     assert record["radiometric"]["haze"] == Radiometric().haze
     assert record["geometric"]["rotate"] is True and record["balanced_sampling"] is False
+
+
+def test_the_blur_keeps_a_missing_earlier_month_missing_for_presto():
+    """A cloudy month before (its S2 nodata, 0 once normalised) beside clear pixels: the
+    blur leaves the gap at exactly 0, so Presto still masks it there as a map's input does
+    (:func:`training.models.encoders.series.mark_missing`), and blurs the rest."""
+    import torch
+
+    from contract.bands import series_bands
+    from training.models.encoders.series import mark_missing
+
+    own = ("B2", "B3", "B4", "B8", "VV", "VH")
+    bands = series_bands(own, 2)
+    image = np.random.default_rng(0).normal(size=(len(bands), 12, 12)).astype(np.float32)
+    image[6:10, 3:7, 3:7] = 0.0  # the month before: S2 missing over a 4 x 4 block
+    image[0, 9, 9] = 0.0  # the month's own B2 nodata at one pixel: the mean, as in a map
+    out, _ = Augment(vflip=0.0, rotate=False, blur=1.0, blur_sigma=(1.0, 1.0))(
+        image, [], np.random.default_rng(1))
+    assert (out[image == 0] == 0).all()
+    assert np.abs(out - image)[image != 0].min() > 0  # every other value is blurred
+    x = torch.from_numpy(out[None])
+    columns = [*range(6, 12), *range(6)]  # oldest month first
+    marked = mark_missing(x[:, columns], x[:, columns], own)
+    assert torch.isnan(marked[0, :4, 3:7, 3:7]).all()  # the gap's S2 stays missing
+    assert not torch.isnan(marked[0, 4:]).any()  # its VV, VH and the own month are read
+    assert int(torch.isnan(marked).sum()) == 4 * 16

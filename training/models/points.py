@@ -13,8 +13,8 @@ Its features (``features``) are one of:
   (:func:`training.models.encoders.series.presto_stack_features`), the normalisation undone
   first (``input_mean``, ``input_std``) since Presto reads reflectance and dB. A series stack
   (``B4_m1``-style bands of earlier months, :mod:`contract.bands`) gives Presto one timestep
-  per month, oldest first, each with its calendar month, a month missing at a pixel masked
-  there: as the fused model does, by the one owner of that rule
+  per month, oldest first, each with its calendar month, a month's sensor missing at a pixel
+  masked there: as the fused model does, by the one owner of that rule
   (:mod:`training.models.encoders.series`). The model's ``bands`` and ``month`` (the stack's
   own) say it all, so a map needs only the model file; one month is read as it always was;
 * ``presto+bands``: both, side by side (with a series stack, every month's bands: the
@@ -129,7 +129,7 @@ class PixelClassifier(nn.Module):
             mean, std = self.get_buffer("input_mean"), self.get_buffer("input_std")
             given = x[:, self.columns]
             raw = mark_missing((given * std[:, None, None] + mean[:, None, None]).float(),
-                               given, self.timesteps)
+                               given, self.read_bands)
             with torch.no_grad():
                 parts.append(presto_stack_features(self.encoder, raw, self.read_bands,
                                                    self.latlon, self.month).to(x.dtype))

@@ -128,3 +128,29 @@ def test_a_series_stack_gives_presto_its_months_from_the_model_file(tmp_path, sh
         own = _presto_model(BANDS, shared_weights).features(x[:, :len(BANDS)])
     torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
     assert (ours - own).abs().amax() > 0.1  # the months are read, not the stack's own alone
+
+
+def test_a_cloudy_month_beside_its_radar_keeps_the_radar_for_presto(shared_weights):
+    """The default bands (S2 with S1): the month before's S2 missing at a pixel, its S1
+    there. Presto leaves out that month's optical bands alone at that pixel: Presto's
+    features of the bands with those values NaN, not the whole month left out."""
+    from contract.bands import series_bands
+    from training.models.encoders.series import presto_series_features
+
+    own = ("B2", "B3", "B4", "B8", "VV", "VH")
+    bands = series_bands(own, 2)  # May, then April (_m1)
+    model = _presto_model(bands, shared_weights)
+    x = _image(bands)
+    x[0, 6:10, 1, 2] = 0.0  # April's S2 missing at one pixel (cloud); its VV, VH there
+    mean, std = model.get_buffer("input_mean"), model.get_buffer("input_std")
+    raw = x[:, model.columns] * std[:, None, None] + mean[:, None, None]
+    raw[0, :4, 1, 2] = float("nan")  # oldest first: April's B2, B3, B4, B8
+    whole = x.clone()
+    whole[0, 6:12, 1, 2] = 0.0  # the whole of April missing there
+    with torch.no_grad():
+        ours = model.features(x)
+        theirs = presto_series_features(model.encoder, raw.reshape(1, 2, 6, 3, 4), list(own),
+                                         model.latlon, [4, 5])
+        gone = model.features(whole)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+    assert (ours[0, :, 1, 2] - gone[0, :, 1, 2]).abs().amax() > 0.01  # April's radar is read

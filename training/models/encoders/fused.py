@@ -201,7 +201,7 @@ class EncoderUNet(nn.Module):
         mean, std = self.get_buffer("mean"), self.get_buffer("std")
         given = x[:, self.columns].float()
         raw = torch.round((given * std[:, None, None] + mean[:, None, None]) / REFLECTANCE_STEP)
-        return mark_missing(raw * REFLECTANCE_STEP, given, self.timesteps)
+        return mark_missing(raw * REFLECTANCE_STEP, given, self.read_bands)
 
     def gives_features_of(self, other: Any) -> bool:
         """Whether frozen ``other`` computes the features this one computes from one input.

@@ -310,7 +310,9 @@ def prepare(values: torch.Tensor, bands: Sequence[str]) -> tuple[torch.Tensor, t
 
     ``bands`` name the columns of ``values`` (S2 as reflectance 0-1, S1 in dB, any subset of
     :data:`INPUT_BANDS` but NDVI, which is computed when B4 and B8 are given); every other
-    input is zero and masked, so a group with any band missing is left out whole.
+    input is zero and masked, so a group with any band missing is left out whole. A value
+    that is NaN is missing at that pixel and timestep alone: zero and masked there (NDVI too
+    where B4 or B8 is), so its group's token is left out there.
     """
     n, t, _ = values.shape
     raw = values.new_zeros(n, t, len(INPUT_BANDS))
@@ -320,9 +322,18 @@ def prepare(values: torch.Tensor, bands: Sequence[str]) -> tuple[torch.Tensor, t
         given[INPUT_BANDS.index(band)] = False
     given = ~given
     given[16] = bool(given[4] and given[8])
+    lost = torch.isnan(raw)
+    absent = bool(lost.any())
+    if absent:
+        raw = torch.nan_to_num(raw, nan=0.0)
+        lost[..., 16] = lost[..., 4] | lost[..., 8]
     x = normalise(raw)
     mask = (~given).to(values.dtype).expand(n, t, -1)
-    return x * given.to(values.dtype), mask
+    x = x * given.to(values.dtype)
+    if absent:
+        x = x.masked_fill(lost, 0.0)
+        mask = torch.maximum(mask, lost.to(mask.dtype))
+    return x, mask
 
 
 def sphere(latlon: torch.Tensor) -> torch.Tensor:

@@ -13,15 +13,18 @@ needs nothing more.
 
 Nodata reaches a model as the training mean: its input is ``(x - mean) / std`` with NaN
 replaced by 0 afterwards (:class:`training.model_meta.ModelMeta`). So the rule here is
-exact on the input the model is given: an **earlier** month of a pixel is *missing* when
-every band the encoder reads of that month is exactly 0 there (nodata; a pixel of real
-reflectance equal to the mean in every band to the last bit is not expected), and Presto
-then leaves that timestep's tokens out of its attention and its mean (its mask), instead of
-reading the mean as reflectance. The stack's own month is never masked: a pixel whose own
-month is missing is read as it always was (the mean), so a one-month model's features, and
-any pixel's own timestep, are those of the one-month path bit for bit. The reflectance the
-encoder is given carries a missing month as NaN (:func:`mark_missing`), so the frozen-feature
-cache, which keys a patch by that tensor's bytes, tells a missing month from a real one.
+exact on the input the model is given, and judged per **sensor**: a sensor's bands of an
+**earlier** month are *missing* at a pixel when every band the encoder reads of that sensor
+and month is exactly 0 there (nodata: a cloudy Sentinel-2 month beside its Sentinel-1 one,
+say; a pixel of real values equal to the mean in every band to the last bit is not
+expected). Presto then leaves those bands' group tokens of that timestep out of its
+attention and its mean (its mask; NDVI with B4 or B8), instead of reading the mean as
+reflectance, and reads the sensor that is there. The stack's own month is never masked: a
+pixel whose own month is missing is read as it always was (the mean), so a one-month
+model's features, and any pixel's own timestep, are those of the one-month path bit for
+bit. The values the encoder is given carry missing bands as NaN (:func:`mark_missing`), so
+the frozen-feature cache, which keys a patch by that tensor's bytes, tells them from real
+ones.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from contract.bands import get_band
-from core.errors import ModelError, UnknownBandError
+from contract.bands import earlier_name, find_band, months_of
+from core.errors import ModelError
 from training.models.encoders.presto import MAX_TIMESTEPS, prepare
 
 PIXELS_PER_CALL = 32768  # pixels per encoder call: bounds the attention's memory
@@ -49,20 +52,15 @@ def series_columns(bands: Sequence[str], own: Sequence[int]) -> list[int]:
         ModelError: an earlier month lacks a band, a month is skipped, or too many months.
     """
     names = [bands[i] for i in own]
-    earlier: dict[int, dict[str, int]] = {}
-    for i, band in enumerate(bands):
-        try:
-            spec = get_band(band)
-        except UnknownBandError:  # a band of no registry name (an imported dataset's)
-            continue
-        if spec.months_before and spec.base in names:
-            earlier.setdefault(spec.months_before, {})[spec.base] = i
+    earlier = {k: {base: bands.index(name) for base, name in month.items() if base in names}
+               for k, month in months_of(bands).items() if k}
+    earlier = {k: month for k, month in earlier.items() if month}
     oldest = max(earlier, default=0)
     if oldest + 1 > MAX_TIMESTEPS:
         raise ModelError(f"Presto reads at most {MAX_TIMESTEPS} months; the bands reach "
                          f"{oldest} months back: give --bands of fewer months")
     for k in range(1, oldest + 1):
-        lack = [f"{b}_m{k}" for b in names if b not in earlier.get(k, {})]
+        lack = [earlier_name(b, k) for b in names if b not in earlier.get(k, {})]
         if lack:
             raise ModelError(f"a series stack carries every band the encoder reads for each "
                              f"earlier month, and {', '.join(lack)} are not among the bands: "
@@ -94,19 +92,25 @@ def series_months(month: int, count: int) -> list[int]:
     return [(int(month) - k) % 12 for k in range(count - 1, -1, -1)]
 
 
-def mark_missing(raw: torch.Tensor, x: torch.Tensor, count: int) -> torch.Tensor:
-    """``raw`` ``(N, T*B, H, W)`` with each pixel's missing earlier months set to NaN.
+def mark_missing(raw: torch.Tensor, x: torch.Tensor, bands: Sequence[str]) -> torch.Tensor:
+    """``raw`` ``(N, T*B, H, W)`` with each pixel's missing bands of earlier months set to NaN.
 
-    ``x`` is the normalised input of the same columns; a month is missing where all its
-    ``B`` values are exactly 0 (module docstring). The last month (the stack's own) is kept.
+    ``x`` is the normalised input of the same columns, ``bands`` the ``B`` bands of each
+    month; a sensor's bands of a month are missing where all of them are exactly 0 there
+    (module docstring). The last month (the stack's own) is kept.
     """
+    n, c, h, w = x.shape
+    count = c // len(bands)
     if count == 1:
         return raw
-    n, c, h, w = x.shape
-    missing = (x.reshape(n, count, c // count, h, w) == 0).all(dim=2)
+    zero = x.reshape(n, count, len(bands), h, w) == 0
+    missing = torch.zeros_like(zero)
+    sensors = [spec.sensor if (spec := find_band(b)) is not None else b for b in bands]
+    for sensor in dict.fromkeys(sensors):
+        cols = [i for i, s in enumerate(sensors) if s == sensor]
+        missing[:, :, cols] = zero[:, :, cols].all(dim=2, keepdim=True)
     missing[:, -1] = False
-    return torch.where(missing.repeat_interleave(c // count, dim=1),
-                       torch.full_like(raw, float("nan")), raw)
+    return torch.where(missing.reshape(n, c, h, w), torch.full_like(raw, float("nan")), raw)
 
 
 def presto_series_features(encoder: nn.Module, raw: torch.Tensor, bands: Sequence[str],
@@ -114,7 +118,8 @@ def presto_series_features(encoder: nn.Module, raw: torch.Tensor, bands: Sequenc
     """Presto's per-pixel features ``(N, 128, H, W)`` of a series ``(N, T, B, H, W)``.
 
     ``bands`` name the ``B`` bands of each timestep, ``months`` the ``T`` timesteps' months
-    (oldest first); a timestep whose values are NaN at a pixel is masked there.
+    (oldest first); a value that is NaN at a pixel is masked there (its group's token of
+    that timestep; :func:`training.models.encoders.presto.prepare`).
     """
     n, t, b, h, w = raw.shape
     pixels = raw.permute(0, 3, 4, 1, 2).reshape(-1, t, b)
@@ -122,14 +127,7 @@ def presto_series_features(encoder: nn.Module, raw: torch.Tensor, bands: Sequenc
     out = []
     for start in range(0, pixels.shape[0], PIXELS_PER_CALL):
         part = pixels[start:start + PIXELS_PER_CALL]
-        gone = torch.isnan(part).any(dim=-1)
-        absent = bool(gone.any())
-        if absent:
-            part = torch.nan_to_num(part, nan=0.0)
         x, mask = prepare(part, bands)
-        if absent:
-            x = x.masked_fill(gone[..., None], 0.0)
-            mask = torch.maximum(mask, gone[..., None].to(mask.dtype))
         m = part.shape[0]
         dw = torch.full((m, t), 9, dtype=torch.long, device=raw.device)
         where = part.new_tensor(latlon).expand(m, 2)
@@ -143,7 +141,7 @@ def presto_stack_features(encoder: nn.Module, raw: torch.Tensor, bands: Sequence
     """:func:`presto_series_features` of ``raw`` ``(N, T*B, H, W)``, a stack's months side by side.
 
     ``raw`` holds the columns of :func:`series_columns` (oldest month first, a missing month
-    NaN: :func:`mark_missing`); ``bands`` are the ``B`` bands of each month, ``month``
+    missing bands NaN: :func:`mark_missing`); ``bands`` are the ``B`` bands of each month, ``month``
     (0-11) the stack's own; ``T`` is ``raw``'s channels over ``B``. One month is
     :func:`presto_series_features` of one timestep.
     """

@@ -108,6 +108,49 @@ def test_a_missing_earlier_month_is_masked_and_a_missing_own_month_reads_the_mea
         assert torch.equal(model.features(own), model.features(own_near))
 
 
+def test_a_cloudy_earlier_month_beside_its_radar_masks_the_optical_groups_alone(presto_file):
+    """The default bands (S2 and S1): an earlier month whose S2 is missing and whose S1 is
+    there. Oracle: Presto called by hand on the pixel, that timestep's S2 groups and NDVI
+    masked in its 17-channel mask, its S1 kept; not the mean read as reflectance, and not
+    the whole month left out."""
+    own = (*OWN, "VV", "VH")
+    bands = series_bands(own, 2)  # the month's B2 B3 B4 B8 VV VH, then their _m1
+    model = _model(presto_file, bands)
+    model.set_cache_bytes(1 << 24)  # the cache keys missing bands apart from the mean
+    x = _input(12, seed=4)
+    x[0, 6:10, 2, 3] = 0.0  # the month before: S2 missing (cloud) at one pixel, S1 there
+    pixel = x[:1, :, 2:3, 3:4].clone()
+    with torch.no_grad():
+        feats = model.features(x).float()
+        alone = model.features(pixel.clone()).float()
+        mean, std = model.get_buffer("mean"), model.get_buffer("std")
+        raw = pixel[:, model.columns].float() * std[:, None, None] + mean[:, None, None]
+        raw = (torch.round(raw / 1e-4) * 1e-4).reshape(1, 2, 6)  # (_m1, own) x bands
+        values, mask = prepare(raw, own)
+        mask = mask.clone()  # an expanded view of one row
+        optical = [2, 3, 4, 8, 16]  # B2 B3 B4 B8 and NDVI among Presto's 17 inputs
+        mask[0, 0, optical] = 1.0
+        values[0, 0, optical] = 0.0
+        want = model.encoder(values, torch.full((1, 2), 9), torch.tensor([[45.9, 14.6]]),
+                             mask, torch.tensor([[0, 1]]))
+    assert torch.equal(alone[0, :, 0, 0], want[0].to(torch.float16).float())
+    assert torch.equal(feats[0, :, 2, 3], alone[0, :, 0, 0])  # among pixels that are whole
+    near, whole, radar = pixel.clone(), pixel.clone(), pixel.clone()
+    near[0, 6:10] = 1e-6  # the mean to the encoder's 1e-4 step, but not nodata
+    whole[0, 6:12] = 0.0  # the whole month missing: S1 too
+    radar[0, 10:12] = 0.0  # S1 missing, S2 there
+    radar_near = radar.clone()
+    radar_near[0, 10:12] = 1e-6
+    with torch.no_grad():
+        as_mean = model.features(near).float()
+        gone = model.features(whole).float()
+        no_radar = model.features(radar).float()
+        radar_as_mean = model.features(radar_near).float()
+    assert (as_mean - alone).abs().amax() > 0.01
+    assert (gone - alone).abs().amax() > 0.01  # the month's radar is read
+    assert (no_radar - radar_as_mean).abs().amax() > 0.01
+
+
 def test_a_month_lacking_a_band_or_skipped_is_one_line():
     bands = [*series_bands(OWN, 2), "B2_m2", "B3_m2", "B4_m2"]
     own = [0, 1, 2, 3]
