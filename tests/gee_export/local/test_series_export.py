@@ -125,6 +125,20 @@ def test_a_unet_trained_on_the_series_predicts_and_maps_it(exported, capsys):
     with rasterio.open(made) as src:
         assert list(src.descriptions) == SERIES  # the map's stack: the same series bands
     assert list((tmp / "maps").rglob("isa_2019-06_class.tif"))
+    # without May's scenes: the months come from the model, which isamap-map has no flag for
+    june_only = tmp / "june_only"
+    shutil.copytree(tmp / "scenes", june_only)
+    for sensor in ("S2", "S1"):
+        for product in (tmp / "may" / sensor).iterdir():
+            shutil.rmtree(june_only / sensor / product.name)
+    capsys.readouterr()
+    rc = map_main(["--model", str(run / "model.pt"), "--backend", "local", "--scenes",
+              str(june_only), "--months", "2019-06", "--bbox", _bbox(tmp / "ds"),
+              "--out", str(tmp / "maps_june"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and not (tmp / "maps_june" / "2019-06").exists()
+    assert "add the scenes of 2019-05 to --scenes; the model reads 2 months" in err, err
+    assert "--series-months" not in err
 
 
 def _bbox(root) -> str:
