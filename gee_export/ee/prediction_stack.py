@@ -180,9 +180,9 @@ def require_series_scenes(session: EESession, geometry: Any, region_name: str,
     """Each earlier month a series stack of ``month`` reaches holds scenes of its sensors.
 
     An earlier month (``B4_m2``) is composited over its calendar month, never widened: one
-    request counts the Sentinel-2 and Sentinel-1 scenes of every month and sensor the bands
-    reach (an all-cloud month is allowed: its pixels are nodata; a month without a scene
-    would fail server-side mid-run).
+    request answers the fewest Sentinel-2 or Sentinel-1 scenes of any month and sensor the
+    bands reach, and only when that is none a second one which (an all-cloud month is
+    allowed: its pixels are nodata; a month without a scene would fail server-side mid-run).
 
     Raises:
         EmptyCompositeError: a month without scenes, named (one line).
@@ -194,15 +194,17 @@ def require_series_scenes(session: EESession, geometry: Any, region_name: str,
                       and spec.months_before and spec.sensor in band_registry.SERIES_SENSORS})
     if not reached:
         return
-    windows = {key: series_window(month_window(month), key[0]) for key in reached}
-    counts = {f"{sensor} {w.month}": (
+    windows = [(k, sensor, series_window(month_window(month), k)) for k, sensor in reached]
+    counts = ee.List([(
         s2_collection(geometry, w.start, w.end, recipe.s2, ("B2",)) if sensor == "S2"
         else s1_collection(geometry, w.start, w.end, recipe.s1)).size()
-        for (_, sensor), w in windows.items()}
-    answer = session.get_info(ee.Dictionary(counts),
-                              f"counting the Sentinel-1/2 scenes of the months before {month}")
-    for (k, sensor), w in windows.items():
-        if int((answer or {}).get(f"{sensor} {w.month}") or 0) <= 0:
+        for _, sensor, w in windows])
+    what = f"counting the Sentinel-1/2 scenes of the months before {month}"
+    if int(session.get_info(counts.reduce(ee.Reducer.min()), what) or 0) > 0:
+        return
+    each = session.get_info(counts, what)
+    for (k, sensor, w), count in zip(windows, each, strict=True):
+        if int(count or 0) <= 0:
             collection = recipe.s2.collection if sensor == "S2" else recipe.s1.collection
             raise EmptyCompositeError(
                 f"no Sentinel-{sensor[1]} scene ({collection}) over region {region_name!r} in "
