@@ -71,6 +71,11 @@ def test_the_june_stack_holds_may_composited_by_the_same_recipe(exported):
         np.testing.assert_array_equal(s.read(list(range(1, 7))), p.read())  # June as ever
         assert np.isfinite(s.read(7)).mean() > 0.5
         assert not np.allclose(s.read(1), s.read(7), equal_nan=True)
+    patch = next(p for p in sorted((tmp / "ds" / "patches" / "2019-06").glob("*.tif"))
+                 if "_label" not in p.name)
+    with rasterio.open(patch) as src:  # each earlier month's band carries its unit, as its own
+        assert [src.tags(i).get("unit") for i in range(1, 13)] == ["reflectance"] * 4 + [
+            "dB"] * 2 + ["reflectance"] * 4 + ["dB"] * 2
 
 
 def _grid(root):
