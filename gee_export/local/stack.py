@@ -175,7 +175,7 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
                   else discover_scenes(scenes, **recipe.reading()))
     scheme = label_scheme if label_scheme is not None else recipe.label_scheme
     inputs = check_month_inputs(collection, grid, month,
-                                [n for n in names if not band_registry.get_band(n).months_before],
+                                [names[i] for i in band_registry.own_month(names)],
                                 recipe, scheme, label, fine_scale, model_bands=model_bands)
     earlier = earlier_inputs(collection, grid, month, names, recipe, scheme, inputs.label_ref,
                              model_bands)

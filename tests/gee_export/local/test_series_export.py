@@ -154,6 +154,19 @@ def _bbox(root) -> str:
     return ",".join(f"{v:.6f}" for v in to_ll.transform_bounds(*grid.bounds))
 
 
+def test_training_on_earlier_months_alone_is_refused(exported, capsys):
+    """isamap-train --bands of earlier months only: nothing would judge a pixel nodata."""
+    from cli.train import train_main as train
+
+    tmp, _ = exported
+    capsys.readouterr()
+    assert train(["--data", str(tmp / "ds"), "--out", str(tmp / "run_m1"), "--model", "unet",
+                  "--bands", "B2_m1,B3_m1,B4_m1", "--max-iterations", "1", "--workers", "0",
+                  "--no-progress", "--device", "cpu", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--bands B2_m1,B3_m1,B4_m1 hold only earlier months'" in err[0]
+
+
 def test_a_dry_run_refuses_a_missing_earlier_month_as_the_real_run(exported, capsys):
     tmp, june = exported
     capsys.readouterr()
