@@ -25,8 +25,6 @@ from typing import Any
 from contract import bands as band_registry
 from contract.archive import check_months as check_archive_months
 from contract.bands import FINE_SCALES
-from contract.dataset import out_refusal
-from contract.dataset_diff import out_problem
 from contract.export_options import ExportOptions
 from contract.grid import (
     DEFAULT_PATCH_SIZE,
@@ -63,26 +61,23 @@ from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS
 from gee_export.ee.export_command import (
     add_recipe_arguments,
     check_ee_arguments,
+    ee_dry_run,
     ee_runner,
-    ee_spec,
     run_ee_export,
 )
 from gee_export.ee.labels import parse_label_source
-from gee_export.ee.plan import DEFAULT_LATENCY_S, choose_method, format_plan, make_plan
+from gee_export.ee.plan import DEFAULT_LATENCY_S, choose_method
 from gee_export.ee.tasks import DEFAULT_MAX_PENDING, DEFAULT_PATCHES_PER_TILE
 from gee_export.local.compositing import LocalRecipe, reading_options
 from gee_export.local.export_command import (
     add_local_arguments,
     check_local_arguments,
-    local_recipe,
+    local_dry_run,
     local_scheme,
-    local_spec,
-    out_month_check,
     run_local_export,
 )
 from gee_export.local.extent import check_earlier_grid, default_region
 from gee_export.local.labels import get_scheme
-from gee_export.local.plan import format_local_plan, make_local_plan
 from gee_export.local.stack import scl_mask_classes
 
 log = logging.getLogger(__name__)
@@ -368,31 +363,12 @@ def run(args: argparse.Namespace) -> int:
 def _dry_run(args: argparse.Namespace, opts: ExportOptions, runner: RunnerConfig | None) -> int:
     """Print the plan of the export (Earth Engine requests, or the local scenes per month)."""
     if opts.backend == "local":
-        recipe = local_recipe(opts)  # the real run's checks, before its composite
-        local_plan = make_local_plan(str(opts.scenes), opts.region.name, opts.grid, opts.months,
-                                     opts.bands, opts.out, reading=recipe.reading(),
-                                     seed=opts.seed, block=opts.split_block, recipe=recipe,
-                                     fine_scale=opts.fine_scale,
-                                     out_refused=out_refusal(opts.out, local_spec(opts)),
-                                     out_check=out_month_check(opts))
-        print(format_local_plan(local_plan))
+        local_plan = local_dry_run(opts)  # the real run's checks, before its composite
         _warn_about_split(opts.grid, dict(local_plan.per_split), args)  # as the export warns
         if local_plan.stop_line():
             raise InputDataError(local_plan.stop_line())
         return 0
-    workers = runner.workers * runner.threads if runner else opts.workers
-    plan = make_plan(opts.region, opts.grid, opts.months, opts.bands, opts.labels,
-                     opts.fine_scale, opts.method, opts.out, workers, opts.patches_per_tile,
-                     seed=opts.seed, block=opts.split_block, latency_s=args.latency,
-                     max_eecu_hours=opts.max_eecu_hours)
-    print(format_plan(plan))
-    if runner:
-        runner.pipeline_options()  # Beam's validation, offline in a dry run
-        print(runner.describe())
-    refused = out_refusal(opts.out, ee_spec(opts))
-    if refused:
-        print(f"  PROBLEM     {out_problem(opts.out)}")
-        raise InputDataError(f"the real run would stop: {refused}")
+    ee_dry_run(opts, runner, args.latency)
     return 0
 
 

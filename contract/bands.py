@@ -200,6 +200,22 @@ def own_month(bands: Sequence[str]) -> tuple[int, ...]:
                  if (spec := find_band(b)) is None or spec.months_before == 0)
 
 
+def check_own_month(bands: Sequence[str], given: str = "the bands") -> None:
+    """Refuse a band list of earlier months only (``B4_m1`` without ``B4``), in one line.
+
+    Its :func:`own_month` is empty, so nothing would judge a pixel nodata (the valid
+    fraction, the label mask and every map's nodata read the month's own bands).
+
+    Raises:
+        ConfigError: ``bands`` is not empty and holds no band of the month's own.
+    """
+    if bands and not own_month(bands):
+        bases = ",".join(dict.fromkeys(s.base for b in bands if (s := find_band(b))))
+        raise ConfigError(f"{given} {','.join(bands)} hold only earlier months' bands (_mK); "
+                          f"a series stack is judged by its month's own bands: add them "
+                          f"(e.g. {bases})")
+
+
 def series_record(bands: Iterable[str]) -> dict[str, int]:
     """What a dataset's recipe records of its series: ``series_months`` when above 1.
 

@@ -26,7 +26,7 @@ import numpy as np
 from rasterio.crs import CRS
 from rasterio.io import MemoryFile
 
-from contract.bands import LABEL_NODATA, REGISTRY, check_fine_scale, own_month
+from contract.bands import LABEL_NODATA, check_fine_scale, find_band, own_month
 from contract.dataset import (
     DatasetSpec,
     check_compatible,
@@ -217,7 +217,7 @@ class PatchWriter:
                     descriptions=list(self.image_fine_bands),
                     tags={**common, "ISAMAP_FINE_SCALE": self.fine_scale},
                     compress=self.compress))
-        band_tags = [{"unit": REGISTRY[b].unit} if b in REGISTRY else {} for b in self.bands]
+        band_tags = [{"unit": spec.unit} if (spec := find_band(b)) else {} for b in self.bands]
         self.store.write_bytes(paths["image"], encode_geotiff(
             image, transform, self.crs, math.nan, descriptions=list(self.bands),
             tags={**common, RECORD_TAG: json.dumps(rec, sort_keys=True)},

@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -29,11 +28,12 @@ import torch
 from torch.utils.data import Dataset
 
 from contract import dataset as _dataset
-from contract.bands import LABEL_NODATA, is_code_band, own_month
+from contract.bands import LABEL_NODATA, check_own_month, is_code_band, own_month
 from contract.splits import missing_split_advice
 from core.errors import ConfigError, InputDataError
 from core.storage.gdal_auth import check_read
 from training.augmentation import Augment, Radiometric, random_crop
+from training.norm_stats import NormStats, band_stats
 from training.patch_files import (
     class_names_of,
     open_raster,
@@ -47,69 +47,6 @@ Split = Literal["train", "val", "test"]
 
 
 # ------------------------------------------------------------------ normalisation
-@dataclass(frozen=True)
-class NormStats:
-    """Per-band mean and standard deviation (training split, NaN ignored)."""
-
-    bands: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    def to_dict(self) -> dict:
-        return {"bands": list(self.bands), "mean": list(self.mean), "std": list(self.std)}
-
-
-def band_stats(images: Iterable[np.ndarray], bands: Sequence[str],
-               where: str = "the training split", advice: str = "") -> NormStats:
-    """Per-band mean and deviation over ``images`` (each ``(C, ...)``), NaN ignored.
-
-    Float64 sums, one image at a time, so any number of patches fits in memory. The
-    population deviation, refused and floored as :func:`stats_from_moments` says.
-    """
-    c = len(bands)
-    s = np.zeros(c)
-    s2 = np.zeros(c)
-    n = np.zeros(c)
-    for image in images:
-        img = np.asarray(image).reshape(c, -1).astype(np.float64)
-        ok = np.isfinite(img)
-        s += np.where(ok, img, 0).sum(1)
-        s2 += np.where(ok, img * img, 0).sum(1)
-        n += ok.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(n > 0, s / n, np.nan)
-        std = np.sqrt(np.maximum(s2 / n - mean * mean, 0))
-    return stats_from_moments(bands, mean.tolist(), std.tolist(), where, advice)
-
-
-def stats_from_moments(bands: Sequence[str], mean: Sequence[float | None],
-                       std: Sequence[float | None], where: str,
-                       advice: str = "") -> NormStats:
-    """:class:`NormStats` from per-band means and population deviations (None or NaN: no pixel).
-
-    The one owner of the statistics' conventions, wherever the moments were summed (here, or
-    by Earth Engine's ``reduceRegion``): a band with no valid pixel is refused, naming it,
-    ``where`` it was read and ``advice`` (what to do); a constant band (deviation at most
-    1e-6) keeps deviation 1, i.e. it is centred and left unscaled; a band of class codes
-    (``BandSpec.is_codes``: the coarse product) gets mean 0 and deviation 1, so the network
-    sees the codes themselves, in every statistic (training split, scene, map input).
-
-    Raises:
-        InputDataError: a band has no valid pixel.
-    """
-    values = [(b, _number(m), _number(d)) for b, m, d in zip(bands, mean, std, strict=True)]
-    empty = [b for b, m, d in values if not (math.isfinite(m) and math.isfinite(d))]
-    if empty:
-        raise InputDataError(f"bands {empty} have no valid pixel in {where}"
-                             + (f"; {advice}" if advice else ""))
-    return NormStats(tuple(bands), tuple(0.0 if is_code_band(b) else m for b, m, _ in values),
-                     tuple(1.0 if is_code_band(b) or d <= 1e-6 else d for b, _, d in values))
-
-
-def _number(value: float | None) -> float:
-    return math.nan if value is None else float(value)
-
-
 def compute_norm_stats(dataset: PatchDataset, max_patches: int | None = None) -> NormStats:
     """Streaming per-band mean/std (float64 sums) over a dataset's raw images."""
     count = len(dataset) if max_patches is None else min(max_patches, len(dataset))
@@ -196,6 +133,7 @@ class PatchDataset(Dataset):
         missing = [b for b in self.bands if b not in manifest_bands]
         if missing:
             raise ConfigError(f"bands {missing} are not in the dataset (it has {manifest_bands})")
+        check_own_month(self.bands, "--bands")
         self.band_indexes = [manifest_bands.index(b) + 1 for b in self.bands]
         records = _dataset.read_index(self.root)
         excluded = set(exclude)

@@ -19,10 +19,11 @@ from collections.abc import Callable
 
 from contract.bands import series_record
 from contract.composite import SPECKLE_FILTERS
-from contract.dataset import DatasetSpec, check_compatible
+from contract.dataset import DatasetSpec, check_compatible, out_refusal
+from contract.dataset_diff import out_problem
 from contract.export_options import ExportOptions
 from core.commands import check_range
-from core.errors import ConfigError
+from core.errors import ConfigError, InputDataError
 from core.pipeline_options import RunnerConfig, runner_config
 from core.storage import open_store
 from gee_export.ee.beam_export import EarthEngineProject, export_pipeline
@@ -31,7 +32,7 @@ from gee_export.ee.export import check_workers, export_pixels
 from gee_export.ee.export_job import ExportJob, ExportSummary
 from gee_export.ee.labels import LabelSource, parse_label_source
 from gee_export.ee.names import default_workload_tag
-from gee_export.ee.plan import make_plan
+from gee_export.ee.plan import format_plan, make_plan
 from gee_export.ee.prediction_stack import DateRecipe, composite_windows
 from gee_export.ee.recipe import EERecipe, build_fine_label, build_stack
 from gee_export.ee.request_region import request_geometry
@@ -127,6 +128,30 @@ def export_budget(opts: ExportOptions) -> ComputeBudget | None:
                      opts.method, opts.out, opts.workers, opts.patches_per_tile,
                      seed=opts.seed, block=opts.split_block)
     return compute_budget(opts.max_eecu_hours, plan.compute)
+
+
+def ee_dry_run(opts: ExportOptions, runner: RunnerConfig | None, latency_s: float) -> None:
+    """Print the plan of an Earth Engine export, never contacting Earth Engine.
+
+    The requests, their compute and the wall time at ``latency_s`` a request; the Beam
+    runner's options are validated offline.
+
+    Raises:
+        InputDataError: the real run would stop (``--out`` holds another dataset).
+    """
+    workers = runner.workers * runner.threads if runner else opts.workers
+    plan = make_plan(opts.region, opts.grid, opts.months, opts.bands, opts.labels,
+                     opts.fine_scale, opts.method, opts.out, workers, opts.patches_per_tile,
+                     seed=opts.seed, block=opts.split_block, latency_s=latency_s,
+                     max_eecu_hours=opts.max_eecu_hours)
+    print(format_plan(plan))
+    if runner:
+        runner.pipeline_options()  # Beam's validation, offline in a dry run
+        print(runner.describe())
+    refused = out_refusal(opts.out, ee_spec(opts))
+    if refused:
+        print(f"  PROBLEM     {out_problem(opts.out)}")
+        raise InputDataError(f"the real run would stop: {refused}")
 
 
 def run_ee_export(opts: ExportOptions, runner: RunnerConfig | None = None,

@@ -32,13 +32,13 @@ from contract import bands as band_registry
 from contract.grid import Grid, Window
 from contract.label_schemes import is_landcover
 from contract.vrt import Piece, VrtBand, mosaic_vrt
-from core.errors import ConfigError
+from core.errors import ConfigError, EmptyCompositeError
 from core.progress import progress_bar
 from core.storage import GcsStore, Store, open_store
 from gee_export.ee.embedding import collection as embedding_collection
 from gee_export.ee.embedding import require_layer
 from gee_export.ee.labels import LabelSource, parse_label_source
-from gee_export.ee.recipe import FLOAT_NODATA, EERecipe, build_stack
+from gee_export.ee.recipe import FLOAT_NODATA, EERecipe, build_stack, series_window
 from gee_export.ee.sentinel1 import S1Recipe, require_scenes, s1_collection
 from gee_export.ee.sentinel2 import (
     S2Recipe,
@@ -46,6 +46,7 @@ from gee_export.ee.sentinel2 import (
     choose_window,
     clear_count_statistic,
     month_window,
+    s2_collection,
 )
 from gee_export.ee.session import EESession
 from gee_export.ee.task_loop import BatchTask, TaskGroup, run_tasks
@@ -146,8 +147,9 @@ def composite_windows(session: EESession, geometry: Any, region_name: str,
     """``date`` with its Sentinel-2 window chosen and its Sentinel-1 scenes checked.
 
     The Sentinel-2 window is widened around a cloudy month exactly as the export widens it; a
-    month with no clear observation or no Sentinel-1 pass, or without the Satellite
-    Embedding's layer of its year (when the bands read it), raises
+    month with no clear observation or no Sentinel-1 pass, a series stack's earlier month
+    without a scene of a sensor it reads there (:func:`require_series_scenes`), or without the
+    Satellite Embedding's layer of its year (when the bands read it), raises
     :class:`~core.errors.EmptyCompositeError` naming the month (the caller reports
     and skips that date).
     """
@@ -164,12 +166,50 @@ def composite_windows(session: EESession, geometry: Any, region_name: str,
         require_scenes(session.get_info(s1_collection(geometry, w.start, w.end, recipe.s1).size(),
                                         f"counting Sentinel-1 scenes of {month}"),
                        month, region_name, recipe.s1)
+    require_series_scenes(session, geometry, region_name, recipe, month)
     if any(_sensor(b) == "embedding" for b in recipe.bands):
         year = int(month[:4])
         require_layer(session.get_info(embedding_collection(geometry, year).size(),
                                        f"counting Satellite Embedding images of {year}"),
                       year, region_name)
     return DateRecipe(recipe, s2_window or month_window(month), date.s1_window)
+
+
+def require_series_scenes(session: EESession, geometry: Any, region_name: str,
+                          recipe: EERecipe, month: str) -> None:
+    """Each earlier month a series stack of ``month`` reaches holds scenes of its sensors.
+
+    An earlier month (``B4_m2``) is composited over its calendar month, never widened: one
+    request answers the fewest Sentinel-2 or Sentinel-1 scenes of any month and sensor the
+    bands reach, and only when that is none a second one which (an all-cloud month is
+    allowed: its pixels are nodata; a month without a scene would fail server-side mid-run).
+
+    Raises:
+        EmptyCompositeError: a month without scenes, named (one line).
+    """
+    import ee
+
+    reached = sorted({(spec.months_before, spec.sensor) for b in recipe.bands
+                      if (spec := band_registry.find_band(b)) is not None
+                      and spec.months_before and spec.sensor in band_registry.SERIES_SENSORS})
+    if not reached:
+        return
+    windows = [(k, sensor, series_window(month_window(month), k)) for k, sensor in reached]
+    counts = ee.List([(
+        s2_collection(geometry, w.start, w.end, recipe.s2, ("B2",)) if sensor == "S2"
+        else s1_collection(geometry, w.start, w.end, recipe.s1)).size()
+        for _, sensor, w in windows])
+    what = f"counting the Sentinel-1/2 scenes of the months before {month}"
+    if int(session.get_info(counts.reduce(ee.Reducer.min()), what) or 0) > 0:
+        return
+    each = session.get_info(counts, what)
+    for (k, sensor, w), count in zip(windows, each, strict=True):
+        if int(count or 0) <= 0:
+            collection = recipe.s2.collection if sensor == "S2" else recipe.s1.collection
+            raise EmptyCompositeError(
+                f"no Sentinel-{sensor[1]} scene ({collection}) over region {region_name!r} in "
+                f"{w.month}, which the series stack of {month} reads ({k} month(s) before it); "
+                "choose another month, or a series of fewer months")
 
 
 def _sensor(band: str) -> str:

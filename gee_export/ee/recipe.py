@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from contract.bands import LABEL, PRODUCT, get_band
+from contract.bands import LABEL, PRODUCT, SERIES_SENSORS, get_band
 from contract.grid import Grid
 from contract.label_schemes import check_product_band
 from core.errors import ConfigError
@@ -108,7 +108,7 @@ def _sentinel_composites(recipe: EERecipe, window: TimeWindow, s1_window: TimeWi
     wanted: dict[tuple[int, str], list[str]] = {}
     for name in recipe.bands:
         source = _source_of(name)
-        if source in ("S2", "S1"):
+        if source in SERIES_SENSORS:
             spec = get_band(name)
             bases = wanted.setdefault((spec.months_before, source), [])
             if spec.sensor == source:  # a spectral band or polarisation, not a count

@@ -175,7 +175,7 @@ def write_image(path: Path, grid: Grid, names: tuple[str, ...], s2: Sequence[Sce
 def _layer(name: str) -> str:
     """The key of band ``name`` among a block's layers (a Sentinel band's own ``B4_m2``)."""
     spec = band_registry.get_band(name)
-    if spec.sensor not in ("S1", "S2"):
+    if spec.sensor not in band_registry.SERIES_SENSORS:
         return name
     return band_registry.earlier_name(spec.base, spec.months_before)
 

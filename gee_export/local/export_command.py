@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from contract.bands import series_record
-from contract.dataset import DatasetSpec, check_compatible, read_manifest
+from contract.dataset import DatasetSpec, check_compatible, out_refusal, read_manifest
 from contract.export_options import ExportOptions
 from contract.patches import PatchSummary, patch_stack
 from core.errors import ConfigError, InputDataError
@@ -26,6 +26,7 @@ from core.lock import hold_output
 from core.storage import LocalStore, Store, files, open_store
 from gee_export.local.compositing import LocalRecipe, reading_options
 from gee_export.local.labels import ALIASES, SCHEMES, get_scheme, label_map_scheme
+from gee_export.local.plan import LocalPlan, format_local_plan, make_local_plan
 from gee_export.local.scenes import SceneCollection
 from gee_export.local.stack import (
     LocalStackPlan,
@@ -184,6 +185,22 @@ def out_month_check(opts: ExportOptions) -> Callable[[SceneCollection, str], boo
         return True
 
     return check
+
+
+def local_dry_run(opts: ExportOptions) -> LocalPlan:
+    """Print the plan of a local export: the scenes of each month, the grid, the patches.
+
+    The real run's checks, before its composite; the caller stops at the plan's
+    ``stop_line``.
+    """
+    recipe = local_recipe(opts)
+    plan = make_local_plan(str(opts.scenes), opts.region.name, opts.grid, opts.months,
+                           opts.bands, opts.out, reading=recipe.reading(), seed=opts.seed,
+                           block=opts.split_block, recipe=recipe, fine_scale=opts.fine_scale,
+                           out_refused=out_refusal(opts.out, local_spec(opts)),
+                           out_check=out_month_check(opts))
+    print(format_local_plan(plan))
+    return plan
 
 
 def run_local_export(opts: ExportOptions,

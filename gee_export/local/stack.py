@@ -175,7 +175,7 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
                   else discover_scenes(scenes, **recipe.reading()))
     scheme = label_scheme if label_scheme is not None else recipe.label_scheme
     inputs = check_month_inputs(collection, grid, month,
-                                [n for n in names if not band_registry.get_band(n).months_before],
+                                [names[i] for i in band_registry.own_month(names)],
                                 recipe, scheme, label, fine_scale, model_bands=model_bands)
     earlier = earlier_inputs(collection, grid, month, names, recipe, scheme, inputs.label_ref,
                              model_bands)
@@ -223,11 +223,13 @@ def earlier_inputs(collection: SceneCollection, grid: Grid, month: str, names: S
             found[k] = check_month_inputs(collection, grid, before, tuple(named), recipe,
                                           scheme, label_ref, model_bands=model_bands)
         except EmptyCompositeError as exc:
+            months = 1 + max(band_registry.months_of(names))
+            fewer = (f"the model reads {months} months" if model_bands  # its bands say so
+                     else "or ask for fewer months (--series-months)")
             raise EmptyCompositeError(
-                f"the stack of {month} is a series of {1 + max(band_registry.months_of(names))}"
-                f" months and its bands _m{k} are {before}: {str(exc).split(';')[0]}; add the "
-                f"scenes of {before} to --scenes, or ask for fewer months (--series-months)"
-            ) from None
+                f"the stack of {month} is a series of {months} months and its bands _m{k} "
+                f"are {before}: {str(exc).split(';')[0]}; add the scenes of {before} to "
+                f"--scenes{';' if model_bands else ','} {fewer}") from None
     return found
 
 def _stack_paths(out: Path, grid: Grid, names: tuple[str, ...], month: str,

@@ -158,7 +158,7 @@ def make_dofn() -> type:
                     data = [future.result() for future in fetched]
                     with self.model.lock:
                         maps = predict_tiles(self.model.predictor, data, unit, t.isa_class,
-                                             t.batch_size, t.bands)
+                                             t.batch_size, bands=t.bands)
                     for tile, (classes, prob) in zip(unit, maps, strict=True):
                         if tile in todo:
                             self._write(tile, classes, prob)

@@ -8,7 +8,7 @@ one ``reduceRegion`` of the date's image over the map's grid at most
 :data:`~inference.predict.sources.SAMPLE_SIDE` pixels a side
 (:func:`gee_export.ee.band_statistics.band_statistics`), sent with the session's ``getInfo``
 (its one retry loop), and read with a local sample's conventions
-(:func:`training.data.stats_from_moments`).
+(:func:`training.norm_stats.stats_from_moments`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from contract.grid import Grid
 from gee_export.ee.band_statistics import band_statistics, output_keys, sample_scale
 from inference.predict.scene import recorded
 from inference.predict.sources import SAMPLE_SIDE
-from training.data import NormStats, stats_from_moments
+from training.norm_stats import NormStats, stats_from_moments
 
 if TYPE_CHECKING:
     from training.modelfile import ModelMeta
@@ -51,7 +51,8 @@ def reduction_stats(reduction: Mapping[str, Any] | None, bands: Sequence[str], m
     """:class:`NormStats` from the answer to :func:`band_statistics` (pure).
 
     A band the answer has no number for (Earth Engine answers null for a band with no
-    unmasked pixel) is refused, naming the date and what to do.
+    unmasked pixel) is refused, naming the date and what to do (an earlier month's band of a
+    series takes its base band's, :func:`~training.norm_stats.stats_from_moments`).
 
     Raises:
         InputDataError: a band has no valid pixel.

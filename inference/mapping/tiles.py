@@ -71,7 +71,7 @@ def fetch_tile(session: Any, image: Any, grid: Grid, tile: MapTile,
 
 
 def predict_tile(predictor: TilePredictor, data: np.ndarray, tile: MapTile,
-                 isa_class: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                 isa_class: int = 1, *, bands: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Classes and ISA probability (uint8, 255 nodata) of the tile's core, at the model's scale.
 
     Args:
@@ -79,23 +79,24 @@ def predict_tile(predictor: TilePredictor, data: np.ndarray, tile: MapTile,
         data: :func:`fetch_tile`'s array of the tile's window.
         tile: the tile.
         isa_class: index of the impervious class.
+        bands: the data's band names (the model's), as :func:`predict_tiles` judges them.
     """
-    return predict_tiles(predictor, [data], [tile], isa_class)[0]
+    return predict_tiles(predictor, [data], [tile], isa_class, bands=bands)[0]
 
 
 def predict_tiles(predictor: TilePredictor, data: Sequence[np.ndarray],
-                  tiles: Sequence[MapTile], isa_class: int = 1, batch_size: int = 1,
-                  bands: Sequence[str] | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+                  tiles: Sequence[MapTile], isa_class: int = 1, batch_size: int = 1, *,
+                  bands: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`predict_tile` of several tiles in one forward pass (one batch, in this order).
 
     The batches of :func:`inference.predict.lattice.batches` are the streaming predictor's own,
     and ``batch_size`` its batch size (a lone tile runs beside a copy of itself when it is
     above one, :func:`inference.predict.sliding_window.forward`), so their maps are equal
-    bit for bit. ``bands``: the data's band names, of which the month's own judge a pixel
-    nodata (:func:`contract.bands.own_month`, as the streaming predictor judges it); None:
-    every band.
+    bit for bit. ``bands`` (required, so no caller judges a series stack by every band): the
+    data's band names, of which the month's own judge a pixel nodata
+    (:func:`contract.bands.own_month`, as the streaming predictor judges it).
     """
-    own = None if bands is None else own_month(bands)
+    own = own_month(bands)
     for d, tile in zip(data, tiles, strict=True):
         expected = (predictor.channels, tile.window.height, tile.window.width)
         if d.shape != expected:
@@ -106,7 +107,7 @@ def predict_tiles(predictor: TilePredictor, data: Sequence[np.ndarray],
 
 
 def _core(s: int, probs: np.ndarray, data: np.ndarray, tile: MapTile, isa_class: int,
-          own: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray]:
+          own: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """The tile's core of its probabilities, encoded with its nodata."""
     r0, c0 = tile.core.row_off - tile.window.row_off, tile.core.col_off - tile.window.col_off
     h, w = tile.core.height, tile.core.width

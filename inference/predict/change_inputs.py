@@ -29,9 +29,9 @@ from inference.cog import maps
 from inference.predict.change import fit_relative_normalisation
 from inference.predict.expected_inputs import check_input
 from inference.predict.job import PredictJob
+from inference.predict.linear_source import LinearSource
 from inference.predict.sources import (
     SAMPLE_SIDE,
-    LinearSource,
     RasterSource,
     decimated_read,
     input_path,

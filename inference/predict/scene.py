@@ -20,7 +20,7 @@ from core.errors import InputDataError
 from core.storage import files
 from inference.predict.expected_inputs import read_band_sample
 from inference.predict.sources import SAMPLE_SIDE, RasterSource, select_bands
-from training.data import NormStats, band_stats
+from training.norm_stats import NormStats, band_stats
 
 if TYPE_CHECKING:
     from training.modelfile import ModelMeta

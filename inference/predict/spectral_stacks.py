@@ -8,7 +8,9 @@ beside the two dates' probability COGs.
 
 - :func:`spectral_stacks` checks the stacks before any work: they exist, hold the model's
   bands and lie on the probability maps' grid (the rule compares a pixel's bands with its
-  probability, so another grid is refused, not resampled).
+  probability, so another grid is refused, not resampled). Of a series stack's bands it reads
+  the month's own (:func:`contract.bands.own_month`): the earlier months' ``_mK`` bands
+  overlap between the two dates and judge no pixel's nodata, as in every prediction path.
 - :meth:`SpectralStacks.fitted` fits the scene's
   :class:`~inference.predict.change.SpectralFit` once, on a decimated sample of both stacks
   (:func:`inference.predict.sources.decimated_read`,
@@ -30,6 +32,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 from rasterio.windows import Window
 
+from contract.bands import own_month
 from core.errors import InputDataError
 from core.shareable import shareable_path
 from core.storage import files
@@ -47,7 +50,8 @@ class SpectralStacks:
 
     Attributes:
         earlier / later: the two dates' stacks (paths, local or gs://), in date order.
-        earlier_bands / later_bands: 1-based indexes of the model's bands in each, same order.
+        earlier_bands / later_bands: 1-based indexes in each of the model's bands of the
+            month's own (:func:`contract.bands.own_month`), same order.
         threshold: :func:`~inference.predict.change.spectral_change`'s threshold (> 0).
         fit: the scene's :class:`~inference.predict.change.SpectralFit` (None until
             :meth:`fitted`).
@@ -164,7 +168,7 @@ def spectral_stacks(earlier: str, later: str, bands: Sequence[str],
     Args:
         earlier: the earlier date's stack.
         later: the later date's stack.
-        bands: the model's bands, in its order.
+        bands: the model's bands, in its order; of a series, the month's own are read.
         size: the probability maps' ``(rows, cols)``.
         transform: their geotransform.
         crs: their CRS.
@@ -177,6 +181,7 @@ def spectral_stacks(earlier: str, later: str, bands: Sequence[str],
             the threshold is not positive.
     """
     check_threshold(threshold)
+    bands = [bands[i] for i in own_month(bands)]
     indexes = []
     for path, flag in zip((earlier, later), names, strict=True):
         given = f"{flag} {path}"

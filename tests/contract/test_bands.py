@@ -45,3 +45,13 @@ def test_earlier_months_are_the_same_band_named_with_how_far_back():
             bands.get_band(name)
     with pytest.raises(UnknownBandError, match="twice"):
         bands.resolve(["B4_m1", "B04_m1"])
+
+
+def test_the_series_rules_have_one_owner():
+    """Which bands are a month's own (own_month) and which sensors a series repeats
+    (SERIES_SENSORS) are spelled in contract.bands alone."""
+    from tests.support.sources import where
+
+    assert where(r"if not [\w.]*get_band\(\w+\)\.months_before") == {}
+    assert where(r'in \("S[12]", "S[12]"\)') == {}
+    assert bands.SERIES_SENSORS == ("S2", "S1")

@@ -258,3 +258,15 @@ def test_series_patches_are_judged_by_their_base_bands_and_their_own_month(tmp_p
     assert _run(src, tmp_path / "refused", "--bands", swapped) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "_m1" in err and not (tmp_path / "refused").exists()
+
+
+def test_patches_of_earlier_months_only_are_refused(tmp_path, capsys):
+    """Bands named B2_m1.. alone: no band of the month's own would judge a pixel nodata
+    (contract.bands.own_month is empty), so the import is refused in one line before any
+    patch is written."""
+    src = _source(tmp_path / "theirs", float_images=True)
+    capsys.readouterr()
+    assert _run(src, tmp_path / "refused", "--bands", "B2_m1,B3_m1,B4_m1,B8_m1") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "only earlier months' bands" in err, err
+    assert "add them (e.g. B2,B3,B4,B8)" in err and not (tmp_path / "refused").exists()

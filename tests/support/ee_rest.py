@@ -110,7 +110,8 @@ class FakeEarthEngine:
             test of a bounded number of attempts fails fast instead of sleeping through an
             unbounded client retry loop.
         compute_result: what ``value:compute`` (``getInfo``) answers, except for
-            ``Profile.getProfiles``, which :attr:`compute` answers.
+            ``Profile.getProfiles``, which :attr:`compute` answers; a callable is given the
+            request's body and answers for it.
         compute: computePixels answers, their metered cost and computation profiles.
         headers: headers every answer carries (the quota status of a project in restricted
             mode: ``x-earth-engine-quota-status: parallelism_restricted=true``).
@@ -206,7 +207,9 @@ class FakeEarthEngine:
     # ------------------------------------------------------------------ values
     def _compute(self, match: re.Match, request: Request) -> Any:
         profile = self.compute.profile_text(request.body["expression"])
-        return {"result": self.compute_result if profile is None else profile}
+        result = self.compute_result(request.body) if callable(self.compute_result) \
+            else self.compute_result
+        return {"result": result if profile is None else profile}
 
     def _compute_pixels(self, match: re.Match, request: Request) -> PixelAnswer:
         return self.compute.compute_pixels(request.body, request.headers)

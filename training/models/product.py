@@ -11,7 +11,7 @@ the model file records the scheme (``product_scheme`` among its constructor argu
 the tables themselves (buffers in its weights).
 
 The band reaches the network as stored: the training statistics of a code band are the
-identity (``training.data.band_stats``), so the value is the code. A pixel whose product is
+identity (``training.norm_stats.band_stats``), so the value is the code. A pixel whose product is
 missing (NaN in the stack) is nodata in training (no loss) and in the map, as a pixel missing
 any other band is; what the expansion makes of the 0 it arrives as does not matter.
 """

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from contract.grid import Grid
 from gee_export.ee.prediction_stack import export_prediction_stack
 from testing.fake_server import StackTransport
@@ -78,3 +80,46 @@ def test_an_s1_only_date_asks_nothing_of_sentinel_2(ee_http):
     # one owner: the export and the map choose a date's windows through composite_windows
     assert set(where(r"choose_window\(")) == {"gee_export/ee/prediction_stack.py",
                                              "gee_export/ee/sentinel2.py"}
+
+
+def test_a_series_month_without_scenes_is_refused_naming_it(ee_http):
+    """A series stack's earlier month with no Sentinel-2 scene (an empty collection's median
+    has no band: the export and the map failed server-side mid-run): composite_windows counts
+    each month and sensor the bands reach, in one request, and refuses naming the month."""
+    import json
+
+    import ee
+
+    from contract.bands import stack_series_bands
+    from core.errors import EmptyCompositeError
+    from gee_export.ee.prediction_stack import DateRecipe, composite_windows
+    from gee_export.ee.recipe import EERecipe
+    from gee_export.ee.sentinel2 import month_window
+    from gee_export.ee.session import EESession, EETransport, RetryPolicy
+
+    session = EESession("offline", transport=EETransport(ee, "offline"), sleep=lambda s: None,
+                        seed=0, retry=RetryPolicy(max_attempts=2))
+    region = ee.Geometry.Rectangle([114.2, 30.5, 114.25, 30.55])
+    bands = stack_series_bands(("B2", "VV"), 3)
+    counts = [5, 6, 4, 6]  # (months before, sensor) in order: (1, S1), (1, S2), (2, S1), (2, S2)
+
+    def answer(body):  # the own month's counts, then the series' fewest, then each
+        text = json.dumps(body)
+        if "2019-04-01" not in text:
+            return 4
+        return min(counts) if "Reducer.min" in text else list(counts)
+
+    ee_http.compute_result = answer
+    date = composite_windows(session, region, "r", DateRecipe(
+        EERecipe(bands=bands), None, month_window("2019-06")))
+    assert date.s2_window == month_window("2019-06")
+    asked = [json.dumps(r.body) for r in ee_http.calls("POST", "value:compute")]
+    assert len(asked) == 3  # S2 clear count, S1 scenes, the series' months' fewest
+    for start in ("2019-05-01", "2019-04-01"):
+        assert start in asked[2] and "COPERNICUS/S1_GRD" in asked[2] and "S2_SR" in asked[2]
+    counts[3] = 0
+    with pytest.raises(EmptyCompositeError, match=r"no Sentinel-2 scene .* in 2019-04, which "
+                       r"the series stack of 2019-06 reads \(2 month\(s\) before it\)") as e:
+        composite_windows(session, region, "r", DateRecipe(
+            EERecipe(bands=bands), None, month_window("2019-06")))
+    assert "\n" not in str(e.value) and len(ee_http.calls("POST", "value:compute")) == 7

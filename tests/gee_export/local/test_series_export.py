@@ -71,6 +71,11 @@ def test_the_june_stack_holds_may_composited_by_the_same_recipe(exported):
         np.testing.assert_array_equal(s.read(list(range(1, 7))), p.read())  # June as ever
         assert np.isfinite(s.read(7)).mean() > 0.5
         assert not np.allclose(s.read(1), s.read(7), equal_nan=True)
+    patch = next(p for p in sorted((tmp / "ds" / "patches" / "2019-06").glob("*.tif"))
+                 if "_label" not in p.name)
+    with rasterio.open(patch) as src:  # each earlier month's band carries its unit, as its own
+        assert [src.tags(i).get("unit") for i in range(1, 13)] == ["reflectance"] * 4 + [
+            "dB"] * 2 + ["reflectance"] * 4 + ["dB"] * 2
 
 
 def _grid(root):
@@ -125,6 +130,20 @@ def test_a_unet_trained_on_the_series_predicts_and_maps_it(exported, capsys):
     with rasterio.open(made) as src:
         assert list(src.descriptions) == SERIES  # the map's stack: the same series bands
     assert list((tmp / "maps").rglob("isa_2019-06_class.tif"))
+    # without May's scenes: the months come from the model, which isamap-map has no flag for
+    june_only = tmp / "june_only"
+    shutil.copytree(tmp / "scenes", june_only)
+    for sensor in ("S2", "S1"):
+        for product in (tmp / "may" / sensor).iterdir():
+            shutil.rmtree(june_only / sensor / product.name)
+    capsys.readouterr()
+    rc = map_main(["--model", str(run / "model.pt"), "--backend", "local", "--scenes",
+              str(june_only), "--months", "2019-06", "--bbox", _bbox(tmp / "ds"),
+              "--out", str(tmp / "maps_june"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and not (tmp / "maps_june" / "2019-06").exists()
+    assert "add the scenes of 2019-05 to --scenes; the model reads 2 months" in err, err
+    assert "--series-months" not in err
 
 
 def _bbox(root) -> str:
@@ -133,6 +152,19 @@ def _bbox(root) -> str:
     grid = _grid(root)
     to_ll = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
     return ",".join(f"{v:.6f}" for v in to_ll.transform_bounds(*grid.bounds))
+
+
+def test_training_on_earlier_months_alone_is_refused(exported, capsys):
+    """isamap-train --bands of earlier months only: nothing would judge a pixel nodata."""
+    from cli.train import train_main as train
+
+    tmp, _ = exported
+    capsys.readouterr()
+    assert train(["--data", str(tmp / "ds"), "--out", str(tmp / "run_m1"), "--model", "unet",
+                  "--bands", "B2_m1,B3_m1,B4_m1", "--max-iterations", "1", "--workers", "0",
+                  "--no-progress", "--device", "cpu", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--bands B2_m1,B3_m1,B4_m1 hold only earlier months'" in err[0]
 
 
 def test_a_dry_run_refuses_a_missing_earlier_month_as_the_real_run(exported, capsys):

@@ -114,6 +114,11 @@ def test_the_reduction_is_read_with_a_local_samples_conventions():
     with pytest.raises(InputDataError, match=r"\['B3'\] have no valid pixel in the 2019-06 "
                                              r"image.*choose other --months"):
         reduction_stats({**reduction, "B3_mean": None, "B3_stdDev": None}, bands, MONTH, 10.0)
+    # a series' month before with no scene pixel (Earth Engine answers null): B2's statistics
+    series = (*bands, "B2_m1")
+    got = reduction_stats({**reduction, "B2_m1_mean": None, "B2_m1_stdDev": None}, series,
+                          MONTH, 10.0)
+    assert (got.mean[3], got.std[3]) == (got.mean[0], got.std[0])
 
 
 def test_a_fetched_map_equals_the_stack_files_and_asks_once_per_date(scene, ee_offline,

@@ -41,7 +41,8 @@ def test_tiles_cover_the_grid_once_and_mosaic_to_the_streaming_map(tmp_path, ee_
                               options=RuntimeOptions(precision="fp32", channels_last=False))
     parts = []
     for t in tiles:
-        classes, prob = predict_tile(predictor, fetch_tile(session, image, grid, t, BANDS), t)
+        classes, prob = predict_tile(predictor, fetch_tile(session, image, grid, t, BANDS), t,
+                                     bands=BANDS)
         parts.append((write_tile(tmp_path / "tiles" / f"{t.name}.tif", classes, prob, grid, t),
                       t))
     info = OutputInfo("conv1x1", BANDS, month=MONTH)
@@ -87,3 +88,28 @@ def test_a_tile_over_the_grids_edge_is_fetched_whole_as_the_streaming_reader_rea
             assert data.shape == (6, 64, 64) and np.isnan(data).any()
             expected = read_padded(src, range(1, 7), w.row_off, w.col_off, 64, 64)
             np.testing.assert_array_equal(data, expected)
+
+
+def test_a_series_tile_is_judged_by_the_months_own_bands():
+    """A tile of a series stack (``_m1`` bands NaN on a block: cloudy the month before): its
+    pixels are mapped there, nodata only where the month's own bands are; the tile functions
+    take the bands, so no caller judges every band by forgetting them."""
+    import pytest
+
+    from contract.bands import series_bands
+    from contract.grid import Window
+    from inference.mapping.tiles import MapTile
+
+    series = series_bands(BANDS, 2)
+    data = np.concatenate([smooth_stack(64, 64, seed=1), smooth_stack(64, 64, seed=2)])
+    data[len(BANDS):, 20:40, 20:40] = np.nan  # every _m1 band
+    data[0, 30:34, 50:54] = np.nan  # the month's own B2
+    whole = Window(row_off=0, col_off=0, height=64, width=64)
+    tile = MapTile(row=0, col=0, window=whole, core=whole)
+    predictor = TilePredictor(conv1x1(len(series)), np.zeros(12), np.ones(12),
+                              options=RuntimeOptions(precision="fp32", channels_last=False))
+    classes, prob = predict_tile(predictor, data, tile, bands=series)
+    assert (prob[20:40, 20:40] != 255).all() and (classes[20:40, 20:40] != 255).all()
+    assert (prob[30:34, 50:54] == 255).all() and (prob != 255).sum() == 64 * 64 - 16
+    with pytest.raises(TypeError, match="bands"):
+        predict_tile(predictor, data, tile)  # type: ignore[call-arg]

@@ -118,3 +118,31 @@ def test_tiles_fetched_one_by_one_give_no_sample_and_nothing_is_fetched_for_one(
     finally:
         source.close()
     assert "\n" not in str(refused.value) and fetched == []
+
+
+def test_a_series_whose_earlier_month_is_all_cloud_maps_by_the_base_bands_statistics(tmp_path):
+    """A series stack (``B2_m1``...) whose month before has no valid pixel (the export allows
+    an all-cloud earlier month): a scene-normalised model maps it, each ``_mK`` band taking
+    its base band's statistics of the scene; a month's own band with no pixel is refused."""
+    from contract.bands import series_bands
+
+    series = series_bands(BANDS, 2)
+    data = np.concatenate([smooth_stack(96, 112), np.full((6, 96, 112), np.nan, np.float32)])
+    stack = write_stack(tmp_path / "series.tif", data, bands=series)
+    meta = ModelMeta("unet", 12, 2, series, (0.0,) * 12, (1.0,) * 12, model_kwargs=KWARGS,
+                     norm="scene")
+    path = save_model_file(tmp_path / "m.pt", create_model("unet", 12, 2, **KWARGS), meta)
+    out = tmp_path / "out" / "isa"
+    assert predict_main(["--model", str(path), "--input", str(stack), "--out", str(out),
+                         "--tile", "64", "--overlap", "16", "--precision", "fp32",
+                         "--quiet"]) == 0
+    with rasterio.open(f"{out}_prob.tif") as ds:
+        tag, probs = json.loads(ds.tags()["normalisation"]), ds.read(1)
+    assert tag["mean"][6:] == tag["mean"][:6] and tag["std"][6:] == tag["std"][:6]
+    assert (probs != ds.nodata).all()
+    own = scene_statistics(str(write_stack(tmp_path / "one.tif", data[:6], bands=BANDS)), BANDS)
+    assert tag["mean"][:6] == list(own.mean)
+    data[2] = np.nan  # the month's own B4 with no pixel: refused, naming it
+    with pytest.raises(InputDataError,
+                       match=r"\['B4', 'B4_m1'\] have no valid pixel in the input"):
+        band_stats([data], series, where="the input stack")

@@ -105,3 +105,27 @@ def test_stacks_off_the_grid_or_without_a_band_are_refused(pair, tmp_path):
     with pytest.raises(InputDataError, match=r"moved\.tif is not on the grid"):
         stats.change_map(pair["p_from"], pair["p_to"], str(tmp_path / "c.tif"), spectral=off)
     assert not (tmp_path / "c.tif").exists()
+
+
+def test_a_series_pair_is_judged_by_the_months_own_bands(pair, tmp_path):
+    """Series stacks (B2..VH then the same bands a month before): the rule reads the month's
+    own bands. A block cloudy the month before (NaN _m1 bands) in the later stack is mapped,
+    not nodata, and an earlier month that differs between the dates changes no pixel."""
+    from contract.bands import series_bands
+    earlier, later = pair["arrays"]
+    before_a = smooth_stack(H, W, seed=9)
+    before_b = before_a + 3.0  # the month before differs a lot between the dates: no change
+    before_b[:, 10:30, 10:40] = np.nan  # and is cloudy there in the later stack
+    names = series_bands(BANDS, 2)
+    a = str(write_stack(tmp_path / "a.tif", np.concatenate([earlier, before_a]), bands=names))
+    b = str(write_stack(tmp_path / "b.tif", np.concatenate([later, before_b]), bands=names))
+    crs = rasterio.crs.CRS.from_string("EPSG:32650")
+    stacks = spectral_stacks(a, b, names, (H, W), TRANSFORM, crs).fitted()
+    assert stacks.earlier_bands == stacks.later_bands == (1, 2, 3, 4, 5, 6)
+    series_out, one_out = str(tmp_path / "series.tif"), str(tmp_path / "one.tif")
+    stats.change_map(pair["p_from"], pair["p_to"], series_out, spectral=stacks)
+    stats.change_map(pair["p_from"], pair["p_to"], one_out, spectral=_checked(pair).fitted())
+    with rasterio.open(series_out) as s, rasterio.open(one_out) as o:
+        codes = s.read(1)
+        assert np.array_equal(codes, o.read(1))  # the one-month pair's map, bit for bit
+    assert (codes[10:30, 10:40] != NODATA).all()
