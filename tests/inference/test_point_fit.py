@@ -25,6 +25,16 @@ from tests.support.mapping import MONTH, inner_region, session_for, write_month_
 from tests.support.rasters import smooth_stack
 
 
+def write_points(path, lon, lat, reference):
+    """A points CSV (id, lon, lat, reference) as a user writes one."""
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "lon", "lat", "reference"])
+        w.writerows([f"t{i}", f"{a:.8f}", f"{b:.8f}", int(ref)]
+                    for i, (a, b, ref) in enumerate(zip(lon, lat, reference, strict=True)))
+    return path
+
+
 def test_fitted_model_maps_streamed_and_in_a_beam_pipeline(tmp_path, ee_offline):
     pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")
     data = smooth_stack(120, 130, seed=11)
@@ -35,12 +45,7 @@ def test_fitted_model_maps_streamed_and_in_a_beam_pipeline(tmp_path, ee_offline)
     to_lonlat = Transformer.from_crs(stack.grid.crs, "EPSG:4326", always_xy=True)
     x, y = stack.grid.transform * (cols + 0.5, rows + 0.5)
     lon, lat = to_lonlat.transform(x, y)
-    points = tmp_path / "points.csv"
-    with open(points, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["id", "lon", "lat", "reference"])
-        w.writerows([f"t{i}", f"{a:.8f}", f"{b:.8f}", int(truth[r, c])]
-                    for i, (a, b, r, c) in enumerate(zip(lon, lat, rows, cols, strict=True)))
+    points = write_points(tmp_path / "points.csv", lon, lat, truth[rows, cols])
     job = job_of(build_parser().parse_args([
         "--points", str(points), "--backend", "ee", "--month", MONTH, "--block", "300",
         "--out", str(tmp_path / "fit"), "--no-progress"]))
@@ -97,12 +102,7 @@ def test_a_series_stacks_earlier_months_are_read_and_their_gaps_keep_the_point(t
     rows, cols = np.mgrid[2:60:4, 2:60:4].reshape(2, -1)
     to_lonlat = Transformer.from_crs("EPSG:32650", "EPSG:4326", always_xy=True)
     lon, lat = to_lonlat.transform(500000 + 10 * (cols + 0.5), 3400000 - 10 * (rows + 0.5))
-    points = tmp_path / "points.csv"
-    with open(points, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["id", "lon", "lat", "reference"])
-        w.writerows([f"t{i}", f"{a:.8f}", f"{b:.8f}", int(truth[r, c])]
-                     for i, (a, b, r, c) in enumerate(zip(lon, lat, rows, cols, strict=True)))
+    points = write_points(tmp_path / "points.csv", lon, lat, truth[rows, cols])
     job = job_of(build_parser().parse_args([
         "--points", str(points), "--input", str(stack), "--block", "100",
         "--out", str(tmp_path / "fit"), "--no-progress"]))
