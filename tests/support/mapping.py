@@ -87,9 +87,11 @@ def model_file(path: Path, grid: Grid, name: str = "unet", backend: str = "ee",
     return save_model_file(path, model, meta)
 
 
-def encoder_network(weights: Path, entry: Any = None) -> Any:
+def encoder_network(weights: Path, entry: Any = None,
+                    stack_bands: tuple[str, ...] = BANDS) -> Any:
     """A context model of ``entry``'s encoder (Presto by default) on the test stacks' six
-    bands, the published weights read from ``weights``; its kwargs at ``.kwargs``."""
+    bands (or ``stack_bands``: a series stack's), the published weights read from
+    ``weights``; its kwargs at ``.kwargs``."""
     import torch
 
     from training.models import create_model
@@ -97,26 +99,29 @@ def encoder_network(weights: Path, entry: Any = None) -> Any:
     from training.models.encoders.registry import PRESTO, load_encoder
 
     entry = entry or PRESTO
-    kwargs = {"bands": list(BANDS), "encoder": entry.name, "encoder_sha256": entry.sha256,
-              "input_mean": [0.0] * len(BANDS), "input_std": [1.0] * len(BANDS),
+    bands = stack_bands
+    kwargs = {"bands": list(bands), "encoder": entry.name, "encoder_sha256": entry.sha256,
+              "input_mean": [0.0] * len(bands), "input_std": [1.0] * len(bands),
               "latlon": [0.0, 0.0], "month": 0, "fusion": "context", "frozen": True}
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        model = create_model(NAME, len(BANDS), 2, module=MODULE, **kwargs)
+        model = create_model(NAME, len(bands), 2, module=MODULE, **kwargs)
     model.encoder.load_state_dict(load_encoder(entry, weights).state_dict())
     model.kwargs = kwargs
     return model.eval()
 
 
 def encoder_model_file(path: Path, grid: Grid, weights: Path, backend: str = "ee",
-                       entry: Any = None) -> Path:
+                       entry: Any = None, stack_bands: tuple[str, ...] = BANDS) -> Path:
     """:func:`encoder_network` saved with the dataset record the trainer writes."""
     from training.models.encoders.fused import MODULE, NAME
 
-    model = encoder_network(weights, entry)
-    meta = ModelMeta(NAME, len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6,
+    model = encoder_network(weights, entry, stack_bands)
+    n = len(stack_bands)
+    meta = ModelMeta(NAME, n, 2, tuple(stack_bands), (0.0,) * n, (1.0,) * n,
                      model_kwargs=model.kwargs, module=MODULE,
-                     extra={"dataset": dataset_record(grid, backend=backend)})
+                     extra={"dataset": dataset_record(grid, backend=backend,
+                                                      bands=stack_bands)})
     return save_model_file(path, model, meta)
 
 

@@ -15,6 +15,8 @@ import pytest
 import rasterio
 
 from cli.predict import predict_main
+from contract.bands import stack_series_bands
+from contract.patches import StackPaths
 from core.errors import ConfigError
 from core.pipeline_options import RunnerConfig
 from inference.mapping.request import MapRequest
@@ -26,9 +28,10 @@ from tests.support.mapping import (
     encoder_model_file,
     inner_region,
     session_for,
+    stack_paths,
     write_month_stack,
 )
-from tests.support.rasters import smooth_stack
+from tests.support.rasters import BANDS, smooth_stack, write_stack
 from training.modelfile import load_model_file
 from training.models.encoders.registry import ENCODERS, PRESTO
 
@@ -62,6 +65,40 @@ def test_streamed_and_beam_maps_of_an_encoder_model_are_the_same(presto_file, tm
     assert np.array_equal(streamed_class, beam_class)
     assert np.array_equal(streamed_prob, beam_prob)
     assert np.unique(streamed_prob[streamed_class != 255]).size > 10  # the pixels, not a constant
+
+
+def test_a_presto_series_model_maps_streamed_and_on_beam_alike(presto_file, tmp_path,
+                                                                ee_offline):
+    """A Presto model of a two-month series stack (its earlier month cloudy on a block):
+    the streamed map and the Beam workers' give the same map bit for bit, every pixel mapped,
+    and the earlier month changes the map (Presto reads it)."""
+    pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")
+    series = stack_series_bands(BANDS, 2)
+    data = np.concatenate([smooth_stack(60, 70, seed=3), smooth_stack(60, 70, seed=4)])
+    data[len(BANDS):, 20:35, 25:45] = np.nan  # the month before cloudy on a block
+    plain = stack_paths(write_stack(tmp_path / f"stack_{MONTH}.tif", data, bands=series))
+    stack = StackPaths(plain.grid, series, MONTH, plain.image, plain.label)
+    model = encoder_model_file(tmp_path / "series.pt", stack.grid, presto_file,
+                               stack_bands=series)
+
+    def run(name: str, beam: bool, model=model):
+        runner = RunnerConfig("direct", max_workers=2, max_concurrent=2) if beam else None
+        request = MapRequest(region=inner_region(stack.grid, 8), dates=(MONTH,),
+                             model_file=str(model), out=str(tmp_path / name), workers=2,
+                             tile=48, overlap=16, batch_size=2, options=OPTIONS,
+                             progress=False, runner=runner)
+        kwargs = {"worker_sessions": StackSessions(stack)} if beam else {}
+        return _read(map_region(request, session=session_for(
+            StackTransport(stack, info=lambda text: 5)), echo=lambda _: None, **kwargs))
+
+    (streamed_class, streamed_prob), (beam_class, beam_prob) = run("s", False), run("b", True)
+    assert (streamed_class != 255).all()
+    assert np.array_equal(streamed_class, beam_class)
+    assert np.array_equal(streamed_prob, beam_prob)
+    # the one-month model of the same weights reads the month's own bands of the same stack
+    one = encoder_model_file(tmp_path / "one.pt", stack.grid, presto_file)
+    _, one_prob = run("one", False, one)
+    assert not np.array_equal(one_prob, streamed_prob)
 
 
 @pytest.mark.parametrize("name", ["presto", "galileo-nano"])
