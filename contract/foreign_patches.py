@@ -35,7 +35,7 @@ from contract.band_values import (
     pooled_s2_band_name_problem,
     reflectance_too_small,
 )
-from contract.bands import LABEL_NODATA, check_own_month, find_band
+from contract.bands import LABEL_NODATA, check_series_bands, find_band
 from contract.dataset import DatasetSpec
 from contract.grid import Grid, metre_crs_problem, patch_id, utm_epsg
 from contract.patch_pairs import PatchPair, find_pairs
@@ -118,7 +118,8 @@ def plan_import(pairs: Sequence[PatchPair], bands: Sequence[str] | None = None) 
     """
     first = _header(pairs[0].image)
     names = _band_names(pairs[0], first, bands)
-    check_own_month(names, f"{pairs[0].image.name}'s bands")
+    check_series_bands(names, f"{pairs[0].image.name}'s bands",
+                       add="import the month before ({}) too")
     size, res = first["width"], first["transform"].a
     if first["height"] != size or abs(first["transform"].e) != res or first["crs"] is None:
         raise InputDataError(f"{pairs[0].image} is {first['width']} x {first['height']} px of "
