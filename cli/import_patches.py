@@ -49,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-band-names", action="store_true",
                    help="import the bands as named even where the band-order rules (which "
                         "the export applies too) doubt them")
+    p.add_argument("--allow-l1c", action="store_true",
+                   help="import Sentinel-2 Level-1C (top-of-atmosphere) patches instead of "
+                        "refusing them (recorded in the dataset's recipe: its models map "
+                        "Level-1C stacks, with a warning)")
     p.add_argument("--scale", type=float, default=1.0,
                    help="multiply every image value by this (0.0001 for reflectance x 10000)")
     p.add_argument("--impervious-values", default="1", metavar="V,...",
@@ -103,7 +107,7 @@ def _run(args: argparse.Namespace) -> int:
         pervious=_values("--pervious-values", args.pervious_values),
         ignore=_values("--ignore-values", args.ignore_values), scale=args.scale,
         seed=args.seed, block=args.split_block, min_valid_fraction=args.min_valid_fraction,
-        trust_band_names=args.trust_band_names)
+        trust_band_names=args.trust_band_names, allow_l1c=args.allow_l1c)
     summary = import_patches(args.src, args.out, options,
                              progress=not (args.quiet or args.no_progress))
     print(json.dumps(summary, indent=1))

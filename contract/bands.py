@@ -216,6 +216,63 @@ def check_own_month(bands: Sequence[str], given: str = "the bands") -> None:
                           f"(e.g. {bases})")
 
 
+def bad_earlier_name(name: str) -> str | None:
+    """Why ``name`` looks like a band of an earlier month but is none, else None.
+
+    A ``<registered band>_m<digits>`` name :func:`get_band` does not know (``B2_m24``,
+    ``B2_m0``, ``B2_m01``, ``s2_clear_count_m1``) would be read as a channel of its own, and
+    a series model would silently get one month fewer.
+    """
+    key = canonical_band(name)
+    base, sep, k = key.rpartition("_m")
+    spec = REGISTRY.get(canonical_band(base)) if sep and k.isdigit() else None
+    if spec is None or key in REGISTRY or _earlier_band(key) is not None:
+        return None
+    b = spec.name
+    return f"band {name} names {b} of an earlier month, " + (
+        f"but a series reaches 1 to {MAX_MONTHS_BEFORE} months back ({b}_m1 to "
+        f"{b}_m{MAX_MONTHS_BEFORE}; {b} itself is the stack's own month)"
+        if spec.sensor in SERIES_SENSORS else "which only Sentinel-1/2 bands have")
+
+
+def series_gap(bands: Sequence[str], add: str = "add the month before ({}) too",
+               drop: str = "leave out {}") -> str | None:
+    """Why ``bands`` skip a month (``B2_m2`` without ``B2_m1``), naming what to add or drop.
+
+    A band ``k`` months before needs the same band ``k - 1`` months before, down to ``_m1``
+    (a series's timesteps are consecutive months); ``add`` and ``drop`` word the fix.
+    """
+    months: dict[str, set[int]] = {}
+    for spec in (s for b in bands if (s := find_band(b)) is not None and s.months_before):
+        months.setdefault(spec.base, set()).add(spec.months_before)
+    lacking: list[str] = []
+    after: list[str] = []
+    for base, ks in months.items():
+        if skipped := [k for k in range(1, max(ks)) if k not in ks]:
+            lacking += [earlier_name(base, k) for k in skipped]
+            after += [earlier_name(base, k) for k in sorted(ks) if k > skipped[0]]
+    return (f"{', '.join(after)} without {', '.join(lacking)}: a series cannot skip a month; "
+            f"{add.format(', '.join(lacking))}, or {drop.format(', '.join(after))}"
+            if lacking else None)
+
+
+def check_series_bands(bands: Sequence[str], given: str = "the bands",
+                       add: str = "add the month before ({}) too",
+                       drop: str = "leave out {}") -> None:
+    """Refuse a band list no series stack has, in one line.
+
+    A name like an earlier month's that is none (:func:`bad_earlier_name`), earlier months'
+    bands only (:func:`check_own_month`), or a skipped month (:func:`series_gap`, its fix
+    worded by ``add`` and ``drop``); raises :class:`ConfigError` on the first.
+    """
+    if bad := next((why for b in bands if (why := bad_earlier_name(b))), None):
+        raise ConfigError(f"{given}: {bad}; name each band of an earlier month <band>_m<k>, "
+                          f"k from 1 to {MAX_MONTHS_BEFORE}")
+    check_own_month(bands, given)
+    if gap := series_gap(bands, add, drop):
+        raise ConfigError(f"{given} hold {gap}")
+
+
 def series_record(bands: Iterable[str]) -> dict[str, int]:
     """What a dataset's recipe records of its series: ``series_months`` when above 1.
 

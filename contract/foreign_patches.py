@@ -11,7 +11,10 @@ refused where the folder holds a dataset of other parameters.
 
 Pixels are checked, not names: the image bands' values must be what their names say
 (:func:`contract.band_values.band_value_problems`; ``scale`` turns integer exports
-into reflectance), and every mask value must be declared impervious, pervious or ignored.
+into reflectance), every mask value must be declared impervious, pervious or ignored, and
+Level-1C (top-of-atmosphere) pixels are refused unless ``allow_l1c``, as the export refuses
+Level-1C scenes (:func:`contract.s2_level.check_import_level`). The pairs are found by
+:func:`contract.patch_pairs.find_pairs`.
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ from contract.band_values import (
     pooled_s2_band_name_problem,
     reflectance_too_small,
 )
-from contract.bands import LABEL_NODATA, check_own_month, find_band
+from contract.bands import LABEL_NODATA, check_series_bands, find_band
 from contract.dataset import DatasetSpec
 from contract.grid import Grid, metre_crs_problem, patch_id, utm_epsg
+from contract.patch_pairs import PatchPair, find_pairs
 from contract.patch_writer import open_month, valid_mask
+from contract.s2_level import check_import_level, s2_level_of
 from contract.splits import split_advice, split_counts
 from core.digest import combined_digest, file_sha256
 from core.errors import InputDataError
@@ -45,20 +50,8 @@ from core.storage import open_store
 
 log = logging.getLogger(__name__)
 
-MASK_SUFFIXES = ("_mask", "_label", "_labels", "_gt")
-MASK_FOLDERS = ("masks", "labels", "mask", "label", "gt")
-IMAGE_SUFFIXES = (".tif", ".tiff")
 IMPORT_BLOCK = 4  # split blocks of 4 x 4 patches: imported patches are large, the areas small
 _EDGE = 1e-6  # fraction of a pixel two edges may differ by and still be one
-
-
-@dataclass(frozen=True)
-class PatchPair:
-    """One patch of the source: its image and its mask."""
-
-    name: str
-    image: Path
-    mask: Path
 
 
 @dataclass(frozen=True)
@@ -75,6 +68,8 @@ class ImportOptions:
         ratios / seed / block: the spatially blocked split (``block``: ``--split-block``).
         min_valid_fraction: patches with fewer valid pixels are not imported.
         trust_band_names: the band-order rules are not applied (``--trust-band-names``).
+        allow_l1c: Level-1C (top-of-atmosphere) patches are imported with a warning, the
+            recipe recording ``allow_l1c`` as the export's does (``--allow-l1c``).
     """
 
     month: str
@@ -89,6 +84,7 @@ class ImportOptions:
     min_valid_fraction: float = 0.9
     region: str | None = None
     trust_band_names: bool = False
+    allow_l1c: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -103,53 +99,6 @@ class ImportOptions:
                 seen[v] = flag
         if not self.scale > 0:
             raise InputDataError(f"--scale must be > 0, got {self.scale}")
-
-
-def find_pairs(src: str | os.PathLike[str]) -> list[PatchPair]:
-    """The image/mask pairs of ``src`` (either layout of the module docstring), by name.
-
-    Raises:
-        InputDataError: no pair, or an image without its mask.
-    """
-    root = Path(src)
-    if not root.is_dir():
-        raise InputDataError(f"{root} is not a folder; give the folder of image/mask pairs")
-    images_dir = root / "images"
-    pairs, orphans = [], []
-    if images_dir.is_dir():
-        masks_dir = next((root / d for d in MASK_FOLDERS if (root / d).is_dir()), None)
-        if masks_dir is None:
-            raise InputDataError(f"{root} has images/ but no {'/, '.join(MASK_FOLDERS)}/ "
-                                 "folder of masks beside it")
-        for image in sorted(p for p in images_dir.iterdir() if p.suffix in IMAGE_SUFFIXES):
-            mask = next((masks_dir / f"{image.stem}{s}{image.suffix}"
-                         for s in ("", *MASK_SUFFIXES)
-                         if (masks_dir / f"{image.stem}{s}{image.suffix}").exists()), None)
-            if mask is None:
-                orphans.append(image.name)
-            else:
-                pairs.append(PatchPair(image.stem, image, mask))
-    else:
-        files = sorted(p for p in root.iterdir() if p.suffix in IMAGE_SUFFIXES)
-        names = {p.name for p in files}
-        for image in files:
-            if any(image.stem.endswith(s) for s in MASK_SUFFIXES):
-                continue
-            mask = next((image.with_name(f"{image.stem}{s}{image.suffix}")
-                         for s in MASK_SUFFIXES if f"{image.stem}{s}{image.suffix}" in names),
-                        None)
-            if mask is None:
-                orphans.append(image.name)
-            else:
-                pairs.append(PatchPair(image.stem, image, mask))
-    if orphans:
-        raise InputDataError(f"{len(orphans)} image(s) in {root} have no mask (e.g. "
-                             f"{orphans[0]}); name masks <name>_mask.tif beside the images, or "
-                             "put them in masks/ under the images' names")
-    if not pairs:
-        raise InputDataError(f"no image/mask GeoTIFF pairs in {root}: expected images/ and "
-                             "masks/ with the same names, or <name>.tif beside <name>_mask.tif")
-    return pairs
 
 
 @dataclass(frozen=True)
@@ -169,7 +118,8 @@ def plan_import(pairs: Sequence[PatchPair], bands: Sequence[str] | None = None) 
     """
     first = _header(pairs[0].image)
     names = _band_names(pairs[0], first, bands)
-    check_own_month(names, f"{pairs[0].image.name}'s bands")
+    check_series_bands(names, f"{pairs[0].image.name}'s bands",
+                       add="import the month before ({}) too")
     size, res = first["width"], first["transform"].a
     if first["height"] != size or abs(first["transform"].e) != res or first["crs"] is None:
         raise InputDataError(f"{pairs[0].image} is {first['width']} x {first['height']} px of "
@@ -295,6 +245,9 @@ def check_values(plan: ImportPlan, options: ImportOptions, samples: int = 16) ->
     if order:  # the export's band-order rules
         raise InputDataError(f"the images' values do not match their band names: {order}; "
                              f"{_BANDS_FIX}, or pass --trust-band-names if they are right")
+    with rasterio.open(chosen[0].image) as ds:  # the level, as every stack's is judged
+        stated = s2_level_of(ds.tags(), plan.bands)
+    check_import_level(sampled, stated, options.allow_l1c)
     for pair in pairs:  # every mask value accounted for (masks are small: all of them)
         with rasterio.open(pair.mask) as ds:
             label_of(ds.read(1), options, pair.name)
@@ -356,7 +309,10 @@ def import_patches(src: str | os.PathLike[str], out: str | os.PathLike[str],
     recipe = {"imported": {"impervious": list(options.impervious),
                            "pervious": list(options.pervious),
                            "ignore": list(options.ignore), "scale": options.scale,
-                           **options.extra}}
+                           **options.extra},
+              # as the export's recipe records it; only where given, so earlier imports
+              # keep their recipe
+              **({"allow_l1c": True} if options.allow_l1c else {})}
     spec = DatasetSpec(grid=plan.grid, bands=plan.bands, ratios=options.ratios,
                        seed=options.seed, block=options.block,
                        min_valid_fraction=options.min_valid_fraction, backend="imported",

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from contract import dataset as _dataset
-from contract.bands import LABEL_NODATA, check_own_month, is_code_band, own_month
+from contract.bands import LABEL_NODATA, check_series_bands, is_code_band, own_month
 from contract.splits import missing_split_advice
 from core.errors import ConfigError, InputDataError
 from core.storage.gdal_auth import check_read
@@ -133,7 +133,9 @@ class PatchDataset(Dataset):
         missing = [b for b in self.bands if b not in manifest_bands]
         if missing:
             raise ConfigError(f"bands {missing} are not in the dataset (it has {manifest_bands})")
-        check_own_month(self.bands, "--bands")
+        check_series_bands(self.bands, "--bands",
+                           add="add the month before ({}) to the dataset and --bands",
+                           drop="give --bands without {}")
         self.band_indexes = [manifest_bands.index(b) + 1 for b in self.bands]
         records = _dataset.read_index(self.root)
         excluded = set(exclude)

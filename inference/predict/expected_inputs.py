@@ -25,10 +25,8 @@ recipe on its own grid; only their pixel size is compared, as a sample would cos
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -51,6 +49,7 @@ from contract.band_values import (
 )
 from contract.bands import own_month
 from contract.input_facts import InputFacts, findings, input_facts, judge_level
+from contract.s2_level import allowed_l1c, s2_level_of
 from core.errors import InputDataError
 from core.storage import files
 from inference.predict.sources import (
@@ -324,24 +323,6 @@ def _check_s1_unit(what: str, samples: Mapping[str, np.ndarray],
                 "value) or give the stack isamap-export writes")
 
 
-def s2_level_of(tags: Mapping[str, str], descriptions: Sequence[str | None]) -> str | None:
-    """``"L1C"`` when a stack says it holds top-of-atmosphere Sentinel-2, else None.
-
-    It says so by a ``PRODUCT_LEVEL`` tag ``L1C`` or ``Level-1C``, by a B10 band (Sen2Cor drops the
-    cirrus band from L2A), or by an isamap export forced with ``--allow-l1c`` (its
-    ``ISAMAP_RECIPE`` tag: such a stack may hold L1C scenes).
-    """
-    if re.search(r"(L|LEVEL-?)1C$", str(tags.get("PRODUCT_LEVEL", "")).strip().upper()):
-        return "L1C"
-    if any(str(d or "").upper() == "B10" for d in descriptions):
-        return "L1C"
-    try:
-        recipe = (json.loads(tags.get("ISAMAP_RECIPE") or "{}").get("recipe") or {})
-    except (ValueError, AttributeError):
-        return None
-    return "L1C" if recipe.get("allow_l1c") else None
-
-
 def _s2_level(src: Any, meta: ModelMeta) -> Level:
     """What the input says of its level, whether the user allowed Level-1C, and the model.
 
@@ -357,18 +338,10 @@ def _s2_level(src: Any, meta: ModelMeta) -> Level:
     """
     tags = src.tags() if callable(getattr(src, "tags", None)) else {}
     trained = (dict(meta.extra).get("dataset") or {}).get("recipe") or {}
-    return Level(s2_level_of(tags, src.descriptions), _allowed_l1c(tags),
-                 "it was trained on exports of Level-1C scenes (isamap-export --allow-l1c)"
+    return Level(s2_level_of(tags, src.descriptions), allowed_l1c(tags),
+                 "it was trained on Level-1C scenes (isamap-export or isamap-import-patches "
+                 "--allow-l1c)"
                  if trained.get("allow_l1c") else None)
-
-
-def _allowed_l1c(tags: Mapping[str, str]) -> bool:
-    """Whether the stack is an isamap export forced with ``--allow-l1c`` (its recipe tag)."""
-    try:
-        recipe = (json.loads(tags.get("ISAMAP_RECIPE") or "{}").get("recipe") or {})
-    except (ValueError, AttributeError):
-        return False
-    return bool(recipe.get("allow_l1c"))
 
 
 def _check_pixel_size(what: str, src: Any, meta: ModelMeta) -> None:

@@ -270,3 +270,24 @@ def test_patches_of_earlier_months_only_are_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "only earlier months' bands" in err, err
     assert "add them (e.g. B2,B3,B4,B8)" in err and not (tmp_path / "refused").exists()
+
+
+@pytest.mark.parametrize(("names", "says"), [
+    ("B2_m24,B3_m24,B4_m24,B8_m24", "band B2_m24 names B2 of an earlier month, but a series "
+     "reaches 1 to 23 months back (B2_m1 to B2_m23; B2 itself is the stack's own month)"),
+    ("B2_m0,B3_m0,B4_m0,B8_m0", "band B2_m0 names B2 of an earlier month, but a series "
+     "reaches 1 to 23 months back"),
+    ("B2_m2,B3_m2,B4_m2,B8_m2", "hold B2_m2, B3_m2, B4_m2, B8_m2 without B2_m1, B3_m1, B4_m1, "
+     "B8_m1: a series cannot skip a month; import the month before (B2_m1, B3_m1, B4_m1, "
+     "B8_m1) too, or leave out B2_m2, B3_m2, B4_m2, B8_m2"),
+], ids=["m24", "m0", "skipped-month"])
+def test_earlier_month_names_out_of_range_or_skipping_a_month_are_refused(names, says, tmp_path,
+                                                                          capsys):
+    """``B2_m24`` / ``B2_m0`` imported as channels of their own and a series skipping a month
+    imported with exit 0: Presto silently got one month, or training refused it unclearly."""
+    src = _series_source(tmp_path / "theirs", cloudy=False)
+    capsys.readouterr()
+    assert _run(src, tmp_path / "refused", "--bands", f"B2,B3,B4,B8,{names}") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and says in err, err
+    assert not (tmp_path / "refused").exists()

@@ -16,7 +16,7 @@ import rasterio
 
 from cli.predict import predict_main
 from contract.input_facts import InputFacts, OpticalFacts
-from inference.predict.expected_inputs import s2_level_of
+from contract.s2_level import s2_level_of
 from tests.support.rasters import BANDS, scene_stack, write_stack
 from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model
@@ -59,7 +59,7 @@ def test_the_level_is_read_from_tags_and_band_names(tags, descriptions, level):
 
 @pytest.mark.parametrize(("trained_l1c", "asked", "note"), [
     (False, True, "mapped as asked (isamap-export/isamap-map --allow-l1c)"),
-    (True, False, "to a model that takes it: it was trained on exports of Level-1C scenes"),
+    (True, False, "to a model that takes it: it was trained on Level-1C scenes (isamap-export"),
 ])
 def test_l1c_input_maps_where_the_model_takes_it_or_the_user_asked(trained_l1c, asked, note,
                                                                    tmp_path, caplog):

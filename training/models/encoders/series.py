@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from contract.bands import earlier_name, find_band, months_of
+from contract.bands import earlier_name, find_band, months_of, series_gap
 from core.errors import ModelError
 from training.models.encoders.presto import MAX_TIMESTEPS, prepare
 
@@ -51,6 +51,9 @@ def series_columns(bands: Sequence[str], own: Sequence[int]) -> list[int]:
     Raises:
         ModelError: an earlier month lacks a band, a month is skipped, or too many months.
     """
+    gap = series_gap(bands, drop="give --bands without {}")
+    if gap:
+        raise ModelError(f"the bands hold {gap}")
     names = [bands[i] for i in own]
     earlier = {k: {base: bands.index(name) for base, name in month.items() if base in names}
                for k, month in months_of(bands).items() if k}
@@ -62,9 +65,10 @@ def series_columns(bands: Sequence[str], own: Sequence[int]) -> list[int]:
     for k in range(1, oldest + 1):
         lack = [earlier_name(b, k) for b in names if b not in earlier.get(k, {})]
         if lack:
+            drop = [bands[i] for j in range(k, oldest + 1) for i in earlier.get(j, {}).values()]
             raise ModelError(f"a series stack carries every band the encoder reads for each "
                              f"earlier month, and {', '.join(lack)} are not among the bands: "
-                             f"give --bands with them (or without the months before {k})")
+                             f"give --bands with them too, or without {', '.join(drop)}")
     columns = [earlier[k][b] for k in range(oldest, 0, -1) for b in names]
     return columns + list(own)
 

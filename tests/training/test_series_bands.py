@@ -1,0 +1,35 @@
+"""``isamap-train`` refuses a dataset's band names no series stack has, in one line, before
+the run folder: ``B2_m24`` / ``B2_m0`` (outside 1..23 months: trained as channels of their own,
+Presto silently given one month) and a skipped month (``B2_m2`` without ``B2_m1``)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cli.train import train_main
+from tests.support.rasters import write_patch_dataset
+
+OWN = ("B2", "B3", "B4", "B8")
+
+
+@pytest.mark.parametrize(("earlier", "says"), [
+    (("B2_m24",), "--bands: band B2_m24 names B2 of an earlier month, but a series reaches 1 "
+     "to 23 months back (B2_m1 to B2_m23; B2 itself is the stack's own month); name each band "
+     "of an earlier month <band>_m<k>, k from 1 to 23"),
+    (("B2_m0",), "--bands: band B2_m0 names B2 of an earlier month"),
+    (("B2_m1", "B2_m3"), "--bands hold B2_m3 without B2_m2: a series cannot skip a month; add "
+     "the month before (B2_m2) to the dataset and --bands, or give --bands without B2_m3"),
+], ids=["m24", "m0", "skipped-month"])
+def test_a_dataset_of_bad_earlier_month_names_is_refused_before_the_run(earlier, says,
+                                                                        tmp_path, capsys):
+    root = write_patch_dataset(tmp_path / "ds", bands=(*OWN, *earlier))
+    out = tmp_path / "run"
+    assert train_main(["--data", str(root), "--out", str(out), "--model", "unet",
+                       "--model-kwargs", json.dumps({"widths": [4, 8, 16, 32, 64]}),
+                       "--epochs", "1", "--batch-size", "2", "--workers", "0",
+                       "--precision", "fp32", "--no-progress", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0], err
+    assert not out.exists()
