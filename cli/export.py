@@ -363,12 +363,12 @@ def run(args: argparse.Namespace) -> int:
 def _dry_run(args: argparse.Namespace, opts: ExportOptions, runner: RunnerConfig | None) -> int:
     """Print the plan of the export (Earth Engine requests, or the local scenes per month)."""
     if opts.backend == "local":
-        local_plan = local_dry_run(opts)  # the real run's checks, before its composite
+        local_plan = local_dry_run(opts, print)  # the real run's checks, before its composite
         _warn_about_split(opts.grid, dict(local_plan.per_split), args)  # as the export warns
         if local_plan.stop_line():
             raise InputDataError(local_plan.stop_line())
         return 0
-    ee_dry_run(opts, runner, args.latency)
+    ee_dry_run(opts, runner, args.latency, print)
     return 0
 
 

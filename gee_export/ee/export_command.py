@@ -130,8 +130,9 @@ def export_budget(opts: ExportOptions) -> ComputeBudget | None:
     return compute_budget(opts.max_eecu_hours, plan.compute)
 
 
-def ee_dry_run(opts: ExportOptions, runner: RunnerConfig | None, latency_s: float) -> None:
-    """Print the plan of an Earth Engine export, never contacting Earth Engine.
+def ee_dry_run(opts: ExportOptions, runner: RunnerConfig | None, latency_s: float,
+               echo: Callable[[str], None]) -> None:
+    """Give ``echo`` the plan of an Earth Engine export, never contacting Earth Engine.
 
     The requests, their compute and the wall time at ``latency_s`` a request; the Beam
     runner's options are validated offline.
@@ -144,13 +145,13 @@ def ee_dry_run(opts: ExportOptions, runner: RunnerConfig | None, latency_s: floa
                      opts.fine_scale, opts.method, opts.out, workers, opts.patches_per_tile,
                      seed=opts.seed, block=opts.split_block, latency_s=latency_s,
                      max_eecu_hours=opts.max_eecu_hours)
-    print(format_plan(plan))
+    echo(format_plan(plan))
     if runner:
         runner.pipeline_options()  # Beam's validation, offline in a dry run
-        print(runner.describe())
+        echo(runner.describe())
     refused = out_refusal(opts.out, ee_spec(opts))
     if refused:
-        print(f"  PROBLEM     {out_problem(opts.out)}")
+        echo(f"  PROBLEM     {out_problem(opts.out)}")
         raise InputDataError(f"the real run would stop: {refused}")
 
 

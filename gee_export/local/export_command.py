@@ -187,8 +187,8 @@ def out_month_check(opts: ExportOptions) -> Callable[[SceneCollection, str], boo
     return check
 
 
-def local_dry_run(opts: ExportOptions) -> LocalPlan:
-    """Print the plan of a local export: the scenes of each month, the grid, the patches.
+def local_dry_run(opts: ExportOptions, echo: Callable[[str], None]) -> LocalPlan:
+    """Give ``echo`` the plan of a local export: each month's scenes, the grid, the patches.
 
     The real run's checks, before its composite; the caller stops at the plan's
     ``stop_line``.
@@ -199,7 +199,7 @@ def local_dry_run(opts: ExportOptions) -> LocalPlan:
                            block=opts.split_block, recipe=recipe, fine_scale=opts.fine_scale,
                            out_refused=out_refusal(opts.out, local_spec(opts)),
                            out_check=out_month_check(opts))
-    print(format_local_plan(plan))
+    echo(format_local_plan(plan))
     return plan
 
 
