@@ -276,8 +276,8 @@ def _statistics(inputs: Sequence[StackInput], bands: Sequence[str]
         if sample is None:  # a local file always gives one
             raise InputDataError(f"--input {stack.path} cannot be sampled")
         samples.append(sample)
-    norms = [scene_statistics(stack.path, bands) for stack in inputs]
     pooled = band_stats(samples, tuple(bands), where="the input stacks")
+    norms = [scene_statistics(stack.path, bands) for stack in inputs]
     ranges = band_ranges(lambda i: samples[i], len(samples), tuple(bands))
     return norms, pooled, ranges
 

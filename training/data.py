@@ -66,7 +66,7 @@ def compute_scene_norms(root: str | os.PathLike,
     for i, record in enumerate(every.records):
         groups.setdefault(scene_key(record), []).append(i)
     return {key: band_stats((every.read_raw(i)[0] for i in members), every.bands,
-                            where=f"the patches of {key}")
+                            where=f"the patches of {key}", earlier_from_base=True)
             for key, members in sorted(groups.items())}
 
 

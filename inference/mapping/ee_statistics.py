@@ -66,4 +66,4 @@ def reduction_stats(reduction: Mapping[str, Any] | None, bands: Sequence[str], m
     return stats_from_moments(bands, [values.get(m) for m, _ in keys],
                               [values.get(s) for _, s in keys],
                               f"the {month} image over the map's grid (sampled at {scale:g} m)",
-                              NO_PIXEL_ADVICE)
+                              NO_PIXEL_ADVICE, earlier_from_base=True)

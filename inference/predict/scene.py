@@ -46,7 +46,8 @@ def scene_statistics(source: str | RasterSource, bands: Sequence[str],
                              "which an input fetched tile by tile cannot give: pass them "
                              "(scene=, as isamap-map does from Earth Engine), or map the "
                              "scene's stack file with isamap-predict --input")
-    return recorded(band_stats([sample], tuple(bands), where="the input stack"))
+    return recorded(band_stats([sample], tuple(bands), where="the input stack",
+                               earlier_from_base=True))
 
 
 def recorded_statistics(meta: ModelMeta) -> NormStats:

@@ -111,3 +111,32 @@ def test_a_series_stacks_earlier_months_are_read_and_their_gaps_keep_the_point(t
     gone = (rows >= 50) & (cols >= 50)  # the own month's gap
     assert fitted.report["points"]["points"] == rows.size - int(gone.sum())
     assert ((rows < 20) & (cols < 30)).any()  # points in the earlier month's gap, kept
+
+
+def test_a_points_fit_on_stacks_whose_earlier_month_has_no_pixel_is_refused(tmp_path, capsys):
+    """An earlier month with no pixel in any input stack (its export failed) is refused in one
+    line naming its bands and what to do, before the fit: taking the own month's statistics
+    would fit on one-month features that a map of a stack with real earlier months never
+    gives (wrong classes, exit 0)."""
+    from cli.fit import main as fit_main
+    from contract.bands import series_bands
+    from tests.support.rasters import write_stack
+
+    bands = series_bands(("B2", "B3", "B4", "B8", "B11", "B12"), 2)
+    data = smooth_stack(60, 60, count=len(bands), seed=5)
+    data[6:] = np.nan  # the month before: no pixel anywhere
+    stack = write_stack(tmp_path / "series.tif", data, bands=bands)
+    truth = data[4] > np.nanmedian(data[4])
+    rows, cols = np.mgrid[2:60:4, 2:60:4].reshape(2, -1)
+    to_lonlat = Transformer.from_crs("EPSG:32650", "EPSG:4326", always_xy=True)
+    lon, lat = to_lonlat.transform(500000 + 10 * (cols + 0.5), 3400000 - 10 * (rows + 0.5))
+    points = write_points(tmp_path / "points.csv", lon, lat, truth[rows, cols])
+    out = tmp_path / "fit"
+    assert fit_main(["--points", str(points), "--input", str(stack), "--block", "100",
+                     "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "['B2_m1', 'B3_m1', 'B4_m1', 'B8_m1', 'B11_m1', 'B12_m1'] have no valid pixel in " \
+        "the input stacks" in err[0], err
+    assert "export those months again, or give --bands without them" in err[0], err
+    assert not out.exists()

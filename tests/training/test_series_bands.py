@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from cli.train import train_main
@@ -32,4 +33,30 @@ def test_a_dataset_of_bad_earlier_month_names_is_refused_before_the_run(earlier,
                        "--precision", "fp32", "--no-progress", "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and says in err[0], err
+    assert not out.exists()
+
+
+def test_a_training_split_whose_earlier_month_has_no_pixel_is_refused(tmp_path, capsys):
+    """An earlier month with no pixel in any training patch (its export failed, or every
+    image of it was cloud) is refused in one line naming its bands and what to do, before
+    the run folder: training on the own month's statistics in its place gives a model of
+    one-month features that a map of a stack with real earlier months feeds features it
+    never saw."""
+    earlier = tuple(f"{b}_m1" for b in OWN)
+    images = []
+    for i in range(10):
+        img = np.random.default_rng(i).normal(0.1, 0.02, (8, 32, 32)).astype(np.float32)
+        img[4:] = np.nan
+        images.append(img)
+    root = write_patch_dataset(tmp_path / "ds", bands=(*OWN, *earlier), images=images)
+    out = tmp_path / "run"
+    assert train_main(["--data", str(root), "--out", str(out), "--model", "unet",
+                       "--model-kwargs", json.dumps({"widths": [4, 8, 16, 32, 64]}),
+                       "--epochs", "1", "--batch-size", "2", "--workers", "0",
+                       "--precision", "fp32", "--no-progress", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert ("bands ['B2_m1', 'B3_m1', 'B4_m1', 'B8_m1'] have no valid pixel in the training "
+            "split" in err[0]), err
+    assert "export those months again, or give --bands without them" in err[0], err
     assert not out.exists()

@@ -145,4 +145,4 @@ def test_a_series_whose_earlier_month_is_all_cloud_maps_by_the_base_bands_statis
     data[2] = np.nan  # the month's own B4 with no pixel: refused, naming it
     with pytest.raises(InputDataError,
                        match=r"\['B4', 'B4_m1'\] have no valid pixel in the input"):
-        band_stats([data], series, where="the input stack")
+        band_stats([data], series, where="the input stack", earlier_from_base=True)
