@@ -38,7 +38,13 @@ from core.storage import GcsStore, Store, open_store
 from gee_export.ee.embedding import collection as embedding_collection
 from gee_export.ee.embedding import require_layer
 from gee_export.ee.labels import LabelSource, parse_label_source
-from gee_export.ee.recipe import FLOAT_NODATA, EERecipe, build_stack, series_window
+from gee_export.ee.recipe import (
+    FLOAT_NODATA,
+    EERecipe,
+    build_stack,
+    sentinel_composites_of,
+    series_window,
+)
 from gee_export.ee.sentinel1 import S1Recipe, require_scenes, s1_collection
 from gee_export.ee.sentinel2 import (
     S2Recipe,
@@ -189,9 +195,7 @@ def require_series_scenes(session: EESession, geometry: Any, region_name: str,
     """
     import ee
 
-    reached = sorted({(spec.months_before, spec.sensor) for b in recipe.bands
-                      if (spec := band_registry.find_band(b)) is not None
-                      and spec.months_before and spec.sensor in band_registry.SERIES_SENSORS})
+    reached = sorted(key for key in sentinel_composites_of(recipe.bands) if key[0])
     if not reached:
         return
     windows = [(k, sensor, series_window(month_window(month), k)) for k, sensor in reached]
@@ -203,6 +207,11 @@ def require_series_scenes(session: EESession, geometry: Any, region_name: str,
     if int(session.get_info(counts.reduce(ee.Reducer.min()), what) or 0) > 0:
         return
     each = session.get_info(counts, what)
+    if each is None:  # no count of any month: as the fewest's, none
+        raise EmptyCompositeError(
+            f"no Sentinel-1/2 scene count over region {region_name!r} for "
+            f"{', '.join(sorted({w.month for _, _, w in windows}))}, which the series stack of "
+            f"{month} reads; choose another month, or a series of fewer months")
     for (k, sensor, w), count in zip(windows, each, strict=True):
         if int(count or 0) <= 0:
             collection = recipe.s2.collection if sensor == "S2" else recipe.s1.collection

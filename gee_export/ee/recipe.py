@@ -97,6 +97,26 @@ def _source_of(name: str) -> str:
     raise ConfigError(f"band {name!r} has no Earth Engine source")
 
 
+def sentinel_composites_of(bands: tuple[str, ...] | list[str]
+                           ) -> dict[tuple[int, str], tuple[str, ...]]:
+    """Which Sentinel composites ``bands`` read, each with the base bands it composites.
+
+    Keyed ``(months before, "S2" or "S1")``; the bases are empty for a count band's
+    composite alone. The one owner of that grouping: :func:`build_stack` composites each;
+    the export's and the map's check that every earlier month holds scenes
+    (:func:`gee_export.ee.prediction_stack.require_series_scenes`) counts each.
+    """
+    wanted: dict[tuple[int, str], list[str]] = {}
+    for name in bands:
+        source = _source_of(name)
+        if source in SERIES_SENSORS:
+            spec = get_band(name)
+            bases = wanted.setdefault((spec.months_before, source), [])
+            if spec.sensor == source:  # a spectral band or polarisation, not a count
+                bases.append(spec.base)
+    return {key: tuple(bases) for key, bases in wanted.items()}
+
+
 def _sentinel_composites(recipe: EERecipe, window: TimeWindow, s1_window: TimeWindow,
                          region) -> dict[tuple[int, str], Any]:
     """The Sentinel-2 and Sentinel-1 composites the bands read, by (months before, sensor).
@@ -105,23 +125,15 @@ def _sentinel_composites(recipe: EERecipe, window: TimeWindow, s1_window: TimeWi
     (``B4_m2``) its calendar month, never widened (a widened window would overlap the
     neighbouring months of the series; its cloudy pixels stay nodata), by the same recipe.
     """
-    wanted: dict[tuple[int, str], list[str]] = {}
-    for name in recipe.bands:
-        source = _source_of(name)
-        if source in SERIES_SENSORS:
-            spec = get_band(name)
-            bases = wanted.setdefault((spec.months_before, source), [])
-            if spec.sensor == source:  # a spectral band or polarisation, not a count
-                bases.append(spec.base)
     composites: dict[tuple[int, str], Any] = {}
-    for (k, source), bases in wanted.items():
+    for (k, source), bases in sentinel_composites_of(recipe.bands).items():
         own = series_window(window, k) if source == "S2" else series_window(s1_window, k)
         if source == "S2":
             composites[k, source] = s2_composite(region, own.start, own.end, recipe.s2,
-                                                 tuple(bases) or ("B2",))
+                                                 bases or ("B2",))
         else:
             composites[k, source] = s1_composite(region, own.start, own.end, recipe.s1,
-                                                 tuple(bases) or ("VV", "VH"))
+                                                 bases or ("VV", "VH"))
     return composites
 
 

@@ -123,3 +123,37 @@ def test_a_series_month_without_scenes_is_refused_naming_it(ee_http):
         composite_windows(session, region, "r", DateRecipe(
             EERecipe(bands=bands), None, month_window("2019-06")))
     assert "\n" not in str(e.value) and len(ee_http.calls("POST", "value:compute")) == 7
+
+
+def test_a_series_count_answered_with_nothing_is_refused_in_one_line(ee_http):
+    """The second count of the earlier months (each month's, asked when the fewest is none)
+    answered null raised a TypeError in ``zip``; it is refused as the fewest's null is, as
+    a month without scenes, naming the months. The months and sensors counted are the
+    composites the stack is built of (one owner, ``recipe.sentinel_composites_of``)."""
+    import ee
+
+    from contract.bands import stack_series_bands
+    from core.errors import EmptyCompositeError
+    from gee_export.ee.prediction_stack import DateRecipe, composite_windows
+    from gee_export.ee.recipe import EERecipe, sentinel_composites_of
+    from gee_export.ee.sentinel2 import month_window
+    from gee_export.ee.session import EESession, EETransport, RetryPolicy
+    from tests.support.sources import where
+
+    session = EESession("offline", transport=EETransport(ee, "offline"), sleep=lambda s: None,
+                        seed=0, retry=RetryPolicy(max_attempts=2))
+    region = ee.Geometry.Rectangle([114.2, 30.5, 114.25, 30.55])
+    bands = stack_series_bands(("B2", "VV"), 3)
+    ee_http.compute_result = lambda body: 4 if "2019-04-01" not in json.dumps(body) else None
+    with pytest.raises(EmptyCompositeError, match=r"no Sentinel-1/2 scene count over region "
+                       r"'r' for 2019-04, 2019-05, which the series stack of 2019-06 reads; "
+                       r"choose another month") as e:
+        composite_windows(session, region, "r", DateRecipe(
+            EERecipe(bands=bands), None, month_window("2019-06")))
+    assert "\n" not in str(e.value) and len(ee_http.calls("POST", "value:compute")) == 4
+    assert sentinel_composites_of(bands) == {
+        (0, "S2"): ("B2",), (0, "S1"): ("VV",), (1, "S2"): ("B2",), (1, "S1"): ("VV",),
+        (2, "S2"): ("B2",), (2, "S1"): ("VV",)}
+    # one owner of which (months before, sensor) composites the bands need
+    grouped = {path for path in where(r"\.months_before, ") if path.startswith("gee_export/")}
+    assert grouped == {"gee_export/ee/recipe.py"}
