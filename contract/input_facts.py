@@ -62,6 +62,9 @@ import numpy as np
 
 VEGETATION_SHARE_MIN = 0.02  # vegetated pixels needed to judge by vegetation
 TOA_BLUE_EXCESS = 0.012  # median B2 - B4 over vegetation: L2A <= 0.004, L1C >= 0.020
+#: the blue's excess at most this over vegetation for a sample to show surface reflectance:
+#: real L2A patches of 32 to 128 px 0.006 at most, small samples of real L1C 0.0097 and up
+SURFACE_BLUE_EXCESS = 0.008
 TOA_FLOOR_EXCESS = 0.008  # floor(B2) - floor(B3): L2A <= 0.001 (snow aside), L1C >= 0.014
 RED_SPREAD_MIN = 0.8  # spread of B4 / spread of B2: real 0.98-2.14, swapped 0.47-0.75
 BRIGHT_GREEN_SHARE = 0.02  # share of "green far above NIR and red" pixels: real 0 %
@@ -112,6 +115,19 @@ class OpticalFacts:
         floor_excess = self.floor["B2"] - self.floor["B3"]
         return (self.blue_excess is not None and self.blue_excess > TOA_BLUE_EXCESS
                 and floor_excess > TOA_FLOOR_EXCESS)
+
+    def surface(self) -> bool:
+        """Whether neither sign of path radiance shows (surface reflectance).
+
+        Both must say so: a small sample of Level-1C (a few 32 to 128 px patches of the
+        sen1floods11 chip) shows the blue's excess over vegetation without dark objects to
+        lift the floor, or the floor without the excess, or an excess between Level-2A's
+        and the threshold, and was taken for Level-2A; real Level-2A patches show neither
+        (excess at most 0.006, :data:`SURFACE_BLUE_EXCESS`; floor excess at most 0.003).
+        """
+        floor_excess = self.floor["B2"] - self.floor["B3"]
+        return (self.blue_excess is not None and self.blue_excess <= SURFACE_BLUE_EXCESS
+                and floor_excess <= TOA_FLOOR_EXCESS)
 
 
 @dataclass(frozen=True)
@@ -226,13 +242,16 @@ def shown_level(facts: InputFacts) -> str | None:
 
     Top of atmosphere where the blue carries path radiance
     (:meth:`OpticalFacts.path_radiance`), surface reflectance where the scene has the
-    vegetation to show it and the blue does not carry it; None without optical bands, with
-    values no spectral rule judges, or with too little vegetation (a cloudy or snowy date).
+    vegetation to show it and neither sign of path radiance shows (:meth:`OpticalFacts.surface`);
+    None without optical bands, with values no spectral rule judges, with too little
+    vegetation (a cloudy or snowy date), or where one sign shows and the other does not.
     """
     o = facts.optical
     if o is None or not o.spectra() or o.blue_excess is None:
         return None
-    return "L1C" if o.path_radiance() else "L2A"
+    if o.path_radiance():
+        return "L1C"
+    return "L2A" if o.surface() else None
 
 
 @dataclass(frozen=True)
