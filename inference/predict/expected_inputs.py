@@ -339,8 +339,7 @@ def _s2_level(src: Any, meta: ModelMeta) -> Level:
     tags = src.tags() if callable(getattr(src, "tags", None)) else {}
     trained = (dict(meta.extra).get("dataset") or {}).get("recipe") or {}
     return Level(s2_level_of(tags, src.descriptions), allowed_l1c(tags),
-                 "it was trained on Level-1C scenes (isamap-export or isamap-import-patches "
-                 "--allow-l1c)"
+                 "it was trained on Level-1C scenes (exported or imported with allow_l1c)"
                  if trained.get("allow_l1c") else None)
 
 

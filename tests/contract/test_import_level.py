@@ -96,5 +96,5 @@ def test_a_model_trained_on_an_l1c_import_maps_l1c_stacks_with_a_warning(shared_
                              str(tmp_path / "stack.tif"), "--out", str(tmp_path / "o" / "isa"),
                              "--quiet", "--precision", "fp32"]) == 0
     assert "Level-1C (top-of-atmosphere) input, as its pixels show, to a model that takes " \
-        "it: it was trained on Level-1C scenes (isamap-export or isamap-import-patches " \
-        "--allow-l1c)" in caplog.text
+        "it: it was trained on Level-1C scenes (exported or imported with allow_l1c)" \
+        in caplog.text

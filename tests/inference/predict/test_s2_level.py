@@ -59,7 +59,7 @@ def test_the_level_is_read_from_tags_and_band_names(tags, descriptions, level):
 
 @pytest.mark.parametrize(("trained_l1c", "asked", "note"), [
     (False, True, "mapped as asked (isamap-export/isamap-map --allow-l1c)"),
-    (True, False, "to a model that takes it: it was trained on Level-1C scenes (isamap-export"),
+    (True, False, "to a model that takes it: it was trained on Level-1C scenes (exported or"),
 ])
 def test_l1c_input_maps_where_the_model_takes_it_or_the_user_asked(trained_l1c, asked, note,
                                                                    tmp_path, caplog):
