@@ -35,6 +35,16 @@ def write_points(path, lon, lat, reference):
     return path
 
 
+def grid_points(path, band):
+    """Points every 4 px of a 60 x 60 test stack (``write_stack``'s grid), built where
+    ``band`` is above its median: their rows, columns and CSV."""
+    truth = band > np.nanmedian(band)
+    rows, cols = np.mgrid[2:60:4, 2:60:4].reshape(2, -1)
+    to_lonlat = Transformer.from_crs("EPSG:32650", "EPSG:4326", always_xy=True)
+    lon, lat = to_lonlat.transform(500000 + 10 * (cols + 0.5), 3400000 - 10 * (rows + 0.5))
+    return rows, cols, write_points(path, lon, lat, truth[rows, cols])
+
+
 def test_fitted_model_maps_streamed_and_in_a_beam_pipeline(tmp_path, ee_offline):
     pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")
     data = smooth_stack(120, 130, seed=11)
@@ -98,11 +108,7 @@ def test_a_series_stacks_earlier_months_are_read_and_their_gaps_keep_the_point(t
     data[6:, :20, :30] = np.nan  # the month before missing over a corner
     data[:6, 50:, 50:] = np.nan  # the stack's own month missing over another
     stack = write_stack(tmp_path / "series.tif", data, bands=bands)
-    truth = data[4] > np.nanmedian(data[4])
-    rows, cols = np.mgrid[2:60:4, 2:60:4].reshape(2, -1)
-    to_lonlat = Transformer.from_crs("EPSG:32650", "EPSG:4326", always_xy=True)
-    lon, lat = to_lonlat.transform(500000 + 10 * (cols + 0.5), 3400000 - 10 * (rows + 0.5))
-    points = write_points(tmp_path / "points.csv", lon, lat, truth[rows, cols])
+    rows, cols, points = grid_points(tmp_path / "points.csv", data[4])
     job = job_of(build_parser().parse_args([
         "--points", str(points), "--input", str(stack), "--block", "100",
         "--out", str(tmp_path / "fit"), "--no-progress"]))
@@ -126,11 +132,7 @@ def test_a_points_fit_on_stacks_whose_earlier_month_has_no_pixel_is_refused(tmp_
     data = smooth_stack(60, 60, count=len(bands), seed=5)
     data[6:] = np.nan  # the month before: no pixel anywhere
     stack = write_stack(tmp_path / "series.tif", data, bands=bands)
-    truth = data[4] > np.nanmedian(data[4])
-    rows, cols = np.mgrid[2:60:4, 2:60:4].reshape(2, -1)
-    to_lonlat = Transformer.from_crs("EPSG:32650", "EPSG:4326", always_xy=True)
-    lon, lat = to_lonlat.transform(500000 + 10 * (cols + 0.5), 3400000 - 10 * (rows + 0.5))
-    points = write_points(tmp_path / "points.csv", lon, lat, truth[rows, cols])
+    *_, points = grid_points(tmp_path / "points.csv", data[4])
     out = tmp_path / "fit"
     assert fit_main(["--points", str(points), "--input", str(stack), "--block", "100",
                      "--out", str(out), "--no-progress"]) == 2

@@ -15,6 +15,14 @@ from tests.support.rasters import write_patch_dataset
 OWN = ("B2", "B3", "B4", "B8")
 
 
+def _train(root, out) -> int:
+    """``isamap-train`` of a small U-Net for one epoch on ``root`` into ``out``."""
+    return train_main(["--data", str(root), "--out", str(out), "--model", "unet",
+                       "--model-kwargs", json.dumps({"widths": [4, 8, 16, 32, 64]}),
+                       "--epochs", "1", "--batch-size", "2", "--workers", "0",
+                       "--precision", "fp32", "--no-progress", "-q"])
+
+
 @pytest.mark.parametrize(("earlier", "says"), [
     (("B2_m24",), "--bands: band B2_m24 names B2 of an earlier month, but a series reaches 1 "
      "to 23 months back (B2_m1 to B2_m23; B2 itself is the stack's own month); name each band "
@@ -27,10 +35,7 @@ def test_a_dataset_of_bad_earlier_month_names_is_refused_before_the_run(earlier,
                                                                         tmp_path, capsys):
     root = write_patch_dataset(tmp_path / "ds", bands=(*OWN, *earlier))
     out = tmp_path / "run"
-    assert train_main(["--data", str(root), "--out", str(out), "--model", "unet",
-                       "--model-kwargs", json.dumps({"widths": [4, 8, 16, 32, 64]}),
-                       "--epochs", "1", "--batch-size", "2", "--workers", "0",
-                       "--precision", "fp32", "--no-progress", "-q"]) == 2
+    assert _train(root, out) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and says in err[0], err
     assert not out.exists()
@@ -50,10 +55,7 @@ def test_a_training_split_whose_earlier_month_has_no_pixel_is_refused(tmp_path, 
         images.append(img)
     root = write_patch_dataset(tmp_path / "ds", bands=(*OWN, *earlier), images=images)
     out = tmp_path / "run"
-    assert train_main(["--data", str(root), "--out", str(out), "--model", "unet",
-                       "--model-kwargs", json.dumps({"widths": [4, 8, 16, 32, 64]}),
-                       "--epochs", "1", "--batch-size", "2", "--workers", "0",
-                       "--precision", "fp32", "--no-progress", "-q"]) == 2
+    assert _train(root, out) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err
     assert ("bands ['B2_m1', 'B3_m1', 'B4_m1', 'B8_m1'] have no valid pixel in the training "

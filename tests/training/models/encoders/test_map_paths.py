@@ -44,6 +44,18 @@ def _read(result) -> tuple[np.ndarray, np.ndarray]:
         return a.read(1), b.read(1)
 
 
+def _map(stack, model, out, beam: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The class and probability maps of ``model`` over ``stack``'s inner region, streamed
+    from the fake pixel server or by Beam workers (DirectRunner)."""
+    runner = RunnerConfig("direct", max_workers=2, max_concurrent=2) if beam else None
+    request = MapRequest(region=inner_region(stack.grid, 8), dates=(MONTH,),
+                         model_file=str(model), out=str(out), workers=2, tile=48, overlap=16,
+                         batch_size=2, options=OPTIONS, progress=False, runner=runner)
+    kwargs = {"worker_sessions": StackSessions(stack)} if beam else {}
+    return _read(map_region(request, session=session_for(
+        StackTransport(stack, info=lambda text: 5)), echo=lambda _: None, **kwargs))
+
+
 def test_streamed_and_beam_maps_of_an_encoder_model_are_the_same(presto_file, tmp_path,
                                                                     ee_offline):
     pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")
@@ -51,17 +63,8 @@ def test_streamed_and_beam_maps_of_an_encoder_model_are_the_same(presto_file, tm
     model = encoder_model_file(tmp_path / "presto.pt", stack.grid, presto_file)
     assert load_model_file(model)[1].model_kwargs["encoder_sha256"] == PRESTO.sha256
 
-    def run(name: str, beam: bool):
-        runner = RunnerConfig("direct", max_workers=2, max_concurrent=2) if beam else None
-        request = MapRequest(region=inner_region(stack.grid, 8), dates=(MONTH,),
-                             model_file=str(model), out=str(tmp_path / name), workers=2,
-                             tile=48, overlap=16, batch_size=2, options=OPTIONS,
-                             progress=False, runner=runner)
-        kwargs = {"worker_sessions": StackSessions(stack)} if beam else {}
-        return _read(map_region(request, session=session_for(
-            StackTransport(stack, info=lambda text: 5)), echo=lambda _: None, **kwargs))
-
-    (streamed_class, streamed_prob), (beam_class, beam_prob) = run("s", False), run("b", True)
+    (streamed_class, streamed_prob), (beam_class, beam_prob) = (
+        _map(stack, model, tmp_path / "s", False), _map(stack, model, tmp_path / "b", True))
     assert np.array_equal(streamed_class, beam_class)
     assert np.array_equal(streamed_prob, beam_prob)
     assert np.unique(streamed_prob[streamed_class != 255]).size > 10  # the pixels, not a constant
@@ -81,23 +84,14 @@ def test_a_presto_series_model_maps_streamed_and_on_beam_alike(presto_file, tmp_
     model = encoder_model_file(tmp_path / "series.pt", stack.grid, presto_file,
                                stack_bands=series)
 
-    def run(name: str, beam: bool, model=model):
-        runner = RunnerConfig("direct", max_workers=2, max_concurrent=2) if beam else None
-        request = MapRequest(region=inner_region(stack.grid, 8), dates=(MONTH,),
-                             model_file=str(model), out=str(tmp_path / name), workers=2,
-                             tile=48, overlap=16, batch_size=2, options=OPTIONS,
-                             progress=False, runner=runner)
-        kwargs = {"worker_sessions": StackSessions(stack)} if beam else {}
-        return _read(map_region(request, session=session_for(
-            StackTransport(stack, info=lambda text: 5)), echo=lambda _: None, **kwargs))
-
-    (streamed_class, streamed_prob), (beam_class, beam_prob) = run("s", False), run("b", True)
+    (streamed_class, streamed_prob), (beam_class, beam_prob) = (
+        _map(stack, model, tmp_path / "s", False), _map(stack, model, tmp_path / "b", True))
     assert (streamed_class != 255).all()
     assert np.array_equal(streamed_class, beam_class)
     assert np.array_equal(streamed_prob, beam_prob)
     # the one-month model of the same weights reads the month's own bands of the same stack
     one = encoder_model_file(tmp_path / "one.pt", stack.grid, presto_file)
-    _, one_prob = run("one", False, one)
+    _, one_prob = _map(stack, one, tmp_path / "one", False)
     assert not np.array_equal(one_prob, streamed_prob)
 
 
