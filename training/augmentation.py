@@ -6,10 +6,11 @@ or on where a run was resumed.
 
 - :class:`Augment` (on by default, ``TrainConfig.augment``): vertical flips and rotations by
   multiples of 90° (exact for labels at any scale) and a Gaussian blur, on the normalised
-  image. The blur leaves a value that is exactly 0 as it is: nodata (NaN before the
-  normalisation) reads as the mean, 0, in training as in a map, and an earlier month of a
-  series stack missing at a pixel is told from data by being 0 there
-  (:mod:`training.models.encoders.series`), which a blur would undo next to valid pixels.
+  image. In the channels of a series stack's earlier months (``earlier``) the blur leaves a
+  value that is exactly 0 as it is: an earlier month missing at a pixel is told from data by
+  being 0 there (nodata, NaN before the normalisation, reads as the mean, 0;
+  :mod:`training.models.encoders.series`), which a blur would undo next to valid pixels. The
+  month's own channels are blurred as they always were, so a one-month run is unchanged.
 - :class:`Radiometric` (off by default, ``TrainConfig.radiometric``): what another scene, date
   or atmosphere does to the same ground, applied to the optical bands in reflectance before
   normalisation: a gamma, a scene gain with a small per-band spread, a per-band offset, and an
@@ -51,14 +52,15 @@ class Augment:
     blur_sigma: tuple[float, float] = (0.1, 1.0)
 
     def __call__(self, image: np.ndarray, labels: list[np.ndarray],
-                 rng: np.random.Generator, codes: Sequence[int] = ()
-                 ) -> tuple[np.ndarray, list[np.ndarray]]:
+                 rng: np.random.Generator, codes: Sequence[int] = (),
+                 earlier: Sequence[int] = ()) -> tuple[np.ndarray, list[np.ndarray]]:
         """Augment ``image`` (C, H, W) and move ``labels`` with it.
 
         ``labels`` are targets on the same area at any scale, ``(H', W')`` label maps or
         ``(C', H', W')`` fine images: they are flipped and rotated, never blurred. The image
-        channels ``codes`` hold class codes (the coarse product): moved, never blurred; a
-        value exactly 0 (nodata, the mean) stays 0 (module docstring).
+        channels ``codes`` hold class codes (the coarse product): moved, never blurred; in the
+        channels ``earlier`` (a series stack's earlier months) a value exactly 0 (nodata, the
+        mean) stays 0 (module docstring).
         """
         if rng.random() < self.vflip:
             image = image[:, ::-1]
@@ -70,10 +72,12 @@ class Augment:
         if rng.random() < self.blur:
             sigma = float(rng.uniform(*self.blur_sigma))
             blurred = gaussian_filter(image, sigma=(0, sigma, sigma), mode="reflect")
-            keep = image == 0
             if codes:
-                keep[list(codes)] = True
-            image = np.where(keep, image, blurred)
+                blurred[list(codes)] = image[list(codes)]
+            if earlier:
+                gaps = image[list(earlier)]
+                blurred[list(earlier)] = np.where(gaps == 0, gaps, blurred[list(earlier)])
+            image = blurred
         return np.ascontiguousarray(image), [np.ascontiguousarray(lab) for lab in labels]
 
 

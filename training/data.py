@@ -164,6 +164,8 @@ class PatchDataset(Dataset):
         #: the bands whose nodata makes a pixel's label nodata: the month's own (an earlier
         #: month of a series is fed as the band mean where it is nodata, as predicting does)
         self.own = list(own_month(self.bands))
+        #: a series stack's earlier months' bands: the blur keeps their gaps (Augment)
+        self.earlier = tuple(i for i in range(len(self.bands)) if i not in self.own)
         self.seed = seed
         self.crop = crop
         self.class_names = class_names_of(self.manifest)
@@ -320,7 +322,7 @@ class PatchDataset(Dataset):
                                          np.random.default_rng([self.seed, int(epoch), int(i), 1]))
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, int(epoch), int(i)])
-            image, targets = self.augment(image, targets, rng, self.codes)
+            image, targets = self.augment(image, targets, rng, self.codes, self.earlier)
         item = {"image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
                 "label": torch.from_numpy(np.ascontiguousarray(targets[0])),
                 "id": patch_key(self.records[int(i)])}

@@ -94,10 +94,17 @@ def test_the_blur_keeps_a_missing_earlier_month_missing_for_presto():
     image = np.random.default_rng(0).normal(size=(len(bands), 12, 12)).astype(np.float32)
     image[6:10, 3:7, 3:7] = 0.0  # the month before: S2 missing over a 4 x 4 block
     image[0, 9, 9] = 0.0  # the month's own B2 nodata at one pixel: the mean, as in a map
+    earlier = tuple(range(6, 12))
     out, _ = Augment(vflip=0.0, rotate=False, blur=1.0, blur_sigma=(1.0, 1.0))(
+        image, [], np.random.default_rng(1), earlier=earlier)
+    assert (out[6:10, 3:7, 3:7] == 0).all()  # the earlier month's gap kept
+    assert out[0, 9, 9] != 0  # the own month blurred as it always was
+    gap = np.zeros(image.shape, bool)
+    gap[6:10, 3:7, 3:7] = True
+    assert np.abs(out - image)[~gap].min() > 0  # every other value is blurred
+    plain, _ = Augment(vflip=0.0, rotate=False, blur=1.0, blur_sigma=(1.0, 1.0))(
         image, [], np.random.default_rng(1))
-    assert (out[image == 0] == 0).all()
-    assert np.abs(out - image)[image != 0].min() > 0  # every other value is blurred
+    assert np.array_equal(plain[:6], out[:6])  # without earlier months: the plain blur
     x = torch.from_numpy(out[None])
     columns = [*range(6, 12), *range(6)]  # oldest month first
     marked = mark_missing(x[:, columns], x[:, columns], own)
