@@ -76,12 +76,25 @@ def check_import_level(samples: Mapping[str, np.ndarray], stated: str | None,
                f"{o.floor['B2'] - o.floor['B3']:+.3f} above the darkest B3")
     else:
         why = "their tags or band names say so and their pixels cannot show otherwise"
-    message = (f"{what} are Sentinel-2 Level-1C ({why}), top-of-atmosphere reflectance; "
-               "the recipe is Level-2A surface reflectance. Use the L2A product")
+    refuse_or_warn_l1c(f"{what} are Sentinel-2 Level-1C ({why})", allow_l1c, "import",
+                       "; the dataset records allow_l1c, so its models map Level-1C")
+    return "L1C"
+
+
+def refuse_or_warn_l1c(said: str, allow_l1c: bool, doing: str, note: str = "") -> None:
+    """Refuse Level-1C input in one line, or warn where ``--allow-l1c`` asked for it.
+
+    The one wording of the local export's scene check and the patch import's: ``said`` names
+    the input and why it is Level-1C, ``doing`` what ``--allow-l1c`` lets go on (``import``,
+    ``composite``), ``note`` what the warning adds after "values are TOA".
+
+    Raises:
+        InputDataError: Level-1C input without ``allow_l1c``.
+    """
+    message = (f"{said}, top-of-atmosphere reflectance; the recipe is Level-2A surface "
+               "reflectance. Use the L2A product")
     if not allow_l1c:
         raise InputDataError(message + ", or pass --allow-l1c (Python: allow_l1c=True) to "
-                             "import TOA anyway.")
+                             f"{doing} TOA anyway.")
     warnings.warn(message + "; continuing because of --allow-l1c / allow_l1c=True (values "
-                  "are TOA; the dataset records allow_l1c, so its models map Level-1C).",
-                  stacklevel=2)
-    return "L1C"
+                  f"are TOA{note}).", stacklevel=3)

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from contract.grid import Grid, Window
+from contract.s2_level import refuse_or_warn_l1c
 from core.errors import InputDataError
 from gee_export.local import plausibility
 from gee_export.local.cloud_flags import CloudFlagCheck, visible_band
@@ -140,13 +141,8 @@ def check_level(scene: Scene, allow_l1c: bool = False) -> None:
     """
     if scene.level == "L1C":
         why = f" ({scene.level_reason})" if scene.level_reason else ""
-        message = (f"{scene.product} is Sentinel-2 Level-1C{why}, top-of-atmosphere reflectance; "
-                   "the recipe is Level-2A surface reflectance. Use the L2A product")
-        if not allow_l1c:
-            raise InputDataError(message + ", or pass --allow-l1c (Python: allow_l1c=True) to "
-                                 "composite TOA anyway.")
-        warnings.warn(message + "; continuing because of --allow-l1c / allow_l1c=True (values "
-                      "are TOA).", stacklevel=2)
+        refuse_or_warn_l1c(f"{scene.product} is Sentinel-2 Level-1C{why}", allow_l1c,
+                           "composite")
 
 
 def check_plausible(scenes: Sequence[Scene], bands: Sequence[str], offsets: dict[str, float],
