@@ -25,7 +25,12 @@ from typing import Any
 from contract import bands as band_registry
 from contract.archive import check_months as check_archive_months
 from contract.bands import FINE_SCALES
-from contract.export_options import ExportOptions
+from contract.export_options import (
+    SERIES_MONTHS_RANGE,
+    ExportOptions,
+    check_series_months,
+    series_stack_bands,
+)
 from contract.grid import (
     DEFAULT_PATCH_SIZE,
     DEFAULT_STRIDE,
@@ -138,7 +143,8 @@ def _time_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--series-months", type=int, default=1, metavar="N",
                       help="a series stack: after the month's own bands, its Sentinel-1/2 "
                            "bands composited for each of the N-1 months before (B4_m1, B4_m2, "
-                           "...), same recipe and grid; 1 to 24 (default 1: the month alone)")
+                           f"...), same recipe and grid; {SERIES_MONTHS_RANGE} (default 1: "
+                           "the month alone)")
     g.add_argument("--labels", help=(
         "ee backend (default worldcover): worldcover | dynamicworld | ghsl[:THRESHOLD] | "
         "asset:<id>[:band]; local backend (default binary): binary | worldcover | "
@@ -237,9 +243,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ConfigError(f"--fine-scale must be one of {', '.join(map(str, FINE_SCALES))} (the "
                           f"fine label's pixels are 10 m / factor), got {args.fine_scale}")
     check_range("--patch-size", args.patch_size, 1)
-    check_range("--series-months", args.series_months, 1,
-                band_registry.MAX_MONTHS_BEFORE + 1, "a series stack holds the month and up to "
-                f"{band_registry.MAX_MONTHS_BEFORE} months before it")
+    check_series_months(args.series_months)
     if args.resolution <= 0:
         raise ConfigError(f"--resolution must be a positive pixel size in metres, got "
                           f"{args.resolution:g}")
@@ -303,17 +307,9 @@ def export_options(args: argparse.Namespace, region: Region, grid: Grid,
 def series_band_list(text: str, months: int) -> tuple[str, ...]:
     """``--bands`` with ``--series-months``: the bands of each exported month's stack.
 
-    Earlier months are asked for by ``--series-months`` alone, so every band of a month is
-    repeated for the same months (one rule); ``B4_m1`` in ``--bands`` is refused.
+    :func:`contract.export_options.series_stack_bands`, which ``isamap-fit`` shares.
     """
-    bands = band_registry.parse_band_list(text)
-    earlier = [b for b in bands if band_registry.get_band(b).months_before]
-    if earlier:
-        raise ConfigError(f"--bands {earlier[0]}: ask for earlier months with --series-months "
-                          f"N (every band of the month, N-1 months back), e.g. --bands "
-                          f"{band_registry.get_band(earlier[0]).base} --series-months "
-                          f"{band_registry.series_months(earlier)}")
-    return band_registry.stack_series_bands(bands, months)
+    return series_stack_bands(band_registry.parse_band_list(text), months)
 
 
 def run(args: argparse.Namespace) -> int:

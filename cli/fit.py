@@ -6,7 +6,8 @@ import argparse
 import os
 from collections.abc import Sequence
 
-from contract.bands import parse_band_list
+from contract.bands import DEFAULT_IMAGE_BANDS, parse_band_list
+from contract.export_options import SERIES_MONTHS_RANGE, check_series_months, series_stack_bands
 from contract.grid import projected_crs
 from core.commands import (
     add_logging_arguments,
@@ -36,9 +37,11 @@ EXAMPLES = (
      "is written to fit_aef/stack/)",
      "isamap-fit --points labelled.csv --backend ee --month 2023-06 --bands aef "
      "--out fit_aef"),
-    ("frozen Presto features, points from a Collect Earth Online export and the labelling "
-     "app's CSV",
-     "isamap-fit --points ceo-export.csv app-export.csv --input STACK.tif --features presto "
+    ("frozen Presto features over three months (July to September) of local scenes, the "
+     "series stack isamap-export --series-months 3 makes; points from a Collect Earth Online "
+     "export and the labelling app's CSV",
+     "isamap-fit --points ceo-export.csv app-export.csv --backend local --scenes scenes/ "
+     "--month 2023-09 --series-months 3 --features presto "
      "--encoder presto=weights/default_model.pt --out fit_presto"),
 )
 
@@ -86,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the column holding each point's class (a CEO question's text)")
     p.add_argument("--month", help="YYYY-MM of the stack --backend makes; with --input, the "
                    "stacks' month for Presto (default: the first input's MONTH tag)")
+    p.add_argument("--series-months", type=int, metavar="N",
+                   help="with --backend: make a series stack, as isamap-export --series-months "
+                        "N does: after --month's bands, its Sentinel-1/2 bands of each of the "
+                        "N-1 months before (B4_m1, ...), which Presto reads as timesteps and "
+                        f"the bands as more features; {SERIES_MONTHS_RANGE} (default 1: the "
+                        "month alone)")
     p.add_argument("--hidden", type=int, default=0,
                    help="hidden units of the classifier (0: linear, logistic regression)")
     p.add_argument("--folds", type=int, default=DEFAULT_FOLDS,
@@ -118,8 +127,14 @@ def job_of(args: argparse.Namespace) -> FitJob:
         raise ConfigError("give the stacks the points lie in (--input STACK ...) or a backend "
                           "to make one over them (--backend ee|local with --month)")
     if args.backend and not args.month:
-        raise ConfigError(f"--backend {args.backend} makes the stack of one month: give "
+        raise ConfigError(f"--backend {args.backend} makes the stack of a month: give "
                           "--month YYYY-MM")
+    if args.series_months is not None:
+        if not args.backend:
+            raise ConfigError("--series-months is for the stack --backend ee|local makes; a "
+                              "series stack given with --input (isamap-export --series-months "
+                              "N) is read whole")
+        check_series_months(args.series_months)
     if args.backend == "local" and not args.scenes:
         raise ConfigError("--backend local reads local scenes: give --scenes DIR")
     if args.scenes and args.backend != "local":
@@ -138,6 +153,8 @@ def job_of(args: argparse.Namespace) -> FitJob:
             raise ConfigError("--encoder is for --features presto or presto+bands")
     classes = _class_names(args.classes)
     bands = parse_band_list(args.bands) if args.bands else None  # aef: the 64 embedding bands
+    if (args.series_months or 1) > 1:  # the series stack's bands, refused as the export does
+        bands = series_stack_bands(bands or DEFAULT_IMAGE_BANDS, args.series_months)
     options = FitOptions(hidden=args.hidden, folds=args.folds, block_m=args.block,
                          seed=args.seed, min_points=args.min_points)
     return FitJob(tuple(args.points), tuple(args.input or ()), args.out, args.features,

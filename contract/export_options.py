@@ -9,13 +9,42 @@ plain values: each backend builds its own recipe from its fields.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from contract import bands as band_registry
 from contract.composite import SpeckleFilter
 from contract.grid import Grid
 from contract.regions import Region
 from contract.splits import DEFAULT_BLOCK
+from core.commands import check_range
+from core.errors import ConfigError
+
+SERIES_MONTHS_RANGE = f"1 to {band_registry.MAX_MONTHS_BEFORE + 1}"
+"""What ``--series-months`` takes (its help): the month alone, up to every month a band reaches."""
+
+
+def check_series_months(months: int) -> None:
+    """``--series-months N`` of ``isamap-export`` and ``isamap-fit``: 1 to 24, as typed."""
+    check_range("--series-months", months, 1, band_registry.MAX_MONTHS_BEFORE + 1,
+                "a series stack holds the month and up to "
+                f"{band_registry.MAX_MONTHS_BEFORE} months before it")
+
+
+def series_stack_bands(bands: Sequence[str], months: int) -> tuple[str, ...]:
+    """``--bands`` with ``--series-months``: the bands of the series stack a backend makes.
+
+    Earlier months are asked for by ``--series-months`` alone, so every band of a month is
+    repeated for the same months (one rule); ``B4_m1`` among ``bands`` is refused.
+    """
+    earlier = [b for b in bands if band_registry.get_band(b).months_before]
+    if earlier:
+        raise ConfigError(f"--bands {earlier[0]}: ask for earlier months with --series-months "
+                          f"N (every band of the month, N-1 months back), e.g. --bands "
+                          f"{band_registry.get_band(earlier[0]).base} --series-months "
+                          f"{band_registry.series_months(earlier)}")
+    return band_registry.stack_series_bands(bands, months)
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,10 @@ class FitJob:
         features: ``bands``, ``presto`` or ``presto+bands``.
         encoder: Presto's published file (``presto`` features).
         norm: ``scene`` or ``training``; None: ``scene`` for bands, ``training`` with Presto.
-        bands: the bands the model reads; None: the first input's image bands.
+        bands: the bands the model reads; None: the first input's image bands. With
+            ``backend``, the bands of the stack it makes (a series stack's, ``B4_m1``-style,
+            for ``isamap-fit --series-months N``: :func:`contract.export_options.
+            series_stack_bands`; None: the export's default bands).
         classes: class names in code order (the labels are names or codes).
         column: the labels' column.
         month: ``YYYY-MM`` of the stacks for Presto; None: the first input's ``MONTH`` tag;
@@ -236,11 +239,15 @@ def check_covered(points: ReferencePoints, bbox: tuple[float, float, float, floa
 
 def _stacks(job: FitJob, points: ReferencePoints, session: Any
             ) -> tuple[list[str], dict | None]:
-    """The input stacks, made over the points by ``--backend``; the first one's record."""
+    """The input stacks, made over the points by ``--backend``; the first one's record.
+
+    A stack of series bands is made as ``isamap-export --series-months N`` makes it, by the
+    same builders, which refuse an earlier month without scenes before any pixel is read.
+    """
     if job.backend is None:
         return list(job.inputs), _dataset(job.inputs[0])
     if not job.month:
-        raise ConfigError(f"--backend {job.backend} makes a stack of one month: give "
+        raise ConfigError(f"--backend {job.backend} makes the stack of a month: give "
                           "--month YYYY-MM")
     bands = job.bands or DEFAULT_IMAGE_BANDS
     grid = points_grid(points.lon, points.lat, job.crs)

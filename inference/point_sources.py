@@ -3,7 +3,9 @@
 The points decide the area: the grid covers their bounding box and :data:`MARGIN_PX` pixels
 around it, in the UTM zone of its centre (or ``--crs``), at 10 m, its pixels on the lattice
 every isamap grid of that CRS shares (:meth:`contract.grid.Grid.from_bounds`). The stack is
-made by the export's own recipe for ``--month`` and written beside the model
+made by the export's own recipe for ``--month`` (a series stack of the months before it too
+with ``--series-months N``, by the same builders as ``isamap-export --series-months N``) and
+written beside the model
 (``OUT/stack/stack_<month>_image.tif``), so the same command's output maps the area at once
 (``isamap-predict --input`` that stack); the model file records the recipe, grid and month
 (as a patch dataset's manifest does), from which ``isamap-map`` makes other dates' inputs.
@@ -27,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from contract.bands import series_record
 from contract.geotiff import write_geotiff
 from contract.grid import Grid, Window
 from contract.regions import parse_bbox
@@ -64,7 +67,8 @@ def record(grid: Grid, backend: str, recipe: dict, bands: Sequence[str], month: 
            sources: dict | None = None) -> dict:
     """What the model file records of where its stack came from (a dataset manifest's keys)."""
     return {"backend": backend, "region": "points", "months": [month], "bands": list(bands),
-            "grid": grid.to_dict(), "recipe": recipe, "sources": {month: sources or {}}}
+            "grid": grid.to_dict(), "recipe": {**recipe, **series_record(bands)},
+            "sources": {month: sources or {}}}
 
 
 def local_stack(scenes: str, grid: Grid, month: str, bands: Sequence[str],
