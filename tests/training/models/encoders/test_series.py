@@ -108,6 +108,29 @@ def test_a_missing_earlier_month_is_masked_and_a_missing_own_month_reads_the_mea
         assert torch.equal(model.features(own), model.features(own_near))
 
 
+def test_a_tile_over_a_small_stack_runs_presto_once_per_distinct_pixel(presto_file):
+    """``isamap-predict`` of a 96 px stack at the default 512 px tile ran Presto on every
+    pixel of the tile, the nodata past the stack's edges included (one input over and over:
+    every band the mean, the earlier months masked): 28 times the stack's work, and more than
+    five minutes of CPU for a three-month model. Each distinct input is encoded once now, and
+    the stack's pixels get the features (as every map keeps them) they get without padding."""
+    bands = series_bands(OWN, 3)
+    model = _model(presto_file, bands)
+    x = torch.zeros(2, 12, 48, 48)  # two tiles hanging over a 12 x 20 px stack
+    x[:, :, 4:16, 6:26] = torch.randn(2, 12, 12, 20, generator=torch.Generator().manual_seed(4))
+    x[:, 4:8, 5:9, 10:14] = 0.0  # a month before missing on a block of the stack
+    encoded: list[int] = []
+    hook = model.encoder.register_forward_hook(lambda m, a, out: encoded.append(a[0].shape[0]))
+    with torch.no_grad():
+        feats = model.features(x)
+        alone = model.features(x[:, :, 4:16, 6:26].contiguous())
+    hook.remove()
+    assert encoded == [2 * 12 * 20 + 1, 2 * 12 * 20]  # the stack's pixels, the nodata once
+    assert torch.equal(feats[:, :, 4:16, 6:26], alone)
+    nodata = feats[0, :, 30, 30]
+    assert torch.equal(feats[:, :, 20:], nodata[None, :, None, None].expand(2, -1, 28, 48))
+
+
 def test_a_cloudy_earlier_month_beside_its_radar_masks_the_optical_groups_alone(presto_file):
     """The default bands (S2 and S1): an earlier month whose S2 is missing and whose S1 is
     there. Oracle: Presto called by hand on the pixel, that timestep's S2 groups and NDVI
