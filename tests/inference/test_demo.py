@@ -16,11 +16,14 @@ from contract.dataset import read_index, read_manifest
 from gee_export.local.synthetic import BUILDING, CLASS_S1, CLASS_S2, S2_BANDS, VEGETATION, WATER
 from tests.support.shared_files import private_strings, shared_files
 
+#: the shared run's scene side: the smallest ``--size`` the demo takes
+SIZE = 384
+
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "out"
-    return out, main(["--out", str(out), "--size", "608", "--until", "patches"])
+    return out, main(["--out", str(out), "--size", str(SIZE), "--until", "patches"])
 
 
 def test_demo_writes_and_reports_every_output(demo_run, capsys):
@@ -34,12 +37,12 @@ def test_demo_writes_and_reports_every_output(demo_run, capsys):
     assert all((out / "patches" / r["label_fine"]).exists() for r in records)
     for png in ("composite_rgb.png", "label.png"):
         with Image.open(out / "quicklooks" / png) as img:
-            # the 608 px scene one to one, framed by a title, a caption and (label) a legend
-            assert 608 < img.size[0] < 608 + 300 and 608 < img.size[1] < 608 + 150
+            # the scene one to one, framed by a title, a caption and (label) a legend
+            assert SIZE < img.size[0] < SIZE + 300 and SIZE < img.size[1] < SIZE + 150
     assert (out / "scene" / "SYNTHETIC_README.txt").exists()
     # a second run reports the same places and writes nothing
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
-    assert main(["--out", str(out), "--size", "608", "--until", "patches"]) == 0
+    assert main(["--out", str(out), "--size", str(SIZE), "--until", "patches"]) == 0
     printed = capsys.readouterr().out
     for key in ("synthetic scene", "stack (image)", "index", "manifest", "quick-look label"):
         assert key in printed
@@ -56,7 +59,7 @@ def test_demo_composite_recovers_the_class_signatures(demo_run):
     from gee_export.local.synthetic import generate_scene
 
     scene_params = json.loads((out / "scene" / "scene.json").read_text())
-    scene = generate_scene(out / "scene", seed=scene_params["seed"], width=608, height=608)
+    scene = generate_scene(out / "scene", seed=scene_params["seed"], width=SIZE, height=SIZE)
     fractions = scene.class_fractions()
     assert np.isfinite(image).mean() > 0.999  # clouds masked, but some clear date everywhere
     for code in (BUILDING, VEGETATION, WATER):
@@ -75,7 +78,7 @@ def test_demo_keeps_its_patches_when_the_stack_is_only_touched(demo_run, capsys)
     (image,) = (out / "stack" / "2019-06").glob("*image.tif")
     image.write_bytes(image.read_bytes())
     capsys.readouterr()
-    assert main(["--out", str(out), "--size", "608", "--until", "patches"]) == 0
+    assert main(["--out", str(out), "--size", str(SIZE), "--until", "patches"]) == 0
     printed = capsys.readouterr().out
     written = int(printed.split("patch counts")[1].split()[0])
     assert written == 0 and len(read_index(out / "patches")) > 0
