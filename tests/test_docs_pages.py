@@ -101,3 +101,17 @@ def test_the_local_backend_python_example_reads_the_label_its_layout_puts_there(
     scenes = re.search(r'build_local_stack\("([^"]+)"', example).group(1)
     label = re.search(r'label="([^"]+)"', example).group(1)
     assert label.startswith(scenes) and "labels/label.tif" in page[:page.index("## From Python")]
+
+
+def test_the_points_page_prints_what_its_commands_print():
+    """docs/points.md's sample output is its command's: the band count of the stack its
+    ``--bands`` make, the block-CV scores its demo run states (a 10-band sample beside a
+    6-band command was printed there)."""
+    page = (DOCS / "points.md").read_text()
+    match = re.search(r"--bands (\S+) --out data/town", page)
+    sample = re.search(r"```\npoints .*?```", page, re.DOTALL)
+    scored = re.search(r"scored impervious F1 ([\d.]+) and ROC AUC ([\d.]+)", page)
+    assert match and sample and scored, "docs/points.md lost its command, sample or demo scores"
+    bands = match.group(1).split(",")
+    assert f"features     bands ({len(bands)} bands, " in sample.group(0)
+    assert f"impervious {scored[1]}; ROC AUC {scored[2]}" in sample.group(0)

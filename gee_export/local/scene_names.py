@@ -21,8 +21,11 @@ S2_L2A_ORDER = tuple(b for b in S2_L1C_ORDER if b != "B10")
 MASK_NAMES = {"CLOUD_MASK": "CLOUD_MASK", "CLM": "CLOUD_MASK", "CLOUDMASK": "CLOUD_MASK",
               "MASK": "CLOUD_MASK", "SCL": "SCL"}
 
-BAND_FILE = re.compile(r"^(?P<product>.+)_(?P<band>B0?\d{1,2}A?|SCL|VV|VH|CLOUD_MASK|CLM|MASK)$",
-                        re.IGNORECASE)
+#: ``<product>_<band>``: the product is the shortest prefix that leaves a band name, so a band
+#: spelt with an underscore (``..._T33TVM_CLOUD_MASK``) is not split into ``..._CLOUD`` + ``MASK``
+BAND_FILE = re.compile(r"^(?P<product>.+?)_(?P<band>B0?\d{1,2}A?|VV|VH|"
+                       + "|".join(sorted(MASK_NAMES, key=len, reverse=True)) + r")$",
+                       re.IGNORECASE)
 _DATE_COMPACT = re.compile(r"(?<!\d)((?:19|20)\d{2})(\d{2})(\d{2})T\d{1,6}")
 _DATE_ISO = re.compile(r"(?<!\d)((?:19|20)\d{2})-(\d{2})-(\d{2})")
 _DATE_PLAIN = re.compile(r"(?<!\d)((?:19|20)\d{2})(\d{2})(\d{2})(?!\d)")

@@ -47,6 +47,14 @@ SHIFT_DIV: tuple[tuple[float, float], ...] = (
     (-272.15, 35.0), (0.0, 0.03), (0.0, 2000.0), (0.0, 50.0), (0.0, 1.0))
 
 
+def tokens_per_pixel(timesteps: int) -> int:
+    """Tokens of one pixel's series of ``timesteps`` (:meth:`Encoder.tokens`).
+
+    Its location and SRTM once, every other group and Dynamic World once per timestep.
+    """
+    return 2 + timesteps * len(GROUPS)
+
+
 def normalise(raw: torch.Tensor) -> torch.Tensor:
     """Presto's normalisation of ``(..., 17)`` raw values (S2 as reflectance), NDVI recomputed."""
     shift = raw.new_tensor([s for s, _ in SHIFT_DIV])

@@ -36,9 +36,20 @@ from torch import nn
 
 from contract.bands import earlier_name, find_band, months_of, series_gap
 from core.errors import ModelError
-from training.models.encoders.presto import MAX_TIMESTEPS, prepare
+from training.models.encoders.presto import MAX_TIMESTEPS, prepare, tokens_per_pixel
 
-PIXELS_PER_CALL = 32768  # pixels per encoder call: bounds the attention's memory
+#: tokens per encoder call, 32,768 pixels of one month (Presto's tokens grow with the months:
+#: :func:`pixels_per_call`); bounds the memory of the attention and the MLP's hidden layer
+TOKENS_PER_CALL = 32768 * tokens_per_pixel(1)
+
+
+def pixels_per_call(timesteps: int) -> int:
+    """Pixels per encoder call for a series of ``timesteps``: ``TOKENS_PER_CALL`` tokens.
+
+    One month's 32,768 pixels, fewer with each month (three months: 12,429), so a series'
+    call holds about the memory of one month's (its hidden layers are pixels x tokens x 512).
+    """
+    return max(1, TOKENS_PER_CALL // tokens_per_pixel(timesteps))
 
 
 def series_columns(bands: Sequence[str], own: Sequence[int]) -> list[int]:
@@ -128,9 +139,9 @@ def presto_series_features(encoder: nn.Module, raw: torch.Tensor, bands: Sequenc
     n, t, b, h, w = raw.shape
     pixels, inverse = distinct_pixels(raw.permute(0, 3, 4, 1, 2).reshape(-1, t, b))
     month = torch.tensor([int(m) for m in months], dtype=torch.long, device=raw.device)
-    out = []
-    for start in range(0, pixels.shape[0], PIXELS_PER_CALL):
-        part = pixels[start:start + PIXELS_PER_CALL]
+    out, step = [], pixels_per_call(t)
+    for start in range(0, pixels.shape[0], step):
+        part = pixels[start:start + step]
         x, mask = prepare(part, bands)
         m = part.shape[0]
         dw = torch.full((m, t), 9, dtype=torch.long, device=raw.device)
@@ -182,5 +193,5 @@ def presto_stack_features(encoder: nn.Module, raw: torch.Tensor, bands: Sequence
                                   latlon, series_months(month, count))
 
 
-__all__ = ["encoder_series", "mark_missing", "presto_series_features", "presto_stack_features",
-           "series_columns", "series_months"]
+__all__ = ["encoder_series", "mark_missing", "pixels_per_call", "presto_series_features",
+           "presto_stack_features", "series_columns", "series_months"]

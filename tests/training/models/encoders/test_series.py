@@ -16,9 +16,9 @@ from inference.predict.encoder_change import change_encoder
 from tests.support.rasters import write_patch_dataset
 from training.modelfile import load_model_file
 from training.models.encoders.fused import EncoderUNet
-from training.models.encoders.presto import prepare
+from training.models.encoders.presto import prepare, tokens_per_pixel
 from training.models.encoders.registry import GALILEO_NANO, PRESTO, load_encoder
-from training.models.encoders.series import series_columns, series_months
+from training.models.encoders.series import pixels_per_call, series_columns, series_months
 
 OWN = ("B2", "B3", "B4", "B8")
 TINY = (4, 8, 8, 8, 8)
@@ -129,6 +129,27 @@ def test_a_tile_over_a_small_stack_runs_presto_once_per_distinct_pixel(presto_fi
     assert torch.equal(feats[:, :, 4:16, 6:26], alone)
     nodata = feats[0, :, 30, 30]
     assert torch.equal(feats[:, :, 20:], nodata[None, :, None, None].expand(2, -1, 28, 48))
+
+
+def test_a_series_call_holds_the_tokens_of_a_months_call(presto_file):
+    """Presto was called on 32,768 pixels whatever their months: a three-month map's call held
+    29 tokens a pixel against a month's 11, and its hidden layers (pixels x tokens x 512) took
+    a map of a 256 px stack to 6.9 GB against 2.8 GB for one month. The pixels of a call now
+    shrink with the months; each pixel's features are those of any other call."""
+    bands = series_bands(OWN, 3)
+    model = _model(presto_file, bands)
+    x = torch.randn(1, 12, 120, 110, generator=torch.Generator().manual_seed(5))
+    calls: list[tuple[int, int]] = []
+    hook = model.encoder.register_forward_hook(
+        lambda m, a, out: calls.append((a[0].shape[0], a[0].shape[1])))
+    with torch.no_grad():
+        feats = model.features(x)
+        half = model.features(x[:, :, :60].contiguous())
+    hook.remove()
+    assert [t for _, t in calls] == [3, 3, 3] and pixels_per_call(1) == 32768
+    assert [m for m, _ in calls] == [pixels_per_call(3), 120 * 110 - pixels_per_call(3), 6600]
+    assert pixels_per_call(3) * tokens_per_pixel(3) <= pixels_per_call(1) * tokens_per_pixel(1)
+    assert torch.equal(feats[:, :, :60], half)
 
 
 def test_a_cloudy_earlier_month_beside_its_radar_masks_the_optical_groups_alone(presto_file):
