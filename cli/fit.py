@@ -175,9 +175,8 @@ def _run(args: argparse.Namespace) -> int:
     job = job_of(args)
     check_output_folder("--out", args.out)
     result = run_fit(job)
-    if not args.quiet:
-        print(report_table(result.report))
-        print(f"model: {result.model}")
+    print(report_table(result.report))  # the result, as every command prints its own; -q
+    print(f"model: {result.model}")  # quiets the log and progress bars only
     return 0
 
 
