@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead of --input: make the stack of --month over the points with "
                         "Earth Engine or the local scenes of --scenes (written to OUT/stack/)")
     p.add_argument("--scenes", help="folder of local scenes (--backend local)")
+    p.add_argument("--allow-l1c", action="store_true",
+                   help="--backend local: composite Sentinel-2 Level-1C (top-of-atmosphere) "
+                        "scenes instead of refusing them, as isamap-export --allow-l1c does "
+                        "(recorded in the model file, so isamap-map composites them alike)")
     p.add_argument("--project", default=os.environ.get("EE_PROJECT"),
                    help="Google Cloud project for Earth Engine (--backend ee; default: "
                         "$EE_PROJECT)")
@@ -139,6 +143,11 @@ def job_of(args: argparse.Namespace) -> FitJob:
         raise ConfigError("--backend local reads local scenes: give --scenes DIR")
     if args.scenes and args.backend != "local":
         raise ConfigError("--scenes is read by --backend local")
+    if args.allow_l1c and args.backend != "local":
+        raise ConfigError("--allow-l1c lets --backend local composite Level-1C scenes; "
+                          + ("--backend ee composites Earth Engine's Level-2A collection"
+                             if args.backend else "a stack given with --input is read as "
+                             "it is") + ": drop --allow-l1c")
     if args.month:
         check_month(args.month)
     if args.crs:
@@ -160,7 +169,7 @@ def job_of(args: argparse.Namespace) -> FitJob:
     return FitJob(tuple(args.points), tuple(args.input or ()), args.out, args.features,
                   encoder, args.norm, bands, classes, args.reference_column, args.month,
                   options, args.backend, args.scenes, args.project, args.crs,
-                  progress=not (args.no_progress or args.quiet))
+                  progress=not (args.no_progress or args.quiet), allow_l1c=args.allow_l1c)
 
 
 def _class_names(text: str) -> tuple[str, ...]:
@@ -175,9 +184,8 @@ def _run(args: argparse.Namespace) -> int:
     job = job_of(args)
     check_output_folder("--out", args.out)
     result = run_fit(job)
-    if not args.quiet:
-        print(report_table(result.report))
-        print(f"model: {result.model}")
+    print(report_table(result.report))  # the result, as every command prints its own; -q
+    print(f"model: {result.model}")  # quiets the log and progress bars only
     return 0
 
 

@@ -41,6 +41,22 @@ def recorded_month(tags: dict[str, str], key: str = MONTH_TAG) -> str | None:
         return None
 
 
+def stack_month(given: str | None, recorded: str | None,
+                what: str = "the input stack") -> str | None:
+    """The month of a stack: ``--month`` where given, else the one it records (its tag).
+
+    The one rule of every command that reads a stack's month (``isamap-predict``,
+    ``isamap-fit``): a ``--month`` that contradicts the month the stack records is refused.
+
+    Raises:
+        InputDataError: ``given`` names another month than ``recorded``.
+    """
+    if given is not None and recorded is not None and given != recorded:
+        raise InputDataError(f"--month {given}, but {what} is of {recorded} (its {MONTH_TAG} "
+                             f"tag); give the stack of {given}, or leave --month out")
+    return given if given is not None else recorded
+
+
 def stack_made_by_isamap(tags: Mapping[str, str]) -> bool:
     """Whether a GeoTIFF's tags are those of a stack a backend of isamap wrote.
 

@@ -1,9 +1,10 @@
 """How every isamap command starts and ends: logging flags, one-line errors, exit codes.
 
 Each console script builds its parser, adds :func:`add_logging_arguments`, and hands its work
-to :func:`run_command`, so all of them behave alike: progress and results go through
-``logging`` (``-v`` for timings, ``-vv`` for isamap's debug messages, ``-q`` for warnings
-only; :func:`log_levels`), an error the user can act on is one line on stderr with exit
+to :func:`run_command`, so all of them behave alike: progress goes through ``logging``
+(``-v`` for timings, ``-vv`` for isamap's debug messages, ``-q`` for warnings only;
+:func:`log_levels`) while the command's result (a table, a summary, the outputs' paths) is
+printed on stdout at every level, an error the user can act on is one line on stderr with exit
 status 2 (bad input) or 1 (environment: disk, permissions, network, a remote service),
 Ctrl-C says how to resume and exits 130 (SIGTERM: 143; a second signal during the wind-down
 is ignored, see :func:`stop_signals`), and a traceback appears only with ``--debug``.
@@ -144,7 +145,9 @@ def add_logging_arguments(parser: argparse.ArgumentParser) -> None:
                        help="more detail: -v adds timings and tuning tables, -vv isamap's "
                             "debug messages (other libraries stay at warnings)")
     group.add_argument("-q", "--quiet", action=_Quiet,
-                       help="only warnings and errors (also hides progress bars)")
+                       help="log only warnings and errors, and no progress bars; the "
+                            "command's result (its table, summary, output paths) is still "
+                            "printed")
     group.add_argument("--debug", action="store_true",
                        help="debug messages of isamap and every library it uses, and a full "
                             "traceback on errors")

@@ -23,7 +23,6 @@ model file (docs/points.md).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -35,9 +34,10 @@ import numpy as np
 
 from contract.bands import DEFAULT_IMAGE_BANDS, canonical_band, find_band, own_month
 from contract.dataset import read_manifest
+from contract.stack import stack_month
 from core.errors import ConfigError, InputDataError, IsamapError
 from core.jsonsafe import dumps
-from core.storage import atomic_write
+from core.storage import atomic_write, files
 from gee_export.ee.names import default_workload_tag
 from gee_export.ee.session import EESession
 from gee_export.local.extent import scenes_extent
@@ -105,6 +105,8 @@ class FitJob:
         project: the Earth Engine project (``backend="ee"``).
         crs: the made stack's CRS (None: the UTM zone of the points' centre).
         progress: progress bars.
+        allow_l1c: composite Level-1C scenes (``backend="local"``) with a warning instead
+            of refusing them, as ``isamap-export --allow-l1c`` does; the record says so.
     """
 
     points: tuple[str, ...]
@@ -123,6 +125,7 @@ class FitJob:
     project: str | None = None
     crs: str | None = None
     progress: bool = True
+    allow_l1c: bool = False
 
     @property
     def normalised_by(self) -> Norm:
@@ -165,7 +168,9 @@ def run_fit(job: FitJob, session: Any = None) -> FitResult:
     points = read_training_points(job.points, job.classes, job.column)
     inputs_paths, dataset = _stacks(job, points, session)
     bands = job.bands or default_bands(inputs_paths[0])
-    inputs = [open_input(path, bands) for path in inputs_paths]
+    named = "that --bands names" if job.bands else f"that --input {inputs_paths[0]} has"
+    inputs = [open_input(path, bands, named) for path in inputs_paths]
+    month = _month(job, inputs)
     where = locate(points, inputs)
     raw = values_at(inputs, where)
     # a point is read where its stack's own month is; an earlier month of a series missing
@@ -179,7 +184,7 @@ def run_fit(job: FitJob, session: Any = None) -> FitResult:
                job.options)
     norms, pooled, ranges = _statistics(inputs, bands)
     kwargs = model_kwargs(job.features, bands, pooled, job.options.hidden,
-                          centre(inputs[0]), _month(job, inputs))
+                          centre(inputs[0]), month)
     model = feature_model(kwargs, len(job.classes), job.encoder)
     normalised = _normalised(raw[kept], where.group[kept], norms, pooled, job.normalised_by)
     log.info("features of %d points (%s)", int(kept.sum()), job.features)
@@ -258,19 +263,16 @@ def _stacks(job: FitJob, points: ReferencePoints, session: Any
         extent = scenes_extent(job.scenes, [job.month])
         if extent is not None:  # none: the stack's own refusal says so
             check_covered(points, extent, f"the scenes of {job.month} in {job.scenes}")
-        try:
-            path, record = local_stack(job.scenes, grid, job.month, bands, folder)
-        except Exception:
-            with contextlib.suppress(OSError):  # a refused month leaves no empty folder
-                folder.rmdir()
-            raise
+        with files.unmade_if_refused(folder, job.out):  # a refusal leaves no empty folder
+            path, record = local_stack(job.scenes, grid, job.month, bands, folder,
+                                       job.allow_l1c)
     else:
         if session is None:
-
             session = EESession(project=job.project, workload_tag=default_workload_tag(
                 "isamap-fit"), without_account=FIT_WITHOUT_ACCOUNT,
                 purpose=FIT_PURPOSE).initialize()
-        path, record = ee_stack(session, grid, job.month, bands, folder, job.progress)
+        with files.unmade_if_refused(folder, job.out):
+            path, record = ee_stack(session, grid, job.month, bands, folder, job.progress)
     return [path], dataset_record(str(folder), record)
 
 
@@ -315,8 +317,13 @@ def centre(stack: StackInput) -> tuple[float, float]:
 
 
 def _month(job: FitJob, inputs: Sequence[StackInput]) -> int:
-    """Month (0-11) Presto is told; only Presto features need it."""
-    text = job.month or inputs[0].month
+    """Month (0-11) Presto is told; only Presto features need it.
+
+    A ``--month`` that contradicts an input's recorded month is refused, as
+    ``isamap-predict`` refuses it (:func:`contract.stack.stack_month`).
+    """
+    months = [stack_month(job.month, s.month, f"--input {s.path}") for s in inputs]
+    text = months[0]  # every input's checked; the first one's is Presto's
     if not uses_encoder(job.features):
         return 0
     if not text:

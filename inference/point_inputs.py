@@ -163,15 +163,26 @@ class StackInput:
             raise InputDataError(f"--input {self.path} holds none of the bands asked for")
 
 
-def open_input(path: str, bands: Sequence[str]) -> StackInput:
-    """The grid of stack ``path`` and where ``bands`` are in it (found by name)."""
+def open_input(path: str, bands: Sequence[str], from_where: str = "that --bands names"
+                ) -> StackInput:
+    """The grid of stack ``path`` and where ``bands`` are in it (found by name).
+
+    ``from_where``: where ``bands`` came from, as a refusal of a band missing names it
+    (``--bands``, or the first ``--input``'s bands).
+    """
     with _open_stack(path) as src:
         if src.crs is None:
             raise InputDataError(f"--input {path} has no CRS; give the stack isamap-export "
                                  "wrote (stacks/stack_<month>_image.tif)")
-        # a fit: no model exists yet to be "trained on these"
-        indexes = select_bands(src.descriptions, bands, remedy=f"Give --bands naming bands "
-                               f"--input {path} has, or a stack that has these.")
+        # a fit: no model exists yet to be "trained on these", nor a recipe to map by
+        indexes = select_bands(
+            src.descriptions, bands, subject=f"--input {path}", needed_by=from_where,
+            remedy="Give --bands naming bands every --input has, or a stack that has these.",
+            series_remedy=lambda months: (
+                f"The fit reads the same bands from every --input, a series of {months} "
+                f"months (bands _m1.._m{months - 1}: the months before each stack's own): "
+                f"export every --input with the same isamap-export --series-months {months}, "
+                "or give --bands naming bands every --input has"))
         return StackInput(path, src.crs.to_string(), src.transform, src.width, src.height,
                           tuple(indexes), recorded_month(src.tags()))
 

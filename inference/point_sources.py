@@ -72,11 +72,15 @@ def record(grid: Grid, backend: str, recipe: dict, bands: Sequence[str], month: 
 
 
 def local_stack(scenes: str, grid: Grid, month: str, bands: Sequence[str],
-                out: Path) -> tuple[str, dict]:
-    """The local backend's stack of ``month`` on ``grid``; its path and record."""
-    recipe = LocalRecipe()
+                out: Path, allow_l1c: bool = False) -> tuple[str, dict]:
+    """The local backend's stack of ``month`` on ``grid``; its path and record.
+
+    No label is read: the points are the fit's labels. ``allow_l1c``: Level-1C scenes are
+    composited with the export's warning instead of its refusal, and the recipe records it.
+    """
+    recipe = LocalRecipe(allow_l1c=allow_l1c)
     stack = build_local_stack(scenes, grid, month, tuple(bands), out_dir=out, recipe=recipe,
-                              speckle=recipe.speckle, progress=False)
+                              speckle=recipe.speckle, progress=False, labelled=False)
     return stack.image, record(grid, "local", recipe.to_dict(), bands, month)
 
 

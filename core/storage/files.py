@@ -9,6 +9,7 @@ then moved or uploaded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -60,6 +61,24 @@ def gdal_path(path: str | os.PathLike[str]) -> str:
         ready_for_remote()
         return f"/vsigs/{bucket}/{key}"
     return text
+
+
+@contextmanager
+def unmade_if_refused(*folders: str | os.PathLike[str]) -> Iterator[None]:
+    """Remove the local ``folders`` the block created when it fails, while they are empty.
+
+    A refused run leaves no new folder behind (an empty ``--out`` after a refusal looked like
+    a run's output); one that existed before, or that the run wrote into, stays. Give them
+    innermost first (``OUT/stack``, then ``OUT``).
+    """
+    made = [Path(p) for p in folders if not is_gcs(p) and not Path(p).exists()]
+    try:
+        yield
+    except Exception:
+        for folder in made:
+            with contextlib.suppress(OSError):  # not empty: the run wrote there, it stays
+                folder.rmdir()
+        raise
 
 
 @contextmanager

@@ -11,7 +11,6 @@ their checks, are defined here, beside what reads them.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -211,15 +210,8 @@ def run_local_export(opts: ExportOptions,
     ``stacks/``, which its lock made); never one an earlier run wrote.
     """
     stack_dir = stacks_folder(opts)
-    made = [p for p in (stack_dir, *([] if opts.out.startswith("gs://") else [Path(opts.out)]))
-            if not p.exists()]
-    try:
+    with files.unmade_if_refused(stack_dir, opts.out):  # innermost first: stacks/, then --out
         _export_months(opts, stack_dir, on_month)
-    except Exception:
-        for folder in made:  # innermost first: stacks/, then --out
-            with contextlib.suppress(OSError):  # not empty: the run wrote there, it stays
-                folder.rmdir()
-        raise
 
 
 def _export_months(opts: ExportOptions, stack_dir: Path,

@@ -56,8 +56,8 @@ def check_month_inputs(collection: SceneCollection, grid: Grid, month: str,
                        names: Sequence[str], recipe: LocalRecipe,
                        scheme: str | ClassMapping | dict[int, int],
                        label: str | Path | BandRef | None = None,
-                       fine_scale: int | None = None, *, model_bands: bool = False
-                       ) -> MonthInputs:
+                       fine_scale: int | None = None, *, model_bands: bool = False,
+                       labelled: bool = True) -> MonthInputs:
     """Find and check one month's scenes and label on ``grid`` (headers and samples only).
 
     Args:
@@ -72,6 +72,8 @@ def check_month_inputs(collection: SceneCollection, grid: Grid, month: str,
         model_bands: ``names`` are a model's (a map): a missing sensor's scenes must be
             added, as its bands cannot be dropped; otherwise (an export) dropping them is
             advised too.
+        labelled: False: the stack's label is not wanted (``isamap-fit``'s points are its
+            labels): no label is looked for, read, checked or warned of.
 
     Raises:
         EmptyCompositeError: no scene of the month on the grid.
@@ -90,8 +92,9 @@ def check_month_inputs(collection: SceneCollection, grid: Grid, month: str,
                             if sentinel2.is_reflectance(s, b))
     units = {(s.product, b): sentinel1.scene_unit(s, b, recipe.s1_unit) for s in s1
              for b in s1_bands}
-    label_ref = _label_ref(label, collection, 1)
-    fine_ref = _fine_label_ref(label_ref, collection, fine_scale, grid) if fine_scale else None
+    label_ref = _label_ref(label, collection, 1) if labelled else None
+    fine_ref = (_fine_label_ref(label_ref, collection, fine_scale, grid)
+                if fine_scale and labelled else None)
     check_labels_on_grid(label_ref, fine_ref, grid, fine_scale,
                          [sc.band(sc.band_names[0]) for sc in (*s2[:1], *s1[:1])])
     sentinel2.check_plausible(s2, s2_bands, offsets, reflectance)  # pixels over names/tags
@@ -100,7 +103,8 @@ def check_month_inputs(collection: SceneCollection, grid: Grid, month: str,
                                     if sentinel2.is_reflectance(s, b))
         sentinel2.check_band_names(s2, offsets, reflectance_all,
                                    bool(recipe.trust_band_names))
-    _check_label(label_ref, scheme, names)
+    if labelled or band_registry.PRODUCT in names:  # a product band is read from a label
+        _check_label(label_ref, scheme, names)
     return MonthInputs(s2, s2_bands, s1, s1_bands, offsets, reflectance, units, label_ref,
                        fine_ref)
 

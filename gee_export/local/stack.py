@@ -146,7 +146,7 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
                      speckle: SpeckleFilter = DEFAULT_SPECKLE, out_dir: str | Path = ".", *,
                      label_scheme: str | ClassMapping | dict[int, int] | None = None,
                      recipe: LocalRecipe | None = None,
-                     model_bands: bool = False) -> LocalStackPlan:
+                     model_bands: bool = False, labelled: bool = True) -> LocalStackPlan:
     """Resolve and check everything one month's stack needs, and digest it; write nothing.
 
     Arguments as :func:`build_local_stack`; ``model_bands``: ``bands`` are a model's (a map,
@@ -176,9 +176,10 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
     scheme = label_scheme if label_scheme is not None else recipe.label_scheme
     inputs = check_month_inputs(collection, grid, month,
                                 [names[i] for i in band_registry.own_month(names)],
-                                recipe, scheme, label, fine_scale, model_bands=model_bands)
+                                recipe, scheme, label, fine_scale, model_bands=model_bands,
+                                labelled=labelled)
     earlier = earlier_inputs(collection, grid, month, names, recipe, scheme, inputs.label_ref,
-                             model_bands)
+                             model_bands, labelled)
     s2, s1, offsets, units = inputs.s2, inputs.s1, inputs.offsets, inputs.units
     label_ref, fine_ref = inputs.label_ref, inputs.fine_ref
 
@@ -206,8 +207,8 @@ def plan_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path]
 
 def earlier_inputs(collection: SceneCollection, grid: Grid, month: str, names: Sequence[str],
                    recipe: LocalRecipe, scheme: str | ClassMapping | dict[int, int],
-                   label_ref: BandRef | None, model_bands: bool = False
-                   ) -> dict[int, MonthInputs]:
+                   label_ref: BandRef | None, model_bands: bool = False,
+                   labelled: bool = True) -> dict[int, MonthInputs]:
     """A series stack's earlier months (``B4_m2``): months before -> their checked inputs.
 
     Each is found and checked as the month's own are (the same checks, the same recipe);
@@ -221,7 +222,8 @@ def earlier_inputs(collection: SceneCollection, grid: Grid, month: str, names: S
         before = earlier_month(month, k)
         try:
             found[k] = check_month_inputs(collection, grid, before, tuple(named), recipe,
-                                          scheme, label_ref, model_bands=model_bands)
+                                          scheme, label_ref, model_bands=model_bands,
+                                          labelled=labelled)
         except EmptyCompositeError as exc:
             months = 1 + max(band_registry.months_of(names))
             fewer = (f"the model reads {months} months" if model_bands  # its bands say so
@@ -279,7 +281,7 @@ def build_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path
                       speckle: SpeckleFilter = DEFAULT_SPECKLE, out_dir: str | Path = ".", *,
                       label_scheme: str | ClassMapping | dict[int, int] | None = None,
                       recipe: LocalRecipe | None = None, block: int = DEFAULT_BLOCK,
-                      progress: bool = True) -> StackPaths:
+                      progress: bool = True, labelled: bool = True) -> StackPaths:
     """Build one month's stack from local scenes on ``grid``.
 
     Args:
@@ -298,6 +300,8 @@ def build_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path
         recipe: every other parameter; ``speckle``/``label_scheme`` arguments override it.
         block: grid pixels per block side (memory grows with block^2 x scenes).
         progress: show a tqdm bar over blocks.
+        labelled: False: no label is looked for, read or checked (the label file is all
+            nodata, as without one, and no warning says so): a stack for points' labels.
 
     Returns:
         The stack's files, with the content fingerprint of the recipe and sources.
@@ -309,5 +313,5 @@ def build_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path
     """
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     plan = plan_local_stack(scenes, grid, month, bands, label, fine_scale, speckle, out_dir,
-                            label_scheme=label_scheme, recipe=recipe)
+                            label_scheme=label_scheme, recipe=recipe, labelled=labelled)
     return write_local_stack(plan, block=block, progress=progress)

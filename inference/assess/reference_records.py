@@ -71,11 +71,14 @@ def geojson_records(path: Path, text: str) -> list[dict]:
     try:
         doc = json.loads(text)
         features = doc["features"]
+        _points_only(path, features)
         records = [{**{str(k).lower(): v for k, v in (f.get("properties") or {}).items()},
                     "lon": float(f["geometry"]["coordinates"][0]),
                     "lat": float(f["geometry"]["coordinates"][1]),
                     "id": (f.get("properties") or {}).get("id", f.get("id"))}
                    for f in features]
+    except InputDataError:
+        raise  # a feature of another geometry, named
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise InputDataError(f"{path}: not a GeoJSON FeatureCollection of points ({exc})"
                              ) from None
@@ -95,6 +98,24 @@ def geojson_records(path: Path, text: str) -> list[dict]:
     lon, lat = warp_transform(crs, "EPSG:4326", [r["lon"] for r in records],
                               [r["lat"] for r in records])
     return [r | {"lon": x, "lat": y} for r, x, y in zip(records, lon, lat, strict=True)]
+
+
+def _points_only(path: Path, features: Sequence[Any]) -> None:
+    """Refuse a feature of another geometry than a Point (a polygon, a line) by name."""
+    for i, f in enumerate(features):
+        geometry = f.get("geometry") if isinstance(f, dict) else None
+        kind = geometry.get("type") if isinstance(geometry, dict) else None
+        if kind == "Point":
+            continue
+        props = (f.get("properties") or {}) if isinstance(f, dict) else {}
+        name = props.get("id", f.get("id")) if isinstance(f, dict) else None
+        which = f"feature {i + 1}" + (f" (id {name})" if name is not None else "")
+        found = f"is a {kind}" if kind else "has no geometry"
+        raise InputDataError(
+            f"{path}: {which} {found}; only Point features are read, one class per point. "
+            "Sample points inside the polygons and label those (e.g. QGIS: Vector > Research "
+            "Tools > Random Points Inside Polygons, then Join Attributes by Location for "
+            "the class)")
 
 
 def check_lon_lat(path: Path, ids: Sequence[str], lon: np.ndarray, lat: np.ndarray) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from contract.stack import MONTH_TAG, recorded_month
+from contract.stack import recorded_month, stack_month
 from core.errors import InputDataError
 from core.months import check_month
 from inference.cog.stream import cog_writer
@@ -141,8 +141,4 @@ def with_stack_month(job: PredictJob, stack: Any) -> PredictJob:
     recorded = recorded_month(tags()) if callable(tags) else None
     if recorded is None:
         return job
-    if job.month is not None and job.month != recorded:
-        raise InputDataError(f"--month {job.month}, but the input stack is of {recorded} (its "
-                             f"{MONTH_TAG} tag); give the stack of {job.month}, or leave "
-                             "--month out")
-    return dataclasses.replace(job, month=recorded)
+    return dataclasses.replace(job, month=stack_month(job.month, recorded))

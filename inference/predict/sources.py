@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -56,8 +56,9 @@ USE_ANOTHER_MODEL = "Export those bands or use a model trained on these."
 
 
 def select_bands(descriptions: Sequence[str | None], names: Sequence[str],
-                 order: Sequence[str] | None = None, remedy: str = USE_ANOTHER_MODEL
-                 ) -> list[int]:
+                 order: Sequence[str] | None = None, remedy: str = USE_ANOTHER_MODEL, *,
+                 subject: str = "the input stack", needed_by: str = "the model needs",
+                 series_remedy: Callable[[int], str] | None = None) -> list[int]:
     """1-based band indexes of ``names`` in a stack, found by band name.
 
     Args:
@@ -68,6 +69,11 @@ def select_bands(descriptions: Sequence[str | None], names: Sequence[str],
             about the order, and reordered bands give a wrong map silently); checked against
             the names of a stack that has them.
         remedy: what a refusal for a missing band tells the user to do.
+        subject: how that refusal names the input.
+        needed_by: how it says who needs the bands.
+        series_remedy: what it tells to do, given the months of the series, where the bands
+            missing are a series' earlier months (``B4_m1``); None: a map's advice
+            (export the date with ``--series-months``, or map it with ``isamap-map``).
     """
     if order is not None:
         order = [b.strip() for b in order]
@@ -84,9 +90,10 @@ def select_bands(descriptions: Sequence[str | None], names: Sequence[str],
         lookup = _by_name(descriptions, {canonical_band(n) for n in names})
         missing = [n for n in names if canonical_band(n) not in lookup]
         if missing:
-            raise InputDataError(
-                f"the input stack lacks band(s) {missing} the model needs; it has "
-                f"{list(descriptions)}. {_series_remedy(names, missing) or remedy}")
+            months = _series_months(names, missing)
+            advice = (series_remedy or _map_series_remedy)(months) if months else remedy
+            raise InputDataError(f"{subject} lacks band(s) {missing} {needed_by}; it has "
+                                 f"{list(descriptions)}. {advice}")
         return [lookup[canonical_band(n)] for n in names]
     raise InputDataError(
         f"the input's {len(descriptions)} bands have no names (band descriptions), so their "
@@ -95,11 +102,15 @@ def select_bands(descriptions: Sequence[str | None], names: Sequence[str],
         "--bidx N --description NAME FILE")
 
 
-def _series_remedy(names: Sequence[str], missing: Sequence[str]) -> str | None:
-    """What to do when the bands missing are a series' earlier months (``B4_m1``), else None."""
+def _series_months(names: Sequence[str], missing: Sequence[str]) -> int | None:
+    """The months of the series ``names`` where the bands missing are its earlier months."""
     if not any((spec := find_band(n)) is not None and spec.months_before for n in missing):
         return None
-    months = series_months(n for n in names if find_band(n) is not None)
+    return series_months(n for n in names if find_band(n) is not None)
+
+
+def _map_series_remedy(months: int) -> str:
+    """What a map of a series model does for an input without the months before."""
     return (f"The model reads a series of {months} months (bands _m1.._m{months - 1}: the "
             f"months before the stack's own): export the date with isamap-export "
             f"--series-months {months}, so its stack holds the months before it, or map it "

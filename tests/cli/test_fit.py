@@ -153,7 +153,7 @@ def test_bad_points_are_refused_in_one_line(demo_stack, tmp_path, capsys):
     wrong.write_bytes(b"0" * 100)
     refused(good, "sha256", "github.com/nasaharvest/presto",
             extra=("--features", "presto", "--encoder", f"presto={wrong}"))
-    refused(good, "lacks band(s) ['B11']", "Give --bands naming bands --input",
+    refused(good, "lacks band(s) ['B11']", "Give --bands naming bands every --input has",
             extra=("--bands", "B2,B3,B11"))  # no model exists yet to be "trained on these"
     assert not (tmp_path / "out" / "model.pt").exists()  # a refused run writes no model
 
