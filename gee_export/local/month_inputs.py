@@ -73,7 +73,8 @@ def check_month_inputs(collection: SceneCollection, grid: Grid, month: str,
             added, as its bands cannot be dropped; otherwise (an export) dropping them is
             advised too.
         labelled: False: the stack's label is not wanted (``isamap-fit``'s points are its
-            labels): no label is looked for, read, checked or warned of.
+            labels; a map predicts): no label is looked for, read, checked or warned of,
+            unless ``names`` hold the product band, which is read from the label.
 
     Raises:
         EmptyCompositeError: no scene of the month on the grid.
@@ -92,7 +93,8 @@ def check_month_inputs(collection: SceneCollection, grid: Grid, month: str,
                             if sentinel2.is_reflectance(s, b))
     units = {(s.product, b): sentinel1.scene_unit(s, b, recipe.s1_unit) for s in s1
              for b in s1_bands}
-    label_ref = _label_ref(label, collection, 1) if labelled else None
+    wanted = labelled or band_registry.PRODUCT in names  # a product band is read from a label
+    label_ref = _label_ref(label, collection, 1) if wanted else None
     fine_ref = (_fine_label_ref(label_ref, collection, fine_scale, grid)
                 if fine_scale and labelled else None)
     check_labels_on_grid(label_ref, fine_ref, grid, fine_scale,
@@ -103,7 +105,7 @@ def check_month_inputs(collection: SceneCollection, grid: Grid, month: str,
                                     if sentinel2.is_reflectance(s, b))
         sentinel2.check_band_names(s2, offsets, reflectance_all,
                                    bool(recipe.trust_band_names))
-    if labelled or band_registry.PRODUCT in names:  # a product band is read from a label
+    if wanted:
         _check_label(label_ref, scheme, names)
     return MonthInputs(s2, s2_bands, s1, s1_bands, offsets, reflectance, units, label_ref,
                        fine_ref)

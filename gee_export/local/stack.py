@@ -301,7 +301,8 @@ def build_local_stack(scenes: SceneCollection | str | Path | Sequence[str | Path
         block: grid pixels per block side (memory grows with block^2 x scenes).
         progress: show a tqdm bar over blocks.
         labelled: False: no label is looked for, read or checked (the label file is all
-            nodata, as without one, and no warning says so): a stack for points' labels.
+            nodata, as without one, and no warning says so): a stack for points' labels or
+            a map; a ``product`` band still reads the label.
 
     Returns:
         The stack's files, with the content fingerprint of the recipe and sources.

@@ -258,7 +258,8 @@ def _local_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: Mod
     work.mkdir(parents=True, exist_ok=True)
     try:
         plan = plan_local_stack(request.local_scenes(), grid, month, tuple(meta.bands), None,
-                                None, recipe.speckle, work, recipe=recipe, model_bands=True)
+                                None, recipe.speckle, work, recipe=recipe, model_bands=True,
+                                labelled=False)  # a map predicts: the scenes' label is unread
         stack = write_local_stack(plan, progress=request.progress)
     except Exception:
         for folder in (work, work.parent):  # a month without scenes leaves no empty folder
