@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from contract.bands import DEFAULT_IMAGE_BANDS, parse_band_list
 from contract.export_options import SERIES_MONTHS_RANGE, check_series_months, series_stack_bands
 from contract.grid import projected_crs
+from contract.s2_level import ALLOW_L1C_SCOPE, check_allow_l1c_backend
 from core.commands import (
     add_logging_arguments,
     check_output_folder,
@@ -143,11 +144,10 @@ def job_of(args: argparse.Namespace) -> FitJob:
         raise ConfigError("--backend local reads local scenes: give --scenes DIR")
     if args.scenes and args.backend != "local":
         raise ConfigError("--scenes is read by --backend local")
-    if args.allow_l1c and args.backend != "local":
-        raise ConfigError("--allow-l1c lets --backend local composite Level-1C scenes; "
-                          + ("--backend ee composites Earth Engine's Level-2A collection"
-                             if args.backend else "a stack given with --input is read as "
-                             "it is") + ": drop --allow-l1c")
+    check_allow_l1c_backend(args.allow_l1c, args.backend)  # the export's refusal
+    if args.allow_l1c and args.backend is None:
+        raise ConfigError(f"{ALLOW_L1C_SCOPE}; a stack given with --input is read as it is: "
+                          "drop --allow-l1c")
     if args.month:
         check_month(args.month)
     if args.crs:

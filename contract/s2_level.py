@@ -18,8 +18,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from contract.archive import S2_L2A_COLLECTION
 from contract.input_facts import input_facts, judge_level
-from core.errors import InputDataError
+from core.errors import ConfigError, InputDataError
+
+#: what ``--allow-l1c`` is for, the start of every refusal of it where it has no scenes to read
+ALLOW_L1C_SCOPE = "--allow-l1c lets --backend local composite Level-1C scenes"
 
 
 def s2_level_of(tags: Mapping[str, str], descriptions: Sequence[str | None]) -> str | None:
@@ -98,3 +102,18 @@ def refuse_or_warn_l1c(said: str, allow_l1c: bool, doing: str, note: str = "") -
                              f"{doing} TOA anyway.")
     warnings.warn(message + "; continuing because of --allow-l1c / allow_l1c=True (values "
                   f"are TOA{note}).", stacklevel=3)
+
+
+def check_allow_l1c_backend(allow_l1c: bool, backend: str | None) -> None:
+    """Refuse ``--allow-l1c`` with ``--backend ee`` (``isamap-export``, ``isamap-fit``).
+
+    Earth Engine's recipe reads its Level-2A collection, which has no Level-1C to allow: the
+    flag would be taken and ignored. One line, before any Earth Engine call.
+
+    Raises:
+        ConfigError: ``allow_l1c`` with the ``ee`` backend.
+    """
+    if allow_l1c and backend == "ee":
+        raise ConfigError(f"{ALLOW_L1C_SCOPE}; --backend ee composites Earth Engine's Level-2A "
+                          f"collection ({S2_L2A_COLLECTION}): drop --allow-l1c, or give "
+                          "Level-1C scenes on disk with --backend local --scenes DIR")

@@ -20,6 +20,7 @@ from contract.bands import series_record
 from contract.dataset import DatasetSpec, check_compatible, out_refusal, read_manifest
 from contract.export_options import ExportOptions
 from contract.patches import PatchSummary, patch_stack
+from contract.s2_level import check_allow_l1c_backend
 from core.errors import ConfigError, InputDataError
 from core.lock import hold_output
 from core.storage import LocalStore, Store, files, open_store
@@ -44,7 +45,8 @@ def add_local_arguments(g: argparse._ArgumentGroup) -> None:
     """``isamap-export``'s flags of how the local backend reads its scene files."""
     g.add_argument("--allow-l1c", action="store_true",
                      help="composite Sentinel-2 Level-1C (top-of-atmosphere) scenes instead of "
-                          "refusing them")
+                          "refusing them (--backend local; Earth Engine's collection is "
+                          "Level-2A)")
     g.add_argument("--s1-unit", choices=("linear", "dB"),
                      help="unit of the Sentinel-1 files (default: from the values; a tag the "
                           "values contradict is overridden)")
@@ -108,6 +110,7 @@ def check_local_arguments(args: argparse.Namespace) -> None:
         if args.scl_mask is not None:
             scl_mask_classes(args.scl_mask)
     else:
+        check_allow_l1c_backend(args.allow_l1c, args.backend)
         if args.scl_mask is not None:
             raise ConfigError("--scl-mask chooses what a local composite masks: use it with "
                               "--backend local (Earth Engine composites take --cloud-mask)")

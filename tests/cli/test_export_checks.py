@@ -127,6 +127,26 @@ def test_local_l1c_and_label_scheme_have_cli_fixes(scene, tmp_path, capsys):
     assert read_manifest(tmp_path / "b")["counts"]["patches"] > 0
 
 
+def test_allow_l1c_with_earth_engine_is_refused_before_any_request(tmp_path, capsys):
+    """The ee backend reads Earth Engine's Level-2A collection: --allow-l1c was taken and
+    ignored (the dry run planned, the real run went on to Earth Engine). isamap-fit refuses
+    it with the same line (one rule, contract.s2_level)."""
+    from cli.fit import main as fit_main
+
+    out = tmp_path / "out"
+    lines = []
+    for extra in (["--dry-run"], ["--code-editor"], ["--out", str(out)]):
+        assert main(["--region", "wuhan", "--allow-l1c", "--project", "p", *extra]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert "Level-2A collection (COPERNICUS/S2_SR_HARMONIZED): drop --allow-l1c" in line
+        lines.append(line.split("error: ", 1)[1])
+    assert not out.exists()  # refused before the output folder is made
+    assert fit_main(["--points", str(tmp_path / "p.csv"), "--backend", "ee", "--month",
+                     "2019-06", "--allow-l1c", "--out", str(tmp_path / "fit")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert {line.split("error: ", 1)[1], *lines} == {lines[0]}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["full", "read-only", "no-permission"])
 def test_unwritable_output_is_one_line(scene, tmp_path, kind):
