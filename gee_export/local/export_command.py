@@ -117,7 +117,9 @@ def check_local_arguments(args: argparse.Namespace) -> None:
         given = [flag for flag, value in (("--boa-add-offset", args.boa_add_offset),
                                           ("--label-map", args.label_map),
                                           ("--scene-date", args.scene_date),
-                                          ("--s2-band-names", args.s2_band_names))
+                                          ("--s2-band-names", args.s2_band_names),
+                                          ("--s1-unit", args.s1_unit),
+                                          ("--trust-band-names", args.trust_band_names))
                  if value is not None]
         if given:
             raise ConfigError(f"{', '.join(given)} describe local scene files: use them with "

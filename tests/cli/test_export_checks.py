@@ -147,6 +147,19 @@ def test_allow_l1c_with_earth_engine_is_refused_before_any_request(tmp_path, cap
     assert {line.split("error: ", 1)[1], *lines} == {lines[0]}
 
 
+@pytest.mark.parametrize("flag", [["--s1-unit", "dB"], ["--trust-band-names"],
+                                  ["--scene-date", "2019-06-01"]])
+def test_local_scene_flags_with_earth_engine_are_refused_before_any_request(tmp_path, capsys,
+                                                                            flag):
+    """How local scene files are read means nothing to Earth Engine's collections:
+    --s1-unit and --trust-band-names were taken and ignored by --backend ee."""
+    out = tmp_path / "out"
+    assert main(["--region", "wuhan", *flag, "--project", "p", "--out", str(out)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"{flag[0]} describe local scene files: use them with --backend local" in line
+    assert not out.exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["full", "read-only", "no-permission"])
 def test_unwritable_output_is_one_line(scene, tmp_path, kind):
