@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from rasterio.warp import transform as warp_transform
 
 from contract.bands import DEFAULT_IMAGE_BANDS, canonical_band, find_band, own_month
 from contract.dataset import read_manifest
@@ -256,6 +257,7 @@ def _stacks(job: FitJob, points: ReferencePoints, session: Any
                           "--month YYYY-MM")
     bands = job.bands or DEFAULT_IMAGE_BANDS
     grid = points_grid(points.lon, points.lat, job.crs)
+    _check_before_stack(job, points, grid.crs)
     folder = Path(job.out) / "stack"
     if job.backend == "local":
         if not job.scenes:
@@ -274,6 +276,17 @@ def _stacks(job: FitJob, points: ReferencePoints, session: Any
         with files.unmade_if_refused(folder, job.out):
             path, record = ee_stack(session, grid, job.month, bands, folder, job.progress)
     return [path], dataset_record(str(folder), record)
+
+
+def _check_before_stack(job: FitJob, points: ReferencePoints, crs: str) -> None:
+    """The points' counts checked before a backend makes (or fetches) the stack over them.
+
+    Points on nodata are dropped later and checked again; too few of them even all counted
+    is refused here, before any scene is composited or pixel fetched.
+    """
+    xs, ys = warp_transform("EPSG:4326", crs, list(points.lon), list(points.lat))
+    check_only(points.reference, np.asarray(xs), np.asarray(ys),
+               np.zeros(len(points.ids), np.int64), job.classes, job.options)
 
 
 def _statistics(inputs: Sequence[StackInput], bands: Sequence[str]

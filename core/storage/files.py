@@ -68,14 +68,21 @@ def unmade_if_refused(*folders: str | os.PathLike[str]) -> Iterator[None]:
     """Remove the local ``folders`` the block created when it fails, while they are empty.
 
     A refused run leaves no new folder behind (an empty ``--out`` after a refusal looked like
-    a run's output); one that existed before, or that the run wrote into, stays. Give them
-    innermost first (``OUT/stack``, then ``OUT``).
+    a run's output), nor the new folders above them (``--out a/b/out`` where ``a`` was not
+    there); one that existed before, or that the run wrote into, stays.
     """
-    made = [Path(p) for p in folders if not is_gcs(p) and not Path(p).exists()]
+    made: set[Path] = set()
+    for given in folders:
+        if is_gcs(given):
+            continue
+        folder = Path(given).absolute()
+        while not folder.exists() and folder != folder.parent:
+            made.add(folder)
+            folder = folder.parent
     try:
         yield
     except Exception:
-        for folder in made:
+        for folder in sorted(made, key=lambda p: len(p.parts), reverse=True):  # inner first
             with contextlib.suppress(OSError):  # not empty: the run wrote there, it stays
                 folder.rmdir()
         raise

@@ -24,7 +24,6 @@ plot, STAC) are in :mod:`inference.mapping.series`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -255,17 +254,12 @@ def _local_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: Mod
                   month: str, session: Any) -> _Opened:
     recipe = local_recipe(dataset, request.scene_reading)
     work = request.product_dir() / ".stacks" / month
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    with files.unmade_if_refused(work):  # a month without scenes leaves no empty folder
+        work.mkdir(parents=True, exist_ok=True)
         plan = plan_local_stack(request.local_scenes(), grid, month, tuple(meta.bands), None,
                                 None, recipe.speckle, work, recipe=recipe, model_bands=True,
                                 labelled=False)  # a map predicts: the scenes' label is unread
         stack = write_local_stack(plan, progress=request.progress)
-    except Exception:
-        for folder in (work, work.parent):  # a month without scenes leaves no empty folder
-            with contextlib.suppress(OSError):  # (nor an empty .stacks)
-                folder.rmdir()
-        raise
     with rasterio.open(stack.image) as ds:  # the recipe signature names its inputs
         signature = ds.tags().get("ISAMAP_RECIPE", "")
     source = MaskedFileSource(stack.image, identity=f"{stack.image}#{signature}")

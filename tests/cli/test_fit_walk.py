@@ -59,6 +59,9 @@ def test_level_1c_scenes_fit_with_allow_l1c_and_a_refusal_leaves_no_out(scene, t
     assert main(_local(root, points, out, "-q")) == 2
     assert "pass --allow-l1c" in capsys.readouterr().err
     assert not out.exists()  # a refused run leaves no new folder
+    nested = tmp_path / "new" / "deeper" / "fit"
+    assert main(_local(root, points, nested, "-q")) == 2
+    assert not (tmp_path / "new").exists()  # nor the new folders above it
     assert main(_local(root, points, out, "--allow-l1c", "-q")) == 0
     captured = capsys.readouterr()
     assert "continuing because of --allow-l1c" in captured.err
@@ -70,6 +73,16 @@ def test_level_1c_scenes_fit_with_allow_l1c_and_a_refusal_leaves_no_out(scene, t
         assert main(["--points", str(points), *where, "--allow-l1c", "--out",
                      str(tmp_path / "no")]) == 2
         assert "drop --allow-l1c" in capsys.readouterr().err
+
+
+def test_too_few_points_are_refused_before_the_stack_is_made(scene, tmp_path, capsys):
+    """The point count was checked after the backend had composited (or, on Earth Engine,
+    fetched) the whole stack, which the refused run then left in --out."""
+    s, points = scene
+    out = tmp_path / "fit"
+    assert main(_local(s.root, points, out, "--min-points", "1000")) == 2
+    assert "1000" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_the_scenes_label_is_never_read(scene, tmp_path, capsys):

@@ -24,7 +24,7 @@ from training.models.encoders.registry import PRESTO, load_encoder
 from training.models.points import MODULE, NAME, PixelClassifier, uses_encoder
 from training.points.fit import PointFit
 
-PIXELS_PER_CALL = 32768  # points per forward: bounds Presto's attention memory
+PIXELS_PER_CALL = 32768  # points per forward pass (Presto splits its own calls by timesteps)
 
 
 def model_kwargs(features: str, bands: Sequence[str], norm: NormStats, hidden: int,
