@@ -17,7 +17,7 @@ import pytest
 import rasterio
 
 from contract.bands import stack_series_bands
-from gee_export.local.synthetic import generate_scene
+from tests.support.scenes import june_and_may
 
 SERIES = list(stack_series_bands(("B2", "B3", "B4", "B8", "VV", "VH"), 2))
 
@@ -26,13 +26,7 @@ SERIES = list(stack_series_bands(("B2", "B3", "B4", "B8", "VV", "VH"), 2))
 def scenes(tmp_path_factory):
     """June and May scenes of one synthetic town in one folder (May's Sentinel-2 brighter)."""
     tmp = tmp_path_factory.mktemp("series")
-    june = generate_scene(tmp / "scenes", width=64, height=64, fine_scale=2, progress=False)
-    may = generate_scene(tmp / "may", width=64, height=64, fine_scale=2, month="2019-05",
-                         seed=3, progress=False)
-    for sensor in ("S2", "S1"):
-        for product in (may.root / sensor).iterdir():
-            shutil.copytree(product, june.root / sensor / product.name)
-    return tmp, june
+    return tmp, june_and_may(tmp)
 
 
 def _export(scenes, out, *extra):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from rasterio.warp import transform as warp_transform
 
 from cli.fit import build_parser, job_of, main
 from contract.bands import stack_series_bands
-from gee_export.local.synthetic import generate_scene
+from tests.support.scenes import june_and_may
 from training.modelfile import load_model_file
 
 BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")
@@ -34,12 +33,7 @@ SERIES = stack_series_bands(BANDS, 2)  # June's bands, then May's (B2_m1 ...)
 def scenes(tmp_path_factory):
     """June and May scenes of one synthetic town in one folder, and points on June's label."""
     tmp = tmp_path_factory.mktemp("fit_series")
-    june = generate_scene(tmp / "scenes", width=64, height=64, fine_scale=2, progress=False)
-    may = generate_scene(tmp / "may", width=64, height=64, fine_scale=2, month="2019-05",
-                         seed=3, progress=False)
-    for sensor in ("S2", "S1"):
-        for product in (may.root / sensor).iterdir():
-            shutil.copytree(product, june.root / sensor / product.name)
+    june = june_and_may(tmp)
     return june, _points(tmp / "points.csv", june.label)
 
 
