@@ -340,8 +340,9 @@ def test_backend_ee_without_credentials_advises_fitting_not_exporting(tmp_path, 
     monkeypatch.setenv("HOME", str(home))
     for name in ("GOOGLE_APPLICATION_CREDENTIALS", "EE_PROJECT", "CLOUDSDK_CONFIG"):
         monkeypatch.delenv(name, raising=False)
-    points = write_points(tmp_path / "points.csv", np.array([117.0, 117.001]),
-                          np.array([30.7, 30.701]), np.array([0, 1]))
+    spread = np.arange(40)  # enough points in enough blocks: the counts pass before any login
+    points = write_points(tmp_path / "points.csv", 117.0 + 0.02 * spread,
+                          np.full(40, 30.7), spread % 2)
     code = main(["--points", str(points), "--backend", "ee", "--month", "2021-06", "--bands",
                  "B2,B3,B4,B8", "--out", str(tmp_path / "fit"), "-q"])
     err = capsys.readouterr().err
