@@ -131,17 +131,12 @@ def job_of(args: argparse.Namespace) -> FitJob:
     if bool(args.input) == bool(args.backend):
         raise ConfigError("give the stacks the points lie in (--input STACK ...) or a backend "
                           "to make one over them (--backend ee|local with --month)")
-    if args.backend and not args.month:
-        raise ConfigError(f"--backend {args.backend} makes the stack of a month: give "
-                          "--month YYYY-MM")
     if args.series_months is not None:
         if not args.backend:
             raise ConfigError("--series-months is for the stack --backend ee|local makes; a "
                               "series stack given with --input (isamap-export --series-months "
                               "N) is read whole")
         check_series_months(args.series_months)
-    if args.backend == "local" and not args.scenes:
-        raise ConfigError("--backend local reads local scenes: give --scenes DIR")
     if args.scenes and args.backend != "local":
         raise ConfigError("--scenes is read by --backend local")
     check_allow_l1c_backend(args.allow_l1c, args.backend)  # the export's refusal

@@ -128,6 +128,13 @@ class FitJob:
     progress: bool = True
     allow_l1c: bool = False
 
+    def __post_init__(self) -> None:
+        if self.backend and not self.month:
+            raise ConfigError(f"--backend {self.backend} makes the stack of a month: give "
+                              "--month YYYY-MM")
+        if self.backend == "local" and not self.scenes:
+            raise ConfigError("--backend local reads local scenes: give --scenes DIR")
+
     @property
     def normalised_by(self) -> Norm:
         if self.norm is not None:
@@ -252,16 +259,13 @@ def _stacks(job: FitJob, points: ReferencePoints, session: Any
     """
     if job.backend is None:
         return list(job.inputs), _dataset(job.inputs[0])
-    if not job.month:
-        raise ConfigError(f"--backend {job.backend} makes the stack of a month: give "
-                          "--month YYYY-MM")
+    assert job.month  # FitJob's own check
     bands = job.bands or DEFAULT_IMAGE_BANDS
     grid = points_grid(points.lon, points.lat, job.crs)
     _check_before_stack(job, points, grid.crs)
     folder = Path(job.out) / "stack"
     if job.backend == "local":
-        if not job.scenes:
-            raise ConfigError("--backend local reads local scenes: give --scenes DIR")
+        assert job.scenes  # FitJob's own check
         extent = scenes_extent(job.scenes, [job.month])
         if extent is not None:  # none: the stack's own refusal says so
             check_covered(points, extent, f"the scenes of {job.month} in {job.scenes}")
