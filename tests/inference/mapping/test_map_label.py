@@ -17,9 +17,7 @@ import rasterio
 from pyproj import Transformer
 
 from cli.map import main
-from tests.support.mapping import BANDS, dataset_record
-from training.modelfile import ModelMeta, save_model_file
-from training.models import create_model
+from tests.support.mapping import model_file
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +28,7 @@ def town(tmp_path_factory):
     scene = generate_scene(root / "scene", width=64, height=64, progress=False)
     to_ll = Transformer.from_crs(scene.grid.crs, "EPSG:4326", always_xy=True)
     box = ",".join(f"{v:.6f}" for v in to_ll.transform_bounds(*scene.grid.bounds))
-    kwargs = {"widths": [4, 8, 8, 16, 16]}
-    meta = ModelMeta("unet", len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6, model_kwargs=kwargs,
-                     extra={"dataset": dataset_record(scene.grid, backend="local")})
-    model = save_model_file(root / "m.pt", create_model("unet", len(BANDS), 2, **kwargs), meta)
+    model = model_file(root / "m.pt", scene.grid, backend="local")
     return {"scene": root / "scene", "box": box, "model": model}
 
 
