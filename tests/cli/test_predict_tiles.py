@@ -51,7 +51,7 @@ def stack(tmp_path):
 
 def _run(model: Path, stack: Path, out: Path, *flags: str) -> int:
     return predict_main(["--model", str(model), "--input", str(stack), "--out", str(out),
-                         "--quiet", "--precision", "fp32", *flags])
+                         "--quiet", "--precision", "fp32", "--device", "cpu", *flags])
 
 
 def test_a_tile_alone_takes_an_overlap_that_fits_it(unet, stack, tmp_path, capsys):

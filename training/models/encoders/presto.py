@@ -330,6 +330,7 @@ def prepare(values: torch.Tensor, bands: Sequence[str]) -> tuple[torch.Tensor, t
         given[INPUT_BANDS.index(band)] = False
     given = ~given
     given[16] = bool(given[4] and given[8])
+    given = given.to(values.device)  # decided on the CPU (no device sync), used beside values
     lost = torch.isnan(raw)
     absent = bool(lost.any())
     if absent:

@@ -164,3 +164,31 @@ def test_a_wrong_encoder_file_of_a_run_of_members_is_one_line_before_any_member(
     assert len(err.splitlines()) == 1 and "wrongfile" in err
     assert "member 1 of 9" not in captured.out + captured.err
     assert not (out / "member0").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("encoder", ["presto", "galileo-nano"])
+def test_an_encoder_model_trains_and_maps_on_cuda_as_on_the_cpu(
+        encoder, patch_root, presto_file, galileo_file, tmp_path):
+    """On an H200, ``isamap-train --encoder presto=... --device cuda`` stopped at its first
+    batch: Presto's input mask was made on the CPU beside inputs on the GPU."""
+    import numpy as np
+    import rasterio
+
+    weights = presto_file if encoder == "presto" else galileo_file
+    out = tmp_path / "run"
+    assert train_main(["--data", str(patch_root), "--model", "unet-s2", "--encoder",
+                       f"{encoder}={weights}", "--out", str(out), "--epochs", "1",
+                       "--batch-size", "3", "--model-kwargs", TINY, "--precision", "fp32",
+                       "--device", "cuda", "--workers", "0", "--no-progress",
+                       "--members", "1"]) == 0
+    stack = sorted((patch_root / "patches").rglob("r0_c8.tif"))[0]
+    maps = {}
+    for device in ("cuda", "cpu"):
+        assert predict_main(["--model", str(out / "model.pt"), "--input", str(stack), "--out",
+                             str(tmp_path / device / "isa"), "--tile", "32", "--overlap", "0",
+                             "--device", device, "--precision", "fp32", "--quiet"]) == 0
+        with rasterio.open(tmp_path / device / "isa_prob.tif") as cog:
+            maps[device] = cog.read(1).astype(int)
+    # the same model file maps alike on either device (fp32 on both)
+    assert np.abs(maps["cuda"] - maps["cpu"]).max() <= 2
