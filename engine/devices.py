@@ -107,7 +107,27 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
                               "use --device cpu")
         if device.index is None:
             device = torch.device("cuda", local_rank)
+        refusal = gpu_index_refusal(name, device.index or 0, torch.cuda.device_count(),
+                                    local_rank)
+        if refusal:
+            raise ConfigError(refusal)
     return device
+
+
+def gpu_index_refusal(name: str, index: int, count: int, local_rank: int = 0) -> str | None:
+    """Why GPU ``index`` cannot be used on a machine of ``count`` GPUs (None: it can).
+
+    Under ``torchrun`` a bare ``cuda`` (or ``auto``) gives process ``local_rank`` GPU
+    ``local_rank``: more processes than GPUs stopped with CUDA's "invalid device ordinal".
+    """
+    if index < count:
+        return None
+    if local_rank and name in ("auto", "cuda"):
+        return (f"torchrun process {local_rank} would train on GPU {local_rank}, but this "
+                f"machine has {count} GPU(s): start at most {count} process(es) a machine "
+                "(torchrun --nproc_per_node), or give --device cpu")
+    return (f"--device {name} names GPU {index}, but this machine has {count} GPU(s) "
+            f"(cuda:0 to cuda:{count - 1}); give one of those, or --device cpu")
 
 
 def check_precision(precision: str, device_type: str) -> None:

@@ -36,12 +36,16 @@ def rng_state(loader_gen: torch.Generator) -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any], loader_gen: torch.Generator) -> None:
-    """Restore what :func:`rng_state` returned."""
+    """Restore what :func:`rng_state` returned, wherever its tensors were loaded.
+
+    A checkpoint loaded onto the GPU (``map_location`` a CUDA device) holds these states as
+    CUDA tensors; every generator takes its state as a CPU byte tensor.
+    """
     random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
     name, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((name,  # noqa: NPY002
-                          keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    loader_gen.set_state(state["loader"])
+                          keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
+    loader_gen.set_state(state["loader"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

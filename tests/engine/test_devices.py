@@ -59,6 +59,25 @@ def test_device_names():
             devices.resolve_device(name)
 
 
+def test_a_gpu_the_machine_lacks_is_one_line():
+    """On a one-GPU H200, ``torchrun --nproc_per_node 2`` stopped rank 1 with CUDA's
+    "invalid device ordinal" traceback; ``--device cuda:3`` did the same."""
+    assert devices.gpu_index_refusal("cuda", 0, 1) is None
+    assert devices.gpu_index_refusal("auto", 1, 2, local_rank=1) is None
+    assert devices.gpu_index_refusal("auto", 1, 1, local_rank=1) == (
+        "torchrun process 1 would train on GPU 1, but this machine has 1 GPU(s): start at "
+        "most 1 process(es) a machine (torchrun --nproc_per_node), or give --device cpu")
+    assert devices.gpu_index_refusal("cuda:3", 3, 2) == (
+        "--device cuda:3 names GPU 3, but this machine has 2 GPU(s) (cuda:0 to cuda:1); give "
+        "one of those, or --device cpu")
+    if torch.cuda.is_available():  # the rule is the one resolve_device applies
+        count = torch.cuda.device_count()
+        with pytest.raises(ConfigError, match=f"names GPU {count}, but this machine has"):
+            devices.resolve_device(f"cuda:{count}")
+        with pytest.raises(ConfigError, match=f"torchrun process {count} would train"):
+            devices.resolve_device("auto", local_rank=count)
+
+
 def test_commands_share_the_device_and_precision_options(capsys):
     from cli.evaluate import evaluate_parser
     from cli.predict import predict_parser

@@ -24,7 +24,7 @@ TINY = {"widths": [4, 8, 16, 32, 64]}
 def _cfg(root, out, **over) -> TrainConfig:
     base = dict(data=str(root), out_dir=str(out), model="unet", model_kwargs=TINY, epochs=3,
                 batch_size=2, lr=1e-2, num_workers=0, precision="fp32", channels_last="off",
-                progress=False)
+                progress=False, device="cpu")
     return TrainConfig(**{**base, **over})
 
 

@@ -125,7 +125,7 @@ def test_auto_runtime_is_measured_once_recorded_and_kept_when_resuming(patch_roo
     # candidates even on a loaded machine (50 epochs' share once ran out before any was
     # timed, under CI's two workers); one epoch of it
     cfg = _cfg(patch_root, tmp_path / "auto", precision="auto", channels_last="auto",
-               epochs=500, stop_after=1, autotune_cache=False)
+               epochs=500, stop_after=1, autotune_cache=False, device="cpu")
     part = train(cfg)
     runtime = torch.load(part.checkpoint_path, weights_only=True)["runtime"]
     assert (runtime["source"], runtime["mode"]) == ("measured", "training")
@@ -242,7 +242,7 @@ def test_ddp_under_torchrun_on_cpu(patch_root, tmp_path):
         [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "cli.train",
          "--data", str(patch_root), "--out", str(out), "--model", "unet", "--model-kwargs",
          json.dumps(TINY), "--epochs", "1", "--batch-size", "4", "--workers", "0",
-         "--precision", "fp32", "--no-progress"],
+         "--precision", "fp32", "--no-progress", "--device", "cpu"],
         capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("finished after 1 epoch;") == 1

@@ -12,7 +12,7 @@ from inference.predict.runtime import RuntimeOptions, TilePredictor, _logit_diff
 from tests.support.models import conv1x1, padded_convnet
 from tests.support.rasters import BANDS, smooth_stack, write_stack
 
-FP32 = RuntimeOptions(precision="fp32", channels_last="on")
+FP32 = RuntimeOptions(device="cpu", precision="fp32", channels_last="on")
 
 
 def test_compact_two_class_output_is_the_softmax_of_class_one():
@@ -179,7 +179,8 @@ def test_the_passes_around_the_forward_run_on_the_calling_thread_alone():
     torch.set_num_threads(2)
     try:
         predictor = TilePredictor(ThreadRecorder(), np.zeros(len(BANDS)), np.ones(len(BANDS)),
-                                  options=RuntimeOptions(precision="fp32", channels_last="on"))
+                                  options=RuntimeOptions(device="cpu", precision="fp32",
+                                                         channels_last="on"))
         for name in ("normalise", "probabilities"):
             method = getattr(predictor, f"_{name}")
 
@@ -205,7 +206,7 @@ def test_a_model_that_cannot_be_compiled_runs_eagerly_and_says_so(tmp_path, monk
 
     monkeypatch.setenv(compiled.CACHE_DIR_ENV, str(tmp_path / "inductor"))  # nothing cached
     tiles = smooth_stack(24, 24)[None]
-    options = RuntimeOptions(precision="fp32", channels_last="on", compile=True)
+    options = RuntimeOptions(device="cpu", precision="fp32", channels_last="on", compile=True)
     p = TilePredictor(padded_convnet(seed=7), np.zeros(6), np.ones(6), options=options)
     assert p.choice.label == "fp32/nhwc/compiled"
     with inductor_config.patch({"cpp.cxx": ("isamap-no-such-compiler",)}):

@@ -23,9 +23,10 @@ from tests.inference.predict.test_raster import INFO, Crash, crash_after, predic
 from tests.support.models import padded_convnet
 
 CONFIG = PredictConfig(tile=64, overlap=16, batch_size=4, strip_rows=32)
-BF16 = RuntimeOptions(precision="bf16", channels_last="off")
-FP32 = RuntimeOptions(precision="fp32", channels_last="off")
-AUTO = RuntimeOptions()
+# the CPU's choices are what these tests record and resume (a GPU host picks others)
+BF16 = RuntimeOptions(device="cpu", precision="bf16", channels_last="off")
+FP32 = RuntimeOptions(device="cpu", precision="fp32", channels_last="off")
+AUTO = RuntimeOptions(device="cpu")
 
 
 def crashing_convnet(calls):
