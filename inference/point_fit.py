@@ -38,6 +38,7 @@ from contract.dataset import read_manifest
 from contract.stack import stack_month
 from core.errors import ConfigError, InputDataError, IsamapError
 from core.jsonsafe import dumps
+from core.shareable import shareable_path
 from core.storage import atomic_write, files
 from gee_export.ee.names import default_workload_tag
 from gee_export.ee.session import EESession
@@ -210,7 +211,7 @@ def run_fit(job: FitJob, session: Any = None) -> FitResult:
     out = Path(job.out)
     path = save_model_file(out / "model.pt", model, meta)
     report = _report(job, fit, bands, time.perf_counter() - start)
-    report["stacks"] = [str(p) for p in inputs_paths] if job.backend else None
+    report["stacks"] = [shareable_path(p, out) for p in inputs_paths] if job.backend else None
     _write_report(out, report)
     return FitResult(path, report)
 
@@ -326,10 +327,8 @@ def centre(stack: StackInput) -> tuple[float, float]:
     One place per model, as ``isamap-train --encoder`` tells it the training grid's centre:
     the first input's, for the points and for every map the model makes.
     """
-    from rasterio.warp import transform
-
     x, y = stack.transform * (stack.width / 2, stack.height / 2)
-    lon, lat = transform(stack.crs, "EPSG:4326", [x], [y])
+    lon, lat = warp_transform(stack.crs, "EPSG:4326", [x], [y])
     return float(lat[0]), float(lon[0])
 
 

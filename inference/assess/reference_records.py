@@ -101,18 +101,24 @@ def geojson_records(path: Path, text: str) -> list[dict]:
 
 
 def _points_only(path: Path, features: Sequence[Any]) -> None:
-    """Refuse a feature of another geometry than a Point (a polygon, a line) by name."""
+    """Refuse a feature that is not a Point with [lon, lat] (a polygon, a line, none) by name."""
     for i, f in enumerate(features):
         geometry = f.get("geometry") if isinstance(f, dict) else None
         kind = geometry.get("type") if isinstance(geometry, dict) else None
-        if kind == "Point":
+        coords = geometry.get("coordinates") if isinstance(geometry, dict) else None
+        if kind == "Point" and isinstance(coords, list) and len(coords) >= 2:
             continue
         props = (f.get("properties") or {}) if isinstance(f, dict) else {}
         name = props.get("id", f.get("id")) if isinstance(f, dict) else None
-        which = f"feature {i + 1}" + (f" (id {name})" if name is not None else "")
-        found = f"is a {kind}" if kind else "has no geometry"
+        which = f"{path}: feature {i + 1}" + (f" (id {name})" if name is not None else "")
+        if kind == "Point":
+            raise InputDataError(f"{which} is a Point with coordinates {coords!r}, not "
+                                 "[lon, lat]; give it its position, or drop the feature")
+        if not kind:
+            raise InputDataError(f"{which} has no geometry; give each feature a Point "
+                                 "geometry ([lon, lat]), or drop the features without one")
         raise InputDataError(
-            f"{path}: {which} {found}; only Point features are read, one class per point. "
+            f"{which} is a {kind}; only Point features are read, one class per point. "
             "Sample points inside the polygons and label those (e.g. QGIS: Vector > Research "
             "Tools > Random Points Inside Polygons, then Join Attributes by Location for "
             "the class)")

@@ -38,16 +38,14 @@ def region_grid(region: Region, resolution: float, dataset_grid: Grid | None = N
     else:
         crs = projected_crs(crs)
     lattice = dataset_grid if dataset_grid is not None and dataset_grid.crs == crs else None
-    if lattice is not None and region.covered:  # snapped once, onto the lattice: a pixel
-        # centre never lies past the scenes (snapped twice, on multiples of the resolution
-        # first, it could where the lattice's origin is not such a multiple)
+    if lattice is not None:  # snapped once, onto the lattice (snapped twice, on multiples of
+        # the resolution first, it could take a row or column more, or a pixel centre past
+        # the scenes, where the lattice's origin is not such a multiple)
         grid = Grid.from_lonlat_bounds(region.bbox, crs, lattice.resolution, lattice.patch_size,
-                                       lattice.stride, inside=True,
+                                       lattice.stride, inside=region.covered,
                                        origin=(lattice.x0, lattice.y0))
     else:
         grid = Grid.from_lonlat_bounds(region.bbox, crs, resolution, inside=region.covered)
-        if lattice is not None:
-            grid = _on_lattice(grid, lattice)
     note = None
     if dataset_grid is not None and lattice is None:
         note = (f"region {region.name!r} is mapped in {crs}, not the model's training CRS "
@@ -55,8 +53,3 @@ def region_grid(region: Region, resolution: float, dataset_grid: Grid | None = N
                 f"{resolution:g} m (the recipe does not depend on the CRS)")
     return grid, note
 
-
-def _on_lattice(grid: Grid, lattice: Grid) -> Grid:
-    """``grid`` widened to whole pixels of ``lattice`` (same CRS and resolution)."""
-    return Grid.from_bounds(grid.bounds, grid.crs, lattice.resolution, lattice.patch_size,
-                            lattice.stride, origin=(lattice.x0, lattice.y0))

@@ -25,6 +25,7 @@ from contract.bands import LABEL_NODATA
 from inference.assess.point_files import write_design
 from inference.demo import build_stack_for_demo
 from tests.support.refusals import assert_refused
+from tests.support.shared_files import private_strings
 from training.metrics import roc_auc
 
 NAMES = ("pervious", "impervious")
@@ -231,7 +232,10 @@ def test_backend_local_makes_the_stack_over_the_points(demo_stack, tmp_path):
         assert src.descriptions == ("B2", "B3", "B4", "B8") and src.crs == whole.crs
         assert src.width < whole.width + 64  # the points' box and its margin, not more
     record = json.loads((out / "fit.json").read_text())
-    assert record["stacks"] == [str(stack)]
+    assert record["stacks"] == [f"stack/{stack.name}"]  # shared: no folder of this machine
+    home = str(Path.home())
+    assert private_strings(out, [str(tmp_path), str(scenes), *([home] if len(home) > 1
+                                                                else [])]) == []
     from training.modelfile import read_model_file
 
     meta, _ = read_model_file(out / "model.pt")

@@ -152,3 +152,26 @@ def test_polygons_and_a_month_the_stack_contradicts_are_refused_in_one_line(tmp_
                  "--out", str(tmp_path / "fit")]) == 2
     assert (f"--month 2019-03, but --input {stack} is of 2019-07 (its MONTH tag)"
             in capsys.readouterr().err)
+
+
+@pytest.mark.parametrize(("feature", "said"), [
+    ({"geometry": None}, "feature 2 (id gone) has no geometry; give each feature a Point"),
+    ({}, "feature 2 (id gone) has no geometry; give each feature a Point"),
+    ({"geometry": {"type": "Point", "coordinates": []}},
+     "feature 2 (id gone) is a Point with coordinates [], not [lon, lat]"),
+])
+def test_a_feature_without_a_position_is_named_without_the_polygons_advice(
+        tmp_path, capsys, feature, said):
+    """A null geometry was answered "is a None ... Sample points inside the polygons"."""
+    stack = _stack(tmp_path / "s.tif", BANDS.split(","))
+    points = tmp_path / "points.geojson"
+    points.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"reference": "pervious"},
+         "geometry": {"type": "Point", "coordinates": [14.55, 45.87]}},
+        {"type": "Feature", "properties": {"reference": "impervious", "id": "gone"},
+         **feature}]}))
+    assert main(["--points", str(points), "--input", str(stack), "--out",
+                 str(tmp_path / "fit")]) == 2
+    err = capsys.readouterr().err
+    assert said in err and "or drop" in err and len(err.strip().splitlines()) == 1
+    assert "polygon" not in err.lower() and not (tmp_path / "fit").exists()

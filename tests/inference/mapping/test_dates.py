@@ -27,6 +27,7 @@ from tests.support.mapping import (
     inner_region,
     model_file,
     session_for,
+    stack_paths,
     write_month_stack,
 )
 from tests.support.rasters import BANDS, smooth_stack
@@ -480,3 +481,35 @@ def test_the_scenes_extent_on_a_lattice_off_the_resolution_keeps_every_centre_on
     assert bounds[0] <= west + half and east_edge - half <= bounds[2]  # every pixel centre
     assert bounds[1] <= south + half and north - half <= bounds[3]  # lies in the box
     assert east_edge + half > bounds[2]  # and none that does is left out
+
+
+def test_a_bbox_on_a_lattice_off_the_resolution_is_snapped_once(ee_offline, tmp_path):
+    """A --bbox (not the scenes' extent) on a training lattice at x0 = 500005: it was snapped
+    to multiples of 10 m first and then outward onto the lattice, a column and a row more on
+    each side than snapping it onto the lattice once. The map COG is the single snap."""
+    from affine import Affine
+    from pyproj import Transformer
+
+    from contract.geotiff import write_geotiff
+
+    data = smooth_stack(120, 120, seed=5)
+    image = write_geotiff(tmp_path / "in" / f"stack_{MONTH}.tif", data.astype("float32"),
+                          Affine(10.0, 0, 500005.0, 0, -10.0, 3400005.0), "EPSG:32650",
+                          float("nan"), descriptions=BANDS)
+    stack = stack_paths(image)
+    model = model_file(tmp_path / "in" / "unet.pt", stack.grid)
+    to_lonlat = Transformer.from_crs(stack.grid.crs, "EPSG:4326", always_xy=True)
+    # edges 2-3 m past a multiple of 10 m: 7-8 m inside the lattice's pixels
+    box = tuple(round(v, 7) for v in to_lonlat.transform_bounds(
+        500302.0, 3399302.0, 500902.0, 3399702.0))
+    once = Grid.from_lonlat_bounds(box, stack.grid.crs, 10.0, 64, 32,
+                                   origin=(stack.grid.x0, stack.grid.y0))
+    assert once.x0 % 10 == 5 and once.y0 % 10 == 5
+    result = map_region(request_for(stack, model, tmp_path / "out",
+                                    region=Region("box", box)),
+                        session=session_for(StackTransport(stack, info=lambda text: 5)),
+                        echo=lambda _: None)
+    (date,) = result.dates
+    with rasterio.open(date.outputs.prediction.class_path) as ds:
+        assert ds.transform == once.transform
+        assert (ds.width, ds.height) == (once.width, once.height)
