@@ -4,23 +4,33 @@ A cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return i
 Excel, LibreOffice and Google Sheets: a zone named ``=HYPERLINK("http://x", "click")`` or
 ``+cmd|' /C calc'!A0`` would run when an area table is opened. As OWASP recommends for CSV
 injection, such a text cell is written with a leading single quote, which the spreadsheet
-shows as text and hides; numbers (a negative area, a longitude) are written as they are.
+shows as text and hides; numbers (a negative area, a longitude) are written as they are,
+whether they come as numbers or as text formatted from one (``f"{lon:.7f}"``: ``-8.1192824``),
+which a spreadsheet reads as the number it is and a reader's ``float`` parses.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 #: the first characters that make a spreadsheet read a cell as a formula
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: a number written as text (``-8.1192824``, ``+3``, ``-1.5e-06``): no formula, left as it is
+PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", re.ASCII)
 
 
 def spreadsheet_safe(value: Any) -> Any:
-    """``value``, or a text starting like a formula with a single quote before it."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
+    """``value``, or a text starting like a formula with a single quote before it.
+
+    A text that is a plain decimal number (``-8.1192824``) is a number, not a formula: it is
+    written as it is, so a negative coordinate formatted to a fixed precision reads back.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_START) \
+            and not PLAIN_NUMBER.fullmatch(value):
         return "'" + value
     return value
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from core.csv_text import csv_text
 from core.errors import ConfigError
 from gee_export.local.synthetic import ISA_CLASSES, SyntheticScene
 from inference.assess.figures import change_summary, demo_figures
@@ -118,5 +119,4 @@ def label_with_scene_truth(sample_csv: Path, scenes: Sequence[SyntheticScene], o
         else:
             row["reference"] = {(False, False): "stable_pervious", (True, True): "stable_isa",
                                 (False, True): "gain", (True, False): "loss"}[(isa[0], isa[1])]
-    lines = [",".join(rows[0])] + [",".join(str(v) for v in r.values()) for r in rows]
-    return atomic_write_text(out, "\n".join(lines) + "\n")
+    return atomic_write_text(out, csv_text(rows, list(rows[0]), lineterminator="\n"))

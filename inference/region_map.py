@@ -42,6 +42,7 @@ from inference.mapping.map_grid import region_grid
 from inference.mapping.plan import MapPlan, format_plan, plan_map
 from inference.mapping.request import MapRequest, ModelDataset, check_recipe, model_dataset
 from inference.mapping.series import SeriesOutputs, series_products
+from inference.mapping.zone_cover import check_zones_touch
 from inference.predict import stats
 from inference.predict.blending import check_model_tiles
 from inference.predict.encoder_change import NAME as ENCODER
@@ -172,7 +173,9 @@ def check_map(request: MapRequest, model: LoadedModel) -> MapSetup:
         grid, note = region_grid(request.region, resolution, dataset.grid, request.crs)
     if note:
         log.warning("%s", note)
-    stats.load_zones(request.zones, grid.crs, request.zones_name)  # fails here, not at the end
+    zones = stats.load_zones(request.zones, grid.crs, request.zones_name)  # here, not at the end
+    check_zones_touch([z.geometry for z in zones], grid.bounds, grid.crs,
+                      f"--zones {request.zones}")
     check_vector_extra(request.vectors)  # a missing extra too
     isa = isa_class_index(tuple(meta.class_names))
     return MapSetup(model, dataset, grid, note, isa,

@@ -70,10 +70,10 @@ class SeriesChangeRow:
     zone: str
     date_from: str
     date_to: str
-    stable_isa_km2: float
-    gain_km2: float
-    loss_km2: float
-    net_change_km2: float
+    stable_isa_km2: float | None  # None: no valid pixel in the zone (its area rows: no data)
+    gain_km2: float | None
+    loss_km2: float | None
+    net_change_km2: float | None
     valid_km2: float
     temporal_consistency: bool = False
     #: each date's ISA km² as its area table counts it (inference.predict.impervious)

@@ -48,6 +48,10 @@ CHANGE_CODES = {"stable_pervious": 0, "stable_isa": 1, "gain": 2, "loss": 3}
 IMPERVIOUS_TAG = "class maps"
 """A change COG's ``impervious`` tag: its stable and changed codes agree with the class maps."""
 
+#: the table columns a zone without a valid pixel leaves empty: printed "no data"
+NO_DATA_CELLS = ("isa_fraction", "stable_isa_km2", "gain_km2", "loss_km2", "net_change_km2")
+
+
 @dataclass(frozen=True)
 class Zone:
     name: str
@@ -78,10 +82,10 @@ class ChangeRow:
     """
 
     zone: str
-    stable_isa_km2: float
-    gain_km2: float
-    loss_km2: float
-    net_change_km2: float
+    stable_isa_km2: float | None  # None: no valid pixel in the zone ("no data", not 0 km²)
+    gain_km2: float | None
+    loss_km2: float | None
+    net_change_km2: float | None
     valid_km2: float
     isa_from_km2: float | None = None
     isa_to_km2: float | None = None
@@ -347,6 +351,8 @@ def change_area(change_path: str, zones: Sequence[Zone],
 
     With ``classes`` (the two dates' class COGs) each row also holds each date's ISA area as
     :func:`isa_area` counts it, so the change and area tables can be checked against each other.
+    A zone without a valid pixel gets None for its stable, gained and lost km² (no data, as its
+    area row's ``isa_fraction``), not 0.
     """
     totals = _zonal(change_path, zones, list(CHANGE_CODES.values()))
     dates = [{r.zone: r.isa_km2 for r in isa_area(path, zones, isa_class=isa_class)}
@@ -354,9 +360,10 @@ def change_area(change_path: str, zones: Sequence[Zone],
     rows = []
     for name, t in totals.items():
         gain, loss = t[str(CHANGE_CODES["gain"])], t[str(CHANGE_CODES["loss"])]
-        rows.append(ChangeRow(name, round(t[str(CHANGE_CODES["stable_isa"])], 6),
-                              round(gain, 6), round(loss, 6), round(gain - loss, 6),
-                              round(t["valid"], 6),
+        stable, net = t[str(CHANGE_CODES["stable_isa"])], gain - loss
+        km2 = [round(a, 6) if t["valid"] > 0 else None  # None: no valid pixel, no data
+               for a in (stable, gain, loss, net)]
+        rows.append(ChangeRow(name, km2[0], km2[1], km2[2], km2[3], round(t["valid"], 6),
                               *([dates[0][name], dates[1][name]] if dates else [])))
     return rows
 
@@ -381,5 +388,5 @@ def write_table(rows: Sequence[DataclassInstance], json_path: str | os.PathLike 
 
 def _cell(value: Any, key: str) -> str:
     if value is None:
-        return "no data" if key == "isa_fraction" else ""
+        return "no data" if key in NO_DATA_CELLS else ""
     return f"{value:.3f}" if isinstance(value, float) else str(value)

@@ -182,3 +182,50 @@ def test_an_unlabelled_design_point_is_refused_without_first_being_left_out(tmp_
                  "--design", str(out), "--out", str(tmp_path / "score")]) == 2
     err = capsys.readouterr().err
     assert "have no label (first:" in err and "left out" not in err
+
+
+def test_a_design_south_west_of_zero_is_scored_from_its_own_files(tmp_path, capsys):
+    """South of the equator or west of Greenwich every coordinate is negative: the CSV writer
+    took ``-8.1192824`` for a formula and wrote ``'-8.1192824``, which score (and every float
+    reader) then refused. A class map at about 46.6 W, 23.5 S (UTM 23S) is designed, labelled
+    and scored, from the full sample.csv and from id,reference alone."""
+    import numpy as np
+    import rasterio
+    from affine import Affine
+
+    from inference.cog.maps import write_cog
+    from tests.support.assess import CLASSES
+
+    scene = synthetic_scene(tmp_path)  # its codes, placed south-west of (0, 0)
+    with rasterio.open(scene.map_path) as src:
+        codes = src.read(1)
+    raw = tmp_path / "sw.raw.tif"
+    with rasterio.open(raw, "w", driver="GTiff", width=codes.shape[1], height=codes.shape[0],
+                       count=1, dtype="uint8", nodata=255, crs="EPSG:32723",
+                       transform=Affine(10, 0, 333_000, 0, -10, 7_400_000)) as dst:
+        dst.write(codes, 1)
+    map_path = tmp_path / "sw_class.tif"
+    write_cog(raw, map_path, "class", {"classes": ",".join(CLASSES), "model": "test"})
+    out = tmp_path / "design"
+    assert main(["design", "--map", str(map_path), "--n", "60", "--seed", "1", "--out",
+                 str(out), "-q"]) == 0
+    for name, lon, lat in (("sample.csv", "lon", "lat"), ("design_points.csv", "lon", "lat"),
+                           ("ceo_plots.csv", "LON", "LAT")):
+        rows = list(csv.DictReader((out / name).open()))
+        lons, lats = [float(r[lon]) for r in rows], [float(r[lat]) for r in rows]
+        assert np.all(np.array(lons) < -46) and np.all(np.array(lats) < -23), name
+    labelled = labelled_as_the_map(out, tmp_path / "labelled.csv")
+    capsys.readouterr()
+    assert main(["score", "--map", str(map_path), "--reference", str(labelled), "--design",
+                 str(out), "--out", str(tmp_path / "score"), "-q"]) == 0, \
+        capsys.readouterr().err
+    full = json.loads((tmp_path / "score" / "report.json").read_text())
+    assert full["products"]["map"]["overall_accuracy"] == 1.0
+    rows = [{"id": r["id"], "reference": r["reference"]}
+            for r in csv.DictReader(labelled.open())]
+    bare = write_rows(tmp_path / "id_reference.csv", rows)
+    assert main(["score", "--map", str(map_path), "--reference", str(bare), "--design",
+                 str(out), "--out", str(tmp_path / "score_ids"), "-q"]) == 0, \
+        capsys.readouterr().err
+    report = json.loads((tmp_path / "score_ids" / "report.json").read_text())
+    assert report["products"]["map"]["overall_accuracy"] == 1.0

@@ -543,3 +543,70 @@ def test_a_series_summary_names_only_files_written_as_out_was_given(tmp_path, ca
     assert "no ISA change: the series has no pair of dates to compare (one mapped date, " \
            "2019-06)" in out
     assert "ISA change between consecutive dates" not in out and "(no zones)" not in out
+
+
+def test_zones_beside_the_map_are_refused_and_a_zone_without_data_has_no_change(
+        tmp_path, capsys, monkeypatch):
+    """A new user's walk: zones shifted a degree, or in the wrong hemisphere's UTM zone, mapped
+    every date and rewrote good tables with zeros (one warning per zone, exit 0); a zone
+    beside the map among zones on it got gain_km2 0.0 where its area rows said no data."""
+    import csv
+
+    from pyproj import Transformer
+
+    from gee_export.local.synthetic import generate_scene
+
+    scenes = tmp_path / "scenes"
+    first = generate_scene(scenes / "a", width=64, height=64, progress=False, month="2019-06")
+    generate_scene(scenes / "b", width=64, height=64, progress=False, month="2021-06", growth=2)
+    model = model_file(tmp_path / "m.pt", first.grid, name="test-threshold", backend="local",
+                       module="tests.support.models", threshold=0.12)
+    to_lonlat = Transformer.from_crs(first.grid.crs, "EPSG:4326", always_xy=True)
+    west, south, east, north = to_lonlat.transform_bounds(*first.grid.bounds)
+
+    def box(name, a, b, s=south, n=north):
+        return {"type": "Feature", "properties": {"name": name}, "geometry": {
+            "type": "Polygon", "coordinates": [[[a, s], [b, s], [b, n], [a, n], [a, s]]]}}
+
+    def write(name, features, **extra):
+        (tmp_path / name).write_text(json.dumps({"type": "FeatureCollection",
+                                                 "features": features, **extra}))
+
+    write("zones.geojson", [box("inside", west, east), box("outside", east + 1, east + 1.1)])
+    write("shifted.geojson", [box("west", west + 1, east + 1), box("east", east + 1, east + 2)])
+    x0, y0, x1, y1 = first.grid.bounds  # the right coordinates, named in the other hemisphere
+    hemisphere = "EPSG:327" + first.grid.crs[-2:] if first.grid.crs.startswith("EPSG:326") \
+        else "EPSG:326" + first.grid.crs[-2:]
+    write("utm.geojson", [box("all", x0, x1, y0, y1)],
+          crs={"type": "name", "properties": {"name": hemisphere}})
+    monkeypatch.chdir(tmp_path)
+    args = ["--backend", "local", "--scenes", "scenes", "--model", str(model), "--out", "maps",
+            "--months", "2019-06,2021-06", "--tile", "64", "--overlap", "16", "--no-progress",
+            "--precision", "fp32", "--channels-last", "off", "-q"]
+    assert main([*args, "--zones", "zones.geojson"]) == 0
+    out = capsys.readouterr().out
+    maps = tmp_path / "maps"
+    area = {(r["zone"], r["date"]): r for r in csv.DictReader((maps / "series_area.csv").open())}
+    change = {r["zone"]: r for r in csv.DictReader((maps / "series_change.csv").open())}
+    assert area[("outside", "2019-06")]["isa_fraction"] == ""  # no data
+    for key in ("stable_isa_km2", "gain_km2", "loss_km2", "net_change_km2"):
+        assert change["outside"][key] == "", key  # no data, as its area rows; not 0.0
+        assert float(change["inside"][key]) == float(change["inside"][key])
+    assert float(change["inside"]["valid_km2"]) > 0
+    record = json.loads((maps / "series.json").read_text())
+    assert {r["zone"]: r["gain_km2"] for r in record["change"]}["outside"] is None
+    table = out[out.index("ISA change between consecutive dates"):].splitlines()
+    assert "no data" in next(line for line in table if line.lstrip().startswith("outside"))
+    tables = {p: p.read_bytes() for p in maps.rglob("*") if p.is_file()}
+    for zones in ("shifted.geojson", "utm.geojson"):
+        assert main([*args, "--zones", zones]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(
+            f"isamap-map: error: no zone of --zones {zones} touches the map: the zones lie in "
+            "lon "), err
+        assert f"the map in lon {west:.4f} to {east:.4f}, lat {south:.4f} to {north:.4f}" \
+            in err[0]
+        assert {p: p.read_bytes() for p in maps.rglob("*") if p.is_file()} == tables
+    fresh = [a if a != "maps" else "fresh" for a in args]  # refused before any stack is made
+    assert main([*fresh, "--zones", "shifted.geojson"]) == 2
+    assert "touches the map" in capsys.readouterr().err and not (tmp_path / "fresh").exists()
