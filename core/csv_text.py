@@ -35,6 +35,18 @@ def spreadsheet_safe(value: Any) -> Any:
     return value
 
 
+def unquoted(text: str) -> str:
+    """``text`` without the single quote :func:`spreadsheet_safe` put before a number.
+
+    isamap before 0.1.0 wrote a negative coordinate as ``'-8.1192824`` (and a spreadsheet
+    may keep such a quote when it saves): a reader takes it back as the number it is.
+    """
+    text = text.strip()
+    if text.startswith("'") and PLAIN_NUMBER.fullmatch(text[1:]):
+        return text[1:]
+    return text
+
+
 def csv_text(rows: Iterable[Mapping[str, Any]], columns: Sequence[str],
              lineterminator: str = "\r\n") -> str:
     """``rows`` as CSV text with a header of ``columns`` (other keys left out), cells made safe.

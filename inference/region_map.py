@@ -42,7 +42,7 @@ from inference.mapping.map_grid import region_grid
 from inference.mapping.plan import MapPlan, format_plan, plan_map
 from inference.mapping.request import MapRequest, ModelDataset, check_recipe, model_dataset
 from inference.mapping.series import SeriesOutputs, series_products
-from inference.mapping.zone_cover import check_zones_touch
+from inference.predict.zone_cover import check_zones_touch
 from inference.predict import stats
 from inference.predict.blending import check_model_tiles
 from inference.predict.encoder_change import NAME as ENCODER

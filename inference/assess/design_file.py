@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.csv_text import csv_text
+from core.csv_text import csv_text, unquoted
 from core.errors import ConfigError, InputDataError
 
 POINTS_FILE = "design_points.csv"
@@ -90,8 +90,8 @@ def read_design(path: str | Path) -> DesignFile:
         rows = list(csv.DictReader(io.StringIO(points_path.read_text(encoding="utf-8"))))
         lookup = {name: i for i, name in enumerate(classes)}
         stratum = np.asarray([lookup[r["stratum"]] for r in rows], dtype=np.int64)
-        lon = np.asarray([float(r["lon"]) for r in rows])
-        lat = np.asarray([float(r["lat"]) for r in rows])
+        lon = np.asarray([float(unquoted(r["lon"])) for r in rows])
+        lat = np.asarray([float(unquoted(r["lat"])) for r in rows])
         ids = tuple(r["id"] for r in rows)
         if len(record["strata_km2"]) != len(classes):
             raise ValueError("strata_km2 and classes differ in length")

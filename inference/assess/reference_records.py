@@ -21,6 +21,7 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError
 from rasterio.warp import transform as warp_transform
 
+from core.csv_text import unquoted
 from core.errors import InputDataError
 
 
@@ -34,7 +35,7 @@ def coordinate(path: str | Path, record: Mapping[str, Any], key: str) -> float:
         InputDataError: not a number, naming the point.
     """
     value = record.get(key, "nan")
-    text = str(value).strip()
+    text = unquoted(str(value))
     if text.count(",") == 1 and "." not in text:
         text = text.replace(",", ".")
     try:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rasterio.transform import array_bounds
+
 from core.errors import ModelError
 from core.shareable import shareable_path
 from core.storage import files
@@ -42,6 +44,7 @@ from inference.predict.scene import scene_statistics
 from inference.predict.sources import RasterSource
 from inference.predict.spectral_stacks import SpectralStacks
 from inference.predict.vectors import VectorOptions, write_vectors
+from inference.predict.zone_cover import check_zones_touch
 from training.calibration import describe as describe_calibration
 from training.modelfile import LoadedModel, load_model
 
@@ -110,7 +113,12 @@ def predict(job: PredictJob) -> Outputs:
     job.check()
     with open_input(job.stack) as stack:
         job = with_stack_month(job, stack)  # --month, else the stack's own
-        stats.load_zones(job.zones, stack.crs, job.zones_name)  # a bad zones file: no tile
+        zones = stats.load_zones(job.zones, stack.crs, job.zones_name)  # a bad file: no tile
+        if job.zones is not None:
+            check_zones_touch([z.geometry for z in zones],
+                              array_bounds(stack.height, stack.width, stack.transform),
+                              stack.crs, "--zones" if isinstance(job.zones, dict)
+                              else f"--zones {job.zones}")
         config = job.predict_config
         if config.postprocess == "keep" and config.keep is not None:
             check_product(config.keep.product)  # before the model loads

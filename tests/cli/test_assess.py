@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 from cli.assess import main
 from tests.support.assess import labelled_as_the_map, synthetic_scene, write_rows
@@ -229,3 +230,12 @@ def test_a_design_south_west_of_zero_is_scored_from_its_own_files(tmp_path, caps
         capsys.readouterr().err
     report = json.loads((tmp_path / "score_ids" / "report.json").read_text())
     assert report["products"]["map"]["overall_accuracy"] == 1.0
+    # a design and its labels written by an earlier isamap ('-8.1192824) are scored alike
+    for path in (out / "design_points.csv", labelled):
+        path.write_text(re.sub(r",(-\d)", r",'\1", path.read_text()))
+    assert "'-" in (out / "design_points.csv").read_text() and "'-" in labelled.read_text()
+    assert main(["score", "--map", str(map_path), "--reference", str(labelled), "--design",
+                 str(out), "--out", str(tmp_path / "score_old"), "-q"]) == 0, \
+        capsys.readouterr().err
+    old = json.loads((tmp_path / "score_old" / "report.json").read_text())
+    assert old["products"]["map"] == full["products"]["map"]

@@ -156,11 +156,23 @@ def test_summary_area_and_zones_outside_the_map(model_file, tmp_path, capsys):
     rows = json.loads((tmp_path / "o" / "isa_area.json").read_text())
     whole = rows[0]["valid_km2"] + rows[0]["nodata_km2"]
     assert summary["area_km2"] == pytest.approx(whole, rel=1e-3) and whole > 0.5
+    # zones none of which reaches the map: one line before the model loads, nothing written
+    assert _predict(model_file, stack, tmp_path / "z" / "isa", "--zones", str(zones)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"no zone of --zones {zones} touches the map" in err
+    assert not (tmp_path / "z").exists()
+    # one zone beside the map among others on it: its row says no data
+    near = [[[-1.0, 38.09], [-0.995, 38.09], [-0.995, 38.095], [-1.0, 38.095], [-1.0, 38.09]]]
+    zones.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": "elsewhere"},
+         "geometry": {"type": "Polygon", "coordinates": far}},
+        {"type": "Feature", "properties": {"name": "on the map"},
+         "geometry": {"type": "Polygon", "coordinates": near}}]}))
     assert _predict(model_file, stack, tmp_path / "z" / "isa", "--zones", str(zones)) == 0
-    out = capsys.readouterr()
-    assert "no data" in out.out
-    row = json.loads((tmp_path / "z" / "isa_area.json").read_text())[0]
-    assert row["zone"] == "elsewhere" and row["isa_fraction"] is None
+    assert "no data" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "z" / "isa_area.json").read_text())
+    assert rows[0]["zone"] == "elsewhere" and rows[0]["isa_fraction"] is None
+    assert rows[1]["zone"] == "on the map" and rows[1]["isa_fraction"] is not None
 
 
 def _summary(stdout: str) -> dict:

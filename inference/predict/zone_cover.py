@@ -1,4 +1,4 @@
-"""Whether ``isamap-map --zones`` touch the map at all, checked before the first expensive step.
+"""Whether ``--zones`` touch the map at all, checked before the first expensive step.
 
 Zones that lie beside the map (shifted a degree, or in a CRS of the wrong hemisphere) made a
 run that mapped every date and then rewrote the area and change tables with zeros, one
