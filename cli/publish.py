@@ -104,3 +104,7 @@ def _check_out_dir(out_dir: str) -> None:
         raise StorageError(f"the manifest and script cannot be saved in {out_dir} "
                            f"({exc.strerror or exc}); give --out-dir DIR, a folder you can "
                            "write to") from None
+
+
+if __name__ == "__main__":  # ``python -m cli.publish``, the same as isamap-publish
+    raise SystemExit(publish_main())
