@@ -237,6 +237,13 @@ def test_dry_run_states_the_quota_and_what_overwrite_does(model, tmp_path, capsy
         "needs --gcs-prefix" in out
     assert main([*args, "--gcs-prefix", "gs://my-bucket/isa"]) == 0
     assert "stops here without --gcs-prefix" not in capsys.readouterr().out
+    # a bucket name Cloud Storage refuses: one line naming the flag and the rule, before the
+    # plan (it failed after printing it, on the manifest's "is not gs://bucket/object")
+    assert main([*args, "--gcs-prefix", "gs://b/isa"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.strip().splitlines()) == 1
+    assert "--gcs-prefix gs://b/isa: bucket name 'b' is 1 character long; bucket names are " \
+        "3-63 characters" in captured.err
     assert main([*args, "--overwrite", "--runner", "direct", "--max-workers", "2",
                  "--max-concurrent", "80"]) == 0
     out = capsys.readouterr().out
