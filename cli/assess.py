@@ -208,3 +208,7 @@ def _score(args: argparse.Namespace) -> int:
                    compare=args.compare, isa_class=args.isa_class, session_factory=session)
     print(result.markdown.read_text())
     return 0
+
+
+if __name__ == "__main__":  # ``python -m cli.assess``, the same as isamap-assess
+    raise SystemExit(main())

@@ -81,3 +81,7 @@ def _evaluate(a: argparse.Namespace) -> int:
     print(f"wrote {res.metrics_path}, {res.table_path}, {res.confusion_path}, "
           f"{res.reliability_path}")
     return 0
+
+
+if __name__ == "__main__":  # ``python -m cli.evaluate``, the same as isamap-evaluate
+    raise SystemExit(evaluate_main())

@@ -377,3 +377,7 @@ def _date_summary(result: DateResult, shown: Callable[[str], str]) -> dict[str, 
     notes = list(result.outputs.input_notes)
     return {"class_cog": shown(prediction.class_path), "prob_cog": shown(prediction.prob_path),
             "skipped": prediction.skipped, **({"input_notes": notes} if notes else {})}
+
+
+if __name__ == "__main__":  # ``python -m cli.map``, the same as isamap-map
+    raise SystemExit(main())

@@ -212,3 +212,7 @@ def _spectral_threshold(args: argparse.Namespace) -> float:
                              "stack the earlier date was predicted from")
     return check_threshold(DEFAULT_SPECTRAL_THRESHOLD if args.spectral_threshold is None
                            else args.spectral_threshold)
+
+
+if __name__ == "__main__":  # ``python -m cli.predict``, the same as isamap-predict
+    raise SystemExit(predict_main())

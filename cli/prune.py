@@ -81,3 +81,7 @@ def _prune(args: dict) -> int:
           f"{s['after']['flops'] / 1e9:.2f} G\ncompact model: {result.pruned_path}\n"
           f"masked model: {result.masked_path}\nsummary: {result.summary_path}")
     return 0
+
+
+if __name__ == "__main__":  # ``python -m cli.prune``, the same as isamap-prune
+    raise SystemExit(prune_main())

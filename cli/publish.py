@@ -67,6 +67,9 @@ def publish_main(argv: Sequence[str] | None = None) -> int:
 
 
 def _publish(args: argparse.Namespace) -> int:
+    options = PublishOptions(project=args.project, gcs_prefix=args.gcs_prefix,
+                             public=args.public, readers=tuple(args.reader),
+                             overwrite=args.overwrite, wait=args.wait)  # checked first
     class_cog = args.class_cog or f"{args.prefix}_class.tif"
     prob_cog = args.prob_cog or f"{args.prefix}_prob.tif"
     out_dir = args.out_dir or ("." if files.is_gcs(class_cog) else str(Path(class_cog).parent))
@@ -85,9 +88,6 @@ def _publish(args: argparse.Namespace) -> int:
         raise ConfigError(f"--metrics {args.metrics} is not JSON ({exc}); give a JSON object "
                           "of metric: value") from None
     _check_out_dir(out_dir)
-    options = PublishOptions(project=args.project, gcs_prefix=args.gcs_prefix,
-                             public=args.public, readers=tuple(args.reader),
-                             overwrite=args.overwrite, wait=args.wait)
     request = PublishRequest(class_cog, prob_cog, args.asset_id, options, mode=args.mode,
                              metrics=metrics, month=args.month)
     result = publish(request, out_dir, dry_run=args.dry_run, echo=print)
@@ -104,3 +104,7 @@ def _check_out_dir(out_dir: str) -> None:
         raise StorageError(f"the manifest and script cannot be saved in {out_dir} "
                            f"({exc.strerror or exc}); give --out-dir DIR, a folder you can "
                            "write to") from None
+
+
+if __name__ == "__main__":  # ``python -m cli.publish``, the same as isamap-publish
+    raise SystemExit(publish_main())

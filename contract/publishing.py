@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import ConfigError
+from core.storage import files
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,8 @@ class PublishOptions:
         wait: block until the ingestion tasks finish (needed before sharing an ingestion).
 
     Raises:
-        ConfigError: a reader without its kind prefix.
+        ConfigError: a reader without its kind prefix, a ``gcs_prefix`` that is no
+            ``gs://bucket[/prefix]`` of a valid bucket name (:func:`check_gcs_prefix`).
     """
 
     project: str | None = None
@@ -46,8 +48,30 @@ class PublishOptions:
         if bad:
             raise ConfigError(f"readers {bad} need a kind prefix, e.g. 'user:a@b.com', "
                               "'group:team@b.com' or 'serviceAccount:...'")
+        if self.gcs_prefix:  # none given: publishing local COGs says it needs one
+            check_gcs_prefix(self.gcs_prefix)
 
     @property
     def shared(self) -> bool:
         """Whether anyone beyond the project's members is to read the assets."""
         return bool(self.readers) or self.public
+
+
+def check_gcs_prefix(gcs_prefix: str) -> str:
+    """``--gcs-prefix`` checked: ``gs://bucket[/prefix]`` of a valid bucket name.
+
+    Returns the prefix without its last ``/``.
+
+    Raises:
+        ConfigError: not a Cloud Storage address, or a bucket name Cloud Storage refuses
+            (:func:`core.storage.files.bucket_name_problem`).
+    """
+    bucket = gcs_prefix[len("gs://"):].split("/", 1)[0] if files.is_gcs(gcs_prefix) else ""
+    if not bucket:
+        raise ConfigError(f"--gcs-prefix {gcs_prefix} is not a Cloud Storage address; give "
+                          "gs://bucket/prefix (Earth Engine ingests only from there)")
+    problem = files.bucket_name_problem(bucket)
+    if problem:
+        raise ConfigError(f"--gcs-prefix {gcs_prefix}: {problem}; give gs://BUCKET/PREFIX of "
+                          "a bucket you can write to")
+    return gcs_prefix.rstrip("/")

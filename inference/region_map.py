@@ -37,7 +37,13 @@ from inference.cog.maps import PROB_SCALE
 from inference.map_publication import SeriesTarget, map_recipe, series_target
 from inference.mapping import stac
 from inference.mapping.beam_map import check_runner, date_predictor, describe_pipeline
-from inference.mapping.dates import DateResult, check_local_scenes, map_dates, write_run_record
+from inference.mapping.dates import (
+    DateResult,
+    check_local_scenes,
+    map_dates,
+    unmapped_line,
+    write_run_record,
+)
 from inference.mapping.map_grid import region_grid
 from inference.mapping.plan import MapPlan, format_plan, plan_map
 from inference.mapping.request import MapRequest, ModelDataset, check_recipe, model_dataset
@@ -250,7 +256,8 @@ def _map_and_publish(request: MapRequest, setup: MapSetup, session: Any,
         session.budget = compute_budget(request.max_eecu_hours, plan_map(
             request, setup.grid, setup.model.meta.bands, 0.0,
             scene=setup.model.meta.norm == "scene").compute)
-    with hold_output(request.out):  # a second run into the same --out is refused
+    # a second run into the same --out is refused; a run that maps no date leaves no folder
+    with files.unmade_if_refused(request.out, request.product_dir()), hold_output(request.out):
         predict_date = (None if request.runner is None
                         else date_predictor(request.runner, worker_sessions))
         with kept_in(session.budget if session is not None else None,
@@ -265,7 +272,7 @@ def _map_and_publish(request: MapRequest, setup: MapSetup, session: Any,
         mapped = [(r.month, r.outputs) for r in results if r.outputs is not None]
         skipped = {r.month: r.skipped for r in results if r.skipped}
         if not mapped:
-            raise ConfigError(f"no date could be mapped: {skipped}; choose other --months")
+            raise ConfigError(f"{unmapped_line(skipped)}; choose other --months")
         series = _series(request, setup, mapped, skipped, results)
         echo(series.table())
         stac_paths = _write_stac(request, mapped, series, setup.model.meta,

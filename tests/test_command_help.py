@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import configparser
 import re
+import runpy
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,12 +53,17 @@ def _every_parser() -> list[tuple[str, argparse.ArgumentParser]]:
     return out
 
 
-def test_every_console_script_is_covered():
+def _entry_points() -> dict[str, str]:
+    """setup.cfg's console scripts: name -> ``module:function``."""
     cfg = configparser.ConfigParser()
     cfg.read(REPO / "setup.cfg")
-    scripts = {line.split("=")[0].strip()
-               for line in cfg["options.entry_points"]["console_scripts"].splitlines()
-               if line.strip()}
+    lines = cfg["options.entry_points"]["console_scripts"].splitlines()
+    return {name.strip(): target.strip() for name, _, target in
+            (line.partition("=") for line in lines if line.strip())}
+
+
+def test_every_console_script_is_covered():
+    scripts = set(_entry_points())
     assert scripts == set(PARSERS)
     assert "from cli.export import main" in (REPO / "export_patches.py").read_text()
 
@@ -124,3 +132,26 @@ def test_grouped_short_flags_still_count_with_exact_names(name):
     if name == "isamap-import-patches":  # its source folder
         argv += ["their_patches"]
     assert parser.parse_args([*argv, "-vv"]).verbose == 2
+
+
+@pytest.mark.filterwarnings("ignore:'cli.:RuntimeWarning")  # runpy: the module was imported
+@pytest.mark.parametrize("name", sorted(PARSERS))
+def test_python_m_runs_every_command_as_its_console_script(name, monkeypatch, capsys):
+    """``python -m cli.map --help`` did nothing and exited 0: the module had no main block.
+
+    Each module's ``__main__`` block is run as ``python -m`` runs it (in this process, so
+    fast); the next test runs one for real.
+    """
+    module = _entry_points()[name].split(":")[0]
+    monkeypatch.setattr(sys, "argv", [module, "--help"])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_module(module, run_name="__main__", alter_sys=False)
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.startswith(f"usage: {name} ")
+
+
+def test_python_m_cli_map_help_prints_its_usage():
+    proc = subprocess.run([sys.executable, "-m", "cli.map", "--help"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: isamap-map ")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,32 @@ def split_gcs(uri: str) -> tuple[str, str]:
         raise StorageError(f"{uri!r} is not a gs://bucket/object URI")
     bucket, key = text[5:].split("/", 1)
     return bucket, key
+
+
+def bucket_name_problem(name: str) -> str | None:
+    """What makes ``name`` no Cloud Storage bucket name, with the rule it breaks (None: none).
+
+    Cloud Storage's naming rules (https://cloud.google.com/storage/docs/buckets#naming):
+    3-63 characters, up to 222 when it holds dots with at most 63 between two dots; only
+    lower-case letters, digits, ``-``, ``_`` and ``.``; a letter or digit first and last; no
+    IP address; no ``goog`` prefix and no ``google`` in it.
+    """
+    chars = "lower-case letters, digits, '-', '_' and '.'"
+    longest = 222 if "." in name else 63
+    if not re.fullmatch(r"[a-z0-9._-]*", name):
+        odd = "".join(dict.fromkeys(c for c in name if not re.fullmatch(r"[a-z0-9._-]", c)))
+        return f"bucket name {name!r} holds {odd!r}; bucket names hold only {chars}"
+    if not 3 <= len(name) <= longest or any(len(part) > 63 for part in name.split(".")):
+        return (f"bucket name {name!r} is {len(name)} character{'s' * (len(name) != 1)} long; "
+                "bucket names are 3-63 characters (up to 222 with dots, at most 63 between two "
+                "dots)")
+    if not (name[0].isalnum() and name[-1].isalnum()):
+        return f"bucket name {name!r} must begin and end with a letter or digit"
+    if re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}", name):
+        return f"bucket name {name!r} is an IP address, which bucket names may not be"
+    if name.startswith("goog") or "google" in name:
+        return f"bucket name {name!r} may not begin with 'goog' nor hold 'google'"
+    return None
 
 
 def store_of(path: str | os.PathLike[str]) -> tuple[Store, str]:

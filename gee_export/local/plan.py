@@ -73,17 +73,31 @@ class LocalPlan:
         ``--out``'s refusal first, then each month's, in the real run's words where its
         checks ran.
         """
+        gaps = self.month_gaps()
+        out = [self.out_refused] if self.out_refused else []
+        for m in self.months:
+            out += ([f"{m.month}: {m.refused}"] if m.refused
+                    else [f"{m.month}: {gap}" for gap in gaps.get(m.month, [])])
+        return out
+
+    def month_gaps(self) -> dict[str, list[str]]:
+        """The months without a scene on the grid of a sensor the bands need, and which.
+
+        The real run raises :class:`~core.errors.EmptyCompositeError` for such a month: an
+        export stops, a map skips the date (:func:`inference.mapping.dates.map_dates`).
+        """
         specs = band_registry.resolve(self.bands)
         need_s2 = any(s.sensor == "S2" for s in specs) or "s2_clear_count" in self.bands
         need_s1 = any(s.sensor == "S1" for s in specs) or "s1_scene_count" in self.bands
-        out = [self.out_refused] if self.out_refused else []
+        gaps = {}
         for m in self.months:
-            missing = [f"{m.month}: no Sentinel-{n} scene on the grid ({total} in the month)"
+            missing = [f"no Sentinel-{n} scene on the grid ({total} in the month)"
                        for n, need, on_grid, total in ((2, need_s2, m.s2_on_grid, m.s2),
                                                        (1, need_s1, m.s1_on_grid, m.s1))
                        if need and not on_grid]
-            out += [f"{m.month}: {m.refused}"] if m.refused else missing
-        return out
+            if missing:
+                gaps[m.month] = missing
+        return gaps
 
     def stop_line(self) -> str | None:
         """The one-line refusal of the first problem (None: the real run would go on)."""

@@ -270,11 +270,12 @@ def check_local_scenes(request: MapRequest, grid: Grid, bands: Sequence[str],
                        dataset: ModelDataset | None = None) -> list[str]:
     """The scenes of every date on ``grid`` (headers only), as the export's local dry run.
 
-    Returns the plan's lines (scenes found, per date: on the grid / in the month).
+    Returns the plan's lines (scenes found, per date: on the grid / in the month, and the
+    dates the real run would skip: no scene of a sensor the model needs on the grid).
 
     Raises:
-        InputDataError: ``--scenes`` is missing or holds no raster, or a date has no scene of
-            a sensor the model needs on the grid (what would stop the real run).
+        InputDataError: ``--scenes`` is missing or holds no raster, or no date has the scenes
+            the model needs on the grid (the real run would map none).
     """
     scenes = [request.scenes] if isinstance(request.scenes, (str, os.PathLike)) else list(
         request.scenes or [])
@@ -291,10 +292,19 @@ def check_local_scenes(request: MapRequest, grid: Grid, bands: Sequence[str],
              f"found in --scenes (headers read, no pixel)"]
     lines += [f"  {m.month}   Sentinel-2 {m.s2_on_grid} on the grid ({m.s2} in the month), "
               f"Sentinel-1 {m.s1_on_grid} ({m.s1})" for m in plan.months]
-    if plan.problems():
-        raise InputDataError(f"the real run would stop: {plan.problems()[0]}; add scenes of that "
-                             "month to --scenes or choose other --months")
+    # made without a recipe, the plan's only problems are its months' gaps: the real run
+    # skips those dates (map_dates) and stops when none is left
+    gaps = {month: "; ".join(missing) for month, missing in plan.month_gaps().items()}
+    lines += [f"  {month}   would be skipped: {gap}" for month, gap in gaps.items()]
+    if gaps and all(m.month in gaps for m in plan.months):
+        raise InputDataError(f"the real run would stop: {unmapped_line(gaps)}; add scenes of "
+                             "those months to --scenes or choose other --months")
     return lines
+
+
+def unmapped_line(skipped: Mapping[str, str]) -> str:
+    """Why a series mapped no date, in one line: ``no date could be mapped: 2022-07: why``."""
+    return "no date could be mapped: " + "; ".join(f"{m}: {why}" for m, why in skipped.items())
 
 
 def ee_date_image(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: ModelDataset,

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from core.errors import ConfigError
 from core.months import month_range
+from core.storage import files
 from inference.cog.maps import BAND_IDS, NODATA
 
 Mode = Literal["ingest", "external"]
@@ -185,7 +186,7 @@ def validate_manifest(manifest: Mapping[str, Any], mode: Mode = "ingest") -> Non
                 errors.append(f"{where}.sources[{j}].uris must be a non-empty list")
                 continue
             for uri in source_uris:
-                if not (isinstance(uri, str) and re.match(r"^gs://[a-z0-9._-]{3,222}/.+", uri)):
+                if not (isinstance(uri, str) and _is_object_uri(uri)):
                     errors.append(f"{where}.sources[{j}] uri {uri!r} is not gs://bucket/object")
     if len(set(tileset_ids)) != len(tileset_ids):
         errors.append(f"tileset ids {tileset_ids} are not unique")
@@ -221,6 +222,13 @@ def validate_manifest(manifest: Mapping[str, Any], mode: Mode = "ingest") -> Non
     _properties(manifest.get("properties", {}), errors)
     if errors:
         raise ConfigError("invalid Earth Engine image manifest:\n  - " + "\n  - ".join(errors))
+
+
+def _is_object_uri(uri: str) -> bool:
+    """Whether ``uri`` is ``gs://bucket/object`` of a bucket name Cloud Storage allows."""
+    bucket, _, key = uri[len("gs://"):].partition("/")
+    return (files.is_gcs(uri) and bool(key.strip("/"))
+            and files.bucket_name_problem(bucket) is None)
 
 
 def _fields(obj: Any, kind: str, where: str, errors: list[str]) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 import rasterio.errors
 from rasterio.windows import Window
 
+from contract.publishing import check_gcs_prefix
 from core.errors import ConfigError, InputDataError, StorageError
 from core.storage import files
 from inference.cog.maps import map_kind_problem
@@ -187,14 +188,12 @@ def check_upload_prefix(gcs_prefix: str | None, local: str = "local COGs") -> st
         local: what would be uploaded, as the message names it (a COG's path).
 
     Raises:
-        ConfigError: no prefix, or one that is not ``gs://bucket[/prefix]``.
+        ConfigError: no prefix, or one that is not ``gs://bucket[/prefix]`` of a valid bucket
+            name (:func:`contract.publishing.check_gcs_prefix`).
     """
     if not gcs_prefix:
         raise ConfigError(f"publishing {local} needs {UPLOAD_PREFIX}")
-    if not files.is_gcs(gcs_prefix) or not gcs_prefix[len("gs://"):].strip("/"):
-        raise ConfigError(f"--gcs-prefix {gcs_prefix} is not a Cloud Storage address; give "
-                          "gs://bucket/prefix (Earth Engine ingests only from there)")
-    return gcs_prefix.rstrip("/")
+    return check_gcs_prefix(gcs_prefix)
 
 
 def cog_uris(cogs: tuple[str, str], gcs_prefix: str | None, dry_run: bool) -> dict[str, str]:

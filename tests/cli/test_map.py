@@ -193,9 +193,18 @@ def test_a_local_dry_run_checks_the_scenes_of_every_date_and_times_no_request(tm
     assert "2019-06   Sentinel-2 4 on the grid" in out
     assert "requests at" not in out and "computePixels" not in out
     assert json.loads(out[out.rindex("\n{"):])["requests_per_date"] == 0
-    # a date without scenes, and a --scenes that does not exist: refused, as the real run
+    # a date without scenes is skipped, as the real run skips it (a new user's walk: the dry
+    # run refused a series the real run maps); with no date left, and a --scenes that does not
+    # exist: refused, as the real run
+    assert main([*common, "--scenes", str(tmp_path / "scene"), "--months",
+                 "2019-06,2019-07"]) == 0
+    assert "  2019-07   would be skipped: no Sentinel-2 scene on the grid (0 in the month); " \
+        "no Sentinel-1 scene on the grid (0 in the month)\n" in capsys.readouterr().out
     assert main([*common, "--scenes", str(tmp_path / "scene"), "--months", "2019-07"]) == 2
-    assert "the real run would stop: 2019-07: no Sentinel-2 scene" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the real run would stop: no date could be mapped: 2019-07: no Sentinel-2 scene " \
+        "on the grid (0 in the month); no Sentinel-1 scene on the grid (0 in the month); add " \
+        "scenes of those months to --scenes" in err
     assert main([*common, "--scenes", str(tmp_path / "nowhere"), "--months", "2019-06"]) == 2
     assert f"--scenes {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
 
@@ -228,6 +237,13 @@ def test_dry_run_states_the_quota_and_what_overwrite_does(model, tmp_path, capsy
         "needs --gcs-prefix" in out
     assert main([*args, "--gcs-prefix", "gs://my-bucket/isa"]) == 0
     assert "stops here without --gcs-prefix" not in capsys.readouterr().out
+    # a bucket name Cloud Storage refuses: one line naming the flag and the rule, before the
+    # plan (it failed after printing it, on the manifest's "is not gs://bucket/object")
+    assert main([*args, "--gcs-prefix", "gs://b/isa"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.strip().splitlines()) == 1
+    assert "--gcs-prefix gs://b/isa: bucket name 'b' is 1 character long; bucket names are " \
+        "3-63 characters" in captured.err
     assert main([*args, "--overwrite", "--runner", "direct", "--max-workers", "2",
                  "--max-concurrent", "80"]) == 0
     out = capsys.readouterr().out
@@ -491,7 +507,11 @@ def test_a_local_map_without_radar_scenes_asks_for_them_and_leaves_no_stacks(tmp
     err = capsys.readouterr().err
     assert "no Sentinel-1 scene acquired in 2019-06" in err and "drop" not in err
     assert "add Sentinel-1 scenes of 2019-06 to --scenes: the model reads VV/VH" in err
-    assert not (out / ".stacks").exists()
+    # one plain line (it showed a dict: {'2019-06': '...'}), and no empty --out left behind
+    assert err.strip().splitlines()[-1].startswith(
+        "isamap-map: error: no date could be mapped: 2019-06: no Sentinel-1 scene acquired")
+    assert "{" not in err
+    assert not out.exists()
 
 
 def test_a_series_summary_names_only_files_written_as_out_was_given(tmp_path, capsys,

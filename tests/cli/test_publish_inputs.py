@@ -3,7 +3,8 @@
 A wrong kind of file (a text file, a folder) as a COG or as ``--metrics`` is bad input naming
 its flag (exit 2), not an environment failure in GDAL's words; a truncated COG is refused
 before the manifest is saved; a folder the manifest cannot be saved in is named with
-``--out-dir``.
+``--out-dir``; a ``--gcs-prefix`` whose bucket name Cloud Storage refuses is named before any
+work.
 """
 
 from __future__ import annotations
@@ -69,3 +70,16 @@ def test_a_folder_the_manifest_cannot_be_saved_in_names_out_dir(cogs, tmp_path):
     assert done.returncode == 1, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "give --out-dir DIR" in lines[0] and str(folder) in lines[0]
+
+
+def test_a_bucket_name_cloud_storage_refuses_names_gcs_prefix_before_any_work(cogs, tmp_path,
+                                                                             capsys):
+    """gs://b/isamap printed the whole plan, then 'invalid Earth Engine image manifest: ...
+    uri ... is not gs://bucket/object', naming neither --gcs-prefix nor the rule."""
+    prefix = cogs.class_path.removesuffix("_class.tif")
+    status = _publish("--prefix", prefix, "--gcs-prefix", "gs://b/isamap", "--out-dir",
+                      str(tmp_path / "pub"))
+    captured = capsys.readouterr()
+    assert_refused(status, captured.err, publish_parser(), "--gcs-prefix gs://b/isamap",
+                   "bucket name 'b' is 1 character long", "3-63 characters")
+    assert captured.out == "" and not (tmp_path / "pub").exists()  # no plan, nothing saved

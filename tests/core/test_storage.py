@@ -345,3 +345,22 @@ def test_a_file_given_for_a_folder_is_bad_input_naming_the_folder(tmp_path):
     with pytest.raises(ConfigError, match=r"index.jsonl is a file where a folder is needed; "
                                           r"give a folder, such as the one holding it "):
         LocalStore(tmp_path / "index.jsonl")
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("my-bucket", None), ("a_b.c-1", None), ("abc", None), ("a" * 63, None),
+    ("a." + "b" * 60 + ".c", None),
+    ("b", "is 1 character long; bucket names are 3-63 characters"),
+    ("a" * 64, "is 64 characters long"),
+    ("a." + "b" * 64, "at most 63 between two dots"),
+    ("My-Bucket", "holds 'MB'; bucket names hold only lower-case letters"),
+    ("-abc", "must begin and end with a letter or digit"),
+    ("192.168.5.4", "is an IP address"),
+    ("goog-maps", "may not begin with 'goog'"), ("my-google-maps", "nor hold 'google'"),
+])
+def test_bucket_names_follow_cloud_storages_rules(name, problem):
+    """The one owner of the rule: ``--gcs-prefix gs://b/...`` was taken until the manifest."""
+    from core.storage.files import bucket_name_problem
+
+    found = bucket_name_problem(name)
+    assert (found is None) if problem is None else (problem in (found or "")), found

@@ -373,9 +373,9 @@ def test_two_cogs_that_are_not_one_maps_pair_are_refused_before_any_output(cogs,
     from tests.support.rasters import smooth_stack, write_stack
 
     def refused(class_path, prob_path, error, says, **kw):
-        req = PublishRequest(str(class_path), str(prob_path), "isamap/x",
-                             PublishOptions(project="my-project", **kw))
-        with pytest.raises(error, match=says):
+        with pytest.raises(error, match=says):  # the options' own checks come first
+            req = PublishRequest(str(class_path), str(prob_path), "isamap/x",
+                                 PublishOptions(project="my-project", **kw))
             publish(req, tmp_path / "pub", dry_run=True, echo=lambda _: None)
         assert not (tmp_path / "pub").exists()
 
