@@ -23,21 +23,32 @@ from tests.support.rasters import BANDS, smooth_stack, write_patch_dataset, writ
 BUDGET = Budget(epochs=1, batch_size=2, iterations=1)
 
 
-def _made(tmp_path, arm: str):
-    """A real ``isamap-train`` of ``arm`` in the judge's layout under ``tmp_path/out``, mapped;
-    returns its dataset."""
-    dataset = write_patch_dataset(tmp_path / "out" / "train" / "java", n=8, size=32)
-    run = tmp_path / "out" / "runs" / "java" / arm / "seed0"
-    train(arm, dataset, run, BUDGET)
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A real ``isamap-train`` of ``unet-s2-scenes-one`` in the judge's layout under ``out``,
+    trained once for the module; each test works on a copy of it (:func:`_made`)."""
+    root = tmp_path_factory.mktemp("judge")
+    dataset = write_patch_dataset(root / "out" / "train" / "java", n=8, size=32)
+    train("unet-s2-scenes-one", dataset, root / "out" / "runs" / "java" / "unet-s2-scenes-one"
+          / "seed0", BUDGET)
+    return root / "out"
+
+
+def _made(tmp_path, trained):
+    """The module's training copied to ``tmp_path/out`` (the judge compares no path: a copy is
+    what a moved --out is, and the first test checks that too), mapped; returns its dataset."""
+    shutil.copytree(trained, tmp_path / "out")
+    run = tmp_path / "out" / "runs" / "java" / "unet-s2-scenes-one" / "seed0"
     (run / "map_class.tif").write_bytes(b"")  # the map is not read: only what trained it
-    return dataset
+    return tmp_path / "out" / "train" / "java"
 
 
-def test_a_map_an_arm_would_train_otherwise_now_is_refused_and_its_own_is_scored(tmp_path):
+def test_a_map_an_arm_would_train_otherwise_now_is_refused_and_its_own_is_scored(tmp_path,
+                                                                                 trained):
     """A map of an older recipe under a name whose recipe has changed since (``unet-s2-one``
     drew every scene alike before it drew them by their number), or of another budget, is
     refused; the same arm and budget, or the --out moved, are scored again."""
-    dataset = _made(tmp_path, "unet-s2-scenes-one")
+    dataset = _made(tmp_path, trained)
     runs = tmp_path / "out" / "runs"
     check_made_maps(trained_otherwise, runs, [("java", dataset, "unet-s2-scenes-one", 0)],
                     BUDGET)
@@ -60,11 +71,11 @@ def test_a_map_an_arm_would_train_otherwise_now_is_refused_and_its_own_is_scored
                              BUDGET) == []
 
 
-def test_a_map_made_on_another_tile_is_refused(tmp_path):
+def test_a_map_made_on_another_tile_is_refused(tmp_path, trained):
     """Maps are tiled as ``isamap-predict`` records it in their COGs: one made on its default
     tile is refused where the judge now maps on ``--tile 32`` (another blend of the windows),
     and one made on ``--tile 32`` where it now maps on the default."""
-    dataset = _made(tmp_path, "unet-s2-scenes-one")
+    dataset = _made(tmp_path, trained)
     run = tmp_path / "out" / "runs" / "java" / "unet-s2-scenes-one" / "seed0"
     stack = write_stack(tmp_path / "stack.tif", smooth_stack(48, 48), bands=BANDS)
     task = [("java", dataset, "unet-s2-scenes-one", 0)]
