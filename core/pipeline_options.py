@@ -38,6 +38,7 @@ from core.pipeline_run import (
     run_pipeline,
     worker_semaphore,
 )
+from core.storage.files import bucket_name_problem
 from core.worker_package import write_worker_package
 
 Runner = Literal["direct", "dataflow"]
@@ -60,9 +61,14 @@ GPU_MACHINE_FAMILY = {"nvidia-tesla-t4": "n1", "nvidia-tesla-p4": "n1",
                       "nvidia-tesla-p100": "n1", "nvidia-tesla-v100": "n1",
                       "nvidia-l4": "g2", "nvidia-tesla-a100": "a2", "nvidia-a100-80gb": "a2",
                       "nvidia-h100-80gb": "a3"}
-# gs://BUCKET[/path]: Beam tries to create a bucket of its own (online) when this is malformed
-_GCS_FOLDER = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](/.*)?$")
 _JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def _temp_location_problem(location: str) -> str | None:
+    """Why ``location`` is no ``gs://BUCKET[/path]`` folder (None: it is one)."""
+    if not location.startswith("gs://"):
+        return "it does not start with gs://"
+    return bucket_name_problem(location[len("gs://"):].split("/", 1)[0])
 
 
 class BeamNotInstalledError(IsamapError, ImportError):
@@ -175,10 +181,11 @@ class RunnerConfig:
             raise ConfigError(f"--runner dataflow needs {', '.join(missing)} (e.g. --project "
                               "my-project --dataflow-region us-central1 --temp-location "
                               "gs://my-bucket/tmp)")
-        if not _GCS_FOLDER.match(str(self.temp_location)):
+        problem = _temp_location_problem(str(self.temp_location))
+        if problem:  # Beam tries to create a bucket of its own (online) when this is malformed
             raise ConfigError(f"--temp-location {self.temp_location!r} must be a gs:// folder "
                               "in a bucket the Dataflow workers can write to, e.g. "
-                              "gs://my-bucket/tmp")
+                              f"gs://my-bucket/tmp ({problem})")
         if not (self.container or self.setup_file or self.requirements_file):
             raise ConfigError("Dataflow workers need isamap itself: pass --container IMAGE (a "
                               "custom SDK container, see README 'Beyond one machine') or "

@@ -48,7 +48,6 @@ from inference.mapping.map_grid import region_grid
 from inference.mapping.plan import MapPlan, format_plan, plan_map
 from inference.mapping.request import MapRequest, ModelDataset, check_recipe, model_dataset
 from inference.mapping.series import SeriesOutputs, series_products
-from inference.predict.zone_cover import check_zones_touch
 from inference.predict import stats
 from inference.predict.blending import check_model_tiles
 from inference.predict.encoder_change import NAME as ENCODER
@@ -59,6 +58,7 @@ from inference.predict.runtime import TilePredictor
 from inference.predict.scene import recorded_statistics
 from inference.predict.vectors import check_vector_extra
 from inference.predict.workflow import isa_class_index
+from inference.predict.zone_cover import check_zones_touch
 from inference.publish.assets import EarthEngineAssets
 from inference.publish.cog_sources import UPLOAD_PREFIX
 from inference.publish.collection import SeriesPublication, check_publication, publish_series

@@ -184,7 +184,7 @@ def _block(ds, weights_ds, window: Window, zones, codes, totals) -> None:
         if zone.geometry is None:
             inside = np.ones(data.shape, dtype=bool)
         else:
-            if not _boxes_overlap(block_box, rasterio.features.bounds(zone.geometry)):
+            if not boxes_overlap(block_box, rasterio.features.bounds(zone.geometry)):
                 continue
             inside = geometry_mask([zone.geometry], data.shape, transform, invert=True)
             if not inside.any():
@@ -200,7 +200,8 @@ def _block(ds, weights_ds, window: Window, zones, codes, totals) -> None:
             t["weighted"] += float((area[ok] * weights[ok] / float(PROB_SCALE)).sum())
 
 
-def _boxes_overlap(a, b) -> bool:
+def boxes_overlap(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether two ``(west, south, east, north)`` boxes share more than an edge."""
     return not (a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1])
 
 

@@ -15,6 +15,7 @@ from rasterio.features import bounds as geometry_bounds
 from rasterio.warp import transform_bounds
 
 from core.errors import InputDataError
+from inference.predict.stats import boxes_overlap
 
 Box = tuple[float, float, float, float]  # west, south, east, north
 
@@ -33,7 +34,7 @@ def check_zones_touch(geometries: Sequence[dict[str, Any] | None], bounds: Box, 
         InputDataError: no zone's bounding box overlaps the map's.
     """
     boxes = [geometry_bounds(g) if g is not None else bounds for g in geometries]
-    if not boxes or any(_overlap(box, bounds) for box in boxes):
+    if not boxes or any(boxes_overlap(box, bounds) for box in boxes):
         return
     zones = (min(b[0] for b in boxes), min(b[1] for b in boxes),
              max(b[2] for b in boxes), max(b[3] for b in boxes))
@@ -41,10 +42,6 @@ def check_zones_touch(geometries: Sequence[dict[str, Any] | None], bounds: Box, 
         f"no zone of {given} touches the map: the zones lie in {_lonlat(zones, crs)}, the map "
         f"in {_lonlat(bounds, crs)}; give zones over the mapped area (a file in a projected "
         "CRS names it in a 'crs' member, the right hemisphere's UTM zone included)")
-
-
-def _overlap(a: Box, b: Box) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def _lonlat(box: Box, crs: Any) -> str:

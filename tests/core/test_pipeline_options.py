@@ -54,6 +54,13 @@ def test_dataflow_needs_project_region_and_a_gs_temp_location():
         RunnerConfig(**{**DATAFLOW, "temp_location": "/tmp/x"}).check()
     with pytest.raises(ConfigError, match="must be a gs:// folder"):  # "b": no such bucket name
         RunnerConfig(**{**DATAFLOW, "temp_location": "gs://b/tmp"}).check()
+    # Cloud Storage's own rule, as --gcs-prefix applies it (one owner: a review found the
+    # Dataflow check took goog- and IP-address names and refused long dotted ones)
+    for bucket in ("goog-tmp", "192.168.1.1"):
+        with pytest.raises(ConfigError, match=f"bucket name '{bucket}'"):
+            RunnerConfig(**{**DATAFLOW, "temp_location": f"gs://{bucket}/tmp"}).check()
+    dotted = "a" * 40 + "." + "b" * 40
+    RunnerConfig(**{**DATAFLOW, "temp_location": f"gs://{dotted}/tmp"}).check()
     RunnerConfig(**DATAFLOW).check()
     with pytest.raises(ConfigError, match="workers need isamap itself"):
         RunnerConfig(**{**DATAFLOW, "setup_file": None}).check()

@@ -485,8 +485,9 @@ def test_the_scenes_extent_on_a_lattice_off_the_resolution_keeps_every_centre_on
 
 def test_a_bbox_on_a_lattice_off_the_resolution_is_snapped_once(ee_offline, tmp_path):
     """A --bbox (not the scenes' extent) on a training lattice at x0 = 500005: it was snapped
-    to multiples of 10 m first and then outward onto the lattice, a column and a row more on
-    each side than snapping it onto the lattice once. The map COG is the single snap."""
+    to multiples of 10 m first and then outward onto the lattice: one row (north) and one
+    column (east) more than snapping it onto the lattice once. The map COG is the single
+    snap."""
     from affine import Affine
     from pyproj import Transformer
 
