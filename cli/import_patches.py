@@ -54,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "refusing them (recorded in the dataset's recipe: its models map "
                         "Level-1C stacks, with a warning)")
     p.add_argument("--scale", type=float, default=1.0,
-                   help="multiply every image value by this (0.0001 for reflectance x 10000)")
+                   help="multiply the optical reflectance bands (B1..B12, and bands of names "
+                        "isamap does not know) by this (0.0001 for reflectance x 10000); "
+                        "Sentinel-1 VV/VH in dB are read as they are")
     p.add_argument("--impervious-values", default="1", metavar="V,...",
                    help="mask values that are impervious")
     p.add_argument("--pervious-values", default="0", metavar="V,...",

@@ -7,7 +7,8 @@ quantities apart, whatever the file says:
 - sigma0 in dB (``VV``, ``VH``) has a negative scene median (about -25 to -5); linear power
   is never negative and has a median far below 1 (about 0.01-0.3); positive values with a
   median above 1 are uncalibrated digital numbers or amplitudes; a median below
-  :data:`DB_MEDIAN_MIN` is dB multiplied by 100 (int16 exports).
+  :data:`DB_MEDIAN_MIN` is dB multiplied by 100 (int16 exports); values all within
+  :data:`DB_ABS_P99_MIN` of 0 dB are dB scaled down (a scale meant for reflectance).
 - surface reflectance (``B2`` ... ``B12``) has a median between 0 and 1 and hardly anything above
   2 (:data:`REFLECTANCE_MEDIAN_RANGE`, :data:`REFLECTANCE_P99_MAX`); a larger median is a
   scaled integer (reflectance x 10000); a median below :data:`REFLECTANCE_MEDIAN_MIN_ANY` is no
@@ -57,6 +58,11 @@ log = logging.getLogger(__name__)
 
 LINEAR_MEDIAN_MAX = 1.0  # linear sigma0 scene medians are ~0.01-0.3; 1.0 leaves a wide margin
 DB_MEDIAN_MIN = -60.0  # dB medians are ~-25 to -5; dB x 100 gives ~-2500 to -500
+# 99th percentile of |dB| below which a sample is no sigma0 in dB: over every 64 px window
+# (stride 32) of the real S1 of the test data (terramesh_s1s2, sen12ms_patch_p30,
+# sen1floods11_spain, bigearthnet_examples; VV and VH) it is 11.6 dB or more (window medians
+# -27 to -6.7, IQRs >= 1.9 dB); dB x 0.0001 gives <= 0.004, and any scale <= 1/12 falls below 1.
+DB_ABS_P99_MIN = 1.0
 REFLECTANCE_MEDIAN_RANGE = (-0.02, 1.0)  # a scene's median reflectance (offset checks)
 REFLECTANCE_P99_MAX = 2.0
 REFLECTANCE_MEDIAN_MIN_ANY = -1.0  # below: not reflectance at all, whatever the offset
@@ -173,6 +179,11 @@ def band_value_problem(name: str, values: np.ndarray) -> str | None:
         if median < DB_MEDIAN_MIN:
             return (f"{name} has a median of {median:.4g}, far below sigma0 in dB (about -25 "
                     "to -5): dB x 100 (an integer export)?")
+        spread = float(np.percentile(np.abs(finite), 99))
+        if spread < DB_ABS_P99_MIN:
+            return (f"{name} has a median of {median:.3g} and 99 % of its values within "
+                    f"{spread:.2g} of 0, where real sigma0 in dB spreads from about -25 to -5: "
+                    "dB scaled down (multiplied by a scale meant for reflectance)?")
     elif spec.unit == "reflectance":
         if reflectance_scaled(median, p99):
             return (f"{name} has a median of {median:.4g} (99th percentile {p99:.4g}), but "

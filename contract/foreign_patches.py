@@ -11,7 +11,8 @@ refused where the folder holds a dataset of other parameters.
 
 Pixels are checked, not names: the image bands' values must be what their names say
 (:func:`contract.band_values.band_value_problems`; ``scale`` turns integer exports
-into reflectance), every mask value must be declared impervious, pervious or ignored, and
+into reflectance, multiplying the reflectance bands only, never Sentinel-1 dB), every mask
+value must be declared impervious, pervious or ignored, and
 Level-1C (top-of-atmosphere) pixels are refused unless ``allow_l1c``, as the export refuses
 Level-1C scenes (:func:`contract.s2_level.check_import_level`). The pairs are found by
 :func:`contract.patch_pairs.find_pairs`.
@@ -34,19 +35,20 @@ from contract.band_values import (
     finite_values,
     pooled_s2_band_name_problem,
     reflectance_too_small,
+    s1_unit_evidence,
 )
 from contract.bands import LABEL_NODATA, check_series_bands, find_band
 from contract.dataset import DatasetSpec
-from contract.grid import Grid, metre_crs_problem, patch_id, utm_epsg
-from contract.patch_pairs import PatchPair, find_pairs
-from contract.patch_writer import open_month, valid_mask
+from contract.grid import Grid, patch_id
+from contract.patch_pairs import PatchPair, check_metres, find_pairs, read_header
+from contract.patch_writer import MonthProgress, open_month, valid_mask
 from contract.s2_level import check_import_level, s2_level_of
 from contract.splits import split_advice, split_counts
 from core.digest import combined_digest, file_sha256
 from core.errors import InputDataError
 from core.lock import hold_output
 from core.progress import progress_bar
-from core.storage import open_store
+from core.storage import files, open_store
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +66,9 @@ class ImportOptions:
         impervious: mask values that are impervious (label 1).
         pervious: mask values that are pervious (label 0).
         ignore: mask values that are no label (255).
-        scale: every image value is multiplied by it (1e-4: reflectance x 10000 exports).
+        scale: the reflectance bands' values are multiplied by it (1e-4: reflectance x 10000
+            exports); other bands of the registry (Sentinel-1 dB) are read as they are
+            (:func:`scaled_band`).
         ratios / seed / block: the spatially blocked split (``block``: ``--split-block``).
         min_valid_fraction: patches with fewer valid pixels are not imported.
         trust_band_names: the band-order rules are not applied (``--trust-band-names``).
@@ -116,7 +120,7 @@ def plan_import(pairs: Sequence[PatchPair], bands: Sequence[str] | None = None) 
     Raises:
         InputDataError: what keeps the pairs from being one dataset, naming the pair.
     """
-    first = _header(pairs[0].image)
+    first = read_header(pairs[0].image)
     names = _band_names(pairs[0], first, bands)
     check_series_bands(names, f"{pairs[0].image.name}'s bands",
                        add="import the month before ({}) too")
@@ -126,10 +130,10 @@ def plan_import(pairs: Sequence[PatchPair], bands: Sequence[str] | None = None) 
                              f"{first['transform'].a:g} x {abs(first['transform'].e):g} in "
                              f"{first['crs']}: patches must be square, north-up, with square "
                              "pixels and a CRS")
-    _check_metres(pairs[0].image, first)
+    check_metres(pairs[0].image, first)
     lefts, tops = [], []
     for pair in pairs:
-        head, mask = _header(pair.image), _header(pair.mask)
+        head, mask = read_header(pair.image), read_header(pair.mask)
         if (mask["width"], mask["height"]) != (head["width"], head["height"]) or \
                 not mask["transform"].almost_equals(head["transform"]):
             raise InputDataError(f"the mask {pair.mask.name} is not on the grid of its image "
@@ -160,45 +164,25 @@ def plan_import(pairs: Sequence[PatchPair], bands: Sequence[str] | None = None) 
     return ImportPlan(grid, names, positions)
 
 
-def _check_metres(image: Path, head: dict[str, Any]) -> None:
-    """Refuse patches whose CRS is not in metres (degrees), naming the UTM zone to use.
-
-    A dataset's grid is metres (:func:`contract.grid.metre_crs_problem`, the rule ``--crs``
-    follows); a model trained on degree pixels could map nothing isamap makes.
-    """
-    problem = metre_crs_problem(str(head["crs"]))
-    if problem is None:
-        return
-    zone = "a UTM zone EPSG:326xx/327xx"
-    if head["crs"].is_geographic:
-        t = head["transform"]
-        zone = f"EPSG:{utm_epsg(t.c + t.a * head['width'] / 2, t.f + t.e * head['height'] / 2)}"
-    raise InputDataError(f"{image.name} is in {head['crs']}, which {problem}; a dataset's "
-                         f"pixels are metres: reproject the patches to {zone} (e.g. gdalwarp "
-                         f"-t_srs {zone.split(' ')[-1]} -tr 10 10 on the scene they were cut "
-                         "from, then cut it again) and import them")
-
-
-def _header(path: Path) -> dict[str, Any]:
-    try:
-        with rasterio.open(path) as ds:
-            return {"width": ds.width, "height": ds.height, "transform": ds.transform,
-                    "crs": ds.crs, "count": ds.count, "descriptions": ds.descriptions}
-    except rasterio.errors.RasterioError as exc:
-        raise InputDataError(f"{path} cannot be read as a GeoTIFF ({exc})") from None
-
-
 def _band_names(pair: PatchPair, head: dict[str, Any],
                 bands: Sequence[str] | None) -> tuple[str, ...]:
     if bands:
         if len(bands) != head["count"]:
             raise InputDataError(f"--bands names {len(bands)} bands, {pair.image.name} has "
                                  f"{head['count']}")
-        return tuple(bands)
+        return _canonical(bands)
     if all(head["descriptions"]):
-        return tuple(head["descriptions"])
+        return _canonical(head["descriptions"])
     raise InputDataError(f"{pair.image.name} does not name its bands; give them in file order "
                          "with --bands (e.g. --bands B2,B3,B4,B8)")
+
+
+def _canonical(names: Sequence[str]) -> tuple[str, ...]:
+    """The bands as isamap names them: ``B02`` is ``B2`` (:func:`contract.bands.get_band`).
+
+    Every command then matches the dataset's bands with a model's; unknown names stay.
+    """
+    return tuple(spec.name if (spec := find_band(n)) else n for n in names)
 
 
 def label_of(mask: np.ndarray, options: ImportOptions, name: str) -> np.ndarray:
@@ -233,18 +217,19 @@ def check_values(plan: ImportPlan, options: ImportOptions, samples: int = 16) ->
                                             dtype=int)]
     values: dict[str, list[np.ndarray]] = {b: [] for b in plan.bands}
     for pair in chosen:
-        image = _image(pair, options)
+        image = _image(pair, options, plan.bands)
         for band, array in zip(plan.bands, image, strict=True):
             values[band].append(array.ravel())
     sampled = {b: np.concatenate(v) for b, v in values.items()}
     problems = band_value_problems(sampled)
     if problems:
         raise InputDataError(f"the images' values do not match their band names: "
-                             f"{problems[0]}; {_value_fix(sampled, options.scale)}")
+                             f"{problems[0]}; {_value_fix(sampled, options)}")
     order = None if options.trust_band_names else pooled_s2_band_name_problem(sampled)
     if order:  # the export's band-order rules
         raise InputDataError(f"the images' values do not match their band names: {order}; "
-                             f"{_BANDS_FIX}, or pass --trust-band-names if they are right")
+                             f"{_bands_fix(options)}, or pass --trust-band-names if they "
+                             "are right")
     with rasterio.open(chosen[0].image) as ds:  # the level, as every stack's is judged
         stated = s2_level_of(ds.tags(), plan.bands)
     check_import_level(sampled, stated, options.allow_l1c)
@@ -253,40 +238,99 @@ def check_values(plan: ImportPlan, options: ImportOptions, samples: int = 16) ->
             label_of(ds.read(1), options, pair.name)
 
 
-_BANDS_FIX = ("give the images' bands in file order with --bands (e.g. --bands B2,B3,B4,B8; "
-              "gdalinfo lists them)")
+def _bands_fix(options: ImportOptions) -> str:
+    """Advice to give the bands in file order, never repeating the names already given."""
+    if options.bands:
+        return (f"give the images' bands in file order (gdalinfo lists them): --bands "
+                f"{','.join(options.bands)} does not match their values")
+    return ("give the images' bands in file order with --bands (gdalinfo lists them): their "
+            "band descriptions do not match their values")
 
 
-def _value_fix(samples: Mapping[str, np.ndarray], scale: float) -> str:
+def _value_fix(samples: Mapping[str, np.ndarray], options: ImportOptions) -> str:
     """What to change when the scaled samples do not match their band names.
 
-    The samples are tried unscaled and at 0.0001 with the same rules; the first scale other
-    than ``scale`` they pass at is the advice. Values that pass at none: far below
-    reflectance, another scale; else the band order (``--bands``), and ``--scale 0.0001``
-    only where no scale was given.
+    Sentinel-1 bands of linear power: convert them to dB. Else the samples are tried unscaled
+    and at 0.0001 with the same rules; the first scale other than ``options.scale`` they pass
+    at is the advice. Values that pass at none: far below reflectance, another scale; else the
+    band order (``--bands``), and ``--scale 0.0001`` only where no scale was given.
     """
+    linear = [b for b, v in samples.items() if (spec := find_band(b)) is not None and
+              spec.unit == "dB" and s1_unit_evidence(v).unit == "linear"]
+    if linear:
+        return (f"{', '.join(linear)} look like sigma0 in linear power (never negative, "
+                "median below 1): convert them to dB (10*log10 of the power) and import the "
+                "images again")
+    scale = options.scale
     for right, text in ((1.0, f"the images hold reflectance 0-1 already: drop --scale {scale:g}"),
                         (1e-4, f"the images hold reflectance x 10000: give --scale 0.0001, not "
                                f"{scale:g}")):
         if right != scale and \
-                not band_value_problems({b: v * (right / scale) for b, v in samples.items()}):
+                not band_value_problems({b: v * (right / scale) if scaled_band(b) else v
+                                        for b, v in samples.items()}):
             return text
     if any((spec := find_band(b)) is not None and spec.unit == "reflectance" and
            reflectance_too_small(finite_values(v)) for b, v in samples.items()):
         return (f"give the --scale that turns the images' values into reflectance 0-1 (not "
                 f"{scale:g}), or the right --bands")
-    return _BANDS_FIX + (", or --scale 0.0001 for reflectance x 10000" if scale == 1.0 else "")
+    return _bands_fix(options) + (", or --scale 0.0001 for reflectance x 10000"
+                                  if scale == 1.0 else "")
 
 
-def _image(pair: PatchPair, options: ImportOptions) -> np.ndarray:
+def scaled_band(name: str) -> bool:
+    """Whether ``--scale`` multiplies band ``name``: reflectance, and names no band has.
+
+    Sentinel-1 dB, counts and embeddings are never scaled: 0.0001 meant for reflectance x 10000
+    turned VV medians of -10.8 dB into -0.00108.
+    """
+    spec = find_band(name)
+    return spec is None or spec.unit == "reflectance"
+
+
+def _image(pair: PatchPair, options: ImportOptions, bands: Sequence[str]) -> np.ndarray:
     with rasterio.open(pair.image) as ds:
         image: np.ndarray = ds.read(out_dtype="float32")
         nodata = ds.nodata
     if nodata is not None and not np.isnan(nodata):
         image[image == nodata] = np.nan
     if options.scale != 1.0:
-        image *= np.float32(options.scale)
+        image[[scaled_band(b) for b in bands]] *= np.float32(options.scale)
     return image
+
+
+def _write_patches(plan: ImportPlan, options: ImportOptions, state: MonthProgress,
+                   progress: bool) -> int:
+    """Write the patches still to do; how many. A month of none is refused, uncommitted."""
+    bar = progress_bar(total=len(plan.positions), desc=f"import {options.month}",
+                       unit="patch", disable=not progress)
+    written, finite = 0, np.zeros(len(plan.bands), np.int64)
+    for (row, col), pair in sorted(plan.positions.items()):
+        bar.update(1)
+        pid = patch_id(row, col)
+        if (row, col) not in state.splits or pid in state.records or pid in state.invalid:
+            continue
+        image = _image(pair, options, plan.bands)
+        finite += np.isfinite(image).sum(axis=(1, 2))
+        with rasterio.open(pair.mask) as ds:
+            label = label_of(ds.read(1), options, pair.name)
+        if valid_mask(image, label, plan.bands).mean() < options.min_valid_fraction:
+            state.mark_invalid(row, col)
+            continue
+        state.add(state.writer.write(row, col, image, label))
+        written += 1
+    bar.close()
+    if not state.records:  # a month of nothing is no finished month (as the export's)
+        empty = [b for b, n in zip(plan.bands, finite, strict=True) if n == 0]
+        why = (f"{', '.join(empty)} holds no finite value in any image (NaN or nodata): "
+               "give images whose every band is observed" if empty else
+               "check that the images' bands and the masks cover the patches (ignored mask "
+               "values are no label), or lower --min-valid-fraction")
+        raise InputDataError(
+            f"no patch of {state.sources['source']} has {options.min_valid_fraction:.0%} "
+            f"valid pixels (every band finite, the label not ignored): all "
+            f"{len(state.invalid)} were left out, so nothing was written and "
+            f"{options.month} is not tagged complete; {why}")
+    return written
 
 
 def import_patches(src: str | os.PathLike[str], out: str | os.PathLike[str],
@@ -321,28 +365,12 @@ def import_patches(src: str | os.PathLike[str], out: str | os.PathLike[str],
                              for p in pairs)
     store = open_store(out)
     written = 0
-    with hold_output(store):
+    with files.unmade_if_refused(out), hold_output(store):  # a refusal leaves no folder
         state = open_month(store, spec, options.month,
                            sources={"source": Path(src).name, "pairs": len(pairs),
                                     "fingerprint": digest})
         if not state.up_to_date:
-            bar = progress_bar(total=len(plan.positions), desc=f"import {options.month}",
-                               unit="patch", disable=not progress)
-            for (row, col), pair in sorted(plan.positions.items()):
-                bar.update(1)
-                pid = patch_id(row, col)
-                if (row, col) not in state.splits or pid in state.records or \
-                        pid in state.invalid:
-                    continue
-                image = _image(pair, options)
-                with rasterio.open(pair.mask) as ds:
-                    label = label_of(ds.read(1), options, pair.name)
-                if valid_mask(image, label, plan.bands).mean() < options.min_valid_fraction:
-                    state.mark_invalid(row, col)
-                    continue
-                state.add(state.writer.write(row, col, image, label))
-                written += 1
-            bar.close()
+            written = _write_patches(plan, options, state, progress)
             state.commit(complete=True)
     records = list(state.records.values())
     splits = split_counts(r["split"] for r in records)

@@ -2,7 +2,8 @@
 
 Either layout: ``images/<name>.tif`` with ``masks/<name>.tif`` (or ``labels/``...), or
 ``<name>.tif`` beside ``<name>_mask.tif`` / ``<name>_label.tif``. What
-``isamap-import-patches`` reads (:mod:`contract.foreign_patches`).
+``isamap-import-patches`` reads (:mod:`contract.foreign_patches`), with their headers
+(:func:`read_header`) and the rule that their CRS be metres (:func:`check_metres`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import rasterio
+
+from contract.grid import metre_crs_problem, utm_epsg
 from core.errors import InputDataError
 
 MASK_SUFFIXES = ("_mask", "_label", "_labels", "_gt")
@@ -72,3 +77,32 @@ def find_pairs(src: str | os.PathLike[str]) -> list[PatchPair]:
         raise InputDataError(f"no image/mask GeoTIFF pairs in {root}: expected images/ and "
                              "masks/ with the same names, or <name>.tif beside <name>_mask.tif")
     return pairs
+
+
+def check_metres(image: Path, head: dict[str, Any]) -> None:
+    """Refuse patches whose CRS is not in metres (degrees), naming the UTM zone to use.
+
+    A dataset's grid is metres (:func:`contract.grid.metre_crs_problem`, the rule ``--crs``
+    follows); a model trained on degree pixels could map nothing isamap makes.
+    """
+    problem = metre_crs_problem(str(head["crs"]))
+    if problem is None:
+        return
+    zone = "a UTM zone EPSG:326xx/327xx"
+    if head["crs"].is_geographic:
+        t = head["transform"]
+        zone = f"EPSG:{utm_epsg(t.c + t.a * head['width'] / 2, t.f + t.e * head['height'] / 2)}"
+    raise InputDataError(f"{image.name} is in {head['crs']}, which {problem}; a dataset's "
+                         f"pixels are metres: reproject the patches to {zone} (e.g. gdalwarp "
+                         f"-t_srs {zone.split(' ')[-1]} -tr 10 10 on the scene they were cut "
+                         "from, then cut it again) and import them")
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """A GeoTIFF's size, transform, CRS, band count and band descriptions (no pixels)."""
+    try:
+        with rasterio.open(path) as ds:
+            return {"width": ds.width, "height": ds.height, "transform": ds.transform,
+                    "crs": ds.crs, "count": ds.count, "descriptions": ds.descriptions}
+    except rasterio.errors.RasterioError as exc:
+        raise InputDataError(f"{path} cannot be read as a GeoTIFF ({exc})") from None

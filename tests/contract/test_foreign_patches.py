@@ -148,11 +148,26 @@ def test_a_reversed_band_order_is_refused_by_the_exports_band_order_rules(tmp_pa
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and not out.exists()
     assert "the bands named B2 and B3 correlate at r = " in err
-    assert "give the images' bands in file order with --bands" in err
-    assert "or pass --trust-band-names if they are right" in err
+    assert "give the images' bands in file order (gdalinfo lists them): --bands B8,B4,B3,B2 " \
+           "does not match their values, or pass --trust-band-names if they are right" in err
     assert _run(src, out, "--scale", "0.0001", "--bands", "B8,B4,B3,B2",
                 "--trust-band-names") == 0  # the override the export has
     assert read_manifest(out)["bands"] == ["B8", "B4", "B3", "B2"]
+
+
+def test_the_band_order_advice_does_not_repeat_the_bands_given(tmp_path, capsys):
+    """Images in the order B8,B4,B3,B2 given ``--bands B2,B3,B4,B8`` were advised "give the
+    images' bands in file order with --bands (e.g. --bands B2,B3,B4,B8 ...)": what was given."""
+    src = _source(tmp_path / "theirs", cells=[(r, c) for r in range(4) for c in range(4)],
+                  size=64)
+    for path in (src / "images").glob("*.tif"):
+        with rasterio.open(path, "r+") as ds:
+            ds.write(ds.read()[::-1])
+    assert _run(src, tmp_path / "dataset", "--scale", "0.0001") == 2
+    err = capsys.readouterr().err.strip()
+    assert "e.g. --bands B2,B3,B4,B8" not in err, err
+    assert "give the images' bands in file order (gdalinfo lists them): --bands B2,B3,B4,B8 " \
+           "does not match their values" in err
 
 
 def test_a_correctly_named_real_patch_is_not_judged_by_band_pairs_on_too_few_pixels(
