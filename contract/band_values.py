@@ -7,8 +7,8 @@ quantities apart, whatever the file says:
 - sigma0 in dB (``VV``, ``VH``) has a negative scene median (about -25 to -5); linear power
   is never negative and has a median far below 1 (about 0.01-0.3); positive values with a
   median above 1 are uncalibrated digital numbers or amplitudes; a median below
-  :data:`DB_MEDIAN_MIN` is dB multiplied by 100 (int16 exports); values all within
-  :data:`DB_ABS_P99_MIN` of 0 dB are dB scaled down (a scale meant for reflectance).
+  :data:`DB_MEDIAN_MIN` is dB multiplied by 100 (int16 exports); a negative median with values
+  all within :data:`DB_ABS_P99_MIN` of 0 dB is dB scaled down (a scale meant for reflectance).
 - surface reflectance (``B2`` ... ``B12``) has a median between 0 and 1 and hardly anything above
   2 (:data:`REFLECTANCE_MEDIAN_RANGE`, :data:`REFLECTANCE_P99_MAX`); a larger median is a
   scaled integer (reflectance x 10000); a median below :data:`REFLECTANCE_MEDIAN_MIN_ANY` is no
@@ -180,7 +180,7 @@ def band_value_problem(name: str, values: np.ndarray) -> str | None:
             return (f"{name} has a median of {median:.4g}, far below sigma0 in dB (about -25 "
                     "to -5): dB x 100 (an integer export)?")
         spread = float(np.percentile(np.abs(finite), 99))
-        if spread < DB_ABS_P99_MIN:
+        if shown.unit == "dB" and spread < DB_ABS_P99_MIN:  # negative: dB, but near 0
             return (f"{name} has a median of {median:.3g} and 99 % of its values within "
                     f"{spread:.2g} of 0, where real sigma0 in dB spreads from about -25 to -5: "
                     "dB scaled down (multiplied by a scale meant for reflectance)?")
