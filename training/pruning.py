@@ -306,7 +306,7 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
     model, meta = load_model_file(model_path)
     check_model_data(meta, data)  # its classes and pixels, before any file is written
     source = {"rate": rate, "model_id": model_file_id(model_path)}
-    check_earlier_run(Path(out_dir), source)
+    finished = check_earlier_run(Path(out_dir), source)
     prunable_layers(model)  # refuse models that cannot be pruned before any work
     cfg = fine_tune_config(meta, data, out_dir, overrides)
     norm = NormStats(tuple(meta.bands), tuple(meta.norm_mean), tuple(meta.norm_std))
@@ -321,7 +321,7 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
         **dict(meta.extra or {}), "config": cfg.run_record(),
         "pruning": {**source, "from": str(model_path), "data": str(data)}}})
     out = Path(out_dir)
-    done = finished_summary(out, rate, flops_size)  # nothing left to write: nothing is redone
+    done = finished_summary(out, finished, rate, flops_size)  # nothing to write: nothing redone
     before = {"parameters": parameter_count(model),
               "flops": flop_count(model, meta.in_channels, flops_size)} if done is None else {}
     layers = prunable_layers(model)
@@ -332,7 +332,6 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
     trainer = Trainer(cfg, model, loss, train_set, val_set, run_meta, epoch_end=prune_step)
     result = trainer.fit()  # the same options as the run found in out, or refused
     if done is not None:
-        log.info("its %s and %s are kept as they are: nothing is redone", PRUNED_MODEL, SUMMARY)
         return PruneResult(out / BEST_MODEL, out / PRUNED_MODEL, out / SUMMARY, done, False)
     masked, masked_meta = load_model_file(result.model_path, flag="model file")
     small, small_meta = compact_model(masked, masked_meta)
