@@ -76,6 +76,9 @@ def _prune(args: dict) -> int:
     overrides = {k: v for k, v in args.items() if v is not None}
     result = prune(model, data, out, rate, overrides, size)
     s = result.summary
+    if not result.redone:
+        print(f"the pruning run in {out} is finished: nothing redone, its files are kept as "
+              "they are")
     print(f"parameters {s['before']['parameters']:,} -> {s['after']['parameters']:,}; "
           f"FLOPs at {size} px {s['before']['flops'] / 1e9:.2f} G -> "
           f"{s['after']['flops'] / 1e9:.2f} G\ncompact model: {result.pruned_path}\n"

@@ -4,8 +4,12 @@ A model only knows the values it was trained on. A stack on another scale (integ
 reflectance x 10000, dB x 100), with its bands in another order, or of another quantity
 (linear power where dB was trained) still runs through the network and gives a map that looks
 like one. Percentiles of each band's raw values in the training split (``ModelMeta.band_ranges``)
-let inference compare an input with the training data before the first tile
-(:func:`inference.predict.expected_inputs.check_input`).
+let a command compare its input with the training data before the first forward pass.
+
+This module owns that comparison (:func:`value_problems`, :func:`not_trained_on`): a stack's
+decimated sample in ``isamap-predict`` and ``isamap-map``
+(:func:`inference.predict.expected_inputs.check_input`), a patch dataset's sample in
+``isamap-evaluate`` (:func:`band_samples`), one rule and one message for both.
 
 A band of class codes (the coarse product's ``product``) has no scale to check and is left
 out. The percentiles come from a bounded sample: at most ``max_patches`` patches spread over the
@@ -14,11 +18,24 @@ split and ``per_patch`` pixels of each, so a large dataset costs what a small on
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from contract.band_values import band_value_problems, finite_values
 from contract.bands import is_code_band
+from core.errors import InputDataError
+
+log = logging.getLogger(__name__)
+
+RANGE_MARGIN = 0.1
+"""A median within the training range widened by this share of its width on each side passes."""
+FAR_SPANS = 10.0  # dB under a reflectance is hundreds of widths away; another scene is a few
+_SCALES = (10000.0, 100.0)  # integer exports: reflectance x 10000, dB x 100
+#: the advice of a refusal for values of another unit; ``{}`` names what to give
+UNITS_FIX = ("give {} in the units the model was trained on (float reflectance 0-1, sigma0 "
+             "in dB), with its bands named in their order")
 
 PERCENTILES = (1.0, 50.0, 99.0)
 """The recorded percentiles: the range the model saw (1st-99th) and its median."""
@@ -40,6 +57,22 @@ def band_ranges(read_image: Callable[[int], np.ndarray], count: int, bands: tupl
         Band name -> percentiles; a band without any finite value, and a band of class
         codes, is left out.
     """
+    samples = band_samples(read_image, count, bands, max_patches, per_patch)
+    out: dict[str, tuple[float, ...]] = {}
+    for name, v in samples.items():
+        if v.size and not is_code_band(name):
+            out[name] = tuple(round(float(p), 6) for p in np.percentile(v, PERCENTILES))
+    return out
+
+
+def band_samples(read_image: Callable[[int], np.ndarray], count: int, bands: tuple[str, ...],
+                 max_patches: int = 64, per_patch: int = 4096) -> dict[str, np.ndarray]:
+    """Each band's finite values over a sample of patches (the arguments as :func:`band_ranges`).
+
+    Returns:
+        Band name -> its sampled finite values (float32, possibly empty); no band when
+        ``count`` is 0.
+    """
     if count <= 0:
         return {}
     picks = np.unique(np.linspace(0, count - 1, min(count, max_patches)).round().astype(int))
@@ -51,9 +84,76 @@ def band_ranges(read_image: Callable[[int], np.ndarray], count: int, bands: tupl
         for b in range(len(bands)):
             v = flat[b, ::step]
             values[b].append(v[np.isfinite(v)])
-    out: dict[str, tuple[float, ...]] = {}
-    for name, chunks in zip(bands, values, strict=True):
-        v = np.concatenate(chunks) if chunks else np.empty(0, np.float32)
-        if v.size and not is_code_band(name):
-            out[name] = tuple(round(float(p), 6) for p in np.percentile(v, PERCENTILES))
-    return out
+    return {name: np.concatenate(chunks) if chunks else np.empty(0, np.float32)
+            for name, chunks in zip(bands, values, strict=True)}
+
+
+def range_problems(samples: Mapping[str, np.ndarray], ranges: Mapping[str, Sequence[float]],
+                   warnings: list[str] | None = None) -> list[str]:
+    """Bands whose sample median shows another scale or kind of value than the training data.
+
+    A median outside the training range (with :data:`RANGE_MARGIN`) but within
+    :data:`FAR_SPANS` range widths of it, and no scale of :data:`_SCALES` explaining it, is
+    logged as a warning instead (or added to ``warnings``, for the caller to log once the
+    input has passed its other checks): the input is plausible, the scene unlike the training
+    data.
+    """
+    problems = []
+    for name, values in samples.items():
+        if name not in ranges:
+            continue
+        finite = finite_values(values)
+        if finite.size < 16:
+            continue
+        p1, p50, p99 = (float(v) for v in ranges[name])
+        margin = RANGE_MARGIN * max(p99 - p1, 1e-6)
+        low, high = p1 - margin, p99 + margin
+        median = float(np.median(finite))
+        if low <= median <= high:
+            continue
+        guess = next((f" (x {scale:g} of values the model knows?)" for scale in _SCALES
+                      if p1 <= median / scale <= p99 and median * p50 > 0), "")
+        text = (f"{name} has a median of {median:.4g}, outside the {p1:.4g} to {p99:.4g} the "
+                f"model saw in training (1st-99th percentile)")
+        far = FAR_SPANS * max(p99 - p1, 1e-6)
+        if guess or not p1 - far <= median <= p99 + far:
+            problems.append(text + guess)
+        else:
+            unlike = (f"{text}: a scene unlike the training data; the model has not seen such "
+                      "values and its map there may be poor")
+            if warnings is None:
+                log.warning("%s", unlike)
+            else:
+                warnings.append(unlike)
+    return problems
+
+
+def value_problems(samples: Mapping[str, np.ndarray], ranges: Mapping[str, Sequence[float]],
+                   warnings: list[str] | None = None, *, named_by_user: bool = False) -> list[str]:
+    """Bands whose values are not what the model was trained on: the rule of every command.
+
+    Each band's sample against the model file's ``band_ranges`` (:func:`range_problems`,
+    ``warnings`` as there); against the physical rules of its name
+    (:func:`contract.band_values.band_value_problems`) where the file records no ranges (an
+    older isamap wrote it) or the user named the bands (``named_by_user``: nothing else
+    confirms those names).
+    """
+    problems = range_problems(samples, ranges, warnings) if ranges else []
+    if not ranges:
+        log.info("the model file records no value ranges of its training data (an older "
+                 "isamap wrote it): the input's values are checked against their band names "
+                 "only")
+    if not ranges or named_by_user:
+        problems += band_value_problems(samples)
+    return problems
+
+
+def not_trained_on(what: str, problems: Sequence[str], fix: str) -> InputDataError:
+    """The one-line refusal of :func:`value_problems`' findings (at least one).
+
+    It names the first band, its median against the range the model saw, how many more, and
+    ``fix`` (e.g. :data:`UNITS_FIX` with what to give).
+    """
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return InputDataError(f"{what} does not hold what the model was trained on: "
+                          f"{problems[0]}{more}; {fix}")

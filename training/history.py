@@ -123,7 +123,8 @@ def epoch_line(row: dict, epochs: int, left_s: float | None = None) -> str:
 def resume_line(out: Path, epochs_done: int, finished: bool, best_epoch: int) -> str:
     """What a run says of the run it found in its folder: resumed, or finished and kept."""
     if finished:
-        return (f"the run in {out} is finished ({epochs_done} epochs, the best {best_epoch}): "
+        epochs = f"{epochs_done} epoch" + ("" if epochs_done == 1 else "s")
+        return (f"the run in {out} is finished ({epochs}, the best {best_epoch}): "
                 "nothing left to train, its model.pt is kept; to train again, choose another "
                 "--out or delete that folder")
     return f"resuming the run in {out} after epoch {epochs_done}"

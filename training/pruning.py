@@ -49,16 +49,15 @@ from core.errors import ConfigError, ModelError
 from core.shareable import portable_path
 from core.storage import atomic_write
 from engine.seeding import seed_everything
-from training.checkpoint import read_checkpoint
 from training.config import TrainConfig, apply_recipe, as_recorded, config_from_mapping
 from training.data import NormStats
 from training.fit_calibration import check_model_data
 from training.losses import build_loss
 from training.model_meta import ModelMeta
-from training.modelfile import load_model_file, model_file_id, read_model_file, save_model_file
+from training.modelfile import load_model_file, model_file_id, save_model_file
 from training.models import create_model
 from training.models.compact import PrunableLayer, conv_named
-from training.run_folder import CHECKPOINT
+from training.prune_run import PRUNED_MODEL, SUMMARY, check_earlier_run, finished_summary
 from training.run_inputs import patch_splits
 from training.trainer import BEST_MODEL, Trainer
 
@@ -74,8 +73,6 @@ MIN_FLOPS_SIZE = 32
 #: pruned network record it, so that a change of rule is seen (``experiments.landcover`` keys
 #: its finished runs on it).
 PRUNING_RULE = 3
-PRUNED_MODEL = "pruned.pt"
-SUMMARY = "pruning.json"
 
 
 # ------------------------------------------------------------------ FPGM
@@ -260,6 +257,8 @@ class PruneResult:
     pruned_path: Path
     summary_path: Path
     summary: dict
+    #: False where the run in ``out`` was finished and its files were kept as they were
+    redone: bool = True
 
 
 # ------------------------------------------------------------------ fine-tuning run
@@ -285,39 +284,6 @@ def fine_tune_config(meta: ModelMeta, data: str, out_dir: str | Path,
         "bands": list(meta.bands), "ema": 0.0}))
 
 
-def check_earlier_run(out: Path, source: Mapping[str, object]) -> None:
-    """Refuse an ``out`` whose pruning run removed another rate or started from another file.
-
-    The fine-tuning resumes or reuses the run it finds there, which records its rate and its
-    model file's id (runs of earlier versions: the rate alone).
-
-    Raises:
-        ConfigError: the run there was made otherwise.
-    """
-    earlier = _recorded_pruning(out)
-    if earlier is None:
-        return
-    if earlier.get("rate") != source["rate"]:
-        raise ConfigError(f"--out {out} holds a pruning run at --rate {earlier.get('rate')}; "
-                          f"give --rate {earlier.get('rate')} to go on with it, or another --out "
-                          f"for --rate {source['rate']}")
-    if earlier.get("model_id") not in (None, source["model_id"]):
-        raise ConfigError(f"--out {out} holds a pruning run of another --model file (the "
-                          "file's content differs); give another --out for this one")
-
-
-def _recorded_pruning(out: Path) -> dict | None:
-    """What the pruning run in ``out`` records of itself (its checkpoint, else its model)."""
-    if (out / CHECKPOINT).is_file():
-        meta = read_checkpoint(out / CHECKPOINT, torch.device("cpu")).get("meta") or {}
-    elif (out / BEST_MODEL).is_file():
-        meta = read_model_file(out / BEST_MODEL, flag="model file")[0].to_dict()
-    else:
-        return None
-    found = (meta.get("extra") or {}).get("pruning")
-    return dict(found) if isinstance(found, Mapping) else None
-
-
 def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = DEFAULT_RATE,
           overrides: Mapping | None = None, flops_size: int = 256) -> PruneResult:
     """Fine-tune a trained model with FPGM every epoch, then save the compact network.
@@ -340,7 +306,7 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
     model, meta = load_model_file(model_path)
     check_model_data(meta, data)  # its classes and pixels, before any file is written
     source = {"rate": rate, "model_id": model_file_id(model_path)}
-    check_earlier_run(Path(out_dir), source)
+    finished = check_earlier_run(Path(out_dir), source)
     prunable_layers(model)  # refuse models that cannot be pruned before any work
     cfg = fine_tune_config(meta, data, out_dir, overrides)
     norm = NormStats(tuple(meta.bands), tuple(meta.norm_mean), tuple(meta.norm_std))
@@ -354,18 +320,21 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
     run_meta = ModelMeta.from_dict({**meta.to_dict(), "extra": {
         **dict(meta.extra or {}), "config": cfg.run_record(),
         "pruning": {**source, "from": str(model_path), "data": str(data)}}})
+    out = Path(out_dir)
+    done = finished_summary(out, finished, rate, flops_size)  # nothing to write: nothing redone
     before = {"parameters": parameter_count(model),
-              "flops": flop_count(model, meta.in_channels, flops_size)}
+              "flops": flop_count(model, meta.in_channels, flops_size)} if done is None else {}
     layers = prunable_layers(model)
 
     def prune_step(module: nn.Module, epoch: int) -> None:
         fpgm_step(module, rate)  # after every epoch, as FPGM prunes
 
     trainer = Trainer(cfg, model, loss, train_set, val_set, run_meta, epoch_end=prune_step)
-    result = trainer.fit()
+    result = trainer.fit()  # the same options as the run found in out, or refused
+    if done is not None:
+        return PruneResult(out / BEST_MODEL, out / PRUNED_MODEL, out / SUMMARY, done, False)
     masked, masked_meta = load_model_file(result.model_path, flag="model file")
     small, small_meta = compact_model(masked, masked_meta)
-    out = Path(out_dir)
     pruned_path = save_model_file(out / PRUNED_MODEL, small, small_meta)
     after = {"parameters": parameter_count(small),
              "flops": flop_count(small, meta.in_channels, flops_size)}

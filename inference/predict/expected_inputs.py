@@ -9,12 +9,13 @@ first forward pass the input is compared with the training data the model file r
   owner, also ``isamap-evaluate``'s), within ``training.model_meta.PIXEL_SIZE_TOLERANCE``;
 - the median of each band in a decimated sample (at most :data:`SAMPLE_SIDE` pixels a side)
   with the band's 1st-99th percentile range in the training split (``ModelMeta.band_ranges``),
-  widened by :data:`RANGE_MARGIN` of its width on each side. Outside it, the input is refused
-  where the values are on another scale or of another kind: a scale of :data:`_SCALES` brings
-  them into the range (an integer export), or they lie more than :data:`FAR_SPANS` range widths
-  away (dB where a reflectance should be). A median outside the range but near it is another
-  scene, not another unit (water, snow, another season or region than the training data): it is
-  mapped, with a warning that the model has not seen such values;
+  by the rule's one owner, :func:`training.band_ranges.value_problems` (also
+  ``isamap-evaluate``'s, on a dataset's patches). Outside the range (widened by
+  ``training.band_ranges.RANGE_MARGIN``), the input is refused where the values are on another
+  scale or of another kind (an integer export; dB where a reflectance should be). A median
+  outside the range but near it is another scene, not another unit (water, snow, another
+  season or region than the training data): it is mapped, with a warning that the model has
+  not seen such values;
 - the physical rules of each band's name (:mod:`contract.band_values`) when the
   model file records no ranges (files of older isamap versions), and always for band names the
   user stated (``--bands``), which nothing else confirms.
@@ -39,8 +40,6 @@ from contract.backscatter import backscatter_note
 from contract.band_values import (
     DARK_OBJECT_MIN,
     ZERO_FILL_MAX,
-    band_value_problems,
-    finite_values,
     offset_left_in,
     s1_unit_evidence,
     sigma0_swapped,
@@ -60,6 +59,7 @@ from inference.predict.sources import (
     open_source,
     select_bands,
 )
+from training.band_ranges import UNITS_FIX, not_trained_on, value_problems
 
 if TYPE_CHECKING:
     from training.modelfile import ModelMeta
@@ -67,9 +67,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SAMPLE_SIDE = 256
-RANGE_MARGIN = 0.1
-FAR_SPANS = 10.0  # dB under a reflectance is hundreds of widths away; another scene is a few
-_SCALES = (10000.0, 100.0)  # integer exports: reflectance x 10000, dB x 100
 _METRES_PER_DEGREE = 111_320.0
 _UNITS = {"dB": "in dB", "linear": "in linear power"}
 #: the option of isamap-predict and isamap-map that maps an input the rules doubt
@@ -99,46 +96,6 @@ def read_band_sample(source: str | RasterSource, indexes: Sequence[int],
             return decimated_read(src, indexes, max_side)
     sample = getattr(source, "sample", None)
     return sample(indexes, max_side) if callable(sample) else None
-
-
-def range_problems(samples: Mapping[str, np.ndarray], ranges: Mapping[str, Sequence[float]],
-                   warnings: list[str] | None = None) -> list[str]:
-    """Bands whose sample median shows another scale or kind of value than the training data.
-
-    A median outside the training range (with :data:`RANGE_MARGIN`) but within
-    :data:`FAR_SPANS` range widths of it, and no scale of :data:`_SCALES` explaining it, is
-    logged as a warning instead (or added to ``warnings``, for the caller to log once the
-    input has passed its other checks): the input is plausible, the scene unlike the training
-    data.
-    """
-    problems = []
-    for name, values in samples.items():
-        if name not in ranges:
-            continue
-        finite = finite_values(values)
-        if finite.size < 16:
-            continue
-        p1, p50, p99 = (float(v) for v in ranges[name])
-        margin = RANGE_MARGIN * max(p99 - p1, 1e-6)
-        low, high = p1 - margin, p99 + margin
-        median = float(np.median(finite))
-        if low <= median <= high:
-            continue
-        guess = next((f" (x {scale:g} of values the model knows?)" for scale in _SCALES
-                      if p1 <= median / scale <= p99 and median * p50 > 0), "")
-        text = (f"{name} has a median of {median:.4g}, outside the {p1:.4g} to {p99:.4g} the "
-                f"model saw in training (1st-99th percentile)")
-        far = FAR_SPANS * max(p99 - p1, 1e-6)
-        if guess or not p1 - far <= median <= p99 + far:
-            problems.append(text + guess)
-        else:
-            unlike = (f"{text}: a scene unlike the training data; the model has not seen such "
-                      "values and its map there may be poor")
-            if warnings is None:
-                log.warning("%s", unlike)
-            else:
-                warnings.append(unlike)
-    return problems
 
 
 @dataclass(frozen=True)
@@ -233,13 +190,7 @@ def check_input(source: str | RasterSource, meta: ModelMeta,
     samples = dict(zip(meta.bands, sample, strict=True))
     ranges = dict(meta.band_ranges)
     unlike: list[str] = []
-    problems = range_problems(samples, ranges, unlike) if ranges else []
-    if not ranges:
-        log.info("the model file records no value ranges of its training data (an older "
-                 "isamap wrote it): the input's values are checked against their band names "
-                 "only")
-    if not ranges or band_order is not None:
-        problems += band_value_problems(samples)
+    problems = value_problems(samples, ranges, unlike, named_by_user=band_order is not None)
     if not problems:
         facts = check_physics(what, sample, samples, ranges, allow_implausible, level=level)
         note = backscatter_note(facts.radar, meta.s1_backscatter(), ranges)
@@ -249,13 +200,10 @@ def check_input(source: str | RasterSource, meta: ModelMeta,
         for text in unlike:  # a plausible input, in a known unit, of a scene the model
             log.warning("%s", text)  # has not seen: mapped, with this warning
         return facts
-    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     fix = ("--bands must name the file's bands in the order they are stored: check that order "
            "(e.g. gdalinfo, or the export that wrote the file)" if band_order is not None else
-           "give the stack in the units the model was trained on (float reflectance 0-1, "
-           "sigma0 in dB), with its bands named in their order")
-    raise InputDataError(f"{what} does not hold what the model was trained on: "
-                         f"{problems[0]}{more}; {fix}")
+           UNITS_FIX.format("the stack"))
+    raise not_trained_on(what, problems, fix)
 
 
 def check_physics(what: str, sample: np.ndarray, samples: Mapping[str, np.ndarray],

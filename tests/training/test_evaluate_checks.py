@@ -14,14 +14,16 @@ from training.modelfile import save_model_file
 from training.models import create_model
 
 
-def _model_file(path, pixel_size: float = 10.0):
-    """A tiny untrained U-Net of the test bands, trained (as its file says) on ``pixel_size``."""
+def _model_file(path, pixel_size: float = 10.0, band_ranges=None):
+    """A tiny untrained U-Net of the test bands, trained (as its file says) on ``pixel_size``
+    and on data of ``band_ranges`` (None: its file records none, as an older isamap's)."""
     torch.manual_seed(0)
     kwargs = {"widths": [4, 8, 8, 8, 8]}
     model = create_model("unet", len(BANDS), 2, **kwargs)
     meta = ModelMeta(name="unet", in_channels=len(BANDS), num_classes=2, bands=BANDS,
                      norm_mean=(0.1,) * len(BANDS), norm_std=(1.0,) * len(BANDS),
-                     model_kwargs=kwargs, pixel_size=pixel_size)
+                     model_kwargs=kwargs, pixel_size=pixel_size,
+                     band_ranges=band_ranges or {})
     return save_model_file(path, model, meta)
 
 
@@ -43,6 +45,36 @@ def test_a_dataset_of_other_pixels_than_the_models_is_refused(tmp_path, capsys):
     same = write_patch_dataset(tmp_path / "ds10", n=6)  # the same model on 10 m pixels runs
     assert _evaluate(model, same, out) == 0
     assert json.loads((out / "metrics.json").read_text())["patches"] == 2
+
+
+#: the ranges of write_patch_dataset's bands: reflectance ~0.05-0.2, sigma0 ~-21 to -7 dB
+_RANGES = {**{b: (0.02, 0.1, 0.25) for b in BANDS[:4]},
+           "VV": (-19.0, -12.0, -5.0), "VH": (-25.0, -18.0, -11.0)}
+
+
+def test_a_dataset_on_another_scale_than_the_models_training_data_is_refused(tmp_path, capsys):
+    """A walk: a model trained on sigma0 / 10000 scored a real dataset (VV about -12 dB),
+    exit 0 with metrics, where isamap-predict refused the same values."""
+    model = _model_file(tmp_path / "model.pt", band_ranges={
+        **_RANGES, "VV": (-0.002, -0.0012, -0.0005), "VH": (-0.0026, -0.0017, -0.0011)})
+    data = write_patch_dataset(tmp_path / "ds", n=6)
+    out = tmp_path / "ev"
+    forwards = []
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, args, output: forwards.append(type(module).__name__))
+    try:
+        assert _evaluate(model, data, out) == 2
+    finally:
+        hook.remove()
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and not out.exists() and forwards == []
+    assert err.startswith(f"isamap-evaluate: error: the test split of the dataset {data} does "
+                          "not hold what the model was trained on: VV has a median of -")
+    assert ("outside the -0.002 to -0.0005 the model saw in training (1st-99th percentile) "
+            "(x 10000 of values the model knows?) (and 1 more); give a dataset in the units the "
+            "model was trained on (float reflectance 0-1, sigma0 in dB)") in err
+    # the same dataset scored by a model trained on its own scale
+    assert _evaluate(_model_file(tmp_path / "own.pt", band_ranges=_RANGES), data, out) == 0
 
 
 def test_a_dataset_in_degrees_is_not_read_as_metres():

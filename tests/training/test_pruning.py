@@ -305,10 +305,26 @@ def test_isamap_prune_fine_tunes_and_writes_a_smaller_model_that_predicts(hrnet_
                            "--workers", "0", "--no-progress", "-q", *extra]) == 2
         assert says in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == kept
-    # the same command again finds the finished run (its relative paths read back)
-    assert prune_main(["--model", str(hrnet_run.model_path), "--data", str(data), "--out",
-                       str(out), "--epochs", "2", "--flops-size", "32", "--device", "cpu",
-                       "--precision", "fp32", "--workers", "0", "--no-progress", "-q"]) == 0
+    # the same command again finds the finished run (its relative paths read back) and
+    # redoes nothing: its compact model and summary were rewritten, same bytes, new mtimes
+    # (a walk), as a finished isamap-train rerun keeps its files
+    same = ["--model", str(hrnet_run.model_path), "--data", str(data), "--out", str(out),
+            "--epochs", "2", "--device", "cpu", "--precision", "fp32", "--workers", "0",
+            "--no-progress"]
+    files = ("pruned.pt", "pruning.json")
+    stamps = {n: ((out / n).stat().st_mtime_ns, (out / n).read_bytes()) for n in files}
+    assert prune_main([*same, "--flops-size", "32"]) == 0
+    assert {n: ((out / n).stat().st_mtime_ns, (out / n).read_bytes()) for n in files} == stamps
+    said = capsys.readouterr()
+    assert f"the pruning run in {out} is finished: nothing redone" in said.out
+    assert "is finished (2 epochs, the best" in said.err and "compact model" in said.out
+    # another --epochs is still refused; another --flops-size counts the FLOPs again
+    assert prune_main([*same[:6], "--epochs", "3", *same[8:], "--flops-size", "32"]) == 2
+    assert "nothing redone" not in capsys.readouterr().out
+    assert {n: ((out / n).stat().st_mtime_ns, (out / n).read_bytes()) for n in files} == stamps
+    assert prune_main([*same, "--flops-size", "64"]) == 0
+    assert "nothing redone" not in capsys.readouterr().out
+    assert json.loads((out / "pruning.json").read_text())["flops_input"] == 64
 
 
 def _absolute_paths(value) -> list[str]:

@@ -384,5 +384,5 @@ def test_a_finished_runs_rerun_does_not_calibrate_again(patch_root, tmp_path, ca
     finally:
         watching[0] = False  # an audit hook cannot be removed
     assert again.finished and again.best_epoch == first.best_epoch
-    assert "is finished (1 epochs" in caplog.text and "calibration:" not in caplog.text
+    assert "is finished (1 epoch, the best 1)" in caplog.text and "calibration:" not in caplog.text
     assert str(first.model_path) not in opened, "the model file was read again"

@@ -84,7 +84,7 @@ def test_an_integer_stack_is_refused_by_band_names_for_an_older_model(older, tmp
     ints = write_geotiff(tmp_path / "i.tif", _int16(scene_stack(96, 112)),
                          Affine(10, 0, 5e5, 0, -10, 3.4e6), "EPSG:32650", None,
                          descriptions=list(BANDS))
-    with caplog.at_level(logging.INFO, logger="inference.predict.expected_inputs"):
+    with caplog.at_level(logging.INFO, logger="training.band_ranges"):  # the rule's owner
         assert _predict(older, ints, tmp_path / "i" / "isa") == 2
     assert "records no value ranges" in caplog.text
     err = capsys.readouterr().err
@@ -178,35 +178,6 @@ def test_clahe_is_refused_on_a_binary_model_unless_forced(older, tmp_path, capsy
     assert "--postprocess clahe is made for land-cover models" in err
     assert "--force-postprocess" in err and not (tmp_path / "a").exists()
     assert _predict(older, stack, tmp_path / "a" / "isa", *clahe, "--force-postprocess") == 0
-
-
-def test_the_scale_is_guessed_only_where_it_explains_the_values():
-    from inference.predict.expected_inputs import range_problems
-
-    ranges = {"VV": (-21.0, -13.0, -4.0), "B2": (0.01, 0.06, 0.2)}
-    vv = np.full(64, -1300.0)  # dB x 100
-    (problem,) = range_problems({"VV": vv}, ranges)
-    assert problem.startswith("VV has a median of -1300, outside the -21 to -4") and \
-        problem.endswith("(x 100 of values the model knows?)")
-    (problem,) = range_problems({"B2": np.full(64, -13.6)}, ranges)  # dB under a reflectance
-    assert "x 10000" not in problem and "x 100 " not in problem
-    assert range_problems({"B2": np.full(64, 0.21)}, ranges) == []  # within the 10 % margin
-
-
-def test_another_scene_is_mapped_with_a_warning_not_refused(caplog):
-    """Water or snow beside the training region's fields is another scene, not another unit."""
-    from inference.predict.expected_inputs import range_problems
-
-    ranges = {"B2": (0.1145, 0.15, 0.2031), "VV": (-21.0, -13.0, -4.0)}
-    with caplog.at_level("WARNING"):
-        assert range_problems({"B2": np.full(64, 0.046), "VV": np.full(64, -24.0)},
-                              ranges) == []
-    assert "B2 has a median of 0.046" in caplog.text and "scene unlike" in caplog.text
-    assert "VV has a median of -24" in caplog.text
-    (problem,) = range_problems({"B2": np.full(64, 1500.0)}, ranges)  # x 10000
-    assert "x 10000" in problem
-    (problem,) = range_problems({"B2": np.full(64, 690.0)}, ranges)  # far away: refused too
-    assert problem.startswith("B2 has a median of 690")
 
 
 @pytest.mark.parametrize("which", ["trained", "older"])
