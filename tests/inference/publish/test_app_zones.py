@@ -63,7 +63,7 @@ def test_the_map_plan_states_the_zones_limit_and_writes_nothing(tmp_path, capsys
     model = model_file(folder / "unet.pt", write_month_stack(folder, smooth_stack(40, 40)).grid)
     zones = tmp_path / "districts.geojson"
     zones.write_text(json.dumps(_large_zones(count=12)))
-    assert main(["--bbox", "-7.45,52.63,-7.43,52.65", "--months", "2019-06", "--model",
+    assert main(["--bbox", "-7.45,52.50,-7.43,52.52", "--months", "2019-06", "--model",
                  str(model), "--out", str(tmp_path / "maps"), "--zones", str(zones),
                  "--publish", "projects/my-proj/assets/isa", "--dry-run", "--tile", "128",
                  "--overlap", "16", "--precision", "fp32", "-q"]) == 0
