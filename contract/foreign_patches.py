@@ -31,6 +31,7 @@ import numpy as np
 import rasterio
 
 from contract.band_values import (
+    DB_MEDIAN_MIN,
     band_value_problems,
     finite_values,
     pooled_s2_band_name_problem,
@@ -250,10 +251,12 @@ def _bands_fix(options: ImportOptions) -> str:
 def _value_fix(samples: Mapping[str, np.ndarray], options: ImportOptions) -> str:
     """What to change when the scaled samples do not match their band names.
 
-    Sentinel-1 bands of linear power: convert them to dB. Else the samples are tried unscaled
-    and at 0.0001 with the same rules; the first scale other than ``options.scale`` they pass
-    at is the advice. Values that pass at none: far below reflectance, another scale; else the
-    band order (``--bands``), and ``--scale 0.0001`` only where no scale was given.
+    Sentinel-1 bands of linear power: convert them to dB; of dB x 100: divide them by 100 in
+    the files (``--scale`` never multiplies dB), with the advice for the other bands. Else the
+    samples are tried unscaled and at 0.0001 with the same rules; the first scale other than
+    ``options.scale`` they pass at is the advice. Values that pass at none: far below
+    reflectance, another scale; else the band order (``--bands``), and ``--scale 0.0001`` only
+    where no scale was given.
     """
     linear = [b for b, v in samples.items() if (spec := find_band(b)) is not None and
               spec.unit == "dB" and s1_unit_evidence(v).unit == "linear"]
@@ -261,6 +264,14 @@ def _value_fix(samples: Mapping[str, np.ndarray], options: ImportOptions) -> str
         return (f"{', '.join(linear)} look like sigma0 in linear power (never negative, "
                 "median below 1): convert them to dB (10*log10 of the power) and import the "
                 "images again")
+    hundred = [b for b, v in samples.items() if (spec := find_band(b)) is not None and
+               spec.unit == "dB" and (f := finite_values(v)).size and
+               np.median(f) < DB_MEDIAN_MIN]
+    if hundred:  # --scale leaves dB as it is: one meaning, whatever the values
+        fix = (f"{', '.join(hundred)} look like dB x 100 (an integer export): divide them by "
+               "100 in the files (--scale multiplies reflectance only)")
+        rest = {b: v for b, v in samples.items() if b not in hundred}
+        return fix + (f"; {_value_fix(rest, options)}" if band_value_problems(rest) else "")
     scale = options.scale
     for right, text in ((1.0, f"the images hold reflectance 0-1 already: drop --scale {scale:g}"),
                         (1e-4, f"the images hold reflectance x 10000: give --scale 0.0001, not "

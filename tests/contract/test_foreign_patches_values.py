@@ -154,3 +154,18 @@ def test_a_month_of_no_valid_patch_is_refused_and_not_tagged_complete(shared_dat
     after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
     assert json.loads((out / "manifest.json").read_text())["complete"] == {"2020-04": True}
+
+
+def test_sentinel1_db_x_100_is_told_to_be_divided_by_100_not_to_fix_the_bands(shared_data,
+                                                                                tmp_path, capsys):
+    """VV/VH of an int16-style export (dB x 100) were told to fix --bands, which are right;
+    --scale multiplies reflectance only, so the advice is to divide them in the files."""
+    src = _cut(shared_data, tmp_path / "theirs", s1=lambda db: db * 100, s2_scale=1e-4)
+    assert _run(src, tmp_path / "dataset") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "VV, VH look like dB x 100 (an integer export): divide them by 100 in the files" \
+        in err, err
+    assert "--bands" not in err and not (tmp_path / "dataset").exists()
+    assert _run(src, tmp_path / "scaled", "--scale", "0.01") == 2  # --scale never multiplies dB
+    assert "divide them by 100 in the files" in capsys.readouterr().err
