@@ -142,9 +142,12 @@ _ALIASES = {"B02": "B2", "B03": "B3", "B04": "B4", "B05": "B5", "B06": "B6", "B0
             "B08": "B8", "B8a": "B8A"}
 
 
+_FOLDED = {n.casefold(): _ALIASES.get(n, n) for n in (*REGISTRY, *_ALIASES)}  # any case
+
+
 def canonical_band(name: str) -> str:
-    """A band's name as isamap writes it: Sentinel-2's zero-padded ``B02`` is ``B2``."""
-    return _ALIASES.get(name, name)
+    """The name isamap gives a band named in any case (``B02``, ``b2``: ``B2``); others stay."""
+    return _FOLDED.get(name.casefold(), name)
 
 
 #: The most months a series stack reaches back (Presto reads up to 24 timesteps).

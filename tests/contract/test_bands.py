@@ -19,6 +19,15 @@ def test_aliases_and_categorical():
     assert bands.get_band("B11").native_resolution == 20.0
 
 
+def test_case_is_no_part_of_a_band_name():
+    """Another project's ``vv``/``vh`` were no band: --scale 0.0001 turned their dB into
+    -0.00108 and the import recorded them as unknown bands."""
+    assert bands.get_band("vv").name == "VV" and bands.get_band("vv").unit == "dB"
+    assert bands.canonical_band("b08") == "B8" and bands.canonical_band("b8a") == "B8A"
+    assert bands.get_band("vh_m1").name == "VH_m1" and bands.earlier_name("vv", 2) == "VV_m2"
+    assert bands.canonical_band("NDVI") == "NDVI" and bands.find_band("ndvi") is None
+
+
 def test_unknown_and_duplicate_bands_are_refused_with_the_list():
     with pytest.raises(UnknownBandError, match="known bands: B2"):
         bands.get_band("B99")

@@ -169,3 +169,17 @@ def test_sentinel1_db_x_100_is_told_to_be_divided_by_100_not_to_fix_the_bands(sh
     assert "--bands" not in err and not (tmp_path / "dataset").exists()
     assert _run(src, tmp_path / "scaled", "--scale", "0.01") == 2  # --scale never multiplies dB
     assert "divide them by 100 in the files" in capsys.readouterr().err
+
+
+def test_lower_case_sentinel1_names_are_vv_and_vh_and_never_scaled(shared_data, tmp_path,
+                                                                   capsys):
+    """Bands described ``vv``/``vh`` were no band isamap knew: ``--scale 0.0001`` multiplied
+    them (VV median -0.00108), exit 0, and the manifest named them ``vv``/``vh``."""
+    src = _cut(shared_data, tmp_path / "theirs", names=("b2", "b3", "b4", "b8", "vv", "vh"))
+    out = tmp_path / "dataset"
+    assert _run(src, out, "--scale", "0.0001") == 0
+    assert read_manifest(out)["bands"] == list(NAMES)
+    record = read_index(out)[0]
+    with rasterio.open(out / record["image"]) as ds:
+        assert -15 < float(np.nanmedian(ds.read(5))) < -8  # was -0.00108
+
