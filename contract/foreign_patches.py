@@ -171,19 +171,23 @@ def _band_names(pair: PatchPair, head: dict[str, Any],
         if len(bands) != head["count"]:
             raise InputDataError(f"--bands names {len(bands)} bands, {pair.image.name} has "
                                  f"{head['count']}")
-        return _canonical(bands)
+        return _canonical(bands, "--bands")
     if all(head["descriptions"]):
-        return _canonical(head["descriptions"])
+        return _canonical(head["descriptions"], f"{pair.image.name}'s band descriptions")
     raise InputDataError(f"{pair.image.name} does not name its bands; give them in file order "
                          "with --bands (e.g. --bands B2,B3,B4,B8)")
 
 
-def _canonical(names: Sequence[str]) -> tuple[str, ...]:
-    """The bands as isamap names them: ``B02`` is ``B2`` (:func:`contract.bands.get_band`).
-
-    Every command then matches the dataset's bands with a model's; unknown names stay.
-    """
-    return tuple(spec.name if (spec := find_band(n)) else n for n in names)
+def _canonical(names: Sequence[str], given: str) -> tuple[str, ...]:
+    """The bands as isamap names them (``B02``: ``B2``); two names of one band are refused."""
+    canonical = tuple(spec.name if (spec := find_band(n)) else n for n in names)
+    for name in dict.fromkeys(canonical):
+        same = [n for n, c in zip(names, canonical, strict=True) if c == name]
+        if len(same) > 1:
+            raise InputDataError(f"band {name} is named {len(same)} times in {given} "
+                                 f"({', '.join(same)}); give each of the images' bands its "
+                                 "own name, in file order, with --bands")
+    return canonical
 
 
 def label_of(mask: np.ndarray, options: ImportOptions, name: str) -> np.ndarray:

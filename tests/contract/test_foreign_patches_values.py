@@ -183,3 +183,16 @@ def test_lower_case_sentinel1_names_are_vv_and_vh_and_never_scaled(shared_data, 
     with rasterio.open(out / record["image"]) as ds:
         assert -15 < float(np.nanmedian(ds.read(5))) < -8  # was -0.00108
 
+
+def test_two_names_of_one_band_are_refused_in_one_line(shared_data, tmp_path, capsys):
+    """Descriptions B08 and B8 are both isamap's B8: a ValueError traceback (the samples of
+    two bands under one name), now one line naming them, exit 2."""
+    src = _cut(shared_data, tmp_path / "theirs", s2_scale=1e-4,
+               names=("B2", "B3", "B4", "B08", "B8", "VH"))
+    assert _run(src, tmp_path / "dataset") == 2  # was a ValueError
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert "band B8 is named 2 times in t_0_0.tif's band descriptions (B08, B8)" in err, err
+    assert not (tmp_path / "dataset").exists()
+    assert _run(src, tmp_path / "dataset", "--bands", "B2,B3,B4,B8,vv,VV") == 2
+    assert "band VV is named 2 times in --bands (vv, VV)" in capsys.readouterr().err
