@@ -93,7 +93,8 @@ def range_problems(samples: Mapping[str, np.ndarray], ranges: Mapping[str, Seque
     """Bands whose sample median shows another scale or kind of value than the training data.
 
     A median outside the training range (with :data:`RANGE_MARGIN`) but within
-    :data:`FAR_SPANS` range widths of it, and no scale of :data:`_SCALES` explaining it, is
+    :data:`FAR_SPANS` range widths of it, and no scale of :data:`_SCALES` explaining it (none
+    is guessed for a range spanning 0, which any median divided by 10000 falls in), is
     logged as a warning instead (or added to ``warnings``, for the caller to log once the
     input has passed its other checks): the input is plausible, the scene unlike the training
     data.
@@ -111,8 +112,10 @@ def range_problems(samples: Mapping[str, np.ndarray], ranges: Mapping[str, Seque
         median = float(np.median(finite))
         if low <= median <= high:
             continue
-        guess = next((f" (x {scale:g} of values the model knows?)" for scale in _SCALES
-                      if p1 <= median / scale <= p99 and median * p50 > 0), "")
+        # a range spanning 0 holds any median divided by 10000: no scale is told by it
+        guess = "" if p1 <= 0 <= p99 else next(
+            (f" (x {scale:g} of values the model knows?)" for scale in _SCALES
+             if p1 <= median / scale <= p99 and median * p50 > 0), "")
         text = (f"{name} has a median of {median:.4g}, outside the {p1:.4g} to {p99:.4g} the "
                 f"model saw in training (1st-99th percentile)")
         far = FAR_SPANS * max(p99 - p1, 1e-6)

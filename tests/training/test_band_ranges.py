@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.band_ranges import band_ranges, band_samples, range_problems
+from training.band_ranges import band_ranges, band_samples, range_problems, value_problems
 
 
 def test_the_scale_is_guessed_only_where_it_explains_the_values():
@@ -35,6 +35,19 @@ def test_another_scene_is_mapped_with_a_warning_not_refused(caplog):
     assert "x 10000" in problem
     (problem,) = range_problems({"B2": np.full(64, 690.0)}, ranges)  # far away: refused too
     assert problem.startswith("B2 has a median of 690")
+
+
+def test_a_range_spanning_0_guesses_no_scale_for_a_median_near_it(caplog):
+    """Any median divided by 10000 lies in a range spanning 0 (an embedding axis): a median
+    just above it was refused as "x 10000 of values the model knows?" instead of warned
+    about, by isamap-predict and, on datasets, isamap-evaluate."""
+    ranges = {"A05": (-0.2, 0.02, 0.22)}
+    near = np.random.default_rng(0).normal(0.27, 0.02, 4096)
+    with caplog.at_level("WARNING"):
+        assert value_problems({"A05": near}, ranges) == []  # was refused, "x 10000"
+    assert "A05 has a median of 0.269" in caplog.text and "scene unlike" in caplog.text
+    (problem,) = value_problems({"A05": near * 10000}, ranges)  # far away: refused still
+    assert problem.startswith("A05 has a median of 269") and "x 10000" not in problem
 
 
 def test_the_ranges_are_percentiles_of_the_samples_and_leave_out_class_codes():
