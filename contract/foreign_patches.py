@@ -38,7 +38,7 @@ from contract.band_values import (
     reflectance_too_small,
     s1_unit_evidence,
 )
-from contract.bands import LABEL_NODATA, check_series_bands, find_band
+from contract.bands import LABEL_NODATA, check_series_bands, find_band, own_month
 from contract.dataset import DatasetSpec
 from contract.grid import Grid, patch_id
 from contract.patch_pairs import PatchPair, check_metres, find_pairs, read_header
@@ -335,7 +335,7 @@ def _write_patches(plan: ImportPlan, options: ImportOptions, state: MonthProgres
         written += 1
     bar.close()
     if not state.records:  # a month of nothing is no finished month (as the export's)
-        empty = [b for b, n in zip(plan.bands, finite, strict=True) if n == 0]
+        empty = [plan.bands[i] for i in own_month(plan.bands) if finite[i] == 0]  # as valid
         why = (f"{', '.join(empty)} holds no finite value in any image (NaN or nodata): "
                "give images whose every band is observed" if empty else
                "check that the images' bands and the masks cover the patches (ignored mask "

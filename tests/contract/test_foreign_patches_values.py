@@ -196,3 +196,18 @@ def test_two_names_of_one_band_are_refused_in_one_line(shared_data, tmp_path, ca
     assert not (tmp_path / "dataset").exists()
     assert _run(src, tmp_path / "dataset", "--bands", "B2,B3,B4,B8,vv,VV") == 2
     assert "band VV is named 2 times in --bands (vv, VV)" in capsys.readouterr().err
+
+
+def test_an_empty_import_names_no_earlier_months_band(shared_data, tmp_path, capsys):
+    """An earlier month's band may be all NaN (cloudy; the valid-pixel rule leaves it out),
+    yet the refusal of an import that wrote nothing blamed VV_m1 for it."""
+    src = _cut(shared_data, tmp_path / "theirs", s2_scale=1e-4,
+               names=("B2", "B3", "B4", "B8", "VV", "VV_m1"),
+               s1=lambda db: np.where(np.arange(2)[:, None, None] == 1, np.nan, db))
+    assert main([str(src), "--out", str(tmp_path / "dataset"), "--month", "2020-04",
+                 "--impervious-values", "5", "--pervious-values", "1",
+                 "--ignore-values", "0,2,3,4,6,7,8,9", "--split-block", "1", "--quiet",
+                 "--min-valid-fraction", "0.99"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "nothing was written" in err and "VV_m1" not in err, err  # was "VV_m1 holds no"
+    assert "lower --min-valid-fraction" in err and not (tmp_path / "dataset").exists()
