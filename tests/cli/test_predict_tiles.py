@@ -46,7 +46,10 @@ def srseg(tmp_path_factory):
 
 @pytest.fixture
 def stack(tmp_path):
-    return write_stack(tmp_path / "stack.tif", smooth_stack(40, 48))
+    data = smooth_stack(40, 48)
+    radar = [BANDS.index("VV"), BANDS.index("VH")]
+    data[radar] = 5 * data[radar] - 12  # sigma0 in dB, as isamap-predict checks it
+    return write_stack(tmp_path / "stack.tif", data)
 
 
 def _run(model: Path, stack: Path, out: Path, *flags: str) -> int:
