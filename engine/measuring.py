@@ -190,7 +190,8 @@ def _measure_with(runner: SettingRunner, mode: Mode, cands: list[Setting],
         else:
             reference = torch.empty(0)  # nothing below is checked against it
             reference_s = math.inf
-    errors = _check(runner, cands, check, reference, clock, reference_s)
+    check_s: dict[Setting, float] = {}
+    errors = _check(runner, cands, check, reference, clock, reference_s, check_s)
     agreeing = [c for c in cands if errors.get(c, math.inf) <= tolerance]
     if not agreeing and errors:
         # only possible when the precision is explicit (fp32 agrees with itself): the user's
@@ -204,14 +205,19 @@ def _measure_with(runner: SettingRunner, mode: Mode, cands: list[Setting],
     known = {Setting(): fp32} if fp32 is not None and measure is None and \
         Setting() in agreeing else {}
     ready = [c for c in agreeing if c not in known]
+    # a candidate's calls are estimated at fp32's, times how much slower its check on the
+    # crop was: bf16 without bf16 instructions (16 times fp32 on an AVX2 EPYC) overran a
+    # 1.5 s budget to 3 s on fp32's estimate alone
+    slower = {c: max(1.0, s / runner.check_seconds) for c, s in check_s.items()
+              if runner.check_seconds > 0}
     if mode == "training":
-        ready = _warm_up(runner, ready, batch, clock, errors)
+        ready = _warm_up(runner, ready, batch, clock, errors, slower)
     n = int(batch["image"].shape[0])
     rounds_until = (None if samples is None else
                     lambda fastest: clock.started + job_budget(clock.total_s, samples,
                                                                fastest / n))
     times = time_candidates(runner, ready, batch, clock.deadline, measure, known, rounds_until,
-                            first_s=runner.call_seconds)
+                            first_s=runner.call_seconds, slower=slower)
     for c in ready:
         if c not in times:
             clock.skip(c, "timed")
@@ -249,13 +255,15 @@ def _log_reasons(clock: Clock, untimed: Setting | None) -> None:
 
 
 def _check(runner: SettingRunner, cands: list[Setting], check: Batch,
-           reference: torch.Tensor, clock: Clock, reference_s: float) -> dict[Setting, float]:
+           reference: torch.Tensor, clock: Clock, reference_s: float,
+           seconds: dict[Setting, float] | None = None) -> dict[Setting, float]:
     """Each candidate's disagreement with fp32 (mean |p - p_fp32|; inf: it failed).
 
     fp32 NCHW is the reference itself (0, no call). The others are checked from the end of
     the candidates' list (reduced precision and channels-last first: speed is what they exist
     for), each only while the clock leaves time for a call as long as the quickest check so
-    far (the first: as long as fp32's on the same crop, ``reference_s``).
+    far (the first: as long as fp32's on the same crop, ``reference_s``). ``seconds``, when
+    given, receives each check's seconds.
     """
     errors: dict[Setting, float] = {}
     quickest = reference_s
@@ -268,23 +276,30 @@ def _check(runner: SettingRunner, cands: list[Setting], check: Batch,
             continue
         t0 = time.perf_counter()
         errors[cand] = runner.disagreement(cand, check, reference)
-        quickest = min(quickest, time.perf_counter() - t0)
+        took = time.perf_counter() - t0
+        quickest = min(quickest, took)
+        if seconds is not None:
+            seconds[cand] = took
         if not math.isfinite(errors[cand]):
             clock.reasons[cand] = "rejected: it failed or gave non-finite values"
     return errors
 
 
 def _warm_up(runner: SettingRunner, ready: list[Setting], batch: Batch, clock: Clock,
-             errors: dict[Setting, float]) -> list[Setting]:
+             errors: dict[Setting, float],
+             slower: Mapping[Setting, float] | None = None) -> list[Setting]:
     """The candidates whose untimed first training step ran, while the budget pays for it.
 
     Each one warmed needs its timed step too: a warm-up starts only when the clock leaves
     time for it and for a timed step of every candidate warmed so far. A warm-up that fails
-    (a non-finite loss) rejects its candidate (its error becomes inf).
+    (a non-finite loss) rejects its candidate (its error becomes inf). A step is estimated at
+    fp32's times ``slower`` (the candidate's check on the crop against fp32's; default 1).
     """
     warmed: list[Setting] = []
+    factor = slower or {}
     for cand in ready:
-        if not clock.fits((len(warmed) + 2) * runner.call_seconds):
+        steps = sum(factor.get(c, 1.0) for c in warmed) + 2 * factor.get(cand, 1.0)
+        if not clock.fits(steps * runner.call_seconds):
             clock.skip(cand, "timed")
         elif runner.warm_up(cand, batch):
             warmed.append(cand)
@@ -298,7 +313,8 @@ def time_candidates(runner: SettingRunner, settings: list[Setting], batch: Batch
                     deadline: float | None, measure: Measure | None,
                     known: Mapping[Setting, float] | None = None,
                     rounds_until: Callable[[float], float] | None = None,
-                    first_s: float = 0.0) -> dict[Setting, float]:
+                    first_s: float = 0.0,
+                    slower: Mapping[Setting, float] | None = None) -> dict[Setting, float]:
     """Best seconds per call of the settings timed before ``deadline`` (None: no deadline).
 
     Candidates are timed in turns (one call each per round) so that a busy, shared machine
@@ -312,7 +328,8 @@ def time_candidates(runner: SettingRunner, settings: list[Setting], batch: Batch
     no timed call builds kernels. ``known``: settings timed already (fp32 NCHW by the
     probe), not timed again in the first round, racing in the later ones. ``rounds_until``:
     the time at which no further round starts, given the fastest call so far (inference:
-    the job's share at that speed).
+    the job's share at that speed). ``slower``: how many times fp32's ``first_s`` a setting's
+    first call is expected to take (its check on the crop against fp32's; default 1).
     """
     if measure is not None:
         return {**(known or {}), **{s: measure(s, runner.call(s, batch)) for s in settings}}
@@ -324,7 +341,8 @@ def time_candidates(runner: SettingRunner, settings: list[Setting], batch: Batch
         for s in racing:
             if rep == 0 and s in timed_before:
                 continue
-            if time.perf_counter() + best.get(s, first_s) > end:
+            expected = best.get(s, first_s * (slower or {}).get(s, 1.0))
+            if time.perf_counter() + expected > end:
                 return best  # the budget is spent: no call starts past it
             run = runner.call(s, batch)
             t0 = time.perf_counter()

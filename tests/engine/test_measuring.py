@@ -234,7 +234,11 @@ def test_the_budget_holds_under_a_real_load(busy_core, mode, caplog):
                                  cache=False)
         wall = time.perf_counter() - start
     assert busy_core.poll() is None  # the load lasted the whole measuring
-    assert wall <= budget * (1 + OVERRUN) + LATENCY_S, (wall, choice.to_dict())
+    # "at most one call's misestimate": a call may be far slower than its estimate (bf16
+    # without bf16 instructions took 27 times fp32's on a crop of an AVX2 EPYC, and one timed
+    # call of it 2.7 s against a 1.5 s budget), so the bound holds the longest timed call too
+    longest = max(choice.ms_per_sample.values(), default=0.0) * x.shape[0] / 1000
+    assert wall <= budget * (1 + OVERRUN) + LATENCY_S + longest, (wall, choice.to_dict())
     assert choice.seconds <= wall + 0.005  # the choice records its seconds to 0.01
     assert choice.label in EVERYTHING
 
