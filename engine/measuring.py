@@ -208,8 +208,7 @@ def _measure_with(runner: SettingRunner, mode: Mode, cands: list[Setting],
     # a candidate's calls are estimated at fp32's, times how much slower its check on the
     # crop was: bf16 without bf16 instructions (16 times fp32 on an AVX2 EPYC) overran a
     # 1.5 s budget to 3 s on fp32's estimate alone
-    slower = {c: max(1.0, s / runner.check_seconds) for c, s in check_s.items()
-              if runner.check_seconds > 0}
+    slower = {c: max(1.0, s / runner.check_seconds) for c, s in check_s.items()}
     if mode == "training":
         ready = _warm_up(runner, ready, batch, clock, errors, slower)
     n = int(batch["image"].shape[0])

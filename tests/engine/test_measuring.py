@@ -243,6 +243,38 @@ def test_the_budget_holds_under_a_real_load(busy_core, mode, caplog):
     assert choice.label in EVERYTHING
 
 
+class _SlowInBf16(torch.nn.Module):
+    """:func:`conv_bn_net`, whose forwards under bf16 autocast also sleep a time per pixel:
+    a candidate many times slower than fp32, as bf16 is on a CPU without bf16 instructions."""
+
+    def __init__(self, seconds_per_pixel: float) -> None:
+        super().__init__()
+        self.net, self.seconds_per_pixel = conv_bn_net(width=16), seconds_per_pixel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_autocast_enabled("cpu") and \
+                torch.get_autocast_dtype("cpu") == torch.bfloat16:
+            time.sleep(self.seconds_per_pixel * x.shape[0] * x.shape[-2] * x.shape[-1])
+        return self.net(x)
+
+
+def test_a_candidate_slower_on_the_crop_is_not_timed_where_its_call_would_overrun():
+    """A candidate's first timed call is estimated at fp32's times how much slower its check
+    on the crop was: bf16 here sleeps 0.07 s on the crop and 0.26 s a 256 px sample, a
+    call fp32's estimate alone (a few ms) would start with most of the budget left. It is
+    checked, not timed, and the measuring ends inside its budget (no call's misestimate to
+    allow for)."""
+    model, x = _SlowInBf16(4e-6), six_band_batch(8, 256)  # 0.26 s a 256 px sample
+    budget = 0.6
+    start = time.perf_counter()
+    choice = autotune.choose(model, x, CPU, budget_s=budget, cache=False, cpu_time=all_cores)
+    wall = time.perf_counter() - start
+    assert {"bf16/nchw", "bf16/nhwc"} & set(choice.errors)  # checked on the crop
+    assert not {"bf16/nchw", "bf16/nhwc"} & set(choice.ms_per_sample), choice.to_dict()
+    assert "fp32/nchw" in choice.ms_per_sample
+    assert wall <= budget + LATENCY_S, (wall, choice.to_dict())
+
+
 def test_a_training_run_too_short_for_measuring_to_pay_is_not_measured():
     """Training takes two samples a step, two steps a candidate and a further round: a run
     of fewer samples than that over the share trains on the first candidate, unmeasured."""

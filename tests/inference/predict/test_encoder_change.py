@@ -214,6 +214,6 @@ def test_the_dry_run_names_the_encoder_rule_and_its_features_cost(shared_weights
     assert f"features of both dates of 1 pair(s) of {px:,} px on the CPU: about" in line
     per_100 = float(line.rsplit("(", 1)[1].split(" ms per 100 px")[0])
     assert per_100 > 0 and plan["change"] == line.removeprefix("  change    ")
-    # the plan rounds seconds to 0.1 (0.049 s is written 0.1), the line its ms per 100 px
+    # the plan rounds seconds to 0.1 (0.049 s is written 0.0), the line its ms per 100 px
     assert plan["change_seconds"] == pytest.approx(2 * px * per_100 / 1e5, rel=0.06, abs=0.06)
     assert not (tmp_path / "out").exists()
