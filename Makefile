@@ -46,7 +46,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 test: lint typecheck docs
-	$(PY) -m pytest -n $(PYTEST_WORKERS) -q
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
 
 # the tests that read ../shared, run in a fresh clone of HEAD with no ../shared beside it and
 # without CI set: what a user's clone runs. Each must pass or skip with its reason, never fail
@@ -56,7 +56,7 @@ test-noshared: $(STAMP)
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && git clone -q . "$$tmp/isamap" && \
 	  cd "$$tmp/isamap" && echo "tests that read ../shared, in a clone without it ($$tmp/isamap):" && \
 	  env -u CI -u ISAMAP_SHARED_DATA PYTHONPATH="$$tmp/isamap" $(abspath $(PY)) -m pytest \
-	    -n $(PYTEST_WORKERS) -q -p no:cacheprovider $$($(SHARED_TESTS) | grep '/test_')
+	    -n $(PYTEST_WORKERS) --dist loadgroup -q -p no:cacheprovider $$($(SHARED_TESTS) | grep '/test_')
 
 # The declared lower bounds tested: a second venv ($(VENV_MIN), made anew when
 # constraints-min.txt changes, which tests/test_lower_bounds.py keeps equal to setup.cfg's bounds) with every base requirement at its lower
@@ -113,7 +113,7 @@ $(MIN_STAMP): pyproject.toml constraints-min.txt
 
 test-min: $(MIN_STAMP)
 	$(VENV_MIN)/bin/python tools/lower_bounds.py --installed
-	$(VENV_MIN)/bin/python -m pytest -n $(PYTEST_WORKERS) -q -p no:cacheprovider \
+	$(VENV_MIN)/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q -p no:cacheprovider \
 	  $(MIN_TESTS) -k '$(MIN_DESELECT)'
 
 # the library's types (setup.cfg [mypy]: gee_export, engine, training, inference), cached in
