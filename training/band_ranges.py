@@ -9,7 +9,8 @@ let a command compare its input with the training data before the first forward 
 This module owns that comparison (:func:`value_problems`, :func:`not_trained_on`): a stack's
 decimated sample in ``isamap-predict`` and ``isamap-map``
 (:func:`inference.predict.expected_inputs.check_input`), a patch dataset's sample in
-``isamap-evaluate`` (:func:`band_samples`), one rule and one message for both.
+``isamap-evaluate`` and ``isamap-prune`` (:func:`check_patch_values`), one rule and one
+message for all.
 
 A band of class codes (the coarse product's ``product``) has no scale to check and is left
 out. The percentiles come from a bounded sample: at most ``max_patches`` patches spread over the
@@ -149,6 +150,30 @@ def value_problems(samples: Mapping[str, np.ndarray], ranges: Mapping[str, Seque
     if not ranges or named_by_user:
         problems += band_value_problems(samples)
     return problems
+
+
+def check_patch_values(read_image: Callable[[int], np.ndarray], count: int,
+                       bands: tuple[str, ...], ranges: Mapping[str, Sequence[float]],
+                       what: str) -> None:
+    """Refuse patches whose band values are not what the model was trained on, in one line.
+
+    A sample of the patches (:func:`band_samples`, as training recorded the model's ranges)
+    is judged by :func:`value_problems`, before the model runs on them.
+
+    Args:
+        read_image: patch index -> its raw image ``(bands, h, w)``.
+        count: the number of patches.
+        bands: the model's bands, in the images' order.
+        ranges: the model file's ``band_ranges``.
+        what: how the message names the patches (e.g. "the test split of the dataset X").
+
+    Raises:
+        InputDataError: a band on another scale or of another kind than the training data's.
+    """
+    problems = value_problems(band_samples(read_image, count, bands), dict(ranges))
+    if problems:
+        raise not_trained_on(what, problems, UNITS_FIX.format("a dataset") + ", or a model "
+                             "trained on data in this dataset's units")
 
 
 def not_trained_on(what: str, problems: Sequence[str], fix: str) -> InputDataError:

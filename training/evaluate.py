@@ -31,7 +31,7 @@ from engine.devices import Layout, Precision
 from engine.distributed import DistInfo, resolve_device
 from engine.outputs import main_output
 from training.area_estimation import point_confusion, sample_points, stratified_area_accuracy
-from training.band_ranges import UNITS_FIX, band_samples, not_trained_on, value_problems
+from training.band_ranges import check_patch_values
 from training.calibration import Reliability, describe, positive_class, probabilities
 from training.data import PatchDataset, Split
 from training.fit_calibration import check_model_data, model_split
@@ -108,7 +108,8 @@ def evaluate(cfg: EvaluateConfig) -> EvalResult:
     model.eval()
     check_model_data(meta, cfg.data)
     ds = model_split(meta, cfg.data, cfg.split)
-    check_dataset_values(meta, ds, f"the {cfg.split} split of the dataset {cfg.data}")
+    check_patch_values(lambda i: ds.read_raw(i)[0], len(ds), tuple(meta.bands),
+                       meta.band_ranges, f"the {cfg.split} split of the dataset {cfg.data}")
     check_scaled_batch(int(meta.output_scale), ds.patch_size, cfg.batch_size, model=meta.name,
                        side_flag=None, budget=memory_budget(dev))  # before the first forward
     scores = _score(cfg, model, meta, ds, dev)
@@ -148,29 +149,6 @@ def evaluate(cfg: EvaluateConfig) -> EvalResult:
     reliability = plot_reliability(curves, folder / "reliability.png",
                                    f"{meta.name} [{cfg.split}] reliability")
     return EvalResult(folder / "metrics.json", folder / "metrics.txt", png, result, reliability)
-
-
-def check_dataset_values(meta: ModelMeta, ds: PatchDataset, what: str) -> None:
-    """Refuse a split whose band values are not what the model was trained on, in one line.
-
-    A sample of its patches (as training recorded the model's ranges,
-    :func:`training.band_ranges.band_samples`) is judged by the rule ``isamap-predict``
-    applies to a stack (:func:`training.band_ranges.value_problems`), before the model runs.
-
-    Args:
-        meta: the model file's description (its bands and ``band_ranges``).
-        ds: the split, read as the model reads it (``model_split``).
-        what: how the message names the split.
-
-    Raises:
-        InputDataError: a band on another scale or of another kind than the training data's.
-    """
-    samples = band_samples(lambda i: ds.read_raw(i)[0], len(ds), tuple(meta.bands))
-    problems = value_problems(samples, dict(meta.band_ranges))
-    if problems:
-        raise not_trained_on(what, problems,
-                             UNITS_FIX.format("a dataset") + ", or a model trained on data in "
-                             "this dataset's units")
 
 
 def _score(cfg: EvaluateConfig, model: torch.nn.Module, meta: ModelMeta, ds: PatchDataset,

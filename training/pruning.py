@@ -49,6 +49,7 @@ from core.errors import ConfigError, ModelError
 from core.shareable import portable_path
 from core.storage import atomic_write
 from engine.seeding import seed_everything
+from training.band_ranges import check_patch_values
 from training.config import TrainConfig, apply_recipe, as_recorded, config_from_mapping
 from training.data import NormStats
 from training.fit_calibration import check_model_data
@@ -311,6 +312,9 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
     cfg = fine_tune_config(meta, data, out_dir, overrides)
     norm = NormStats(tuple(meta.bands), tuple(meta.norm_mean), tuple(meta.norm_std))
     train_set, val_set = patch_splits(cfg, tuple(meta.bands), norm)
+    # fine-tuned on other units, the model would learn them and map its own units wrongly
+    check_patch_values(lambda i: train_set.read_raw(i)[0], len(train_set), tuple(meta.bands),
+                       meta.band_ranges, f"the train split of the dataset {data}")
     seed_everything(cfg.seed)
     if cfg.loss is None:
         raise RuntimeError("apply_recipe left the loss unset")
