@@ -18,6 +18,8 @@ from tests.support.shared_files import private_strings, shared_files
 
 #: the shared run's scene side: the smallest ``--size`` the demo takes
 SIZE = 384
+#: the tests of the shared ``--until patches`` run, on one worker that makes it once
+pytestmark = pytest.mark.xdist_group("demo")
 
 
 @pytest.fixture(scope="module")
@@ -116,17 +118,24 @@ def _beam_equals_single_process(out, tmp_path) -> None:
     assert np.array_equal(single, piped), "the Beam map of the demo's CroFuseNet differs"
 
 
-def test_demo_runs_the_whole_chain_to_a_two_date_series(tmp_path, capsys, ee_offline):
-    """scene x2 -> stack -> patches -> train -> evaluate -> two dates mapped -> change, area
-    over time, STAC, ImageCollection dry run; then another --size redoes every step."""
+def test_demo_runs_the_whole_chain_to_a_two_date_series(demo_run, tmp_path, capsys,
+                                                         ee_offline):
+    """scene x2 -> stack -> patches (the shared ``--until patches`` run's, copied: the chain
+    goes on from where it stopped) -> train -> evaluate -> two dates mapped -> change, area over
+    time, STAC, ImageCollection dry run; then another --size redoes every step, the scene's
+    included."""
+    import shutil
+
     from training.modelfile import load_model_file
 
     out = tmp_path / "out"
-    assert main(["--out", str(out), "--size", "416", "--epochs", "1", "--threads", "1"]) == 0
+    shutil.copytree(demo_run[0], out)
+    assert main(["--out", str(out), "--size", str(SIZE), "--epochs", "1", "--threads",
+                 "1"]) == 0
     printed = capsys.readouterr().out
     _, meta = load_model_file(out / "model" / "train" / "model.pt")
     assert list(meta.bands) == list(DEFAULT_IMAGE_BANDS)
-    assert meta.extra["dataset"]["grid"]["width"] == 416  # the recipe travels with the model
+    assert meta.extra["dataset"]["grid"]["width"] == SIZE  # the recipe travels with the model
     metrics = json.loads((out / "model" / "evaluate" / "metrics.json").read_text())
     pixel = metrics["pixel"]
     assert metrics["split"] == "test" and np.sum(pixel["matrix"]) > 0
@@ -149,7 +158,8 @@ def test_demo_runs_the_whole_chain_to_a_two_date_series(tmp_path, capsys, ee_off
     # every file a user may share (STAC, manifests, apps, reports, COG tags) names no local
     # path but relative to the output: not the folder it was made in, not the home folder
     home = str(Path.home())
-    assert private_strings(out, [str(tmp_path), *([home] if len(home) > 1 else [])]) == []
+    made_in = [str(tmp_path), str(demo_run[0].parent)]  # and where the copied steps ran
+    assert private_strings(out, [*made_in, *([home] if len(home) > 1 else [])]) == []
     scanned = {p.relative_to(out).as_posix() for p in shared_files(out)}
     assert {"maps/map.json", "maps/collection.json", "maps/2021-06/isa_2021-06_class.stac.json",
             "maps/change/isa_change_2019-06_2021-06.stac.json",
@@ -165,13 +175,13 @@ def test_demo_runs_the_whole_chain_to_a_two_date_series(tmp_path, capsys, ee_off
     # The same output folder with another --size: nothing stale survives.
     stamps = {p: p.stat().st_mtime_ns for p in (out / "model" / "train" / "model.pt",
                                                  maps / "2021-06" / "isa_2021-06_class.tif")}
-    assert main(["--out", str(out), "--size", "384", "--epochs", "1", "--threads", "1"]) == 0
+    assert main(["--out", str(out), "--size", "416", "--epochs", "1", "--threads", "1"]) == 0
     _, meta = load_model_file(out / "model" / "train" / "model.pt")
-    assert meta.extra["dataset"]["grid"]["width"] == 384  # retrained on the new patches
+    assert meta.extra["dataset"]["grid"]["width"] == 416  # retrained on the new patches
     assert all(p.stat().st_mtime_ns != t for p, t in stamps.items())
     for month in ("2019-06", "2021-06"):
         with rasterio.open(maps / month / f"isa_{month}_class.tif") as src:
-            assert src.width == 384 and src.tags()["model"] == meta.name
+            assert src.width == 416 and src.tags()["model"] == meta.name
 
 
 def test_quiet_demo_draws_no_progress_bar(tmp_path, capsys):
@@ -181,8 +191,9 @@ def test_quiet_demo_draws_no_progress_bar(tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_demo_assess_step_scores_the_map_the_label_and_the_change(tmp_path):
-    """The ``assess`` step on a small scene pair and maps made from their labels with errors."""
+def test_demo_assess_step_scores_the_map_the_label_and_the_change(demo_run, tmp_path):
+    """The ``assess`` step on a small scene pair (the shared run's, read: generate_scene finds
+    them already written) and maps made from their labels with errors."""
     import time
 
     from gee_export.local.synthetic import generate_scene
@@ -190,9 +201,10 @@ def test_demo_assess_step_scores_the_map_the_label_and_the_change(tmp_path):
     from inference.demo import LATER_GROWTH, LATER_MONTH, DemoContext, step_assess
     from inference.predict.stats import change_map
 
-    scene = generate_scene(tmp_path / "scene", seed=1, width=384, height=384, progress=False)
-    later = generate_scene(tmp_path / "later", seed=1, width=384, height=384, progress=False,
-                           month=LATER_MONTH, growth=LATER_GROWTH)
+    drawn = demo_run[0]
+    scene = generate_scene(drawn / "scene", seed=0, width=SIZE, height=SIZE, progress=False)
+    later = generate_scene(drawn / f"scene_{LATER_MONTH}", seed=0, width=SIZE, height=SIZE,
+                           progress=False, month=LATER_MONTH, growth=LATER_GROWTH)
     rng = np.random.default_rng(0)
     maps = []
     for s in (scene, later):
