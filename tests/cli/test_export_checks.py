@@ -16,6 +16,9 @@ from contract.dataset import read_manifest
 from gee_export.local.synthetic import generate_scene
 from tests.support.faults import run_on_small_disk, run_without_write_permission
 
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("cli.test_export_checks")
+
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):

@@ -37,6 +37,10 @@ with hold_output(sys.argv[1]):
 """
 
 
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("cli.test_export_integrity")
+
+
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli_scene")

@@ -31,6 +31,10 @@ from training.metrics import roc_auc
 NAMES = ("pervious", "impervious")
 
 
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("cli.test_fit")
+
+
 @pytest.fixture(scope="module")
 def demo_stack(tmp_path_factory):
     from gee_export.local.synthetic import generate_scene

@@ -30,6 +30,10 @@ from training.modelfile import read_model_file
 BANDS = "B2,B3,B4,B8,VV,VH"
 
 
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("cli.test_fit_walk")
+
+
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     """A 64 px synthetic scene (its labels/label.tif holds 0/1/255) and points on it."""

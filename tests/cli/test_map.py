@@ -10,6 +10,9 @@ from cli.map import main
 from tests.support.mapping import model_file, write_month_stack
 from tests.support.rasters import smooth_stack
 
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("cli.test_map")
+
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):

@@ -14,6 +14,9 @@ from tests.support.rasters import BANDS, assert_valid_cog, smooth_stack, write_s
 from training.modelfile import ModelMeta, load_model_file, save_model_file
 from training.models import create_model
 
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("cli.test_predict")
+
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):

@@ -20,6 +20,9 @@ from cli.assess import main
 from inference.cog.maps import NODATA, write_cog
 from tests.support.assess import class_cog, synthetic_scene
 
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("inference.assess.test_reference_inputs")
+
 
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory):

@@ -25,6 +25,9 @@ from tests.support.models import conv1x1
 from tests.support.rasters import BANDS, assert_valid_cog, smooth_stack, write_stack
 from tests.support.sources import project_sources, where
 
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("inference.cog.test_maps")
+
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory):

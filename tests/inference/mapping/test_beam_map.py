@@ -63,6 +63,10 @@ PUBLISH = {"publish": "projects/isamap-test/assets/maps",
            "publishing": PublishOptions(project="isamap-test"), "publish_dry_run": True}
 
 
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("inference.mapping.test_beam_map")
+
+
 @pytest.fixture(scope="module")
 def built() -> dict:
     return {}

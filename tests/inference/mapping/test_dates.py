@@ -36,6 +36,10 @@ TILE, OVERLAP = 64, 16
 OPTIONS = RuntimeOptions(precision="fp32", channels_last=False)
 
 
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("inference.mapping.test_dates")
+
+
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     folder = tmp_path_factory.mktemp("stack")

@@ -68,6 +68,10 @@ class _Ordered(StackTransport):
         return answer
 
 
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("inference.mapping.test_ee_statistics")
+
+
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ee_scene")

@@ -34,6 +34,10 @@ def _summary_notes(out_dir, capsys):
     return date.get("input_notes"), tag
 
 
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("inference.mapping.test_map_backscatter")
+
+
 @pytest.fixture(scope="module")
 def sigma0_model(town, tmp_path_factory):  # noqa: F811
     """The town's model, its file recording the VV and VH ranges of the sigma0 stack."""

@@ -15,6 +15,9 @@ from testing.fake_server import StackTransport
 from tests.support.mapping import MONTH, inner_region, model_file, session_for, write_month_stack
 from tests.support.rasters import smooth_stack
 
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("inference.mapping.test_map_budget")
+
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):

@@ -58,6 +58,10 @@ def _swap_files(folder, a, b):
         tmp.rename(pb)
 
 
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("inference.mapping.test_map_l1c")
+
+
 @pytest.fixture(scope="module")
 def town(tmp_path_factory):
     from gee_export.local.synthetic import generate_scene

@@ -19,6 +19,9 @@ from pyproj import Transformer
 from cli.map import main
 from tests.support.mapping import model_file
 
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("inference.mapping.test_map_label")
+
 
 @pytest.fixture(scope="module")
 def town(tmp_path_factory):

@@ -28,6 +28,10 @@ from training.modelfile import load_model_file, read_model_file, save_model_file
 GAMMA0_DB = -10 * math.log10(math.cos(math.radians(38.0)))  # +0.94 dB
 
 
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("inference.predict.test_backscatter_notes")
+
+
 @pytest.fixture(scope="module")
 def sigma0_model(trained, real, tmp_path_factory):  # noqa: F811
     """The trained model, its file recording a sigma0 recipe and the real stack's ranges."""

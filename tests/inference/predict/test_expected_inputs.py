@@ -23,6 +23,10 @@ COMMON = ["--tile", "64", "--overlap", "16", "--quiet", "--precision", "fp32"]
 TINY = {"widths": [4, 8, 8, 16, 16]}
 
 
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("inference.predict.test_expected_inputs")
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A unet trained one epoch by isamap-train: its file records grid and band ranges."""

@@ -59,6 +59,10 @@ def _under_pixels(west: float, north: float, classes: np.ndarray
     return under.reshape(SIZE, SIZE), clear.reshape(SIZE, SIZE)
 
 
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("inference.predict.test_keep_inputs")
+
+
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory):
     """A 3 m stack, an NLCD-coded product in EPSG:4326 at about 30 m, and what lies where.

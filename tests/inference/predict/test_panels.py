@@ -44,6 +44,10 @@ class Crash(RuntimeError):
     pass
 
 
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("inference.predict.test_panels")
+
+
 @pytest.fixture(scope="module")
 def wide(tmp_path_factory):
     data = smooth_stack(640, 1536, seed=7)

@@ -24,6 +24,10 @@ from training.models import create_model
 COMMON = ["--tile", "64", "--overlap", "16", "--quiet", "--precision", "fp32"]
 
 
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("inference.predict.test_raster_checks")
+
+
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory):
     kwargs = {"widths": [4, 8, 8, 16, 16]}

@@ -33,6 +33,10 @@ def _read(path, bands, scale=1.0, nodata_zero=False):
     return data
 
 
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("inference.predict.test_spectral_checks")
+
+
 @pytest.fixture(scope="module")
 def real(shared_data):
     """Real B2, B3, B4, B8 (L2A and L1C) and VV, VH (sigma0 and gamma0 dB), 224 px a side."""

@@ -40,6 +40,10 @@ def _cog(path: Path, data: np.ndarray, kind: maps.Kind) -> str:
     return str(path)
 
 
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("inference.predict.test_vectors")
+
+
 @pytest.fixture(scope="module")
 def demo_maps(tmp_path_factory) -> tuple[str, str]:
     """The demo scene's map (SYNTHETIC): its town, 1100 x 1100 px, three strips of 512 rows.
