@@ -23,7 +23,7 @@ from inference.predict.spectral_stacks import spectral_stacks
 from tests.support.mapping import encoder_network
 from tests.support.rasters import BANDS, smooth_stack, write_stack
 
-H, W = 96, 112
+H, W = 72, 104  # over 64 a side: the change map is written in 2 x 2 blocks of 64
 BUILT = (slice(30, 54), slice(40, 72))  # a new roof between the dates: 24 x 32 px
 HOLE = (3, slice(5, 9), slice(90, 100))  # a band missing in the later stack
 TRANSFORM = Affine(10, 0, 500000, 0, -10, 3400000)
