@@ -175,13 +175,13 @@ def test_demo_runs_the_whole_chain_to_a_two_date_series(demo_run, tmp_path, caps
     # The same output folder with another --size: nothing stale survives.
     stamps = {p: p.stat().st_mtime_ns for p in (out / "model" / "train" / "model.pt",
                                                  maps / "2021-06" / "isa_2021-06_class.tif")}
-    assert main(["--out", str(out), "--size", "416", "--epochs", "1", "--threads", "1"]) == 0
+    assert main(["--out", str(out), "--size", "386", "--epochs", "1", "--threads", "1"]) == 0
     _, meta = load_model_file(out / "model" / "train" / "model.pt")
-    assert meta.extra["dataset"]["grid"]["width"] == 416  # retrained on the new patches
+    assert meta.extra["dataset"]["grid"]["width"] == 386  # retrained on the new patches
     assert all(p.stat().st_mtime_ns != t for p, t in stamps.items())
     for month in ("2019-06", "2021-06"):
         with rasterio.open(maps / month / f"isa_{month}_class.tif") as src:
-            assert src.width == 416 and src.tags()["model"] == meta.name
+            assert src.width == 386 and src.tags()["model"] == meta.name
 
 
 def test_quiet_demo_draws_no_progress_bar(tmp_path, capsys):
