@@ -158,23 +158,27 @@ def built_probability(fitted: PointFit, features: np.ndarray) -> np.ndarray:
 
 
 def fold(features: np.ndarray, truth: np.ndarray, train: np.ndarray, test: np.ndarray,
-         points: int, seed: int) -> dict:
-    """Fit on ``train`` (``points`` of them drawn by ``seed``, 0: every one), score ``test``."""
-    fitted, built_points = fitted_on(features, truth, train, points, seed)
+         points: int, seed: int, fit: tuple[PointFit, int] | None = None) -> dict:
+    """Fit on ``train`` (``points`` of them drawn by ``seed``, 0: every one), score ``test``.
+
+    ``fit``: that fit (:func:`fitted_on`'s answer) when it was made already.
+    """
+    fitted, built_points = fit or fitted_on(features, truth, train, points, seed)
     held = np.flatnonzero(test)
     return {**score(built_probability(fitted, features[held]), truth.ravel()[held]),
             "l2": fitted.cv.l2, "built_points": built_points}
 
 
 def date_maps(per_date: Sequence[np.ndarray], truth: np.ndarray, train: np.ndarray,
-              test: np.ndarray, points: int, seed: int) -> dict:
+              test: np.ndarray, points: int, seed: int, fitted: PointFit | None = None) -> dict:
     """A head fitted on the first date's features maps every date's held-out pixels.
 
     What a model trained once does to a series of the same ground: each date's built share
     and F1, and how the class moves between dates (the ground is taken as unchanged, weeks
-    apart; :func:`experiments.temporal_consistency.series_stability`).
+    apart; :func:`experiments.temporal_consistency.series_stability`). ``fitted``: that head
+    when it was fitted already (the first date's arm of :func:`fold`).
     """
-    fitted, _ = fitted_on(per_date[0], truth, train, points, seed)
+    fitted = fitted or fitted_on(per_date[0], truth, train, points, seed)[0]
     held = np.flatnonzero(test)
     label = truth.ravel()[held]
     built = np.stack([built_probability(fitted, f[held]) >= 0.5 for f in per_date])
@@ -253,12 +257,15 @@ def run(folder: Path, encoder: torch.nn.Module | None, points: int, seeds: int) 
         baselines[held] = ndbi_scores(scenes, dates, truth, test)
         for seed in range(seeds if points else 1):
             log.info("%s held out, seed %d", held, seed)
+            fits = {arm: fitted_on(features, truth, train, points, seed)
+                    for arm, features in arms.items()}  # the first dates' serve date_maps too
             runs += [{"held_out": held, "arm": arm, "seed": seed,
-                      **fold(features, truth, train, test, points, seed)}
+                      **fold(features, truth, train, test, points, seed, fits[arm])}
                      for arm, features in arms.items()]
             stability += [{"held_out": held, "features": kind, "seed": seed,
                            **date_maps([arms[f"{kind} {d}"] for d in dates], truth, train,
-                                       test, points, seed)} for kind in kinds]
+                                       test, points, seed, fits[f"{kind} {dates[0]}"][0])}
+                          for kind in kinds]
             levels += [{"held_out": held, "features": kind, "date": d, "seed": seed,
                         **level_maps(l2a[f"{kind} {d}"], arms[f"{kind} {d}"], truth, train,
                                      test, points, seed)} for kind in kinds for d in dates]

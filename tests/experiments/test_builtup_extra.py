@@ -40,7 +40,8 @@ def _steps(trained: list[tuple[str, str]], stop_after: int | None = None) -> Ste
     return fake_steps(train, lambda *a: dict(scores))
 
 
-def test_every_fold_trains_on_the_terramesh_cells_too(shared_data, tmp_path):
+def test_every_fold_trains_on_the_terramesh_cells_too(shared_data, tmp_path,
+                                                      products_in_process):
     """The four cells are exported once (the export checks their band names) and join every
     fold's training set; the report names them, and an --out of other added regions is
     refused before any export."""
@@ -75,7 +76,8 @@ def test_every_fold_trains_on_the_terramesh_cells_too(shared_data, tmp_path):
 
 
 @pytest.mark.parametrize("first", ["tiles alone", "cells"])
-def test_a_run_cut_short_is_not_finished_with_other_added_regions(shared_data, tmp_path, first):
+def test_a_run_cut_short_is_not_finished_with_other_added_regions(shared_data, tmp_path, first,
+                                                                  products_in_process):
     """A run stops after one training (no report written yet); the same --out with the other
     training sets is refused before any export, instead of scoring that map as theirs."""
     cells = shared_data / FOLDER

@@ -18,6 +18,7 @@ from experiments.builtup_commands import (
     trained_otherwise,
 )
 from experiments.builtup_seeds import check_made_maps
+from tests.experiments.products import in_process
 from tests.support.rasters import BANDS, smooth_stack, write_patch_dataset, write_stack
 
 BUDGET = Budget(epochs=1, batch_size=2, iterations=1)
@@ -29,8 +30,9 @@ def trained(tmp_path_factory):
     trained once for the module; each test works on a copy of it (:func:`_made`)."""
     root = tmp_path_factory.mktemp("judge")
     dataset = write_patch_dataset(root / "out" / "train" / "java", n=8, size=32)
-    train("unet-s2-scenes-one", dataset, root / "out" / "runs" / "java" / "unet-s2-scenes-one"
-          / "seed0", BUDGET)
+    with in_process():
+        train("unet-s2-scenes-one", dataset,
+              root / "out" / "runs" / "java" / "unet-s2-scenes-one" / "seed0", BUDGET)
     return root / "out"
 
 
@@ -43,6 +45,7 @@ def _made(tmp_path, trained):
     return tmp_path / "out" / "train" / "java"
 
 
+@pytest.mark.xdist_group("builtup_seeds_trained")
 def test_a_map_an_arm_would_train_otherwise_now_is_refused_and_its_own_is_scored(tmp_path,
                                                                                  trained):
     """A map of an older recipe under a name whose recipe has changed since (``unet-s2-one``
@@ -71,7 +74,8 @@ def test_a_map_an_arm_would_train_otherwise_now_is_refused_and_its_own_is_scored
                              BUDGET) == []
 
 
-def test_a_map_made_on_another_tile_is_refused(tmp_path, trained):
+@pytest.mark.xdist_group("builtup_seeds_trained")
+def test_a_map_made_on_another_tile_is_refused(tmp_path, trained, products_in_process):
     """Maps are tiled as ``isamap-predict`` records it in their COGs: one made on its default
     tile is refused where the judge now maps on ``--tile 32`` (another blend of the windows),
     and one made on ``--tile 32`` where it now maps on the default."""
