@@ -29,6 +29,30 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+# ---------------------------------------------------------------- xdist groups
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``xdist_group("name")`` run on one worker under ``--dist loadgroup``.
+
+    pytest-xdist (3.8) tells its scheduler a test's group by appending ``@name`` to the test's
+    ``_nodeid``; pytest 9.2 keeps the id in ``_id`` instead, so the suffix is lost and every
+    group is spread over the workers like any test (pytest-xdist issue 1386), each worker
+    building the group's shared fixture again. Here, after xdist's own hook, the same suffix
+    goes on the id pytest reads; nothing is done where xdist's took effect or without
+    loadgroup (``config.option.loadgroup`` is set on xdist's workers only).
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        groups = {str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                  for mark in item.iter_markers("xdist_group")}
+        suffix = "@" + "_".join(sorted(groups))
+        if groups and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+            item._id = NodeId.parse(item.nodeid + suffix)
+
+
 # ---------------------------------------------------------------- autotune cache
 @pytest.fixture(autouse=True)
 def _autotune_cache_apart(tmp_path_factory, monkeypatch):
