@@ -99,13 +99,22 @@ def _logging_apart(_logging_baseline):
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """One intra-op thread per pytest worker: ``-n 2`` on 2 cores must not oversubscribe
-    (OpenMP threads spinning against each other make small convolutions 50x slower)."""
+    (OpenMP threads spinning against each other make small convolutions 50x slower).
+
+    The processes the tests start (``python -m cli.x``, Beam's multi-processing workers,
+    torchrun's ranks, the notebooks) inherit ``OMP_NUM_THREADS=1`` too, where neither the
+    environment the suite runs in nor the test names a count of its own.
+    """
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
+    omp = os.environ.get("OMP_NUM_THREADS")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     yield
     torch.set_num_threads(before)
+    if omp is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
 
 
 # ---------------------------------------------------------------- shared sample data
