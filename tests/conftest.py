@@ -29,6 +29,30 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+# ---------------------------------------------------------------- xdist groups
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``xdist_group("name")`` run on one worker under ``--dist loadgroup``.
+
+    pytest-xdist (3.8) tells its scheduler a test's group by appending ``@name`` to the test's
+    ``_nodeid``; pytest 9.2 keeps the id in ``_id`` instead, so the suffix is lost and every
+    group is spread over the workers like any test (pytest-xdist issue 1386), each worker
+    building the group's shared fixture again. Here, after xdist's own hook, the same suffix
+    goes on the id pytest reads; nothing is done where xdist's took effect or without
+    loadgroup (``config.option.loadgroup`` is set on xdist's workers only).
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        groups = {str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
+                  for mark in item.iter_markers("xdist_group")}
+        suffix = "@" + "_".join(sorted(groups))
+        if groups and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+            item._id = NodeId.parse(item.nodeid + suffix)
+
+
 # ---------------------------------------------------------------- autotune cache
 @pytest.fixture(autouse=True)
 def _autotune_cache_apart(tmp_path_factory, monkeypatch):
@@ -75,13 +99,22 @@ def _logging_apart(_logging_baseline):
 @pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """One intra-op thread per pytest worker: ``-n 2`` on 2 cores must not oversubscribe
-    (OpenMP threads spinning against each other make small convolutions 50x slower)."""
+    (OpenMP threads spinning against each other make small convolutions 50x slower).
+
+    The processes the tests start (``python -m cli.x``, Beam's multi-processing workers,
+    torchrun's ranks, the notebooks) inherit ``OMP_NUM_THREADS=1`` too, where neither the
+    environment the suite runs in nor the test names a count of its own.
+    """
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)
+    omp = os.environ.get("OMP_NUM_THREADS")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     yield
     torch.set_num_threads(before)
+    if omp is None:
+        os.environ.pop("OMP_NUM_THREADS", None)
 
 
 # ---------------------------------------------------------------- shared sample data

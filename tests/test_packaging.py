@@ -29,7 +29,8 @@ from tests.support import REPO_ROOT
 PACKAGES = ("core", "contract", "gee_export", "engine", "training", "inference", "cli")
 FAKES = "testing"  # beside the packages in the checkout, never in the wheel
 SOURCES = ("setup.cfg", "pyproject.toml", "README.md", "LICENSE")
-pytestmark = pytest.mark.slow
+# the wheel and its venv are made once, on the worker that runs every test reading them
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("packaging_wheel")]
 
 
 def _run(*args: str | os.PathLike, cwd: Path, timeout: int = 300) -> str:
