@@ -43,13 +43,14 @@ def pytest_collection_modifyitems(config, items):
     """
     if not getattr(config.option, "loadgroup", False):
         return
-    from _pytest.nodeid import NodeId
-
     for item in items:
         groups = {str(mark.args[0] if mark.args else mark.kwargs.get("name", "default"))
                   for mark in item.iter_markers("xdist_group")}
         suffix = "@" + "_".join(sorted(groups))
         if groups and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+            # pytest 9.2's id type; on earlier pytest xdist's own suffix took effect above
+            from _pytest.nodeid import NodeId
+
             item._id = NodeId.parse(item.nodeid + suffix)
 
 
