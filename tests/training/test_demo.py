@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from core.version import code_version
 from training.demo import DEMO_BATCH, DEMO_MIN_STEPS, demo_batch_size, run_demo_training
 
 
-def test_demo_training_writes_everything_and_is_idempotent(patch_root, tmp_path, caplog):
+@pytest.fixture(scope="module")
+def demo_run(patch_root, tmp_path_factory):
+    """One demo training (and its evaluation), read by both tests below: each trained the
+    same run of its own. The second only reads its model file, which the first's reruns
+    keep (they re-evaluate, and that test asserts the model file is not written again)."""
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    return out, run_demo_training(patch_root, out, epochs=2, batch_size=3, max_batches=2,
+                                  progress=False)
+
+
+@pytest.mark.xdist_group("demo_run")
+def test_demo_training_writes_everything_and_is_idempotent(demo_run, patch_root, caplog):
     """Run again, the finished training is kept and said to be; so is its evaluation (it was
     made again: metrics.json, metrics.txt and the PNGs rewritten with the same content)."""
     import logging
 
-    paths = run_demo_training(patch_root, tmp_path / "demo", epochs=2, batch_size=3,
-                              max_batches=2, progress=False)
+    folder, paths = demo_run
     for p in (paths.model, paths.history, paths.curves, paths.metrics_json,
               paths.metrics_table, paths.confusion_png):
         assert p.exists() and p.stat().st_size > 0
@@ -23,7 +35,7 @@ def test_demo_training_writes_everything_and_is_idempotent(patch_root, tmp_path,
     written = [p.stat().st_mtime_ns for p in (paths.model, paths.metrics_json,
                                                paths.metrics_table, paths.confusion_png)]
     with caplog.at_level(logging.INFO, logger="training"):
-        again = run_demo_training(patch_root, tmp_path / "demo", epochs=2, batch_size=3,
+        again = run_demo_training(patch_root, folder, epochs=2, batch_size=3,
                                   max_batches=2, progress=False)
     assert [p.stat().st_mtime_ns for p in (again.model, again.metrics_json, again.metrics_table,
                                            again.confusion_png)] == written  # nothing redone
@@ -36,21 +48,21 @@ def test_demo_training_writes_everything_and_is_idempotent(patch_root, tmp_path,
     assert '"channels_last": "on"' in text and '"precision": "fp32"' in text
     assert '"points": 500' in text and text.endswith(f" {code_version()}")
     stamp.write_text(text.removesuffix(code_version()) + "0.0.1+gdeadbee")
-    run_demo_training(patch_root, tmp_path / "demo", epochs=2, batch_size=3, max_batches=2,
+    run_demo_training(patch_root, folder, epochs=2, batch_size=3, max_batches=2,
                       progress=False)
     assert paths.metrics_json.stat().st_mtime_ns != written[1]
     assert stamp.read_text() == text
 
 
-def test_demo_model_gives_untied_probabilities(patch_root, tmp_path):
+@pytest.mark.xdist_group("demo_run")
+def test_demo_model_gives_untied_probabilities(demo_run, patch_root):
     """The recipe's head has no ReLU on its logits: no spike of exactly 0.5 probabilities."""
     import torch
 
     from training.data import NormStats, PatchDataset
     from training.modelfile import load_model_file
 
-    paths = run_demo_training(patch_root, tmp_path / "demo", epochs=2, batch_size=3,
-                              max_batches=2, progress=False)
+    _, paths = demo_run
     model, meta = load_model_file(paths.model)
     assert meta.model_kwargs["head"] == "conv_bn"
     norm = NormStats(tuple(meta.bands), tuple(meta.norm_mean), tuple(meta.norm_std))

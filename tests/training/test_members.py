@@ -380,21 +380,42 @@ def test_unet_s2_trains_its_recipes_nine_members_unless_the_command_says(tmp_pat
     """``isamap-train --model unet-s2`` joins nine trainings (seeds 0-8) that spread the flips
     over them; ``--members 1`` trains once; a configuration built in Python trains once unless
     told; an earlier run of one training is not replaced by the default's nine, and the
-    message says how to go on."""
+    message says how to go on.
+
+    The notebooks' form, on the same nine trainings (one training of nine shared by both
+    claims, formerly two tests): ``--resume`` with every option on a folder with no run starts
+    the recipe's nine trainings; the same again, and the same without ``--resume`` (the
+    default's nine, which a folder of other members would refuse), goes on with them (a
+    finished run trains nothing); ``--resume`` alone on such a folder says to run the command
+    again; fewer members than the folder holds are refused."""
     from training.members import recipe_members
 
     root = write_patch_dataset(tmp_path / "patches", n=8, size=SIZE)
     args = ["--data", str(root), "--model", "unet-s2", "--model-kwargs", json.dumps(TINY),
             "--max-iterations", "1", "--batch-size", "2", "--workers", "0", "--device", "cpu",
             "--precision", "fp32", "--channels-last", "off", "--no-progress", "-q"]
-    assert train_main([*args, "--out", str(tmp_path / "nine")]) == 0
-    model, meta = load_model_file(tmp_path / "nine" / "model.pt")
+    run = tmp_path / "nine"
+    resume = [*args, "--out", str(run), "--resume"]
+    assert train_main(resume) == 0  # a folder with no run: --resume starts the nine
+    model, meta = load_model_file(run / "model.pt")
     assert meta.model_kwargs["members"] == 9 and meta.model_kwargs["member_views"] is True
     assert [m["seed"] for m in meta.extra["members"]] == list(range(9))
     assert isinstance(model, MemberMean) and model.views
     assert not any(m.flips for m in model.members)  # one pass each, the mean turns them
-    member = load_model_file(tmp_path / "nine" / "member0" / "model.pt")[1]
+    member = load_model_file(run / "member0" / "model.pt")[1]
     assert member.model_kwargs["flips"] is False  # validated and calibrated on one view
+    stamps = [(run / f"member{i}" / "model.pt").stat().st_mtime_ns for i in range(9)]
+    assert train_main(resume) == 0
+    assert [(run / f"member{i}" / "model.pt").stat().st_mtime_ns for i in range(9)] == stamps
+    assert train_main([*args, "--out", str(run)]) == 0  # without --resume: the nine again
+    assert [(run / f"member{i}" / "model.pt").stat().st_mtime_ns for i in range(9)] == stamps
+    capsys.readouterr()
+    assert train_main(["--out", str(run), "--resume", "-q"]) == 2
+    assert "run the command that started it again" in capsys.readouterr().err
+    kept = (run / "model.pt").read_bytes()
+    assert train_main([*resume, "--members", "2"]) == 2  # fewer than the folder holds
+    assert "holds a run of 9 trainings" in capsys.readouterr().err
+    assert (run / "model.pt").read_bytes() == kept
     one = tmp_path / "one"
     assert train_main([*args, "--out", str(one), "--members", "1"]) == 0
     assert "members" not in load_model_file(one / "model.pt")[1].model_kwargs
@@ -415,29 +436,6 @@ def test_unet_s2_trains_its_recipes_nine_members_unless_the_command_says(tmp_pat
     assert not (tmp_path / "f").exists()
     assert (recipe_members("unet-s2"), recipe_members("unet-s2-window"), recipe_members("unet"),
             recipe_members("not-a-model")) == (9, 1, 1, 1)
-
-
-def test_resume_starts_unet_s2s_nine_trainings_and_goes_on_with_them(tmp_path, capsys):
-    """The notebooks' form: ``--resume`` with every option on a folder with no run starts the
-    recipe's nine trainings; the same again goes on with them (a finished run trains nothing);
-    ``--resume`` alone on such a folder says to run the command again."""
-    root = write_patch_dataset(tmp_path / "patches", n=8, size=SIZE)
-    run = tmp_path / "run"
-    args = ["--data", str(root), "--out", str(run), "--model", "unet-s2", "--model-kwargs",
-            json.dumps(TINY), "--max-iterations", "1", "--batch-size", "2", "--workers", "0",
-            "--device", "cpu", "--precision", "fp32", "--channels-last", "off",
-            "--no-progress", "-q", "--resume"]
-    assert train_main(args) == 0
-    assert load_model_file(run / "model.pt")[1].model_kwargs["members"] == 9
-    stamps = [(run / f"member{i}" / "model.pt").stat().st_mtime_ns for i in range(9)]
-    assert train_main(args) == 0
-    assert [(run / f"member{i}" / "model.pt").stat().st_mtime_ns for i in range(9)] == stamps
-    assert train_main(["--out", str(run), "--resume", "-q"]) == 2
-    assert "run the command that started it again" in capsys.readouterr().err
-    kept = (run / "model.pt").read_bytes()
-    assert train_main([*args, "--members", "2"]) == 2  # fewer than the folder holds
-    assert "holds a run of 9 trainings" in capsys.readouterr().err
-    assert (run / "model.pt").read_bytes() == kept
 
 
 def test_what_a_run_folder_records_otherwise_than_a_command_is_read_without_training(

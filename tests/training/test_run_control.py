@@ -306,7 +306,8 @@ def test_a_config_without_a_model_says_it_trains_the_default_one(patch_root, tmp
     config.write_text(yaml.safe_dump({
         "data": str(patch_root), "out_dir": str(tmp_path / "cfn"), "epochs": 1,
         "max_batches": 1, "batch_size": 2, "num_workers": 0, "device": "cpu",
-        "precision": "fp32", "channels_last": "off", "progress": False}))
+        "precision": "fp32", "channels_last": "off", "progress": False,
+        "model_kwargs": TINY}))  # CroFuseNet at its full widths took ~8 s to say its name
     assert train_main(["--config", str(config)]) == 0
     assert ("training crofusenet, the default model (--model, or model: in a --config file, "
             "chooses another)") in capsys.readouterr().err

@@ -329,8 +329,17 @@ def test_a_run_says_early_how_long_it_will_take(patch_root, tmp_path, caplog):
     assert "first batch took 30 s" in text and "about 80 s" in text and "5.6 h" in text
 
 
-def test_calibration_on_the_last_validation_is_the_calibration_of_the_kept_file(patch_root,
-                                                                                 tmp_path):
+@pytest.fixture(scope="module")
+def one_epoch_run(patch_root, tmp_path_factory):
+    """A finished one-epoch run on the CPU, read by the two tests below (each trained the
+    same run of its own); the second's rerun asserts it writes nothing."""
+    return train(_cfg(patch_root, tmp_path_factory.mktemp("one") / "run", epochs=1,
+                      device="cpu"))
+
+
+@pytest.mark.xdist_group("one_epoch_run")
+def test_calibration_on_the_last_validation_is_the_calibration_of_the_kept_file(
+        one_epoch_run, patch_root, tmp_path):
     """A run whose last epoch is its best calibrates on that epoch's validation outputs
     instead of running the split again: the record is the one a fresh pass over the split
     with the model file's weights fits (the exact oracle)."""
@@ -341,7 +350,7 @@ def test_calibration_on_the_last_validation_is_the_calibration_of_the_kept_file(
     from training.modelfile import save_model_file
 
     # its one epoch is its best; on the CPU, where the oracle's fresh pass runs
-    res = train(_cfg(patch_root, tmp_path / "run", epochs=1, device="cpu"))
+    res = one_epoch_run
     assert res.best_epoch == 1 and res.finished
     model, meta = load_model_file(res.model_path)
     bare = ModelMeta.from_dict({**meta.to_dict(), "calibration": {}})
@@ -359,7 +368,8 @@ def test_calibration_on_the_last_validation_is_the_calibration_of_the_kept_file(
     assert record == meta.calibration
 
 
-def test_a_finished_runs_rerun_does_not_calibrate_again(patch_root, tmp_path, caplog):
+@pytest.mark.xdist_group("one_epoch_run")
+def test_a_finished_runs_rerun_does_not_calibrate_again(one_epoch_run, patch_root, caplog):
     """A finished run's rerun went through its calibration step again: it read the whole
     model file back (weights, digest, a scan for NaN) to find the temperature recorded. The
     checkpoint records the calibration done; the rerun opens neither the model file nor the
@@ -368,7 +378,7 @@ def test_a_finished_runs_rerun_does_not_calibrate_again(patch_root, tmp_path, ca
     import sys
     from pathlib import Path
 
-    first = train(_cfg(patch_root, tmp_path / "run", epochs=1))
+    first = one_epoch_run
     assert first.finished and read_model_file(first.model_path)[0].calibrated
     opened: list[str] = []
     watching = [True]
@@ -380,7 +390,7 @@ def test_a_finished_runs_rerun_does_not_calibrate_again(patch_root, tmp_path, ca
     sys.addaudithook(hook)
     try:
         with caplog.at_level(logging.INFO, logger="training"):
-            again = train(_cfg(patch_root, tmp_path / "run", epochs=1))
+            again = train(_cfg(patch_root, first.model_path.parent, epochs=1, device="cpu"))
     finally:
         watching[0] = False  # an audit hook cannot be removed
     assert again.finished and again.best_epoch == first.best_epoch

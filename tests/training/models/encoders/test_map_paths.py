@@ -59,7 +59,7 @@ def _map(stack, model, out, beam: bool) -> tuple[np.ndarray, np.ndarray]:
 def test_streamed_and_beam_maps_of_an_encoder_model_are_the_same(presto_file, tmp_path,
                                                                     ee_offline):
     pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")
-    stack = write_month_stack(tmp_path, smooth_stack(90, 100, seed=3))
+    stack = write_month_stack(tmp_path, smooth_stack(60, 70, seed=3))
     model = encoder_model_file(tmp_path / "presto.pt", stack.grid, presto_file)
     assert load_model_file(model)[1].model_kwargs["encoder_sha256"] == PRESTO.sha256
 
