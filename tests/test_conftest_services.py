@@ -36,3 +36,15 @@ def test_a_client_that_waits_does_not_stall_the_emulator_for_the_others(gcs_emul
         blob = gcs_emulator.client().bucket(gcs_bucket).blob("while/waiting.txt")
         blob.upload_from_string(b"served", timeout=10, retry=None)
         assert blob.download_as_bytes(timeout=10, retry=None) == b"served"
+
+
+def test_modules_with_a_slow_test_are_collected_first_and_kept_whole(request):
+    """This session's own order (tests/conftest.py): every module holding a ``slow`` test
+    comes before the others, and no module's tests are split apart by another's."""
+    modules = [item.module.__name__ for item in request.session.items if hasattr(item, "module")]
+    slow = {item.module.__name__ for item in request.session.items
+            if item.get_closest_marker("slow") and hasattr(item, "module")}
+    runs = [m for i, m in enumerate(modules) if i == 0 or modules[i - 1] != m]
+    assert len(runs) == len(set(runs)), "a module's tests were split apart"
+    if slow and len(set(modules)) > len(slow):  # the whole suite, not a file run alone
+        assert set(runs[:len(slow)]) == slow
