@@ -31,17 +31,16 @@ from gee_export.ee.beam_export import (
     export_pipeline,
     plan_export,
 )
-from gee_export.ee.export import export_pixels
-from gee_export.local.stack import build_local_stack
-from gee_export.local.synthetic import generate_scene
-from testing.fake_server import StackSessions, StackTransport, request_origin
-from tests.support.killed_export import MONTH, build_recipe_images, export_job, session_for
+from testing.fake_server import StackSessions, request_origin
+from tests.support.killed_export import MONTH, export_job
 
 pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")
 dataflow_like = pytest.importorskip("tests.support.dataflow_like")
 
 DIRECT = RunnerConfig("direct", max_workers=2, max_concurrent=4)
 TIMESTAMPS = ("created", "updated")
+# the synthetic stack, its recipe images and the reference export are built once (conftest)
+pytestmark = pytest.mark.xdist_group("ee_stack")
 
 
 @pytest.fixture(scope="module")
@@ -51,27 +50,25 @@ def built() -> dict:
 
 
 @pytest.fixture
-def setting(built, tmp_path_factory, ee_offline):
+def setting(built, tmp_path_factory, local_stack, recipe_images, reference_export):
     """Stack, recipe, job and the single-process reference dataset (built once per module).
 
-    Function-scoped because ``ee_offline`` is (it re-initialises Earth Engine when another
-    test reset it); the expensive parts are kept in ``built``.
+    The stack (a 288 px synthetic scene's, x2 fine label, boxcar speckle), its recipe images
+    and the single-process export of it (``export_pixels``, four workers) are conftest's,
+    shared with test_export.py; function-scoped because ``ee_offline`` is (it re-initialises
+    Earth Engine when another test reset it); the expensive parts are kept in ``built``.
     """
     if "setting" not in built:
-        built["setting"] = _build_setting(tmp_path_factory, ee_offline)
+        built["setting"] = _build_setting(tmp_path_factory, local_stack, recipe_images,
+                                          reference_export)
     return built["setting"]
 
 
-def _build_setting(tmp_path_factory, ee_offline) -> dict:
+def _build_setting(tmp_path_factory, stack, recipe_images, reference_export) -> dict:
     root = tmp_path_factory.mktemp("beam_export")
-    scene = generate_scene(root / "scene", width=288, height=288, fine_scale=2)
-    stack = build_local_stack(root / "scene", scene.grid, MONTH, fine_scale=2,
-                              speckle="boxcar", out_dir=root / "stack", progress=False)
-    image, fine = build_recipe_images(ee_offline, stack.grid)
+    image, fine = recipe_images
     job = export_job(stack.grid)
-    reference = root / "reference"
-    summary = export_pixels(session_for(StackTransport(stack, recipe=(image, fine))), image,
-                            job, str(reference), fine_label=fine, workers=4, progress=False)
+    reference, summary, _ = reference_export
     assert summary.written > 2 and summary.invalid >= 1  # both outcomes are exercised
     serialized = SerializedImages.of(image, fine)
     return {"root": root, "stack": stack, "image": image, "fine": fine, "job": job,

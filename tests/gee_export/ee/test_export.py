@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,8 +44,8 @@ from tests.support.killed_export import (
 
 REPO = REPO_ROOT
 
-
-
+# the synthetic stack, its recipe images and the reference export are built once (conftest)
+pytestmark = pytest.mark.xdist_group("ee_stack")
 
 
 def job_for(stack, **kw) -> ExportJob:
@@ -53,14 +54,17 @@ def job_for(stack, **kw) -> ExportJob:
 
 @pytest.mark.parametrize("where", ["gcs", "local"])
 def test_pixels_export_end_to_end(where, request, tmp_path, local_stack, recipe_images):
+    """Into a bucket, and into a local folder: the local run is the shared reference export
+    (conftest's ``reference_export``, this very call), rerun here over a copy of it."""
+    image, fine = recipe_images
     if where == "gcs":
         root = f"gs://{request.getfixturevalue('gcs_bucket')}/wuhan"
+        transport = StackTransport(local_stack, recipe=recipe_images)
+        summary = export_pixels(session_for(transport), image, job_for(local_stack), root,
+                                fine_label=fine, workers=4, progress=False)
     else:
-        root = str(tmp_path / "dataset")
-    image, fine = recipe_images
-    transport = StackTransport(local_stack, recipe=recipe_images)
-    summary = export_pixels(session_for(transport), image, job_for(local_stack), root,
-                            fine_label=fine, workers=4, progress=False)
+        reference, summary, transport = request.getfixturevalue("reference_export")
+        root = str(shutil.copytree(reference, tmp_path / "dataset"))
     records = check_dataset(root, local_stack, expect_ids=expected_ids(local_stack, {"r0_c0"}))
     assert summary.written == len(records) > 0
     assert summary.invalid == 1  # r0_c0 has an unlabelled corner: 80 % valid < 90 %
@@ -390,18 +394,17 @@ def test_a_window_too_big_to_compute_is_fetched_as_halves(local_stack, recipe_im
 
 
 def test_max_eecu_hours_stops_a_run_resumably_and_a_higher_bound_finishes_it(
-        tmp_path, local_stack, recipe_images, caplog):
+        tmp_path, local_stack, recipe_images, reference_export, caplog):
     """The bound stops the run before its estimate passes it; a higher one resumes to the
-    same dataset as an uninterrupted run, and a stopped run exits 1 with one line."""
+    same dataset as an uninterrupted run (the shared reference export), and a stopped run
+    exits 1 with one line."""
     from core.commands import run_command
     from core.errors import ComputeBudgetError
     from gee_export.ee.budget import ComputeBudget
 
     image, fine = recipe_images
-    whole = str(tmp_path / "whole")
-    full = export_pixels(session_for(StackTransport(local_stack, recipe=recipe_images)), image,
-                         job_for(local_stack), whole, fine_label=fine, workers=2,
-                         progress=False)
+    reference, full, _ = reference_export
+    whole = str(reference)
     per_request = 0.5  # EECU-seconds charged per request
     bound_h = 10 * per_request / 3600.0  # ten requests: five patches of two requests
     root = str(tmp_path / "bounded")

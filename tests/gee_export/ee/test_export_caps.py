@@ -28,6 +28,9 @@ from tests.support.killed_export import (
     session_for,
 )
 
+# the synthetic stack and its recipe images are built once (conftest)
+pytestmark = pytest.mark.xdist_group("ee_stack")
+
 
 @pytest.mark.parametrize(("cap", "account", "said"), [
     ("daily", EecuAccount(daily_quota_s=1.0), "daily Earth Engine quota is spent"),

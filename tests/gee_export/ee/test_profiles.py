@@ -27,6 +27,10 @@ from testing.fake_quota import EecuAccount
 from testing.fake_server import StackTransport
 from tests.support.killed_export import MONTH, export_job, session_for
 
+# the synthetic stack and its recipe images are built once (conftest)
+pytestmark = pytest.mark.xdist_group("ee_stack")
+
+
 # The layout ee.profilePrinting prints (numbers made up), with a Code Editor-like CurrMem
 # column and a row whose EECU is not reported.
 TABLE = """ EECU·s CurrMem PeakMem Count  Description

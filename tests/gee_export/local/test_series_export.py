@@ -103,7 +103,9 @@ def test_a_unet_trained_on_the_series_predicts_and_maps_it(exported, capsys):
 
     tmp, _ = exported
     run = tmp / "run"
+    # a narrow U-Net: what is checked is the series bands' path, not the model's width
     assert train(["--data", str(tmp / "ds"), "--out", str(run), "--model", "unet",
+                  "--model-kwargs", json.dumps({"widths": [4, 8, 16, 32, 64]}),
                   "--max-iterations", "1", "--batch-size", "2", "--workers", "0",
                   "--no-progress", "--device", "cpu", "-q"]) == 0
     (stack,) = (tmp / "ds" / "stacks").glob("stack_2019-06_image.tif")
