@@ -135,31 +135,39 @@ class StackTransport:
                 raise self.fault
 
     # ------------------------------------------------------------------ reading the stack
-    def _read(self, path: str, transform: list[float], width: int, height: int,
+    @staticmethod
+    def _read(src: Any, transform: list[float], width: int, height: int,
               indexes: list[int]) -> np.ndarray:
-        with rasterio.open(path) as src:
-            t = src.transform
-            assert abs(transform[0] - t.a) < 1e-9, "request at another resolution than the stack"
-            col = (transform[2] - t.c) / t.a
-            row = (t.f - transform[5]) / -t.e
-            assert abs(col - round(col)) < 1e-6 and abs(row - round(row)) < 1e-6, "off-lattice"
-            return src.read(indexes, window=RioWindow(round(col), round(row), width, height),
-                            boundless=True, fill_value=src.nodata, out_dtype="float32")
+        t = src.transform
+        assert abs(transform[0] - t.a) < 1e-9, "request at another resolution than the stack"
+        col = (transform[2] - t.c) / t.a
+        row = (t.f - transform[5]) / -t.e
+        assert abs(col - round(col)) < 1e-6 and abs(row - round(row)) < 1e-6, "off-lattice"
+        col, row = round(col), round(row)
+        window = RioWindow(col, row, width, height)
+        if min(col, row) >= 0 and col + width <= src.width and row + height <= src.height:
+            # inside the file: a plain read (a boundless one goes through a VRT, ~10x slower)
+            return src.read(indexes, window=window, out_dtype="float32")
+        return src.read(indexes, window=window, boundless=True, fill_value=src.nodata,
+                        out_dtype="float32")
 
     def _pixels(self, bands: list[str], crs: str, transform: list[float], width: int,
                 height: int, fine: bool) -> dict[str, np.ndarray]:
+        out = {}
+        # band by band (a few copies at most) from one open file: its decompressed blocks
+        # stay in GDAL's cache for the next band rather than being read again
         with rasterio.open(self.stack.image) as src:
             assert src.crs.to_string() == crs, f"request CRS {crs} != stack CRS {src.crs}"
             names = list(src.descriptions)
-        out = {}
-        for b in (b for b in bands if b != "label"):  # band by band: a few copies at most
-            arr = self._read(self.stack.image, transform, width, height, [names.index(b) + 1])[0]
-            arr[~np.isfinite(arr)] = FLOAT_NODATA
-            out[b] = arr
+            for b in (b for b in bands if b != "label"):
+                arr = self._read(src, transform, width, height, [names.index(b) + 1])[0]
+                arr[~np.isfinite(arr)] = FLOAT_NODATA
+                out[b] = arr
         if "label" in bands:
             path = self.stack.label_fine if fine else self.stack.label
             assert path is not None  # the stack was made with the label asked for
-            out["label"] = self._read(path, transform, width, height, [1])[0]
+            with rasterio.open(path) as src:
+                out["label"] = self._read(src, transform, width, height, [1])[0]
         return out
 
     # ------------------------------------------------------------------ reading the request
