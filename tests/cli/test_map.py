@@ -322,8 +322,11 @@ def test_a_local_map_decides_change_by_the_spectral_rule_and_resumes_it(tmp_path
     from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD, SPECTRAL_RULE
 
     scenes = tmp_path / "scenes"
-    first = generate_scene(scenes / "a", width=96, height=96, progress=False, month="2019-06")
-    generate_scene(scenes / "b", width=96, height=96, progress=False, month="2021-06", growth=2)
+    few = {"s2_days": (3, 13), "cloudy": (13,), "s1_days": (5,)}  # a clear date and a cloudy one
+    first = generate_scene(scenes / "a", width=96, height=96, progress=False, month="2019-06",
+                           **few)
+    generate_scene(scenes / "b", width=96, height=96, progress=False, month="2021-06", growth=2,
+                   **few)
     model = model_file(tmp_path / "m.pt", first.grid, name="test-threshold", backend="local",
                        module="tests.support.models", threshold=0.12)
     out = tmp_path / "out"
