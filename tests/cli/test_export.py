@@ -27,10 +27,21 @@ def run_script(*args: str, home: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_dry_run_wuhan_offline(tmp_path):
-    proc = run_script("--region", "wuhan", "--dry-run", home=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout
+def _offline(monkeypatch, home: Path) -> None:
+    """The environment ``run_script`` gives its process: no credentials, ``home`` as HOME."""
+    for name in ("GOOGLE_APPLICATION_CREDENTIALS", "EE_PROJECT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+
+
+def test_dry_run_wuhan_offline(tmp_path, capsys, monkeypatch):
+    # in-process: the script's own process is run by test_unauthenticated_run_explains_what_to_do
+    _offline(monkeypatch, tmp_path)
+    code = main(["--region", "wuhan", "--dry-run"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    out = captured.out
     assert "nothing was sent to Earth Engine" in out
     assert "EPSG:32650, 13781 x 15837 px of 10 m" in out  # UTM 50N, the CroFuseNet extent
     assert "128 px every 80 px: 33,687 positions" in out
@@ -39,12 +50,15 @@ def test_dry_run_wuhan_offline(tmp_path):
     assert "GB uncompressed" in out
 
 
-def test_a_dry_run_of_2017_says_earth_engine_l2a_is_not_global_before_2019(tmp_path):
-    proc = run_script("--bbox", "114.2,30.5,114.25,30.55", "--months", "2017-06,2019-06",
-                      "--dry-run", home=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+def test_a_dry_run_of_2017_says_earth_engine_l2a_is_not_global_before_2019(tmp_path, capsys,
+                                                                            monkeypatch):
+    _offline(monkeypatch, tmp_path)
+    code = main(["--bbox", "114.2,30.5,114.25,30.55", "--months", "2017-06,2019-06",
+                 "--dry-run"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
     assert "warning: month(s) 2017-06: Earth Engine's Sentinel-2 L2A " \
-           "(COPERNICUS/S2_SR_HARMONIZED) is global only from 2019" in proc.stderr
+           "(COPERNICUS/S2_SR_HARMONIZED) is global only from 2019" in captured.err
 
 
 def test_unauthenticated_run_explains_what_to_do(tmp_path):

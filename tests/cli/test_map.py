@@ -13,6 +13,11 @@ from tests.support.rasters import smooth_stack
 #: the module-scoped fixtures below are built once: their tests run on one worker
 pytestmark = pytest.mark.xdist_group("cli.test_map")
 
+#: a month of a local series test: a clear Sentinel-2 date, a cloudy one (the cloud mask still
+#: read) and one radar date; what these tests assert does not depend on more acquisitions, and
+#: every run discovers (opens) each scene's files again
+FEW = {"s2_days": (3, 13), "cloudy": (13,), "s1_days": (5,)}
+
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
@@ -322,8 +327,10 @@ def test_a_local_map_decides_change_by_the_spectral_rule_and_resumes_it(tmp_path
     from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD, SPECTRAL_RULE
 
     scenes = tmp_path / "scenes"
-    first = generate_scene(scenes / "a", width=96, height=96, progress=False, month="2019-06")
-    generate_scene(scenes / "b", width=96, height=96, progress=False, month="2021-06", growth=2)
+    first = generate_scene(scenes / "a", width=96, height=96, progress=False, month="2019-06",
+                           **FEW)
+    generate_scene(scenes / "b", width=96, height=96, progress=False, month="2021-06", growth=2,
+                   **FEW)
     model = model_file(tmp_path / "m.pt", first.grid, name="test-threshold", backend="local",
                        module="tests.support.models", threshold=0.12)
     out = tmp_path / "out"
@@ -470,7 +477,8 @@ def test_a_finished_local_map_is_not_redone_under_another_spelling_or_a_copy(tmp
     from gee_export.local.synthetic import generate_scene
 
     scenes = tmp_path / "scenes"
-    first = generate_scene(scenes / "a", width=64, height=64, progress=False, month="2019-06")
+    first = generate_scene(scenes / "a", width=64, height=64, progress=False, month="2019-06",
+                           **FEW)
     model = model_file(tmp_path / "m.pt", first.grid, name="test-threshold", backend="local",
                        module="tests.support.models", threshold=0.12)
     monkeypatch.chdir(tmp_path)
@@ -527,8 +535,10 @@ def test_a_series_summary_names_only_files_written_as_out_was_given(tmp_path, ca
     from gee_export.local.synthetic import generate_scene
 
     scenes = tmp_path / "scenes"
-    first = generate_scene(scenes / "a", width=64, height=64, progress=False, month="2019-06")
-    generate_scene(scenes / "b", width=64, height=64, progress=False, month="2021-06", growth=2)
+    first = generate_scene(scenes / "a", width=64, height=64, progress=False, month="2019-06",
+                           **FEW)
+    generate_scene(scenes / "b", width=64, height=64, progress=False, month="2021-06", growth=2,
+                   **FEW)
     model = model_file(tmp_path / "m.pt", first.grid, name="test-threshold", backend="local",
                        module="tests.support.models", threshold=0.12)
     west, south, east, north = Transformer.from_crs(
@@ -580,8 +590,10 @@ def test_zones_beside_the_map_are_refused_and_a_zone_without_data_has_no_change(
     from gee_export.local.synthetic import generate_scene
 
     scenes = tmp_path / "scenes"
-    first = generate_scene(scenes / "a", width=64, height=64, progress=False, month="2019-06")
-    generate_scene(scenes / "b", width=64, height=64, progress=False, month="2021-06", growth=2)
+    first = generate_scene(scenes / "a", width=64, height=64, progress=False, month="2019-06",
+                           **FEW)
+    generate_scene(scenes / "b", width=64, height=64, progress=False, month="2021-06", growth=2,
+                   **FEW)
     model = model_file(tmp_path / "m.pt", first.grid, name="test-threshold", backend="local",
                        module="tests.support.models", threshold=0.12)
     to_lonlat = Transformer.from_crs(first.grid.crs, "EPSG:4326", always_xy=True)
