@@ -245,10 +245,10 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
     local = Path(local_dir) if local_dir else (
         Path.cwd() if files.is_gcs(out_prefix) else Path(out_prefix).parent)
     with gdal_env(result.class_path, result.prob_path):
-        class_png = maps.quicklook(files.gdal_path(result.class_path),
-                                  local / f"{name}_class.png", "class")
-        prob_png = maps.quicklook(files.gdal_path(result.prob_path),
-                                 local / f"{name}_prob.png", "probability")
+        class_png = _quicklook(result.class_path, local / f"{name}_class.png", "class",
+                               result.skipped)
+        prob_png = _quicklook(result.prob_path, local / f"{name}_prob.png", "probability",
+                              result.skipped)
     if not result.skipped:  # the map was (re)written: what described the old one goes
         _remove_stale(out_prefix, local, keep_change=bool(compare_with),
                       keep_vectors=vectors is not None)
@@ -269,6 +269,18 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
                                 local / f"{name}_builtup", vectors).paths
     return Outputs(result, class_png, prob_png, area_json, area_csv, table, *change,
                    vectors=written)
+
+
+def _quicklook(cog: str, png: Path, kind: maps.Kind, kept: bool) -> Path:
+    """A COG's quick-look PNG, drawn unless the map was kept and the picture is current.
+
+    Kept (``kept``): a finished map resumed, its COG untouched; current: the local picture is
+    no older than the COG. A resumed run redraws none of the pictures it finished.
+    """
+    if (kept and not files.is_gcs(cog) and png.is_file()
+            and png.stat().st_mtime_ns >= Path(cog).stat().st_mtime_ns):
+        return png
+    return maps.quicklook(files.gdal_path(cog), png, kind)
 
 
 def warn_empty_zones(empty: Mapping[str, Sequence[str]]) -> None:

@@ -56,10 +56,18 @@ def test_predict_cli_writes_cogs_pngs_tables_and_change(model_file, small_stack,
     with rasterio.open(out / "isa_prob.tif") as ds:
         assert ds.tags()["month"] == "2023-06" and ds.tags()["metric_val_iou"] == "0.71"
         assert (ds.read(1)[:8, :8] == 255).all()
-    # the same command again: nothing recomputed
+    # the same command again: nothing recomputed, the quick-looks not redrawn; one removed
+    # is drawn again
+    pictures = {p: p.stat().st_mtime_ns for p in (tmp_path / "y1").glob("isa_*.png")}
+    assert len(pictures) == 2
     assert predict_main([*common, "--out", str(tmp_path / "y1" / "isa"), "--month",
                          "2021-06"]) == 0
     assert '"skipped": true' in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in pictures} == pictures
+    (tmp_path / "y1" / "isa_prob.png").unlink()
+    assert predict_main([*common, "--out", str(tmp_path / "y1" / "isa"), "--month",
+                         "2021-06"]) == 0
+    assert (tmp_path / "y1" / "isa_prob.png").stat().st_size > 0
 
 
 def test_predict_applies_the_model_files_temperature(small_stack, tmp_path):
