@@ -38,7 +38,8 @@ ROLE_TEXT = re.compile(r":(?:py:)?(?:func|meth|class|mod|attr|data|exc|obj|const
 OUTSIDE = re.compile(r"\.\./shared/\S*|/work/\S*")  # a development folder, not in a clone
 SOURCE_SUFFIXES = {".md", ".py", ".ipynb", ".png", ".js"}
 SITE_SOURCES = ("docs", "tools", "notebooks", "gee_export", "engine", "training", "inference")
-pytestmark = pytest.mark.slow
+# the site and the browser (module fixtures) are made once, on the worker that runs all three
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("docs_site_browser")]
 
 
 def _chromium() -> str | None:
