@@ -341,9 +341,9 @@ def _epochs(folder) -> int:
 def test_a_member_folder_of_other_options_is_refused_before_any_member_trains(joined_run,
                                                                             tmp_path,
                                                                             capsys):
-    root, _ = joined_run
-    other = tmp_path / "other"
-    assert _train(root, other) == 0
+    root, run = joined_run
+    other = tmp_path / "other"  # a finished run of these options: the module's, copied
+    shutil.copytree(run, other)
     stamp = (other / "member0" / "model.pt").stat().st_mtime_ns
     assert _train(root, other, "--lr", "0.5") == 2
     err = capsys.readouterr().err
