@@ -42,11 +42,20 @@ def _fit(patch_root, out, iterations: int, ema: float = 0.0, validate: bool = Fa
     return trainer.fit(), trainer, ds
 
 
-def test_the_kept_weights_are_the_hand_computed_average_of_two_steps(patch_root, tmp_path):
+@pytest.fixture(scope="module")
+def two_steps(patch_root, tmp_path_factory):
+    """Two steps without averaging (the default), which two tests read: the run is the
+    same in both (same seed, one thread)."""
+    return _fit(patch_root, tmp_path_factory.mktemp("averaging") / "two", 2)
+
+
+@pytest.mark.xdist_group("averaging_two_steps")
+def test_the_kept_weights_are_the_hand_computed_average_of_two_steps(patch_root, two_steps,
+                                                                     tmp_path):
     """avg = w1 after the first step, d * w1 + (1 - d) * w2 after the second; batch-norm
     statistics averaged alike, the batch count copied; validation scores the average."""
     w1 = read_model_file(_fit(patch_root, tmp_path / "one", 1)[0].model_path)[1]
-    w2 = read_model_file(_fit(patch_root, tmp_path / "two", 2)[0].model_path)[1]
+    w2 = read_model_file(two_steps[0].model_path)[1]
     res, trainer, ds = _fit(patch_root, tmp_path / "ema", 2, ema=3.0, validate=True)
     avg = read_model_file(res.model_path)[1]
     d = ema_decay(3.0)
@@ -70,11 +79,12 @@ def test_the_kept_weights_are_the_hand_computed_average_of_two_steps(patch_root,
     assert res.best_epoch == 1
 
 
-def test_off_by_default_keeps_the_last_iterate_and_no_average(patch_root, tmp_path):
+@pytest.mark.xdist_group("averaging_two_steps")
+def test_off_by_default_keeps_the_last_iterate_and_no_average(two_steps):
     assert TrainConfig().ema is None  # the recipe's: 0 but for unet-s2's
     assert apply_recipe(TrainConfig(model="unet")).ema == 0
     assert apply_recipe(TrainConfig(model="unet-s2")).ema == 10
-    res, trainer, _ = _fit(patch_root, tmp_path / "off", 2)
+    res, trainer, _ = two_steps
     assert trainer.average is None
     ck = torch.load(res.checkpoint_path, weights_only=True)
     assert "average" not in ck

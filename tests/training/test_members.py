@@ -25,6 +25,9 @@ from training.models.members import MemberMean
 TINY = {"widths": [4, 8, 8, 8, 8]}
 SIZE = 32
 
+# the module's dataset, joined run and single run are built once, on one worker
+pytestmark = pytest.mark.xdist_group("members")
+
 
 def test_the_mean_of_members_is_the_mean_of_their_calibrated_probabilities():
     torch.manual_seed(0)
@@ -123,11 +126,26 @@ def _probability(prefix) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def joined_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("members")
-    root = write_patch_dataset(tmp / "patches", n=8, size=SIZE)
-    assert _train(root, tmp / "run") == 0
-    return root, tmp / "run"
+def patches(tmp_path_factory):
+    """The 8-patch dataset every test here reads (training writes nothing into it)."""
+    return write_patch_dataset(tmp_path_factory.mktemp("members-data") / "patches", n=8,
+                               size=SIZE)
+
+
+@pytest.fixture(scope="module")
+def joined_run(patches, tmp_path_factory):
+    run = tmp_path_factory.mktemp("members") / "run"
+    assert _train(patches, run) == 0
+    return patches, run
+
+
+@pytest.fixture(scope="module")
+def single_run(patches, tmp_path_factory):
+    """A plain unet's run of one training (``--members 1``), which the tests only read or
+    refuse to train over."""
+    single = tmp_path_factory.mktemp("single") / "single"
+    assert _train(patches, single, "--members", "1") == 0
+    return single
 
 
 def test_each_member_is_its_own_run_and_the_file_joins_them(joined_run, capsys):
@@ -258,17 +276,17 @@ def test_members_trained_before_and_after_an_argument_was_added_are_joined():
     (["--members", "0"], "--members must be >= 1, got 0"),
     (["--model-kwargs", '{"members": 2}'], "--model-kwargs cannot set members"),
 ])
-def test_a_wrong_member_count_is_one_line_and_exit_2(tmp_path, capsys, extra, message):
-    root = write_patch_dataset(tmp_path / "patches", n=8, size=SIZE)
-    assert train_main(["--data", str(root), "--out", str(tmp_path / "run"), "--model", "unet",
+def test_a_wrong_member_count_is_one_line_and_exit_2(patches, tmp_path, capsys, extra,
+                                                     message):
+    assert train_main(["--data", str(patches), "--out", str(tmp_path / "run"), "--model", "unet",
                        "--no-progress", "-q", *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "run" / "model.pt").exists()
 
 
-def test_a_members_run_and_a_single_run_never_replace_each_others_model(joined_run, tmp_path,
-                                                                        capsys):
+def test_a_members_run_and_a_single_run_never_replace_each_others_model(joined_run,
+                                                                        single_run, capsys):
     root, run = joined_run
     before = (run / "model.pt").read_bytes()
     assert train_main(["--data", str(root), "--out", str(run), "--model", "unet",
@@ -276,11 +294,7 @@ def test_a_members_run_and_a_single_run_never_replace_each_others_model(joined_r
     assert "holds a run of several trainings" in capsys.readouterr().err
     assert train_main(["--out", str(run), "--resume", "-q"]) == 2
     assert "each member resumes where it stopped" in capsys.readouterr().err
-    single = tmp_path / "single"
-    assert train_main(["--data", str(root), "--out", str(single), "--model", "unet",
-                       "--model-kwargs", json.dumps(TINY), "--max-iterations", "1",
-                       "--batch-size", "2", "--workers", "0", "--device", "cpu",
-                       "--no-progress", "-q"]) == 0
+    single = single_run  # a single unet training, trained with exit 0 by the fixture
     kept = (single / "model.pt").read_bytes()
     assert _train(root, single) == 2
     assert "holds a run of one training" in capsys.readouterr().err
@@ -288,9 +302,10 @@ def test_a_members_run_and_a_single_run_never_replace_each_others_model(joined_r
         before
 
 
-def test_a_members_run_is_refused_where_the_recipe_filters_noisy_samples(tmp_path, capsys):
+def test_a_members_run_is_refused_where_the_recipe_filters_noisy_samples(patches, tmp_path,
+                                                                         capsys):
     """hrnet-coarse's recipe filters noisy samples (two stages): refused before any merge."""
-    roots = [write_patch_dataset(tmp_path / name, n=8, size=SIZE) for name in ("a", "b")]
+    roots = [patches, write_patch_dataset(tmp_path / "b", n=8, size=SIZE)]
     assert train_main(["--data", *map(str, roots), "--out", str(tmp_path / "run"),
                        "--model", "hrnet-coarse", "--members", "2", "--no-progress",
                        "-q"]) == 2
@@ -298,8 +313,9 @@ def test_a_members_run_is_refused_where_the_recipe_filters_noisy_samples(tmp_pat
     assert not (tmp_path / "run" / "datasets").exists()
 
 
-def test_stop_after_trains_one_members_slice_per_run_and_the_file_comes_last(tmp_path):
-    root = write_patch_dataset(tmp_path / "patches", n=8, size=SIZE)
+def test_stop_after_trains_one_members_slice_per_run_and_the_file_comes_last(patches,
+                                                                             tmp_path):
+    root = patches
     run = tmp_path / "run"
     sliced = ["--max-iterations", "4", "--stop-after", "1"]  # 2 epochs of 2 batches a member
     rows = []
@@ -308,31 +324,6 @@ def test_stop_after_trains_one_members_slice_per_run_and_the_file_comes_last(tmp
         rows.append([_epochs(run / f"member{i}") for i in range(2)] + [
             (run / "model.pt").exists()])
     assert rows == [[1, 0, False], [2, 0, False], [2, 1, False], [2, 2, True]]
-
-
-def test_the_first_member_trained_tells_how_long_the_others_take(tmp_path, caplog):
-    """Once, after the first member trained from its start; a run whose members are all
-    trained already tells nothing."""
-    root = write_patch_dataset(tmp_path / "patches", n=8, size=SIZE)
-    with caplog.at_level("INFO", logger="training.members"):
-        argv = _argv(root, tmp_path / "run", "--members", "3")
-        argv.remove("-q")  # the line is INFO
-        assert train_main(argv) == 0
-    told = [r.getMessage() for r in caplog.records if "trained alike, take about" in r.getMessage()]
-    assert len(told) == 1 and told[0].startswith("member 1 of 3 took ")
-    assert "; the 2 after it not yet started, trained alike, take about " in told[0]
-    caplog.clear()
-    with caplog.at_level("INFO", logger="training.members"):
-        assert train_main(argv) == 0  # the same command again: every member reused
-    assert "member 3 of 3" in caplog.text and "trained alike, take about" not in caplog.text
-    for i in (0, 1):  # two to train again: the first tells the one after it, not member 2
-        shutil.rmtree(tmp_path / "run" / f"member{i}")
-    caplog.clear()
-    with caplog.at_level("INFO", logger="training.members"):
-        assert train_main(argv) == 0
-    told = [r.getMessage() for r in caplog.records if "trained alike, take about" in r.getMessage()]
-    assert len(told) == 1 and told[0].startswith("member 1 of 3 took ")
-    assert "; the 1 after it not yet started" in told[0]
 
 
 def test_the_members_estimate_is_the_first_members_time_for_each_after_it():
@@ -350,9 +341,9 @@ def _epochs(folder) -> int:
 def test_a_member_folder_of_other_options_is_refused_before_any_member_trains(joined_run,
                                                                             tmp_path,
                                                                             capsys):
-    root, _ = joined_run
-    other = tmp_path / "other"
-    assert _train(root, other) == 0
+    root, run = joined_run
+    other = tmp_path / "other"  # a finished run of these options: the module's, copied
+    shutil.copytree(run, other)
     stamp = (other / "member0" / "model.pt").stat().st_mtime_ns
     assert _train(root, other, "--lr", "0.5") == 2
     err = capsys.readouterr().err
@@ -376,7 +367,9 @@ def test_evaluate_says_a_joined_models_probabilities_are_scored_as_predicted(joi
     assert "uncalibrated" not in text
 
 
-def test_unet_s2_trains_its_recipes_nine_members_unless_the_command_says(tmp_path, capsys):
+def test_unet_s2_trains_its_recipes_nine_members_unless_the_command_says(patches, single_run,
+                                                                         tmp_path, capsys,
+                                                                         caplog):
     """``isamap-train --model unet-s2`` joins nine trainings (seeds 0-8) that spread the flips
     over them; ``--members 1`` trains once; a configuration built in Python trains once unless
     told; an earlier run of one training is not replaced by the default's nine, and the
@@ -387,16 +380,26 @@ def test_unet_s2_trains_its_recipes_nine_members_unless_the_command_says(tmp_pat
     the recipe's nine trainings; the same again, and the same without ``--resume`` (the
     default's nine, which a folder of other members would refuse), goes on with them (a
     finished run trains nothing); ``--resume`` alone on such a folder says to run the command
-    again; fewer members than the folder holds are refused."""
+    again; fewer members than the folder holds are refused.
+
+    The first member trained tells how long the others take (formerly a test of its own,
+    training three members of a plain unet three times over): once, after the first member
+    trained from its start; a run whose members are all trained already tells nothing; with
+    two to train again, the first tells of the one after it, not of those trained."""
     from training.members import recipe_members
 
-    root = write_patch_dataset(tmp_path / "patches", n=8, size=SIZE)
+    root = patches
     args = ["--data", str(root), "--model", "unet-s2", "--model-kwargs", json.dumps(TINY),
             "--max-iterations", "1", "--batch-size", "2", "--workers", "0", "--device", "cpu",
             "--precision", "fp32", "--channels-last", "off", "--no-progress", "-q"]
     run = tmp_path / "nine"
     resume = [*args, "--out", str(run), "--resume"]
-    assert train_main(resume) == 0  # a folder with no run: --resume starts the nine
+    told_argv = [a for a in resume if a != "-q"]  # the members' estimate is INFO
+    with caplog.at_level("INFO", logger="training.members"):
+        assert train_main(told_argv) == 0  # a folder with no run: --resume starts the nine
+    told = [r.getMessage() for r in caplog.records if "trained alike, take about" in r.getMessage()]
+    assert len(told) == 1 and told[0].startswith("member 1 of 9 took ")
+    assert "; the 8 after it not yet started, trained alike, take about " in told[0]
     model, meta = load_model_file(run / "model.pt")
     assert meta.model_kwargs["members"] == 9 and meta.model_kwargs["member_views"] is True
     assert [m["seed"] for m in meta.extra["members"]] == list(range(9))
@@ -405,7 +408,10 @@ def test_unet_s2_trains_its_recipes_nine_members_unless_the_command_says(tmp_pat
     member = load_model_file(run / "member0" / "model.pt")[1]
     assert member.model_kwargs["flips"] is False  # validated and calibrated on one view
     stamps = [(run / f"member{i}" / "model.pt").stat().st_mtime_ns for i in range(9)]
-    assert train_main(resume) == 0
+    caplog.clear()
+    with caplog.at_level("INFO", logger="training.members"):
+        assert train_main(told_argv) == 0  # the same command again: every member reused
+    assert "member 9 of 9" in caplog.text and "trained alike, take about" not in caplog.text
     assert [(run / f"member{i}" / "model.pt").stat().st_mtime_ns for i in range(9)] == stamps
     assert train_main([*args, "--out", str(run)]) == 0  # without --resume: the nine again
     assert [(run / f"member{i}" / "model.pt").stat().st_mtime_ns for i in range(9)] == stamps
@@ -425,8 +431,7 @@ def test_unet_s2_trains_its_recipes_nine_members_unless_the_command_says(tmp_pat
     assert "--members 1 to train once there" in capsys.readouterr().err
     assert (one / "model.pt").read_bytes() == kept
     # a plain unet's folder: --members 1 would be refused too (another model), so not advised
-    plain = tmp_path / "plain"
-    assert train_main([*args[:3], "unet", *args[4:], "--out", str(plain)]) == 0
+    plain = single_run  # one unet training on the same data (exit 0, in the fixture)
     assert train_main([*args, "--out", str(plain)]) == 2
     err = capsys.readouterr().err
     assert "(checkpoint.pt) of --model unet;" in err and "--members 1" not in err
@@ -436,10 +441,18 @@ def test_unet_s2_trains_its_recipes_nine_members_unless_the_command_says(tmp_pat
     assert not (tmp_path / "f").exists()
     assert (recipe_members("unet-s2"), recipe_members("unet-s2-window"), recipe_members("unet"),
             recipe_members("not-a-model")) == (9, 1, 1, 1)
+    for i in (0, 1):  # two to train again: the first tells the one after it, not the others
+        shutil.rmtree(run / f"member{i}")
+    caplog.clear()
+    with caplog.at_level("INFO", logger="training.members"):
+        assert train_main(told_argv) == 0
+    told = [r.getMessage() for r in caplog.records if "trained alike, take about" in r.getMessage()]
+    assert len(told) == 1 and told[0].startswith("member 1 of 9 took ")
+    assert "; the 1 after it not yet started" in told[0]
 
 
 def test_what_a_run_folder_records_otherwise_than_a_command_is_read_without_training(
-        joined_run, tmp_path):
+        joined_run, single_run, tmp_path):
     """What a caller reusing a finished run reads first: each option the command would start
     otherwise, per member; the kind of run; nothing where they agree or nothing is recorded."""
     from cli.train import started_config
@@ -467,8 +480,7 @@ def test_what_a_run_folder_records_otherwise_than_a_command_is_read_without_trai
     elsewhere = started_config(_argv(tmp_path / "elsewhere", run))
     assert recorded_otherwise(elsewhere)[0].startswith("member0: data: ")
     assert recorded_otherwise(elsewhere, ignore=frozenset({"data"})) == []
-    single = tmp_path / "single"
-    assert _train(root, single, "--members", "1") == 0
+    single = single_run  # _train(root, single, "--members", "1") == 0, in the fixture
     assert recorded_otherwise(started_config(_argv(root, single, "--members", "1"))) == []
     assert recorded_otherwise(started_config(_argv(root, single, "--members", "1", "--seed",
                                                    "5"))) == ["seed: 0 there, 5 now"]
@@ -477,14 +489,15 @@ def test_what_a_run_folder_records_otherwise_than_a_command_is_read_without_trai
         started_config([*_argv(root, single), "--resume"])
 
 
-def test_a_join_that_spreads_the_views_and_one_that_does_not_are_told_apart(tmp_path):
+def test_a_join_that_spreads_the_views_and_one_that_does_not_are_told_apart(patches,
+                                                                            tmp_path):
     """Two ``unet-s2`` members without flips of their own (nothing to spread) record
     ``member_views: false``; the recipe's join (flips spread) would train them otherwise,
     which is read before any member trains, not when the file is joined."""
     from cli.train import started_config
     from training.members import recorded_otherwise
 
-    root = write_patch_dataset(tmp_path / "patches", n=8, size=SIZE)
+    root = patches
     run = tmp_path / "run"
     base = ["--data", str(root), "--out", str(run), "--model", "unet-s2", "--members", "2",
             "--max-iterations", "1", "--batch-size", "2", "--workers", "0", "--device",

@@ -17,13 +17,31 @@ from training.patch_training import train
 
 
 def test_a_model_file_names_no_local_folder_and_finds_its_dataset_when_moved_with_it(tmp_path):
+    """One run serves both claims (formerly two tests, each training its own run on its own
+    dataset): a model file names no local folder and finds its dataset when moved with it;
+    and, a walk: isamap-prune's and the demo's checkpoint.pt held the absolute data and
+    out_dir in the model description it records (``meta``: the dataset and the run's options
+    read back from a model file, or given so); it names them as model.pt does now, and the
+    run still resumes from it."""
+    from training.run_folder import resume_config
+
     project = tmp_path / "project"
     root = write_patch_dataset(project / "data" / "ds")
-    result = train(TrainConfig(data=str(root), out_dir=str(project / "runs" / "r1"),
-                               model="unet", model_kwargs={"widths": [4, 8, 16, 32, 64]},
-                               epochs=1, max_batches=1, batch_size=2, num_workers=0,
-                               device="cpu", precision="fp32", channels_last="off",
-                               progress=False))
+    out = project / "runs" / "r1"
+    cfg = TrainConfig(data=str(root), out_dir=str(out), model="unet",
+                      model_kwargs={"widths": [4, 8, 16, 32, 64]}, epochs=2, stop_after=1,
+                      max_batches=1, batch_size=2, num_workers=0, device="cpu",
+                      precision="fp32", channels_last="off", progress=False)
+    assert train(cfg).epochs_run == 1
+    meta = torch.load(out / "checkpoint.pt", weights_only=True)["meta"]
+    assert str(tmp_path) not in json.dumps(meta)
+    assert meta["extra"]["config"]["data"] == meta["extra"]["dataset"]["root"] == "../../data/ds"
+    assert meta["extra"]["config"]["out_dir"] == "."
+    # the same command resumes, and so does --resume
+    assert resume_config(out, {}).data == str(root)
+    result = train(cfg)
+    assert result.epochs_run == 2 and result.finished
+
     home = str(Path.home())
     # the model file is scanned, its description; the checkpoint stays on this machine
     assert private_strings(project / "runs", [str(tmp_path), *([home] if len(home) > 1
@@ -81,29 +99,6 @@ def test_the_encoder_file_a_model_file_records_is_no_private_path(tmp_path):
     stored, read = saved("presto")  # an encoder by name alone is no path
     assert stored["encoder"] == read["encoder"] == "presto"
 
-
-
-def test_a_checkpoint_describes_its_model_without_absolute_paths_and_still_resumes(tmp_path):
-    """A walk: isamap-prune's and the demo's checkpoint.pt held the absolute data and
-    out_dir in the model description it records (``meta``: the dataset and the run's options
-    read back from a model file, or given so); it names them as model.pt does now."""
-    from training.run_folder import resume_config
-
-    root = write_patch_dataset(tmp_path / "data" / "ds")
-    out = tmp_path / "runs" / "r1"
-    cfg = TrainConfig(data=str(root), out_dir=str(out), model="unet",
-                      model_kwargs={"widths": [4, 8, 16, 32, 64]}, epochs=2, stop_after=1,
-                      max_batches=1, batch_size=2, num_workers=0, device="cpu",
-                      precision="fp32", channels_last="off", progress=False)
-    assert train(cfg).epochs_run == 1
-    meta = torch.load(out / "checkpoint.pt", weights_only=True)["meta"]
-    assert str(tmp_path) not in json.dumps(meta)
-    assert meta["extra"]["config"]["data"] == meta["extra"]["dataset"]["root"] == "../../data/ds"
-    assert meta["extra"]["config"]["out_dir"] == "."
-    # the same command resumes, and so does --resume
-    assert resume_config(out, {}).data == str(root)
-    again = train(cfg)
-    assert again.epochs_run == 2 and again.finished
 
 
 def test_the_demos_checkpoint_names_no_absolute_path(patch_root, tmp_path, monkeypatch):

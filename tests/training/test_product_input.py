@@ -22,6 +22,9 @@ from contract.label_schemes import SCHEMES
 from experiments.chesapeake_nlcd import ChesapeakePatch, merge_into_fine_classes, product_channels
 from tests.support.nlcd import CODES, nlcd_scene
 
+# the exported datasets (the module fixture) are made once, on one worker
+pytestmark = pytest.mark.xdist_group("product_input")
+
 SMALL = json.dumps({"width": 4, "stem_width": 8, "stage1_width": 8, "modules": [1, 1, 1],
                     "blocks": 1})
 

@@ -236,6 +236,7 @@ def test_isamap_prune_refuses_bad_numbers_before_reading_model_or_data(tmp_path,
     assert "no-data" in capsys.readouterr().err  # only then is the data looked at
 
 
+@pytest.mark.xdist_group("hrnet_run")  # the session's hrnet_run is trained once
 def test_isamap_prune_fine_tunes_and_writes_a_smaller_model_that_predicts(hrnet_run, patch_root,
                                                                            tmp_path, capsys):
     import shutil
@@ -336,6 +337,7 @@ def _absolute_paths(value) -> list[str]:
     return [value] if isinstance(value, str) and Path(value).is_absolute() else []
 
 
+@pytest.mark.xdist_group("hrnet_run")  # the session's hrnet_run is trained once
 @pytest.mark.parametrize("case", ["seven classes on two", "two classes on seven",
                                   "other pixels"])
 def test_isamap_prune_refuses_a_dataset_of_other_classes_or_pixels_before_writing(
