@@ -49,6 +49,35 @@ def scene(tmp_path_factory):
     return stack, model_file(folder / "unet.pt", stack.grid)
 
 
+@pytest.fixture(scope="module")
+def built() -> dict:
+    return {}
+
+
+@pytest.fixture
+def whole(built, scene, ee_offline, tmp_path_factory):
+    """The scene's map, uninterrupted, with the defaults of :func:`request_for`: mapped once a
+    module and only read (copied where a test maps into it). ``reads``/``hashes``: the model
+    file's reads and hashes during that run; ``served``: its pixel requests."""
+    if "whole" not in built:
+        from training import modelfile
+
+        stack, model = scene
+        out = tmp_path_factory.mktemp("whole") / "out"
+        transport = StackTransport(stack, info=lambda text: 5)
+        reads, hashes = [], []
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(modelfile, "_read", lambda *a, _f=modelfile._read: (
+                reads.append(a[0]), _f(*a))[1])
+            patch.setattr(modelfile, "model_file_id", lambda p, _f=modelfile.model_file_id: (
+                hashes.append(p), _f(p))[1])
+            result = map_region(request_for(stack, model, out),
+                                session=session_for(transport), echo=lambda _: None)
+        built["whole"] = {"out": out, "result": result, "reads": reads, "hashes": hashes,
+                          "served": list(transport.served)}
+    return built["whole"]
+
+
 def request_for(stack, model, out, **kw) -> MapRequest:
     args = {"region": inner_region(stack.grid), "dates": (MONTH,), "model_file": str(model),
             "out": str(out), "workers": 4, "tile": TILE, "overlap": OVERLAP, "batch_size": 4,
@@ -70,21 +99,11 @@ def read(path) -> np.ndarray:
         return ds.read(1)
 
 
-def test_fake_server_map_equals_predicting_the_local_stack_file(scene, ee_offline, tmp_path,
-                                                                monkeypatch):
-    from training import modelfile
-
+def test_fake_server_map_equals_predicting_the_local_stack_file(scene, whole, tmp_path):
     stack, model = scene
-    transport = StackTransport(stack, info=lambda text: 5)
-    reads, hashes = [], []
-    monkeypatch.setattr(modelfile, "_read", lambda *a, _f=modelfile._read: (
-        reads.append(a[0]), _f(*a))[1])
-    monkeypatch.setattr(modelfile, "model_file_id", lambda p, _f=modelfile.model_file_id: (
-        hashes.append(p), _f(p))[1])
-    result = map_region(request_for(stack, model, tmp_path / "out"),
-                        session=session_for(transport), echo=lambda _: None)
-    assert len(reads) == 1 and len(hashes) == 1  # the model file read and hashed once a run
-    monkeypatch.undo()
+    result, out = whole["result"], whole["out"]
+    # the model file read and hashed once a run
+    assert len(whole["reads"]) == 1 and len(whole["hashes"]) == 1
     grid = result.grid
     assert grid.crs == stack.grid.crs and (grid.x0 - stack.grid.x0) % 10 == 0
     (date,) = result.dates
@@ -107,11 +126,11 @@ def test_fake_server_map_equals_predicting_the_local_stack_file(scene, ee_offlin
     # (4 workers: rows are fetched ahead, so the start matters; never more requests in a
     # ramp row than workers: 5 tiles in 3 requests)
     assert len(layout) == 5 and all(len(row) == 5 for row in layout)
-    assert len(transport.served) == 3 + 3 + 2 + 1 + 1
+    assert len(whole["served"]) == 3 + 3 + 2 + 1 + 1
     # STAC beside every COG, and the run record
-    assert json.loads((tmp_path / "out" / MONTH / f"isa_{MONTH}_class.stac.json").read_text())[
+    assert json.loads((out / MONTH / f"isa_{MONTH}_class.stac.json").read_text())[
         "properties"]["isamap:model"] == "unet"
-    record = json.loads((tmp_path / "out" / "map.json").read_text())
+    record = json.loads((out / "map.json").read_text())
     assert record["dates"][MONTH]["class_cog"] == f"{MONTH}/isa_{MONTH}_class.tif"
     assert record["lattice"] == {"tile": TILE, "overlap": OVERLAP, "blend": "core",
                                  "lattice": "grid", "anchor": [0.0, 0.0],
@@ -119,16 +138,18 @@ def test_fake_server_map_equals_predicting_the_local_stack_file(scene, ee_offlin
 
 
 @pytest.mark.parametrize("record", ["map.json", "cog tags"])
-def test_a_date_on_another_tile_lattice_than_its_series_is_refused(scene, ee_offline, tmp_path,
+def test_a_date_on_another_tile_lattice_than_its_series_is_refused(scene, whole, tmp_path,
                                                                     record):
     """Another --tile cuts tiles elsewhere: with a context-dependent model that is false change
     between dates, so a series keeps its lattice (from map.json, or from a date's COG tags when
-    a killed run left no map.json) and refuses another before any request."""
+    a killed run left no map.json) and refuses another before any request.
+
+    The series is a copy of the module's map of the same request (``whole``)."""
+    import shutil
+
     stack, model = scene
     out = tmp_path / "out"
-    map_region(request_for(stack, model, out),
-               session=session_for(StackTransport(stack, info=lambda text: 5)),
-               echo=lambda _: None)
+    shutil.copytree(whole["out"], out)
     if record == "cog tags":
         (out / "map.json").unlink()
     transport = StackTransport(stack, info=lambda text: 5)
@@ -138,12 +159,9 @@ def test_a_date_on_another_tile_lattice_than_its_series_is_refused(scene, ee_off
     assert transport.served == []
 
 
-def test_killed_run_resumes_and_equals_an_uninterrupted_run(scene, ee_offline, tmp_path):
+def test_killed_run_resumes_and_equals_an_uninterrupted_run(scene, whole, tmp_path):
     stack, model = scene
-    whole = map_region(request_for(stack, model, tmp_path / "whole"),
-                       session=session_for(StackTransport(stack, info=lambda t: 5)),
-                       echo=lambda _: None)
-    total = whole.dates[0].outputs.prediction.tiles
+    total = whole["result"].dates[0].outputs.prediction.tiles
 
     class Dies(StackTransport):  # the service stops answering after three tile rows
         def compute_pixels(self, request):
@@ -163,7 +181,7 @@ def test_killed_run_resumes_and_equals_an_uninterrupted_run(scene, ee_offline, t
     assert prediction.resumed_strips >= 1 and len(healthy.served) < total  # only the rest
     for kind in ("class", "prob"):
         assert np.array_equal(read(tmp_path / "out" / MONTH / f"isa_{MONTH}_{kind}.tif"),
-                              read(tmp_path / "whole" / MONTH / f"isa_{MONTH}_{kind}.tif"))
+                              read(whole["out"] / MONTH / f"isa_{MONTH}_{kind}.tif"))
     again = StackTransport(stack, info=lambda t: 5)
     map_region(request, session=session_for(again), echo=lambda _: None)
     assert again.served == []  # a finished date is not fetched again
@@ -274,8 +292,7 @@ def _tasks_run(scene, gcs_emulator, out: str, tmp_path, **request_kwargs):
 
 
 def test_tasks_method_exports_tiles_to_storage_and_predicts_over_their_vrt(
-        scene, ee_offline, tmp_path, gcs_emulator, gcs_bucket):
-    stack, model = scene
+        scene, whole, tmp_path, gcs_emulator, gcs_bucket):
     out = f"gs://{gcs_bucket}/maps"
     transport, request = _tasks_run(scene, gcs_emulator, out, tmp_path)
     result = map_region(request, session=session_for(transport), echo=lambda _: None)
@@ -286,19 +303,17 @@ def test_tasks_method_exports_tiles_to_storage_and_predicts_over_their_vrt(
     assert {"maps/stacks/stack_2019-06.vrt", "maps/stacks/stack_2019-06/tile_000000_000000.tif",
             f"maps/{MONTH}/isa_{MONTH}_class.tif", f"maps/{MONTH}/isa_{MONTH}_class.stac.json",
             "maps/collection.json"} <= names
-    pixels = map_region(request_for(stack, model, tmp_path / "px"),
-                        session=session_for(StackTransport(stack, info=lambda t: 5)),
-                        echo=lambda _: None)
+    pixels = whole["result"]  # the same request by pixel requests
     from core.storage import files
 
     for kind in ("class", "prob"):
         assert np.array_equal(
             read(files.gdal_path(f"{out}/{MONTH}/isa_{MONTH}_{kind}.tif")),
-            read(tmp_path / "px" / MONTH / f"isa_{MONTH}_{kind}.tif"))
+            read(whole["out"] / MONTH / f"isa_{MONTH}_{kind}.tif"))
     assert result.grid == pixels.grid
 
 
-def test_a_hard_killed_run_resumes_to_the_uninterrupted_map(scene, ee_offline, tmp_path):
+def test_a_hard_killed_run_resumes_to_the_uninterrupted_map(scene, whole, tmp_path):
     """SIGKILL in the middle of the fetches (no clean-up runs), then the same command again."""
     import signal
     import subprocess
@@ -323,19 +338,19 @@ def test_a_hard_killed_run_resumes_to_the_uninterrupted_map(scene, ee_offline, t
     # to them; the in-process test above checks that fewer tiles are fetched again)
     assert resumed.dates[0].outputs.prediction.resumed_strips >= 1
     assert len(healthy.served) <= len(fetch_layout(resumed.grid, TILE, OVERLAP))
-    whole = map_region(request_from({**spec, "out": str(tmp_path / "whole")}),
-                       session=session_for(StackTransport(stack, info=lambda t: 5)),
-                       echo=lambda _: None)
+    # the uninterrupted map: the module's (four workers, whole-date strips: the same pixels)
     for kind in ("class", "prob"):
         assert np.array_equal(read(tmp_path / "out" / MONTH / f"isa_{MONTH}_{kind}.tif"),
-                              read(tmp_path / "whole" / MONTH / f"isa_{MONTH}_{kind}.tif"))
-    assert whole.grid == resumed.grid
+                              read(whole["out"] / MONTH / f"isa_{MONTH}_{kind}.tif"))
+    assert whole["result"].grid == resumed.grid
 
 
-def test_clahe_postprocess_maps_as_predicting_the_local_stack_with_it(scene, ee_offline,
-                                                                      tmp_path):
+def test_clahe_postprocess_maps_as_predicting_the_local_stack_with_it(scene, whole, tmp_path):
     """``--postprocess clahe`` reaches the predictor of every date and is recorded (forced:
-    the scene's model is binary, which CLAHE is not made for)."""
+    the scene's model is binary, which CLAHE is not made for).
+
+    The map without it is the module's (``whole``), which the first test shows equal to
+    predicting the local stack file without it."""
     from inference.predict.postprocess import ClaheParams
 
     stack, model = scene
@@ -353,12 +368,12 @@ def test_clahe_postprocess_maps_as_predicting_the_local_stack_with_it(scene, ee_
                                                            "clahe": clahe,
                                                            "force_postprocess": True}),
                                    options=OPTIONS, progress=False)
-    plain = predict_with_model_file(model, window, str(tmp_path / "plain" / "isa"),
-                                    config=config, options=OPTIONS, progress=False)
+    plain = whole["result"].dates[0].outputs.prediction
+    assert whole["result"].grid == result.grid
     got = date.outputs.prediction
     assert np.array_equal(read(got.class_path), read(post.prediction.class_path))
-    assert not np.array_equal(read(got.class_path), read(plain.prediction.class_path))
-    assert np.array_equal(read(got.prob_path), read(plain.prediction.prob_path))
+    assert not np.array_equal(read(got.class_path), read(plain.class_path))
+    assert np.array_equal(read(got.prob_path), read(plain.prob_path))
     record = json.loads((tmp_path / "out" / "map.json").read_text())
     assert record["postprocess"] == "clahe" and record["clahe"]["block"] == 32
 

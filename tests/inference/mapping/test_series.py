@@ -45,6 +45,9 @@ PX_KM2 = 100 / 1e6
 
 _MAPPED: dict[str, tuple] = {}  # the series is mapped once per module (ee_offline is per test)
 
+#: the series above is mapped once a module: its tests run on one worker
+pytestmark = pytest.mark.xdist_group("inference.mapping.test_series")
+
 
 @pytest.fixture
 def series(tmp_path_factory, ee_offline):

@@ -42,7 +42,7 @@ def test_a_series_unet_maps_streamed_and_on_beam_alike(tmp_path, ee_offline, mon
         request = MapRequest(region=region, dates=(MONTH,), model_file=str(model),
                              out=str(tmp_path / f"out-{beam}"), workers=2, tile=48,
                              overlap=16, batch_size=3, options=OPTIONS, progress=False,
-                             runner=(dataflow_like.dataflow_like(max_workers=2,
+                             runner=(dataflow_like.dataflow_like(max_workers=1,
                                                                  max_concurrent=4)
                                      if beam else None))
         result = map_region(request, session=session_for(

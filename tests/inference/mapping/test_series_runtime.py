@@ -9,6 +9,7 @@ import dataclasses
 import json
 import logging
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,16 +37,50 @@ from training.modelfile import load_model
 DATES = ("2019-06", "2021-06")
 
 
-@pytest.fixture
-def place(tmp_path, ee_offline):
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("inference.mapping.test_series_runtime")
+
+
+@pytest.fixture(scope="module")
+def built() -> dict:
+    return {}
+
+
+@pytest.fixture(scope="module")
+def _place(tmp_path_factory):
+    """The two months' stacks and the model file: written once a module, only read."""
+    folder = tmp_path_factory.mktemp("series_runtime")
     stacks = {}
     for i, month in enumerate(DATES):
         data = np.zeros((6, 120, 130), np.float32)
         data[0, 20:60 + 20 * i, 30:90] = 1.0
-        stacks[month] = write_month_stack(tmp_path / month, data, month)
+        stacks[month] = write_month_stack(folder / month, data, month)
     grid = stacks[DATES[0]].grid
-    model = model_file(tmp_path / "unet.pt", grid)
+    model = model_file(folder / "unet.pt", grid)
     return stacks, model, inner_region(grid, margin_px=5)
+
+
+@pytest.fixture
+def place(_place, ee_offline):
+    return _place
+
+
+def mapped_once(built, place, tmp_path_factory, name, dates=DATES, **options):
+    """The series of ``request(place, out, dates, **options)``, mapped once a module into a
+    folder of its own; a test that maps into it again works on a copy (:func:`copied`)."""
+    if name not in built:
+        stacks, _, _ = place
+        out = tmp_path_factory.mktemp(name) / "out"
+        result = map_region(request(place, out, dates, **options), echo=lambda _: None,
+                            session=session_for(SeriesTransport(stacks, info=lambda t: 5)))
+        built[name] = (out, result)
+    return built[name]
+
+
+def copied(source, out):
+    """A copy of the series in ``source`` at ``out``, as if mapped there."""
+    shutil.copytree(source, out)
+    return out
 
 
 def request(place, out, dates=DATES, workers=2, strip_rows=512, **options):
@@ -121,13 +156,15 @@ def test_an_extended_series_takes_the_runtime_its_dates_record(place, tmp_path, 
 
 
 def test_an_explicit_other_precision_maps_a_date_again_and_its_change_map(
-        place, tmp_path, caplog):
+        place, built, tmp_path_factory, tmp_path, caplog):
+    """The series first mapped at bf16 is a copy of the module's (``mapped_once``)."""
     stacks, _, _ = place
     session = session_for(SeriesTransport(stacks, info=lambda t: 5))
-    out = tmp_path / "out"
+    source, first = mapped_once(built, place, tmp_path_factory, "bf16", precision="bf16",
+                                channels_last="off")
+    out = copied(source, tmp_path / "out")
     bf16 = request(place, out, precision="bf16", channels_last="off")
-    first = map_region(bf16, session=session, echo=lambda _: None)
-    change = first.series.changes[0].cog
+    change = out / Path(first.series.changes[0].cog).relative_to(source)
     with rasterio.open(change) as ds:
         assert ds.tags()["from_run"].endswith(" at bf16/nchw")
     with caplog.at_level(logging.INFO):
@@ -174,7 +211,7 @@ def pixels(out):
 
 
 def test_a_dates_interrupted_strips_outrank_the_runtime_map_json_recorded(
-        place, tmp_path, monkeypatch):
+        place, built, tmp_path_factory, tmp_path, monkeypatch):
     """A (auto) recorded fp32/nchw in map.json; B (--precision bf16) was killed remapping a date.
 
     map.json, written only at a run's end, was stale: C with the defaults held fp32 and was
@@ -190,9 +227,9 @@ def test_a_dates_interrupted_strips_outrank_the_runtime_map_json_recorded(
     map_region(request(place, out, workers=1, strip_rows=32), session=session,
                echo=lambda _: None)
     assert {r for r, _ in runtimes(out).values()} == {"bf16/nchw"}
-    bf16 = tmp_path / "bf16"  # the series B asked for, uninterrupted
-    map_region(request(place, bf16, precision="bf16", channels_last="off"), session=session,
-               echo=lambda _: None)
+    # the series B asked for, uninterrupted (the module's)
+    bf16, _ = mapped_once(built, place, tmp_path_factory, "bf16", precision="bf16",
+                          channels_last="off")
     mine, theirs = pixels(out), pixels(bf16)
     for key, value in mine.items():
         np.testing.assert_array_equal(value, theirs[key])
@@ -223,16 +260,17 @@ def test_strips_at_another_runtime_than_the_series_holds_are_refused_saying_so(
 
 @pytest.mark.parametrize("label", ["fp16/nhwc", "int8/nchw"])
 def test_a_held_runtime_this_device_cannot_run_is_refused_before_any_work(
-        place, tmp_path, monkeypatch, label):
+        place, built, tmp_path_factory, tmp_path, monkeypatch, label):
     """A series mapped on a GPU at fp16, or at int8 on a CPU with int8 units, rerun here.
 
     auto held it without the checks an explicit option gets: fp16 was forced onto the CPU, and
-    int8 failed at the first batch. This CPU is made one without int8 units.
+    int8 failed at the first batch. This CPU is made one without int8 units. The series'
+    first date is a copy of the module's map of it (``mapped_once``), relabelled.
     """
     stacks, _, _ = place
     session = session_for(SeriesTransport(stacks, info=lambda t: 5))
-    out = tmp_path / "out"
-    map_region(request(place, out, DATES[:1]), session=session, echo=lambda _: None)
+    out = copied(mapped_once(built, place, tmp_path_factory, "first-date", DATES[:1])[0],
+                 tmp_path / "out")
     with rasterio.open(out / DATES[0] / f"isa_{DATES[0]}_class.tif", "r+",
                        IGNORE_COG_LAYOUT_BREAK="YES") as ds:  # as the other machine left it
         ds.update_tags(runtime=label)
