@@ -264,10 +264,25 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
                   fits_key(change_rule): {f"{c.date_from}/{c.date_to}": c.fit for c in changes}}
                  if spectral else {"change_rule": "margin", "change_margin": change_margin})}
     json_path = local / "series.json"
+    drawn = _area_drawn(json_path, [asdict(r) for r in area_rows], local / "series_area.png")
     atomic_write(json_path, lambda fh: fh.write(json.dumps(record, indent=1).encode()))
-    plot = plot_area(area_rows, local / "series_area.png")
+    plot = drawn or plot_area(area_rows, local / "series_area.png")
     return SeriesOutputs(tuple(m for m, _ in mapped), dict(skipped), tuple(changes), area_csv,
                          change_csv, json_path, plot, tuple(area_rows), tuple(change_rows))
+
+
+def _area_drawn(record: Path, area: list[dict[str, Any]], png: Path) -> Path | None:
+    """``png`` where it already draws ``area``, else None: a resumed series redraws no chart.
+
+    It does where the series' earlier record holds the same area rows and the picture is there.
+    """
+    if not (png.is_file() and record.is_file()):
+        return None
+    try:
+        earlier = json.loads(record.read_text()).get("area")
+    except (OSError, ValueError):
+        return None
+    return png if earlier == json.loads(json.dumps(area)) else None
 
 
 def _series_class_maps(class_maps: dict[str, str], prob_maps: Mapping[str, str], out: str,

@@ -115,10 +115,13 @@ def test_two_dates_give_the_expected_change_classes_and_areas(series):
 
 
 def test_rerunning_a_finished_series_rewrites_nothing(series, ee_offline):
+    """Nor does it draw again the pictures it finished: the dates' quick-looks and the
+    series' area chart."""
     request, result, _ = series
-    cogs = [result.series.changes[0].cog] + [
+    cogs = [result.series.changes[0].cog, result.series.plot] + [
         p for d in result.dates for p in (d.outputs.prediction.class_path,
-                                          d.outputs.prediction.prob_path)]
+                                          d.outputs.prediction.prob_path,
+                                          d.outputs.class_png, d.outputs.prob_png)]
     before = [Path(p).stat().st_mtime_ns for p in cogs]
 
     class NoPixels(StackTransport):
