@@ -23,9 +23,9 @@ from inference.predict.spectral_stacks import spectral_stacks
 from tests.support.mapping import encoder_network
 from tests.support.rasters import BANDS, smooth_stack, write_stack
 
-H, W = 72, 104  # over 64 a side: the change map is written in 2 x 2 blocks of 64
-BUILT = (slice(30, 54), slice(40, 72))  # a new roof between the dates: 24 x 32 px
-HOLE = (3, slice(5, 9), slice(90, 100))  # a band missing in the later stack
+H, W = 40, 56  # over 32 a side: the change map is written in 2 x 2 blocks of 32
+BUILT = (slice(16, 28), slice(20, 36))  # a new roof between the dates: 12 x 16 px
+HOLE = (3, slice(3, 6), slice(45, 52))  # a band missing in the later stack
 TRANSFORM = Affine(10, 0, 500000, 0, -10, 3400000)
 ROOF = (0.22, 0.24, 0.27, 0.30)  # B2, B3, B4, B8 of a bright roof
 
@@ -70,7 +70,7 @@ def _rule(pair, network, threshold: float = change.DEFAULT_SPECTRAL_THRESHOLD):
 
 def test_the_block_is_flagged_at_the_bands_share_and_blocks_equal_the_whole(
         pair, network, tmp_path, monkeypatch):
-    monkeypatch.setattr(maps, "BLOCK", 64)  # the map is written in 2 x 2 blocks
+    monkeypatch.setattr(maps, "BLOCK", 32)  # the map is written in 2 x 2 blocks
     rule = _rule(pair, network).fitted()
     out = tmp_path / "maps" / "isa_change.tif"
     stats.change_map(pair["p_from"], pair["p_to"], str(out), spectral=rule)
@@ -142,8 +142,8 @@ def _local_series(tmp_path, model_of):
     from gee_export.local.synthetic import generate_scene
 
     scenes = tmp_path / "scenes"
-    first = generate_scene(scenes / "a", width=64, height=64, progress=False, month="2019-06")
-    generate_scene(scenes / "b", width=64, height=64, progress=False, month="2021-06", growth=2)
+    first = generate_scene(scenes / "a", width=48, height=48, progress=False, month="2019-06")
+    generate_scene(scenes / "b", width=48, height=48, progress=False, month="2021-06", growth=2)
     model = model_of(tmp_path / "m.pt", first.grid)
     return ["--backend", "local", "--scenes", str(scenes), "--months", "2019-06,2021-06",
             "--model", str(model), "--tile", "32", "--overlap", "8", "--no-progress",

@@ -56,42 +56,40 @@ def _map(stack, model, out, beam: bool) -> tuple[np.ndarray, np.ndarray]:
         StackTransport(stack, info=lambda text: 5)), echo=lambda _: None, **kwargs))
 
 
-def test_streamed_and_beam_maps_of_an_encoder_model_are_the_same(presto_file, tmp_path,
-                                                                    ee_offline):
-    pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")
-    stack = write_month_stack(tmp_path, smooth_stack(60, 70, seed=3))
-    model = encoder_model_file(tmp_path / "presto.pt", stack.grid, presto_file)
-    assert load_model_file(model)[1].model_kwargs["encoder_sha256"] == PRESTO.sha256
+def test_streamed_and_beam_maps_of_encoder_models_are_the_same_and_a_series_reads_its_months(
+        presto_file, tmp_path, ee_offline):
+    """Two tests merged, over one two-month series stack (its earlier month cloudy on a
+    block), so that the one-month model's streamed map is made once:
 
-    (streamed_class, streamed_prob), (beam_class, beam_prob) = (
-        _map(stack, model, tmp_path / "s", False), _map(stack, model, tmp_path / "b", True))
-    assert np.array_equal(streamed_class, beam_class)
-    assert np.array_equal(streamed_prob, beam_prob)
-    assert np.unique(streamed_prob[streamed_class != 255]).size > 10  # the pixels, not a constant
-
-
-def test_a_presto_series_model_maps_streamed_and_on_beam_alike(presto_file, tmp_path,
-                                                                ee_offline):
-    """A Presto model of a two-month series stack (its earlier month cloudy on a block):
-    the streamed map and the Beam workers' give the same map bit for bit, every pixel mapped,
-    and the earlier month changes the map (Presto reads it)."""
+    - a one-month Presto model (reading the month's own bands of the stack): the streamed
+      map and the Beam workers' are the same bit for bit, and not a constant;
+    - a Presto model of the series: the streamed map and the Beam workers' give the same
+      map bit for bit, every pixel mapped, and the earlier month changes the map (Presto
+      reads it): the one-month model of the same weights maps otherwise.
+    """
     pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")
     series = stack_series_bands(BANDS, 2)
     data = np.concatenate([smooth_stack(60, 70, seed=3), smooth_stack(60, 70, seed=4)])
     data[len(BANDS):, 20:35, 25:45] = np.nan  # the month before cloudy on a block
     plain = stack_paths(write_stack(tmp_path / f"stack_{MONTH}.tif", data, bands=series))
     stack = StackPaths(plain.grid, series, MONTH, plain.image, plain.label)
+
+    one = encoder_model_file(tmp_path / "presto.pt", stack.grid, presto_file)
+    assert load_model_file(one)[1].model_kwargs["encoder_sha256"] == PRESTO.sha256
+    (one_class, one_prob), (beam_class, beam_prob) = (
+        _map(stack, one, tmp_path / "one", False), _map(stack, one, tmp_path / "one_b", True))
+    assert np.array_equal(one_class, beam_class)
+    assert np.array_equal(one_prob, beam_prob)
+    assert np.unique(one_prob[one_class != 255]).size > 10  # the pixels, not a constant
+
     model = encoder_model_file(tmp_path / "series.pt", stack.grid, presto_file,
                                stack_bands=series)
-
     (streamed_class, streamed_prob), (beam_class, beam_prob) = (
         _map(stack, model, tmp_path / "s", False), _map(stack, model, tmp_path / "b", True))
     assert (streamed_class != 255).all()
     assert np.array_equal(streamed_class, beam_class)
     assert np.array_equal(streamed_prob, beam_prob)
     # the one-month model of the same weights reads the month's own bands of the same stack
-    one = encoder_model_file(tmp_path / "one.pt", stack.grid, presto_file)
-    _, one_prob = _map(stack, one, tmp_path / "one", False)
     assert not np.array_equal(one_prob, streamed_prob)
 
 

@@ -17,14 +17,17 @@ BANDS = ["B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12"]
 
 
 def _members(encoder: str, count: int, same_encoder: bool) -> list[EncoderUNet]:
-    """``count`` fused networks, each U-Net its own; their encoders one set of weights or not."""
+    """``count`` fused networks, each U-Net its own; their encoders one set of weights or not.
+
+    Galileo's tokens are 8 px (a quarter of the default 4 px tokens of its 64 px window):
+    sharing is decided per call, whatever the token size."""
     nets = []
     for seed in range(count):
         torch.manual_seed(seed)
         nets.append(EncoderUNet(10, 2, bands=BANDS, encoder=encoder,
                                 encoder_sha256=ENCODERS[encoder].sha256,
                                 input_mean=[0.1] * 10, input_std=[0.05] * 10,
-                                widths=(8, 16)).eval())
+                                widths=(8, 16), patch_size=8).eval())
     if same_encoder:  # as the published file gives every member of a run
         for net in nets[1:]:
             net.encoder.load_state_dict(nets[0].encoder.state_dict())
@@ -52,7 +55,9 @@ def _counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_members_share_an_encoding_only_of_the_same_input_and_weights(
         monkeypatch, encoder, views, same, shared_calls):
     model = MemberMean(_members(encoder, 9, same), views=views).eval()
-    x = torch.randn(2, 10, 16, 16)
+    # one window: what is shared is counted per call whatever the batch (Galileo encodes a
+    # 64 px window per image, a batch of two was twice the work)
+    x = torch.randn(1, 10, 16, 16)
     calls = _counted(monkeypatch)
     with torch.no_grad():
         monkeypatch.setenv(SHARED_ENV, "off")
