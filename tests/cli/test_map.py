@@ -314,6 +314,7 @@ def test_a_local_map_without_an_area_plans_what_the_scenes_cover(tmp_path, capsy
     assert not (tmp_path / "o2").exists()
 
 
+@pytest.mark.slow
 def test_a_local_map_decides_change_by_the_spectral_rule_and_resumes_it(tmp_path, capsys):
     """Each date's stack is kept by a local map: the default rule is spectral, recorded in the
     summary, series.json and the change COG; a second run redoes nothing, another rule redoes

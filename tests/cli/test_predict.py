@@ -416,6 +416,7 @@ def test_a_misspelt_cog_writer_is_refused_in_one_line_before_the_model_loads(
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_the_same_command_writes_the_same_cog_bytes_whatever_the_cache(model_file,
                                                                       small_stack, tmp_path):
     """Four runs of one ``isamap-predict --precision bf16 --channels-last on``, each a fresh

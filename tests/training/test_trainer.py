@@ -59,6 +59,7 @@ def test_resumed_run_is_bit_identical(patch_root, tmp_path):
         train(_cfg(patch_root, tmp_path / "b", lr=1e-2))
 
 
+@pytest.mark.slow
 def test_tiny_overfit_reaches_iou_above_095(patch_root, tmp_path):
     torch.manual_seed(0)
     raw = PatchDataset(patch_root, "train")
@@ -228,6 +229,7 @@ def test_cli_train_then_evaluate(patch_root, tmp_path, capsys, monkeypatch):
     assert "epochs must be >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ddp_under_torchrun_on_cpu(patch_root, tmp_path):
     """Two Gloo ranks: data sharded, confusion matrices summed, files written once."""
     import os
@@ -253,6 +255,7 @@ def test_ddp_under_torchrun_on_cpu(patch_root, tmp_path):
     assert sum(map(sum, matrix)) == 2 * 32 * 32  # both val patches, one per rank, summed
 
 
+@pytest.mark.slow
 def test_bad_input_under_torchrun_is_one_line_and_named_in_the_launchers_report(tmp_path):
     """torch's launcher ends with its own traceback and exit 1 whenever a rank fails (no rank
     can change that): the user's first line is isamap's, said once, and the launcher's report

@@ -3,6 +3,8 @@ and gives the same advice when a split comes out empty: the docs/local-backend.m
 
 from __future__ import annotations
 
+import pytest
+
 from cli.export import main
 
 JAVA = ["--backend", "local", "--bbox=111.8181,-8.1367,111.8644,-8.1058", "--crs", "EPSG:32749",
@@ -29,6 +31,7 @@ def test_the_local_dry_run_uses_the_split_block_and_advises_one(shared_data, tmp
     assert not (tmp_path / "ds").exists()
 
 
+@pytest.mark.slow
 def test_the_split_advice_counts_only_positions_that_hold_data(tmp_path, monkeypatch, capsys):
     """The docs' literal command on the demo's scene (which covers part of the box) got val 0
     and the advice --split-block 7, which gave val 0 again (a new user's walk): the advice

@@ -96,6 +96,7 @@ def test_refusals_are_one_line_before_any_work(exported, capsys):
     assert len(err) == 1 and "series_months" in err[0], err
 
 
+@pytest.mark.slow
 def test_a_unet_trained_on_the_series_predicts_and_maps_it(exported, capsys):
     from cli.map import main as map_main
     from cli.predict import predict_main as predict
