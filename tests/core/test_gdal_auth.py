@@ -134,6 +134,10 @@ def test_no_credentials_is_one_line_naming_the_login(user_adc_home, monkeypatch)
     monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")  # no metadata server here
     monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
     monkeypatch.setenv("NO_GCE_CHECK", "True")
+    # google.auth reads NO_GCE_CHECK once, at import: without this it pings the (absent)
+    # metadata server three times with exponential back-off, ~3 s of sleeping
+    from google.auth.compute_engine import _metadata
+    monkeypatch.setattr(_metadata, "_NO_GCE_CHECK", True)
     with pytest.raises(StorageError, match="application-default login"):
         credential_options()
 
@@ -173,6 +177,7 @@ def test_a_stalled_read_ends_as_unreachable_instead_of_hanging(silent_endpoint, 
     url, accepted = silent_endpoint
     monkeypatch.setenv("CPL_GS_ENDPOINT", url)
     monkeypatch.setenv("GS_NO_SIGN_REQUEST", "YES")
+    monkeypatch.setenv("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR")  # no listing to stall too
     for name in STALL_OPTIONS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(gdal_auth, "STALL_OPTIONS",  # a second instead of a minute

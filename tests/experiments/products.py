@@ -18,7 +18,7 @@ from core.errors import ConfigError
 from experiments.realscenes import ENTRY_POINTS, CommandFailed
 
 #: the modules that import run_product by name
-CALLERS = ("experiments.builtup_commands", "experiments.points")
+CALLERS = ("experiments.builtup_commands", "experiments.points", "experiments.terramesh")
 
 
 def run_in_process(prog: str, argv: Sequence[str]) -> None:

@@ -180,9 +180,13 @@ def test_the_arms_losses_weigh_classes_and_read_soft_labels(shared_data):
 
 
 def test_the_experiment_runs_end_to_end_and_resumes(shared_data, tmp_path):
+    """One run of both settings, resumed; ``--windows 16 128`` given, so the same run shows
+    that the window arms share the default model and get their table (formerly a test of its
+    own that trained the ``nlcd`` models a second time for that)."""
     cfg = lc.LandCoverConfig(
         data_dir=str(shared_data / CHESAPEAKE_FOLDER), naip_dir=str(shared_data / NAIP_FOLDER),
         settings=("nlcd", "naip"), seeds=(0,), split="patches", groups=((0,),),
+        windows=(16, 128),
         model={"width": 2, "stem_width": 4, "stage1_width": 2, "modules": [1, 1, 1],
                "blocks": 1},
         nlcd_iterations=1, naip_iterations=1, naip_batch=2)
@@ -229,7 +233,11 @@ def test_the_experiment_runs_end_to_end_and_resumes(shared_data, tmp_path):
     assert 0.5 < ranking["brightness"]["auc_developed"] < 1
     assert 0 < ranking["brightness"]["precision_at_best"] <= 1
     assert 0 < ranking["brightness"]["best_f1"] <= 1
-    assert set(ranking["arms"]) == {a.name for a in lc.SETTINGS["nlcd"].arms}
+    names = {w: lc.DEFAULT_ARM.replace(f"{KEEP_WINDOW} px", f"{w} px")
+             for w in (16, KEEP_WINDOW, 128)}
+    nlcd_arms = {a.name for a in lc.SETTINGS["nlcd"].arms}
+    assert {a.name for a in cfg.spec("nlcd").arms} == nlcd_arms | set(names.values())
+    assert set(ranking["arms"]) == nlcd_arms | set(names.values())  # the window arms too
     for arm in ranking["arms"].values():
         assert len(arm["auc"]["per_seed"]) == 1 and 0 <= arm["auc"]["mean"] <= 1
     assert "| score | AUC, all pixels | AUC, developed cells |" in table
@@ -241,6 +249,17 @@ def test_the_experiment_runs_end_to_end_and_resumes(shared_data, tmp_path):
     # the product's impervious cells on patch 0 are roads and roofs: kept, whatever the model
     assert kept["PA"]["impervious"]["mean"] >= 18 / 770
     assert arms[lc.DEFAULT_ARM]["PA"]["impervious"]["mean"] >= 18 / 770  # with the shares too
+    # the window arms share the default model and get their table
+    nlcd = report["settings"]["nlcd"]
+    assert nlcd["windows"] == {str(w): a for w, a in names.items()}
+    with np.load(tmp_path / "runs" / "nlcd_fold0_seed0.npz") as z:
+        score = z[f"{lc.DEFAULT_ARM}{lc.SCORE}|0"]
+        for arm in names.values():  # one model: the same impervious probability
+            assert np.array_equal(z[f"{arm}{lc.SCORE}|0"], score)
+    assert "| window | OA | OA per seed | OA - NLCD | F1 impervious |" in table
+    for w, arm in names.items():
+        oa = nlcd["arms"][arm]["OA"]["mean"]
+        assert f"| {w} px | {100 * oa:.1f} (n.i.) | {100 * oa:.1f} |" in table
 
 
 def test_more_windows_add_arms_of_the_default_model_only_in_nlcd():
@@ -261,33 +280,6 @@ def test_more_windows_add_arms_of_the_default_model_only_in_nlcd():
     plain = lc.LandCoverConfig(data_dir="d", naip_dir="n")
     assert cfg.key("nlcd", 0, 0) != plain.key("nlcd", 0, 0)  # the runs hold more maps
     assert cfg.key("naip", 0, 0) == plain.key("naip", 0, 0)
-
-
-def test_the_window_arms_share_the_default_model_and_get_their_table(shared_data, tmp_path):
-    cfg = lc.LandCoverConfig(
-        data_dir=str(shared_data / CHESAPEAKE_FOLDER), naip_dir="", seeds=(0,),
-        split="patches", groups=((0,),), windows=(16, 128),
-        model={"width": 2, "stem_width": 4, "stage1_width": 2, "modules": [1, 1, 1],
-               "blocks": 1}, nlcd_iterations=1)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        report = lc.run_experiment(cfg, tmp_path)
-    finally:
-        torch.set_num_threads(threads)
-    nlcd = report["settings"]["nlcd"]
-    names = {w: lc.DEFAULT_ARM.replace(f"{KEEP_WINDOW} px", f"{w} px")
-             for w in (16, KEEP_WINDOW, 128)}
-    assert nlcd["windows"] == {str(w): a for w, a in names.items()}
-    with np.load(tmp_path / "runs" / "nlcd_fold0_seed0.npz") as z:
-        score = z[f"{lc.DEFAULT_ARM}{lc.SCORE}|0"]
-        for arm in names.values():  # one model: the same impervious probability
-            assert np.array_equal(z[f"{arm}{lc.SCORE}|0"], score)
-    table = (tmp_path / "comparison.md").read_text()
-    assert "| window | OA | OA per seed | OA - NLCD | F1 impervious |" in table
-    for w, arm in names.items():
-        oa = nlcd["arms"][arm]["OA"]["mean"]
-        assert f"| {w} px | {100 * oa:.1f} (n.i.) | {100 * oa:.1f} |" in table
 
 
 def test_command_refuses_a_missing_test_folder_in_one_line(tmp_path, capsys):

@@ -21,12 +21,33 @@ from inference.predict.runtime import RuntimeOptions
 from inference.predict.runtime_record import RUNTIME_FILE
 from tests.inference.predict.test_raster import INFO, Crash, crash_after, predictor
 from tests.support.models import padded_convnet
+from tests.support.rasters import smooth_stack, write_stack
 
 CONFIG = PredictConfig(tile=64, overlap=16, batch_size=4, strip_rows=32)
 # the CPU's choices are what these tests record and resume (a GPU host picks others)
 BF16 = RuntimeOptions(device="cpu", precision="bf16", channels_last="off")
 FP32 = RuntimeOptions(device="cpu", precision="fp32", channels_last="off")
 AUTO = RuntimeOptions(device="cpu")
+
+#: the module-scoped stack and reference maps below are made once: their tests share a worker
+pytestmark = pytest.mark.xdist_group("inference.predict.test_runtime_record")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """tests/inference/conftest.py's stack, written once for the module (no test writes it)."""
+    data = smooth_stack(300, 410)
+    data[2, 40:60, 100:130] = np.nan
+    return write_stack(tmp_path_factory.mktemp("stack") / "stack.tif", data)
+
+
+@pytest.fixture(scope="module")
+def made(stack, tmp_path_factory):
+    """The whole map of the stack at bf16 and at fp32 (:func:`maps`), made once: the tests
+    only compare with them."""
+    root = tmp_path_factory.mktemp("made")
+    return {name: maps(run(stack, root / name, options))
+            for name, options in (("bf16", BF16), ("fp32", FP32))}
 
 
 def crashing_convnet(calls):
@@ -73,10 +94,9 @@ def remember(setting, monkeypatch, tmp_path, name):
 
 
 def test_resuming_at_another_explicit_runtime_is_refused_and_auto_takes_the_recorded(
-        stack, tmp_path):
+        stack, made, tmp_path):
     """Strips computed at bf16 are never finished at fp32 under a tag that names only one."""
-    bf16 = maps(run(stack, tmp_path / "bf16", BF16))
-    fp32 = maps(run(stack, tmp_path / "fp32", FP32))
+    bf16, fp32 = made["bf16"], made["fp32"]
     assert not np.array_equal(bf16["prob_path"][0], fp32["prob_path"][0])  # it would show
     interrupt(stack, tmp_path / "o", BF16)
     work = tmp_path / ".o.partial"
@@ -112,9 +132,10 @@ def test_an_auto_run_resumes_at_what_it_measured_not_at_a_new_measurement(
     assert restarted.resumed_strips == 0 and restarted.runtime["label"] == "fp32/nchw"
 
 
-def test_a_map_made_at_another_explicit_runtime_is_mapped_again(stack, tmp_path, caplog):
+def test_a_map_made_at_another_explicit_runtime_is_mapped_again(stack, made, tmp_path,
+                                                                caplog):
     """Asking fp32 of a map made at bf16 is not 'already mapped'; auto accepts the recorded."""
-    fp32 = maps(run(stack, tmp_path / "fp32", FP32))
+    fp32 = made["fp32"]
     first = run(stack, tmp_path / "o", BF16)
     assert run(stack, tmp_path / "o", AUTO).skipped  # auto accepts the recorded runtime
     assert run(stack, tmp_path / "o", BF16).skipped
@@ -128,13 +149,13 @@ def test_a_map_made_at_another_explicit_runtime_is_mapped_again(stack, tmp_path,
 
 @pytest.mark.parametrize("options", [AUTO, BF16], ids=["auto", "explicit"])
 def test_strips_an_earlier_version_left_without_a_record_are_discarded_and_computed_again(
-        stack, tmp_path, caplog, options):
+        stack, made, tmp_path, caplog, options):
     """An earlier isamap's strips record no runtime: no option could resume them soundly.
 
     They were refused whatever was asked, with advice to pass --restart that isamap-map has
     not, so a killed series was stuck.
     """
-    reference = maps(run(stack, tmp_path / "ref", options))
+    reference = made["bf16"] if options is BF16 else maps(run(stack, tmp_path / "ref", options))
     interrupt(stack, tmp_path / "o", FP32)  # strips at another runtime than BF16 too
     work = tmp_path / ".o.partial"
     (work / RUNTIME_FILE).unlink()
@@ -146,7 +167,8 @@ def test_strips_an_earlier_version_left_without_a_record_are_discarded_and_compu
     assert_same(maps(resumed), reference)
 
 
-def test_a_refusal_names_a_way_to_discard_the_strips_isamap_map_has_too(stack, tmp_path):
+def test_a_refusal_names_a_way_to_discard_the_strips_isamap_map_has_too(stack, made,
+                                                                       tmp_path):
     """isamap-map has no --restart or --work-dir: deleting the named folder is its way."""
     interrupt(stack, tmp_path / "o", BF16)
     work = tmp_path / ".o.partial"
@@ -154,8 +176,7 @@ def test_a_refusal_names_a_way_to_discard_the_strips_isamap_map_has_too(stack, t
         run(stack, tmp_path / "o", FP32)
     assert "this run gives --precision fp32" in str(refused.value)
     shutil.rmtree(work)  # as the message says
-    assert_same(maps(run(stack, tmp_path / "o", FP32)),
-                maps(run(stack, tmp_path / "fp32", FP32)))
+    assert_same(maps(run(stack, tmp_path / "o", FP32)), made["fp32"])
 
 
 def test_strips_recorded_at_a_runtime_this_device_cannot_run_are_refused_under_auto(
