@@ -22,6 +22,7 @@ export of tiles) lives in tasks.py and shares them.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -140,6 +141,9 @@ class _PixelRun:
     measured: bool = False
     error: BaseException | None = None
     pending: set[Future] = field(default_factory=set)
+    # set by the worker whose patch failed, before its thread takes the next queued patch:
+    # queued patches then start nothing, however soon the main thread gets to cancel them
+    failing: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> ExportSummary:
         started = time.monotonic()
@@ -197,11 +201,20 @@ class _PixelRun:
                              self.session.retries - retries0, time.monotonic() - started,
                              book.per_split(), **book.held_positions())
 
-    def _work(self, row: int, col: int) -> tuple[dict | None, int, tuple[int, int]]:
+    def _work(self, row: int, col: int) -> tuple[dict | None, int, tuple[int, int]] | None:
+        """Fetch and check one patch; None (nothing fetched) once another patch failed."""
+        if self.failing.is_set():
+            return None
         budget = self.session.budget
-        with budget.prepaid(self.per_patch) if budget is not None else nullcontext():
-            img, lab, fine, n = fetch_patch(self.session, self.image, self.fine_label, self.job,
-                                            row, col, self.limits)
+        try:
+            with budget.prepaid(self.per_patch) if budget is not None else nullcontext():
+                img, lab, fine, n = fetch_patch(self.session, self.image, self.fine_label,
+                                                self.job, row, col, self.limits)
+        except ComputeBudgetError:
+            raise  # the bound stops the run; patches already paid for may still finish
+        except BaseException:
+            self.failing.set()
+            raise
         return self.book.accept(row, col, img, lab, fine), n, (row, col)
 
     def _affordable(self) -> bool:
@@ -244,13 +257,16 @@ class _PixelRun:
     def _record(self, fut: Future, bar: Any) -> None:
         """Book one finished patch; keep the first failure (a refused budget stops the run)."""
         try:
-            record, n, position = fut.result()
+            result = fut.result()
         except ComputeBudgetError:
             self.stopped = True  # a request of this patch would have passed the bound
             return
         except BaseException as exc:  # keep the first failure, finish the rest
             self.error = self.error or exc
             return
+        if result is None:
+            return  # not started: an earlier patch failed
+        record, n, position = result
         self.requests += n
         if record is None:
             self.book.mark_invalid(*position)

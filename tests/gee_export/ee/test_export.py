@@ -232,7 +232,9 @@ def test_retries_then_clear_errors(tmp_path, local_stack, recipe_images):
     with pytest.raises(EarthEngineError, match="B9"):
         export_pixels(session_for(fatal), image, job_for(local_stack), str(tmp_path / "d"),
                       fine_label=fine, workers=1, progress=False)
-    assert fatal.calls == 1  # a non-transient error is not retried
+    # a non-transient error is not retried, and the patch queued behind it never starts: its
+    # worker learns of the failure before it takes that patch (not a race with the main thread)
+    assert fatal.calls == 1
 
 
 def test_request_splitting_gives_identical_patches(tmp_path, local_stack, recipe_images):
