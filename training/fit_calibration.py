@@ -62,7 +62,7 @@ def calibrate_model_file(path: str | os.PathLike, model: nn.Module, outputs: Out
         net.load_state_dict(state)
         net.eval()
         with torch.no_grad():
-            record = _fitted(outputs(model), split)
+            record = fitted_record(outputs(model), split)
         save_model_file(path, net, ModelMeta.from_dict({**meta.to_dict(),
                                                         "calibration": record}))
     finally:
@@ -146,11 +146,15 @@ def fit_joined(model: nn.Module, meta: ModelMeta, data: str | os.PathLike, batch
                 out = main_output(model(batch["image"].to(device)))
                 yield out.float().cpu(), batch["label"], scenes_of(batch)
 
-    return _fitted(gather(outputs()), "val")
+    return fitted_record(gather(outputs()), "val")
 
 
-def _fitted(pixels: ScenePixels, split: str) -> dict:
-    """The record of a fit on ``pixels`` per scene, or T = 1 with the reason it failed."""
+def fitted_record(pixels: ScenePixels, split: str) -> dict:
+    """The record of a fit on ``pixels`` per scene, or T = 1 with the reason it failed.
+
+    What :func:`calibrate_model_file` records; the trainer fits the weights it is about to
+    write with it, so their model file is written once, with its record.
+    """
     try:
         if pixels.error is not None:  # labels not on the outputs' grid
             raise ValueError(pixels.error)

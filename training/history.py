@@ -135,12 +135,13 @@ class HistoryFile:
 
     Args:
         rows: where the epoch rows go (JSON lines, written atomically).
-        curves: where the learning curves go (PNG).
+        curves: where the learning curves go (PNG); None: none are drawn.
         model: the model's name and ``data`` its dataset, named in the curves' title.
         schedule: the learning-rate schedule in words, drawn with the curves.
     """
 
-    def __init__(self, rows: Path, curves: Path, model: str, data: str, schedule: str) -> None:
+    def __init__(self, rows: Path, curves: Path | None, model: str, data: str,
+                 schedule: str) -> None:
         self.rows, self.curves, self.schedule = rows, curves, schedule
         self.model, self.data = model, data
         self._plotted = time.monotonic()  # when the learning curves were last drawn
@@ -150,7 +151,7 @@ class HistoryFile:
         text = "".join(json.dumps(r) + "\n" for r in history)
         atomic_write(self.rows, lambda fh: fh.write(text.encode()))
         now = time.monotonic()
-        if not plot and now - self._plotted < PLOT_EVERY_S:
+        if self.curves is None or (not plot and now - self._plotted < PLOT_EVERY_S):
             return
         self._plotted = now
         title = f"Learning curves: {self.model} on {dataset_label(self.data)}"

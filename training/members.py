@@ -43,10 +43,10 @@ from training.run_folder import (
     BEST_MODEL,
     CHECKPOINT,
     HISTORY,
+    TrainResult,
     config_differences,
     recorded_config,
 )
-from training.trainer import TrainResult
 
 log = logging.getLogger(__name__)
 

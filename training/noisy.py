@@ -45,7 +45,7 @@ from training.data import NormStats, PatchDataset, scene_norms_for
 from training.loader import make_loader
 from training.modelfile import load_model_file
 from training.patch_training import train
-from training.trainer import BEST_MODEL, TrainResult
+from training.run_folder import BEST_MODEL, TrainResult
 
 log = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ May import: ``core``, ``engine``, ``training`` (below this module).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -30,11 +31,12 @@ from training.data import NormStats, PatchDataset
 from training.encoder_run import MODULE as ENCODER_MODULE
 from training.encoder_run import NAME as ENCODER_MODEL
 from training.encoder_run import check_encoder_bands, encoder_config, encoder_kwargs, encoder_model
+from training.history import resume_line
 from training.loader import choose_data_path
 from training.losses import build_loss
 from training.model_meta import ModelMeta
 from training.models import create_model
-from training.run_folder import CHECKPOINT, recorded_config
+from training.run_folder import CHECKPOINT, TrainResult, finished_run, recorded_config
 from training.run_inputs import (
     augmentation_record,
     check_context,
@@ -47,14 +49,14 @@ from training.run_inputs import (
     norm_for,
     patch_splits,
 )
-from training.trainer import Trainer, TrainResult
+from training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
 
 def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
           epoch_end: Callable[[nn.Module, int], None] | None = None,
-          announce: str = "", model_chosen: bool = False) -> TrainResult:
+          announce: str = "", model_chosen: bool = False, curves: bool = True) -> TrainResult:
     """Train ``cfg.model`` on the patch dataset ``cfg.data`` (see ``Trainer``).
 
     Options left unset come from the model's recipe (``apply_recipe``): its loss, its label
@@ -71,6 +73,10 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
             (what this run is for, e.g. a preliminary model): a refused run prints none.
         model_chosen: the user chose ``cfg.model`` (a flag, a config key, a resumed run's
             record); otherwise the line naming it says where it is the default.
+        curves: draw the learning curves (``Trainer``'s; False where nobody looks at them).
+
+    A finished run in ``cfg.out_dir`` (run with its options) is said and returned before any
+    data is read or model built: there is nothing left to do.
     """
     if cfg.filter_noisy is not None and exclude is None:
         raise ConfigError("filter_noisy is a two-stage run: call training.noisy.train_filtered "
@@ -83,6 +89,11 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
     recorded = None if cfg.resume else recorded_config(cfg.out_dir)
     if recorded is not None:  # the identical command resumes: others are refused at once
         check_same_options(recorded, cfg)
+    done = finished_run(cfg.out_dir)
+    if done is not None:
+        if os.environ.get("RANK", "0") == "0":  # (under torchrun, every rank returns here)
+            log.info("%s", resume_line(done.out_dir, done.epochs_run, True, done.best_epoch))
+        return done
     dev_kind = "cuda" if cfg.device.startswith("cuda") or (
         cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
     info = init_distributed(dev_kind)
@@ -112,7 +123,8 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
         for line in (announce, model_line(cfg.model, model_chosen)):
             if line:
                 log.info("%s", line)
-    trainer = Trainer(cfg, model, loss, train_set, val_set, meta, info, device, epoch_end)
+    trainer = Trainer(cfg, model, loss, train_set, val_set, meta, info, device, epoch_end,
+                      curves)
     return trainer.fit()
 
 

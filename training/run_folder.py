@@ -55,18 +55,55 @@ RUN_ONLY_KEYS = frozenset({"resume", "progress", "stop_after", "num_workers", "c
                            "out_dir"})
 
 
-def recorded_config(out_dir: str | Path) -> dict[str, Any] | None:
-    """The configuration recorded in ``out_dir/checkpoint.pt``, or None without a checkpoint."""
-    path = Path(out_dir) / CHECKPOINT
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What a run left in its folder: its files, its best epoch, how far it got."""
+
+    out_dir: Path
+    model_path: Path
+    checkpoint_path: Path
+    history_path: Path
+    curves_path: Path
+    best_epoch: int
+    best_miou: float
+    epochs_run: int
+    finished: bool
+
+
+def finished_run(out_dir: str | Path) -> TrainResult | None:
+    """The run in ``out_dir`` if it has nothing left to do, else None.
+
+    Its checkpoint (memory-mapped: no weights are read) records it finished and its model
+    file calibrated: running it again trains, fits and writes nothing, so a caller returns
+    this before it reads any data or builds a model.
+    """
+    ck = _checkpoint(Path(out_dir) / CHECKPOINT)
+    if not (isinstance(ck, dict) and ck.get("finished") and ck.get("calibrated")):
+        return None
+    out = Path(out_dir)
+    return TrainResult(out, out / BEST_MODEL, out / CHECKPOINT, out / HISTORY, out / CURVES,
+                       int(ck["best_epoch"]), float(ck["best_miou"]), int(ck["epoch"]), True)
+
+
+def _checkpoint(path: Path) -> Any:
+    """The checkpoint at ``path`` memory-mapped, None where there is none."""
     if not path.exists():
         return None
     import torch
 
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:
         raise ModelError(f"checkpoint {path} is unreadable ({exc}); start a new run in "
                          "another --out folder") from None
+
+
+def recorded_config(out_dir: str | Path) -> dict[str, Any] | None:
+    """The configuration recorded in ``out_dir/checkpoint.pt``, or None without a checkpoint."""
+    path = Path(out_dir) / CHECKPOINT
+    ck = _checkpoint(path)
+    if ck is None:
+        return None
     config = ck.get("config") if isinstance(ck, dict) else None
     if not isinstance(config, dict):
         raise ModelError(f"{path} records no training configuration; it is not an isamap "

@@ -34,7 +34,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +52,7 @@ from training.calibration import describe
 from training.checkpoint import check_resumable, loss_reference, read_checkpoint, run_records
 from training.config import TrainConfig, apply_recipe, recipe_values
 from training.divergence import LossGuard
-from training.fit_calibration import calibrate_model_file
+from training.fit_calibration import calibrate_model_file, fitted_record
 from training.fit_pixels import ScenePixels, gather, scenes_of
 from training.history import FirstEstimate, HistoryFile, epoch_line, json_row, resume_line
 from training.loader import make_loader
@@ -61,25 +60,19 @@ from training.metrics import ConfusionMatrix
 from training.model_meta import ModelMeta
 from training.modelfile import CHECKPOINT_FORMAT, atomic_torch_save, save_model_file
 from training.optim import PolyLR, make_optimizer
-from training.run_folder import BEST_MODEL, CHECKPOINT, CURVES, HISTORY, write_resolved_config
+from training.run_folder import (
+    BEST_MODEL,
+    CHECKPOINT,
+    CURVES,
+    HISTORY,
+    TrainResult,
+    write_resolved_config,
+)
 from training.run_inputs import sampling_weights
 from training.sampling import KeyedSampler
 from training.step_runtime import choose_runtime, first_batch, has_unused_parameters, job_samples
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    out_dir: Path
-    model_path: Path
-    checkpoint_path: Path
-    history_path: Path
-    curves_path: Path
-    best_epoch: int
-    best_miou: float
-    epochs_run: int
-    finished: bool
 
 
 class Trainer:
@@ -98,12 +91,15 @@ class Trainer:
         info / device: distributed context and device (resolved from ``cfg`` when omitted).
         epoch_end: called as ``epoch_end(model, epoch)`` after each training epoch, before
             validation, saving and the checkpoint (so what it changes is what is kept).
+        curves: draw the learning curves (PNG); False for a run whose folder nobody looks
+            at (an experiment's trainings in a temporary folder): its rows are written alike.
     """
 
     def __init__(self, cfg: TrainConfig, model: nn.Module, loss_fn: nn.Module, train_set,
                  val_set, meta: ModelMeta, info: DistInfo | None = None,
                  device: torch.device | None = None,
-                 epoch_end: Callable[[nn.Module, int], None] | None = None) -> None:
+                 epoch_end: Callable[[nn.Module, int], None] | None = None,
+                 curves: bool = True) -> None:
         cfg = apply_recipe(cfg)  # options left unset come from the model's recipe
         self.cfg = cfg
         self.recipe = recipe_values(cfg)  # those of them the loop reads, never None
@@ -165,8 +161,8 @@ class Trainer:
         #: the divergence bound, from the run's first training batch loss
         self.guard = LossGuard()
         #: metrics.jsonl and the learning curves, written after every epoch
-        self.records = HistoryFile(self.out / HISTORY, self.out / CURVES, meta.name,
-                                   str(cfg.data), self.schedule.describe())
+        self.records = HistoryFile(self.out / HISTORY, self.out / CURVES if curves else None,
+                                   meta.name, str(cfg.data), self.schedule.describe())
 
     def _batch_loss(self, out, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self._loss(out, batch, batch["image"], batch["label"])
@@ -332,8 +328,6 @@ class Trainer:
             row["runtime"] = self.runtime.label
             if improved:
                 self.best_miou, self.best_epoch, self.bad_epochs = miou, epoch + 1, 0
-                if self.info.main:
-                    self._save_best(val_full)
             else:
                 self.bad_epochs += 1
             row["best"] = improved
@@ -348,13 +342,15 @@ class Trainer:
             if self.bad_epochs >= self.recipe.patience or self.start_epoch >= self.epochs:
                 self.finished = True
             stopping = bool(self.cfg.stop_after and ran >= self.cfg.stop_after)
-            if self.info.main:
+            if self.info.main:  # each file once, as the epoch leaves it (calibrated at the end)
+                self._keep(val_full if improved else None)
                 atomic_torch_save(self.state_dict(), ck_path)
                 self.records.write(self.history, plot=self.finished or stopping)
             if stopping:
                 break
         if self.finished and self.info.main and self.val_loader is not None and not self.calibrated:
-            self._calibrate()  # once: a finished run's rerun does not calibrate again
+            self._keep(None)  # a run finished before its checkpoint recorded the calibration
+            atomic_torch_save(self.state_dict(), ck_path)
         if self.info.world_size > 1:
             dist.barrier()
         return TrainResult(self.out, self.out / BEST_MODEL, ck_path, self.out / HISTORY,
@@ -365,36 +361,39 @@ class Trainer:
         return self.guard.error(value, epoch, where, self.out, self.start_epoch,
                                 self.best_epoch, self.cfg.lr, self.cfg.precision)
 
-    def _save_best(self, val_metrics: dict) -> None:
-        base = self.meta.to_dict()
-        meta = ModelMeta.from_dict({
-            **base, "metrics": {"epoch": self.best_epoch, "val": val_metrics},
-            "calibration": {},  # new weights: fitted again when the run ends (_calibrate)
-            "extra": {**dict(base.get("extra") or {}), "runtime": self.runtime.to_dict()}})
+    def _keep(self, val_metrics: dict | None) -> None:
+        """Write the model file (``val_metrics``: the epoch improved) once, as it stands."""
+        # a finished run's temperature is fitted before its file is written, and the checkpoint
+        # written next says so: neither is written twice, and a rerun does not fit it again
+        calibrate = self.finished and self.val_loader is not None and not self.calibrated
         kept = self.model if self.average is None else self.average.module
-        save_model_file(self.out / BEST_MODEL, kept, meta)
+        path, record = self.out / BEST_MODEL, None
+        if val_metrics is not None:
+            base = self.meta.to_dict()
+            record = fitted_record(self._pixels(kept), "val") if calibrate else None
+            meta = ModelMeta.from_dict({
+                **base, "metrics": {"epoch": self.best_epoch, "val": val_metrics},
+                "calibration": record or {},  # fitted for these weights, at the end
+                "extra": {**dict(base.get("extra") or {}), "runtime": self.runtime.to_dict()}})
+            save_model_file(path, kept, meta)
+        elif calibrate and path.exists():  # the weights an earlier epoch kept
+            self.kept_pixels = None  # of other weights than the file's
+            record = calibrate_model_file(path, self.model, self._pixels)
+        if record is not None:
+            log.info("calibration: %s", describe(record))
+        self.calibrated = self.calibrated or calibrate
 
-    def _calibrate(self) -> None:
-        """Fit the kept model's temperature on the validation split, once per run (recorded).
-
-        A model file holding the last validated weights is fitted on that validation's
-        labelled pixels (:attr:`kept_pixels`), which a pass over the split would give again.
-        """
+    @torch.no_grad()
+    def _pixels(self, net: nn.Module) -> ScenePixels:
+        """``net``'s labelled validation pixels: :attr:`kept_pixels`, else a pass as trained."""
+        pixels, self.kept_pixels = self.kept_pixels, None  # held no longer than the fit
         loader = self.val_loader
         assert loader is not None, "calibration fits on the validation split"
-        kept = self.kept_pixels if self.best_epoch == self.start_epoch else None
-        self.kept_pixels = None  # held no longer than the fit, and not during a fresh pass
 
-        def outputs(net: nn.Module):
+        def outputs():
             for batch in loader:
                 x, y = self._batch(batch)
                 with self._autocast():
                     yield main_output(net(x)).float(), y, scenes_of(batch)
 
-        if (self.out / BEST_MODEL).exists():
-            record = calibrate_model_file(self.out / BEST_MODEL, self.model,
-                                          lambda net: kept or gather(outputs(net)))
-            if record is not None:
-                log.info("calibration: %s", describe(record))
-        self.calibrated = True  # the checkpoint says so: a rerun reads no model file again
-        atomic_torch_save(self.state_dict(), self.out / CHECKPOINT)
+        return pixels if pixels is not None else gather(outputs())

@@ -267,16 +267,35 @@ def test_yaml_11_numbers_and_switches_in_a_train_config_are_what_they_say(tmp_pa
     assert (cfg.lr, cfg.channels_last, cfg.epochs, cfg.bands) == (0.001, "on", 3, ("B2", "B3"))
 
 
-def test_a_runs_config_yaml_reruns_it_from_the_run_folder_too(patch_root, tmp_path, capsys,
+@pytest.fixture(scope="module")
+def stopped_run(patch_root, tmp_path_factory):
+    """A folder holding ``runs/u``: the 2-epoch U-Net of :func:`_argv` stopped after its first
+    epoch, started from this folder as ``runs/u``. Two tests trained it each: the one that
+    continues it copies it first (the copy's relative paths to the data are the same: both
+    folders sit one level under pytest's temporary root); the other only reads it."""
+    root = tmp_path_factory.mktemp("stopped")
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        assert train_main(_argv(patch_root, "runs/u", "--stop-after", "1")) == 0
+    finally:
+        os.chdir(here)
+    return root
+
+
+@pytest.mark.xdist_group("stopped_run")
+def test_a_runs_config_yaml_reruns_it_from_the_run_folder_too(stopped_run, tmp_path, capsys,
                                                               monkeypatch):
     """The written config.yaml named the data relative to where the run started, so run from
     the run folder (as its header said) it failed; its paths are now the run folder's own."""
-    monkeypatch.chdir(tmp_path)
-    assert train_main(_argv(patch_root, "runs/u", "--stop-after", "1")) == 0
-    capsys.readouterr()
-    written = (tmp_path / "runs" / "u" / "config.yaml").read_text()
+    import shutil
+
+    written = (stopped_run / "runs" / "u" / "config.yaml").read_text()
     assert "paths_relative_to_this_file: true" in written and "out_dir: .\n" in written
-    assert str(tmp_path) not in written  # no path of this machine
+    assert str(stopped_run) not in written  # no path of this machine
+    shutil.copytree(stopped_run / "runs", tmp_path / "runs")  # continued here
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
     monkeypatch.chdir(tmp_path / "runs" / "u")
     assert train_main(["--config", "config.yaml", "--no-progress"]) == 0  # resumes the run
     assert "finished after 2 epochs" in capsys.readouterr().out
@@ -323,12 +342,12 @@ def test_a_config_without_a_model_says_it_trains_the_default_one(patch_root, tmp
     assert "training crofusenet\n" in err and "default model" not in err
 
 
-def test_other_options_over_a_run_are_refused_before_any_model_is_built(patch_root, tmp_path,
+@pytest.mark.xdist_group("stopped_run")
+def test_other_options_over_a_run_are_refused_before_any_model_is_built(patch_root, stopped_run,
                                                                          capsys):
     """A walk: ``--epochs 400`` over a 2-epoch run named the model, timed its precisions
     (~18 s), then refused; the record is compared first now, and nothing else is said."""
-    out = tmp_path / "runs" / "u"
-    assert train_main(_argv(patch_root, out, "--stop-after", "1")) == 0
+    out = stopped_run / "runs" / "u"  # read only: the refused command writes nothing
     capsys.readouterr()
     before = (out / "checkpoint.pt").stat().st_mtime_ns
     assert train_main(_argv(patch_root, out, "--epochs", "3", "--precision", "auto", "-v")) == 2

@@ -70,7 +70,7 @@ def test_tiny_overfit_reaches_iou_above_095(patch_root, tmp_path):
                      model_kwargs={"bands": list(raw.bands), **TINY})
     cfg = _cfg(patch_root, tmp_path / "fit", model="crofusenet", epochs=30, batch_size=1,
                lr=1e-2, patience=30)
-    res = Trainer(cfg, model, build_loss("crofusenet"), ds, ds, meta).fit()
+    res = Trainer(cfg, model, build_loss("crofusenet"), ds, ds, meta, curves=False).fit()
     loaded, _ = load_model_file(res.model_path)
     with torch.no_grad():
         x = torch.stack([ds[i]["image"] for i in range(len(ds))])
@@ -164,8 +164,11 @@ def test_trainer_accepts_outputs_at_a_finer_scale(tmp_path):
     meta = ModelMeta("sr-test", 6, 2, raw.bands, norm.mean, norm.std, output_scale=4)
     model = create_model("unet-upsample", 6, 2, scale=4, widths=[4, 8])  # logits at 4x
     res = Trainer(_cfg(root, tmp_path / "sr", epochs=2), model, build_loss("ce"), ds,
-                  val, meta).fit()
+                  val, meta, curves=False).fit()
     assert res.epochs_run == 2 and 0 <= res.best_miou <= 1
+    # curves=False (a run nobody looks at, e.g. an experiment's fold): the rows, no picture
+    assert len(res.history_path.read_text().splitlines()) == 2
+    assert not res.curves_path.exists() and res.model_path.exists()
 
 
 def test_cli_train_then_evaluate(patch_root, tmp_path, capsys, monkeypatch):
@@ -332,12 +335,45 @@ def test_a_run_says_early_how_long_it_will_take(patch_root, tmp_path, caplog):
     assert "first batch took 30 s" in text and "about 80 s" in text and "5.6 h" in text
 
 
+def _audited(events: list[tuple[str, tuple]], watching: list[bool]) -> None:
+    """Python's audit events ("open", "os.rename": every file opened, each atomic write's
+    rename) into ``events`` while ``watching[0]`` (an audit hook cannot be removed)."""
+    import sys
+
+    def hook(event, args):
+        if watching[0] and event in ("open", "os.rename"):
+            events.append((event, args))
+
+    sys.addaudithook(hook)
+
+
 @pytest.fixture(scope="module")
 def one_epoch_run(patch_root, tmp_path_factory):
-    """A finished one-epoch run on the CPU, read by the two tests below (each trained the
-    same run of its own); the second's rerun asserts it writes nothing."""
-    return train(_cfg(patch_root, tmp_path_factory.mktemp("one") / "run", epochs=1,
-                      device="cpu"))
+    """A finished one-epoch run on the CPU, read by the three tests below (each trained the
+    same run of its own), with the names of the files its atomic writes replaced; the
+    rerun's test asserts it writes nothing."""
+    from pathlib import Path
+
+    events: list[tuple[str, tuple]] = []
+    watching = [True]
+    _audited(events, watching)
+    try:
+        res = train(_cfg(patch_root, tmp_path_factory.mktemp("one") / "run", epochs=1,
+                         device="cpu"))
+    finally:
+        watching[0] = False
+    return res, [Path(args[1]).name for event, args in events if event == "os.rename"]
+
+
+@pytest.mark.xdist_group("one_epoch_run")
+def test_a_run_writes_its_checkpoint_and_model_file_once_where_they_are_final(one_epoch_run):
+    """A run's last epoch wrote its model file, then its checkpoint, then fitted the
+    temperature and wrote both again (RU-Net++'s checkpoint is ~880 MB): the temperature is
+    fitted first now, and each file written once, calibrated and recorded so."""
+    res, replaced = one_epoch_run
+    assert replaced.count("model.pt") == 1 and replaced.count("checkpoint.pt") == 1, replaced
+    assert read_model_file(res.model_path)[0].calibrated
+    assert torch.load(res.checkpoint_path, weights_only=True)["calibrated"] is True
 
 
 @pytest.mark.xdist_group("one_epoch_run")
@@ -353,7 +389,7 @@ def test_calibration_on_the_last_validation_is_the_calibration_of_the_kept_file(
     from training.modelfile import save_model_file
 
     # its one epoch is its best; on the CPU, where the oracle's fresh pass runs
-    res = one_epoch_run
+    res, _ = one_epoch_run
     assert res.best_epoch == 1 and res.finished
     model, meta = load_model_file(res.model_path)
     bare = ModelMeta.from_dict({**meta.to_dict(), "calibration": {}})
@@ -376,26 +412,26 @@ def test_a_finished_runs_rerun_does_not_calibrate_again(one_epoch_run, patch_roo
     """A finished run's rerun went through its calibration step again: it read the whole
     model file back (weights, digest, a scan for NaN) to find the temperature recorded. The
     checkpoint records the calibration done; the rerun opens neither the model file nor the
-    validation split, and says the run is finished."""
+    validation split, and says the run is finished. It also read the dataset, built the
+    model and the trainer (whose Adam imports torch._dynamo, seconds) before finding nothing
+    to do: it decides that first now, and opens no file of the dataset."""
     import logging
-    import sys
     from pathlib import Path
 
-    first = one_epoch_run
+    first, _ = one_epoch_run
     assert first.finished and read_model_file(first.model_path)[0].calibrated
-    opened: list[str] = []
+    events: list[tuple[str, tuple]] = []
     watching = [True]
-
-    def hook(event, args):  # Python's audit events: every file the rerun opens
-        if watching[0] and event == "open" and isinstance(args[0], str | bytes | Path):
-            opened.append(str(args[0]))
-
-    sys.addaudithook(hook)
+    _audited(events, watching)
     try:
         with caplog.at_level(logging.INFO, logger="training"):
             again = train(_cfg(patch_root, first.model_path.parent, epochs=1, device="cpu"))
     finally:
-        watching[0] = False  # an audit hook cannot be removed
-    assert again.finished and again.best_epoch == first.best_epoch
+        watching[0] = False
+    opened = [str(args[0]) for event, args in events
+              if event == "open" and isinstance(args[0], str | bytes | Path)]
+    assert again == first  # the same result: its files, best epoch, epochs, finished
     assert "is finished (1 epoch, the best 1)" in caplog.text and "calibration:" not in caplog.text
     assert str(first.model_path) not in opened, "the model file was read again"
+    assert not [p for p in opened if p.startswith(str(patch_root))], "the dataset was read"
+    assert not [e for e, _ in events if e == "os.rename"], "a file was written"
