@@ -44,7 +44,13 @@ def test_every_fold_trains_on_the_terramesh_cells_too(shared_data, tmp_path,
                                                       products_in_process):
     """The four cells are exported once (the export checks their band names) and join every
     fold's training set; the report names them, and an --out of other added regions is
-    refused before any export."""
+    refused before any export.
+
+    The run is first cut short after one training (no report written yet), and the same
+    --out without the cells is refused before any export instead of scoring that map as the
+    tiles' alone (formerly ``test_a_run_cut_short_is_not_finished_with_other_added_regions``
+    with the cells first, which exported them a second time for that); resumed with the
+    cells, it trains the other two folds."""
     cells = shared_data / FOLDER
     names = extra_names(find_cells(cells))
     assert names == ["tm_282D_485L_3_3", "tm_38D_378R_2_3", "tm_433D_629L_3_1",
@@ -56,10 +62,19 @@ def test_every_fold_trains_on_the_terramesh_cells_too(shared_data, tmp_path,
         run_loto(_steps(trained), tmp_path, out, bands=BANDS, holdout_rows=99,
                  budget=budget, arms=("unet-s2-one",), seeds=1, terramesh=cells)
     assert not (out / "exports").exists() and not (out / "runs").exists()
+    with pytest.raises(InputDataError, match="cut short"):
+        run_loto(_steps(trained, stop_after=1), tmp_path, out, bands=BANDS, holdout_rows=2,
+                 budget=budget, arms=("unet-s2-one",), seeds=1, terramesh=cells)
+    assert len(trained) == 1 and not (out / "loto.json").exists()
+    assert (out / "exports" / "terramesh").exists()
+    with pytest.raises(ConfigError, match=r"added regions tm_282D_485L_3_3, .* not none"):
+        run_loto(_steps(trained), tmp_path, out, bands=BANDS, holdout_rows=2,
+                 budget=budget, arms=("unet-s2-one",), seeds=1)
+    assert (out / "exports" / "terramesh").exists() and len(trained) == 1
     metrics = run_loto(_steps(trained), tmp_path, out, bands=BANDS, holdout_rows=2,
                        budget=budget, arms=("unet-s2-one",), seeds=1, terramesh=cells)
     assert metrics["extra_training"] == names
-    assert len(trained) == 3
+    assert len(trained) == 3  # the fold trained before the cut is not trained again
     for _, dataset in trained:
         merged = read_manifest(dataset)["merged_from"]
         assert merged[-len(names):] == names  # after the fold's own tiles
@@ -75,11 +90,14 @@ def test_every_fold_trains_on_the_terramesh_cells_too(shared_data, tmp_path,
     assert len(trained) == 3
 
 
-@pytest.mark.parametrize("first", ["tiles alone", "cells"])
+@pytest.mark.parametrize("first", ["tiles alone"])  # the cells first: the test above
 def test_a_run_cut_short_is_not_finished_with_other_added_regions(shared_data, tmp_path, first,
                                                                   products_in_process):
     """A run stops after one training (no report written yet); the same --out with the other
-    training sets is refused before any export, instead of scoring that map as theirs."""
+    training sets is refused before any export, instead of scoring that map as theirs.
+
+    With the cells first, :func:`test_every_fold_trains_on_the_terramesh_cells_too` shows it
+    on its own run (the cells exported once for both)."""
     cells = shared_data / FOLDER
     given, other = (None, cells) if first == "tiles alone" else (cells, None)
     trained: list[tuple[str, str]] = []

@@ -42,8 +42,8 @@ def test_the_experiment_runs_end_to_end_on_a_tiny_budget(shared_data, tmp_path, 
     from training.pruning import PRUNING_RULE
 
     cfg = lccompare.LandCoverCompareConfig(
-        data_dir=str(shared_data / "geobench_chesapeake_naip"), seeds=(0,), iterations=2,
-        prune_iterations=2, prune_epochs=2)
+        data_dir=str(shared_data / "geobench_chesapeake_naip"), seeds=(0,), iterations=1,
+        batch_size=2, prune_iterations=2, prune_epochs=2)  # fpgm after each of two epochs
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # pytest -n 2 on two cores: no OpenMP threads spinning
     try:
