@@ -244,7 +244,7 @@ def run_seed(cfg: LandCoverCompareConfig, tiles: Sequence[Tile], seed: int) -> d
     with tempfile.TemporaryDirectory(prefix=".lccompare.") as tmp:
         data = CropDataset(tiles, mean, std, cfg.crop, cfg.iterations * cfg.batch_size, seed)
         Trainer(_train_cfg(cfg, Path(tmp) / "train", seed, cfg.iterations, cfg.lr), model,
-                loss, data, None, meta).fit()
+                loss, data, None, meta, curves=False).fit()  # no curves: a temp folder
         train_s = time.perf_counter() - started
         # FPGM: training goes on "in the regular way" (the paper; same recipe and learning
         # rate, poly decay over the fine-tuning budget), filters zeroed after every epoch
@@ -254,7 +254,7 @@ def run_seed(cfg: LandCoverCompareConfig, tiles: Sequence[Tile], seed: int) -> d
         pcfg = replace(_train_cfg(cfg, Path(tmp) / "prune", seed, cfg.prune_iterations,
                                   cfg.lr), epochs=cfg.prune_epochs)
         Trainer(pcfg, masked, loss, pdata, None, meta,
-                epoch_end=lambda m, e: fpgm_step(m, cfg.prune_rate)).fit()
+                epoch_end=lambda m, e: fpgm_step(m, cfg.prune_rate), curves=False).fit()
     small, _ = compact_model(masked.cpu(), meta)
     confusion = {m: np.zeros((K, K), dtype=np.int64) for m in METHODS}
     for tile in tiles:

@@ -317,5 +317,5 @@ def train_model(model_kwargs: dict, bands: Sequence[str], scenes: Sequence[Scene
                             channels_last="off", device="cpu", progress=False)
     data = CropDataset(scenes, labels, mean, std, budget.crop,
                        budget.iterations * budget.batch, budget.seed, bool(product_bands))
-    Trainer(train_cfg, model, loss, data, None, meta).fit()
+    Trainer(train_cfg, model, loss, data, None, meta, curves=False).fit()  # temp folder
     return model.cpu().eval()

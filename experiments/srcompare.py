@@ -140,7 +140,7 @@ def train_fixed_budget(model: torch.nn.Module, dataset: CrossResolutionDataset,
                        max_iterations=cfg.iterations, batch_size=cfg.batch_size, lr=cfg.lr,
                        seed=cfg.seed, num_workers=0, precision="fp32", channels_last=False,
                        device="cpu", augment=True)
-    trainer = Trainer(tcfg, model, loss_fn, dataset, None, meta)
+    trainer = Trainer(tcfg, model, loss_fn, dataset, None, meta, curves=False)  # temp folder
     trainer.fit()
     model.cpu()
     return {"loss": sum(loss_fn.last_terms.values()), **loss_fn.last_terms,
