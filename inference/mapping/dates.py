@@ -29,6 +29,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,7 @@ from gee_export.ee.prediction_stack import (
 from gee_export.ee.request_region import request_geometry
 from gee_export.local.compositing import LocalRecipe
 from gee_export.local.plan import make_local_plan
+from gee_export.local.scenes import SceneCollection, discover_scenes
 from gee_export.local.stack import plan_local_stack, write_local_stack
 from inference.mapping import series_runtime
 from inference.mapping.ee_statistics import date_statistics
@@ -123,7 +125,8 @@ def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: Mode
         series_runtime.check_held(held, request.options, request.out)
     _remove_killed_writes(request, local)
     results = []
-    inputs = _ee_inputs if request.backend == "ee" else _local_inputs
+    # a local run reads the scene folder's headers once for all its dates
+    inputs = _ee_inputs if request.backend == "ee" else partial(_local_inputs, found={})
     for month in request.dates:
         options = replace(request.options, held=held) if held else request.options
         try:
@@ -251,12 +254,14 @@ def local_recipe(dataset: ModelDataset,
 
 
 def _local_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: ModelDataset,
-                  month: str, session: Any) -> _Opened:
+                  month: str, session: Any, *, found: dict[str, SceneCollection]) -> _Opened:
     recipe = local_recipe(dataset, request.scene_reading)
     work = request.product_dir() / ".stacks" / month
     with files.unmade_if_refused(work):  # a month without scenes leaves no empty folder
         work.mkdir(parents=True, exist_ok=True)
-        plan = plan_local_stack(request.local_scenes(), grid, month, tuple(meta.bands), None,
+        if not found:  # the first date's: the later dates plan from the same scenes
+            found["scenes"] = discover_scenes(request.local_scenes(), **recipe.reading())
+        plan = plan_local_stack(found["scenes"], grid, month, tuple(meta.bands), None,
                                 None, recipe.speckle, work, recipe=recipe, model_bands=True,
                                 labelled=False)  # a map predicts: the scenes' label is unread
         stack = write_local_stack(plan, progress=request.progress)

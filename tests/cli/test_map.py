@@ -315,15 +315,20 @@ def test_a_local_map_without_an_area_plans_what_the_scenes_cover(tmp_path, capsy
 
 
 @pytest.mark.slow
-def test_a_local_map_decides_change_by_the_spectral_rule_and_resumes_it(tmp_path, capsys):
+def test_a_local_map_decides_change_by_the_spectral_rule_and_resumes_it(tmp_path, capsys,
+                                                                       monkeypatch):
     """Each date's stack is kept by a local map: the default rule is spectral, recorded in the
     summary, series.json and the change COG; a second run redoes nothing, another rule redoes
-    the change map only."""
+    the change map only. The dates of a run plan their stacks from one reading of the scene
+    folder's headers, not one reading per date."""
     from pathlib import Path
 
     import rasterio
 
+    from gee_export.local import stack as local_stack
+    from gee_export.local.scenes import discover_scenes
     from gee_export.local.synthetic import generate_scene
+    from inference.mapping import dates as map_dates
     from inference.mapping import stretches
     from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD, SPECTRAL_RULE
 
@@ -345,7 +350,12 @@ def test_a_local_map_decides_change_by_the_spectral_rule_and_resumes_it(tmp_path
         printed = capsys.readouterr().out
         return json.loads(printed[printed.rindex("\n{") + 1:])
 
+    discovered = []  # the real discovery, counted where the dates' stacks are planned
+    for module in (local_stack, map_dates):
+        monkeypatch.setattr(module, "discover_scenes", raising=False,
+                            value=lambda *a, **k: discovered.append(a) or discover_scenes(*a, **k))
     summary = run()
+    assert len(discovered) == 1, "the scene folder was read once per date"
     assert summary["change_rule"] == "spectral"
     assert summary["spectral_threshold"] == DEFAULT_SPECTRAL_THRESHOLD
     assert "change_margin" not in summary

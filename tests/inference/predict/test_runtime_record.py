@@ -35,8 +35,10 @@ pytestmark = pytest.mark.xdist_group("inference.predict.test_runtime_record")
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    """tests/inference/conftest.py's stack, written once for the module (no test writes it)."""
-    data = smooth_stack(300, 410)
+    """A stack as tests/inference/conftest.py's, smaller (20 tiles of 64 px, 5 batches; the
+    interruption below comes after 4 of them, strips on disk), written once for the module (no
+    test writes it)."""
+    data = smooth_stack(200, 250)
     data[2, 40:60, 100:130] = np.nan
     return write_stack(tmp_path_factory.mktemp("stack") / "stack.tif", data)
 
@@ -79,7 +81,7 @@ def assert_same(a, b):
 
 def interrupt(stack, out, options):
     with pytest.raises(Crash):
-        run(stack, out, options, crashing_convnet(calls=8))
+        run(stack, out, options, crashing_convnet(calls=4))
     assert list(out.parent.glob(f".{out.name}.partial/strip_*.tif"))
 
 
