@@ -110,7 +110,8 @@ def test_evaluate_reads_the_encoder_model_file(presto_run, patch_root, tmp_path)
 
     out = tmp_path / "test"
     assert evaluate_main(["--model", str(presto_run / "model.pt"), "--data", str(patch_root),
-                          "--out", str(out), "--no-progress"]) == 0
+                          "--out", str(out), "--precision", "fp32", "--channels-last", "off",
+                          "--no-progress"]) == 0
     assert (out / "metrics.json").exists()
 
 
