@@ -98,7 +98,7 @@ def test_a_local_map_of_scene_files_with_an_encoder_model(name, request, tmp_pat
     from gee_export.local.synthetic import generate_scene
 
     weights = request.getfixturevalue("presto_file" if name == "presto" else "galileo_file")
-    scene = generate_scene(tmp_path / "scene", width=64, height=64, progress=False)
+    scene = generate_scene(tmp_path / "scene", width=48, height=48, progress=False)
     model = encoder_model_file(tmp_path / "m.pt", scene.grid, weights, "local",
                                ENCODERS[name])
     out = tmp_path / "out"
