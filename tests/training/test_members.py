@@ -22,7 +22,7 @@ from training.modelfile import load_model_file, read_model_file
 from training.models import create_model
 from training.models.members import MemberMean
 
-TINY = {"widths": [4, 8, 8, 8, 8]}
+TINY = {"widths": [4, 8]}
 SIZE = 32
 
 # the module's dataset, joined run and single run are built once, on one worker

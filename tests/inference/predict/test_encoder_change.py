@@ -137,27 +137,37 @@ def test_the_cut_flags_the_count_asked():
     assert encoder_change.cut_flagging(np.zeros(4), 0) > 0  # a cut the rule accepts
 
 
-def _local_series(tmp_path, model_of):
-    """Two generated dates, a built-up block growing between them, and a model file."""
+@pytest.fixture(scope="module")
+def series_scenes(tmp_path_factory):
+    """Two generated dates, a built-up block growing between them (the maps only read them:
+    made once for the module's three ``isamap-map`` tests): their folder and first grid."""
     from gee_export.local.synthetic import generate_scene
 
-    scenes = tmp_path / "scenes"
+    scenes = tmp_path_factory.mktemp("change_scenes") / "scenes"
     first = generate_scene(scenes / "a", width=48, height=48, progress=False, month="2019-06")
     generate_scene(scenes / "b", width=48, height=48, progress=False, month="2021-06", growth=2)
-    model = model_of(tmp_path / "m.pt", first.grid)
+    return scenes, first.grid
+
+
+def _local_series(tmp_path, model_of, series_scenes):
+    """The two dates of ``series_scenes`` and a model file on their grid."""
+    scenes, grid = series_scenes
+    model = model_of(tmp_path / "m.pt", grid)
     return ["--backend", "local", "--scenes", str(scenes), "--months", "2019-06,2021-06",
             "--model", str(model), "--tile", "32", "--overlap", "8", "--no-progress",
             "--precision", "fp32", "--channels-last", "off", "-q", "--allow-recipe-mismatch"]
 
 
+@pytest.mark.xdist_group("change_scenes")
 def test_isamap_map_decides_change_by_the_encoder_and_records_it(shared_weights, tmp_path,
-                                                                  capsys):
+                                                                  capsys, series_scenes):
     from cli.map import main
     from tests.support.mapping import encoder_model_file
 
     weights = shared_weights / "presto" / "default_model.pt"
     args = _local_series(tmp_path, lambda path, grid: encoder_model_file(path, grid, weights,
-                                                                           "local"))
+                                                                           "local"),
+                         series_scenes)
     out = tmp_path / "out"
     assert main([*args, "--out", str(out), "--change-rule", "encoder"]) == 0
     printed = capsys.readouterr().out
@@ -183,11 +193,14 @@ def test_isamap_map_decides_change_by_the_encoder_and_records_it(shared_weights,
     assert cog.stat().st_mtime_ns == stamp  # up to date: not redone
 
 
-def test_isamap_map_refuses_the_encoder_rule_for_a_model_without_one(tmp_path, capsys):
+@pytest.mark.xdist_group("change_scenes")
+def test_isamap_map_refuses_the_encoder_rule_for_a_model_without_one(tmp_path, capsys,
+                                                                     series_scenes):
     from cli.map import main
     from tests.support.mapping import model_file
 
-    args = _local_series(tmp_path, lambda path, grid: model_file(path, grid, backend="local"))
+    args = _local_series(tmp_path, lambda path, grid: model_file(path, grid, backend="local"),
+                         series_scenes)
     code = main([*args, "--out", str(tmp_path / "out"), "--change-rule", "encoder"])
     err = capsys.readouterr().err
     assert code == 2 and "has none: choose --change-rule spectral" in err
@@ -195,15 +208,17 @@ def test_isamap_map_refuses_the_encoder_rule_for_a_model_without_one(tmp_path, c
     assert not (tmp_path / "out").exists()  # refused before any date was mapped
 
 
+@pytest.mark.xdist_group("change_scenes")
 def test_the_dry_run_names_the_encoder_rule_and_its_features_cost(shared_weights, tmp_path,
-                                                                   capsys):
+                                                                   capsys, series_scenes):
     """The plan named neither the change rule nor the encoder features' hours."""
     from cli.map import main
     from tests.support.mapping import encoder_model_file
 
     weights = shared_weights / "presto" / "default_model.pt"
     args = _local_series(tmp_path, lambda path, grid: encoder_model_file(path, grid, weights,
-                                                                           "local"))
+                                                                           "local"),
+                         series_scenes)
     assert main([*args, "--out", str(tmp_path / "out"), "--change-rule", "encoder",
                  "--dry-run"]) == 0
     printed = capsys.readouterr().out

@@ -110,20 +110,22 @@ def test_evaluate_reads_the_encoder_model_file(presto_run, patch_root, tmp_path)
 
     out = tmp_path / "test"
     assert evaluate_main(["--model", str(presto_run / "model.pt"), "--data", str(patch_root),
-                          "--out", str(out), "--no-progress"]) == 0
+                          "--out", str(out), "--precision", "fp32", "--channels-last", "off",
+                          "--no-progress"]) == 0
     assert (out / "metrics.json").exists()
 
 
-def test_unet_s2s_three_trainings_with_an_encoder_join_and_map_from_the_model_file(
+def test_unet_s2s_trainings_with_an_encoder_join_and_map_from_the_model_file(
         patch_root, presto_file, tmp_path):
-    """Three trainings (``--members 3``, given here over the helper's one) with Presto
-    fused: one file of their mean that records the encoder, mapped from that file alone."""
+    """Two trainings (``--members 2``, given here over the helper's one; a third showed
+    nothing two do not) with Presto fused: one file of their mean that records the encoder,
+    its views spread over the members, mapped from that file alone."""
     out = tmp_path / "run"
-    assert _train(patch_root, out, f"presto={presto_file}", "--members", "3",
+    assert _train(patch_root, out, f"presto={presto_file}", "--members", "2",
                   "--max-iterations", "1") == 0
     model, meta = load_model_file(out / "model.pt")
-    assert meta.model_kwargs["members"] == 3 and meta.model_kwargs["encoder"] == "presto"
-    assert meta.name == NAME and len(model.members) == 3
+    assert meta.model_kwargs["members"] == 2 and meta.model_kwargs["encoder"] == "presto"
+    assert meta.name == NAME and len(model.members) == 2
     # the recipe spreads the flips over the members: each fused member maps one view
     assert model.views and meta.model_kwargs["member_views"] is True
     assert not any(getattr(m, "flips", False) for m in model.members.modules())

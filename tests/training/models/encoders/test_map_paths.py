@@ -49,7 +49,7 @@ def _map(stack, model, out, beam: bool) -> tuple[np.ndarray, np.ndarray]:
     from the fake pixel server or by Beam workers (DirectRunner)."""
     runner = RunnerConfig("direct", max_workers=2, max_concurrent=2) if beam else None
     request = MapRequest(region=inner_region(stack.grid, 8), dates=(MONTH,),
-                         model_file=str(model), out=str(out), workers=2, tile=48, overlap=16,
+                         model_file=str(model), out=str(out), workers=2, tile=32, overlap=8,
                          batch_size=2, options=OPTIONS, progress=False, runner=runner)
     kwargs = {"worker_sessions": StackSessions(stack)} if beam else {}
     return _read(map_region(request, session=session_for(
@@ -98,7 +98,7 @@ def test_a_local_map_of_scene_files_with_an_encoder_model(name, request, tmp_pat
     from gee_export.local.synthetic import generate_scene
 
     weights = request.getfixturevalue("presto_file" if name == "presto" else "galileo_file")
-    scene = generate_scene(tmp_path / "scene", width=64, height=64, progress=False)
+    scene = generate_scene(tmp_path / "scene", width=48, height=48, progress=False)
     model = encoder_model_file(tmp_path / "m.pt", scene.grid, weights, "local",
                                ENCODERS[name])
     out = tmp_path / "out"
