@@ -242,8 +242,10 @@ class StackTransport:
         # integers of the native values the stack holds (gee_export.ee.embedding)
         out = np.zeros((height, width), dtype=[(b, "<i1" if is_embedding_band(b) else "<f4")
                                                for b in bands])
+        # every band from one open file (and the label's): not one opening a band
+        read = self._pixels(bands, grid["crsCode"], transform, width, height, fine)
         for b in bands:
-            values = self._pixels([b], grid["crsCode"], transform, width, height, fine)[b]
+            values = read.pop(b)
             out[b] = quantise(np.where(values == FLOAT_NODATA, np.nan, values)) \
                 if is_embedding_band(b) else values
         with self._lock:

@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 from contract.bands import get_band
 from core.errors import UnknownBandError
@@ -71,6 +70,8 @@ class Augment:
             labels = [np.rot90(lab, k, axes=(-2, -1)) for lab in labels]
         if rng.random() < self.blur:
             sigma = float(rng.uniform(*self.blur_sigma))
+            from scipy.ndimage import gaussian_filter  # ~0.5 s to import: a recipe that blurs
+
             blurred = gaussian_filter(image, sigma=(0, sigma, sigma), mode="reflect")
             if codes:
                 blurred[list(codes)] = image[list(codes)]

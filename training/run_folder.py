@@ -11,7 +11,9 @@ A run folder (``--out``) holds ``checkpoint.pt``, whose ``config`` is the whole
   change the result (:data:`RUN_ONLY_KEYS`).
 
 Only the configuration is read: the checkpoint is memory-mapped, so its weights and optimizer
-state are not loaded for this.
+state are not loaded for this, and what it says is kept per file version (its inode, size and
+modification time), so the many questions a run of several trainings asks of one checkpoint
+read it once.
 
 The same configuration is written beside the model as ``config.yaml``
 (:func:`write_resolved_config`), every option with the model's recipe filled in, for people to
@@ -21,7 +23,9 @@ against the same folder, resumes it).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Collection, Mapping
@@ -78,24 +82,39 @@ def finished_run(out_dir: str | Path) -> TrainResult | None:
     this before it reads any data or builds a model.
     """
     ck = _checkpoint(Path(out_dir) / CHECKPOINT)
-    if not (isinstance(ck, dict) and ck.get("finished") and ck.get("calibrated")):
+    if ck is None or not (ck.get("finished") and ck.get("calibrated")):
         return None
     out = Path(out_dir)
     return TrainResult(out, out / BEST_MODEL, out / CHECKPOINT, out / HISTORY, out / CURVES,
                        int(ck["best_epoch"]), float(ck["best_miou"]), int(ck["epoch"]), True)
 
 
-def _checkpoint(path: Path) -> Any:
-    """The checkpoint at ``path`` memory-mapped, None where there is none."""
-    if not path.exists():
+#: what :func:`finished_run` and :func:`recorded_config` read of a checkpoint
+_SUMMARY_KEYS = ("finished", "calibrated", "best_epoch", "best_miou", "epoch", "config")
+
+
+def _checkpoint(path: Path) -> dict[str, Any] | None:
+    """The run-describing entries of the checkpoint at ``path``, None where there is none."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
         return None
+    return _summary(str(path), (st.st_ino, st.st_size, st.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _summary(path: str, version: tuple[int, int, int]) -> dict[str, Any]:
+    """The entries of :data:`_SUMMARY_KEYS` of one version of a checkpoint (no tensors)."""
     import torch
 
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:
         raise ModelError(f"checkpoint {path} is unreadable ({exc}); start a new run in "
                          "another --out folder") from None
+    if not isinstance(ck, dict):
+        return {}
+    return {k: ck[k] for k in _SUMMARY_KEYS if k in ck}
 
 
 def recorded_config(out_dir: str | Path) -> dict[str, Any] | None:
@@ -104,11 +123,11 @@ def recorded_config(out_dir: str | Path) -> dict[str, Any] | None:
     ck = _checkpoint(path)
     if ck is None:
         return None
-    config = ck.get("config") if isinstance(ck, dict) else None
+    config = ck.get("config")
     if not isinstance(config, dict):
         raise ModelError(f"{path} records no training configuration; it is not an isamap "
                          "training checkpoint")
-    return dict(config)
+    return copy.deepcopy(config)  # the caller's own: the summary is kept for the next read
 
 
 def config_differences(recorded: Mapping[str, Any], cfg: TrainConfig,

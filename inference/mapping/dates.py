@@ -125,8 +125,8 @@ def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: Mode
         series_runtime.check_held(held, request.options, request.out)
     _remove_killed_writes(request, local)
     results = []
-    # a local run reads the scene folder's headers once for all its dates
-    inputs = _ee_inputs if request.backend == "ee" else partial(_local_inputs, found={})
+    inputs = (_ee_inputs if request.backend == "ee" or predict_date is not None
+              else _local_reader(request, dataset))
     for month in request.dates:
         options = replace(request.options, held=held) if held else request.options
         try:
@@ -253,15 +253,19 @@ def local_recipe(dataset: ModelDataset,
     return recipe.with_reading(**dict(scene_reading))
 
 
+def _local_reader(request: MapRequest, dataset: ModelDataset) -> Callable[..., _Opened]:
+    """:func:`_local_inputs` over the scene folder's headers, read once for all the dates."""
+    reading = local_recipe(dataset, request.scene_reading).reading()
+    return partial(_local_inputs, scenes=discover_scenes(request.local_scenes(), **reading))
+
+
 def _local_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: ModelDataset,
-                  month: str, session: Any, *, found: dict[str, SceneCollection]) -> _Opened:
+                  month: str, session: Any, *, scenes: SceneCollection) -> _Opened:
     recipe = local_recipe(dataset, request.scene_reading)
     work = request.product_dir() / ".stacks" / month
     with files.unmade_if_refused(work):  # a month without scenes leaves no empty folder
         work.mkdir(parents=True, exist_ok=True)
-        if not found:  # the first date's: the later dates plan from the same scenes
-            found["scenes"] = discover_scenes(request.local_scenes(), **recipe.reading())
-        plan = plan_local_stack(found["scenes"], grid, month, tuple(meta.bands), None,
+        plan = plan_local_stack(scenes, grid, month, tuple(meta.bands), None,
                                 None, recipe.speckle, work, recipe=recipe, model_bands=True,
                                 labelled=False)  # a map predicts: the scenes' label is unread
         stack = write_local_stack(plan, progress=request.progress)
