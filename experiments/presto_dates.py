@@ -136,15 +136,21 @@ def score(probability: np.ndarray, truth: np.ndarray) -> dict:
             "mapped": float(mapped.mean()), "true": float(truth.mean())}
 
 
+def drawn_pixels(train: np.ndarray, points: int, seed: int) -> np.ndarray:
+    """Sorted flat indices of ``points`` pixels of ``train`` drawn by ``seed`` (0: every one)."""
+    index = np.flatnonzero(train)
+    if points:
+        index = np.sort(np.random.default_rng(seed).choice(index, points, replace=False))
+    return index
+
+
 def fitted_on(features: np.ndarray, truth: np.ndarray, train: np.ndarray, points: int,
               seed: int) -> tuple[PointFit, int]:
     """``isamap-fit``'s head on ``train`` (``points`` drawn by ``seed``, 0: every one).
 
     Returns the fit and the built points it saw.
     """
-    index = np.flatnonzero(train)
-    if points:
-        index = np.sort(np.random.default_rng(seed).choice(index, points, replace=False))
+    index = drawn_pixels(train, points, seed)
     rows, cols = np.divmod(index, truth.shape[1])
     fitted = fit_points(features[index], truth.ravel()[index], cols * PIXEL_M,
                         -rows * PIXEL_M, np.zeros(index.size, np.int64), ("other", "built"),
@@ -189,15 +195,16 @@ def date_maps(per_date: Sequence[np.ndarray], truth: np.ndarray, train: np.ndarr
 
 
 def level_maps(l2a: np.ndarray, l1c: np.ndarray, truth: np.ndarray, train: np.ndarray,
-               test: np.ndarray, points: int, seed: int) -> dict:
+               test: np.ndarray, points: int, seed: int, fitted: PointFit | None = None
+               ) -> dict:
     """A head fitted on one date's L2A-like features maps that date at either level.
 
     What ``isamap-map --allow-l1c`` does with a model trained on surface reflectance: the
     held-out pixels mapped from the dark-object-subtracted scene (``L2A-like``, what the
     training saw) and from the top-of-atmosphere one (``L1C``), each scored, and the share of
-    pixels whose class is the same on both.
+    pixels whose class is the same on both. ``fitted``: that head when it was fitted already.
     """
-    fitted, _ = fitted_on(l2a, truth, train, points, seed)
+    fitted = fitted or fitted_on(l2a, truth, train, points, seed)[0]
     held = np.flatnonzero(test)
     label = truth.ravel()[held]
     prob = {name: built_probability(fitted, f[held]) for name, f in (("L2A-like", l2a),

@@ -13,6 +13,7 @@ from experiments.presto_dates import (
     SCENE_BANDS,
     arm_features,
     date_maps,
+    drawn_pixels,
     fitted_on,
     fold,
     halves,
@@ -82,9 +83,10 @@ def test_a_fold_fits_on_its_half_and_scores_the_other():
     assert every["true"] == pytest.approx(truth[:20].mean())
     drawn = [fold(features, truth, train, test, 400, s) for s in (0, 1)]
     assert all(d["auc"] > 0.9 for d in drawn)
-    # seeds 0, 0, 1, 2: the draws of seeds 0 and 1 are those of ``drawn`` (fitted once each)
-    picked = [fitted_on(features, truth, train, 400, 0)[1], drawn[0]["built_points"],
-              drawn[1]["built_points"], fitted_on(features, truth, train, 400, 2)[1]]
+    # seeds 0, 0, 1, 2: the draws of seeds 0 and 1 are those of ``drawn`` (fitted once each);
+    # seeds 0 and 2 drawn alone (fitted_on's draw), a fit adds nothing to what is counted
+    picked = [int(truth.ravel()[drawn_pixels(train, 400, 0)].sum()), drawn[0]["built_points"],
+              drawn[1]["built_points"], int(truth.ravel()[drawn_pixels(train, 400, 2)].sum())]
     assert picked[0] == picked[1]  # a seed draws the same pixels
     assert len(set(picked[1:])) > 1 and all(0 < p < 400 for p in picked)  # others, others
 
@@ -107,9 +109,11 @@ def test_a_head_fitted_on_the_first_date_maps_each_date_and_counts_the_flips():
 
 def test_a_head_fitted_on_l2a_features_maps_l1c_and_says_how_much_the_class_moves():
     l2a, truth, train, test = _halves_of_two_towns(3)
-    same = level_maps(l2a, l2a, truth, train, test, 0, 0)
+    # one head for both (level_maps fits it on l2a alike; the command's test runs that path)
+    fitted, _ = fitted_on(l2a, truth, train, 0, 0)
+    same = level_maps(l2a, l2a, truth, train, test, 0, 0, fitted)
     assert same["same_class"] == 1.0 and same["f1"]["L1C"] == same["f1"]["L2A-like"] > 0.8
-    hazy = level_maps(l2a, l2a + 1.5, truth, train, test, 0, 0)
+    hazy = level_maps(l2a, l2a + 1.5, truth, train, test, 0, 0, fitted)
     assert hazy["built_share"]["L1C"] > hazy["built_share"]["L2A-like"]  # haze reads built
     assert hazy["same_class"] == pytest.approx(1 - abs(
         hazy["built_share"]["L1C"] - hazy["built_share"]["L2A-like"]))  # only gains here
