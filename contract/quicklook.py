@@ -184,11 +184,9 @@ def framed_png(rgb: np.ndarray, out_png: str | os.PathLike[str], *, title: str,
     The picture keeps its pixels one to one (a quick-look is for looking at pixels); the frame
     adds a margin for the title above, the caption below and the key on the right.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.cm import ScalarMappable
     from matplotlib.colors import LinearSegmentedColormap, Normalize
+    from matplotlib.figure import Figure
     from matplotlib.patches import Patch, Rectangle
 
     height, width = rgb.shape[:2]
@@ -199,7 +197,7 @@ def framed_png(rgb: np.ndarray, out_png: str | os.PathLike[str], *, title: str,
     # the title wraps at the figure's edge: room above the picture for each of its lines
     title_lines = math.ceil(len(title) * TITLE_CHAR_PX / (fig_w - 30))
     fig_h = height + 50 + 28 + 17 * title_lines
-    fig = plt.figure(figsize=(fig_w / dpi, fig_h / dpi), dpi=dpi)
+    fig = Figure(figsize=(fig_w / dpi, fig_h / dpi), dpi=dpi)  # no pyplot: no figure manager
     ax = fig.add_axes((15 / fig_w, 50 / fig_h, width / fig_w, height / fig_h))
     ax.imshow(rgb, interpolation="nearest")
     ax.set_xticks([])
@@ -228,12 +226,11 @@ def framed_png(rgb: np.ndarray, out_png: str | os.PathLike[str], *, title: str,
         cmap = LinearSegmentedColormap.from_list(
             "quicklook", [np.array(c) / 255 for c in colour_bar.colours])
         cax = fig.add_axes((key_left, 60 / fig_h, 14 / fig_w, max(height - 40, 40) / fig_h))
-        mappable = plt.cm.ScalarMappable(Normalize(colour_bar.low, colour_bar.high), cmap)
+        mappable = ScalarMappable(Normalize(colour_bar.low, colour_bar.high), cmap)
         fig.colorbar(mappable, cax=cax).set_label(colour_bar.label, fontsize=9)
     target = Path(out_png)
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, facecolor="white")
-    plt.close(fig)
     return target
 
 
