@@ -19,6 +19,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
@@ -26,6 +27,10 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import transform as transform_points
+
+if TYPE_CHECKING:
+    from matplotlib.backend_bases import RendererBase
+    from matplotlib.text import Text
 
 from contract.bands import LABEL_NODATA
 from core.errors import InputDataError
@@ -184,6 +189,7 @@ def framed_png(rgb: np.ndarray, out_png: str | os.PathLike[str], *, title: str,
     The picture keeps its pixels one to one (a quick-look is for looking at pixels); the frame
     adds a margin for the title above, the caption below and the key on the right.
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import LinearSegmentedColormap, Normalize
     from matplotlib.figure import Figure
@@ -202,10 +208,12 @@ def framed_png(rgb: np.ndarray, out_png: str | os.PathLike[str], *, title: str,
     ax.imshow(rgb, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
-    fig.text(15 / fig_w, 1 - 12 / fig_h, title, ha="left", va="top", fontsize=11,
-             fontweight="bold", wrap=True)
-    fig.text(15 / fig_w, 18 / fig_h, extent_text(footprint), ha="left", va="bottom",
-             fontsize=8, color="#333333", wrap=True)
+    canvas = FigureCanvasAgg(fig)  # savefig draws with this canvas's renderer, measured here
+    for text in (fig.text(15 / fig_w, 1 - 12 / fig_h, title, ha="left", va="top", fontsize=11,
+                          fontweight="bold"),
+                 fig.text(15 / fig_w, 18 / fig_h, extent_text(footprint), ha="left",
+                          va="bottom", fontsize=8, color="#333333")):
+        _wrap_at_edge(text, canvas.get_renderer(), fig.bbox.x1)  # type: ignore[no-untyped-call]
     metres = pixel_metres(footprint)
     if metres:
         length = nice_length(width * metres / 4)
@@ -232,6 +240,16 @@ def framed_png(rgb: np.ndarray, out_png: str | os.PathLike[str], *, title: str,
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, facecolor="white")
     return target
+
+
+def _wrap_at_edge(text: Text, renderer: RendererBase, right: float) -> None:
+    """Wrap a left-aligned figure ``text`` at ``right`` (the figure's edge), only if it passes it.
+
+    matplotlib's wrap measures every prefix of the text's words at each draw; a text that fits
+    needs one measurement, and is drawn the same either way.
+    """
+    extent = text.get_window_extent(renderer)
+    text.set_wrap(math.ceil(extent.width) > right - extent.x0)
 
 
 def _when(month: str | None) -> str:
