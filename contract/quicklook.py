@@ -19,6 +19,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
@@ -26,6 +27,10 @@ from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import transform as transform_points
+
+if TYPE_CHECKING:
+    from matplotlib.backend_bases import RendererBase
+    from matplotlib.text import Text
 
 from contract.bands import LABEL_NODATA
 from core.errors import InputDataError
@@ -184,11 +189,10 @@ def framed_png(rgb: np.ndarray, out_png: str | os.PathLike[str], *, title: str,
     The picture keeps its pixels one to one (a quick-look is for looking at pixels); the frame
     adds a margin for the title above, the caption below and the key on the right.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.cm import ScalarMappable
     from matplotlib.colors import LinearSegmentedColormap, Normalize
+    from matplotlib.figure import Figure
     from matplotlib.patches import Patch, Rectangle
 
     height, width = rgb.shape[:2]
@@ -199,15 +203,17 @@ def framed_png(rgb: np.ndarray, out_png: str | os.PathLike[str], *, title: str,
     # the title wraps at the figure's edge: room above the picture for each of its lines
     title_lines = math.ceil(len(title) * TITLE_CHAR_PX / (fig_w - 30))
     fig_h = height + 50 + 28 + 17 * title_lines
-    fig = plt.figure(figsize=(fig_w / dpi, fig_h / dpi), dpi=dpi)
+    fig = Figure(figsize=(fig_w / dpi, fig_h / dpi), dpi=dpi)  # no pyplot: no figure manager
     ax = fig.add_axes((15 / fig_w, 50 / fig_h, width / fig_w, height / fig_h))
     ax.imshow(rgb, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
-    fig.text(15 / fig_w, 1 - 12 / fig_h, title, ha="left", va="top", fontsize=11,
-             fontweight="bold", wrap=True)
-    fig.text(15 / fig_w, 18 / fig_h, extent_text(footprint), ha="left", va="bottom",
-             fontsize=8, color="#333333", wrap=True)
+    canvas = FigureCanvasAgg(fig)  # savefig draws with this canvas's renderer, measured here
+    for text in (fig.text(15 / fig_w, 1 - 12 / fig_h, title, ha="left", va="top", fontsize=11,
+                          fontweight="bold"),
+                 fig.text(15 / fig_w, 18 / fig_h, extent_text(footprint), ha="left",
+                          va="bottom", fontsize=8, color="#333333")):
+        _wrap_at_edge(text, canvas.get_renderer(), fig.bbox.x1)  # type: ignore[no-untyped-call]
     metres = pixel_metres(footprint)
     if metres:
         length = nice_length(width * metres / 4)
@@ -228,13 +234,22 @@ def framed_png(rgb: np.ndarray, out_png: str | os.PathLike[str], *, title: str,
         cmap = LinearSegmentedColormap.from_list(
             "quicklook", [np.array(c) / 255 for c in colour_bar.colours])
         cax = fig.add_axes((key_left, 60 / fig_h, 14 / fig_w, max(height - 40, 40) / fig_h))
-        mappable = plt.cm.ScalarMappable(Normalize(colour_bar.low, colour_bar.high), cmap)
+        mappable = ScalarMappable(Normalize(colour_bar.low, colour_bar.high), cmap)
         fig.colorbar(mappable, cax=cax).set_label(colour_bar.label, fontsize=9)
     target = Path(out_png)
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, facecolor="white")
-    plt.close(fig)
     return target
+
+
+def _wrap_at_edge(text: Text, renderer: RendererBase, right: float) -> None:
+    """Wrap a left-aligned figure ``text`` at ``right`` (the figure's edge), only if it passes it.
+
+    matplotlib's wrap measures every prefix of the text's words at each draw; a text that fits
+    needs one measurement, and is drawn the same either way.
+    """
+    extent = text.get_window_extent(renderer)
+    text.set_wrap(math.ceil(extent.width) > right - extent.x0)
 
 
 def _when(month: str | None) -> str:

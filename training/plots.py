@@ -1,4 +1,10 @@
-"""Quick-look PNGs of training and evaluation (headless matplotlib)."""
+"""Quick-look PNGs of training and evaluation (headless matplotlib).
+
+Figures are made with :class:`matplotlib.figure.Figure` on an Agg canvas, not through pyplot:
+no global backend switch, no figure manager to close. The learning curves and the reliability
+diagram have fixed margins (room for their titles, tick and axis labels) rather than
+``tight_layout`` plus ``bbox_inches="tight"``, each of which lays out every text once more.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +12,20 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from contract.quicklook import titled
 from core.storage import atomic_write
 
 
-def _save(fig, path: Path) -> Path:
-    try:
-        return atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110,
-                                                         bbox_inches="tight"))
-    finally:
-        plt.close(fig)
+def _save(fig: Figure, path: Path, *, tight: bool = False) -> Path:
+    """Write ``fig`` as a 110 dpi PNG; ``tight`` crops it to its drawn elements.
+
+    ``tight`` costs a second layout of every text: only for figures without fixed margins.
+    """
+    return atomic_write(path, lambda fh: fig.savefig(
+        fh, format="png", dpi=110, bbox_inches="tight" if tight else None))
 
 
 def dataset_label(data: str | os.PathLike) -> str:
@@ -51,7 +55,8 @@ def plot_learning_curves(history: Sequence[dict], path: Path, title: str | None 
     def col(key):
         return [np.nan if r.get(key) is None else r[key] for r in history]
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig = Figure(figsize=(13, 3.6))
+    axes = fig.subplots(1, 3)
     axes[0].plot(ep, col("train_loss"), label="train")
     axes[0].plot(ep, col("val_loss"), label="val")
     axes[0].set_title("loss")
@@ -64,7 +69,7 @@ def plot_learning_curves(history: Sequence[dict], path: Path, title: str | None 
     axes[1].set_title("accuracy")
     axes[1].set_ylabel("fraction (0-1)")
     axes[2].plot(ep, col("lr"))
-    axes[2].set_title(f"learning rate ({schedule})" if schedule else "learning rate")
+    axes[2].set_title(f"learning rate ({schedule})" if schedule else "learning rate", wrap=True)
     axes[2].ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
     for ax in axes:
         ax.set_xlabel("epoch")
@@ -72,7 +77,9 @@ def plot_learning_curves(history: Sequence[dict], path: Path, title: str | None 
     axes[0].legend()
     axes[1].legend(fontsize=8)
     fig.suptitle(titled(title or "Learning curves"), fontweight="bold")
-    fig.tight_layout()
+    # fixed margins in inches: tick labels and the middle panel's y label fit between panels
+    fig.subplots_adjust(left=0.65 / 13, right=1 - 0.2 / 13, bottom=0.5 / 3.6, top=1 - 0.6 / 3.6,
+                        wspace=0.22)
     return _save(fig, path)
 
 
@@ -83,7 +90,8 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path,
     rows = m.sum(1, keepdims=True)
     norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
     k = len(class_names)
-    fig, ax = plt.subplots(figsize=(1.2 * k + 2.5, 1.0 * k + 2))
+    fig = Figure(figsize=(1.2 * k + 2.5, 1.0 * k + 2))
+    ax = fig.subplots()
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(k):
         for j in range(k):
@@ -94,7 +102,7 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path,
     ax.set_xlabel("predicted")
     ax.set_ylabel("reference")
     ax.set_title(titled(title))
-    return _save(fig, path)
+    return _save(fig, path, tight=True)  # class names of any length: cropped to what is drawn
 
 
 def plot_reliability(curves: Mapping[str, Mapping], path: Path,
@@ -105,8 +113,8 @@ def plot_reliability(curves: Mapping[str, Mapping], path: Path,
     counts, mean probabilities, observed frequencies and ECE). The diagonal is perfect
     calibration; the lower panel gives each bin's pixel count (log scale).
     """
-    fig, (ax, counts) = plt.subplots(2, 1, figsize=(5.2, 6.2), sharex=True,
-                                     gridspec_kw={"height_ratios": [3, 1]})
+    fig = Figure(figsize=(5.2, 6.2))
+    ax, counts = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1, label="perfect calibration")
     first = next(iter(curves.values()), {})
     bins = int(first.get("bins", 15))
@@ -121,7 +129,7 @@ def plot_reliability(curves: Mapping[str, Mapping], path: Path,
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_ylabel("observed frequency")
-    ax.set_title(titled(title))
+    ax.set_title(titled(title), wrap=True)  # a long title wraps inside the fixed margins
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     counts.set_yscale("log")
@@ -129,5 +137,6 @@ def plot_reliability(curves: Mapping[str, Mapping], path: Path,
     counts.set_xlabel(f"predicted probability ({first.get('binned', '')}, {bins} bins)")
     counts.set_ylabel("pixels per bin")
     counts.grid(alpha=0.3)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.9 / 5.2, right=1 - 0.15 / 5.2, bottom=0.55 / 6.2,
+                        top=1 - 0.6 / 6.2, hspace=0.08)
     return _save(fig, path)

@@ -83,10 +83,7 @@ def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
     (temporal consistency relabels classes only) have no band. A zone's date without a valid
     pixel (outside the map, or all nodata) is a gap in its line: its table row says no data.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     zones: dict[str, list[SeriesAreaRow]] = {}
     for row in rows:
@@ -97,7 +94,8 @@ def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
              if any(math.isfinite(r.isa_km2) for r in items)}
     months = sorted({row.date for row in rows})
     shown = sorted(zones, key=lambda z: -max(np.nan_to_num(r.isa_km2) for r in zones[z]))[:15]
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig = Figure(figsize=(8, 4.5), dpi=100)  # no pyplot: no figure manager to close
+    ax = fig.subplots()
     banded = False
     for zone in shown:
         items = sorted(zones[zone], key=lambda r: r.date)
@@ -139,7 +137,6 @@ def plot_area(rows: Sequence[SeriesAreaRow], png: Path) -> Path:
     fig.tight_layout()
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
     return png
 
 

@@ -178,10 +178,10 @@ def test_cli_train_then_evaluate(patch_root, tmp_path, capsys, monkeypatch):
 
     panels = []
 
-    def keep_title(fig, path):
+    def keep_title(fig, path, **how):
         titles.append(fig._suptitle.get_text() if fig._suptitle else "")
         panels.append([ax.get_title() for ax in fig.axes])
-        return save(fig, path)
+        return save(fig, path, **how)
 
     monkeypatch.setattr(training.plots, "_save", keep_title)
     cfg = tmp_path / "cfg.yaml"

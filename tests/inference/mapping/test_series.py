@@ -437,13 +437,24 @@ def test_area_plot_is_written_for_one_date_few_zones_and_many(tmp_path, zones, m
         assert image.size[0] >= 700 and image.size[1] >= 400
 
 
+def _saved_figures(monkeypatch) -> list:
+    """The figures plot_area saves, in order (it draws on a Figure, without pyplot)."""
+    from matplotlib.figure import Figure
+
+    figures, savefig = [], Figure.savefig
+
+    def keep(fig, *args, **kwargs):
+        figures.append(fig)
+        return savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    return figures
+
+
 def test_area_plot_starts_at_zero_and_marks_a_synthetic_scene(tmp_path, monkeypatch):
     """A 20.94-21.06 km² axis drew a 0.5 % change as a steep rise; the demo's made-up scene
     must not pass for a map of a real place."""
-    import matplotlib.pyplot as plt
-
-    figures, close = [], plt.close
-    monkeypatch.setattr(plt, "close", lambda fig: (figures.append(fig), close(fig)))
+    figures = _saved_figures(monkeypatch)
     rows = [SeriesAreaRow("all", m, km2, None, 50.0, 0.0, 0.4)
             for m, km2 in (("2019-06", 20.95), ("2021-06", 21.05))]
     with title_note("SYNTHETIC"):
@@ -456,11 +467,9 @@ def test_area_plot_starts_at_zero_and_marks_a_synthetic_scene(tmp_path, monkeypa
 
 
 def test_area_plot_shades_the_span_to_the_probability_weighted_area(tmp_path, monkeypatch):
-    import matplotlib.pyplot as plt
     from matplotlib.collections import PolyCollection
 
-    figures, close = [], plt.close
-    monkeypatch.setattr(plt, "close", lambda fig: (figures.append(fig), close(fig)))
+    figures = _saved_figures(monkeypatch)
     rows = [SeriesAreaRow("all", m, km2, weighted, 50.0, 0.0, 0.4)
             for m, km2, weighted in (("2019-06", 20.0, 22.5), ("2021-06", 21.0, 19.0))]
     plot_area(rows, tmp_path / "area.png")
@@ -476,10 +485,7 @@ def test_area_plot_shades_the_span_to_the_probability_weighted_area(tmp_path, mo
 def test_a_zone_without_valid_pixels_is_not_drawn_as_zero_km2(tmp_path, monkeypatch):
     """A zone outside the map: the date's table row says no data (isa_fraction empty), and
     the area plot drew it as a line at 0.00 km²; its dates without data are left out."""
-    import matplotlib.pyplot as plt
-
-    figures, close = [], plt.close
-    monkeypatch.setattr(plt, "close", lambda fig: (figures.append(fig), close(fig)))
+    figures = _saved_figures(monkeypatch)
     months = ("2019-06", "2020-06", "2021-06")
     rows = [SeriesAreaRow("inside", m, 2.0, None, 0.0 if m == "2020-06" else 50.0, 0.0, 0.04)
             for m in months]
