@@ -125,8 +125,10 @@ def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: Mode
         series_runtime.check_held(held, request.options, request.out)
     _remove_killed_writes(request, local)
     results = []
-    inputs = (_ee_inputs if request.backend == "ee" or predict_date is not None
-              else _local_reader(request, dataset))
+    # a local run reads the scene folder's headers once, for all its dates
+    inputs = (_ee_inputs if request.backend == "ee" or predict_date is not None else partial(
+        _local_inputs, scenes=discover_scenes(request.local_scenes(), **local_recipe(
+            dataset, request.scene_reading).reading())))
     for month in request.dates:
         options = replace(request.options, held=held) if held else request.options
         try:
@@ -251,12 +253,6 @@ def local_recipe(dataset: ModelDataset,
     recipe = LocalRecipe.from_dict({k: v for k, v in recorded.items()
                                     if k in LocalRecipe.__dataclass_fields__})
     return recipe.with_reading(**dict(scene_reading))
-
-
-def _local_reader(request: MapRequest, dataset: ModelDataset) -> Callable[..., _Opened]:
-    """:func:`_local_inputs` over the scene folder's headers, read once for all the dates."""
-    reading = local_recipe(dataset, request.scene_reading).reading()
-    return partial(_local_inputs, scenes=discover_scenes(request.local_scenes(), **reading))
 
 
 def _local_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: ModelDataset,
