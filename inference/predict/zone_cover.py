@@ -4,6 +4,12 @@ Zones that lie beside the map (shifted a degree, or in a CRS of the wrong hemisp
 run that mapped every date and then rewrote the area and change tables with zeros, one
 warning per zone. :func:`check_zones_touch` refuses such zones first, naming both extents in
 longitude/latitude; a zone beside the map among others on it stays a "no data" row.
+
+A zone's bounding box may overlap the map while the zone itself does not (a ring of districts
+around a city map, islands of one multi-polygon on either side of it): the zones are therefore
+also drawn, every touched cell counted, on a coarse lattice over the map (:data:`LATTICE` cells
+a side at most). A coarse cell holds every fine pixel it covers, so a zone that reaches one of
+the map's pixels always touches a cell: the check never refuses zones on the map.
 """
 
 from __future__ import annotations
@@ -11,13 +17,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from rasterio.features import bounds as geometry_bounds
+from rasterio.features import rasterize
+from rasterio.transform import from_bounds
 from rasterio.warp import transform_bounds
 
 from core.errors import InputDataError
 from inference.predict.stats import boxes_overlap
 
 Box = tuple[float, float, float, float]  # west, south, east, north
+
+LATTICE = 256
+"""Cells a side of the coarse lattice the zones are drawn on (fewer where the map is smaller)."""
 
 
 def check_zones_touch(geometries: Sequence[dict[str, Any] | None], bounds: Box, crs: Any,
@@ -31,10 +43,15 @@ def check_zones_touch(geometries: Sequence[dict[str, Any] | None], bounds: Box, 
         given: the zones file as the user gave it (``--zones zones.geojson``).
 
     Raises:
-        InputDataError: no zone's bounding box overlaps the map's.
+        InputDataError: no zone reaches into the map (its box or, where the boxes overlap, its
+            outline: :func:`zones_reach`).
     """
-    boxes = [geometry_bounds(g) if g is not None else bounds for g in geometries]
-    if not boxes or any(boxes_overlap(box, bounds) for box in boxes):
+    drawn = [g for g in geometries if g is not None]
+    if len(drawn) < len(geometries):
+        return
+    boxes = [geometry_bounds(g) for g in drawn]
+    near = [g for g, box in zip(drawn, boxes, strict=True) if boxes_overlap(box, bounds)]
+    if not boxes or (near and zones_reach(near, bounds)):
         return
     zones = (min(b[0] for b in boxes), min(b[1] for b in boxes),
              max(b[2] for b in boxes), max(b[3] for b in boxes))
@@ -42,6 +59,20 @@ def check_zones_touch(geometries: Sequence[dict[str, Any] | None], bounds: Box, 
         f"no zone of {given} touches the map: the zones lie in {_lonlat(zones, crs)}, the map "
         f"in {_lonlat(bounds, crs)}; give zones over the mapped area (a file in a projected "
         "CRS names it in a 'crs' member, the right hemisphere's UTM zone included)")
+
+
+def zones_reach(geometries: Sequence[dict[str, Any]], bounds: Box) -> bool:
+    """Whether a zone touches a cell of a coarse lattice over ``bounds`` (every touched cell)."""
+    west, south, east, north = bounds
+    if east <= west or north <= south:
+        return False
+    side = max(east - west, north - south) / LATTICE
+    width = max(1, min(LATTICE, int(np.ceil((east - west) / side))))
+    height = max(1, min(LATTICE, int(np.ceil((north - south) / side))))
+    drawn = rasterize(list(geometries), out_shape=(height, width), fill=0, default_value=1,
+                      transform=from_bounds(west, south, east, north, width, height),
+                      all_touched=True, dtype="uint8")
+    return bool(drawn.any())
 
 
 def _lonlat(box: Box, crs: Any) -> str:
