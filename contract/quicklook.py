@@ -14,6 +14,8 @@ the note, the quick-looks' and the plots' (learning curves, area over time, accu
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib.util
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -29,8 +31,9 @@ from rasterio.enums import Resampling
 from rasterio.warp import transform as transform_points
 
 if TYPE_CHECKING:
-    from matplotlib.backend_bases import RendererBase
-    from matplotlib.text import Text
+    from PIL.Image import Image
+    from PIL.ImageDraw import ImageDraw
+    from PIL.ImageFont import FreeTypeFont
 
 from contract.bands import LABEL_NODATA
 from core.errors import InputDataError
@@ -44,7 +47,6 @@ NODATA_COLOUR: RGB = (255, 255, 255)
 """Pixels without data are drawn white and named "no data" in the legend."""
 
 
-TITLE_CHAR_PX = 7.6  # width of an average character of the 11 pt bold title, in pixels
 _NOTES: list[str] = []  # the active title notes, innermost last
 
 
@@ -187,69 +189,131 @@ def framed_png(rgb: np.ndarray, out_png: str | os.PathLike[str], *, title: str,
     """Write ``rgb`` (rows x columns x 3, uint8) as a PNG with title, key, scale bar, caption.
 
     The picture keeps its pixels one to one (a quick-look is for looking at pixels); the frame
-    adds a margin for the title above, the caption below and the key on the right.
+    adds a margin for the title above, the caption below and the key on the right. Drawn with
+    Pillow in DejaVu Sans (the font matplotlib ships): a frame is text and boxes, and a plotting
+    library's figure, axes and layout machinery cost several times the picture's own encoding.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import LinearSegmentedColormap, Normalize
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch, Rectangle
+    from PIL import Image, ImageDraw
 
     height, width = rgb.shape[:2]
-    dpi = 100
     key_px = 190 if (legend or colour_bar) else 20
     fig_w = max(width, 320) + key_px + 30
-    title = titled(title)
-    # the title wraps at the figure's edge: room above the picture for each of its lines
-    title_lines = math.ceil(len(title) * TITLE_CHAR_PX / (fig_w - 30))
-    fig_h = height + 50 + 28 + 17 * title_lines
-    fig = Figure(figsize=(fig_w / dpi, fig_h / dpi), dpi=dpi)  # no pyplot: no figure manager
-    ax = fig.add_axes((15 / fig_w, 50 / fig_h, width / fig_w, height / fig_h))
-    ax.imshow(rgb, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    canvas = FigureCanvasAgg(fig)  # savefig draws with this canvas's renderer, measured here
-    for text in (fig.text(15 / fig_w, 1 - 12 / fig_h, title, ha="left", va="top", fontsize=11,
-                          fontweight="bold"),
-                 fig.text(15 / fig_w, 18 / fig_h, extent_text(footprint), ha="left",
-                          va="bottom", fontsize=8, color="#333333")):
-        _wrap_at_edge(text, canvas.get_renderer(), fig.bbox.x1)  # type: ignore[no-untyped-call]
+    title_lines = _wrapped(titled(title), _font(TITLE_PT, bold=True), fig_w - 30)
+    caption_lines = _wrapped(extent_text(footprint), _font(SMALL_PT), fig_w - 30)
+    top = 28 + 17 * len(title_lines)  # room above the picture for each line of the title
+    fig_h = top + height + 50
+    canvas = Image.new("RGB", (fig_w, fig_h), "white")
+    canvas.paste(Image.fromarray(np.ascontiguousarray(rgb[..., :3]), "RGB"), (15, top))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((14, top - 1, 15 + width, top + height), outline="black")
+    _lines(draw, title_lines, (15, 12), _font(TITLE_PT, bold=True), "black")
+    _lines(draw, caption_lines, (15, fig_h - 18 - 13 * len(caption_lines)), _font(SMALL_PT),
+           "#333333")
     metres = pixel_metres(footprint)
     if metres:
-        length = nice_length(width * metres / 4)
-        bar_px = length / metres
-        x0, y0 = width * 0.04, height * 0.95
-        ax.add_patch(Rectangle((x0 - 4, y0 - 18), bar_px + 8, 24, facecolor="white",
-                               alpha=0.8, edgecolor="none"))
-        ax.add_patch(Rectangle((x0, y0), bar_px, 3, facecolor="black"))
-        ax.text(x0 + bar_px / 2, y0 - 2, length_text(length), ha="center", va="bottom",
-                fontsize=8)
-    key_left = (15 + width + 15) / fig_w
+        _scale_bar(canvas, (15, top), width, height, metres)
+    key_left = 15 + width + 15
     if legend:
-        handles = [Patch(facecolor=(c[0] / 255, c[1] / 255, c[2] / 255), edgecolor="#555555",
-                         label=name) for name, c in legend.entries]
-        fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(key_left, 1 - 40 / fig_h),
-                   frameon=False, fontsize=9)
+        _legend(draw, legend, (key_left, 40))
     if colour_bar:
-        cmap = LinearSegmentedColormap.from_list(
-            "quicklook", [np.array(c) / 255 for c in colour_bar.colours])
-        cax = fig.add_axes((key_left, 60 / fig_h, 14 / fig_w, max(height - 40, 40) / fig_h))
-        mappable = ScalarMappable(Normalize(colour_bar.low, colour_bar.high), cmap)
-        fig.colorbar(mappable, cax=cax).set_label(colour_bar.label, fontsize=9)
+        _colour_bar(canvas, colour_bar, (key_left, top), max(height - 40, 40))
     target = Path(out_png)
     with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, facecolor="white")
+        canvas.save(tmp, format="png")
     return target
 
 
-def _wrap_at_edge(text: Text, renderer: RendererBase, right: float) -> None:
-    """Wrap a left-aligned figure ``text`` at ``right`` (the figure's edge), only if it passes it.
+TITLE_PT, SMALL_PT, KEY_PT = 11, 8, 9
+"""Font sizes in points (drawn at 100 pixels per inch): the title, captions and key."""
 
-    matplotlib's wrap measures every prefix of the text's words at each draw; a text that fits
-    needs one measurement, and is drawn the same either way.
+
+@functools.lru_cache(maxsize=8)
+def _font(points: int, bold: bool = False) -> FreeTypeFont:
+    """DejaVu Sans at ``points`` (100 px per inch), from matplotlib's fonts.
+
+    matplotlib is a requirement and every wheel of it ships these files; it is not imported.
     """
-    extent = text.get_window_extent(renderer)
-    text.set_wrap(math.ceil(extent.width) > right - extent.x0)
+    from PIL import ImageFont
+
+    spec = importlib.util.find_spec("matplotlib")
+    folder = Path(next(iter((spec.submodule_search_locations if spec else None) or ())))
+    name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
+    return ImageFont.truetype(str(folder / "mpl-data" / "fonts" / "ttf" / name),
+                              round(points * 100 / 72))
+
+
+def _wrapped(text: str, font: FreeTypeFont, width: float) -> list[str]:
+    """``text`` in lines no wider than ``width`` pixels, broken between words."""
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and font.getlength(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+def _lines(draw: ImageDraw, lines: Sequence[str], at: tuple[int, int], font: FreeTypeFont,
+           fill: str) -> None:
+    step = round(font.size * 1.2)
+    for i, line in enumerate(lines):
+        draw.text((at[0], at[1] + i * step), line, font=font, fill=fill)
+
+
+def _scale_bar(canvas: Image, origin: tuple[int, int], width: int, height: int,
+               metres: float) -> None:
+    """A 1-2-5 length near a quarter of the picture's width, on a light box at its lower left."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw as PILDraw
+
+    length = nice_length(width * metres / 4)
+    bar_px = round(length / metres)
+    x0, y0 = origin[0] + round(width * 0.04), origin[1] + round(height * 0.95)
+    box = (x0 - 4, y0 - 18, x0 + bar_px + 4, y0 + 6)
+    under = canvas.crop(box)  # 80 % white over the map, as a light box
+    canvas.paste(PILImage.blend(under, PILImage.new("RGB", under.size, "white"), 0.8), box[:2])
+    draw = PILDraw.Draw(canvas)
+    draw.rectangle((x0, y0, x0 + bar_px - 1, y0 + 2), fill="black")
+    draw.text((x0 + bar_px / 2, y0 - 2), length_text(length), font=_font(SMALL_PT),
+              fill="black", anchor="mb")
+
+
+def _legend(draw: ImageDraw, legend: Legend, at: tuple[int, int]) -> None:
+    """Each class as a swatch and its name, one under the other."""
+    font = _font(KEY_PT)
+    for i, (name, colour) in enumerate(legend.entries):
+        y = at[1] + 8 + 20 * i
+        draw.rectangle((at[0] + 8, y, at[0] + 33, y + 10), fill=colour, outline="#555555")
+        draw.text((at[0] + 43, y + 5), name, font=font, fill="black", anchor="lm")
+
+
+def _colour_bar(canvas: Image, bar: ColourBar, at: tuple[int, int], length: int) -> None:
+    """The scale as a 14 px column (``low`` at the bottom), ticks and the label turned upright."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw as PILDraw
+
+    stops = np.linspace(0, 1, len(bar.colours))
+    t = np.linspace(1, 0, length)  # top row = high
+    column = np.stack([np.interp(t, stops, [c[k] for c in bar.colours]) for k in range(3)], -1)
+    strip = np.repeat(column[:, None, :], 14, axis=1).round().astype(np.uint8)
+    x, y = at[0], at[1] + 20
+    canvas.paste(PILImage.fromarray(strip, "RGB"), (x, y))
+    draw = PILDraw.Draw(canvas)
+    draw.rectangle((x - 1, y - 1, x + 14, y + length), outline="black")
+    font = _font(SMALL_PT)
+    span = bar.high - bar.low
+    step = nice_length(span / 4) if span > 0 else 1.0
+    value = math.ceil(bar.low / step) * step
+    while span > 0 and value <= bar.high + 1e-9 * step:
+        row = y + round((bar.high - value) / span * (length - 1))
+        draw.line((x + 14, row, x + 17, row), fill="black")
+        draw.text((x + 20, row), f"{value:g}", font=font, fill="black", anchor="lm")
+        value += step
+    label = _font(KEY_PT)
+    text = PILImage.new("L", (round(label.getlength(bar.label)) + 2, round(label.size) + 6), 0)
+    PILDraw.Draw(text).text((1, 1), bar.label, font=label, fill=255)
+    turned = text.rotate(90, expand=True)
+    canvas.paste("black", (x + 52, y + max(0, (length - turned.height) // 2)), turned)
 
 
 def _when(month: str | None) -> str:
