@@ -18,8 +18,10 @@ from core.commands import (
     run_command,
 )
 from core.errors import ConfigError
+from core.lock import hold_output
 from core.months import check_month
 from core.parsers import command_parser, given_once
+from core.storage import files
 from engine.allocator import CHECKS
 from inference.point_fit import ISA_CLASSES, FitJob, report_table, run_fit
 from training.models.encoders.registry import PRESTO, parse_encoder
@@ -178,7 +180,9 @@ def _class_names(text: str) -> tuple[str, ...]:
 def _run(args: argparse.Namespace) -> int:
     job = job_of(args)
     check_output_folder("--out", args.out)
-    result = run_fit(job)
+    # one run per output folder: a second fit there is refused; a refused one leaves no folder
+    with files.unmade_if_refused(args.out), hold_output(args.out):
+        result = run_fit(job)
     print(report_table(result.report))  # the result, as every command prints its own; -q
     print(f"model: {result.model}")  # quiets the log and progress bars only
     return 0

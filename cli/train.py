@@ -7,10 +7,11 @@ isamap raises on purpose print one line saying what to do and exit with status 2
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from core.commands import (
     run_command,
 )
 from core.errors import ConfigError
+from core.lock import hold_output
 from core.parsers import command_parser, given_once
 from core.storage import files
 from engine.allocator import CHECKS
@@ -279,6 +281,26 @@ def _train(args: dict) -> int:
             raise ConfigError(problem)
     check_run_folder(cfg)
     check_members(cfg)
+    with _run_folder_held(cfg.out_dir):  # a second run into this folder is refused
+        return _run(cfg, roots, chosen)
+
+
+@contextlib.contextmanager
+def _run_folder_held(out_dir: str) -> Iterator[None]:
+    """One run per run folder (:func:`core.lock.hold_output`), its members' folders included.
+
+    A refused run leaves no folder it made. Every torchrun rank runs the command: rank 0
+    (``RANK``, set before the process group exists) holds the lock alone.
+    """
+    if os.environ.get("RANK", "0") != "0":
+        yield
+        return
+    with files.unmade_if_refused(out_dir), hold_output(out_dir):
+        yield
+
+
+def _run(cfg: TrainConfig, roots: Sequence[str], chosen: bool) -> int:
+    """The checked run: merge the ``--data`` roots, train, join the members, report."""
     if len(roots) > 1:
         cfg = merged_data(cfg, roots)
     finished = False

@@ -24,6 +24,7 @@ from cli.predict import predict_main
 from contract.bands import LABEL_NODATA
 from inference.assess.point_files import write_design
 from inference.demo import build_stack_for_demo
+from tests.support.lock_holder import files_under, held_elsewhere
 from tests.support.refusals import assert_refused
 from tests.support.shared_files import private_strings
 from training.metrics import roc_auc
@@ -160,7 +161,30 @@ def test_bad_points_are_refused_in_one_line(demo_stack, tmp_path, capsys):
             extra=("--features", "presto", "--encoder", f"presto={wrong}"))
     refused(good, "lacks band(s) ['B11']", "Give --bands naming bands every --input has",
             extra=("--bands", "B2,B3,B11"))  # no model exists yet to be "trained on these"
-    assert not (tmp_path / "out" / "model.pt").exists()  # a refused run writes no model
+    assert not (tmp_path / "out").exists()  # a refused run leaves no folder, and no model
+
+
+def test_a_second_fit_into_a_held_folder_is_refused_and_writes_nothing(demo_stack, tmp_path,
+                                                                       capsys):
+    """Two fits with one --out both wrote model.pt and fit.json there, each over the other's.
+    Now the second is refused in one line naming the first, and the folder is left as it is."""
+    lon, lat, codes, _ = labelled_pixels(demo_stack.label, 60, seed=1)
+    argv = ["--points", str(write_points(tmp_path / "good.csv", lon, lat, codes)),
+            "--input", demo_stack.image, "--out", str(tmp_path / "out"), "--folds", "2"]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "fit.json").write_text("the other run's report")
+    with held_elsewhere(out) as holder:
+        before = files_under(out)  # the other run's file and its lock
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert files_under(out) == before
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and f"pid {holder.pid}" in lines[0], err
+    assert "in use by another isamap run" in lines[0]
+    assert main(argv) == 0  # the holder gone, the same command runs
+    assert (out / "model.pt").is_file() and not (out / ".isamap.lock").exists()
+    assert json.loads((out / "fit.json").read_text())["points"]["points"] == 60
 
 
 def test_an_input_that_is_no_stack_is_bad_input_naming_the_flag(demo_stack, tmp_path, capsys):

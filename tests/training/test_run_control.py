@@ -14,7 +14,8 @@ import torch
 
 from cli.evaluate import evaluate_main
 from cli.train import train_main
-from core.errors import TrainingDivergedError
+from core.errors import OutputLockedError, TrainingDivergedError
+from tests.support.lock_holder import files_under, held_elsewhere
 from training.config import TrainConfig
 from training.data import PatchDataset, compute_norm_stats
 from training.losses import build_loss
@@ -356,3 +357,42 @@ def test_other_options_over_a_run_are_refused_before_any_model_is_built(patch_ro
     assert "training unet" not in err  # the line of a run that starts
     assert "autotune" not in err and "data: " not in err  # nothing read, built or measured
     assert (out / "checkpoint.pt").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("extra", [(), ("--members", "2"), ("--filter-noisy", "0.2"),
+                                   ("--data", "SECOND")],
+                         ids=["one", "members", "filter-noisy", "two-datasets"])
+def test_a_second_training_into_a_held_run_folder_is_refused_and_writes_nothing(
+        patch_root, tmp_path, capsys, extra):
+    """Two trainings with one --out wrote checkpoint.pt, model.pt and metrics.jsonl into one
+    folder, interleaved: the loser's files were half of each run. Now the second is refused."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "theirs.txt").write_text("the other run's file")
+    if extra == ("--data", "SECOND"):  # two roots: merged under --out/datasets first
+        extra = ("--data", str(patch_root), str(patch_root))
+    argv = _argv(patch_root, out, "--max-iterations", "1", *extra)
+    with held_elsewhere(out) as holder:
+        before = files_under(out)  # the other run's file and its lock
+        assert train_main(argv) == 1
+        err = capsys.readouterr().err
+        assert files_under(out) == before  # nothing written, nothing overwritten
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and f"pid {holder.pid}" in lines[0], err
+    assert "in use by another isamap run" in lines[0] and "Traceback" not in err
+    if not extra:  # the holder gone, the same command runs (and leaves no lock file)
+        assert train_main(argv) == 0
+        assert (out / "model.pt").is_file() and not (out / ".isamap.lock").exists()
+
+
+def test_only_rank_0_of_a_torchrun_holds_the_run_folder(tmp_path, monkeypatch):
+    """Every rank runs the same command: the others would be refused by rank 0's lock."""
+    from cli.train import _run_folder_held
+
+    with held_elsewhere(tmp_path):
+        monkeypatch.setenv("RANK", "1")
+        with _run_folder_held(str(tmp_path)):
+            pass
+        monkeypatch.setenv("RANK", "0")
+        with pytest.raises(OutputLockedError), _run_folder_held(str(tmp_path)):
+            pass
