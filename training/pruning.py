@@ -312,9 +312,13 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
     cfg = fine_tune_config(meta, data, out_dir, overrides)
     norm = NormStats(tuple(meta.bands), tuple(meta.norm_mean), tuple(meta.norm_std))
     train_set, val_set = patch_splits(cfg, tuple(meta.bands), norm)
-    # fine-tuned on other units, the model would learn them and map its own units wrongly
+    # fine-tuned on other units, the model would learn them and map its own units wrongly;
+    # validated on them, it would keep the wrong epoch. A finished run is checked too (a
+    # sample of <= 64 patches a split): its exit 0 would vouch for this dataset's values
     check_patch_values(lambda i: train_set.read_raw(i)[0], len(train_set), tuple(meta.bands),
                        meta.band_ranges, f"the train split of the dataset {data}")
+    check_patch_values(lambda i: val_set.read_raw(i)[0], len(val_set), tuple(meta.bands),
+                       meta.band_ranges, f"the val split of the dataset {data}")
     seed_everything(cfg.seed)
     if cfg.loss is None:
         raise RuntimeError("apply_recipe left the loss unset")
