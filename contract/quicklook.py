@@ -214,7 +214,7 @@ def framed_png(rgb: np.ndarray, out_png: str | os.PathLike[str], *, title: str,
         _scale_bar(canvas, (15, top), width, height, metres)
     key_left = 15 + width + 15
     if legend:
-        _legend(draw, legend, (key_left, 40))
+        _legend(draw, legend, (key_left, top - 5))  # beside the picture, under any title
     if colour_bar:
         _colour_bar(canvas, colour_bar, (key_left, top), max(height - 40, 40))
     target = Path(out_png)
