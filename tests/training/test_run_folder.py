@@ -203,3 +203,24 @@ def test_an_encoder_file_given_relative_is_found_from_any_folder(tmp_path, monke
                  resume_config(tmp_path / "runs" / "p", {})):
         name, _, path = str(read.encoder).partition("=")
         assert name == "presto" and Path(path).read_bytes() == b"weights"
+
+
+def test_a_checkpoint_is_read_once_per_version_of_its_file(tmp_path):
+    """A run asks its checkpoint the same questions many times (recorded options, finished,
+    each member's): one read per version of the file, and a rewritten file is read again."""
+    from training.modelfile import atomic_torch_save
+    from training.run_folder import _summary, recorded_config
+
+    out = tmp_path / "run"
+    out.mkdir()
+    atomic_torch_save({"config": {"model": "unet", "lr": 0.001}, "finished": False},
+                      out / CHECKPOINT)
+    before = _summary.cache_info().misses
+    first = recorded_config(out)
+    first["lr"] = 99.0  # the caller's copy: the kept summary is not touched
+    assert recorded_config(out) == {"model": "unet", "lr": 0.001}
+    assert _summary.cache_info().misses == before + 1  # two questions, one read
+    atomic_torch_save({"config": {"model": "unet", "lr": 0.01}, "finished": True},
+                      out / CHECKPOINT)  # the next epoch's file
+    assert recorded_config(out) == {"model": "unet", "lr": 0.01}
+    assert _summary.cache_info().misses == before + 2
