@@ -3,15 +3,19 @@
 Writes into ``out_dir``: ``metrics.json`` (everything), ``metrics.txt`` (readable tables),
 ``confusion_matrix.png`` and ``reliability.png`` (the probabilities' reliability diagram, before
 and after the model file's calibration, with the expected calibration error of each,
-:mod:`training.calibration`). Besides the per-pixel confusion matrix, it runs the papers' point
-assessment — sample points stratified by map (predicted) class, their confusion matrix and
-UA/PA/OA/kappa — and the Olofsson et al. (2014) area-weighted estimates of accuracy and of
-each class's area with 95 % confidence intervals. :class:`EvaluateConfig` carries the options
-(``isamap-evaluate``'s flags) down.
+:mod:`training.calibration`). ``metrics.json`` is written last and records the evaluation's
+inputs (:func:`evaluation_inputs`): the same evaluation asked again into the same folder is
+read back, not redone, and any change of inputs is evaluated afresh. Besides the per-pixel
+confusion matrix, it runs the papers' point assessment — sample points stratified by map
+(predicted) class, their confusion matrix and UA/PA/OA/kappa — and the Olofsson et al. (2014)
+area-weighted estimates of accuracy and of each class's area with 95 % confidence intervals.
+:class:`EvaluateConfig` carries the options (``isamap-evaluate``'s flags) down.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +25,12 @@ import numpy as np
 import torch
 
 from contract.bands import LABEL_NODATA
+from core.digest import json_digest
 from core.errors import ConfigError
 from core.jsonsafe import dumps
 from core.progress import progress_bar
 from core.shareable import shareable, shareable_text
-from core.storage import atomic_write
+from core.storage import atomic_write, open_store
 from engine import autotune
 from engine.devices import Layout, Precision
 from engine.distributed import DistInfo, resolve_device
@@ -39,8 +44,13 @@ from training.forward_memory import check_scaled_batch, memory_budget
 from training.loader import make_loader
 from training.metrics import ConfusionMatrix, compute_metrics
 from training.model_meta import ModelMeta
-from training.modelfile import load_model_file
+from training.modelfile import load_model
 from training.plots import plot_confusion, plot_reliability
+
+log = logging.getLogger(__name__)
+
+#: manifest keys that say when a dataset was written, not what it holds
+_WRITE_TIMES = ("created", "updated")
 
 
 @dataclass(frozen=True)
@@ -104,10 +114,18 @@ class _Scores:
 def evaluate(cfg: EvaluateConfig) -> EvalResult:
     """Run the model over every patch of ``cfg.split`` and write the evaluation files."""
     dev = resolve_device(cfg.device, DistInfo())
-    model, meta = load_model_file(cfg.model, map_location=dev)
+    loaded = load_model(cfg.model, map_location=dev)
+    model, meta = loaded.module, loaded.meta
     model.eval()
     check_model_data(meta, cfg.data)
     ds = model_split(meta, cfg.data, cfg.split)
+    folder = Path(cfg.out_dir)
+    inputs = evaluation_inputs(cfg, loaded.file_id, ds)
+    done = _finished(folder, inputs)
+    if done is not None:
+        log.info("%s already holds this evaluation (the same model file, patches and "
+                 "options): read back, not redone", folder / "metrics.json")
+        return done
     check_patch_values(lambda i: ds.read_raw(i)[0], len(ds), tuple(meta.bands),
                        meta.band_ranges, f"the {cfg.split} split of the dataset {cfg.data}")
     check_scaled_batch(int(meta.output_scale), ds.patch_size, cfg.batch_size, model=meta.name,
@@ -119,7 +137,8 @@ def evaluate(cfg: EvaluateConfig) -> EvalResult:
     result = {"model": str(cfg.model), "model_name": meta.name, "data": str(cfg.data),
               "split": cfg.split, "patches": len(ds), "bands": list(meta.bands),
               "convention": "matrix[reference][prediction]", "pixel": pixel.to_dict(),
-              "runtime": scores.runtime.to_dict() if scores.runtime else None}
+              "runtime": scores.runtime.to_dict() if scores.runtime else None,
+              "inputs": inputs}
     joined = dict(meta.calibration or {}).get("method") == "members"  # isamap-train --members
     before = "the members' mean at temperature 1 (each member's own inside it)" if joined \
         else "temperature 1 (uncalibrated)"
@@ -136,10 +155,7 @@ def evaluate(cfg: EvaluateConfig) -> EvalResult:
     if cfg.points:
         res = float((ds.manifest.get("grid") or {}).get("resolution", 10)) / meta.output_scale
         text += _point_assessment(cfg, scores, names, res, result)
-    folder = Path(cfg.out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    # shared with the model: the model file and dataset named relative to out, or by name
-    _atomic_text(folder / "metrics.json", dumps(shareable(result, folder), indent=2))
     _atomic_text(folder / "metrics.txt", shareable_text("\n".join(text) + "\n", folder))
     png = plot_confusion(np.asarray(pixel.matrix), names, folder / "confusion_matrix.png",
                          f"{meta.name} [{cfg.split}] OA {100 * pixel.oa:.2f} %")
@@ -148,7 +164,41 @@ def evaluate(cfg: EvaluateConfig) -> EvalResult:
         curves[f"calibrated (T = {meta.temperature:.2f})"] = calibrated.to_dict()
     reliability = plot_reliability(curves, folder / "reliability.png",
                                    f"{meta.name} [{cfg.split}] reliability")
+    # last, so that a folder whose metrics.json records these inputs holds all of their files;
+    # shared with the model: the model file and dataset named relative to out, or by name
+    _atomic_text(folder / "metrics.json", dumps(shareable(result, folder), indent=2))
     return EvalResult(folder / "metrics.json", folder / "metrics.txt", png, result, reliability)
+
+
+def evaluation_inputs(cfg: EvaluateConfig, model_id: str, ds: PatchDataset) -> dict[str, Any]:
+    """What decides an evaluation's figures.
+
+    The model file's identity (its bytes), the dataset's manifest (write times aside), the
+    split's patch records and the checksums of the image and label files they name (pixels,
+    not names: a folder exported again in place is noticed), and the options that change a
+    figure (the split, the point sample, the precision).
+    """
+    manifest = {k: v for k, v in ds.manifest.items() if k not in _WRITE_TIMES}
+    store = open_store(ds.root)
+    sums = [[store.md5(r["image"]), store.md5(r[ds.label_key])] for r in ds.records]
+    return {"model_id": model_id, "data_id": json_digest([manifest, ds.records, sums], 16),
+            "split": cfg.split, "points": cfg.points, "point_seed": cfg.point_seed,
+            "precision": cfg.precision}
+
+
+def _finished(folder: Path, inputs: dict[str, Any]) -> EvalResult | None:
+    """The evaluation ``folder`` holds, when it was made from ``inputs``, else None."""
+    paths = [folder / n for n in ("metrics.json", "metrics.txt", "confusion_matrix.png",
+                                  "reliability.png")]
+    if not all(p.is_file() for p in paths):
+        return None
+    try:
+        metrics = json.loads(paths[0].read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(metrics, dict) or metrics.get("inputs") != inputs:
+        return None
+    return EvalResult(paths[0], paths[1], paths[2], metrics, paths[3])
 
 
 def _score(cfg: EvaluateConfig, model: torch.nn.Module, meta: ModelMeta, ds: PatchDataset,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -140,3 +141,49 @@ def test_a_fine_scale_model_on_data_without_its_fine_label_is_refused_before_it_
     assert (f"the model predicts at 4x its input's resolution but the dataset {data} has {has}; "
             "export it with isamap-export --fine-scale 4") in err
     assert "--label" not in err
+
+
+def _written(out) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in sorted(out.iterdir())}
+
+
+def test_the_same_evaluation_is_read_back_and_any_changed_input_evaluated_afresh(
+        tmp_path, capsys):
+    """Notebook 02 skipped re-evaluating when metrics.json was newer than model.pt: data
+    exported again under a kept model showed the old data's metrics. Now isamap-evaluate
+    itself knows what its metrics were made of."""
+    model = _model_file(tmp_path / "model.pt")
+    data = write_patch_dataset(tmp_path / "ds", n=6)
+    out = tmp_path / "ev"
+    assert _evaluate(model, data, out) == 0
+    first = json.loads((out / "metrics.json").read_text())
+    assert set(first["inputs"]) == {"model_id", "data_id", "split", "points", "point_seed",
+                                    "precision"}
+    made = _written(out)
+    assert len(made) == 4
+    capsys.readouterr()
+
+    assert _evaluate(model, data, out) == 0  # asked again: read back, its table shown
+    assert _written(out) == made
+    assert "OA" in capsys.readouterr().out
+
+    def evaluated_afresh(*more) -> dict:
+        nonlocal made
+        assert _evaluate(model, data, out, *more) == 0
+        now = _written(out)
+        assert now["metrics.json"] != made["metrics.json"]
+        made = now
+        return json.loads((out / "metrics.json").read_text())["inputs"]
+
+    assert evaluated_afresh("--points", "20")["points"] == 20
+    assert evaluated_afresh("--points", "20", "--point-seed", "3")["point_seed"] == 3
+    assert evaluated_afresh()["points"] == 0  # back to no point sample
+    # the same dataset folder exported again with other pixels (the notebook's case)
+    shutil.rmtree(data)
+    write_patch_dataset(data, n=6, seed=1)
+    assert evaluated_afresh()["data_id"] != first["inputs"]["data_id"]
+    _model_file(model, band_ranges=_RANGES)  # the model file rewritten with another description
+    assert evaluated_afresh()["model_id"] != first["inputs"]["model_id"]
+    (out / "confusion_matrix.png").unlink()  # a folder missing one of its files
+    evaluated_afresh()
+    assert (out / "confusion_matrix.png").is_file()
