@@ -222,7 +222,8 @@ def test_notebooks_run_in_order_offline(tmp_path):
 
     # Running the three notebooks again (a Colab user re-running every cell) redoes nothing.
     finished = [data / records[0]["image"], data / "index.jsonl", run / "model.pt",
-                Path(f"{prefix}_class.tif"), Path(f"{prefix}_prob.tif")]
+                run / "test" / "metrics.json", Path(f"{prefix}_class.tif"),
+                Path(f"{prefix}_prob.tif")]
     stamps = [p.stat().st_mtime_ns for p in finished]
     run_all()
     assert [p.stat().st_mtime_ns for p in finished] == stamps
