@@ -16,14 +16,10 @@ learning rate (3e-3) suited to a schedule of a few hundred steps, at the same co
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from contract.dataset import INDEX, read_index
-from core.digest import files_sha256
-from core.jsonsafe import dumps
-from core.storage import atomic_write
-from core.version import code_version
+from contract.dataset import read_index
 from engine.execution import process_threads_at
 from training.config import TrainConfig
 from training.evaluate import EvaluateConfig, evaluate
@@ -90,20 +86,12 @@ def _run(patch_root, out_dir, model, epochs, batch_size, lr, max_batches, seed,
                       progress=progress, cache=True, num_workers=0)
     res = train(cfg)
     folder = out / "evaluate"
-    made = [folder / name for name in ("metrics.json", "metrics.txt", "confusion_matrix.png")]
     # the demo's figures are documented, so its precision and layout are stated, not
     # measured; absolute, so metrics.json names them relative to its own folder
     config = EvaluateConfig(Path(res.model_path).absolute(), str(Path(patch_root).absolute()),
                             folder, "test", points=500, progress=progress, precision="fp32",
                             channels_last="on")
-    # what the evaluation is of (the files by content, every other option of the config, the
-    # code): a finished one of the same is kept
-    how = {k: v for k, v in asdict(config).items()
-           if k not in ("model", "data", "out_dir", "progress")}
-    of = (f"{files_sha256([res.model_path, Path(patch_root) / INDEX], 16)} "
-          f"{dumps(how, sort_keys=True)} {code_version()}")
-    stamp = folder / ".evaluated"
-    if not (stamp.is_file() and stamp.read_text() == of and all(p.is_file() for p in made)):
-        evaluate(config)
-        atomic_write(stamp, lambda handle: handle.write(of.encode()))
-    return DemoPaths(res.model_path, res.history_path, res.curves_path, *made)
+    # a finished evaluation of the same model, patches, options and code is read back
+    done = evaluate(config)
+    return DemoPaths(res.model_path, res.history_path, res.curves_path, done.metrics_path,
+                     done.table_path, done.confusion_path)

@@ -31,6 +31,7 @@ from core.jsonsafe import dumps
 from core.progress import progress_bar
 from core.shareable import shareable, shareable_text
 from core.storage import atomic_write, open_store
+from core.version import code_version
 from engine import autotune
 from engine.devices import Layout, Precision
 from engine.distributed import DistInfo, resolve_device
@@ -176,14 +177,15 @@ def evaluation_inputs(cfg: EvaluateConfig, model_id: str, ds: PatchDataset) -> d
     The model file's identity (its bytes), the dataset's manifest (write times aside), the
     split's patch records and the checksums of the image and label files they name (pixels,
     not names: a folder exported again in place is noticed), and the options that change a
-    figure (the split, the point sample, the precision).
+    figure (the split, the point sample, the precision), and the code version (another
+    isamap evaluates again).
     """
     manifest = {k: v for k, v in ds.manifest.items() if k not in _WRITE_TIMES}
     store = open_store(ds.root)
     sums = [[store.md5(r["image"]), store.md5(r[ds.label_key])] for r in ds.records]
     return {"model_id": model_id, "data_id": json_digest([manifest, ds.records, sums], 16),
             "split": cfg.split, "points": cfg.points, "point_seed": cfg.point_seed,
-            "precision": cfg.precision}
+            "precision": cfg.precision, "code_version": code_version()}
 
 
 def _finished(folder: Path, inputs: dict[str, Any]) -> EvalResult | None:

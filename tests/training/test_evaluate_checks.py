@@ -158,7 +158,7 @@ def test_the_same_evaluation_is_read_back_and_any_changed_input_evaluated_afresh
     assert _evaluate(model, data, out) == 0
     first = json.loads((out / "metrics.json").read_text())
     assert set(first["inputs"]) == {"model_id", "data_id", "split", "points", "point_seed",
-                                    "precision"}
+                                    "precision", "code_version"}
     made = _written(out)
     assert len(made) == 4
     capsys.readouterr()
