@@ -43,7 +43,7 @@ from contract.grid import Grid, patch_id
 from contract.patch_pairs import PatchPair, check_metres, find_pairs, read_header
 from contract.patch_writer import MonthProgress, open_month, valid_mask
 from contract.s2_level import check_import_level, s2_level_of
-from contract.sigma0 import check_s1_unit, linear_advice, samples_in_db, to_db
+from contract.sigma0 import S1Unit, check_s1_unit, linear_advice, samples_in_db, to_db
 from contract.splits import split_advice, split_counts
 from core.digest import combined_digest, file_sha256
 from core.errors import InputDataError
@@ -91,7 +91,7 @@ class ImportOptions:
     region: str | None = None
     trust_band_names: bool = False
     allow_l1c: bool = False
-    s1_unit: str = "dB"
+    s1_unit: S1Unit = "dB"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -11,6 +11,7 @@ values already are dB, and linear values imported without it are told to give it
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -18,8 +19,9 @@ from contract.band_values import s1_unit_evidence
 from contract.bands import find_band
 from core.errors import InputDataError
 
+S1Unit = Literal["dB", "linear"]
 #: ``--s1-unit`` of ``isamap-import-patches``: the unit the images' VV/VH are stored in
-S1_UNITS = ("dB", "linear")
+S1_UNITS: tuple[S1Unit, ...] = get_args(S1Unit)
 
 
 def linear_to_db(linear: np.ndarray) -> np.ndarray:
@@ -35,7 +37,7 @@ def db_band(name: str) -> bool:
     return spec is not None and spec.unit == "dB"
 
 
-def to_db(image: np.ndarray, bands: Sequence[str], unit: str) -> np.ndarray:
+def to_db(image: np.ndarray, bands: Sequence[str], unit: S1Unit) -> np.ndarray:
     """``image`` (bands, h, w), its dB bands converted from linear power if ``unit`` is linear.
 
     In place; a power <= 0 or not finite becomes NaN, the patches' nodata.
@@ -48,7 +50,7 @@ def to_db(image: np.ndarray, bands: Sequence[str], unit: str) -> np.ndarray:
     return image
 
 
-def check_s1_unit(samples: Mapping[str, np.ndarray], unit: str) -> None:
+def check_s1_unit(samples: Mapping[str, np.ndarray], unit: S1Unit) -> None:
     """Refuse ``--s1-unit linear`` where the images' dB bands, as read, already hold dB.
 
     Args:
@@ -73,7 +75,7 @@ def check_s1_unit(samples: Mapping[str, np.ndarray], unit: str) -> None:
                              "import the images again")
 
 
-def samples_in_db(samples: Mapping[str, np.ndarray], unit: str) -> dict[str, np.ndarray]:
+def samples_in_db(samples: Mapping[str, np.ndarray], unit: S1Unit) -> dict[str, np.ndarray]:
     """The samples as the patches will hold them (:func:`to_db` applied band by band)."""
     if unit != "linear":
         return dict(samples)
