@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 
 from contract.foreign_patches import IMPORT_BLOCK, ImportOptions, import_patches
+from contract.sigma0 import S1_UNITS
 from core.commands import (
     add_logging_arguments,
     check_output_folder,
@@ -19,9 +20,10 @@ from core.months import check_month
 from core.parsers import command_parser
 
 EXAMPLES = (
-    ("image/mask pairs (images/, masks/) of Sentinel-2 reflectance x 10000, masks 0/1",
+    ("image/mask pairs (images/, masks/) of Sentinel-2 reflectance x 10000 and Sentinel-1 "
+     "VV/VH in linear power (imported as dB), masks 0/1",
      "isamap-import-patches their_patches --out data/imported --month 2021-06 "
-     "--bands B2,B3,B4,B8 --scale 0.0001"),
+     "--bands B2,B3,B4,B8,VV,VH --scale 0.0001 --s1-unit linear"),
     ("masks of 0 and 255 (255 = built-up), nodata 99 in the masks",
      "isamap-import-patches their_patches --out data/imported --month 2021-06 "
      "--impervious-values 255 --ignore-values 99"),
@@ -57,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multiply the optical reflectance bands (B1..B12, and bands of names "
                         "isamap does not know) by this (0.0001 for reflectance x 10000); "
                         "Sentinel-1 VV/VH in dB are read as they are")
+    p.add_argument("--s1-unit", choices=S1_UNITS, default="dB",
+                   help="unit of the images' Sentinel-1 VV/VH: linear power is converted to dB "
+                        "(10*log10, power <= 0 becomes nodata) as the patches are written, as "
+                        "the export converts it (recorded in the dataset's recipe)")
     p.add_argument("--impervious-values", default="1", metavar="V,...",
                    help="mask values that are impervious")
     p.add_argument("--pervious-values", default="0", metavar="V,...",
@@ -109,7 +115,8 @@ def _run(args: argparse.Namespace) -> int:
         pervious=_values("--pervious-values", args.pervious_values),
         ignore=_values("--ignore-values", args.ignore_values), scale=args.scale,
         seed=args.seed, block=args.split_block, min_valid_fraction=args.min_valid_fraction,
-        trust_band_names=args.trust_band_names, allow_l1c=args.allow_l1c)
+        trust_band_names=args.trust_band_names, allow_l1c=args.allow_l1c,
+        s1_unit=args.s1_unit)
     summary = import_patches(args.src, args.out, options,
                              progress=not (args.quiet or args.no_progress))
     print(json.dumps(summary, indent=1))

@@ -10,9 +10,9 @@ contract's one writer (:func:`contract.patch_writer.open_month`): atomic, resuma
 refused where the folder holds a dataset of other parameters.
 
 Pixels are checked, not names: the image bands' values must be what their names say
-(:func:`contract.band_values.band_value_problems`; ``scale`` turns integer exports
-into reflectance, multiplying the reflectance bands only, never Sentinel-1 dB), every mask
-value must be declared impervious, pervious or ignored, and
+(:func:`contract.band_values.band_value_problems`; ``scale`` multiplies the reflectance bands
+only, never Sentinel-1 dB; ``s1_unit`` "linear" makes VV/VH dB, :mod:`contract.sigma0`), every
+mask value must be declared impervious, pervious or ignored, and
 Level-1C (top-of-atmosphere) pixels are refused unless ``allow_l1c``, as the export refuses
 Level-1C scenes (:func:`contract.s2_level.check_import_level`). The pairs are found by
 :func:`contract.patch_pairs.find_pairs`.
@@ -36,7 +36,6 @@ from contract.band_values import (
     finite_values,
     pooled_s2_band_name_problem,
     reflectance_too_small,
-    s1_unit_evidence,
 )
 from contract.bands import LABEL_NODATA, check_series_bands, find_band, own_month
 from contract.dataset import DatasetSpec
@@ -44,6 +43,7 @@ from contract.grid import Grid, patch_id
 from contract.patch_pairs import PatchPair, check_metres, find_pairs, read_header
 from contract.patch_writer import MonthProgress, open_month, valid_mask
 from contract.s2_level import check_import_level, s2_level_of
+from contract.sigma0 import S1Unit, check_s1_unit, linear_advice, samples_in_db, to_db
 from contract.splits import split_advice, split_counts
 from core.digest import combined_digest, file_sha256
 from core.errors import InputDataError
@@ -75,6 +75,7 @@ class ImportOptions:
         trust_band_names: the band-order rules are not applied (``--trust-band-names``).
         allow_l1c: Level-1C (top-of-atmosphere) patches are imported with a warning, the
             recipe recording ``allow_l1c`` as the export's does (``--allow-l1c``).
+        s1_unit: ``"linear"``: VV/VH are linear power, made dB as read (``--s1-unit``).
     """
 
     month: str
@@ -90,6 +91,7 @@ class ImportOptions:
     region: str | None = None
     trust_band_names: bool = False
     allow_l1c: bool = False
+    s1_unit: S1Unit = "dB"
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -222,10 +224,12 @@ def check_values(plan: ImportPlan, options: ImportOptions, samples: int = 16) ->
                                             dtype=int)]
     values: dict[str, list[np.ndarray]] = {b: [] for b in plan.bands}
     for pair in chosen:
-        image = _image(pair, options, plan.bands)
+        image = _image(pair, options, plan.bands, convert=False)
         for band, array in zip(plan.bands, image, strict=True):
             values[band].append(array.ravel())
-    sampled = {b: np.concatenate(v) for b, v in values.items()}
+    stored = {b: np.concatenate(v) for b, v in values.items()}
+    check_s1_unit(stored, options.s1_unit)  # judged as stored, the rest as the patches hold
+    sampled = samples_in_db(stored, options.s1_unit)
     problems = band_value_problems(sampled)
     if problems:
         raise InputDataError(f"the images' values do not match their band names: "
@@ -255,19 +259,15 @@ def _bands_fix(options: ImportOptions) -> str:
 def _value_fix(samples: Mapping[str, np.ndarray], options: ImportOptions) -> str:
     """What to change when the scaled samples do not match their band names.
 
-    Sentinel-1 bands of linear power: convert them to dB; of dB x 100: divide them by 100 in
+    Sentinel-1 bands of linear power: ``--s1-unit linear``; of dB x 100: divide them by 100 in
     the files (``--scale`` never multiplies dB), with the advice for the other bands. Else the
     samples are tried unscaled and at 0.0001 with the same rules; the first scale other than
     ``options.scale`` they pass at is the advice. Values that pass at none: far below
     reflectance, another scale; else the band order (``--bands``), and ``--scale 0.0001`` only
     where no scale was given.
     """
-    linear = [b for b, v in samples.items() if (spec := find_band(b)) is not None and
-              spec.unit == "dB" and s1_unit_evidence(v).unit == "linear"]
-    if linear:
-        return (f"{', '.join(linear)} look like sigma0 in linear power (never negative, "
-                "median below 1): convert them to dB (10*log10 of the power) and import the "
-                "images again")
+    if linear := linear_advice(samples):
+        return linear
     hundred = [b for b, v in samples.items() if (spec := find_band(b)) is not None and
                spec.unit == "dB" and (f := finite_values(v)).size and
                np.median(f) < DB_MEDIAN_MIN]
@@ -302,7 +302,8 @@ def scaled_band(name: str) -> bool:
     return spec is None or spec.unit == "reflectance"
 
 
-def _image(pair: PatchPair, options: ImportOptions, bands: Sequence[str]) -> np.ndarray:
+def _image(pair: PatchPair, options: ImportOptions, bands: Sequence[str], convert: bool = True,
+           ) -> np.ndarray:
     with rasterio.open(pair.image) as ds:
         image: np.ndarray = ds.read(out_dtype="float32")
         nodata = ds.nodata
@@ -310,7 +311,7 @@ def _image(pair: PatchPair, options: ImportOptions, bands: Sequence[str]) -> np.
         image[image == nodata] = np.nan
     if options.scale != 1.0:
         image[[scaled_band(b) for b in bands]] *= np.float32(options.scale)
-    return image
+    return to_db(image, bands, options.s1_unit) if convert else image
 
 
 def _write_patches(plan: ImportPlan, options: ImportOptions, state: MonthProgress,
@@ -368,6 +369,7 @@ def import_patches(src: str | os.PathLike[str], out: str | os.PathLike[str],
     recipe = {"imported": {"impervious": list(options.impervious),
                            "pervious": list(options.pervious),
                            "ignore": list(options.ignore), "scale": options.scale,
+                           **({"s1_unit": "linear"} if options.s1_unit == "linear" else {}),
                            **options.extra},
               # as the export's recipe records it; only where given, so earlier imports
               # keep their recipe

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from contract.grid import Grid, Window
+from contract.sigma0 import linear_to_db  # the one conversion (the import's too)
 from core.errors import InputDataError
 from gee_export.local import plausibility
 from gee_export.local.scenes import Scene
@@ -29,13 +30,6 @@ from gee_export.local.warp import read_to_grid
 def db_to_linear(db: np.ndarray) -> np.ndarray:
     """10^(dB/10); NaN stays NaN."""
     return np.power(np.float32(10.0), np.asarray(db, dtype=np.float32) / np.float32(10.0))
-
-
-def linear_to_db(linear: np.ndarray) -> np.ndarray:
-    """10*log10(power); power <= 0 has no dB value and becomes NaN."""
-    linear = np.asarray(linear, dtype=np.float32)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(linear > 0, 10.0 * np.log10(linear), np.nan).astype(np.float32)
 
 
 def unit_from_values(values: np.ndarray) -> str:

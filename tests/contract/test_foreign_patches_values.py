@@ -102,13 +102,14 @@ def test_sigma0_db_scaled_down_in_the_file_is_refused_and_real_db_windows_pass(s
 
 def test_sentinel1_in_linear_power_is_told_to_be_converted_to_db(shared_data, tmp_path, capsys):
     """Linear VV/VH were told "give the bands in file order with --bands ... or --scale
-    0.0001", neither of which can fix them."""
+    0.0001", neither of which can fix them; then to convert them in the files themselves,
+    though the import converts them with ``--s1-unit linear`` (tests/contract/test_sigma0.py)."""
     src = _cut(shared_data, tmp_path / "theirs", s1=lambda db: 10 ** (db / 10), s2_scale=1e-4)
     assert _run(src, tmp_path / "dataset") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "VV, VH look like sigma0 in linear power" in err
-    assert "convert them to dB (10*log10 of the power)" in err
+    assert "give --s1-unit linear to convert them to dB (10*log10 of the power)" in err
     assert "--bands" not in err and "--scale" not in err and not (tmp_path / "dataset").exists()
 
 
