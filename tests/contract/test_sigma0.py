@@ -83,3 +83,17 @@ def test_s1_unit_linear_on_db_values_is_refused_and_writes_nothing(shared_data, 
     assert len(err.splitlines()) == 1, err
     assert "VV (median" in err and "already hold dB" in err
     assert "drop --s1-unit linear" in err and not out.exists()
+
+
+def test_s1_unit_linear_on_images_without_sentinel1_bands_is_refused():
+    """Given to optical-only images, the option would convert nothing: said, not ignored."""
+    import pytest
+
+    from contract.sigma0 import check_s1_unit
+    from core.errors import InputDataError
+
+    optical = {b: np.full(64, 0.1, np.float32) for b in ("B2", "B3", "B4", "B8")}
+    with pytest.raises(InputDataError, match=r"images' bands \(B2, B3, B4, B8\) hold none; "
+                                             r"drop --s1-unit"):
+        check_s1_unit(optical, "linear")
+    check_s1_unit(optical, "dB")  # the default asks nothing of them
