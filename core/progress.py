@@ -74,6 +74,8 @@ class LoggedBar(_std_tqdm):  # type: ignore[misc]
         return True
 
     def close(self) -> None:
+        if not hasattr(self, "disable"):  # tqdm's __init__ stopped early (a Ctrl-C): nothing
+            return  # was shown, and tqdm's own close would fail on the missing attribute
         if not self.disable and self._logged and self.n != self._last_n:  # else said already
             self._logged = False
             log.info("%s", self._line())
