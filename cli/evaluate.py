@@ -78,8 +78,8 @@ def _evaluate(a: argparse.Namespace) -> int:
         autotune_cache=a.autotune_cache, num_workers=a.workers, points=a.points,
         point_seed=a.point_seed, progress=a.progress))
     print(res.table_path.read_text())
-    print(f"wrote {res.metrics_path}, {res.table_path}, {res.confusion_path}, "
-          f"{res.reliability_path}")
+    print(f"{'read back (the same inputs)' if res.reused else 'wrote'} {res.metrics_path}, "
+          f"{res.table_path}, {res.confusion_path}, {res.reliability_path}")
     return 0
 
 

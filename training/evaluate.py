@@ -98,6 +98,7 @@ class EvalResult:
     confusion_path: Path
     metrics: dict
     reliability_path: Path | None = None
+    reused: bool = False  # read back from a folder that held this evaluation, nothing written
 
 
 @dataclass
@@ -157,6 +158,9 @@ def evaluate(cfg: EvaluateConfig) -> EvalResult:
         res = float((ds.manifest.get("grid") or {}).get("resolution", 10)) / meta.output_scale
         text += _point_assessment(cfg, scores, names, res, result)
     folder.mkdir(parents=True, exist_ok=True)
+    # an earlier evaluation's metrics.json goes first: stopped before the new one is written,
+    # the folder must not claim the old inputs beside the new files (metrics.json is last)
+    (folder / "metrics.json").unlink(missing_ok=True)
     _atomic_text(folder / "metrics.txt", shareable_text("\n".join(text) + "\n", folder))
     png = plot_confusion(np.asarray(pixel.matrix), names, folder / "confusion_matrix.png",
                          f"{meta.name} [{cfg.split}] OA {100 * pixel.oa:.2f} %")
@@ -176,16 +180,20 @@ def evaluation_inputs(cfg: EvaluateConfig, model_id: str, ds: PatchDataset) -> d
 
     The model file's identity (its bytes), the dataset's manifest (write times aside), the
     split's patch records and the checksums of the image and label files they name (pixels,
-    not names: a folder exported again in place is noticed), and the options that change a
-    figure (the split, the point sample, the precision), and the code version (another
-    isamap evaluates again).
+    not names: a folder exported again in place is noticed), the model file and dataset as
+    metrics.json names them, the options that change a figure or how it is computed (the
+    split, the point sample, the device, precision and layout, a fresh measurement), and the
+    code version (another isamap evaluates again).
     """
     manifest = {k: v for k, v in ds.manifest.items() if k not in _WRITE_TIMES}
     store = open_store(ds.root)
     sums = [[store.md5(r["image"]), store.md5(r[ds.label_key])] for r in ds.records]
     return {"model_id": model_id, "data_id": json_digest([manifest, ds.records, sums], 16),
             "split": cfg.split, "points": cfg.points, "point_seed": cfg.point_seed,
-            "precision": cfg.precision, "code_version": code_version()}
+            "device": cfg.device, "precision": cfg.precision,
+            "channels_last": cfg.channels_last, "autotune_cache": cfg.autotune_cache,
+            "code_version": code_version(),
+            **shareable({"model": str(cfg.model), "data": str(cfg.data)}, cfg.out_dir)}
 
 
 def _finished(folder: Path, inputs: dict[str, Any]) -> EvalResult | None:
@@ -200,7 +208,7 @@ def _finished(folder: Path, inputs: dict[str, Any]) -> EvalResult | None:
         return None
     if not isinstance(metrics, dict) or metrics.get("inputs") != inputs:
         return None
-    return EvalResult(paths[0], paths[1], paths[2], metrics, paths[3])
+    return EvalResult(paths[0], paths[1], paths[2], metrics, paths[3], reused=True)
 
 
 def _score(cfg: EvaluateConfig, model: torch.nn.Module, meta: ModelMeta, ds: PatchDataset,

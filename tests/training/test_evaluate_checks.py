@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -158,14 +159,17 @@ def test_the_same_evaluation_is_read_back_and_any_changed_input_evaluated_afresh
     assert _evaluate(model, data, out) == 0
     first = json.loads((out / "metrics.json").read_text())
     assert set(first["inputs"]) == {"model_id", "data_id", "split", "points", "point_seed",
-                                    "precision", "code_version"}
+                                    "device", "precision", "channels_last", "autotune_cache",
+                                    "code_version", "model", "data"}
+    assert first["inputs"]["data"] == first["data"]  # named as metrics.json names it
     made = _written(out)
     assert len(made) == 4
     capsys.readouterr()
 
     assert _evaluate(model, data, out) == 0  # asked again: read back, its table shown
     assert _written(out) == made
-    assert "OA" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "OA" in printed and "read back (the same inputs)" in printed and "wrote" not in printed
 
     def evaluated_afresh(*more) -> dict:
         nonlocal made
@@ -187,3 +191,31 @@ def test_the_same_evaluation_is_read_back_and_any_changed_input_evaluated_afresh
     (out / "confusion_matrix.png").unlink()  # a folder missing one of its files
     evaluated_afresh()
     assert (out / "confusion_matrix.png").is_file()
+
+
+def test_an_evaluation_stopped_while_writing_never_passes_for_the_one_before(tmp_path,
+                                                                            monkeypatch):
+    """A walk: an evaluation of the val split killed after metrics.txt and the confusion
+    matrix were written left the test split's metrics.json beside them; asking for the test
+    split again "read back" the val table, exit 0. The old metrics.json now goes first."""
+    from training import evaluate as module
+
+    model = _model_file(tmp_path / "model.pt")
+    data = write_patch_dataset(tmp_path / "ds", n=6)
+    out = tmp_path / "ev"
+    config = module.EvaluateConfig(model, str(data), out, "test", device="cpu",
+                                   precision="fp32", channels_last="off", progress=False)
+    module.evaluate(config)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # stopped between the confusion matrix and metrics.json
+
+    monkeypatch.setattr(module, "plot_reliability", killed)
+    with pytest.raises(KeyboardInterrupt):
+        module.evaluate(dataclasses.replace(config, split="val"))
+    assert "[val]" in (out / "metrics.txt").read_text()
+    monkeypatch.undo()
+    again = module.evaluate(config)
+    assert not again.reused and "[test]" in (out / "metrics.txt").read_text()
+    assert json.loads((out / "metrics.json").read_text())["split"] == "test"
+    assert module.evaluate(config).reused
