@@ -341,7 +341,8 @@ def write_design(raster: str, out: Path, *, n: int | None = None,
     raster) at it. A folder that holds another design is refused (its points may be labelled
     already), and so is one holding sample files without a ``sample.json`` (of unknown
     origin); the same design again writes what is missing (a killed run's rest) and rewrites
-    nothing that exists, so a ``sample.csv`` labelled in place keeps its labels.
+    nothing that exists, so a ``sample.csv`` labelled in place keeps its labels; only the
+    labelling app, which holds no labels, is rewritten where it differs (another ``asset_id``).
     """
     design = design_sample(raster, n=n, target_se=target_se, target_class=target_class,
                            expected_ua=expected_ua, seed=seed, minimum=minimum)
@@ -379,6 +380,9 @@ def write_design(raster: str, out: Path, *, n: int | None = None,
                               "points they are is unknown; delete them or choose another --out")
         out.mkdir(parents=True, exist_ok=True)
         _text(record_path, json.dumps(record, indent=1))  # first: a killed run leaves it
+    app_path, make_app = texts["app"]  # it holds no labels: rewritten to follow --asset
+    if app_path.exists() and make_app and app_path.read_text("utf-8") != (app := make_app()):
+        _text(app_path, app)
     for path, make in texts.values():
         if not path.exists():
             write_kml(rows, path) if make is None else _text(path, make())

@@ -175,6 +175,31 @@ def test_a_labelling_apps_asset_and_a_future_dynamic_world_year_are_refused_firs
     assert code == 2 and "Dynamic World has no images of 2030 (this is 20" in err, err
 
 
+def test_the_same_design_given_an_asset_later_writes_it_into_its_app_and_keeps_the_labels(
+        tmp_path):
+    """A walk: the design command run again with ``--asset`` added exited 0 and left
+    ``assetId = null`` in the app (it rewrote no file that existed), so later sittings were
+    neither resumed nor exported to the asset. The app holds no labels: it follows --asset;
+    the labelled sample.csv stays as it was."""
+    scene = synthetic_scene(tmp_path)
+    out = tmp_path / "d"
+    design = ["design", "--map", str(scene.map_path), "--n", "20", "--out", str(out), "-q"]
+    assert main(design) == 0
+    app = out / "labelling_app.js"
+    assert "assetId = null" in app.read_text()
+    labelled = (out / "sample.csv").read_text().replace(",\n", ",impervious\n")
+    assert labelled != (out / "sample.csv").read_text()
+    (out / "sample.csv").write_text(labelled)
+    kept = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p != app}
+    assert main([*design, "--asset", "users/me/ref_labels"]) == 0
+    assert '"users/me/ref_labels"' in app.read_text() and "assetId = null" not in app.read_text()
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p != app} == kept
+    assert (out / "sample.csv").read_text() == labelled
+    written = app.stat().st_mtime_ns
+    assert main([*design, "--asset", "users/me/ref_labels"]) == 0  # the same: nothing rewritten
+    assert app.stat().st_mtime_ns == written
+
+
 def test_an_unlabelled_design_point_is_refused_without_first_being_left_out(tmp_path, capsys):
     """With a design every point must be labelled: the reader warned that the point was
     "left out" (estimates "missing at random") and the design then refused the file."""
