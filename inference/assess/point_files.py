@@ -36,7 +36,7 @@ import numpy as np
 
 from core.csv_text import csv_text
 from core.errors import ConfigError, InputDataError
-from core.shareable import shareable
+from core.shareable import shareable, shareable_path
 from core.storage import atomic_write, files
 from inference.assess.ceo import (
     CEO_COLUMNS,
@@ -348,7 +348,7 @@ def write_design(raster: str, out: Path, *, n: int | None = None,
                            expected_ua=expected_ua, seed=seed, minimum=minimum)
     map_class = _map_classes(design, map_path)
     record = shareable(design.record() | {  # shared with the interpreters: no local path
-        "map": map_path or raster, "points_file": POINTS_FILE,
+        "map": shareable_path(map_path or raster, out), "points_file": POINTS_FILE,
         "interpretation": MAP_CLASS_SHOWN if show_map_class else BLIND,
         "order": "random, drawn from the seed (ids p00001... in the interpreter's order)"}, out)
     record_path = out / RECORD_FILE

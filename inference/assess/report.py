@@ -13,6 +13,7 @@ net change areas with intervals (:func:`training.area_estimation.change_area`). 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ import numpy as np
 from contract.quicklook import titled
 from core.errors import ConfigError
 from core.jsonsafe import dumps
-from core.shareable import shareable
+from core.shareable import shareable, shareable_path
 from core.storage import atomic_path, atomic_write
 from inference.assess.design_file import BLIND, read_design
 from inference.assess.intervals import FROM_POINTS, POINTS_NOTE, estimate, notes
@@ -176,6 +177,9 @@ def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
     if change_map:
         report["change"] = change_report(strata, stratum, points.reference,
                                          report["products"][MAP_NAME])
+    for entry in report["products"].values():  # a local file as typed ("../../x.tif"):
+        if os.path.exists(entry["source"]):  # relative to out, else its name
+            entry["source"] = shareable_path(entry["source"], out)
     report = shareable(report, out)  # reports are shared: no local path but under out
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "report.json", out / "report.md"

@@ -27,6 +27,33 @@ def test_design_then_score_from_the_command_line(tmp_path, capsys):
     assert "overall accuracy" in capsys.readouterr().out
 
 
+def test_a_map_named_relative_to_another_folder_is_the_same_design_and_leaks_no_folder(
+        tmp_path, monkeypatch, capsys):
+    """A walk: sample.json kept --map as typed, so the identical design run from another
+    folder was refused ("holds another sample design", blocking a killed run's completion),
+    and ../../<their folders>/... went into sample.json, report.json and report.md."""
+    scene = synthetic_scene(tmp_path / "work" / "maps")
+    maps = scene.map_path.parent
+    design = ["design", "--n", "20", "--seed", "3", "-q"]
+    monkeypatch.chdir(maps)
+    assert main([*design, "--map", scene.map_path.name, "--out", "../../d"]) == 0
+    record = (tmp_path / "d" / "sample.json").read_text()
+    assert json.loads(record)["map"] == scene.map_path.name and "../" not in record
+    (tmp_path / "d" / "sample.kml").unlink()  # a killed run's rest, completed from elsewhere
+    monkeypatch.chdir(tmp_path)
+    relative = str(scene.map_path.relative_to(tmp_path))
+    assert main([*design, "--map", relative, "--out", "d"]) == 0
+    assert (tmp_path / "d" / "sample.kml").is_file()
+    assert (tmp_path / "d" / "sample.json").read_text() == record
+    labelled_as_the_map(tmp_path / "d", tmp_path / "labelled.csv")
+    monkeypatch.chdir(tmp_path / "d")
+    assert main(["score", "--map", f"../{relative}", "--reference", "../labelled.csv",
+                 "--design", ".", "--out", "../score", "-q"]) == 0
+    shared = [(tmp_path / "score" / n).read_text() for n in ("report.json", "report.md")]
+    assert all("../" not in text and "work/maps" not in text for text in shared)
+    capsys.readouterr()
+
+
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
     scene = synthetic_scene(tmp_path)
     assert main(["design", "--map", str(tmp_path / "none.tif"), "--n", "10",
