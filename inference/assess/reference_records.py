@@ -64,7 +64,8 @@ def csv_records(text: str) -> list[dict]:
     header = text.splitlines()[0] if text.strip() else ""
     delimiter = max(",\t;", key=header.count)  # Excel writes tabs (UTF-16) or semicolons
     return [{k.strip().lower(): v for k, v in row.items() if k}
-            for row in csv.DictReader(io.StringIO(text), delimiter=delimiter)]
+            for row in csv.DictReader(io.StringIO(text), delimiter=delimiter)
+            if any(isinstance(v, str) and v.strip() for v in row.values())]  # not ';;;;'
 
 
 def geojson_records(path: Path, text: str) -> list[dict]:

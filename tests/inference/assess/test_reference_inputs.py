@@ -126,6 +126,17 @@ def test_utf16_csv_is_read_and_other_encodings_are_refused(labelled, tmp_path, c
              "is not UTF-8 text", "save it as 'CSV UTF-8'")
 
 
+def test_rows_of_bare_separators_after_the_data_are_skipped(labelled, tmp_path, capsys):
+    """A walk: Excel saved rows of bare separators (;;;;;;) after the data, and the file was
+    refused with "the lon of point  is '', not a number" (no id, no row)."""
+    scene, rows = labelled
+    excel = _csv(tmp_path / "excel.csv", rows, "utf-8-sig", ";")
+    with open(excel, "a", encoding="utf-8", newline="") as fh:
+        fh.write(";" * (len(rows[0]) - 1) + "\r\n" + " ;" * (len(rows[0]) - 1) + "\r\n")
+    assert _score(scene, excel, tmp_path / "s") == 0 and _oa(tmp_path / "s") == 1.0
+    capsys.readouterr()
+
+
 def test_a_float_product_with_nan_is_scored_where_it_has_data(labelled, tmp_path, capsys):
     scene, rows = labelled
     reference = _csv(tmp_path / "labelled.csv", rows)
