@@ -114,7 +114,11 @@ class _Scores:
 
 
 def evaluate(cfg: EvaluateConfig) -> EvalResult:
-    """Run the model over every patch of ``cfg.split`` and write the evaluation files."""
+    """Run the model over every patch of ``cfg.split`` and write the evaluation files.
+
+    A folder that holds this very evaluation (:func:`evaluation_inputs`) is read back instead:
+    nothing is computed or written, and the result says ``reused``.
+    """
     dev = resolve_device(cfg.device, DistInfo())
     loaded = load_model(cfg.model, map_location=dev)
     model, meta = loaded.module, loaded.meta
