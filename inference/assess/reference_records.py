@@ -47,6 +47,10 @@ def coordinate(path: str | Path, record: Mapping[str, Any], key: str) -> float:
 
 def reference_text(path: Path) -> str:
     """The file's text: UTF-8 (with or without BOM) or UTF-16 with its byte-order mark."""
+    if path.suffix.lower() in (".kml", ".kmz"):  # the design writes one; it holds no labels
+        raise InputDataError(f"--reference {path} is KML, which is not read as labelled points: "
+                             "give the labelled sample.csv or sample.geojson, or the "
+                             "labelling app's CSV export")
     raw = path.read_bytes()
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return raw.decode("utf-16")  # Excel's "Unicode text"

@@ -126,6 +126,16 @@ def test_utf16_csv_is_read_and_other_encodings_are_refused(labelled, tmp_path, c
              "is not UTF-8 text", "save it as 'CSV UTF-8'")
 
 
+def test_the_designs_kml_given_as_the_reference_is_named_as_kml(labelled, tmp_path, capsys):
+    """A walk: sample.kml given to score was read as a CSV and refused as lacking the
+    columns ['lon', 'lat', 'reference']."""
+    scene, _ = labelled
+    kml = tmp_path / "sample.kml"
+    kml.write_text('<?xml version="1.0"?><kml xmlns="http://www.opengis.net/kml/2.2"></kml>')
+    _refused(capsys, _score(scene, kml, tmp_path / "s"), tmp_path / "s",
+             "is KML, which is not read as labelled points", "give the labelled sample.csv")
+
+
 def test_rows_of_bare_separators_after_the_data_are_skipped(labelled, tmp_path, capsys):
     """A walk: Excel saved rows of bare separators (;;;;;;) after the data, and the file was
     refused with "the lon of point  is '', not a number" (no id, no row)."""
