@@ -45,9 +45,14 @@ def to_db(image: np.ndarray, bands: Sequence[str], unit: S1Unit) -> np.ndarray:
     if unit == "linear":
         for i, name in enumerate(bands):
             if db_band(name):
-                db = linear_to_db(image[i])
-                image[i] = np.where(np.isfinite(db), db, np.nan)
+                image[i] = _patch_db(image[i])
     return image
+
+
+def _patch_db(power: np.ndarray) -> np.ndarray:
+    """Power in dB as a patch holds it: a power <= 0 or not finite is NaN, the nodata."""
+    db = linear_to_db(power)
+    return np.where(np.isfinite(db), db, np.nan)
 
 
 def check_s1_unit(samples: Mapping[str, np.ndarray], unit: S1Unit) -> None:
@@ -79,8 +84,7 @@ def samples_in_db(samples: Mapping[str, np.ndarray], unit: S1Unit) -> dict[str, 
     """The samples as the patches will hold them (:func:`to_db` applied band by band)."""
     if unit != "linear":
         return dict(samples)
-    return {b: np.where(np.isfinite(db := linear_to_db(v)), db, np.nan) if db_band(b) else v
-            for b, v in samples.items()}
+    return {b: _patch_db(v) if db_band(b) else v for b, v in samples.items()}
 
 
 def linear_advice(samples: Mapping[str, np.ndarray]) -> str | None:
