@@ -1,9 +1,10 @@
 """Collect Earth Online: the plot files a project is made from, and its sample export read back.
 
-Plot files: ``PLOTID,LON,LAT,STRATA_ID`` (the point ids' numbers, in the interpreter's order;
-``STRATA_ID``, an extra plot column, names the strata that drew the points and comes back in
-the export as ``pl_strata_id``, so a CEO export labelled away from its design folder is
-still checked against the scorer's strata like any sample file). CEO's
+Plot files: ``PLOTID,LON,LAT,STRATA_ID,DESIGN_ID`` (the point ids' numbers, in the
+interpreter's order; ``STRATA_ID`` and ``DESIGN_ID``, extra plot columns, name the strata and
+the design that drew the points and come back in the export as ``pl_strata_id`` and
+``pl_design_id``, so a CEO export labelled away from its design folder is still checked
+against the scorer's strata and design like any sample file). CEO's
 project wizard takes at most :data:`CEO_PLOT_LIMIT` plots, so a larger design is written as
 several files of at most that many plots, one CEO project each; the plot ids run on across
 the files, so the exports of every project score together.
@@ -30,13 +31,15 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from core.csv_text import csv_text
 from core.errors import InputDataError
 
 CEO_PLOT_LIMIT = 5000  # plots per project that CEO's project wizard accepts
-CEO_COLUMNS = ("PLOTID", "LON", "LAT", "STRATA_ID")
+CEO_COLUMNS = ("PLOTID", "LON", "LAT", "STRATA_ID", "DESIGN_ID")
 ID_PREFIX = "p"
 
 
@@ -59,6 +62,24 @@ def plot_file_parts(n: int, limit: int = CEO_PLOT_LIMIT) -> list[range]:
     return [range(start, min(start + size, n)) for start in range(0, n, size)]
 
 
+def ceo_plot_files(rows: Sequence[dict], out: Path) -> dict[str, tuple[Path, str]]:
+    """``ceo_plots.csv``, or ``ceo_plots_1.csv`` ... of at most 5,000 plots each (CEO's limit).
+
+    ``rows``: the sample's rows (``id``, ``lon``, ``lat``, ``strata_id``, ``design_id``) in the
+    interpreter's order; the texts are returned by key (``ceo``, or ``ceo_1``...).
+    """
+    parts = plot_file_parts(len(rows))
+    texts = {}
+    for k, part in enumerate(parts, start=1):
+        name = "ceo_plots.csv" if len(parts) == 1 else f"ceo_plots_{k}.csv"
+        plots = [{"PLOTID": plot_number(rows[i]["id"]), "LON": rows[i]["lon"],
+                  "LAT": rows[i]["lat"], "STRATA_ID": rows[i].get("strata_id", ""),
+                  "DESIGN_ID": rows[i].get("design_id", "")} for i in part]
+        texts["ceo" if len(parts) == 1 else f"ceo_{k}"] = (
+            out / name, csv_text(plots, CEO_COLUMNS, lineterminator="\n"))
+    return texts
+
+
 def is_ceo_export(columns: Sequence[str]) -> bool:
     """Whether a CSV's (lower-case) header is a CEO sample export's."""
     names = set(columns)
@@ -75,8 +96,9 @@ class _Sample:
 def plot_records(records: Sequence[dict], column: str, source: str) -> list[dict]:
     """CEO sample rows (keys lower-case) as one record per plot.
 
-    Each record has ``id``, ``lon``, ``lat``, ``reference`` (see module docstring) and
-    ``strata_id`` (the plot file's ``STRATA_ID``, empty for a plot file without it); a plot
+    Each record has ``id``, ``lon``, ``lat``, ``reference`` (see module docstring),
+    ``strata_id`` and ``design_id`` (the plot file's ``STRATA_ID`` and ``DESIGN_ID``, empty for
+    a plot file without them); a plot
     with no answer keeps an empty reference. Nothing depends on the order of the rows.
 
     Raises:
@@ -85,7 +107,7 @@ def plot_records(records: Sequence[dict], column: str, source: str) -> list[dict
     """
     plot_key = "plotid" if "plotid" in records[0] else "plot_id"
     plots: dict[str, list[_Sample]] = {}
-    strata: dict[str, str] = {}
+    drawn: dict[str, tuple[str, str]] = {}  # each plot's strata_id and design_id
     for row in records:
         plot = str(row.get(plot_key) or "").strip()
         if not plot.isdigit():
@@ -98,7 +120,8 @@ def plot_records(records: Sequence[dict], column: str, source: str) -> list[dict
             raise InputDataError(f"{source}: plot {plot} has a sample without numeric lon/lat"
                                  ) from None
         plots.setdefault(plot, []).append(sample)
-        strata[plot] = str(row.get("pl_strata_id") or "").strip()
+        drawn[plot] = (str(row.get("pl_strata_id") or "").strip(),
+                        str(row.get("pl_design_id") or "").strip())
     out, tied = [], []
     for plot, samples in plots.items():
         lon = float(np.mean([s.lon for s in samples]))
@@ -108,7 +131,7 @@ def plot_records(records: Sequence[dict], column: str, source: str) -> list[dict
             tied.append((int(plot), samples))
             answer = ""
         out.append({"id": point_id(int(plot)), "lon": lon, "lat": lat, "reference": answer,
-                    "strata_id": strata[plot]})
+                    "strata_id": drawn[plot][0], "design_id": drawn[plot][1]})
     if tied:
         tied.sort(key=lambda t: t[0])
         counts = Counter(s.answer.lower() for s in tied[0][1] if s.answer)

@@ -13,12 +13,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from core.csv_text import csv_text, unquoted
+from core.digest import json_digest
 from core.errors import ConfigError, InputDataError
 
 POINTS_FILE = "design_points.csv"
@@ -52,6 +54,11 @@ class DesignFile:
     def interpretation(self) -> str:
         return str(self.record.get("interpretation", BLIND))
 
+    @property
+    def design_id(self) -> str:
+        """What identifies this design's points in the files people label (:func:`design_id`)."""
+        return design_id(self.ids, self.lon, self.lat)
+
     def positions(self, ids: tuple[str, ...], no_data: tuple[str, ...] = ()) -> np.ndarray:
         """Where each of ``ids`` is in the design; every design point must be among them.
 
@@ -70,6 +77,20 @@ class DesignFile:
                                  "points out biases the estimates; a point that cannot be "
                                  "labelled (cloud, a gap in the imagery) is labelled nodata")
         return np.asarray([index[pid] for pid in ids], dtype=np.int64)
+
+
+def design_id(ids: Sequence[str], lon: Sequence[float] | np.ndarray,
+              lat: Sequence[float] | np.ndarray) -> str:
+    """A 12-hex digest of a design's points: each id with its position, in the interpreter's order.
+
+    Every design numbers its points ``p00001``...; two designs on one map (another seed, another
+    size) share the ids and the strata (``strata_id``) but not this. Every file an interpreter
+    labels carries it (``design_id``), so labels made on one design are never scored as another
+    design's points; it tells nothing of a point's class. Positions as the sample files write
+    them (7 decimals), so the design read back from ``design_points.csv`` gives the same digest.
+    """
+    return json_digest([[str(i), f"{float(x):.7f}", f"{float(y):.7f}"]
+                        for i, x, y in zip(ids, lon, lat, strict=True)], 12)
 
 
 def design_points_csv(rows: list[dict]) -> str:

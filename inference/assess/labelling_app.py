@@ -4,17 +4,17 @@ Paste it into https://code.earthengine.google.com and Run: the map shows one poi
 (its pixel outlined) on high-resolution imagery; one button per class records the interpreter's
 answer and moves on, and "no data" records a point that cannot be labelled (cloud, a gap in
 the imagery) as ``nodata``; Back and Next walk the points; Export starts a task that writes
-the labelled points (``id``, ``lon``, ``lat``, ``strata_id``, ``reference``,
+the labelled points (``id``, ``lon``, ``lat``, ``strata_id``, ``design_id``, ``reference``,
 ``reference_code``: -1 not labelled, -2 no data) as a FeatureCollection: to Drive as a CSV
 named after the sitting's start, and to a table asset when one is named. ``isamap-assess
 score`` reads that CSV as it is, with or without ``--design``; its ``strata_id`` (the digest
 of the strata that drew the sample, the same on every point) tells the scorer which strata
-weight the points wherever the file is. Labelling may take several sittings: the app starts
-by reading the labels already in that asset and exports with ``overwrite: true``, so each
-sitting's export holds every label so far and replaces the last. The points carry only their
-ids and positions (and the ``strata_id``), in the design's random order: the map's class of a
-point is not shown, so the interpreter is not led by it; the points travel inside the script
-(no upload needed).
+weight the points wherever the file is, and its ``design_id`` which design's points they are.
+Labelling may take several sittings: the app starts by reading the labels already in that
+asset and exports with ``overwrite: true``, so each sitting's export holds every label so far
+and replaces the last. The points carry only their ids and positions (and the two digests),
+in the design's random order: the map's class of a point is not shown, so the interpreter is
+not led by it; the points travel inside the script (no upload needed).
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ var sitting = new Date().toISOString().slice(0, 16).replace(/[^0-9]/g, '');
 
 
 def _carried(properties: dict) -> dict:
-    """What a point carries into the app: its id, and its sample's ``strata_id``."""
-    return {k: properties[k] for k in ("id", "strata_id") if properties.get(k)}
+    """What a point carries into the app: its id, its sample's ``strata_id`` and ``design_id``."""
+    return {k: properties[k] for k in ("id", "strata_id", "design_id") if properties.get(k)}
 
 
 _APP_WALK = """Map.setOptions('SATELLITE');
@@ -111,8 +111,8 @@ def _app_export(description: str) -> str:
   var table = labelledCollection();
   Export.table.toDrive({{collection: table, description: {json.dumps(description)} + '_' +
                         sitting, fileFormat: 'CSV',
-                        selectors: ['id', 'lon', 'lat', 'strata_id', 'reference',
-                                   'reference_code']}});
+                        selectors: ['id', 'lon', 'lat', 'strata_id', 'design_id',
+                                   'reference', 'reference_code']}});
   if (assetId) {{  // every label so far: it replaces the previous sitting's asset
     Export.table.toAsset({{collection: table, description: {json.dumps(description + "_asset")},
                           assetId: assetId, overwrite: true}});

@@ -3,9 +3,10 @@
 Blind by default: the files an interpreter uses hold each point's id and position only, in a
 random order drawn from the seed (:attr:`inference.assess.design.Design.order`), so neither a
 column nor the order tells the map's class. ``sample.csv``
-(``id,lon,lat,x,y,strata_id,reference``; ``reference`` empty for the interpreter;
+(``id,lon,lat,x,y,strata_id,design_id,reference``; ``reference`` empty for the interpreter;
 ``strata_id`` the same digest on every row, naming the strata that drew the points,
-:func:`inference.assess.strata.strata_id`), ``sample.geojson`` (the same as point features, for
+:func:`inference.assess.strata.strata_id`; ``design_id`` naming the design's points,
+:func:`inference.assess.design_file.design_id`), ``sample.geojson`` (the same as point features, for
 QGIS and the Code Editor), ``sample.kml`` (Google Earth: one placemark per point, its name
 the id), Collect Earth Online plot files (:mod:`inference.assess.ceo`) and the labelling app.
 The strata, inclusion probabilities and map classes are in ``design_points.csv``
@@ -38,20 +39,14 @@ from core.csv_text import csv_text
 from core.errors import ConfigError, InputDataError
 from core.shareable import shareable, shareable_path
 from core.storage import atomic_write, files
-from inference.assess.ceo import (
-    CEO_COLUMNS,
-    is_ceo_export,
-    plot_file_parts,
-    plot_number,
-    plot_records,
-    point_id,
-)
+from inference.assess.ceo import ceo_plot_files, is_ceo_export, plot_records, point_id
 from inference.assess.design import Design, design_sample
 from inference.assess.design_file import (
     BLIND,
     MAP_CLASS_SHOWN,
     POINTS_FILE,
     RECORD_FILE,
+    design_id,
     design_points_csv,
 )
 from inference.assess.labelling_app import labelling_app_script
@@ -66,7 +61,7 @@ from inference.assess.strata import class_names, values_at
 
 log = logging.getLogger(__name__)
 
-SAMPLE_COLUMNS = ("id", "lon", "lat", "x", "y", "strata_id", "reference")
+SAMPLE_COLUMNS = ("id", "lon", "lat", "x", "y", "strata_id", "design_id", "reference")
 REFERENCE_COLUMN = "reference"
 #: the reference of a point that cannot be labelled (cloud, a gap in the imagery): recorded,
 #: then left out of the estimates (any case; ``no data`` and ``no_data`` too)
@@ -85,6 +80,7 @@ class ReferencePoints:
     unlabelled: int = 0  # points of the file(s) left without a reference (left out)
     unlabelled_ids: tuple[str, ...] = ()  # their ids
     strata_ids: frozenset[str] = frozenset()  # the strata the file(s) say drew the points
+    design_ids: frozenset[str] = frozenset()  # the designs the file(s) say drew the points
     no_data: tuple[str, ...] = ()  # ids of points recorded as "nodata" (left out)
 
 
@@ -95,15 +91,15 @@ def point_ids(design: Design) -> list[str]:
 
 def _rows(design: Design, map_class: np.ndarray) -> list[dict]:
     """One row per point in the interpreter's order, with what the scorer alone reads."""
-    names = design.strata.classes
-    order = design.order
+    names, order, ids = design.strata.classes, design.order, point_ids(design)
+    drawn = design_id(ids, design.lon[order], design.lat[order])
     return [{"id": pid, "lon": f"{design.lon[i]:.7f}", "lat": f"{design.lat[i]:.7f}",
              "x": f"{design.x[i]:.2f}", "y": f"{design.y[i]:.2f}",
-             "strata_id": design.strata.strata_id, "reference": "",
+             "strata_id": design.strata.strata_id, "design_id": drawn, "reference": "",
              "stratum": names[int(design.stratum[i])],
              "inclusion_probability": f"{design.inclusion[i]:.6g}",
              "map_class": str(map_class[i])}
-            for pid, i in zip(point_ids(design), order, strict=True)]
+            for pid, i in zip(ids, order, strict=True)]
 
 
 def _text(path: Path, text: str) -> Path:
@@ -141,19 +137,6 @@ def write_kml(rows: Sequence[dict], path: Path, title: str = "isamap reference s
     return _text(path, text)
 
 
-def ceo_plot_files(rows: Sequence[dict], out: Path) -> dict[str, tuple[Path, str]]:
-    """``ceo_plots.csv``, or ``ceo_plots_1.csv`` ... of at most 5,000 plots each (CEO's limit)."""
-    parts = plot_file_parts(len(rows))
-    files = {}
-    for k, part in enumerate(parts, start=1):
-        name = "ceo_plots.csv" if len(parts) == 1 else f"ceo_plots_{k}.csv"
-        plots = [{"PLOTID": plot_number(rows[i]["id"]), "LON": rows[i]["lon"],
-                  "LAT": rows[i]["lat"], "STRATA_ID": rows[i].get("strata_id", "")}
-                 for i in part]
-        files["ceo" if len(parts) == 1 else f"ceo_{k}"] = (out / name, _csv(plots, CEO_COLUMNS))
-    return files
-
-
 #: what points are read for: an accuracy assessment's estimates, or a fit's training
 PointUse = Literal["assess", "fit"]
 
@@ -188,6 +171,7 @@ def read_references(paths: Sequence[str | Path], classes: Sequence[str],
                            np.concatenate([p.reference for p in parts]),
                            unlabelled=len(left), unlabelled_ids=left,
                            strata_ids=frozenset().union(*(p.strata_ids for p in parts)),
+                           design_ids=frozenset().union(*(p.design_ids for p in parts)),
                            no_data=no_data)
 
 
@@ -238,9 +222,14 @@ def read_reference(path: str | Path, classes: Sequence[str],
                            lon[keep], lat[keep], labels.codes[keep],
                            unlabelled=len(labels.unlabelled),
                            unlabelled_ids=tuple(labels.unlabelled),
-                           strata_ids=frozenset(str(r.get("strata_id") or "").strip()
-                                                for r in records) - {""},
+                           strata_ids=_column_values(records, "strata_id"),
+                           design_ids=_column_values(records, "design_id"),
                            no_data=tuple(labels.no_data))
+
+
+def _column_values(records: Sequence[dict], column: str) -> frozenset[str]:
+    """The distinct non-empty values of ``column`` in ``records``."""
+    return frozenset(str(r.get(column) or "").strip() for r in records) - {""}
 
 
 def _records(path: Path, column: str, positions: bool, use: PointUse = "assess") -> list[dict]:

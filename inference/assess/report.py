@@ -37,6 +37,7 @@ from inference.assess.products import (
     sample_product,
 )
 from inference.assess.sample_strata import (
+    check_design_id,
     check_design_positions,
     check_strata_id,
     design_strata,
@@ -152,6 +153,7 @@ def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
                                               positions=design is None)
     drawn = read_design(design) if design is not None else None
     if drawn is not None:
+        check_design_id(points, drawn, paths, str(design))
         strata, stratum, placed = design_strata(drawn, points)
         check_design_positions(points, placed, strata, paths)
         points = placed

@@ -6,7 +6,9 @@ With ``--design`` both come from the design's own files, joined to the labels by
 the points (:func:`raster_strata`), which is right only if that raster drew them, so the
 points are checked first: a file beside its design's ``sample.json`` names the strata it was
 drawn on, every file an interpreter sends back carries the strata's ``strata_id``
-(:func:`check_strata_id`), and a stratified sample of a raster's pixels holds each pixel at
+(:func:`check_strata_id`) and the design's ``design_id`` (:func:`check_design_id`: every
+design numbers its points ``p00001``..., so ids alone do not tie labels to a design), and a
+stratified sample of a raster's pixels holds each pixel at
 most once (:func:`check_distinct_pixels`): two points on one pixel were drawn on another
 raster (a finer map) or are one point listed twice. A file labelled away from its design
 folder is thus never weighted by the wrong strata without a word.
@@ -15,6 +17,7 @@ folder is thus never weighted by the wrong strata without a word.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -32,6 +35,8 @@ from inference.assess.strata import (
     values_at,
 )
 from inference.cog.maps import NODATA
+
+log = logging.getLogger(__name__)
 
 
 def raster_strata(points: ReferencePoints, path: str, paths: Sequence[str | Path]
@@ -160,6 +165,31 @@ def check_design_positions(given: ReferencePoints, placed: ReferencePoints, stra
             f"{lon[first]:.5f}, {lat[first]:.5f}, drawn at {placed.lon[first]:.5f}, "
             f"{placed.lat[first]:.5f}); the ids and positions disagree (a column sorted on "
             "its own?): mend the file, or leave out its lon/lat to score by id alone")
+
+
+def check_design_id(given: ReferencePoints, drawn: DesignFile, paths: Sequence[str | Path],
+                    design: str | Path) -> None:
+    """Refuse labels that name another design than ``--design``; warn where nothing ties them.
+
+    Two designs on one map (another seed, another size) share the point ids and the strata;
+    their ``design_id`` differs. A file without it (written before the column existed) is
+    checked by its positions (:func:`check_design_positions`); one with neither is scored by
+    id with a warning that nothing shows which design it labels.
+    """
+    files = ", ".join(map(str, paths))
+    if given.design_ids:
+        other = sorted(given.design_ids - {drawn.design_id})
+        if other:
+            raise ConfigError(f"{files} holds labels of another sample design (design_id "
+                              f"{other[0]}) than --design {design} (design_id "
+                              f"{drawn.design_id}); every design numbers its points p00001..., "
+                              "so they would be scored at this design's points: give --design "
+                              "with the folder `isamap-assess design` wrote for these labels")
+        return
+    if not np.isfinite(np.asarray(given.lon, float)).any():
+        log.warning("%s gives neither positions nor a design_id, so nothing shows its labels "
+                    "were made on --design %s (every design numbers its points p00001...): "
+                    "score it only if it is that design's export", files, design)
 
 
 def design_strata(drawn: DesignFile, points: ReferencePoints

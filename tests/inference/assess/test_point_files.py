@@ -49,7 +49,8 @@ def test_csv_geojson_kml_and_ceo_hold_the_same_points(written):
     lon0, lat0, _ = marks[0].find(".//k:coordinates", ns).text.split(",")
     assert (float(lon0), float(lat0)) == pytest.approx((lon[0], float(rows[0]["lat"])))
     ceo = list(csv.DictReader(files["ceo"].open()))
-    assert tuple(ceo[0]) == ("PLOTID", "LON", "LAT", "STRATA_ID") and len(ceo) == 80
+    assert tuple(ceo[0]) == ("PLOTID", "LON", "LAT", "STRATA_ID", "DESIGN_ID") and len(ceo) == 80
+    assert {r["DESIGN_ID"] for r in ceo} == {r["design_id"] for r in rows}  # one, the same
     assert [int(r["PLOTID"]) for r in ceo] == list(range(1, 81))
     assert float(ceo[5]["LAT"]) == pytest.approx(design.lat[order[5]], abs=1e-6)
     record = json.loads(files["json"].read_text())

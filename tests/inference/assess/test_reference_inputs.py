@@ -400,7 +400,8 @@ def test_the_labelling_apps_export_names_the_strata_that_drew_its_points(tmp_pat
         {rows[0]["strata_id"]}
     selectors = app.split("selectors: [", 1)[1].split("]", 1)[0]
     exported = [name.strip(" '\n") for name in selectors.split(",")]
-    assert exported == ["id", "lon", "lat", "strata_id", "reference", "reference_code"]
+    assert exported == ["id", "lon", "lat", "strata_id", "design_id", "reference",
+                        "reference_code"]
     for row in rows:
         row["reference"] = "pervious"
     export = _csv(tmp_path / "isamap_reference_202601011200.csv",
@@ -425,3 +426,48 @@ def test_a_point_off_the_map_is_named_by_its_id():
                                           r"\(first: point zz1\)"):
         check_codes(np.array([0, 1, 255]), ["pervious", "impervious"], "the map m.tif",
                     ("a1", "a2", "zz1"))
+
+
+def test_labels_made_on_another_design_of_the_same_map_are_never_scored_as_this_ones(
+        tmp_path, capsys):
+    """Two designs on one map (another seed) share the ids p00001... and the strata: an
+    id-only labelled file of one, scored with ``--design`` the other, exited 0 with its labels
+    at the other design's points. Every sample file now carries ``design_id``."""
+    scene = synthetic_scene(tmp_path)
+    for name, seed in (("a", "0"), ("b", "1")):
+        assert main(["design", "--map", str(scene.map_path), "--n", "100", "--min-per-stratum",
+                     "30", "--seed", seed, "--out", str(tmp_path / name), "-q"]) == 0
+    drawn = {name: {r["id"]: r for r in csv.DictReader((tmp_path / name / "sample.csv").open())}
+             for name in "ab"}
+    assert set(drawn["a"]) == set(drawn["b"])  # the same ids...
+    ids_of = {name: {r["design_id"] for r in rows.values()} for name, rows in drawn.items()}
+    assert all(len(v) == 1 for v in ids_of.values()) and ids_of["a"] != ids_of["b"]  # ...not this
+    mapped = {r["id"]: r["map_class"] for r in csv.DictReader(
+        (tmp_path / "b" / "design_points.csv").open())}
+    labels = [{"id": pid, "design_id": row["design_id"], "reference": mapped[pid]}
+              for pid, row in drawn["b"].items()]
+    reference = _csv(tmp_path / "b_labels.csv", labels)  # ids and labels alone
+    capsys.readouterr()
+    status = main(["score", "--map", str(scene.map_path), "--reference", str(reference),
+                   "--design", str(tmp_path / "a"), "--out", str(tmp_path / "s"), "-q"])
+    _refused(capsys, status, tmp_path / "s", "another sample design (design_id "
+             f"{next(iter(ids_of['b']))})", f"(design_id {next(iter(ids_of['a']))})")
+    assert main(["score", "--map", str(scene.map_path), "--reference", str(reference),
+                 "--design", str(tmp_path / "b"), "--out", str(tmp_path / "t"), "-q"]) == 0
+    assert json.loads((tmp_path / "t" / "report.json").read_text())["products"]["map"][
+        "overall_accuracy"] == pytest.approx(1.0)  # each label at its own point
+    # a CEO export carries it back as pl_design_id
+    plots = list(csv.DictReader((tmp_path / "b" / "ceo_plots.csv").open()))
+    export = [{"plotid": p["PLOTID"], "sampleid": 1, "pl_strata_id": p["STRATA_ID"],
+               "pl_design_id": p["DESIGN_ID"], "lon": p["LON"], "lat": p["LAT"],
+               "reference": mapped[f"p{int(p['PLOTID']):05d}"]} for p in plots]
+    ceo = _csv(tmp_path / "ceo.csv", export)
+    capsys.readouterr()
+    status = main(["score", "--map", str(scene.map_path), "--reference", str(ceo),
+                   "--design", str(tmp_path / "a"), "--out", str(tmp_path / "c"), "-q"])
+    _refused(capsys, status, tmp_path / "c", "another sample design")
+    # a file that names no design and gives no positions cannot be checked: said, then scored
+    bare = _csv(tmp_path / "bare.csv", [{k: r[k] for k in ("id", "reference")} for r in labels])
+    assert main(["score", "--map", str(scene.map_path), "--reference", str(bare),
+                 "--design", str(tmp_path / "b"), "--out", str(tmp_path / "u")]) == 0
+    assert "neither positions nor a design_id" in capsys.readouterr().err
