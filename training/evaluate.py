@@ -30,7 +30,7 @@ from core.errors import ConfigError
 from core.jsonsafe import dumps
 from core.progress import progress_bar
 from core.shareable import shareable, shareable_text
-from core.storage import atomic_write, open_store
+from core.storage import atomic_write, check_file_targets, open_store
 from core.version import code_version
 from engine import autotune
 from engine.devices import Layout, Precision
@@ -49,6 +49,9 @@ from training.modelfile import load_model
 from training.plots import plot_confusion, plot_reliability
 
 log = logging.getLogger(__name__)
+
+#: what an evaluation writes in its folder (metrics.json first: it is read back by name)
+OUTPUT_FILES = ("metrics.json", "metrics.txt", "confusion_matrix.png", "reliability.png")
 
 #: manifest keys that say when a dataset was written, not what it holds
 _WRITE_TIMES = ("created", "updated")
@@ -132,6 +135,7 @@ def evaluate(cfg: EvaluateConfig) -> EvalResult:
         log.info("%s already holds this evaluation (the same model file, patches and "
                  "options): read back, not redone", folder / "metrics.json")
         return done
+    check_file_targets(folder / n for n in OUTPUT_FILES)  # before the work, not at its end
     check_patch_values(lambda i: ds.read_raw(i)[0], len(ds), tuple(meta.bands),
                        meta.band_ranges, f"the {cfg.split} split of the dataset {cfg.data}")
     check_scaled_batch(int(meta.output_scale), ds.patch_size, cfg.batch_size, model=meta.name,
@@ -202,8 +206,7 @@ def evaluation_inputs(cfg: EvaluateConfig, model_id: str, ds: PatchDataset) -> d
 
 def _finished(folder: Path, inputs: dict[str, Any]) -> EvalResult | None:
     """The evaluation ``folder`` holds, when it was made from ``inputs``, else None."""
-    paths = [folder / n for n in ("metrics.json", "metrics.txt", "confusion_matrix.png",
-                                  "reliability.png")]
+    paths = [folder / n for n in OUTPUT_FILES]
     if not all(p.is_file() for p in paths):
         return None
     try:

@@ -29,14 +29,15 @@ from core.storage.local import (
     LocalStore,
     atomic_path,
     atomic_write,
+    check_file_targets,
     temporaries_of,
     temporary_name,
     work_folder,
 )
 
 __all__ = ["TEMP_MARK", "BucketInfo", "GcsStore", "LocalStore", "Store", "atomic_path",
-           "atomic_write", "file_md5_b64", "md5_b64", "open_store", "temporaries_of",
-           "temporary_name", "with_retries", "work_folder"]
+           "atomic_write", "check_file_targets", "file_md5_b64", "md5_b64", "open_store",
+           "temporaries_of", "temporary_name", "with_retries", "work_folder"]
 
 
 def open_store(root: str | os.PathLike[str] | Store) -> Store:

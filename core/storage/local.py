@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,19 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def check_file_targets(targets: Iterable[Path]) -> None:
+    """Refuse output files whose path is a folder, before any work is done for them.
+
+    Raises:
+        ConfigError: a target is an existing folder (it would fail the last rename, naming a
+            temporary, after the work).
+    """
+    for target in targets:
+        if Path(target).is_dir():
+            raise ConfigError(f"{target} is a folder where isamap writes a file; move the "
+                              "folder away or choose another output")
+
+
 @contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path to write ``target`` through; it replaces ``target`` on success.
@@ -95,6 +108,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     stay readable by others.
     """
     target = Path(target)
+    check_file_targets([target])
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_name(target)
     try:

@@ -147,6 +147,15 @@ def test_local_write_is_atomic_and_leaves_no_temporaries(tmp_path):
                                                                   "y.bin"]
 
 
+def test_an_atomic_write_onto_a_folder_names_the_folder_and_leaves_nothing(tmp_path):
+    """The rename at the end failed with an OSError naming the temporary; the folder in the
+    way is now named as bad input before anything is written."""
+    (tmp_path / "out.json").mkdir()
+    with pytest.raises(ConfigError, match="out.json is a folder where isamap writes a file"):
+        atomic_write(tmp_path / "out.json", lambda fh: fh.write(b"{}"))
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
 def test_atomic_writes_never_list_the_folder(tmp_path, monkeypatch):
     """A write costs the same beside any number of files: its temporary and the GDAL sidecars
     written beside it are removed by their own names, on success and on failure alike."""

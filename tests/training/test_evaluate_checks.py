@@ -219,3 +219,25 @@ def test_an_evaluation_stopped_while_writing_never_passes_for_the_one_before(tmp
     assert not again.reused and "[test]" in (out / "metrics.txt").read_text()
     assert json.loads((out / "metrics.json").read_text())["split"] == "test"
     assert module.evaluate(config).reused
+
+
+def test_an_output_file_that_is_a_folder_is_named_before_the_evaluation_runs(tmp_path, capsys,
+                                                                           monkeypatch):
+    """A walk: ``--out`` whose ``metrics.json`` is a folder failed after the whole evaluation,
+    exit 1, naming a temporary file. It is now named, exit 2, before a patch is scored."""
+    from training import evaluate as module
+
+    model = _model_file(tmp_path / "model.pt")
+    data = write_patch_dataset(tmp_path / "ds", n=6)
+    out = tmp_path / "ev"
+    (out / "metrics.json").mkdir(parents=True)
+
+    def scored(*args, **kwargs):
+        raise AssertionError("the evaluation ran before its outputs were checked")
+
+    monkeypatch.setattr(module, "_score", scored)
+    assert _evaluate(model, data, out) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"{out / 'metrics.json'} is a folder where isamap writes a file" in err
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json"]  # nothing else written
