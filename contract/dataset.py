@@ -233,7 +233,8 @@ def check_compatible(store: Store, spec: DatasetSpec, *, month: str | None = Non
         raise ConfigError(
             f"{store.url()} already holds a dataset made with other {', '.join(differ)}"
             f"{producer_note(existing, spec.backend)}: {'; '.join(differences(old, new))}; "
-            "write to another folder (--out) or delete it first"
+            "to add to it, run with the options it was made with; else write to another "
+            "folder (--out) or delete it first"
         )
     if month is not None and fingerprint is not None:
         previous = existing.get("sources", {}).get(month, {}).get("fingerprint")

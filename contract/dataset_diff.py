@@ -30,7 +30,9 @@ def differences(old: Any, new: Any, name: str = "") -> list[str]:
     """``key: <old> there, <new> now`` for each differing leaf (``split.block``), values cut.
 
     Keys that only one side's mapping records are named, not shown: ``recipe: scene, seed
-    recorded only there; enl, kernel only now`` (a recipe of another shape is another recipe).
+    recorded only there; enl, kernel only now`` (a recipe of another shape is another recipe);
+    a single such key below the top with a plain value is shown as a leaf, so the option it
+    stands for can be read: ``recipe.imported.s1_unit: linear there, unset now``.
     """
     if isinstance(old, Mapping) and isinstance(new, Mapping):
         both = [k for k in new if k in old] if not name else sorted({*old} & {*new}, key=str)
@@ -38,7 +40,12 @@ def differences(old: Any, new: Any, name: str = "") -> list[str]:
                for line in differences(old[k], new[k], f"{name}.{k}" if name else k)]
         there = sorted({*old} - {*new}, key=str)
         now = sorted({*new} - {*old}, key=str)
-        if there or now:
+        one = {k: v for k, v in [*((k, old[k]) for k in there), *((k, new[k]) for k in now)]
+               if not isinstance(v, Mapping)} if len(there) + len(now) == 1 and name else {}
+        for k, v in one.items():
+            sides = (short(v), "unset") if there else ("unset", short(v))
+            out.append(f"{name}.{k}: {sides[0]} there, {sides[1]} now")
+        if (there or now) and not one:
             sides = ([f"{', '.join(map(str, there))} recorded only there"] if there else []) + (
                 [f"{', '.join(map(str, now))} only now"] if now else [])
             out.append(f"{name or 'parameters'}: {'; '.join(sides)}")

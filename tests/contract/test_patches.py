@@ -388,11 +388,11 @@ def test_a_dataset_of_another_producer_is_refused_in_one_readable_line(small_sta
         f"{out} already holds a dataset made with other split, recipe (made by isamap-demo, "
         "not by the local export): split.block: 2 there, 3 now; recipe: composite, "
         "local_recipe, s2_dates, seed recorded only there; allow_l1c, enl, kernel, "
-        "label_scheme, scl_masked, speckle only now; write to another folder (--out) or "
-        "delete it first")
+        "label_scheme, scl_masked, speckle only now; to add to it, run with the options it "
+        "was made with; else write to another folder (--out) or delete it first")
     with pytest.raises(ConfigError, match=(  # long lists: the items that differ
             r"other recipe: recipe\.local_recipe\.scl_masked: \[3, 8, 9, 10, 11\] there, "
-            r"\[3, 8, 9, 10\] now; recipe\.s2_dates: \[20190630\] only now; write")):
+            r"\[3, 8, 9, 10\] now; recipe\.s2_dates: \[20190630\] only now; to add")):
         patch_stack(stack, out, block=2, backend="synthetic", progress=False, recipe={
             "composite": "local backend (gee_export.local.stack)",
             "local_recipe": {**local, "scl_masked": [3, 8, 9, 10]},

@@ -68,7 +68,10 @@ def test_linear_power_imported_with_s1_unit_linear_holds_10_log10_of_it(shared_d
     capsys.readouterr()
     assert _run(db, out, "--month", "2020-05") == 2  # a month added without the option
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "error:" in err and "other recipe" in err and "s1_unit" in err, err
+    assert "error:" in err and "other recipe" in err, err
+    # the option it stands for can be read (it was "s1_unit recorded only there")
+    assert "recipe.imported.s1_unit: linear there, unset now" in err, err
+    assert "run with the options it was made with" in err, err
     assert read_manifest(out)["months"] == ["2020-04"]
     assert _run(src, out, "--s1-unit", "linear") == 0  # the same run again: nothing to do
 
