@@ -35,8 +35,9 @@ import numpy as np
 from core.errors import ConfigError, InputDataError
 from core.storage import files
 from gee_export.ee.labels import GHSL_BUILT, GHSL_CELL_M2
-from inference.assess.strata import values_at
+from inference.assess.strata import Strata, values_at
 from inference.cog.maps import NODATA
+from training.area_estimation import short_strata
 
 log = logging.getLogger(__name__)
 
@@ -190,9 +191,6 @@ def sample_product(comparison: Comparison, classes: Sequence[str], isa_class: in
     else:
         raw = values_at(comparison.source, lon, lat).astype(np.float64)
         valid = raw != NODATA
-    if (~valid).any():
-        log.warning("%s has no data at %d of %d points; they are left out of its scores",
-                    comparison.name, int((~valid).sum()), valid.size)
     names, values, to_product = product_classes(comparison, classes, isa_class, raw, valid)
     bad = values[valid & ((values < 0) | (values >= len(names)))]
     if bad.size:
@@ -227,3 +225,29 @@ def product_classes(comparison: Comparison, classes: Sequence[str], isa_class: i
         to_product = (np.arange(k) == isa_class).astype(np.int64)
         values = isa.astype(np.int64)
     return names, np.where(valid, values, -1).astype(np.int64), to_product
+
+
+def check_coverage(product: ProductAtPoints, stratum: np.ndarray, strata: Strata) -> None:
+    """Refuse a compared product with too few points of data in a stratum to be scored.
+
+    Its estimates need 2 points with data in every stratum with area (the rule of
+    :func:`training.area_estimation.short_strata`); checked as it is read, before its mapped
+    area is counted, so the refusal names the product, not a stratum count. Points without
+    data that leave it scorable are told in a warning.
+
+    Raises:
+        InputDataError: a stratum holds fewer than 2 of the product's points with data.
+    """
+    keep = product.values >= 0
+    counts = np.bincount(stratum[keep], minlength=len(strata.classes))
+    short = short_strata(counts, np.asarray(strata.area_km2), strata.pixels)
+    if short.any():
+        first = int(np.flatnonzero(short)[0])
+        raise InputDataError(
+            f"--compare {product.name} ({product.source}) has data at {int(keep.sum())} of "
+            f"{keep.size} points, {int(counts[first])} of them in the stratum "
+            f"{strata.classes[first]}: too few to score it (2 per stratum at least); compare "
+            "a product that covers the sampled area, or leave it out")
+    if not keep.all():
+        log.warning("%s has no data at %d of %d points; they are left out of its scores",
+                    product.name, int((~keep).sum()), keep.size)

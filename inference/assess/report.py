@@ -33,6 +33,7 @@ from inference.assess.product_area import mapped_areas, region_raster
 from inference.assess.products import (
     Comparison,
     ProductAtPoints,
+    check_coverage,
     parse_comparison,
     sample_product,
 )
@@ -168,6 +169,7 @@ def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
                  points.reference.size)
         products.append(sample_product(comparison, classes, isa, points.lon, points.lat,
                                        points.ids, session_factory))
+        check_coverage(products[-1], stratum, strata)
     region = strata.path if drawn is None else region_raster(strata, (map_path,))
     counted = mapped_areas(products, comparisons, classes, isa, region, strata)
     report = score_products(strata, stratum, products, points.reference, counted)

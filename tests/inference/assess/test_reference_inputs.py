@@ -165,6 +165,23 @@ def test_a_float_product_with_nan_is_scored_where_it_has_data(labelled, tmp_path
     assert "no data at" in capsys.readouterr().err
 
 
+def test_a_product_without_data_in_a_stratum_is_refused_by_its_name(labelled, tmp_path,
+                                                                     capsys):
+    """A compared product with no data over most of the sample failed the run after its
+    area was counted, with "every stratum needs at least 2 sample points for a variance;
+    points per stratum: [0, 0]", naming no product. It is now named as it is read."""
+    scene, rows = labelled
+    reference = _csv(tmp_path / "labelled.csv", rows)
+    with rasterio.open(scene.map_path) as ds:
+        data = ds.read(1)
+    data[:] = NODATA
+    product = class_cog(tmp_path / "empty.tif", data)
+    capsys.readouterr()
+    status = _score(scene, reference, tmp_path / "s", "--compare", f"other={product}")
+    _refused(capsys, status, tmp_path / "s", f"--compare other ({product}) has data at 0 of "
+             f"{len(rows)} points", "too few to score it", "leave it out")
+
+
 def test_a_partly_labelled_sample_is_scored_saying_what_is_assumed(labelled, tmp_path, capsys):
     scene, rows = labelled
     partial = [dict(r, reference="" if i < 7 else r["reference"]) for i, r in enumerate(rows)]
