@@ -15,13 +15,15 @@ from typing import Literal, get_args
 
 import numpy as np
 
-from contract.band_values import s1_unit_evidence
+from contract.band_values import LINEAR_MEDIAN_MAX, finite_values, s1_unit_evidence
 from contract.bands import find_band
 from core.errors import InputDataError
 
 S1Unit = Literal["dB", "linear"]
 #: ``--s1-unit`` of ``isamap-import-patches``: the unit the images' VV/VH are stored in
 S1_UNITS: tuple[S1Unit, ...] = get_args(S1Unit)
+#: the factor of linear power stored as integers (an int16/uint16 export of sigma0 x 10000)
+POWER_INT_SCALE = 10000.0
 
 
 def linear_to_db(linear: np.ndarray) -> np.ndarray:
@@ -67,6 +69,8 @@ def check_s1_unit(samples: Mapping[str, np.ndarray], unit: S1Unit) -> None:
     """
     if unit != "linear":
         return
+    if scaled := scaled_power_advice(samples):
+        raise InputDataError(f"--s1-unit linear reads the values as linear power, but {scaled}")
     if not any(db_band(b) for b in samples):
         raise InputDataError(f"--s1-unit linear names the Sentinel-1 bands (VV, VH), and the "
                              f"images' bands ({', '.join(samples)}) hold none; drop "
@@ -87,8 +91,35 @@ def samples_in_db(samples: Mapping[str, np.ndarray], unit: S1Unit) -> dict[str, 
     return {b: _patch_db(v) if db_band(b) else v for b, v in samples.items()}
 
 
+def scaled_power_advice(samples: Mapping[str, np.ndarray]) -> str | None:
+    """The fix for dB bands whose samples are linear power x 10000, None when none are.
+
+    Non-negative integers whose median is above any linear power's (1) and which, divided by
+    :data:`POWER_INT_SCALE`, look like linear power: what an integer export of sigma0 stores.
+    ``--scale`` multiplies reflectance only, so the files are to be divided.
+    """
+    found = {}
+    for band, values in samples.items():
+        finite = finite_values(values)
+        if not db_band(band) or finite.size < 16 or (finite < 0).any() \
+                or not np.array_equal(finite, np.round(finite)):
+            continue
+        median = float(np.median(finite))
+        if median > LINEAR_MEDIAN_MAX and \
+                s1_unit_evidence(finite / POWER_INT_SCALE).unit == "linear":
+            found[band] = median
+    if not found:
+        return None
+    shown = ", ".join(f"{b} (median {m:.4g})" for b, m in found.items())
+    return (f"{shown} look like sigma0 in linear power x {POWER_INT_SCALE:g} (non-negative "
+            f"integers, an integer export): divide them by {POWER_INT_SCALE:g} in the files, "
+            "then import them with --s1-unit linear (--scale multiplies reflectance only)")
+
+
 def linear_advice(samples: Mapping[str, np.ndarray]) -> str | None:
-    """The fix for dB bands whose samples are linear power, None when none are."""
+    """The fix for dB bands whose samples are linear power (x 10000 too), None when none are."""
+    if scaled := scaled_power_advice(samples):
+        return scaled
     linear = [b for b, v in samples.items() if db_band(b) and
               s1_unit_evidence(v).unit == "linear"]
     if not linear:

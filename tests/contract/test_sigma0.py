@@ -100,3 +100,28 @@ def test_s1_unit_linear_on_images_without_sentinel1_bands_is_refused():
                                              r"drop --s1-unit"):
         check_s1_unit(optical, "linear")
     check_s1_unit(optical, "dB")  # the default asks nothing of them
+
+
+def test_linear_power_stored_as_integers_x_10000_is_told_so_not_the_band_order(shared_data,
+                                                                               tmp_path,
+                                                                               capsys):
+    """VV/VH of an integer export (linear power x 10000) were told to fix the band order
+    (--bands) or the reflectance scale; with --s1-unit linear they became +28 dB and were told
+    the same. Both now say what the values look like and to divide them by 10000."""
+    src = _cut(shared_data, tmp_path / "theirs", s1=lambda db: np.round(10 ** (db / 10) * 1e4),
+               s2_scale=1e-4)
+    for extra in ((), ("--s1-unit", "linear")):
+        out = tmp_path / f"dataset{len(extra)}"
+        assert _run(src, out, *extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert "VV (median 640.5), VH (median 178) look like sigma0 in linear power x 10000" \
+            in err, err
+        assert "divide them by 10000 in the files, then import them with --s1-unit linear" \
+            in err and "--bands" not in err, err
+        assert not out.exists()
+    # linear power as floats is still told to give --s1-unit linear, nothing more
+    floats = _cut(shared_data, tmp_path / "floats", s1=_power, s2_scale=1e-4)
+    assert _run(floats, tmp_path / "f") == 2
+    err = capsys.readouterr().err
+    assert "give --s1-unit linear" in err and "x 10000" not in err
