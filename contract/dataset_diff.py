@@ -43,8 +43,8 @@ def differences(old: Any, new: Any, name: str = "") -> list[str]:
         one = {k: v for k, v in [*((k, old[k]) for k in there), *((k, new[k]) for k in now)]
                if not isinstance(v, Mapping)} if len(there) + len(now) == 1 and name else {}
         for k, v in one.items():
-            sides = (short(v), "unset") if there else ("unset", short(v))
-            out.append(f"{name}.{k}: {sides[0]} there, {sides[1]} now")
+            was, now_is = (short(v), "unset") if there else ("unset", short(v))
+            out.append(f"{name}.{k}: {was} there, {now_is} now")
         if (there or now) and not one:
             sides = ([f"{', '.join(map(str, there))} recorded only there"] if there else []) + (
                 [f"{', '.join(map(str, now))} only now"] if now else [])

@@ -151,7 +151,7 @@ def test_an_atomic_write_onto_a_folder_names_the_folder_and_leaves_nothing(tmp_p
     """The rename at the end failed with an OSError naming the temporary; the folder in the
     way is now named as bad input before anything is written."""
     (tmp_path / "out.json").mkdir()
-    with pytest.raises(ConfigError, match="out.json is a folder where isamap writes a file"):
+    with pytest.raises(ConfigError, match=r"out\.json is a folder where isamap writes a file"):
         atomic_write(tmp_path / "out.json", lambda fh: fh.write(b"{}"))
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
 
