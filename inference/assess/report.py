@@ -37,6 +37,7 @@ from inference.assess.products import (
     parse_comparison,
     sample_product,
 )
+from inference.assess.report_inputs import report_inputs, tell_replaced
 from inference.assess.sample_strata import (
     check_design_id,
     check_design_positions,
@@ -184,9 +185,13 @@ def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
     for entry in report["products"].values():  # a local file as typed ("../../x.tif"):
         if os.path.exists(entry["source"]):  # relative to out, else its name
             entry["source"] = shareable_path(entry["source"], out)
+    report["inputs"] = report_inputs(map_path, paths, out, drawn=drawn, design=design,
+                                     strata_path=strata_path, comparisons=comparisons,
+                                     reference_column=reference_column, isa_class=isa_class)
     report = shareable(report, out)  # reports are shared: no local path but under out
     out.mkdir(parents=True, exist_ok=True)
     json_path, md_path = out / "report.json", out / "report.md"
+    tell_replaced(json_path, report["inputs"])
     atomic_write(json_path, lambda fh: fh.write(dumps(report, indent=1).encode()))
     atomic_write(md_path, lambda fh: fh.write(markdown(report).encode()))
     plot = plot_report(report, out / "report.png")

@@ -488,3 +488,34 @@ def test_labels_made_on_another_design_of_the_same_map_are_never_scored_as_this_
     assert main(["score", "--map", str(scene.map_path), "--reference", str(bare),
                  "--design", str(tmp_path / "b"), "--out", str(tmp_path / "u")]) == 0
     assert "neither positions nor a design_id" in capsys.readouterr().err
+
+
+def test_the_report_records_its_inputs_and_says_when_another_report_is_replaced(
+        labelled, tmp_path, capsys):
+    """A score into a folder holding a report made from other references replaced it without
+    a word, and report.json did not say which references made it."""
+    import hashlib
+
+    scene, rows = labelled
+    first = _csv(tmp_path / "first.csv", rows)
+    second = _csv(tmp_path / "second.csv",
+                  [dict(r, reference="impervious" if i < 5 else r["reference"])
+                   for i, r in enumerate(rows)])
+    out = tmp_path / "s"
+    assert main(["score", "--map", str(scene.map_path), "--reference", str(first),
+                 "--out", str(out)]) == 0
+    inputs = json.loads((out / "report.json").read_text())["inputs"]
+    assert inputs["references"] == {"first.csv": hashlib.sha256(
+        first.read_bytes()).hexdigest()}  # named by file name: the report is shared
+    assert inputs["map"] == scene.map_path.name and inputs["design"] is None
+    capsys.readouterr()
+    assert main(["score", "--map", str(scene.map_path), "--reference", str(first),
+                 "--out", str(out)]) == 0  # the same inputs: nothing to say
+    assert "made from other inputs" not in capsys.readouterr().err
+    assert main(["score", "--map", str(scene.map_path), "--reference", str(second),
+                 "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"{out / 'report.json'} holds a report made from other inputs (references: " \
+        "first.csv recorded only there; second.csv only now): it is replaced by this one" in err
+    assert list(json.loads((out / "report.json").read_text())["inputs"]["references"]) == \
+        ["second.csv"]
