@@ -15,6 +15,7 @@ one (``points_mapped_km2``).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -29,6 +30,9 @@ from inference.predict.keep_inputs import product_on
 from inference.predict.pixel_area import pixel_area_km2
 
 log = logging.getLogger(__name__)
+
+#: a date's folder of a series' maps (``maps/2021-06``, ``maps/2021-06-15``)
+_DATE_FOLDER = re.compile(r"\d{4}-\d{2}(-\d{2})?")
 
 Classify = Callable[[np.ndarray, np.ndarray], np.ndarray]
 """``(raw values, valid) -> class codes`` (-1: no class) of a product's pixels."""
@@ -53,6 +57,25 @@ def region_raster(strata: Strata, candidates: tuple[str, ...]) -> str | None:
     log.warning("the strata raster %s of the design is not at hand: compared products' mapped "
                 "areas are estimated from the points", strata.path)
     return None
+
+
+def strata_candidates(name: str, design: str | Path, map_path: str) -> tuple[str, ...]:
+    """Where a design's strata raster, recorded by file ``name``, may be: local paths to try.
+
+    Beside the design folder, beside the map scored, and, for a map in a date's folder of a
+    series (``maps/2021-06/``), in the other dates' folders (a design drawn on one date's map,
+    another date's map scored). Which one drew the strata is decided by their pixels
+    (:func:`region_raster`), not by the name.
+    """
+    if not name or files.is_gcs(map_path):
+        return ()
+    here = Path(map_path).parent
+    folders = [Path(design) if Path(design).is_dir() else Path(design).parent, here]
+    if _DATE_FOLDER.fullmatch(here.resolve().name):
+        folders += sorted(p for p in here.resolve().parent.iterdir()
+                          if p.is_dir() and _DATE_FOLDER.fullmatch(p.name))
+    found = (folder / Path(name).name for folder in dict.fromkeys(folders))
+    return tuple(str(p) for p in found if p.is_file())
 
 
 def counted_area(source: str, classify: Classify, k: int, region: str,

@@ -29,7 +29,7 @@ from core.storage import atomic_path, atomic_write
 from inference.assess.design_file import BLIND, read_design
 from inference.assess.intervals import FROM_POINTS, POINTS_NOTE, estimate, notes
 from inference.assess.point_files import REFERENCE_COLUMN, ReferencePoints, read_references
-from inference.assess.product_area import mapped_areas, region_raster
+from inference.assess.product_area import mapped_areas, region_raster, strata_candidates
 from inference.assess.products import (
     Comparison,
     ProductAtPoints,
@@ -171,7 +171,8 @@ def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
         products.append(sample_product(comparison, classes, isa, points.lon, points.lat,
                                        points.ids, session_factory))
         check_coverage(products[-1], stratum, strata)
-    region = strata.path if drawn is None else region_raster(strata, (map_path,))
+    region = strata.path if drawn is None else region_raster(
+        strata, (map_path, *strata_candidates(strata.path, str(design), map_path)))
     counted = mapped_areas(products, comparisons, classes, isa, region, strata)
     report = score_products(strata, stratum, products, points.reference, counted)
     report["isa_class"] = classes[isa]

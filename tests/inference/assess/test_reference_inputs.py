@@ -18,7 +18,7 @@ from rasterio.warp import transform as warp_transform
 
 from cli.assess import main
 from inference.cog.maps import NODATA, write_cog
-from tests.support.assess import class_cog, synthetic_scene
+from tests.support.assess import CLASSES, class_cog, synthetic_scene
 
 #: the module-scoped fixtures below are built once: their tests run on one worker
 pytestmark = pytest.mark.xdist_group("inference.assess.test_reference_inputs")
@@ -519,3 +519,39 @@ def test_the_report_records_its_inputs_and_says_when_another_report_is_replaced(
         "first.csv recorded only there; second.csv only now): it is replaced by this one" in err
     assert list(json.loads((out / "report.json").read_text())["inputs"]["references"]) == \
         ["second.csv"]
+
+
+def test_another_dates_map_scored_with_the_design_counts_its_area_from_its_pixels(
+        tmp_path, capsys, monkeypatch):
+    """A design drawn on one date's map of a series, another date's map scored with it: the
+    strata raster (recorded by file name) was not found, and the map's mapped area became an
+    estimate from the points with a warning. It is looked for beside the map's date folder
+    and chosen by its pixels."""
+    import shutil
+
+    scene = synthetic_scene(tmp_path)
+    maps = tmp_path / "maps"
+    for month, source in (("2019-06", scene.map_path), ("2021-06", scene.worse_path)):
+        (maps / month).mkdir(parents=True)
+        shutil.copy(source, maps / month / f"isa_{month}_class.tif")
+    first, later = maps / "2019-06" / "isa_2019-06_class.tif", maps / "2021-06" / \
+        "isa_2021-06_class.tif"
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the name alone finds nothing here
+    assert main(["design", "--map", str(first), "--n", "100", "--min-per-stratum", "30",
+                 "--out", str(tmp_path / "d"), "-q"]) == 0
+    rows = list(csv.DictReader((tmp_path / "d" / "sample.csv").open()))
+    with rasterio.open(later) as ds:
+        rc = [ds.index(float(r["x"]), float(r["y"])) for r in rows]
+        codes = ds.read(1)
+    reference = _csv(tmp_path / "labels.csv", [
+        dict(r, reference=CLASSES[scene.truth[i, j]]) for r, (i, j) in zip(rows, rc,
+                                                                         strict=True)])
+    capsys.readouterr()
+    assert main(["score", "--map", str(later), "--reference", str(reference), "--design",
+                 str(tmp_path / "d"), "--out", str(tmp_path / "s")]) == 0
+    assert "not at hand" not in capsys.readouterr().err
+    area = json.loads((tmp_path / "s" / "report.json").read_text())["products"]["map"]["area"]
+    share = area["impervious"]["mapped_km2"] / sum(a["mapped_km2"] for a in area.values())
+    classed = codes[codes != NODATA]
+    assert share == pytest.approx(float((classed == 1).mean()), abs=2e-3)  # its pixels
