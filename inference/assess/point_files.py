@@ -81,6 +81,7 @@ class ReferencePoints:
     unlabelled_ids: tuple[str, ...] = ()  # their ids
     strata_ids: frozenset[str] = frozenset()  # the strata the file(s) say drew the points
     design_ids: frozenset[str] = frozenset()  # the designs the file(s) say drew the points
+    map_class_shown: bool = False  # a file carries the map's class (--show-map-class)
     no_data: tuple[str, ...] = ()  # ids of points recorded as "nodata" (left out)
 
 
@@ -172,6 +173,7 @@ def read_references(paths: Sequence[str | Path], classes: Sequence[str],
                            unlabelled=len(left), unlabelled_ids=left,
                            strata_ids=frozenset().union(*(p.strata_ids for p in parts)),
                            design_ids=frozenset().union(*(p.design_ids for p in parts)),
+                           map_class_shown=any(p.map_class_shown for p in parts),
                            no_data=no_data)
 
 
@@ -224,6 +226,7 @@ def read_reference(path: str | Path, classes: Sequence[str],
                            unlabelled_ids=tuple(labels.unlabelled),
                            strata_ids=_column_values(records, "strata_id"),
                            design_ids=_column_values(records, "design_id"),
+                           map_class_shown="map_class" in records[0],
                            no_data=tuple(labels.no_data))
 
 

@@ -26,7 +26,7 @@ from core.errors import ConfigError
 from core.jsonsafe import dumps
 from core.shareable import shareable, shareable_path
 from core.storage import atomic_path, atomic_write
-from inference.assess.design_file import BLIND, read_design
+from inference.assess.design_file import BLIND, MAP_CLASS_SHOWN, read_design
 from inference.assess.intervals import FROM_POINTS, POINTS_NOTE, estimate, notes
 from inference.assess.point_files import REFERENCE_COLUMN, ReferencePoints, read_references
 from inference.assess.product_area import mapped_areas, region_raster, strata_candidates
@@ -179,6 +179,7 @@ def score(map_path: str, reference_path: str | Sequence[str], out: Path, *,
     report["unlabelled_points_left_out"] = points.unlabelled
     report["no_data_points_left_out"] = len(points.no_data)
     report["interpretation"] = (drawn.interpretation if drawn is not None else
+                                MAP_CLASS_SHOWN if points.map_class_shown else
                                 "not recorded (no --design given)")
     if change_map:
         report["change"] = change_report(strata, stratum, points.reference,

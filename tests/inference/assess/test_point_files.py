@@ -104,6 +104,10 @@ def test_show_map_class_is_an_opt_in_recorded_in_the_design(tmp_path):
     report = score(str(scene.map_path), str(labelled), tmp_path / "s", design=tmp_path / "train")
     assert report.report["interpretation"].startswith("map class shown")
     assert "Interpretation: map class shown" in report.markdown.read_text()
+    # scored without --design the file itself tells (it read "not recorded")
+    alone = score(str(scene.map_path), str(labelled), tmp_path / "a")
+    assert alone.report["interpretation"].startswith("map class shown")
+    assert "Interpretation: map class shown" in alone.markdown.read_text()
 
 
 def test_ceo_plot_files_hold_at_most_5000_plots():
