@@ -58,7 +58,7 @@ from inference.predict.runtime import TilePredictor
 from inference.predict.scene import recorded_statistics
 from inference.predict.vectors import check_vector_extra
 from inference.predict.workflow import isa_class_index
-from inference.predict.zone_cover import check_zones_touch
+from inference.predict.zone_cover import check_zones
 from inference.publish.assets import EarthEngineAssets
 from inference.publish.cog_sources import UPLOAD_PREFIX
 from inference.publish.collection import SeriesPublication, check_publication, publish_series
@@ -180,8 +180,7 @@ def check_map(request: MapRequest, model: LoadedModel) -> MapSetup:
     if note:
         log.warning("%s", note)
     zones = stats.load_zones(request.zones, grid.crs, request.zones_name)  # here, not at the end
-    check_zones_touch([z.geometry for z in zones], grid.bounds, grid.crs,
-                      f"--zones {request.zones}")
+    check_zones(zones, grid.bounds, grid.crs, f"--zones {request.zones}")
     check_vector_extra(request.vectors)  # a missing extra too
     isa = isa_class_index(tuple(meta.class_names))
     return MapSetup(model, dataset, grid, note, isa,

@@ -44,7 +44,7 @@ from inference.predict.scene import scene_statistics
 from inference.predict.sources import RasterSource
 from inference.predict.spectral_stacks import SpectralStacks
 from inference.predict.vectors import VectorOptions, write_vectors
-from inference.predict.zone_cover import check_zones_touch
+from inference.predict.zone_cover import check_zones
 from training.calibration import describe as describe_calibration
 from training.modelfile import LoadedModel, load_model
 
@@ -115,10 +115,9 @@ def predict(job: PredictJob) -> Outputs:
         job = with_stack_month(job, stack)  # --month, else the stack's own
         zones = stats.load_zones(job.zones, stack.crs, job.zones_name)  # a bad file: no tile
         if job.zones is not None:
-            check_zones_touch([z.geometry for z in zones],
-                              array_bounds(stack.height, stack.width, stack.transform),
-                              stack.crs, "--zones" if isinstance(job.zones, dict)
-                              else f"--zones {job.zones}")
+            check_zones(zones, array_bounds(stack.height, stack.width, stack.transform),
+                        stack.crs, "--zones" if isinstance(job.zones, dict)
+                        else f"--zones {job.zones}", tell=job.warn_zones)
         config = job.predict_config
         if config.postprocess == "keep" and config.keep is not None:
             check_product(config.keep.product)  # before the model loads

@@ -14,6 +14,7 @@ the map's pixels always touches a cell: the check never refuses zones on the map
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,12 +25,57 @@ from rasterio.transform import from_bounds
 from rasterio.warp import transform_bounds
 
 from core.errors import InputDataError
-from inference.predict.stats import boxes_overlap
+from inference.predict.stats import Zone, boxes_overlap
+
+log = logging.getLogger(__name__)
 
 Box = tuple[float, float, float, float]  # west, south, east, north
 
 LATTICE = 256
 """Cells a side of the coarse lattice the zones are drawn on (fewer where the map is smaller)."""
+#: the share of a zone outside the map from which its rows are said to count the map's part
+BEYOND = 0.01
+
+
+def check_zones(zones: Sequence[Zone], bounds: Box, crs: Any, given: str, *,
+                tell: bool = True) -> None:
+    """Refuse zones that miss the map (:func:`check_zones_touch`); tell those that reach past it.
+
+    A zone partly outside the map (a district cut by the map's edge) keeps its row, whose km²
+    count the mapped part only (``nodata_km2`` is the map's no-data inside it, not the part
+    outside): one warning names how many zones reach past the map and the largest share
+    (``tell=False``: the caller, a series, told it once for all its dates).
+    """
+    check_zones_touch([z.geometry for z in zones], bounds, crs, given)
+    if not tell:
+        return
+    beyond = [(z.name, share) for z in zones if z.geometry is not None
+              and (share := share_outside(z.geometry, bounds)) > BEYOND]
+    if beyond:
+        name, share = max(beyond, key=lambda b: b[1])
+        log.warning("%d of the %d zones of %s reach past the map (most: %s, %.0f %% of it "
+                    "outside): their rows count the mapped part only", len(beyond), len(zones),
+                    given, name, 100 * share)
+
+
+def share_outside(geometry: dict[str, Any], bounds: Box) -> float:
+    """The share of a zone's area outside ``bounds``, on a lattice over the zone's own box."""
+    west, south, east, north = geometry_bounds(geometry)
+    if east <= west or north <= south:
+        return 0.0
+    side = max(east - west, north - south) / LATTICE
+    width = max(1, min(LATTICE, int(np.ceil((east - west) / side))))
+    height = max(1, min(LATTICE, int(np.ceil((north - south) / side))))
+    transform = from_bounds(west, south, east, north, width, height)
+    drawn = rasterize([geometry], out_shape=(height, width), fill=0, default_value=1,
+                      transform=transform, dtype="uint8").astype(bool)
+    if not drawn.any():
+        return 0.0
+    x = west + (np.arange(width) + 0.5) * (east - west) / width
+    y = north - (np.arange(height) + 0.5) * (north - south) / height
+    inside = ((y >= bounds[1]) & (y <= bounds[3]))[:, None] & \
+        ((x >= bounds[0]) & (x <= bounds[2]))[None, :]
+    return float((drawn & ~inside).sum() / drawn.sum())
 
 
 def check_zones_touch(geometries: Sequence[dict[str, Any] | None], bounds: Box, crs: Any,

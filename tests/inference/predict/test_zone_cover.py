@@ -39,3 +39,27 @@ def test_a_zone_over_one_corner_pixel_or_the_whole_map_passes():
                     _box(499_000, 3_999_000, 511_000, 4_009_000))
     for zones in ([corner], [thin], [ring, corner], [None], []):
         check_zones_touch(zones, MAP, CRS, "--zones z.geojson")  # no error
+
+
+def test_zones_reaching_past_the_map_are_told_once_with_the_largest_share(caplog):
+    """A district cut by the map's edge kept its row with km² of the mapped part only and
+    nodata_km2 0, so its ISA total read as the district's: it is now said, naming the zone."""
+    import logging
+
+    from inference.predict.stats import Zone
+    from inference.predict.zone_cover import check_zones, share_outside
+
+    half = _polygon(_box(505_000, 4_000_000, 515_000, 4_008_000))  # its east half outside
+    quarter = _polygon(_box(502_500, 4_000_000, 512_500, 4_008_000))  # a quarter outside
+    inside = _polygon(_box(501_000, 4_001_000, 509_000, 4_007_000))
+    assert share_outside(half, MAP) == pytest.approx(0.5, abs=0.01)
+    assert share_outside(quarter, MAP) == pytest.approx(0.25, abs=0.01)
+    assert share_outside(inside, MAP) == 0.0
+    zones = [Zone("east", half), Zone("mid", quarter), Zone("core", inside)]
+    with caplog.at_level(logging.WARNING, logger="inference.predict.zone_cover"):
+        check_zones(zones, MAP, CRS, "--zones z.geojson")
+        check_zones(zones, MAP, CRS, "--zones z.geojson", tell=False)  # a series' date
+        check_zones([Zone("core", inside), Zone("all", None)], MAP, CRS, "--zones z.geojson")
+    assert [r.getMessage() for r in caplog.records] == [
+        "2 of the 3 zones of --zones z.geojson reach past the map (most: east, 50 % of it "
+        "outside): their rows count the mapped part only"]
