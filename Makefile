@@ -9,6 +9,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.isamap-installed
 PYTEST_WORKERS ?= 2
+# Test runs write Python's bytecode caches (__pycache__, ignored by git) even where the shell
+# sets PYTHONDONTWRITEBYTECODE: the suite starts ~150 Python processes (commands, notebooks,
+# torchrun ranks, Beam workers) and each would compile the same modules again.
+WRITE_BYTECODE := env -u PYTHONDONTWRITEBYTECODE
 DEMO_OUT ?= demo_output
 
 .PHONY: setup browser test test-noshared test-min lint typecheck docs docs-serve docs-images demo accuracy-figures evidence bench bench-quick notebooks wheel clean
@@ -46,7 +50,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 test: lint typecheck docs
-	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
+	$(WRITE_BYTECODE) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
 
 # the tests that read ../shared, run in a fresh clone of HEAD with no ../shared beside it and
 # without CI set: what a user's clone runs. Each must pass or skip with its reason, never fail
@@ -55,7 +59,7 @@ SHARED_TESTS = grep -rlE 'shared_data|sample_folder|"shared"|shared/(data|weight
 test-noshared: $(STAMP)
 	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && git clone -q . "$$tmp/isamap" && \
 	  cd "$$tmp/isamap" && echo "tests that read ../shared, in a clone without it ($$tmp/isamap):" && \
-	  env -u CI -u ISAMAP_SHARED_DATA PYTHONPATH="$$tmp/isamap" $(abspath $(PY)) -m pytest \
+	  $(WRITE_BYTECODE) -u CI -u ISAMAP_SHARED_DATA PYTHONPATH="$$tmp/isamap" $(abspath $(PY)) -m pytest \
 	    -n $(PYTEST_WORKERS) --dist loadgroup -q -p no:cacheprovider $$($(SHARED_TESTS) | grep '/test_')
 
 # The declared lower bounds tested: a second venv ($(VENV_MIN), made anew when
@@ -113,7 +117,7 @@ $(MIN_STAMP): pyproject.toml constraints-min.txt
 
 test-min: $(MIN_STAMP)
 	$(VENV_MIN)/bin/python tools/lower_bounds.py --installed
-	$(VENV_MIN)/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q -p no:cacheprovider \
+	$(WRITE_BYTECODE) $(VENV_MIN)/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q -p no:cacheprovider \
 	  $(MIN_TESTS) -k '$(MIN_DESELECT)'
 
 # the library's types (setup.cfg [mypy]: gee_export, engine, training, inference), cached in
