@@ -41,6 +41,7 @@ def cache(tmp_path, monkeypatch):
     return path
 
 
+@pytest.mark.slow
 def test_compile_runs_the_choice_compiled_and_it_agrees_with_fp32(cache):
     model, x = conv_bn_net(8), six_band_batch(2, 24)
     choice = autotune.choose(model, x, CPU, precision="bf16", channels_last="on", compile=True)

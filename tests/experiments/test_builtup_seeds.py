@@ -74,6 +74,7 @@ def test_a_map_an_arm_would_train_otherwise_now_is_refused_and_its_own_is_scored
                              BUDGET) == []
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("builtup_seeds_trained")
 def test_a_map_made_on_another_tile_is_refused(tmp_path, trained, products_in_process):
     """Maps are tiled as ``isamap-predict`` records it in their COGs: one made on its default

@@ -179,6 +179,7 @@ def test_the_arms_losses_weigh_classes_and_read_soft_labels(shared_data):
     assert replace(kept, name=lc.INPUT, keep_rule=False) == arms[lc.INPUT]
 
 
+@pytest.mark.slow
 def test_the_experiment_runs_end_to_end_and_resumes(shared_data, tmp_path):
     """One run of both settings, resumed; ``--windows 16 128`` given, so the same run shows
     that the window arms share the default model and get their table (formerly a test of its

@@ -52,6 +52,7 @@ def test_unknown_arms_are_refused_before_any_export(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_a_small_run_on_two_tiles(shared_data, tmp_path, products_in_process):
     metrics = run_points(shared_data / "dynamicworld_s2", tmp_path, tiles=("java", "ghana_b"),
                          arms=("bands",), counts=(60,), seeds=2)

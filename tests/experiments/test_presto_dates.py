@@ -139,6 +139,7 @@ def test_a_one_date_series_is_what_the_product_gives_presto_for_that_month(share
     assert two.shape == (20, 128) and not np.allclose(two, ours, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_the_command_scores_the_band_arms_beside_ndbi_on_the_real_series(shared_data,
                                                                         tmp_path, capsys):
     """One seed of 1,000 drawn points (the evidence page's draw, not its five seeds): every

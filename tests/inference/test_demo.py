@@ -118,6 +118,7 @@ def _beam_equals_single_process(out, tmp_path) -> None:
     assert np.array_equal(single, piped), "the Beam map of the demo's CroFuseNet differs"
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_chain_to_a_two_date_series(demo_run, tmp_path, capsys,
                                                          ee_offline):
     """scene x2 -> stack -> patches (the shared ``--until patches`` run's, copied: the chain

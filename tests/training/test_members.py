@@ -367,6 +367,7 @@ def test_evaluate_says_a_joined_models_probabilities_are_scored_as_predicted(joi
     assert "uncalibrated" not in text
 
 
+@pytest.mark.slow
 def test_unet_s2_trains_its_recipes_nine_members_unless_the_command_says(patches, single_run,
                                                                          tmp_path, capsys,
                                                                          caplog):

@@ -146,6 +146,7 @@ def test_pipeline_map_equals_the_streamed_map(runs, scene, built):
         piped.grid, LATTICE)), "every tile predicted once"
 
 
+@pytest.mark.slow
 def test_pipeline_map_as_dataflow_runs_it_retries_a_failed_bundle(runs, scene, tmp_path,
                                                                   monkeypatch):
     """Worker processes load the model in setup(); one bundle fails once and is retried.

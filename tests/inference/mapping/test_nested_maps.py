@@ -46,6 +46,7 @@ def _maps(result) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
         return a.read(1), b.read(1), (round(t.f / t.e), round(t.c / t.a))
 
 
+@pytest.mark.slow
 def test_streamed_and_beam_maps_of_nested_and_overlapping_regions_agree_on_common_pixels(
         tmp_path, ee_offline):
     pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")

@@ -26,6 +26,7 @@ SERIES = stack_series_bands(BANDS, 2)
 OPTIONS = RuntimeOptions(precision="fp32", channels_last=False)
 
 
+@pytest.mark.slow
 def test_a_series_unet_maps_streamed_and_on_beam_alike(tmp_path, ee_offline, monkeypatch):
     pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")
     dataflow_like = pytest.importorskip("tests.support.dataflow_like")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from cli.map import main
 from inference.publish.app_zones import EMBED_LIMIT_BYTES, app_zones, geojson_bytes
@@ -35,6 +36,7 @@ def _click_request_bytes(ee, zones: dict) -> int:
     return len(json.dumps(ee.serializer.encode(click, for_cloud_api=True)))
 
 
+@pytest.mark.slow
 def test_large_zones_are_simplified_to_keep_a_click_under_the_request_limit(ee_offline):
     zones = _large_zones()
     assert geojson_bytes(zones) > 12e6

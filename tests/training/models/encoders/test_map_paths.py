@@ -56,6 +56,7 @@ def _map(stack, model, out, beam: bool) -> tuple[np.ndarray, np.ndarray]:
         StackTransport(stack, info=lambda text: 5)), echo=lambda _: None, **kwargs))
 
 
+@pytest.mark.slow
 def test_streamed_and_beam_maps_of_encoder_models_are_the_same_and_a_series_reads_its_months(
         presto_file, tmp_path, ee_offline):
     """Two tests merged, over one two-month series stack (its earlier month cloudy on a

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 import torch
 
 from cli.evaluate import evaluate_main
@@ -17,6 +18,7 @@ USER = "alice7q"
 """A user name no folder of this machine or of pytest's holds."""
 
 
+@pytest.mark.slow
 def test_a_run_given_paths_under_a_users_home_shares_none_of_them(patch_root, presto_file,
                                                                   tmp_path, monkeypatch):
     home = tmp_path / "home" / USER

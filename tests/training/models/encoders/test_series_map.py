@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 import rasterio
 from pyproj import Transformer
 
@@ -19,6 +20,7 @@ from training.modelfile import load_model_file
 from training.models.encoders.fused import EncoderUNet
 
 
+@pytest.mark.slow
 def test_a_presto_series_model_maps_the_series_the_map_builds(presto_file, tmp_path):
     june = generate_scene(tmp_path / "scenes", width=64, height=64, progress=False)
     may = generate_scene(tmp_path / "may", width=64, height=64, month="2019-05", seed=3,
