@@ -13,12 +13,11 @@ maps the stack with 02's model. The asserts are on the files the notebooks produ
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -27,6 +26,7 @@ import rasterio
 from PIL import Image
 
 from contract.dataset import read_index
+from tests.support.warm_python import WarmPython
 from training.calibration import T_RANGE
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -172,16 +172,24 @@ def test_magic_lines_are_the_only_lines_dropped():
 
 @pytest.mark.slow
 def test_notebooks_run_in_order_offline(tmp_path):
+    with contextlib.ExitStack() as stack:
+        _run_in_order_offline(tmp_path, stack)
+
+
+def _run_in_order_offline(tmp_path: Path, stack: contextlib.ExitStack) -> None:
     work = tmp_path / "work"
     env = {**os.environ, "ISAMAP_SMOKE": "1", "ISAMAP_WORK": str(work), "MPLBACKEND": "Agg",
            "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("EE_PROJECT", None)
+    # each notebook runs in a process of its own, forked from one that imported torch & co once
+    # (tests/support/warm_python.py): six processes, one start-up's worth of library imports
+    python = stack.enter_context(WarmPython(env))
+
     def run_all() -> None:
         for name in ORDER:
             script = tmp_path / f"{Path(name).stem}.py"
             script.write_text(notebook_script(NOTEBOOKS / name))
-            done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
-                                  capture_output=True, text=True, timeout=300)
+            done = python.run(script, cwd=tmp_path, timeout=300)
             assert done.returncode == 0, (
                 f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
 
