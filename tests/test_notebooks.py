@@ -5,7 +5,8 @@ needs: every cell run once in order without an error, pictures as small PNGs, no
 of the machine that ran them.
 
 Each notebook's code cells are concatenated, IPython magic and shell lines (``%``/``!``) are
-dropped (nothing else is changed), and the script runs in a subprocess of the venv's Python
+dropped (nothing else is changed), and the script runs in a process of its own, forked from a
+venv Python that imported the heavy third-party libraries once (tests/support/warm_python.py),
 with a working folder shared by the three: 01 writes the patch dataset 02 trains on, and 03
 maps the stack with 02's model. The asserts are on the files the notebooks produce.
 """

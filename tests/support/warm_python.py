@@ -53,8 +53,11 @@ for line in sys.stdin:
             try:
                 runpy.run_path(job["script"], run_name="__main__")
                 code = 0
-            except SystemExit as stop:
-                code = stop.code if isinstance(stop.code, int) else (stop.code is not None)
+            except SystemExit as stop:  # as the interpreter treats sys.exit(...)
+                if isinstance(stop.code, int) or stop.code is None:
+                    code = stop.code or 0
+                else:
+                    print(stop.code, file=sys.stderr)
             except BaseException:
                 traceback.print_exc()
             atexit._run_exitfuncs()  # what interpreter shutdown runs
