@@ -154,6 +154,8 @@ def kill_export(tmp_path, local_stack, root, kill_after: int, flush_seconds: flo
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     patches = root / "patches" / MONTH
     for path in patches.glob("*.tif"):  # final names hold whole GeoTIFFs only
+        if TEMP_MARK in path.name:  # a temporary the kill cut short (the resume removes it)
+            continue
         with rasterio.open(path) as src:
             src.read()
     manifest = root / "manifest.json"
