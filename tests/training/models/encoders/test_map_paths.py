@@ -70,8 +70,8 @@ def test_streamed_and_beam_maps_of_encoder_models_are_the_same_and_a_series_read
     """
     pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")
     series = stack_series_bands(BANDS, 2)
-    data = np.concatenate([smooth_stack(60, 70, seed=3), smooth_stack(60, 70, seed=4)])
-    data[len(BANDS):, 20:35, 25:45] = np.nan  # the month before cloudy on a block
+    data = np.concatenate([smooth_stack(48, 48, seed=3), smooth_stack(48, 48, seed=4)])
+    data[len(BANDS):, 16:28, 18:32] = np.nan  # the month before cloudy on a block
     plain = stack_paths(write_stack(tmp_path / f"stack_{MONTH}.tif", data, bands=series))
     stack = StackPaths(plain.grid, series, MONTH, plain.image, plain.label)
 
