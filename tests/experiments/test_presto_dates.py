@@ -142,14 +142,17 @@ def test_a_one_date_series_is_what_the_product_gives_presto_for_that_month(share
 @pytest.mark.slow
 def test_the_command_scores_the_band_arms_beside_ndbi_on_the_real_series(shared_data,
                                                                         tmp_path, capsys):
-    """One seed of 1,000 drawn points (the evidence page's draw, not its five seeds): every
-    arm, half and level is fitted once as with ``--points 0``, on a fifth of the pixels."""
+    """One seed of 300 drawn points (the evidence page draws 1,000, five seeds): every arm,
+    half and level is fitted once as with ``--points 0``, on about 6 % of the pixels.
+    The head's cross-validated L-BFGS fits are the cost, about a third less than at 1,000;
+    seed 0's draw of the built-poor training half still holds 6 built points (at least 5
+    are needed), and every arm's held-out AUC is above 0.88."""
     out = tmp_path / "dates"
     assert main(["--out", str(out), "--encoder", "none", "--data-root", str(shared_data),
-                 "--points", "1000", "--seeds", "1", "-q"]) == 0
+                 "--points", "300", "--seeds", "1", "-q"]) == 0
     metrics = json.loads((out / "presto_dates.json").read_text())
     assert metrics["dates"] == ["2015-07-11", "2015-08-30", "2015-09-09"]
-    assert metrics["points"] == 1000 and metrics["seeds"] == 1
+    assert metrics["points"] == 300 and metrics["seeds"] == 1
     arms = {(r["held_out"], r["arm"]) for r in metrics["runs"]}
     assert ("south", "bands series") in arms and len(arms) == 2 * 4
     assert {(s["held_out"], s["features"]) for s in metrics["stability"]} == {
