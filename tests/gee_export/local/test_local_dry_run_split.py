@@ -37,13 +37,19 @@ def test_the_split_advice_counts_only_positions_that_hold_data(tmp_path, monkeyp
     and the advice --split-block 7, which gave val 0 again (a new user's walk): the advice
     counted positions without data. It now counts the positions that hold data, those dropped
     at the run's split borders included: it gave val 24 where the advised run wrote 27 (a new
-    user's walk). The block it names gives exactly the patches it says, into a new --out."""
+    user's walk). The block it names gives exactly the patches it says, into a new --out.
+
+    The scene has the demo's grid and footprint (768 px, seed 0), which decide the positions
+    that hold data and so every count here, with one clear Sentinel-2 and one Sentinel-1
+    date instead of the demo's four and five, and a 20 m fine label (the export reads the
+    10 m one): compositing and writing those was most of the time."""
     import json
     import shutil
 
     from gee_export.local.synthetic import generate_scene
 
-    generate_scene(tmp_path / "scene", seed=0, width=768, height=768, progress=False)
+    generate_scene(tmp_path / "scene", seed=0, width=768, height=768, fine_scale=2,
+                   s2_days=(3,), cloudy=(), s1_days=(11,), progress=False)
     monkeypatch.chdir(tmp_path)
     docs = ["--backend", "local", "--scenes", "scene/", "--bbox=114.20,30.50,114.35,30.62",
             "--month", "2019-06", "--no-progress"]
