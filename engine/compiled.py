@@ -133,14 +133,25 @@ def inductor_cache_dir() -> Path:
 
     ``TORCHINDUCTOR_CACHE_DIR`` when the user set it, else ``isamap/inductor`` under
     ``$XDG_CACHE_HOME`` (or ``~/.cache``), beside the autotune cache, instead of torch's
-    default under ``/tmp`` (cleared on reboot, shared by every user of the machine).
+    default under ``/tmp`` (cleared on reboot, shared by every user of the machine). Torch
+    writes its default into the variable itself once anything imported inductor's config (the
+    first optimiser step does): that value is torch's, not the user's choice.
     """
     env = os.environ.get(CACHE_DIR_ENV)
-    if env:
+    if env and Path(env) != _torch_default_cache_dir():
         return Path(env)
     path = user_cache_dir() / "inductor"
     os.environ[CACHE_DIR_ENV] = str(path)
     return path
+
+
+def _torch_default_cache_dir() -> Path | None:
+    """The folder torch puts in ``TORCHINDUCTOR_CACHE_DIR`` when nobody set it, if known."""
+    try:
+        from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+    except ImportError:  # a torch that keeps it elsewhere: every value counts as the user's
+        return None
+    return Path(os.path.abspath(default_cache_dir()))
 
 
 class CompiledForInference(nn.Module):

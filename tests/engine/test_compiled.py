@@ -89,6 +89,26 @@ def test_inductors_cache_goes_beside_isamaps_unless_the_user_moved_it(tmp_path, 
     assert compiled.inductor_cache_dir() == tmp_path / "mine"
 
 
+def test_torchs_own_default_in_the_variable_is_not_taken_for_the_users_choice(tmp_path):
+    """Importing inductor's config (the first optimiser step does) writes torch's default
+    folder under /tmp into the variable: a fresh process that trained before compiling still
+    caches beside isamap's cache."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {k: v for k, v in os.environ.items() if k != compiled.CACHE_DIR_ENV}
+    code = ("import os, torch; torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))]).step(); "
+            f"print(os.environ.get({compiled.CACHE_DIR_ENV!r})); "
+            "from engine.compiled import inductor_cache_dir; print(inductor_cache_dir())")
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "XDG_CACHE_HOME": str(tmp_path)},
+                         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] != "None"  # torch set it: what this test is about
+    assert out[1] == str(tmp_path / "isamap" / "inductor")
+
+
 def test_a_graph_break_compiles_without_torchs_warnings(caplog):
     """A branch on a tensor's value (the Presto encoder's) breaks the graph: torch warns with
     the code and how to capture it, nothing a user of the map can act on; the run is the
