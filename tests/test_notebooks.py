@@ -14,7 +14,6 @@ maps the stack with 02's model. The asserts are on the files the notebooks produ
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import json
 import os
@@ -27,7 +26,7 @@ import rasterio
 from PIL import Image
 
 from contract.dataset import read_index
-from tests.support.warm_python import WarmPython
+from tests.support.warm_python import FORKS, WarmPython
 from training.calibration import T_RANGE
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -172,30 +171,32 @@ def test_magic_lines_are_the_only_lines_dropped():
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not FORKS, reason="the notebooks run forked from a warm Python "
+                    "(tests/support/warm_python.py), which needs os.fork and /proc (Linux)")
 def test_notebooks_run_in_order_offline(tmp_path):
-    with contextlib.ExitStack() as stack:
-        _run_in_order_offline(tmp_path, stack)
-
-
-def _run_in_order_offline(tmp_path: Path, stack: contextlib.ExitStack) -> None:
     work = tmp_path / "work"
     env = {**os.environ, "ISAMAP_SMOKE": "1", "ISAMAP_WORK": str(work), "MPLBACKEND": "Agg",
            "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("EE_PROJECT", None)
     # each notebook runs in a process of its own, forked from one that imported torch & co once
     # (tests/support/warm_python.py): six processes, one start-up's worth of library imports
-    python = stack.enter_context(WarmPython(env))
+    with WarmPython(env) as python:
+        run_all(python, tmp_path)
+        _check_the_outputs_and_the_rerun(python, tmp_path, work)
 
-    def run_all() -> None:
-        for name in ORDER:
-            script = tmp_path / f"{Path(name).stem}.py"
-            script.write_text(notebook_script(NOTEBOOKS / name))
-            done = python.run(script, cwd=tmp_path, timeout=300)
-            assert done.returncode == 0, (
-                f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
 
-    run_all()
+def run_all(python: WarmPython, tmp_path: Path) -> None:
+    """The three notebooks as scripts, in order, each in a process of its own."""
+    for name in ORDER:
+        script = tmp_path / f"{Path(name).stem}.py"
+        script.write_text(notebook_script(NOTEBOOKS / name))
+        done = python.run(script, cwd=tmp_path, timeout=300)
+        assert done.returncode == 0, (
+            f"{name} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
 
+
+def _check_the_outputs_and_the_rerun(python: WarmPython, tmp_path: Path, work: Path) -> None:
+    """The files the notebooks made, then a second run of all three that redoes nothing."""
     data = work / "data" / "synthetic"
     records = read_index(data)
     assert {r["split"] for r in records} == {"train", "val", "test"}
@@ -234,7 +235,7 @@ def _run_in_order_offline(tmp_path: Path, stack: contextlib.ExitStack) -> None:
                 run / "test" / "metrics.json", Path(f"{prefix}_class.tif"),
                 Path(f"{prefix}_prob.tif")]
     stamps = [p.stat().st_mtime_ns for p in finished]
-    run_all()
+    run_all(python, tmp_path)
     assert [p.stat().st_mtime_ns for p in finished] == stamps
 
 

@@ -21,6 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+#: whether this system can run the fork server (os.fork, and /proc to count its threads)
+FORKS = hasattr(os, "fork") and os.path.isdir("/proc/self/task")
+
 #: third-party libraries the notebooks import (the bulk of a notebook process's start-up)
 PRELOAD = ("numpy", "torch", "ee", "matplotlib.pyplot", "IPython.display", "rasterio",
            "pyproj", "scipy.ndimage", "scipy.optimize")
