@@ -93,5 +93,7 @@ def _run(patch_root, out_dir, model, epochs, batch_size, lr, max_batches, seed,
                             channels_last="on")
     # a finished evaluation of the same model, patches, options and code is read back
     done = evaluate(config)
-    return DemoPaths(res.model_path, res.history_path, res.curves_path, done.metrics_path,
-                     done.table_path, done.confusion_path)
+    # the run's paths are as the config gave them, relative to here: absolute like the rest
+    return DemoPaths(Path(res.model_path).resolve(), Path(res.history_path).resolve(),
+                     Path(res.curves_path).resolve(), done.metrics_path, done.table_path,
+                     done.confusion_path)

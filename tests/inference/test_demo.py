@@ -135,6 +135,8 @@ def test_demo_runs_the_whole_chain_to_a_two_date_series(demo_run, tmp_path, caps
                  "1"]) == 0
     printed = capsys.readouterr().out
     _, meta = load_model_file(out / "model" / "train" / "model.pt")
+    for listed in (out / "model" / "train" / "model.pt", out / "maps" / "collection.json"):
+        assert f"  {listed}\n" in printed  # every output listed by its absolute path
     assert list(meta.bands) == list(DEFAULT_IMAGE_BANDS)
     assert meta.extra["dataset"]["grid"]["width"] == SIZE  # the recipe travels with the model
     metrics = json.loads((out / "model" / "evaluate" / "metrics.json").read_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -30,7 +31,8 @@ def test_demo_training_writes_everything_and_is_idempotent(demo_run, patch_root,
     folder, paths = demo_run
     for p in (paths.model, paths.history, paths.curves, paths.metrics_json,
               paths.metrics_table, paths.confusion_png):
-        assert p.exists() and p.stat().st_size > 0
+        # absolute, all of them: the demo lists them (the run's own were relative to the cwd)
+        assert p.is_absolute() and p.exists() and p.stat().st_size > 0
     metrics = json.loads(paths.metrics_json.read_text())
     assert metrics["model_name"] == "crofusenet" and metrics["points"]["n"] > 0
     written = [p.stat().st_mtime_ns for p in (paths.model, paths.metrics_json,
@@ -40,7 +42,8 @@ def test_demo_training_writes_everything_and_is_idempotent(demo_run, patch_root,
                                   max_batches=2, progress=False)
     assert [p.stat().st_mtime_ns for p in (again.model, again.metrics_json, again.metrics_table,
                                            again.confusion_png)] == written  # nothing redone
-    assert f"the run in {paths.model.parent} is finished (2 epochs" in caplog.text
+    # (the training's log names its folder as its config has it: relative to the cwd)
+    assert f"the run in {os.path.relpath(paths.model.parent)} is finished (2 epochs" in caplog.text
     assert "nothing left to train" in caplog.text
     # the evaluation records its options and the code version: another code evaluates again
     inputs = json.loads(paths.metrics_json.read_text())["inputs"]
