@@ -5,8 +5,9 @@ model), relative to where the command runs. The session fixture lays out a ``dem
 way the demo does (its own steps: synthetic scenes at two dates, the local-backend stack, the
 patches, the demo model), only smaller: a 256 px scene cut into 64 px patches. Each test runs
 in that folder with the file unchanged, adding only a budget (one iteration, a small batch,
-fp32 on the CPU) on the command line, where a flag overrides the file. The tests that read the
-folder run on one test worker (``xdist_group``), so it is made once.
+fp32 on the CPU; for the recipes that are costly even so, fewer members, a narrower network or
+smaller crops, as FILE_BUDGET says) on the command line, where a flag overrides the file. The
+tests that read the folder run on one test worker (``xdist_group``), so it is made once.
 """
 
 from __future__ import annotations
@@ -31,10 +32,35 @@ TRAIN_CONFIGS = sorted(p.name for p in CONFIGS.glob("train-*.yaml"))
 SCENE_SIZE, PATCH_SIZE = 256, 64
 BUDGET = ["--max-iterations", "1", "--batch-size", "2", "--workers", "0", "--device", "cpu",
           "--precision", "fp32", "--channels-last", "off", "--no-progress", "-q"]
-# unet-s2's nine members are nine seeds of one training joined into one file: two members show
-# the same training, folders and join, at two ninths of the time (the file's nine are checked to
-# be what the command starts with: cli.train.started_config)
-MEMBERS_BUDGET = {"train-unet-s2.yaml": 2}
+# A budget over a file's own values, given as flags the way a user tries a recipe on a CPU
+# (--members, --model-kwargs, --crop-size): what the file says is checked to be what the command
+# starts with (cli.train.started_config), the flag to be what the run resolves. Each recipe's
+# loss, optimiser, schedule, label and the rest of its model stay the file's.
+FILE_BUDGET: dict[str, dict] = {
+    # nine members are nine seeds of one training joined into one file: two members show the
+    # same training, folders and join, at two ninths of the time
+    "train-unet-s2.yaml": {"members": 2},
+    # the 1 m output is ten times the input: a 64 px patch is 640 x 640 px at every upsampling
+    # stage; 32 px training crops (320 px) cut the training step by three quarters (13.8 ->
+    # 6.8 CPU-seconds); validation and calibration still see the whole patches
+    "train-srseg.yaml": {"crop_size": 32},
+}
+
+
+def file_budget(name: str) -> tuple[list[str], dict]:
+    """FILE_BUDGET's flags for ``name`` and the values they resolve to (a model_kwargs flag
+    holds the file's own keys beside its own: it replaces the file's mapping, as typed)."""
+    written = read_config_file(CONFIGS / name)
+    flags, values = [], {}
+    for key, value in FILE_BUDGET.get(name, {}).items():
+        if key == "model_kwargs":
+            value = {**written.get("model_kwargs", {}), **value}
+        flags += ["--" + key.replace("_", "-"),
+                  json.dumps(value) if isinstance(value, dict) else str(value)]
+        values[key] = value
+    return flags, values
+
+
 # the demo folder is made once, on the worker that runs every test reading it
 ON_THE_DEMO_FOLDER = pytest.mark.xdist_group("configs_demo_folder")
 
@@ -59,10 +85,10 @@ def demo_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def crofusenet_run(demo_folder) -> tuple[int, str]:
-    """``train-crofusenet.yaml`` run once on the budget in the demo folder: its exit code and
-    stderr. Its test checks the run folder; the Earth Engine dry run maps with its model (the
-    header's ``--epochs 1`` changes nothing under ``--max-iterations 1``, which replaces the
-    epochs: the same training, which ran twice before)."""
+    """``train-crofusenet.yaml`` run once on the budget (and FILE_BUDGET's) in the demo folder:
+    its exit code and stderr. Its test checks the run folder; the Earth Engine dry run maps with
+    its model (the header's ``--epochs 1`` changes nothing under ``--max-iterations 1``, which
+    replaces the epochs: the same training, which ran twice before)."""
     import contextlib
     import io
     import os
@@ -73,7 +99,8 @@ def crofusenet_run(demo_folder) -> tuple[int, str]:
     os.chdir(demo_folder)
     try:
         with contextlib.redirect_stderr(err):
-            code = train_main(["--config", str(CONFIGS / "train-crofusenet.yaml"), *BUDGET])
+            code = train_main(["--config", str(CONFIGS / "train-crofusenet.yaml"), *BUDGET,
+                               *file_budget("train-crofusenet.yaml")[0]])
     finally:
         os.chdir(here)
     return code, err.getvalue()
@@ -102,12 +129,12 @@ def test_training_config_runs_as_written_and_its_run_folder_keeps_the_resolved_c
 
     monkeypatch.chdir(demo_folder)
     written = read_config_file(CONFIGS / name)
-    members = written.get("members", 1)
-    budget = [*BUDGET]
-    if name in MEMBERS_BUDGET:  # the file's members are the run's, a flag lowers them
-        assert started_config(["--config", str(CONFIGS / name), *BUDGET]).members == members
-        members = MEMBERS_BUDGET[name]
-        budget += ["--members", str(members)]
+    flags, flagged = file_budget(name)  # a flag lowers the file's members, width or crops
+    started = started_config(["--config", str(CONFIGS / name), *BUDGET])
+    for key in flagged:  # without the flag, the command starts with the file's value
+        assert getattr(started, key) == written.get(key), key
+    members = flagged.get("members", written.get("members", 1))
+    budget = [*BUDGET, *flags]
     if name == "train-crofusenet.yaml":  # shared with the Earth Engine dry run
         code, err = request.getfixturevalue("crofusenet_run")
     else:
@@ -122,12 +149,13 @@ def test_training_config_runs_as_written_and_its_run_folder_keeps_the_resolved_c
     assert (run / "learning_curves.png").exists()
     if members > 1:
         written = {**written, "members": 1, "out_dir": f"{written['out_dir']}/member0"}
+        flagged = {k: v for k, v in flagged.items() if k != "members"}  # the joined run's
         assert read_model_file(joined / "model.pt")[0].model_kwargs["members"] == members
 
     resolved_file = run / "config.yaml"
     resolved = yaml.safe_load(resolved_file.read_text())
     overridden = {"max_iterations": 1, "batch_size": 2, "num_workers": 0, "device": "cpu",
-                  "precision": "fp32", "channels_last": "off"}
+                  "precision": "fp32", "channels_last": "off", **flagged}
     assert resolved["progress"] is True  # --no-progress is how it ran once, not the run's
     for key, value in {**written, **overridden}.items():  # the file, the flags on top
         if key not in ("data", "out_dir"):
