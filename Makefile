@@ -15,7 +15,7 @@ PYTEST_WORKERS ?= 2
 WRITE_BYTECODE := env -u PYTHONDONTWRITEBYTECODE
 DEMO_OUT ?= demo_output
 
-.PHONY: setup browser test test-noshared test-min lint typecheck docs docs-serve docs-images demo accuracy-figures evidence bench bench-quick notebooks wheel clean
+.PHONY: setup browser test test-checks test-bytecode test-noshared test-min lint typecheck docs docs-serve docs-images demo accuracy-figures evidence bench bench-quick notebooks wheel clean
 
 CONSTRAINTS := constraints.txt
 
@@ -49,8 +49,19 @@ setup: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: lint typecheck docs
+test: $(STAMP)
+	@$(MAKE) --no-print-directory -j3 --output-sync=target test-checks
 	$(WRITE_BYTECODE) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
+
+# what runs before the suite, side by side (mypy and mkdocs use one core each): the checks, and
+# the tests collected once so their bytecode and pytest's rewritten asserts are on disk before
+# the workers start (in a fresh clone each worker compiled the ~400 test modules itself)
+test-checks: lint typecheck docs test-bytecode
+
+test-bytecode: $(STAMP)
+	@if $(WRITE_BYTECODE) $(PY) -m pytest -q --collect-only -p no:cacheprovider >/dev/null 2>&1; \
+	then echo "tests collected once: their bytecode is written"; \
+	else echo "collecting the tests failed: the suite's run says why"; fi
 
 # the tests that read ../shared, run in a fresh clone of HEAD with no ../shared beside it and
 # without CI set: what a user's clone runs. Each must pass or skip with its reason, never fail
