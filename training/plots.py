@@ -11,12 +11,26 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from contract.quicklook import titled
 from core.storage import atomic_write
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def _figure(**kwargs) -> Figure:
+    """A new figure, matplotlib imported when a plot is drawn.
+
+    Importing it takes about a second: ``isamap-train``'s start (each torchrun rank's) and a
+    rank that draws nothing no longer pay it.
+    """
+    from matplotlib.figure import Figure
+
+    return Figure(**kwargs)
 
 
 def _save(fig: Figure, path: Path, *, tight: bool = False) -> Path:
@@ -55,7 +69,7 @@ def plot_learning_curves(history: Sequence[dict], path: Path, title: str | None 
     def col(key):
         return [np.nan if r.get(key) is None else r[key] for r in history]
 
-    fig = Figure(figsize=(13, 3.6))
+    fig = _figure(figsize=(13, 3.6))
     axes = fig.subplots(1, 3)
     axes[0].plot(ep, col("train_loss"), label="train")
     axes[0].plot(ep, col("val_loss"), label="val")
@@ -90,7 +104,7 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path,
     rows = m.sum(1, keepdims=True)
     norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
     k = len(class_names)
-    fig = Figure(figsize=(1.2 * k + 2.5, 1.0 * k + 2))
+    fig = _figure(figsize=(1.2 * k + 2.5, 1.0 * k + 2))
     ax = fig.subplots()
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(k):
@@ -113,7 +127,7 @@ def plot_reliability(curves: Mapping[str, Mapping], path: Path,
     counts, mean probabilities, observed frequencies and ECE). The diagonal is perfect
     calibration; the lower panel gives each bin's pixel count (log scale).
     """
-    fig = Figure(figsize=(5.2, 6.2))
+    fig = _figure(figsize=(5.2, 6.2))
     ax, counts = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1, label="perfect calibration")
     first = next(iter(curves.values()), {})
