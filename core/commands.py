@@ -58,6 +58,10 @@ EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 #: exit status of a command stopped by SIGTERM (128 + 15, what a shell reports for it)
 EXIT_TERMINATED = 143
+#: how long another local rank under torchrun, refused on bad input, waits for the launcher to
+#: stop it: local rank 0 refuses the same input and says so, and the launcher stops the other
+#: ranks as soon as one has failed, so the first to fail must be the one that says it
+OTHER_RANK_WAIT_S = 60.0
 
 
 class Stopped(KeyboardInterrupt):
@@ -345,7 +349,10 @@ def _error(log: logging.Logger, prog: str, message: str, status: int) -> int:
     failed ranks shows the line instead of a link to torch's documentation. The launcher
     itself ends with its own traceback and exit status 1 whenever a rank fails
     (``torch.distributed.launcher.api.launch_agent`` raises ``ChildFailedError``): no rank can
-    change that (docs/training.md).
+    change that (docs/training.md). The launcher stops the other ranks within 0.1 s of the first
+    failure, so a quiet rank refused on bad input waits (:data:`OTHER_RANK_WAIT_S` at most) to
+    be stopped instead of exiting first: were it first, local rank 0 could be stopped before
+    its line.
     """
     line = f"{prog}: error: {message}"
     other_rank = bool(os.environ.get("TORCHELASTIC_RUN_ID")) and \
@@ -358,4 +365,6 @@ def _error(log: logging.Logger, prog: str, message: str, status: int) -> int:
                                                  "timestamp": str(int(time.time()))}}
         with contextlib.suppress(OSError), open(error_file, "w", encoding="utf-8") as handle:
             json.dump({"message": record}, handle)
+    if status == EXIT_BAD_INPUT and other_rank:
+        time.sleep(OTHER_RANK_WAIT_S)  # the launcher's SIGTERM ends this sooner
     return status

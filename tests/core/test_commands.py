@@ -69,6 +69,39 @@ def test_debug_lets_everything_through():
         run_command("isamap-x", _raise(OSError(errno.ENOSPC, "full")), debug=True)
 
 
+def test_under_torchrun_a_quiet_rank_refused_on_bad_input_waits_to_be_stopped(
+        tmp_path, monkeypatch, capsys):
+    """torchrun stops the other ranks within 0.1 s of the first failure: a quiet rank that
+    exited first could get local rank 0 stopped before its line (seen in CI). It writes its
+    line to the launcher's error file and waits; local rank 0, and an environment failure of
+    any rank, say their line and end at once."""
+    import json
+    import time
+
+    from core import commands
+
+    configure_logging()
+    monkeypatch.setattr(commands, "OTHER_RANK_WAIT_S", 0.5)
+    error_file = tmp_path / "error.json"
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "run")
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(error_file))
+
+    def ended(rank: str, exc: Exception) -> tuple[int, float, str]:
+        monkeypatch.setenv("LOCAL_RANK", rank)
+        started = time.monotonic()
+        status = run_command("isamap-x", _raise(exc))
+        return status, time.monotonic() - started, capsys.readouterr().err
+
+    status, took, err = ended("1", ConfigError("--data d does not exist"))
+    assert status == 2 and took >= 0.5 and err == ""
+    assert json.loads(error_file.read_text())["message"]["message"] == (
+        "isamap-x: error: --data d does not exist")
+    status, took, err = ended("0", ConfigError("--data d does not exist"))
+    assert status == 2 and took < 0.5 and err.strip() == "isamap-x: error: --data d does not exist"
+    status, took, err = ended("1", OSError(errno.ENOSPC, "full"))
+    assert status == 1 and took < 0.5 and "isamap-x: error:" in err
+
+
 def test_interrupt_says_how_to_resume(capsys):
     configure_logging()
     assert run_command("isamap-x", _raise(KeyboardInterrupt())) == 130
