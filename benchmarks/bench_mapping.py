@@ -202,7 +202,7 @@ def rss_child(args: argparse.Namespace) -> dict:
             "whole_region_input_gib": round(args.rss_size**2 * len(BANDS) * 4 / 2**30, 2)}
 
 
-def main(argv: list[str] | None = None) -> dict:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=16384,
                         help="throughput region side (px; the issue's 16,384², where the "
@@ -225,7 +225,11 @@ def main(argv: list[str] | None = None) -> dict:
                         help="replay every n-th batch through the model alone")
     parser.add_argument("--rss-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--skip-rss", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = _parser().parse_args(argv)
     args.widths = tuple(int(w) for w in args.widths.split(","))
     args.rss_widths = (tuple(int(w) for w in args.rss_widths.split(","))
                        if args.rss_widths else args.widths)
@@ -260,76 +264,89 @@ def main(argv: list[str] | None = None) -> dict:
                              request_bytes=None if grouped else one_tile)
                 shutil.rmtree(folder / f"map_w{workers}")  # the timed run starts afresh
         runs = {}
-        # the same replay and isolated timing as the pipeline bench
-        from bench_inference import ReplayingPredictor, isolated_seconds_per_tile
-
         for grouped in (True, False):
             for workers in worker_counts:
-                before = isolated_seconds_per_tile(predictor, args.batch, args.tile, len(BANDS))
-                # (after the first call settled ``auto``: the twin copies the settled choice)
-                replay = ReplayingPredictor.wrapping(predictor, args.replay_every)
-                cpu0 = time.process_time()
-                result, seconds, stats = run_pipeline(
-                    folder, grid, session, image, replay, workers, args.tile, args.overlap,
-                    args.batch, request_bytes=None if grouped else one_tile)
-                cpu = time.process_time() - cpu0 - replay.replay_cpu
-                after = isolated_seconds_per_tile(predictor, args.batch, args.tile, len(BANDS))
-                alone = (before + after) / 2  # this machine's speed drifts over minutes
-                if not replay.replay_tiles:
-                    raise SystemExit("no batch was replayed: use a larger --size or a smaller "
-                                     "--replay-every")
-                pipeline = seconds - replay.replay_wall
-                model = replay.replay_forward / replay.replay_tiles * result.tiles
-                isolated = alone * result.tiles
                 key = f"{workers} workers, {'grouped' if grouped else 'one tile'} requests"
-                runs[key] = {"seconds": round(pipeline, 2),
-                             "km2_per_s": round(area / pipeline, 3), "tiles": result.tiles,
-                             "requests": stats.fetched, "replayed_tiles": replay.replay_tiles,
-                             "model_only_s": round(model, 2),
-                             "model_only_km2_per_s": round(area / model, 3),
-                             "ratio_vs_model_only": round(model / pipeline, 3),
-                             "model_isolated_s": round(isolated, 2),
-                             "ratio_vs_model_isolated": round(isolated / pipeline, 3),
-                             "isolated_ms_per_tile_before_after": [round(1e3 * before, 1),
-                                                                   round(1e3 * after, 1)],
-                             # the pipeline's own forwards (replays excluded) against the
-                             # same tiles timed alone: how much the helpers slow the model
-                             "forward_in_pipeline_s": round(result.stages["forward"], 2),
-                             "forward_slowdown": round(result.stages["forward"] / isolated, 3),
-                             "process_cpu_s_without_replays": round(cpu, 2),
-                             "stages_cpu_s": {k: round(v, 2)
-                                              for k, v in result.stages_cpu.items() if v}}
-                print(f"{key:>32}: {result.tiles} tiles, {stats.fetched} requests in "
-                      f"{pipeline:6.1f} s = {area / pipeline:7.3f} km²/s; model alone "
-                      f"{area / model:7.3f} km²/s replayed, {area / isolated:7.3f} isolated ("
-                      f"{1e3 * before:.1f} / {1e3 * after:.1f} ms per tile before / after); "
-                      f"ratio {model / pipeline:.3f} / {isolated / pipeline:.3f}"
-                      + ("  (bar >= 0.8)" if workers == 16 else ""), flush=True)
-                print(f"{'':>34}its forwards {result.stages['forward']:.1f} s against "
-                      f"{isolated:.1f} s alone (x{result.stages['forward'] / isolated:.2f}); "
-                      f"process CPU {cpu:.1f} s (replays taken out); helper stages' CPU "
-                      + ", ".join(f"{k} {v:.1f} s" for k, v in result.stages_cpu.items()
-                                  if v and k != "predict"), flush=True)
-    # what ``auto`` settled on, once the
-    # first isolated timing has measured it
+                runs[key] = _timed_run(args, (folder, grid, session, image), predictor, workers,
+                                       None if grouped else one_tile, key)
+    # what ``auto`` settled on, once the first isolated timing has measured it
     figures["runtime"] = predictor.description
     print(f"runtime: {predictor.description}", flush=True)
     figures["pipeline"] = runs
     if not args.skip_rss:
-        done = subprocess.run([sys.executable, __file__, "--rss-only", "--rss-size",
-                               str(args.rss_size), "--latency", str(args.latency),
-                               "--latency-per", args.latency_per, "--tile", str(args.tile),
-                               "--overlap", str(args.overlap), "--batch",
-                               str(args.batch), "--widths", ",".join(map(str, args.widths)),
-                               "--rss-widths", ",".join(map(str, args.rss_widths)),
-                               "--precision", args.precision],
-                              check=True, capture_output=True, text=True)
-        line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RSS-JSON "))
-        figures.update(json.loads(line.removeprefix("RSS-JSON ")))
-        print(f"peak RSS on {args.rss_size}² ({figures['rss_tiles']} tiles, 40 workers): "
-              f"{figures['peak_rss_gib']:.3f} GiB (bar < 2; the region's input alone is "
-              f"{figures['whole_region_input_gib']} GiB) in {figures['rss_seconds']} s")
+        figures.update(_rss(args))
     print(json.dumps(figures, indent=1))
+    return figures
+
+
+def _timed_run(args: argparse.Namespace, where: tuple, predictor, workers: int,
+               request_bytes: int | None, key: str) -> dict:
+    """One timed pipeline run against the model alone (replayed and isolated), printed."""
+    # the same replay and isolated timing as the pipeline bench
+    from bench_inference import ReplayingPredictor, isolated_seconds_per_tile
+
+    folder, grid, session, image = where
+    area = args.size**2 * 100 / 1e6
+    before = isolated_seconds_per_tile(predictor, args.batch, args.tile, len(BANDS))
+    # (after the first call settled ``auto``: the twin copies the settled choice)
+    replay = ReplayingPredictor.wrapping(predictor, args.replay_every)
+    cpu0 = time.process_time()
+    result, seconds, stats = run_pipeline(
+        folder, grid, session, image, replay, workers, args.tile, args.overlap,
+        args.batch, request_bytes=request_bytes)
+    cpu = time.process_time() - cpu0 - replay.replay_cpu
+    after = isolated_seconds_per_tile(predictor, args.batch, args.tile, len(BANDS))
+    alone = (before + after) / 2  # this machine's speed drifts over minutes
+    if not replay.replay_tiles:
+        raise SystemExit("no batch was replayed: use a larger --size or a smaller "
+                         "--replay-every")
+    pipeline = seconds - replay.replay_wall
+    model = replay.replay_forward / replay.replay_tiles * result.tiles
+    isolated = alone * result.tiles
+    print(f"{key:>32}: {result.tiles} tiles, {stats.fetched} requests in "
+          f"{pipeline:6.1f} s = {area / pipeline:7.3f} km²/s; model alone "
+          f"{area / model:7.3f} km²/s replayed, {area / isolated:7.3f} isolated ("
+          f"{1e3 * before:.1f} / {1e3 * after:.1f} ms per tile before / after); "
+          f"ratio {model / pipeline:.3f} / {isolated / pipeline:.3f}"
+          + ("  (bar >= 0.8)" if workers == 16 else ""), flush=True)
+    print(f"{'':>34}its forwards {result.stages['forward']:.1f} s against "
+          f"{isolated:.1f} s alone (x{result.stages['forward'] / isolated:.2f}); "
+          f"process CPU {cpu:.1f} s (replays taken out); helper stages' CPU "
+          + ", ".join(f"{k} {v:.1f} s" for k, v in result.stages_cpu.items()
+                      if v and k != "predict"), flush=True)
+    return {"seconds": round(pipeline, 2),
+            "km2_per_s": round(area / pipeline, 3), "tiles": result.tiles,
+            "requests": stats.fetched, "replayed_tiles": replay.replay_tiles,
+            "model_only_s": round(model, 2),
+            "model_only_km2_per_s": round(area / model, 3),
+            "ratio_vs_model_only": round(model / pipeline, 3),
+            "model_isolated_s": round(isolated, 2),
+            "ratio_vs_model_isolated": round(isolated / pipeline, 3),
+            "isolated_ms_per_tile_before_after": [round(1e3 * before, 1),
+                                                  round(1e3 * after, 1)],
+            # the pipeline's own forwards (replays excluded) against the
+            # same tiles timed alone: how much the helpers slow the model
+            "forward_in_pipeline_s": round(result.stages["forward"], 2),
+            "forward_slowdown": round(result.stages["forward"] / isolated, 3),
+            "process_cpu_s_without_replays": round(cpu, 2),
+            "stages_cpu_s": {k: round(v, 2) for k, v in result.stages_cpu.items() if v}}
+
+
+def _rss(args: argparse.Namespace) -> dict:
+    """The peak-RSS run, in a fresh process (``--rss-only``), printed; its figures."""
+    done = subprocess.run([sys.executable, __file__, "--rss-only", "--rss-size",
+                           str(args.rss_size), "--latency", str(args.latency),
+                           "--latency-per", args.latency_per, "--tile", str(args.tile),
+                           "--overlap", str(args.overlap), "--batch",
+                           str(args.batch), "--widths", ",".join(map(str, args.widths)),
+                           "--rss-widths", ",".join(map(str, args.rss_widths)),
+                           "--precision", args.precision],
+                          check=True, capture_output=True, text=True)
+    line = next(ln for ln in done.stdout.splitlines() if ln.startswith("RSS-JSON "))
+    figures = json.loads(line.removeprefix("RSS-JSON "))
+    print(f"peak RSS on {args.rss_size}² ({figures['rss_tiles']} tiles, 40 workers): "
+          f"{figures['peak_rss_gib']:.3f} GiB (bar < 2; the region's input alone is "
+          f"{figures['whole_region_input_gib']} GiB) in {figures['rss_seconds']} s")
     return figures
 
 

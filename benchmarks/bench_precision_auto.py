@@ -125,6 +125,33 @@ def load() -> str:
     return "load average " + ", ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
+def _summary(sizes: list[int], fixed: list[str], rounds: int,
+             times: dict[tuple[int, str, str], list[float]],
+             ratios: dict[tuple[int, str, str], list[float]],
+             measured: tuple[dict[int, list[float]], dict[int, list[float]]]) -> None:
+    """Print the medians over rounds: times, ratios to the plain twin and the fastest fixed
+    configuration, and auto's measuring against its budget (``measured``: shares, seconds)."""
+    shares, spent = measured
+    print(f"\nwhole-process seconds, median of {rounds} round(s); fastest fixed / auto "
+          "(median of each round's ratio)")
+    for size in sizes:
+        for clock in ("wall", "cpu"):
+            cells = ", ".join(f"{k} {statistics.median(times[(size, k, clock)]):.2f}"
+                              for k in ["auto", *fixed, "auto warm"])
+            print(f"{size}² {clock}: {cells}")
+            print(f"{size}² {clock}: {PLAIN} / auto: fresh cache "
+                  f"{statistics.median(ratios[(size, 'plain auto', clock)]):.2f}, warm cache "
+                  f"{statistics.median(ratios[(size, 'plain auto warm', clock)]):.2f}; "
+                  f"fastest fixed / auto: fresh cache "
+                  f"{statistics.median(ratios[(size, 'auto', clock)]):.2f}, warm cache "
+                  f"{statistics.median(ratios[(size, 'auto warm', clock)]):.2f}")
+        held = sum(t <= DEFAULT_BUDGET_S for t in spent[size])
+        print(f"{size}² measuring / auto run (fresh cache): "
+              f"{statistics.median(shares[size]):.1%}; measuring {max(spent[size]):.2f} s "
+              f"at most against its {DEFAULT_BUDGET_S:g} s budget (held in {held} of "
+              f"{len(spent[size])} runs)")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--model", type=Path, help="a model file (default: the demo's, made here)")
@@ -190,25 +217,9 @@ def main(argv: list[str] | None = None) -> None:
                             fastest / row[kind, clock])
                         ratios.setdefault((size, f"plain {kind}", clock), []).append(
                             row[PLAIN, clock] / row[kind, clock])
-        print(f"\nwhole-process seconds, median of {args.rounds} round(s); fastest fixed / auto "
-              "(median of each round's ratio)")
-        for size in sizes:
-            for clock in ("wall", "cpu"):
-                cells = ", ".join(f"{k} {statistics.median(times[(size, k, clock)]):.2f}"
-                                  for k in ["auto", *fixed, "auto warm"])
-                print(f"{size}² {clock}: {cells}")
-                print(f"{size}² {clock}: {PLAIN} / auto: fresh cache "
-                      f"{statistics.median(ratios[(size, 'plain auto', clock)]):.2f}, warm cache "
-                      f"{statistics.median(ratios[(size, 'plain auto warm', clock)]):.2f}; "
-                      f"fastest fixed / auto: fresh cache "
-                      f"{statistics.median(ratios[(size, 'auto', clock)]):.2f}, warm cache "
-                      f"{statistics.median(ratios[(size, 'auto warm', clock)]):.2f}")
-            held = sum(t <= DEFAULT_BUDGET_S for t in spent[size])
-            print(f"{size}² measuring / auto run (fresh cache): "
-                  f"{statistics.median(shares[size]):.1%}; measuring {max(spent[size]):.2f} s "
-                  f"at most against its {DEFAULT_BUDGET_S:g} s budget (held in {held} of "
-                  f"{len(spent[size])} runs)")
+        _summary(sizes, list(fixed), args.rounds, times, ratios, (shares, spent))
         print(load())
+
 
 if __name__ == "__main__":
     main()
