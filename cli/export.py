@@ -327,7 +327,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or str(Path("data") / region.name)
     check_earlier_grid(region, grid, out)  # the grid a scenes' extent makes changed
     if args.code_editor or not args.dry_run:  # a dry run writes nothing
-        check_output_folder("--out", out)
+        check_output_folder("--out", out, remote=True)
     runner = ee_runner(args, out)
     opts = export_options(args, region, grid, months, bands, out, runner)
     if args.code_editor:

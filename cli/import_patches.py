@@ -104,7 +104,7 @@ def _band_names(text: str | None) -> tuple[str, ...] | None:
 
 def _run(args: argparse.Namespace) -> int:
     check_month(args.month)
-    check_output_folder("--out", args.out)
+    check_output_folder("--out", args.out, remote=True)
     if not 0.0 <= args.min_valid_fraction <= 1.0:
         raise ConfigError(f"--min-valid-fraction must be in [0, 1], got "
                           f"{args.min_valid_fraction}")

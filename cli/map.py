@@ -224,7 +224,7 @@ def _run(args: argparse.Namespace) -> int:
 def _map(args: argparse.Namespace) -> int:
     from inference.region_map import map_region  # lazy: torch
 
-    check_output_folder("--out", args.out)
+    check_output_folder("--out", args.out, remote=True)
     check_output_folder("--local-dir", args.local_dir)
     model = functools.cache(lambda: _load_model(args))  # read and hashed once a run
     request = map_request(args, model)

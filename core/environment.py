@@ -128,20 +128,35 @@ def check_writable(*paths: str | os.PathLike[str] | None) -> None:
 
 
 def check_output_folder(flag: str, path: str | os.PathLike[str] | None,
-                        given: str | None = None) -> None:
+                        given: str | None = None, *, remote: bool = False) -> None:
     """Refuse (ConfigError, exit 2) a folder flag that names a file; then check it is writable.
 
     :func:`check_writable` accepts a file (a prediction prefix may name one), so a folder flag
     given an existing file, or a path under one, passed it and failed only at the first write,
-    after the model had run, with Python's bare "File exists". ``gs://`` paths and None pass.
+    after the model had run, with Python's bare "File exists". None passes.
+
+    An address (``gs://...``, ``s3://...``) is refused unless the command writes through the
+    storage seam (``remote``: ``gs://`` only): a command that writes local files would
+    otherwise make a folder named ``gs:`` in the working directory and exit 0.
 
     Args:
         flag: the flag as the user types it (``--out``), named in the message.
         path: the folder the command will create or fill.
         given: the flag's value, where ``path`` is derived from it (a prefix's folder).
+        remote: the command writes ``gs://`` folders too.
     """
-    if path is None or str(path).startswith("gs://"):
+    if path is None:
         return
+    text = os.fspath(path)
+    if "://" in text:
+        if remote and text.startswith("gs://"):
+            return
+        if remote or not text.startswith("gs://"):
+            raise ConfigError(f"{flag} {given or text}: give a local folder"
+                              f"{' or gs://bucket/prefix' if remote else ''}")
+        raise ConfigError(f"{flag} {given or text}: this command writes local files; give a "
+                          f"local folder (and copy it afterwards: gcloud storage cp -r FOLDER "
+                          f"{text})")
     existing = _nearest_existing(path)
     if existing.exists() and not existing.is_dir():
         shown = given if given is not None else os.fspath(path)

@@ -162,7 +162,11 @@ def test_output_folder_flags_refuse_files_and_name_the_flag(tmp_path):
     with pytest.raises(ConfigError, match=r"^--out .*sub lies under .*taken.txt, which is a"):
         check_output_folder("--out", taken / "sub")
     check_output_folder("--out", tmp_path / "new" / "deeper")  # created later: fine
-    check_output_folder("--out", "gs://bucket/prefix")
+    check_output_folder("--out", "gs://bucket/prefix", remote=True)  # the storage seam's
+    with pytest.raises(ConfigError, match=r"^--out gs://b/p: this command writes local files"):
+        check_output_folder("--out", "gs://b/p")  # pathlib would make ./gs:/b/p
+    with pytest.raises(ConfigError, match=r"^--out s3://b/p: give a local folder or gs://"):
+        check_output_folder("--out", "s3://b/p", remote=True)
     check_output_folder("--out", None)
     assert sorted(tmp_path.iterdir()) == [taken]  # the check creates nothing
 
