@@ -1,7 +1,8 @@
 """The design kept apart from the interpreter, read back by the scorer.
 
 Each point's stratum, inclusion probability and map class (``design_points.csv``) lie beside
-the design's record (``sample.json``).
+the design's record (``sample.json``, which records the points' ``design_id``: a folder whose
+points were edited afterwards is refused when read back).
 
 The files an interpreter labels with hold only ids and positions, so the reference is made
 blind to the map. The scorer reads the strata from here, joined to the labels by point id:
@@ -98,7 +99,15 @@ def design_points_csv(rows: list[dict]) -> str:
 
 
 def read_design(path: str | Path) -> DesignFile:
-    """Read a design folder (or its ``sample.json``) written by ``isamap-assess design``."""
+    """Read a design folder (or its ``sample.json``) written by ``isamap-assess design``.
+
+    ``sample.json`` records the ``design_id`` of the points it was written with (an earlier
+    isamap's does not, and is read as it is); points that give another are refused.
+
+    Raises:
+        ConfigError: the files are missing, or the recorded ``design_id`` is not the points'.
+        InputDataError: the files are not a design isamap wrote.
+    """
     path = Path(path)
     folder = path if path.is_dir() else path.parent
     record_path, points_path = folder / RECORD_FILE, folder / POINTS_FILE
@@ -119,4 +128,12 @@ def read_design(path: str | Path) -> DesignFile:
     except (ValueError, KeyError, TypeError) as exc:
         raise InputDataError(f"--design {folder}: {RECORD_FILE} or {POINTS_FILE} is not a "
                              f"design isamap wrote ({type(exc).__name__}: {exc})") from None
-    return DesignFile(record, ids, stratum, lon, lat)
+    drawn = DesignFile(record, ids, stratum, lon, lat)
+    recorded = record.get("design_id")  # absent in the record of an earlier isamap
+    if recorded is not None and recorded != drawn.design_id:
+        raise ConfigError(f"--design {folder}: {RECORD_FILE} records design_id {recorded} but "
+                          f"the points of {POINTS_FILE} are design_id {drawn.design_id}: the "
+                          "design folder was edited (points, positions or their order); draw "
+                          "it again with isamap-assess design into a new --out (the same map "
+                          "and options draw the same points)")
+    return drawn

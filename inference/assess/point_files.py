@@ -8,11 +8,11 @@ column nor the order tells the map's class. ``sample.csv``
 :func:`inference.assess.strata.strata_id`; ``design_id`` naming the design's points,
 :func:`inference.assess.design_file.design_id`), ``sample.geojson`` (the same as point features, for
 QGIS and the Code Editor), ``sample.kml`` (Google Earth: one placemark per point, its name
-the id), Collect Earth Online plot files (:mod:`inference.assess.ceo`) and the labelling app.
-The strata, inclusion probabilities and map classes are in ``design_points.csv``
-(:mod:`inference.assess.design_file`), which the scorer reads. ``show_map_class`` adds a
-``map_class`` column to the CSV and GeoJSON for labels meant for training; the design records
-it and the report says so.
+the id; the document's description the ``design_id``), Collect Earth Online plot files
+(:mod:`inference.assess.ceo`) and the labelling app. The strata, inclusion probabilities and
+map classes are in ``design_points.csv`` (:mod:`inference.assess.design_file`), which the
+scorer reads. ``show_map_class`` adds a ``map_class`` column to the CSV and GeoJSON for labels
+meant for training; the design records it and the report says so.
 
 A reference file is a CSV or GeoJSON with ``id`` (or ``PLOTID``), ``lon``/``lat`` (or point
 geometries) and a column (``reference`` unless named otherwise) holding class names or
@@ -128,13 +128,20 @@ def sample_geojson(rows: Sequence[dict], show_map_class: bool = False) -> dict:
 
 
 def write_kml(rows: Sequence[dict], path: Path, title: str = "isamap reference sample") -> Path:
-    """Placemarks named by id at their position: nothing else, so no balloon shows a class."""
+    """Placemarks named by id at their position: nothing else, so no balloon shows a class.
+
+    The Document alone names the design: ``design_id`` in its description and ExtendedData.
+    """
+    drawn = escape(str(rows[0].get("design_id", ""))) if rows else ""
     marks = [f"  <Placemark><name>{escape(row['id'])}</name>"
              f"<Point><coordinates>{row['lon']},{row['lat']},0</coordinates></Point>"
              "</Placemark>" for row in rows]
     text = ('<?xml version="1.0" encoding="UTF-8"?>\n'
             '<kml xmlns="http://www.opengis.net/kml/2.2">\n<Document>\n'
-            f"  <name>{escape(title)}</name>\n" + "\n".join(marks) + "\n</Document>\n</kml>\n")
+            f"  <name>{escape(title)}</name>\n"
+            f"  <description>sample design_id {drawn}</description>\n  <ExtendedData>"
+            f'<Data name="design_id"><value>{drawn}</value></Data></ExtendedData>\n'
+            + "\n".join(marks) + "\n</Document>\n</kml>\n")
     return _text(path, text)
 
 
@@ -328,19 +335,20 @@ def write_design(raster: str, out: Path, *, n: int | None = None,
                  map_path: str | None = None, show_map_class: bool = False) -> WrittenDesign:
     """Draw the sample of ``raster`` and write every file of it under ``out``.
 
-    ``sample.json`` records the design and is written first, ``design_points.csv`` each
-    point's stratum, inclusion probability and the class of ``map_path`` (default: the strata
-    raster) at it. A folder that holds another design is refused (its points may be labelled
-    already), and so is one holding sample files without a ``sample.json`` (of unknown
-    origin); the same design again writes what is missing (a killed run's rest) and rewrites
-    nothing that exists, so a ``sample.csv`` labelled in place keeps its labels; only the
-    labelling app, which holds no labels, is rewritten where it differs (another ``asset_id``).
+    ``sample.json`` records the design (with its ``design_id``) and is written first,
+    ``design_points.csv`` each point's stratum, inclusion probability and the class of
+    ``map_path`` (default: the strata raster) at it. A folder that holds another design is
+    refused (its points may be labelled already), and so is one holding sample files without
+    a ``sample.json`` (of unknown origin). The same design again (an earlier isamap's record
+    lacks ``design_id``) writes only what is missing (a killed run's rest): a labelled
+    ``sample.csv`` keeps its labels; the labelling app (no labels) follows ``asset_id``.
     """
     design = design_sample(raster, n=n, target_se=target_se, target_class=target_class,
                            expected_ua=expected_ua, seed=seed, minimum=minimum)
-    map_class = _map_classes(design, map_path)
+    rows = _rows(design, _map_classes(design, map_path))
     record = shareable(design.record() | {  # shared with the interpreters: no local path
         "map": shareable_path(map_path or raster, out), "points_file": POINTS_FILE,
+        "design_id": rows[0]["design_id"],
         "interpretation": MAP_CLASS_SHOWN if show_map_class else BLIND,
         "order": "random, drawn from the seed (ids p00001... in the interpreter's order)"}, out)
     record_path = out / RECORD_FILE
@@ -349,10 +357,11 @@ def write_design(raster: str, out: Path, *, n: int | None = None,
             previous = json.loads(record_path.read_text())
         except ValueError:
             previous = None
+        if isinstance(previous, dict) and "design_id" not in previous:  # an earlier isamap's
+            previous["design_id"] = record["design_id"]
         if previous != json.loads(json.dumps(record)):
             raise ConfigError(f"{out} holds another sample design ({record_path}); its points "
                               "may be labelled already: choose another --out")
-    rows = _rows(design, map_class)
     texts: dict[str, tuple[Path, Callable[[], str] | None]] = {
         "csv": (out / "sample.csv", lambda: _csv(rows, _columns(show_map_class))),
         "geojson": (out / "sample.geojson",

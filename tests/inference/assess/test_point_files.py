@@ -13,6 +13,7 @@ import pytest
 
 from core.errors import ConfigError, InputDataError
 from inference.assess.ceo import CEO_PLOT_LIMIT, plot_file_parts
+from inference.assess.design_file import read_design
 from inference.assess.point_files import SAMPLE_COLUMNS, read_reference, write_design
 from inference.assess.report import score
 from tests.support.assess import CLASSES, synthetic_scene
@@ -87,6 +88,44 @@ def test_interpreter_files_are_blind_and_in_a_seeded_random_order(written, tmp_p
     other = write_design(str(tmp_path / "map_class.tif"), tmp_path / "other", n=80, seed=2,
                          minimum=20)
     assert other.files["csv"].read_text() != files["csv"].read_text()
+
+
+def test_sample_json_and_the_kml_name_the_design_and_an_edited_design_is_refused(written,
+                                                                                tmp_path):
+    """sample.json did not record the design_id every sample file's rows carry, and a
+    labeller's KML named no design: neither could say which design it was."""
+    files = written.files
+    drawn = {r["design_id"] for r in csv.DictReader(files["csv"].open())}
+    assert len(drawn) == 1
+    design = drawn.pop()
+    assert json.loads(files["json"].read_text())["design_id"] == design
+    assert read_design(files["json"].parent).design_id == design
+    ns = {"k": "http://www.opengis.net/kml/2.2"}
+    document = ET.parse(files["kml"]).getroot().find("k:Document", ns)
+    assert document.find("k:description", ns).text == f"sample design_id {design}"
+    data = document.find("k:ExtendedData/k:Data[@name='design_id']/k:value", ns)
+    assert data.text == design
+    for mark in document.findall("k:Placemark", ns):  # no balloon but the id
+        assert [child.tag.split("}")[1] for child in mark] == ["name", "Point"]
+    # design_points.csv edited after the design was written (re-sorted in a spreadsheet)
+    points = files["design_points"].read_text().splitlines()
+    files["design_points"].write_text("\n".join([points[0], *sorted(points[1:])[::-1]]) + "\n")
+    with pytest.raises(ConfigError, match=f"records design_id {design} but .* the design "
+                       "folder was edited .* draw it again") as refused:
+        read_design(files["json"].parent)
+    assert "\n" not in str(refused.value)
+    # an earlier isamap's sample.json, without design_id: read, and the same design completes
+    old = write_design(str(tmp_path / "map_class.tif"), tmp_path / "old", n=80, seed=1,
+                       minimum=20, asset_id="users/me/labels")
+    record = json.loads(old.files["json"].read_text())
+    del record["design_id"]
+    old.files["json"].write_text(json.dumps(record, indent=1))
+    assert read_design(tmp_path / "old").design_id == design
+    old.files["kml"].unlink()  # a killed run's rest
+    write_design(str(tmp_path / "map_class.tif"), tmp_path / "old", n=80, seed=1, minimum=20,
+                 asset_id="users/me/labels")
+    assert "design_id" not in json.loads(old.files["json"].read_text())  # rewritten: never
+    assert old.files["kml"].read_text() == files["kml"].read_text()
 
 
 def test_show_map_class_is_an_opt_in_recorded_in_the_design(tmp_path):

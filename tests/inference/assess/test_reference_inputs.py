@@ -129,9 +129,10 @@ def test_utf16_csv_is_read_and_other_encodings_are_refused(labelled, tmp_path, c
 def test_the_designs_kml_given_as_the_reference_is_named_as_kml(labelled, tmp_path, capsys):
     """A walk: sample.kml given to score was read as a CSV and refused as lacking the
     columns ['lon', 'lat', 'reference']."""
-    scene, _ = labelled
-    kml = tmp_path / "sample.kml"
-    kml.write_text('<?xml version="1.0"?><kml xmlns="http://www.opengis.net/kml/2.2"></kml>')
+    scene, rows = labelled
+    kml = scene.map_path.parent / "d" / "sample.kml"  # as the design wrote it
+    assert f"<description>sample design_id {rows[0]['design_id']}</description>" in \
+        kml.read_text()  # it names the design, and is still no reference
     _refused(capsys, _score(scene, kml, tmp_path / "s"), tmp_path / "s",
              "is KML, which is not read as labelled points", "give the labelled sample.csv")
 
@@ -507,7 +508,8 @@ def test_the_report_records_its_inputs_and_says_when_another_report_is_replaced(
     inputs = json.loads((out / "report.json").read_text())["inputs"]
     assert inputs["references"] == {"first.csv": hashlib.sha256(
         first.read_bytes()).hexdigest()}  # named by file name: the report is shared
-    assert inputs["map"] == scene.map_path.name and inputs["design"] is None
+    assert inputs["map"] == {"name": scene.map_path.name, "sha256": hashlib.sha256(
+        scene.map_path.read_bytes()).hexdigest()} and inputs["design"] is None
     capsys.readouterr()
     assert main(["score", "--map", str(scene.map_path), "--reference", str(first),
                  "--out", str(out)]) == 0  # the same inputs: nothing to say
@@ -519,6 +521,72 @@ def test_the_report_records_its_inputs_and_says_when_another_report_is_replaced(
         "first.csv recorded only there; second.csv only now): it is replaced by this one" in err
     assert list(json.loads((out / "report.json").read_text())["inputs"]["references"]) == \
         ["second.csv"]
+
+
+def test_a_map_changed_under_its_name_is_told_when_its_report_is_replaced(labelled, tmp_path,
+                                                                         capsys):
+    """report.json named the map by name alone: a map whose pixels changed under the same
+    name was scored again over its report without a word, and a reader could not tell
+    whether the map they held was the one scored."""
+    import hashlib
+    import shutil
+
+    scene, rows = labelled
+    reference = _csv(tmp_path / "labels.csv", rows)
+    map_path = shutil.copy(scene.map_path, tmp_path / "map_class.tif")
+    worse = shutil.copy(scene.worse_path, tmp_path / "worse_class.tif")
+    out = tmp_path / "s"
+    args = ["score", "--map", str(map_path), "--reference", str(reference), "--out", str(out),
+            "--design", str(scene.map_path.parent / "d"),  # a map made again, on its design
+            "--compare", f"worse={worse}"]
+    assert main(args) == 0
+    before = hashlib.sha256(map_path.read_bytes()).hexdigest()
+    assert json.loads((out / "report.json").read_text())["inputs"]["map"] == {
+        "name": "map_class.tif", "sha256": before}
+    with rasterio.open(map_path) as ds:
+        codes = ds.read(1)
+    codes[100:110, 100:110] = np.where(codes[100:110, 100:110] == 1, 0, 1)  # other pixels
+    class_cog(map_path, codes)
+    after = hashlib.sha256(map_path.read_bytes()).hexdigest()
+    capsys.readouterr()
+    assert main(args) == 0
+    assert f"{out / 'report.json'} holds a report made from other inputs (map.map_class.tif: " \
+        f"{before[:36]} ... there, {after[:36]} ... now): it is replaced by this one" \
+        in capsys.readouterr().err
+    assert json.loads((out / "report.json").read_text())["inputs"]["map"]["sha256"] == after
+    was = hashlib.sha256(worse.read_bytes()).hexdigest()
+    class_cog(worse, codes)  # a compared product changed under its name
+    now = hashlib.sha256(worse.read_bytes()).hexdigest()
+    assert main(args) == 0
+    assert f"(compare.worse.sha256: {was[:36]} ... there, {now[:36]} ... now)" in \
+        capsys.readouterr().err
+    # a report of an earlier isamap named the map alone: its shape is told, then replaced
+    report = json.loads((out / "report.json").read_text())
+    report["inputs"]["map"] = "map_class.tif"
+    (out / "report.json").write_text(json.dumps(report))
+    assert main(args) == 0
+    assert f"(map.map_class.tif: none there, {after[:36]} ... now)" in capsys.readouterr().err
+    assert json.loads((out / "report.json").read_text())["inputs"]["map"]["sha256"] == after
+
+
+def test_a_design_folder_edited_after_it_was_drawn_is_refused_in_one_line(labelled, tmp_path,
+                                                                           capsys):
+    """sample.json did not record its design_id, so a design_points.csv edited afterwards
+    (a point moved) was scored as the design."""
+    import shutil
+
+    scene, rows = labelled
+    design = shutil.copytree(scene.map_path.parent / "d", tmp_path / "d")
+    drawn = json.loads((design / "sample.json").read_text())["design_id"]
+    assert {r["design_id"] for r in rows} == {drawn}  # the id every sample row carries
+    points = list(csv.DictReader((design / "design_points.csv").open()))
+    points[3]["lon"] = f"{float(points[3]['lon']) + 1e-5:.7f}"
+    _csv(design / "design_points.csv", points)
+    reference = _csv(tmp_path / "labels.csv", rows)
+    _refused(capsys, _score(scene, reference, tmp_path / "s", "--design", str(design)),
+             tmp_path / "s", f"sample.json records design_id {drawn} but the points of "
+             "design_points.csv are design_id ", "the design folder was edited",
+             "draw it again with isamap-assess design")
 
 
 def test_another_dates_map_scored_with_the_design_counts_its_area_from_its_pixels(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 
 import numpy as np
@@ -71,6 +72,16 @@ def test_report_keys_and_a_worse_product_scores_worse(tmp_path, ee_offline):
     assert result.plot.stat().st_size > 1000
     text = result.markdown.read_text()
     assert "| worse |" in text and "impervious F1 %" in text
+    # what was scored: each local file with its SHA-256, a product on Earth Engine as named
+    def sha(path):
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    inputs = report["inputs"]
+    assert inputs["map"] == {"name": "map_class.tif", "sha256": sha(scene.map_path)}
+    assert inputs["compare"] == [
+        {"name": "worse", "source": "worse_class.tif", "sha256": sha(scene.worse_path)},
+        {"name": "wc", "source": "ESA/WorldCover/v200/2021", "sha256": None}]
+    assert str(tmp_path) not in result.json.read_text()  # shared: no local folder
 
 
 def test_a_change_map_is_scored_on_its_change_strata(tmp_path):
