@@ -47,6 +47,7 @@ from inference.mapping.dates import (
 from inference.mapping.map_grid import region_grid
 from inference.mapping.plan import MapPlan, format_plan, plan_map
 from inference.mapping.request import MapRequest, ModelDataset, check_recipe, model_dataset
+from inference.mapping.same_series import check_series
 from inference.mapping.series import SeriesOutputs, series_products
 from inference.predict import stats
 from inference.predict.blending import check_model_tiles
@@ -150,7 +151,8 @@ def check_map(request: MapRequest, model: LoadedModel) -> MapSetup:
     """Check everything a map needs before its first expensive step (dry runs too).
 
     The model against its recorded recipe, the archive's dates and int8, the runner, the
-    post-processing, the window, the grid, the zones, the vector extra and the publication.
+    post-processing, the window, the grid, the zones, the vector extra, the series ``--out``
+    already holds (:func:`inference.mapping.same_series.check_series`) and the publication.
     """
     meta = model.meta
     for warning in check_archive_months(request.dates, meta.bands,
@@ -182,6 +184,7 @@ def check_map(request: MapRequest, model: LoadedModel) -> MapSetup:
     zones = stats.load_zones(request.zones, grid.crs, request.zones_name)  # here, not at the end
     check_zones(zones, grid.bounds, grid.crs, f"--zones {request.zones}")
     check_vector_extra(request.vectors)  # a missing extra too
+    check_series(request, grid, model.file_id, meta.name)  # what --out holds (again under lock)
     isa = isa_class_index(tuple(meta.class_names))
     return MapSetup(model, dataset, grid, note, isa,
                     series_target(request, meta, dataset, grid, isa))

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import rasterio
-import rasterio.errors
 
 from contract.bands import PRODUCT
 from contract.grid import Grid
@@ -57,7 +56,8 @@ from inference.mapping import series_runtime
 from inference.mapping.ee_statistics import date_statistics
 from inference.mapping.fetched import FetchedSource
 from inference.mapping.request import MapRequest, ModelDataset
-from inference.predict.lattice import check_same, grid_offset
+from inference.mapping.same_series import check_series
+from inference.predict.lattice import grid_offset
 from inference.predict.sources import MaskedFileSource, WindowSource
 from inference.predict.workflow import predict_with_model_file
 
@@ -117,7 +117,7 @@ def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: Mode
     """
     config = request.predict_config()
     local = request.product_dir()
-    check_series_lattice(request, grid)
+    check_series(request, grid, model.file_id, model.meta.name)  # before any date is read
     held = (series_runtime.recorded(request.out, local, {m: request.prefix(m) for m in
                                                          request.dates})
             if predict_date is None and series_runtime.leaves_auto(request.options) else None)
@@ -160,34 +160,6 @@ def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: Mode
         results.append(DateResult(month, outputs, inputs=opened.inputs, stack=opened.stack))
         held = series_runtime.settled(request.options, request.prefix(month), held)
     return results
-
-
-def check_series_lattice(request: MapRequest, grid: Grid) -> None:
-    """Refuse to add dates cut on another tile lattice than the series at ``--out`` already has.
-
-    The series' lattice is in its ``map.json``, and in the tags of each date's class COG (a
-    killed run may have left dates before writing ``map.json``).
-    """
-    lattice, origin = request.lattice(), (grid.x0, grid.y0)
-    record = request.product_dir() / "map.json"
-    if record.is_file():
-        try:
-            recorded = json.loads(record.read_text()).get("lattice")
-        except (OSError, ValueError):
-            recorded = None
-        if recorded:
-            check_same(lattice, origin, recorded, f"the series in {request.out}")
-    if files.is_gcs(request.out):
-        return
-    for cog_path in sorted(Path(request.out).glob("*/isa_*_class.tif")):
-        try:
-            with rasterio.open(cog_path) as ds:
-                tags = ds.tags()
-        except rasterio.errors.RasterioError:
-            continue  # a damaged date is mapped again
-        if "tile" in tags and "overlap" in tags:
-            check_same(lattice, origin, tags,
-                       f"date {cog_path.parent.name} of the series in {request.out}")
 
 
 def _remove_killed_writes(request: MapRequest, local: Path) -> None:
