@@ -58,11 +58,11 @@ def shareable_path(path: str | os.PathLike[str], base: str | os.PathLike[str] | 
             if text.startswith(root):
                 return text[len(root):]
         return text
-    local = Path(text).expanduser()
+    local = Path(text)
     if base_text and "://" not in base_text:
         try:
             inside = local.absolute().resolve().relative_to(
-                Path(base_text).expanduser().absolute().resolve())
+                Path(base_text).absolute().resolve())
         except (ValueError, OSError):
             inside = None
         if inside is not None:
@@ -84,8 +84,8 @@ def portable_path(path: str | os.PathLike[str], base: str | os.PathLike[str]) ->
     text = os.fspath(path)
     if "://" in text or text.startswith("/vsigs/") or "://" in os.fspath(base):
         return shareable_path(text, base)
-    target = os.path.abspath(os.path.expanduser(text))
-    folder = os.path.abspath(os.path.expanduser(os.fspath(base)))
+    target = os.path.abspath(text)
+    folder = os.path.abspath(os.fspath(base))
     try:
         common = Path(os.path.commonpath([target, folder]))
     except ValueError:  # other drives (Windows): no relative way between them

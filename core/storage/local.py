@@ -136,7 +136,9 @@ class LocalStore(Store):
     is_remote = False
 
     def __init__(self, root: str | os.PathLike[str]):
-        self._root = Path(root).expanduser().resolve()
+        # as every other path of the command: "~" is the shell's to expand (a quoted or
+        # --out=~/x one is a folder named "~"), so the outputs and their lock stay together
+        self._root = Path(root).resolve()
         if self._root.exists() and not self._root.is_dir():
             raise ConfigError(f"{self._root} is a file where a folder is needed; give a folder, "
                               f"such as the one holding it ({self._root.parent})")

@@ -389,3 +389,28 @@ def test_bucket_names_follow_cloud_storages_rules(name, problem):
 
     found = bucket_name_problem(name)
     assert (found is None) if problem is None else (problem in (found or "")), found
+
+
+def test_a_folder_named_tilde_is_one_folder_for_the_store_the_lock_and_the_names(
+        tmp_path, monkeypatch):
+    """``--out=~/runs`` (the shell leaves it) is ``./~/runs`` for every part of a command.
+
+    The store expanded ``~`` while the commands' own paths did not: a run's lock (and what it
+    wrote through the store) went under the home folder, the rest under ``./~``.
+    """
+    from core.lock import hold_output
+    from core.shareable import portable_path, shareable_path
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    store = open_store("~/runs")
+    store.write_bytes("a.txt", b"x")
+    with hold_output("~/runs"):
+        assert (work / "~" / "runs" / ".isamap.lock").is_file()
+    assert (work / "~" / "runs" / "a.txt").read_bytes() == b"x"
+    assert not any(home.iterdir())  # nothing under the home folder
+    assert shareable_path("~/runs/a.txt", "~/runs") == "a.txt"
+    assert portable_path("~/runs/a.txt", "~/runs") == "a.txt"
