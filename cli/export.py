@@ -51,6 +51,7 @@ from contract.splits import (
 from core.commands import (
     add_logging_arguments,
     attach_values,
+    check_apart,
     check_output_folder,
     check_range,
     configure_logging,
@@ -325,6 +326,7 @@ def run(args: argparse.Namespace) -> int:
                        else local_scheme(args))
     grid = make_grid(region, args)
     out = args.out or str(Path("data") / region.name)
+    check_apart(("--out", out), [out], [("--scenes", args.scenes)])  # the dry run's too
     check_earlier_grid(region, grid, out)  # the grid a scenes' extent makes changed
     if args.code_editor or not args.dry_run:  # a dry run writes nothing
         check_output_folder("--out", out, remote=True)

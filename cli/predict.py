@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from core.commands import (
     add_logging_arguments,
+    check_apart,
     check_output_folder,
     configure_logging,
     run_command,
@@ -22,7 +23,7 @@ from engine.allocator import CHECKS
 from engine.devices import add_device_arguments
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.config import PredictConfig
-from inference.predict.job import PredictJob
+from inference.predict.job import PredictJob, written_paths
 from inference.predict.lattice import given_overlap
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
 from inference.predict.spectral_stacks import check_threshold
@@ -167,6 +168,10 @@ def predict_job(args: argparse.Namespace, options: RuntimeOptions) -> PredictJob
         check_output_folder("--out", Path(args.out).parent, given=args.out)
     check_output_folder("--local-dir", args.local_dir)
     check_output_folder("--work-dir", args.work_dir)
+    check_apart(("--out", args.out), written_paths(args.out, args.local_dir), [
+        ("--input", args.input), ("--compare-with", args.compare_with),
+        ("--earlier-stack", args.earlier_stack), ("--normalise-to", args.normalise_to),
+        ("--zones", args.zones), ("--model", args.model)])
     if not args.compare_with and (args.change_margin is not None or args.normalise_to):
         raise ConfigError("--change-margin and --normalise-to decide a change map: give "
                           "--compare-with EARLIER_class.tif too")

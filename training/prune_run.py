@@ -18,11 +18,16 @@ import torch
 from core.errors import ConfigError
 from training.checkpoint import read_checkpoint
 from training.modelfile import read_model_file
-from training.run_folder import CHECKPOINT
+from training.run_folder import CHECKPOINT, RUN_FILES
 from training.trainer import BEST_MODEL
 
 PRUNED_MODEL = "pruned.pt"
 SUMMARY = "pruning.json"
+
+
+def run_files(out: str | Path) -> list[Path]:
+    """The files a pruning run writes in ``out`` (its fine-tuning run's, and its own)."""
+    return [Path(out) / name for name in (*RUN_FILES, PRUNED_MODEL, SUMMARY)]
 
 
 def check_earlier_run(out: Path, source: Mapping[str, object]) -> bool:
