@@ -326,11 +326,11 @@ def run(args: argparse.Namespace) -> int:
                        else local_scheme(args))
     grid = make_grid(region, args)
     out = args.out or str(Path("data") / region.name)
-    check_apart(("--out", out), [out], [("--scenes", args.scenes)])  # the dry run's too
     check_earlier_grid(region, grid, out)  # the grid a scenes' extent makes changed
     if args.code_editor or not args.dry_run:  # a dry run writes nothing
         check_output_folder("--out", out, remote=True)
     runner = ee_runner(args, out)
+    check_apart(("--out", out), [out], [("--scenes", args.scenes)])  # the dry run's too
     opts = export_options(args, region, grid, months, bands, out, runner)
     if args.code_editor:
         for text, path in month_scripts(opts, label):  # a preview of each month's composites

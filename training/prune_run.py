@@ -40,10 +40,15 @@ def check_earlier_run(out: Path, source: Mapping[str, object]) -> bool:
         Whether the run there is finished, as its checkpoint says (False: none there).
 
     Raises:
-        ConfigError: the run there was made otherwise.
+        ConfigError: the run there was made otherwise, or is no pruning run (every pruning
+            run records its rate in its checkpoint and model from its start).
     """
     earlier, finished = _recorded_pruning(out)
     if earlier is None:
+        if (out / CHECKPOINT).is_file() or (out / BEST_MODEL).is_file():
+            raise ConfigError(f"--out {out} holds a run that is not a pruning run (an "
+                              "isamap-train run?): pruning would go on with it and prune "
+                              "nothing; give another --out")
         return finished
     if earlier.get("rate") != source["rate"]:
         raise ConfigError(f"--out {out} holds a pruning run at --rate {earlier.get('rate')}; "
