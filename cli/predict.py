@@ -15,6 +15,7 @@ from core.commands import (
     check_output_folder,
     configure_logging,
     run_command,
+    same_path,
 )
 from core.errors import ConfigError, InputDataError
 from core.parsers import command_parser
@@ -212,6 +213,9 @@ def _spectral_threshold(args: argparse.Namespace) -> float:
     if args.change_margin is not None:
         raise ConfigError("--earlier-stack decides change by the spectral rule, --change-margin "
                           "by a margin on the probabilities: choose one")
+    if same_path(args.earlier_stack, args.input):  # no pixel could change: exit 0, no change
+        raise ConfigError(f"--earlier-stack {args.earlier_stack} is --input: give the earlier "
+                          "date's stack, the one --compare-with's map was predicted from")
     if not files.is_gcs(args.earlier_stack) and not Path(args.earlier_stack).is_file():
         raise InputDataError(f"--earlier-stack {args.earlier_stack} does not exist; give the "
                              "stack the earlier date was predicted from")

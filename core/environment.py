@@ -184,6 +184,12 @@ def _local(value: str | os.PathLike[str]) -> Path | None:
     return (Path(text) if fixed is None else Path(".", *parts[:fixed])).resolve()
 
 
+def same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two values name one file: the same local path however typed, or one address."""
+    here, there = _local(a), _local(b)
+    return os.fspath(a) == os.fspath(b) if here is None or there is None else here == there
+
+
 def check_apart(output: tuple[str, str | os.PathLike[str]],
                 writes: Iterable[str | os.PathLike[str]], inputs: Iterable[Given]) -> None:
     """Refuse (ConfigError, exit 2) an output that is an input, or lies in an input folder.

@@ -6,7 +6,8 @@ itself (no change, exit 0), ``isamap-prune --model run/model.pt --out run --resu
 nothing into the model's own run folder, and ``isamap-export``/``isamap-map``/``isamap-fit``
 with ``--out`` inside ``--scenes`` (searched recursively) left rasters there that every later
 run read as scenes, and failed on. Each is now one line, exit 2, before any work, and every
-file is left as it was (``core.environment.check_apart``).
+file is left as it was (``core.environment.check_apart``). The same stack given as
+``--earlier-stack`` and ``--input`` made a change map of no change (exit 0); it is refused too.
 """
 
 from __future__ import annotations
@@ -112,7 +113,11 @@ def stack_place(scene_and_model, tmp_path, monkeypatch) -> Path:
     (["--input", "x_class.tif", "--out", "maps/x", "--local-dir", ".", "--zones",
       "x_area.json"],
      "--out maps/x writes x_area.json, which is --zones x_area.json:"),
-], ids=["input", "compare-with", "zones-in-local-dir"])
+    (["--input", "x_class.tif", "--out", "y", "--compare-with", "a_class.tif",
+      "--earlier-stack", "./x_class.tif"],
+     "--earlier-stack ./x_class.tif is --input: give the earlier date's stack, the one "
+     "--compare-with's map was predicted from"),
+], ids=["input", "compare-with", "zones-in-local-dir", "earlier-stack-is-input"])
 def test_a_prediction_that_would_overwrite_its_input_is_refused(argv, says, stack_place,
                                                                 capsys):
     (stack_place / "x_area.json").write_text('{"type": "FeatureCollection", "features": []}')
