@@ -51,6 +51,7 @@ from contract.splits import (
 from core.commands import (
     add_logging_arguments,
     attach_values,
+    check_apart,
     check_output_folder,
     check_range,
     configure_logging,
@@ -329,6 +330,7 @@ def run(args: argparse.Namespace) -> int:
     if args.code_editor or not args.dry_run:  # a dry run writes nothing
         check_output_folder("--out", out, remote=True)
     runner = ee_runner(args, out)
+    check_apart(("--out", out), [out], [("--scenes", args.scenes)])  # the dry run's too
     opts = export_options(args, region, grid, months, bands, out, runner)
     if args.code_editor:
         for text, path in month_scripts(opts, label):  # a preview of each month's composites

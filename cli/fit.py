@@ -12,6 +12,7 @@ from contract.grid import projected_crs
 from contract.s2_level import ALLOW_L1C_SCOPE, check_allow_l1c_backend
 from core.commands import (
     add_logging_arguments,
+    check_apart,
     check_output_folder,
     check_range,
     configure_logging,
@@ -180,6 +181,7 @@ def _class_names(text: str) -> tuple[str, ...]:
 def _run(args: argparse.Namespace) -> int:
     job = job_of(args)
     check_output_folder("--out", args.out)
+    check_apart(("--out", args.out), [args.out], [("--scenes", args.scenes)])  # OUT/stack/
     # one run per output folder: a second fit there is refused; a refused one leaves no folder
     with files.unmade_if_refused(args.out), hold_output(args.out):
         result = run_fit(job)

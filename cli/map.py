@@ -15,6 +15,7 @@ from contract.regions import Region, resolve_region
 from core.commands import (
     add_logging_arguments,
     attach_values,
+    check_apart,
     check_output_folder,
     configure_logging,
     run_command,
@@ -226,6 +227,9 @@ def _map(args: argparse.Namespace) -> int:
 
     check_output_folder("--out", args.out, remote=True)
     check_output_folder("--local-dir", args.local_dir)
+    for flag, folder in (("--out", args.out), ("--local-dir", args.local_dir)):
+        if folder is not None:  # a dry run too: the next run would read its outputs
+            check_apart((flag, folder), [folder], [("--scenes", args.scenes)])
     model = functools.cache(lambda: _load_model(args))  # read and hashed once a run
     request = map_request(args, model)
     result = map_region(request, echo=print, model=model())

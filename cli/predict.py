@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING
 
 from core.commands import (
     add_logging_arguments,
+    check_apart,
     check_output_folder,
     configure_logging,
     run_command,
+    same_path,
 )
 from core.errors import ConfigError, InputDataError
 from core.parsers import command_parser
@@ -22,7 +24,7 @@ from engine.allocator import CHECKS
 from engine.devices import add_device_arguments
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.config import PredictConfig
-from inference.predict.job import PredictJob
+from inference.predict.job import PredictJob, written_paths
 from inference.predict.lattice import given_overlap
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
 from inference.predict.spectral_stacks import check_threshold
@@ -167,6 +169,10 @@ def predict_job(args: argparse.Namespace, options: RuntimeOptions) -> PredictJob
         check_output_folder("--out", Path(args.out).parent, given=args.out)
     check_output_folder("--local-dir", args.local_dir)
     check_output_folder("--work-dir", args.work_dir)
+    check_apart(("--out", args.out), written_paths(args.out, args.local_dir), [
+        ("--input", args.input), ("--compare-with", args.compare_with),
+        ("--earlier-stack", args.earlier_stack), ("--normalise-to", args.normalise_to),
+        ("--zones", args.zones), ("--model", args.model)])
     if not args.compare_with and (args.change_margin is not None or args.normalise_to):
         raise ConfigError("--change-margin and --normalise-to decide a change map: give "
                           "--compare-with EARLIER_class.tif too")
@@ -207,6 +213,9 @@ def _spectral_threshold(args: argparse.Namespace) -> float:
     if args.change_margin is not None:
         raise ConfigError("--earlier-stack decides change by the spectral rule, --change-margin "
                           "by a margin on the probabilities: choose one")
+    if same_path(args.earlier_stack, args.input):  # no pixel could change: exit 0, no change
+        raise ConfigError(f"--earlier-stack {args.earlier_stack} is --input: give the earlier "
+                          "date's stack, the one --compare-with's map was predicted from")
     if not files.is_gcs(args.earlier_stack) and not Path(args.earlier_stack).is_file():
         raise InputDataError(f"--earlier-stack {args.earlier_stack} does not exist; give the "
                              "stack the earlier date was predicted from")

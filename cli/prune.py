@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from core.commands import (
     add_logging_arguments,
+    check_apart,
     check_output_folder,
     configure_logging,
     run_command,
@@ -68,10 +69,12 @@ def prune_main(argv: Sequence[str] | None = None) -> int:
 def _prune(args: dict) -> int:
     # imported when the command runs: torch and the models take seconds to import, and
     # --help and a refused option answer without them
+    from training.prune_run import run_files
     from training.pruning import prune
 
     model, data, out = args.pop("model"), args.pop("data"), args.pop("out")
     check_output_folder("--out", out)
+    check_apart(("--out", out), run_files(out), [("--model", model)])  # the run's model.pt
     rate, size = args.pop("rate"), args.pop("flops_size")
     overrides = {k: v for k, v in args.items() if v is not None}
     result = prune(model, data, out, rate, overrides, size)

@@ -39,18 +39,20 @@ from typing import Any, TextIO, TypeVar
 
 from core.environment import (
     LOW_SPACE_BYTES,
+    check_apart,
     check_output_folder,
     check_writable,
     environment_message,
     os_error_message,
+    same_path,
 )
 from core.errors import IsamapError, OptionError
 
 __all__ = ["DETAIL", "EXIT_BAD_INPUT", "EXIT_ENVIRONMENT", "EXIT_INTERRUPTED", "EXIT_OK",
            "EXIT_TERMINATED", "ISAMAP_LOGGERS", "LOW_SPACE_BYTES", "Stopped",
-           "add_logging_arguments", "attach_values", "check_output_folder", "check_range",
-           "check_writable", "configure_logging", "environment_message", "log_levels",
-           "run_command", "stop_signals"]
+           "add_logging_arguments", "attach_values", "check_apart", "check_output_folder",
+           "check_range", "check_writable", "configure_logging", "environment_message",
+           "log_levels", "run_command", "same_path", "stop_signals"]
 
 EXIT_OK = 0
 EXIT_ENVIRONMENT = 1

@@ -6,6 +6,9 @@ not the command line's; :func:`environment_message` finds one however a library 
 or only its words in a message) and says it in one line. :func:`check_writable` and
 :func:`check_output_folder` refuse an output that cannot be written before the first expensive
 step, so a refused run leaves nothing behind. :mod:`core.commands` uses both for every command.
+:func:`check_apart` refuses an output that is one of the command's own inputs, or lies in a
+folder it reads (a run would overwrite the user's file, or leave its outputs to be read as
+input by the next run).
 
 May import: the rest of ``core``; nothing else of the project.
 """
@@ -17,7 +20,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from core.errors import ConfigError
@@ -165,6 +168,63 @@ def check_output_folder(flag: str, path: str | os.PathLike[str] | None,
         raise ConfigError(f"{flag} {shown} {where}, not a folder; give a folder (it is created "
                           "if missing)")
     check_writable(path)
+
+
+Given = tuple[str, str | os.PathLike[str] | None]
+"""A flag as typed and its value: ``("--scenes", "data/scenes")``; a None value is skipped."""
+
+
+def _local(value: str | os.PathLike[str]) -> Path | None:
+    """A local path (a glob: the folder its pattern starts in), resolved; None for an address."""
+    text = os.fspath(value)
+    if "://" in text:
+        return None
+    parts = Path(text).parts
+    fixed = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")), None)
+    return (Path(text) if fixed is None else Path(".", *parts[:fixed])).resolve()
+
+
+def same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two values name one file: the same local path however typed, or one address."""
+    here, there = _local(a), _local(b)
+    return os.fspath(a) == os.fspath(b) if here is None or there is None else here == there
+
+
+def check_apart(output: tuple[str, str | os.PathLike[str]],
+                writes: Iterable[str | os.PathLike[str]], inputs: Iterable[Given]) -> None:
+    """Refuse (ConfigError, exit 2) an output that is an input, or lies in an input folder.
+
+    A command whose output is one of its inputs overwrites the user's file (a prediction
+    prefix whose ``<out>_class.tif`` is the stack itself), and one whose output folder lies
+    in a folder it reads (``--out`` inside ``--scenes``, which is searched recursively) leaves
+    rasters there that the next run reads as input; both exited 0. An input that lies inside
+    the output folder is fine (``--scenes out/scenes``), and so is an input that does not
+    exist yet (another check names it). ``gs://`` paths are not compared.
+
+    Args:
+        output: the output flag as typed and its value, named in the message.
+        writes: the folders and files the command writes from it (a folder flag: its value;
+            a prefix: the files it names).
+        inputs: the input flags as typed and their values (a file, a folder or a glob).
+    """
+    flag, given = output
+    written = [(os.fspath(w), _local(w)) for w in writes]
+    for in_flag, value in inputs:
+        place = _local(value) if value is not None else None
+        if place is None or not place.exists():
+            continue
+        for text, path in written:
+            if path is None:
+                continue
+            writes_text = "" if text == os.fspath(given) else f" writes {text}"
+            if place.is_file() and path == place:
+                raise ConfigError(f"{flag} {given}{writes_text}, which is {in_flag} {value}: "
+                                  f"the run would overwrite its own input; give another {flag}")
+            if place.is_dir() and path.is_relative_to(place):
+                where = "is" if path == place else "lies inside"
+                raise ConfigError(f"{flag} {given}{writes_text} {where} {in_flag} {value}, whose "
+                                  "files the command reads, so its outputs would be read as "
+                                  f"input; give a {flag} outside {value}")
 
 
 LOW_SPACE_BYTES = 64 << 20  # a write that fails with less than this free was a full disk

@@ -18,11 +18,16 @@ import torch
 from core.errors import ConfigError
 from training.checkpoint import read_checkpoint
 from training.modelfile import read_model_file
-from training.run_folder import CHECKPOINT
+from training.run_folder import CHECKPOINT, RUN_FILES
 from training.trainer import BEST_MODEL
 
 PRUNED_MODEL = "pruned.pt"
 SUMMARY = "pruning.json"
+
+
+def run_files(out: str | Path) -> list[Path]:
+    """The files a pruning run writes in ``out`` (its fine-tuning run's, and its own)."""
+    return [Path(out) / name for name in (*RUN_FILES, PRUNED_MODEL, SUMMARY)]
 
 
 def check_earlier_run(out: Path, source: Mapping[str, object]) -> bool:
@@ -35,10 +40,15 @@ def check_earlier_run(out: Path, source: Mapping[str, object]) -> bool:
         Whether the run there is finished, as its checkpoint says (False: none there).
 
     Raises:
-        ConfigError: the run there was made otherwise.
+        ConfigError: the run there was made otherwise, or is no pruning run (every pruning
+            run records its rate in its checkpoint and model from its start).
     """
     earlier, finished = _recorded_pruning(out)
     if earlier is None:
+        if (out / CHECKPOINT).is_file() or (out / BEST_MODEL).is_file():
+            raise ConfigError(f"--out {out} holds a run that is not a pruning run (an "
+                              "isamap-train run?): pruning would go on with it and prune "
+                              "nothing; give another --out")
         return finished
     if earlier.get("rate") != source["rate"]:
         raise ConfigError(f"--out {out} holds a pruning run at --rate {earlier.get('rate')}; "

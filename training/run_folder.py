@@ -54,6 +54,7 @@ BEST_MODEL = "model.pt"
 HISTORY = "metrics.jsonl"
 CURVES = "learning_curves.png"
 RESOLVED_CONFIG = "config.yaml"
+RUN_FILES = (CHECKPOINT, BEST_MODEL, HISTORY, CURVES, RESOLVED_CONFIG)
 # Options that change how a run is executed, not what it computes.
 RUN_ONLY_KEYS = frozenset({"resume", "progress", "stop_after", "num_workers", "cache", "device",
                            "out_dir"})

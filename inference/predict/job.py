@@ -12,11 +12,13 @@ import dataclasses
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from contract.stack import recorded_month, stack_month
 from core.errors import InputDataError
 from core.months import check_month
+from core.storage import files
 from inference.cog.stream import cog_writer
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.config import PredictConfig
@@ -27,6 +29,32 @@ if TYPE_CHECKING:
     from inference.predict.runtime import RuntimeOptions
     from training.data import NormStats
     from training.modelfile import LoadedModel
+
+
+#: the files a prediction writes at its prefix (COGs), and in its local folder (quick-looks,
+#: area tables, the built-up polygons), each ``<prefix's name><suffix>``
+PREFIX_SUFFIXES = ("_class.tif", "_prob.tif", "_change.tif")
+LOCAL_SUFFIXES = ("_class.png", "_prob.png", "_area.json", "_area.csv", "_change_area.json",
+                  "_change_area.csv", "_builtup.gpkg", "_builtup.parquet")
+
+
+def local_folder(out_prefix: str, local_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where a prediction's PNGs and tables go.
+
+    ``local_dir``, else beside a local prefix, else (a ``gs://`` prefix) the working directory.
+    """
+    if local_dir:
+        return Path(local_dir)
+    return Path.cwd() if files.is_gcs(out_prefix) else Path(out_prefix).parent
+
+
+def written_paths(out_prefix: str, local_dir: str | os.PathLike[str] | None = None
+                  ) -> list[str]:
+    """Every file a prediction at ``out_prefix`` may write (with a change map and polygons)."""
+    name = out_prefix.rstrip("/").rsplit("/", 1)[-1]
+    local = local_folder(out_prefix, local_dir)
+    return ([out_prefix + suffix for suffix in PREFIX_SUFFIXES]
+            + [str(local / (name + suffix)) for suffix in LOCAL_SUFFIXES])
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from inference.predict.change_inputs import ChangeInputs, change_inputs, predict
 from inference.predict.config import PredictConfig
 from inference.predict.expected_inputs import check_input
 from inference.predict.input_stack import open_input
-from inference.predict.job import PredictJob, with_stack_month
+from inference.predict.job import PredictJob, local_folder, with_stack_month
 from inference.predict.keep_inputs import check_input_product, check_product, settle
 from inference.predict.postprocess import check_postprocess
 from inference.predict.raster import PredictionResult, predict_raster
@@ -241,8 +241,7 @@ def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
     """
     zone_list = stats.load_zones(zones, result.crs, zones_name)
     name = out_prefix.rstrip("/").rsplit("/", 1)[-1]
-    local = Path(local_dir) if local_dir else (
-        Path.cwd() if files.is_gcs(out_prefix) else Path(out_prefix).parent)
+    local = local_folder(out_prefix, local_dir)
     with gdal_env(result.class_path, result.prob_path):
         class_png = _quicklook(result.class_path, local / f"{name}_class.png", "class",
                                result.skipped)

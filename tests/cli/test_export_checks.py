@@ -76,8 +76,9 @@ def test_a_bad_region_file_is_named_by_its_flag(tmp_path, monkeypatch, capsys, c
 
 
 def test_grid_smaller_than_a_patch_is_refused_before_any_work(tmp_path, capsys):
-    out = tmp_path / "never"
-    code = main(["--backend", "local", "--scenes", str(tmp_path), "--bbox",
+    out, scenes = tmp_path / "never", tmp_path / "scenes"
+    scenes.mkdir()
+    code = main(["--backend", "local", "--scenes", str(scenes), "--bbox",
                  "114.27,30.55,114.275,30.555", "--out", str(out)])
     assert code == 2 and "smaller than one 128 px patch" in capsys.readouterr().err
     assert not out.exists()  # refused before a stack folder was made

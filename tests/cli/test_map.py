@@ -305,10 +305,10 @@ def test_a_local_map_without_an_area_plans_what_the_scenes_cover(tmp_path, capsy
     assert grid["width"] <= scene.width and grid["height"] <= scene.height  # at most the scene
     assert grid["width"] * grid["height"] >= 0.8 * scene.width * scene.height
     # a scene somewhere else among them leaves no common area: refused, nothing written
-    generate_scene(tmp_path / "elsewhere", width=96, height=96, seed=1,
+    generate_scene(tmp_path / "scene" / "elsewhere", width=96, height=96, seed=1,
                    origin=(700000.0, 3385000.0), progress=False)
     assert main([*common[:2], "--out", str(tmp_path / "o2"), *common[4:], "--scenes",
-                 str(tmp_path)]) == 2
+                 str(tmp_path / "scene")]) == 2
     err = capsys.readouterr().err
     assert "do not overlap" in err and "--bbox" in err and "Traceback" not in err
     assert not (tmp_path / "o2").exists()

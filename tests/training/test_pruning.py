@@ -391,3 +391,22 @@ def test_an_old_unet_s2_file_is_fine_tuned_as_it_was_trained_not_as_its_name_tra
     assert cfg.norm == "training" and cfg.model_kwargs == {**kwargs, "flips": False,
                                                            "member_views": False}
     assert (cfg.epochs, cfg.lr) == (1, 0.01)  # the override, then the recorded configuration
+
+
+@pytest.mark.xdist_group("hrnet_run")  # the session's hrnet_run is trained once
+def test_pruning_into_a_training_runs_folder_is_refused(hrnet_run, patch_root, tmp_path, capsys):
+    """The refusal of its other options said to pass --resume, which went on with the training
+    run: exit 0, nothing pruned (169,322 parameters -> 169,322), its config.yaml rewritten."""
+    import shutil
+
+    run = Path(shutil.copytree(hrnet_run.out_dir, tmp_path / "run"))
+    model = shutil.copy(hrnet_run.model_path, tmp_path / "hrnet.pt")  # not the run's own file
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    code = prune_main(["--model", str(model), "--data", str(patch_root), "--out", str(run),
+                       "--resume", "--epochs", "1", "--device", "cpu", "--workers", "0",
+                       "--no-progress", "-q"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and lines == [
+        f"isamap-prune: error: --out {run} holds a run that is not a pruning run (an "
+        "isamap-train run?): pruning would go on with it and prune nothing; give another --out"]
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
