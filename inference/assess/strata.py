@@ -18,7 +18,7 @@ from rasterio.warp import transform as warp_transform
 from core.digest import json_digest
 from core.errors import ConfigError, InputDataError
 from core.storage import files
-from inference.cog.maps import BAND_IDS, NODATA, map_kind_problem
+from inference.cog.maps import BAND_IDS, NODATA, extra_codes_problem, map_kind_problem
 from inference.predict.pixel_area import pixel_area_km2
 from inference.predict.stats import CHANGE_CODES
 
@@ -110,10 +110,9 @@ def read_strata(path: str, classes: Sequence[str] | None = None, flag: str = "--
         centre = pixel_area_km2(ds.transform, ds.crs, ds.height // 2, 1, ds.width // 2, 1)
         res = round(math.sqrt(float(np.ravel(centre)[0]) * 1e6), 3)
     pixels[NODATA] = 0
-    extra = np.flatnonzero(pixels[k:])
-    if extra.size:
-        raise InputDataError(f"{path} holds codes {(extra + k).tolist()} beyond its {k} classes "
-                             f"{list(names)}; is it a class map of this scheme?")
+    problem = extra_codes_problem(path, pixels, names, MAP_GIVE)
+    if problem:
+        raise InputDataError(problem)
     if pixels[:k].sum() == 0:
         raise InputDataError(f"{path} has no valid pixel to sample")
     return Strata(path, names, tuple(int(v) for v in pixels[:k]),

@@ -83,6 +83,33 @@ def map_kind_problem(given: str, tags: Mapping[str, str], kinds: Sequence[str],
     return f"{given} is an isamap {tagged} map, not {' or '.join(wanted)}; give {give}"
 
 
+def extra_codes_problem(given: str, counts: np.ndarray, classes: Sequence[str],
+                        give: str) -> str | None:
+    """Why a raster whose pixels hold codes beyond its classes is not a class map of them.
+
+    A probability COG (0-250) or another scheme's land cover (codes 0-6) read as a class map
+    of two classes would count every code above 1 as a class it is not; its tags may be gone
+    (a copy, another tool's map), its pixels still tell.
+
+    Args:
+        given: the file as the message names it (``--compare-with x.tif``).
+        counts: pixels per code 0-255 (``np.bincount(..., minlength=256)``).
+        classes: the class names codes ``0..k-1`` stand for.
+        give: what to give instead (``a class or change COG written by isamap``).
+
+    Returns:
+        None when every pixel is a class code or nodata.
+    """
+    k = len(classes)
+    extra = [int(code) + k for code in np.flatnonzero(counts[k:]) if code + k != NODATA]
+    if not extra:
+        return None
+    listed = str(extra) if len(extra) <= 8 else (f"[{', '.join(map(str, extra[:4]))}, ..., "
+                                                 f"{extra[-1]}] ({len(extra)} codes)")
+    return (f"{given} holds codes {listed} beyond the {k} classes {list(classes)}, so it is "
+            f"not a class map of them; give {give}")
+
+
 _RESAMPLING = {"class": "MODE", "probability": "AVERAGE", "change": "MODE"}
 DESCRIPTIONS = {
     "class": "ISA class map: argmax of blended class probabilities; 255 = nodata",

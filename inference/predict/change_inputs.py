@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import rasterio
 import rasterio.errors
 from affine import Affine
@@ -271,3 +272,17 @@ def check_class_map(path: str, classes: Sequence[str], size: tuple[int, int],
                              f"({grid[0][1]} x {grid[0][0]} px there, {size[1]} x {size[0]} "
                              "here, or another origin or CRS); predict both dates from stacks "
                              "on one grid")
+    if theirs is None:  # a map without isamap's tags: its pixels tell what it holds
+        problem = maps.extra_codes_problem(given, _code_counts(path), classes,
+                                           "the <out>_class.tif of the earlier date")
+        if problem:
+            raise InputDataError(problem)
+
+
+def _code_counts(path: str) -> np.ndarray:
+    """Pixels per code 0-255 of a one-band uint8 raster, read block by block."""
+    counts = np.zeros(256, dtype=np.int64)
+    with rasterio.open(files.gdal_path(path)) as src:
+        for _, window in src.block_windows(1):
+            counts += np.bincount(src.read(1, window=window).ravel(), minlength=256)
+    return counts

@@ -78,7 +78,7 @@ def test_target_se_sizes_the_sample_and_bad_requests_are_refused(tmp_path, caplo
     assert every.stratum.size == pixels
     assert f"{10 * pixels} points asked, {pixels} drawn: the strata hold no more" in caplog.text
     bad = class_cog(tmp_path / "bad.tif", np.full((20, 20), 7, np.uint8))
-    with pytest.raises(InputDataError, match="beyond its 2 classes"):
+    with pytest.raises(InputDataError, match="beyond the 2 classes"):
         read_strata(str(bad))
 
 

@@ -10,6 +10,7 @@ import logging
 
 import numpy as np
 import pytest
+import rasterio
 import torch
 from affine import Affine
 
@@ -172,6 +173,34 @@ def test_compare_with_takes_only_a_class_map_of_the_same_classes(older, tmp_path
     assert "holds the classes pervious, impervious, this model predicts water" in \
         capsys.readouterr().err
     assert _predict(older, stack, tmp_path / "d" / "isa", "--compare-with", str(cls)) == 0
+
+
+@pytest.mark.parametrize("codes", ["land cover 0-6", "probability 0-250"])
+def test_compare_with_an_untagged_map_of_other_codes_is_refused_by_its_pixels(older, tmp_path,
+                                                                             capsys, codes):
+    """Without isamap's tags (a copy, another tool's map) a 7-class land cover or a probability
+    COG passed the check, and with --change-margin 0 every code above 1 was read as a class:
+    a change map of gains that never happened, exit 0."""
+    stack = write_stack(tmp_path / "s.tif", scene_stack(64, 80))
+    assert _predict(older, stack, tmp_path / "a" / "isa") == 0
+    with rasterio.open(tmp_path / "a" / "isa_class.tif") as src:
+        profile = {k: src.profile[k] for k in ("width", "height", "transform", "crs", "nodata")}
+    values = np.arange(64 * 80).reshape(64, 80) % (7 if codes.startswith("land") else 251)
+    for name, data in (("other.tif", values.astype("uint8")),
+                       ("copy.tif", (values % 2).astype("uint8"))):  # a class map's codes
+        with rasterio.open(tmp_path / name, "w", driver="GTiff", count=1, dtype="uint8",
+                           **profile) as dst:
+            dst.write(data, 1)
+    capsys.readouterr()
+    assert _predict(older, stack, tmp_path / "b" / "isa", "--compare-with",
+                    str(tmp_path / "other.tif"), "--change-margin", "0") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--compare-with {tmp_path / 'other.tif'} holds codes [2, 3, " \
+        in err[0] and "so it is not a class map of them; give the <out>_class.tif" in err[0]
+    assert not (tmp_path / "b").exists()
+    assert _predict(older, stack, tmp_path / "c" / "isa", "--compare-with",
+                    str(tmp_path / "copy.tif"), "--change-margin", "0") == 0
+    assert (tmp_path / "c" / "isa_change.tif").exists()
 
 
 def test_clahe_is_refused_on_a_binary_model_unless_forced(older, tmp_path, capsys):
