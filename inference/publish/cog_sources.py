@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import rasterio.errors
+from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from contract.publishing import check_gcs_prefix
 from core.errors import ConfigError, InputDataError, StorageError
 from core.storage import files
-from inference.cog.maps import map_kind_problem
+from inference.cog.maps import extra_codes_problem, map_kind_problem
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,8 @@ logger = logging.getLogger(__name__)
 # US-CENTRAL1 itself; the Standard storage class is recommended, not required.
 EXTERNAL_REGION = "US-CENTRAL1"
 EXTERNAL_STORAGE_CLASS = "STANDARD"
+DEFAULT_CLASSES = ("pervious", "impervious")
+"""The classes of a class COG whose tags name none (the asset's properties say the same)."""
 COG_KINDS = ("class", "probability")
 """The two COGs of a map, as the manifest names their tilesets."""
 _FLAGS = {"class": "--class-cog", "probability": "--prob-cog"}
@@ -127,6 +131,8 @@ def check_cog_pair(class_path: str, prob_path: str) -> dict[str, str]:
                 seen[kind] = (ds.count, ds.dtypes[0], ds.tags(), (ds.width, ds.height),
                               ds.transform, ds.crs)
                 read_ends(ds)
+                codes = (_sampled_codes(ds) if kind == "class" and "classes" not in ds.tags()
+                         and ds.dtypes[0] == "uint8" else None)
         except rasterio.errors.RasterioError as exc:
             raise InputDataError(files.raster_refusal(
                 _FLAGS[kind], path, exc, f"the map's {_SUFFIX[kind]} that isamap-predict "
@@ -139,6 +145,10 @@ def check_cog_pair(class_path: str, prob_path: str) -> dict[str, str]:
         if count != 1 or dtype != "uint8":
             raise InputDataError(f"{given} holds {count} {dtype} band(s); a map's {kind} COG "
                                  "is one uint8 band (isamap-predict's output)")
+        problem = None if codes is None else extra_codes_problem(
+            given, codes, DEFAULT_CLASSES, "the map's _class.tif that isamap-predict wrote")
+        if problem:  # untagged: its pixels tell a probability or another scheme's map
+            raise InputDataError(problem)
     (*_, tags_c, size_c, at_c, crs_c), (*_, tags_p, size_p, at_p, crs_p) = (
         seen["class"], seen["probability"])
     if size_c != size_p or not at_c.almost_equals(at_p) or crs_c != crs_p:
@@ -150,6 +160,13 @@ def check_cog_pair(class_path: str, prob_path: str) -> dict[str, str]:
                                  f"two {what} ({tags_c[key]}, {tags_p[key]}); give one map's "
                                  "two COGs")
     return dict(tags_c)
+
+
+def _sampled_codes(ds: Any) -> np.ndarray:
+    """Pixels per code 0-255 of band 1, read at most 1024 px a side (a COG's overview)."""
+    shape = (min(ds.height, 1024), min(ds.width, 1024))
+    return np.bincount(ds.read(1, out_shape=shape, resampling=Resampling.nearest).ravel(),
+                       minlength=256)
 
 
 def read_ends(ds: Any) -> None:

@@ -50,6 +50,7 @@ from inference.publish.assets import (
 )
 from inference.publish.code_editor import code_editor_script
 from inference.publish.cog_sources import (
+    DEFAULT_CLASSES,
     check_cog_pair,
     check_external_bucket,
     cog_uris,
@@ -111,7 +112,7 @@ def image_manifest(request: PublishRequest, name: str, uris: Mapping[str, str],
     reads them), with ``request.metrics`` on top.
     """
     month = request.month or tags.get("month") or None
-    classes = tuple(c for c in tags.get("classes", "pervious,impervious").split(",") if c)
+    classes = tuple(c for c in tags.get("classes", ",".join(DEFAULT_CLASSES)).split(",") if c)
     metrics = {k[len("metric_"):]: _number(v) for k, v in tags.items()
                if k.startswith("metric_")}
     properties = asset_properties(

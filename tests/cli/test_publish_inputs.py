@@ -83,3 +83,30 @@ def test_a_bucket_name_cloud_storage_refuses_names_gcs_prefix_before_any_work(co
     assert_refused(status, captured.err, publish_parser(), "--gcs-prefix gs://b/isamap",
                    "bucket name 'b' is 1 character long", "3-63 characters")
     assert captured.out == "" and not (tmp_path / "pub").exists()  # no plan, nothing saved
+
+
+def _untagged(src: str, dst: Path) -> str:
+    """A copy of ``src``'s pixels and grid without isamap's tags (another tool's export)."""
+    import rasterio
+
+    with rasterio.open(src) as ds:
+        profile = {k: ds.profile[k] for k in ("width", "height", "transform", "crs", "nodata")}
+        data = ds.read(1)
+    with rasterio.open(dst, "w", driver="GTiff", count=1, dtype="uint8", **profile) as out:
+        out.write(data, 1)
+    return str(dst)
+
+
+def test_an_untagged_probability_as_the_class_cog_is_refused_by_its_pixels(cogs, tmp_path,
+                                                                           capsys):
+    """The two COGs swapped, their tags gone: the dry run wrote a manifest publishing the
+    probability as the class band (exit 0); its codes above 1 tell it is no class map."""
+    cls = _untagged(cogs.class_path, tmp_path / "c.tif")
+    prob = _untagged(cogs.prob_path, tmp_path / "p.tif")
+    out = tmp_path / "pub"
+    status = _publish("--class-cog", prob, "--prob-cog", cls, "--out-dir", str(out))
+    assert_refused(status, capsys.readouterr().err, publish_parser(),
+                   f"--class-cog {prob} holds codes [", "beyond the 2 classes",
+                   "so it is not a class map of them; give the map's _class.tif")
+    assert not out.exists()
+    assert _publish("--class-cog", cls, "--prob-cog", prob, "--out-dir", str(out)) == 0
