@@ -25,7 +25,7 @@ from core.errors import InputDataError
 from core.storage import files
 from inference.assess.products import Comparison, ProductAtPoints, product_classes
 from inference.assess.strata import Strata, read_strata
-from inference.cog.maps import NODATA
+from inference.cog.maps import NODATA, extra_codes_problem
 from inference.predict.keep_inputs import product_on
 from inference.predict.pixel_area import pixel_area_km2
 
@@ -78,18 +78,24 @@ def strata_candidates(name: str, design: str | Path, map_path: str) -> tuple[str
     return tuple(str(p) for p in found if p.is_file())
 
 
-def counted_area(source: str, classify: Classify, k: int, region: str,
-                 n_strata: int) -> tuple[float, ...]:
-    """km² of each of the product's ``k`` classes over ``region``'s classed pixels.
+def counted_area(source: str, classify: Classify, classes: Sequence[str], region: str,
+                 n_strata: int, given: str) -> tuple[float, ...]:
+    """km² of each of the product's classes over ``region``'s classed pixels.
 
     Args:
         source: the product raster (any grid and CRS).
         classify: its values and their validity -> class codes 0..k-1 (-1 none).
-        k: the product's classes.
+        classes: the product's classes (``k``).
         region: the strata raster; pixels holding one of its ``n_strata`` classes count.
         n_strata: the strata's classes.
+        given: the product as a refusal names it (``--compare old (old.tif)``).
+
+    Raises:
+        InputDataError: the product's pixels hold codes beyond its classes (a change map or
+            another scheme's map given as the map's classes: its points may not show it).
     """
-    area = np.zeros(k)
+    k = len(classes)
+    area, beyond = np.zeros(k), np.zeros(256, dtype=np.int64)
     with files.open_raster(region) as grid, files.open_raster(source) as prod, \
             product_on(prod, grid.crs, grid.transform, grid.width, grid.height) as vrt:
         nodata = prod.nodata
@@ -105,6 +111,12 @@ def counted_area(source: str, classify: Classify, k: int, region: str,
                 grid.transform, grid.crs, int(window.row_off), int(window.height),
                 int(window.col_off), int(window.width)), stratum.shape)
             area += np.bincount(codes[inside], weights=weights[inside], minlength=k)[:k]
+            extra = codes[(stratum < n_strata) & (codes >= k) & (codes < 256)]
+            beyond += np.bincount(extra, minlength=256)
+    problem = extra_codes_problem(given, beyond, classes, "a map of these classes, or "
+                                  "PATH:CODE,... naming the product's impervious codes")
+    if problem:
+        raise InputDataError(problem)
     return tuple(float(a) for a in area)
 
 
@@ -134,8 +146,10 @@ def mapped_areas(products: Sequence[ProductAtPoints], comparisons: Sequence[Comp
             return product_classes(rule, classes, isa, raw, valid)[1]
 
         log.info("counting %s's mapped area on the strata's grid", product.name)
-        out[product.name] = counted_area(product.source, classify, len(product.classes),
-                                         region, len(strata.classes))
+        out[product.name] = counted_area(product.source, classify, product.classes, region,
+                                         len(strata.classes),
+                                         f"--compare {product.name} ({product.source})"
+                                         if rule else f"--map {product.source}")
     return out
 
 

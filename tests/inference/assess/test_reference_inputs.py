@@ -183,6 +183,27 @@ def test_a_product_without_data_in_a_stratum_is_refused_by_its_name(labelled, tm
              f"{len(rows)} points", "too few to score it", "leave it out")
 
 
+def test_a_product_of_other_codes_off_the_points_is_refused_by_its_pixels(labelled, tmp_path,
+                                                                         capsys):
+    """A change COG compared as a class map (codes 0-3) was scored at 100 % with exit 0 where
+    no point fell on a gain or loss, and its mapped area dropped those pixels; its pixels
+    are read for that area anyway, and now tell."""
+    scene, rows = labelled
+    reference = _csv(tmp_path / "labelled.csv", rows)
+    with rasterio.open(scene.map_path) as ds:
+        data = ds.read(1)
+        at = {ds.index(float(r["x"]), float(r["y"])) for r in rows}
+    other = np.where(data == 1, 3, 2).astype(np.uint8)  # codes 2 and 3 off the points
+    for row, col in at:
+        other[row, col] = data[row, col]
+    product = class_cog(tmp_path / "codes.tif", other)
+    capsys.readouterr()
+    status = _score(scene, reference, tmp_path / "s", "--compare", f"chg={product}")
+    _refused(capsys, status, tmp_path / "s", f"--compare chg ({product}) holds codes [2, 3] "
+             "beyond the 2 classes", "give a map of these classes, or PATH:CODE,...")
+    assert _score(scene, reference, tmp_path / "s", "--compare", f"chg={product}:1,3") == 0
+
+
 def test_a_partly_labelled_sample_is_scored_saying_what_is_assumed(labelled, tmp_path, capsys):
     scene, rows = labelled
     partial = [dict(r, reference="" if i < 7 else r["reference"]) for i, r in enumerate(rows)]
