@@ -24,7 +24,7 @@ from rasterio.windows import Window
 from contract.publishing import check_gcs_prefix
 from core.errors import ConfigError, InputDataError, StorageError
 from core.storage import files
-from inference.cog.maps import extra_codes_problem, map_kind_problem
+from inference.cog.maps import NODATA, extra_codes_problem, map_kind_problem
 
 logger = logging.getLogger(__name__)
 
@@ -124,15 +124,15 @@ def check_cog_pair(class_path: str, prob_path: str) -> dict[str, str]:
             else Path(class_path).resolve() == Path(prob_path).resolve()):
         raise ConfigError(f"--class-cog and --prob-cog are one file ({class_path}); give the "
                           "map's _class.tif and _prob.tif")
-    seen = {}
+    seen, sampled = {}, {}
     for kind, path in zip(COG_KINDS, (class_path, prob_path), strict=True):
         try:
             with files.open_raster(path) as ds:
                 seen[kind] = (ds.count, ds.dtypes[0], ds.tags(), (ds.width, ds.height),
                               ds.transform, ds.crs)
                 read_ends(ds)
-                codes = (_sampled_codes(ds) if kind == "class" and "classes" not in ds.tags()
-                         and ds.dtypes[0] == "uint8" else None)
+                sampled[kind] = (_sampled_codes(ds) if ds.dtypes[0] == "uint8" and (
+                    kind == "class" or "band_id" not in ds.tags()) else None)
         except rasterio.errors.RasterioError as exc:
             raise InputDataError(files.raster_refusal(
                 _FLAGS[kind], path, exc, f"the map's {_SUFFIX[kind]} that isamap-predict "
@@ -145,10 +145,6 @@ def check_cog_pair(class_path: str, prob_path: str) -> dict[str, str]:
         if count != 1 or dtype != "uint8":
             raise InputDataError(f"{given} holds {count} {dtype} band(s); a map's {kind} COG "
                                  "is one uint8 band (isamap-predict's output)")
-        problem = None if codes is None else extra_codes_problem(
-            given, codes, DEFAULT_CLASSES, "the map's _class.tif that isamap-predict wrote")
-        if problem:  # untagged: its pixels tell a probability or another scheme's map
-            raise InputDataError(problem)
     (*_, tags_c, size_c, at_c, crs_c), (*_, tags_p, size_p, at_p, crs_p) = (
         seen["class"], seen["probability"])
     if size_c != size_p or not at_c.almost_equals(at_p) or crs_c != crs_p:
@@ -159,7 +155,35 @@ def check_cog_pair(class_path: str, prob_path: str) -> dict[str, str]:
             raise InputDataError(f"--class-cog {class_path} and --prob-cog {prob_path} are of "
                                  f"two {what} ({tags_c[key]}, {tags_p[key]}); give one map's "
                                  "two COGs")
+    problem = _codes_problem(class_path, prob_path, tags_c, sampled)
+    if problem:
+        raise InputDataError(problem)
     return dict(tags_c)
+
+
+def _codes_problem(class_path: str, prob_path: str, tags_c: Mapping[str, str],
+                   sampled: Mapping[str, np.ndarray | None]) -> str | None:
+    """Why COGs whose pixels are not a class map and its probability are not a map's pair.
+
+    Where the tags are gone, the pixels tell: an untagged class COG holds only its classes'
+    codes (:func:`inference.cog.maps.extra_codes_problem`); a pixel mapped impervious has an
+    impervious probability of at least 1/k (k classes), so a probability COG holding only 0
+    and 1 (0.4 % at most) beside one is a class map.
+    """
+    classes = tuple(c for c in tags_c.get("classes", ",".join(DEFAULT_CLASSES)).split(",") if c)
+    codes_c, codes_p = sampled.get("class"), sampled.get("probability")
+    if codes_c is not None and "classes" not in tags_c:
+        problem = extra_codes_problem(f"--class-cog {class_path}", codes_c, classes,
+                                      "the map's _class.tif that isamap-predict wrote")
+        if problem:
+            return problem
+    isa = classes.index("impervious") if "impervious" in classes else None
+    if (codes_p is not None and codes_c is not None and isa is not None and codes_c[isa]
+            and not codes_p[2:NODATA].any()):
+        return (f"--prob-cog {prob_path} holds only the values 0 and 1 (a probability of 0.4 % "
+                f"at most) where --class-cog {class_path} maps impervious pixels: it is a class "
+                "map, not their probability; give the map's _prob.tif that isamap-predict wrote")
+    return None
 
 
 def _sampled_codes(ds: Any) -> np.ndarray:

@@ -110,3 +110,20 @@ def test_an_untagged_probability_as_the_class_cog_is_refused_by_its_pixels(cogs,
                    "so it is not a class map of them; give the map's _class.tif")
     assert not out.exists()
     assert _publish("--class-cog", cls, "--prob-cog", prob, "--out-dir", str(out)) == 0
+
+
+def test_an_untagged_class_map_as_the_prob_cog_is_refused_by_its_pixels(cogs, tmp_path,
+                                                                        capsys):
+    """The class COG's copy without tags given as --prob-cog: the dry run published a
+    probability of 0.4 % at most beside impervious pixels (exit 0)."""
+    copy = _untagged(cogs.class_path, tmp_path / "c.tif")
+    out = tmp_path / "pub"
+    status = _publish("--class-cog", cogs.class_path, "--prob-cog", copy, "--out-dir", str(out))
+    assert_refused(status, capsys.readouterr().err, publish_parser(),
+                   f"--prob-cog {copy} holds only the values 0 and 1",
+                   f"where --class-cog {cogs.class_path} maps impervious pixels",
+                   "give the map's _prob.tif")
+    assert not out.exists()
+    prob = _untagged(cogs.prob_path, tmp_path / "p.tif")
+    assert _publish("--class-cog", cogs.class_path, "--prob-cog", prob, "--out-dir",
+                    str(out)) == 0
