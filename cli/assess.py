@@ -21,7 +21,7 @@ from core.commands import (
     run_command,
 )
 from core.errors import ConfigError
-from core.parsers import add_subcommand, command_parser
+from core.parsers import add_subcommand, command_parser, seed
 from core.storage import files
 from inference.assess.products import parse_comparison
 from inference.publish.asset_manifest import asset_name_problem
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "(default 0.8 each), for --target-se")
     d.add_argument("--min-per-stratum", type=int, default=50,
                    help="at least this many points per stratum (default 50)")
-    d.add_argument("--seed", type=int, default=0, help="the same seed draws the same points")
+    d.add_argument("--seed", type=seed, default=0, help="the same seed draws the same points")
     d.add_argument("--asset", help="table asset the labelling app exports to (besides Drive)")
     d.add_argument("--show-map-class", action="store_true",
                    help="write each point's map class into sample.csv/.geojson: for training "

@@ -15,7 +15,7 @@ from core.commands import (
     run_command,
 )
 from core.errors import ConfigError
-from core.parsers import command_parser
+from core.parsers import command_parser, seed
 from engine.allocator import CHECKS
 from inference.demo import STEPS, DemoContext, run_demo
 
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         "composite it, cut patches, train a small CroFuseNet, map two dates and assess the map "
         "with reference points. Every picture it writes is marked synthetic.", EXAMPLES)
     parser.add_argument("--out", default="demo_output", help="output folder")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic scene")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the synthetic scene")
     parser.add_argument("--size", type=int, default=768,
                         help=f"scene width and height in 10 m pixels, even, from "
                              f"{DEMO_SIZES[0]} to {DEMO_SIZES[1]}")

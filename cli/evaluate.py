@@ -14,7 +14,7 @@ from core.commands import (
     run_command,
 )
 from core.errors import ConfigError
-from core.parsers import command_parser
+from core.parsers import command_parser, seed
 from core.storage import files
 from engine.allocator import CHECKS
 from engine.devices import add_device_arguments
@@ -45,7 +45,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
                    help="data-loader worker processes (0: read in this process)")
     p.add_argument("--points", type=int, default=0,
                    help="sample points for the point assessment (0: none)")
-    p.add_argument("--point-seed", type=int, default=0,
+    p.add_argument("--point-seed", type=seed, default=0,
                    help="seed of the point sample (the same seed draws the same points)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bars")

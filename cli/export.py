@@ -59,7 +59,7 @@ from core.commands import (
 )
 from core.errors import ConfigError, GridError, InputDataError
 from core.months import parse_months
-from core.parsers import command_parser
+from core.parsers import command_parser, seed
 from core.pipeline_options import RunnerConfig, add_runner_arguments
 from gee_export.ee.budget import add_eecu_argument
 from gee_export.ee.code_editor import month_scripts
@@ -187,7 +187,7 @@ def _output_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--stride", type=int, default=DEFAULT_STRIDE,
                      help="step between patch origins in pixels (below --patch-size the "
                           "patches overlap)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the blocked split")
+    g.add_argument("--seed", type=seed, default=0, help="seed of the blocked split")
     g.add_argument("--split-block", type=int, default=DEFAULT_BLOCK,
                      help="side of the split's blocks in patch positions (whole blocks go to "
                           "train, val or test; a small area needs smaller blocks to get all "

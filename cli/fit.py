@@ -21,7 +21,7 @@ from core.commands import (
 from core.errors import ConfigError
 from core.lock import hold_output
 from core.months import check_month
-from core.parsers import command_parser, given_once
+from core.parsers import command_parser, given_once, seed
 from core.storage import files
 from engine.allocator import CHECKS
 from inference.point_fit import ISA_CLASSES, FitJob, report_table, run_fit
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="side of the spatial blocks of the cross-validation")
     p.add_argument("--min-points", type=int, default=MIN_POINTS,
                    help="refuse fewer labelled points than this")
-    p.add_argument("--seed", type=int, default=0, help="seed of the folds' order")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the folds' order")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_logging_arguments(p)
     return p

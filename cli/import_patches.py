@@ -17,7 +17,7 @@ from core.commands import (
 )
 from core.errors import ConfigError
 from core.months import check_month
-from core.parsers import command_parser
+from core.parsers import command_parser, seed
 
 EXAMPLES = (
     ("image/mask pairs (images/, masks/) of Sentinel-2 reflectance x 10000 and Sentinel-1 "
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "mask value not named by one of these three is refused)")
     p.add_argument("--min-valid-fraction", type=float, default=0.9,
                    help="patches with a smaller share of valid pixels are left out")
-    p.add_argument("--seed", type=int, default=0, help="seed of the spatially blocked split")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the spatially blocked split")
     p.add_argument("--split-block", type=int, default=IMPORT_BLOCK,
                    help="side of the split's blocks in patches (whole blocks go to train, val "
                         "or test; a small area needs smaller blocks to get all three: the "

@@ -12,7 +12,7 @@ from core.commands import (
     configure_logging,
     run_command,
 )
-from core.parsers import command_parser
+from core.parsers import command_parser, seed
 from engine.allocator import CHECKS
 from engine.devices import add_device_arguments
 
@@ -46,7 +46,7 @@ def prune_parser() -> argparse.ArgumentParser:
     a("--optimizer", choices=["adam", "sgd"], help=f"fine-tuning optimiser {MODEL_RECIPE}")
     a("--momentum", type=float, help=f"SGD momentum {MODEL_RECIPE}")
     a("--crop-size", type=int, help=f"random square training crops in pixels {MODEL_RECIPE}")
-    a("--seed", type=int, help=f"seed of the fine-tuning {MODEL_RECIPE}")
+    a("--seed", type=seed, help=f"seed of the fine-tuning {MODEL_RECIPE}")
     a("--workers", dest="num_workers", type=int, help="data-loader worker processes")
     a("--flops-size", type=int, default=256, help="input side of the reported FLOP counts")
     add_device_arguments(p, device=None, precision=None, channels_last=None,

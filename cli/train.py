@@ -24,7 +24,7 @@ from core.commands import (
 )
 from core.errors import ConfigError
 from core.lock import hold_output
-from core.parsers import command_parser, given_once
+from core.parsers import command_parser, given_once, seed
 from core.storage import files
 from engine.allocator import CHECKS
 from engine.devices import add_device_arguments
@@ -139,7 +139,7 @@ def _optimisation_arguments(p: argparse.ArgumentParser) -> None:
         "validate, select and save the exponential moving average of the weights, whose "
         "weight on a step halves every ITERATIONS training iterations (0: the last weights; "
         "default: the model's recipe, 10 for unet-s2, else 0)"))
-    a("--seed", type=int, help="seed of weights, shuffling and augmentation (default: 0)")
+    a("--seed", type=seed, help="seed of weights, shuffling and augmentation (default: 0)")
     a("--max-batches", type=int, help="cap on training batches per epoch")
     a("--max-iterations", type=int, help="total iteration budget (replaces --epochs)")
 

@@ -17,6 +17,12 @@ one place that decides:
   "did you mean ...?" for a misspelt option, choice or subcommand (:func:`suggestion`), then
   where the options are listed, and exits 2; never the usage block before it.
 
+* **one type per kind of number**: :func:`seed`, :func:`count` and :func:`budget` are the
+  ``type=`` of every seed, count and budget flag, so a value no command can use (a seed
+  numpy refuses, ``--max-concurrent 0``, ``--max-eecu-hours 1e308``) is refused while the
+  command line is parsed, in the same words everywhere; a config file's value goes through
+  the same type (:mod:`core.config_file`).
+
 The logging flags (``-v``/``-q``/``--debug``) stay in :mod:`core.commands`, which
 owns what they mean.
 """
@@ -166,6 +172,79 @@ def given_once(values: Sequence[str] | None, flag: str, why: str) -> str | None:
         raise ConfigError(f"{flag} given {len(values)} times ({', '.join(values)}): {why}; "
                           "give it once")
     return values[0]
+
+
+#: seeds are whole numbers below this: numpy's generators take no more than 32 bits
+SEED_LIMIT = 2**32
+#: what a seed must be, as a refusal says it
+SEED_RULE = f"must be a whole number from 0 to {SEED_LIMIT - 1}"
+#: the largest budget taken: far above any real one, and still finite in every unit a command
+#: converts it to (EECU-hours to seconds to requests)
+BUDGET_LIMIT = 1e12
+
+
+def is_seed(value: int) -> bool:
+    """Whether ``value`` is a seed every generator isamap seeds takes (``0 <= value < 2**32``)."""
+    return not isinstance(value, bool) and isinstance(value, int) and 0 <= value < SEED_LIMIT
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+
+
+def seed(text: str) -> int:
+    """``type=`` of a seed flag (``--seed``, ``--point-seed``): a whole number in [0, 2**32).
+
+    Raises:
+        argparse.ArgumentTypeError: anything else (numpy refuses a negative or larger seed).
+    """
+    value = _whole(text)
+    if not is_seed(value):
+        raise argparse.ArgumentTypeError(f"{SEED_RULE}, got {text}")
+    return value
+
+
+def count(text: str) -> int:
+    """``type=`` of a count flag (``--max-concurrent``, ``--max-workers``): a whole number >= 1.
+
+    Raises:
+        argparse.ArgumentTypeError: zero, a negative or not a whole number.
+    """
+    value = _whole(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
+    return value
+
+
+def budget_problem(value: float) -> str | None:
+    """What is wrong with ``value`` as a budget (a bound on what a run spends), else None.
+
+    A budget is a positive finite number no larger than :data:`BUDGET_LIMIT`: zero or a
+    negative bounds nothing, and inf, nan or ``1e308`` bound nothing a float can count.
+    """
+    if isinstance(value, bool) or not (0 < value <= BUDGET_LIMIT):  # nan fails both
+        return (f"must be a positive number up to {BUDGET_LIMIT:g}, got {value:g}; "
+                "leave it out to set no bound")
+    return None
+
+
+def budget(text: str) -> float:
+    """``type=`` of a budget flag (``--max-eecu-hours``): see :func:`budget_problem`.
+
+    Raises:
+        argparse.ArgumentTypeError: not a number, or no budget.
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    problem = budget_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return value
 
 
 def format_examples(examples: Sequence[Example]) -> str:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from core.errors import ConfigError, IsamapError
+from core.parsers import count
 from core.pipeline_run import (
     PipelineFailedError,
     WorkerRequests,
@@ -315,10 +316,10 @@ def add_runner_arguments(parser: argparse.ArgumentParser, *, gpu: bool = False) 
     g.add_argument("--runner", choices=RUNNERS,
                    help="run as an Apache Beam pipeline: 'direct' on this machine, "
                         "'dataflow' on Google Cloud Dataflow")
-    g.add_argument("--max-concurrent", type=int, default=DEFAULT_MAX_CONCURRENT,
+    g.add_argument("--max-concurrent", type=count, default=DEFAULT_MAX_CONCURRENT,
                    help="most Earth Engine requests in flight in the whole job "
                         "(workers x threads per worker stay below it)")
-    g.add_argument("--max-workers", type=int,
+    g.add_argument("--max-workers", type=count,
                    help=f"most workers (default {DEFAULT_DIRECT_WORKERS} direct, "
                         f"{DEFAULT_DATAFLOW_WORKERS} dataflow)")
     g.add_argument("--dataflow-region", help="Dataflow region, e.g. us-central1")

@@ -56,7 +56,7 @@ from core.commands import (
 )
 from core.errors import ConfigError
 from core.jsonsafe import dumps
-from core.parsers import CommandParser
+from core.parsers import CommandParser, seed
 from core.storage import atomic_write
 from experiments.builtup_arms import ARMS, encoder_files
 from experiments.builtup_commands import (
@@ -318,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=d.lr, help="learning rate (Adam)")
     p.add_argument("--patch-size", type=int, default=d.patch)
     p.add_argument("--stride", type=int, default=d.stride)
-    p.add_argument("--seed", type=int, default=d.seed,
+    p.add_argument("--seed", type=seed, default=d.seed,
                    help="the arms' seed g: a model of K trainings (unet-s2: 9) trains seeds "
                         "gK to gK + K - 1")
     p.add_argument("--iterations", type=int, default=None,

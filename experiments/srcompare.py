@@ -51,7 +51,7 @@ from core.commands import (
 from core.digest import json_digest
 from core.errors import ConfigError
 from core.jsonsafe import dumps, json_safe
-from core.parsers import CommandParser
+from core.parsers import CommandParser, seed
 from core.storage import atomic_path, atomic_write
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.naip import NAIP_BANDS, NAIP_FOLDER, naip_samples
@@ -315,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, default=150)
     p.add_argument("--batch-size", type=int, default=CompareConfig.batch_size)
     p.add_argument("--lr", type=float, default=CompareConfig.lr)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--seeds", type=int, nargs="+",
                    help="run every seed (out/seed_<s>/) and write summary.json/.txt")
     p.add_argument("--tolerance", type=float, default=2.0, help="boundary F1 tolerance (px)")

@@ -36,7 +36,7 @@ from core.commands import (
     configure_logging,
     run_command,
 )
-from core.parsers import CommandParser
+from core.parsers import CommandParser, seed
 from core.storage import atomic_path, atomic_write
 from inference.mapping.consistency import consistent_series, count_gain, count_loss
 
@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="misclassification rates, comma-separated")
     p.add_argument("--dates", type=int, default=7)
     p.add_argument("--size", type=int, default=200)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     add_logging_arguments(p)
     args = p.parse_args(argv)
     configure_logging(args.verbose, args.quiet, args.debug)

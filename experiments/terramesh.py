@@ -53,7 +53,7 @@ from core.commands import (
 )
 from core.errors import ConfigError, InputDataError
 from core.jsonsafe import dumps
-from core.parsers import CommandParser
+from core.parsers import CommandParser, seed
 from core.storage import atomic_write
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.realscenes import (
@@ -277,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=seed, default=d.seed)
     p.add_argument("--out", default="terramesh_output")
     p.add_argument("--trust-band-names", action="store_true", help=(
         "passed to isamap-export: use the S2 band names as given when the band-relation "

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from core.config_file import check_config, config_file_error, read_config_file
 from core.errors import ConfigError, OptionError
+from core.parsers import SEED_RULE, is_seed
 from engine.devices import PRECISIONS, Layout, Precision, layout_flag
 from training.models import available_models, recipe_for
 from training.models.registry import DEFAULT_RECIPE
@@ -193,6 +194,8 @@ class TrainConfig:
                    "must be concat, head or context"),
                   ("stop_after", self.stop_after is None or self.stop_after >= 1, "must be >= 1"),
                   ("members", self.members >= 1, "must be >= 1"),
+                  ("seed", is_seed(self.seed) and is_seed(self.seed + self.members - 1),
+                   f"{SEED_RULE} (with --members K, seed + K - 1 too)"),
                   ("max_batches", self.max_batches is None or self.max_batches >= 1,
                    "must be >= 1"),
                   ("max_iterations", self.max_iterations is None or self.max_iterations >= 1,

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from core.errors import ComputeBudgetError, ConfigError
+from core.parsers import budget, budget_problem
 from core.storage import LocalStore
 from gee_export.ee.compute import ComputeEstimate
 from gee_export.ee.profiles import PixelCost, ProfileMeter
@@ -33,18 +33,20 @@ HELP = ("stop (resumably) before the job's Earth Engine compute passes this many
 
 def add_eecu_argument(group: argparse._ActionsContainer) -> None:
     """Add ``--max-eecu-hours`` to a command's parser (export and map alike)."""
-    group.add_argument("--max-eecu-hours", type=float, metavar="HOURS", help=HELP)
+    group.add_argument("--max-eecu-hours", type=budget, metavar="HOURS", help=HELP)
 
 
 def check_max_eecu_hours(max_hours: float) -> None:
-    """Refuse a ``--max-eecu-hours`` that bounds nothing: zero, negative, inf or nan.
+    """Refuse a ``--max-eecu-hours`` that bounds nothing (:func:`core.parsers.budget_problem`).
+
+    The command line's type refuses it first; a library caller is told the same rule.
 
     Raises:
-        ConfigError: ``max_hours`` is not a finite positive number.
+        ConfigError: ``max_hours`` is no budget: zero, negative, inf, nan or too large to count.
     """
-    if not (max_hours > 0 and math.isfinite(max_hours)):
-        raise ConfigError(f"--max-eecu-hours must be a finite positive number of EECU-hours, "
-                          f"got {max_hours:g}; leave it out to set no bound")
+    problem = budget_problem(max_hours)
+    if problem:
+        raise ConfigError(f"--max-eecu-hours {problem}")
 
 
 class ComputeBudget:

@@ -101,3 +101,61 @@ def test_an_option_given_once_or_refused_in_one_line():
         given_once(twice, "--encoder", "a model fuses one encoder")
     assert str(err.value) == ("--encoder given 2 times (a=1, b=2): a model fuses one encoder; "
                               "give it once")
+
+
+#: a seed, count or budget no command can use, as a user types it, and the first line said
+NUMBERS = [
+    ("isamap-train", ["--data", "data/wuhan", "--seed", "-1"],
+     "argument --seed: must be a whole number from 0 to 4294967295, got -1"),
+    ("isamap-export", ["--bbox", "114.2,30.5,114.3,30.6", "--dry-run", "--seed", "-1"],
+     "argument --seed: must be a whole number from 0 to 4294967295, got -1"),
+    ("isamap-fit", ["--points", "p.csv", "--input", "s.tif", "--seed", "-1"],
+     "argument --seed: must be a whole number from 0 to 4294967295, got -1"),
+    ("isamap-fit", ["--points", "p.csv", "--input", "s.tif", "--seed", str(2**64)],
+     f"argument --seed: must be a whole number from 0 to 4294967295, got {2**64}"),
+    ("isamap-import-patches", ["theirs", "--out", "o", "--month", "2021-06", "--seed", "-1"],
+     "argument --seed: must be a whole number from 0 to 4294967295, got -1"),
+    ("isamap-evaluate", ["--model", "m.pt", "--data", "d", "--out", "o", "--point-seed", "-1"],
+     "argument --point-seed: must be a whole number from 0 to 4294967295, got -1"),
+    ("isamap-export", ["--bbox", "114.2,30.5,114.3,30.6", "--dry-run", "--max-eecu-hours",
+                       "1e308"],
+     "argument --max-eecu-hours: must be a positive number up to 1e+12, got 1e+308; leave it "
+     "out to set no bound"),
+    ("isamap-map", ["--bbox", "117.0,30.7,117.01,30.71", "--model", "m.pt", "--out", "o",
+                    "--months", "2019-06", "--dry-run", "--max-eecu-hours", "1e308"],
+     "argument --max-eecu-hours: must be a positive number up to 1e+12, got 1e+308; leave it "
+     "out to set no bound"),
+    ("isamap-export", ["--bbox", "114.2,30.5,114.3,30.6", "--dry-run", "--max-concurrent", "0"],
+     "argument --max-concurrent: must be a whole number >= 1, got 0"),
+]
+
+
+@pytest.mark.parametrize(("script", "argv", "line"), NUMBERS,
+                         ids=[f"{s} {' '.join(a[-2:])}" for s, a, _ in NUMBERS])
+def test_a_seed_count_or_budget_no_command_can_use_is_refused_in_one_line(
+        script, argv, line, tmp_path, monkeypatch, capsys):
+    """Negative and 65-bit seeds were numpy tracebacks, 1e308 EECU-hours an OverflowError in
+    the dry run's plan, and --max-concurrent 0 was taken without --runner; each kind of
+    number has one type now, the same in every command."""
+    monkeypatch.chdir(tmp_path)
+    module, function = _console_scripts()[script].split(":")
+    main = getattr(importlib.import_module(module), function)
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err
+    assert err.splitlines()[0] == f"{script}: error: {line}"
+    assert list(tmp_path.iterdir()) == []  # nothing written by a refused run
+
+
+def test_a_train_config_files_seed_is_checked_as_the_flag_is(tmp_path, monkeypatch, capsys):
+    """``seed: -1`` in a train config was a numpy traceback once the run had started."""
+    from cli.train import train_main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.yaml").write_text("data: data/wuhan\nseed: -1\n")
+    assert train_main(["--config", "train.yaml"]) == 2
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "isamap-train: error: train.yaml: seed must be a whole number from 0 to 4294967295 "
+        "(with --members K, seed + K - 1 too), got -1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.yaml"]

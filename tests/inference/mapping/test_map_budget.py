@@ -88,7 +88,7 @@ def test_a_spent_daily_cap_stops_the_map_with_the_tiles_left_and_how_to_resume(
 
 @pytest.mark.parametrize(("kw", "message"), [
     ({"backend": "local", "scenes": "."}, "local scenes use none"),
-    ({"max_eecu_hours": 0.0}, "finite positive number"),
+    ({"max_eecu_hours": 0.0}, "must be a positive number up to"),
 ])
 def test_a_bound_that_cannot_work_is_refused(scene, tmp_path, kw, message):
     stack, model = scene
