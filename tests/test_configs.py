@@ -136,11 +136,11 @@ def test_there_is_a_config_per_model_recipe_and_mapping_job():
 def test_training_config_runs_as_written_and_its_run_folder_keeps_the_resolved_config(
         demo_folder, name, monkeypatch, capsys, request):
     from cli.train import started_config, train_main
-    from training.config import apply_recipe, load_config
+    from training.config import apply_recipe, load_config, option_keys
     from training.modelfile import read_model_file
 
     monkeypatch.chdir(demo_folder)
-    written = read_config_file(CONFIGS / name)
+    written = option_keys(read_config_file(CONFIGS / name), name)  # out: is out_dir
     flags, flagged = file_budget(name)  # a flag lowers the file's members, width or crops
     started = started_config(["--config", str(CONFIGS / name), *BUDGET])
     for key in flagged:  # without the flag, the command starts with the file's value
@@ -470,3 +470,25 @@ def test_a_null_value_in_a_mapping_config_is_accepted_as_before_the_schema_rule(
     args = parse_with_config(build_parser(), ["--config", str(tmp_path / "c.yaml"), "--model",
                                               "m.pt", "--out", "o", "--months", "2019-06"])
     assert args.max_eecu_hours is None and args.workers is None and not args.allow_l1c
+
+
+def test_a_training_config_takes_the_flags_name_out_as_a_mapping_config_does(
+        tmp_path, monkeypatch, capsys):
+    """``out:`` in a training file was refused ("did you mean 'out_dir'?") though keys are the
+    flags' names and a mapping file takes ``out:``; ``out_dir`` (a run's config.yaml) too."""
+    from cli.train import started_config, train_main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "taken").write_text("")
+    (tmp_path / "train.yaml").write_text("data: demo_output/patches\nout: taken\nworkers: 0\n")
+    assert train_main(["--config", "train.yaml"]) == 2  # the run folder checked is out's
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "isamap-train: error: --out taken is a file, not a folder; give a folder (it is "
+        "created if missing)")
+    started = started_config(["--config", "train.yaml"])
+    assert (started.out_dir, started.num_workers) == ("taken", 0)
+    (tmp_path / "both.yaml").write_text("out: runs/a\nout_dir: runs/b\n")
+    assert train_main(["--config", "both.yaml"]) == 2
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "isamap-train: error: both.yaml: out and out_dir are one option (--out); keep out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["both.yaml", "taken", "train.yaml"]

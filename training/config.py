@@ -43,6 +43,10 @@ RECIPE_FIELDS = ("label", "optimizer", "lr", "momentum", "weight_decay", "poly_p
 
 
 FLAGS = {"out_dir": "--out", "num_workers": "--workers"}  #: flags not the name with dashes
+#: a config file's key as its flag names it -> the option it sets (``out: runs/x``, as an
+#: ``isamap-map`` file says it); the option's own name (``out_dir``, which a run folder's
+#: ``config.yaml`` records) is read too
+FLAG_KEYS = {flag.removeprefix("--").replace("-", "_"): key for key, flag in FLAGS.items()}
 
 
 @dataclass(frozen=True)
@@ -348,7 +352,7 @@ def read_train_config(path: str | Path) -> dict[str, Any]:
     Raises:
         ConfigError: the file is missing or not YAML, or a value is not of its option's type.
     """
-    values = read_config_file(path)
+    values = option_keys(read_config_file(path), str(path))
     if values.pop(PATHS_FROM_FILE, False) is True:
         folder = os.path.dirname(os.fspath(path))
         for key in PATH_KEYS:
@@ -359,6 +363,22 @@ def read_train_config(path: str | Path) -> dict[str, Any]:
             if os.path.exists(moved.partition("=")[2]):
                 values["encoder"] = moved
     return check_config(values, typing.get_type_hints(TrainConfig), str(path))
+
+
+def option_keys(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """A training file's ``values`` keyed by option: a flag's name (``out``) read as its option.
+
+    Raises:
+        ConfigError: a flag's name and its option's name both given (``out`` and ``out_dir``).
+    """
+    keyed = dict(values)
+    for name, key in FLAG_KEYS.items():
+        if name in keyed:
+            if key in keyed:
+                raise ConfigError(f"{source}: {name} and {key} are one option ({FLAGS[key]}); "
+                                  f"keep {name}")
+            keyed[key] = keyed.pop(name)
+    return keyed
 
 
 def load_config(path: str | Path, overrides: Mapping | None = None) -> TrainConfig:
