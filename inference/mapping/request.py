@@ -297,6 +297,15 @@ class MapRequest:
             raise ConfigError("--publish '' names no asset folder; give the Earth Engine folder "
                               "to publish into (e.g. --publish projects/my-project/assets/isa), "
                               "or leave --publish out to map without publishing")
+        options = self.publishing
+        given = [flag for flag, value in (
+            ("--public", options.public), ("--reader", options.readers),
+            ("--gcs-prefix", options.gcs_prefix), ("--overwrite", options.overwrite),
+            ("--wait", options.wait)) if value]
+        if given and self.publish is None:
+            raise ConfigError(f"{', '.join(given)}: how the series is published, and this run "
+                              "publishes nothing; give --publish ASSET_PARENT too, or leave "
+                              f"{'it' if len(given) == 1 else 'them'} out")
         if self.zones_name and not self.zones:
             raise ConfigError("--zones-name names the zones of --zones: give --zones FILE too")
 

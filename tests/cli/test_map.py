@@ -656,3 +656,23 @@ def test_zones_beside_the_map_are_refused_and_a_zone_without_data_has_no_change(
     fresh = [a if a != "maps" else "fresh" for a in args]  # refused before any stack is made
     assert main([*fresh, "--zones", "shifted.geojson"]) == 2
     assert "touches the map" in capsys.readouterr().err and not (tmp_path / "fresh").exists()
+
+
+@pytest.mark.parametrize(("extra", "named"), [
+    (["--public"], "--public"),
+    (["--reader", "user:a@b.org", "--public"], "--public, --reader"),
+    (["--gcs-prefix", "gs://my-bucket/isa", "--overwrite", "--wait"],
+     "--gcs-prefix, --overwrite, --wait"),
+])
+def test_publishing_options_without_publish_are_refused(model, tmp_path, capsys, extra, named):
+    """``--public`` and ``--reader`` without ``--publish`` were taken and ignored (exit 0): a
+    user who meant to share the maps was told nothing."""
+    args = ["--bbox", "117.0,30.7,117.01,30.71", "--model", str(model), "--out",
+            str(tmp_path / "o"), "--months", "2019-06", "--dry-run", "-q", *extra]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"isamap-map: error: {named}: how the series is published, and this run publishes "
+        f"nothing; give --publish ASSET_PARENT too, or leave "
+        f"{'it' if ',' not in named else 'them'} out"]
+    assert captured.out == "" and not (tmp_path / "o").exists()
