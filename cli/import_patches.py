@@ -6,6 +6,7 @@ import argparse
 import json
 from collections.abc import Sequence
 
+from contract.bands import band_list
 from contract.foreign_patches import IMPORT_BLOCK, ImportOptions, import_patches
 from contract.sigma0 import S1_UNITS
 from core.commands import (
@@ -99,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _band_names(text: str | None) -> tuple[str, ...] | None:
     """``--bands B2,B3,B4`` as names, None when not given."""
-    return tuple(b.strip() for b in text.split(",") if b.strip()) if text else None
+    return band_list(text) if text else None
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from contract.bands import band_list
 from core.commands import (
     add_logging_arguments,
     check_apart,
@@ -193,7 +194,7 @@ def predict_job(args: argparse.Namespace, options: RuntimeOptions) -> PredictJob
         isa_class=args.isa_class, zones=args.zones, zones_name=args.zones_name,
         compare_with=args.compare_with, local_dir=args.local_dir, work_dir=args.work_dir,
         restart=args.restart, progress=not (args.quiet or args.no_progress),
-        band_order=[b for b in args.bands.split(",") if b.strip()] if args.bands else None,
+        band_order=list(band_list(args.bands)) if args.bands else None,
         allow_implausible=args.allow_implausible,
         change_margin=(DEFAULT_CHANGE_MARGIN if args.change_margin is None
                        else args.change_margin), normalise_to=args.normalise_to,

@@ -350,21 +350,46 @@ def is_code_band(name: str) -> bool:
         return False
 
 
-def resolve(names: Iterable[str]) -> tuple[BandSpec, ...]:
-    """Specs for a list of names, in order, rejecting duplicates."""
-    specs = tuple(get_band(n) for n in names)
+def _repeated(names: Sequence[str]) -> str | None:
+    """The first name given twice in ``names``, else None."""
     seen: set[str] = set()
-    for spec in specs:
-        if spec.name in seen:
-            raise UnknownBandError(f"band {spec.name!r} is listed twice")
-        seen.add(spec.name)
+    for name in names:
+        if name in seen:
+            return name
+        seen.add(name)
+    return None
+
+
+def resolve(names: Iterable[str]) -> tuple[BandSpec, ...]:
+    """Specs for a list of names, in order, rejecting duplicates (``aef`` and ``A00`` too)."""
+    specs = tuple(get_band(n) for n in names)
+    twice = _repeated([spec.name for spec in specs])
+    if twice is not None:
+        raise UnknownBandError(f"band {twice!r} is listed twice")
     return specs
+
+
+def band_list(value: str | Iterable[str], flag: str = "--bands") -> tuple[str, ...]:
+    """The one reader of a band list as given (``B2,B3,B4`` or its names), order kept.
+
+    Names are stripped and empty ones dropped; they are not looked up (a file's own band names
+    may be any), :func:`parse_band_list` does that for the registry's bands.
+
+    Raises:
+        ConfigError: a band named twice (a model would read one band as two inputs).
+    """
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = tuple(str(n).strip() for n in items if str(n).strip())
+    twice = _repeated(names)
+    if twice is not None:
+        raise ConfigError(f"{flag} {','.join(names)} names {twice} twice; give each band once")
+    return names
 
 
 def parse_band_list(text: str) -> tuple[str, ...]:
     """Parse a comma-separated CLI value such as ``B2,B3,B4,B8,VV,VH`` (``aef``: A00 .. A63)."""
     names: list[str] = []
-    for name in (n.strip() for n in text.split(",") if n.strip()):
+    for name in band_list(text):
         names.extend(EMBEDDING if name.lower() == EMBEDDING_ALIAS else (name,))
     return tuple(s.name for s in resolve(names))
 

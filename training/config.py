@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from contract.bands import band_list
 from core.config_file import check_config, config_file_error, read_config_file
 from core.errors import ConfigError, OptionError
 from core.parsers import SEED_RULE, is_seed
@@ -324,10 +325,8 @@ def config_from_mapping(values: Mapping, config_file: str | None = None,
     if unknown:
         raise ConfigError(f"unknown training options {unknown}; known: {sorted(known)}")
     kw = dict(values)
-    if isinstance(kw.get("bands"), str):
-        kw["bands"] = [b.strip() for b in kw["bands"].split(",") if b.strip()]
     if kw.get("bands") is not None:
-        kw["bands"] = tuple(kw["bands"])
+        kw["bands"] = band_list(kw["bands"])
     try:
         return TrainConfig(**kw)
     except OptionError as exc:

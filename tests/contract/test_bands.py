@@ -64,3 +64,30 @@ def test_the_series_rules_have_one_owner():
     assert where(r"if not [\w.]*get_band\(\w+\)\.months_before") == {}
     assert where(r'in \("S[12]", "S[12]"\)') == {}
     assert bands.SERIES_SENSORS == ("S2", "S1")
+
+
+def test_a_band_named_twice_is_refused_in_one_line_wherever_a_band_list_is_read(
+        tmp_path, monkeypatch, capsys):
+    """``isamap-train --bands B2,B2,B3`` trained a model reading B2 as two inputs (exit 0); the
+    one band-list reader (:func:`contract.bands.band_list`) refuses it for every command."""
+    from cli.import_patches import main as import_main
+    from cli.predict import predict_main
+    from cli.train import train_main
+    from tests.support.rasters import write_patch_dataset
+
+    monkeypatch.chdir(tmp_path)
+    write_patch_dataset(tmp_path / "ds")
+    (tmp_path / "train.yaml").write_text("data: ds\nout: run\nbands: [B2, B2, B3]\n")
+    line = "error: --bands B2,B2,B3 names B2 twice; give each band once"
+    for prog, run in (
+            ("isamap-train", lambda: train_main(["--data", "ds", "--model", "unet", "--bands",
+                                                 "B2,B2,B3", "--out", "run", "--epochs", "1"])),
+            ("isamap-train", lambda: train_main(["--config", "train.yaml"])),
+            ("isamap-import-patches", lambda: import_main(["ds", "--out", "imported", "--month",
+                                                           "2021-06", "--bands", "B2,B2,B3"])),
+            ("isamap-predict", lambda: predict_main(["--model", "run/model.pt", "--input",
+                                                     "ds/x.tif", "--bands", "B2,B2,B3",
+                                                     "--out", "maps"]))):
+        assert run() == 2
+        assert capsys.readouterr().err.splitlines() == [f"{prog}: {line}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "train.yaml"]
