@@ -74,6 +74,7 @@ from experiments.builtup_loto import (
     DEFAULT_SEEDS,
     DEFAULT_TILES,
     Steps,
+    check_options,
     figures_markdown,
     on_mapped_pixels,
     run_loto,
@@ -310,8 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--date", nargs="+", default=[], metavar="PREFIX=YYYY-MM-DD",
                    help="acquisition dates of tiles outside the shared sample set")
     p.add_argument("--holdout-rows", type=int, default=DEFAULT_HOLDOUT_ROWS)
-    p.add_argument("--models", default=",".join(DEFAULT_MODELS),
-                   help="isamap-train models, comma-separated")
+    p.add_argument("--models", help="isamap-train models, comma-separated (default: "
+                   f"{','.join(DEFAULT_MODELS)}; without --loto)")
     p.add_argument("--bands", default=",".join(DEFAULT_BANDS))
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -325,19 +326,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="total training iterations (replaces --epochs)")
     p.add_argument("--loto", action="store_true",
                    help="leave-one-tile-out over --tiles: every arm, --seeds seeds, NDBI beside")
-    p.add_argument("--tiles", default=",".join(DEFAULT_TILES),
-                   help="--loto: the labelled tiles (PREFIX,...)")
-    p.add_argument("--arms", default=",".join(DEFAULT_ARMS),
-                   help=f"--loto: arms (isamap-train models or {', '.join(ARMS)}; BASE+stack: "
+    p.add_argument("--tiles", help=f"--loto: the labelled tiles (PREFIX,...; default: "
+                   f"{','.join(DEFAULT_TILES)})")
+    p.add_argument("--arms", help=f"--loto: arms (default: {','.join(DEFAULT_ARMS)}; "
+                   f"isamap-train models or {', '.join(ARMS)}; BASE+stack: "
                         "BASE's maps stacked with the tile's NDBI, BASE+thr: BASE's maps cut "
                         "at the training tiles' best threshold, experiments.builtup_stack; "
                         "BASE+prior: BASE's maps at the tile's own estimated built share, "
                         "experiments.builtup_prior; BASE+ef1: cut at their best expected F1; "
                         "A+B: the mean of A's and B's maps, AxK: the mean of K trainings of "
-                        "A, experiments.builtup_ensemble)")
+                        "A, experiments.builtup_ensemble))")
     p.add_argument("--tile", type=int, default=None,
                    help="--loto: prediction tile of the maps (default: each model's own)")
-    p.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, help="--loto: seeds per arm")
+    p.add_argument("--seeds", type=int,
+                   help=f"--loto: seeds per arm (default: {DEFAULT_SEEDS})")
     p.add_argument("--terramesh", metavar="DIR|none",
                    help=f"--loto: TerraMesh cells every fold trains on too, labelled by a "
                         f"land-cover product (default: {EXTRA_FOLDER} in the --data-root; "
@@ -361,7 +363,45 @@ def main(argv: Sequence[str] | None = None) -> int:
                        writes_to=[a.out])
 
 
+#: the options of one of the two experiments: the leave-one-tile-out comparison (``--loto``)
+#: and the single-tile one; either refuses the other's, which it would ignore
+LOTO_ONLY = ("--arms", "--tiles", "--seeds", "--jobs", "--terramesh")
+SINGLE_ONLY = ("--models", "--test")
+
+
+def check_experiment(a: argparse.Namespace) -> None:
+    """Refuse the other experiment's options, and ``--loto``'s arms, before any work.
+
+    The options given neither way (None: their parser's default) are then set to their
+    defaults.
+
+    Without ``--loto`` an ``--arms`` list was ignored (the single-tile experiment ran its
+    ``--models`` for 15 minutes); an unknown arm is refused at once, not after the data checks.
+
+    Raises:
+        ConfigError: an option the run would ignore, or :func:`check_options`' refusals.
+    """
+    other = SINGLE_ONLY if a.loto else LOTO_ONLY
+    given = [f for f in other if getattr(a, f.removeprefix("--").replace("-", "_")) not in
+             (None, [])]
+    if given:
+        them, kind = ("it", "an option") if len(given) == 1 else ("them", "options")
+        raise ConfigError(f"{', '.join(given)}: {kind} of the single-tile experiment, and this "
+                          f"run is --loto (it compares --arms); leave {them} out" if a.loto
+                          else f"{', '.join(given)}: {kind} of the leave-one-tile-out "
+                          "comparison, and this run is the single-tile experiment (it trains "
+                          f"--models); give --loto too, or leave {them} out")
+    for name, default in (("arms", ",".join(DEFAULT_ARMS)), ("tiles", ",".join(DEFAULT_TILES)),
+                          ("seeds", DEFAULT_SEEDS), ("models", ",".join(DEFAULT_MODELS))):
+        if getattr(a, name) is None:
+            setattr(a, name, default)
+    if a.loto:
+        check_options(_names(a.tiles), a.train, _names(a.arms), a.seeds,
+                      usable_cores() if a.jobs is None else a.jobs)
+
+
 def _run(a: argparse.Namespace) -> int:
+    check_experiment(a)
     data = existing_folder(a.data or sample_folder(DW_FOLDER, a.data_root), "Dynamic World",
                            "--data")
     check_output_folder("--out", a.out)

@@ -212,3 +212,28 @@ def test_the_product_command_trains_seed_g_of_a_members_arm_from_seed_g_times_k(
     for arm in ("unet-s2", "unet-s2-one", "unet-s2-window"):
         commands.train(arm, tmp_path, tmp_path / arm, Budget(seed=1))
     assert list(seen.values()) == ["9", "1", "1"]
+
+
+def test_arms_are_checked_at_once_and_not_taken_without_loto(tmp_path, capsys):
+    """``--arms nosucharm`` without ``--loto`` was ignored: the single-tile experiment ran its
+    ``--models`` for 15 minutes. Each experiment refuses the other's options, and ``--loto``
+    refuses an unknown arm before it looks at the data."""
+    from experiments.builtup import main
+
+    common = ["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "-q"]
+    prog = "python -m experiments.builtup: error: "
+    for argv, line in (
+            (["--arms", "nosucharm"], "--arms: an option of the leave-one-tile-out comparison, "
+             "and this run is the single-tile experiment (it trains --models); give --loto "
+             "too, or leave it out"),
+            (["--arms", "unet-s2", "--seeds", "2"], "--arms, --seeds: options of the "
+             "leave-one-tile-out comparison, and this run is the single-tile experiment (it "
+             "trains --models); give --loto too, or leave them out"),
+            (["--loto", "--arms", "nosucharm"], "--arms nosucharm is neither an arm of the "
+             "comparison nor an isamap-train model (python -m experiments.builtup --help names "
+             "them)"),
+            (["--loto", "--models", "unet"], "--models: an option of the single-tile "
+             "experiment, and this run is --loto (it compares --arms); leave it out")):
+        assert main([*argv, *common]) == 2
+        assert capsys.readouterr().err.splitlines() == [prog + line]
+    assert list(tmp_path.iterdir()) == []
