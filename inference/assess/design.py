@@ -30,6 +30,7 @@ import rasterio
 from rasterio.warp import transform as warp_transform
 
 from core.errors import ConfigError, InputDataError
+from core.parsers import SEED_RULE, is_seed
 from core.shareable import shareable_path
 from core.storage import files
 from inference.assess.strata import Strata, read_strata
@@ -208,10 +209,9 @@ def draw(strata: Strata, size: SampleSize, seed: int,
 def design_sample(raster: str, *, n: int | None = None, target_se: float | None = None,
                   target_class: str | None = None, expected_ua: tuple[float, ...] | None = None,
                   seed: int = 0, minimum: int = DEFAULT_MINIMUM) -> Design:
-    """Read ``raster``'s strata, size the sample and draw it; a negative seed is refused first."""
-    if seed < 0:
-        raise ConfigError(f"--seed must be a whole number >= 0, got {seed}; the same seed "
-                          "draws the same points")
+    """Read ``raster``'s strata, size the sample and draw it; a seed numpy refuses goes first."""
+    if not is_seed(seed):
+        raise ConfigError(f"--seed {SEED_RULE}, got {seed}; the same seed draws the same points")
     strata = read_strata(raster)
     size = sample_size(strata, n=n, target_se=target_se, target_class=target_class,
                        expected_ua=expected_ua)

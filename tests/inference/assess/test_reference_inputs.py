@@ -17,6 +17,8 @@ from rasterio.transform import Affine
 from rasterio.warp import transform as warp_transform
 
 from cli.assess import main
+from core.errors import ConfigError
+from inference.assess.design import design_sample
 from inference.cog.maps import NODATA, write_cog
 from tests.support.assess import CLASSES, class_cog, synthetic_scene
 
@@ -233,10 +235,15 @@ def test_a_design_on_change_strata_is_not_scored_on_the_class_map(tmp_path, caps
 
 
 def test_a_negative_seed_is_refused(labelled, tmp_path, capsys):
-    status = main(["design", "--map", str(labelled[0].map_path), "--n", "20", "--seed", "-5",
-                   "--out", str(tmp_path / "d")])
-    line = _refused(capsys, status, tmp_path / "d", "--seed must be a whole number >= 0")
-    assert "-5" in line
+    with pytest.raises(SystemExit) as stop:  # the seed's type refuses it as it is parsed
+        main(["design", "--map", str(labelled[0].map_path), "--n", "20", "--seed", "-5",
+              "--out", str(tmp_path / "d")])
+    assert stop.value.code == 2 and not (tmp_path / "d").exists()
+    assert capsys.readouterr().err.splitlines()[0] == (
+        "isamap-assess design: error: argument --seed: must be a whole number from 0 to "
+        "4294967295, got -5")
+    with pytest.raises(ConfigError, match="--seed must be a whole number from 0 to"):
+        design_sample(str(labelled[0].map_path), n=20, seed=2**32)  # a library caller too
 
 
 def test_a_killed_design_leaves_nothing_a_new_design_mixes_with(labelled, tmp_path,
