@@ -15,7 +15,7 @@ PYTEST_WORKERS ?= 2
 WRITE_BYTECODE := env -u PYTHONDONTWRITEBYTECODE
 DEMO_OUT ?= demo_output
 
-.PHONY: setup browser test test-checks test-bytecode test-noshared test-min lint typecheck docs docs-serve docs-images demo accuracy-figures evidence bench bench-quick notebooks wheel clean
+.PHONY: setup browser test test-slow test-all test-checks test-bytecode test-noshared test-min lint typecheck docs docs-serve docs-images demo accuracy-figures evidence bench bench-quick notebooks wheel clean
 
 CONSTRAINTS := constraints.txt
 
@@ -49,9 +49,17 @@ setup: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# Tiers (setup.cfg): `make test` runs the default tier, every mechanism once, and prints its
+# slowest 25; `make test-slow` the `slow` tier alone (whole chains, the variants and twins, the
+# notebooks, the browser, the wheel, the lab, torchrun); `make test-all` both. .ci/run runs all.
 test: $(STAMP)
 	@$(MAKE) --no-print-directory -j3 --output-sync=target test-checks
-	$(WRITE_BYTECODE) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q
+	$(WRITE_BYTECODE) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q -m 'not slow' --durations=25
+
+test-slow: $(STAMP)
+	$(WRITE_BYTECODE) $(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup -q -m slow --durations=25
+
+test-all: test test-slow
 
 # what runs before the suite, side by side (mypy and mkdocs use one core each): the checks, and
 # the tests collected once so their bytecode and pytest's rewritten asserts are on disk before

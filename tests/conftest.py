@@ -39,6 +39,10 @@ def _slow_modules_first(items: list) -> None:
     items.sort(key=lambda item: getattr(getattr(item, "module", None), "__name__", "") not in slow)
 
 
+#: the tiers: the lab in ``slow``, and an unmarked test over the time limit fails
+pytest_plugins = ["tests.support.tiers"]
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
     """Modules with ``slow`` tests first (:func:`_slow_modules_first`); tests marked
