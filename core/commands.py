@@ -15,6 +15,10 @@ message, so :func:`environment_message` looks through the cause chain and the me
 a failure is treated as a bug. Python warnings (``warnings.warn`` in library code) are routed
 through logging as one ``warning:`` line instead of Python's two-line source echo.
 
+A command that writes a folder claims it with :func:`claim_output_folder`: the folder is checked
+and its lock (:func:`core.lock.hold_output`) held until :func:`run_command` returns, so a second
+run into it is refused in one line naming the holder and a finished folder never mixes two runs.
+
 Two argument helpers live here because every command needs them alike:
 :func:`attach_values` lets ``--bbox -7.45,52.63,-7.43,52.65`` through argparse (which would
 take the value for an option), and :func:`check_range` is the one bound check of numeric flags,
@@ -47,12 +51,14 @@ from core.environment import (
     same_path,
 )
 from core.errors import IsamapError, OptionError
+from core.lock import hold_output
+from core.storage import files
 
 __all__ = ["DETAIL", "EXIT_BAD_INPUT", "EXIT_ENVIRONMENT", "EXIT_INTERRUPTED", "EXIT_OK",
            "EXIT_TERMINATED", "ISAMAP_LOGGERS", "LOW_SPACE_BYTES", "Stopped",
            "add_logging_arguments", "attach_values", "check_apart", "check_output_folder",
-           "check_range", "check_writable", "configure_logging", "environment_message",
-           "log_levels", "run_command", "same_path", "stop_signals"]
+           "check_range", "check_writable", "claim_output_folder", "configure_logging",
+           "environment_message", "log_levels", "run_command", "same_path", "stop_signals"]
 
 EXIT_OK = 0
 EXIT_ENVIRONMENT = 1
@@ -285,6 +291,39 @@ def _stop_within(exc: BaseException) -> KeyboardInterrupt | None:
     return None
 
 
+#: the output folders each running command holds, innermost command last
+#: (:func:`claim_output_folder` adds to the last; :func:`run_command` releases them at its end)
+_claimed: list[contextlib.ExitStack] = []
+
+
+def claim_output_folder(flag: str, path: str | os.PathLike[str] | None, *,
+                        remote: bool = False) -> None:
+    """Check an output folder and hold its lock until the command ends: one run per folder.
+
+    The folder is checked as :func:`check_output_folder` does, then locked
+    (:func:`core.lock.hold_output`) until :func:`run_command` returns, so a second run into it
+    is refused in one line naming the holder (exit 1) before it writes anything, and a
+    finished folder never holds files of two runs. A run refused after the claim removes the
+    folder it created (:func:`core.storage.files.unmade_if_refused`). None passes.
+
+    Args:
+        flag: the flag as the user types it (``--out``), named in messages.
+        path: the folder the command creates or fills.
+        remote: the command writes ``gs://`` folders too (locked by a lock object there).
+
+    Raises:
+        OutputLockedError: another live run holds the folder.
+        RuntimeError: called outside :func:`run_command`, where nothing would release the lock.
+    """
+    check_output_folder(flag, path, remote=remote)
+    if path is None:
+        return
+    if not _claimed:
+        raise RuntimeError("claim_output_folder is called in a command's work (run_command)")
+    _claimed[-1].enter_context(files.unmade_if_refused(path))
+    _claimed[-1].enter_context(hold_output(path))
+
+
 def run_command(prog: str, action: Callable[[], int | None], *, debug: bool = False,
                 writes_to: Sequence[str | None] = (),
                 checks: Sequence[Callable[[], object]] = ()) -> int:
@@ -302,10 +341,14 @@ def run_command(prog: str, action: Callable[[], int | None], *, debug: bool = Fa
     outputs = [str(p) for p in writes_to if p]
     log = logging.getLogger(prog)
     try:
-        with stop_signals():
-            for check in checks:  # a bad setting is refused before any work
-                check()
-            status = action()
+        with stop_signals(), contextlib.ExitStack() as claimed:
+            _claimed.append(claimed)
+            try:
+                for check in checks:  # a bad setting is refused before any work
+                    check()
+                status = action()
+            finally:
+                _claimed.pop()
         return EXIT_OK if status is None else int(status)
     except BrokenPipeError:  # the reader of stdout went away (``| head``): stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
