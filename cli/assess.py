@@ -16,7 +16,7 @@ from pathlib import Path
 
 from core.commands import (
     add_logging_arguments,
-    check_output_folder,
+    claim_output_folder,
     configure_logging,
     run_command,
 )
@@ -144,7 +144,7 @@ def _design(args: argparse.Namespace) -> int:
     # handlers are set (tests/cli/test_assess.py signals the run once they have loaded)
     from inference.assess.point_files import write_design
 
-    check_output_folder("--out", args.out)
+    claim_output_folder("--out", args.out)
     if not (args.map or args.strata):
         raise ConfigError("give --map CLASS_COG, or --strata CHANGE_COG to sample a change map")
     for flag, path in (("--map", args.map), ("--strata", args.strata)):
@@ -180,7 +180,7 @@ def _check_asset(asset: str | None) -> None:
 def _score(args: argparse.Namespace) -> int:
     from inference.assess.report import score  # lazy: as the design's modules, in the work
 
-    check_output_folder("--out", args.out)
+    claim_output_folder("--out", args.out)
     remote = [c.name for c in map(parse_comparison, args.compare) if c.on_earth_engine]
     if remote and not args.project:
         raise ConfigError(f"--compare {', '.join(remote)} reads Earth Engine: give --project "

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from core.commands import (
     add_logging_arguments,
-    check_output_folder,
     check_range,
+    claim_output_folder,
     configure_logging,
     run_command,
 )
@@ -72,7 +72,7 @@ def check_demo_arguments(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     check_demo_arguments(args)
-    check_output_folder("--out", args.out)
+    claim_output_folder("--out", args.out)  # one run per folder: a second is refused
     ctx = DemoContext(Path(args.out).resolve(), args.seed, args.size, args.workers,
                       args.epochs, args.threads, progress=not args.quiet)
     run_demo(ctx, args.until)

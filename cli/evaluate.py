@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from contract.dataset import DATA_ROOT
 from core.commands import (
     add_logging_arguments,
-    check_output_folder,
     check_range,
+    claim_output_folder,
     configure_logging,
     run_command,
 )
@@ -64,7 +64,7 @@ def _evaluate(a: argparse.Namespace) -> int:
     check_range("--batch-size", a.batch_size, 1)
     check_range("--points", a.points, 0)
     check_range("--workers", a.workers, 0, 64)
-    check_output_folder("--out", a.out)
+    claim_output_folder("--out", a.out)  # one run per folder: a second is refused
     problem = files.folder_problem("--data", a.data, DATA_ROOT)
     if problem:
         raise ConfigError(problem)

@@ -13,16 +13,14 @@ from contract.s2_level import ALLOW_L1C_SCOPE, check_allow_l1c_backend
 from core.commands import (
     add_logging_arguments,
     check_apart,
-    check_output_folder,
     check_range,
+    claim_output_folder,
     configure_logging,
     run_command,
 )
 from core.errors import ConfigError
-from core.lock import hold_output
 from core.months import check_month
 from core.parsers import command_parser, given_once, seed
-from core.storage import files
 from engine.allocator import CHECKS
 from inference.point_fit import ISA_CLASSES, FitJob, report_table, run_fit
 from training.models.encoders.registry import PRESTO, parse_encoder
@@ -180,11 +178,9 @@ def _class_names(text: str) -> tuple[str, ...]:
 
 def _run(args: argparse.Namespace) -> int:
     job = job_of(args)
-    check_output_folder("--out", args.out)
+    claim_output_folder("--out", args.out)  # one run per folder: a second is refused
     check_apart(("--out", args.out), [args.out], [("--scenes", args.scenes)])  # OUT/stack/
-    # one run per output folder: a second fit there is refused; a refused one leaves no folder
-    with files.unmade_if_refused(args.out), hold_output(args.out):
-        result = run_fit(job)
+    result = run_fit(job)
     print(report_table(result.report))  # the result, as every command prints its own; -q
     print(f"model: {result.model}")  # quiets the log and progress bars only
     return 0

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from core.commands import (
     add_logging_arguments,
     check_apart,
-    check_output_folder,
+    claim_output_folder,
     configure_logging,
     run_command,
 )
@@ -73,7 +73,7 @@ def _prune(args: dict) -> int:
     from training.pruning import prune
 
     model, data, out = args.pop("model"), args.pop("data"), args.pop("out")
-    check_output_folder("--out", out)
+    claim_output_folder("--out", out)  # one run per folder: a second is refused
     check_apart(("--out", out), run_files(out), [("--model", model)])  # the run's model.pt
     rate, size = args.pop("rate"), args.pop("flops_size")
     overrides = {k: v for k, v in args.items() if v is not None}

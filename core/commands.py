@@ -7,13 +7,18 @@ to :func:`run_command`, so all of them behave alike: progress goes through ``log
 printed on stdout at every level, an error the user can act on is one line on stderr with exit
 status 2 (bad input) or 1 (environment: disk, permissions, network, a remote service),
 Ctrl-C says how to resume and exits 130 (SIGTERM: 143; a second signal during the wind-down
-is ignored, see :func:`stop_signals`), and a traceback appears only with ``--debug``.
+is ignored, see :func:`stop_signals`; :func:`stops_deferred` holds a stop back while a
+step that is done whole or not at all ends), and a traceback appears only with ``--debug``.
 
 Environment failures often reach the command wrapped by a library (GDAL's ``CPLE_*`` errors,
 torch's writer, a thread pool) with the ``OSError`` as their cause or only its text in their
 message, so :func:`environment_message` looks through the cause chain and the messages before
 a failure is treated as a bug. Python warnings (``warnings.warn`` in library code) are routed
 through logging as one ``warning:`` line instead of Python's two-line source echo.
+
+A command that writes a folder claims it with :func:`claim_output_folder`: the folder is checked
+and its lock (:func:`core.lock.hold_output`) held until :func:`run_command` returns, so a second
+run into it is refused in one line naming the holder and a finished folder never mixes two runs.
 
 Two argument helpers live here because every command needs them alike:
 :func:`attach_values` lets ``--bbox -7.45,52.63,-7.43,52.65`` through argparse (which would
@@ -47,12 +52,15 @@ from core.environment import (
     same_path,
 )
 from core.errors import IsamapError, OptionError
+from core.lock import hold_output
+from core.storage import files
 
 __all__ = ["DETAIL", "EXIT_BAD_INPUT", "EXIT_ENVIRONMENT", "EXIT_INTERRUPTED", "EXIT_OK",
            "EXIT_TERMINATED", "ISAMAP_LOGGERS", "LOW_SPACE_BYTES", "Stopped",
            "add_logging_arguments", "attach_values", "check_apart", "check_output_folder",
-           "check_range", "check_writable", "configure_logging", "environment_message",
-           "log_levels", "run_command", "same_path", "stop_signals"]
+           "check_range", "check_writable", "claim_output_folder", "configure_logging",
+           "environment_message", "log_levels", "run_command", "same_path", "stop_signals",
+           "stops_deferred"]
 
 EXIT_OK = 0
 EXIT_ENVIRONMENT = 1
@@ -77,39 +85,86 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
+class _Stops:
+    """What a running command's signal handler knows: the stop it raised, one held back."""
+
+    def __init__(self) -> None:
+        self.raised: Stopped | None = None
+        self.held: int | None = None  # a signal that came inside stops_deferred
+        self.deferred = 0  # how many stops_deferred blocks are open
+
+
+#: the signal state of each running command, innermost last
+_stops: list[_Stops] = []
+
+
 @contextlib.contextmanager
 def stop_signals() -> Iterator[None]:
-    """SIGINT and SIGTERM raise :class:`Stopped` in the main thread, once.
+    """SIGINT and SIGTERM raise :class:`Stopped` in the main thread, and the stop is never lost.
 
-    The first signal starts the command's wind-down; from then on both are ignored, so a
-    second Ctrl-C (or a signal that arrives while the interpreter shuts down) cannot cut a
-    clean-up short or turn the exit status into a death by signal. Without a signal the
-    previous handlers are put back (a command run inside another program leaves it as it was).
-    Outside the main thread (where Python cannot set handlers) nothing changes.
+    The first signal starts the command's wind-down; while it unwinds, later signals are
+    ignored, so a second Ctrl-C cannot cut a clean-up short. A stop that the work swallowed
+    (C code that clears the error its signal check got: numpy's string scalars did, and the
+    command ran on to exit 0) still stands: the next signal raises it again, and a block that
+    ends normally after a stop raises it at its end. Inside :func:`stops_deferred` a signal
+    is held and raised when that block ends. After a stop both signals stay ignored (one that
+    lands while the interpreter shuts down cannot turn the exit status into a death by
+    signal); without one the previous handlers are put back (a command run inside another
+    program leaves it as it was). Outside the main thread (where Python cannot set handlers)
+    nothing changes.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    stopped = False
+    state = _Stops()
 
     def handler(signum: int, frame: object) -> None:
-        nonlocal stopped
-        if stopped:
+        if state.deferred:
+            state.held = state.held or signum
             return
-        stopped = True
-        for s in previous:
-            signal.signal(s, signal.SIG_IGN)
-        raise Stopped(signum)
+        if state.raised is not None and state.raised.__traceback__ is not None:
+            return  # the stop is unwinding (a clean-up caught it): let it run to its end
+        state.raised = Stopped(signum)  # the first, or one that the work swallowed
+        raise state.raised
 
     for s in previous:
         signal.signal(s, handler)
+    _stops.append(state)
+    try:
+        yield
+        if state.raised is not None:  # raised in the work, swallowed there: it stands
+            raise Stopped(state.raised.signum)
+    finally:
+        _stops.remove(state)
+        stopped = state.raised is not None or state.held is not None
+        for s, h in previous.items():
+            signal.signal(s, signal.SIG_IGN if stopped else
+                          h if h is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def stops_deferred() -> Iterator[None]:
+    """A block that SIGINT and SIGTERM do not cut: a stop that comes in it is raised at its end.
+
+    For a step done whole or not at all, such as a set of files written together: prepare
+    the files before it, so the stop waits only for the writing. Outside a command's
+    :func:`stop_signals` (or its main thread) it changes nothing.
+    """
+    state = _stops[-1] if _stops and threading.current_thread() is threading.main_thread() \
+        else None
+    if state is None:
+        yield
+        return
+    state.deferred += 1
     try:
         yield
     finally:
-        if not stopped:
-            for s, h in previous.items():
-                signal.signal(s, h if h is not None else signal.SIG_DFL)
+        state.deferred -= 1
+    if not state.deferred and state.held is not None and state.raised is None:
+        state.raised = Stopped(state.held)
+        raise state.raised
+
 
 _FORMAT = "%(message)s"
 _DEBUG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -285,6 +340,39 @@ def _stop_within(exc: BaseException) -> KeyboardInterrupt | None:
     return None
 
 
+#: the output folders each running command holds, innermost command last
+#: (:func:`claim_output_folder` adds to the last; :func:`run_command` releases them at its end)
+_claimed: list[contextlib.ExitStack] = []
+
+
+def claim_output_folder(flag: str, path: str | os.PathLike[str] | None, *,
+                        remote: bool = False) -> None:
+    """Check an output folder and hold its lock until the command ends: one run per folder.
+
+    The folder is checked as :func:`check_output_folder` does, then locked
+    (:func:`core.lock.hold_output`) until :func:`run_command` returns, so a second run into it
+    is refused in one line naming the holder (exit 1) before it writes anything, and a
+    finished folder never holds files of two runs. A run refused after the claim removes the
+    folder it created (:func:`core.storage.files.unmade_if_refused`). None passes.
+
+    Args:
+        flag: the flag as the user types it (``--out``), named in messages.
+        path: the folder the command creates or fills.
+        remote: the command writes ``gs://`` folders too (locked by a lock object there).
+
+    Raises:
+        OutputLockedError: another live run holds the folder.
+        RuntimeError: called outside :func:`run_command`, where nothing would release the lock.
+    """
+    check_output_folder(flag, path, remote=remote)
+    if path is None:
+        return
+    if not _claimed:
+        raise RuntimeError("claim_output_folder is called in a command's work (run_command)")
+    _claimed[-1].enter_context(files.unmade_if_refused(path))
+    _claimed[-1].enter_context(hold_output(path))
+
+
 def run_command(prog: str, action: Callable[[], int | None], *, debug: bool = False,
                 writes_to: Sequence[str | None] = (),
                 checks: Sequence[Callable[[], object]] = ()) -> int:
@@ -302,10 +390,14 @@ def run_command(prog: str, action: Callable[[], int | None], *, debug: bool = Fa
     outputs = [str(p) for p in writes_to if p]
     log = logging.getLogger(prog)
     try:
-        with stop_signals():
-            for check in checks:  # a bad setting is refused before any work
-                check()
-            status = action()
+        with stop_signals(), contextlib.ExitStack() as claimed:
+            _claimed.append(claimed)
+            try:
+                for check in checks:  # a bad setting is refused before any work
+                    check()
+                status = action()
+            finally:
+                _claimed.pop()
         return EXIT_OK if status is None else int(status)
     except BrokenPipeError:  # the reader of stdout went away (``| head``): stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)

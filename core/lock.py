@@ -4,9 +4,11 @@ Two runs writing one dataset (or one map folder) would delete each other's in-fl
 files and interleave index rewrites. Every writer of an output root therefore holds
 :func:`hold_output` for its whole run: the export backends (local stack + patching, Earth
 Engine pixels and tasks, the Beam export's launcher), region mapping (``isamap-map``, whose
-per-date predictions write under its root), and the ``isamap-train`` and ``isamap-fit``
-commands around their whole run (a training's member and preliminary folders under its root
-take no lock of their own; under torchrun rank 0 alone holds it).
+per-date predictions write under its root), ``isamap-train`` around its whole run (a
+training's member and preliminary folders under its root take no lock of their own; under
+torchrun rank 0 alone holds it), and every other command that writes a folder (``isamap-fit``,
+``-evaluate``, ``-assess``, ``-prune``, ``-demo``) through
+:func:`core.commands.claim_output_folder`, from its check of the folder to the command's end.
 
 - A local root is locked with ``flock`` on ``<root>/.isamap.lock``: the kernel releases the lock
   when its holder dies (even by SIGKILL), so a lock left by a dead run is simply taken over; the

@@ -92,11 +92,12 @@ def gdal_path(path: str | os.PathLike[str]) -> str:
 
 @contextmanager
 def unmade_if_refused(*folders: str | os.PathLike[str]) -> Iterator[None]:
-    """Remove the local ``folders`` the block created when it fails, while they are empty.
+    """Remove the local ``folders`` the block created when it fails or is stopped, if empty.
 
     A refused run leaves no new folder behind (an empty ``--out`` after a refusal looked like
     a run's output), nor the new folders above them (``--out a/b/out`` where ``a`` was not
-    there); one that existed before, or that the run wrote into, stays.
+    there), and neither does a run stopped (Ctrl-C, SIGTERM) before it wrote anything; one
+    that existed before, or that the run wrote into, stays.
     """
     made: set[Path] = set()
     for given in folders:
@@ -108,7 +109,7 @@ def unmade_if_refused(*folders: str | os.PathLike[str]) -> Iterator[None]:
             folder = folder.parent
     try:
         yield
-    except Exception:
+    except BaseException:
         for folder in sorted(made, key=lambda p: len(p.parts), reverse=True):  # inner first
             with contextlib.suppress(OSError):  # not empty: the run wrote there, it stays
                 folder.rmdir()

@@ -35,6 +35,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
+from core.commands import stops_deferred
 from core.csv_text import csv_text
 from core.errors import ConfigError, InputDataError
 from core.shareable import shareable, shareable_path
@@ -90,17 +91,24 @@ def point_ids(design: Design) -> list[str]:
     return [point_id(i + 1) for i in range(design.stratum.size)]
 
 
-def _rows(design: Design, map_class: np.ndarray) -> list[dict]:
-    """One row per point in the interpreter's order, with what the scorer alone reads."""
+def _rows(design: Design, map_class: Sequence[str]) -> list[dict]:
+    """One row per point in the interpreter's order, with what the scorer alone reads.
+
+    Linear in the points: what is the same on every row (the strata's id, the inclusion
+    probabilities) is computed once, and every value is a Python string before the loop
+    (a signal that lands in numpy's string scalars was lost there).
+    """
     names, order, ids = design.strata.classes, design.order, point_ids(design)
     drawn = design_id(ids, design.lon[order], design.lat[order])
-    return [{"id": pid, "lon": f"{design.lon[i]:.7f}", "lat": f"{design.lat[i]:.7f}",
-             "x": f"{design.x[i]:.2f}", "y": f"{design.y[i]:.2f}",
-             "strata_id": design.strata.strata_id, "design_id": drawn, "reference": "",
-             "stratum": names[int(design.stratum[i])],
-             "inclusion_probability": f"{design.inclusion[i]:.6g}",
-             "map_class": str(map_class[i])}
-            for pid, i in zip(ids, order, strict=True)]
+    strata, inclusion = design.strata.strata_id, design.inclusion
+    return [{"id": pid, "lon": f"{lon:.7f}", "lat": f"{lat:.7f}", "x": f"{x:.2f}",
+             "y": f"{y:.2f}", "strata_id": strata, "design_id": drawn, "reference": "",
+             "stratum": names[stratum], "inclusion_probability": f"{p:.6g}",
+             "map_class": map_class[i]}
+            for pid, i, lon, lat, x, y, stratum, p in zip(
+                ids, order.tolist(), design.lon[order].tolist(), design.lat[order].tolist(),
+                design.x[order].tolist(), design.y[order].tolist(),
+                design.stratum[order].tolist(), inclusion[order].tolist(), strict=True)]
 
 
 def _text(path: Path, text: str) -> Path:
@@ -127,7 +135,7 @@ def sample_geojson(rows: Sequence[dict], show_map_class: bool = False) -> dict:
     return {"type": "FeatureCollection", "features": features}
 
 
-def write_kml(rows: Sequence[dict], path: Path, title: str = "isamap reference sample") -> Path:
+def kml_text(rows: Sequence[dict], title: str = "isamap reference sample") -> str:
     """Placemarks named by id at their position: nothing else, so no balloon shows a class.
 
     The Document alone names the design: ``design_id`` in its description and ExtendedData.
@@ -136,13 +144,12 @@ def write_kml(rows: Sequence[dict], path: Path, title: str = "isamap reference s
     marks = [f"  <Placemark><name>{escape(row['id'])}</name>"
              f"<Point><coordinates>{row['lon']},{row['lat']},0</coordinates></Point>"
              "</Placemark>" for row in rows]
-    text = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
             '<kml xmlns="http://www.opengis.net/kml/2.2">\n<Document>\n'
             f"  <name>{escape(title)}</name>\n"
             f"  <description>sample design_id {drawn}</description>\n  <ExtendedData>"
             f'<Data name="design_id"><value>{drawn}</value></Data></ExtendedData>\n'
             + "\n".join(marks) + "\n</Document>\n</kml>\n")
-    return _text(path, text)
 
 
 #: what points are read for: an accuracy assessment's estimates, or a fit's training
@@ -342,6 +349,9 @@ def write_design(raster: str, out: Path, *, n: int | None = None,
     a ``sample.json`` (of unknown origin). The same design again (an earlier isamap's record
     lacks ``design_id``) writes only what is missing (a killed run's rest): a labelled
     ``sample.csv`` keeps its labels; the labelling app (no labels) follows ``asset_id``.
+    Every file is made before the first is written, and the writing is not cut by Ctrl-C or
+    SIGTERM (:func:`core.commands.stops_deferred`): a stopped run leaves the whole design or
+    nothing of it.
     """
     design = design_sample(raster, n=n, target_se=target_se, target_class=target_class,
                            expected_ua=expected_ua, seed=seed, minimum=minimum)
@@ -362,11 +372,11 @@ def write_design(raster: str, out: Path, *, n: int | None = None,
         if previous != json.loads(json.dumps(record)):
             raise ConfigError(f"{out} holds another sample design ({record_path}); its points "
                               "may be labelled already: choose another --out")
-    texts: dict[str, tuple[Path, Callable[[], str] | None]] = {
+    texts: dict[str, tuple[Path, Callable[[], str]]] = {
         "csv": (out / "sample.csv", lambda: _csv(rows, _columns(show_map_class))),
         "geojson": (out / "sample.geojson",
                     lambda: json.dumps(sample_geojson(rows, show_map_class), indent=1)),
-        "kml": (out / "sample.kml", None),
+        "kml": (out / "sample.kml", lambda: kml_text(rows)),
         "app": (out / "labelling_app.js", lambda: labelling_app_script(
             sample_geojson(rows), design.strata.classes, pixel_size=design.strata.resolution,
             asset_id=asset_id)),
@@ -379,22 +389,27 @@ def write_design(raster: str, out: Path, *, n: int | None = None,
         if stray:
             raise ConfigError(f"{out} holds {', '.join(stray)} but no {RECORD_FILE}, so whose "
                               "points they are is unknown; delete them or choose another --out")
-        out.mkdir(parents=True, exist_ok=True)
-        _text(record_path, json.dumps(record, indent=1))  # first: a killed run leaves it
+    # every file is made before the first is written, then all are written at once: a stop
+    # (Ctrl-C, SIGTERM) leaves the whole design or none of it; a killed run leaves the record
+    # first, and the same command writes the rest
     app_path, make_app = texts["app"]  # it holds no labels: rewritten to follow --asset
-    if app_path.exists() and make_app and app_path.read_text("utf-8") != (app := make_app()):
-        _text(app_path, app)
-    for path, make in texts.values():
-        if not path.exists():
-            write_kml(rows, path) if make is None else _text(path, make())
+    ready = {path: make() for path, make in texts.values() if not path.exists()}
+    if app_path.exists() and app_path.read_text("utf-8") != (app := make_app()):
+        ready[app_path] = app
+    if not record_path.exists():
+        ready = {record_path: json.dumps(record, indent=1), **ready}
+    with stops_deferred():
+        out.mkdir(parents=True, exist_ok=True)
+        for path, text in ready.items():
+            _text(path, text)
     return WrittenDesign(design, {k: v[0] for k, v in texts.items()} | {"json": record_path})
 
 
-def _map_classes(design: Design, map_path: str | None) -> np.ndarray:
+def _map_classes(design: Design, map_path: str | None) -> list[str]:
     """The map's class name at each point: the stratum, or ``map_path``'s class there."""
     names = design.strata.classes
     if map_path is None or map_path == design.strata.path:
-        return np.asarray([names[int(s)] for s in design.stratum])
+        return [names[s] for s in design.stratum.tolist()]
     classes = class_names(map_path)
     values = values_at(map_path, design.lon, design.lat)
-    return np.asarray([classes[v] if 0 <= v < len(classes) else "nodata" for v in values])
+    return [classes[v] if 0 <= v < len(classes) else "nodata" for v in values.tolist()]

@@ -6,6 +6,8 @@ import csv
 import json
 import re
 
+import pytest
+
 from cli.assess import main
 from tests.support.assess import labelled_as_the_map, synthetic_scene, write_rows
 
@@ -174,6 +176,61 @@ def test_design_stops_on_ctrl_c_and_sigterm_and_exits_without_a_long_teardown(tm
             assert main(["design", "--map", str(scene.map_path), "--n", "300", "--out",
                          str(out), "-q"]) == 0
         assert (out / "sample.csv").exists() and (out / "labelling_app.js").exists()
+
+
+_DESIGN_STOPPED_MIDWAY = """
+import os, signal, sys, threading, time
+from cli.assess import main
+
+def making_rows(frame):  # the loop over the points (Python 3.11: a frame of its own)
+    while frame is not None:
+        if frame.f_code.co_name == "<listcomp>" and frame.f_back.f_code.co_name == "_rows":
+            return True
+        frame = frame.f_back
+    return False
+
+def stop_while_the_rows_are_made():  # the main thread's stack tells where the work is
+    main_thread = threading.main_thread().ident
+    while not making_rows(sys._current_frames().get(main_thread)):
+        time.sleep(0.0005)
+    print(time.monotonic(), flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=stop_while_the_rows_are_made, daemon=True).start()
+sys.exit(main(["design", "--map", sys.argv[1], "--n", "40000", "--out", sys.argv[2], "-q"]))
+"""
+
+
+@pytest.mark.slow
+def test_a_large_design_stops_within_seconds_on_sigterm_and_leaves_no_half_design(tmp_path):
+    """With a large --n the design ignored SIGINT and SIGTERM and wrote every file, exit 0:
+    its files took O(n²) to make (the inclusion probabilities recomputed for each row; 3 min
+    for 140,000 points) and the one stop the handler raised was lost there (numpy's string
+    scalars cleared it), after which both signals were ignored. The rows are made in linear
+    time, a stop the work swallowed stands, and the files are made before any is written: a
+    SIGTERM while the rows are made ends the run within seconds, exit 143, and no file of the
+    design is left."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.support import REPO_ROOT
+
+    scene = synthetic_scene(tmp_path, size=1000)
+    out = tmp_path / "design"
+    proc = subprocess.Popen([sys.executable, "-c", _DESIGN_STOPPED_MIDWAY, str(scene.map_path),
+                             str(out)], cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        signalled = float(proc.stdout.readline())
+        _, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    took = time.monotonic() - signalled
+    assert proc.returncode == 143, (proc.returncode, err)
+    assert took < 5, f"the run ended {took:.1f} s after its SIGTERM"
+    assert "terminated (SIGTERM)" in err and "Traceback" not in err, err
+    assert not out.exists() or not any(out.iterdir()), sorted(out.iterdir())
 
 
 def test_a_labelling_apps_asset_and_a_future_dynamic_world_year_are_refused_first(tmp_path,

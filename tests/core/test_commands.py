@@ -19,6 +19,7 @@ from core.commands import (
     configure_logging,
     environment_message,
     run_command,
+    stops_deferred,
 )
 from core.errors import ConfigError
 
@@ -294,3 +295,50 @@ def test_without_a_signal_the_previous_handlers_are_back():
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     assert run_command("isamap-test", lambda: 0) == 0
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+@pytest.fixture
+def handlers_kept():
+    """The test process's SIGINT and SIGTERM handlers, put back after a command was stopped."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, h in before.items():
+        signal.signal(s, h)
+
+
+def test_a_stop_the_work_swallowed_still_ends_the_command_as_stopped(handlers_kept, caplog):
+    """The one Stopped the handler raised was lost where the work swallowed it (numpy's string
+    scalars clear it in C; a loop's ``except BaseException`` would too), both signals were then
+    ignored, and the command ran to its end: exit 0 after a SIGTERM. The stop now stands."""
+    import os
+    import time
+
+    def work() -> int:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises here
+        except KeyboardInterrupt:
+            pass  # swallowed
+        return 0
+
+    started = time.monotonic()
+    assert run_command("isamap-test", work) == 143
+    assert time.monotonic() - started < 4
+    assert "isamap-test: terminated (SIGTERM)" in caplog.text
+
+
+def test_a_stop_inside_stops_deferred_waits_for_the_block_to_end(handlers_kept):
+    import os
+
+    steps: list[str] = []
+
+    def work() -> int:
+        with stops_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # the handler runs here and holds the stop back
+                steps.append("written")
+        steps.append("after the block")  # never reached: the stop is raised as it ends
+        return 0
+
+    assert run_command("isamap-test", work) == 130
+    assert steps == ["written"] * 1000

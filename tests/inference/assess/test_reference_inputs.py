@@ -253,10 +253,14 @@ def test_a_killed_design_leaves_nothing_a_new_design_mixes_with(labelled, tmp_pa
     scene, _ = labelled
     out = tmp_path / "d"
 
-    def killed(design, path, title="isamap reference sample"):
-        raise KeyboardInterrupt  # the run stops here, as a kill would
+    written = point_files._text
 
-    monkeypatch.setattr(point_files, "write_kml", killed)
+    def killed(path, text):
+        if path.name == "sample.kml":
+            raise KeyboardInterrupt  # the run is killed while it writes the files
+        return written(path, text)
+
+    monkeypatch.setattr(point_files, "_text", killed)
     with pytest.raises(KeyboardInterrupt):
         point_files.write_design(str(scene.map_path), out, n=600, minimum=30, seed=1)
     monkeypatch.undo()
