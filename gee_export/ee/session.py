@@ -222,7 +222,8 @@ class EESession:
 
     # ------------------------------------------------------------------ calls
     def call(self, what: str, fn: Callable[..., Any], *args: Any,
-             idempotent: bool = True, limited: bool = False) -> Any:
+             idempotent: bool = True, limited: bool = False,
+             any_failure: bool = False) -> Any:
         """Run ``fn(*args)`` with the retry policy; ``what`` names it in error messages.
 
         Args:
@@ -237,6 +238,9 @@ class EESession:
                 number of requests in flight) and tells it how the attempt ended; under an
                 adaptive limit a 429 is its flow control and does not count against the
                 retry budget while the limit can come down (``retry_call``'s ``free``).
+            any_failure: a read retried after any failure but authentication and a spent cap
+                (``Profile.getProfiles``: earthengine-api's ``ee.profilePrinting`` retries it
+                after every error, as a profile the service has not stored yet is refused).
 
         "Computation timed out" is retried once only (:data:`TIMEOUT_RETRIES`): a second
         one means the request is too large to compute in the interactive limit, and the
@@ -254,7 +258,8 @@ class EESession:
             if kind == "transient" and computation_timeout(exc):
                 timeouts[0] += 1
                 return timeouts[0] <= TIMEOUT_RETRIES
-            return kind == "quota" or (idempotent and kind == "transient")
+            return kind == "quota" or (idempotent and kind == "transient") or (
+                any_failure and kind != "auth")
 
         def fail(exc: Exception, attempt: int, exhausted: bool) -> Exception:
             kind = classify(exc)
@@ -354,14 +359,17 @@ class EESession:
             r, profile=ids.append), request, limited=True)
         if ids:
             meter.record(ids[-1], pixels)
+        else:  # no profile header on the answer: nothing to price it by (said once)
+            meter.no_profile_id()
         self.read_profiles()
         return answer
 
     def read_profiles(self, flush: bool = False) -> None:
         """Read a full batch of pending profiles (``flush``: all of them); price from them.
 
-        One ``Profile.getProfiles`` request per batch, through :meth:`call`. A profile that
-        cannot be read or parsed stops the profiling (said once); the run goes on. The
+        One ``Profile.getProfiles`` request per batch, through :meth:`call`, retried after any
+        failure as earthengine-api retries it. A profile still unread after the retries, or
+        that cannot be parsed, stops the profiling (said once); the run goes on. The
         budget's requests are then priced at the measured rate per Mpx times the mean
         pixels of the requests sent so far.
         """
@@ -371,7 +379,8 @@ class EESession:
         while batch := meter.due(flush):
             try:
                 text = self.call("reading computePixels profiles", self._transport().get_info,
-                                 profiles_request([profile_id for profile_id, _ in batch]))
+                                 profiles_request([profile_id for profile_id, _ in batch]),
+                                 any_failure=True)
                 meter.add(batch, text)
             except Exception as exc:  # a price never fails the run
                 meter.give_up(f"{type(exc).__name__}: {exc}")
