@@ -94,6 +94,11 @@ __all__ = [
 # TimeoutError is transient, and EESession.call tries again. The client applies it once
 # initialised: the handshake of ee.Initialize itself has no limit.
 REQUEST_DEADLINE_S = 600
+# The endpoint the process's earthengine-api client was last initialised on by a session. The
+# client is one per process: a session opened on the other endpoint (a map's high-volume one,
+# after a publication's standard one) moves it for every session, so a session whose endpoint
+# it is not initialises the client on its own again before its next call.
+_CLIENT: dict[str, str | None] = {"url": None}
 # "Computation timed out" answers retried before the caller is told (it then halves the window).
 TIMEOUT_RETRIES = 1
 
@@ -154,6 +159,8 @@ class EESession:
         self.without_account, self.purpose = without_account, purpose
         self.application_default = application_default
         self.high_volume = high_volume
+        #: the endpoint :meth:`initialize` opened (None: a transport given, its URL not ours)
+        self.endpoint: str | None = None
         self.retry = retry or RetryPolicy()
         self.transport = transport
         self._sleep = sleep
@@ -195,6 +202,12 @@ class EESession:
                 "earthengine-api is not installed; pip install 'isamap[ee]'")) from None
         if not self.project:
             raise AuthenticationError(self._auth_help("no --project given"))
+        self._open(ee)
+        self.transport = EETransport(ee, self.project, self.workload_tag)
+        return self
+
+    def _open(self, ee: Any) -> None:
+        """``ee.Initialize`` on this session's endpoint, named explicitly (see :data:`_CLIENT`)."""
         url = endpoint_url(self.high_volume)
         ee.data.setMaxRetries(CLIENT_RETRIES)  # before Initialize: its requests are calls too
 
@@ -212,8 +225,7 @@ class EESession:
 
         retry_call(init, self.retry, sleep=self._sleep, fail=fail, delay=self._next_delay,
                    retryable=lambda exc: classify(exc) in ("quota", "transient"))
-        self.transport = EETransport(ee, self.project, self.workload_tag)
-        return self
+        self.endpoint = _CLIENT["url"] = url
 
     def _auth_help(self, reason: str) -> str:
         """How to authenticate, and what the command can do without an account."""
@@ -248,6 +260,8 @@ class EESession:
         attempts of up to five minutes each.
         """
         if isinstance(self.transport, EETransport):
+            if self.endpoint is not None and _CLIENT["url"] != self.endpoint:
+                self._open(self.transport.ee)  # another session moved the process's client
             self.transport.configure_client()
         timeouts = [0]
 
