@@ -40,6 +40,9 @@ class VrtBand:
     description: str | None = None
     #: a colour table (RGBA per value from 0), which makes the band's interpretation Palette
     colours: tuple[tuple[int, int, int, int], ...] | None = None
+    #: ``(source value, value)`` pairs GDAL maps every piece's pixels through (a VRT
+    #: ``<LUT>``, linear between pairs): values stored as codes read as what they stand for
+    lut: tuple[tuple[float, float], ...] | None = None
 
 
 def mosaic_vrt(width: int, height: int, transform: Affine, crs: Any,
@@ -78,14 +81,17 @@ def mosaic_vrt(width: int, height: int, transform: Affine, crs: Any,
             parts.append("    <ColorInterp>Palette</ColorInterp><ColorTable>" + "".join(
                 f'<Entry c1="{r}" c2="{g}" c3="{b}" c4="{a}"/>' for r, g, b, a in band.colours)
                 + "</ColorTable>\n")
+        source = "ComplexSource" if band.lut else "SimpleSource"
+        lut = ("<LUT>" + ",".join(f"{a!r}:{b!r}" for a, b in band.lut) + "</LUT>"
+               if band.lut else "")
         for p in pieces:
             parts.append(
-                f'    <SimpleSource><SourceFilename relativeToVRT="{int(p.relative)}">'
+                f'    <{source}><SourceFilename relativeToVRT="{int(p.relative)}">'
                 f"{html.escape(p.filename)}</SourceFilename>"
                 f"<SourceBand>{band.source_band}</SourceBand>"
                 f'<SrcRect xOff="0" yOff="0" xSize="{p.width}" ySize="{p.height}"/>'
                 f'<DstRect xOff="{p.col_off}" yOff="{p.row_off}" xSize="{p.width}" '
-                f'ySize="{p.height}"/></SimpleSource>\n')
+                f'ySize="{p.height}"/>{lut}</{source}>\n')
         parts.append("  </VRTRasterBand>\n")
     parts.append("</VRTDataset>\n")
     return "".join(parts)

@@ -22,6 +22,7 @@ import math
 import random
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -250,7 +251,7 @@ RESTRICTED_WARNING = (
     "Visit https://developers.google.com/earth-engine/guides/noncommercial_tiers#restricted_mode"
     " to learn more.")
 """earthengine-api's warning for an answer whose quota-status header says
-``parallelism_restricted=true``; the session's transport makes it an exception."""
+``parallelism_restricted=true``; the answer itself is served (slowed, on the real service)."""
 
 
 @dataclass
@@ -263,8 +264,8 @@ class EecuAccount:
     day's spending reached it is refused with :data:`DAILY_QUOTA_MESSAGE` (HTTP 429) until
     :meth:`new_day`; the request that crossed it was computed (the service documents the
     quota as approximate). Past a noncommercial ``monthly_allowance_s`` every answer comes
-    in restricted mode, which the session's transport raises as
-    :data:`RESTRICTED_WARNING`. Thread-safe; ``refused`` counts the refusals.
+    in restricted mode: computed, with the client's :data:`RESTRICTED_WARNING` (``restricted``
+    counts those answers). Thread-safe; ``refused`` counts the refusals.
     """
 
     per_mpx_s: float = 4.0
@@ -274,6 +275,7 @@ class EecuAccount:
     spent_today_s: float = 0.0
     spent_month_s: float = 0.0
     refused: int = 0
+    restricted: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def compute(self, pixels: int, requests: int = 1) -> float:
@@ -284,8 +286,8 @@ class EecuAccount:
                 raise HttpError(429, DAILY_QUOTA_MESSAGE)
             if (self.monthly_allowance_s is not None
                     and self.spent_month_s >= self.monthly_allowance_s):
-                self.refused += 1
-                raise UserWarning(RESTRICTED_WARNING)
+                self.restricted += 1  # answered, slowed: the client warns as it reads it
+                warnings.warn(RESTRICTED_WARNING, UserWarning, stacklevel=2)
             cost = requests * self.per_request_s + self.per_mpx_s * pixels / 1e6
             self.spent_today_s += cost
             self.spent_month_s += cost

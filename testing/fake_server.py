@@ -8,7 +8,9 @@ structured array cut out of the local backend's stack GeoTIFFs with rasterio; wh
 (coarse or fine) answers is decided by the expression's reprojection, not by the request's
 resolution, so a request built from the wrong image cannot be served. Export tasks read the tile's
 grid from the task's serialized expression (reproject + clipToBoundsAndScale) and write the
-GeoTIFF into the Cloud Storage emulator bucket named in the task's config. Faults (429, 500,
+GeoTIFF into the Cloud Storage emulator bucket named in the task's config, in the data types
+the expression gives its bands (the embedding's 8-bit integers unless the image is cast, and a
+task of incompatible types FAILED as Earth Engine fails it). Faults (429, 500,
 timeouts) can be injected per call, or at one request window (:attr:`StackTransport.fail_at`);
 a project's metered compute (``account``: :class:`testing.fake_quota.EecuAccount`) refuses
 requests past a daily EECU-time quota and answers in restricted mode past a monthly allowance,
@@ -289,13 +291,22 @@ class StackTransport:
         assert dims["width"] % 256 == 0 and dims["width"] >= width
         eecu = (self.account.compute(width * height, requests=0) if self.account is not None
                 else self.task_eecu_s)
-        if self.task_error:
+        # the exported image's data types, as the recipe gives them: the embedding's bands
+        # 8-bit integers, every other band float32, unless the whole image is cast
+        exported = graph.resolve(rp["image"]).get("functionInvocationValue", {})
+        cast = exported.get("functionName") == "Image.toFloat"
+        embedded = [b for b in bands if is_embedding_band(b)]
+        mixed = bool(embedded) and len(embedded) < len(bands) and not cast
+        error = self.task_error or (MIXED_TYPES if mixed else "")
+        if error:
             task_id = f"T{next(self._ids)}"
-            self.tasks[task_id] = {"id": task_id, "state": "FAILED",
-                                   "error_message": self.task_error}
+            self.tasks[task_id] = {"id": task_id, "state": "FAILED", "error_message": error}
             return task_id
         data = self._pixels(bands, crs, transform, width, height, fine)
-        arr = np.stack([data[b] for b in bands]).astype(np.float32)
+        for b in embedded:  # the published integers of the native values, -128 masked
+            data[b] = quantise(np.where(data[b] == FLOAT_NODATA, np.nan, data[b]))
+        arr = np.stack([data[b] for b in bands]).astype(
+            np.int8 if embedded and not cast and not mixed else np.float32)
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "tile.tif")
             write_geotiff(path, arr, rasterio.Affine(*transform), crs, None)
@@ -311,6 +322,11 @@ class StackTransport:
     def task_status(self, task_ids: list[str]) -> list[dict[str, Any]]:
         self._maybe_fail()
         return [self.tasks.get(t, {"id": t, "state": "UNKNOWN"}) for t in task_ids]
+
+
+MIXED_TYPES = ("Exported bands must have compatible data types; found inconsistent types: "
+               "Int8 and Float32.")
+"""How Earth Engine fails a GeoTIFF export task whose bands have incompatible data types."""
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,41 @@ def dequantise(q: np.ndarray) -> np.ndarray:
     return out
 
 
+def decode_bands(data: np.ndarray, bands: Sequence[str]) -> np.ndarray:
+    """``data`` (bands, h, w, float32) with its embedding bands' integers made values, in place.
+
+    The reader of the published integers wherever they arrive as numbers of another type: a
+    batch task's GeoTIFF holds every band as float32 (:func:`one_type`), the embedding's as
+    its integers, masked -128. Other bands are left as they are.
+    """
+    for i, band in enumerate(bands):
+        if is_embedding_band(band):
+            data[i] = dequantise(data[i])
+    return data
+
+
+def lookup_table(masked: float) -> tuple[tuple[float, float], ...]:
+    """:func:`dequantise` as ``(integer, value)`` pairs, :data:`MASKED` -> ``masked``.
+
+    What a GDAL VRT's ``<LUT>`` applies to a band of the published integers, so any reader
+    of the VRT (``/vsigs/`` included) gets the embedding's values.
+    """
+    q = np.arange(-LARGEST, LARGEST + 1)
+    return ((float(MASKED), masked),
+            *zip(q.astype(float).tolist(), dequantise(q).astype(float).tolist(), strict=True))
+
+
+def one_type(image: Any):
+    """``image`` with every band float32, as a batch task exports it.
+
+    Earth Engine refuses a GeoTIFF export whose bands have incompatible data types ("Exported
+    bands must have compatible data types"): the embedding's 8-bit integers beside float32
+    reflectance or a float label. Cast, the integers stay the published ones (-128 masked),
+    and the tile's readers turn them into values (:func:`decode_bands`, :func:`lookup_table`).
+    """
+    return image.toFloat()
+
+
 def collection(region: Any, year: int):
     """The year's embedding images over ``region`` (an Earth Engine geometry)."""
     import ee

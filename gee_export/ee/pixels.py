@@ -23,7 +23,7 @@ from gee_export.ee.embedding import dequantise, is_embedding_band
 MAX_REQUEST_BYTES = 50_331_648  # 48 MiB, uncompressed
 MAX_REQUEST_SIDE = 32_768
 MAX_REQUEST_BANDS = 1_024
-BYTES_PER_VALUE = 4  # every band is requested as float32
+FLOAT_BYTES = 4  # every band but the Satellite Embedding's is requested as float32
 FLOAT_NODATA_BELOW = -1.0e38  # stack.FLOAT_NODATA marks masked pixels; anything this low is NaN
 #: Bytes of an answer turned band-planar at a time (see :func:`planar`)
 PLANAR_BLOCK_BYTES = 1 << 20
@@ -47,23 +47,34 @@ class SubRequest:
 
     @property
     def nbytes(self) -> int:
-        return self.window.width * self.window.height * len(self.bands) * BYTES_PER_VALUE
+        return self.window.width * self.window.height * bands_bytes(self.bands)
+
+
+def value_bytes(band: str) -> int:
+    """Bytes of one value of ``band`` in an answer: the embedding's 8-bit integers, else float32."""
+    return 1 if is_embedding_band(band) else FLOAT_BYTES
+
+
+def bands_bytes(bands: tuple[str, ...]) -> int:
+    """Bytes of one pixel of ``bands`` in an answer (each band by its own data type)."""
+    return sum(value_bytes(b) for b in bands)
 
 
 def split_request(window: Window, bands: tuple[str, ...],
                   limits: Limits | None = None) -> list[SubRequest]:
     """Cover ``window`` x ``bands`` with requests that each respect ``limits``.
 
-    Band groups come first (they need no stitching); only when a single band of the window is
-    too large is the window also cut into tiles.
+    Band groups come first (they need no stitching), in band order, each band counted at
+    the bytes of its data type (:func:`value_bytes`: the embedding's values are one byte);
+    only when a single band of the window is too large is the window also cut into tiles.
     """
     limits = limits or Limits()
     if not bands:
         raise ConfigError("a pixel request needs at least one band")
-    side = limits.max_side
-    per_band = window.width * window.height * BYTES_PER_VALUE
-    if per_band > limits.max_bytes or window.width > side or window.height > side:
-        tile = min(side, math.isqrt(limits.max_bytes // BYTES_PER_VALUE))
+    side, pixels = limits.max_side, window.width * window.height
+    widest = max(value_bytes(b) for b in bands)
+    if pixels * widest > limits.max_bytes or window.width > side or window.height > side:
+        tile = min(side, math.isqrt(limits.max_bytes // widest))
         if tile < 1:
             raise ConfigError(f"request limit {limits.max_bytes} bytes is below one pixel")
         out = []
@@ -73,8 +84,16 @@ def split_request(window: Window, bands: tuple[str, ...],
                              width=min(tile, window.col_end - c))
                 out.extend(split_request(sub, bands, limits))
         return out
-    group = max(1, min(limits.max_bands, limits.max_bytes // per_band))
-    return [SubRequest(window, tuple(bands[i:i + group])) for i in range(0, len(bands), group)]
+    groups: list[list[str]] = [[]]
+    size = 0  # bytes of the group being filled, each band at its own data type's size
+    for band in bands:
+        grown = size + pixels * value_bytes(band)
+        if groups[-1] and (grown > limits.max_bytes or len(groups[-1]) >= limits.max_bands):
+            groups.append([])
+            grown = pixels * value_bytes(band)
+        groups[-1].append(band)
+        size = grown
+    return [SubRequest(window, tuple(group)) for group in groups]
 
 
 def grid_spec(grid: Grid, window: Window) -> dict[str, Any]:

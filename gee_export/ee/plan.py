@@ -20,7 +20,7 @@ from contract.splits import (
 )
 from gee_export.ee.budget import format_budget
 from gee_export.ee.compute import ComputeEstimate, estimate, format_duration, format_estimate
-from gee_export.ee.pixels import BYTES_PER_VALUE, Limits, split_request
+from gee_export.ee.pixels import FLOAT_BYTES, Limits, bands_bytes, split_request
 from gee_export.ee.tasks import (
     CONCURRENT_BATCH_TASKS,
     DEFAULT_PATCHES_PER_TILE,
@@ -102,11 +102,11 @@ def make_plan(region: Region, grid: Grid, months: tuple[str, ...], bands: tuple[
     patches_per_month = len(splits)
     window = grid.patch_window(0, 0) if grid.patch_count else None
     per_patch = len(split_request(window, names, limits)) if window else 0
-    patch_bytes = grid.patch_size ** 2 * len(names) * BYTES_PER_VALUE
+    patch_bytes = grid.patch_size ** 2 * bands_bytes(names)
     if fine_scale:
         fine = grid.scaled(fine_scale)
         per_patch += len(split_request(fine.patch_window(0, 0), ("label",), limits))
-        patch_bytes += fine.patch_size ** 2 * BYTES_PER_VALUE
+        patch_bytes += fine.patch_size ** 2 * FLOAT_BYTES
     n_months = len(months)
     tiles = plan_tiles(grid, patches_per_tile) if grid.patch_count else []
     tile_px = file_dimensions(tiles[0].window) if tiles else 0

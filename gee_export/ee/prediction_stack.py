@@ -12,7 +12,9 @@ threshold, and the composite windows a cloudy month was widened to). This module
 - exports that image as grid-aligned GeoTIFF tiles to Cloud Storage with batch tasks for
   regions too large for interactive requests (:func:`export_prediction_stack`), resumably, and
   writes a VRT over the tiles with the band names and the masked value, which Earth Engine's
-  GeoTIFFs do not carry, so the predictor reads it in place through ``/vsigs/``.
+  GeoTIFFs do not carry, and the Satellite Embedding's de-quantisation (its tiles hold the
+  published integers, :func:`gee_export.ee.embedding.lookup_table`), so the predictor reads
+  the stack's values in place through ``/vsigs/``.
 
 Every server call goes through :class:`gee_export.ee.session.EESession` (retries, one
 clear authentication error). Task descriptions are sanitised where tasks are built
@@ -36,7 +38,7 @@ from core.errors import ConfigError, EmptyCompositeError
 from core.progress import progress_bar
 from core.storage import GcsStore, Store, open_store
 from gee_export.ee.embedding import collection as embedding_collection
-from gee_export.ee.embedding import require_layer
+from gee_export.ee.embedding import is_embedding_band, lookup_table, require_layer
 from gee_export.ee.labels import LabelSource, parse_label_source
 from gee_export.ee.recipe import (
     FLOAT_NODATA,
@@ -298,7 +300,11 @@ def _write_vrts(store: Store, name: str, windows: Sequence[Window], bands: Seque
     if missing:
         log.info("%d of %d stack tiles of %s hold no valid pixel (Earth Engine skipped them); "
                  "they are nodata in the map", missing, len(windows), name)
-    vrt_bands = [VrtBand(i, "float32", FLOAT_NODATA, band) for i, band in enumerate(bands, 1)]
+    # a task's tile holds the embedding's published integers (as float32): the VRT reads
+    # them as the embedding's values
+    vrt_bands = [VrtBand(i, "float32", FLOAT_NODATA, band,
+                         lut=lookup_table(FLOAT_NODATA) if is_embedding_band(band) else None)
+                 for i, band in enumerate(bands, 1)]
     top, left = margin[0], margin[1]
     for target, on, (dr, dc) in ((f"{name}.vrt", inner, (top, left)),
                                  (f"{name}_margin.vrt", grid, (0, 0))):

@@ -32,7 +32,10 @@ Why this source:
 
 Sampling (:class:`ProfileMeter`): a run profiles its first :data:`PROFILE_FIRST` requests,
 then one in :data:`PROFILE_EVERY`. It reads them back :data:`PROFILE_BATCH` ids at a time.
-That is one extra ``getInfo`` per batch, through the session's one retry loop. The EECU-seconds
+That is one extra ``getInfo`` per batch, through the session's one retry loop, which retries
+it as earthengine-api's ``ee.profilePrinting`` does: after any failure (a profile the service
+has not stored yet is refused), not only after congestion. An answer without a profile id
+is said once: its request stays priced at the estimate. The EECU-seconds
 of the profiled requests and the pixels they computed give the run's rate in EECU-s per
 megapixel (:meth:`PixelCost.rate`). This is the same model batch tasks calibrate
 (:func:`gee_export.ee.compute.measured_rate`). The rate then prices every request of the run
@@ -171,6 +174,7 @@ class ProfileMeter:
         self.failed = ""  # why profiles are no longer read ("" while they are)
         self._pending: list[tuple[str, int]] = []
         self._said = False  # whether the run logged its measured price
+        self._unidentified = False  # whether an answer came without a profile id (said once)
         self._lock = threading.Lock()
 
     def wants(self, pixels: int) -> bool:
@@ -213,6 +217,17 @@ class ProfileMeter:
                      "(ISAMAP_EECU_S_PER_MPX=%.3g plans later runs from it)", rate.source,
                      rate.per_mpx, rate.per_mpx)
         return rate
+
+    def no_profile_id(self) -> None:
+        """A profiled request's answer carried no profile id: say once that the price stays."""
+        with self._lock:
+            first, self._unidentified = not self._unidentified, True
+            measured = self.measured.requests
+        if first:
+            log.warning("a profiled computePixels answer carried no profile id (no "
+                        "X-Earth-Engine-Computation-Profile header): its EECU cannot be read, "
+                        "and --max-eecu-hours counts requests at %s until answers carry one",
+                        "the measured rate so far" if measured else "the plan's estimate")
 
     def give_up(self, why: str) -> None:
         """Stop profiling; say once that requests stay priced at the estimate."""

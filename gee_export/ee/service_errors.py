@@ -6,19 +6,18 @@ deterministic errors ("Too many input pixels per output pixel", "User memory lim
 exceeded"...) fail at once with the server's message. The session's one retry loop
 (:class:`gee_export.ee.session.EESession`) decides by :func:`classify` and :func:`spent_cap`.
 
-Two compute caps end a run instead of slowing it, and the service says so as documented:
+A project's daily EECU-time quota (the Cloud quota
+``earthengine.googleapis.com/daily_eecu_usage_time``) ends a run instead of slowing it:
+requests fail with "Your usage exceeded the custom quota for
+'earthengine.googleapis.com/daily_eecu_usage_time' ..." until it resets the next day, and
+retrying only piles up refusals: :func:`cap_spent_error` is the run's last line.
 
-* a project's daily EECU-time quota (the Cloud quota
-  ``earthengine.googleapis.com/daily_eecu_usage_time``): requests fail with "Your usage
-  exceeded the custom quota for 'earthengine.googleapis.com/daily_eecu_usage_time' ..."
-  until it resets the next day;
-* a noncommercial project's monthly allowance (its tier): past it the project runs in
-  restricted mode, and every answer carries the header
-  ``X-Earth-Engine-Quota-Status: parallelism_restricted=true``, which earthengine-api turns
-  into a warning ("Your project has exceeded its noncommercial compute quota ...");
-  :func:`raise_on_restricted_mode` makes that warning an exception the session stops on.
-
-Retrying either only piles up refusals: :func:`cap_spent_error` is the run's last line.
+A noncommercial project past its monthly allowance (its tier) is not refused: Earth Engine
+runs its computations in restricted mode, slowed, and every answer carries the header
+``X-Earth-Engine-Quota-Status: parallelism_restricted=true``, which earthengine-api turns into
+a warning ("Your project has exceeded its noncommercial compute quota ..."). The answer is
+the one asked for, so the run goes on and says so once (:func:`say_restricted_mode_once`);
+a command that computes nothing (publishing) is not slowed at all.
 """
 
 from __future__ import annotations
@@ -121,7 +120,7 @@ def classify(exc: BaseException) -> Kind:
     The HTTP status decides where there is one (401 auth; 403 auth unless its reason is a rate
     limit; 429 quota; 408 / 5xx and a 409 ABORTED concurrency conflict transient; anything
     else fatal); a deterministic message overrides it (retrying cannot help). Without a
-    status: restricted mode is quota, network errors are transient, the client's "not
+    status: network errors are transient, the client's "not
     initialised" and google-auth's missing/expired-credential messages are auth, everything
     else is fatal.
     """
@@ -133,8 +132,6 @@ def classify(exc: BaseException) -> Kind:
     status = http_status(exc)
     if status.code is not None:
         return _classify_status(status, text)
-    if RESTRICTED_MODE.lower() in text:
-        return "quota"
     if isinstance(exc, (TimeoutError, ConnectionError)) or type(exc).__name__ in _NETWORK_ERRORS:
         return "transient"
     if type(exc).__name__ == "RefreshError" or any(m in text for m in _AUTH_MARKERS):
@@ -185,16 +182,14 @@ def spent_cap(exc: BaseException) -> Literal["day", "month"] | None:
     """``"day"`` or ``"month"`` when ``exc`` says a daily or monthly quota is spent, else None.
 
     Only a quota refusal (:func:`classify`) counts: the daily EECU-time quota's documented
-    message, restricted mode's warning, or a message (or the JSON body behind it) naming a
-    limit counted per day or per month, which no backoff outlasts.
+    message, or a message (or the JSON body behind it) naming a limit counted per day or per
+    month, which no backoff outlasts.
     """
     if classify(exc) != "quota":
         return None
     text = " ".join(_texts(exc))
     if DAILY_EECU_QUOTA in text:
         return "day"
-    if RESTRICTED_MODE.lower() in text.lower():
-        return "month"
     found = _SPENT_CAP.search(text)
     if found is None:
         return None
@@ -243,12 +238,16 @@ def cap_spent_error(what: str, exc: BaseException, now: dt.datetime | None = Non
         f"work is kept and the run resumes where it stopped (or {raise_it})")
 
 
-def raise_on_restricted_mode() -> None:
-    """Make earthengine-api's restricted-mode warning an exception the session stops on.
+def say_restricted_mode_once() -> None:
+    """Let earthengine-api's restricted-mode warning through once a run, never as an error.
 
     The client warns (and goes on, slowed) when an answer carries
-    ``parallelism_restricted=true``; the filter turns exactly that warning of ``ee.data``
-    into an exception at the call that received it. Idempotent.
+    ``parallelism_restricted=true``: the answer is the one asked for, so nothing stops; the
+    warning is shown the first time only (commands log it as one ``warning:`` line), however
+    many answers carry the header. Idempotent: the filter is added only where it is missing
+    (adding it again would reset the registry that remembers the warning was shown).
     """
-    warnings.filterwarnings("error", message=re.escape(RESTRICTED_MODE), category=UserWarning,
-                            module=r"ee\.data")
+    message = re.escape(RESTRICTED_MODE)
+    if not any(f[0] == "once" and getattr(f[1], "pattern", None) == message
+               for f in warnings.filters):
+        warnings.filterwarnings("once", message=message, category=UserWarning)

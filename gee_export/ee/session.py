@@ -94,6 +94,11 @@ __all__ = [
 # TimeoutError is transient, and EESession.call tries again. The client applies it once
 # initialised: the handshake of ee.Initialize itself has no limit.
 REQUEST_DEADLINE_S = 600
+# The endpoint the process's earthengine-api client was last initialised on by a session. The
+# client is one per process: a session opened on the other endpoint (a map's high-volume one,
+# after a publication's standard one) moves it for every session, so a session whose endpoint
+# it is not initialises the client on its own again before its next call.
+_CLIENT: dict[str, str | None] = {"url": None}
 # "Computation timed out" answers retried before the caller is told (it then halves the window).
 TIMEOUT_RETRIES = 1
 
@@ -154,6 +159,8 @@ class EESession:
         self.without_account, self.purpose = without_account, purpose
         self.application_default = application_default
         self.high_volume = high_volume
+        #: the endpoint :meth:`initialize` opened (None: a transport given, its URL not ours)
+        self.endpoint: str | None = None
         self.retry = retry or RetryPolicy()
         self.transport = transport
         self._sleep = sleep
@@ -195,6 +202,12 @@ class EESession:
                 "earthengine-api is not installed; pip install 'isamap[ee]'")) from None
         if not self.project:
             raise AuthenticationError(self._auth_help("no --project given"))
+        self._open(ee)
+        self.transport = EETransport(ee, self.project, self.workload_tag)
+        return self
+
+    def _open(self, ee: Any) -> None:
+        """``ee.Initialize`` on this session's endpoint, named explicitly (see :data:`_CLIENT`)."""
         url = endpoint_url(self.high_volume)
         ee.data.setMaxRetries(CLIENT_RETRIES)  # before Initialize: its requests are calls too
 
@@ -212,8 +225,7 @@ class EESession:
 
         retry_call(init, self.retry, sleep=self._sleep, fail=fail, delay=self._next_delay,
                    retryable=lambda exc: classify(exc) in ("quota", "transient"))
-        self.transport = EETransport(ee, self.project, self.workload_tag)
-        return self
+        self.endpoint = _CLIENT["url"] = url
 
     def _auth_help(self, reason: str) -> str:
         """How to authenticate, and what the command can do without an account."""
@@ -222,7 +234,8 @@ class EESession:
 
     # ------------------------------------------------------------------ calls
     def call(self, what: str, fn: Callable[..., Any], *args: Any,
-             idempotent: bool = True, limited: bool = False) -> Any:
+             idempotent: bool = True, limited: bool = False,
+             any_failure: bool = False) -> Any:
         """Run ``fn(*args)`` with the retry policy; ``what`` names it in error messages.
 
         Args:
@@ -237,6 +250,9 @@ class EESession:
                 number of requests in flight) and tells it how the attempt ended; under an
                 adaptive limit a 429 is its flow control and does not count against the
                 retry budget while the limit can come down (``retry_call``'s ``free``).
+            any_failure: a read retried after any failure but authentication and a spent cap
+                (``Profile.getProfiles``: earthengine-api's ``ee.profilePrinting`` retries it
+                after every error, as a profile the service has not stored yet is refused).
 
         "Computation timed out" is retried once only (:data:`TIMEOUT_RETRIES`): a second
         one means the request is too large to compute in the interactive limit, and the
@@ -244,6 +260,8 @@ class EESession:
         attempts of up to five minutes each.
         """
         if isinstance(self.transport, EETransport):
+            if self.endpoint is not None and _CLIENT["url"] != self.endpoint:
+                self._open(self.transport.ee)  # another session moved the process's client
             self.transport.configure_client()
         timeouts = [0]
 
@@ -254,7 +272,8 @@ class EESession:
             if kind == "transient" and computation_timeout(exc):
                 timeouts[0] += 1
                 return timeouts[0] <= TIMEOUT_RETRIES
-            return kind == "quota" or (idempotent and kind == "transient")
+            return kind == "quota" or (idempotent and kind == "transient") or (
+                any_failure and kind != "auth")
 
         def fail(exc: Exception, attempt: int, exhausted: bool) -> Exception:
             kind = classify(exc)
@@ -354,14 +373,17 @@ class EESession:
             r, profile=ids.append), request, limited=True)
         if ids:
             meter.record(ids[-1], pixels)
+        else:  # no profile header on the answer: nothing to price it by (said once)
+            meter.no_profile_id()
         self.read_profiles()
         return answer
 
     def read_profiles(self, flush: bool = False) -> None:
         """Read a full batch of pending profiles (``flush``: all of them); price from them.
 
-        One ``Profile.getProfiles`` request per batch, through :meth:`call`. A profile that
-        cannot be read or parsed stops the profiling (said once); the run goes on. The
+        One ``Profile.getProfiles`` request per batch, through :meth:`call`, retried after any
+        failure as earthengine-api retries it. A profile still unread after the retries, or
+        that cannot be parsed, stops the profiling (said once); the run goes on. The
         budget's requests are then priced at the measured rate per Mpx times the mean
         pixels of the requests sent so far.
         """
@@ -371,7 +393,8 @@ class EESession:
         while batch := meter.due(flush):
             try:
                 text = self.call("reading computePixels profiles", self._transport().get_info,
-                                 profiles_request([profile_id for profile_id, _ in batch]))
+                                 profiles_request([profile_id for profile_id, _ in batch]),
+                                 any_failure=True)
                 meter.add(batch, text)
             except Exception as exc:  # a price never fails the run
                 meter.give_up(f"{type(exc).__name__}: {exc}")

@@ -37,6 +37,7 @@ from core.lock import hold_output
 from core.progress import progress_bar
 from core.storage import GcsStore, Store, open_store
 from gee_export.ee.budget import ComputeBudget
+from gee_export.ee.embedding import decode_bands, one_type
 from gee_export.ee.export import Bookkeeper, ExportJob, ExportSummary
 from gee_export.ee.names import task_description
 from gee_export.ee.pixels import FLOAT_NODATA_BELOW, to_label
@@ -100,13 +101,17 @@ def file_dimensions(window: Window) -> int:
 
 def tile_task(image: Any, grid: Grid, window: Window, bucket: str, prefix: str,
               description: str):
-    """The ``Export.image.toCloudStorage`` task of one tile (not started)."""
+    """The ``Export.image.toCloudStorage`` task of one tile (not started).
+
+    Every band float32 (:func:`gee_export.ee.embedding.one_type`): Earth Engine refuses a
+    GeoTIFF of bands of incompatible types (the embedding's 8-bit integers beside floats).
+    """
     import ee
 
     west, _, _, north = grid.window_bounds(window)
     transform = [grid.resolution, 0.0, west, 0.0, -grid.resolution, north]
     return ee.batch.Export.image.toCloudStorage(
-        image=image, description=task_description(description), bucket=bucket,
+        image=one_type(image), description=task_description(description), bucket=bucket,
         fileNamePrefix=prefix,
         dimensions=f"{window.width}x{window.height}", crs=grid.crs, crsTransform=transform,
         fileDimensions=file_dimensions(window), skipEmptyTiles=True, fileFormat="GeoTIFF",
@@ -118,11 +123,13 @@ def _tile_rel(month: str, tile: Tile, suffix: str = "") -> str:
 
 
 @contextmanager
-def _tile_reader(store: Store, rel: str) -> Iterator[Callable[[Window], np.ndarray]]:
+def _tile_reader(store: Store, rel: str, bands: tuple[str, ...]
+                 ) -> Iterator[Callable[[Window], np.ndarray]]:
     """Download a tile GeoTIFF once and yield ``read(window) -> (bands, h, w)`` float32.
 
     Patches are read by window, so memory holds one patch, not the whole tile (a default tile
-    of 50 x 50 patch positions is about 460 MB of float32).
+    of 50 x 50 patch positions is about 460 MB of float32). ``bands`` are the tile's: the
+    Satellite Embedding's hold its published integers, read as its values (NaN masked).
     """
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, "tile.tif")
@@ -131,7 +138,7 @@ def _tile_reader(store: Store, rel: str) -> Iterator[Callable[[Window], np.ndarr
             def read(window: Window) -> np.ndarray:
                 data = src.read(window=window.to_rasterio(), out_dtype="float32")
                 data[data <= FLOAT_NODATA_BELOW] = np.nan
-                return data
+                return decode_bands(data, bands)
 
             yield read
 
@@ -247,10 +254,10 @@ class _TileCutter:
         fine_rel = (_tile_rel(job.month, tile, f"_label_x{k}.tif") if job.spec.fine_scale
                     else None)
         with ExitStack() as stack:
-            read = stack.enter_context(_tile_reader(self.store,
-                                                    _tile_rel(job.month, tile, ".tif")))
-            read_fine = (stack.enter_context(_tile_reader(self.store, fine_rel)) if fine_rel
-                         else None)
+            read = stack.enter_context(_tile_reader(
+                self.store, _tile_rel(job.month, tile, ".tif"), (*job.spec.bands, "label")))
+            read_fine = (stack.enter_context(_tile_reader(self.store, fine_rel, ("label",)))
+                         if fine_rel else None)
             for r, c in tile.positions():
                 if (r, c) in self.remaining:
                     self._patch(tile, r, c, k, read, read_fine)

@@ -2,8 +2,8 @@
 
 :class:`EETransport` performs the calls of :class:`gee_export.ee.session.EESession` with
 earthengine-api, its own retries switched off (the session is the one retry loop), every request
-carrying the run's ``workloadTag``, and the client's restricted-mode warning made an exception
-(:func:`gee_export.ee.service_errors.raise_on_restricted_mode`). Batch tasks' statuses are read as
+carrying the run's ``workloadTag``, and the client's restricted-mode warning said once a run
+(:func:`gee_export.ee.service_errors.say_restricted_mode_once`). Batch tasks' statuses are read as
 long-running operations (:func:`operation_status`, with the EECU a finished task reports); many are
 read by listing the project's operations in pages. A ``computePixels`` request can ask for its
 computation profile (:mod:`gee_export.ee.profiles` reads it back). Tests swap the whole transport
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from gee_export.ee.names import task_description
-from gee_export.ee.service_errors import http_status, raise_on_restricted_mode
+from gee_export.ee.service_errors import http_status, say_restricted_mode_once
 
 HIGH_VOLUME_URL = "https://earthengine-highvolume.googleapis.com"
 STANDARD_URL = "https://earthengine.googleapis.com"
@@ -124,11 +124,11 @@ class EETransport:
         """Switch the client's own retries off and set the workload tag (again, after reset).
 
         The client adds the default tag to every computation and export it sends. Its
-        warning of restricted mode (a noncommercial project past its monthly allowance)
-        becomes an exception, so the session stops on it instead of running on slowed.
+        warning of restricted mode (a noncommercial project past its monthly allowance: its
+        computations run slowed) is said once a run, and nothing stops on it.
         """
         self.ee.data.setMaxRetries(CLIENT_RETRIES)
-        raise_on_restricted_mode()
+        say_restricted_mode_once()
         if self.workload_tag:
             self.ee.data.setDefaultWorkloadTag(self.workload_tag)
 

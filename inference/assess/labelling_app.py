@@ -14,7 +14,9 @@ Labelling may take several sittings: the app starts by reading the labels alread
 asset and exports with ``overwrite: true``, so each sitting's export holds every label so far
 and replaces the last. The points carry only their ids and positions (and the two digests),
 in the design's random order: the map's class of a point is not shown, so the interpreter is
-not led by it; the points travel inside the script (no upload needed).
+not led by it; the points travel inside the script (no upload needed). A point carries one id,
+its own: the two digests are the same on every point of a sample, so the script holds them once
+and the export sets them on every row (a 6,000-point app is 1.5 MB, not 2.2).
 """
 
 from __future__ import annotations
@@ -30,13 +32,18 @@ def labelling_app_script(points: dict, classes: Sequence[str], *, pixel_size: fl
                          title: str = "isamap reference labelling") -> str:
     """JavaScript of the labelling app for ``points`` (a GeoJSON FeatureCollection with ids).
 
-    Each point keeps its id and, where the sample file has one, its ``strata_id``, which the
-    export writes beside the labels (the file then tells the scorer the strata that drew it).
+    Each point keeps its id; the sample's ``strata_id`` and ``design_id``, where its file has
+    them, are held once and written by the export beside every label (the file then tells the
+    scorer the strata that drew it and which design's points they are).
+
+    Raises:
+        ValueError: points of one sample whose ``strata_id`` or ``design_id`` differ.
     """
+    features = points["features"]
     compact = {"type": "FeatureCollection",
                "features": [{"type": "Feature", "geometry": f["geometry"],
-                             "properties": _carried(f["properties"])}
-                            for f in points["features"]]}
+                             "properties": {"id": f["properties"]["id"]}} for f in features]}
+    shared = {key: _shared(features, key) for key in ("strata_id", "design_id")}
     palette = [f"#{CLASS_PALETTE[i % len(CLASS_PALETTE)]}" for i in range(len(classes))]
     header = f"""// {title}
 // {len(compact['features'])} points; one button per class; Export writes the labels.
@@ -47,6 +54,7 @@ var classNames = {json.dumps(list(classes))};
 var classColors = {json.dumps(palette)};
 var pixelSize = {pixel_size:g};  // metres: the map's pixel, outlined around each point
 var assetId = {json.dumps(asset_id)};  // a table asset to export to (null: Drive only)
+var sampleIds = {json.dumps({k: v for k, v in shared.items() if v})};  // every point's: on each row
 var NO_DATA = -2;  // the code of a point that cannot be labelled (exported as 'nodata')
 var labels = {{}};
 var current = 0;
@@ -56,9 +64,13 @@ var sitting = new Date().toISOString().slice(0, 16).replace(/[^0-9]/g, '');
     return header + _APP_WALK + _app_export(description) + _app_panel(title)
 
 
-def _carried(properties: dict) -> dict:
-    """What a point carries into the app: its id, its sample's ``strata_id`` and ``design_id``."""
-    return {k: properties[k] for k in ("id", "strata_id", "design_id") if properties.get(k)}
+def _shared(features: Sequence[dict], key: str) -> str | None:
+    """The ``key`` every point of a sample carries (a digest of its design), None if none does."""
+    values = {f["properties"].get(key) or None for f in features}
+    if len(values) > 1:
+        raise ValueError(f"the points carry {len(values)} different {key}s: one sample's "
+                         "points share theirs")
+    return values.pop() if values else None
 
 
 _APP_WALK = """Map.setOptions('SATELLITE');
@@ -94,7 +106,7 @@ function labelledCollection() {
   return points.map(function(f) {
     var code = ee.Number(ee.Dictionary(labels).get(f.get('id'), -1));
     var xy = f.geometry().coordinates();
-    return f.set({reference_code: code, lon: xy.get(0), lat: xy.get(1),
+    return f.set(sampleIds).set({reference_code: code, lon: xy.get(0), lat: xy.get(1),
                   reference: ee.Algorithms.If(code.gte(0), ee.List(classNames).get(code),
                                               ee.Algorithms.If(code.eq(NO_DATA), 'nodata',
                                                                ''))});

@@ -200,3 +200,64 @@ def _npy_bytes(array: np.ndarray) -> int:
     buffer = io.BytesIO()
     np.save(buffer, array)
     return buffer.tell()
+
+
+def _embedding_image(ee, region):
+    """The export's image of the embedding's 64 bands and the float label."""
+    return build_stack(GRID, month_window(MONTH), EERecipe(bands=EMBEDDING), region,
+                       with_label=False).addBands(ee.Image.constant(0).rename("label").toFloat())
+
+
+def test_a_task_export_of_the_embedding_writes_one_type_and_patches_of_its_values(
+        ee_offline, region, embedding_stack, gcs_emulator, gcs_bucket):
+    """``--bands aef`` by batch tasks (automatic above 5,000 km2) exported the embedding's
+    8-bit integers and the float label into one GeoTIFF, which Earth Engine fails ("Exported
+    bands must have compatible data types"). The task exports every band as float32, the
+    integers kept, and the tile's reader turns them into the embedding's values."""
+    from gee_export.ee.tasks import export_tasks
+
+    stack, native = embedding_stack
+    transport = StackTransport(stack, gcs_client=gcs_emulator.client(),
+                               task_bands=(*EMBEDDING, "label"))
+    spec = DatasetSpec(GRID, EMBEDDING, backend="ee", region="test", recipe={"test": True},
+                       min_valid_fraction=0.5)
+    out = f"gs://{gcs_bucket}/aef"
+    done = export_tasks(session_for(transport), _embedding_image(ee_offline, region),
+                        ExportJob(spec, MONTH), out, patches_per_tile=1, poll_seconds=0,
+                        sleep=lambda s: None, progress=False)
+    assert done.written == 4 and all(t["state"] == "COMPLETED" for t in transport.tasks.values())
+    store = open_store(out)
+    expected = embedding.dequantise(embedding.quantise(native))
+    for record in read_index(store):
+        with rasterio.MemoryFile(store.read_bytes(record["image"])) as mem, mem.open() as src:
+            data = src.read()
+            r0 = round((GRID.y0 - src.bounds.top) / 10)
+            c0 = round((src.bounds.left - GRID.x0) / 10)
+        window = expected[:, r0:r0 + data.shape[1], c0:c0 + data.shape[2]]
+        np.testing.assert_array_equal(np.isnan(data), np.isnan(window))
+        np.testing.assert_allclose(data[np.isfinite(data)], window[np.isfinite(window)])
+
+
+def test_a_map_stack_of_the_embedding_made_by_tasks_is_read_as_its_values(
+        ee_offline, region, embedding_stack, gcs_emulator, gcs_bucket):
+    """A map's stack made by tasks held the embedding's published integers and was read as
+    them (0.5 as 90, masked pixels as -128); the computePixels path alone converted them.
+    The stack's VRT reads them as the embedding's values, NaN where masked."""
+    from gee_export.ee.prediction_stack import export_prediction_stack
+    from inference.predict.sources import MaskedFileSource
+
+    stack, native = embedding_stack
+    transport = StackTransport(stack, gcs_client=gcs_emulator.client(), task_bands=EMBEDDING)
+    image = build_stack(GRID, month_window(MONTH), EERecipe(bands=EMBEDDING), region,
+                        with_label=False)
+    made = export_prediction_stack(session_for(transport), image, GRID, EMBEDDING,
+                                   f"gs://{gcs_bucket}/stacks", "stack_2021-06", tile_px=256,
+                                   poll_seconds=0, sleep=lambda s: None, progress=False)
+    with MaskedFileSource(made.vrt) as source:
+        read = source.read(range(1, 65))
+        sample = source.sample(range(1, 65), 64)
+    expected = embedding.dequantise(embedding.quantise(native))
+    for data in (read, sample):
+        np.testing.assert_array_equal(np.isnan(data), np.isnan(expected))
+        np.testing.assert_allclose(data[np.isfinite(data)], expected[np.isfinite(expected)])
+    assert np.nanmax(np.abs(read)) <= 1.0

@@ -34,7 +34,6 @@ pytestmark = pytest.mark.xdist_group("ee_stack")
 
 @pytest.mark.parametrize(("cap", "account", "said"), [
     ("daily", EecuAccount(daily_quota_s=1.0), "daily Earth Engine quota is spent"),
-    ("monthly", EecuAccount(monthly_allowance_s=1.0), "restricted mode"),
 ])
 def test_a_spent_cap_stops_the_export_in_one_line_and_the_same_command_resumes_after_it(
         tmp_path, local_stack, recipe_images, caplog, cap, account, said):

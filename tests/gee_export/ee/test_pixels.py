@@ -110,3 +110,21 @@ def test_planar_gives_every_band_whole_whatever_the_block(block_bytes):
     expected = np.moveaxis(pixels, -1, 0).copy()
     expected[expected <= -1.0e38] = np.nan
     np.testing.assert_array_equal(out, expected)
+
+
+def test_embedding_requests_are_sized_by_the_bytes_of_their_eight_bit_values(capsys):
+    """The embedding's bands arrive as one byte a value, and were sized as four: a 1,024 px
+    patch of its 64 bands and the label took 6 requests where 2 hold it (68 MB, not 260)."""
+    from cli.export import main
+    from gee_export.ee.embedding import BANDS
+
+    window = Window(row_off=0, col_off=0, height=1024, width=1024)
+    subs = split_request(window, (*BANDS, "label"))
+    assert len(subs) == 2 and [b for s in subs for b in s.bands] == [*BANDS, "label"]
+    assert all(s.nbytes <= MAX_REQUEST_BYTES for s in subs)
+    assert sum(s.nbytes for s in subs) == 1024 * 1024 * (64 + 4)
+    assert main(["--bbox", "114.1,30.4,114.3,30.6", "--months", "2021-06", "--bands", "aef",
+                 "--patch-size", "1024", "--stride", "1024", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "4 computePixels requests (2 per patch" in printed
+    assert "(68.0 MB per patch;" in printed

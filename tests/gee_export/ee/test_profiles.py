@@ -120,14 +120,52 @@ def test_an_unreadable_profile_leaves_the_estimate_and_says_so_once(
     transport = StackTransport(local_stack, recipe=recipe_images)
     if fault == "answer":
         transport.profiles.answer = "Profile: 12 operations, 0.3 s"  # no EECU-s column
-    else:
-        transport.profiles.faults = [400]
+    else:  # refused on every attempt the session's retry loop makes (session_for: 4)
+        transport.profiles.faults = [400] * 4
     budget = ComputeBudget(1.0, 0.05, "the plan's estimate")
     root = str(tmp_path / "ds")
     done = export(transport, root, local_stack, recipe_images, budget)
-    assert done.written > 0 and len(transport.profiles.reads) == 1
+    assert done.written > 0 and len(transport.profiles.reads) == (1 if fault == "answer" else 4)
     assert caplog.text.count("computePixels profiles could not be read") == 1
     assert "the plan's estimate" in caplog.text.split("could not be read")[1]
     assert budget.source == "the plan's estimate"
     assert budget.spent_s == pytest.approx(0.05 * done.requests)
     assert not open_store(root).exists(f"state/{MONTH}/profiled.json")
+
+
+def test_a_profile_refused_once_is_read_again_as_the_official_client_reads_it(
+        tmp_path, local_stack, recipe_images, caplog):
+    """One refused ``getProfiles`` read (a profile the service has not stored yet: a 400)
+    ended the profiling for the run; earthengine-api's ``ee.profilePrinting`` retries the
+    read after any error, and so does the session's one retry loop now."""
+    transport = StackTransport(local_stack, recipe=recipe_images)
+    transport.profiles.faults = [400, 404]
+    budget = ComputeBudget(1.0, 0.05, "the plan's estimate")
+    with caplog.at_level(logging.INFO):
+        export(transport, str(tmp_path / "ds"), local_stack, recipe_images, budget)
+    reads = transport.profiles.reads
+    assert len(reads) == 3 and reads[0] == reads[1] == reads[2]  # refused twice, then read
+    assert "could not be read" not in caplog.text
+    assert budget.source.startswith("measured from")
+
+
+class _NoProfileIds(StackTransport):
+    """A server whose profiled answers carry no profile header (a proxy dropped it)."""
+
+    def compute_pixels(self, request, profile=None):
+        return super().compute_pixels(request)
+
+
+def test_answers_without_a_profile_id_say_once_that_the_estimate_stays(
+        tmp_path, local_stack, recipe_images, caplog):
+    """Answers that carried no profile id left the guard on the plan's estimate without a
+    word: the run says so once."""
+    transport = _NoProfileIds(local_stack, recipe=recipe_images)
+    budget = ComputeBudget(1.0, 0.05, "the plan's estimate")
+    with caplog.at_level(logging.INFO):
+        done = export(transport, str(tmp_path / "ds"), local_stack, recipe_images, budget)
+    assert done.written > 0 and not transport.profiles.reads
+    assert caplog.text.count("carried no profile id") == 1
+    line = next(r.getMessage() for r in caplog.records if "no profile id" in r.getMessage())
+    assert line.endswith("counts requests at the plan's estimate until answers carry one")
+    assert budget.source == "the plan's estimate"

@@ -360,6 +360,40 @@ class _StallingService(BaseHTTPRequestHandler):
         pass
 
 
+def test_a_publication_after_a_map_goes_to_the_standard_endpoint(
+        ee_http, _ee_http_transport, monkeypatch):
+    """``isamap-map --publish`` checks the publication (a standard session) before mapping,
+    then maps through a high-volume session: the process has one client, so the publication's
+    calls went to the high-volume endpoint. A session re-opens its own endpoint first."""
+    import ee
+
+    from inference.publish.assets import connect
+
+    opened = ee.Initialize
+
+    def initialize(credentials, **kwargs):  # the stand-in's HTTP layer, as ee_http's own
+        previous = urllib.request._opener
+        urllib.request.install_opener(urllib_opener())
+        try:
+            opened(credentials, **{"http_transport": _ee_http_transport, **kwargs})
+        finally:
+            urllib.request.install_opener(previous)
+
+    monkeypatch.setattr(ee, "Initialize", initialize)
+    monkeypatch.setattr(ee_session, "credentials", lambda module, application_default=False: None)
+    ee_http.add_asset("projects/offline/assets/isamap")
+    assets = connect("offline")  # the publication's session: the standard endpoint
+    mapping = EESession("offline", sleep=lambda seconds: None).initialize()  # high-volume
+    mapping.get_info(ee.Number(1))
+    assert assets.asset_type("projects/offline/assets/isamap") == "FOLDER"
+    mapping.get_info(ee.Number(2))
+    hosts = [("compute" if "value:compute" in r.path else "asset", r.host)
+             for r in ee_http.requests if "value:compute" in r.path or "/assets/" in r.path]
+    assert hosts == [("compute", "earthengine-highvolume.googleapis.com"),
+                     ("asset", "earthengine.googleapis.com"),  # the publication's
+                     ("compute", "earthengine-highvolume.googleapis.com")]
+
+
 @pytest.fixture
 def stalling_service(tmp_path, monkeypatch):
     """The service's URL; the session's credentials are a service-account key whose token

@@ -445,9 +445,9 @@ def test_the_labelling_apps_export_names_the_strata_that_drew_its_points(tmp_pat
     classes, change = _change_design(tmp_path)
     rows = list(csv.DictReader((tmp_path / "d" / "sample.csv").open()))
     app = (tmp_path / "d" / "labelling_app.js").read_text()
-    embedded = json.loads(app.split("var pointList = ", 1)[1].split(".features;", 1)[0])
-    assert {f["properties"]["strata_id"] for f in embedded["features"]} == \
-        {rows[0]["strata_id"]}
+    shared = json.loads(app.split("var sampleIds = ", 1)[1].split(";", 1)[0])
+    assert shared["strata_id"] == rows[0]["strata_id"]  # set on every exported row
+    assert "f.set(sampleIds)" in app
     selectors = app.split("selectors: [", 1)[1].split("]", 1)[0]
     exported = [name.strip(" '\n") for name in selectors.split(",")]
     assert exported == ["id", "lon", "lat", "strata_id", "design_id", "reference",

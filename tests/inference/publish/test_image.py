@@ -398,3 +398,15 @@ def test_two_cogs_that_are_not_one_maps_pair_are_refused_before_any_output(cogs,
     refused(c, p, ConfigError, "--gcs-prefix /local/path is not a Cloud Storage address",
             gcs_prefix="/local/path")
     assert publish(request(cogs), tmp_path / "pub", dry_run=True, echo=lambda _: None)  # the pair
+
+
+def test_publishing_past_the_monthly_allowance_is_not_stopped(
+        cogs, tmp_path, ee_http, gcs_emulator, gcs_bucket):
+    """Restricted mode slows a project's computations; publishing computes nothing, yet the
+    first answer carrying the header (reading the parent folder) stopped it with "the
+    monthly Earth Engine quota is spent". It publishes, and the ingestion is followed."""
+    service = ee_http
+    service.headers["x-earth-engine-quota-status"] = "parallelism_restricted=true"
+    service.add_asset("projects/my-project/assets/isamap")
+    result, _ = run(request(cogs, gcs_prefix=f"gs://{gcs_bucket}/isa", wait=True), tmp_path)
+    assert len(service.calls("POST", "image:import")) == 1 and result.state == "COMPLETED"
