@@ -84,6 +84,7 @@ def test_grid_smaller_than_a_patch_is_refused_before_any_work(tmp_path, capsys):
     assert not out.exists()  # refused before a stack folder was made
 
 
+@pytest.mark.slow
 def test_wide_or_polar_areas_warn_and_suggest_a_crs(capsys):
     assert main(["--bbox", "60,40,80,40.02", "--dry-run"]) == 0
     assert "spans 4 UTM zones" in capsys.readouterr().err
@@ -111,6 +112,7 @@ def test_local_dry_run_plans_the_local_run(scene, tmp_path, capsys):
     assert "the real run would stop" in captured.err
 
 
+@pytest.mark.slow
 def test_local_l1c_and_label_scheme_have_cli_fixes(scene, tmp_path, capsys):
     s, bbox = scene
     root = tmp_path / "scene"

@@ -64,6 +64,7 @@ def state_of(folder: Path) -> dict[str, tuple[int, int]]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_identical_command_resumes_and_other_ones_are_refused_before_any_work(
         scene, tmp_path, capsys):
     out = tmp_path / "dataset"
@@ -113,6 +114,7 @@ def test_identical_command_resumes_and_other_ones_are_refused_before_any_work(
     assert "PROBLEM" in printed.out and "already holds a dataset made with" in printed.err
 
 
+@pytest.mark.slow
 def test_changed_scenes_are_refused_before_the_stack_is_rebuilt(scene, tmp_path, capsys):
     work = tmp_path / "copy"
     shutil.copytree(scene.root, work)
@@ -135,6 +137,7 @@ def test_changed_scenes_are_refused_before_the_stack_is_rebuilt(scene, tmp_path,
     assert state_of(out) == before  # neither the stack nor the dataset was touched
 
 
+@pytest.mark.slow
 def test_a_killed_stack_build_leaves_no_temporary_after_the_next_run(scene, tmp_path):
     out = tmp_path / "dataset"
     argv = command(scene, out, speckle="refined_lee")
@@ -175,6 +178,7 @@ def test_a_second_export_into_a_held_output_is_refused_naming_the_holder(
         holder.wait()
 
 
+@pytest.mark.slow
 def test_a_small_area_warns_in_the_dry_run_and_at_export(scene, tmp_path, capsys):
     out = tmp_path / "dataset"
     area = "--bbox=114.2,30.5,114.245,30.54"  # 4.4 x 4.6 km: 5 x 4 patch positions

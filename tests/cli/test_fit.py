@@ -108,6 +108,7 @@ def test_points_to_map_on_the_demo_scene(demo_stack, tmp_path, capsys):
     assert f1_of(mapped[unseen], truth[unseen]) > 0.85
 
 
+@pytest.mark.slow
 def test_points_to_map_on_a_real_tile(shared_data, tmp_path):
     from experiments.builtup_commands import Budget, export
     from experiments.builtup_tiles import built_label, find_tile, scene_folder
@@ -204,6 +205,7 @@ def test_an_input_that_is_no_stack_is_bad_input_naming_the_flag(demo_stack, tmp_
     assert not (tmp_path / "out" / "model.pt").exists()
 
 
+@pytest.mark.slow
 def test_an_assessment_design_is_refused_and_a_training_design_read(demo_stack, tmp_path,
                                                                       capsys):
     parser = build_parser()
@@ -246,6 +248,7 @@ def test_an_assessment_design_is_refused_and_a_training_design_read(demo_stack, 
     assert main(["--points", str(written.files["csv"]), *common, "-q"]) == 0
 
 
+@pytest.mark.slow
 def test_backend_local_makes_the_stack_over_the_points(demo_stack, tmp_path):
     scenes = Path(demo_stack.image).parents[1] / "scene"  # the scene folder the stack came from
     lon, lat, codes, _ = labelled_pixels(demo_stack.label, 150, seed=3)
@@ -301,6 +304,7 @@ def _ee_job(argv: list[str]):
     return job_of(build_parser().parse_args(argv))
 
 
+@pytest.mark.slow
 def test_backend_ee_fetches_the_stack_and_records_the_recipe(demo_stack, tmp_path, ee_offline):
     from gee_export.ee.prediction_stack import recipe_for_month
     from inference.point_fit import run_fit
@@ -325,6 +329,7 @@ def test_backend_ee_fetches_the_stack_and_records_the_recipe(demo_stack, tmp_pat
     assert result.report["cross_validation"]["auc"] > 0.9
 
 
+@pytest.mark.slow
 def test_backend_ee_fits_on_the_satellite_embedding(tmp_path, ee_offline):
     from contract.grid import Grid
     from inference.point_fit import run_fit

@@ -49,6 +49,7 @@ def _local(scenes: Path, points: Path, out: Path, *extra: str) -> list[str]:
             "--no-progress", *extra]
 
 
+@pytest.mark.slow
 def test_level_1c_scenes_fit_with_allow_l1c_and_a_refusal_leaves_no_out(scene, tmp_path,
                                                                         capsys):
     """The refusal advised --allow-l1c, which isamap-fit lacked (argparse: unrecognized
@@ -89,6 +90,7 @@ def test_too_few_points_are_refused_before_the_stack_is_made(scene, tmp_path, ca
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_the_scenes_label_is_never_read(scene, tmp_path, capsys):
     """A label raster of other codes was refused ("state what the codes mean with
     --label-map", a flag isamap-fit lacks); without one, two warnings said none was found."""

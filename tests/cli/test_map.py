@@ -285,6 +285,7 @@ def test_a_region_name_that_is_no_asset_id_is_refused_before_any_work(model, tmp
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_a_local_map_without_an_area_plans_what_the_scenes_cover(tmp_path, capsys, caplog):
     """It needed --bbox; the export already took the scenes' common extent, the map now too."""
     import logging
@@ -420,6 +421,7 @@ def _landcover_model(path, grid):
     return save_model_file(path, net, meta)
 
 
+@pytest.mark.slow
 def test_a_local_map_keeps_the_products_impervious_unless_green(tmp_path, capsys):
     """``--postprocess keep`` on --backend local: an NLCD-coded product in EPSG:4326 whose
     west half is forest, east half developed; elsewhere (fetched tiles) it is refused."""
@@ -478,6 +480,7 @@ def test_a_local_map_keeps_the_products_impervious_unless_green(tmp_path, capsys
     assert record["postprocess"] == "keep" and record["keep"]["table"] == "nlcd"
 
 
+@pytest.mark.slow
 def test_a_finished_local_map_is_not_redone_under_another_spelling_or_a_copy(tmp_path, capsys,
                                                                            monkeypatch):
     """The run's fingerprint named its stack by the path as typed: ``--out maps``,
@@ -536,6 +539,7 @@ def test_a_local_map_without_radar_scenes_asks_for_them_and_leaves_no_stacks(tmp
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_series_summary_names_only_files_written_as_out_was_given(tmp_path, capsys,
                                                                     monkeypatch):
     """New users' walks: a one-date map's summary named a series_change.csv never written and
@@ -589,6 +593,7 @@ def test_a_series_summary_names_only_files_written_as_out_was_given(tmp_path, ca
     assert "ISA change between consecutive dates" not in out and "(no zones)" not in out
 
 
+@pytest.mark.slow
 def test_zones_beside_the_map_are_refused_and_a_zone_without_data_has_no_change(
         tmp_path, capsys, monkeypatch):
     """A new user's walk: zones shifted a degree, or in the wrong hemisphere's UTM zone, mapped

@@ -103,6 +103,7 @@ def test_predict_applies_the_model_files_temperature(small_stack, tmp_path):
     assert np.quantile(gap, 0.99) < 0.05
 
 
+@pytest.mark.slow
 def test_sentinel2_zero_padded_band_names_map_as_isamaps_own(model_file, tmp_path, capsys):
     """A stack whose bands are named as ESA and most archives name them (B02, B03, B04, B08)
     maps as the same stack named B2..B8 does, bit for bit; a stack naming one band twice is
@@ -133,6 +134,7 @@ def _of_month(path, month: str):
     return path
 
 
+@pytest.mark.slow
 def test_the_month_is_the_stacks_own_and_dates_run_forward(model_file, tmp_path, capsys):
     """A stack recording its month gives it to the maps (no --month needed); a --month that
     contradicts it is refused, and so is a change map whose earlier date is the later one
@@ -513,6 +515,7 @@ def test_change_is_decided_with_a_margin_on_a_normalised_later_date(small_stack,
     assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
 
 
+@pytest.mark.slow
 def test_change_by_the_spectral_rule_is_recorded_and_its_misuse_refused(model_file, small_stack,
                                                                         tmp_path, capsys):
     """The later stack is the earlier under a shared gain and offset: the bands say nothing
@@ -770,6 +773,7 @@ def test_a_post_processings_flags_without_it_are_refused(model_file, small_stack
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_a_rerun_that_replaces_the_map_removes_the_old_maps_side_outputs(
         model_file, small_stack, tmp_path, capsys, caplog):
     """A new user's walk: a run without --vectors (other tiling) left the earlier map's

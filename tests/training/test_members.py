@@ -313,6 +313,7 @@ def test_a_members_run_is_refused_where_the_recipe_filters_noisy_samples(patches
     assert not (tmp_path / "run" / "datasets").exists()
 
 
+@pytest.mark.slow
 def test_stop_after_trains_one_members_slice_per_run_and_the_file_comes_last(patches,
                                                                              tmp_path):
     root = patches

@@ -129,6 +129,7 @@ def test_pipeline_writes_what_the_single_process_export_writes(setting, beam_run
     assert not (out / "state" / MONTH / "index-shards").exists(), "shards are merged, then gone"
 
 
+@pytest.mark.slow
 def test_pipeline_as_dataflow_runs_it_retries_a_failed_bundle(setting, tmp_path, monkeypatch):
     """Worker processes, pickled DoFns, setup() there; one bundle fails and is retried whole.
 
@@ -177,6 +178,7 @@ def test_rerun_of_a_finished_month_does_no_work(setting, beam_run):
     assert {rel: (out / rel).stat().st_mtime_ns for rel in files(out)} == before
 
 
+@pytest.mark.slow
 def test_failed_tile_fails_the_run_and_the_rerun_fetches_only_what_is_missing(setting):
     out = setting["root"] / "failing"
     reference = [json.loads(line) for line in
@@ -197,6 +199,7 @@ def test_failed_tile_fails_the_run_and_the_rerun_fetches_only_what_is_missing(se
     assert_same_dataset(out, setting["reference"])
 
 
+@pytest.mark.slow
 def test_dataflow_job_builds_and_validates_offline(setting, gcs_bucket):
     """DataflowRunner options, dry run: the job is built (graph, options, environment), not sent."""
     from apache_beam.runners.dataflow.internal import apiclient
@@ -247,6 +250,7 @@ def test_dataflow_job_refuses_a_local_output(setting):
                         str(setting["root"] / "local"), runner, fine_label=setting["fine"])
 
 
+@pytest.mark.slow
 def test_max_eecu_hours_stops_the_pipeline_resumably_and_a_higher_bound_finishes_it(setting):
     """The launcher admits only the patches the bound allows (Dataflow's workers share no
     state): the month is committed open, the run exits 1 with one line, the same bound stops

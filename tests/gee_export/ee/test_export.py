@@ -108,6 +108,7 @@ def test_a_shared_quota_with_faults_loses_no_patch(tmp_path, local_stack, recipe
                      r"at \d+ in flight take about", caplog.text)
 
 
+@pytest.mark.slow
 def test_worker_failure_flushes_progress_and_resumes(tmp_path, local_stack, recipe_images):
     """An exception in a worker (Ctrl-C, a fatal error) still leaves index and state written."""
     root = str(tmp_path / "dataset")
@@ -164,6 +165,7 @@ def kill_export(tmp_path, local_stack, root, kill_after: int, flush_seconds: flo
     return {p.name[:-4] for p in patches.glob("r*_c*.tif") if "_label" not in p.name}
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_duplicates(tmp_path, local_stack, recipe_images):
     """Two real kills (SIGKILL: no finally, no flush), then a resume in-process.
 
@@ -239,6 +241,7 @@ def test_retries_then_clear_errors(tmp_path, local_stack, recipe_images):
     assert fatal.calls == 1
 
 
+@pytest.mark.slow
 def test_request_splitting_gives_identical_patches(tmp_path, local_stack, recipe_images):
     image, fine = recipe_images
     transport = StackTransport(local_stack, recipe=recipe_images)
@@ -267,6 +270,7 @@ def test_a_job_holds_the_dataset_spec_and_only_its_month(local_stack):
         export_pixels(session_for(StackTransport(local_stack)), None, job, "unused")
 
 
+@pytest.mark.slow
 def test_tasks_export_end_to_end(gcs_emulator, gcs_bucket, local_stack, recipe_images):
     image, fine = recipe_images
     root = f"gs://{gcs_bucket}/big"
@@ -288,6 +292,7 @@ def test_tasks_export_end_to_end(gcs_emulator, gcs_bucket, local_stack, recipe_i
     assert again.written == 0 and len(transport.tasks) == 8  # nothing re-exported
 
 
+@pytest.mark.slow
 def test_max_eecu_hours_counts_what_finished_tasks_report(gcs_emulator, gcs_bucket, local_stack,
                                                          recipe_images):
     from core.errors import ComputeBudgetError

@@ -32,6 +32,7 @@ from tests.support.killed_export import (
 pytestmark = pytest.mark.xdist_group("ee_stack")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("cap", "account", "said"), [
     ("daily", EecuAccount(daily_quota_s=1.0), "daily Earth Engine quota is spent"),
 ])

@@ -114,6 +114,7 @@ def test_profiled_requests_price_the_export_and_a_rerun_starts_from_what_they_me
         measured.eecu_s / measured.requests)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["answer", "refused"])
 def test_an_unreadable_profile_leaves_the_estimate_and_says_so_once(
         tmp_path, local_stack, recipe_images, caplog, fault):

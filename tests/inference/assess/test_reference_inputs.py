@@ -341,6 +341,7 @@ def _app_export(path, rows, with_positions):
                         if k in columns} for r in rows])
 
 
+@pytest.mark.slow
 def test_points_nobody_can_label_are_recorded_as_nodata_and_counted(tmp_path, capsys):
     """A cloud or a gap left no way to record a point: with --design the score refused the
     sample (60 of 500 points on a real tile), without it the report never said points were
@@ -391,6 +392,7 @@ def _coarser(path, out, factor=2):
     return out
 
 
+@pytest.mark.slow
 def test_points_sharing_a_pixel_are_never_weighted_by_a_raster_that_did_not_draw_them(
         tmp_path, capsys):
     """Scored without --design away from their design folder, a sample whose points share a

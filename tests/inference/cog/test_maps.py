@@ -109,6 +109,7 @@ def _code_constants(text: str) -> list[ast.Constant]:
             if isinstance(node, ast.Constant) and id(node) not in docstrings]
 
 
+@pytest.mark.slow
 def test_the_probability_scale_is_written_only_where_prob_scale_is_defined():
     """Tags, asset properties, area tables and Code Editor scripts all read PROB_SCALE."""
     literal = []

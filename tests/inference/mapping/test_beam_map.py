@@ -187,6 +187,7 @@ def test_pipeline_map_as_dataflow_runs_it_retries_a_failed_bundle(runs, scene, t
     assert not [p for p in out.rglob("*") if TEMP_MARK in p.name], "a temporary was left"
 
 
+@pytest.mark.slow
 def test_crofusenet_pipeline_map_equals_the_streamed_map(scene, ee_offline, tmp_path):
     """CroFuseNet pools over the whole tile (squeeze-excitation in its fusion blocks), so a
     pixel's class depends on where tiles are cut: the pipeline and the streaming predictor agree
@@ -215,6 +216,7 @@ def test_crofusenet_pipeline_map_equals_the_streamed_map(scene, ee_offline, tmp_
         "the model does not depend on the tiling: this test would not show a lattice mismatch"
 
 
+@pytest.mark.slow
 def test_a_scene_normalised_model_maps_alike_with_statistics_asked_once(scene, ee_offline,
                                                                        tmp_path):
     """The launcher asks Earth Engine for the date's statistics once; every worker normalises
@@ -243,6 +245,7 @@ def test_a_scene_normalised_model_maps_alike_with_statistics_asked_once(scene, e
     assert len(list((tmp_path / "piped" / MONTH / "tiles").iterdir())) == 1
 
 
+@pytest.mark.slow
 def test_a_model_of_several_trainings_maps_alike_streamed_and_in_the_pipeline(
         scene, ee_offline, tmp_path):
     """An ``isamap-train --members 2`` file: each worker rebuilds both networks from it."""
@@ -324,6 +327,7 @@ def test_pipeline_runtime_tags_say_what_every_worker_ran():
     assert len(names) == 3 and map_fingerprint("m", "i", lattice) in names
 
 
+@pytest.mark.slow
 def test_an_auto_pipeline_map_runs_the_plain_path_on_every_worker(scene, ee_offline,
                                                                   monkeypatch, tmp_path):
     """Whatever a worker's measurement (or its machine's autotune cache) would pick: here the
@@ -385,6 +389,7 @@ def test_rerun_starts_no_pipeline(runs, scene):
     assert {p: p.stat().st_mtime_ns for p in tiles} == before
 
 
+@pytest.mark.slow
 def test_a_failed_tile_fails_the_run_and_is_the_only_one_predicted_again(runs, scene,
                                                                         ee_offline):
     """...without retries the run fails; with them (the ``runs`` fixture) the map is equal."""

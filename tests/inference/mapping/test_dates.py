@@ -313,6 +313,7 @@ def test_tasks_method_exports_tiles_to_storage_and_predicts_over_their_vrt(
     assert result.grid == pixels.grid
 
 
+@pytest.mark.slow
 def test_a_hard_killed_run_resumes_to_the_uninterrupted_map(scene, whole, tmp_path):
     """SIGKILL in the middle of the fetches (no clean-up runs), then the same command again."""
     import signal
@@ -345,6 +346,7 @@ def test_a_hard_killed_run_resumes_to_the_uninterrupted_map(scene, whole, tmp_pa
     assert whole["result"].grid == resumed.grid
 
 
+@pytest.mark.slow
 def test_clahe_postprocess_maps_as_predicting_the_local_stack_with_it(scene, whole, tmp_path):
     """``--postprocess clahe`` reaches the predictor of every date and is recorded (forced:
     the scene's model is binary, which CLAHE is not made for).
@@ -445,6 +447,7 @@ def test_a_local_map_removes_what_a_killed_stack_build_left_and_records_its_scen
     assert str(tmp_path) not in json.dumps(inputs)
 
 
+@pytest.mark.slow
 def test_tasks_series_decides_change_by_the_spectral_rule_on_the_exported_stacks(
         scene, ee_offline, tmp_path, gcs_emulator, gcs_bucket):
     """The run keeps each date's exported stack (its VRT): the default rule reads them."""

@@ -41,6 +41,7 @@ def read(path) -> np.ndarray:
         return ds.read(1)
 
 
+@pytest.mark.slow
 def test_the_bound_stops_the_map_resumably_and_a_higher_one_finishes_it(scene, ee_offline,
                                                                         tmp_path, capsys):
     stack, model = scene

@@ -155,6 +155,7 @@ def test_a_date_without_the_series_record_is_refused_by_its_own_grid(made, serie
     assert _files(series) == before
 
 
+@pytest.mark.slow
 def test_other_months_are_added_and_the_finished_ones_kept(made, series, capsys):
     """Overlapping --months on the series' area: 2021-06 is kept as it was, 2020-06 mapped;
     and a month of scenes elsewhere, mapped with the --bbox the refusal names, joins the

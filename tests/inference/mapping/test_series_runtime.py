@@ -123,6 +123,7 @@ class SwitchingTransport(SeriesTransport):
         return super().compute_pixels(request)
 
 
+@pytest.mark.slow
 def test_an_auto_series_is_mapped_at_one_runtime_even_when_measuring_would_differ(
         place, tmp_path, monkeypatch):
     stacks, model, _ = place
@@ -137,6 +138,7 @@ def test_an_auto_series_is_mapped_at_one_runtime_even_when_measuring_would_diffe
     assert record["runtime"] == {"runtime": "bf16/nhwc", "runtime_source": "auto"}
 
 
+@pytest.mark.slow
 def test_an_extended_series_takes_the_runtime_its_dates_record(place, tmp_path, monkeypatch):
     stacks, model, _ = place
     session = session_for(SeriesTransport(stacks, info=lambda t: 5))
@@ -155,6 +157,7 @@ def test_an_extended_series_takes_the_runtime_its_dates_record(place, tmp_path, 
     assert runtimes(out) == dict.fromkeys(DATES, ("bf16/nhwc", "auto"))
 
 
+@pytest.mark.slow
 def test_an_explicit_other_precision_maps_a_date_again_and_its_change_map(
         place, built, tmp_path_factory, tmp_path, caplog):
     """The series first mapped at bf16 is a copy of the module's (``mapped_once``)."""
@@ -210,6 +213,7 @@ def pixels(out):
     return found
 
 
+@pytest.mark.slow
 def test_a_dates_interrupted_strips_outrank_the_runtime_map_json_recorded(
         place, built, tmp_path_factory, tmp_path, monkeypatch):
     """A (auto) recorded fp32/nchw in map.json; B (--precision bf16) was killed remapping a date.
@@ -235,6 +239,7 @@ def test_a_dates_interrupted_strips_outrank_the_runtime_map_json_recorded(
         np.testing.assert_array_equal(value, theirs[key])
 
 
+@pytest.mark.slow
 def test_strips_at_another_runtime_than_the_series_holds_are_refused_saying_so(
         place, tmp_path):
     """Two killed runs left strips at two runtimes; auto holds the first date's."""
@@ -258,6 +263,7 @@ def test_strips_at_another_runtime_than_the_series_holds_are_refused_saying_so(
     assert {r for r, _ in runtimes(out).values()} == {"bf16/nchw"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("label", ["fp16/nhwc", "int8/nchw"])
 def test_a_held_runtime_this_device_cannot_run_is_refused_before_any_work(
         place, built, tmp_path_factory, tmp_path, monkeypatch, label):
@@ -291,6 +297,7 @@ def test_a_held_runtime_this_device_cannot_run_is_refused_before_any_work(
     assert runtimes(out) == dict.fromkeys(DATES, ("fp32/nchw", "explicit"))
 
 
+@pytest.mark.slow
 def test_dates_an_earlier_isamap_mapped_with_cudnn_benchmark_are_mapped_again(
         place, tmp_path, caplog):
     """An earlier isamap recorded ``fp32/nchw/cudnn-bench`` on CUDA; this one never benchmarks.

@@ -88,6 +88,7 @@ def _run(monkeypatch, src, out, *, whole: bool, model=None, scale=1, writer="str
                           predictor, INFO, config, progress=False, writer=writer)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("blend", "writer", "scale"), [
     ("cosine", "stream", 1), ("core", "stream", 1), ("uniform", "gdal", 1),
     ("cosine", "stream", 2)])
@@ -126,6 +127,7 @@ def test_panels_give_the_whole_width_map_bit_for_bit(monkeypatch, tmp_path, wide
     assert (classes != NODATA).sum() > 0.99 * classes.size - 60 * 60 * scale * scale
 
 
+@pytest.mark.slow
 def test_a_run_killed_inside_a_panel_resumes_to_the_same_map(monkeypatch, tmp_path, wide):
     reference = _run(monkeypatch, wide, tmp_path / "ref" / "isa", whole=True)
     with pytest.raises(Crash):  # in the third panel: two panels and their seams are done
@@ -140,6 +142,7 @@ def test_a_run_killed_inside_a_panel_resumes_to_the_same_map(monkeypatch, tmp_pa
     assert not work.exists()
 
 
+@pytest.mark.slow
 def test_windows_mapped_in_panels_agree_on_their_common_pixels(monkeypatch, tmp_path, wide):
     """The lattice is the grid's: a window's panels start elsewhere, its pixels do not move."""
     with rasterio.open(wide) as src:
