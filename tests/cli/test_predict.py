@@ -797,3 +797,18 @@ def test_a_rerun_that_replaces_the_map_removes_the_old_maps_side_outputs(
     assert len(removed) >= len(side) and all("described the map this run replaced" in m
                                              for m in removed)
     capsys.readouterr()
+
+
+def test_an_isa_class_naming_a_pervious_class_is_refused(model_file, small_stack, tmp_path,
+                                                         capsys):
+    """--isa-class 0 of a model whose class 0 is named pervious reported the pervious area as
+    ISA (exit 0); the class's recorded name says it is not impervious: one line, the index."""
+    out = tmp_path / "o"
+    code = predict_main(["--model", str(model_file), "--input", str(small_stack), "--quiet",
+                         "--isa-class", "0", "--out", str(out / "isa")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].endswith("--isa-class 0 is the model's class 'pervious', which is not "
+                           "impervious (its classes: 0 pervious, 1 impervious); give "
+                           "--isa-class 1, or leave it out"), err
+    assert not out.exists() or not any(out.iterdir())
