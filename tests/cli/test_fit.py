@@ -187,6 +187,26 @@ def test_a_second_fit_into_a_held_folder_is_refused_and_writes_nothing(demo_stac
     assert json.loads((out / "fit.json").read_text())["points"]["points"] == 60
 
 
+def test_a_fit_into_another_fits_folder_is_refused_and_the_same_one_runs(demo_stack, tmp_path,
+                                                                         capsys):
+    """A fit of other points into the --out of a finished fit replaced its model.pt without a
+    word (exit 0). Now one line says another fit's model is there; the same command runs."""
+    lon, lat, codes, _ = labelled_pixels(demo_stack.label, 60, seed=1)
+    out = tmp_path / "out"
+    common = ["--input", demo_stack.image, "--out", str(out), "--folds", "2", "-q"]
+    first = ["--points", str(write_points(tmp_path / "a.csv", lon, lat, codes)), *common]
+    assert main(first) == 0
+    model = (out / "model.pt").read_bytes()
+    capsys.readouterr()
+    other = write_points(tmp_path / "b.csv", lon[::-1], lat[::-1], codes[::-1])
+    for argv in (["--points", str(other), *common], [*first, "--hidden", "4"]):
+        line = assert_refused(main(argv), capsys.readouterr().err, build_parser(),
+                              f"--out {out} holds another fit's model",
+                              "give another --out, or delete that folder first")
+        assert (out / "model.pt").read_bytes() == model, line
+    assert main(first) == 0  # the identical command fits again, as it did
+
+
 def test_an_input_that_is_no_stack_is_bad_input_naming_the_flag(demo_stack, tmp_path, capsys):
     """A text file or a folder as --input was GDAL's bare text with exit 1 (an environment
     failure); the one refusal of a raster that cannot be read (predict's) now says it."""
