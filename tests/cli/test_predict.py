@@ -812,3 +812,31 @@ def test_an_isa_class_naming_a_pervious_class_is_refused(model_file, small_stack
                            "impervious (its classes: 0 pervious, 1 impervious); give "
                            "--isa-class 1, or leave it out"), err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_zones_named_at_two_gadm_levels_are_refused_naming_the_mix(model_file, small_stack,
+                                                                   tmp_path, capsys):
+    """A zones file of a province's row (NAME_1) beside its districts' (NAME_2) was tabled as
+    one row named after the province among the districts (exit 0); now refused, one line."""
+    gadm = {"NAME_0": "China", "NAME_1": "Anhui"}
+
+    def box(west: float, properties: dict) -> dict:  # a third of the stack (UTM 50N)
+        ring = [[west, 3398800], [west + 500, 3398800], [west + 500, 3400000],
+                [west, 3400000], [west, 3398800]]
+        return {"type": "Feature", "properties": properties,
+                "geometry": {"type": "Polygon", "coordinates": [ring]}}
+
+    zones = tmp_path / "zones.geojson"
+    zones.write_text(json.dumps({
+        "type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "EPSG:32650"}},
+        "features": [box(500000, {**gadm, "NAME_2": "Hefei"}), box(500500, gadm),
+                     box(501000, {**gadm, "NAME_2": "Feidong"})]}))
+    code = predict_main(["--model", str(model_file), "--input", str(small_stack), "--quiet",
+                         "--zones", str(zones), "--out", str(tmp_path / "o" / "isa")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].endswith(
+        f"the features of --zones {zones} are named at different levels: NAME_1 (feature 1) "
+        "and NAME_2 (features 0, 2), and one table would mix them; give a file of one level, "
+        "or --zones-name a property naming every feature at one level"), err
+    assert not (tmp_path / "o").exists()
