@@ -23,12 +23,10 @@ model file (docs/points.md).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,7 +36,6 @@ from rasterio.warp import transform as warp_transform
 from contract.bands import DEFAULT_IMAGE_BANDS, canonical_band, find_band, own_month
 from contract.dataset import read_manifest
 from contract.stack import stack_month
-from core.digest import json_digest
 from core.errors import ConfigError, InputDataError, IsamapError
 from core.jsonsafe import dumps
 from core.shareable import shareable_path
@@ -47,6 +44,7 @@ from gee_export.ee.names import default_workload_tag
 from gee_export.ee.session import EESession
 from gee_export.local.extent import scenes_extent
 from inference.assess.point_files import ReferencePoints
+from inference.point_fit_out import check_out
 from inference.point_inputs import (
     StackInput,
     locate,
@@ -218,48 +216,6 @@ def run_fit(job: FitJob, session: Any = None) -> FitResult:
     report["stacks"] = [shareable_path(p, out) for p in inputs_paths] if job.backend else None
     _write_report(out, report)
     return FitResult(path, report)
-
-
-def fit_request(job: FitJob) -> str:
-    """A digest of what makes the fit: its files (by where they are) and every option.
-
-    Paths are made absolute (the same files named from another folder are the same fit) and
-    only their digest is recorded (``fit.json``'s ``request``): nothing private is written.
-    """
-    def where(path: str | None) -> str | None:
-        return path if path is None or files.is_gcs(path) else os.path.abspath(path)
-
-    record = {**asdict(job), "out": None, "progress": None, "project": None,
-              "points": [where(p) for p in job.points],
-              "inputs": [where(p) for p in job.inputs],
-              "encoder": where(job.encoder), "scenes": where(job.scenes),
-              "norm": job.normalised_by}
-    return "sha256:" + json_digest(record)
-
-
-def check_out(job: FitJob) -> str:
-    """Refuse an ``--out`` holding another fit's model; returns this fit's request digest.
-
-    The identical command fits again into its own folder (with ``--backend``, reusing the
-    stack made there); a ``model.pt`` of other points, stacks or options (or of a run that
-    recorded none) would be replaced without a word.
-
-    Raises:
-        ConfigError: ``OUT/model.pt`` exists and ``OUT/fit.json`` records another request.
-    """
-    request = fit_request(job)
-    out = Path(job.out)
-    if not (out / "model.pt").exists():
-        return request
-    try:
-        theirs = json.loads((out / "fit.json").read_text()).get("request")
-    except (OSError, ValueError, AttributeError):
-        theirs = None
-    if theirs != request:
-        raise ConfigError(f"--out {job.out} holds another fit's model (model.pt of other "
-                          "points, stacks or options); give another --out, or delete that "
-                          "folder first")
-    return request
 
 
 def _check_encoder(job: FitJob) -> None:
