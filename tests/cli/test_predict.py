@@ -840,3 +840,41 @@ def test_zones_named_at_two_gadm_levels_are_refused_naming_the_mix(model_file, s
         "and NAME_2 (features 0, 2), and one table would mix them; give a file of one level, "
         "or --zones-name a property naming every feature at one level"), err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_stack_of_the_same_name_and_grid_with_other_pixels_is_another_input(
+        model_file, tmp_path, capsys):
+    """2021/stack.tif after 2019/stack.tif (same name and grid, no tags) replaced the earlier
+    map without a word, and a copy edited with its fingerprint tag kept was "skipped" as the
+    finished map of the stack it was copied from (exit 0). Pixels tell them apart now."""
+    def stack(path: Path, seed: int, fingerprint: str | None = None) -> Path:
+        path.parent.mkdir(exist_ok=True)
+        write_stack(path, smooth_stack(100, 130, seed=seed))
+        if fingerprint:
+            with rasterio.open(path, "r+") as ds:
+                ds.update_tags(ISAMAP_FINGERPRINT=fingerprint)
+        return path
+
+    common = ["--model", str(model_file), "--tile", "64", "--overlap", "16", "--quiet",
+              "--precision", "fp32", "--out", str(tmp_path / "y" / "isa")]
+    first = stack(tmp_path / "2019" / "stack.tif", 1, "sha256:one")
+    assert predict_main([*common, "--input", str(first)]) == 0
+    cog = tmp_path / "y" / "isa_class.tif"
+    before = cog.read_bytes()
+    capsys.readouterr()
+    for other, theirs in ((stack(tmp_path / "2021" / "stack.tif", 2), "a stack.tif of other "
+                           "pixels on the same grid"),
+                          (stack(tmp_path / "2021" / "edited.tif", 2, "sha256:one"),
+                           "stack.tif")):
+        assert predict_main([*common, "--input", str(other)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].endswith(
+            f"isa_class.tif is a map of another input: {theirs}, where this run's --input is "
+            f"{other.name}; give another --out, or delete that map first"), err
+        assert cog.read_bytes() == before
+    assert predict_main([*common, "--input", str(first)]) == 0  # the identical request
+    assert '"skipped": true' in capsys.readouterr().out
+    copy = tmp_path / "2021" / "copy.tif"  # the same stack under another name: kept
+    copy.write_bytes(first.read_bytes())
+    assert predict_main([*common, "--input", str(copy)]) == 0
+    assert cog.read_bytes() == before
