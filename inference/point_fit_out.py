@@ -13,17 +13,33 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, ClassVar, Protocol
 
 from core.digest import json_digest
 from core.errors import ConfigError
 from core.storage import files
 
-if TYPE_CHECKING:
-    from inference.point_fit import FitJob
+
+class Job(Protocol):
+    """What a fit's request is read from (:class:`inference.point_fit.FitJob`, a dataclass)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def out(self) -> str: ...
+    @property
+    def points(self) -> tuple[str, ...]: ...
+    @property
+    def inputs(self) -> tuple[str, ...]: ...
+    @property
+    def encoder(self) -> str | None: ...
+    @property
+    def scenes(self) -> str | None: ...
+    @property
+    def normalised_by(self) -> str: ...
 
 
-def fit_request(job: FitJob) -> str:
+def fit_request(job: Job) -> str:
     """A digest of what makes the fit: its files (by where they are) and every option.
 
     Paths are made absolute (the same files named from another folder are the same fit) and
@@ -40,7 +56,7 @@ def fit_request(job: FitJob) -> str:
     return "sha256:" + json_digest(record)
 
 
-def check_out(job: FitJob) -> str:
+def check_out(job: Job) -> str:
     """Refuse an ``--out`` holding another fit's model; returns this fit's request digest.
 
     The identical command fits again into its own folder (with ``--backend``, reusing the
