@@ -59,6 +59,10 @@ LANDCOVER_SCHEME = "landcover"  # the manifest's label.scheme of datasets in the
 SCHEME_PREFIX = "landcover:"  # ``--labels landcover:<source>``
 IGNORED = LABEL_NODATA
 DEFAULT_CLASSES_ISA: Mapping[str, str] = {"0": "pervious", "1": "impervious"}
+#: class names that say a class is not impervious surface: the binary scheme's other class and
+#: the land-cover classes but one (``--isa-class`` naming one of them is refused)
+NOT_IMPERVIOUS: frozenset[str] = frozenset(
+    {DEFAULT_CLASSES_ISA["0"], *(c for c in LANDCOVER_CLASSES if c != "impervious")})
 #: NLCD's developed classes as impervious fractions: the middle of each class's defined range
 #: (open space under 20 %, low 20-49 %, medium 50-79 %, high intensity 80-100 % impervious)
 NLCD_IMPERVIOUS: Mapping[int, float] = {21: 0.10, 22: 0.35, 23: 0.65, 24: 0.90}

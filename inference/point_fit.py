@@ -44,6 +44,7 @@ from gee_export.ee.names import default_workload_tag
 from gee_export.ee.session import EESession
 from gee_export.local.extent import scenes_extent
 from inference.assess.point_files import ReferencePoints
+from inference.point_fit_out import check_out
 from inference.point_inputs import (
     StackInput,
     locate,
@@ -173,6 +174,7 @@ def run_fit(job: FitJob, session: Any = None) -> FitResult:
     ``session``: the Earth Engine session of ``--backend ee`` (None: one is opened).
     """
     start = time.perf_counter()
+    request = check_out(job)
     _check_encoder(job)
     points = read_training_points(job.points, job.classes, job.column)
     inputs_paths, dataset = _stacks(job, points, session)
@@ -210,7 +212,7 @@ def run_fit(job: FitJob, session: Any = None) -> FitResult:
                     extra=extra)
     out = Path(job.out)
     path = save_model_file(out / "model.pt", model, meta)
-    report = _report(job, fit, bands, time.perf_counter() - start)
+    report = {**_report(job, fit, bands, time.perf_counter() - start), "request": request}
     report["stacks"] = [shareable_path(p, out) for p in inputs_paths] if job.backend else None
     _write_report(out, report)
     return FitResult(path, report)

@@ -9,11 +9,13 @@ fitted on scores what it remembers. A blind sample design (``isamap-assess desig
 its files: its folder holds ``sample.json`` and ``design_points.csv``, and every file an
 interpreter labels carries the design's ``strata_id`` (:mod:`inference.assess.design_file`).
 :func:`design_reason` refuses a design folder or record, a file carrying a ``strata_id``
-without the ``map_class`` column, and a file lying beside a blind design's ``sample.json``.
+without the ``map_class`` column, and a file lying beside a blind design's ``sample.json``;
+a Collect Earth Online export is judged by the same rule, on its plots as the readers take
+them (its plot file's columns come back as ``pl_strata_id``, ``pl_map_class``).
 A design drawn with ``--show-map-class`` says its labels are for training (its files carry
-``map_class``) and is accepted. A labelled export that carries nothing of its design (a
-Collect Earth Online export downloaded elsewhere) cannot be told apart: docs/points.md
-says to keep training and assessment points in separate projects.
+``map_class``) and is accepted. Points copied into a file without those columns carry
+nothing of their design and cannot be told apart: docs/points.md says to keep training and
+assessment points in separate projects.
 
 Each point is found in the first input stack whose pixels cover it (:func:`locate`), and
 its bands read there (:func:`values_at`); a point outside every input is refused.
@@ -38,6 +40,7 @@ from contract.stack import recorded_month
 from core.digest import text_sha256
 from core.errors import ConfigError, InputDataError
 from core.storage import files
+from inference.assess.ceo import is_ceo_export, plot_records
 from inference.assess.design_file import BLIND, POINTS_FILE, RECORD_FILE
 from inference.assess.point_files import ReferencePoints, read_references
 from inference.assess.reference_records import csv_records, geojson_records, reference_text
@@ -71,6 +74,8 @@ def design_reason(path: str | Path) -> str | None:
     text = reference_text(path)
     records = (geojson_records(path, text) if path.suffix.lower() in (".geojson", ".json")
                else csv_records(text))
+    if records and is_ceo_export(list(records[0])):  # its design's columns as pl_<name>
+        records = plot_records(records, "", str(path))
     columns = set(records[0]) if records else set()
     if STRATA_COLUMN in columns and MAP_CLASS_COLUMN not in columns and any(
             str(r.get(STRATA_COLUMN) or "").strip() for r in records):

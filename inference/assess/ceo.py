@@ -62,21 +62,26 @@ def plot_file_parts(n: int, limit: int = CEO_PLOT_LIMIT) -> list[range]:
     return [range(start, min(start + size, n)) for start in range(0, n, size)]
 
 
-def ceo_plot_files(rows: Sequence[dict], out: Path) -> dict[str, tuple[Path, str]]:
+def ceo_plot_files(rows: Sequence[dict], out: Path, show_map_class: bool = False
+                   ) -> dict[str, tuple[Path, str]]:
     """``ceo_plots.csv``, or ``ceo_plots_1.csv`` ... of at most 5,000 plots each (CEO's limit).
 
-    ``rows``: the sample's rows (``id``, ``lon``, ``lat``, ``strata_id``, ``design_id``) in the
-    interpreter's order; the texts are returned by key (``ceo``, or ``ceo_1``...).
+    ``rows``: the sample's rows (``id``, ``lon``, ``lat``, ``strata_id``, ``design_id``,
+    ``map_class``) in the interpreter's order; the texts are returned by key (``ceo``, or
+    ``ceo_1``...). ``show_map_class``: a design drawn with the map class shown (labels for
+    training) adds ``MAP_CLASS``, which the export carries back as ``pl_map_class``.
     """
+    columns = (*CEO_COLUMNS, "MAP_CLASS") if show_map_class else CEO_COLUMNS
     parts = plot_file_parts(len(rows))
     texts = {}
     for k, part in enumerate(parts, start=1):
         name = "ceo_plots.csv" if len(parts) == 1 else f"ceo_plots_{k}.csv"
         plots = [{"PLOTID": plot_number(rows[i]["id"]), "LON": rows[i]["lon"],
                   "LAT": rows[i]["lat"], "STRATA_ID": rows[i].get("strata_id", ""),
-                  "DESIGN_ID": rows[i].get("design_id", "")} for i in part]
+                  "DESIGN_ID": rows[i].get("design_id", ""),
+                  "MAP_CLASS": rows[i].get("map_class", "")} for i in part]
         texts["ceo" if len(parts) == 1 else f"ceo_{k}"] = (
-            out / name, csv_text(plots, CEO_COLUMNS, lineterminator="\n"))
+            out / name, csv_text(plots, columns, lineterminator="\n"))
     return texts
 
 
@@ -98,7 +103,8 @@ def plot_records(records: Sequence[dict], column: str, source: str) -> list[dict
 
     Each record has ``id``, ``lon``, ``lat``, ``reference`` (see module docstring),
     ``strata_id`` and ``design_id`` (the plot file's ``STRATA_ID`` and ``DESIGN_ID``, empty for
-    a plot file without them); a plot
+    a plot file without them), and ``map_class`` where the export has ``pl_map_class`` (a
+    design drawn with the map class shown); a plot
     with no answer keeps an empty reference. Nothing depends on the order of the rows.
 
     Raises:
@@ -108,6 +114,7 @@ def plot_records(records: Sequence[dict], column: str, source: str) -> list[dict
     plot_key = "plotid" if "plotid" in records[0] else "plot_id"
     plots: dict[str, list[_Sample]] = {}
     drawn: dict[str, tuple[str, str]] = {}  # each plot's strata_id and design_id
+    shown: dict[str, str] = {}  # each plot's map class, of a design drawn with it shown
     for row in records:
         plot = str(row.get(plot_key) or "").strip()
         if not plot.isdigit():
@@ -122,6 +129,8 @@ def plot_records(records: Sequence[dict], column: str, source: str) -> list[dict
         plots.setdefault(plot, []).append(sample)
         drawn[plot] = (str(row.get("pl_strata_id") or "").strip(),
                         str(row.get("pl_design_id") or "").strip())
+        if "pl_map_class" in row:
+            shown[plot] = str(row["pl_map_class"] or "").strip()
     out, tied = [], []
     for plot, samples in plots.items():
         lon = float(np.mean([s.lon for s in samples]))
@@ -131,7 +140,8 @@ def plot_records(records: Sequence[dict], column: str, source: str) -> list[dict
             tied.append((int(plot), samples))
             answer = ""
         out.append({"id": point_id(int(plot)), "lon": lon, "lat": lat, "reference": answer,
-                    "strata_id": drawn[plot][0], "design_id": drawn[plot][1]})
+                    "strata_id": drawn[plot][0], "design_id": drawn[plot][1],
+                    **({"map_class": shown[plot]} if plot in shown else {})})
     if tied:
         tied.sort(key=lambda t: t[0])
         counts = Counter(s.answer.lower() for s in tied[0][1] if s.answer)

@@ -382,7 +382,7 @@ def write_design(raster: str, out: Path, *, n: int | None = None,
             asset_id=asset_id)),
         "design_points": (out / POINTS_FILE, lambda: design_points_csv(rows)),
     }
-    for key, (path, text) in ceo_plot_files(rows, out).items():
+    for key, (path, text) in ceo_plot_files(rows, out, show_map_class).items():
         texts[key] = (path, functools.partial(str, text))
     if not record_path.exists():
         stray = [p.name for p, _ in texts.values() if p.exists()]

@@ -7,7 +7,9 @@ the points (:func:`raster_strata`), which is right only if that raster drew them
 points are checked first: a file beside its design's ``sample.json`` names the strata it was
 drawn on, every file an interpreter sends back carries the strata's ``strata_id``
 (:func:`check_strata_id`) and the design's ``design_id`` (:func:`check_design_id`: every
-design numbers its points ``p00001``..., so ids alone do not tie labels to a design), and a
+design numbers its points ``p00001``..., so ids alone do not tie labels to a design), such a
+file's points lie on the centres of the pixels they were drawn at (:func:`check_pixel_centres`:
+rounded coordinates are not the sample), and a
 stratified sample of a raster's pixels holds each pixel at
 most once (:func:`check_distinct_pixels`): two points on one pixel were drawn on another
 raster (a finer map) or are one point listed twice. A file labelled away from its design
@@ -29,6 +31,7 @@ from inference.assess.design_file import RECORD_FILE, DesignFile
 from inference.assess.point_files import ReferencePoints
 from inference.assess.strata import (
     Strata,
+    centre_offsets,
     check_codes,
     pixels_at,
     read_strata,
@@ -49,6 +52,7 @@ def raster_strata(points: ReferencePoints, path: str, paths: Sequence[str | Path
     check_points(points, strata, paths)
     check_strata_id(points, strata, paths, f"the strata raster {strata.path}")
     check_distinct_pixels(points, strata, paths)
+    check_pixel_centres(points, strata, paths)
     stratum = values_at(strata.path, points.lon, points.lat)
     check_codes(stratum, strata.classes, f"the strata raster {strata.path}", points.ids)
     return strata, stratum
@@ -104,6 +108,37 @@ def check_strata_id(points: ReferencePoints, strata: Strata, paths: Sequence[str
                           "would be weighted by the wrong strata; give --design with the "
                           "folder `isamap-assess design` wrote for these points (or --strata "
                           "with the raster that drew them, e.g. the change COG)")
+
+
+#: how far (in pixel sides) a design's point may lie from its pixel's centre in a file read
+#: without ``--design``: the sample files give positions to 1e-7 degrees (about a centimetre)
+CENTRE_TOLERANCE = 0.25
+
+
+def check_pixel_centres(points: ReferencePoints, strata: Strata,
+                        paths: Sequence[str | Path]) -> None:
+    """Refuse a design's points that lie off the centres of the pixels that drew them.
+
+    A file carrying a design's ids (``design_id``, ``strata_id``) read without ``--design``
+    is placed by its own lon/lat; a design draws pixel centres, so points away from them had
+    their coordinates rounded (to 1e-4 degrees, about 11 m: the next pixel) or moved, and
+    would be scored at other pixels than were drawn. ``--design`` places them by id.
+    """
+    if not (points.design_ids or points.strata_ids):
+        return
+    off = centre_offsets(strata.path, points.lon, points.lat)
+    far = off > CENTRE_TOLERANCE
+    if not far.any():
+        return
+    first = int(np.flatnonzero(far)[0])
+    named = (f"design_id {', '.join(sorted(points.design_ids))}" if points.design_ids
+             else f"strata_id {', '.join(sorted(points.strata_ids))}")
+    raise ConfigError(
+        f"{', '.join(map(str, paths))} holds the points of a sample design ({named}), but "
+        f"{int(far.sum())} of {far.size} lie off the centres of the pixels of {strata.path} "
+        f"that it draws (first: {points.ids[first]}, {off[first]:.2f} of a pixel off: rounded "
+        "coordinates, or another raster's sample?), so they would be scored at other pixels; "
+        "give --design with the folder `isamap-assess design` wrote for them")
 
 
 def check_distinct_pixels(points: ReferencePoints, strata: Strata,

@@ -134,6 +134,19 @@ def _pixels(ds: rasterio.io.DatasetReader, lon: np.ndarray, lat: np.ndarray
     return rows, cols, (rows >= 0) & (rows < ds.height) & (cols >= 0) & (cols < ds.width)
 
 
+def centre_offsets(path: str, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """How far each lon/lat point lies from its pixel's centre, in pixel sides (0 to 0.5).
+
+    The larger of the column's and the row's distance.
+    """
+    with rasterio.open(files.gdal_path(path)) as ds:
+        xs, ys = warp_transform("EPSG:4326", ds.crs, list(map(float, lon)),
+                                list(map(float, lat)))
+        cols, rows = ~ds.transform * (np.asarray(xs), np.asarray(ys))
+    off = np.abs(np.stack([cols, rows]) % 1.0 - 0.5)
+    return np.asarray(off.max(axis=0))
+
+
 def values_at(path: str, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     """The raster's values at lon/lat points (its nearest pixel; NODATA outside it)."""
     with rasterio.open(files.gdal_path(path)) as ds:

@@ -59,6 +59,7 @@ from inference.cog.maps import OutputInfo
 from inference.cog.stream import Writer, cog_writer, encodes, finish_stream
 from inference.predict import runtime_record, same_output
 from inference.predict.config import PredictConfig
+from inference.predict.expected_inputs import read_band_sample
 from inference.predict.pixel_area import raster_area_km2
 from inference.predict.runtime import TilePredictor
 from inference.predict.sliding_window import SlidingWindowJob
@@ -194,14 +195,15 @@ def predict_raster(
         height, width = src.height * scale, src.width * scale
         transform = src.transform @ Affine.scale(1.0 / scale)
         crs = src.crs
+        same_output.check_same_model(class_path, model_id, info.model)
+        input_tags = same_output.input_tags(run, src, read_band_sample(src_path, indexes)
+                                            ) if src_name is not None else {}
+        same_output.check_same_input(class_path, input_tags)  # before a finished map is kept
         if _finished(class_path, prob_path, run["hash"], predictor.request):
             return PredictionResult(class_path, prob_path, width, height, tuple(transform),
                                     str(crs), 0, time.perf_counter() - started, 0.0, 0, True)
         if predictor.channels != len(indexes):
             raise ConfigError(f"model takes {predictor.channels} bands, info lists {len(indexes)}")
-        same_output.check_same_model(class_path, model_id, info.model)
-        input_tags = same_output.input_tags(run, src) if src_name is not None else {}
-        same_output.check_same_input(class_path, input_tags)
         work = work_path(work_dir, out_prefix)
         made = not work.exists()
         work.mkdir(parents=True, exist_ok=True)

@@ -11,14 +11,19 @@ An input's identity, as a map records it in its tags:
 - ``input_grid``: a digest of its size, transform and CRS;
 - ``input_month``: the month the stack's ``MONTH`` tag records, where it records one;
 - ``input_content``: a digest of the content fingerprint a local-backend stack records
-  (``ISAMAP_FINGERPRINT``), where it records one.
+  (``ISAMAP_FINGERPRINT``), where it records one;
+- ``input_pixels``: a digest of the decimated sample of the bands the model reads (the one
+  the value checks read, :func:`inference.predict.expected_inputs.read_band_sample`).
 
 The name, the grid and the month (where both record one) agreeing make the same input (the
 map is replaced or kept as the run's options say). The content fingerprint only recognises a
 copy of the stack under another name as the same input (its finished map is kept, naming the
 file it was made from): it covers the stack's labels and recipe as well as its image, so a
-stack exported again with the same image differs in it. Maps written before inputs were
-recorded, and fetched sources (``isamap-map``), are not compared.
+stack exported again with the same image differs in it. Either way the pixels must agree
+where both record them: another stack of the same name and grid (``2019/stack.tif`` after
+``2021/stack.tif``, neither tagged), or a copy edited with its tags kept, is another input.
+Maps written before inputs were recorded, and fetched sources (``isamap-map``), are not
+compared.
 """
 
 from __future__ import annotations
@@ -26,11 +31,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import rasterio
 import rasterio.errors
 
 from contract.stack import FINGERPRINT_TAG, recorded_month
-from core.digest import json_digest
+from core.digest import chunks_sha256, json_digest
 from core.errors import ConfigError
 from core.storage import files
 
@@ -68,13 +74,15 @@ def check_same_model(class_path: str, model_id: str, model: str) -> None:
             "map first")
 
 
-def input_tags(run: Mapping[str, Any], source: Any) -> dict[str, str]:
+def input_tags(run: Mapping[str, Any], source: Any,
+               pixels: np.ndarray | None = None) -> dict[str, str]:
     """What a map records of its input file (see the module's docstring).
 
     Args:
         run: the run's fingerprint (its ``input``, ``size``, ``transform`` and ``crs``).
         source: the open input, whose own tags (``tags()``) hold its month and content
             fingerprint.
+        pixels: the decimated sample of the bands the model reads (None: not recorded).
     """
     read = getattr(source, "tags", None)
     stack_tags = dict(read()) if callable(read) else {}
@@ -86,6 +94,8 @@ def input_tags(run: Mapping[str, Any], source: Any) -> dict[str, str]:
         tags["input_month"] = month
     if stack_tags.get(FINGERPRINT_TAG):
         tags["input_content"] = json_digest(stack_tags[FINGERPRINT_TAG], 16)
+    if pixels is not None:
+        tags["input_pixels"] = chunks_sha256([np.ascontiguousarray(pixels).tobytes()], 16)
     return tags
 
 
@@ -96,15 +106,21 @@ def check_same_input(class_path: str, ours: Mapping[str, str]) -> None:
         return
     theirs = tags["input"]
     months = (tags.get("input_month"), ours.get("input_month"))
-    if theirs == ours["input"] and tags.get("input_grid") == ours["input_grid"] and (
+    pixels = (tags.get("input_pixels"), ours.get("input_pixels"))
+    same_pixels = None in pixels or pixels[0] == pixels[1]
+    same_grid = tags.get("input_grid") == ours["input_grid"]
+    if theirs == ours["input"] and same_grid and same_pixels and (
             None in months or months[0] == months[1]):
         return
-    if tags.get("input_content") and tags["input_content"] == ours.get("input_content"):
+    if (tags.get("input_content") and tags["input_content"] == ours.get("input_content")
+            and same_pixels):
         return  # the same stack under another name
     what, mine = "input", ours["input"]
     if None not in months and months[0] != months[1]:
         theirs, mine = f"{theirs} of {months[0]}", f"{ours['input']} of {months[1]}"
-    elif theirs == ours["input"]:
+    elif theirs == ours["input"] and not same_grid:
         what = "grid (another extent or pixel size)"
+    elif theirs == ours["input"]:
+        theirs = f"a {theirs} of other pixels on the same grid"
     raise ConfigError(f"{class_path} is a map of another {what}: {theirs}, where this run's "
                       f"--input is {mine}; give another --out, or delete that map first")

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from rasterio.transform import array_bounds
 
+from contract.label_schemes import NOT_IMPERVIOUS
 from core.errors import ModelError
 from core.shareable import shareable_path
 from core.storage import files
@@ -90,11 +91,25 @@ class Outputs:
 
 
 def isa_class_index(class_names: tuple[str, ...], explicit: int | None = None) -> int:
-    """Index of the impervious class: explicit, else by name, else 1 of a binary scheme."""
+    """Index of the impervious class: explicit, else by name, else 1 of a binary scheme.
+
+    Raises:
+        ModelError: ``explicit`` out of range, or naming a class whose recorded name says it
+            is not impervious (``pervious``, ``water``...: its area would be reported as ISA).
+    """
     if explicit is not None:
         if not 0 <= explicit < len(class_names):
             raise ModelError(f"--isa-class {explicit} is not one of the model's "
                              f"{len(class_names)} classes {class_names}")
+        if class_names[explicit].lower() in NOT_IMPERVIOUS:
+            named = ", ".join(f"{i} {name}" for i, name in enumerate(class_names))
+            try:
+                give = f"give --isa-class {isa_class_index(class_names)}, or leave it out"
+            except ModelError:
+                give = "give the index of its impervious class"
+            raise ModelError(f"--isa-class {explicit} is the model's class "
+                             f"{class_names[explicit]!r}, which is not impervious (its classes: "
+                             f"{named}); {give}")
         return explicit
     for i, name in enumerate(class_names):
         if name.lower() in ISA_NAMES:
@@ -123,6 +138,7 @@ def predict(job: PredictJob) -> Outputs:
             check_product(config.keep.product)  # before the model loads
         loaded = job.model if isinstance(job.model, LoadedModel) else load_model(job.model)
         check_model(config, loaded, job.options.precision if job.options else "auto")
+        isa_class_index(tuple(loaded.meta.class_names), job.isa_class)  # before any input read
         # pixel size and values, before the first tile
         facts = check_input(stack, loaded.meta, job.band_order,
                             allow_implausible=job.allow_implausible)

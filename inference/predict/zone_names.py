@@ -1,7 +1,9 @@
 """What each zone of a ``--zones`` file is called in the area tables and charts.
 
 A zone is named by its own properties: ``--zones-name FIELD``, else ``name``, ``NAME`` or the
-highest-numbered ``NAME_<n>`` (GADM's level: ``NAME_2`` of a district file). A file that names
+highest-numbered ``NAME_<n>`` (GADM's level: ``NAME_2`` of a district file). Every zone named
+by ``NAME_<n>`` is named at one level: a file whose features mix levels (a province's row
+beside its districts', ``NAME_1`` beside ``NAME_2``) is refused, naming the mix. A file that names
 none of its features gets ``feature_<i>``; one that names some of them is refused at the first
 feature without a name, as a missing ``--zones-name`` field is: its zone would appear under a
 made-up name beside the named ones. A name that repeats is told apart by its feature index, so
@@ -25,13 +27,38 @@ def zone_name(properties: Mapping[str, Any], name_field: str | None = None) -> s
     Of GADM's ``NAME_0`` (country) ... ``NAME_<n>``, the highest ``n`` is the feature's own
     level. None where none of them holds a value.
     """
+    key = name_key(properties, name_field)
+    return None if key is None else str(properties[key])
+
+
+def name_key(properties: Mapping[str, Any], name_field: str | None = None) -> str | None:
+    """The property that names a zone (:func:`zone_name`), or None where none holds a value."""
     levels = sorted((int(k[5:]), k) for k in properties
                     if k.startswith("NAME_") and k[5:].isdigit())
     for key in ([name_field] if name_field else ["name", "NAME", *[k for _, k in levels[::-1]]]):
-        value = properties.get(key)
-        if value not in (None, ""):
-            return str(value)
+        if properties.get(key) not in (None, ""):
+            return key
     return None
+
+
+def _check_one_level(keys: Sequence[str | None], given: str) -> None:
+    """Refuse features named at different GADM levels (``NAME_1`` beside ``NAME_2``).
+
+    A province's row among its districts' (or a district lacking its ``NAME_2`` named after
+    its province) would add a zone of another kind under a name the table does not tell apart.
+    """
+    at: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        if key is not None and key.startswith("NAME_"):
+            at.setdefault(key, []).append(i)
+    if len(at) < 2:
+        return
+    mix = " and ".join(f"{key} (feature{'s' if len(ids) > 1 else ''} "
+                       f"{', '.join(map(str, ids[:3]))}{', ...' if len(ids) > 3 else ''})"
+                       for key, ids in sorted(at.items(), key=lambda kv: int(kv[0][5:])))
+    raise InputDataError(f"the features of {given} are named at different levels: {mix}, "
+                         "and one table would mix them; give a file of one level, or "
+                         "--zones-name a property naming every feature at one level")
 
 
 def zone_names(properties: Sequence[Mapping[str, Any]], name_field: str | None,
@@ -47,10 +74,13 @@ def zone_names(properties: Sequence[Mapping[str, Any]], name_field: str | None,
         InputDataError: a feature has no name where ``name_field`` is given or other
             features have one; the message names the properties it has.
     """
-    named = name_field is not None or any(zone_name(p) for p in properties)
+    keys = [name_key(p, name_field) for p in properties]
+    named = name_field is not None or any(keys)
+    if name_field is None:
+        _check_one_level(keys, given)
     names: list[str] = []
-    for i, props in enumerate(properties):
-        name = zone_name(props, name_field)
+    for i, (props, key) in enumerate(zip(properties, keys, strict=True)):
+        name = None if key is None else str(props[key])
         if name is None and named:
             has = ", ".join(map(repr, props)) or "none"
             raise InputDataError(

@@ -375,3 +375,32 @@ def test_each_point_of_the_labelling_app_carries_one_id(tmp_path):
     assert json.loads(app.split("var sampleIds = ", 1)[1].split(";", 1)[0]) == {
         "strata_id": rows[0]["strata_id"], "design_id": rows[0]["design_id"]}
     assert "return f.set(sampleIds).set({reference_code: code" in app
+
+
+@pytest.mark.slow
+def test_a_designs_points_with_rounded_coordinates_are_placed_by_the_design(tmp_path, capsys):
+    """A labelled sample.csv whose lon/lat were rounded to 1e-4 degrees (about 11 m, the next
+    pixel) was scored at those positions without --design, exit 0: now refused naming
+    --design, and with --design the ids place the points where they were drawn."""
+    scene = synthetic_scene(tmp_path)
+    design = tmp_path / "design"
+    assert main(["design", "--map", str(scene.map_path), "--n", "100", "--seed", "3", "--out",
+                 str(design), "-q"]) == 0
+    rows = list(csv.DictReader(labelled_as_the_map(design, tmp_path / "l.csv").open()))
+    for row in rows:  # a spreadsheet's rounding, its x and y columns dropped
+        row["lon"], row["lat"] = f"{float(row['lon']):.4f}", f"{float(row['lat']):.4f}"
+        del row["x"], row["y"]
+    rounded = write_rows(tmp_path / "rounded.csv", rows)
+    capsys.readouterr()
+    score = ["score", "--map", str(scene.map_path), "--reference", str(rounded), "-q"]
+    assert main([*score, "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(
+        r"rounded\.csv holds the points of a sample design \(design_id \w+\), but \d+ of 100 "
+        r"lie off the centres of the pixels of .*map_class\.tif that it draws \(first: p\d+, "
+        r"0\.\d\d of a pixel off: rounded coordinates, or another raster's sample\?\), so "
+        r"they would be scored at other pixels; give --design with the folder", err[0]), err
+    assert not (tmp_path / "s").exists()
+    assert main([*score, "--design", str(design), "--out", str(tmp_path / "s")]) == 0
+    report = json.loads((tmp_path / "s" / "report.json").read_text())
+    assert report["products"]["map"]["overall_accuracy"] == 1.0

@@ -188,6 +188,26 @@ def test_a_second_fit_into_a_held_folder_is_refused_and_writes_nothing(demo_stac
     assert json.loads((out / "fit.json").read_text())["points"]["points"] == 60
 
 
+def test_a_fit_into_another_fits_folder_is_refused_and_the_same_one_runs(demo_stack, tmp_path,
+                                                                         capsys):
+    """A fit of other points into the --out of a finished fit replaced its model.pt without a
+    word (exit 0). Now one line says another fit's model is there; the same command runs."""
+    lon, lat, codes, _ = labelled_pixels(demo_stack.label, 60, seed=1)
+    out = tmp_path / "out"
+    common = ["--input", demo_stack.image, "--out", str(out), "--folds", "2", "-q"]
+    first = ["--points", str(write_points(tmp_path / "a.csv", lon, lat, codes)), *common]
+    assert main(first) == 0
+    model = (out / "model.pt").read_bytes()
+    capsys.readouterr()
+    other = write_points(tmp_path / "b.csv", lon[::-1], lat[::-1], codes[::-1])
+    for argv in (["--points", str(other), *common], [*first, "--hidden", "4"]):
+        line = assert_refused(main(argv), capsys.readouterr().err, build_parser(),
+                              f"--out {out} holds another fit's model",
+                              "give another --out, or delete that folder first")
+        assert (out / "model.pt").read_bytes() == model, line
+    assert main(first) == 0  # the identical command fits again, as it did
+
+
 def test_an_input_that_is_no_stack_is_bad_input_naming_the_flag(demo_stack, tmp_path, capsys):
     """A text file or a folder as --input was GDAL's bare text with exit 1 (an environment
     failure); the one refusal of a raster that cannot be read (predict's) now says it."""
@@ -246,6 +266,50 @@ def test_an_assessment_design_is_refused_and_a_training_design_read(demo_stack, 
         w.writeheader()
         w.writerows(rows)
     assert main(["--points", str(written.files["csv"]), *common, "-q"]) == 0
+
+
+def _ceo_export(plots: Path, truth_of, out: Path) -> Path:
+    """A Collect Earth Online sample export of a plot file, labelled: one sample per plot, the
+    plot file's extra columns back as ``pl_<name>``."""
+    with open(plots) as fh:
+        rows = list(csv.DictReader(fh))
+    extra = [k for k in rows[0] if k not in ("PLOTID", "LON", "LAT")]
+    with open(out, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["plotid", "sampleid", "lon", "lat", "email",
+                    *(f"pl_{k.lower()}" for k in extra), "land cover"])
+        for row in rows:
+            w.writerow([row["PLOTID"], 1, row["LON"], row["LAT"], "a@b.c",
+                        *(row[k] for k in extra), truth_of(float(row["LON"]), float(row["LAT"]))])
+    return out
+
+
+@pytest.mark.slow
+def test_the_ceo_export_of_a_blind_design_is_refused_as_its_sample_csv_is(demo_stack, tmp_path,
+                                                                          capsys):
+    """A blind design's sample.csv was refused while its Collect Earth Online export (rows
+    carrying pl_strata_id) was fitted on, exit 0: one rule now judges both; the export of a
+    design drawn with the map class shown is read for training."""
+    with rasterio.open(demo_stack.label) as src:
+        truth, transform, crs = src.read(1), src.transform, src.crs
+
+    def truth_of(lon: float, lat: float) -> str:
+        x, y = warp_transform("EPSG:4326", crs, [lon], [lat])
+        code = truth[rasterio.transform.rowcol(transform, x[0], y[0])]
+        return NAMES[code] if code != LABEL_NODATA else ""
+
+    common = ["--input", demo_stack.image, "--out", str(tmp_path / "fit"),
+              "--reference-column", "land cover", "--folds", "2", "-q"]
+    blind = write_design(demo_stack.label, tmp_path / "blind", n=100, seed=0)
+    export = _ceo_export(blind.files["ceo"], truth_of, tmp_path / "ceo-export.csv")
+    assert_refused(main(["--points", str(export), *common]), capsys.readouterr().err,
+                   build_parser(), f"--points {export} carries the strata_id of a blind "
+                   "sample design", "kept apart")
+    assert not (tmp_path / "fit").exists()
+    shown = write_design(demo_stack.label, tmp_path / "shown", n=100, seed=1,
+                         show_map_class=True)
+    export = _ceo_export(shown.files["ceo"], truth_of, tmp_path / "ceo-shown.csv")
+    assert main(["--points", str(export), *common]) == 0
 
 
 @pytest.mark.slow

@@ -801,3 +801,84 @@ def test_a_rerun_that_replaces_the_map_removes_the_old_maps_side_outputs(
     assert len(removed) >= len(side) and all("described the map this run replaced" in m
                                              for m in removed)
     capsys.readouterr()
+
+
+def test_an_isa_class_naming_a_pervious_class_is_refused(model_file, small_stack, tmp_path,
+                                                         capsys):
+    """--isa-class 0 of a model whose class 0 is named pervious reported the pervious area as
+    ISA (exit 0); the class's recorded name says it is not impervious: one line, the index."""
+    out = tmp_path / "o"
+    code = predict_main(["--model", str(model_file), "--input", str(small_stack), "--quiet",
+                         "--isa-class", "0", "--out", str(out / "isa")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].endswith("--isa-class 0 is the model's class 'pervious', which is not "
+                           "impervious (its classes: 0 pervious, 1 impervious); give "
+                           "--isa-class 1, or leave it out"), err
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_zones_named_at_two_gadm_levels_are_refused_naming_the_mix(model_file, small_stack,
+                                                                   tmp_path, capsys):
+    """A zones file of a province's row (NAME_1) beside its districts' (NAME_2) was tabled as
+    one row named after the province among the districts (exit 0); now refused, one line."""
+    gadm = {"NAME_0": "China", "NAME_1": "Anhui"}
+
+    def box(west: float, properties: dict) -> dict:  # a third of the stack (UTM 50N)
+        ring = [[west, 3398800], [west + 500, 3398800], [west + 500, 3400000],
+                [west, 3400000], [west, 3398800]]
+        return {"type": "Feature", "properties": properties,
+                "geometry": {"type": "Polygon", "coordinates": [ring]}}
+
+    zones = tmp_path / "zones.geojson"
+    zones.write_text(json.dumps({
+        "type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "EPSG:32650"}},
+        "features": [box(500000, {**gadm, "NAME_2": "Hefei"}), box(500500, gadm),
+                     box(501000, {**gadm, "NAME_2": "Feidong"})]}))
+    code = predict_main(["--model", str(model_file), "--input", str(small_stack), "--quiet",
+                         "--zones", str(zones), "--out", str(tmp_path / "o" / "isa")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].endswith(
+        f"the features of --zones {zones} are named at different levels: NAME_1 (feature 1) "
+        "and NAME_2 (features 0, 2), and one table would mix them; give a file of one level, "
+        "or --zones-name a property naming every feature at one level"), err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_stack_of_the_same_name_and_grid_with_other_pixels_is_another_input(
+        model_file, tmp_path, capsys):
+    """2021/stack.tif after 2019/stack.tif (same name and grid, no tags) replaced the earlier
+    map without a word, and a copy edited with its fingerprint tag kept was "skipped" as the
+    finished map of the stack it was copied from (exit 0). Pixels tell them apart now."""
+    def stack(path: Path, seed: int, fingerprint: str | None = None) -> Path:
+        path.parent.mkdir(exist_ok=True)
+        write_stack(path, smooth_stack(100, 130, seed=seed))
+        if fingerprint:
+            with rasterio.open(path, "r+") as ds:
+                ds.update_tags(ISAMAP_FINGERPRINT=fingerprint)
+        return path
+
+    common = ["--model", str(model_file), "--tile", "64", "--overlap", "16", "--quiet",
+              "--precision", "fp32", "--out", str(tmp_path / "y" / "isa")]
+    first = stack(tmp_path / "2019" / "stack.tif", 1, "sha256:one")
+    assert predict_main([*common, "--input", str(first)]) == 0
+    cog = tmp_path / "y" / "isa_class.tif"
+    before = cog.read_bytes()
+    capsys.readouterr()
+    for other, theirs in ((stack(tmp_path / "2021" / "stack.tif", 2), "a stack.tif of other "
+                           "pixels on the same grid"),
+                          (stack(tmp_path / "2021" / "edited.tif", 2, "sha256:one"),
+                           "stack.tif")):
+        assert predict_main([*common, "--input", str(other)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].endswith(
+            f"isa_class.tif is a map of another input: {theirs}, where this run's --input is "
+            f"{other.name}; give another --out, or delete that map first"), err
+        assert cog.read_bytes() == before
+    assert predict_main([*common, "--input", str(first)]) == 0  # the identical request
+    assert '"skipped": true' in capsys.readouterr().out
+    copy = tmp_path / "2021" / "copy.tif"  # the same stack under another name: kept
+    copy.write_bytes(first.read_bytes())
+    assert predict_main([*common, "--input", str(copy)]) == 0
+    assert cog.read_bytes() == before

@@ -1,0 +1,81 @@
+"""What an ``isamap-fit --out`` already holds: another fit's model is refused, never replaced.
+
+A fit records the digest of its request (its files, by where they are, and every option) in
+``fit.json`` (``request``). The identical command fits again into its own folder (with
+``--backend``, reusing the stack made there); a folder whose ``model.pt`` another request made
+(other points, stacks or options, or a run that recorded none, such as ``isamap-train``'s) is
+refused before any point is read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from core.digest import json_digest
+from core.errors import ConfigError
+from core.storage import files
+
+
+class Job(Protocol):
+    """What a fit's request is read from (:class:`inference.point_fit.FitJob`, a dataclass)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    @property
+    def out(self) -> str: ...
+    @property
+    def points(self) -> tuple[str, ...]: ...
+    @property
+    def inputs(self) -> tuple[str, ...]: ...
+    @property
+    def encoder(self) -> str | None: ...
+    @property
+    def scenes(self) -> str | None: ...
+    @property
+    def normalised_by(self) -> str: ...
+
+
+def fit_request(job: Job) -> str:
+    """A digest of what makes the fit: its files (by where they are) and every option.
+
+    Paths are made absolute (the same files named from another folder are the same fit) and
+    only their digest is recorded (``fit.json``'s ``request``): nothing private is written.
+    """
+    def where(path: str | None) -> str | None:
+        return path if path is None or files.is_gcs(path) else os.path.abspath(path)
+
+    record = {**asdict(job), "out": None, "progress": None, "project": None,
+              "points": [where(p) for p in job.points],
+              "inputs": [where(p) for p in job.inputs],
+              "encoder": where(job.encoder), "scenes": where(job.scenes),
+              "norm": job.normalised_by}
+    return "sha256:" + json_digest(record)
+
+
+def check_out(job: Job) -> str:
+    """Refuse an ``--out`` holding another fit's model; returns this fit's request digest.
+
+    The identical command fits again into its own folder (with ``--backend``, reusing the
+    stack made there); a ``model.pt`` of other points, stacks or options (or of a run that
+    recorded none) would be replaced without a word.
+
+    Raises:
+        ConfigError: ``OUT/model.pt`` exists and ``OUT/fit.json`` records another request.
+    """
+    request = fit_request(job)
+    out = Path(job.out)
+    if not (out / "model.pt").exists():
+        return request
+    try:
+        theirs = json.loads((out / "fit.json").read_text()).get("request")
+    except (OSError, ValueError, AttributeError):
+        theirs = None
+    if theirs != request:
+        raise ConfigError(f"--out {job.out} holds another fit's model (model.pt of other "
+                          "points, stacks or options); give another --out, or delete that "
+                          "folder first")
+    return request
