@@ -66,7 +66,7 @@ OWNERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("inference/publish/", ("isamap-publish", "isamap-map"), "any"),
     ("inference/cli.py::_publish", ("isamap-publish",), "all"),
     ("inference/cli.py::publish", ("isamap-publish",), "all"),
-    ("inference/demo.py", ("isamap-demo",), "all"),
+    ("inference/demo/", ("isamap-demo",), "all"),
     ("inference/", ("isamap-predict",), "all"),
     ("training/", ("isamap-train", "isamap-evaluate", "isamap-prune"), "any"),
 )

@@ -203,7 +203,7 @@ def test_demo_assess_step_scores_the_map_the_label_and_the_change(demo_run, tmp_
 
     from gee_export.local.synthetic import generate_scene
     from inference.cog.maps import write_cog
-    from inference.demo import LATER_GROWTH, LATER_MONTH, DemoContext, step_assess
+    from inference.demo.steps import LATER_GROWTH, LATER_MONTH, DemoContext, step_assess
     from inference.predict.stats import change_map
 
     drawn = demo_run[0]
