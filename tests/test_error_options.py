@@ -59,7 +59,6 @@ OWNERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("contract/sigma0.py::check_s1_unit", ("isamap-import-patches",), "all"),
     ("gee_export/", ("isamap-export",), "all"),
     ("cli/map.py", ("isamap-map",), "all"),
-    ("inference/region_map.py", ("isamap-map",), "all"),
     ("inference/mapping/", ("isamap-map",), "all"),
     ("inference/predict/encoder_change.py", ("isamap-map",), "all"),
     ("inference/assess", ("isamap-assess",), "all"),

@@ -6,7 +6,7 @@ import runs) and checked against the ranks of docs/architecture.md:
 
     core 0 < contract 1 < gee_export.ee | gee_export.local 2 < engine 3 <
     training.losses 4 < training.models 5 < training 6 < inference.cog 7 <
-    inference.predict 8 < inference.mapping 9 < inference.publish | inference.assess 10 <
+    inference.predict 8 < inference.publish | inference.assess 9 < inference.mapping 10 <
     inference 11 < cli 12 < experiments | benchmarks | testing 13
 
 A module may import its own rank or lower; ``gee_export.ee`` and ``gee_export.local`` are
@@ -47,9 +47,9 @@ RANKS = (  # longest prefix wins
     ("training", 6),
     ("inference.cog", 7),
     ("inference.predict", 8),
-    ("inference.mapping", 9),
-    ("inference.publish", 10),
-    ("inference.assess", 10),
+    ("inference.publish", 9),
+    ("inference.assess", 9),
+    ("inference.mapping", 10),
     ("inference", 11),
     ("cli", 12),
     ("experiments", 13),

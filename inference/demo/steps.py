@@ -188,8 +188,8 @@ def step_map(ctx: DemoContext) -> None:
     plot), STAC Items and Collection, and the ImageCollection manifests and Code Editor app as a
     dry run (the demo has no Earth Engine account).
     """
+    from inference.mapping.region import map_region  # lazy: torch
     from inference.mapping.request import MapRequest  # lazy: torch
-    from inference.region_map import map_region  # lazy: torch
 
     scene, later = ctx.need_scene(), ctx.later
     if ctx.model_file is None or later is None:

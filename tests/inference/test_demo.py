@@ -90,9 +90,9 @@ def _beam_equals_single_process(out, tmp_path) -> None:
     """The demo's CroFuseNet maps its own stack (served by the fake pixel server) as one process
     and as a Beam pipeline on the DirectRunner: the same classes, pixel for pixel."""
     from core.pipeline_options import RunnerConfig
+    from inference.mapping.region import map_region
     from inference.mapping.request import MapRequest
     from inference.predict.runtime import RuntimeOptions
-    from inference.region_map import map_region
     from testing.fake_server import StackSessions, StackTransport
     from tests.support.mapping import inner_region, session_for, stack_paths
 
