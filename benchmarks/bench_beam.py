@@ -76,9 +76,9 @@ def _map_child(args: argparse.Namespace) -> dict:
     from contract.stack import StackPaths
     from core.pipeline_options import RunnerConfig
     from gee_export.ee.session import EESession
+    from inference.mapping.region import map_region
     from inference.mapping.request import MapRequest
     from inference.predict.runtime import RuntimeOptions
-    from inference.region_map import map_region
     from testing.fake_server import StackSessions, StackTransport, initialize_offline
 
     initialize_offline(ee)

@@ -32,7 +32,7 @@ from contract.patches import patch_stack
 from experiments.headcompare import HeadBudget, compare_heads
 from gee_export.local.scenes import SceneCollection, open_scene
 from gee_export.local.stack import LocalRecipe, build_local_stack
-from inference.demo import DemoContext, step_patches, step_scene, step_stack
+from inference.demo.steps import DemoContext, step_patches, step_scene, step_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 BANDS = ("B2", "B3", "B4", "B8", "VV", "VH")

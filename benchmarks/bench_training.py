@@ -56,9 +56,9 @@ import torch
 
 from cli.demo import main as demo_main
 from engine import autotune
+from inference.demo.training import DEMO_WIDTHS
 from training.config import TrainConfig
 from training.data import Augment, PatchDataset, compute_norm_stats
-from training.demo import DEMO_WIDTHS
 from training.loader import make_loader
 from training.models import create_model, model_loss, recipe_for
 from training.patch_training import train

@@ -1,4 +1,4 @@
-"""Console script ``isamap-demo``: the whole chain on a SYNTHETIC scene (inference.demo)."""
+"""Console script ``isamap-demo``: the whole chain on a SYNTHETIC scene (inference/demo/)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from core.commands import (
 from core.errors import ConfigError
 from core.parsers import command_parser, seed
 from engine.allocator import CHECKS
-from inference.demo import STEPS, DemoContext, run_demo
+from inference.demo.steps import STEPS, DemoContext, run_demo
 
 DEMO_SIZES = (384, 2048)  # smaller leaves a split empty; the 1 m class map grows with size^2
 DEMO_MAX_EPOCHS = 1000

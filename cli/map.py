@@ -39,8 +39,8 @@ from inference.predict.vectors import add_vector_arguments, vector_options
 
 if TYPE_CHECKING:
     from inference.mapping.dates import DateResult
+    from inference.mapping.region import MapResult
     from inference.mapping.request import MapRequest, ModelDataset
-    from inference.region_map import MapResult
     from training.modelfile import LoadedModel
 
 # The library modules that import torch are imported where a run needs them, so that --help
@@ -223,7 +223,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _map(args: argparse.Namespace) -> int:
-    from inference.region_map import map_region  # lazy: torch
+    from inference.mapping.region import map_region  # lazy: torch
 
     check_output_folder("--out", args.out, remote=True)
     check_output_folder("--local-dir", args.local_dir)

@@ -51,7 +51,7 @@ METRICS = ("miou", "iou1", "f1_1", "oa", "tied")
 
 @dataclass(frozen=True)
 class HeadBudget:
-    """The small, equal budget every run gets (the demo's settings, see training/demo.py)."""
+    """The small, equal budget every run gets (the demo's settings: inference/demo/training.py)."""
 
     iterations: int = 60
     batch_size: int = 8

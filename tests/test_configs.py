@@ -80,7 +80,7 @@ ON_THE_DEMO_FOLDER = pytest.mark.xdist_group("configs_demo_folder")
 @pytest.fixture(scope="session")
 def demo_folder(tmp_path_factory) -> Path:
     """A folder holding ``demo_output/`` as ``make demo`` writes it, scene 256 px, 64 px patches."""
-    from inference.demo import DemoContext, step_patches, step_scene, step_stack, step_train
+    from inference.demo.steps import DemoContext, step_patches, step_scene, step_stack, step_train
 
     root = tmp_path_factory.mktemp("configs")
     ctx = DemoContext(root / "demo_output", size=SCENE_SIZE, workers=1, epochs=1,

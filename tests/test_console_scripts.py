@@ -55,7 +55,7 @@ COMMANDS = {"isamap-export": export_main, "isamap-import-patches": import_main,
             "python -m experiments.presto_dates": presto_dates.main}
 # Modules that are commands: their printed output is the command's result.
 COMMAND_MODULES = {*(f"cli/{p.name}" for p in (REPO / "cli").glob("*.py")),
-                   "inference/demo.py", "experiments/landcover.py",
+                   "inference/demo/steps.py", "experiments/landcover.py",
                    "experiments/landcover_pruning.py", "experiments/landcover_figures.py",
                    "experiments/srcompare.py", "experiments/headcompare.py",
                    "experiments/naip_patches.py",

@@ -13,5 +13,6 @@ labelled reference file), ``reference_records`` (a reference file's text, rows a
 through the one Earth Engine seam) and ``report`` (the estimates of
 :mod:`training.area_estimation` for the map and every product, as JSON, Markdown and a PNG).
 
-May import: ``gee_export``, ``training``, ``inference.predict``, ``inference.mapping``.
+May import: ``gee_export``, ``training``, ``inference.predict``; never ``inference.mapping``
+or ``inference.publish``.
 """

@@ -23,7 +23,7 @@ from cli.fit import build_parser, main
 from cli.predict import predict_main
 from contract.bands import LABEL_NODATA
 from inference.assess.point_files import write_design
-from inference.demo import build_stack_for_demo
+from inference.demo.steps import build_stack_for_demo
 from tests.support.lock_holder import files_under, held_elsewhere
 from tests.support.refusals import assert_refused
 from tests.support.shared_files import private_strings

@@ -220,10 +220,10 @@ def test_a_local_dry_run_checks_the_scenes_of_every_date_and_times_no_request(tm
 def test_runtime_flags_reach_the_map_and_bad_latency_is_refused(model, tmp_path, capsys,
                                                                 monkeypatch):
     """--channels-last and --no-autotune-cache were parsed by isamap-map and then dropped."""
-    import inference.region_map
+    import inference.mapping.region
 
     seen = []
-    monkeypatch.setattr(inference.region_map, "measure_model",
+    monkeypatch.setattr(inference.mapping.region, "measure_model",
                         lambda path, tile, options: seen.append(options) or 0.01)
     args = ["--bbox", "117.0,30.7,117.01,30.71", "--model", str(model), "--out",
             str(tmp_path / "o"), "--months", "2019-06", "--dry-run", "-q"]

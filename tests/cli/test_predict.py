@@ -8,7 +8,7 @@ import torch
 
 from cli.predict import predict_main
 from cli.publish import publish_main
-from inference.demo import run_demo_inference
+from inference.demo.steps import run_demo_inference
 from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD
 from tests.support.rasters import BANDS, assert_valid_cog, smooth_stack, write_stack
 from training.modelfile import ModelMeta, load_model_file, save_model_file

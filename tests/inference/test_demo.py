@@ -90,9 +90,9 @@ def _beam_equals_single_process(out, tmp_path) -> None:
     """The demo's CroFuseNet maps its own stack (served by the fake pixel server) as one process
     and as a Beam pipeline on the DirectRunner: the same classes, pixel for pixel."""
     from core.pipeline_options import RunnerConfig
+    from inference.mapping.region import map_region
     from inference.mapping.request import MapRequest
     from inference.predict.runtime import RuntimeOptions
-    from inference.region_map import map_region
     from testing.fake_server import StackSessions, StackTransport
     from tests.support.mapping import inner_region, session_for, stack_paths
 
@@ -203,7 +203,7 @@ def test_demo_assess_step_scores_the_map_the_label_and_the_change(demo_run, tmp_
 
     from gee_export.local.synthetic import generate_scene
     from inference.cog.maps import write_cog
-    from inference.demo import LATER_GROWTH, LATER_MONTH, DemoContext, step_assess
+    from inference.demo.steps import LATER_GROWTH, LATER_MONTH, DemoContext, step_assess
     from inference.predict.stats import change_map
 
     drawn = demo_run[0]

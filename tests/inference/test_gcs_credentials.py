@@ -19,9 +19,9 @@ from cli.predict import predict_main
 from cli.publish import publish_main
 from core.pipeline_options import RunnerConfig
 from core.storage import files, open_store
+from inference.mapping.region import map_region
 from inference.mapping.request import MapRequest
 from inference.predict.runtime import RuntimeOptions
-from inference.region_map import map_region
 from testing.fake_server import StackSessions, StackTransport
 from tests.support.assess import labelled_as_the_map, synthetic_scene
 from tests.support.mapping import MONTH, inner_region, model_file, session_for, write_month_stack

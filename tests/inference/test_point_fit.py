@@ -16,10 +16,10 @@ from pyproj import Transformer
 
 from cli.fit import build_parser, job_of
 from core.pipeline_options import RunnerConfig
+from inference.mapping.region import map_region
 from inference.mapping.request import MapRequest
 from inference.point_fit import run_fit
 from inference.predict.runtime import RuntimeOptions
-from inference.region_map import map_region
 from testing.fake_server import StackSessions, StackTransport
 from tests.support.mapping import MONTH, inner_region, session_for, write_month_stack
 from tests.support.rasters import smooth_stack

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from contract.regions import Region
+from inference.mapping.region import map_region
 from inference.mapping.request import MapRequest
 from inference.predict.runtime import RuntimeOptions
-from inference.region_map import map_region
 from testing.fake_server import StackTransport
 from tests.support.mapping import MONTH, session_for, stack_paths
 

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from core.version import code_version
-from training.demo import DEMO_BATCH, DEMO_MIN_STEPS, demo_batch_size, run_demo_training
+from inference.demo.training import DEMO_BATCH, DEMO_MIN_STEPS, demo_batch_size, run_demo_training
 
 
 @pytest.fixture(scope="module")

@@ -104,7 +104,7 @@ def test_the_encoder_file_a_model_file_records_is_no_private_path(tmp_path):
 def test_the_demos_checkpoint_names_no_absolute_path(patch_root, tmp_path, monkeypatch):
     """The demo resolved its folders and trained with their absolute paths, which its
     checkpoint recorded as the run's options; it gives them as a user types them now."""
-    from training.demo import run_demo_training
+    from inference.demo.training import run_demo_training
 
     monkeypatch.chdir(tmp_path)
     data = tmp_path / "demo_output" / "patches"

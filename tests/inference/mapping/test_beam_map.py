@@ -34,11 +34,11 @@ from gee_export.ee.beam_export import EarthEngineProject
 from inference.cog.maps import OutputInfo
 from inference.mapping.beam_map import map_fingerprint, predict_date, runtime_tags
 from inference.mapping.map_grid import region_grid
+from inference.mapping.region import map_region
 from inference.mapping.request import MapRequest, model_dataset
 from inference.mapping.tiles import plan_tiles
 from inference.predict.lattice import Lattice
 from inference.predict.runtime import RuntimeOptions
-from inference.region_map import map_region
 from testing.fake_server import StackSessions, StackTransport, request_origin
 from tests.support.mapping import MONTH, inner_region, model_file, session_for, write_month_stack
 from tests.support.rasters import smooth_stack

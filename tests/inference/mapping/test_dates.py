@@ -15,12 +15,12 @@ from core.errors import ConfigError, EarthEngineError, GridError, InputDataError
 from core.months import parse_months
 from inference.mapping.fetched import fetch_layout
 from inference.mapping.map_grid import region_grid
+from inference.mapping.region import map_region
 from inference.mapping.request import MapRequest, parse_dates
 from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
 from inference.predict.sources import WindowSource
 from inference.predict.workflow import predict_with_model_file
-from inference.region_map import map_region
 from testing.fake_server import HttpError, StackTransport
 from tests.support.mapping import (
     MONTH,

@@ -30,10 +30,10 @@ import torch
 from contract.grid import Grid
 from core.errors import InputDataError
 from inference.mapping.ee_statistics import reduction_stats
+from inference.mapping.region import map_region
 from inference.mapping.request import MapRequest
 from inference.predict.raster import PredictConfig
 from inference.predict.workflow import predict_with_model_file
-from inference.region_map import map_region
 from testing.fake_server import StackTransport
 from tests.inference.mapping.test_dates import OPTIONS, OVERLAP, TILE, read, window_of
 from tests.support.mapping import (

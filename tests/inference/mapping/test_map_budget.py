@@ -8,8 +8,8 @@ import rasterio
 
 from core.commands import run_command
 from core.errors import ComputeBudgetError, ConfigError, QuotaError
+from inference.mapping.region import map_region
 from inference.mapping.request import MapRequest
-from inference.region_map import map_region
 from testing.fake_quota import EecuAccount
 from testing.fake_server import StackTransport
 from tests.support.mapping import MONTH, inner_region, model_file, session_for, write_month_stack

@@ -18,9 +18,9 @@ from pyproj import Transformer
 
 from contract.regions import Region
 from core.pipeline_options import RunnerConfig
+from inference.mapping.region import map_region
 from inference.mapping.request import MapRequest
 from inference.predict.runtime import RuntimeOptions
-from inference.region_map import map_region
 from testing.fake_server import StackSessions, StackTransport
 from tests.support.mapping import MONTH, inner_region, model_file, session_for, write_month_stack
 from tests.support.rasters import smooth_stack

@@ -16,11 +16,11 @@ from gee_export.ee.labels import parse_label_source
 from gee_export.ee.recipe import EERecipe
 from gee_export.ee.sentinel1 import S1Recipe
 from gee_export.ee.sentinel2 import S2Recipe
+from inference.mapping.region import map_region
 from inference.mapping.request import MapRequest
 from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
 from inference.predict.workflow import predict_with_model_file
-from inference.region_map import map_region
 from testing.fake_server import StackTransport
 from tests.inference.mapping.test_dates import window_of
 from tests.support.mapping import MONTH, inner_region, session_for

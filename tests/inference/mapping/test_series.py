@@ -20,13 +20,13 @@ from pystac.validation import validate_dict
 from contract.publishing import PublishOptions
 from contract.quicklook import title_note
 from core.errors import ConfigError
+from inference.mapping.region import map_region
 from inference.mapping.request import MapRequest
 from inference.mapping.series_area import SeriesAreaRow, plot_area
 from inference.predict.runtime import RuntimeOptions
 from inference.publish.assets import EarthEngineAssets, Ingestion
 from inference.publish.collection import SeriesRequest, image_name, publish_series
 from inference.publish.image import PublishRequest, publish
-from inference.region_map import map_region
 from testing.fake_server import StackTransport
 from tests.support.mapping import (
     SeriesTransport,

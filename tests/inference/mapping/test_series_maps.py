@@ -15,9 +15,9 @@ import rasterio
 from contract.bands import stack_series_bands
 from contract.patches import StackPaths
 from inference.cog.maps import NODATA
+from inference.mapping.region import map_region
 from inference.mapping.request import MapRequest
 from inference.predict.runtime import RuntimeOptions
-from inference.region_map import map_region
 from testing.fake_server import StackSessions, StackTransport
 from tests.support.mapping import MONTH, inner_region, model_file, session_for, stack_paths
 from tests.support.rasters import BANDS, smooth_stack, write_stack

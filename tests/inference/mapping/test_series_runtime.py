@@ -21,9 +21,9 @@ from engine import autotune, quantize
 from engine import choice as engine_choice
 from engine.choice_value import TOLERANCE, Choice
 from engine.setting import Setting
+from inference.mapping.region import map_region
 from inference.mapping.request import MapRequest
 from inference.predict.runtime import RuntimeOptions, TilePredictor
-from inference.region_map import map_region
 from testing.fake_server import HttpError
 from tests.support.mapping import (
     SeriesTransport,

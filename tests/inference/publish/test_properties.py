@@ -40,7 +40,7 @@ def test_only_the_builder_names_asset_properties():
     assert "inference/publish/properties.py" in named
     assert named <= {
         "inference/publish/properties.py",
-        "inference/region_map.py",  # the STAC items' own fields (isamap: prefixed), not assets
+        "inference/mapping/region.py",  # the STAC items' own fields (isamap: prefixed), not assets
         "inference/cog/maps.py",  # the COG tag
     }
 

@@ -19,9 +19,9 @@ from contract.bands import stack_series_bands
 from contract.patches import StackPaths
 from core.errors import ConfigError
 from core.pipeline_options import RunnerConfig
+from inference.mapping.region import map_region
 from inference.mapping.request import MapRequest
 from inference.predict.runtime import RuntimeOptions, TilePredictor
-from inference.region_map import map_region
 from testing.fake_server import StackSessions, StackTransport
 from tests.support.mapping import (
     MONTH,

@@ -3,7 +3,7 @@
 :func:`map_region` runs one :class:`~inference.mapping.request.MapRequest` (every option of
 ``isamap-map``). It checks everything a run needs before its first expensive step
 (:func:`check_map`: the model and its recorded recipe, the grid, the zones, the publication
-target of :mod:`inference.map_publication`; then the publication's environment, its upload
+target of :mod:`inference.mapping.publication`; then the publication's environment, its upload
 prefix and Earth Engine authentication, and the mapping's), then maps every
 date (:func:`inference.mapping.dates.map_dates`), writes the series
 products (:mod:`inference.mapping.series`), a STAC Item beside every COG and a STAC Collection
@@ -34,7 +34,6 @@ from gee_export.ee.export import MAX_WORKERS
 from gee_export.ee.profiles import ProfileMeter
 from gee_export.ee.session import EESession
 from inference.cog.maps import PROB_SCALE
-from inference.map_publication import SeriesTarget, map_recipe, series_target
 from inference.mapping import stac
 from inference.mapping.beam_map import check_runner, date_predictor, describe_pipeline
 from inference.mapping.dates import (
@@ -46,6 +45,7 @@ from inference.mapping.dates import (
 )
 from inference.mapping.map_grid import region_grid
 from inference.mapping.plan import MapPlan, format_plan, plan_map
+from inference.mapping.publication import SeriesTarget, map_recipe, series_target
 from inference.mapping.request import MapRequest, ModelDataset, check_recipe, model_dataset
 from inference.mapping.same_series import check_series
 from inference.mapping.series import SeriesOutputs, series_products

@@ -24,7 +24,7 @@ from gee_export.local.synthetic import ISA_CLASSES, SyntheticScene
 from inference.assess.figures import change_summary, demo_figures
 from inference.assess.point_files import write_design
 from inference.assess.report import score
-from inference.demo_context import (
+from inference.demo.context import (
     DemoContext,
     atomic_write_text,
     file_hash,

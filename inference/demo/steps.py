@@ -10,7 +10,7 @@ each a function that skips work already done, so ``make demo`` is quick the seco
 2. ``stack``      composite it onto the grid with the local backend (:func:`build_stack_for_demo`);
 3. ``quicklooks`` PNGs of the composite and the label;
 4. ``patches``    cut the stack into the patch dataset (contract.patches);
-5. ``train``      train and evaluate a reduced-width CroFuseNet (training.demo);
+5. ``train``      train and evaluate a reduced-width CroFuseNet (:mod:`inference.demo.training`);
 6. ``map``        map both dates with ``isamap-map``'s library (local backend): COGs, quick-looks,
                   the change map, ISA km² over time (table and plot), STAC, and the
                   ImageCollection publication as a dry run;
@@ -22,13 +22,13 @@ each a function that skips work already done, so ``make demo`` is quick the seco
                   on the change map's strata, sized for the gain's area, labelled with both
                   dates' truth: gain, loss and net impervious change with 95 % intervals. The
                   figures docs/accuracy.md quotes are written to ``assess/figures.json``
-                  (:mod:`inference.demo_assess`).
+                  (:mod:`inference.demo.assess`).
 
 Every step records what its inputs were (``.demo_state/<step>.json``: the scene's parameters, the
 stack's and the dataset's content fingerprints, the model file's hash, the options) and redoes
 itself, discarding its stale outputs, when they change: re-running with another ``--size``,
 ``--seed`` or ``--epochs`` into the same folder rebuilds, re-cuts, retrains and re-maps
-(:mod:`inference.demo_context`).
+(:mod:`inference.demo.context`).
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ from core.errors import ConfigError
 from core.shareable import shareable_path
 from gee_export.local.stack import LocalRecipe, build_local_stack
 from gee_export.local.synthetic import SyntheticScene, generate_scene
-from inference.demo_assess import step_assess
-from inference.demo_context import (
+from inference.demo.assess import step_assess
+from inference.demo.context import (
     LATER_GROWTH,
     LATER_MONTH,
     DemoContext,
@@ -157,7 +157,7 @@ def step_patches(ctx: DemoContext) -> None:
 
 def step_train(ctx: DemoContext) -> None:
     """Train a reduced-width CroFuseNet on the patches and evaluate it on the test split."""
-    from training.demo import (  # torch is only needed from here on
+    from inference.demo.training import (  # torch is only needed from here on
         DEMO_BATCH,
         DEMO_LR,
         DEMO_MIN_STEPS,
@@ -188,8 +188,8 @@ def step_map(ctx: DemoContext) -> None:
     plot), STAC Items and Collection, and the ImageCollection manifests and Code Editor app as a
     dry run (the demo has no Earth Engine account).
     """
+    from inference.mapping.region import map_region  # lazy: torch
     from inference.mapping.request import MapRequest  # lazy: torch
-    from inference.region_map import map_region  # lazy: torch
 
     scene, later = ctx.need_scene(), ctx.later
     if ctx.model_file is None or later is None:

@@ -1,8 +1,8 @@
-"""inference.map_publication: what the maps of a series record of their model's recipe."""
+"""inference.mapping.publication: what the maps of a series record of their model's recipe."""
 
 from __future__ import annotations
 
-from inference.map_publication import map_recipe
+from inference.mapping.publication import map_recipe
 from inference.mapping.request import ModelDataset
 
 

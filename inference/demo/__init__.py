@@ -1,0 +1,10 @@
+"""The whole chain on a SYNTHETIC scene, offline: the library of ``isamap-demo`` (cli/demo.py).
+
+``steps`` (the steps, from the scene to the assessment, and :func:`~inference.demo.steps.run_demo`),
+``context`` (what the steps share, and when a step's work is stale), ``training`` (a
+reduced-width CroFuseNet trained and evaluated on the demo's patches) and ``assess`` (blind
+samples of the demo's maps labelled with the scene's truth, scored).
+
+May import: every layer below (``gee_export``, ``training``, ``inference.mapping``,
+``inference.publish``, ``inference.assess``); nothing above (``cli``).
+"""
