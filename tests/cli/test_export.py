@@ -61,6 +61,7 @@ def test_a_dry_run_of_2017_says_earth_engine_l2a_is_not_global_before_2019(tmp_p
            "(COPERNICUS/S2_SR_HARMONIZED) is global only from 2019" in captured.err
 
 
+@pytest.mark.slow
 def test_unauthenticated_run_explains_what_to_do(tmp_path):
     proc = run_script("--bbox", "114.2,30.5,114.25,30.55", "--project", "my-project",
                       "--out", str(tmp_path / "out"), home=tmp_path)

@@ -191,6 +191,7 @@ def _local_scene(tmp_path):
     return box, model
 
 
+@pytest.mark.slow
 def test_a_local_dry_run_checks_the_scenes_of_every_date_and_times_no_request(tmp_path,
                                                                              capsys):
     box, model = _local_scene(tmp_path)

@@ -470,6 +470,7 @@ def _earlier_date_mapped(model_file: Path, small_stack: Path, tmp_path: Path,
     return later, common, str(tmp_path / "a" / "isa_class.tif")
 
 
+@pytest.mark.slow
 def test_change_is_decided_with_a_margin_on_a_normalised_later_date(small_stack, tmp_path,
                                                                    capsys):
     """The later date is the earlier one under another gain and offset: no change at all."""
@@ -716,6 +717,7 @@ def test_an_out_reused_with_another_input_is_refused_not_replaced(model_file, sm
                          "--input", str(small_stack)]) == 0
 
 
+@pytest.mark.slow
 def test_another_stack_of_the_same_name_and_grid_is_another_input(model_file, tmp_path,
                                                                    capsys):
     """A stack of 2021-06 copied under the 2019-06 stack's name replaced its map without a word

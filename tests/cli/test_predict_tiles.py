@@ -86,6 +86,7 @@ def test_a_tile_the_unet_cannot_take_is_refused_before_the_run(members, unet, st
     assert not (tmp_path / "a").exists()
 
 
+@pytest.mark.slow
 def test_a_scaled_models_default_batch_is_refused_with_one_that_fits(srseg, stack, tmp_path,
                                                                       capsys):
     """srseg x10 at the defaults (512 px tiles, 8 a batch) was killed by the kernel at 22 GB."""

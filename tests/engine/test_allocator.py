@@ -49,6 +49,7 @@ def test_the_environment_switch_keeps_the_defaults(value):
     assert out["after_keep"] > PAGES // 2
 
 
+@pytest.mark.slow
 def test_a_size_in_mib_keeps_blocks_the_default_would_give_back():
     big = allocator.DEFAULT_MIB + 64  # MiB: above the default thresholds
     assert run_child(big, ISAMAP_KEEP_FREED_MEMORY="")["after_keep"] > pages(big) // 2

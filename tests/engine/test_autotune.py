@@ -200,6 +200,7 @@ APPLIED_CHILD = """
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(allocator._glibc() is None, reason="mallopt is glibc's")
 def test_a_cpu_run_keeps_freed_memory_for_its_next_forward():
     """The chosen setting puts the process in the allocator mode the forwards are timed in."""

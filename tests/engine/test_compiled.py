@@ -63,6 +63,7 @@ def test_compile_runs_the_choice_compiled_and_it_agrees_with_fp32(cache):
     assert run.shape == tuple(x.shape)
 
 
+@pytest.mark.slow
 def test_a_compile_failure_runs_the_model_eagerly_with_a_log_line(tmp_path, monkeypatch,
                                                                   caplog):
     monkeypatch.setenv(compiled.CACHE_DIR_ENV, str(tmp_path / "inductor"))  # nothing cached
@@ -89,6 +90,7 @@ def test_inductors_cache_goes_beside_isamaps_unless_the_user_moved_it(tmp_path, 
     assert compiled.inductor_cache_dir() == tmp_path / "mine"
 
 
+@pytest.mark.slow
 def test_torchs_own_default_in_the_variable_is_not_taken_for_the_users_choice(tmp_path):
     """Importing inductor's config (the first optimiser step does) writes torch's default
     folder under /tmp into the variable: a fresh process that trained before compiling still

@@ -189,6 +189,7 @@ def test_demo_runs_the_whole_chain_to_a_two_date_series(demo_run, tmp_path, caps
             assert src.width == 386 and src.tags()["model"] == meta.name
 
 
+@pytest.mark.slow
 def test_quiet_demo_draws_no_progress_bar(tmp_path, capsys):
     """-q hides progress bars (its help says so); the demo's scene bar showed anyway."""
     assert main(["--out", str(tmp_path / "out"), "--size", "384", "--until", "scene",

@@ -81,6 +81,7 @@ def test_publish_reads_gs_cogs_with_a_user_login(signed_gcs, cogs, tmp_path, cap
     assert manifest["tilesets"][0]["sources"][0]["uris"][0].startswith(prefix)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("runner", [None, "direct"])
 def test_map_writes_and_reads_back_gs_outputs_with_a_user_login(signed_gcs, ee_offline,
                                                                  tmp_path, runner):

@@ -45,6 +45,7 @@ def grid_points(path, band):
     return rows, cols, write_points(path, lon, lat, truth[rows, cols])
 
 
+@pytest.mark.slow
 def test_fitted_model_maps_streamed_and_in_a_beam_pipeline(tmp_path, ee_offline):
     pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")
     data = smooth_stack(120, 130, seed=11)

@@ -49,6 +49,7 @@ def two_steps(patch_root, tmp_path_factory):
     return _fit(patch_root, tmp_path_factory.mktemp("averaging") / "two", 2)
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("averaging_two_steps")
 def test_the_kept_weights_are_the_hand_computed_average_of_two_steps(patch_root, two_steps,
                                                                      tmp_path):

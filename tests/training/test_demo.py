@@ -21,6 +21,7 @@ def demo_run(patch_root, tmp_path_factory):
                                   progress=False)
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("demo_run")
 def test_demo_training_writes_everything_and_is_idempotent(demo_run, patch_root, caplog):
     """Run again, the finished training is kept and said to be; so is its evaluation (it was
@@ -59,6 +60,7 @@ def test_demo_training_writes_everything_and_is_idempotent(demo_run, patch_root,
     assert json.loads(paths.metrics_json.read_text())["inputs"] == inputs
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("demo_run")
 def test_demo_model_gives_untied_probabilities(demo_run, patch_root):
     """The recipe's head has no ReLU on its logits: no spike of exactly 0.5 probabilities."""

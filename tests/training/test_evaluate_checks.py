@@ -148,6 +148,7 @@ def _written(out) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in sorted(out.iterdir())}
 
 
+@pytest.mark.slow
 def test_the_same_evaluation_is_read_back_and_any_changed_input_evaluated_afresh(
         tmp_path, capsys):
     """Notebook 02 skipped re-evaluating when metrics.json was newer than model.pt: data

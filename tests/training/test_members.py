@@ -352,6 +352,7 @@ def test_a_member_folder_of_other_options_is_refused_before_any_member_trains(jo
     assert (other / "member0" / "model.pt").stat().st_mtime_ns == stamp
 
 
+@pytest.mark.slow
 def test_evaluate_says_a_joined_models_probabilities_are_scored_as_predicted(joined_run,
                                                                            tmp_path):
     """Its members' temperatures are inside the network: no 'uncalibrated' figure of it."""
@@ -491,6 +492,7 @@ def test_what_a_run_folder_records_otherwise_than_a_command_is_read_without_trai
         started_config([*_argv(root, single), "--resume"])
 
 
+@pytest.mark.slow
 def test_a_join_that_spreads_the_views_and_one_that_does_not_are_told_apart(patches,
                                                                             tmp_path):
     """Two ``unet-s2`` members without flips of their own (nothing to spread) record

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 from inference.predict.calibration import model_file_patches
@@ -101,6 +102,7 @@ def test_the_encoder_file_a_model_file_records_is_no_private_path(tmp_path):
 
 
 
+@pytest.mark.slow
 def test_the_demos_checkpoint_names_no_absolute_path(patch_root, tmp_path, monkeypatch):
     """The demo resolved its folders and trained with their absolute paths, which its
     checkpoint recorded as the run's options; it gives them as a user types them now."""

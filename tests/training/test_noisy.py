@@ -51,6 +51,7 @@ def test_agreement_is_the_share_of_labelled_pixels_predicted_as_labelled(tmp_pat
     assert {s.id for s in dropped} == {"2024-06/r0_c0", "2024-06/r0_c1"}
 
 
+@pytest.mark.slow
 def test_two_stage_run_drops_the_wrong_labels_and_records_why(tmp_path):
     """Four of sixteen training patches carry the opposite of their scene; the preliminary
     model learns the others, disagrees with those four, and the final run trains without

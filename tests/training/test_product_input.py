@@ -65,6 +65,7 @@ def _bbox(root) -> str:
     return ",".join(f"{v:.6f}" for v in to_ll.transform_bounds(*grid.bounds))
 
 
+@pytest.mark.slow
 def test_the_stack_holds_the_label_sources_own_codes_nearest_upsampled(exported):
     root, _, cells, _ = exported
     manifest = json.loads((root / "manifest.json").read_text())
@@ -77,6 +78,7 @@ def test_the_stack_holds_the_label_sources_own_codes_nearest_upsampled(exported)
     np.testing.assert_array_equal(product, expected.astype(np.float32))
 
 
+@pytest.mark.slow
 def test_hrnet_coarse_reads_the_product_as_the_experiments_channels_and_predicts(exported,
                                                                                  capsys):
     from cli.map import main as map_main

@@ -69,6 +69,7 @@ def test_a_dataset_on_another_scale_than_the_models_training_data_is_refused(
     assert (finished[2] / "pruned.pt").is_file()
 
 
+@pytest.mark.slow
 def test_a_validation_split_in_digital_numbers_is_refused_and_the_finished_run_kept(
         tmp_path, capsys, finished):
     """The fine-tuning validates on the val split (it picks the kept epoch): one in digital

@@ -102,6 +102,7 @@ def test_a_pruned_stream_fills_the_kept_channels_and_zeros_the_others():
         assert torch.equal(values.grad, torch.ones_like(values))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stem_norm", ["instance", "batch"])
 def test_compact_model_equals_the_masked_one_with_fewer_channels(stem_norm, tmp_path):
     net = trained_like(stem_norm=stem_norm)
@@ -236,6 +237,7 @@ def test_isamap_prune_refuses_bad_numbers_before_reading_model_or_data(tmp_path,
     assert "no-data" in capsys.readouterr().err  # only then is the data looked at
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("hrnet_run")  # the session's hrnet_run is trained once
 def test_isamap_prune_fine_tunes_and_writes_a_smaller_model_that_predicts(hrnet_run, patch_root,
                                                                            tmp_path, capsys):

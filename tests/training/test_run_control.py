@@ -284,6 +284,7 @@ def stopped_run(patch_root, tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("stopped_run")
 def test_a_runs_config_yaml_reruns_it_from_the_run_folder_too(stopped_run, tmp_path, capsys,
                                                               monkeypatch):
@@ -316,6 +317,7 @@ def test_encoder_options_without_an_encoder_are_refused(flag, patch_root, tmp_pa
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_a_config_without_a_model_says_it_trains_the_default_one(patch_root, tmp_path, capsys):
     """A walk: a config YAML without ``model:`` trained CroFuseNet and no line named it."""
     import yaml

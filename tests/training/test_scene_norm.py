@@ -89,6 +89,7 @@ def test_spectral_indices_are_refused_under_scene_statistics():
         model_kwargs_for_norm(kwargs, norm, "scene")
 
 
+@pytest.mark.slow
 def test_a_run_normalised_by_scene_records_it_and_is_evaluated_alike(two_scenes, tmp_path):
     from cli.evaluate import evaluate_main
     from training.config import TrainConfig

@@ -122,6 +122,7 @@ def test_bf16_channels_last_and_dice_focal_path(patch_root, tmp_path):
     assert all(x_nhwc and w_nhwc for *_, x_nhwc, w_nhwc in seen)
 
 
+@pytest.mark.slow
 def test_auto_runtime_is_measured_once_recorded_and_kept_when_resuming(patch_root, tmp_path,
                                                                        monkeypatch):
     # the test machine's load must not decide the path under test (measured, not discarded)

@@ -402,6 +402,7 @@ def test_a_window_too_big_to_compute_is_fetched_as_halves(local_stack, recipe_im
                      big, bands)
 
 
+@pytest.mark.slow
 def test_max_eecu_hours_stops_a_run_resumably_and_a_higher_bound_finishes_it(
         tmp_path, local_stack, recipe_images, reference_export, caplog):
     """The bound stops the run before its estimate passes it; a higher one resumes to the

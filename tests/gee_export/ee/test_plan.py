@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from contract.bands import DEFAULT_IMAGE_BANDS
 from contract.grid import Grid
 from contract.regions import get_region
@@ -88,6 +90,7 @@ def test_durations_are_readable_for_small_and_large_exports():
     assert format_duration(0.005) == "18 s"
 
 
+@pytest.mark.slow
 def test_the_province_plan_on_the_beam_page_is_what_the_dry_run_prints(capsys):
     """docs/beam.md quotes a dry run's plan; the console block is what the command prints
     (its 'assumed' line had gone stale and the 'measured' line was missing: a docs walk)."""

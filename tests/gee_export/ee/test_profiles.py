@@ -81,6 +81,7 @@ def export(transport, root, local_stack, recipe_images, budget):
                          fine_label=fine, workers=2, progress=False, budget=budget)
 
 
+@pytest.mark.slow
 def test_profiled_requests_price_the_export_and_a_rerun_starts_from_what_they_measured(
         tmp_path, local_stack, recipe_images, caplog):
     """computePixels was priced at the plan's estimate only: now its profiles price it."""

@@ -557,6 +557,7 @@ def test_the_report_records_its_inputs_and_says_when_another_report_is_replaced(
         ["second.csv"]
 
 
+@pytest.mark.slow
 def test_a_map_changed_under_its_name_is_told_when_its_report_is_replaced(labelled, tmp_path,
                                                                          capsys):
     """report.json named the map by name alone: a map whose pixels changed under the same

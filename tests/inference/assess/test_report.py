@@ -149,6 +149,7 @@ def ceo_export(labelled_csv, out, samples_per_plot=1, disagree=()):
     return out
 
 
+@pytest.mark.slow
 def test_design_file_ceo_exports_and_csv_score_alike(tmp_path, caplog):
     """The design file reproduces the raster's strata; a CEO export scores like the CSV."""
     scene = synthetic_scene(tmp_path)

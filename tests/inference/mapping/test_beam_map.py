@@ -422,6 +422,7 @@ def test_a_failed_tile_fails_the_run_and_is_the_only_one_predicted_again(runs, s
     assert np.array_equal(read(prediction.class_path), read(class_path))
 
 
+@pytest.mark.slow
 def test_dataflow_gpu_job_builds_and_validates_offline(scene, ee_offline, gcs_bucket):
     """DataflowRunner with GPU workers, dry run: the job is built and validated, not sent."""
     from google.cloud import storage
@@ -494,6 +495,7 @@ def test_command_line_runner_is_checked_before_any_work(scene, tmp_path, capsys,
         assert "worker_accelerator=type:nvidia-tesla-t4;count:1" in captured.out
 
 
+@pytest.mark.slow
 def test_tiles_an_earlier_isamap_left_without_a_runtime_record_are_predicted_again(
         runs, scene, ee_offline, caplog):
     """Before the runtime was settled at launch, an auto pipeline's workers each measured their

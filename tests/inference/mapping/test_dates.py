@@ -291,6 +291,7 @@ def _tasks_run(scene, gcs_emulator, out: str, tmp_path, **request_kwargs):
                                   local_dir=str(tmp_path / "local"), **request_kwargs)
 
 
+@pytest.mark.slow
 def test_tasks_method_exports_tiles_to_storage_and_predicts_over_their_vrt(
         scene, whole, tmp_path, gcs_emulator, gcs_bucket):
     out = f"gs://{gcs_bucket}/maps"

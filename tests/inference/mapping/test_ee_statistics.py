@@ -125,6 +125,7 @@ def test_the_reduction_is_read_with_a_local_samples_conventions():
     assert (got.mean[3], got.std[3]) == (got.mean[0], got.std[0])
 
 
+@pytest.mark.slow
 def test_a_fetched_map_equals_the_stack_files_and_asks_once_per_date(scene, ee_offline,
                                                                      tmp_path):
     stack, model = scene

@@ -63,6 +63,7 @@ def _as_gamma0(folder):
             dst.update_tags(**tags)
 
 
+@pytest.mark.slow
 def test_gamma0_scenes_map_with_the_likely_cause_recorded(town, sigma0_model, tmp_path,  # noqa: F811
                                                           capsys):
     scenes = tmp_path / "gamma0"

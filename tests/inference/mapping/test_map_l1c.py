@@ -85,6 +85,7 @@ def _map(town, scenes, out, *extra):
                  "64", "--overlap", "16", "--no-progress", "-q", *extra])
 
 
+@pytest.mark.slow
 def test_an_l1c_desert_town_maps_with_allow_l1c_and_says_so(town, tmp_path, capsys):
     scenes = tmp_path / "desert"
     shutil.copytree(town["scene"], scenes)

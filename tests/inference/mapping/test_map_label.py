@@ -41,6 +41,7 @@ def _map(town, scenes, out):  # not -q: the log's warnings are what is looked at
                  "64", "--overlap", "16", "--no-progress"])
 
 
+@pytest.mark.slow
 def test_the_scenes_label_is_never_read(town, tmp_path, capsys):
     scenes = tmp_path / "scenes"
     shutil.copytree(town["scene"], scenes)

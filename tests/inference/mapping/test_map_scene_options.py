@@ -11,6 +11,7 @@ import json
 import re
 import shutil
 
+import pytest
 import rasterio
 from pyproj import Transformer
 
@@ -48,6 +49,7 @@ def _model(path, grid, window=None, norm="training", **recipe):
     return save_model_file(path, create_model("unet", len(BANDS), 2, **kwargs), meta)
 
 
+@pytest.mark.slow
 def test_undated_scenes_take_the_scene_date_or_the_models_recorded_one(tmp_path, capsys):
     from gee_export.local.synthetic import generate_scene
 

@@ -8,6 +8,7 @@ map equals predicting the local stack file cut to the map's grid.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import rasterio
 
 from contract.grid import Grid
@@ -33,6 +34,7 @@ OPTIONS = RuntimeOptions(precision="fp32", channels_last=False)
 SMALL = {"width": 4, "stem_width": 8, "stage1_width": 8, "modules": [1, 1, 1], "blocks": 1}
 
 
+@pytest.mark.slow
 def test_a_product_reading_model_maps_earth_engine_dates(ee_offline, tmp_path):
     from gee_export.local.stack import build_local_stack
 

@@ -542,6 +542,7 @@ def test_each_area_table_names_the_class_map_it_counts(series, tmp_path):
     assert "class_map" in kept.table().splitlines()[0]
 
 
+@pytest.mark.slow
 def test_a_rerun_removes_the_consistent_maps_and_killed_writes_it_does_not_make_again(
         series, tmp_path, caplog):
     """A rerun without --temporal-consistency left the earlier run's consistent maps (tags

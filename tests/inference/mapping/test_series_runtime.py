@@ -332,6 +332,7 @@ def test_dates_an_earlier_isamap_mapped_with_cudnn_benchmark_are_mapped_again(
     assert not any(d.outputs.prediction.skipped for d in again.dates)
 
 
+@pytest.mark.slow
 def test_strips_an_earlier_isamap_computed_with_cudnn_benchmark_are_discarded(
         place, tmp_path, caplog):
     """Resumed without the benchmark, they would have mixed two runtimes in one map."""

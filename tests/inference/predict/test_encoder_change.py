@@ -158,6 +158,7 @@ def _local_series(tmp_path, model_of, series_scenes):
             "--precision", "fp32", "--channels-last", "off", "-q", "--allow-recipe-mismatch"]
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("change_scenes")
 def test_isamap_map_decides_change_by_the_encoder_and_records_it(shared_weights, tmp_path,
                                                                   capsys, series_scenes):

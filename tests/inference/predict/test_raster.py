@@ -236,6 +236,7 @@ def test_checkpoint_strips_hold_the_maps_rows_and_a_resumed_run_maps_the_same(
     assert not list(tmp_path.glob("**/*.level*"))
 
 
+@pytest.mark.slow
 def test_killed_process_resumes_to_the_same_result(stack, tmp_path):
     """SIGKILL in the middle of a run (no cleanup at all), then the same run again (in this
     process: the same code and arguments, without importing torch in a second Python)."""

@@ -116,6 +116,7 @@ def test_resuming_at_another_explicit_runtime_is_refused_and_auto_takes_the_reco
     assert_same(maps(resumed), bf16)
 
 
+@pytest.mark.slow
 def test_an_auto_run_resumes_at_what_it_measured_not_at_a_new_measurement(
         stack, tmp_path, monkeypatch):
     """The interrupted run's auto chose bf16/nhwc; measuring again would pick fp32/nchw."""

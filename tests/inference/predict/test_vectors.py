@@ -67,6 +67,7 @@ def _read(path: Path) -> tuple[list, dict[str, np.ndarray]]:
     return list(shapely.from_wkb(wkb)), dict(zip(info["fields"], values, strict=True))
 
 
+@pytest.mark.slow
 def test_demo_map_polygons_add_up_to_the_raster_area(demo_maps, tmp_path):
     class_path, prob_path = demo_maps
     raster_km2 = stats.isa_area(class_path, [stats.Zone("all", None)])[0].isa_km2

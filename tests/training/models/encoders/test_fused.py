@@ -115,6 +115,7 @@ def test_evaluate_reads_the_encoder_model_file(presto_run, patch_root, tmp_path)
     assert (out / "metrics.json").exists()
 
 
+@pytest.mark.slow
 def test_unet_s2s_trainings_with_an_encoder_join_and_map_from_the_model_file(
         patch_root, presto_file, tmp_path):
     """Two trainings (``--members 2``, given here over the helper's one; a third showed

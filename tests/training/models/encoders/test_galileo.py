@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import rasterio
 import torch
 
@@ -40,6 +41,7 @@ def _ridge_auc(feats: torch.Tensor, built: np.ndarray, scored: np.ndarray) -> fl
     return roc_auc(x[test] @ w, built.ravel()[test])
 
 
+@pytest.mark.slow
 def test_pretrained_features_carry_built_up_better_than_untrained_ones(galileo_file,
                                                                         shared_data):
     """On real East Java pixels, a linear read-out of the pretrained features separates the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import rasterio
 import torch
 
@@ -36,6 +37,7 @@ def test_the_published_file_loads_strictly_with_the_papers_encoder_size(presto_f
     assert not encoder.training
 
 
+@pytest.mark.slow
 def test_the_decoder_restores_a_held_out_band_group_from_the_encoding(presto_file,
                                                                       shared_data):
     """Presto was pretrained to predict masked inputs: on real pixels, a band group left out

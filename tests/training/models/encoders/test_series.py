@@ -131,6 +131,7 @@ def test_a_tile_over_a_small_stack_runs_presto_once_per_distinct_pixel(presto_fi
     assert torch.equal(feats[:, :, 20:], nodata[None, :, None, None].expand(2, -1, 28, 48))
 
 
+@pytest.mark.slow
 def test_a_series_call_holds_the_tokens_of_a_months_call(presto_file):
     """Presto was called on 32,768 pixels whatever their months: a three-month map's call held
     29 tokens a pixel against a month's 11, and its hidden layers (pixels x tokens x 512) took
@@ -235,6 +236,7 @@ def _train(root, out, encoder: str) -> int:
                        "--workers", "0", "--no-progress", "--members", "1"])
 
 
+@pytest.mark.slow
 def test_a_series_dataset_trains_presto_and_its_model_file_alone_maps_a_series_stack(
         series_root, presto_file, tmp_path):
     out = tmp_path / "run"

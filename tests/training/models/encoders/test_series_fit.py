@@ -61,6 +61,7 @@ def _presto(presto_file: Path) -> list[str]:
             "--folds", "2", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_a_local_series_fit_makes_the_exports_series_stack(scenes, presto_file, tmp_path):
     from gee_export.local.stack import build_local_stack
     from training.modelfile import read_model_file
