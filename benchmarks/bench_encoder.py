@@ -116,7 +116,7 @@ def read_ms(width: int, rounds: int) -> dict[str, dict[str, float]]:
                 dst.write(np.random.default_rng(band).random((height, width), np.float32),
                           band, window=Window(0, 0, width, height))
         cache_input(path)  # cached as bench_helpers.py caches its stack
-        for label, options in (("block cache", {"GDAL_CACHEMAX": GDAL_CACHE_MB}),
+        for label, options in (("block cache", {"GDAL_CACHEMAX": GDAL_CACHE_MB * 2**20}),
                                ("direct", INPUT_GDAL_OPTIONS)):
             reads, tiles = [], []
             for _ in range(rounds + 1):  # the first round warms the page cache

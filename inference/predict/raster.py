@@ -81,7 +81,10 @@ GDAL_CACHE_MB = 512
 #: stays empty (the same pixels; compressed files and other drivers read as before). Not
 #: ``GTIFF_VIRTUAL_MEM_IO``: its file mapping counts every page it reads in the process's RSS,
 #: the whole stack after one pass.
-INPUT_GDAL_OPTIONS: dict[str, Any] = {"GDAL_CACHEMAX": GDAL_CACHE_MB, "GTIFF_DIRECT_IO": "YES"}
+#: ``GDAL_CACHEMAX`` in bytes: rasterio sets an integer as bytes, and 512 was a 512-byte cache
+#: that decompressed a compressed stack's tile again for every pixel of a resampled read.
+INPUT_GDAL_OPTIONS: dict[str, Any] = {"GDAL_CACHEMAX": GDAL_CACHE_MB * 2**20,
+                                      "GTIFF_DIRECT_IO": "YES"}
 
 log = logging.getLogger(__name__)
 
