@@ -293,7 +293,10 @@ class StackTransport:
                 else self.task_eecu_s)
         # the exported image's data types, as the recipe gives them: the embedding's bands
         # 8-bit integers, every other band float32, unless the whole image is cast
-        exported = graph.resolve(rp["image"]).get("functionInvocationValue", {})
+        image = rp["image"]  # the top call alone: resolving the whole graph took seconds
+        while isinstance(image, dict) and "valueReference" in image:
+            image = graph.values[image["valueReference"]]
+        exported = image.get("functionInvocationValue", {})
         cast = exported.get("functionName") == "Image.toFloat"
         embedded = [b for b in bands if is_embedding_band(b)]
         mixed = bool(embedded) and len(embedded) < len(bands) and not cast
