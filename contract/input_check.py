@@ -355,7 +355,7 @@ def judge_stack(what: str, samples: Mapping[str, np.ndarray], *,
                 fingerprint: Fingerprint | None = None, allow_implausible: bool = False,
                 recorded_in: str = "the output's metadata", level: str | None = None,
                 dark_rule: bool = True, first: Iterable[str] = (), done: str = "accepted",
-                ) -> tuple[str, ...]:
+                physics: bool = True) -> tuple[str, ...]:
     """Refuse a stack whose pixels are not what its names and the training data say.
 
     The one input check of every door (see the module's description): untagged fill is
@@ -375,6 +375,8 @@ def judge_stack(what: str, samples: Mapping[str, np.ndarray], *,
         first: the caller's own doubts, judged before the others (a level the model does not
             take).
         done: what the command did with a doubted stack, for the notes (``mapped``).
+        physics: apply the physical rules, which are a scene's (False: patches pooled from
+            a dataset whose scenes or images were judged at its export or import).
 
     Returns:
         The notes to record: each doubt the stack was accepted with.
@@ -387,7 +389,8 @@ def judge_stack(what: str, samples: Mapping[str, np.ndarray], *,
     doubts = list(first)
     if fingerprint is not None:
         doubts += fingerprint_problems(samples, fingerprint)
-    doubts += physics_doubts(samples, level=level, dark_rule=dark_rule)
+    if physics:
+        doubts += physics_doubts(samples, level=level, dark_rule=dark_rule)
     doubts = list(dict.fromkeys(d for d in doubts if d))
     if doubts and not allow_implausible:
         raise InputDataError(f"{what}: {doubts[0]}; or, if the stack really is so, pass "

@@ -100,12 +100,10 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
     device = resolve_device(cfg.device, info)
     exclude = tuple(exclude or ())
     raw = PatchDataset(cfg.data, "train", bands=cfg.bands, label=recipe.label, exclude=exclude)
-    pixels = judge_patches(f"the training patches of {cfg.data}", lambda i: raw.read_raw(i)[0],
-                           len(raw), raw.bands, allow_implausible=cfg.allow_implausible,
-                           level="L1C" if (raw.manifest.get("recipe") or {}).get("allow_l1c")
-                           else None)
     product = model_kwargs_for_product(cfg.model, raw.bands, raw.manifest)  # before any pixel
     check_encoder_bands(cfg, raw.bands)
+    pixels = judge_patches(f"the training patches of {cfg.data}", lambda i: raw.read_raw(i)[0],
+                           len(raw), raw.bands, physics=False)  # no scene: fill only
     path = choose_data_path(raw.decoded_bytes(), device.type, cfg.cache, cfg.num_workers)
     log.log(DETAIL, "data: %s", path.reason)  # how, not what: -v
     cfg = replace(cfg, cache=path.cache, num_workers=path.workers)
