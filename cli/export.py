@@ -302,7 +302,8 @@ def export_options(args: argparse.Namespace, region: Region, grid: Grid,
         allow_l1c=args.allow_l1c, s1_unit=args.s1_unit, boa_add_offset=args.boa_add_offset,
         trust_band_names=args.trust_band_names,
         scl_masked=scl_mask_classes(args.scl_mask) if args.scl_mask is not None else None,
-        scene_date=reading.get("scene_date"), s2_band_names=reading.get("s2_band_names"))
+        scene_date=reading.get("scene_date"), s2_band_names=reading.get("s2_band_names"),
+        allow_implausible=args.allow_implausible)
 
 
 def series_band_list(text: str, months: int) -> tuple[str, ...]:

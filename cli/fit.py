@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead of --input: make the stack of --month over the points with "
                         "Earth Engine or the local scenes of --scenes (written to OUT/stack/)")
     p.add_argument("--scenes", help="folder of local scenes (--backend local)")
+    p.add_argument("--allow-implausible", action="store_true", help=(
+        "fit on stacks whose pixels the input check doubts (bands swapped, an offset left "
+        "in...), the reason recorded in the model file"))
     p.add_argument("--allow-l1c", action="store_true",
                    help="--backend local: composite Sentinel-2 Level-1C (top-of-atmosphere) "
                         "scenes instead of refusing them, as isamap-export --allow-l1c does "
@@ -165,7 +168,8 @@ def job_of(args: argparse.Namespace) -> FitJob:
     return FitJob(tuple(args.points), tuple(args.input or ()), args.out, args.features,
                   encoder, args.norm, bands, classes, args.reference_column, args.month,
                   options, args.backend, args.scenes, args.project, args.crs,
-                  progress=not (args.no_progress or args.quiet), allow_l1c=args.allow_l1c)
+                  progress=not (args.no_progress or args.quiet), allow_l1c=args.allow_l1c,
+                  allow_implausible=args.allow_implausible)
 
 
 def _class_names(text: str) -> tuple[str, ...]:

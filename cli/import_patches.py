@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trust-band-names", action="store_true",
                    help="import the bands as named even where the band-order rules (which "
                         "the export applies too) doubt them")
+    p.add_argument("--allow-implausible", action="store_true", help=(
+        "import images whose pixels the input check doubts (VV/VH or B2/B4 swapped, the +0.1 "
+        "offset left in), the reason recorded in the dataset's manifest"))
     p.add_argument("--allow-l1c", action="store_true",
                    help="import Sentinel-2 Level-1C (top-of-atmosphere) patches instead of "
                         "refusing them (recorded in the dataset's recipe: its models map "
@@ -117,6 +120,7 @@ def _run(args: argparse.Namespace) -> int:
         ignore=_values("--ignore-values", args.ignore_values), scale=args.scale,
         seed=args.seed, block=args.split_block, min_valid_fraction=args.min_valid_fraction,
         trust_band_names=args.trust_band_names, allow_l1c=args.allow_l1c,
+        allow_implausible=args.allow_implausible,
         s1_unit=args.s1_unit)
     summary = import_patches(args.src, args.out, options,
                              progress=not (args.quiet or args.no_progress))

@@ -300,6 +300,8 @@ def _scene_reading(args: argparse.Namespace) -> dict[str, Any]:
     reading = {"allow_l1c": args.allow_l1c, "s1_unit": args.s1_unit,
                "boa_add_offset": args.boa_add_offset,
                "trust_band_names": args.trust_band_names,
+               "allow_implausible": (args.allow_implausible or None) if args.backend == "local"
+               else None,
                **reading_options(args.scene_date, args.s2_band_names)}
     given = {k: v for k, v in reading.items() if v is not None}
     if given and args.backend != "local":

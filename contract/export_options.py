@@ -61,7 +61,7 @@ class ExportOptions:
     ``terrain_flattening``, ``dem``, ``orbit_pass``, ``cloud_mask``, ``cloud_threshold``,
     ``s2_max_widen_days``. The local scenes and how to read them: ``scenes``, ``allow_l1c``,
     ``s1_unit``, ``boa_add_offset``, ``trust_band_names``, ``scl_masked``, ``scene_date``,
-    ``s2_band_names``.
+    ``s2_band_names``, ``allow_implausible``.
     """
 
     region: Region
@@ -97,3 +97,4 @@ class ExportOptions:
     scl_masked: tuple[int, ...] | None = None
     scene_date: str | None = None
     s2_band_names: tuple[str, ...] | None = None
+    allow_implausible: bool | None = None

@@ -40,7 +40,14 @@ from contract.band_values import (
 from contract.bands import LABEL_NODATA, check_series_bands, find_band, own_month
 from contract.dataset import DatasetSpec
 from contract.grid import Grid, patch_id
-from contract.patch_pairs import PatchPair, check_metres, find_pairs, read_header
+from contract.input_check import judge_stack, refuse_fill
+from contract.patch_pairs import (
+    PatchPair,
+    band_names_of,
+    check_metres,
+    find_pairs,
+    read_header,
+)
 from contract.patch_writer import MonthProgress, open_month, valid_mask
 from contract.s2_level import check_import_level, s2_level_of
 from contract.sigma0 import S1Unit, check_s1_unit, linear_advice, samples_in_db, to_db
@@ -76,6 +83,7 @@ class ImportOptions:
         allow_l1c: Level-1C (top-of-atmosphere) patches are imported with a warning, the
             recipe recording ``allow_l1c`` as the export's does (``--allow-l1c``).
         s1_unit: ``"linear"``: VV/VH are linear power, made dB as read (``--s1-unit``).
+        allow_implausible: import what the input check doubts, noted in the recipe.
     """
 
     month: str
@@ -91,6 +99,7 @@ class ImportOptions:
     region: str | None = None
     trust_band_names: bool = False
     allow_l1c: bool = False
+    allow_implausible: bool = False
     s1_unit: S1Unit = "dB"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -124,7 +133,7 @@ def plan_import(pairs: Sequence[PatchPair], bands: Sequence[str] | None = None) 
         InputDataError: what keeps the pairs from being one dataset, naming the pair.
     """
     first = read_header(pairs[0].image)
-    names = _band_names(pairs[0], first, bands)
+    names = band_names_of(pairs[0], first, bands)
     check_series_bands(names, f"{pairs[0].image.name}'s bands",
                        add="import the month before ({}) too")
     size, res = first["width"], first["transform"].a
@@ -167,31 +176,6 @@ def plan_import(pairs: Sequence[PatchPair], bands: Sequence[str] | None = None) 
     return ImportPlan(grid, names, positions)
 
 
-def _band_names(pair: PatchPair, head: dict[str, Any],
-                bands: Sequence[str] | None) -> tuple[str, ...]:
-    if bands:
-        if len(bands) != head["count"]:
-            raise InputDataError(f"--bands names {len(bands)} bands, {pair.image.name} has "
-                                 f"{head['count']}")
-        return _canonical(bands, "--bands")
-    if all(head["descriptions"]):
-        return _canonical(head["descriptions"], f"{pair.image.name}'s band descriptions")
-    raise InputDataError(f"{pair.image.name} does not name its bands; give them in file order "
-                         "with --bands (e.g. --bands B2,B3,B4,B8)")
-
-
-def _canonical(names: Sequence[str], given: str) -> tuple[str, ...]:
-    """The bands as isamap names them (``B02``: ``B2``); two names of one band are refused."""
-    canonical = tuple(spec.name if (spec := find_band(n)) else n for n in names)
-    for name in dict.fromkeys(canonical):
-        same = [n for n, c in zip(names, canonical, strict=True) if c == name]
-        if len(same) > 1:
-            raise InputDataError(f"band {name} is named {len(same)} times in {given} "
-                                 f"({', '.join(same)}); give each of the images' bands its "
-                                 "own name, in file order, with --bands")
-    return canonical
-
-
 def label_of(mask: np.ndarray, options: ImportOptions, name: str) -> np.ndarray:
     """The contract's label (0, 1, 255) of a mask, every value accounted for.
 
@@ -213,11 +197,13 @@ def label_of(mask: np.ndarray, options: ImportOptions, name: str) -> np.ndarray:
     return label
 
 
-def check_values(plan: ImportPlan, options: ImportOptions, samples: int = 16) -> None:
+def check_values(plan: ImportPlan, options: ImportOptions, samples: int = 16) -> tuple[str, ...]:
     """Refuse image values that are not what the band names say, or an unnamed mask value.
 
     Called before any write. Up to ``samples`` images spread over the source are read,
-    scaled by ``options.scale``; every mask is read.
+    scaled by ``options.scale``; every mask is read. Untagged fill first, the doubts of the
+    input check of every door (:func:`contract.input_check.judge_stack`) last; returns
+    those accepted with ``options.allow_implausible``, for the manifest.
     """
     pairs = list(plan.positions.values())
     chosen = [pairs[i] for i in np.linspace(0, len(pairs) - 1, min(samples, len(pairs)),
@@ -228,6 +214,7 @@ def check_values(plan: ImportPlan, options: ImportOptions, samples: int = 16) ->
         for band, array in zip(plan.bands, image, strict=True):
             values[band].append(array.ravel())
     stored = {b: np.concatenate(v) for b, v in values.items()}
+    refuse_fill("the images", np.stack(list(stored.values())), plan.bands)
     check_s1_unit(stored, options.s1_unit)  # judged as stored, the rest as the patches hold
     sampled = samples_in_db(stored, options.s1_unit)
     problems = band_value_problems(sampled)
@@ -245,6 +232,9 @@ def check_values(plan: ImportPlan, options: ImportOptions, samples: int = 16) ->
     for pair in pairs:  # every mask value accounted for (masks are small: all of them)
         with rasterio.open(pair.mask) as ds:
             label_of(ds.read(1), options, pair.name)
+    return judge_stack("the images", sampled, allow_implausible=options.allow_implausible,
+                       recorded_in="the dataset's manifest",
+                       level="L1C" if options.allow_l1c else None)
 
 
 def _bands_fix(options: ImportOptions) -> str:
@@ -365,7 +355,7 @@ def import_patches(src: str | os.PathLike[str], out: str | os.PathLike[str],
     """
     pairs = find_pairs(src)
     plan = plan_import(pairs, options.bands)
-    check_values(plan, options)
+    notes = check_values(plan, options)
     recipe = {"imported": {"impervious": list(options.impervious),
                            "pervious": list(options.pervious),
                            "ignore": list(options.ignore), "scale": options.scale,
@@ -373,7 +363,8 @@ def import_patches(src: str | os.PathLike[str], out: str | os.PathLike[str],
                            **options.extra},
               # as the export's recipe records it; only where given, so earlier imports
               # keep their recipe
-              **({"allow_l1c": True} if options.allow_l1c else {})}
+              **({"allow_l1c": True} if options.allow_l1c else {}),
+              **({"input_notes": list(notes)} if notes else {})}
     spec = DatasetSpec(grid=plan.grid, bands=plan.bands, ratios=options.ratios,
                        seed=options.seed, block=options.block,
                        min_valid_fraction=options.min_valid_fraction, backend="imported",

@@ -9,12 +9,14 @@ Either layout: ``images/<name>.tif`` with ``masks/<name>.tif`` (or ``labels/``..
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import rasterio
 
+from contract.bands import find_band
 from contract.grid import metre_crs_problem, utm_epsg
 from core.errors import InputDataError
 
@@ -106,3 +108,33 @@ def read_header(path: Path) -> dict[str, Any]:
                     "crs": ds.crs, "count": ds.count, "descriptions": ds.descriptions}
     except rasterio.errors.RasterioError as exc:
         raise InputDataError(f"{path} cannot be read as a GeoTIFF ({exc})") from None
+
+
+def band_names_of(pair: PatchPair, head: dict[str, Any],
+                  bands: Sequence[str] | None) -> tuple[str, ...]:
+    """The bands of a pair's image as isamap names them (``B02``: ``B2``).
+
+    ``bands`` (``--bands``), else the image's band descriptions; refused where neither names
+    every band, or two names name one band.
+    """
+    if bands:
+        if len(bands) != head["count"]:
+            raise InputDataError(f"--bands names {len(bands)} bands, {pair.image.name} has "
+                                 f"{head['count']}")
+        return _canonical(bands, "--bands")
+    if all(head["descriptions"]):
+        return _canonical(head["descriptions"], f"{pair.image.name}'s band descriptions")
+    raise InputDataError(f"{pair.image.name} does not name its bands; give them in file order "
+                         "with --bands (e.g. --bands B2,B3,B4,B8)")
+
+
+def _canonical(names: Sequence[str], given: str) -> tuple[str, ...]:
+    """The bands as isamap names them (``B02``: ``B2``); two names of one band are refused."""
+    canonical = tuple(spec.name if (spec := find_band(n)) else n for n in names)
+    for name in dict.fromkeys(canonical):
+        same = [n for n, c in zip(names, canonical, strict=True) if c == name]
+        if len(same) > 1:
+            raise InputDataError(f"band {name} is named {len(same)} times in {given} "
+                                 f"({', '.join(same)}); give each of the images' bands its "
+                                 "own name, in file order, with --bands")
+    return canonical

@@ -57,7 +57,7 @@ from inference.point_inputs import (
 from inference.point_sources import ee_stack, local_stack, points_grid
 from inference.predict.expected_inputs import read_band_sample
 from inference.predict.scene import scene_statistics
-from training.band_ranges import band_ranges
+from training.band_ranges import band_ranges, judge_patches
 from training.data import NormStats, band_stats
 from training.modelfile import save_model_file
 from training.models.encoders.registry import PRESTO, load_encoder
@@ -110,6 +110,7 @@ class FitJob:
         progress: progress bars.
         allow_l1c: composite Level-1C scenes (``backend="local"``) with a warning instead
             of refusing them, as ``isamap-export --allow-l1c`` does; the record says so.
+        allow_implausible: fit on stacks the input check doubts (noted in the model).
     """
 
     points: tuple[str, ...]
@@ -129,6 +130,7 @@ class FitJob:
     crs: str | None = None
     progress: bool = True
     allow_l1c: bool = False
+    allow_implausible: bool = False
 
     def __post_init__(self) -> None:
         if self.backend and not self.month:
@@ -156,7 +158,7 @@ def default_bands(path: str) -> tuple[str, ...]:
     """The image bands of a stack (Sentinel-1/2 and embedding bands), in file order.
 
     A series stack's earlier months (``B4_m1``) are among them: Presto reads them as its
-    earlier timesteps, and the bands arm as more features.
+    earlier timesteps, the bands arm as more features.
     """
     names = stack_bands(path)
     known = (canonical_band(n) for n in names)  # Sentinel-2's B02 is isamap's B2
@@ -193,7 +195,7 @@ def run_fit(job: FitJob, session: Any = None) -> FitResult:
     labels = points.reference[kept]
     check_only(labels, where.x[kept], where.y[kept], where.group[kept], job.classes,
                job.options)
-    norms, pooled, ranges = _statistics(inputs, bands)
+    norms, pooled, ranges, checked = _statistics(inputs, bands, job.allow_implausible)
     kwargs = model_kwargs(job.features, bands, pooled, job.options.hidden,
                           centre(inputs[0]), month)
     model = feature_model(kwargs, len(job.classes), job.encoder)
@@ -203,13 +205,11 @@ def run_fit(job: FitJob, session: Any = None) -> FitResult:
     fit = fit_points(features, labels, where.x[kept], where.y[kept], where.group[kept],
                      job.classes, len(job.classes) - 1, job.options)
     model = finished(model, fit, len(job.classes))
-    extra: dict[str, Any] = {"points": points_record(job.points, points, kept),
-                             "inputs": [Path(p).name for p in inputs_paths]}
-    if dataset is not None:
-        extra["dataset"] = dataset
+    extra = {"points": points_record(job.points, points, kept), **checked,
+             "inputs": [Path(p).name for p in inputs_paths], "dataset": dataset}
     meta = describe(kwargs, pooled, job.normalised_by, job.classes, fit,
                     pixel_size=abs(float(inputs[0].transform.a)), band_ranges=ranges,
-                    extra=extra)
+                    extra={k: v for k, v in extra.items() if v is not None})
     out = Path(job.out)
     path = save_model_file(out / "model.pt", model, meta)
     report = {**_report(job, fit, bands, time.perf_counter() - start), "request": request}
@@ -296,19 +296,21 @@ def _check_before_stack(job: FitJob, points: ReferencePoints, crs: str) -> None:
                np.zeros(len(points.ids), np.int64), job.classes, job.options)
 
 
-def _statistics(inputs: Sequence[StackInput], bands: Sequence[str]
-                ) -> tuple[list[NormStats], NormStats, dict]:
-    """Each input's scene statistics, all inputs' pooled, and the bands' recorded ranges."""
+def _statistics(inputs: Sequence[StackInput], bands: Sequence[str], allow_implausible: bool
+                ) -> tuple[list[NormStats], NormStats, dict, dict[str, Any]]:
+    """Scene statistics, pooled ones, ranges, the input check's record (``judge_patches``)."""
     samples = []
     for stack in inputs:
         sample = read_band_sample(stack.path, stack.indexes)
         if sample is None:  # a local file always gives one
             raise InputDataError(f"--input {stack.path} cannot be sampled")
         samples.append(sample)
+    checked = judge_patches(f"--input {' '.join(str(s.path) for s in inputs)}", samples.__getitem__,
+                            len(samples), tuple(bands), allow_implausible=allow_implausible,
+                            per_patch=samples[0][0].size)
     pooled = band_stats(samples, tuple(bands), where="the input stacks")
     norms = [scene_statistics(stack.path, bands) for stack in inputs]
-    ranges = band_ranges(lambda i: samples[i], len(samples), tuple(bands))
-    return norms, pooled, ranges
+    return norms, pooled, band_ranges(samples.__getitem__, len(samples), tuple(bands)), checked
 
 
 def _normalised(raw: np.ndarray, group: np.ndarray, norms: Sequence[NormStats],

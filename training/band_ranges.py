@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from contract.band_values import band_value_problems, finite_values
 from contract.bands import is_code_band
+from contract.input_check import fingerprint_of, judge_stack
 from core.errors import InputDataError
 
 log = logging.getLogger(__name__)
@@ -76,17 +78,26 @@ def band_samples(read_image: Callable[[int], np.ndarray], count: int, bands: tup
     """
     if count <= 0:
         return {}
-    picks = np.unique(np.linspace(0, count - 1, min(count, max_patches)).round().astype(int))
-    values: list[list[np.ndarray]] = [[] for _ in bands]
+    pixels = pixel_sample(read_image, count, len(bands), max_patches, per_patch)
+    return {name: v[np.isfinite(v)] for name, v in zip(bands, pixels, strict=True)}
+
+
+def pixel_sample(read_image: Callable[[int], np.ndarray], count: int, channels: int,
+                 max_patches: int = 64, per_patch: int = 4096) -> np.ndarray:
+    """The same pixels of every band over a sample of patches, ``(channels, n)`` float32.
+
+    NaN (nodata) is kept, so that the bands stay aligned pixel by pixel (the input check's
+    fill values and band-to-band correlation, :mod:`contract.input_check`). The arguments
+    as :func:`band_ranges`.
+    """
+    picks = np.unique(np.linspace(0, count - 1, min(count, max_patches)).round().astype(int)) \
+        if count > 0 else np.empty(0, int)
+    chunks = [np.empty((channels, 0), np.float32)]
     for i in picks:
         image = np.asarray(read_image(int(i)), dtype=np.float32)
         flat = image.reshape(image.shape[0], -1)
-        step = max(1, flat.shape[1] // per_patch)
-        for b in range(len(bands)):
-            v = flat[b, ::step]
-            values[b].append(v[np.isfinite(v)])
-    return {name: np.concatenate(chunks) if chunks else np.empty(0, np.float32)
-            for name, chunks in zip(bands, values, strict=True)}
+        chunks.append(flat[:, ::max(1, flat.shape[1] // per_patch)])
+    return np.concatenate(chunks, axis=1)
 
 
 def range_problems(samples: Mapping[str, np.ndarray], ranges: Mapping[str, Sequence[float]],
@@ -185,3 +196,41 @@ def not_trained_on(what: str, problems: Sequence[str], fix: str) -> InputDataErr
     more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
     return InputDataError(f"{what} does not hold what the model was trained on: "
                           f"{problems[0]}{more}; {fix}")
+
+
+def judge_patches(what: str, read_image: Callable[[int], np.ndarray], count: int,
+                  bands: tuple[str, ...], *, allow_implausible: bool = False,
+                  recorded_in: str = "the model file",
+                  per_patch: int = 4096, physics: bool = True) -> dict[str, Any]:
+    """Judge a patch dataset's pixels by the one input check; its fingerprint to record.
+
+    The patches are sampled as :func:`pixel_sample` reads them and judged by
+    :func:`contract.input_check.judge_stack` (untagged fill and the physical rules; no
+    fingerprint judges the data a fingerprint is taken of).
+
+    Args:
+        what: the data in words, the refusal's start.
+        read_image: as :func:`band_ranges`.
+        count: how many patches there are.
+        bands: the band names, in the image's channel order.
+        allow_implausible: proceed with doubts (``--allow-implausible``).
+        recorded_in: where the returned notes go, for the refusal's advice.
+        per_patch: at most this many pixels of each patch (a whole scene's sample: all of
+            it, as inference reads it, so that both fingerprints see the same pixels).
+        physics: apply the physical rules, a scene's (False: a dataset's patches, whose
+            scenes or images were judged at export or import; fill is refused all the same).
+
+    Returns:
+        What a model file records of them: ``pixel_fingerprint``, the sample's fingerprint
+        (none: too few valid pixels), and ``input_notes``, the doubts accepted with
+        ``allow_implausible`` (none: no doubt).
+    """
+    if count <= 0:
+        return {}
+    pixels = pixel_sample(read_image, count, len(bands), per_patch=per_patch)
+    samples = {b: pixels[i] for i, b in enumerate(bands) if not is_code_band(b)}
+    notes = judge_stack(what, samples, allow_implausible=allow_implausible,
+                        recorded_in=recorded_in, physics=physics)
+    fingerprint = fingerprint_of(samples)
+    return {**({"pixel_fingerprint": fingerprint.to_dict()} if fingerprint else {}),
+            **({"input_notes": list(notes)} if notes else {})}

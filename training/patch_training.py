@@ -24,7 +24,7 @@ from core.commands import DETAIL
 from core.errors import ConfigError, ModelError
 from engine.distributed import init_distributed, resolve_device
 from engine.seeding import seed_everything
-from training.band_ranges import band_ranges
+from training.band_ranges import band_ranges, judge_patches
 from training.checkpoint import check_same_options
 from training.config import TrainConfig, apply_recipe, recipe_values
 from training.data import NormStats, PatchDataset
@@ -102,6 +102,8 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
     raw = PatchDataset(cfg.data, "train", bands=cfg.bands, label=recipe.label, exclude=exclude)
     product = model_kwargs_for_product(cfg.model, raw.bands, raw.manifest)  # before any pixel
     check_encoder_bands(cfg, raw.bands)
+    pixels = judge_patches(f"the training patches of {cfg.data}", lambda i: raw.read_raw(i)[0],
+                           len(raw), raw.bands, physics=False)  # no scene: fill only
     path = choose_data_path(raw.decoded_bytes(), device.type, cfg.cache, cfg.num_workers)
     log.log(DETAIL, "data: %s", path.reason)  # how, not what: -v
     cfg = replace(cfg, cache=path.cache, num_workers=path.workers)
@@ -118,7 +120,7 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
     if problem:
         log.warning(problem)
     loss = build_loss(recipe.loss, class_names=raw.class_names, **dict(cfg.loss_kwargs))
-    meta = _model_meta(cfg, raw, norm, model, kwargs, scale, learnt, exclude)
+    meta = _model_meta(cfg, raw, norm, model, kwargs, scale, learnt, exclude, pixels)
     if info.main:  # every check passed: the run starts
         for line in (announce, model_line(cfg.model, model_chosen)):
             if line:
@@ -165,8 +167,13 @@ def _build_model(cfg: TrainConfig, raw: PatchDataset, norm: NormStats,
 
 def _model_meta(cfg: TrainConfig, raw: PatchDataset, norm: NormStats, model: nn.Module,
                 kwargs: Mapping[str, Any], scale: int, learnt: tuple[str, ...] | None,
-                exclude: Collection[str]) -> ModelMeta:
-    """What the run's model file records: network, inputs, classes, data and options."""
+                exclude: Collection[str],
+                pixels: Mapping[str, Any]) -> ModelMeta:
+    """What the run's model file records: network, inputs, classes, data and options.
+
+    ``pixels``: the training patches' fingerprint and the input check's notes
+    (:func:`training.band_ranges.judge_patches`), which inference compares its stacks with.
+    """
     resolution = (raw.manifest.get("grid") or {}).get("resolution")
     names = raw.class_names
     return ModelMeta(
@@ -182,4 +189,5 @@ def _model_meta(cfg: TrainConfig, raw: PatchDataset, norm: NormStats, model: nn.
         band_ranges=band_ranges(lambda i: raw.read_raw(i)[0], len(raw), raw.bands),
         extra={"config": cfg.run_record(), "augmentation": augmentation_record(cfg),
                "dataset": {**dataset_record(cfg.data, raw.manifest),
-                           "excluded_patches": sorted(exclude)}})
+                           "excluded_patches": sorted(exclude)},
+               **pixels})

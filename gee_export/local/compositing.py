@@ -30,7 +30,8 @@ from gee_export.local.labels import ClassMapping, label_window, product_window
 from gee_export.local.scenes import BandRef, Scene, canonical_band
 from gee_export.local.speckle import DEFAULT_ENL, DEFAULT_KERNEL
 
-READING_OPTIONS = ("scene_date", "s2_band_names", "trust_band_names")  # recorded when given
+READING_OPTIONS = ("scene_date", "s2_band_names", "trust_band_names",  # recorded when given
+                   "allow_implausible")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class LocalRecipe:
     scene_date: str | None = None
     s2_band_names: tuple[str, ...] | None = None
     trust_band_names: bool | None = None  # --s2-band-names used though the pixels doubt them
+    allow_implausible: bool | None = None  # scenes the input check doubts composited anyway
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest's record; the reading options appear only when set."""

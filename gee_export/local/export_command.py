@@ -79,6 +79,10 @@ def add_local_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--trust-band-names", action="store_true", default=None,
                      help="use --s2-band-names even where the band relations of typical scenes "
                           "do not hold in these pixels")
+    g.add_argument("--allow-implausible", action="store_true", default=None,
+                     help="composite scenes whose pixels the input check doubts (VV/VH swapped, "
+                          "the +0.1 offset left in...), with a warning each; recorded in the "
+                          "recipe")
 
 
 def local_scheme(args: argparse.Namespace) -> str:
@@ -119,7 +123,8 @@ def check_local_arguments(args: argparse.Namespace) -> None:
                                           ("--scene-date", args.scene_date),
                                           ("--s2-band-names", args.s2_band_names),
                                           ("--s1-unit", args.s1_unit),
-                                          ("--trust-band-names", args.trust_band_names))
+                                          ("--trust-band-names", args.trust_band_names),
+                                          ("--allow-implausible", args.allow_implausible))
                  if value is not None]
         if given:
             raise ConfigError(f"{', '.join(given)} describe local scene files: use them with "
@@ -132,7 +137,8 @@ def local_recipe(opts: ExportOptions) -> LocalRecipe:
     recipe = LocalRecipe(speckle=opts.speckle, allow_l1c=opts.allow_l1c, s1_unit=opts.s1_unit,
                          label_scheme=opts.labels, boa_add_offset=opts.boa_add_offset,
                          trust_band_names=opts.trust_band_names, scene_date=opts.scene_date,
-                         s2_band_names=opts.s2_band_names)
+                         s2_band_names=opts.s2_band_names,
+                         allow_implausible=opts.allow_implausible)
     return recipe if opts.scl_masked is None else replace(recipe, scl_masked=opts.scl_masked)
 
 

@@ -16,12 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import rasterio
 
 from contract import bands as band_registry
 from contract.grid import Grid
+from contract.input_check import judge_stack
 from core.errors import EmptyCompositeError, InputDataError
-from gee_export.local import sentinel1, sentinel2
+from gee_export.local import plausibility, sentinel1, sentinel2
 from gee_export.local.compositing import LocalRecipe, where
 from gee_export.local.labels import ClassMapping, check_codes, check_labels_on_grid
 from gee_export.local.scenes import BandRef, Scene, SceneCollection
@@ -105,10 +107,44 @@ def check_month_inputs(collection: SceneCollection, grid: Grid, month: str,
                                     if sentinel2.is_reflectance(s, b))
         sentinel2.check_band_names(s2, offsets, reflectance_all,
                                    bool(recipe.trust_band_names))
+    _judge_scenes(s2, s1, specs, offsets, reflectance, units, bool(recipe.allow_implausible))
     if wanted:
         _check_label(label_ref, scheme, names)
     return MonthInputs(s2, s2_bands, s1, s1_bands, offsets, reflectance, units, label_ref,
                        fine_ref)
+
+
+def _judge_scenes(s2: Sequence[Scene], s1: Sequence[Scene],
+                  specs: Sequence[band_registry.BandSpec], offsets: dict[str, float],
+                  reflectance: frozenset[tuple[str, str]], units: dict[tuple[str, str], str],
+                  allow_implausible: bool) -> None:
+    """Each scene judged by the input check of every command (:func:`judge_stack`).
+
+    One sample of the scene's bands, pixel for pixel, as the composite reads them
+    (reflectance 0-1, sigma0 in dB): untagged fill, the physical rules (VV/VH swapped, the
+    +0.1 offset left in, B2/B4 swapped ...); a doubt is refused unless ``allow_implausible``
+    (``--allow-implausible``, recorded in the recipe), then warned about.
+    """
+    for scene, sensor in [*((sc, "S2") for sc in s2), *((sc, "S1") for sc in s1)]:
+        wanted = [sp for sp in specs if sp.sensor == sensor and sp.source_name in scene.band_names]
+        if not wanted:
+            continue
+        with rasterio.open(scene.band(wanted[0].source_name).path) as src:
+            step = max(1, -(-max(src.width, src.height) // plausibility.SAMPLE_SIDE))
+            shape = (max(1, src.height // step), max(1, src.width // step))
+        samples = {}
+        for sp in wanted:
+            v = plausibility.read_sample(scene.band(sp.source_name), shape=shape)
+            if sensor == "S2" and (scene.product, sp.source_name) not in reflectance:
+                v = sentinel2.dn_to_reflectance(sentinel2.zero_is_nodata(v),
+                                                offsets.get(scene.product, 0.0))
+            elif sensor == "S1" and units.get((scene.product, sp.source_name)) == "linear":
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    v = 10 * np.log10(np.where(v > 0, v, np.nan))
+            samples[sp.name] = v
+        judge_stack(f"Sentinel-{sensor[1]} {scene.product}", samples,
+                    allow_implausible=allow_implausible, recorded_in="the recipe",
+                    level=scene.level if sensor == "S2" else None)
 
 
 def _usable(scenes: Sequence[Scene], band: str, grid: Grid, sensor: str) -> tuple[Scene, ...]:

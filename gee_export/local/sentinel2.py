@@ -158,7 +158,7 @@ def check_plausible(scenes: Sequence[Scene], bands: Sequence[str], offsets: dict
     for scene in scenes:
         sample = plausibility.read_sample(scene.band(band))
         if (scene.product, band) not in reflectance_bands:
-            sample = dn_to_reflectance(_zero_is_nodata(sample), offsets.get(scene.product, 0.0))
+            sample = dn_to_reflectance(zero_is_nodata(sample), offsets.get(scene.product, 0.0))
         plausibility.check_reflectance(sample, f"Sentinel-2 {scene.product} {band}")
 
 
@@ -180,7 +180,7 @@ def check_band_names(scenes: Sequence[Scene], offsets: dict[str, float],
                 continue
             sample = plausibility.read_sample(scene.band(band))
             if (scene.product, band) not in reflectance_bands:
-                sample = dn_to_reflectance(_zero_is_nodata(sample),
+                sample = dn_to_reflectance(zero_is_nodata(sample),
                                            offsets.get(scene.product, 0.0))
             plausibility.check_reflectance(sample, f"Sentinel-2 {scene.product} {band}")
             samples[band] = sample
@@ -192,7 +192,7 @@ def check_band_names(scenes: Sequence[Scene], offsets: dict[str, float],
             log.warning("%s; used as named (--trust-band-names)", str(exc).split("; ")[0])
 
 
-def _zero_is_nodata(dn: np.ndarray) -> np.ndarray:
+def zero_is_nodata(dn: np.ndarray) -> np.ndarray:
     """DN 0 is Sentinel-2 nodata even when a file does not declare it."""
     return np.where(dn == 0, np.nan, dn)
 
@@ -252,7 +252,7 @@ def composite_window(scenes: Sequence[Scene], bands: Sequence[str], grid: Grid, 
                 values[t, b] = read_to_grid(scene.band(band), grid, window, "bilinear")
             else:
                 raw = read_to_grid(scene.band(band), grid, window, "bilinear",
-                                   prepare=_zero_is_nodata)
+                                   prepare=zero_is_nodata)
                 values[t, b] = dn_to_reflectance(raw, offsets.get(scene.product, 0.0))
     if check is not None:
         data = np.asarray(np.isfinite(values).all(axis=1))

@@ -39,14 +39,11 @@ from rasterio.crs import CRS
 from contract.backscatter import backscatter_note
 from contract.band_values import (
     DARK_OBJECT_MIN,
-    ZERO_FILL_MAX,
-    offset_left_in,
     s1_unit_evidence,
-    sigma0_swapped,
     sigma0_unit_of_range,
-    zero_fill_share,
 )
 from contract.bands import own_month
+from contract.input_check import Fingerprint, judge_stack
 from contract.input_facts import InputFacts, findings, input_facts, judge_level
 from contract.s2_level import allowed_l1c, s2_level_of
 from core.errors import InputDataError
@@ -69,8 +66,6 @@ log = logging.getLogger(__name__)
 SAMPLE_SIDE = 256
 _METRES_PER_DEGREE = 111_320.0
 _UNITS = {"dB": "in dB", "linear": "in linear power"}
-#: the option of isamap-predict and isamap-map that maps an input the rules doubt
-OVERRIDE = "--allow-implausible"
 
 
 def pixel_size_m(transform: Any, crs: CRS | None, height: int) -> float | None:
@@ -192,7 +187,9 @@ def check_input(source: str | RasterSource, meta: ModelMeta,
     unlike: list[str] = []
     problems = value_problems(samples, ranges, unlike, named_by_user=band_order is not None)
     if not problems:
-        facts = check_physics(what, sample, samples, ranges, allow_implausible, level=level)
+        recorded = Fingerprint.from_dict(dict(meta.extra).get("pixel_fingerprint"))
+        facts = check_physics(what, samples, ranges, allow_implausible, level=level,
+                              fingerprint=recorded)
         note = backscatter_note(facts.radar, meta.s1_backscatter(), ranges)
         if note:  # what the pixels cannot show, and why a mix-up is likely where it is
             log.warning("%s: %s", what, note)
@@ -206,49 +203,38 @@ def check_input(source: str | RasterSource, meta: ModelMeta,
     raise not_trained_on(what, problems, fix)
 
 
-def check_physics(what: str, sample: np.ndarray, samples: Mapping[str, np.ndarray],
+def check_physics(what: str, samples: Mapping[str, np.ndarray],
                   ranges: Mapping[str, Sequence[float]], allow_implausible: bool = False, *,
-                  level: Level = Level()) -> InputFacts:
+                  level: Level = Level(), fingerprint: Fingerprint | None = None) -> InputFacts:
     """Refuse values no real scene of these bands has, each with its fix; the facts shown.
 
-    Zero fill without a nodata tag and sigma0 in another unit than the model's are certain.
-    The spectral rules (:func:`contract.input_facts.findings`: bands swapped, top of
-    atmosphere given as surface reflectance, an offset subtracted twice, dB shifted or halved,
-    amplitude), VV/VH swapped and the BOA offset left in are judged from real scenes, so
-    ``allow_implausible`` maps them, each reason recorded in the facts' ``notes`` (the map's
+    The one input check of every door, :func:`contract.input_check.judge_stack`: untagged fill
+    (a constant in every band, or in one sensor's) is certain, and so is sigma0 in another unit
+    than the model's. The stack against the training data's fingerprint (a model file's
+    ``extra["pixel_fingerprint"]``: band order, scale, offset, calibration) and the spectral
+    rules (:func:`contract.input_facts.findings`; VV/VH swapped; where the file records no
+    fingerprint, older versions, the BOA offset left in and the red/blue spread) are judged
+    from real scenes, so ``allow_implausible`` maps them, each reason recorded in the facts'
+    ``notes`` (the map's
     tags and report). Top-of-atmosphere input, as its pixels show it (or, where they cannot,
     as the input says), is refused unless the model takes it or the user allowed it
     (:func:`contract.input_facts.judge_level`), and mapped with that recorded: its bright
     dark objects are path radiance, not an offset.
     """
-    zeros = zero_fill_share(sample)
-    if zeros > ZERO_FILL_MAX:
-        raise InputDataError(
-            f"{what}: {100 * zeros:.1f} % of its pixels are 0 in every band, which no "
-            "observation is (0 dB and 0 reflectance at once): fill without a nodata tag; tag "
-            "it: rio edit-info --nodata 0 FILE")
     _check_s1_unit(what, samples, ranges)
     facts = input_facts(samples)
     judged = judge_level(facts, stated=level.stated, model_takes_l1c=level.model,
                          allowed=level.allowed)
     for note in judged.notes:
         log.warning("%s: %s", what, note)
-    notes = list(judged.notes)
-    doubts = [f"{f.text}; {f.fix}" for f in ([judged.finding] if judged.finding else [])
-              + findings(facts, level=judged.taken)]
-    if "VV" in samples and "VH" in samples:
-        doubts.append(sigma0_swapped(samples["VV"], samples["VH"]) or "")
     trained_dark = [float(ranges[b][0]) for b in samples if b in ranges]
-    if judged.taken != "L1C" and (not trained_dark or min(trained_dark) < DARK_OBJECT_MIN):
-        doubts.append(offset_left_in(samples) or "")  # path radiance is no offset
-    doubts = [d for d in doubts if d]
-    if doubts and not allow_implausible:
-        raise InputDataError(f"{what}: {doubts[0]}; or, if the scene really is so, pass "
-                             f"{OVERRIDE} (the reason is recorded in the map's tags)")
-    for doubt in doubts:
-        log.warning("%s: %s; mapped anyway (%s)", what, doubt, OVERRIDE)
-        notes.append(f"mapped with {OVERRIDE}: {doubt}")
-    return replace(facts, notes=tuple(notes))
+    notes = judge_stack(
+        what, samples, fingerprint=fingerprint, allow_implausible=allow_implausible,
+        recorded_in="the map's tags", level=judged.taken, done="mapped",
+        dark_rule=judged.taken != "L1C" and (not trained_dark
+                                              or min(trained_dark) < DARK_OBJECT_MIN),
+        first=[f"{f.text}; {f.fix}" for f in [judged.finding] if f])
+    return replace(facts, notes=(*judged.notes, *notes))
 
 
 def _check_s1_unit(what: str, samples: Mapping[str, np.ndarray],

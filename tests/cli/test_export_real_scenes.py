@@ -133,7 +133,10 @@ def test_unnamed_s2_bands_must_be_named_and_the_names_fit_the_pixels(chile_scene
     assert len(err) == 1 and "do not fit the pixels" in err[0]
     assert not (out / "manifest.json").exists()
 
-    assert main(_chile_argv(chile_scenes, out, "--s2-band-names", ",".join(S2_L2A_ORDER))) == 0
+    # the cell has no dark pixel in any band (darkest 0.1 %: 0.108-0.116), as a +0.1 offset
+    # left in shows: the input check doubts it, and this test is of the band names
+    assert main(_chile_argv(chile_scenes, out, "--s2-band-names", ",".join(S2_L2A_ORDER),
+                            "--allow-implausible")) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["recipe"]["s2_band_names"] == list(S2_L2A_ORDER)
     assert manifest["grid"]["crs"] == "EPSG:32718"

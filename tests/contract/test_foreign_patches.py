@@ -183,7 +183,8 @@ def test_a_correctly_named_real_patch_is_not_judged_by_band_pairs_on_too_few_pix
         _tif(src / folder / "w.tif", data, transform.c, transform.f, crs=crs.to_string())
     names = "B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,B11,B12"  # the tile's order (shared data README)
     out = tmp_path / "dataset"
-    assert _run(src, out, "--scale", "0.0001", "--bands", names) == 0  # was 2
+    # the cell has no dark pixel, as a +0.1 offset left in shows: doubted, allowed here
+    assert _run(src, out, "--scale", "0.0001", "--bands", names, "--allow-implausible") == 0
     err = capsys.readouterr().err
     assert "the band order was not checked by the correlation of bands B7/B8A" in err
     assert "4096 valid pixels, too few (65536 needed" in err

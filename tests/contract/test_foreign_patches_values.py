@@ -45,9 +45,11 @@ def _cut(shared_data: Path, out: Path, s1=lambda db: db, s2_scale: float = 1.0,
 
 
 def _run(src: Path, out: Path, *extra: str) -> int:
+    # the cell has no dark pixel (its darkest 0.1 % of B2, B3, B4, B8: 0.108-0.116), as a
+    # +0.1 offset left in shows: the input check doubts it, and these tests are of other rules
     return main([str(src), "--out", str(out), "--month", "2020-04", "--impervious-values", "5",
                  "--pervious-values", "1,2,3,4,6,7,9", "--ignore-values", "0,8",
-                 "--split-block", "1", "--quiet", *extra])
+                 "--split-block", "1", "--quiet", "--allow-implausible", *extra])
 
 
 def test_scale_multiplies_the_reflectance_bands_and_leaves_sentinel1_db_as_it_is(
@@ -150,7 +152,7 @@ def test_a_month_of_no_valid_patch_is_refused_and_not_tagged_complete(shared_dat
     month = ["--month", "2020-05"]  # a later month of the same dataset
     assert main([str(nan), "--out", str(out), *month, "--impervious-values", "5",
                  "--pervious-values", "1,2,3,4,6,7,9", "--ignore-values", "0,8",
-                 "--split-block", "1", "--quiet"]) == 2
+                 "--split-block", "1", "--quiet", "--allow-implausible"]) == 2
     assert "2020-05 is not tagged complete" in capsys.readouterr().err
     after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
@@ -208,7 +210,7 @@ def test_an_empty_import_names_no_earlier_months_band(shared_data, tmp_path, cap
     assert main([str(src), "--out", str(tmp_path / "dataset"), "--month", "2020-04",
                  "--impervious-values", "5", "--pervious-values", "1",
                  "--ignore-values", "0,2,3,4,6,7,8,9", "--split-block", "1", "--quiet",
-                 "--min-valid-fraction", "0.99"]) == 2
+                 "--min-valid-fraction", "0.99", "--allow-implausible"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "nothing was written" in err and "VV_m1" not in err, err  # was "VV_m1 holds no"
     assert "lower --min-valid-fraction" in err and not (tmp_path / "dataset").exists()

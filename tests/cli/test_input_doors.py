@@ -1,0 +1,269 @@
+"""One input check at every door: isamap-fit, -predict, -import-patches and -train judge a
+stack by :func:`contract.input_check.judge_stack`, on the demo's SYNTHETIC scene.
+
+Before, each door let a different set of faults through with exit 0: predict mapped B2/B4
+swapped on this scene (ISA +17.6 %), top-of-atmosphere-like brightening and sigma0 raised
+2.5-4 dB; import took VV/VH swapped, the +0.1 offset and an untagged -9999 fill; train trained
+on that fill (recorded band means of -2500); fit fitted a +0.1 offset stack; an untagged fill,
+of every band or of the Sentinel-2 bands only, was mapped as ground. Each is now refused in
+one line naming the likely cause (and ``--allow-implausible`` where the rule is a judgement),
+and with that flag the command runs and records why.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from cli.fit import build_parser as fit_parser
+from cli.fit import main as fit_main
+from cli.import_patches import build_parser as import_parser
+from cli.import_patches import main as import_main
+from cli.predict import predict_main, predict_parser
+from cli.train import train_main, train_parser
+from inference.demo import build_stack_for_demo
+from tests.cli.test_fit import labelled_pixels, write_points
+from tests.support.rasters import write_patch_dataset
+from tests.support.refusals import assert_refused
+from training.modelfile import load_model_file
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cli.test_input_doors")]
+
+OPTICAL = slice(0, 4)  # B2 B3 B4 B8, then VV VH (the demo's stack)
+
+
+def _swap(a: int, b: int):
+    def edit(data: np.ndarray) -> None:
+        data[[a, b]] = data[[b, a]]
+    return edit
+
+
+def _add(rows: slice, values) -> object:
+    def edit(data: np.ndarray) -> None:
+        data[rows] += np.asarray(values, np.float32).reshape(-1, 1, 1)
+    return edit
+
+
+def _fill(rows: slice, value: float, share: float):
+    def edit(data: np.ndarray) -> None:
+        data[rows, : round(data.shape[1] * share)] = value
+    return edit
+
+
+#: fault: (edit of the stack, words of the refusal)
+FAULTS = {
+    "B2/B4 swapped": (_swap(0, 2), ("B2 and B4 are swapped", "--allow-implausible")),
+    "VV/VH swapped": (_swap(4, 5), ("VV and VH are swapped", "--allow-implausible")),
+    "+0.1 offset": (_add(OPTICAL, 0.1), ("offset", "--allow-implausible")),
+    "L1C-like": (_add(OPTICAL, (0.06, 0.04, 0.025, 0.01)),
+                 ("path radiance", "Level-2A", "--allow-implausible")),
+    "S1 +2.5 dB": (_add(slice(4, 6), 2.5), ("sigma0 is shifted alike", "--allow-implausible")),
+    "S1 +4 dB": (_add(slice(4, 6), 4.0), ("sigma0 is shifted alike", "--allow-implausible")),
+    "-9999 fill": (_fill(slice(None), -9999.0, 1 / 6),
+                   ("are -9999 in every band", "rio edit-info --nodata -9999")),
+    "S2 zero strip": (_fill(OPTICAL, 0.0, 1 / 15),
+                      ("are 0 in every S2 band", "rio edit-info --nodata 0")),
+}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The demo's scene composited by the local backend, and a model isamap-fit made of it."""
+    from gee_export.local.synthetic import generate_scene
+
+    root = tmp_path_factory.mktemp("doors")
+    scene = generate_scene(root / "scene", width=256, height=256, fine_scale=2, progress=False)
+    stack = build_stack_for_demo(scene, root / "stack")
+    lon, lat, codes, _ = labelled_pixels(stack.label, 300)
+    points = write_points(root / "points.csv", lon, lat, codes)
+    assert fit_main(["--points", str(points), "--input", stack.image, "--out",
+                     str(root / "fit"), "-q"]) == 0
+    return stack, points, root / "fit" / "model.pt"
+
+
+def _faulty(stack, tmp: Path, edit, name: str = "faulty.tif") -> Path:
+    """The demo stack with ``edit`` applied, its nodata tag dropped (as fill arrives)."""
+    with rasterio.open(stack.image) as src:
+        data, profile, names = src.read(), src.profile, src.descriptions
+    edit(data)
+    path = tmp / name
+    with rasterio.open(path, "w", **(profile | {"nodata": None})) as dst:
+        dst.write(data)
+        dst.descriptions = names
+    return path
+
+
+def test_fit_records_the_fingerprint_of_its_stack(demo):
+    _, _, model = demo
+    recorded = dict(load_model_file(model)[1].extra)["pixel_fingerprint"]
+    assert recorded["bands"] == ["B2", "B3", "B4", "B8", "VV", "VH"]
+    assert len(recorded["correlation"]) == 6 and len(recorded["quantiles"]["B2"]) == 7
+
+
+#: what isamap-predict refused already (by the physical rules): judged at the other doors
+PREDICT_REFUSED_BEFORE = ("VV/VH swapped", "+0.1 offset")
+
+
+@pytest.mark.parametrize("fault", [f for f in FAULTS if f not in PREDICT_REFUSED_BEFORE])
+def test_predict_refuses_each_fault_in_one_line(fault, demo, tmp_path, capsys):
+    stack, _, model = demo
+    edit, words = FAULTS[fault]
+    path = _faulty(stack, tmp_path, edit)
+    status = predict_main(["--model", str(model), "--input", str(path), "--out",
+                           str(tmp_path / "o" / "isa"), "--precision", "fp32", "-q"])
+    assert_refused(status, capsys.readouterr().err, predict_parser(), *words)
+    assert not (tmp_path / "o").exists()
+
+
+def test_predict_maps_a_doubted_stack_when_allowed_and_records_why(demo, tmp_path, capsys):
+    stack, _, model = demo
+    assert predict_main(["--model", str(model), "--input", stack.image, "--out",
+                         str(tmp_path / "clean" / "isa"), "--precision", "fp32", "-q"]) == 0
+    path = _faulty(stack, tmp_path, _swap(0, 2))
+    assert predict_main(["--model", str(model), "--input", str(path), "--out",
+                         str(tmp_path / "o" / "isa"), "--precision", "fp32", "-q",
+                         "--allow-implausible"]) == 0
+    with rasterio.open(tmp_path / "o" / "isa_class.tif") as src:
+        notes = json.loads(src.tags()["input_notes"])
+    assert any("mapped with --allow-implausible" in n and "B2 and B4 are swapped" in n
+               for n in notes), notes
+
+
+@pytest.mark.parametrize("fault", ["+0.1 offset", "-9999 fill", "S2 zero strip",
+                                   "VV/VH swapped"])
+def test_fit_refuses_each_fault_in_one_line(fault, demo, tmp_path, capsys):
+    stack, points, _ = demo
+    edit, words = FAULTS[fault]
+    path = _faulty(stack, tmp_path, edit)
+    status = fit_main(["--points", str(points), "--input", str(path), "--out",
+                       str(tmp_path / "fit"), "-q"])
+    assert_refused(status, capsys.readouterr().err, fit_parser(), *words)
+    assert not (tmp_path / "fit" / "model.pt").exists()
+
+
+def _pairs(stack, root: Path, edit) -> Path:
+    """The demo stack cut into 64 px image/mask pairs, as another project tiles a scene."""
+    with rasterio.open(stack.image) as src:
+        data, profile, names = src.read(), src.profile, src.descriptions
+    with rasterio.open(stack.label) as src:
+        label = src.read(1)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir(parents=True)
+    for r in range(0, data.shape[1] - 63, 64):
+        for c in range(0, data.shape[2] - 63, 64):
+            image = np.nan_to_num(data[:, r:r + 64, c:c + 64].copy(), nan=0.0)
+            edit(image)
+            transform = rasterio.windows.transform(
+                rasterio.windows.Window(c, r, 64, 64), profile["transform"])
+            common = {"driver": "GTiff", "width": 64, "height": 64, "crs": profile["crs"],
+                      "transform": transform}
+            with rasterio.open(root / "images" / f"t_{r}_{c}.tif", "w", count=6,
+                               dtype="float32", **common) as dst:
+                dst.write(image)
+                dst.descriptions = names
+            with rasterio.open(root / "masks" / f"t_{r}_{c}.tif", "w", count=1,
+                               dtype="uint8", **common) as dst:
+                dst.write(label[None, r:r + 64, c:c + 64])
+    return root
+
+
+def _import(src: Path, out: Path, *extra: str) -> int:
+    return import_main([str(src), "--out", str(out), "--month", "2019-06",
+                        "--impervious-values", "1", "--pervious-values", "0",
+                        "--ignore-values", "255", "--split-block", "1", "--quiet", *extra])
+
+
+@pytest.mark.parametrize("fault", ["VV/VH swapped", "+0.1 offset", "-9999 fill"])
+def test_import_refuses_each_fault_in_one_line(fault, demo, tmp_path, capsys):
+    stack, _, _ = demo
+    edit, words = FAULTS[fault]
+    status = _import(_pairs(stack, tmp_path / "theirs", edit), tmp_path / "ds")
+    assert_refused(status, capsys.readouterr().err, import_parser(), *words)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_import_of_a_doubted_source_when_allowed_records_why(demo, tmp_path, capsys):
+    stack, _, _ = demo
+    src = _pairs(stack, tmp_path / "theirs", FAULTS["+0.1 offset"][0])
+    assert _import(src, tmp_path / "ds", "--allow-implausible") == 0
+    recipe = json.loads((tmp_path / "ds" / "manifest.json").read_text())["recipe"]
+    assert any("accepted with --allow-implausible" in n and "offset" in n
+               for n in recipe["input_notes"]), recipe
+
+
+def test_train_refuses_patches_holding_an_untagged_fill(tmp_path, capsys):
+    """The import's -9999 kept as pixel values trained a model whose band means were -2500."""
+    images = []
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        image = np.empty((6, 32, 32), np.float32)
+        image[:4] = 0.05 + rng.uniform(0, 0.2, (4, 32, 32))
+        image[4] = -12 + rng.normal(0, 2, (32, 32))
+        image[5] = image[4] - 6
+        image[:, :6] = -9999.0  # a sixth of each patch
+        images.append(image)
+    data = write_patch_dataset(tmp_path / "ds", images=images)
+    status = train_main(["--data", str(data), "--out", str(tmp_path / "run"), "--model", "unet",
+                         "--model-kwargs", '{"widths": [4, 8, 8, 16, 16]}', "--epochs", "1",
+                         "--batch-size", "2", "--workers", "0", "--precision", "fp32",
+                         "--no-progress", "-q"])
+    assert_refused(status, capsys.readouterr().err, train_parser(),
+                   "are -9999 in every band", "rio edit-info --nodata -9999")
+    assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def _export(scene_root: Path, out: Path, *extra: str) -> int:
+    from pyproj import Transformer
+
+    from cli.export import main as export_main
+    from gee_export.local.synthetic import generate_scene
+
+    scene = generate_scene(scene_root, width=256, height=256, fine_scale=2, progress=False)
+    for edit in extra[:1]:  # the fault, applied to the scene files as a user would have them
+        EXPORT_FAULTS[edit](scene_root)
+    to_ll = Transformer.from_crs(scene.grid.crs, "EPSG:4326", always_xy=True)
+    west, south, east, north = to_ll.transform_bounds(*scene.grid.bounds)
+    return export_main(["--backend", "local", "--scenes", str(scene_root), "--bbox",
+                        f"{west},{south},{east},{north}", "--out", str(out), "--speckle",
+                        "boxcar", "--min-valid-fraction", "0.5", "--no-progress", "-q",
+                        *extra[1:]])
+
+
+def _swap_vv_vh(root: Path) -> None:
+    for folder in (root / "S1").iterdir():
+        vv, vh = sorted(folder.glob("*_VV.tif"))[0], sorted(folder.glob("*_VH.tif"))[0]
+        tmp = vv.with_suffix(".swap")
+        vv.rename(tmp)
+        vh.rename(vv)
+        tmp.rename(vh)
+
+
+def _offset_in_dn(root: Path) -> None:
+    """The +0.1 BOA offset (1000 DN) left in products of a baseline that has none."""
+    for band in (root / "S2").glob("*/*_B*.tif"):
+        with rasterio.open(band, "r+") as dst:
+            dn = dst.read()
+            dst.write(np.where(dn > 0, dn + 1000, 0).astype(dn.dtype))
+
+
+EXPORT_FAULTS = {"VV/VH swapped": _swap_vv_vh, "+0.1 offset": _offset_in_dn}
+
+
+@pytest.mark.parametrize("fault, words", [
+    ("VV/VH swapped", ("Sentinel-1", "VV and VH are swapped", "--allow-implausible")),
+    ("+0.1 offset", ("Sentinel-2", "the +0.1 BOA offset", "--allow-implausible"))])
+def test_the_local_export_refuses_each_fault_in_one_line(fault, words, tmp_path, capsys):
+    from cli.export import build_parser as export_parser
+
+    status = _export(tmp_path / "scene", tmp_path / "ds", fault)
+    err = capsys.readouterr().err.strip().splitlines()  # after the small area's split warning
+    assert_refused(status, err[-1], export_parser(), *words)
+    assert "Traceback" not in "".join(err)
+    assert not (tmp_path / "ds").exists()
+    assert _export(tmp_path / "scene2", tmp_path / "ok", fault, "--allow-implausible") == 0
+    assert json.loads((tmp_path / "ok" / "manifest.json").read_text()
+                      )["recipe"]["allow_implausible"] is True
