@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from contract.band_values import offset_left_in, sigma0_swapped
-from contract.bands import find_band
+from contract.bands import SERIES_SENSORS, find_band
 from contract.input_facts import findings, input_facts
 from core.errors import InputDataError
 
@@ -162,7 +162,7 @@ def fill_value(stack: np.ndarray, bands: Sequence[str]) -> tuple[float, float, s
     """
     stack = np.asarray(stack).reshape(len(bands), -1)
     groups: list[tuple[str, list[int]]] = [("every band", list(range(len(bands))))]
-    for sensor in ("S2", "S1"):
+    for sensor in SERIES_SENSORS:  # the Sentinel sensors, each a block of bands
         idx = [i for i, b in enumerate(bands)
                if (spec := find_band(b)) is not None and spec.sensor == sensor]
         if 2 <= len(idx) < len(bands):

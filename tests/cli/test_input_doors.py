@@ -25,7 +25,7 @@ from cli.import_patches import build_parser as import_parser
 from cli.import_patches import main as import_main
 from cli.predict import predict_main, predict_parser
 from cli.train import train_main, train_parser
-from inference.demo import build_stack_for_demo
+from inference.demo.steps import build_stack_for_demo
 from tests.cli.test_fit import labelled_pixels, write_points
 from tests.support.rasters import write_patch_dataset
 from tests.support.refusals import assert_refused
