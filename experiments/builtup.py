@@ -69,6 +69,7 @@ from experiments.builtup_commands import (
 )
 from experiments.builtup_extra import FOLDER as EXTRA_FOLDER
 from experiments.builtup_extra import terramesh_folder
+from experiments.builtup_labels import label_check, outline_mask
 from experiments.builtup_loto import (
     DEFAULT_ARMS,
     DEFAULT_SEEDS,
@@ -419,7 +420,8 @@ def _run(a: argparse.Namespace) -> int:
         steps = Steps(find_tile, scene_folder, export, training_rows, check_no_overlap,
                       score_ndbi, functools.partial(train, encoders=encoders), predict,
                       score_map, built_label, tile_ndbi, covered,
-                      functools.partial(trained_otherwise, encoders=encoders))
+                      functools.partial(trained_otherwise, encoders=encoders), label_check,
+                      outline_mask)
         metrics = run_loto(steps, data, out, tiles=_names(a.tiles), row_split=a.train,
                            arms=_names(a.arms), seeds=a.seeds, bands=_names(a.bands),
                            holdout_rows=a.holdout_rows, budget=budget, dates=_dates(a.date),

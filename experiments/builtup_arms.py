@@ -5,8 +5,8 @@ Any model name ``isamap-train`` starts is an arm with its own recipe (:func:`arm
 was), each stating every option it compares (window standardisation, index
 channels, radiometric augmentation, class-balanced sampling, weight average, flips), so none
 changes with the recipe a model name holds; each states its trainings (``--members``; one
-but ``unet-s2-scenes``, ``unet-s2-three`` and the ``short9`` arms), while a model name
-trains as many as its recipe joins (:func:`members_of`; ``unet-s2``: 9).
+but ``unet-s2-fixed``, ``unet-s2-scenes``, ``unet-s2-three`` and the ``short9`` arms), while a
+model name trains as many as its recipe joins (:func:`members_of`; ``unet-s2``: 9).
 :data:`ENCODER_ARMS` fuse a pretrained encoder, whose checked files :func:`encoder_files` finds
 before any export.
 """
@@ -66,6 +66,21 @@ INDICES = ("ndbi", "ndvi", "mndwi")
 #: joined arm did before ``unet-s2``'s recipe spread the four over its members
 #: (``member_views``); stated, so the arm stays what it measured
 EVERY_VIEW_EACH = {"member_views": False}
+
+#: The six bands of the plain reference (:data:`PLAIN`)
+PLAIN_BANDS = ("B2", "B3", "B4", "B8", "B11", "B12")
+
+#: The plain reference the default must beat: a U-Net of widths 16-256 on six bands, one
+#: normalisation from the training tiles' statistics, 600 iterations of 8 patches (the
+#: export's, whole) with the flips and rotations of every recipe, Adam at a constant 1e-3, one
+#: training, each window mapped once; no radiometric augmentation, balanced sampling, weight
+#: average or test-time flips. Every option stated, so it does not move with unet-s2's recipe.
+PLAIN = Arm("plain", "unet-s2", {"input_norm": "none", "widths": [16, 32, 64, 128, 256],
+                                 "indices": [], "flips": False, "member_views": False},
+            ("--bands", ",".join(PLAIN_BANDS), "--norm", "training", "--no-radiometric",
+             "--no-balanced-sampling", "--no-balanced-scenes", "--ema", "0", "--members", "1",
+             "--max-iterations", "600", "--batch-size", "8", "--optimizer", "adam",
+             "--lr", "0.001", "--poly-power", "0", "--crop-size", "0"))
 
 #: Named arms beside the registry's models (any ``isamap-train`` model name is an arm too, with
 #: its own recipe: ``unet-s2`` on each scene's statistics, ``unet-s2-window`` standardising
@@ -127,6 +142,13 @@ ARMS = {arm.name: arm for arm in (
     # the recipe as it was: three trainings of 150 iterations, each mapping all four flips
     Arm("unet-s2-three", "unet-s2", EVERY_VIEW_EACH,
         ("--members", "3", "--max-iterations", "150")),
+    # the candidate recipe that maps each pixel alike whatever extent is mapped: unet-s2's
+    # recipe (nine trainings) on the training statistics it records, with radiometric
+    # augmentation for the scene-to-scene shifts its own scene's statistics took away; a
+    # candidate, not the default: at 25 iterations it lost to unet-s2 on every tile
+    # (docs/real-data.md, "The candidate recipe on the training statistics")
+    Arm("unet-s2-fixed", "unet-s2", {}, ("--norm", "training", "--radiometric", "--members", "9")),
+    PLAIN,
 )}
 
 

@@ -141,8 +141,8 @@ def _f(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if value is not None and np.isfinite(value) else "n/a"
 
 
-def judge_table(summary: Mapping, ndbi: Mapping, row_split: str | None = None) -> str:
-    """The worst-seed table, the default arm and its shortfalls, as ``--loto`` prints them."""
+def arms_table(summary: Mapping, ndbi: Mapping) -> str:
+    """One row per held-out tile and arm: the worst-seed table, NDBI on the same pixels."""
     rows = []
     for tile, arms in summary.items():
         b = ndbi[tile]
@@ -155,13 +155,17 @@ def judge_table(summary: Mapping, ndbi: Mapping, row_split: str | None = None) -
                 f"{_f(s['ece'])} ({_f(s['ece_in_region'])})", _f(b["ndbi_f1_at_0"]),
                 f"{b['ndbi_best_f1']:.3f} @ {b['ndbi_best_threshold']:.3f}",
                 f"{s['worst_minus_ndbi_best']:+.3f}"))
-    table = format_table(rows, (
+    return format_table(rows, (
         "held out", "arm", "seeds", "F1 mean ± 95 %", "F1 worst", "spread", "AUC (worst)",
         "built % mapped (range) / true", "ECE held-out (train val)", "NDBI F1 @ 0",
         "NDBI best F1 @ thr", "worst - NDBI best"))
+
+
+def judge_table(summary: Mapping, ndbi: Mapping, row_split: str | None = None) -> str:
+    """The worst-seed table, the default arm and its shortfalls, as ``--loto`` prints them."""
     arm, margin = default_arm(summary)
-    lines = [table, "", f"default arm (its worst seed is best): {arm}, worst seed "
-             f"{margin:+.3f} F1 against NDBI's best threshold on its hardest tile"]
+    lines = [arms_table(summary, ndbi), "", f"default arm (its worst seed is best): {arm}, "
+             f"worst seed {margin:+.3f} F1 against NDBI's best threshold on its hardest tile"]
     for tile, targets in shortfalls(summary, arm, row_split).items():
         missed = [f"{t['target']} (not measured: the arm's maps give no such score)"
                   if t["short_by"] is None else

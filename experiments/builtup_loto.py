@@ -61,8 +61,20 @@ from experiments.builtup_extra import (
     find_cells,
     terramesh_exports,
 )
-from experiments.builtup_judge import default_arm, judge_table, shortfalls, summarise
-from experiments.builtup_seeds import check_made_maps, names_first_member, score_task
+from experiments.builtup_judge import (
+    arms_table,
+    default_arm,
+    judge_table,
+    shortfalls,
+    summarise,
+)
+from experiments.builtup_labels import check_table
+from experiments.builtup_seeds import (
+    check_made_maps,
+    first_member,
+    names_first_member,
+    score_task,
+)
 from experiments.builtup_stack import base_arm, robust_z, stack_runs
 from experiments.realscenes import format_table
 from training.models import trainable_models
@@ -142,6 +154,10 @@ class Steps:
     covered: Callable | None = None  # (tile, class map) -> bool pixels the map covers
     # (arm, dataset, run, budget) -> how the training a run records differs from the arm's now
     trained_otherwise: Callable | None = None
+    # (tile, picture path) -> the tile's label check (experiments.builtup_labels.label_check)
+    label_check: Callable | None = None
+    # tile -> bool pixels inside its coarse outlines, or None (scored without them too)
+    outlines: Callable | None = None
 
 
 def on_mapped_pixels(mapped: dict, labelled: dict) -> dict:
@@ -261,7 +277,11 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
         ndbi = ndbi_on_cover(b, found, areas, out, arms, runs, ndbi)
     summary = summarise(runs, ndbi)
     chosen, margin = default_arm(summary)
+    checks = {p: b.label_check(found[p], out / "evidence" / f"label_check_{p}.png")
+              for p in tiles} if b.label_check is not None else {}
     metrics = {"summary": summary, "runs": runs, "ndbi": ndbi, "default_arm": chosen,
+               "label_check": checks,
+               "without_outlines": without_outlines(b, found, areas, out, tasks, arms),
                "default_margin": margin, "row_split": row_split,
                "targets": shortfalls(summary, chosen, row_split),
                "folds": [f.__dict__ for f in folds(tiles, row_split)],
@@ -273,6 +293,45 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
                "seconds": round(time.perf_counter() - start, 1)}
     write_report(out, metrics)
     return metrics
+
+
+def without_outlines(b: Steps, found: dict, areas: dict[str, np.ndarray], out: Path,
+                     tasks: Sequence[tuple[str, Path, str, int]], arms: Sequence[str]) -> dict:
+    """The trained arms' maps scored again without their tiles' coarse outlines.
+
+    Per held-out tile with such outlines (``b.outlines``): every map of every trained arm's
+    seeds (and a members arm's first training) on the held-out pixels outside them, NDBI on
+    the same pixels, their summary, and how many pixels the outlines take. Empty where no
+    tile has any.
+    """
+    if b.outlines is None:
+        return {}
+    masks = {p: b.outlines(tile) for p, tile in found.items()}
+    runs: dict[str, dict[str, list[dict]]] = {}
+    for held, _, arm, seed in tasks:
+        if masks[held] is None:
+            continue
+        area = areas[held] & ~masks[held]
+        run = out / "runs" / held / arm / f"seed{seed}"
+        for name, folder in ((arm, run), (first_member(arm), run / "member0")):
+            if not (folder / "map_class.tif").is_file():
+                continue
+            model = folder / "model.pt"
+            scores = b.score_map(found[held], folder / "map_class.tif", folder / "map_prob.tif",
+                                 area, model if model.is_file() else None)
+            runs.setdefault(held, {}).setdefault(name, []).append({**scores, "seed": seed})
+    if not runs:
+        return {}
+    first = next(a for a in arms if trained(a))
+    ndbi = {}
+    for held in runs:
+        area = areas[held] & ~masks[held]
+        if b.covered is not None:
+            area &= b.covered(found[held], out / "runs" / held / first / "seed0" /
+                              "map_class.tif")
+        ndbi[held] = b.score_ndbi(found[held], area)
+    return {"summary": summarise(runs, ndbi), "ndbi": ndbi,
+            "outline_pixels": {p: int(m.sum()) for p, m in masks.items() if m is not None}}
 
 
 def first_held_out_row(height: int, holdout_rows: int) -> int:
@@ -384,6 +443,15 @@ def figures_markdown(metrics: dict) -> str:
         table = judge_table(metrics["summary"], metrics["ndbi"], metrics.get("row_split"))
     else:
         table = loto_table(metrics["summary"], metrics["ndbi"])
+    outside = metrics.get("without_outlines") or {}
+    if outside.get("summary"):
+        taken = ", ".join(f"{p}: {n:,} px" for p, n in outside["outline_pixels"].items())
+        table += ("\n\nscored without the coarse outlines (one polygon over a mixed area; "
+                  f"{taken} of the tile left out)\n" + arms_table(outside["summary"],
+                                                                    outside["ndbi"]))
+    if metrics.get("label_check"):
+        table += ("\n\nlabel check (every labelled pixel of each tile; pictures: "
+                  "evidence/label_check_TILE.png)\n" + check_table(metrics["label_check"]))
     return "```text\n" + table + "\n```\n"
 
 

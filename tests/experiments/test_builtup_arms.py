@@ -41,3 +41,15 @@ def test_the_unet_s2_window_arm_trains_the_retired_recipe_as_it_was(tmp_path):
                                                   second.state_dict().values(), strict=True))
     with torch.no_grad():
         assert torch.equal(first(x), second(x))
+
+
+def test_the_unet_s2_fixed_arm_is_the_default_recipe_on_the_training_statistics(tmp_path):
+    """``unet-s2-fixed`` trains what ``unet-s2`` trains (nine trainings), but normalised by the
+    training statistics with radiometric augmentation; ``unet-s2`` stays on each scene's."""
+    budget = Budget(epochs=2, batch_size=4, lr=1e-3, seed=1, iterations=3)
+    fixed, default = (apply_recipe(started_config(train_argv(
+        arm_of(name), tmp_path / "data", tmp_path / "run", budget)))
+        for name in ("unet-s2-fixed", "unet-s2"))
+    assert (default.norm, default.radiometric) == ("scene", False)
+    assert (fixed.norm, fixed.radiometric, fixed.members) == ("training", True, 9)
+    assert dataclasses.replace(fixed, norm="scene", radiometric=False) == default

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from experiments.builtup_loto import (
     update_page,
 )
 from inference.assess.figures import page_block
+from tests.support.judge_steps import NDBI
 from tests.support.rasters import write_patch_dataset
 from training.data import PatchDataset
 
@@ -237,3 +239,58 @@ def test_arms_are_checked_at_once_and_not_taken_without_loto(tmp_path, capsys):
         assert main([*argv, *common]) == 2
         assert capsys.readouterr().err.splitlines() == [prog + line]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_each_tile_is_scored_whole_and_without_its_coarse_outlines_beside_its_label_check(
+        tmp_path):
+    """A tile with coarse outlines has every trained arm's maps (and a members arm's first
+    training) scored again on its held-out pixels outside them, NDBI on the same pixels; the
+    label check of every tile is kept and printed under the table."""
+    import dataclasses
+
+    from experiments.builtup_commands import Budget
+    from experiments.builtup_loto import run_loto
+    from tests.support.judge_steps import fake_steps, fake_training
+
+    def score_map(t, cls, prob, area, model_file):
+        n = int(area.sum())
+        return {"f1_built": n / 100, "auc_built": 0.9, "pixels": n, "built_pixels": 1,
+                "mapped_built_share": 0.25}
+
+    def score_ndbi(t, area):
+        return {**NDBI, "pixels": int(area.sum()), "ndbi_best_f1": 0.01 * int(area.sum())}
+
+    def outlines(t):
+        mask = np.zeros((4, 4), bool)
+        mask[:, 3:] = True
+        return mask if t is java else None
+
+    java, other = (SimpleNamespace(footprint=SimpleNamespace(height=4, width=4),
+                                   month="2019-07") for _ in range(2))
+    checked: list[Path] = []
+
+    def label_check(t, picture):
+        checked.append(picture)
+        return {"whole": {"built_pixels": 2, "built_vegetated": 0.5, "built_ndvi_median": 0.5,
+                          "other_pixels": 6, "other_impervious_like": 0.0,
+                          "other_ndvi_median": 0.8}}
+
+    steps = dataclasses.replace(
+        fake_steps(lambda arm, dataset, run, budget: fake_training(run), score_map),
+        find_tile=lambda data, p, date: java if p == "java" else other,
+        score_ndbi=score_ndbi, outlines=outlines, label_check=label_check)
+    metrics = run_loto(steps, tmp_path, tmp_path / "o", bands=("B2",), holdout_rows=2,
+                       budget=Budget(), arms=("unet-s2", "unet-s2-one"), seeds=2)
+    # java's held-out rows: 2 x 4 px whole, 2 x 3 px without the eastern column
+    assert [r["pixels"] for r in metrics["runs"]["java"]["unet-s2"]] == [8, 8]
+    outside = metrics["without_outlines"]
+    assert list(outside["summary"]) == ["java"] and outside["outline_pixels"] == {"java": 4}
+    assert set(outside["summary"]["java"]) == {"unet-s2", "unet-s2[0]", "unet-s2-one"}
+    assert outside["summary"]["java"]["unet-s2"]["f1"] == pytest.approx(0.06)
+    assert outside["ndbi"]["java"]["pixels"] == 6
+    assert checked == [tmp_path / "o" / "evidence" / f"label_check_{p}.png"
+                       for p in ("java", "ghana_a", "ghana_b")]
+    text = (tmp_path / "o" / "loto.txt").read_text()
+    assert "scored without the coarse outlines" in text and "java: 4 px" in text
+    assert text.index("default arm") < text.index("without the coarse") < text.index(
+        "label check")
