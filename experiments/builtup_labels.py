@@ -23,7 +23,7 @@ import numpy as np
 
 from experiments.builtup_tiles import DWTile, built_label, reflectance
 from experiments.scoring import ndbi, normalized_difference
-from training.plots import _figure, _save
+from training.plots import new_figure, save_png
 
 #: per tile, the first column of a strip labelled by one coarse outline (to the east edge)
 COARSE_OUTLINES: dict[str, int] = {"java": 434}
@@ -98,7 +98,7 @@ def draw_check(tile: DWTile, bands: dict[str, np.ndarray], truth: np.ndarray,
     colours = np.zeros((*truth.shape, 3))
     colours[truth == 0] = (0.75, 0.75, 0.75)
     colours[truth == 1] = (0.85, 0.1, 0.1)
-    fig = _figure(figsize=(11, 5.5 * truth.shape[0] / truth.shape[1] + 0.6))
+    fig = new_figure(figsize=(11, 5.5 * truth.shape[0] / truth.shape[1] + 0.6))
     for i, (image, title) in enumerate(((rgb, f"{tile.prefix}: true colour (B4, B3, B2)"),
                                         (colours, "label: built red, other grey, unmarked "
                                                   "black"))):
@@ -112,7 +112,7 @@ def draw_check(tile: DWTile, bands: dict[str, np.ndarray], truth: np.ndarray,
         ax.set_yticks([])
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def check_table(checks: dict[str, dict]) -> str:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def _figure(**kwargs) -> Figure:
+def new_figure(**kwargs) -> Figure:
     """A new figure, matplotlib imported when a plot is drawn.
 
     Importing it takes about a second: ``isamap-train``'s start (each torchrun rank's) and a
@@ -33,7 +33,7 @@ def _figure(**kwargs) -> Figure:
     return Figure(**kwargs)
 
 
-def _save(fig: Figure, path: Path, *, tight: bool = False) -> Path:
+def save_png(fig: Figure, path: Path, *, tight: bool = False) -> Path:
     """Write ``fig`` as a 110 dpi PNG; ``tight`` crops it to its drawn elements.
 
     ``tight`` costs a second layout of every text: only for figures without fixed margins.
@@ -69,7 +69,7 @@ def plot_learning_curves(history: Sequence[dict], path: Path, title: str | None 
     def col(key):
         return [np.nan if r.get(key) is None else r[key] for r in history]
 
-    fig = _figure(figsize=(13, 3.6))
+    fig = new_figure(figsize=(13, 3.6))
     axes = fig.subplots(1, 3)
     axes[0].plot(ep, col("train_loss"), label="train")
     axes[0].plot(ep, col("val_loss"), label="val")
@@ -94,7 +94,7 @@ def plot_learning_curves(history: Sequence[dict], path: Path, title: str | None 
     # fixed margins in inches: tick labels and the middle panel's y label fit between panels
     fig.subplots_adjust(left=0.65 / 13, right=1 - 0.2 / 13, bottom=0.5 / 3.6, top=1 - 0.6 / 3.6,
                         wspace=0.22)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path,
@@ -104,7 +104,7 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path,
     rows = m.sum(1, keepdims=True)
     norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
     k = len(class_names)
-    fig = _figure(figsize=(1.2 * k + 2.5, 1.0 * k + 2))
+    fig = new_figure(figsize=(1.2 * k + 2.5, 1.0 * k + 2))
     ax = fig.subplots()
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(k):
@@ -116,7 +116,7 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], path: Path,
     ax.set_xlabel("predicted")
     ax.set_ylabel("reference")
     ax.set_title(titled(title))
-    return _save(fig, path, tight=True)  # class names of any length: cropped to what is drawn
+    return save_png(fig, path, tight=True)  # class names of any length: cropped to what is drawn
 
 
 def plot_reliability(curves: Mapping[str, Mapping], path: Path,
@@ -127,7 +127,7 @@ def plot_reliability(curves: Mapping[str, Mapping], path: Path,
     counts, mean probabilities, observed frequencies and ECE). The diagonal is perfect
     calibration; the lower panel gives each bin's pixel count (log scale).
     """
-    fig = _figure(figsize=(5.2, 6.2))
+    fig = new_figure(figsize=(5.2, 6.2))
     ax, counts = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], color="0.5", ls="--", lw=1, label="perfect calibration")
     first = next(iter(curves.values()), {})
@@ -153,4 +153,4 @@ def plot_reliability(curves: Mapping[str, Mapping], path: Path,
     counts.grid(alpha=0.3)
     fig.subplots_adjust(left=0.9 / 5.2, right=1 - 0.15 / 5.2, bottom=0.55 / 6.2,
                         top=1 - 0.6 / 6.2, hspace=0.08)
-    return _save(fig, path)
+    return save_png(fig, path)

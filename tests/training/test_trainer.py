@@ -179,7 +179,7 @@ def test_trainer_accepts_outputs_at_a_finer_scale(tmp_path):
 def test_cli_train_then_evaluate(patch_root, tmp_path, capsys, monkeypatch):
     import training.plots
 
-    titles, save = [], training.plots._save
+    titles, save = [], training.plots.save_png
 
     panels = []
 
@@ -188,7 +188,7 @@ def test_cli_train_then_evaluate(patch_root, tmp_path, capsys, monkeypatch):
         panels.append([ax.get_title() for ax in fig.axes])
         return save(fig, path, **how)
 
-    monkeypatch.setattr(training.plots, "_save", keep_title)
+    monkeypatch.setattr(training.plots, "save_png", keep_title)
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(f"data: {patch_root}\nmodel: unet-s2\nepochs: 5\nbatch_size: 3\n"
                    "poly_power: 1.5\nmembers: 1\n"
