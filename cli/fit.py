@@ -1,4 +1,4 @@
-"""Console script ``isamap-fit``: a map model from labelled points (inference.point_fit)."""
+"""Console script ``isamap-fit``: a map model from labelled points (inference.fit.job)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from core.errors import ConfigError
 from core.months import check_month
 from core.parsers import command_parser, given_once, seed
 from engine.allocator import CHECKS
-from inference.point_fit import ISA_CLASSES, FitJob, report_table, run_fit
+from inference.fit.job import ISA_CLASSES, FitJob, report_table, run_fit
 from training.models.encoders.registry import PRESTO, parse_encoder
 from training.models.points import FEATURES
 from training.points.checks import MIN_POINTS
@@ -127,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def job_of(args: argparse.Namespace) -> FitJob:
-    """The checked options as one :class:`~inference.point_fit.FitJob`."""
+    """The checked options as one :class:`~inference.fit.job.FitJob`."""
     check_range("--hidden", args.hidden, 0, 4096)
     check_range("--folds", args.folds, 2, 100)
     check_range("--block", args.block, 1.0, None, "metres")

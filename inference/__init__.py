@@ -6,8 +6,8 @@ source -> class and probability COGs, quick-looks, zone statistics), :mod:`infer
 it, :mod:`inference.assess` (reference samples, accuracy and area with confidence
 intervals), then :mod:`inference.mapping` (a region and dates -> a map series: fetched tiles,
 the Beam map pipeline, change, STAC, and its publication) and :mod:`inference.demo` (the
-whole chain on a synthetic scene). The top-level ``point_*`` modules fit a model to labelled
-points; the console scripts that call them live in ``cli``, above.
+whole chain on a synthetic scene) and :mod:`inference.fit` (a map model from labelled points,
+``isamap-fit``); the console scripts that call them live in ``cli``, above.
 
 May import: every layer below (``gee_export``, ``training``); nothing above (``experiments``,
 ``benchmarks``).

@@ -52,7 +52,7 @@ OWNERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("core/pipeline_options.py", ("isamap-export", "isamap-map"), "any"),
     ("cli/import_patches.py", ("isamap-import-patches",), "all"),
     ("cli/fit.py", ("isamap-fit",), "all"),
-    ("inference/point_", ("isamap-fit",), "all"),
+    ("inference/fit/", ("isamap-fit",), "all"),
     ("training/points/", ("isamap-fit",), "all"),
     ("contract/foreign_patches.py", ("isamap-import-patches",), "all"),
     ("contract/s2_level.py::check_import_level", ("isamap-import-patches",), "all"),

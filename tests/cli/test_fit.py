@@ -371,7 +371,7 @@ def _ee_job(argv: list[str]):
 @pytest.mark.slow
 def test_backend_ee_fetches_the_stack_and_records_the_recipe(demo_stack, tmp_path, ee_offline):
     from gee_export.ee.prediction_stack import recipe_for_month
-    from inference.point_fit import run_fit
+    from inference.fit.job import run_fit
     from testing.fake_server import StackTransport
     from tests.support.killed_export import session_for
     from training.modelfile import read_model_file
@@ -396,7 +396,7 @@ def test_backend_ee_fetches_the_stack_and_records_the_recipe(demo_stack, tmp_pat
 @pytest.mark.slow
 def test_backend_ee_fits_on_the_satellite_embedding(tmp_path, ee_offline):
     from contract.grid import Grid
-    from inference.point_fit import run_fit
+    from inference.fit.job import run_fit
     from testing.fake_server import StackTransport
     from tests.support.embedding import embedding_stack
     from tests.support.killed_export import session_for

@@ -36,7 +36,7 @@ from experiments.presto_dates import (
     presto_series,
     tile_latlon,
 )
-from inference.point_fit import run_fit
+from inference.fit.job import run_fit
 from training.modelfile import load_model_file
 from training.models.encoders.registry import PRESTO, load_encoder
 from training.models.points import PixelClassifier

@@ -1,6 +1,6 @@
 """A per-pixel classifier fitted on labelled points, cross-validated by spatial blocks.
 
-What ``isamap-fit`` runs between reading the points (:mod:`inference.point_fit`) and saving
+What ``isamap-fit`` runs between reading the points (:mod:`inference.fit.job`) and saving
 the model file: the checks a set of points must pass (:mod:`~training.points.checks`), the
 spatial blocks and folds (:mod:`~training.points.blocks`), the head fitted on the points'
 features and its regularisation chosen by cross-validation (:mod:`~training.points.head`,

@@ -4,7 +4,7 @@
 blocks to folds (:mod:`~training.points.blocks`), chooses the head's penalty by
 cross-validation (:mod:`~training.points.crossval`) and fits the head on every point with it.
 Arrays in, arrays out: reading the points and the stack is the caller's
-(:mod:`inference.point_fit`).
+(:mod:`inference.fit.job`).
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ def _ee_series(tmp_path: Path):
 
 
 def test_an_ee_series_fit_fetches_the_months_before(presto_file, tmp_path, ee_offline):
-    from inference.point_fit import run_fit
+    from inference.fit.job import run_fit
     from testing.fake_server import StackTransport
     from tests.support.mapping import MONTH, session_for
 

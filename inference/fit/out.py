@@ -21,7 +21,7 @@ from core.storage import files
 
 
 class Job(Protocol):
-    """What a fit's request is read from (:class:`inference.point_fit.FitJob`, a dataclass)."""
+    """What a fit's request is read from (:class:`inference.fit.job.FitJob`, a dataclass)."""
 
     __dataclass_fields__: ClassVar[dict[str, Any]]
 

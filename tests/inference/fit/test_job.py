@@ -16,9 +16,9 @@ from pyproj import Transformer
 
 from cli.fit import build_parser, job_of
 from core.pipeline_options import RunnerConfig
+from inference.fit.job import run_fit
 from inference.mapping.region import map_region
 from inference.mapping.request import MapRequest
-from inference.point_fit import run_fit
 from inference.predict.runtime import RuntimeOptions
 from testing.fake_server import StackSessions, StackTransport
 from tests.support.mapping import MONTH, inner_region, session_for, write_month_stack
@@ -86,7 +86,7 @@ def test_fitted_model_maps_streamed_and_in_a_beam_pipeline(tmp_path, ee_offline)
 def test_the_default_bands_read_sentinel2_zero_padded_names_as_isamaps(tmp_path):
     """A stack named as ESA names Sentinel-2's bands (B01..B12, B8A) gives every band isamap
     knows, named as isamap names them; none is dropped for its spelling."""
-    from inference.point_fit import default_bands
+    from inference.fit.job import default_bands
     from tests.support.rasters import smooth_stack, write_stack
 
     names = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")

@@ -4,9 +4,9 @@ The job (:class:`FitJob`, the command's options) runs in this order, every check
 the first expensive step:
 
 1. the encoder's file, when Presto features are asked for (exists, SHA-256, fits);
-2. the points, refusing an assessment design's (:mod:`inference.point_inputs`), and the
+2. the points, refusing an assessment design's (:mod:`inference.fit.inputs`), and the
    input stacks (given, or made over the points by ``--backend``:
-   :mod:`inference.point_sources`), each point found in the first one covering it;
+   :mod:`inference.fit.sources`), each point found in the first one covering it;
 3. the bands at the points; points on pixels without data are left out (a warning), and
    what is left must hold enough points of every class in at least two spatial blocks
    (:func:`training.points.fit.check_only`);
@@ -44,8 +44,7 @@ from gee_export.ee.names import default_workload_tag
 from gee_export.ee.session import EESession
 from gee_export.local.extent import scenes_extent
 from inference.assess.point_files import ReferencePoints
-from inference.point_fit_out import check_out
-from inference.point_inputs import (
+from inference.fit.inputs import (
     StackInput,
     locate,
     open_input,
@@ -54,7 +53,8 @@ from inference.point_inputs import (
     stack_bands,
     values_at,
 )
-from inference.point_sources import ee_stack, local_stack, points_grid
+from inference.fit.out import check_out
+from inference.fit.sources import ee_stack, local_stack, points_grid
 from inference.predict.expected_inputs import read_band_sample
 from inference.predict.scene import scene_statistics
 from training.band_ranges import band_ranges, judge_patches
@@ -102,7 +102,7 @@ class FitJob:
         month: ``YYYY-MM`` of the stacks for Presto; None: the first input's ``MONTH`` tag;
             with ``backend``, the month the stack is made of.
         options: how the head is fitted (:class:`training.points.fit.FitOptions`).
-        backend: make the stack over the points (:mod:`inference.point_sources`) with the
+        backend: make the stack over the points (:mod:`inference.fit.sources`) with the
             local backend (``scenes``) or Earth Engine (``project``) instead of ``inputs``.
         scenes: the local scenes' folder (``backend="local"``).
         project: the Earth Engine project (``backend="ee"``).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.errors import InputDataError
-from inference.point_inputs import read_training_points
+from inference.fit.inputs import read_training_points
 
 
 def _csv(path, rows):
