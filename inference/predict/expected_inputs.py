@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
+from rasterio.io import DatasetReaderBase
 
 from contract.backscatter import backscatter_note
 from contract.band_values import (
@@ -89,6 +90,8 @@ def read_band_sample(source: str | RasterSource, indexes: Sequence[int],
     if isinstance(source, str):
         with rasterio.open(files.gdal_path(source)) as src:
             return decimated_read(src, indexes, max_side)
+    if isinstance(source, DatasetReaderBase):  # a path the caller has open already
+        return decimated_read(source, indexes, max_side)
     sample = getattr(source, "sample", None)
     return sample(indexes, max_side) if callable(sample) else None
 

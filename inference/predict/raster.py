@@ -199,7 +199,7 @@ def predict_raster(
         transform = src.transform @ Affine.scale(1.0 / scale)
         crs = src.crs
         same_output.check_same_model(class_path, model_id, info.model)
-        input_tags = same_output.input_tags(run, src, read_band_sample(src_path, indexes)
+        input_tags = same_output.input_tags(run, src, read_band_sample(src, indexes)
                                             ) if src_name is not None else {}
         same_output.check_same_input(class_path, input_tags)  # before a finished map is kept
         if _finished(class_path, prob_path, run["hash"], predictor.request):
