@@ -32,7 +32,7 @@ quantities apart, whatever the file says:
   :data:`DARK_OBJECT_MIN`, the +0.1 BOA offset (1000 DN) was left in (:func:`offset_left_in`).
   Haze or full snow cover can look the same, so this is the one rule with an override.
 - a pixel that is exactly 0 in every band (0 dB and 0 reflectance at once) is no observation:
-  it is fill without a nodata tag (:func:`zero_fill_share`).
+  it is fill without a nodata tag (:func:`contract.input_check.fill_value`).
 
 - Sentinel-2 bands of one spectral region correlate over a scene, and the spectra show no
   swapped pair (:func:`s2_band_name_problem`, the band-order rules).
@@ -73,7 +73,6 @@ SWAPPED_SHARE = 0.25  # share of bright-red, dark-NIR pixels that only swapped b
 VH_ABOVE_VV_MAX = 0.5  # share of pixels with VH > VV; real scenes: 0.2-6 %
 DARK_OBJECT_MIN = 0.098  # 0.1th percentile reflectance: real tiles 0.002-0.095, +0.1 offset >= 0.1
 DARK_PERCENTILE = 0.1
-ZERO_FILL_MAX = 0.001  # share of pixels 0 in every band tolerated (none is a real observation)
 
 
 @dataclass(frozen=True)
@@ -249,14 +248,6 @@ def offset_left_in(samples: Mapping[str, np.ndarray]) -> str | None:
             f"{shown}), where water and shadows are near 0: the +0.1 BOA offset (1000 DN of "
             "processing baseline 04.00 and later) was left in (subtract it), or the scene is "
             "top-of-atmosphere Level-1C over bright ground (give its Level-2A product)")
-
-
-def zero_fill_share(stack: np.ndarray) -> float:
-    """The share of pixels of a ``(bands, rows, cols)`` sample that are 0 in every band."""
-    stack = np.asarray(stack)
-    if stack.ndim != 3 or not stack.size:
-        return 0.0
-    return float((stack == 0).all(axis=0).mean())
 
 
 # ---------------------------------------------------------------------- S2 band names

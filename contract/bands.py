@@ -394,11 +394,6 @@ def parse_band_list(text: str) -> tuple[str, ...]:
     return tuple(s.name for s in resolve(names))
 
 
-def by_sensor(names: Sequence[str], sensor: Sensor) -> tuple[str, ...]:
-    """The subset of ``names`` that come from ``sensor``, order kept."""
-    return tuple(n for n in names if get_band(n).sensor == sensor)
-
-
 @overload
 def check_fine_scale(scale: int | None, *, required: Literal[True]) -> int: ...
 

@@ -8,7 +8,6 @@ who needs the exact boundary passes a GeoJSON file.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -103,13 +102,6 @@ class Region:
         west, south, east, north = self.bbox
         ring = [[west, south], [east, south], [east, north], [west, north], [west, south]]
         return {"type": "Polygon", "coordinates": [ring]}
-
-    def approx_area_km2(self) -> float:
-        """Area of the bounding box on a sphere, for plans and sanity checks."""
-        west, south, east, north = self.bbox
-        r = 6371.0088
-        return (math.radians(east - west) * r * r
-                * abs(math.sin(math.radians(north)) - math.sin(math.radians(south))))
 
 
 def _dms(deg: int, minutes: int) -> float:

@@ -35,10 +35,9 @@ def test_unknown_and_duplicate_bands_are_refused_with_the_list():
         bands.resolve(["B2", "B02"])
 
 
-def test_parse_band_list_and_by_sensor():
+def test_parse_band_list():
     names = bands.parse_band_list(" B02, B3,B4 ,B8,VV,VH")
     assert names == bands.DEFAULT_IMAGE_BANDS
-    assert bands.by_sensor(names, "S1") == ("VV", "VH")
 
 
 def test_earlier_months_are_the_same_band_named_with_how_far_back():
