@@ -25,7 +25,7 @@ function (:func:`judge_stack`):
    not stand out from the scenes' differences), and all of a stack where there is no
    fingerprint (model files of older versions, a command without a model: an import, an
    export). The fingerprint catches what their thresholds, drawn from real tiles, let through
-   (a B2/B4 swap of a scene whose red spreads like its blue).
+   (a B2/B4 swap of a hazy scene, whose red and blue are alike).
 
 Doubts (2, 3) are refused in one line naming the likely cause and ``--allow-implausible``; with
 the flag the command proceeds and the returned notes (why) go into its output's metadata.

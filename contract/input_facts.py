@@ -24,6 +24,15 @@ TerraMesh cells, eo-learn's last two dates and the Sen1Floods11 L1C chip,
   and 90th percentiles in every real tile, hazy and snowy ones included; swapped, the clear
   ones show 0.47-0.75 x): :data:`RED_SPREAD_MIN`. A hazy or snow-covered scene (spread near
   1) cannot show a swap;
+- **red above blue**: soil, concrete and roofs reflect more red than blue. Over them (chosen
+  without B2 or B4: near infrared 1.4-2.5 x green, rising as soil and built surfaces do, not
+  as plants, water, snow or clouds; green 0.05-0.3, neither shadow nor cloud or snow), red
+  less its dark-object floor is a median +0.031 to +0.062 above blue less its floor in every
+  clear real tile (the floors take the atmosphere's path radiance out, as in Level-1C);
+  hazy, snowy and cloudy tiles show -0.001 to +0.009 (64-128 px crops of them -0.005 at
+  least), and swapped the clear ones -0.031 to -0.062, whatever their spread:
+  :data:`RED_OVER_BLUE_MIN` (set on all the real tiles and the demo's synthetic scene,
+  +0.021, whose red spreads like its blue; none held out);
 - **green** is never the brightest band by far: a pixel with ``B3 >= 0.15`` above 1.5 x ``B8``
   and 2 x ``B4`` does not occur in any real tile (0 %), but every vegetated pixel looks so
   when green and near infrared are swapped (:data:`BRIGHT_GREEN_SHARE`);
@@ -67,6 +76,13 @@ TOA_BLUE_EXCESS = 0.012  # median B2 - B4 over vegetation: L2A <= 0.004, L1C >= 
 SURFACE_BLUE_EXCESS = 0.008
 TOA_FLOOR_EXCESS = 0.008  # floor(B2) - floor(B3): L2A <= 0.001 (snow aside), L1C >= 0.014
 RED_SPREAD_MIN = 0.8  # spread of B4 / spread of B2: real 0.98-2.14, swapped 0.47-0.75
+#: soil, concrete and roofs, chosen without B2 or B4: B8 / B3 and B3 within these bounds
+SOIL_NIR_OVER_GREEN = (1.4, 2.5)
+SOIL_GREEN = (0.05, 0.3)
+SOIL_PIXELS_MIN = 100  # and :data:`VEGETATION_SHARE_MIN` of the pixels, to judge by soil
+#: median (B4 - its floor) - (B2 - its floor) over soil: real -0.005 .. +0.062 (clear tiles
+#: +0.031 and up), swapped -0.031 and below (the demo's synthetic scene -0.021)
+RED_OVER_BLUE_MIN = -0.01
 BRIGHT_GREEN_SHARE = 0.02  # share of "green far above NIR and red" pixels: real 0 %
 #: the darkest 0.5 % of a reflectance band after the -0.1 offset subtracted once more: real
 #: floors are 0.006 to 0.14, so -0.094 to +0.04 (a hazy scene hides it); far lower values are
@@ -93,6 +109,10 @@ class OpticalFacts:
         blue_excess: median ``B2 - B4`` over vegetation (None: too little vegetation).
         bright_green: share of pixels whose green is far above near infrared and red.
         red_blue_spread: the spread (10th to 90th percentile) of B4 over that of B2.
+        soil: share of pixels judged as soil, concrete and roofs (:data:`SOIL_GREEN`,
+            :data:`SOIL_NIR_OVER_GREEN`).
+        red_over_blue: median ``B4 - B2`` over them, less the difference of the two
+            floors (None: too few such pixels).
         visible_r: the correlation of B2 and B4 over the scene (real: 0.91-0.99).
         negative: share of pixels below 0 in any of the four bands.
     """
@@ -103,6 +123,8 @@ class OpticalFacts:
     blue_excess: float | None
     bright_green: float
     red_blue_spread: float
+    soil: float
+    red_over_blue: float | None
     visible_r: float
     negative: float
 
@@ -217,9 +239,15 @@ def optical_facts(samples: Mapping[str, np.ndarray]) -> OpticalFacts | None:
                    if vegetation.mean() >= VEGETATION_SHARE_MIN else None)
     bright_green = (b3 >= 0.15) & (b3 > 1.5 * b8) & (b3 > 2 * b4)
     spread = [float(np.percentile(v, 90) - np.percentile(v, 10)) for v in (b4, b2)]
+    soil = ((b3 >= SOIL_GREEN[0]) & (b3 <= SOIL_GREEN[1])
+            & (b8 >= SOIL_NIR_OVER_GREEN[0] * b3) & (b8 <= SOIL_NIR_OVER_GREEN[1] * b3))
+    red_over_blue = (float(np.median(b4[soil] - b2[soil]) - (floor["B4"] - floor["B2"]))
+                     if soil.sum() >= max(SOIL_PIXELS_MIN, VEGETATION_SHARE_MIN * soil.size)
+                     else None)
     r = float(np.corrcoef(b2, b4)[0, 1]) if b2.std() > 0 and b4.std() > 0 else 0.0
     return OpticalFacts(floor, median, float(vegetation.mean()), blue_excess,
-                        float(bright_green.mean()), spread[0] / max(spread[1], 1e-6), r,
+                        float(bright_green.mean()), spread[0] / max(spread[1], 1e-6),
+                        float(soil.mean()), red_over_blue, r,
                         float((rows < 0).any(axis=0).mean()))
 
 
@@ -348,6 +376,15 @@ def _band_findings(o: OpticalFacts) -> list[Finding]:
             "the band named B2 (blue) (10th to 90th percentile), where surfaces differ more "
             "in red than in blue (0.98-2.1 x in every real tile, hazy and snowy ones "
             "included): B2 and B4 are swapped", "put the bands in the order their names say"))
+    elif o.red_over_blue is not None and o.red_over_blue < RED_OVER_BLUE_MIN:
+        found.append(Finding(
+            "b2_b4_swapped",
+            f"over soil, concrete and roofs ({100 * o.soil:.0f} % of the pixels: B8 1.4-2.5 x "
+            f"B3) the band named B2 (blue) is {-o.red_over_blue:.3f} above the band named B4 "
+            "(red) (median, each less its darkest pixels), where these surfaces reflect more "
+            "red than blue (red 0.03-0.06 above blue in every clear real tile, no more than "
+            "0.005 below in hazy and snowy ones): B2 and B4 are swapped",
+            "put the bands in the order their names say"))
     return found
 
 

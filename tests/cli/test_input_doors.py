@@ -3,11 +3,12 @@ stack by :func:`contract.input_check.judge_stack`, on the demo's SYNTHETIC scene
 
 Before, each door let a different set of faults through with exit 0: predict mapped B2/B4
 swapped on this scene (ISA +17.6 %), top-of-atmosphere-like brightening and sigma0 raised
-2.5-4 dB; import took VV/VH swapped, the +0.1 offset and an untagged -9999 fill; train trained
-on that fill (recorded band means of -2500); fit fitted a +0.1 offset stack; an untagged fill,
-of every band or of the Sentinel-2 bands only, was mapped as ground. Each is now refused in
-one line naming the likely cause (and ``--allow-implausible`` where the rule is a judgement),
-and with that flag the command runs and records why.
+2.5-4 dB; import took B2/B4 or VV/VH swapped, the +0.1 offset and an untagged -9999 fill;
+train trained on that fill (recorded band means of -2500); fit fitted a +0.1 offset stack; an
+untagged fill, of every band or of the Sentinel-2 bands only, was mapped as ground. Each is
+now refused in one line naming the likely cause (and ``--allow-implausible`` where the rule is
+a judgement, ``--trust-band-names`` for the import's band order), and with that flag the
+command runs and records why.
 """
 
 from __future__ import annotations
@@ -177,10 +178,16 @@ def _import(src: Path, out: Path, *extra: str) -> int:
                         "--ignore-values", "255", "--split-block", "1", "--quiet", *extra])
 
 
-@pytest.mark.parametrize("fault", ["VV/VH swapped", "+0.1 offset", "-9999 fill"])
+#: the import judges the band order by the export's rules, whose advice is --trust-band-names
+IMPORT_WORDS = {"B2/B4 swapped": ("B2 and B4 are swapped", "--trust-band-names")}
+
+
+@pytest.mark.parametrize("fault", ["B2/B4 swapped", "VV/VH swapped", "+0.1 offset",
+                                   "-9999 fill"])
 def test_import_refuses_each_fault_in_one_line(fault, demo, tmp_path, capsys):
     stack, _, _ = demo
     edit, words = FAULTS[fault]
+    words = IMPORT_WORDS.get(fault, words)
     status = _import(_pairs(stack, tmp_path / "theirs", edit), tmp_path / "ds")
     assert_refused(status, capsys.readouterr().err, import_parser(), *words)
     assert not (tmp_path / "ds").exists()

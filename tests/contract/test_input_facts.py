@@ -11,12 +11,20 @@ chip, BigEarthNet's three S1 patches and two more TerraMesh S1 cells).
 from __future__ import annotations
 
 import glob
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import rasterio
 
-from contract.input_facts import findings, input_facts, judge_level, shown_level
+from contract.input_facts import (
+    RED_OVER_BLUE_MIN,
+    InputFacts,
+    findings,
+    input_facts,
+    judge_level,
+    shown_level,
+)
 
 OPTICAL = ("B2", "B3", "B4", "B8")
 L2A_CALIBRATION = ("dw:java", "dw:ghana_a", "ben:87_48")
@@ -88,6 +96,30 @@ def test_real_l2a_tiles_pass_and_their_wrong_versions_do_not(tile, shared_data):
         assert _kinds({**s, "B3": s["B8"], "B8": s["B3"]}) == ["b3_b8_swapped"]
     if tile in DARK:
         assert _kinds({k: v - 0.1 for k, v in s.items()}) == ["offset_removed_twice"]
+
+
+#: tiles without enough soil, concrete or roofs to judge by: Finland (forest, lakes), where
+#: the spread shows the swap
+NO_SOIL = ("ben:69_24",)
+
+
+@pytest.mark.parametrize("tile", L2A_CALIBRATION + L2A_TEST)
+def test_red_above_blue_over_soil_tells_a_swap_whatever_the_spread(tile, shared_data):
+    """Red over blue on soil, concrete and roofs judges a swap where the spread cannot (a
+    scene whose red spreads like its blue: the demo's synthetic one, 1.18 x, 0.85 x swapped)."""
+    s = _reflectance(shared_data, tile)
+    right = input_facts(s).optical
+    swapped = input_facts({**s, "B2": s["B4"], "B4": s["B2"]}).optical
+    assert right is not None and swapped is not None
+    if tile in NO_SOIL:
+        assert right.red_over_blue is None and swapped.red_over_blue is None
+        return
+    assert right.red_over_blue is not None and swapped.red_over_blue is not None
+    assert right.red_over_blue > RED_OVER_BLUE_MIN  # hazy and snowy tiles near 0
+    if tile in CLEAR:
+        red_like_blue = replace(swapped, red_blue_spread=1.0)  # as the demo's scene's
+        kinds = [f.kind for f in findings(InputFacts(red_like_blue, None))]
+        assert kinds == ["b2_b4_swapped"]
 
 
 @pytest.mark.parametrize("scene", L1C_CALIBRATION[1:] + L1C_TEST)

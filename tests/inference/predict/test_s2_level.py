@@ -27,7 +27,8 @@ TINY = {"widths": [4, 8, 8, 16, 16]}
 _TOA_FACTS = InputFacts(OpticalFacts(
     floor={"B2": 0.07, "B3": 0.05, "B4": 0.03, "B8": 0.12},
     median={"B2": 0.09, "B3": 0.08, "B4": 0.06, "B8": 0.3}, vegetation=0.6,
-    blue_excess=0.04, bright_green=0.0, red_blue_spread=1.6, visible_r=0.95, negative=0.0),
+    blue_excess=0.04, bright_green=0.0, red_blue_spread=1.6, soil=0.2, red_over_blue=0.01,
+    visible_r=0.95, negative=0.0),
     None)
 WARNING = "Level-1C (top-of-atmosphere) input, as its tags or band names say"
 
