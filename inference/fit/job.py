@@ -275,7 +275,7 @@ def _stacks(job: FitJob, points: ReferencePoints, session: Any
             check_covered(points, extent, f"the scenes of {job.month} in {job.scenes}")
         with files.unmade_if_refused(folder, job.out):  # a refusal leaves no empty folder
             path, record = local_stack(job.scenes, grid, job.month, bands, folder,
-                                       job.allow_l1c)
+                                       job.allow_l1c, job.allow_implausible)
     else:
         if session is None:
             session = EESession(project=job.project, workload_tag=default_workload_tag(

@@ -369,3 +369,29 @@ def test_fit_refuses_a_later_stack_unlike_the_first_naming_it(fault, words, demo
     assert line.startswith(f"isamap-fit: error: --input {path} (against --input {stack.image})")
     assert not (tmp_path / "fit" / "model.pt").exists()
 
+
+def test_fit_backend_local_composites_doubted_scenes_when_allowed_and_says_why(demo, tmp_path):
+    """isamap-fit --backend local --allow-implausible refused the scenes its export judged:
+    the flag did not reach the export (whose recipe then recorded no reason either)."""
+    import shutil
+
+    stack, points, _ = demo
+    scenes = tmp_path / "scene"
+    shutil.copytree(Path(stack.image).parents[1] / "scene", scenes)
+    _swap_vv_vh(scenes)
+    out = tmp_path / "fit"
+    assert fit_main(["--points", str(points), "--backend", "local", "--scenes", str(scenes),
+                     "--month", stack.month, "--out", str(out), "-q",
+                     "--allow-implausible"]) == 0
+    dataset = dict(load_model_file(out / "model.pt")[1].extra)["dataset"]
+    assert dataset["recipe"]["allow_implausible"] is True
+    notes = dataset["sources"][stack.month]["input_notes"]
+    assert any("VV and VH are swapped" in n for n in notes), notes
+
+
+def test_the_local_export_records_why_it_composited_doubted_scenes(tmp_path):
+    assert _export(tmp_path / "scene", tmp_path / "ok", "VV/VH swapped",
+                   "--allow-implausible") == 0
+    manifest = json.loads((tmp_path / "ok" / "manifest.json").read_text())
+    (notes,) = [s["input_notes"] for s in manifest["sources"].values()]
+    assert any("--allow-implausible" in n and "VV and VH are swapped" in n for n in notes), notes
