@@ -296,7 +296,8 @@ def commit_month(store: Store, spec: DatasetSpec, month: str,
     be a list of records or ``PatchWriter.finished_records()``'s mapping of id to record.
     ``counts`` are the month's position counts (``positions``, ``candidates``,
     ``dropped_overlap``, ``invalid``) and ``sources`` what the month was made from (files and
-    their fingerprint, or Earth Engine date windows).
+    their fingerprint, or Earth Engine date windows). A ``complete`` month's commit records
+    the pixels' fingerprint of every patch indexed (:func:`patches_fingerprint`).
     """
     check_month(month)
     if isinstance(records, Mapping):
