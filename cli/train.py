@@ -152,6 +152,10 @@ def _data_arguments(p: argparse.ArgumentParser) -> None:
     a("--allow-small-patches", action="store_const", const=True, help=(
         "train a model whose recipe refuses patches smaller than its context modules need "
         "(runetpp: 304 px) anyway"))
+    a("--allow-implausible", action="store_const", const=True, help=(
+        "train on a --data root whose patches the input check doubts against the first "
+        "root's fingerprint (bands transposed, another scale, an offset), the reason "
+        "recorded in the model file"))
     a("--filter-noisy", type=float, metavar="SHARE", help=(
         "train a preliminary model, drop training patches whose prediction agrees with their "
         "label on fewer than SHARE of the pixels (e.g. 0.2), retrain; the dropped patches "

@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+import numpy as np
+from rasterio.io import MemoryFile
+
 from contract.bands import LABEL_NODATA, check_fine_scale
 from contract.dataset_diff import canonical, differences, producer_note
 from contract.grid import Grid
+from contract.input_check import fingerprint_of, pixel_sample
 from contract.label_schemes import DEFAULT_CLASSES_ISA
 from contract.splits import (
     DEFAULT_BLOCK,
@@ -119,6 +123,27 @@ def read_manifest(root: str | os.PathLike[str] | Store, *,
 def write_manifest(store: Store, manifest: Mapping[str, Any]) -> None:
     """Write the manifest atomically (pretty-printed: people read it)."""
     store.write_bytes(MANIFEST, (dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+
+
+def patches_fingerprint(store: Store, records: Sequence[Mapping[str, Any]],
+                        bands: Sequence[str]) -> dict[str, Any] | None:
+    """The manifest's ``pixel_fingerprint``: that of a sample of the patches ``records``.
+
+    Their images are read from ``store`` and sampled as training samples them
+    (:func:`contract.input_check.pixel_sample`); the fingerprint
+    (:class:`contract.input_check.Fingerprint`) is what ``isamap-train`` compares the
+    patches it reads, and every other root of a merge, with. None: too few valid pixels.
+    """
+    def image(i: int) -> np.ndarray:
+        with MemoryFile(store.read_bytes(records[i]["image"])) as mem, mem.open() as src:
+            data: np.ndarray = src.read(out_dtype="float32")
+            if src.nodata is not None:
+                data[data == src.nodata] = np.nan
+        return data
+
+    pixels = pixel_sample(image, len(records), len(bands))
+    found = fingerprint_of({b: pixels[i] for i, b in enumerate(bands)})
+    return found.to_dict() if found is not None else None
 
 
 def remove_temporaries(store: Store, month: str) -> int:
@@ -271,7 +296,8 @@ def commit_month(store: Store, spec: DatasetSpec, month: str,
     be a list of records or ``PatchWriter.finished_records()``'s mapping of id to record.
     ``counts`` are the month's position counts (``positions``, ``candidates``,
     ``dropped_overlap``, ``invalid``) and ``sources`` what the month was made from (files and
-    their fingerprint, or Earth Engine date windows).
+    their fingerprint, or Earth Engine date windows). A ``complete`` month's commit records
+    the pixels' fingerprint of every patch indexed (:func:`patches_fingerprint`).
     """
     check_month(month)
     if isinstance(records, Mapping):
@@ -289,6 +315,9 @@ def commit_month(store: Store, spec: DatasetSpec, month: str,
     all_sources = dict(existing.get("sources", {}))
     all_sources[month] = dict(sources or {})
     fixed = spec.fixed_params()
+    # a finished month's patches are the dataset's fingerprint (the rest: as it was)
+    pixels = patches_fingerprint(store, sorted(every, key=record_key), spec.bands) \
+        if complete else existing.get("pixel_fingerprint")
     manifest = {
         "format": FORMAT, "code_version": code_version(),
         "created": existing.get("created", now), "updated": now,
@@ -305,6 +334,7 @@ def commit_month(store: Store, spec: DatasetSpec, month: str,
                    "per_month": per_month},
         "complete": {**existing.get("complete", {}), month: complete},
         "sources": all_sources,
+        **({"pixel_fingerprint": pixels} if pixels else {}),
     }
     write_manifest(store, manifest)
     return manifest

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,6 +146,26 @@ def fingerprint_of(samples: Mapping[str, np.ndarray]) -> Fingerprint | None:
     corr = _correlation(rows)
     return Fingerprint(bands, quantiles,
                        tuple(tuple(round(float(v), 4) for v in row) for row in corr))
+
+
+def pixel_sample(read_image: Callable[[int], np.ndarray], count: int, channels: int,
+                 max_patches: int = 64, per_patch: int = 4096) -> np.ndarray:
+    """The same pixels of every band over a sample of patches, ``(channels, n)`` float32.
+
+    The one sampler of patches (a dataset's recorded fingerprint, a model file's, the value
+    ranges): at most ``max_patches`` patches evenly spread over ``0..count-1``
+    (``read_image(i)``: patch ``i``'s image ``(channels, h, w)``, NaN = nodata), at most
+    ``per_patch`` pixels of each (a regular subsample). NaN is kept, so that the bands stay
+    aligned pixel by pixel (the fill values and the band-to-band correlation).
+    """
+    picks = np.unique(np.linspace(0, count - 1, min(count, max_patches)).round().astype(int)) \
+        if count > 0 else np.empty(0, int)
+    chunks = [np.empty((channels, 0), np.float32)]
+    for i in picks:
+        image = np.asarray(read_image(int(i)), dtype=np.float32)
+        flat = image.reshape(image.shape[0], -1)
+        chunks.append(flat[:, ::max(1, flat.shape[1] // per_patch)])
+    return np.concatenate(chunks, axis=1)
 
 
 # ---------------------------------------------------------------------- fill values
@@ -398,3 +418,28 @@ def judge_stack(what: str, samples: Mapping[str, np.ndarray], *,
     for doubt in doubts:
         log.warning("%s: %s; %s anyway (%s)", what, doubt, done, OVERRIDE)
     return tuple(f"{done} with {OVERRIDE}: {d}" for d in doubts)
+
+
+def judge_stacks(stacks: Mapping[str, Mapping[str, np.ndarray]],
+                 fingerprint: Fingerprint | None = None, *, allow_implausible: bool = False,
+                 recorded_in: str = "the output's metadata") -> tuple[str, ...]:
+    """Stacks one model learns from, each against one fingerprint: none may be unlike the rest.
+
+    Each stack (``what`` -> its samples, as :func:`judge_stack` takes them) is judged by
+    :func:`judge_stack` against ``fingerprint`` (a dataset's recorded one), or where none is
+    given against the first stack's own, the first then being the reference itself: a
+    later stack (a ``--data`` root, an ``--input``) whose bands are transposed, on another
+    scale or shifted is refused, naming it. The physical rules are not applied (the caller
+    judges them once over all the stacks).
+
+    Returns:
+        The notes to record (the doubts accepted with ``allow_implausible``).
+    """
+    notes: list[str] = []
+    for what, samples in stacks.items():
+        if fingerprint is None:
+            fingerprint = fingerprint_of(samples)
+            continue
+        notes += judge_stack(what, samples, fingerprint=fingerprint, physics=False,
+                             allow_implausible=allow_implausible, recorded_in=recorded_in)
+    return tuple(notes)

@@ -27,7 +27,7 @@ import numpy as np
 
 from contract.band_values import band_value_problems, finite_values
 from contract.bands import is_code_band
-from contract.input_check import fingerprint_of, judge_stack
+from contract.input_check import fingerprint_of, judge_stack, pixel_sample
 from core.errors import InputDataError
 
 log = logging.getLogger(__name__)
@@ -80,24 +80,6 @@ def band_samples(read_image: Callable[[int], np.ndarray], count: int, bands: tup
         return {}
     pixels = pixel_sample(read_image, count, len(bands), max_patches, per_patch)
     return {name: v[np.isfinite(v)] for name, v in zip(bands, pixels, strict=True)}
-
-
-def pixel_sample(read_image: Callable[[int], np.ndarray], count: int, channels: int,
-                 max_patches: int = 64, per_patch: int = 4096) -> np.ndarray:
-    """The same pixels of every band over a sample of patches, ``(channels, n)`` float32.
-
-    NaN (nodata) is kept, so that the bands stay aligned pixel by pixel (the input check's
-    fill values and band-to-band correlation, :mod:`contract.input_check`). The arguments
-    as :func:`band_ranges`.
-    """
-    picks = np.unique(np.linspace(0, count - 1, min(count, max_patches)).round().astype(int)) \
-        if count > 0 else np.empty(0, int)
-    chunks = [np.empty((channels, 0), np.float32)]
-    for i in picks:
-        image = np.asarray(read_image(int(i)), dtype=np.float32)
-        flat = image.reshape(image.shape[0], -1)
-        chunks.append(flat[:, ::max(1, flat.shape[1] // per_patch)])
-    return np.concatenate(chunks, axis=1)
 
 
 def range_problems(samples: Mapping[str, np.ndarray], ranges: Mapping[str, Sequence[float]],
@@ -204,7 +186,7 @@ def judge_patches(what: str, read_image: Callable[[int], np.ndarray], count: int
                   per_patch: int = 4096, physics: bool = True) -> dict[str, Any]:
     """Judge a patch dataset's pixels by the one input check; its fingerprint to record.
 
-    The patches are sampled as :func:`pixel_sample` reads them and judged by
+    The patches are sampled as :func:`contract.input_check.pixel_sample` reads them and judged by
     :func:`contract.input_check.judge_stack` (untagged fill and the physical rules; no
     fingerprint judges the data a fingerprint is taken of).
 

@@ -69,6 +69,9 @@ class TrainConfig:
             the recipe's (hrnet: 513), 0: whole patches. Validation always sees whole patches.
         allow_small_patches: train a model whose recipe refuses patches (or crops) smaller
             than its context modules need (RU-Net++'s ASPP) anyway, with a warning.
+        allow_implausible: train on a ``--data`` root whose patches the input check doubts
+            against the first root's fingerprint (:func:`training.run_inputs.judge_roots`),
+            the reasons recorded in the model file's ``input_notes``.
         filter_noisy: run noisy-sample filtering first (``training.noisy``): drop training
             patches whose preliminary prediction agrees with their label on fewer than this
             share of pixels, then retrain; None trains on every patch.
@@ -146,6 +149,7 @@ class TrainConfig:
     momentum: float | None = None
     crop_size: int | None = None
     allow_small_patches: bool = False
+    allow_implausible: bool = False
     filter_noisy: float | None = None
     seed: int = 0
     num_workers: int | None = None

@@ -43,6 +43,7 @@ from training.run_inputs import (
     check_crop,
     check_labels,
     dataset_record,
+    judge_roots,
     model_kwargs_for_norm,
     model_kwargs_for_product,
     model_kwargs_for_scale,
@@ -104,6 +105,7 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
     check_encoder_bands(cfg, raw.bands)
     pixels = judge_patches(f"the training patches of {cfg.data}", lambda i: raw.read_raw(i)[0],
                            len(raw), raw.bands, physics=False)  # no scene: fill only
+    pixels |= judge_roots(raw, cfg.allow_implausible)  # each root against the first's
     path = choose_data_path(raw.decoded_bytes(), device.type, cfg.cache, cfg.num_workers)
     log.log(DETAIL, "data: %s", path.reason)  # how, not what: -v
     cfg = replace(cfg, cache=path.cache, num_workers=path.workers)

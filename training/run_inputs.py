@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from contract.bands import LABEL_NODATA, PRODUCT
+from contract.bands import LABEL_NODATA, PRODUCT, is_code_band
+from contract.input_check import Fingerprint, judge_stacks, pixel_sample
 from contract.label_schemes import landcover_source
 from core.errors import ConfigError, InputDataError, ModelError
 from training.augmentation import Augment, Radiometric
@@ -178,6 +181,41 @@ def check_crop(cfg: TrainConfig, patch_size: int) -> None:
     raise ConfigError(f"--crop-size {crop} is larger than the dataset's {patch_size} px "
                       f"patches, so nothing would be cropped; give --crop-size {patch_size} "
                       "or less (0 trains on whole patches)")
+
+
+def judge_roots(raw: PatchDataset, allow_implausible: bool = False) -> dict[str, Any]:
+    """Each ``--data`` root's training patches against the first root's fingerprint.
+
+    The fingerprint its manifest recorded at export or import (else the one of its patches):
+    a later root of a merge whose bands are transposed, on another scale or shifted against
+    it, or a root's patches replaced since its manifest was written, is refused in one line
+    naming the root (:func:`contract.input_check.judge_stacks`), unless ``allow_implausible``.
+
+    Returns:
+        ``{"input_notes": [...]}``, the doubts accepted with ``allow_implausible``, for the
+        model file; {} without any.
+    """
+    recorded = Fingerprint.from_dict(raw.manifest.get("pixel_fingerprint"))
+    parts = list(raw.manifest.get("merged_from") or [""])  # "": one root
+    if recorded is None and len(parts) == 1:
+        return {}  # nothing to compare with
+    roots = {name: os.path.realpath(os.path.join(raw.root, name)) if name else raw.root
+             for name in parts}
+    against = (f"the fingerprint the manifest of {roots[parts[0]]} records" if recorded
+               else f"the patches of {roots[parts[0]]}")
+    picks = {name: [i for i, r in enumerate(raw.records)
+                    if not name or str(r["id"]).startswith(f"{name}/")] for name in parts}
+    stacks = {f"--data {roots[name]} (against {against})": _sample(raw, picks[name])
+              for name in parts if picks[name]}
+    notes = judge_stacks(stacks, recorded, allow_implausible=allow_implausible,
+                         recorded_in="the model file")
+    return {"input_notes": list(notes)} if notes else {}
+
+
+def _sample(raw: PatchDataset, picks: list[int]) -> dict[str, np.ndarray]:
+    """Band -> pixels of the patches ``picks`` (:func:`contract.input_check.pixel_sample`)."""
+    pixels = pixel_sample(lambda k: raw.read_raw(picks[k])[0], len(picks), len(raw.bands))
+    return {b: pixels[i] for i, b in enumerate(raw.bands) if not is_code_band(b)}
 
 
 def dataset_record(root: str, manifest: dict) -> dict:

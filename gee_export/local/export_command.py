@@ -245,6 +245,8 @@ def _export_months(opts: ExportOptions, stack_dir: Path,
                                  seed=opts.seed, block=opts.split_block, backend="local",
                                  region=opts.region.name,
                                  recipe={**plan.recipe.to_dict(), **series_record(opts.bands)},
-                                 sources={"scenes": plan.scene_list()},
+                                 sources={"scenes": plan.scene_list(), **(
+                                     {"input_notes": plan.input_notes}
+                                     if plan.input_notes else {})},
                                  classes=mapping.manifest_classes(),
                                  label_scheme=mapping.scheme, progress=opts.progress))

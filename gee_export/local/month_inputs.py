@@ -41,6 +41,8 @@ class MonthInputs:
         reflectance: the (product, band) pairs stored as reflectance, not digital numbers.
         units: each Sentinel-1 (product, band)'s unit.
         label_ref, fine_ref: the label rasters of the grid and of the fine grid.
+        notes: the input check's doubts accepted with ``allow_implausible`` (why), which
+            the manifest records in the month's ``sources``.
     """
 
     s2: tuple[Scene, ...]
@@ -52,6 +54,7 @@ class MonthInputs:
     units: dict[tuple[str, str], str]
     label_ref: BandRef | None
     fine_ref: BandRef | None
+    notes: tuple[str, ...] = ()
 
 
 def check_month_inputs(collection: SceneCollection, grid: Grid, month: str,
@@ -107,24 +110,27 @@ def check_month_inputs(collection: SceneCollection, grid: Grid, month: str,
                                     if sentinel2.is_reflectance(s, b))
         sentinel2.check_band_names(s2, offsets, reflectance_all,
                                    bool(recipe.trust_band_names))
-    _judge_scenes(s2, s1, specs, offsets, reflectance, units, bool(recipe.allow_implausible))
+    notes = _judge_scenes(s2, s1, specs, offsets, reflectance, units,
+                          bool(recipe.allow_implausible))
     if wanted:
         _check_label(label_ref, scheme, names)
     return MonthInputs(s2, s2_bands, s1, s1_bands, offsets, reflectance, units, label_ref,
-                       fine_ref)
+                       fine_ref, notes)
 
 
 def _judge_scenes(s2: Sequence[Scene], s1: Sequence[Scene],
                   specs: Sequence[band_registry.BandSpec], offsets: dict[str, float],
                   reflectance: frozenset[tuple[str, str]], units: dict[tuple[str, str], str],
-                  allow_implausible: bool) -> None:
+                  allow_implausible: bool) -> tuple[str, ...]:
     """Each scene judged by the input check of every command (:func:`judge_stack`).
 
     One sample of the scene's bands, pixel for pixel, as the composite reads them
     (reflectance 0-1, sigma0 in dB): untagged fill, the physical rules (VV/VH swapped, the
     +0.1 offset left in, B2/B4 swapped ...); a doubt is refused unless ``allow_implausible``
-    (``--allow-implausible``, recorded in the recipe), then warned about.
+    (``--allow-implausible``, recorded in the recipe), then warned about and returned (the
+    notes the manifest records).
     """
+    notes: list[str] = []
     for scene, sensor in [*((sc, "S2") for sc in s2), *((sc, "S1") for sc in s1)]:
         wanted = [sp for sp in specs if sp.sensor == sensor and sp.source_name in scene.band_names]
         if not wanted:
@@ -142,9 +148,11 @@ def _judge_scenes(s2: Sequence[Scene], s1: Sequence[Scene],
                 with np.errstate(divide="ignore", invalid="ignore"):
                     v = 10 * np.log10(np.where(v > 0, v, np.nan))
             samples[sp.name] = v
-        judge_stack(f"Sentinel-{sensor[1]} {scene.product}", samples,
-                    allow_implausible=allow_implausible, recorded_in="the recipe",
-                    level=scene.level if sensor == "S2" else None)
+        notes += judge_stack(f"Sentinel-{sensor[1]} {scene.product}", samples,
+                             allow_implausible=allow_implausible,
+                             recorded_in="the recipe",
+                             level=scene.level if sensor == "S2" else None)
+    return tuple(notes)
 
 
 def _usable(scenes: Sequence[Scene], band: str, grid: Grid, sensor: str) -> tuple[Scene, ...]:

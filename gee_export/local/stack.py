@@ -119,6 +119,11 @@ class LocalStackPlan:
     def built(self) -> bool:
         return all(_done(p, self.fingerprint) for p in self.targets)
 
+    @property
+    def input_notes(self) -> list[str]:
+        """Why scenes the input check doubts were composited (``allow_implausible``)."""
+        return [n for given in (self.inputs, *self.earlier.values()) for n in given.notes]
+
     def scene_list(self) -> list[dict[str, str]]:
         """The scenes the month is composited from: sensor, product name and date (no paths)."""
         return [{"sensor": sc.sensor, "product": sc.product, "date": sc.date.isoformat()}

@@ -33,8 +33,9 @@ from typing import Any, Literal
 import numpy as np
 from rasterio.warp import transform as warp_transform
 
-from contract.bands import DEFAULT_IMAGE_BANDS, canonical_band, find_band, own_month
+from contract.bands import DEFAULT_IMAGE_BANDS, canonical_band, find_band, is_code_band, own_month
 from contract.dataset import read_manifest
+from contract.input_check import judge_stacks
 from contract.stack import stack_month
 from core.errors import ConfigError, InputDataError, IsamapError
 from core.jsonsafe import dumps
@@ -274,7 +275,7 @@ def _stacks(job: FitJob, points: ReferencePoints, session: Any
             check_covered(points, extent, f"the scenes of {job.month} in {job.scenes}")
         with files.unmade_if_refused(folder, job.out):  # a refusal leaves no empty folder
             path, record = local_stack(job.scenes, grid, job.month, bands, folder,
-                                       job.allow_l1c)
+                                       job.allow_l1c, job.allow_implausible)
     else:
         if session is None:
             session = EESession(project=job.project, workload_tag=default_workload_tag(
@@ -305,9 +306,15 @@ def _statistics(inputs: Sequence[StackInput], bands: Sequence[str], allow_implau
         if sample is None:  # a local file always gives one
             raise InputDataError(f"--input {stack.path} cannot be sampled")
         samples.append(sample)
+    later = judge_stacks({f"--input {stack.path} (against --input {inputs[0].path})": {
+        b: sample[i] for i, b in enumerate(bands) if not is_code_band(b)}
+        for stack, sample in zip(inputs, samples, strict=True)},
+        allow_implausible=allow_implausible, recorded_in="the model file")
     checked = judge_patches(f"--input {' '.join(str(s.path) for s in inputs)}", samples.__getitem__,
                             len(samples), tuple(bands), allow_implausible=allow_implausible,
                             per_patch=samples[0][0].size)
+    if later:  # each later stack's doubts against the first's, then the pooled ones'
+        checked["input_notes"] = [*later, *checked.get("input_notes", ())]
     pooled = band_stats(samples, tuple(bands), where="the input stacks")
     norms = [scene_statistics(stack.path, bands) for stack in inputs]
     return norms, pooled, band_ranges(samples.__getitem__, len(samples), tuple(bands)), checked

@@ -11,7 +11,7 @@ written beside the model
 (as a patch dataset's manifest does), from which ``isamap-map`` makes other dates' inputs.
 
 * ``--backend local --scenes DIR``: the local backend's composite of the month
-  (:func:`gee_export.local.stack.build_local_stack`, the export's defaults).
+  (:func:`gee_export.local.stack.plan_local_stack`, the export's defaults).
 * ``--backend ee``: Earth Engine's composite of the month (the export's recipe, its composite
   windows and checks: :func:`gee_export.ee.prediction_stack.composite_windows`), fetched tile
   by tile with computePixels; the Satellite Embedding's bands (``--bands aef``) arrive as
@@ -41,7 +41,7 @@ from gee_export.ee.prediction_stack import DateRecipe, composite_windows, predic
 from gee_export.ee.recipe import EERecipe
 from gee_export.ee.request_region import request_geometry
 from gee_export.ee.sentinel2 import month_window
-from gee_export.local.stack import LocalRecipe, build_local_stack
+from gee_export.local.stack import LocalRecipe, plan_local_stack, write_local_stack
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +72,22 @@ def record(grid: Grid, backend: str, recipe: dict, bands: Sequence[str], month: 
 
 
 def local_stack(scenes: str, grid: Grid, month: str, bands: Sequence[str],
-                out: Path, allow_l1c: bool = False) -> tuple[str, dict]:
+                out: Path, allow_l1c: bool = False,
+                allow_implausible: bool = False) -> tuple[str, dict]:
     """The local backend's stack of ``month`` on ``grid``; its path and record.
 
     No label is read: the points are the fit's labels. ``allow_l1c``: Level-1C scenes are
-    composited with the export's warning instead of its refusal, and the recipe records it.
+    composited with the export's warning instead of its refusal, and the recipe records it;
+    ``allow_implausible``: scenes the input check doubts too, the record's sources saying
+    why (``input_notes``), as the export's manifest does.
     """
-    recipe = LocalRecipe(allow_l1c=allow_l1c)
-    stack = build_local_stack(scenes, grid, month, tuple(bands), out_dir=out, recipe=recipe,
-                              speckle=recipe.speckle, progress=False, labelled=False)
-    return stack.image, record(grid, "local", recipe.to_dict(), bands, month)
+    recipe = LocalRecipe(allow_l1c=allow_l1c, allow_implausible=allow_implausible or None)
+    out.mkdir(parents=True, exist_ok=True)
+    plan = plan_local_stack(scenes, grid, month, tuple(bands), speckle=recipe.speckle,
+                            out_dir=out, recipe=recipe, labelled=False)
+    stack = write_local_stack(plan, progress=False)
+    notes = {"input_notes": plan.input_notes} if plan.input_notes else {}
+    return stack.image, record(grid, "local", recipe.to_dict(), bands, month, notes)
 
 
 def ee_stack(session: Any, grid: Grid, month: str, bands: Sequence[str],

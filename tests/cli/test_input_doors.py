@@ -274,3 +274,131 @@ def test_the_local_export_refuses_each_fault_in_one_line(fault, words, tmp_path,
     assert _export(tmp_path / "scene2", tmp_path / "ok", fault, "--allow-implausible") == 0
     assert json.loads((tmp_path / "ok" / "manifest.json").read_text()
                       )["recipe"]["allow_implausible"] is True
+
+
+# ------------------------------------------------- a dataset's fingerprint, several stacks
+def _fingerprint_in(root: Path) -> dict:
+    return json.loads((root / "manifest.json").read_text())["pixel_fingerprint"]
+
+
+def test_import_and_the_local_export_record_the_fingerprint_of_their_patches(demo, tmp_path):
+    """A dataset's manifest recorded nothing of its pixels: a root unlike another, or patches
+    replaced since, were trained on unseen."""
+    from contract.input_check import Fingerprint
+
+    stack, _, _ = demo
+    assert _import(_pairs(stack, tmp_path / "theirs", lambda data: None), tmp_path / "ds") == 0
+    assert _export(tmp_path / "scene", tmp_path / "exported") == 0
+    for root in (tmp_path / "ds", tmp_path / "exported"):
+        recorded = Fingerprint.from_dict(_fingerprint_in(root))
+        assert recorded is not None and recorded.bands == ("B2", "B3", "B4", "B8", "VV", "VH")
+        assert 0 < recorded.quantiles["B2"][3] < 0.3 and recorded.quantiles["VV"][3] < 0
+
+
+def _scaled_to_dn(root: Path) -> None:
+    """The dataset's reflectance patches rewritten as DN (x 10000), as another tool holds them."""
+    for path in (root / "patches").glob("*/r*_c*[0-9].tif"):
+        with rasterio.open(path, "r+") as dst:
+            data = dst.read()
+            data[OPTICAL] *= 10000
+            dst.write(data)
+
+
+def _swapped_b2_b4(root: Path) -> None:
+    """The dataset's patches rewritten with B2 and B4 swapped (replaced after the import)."""
+    for path in (root / "patches").glob("*/r*_c*[0-9].tif"):
+        with rasterio.open(path, "r+") as dst:
+            data = dst.read()
+            _swap(0, 2)(data)
+            dst.write(data)
+
+
+def _train(out: Path, *data: Path, extra: tuple[str, ...] = ()) -> int:
+    return train_main(["--data", *map(str, data), "--out", str(out), "--model", "unet",
+                       "--model-kwargs", '{"widths": [4, 8, 8, 16, 16]}', "--epochs", "1",
+                       "--batch-size", "2", "--workers", "0", "--precision", "fp32",
+                       "--members", "1", "--no-progress", "-q", *extra])
+
+
+@pytest.mark.parametrize("fault, words", [
+    ("B2/B4 swapped", ("B2 and B4 are swapped",)),
+    ("DN scale", ("every reflectance band spreads", "on another scale"))])
+def test_train_refuses_a_root_unlike_the_first_naming_it(fault, words, demo, tmp_path, capsys):
+    """isamap-train --data A B trained on B2/B4 swapped or DN patches beside reflectance."""
+    stack, _, _ = demo
+    first, other = tmp_path / "first", tmp_path / "other"
+    assert _import(_pairs(stack, tmp_path / "a", lambda data: None), first) == 0
+    edit = FAULTS[fault][0] if fault in FAULTS else lambda data: None
+    assert _import(_pairs(stack, tmp_path / "b", edit), other) == 0
+    if fault == "DN scale":
+        _scaled_to_dn(other)
+    capsys.readouterr()
+    status = _train(tmp_path / "run", first, other)
+    line = assert_refused(status, capsys.readouterr().err, train_parser(), *words,
+                          "--allow-implausible")
+    assert f"--data {other}" in line and "the model file" in line
+    assert not (tmp_path / "run" / "model.pt").exists()
+    assert _train(tmp_path / "run", first, other, extra=("--allow-implausible",)) == 0
+    notes = dict(load_model_file(tmp_path / "run" / "model.pt")[1].extra)["input_notes"]
+    assert any("--allow-implausible" in n and words[0] in n for n in notes), notes
+
+
+def test_train_refuses_patches_replaced_since_the_manifest_recorded_them(demo, tmp_path,
+                                                                          capsys):
+    stack, _, _ = demo
+    assert _import(_pairs(stack, tmp_path / "a", lambda data: None), tmp_path / "ds") == 0
+    _swapped_b2_b4(tmp_path / "ds")
+    capsys.readouterr()
+    status = _train(tmp_path / "run", tmp_path / "ds")
+    line = assert_refused(status, capsys.readouterr().err, train_parser(),
+                          "B2 and B4 are swapped", "--allow-implausible")
+    assert f"--data {tmp_path / 'ds'} (against the fingerprint" in line
+
+
+@pytest.mark.parametrize("fault, words", [
+    ("B2/B4 swapped", ("B2 and B4 are swapped",)),
+    ("DN scale", ("every reflectance band spreads", "on another scale"))])
+def test_fit_refuses_a_later_stack_unlike_the_first_naming_it(fault, words, demo, tmp_path,
+                                                              capsys):
+    """isamap-fit --input S1 S2 judged the stacks pooled by the physical rules alone."""
+    stack, points, _ = demo
+    edit = FAULTS[fault][0] if fault in FAULTS else _add(OPTICAL, 0)
+    path = _faulty(stack, tmp_path, edit)
+    if fault == "DN scale":
+        with rasterio.open(path, "r+") as dst:
+            data = dst.read()
+            data[OPTICAL] *= 10000
+            dst.write(data)
+    status = fit_main(["--points", str(points), "--input", stack.image, str(path), "--out",
+                       str(tmp_path / "fit"), "-q"])
+    line = assert_refused(status, capsys.readouterr().err, fit_parser(), *words,
+                          "--allow-implausible")
+    assert line.startswith(f"isamap-fit: error: --input {path} (against --input {stack.image})")
+    assert not (tmp_path / "fit" / "model.pt").exists()
+
+
+def test_fit_backend_local_composites_doubted_scenes_when_allowed_and_says_why(demo, tmp_path):
+    """isamap-fit --backend local --allow-implausible refused the scenes its export judged:
+    the flag did not reach the export (whose recipe then recorded no reason either)."""
+    import shutil
+
+    stack, points, _ = demo
+    scenes = tmp_path / "scene"
+    shutil.copytree(Path(stack.image).parents[1] / "scene", scenes)
+    _swap_vv_vh(scenes)
+    out = tmp_path / "fit"
+    assert fit_main(["--points", str(points), "--backend", "local", "--scenes", str(scenes),
+                     "--month", stack.month, "--out", str(out), "-q",
+                     "--allow-implausible"]) == 0
+    dataset = dict(load_model_file(out / "model.pt")[1].extra)["dataset"]
+    assert dataset["recipe"]["allow_implausible"] is True
+    notes = dataset["sources"][stack.month]["input_notes"]
+    assert any("VV and VH are swapped" in n for n in notes), notes
+
+
+def test_the_local_export_records_why_it_composited_doubted_scenes(tmp_path):
+    assert _export(tmp_path / "scene", tmp_path / "ok", "VV/VH swapped",
+                   "--allow-implausible") == 0
+    manifest = json.loads((tmp_path / "ok" / "manifest.json").read_text())
+    (notes,) = [s["input_notes"] for s in manifest["sources"].values()]
+    assert any("--allow-implausible" in n and "VV and VH are swapped" in n for n in notes), notes
