@@ -127,8 +127,9 @@ def _judge_scenes(s2: Sequence[Scene], s1: Sequence[Scene],
     One sample of the scene's bands, pixel for pixel, as the composite reads them
     (reflectance 0-1, sigma0 in dB): untagged fill, the physical rules (VV/VH swapped, the
     +0.1 offset left in, B2/B4 swapped ...); a doubt is refused unless ``allow_implausible``
-    (``--allow-implausible``, recorded in the recipe), then warned about and returned (the
-    notes the manifest records).
+    (``--allow-implausible``), then warned about and returned: the notes recorded beside the
+    stack's scenes (the manifest's ``sources``, a fit's model file, a map's STAC items and run
+    record).
     """
     notes: list[str] = []
     for scene, sensor in [*((sc, "S2") for sc in s2), *((sc, "S1") for sc in s1)]:
@@ -150,7 +151,7 @@ def _judge_scenes(s2: Sequence[Scene], s1: Sequence[Scene],
             samples[sp.name] = v
         notes += judge_stack(f"Sentinel-{sensor[1]} {scene.product}", samples,
                              allow_implausible=allow_implausible,
-                             recorded_in="the recipe",
+                             recorded_in="the record of the scenes read",
                              level=scene.level if sensor == "S2" else None)
     return tuple(notes)
 

@@ -96,8 +96,13 @@ def date_inputs(identity: str) -> dict[str, Any]:
 
 
 def scene_inputs(plan: Any) -> dict[str, Any]:
-    """What a local date is built from: the product name and date of every scene it read."""
-    return {"backend": "local", "scenes": plan.scene_list()}
+    """What a local date is built from: the product name and date of every scene it read.
+
+    With the notes of scenes the input check doubted and ``--allow-implausible`` took.
+    """
+    notes = plan.input_notes
+    return {"backend": "local", "scenes": plan.scene_list(),
+            **({"input_notes": notes} if notes else {})}
 
 
 #: ``(request, grid, model, dataset, month, session) -> (Outputs, inputs)``

@@ -113,3 +113,7 @@ def test_swapped_bands_in_the_scenes_are_refused_naming_an_option_isamap_map_has
     summary = json.loads(out[out.rfind("\n{") + 1:])
     (notes,) = [d["input_notes"] for d in summary["dates"].values()]
     assert "B3 and B8 are swapped" in notes[0]
+    (record,) = (tmp_path / "a").rglob("map.json")  # the scenes' own doubts, beside them
+    (date,) = json.loads(record.read_text())["dates"].values()
+    assert any("B3 and B8 are swapped" in n and "(--allow-implausible)" not in n
+               for n in date["inputs"]["input_notes"]), date["inputs"]
