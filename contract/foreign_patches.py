@@ -363,8 +363,7 @@ def import_patches(src: str | os.PathLike[str], out: str | os.PathLike[str],
                            **options.extra},
               # as the export's recipe records it; only where given, so earlier imports
               # keep their recipe
-              **({"allow_l1c": True} if options.allow_l1c else {}),
-              **({"input_notes": list(notes)} if notes else {})}
+              **({"allow_l1c": True} if options.allow_l1c else {})}
     spec = DatasetSpec(grid=plan.grid, bands=plan.bands, ratios=options.ratios,
                        seed=options.seed, block=options.block,
                        min_valid_fraction=options.min_valid_fraction, backend="imported",
@@ -376,7 +375,8 @@ def import_patches(src: str | os.PathLike[str], out: str | os.PathLike[str],
     with files.unmade_if_refused(out), hold_output(store):  # a refusal leaves no folder
         state = open_month(store, spec, options.month,
                            sources={"source": Path(src).name, "pairs": len(pairs),
-                                    "fingerprint": digest})
+                                    "fingerprint": digest,  # why doubts were taken, as
+                                    **({"input_notes": list(notes)} if notes else {})})
         if not state.up_to_date:
             written = _write_patches(plan, options, state, progress)
             state.commit(complete=True)

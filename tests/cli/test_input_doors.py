@@ -197,9 +197,13 @@ def test_import_of_a_doubted_source_when_allowed_records_why(demo, tmp_path, cap
     stack, _, _ = demo
     src = _pairs(stack, tmp_path / "theirs", FAULTS["+0.1 offset"][0])
     assert _import(src, tmp_path / "ds", "--allow-implausible") == 0
-    recipe = json.loads((tmp_path / "ds" / "manifest.json").read_text())["recipe"]
+    manifest = json.loads((tmp_path / "ds" / "manifest.json").read_text())
+    assert "input_notes" not in manifest["recipe"]  # a month's, not the dataset's recipe
+    (month,) = manifest["sources"].values()
     assert any("accepted with --allow-implausible" in n and "offset" in n
-               for n in recipe["input_notes"]), recipe
+               for n in month["input_notes"]), month
+    clean = _pairs(stack, tmp_path / "clean", lambda image: None)  # another month, no doubt
+    assert _import(clean, tmp_path / "ds", "--month", "2019-07") == 0
 
 
 def test_train_refuses_patches_holding_an_untagged_fill(tmp_path, capsys):
