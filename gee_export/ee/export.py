@@ -40,10 +40,11 @@ from gee_export.ee.compute import NOT_REPORTED, format_duration
 from gee_export.ee.export_job import (
     DEFAULT_WORKERS,
     MAX_WORKERS,
-    Bookkeeper,
     ExportJob,
     ExportSummary,
     check_workers,
+    open_job,
+    split_figures,
     write_fetched,
 )
 from gee_export.ee.fetch import (
@@ -59,7 +60,7 @@ from gee_export.ee.profiles import PixelCost, ProfileMeter
 from gee_export.ee.session import EESession
 
 __all__ = ["DEFAULT_LIMITS", "DEFAULT_WORKERS", "MAX_WORKERS", "MEASURE_AFTER", "MIN_HALVED_PX",
-           "TOO_BIG_MARKERS", "Bookkeeper", "ExportJob", "ExportSummary", "check_workers",
+           "TOO_BIG_MARKERS", "ExportJob", "ExportSummary", "check_workers",
            "export_pixels", "fetch_patch", "fetch_window", "planned_requests", "write_fetched"]
 
 log = logging.getLogger(__name__)
@@ -147,15 +148,15 @@ class _PixelRun:
 
     def run(self) -> ExportSummary:
         started = time.monotonic()
-        book = self.book = Bookkeeper(self.store, self.job)
+        book = self.book = open_job(self.store, self.job)
         todo = book.todo()
         self.per_patch = planned_requests(self.job, self.limits)
         budget = self.session.budget
         measured = self._resume_measured()
         if budget is not None:  # what earlier runs fetched: the finished and invalid patches
-            budget.charge(self.per_patch * (len(book.done) + len(book.invalid)))
+            budget.charge(self.per_patch * (len(book.records) + len(book.invalid)))
             log.info("%s%s", budget.describe(), "" if measured else f"; {NOT_REPORTED}")
-        already = len(book.done & {patch_id(r, c) for r, c in book.splits})
+        already = len(book.records.keys() & {patch_id(r, c) for r, c in book.splits})
         retries0 = self.session.retries
         if not todo and book.existing.get("complete", {}).get(self.job.month):
             return self._summary(started, already, retries0)
@@ -168,7 +169,7 @@ class _PixelRun:
         finally:
             bar.close()
             self._keep_measured()
-            book.flush(complete=self.error is None and not self.stopped)
+            book.commit(complete=self.error is None and not self.stopped)
         if self.error is not None:
             raise self.error
         if self.stopped and budget is not None:
@@ -199,7 +200,7 @@ class _PixelRun:
         return ExportSummary(self.store.url(), self.job.month, "pixels", len(book.splits),
                              self.written, already, len(book.invalid), self.requests,
                              self.session.retries - retries0, time.monotonic() - started,
-                             book.per_split(), **book.held_positions())
+                             **split_figures(self.job, book))
 
     def _work(self, row: int, col: int) -> tuple[dict | None, int, tuple[int, int]] | None:
         """Fetch and check one patch; None (nothing fetched) once another patch failed."""
@@ -215,7 +216,7 @@ class _PixelRun:
         except BaseException:
             self.failing.set()
             raise
-        return self.book.accept(row, col, img, lab, fine), n, (row, col)
+        return write_fetched(self.book.writer, self.job, row, col, img, lab, fine), n, (row, col)
 
     def _affordable(self) -> bool:
         """Charge the next patch's planned requests, if they stay within the budget."""
@@ -250,7 +251,7 @@ class _PixelRun:
                     _state_wall_time(self.session,
                                      self.per_patch * self.todo_count - self.requests)
                 if time.monotonic() - last_flush > self.flush_seconds:
-                    self.book.flush(complete=False)
+                    self.book.commit(complete=False)
                     last_flush = time.monotonic()
                 refill()
 
