@@ -51,7 +51,6 @@ from gee_export.ee.beam_steps import (
     METRICS_NAMESPACE,
     ExportTask,
     build_export,
-    commit_shards,
     todo_runs,
 )
 from gee_export.ee.budget import ComputeBudget
@@ -68,8 +67,7 @@ from gee_export.ee.pixels import Limits
 from gee_export.ee.worker_session import EarthEngineProject, SerializedImages, SessionFactory
 
 __all__ = ["DEFAULT_SHARD_SIZE", "METRICS_NAMESPACE", "EarthEngineProject", "PlannedExport",
-           "SerializedImages", "SessionFactory", "commit_shards", "export_pipeline",
-           "plan_export", "todo_runs"]
+           "SerializedImages", "SessionFactory", "export_pipeline", "plan_export", "todo_runs"]
 
 log = logging.getLogger(__name__)
 

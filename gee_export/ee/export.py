@@ -49,8 +49,6 @@ from gee_export.ee.export_job import (
 )
 from gee_export.ee.fetch import (
     DEFAULT_LIMITS,
-    MIN_HALVED_PX,
-    TOO_BIG_MARKERS,
     fetch_patch,
     fetch_window,
     planned_requests,
@@ -59,9 +57,9 @@ from gee_export.ee.pixels import Limits
 from gee_export.ee.profiles import PixelCost, ProfileMeter
 from gee_export.ee.session import EESession
 
-__all__ = ["DEFAULT_LIMITS", "DEFAULT_WORKERS", "MAX_WORKERS", "MEASURE_AFTER", "MIN_HALVED_PX",
-           "TOO_BIG_MARKERS", "ExportJob", "ExportSummary", "check_workers",
-           "export_pixels", "fetch_patch", "fetch_window", "planned_requests", "write_fetched"]
+__all__ = ["DEFAULT_LIMITS", "DEFAULT_WORKERS", "MAX_WORKERS", "MEASURE_AFTER", "ExportJob",
+           "ExportSummary", "check_workers", "export_pixels", "fetch_patch", "fetch_window",
+           "planned_requests", "write_fetched"]
 
 log = logging.getLogger(__name__)
 
