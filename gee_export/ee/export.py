@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -79,9 +78,7 @@ def _state_wall_time(session: EESession, requests_left: int) -> None:
 def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Store, *,
                   fine_label: Any = None, workers: int = DEFAULT_WORKERS,
                   limits: Limits = DEFAULT_LIMITS, flush_seconds: float = 30.0,
-                  progress: bool = True,
-                  on_patch: Callable[[str], None] | None = None,
-                  budget: ComputeBudget | None = None) -> ExportSummary:
+                  progress: bool = True, budget: ComputeBudget | None = None) -> ExportSummary:
     """Export one month with computePixels (see module docstring); resumable.
 
     Args:
@@ -96,7 +93,6 @@ def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Sto
         limits: request limits (tests shrink them to exercise splitting).
         flush_seconds: index/manifest rewrite period while running.
         progress: show a tqdm bar (patches, rate, ETA).
-        on_patch: called with each finished patch id (progress hooks, tests).
         budget: ``--max-eecu-hours``: each patch's planned requests are charged before it
             is asked for (at the estimate per request; the service reports none), and none
             is asked for whose requests would pass it; the session charges the requests a
@@ -115,7 +111,7 @@ def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Sto
     try:
         with hold_output(store):
             return _PixelRun(session, image, job, store, fine_label, workers, limits,
-                             flush_seconds, progress, on_patch).run()
+                             flush_seconds, progress).run()
     finally:
         session.budget, session.meter = carried
 
@@ -133,7 +129,6 @@ class _PixelRun:
     limits: Limits
     flush_seconds: float
     progress: bool
-    on_patch: Callable[[str], None] | None
     written: int = 0
     requests: int = 0
     stopped: bool = False
@@ -272,6 +267,4 @@ class _PixelRun:
         else:
             self.book.add(record)
             self.written += 1
-            if self.on_patch:
-                self.on_patch(record["id"])
         bar.update(1)
