@@ -99,8 +99,6 @@ def plan_export(sessions: SessionFactory, image: Any, job: ExportJob, out: str,
                 budget: ComputeBudget | None = None) -> PlannedExport:
     """Check everything, read the resume state and build the pipeline (arguments as below)."""
     job.check_fine_label(fine_label)
-    if shard_size < 1:
-        raise ConfigError(f"shard_size must be at least 1, got {shard_size}")
     if runner.runner == "dataflow" and not out.startswith("gs://"):
         raise ConfigError(f"Dataflow workers cannot write to the local folder {out!r}; give "
                           "--out gs://bucket/prefix")
