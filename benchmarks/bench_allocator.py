@@ -28,10 +28,10 @@ import sys
 import time
 
 import torch
+from peak import native_precisions
 
 from engine import allocator
 from engine.execution import Setting
-from engine.peak import native_precisions
 from training.models import create_model
 from training.models.blocks import fold_batchnorm
 

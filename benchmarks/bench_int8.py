@@ -2,7 +2,7 @@
 
 Measured side by side on the CPU, at the papers' widths and the bench's patch size:
 - the machine's peak: fp32, bf16 (where native) and int8 GEMM and 3x3-convolution rates
-  (``engine.peak.measure_peak``);
+  (``peak.measure_peak``);
 - for each model (BatchNorm folded into its convolutions, as ``isamap-predict`` runs it): fp32
   and bf16 autocast in NHWC (``autotune.time_settings``, in turns) and the int8 model of
   ``engine.quantize`` (export, calibration, conversion, inductor compilation with
@@ -34,11 +34,11 @@ from pathlib import Path
 
 import torch
 from model_cases import PATCH, build
+from peak import count_flops, measure_peak, native_precisions
 
 from engine import quantize
 from engine.execution import Setting
 from engine.outputs import main_output
-from engine.peak import count_flops, measure_peak, native_precisions
 from training.models.blocks import fold_batchnorm
 
 

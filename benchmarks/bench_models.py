@@ -3,7 +3,7 @@ fixed configuration, as GFLOP/s and a fraction of this machine's measured peak.
 
 Measured in one run, side by side:
 - the machine's peak: fp32 (and bf16/fp16 where native) GEMM and 3x3-convolution rates
-  (``engine.peak.measure_peak``);
+  (``peak.measure_peak``);
 - each model's FLOPs per patch (``torch.utils.flop_counter``), forward and forward+backward;
 - for unet, crofusenet, runetpp and srseg (x10), inference and training steps (forward, loss,
   backward, Adam) of every fixed configuration (CPU: fp32/bf16 x NCHW/NHWC; CUDA: also fp16
@@ -37,11 +37,11 @@ from pathlib import Path
 
 import torch
 from model_cases import PATCH, build
+from peak import count_flops, measure_peak, native_precisions
 
 from engine import autotune, quantize
 from engine.compiled import CompileError, compile_for_inference
 from engine.devices import resolve_device
-from engine.peak import count_flops, measure_peak, native_precisions
 from training.models.blocks import fold_batchnorm
 
 

@@ -137,11 +137,3 @@ def shareable(value: Any, base: str | os.PathLike[str] | None = None) -> Any:
         return [shareable(item, base) for item in value]
     return value
 
-
-def private_paths(text: str) -> list[str]:
-    """The absolute local paths, home folder and user name found in ``text`` (for checks)."""
-    found = [m.group(1) for m in _EMBEDDED.finditer(text)]
-    home = str(Path.home())
-    if len(home) > 1 and home in text:
-        found.append(home)
-    return found

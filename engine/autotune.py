@@ -15,10 +15,10 @@ Contracts (docs/performance.md explains each):
 - **Inside its budget.** The budget (:data:`DEFAULT_BUDGET_S`) counts from the moment
   ``auto`` is asked; for a job of known length (inference: its tiles; training: its samples
   over every epoch) it is at most :data:`MEASURE_SHARE` of its model time
-  (:func:`job_budget`). The clock is read before every call and a call starts only when the
-  calls before it say it ends inside the budget: the first, fp32 on a crop of one tile,
-  estimates the full-size probe, which runs only when it fits (else nothing is timed). The
-  measuring ends at its budget, overrun by at most one call's misestimate
+  (:func:`~engine.measuring.job_budget`). The clock is read before every call and a call
+  starts only when the calls before it say it ends inside the budget: the first, fp32 on a
+  crop of one tile, estimates the full-size probe, which runs only when it fits (else nothing
+  is timed). The measuring ends at its budget, overrun by at most one call's misestimate
   (:mod:`engine.measuring` gives the order).
 - **Dropped only by a measurement.** A candidate is out when its agreement check disagrees
   or fails (``rejected``) or when it is timed slower than the fastest (it loses). One the
@@ -77,7 +77,6 @@ from engine.measuring import (
     Measure,
     borrowed_runner,
     fewest_samples,
-    job_budget,
     measure_candidates,
 )
 from engine.setting import Dtype, Mode, Setting, TrainStep, enter_cudnn
@@ -94,7 +93,7 @@ MIN_CPU_SHARE = 0.75
 
 __all__ = ["CACHE_ENV", "CACHE_FORMAT", "MEASURE_SHARE", "Choice", "Dtype", "Measure", "Mode",
            "Setting", "TrainStep", "apply", "cache_file", "cache_key", "candidates", "choose",
-           "describe_device", "explicit", "job_budget", "time_settings"]
+           "describe_device", "explicit", "time_settings"]
 
 
 # ----------------------------------------------------------------------------- public API
@@ -120,7 +119,8 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
         compile: run the chosen setting compiled (:mod:`engine.compiled`); not measured.
         step: loss and optimizer of the training step (``mode="training"``).
         budget_s: measuring time budget in seconds, everything included (the batch is
-            shrunk to fit it); in inference with ``samples`` at most :func:`job_budget`.
+            shrunk to fit it); in inference with ``samples`` at most
+            :func:`~engine.measuring.job_budget`.
         tolerance: agreement bound, mean |p - p_fp32|.
         cache: use the user cache (None: unless ``ISAMAP_AUTOTUNE_CACHE=off``).
         measure: timing function replacing the real one (tests).

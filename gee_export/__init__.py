@@ -14,7 +14,3 @@ May import: core, contract.
 ``training`` sits on top of these and ``inference`` on top of ``training``. See
 docs/architecture.md.
 """
-
-from core.version import code_version
-
-__all__ = ["code_version"]

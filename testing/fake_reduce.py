@@ -19,7 +19,7 @@ from rasterio.windows import Window as RioWindow
 
 from gee_export.ee.band_statistics import masked_bands, output_keys, statistics_reducer
 from gee_export.ee.pixels import FLOAT_NODATA_BELOW
-from gee_export.ee.serialized import Graph, constant
+from testing.ee_graph import Graph, constant
 from testing.fake_quota import HttpError
 
 __all__ = ["reduce_region"]

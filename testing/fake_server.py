@@ -52,8 +52,8 @@ from contract.geotiff import write_geotiff
 from contract.stack import StackPaths
 from gee_export.ee.embedding import is_embedding_band, quantise
 from gee_export.ee.recipe import FLOAT_NODATA
-from gee_export.ee.serialized import Graph, constant, encode
 from gee_export.ee.session import EESession, RetryPolicy
+from testing.ee_graph import Graph, constant, encode
 from testing.fake_points import PointTransport
 from testing.fake_profiles import ProfileBook, is_profiles_request
 from testing.fake_quota import EecuAccount, HttpError, SharedQuota

@@ -7,9 +7,10 @@ workers of a Beam runner (the DirectRunner on one machine, Dataflow for whole pr
         -> (shard, record) -> GroupByKey -> index shards -> all shards -> commit the month
 
 - **What is to do** is decided once, by the launching process, with the single-process export's
-  own :class:`~gee_export.ee.export_job.Bookkeeper` (finished patches and positions known to be
-  invalid are skipped). Cells travel as runs of columns per patch row, so a fresh export of a
-  province is a few thousand small elements, not millions, in the job graph.
+  own resume state (:func:`~gee_export.ee.export_job.open_job`: finished patches and
+  positions known to be invalid are skipped). Cells travel as runs of columns per patch row,
+  so a fresh export of a province is a few thousand small elements, not millions, in the job
+  graph.
 - **Fetching** is :func:`~gee_export.ee.fetch.fetch_patch` through the one Earth Engine seam
   (:class:`~gee_export.ee.session.EESession`, which retries 429/5xx), and writing is
   :func:`~gee_export.ee.export_job.write_fetched` with a
@@ -21,7 +22,7 @@ workers of a Beam runner (the DirectRunner on one machine, Dataflow for whole pr
   ``state/<month>/index-shards/`` (atomically, through the store), so the last step never has
   to read a patch's tags back for them.
 - **Commit**: one step reads the shards and hands them to the single-process export's
-  ``Bookkeeper``, whose ``flush`` writes ``index.jsonl``, the resume state and ``manifest.json``
+  resume state, whose ``commit`` writes ``index.jsonl``, the resume state and ``manifest.json``
   exactly as a single-process run does; then the shards are deleted.
 
 Workers rebuild nothing from the recipe: the launching process serializes the Earth Engine
@@ -41,6 +42,7 @@ from typing import Any
 
 from contract.dataset import read_index, read_manifest
 from contract.grid import patch_id
+from contract.patch_writer import MonthProgress
 from core.errors import ConfigError
 from core.lock import hold_output
 from core.pipeline_options import RunnerConfig, pipeline_counters, require_beam, run_pipeline
@@ -49,24 +51,23 @@ from gee_export.ee.beam_steps import (
     METRICS_NAMESPACE,
     ExportTask,
     build_export,
-    commit_shards,
     todo_runs,
 )
 from gee_export.ee.budget import ComputeBudget
 from gee_export.ee.export_job import (
-    Bookkeeper,
     ExportJob,
     ExportSummary,
     HeldPositions,
     held_positions,
+    open_job,
+    split_figures,
 )
 from gee_export.ee.fetch import DEFAULT_LIMITS, planned_requests
 from gee_export.ee.pixels import Limits
 from gee_export.ee.worker_session import EarthEngineProject, SerializedImages, SessionFactory
 
 __all__ = ["DEFAULT_SHARD_SIZE", "METRICS_NAMESPACE", "EarthEngineProject", "PlannedExport",
-           "SerializedImages", "SessionFactory", "commit_shards", "export_pipeline",
-           "plan_export", "todo_runs"]
+           "SerializedImages", "SessionFactory", "export_pipeline", "plan_export", "todo_runs"]
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,6 @@ def plan_export(sessions: SessionFactory, image: Any, job: ExportJob, out: str,
                 budget: ComputeBudget | None = None) -> PlannedExport:
     """Check everything, read the resume state and build the pipeline (arguments as below)."""
     job.check_fine_label(fine_label)
-    if shard_size < 1:
-        raise ConfigError(f"shard_size must be at least 1, got {shard_size}")
     if runner.runner == "dataflow" and not out.startswith("gs://"):
         raise ConfigError(f"Dataflow workers cannot write to the local folder {out!r}; give "
                           "--out gs://bucket/prefix")
@@ -107,12 +106,11 @@ def plan_export(sessions: SessionFactory, image: Any, job: ExportJob, out: str,
     beam: Any = require_beam()  # an optional extra: untyped here
     options = runner.pipeline_options()  # Beam's own validation, before any work
     store = open_store(out)
-    book = Bookkeeper(store, job)  # resume state, temporaries of killed runs removed
+    book = open_job(store, job)  # resume state, temporaries of killed runs removed
     todo = book.todo()
-    already = len(book.done & {patch_id(r, c) for r, c in book.splits})
+    already = len(book.records.keys() & {patch_id(r, c) for r, c in book.splits})
     before = ExportSummary(store.url(), job.month, "beam", len(book.splits), 0, already,
-                           len(book.invalid), per_split=book.per_split(),
-                           **book.held_positions())
+                           len(book.invalid), **split_figures(job, book))
     if not todo and book.existing.get("complete", {}).get(job.month):
         return PlannedExport(None, before, 0)
     per_patch = planned_requests(job, limits)
@@ -128,7 +126,7 @@ def plan_export(sessions: SessionFactory, image: Any, job: ExportJob, out: str,
     return PlannedExport(pipeline, before, len(todo), held_back, per_patch)
 
 
-def _admit(budget: ComputeBudget, per_patch: int, book: Bookkeeper, todo: int) -> int:
+def _admit(budget: ComputeBudget, per_patch: int, book: MonthProgress, todo: int) -> int:
     """Patches of ``todo`` the budget allows, charged to it at the planned requests each.
 
     Decided here, in the launching process, before the job starts: Dataflow's workers share
@@ -139,7 +137,7 @@ def _admit(budget: ComputeBudget, per_patch: int, book: Bookkeeper, todo: int) -
     workers, bundles and retries (a retried bundle skips the patches it already wrote).
     What earlier runs fetched counts first, as in the single-process export.
     """
-    budget.charge(per_patch * (len(book.done) + len(book.invalid)))
+    budget.charge(per_patch * (len(book.records) + len(book.invalid)))
     admitted = 0
     while admitted < todo and budget.take(per_patch):
         admitted += 1

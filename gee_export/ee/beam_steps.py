@@ -10,7 +10,7 @@ writes with :func:`gee_export.ee.export_job.write_fetched`, ``threads`` requests
 (:class:`core.pipeline_options.WorkerRequests`), skipping a patch that exists (a retried bundle).
 New patches' records are grouped into index shards (``state/<month>/index-shards/``, written
 atomically), and the last step hands every shard to the month's
-:class:`~gee_export.ee.export_job.Bookkeeper`, which writes the index and manifest as a
+:func:`~gee_export.ee.export_job.open_job` resume state, which writes the index and manifest as a
 single-process run does. The DoFn classes are made on demand: Apache Beam is an optional extra.
 """
 
@@ -27,7 +27,7 @@ from contract.grid import patch_id
 from contract.patch_writer import PatchWriter, patch_rel_paths
 from core.pipeline_options import WorkerRequests, require_beam
 from core.storage import LocalStore, open_store
-from gee_export.ee.export_job import Bookkeeper, ExportJob, write_fetched
+from gee_export.ee.export_job import ExportJob, open_job, write_fetched
 from gee_export.ee.fetch import fetch_patch
 from gee_export.ee.pixels import Limits
 from gee_export.ee.worker_session import SerializedImages, SessionFactory
@@ -174,7 +174,7 @@ def _index_dofns() -> tuple[type, type]:
             yield rel
 
     class Commit(beam.DoFn):
-        """Merge every shard into the index and manifest with the export's own Bookkeeper."""
+        """Merge every shard into the index and manifest with the export's own resume state."""
 
         def __init__(self, task: ExportTask) -> None:
             self.task = task
@@ -190,10 +190,10 @@ def commit_shards(out: str, job: ExportJob, shards: Sequence[str], *,
                   complete: bool = True) -> int:
     """Commit the month from the index shards of a run; returns the patches indexed.
 
-    The shards' records are handed to :class:`Bookkeeper` as written elsewhere, so only
-    patches finished by an earlier, failed run (and absent from every shard) have their tags
-    read back. Every shard folder of the month is removed afterwards. ``complete`` False
-    leaves the month open (a run the compute budget cut short resumes it).
+    The shards' records are handed to the month's resume state (:func:`open_job`) as written
+    elsewhere, so only patches finished by an earlier, failed run (and absent from every shard)
+    have their tags read back. Every shard folder of the month is removed afterwards.
+    ``complete`` False leaves the month open (a run the compute budget cut short resumes it).
     """
     store = open_store(out)
     records, invalid = [], set()
@@ -201,15 +201,15 @@ def commit_shards(out: str, job: ExportJob, shards: Sequence[str], *,
         body = json.loads(store.read_bytes(rel))
         records.extend(body["records"])
         invalid.update(body["invalid"])
-    book = Bookkeeper(store, job, written_elsewhere=records)
-    book.progress.invalid.update(invalid)
-    book.flush(complete=complete)
+    book = open_job(store, job, written_elsewhere=records)
+    book.invalid.update(invalid)
+    book.commit(complete=complete)
     shard_root = f"state/{job.month}/{SHARD_DIR}"
     for rel in store.list(shard_root + "/"):
         store.delete(rel)
     if isinstance(store, LocalStore):  # local folders outlive their files; Cloud Storage's don't
         _remove_empty_folders(store.path(shard_root))
-    return len(book.progress.records)
+    return len(book.records)
 
 
 def _remove_empty_folders(root: Path) -> None:

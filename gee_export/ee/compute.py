@@ -86,11 +86,6 @@ def assumed_rate() -> EecuRate:
     return EecuRate(value, source=f"{ASSUMPTION_ENV}")
 
 
-def eecu_s_per_megapixel() -> float:
-    """The per-megapixel figure a plan assumes (:func:`assumed_rate`)."""
-    return assumed_rate().per_mpx
-
-
 def measured_rate(eecu_s: float, pixels: float, tasks: int) -> EecuRate | None:
     """The rate ``tasks`` finished batch tasks reported: ``eecu_s`` for ``pixels`` in all.
 
@@ -173,11 +168,6 @@ def format_estimate(est: ComputeEstimate, unit: str = "request", width: int = 10
                      "(batchEecuUsageSeconds): the run counts that, and prices the tasks "
                      "left from it")
     return lines
-
-
-def used_eecu_seconds(statuses: list[dict]) -> float:
-    """EECU-seconds the service reported for finished batch tasks (``eecu_seconds``)."""
-    return float(sum(s.get("eecu_seconds") or 0.0 for s in statuses))
 
 
 def format_duration(hours: float) -> str:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -40,16 +39,15 @@ from gee_export.ee.compute import NOT_REPORTED, format_duration
 from gee_export.ee.export_job import (
     DEFAULT_WORKERS,
     MAX_WORKERS,
-    Bookkeeper,
     ExportJob,
     ExportSummary,
     check_workers,
+    open_job,
+    split_figures,
     write_fetched,
 )
 from gee_export.ee.fetch import (
     DEFAULT_LIMITS,
-    MIN_HALVED_PX,
-    TOO_BIG_MARKERS,
     fetch_patch,
     fetch_window,
     planned_requests,
@@ -58,9 +56,9 @@ from gee_export.ee.pixels import Limits
 from gee_export.ee.profiles import PixelCost, ProfileMeter
 from gee_export.ee.session import EESession
 
-__all__ = ["DEFAULT_LIMITS", "DEFAULT_WORKERS", "MAX_WORKERS", "MEASURE_AFTER", "MIN_HALVED_PX",
-           "TOO_BIG_MARKERS", "Bookkeeper", "ExportJob", "ExportSummary", "check_workers",
-           "export_pixels", "fetch_patch", "fetch_window", "planned_requests", "write_fetched"]
+__all__ = ["DEFAULT_LIMITS", "DEFAULT_WORKERS", "MAX_WORKERS", "MEASURE_AFTER", "ExportJob",
+           "ExportSummary", "check_workers", "export_pixels", "fetch_patch", "fetch_window",
+           "planned_requests", "write_fetched"]
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +78,7 @@ def _state_wall_time(session: EESession, requests_left: int) -> None:
 def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Store, *,
                   fine_label: Any = None, workers: int = DEFAULT_WORKERS,
                   limits: Limits = DEFAULT_LIMITS, flush_seconds: float = 30.0,
-                  progress: bool = True,
-                  on_patch: Callable[[str], None] | None = None,
-                  budget: ComputeBudget | None = None) -> ExportSummary:
+                  progress: bool = True, budget: ComputeBudget | None = None) -> ExportSummary:
     """Export one month with computePixels (see module docstring); resumable.
 
     Args:
@@ -97,7 +93,6 @@ def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Sto
         limits: request limits (tests shrink them to exercise splitting).
         flush_seconds: index/manifest rewrite period while running.
         progress: show a tqdm bar (patches, rate, ETA).
-        on_patch: called with each finished patch id (progress hooks, tests).
         budget: ``--max-eecu-hours``: each patch's planned requests are charged before it
             is asked for (at the estimate per request; the service reports none), and none
             is asked for whose requests would pass it; the session charges the requests a
@@ -116,7 +111,7 @@ def export_pixels(session: EESession, image: Any, job: ExportJob, out: str | Sto
     try:
         with hold_output(store):
             return _PixelRun(session, image, job, store, fine_label, workers, limits,
-                             flush_seconds, progress, on_patch).run()
+                             flush_seconds, progress).run()
     finally:
         session.budget, session.meter = carried
 
@@ -134,7 +129,6 @@ class _PixelRun:
     limits: Limits
     flush_seconds: float
     progress: bool
-    on_patch: Callable[[str], None] | None
     written: int = 0
     requests: int = 0
     stopped: bool = False
@@ -147,15 +141,15 @@ class _PixelRun:
 
     def run(self) -> ExportSummary:
         started = time.monotonic()
-        book = self.book = Bookkeeper(self.store, self.job)
+        book = self.book = open_job(self.store, self.job)
         todo = book.todo()
         self.per_patch = planned_requests(self.job, self.limits)
         budget = self.session.budget
         measured = self._resume_measured()
         if budget is not None:  # what earlier runs fetched: the finished and invalid patches
-            budget.charge(self.per_patch * (len(book.done) + len(book.invalid)))
+            budget.charge(self.per_patch * (len(book.records) + len(book.invalid)))
             log.info("%s%s", budget.describe(), "" if measured else f"; {NOT_REPORTED}")
-        already = len(book.done & {patch_id(r, c) for r, c in book.splits})
+        already = len(book.records.keys() & {patch_id(r, c) for r, c in book.splits})
         retries0 = self.session.retries
         if not todo and book.existing.get("complete", {}).get(self.job.month):
             return self._summary(started, already, retries0)
@@ -168,7 +162,7 @@ class _PixelRun:
         finally:
             bar.close()
             self._keep_measured()
-            book.flush(complete=self.error is None and not self.stopped)
+            book.commit(complete=self.error is None and not self.stopped)
         if self.error is not None:
             raise self.error
         if self.stopped and budget is not None:
@@ -199,7 +193,7 @@ class _PixelRun:
         return ExportSummary(self.store.url(), self.job.month, "pixels", len(book.splits),
                              self.written, already, len(book.invalid), self.requests,
                              self.session.retries - retries0, time.monotonic() - started,
-                             book.per_split(), **book.held_positions())
+                             **split_figures(self.job, book))
 
     def _work(self, row: int, col: int) -> tuple[dict | None, int, tuple[int, int]] | None:
         """Fetch and check one patch; None (nothing fetched) once another patch failed."""
@@ -215,7 +209,7 @@ class _PixelRun:
         except BaseException:
             self.failing.set()
             raise
-        return self.book.accept(row, col, img, lab, fine), n, (row, col)
+        return write_fetched(self.book.writer, self.job, row, col, img, lab, fine), n, (row, col)
 
     def _affordable(self) -> bool:
         """Charge the next patch's planned requests, if they stay within the budget."""
@@ -250,7 +244,7 @@ class _PixelRun:
                     _state_wall_time(self.session,
                                      self.per_patch * self.todo_count - self.requests)
                 if time.monotonic() - last_flush > self.flush_seconds:
-                    self.book.flush(complete=False)
+                    self.book.commit(complete=False)
                     last_flush = time.monotonic()
                 refill()
 
@@ -273,6 +267,4 @@ class _PixelRun:
         else:
             self.book.add(record)
             self.written += 1
-            if self.on_patch:
-                self.on_patch(record["id"])
         bar.update(1)

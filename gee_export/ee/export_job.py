@@ -1,11 +1,11 @@
 """One month of an Earth Engine export: what it produces, what it did, and its resume state.
 
 :class:`ExportJob` is the month's one value (the dataset's :class:`~contract.dataset.DatasetSpec`
-and the month's own facts), :class:`ExportSummary` what a run did, and :class:`Bookkeeper` the
-month's resume state, shared by the three ways of fetching it (computePixels in this process,
-batch tasks, a Beam pipeline): finished patches, positions known to be invalid, the batch task ids
-and their reported EECU. :func:`write_fetched` is the one rule deciding which fetched patches enter
-the dataset.
+and the month's own facts), :class:`ExportSummary` what a run did, and :func:`open_job` the
+month's resume state (the contract's ``MonthProgress``), shared by the three ways of fetching it
+(computePixels in this process, batch tasks, a Beam pipeline): finished patches, positions known
+to be invalid, the batch task ids and their reported EECU. :func:`write_fetched` is the one rule
+deciding which fetched patches enter the dataset.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 
 from contract.dataset import DatasetSpec
 from contract.patch_writer import MonthProgress, PatchWriter, open_month, valid_mask
-from contract.splits import Split, empty_splits, split_counts
+from contract.splits import empty_splits, split_counts
 from core.errors import ConfigError
 from core.months import check_month
 from core.storage import Store
@@ -115,84 +115,24 @@ def check_workers(workers: int) -> int:
     return workers
 
 
-class Bookkeeper:
-    """Resume state of one month of an Earth Engine export (shared by both methods).
+def open_job(store: Store, job: ExportJob,
+             written_elsewhere: Iterable[Mapping[str, Any]] = ()) -> MonthProgress:
+    """The month's resume state: the contract's :class:`~contract.patch_writer.MonthProgress`.
 
-    Everything about the dataset itself (compatibility, finished patches, index and manifest)
-    is the contract's :class:`~contract.patch_writer.MonthProgress`, the same one the
-    local backend uses; this adds only what an export needs on top: the fetched arrays'
-    validity test and the batch task ids (``state/<month>/tasks.json``).
+    The same one the local backend uses (compatibility, finished patches, index, manifest and
+    the ``state/<month>/`` files such as the batch task ids). ``written_elsewhere``: records
+    of patches other processes wrote since the index was last written (the Beam export's index
+    shards), so their tags are not read back.
     """
+    return open_month(store, job.spec, job.month, sources=job.sources,
+                      also_known=written_elsewhere)
 
-    def __init__(self, store: Store, job: ExportJob,
-                 written_elsewhere: Iterable[Mapping[str, Any]] = ()) -> None:
-        """Read the dataset's resume state.
 
-        Args:
-            store: the dataset root.
-            job: what the month's export produces.
-            written_elsewhere: records of patches other processes wrote since the index was
-                last written (the Beam export's index shards), so their tags are not read back.
-        """
-        self.store = store
-        self.job = job
-        self.progress: MonthProgress = open_month(store, job.spec, job.month,
-                                                  sources=job.sources,
-                                                  also_known=written_elsewhere)
-        self.writer = self.progress.writer
-
-    @property
-    def splits(self) -> dict[tuple[int, int], Split]:
-        return self.progress.splits
-
-    @property
-    def done(self) -> set[str]:
-        """Ids of the finished patches of the month."""
-        return set(self.progress.records)
-
-    @property
-    def invalid(self) -> set[str]:
-        return self.progress.invalid
-
-    @property
-    def existing(self) -> dict[str, Any]:
-        return self.progress.existing
-
-    def read_state(self, name: str) -> Any:
-        return self.progress.read_state(name)
-
-    def write_state(self, name: str, value: Any) -> None:
-        self.progress.write_state(name, value)
-
-    def todo(self) -> list[tuple[int, int]]:
-        """Positions still to export, row-major."""
-        return self.progress.todo()
-
-    def add(self, record: dict) -> None:
-        self.progress.add(record)
-
-    def flush(self, complete: bool) -> None:
-        """Rewrite resume state, index and manifest atomically (through ``commit_month``)."""
-        self.progress.commit(complete)
-
-    def per_split(self) -> dict[str, int]:
-        return split_counts(r["split"] for r in self.progress.records.values())
-
-    def held_positions(self) -> HeldPositions:
-        """The month's :func:`held_positions` (ExportSummary's keyword arguments)."""
-        return held_positions(self.job, self.splits, self.progress.records.values())
-
-    def accept(self, row: int, col: int, image: np.ndarray, label: np.ndarray,
-               label_fine: np.ndarray | None) -> dict | None:
-        """Write a fetched patch if valid enough; None when not (thread-safe: no state change).
-
-        The caller records the outcome with :meth:`add` or :meth:`mark_invalid` from one thread.
-        """
-        return write_fetched(self.writer, self.job, row, col, image, label, label_fine)
-
-    def mark_invalid(self, row: int, col: int) -> None:
-        """Remember a patch below ``min_valid_fraction`` so a re-run does not fetch it again."""
-        self.progress.mark_invalid(row, col)
+def split_figures(job: ExportJob, progress: MonthProgress) -> dict[str, Any]:
+    """:class:`ExportSummary`'s ``per_split`` and :func:`held_positions` of the month so far."""
+    records = progress.records.values()
+    return {"per_split": split_counts(r["split"] for r in records),
+            **held_positions(job, progress.splits, records)}
 
 
 def write_fetched(writer: PatchWriter, job: ExportJob, row: int, col: int, image: np.ndarray,

@@ -111,15 +111,14 @@ def make_plan(region: Region, grid: Grid, months: tuple[str, ...], bands: tuple[
     tiles = plan_tiles(grid, patches_per_tile) if grid.patch_count else []
     tile_px = file_dimensions(tiles[0].window) if tiles else 0
     requests = per_patch * patches_per_month * n_months
+    n_tasks = len(tiles) * n_months * (2 if fine_scale else 1)  # a tile's (and fine label's)
     if method == "pixels":  # each request computes its patch again: overlaps cost twice
         pixels = (grid.patch_size ** 2 + (grid.scaled(fine_scale).patch_size ** 2
                                           if fine_scale else 0)) * patches_per_month * n_months
         compute = estimate(requests, pixels)
     else:  # one task per tile (and fine label), each pixel of the grid computed once
         pixels = grid.width * grid.height * n_months * (1 + (fine_scale or 0) ** 2)
-        compute = estimate(len(tiles) * n_months * (2 if fine_scale else 1), pixels,
-                           interactive=False)
-    n_tasks = len(tiles) * n_months * (2 if fine_scale else 1)
+        compute = estimate(n_tasks, pixels, interactive=False)
     hours = (requests * latency_s / workers / 3600.0 if method == "pixels"
              else tasks_hours(n_tasks))
     return ExportPlan(
@@ -129,7 +128,7 @@ def make_plan(region: Region, grid: Grid, months: tuple[str, ...], bands: tuple[
         requests_per_patch=per_patch, requests=requests if method == "pixels" else 0,
         bytes_per_patch=patch_bytes, bytes=patch_bytes * patches_per_month * n_months,
         tiles=len(tiles) * n_months, tile_pixels=tile_px,
-        tasks=len(tiles) * n_months * (2 if fine_scale else 1) if method == "tasks" else 0,
+        tasks=n_tasks if method == "tasks" else 0,
         workers=workers, hours_estimate=round(hours, 5), per_split=per_split,
         split_block=block,
         split_advice=split_advice(grid, per_split, DEFAULT_RATIOS, seed, block)

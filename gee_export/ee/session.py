@@ -45,7 +45,6 @@ from gee_export.ee.budget import ComputeBudget
 from gee_export.ee.names import default_workload_tag, task_description
 from gee_export.ee.profiles import ProfileMeter, profiles_request, request_pixels
 from gee_export.ee.service_errors import (
-    HttpStatus,
     cap_spent_error,
     classify,
     computation_timeout,
@@ -68,7 +67,6 @@ from gee_export.ee.transport import (
 __all__ = [
     "AUTH_HELP",
     "BACKEND_PURPOSE",
-    "CLIENT_RETRIES",
     "EXPORT_WITHOUT_ACCOUNT",
     "HIGH_VOLUME_URL",
     "REQUEST_DEADLINE_S",
@@ -76,15 +74,12 @@ __all__ = [
     "TIMEOUT_RETRIES",
     "EESession",
     "EETransport",
-    "HttpStatus",
     "RetryPolicy",
-    "Transport",
     "classify",
     "default_workload_tag",
     "endpoint_url",
     "http_status",
     "operation_status",
-    "spent_cap",
     "task_description",
 ]
 

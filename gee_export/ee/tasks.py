@@ -32,13 +32,20 @@ import numpy as np
 import rasterio
 
 from contract.grid import Grid, Window
+from contract.patch_writer import MonthProgress
 from core.errors import ConfigError
 from core.lock import hold_output
 from core.progress import progress_bar
 from core.storage import GcsStore, Store, open_store
 from gee_export.ee.budget import ComputeBudget
 from gee_export.ee.embedding import decode_bands, one_type
-from gee_export.ee.export import Bookkeeper, ExportJob, ExportSummary
+from gee_export.ee.export_job import (
+    ExportJob,
+    ExportSummary,
+    open_job,
+    split_figures,
+    write_fetched,
+)
 from gee_export.ee.names import task_description
 from gee_export.ee.pixels import FLOAT_NODATA_BELOW, to_label
 from gee_export.ee.session import EESession
@@ -175,8 +182,8 @@ def _export_tasks(session: EESession, image: Any, job: ExportJob, store: Store,
     if not 1 <= max_pending <= MAX_PENDING_TASKS:
         raise ConfigError(f"max pending tasks must be 1..{MAX_PENDING_TASKS}, got {max_pending}")
     job.check_fine_label(fine_label)
-    book = Bookkeeper(store, job)
-    already = len(book.done)
+    book = open_job(store, job)
+    already = len(book.records)
     remaining = set(book.todo())
     tiles = [t for t in plan_tiles(job.spec.grid, patches_per_tile)
              if any(p in remaining for p in t.positions())]
@@ -195,12 +202,12 @@ def _export_tasks(session: EESession, image: Any, job: ExportJob, store: Store,
             on_wait=lambda n: bar.set_postfix_str(f"{n} tasks running"))
     finally:
         bar.close()
-        book.flush(complete=not book.todo())
+        book.commit(complete=not book.todo())
     if outcome.left and budget is not None:
         raise budget.stopped(f"{job.month} has {outcome.left:,} of {len(tiles):,} tiles left")
     return ExportSummary(store.url(), job.month, "tasks", len(book.splits), cutter.written,
                          already, len(book.invalid), outcome.started, session.retries,
-                         time.monotonic() - started, book.per_split(), **book.held_positions())
+                         time.monotonic() - started, **split_figures(job, book))
 
 
 def _tile_group(store: Store, job: ExportJob, tile: Tile, image: Any,
@@ -234,7 +241,7 @@ class _TileCutter:
 
     store: Store
     job: ExportJob
-    book: Bookkeeper
+    book: MonthProgress
     remaining: set[tuple[int, int]]
     bar: Any
     written: int = 0
@@ -248,7 +255,7 @@ class _TileCutter:
                     book.mark_invalid(r, c)
                     self.remaining.discard((r, c))
                     self.bar.update(1)
-            book.flush(complete=False)
+            book.commit(complete=False)
             return
         k = job.spec.fine_scale or 1
         fine_rel = (_tile_rel(job.month, tile, f"_label_x{k}.tif") if job.spec.fine_scale
@@ -261,7 +268,7 @@ class _TileCutter:
             for r, c in tile.positions():
                 if (r, c) in self.remaining:
                     self._patch(tile, r, c, k, read, read_fine)
-        book.flush(complete=False)
+        book.commit(complete=False)
 
     def _patch(self, tile: Tile, r: int, c: int, k: int, read: Callable[[Window], np.ndarray],
                read_fine: Callable[[Window], np.ndarray] | None) -> None:
@@ -274,8 +281,8 @@ class _TileCutter:
             fw = Window(row_off=local.row_off * k, col_off=local.col_off * k,
                         height=w.height * k, width=w.width * k)
             label_fine = to_label(read_fine(fw)[0])
-        rec = self.book.accept(r, c, np.ascontiguousarray(patch[:-1]), to_label(patch[-1]),
-                               label_fine)
+        rec = write_fetched(self.book.writer, self.job, r, c, np.ascontiguousarray(patch[:-1]),
+                            to_label(patch[-1]), label_fine)
         if rec is None:
             self.book.mark_invalid(r, c)
         else:

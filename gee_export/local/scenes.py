@@ -164,11 +164,6 @@ def _named_level(product: str, tags: dict[str, str]) -> str | None:
     return None
 
 
-def _level(product: str, tags: dict[str, str], bands: Sequence[str]) -> tuple[str | None, str]:
-    """The level the band set shows over the one the name claims (B10 is L1C only)."""
-    return s2_level_from_bands(_named_level(product, tags), bands)
-
-
 def _scene(sensor: Sensor, product: str, bands: dict[str, BandRef], tags: dict[str, str],
            date: dt.date | None, unit: str | None, undated: dt.date | None = None) -> Scene:
     if date is None:
@@ -190,7 +185,9 @@ def _scene(sensor: Sensor, product: str, bands: dict[str, BandRef], tags: dict[s
         baseline = f"{match.group(1)}.{match.group(2)}"
     offset = tags.get("BOA_ADD_OFFSET")
     unit = unit or tags.get("SIGMA0_UNIT")
-    level, reason = _level(product, tags, tuple(bands)) if sensor == "S2" else (None, "")
+    # the level the band set shows over the one the name claims (B10 is L1C only)
+    level, reason = (s2_level_from_bands(_named_level(product, tags), tuple(bands))
+                     if sensor == "S2" else (None, ""))
     return Scene(sensor, product, date, ordered, level=level,
                  unit=_norm_unit(unit) if sensor == "S1" else None, baseline=baseline,
                  boa_add_offset=float(offset) if offset not in (None, "") else None,

@@ -32,11 +32,6 @@ def db_to_linear(db: np.ndarray) -> np.ndarray:
     return np.power(np.float32(10.0), np.asarray(db, dtype=np.float32) / np.float32(10.0))
 
 
-def unit_from_values(values: np.ndarray) -> str:
-    """``'dB'`` when the finite values have a negative median, else ``'linear'``."""
-    return plausibility.check_s1_unit(values, "the band")
-
-
 def scene_unit(scene: Scene, band: str, stated: str | None = None) -> str:
     """The unit of a scene band, from a decimated read checked against stated > tag."""
     if stated is not None and stated not in ("linear", "dB"):

@@ -42,7 +42,6 @@ from core.storage import atomic_write
 from gee_export.local.synthetic_town import (
     BARE_SOIL,
     BUILDING,
-    CLASS_NAMES,
     ISA_CLASSES,
     ROAD,
     VEGETATION,
@@ -54,10 +53,10 @@ from gee_export.local.synthetic_town import (
     mix,
 )
 
-__all__ = ["BARE_SOIL", "BUILDING", "CLASS_NAMES", "CLASS_S1", "CLASS_S2", "DEFAULT_CRS",
-           "DEFAULT_MONTH", "DEFAULT_ORIGIN", "ENL", "ISA_CLASSES", "ROAD", "S2_BANDS",
-           "VEGETATION", "WATER", "SyntheticScene", "class_fractions", "draw_class_map",
-           "generate_scene", "grow_built_up", "labels_from", "mix"]
+__all__ = ["BARE_SOIL", "BUILDING", "CLASS_S1", "CLASS_S2", "DEFAULT_CRS", "DEFAULT_MONTH",
+           "DEFAULT_ORIGIN", "ENL", "ISA_CLASSES", "ROAD", "S2_BANDS", "VEGETATION", "WATER",
+           "SyntheticScene", "class_fractions", "draw_class_map", "generate_scene",
+           "grow_built_up", "labels_from", "mix"]
 
 # ------------------------------------------------------------------------- spectra
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from gee_export.ee import speckle
-from gee_export.ee.serialized import (  # noqa: F401  (re-exported for the test modules)
+from testing.ee_graph import (  # noqa: F401  (re-exported for the test modules)
     Graph,
     array_rank_errors,
     calls,

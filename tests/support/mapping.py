@@ -136,7 +136,7 @@ class SeriesTransport:
     def _month(self, expression: Any) -> StackTransport:
         import json
 
-        from gee_export.ee.serialized import Graph
+        from testing.ee_graph import Graph
 
         text = json.dumps(Graph(expression).graph)
         months = [m for m in self.months if f"{m}-01" in text]

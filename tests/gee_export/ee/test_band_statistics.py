@@ -14,7 +14,7 @@ import pytest
 from contract.grid import Grid
 from core.errors import EarthEngineError
 from gee_export.ee.band_statistics import band_statistics, max_pixels, sample_scale
-from gee_export.ee.serialized import constant, first_call
+from testing.ee_graph import constant, first_call
 from testing.fake_server import StackTransport
 from tests.support.mapping import MONTH, inner_region, session_for, write_month_stack
 from tests.support.rasters import BANDS, smooth_stack

@@ -29,7 +29,7 @@ from gee_export.ee.pixels import SubRequest, decode
 from gee_export.ee.prediction_stack import recipe_for_month
 from gee_export.ee.recipe import EERecipe, build_stack
 from gee_export.ee.sentinel2 import month_window
-from gee_export.ee.serialized import Graph, array_rank_errors, constant, names
+from testing.ee_graph import Graph, array_rank_errors, constant, names
 from testing.fake_server import StackTransport
 from tests.support import ee_graph
 from tests.support.ee_http import algorithms

@@ -12,7 +12,8 @@ from contract.label_schemes import LANDCOVER_CLASSES, SCHEMES
 from core.errors import ConfigError
 from core.storage import open_store
 from gee_export.ee import labels
-from gee_export.ee.export import Bookkeeper, ExportJob
+from gee_export.ee.export import ExportJob
+from gee_export.ee.export_job import open_job
 from gee_export.ee.recipe import EERecipe, build_fine_label, build_stack
 from gee_export.ee.sentinel2 import month_window
 from tests.support import ee_graph
@@ -91,9 +92,9 @@ def test_manifest_records_the_seven_classes(tmp_path):
     job = ExportJob(DatasetSpec(grid, ("B2",), backend="ee", region="test",
                                 classes=source.classes, label_scheme=source.label_scheme),
                     "2019-06")
-    book = Bookkeeper(open_store(tmp_path / "ds"), job)
+    book = open_job(open_store(tmp_path / "ds"), job)
     assert book.writer.isa_class == LANDCOVER_CLASSES.index("impervious")
-    book.flush(complete=False)
+    book.commit(complete=False)
     label = read_manifest(tmp_path / "ds")["label"]
     assert label["scheme"] == "landcover"
     assert label["classes"] == {str(i): n for i, n in enumerate(LANDCOVER_CLASSES)}

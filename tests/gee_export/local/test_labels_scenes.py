@@ -11,8 +11,8 @@ import rasterio
 
 from core.errors import ConfigError, InputDataError
 from gee_export.local.labels import ClassMapping, get_scheme
+from gee_export.local.plausibility import check_s1_unit
 from gee_export.local.scenes import canonical_band, date_from_text, discover_scenes
-from gee_export.local.sentinel1 import unit_from_values
 from gee_export.local.stack import build_local_stack
 from tests.support.rasters import write_band
 
@@ -86,8 +86,8 @@ def test_names_dates_and_units():
     assert canonical_band("clm") == "CLOUD_MASK" and canonical_band("NDVI") is None
     assert date_from_text("S2B_MSIL2A_20170924T93020_69_24") == dt.date(2017, 9, 24)
     assert date_from_text("scene_2021-07-03") == dt.date(2021, 7, 3)
-    assert unit_from_values(np.array([-12.0, -18.0, 1.0])) == "dB"
-    assert unit_from_values(np.array([0.02, 0.3, np.nan])) == "linear"
+    assert check_s1_unit(np.array([-12.0, -18.0, 1.0]), "the band") == "dB"
+    assert check_s1_unit(np.array([0.02, 0.3, np.nan]), "the band") == "linear"
 
 
 def test_landcover_scheme_nearest_upsampled_onto_finer_grids(tmp_path, write_s2):

@@ -5,7 +5,8 @@ network on a few CPU cores and poor on a GPU. :func:`measure_peak` times this ma
 matrix product and 3x3 convolution (the operations the papers' networks are made of) in each
 precision it computes natively, and :func:`count_flops` counts a model's floating-point
 operations with ``torch.utils.flop_counter`` (a multiply-add is two), so that a benchmark can
-report GFLOP/s and the fraction of the peak next to patches/s.
+report GFLOP/s and the fraction of the peak next to patches/s. Benchmark support: the library
+never measures its peak.
 
 A CPU's bf16 rate is measured only where it computes bf16 natively (AVX512-BF16/AMX, as
 oneDNN reports it): elsewhere bf16 is emulated and has no peak of its own. On CUDA everything

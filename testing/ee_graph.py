@@ -1,6 +1,7 @@
 """Reading serialized Earth Engine graphs (the Cloud API JSON a request would carry).
 
-The fake pixel server decodes request expressions with it, and tests assert on graphs with it.
+The fake pixel server decodes request expressions with it, and tests assert on graphs with it;
+the library never reads a graph back, so it lives here, beside the fakes.
 
 The Cloud API encoding deduplicates shared sub-expressions into ``values``; :func:`calls` walks
 each stored node once (so counts are of distinct invocations), and :func:`arg` resolves one
