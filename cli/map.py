@@ -32,10 +32,10 @@ from gee_export.local.compositing import reading_options
 from gee_export.local.extent import default_region
 from inference.mapping.consistency import TEMPORAL_RULES
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
-from inference.predict.config import PredictConfig
-from inference.predict.lattice import given_overlap
+from inference.predict.config import add_window_arguments, window_options
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
 from inference.predict.vectors import add_vector_arguments, vector_options
+from inference.predict.zone_names import add_zone_arguments
 
 if TYPE_CHECKING:
     from inference.mapping.dates import DateResult
@@ -148,19 +148,9 @@ def _scene_arguments(p: argparse.ArgumentParser) -> None:
 def _prediction_arguments(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """The sliding window, the device and the zones of the area table; returns the group."""
     pred = p.add_argument_group("prediction")
-    pred.add_argument("--tile", type=int, default=PredictConfig.tile,
-                      help="input tile size (px)")
-    pred.add_argument("--overlap", type=int, default=None,
-                      help=f"overlap between tiles (px; default {PredictConfig.overlap}, or half "
-                           "--tile where that is less)")
-    pred.add_argument("--batch-size", type=int, default=PredictConfig.batch_size,
-                      help="tiles per forward pass")
+    add_window_arguments(pred)
     add_device_arguments(pred, inference=True)
-    pred.add_argument("--zones", help="GeoJSON polygons of the per-zone table")
-    pred.add_argument("--zones-name", metavar="FIELD",
-                      help="with --zones: the property that names each zone in the tables and "
-                           "the chart (default: name, NAME, or the highest NAME_<n> a feature "
-                           "has, as GADM's NAME_2 of districts)")
+    add_zone_arguments(pred)
     return pred
 
 
@@ -270,8 +260,7 @@ def map_request(args: argparse.Namespace, model: Callable[[], LoadedModel]) -> M
         allow_recipe_mismatch=args.allow_recipe_mismatch,
         allow_implausible=args.allow_implausible,
         crs=projected_crs(args.crs) if args.crs else None, local_dir=args.local_dir,
-        tile=args.tile, overlap=given_overlap(args.tile, args.overlap), batch_size=args.batch_size,
-        **postprocess_options(args),
+        **window_options(args), **postprocess_options(args),
         options=RuntimeOptions(device=args.device, precision=args.precision,
                                channels_last=args.channels_last,
                                autotune_cache=args.autotune_cache),
