@@ -249,7 +249,6 @@ def check_runner(request: MapRequest) -> None:
         raise ConfigError(f"--postprocess {request.postprocess} needs the whole map (clahe "
                           "equalises it in order, keep samples the date's stack), which a "
                           "pipeline of independent tiles cannot: drop --runner or --postprocess")
-    request.lattice()
     runner.check(needs_torch=True)
     if runner.runner == "dataflow" and not files.is_gcs(request.out):
         raise ConfigError("Dataflow workers write the map on Cloud Storage: give --out "
