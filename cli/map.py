@@ -252,6 +252,7 @@ def map_request(args: argparse.Namespace, model: Callable[[], LoadedModel]) -> M
     dataset = functools.cache(lambda: model_dataset(model().meta, args.dataset))
     dates = parse_dates(args.months, args.years, lambda: dataset().month_of_year())
     reading = _scene_reading(args)
+    runner = runner_config(args, dry_run=args.dry_run)  # --setup-file: a package with torch
     request = MapRequest(
         region=_region(args, dates, dataset, reading), dates=dates, model_file=args.model,
         out=args.out, backend=args.backend, scenes=args.scenes, method=args.method,
@@ -273,8 +274,8 @@ def map_request(args: argparse.Namespace, model: Callable[[], LoadedModel]) -> M
         publishing=PublishOptions(project=args.project, gcs_prefix=args.gcs_prefix,
                                   public=args.public, readers=tuple(args.reader),
                                   overwrite=args.overwrite, wait=args.wait),
-        dry_run=args.dry_run, latency_s=args.latency, runner=_runner(args),
-        max_eecu_hours=args.max_eecu_hours)
+        dry_run=args.dry_run, latency_s=args.latency, max_eecu_hours=args.max_eecu_hours,
+        runner=runner and runner.for_workers(needs_torch=True))
     if args.spectral_threshold is not None and request.rule() not in ("spectral", "encoder") \
             and request.temporal_consistency != "stretches":
         raise ConfigError(f"--spectral-threshold is the spectral and encoder change rules' (and "
@@ -340,12 +341,6 @@ def _summary(request: MapRequest, result: MapResult) -> dict[str, Any]:
         summary.update(collection=result.publication.collection,
                        tasks=result.publication.task_ids)
     return summary
-
-
-def _runner(args: argparse.Namespace) -> Any:
-    """The Beam runner asked for; ``--setup-file`` staged as a worker package (with torch)."""
-    runner = runner_config(args, dry_run=args.dry_run)
-    return runner.for_workers(needs_torch=True) if runner is not None else None
 
 
 def _shown(request: MapRequest, path: str | os.PathLike[str]) -> str:
