@@ -203,30 +203,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``isamap-map``; returns the exit status."""
     args = parse_with_config(build_parser(), attach_values(argv, ("--bbox",)))
     configure_logging(args.verbose, args.quiet, args.debug)
-    return run_command("isamap-map", lambda: _run(args), debug=args.debug,
-                       checks=CHECKS)
-
-
-def _run(args: argparse.Namespace) -> int:
-    with config_file_errors(args):  # tile: -256 in FILE is told as FILE's key, not --tile
-        return _map(args)
+    return run_command("isamap-map", lambda: _map(args), debug=args.debug, checks=CHECKS)
 
 
 def _map(args: argparse.Namespace) -> int:
     from inference.mapping.region import map_region  # lazy: torch
 
-    check_output_folder("--out", args.out, remote=True)
-    check_output_folder("--local-dir", args.local_dir)
-    for flag, folder in (("--out", args.out), ("--local-dir", args.local_dir)):
-        if folder is not None:  # a dry run too: the next run would read its outputs
-            check_apart((flag, folder), [folder], [("--scenes", args.scenes)])
-    model = functools.cache(lambda: _load_model(args))  # read and hashed once a run
-    request = map_request(args, model)
-    result = map_region(request, echo=print, model=model())
-    if result.plan is not None:
-        print(json.dumps(result.plan.to_dict(), indent=1))
-        return 0
-    print(json.dumps(_summary(request, result), indent=1))
+    with config_file_errors(args):  # tile: -256 in FILE is told as FILE's key, not --tile
+        check_output_folder("--out", args.out, remote=True)
+        check_output_folder("--local-dir", args.local_dir)
+        for flag, folder in (("--out", args.out), ("--local-dir", args.local_dir)):
+            if folder is not None:  # a dry run too: the next run would read its outputs
+                check_apart((flag, folder), [folder], [("--scenes", args.scenes)])
+        model = functools.cache(lambda: _load_model(args))  # read and hashed once a run
+        request = map_request(args, model)
+        result = map_region(request, echo=print, model=model())
+    print(json.dumps(result.plan.to_dict() if result.plan is not None
+                     else _summary(request, result), indent=1))
     return 0
 
 
