@@ -157,8 +157,9 @@ def check_map(request: MapRequest, model: LoadedModel) -> MapSetup:
         log.warning("%s", warning)
     dataset = model_dataset(meta, request.dataset)
     check_recipe(meta, dataset, request.backend, request.allow_recipe_mismatch)
+    isa = isa_class_index(tuple(meta.class_names))
     if request.runner is not None:
-        check_runner(request)
+        check_runner(request, isa)
         if request.max_eecu_hours is not None:
             raise ConfigError("--max-eecu-hours bounds the requests this process sends; a "
                               "--runner pipeline's workers send their own: leave one out")
@@ -179,7 +180,6 @@ def check_map(request: MapRequest, model: LoadedModel) -> MapSetup:
     check_zones(zones, grid.bounds, grid.crs, f"--zones {request.zones}")
     check_vector_extra(request.vectors)  # a missing extra too
     check_series(request, grid, model.file_id, meta.name)  # what --out holds (again under lock)
-    isa = isa_class_index(tuple(meta.class_names))
     return MapSetup(model, dataset, grid, note, isa,
                     series_target(request, meta, dataset, grid, isa))
 
