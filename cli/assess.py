@@ -9,6 +9,7 @@ labelling app); ``score`` reads the labelled points back and writes accuracy and
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -189,17 +190,13 @@ def _score(args: argparse.Namespace) -> int:
     if problem:
         raise ConfigError(problem)
 
-    sessions: list = []
-
+    @functools.cache  # one Earth Engine session for every product
     def session():
-        if not sessions:  # one Earth Engine session for every product
-            # lazy: looked up when a product needs Earth Engine (the seam tests replace)
-            from gee_export.ee.session import EESession
+        # lazy: looked up when a product needs Earth Engine (the seam tests replace)
+        from gee_export.ee.session import EESession
 
-            sessions.append(EESession(args.project, without_account=SCORE_WITHOUT_ACCOUNT,
-                                      purpose="read --compare products from Earth Engine"
-                                      ).initialize())
-        return sessions[0]
+        return EESession(args.project, without_account=SCORE_WITHOUT_ACCOUNT,
+                         purpose="read --compare products from Earth Engine").initialize()
 
     if args.design and not Path(args.design).exists():
         raise ConfigError(f"--design {args.design} does not exist")

@@ -306,19 +306,11 @@ def export_options(args: argparse.Namespace, region: Region, grid: Grid,
         allow_implausible=args.allow_implausible)
 
 
-def series_band_list(text: str, months: int) -> tuple[str, ...]:
-    """``--bands`` with ``--series-months``: the bands of each exported month's stack.
-
-    :func:`contract.export_options.series_stack_bands`, which ``isamap-fit`` shares.
-    """
-    return series_stack_bands(band_registry.parse_band_list(text), months)
-
-
 def run(args: argparse.Namespace) -> int:
     check_arguments(args)
     region = _region(args)
     months = _months(args)
-    bands = series_band_list(args.bands, args.series_months)
+    bands = series_stack_bands(band_registry.parse_band_list(args.bands), args.series_months)
     for warning in check_archive_months(months, bands,  # dry run or not: the same months
                                         earth_engine=args.backend == "ee"):
         log.warning("%s", warning)

@@ -101,20 +101,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                        writes_to=[args.out])
 
 
-def _band_names(text: str | None) -> tuple[str, ...] | None:
-    """``--bands B2,B3,B4`` as names, None when not given."""
-    return band_list(text) if text else None
-
-
 def _run(args: argparse.Namespace) -> int:
     check_month(args.month)
     check_output_folder("--out", args.out, remote=True)
-    if not 0.0 <= args.min_valid_fraction <= 1.0:
-        raise ConfigError(f"--min-valid-fraction must be in [0, 1], got "
-                          f"{args.min_valid_fraction}")
+    check_range("--min-valid-fraction", args.min_valid_fraction, 0.0, 1.0,
+                "it is the share of valid pixels a patch needs")
     check_range("--split-block", args.split_block, 1)
     options = ImportOptions(
-        args.month, _band_names(args.bands),
+        args.month, band_list(args.bands) if args.bands else None,
         impervious=_values("--impervious-values", args.impervious_values),
         pervious=_values("--pervious-values", args.pervious_values),
         ignore=_values("--ignore-values", args.ignore_values), scale=args.scale,

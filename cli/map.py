@@ -32,10 +32,10 @@ from gee_export.local.compositing import reading_options
 from gee_export.local.extent import default_region
 from inference.mapping.consistency import TEMPORAL_RULES
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
-from inference.predict.config import PredictConfig
-from inference.predict.lattice import given_overlap
+from inference.predict.config import add_window_arguments, window_options
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
 from inference.predict.vectors import add_vector_arguments, vector_options
+from inference.predict.zone_names import add_zone_arguments
 
 if TYPE_CHECKING:
     from inference.mapping.dates import DateResult
@@ -148,19 +148,9 @@ def _scene_arguments(p: argparse.ArgumentParser) -> None:
 def _prediction_arguments(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """The sliding window, the device and the zones of the area table; returns the group."""
     pred = p.add_argument_group("prediction")
-    pred.add_argument("--tile", type=int, default=PredictConfig.tile,
-                      help="input tile size (px)")
-    pred.add_argument("--overlap", type=int, default=None,
-                      help=f"overlap between tiles (px; default {PredictConfig.overlap}, or half "
-                           "--tile where that is less)")
-    pred.add_argument("--batch-size", type=int, default=PredictConfig.batch_size,
-                      help="tiles per forward pass")
+    add_window_arguments(pred)
     add_device_arguments(pred, inference=True)
-    pred.add_argument("--zones", help="GeoJSON polygons of the per-zone table")
-    pred.add_argument("--zones-name", metavar="FIELD",
-                      help="with --zones: the property that names each zone in the tables and "
-                           "the chart (default: name, NAME, or the highest NAME_<n> a feature "
-                           "has, as GADM's NAME_2 of districts)")
+    add_zone_arguments(pred)
     return pred
 
 
@@ -213,30 +203,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``isamap-map``; returns the exit status."""
     args = parse_with_config(build_parser(), attach_values(argv, ("--bbox",)))
     configure_logging(args.verbose, args.quiet, args.debug)
-    return run_command("isamap-map", lambda: _run(args), debug=args.debug,
-                       checks=CHECKS)
-
-
-def _run(args: argparse.Namespace) -> int:
-    with config_file_errors(args):  # tile: -256 in FILE is told as FILE's key, not --tile
-        return _map(args)
+    return run_command("isamap-map", lambda: _map(args), debug=args.debug, checks=CHECKS)
 
 
 def _map(args: argparse.Namespace) -> int:
     from inference.mapping.region import map_region  # lazy: torch
 
-    check_output_folder("--out", args.out, remote=True)
-    check_output_folder("--local-dir", args.local_dir)
-    for flag, folder in (("--out", args.out), ("--local-dir", args.local_dir)):
-        if folder is not None:  # a dry run too: the next run would read its outputs
-            check_apart((flag, folder), [folder], [("--scenes", args.scenes)])
-    model = functools.cache(lambda: _load_model(args))  # read and hashed once a run
-    request = map_request(args, model)
-    result = map_region(request, echo=print, model=model())
-    if result.plan is not None:
-        print(json.dumps(result.plan.to_dict(), indent=1))
-        return 0
-    print(json.dumps(_summary(request, result), indent=1))
+    with config_file_errors(args):  # tile: -256 in FILE is told as FILE's key, not --tile
+        check_output_folder("--out", args.out, remote=True)
+        check_output_folder("--local-dir", args.local_dir)
+        for flag, folder in (("--out", args.out), ("--local-dir", args.local_dir)):
+            if folder is not None:  # a dry run too: the next run would read its outputs
+                check_apart((flag, folder), [folder], [("--scenes", args.scenes)])
+        model = functools.cache(lambda: _load_model(args))  # read and hashed once a run
+        request = map_request(args, model)
+        result = map_region(request, echo=print, model=model())
+    print(json.dumps(result.plan.to_dict() if result.plan is not None
+                     else _summary(request, result), indent=1))
     return 0
 
 
@@ -262,6 +245,7 @@ def map_request(args: argparse.Namespace, model: Callable[[], LoadedModel]) -> M
     dataset = functools.cache(lambda: model_dataset(model().meta, args.dataset))
     dates = parse_dates(args.months, args.years, lambda: dataset().month_of_year())
     reading = _scene_reading(args)
+    runner = runner_config(args, dry_run=args.dry_run)  # --setup-file: a package with torch
     request = MapRequest(
         region=_region(args, dates, dataset, reading), dates=dates, model_file=args.model,
         out=args.out, backend=args.backend, scenes=args.scenes, method=args.method,
@@ -270,8 +254,7 @@ def map_request(args: argparse.Namespace, model: Callable[[], LoadedModel]) -> M
         allow_recipe_mismatch=args.allow_recipe_mismatch,
         allow_implausible=args.allow_implausible,
         crs=projected_crs(args.crs) if args.crs else None, local_dir=args.local_dir,
-        tile=args.tile, overlap=given_overlap(args.tile, args.overlap), batch_size=args.batch_size,
-        **postprocess_options(args),
+        **window_options(args), **postprocess_options(args),
         options=RuntimeOptions(device=args.device, precision=args.precision,
                                channels_last=args.channels_last,
                                autotune_cache=args.autotune_cache),
@@ -284,8 +267,8 @@ def map_request(args: argparse.Namespace, model: Callable[[], LoadedModel]) -> M
         publishing=PublishOptions(project=args.project, gcs_prefix=args.gcs_prefix,
                                   public=args.public, readers=tuple(args.reader),
                                   overwrite=args.overwrite, wait=args.wait),
-        dry_run=args.dry_run, latency_s=args.latency, runner=_runner(args),
-        max_eecu_hours=args.max_eecu_hours)
+        dry_run=args.dry_run, latency_s=args.latency, max_eecu_hours=args.max_eecu_hours,
+        runner=runner and runner.for_workers(needs_torch=True))
     if args.spectral_threshold is not None and request.rule() not in ("spectral", "encoder") \
             and request.temporal_consistency != "stretches":
         raise ConfigError(f"--spectral-threshold is the spectral and encoder change rules' (and "
@@ -351,12 +334,6 @@ def _summary(request: MapRequest, result: MapResult) -> dict[str, Any]:
         summary.update(collection=result.publication.collection,
                        tasks=result.publication.task_ids)
     return summary
-
-
-def _runner(args: argparse.Namespace) -> Any:
-    """The Beam runner asked for; ``--setup-file`` staged as a worker package (with torch)."""
-    runner = runner_config(args, dry_run=args.dry_run)
-    return runner.for_workers(needs_torch=True) if runner is not None else None
 
 
 def _shown(request: MapRequest, path: str | os.PathLike[str]) -> str:

@@ -24,12 +24,12 @@ from core.storage import files
 from engine.allocator import CHECKS
 from engine.devices import add_device_arguments
 from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
-from inference.predict.config import PredictConfig
+from inference.predict.config import PredictConfig, add_window_arguments, window_options
 from inference.predict.job import PredictJob, written_paths
-from inference.predict.lattice import given_overlap
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
 from inference.predict.spectral_stacks import check_threshold
 from inference.predict.vectors import add_vector_arguments, vector_options
+from inference.predict.zone_names import add_zone_arguments
 
 if TYPE_CHECKING:
     from inference.predict.runtime import RuntimeOptions
@@ -64,16 +64,11 @@ def predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True,
                    help="output prefix, local or gs:// (writes <out>_class.tif, <out>_prob.tif)")
     p.add_argument("--month", help="YYYY-MM of the composite (metadata, asset time range)")
-    p.add_argument("--tile", type=int, default=PredictConfig.tile, help="input tile size (px)")
+    add_window_arguments(p)
     p.add_argument("--any-tile", action="store_true",
                    help="map on --tile even where the model records another tile (a model "
                         "that standardises each window, such as a unet-s2-window file, then "
                         "makes another map)")
-    p.add_argument("--overlap", type=int, default=None,
-                   help=f"overlap between tiles (px; default {PredictConfig.overlap}, or half "
-                        "--tile where that is less)")
-    p.add_argument("--batch-size", type=int, default=PredictConfig.batch_size,
-                   help="tiles per forward pass")
     p.add_argument("--blend", choices=("cosine", "uniform", "core"), default=PredictConfig.blend,
                    help="how overlapping tiles combine: cosine (tapered weights, no seams), "
                         "uniform (plain mean), core (each pixel from the tile that owns it: "
@@ -89,10 +84,7 @@ def predict_parser() -> argparse.ArgumentParser:
     p.add_argument("--isa-class", type=int, help="index of the impervious class (default: "
                    "the model's class named impervious)")
     add_postprocess_arguments(p)
-    p.add_argument("--zones", help="GeoJSON polygons for the area table (default: whole map)")
-    p.add_argument("--zones-name", metavar="FIELD",
-                   help="with --zones: the property that names each zone (default: name, NAME, "
-                        "or the highest NAME_<n> a feature has, as GADM's NAME_2)")
+    add_zone_arguments(p)
     add_vector_arguments(p)
     p.add_argument("--compare-with",
                    help="class COG of an earlier date on the same grid: also write a change map")
@@ -183,12 +175,8 @@ def predict_job(args: argparse.Namespace, options: RuntimeOptions) -> PredictJob
                              "earlier date's stack")
     threshold = _spectral_threshold(args)
     vectors = vector_options(args)
-    if args.zones_name and not args.zones:
-        raise ConfigError("--zones-name names the zones of --zones: give --zones FILE too")
-    config = PredictConfig(tile=args.tile, overlap=given_overlap(args.tile, args.overlap),
-                           batch_size=args.batch_size, blend=args.blend,
-                           compress=args.compress, any_tile=args.any_tile,
-                           **postprocess_options(args))
+    config = PredictConfig(blend=args.blend, compress=args.compress, any_tile=args.any_tile,
+                           **window_options(args), **postprocess_options(args))
     return PredictJob(
         args.model, args.input, args.out, month=args.month, config=config, options=options,
         isa_class=args.isa_class, zones=args.zones, zones_name=args.zones_name,
@@ -208,9 +196,6 @@ def _spectral_threshold(args: argparse.Namespace) -> float:
                           "--earlier-stack EARLIER_STACK (and --compare-with) too")
     if not args.earlier_stack:
         return DEFAULT_SPECTRAL_THRESHOLD
-    if not args.compare_with:
-        raise ConfigError("--earlier-stack decides a change map: give --compare-with "
-                          "EARLIER_class.tif too")
     if args.change_margin is not None:
         raise ConfigError("--earlier-stack decides change by the spectral rule, --change-margin "
                           "by a margin on the probabilities: choose one")

@@ -49,7 +49,7 @@ from training.members import (
 from training.models import check_trainable
 from training.noisy import train_filtered
 from training.patch_training import train
-from training.run_folder import CHECKPOINT, recorded_config, resume_config
+from training.run_folder import CHECKPOINT, TrainResult, recorded_config, resume_config
 
 RECIPE = "(default: the model's recipe)"
 TRAIN_EXAMPLES = (
@@ -327,11 +327,8 @@ def _run(cfg: TrainConfig, roots: Sequence[str], chosen: bool) -> int:
         return 0
     more = "" if result.finished else (" (to continue: run the same command again, or "
                                        f"isamap-train --out {cfg.out_dir} --resume)")
-    print(f"{'finished' if result.finished else 'stopped'} after {_epochs(result.epochs_run)}; "
-          f"best validation MIoU {100 * result.best_miou:.2f} % at epoch {result.best_epoch}"
-          f"{more}\n"
-          f"model: {_written(result.model_path)}\nhistory: {_written(result.history_path)}\n"
-          f"curves: {_written(result.curves_path)}")
+    print(f"{_outcome(result)}{more}\nmodel: {_written(result.model_path)}\n"
+          f"history: {_written(result.history_path)}\ncurves: {_written(result.curves_path)}")
     return 0
 
 
@@ -357,9 +354,7 @@ def _report_members(done: MembersResult) -> int:
     if os.environ.get("RANK", "0") != "0":
         return 0
     for i, result in enumerate(done.results):
-        print(f"member {i}: {'finished' if result.finished else 'stopped'} after "
-              f"{_epochs(result.epochs_run)}; best validation MIoU {100 * result.best_miou:.2f} % "
-              f"at epoch {result.best_epoch}; {_written(result.model_path)}")
+        print(f"member {i}: {_outcome(result)}; {_written(result.model_path)}")
     if done.model_path is None:
         print("stopped before every member finished (run the same command again to continue)")
     else:
@@ -388,8 +383,11 @@ def merged_data(cfg: TrainConfig, roots: Sequence[str]) -> TrainConfig:
     return replace(cfg, data=merged)
 
 
-def _epochs(n: int) -> str:
-    return f"{n} epoch" + ("" if n == 1 else "s")
+def _outcome(result: TrainResult) -> str:
+    """How a training ended: ``finished after 3 epochs; best validation MIoU ...``."""
+    epochs = f"{result.epochs_run} epoch" + ("" if result.epochs_run == 1 else "s")
+    return (f"{'finished' if result.finished else 'stopped'} after {epochs}; best validation "
+            f"MIoU {100 * result.best_miou:.2f} % at epoch {result.best_epoch}")
 
 
 def _written(path: Path) -> str:

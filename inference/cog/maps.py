@@ -197,14 +197,8 @@ def output_tags(info: OutputInfo, run_hash: str, lattice: Mapping[str, str],
         "probability_scale": str(PROB_SCALE), "nodata": str(NODATA),
     }
     tags.update({f"metric_{k}": f"{v:.6g}" for k, v in info.metrics.items()})
-    if info.calibration:
-        tags["calibration"] = info.calibration
-    if info.normalisation:
-        tags["normalisation"] = info.normalisation
-    if info.input_notes:
-        tags["input_notes"] = info.input_notes
-    if info.input_facts:
-        tags["input_facts"] = info.input_facts
+    optional = ("calibration", "normalisation", "input_notes", "input_facts")  # where given
+    tags.update({k: getattr(info, k) for k in optional if getattr(info, k)})
     return tags
 
 

@@ -66,13 +66,6 @@ def run_demo_training(patch_root: str | os.PathLike, out_dir: str | os.PathLike,
         threads: torch intra-op threads for the demo (restored afterwards); 1 avoids the
             slow-down of OpenMP threads competing with other busy processes on small machines.
     """
-    with process_threads_at(threads):
-        return _run(patch_root, out_dir, model, epochs, batch_size, lr, max_batches, seed,
-                    progress)
-
-
-def _run(patch_root, out_dir, model, epochs, batch_size, lr, max_batches, seed,
-         progress) -> DemoPaths:
     out = Path(out_dir)
     if batch_size is None:
         train_patches = sum(r["split"] == "train" for r in read_index(patch_root))
@@ -84,15 +77,14 @@ def _run(patch_root, out_dir, model, epochs, batch_size, lr, max_batches, seed,
                       patience=max(epochs, 1), seed=seed, precision="fp32",
                       channels_last="on", max_batches=max_batches, resume=True,
                       progress=progress, cache=True, num_workers=0)
-    res = train(cfg)
-    folder = out / "evaluate"
-    # the demo's figures are documented, so its precision and layout are stated, not
-    # measured; absolute, so metrics.json names them relative to its own folder
-    config = EvaluateConfig(Path(res.model_path).absolute(), str(Path(patch_root).absolute()),
-                            folder, "test", points=500, progress=progress, precision="fp32",
-                            channels_last="on")
-    # a finished evaluation of the same model, patches, options and code is read back
-    done = evaluate(config)
+    with process_threads_at(threads):
+        res = train(cfg)
+        # the demo's figures are documented, so its precision and layout are stated, not
+        # measured; absolute, so metrics.json names them relative to its own folder; a
+        # finished evaluation of the same model, patches, options and code is read back
+        done = evaluate(EvaluateConfig(
+            Path(res.model_path).absolute(), str(Path(patch_root).absolute()), out / "evaluate",
+            "test", points=500, progress=progress, precision="fp32", channels_last="on"))
     # the run's paths are as the config gave them, relative to here: absolute like the rest
     return DemoPaths(Path(res.model_path).resolve(), Path(res.history_path).resolve(),
                      Path(res.curves_path).resolve(), done.metrics_path, done.table_path,

@@ -81,7 +81,7 @@ from inference.predict.raster import PredictionResult
 from inference.predict.runtime import RuntimeOptions
 from inference.predict.workflow import Outputs, finish_outputs, isa_class_index, model_output_info
 from training.data import NormStats
-from training.modelfile import LoadedModel, load_model, read_model_file
+from training.modelfile import LoadedModel, load_model
 
 log = logging.getLogger(__name__)
 
@@ -238,8 +238,11 @@ def _stage_model(model: LoadedModel, out: str) -> str:
     return uri
 
 
-def check_runner(request: MapRequest) -> None:
-    """Refuse a pipeline map (``request.runner``) that cannot work, before any fetch."""
+def check_runner(request: MapRequest, isa_class: int) -> None:
+    """Refuse a pipeline map (``request.runner``) that cannot work, before any fetch.
+
+    ``isa_class``: the impervious class's index in the model's classes (the int8 check's).
+    """
     runner = request.runner
     assert runner is not None
     if request.backend != "ee" or request.method != "pixels":
@@ -249,7 +252,6 @@ def check_runner(request: MapRequest) -> None:
         raise ConfigError(f"--postprocess {request.postprocess} needs the whole map (clahe "
                           "equalises it in order, keep samples the date's stack), which a "
                           "pipeline of independent tiles cannot: drop --runner or --postprocess")
-    request.lattice()
     runner.check(needs_torch=True)
     if runner.runner == "dataflow" and not files.is_gcs(request.out):
         raise ConfigError("Dataflow workers write the map on Cloud Storage: give --out "
@@ -260,7 +262,7 @@ def check_runner(request: MapRequest) -> None:
             raise ConfigError("--precision int8 calibrates every worker on the model file's "
                               "training patches, which Dataflow workers cannot read: use "
                               "--precision bf16 on Dataflow")
-        Predictor(request.model_file, request.options, _isa_index(request.model_file),
+        Predictor(request.model_file, request.options, isa_class,
                    check_only=True).predictor.check_int8()
 
 
@@ -294,11 +296,6 @@ def runtime_tags(options: RuntimeOptions) -> dict[str, str]:
               "every worker" if auto else "explicit, every worker")
     return {"runtime": label, "runtime_source": source,
             "runtime_device": f"{options.device} on every worker"}
-
-
-def _isa_index(model_file: str) -> int:
-    """The impervious class's index in the model's classes (as every date maps it)."""
-    return isa_class_index(tuple(read_model_file(model_file)[0].class_names))
 
 
 def describe_pipeline(request: MapRequest, grid: Grid) -> str:

@@ -353,7 +353,7 @@ def write_run_record(request: MapRequest, grid: Grid, model: LoadedModel,
               "dates": {r.month: _date_record(request.out, r) for r in results},
               "runtime": series_runtime.series_tags(request.prefix(r.month) for r in results
                                                     if r.outputs is not None),
-              **{k: ([_under(request.out, p) for p in v] if k == "stac" else v)
+              **{k: ([shareable_path(p, request.out) for p in v] if k == "stac" else v)
                  for k, v in extra.items()}}
     record = shareable(record, request.out)
     record_path = request.product_dir() / "map.json"
@@ -367,10 +367,5 @@ def _date_record(out: str, result: DateResult) -> dict[str, Any]:
     if result.skipped or result.outputs is None:
         return {"skipped": result.skipped}
     prediction = result.outputs.prediction
-    return {"class_cog": _under(out, prediction.class_path),
-            "prob_cog": _under(out, prediction.prob_path), "inputs": result.inputs}
-
-
-def _under(out: str, path: str) -> str:
-    """``path`` relative to ``out`` when it lies under it (the map's own files), else its name."""
-    return shareable_path(path, out)
+    return {"class_cog": shareable_path(prediction.class_path, out),
+            "prob_cog": shareable_path(prediction.prob_path, out), "inputs": result.inputs}

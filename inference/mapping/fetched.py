@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -175,7 +174,6 @@ class FetchStats:
 
     tiles: int = 0
     fetched: int = 0
-    fetch_seconds: float = 0.0
     failed: tuple[str, ...] = ()
 
 
@@ -242,7 +240,6 @@ class FetchedSource:
             while self._inflight + nbytes > self._budget_bytes:
                 self._budget.wait()
             self._inflight += nbytes
-        started = time.perf_counter()
         try:
             data = self._fetch(request.window)
         except BaseException:
@@ -259,7 +256,6 @@ class FetchedSource:
                               f"{data.shape}, expected {expected}")
         with self._lock:
             self.stats.fetched += 1
-            self.stats.fetch_seconds += time.perf_counter() - started
         return data
 
     def _submit_rows(self, first: int, last: int) -> None:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from contract.grid import Grid
@@ -58,19 +58,12 @@ class MapPlan:
         return max(fetch, model) * len(self.dates) + self.change_seconds
 
     def to_dict(self) -> dict[str, Any]:
-        return {"region": self.region, "grid": self.grid.to_dict(), "dates": list(self.dates),
-                "backend": self.backend, "method": self.method,
-                "area_km2": round(self.grid.area_km2, 3),
-                "tiles_per_date": self.tiles_per_date,
-                "requests_per_date": self.requests_per_date,
-                "statistics_per_date": self.statistics_per_date,
-                "statistics_scale": self.statistics_scale,
-                "bytes_per_date": self.bytes_per_date, "workers": self.workers,
+        """Every field (the grid and compute as their dicts, times rounded) and the estimates."""
+        return {**{f.name: getattr(self, f.name) for f in fields(self)},
+                "grid": self.grid.to_dict(), "area_km2": round(self.grid.area_km2, 3),
                 "model_seconds_per_tile": round(self.model_seconds_per_tile, 4),
-                "latency_s": self.latency_s,
-                "seconds_estimate": round(self.seconds_estimate, 1), "crs_note": self.crs_note,
+                "seconds_estimate": round(self.seconds_estimate, 1),
                 "compute": self.compute.to_dict() if self.compute else None,
-                "max_eecu_hours": self.max_eecu_hours, "change": self.change,
                 "change_seconds": round(self.change_seconds, 1)}
 
 

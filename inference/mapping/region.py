@@ -28,7 +28,6 @@ from contract.grid import Grid
 from core.errors import ConfigError
 from core.lock import hold_output
 from core.storage import files
-from engine import choice as engine_choice
 from gee_export.ee.budget import compute_budget, kept_in
 from gee_export.ee.export import MAX_WORKERS
 from gee_export.ee.profiles import ProfileMeter
@@ -50,15 +49,13 @@ from inference.mapping.request import MapRequest, ModelDataset, check_recipe, mo
 from inference.mapping.same_series import check_series
 from inference.mapping.series import SeriesOutputs, series_products
 from inference.predict import stats
-from inference.predict.blending import check_model_tiles
 from inference.predict.encoder_change import NAME as ENCODER
 from inference.predict.encoder_change import EncoderModel, change_encoder, seconds_per_pixel
-from inference.predict.keep_inputs import check_input_product, check_product
-from inference.predict.postprocess import check_postprocess
+from inference.predict.keep_inputs import check_product
 from inference.predict.runtime import TilePredictor
 from inference.predict.scene import recorded_statistics
 from inference.predict.vectors import check_vector_extra
-from inference.predict.workflow import isa_class_index
+from inference.predict.workflow import check_model, isa_class_index
 from inference.predict.zone_cover import check_zones
 from inference.publish.assets import EarthEngineAssets
 from inference.publish.cog_sources import UPLOAD_PREFIX
@@ -160,18 +157,16 @@ def check_map(request: MapRequest, model: LoadedModel) -> MapSetup:
         log.warning("%s", warning)
     dataset = model_dataset(meta, request.dataset)
     check_recipe(meta, dataset, request.backend, request.allow_recipe_mismatch)
-    engine_choice.check_model(model.module, request.options.precision)  # int8 of an encoder
+    isa = isa_class_index(tuple(meta.class_names))
     if request.runner is not None:
-        check_runner(request)
+        check_runner(request, isa)
         if request.max_eecu_hours is not None:
             raise ConfigError("--max-eecu-hours bounds the requests this process sends; a "
                               "--runner pipeline's workers send their own: leave one out")
-    check_postprocess(request.postprocess, meta.class_scheme, tuple(meta.class_names),
-                      request.force_postprocess, tuple(meta.bands))
     if request.postprocess == "keep" and request.keep is not None:
         check_product(request.keep.product)
-        check_input_product(request.keep, meta)
-    check_model_tiles(model.module, meta, request.tile, request.batch_size, override=None)
+    # int8 of an encoder, the post-processing, the window: as a single prediction checks them
+    check_model(request.predict_config(), model, request.options.precision, override=None)
     if request.rule() == ENCODER:  # the model has an encoder whose features the rule reads
         change_encoder(model.module)
     resolution = dataset.grid.resolution if dataset.grid else 10.0
@@ -185,7 +180,6 @@ def check_map(request: MapRequest, model: LoadedModel) -> MapSetup:
     check_zones(zones, grid.bounds, grid.crs, f"--zones {request.zones}")
     check_vector_extra(request.vectors)  # a missing extra too
     check_series(request, grid, model.file_id, meta.name)  # what --out holds (again under lock)
-    isa = isa_class_index(tuple(meta.class_names))
     return MapSetup(model, dataset, grid, note, isa,
                     series_target(request, meta, dataset, grid, isa))
 

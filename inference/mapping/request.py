@@ -11,7 +11,6 @@ on the dataset's pixel lattice when the zone is the same
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from inference.predict.lattice import Lattice
 from inference.predict.postprocess import ClaheParams, Postprocess
 from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
+from inference.predict.spectral_stacks import check_threshold
 from inference.predict.vectors import VectorOptions
 
 if TYPE_CHECKING:
@@ -313,9 +313,7 @@ class MapRequest:
         if self.change_rule not in (None, "spectral", "encoder", "margin"):
             raise ConfigError(f"--change-rule must be spectral, encoder or margin, got "
                               f"{self.change_rule!r}")
-        if not self.spectral_threshold > 0 or not math.isfinite(self.spectral_threshold):
-            raise ConfigError(f"--spectral-threshold must be a number > 0 (robust z-scores), "
-                              f"got {self.spectral_threshold:g}")
+        check_threshold(self.spectral_threshold)
         if self.temporal_consistency not in (None, *TEMPORAL_RULES):
             raise ConfigError(f"--temporal-consistency must be one of "
                               f"{', '.join(TEMPORAL_RULES)}, got {self.temporal_consistency!r}")

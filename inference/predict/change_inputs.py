@@ -67,10 +67,9 @@ def change_inputs(job: PredictJob, stack: RasterSource, meta: ModelMeta,
     the same is not recorded twice.
 
     Raises:
-        InputDataError: the change options disagree, the earlier map is not on the output
-            grid or lacks the model's classes, or a file the rule reads is missing.
+        InputDataError: the earlier map is not on the output grid or lacks the model's
+            classes, or a file the rule reads is missing.
     """
-    job.check_change()
     notes = _checked(job.normalise_to, "--normalise-to", job, meta, known) \
         if job.normalise_to else ()
     if not job.compare_with:

@@ -6,13 +6,15 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.commands import check_range
 from core.errors import ConfigError
 from inference.cog import maps
 from inference.predict.keep import KeepRule
-from inference.predict.lattice import Blend, Lattice
+from inference.predict.lattice import Blend, Lattice, default_overlap
 from inference.predict.postprocess import POSTPROCESSES, ClaheParams, Postprocess
 
 
@@ -102,3 +104,20 @@ class PredictConfig:
     def lattice(self) -> Lattice:
         """Where the tiles are cut and how they combine (recorded in the outputs)."""
         return Lattice(self.tile, self.overlap, self.blend)
+
+
+def add_window_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--tile``, ``--overlap`` and ``--batch-size``: the sliding window (isamap-predict, -map)."""
+    parser.add_argument("--tile", type=int, default=PredictConfig.tile,
+                        help="input tile size (px)")
+    parser.add_argument("--overlap", type=int, default=None,
+                        help=f"overlap between tiles (px; default {PredictConfig.overlap}, or "
+                             "half --tile where that is less)")
+    parser.add_argument("--batch-size", type=int, default=PredictConfig.batch_size,
+                        help="tiles per forward pass")
+
+
+def window_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``PredictConfig`` keyword arguments from the flags of :func:`add_window_arguments`."""
+    overlap = default_overlap(args.tile) if args.overlap is None else args.overlap
+    return {"tile": args.tile, "overlap": overlap, "batch_size": args.batch_size}

@@ -56,7 +56,7 @@ from core.storage import files
 from inference.predict import change
 from inference.predict.change import SpectralFit
 from inference.predict.normalise import normalise_into
-from inference.predict.sources import SAMPLE_SIDE, decimated_read, masked_read
+from inference.predict.sources import masked_read
 from inference.predict.spectral_stacks import NAME as SPECTRAL
 from inference.predict.spectral_stacks import SpectralStacks, StackRule
 from training.models.encoders.fused import EncoderUNet
@@ -289,9 +289,7 @@ class EncoderStacks:
         if self.fit is not None:
             return self
         s = self.bands
-        with files.open_raster(s.earlier) as a, files.open_raster(s.later) as b:
-            earlier = decimated_read(a, s.earlier_bands, SAMPLE_SIDE)
-            later = decimated_read(b, s.later_bands, SAMPLE_SIDE)
+        earlier, later = s.samples()
         feats = (encoder_features(self.model, later, self.stats[1]),
                  encoder_features(self.model, earlier, self.stats[0]))
         try:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from contract.stack import recorded_month, stack_month
-from core.errors import InputDataError
+from core.errors import ConfigError, InputDataError
 from core.months import check_month
 from core.storage import files
 from inference.cog.stream import cog_writer
@@ -134,23 +134,18 @@ class PredictJob:
 
         Raises:
             IsamapError: a malformed month, a misspelt ``ISAMAP_COG_WRITER``, the vectors'
-                extra not installed.
+                extra not installed, a change margin outside [0, 0.5), ``zones_name`` without
+                ``zones``, or ``earlier_stack`` without ``compare_with``.
         """
         if self.month is not None:
             check_month(self.month)
         cog_writer()  # a misspelt ISAMAP_COG_WRITER fails before the model loads
         check_vector_extra(self.vectors)  # a missing extra fails before the model loads
-
-    def check_change(self) -> None:
-        """The change options agree with each other (checked once the input was checked).
-
-        Raises:
-            InputDataError: a margin outside [0, 0.5), or ``earlier_stack`` without
-                ``compare_with``.
-        """
         if not 0 <= self.change_margin < 0.5:
             raise InputDataError(f"--change-margin must be in [0, 0.5), got "
                                  f"{self.change_margin}")
+        if self.zones_name and not self.zones:
+            raise ConfigError("--zones-name names the zones of --zones: give --zones FILE too")
         if self.earlier_stack and not self.compare_with:
             raise InputDataError("--earlier-stack decides a change map: give --compare-with "
                                  "EARLIER_class.tif too")

@@ -109,24 +109,6 @@ def _codes(vrt: WarpedVRT, table: np.ndarray, window: Window | None = None,
     return np.where(covered & inside, classes, LABEL_NODATA).astype(np.uint8)
 
 
-def sample_green_cut(source: str | RasterSource, product: str, table: str,
-                     red_index: int, nir_index: int, band: int = 1) -> float | None:
-    """The green cut of a map: a decimated sample of the stack and the product on its grid.
-
-    The stack's sample is :func:`~inference.predict.expected_inputs.read_band_sample`'s (nodata
-    NaN; a decimated read takes the pixel under each sample cell's centre); the product is
-    warped onto the same decimated grid, so each sample pixel meets the product cell under
-    the same point, and a large product is never warped at full resolution for it.
-
-    Raises:
-        InputDataError: the stack's pixels are fetched on demand (no sample of the scene).
-    """
-    greenness, codes, covered = sample_product(source, product, red_index, nir_index, band)
-    seven = get_landcover_scheme(table).lookup_table()
-    classes = np.where(covered, seven[codes], LABEL_NODATA).astype(np.uint8)
-    return keep.green_cut([greenness], [classes])
-
-
 def sample_product(source: str | RasterSource, product: str, red_index: int, nir_index: int,
                    band: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The stack's NDVI and the product's raw codes and coverage on the stack's sample grid.

@@ -59,11 +59,6 @@ def default_overlap(tile: int) -> int:
     return min(DEFAULT_OVERLAP, max(tile, 0) // 2)
 
 
-def given_overlap(tile: int, overlap: int | None) -> int:
-    """A command's ``--overlap``, or :func:`default_overlap` of its ``--tile`` if not given."""
-    return default_overlap(tile) if overlap is None else overlap
-
-
 def check_tiling(tile: int, overlap: int) -> None:
     """Raise OptionError unless ``tile`` and ``overlap`` describe a usable tiling."""
     if tile < 8:

@@ -15,34 +15,27 @@ import numpy as np
 from inference.predict.sources import MaskedFileSource
 
 
-class LinearSource:
+class LinearSource(MaskedFileSource):
     """A raster read with a per-band linear map applied: ``value * gain + offset``.
 
     What predicts a later date normalised onto an earlier one
     (:func:`inference.predict.change.fit_relative_normalisation`). ``maps`` holds
     ``{band index (1-based): (gain, offset)}``; bands not named are read as they are. NaN
-    (nodata) stays NaN.
+    (nodata) stays NaN. Its content is keyed by ``identity`` (the stack and the fit), never
+    by the stack's own fingerprint: the normalised bands are other values.
     """
 
     def __init__(self, path: str, maps: dict[int, tuple[float, float]], identity: str) -> None:
-        self._inner = MaskedFileSource(path, identity=identity)
-        self.identity = identity
-        self.maps = dict(maps)
-        inner = self._inner
-        self.width, self.height, self.count = inner.width, inner.height, inner.count
-        self.transform, self.crs, self.descriptions = inner.transform, inner.crs, \
-            inner.descriptions
-        self.nodatavals = inner.nodatavals
-
-    def tags(self) -> dict[str, str]:
-        return self._inner._ds.tags()
+        super().__init__(path, identity=identity)
+        self.content, self.maps = identity, dict(maps)
 
     def read(self, indexes: Sequence[int], window: Any = None, out_dtype: str = "float32",
-             out: np.ndarray | None = None) -> np.ndarray:
-        return self._mapped(self._inner.read(indexes, window, out_dtype, out), indexes)
+             out: np.ndarray | None = None,
+             out_shape: tuple[int, ...] | None = None) -> np.ndarray:
+        return self._mapped(super().read(indexes, window, out_dtype, out, out_shape), indexes)
 
     def sample(self, indexes: Sequence[int], max_side: int) -> np.ndarray:
-        return self._mapped(self._inner.sample(indexes, max_side), indexes)
+        return self._mapped(super().sample(indexes, max_side), indexes)
 
     def _mapped(self, data: np.ndarray, indexes: Sequence[int]) -> np.ndarray:
         """``data`` (bands ``indexes``, float32) with the mapped bands' gain and offset applied.
@@ -56,12 +49,3 @@ class LinearSource:
                 data[k] *= np.float32(gain)
                 data[k] += np.float32(offset)
         return data
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def __enter__(self) -> LinearSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

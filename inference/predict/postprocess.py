@@ -81,9 +81,7 @@ class ClaheParams:
 
     def describe(self) -> str:
         """The post-processing as the map's ``postprocess`` tag records it (JSON)."""
-        return json.dumps({"rule": "clahe", "block": self.block, "clip_limit": self.clip_limit,
-                           "threshold": self.threshold, "inside": self.inside,
-                           "outside": self.outside})
+        return json.dumps({"rule": "clahe", **vars(self)})
 
 
 # ------------------------------------------------------------------ pure functions

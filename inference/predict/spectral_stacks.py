@@ -66,6 +66,12 @@ class SpectralStacks:
     rule_text: ClassVar[str] = change.SPECTRAL_RULE
     fit_tag: ClassVar[str] = "spectral_fit"
 
+    def samples(self) -> tuple[np.ndarray, np.ndarray]:
+        """Decimated samples of the rule's bands in both stacks (earlier, later), nodata NaN."""
+        with files.open_raster(self.earlier) as a, files.open_raster(self.later) as b:
+            return (decimated_read(a, self.earlier_bands, SAMPLE_SIDE),
+                    decimated_read(b, self.later_bands, SAMPLE_SIDE))
+
     def fitted(self) -> SpectralStacks:
         """These stacks with the fit of ``later - earlier`` on a decimated sample of both.
 
@@ -76,9 +82,7 @@ class SpectralStacks:
         """
         if self.fit is not None:
             return self
-        with files.open_raster(self.earlier) as a, files.open_raster(self.later) as b:
-            earlier = decimated_read(a, self.earlier_bands, SAMPLE_SIDE)
-            later = decimated_read(b, self.later_bands, SAMPLE_SIDE)
+        earlier, later = self.samples()
         try:
             fit = change.fit_spectral_change(later, earlier)
         except ValueError as exc:

@@ -163,8 +163,12 @@ def predict_with_model_file(model_file: str | os.PathLike[str] | LoadedModel,
     return predict(PredictJob(model_file, stack, out_prefix, **options))
 
 
-def check_model(config: PredictConfig, loaded: LoadedModel, precision: str = "auto") -> None:
+def check_model(config: PredictConfig, loaded: LoadedModel, precision: str = "auto",
+                override: str | None = "--any-tile") -> None:
     """The tiling, post-processing and precision the model file allows (before any input read).
+
+    ``override``: the flag that maps on another window than the model's, as a refusal names
+    it (None: the command has none; ``isamap-map`` maps on the model's own).
 
     Raises:
         ConfigError: a post-processing the model was not made for, a keep rule reading a
@@ -179,7 +183,7 @@ def check_model(config: PredictConfig, loaded: LoadedModel, precision: str = "au
                       config.force_postprocess, tuple(meta.bands))
     if config.postprocess == "keep" and config.keep is not None:
         check_input_product(config.keep, meta)
-    check_model_tiles(loaded.module, meta, config.tile, config.batch_size,
+    check_model_tiles(loaded.module, meta, config.tile, config.batch_size, override,
                       any_tile=config.any_tile)
 
 

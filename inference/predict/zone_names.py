@@ -12,6 +12,7 @@ two zones never add up under one name.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,16 @@ from core.errors import InputDataError
 
 DEFAULT_FIELDS = "'name', 'NAME' or 'NAME_<n>'"
 """The properties that name a zone when no ``--zones-name`` is given, as messages say them."""
+
+
+def add_zone_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--zones`` and ``--zones-name``: the zones of the area tables (isamap-predict, -map)."""
+    parser.add_argument("--zones", help="GeoJSON polygons of the per-zone area table (default: "
+                                        "the whole map)")
+    parser.add_argument("--zones-name", metavar="FIELD",
+                        help="with --zones: the property that names each zone in the tables and "
+                             "the chart (default: name, NAME, or the highest NAME_<n> a feature "
+                             "has, as GADM's NAME_2 of districts)")
 
 
 def zone_name(properties: Mapping[str, Any], name_field: str | None = None) -> str | None:

@@ -8,7 +8,6 @@ import torch
 
 from cli.predict import predict_main
 from cli.publish import publish_main
-from inference.demo.steps import run_demo_inference
 from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD
 from tests.support.rasters import BANDS, assert_valid_cog, smooth_stack, write_stack
 from training.modelfile import ModelMeta, load_model_file, save_model_file
@@ -196,17 +195,6 @@ def test_publish_cli_dry_run_prints_manifest_and_script(model_file, small_stack,
     assert publish_main(["--prefix", str(tmp_path / "isa"), "--asset-id", "isamap/wuhan",
                          "--dry-run"]) == 2
     assert "--project" in capsys.readouterr().err
-
-
-def test_demo_inference_chain(model_file, small_stack, tmp_path):
-    paths = run_demo_inference(model_file, small_stack, tmp_path / "demo", month="2023-06",
-                               tile=64, overlap=16, progress=False)
-    for key in ("class_cog", "prob_cog", "class_png", "prob_png", "area_json", "area_csv",
-                "manifest", "script"):
-        assert tmp_path.joinpath(paths[key]).exists(), key
-    manifest = json.loads(Path(paths["manifest"]).read_text())
-    assert manifest["name"] == "projects/isamap-demo/assets/isamap/demo_isa_2023-06"
-    assert "demo_isa_2023-06" in Path(paths["script"]).read_text()
 
 
 def test_publish_names_the_flag_of_a_missing_cog_or_metrics_file(tmp_path, capsys):

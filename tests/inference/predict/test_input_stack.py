@@ -90,7 +90,7 @@ def test_isamap_predict_builds_one_job_from_its_flags(tmp_path):
         job.restart = False  # type: ignore[misc]
     with pytest.raises(InputDataError, match="change-margin"):
         PredictJob("m.pt", "s.tif", "o", compare_with="a_class.tif",
-                   change_margin=0.7).check_change()
+                   change_margin=0.7).check()
 
 
 def test_a_stack_is_keyed_by_its_content_from_the_api_and_the_command_line(tmp_path):

@@ -213,8 +213,8 @@ def test_a_run_that_cannot_keep_is_refused_before_any_tile(scene, capsys, tmp_pa
 def test_the_sample_meets_the_product_where_its_pixels_lie(tmp_path):
     """On a stack wider than the sample (every third column read), each sampled pixel meets
     the product cell under it: every fourth column is forest (green), the rest developed
-    (bare); a sample one column off would pair bare pixels with forest, a cut of 0."""
-    from inference.predict.keep_inputs import sample_green_cut
+    (bare); a sample one column off would pair bare pixels with forest codes."""
+    from inference.predict.keep_inputs import sample_product
 
     width, height = 2100, 6
     forest = (np.arange(width) % 4 == 0)[None].repeat(height, 0)
@@ -225,7 +225,9 @@ def test_the_sample_meets_the_product_where_its_pixels_lie(tmp_path):
         transform, crs = ds.transform, ds.crs
     product = write_geotiff(tmp_path / "p.tif", np.where(forest, 41, 23)[None].astype(np.uint8),
                             transform, crs, None)
-    assert sample_green_cut(str(stack), str(product), "nlcd", 3, 4) == pytest.approx(0.4)
+    greenness, codes, covered = sample_product(str(stack), str(product), 3, 4)
+    assert covered.all() and greenness.shape[1] < width and set(np.unique(codes)) == {23, 41}
+    np.testing.assert_allclose(greenness, np.where(codes == 41, 0.8, 0.0), atol=1e-6)
 
 
 def test_a_window_far_from_two_product_cells_is_warned_about(scene, caplog):
