@@ -28,6 +28,7 @@ from contract.grid import Grid
 from core.errors import ConfigError
 from core.lock import hold_output
 from core.storage import files
+from engine import choice as engine_choice
 from gee_export.ee.budget import compute_budget, kept_in
 from gee_export.ee.export import MAX_WORKERS
 from gee_export.ee.profiles import ProfileMeter
@@ -158,14 +159,15 @@ def check_map(request: MapRequest, model: LoadedModel) -> MapSetup:
     dataset = model_dataset(meta, request.dataset)
     check_recipe(meta, dataset, request.backend, request.allow_recipe_mismatch)
     isa = isa_class_index(tuple(meta.class_names))
-    if request.runner is not None:
+    engine_choice.check_model(model.module, request.options.precision)  # int8 of an encoder
+    if request.runner is not None:  # before the post-processing (a runner's own refusal)
         check_runner(request, isa)
         if request.max_eecu_hours is not None:
             raise ConfigError("--max-eecu-hours bounds the requests this process sends; a "
                               "--runner pipeline's workers send their own: leave one out")
     if request.postprocess == "keep" and request.keep is not None:
         check_product(request.keep.product)
-    # int8 of an encoder, the post-processing, the window: as a single prediction checks them
+    # the post-processing, the window (int8 again): as a single prediction checks them
     check_model(request.predict_config(), model, request.options.precision, override=None)
     if request.rule() == ENCODER:  # the model has an encoder whose features the rule reads
         change_encoder(model.module)
