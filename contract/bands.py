@@ -59,10 +59,6 @@ class BandSpec:
         return self.source_name if self.months_before else self.name
 
     @property
-    def is_categorical(self) -> bool:
-        return self.resampling in ("nearest", "mode")
-
-    @property
     def is_codes(self) -> bool:
         """A band of class codes (:data:`PRODUCT`): fed to the network as it is.
 
