@@ -111,8 +111,8 @@ class PatchDataset(Dataset):
     Items are dicts ``{"image": float32 (C, H, W), "label": int64 (H', W'), "id": str}``,
     plus ``"image_fine": float32 (C, H', W')`` when the fine image is loaded: the input bands
     on the fine grid, normalised with the input's statistics (so a reconstruction predicts in
-    the input's units, as ``training.srseg.data.CrossResolutionDataset`` does), flipped and
-    rotated with the label, never blurred.
+    the input's units, as the lab's ``experiments.srseg_data.CrossResolutionDataset`` does),
+    flipped and rotated with the label, never blurred.
     """
 
     epoch_keys = True  # items may be fetched as (epoch, index): see KeyedSampler
