@@ -59,10 +59,6 @@ class BandSpec:
         return self.source_name if self.months_before else self.name
 
     @property
-    def is_categorical(self) -> bool:
-        return self.resampling in ("nearest", "mode")
-
-    @property
     def is_codes(self) -> bool:
         """A band of class codes (:data:`PRODUCT`): fed to the network as it is.
 
@@ -344,10 +340,7 @@ def months_of(names: Iterable[str]) -> dict[int, dict[str, str]]:
 
 def is_code_band(name: str) -> bool:
     """Whether band ``name`` holds class codes (:attr:`BandSpec.is_codes`); False if unknown."""
-    try:
-        return get_band(name).is_codes
-    except UnknownBandError:
-        return False
+    return (spec := find_band(name)) is not None and spec.is_codes
 
 
 def _repeated(names: Sequence[str]) -> str | None:

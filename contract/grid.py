@@ -8,7 +8,6 @@ are windows of it. Everything here is pure arithmetic on numbers, so it can be p
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -20,8 +19,6 @@ from core.errors import GridError
 DEFAULT_RESOLUTION = 10.0
 DEFAULT_PATCH_SIZE = 128
 DEFAULT_STRIDE = 80  # CroFuseNet, section II-B: 128 x 128 blocks cut with a step of 80 px.
-
-_PATCH_ID = re.compile(r"^r(\d+)_c(\d+)$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,10 +53,6 @@ class Window:
         from rasterio.windows import Window as RioWindow
 
         return RioWindow(self.col_off, self.row_off, self.width, self.height)
-
-    def to_slices(self) -> tuple[slice, slice]:
-        """Return ``(rows, cols)`` slices for indexing an array laid out like the grid."""
-        return slice(self.row_off, self.row_end), slice(self.col_off, self.col_end)
 
     def intersection(self, other: Window) -> Window | None:
         """Return the overlap of two windows, or None when they do not overlap."""
@@ -109,14 +102,6 @@ def utm_caveat(lonlat_bounds: tuple[float, float, float, float]) -> str | None:
                 "eastings); pass --crs EPSG:6933 (equal-area, metres) or a national projected "
                 "CRS, or split the area by UTM zone")
     return None
-
-
-def parse_patch_id(patch_id: str) -> tuple[int, int]:
-    """Return ``(row, col)`` in patch units from an id such as ``r3_c7``."""
-    match = _PATCH_ID.match(patch_id)
-    if not match:
-        raise GridError(f"{patch_id!r} is not a patch id; ids look like 'r3_c7' (row 3, col 7)")
-    return int(match.group(1)), int(match.group(2))
 
 
 def patch_id(row: int, col: int) -> str:
@@ -292,14 +277,6 @@ class Grid:
         """The part of ``window`` inside the grid, or None."""
         return window.intersection(self.full_window())
 
-    def subgrid(self, window: Window) -> Grid:
-        """A grid covering ``window`` with the same CRS, resolution and patch layout."""
-        if self.clip(window) != window:
-            raise GridError(f"{window} is not inside the {self.height}x{self.width} grid")
-        west, _, _, north = self.window_bounds(window)
-        return Grid(self.crs, west, north, window.width, window.height,
-                    self.resolution, self.patch_size, self.stride)
-
     def scaled(self, factor: int) -> Grid:
         """The same area at ``factor`` times finer pixels, with the same origin.
 
@@ -345,11 +322,6 @@ class Grid:
         for row in range(self.patch_rows):
             for col in range(self.patch_cols):
                 yield row, col
-
-    def patches_overlap(self, a: tuple[int, int], b: tuple[int, int]) -> bool:
-        """Whether two patches share at least one pixel."""
-        return (abs(a[0] - b[0]) * self.stride < self.patch_size
-                and abs(a[1] - b[1]) * self.stride < self.patch_size)
 
 
 def _positions(extent: int, size: int, stride: int) -> int:

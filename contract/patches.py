@@ -31,8 +31,6 @@ from core.lock import hold_output
 from core.progress import progress_bar
 from core.storage import Store, open_store
 
-__all__ = ["PatchSummary", "patch_stack"]
-
 
 @dataclass(frozen=True)
 class PatchSummary:
@@ -296,4 +294,3 @@ class _FineReader:
         for src in (self.label, self.image):
             if src is not None:
                 src.close()
-

@@ -53,11 +53,6 @@ def normalise_ratios(ratios: Iterable[float]) -> tuple[float, float, float]:
     return (values[0] / total, values[1] / total, values[2] / total)
 
 
-def overlap_reach(grid: Grid) -> int:
-    """How many positions apart two patches can be and still overlap, plus one."""
-    return math.ceil(grid.patch_size / grid.stride)
-
-
 def assign_splits(
     grid: Grid,
     positions: Iterable[tuple[int, int]] | None = None,
@@ -122,9 +117,10 @@ def drop_overlaps(grid: Grid,
 
     Splits are settled in priority order (test, then val, then train): a position is kept when
     no already-kept position of another split overlaps it. Checking the neighbourhood of
-    ``overlap_reach - 1`` positions is enough because patches further apart cannot overlap.
+    ``ceil(patch_size / stride) - 1`` positions is enough because patches further apart cannot
+    overlap.
     """
-    reach = overlap_reach(grid) - 1
+    reach = math.ceil(grid.patch_size / grid.stride) - 1
     kept: dict[tuple[int, int], Split] = {}
     for split in _PRIORITY:
         for (r, c), s in proposed.items():

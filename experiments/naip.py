@@ -15,7 +15,7 @@ import numpy as np
 
 from contract.bands import LABEL_NODATA, check_fine_scale
 from core.errors import ConfigError, ExtraNotInstalledError, InputDataError
-from training.srseg.data import CrossResSample, Split, block_mean
+from experiments.srseg_data import CrossResSample, Split, block_mean
 
 NAIP_FOLDER = "geobench_chesapeake_naip"  # the sample set's folder under the data root
 NAIP_BANDS = ("Red", "Green", "Blue", "NearInfrared")

@@ -8,7 +8,7 @@ from any folder)
 Every model gets the same training samples, augmentation draws, seed, optimiser, iteration
 budget and fine-scale loss (CE + Dice; ``srseg`` adds its own deep-supervision and
 reconstruction terms, which are part of the method), and is evaluated by the same function
-at the fine scale (:func:`training.srseg.evaluate.evaluate_fine`). Outputs in ``--out``:
+at the fine scale (:func:`experiments.srseg_evaluate.evaluate_fine`). Outputs in ``--out``:
 
 - ``<model>/model.pt``: the trained model as a model file (training/modelfile.py, output_scale = k);
 - ``<model>/metrics.json``: that model's test metrics (the run is resumable: a model whose
@@ -55,13 +55,13 @@ from core.parsers import CommandParser, seed
 from core.storage import atomic_path, atomic_write
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.naip import NAIP_BANDS, NAIP_FOLDER, naip_samples
+from experiments.srseg_data import CrossResolutionDataset, patch_samples, split_samples
+from experiments.srseg_evaluate import evaluate_fine
 from experiments.threads import add_threads_argument, use_threads
 from training.config import TrainConfig
 from training.data import read_manifest
 from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model, model_loss, recipe_for
-from training.srseg.data import CrossResolutionDataset, patch_samples, split_samples
-from training.srseg.evaluate import evaluate_fine
 from training.trainer import Trainer
 
 DEFAULT_MODELS = ("srseg", "bilinear-unet", "unet-upsample")
@@ -227,8 +227,8 @@ def quicklook(path: Path, cfg: CompareConfig, test_ds: CrossResolutionDataset, o
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from experiments.srseg_evaluate import predict_fine
     from training.modelfile import load_model_file
-    from training.srseg.evaluate import predict_fine
 
     index = int(np.argmax([(s.label == 1).mean() for s in test_ds.samples]))
     item = test_ds[index]

@@ -136,7 +136,7 @@ def test_there_is_a_config_per_model_recipe_and_mapping_job():
 def test_training_config_runs_as_written_and_its_run_folder_keeps_the_resolved_config(
         demo_folder, name, monkeypatch, capsys, request):
     from cli.train import started_config, train_main
-    from training.config import apply_recipe, load_config, option_keys
+    from training.config import apply_recipe, config_from_mapping, option_keys, read_train_config
     from training.modelfile import read_model_file
 
     monkeypatch.chdir(demo_folder)
@@ -186,7 +186,7 @@ def test_training_config_runs_as_written_and_its_run_folder_keeps_the_resolved_c
     assert absolute(resolved, run) == absolute(written) | {
         k: v for k, v in absolute(resolved, run).items() if k not in ("data", "out_dir")}
     # read back with --config, it is the same run (the recipe is already filled in)
-    again = apply_recipe(load_config(resolved_file))
+    again = apply_recipe(config_from_mapping(read_train_config(resolved_file)))
     assert absolute(json.loads(json.dumps(again.to_dict()))) == absolute(recorded)
 
 
@@ -449,12 +449,12 @@ def test_invalid_yaml_is_one_line_where_and_what_in_both_commands(text, says, tm
 def test_a_dashed_key_and_yaml_switch_words_read_alike_in_both_commands(tmp_path):
     from cli.map import build_parser
     from core.config_file import parse_with_config
-    from training.config import load_config
+    from training.config import config_from_mapping, read_train_config
 
     (tmp_path / "c.yaml").write_text("batch-size: 4\nchannels_last: off\n")
     args = parse_with_config(build_parser(), ["--config", str(tmp_path / "c.yaml"), "--model",
                                               "m.pt", "--out", "o", "--months", "2019-06"])
-    cfg = load_config(tmp_path / "c.yaml", {"data": "ds"})
+    cfg = config_from_mapping({**read_train_config(tmp_path / "c.yaml"), "data": "ds"})
     assert (args.batch_size, args.channels_last) == (cfg.batch_size, cfg.channels_last) \
         == (4, "off")
 

@@ -4,7 +4,7 @@ Floors, each importing only those below it: :mod:`engine` (how a model runs on t
 machine: devices, precision, threads, autotuning, distributed set-up, seeds), then
 :mod:`training.losses` and :mod:`training.models` (the papers' losses and networks, merged
 into explicit registries), then the rest (data, trainer, evaluation, model files, pruning,
-noisy-label filtering, :mod:`training.srseg`).
+noisy-label filtering, the point classifier).
 
 May import: ``core``, ``contract`` (and the backends, though nothing here
 needs them); never ``inference`` or ``experiments``.

@@ -384,13 +384,6 @@ def option_keys(values: Mapping[str, Any], source: str) -> dict[str, Any]:
     return keyed
 
 
-def load_config(path: str | Path, overrides: Mapping | None = None) -> TrainConfig:
-    """A YAML config file (:func:`read_train_config`), ``overrides`` (given flags) on top."""
-    values = read_train_config(path)
-    return config_from_mapping({**values, **(overrides or {})}, str(path),
-                               set(values) - set(overrides or {}))
-
-
 def model_kwargs_problems(kwargs: Mapping) -> list[str]:
     """What is wrong with the channel widths of ``--model-kwargs`` (empty: nothing).
 

@@ -111,8 +111,8 @@ class PatchDataset(Dataset):
     Items are dicts ``{"image": float32 (C, H, W), "label": int64 (H', W'), "id": str}``,
     plus ``"image_fine": float32 (C, H', W')`` when the fine image is loaded: the input bands
     on the fine grid, normalised with the input's statistics (so a reconstruction predicts in
-    the input's units, as ``training.srseg.data.CrossResolutionDataset`` does), flipped and
-    rotated with the label, never blurred.
+    the input's units, as the lab's ``experiments.srseg_data.CrossResolutionDataset`` does),
+    flipped and rotated with the label, never blurred.
     """
 
     epoch_keys = True  # items may be fetched as (epoch, index): see KeyedSampler
@@ -233,13 +233,8 @@ class PatchDataset(Dataset):
     def label_counts(self) -> np.ndarray:
         """Pixels of each label value (256 counts) over the split, read from the labels only."""
         counts = np.zeros(256, dtype=np.int64)
-        for rec in self.records:
-            try:
-                with open_raster(raster_path(self.root, rec[self.label_key])) as src:
-                    counts += np.bincount(src.read(1).ravel().astype(np.uint8), minlength=256)
-            except rasterio.errors.RasterioIOError as exc:
-                raise InputDataError(f"cannot read patch {rec['id']} of {self.root}: {exc}"
-                                     ) from None
+        for i in range(len(self)):
+            counts += np.bincount(self._read_label(i).ravel().astype(np.uint8), minlength=256)
         return counts
 
     def patch_label_counts(self, classes: int) -> np.ndarray:

@@ -114,7 +114,3 @@ def encoder_model(cfg: TrainConfig, kwargs: Mapping, num_classes: int) -> nn.Mod
     model.encoder.load_state_dict(pretrained.state_dict(), strict=True)
     model.set_cache_bytes(CACHE_BYTES)
     return model
-
-
-__all__ = ["BASES", "MODULE", "NAME", "check_encoder_bands", "encoder_config", "encoder_kwargs",
-           "encoder_model"]

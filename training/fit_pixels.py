@@ -174,16 +174,3 @@ def scenes_of(batch: dict) -> list[str]:
     if ids is None:
         return ["all"] * len(batch["label"])
     return [posixpath.dirname(str(i)) for i in ids]
-
-
-def labelled_logits(batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                    max_pixels: int = MAX_FIT_PIXELS) -> tuple[torch.Tensor, torch.Tensor]:
-    """The logits ``(P, K)`` and labels ``(P,)`` of the labelled pixels of ``batches``.
-
-    ``batches``: ``(logits (N, K, H, W), labels (N, H, W))``, one scene: at most
-    ``max_pixels`` (an even pick of at most twice as many gathered).
-    """
-    pixels = gather(((z, y, ["all"] * len(y)) for z, y in batches), max_pixels)
-    if pixels.error is not None:
-        raise ValueError(pixels.error)
-    return pixels.result().get("all", (torch.zeros(0, 1), torch.zeros(0, dtype=torch.long)))

@@ -9,29 +9,15 @@ May import: ``core``, ``training.plots``.
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
 
 from core.storage import atomic_write
 from training.plots import dataset_label, plot_learning_curves
 
 #: Seconds between two drawings of the learning curves within a run (and always at its end).
 PLOT_EVERY_S = 60.0
-
-
-def json_row(row: dict) -> dict:
-    """``row`` with numpy floats as floats and NaN as ``None`` (JSON has no NaN)."""
-    out = {}
-    for k, v in row.items():
-        if isinstance(v, float | np.floating):
-            out[k] = None if math.isnan(float(v)) else float(v)
-        else:
-            out[k] = v
-    return out
 
 
 def duration(seconds: float) -> str:

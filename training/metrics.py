@@ -168,8 +168,7 @@ class SegmentationMetrics:
     support: tuple[int, ...]
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        return json_safe(d)
+        return json_safe(asdict(self))
 
     def table(self) -> str:
         """A fixed-width text table (percentages), one row per class then the overall rows."""
@@ -205,7 +204,6 @@ def compute_metrics(matrix: np.ndarray,
     pa = _div(tp, ref)
     ua = _div(tp, pred)
     f1 = _div(2 * tp, ref + pred)  # 2TP/(2TP+FP+FN): 0 where a class is only mapped or missed
-    dice = _div(2 * tp, ref + pred)
     total = m.sum()
     present = (ref + pred) > 0
     return SegmentationMetrics(
@@ -217,7 +215,7 @@ def compute_metrics(matrix: np.ndarray,
         mean_f1=float(np.nanmean(f1[present])) if np.isfinite(f1[present]).any() else math.nan,
         iou=tuple(float(v) for v in iou), pa=tuple(float(v) for v in pa),
         ua=tuple(float(v) for v in ua), f1=tuple(float(v) for v in f1),
-        dice=tuple(float(v) for v in dice), support=tuple(int(v) for v in ref),
+        dice=tuple(float(v) for v in f1), support=tuple(int(v) for v in ref),
     )
 
 

@@ -144,10 +144,6 @@ def write_sidecar(path: Path, threshold: float, model_path: Path, scores: Sequen
     atomic_write(path, lambda fh: fh.write(text.encode()))
 
 
-def read_sidecar(path: Path) -> dict:
-    return json.loads(Path(path).read_text())
-
-
 def train_filtered(cfg: TrainConfig, model_chosen: bool = False) -> FilterResult:
     """Preliminary training, scoring, dropping, retraining (see the module docstring).
 
@@ -165,8 +161,8 @@ def train_filtered(cfg: TrainConfig, model_chosen: bool = False) -> FilterResult
     preliminary = train(prelim_cfg, announce="noisy-sample filtering: preliminary model in "
                         f"{prelim_cfg.out_dir}", model_chosen=model_chosen)
     model_path = Path(prelim_cfg.out_dir) / BEST_MODEL
-    if sidecar.exists() and read_sidecar(sidecar).get("threshold") == threshold:
-        doc = read_sidecar(sidecar)  # a resumed run: the decision is already taken
+    doc = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+    if doc.get("threshold") == threshold:  # a resumed run: the decision is already taken
         scores = [PatchScore(k, v, 0) for k, v in doc["agreement"].items()]
         kept, _ = select_patches(scores, threshold)
         dropped = tuple(PatchScore(d["id"], d["agreement"], d["labelled_pixels"])

@@ -16,8 +16,6 @@ from torch.utils.data import Dataset, DistributedSampler
 
 from core.errors import ConfigError, InputDataError
 
-__all__ = ["KeyedSampler", "balanced_weights", "scene_weights"]
-
 
 class KeyedSampler(DistributedSampler):
     """``DistributedSampler`` yielding ``(epoch, index)`` keys for per-sample reproducibility.

@@ -41,6 +41,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from core.jsonsafe import json_safe
 from core.progress import progress_bar
 from engine import autotune
 from engine.distributed import DistInfo, resolve_device, sum_over_ranks
@@ -54,7 +55,7 @@ from training.config import TrainConfig, apply_recipe, recipe_values
 from training.divergence import LossGuard
 from training.fit_calibration import calibrate_model_file, fitted_record
 from training.fit_pixels import ScenePixels, gather, scenes_of
-from training.history import FirstEstimate, HistoryFile, epoch_line, json_row, resume_line
+from training.history import FirstEstimate, HistoryFile, epoch_line, resume_line
 from training.loader import make_loader
 from training.metrics import ConfusionMatrix
 from training.model_meta import ModelMeta
@@ -331,7 +332,7 @@ class Trainer:
             else:
                 self.bad_epochs += 1
             row["best"] = improved
-            self.history.append(json_row(row))
+            self.history.append(json_safe(row))  # strict JSON: NaN and inf as null
             self.start_epoch = epoch + 1
             ran += 1
             if self.info.main:

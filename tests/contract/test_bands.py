@@ -15,7 +15,8 @@ def test_defaults_are_the_papers_inputs():
 
 def test_aliases_and_categorical():
     assert bands.get_band("B08").name == "B8"
-    assert bands.get_band("label").is_categorical and not bands.get_band("B11").is_categorical
+    label, b11 = bands.get_band("label"), bands.get_band("B11")
+    assert (label.resampling, b11.resampling) == ("mode", "bilinear")
     assert bands.get_band("B11").native_resolution == 20.0
 
 

@@ -61,7 +61,7 @@ def test_patches_match_the_stack(small_stack, tmp_path):
     for rec in records:
         r, c = rec["row"], rec["col"]
         win = grid.patch_window(r, c)
-        rows, cols = win.to_slices()
+        rows, cols = win.to_rasterio().toslices()
         image, label = arrays["image"][:, rows, cols], arrays["label"][rows, cols]
         assert rec["id"] == f"r{r}_c{c}" and rec["month"] == "2019-06"
         assert rec["split"] == splits[(r, c)]
@@ -84,7 +84,7 @@ def test_patches_match_the_stack(small_stack, tmp_path):
         with rasterio.open(out / rec["label_fine"]) as src:
             fine = grid.scaled(2)
             assert src.shape == (256, 256) and src.transform == fine.patch_transform(r, c)
-            f_rows, f_cols = fine.patch_window(r, c).to_slices()
+            f_rows, f_cols = fine.patch_window(r, c).to_rasterio().toslices()
             np.testing.assert_array_equal(src.read(1), arrays["label_fine"][f_rows, f_cols])
     manifest = read_manifest(out)
     assert manifest["format"] == FORMAT and manifest["code_version"] == code_version()
@@ -208,7 +208,7 @@ def test_patching_to_gcs(small_stack, gcs_bucket):
     listed = store.list("patches/2019-06/")
     assert len(listed) == 3 * len(records)  # image, label, fine label
     rec = records[0]
-    rows, cols = stack.grid.patch_window(rec["row"], rec["col"]).to_slices()
+    rows, cols = stack.grid.patch_window(rec["row"], rec["col"]).to_rasterio().toslices()
     with rasterio.open(store.gdal_path(rec["image"])) as src:
         np.testing.assert_array_equal(src.read(), arrays["image"][:, rows, cols])
     assert read_manifest(root)["counts"]["patches"] == len(records)
@@ -321,7 +321,7 @@ def test_fine_image_patches_for_super_resolution(tmp_path):
     assert len(records) == stack.grid.patch_count == 3 * 2
     fine = stack.grid.scaled(4)
     for rec in records:
-        rows, cols = fine.patch_window(rec["row"], rec["col"]).to_slices()
+        rows, cols = fine.patch_window(rec["row"], rec["col"]).to_rasterio().toslices()
         with rasterio.open(out / rec["image_fine"]) as src:
             assert src.descriptions == ("R", "G", "B") and src.res == (2.5, 2.5)
             assert src.transform == fine.patch_transform(rec["row"], rec["col"])

@@ -26,8 +26,8 @@ def grid_with(rows: int, cols: int, patch: int = 128, stride: int = 80) -> Grid:
 def share_pixels(grid: Grid, a: tuple[int, int], b: tuple[int, int]) -> bool:
     """Whether two patches share a pixel, from their pixel windows' row and column ranges.
 
-    Computed here rather than with Grid.patches_overlap, which is code under test: a bug shared
-    by the splitter and that helper would otherwise hide every leak.
+    Computed here rather than with the splitter's own arithmetic, which is code under test: a
+    bug shared by the two would otherwise hide every leak.
     """
     wa, wb = grid.patch_window(*a), grid.patch_window(*b)
     rows = wa.row_off < wb.row_off + wb.height and wb.row_off < wa.row_off + wa.height

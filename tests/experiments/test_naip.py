@@ -9,7 +9,7 @@ import pytest
 from contract.grid import Grid
 from core.errors import ConfigError
 from experiments.naip import binary_isa_label, naip_samples, read_naip_tile
-from training.srseg.data import (
+from experiments.srseg_data import (
     block_mean,
     patch_samples,
     split_samples,

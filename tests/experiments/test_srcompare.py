@@ -8,9 +8,9 @@ import torch
 from core.errors import ConfigError
 from experiments.naip import naip_samples
 from experiments.srcompare import CompareConfig, main, run_comparison
+from experiments.srseg_data import split_samples
+from experiments.srseg_evaluate import evaluate_fine, predict_fine
 from training.modelfile import load_model_file
-from training.srseg.data import split_samples
-from training.srseg.evaluate import evaluate_fine, predict_fine
 
 
 def test_train_and_predict_at_1m_on_naip_end_to_end(naip_dir, tmp_path):
@@ -43,7 +43,7 @@ def test_train_and_predict_at_1m_on_naip_end_to_end(naip_dir, tmp_path):
 
 
 def test_evaluation_of_a_perfect_model_is_perfect(naip_dir):
-    from training.srseg.data import CrossResolutionDataset
+    from experiments.srseg_data import CrossResolutionDataset
 
     samples = split_samples(naip_samples(naip_dir, 8), "test")
     ds = CrossResolutionDataset(samples)
@@ -72,11 +72,11 @@ def test_cli_rejects_bad_configuration(naip_dir, tmp_path, capsys):
 
 def test_trainer_trains_srseg_at_1m(naip_dir, tmp_path):
     from experiments.naip import NAIP_BANDS
+    from experiments.srseg_data import CrossResolutionDataset
     from training.config import TrainConfig
     from training.losses.srseg import SRSegLoss
     from training.modelfile import ModelMeta
     from training.models import create_model
-    from training.srseg.data import CrossResolutionDataset
     from training.trainer import Trainer
 
     torch.set_num_threads(1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.fit_pixels import ScenePixels, gather, keys, labelled_logits
+from training.fit_pixels import ScenePixels, gather, keys
 
 
 def _batches(count: int, size: int = 8, seed: int = 0, classes: int = 2, scenes=("a",),
@@ -95,7 +95,6 @@ def test_a_scene_without_labelled_pixels_and_a_one_logit_model_are_gathered():
     pixels = gather([(logits, labels, ["a", "b"])], max_pixels=10)
     result = pixels.result()
     assert result["b"][0].shape == (0, 1) and result["a"][0].shape == (10, 1)
-    assert labelled_logits([])[0].shape == (0, 1)
 
 
 def test_labels_off_the_outputs_grid_stop_the_gathering_and_say_why():
@@ -106,7 +105,5 @@ def test_labels_off_the_outputs_grid_stop_the_gathering_and_say_why():
     pixels = gather(batches())
     assert pixels.error is not None and "not on one grid" in pixels.error
     assert pixels.result() == {} and pixels.held == 0
-    with pytest.raises(ValueError, match="not on one grid"):
-        labelled_logits([(torch.zeros(1, 2, 4, 4), torch.zeros(1, 4, 5))])
     with pytest.raises(ValueError, match="max_pixels must be >= 1"):
         ScenePixels(0)

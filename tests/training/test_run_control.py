@@ -260,11 +260,11 @@ def test_a_train_config_value_of_the_wrong_type_names_its_key(text, says, tmp_pa
 def test_yaml_11_numbers_and_switches_in_a_train_config_are_what_they_say(tmp_path):
     """YAML 1.1 reads ``1e-3`` (no dot) as text and ``on`` as true: ``lr: 1e-3`` failed
     without naming lr; now it is 0.001, and ``channels_last: on`` is on."""
-    from training.config import load_config
+    from training.config import config_from_mapping, read_train_config
 
     path = tmp_path / "c.yaml"
     path.write_text("data: ds\nlr: 1e-3\nchannels_last: on\nepochs: 3\nbands: B2,B3\n")
-    cfg = load_config(path)
+    cfg = config_from_mapping(read_train_config(path))
     assert (cfg.lr, cfg.channels_last, cfg.epochs, cfg.bands) == (0.001, "on", 3, ("B2", "B3"))
 
 

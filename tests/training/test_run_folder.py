@@ -100,7 +100,7 @@ def test_a_run_recorded_before_balanced_sampling_keeps_its_sampling(tmp_path):
     # unet-s2's recipe now samples balanced; a run recorded before drew its patches
     # uniformly, and its checkpoint and config.yaml say so (every option is recorded): it
     # resumes, and runs again from its config.yaml, as it was
-    from training.config import load_config
+    from training.config import read_train_config
     from training.run_folder import write_resolved_config
 
     cfg = apply_recipe(config_from_mapping({"data": "patches", "out_dir": str(tmp_path),
@@ -115,9 +115,10 @@ def test_a_run_recorded_before_balanced_sampling_keeps_its_sampling(tmp_path):
     assert resume_config(tmp_path, {"model": "unet-s2"}).balanced_sampling is False
     old["balanced_sampling"] = False
     written = write_resolved_config(config_from_mapping(old))
-    assert apply_recipe(load_config(written)).balanced_sampling is False
+    assert apply_recipe(config_from_mapping(read_train_config(written))).balanced_sampling is False
     # a new run of the recipe samples balanced
-    assert apply_recipe(load_config(written, {"balanced_sampling": None})).balanced_sampling
+    assert apply_recipe(config_from_mapping(
+        {**read_train_config(written), "balanced_sampling": None})).balanced_sampling
 
 
 def test_a_run_recorded_before_norm_and_radiometric_existed_reads_as_what_it_did(tmp_path):
@@ -184,7 +185,7 @@ def test_an_encoder_file_given_relative_is_found_from_any_folder(tmp_path, monke
     """``--encoder presto=w/model.pt`` typed in the folder the run started from: the run's
     config.yaml names the file relative to itself, so ``--config`` and ``--resume`` find it
     from another folder (both failed with "no such file"); the checkpoint keeps it as typed."""
-    from training.config import load_config
+    from training.config import read_train_config
     from training.run_folder import write_resolved_config
 
     (tmp_path / "w").mkdir()
@@ -199,7 +200,7 @@ def test_an_encoder_file_given_relative_is_found_from_any_folder(tmp_path, monke
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    for read in (load_config(tmp_path / "runs" / "p" / "config.yaml"),
+    for read in (config_from_mapping(read_train_config(tmp_path / "runs" / "p" / "config.yaml")),
                  resume_config(tmp_path / "runs" / "p", {})):
         name, _, path = str(read.encoder).partition("=")
         assert name == "presto" and Path(path).read_bytes() == b"weights"

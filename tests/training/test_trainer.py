@@ -12,7 +12,7 @@ from cli.evaluate import evaluate_main
 from cli.train import train_main
 from core.errors import ConfigError
 from engine import autotune
-from training.config import TrainConfig, load_config
+from training.config import TrainConfig, config_from_mapping, read_train_config
 from training.data import PatchDataset, compute_norm_stats
 from training.losses import build_loss
 from training.modelfile import ModelMeta, load_model_file, read_model_file
@@ -193,7 +193,7 @@ def test_cli_train_then_evaluate(patch_root, tmp_path, capsys, monkeypatch):
     cfg.write_text(f"data: {patch_root}\nmodel: unet-s2\nepochs: 5\nbatch_size: 3\n"
                    "poly_power: 1.5\nmembers: 1\n"
                    f"model_kwargs: {json.dumps(TINY)}\nprecision: fp32\nnum_workers: 0\n")
-    assert load_config(cfg).epochs == 5
+    assert config_from_mapping(read_train_config(cfg)).epochs == 5
     out = tmp_path / "run"
     rc = train_main(["--config", str(cfg), "--out", str(out), "--epochs", "1", "--no-progress"])
     assert rc == 0 and "finished after 1 epoch;" in capsys.readouterr().out

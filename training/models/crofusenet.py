@@ -155,9 +155,6 @@ def _pick(bands: list[str], names: Sequence[str] | None, sensor: str) -> list[in
     return [bands.index(n) for n in names]
 
 
-__all__ = ["CroFuseNet", "CrossFusion", "MultimodalAggregation"]
-
-
 # Seed 002: 128 px patches (lines 81, 107), the composite loss of eq. 11 with alpha 1 and
 # beta 0.8 (lines 159-166), Adam 1e-4, poly 0.9 per iteration, batch 32, 400 epochs, early
 # stop after 50 epochs without a validation gain (line 178, MIoU: line 201). The head is the

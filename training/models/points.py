@@ -163,6 +163,3 @@ def _build(in_channels: int, num_classes: int, **kw: Any) -> nn.Module:
 #: is the plain default, recorded for the registry's sake.
 RECIPE = ModelRecipe(loss=CE, patch_size=128, output_stride=1, source="docs/points.md")
 MODELS: Mapping[str, ModelEntry] = {NAME: ModelEntry(_build, RECIPE)}
-
-__all__ = ["FEATURES", "MODELS", "MODULE", "NAME", "PixelClassifier", "feature_count", "head",
-           "uses_encoder"]

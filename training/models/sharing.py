@@ -93,6 +93,3 @@ def scope() -> Scope | None:
     if torch.compiler.is_compiling():
         return None
     return _SCOPE.get()
-
-
-__all__ = ["SHARED_ENV", "Scope", "scope", "shared_forward"]

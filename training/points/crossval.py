@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.metrics import confusion_matrix, roc_auc
+from training.metrics import compute_metrics, confusion_matrix, roc_auc
 from training.points.head import fit_head, probabilities
 
 L2_GRID: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -57,13 +57,8 @@ class CrossValidation:
 
 def class_f1(predicted: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
     """F1 of each class (NaN for a class neither labelled nor predicted)."""
-    matrix = confusion_matrix(predicted, labels, len(classes))
-    out = {}
-    for k, name in enumerate(classes):
-        tp = matrix[k, k]
-        denominator = matrix[k].sum() + matrix[:, k].sum()
-        out[name] = float(2 * tp / denominator) if denominator else float("nan")
-    return out
+    return dict(zip(classes, compute_metrics(confusion_matrix(predicted, labels,
+                                                              len(classes))).f1, strict=True))
 
 
 def cross_validate(features: np.ndarray, labels: np.ndarray, folds: np.ndarray,

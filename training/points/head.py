@@ -131,8 +131,5 @@ def _fit(features: np.ndarray, labels: np.ndarray, num_classes: int, l2: float,
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:
-    """Softmax of ``(n, K)`` logits."""
-    z = np.asarray(logits, np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    """Softmax of ``(n, K)`` logits (float64)."""
+    return torch.softmax(torch.as_tensor(logits, dtype=torch.float64), dim=1).numpy()

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from contract.grid import parse_patch_id
 from core.errors import ConfigError
 from core.pipeline_options import (
     PipelineFailedError,
@@ -79,9 +78,8 @@ def sessions(setting, **faults) -> StackSessions:
     return StackSessions(setting["stack"], recipe=setting["recipe"], **faults)
 
 
-def origin_of(setting, pid: str) -> str:
-    grid = setting["job"].spec.grid
-    west, _, _, north = grid.patch_bounds(*parse_patch_id(pid))
+def origin_of(setting, row: int, col: int) -> str:
+    west, _, _, north = setting["job"].spec.grid.patch_bounds(row, col)
     return request_origin(west, north)
 
 
@@ -112,9 +110,10 @@ def beam_run(built, setting):
 
 def _run_with_a_transient_failure(setting):
     flaky = setting["reference"].joinpath("index.jsonl").read_text().splitlines()
-    victim = json.loads(flaky[len(flaky) // 2])["id"]
+    victim = json.loads(flaky[len(flaky) // 2])
     out = setting["root"] / "beam"
-    summary = export_pipeline(sessions(setting, fail_at={origin_of(setting, victim): [503]}),
+    fail_at = {origin_of(setting, victim["row"], victim["col"]): [503]}
+    summary = export_pipeline(sessions(setting, fail_at=fail_at),
                               setting["image"], setting["job"], str(out), DIRECT,
                               fine_label=setting["fine"], shard_size=1)
     return out, summary
@@ -143,7 +142,7 @@ def test_pipeline_as_dataflow_runs_it_retries_a_failed_bundle(setting, tmp_path,
                  (setting["reference"] / "index.jsonl").read_text().splitlines()]
     out = tmp_path / "dataflow"
     marker = tmp_path / "failed-once"
-    images = {origin_of(setting, f"r{r}_c{c}"): str(out / f"patches/{MONTH}/r{r}_c{c}.tif")
+    images = {origin_of(setting, r, c): str(out / f"patches/{MONTH}/r{r}_c{c}.tif")
               for r, c in setting["job"].spec.grid.iter_patches()}
     workers = dataflow_like.FailOnce(sessions(setting), images, str(marker))
     summary = export_pipeline(workers, setting["image"], setting["job"], str(out),
@@ -170,7 +169,7 @@ def test_rerun_of_a_finished_month_does_no_work(setting, beam_run):
     grid = setting["job"].spec.grid
     # every request of this factory fails at once: a run that fetched anything would raise
     refusing = sessions(setting, attempts=1, fail_at={
-        origin_of(setting, f"r{r}_c{c}"): [400] for r, c in grid.iter_patches()})
+        origin_of(setting, r, c): [400] for r, c in grid.iter_patches()})
     summary = export_pipeline(refusing, setting["image"], setting["job"], str(out), DIRECT,
                               fine_label=setting["fine"])
     indexed = (out / "index.jsonl").read_text().splitlines()
@@ -183,14 +182,15 @@ def test_failed_tile_fails_the_run_and_the_rerun_fetches_only_what_is_missing(se
     out = setting["root"] / "failing"
     reference = [json.loads(line) for line in
                  (setting["reference"] / "index.jsonl").read_text().splitlines()]
-    victim = reference[0]["id"]
+    victim = reference[0]
+    fail_at = {origin_of(setting, victim["row"], victim["col"]): [400]}
     with pytest.raises(PipelineFailedError, match="injected failure") as failed:
-        export_pipeline(sessions(setting, fail_at={origin_of(setting, victim): [400]}),
+        export_pipeline(sessions(setting, fail_at=fail_at),
                         setting["image"], setting["job"], str(out), DIRECT,
                         fine_label=setting["fine"])
     assert "\n" not in str(failed.value) and "run the same command again" in str(failed.value)
     assert failed.value.exit_code == 1, "an Earth Engine fault is the environment's"
-    assert not (out / f"patches/{MONTH}/{victim}.tif").exists()
+    assert not (out / f"patches/{MONTH}/{victim['id']}.tif").exists()
     assert not (out / "manifest.json").exists(), "a failed run must not commit the month"
     summary = export_pipeline(sessions(setting), setting["image"], setting["job"], str(out),
                               DIRECT, fine_label=setting["fine"])

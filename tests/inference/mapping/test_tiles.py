@@ -30,7 +30,7 @@ def test_tiles_cover_the_grid_once_and_mosaic_to_the_streaming_map(tmp_path, ee_
     tiles = plan_tiles(grid, lattice)
     owned = np.zeros(grid.shape, int)
     for t in tiles:
-        owned[t.core.to_slices()] += 1
+        owned[t.core.to_rasterio().toslices()] += 1
     assert (owned == 1).all()  # every pixel in exactly one core
     date = recipe_for_month({"s1": {}, "s2": {}}, BANDS, MONTH)
     date = type(date)(date.recipe, month_window(MONTH), date.s1_window)

@@ -25,7 +25,7 @@ def test_cores_own_every_pixel_once_and_lie_inside_their_tile(height, width, til
                                                               offset, blend):
     owned = np.zeros((height, width), int)
     for t in Lattice(tile, overlap, blend).tiles(height, width, offset):
-        owned[t.core.to_slices()] += 1
+        owned[t.core.to_rasterio().toslices()] += 1
         assert t.window.row_off <= t.core.row_off and t.window.col_off <= t.core.col_off
         assert t.core.row_off + t.core.height <= t.window.row_off + t.window.height
         assert t.core.col_off + t.core.width <= t.window.col_off + t.window.width

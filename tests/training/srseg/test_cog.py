@@ -8,12 +8,12 @@ from affine import Affine
 
 from contract.geotiff import write_geotiff
 from experiments.naip import NAIP_BANDS, naip_samples
+from experiments.srseg_data import BandStats
 from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
 from inference.predict.workflow import predict_with_model_file
 from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model
-from training.srseg.data import BandStats
 
 COARSE = Affine(10.0, 0.0, 365430.0, 0.0, -10.0, 4312870.0)
 

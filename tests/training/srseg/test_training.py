@@ -11,12 +11,12 @@ import torch
 from torch.utils.data import default_collate
 
 from cli.train import train_main
+from experiments.srseg_data import CrossResolutionDataset, CrossResSample, patch_samples
 from tests.support.rasters import write_patch_dataset
 from training.config import TrainConfig
 from training.losses.srseg import SRSegLoss
 from training.modelfile import ModelMeta, load_model_file
 from training.models import create_model
-from training.srseg.data import CrossResolutionDataset, CrossResSample, patch_samples
 from training.trainer import Trainer
 
 KW = {"scale": 2, "widths": [4, 8], "stage_widths": [4]}

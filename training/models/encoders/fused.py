@@ -57,7 +57,7 @@ from training.losses.segmentation import CE
 from training.models.blocks import ConvBNReLU, init_weights
 from training.models.encoders.cache import FeatureCache, folder_from_env
 from training.models.encoders.galileo import galileo_features
-from training.models.encoders.registry import ENCODERS, encoder_entry, input_columns
+from training.models.encoders.registry import encoder_entry, input_columns
 from training.models.encoders.series import (
     encoder_series,
     mark_missing,
@@ -259,6 +259,3 @@ def _build(in_channels: int, num_classes: int, **kw: Any) -> nn.Module:
 RECIPE = ModelRecipe(loss=CE, patch_size=128, output_stride=16,
                      source="docs/encoders.md")
 MODELS: Mapping[str, ModelEntry] = {NAME: ModelEntry(_build, RECIPE)}
-
-__all__ = ["ENCODERS", "FUSIONS", "MODELS", "ContextHead", "EncoderUNet",
-           "presto_features"]

@@ -22,12 +22,13 @@ and are fed as they are, without a shift (docs/encoders.md says what that costs)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from training.models.encoders.presto import Mlp, month_table, sphere
 
 #: Space-time bands in the authors' order, and the groups over them.
 ST_BANDS = ("VV", "VH", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12", "NDVI")
@@ -73,13 +74,6 @@ def spatial_codes(dim: int, h: int, w: int, ground: float) -> torch.Tensor:
     return torch.cat([col, row], dim=1).reshape(h, w, dim)
 
 
-def month_table(dim: int) -> torch.Tensor:
-    angle = torch.arange(12, dtype=torch.float64) * (2 * math.pi / 12)
-    half = dim // 2
-    return torch.cat([torch.sin(angle)[:, None].expand(12, half),
-                      torch.cos(angle)[:, None].expand(12, half)], dim=1).float()
-
-
 class PatchEmbed(nn.Module):
     """A ``p x p`` patch projection whose 8 px kernel is resized for smaller patches."""
 
@@ -121,15 +115,6 @@ class Attention(nn.Module):
 
         out = F.scaled_dot_product_attention(heads(self.q(x)), heads(self.k(x)), heads(self.v(x)))
         return self.proj(out.transpose(1, 2).reshape(n, length, dim))
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1, self.act, self.fc2 = nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class Block(nn.Module):
@@ -203,7 +188,7 @@ class GalileoEncoder(nn.Module):
         per_patch = seq.shape[2]
         flat = seq.reshape(n, gh * gw * per_patch, self.dim)
         if latlon is not None:
-            where = self.static_embed["location"](cartesian(latlon))
+            where = self.static_embed["location"](sphere(latlon))
             loc = self.st_channel_embed[1].expand(n, code)
             flat = torch.cat([flat, (where + F.pad(loc, (0, 3 * code)))[:, None]], dim=1)
         for block in self.blocks:
@@ -216,11 +201,6 @@ class GalileoEncoder(nn.Module):
             total = total + flat[:, -1:]
             count += 1
         return (total / count).reshape(n, gh, gw, self.dim).permute(0, 3, 1, 2)
-
-
-def cartesian(latlon: torch.Tensor) -> torch.Tensor:
-    lat, lon = torch.deg2rad(latlon[:, 0]), torch.deg2rad(latlon[:, 1])
-    return torch.stack([lat.cos() * lon.cos(), lat.cos() * lon.sin(), lat.sin()], dim=-1)
 
 
 def galileo_features(encoder: nn.Module, raw: torch.Tensor, bands: Sequence[str], month: int,

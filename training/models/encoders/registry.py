@@ -72,17 +72,8 @@ class EncoderEntry:
                 f"expected sha256 {self.sha256}")
 
 
-def _presto() -> nn.Module:
-    return Presto()
-
-
 def _presto_encoder(model: nn.Module) -> nn.Module:
-    encoder = model.get_submodule("encoder")
-    return encoder
-
-
-def _galileo() -> nn.Module:
-    return GalileoEncoder()
+    return model.get_submodule("encoder")
 
 
 PRESTO = EncoderEntry(
@@ -99,7 +90,7 @@ PRESTO = EncoderEntry(
     level_note=("pretrained on top-of-atmosphere S2 (its exporter's band list holds B10, "
                 "which only L1C has); isamap's L2A reflectance is fed as it is, unshifted"),
     dim=128,
-    build=_presto,
+    build=Presto,
     encoder_of=_presto_encoder,
 )
 
@@ -118,7 +109,7 @@ GALILEO_NANO = EncoderEntry(
     level_note=("pretrained on top-of-atmosphere S2 (S2_HARMONIZED); isamap's L2A "
                 "reflectance is fed as it is, unshifted"),
     dim=128,
-    build=_galileo,
+    build=GalileoEncoder,
     encoder_of=lambda model: model,
 )
 
@@ -185,11 +176,6 @@ def parse_encoder(text: str) -> tuple[EncoderEntry, str]:
     return encoder_entry(name.strip()), path
 
 
-def file_digest(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's bytes (:func:`core.digest.file_sha256`, the one digest owner)."""
-    return file_sha256(path)
-
-
 def load_encoder(entry: EncoderEntry, path: str | os.PathLike) -> nn.Module:
     """The pretrained encoder of ``entry`` from its published file, checked, in eval mode.
 
@@ -207,7 +193,7 @@ def load_encoder(entry: EncoderEntry, path: str | os.PathLike) -> nn.Module:
                          f"itself: {entry.where()}")
     if not Path(path).is_file():
         raise ModelError(f"{given}: no such file; {entry.where()}")
-    digest = file_digest(path)
+    digest = file_sha256(path)
     if digest != entry.sha256:
         other = next((e.name for e in ENCODERS.values() if e.sha256 == digest), None)
         hint = f" (it is the published {other} file: give --encoder {other}=PATH)" if other \

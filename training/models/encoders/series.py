@@ -191,7 +191,3 @@ def presto_stack_features(encoder: nn.Module, raw: torch.Tensor, bands: Sequence
     count = c // len(bands)
     return presto_series_features(encoder, raw.reshape(n, count, len(bands), h, w), bands,
                                   latlon, series_months(month, count))
-
-
-__all__ = ["encoder_series", "mark_missing", "pixels_per_call", "presto_series_features",
-           "presto_stack_features", "series_columns", "series_months"]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError
-from training.srseg.boundary import BoundaryF1, boundary_counts, boundary_mask
+from experiments.srseg_boundary import BoundaryF1, boundary_counts, boundary_mask
 
 
 def square(size=20, top=5, left=5, side=8):

@@ -8,7 +8,7 @@ from contract.geotiff import write_geotiff
 from contract.grid import Grid
 from core.errors import InputDataError
 from core.storage import open_store
-from training.srseg.data import (
+from experiments.srseg_data import (
     BandStats,
     CrossResolutionDataset,
     CrossResSample,

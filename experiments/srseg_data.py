@@ -268,9 +268,3 @@ def _orient(array: np.ndarray, turns: int, flip: bool) -> np.ndarray:
 def split_samples(samples: Sequence[CrossResSample], split: Split) -> list[CrossResSample]:
     """The samples of one split."""
     return [s for s in samples if s.split == split]
-
-
-__all__ = [
-    "BandStats", "CrossResSample", "CrossResolutionDataset", "block_mean", "patch_samples",
-    "split_samples",
-]

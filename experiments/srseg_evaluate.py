@@ -2,7 +2,7 @@
 
 A model built for scale ``k`` is scored against the fine labels themselves (never against a
 down-sampled copy): the streaming confusion matrix of training/metrics.py gives IoU / PA / UA /
-F1 / OA / kappa, and :class:`training.srseg.boundary.BoundaryF1` adds the outline score that thin
+F1 / OA / kappa, and :class:`experiments.srseg_boundary.BoundaryF1` adds the outline score that thin
 roads and small buildings need. Baselines and ``srseg`` go through the very same function, so their
 numbers are comparable by construction.
 """
@@ -18,8 +18,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from engine.outputs import main_output
+from experiments.srseg_boundary import BoundaryF1
 from training.metrics import ConfusionMatrix
-from training.srseg.boundary import BoundaryF1
 
 CLASS_NAMES = ("pervious", "impervious")
 
