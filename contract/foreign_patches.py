@@ -38,9 +38,9 @@ from contract.band_values import (
     reflectance_too_small,
 )
 from contract.bands import LABEL_NODATA, check_series_bands, find_band, own_month
-from contract.dataset import DatasetSpec
+from contract.dataset import DatasetSpec, read_manifest
 from contract.grid import Grid, patch_id
-from contract.input_check import judge_stack, refuse_fill
+from contract.input_check import Fingerprint, judge_stack, refuse_fill
 from contract.patch_pairs import (
     PatchPair,
     band_names_of,
@@ -197,13 +197,15 @@ def label_of(mask: np.ndarray, options: ImportOptions, name: str) -> np.ndarray:
     return label
 
 
-def check_values(plan: ImportPlan, options: ImportOptions, samples: int = 16) -> tuple[str, ...]:
+def check_values(plan: ImportPlan, options: ImportOptions, samples: int = 16,
+                 fingerprint: Fingerprint | None = None) -> tuple[str, ...]:
     """Refuse image values that are not what the band names say, or an unnamed mask value.
 
     Called before any write. Up to ``samples`` images spread over the source are read,
     scaled by ``options.scale``; every mask is read. Untagged fill first, the doubts of the
-    input check of every door (:func:`contract.input_check.judge_stack`) last; returns
-    those accepted with ``options.allow_implausible``, for the manifest.
+    input check of every door (:func:`contract.input_check.judge_stack`, against
+    ``fingerprint``: the one the dataset imported into records) last; returns those
+    accepted with ``options.allow_implausible``, for the manifest.
     """
     pairs = list(plan.positions.values())
     chosen = [pairs[i] for i in np.linspace(0, len(pairs) - 1, min(samples, len(pairs)),
@@ -232,7 +234,10 @@ def check_values(plan: ImportPlan, options: ImportOptions, samples: int = 16) ->
     for pair in pairs:  # every mask value accounted for (masks are small: all of them)
         with rasterio.open(pair.mask) as ds:
             label_of(ds.read(1), options, pair.name)
-    return judge_stack("the images", sampled, allow_implausible=options.allow_implausible,
+    what = "the images" + (" (against the fingerprint the dataset's manifest records)"
+                           if fingerprint else "")
+    return judge_stack(what, sampled, fingerprint=fingerprint,
+                       allow_implausible=options.allow_implausible,
                        recorded_in="the dataset's manifest",
                        level="L1C" if options.allow_l1c else None)
 
@@ -355,7 +360,8 @@ def import_patches(src: str | os.PathLike[str], out: str | os.PathLike[str],
     """
     pairs = find_pairs(src)
     plan = plan_import(pairs, options.bands)
-    notes = check_values(plan, options)
+    recorded = read_manifest(out, missing_ok=True).get("pixel_fingerprint")  # a later month's
+    notes = check_values(plan, options, fingerprint=Fingerprint.from_dict(recorded))
     recipe = {"imported": {"impervious": list(options.impervious),
                            "pervious": list(options.pervious),
                            "ignore": list(options.ignore), "scale": options.scale,

@@ -299,6 +299,20 @@ def test_import_and_the_local_export_record_the_fingerprint_of_their_patches(dem
         assert 0 < recorded.quantiles["B2"][3] < 0.3 and recorded.quantiles["VV"][3] < 0
 
 
+def test_a_later_month_unlike_the_datasets_fingerprint_is_refused_at_import(demo, tmp_path,
+                                                                            capsys):
+    """sigma0 raised 2.5 dB breaks no physical rule: a second month imported so joined the
+    dataset without a word, though its manifest records what the first month's pixels are."""
+    stack, _, _ = demo
+    assert _import(_pairs(stack, tmp_path / "june", lambda data: None), tmp_path / "ds") == 0
+    before = (tmp_path / "ds" / "manifest.json").read_text()
+    raised = _pairs(stack, tmp_path / "july", FAULTS["S1 +2.5 dB"][0])
+    status = _import(raised, tmp_path / "ds", "--month", "2019-07")
+    assert_refused(status, capsys.readouterr().err, import_parser(), "against the fingerprint",
+                   "sigma0 is shifted alike", "--allow-implausible")
+    assert (tmp_path / "ds" / "manifest.json").read_text() == before
+
+
 def _scaled_to_dn(root: Path) -> None:
     """The dataset's reflectance patches rewritten as DN (x 10000), as another tool holds them."""
     for path in (root / "patches").glob("*/r*_c*[0-9].tif"):
