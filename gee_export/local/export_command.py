@@ -16,9 +16,19 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from contract.bands import series_record
-from contract.dataset import DatasetSpec, check_compatible, out_refusal, read_manifest
+import numpy as np
+import rasterio
+
+from contract.bands import is_code_band, series_record
+from contract.dataset import (
+    DatasetSpec,
+    check_compatible,
+    out_refusal,
+    read_index,
+    read_manifest,
+)
 from contract.export_options import ExportOptions
+from contract.input_check import Fingerprint, judge_stack, pixel_sample
 from contract.patches import PatchSummary, patch_stack
 from contract.s2_level import check_allow_l1c_backend
 from core.errors import ConfigError, InputDataError
@@ -239,14 +249,42 @@ def _export_months(opts: ExportOptions, stack_dir: Path,
                      stack_dir)
         plans = [check_local_month(opts, str(opts.scenes), month, store, spec, stack_dir)
                  for month in opts.months]
-        for plan in plans:
+        for month, plan in zip(opts.months, plans, strict=True):
             stack = write_local_stack(plan, progress=opts.progress)
+            notes = [*plan.input_notes, *_judge_month(stack.image, month, store, spec, opts)]
             on_month(patch_stack(stack, store, min_valid_fraction=opts.min_valid_fraction,
                                  seed=opts.seed, block=opts.split_block, backend="local",
                                  region=opts.region.name,
                                  recipe={**plan.recipe.to_dict(), **series_record(opts.bands)},
                                  sources={"scenes": plan.scene_list(), **(
-                                     {"input_notes": plan.input_notes}
-                                     if plan.input_notes else {})},
+                                     {"input_notes": notes} if notes else {})},
                                  classes=mapping.manifest_classes(),
                                  label_scheme=mapping.scheme, progress=opts.progress))
+
+
+def _judge_month(image: str, month: str, store: Store, spec: DatasetSpec,
+                 opts: ExportOptions) -> tuple[str, ...]:
+    """A month's stack against the fingerprint the dataset's earlier months recorded.
+
+    Its scenes passed the physical rules; a calibration they cannot see (sigma0 raised alike
+    in VV and VH, another processor) would join months unlike it. The stack is read where
+    the earlier months' patches lie, sampled as their fingerprint was
+    (:func:`contract.dataset.patches_fingerprint`), so the two see the same ground.
+    """
+    recorded = Fingerprint.from_dict(read_manifest(store, missing_ok=True)
+                                     .get("pixel_fingerprint"))
+    earlier = [r for r in read_index(store, missing_ok=True) if r["month"] != month]
+    if recorded is None or not earlier:
+        return ()
+    with rasterio.open(image) as src:
+        def patch(i: int) -> np.ndarray:
+            window = spec.grid.patch_window(earlier[i]["row"], earlier[i]["col"]).to_rasterio()
+            return src.read(window=window, out_dtype="float32", masked=True).filled(np.nan)
+
+        pixels = pixel_sample(patch, len(earlier), src.count)
+        names = src.descriptions
+    samples = {b: pixels[i] for i, b in enumerate(names) if b and not is_code_band(b)}
+    return judge_stack(f"the stack of {month} (against the fingerprint the manifest of "
+                       f"{opts.out} records)", samples, fingerprint=recorded, physics=False,
+                       allow_implausible=bool(opts.allow_implausible),
+                       recorded_in="the record of the scenes read")

@@ -313,6 +313,44 @@ def test_a_later_month_unlike_the_datasets_fingerprint_is_refused_at_import(demo
     assert (tmp_path / "ds" / "manifest.json").read_text() == before
 
 
+def _raised_s1(root: Path, db: float = 2.5) -> None:
+    """Every Sentinel-1 file's linear sigma0 raised by ``db`` (another calibration)."""
+    for band in (root / "S1").glob("*/*_V[VH].tif"):
+        with rasterio.open(band, "r+") as dst:
+            dst.write(dst.read() * np.float32(10 ** (db / 10)))
+
+
+def test_a_later_month_unlike_the_datasets_fingerprint_is_refused_at_export(tmp_path, capsys):
+    """The local export judged each scene by the physical rules only: a month whose sigma0
+    is 2.5 dB higher than the dataset's earlier month joined it without a word."""
+    from pyproj import Transformer
+
+    from cli.export import build_parser as export_parser
+    from cli.export import main as export_main
+    from gee_export.local.synthetic import generate_scene
+
+    for month in ("2019-06", "2019-07"):
+        scene = generate_scene(tmp_path / month, width=256, height=256, fine_scale=2,
+                               month=month, progress=False)
+    bbox = ",".join(map(str, Transformer.from_crs(scene.grid.crs, "EPSG:4326", always_xy=True)
+                        .transform_bounds(*scene.grid.bounds)))
+
+    def export(month: str) -> int:
+        return export_main(["--backend", "local", "--scenes", str(tmp_path / month), "--bbox",
+                            bbox, "--months", month, "--out", str(tmp_path / "ds"),
+                            "--speckle", "boxcar", "--min-valid-fraction", "0.5",
+                            "--no-progress", "-q"])
+
+    assert export("2019-06") == 0
+    before = (tmp_path / "ds" / "manifest.json").read_text()
+    _raised_s1(tmp_path / "2019-07")
+    status = export("2019-07")
+    err = capsys.readouterr().err.strip().splitlines()  # after the small area's warnings
+    assert_refused(status, err[-1], export_parser(), "against the fingerprint",
+                   "sigma0 is shifted alike", "--allow-implausible")
+    assert (tmp_path / "ds" / "manifest.json").read_text() == before
+
+
 def _scaled_to_dn(root: Path) -> None:
     """The dataset's reflectance patches rewritten as DN (x 10000), as another tool holds them."""
     for path in (root / "patches").glob("*/r*_c*[0-9].tif"):
