@@ -8,8 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from contract.publishing import PublishOptions
-from core.commands import add_logging_arguments, configure_logging, run_command
-from core.environment import check_output_folder
+from core.commands import (
+    add_logging_arguments,
+    claim_output_folder,
+    configure_logging,
+    run_command,
+)
 from core.errors import ConfigError, InputDataError, StorageError
 from core.parsers import command_parser
 from core.storage import files
@@ -97,9 +101,12 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _check_out_dir(out_dir: str) -> None:
-    """Refuse a folder the manifest and script cannot be saved in, before any upload."""
+    """Refuse a folder the manifest and script cannot be saved in, or one another run holds.
+
+    Before any upload; the folder stays held until the command ends (one run per folder).
+    """
     try:
-        check_output_folder("--out-dir", out_dir)
+        claim_output_folder("--out-dir", out_dir)
     except OSError as exc:
         raise StorageError(f"the manifest and script cannot be saved in {out_dir} "
                            f"({exc.strerror or exc}); give --out-dir DIR, a folder you can "

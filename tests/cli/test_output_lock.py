@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cli import assess, demo, evaluate, prune
+from cli import assess, demo, evaluate, prune, publish
 from tests.support.assess import labelled_as_the_map
 from tests.support.lock_holder import files_under, held_elsewhere
 
@@ -41,6 +41,9 @@ CASES: dict[str, tuple[Callable[[list[str]], int], Callable[[Path, Path], list[s
     "prune": (prune.prune_main, lambda places, out: [
         "--model", str(places / "m.pt"), "--data", str(places / "data"), "--out", str(out)]),
     "demo": (demo.main, lambda places, out: ["--out", str(out), "--until", "scene"]),
+    "publish": (publish.publish_main, lambda places, out: [
+        "--class-cog", str(places / "map_class.tif"), "--prob-cog", str(places / "map_class.tif"),
+        "--asset-id", "users/someone/isa", "--dry-run", "--out-dir", str(out)]),
 }
 
 
