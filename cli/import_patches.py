@@ -7,7 +7,6 @@ import json
 from collections.abc import Sequence
 
 from contract.bands import band_list
-from contract.foreign_patches import IMPORT_BLOCK, ImportOptions, import_patches
 from contract.sigma0 import S1_UNITS
 from core.commands import (
     add_logging_arguments,
@@ -19,6 +18,7 @@ from core.commands import (
 from core.errors import ConfigError
 from core.months import check_month
 from core.parsers import command_parser, seed
+from gee_export.imported.patches import IMPORT_BLOCK, ImportOptions, import_patches
 
 EXAMPLES = (
     ("image/mask pairs (images/, masks/) of Sentinel-2 reflectance x 10000 and Sentinel-1 "

@@ -1,5 +1,5 @@
 """The data contract: grid, bands, regions, splits, GeoTIFFs, datasets, stacks, publishing.
 
-Everything downstream (both backends, training, inference) agrees through these types and file
+Everything downstream (the backends, training, inference) agrees through these types and file
 formats (docs/data-contract.md). May import: ``core``.
 """

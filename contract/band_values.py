@@ -39,7 +39,7 @@ quantities apart, whatever the file says:
 
 The judgements are pure functions of value samples (NaN = nodata). The local backend applies
 them to its source scenes (``gee_export.local.plausibility``), ``isamap-import-patches`` to the
-images it imports (``contract.foreign_patches``), inference to the stack it is given
+images it imports (``gee_export.imported.patches``), inference to the stack it is given
 (``inference.predict.sources``).
 """
 
@@ -286,7 +286,7 @@ def s2_band_name_problem(samples: Mapping[str, np.ndarray], *,
 
     The one owner of the band-order rules, for the local export's scenes
     (``gee_export.local.plausibility.check_s2_band_names``) and imported patches
-    (``contract.foreign_patches``). Three physical facts are checked where the named bands
+    (``gee_export.imported.patches``). Three physical facts are checked where the named bands
     are present: bands of one spectral region correlate over the scene
     (:data:`BAND_PAIR_MIN_CORRELATION`); the spectra show no B2/B4 or B3/B8 swap
     (:mod:`contract.input_facts`); and over vegetation (pixels whose red edge rises,

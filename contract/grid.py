@@ -335,7 +335,7 @@ def metre_crs_problem(text: str) -> str | None:
     geographic CRS (degrees) or one in feet is refused before any work (only the horizontal
     axes are judged: a compound CRS may give heights in feet), as ``--crs``
     (:func:`projected_crs`) and as the CRS of imported patches
-    (:func:`contract.foreign_patches.plan_import`).
+    (:func:`gee_export.imported.patches.plan_import`).
     """
     from pyproj import CRS
     from pyproj.exceptions import CRSError

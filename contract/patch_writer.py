@@ -228,7 +228,7 @@ class PatchWriter:
 # ---------------------------------------------------------------------- resume state
 @dataclass
 class MonthProgress:
-    """Where one month of a dataset stands; both backends resume and commit through it.
+    """Where one month of a dataset stands; every backend resumes and commits through it.
 
     Attributes:
         store: the dataset root.

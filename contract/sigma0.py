@@ -2,7 +2,7 @@
 
 :func:`linear_to_db` is the one place power becomes dB: the local export's monthly mean
 (:mod:`gee_export.local.sentinel1`) and ``isamap-import-patches --s1-unit linear``
-(:mod:`contract.foreign_patches`), which converts the bands whose unit is dB
+(:mod:`gee_export.imported.patches`), which converts the bands whose unit is dB
 (``contract.bands.find_band(b).unit == "dB"``: VV, VH and their earlier months) while it
 writes the patches, before the value checks judge them. The option is refused where the
 values already are dB, and linear values imported without it are told to give it.

@@ -1,13 +1,15 @@
-"""Sentinel-1/Sentinel-2 composites and co-registered patch export (Earth Engine or local).
+"""The backends that make patch datasets: Sentinel-1/2 export (Earth Engine or local), import.
 
-The two export backends sit on the project's foundation (``tests/test_layers.py`` enforces
-the order): :mod:`core` (errors, retry, storage, months) and :mod:`contract` (the data
-contract: grid, bands, regions, splits, GeoTIFFs, patch datasets, stacks).
+The backends sit on the project's foundation (``tests/test_layers.py`` enforces the order):
+:mod:`core` (errors, retry, storage, months) and :mod:`contract` (the data contract: grid,
+bands, regions, splits, GeoTIFFs, patch datasets, stacks).
 
 - :mod:`gee_export.ee`: the Earth Engine recipe, its session and the names it sends (the one
-  seam to Earth Engine); :mod:`gee_export.local`: the same recipe in numpy/rasterio. Side by
-  side: each imports ``core`` and ``contract``, never the other.
-- :mod:`cli.export` (``isamap-export``) drives both backends.
+  seam to Earth Engine); :mod:`gee_export.local`: the same recipe in numpy/rasterio;
+  :mod:`gee_export.imported`: another project's image/mask pairs. Side by side: each imports
+  ``core`` and ``contract``, never another.
+- :mod:`cli.export` (``isamap-export``) drives the two export backends,
+  :mod:`cli.import_patches` (``isamap-import-patches``) the import.
 
 May import: core, contract.
 

@@ -54,7 +54,7 @@ OWNERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("cli/fit.py", ("isamap-fit",), "all"),
     ("inference/fit/", ("isamap-fit",), "all"),
     ("training/points/", ("isamap-fit",), "all"),
-    ("contract/foreign_patches.py", ("isamap-import-patches",), "all"),
+    ("gee_export/imported/", ("isamap-import-patches",), "all"),
     ("contract/s2_level.py::check_import_level", ("isamap-import-patches",), "all"),
     ("contract/sigma0.py::check_s1_unit", ("isamap-import-patches",), "all"),
     ("gee_export/", ("isamap-export",), "all"),

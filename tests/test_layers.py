@@ -4,16 +4,16 @@ Every import is read as Python runs it (tests/support/import_graph.py: lazy impo
 ``importlib.import_module`` with a literal name, and the package ``__init__`` modules an
 import runs) and checked against the ranks of docs/architecture.md:
 
-    core 0 < contract 1 < gee_export.ee | gee_export.local 2 < engine 3 <
+    core 0 < contract 1 < gee_export.ee | gee_export.local | gee_export.imported 2 < engine 3 <
     training.losses 4 < training.models 5 < training 6 < inference.cog 7 <
     inference.predict 8 < inference.publish | inference.assess 9 < inference.mapping 10 <
     inference 11 < cli 12 < experiments | benchmarks | testing 13
 
-A module may import its own rank or lower; ``gee_export.ee`` and ``gee_export.local`` are
-siblings that never import each other, and so are ``inference.publish`` and
-``inference.assess``; the library never imports ``cli`` (it stands above it) and a command
-module never imports another. The last tests plant small trees to show that the checker fails
-where it must.
+A module may import its own rank or lower; the backends ``gee_export.ee``, ``gee_export.local``
+and ``gee_export.imported`` are siblings that never import each other, and so are
+``inference.publish`` and ``inference.assess``; the library never imports ``cli`` (it stands
+above it) and a command module never imports another. The last tests plant small trees to show
+that the checker fails where it must.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ RANKS = (  # longest prefix wins
     ("gee_export", 2),
     ("gee_export.ee", 2),
     ("gee_export.local", 2),
+    ("gee_export.imported", 2),
     ("engine", 3),
     ("training.losses", 4),
     ("training.models", 5),
@@ -56,8 +57,8 @@ RANKS = (  # longest prefix wins
     ("benchmarks", 13),
     ("testing", 13),
 )
-SIBLINGS = frozenset({("gee_export.ee", "gee_export.local"),
-                      ("gee_export.local", "gee_export.ee"),
+BACKENDS = ("gee_export.ee", "gee_export.local", "gee_export.imported")
+SIBLINGS = frozenset({*((a, b) for a in BACKENDS for b in BACKENDS if a != b),
                       ("inference.assess", "inference.publish"),
                       ("inference.publish", "inference.assess")})
 LIBRARY = ("core", "contract", "gee_export", "engine", "training", "inference", "cli")

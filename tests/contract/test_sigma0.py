@@ -10,7 +10,7 @@ import rasterio
 
 from contract.dataset import read_index, read_manifest
 from contract.sigma0 import linear_to_db, to_db
-from tests.contract.test_foreign_patches_values import NAMES, _cut, _run
+from tests.gee_export.imported.test_patches_values import NAMES, _cut, _run
 from training.band_ranges import value_problems
 
 

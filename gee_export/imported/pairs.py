@@ -2,7 +2,7 @@
 
 Either layout: ``images/<name>.tif`` with ``masks/<name>.tif`` (or ``labels/``...), or
 ``<name>.tif`` beside ``<name>_mask.tif`` / ``<name>_label.tif``. What
-``isamap-import-patches`` reads (:mod:`contract.foreign_patches`), with their headers
+``isamap-import-patches`` reads (:mod:`gee_export.imported.patches`), with their headers
 (:func:`read_header`) and the rule that their CRS be metres (:func:`check_metres`).
 """
 

@@ -15,7 +15,7 @@ only, never Sentinel-1 dB; ``s1_unit`` "linear" makes VV/VH dB, :mod:`contract.s
 mask value must be declared impervious, pervious or ignored, and
 Level-1C (top-of-atmosphere) pixels are refused unless ``allow_l1c``, as the export refuses
 Level-1C scenes (:func:`contract.s2_level.check_import_level`). The pairs are found by
-:func:`contract.patch_pairs.find_pairs`.
+:func:`gee_export.imported.pairs.find_pairs`.
 """
 
 from __future__ import annotations
@@ -41,13 +41,6 @@ from contract.bands import LABEL_NODATA, check_series_bands, find_band, own_mont
 from contract.dataset import DatasetSpec, read_manifest
 from contract.grid import Grid, patch_id
 from contract.input_check import Fingerprint, judge_stack, refuse_fill
-from contract.patch_pairs import (
-    PatchPair,
-    band_names_of,
-    check_metres,
-    find_pairs,
-    read_header,
-)
 from contract.patch_writer import MonthProgress, open_month, valid_mask
 from contract.s2_level import check_import_level, s2_level_of
 from contract.sigma0 import S1Unit, check_s1_unit, linear_advice, samples_in_db, to_db
@@ -57,6 +50,13 @@ from core.errors import InputDataError
 from core.lock import hold_output
 from core.progress import progress_bar
 from core.storage import files, open_store
+from gee_export.imported.pairs import (
+    PatchPair,
+    band_names_of,
+    check_metres,
+    find_pairs,
+    read_header,
+)
 
 log = logging.getLogger(__name__)
 
