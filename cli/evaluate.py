@@ -70,7 +70,7 @@ def _evaluate(a: argparse.Namespace) -> int:
         raise ConfigError(problem)
     # imported once the options are checked: torch and the models take seconds to import,
     # and --help and a refused option answer without them
-    from training.evaluate import EvaluateConfig, evaluate
+    from inference.assess.evaluate import EvaluateConfig, evaluate
 
     res = evaluate(EvaluateConfig(
         model=a.model, data=a.data, out_dir=a.out, split=a.split, batch_size=a.batch_size,

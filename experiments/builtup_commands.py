@@ -23,10 +23,10 @@ from core.errors import ConfigError, InputDataError
 from experiments.builtup_arms import Arm, arm_of, members_of
 from experiments.builtup_tiles import DW_LABEL_MAP, DWTile
 from experiments.realscenes import bbox_argument, run_product
+from inference.assess.evaluate import EvaluateConfig, evaluate
 from inference.predict.config import PredictConfig
 from inference.predict.lattice import from_record
 from training.config import read_train_config
-from training.evaluate import EvaluateConfig, evaluate
 from training.members import recorded_otherwise
 from training.modelfile import read_model_file
 from training.run_folder import RESOLVED_CONFIG

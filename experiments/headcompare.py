@@ -9,7 +9,7 @@ flows back through them. This module measures what that costs: for every dataset
 trains the same reduced-width CroFuseNet twice through ``training.patch_training.train`` — once with
 ``head="paper"``, once with ``head="linear"`` (same seed, data, augmentation draws, budget,
 validation-based selection) — evaluates both on the test split with
-``training.evaluate.evaluate`` and counts the test pixels whose logits all tie (decided by
+``inference.assess.evaluate.evaluate`` and counts the test pixels whose logits all tie (decided by
 the tie-break, not by the model). Finished runs are reused, so an interrupted comparison is
 resumed by the same command. The benchmark ``benchmarks/bench_crofusenet_head.py`` builds the
 demo and Sen1Floods11 datasets and calls :func:`compare_heads`.
@@ -39,9 +39,9 @@ from core.parsers import CommandParser
 from core.storage import atomic_write
 from engine.outputs import main_output
 from experiments.threads import add_threads_argument, use_threads
+from inference.assess.evaluate import EvaluateConfig, evaluate
 from training.config import TrainConfig
 from training.data import NormStats, PatchDataset
-from training.evaluate import EvaluateConfig, evaluate
 from training.modelfile import load_model_file
 from training.patch_training import train
 

@@ -10,7 +10,7 @@ paired: the strata are the classes of the setting's coarse product (NLCD; the co
 on the NAIP tiles) on the held-out pixels that are scored, and the points are drawn by
 :func:`inference.assess.design.draw_array` (at least ``per_stratum`` points per stratum, or all
 its pixels, ``per_stratum`` x strata in all, the rest in proportion to the strata's pixels;
-a fixed seed). Every map is estimated by :func:`training.area_estimation.stratified_estimates`:
+a fixed seed). Every map is estimated by :func:`inference.assess.estimators.stratified_estimates`:
 for the product the strata are its own classes (Olofsson et al. 2014), for a model the general
 form (Stehman 2014), in which the strata need not be the map's classes, so both estimates are
 unbiased on the same points. A stratum of a single pixel is left out of the population (it
@@ -28,7 +28,7 @@ import numpy as np
 from contract.label_schemes import LANDCOVER_CLASSES
 from core.errors import ConfigError
 from inference.assess.design import ArraySample, draw_array
-from training.area_estimation import AreaAccuracy, stratified_estimates
+from inference.assess.estimators import AreaAccuracy, stratified_estimates
 
 K = len(LANDCOVER_CLASSES)
 

@@ -25,8 +25,8 @@ from experiments.landcover_departures import (
 from experiments.landcover_keep import green_cut, ndvi
 from experiments.landcover_points import draw_points, estimates
 from experiments.scoring import best_threshold_f1, binary_scores, roc_auc
+from inference.assess.estimators import AreaAccuracy
 from inference.assess.intervals import estimate, notes
-from training.area_estimation import AreaAccuracy
 from training.metrics import compute_metrics, confusion_matrix
 
 K = len(LANDCOVER_CLASSES)

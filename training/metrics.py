@@ -14,7 +14,7 @@ class is ``j`` (rows = reference). The papers print the transpose (rows = map cl
   (p0 - pe)/(1 - pe) with pe = sum(row total * column total)/total^2 (RU-Net++ eqs. 7-8).
 
 Point samples and the stratified estimators of accuracy and area with confidence intervals
-(Olofsson et al. 2014) are :mod:`training.area_estimation`.
+(Olofsson et al. 2014) are :mod:`inference.assess.estimators`.
 """
 
 from __future__ import annotations

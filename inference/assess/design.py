@@ -1,7 +1,7 @@
 """A stratified random sample of pixel centres from a class or change COG, reproducible by seed.
 
 The strata are the raster's classes. The number of points comes from ``n`` or from a target
-standard error (Olofsson et al. 2014, eq. 13, :mod:`training.area_estimation`); it is allocated
+standard error (Olofsson et al. 2014, eq. 13, :mod:`inference.assess.estimators`); it is allocated
 with a minimum per stratum and the rest in proportion to area, or, for a sample sized for one
 class's area (the gain of a change map), in proportion to ``W_h S_h`` (the Neyman allocation
 that eq. 13 assumes), which gives a rare class and the strata that hide its omissions the
@@ -11,10 +11,10 @@ then found in one pass over the raster's blocks, so a design needs no more memor
 and the same map, sizes and seed always give the same points.
 
 The allocation and the draw (:func:`allocation`,
-:func:`training.area_estimation.draw_ranks`) are pure functions shared by the raster design
+:func:`inference.assess.estimators.draw_ranks`) are pure functions shared by the raster design
 (:func:`draw`), the design of an array already in memory (:func:`draw_array`, for maps scored
 where they are computed) and the evaluation's point sample
-(:func:`training.area_estimation.sample_points`): one random draw, several ways to find the
+(:func:`inference.assess.estimators.sample_points`): one random draw, several ways to find the
 drawn ranks' pixels.
 """
 
@@ -33,8 +33,7 @@ from core.errors import ConfigError, InputDataError
 from core.parsers import SEED_RULE, is_seed
 from core.shareable import shareable_path
 from core.storage import files
-from inference.assess.strata import Strata, read_strata
-from training.area_estimation import (
+from inference.assess.estimators import (
     Numbers,
     allocate,
     area_sd,
@@ -42,6 +41,7 @@ from training.area_estimation import (
     sample_size_area,
     sample_size_oa,
 )
+from inference.assess.strata import Strata, read_strata
 
 log = logging.getLogger(__name__)
 

@@ -35,9 +35,9 @@ import numpy as np
 from core.errors import ConfigError, InputDataError
 from core.storage import files
 from gee_export.ee.labels import GHSL_BUILT, GHSL_CELL_M2
+from inference.assess.estimators import short_strata
 from inference.assess.strata import Strata, values_at
 from inference.cog.maps import NODATA
-from training.area_estimation import short_strata
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ def check_coverage(product: ProductAtPoints, stratum: np.ndarray, strata: Strata
     """Refuse a compared product with too few points of data in a stratum to be scored.
 
     Its estimates need 2 points with data in every stratum with area (the rule of
-    :func:`training.area_estimation.short_strata`); checked as it is read, before its mapped
+    :func:`inference.assess.estimators.short_strata`); checked as it is read, before its mapped
     area is counted, so the refusal names the product, not a stratum count. Points without
     data that leave it scorable are told in a warning.
 

@@ -2,10 +2,10 @@
 
 Every product is estimated with the strata that drew the sample (the map's classes, or a change
 map's), so the map and the products it is compared with are estimated without bias on the same
-points (:func:`training.area_estimation.stratified_estimates`). The strata come from the
+points (:func:`inference.assess.estimators.stratified_estimates`). The strata come from the
 design's own file (``--design``: each point's stratum, joined by id, and the strata's sizes),
 or else from the strata raster read at the points. A change map also gets its gain, loss and
-net change areas with intervals (:func:`training.area_estimation.change_area`). Writes
+net change areas with intervals (:func:`inference.assess.estimators.change_area`). Writes
 ``report.json`` (the numbers), ``report.md`` (the tables as a person reads them) and
 ``report.png`` (impervious F1 and area of every product with their intervals).
 """
@@ -27,6 +27,7 @@ from core.jsonsafe import dumps
 from core.shareable import shareable, shareable_path
 from core.storage import atomic_path, atomic_write
 from inference.assess.design_file import BLIND, MAP_CLASS_SHOWN, read_design
+from inference.assess.estimators import AreaAccuracy, change_area, stratified_estimates
 from inference.assess.intervals import FROM_POINTS, POINTS_NOTE, estimate, notes
 from inference.assess.point_files import REFERENCE_COLUMN, ReferencePoints, read_references
 from inference.assess.product_area import mapped_areas, region_raster, strata_candidates
@@ -46,7 +47,6 @@ from inference.assess.sample_strata import (
     raster_strata,
 )
 from inference.assess.strata import CHANGE_NAMES, Strata, check_codes, class_names, values_at
-from training.area_estimation import AreaAccuracy, change_area, stratified_estimates
 
 log = logging.getLogger(__name__)
 

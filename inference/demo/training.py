@@ -21,8 +21,8 @@ from pathlib import Path
 
 from contract.dataset import read_index
 from engine.execution import process_threads_at
+from inference.assess.evaluate import EvaluateConfig, evaluate
 from training.config import TrainConfig
-from training.evaluate import EvaluateConfig, evaluate
 from training.patch_training import train
 
 DEMO_WIDTHS = (8, 16, 32, 64, 128)

@@ -10,9 +10,10 @@ import torch
 
 from core.errors import ConfigError
 from engine import devices, distributed
+from inference.assess import evaluate
 from inference.predict import runtime
 from tests.support import REPO_ROOT
-from training import evaluate, trainer
+from training import trainer
 
 ROOT = REPO_ROOT
 

@@ -19,7 +19,7 @@ from experiments.landcover_report import (
     seed_stats,
 )
 from experiments.scoring import roc_auc
-from training.area_estimation import stratified_estimates
+from inference.assess.estimators import stratified_estimates
 
 
 def _matrix(correct: int, wrong: int) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 ``range_problems`` and ``value_problems`` are the one rule of ``isamap-predict`` (a stack's
 sample, tests/inference/predict/test_expected_inputs.py) and ``isamap-evaluate`` (a dataset's
-patches, tests/training/test_evaluate_checks.py).
+patches, tests/inference/assess/test_evaluate_checks.py).
 """
 
 from __future__ import annotations

@@ -9,11 +9,11 @@ import pytest
 import rasterio
 
 from inference.assess.design import allocation, allocation_weights, sample_size
+from inference.assess.estimators import change_area, draw_ranks
 from inference.assess.point_files import write_design
 from inference.assess.report import score
 from inference.assess.strata import CHANGE_NAMES, Strata
 from tests.support.assess import class_cog
-from training.area_estimation import change_area, draw_ranks
 
 STABLE_PERVIOUS, STABLE_ISA, GAIN, LOSS = range(4)
 PIXEL_KM2 = 1e-4  # 10 m pixels

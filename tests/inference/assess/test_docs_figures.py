@@ -65,7 +65,7 @@ def test_the_sample_size_examples_on_the_page_are_the_librarys():
     """The sizing table and the change examples of docs/accuracy.md, recomputed."""
     import numpy as np
 
-    from training.area_estimation import allocate, area_sd, sample_size_area, sample_size_oa
+    from inference.assess.estimators import allocate, area_sd, sample_size_area, sample_size_oa
 
     page = (ROOT / "docs" / "accuracy.md").read_text(encoding="utf-8")
     w, ua = [0.85, 0.15], [0.95, 0.85]

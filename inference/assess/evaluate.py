@@ -36,7 +36,7 @@ from engine import autotune
 from engine.devices import Layout, Precision
 from engine.distributed import DistInfo, resolve_device
 from engine.outputs import main_output
-from training.area_estimation import point_confusion, sample_points, stratified_area_accuracy
+from inference.assess.estimators import point_confusion, sample_points, stratified_area_accuracy
 from training.band_ranges import check_patch_values
 from training.calibration import Reliability, describe, positive_class, probabilities
 from training.data import PatchDataset, Split

@@ -199,7 +199,7 @@ def test_an_evaluation_stopped_while_writing_never_passes_for_the_one_before(tmp
     """A walk: an evaluation of the val split killed after metrics.txt and the confusion
     matrix were written left the test split's metrics.json beside them; asking for the test
     split again "read back" the val table, exit 0. The old metrics.json now goes first."""
-    from training import evaluate as module
+    from inference.assess import evaluate as module
 
     model = _model_file(tmp_path / "model.pt")
     data = write_patch_dataset(tmp_path / "ds", n=6)
@@ -226,7 +226,7 @@ def test_an_output_file_that_is_a_folder_is_named_before_the_evaluation_runs(tmp
                                                                            monkeypatch):
     """A walk: ``--out`` whose ``metrics.json`` is a folder failed after the whole evaluation,
     exit 1, naming a temporary file. It is now named, exit 2, before a patch is scored."""
-    from training import evaluate as module
+    from inference.assess import evaluate as module
 
     model = _model_file(tmp_path / "model.pt")
     data = write_patch_dataset(tmp_path / "ds", n=6)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError
-from training.area_estimation import (
+from inference.assess.estimators import (
     allocate,
     point_confusion,
     sample_points,
