@@ -28,7 +28,7 @@ from cli.predict import predict_main, predict_parser
 from cli.train import train_main, train_parser
 from inference.demo.steps import build_stack_for_demo
 from tests.cli.test_fit import labelled_pixels, write_points
-from tests.support.rasters import write_patch_dataset
+from tests.support.rasters import write_pair, write_patch_dataset
 from tests.support.refusals import assert_refused
 from training.modelfile import load_model_file
 
@@ -152,23 +152,14 @@ def _pairs(stack, root: Path, edit) -> Path:
         data, profile, names = src.read(), src.profile, src.descriptions
     with rasterio.open(stack.label) as src:
         label = src.read(1)
-    (root / "images").mkdir(parents=True)
-    (root / "masks").mkdir(parents=True)
     for r in range(0, data.shape[1] - 63, 64):
         for c in range(0, data.shape[2] - 63, 64):
             image = np.nan_to_num(data[:, r:r + 64, c:c + 64].copy(), nan=0.0)
             edit(image)
             transform = rasterio.windows.transform(
                 rasterio.windows.Window(c, r, 64, 64), profile["transform"])
-            common = {"driver": "GTiff", "width": 64, "height": 64, "crs": profile["crs"],
-                      "transform": transform}
-            with rasterio.open(root / "images" / f"t_{r}_{c}.tif", "w", count=6,
-                               dtype="float32", **common) as dst:
-                dst.write(image)
-                dst.descriptions = names
-            with rasterio.open(root / "masks" / f"t_{r}_{c}.tif", "w", count=1,
-                               dtype="uint8", **common) as dst:
-                dst.write(label[None, r:r + 64, c:c + 64])
+            write_pair(root, f"t_{r}_{c}", image, label[r:r + 64, c:c + 64], profile["crs"],
+                       transform, names)
     return root
 
 

@@ -6,6 +6,7 @@ Every writer goes through the project's own writers where one exists (``write_ge
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -283,3 +284,21 @@ def tiff_part(data: bytes, offset: int) -> str:
         at = struct.unpack_from("<" + word, data, start + count * size)[0]
         level += 1
     return "no IFD, tag value or tile (padding, or past the end)"
+
+
+def write_pair(root: Path, name: str, image: np.ndarray, mask: np.ndarray, crs, transform,
+               names: Sequence[str | None]) -> None:
+    """One image/mask pair as another project tiles a scene: ``root/images/NAME.tif`` (float32,
+    the bands described) and ``root/masks/NAME.tif`` (uint8), on one grid."""
+    common = {"driver": "GTiff", "height": image.shape[1], "width": image.shape[2],
+              "crs": crs, "transform": transform}
+    for folder in ("images", "masks"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    with rasterio.open(root / "images" / f"{name}.tif", "w", count=len(image),
+                       dtype="float32", **common) as dst:
+        dst.write(image.astype("float32"))
+        dst.descriptions = tuple(names)
+    with rasterio.open(root / "masks" / f"{name}.tif", "w", count=1, dtype="uint8",
+                       **common) as dst:
+        dst.write(mask.astype("uint8")[None])
+

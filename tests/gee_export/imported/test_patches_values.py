@@ -14,6 +14,7 @@ from rasterio.windows import Window
 from cli.import_patches import main
 from contract.band_values import band_value_problem
 from contract.dataset import read_index, read_manifest
+from tests.support.rasters import write_pair
 
 CELL = "terramesh_s1s2/433D_629L_3_1"  # S2 L2A DN (B01..B12, unnamed) + S1 dB, 224 px
 NAMES = ("B2", "B3", "B4", "B8", "VV", "VH")
@@ -23,24 +24,15 @@ def _cut(shared_data: Path, out: Path, s1=lambda db: db, s2_scale: float = 1.0,
          names=NAMES) -> Path:
     """Nine 64 px image/mask pairs of one real cell, as another project stacks S2 DN + S1 dB."""
     cell = shared_data / CELL
-    (out / "images").mkdir(parents=True)
-    (out / "masks").mkdir(parents=True)
     with rasterio.open(f"{cell}_S2L2A.tif") as s2, rasterio.open(f"{cell}_S1RTC.tif") as sar, \
             rasterio.open(f"{cell}_LULC.tif") as lc:
         for r in range(0, 192, 64):
             for c in range(0, 192, 64):
                 w = Window(c, r, 64, 64)
                 stack = np.concatenate([s2.read([2, 3, 4, 8], window=w) * s2_scale,
-                                        s1(sar.read(window=w))]).astype("float32")
-                profile = {"driver": "GTiff", "width": 64, "height": 64, "crs": s2.crs,
-                           "transform": s2.window_transform(w)}
-                with rasterio.open(out / "images" / f"t_{r}_{c}.tif", "w", count=6,
-                                   dtype="float32", **profile) as dst:
-                    dst.write(stack)
-                    dst.descriptions = names
-                with rasterio.open(out / "masks" / f"t_{r}_{c}.tif", "w", count=1,
-                                   dtype="uint8", **profile) as dst:
-                    dst.write(lc.read(1, window=w)[None])
+                                        s1(sar.read(window=w))])
+                write_pair(out, f"t_{r}_{c}", stack, lc.read(1, window=w), s2.crs,
+                           s2.window_transform(w), names)
     return out
 
 
