@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from core.digest import chunks_sha256, file_sha256, json_digest
+from core.digest import chunks_sha256, json_digest
 from core.errors import ModelError
 from core.shareable import portable_path, resolved_path
 from core.storage import atomic_write
@@ -83,7 +83,7 @@ MODEL_ID_LENGTH = 16
 """Hex characters of :func:`model_file_id` (64 bits: no two models of one user collide)."""
 
 
-def model_file_id(path: str | os.PathLike) -> str:
+def model_file_id(data: bytes) -> str:
     """The identity of a model file: the SHA-256 of its bytes, :data:`MODEL_ID_LENGTH` long.
 
     A model is identified by its content, never by its name: a prediction's checkpoint and COG
@@ -91,7 +91,7 @@ def model_file_id(path: str | os.PathLike) -> str:
     so a resumed run never mixes two models' outputs, and a retrained ``model.pt`` at the same
     path is noticed. Persisted: changing it makes every existing output look foreign.
     """
-    return file_sha256(path, MODEL_ID_LENGTH)
+    return chunks_sha256([data], MODEL_ID_LENGTH)
 
 
 def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
@@ -136,8 +136,7 @@ def atomic_torch_save(obj, path: Path) -> None:
     atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
-def read_model_file(path: str | os.PathLike | io.BytesIO,
-                    map_location: str | torch.device = "cpu",
+def read_model_file(path: str | os.PathLike, map_location: str | torch.device = "cpu",
                     flag: str = "--model") -> tuple[ModelMeta, dict]:
     """The meta and state dict of a model file, validated, without building the network.
 
@@ -151,18 +150,19 @@ def read_model_file(path: str | os.PathLike | io.BytesIO,
         flag: how errors name the file, the flag the user typed (``--model``), or ``model
             file`` for a file isamap wrote itself.
     """
-    meta, state, _ = _read(path, map_location, flag)
-    return meta, state
+    return _read(path, map_location, flag)[:2]
 
 
-def _read(path: str | os.PathLike | io.BytesIO, map_location: str | torch.device,
-          flag: str) -> tuple[ModelMeta, dict, str | None]:
-    """:func:`read_model_file`'s meta and state, and the weights digest the file records."""
+def _read(path: str | os.PathLike, map_location: str | torch.device,
+          flag: str) -> tuple[ModelMeta, dict, str | None, str]:
+    """One read of a model file: its meta, state, recorded weights digest and file id."""
     given = f"{flag} {path}"
-    if isinstance(path, str | os.PathLike) and Path(path).is_dir():
+    if Path(path).is_dir():
         raise ModelError(f"{given} is a folder, not a model file; {_GIVE}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with open(path, "rb") as handle:  # loaded and hashed from these bytes
+            data = handle.read()
+        payload = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise ModelError(f"{given} does not exist; {_GIVE}") from None
     except Exception as exc:  # corrupt / truncated / not a torch file; detail under --debug
@@ -206,11 +206,10 @@ def _read(path: str | os.PathLike | io.BytesIO, map_location: str | torch.device
                          f"of {len(state)} tensors, e.g. {bad[0]}), so every map it made "
                          "would be empty or wrong; it comes from a training that diverged: "
                          "train again with a lower --lr, or give another model file")
-    if isinstance(path, str | os.PathLike):  # the recorded paths, as paths from here
-        text = os.fspath(path)
-        folder = text.rsplit("/", 1)[0] if "://" in text else Path(text).parent
-        meta = _with_paths(meta, lambda recorded: resolved_path(recorded, folder))
-    return meta, state, payload.get("weights_sha256")
+    text = os.fspath(path)  # the recorded paths, as paths from here
+    folder = text.rsplit("/", 1)[0] if "://" in text else Path(text).parent
+    meta = _with_paths(meta, lambda recorded: resolved_path(recorded, folder))
+    return meta, state, payload.get("weights_sha256"), model_file_id(data)
 
 
 def portable_meta(meta: ModelMeta, folder: str | os.PathLike) -> ModelMeta:
@@ -238,15 +237,34 @@ def _with_paths(meta: ModelMeta, convert: Callable[[str], str]) -> ModelMeta:
     return ModelMeta.from_dict({**meta.to_dict(), "extra": extra}) if changed else meta
 
 
-def load_model_file(path: str | os.PathLike | io.BytesIO,
-                    map_location: str | torch.device = "cpu",
-                    flag: str = "--model") -> tuple[nn.Module, ModelMeta]:
-    """Rebuild the model of a model file, load its weights, return ``(model.eval(), meta)``.
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model file read once: the network, its description and the file's identity.
+
+    What a run that uses one model many times (``isamap-map``'s dates, its pipeline runner)
+    hands on, instead of each of them reading, checking and hashing the file again.
+
+    Attributes:
+        module: the network, weights loaded, in eval mode (runners work on copies).
+        meta: the file's description.
+        file_id: :func:`model_file_id` of the file (a map's tiles, tags and checkpoints).
+        path: the file it was read from, for processes that read it themselves.
+    """
+
+    module: nn.Module
+    meta: ModelMeta
+    file_id: str
+    path: str
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+               flag: str = "--model") -> LoadedModel:
+    """Read a model file once, rebuild its network with its weights and hash the bytes read.
 
     ``flag`` names the file in errors, as in :func:`read_model_file`.
     """
     given = f"{flag} {path}"
-    meta, state, recorded = _read(path, map_location, flag)
+    meta, state, recorded, file_id = _read(path, map_location, flag)
     try:
         model = build_model(meta)
     except ModelError as exc:
@@ -280,31 +298,11 @@ def load_model_file(path: str | os.PathLike | io.BytesIO,
     except RuntimeError as exc:  # a case the key and shape checks above do not foresee
         raise ModelError(f"{given}: its weights do not fit the {meta.name!r} network its "
                          f"description records; {_GIVE}") from exc
-    return model.to(map_location).eval(), meta
+    return LoadedModel(model.to(map_location).eval(), meta, file_id, os.fspath(path))
 
 
-@dataclass(frozen=True)
-class LoadedModel:
-    """A model file read once: the network, its description and the file's identity.
-
-    What a run that uses one model many times (``isamap-map``'s dates, its pipeline runner)
-    hands on, instead of each of them reading, checking and hashing the file again.
-
-    Attributes:
-        module: the network, weights loaded, in eval mode (runners work on copies).
-        meta: the file's description.
-        file_id: :func:`model_file_id` of the file (a map's tiles, tags and checkpoints).
-        path: the file it was read from, for processes that read it themselves.
-    """
-
-    module: nn.Module
-    meta: ModelMeta
-    file_id: str
-    path: str
-
-
-def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu",
-               flag: str = "--model") -> LoadedModel:
-    """Read, check and hash a model file once (errors as :func:`load_model_file`'s)."""
-    module, meta = load_model_file(path, map_location, flag)
-    return LoadedModel(module, meta, model_file_id(path), os.fspath(path))
+def load_model_file(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                    flag: str = "--model") -> tuple[nn.Module, ModelMeta]:
+    """:func:`load_model`'s ``(model.eval(), meta)``, for who needs not the file's id."""
+    loaded = load_model(path, map_location, flag)
+    return loaded.module, loaded.meta

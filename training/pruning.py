@@ -55,7 +55,7 @@ from training.data import NormStats
 from training.fit_calibration import check_model_data
 from training.losses import build_loss
 from training.model_meta import ModelMeta
-from training.modelfile import load_model_file, model_file_id, save_model_file
+from training.modelfile import load_model, load_model_file, save_model_file
 from training.models import create_model
 from training.models.compact import PrunableLayer, conv_named
 from training.prune_run import PRUNED_MODEL, SUMMARY, check_earlier_run, finished_summary
@@ -304,9 +304,10 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
     check_range("--flops-size", flops_size, MIN_FLOPS_SIZE,
                 hint="it is the input side (px) of the reported FLOP counts, e.g. 256")
     config_from_mapping(dict(overrides or {}))  # --epochs, --batch-size ... as typed
-    model, meta = load_model_file(model_path)
+    loaded = load_model(model_path)
+    model, meta = loaded.module, loaded.meta
     check_model_data(meta, data)  # its classes and pixels, before any file is written
-    source = {"rate": rate, "model_id": model_file_id(model_path)}
+    source = {"rate": rate, "model_id": loaded.file_id}
     finished = check_earlier_run(Path(out_dir), source)
     prunable_layers(model)  # refuse models that cannot be pruned before any work
     cfg = fine_tune_config(meta, data, out_dir, overrides)

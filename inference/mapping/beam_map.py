@@ -62,6 +62,7 @@ from engine.execution import Setting
 from gee_export.ee.beam_export import EarthEngineProject, SerializedImages, SessionFactory
 from inference.cog.maps import OutputInfo
 from inference.mapping.beam_workers import (
+    LAUNCHED,
     METRICS_NAMESPACE,
     MOSAIC_RECORD,
     MapTask,
@@ -147,7 +148,7 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
     pipeline_options = runner.pipeline_options()
     lattice = Lattice(tile, overlap, "core")
     tiles = plan_tiles(grid, lattice)
-    model = model or load_model(local_copy(model_file))
+    model = LAUNCHED[model_file] = model or load_model(local_copy(model_file))
     fingerprint = map_fingerprint(model.file_id, identity, lattice, info.normalisation,
                                   runtime_tags(asked)["runtime"])
     tiles_dir = f"{out_prefix.rsplit('/', 1)[0]}/tiles/{fingerprint}"
@@ -238,10 +239,11 @@ def _stage_model(model: LoadedModel, out: str) -> str:
     return uri
 
 
-def check_runner(request: MapRequest, isa_class: int) -> None:
+def check_runner(request: MapRequest, model: LoadedModel, isa_class: int) -> None:
     """Refuse a pipeline map (``request.runner``) that cannot work, before any fetch.
 
-    ``isa_class``: the impervious class's index in the model's classes (the int8 check's).
+    ``model``: the run's model, read; ``isa_class``: the impervious class's index in its
+    classes (the int8 check's).
     """
     runner = request.runner
     assert runner is not None
@@ -262,8 +264,7 @@ def check_runner(request: MapRequest, isa_class: int) -> None:
             raise ConfigError("--precision int8 calibrates every worker on the model file's "
                               "training patches, which Dataflow workers cannot read: use "
                               "--precision bf16 on Dataflow")
-        Predictor(request.model_file, request.options, isa_class,
-                   check_only=True).predictor.check_int8()
+        Predictor(model, request.options, isa_class, check_only=True).predictor.check_int8()
 
 
 def pipeline_runtime(options: RuntimeOptions) -> RuntimeOptions:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -32,7 +33,7 @@ from inference.predict.calibration import model_file_patches
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from inference.predict.scene import recorded_statistics
 from training.data import NormStats
-from training.modelfile import ModelMeta, load_model_file
+from training.modelfile import LoadedModel, ModelMeta, load_model
 
 METRICS_NAMESPACE = "isamap.map"
 MOSAIC_RECORD = "mosaic.json"
@@ -76,22 +77,30 @@ def local_copy(model_file: str) -> str:
     return str(target)
 
 
+#: the models the launching process read, by the file its tasks name: workers in that process
+#: (the direct runner's threads) use them; a worker in another process reads its own
+LAUNCHED: weakref.WeakValueDictionary[str, LoadedModel] = weakref.WeakValueDictionary()
+
+
 class Predictor:
     """A worker process's model (weak-referenceable, as ``Shared`` requires).
 
-    ``scene``: the date's statistics a scene-normalised model maps with; ``check_only``: the
-    predictor is built only to check it (int8 before a pipeline starts), so such a model
-    takes the statistics its file records instead.
+    ``model``: the model file of a task, or one already read; ``scene``: the date's statistics
+    a scene-normalised model maps with; ``check_only``: the predictor is built only to check
+    it (int8 before a pipeline starts), so such a model takes the statistics its file records
+    instead.
     """
 
-    def __init__(self, model_file: str, options: RuntimeOptions, isa_class: int,
+    def __init__(self, model: str | LoadedModel, options: RuntimeOptions, isa_class: int,
                  scene: NormStats | None = None, check_only: bool = False) -> None:
-        model, meta = load_model_file(local_copy(model_file))
+        loaded = model if isinstance(model, LoadedModel) else (
+            LAUNCHED.get(model) or load_model(local_copy(model)))
+        meta = loaded.meta
         if check_only and meta.norm == "scene":
             scene = recorded_statistics(meta)
         self.scale = int(meta.output_scale)
         patches = int8_patches(meta) if options.precision == "int8" else None
-        self.predictor = TilePredictor.for_model(model, meta, scene, options=options,
+        self.predictor = TilePredictor.for_model(loaded.module, meta, scene, options=options,
                                                  int8_patches=patches, isa_class=isa_class)
         self.lock = threading.Lock()  # one forward pass at a time per process (GPU memory)
 

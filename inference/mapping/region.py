@@ -161,7 +161,7 @@ def check_map(request: MapRequest, model: LoadedModel) -> MapSetup:
     isa = isa_class_index(tuple(meta.class_names))
     engine_choice.check_model(model.module, request.options.precision)  # int8 of an encoder
     if request.runner is not None:  # before the post-processing (a runner's own refusal)
-        check_runner(request, isa)
+        check_runner(request, model, isa)
         if request.max_eecu_hours is not None:
             raise ConfigError("--max-eecu-hours bounds the requests this process sends; a "
                               "--runner pipeline's workers send their own: leave one out")

@@ -234,6 +234,26 @@ def test_runtime_flags_reach_the_map_and_bad_latency_is_refused(model, tmp_path,
     assert "--latency must be >= 0.0, got -0.4" in capsys.readouterr().err
 
 
+def test_a_run_reads_its_model_file_once(model, tmp_path, capsys, monkeypatch):
+    """isamap-map and isamap-predict read the model file, then read it again to hash it: each
+    now loads, checks and identifies it from one read of its bytes."""
+    import builtins
+
+    from cli.predict import predict_main
+
+    reads, real_open = [], builtins.open
+    monkeypatch.setattr(builtins, "open", lambda file, *a, **kw: (
+        reads.append(file) if str(file) == str(model) else None, real_open(file, *a, **kw))[1])
+    assert main(["--bbox", "117.0,30.7,117.01,30.71", "--model", str(model), "--out",
+                 str(tmp_path / "o"), "--months", "2019-06", "--dry-run", "--precision", "fp32",
+                 "--channels-last", "off", "-q"]) == 0
+    assert len(reads) == 1
+    assert predict_main(["--model", str(model), "--input", str(model.parent /
+                         "stack_2019-06.tif"), "--out", str(tmp_path / "p" / "isa"), "--tile",
+                         "64", "--overlap", "16", "--precision", "fp32", "--quiet"]) == 0
+    assert len(reads) == 2, capsys.readouterr().err
+
+
 def test_dry_run_states_the_quota_and_what_overwrite_does(model, tmp_path, capsys):
     args = ["--bbox", "117.0,30.7,117.01,30.71", "--model", str(model), "--out",
             str(tmp_path / "o"), "--months", "2019-06", "--dry-run", "--precision", "fp32",

@@ -13,8 +13,8 @@ from tests.support.sources import where
 from training.calibration import describe
 from training.modelfile import (
     ModelMeta,
+    load_model,
     load_model_file,
-    model_file_id,
     read_model_file,
     save_model_file,
 )
@@ -197,9 +197,9 @@ def test_a_model_is_identified_by_its_bytes_in_one_place(tmp_path):
     """Checkpoints, COG tags, tile names and staged copies carry this id: it must not drift."""
     torch.manual_seed(0)
     path = save_model_file(tmp_path / "m.pt", create_model("crofusenet", 6, **KW), _meta())
-    assert model_file_id(path) == hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    assert load_model(path).file_id == hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     renamed = path.rename(tmp_path / "other-name.pt")
-    assert model_file_id(renamed) == hashlib.sha256(renamed.read_bytes()).hexdigest()[:16]
+    assert load_model(renamed).file_id == hashlib.sha256(renamed.read_bytes()).hexdigest()[:16]
     assert set(where(r"def (\w+_)?file_id\(")) == {"training/modelfile.py"}
 
 
