@@ -33,7 +33,7 @@ from training.models import (
     recipe_for,
 )
 from training.models.blocks import ASPP
-from training.run.trainer import make_optimizer
+from training.run.optim import make_optimizer
 
 
 def test_each_model_trains_with_its_papers_loss_and_targets():

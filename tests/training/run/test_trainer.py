@@ -17,8 +17,9 @@ from training.data import PatchDataset, compute_norm_stats
 from training.losses import build_loss
 from training.modelfile import ModelMeta, load_model_file, read_model_file
 from training.models import create_model
+from training.run.optim import PolyLR
 from training.run.patch_training import train
-from training.run.trainer import PolyLR, Trainer
+from training.run.trainer import Trainer
 
 TINY = {"widths": [4, 8, 16, 32, 64]}
 
