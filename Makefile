@@ -93,7 +93,7 @@ VENV_MIN ?= .venv-min
 MIN_STAMP := $(VENV_MIN)/.isamap-installed
 MIN_TESTS := tests/contract/test_grid.py tests/contract/test_bands.py \
   tests/contract/test_regions.py tests/contract/test_patches.py tests/training/test_modelfile.py \
-  tests/training/test_trainer.py tests/inference/cog/test_maps.py tests/inference/cog/test_stream.py \
+  tests/training/run/test_trainer.py tests/inference/cog/test_maps.py tests/inference/cog/test_stream.py \
   tests/inference/predict/test_raster.py tests/inference/predict/test_postprocess.py \
   tests/inference/test_demo.py
 # the demo's two-date series builds Earth Engine graphs: the ee extra, not in this environment

@@ -16,7 +16,7 @@ most 1.2 for a 4-epoch run.
 Otherwise three figures, each measured side by side in one run:
 
 - **trainer / plain loop**: the training epoch rate (patches per second of the training
-  phase, ``train_patches_per_s`` of the history) of ``training.patch_training.train`` at its
+  phase, ``train_patches_per_s`` of the history) of ``training.run.patch_training.train`` at its
   defaults (data path, precision and layout chosen by the library) against a plain loop over the
   same decoded patches, in the precision and layout the trainer chose, with the same model,
   loss and optimizer. The two take turns epoch by epoch inside one training run (the plain
@@ -61,7 +61,7 @@ from training.config import TrainConfig
 from training.data import Augment, PatchDataset, compute_norm_stats
 from training.loader import make_loader
 from training.models import create_model, model_loss, recipe_for
-from training.patch_training import train
+from training.run.patch_training import train
 
 
 def demo_patches(folder: Path) -> Path:

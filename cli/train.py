@@ -36,7 +36,10 @@ from training.config import (
     read_train_config,
     with_recipe_filter,
 )
-from training.members import (
+from training.models import check_trainable
+from training.noisy import train_filtered
+from training.run.folder import CHECKPOINT, TrainResult, recorded_config, resume_config
+from training.run.members import (
     MembersResult,
     check_members,
     check_resume,
@@ -46,10 +49,7 @@ from training.members import (
     recipe_members,
     train_members,
 )
-from training.models import check_trainable
-from training.noisy import train_filtered
-from training.patch_training import train
-from training.run_folder import CHECKPOINT, TrainResult, recorded_config, resume_config
+from training.run.patch_training import train
 
 RECIPE = "(default: the model's recipe)"
 TRAIN_EXAMPLES = (
@@ -248,7 +248,7 @@ def started_config(argv: Sequence[str]) -> TrainConfig:
     """The configuration ``isamap-train ARGV`` starts its run with, before its recipe fills it.
 
     What a run folder's checkpoint records is compared with it
-    (:func:`training.members.recorded_otherwise`), so a caller reusing a finished run knows
+    (:func:`training.run.members.recorded_otherwise`), so a caller reusing a finished run knows
     whether the same command made it.
 
     Raises:

@@ -49,7 +49,7 @@ def leave_distributed(finished: bool = True) -> None:
     collection and wait for each other (a barrier), so that no rank tears its group down
     while another is still working: rank 1, with no files to write, gets here first, and it
     is rank 1 that aborted this way, rarely and only under load, in
-    ``tests/training/test_trainer.py::test_ddp_under_torchrun_on_cpu`` (the abort did not
+    ``tests/training/run/test_trainer.py::test_ddp_under_torchrun_on_cpu`` (the abort did not
     reproduce on demand, so this is a precaution, not a proven cure). After a failure there
     is no barrier: the other ranks may never reach it.
     """

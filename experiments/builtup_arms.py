@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.members import recipe_members
 from training.models.encoders.registry import encoder_entry, load_encoder, parse_encoder
+from training.run.members import recipe_members
 
 #: the sample weights' folder of each encoder (``weights/<folder>/<file>``)
 WEIGHT_FOLDERS = {"presto": "presto", "galileo-nano": "galileo_nano"}

@@ -27,9 +27,9 @@ from inference.assess.evaluate import EvaluateConfig, evaluate
 from inference.predict.config import PredictConfig
 from inference.predict.lattice import from_record
 from training.config import read_train_config
-from training.members import recorded_otherwise
 from training.modelfile import read_model_file
-from training.run_folder import RESOLVED_CONFIG
+from training.run.folder import RESOLVED_CONFIG
+from training.run.members import recorded_otherwise
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def trained_otherwise(arm: Arm | str, dataset: Path, run: Path, budget: Budget,
     """How the training recorded in ``run`` differs from what :func:`train` runs there now.
 
     Each option that changes the result, as ``isamap-train`` itself compares a run folder
-    with a command (:func:`training.members.recorded_otherwise`): a recipe changed since the
+    with a command (:func:`training.run.members.recorded_otherwise`): a recipe changed since the
     run (``balanced_scenes: True there, False now``), or an arm's options; and its maps'
     tiling (:func:`mapped_otherwise`). Empty where they agree, or where ``run`` records no
     training and holds no map. The dataset's path is not compared: the

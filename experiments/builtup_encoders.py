@@ -42,11 +42,11 @@ from torch import nn
 from core.parsers import CommandParser
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.scoring import best_threshold_f1, binary_scores, ndbi, roc_auc
-from training.encoder_run import grid_centre
 from training.models.encoders.fused import presto_features
 from training.models.encoders.galileo import galileo_features
 from training.models.encoders.registry import load_encoder, parse_encoder
 from training.models.unet import S2_WIDTHS, UNet
+from training.run.encoder import grid_centre
 
 TILES = ("java", "ghana_a", "ghana_b")
 BANDS = ("B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B11", "B12")

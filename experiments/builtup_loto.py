@@ -14,7 +14,7 @@ Training on several tiles means one patch dataset: :func:`merge_datasets` lists 
 normalisation statistics are those of all its parts.
 
 Every arm trains once per seed and fold; an arm whose model joins K trainings (``unet-s2``'s
-recipe: 9, ``training.members``) trains them with seeds ``gK`` to ``gK + K - 1`` for its seed
+recipe: 9, ``training.run.members``) trains them with seeds ``gK`` to ``gK + K - 1`` for its seed
 ``g``, so no two of its seeds share a training, and its first training's own map is scored
 beside it as the arm ``NAME[0]`` (what one training of the same recipe maps, on the same
 draws). Every map is scored on the held-out pixels beside

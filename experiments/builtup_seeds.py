@@ -21,7 +21,7 @@ import numpy as np
 
 from core.errors import ConfigError
 from experiments.builtup_arms import arm_of, members_of
-from training.members import held_members
+from training.run.members import held_members
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ Seed 002 line 107 ends every branch with "a 3x3 convolution, BN and a rectified 
 (ReLU) layer" producing the 2-class output. A ReLU on logits makes every logit >= 0: where both
 pre-activations are negative the two logits tie at 0 (argmax then says class 0) and no gradient
 flows back through them. This module measures what that costs: for every dataset and seed it
-trains the same reduced-width CroFuseNet twice through ``training.patch_training.train`` — once with
-``head="paper"``, once with ``head="linear"`` (same seed, data, augmentation draws, budget,
-validation-based selection) — evaluates both on the test split with
+trains the same reduced-width CroFuseNet twice through ``training.run.patch_training.train``
+— once with ``head="paper"``, once with ``head="linear"`` (same seed, data, augmentation
+draws, budget, validation-based selection) — evaluates both on the test split with
 ``inference.assess.evaluate.evaluate`` and counts the test pixels whose logits all tie (decided by
 the tie-break, not by the model). Finished runs are reused, so an interrupted comparison is
 resumed by the same command. The benchmark ``benchmarks/bench_crofusenet_head.py`` builds the
@@ -43,7 +43,7 @@ from inference.assess.evaluate import EvaluateConfig, evaluate
 from training.config import TrainConfig
 from training.data import NormStats, PatchDataset
 from training.modelfile import load_model_file
-from training.patch_training import train
+from training.run.patch_training import train
 
 HEADS = ("paper", "linear")
 METRICS = ("miou", "iou1", "f1_1", "oa", "tied")

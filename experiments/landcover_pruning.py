@@ -73,7 +73,7 @@ from training.metrics import compute_metrics, confusion_matrix, json_safe
 from training.modelfile import ModelMeta
 from training.models import create_model, model_loss, recipe_for
 from training.pruning import PRUNING_RULE, compact_model, flop_count, fpgm_step, parameter_count
-from training.trainer import Trainer
+from training.run.trainer import Trainer
 
 log = logging.getLogger(__name__)
 K = len(LANDCOVER_CLASSES)

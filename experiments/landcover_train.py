@@ -26,7 +26,7 @@ from training.data import Augment
 from training.modelfile import ModelMeta
 from training.models import create_model
 from training.noisy import PatchScore, agreement, select_patches
-from training.trainer import Trainer
+from training.run.trainer import Trainer
 
 K = len(LANDCOVER_CLASSES)
 TRUTH = "true 1 m labels"

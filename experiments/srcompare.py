@@ -18,7 +18,7 @@ at the fine scale (:func:`experiments.srseg_evaluate.evaluate_fine`). Outputs in
   ``quicklook.png`` (input, reference and each model's 1 m map on the test quadrant with most
   ISA).
 
-Every model is trained by the shared :class:`training.trainer.Trainer` (Adam, per-iteration
+Every model is trained by the shared :class:`training.run.trainer.Trainer` (Adam, per-iteration
 poly decay, the same loop as ``isamap-train``) with a fixed iteration budget and no validation
 split: there is no split to early-stop on with five tiles, and a fixed budget is the fair
 comparison. The loss is each model's recipe loss (``training.models.model_loss``:
@@ -62,7 +62,7 @@ from training.config import TrainConfig
 from training.data import read_manifest
 from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model, model_loss, recipe_for
-from training.trainer import Trainer
+from training.run.trainer import Trainer
 
 DEFAULT_MODELS = ("srseg", "bilinear-unet", "unet-upsample")
 DataName = Literal["chesapeake", "patches"]

@@ -343,7 +343,7 @@ def _judged(record: Mapping) -> str:
 def describe(calibration: Mapping) -> str:
     """One line saying how a model's probabilities are calibrated."""
     record = dict(calibration or {})
-    if record.get("method") == "members":  # training.members: each inside the mean
+    if record.get("method") == "members":  # training.run.members: each inside the mean
         shown = ", ".join(f"{float(t):.3f}" for t in record.get("temperatures") or ())
         line = f"the mean of {len(record.get('temperatures') or ())} trainings' probabilities, " \
                f"each divided by its own temperature ({shown}; 1: not fitted)"

@@ -70,7 +70,7 @@ class TrainConfig:
         allow_small_patches: train a model whose recipe refuses patches (or crops) smaller
             than its context modules need (RU-Net++'s ASPP) anyway, with a warning.
         allow_implausible: train on a ``--data`` root whose patches the input check doubts
-            against the first root's fingerprint (:func:`training.run_inputs.judge_roots`),
+            against the first root's fingerprint (:func:`training.run.inputs.judge_roots`),
             the reasons recorded in the model file's ``input_notes``.
         filter_noisy: run noisy-sample filtering first (``training.noisy``): drop training
             patches whose preliminary prediction agrees with their label on fewer than this
@@ -104,7 +104,7 @@ class TrainConfig:
             every map by its input stack's, so a scene-wide gain or offset does not move the
             network's input while the statistics still span a whole scene); None: the
             model's recipe.
-        ema: keep the exponential moving average of the weights (:mod:`training.averaging`)
+        ema: keep the exponential moving average of the weights (:mod:`training.run.averaging`)
             with this half-life in training iterations: validation, the best-epoch
             choice, the temperature and the model file use the average; 0: off (the
             last iterate); None: the model's recipe (``unet-s2``: 10).
@@ -126,7 +126,7 @@ class TrainConfig:
             linear read-out of features and bands with their local means).
         members: trainings of the model, seeds ``seed`` to ``seed + members - 1``, each a run
             of its own under ``out_dir/memberK``, joined in one model file whose maps are the
-            mean of their calibrated probabilities (:mod:`training.members`); 1: one training.
+            mean of their calibrated probabilities (:mod:`training.run.members`); 1: one training.
             ``isamap-train`` without ``--members`` takes the model's recipe's
             (``ModelRecipe.members``); a configuration built here trains once unless told.
     """

@@ -35,7 +35,7 @@ from training.models import available_models, create_model, model_module
 from training.run_paths import converted_paths
 
 FORMAT = "isamap-model/1"
-CHECKPOINT_FORMAT = "isamap-checkpoint/1"  # the trainer's checkpoint.pt (training.trainer)
+CHECKPOINT_FORMAT = "isamap-checkpoint/1"  # the trainer's checkpoint.pt (training.run.trainer)
 _GIVE = "give the model.pt that isamap-train wrote in its --out folder"
 #: The local paths a model file records, as (section of ``extra``, key): the dataset it was
 #: trained on (int8 calibration, ``isamap-map``, fine-tuning find it again), the model a pruned

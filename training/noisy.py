@@ -44,8 +44,8 @@ from training.config import TrainConfig, apply_recipe
 from training.data import NormStats, PatchDataset, scene_norms_for
 from training.loader import make_loader
 from training.modelfile import load_model_file
-from training.patch_training import train
-from training.run_folder import BEST_MODEL, TrainResult
+from training.run.folder import BEST_MODEL, TrainResult
+from training.run.patch_training import train
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def write_sidecar(path: Path, threshold: float, model_path: Path, scores: Sequen
 def train_filtered(cfg: TrainConfig, model_chosen: bool = False) -> FilterResult:
     """Preliminary training, scoring, dropping, retraining (see the module docstring).
 
-    ``model_chosen``: :func:`training.patch_training.train`'s, for both trainings.
+    ``model_chosen``: :func:`training.run.patch_training.train`'s, for both trainings.
     """
     cfg = apply_recipe(cfg)  # the preliminary run, scoring and retraining share one recipe
     label, batch_size = cfg.label, cfg.batch_size

@@ -1,6 +1,6 @@
 """A pruning run's folder: the run it holds, and whether its work is done.
 
-``isamap-prune`` fine-tunes in a trainer run folder (:mod:`training.trainer`) and writes the
+``isamap-prune`` fine-tunes in a trainer run folder (:mod:`training.run.trainer`) and writes the
 compact model and its summary beside it (:mod:`training.pruning`). Run again into that folder,
 it goes on with the run found there, made at the same rate from the same model file
 (:func:`check_earlier_run`); a finished run whose compact model and summary were written is
@@ -16,10 +16,9 @@ from pathlib import Path
 import torch
 
 from core.errors import ConfigError
-from training.checkpoint import read_checkpoint
 from training.modelfile import read_model_file
-from training.run_folder import CHECKPOINT, RUN_FILES
-from training.trainer import BEST_MODEL
+from training.run.checkpoint import read_checkpoint
+from training.run.folder import BEST_MODEL, CHECKPOINT, RUN_FILES
 
 PRUNED_MODEL = "pruned.pt"
 SUMMARY = "pruning.json"

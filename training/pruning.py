@@ -59,8 +59,9 @@ from training.modelfile import load_model, load_model_file, save_model_file
 from training.models import create_model
 from training.models.compact import PrunableLayer, conv_named
 from training.prune_run import PRUNED_MODEL, SUMMARY, check_earlier_run, finished_summary
-from training.run_inputs import patch_splits
-from training.trainer import BEST_MODEL, Trainer
+from training.run.folder import BEST_MODEL
+from training.run.inputs import patch_splits
+from training.run.trainer import Trainer
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from contract.dataset import read_index
 from engine.execution import process_threads_at
 from inference.assess.evaluate import EvaluateConfig, evaluate
 from training.config import TrainConfig
-from training.patch_training import train
+from training.run.patch_training import train
 
 DEMO_WIDTHS = (8, 16, 32, 64, 128)
 DEMO_BATCH = 4  # patches per step where the training split is large enough

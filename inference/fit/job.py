@@ -66,7 +66,7 @@ from training.models.points import uses_encoder
 from training.points.fit import FitOptions, PointFit, check_only, fit_points
 from training.points.model import feature_model, finished, model_kwargs, point_features
 from training.points.model import points_meta as describe
-from training.run_inputs import dataset_record
+from training.run.inputs import dataset_record
 
 log = logging.getLogger(__name__)
 

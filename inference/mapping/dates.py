@@ -1,7 +1,7 @@
 """One prediction per date of a map: inputs from Earth Engine or local scenes, then the COGs.
 
 The map is built from exactly what the model was trained on: the model file records its
-dataset (bands, grid, recipe, backend; :func:`training.run_inputs.dataset_record`), and every date
+dataset (bands, grid, recipe, backend; :func:`training.run.inputs.dataset_record`), and every date
 is composited with that recipe on a grid in the region's UTM zone at the model's resolution,
 on the dataset's pixel lattice when the zone is the same. Inputs are never a whole-region stack:
 

@@ -1,7 +1,7 @@
 """What ``isamap-map`` is asked to map, checked against what the model was trained on.
 
 The map is built from exactly what the model was trained on: the model file records its
-dataset (bands, grid, recipe, backend; :func:`training.run_inputs.dataset_record`), and every date
+dataset (bands, grid, recipe, backend; :func:`training.run.inputs.dataset_record`), and every date
 is composited with that recipe on a grid in the region's UTM zone at the model's resolution,
 on the dataset's pixel lattice when the zone is the same
 (:func:`inference.mapping.map_grid.region_grid`).

@@ -1,7 +1,7 @@
 """The patches an int8 model is calibrated and checked on, equally many with or without labels.
 
 A model file records the patch dataset it was trained on (``extra["dataset"]["root"]``,
-:func:`training.run_inputs.dataset_record`, relative to the model file's folder). Where that
+:func:`training.run.inputs.dataset_record`, relative to the model file's folder). Where that
 dataset can still be read, its training split calibrates the quantized model and its
 validation split, with labels, checks it (:func:`model_file_patches`). Where it cannot (a
 model file copied without its dataset), as many windows of the training patches' size are

@@ -13,7 +13,7 @@ from engine import devices, distributed
 from inference.assess import evaluate
 from inference.predict import runtime
 from tests.support import REPO_ROOT
-from training import trainer
+from training.run import trainer
 
 ROOT = REPO_ROOT
 

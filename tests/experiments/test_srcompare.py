@@ -77,7 +77,7 @@ def test_trainer_trains_srseg_at_1m(naip_dir, tmp_path):
     from training.losses.srseg import SRSegLoss
     from training.modelfile import ModelMeta
     from training.models import create_model
-    from training.trainer import Trainer
+    from training.run.trainer import Trainer
 
     torch.set_num_threads(1)
     samples = naip_samples(naip_dir, 8)

@@ -34,7 +34,7 @@ def hrnet_run(patch_root, tmp_path_factory):
     """One tiny ``hrnet`` trained for a step with the paper's recipe options (SGD, crops) and
     the batch-norm stem, shared by the model-kwargs and pruning tests (training is slow)."""
     from training.config import TrainConfig
-    from training.patch_training import train
+    from training.run.patch_training import train
 
     cfg = TrainConfig(data=str(patch_root), out_dir=str(tmp_path_factory.mktemp("hrnet")),
                       model="hrnet", model_kwargs={**HRNET_TINY, "stem_norm": "batch"},

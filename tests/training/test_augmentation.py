@@ -10,7 +10,7 @@ from tests.support.rasters import write_patch_dataset
 from training.augmentation import Radiometric, haze_weights
 from training.config import TrainConfig, apply_recipe
 from training.data import Augment, PatchDataset, compute_norm_stats
-from training.run_inputs import augmentation_record
+from training.run.inputs import augmentation_record
 from training.sampling import KeyedSampler, balanced_weights
 
 BANDS = ("B2", "B3", "B4", "B8", "B11", "VV")

@@ -14,7 +14,7 @@ from tests.support.rasters import write_patch_dataset
 from tests.support.shared_files import private_strings
 from training.config import TrainConfig
 from training.modelfile import read_model_file
-from training.patch_training import train
+from training.run.patch_training import train
 
 
 def test_a_model_file_names_no_local_folder_and_finds_its_dataset_when_moved_with_it(tmp_path):
@@ -24,7 +24,7 @@ def test_a_model_file_names_no_local_folder_and_finds_its_dataset_when_moved_wit
     out_dir in the model description it records (``meta``: the dataset and the run's options
     read back from a model file, or given so); it names them as model.pt does now, and the
     run still resumes from it."""
-    from training.run_folder import resume_config
+    from training.run.folder import resume_config
 
     project = tmp_path / "project"
     root = write_patch_dataset(project / "data" / "ds")

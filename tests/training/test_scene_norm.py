@@ -19,7 +19,7 @@ from training.data import (
     scene_key,
     scene_norms_for,
 )
-from training.run_inputs import model_kwargs_for_norm
+from training.run.inputs import model_kwargs_for_norm
 
 GAIN, OFFSET = 2.0, 0.1
 
@@ -94,7 +94,7 @@ def test_a_run_normalised_by_scene_records_it_and_is_evaluated_alike(two_scenes,
     from cli.evaluate import evaluate_main
     from training.config import TrainConfig
     from training.modelfile import read_model_file
-    from training.patch_training import train
+    from training.run.patch_training import train
 
     cfg = TrainConfig(data=str(two_scenes), out_dir=str(tmp_path / "run"), model="unet",
                       model_kwargs={"widths": [4, 8, 8, 16, 16]}, epochs=1, max_batches=1,

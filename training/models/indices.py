@@ -5,7 +5,7 @@ forward pass from the bands it is given, so every path that runs the model (trai
 validation, ``isamap-predict`` on CPU or GPU, Beam) computes them the same way. The network
 sees normalised bands; the indices need reflectance, so the module holds the normalisation the
 model was trained under (``input_mean``/``input_std``, the training split's statistics, which
-``training.patch_training.train`` passes and the model file records with the other constructor
+``training.run.patch_training.train`` passes and the model file records with the other constructor
 arguments) and undoes it first.
 
 An index is a normalised difference ``(a - b) / (a + b)``: a gain common to both bands cancels,

@@ -86,14 +86,14 @@ class ModelRecipe:
         norm: what the input bands are normalised by (``training.config.Norm``): the training
             split's statistics (``training``) or each scene's own (``scene``).
         ema: half-life in training iterations of the weight average the run keeps
-            (:mod:`training.averaging`); 0: the last weights.
+            (:mod:`training.run.averaging`); 0: the last weights.
         product_input: the model reads the coarse product as an input band (``product``,
             exported with ``isamap-export --bands ...,product``); a dataset without it is
             refused before training. The model's entry must read it (``reads_product``).
         filter_noisy: noisy-sample filtering's threshold when the run gives none
             (``isamap-train --filter-noisy``; None: no filtering by default).
         members: trainings ``isamap-train`` makes and joins when the command gives no
-            ``--members`` (:mod:`training.members`); 1: one training.
+            ``--members`` (:mod:`training.run.members`); 1: one training.
         source: where the paper states the recipe (seed file and lines).
     """
 

@@ -315,7 +315,7 @@ RECIPE = ModelRecipe(loss=CE, patch_size=128, output_stride=16,
 # and one of its five seeds lost ghana_a's town (F1 0.014; docs/evidence/builtup.md "Regions
 # labelled by a product"). isamap-train trains it nine times by default (seeds
 # --seed to --seed + 8) and maps the mean of the nine calibrated probabilities
-# (training.members), each member seeing the window one of the four ways the flips turn it
+# (training.run.members), each member seeing the window one of the four ways the flips turn it
 # (member_views: nine passes a window, not 36). Nine trainings of 50 iterations part their
 # seeds less, and their worst seed is further above NDBI's best, than three of 150 in about
 # the same time (docs/evidence/builtup.md "Nine short trainings").

@@ -14,7 +14,7 @@ from training.data import NormStats, PatchDataset
 from training.modelfile import load_model_file
 from training.models import create_model
 from training.models.indices import INDEX_BANDS
-from training.patch_training import train
+from training.run.patch_training import train
 
 BANDS = ("B2", "B3", "B4", "B8", "B11")
 INDICES = ["ndbi", "ndvi", "mndwi"]

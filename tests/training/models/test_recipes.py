@@ -33,7 +33,7 @@ from training.models import (
     recipe_for,
 )
 from training.models.blocks import ASPP
-from training.trainer import make_optimizer
+from training.run.optim import make_optimizer
 
 
 def test_each_model_trains_with_its_papers_loss_and_targets():
@@ -186,7 +186,7 @@ def test_isamap_train_warns_once_when_patches_starve_the_model(tmp_path, caplog)
 def test_runetpp_trains_on_crops_of_its_recipe_size_and_refuses_starved_patches(caplog):
     import logging
 
-    from training.run_inputs import check_context
+    from training.run.inputs import check_context
 
     cfg = apply_recipe(TrainConfig(model="runetpp"))
     assert cfg.crop_size == 512 and recipe_for("runetpp").small_patches == "refuse"

@@ -10,7 +10,7 @@ from tests.support.rasters import write_patch_dataset
 from training.config import TrainConfig
 from training.models import check_trainable, trainable_models
 from training.models.unet import WINDOW_RETIRED
-from training.patch_training import train
+from training.run.patch_training import train
 
 BANDS = ("B2", "B3", "B4", "B8", "B11", "B12")
 
@@ -68,7 +68,7 @@ def test_a_run_of_a_retired_model_started_before_it_retired_still_resumes(tmp_pa
 def test_a_join_of_a_retired_model_started_before_it_retired_goes_on_by_its_command(tmp_path):
     """A run of several trainings resumes by its start command: with member folders there,
     the command goes on with them instead of being refused as a start."""
-    from training.members import train_members
+    from training.run.members import train_members
 
     root = write_patch_dataset(tmp_path / "ds", n=6, size=16, bands=BANDS)
     out = tmp_path / "join"

@@ -17,7 +17,7 @@ from training.config import TrainConfig
 from training.losses.srseg import SRSegLoss
 from training.modelfile import ModelMeta, load_model_file
 from training.models import create_model
-from training.trainer import Trainer
+from training.run.trainer import Trainer
 
 KW = {"scale": 2, "widths": [4, 8], "stage_widths": [4]}
 

@@ -59,7 +59,7 @@ def test_a_model_maps_the_same_with_and_without_the_cache(presto_file, tmp_path,
 def test_a_frozen_encoders_run_flips_and_turns_but_does_not_blur():
     """A blurred patch is other pixels, which the cache would encode afresh every epoch."""
     from training.config import TrainConfig
-    from training.run_inputs import augment_for
+    from training.run.inputs import augment_for
 
     frozen = augment_for(TrainConfig(encoder="presto=x.pt"))
     assert frozen is not None and frozen.blur == 0.0

@@ -143,7 +143,7 @@ def test_a_base_the_fused_model_cannot_take_is_one_line_and_a_retired_one_says_w
 
     from core.errors import ConfigError
     from training.config import TrainConfig
-    from training.encoder_run import encoder_config
+    from training.run.encoder import encoder_config
 
     cfg = TrainConfig(data=str(patch_root), model="crofusenet", encoder=f"presto={presto_file}")
     with pytest.raises(ConfigError, match="--encoder fuses with the U-Net: give --model unet"):

@@ -3,7 +3,7 @@
 :func:`join_model_files` loads the finished members' files, checks that they describe one
 model (:func:`joined_meta`), fits the mean's own temperature on the validation split
 (:func:`training.fit_calibration.fit_joined`) and writes the joined file, or keeps the one
-there where it joins the same members already. :mod:`training.members` trains the members
+there where it joins the same members already. :mod:`training.run.members` trains the members
 and calls it.
 
 May import: ``core``, ``training`` (below this module).

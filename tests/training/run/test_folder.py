@@ -10,7 +10,7 @@ import torch
 
 from core.errors import ConfigError
 from training.config import apply_recipe, config_from_mapping
-from training.run_folder import CHECKPOINT, resume_config
+from training.run.folder import CHECKPOINT, resume_config
 
 
 def _record(out, **options):
@@ -101,7 +101,7 @@ def test_a_run_recorded_before_balanced_sampling_keeps_its_sampling(tmp_path):
     # uniformly, and its checkpoint and config.yaml say so (every option is recorded): it
     # resumes, and runs again from its config.yaml, as it was
     from training.config import read_train_config
-    from training.run_folder import write_resolved_config
+    from training.run.folder import write_resolved_config
 
     cfg = apply_recipe(config_from_mapping({"data": "patches", "out_dir": str(tmp_path),
                                             "model": "unet-s2"}))
@@ -126,7 +126,7 @@ def test_a_run_recorded_before_norm_and_radiometric_existed_reads_as_what_it_did
     reads) and one from before radiometric augmentation had none: compared as that, not as
     ``None`` (which named no option it was trained with), and refused where the recipe does
     otherwise now."""
-    from training.run_folder import config_differences
+    from training.run.folder import config_differences
 
     cfg = apply_recipe(config_from_mapping({"data": "patches", "out_dir": str(tmp_path),
                                             "model": "unet-s2"}))
@@ -144,7 +144,7 @@ def test_a_run_recorded_before_norm_and_radiometric_existed_reads_as_what_it_did
 def test_an_encoder_is_compared_by_its_name_not_the_path_its_file_was_given_by():
     """One published file per encoder name (its digest is checked when the run loads it):
     the same file given from another folder is the same run; another encoder is not."""
-    from training.run_folder import config_differences
+    from training.run.folder import config_differences
 
     given = {"model": "unet-s2", "data": "d", "encoder": "presto=/data/weights/presto.pt",
              "balanced_sampling": True, "balanced_scenes": False, "ema": 10,
@@ -164,7 +164,7 @@ def test_an_encoder_run_recorded_on_the_training_statistics_is_told_how_to_go_on
     """Encoder runs took ``--norm training`` by default before they took their base recipe's
     (``unet-s2``: scene): the same command finds the old run made otherwise, and the line
     says which option continues it."""
-    from training.run_folder import config_differences
+    from training.run.folder import config_differences
 
     given = {"model": "unet-s2", "data": "d", "out_dir": str(tmp_path),
              "encoder": "presto=/data/weights/presto.pt"}
@@ -186,7 +186,7 @@ def test_an_encoder_file_given_relative_is_found_from_any_folder(tmp_path, monke
     config.yaml names the file relative to itself, so ``--config`` and ``--resume`` find it
     from another folder (both failed with "no such file"); the checkpoint keeps it as typed."""
     from training.config import read_train_config
-    from training.run_folder import write_resolved_config
+    from training.run.folder import write_resolved_config
 
     (tmp_path / "w").mkdir()
     (tmp_path / "w" / "model.pt").write_bytes(b"weights")
@@ -210,7 +210,7 @@ def test_a_checkpoint_is_read_once_per_version_of_its_file(tmp_path):
     """A run asks its checkpoint the same questions many times (recorded options, finished,
     each member's): one read per version of the file, and a rewritten file is read again."""
     from training.modelfile import atomic_torch_save
-    from training.run_folder import _summary, recorded_config
+    from training.run.folder import _summary, recorded_config
 
     out = tmp_path / "run"
     out.mkdir()

@@ -17,7 +17,7 @@ Why: on ground unlike its training tiles one training is one draw, and seeds par
 is steadier; it costs K times the training and K times every map (``unet-s2``'s members
 spread its four flips over them, so its map costs K passes, not 4K). A command that gives no
 ``--members`` trains its model's recipe's number (:func:`recipe_members`; ``unet-s2``: 9).
-The join itself: :mod:`training.member_join`.
+The join itself: :mod:`training.run.member_join`.
 
 May import: ``core``, ``training`` (below this module).
 """
@@ -33,13 +33,11 @@ from pathlib import Path
 
 from core.errors import ConfigError
 from training.config import TrainConfig, apply_recipe, as_recorded, with_recipe_filter
-from training.encoder_run import encoder_config
-from training.history import members_estimate
-from training.member_join import join_model_files
 from training.modelfile import read_model_file
 from training.models import available_models, recipe_for
 from training.models.members import VIEWS
-from training.run_folder import (
+from training.run.encoder import encoder_config
+from training.run.folder import (
     BEST_MODEL,
     CHECKPOINT,
     HISTORY,
@@ -47,6 +45,8 @@ from training.run_folder import (
     config_differences,
     recorded_config,
 )
+from training.run.history import members_estimate
+from training.run.member_join import join_model_files
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ def recorded_otherwise(cfg: TrainConfig, ignore: frozenset[str] = frozenset()) -
     Empty where the run agrees, or where no checkpoint records one (nothing to compare).
     A caller that reuses a finished run's model or maps
     instead of starting the command again reads this first. ``ignore``: options it checks
-    otherwise (:func:`training.run_folder.config_differences`).
+    otherwise (:func:`training.run.folder.config_differences`).
     """
     cfg = with_recipe_filter(cfg)  # as the command resolves it before it trains
     out = Path(cfg.out_dir)
@@ -258,7 +258,7 @@ def _epochs_recorded(member: TrainConfig) -> int:
 def _views_differ(recorded: Mapping, own: TrainConfig) -> list[str]:
     """Whether a member's record spreads the views otherwise than ``own`` would.
 
-    One training ignores ``member_views`` (:func:`training.run_folder.config_differences`);
+    One training ignores ``member_views`` (:func:`training.run.folder.config_differences`);
     a member of a join does not: the joined network reads it from its members.
     """
     kwargs = as_recorded(str(recorded.get("model")), recorded.get("model_kwargs") or {})

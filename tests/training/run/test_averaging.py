@@ -8,15 +8,15 @@ from torch.utils.data import Subset
 
 from cli.train import train_main
 from core.errors import ConfigError
-from training.averaging import ema_decay
 from training.config import TrainConfig, apply_recipe
 from training.data import PatchDataset, compute_norm_stats
 from training.losses import build_loss
 from training.modelfile import ModelMeta, load_model_file, read_model_file
 from training.models import create_model
-from training.patch_training import train
 from training.pruning import fine_tune_config
-from training.trainer import Trainer
+from training.run.averaging import ema_decay
+from training.run.patch_training import train
+from training.run.trainer import Trainer
 
 TINY = {"widths": [4, 8, 16, 32, 64]}
 

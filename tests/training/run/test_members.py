@@ -17,10 +17,10 @@ from core.errors import ConfigError, ModelError
 from tests.support.rasters import write_patch_dataset
 from training.calibration import binary_at_temperature, describe
 from training.config import TrainConfig
-from training.member_join import joined_meta
 from training.modelfile import load_model_file, read_model_file
 from training.models import create_model
 from training.models.members import MemberMean
+from training.run.member_join import joined_meta
 
 TINY = {"widths": [4, 8]}
 SIZE = 32
@@ -328,7 +328,7 @@ def test_stop_after_trains_one_members_slice_per_run_and_the_file_comes_last(pat
 
 
 def test_the_members_estimate_is_the_first_members_time_for_each_after_it():
-    from training.history import members_estimate
+    from training.run.history import members_estimate
 
     assert members_estimate(1, 9, 8, 40.0) == ("member 1 of 9 took 40 s; the 8 after it not yet "
                                                "started, trained alike, take about 5 min more")
@@ -389,7 +389,7 @@ def test_unet_s2_trains_its_recipes_nine_members_unless_the_command_says(patches
     training three members of a plain unet three times over): once, after the first member
     trained from its start; a run whose members are all trained already tells nothing; with
     two to train again, the first tells of the one after it, not of those trained."""
-    from training.members import recipe_members
+    from training.run.members import recipe_members
 
     root = patches
     args = ["--data", str(root), "--model", "unet-s2", "--model-kwargs", json.dumps(TINY),
@@ -398,7 +398,7 @@ def test_unet_s2_trains_its_recipes_nine_members_unless_the_command_says(patches
     run = tmp_path / "nine"
     resume = [*args, "--out", str(run), "--resume"]
     told_argv = [a for a in resume if a != "-q"]  # the members' estimate is INFO
-    with caplog.at_level("INFO", logger="training.members"):
+    with caplog.at_level("INFO", logger="training.run.members"):
         assert train_main(told_argv) == 0  # a folder with no run: --resume starts the nine
     told = [r.getMessage() for r in caplog.records if "trained alike, take about" in r.getMessage()]
     assert len(told) == 1 and told[0].startswith("member 1 of 9 took ")
@@ -412,7 +412,7 @@ def test_unet_s2_trains_its_recipes_nine_members_unless_the_command_says(patches
     assert member.model_kwargs["flips"] is False  # validated and calibrated on one view
     stamps = [(run / f"member{i}" / "model.pt").stat().st_mtime_ns for i in range(9)]
     caplog.clear()
-    with caplog.at_level("INFO", logger="training.members"):
+    with caplog.at_level("INFO", logger="training.run.members"):
         assert train_main(told_argv) == 0  # the same command again: every member reused
     assert "member 9 of 9" in caplog.text and "trained alike, take about" not in caplog.text
     assert [(run / f"member{i}" / "model.pt").stat().st_mtime_ns for i in range(9)] == stamps
@@ -447,7 +447,7 @@ def test_unet_s2_trains_its_recipes_nine_members_unless_the_command_says(patches
     for i in (0, 1):  # two to train again: the first tells the one after it, not the others
         shutil.rmtree(run / f"member{i}")
     caplog.clear()
-    with caplog.at_level("INFO", logger="training.members"):
+    with caplog.at_level("INFO", logger="training.run.members"):
         assert train_main(told_argv) == 0
     told = [r.getMessage() for r in caplog.records if "trained alike, take about" in r.getMessage()]
     assert len(told) == 1 and told[0].startswith("member 1 of 9 took ")
@@ -459,7 +459,7 @@ def test_what_a_run_folder_records_otherwise_than_a_command_is_read_without_trai
     """What a caller reusing a finished run reads first: each option the command would start
     otherwise, per member; the kind of run; nothing where they agree or nothing is recorded."""
     from cli.train import started_config
-    from training.members import recorded_otherwise
+    from training.run.members import recorded_otherwise
 
     root, run = joined_run
     assert recorded_otherwise(started_config(_argv(root, run))) == []
@@ -499,7 +499,7 @@ def test_a_join_that_spreads_the_views_and_one_that_does_not_are_told_apart(patc
     ``member_views: false``; the recipe's join (flips spread) would train them otherwise,
     which is read before any member trains, not when the file is joined."""
     from cli.train import started_config
-    from training.members import recorded_otherwise
+    from training.run.members import recorded_otherwise
 
     root = patches
     run = tmp_path / "run"
@@ -541,10 +541,10 @@ def test_spread_views_refuse_a_member_whose_output_is_not_a_per_pixel_map():
     (2, {"flips": False}, False)])
 def test_fewer_than_four_members_spreading_the_views_are_told_what_they_leave_out(
         members, kwargs, warned, caplog):
-    from training.members import check_members
+    from training.run.members import check_members
 
     cfg = TrainConfig(model="unet-s2", members=members, model_kwargs=kwargs)
-    with caplog.at_level("WARNING", logger="training.members"):
+    with caplog.at_level("WARNING", logger="training.run.members"):
         check_members(cfg)
     said = f"--members {members} with member_views: the joined model maps each window " \
            f"{members} of the 4 ways"

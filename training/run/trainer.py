@@ -3,7 +3,7 @@
 Early stopping watches validation MIoU; checkpoints are written atomically every epoch;
 autocast (bf16 on CPU, bf16/fp16 AMP on CUDA) and channels_last as ``--precision`` and
 ``--channels-last`` say, ``auto`` measured on the run's own training step
-(:mod:`training.step_runtime`) and recorded in the checkpoint, the history and the model file;
+(:mod:`training.run.step_runtime`) and recorded in the checkpoint, the history and the model file;
 DDP under ``torchrun``.
 
 ``Trainer`` is independent of the patch format: it takes any model, loss and datasets whose
@@ -16,14 +16,14 @@ Without a validation split (``val_set=None``) the trainer runs a fixed budget
 is what the fixed-budget model comparison (``experiments.srcompare``) needs. An
 ``epoch_end(model, epoch)`` callback runs after every training epoch, before validation and
 the checkpoint (filter pruning zeroes filters there, ``training.pruning``). With ``cfg.ema``
-the moving average of the weights is validated, kept and saved (:mod:`training.averaging`).
-:func:`training.patch_training.train` wires it to a patch dataset.
+the moving average of the weights is validated, kept and saved (:mod:`training.run.averaging`).
+:func:`training.run.patch_training.train` wires it to a patch dataset.
 
-A loss that diverges stops the run at once (:mod:`training.divergence`): nothing of that
+A loss that diverges stops the run at once (:mod:`training.run.divergence`): nothing of that
 epoch is saved. Every epoch logs one line (loss, validation metrics, time), also without
 progress bars. The identical command resumes a run; other options against its folder are
-refused (:mod:`training.run_folder`); a stopped run resumes exactly
-(:mod:`training.checkpoint`).
+refused (:mod:`training.run.folder`); a stopped run resumes exactly
+(:mod:`training.run.checkpoint`).
 """
 
 from __future__ import annotations
@@ -48,20 +48,18 @@ from engine.distributed import DistInfo, resolve_device, sum_over_ranks
 from engine.execution import calling_thread_only
 from engine.outputs import main_output
 from engine.seeding import rng_state, set_rng_state
-from training.averaging import weight_average
 from training.calibration import describe
-from training.checkpoint import check_resumable, loss_reference, read_checkpoint, run_records
 from training.config import TrainConfig, apply_recipe, recipe_values
-from training.divergence import LossGuard
 from training.fit_calibration import calibrate_model_file, fitted_record
 from training.fit_pixels import ScenePixels, gather, scenes_of
-from training.history import FirstEstimate, HistoryFile, epoch_line, resume_line
 from training.loader import make_loader
 from training.metrics import ConfusionMatrix
 from training.model_meta import ModelMeta
 from training.modelfile import CHECKPOINT_FORMAT, atomic_torch_save, save_model_file
-from training.optim import PolyLR, make_optimizer
-from training.run_folder import (
+from training.run.averaging import weight_average
+from training.run.checkpoint import check_resumable, loss_reference, read_checkpoint, run_records
+from training.run.divergence import LossGuard
+from training.run.folder import (
     BEST_MODEL,
     CHECKPOINT,
     CURVES,
@@ -69,9 +67,16 @@ from training.run_folder import (
     TrainResult,
     write_resolved_config,
 )
-from training.run_inputs import sampling_weights
+from training.run.history import FirstEstimate, HistoryFile, epoch_line, resume_line
+from training.run.inputs import sampling_weights
+from training.run.optim import PolyLR, make_optimizer
+from training.run.step_runtime import (
+    choose_runtime,
+    first_batch,
+    has_unused_parameters,
+    job_samples,
+)
 from training.sampling import KeyedSampler
-from training.step_runtime import choose_runtime, first_batch, has_unused_parameters, job_samples
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ training set, the first epoch's augmentation) and shared with the other ranks. M
 at most its share of the run's samples (:func:`job_samples`; a short run measures nothing).
 DDP's check for the parameters a step leaves unused runs on the same batch.
 
-May import: ``engine``, ``training.checkpoint``, ``training.config``, ``training.optim``.
+May import: ``engine``, ``training.run.checkpoint``, ``training.config``, ``training.run.optim``.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from torch.utils.data import Dataset, default_collate
 
 from engine import autotune
 from engine.distributed import DistInfo, unused_parameters
-from training.checkpoint import recorded_runtime
 from training.config import TrainConfig
-from training.optim import make_optimizer
-from training.run_folder import CHECKPOINT
+from training.run.checkpoint import recorded_runtime
+from training.run.folder import CHECKPOINT
+from training.run.optim import make_optimizer
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from training.data import PatchDataset, compute_norm_stats
 from training.losses import build_loss
 from training.modelfile import ModelMeta
 from training.models import create_model
-from training.trainer import Trainer
+from training.run.trainer import Trainer
 
 TINY = {"widths": [4, 8, 16, 32, 64]}
 

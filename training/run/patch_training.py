@@ -1,4 +1,4 @@
-"""``train(cfg)``: a run on a patch dataset, wired to the :class:`training.trainer.Trainer`.
+"""``train(cfg)``: a run on a patch dataset, wired to the :class:`training.run.trainer.Trainer`.
 
 Bands from the manifest, normalisation from the training split (or each scene's), the data
 path by the dataset's size, the paper's model and loss from the model's recipe, and the model
@@ -25,19 +25,19 @@ from core.errors import ConfigError, ModelError
 from engine.distributed import init_distributed, resolve_device
 from engine.seeding import seed_everything
 from training.band_ranges import band_ranges, judge_patches
-from training.checkpoint import check_same_options
 from training.config import TrainConfig, apply_recipe, recipe_values
 from training.data import NormStats, PatchDataset
-from training.encoder_run import MODULE as ENCODER_MODULE
-from training.encoder_run import NAME as ENCODER_MODEL
-from training.encoder_run import check_encoder_bands, encoder_config, encoder_kwargs, encoder_model
-from training.history import resume_line
 from training.loader import choose_data_path
 from training.losses import build_loss
 from training.model_meta import ModelMeta
 from training.models import create_model
-from training.run_folder import CHECKPOINT, TrainResult, finished_run, recorded_config
-from training.run_inputs import (
+from training.run.checkpoint import check_same_options
+from training.run.encoder import MODULE as ENCODER_MODULE
+from training.run.encoder import NAME as ENCODER_MODEL
+from training.run.encoder import check_encoder_bands, encoder_config, encoder_kwargs, encoder_model
+from training.run.folder import CHECKPOINT, TrainResult, finished_run, recorded_config
+from training.run.history import resume_line
+from training.run.inputs import (
     augmentation_record,
     check_context,
     check_crop,
@@ -50,7 +50,7 @@ from training.run_inputs import (
     norm_for,
     patch_splits,
 )
-from training.trainer import Trainer
+from training.run.trainer import Trainer
 
 log = logging.getLogger(__name__)
 

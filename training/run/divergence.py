@@ -4,7 +4,7 @@ A loss that becomes NaN or infinite, or grows :data:`DIVERGENCE_FACTOR` times th
 batch loss while staying finite, stops the run at once (:class:`core.errors.TrainingDivergedError`):
 nothing of that epoch is saved, so ``checkpoint.pt`` and ``model.pt`` stay the last good ones.
 
-May import: ``core``, ``training.run_folder``.
+May import: ``core``, ``training.run.folder``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import TrainingDivergedError
-from training.run_folder import BEST_MODEL, CHECKPOINT
+from training.run.folder import BEST_MODEL, CHECKPOINT
 
 DIVERGENCE_FACTOR = 1e3
 """A finite loss this many times the run's first batch loss (taken as at least 1) means the

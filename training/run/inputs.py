@@ -1,6 +1,6 @@
 """What a run trains on: its datasets, their record, the model arguments they imply.
 
-Kept apart from the training loop (``training.trainer``) because pruning's fine-tuning and the
+Kept apart from the training loop (``training.run.trainer``) because pruning's fine-tuning and the
 mapping of a model file's recorded dataset use the same rules without running a trainer.
 May import: ``contract``, ``core``, ``training.config``,
 ``training.data``, ``training.models``.

@@ -17,8 +17,9 @@ from training.data import PatchDataset, compute_norm_stats
 from training.losses import build_loss
 from training.modelfile import ModelMeta, load_model_file, read_model_file
 from training.models import create_model
-from training.patch_training import train
-from training.trainer import PolyLR, Trainer
+from training.run.optim import PolyLR
+from training.run.patch_training import train
+from training.run.trainer import Trainer
 
 TINY = {"widths": [4, 8, 16, 32, 64]}
 
@@ -325,11 +326,11 @@ def test_cli_trains_srseg_on_label_fine_at_the_datasets_scale(tmp_path, capsys):
 
 def test_a_run_says_early_how_long_it_will_take(patch_root, tmp_path, caplog):
     """One estimate after the first batches (start-up apart), then the time to go each epoch."""
-    from training.history import first_run_estimate
+    from training.run.history import first_run_estimate
 
-    caplog.set_level("INFO", logger="training.trainer")
+    caplog.set_level("INFO", logger="training.run.trainer")
     res = train(_cfg(patch_root, tmp_path / "eta", epochs=2, batch_size=1))
-    lines = [r.getMessage() for r in caplog.records if r.name == "training.trainer"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "training.run.trainer"]
     estimates = [line for line in lines if line.startswith("time estimate:")]
     assert len(estimates) == 1 and "the 2 epoch(s) to go" in estimates[0]
     batches = int(estimates[0].split("an epoch of ")[1].split(" batches")[0])

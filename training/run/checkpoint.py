@@ -1,6 +1,6 @@
 """A training run's ``checkpoint.pt`` read back: checked before a run resumes from it.
 
-The checkpoint (written by :class:`training.trainer.Trainer` after every epoch) holds the
+The checkpoint (written by :class:`training.run.trainer.Trainer` after every epoch) holds the
 model, optimizer, schedule, AMP scaler, early-stopping state, history, every RNG (python,
 numpy, torch, the loader's generator) and how the steps ran (``runtime``); data order and
 augmentations are functions of (seed, epoch, index). So a run stopped after any epoch and
@@ -9,7 +9,7 @@ is not a checkpoint, one made with other options, or one whose epochs were cut o
 refused in one line saying what to do.
 
 May import: ``core``, ``engine``, ``training.config``, ``training.model_meta``,
-``training.modelfile``, ``training.run_folder``.
+``training.modelfile``, ``training.run.folder``.
 """
 
 from __future__ import annotations
@@ -27,14 +27,14 @@ from engine import autotune
 from training.config import TrainConfig
 from training.model_meta import ModelMeta
 from training.modelfile import CHECKPOINT_FORMAT, portable_meta
-from training.run_folder import config_differences
+from training.run.folder import config_differences
 
 
 def run_records(cfg: TrainConfig, meta: ModelMeta) -> dict[str, Any]:
     """The checkpoint's records of its run: ``config`` (its options) and ``meta`` (its model).
 
     ``config`` holds the options as they were given (what a resume compares, see
-    :mod:`training.run_folder`); ``meta``, the description its ``model.pt`` gets, names its
+    :mod:`training.run.folder`); ``meta``, the description its ``model.pt`` gets, names its
     local paths as the model file does, relative to the run folder
     (:func:`training.modelfile.portable_meta`), never as this process read them back.
     """
@@ -72,7 +72,7 @@ def check_resumable(ck: dict[str, Any], cfg: TrainConfig, iters_per_epoch: int,
 def check_same_options(recorded: Mapping[str, Any], cfg: TrainConfig) -> None:
     """Refuse to continue a run whose ``recorded`` options differ from ``cfg``'s (one line).
 
-    :func:`training.patch_training.train` calls it with the checkpoint's record (read
+    :func:`training.run.patch_training.train` calls it with the checkpoint's record (read
     memory-mapped) before it builds or times a model; the trainer again when it loads one.
 
     Raises:
