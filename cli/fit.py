@@ -33,17 +33,13 @@ EXAMPLES = (
     ("points labelled in a CSV (lon, lat, reference) over the stack isamap-export wrote",
      "isamap-fit --points labelled.csv --input data/stacks/stack_2023-06_image.tif "
      "--out fit_town"),
-    ("300 points drawn from a label raster of the stack's grid (class codes 0, 1; 255 "
-     "nodata), stratified by class, the same points again with the same --seed",
-     "isamap-fit --points-from data/labels/label.tif --n 300 --seed 0 "
-     "--input data/stacks/stack_2023-06_image.tif --out fit_label"),
     ("then map with the model file as with any other",
      "isamap-predict --model fit_town/model.pt --input data/stacks/stack_2023-06_image.tif "
      "--out maps/town"),
-    ("the Satellite Embedding of 2023 over the points, fetched from Earth Engine (the stack "
-     "is written to fit_aef/stack/)",
-     "isamap-fit --points labelled.csv --backend ee --month 2023-06 --bands aef "
-     "--out fit_aef"),
+    ("300 points drawn from a label raster of the stack's grid (class codes 0, 1; other "
+     "values skipped), stratified by class, the same points again with the same --seed",
+     "isamap-fit --points-from data/labels/label.tif --n 300 --seed 0 "
+     "--input data/stacks/stack_2023-06_image.tif --out fit_label"),
     ("frozen Presto features over three months (July to September) of local scenes, the "
      "series stack isamap-export --series-months 3 makes; points from a Collect Earth Online "
      "export and the labelling app's CSV",

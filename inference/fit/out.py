@@ -55,6 +55,8 @@ def fit_request(job: Job) -> str:
               "inputs": [where(p) for p in job.inputs], "points_from": where(job.points_from),
               "encoder": where(job.encoder), "scenes": where(job.scenes),
               "norm": job.normalised_by}
+    if job.points_from is None:  # points from files: no draw, the digest a files' fit had
+        record = {k: v for k, v in record.items() if k not in ("points_from", "n")}
     return "sha256:" + json_digest(record)
 
 
