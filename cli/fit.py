@@ -20,8 +20,9 @@ from core.commands import (
 )
 from core.errors import ConfigError
 from core.months import check_month
-from core.parsers import command_parser, given_once, seed
+from core.parsers import command_parser, count, given_once, seed
 from engine.allocator import CHECKS
+from inference.fit.drawn import DEFAULT_N
 from inference.fit.job import ISA_CLASSES, FitJob, report_table, run_fit
 from training.models.encoders.registry import PRESTO, parse_encoder
 from training.models.points import FEATURES
@@ -35,10 +36,10 @@ EXAMPLES = (
     ("then map with the model file as with any other",
      "isamap-predict --model fit_town/model.pt --input data/stacks/stack_2023-06_image.tif "
      "--out maps/town"),
-    ("the Satellite Embedding of 2023 over the points, fetched from Earth Engine (the stack "
-     "is written to fit_aef/stack/)",
-     "isamap-fit --points labelled.csv --backend ee --month 2023-06 --bands aef "
-     "--out fit_aef"),
+    ("300 points drawn from a label raster of the stack's grid (class codes 0, 1; other "
+     "values skipped), stratified by class, the same points again with the same --seed",
+     "isamap-fit --points-from data/labels/label.tif --n 300 --seed 0 "
+     "--input data/stacks/stack_2023-06_image.tif --out fit_label"),
     ("frozen Presto features over three months (July to September) of local scenes, the "
      "series stack isamap-export --series-months 3 makes; points from a Collect Earth Online "
      "export and the labelling app's CSV",
@@ -57,9 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
         "or the frozen Presto encoder's; the classifier is cross-validated by spatial blocks "
         "(scores in OUT/fit.txt). An accuracy assessment's points (isamap-assess design) are "
         "refused: score the map on them instead.", EXAMPLES)
-    p.add_argument("--points", nargs="+", required=True, metavar="FILE",
+    p.add_argument("--points", nargs="+", metavar="FILE",
                    help="labelled points: CSV or GeoJSON with lon, lat and a class column, the "
                         "labelling app's export, or a Collect Earth Online sample export")
+    p.add_argument("--points-from", metavar="LABEL.tif",
+                   help="instead of --points: draw --n labelled points from a label raster "
+                        "whose pixels hold the class codes (0 for the first of --classes...), "
+                        "stratified by class with --seed; its nodata and other values are "
+                        "never drawn")
+    p.add_argument("--n", type=count, metavar="N",
+                   help=f"points drawn from --points-from (default {DEFAULT_N}): an equal "
+                        "share per class, a class with too few pixels giving all of them")
     p.add_argument("--input", nargs="+", metavar="STACK",
                    help="the stack(s) the points lie in (isamap-export's "
                         "stacks/stack_<month>_image.tif, or a GeoTIFF with named bands); each "
@@ -112,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="side of the spatial blocks of the cross-validation")
     p.add_argument("--min-points", type=int, default=MIN_POINTS,
                    help="refuse fewer labelled points than this")
-    p.add_argument("--seed", type=seed, default=0, help="seed of the folds' order")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the folds' order and of "
+                   "the points drawn from --points-from")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_logging_arguments(p)
     return p
@@ -132,6 +142,15 @@ def job_of(args: argparse.Namespace) -> FitJob:
     check_range("--folds", args.folds, 2, 100)
     check_range("--block", args.block, 1.0, None, "metres")
     check_range("--min-points", args.min_points, 2, None)
+    if args.points and args.points_from:
+        raise ConfigError("give labelled points one way: --points FILE ... or --points-from "
+                          "LABEL.tif --n N, not both")
+    if not (args.points or args.points_from):
+        raise ConfigError("give the labelled points: --points FILE ... or --points-from "
+                          "LABEL.tif --n N")
+    if args.n is not None and not args.points_from:
+        raise ConfigError("--n is the number of points drawn from --points-from LABEL.tif; "
+                          "with --points every labelled point is read: drop --n")
     if bool(args.input) == bool(args.backend):
         raise ConfigError("give the stacks the points lie in (--input STACK ...) or a backend "
                           "to make one over them (--backend ee|local with --month)")
@@ -165,11 +184,12 @@ def job_of(args: argparse.Namespace) -> FitJob:
         bands = series_stack_bands(bands or DEFAULT_IMAGE_BANDS, args.series_months)
     options = FitOptions(hidden=args.hidden, folds=args.folds, block_m=args.block,
                          seed=args.seed, min_points=args.min_points)
-    return FitJob(tuple(args.points), tuple(args.input or ()), args.out, args.features,
+    return FitJob(tuple(args.points or ()), tuple(args.input or ()), args.out, args.features,
                   encoder, args.norm, bands, classes, args.reference_column, args.month,
                   options, args.backend, args.scenes, args.project, args.crs,
                   progress=not (args.no_progress or args.quiet), allow_l1c=args.allow_l1c,
-                  allow_implausible=args.allow_implausible)
+                  allow_implausible=args.allow_implausible, points_from=args.points_from,
+                  n=args.n or DEFAULT_N)
 
 
 def _class_names(text: str) -> tuple[str, ...]:

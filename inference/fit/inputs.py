@@ -175,7 +175,7 @@ def open_input(path: str, bands: Sequence[str], from_where: str = "that --bands 
     ``from_where``: where ``bands`` came from, as a refusal of a band missing names it
     (``--bands``, or the first ``--input``'s bands).
     """
-    with _open_stack(path) as src:
+    with open_stack(path) as src:
         if src.crs is None:
             raise InputDataError(f"--input {path} has no CRS; give the stack isamap-export "
                                  "wrote (stacks/stack_<month>_image.tif)")
@@ -193,7 +193,7 @@ def open_input(path: str, bands: Sequence[str], from_where: str = "that --bands 
 
 
 @contextlib.contextmanager
-def _open_stack(path: str) -> Iterator[Any]:
+def open_stack(path: str) -> Iterator[Any]:
     """The stack ``path`` open; one that cannot be opened refused naming ``--input``."""
     try:
         with files.open_raster(path) as src:
@@ -206,7 +206,7 @@ def _open_stack(path: str) -> Iterator[Any]:
 
 def stack_bands(path: str) -> tuple[str, ...]:
     """The named bands of a stack, in file order (its descriptions)."""
-    with _open_stack(path) as src:
+    with open_stack(path) as src:
         names = tuple(d or "" for d in src.descriptions)
     if not all(names):
         raise InputDataError(f"--input {path} has unnamed bands; name them (isamap-export "
@@ -263,13 +263,17 @@ def values_at(inputs: Sequence[StackInput], where: Located) -> np.ndarray:
     return out
 
 
-def points_record(paths: Sequence[str], points: ReferencePoints, kept: np.ndarray) -> dict:
+def points_record(paths: Sequence[str], points: ReferencePoints, kept: np.ndarray,
+                  drawn: dict | None = None) -> dict:
     """What the model file records of its points: files, counts, and a digest of positions.
 
     The digest (SHA-256 of the kept points' positions to 1e-7 degrees, sorted) lets a later
     step tell whether a set of points is the one a model was fitted on; no path is kept.
+    ``drawn``: points drawn from a label raster, how (:mod:`inference.fit.drawn`), recorded
+    instead of the files.
     """
     positions = sorted(f"{lon:.7f},{lat:.7f}" for lon, lat in
                        zip(points.lon[kept], points.lat[kept], strict=True))
-    return {"files": [Path(p).name for p in paths], "read": len(points.ids),
+    source = {"drawn": drawn} if drawn else {"files": [Path(p).name for p in paths]}
+    return {**source, "read": len(points.ids),
             "used": int(kept.sum()), "positions_sha256": text_sha256("\n".join(positions))}

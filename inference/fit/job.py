@@ -4,9 +4,10 @@ The job (:class:`FitJob`, the command's options) runs in this order, every check
 the first expensive step:
 
 1. the encoder's file, when Presto features are asked for (exists, SHA-256, fits);
-2. the points, refusing an assessment design's (:mod:`inference.fit.inputs`), and the
-   input stacks (given, or made over the points by ``--backend``:
-   :mod:`inference.fit.sources`), each point found in the first one covering it;
+2. the points, refusing an assessment design's (:mod:`inference.fit.inputs`) or drawn from a
+   label raster (:mod:`inference.fit.drawn`), and the input stacks (given, or made over the
+   points by ``--backend``: :mod:`inference.fit.sources`), each point found in the first one
+   covering it;
 3. the bands at the points; points on pixels without data are left out (a warning), and
    what is left must hold enough points of every class in at least two spatial blocks
    (:func:`training.points.fit.check_only`);
@@ -45,6 +46,7 @@ from gee_export.ee.names import default_workload_tag
 from gee_export.ee.session import EESession
 from gee_export.local.extent import scenes_extent
 from inference.assess.point_files import ReferencePoints
+from inference.fit.drawn import DEFAULT_N, draw_points
 from inference.fit.inputs import (
     StackInput,
     locate,
@@ -112,6 +114,9 @@ class FitJob:
         allow_l1c: composite Level-1C scenes (``backend="local"``) with a warning instead
             of refusing them, as ``isamap-export --allow-l1c`` does; the record says so.
         allow_implausible: fit on stacks the input check doubts (noted in the model).
+        points_from: instead of ``points``, a label raster to draw ``n`` points from,
+            stratified by class with ``options.seed`` (:mod:`inference.fit.drawn`).
+        n: the points drawn from ``points_from``.
     """
 
     points: tuple[str, ...]
@@ -132,6 +137,8 @@ class FitJob:
     progress: bool = True
     allow_l1c: bool = False
     allow_implausible: bool = False
+    points_from: str | None = None
+    n: int = DEFAULT_N
 
     def __post_init__(self) -> None:
         if self.backend and not self.month:
@@ -179,7 +186,10 @@ def run_fit(job: FitJob, session: Any = None) -> FitResult:
     start = time.perf_counter()
     request = check_out(job)
     _check_encoder(job)
-    points = read_training_points(job.points, job.classes, job.column)
+    drawn = (draw_points(job.points_from, job.n, job.options.seed, job.classes, job.inputs)
+             if job.points_from else None)
+    points = drawn.points if drawn else read_training_points(job.points, job.classes,
+                                                             job.column)
     inputs_paths, dataset = _stacks(job, points, session)
     bands = job.bands or default_bands(inputs_paths[0])
     named = "that --bands names" if job.bands else f"that --input {inputs_paths[0]} has"
@@ -206,7 +216,8 @@ def run_fit(job: FitJob, session: Any = None) -> FitResult:
     fit = fit_points(features, labels, where.x[kept], where.y[kept], where.group[kept],
                      job.classes, len(job.classes) - 1, job.options)
     model = finished(model, fit, len(job.classes))
-    extra = {"points": points_record(job.points, points, kept), **checked,
+    record = points_record(job.points, points, kept, drawn.record if drawn else None)
+    extra = {"points": record, **checked,
              "inputs": [Path(p).name for p in inputs_paths], "dataset": dataset}
     meta = describe(kwargs, pooled, job.normalised_by, job.classes, fit,
                     pixel_size=abs(float(inputs[0].transform.a)), band_ranges=ranges,

@@ -32,6 +32,8 @@ class Job(Protocol):
     @property
     def inputs(self) -> tuple[str, ...]: ...
     @property
+    def points_from(self) -> str | None: ...
+    @property
     def encoder(self) -> str | None: ...
     @property
     def scenes(self) -> str | None: ...
@@ -50,9 +52,11 @@ def fit_request(job: Job) -> str:
 
     record = {**asdict(job), "out": None, "progress": None, "project": None,
               "points": [where(p) for p in job.points],
-              "inputs": [where(p) for p in job.inputs],
+              "inputs": [where(p) for p in job.inputs], "points_from": where(job.points_from),
               "encoder": where(job.encoder), "scenes": where(job.scenes),
               "norm": job.normalised_by}
+    if job.points_from is None:  # points from files: no draw, the digest a files' fit had
+        record = {k: v for k, v in record.items() if k not in ("points_from", "n")}
     return "sha256:" + json_digest(record)
 
 

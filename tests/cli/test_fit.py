@@ -451,3 +451,109 @@ def test_backend_ee_without_credentials_advises_fitting_not_exporting(tmp_path, 
     assert "To make the stack over the points with Earth Engine (--backend ee), do ONE of:" in err
     assert "isamap-fit --backend local --scenes DIR" in err and "isamap-fit --input" in err
     assert "isamap-export" not in err and "Earth Engine backend," not in err
+
+
+def _label_like(label: str | Path, path: Path, change=None, shift_m: float = 0.0) -> Path:
+    """A copy of ``label`` with its pixels changed by ``change`` and its grid moved east."""
+    with rasterio.open(label) as src:
+        profile, data = src.profile, src.read(1)
+    profile["transform"] = rasterio.Affine.translation(shift_m, 0) * profile["transform"]
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(change(data) if change else data, 1)
+    return path
+
+
+@pytest.mark.slow
+def test_points_drawn_from_a_label_raster_are_recorded_and_drawn_again_alike(demo_stack,
+                                                                             tmp_path):
+    """``--points-from LABEL.tif --n N`` fits on N points drawn from the label, by --seed."""
+    from training.modelfile import read_model_file
+
+    records = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        assert main(["--points-from", demo_stack.label, "--n", "200", "--input",
+                     demo_stack.image, "--out", str(out), "-q"]) == 0
+        meta, _ = read_model_file(out / "model.pt")
+        records.append(json.dumps(meta.extra["points"], sort_keys=True))
+    assert records[0] == records[1]  # the same seed draws the same points
+    record = json.loads(records[0])
+    assert record["drawn"] == {"raster": Path(demo_stack.label).name, "n": 200, "seed": 0,
+                               "rule": "equal",
+                               "per_class": {"pervious": 100, "impervious": 100}}
+    assert record["used"] == 200 and "files" not in record
+    assert str(tmp_path) not in records[0]  # the raster's name, not its path
+
+
+def test_points_drawn_from_a_label_are_stratified_by_class(demo_stack, tmp_path, caplog):
+    """An equal share per class, each point its pixel's class; a rare class gives all it has."""
+    from inference.assess.strata import values_at as label_at
+    from inference.fit.drawn import draw_points
+
+    drawn = draw_points(demo_stack.label, 200, 0, NAMES, (demo_stack.image,))
+    assert np.bincount(drawn.points.reference).tolist() == [100, 100]
+    assert (label_at(demo_stack.label, drawn.points.lon, drawn.points.lat)
+            == drawn.points.reference).all()
+    again = draw_points(demo_stack.label, 200, 0, NAMES, (demo_stack.image,))
+    other = draw_points(demo_stack.label, 200, 1, NAMES, (demo_stack.image,))
+    assert np.array_equal(again.points.lon, drawn.points.lon)
+    assert not np.array_equal(other.points.lon, drawn.points.lon)
+
+    def rare(data: np.ndarray) -> np.ndarray:  # 30 impervious pixels left, and a value 7
+        data = data.copy()
+        data.flat[np.flatnonzero(data == 1)[30:]] = LABEL_NODATA
+        data[:8, :8] = 7  # no class the fit knows: never drawn
+        return data
+
+    path = _label_like(demo_stack.label, tmp_path / "rare.tif", rare)
+    with caplog.at_level("INFO", logger="inference.fit.drawn"):
+        drawn = draw_points(str(path), 200, 0, NAMES)
+    assert drawn.record["per_class"] == {"pervious": 170, "impervious": 30}
+    assert drawn.record["rule"] == "proportional" and "in proportion" in caplog.text
+    assert (label_at(str(path), drawn.points.lon, drawn.points.lat)
+            == drawn.points.reference).all()
+
+
+@pytest.mark.parametrize(("case", "words"), [
+    ("missing", ("--points-from", "missing.tif")),
+    ("not a raster", ("--points-from", "text.tif")),
+    ("no labelled pixel", ("no pixel of the classes ['pervious', 'impervious']",)),
+    ("off the stack", ("does not overlap the --input",)),
+    ("n below 1", ("--n", ">= 1")),
+    ("--n without --points-from", ("--n is the number of points drawn",)),
+    ("both", ("not both",)),
+    ("neither", ("give the labelled points: --points FILE ... or --points-from",)),
+])
+def test_points_from_refusals(demo_stack, tmp_path, capsys, case, words):
+    """Each bad ``--points-from`` is one line, exit 2, before any pixel of the stack is read."""
+    label = demo_stack.label
+    text = tmp_path / "text.tif"
+    text.write_text("not a raster")
+    points = ["--points-from", label, "--n", "50"]
+    if case == "missing":
+        points = ["--points-from", str(tmp_path / "missing.tif")]
+    elif case == "not a raster":
+        points = ["--points-from", str(text)]
+    elif case == "no labelled pixel":
+        empty = _label_like(label, tmp_path / "empty.tif", lambda d: np.full_like(d, 255))
+        points = ["--points-from", str(empty)]
+    elif case == "off the stack":
+        points = ["--points-from", str(_label_like(label, tmp_path / "far.tif",
+                                                   shift_m=50_000.0))]
+    elif case == "n below 1":
+        points = ["--points-from", label, "--n", "0"]
+    elif case == "--n without --points-from":
+        points = ["--points", str(tmp_path / "p.csv"), "--n", "50"]
+    elif case == "both":
+        points = ["--points", str(tmp_path / "p.csv"), "--points-from", label]
+    elif case == "neither":
+        points = []
+    argv = [*points, "--input", demo_stack.image, "--out", str(tmp_path / "out")]
+    if case == "n below 1":  # the shared count type: argparse's line, and where help is
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        line = capsys.readouterr().err.splitlines()[0]
+        assert stop.value.code == 2 and all(w in line for w in words), line
+    else:
+        assert_refused(main(argv), capsys.readouterr().err, build_parser(), *words)
+    assert not (tmp_path / "out").exists()
