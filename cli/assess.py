@@ -186,9 +186,7 @@ def _score(args: argparse.Namespace) -> int:
     if remote and not args.project:
         raise ConfigError(f"--compare {', '.join(remote)} reads Earth Engine: give --project "
                           "(or set EE_PROJECT). " + " ".join(SCORE_WITHOUT_ACCOUNT.split()))
-    problem = files.file_problem("--map", args.map, "the class COG that was assessed")
-    if problem:
-        raise ConfigError(problem)
+    files.require("--map", args.map, "the class COG that was assessed", error=ConfigError)
 
     @functools.cache  # one Earth Engine session for every product
     def session():

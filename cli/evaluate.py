@@ -65,9 +65,7 @@ def _evaluate(a: argparse.Namespace) -> int:
     check_range("--points", a.points, 0)
     check_range("--workers", a.workers, 0, 64)
     claim_output_folder("--out", a.out)  # one run per folder: a second is refused
-    problem = files.folder_problem("--data", a.data, DATA_ROOT)
-    if problem:
-        raise ConfigError(problem)
+    files.require("--data", a.data, DATA_ROOT, folder=True, error=ConfigError)
     # imported once the options are checked: torch and the models take seconds to import,
     # and --help and a refused option answer without them
     from inference.assess.evaluate import EvaluateConfig, evaluate

@@ -280,9 +280,7 @@ def _train(args: dict) -> int:
         check_trainable(cfg.model)  # a retired model's runs go on; none is started
     check_output_folder("--out", cfg.out_dir)
     for root in roots:  # as typed (a resumed run's are its folder's)
-        problem = files.folder_problem("--data", root, DATA_ROOT)
-        if problem:
-            raise ConfigError(problem)
+        files.require("--data", root, DATA_ROOT, folder=True, error=ConfigError)
     check_run_folder(cfg)
     check_members(cfg)
     with _run_folder_held(cfg.out_dir):  # a second run into this folder is refused

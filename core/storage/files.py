@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from core.errors import StorageError
+from core.errors import InputDataError, IsamapError, StorageError
 from core.storage import BucketInfo, GcsStore, Store, atomic_path, open_store
 from core.storage.gdal_auth import gdal_env, ready_for_remote
 
@@ -138,12 +138,16 @@ def file_problem(flag: str, path: str | os.PathLike[str], give: str) -> str | No
     return _kind_problem(flag, path, give, folder=False)
 
 
-def folder_problem(flag: str, path: str | os.PathLike[str], give: str) -> str | None:
-    """Why a local path a flag takes as a folder is none: it is missing, or a file.
+def require(flag: str, path: str | os.PathLike[str], give: str, *, folder: bool = False,
+            error: type[IsamapError] = InputDataError) -> None:
+    """Raise ``error`` naming why ``path`` is no file (``folder``: no folder) the flag takes.
 
-    None for a folder, or a ``gs://`` prefix (read later). ``give`` says what the flag takes.
+    Missing, or of the other kind; a ``gs://`` path passes (read later). ``give`` says what
+    the flag takes.
     """
-    return _kind_problem(flag, path, give, folder=True)
+    problem = _kind_problem(flag, path, give, folder)
+    if problem:
+        raise error(problem)
 
 
 def _kind_problem(flag: str, path: str | os.PathLike[str], give: str,

@@ -31,7 +31,7 @@ from contract.export_options import ExportOptions
 from contract.input_check import Fingerprint, judge_stack, pixel_sample
 from contract.patches import PatchSummary, patch_stack
 from contract.s2_level import check_allow_l1c_backend
-from core.errors import ConfigError, InputDataError
+from core.errors import ConfigError
 from core.lock import hold_output
 from core.storage import LocalStore, Store, files, open_store
 from gee_export.local.compositing import LocalRecipe, reading_options
@@ -116,10 +116,8 @@ def check_local_arguments(args: argparse.Namespace) -> None:
             raise ConfigError("--backend local needs --scenes DIR (Sentinel-1/2 scenes and a "
                               "labels/label.tif); `make demo` shows the layout on a synthetic "
                               "scene")
-        problem = files.folder_problem("--scenes", args.scenes,
-                                       "the folder of local Sentinel-1/2 scenes")
-        if problem:
-            raise InputDataError(problem)
+        files.require("--scenes", args.scenes, "the folder of local Sentinel-1/2 scenes",
+                      folder=True)
         reading_options(args.scene_date, args.s2_band_names)
         if args.scl_mask is not None:
             scl_mask_classes(args.scl_mask)

@@ -251,9 +251,7 @@ def _column_values(records: Sequence[dict], column: str) -> frozenset[str]:
 
 def _records(path: Path, column: str, positions: bool, use: PointUse = "assess") -> list[dict]:
     """The file's records, refused when it holds none or lacks a column it needs."""
-    problem = files.file_problem("--reference", path, "the labelled CSV or GeoJSON file")
-    if problem:
-        raise ConfigError(problem)
+    files.require("--reference", path, "the labelled CSV or GeoJSON file", error=ConfigError)
     text = reference_text(path)
     if path.suffix.lower() in (".geojson", ".json"):
         records = geojson_records(path, text)

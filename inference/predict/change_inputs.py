@@ -245,9 +245,7 @@ def check_class_map(path: str, classes: Sequence[str], size: tuple[int, int],
         flag: how messages name the file.
     """
     given, give = f"{flag} {path}", "the class COG (<out>_class.tif) of an earlier date"
-    problem = files.file_problem(flag, path, give)
-    if problem:
-        raise InputDataError(problem)
+    files.require(flag, path, give)
     try:
         with rasterio.open(files.gdal_path(path)) as src:
             tags, count, dtype = src.tags(), src.count, src.dtypes[0]

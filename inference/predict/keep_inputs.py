@@ -70,9 +70,7 @@ def check_product(path: str) -> None:
     if not path:
         return
     given, give = f"--keep-product {path}", "the coarse land-cover raster (e.g. an NLCD GeoTIFF)"
-    problem = files.file_problem("--keep-product", path, give)
-    if problem:
-        raise InputDataError(problem)
+    files.require("--keep-product", path, give)
     try:
         with files.open_raster(path) as ds:
             if ds.crs is None or ds.transform.is_identity:

@@ -191,9 +191,7 @@ def spectral_stacks(earlier: str, later: str, bands: Sequence[str],
         given = f"{flag} {path}"
         give = ("the stack GeoTIFF/VRT that date was predicted from (the spectral change rule "
                 "reads both dates' stacks)")
-        problem = files.file_problem(flag, path, give)
-        if problem:
-            raise InputDataError(problem)
+        files.require(flag, path, give)
         try:
             with files.open_raster(path) as ds:
                 grid = (ds.height, ds.width), ds.transform, ds.crs
