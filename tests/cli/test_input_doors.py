@@ -371,12 +371,15 @@ def _train(out: Path, *data: Path, extra: tuple[str, ...] = ()) -> int:
     ("B2/B4 swapped", ("B2 and B4 are swapped",)),
     ("DN scale", ("every reflectance band spreads", "on another scale"))])
 def test_train_refuses_a_root_unlike_the_first_naming_it(fault, words, demo, tmp_path, capsys):
-    """isamap-train --data A B trained on B2/B4 swapped or DN patches beside reflectance."""
+    """isamap-train --data A B trained on B2/B4 swapped or DN patches beside reflectance (the
+    swap imported as the user insisted, --trust-band-names --allow-implausible: the import
+    refuses it otherwise)."""
     stack, _, _ = demo
     first, other = tmp_path / "first", tmp_path / "other"
     assert _import(_pairs(stack, tmp_path / "a", lambda data: None), first) == 0
     edit = FAULTS[fault][0] if fault in FAULTS else lambda data: None
-    assert _import(_pairs(stack, tmp_path / "b", edit), other) == 0
+    assert _import(_pairs(stack, tmp_path / "b", edit), other, "--trust-band-names",
+                   "--allow-implausible") == 0
     if fault == "DN scale":
         _scaled_to_dn(other)
     capsys.readouterr()
