@@ -5,7 +5,7 @@ installs both) opens ``site/index.html`` from disk, follows every link of the na
 finds a page there each time (not a folder listing, not an error page), and reads the API
 reference: the docstrings' Sphinx roles must have become links (``tools/griffe_roles.py``), with
 no ``:func:`...```-style text left, and no table cell may show an escaped ``\\|``. Search works
-there too: a query typed into the search box lists matching pages (``docs/js/file_worker.js``
+there too: a query typed into the search box lists matching pages (``docs/js/iframe-worker.js``
 runs the theme's search worker on file:// pages), and a result opens its page.
 
 The same site served over HTTP (as ``python -m http.server -d site`` serves it) answers every

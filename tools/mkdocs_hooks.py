@@ -13,10 +13,6 @@ a link to its page of the site.
 A ``|`` inside code in a table cell is written ``\|`` so that a code host's table keeps it in its
 cell; Python-Markdown keeps the pipes of code spans in their cell by itself and would print the
 backslash, so the table rows lose it here.
-
-The theme's search reads its index from ``search/search_index.js`` on a page opened from disk
-(``file://``, where a browser fetches no JSON): that script is written here, after the search
-plugin wrote ``search_index.json``, and ``docs/js/file_worker.js`` runs the search worker.
 """
 
 from __future__ import annotations
@@ -46,15 +42,6 @@ def on_files(files: Files, config) -> Files:
                           use_directory_urls=config["use_directory_urls"]))
     files.append(File.generated(config, "cli.md", content=cli_reference.markdown()))
     return files
-
-
-@event_priority(-100)  # after the search plugin has written its index
-def on_post_build(config) -> None:
-    index = Path(config["site_dir"]) / "search" / "search_index.json"
-    if index.is_file():
-        script = index.with_name("search_index.js")
-        script.write_text(f"var __index = {index.read_text(encoding='utf-8')};\n",
-                          encoding="utf-8")
 
 
 def _outside_docs(page_uri: str, target: str, docs_dir: Path) -> Path | None:

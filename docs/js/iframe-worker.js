@@ -2,7 +2,7 @@
 // file:// page, so the theme's search would stay at "Initializing search". Here, on file://
 // pages only, `Worker` runs its script in a hidden frame of the page instead: the script's
 // `postMessage` and "message" events cross between page and frame as events. The theme reads
-// the search index from search/search_index.js there (written by tools/mkdocs_hooks.py).
+// the search index from search/search_index.js there (written by Material's offline plugin).
 // Loaded before the theme's own scripts (mkdocs.yml: extra.polyfills).
 (function () {
   "use strict";
