@@ -29,7 +29,7 @@ from contract.bands import LABEL_NODATA
 from experiments.builtup_arms import ARMS
 from experiments.builtup_stack import base_arm, cut_scores
 from experiments.realscenes import Footprint, probability_scale, read_on
-from training.calibration import binary_reliability
+from training.calibration.temperature import binary_reliability
 from training.models import trainable_models
 
 SEPARATOR = "+"

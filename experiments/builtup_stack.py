@@ -41,7 +41,7 @@ from experiments.builtup_prior import SUFFIX as PRIOR_SUFFIX
 from experiments.builtup_prior import adjust_to_prior, em_prior
 from experiments.realscenes import Footprint, probability_scale, read_on, split_area
 from experiments.scoring import best_threshold_f1, binary_scores, roc_auc
-from training.calibration import binary_reliability
+from training.calibration.temperature import binary_reliability
 
 SUFFIX = "+stack"
 THRESHOLD_SUFFIX = "+thr"

@@ -28,7 +28,7 @@ from core.errors import ConfigError, InputDataError
 from experiments.scoring import best_threshold_f1, binary_scores, roc_auc
 from gee_export.local.labels import MAP_PREFIX, get_scheme
 from inference.cog.maps import PROB_SCALE
-from training.calibration import binary_at_temperature, binary_reliability
+from training.calibration.temperature import binary_at_temperature, binary_reliability
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,8 @@ def map_scores(truth: np.ndarray, footprint: Footprint, class_path: str | Path,
         area: bool mask of the pixels to score (the test area).
         temperature: the model file's calibration temperature; given, the expected
             calibration error of the probabilities as the network gave them (re-expressed at
-            temperature 1, :func:`training.calibration.binary_at_temperature`) is reported
+            temperature 1, :func:`training.calibration.temperature.binary_at_temperature`) is
+            reported
             beside the mapped ones' (``ece_built``), with both reliability records.
 
     Pixels the map leaves nodata (clouds masked in the composite) are counted, not scored.

@@ -27,7 +27,7 @@ from PIL import Image
 
 from contract.dataset import read_index
 from tests.support.warm_python import FORKS, WarmPython
-from training.calibration import T_RANGE
+from training.calibration.temperature import T_RANGE
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 ORDER = ("01_export_patches.ipynb", "02_train.ipynb", "03_predict_publish.ipynb")

@@ -15,7 +15,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from contract.backscatter import TrainedBackscatter, trained_backscatter
 from contract.grid import metre_crs_problem
 from core.errors import InputDataError, ModelError
-from training.calibration import temperature_of
+from training.calibration.temperature import temperature_of
 from training.config import NORMS
 
 #: relative difference of pixel sizes taken as the same grid: reprojected lon/lat stacks differ
@@ -49,7 +49,8 @@ class ModelMeta:
         band_ranges: band name -> ``(p1, p50, p99)``, percentiles of its raw values in the
             training split; inputs are compared with them before a map is made
             (``inference.predict.expected_inputs.check_input``). Empty: not recorded.
-        calibration: how the probabilities are calibrated (:func:`training.calibration.fit_record`:
+        calibration: how the probabilities are calibrated
+        (:func:`training.calibration.temperature.fit_record`:
             the temperature fitted on the validation split after training, with the NLL and
             ECE before and after). Empty (files of older isamap versions, or a training
             without a validation split): temperature 1, uncalibrated.

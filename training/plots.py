@@ -123,7 +123,8 @@ def plot_reliability(curves: Mapping[str, Mapping], path: Path,
                      title: str = "reliability diagram") -> Path:
     """Observed frequency against mean predicted probability per bin, one curve per entry.
 
-    ``curves``: label -> a :meth:`training.calibration.Reliability.to_dict` record (its bins,
+    ``curves``: label -> a :meth:`training.calibration.temperature.Reliability.to_dict` record (its
+    bins,
     counts, mean probabilities, observed frequencies and ECE). The diagonal is perfect
     calibration; the lower panel gives each bin's pixel count (log scale).
     """

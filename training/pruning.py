@@ -50,9 +50,9 @@ from core.shareable import portable_path
 from core.storage import atomic_write
 from engine.seeding import seed_everything
 from training.band_ranges import check_patch_values
+from training.calibration.record import check_model_data
 from training.config import TrainConfig, apply_recipe, as_recorded, config_from_mapping
 from training.data import NormStats
-from training.fit_calibration import check_model_data
 from training.losses import build_loss
 from training.model_meta import ModelMeta
 from training.modelfile import load_model, load_model_file, save_model_file

@@ -3,9 +3,10 @@
 Writes into ``out_dir``: ``metrics.json`` (everything), ``metrics.txt`` (readable tables),
 ``confusion_matrix.png`` and ``reliability.png`` (the probabilities' reliability diagram, before
 and after the model file's calibration, with the expected calibration error of each,
-:mod:`training.calibration`). ``metrics.json`` is written last and records the evaluation's
-inputs (:func:`evaluation_inputs`): the same evaluation asked again into the same folder is
-read back, not redone, and any change of inputs is evaluated afresh. Besides the per-pixel
+:mod:`training.calibration.temperature`). ``metrics.json`` is written last and records the
+evaluation's inputs (:func:`evaluation_inputs`): the same evaluation asked again into the
+same folder is read back, not redone, and any change of inputs is evaluated afresh. Besides the
+per-pixel
 confusion matrix, it runs the papers' point assessment — sample points stratified by map
 (predicted) class, their confusion matrix and UA/PA/OA/kappa — and the Olofsson et al. (2014)
 area-weighted estimates of accuracy and of each class's area with 95 % confidence intervals.
@@ -38,9 +39,9 @@ from engine.distributed import DistInfo, resolve_device
 from engine.outputs import main_output
 from inference.assess.estimators import point_confusion, sample_points, stratified_area_accuracy
 from training.band_ranges import check_patch_values
-from training.calibration import Reliability, describe, positive_class, probabilities
+from training.calibration.record import check_model_data, model_split
+from training.calibration.temperature import Reliability, describe, positive_class, probabilities
 from training.data import PatchDataset, Split
-from training.fit_calibration import check_model_data, model_split
 from training.forward_memory import check_scaled_batch, memory_budget
 from training.loader import make_loader
 from training.metrics import ConfusionMatrix, compute_metrics

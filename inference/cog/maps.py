@@ -132,7 +132,8 @@ class OutputInfo:
     month: str | None = None
     version: str = field(default_factory=code_version)
     metrics: dict[str, float] = field(default_factory=dict)
-    #: how the probabilities are calibrated (``training.calibration.describe``; "": not said)
+    #: how the probabilities are calibrated (``training.calibration.temperature.describe``; "": not
+    #: said)
     calibration: str = ""
     #: the input statistics a scene-normalised model's map was normalised by (JSON; "": the
     #: training statistics the model file records)

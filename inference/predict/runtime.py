@@ -35,7 +35,7 @@ from engine.devices import InferencePrecision, Layout, layout_flag, resolve_devi
 from engine.execution import calling_thread_only
 from inference.predict.calibration import input_patches
 from inference.predict.normalise import BatchNormaliser, Tiles, normalise_into
-from training.calibration import check_temperature, probabilities, scaled
+from training.calibration.temperature import check_temperature, probabilities, scaled
 from training.models.blocks import fold_batchnorm
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class TilePredictor:
             the input, :attr:`int8_input`; without one, the first batch, half and half).
         isa_class: index of the impervious class (the int8 check's F1; None: the last class).
         temperature: the logits are divided by it before the activation (the model file's
-            calibration, :mod:`training.calibration`; 1: as the model gives them). One
+            calibration, :mod:`training.calibration.temperature`; 1: as the model gives them). One
             positive number keeps the logits' order: the class map is the same at any.
     """
 

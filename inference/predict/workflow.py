@@ -46,7 +46,7 @@ from inference.predict.sources import RasterSource
 from inference.predict.spectral_stacks import SpectralStacks
 from inference.predict.vectors import VectorOptions, write_vectors
 from inference.predict.zone_cover import check_zones
-from training.calibration import describe as describe_calibration
+from training.calibration.temperature import describe as describe_calibration
 from training.modelfile import LoadedModel, load_model
 
 if TYPE_CHECKING:

@@ -42,7 +42,7 @@ def test_calibration_scores_recover_the_networks_probabilities_from_a_calibrated
     import numpy as np
 
     from experiments.realscenes import calibration_scores
-    from training.calibration import binary_at_temperature
+    from training.calibration.temperature import binary_at_temperature
 
     rng = np.random.default_rng(0)
     raw = rng.uniform(0.02, 0.98, 200_000)

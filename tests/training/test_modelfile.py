@@ -10,7 +10,7 @@ import torch
 
 from core.errors import ModelError
 from tests.support.sources import where
-from training.calibration import describe
+from training.calibration.temperature import describe
 from training.modelfile import (
     ModelMeta,
     load_model,

@@ -9,7 +9,7 @@ Its output is the logarithm of that mean, so a softmax of it (every prediction p
 one) gives the mean probability, and its largest entry names the class the mean favours.
 A mean of members each calibrated alone is not calibrated itself (averaging pulls it toward
 the middle), so the joined file records a temperature of its own for the mean (fitted after
-the join by :func:`training.fit_calibration.fit_joined`), which every prediction path applies
+the join by :func:`training.calibration.record.fit_joined`), which every prediction path applies
 to this output as it applies one network's to its logits.
 With ``member_views`` (a model argument the recipe of ``unet-s2`` sets), the test-time flips
 of the members are spread over them: member ``i`` maps the ``i mod 4``-th mirror image of the

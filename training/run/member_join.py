@@ -2,7 +2,7 @@
 
 :func:`join_model_files` loads the finished members' files, checks that they describe one
 model (:func:`joined_meta`), fits the mean's own temperature on the validation split
-(:func:`training.fit_calibration.fit_joined`) and writes the joined file, or keeps the one
+(:func:`training.calibration.record.fit_joined`) and writes the joined file, or keeps the one
 there where it joins the same members already. :mod:`training.run.members` trains the members
 and calls it.
 
@@ -18,9 +18,9 @@ from pathlib import Path
 
 from core.errors import ModelError
 from engine.distributed import DistInfo, resolve_device
-from training.calibration import describe
+from training.calibration.record import fit_joined
+from training.calibration.temperature import describe
 from training.config import TrainConfig, as_recorded, recipe_values
-from training.fit_calibration import fit_joined
 from training.model_meta import ModelMeta
 from training.modelfile import load_model_file, save_model_file, weights_digest
 from training.models.members import MemberMean
@@ -88,7 +88,7 @@ def join_model_files(paths: Sequence[Path], out: Path, cfg: TrainConfig) -> Path
     """Join the members' model files in one (written atomically at ``out``).
 
     The mean's own temperature is fitted on ``cfg.data``'s validation split
-    (:func:`training.fit_calibration.fit_joined`): the calibration record's ``temperature``
+    (:func:`training.calibration.record.fit_joined`): the calibration record's ``temperature``
     (which every prediction path applies to the mean, as to one network's logits; absent
     where the fit keeps 1), with the whole fit as its ``joined``.
     """

@@ -7,7 +7,7 @@ command again resumes or reuses each. When every member has finished, their mode
 joined in ``OUT/model.pt`` (:class:`training.models.members.MemberMean`: the mean of the
 members' calibrated probabilities), which every prediction path reads as it reads one network.
 The mean has a temperature of its own, fitted on the validation split where it transfers
-between scenes, as one training's is (:func:`training.fit_calibration.fit_joined`): each
+between scenes, as one training's is (:func:`training.calibration.record.fit_joined`): each
 member calibrated alone leaves their mean too unsure. The joined file is made from the
 members' files once they finish, and made again by a later run only where they changed (no
 training; one pass over the validation split), so it always holds what they hold.

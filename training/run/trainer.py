@@ -48,10 +48,10 @@ from engine.distributed import DistInfo, resolve_device, sum_over_ranks
 from engine.execution import calling_thread_only
 from engine.outputs import main_output
 from engine.seeding import rng_state, set_rng_state
-from training.calibration import describe
+from training.calibration.pixels import ScenePixels, gather, scenes_of
+from training.calibration.record import calibrate_model_file, fitted_record
+from training.calibration.temperature import describe
 from training.config import TrainConfig, apply_recipe, recipe_values
-from training.fit_calibration import calibrate_model_file, fitted_record
-from training.fit_pixels import ScenePixels, gather, scenes_of
 from training.loader import make_loader
 from training.metrics import ConfusionMatrix
 from training.model_meta import ModelMeta

@@ -82,7 +82,7 @@ def test_a_dataset_on_another_scale_than_the_models_training_data_is_refused(tmp
 def test_a_dataset_in_degrees_is_not_read_as_metres():
     """An import of geographic tiles records its resolution in degrees: read as metres, a
     10 m model was refused for pixels of 8.98e-05 m (a review)."""
-    from training.fit_calibration import pixel_metres as _pixel_metres
+    from training.calibration.record import pixel_metres as _pixel_metres
 
     assert _pixel_metres({"crs": "EPSG:4326", "resolution": 8.983e-5}) is None
     assert _pixel_metres({"crs": "EPSG:32650", "resolution": 20.0}) == 20.0

@@ -15,7 +15,7 @@ from cli.predict import predict_main
 from cli.train import train_main
 from core.errors import ConfigError, ModelError
 from tests.support.rasters import write_patch_dataset
-from training.calibration import binary_at_temperature, describe
+from training.calibration.temperature import binary_at_temperature, describe
 from training.config import TrainConfig
 from training.modelfile import load_model_file, read_model_file
 from training.models import create_model
@@ -221,7 +221,7 @@ def test_the_means_own_temperature_sharpens_or_softens_it_and_keeps_its_classes(
     prediction path applies to the joined output as to one network's logits: the mean's
     probabilities at that temperature, sharper below 1 and softer above, each pixel's class
     kept; it is checked as one training's is; a record without one applies 1."""
-    from training.calibration import check_record, probabilities, temperature_of
+    from training.calibration.temperature import check_record, probabilities, temperature_of
 
     torch.manual_seed(0)
     nets = [create_model("unet", 4, 2, **TINY).eval() for _ in range(2)]

@@ -388,9 +388,9 @@ def test_calibration_on_the_last_validation_is_the_calibration_of_the_kept_file(
     """A run whose last epoch is its best calibrates on that epoch's validation outputs
     instead of running the split again: the record is the one a fresh pass over the split
     with the model file's weights fits (the exact oracle)."""
+    from training.calibration.pixels import gather, scenes_of
+    from training.calibration.record import calibrate_model_file
     from training.data import NormStats
-    from training.fit_calibration import calibrate_model_file
-    from training.fit_pixels import gather, scenes_of
     from training.loader import make_loader
     from training.modelfile import save_model_file
 

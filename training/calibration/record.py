@@ -1,13 +1,15 @@
 """After training: the model file's temperature fitted on the validation split, and recorded.
 
-The fit itself (and what a temperature does to probabilities) is :mod:`training.calibration`;
-this module runs the kept weights over a split and rewrites their model file with the record,
-and fits a joined model's own temperature (:func:`fit_joined`) on the split its members
+The fit itself (and what a temperature does to probabilities) is
+:mod:`training.calibration.temperature`; this module runs the kept weights over a split and
+rewrites their model file with the record, and fits a joined model's own temperature
+(:func:`fit_joined`) on the split its members
 validated on.
 
 The fit reads the split's outputs as they stream by, one batch at a time: each scene's
-labelled pixels are gathered by :class:`training.fit_pixels.ScenePixels`, which holds at most
-twice :data:`training.calibration.MAX_FIT_PIXELS` of them whatever the split's size.
+labelled pixels are gathered by :class:`training.calibration.pixels.ScenePixels`, which holds
+at most twice :data:`training.calibration.temperature.MAX_FIT_PIXELS` of them whatever the
+split's size.
 """
 
 from __future__ import annotations
@@ -23,17 +25,17 @@ from torch import nn
 
 from core.errors import ConfigError, InputDataError
 from engine.outputs import main_output
-from training.calibration import fit_transfer_record
+from training.calibration.pixels import ScenePixels, gather, scenes_of
+from training.calibration.temperature import fit_transfer_record
 from training.data import NormStats, PatchDataset, Split, scene_norms_for
-from training.fit_pixels import ScenePixels, gather, scenes_of
 from training.loader import make_loader
 from training.model_meta import ModelMeta
 from training.modelfile import read_model_file, save_model_file
 from training.patch_files import class_names_of, read_manifest
 
 #: ``outputs(model)``: the split's labelled pixels per scene, gathered from the model's
-#: outputs (:func:`training.fit_pixels.gather` of its batches; the temperature is fitted where
-#: it transfers between scenes)
+#: outputs (:func:`training.calibration.pixels.gather` of its batches; the temperature is
+#: fitted where it transfers between scenes)
 Outputs = Callable[[nn.Module], ScenePixels]
 
 
@@ -45,9 +47,9 @@ def calibrate_model_file(path: str | os.PathLike, model: nn.Module, outputs: Out
     network defined in a script loads without the registry); the file's weights are loaded
     into it for the fit, in eval mode, and its own weights are given back afterwards.
     ``outputs(model)`` runs it over the split as its training ran (precision, layout) and
-    gathers the labelled pixels of its outputs (:class:`training.fit_pixels.ScenePixels`). The
-    file is rewritten atomically with the record
-    (:func:`training.calibration.fit_transfer_record`, per scene); a
+    gathers the labelled pixels of its outputs
+    (:class:`training.calibration.pixels.ScenePixels`). The file is rewritten atomically with the
+    record (:func:`training.calibration.temperature.fit_transfer_record`, per scene); a
     split whose labels are not on the outputs' grid leaves the model uncalibrated, saying
     why. Returns the record, or None when the file already holds one (a resumed run).
     """
@@ -133,7 +135,7 @@ def fit_joined(model: nn.Module, meta: ModelMeta, data: str | os.PathLike, batch
     ``model`` is the mean of the members (:class:`training.models.members.MemberMean`, its
     own temperature 1), ``meta`` the joined file's description, ``data`` the patch dataset
     its members trained on. Its log-probabilities are fitted as one network's logits
-    (:func:`training.calibration.fit_transfer_record`, per scene): the record says the
+    (:func:`training.calibration.temperature.fit_transfer_record`, per scene): the record says the
     temperature, or ``method: none`` (T = 1) with the reason. One pass over the split, in
     float32 on ``device``.
     """

@@ -44,7 +44,8 @@ from contract.bands import LABEL_NODATA
 #: equal-width probability bins of the expected calibration error
 ECE_BINS = 15
 #: labelled validation pixels the temperature is fitted on at most, per scene (an even pick;
-#: :class:`training.fit_pixels.ScenePixels` holds at most twice as many, all scenes together)
+#: :class:`training.calibration.pixels.ScenePixels` holds at most twice as many, all scenes
+#: together)
 MAX_FIT_PIXELS = 2_000_000
 #: fewer labelled pixels than this: no fit (the model file says why)
 MIN_FIT_PIXELS = 100
@@ -280,8 +281,8 @@ def check_record(calibration: object) -> None:
 
     A record is a mapping; ``method: temperature`` carries a number ``temperature`` inside
     the range the fit searches (:data:`T_RANGE`), as ``method: members`` may (the mean's
-    own, :func:`training.fit_calibration.fit_joined`); any other record applies T = 1. The weights
-    digest of a model file does not cover its description, so an edited temperature (1e30
+    own, :func:`training.calibration.record.fit_joined`); any other record applies T = 1. The
+    weights digest of a model file does not cover its description, so an edited temperature (1e30
     makes every probability 0.5) is caught only here.
     """
     if not isinstance(calibration, Mapping):

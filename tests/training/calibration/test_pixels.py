@@ -1,11 +1,11 @@
-"""The validation split's labelled pixels gathered for the temperature fit (training.fit_pixels)."""
+"""The validation split's labelled pixels gathered for the temperature fit."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from training.fit_pixels import ScenePixels, gather, keys
+from training.calibration.pixels import ScenePixels, gather, keys
 
 
 def _batches(count: int, size: int = 8, seed: int = 0, classes: int = 2, scenes=("a",),

@@ -1,7 +1,8 @@
 """The validation split's labelled pixels for the temperature fit, gathered in bounded memory.
 
 A temperature is fitted on the logits and labels of the validation split's labelled pixels,
-per scene (:func:`training.calibration.fit_transfer_record`). A split of a large region holds
+per scene (:func:`training.calibration.temperature.fit_transfer_record`). A split of a large region
+holds
 far more of them than a fit needs, so :class:`ScenePixels` gathers them as the batches stream
 by and never holds more than ``2 * max_pixels`` at once (:data:`MAX_FIT_PIXELS`): each batch
 is moved to the CPU, its labelled pixels kept, and where too many are held the scene holding
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 
 from contract.bands import LABEL_NODATA
-from training.calibration import MAX_FIT_PIXELS
+from training.calibration.temperature import MAX_FIT_PIXELS
 
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 

@@ -1,4 +1,4 @@
-"""Temperature scaling and the expected calibration error (training.calibration)."""
+"""Temperature scaling and the expected calibration error (training.calibration.temperature)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from training.calibration import (
+from training.calibration.temperature import (
     Reliability,
     check_record,
     describe,
