@@ -28,7 +28,7 @@ from torch import nn
 from core.digest import chunks_sha256, json_digest
 from core.errors import ModelError
 from core.shareable import portable_path, resolved_path
-from core.storage import atomic_write
+from core.storage import atomic_write, files
 from core.version import code_version as _code_version
 from training.model_meta import ModelMeta
 from training.models import available_models, create_model, model_module
@@ -160,8 +160,14 @@ def _read(path: str | os.PathLike, map_location: str | torch.device,
     if Path(path).is_dir():
         raise ModelError(f"{given} is a folder, not a model file; {_GIVE}")
     try:
-        with open(path, "rb") as handle:  # loaded and hashed from these bytes
-            data = handle.read()
+        if files.is_gcs(path):  # a Dataflow worker's model file, read from Cloud Storage
+            if not files.exists(path):
+                raise FileNotFoundError(path)
+            store, name = files.store_of(path)
+            data = store.read_bytes(name)
+        else:
+            with open(path, "rb") as handle:  # loaded and hashed from these bytes
+                data = handle.read()
         payload = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise ModelError(f"{given} does not exist; {_GIVE}") from None

@@ -68,7 +68,6 @@ from inference.mapping.beam_workers import (
     MapTask,
     Mosaic,
     Predictor,
-    local_copy,
     make_dofn,
     tile_path,
 )
@@ -148,7 +147,7 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
     pipeline_options = runner.pipeline_options()
     lattice = Lattice(tile, overlap, "core")
     tiles = plan_tiles(grid, lattice)
-    model = LAUNCHED[model_file] = model or load_model(local_copy(model_file))
+    model = LAUNCHED[model_file] = model or load_model(model_file)
     fingerprint = map_fingerprint(model.file_id, identity, lattice, info.normalisation,
                                   runtime_tags(asked)["runtime"])
     tiles_dir = f"{out_prefix.rsplit('/', 1)[0]}/tiles/{fingerprint}"

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from contract.grid import Grid
-from core.digest import text_sha256
 from core.errors import ConfigError
 from core.pipeline_options import WorkerRequests, require_beam
 from core.storage import files
@@ -64,19 +63,6 @@ def tile_path(tiles_dir: str, tile: MapTile) -> str:
     return f"{tiles_dir.rstrip('/')}/{tile.name}.tif"
 
 
-def local_copy(model_file: str) -> str:
-    """A local path of the model file (gs:// model files are downloaded once per process)."""
-    if not files.is_gcs(model_file):
-        return model_file
-    target = (Path(tempfile.gettempdir()) / "isamap-models" / text_sha256(model_file, 16)
-              / model_file.rsplit("/", 1)[-1])
-    if not target.exists():
-        store, name = files.store_of(model_file)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        store.download_file(name, target)
-    return str(target)
-
-
 #: the models the launching process read, by the file its tasks name: workers in that process
 #: (the direct runner's threads) use them; a worker in another process reads its own
 LAUNCHED: weakref.WeakValueDictionary[str, LoadedModel] = weakref.WeakValueDictionary()
@@ -94,7 +80,7 @@ class Predictor:
     def __init__(self, model: str | LoadedModel, options: RuntimeOptions, isa_class: int,
                  scene: NormStats | None = None, check_only: bool = False) -> None:
         loaded = model if isinstance(model, LoadedModel) else (
-            LAUNCHED.get(model) or load_model(local_copy(model)))
+            LAUNCHED.get(model) or load_model(model))
         meta = loaded.meta
         if check_only and meta.norm == "scene":
             scene = recorded_statistics(meta)

@@ -56,6 +56,20 @@ def test_the_classes_a_model_learnt_round_trip_and_older_files_say_nothing(tmp_p
         _meta(learnt_classes=("water",))
 
 
+def test_a_model_file_on_cloud_storage_loads_as_the_same_model(tmp_path, gcs_bucket):
+    """``isamap-map --runner dataflow --model gs://...`` read the file with ``open``, which
+    knows no gs:// path: the command said the file did not exist before anything ran."""
+    from google.cloud import storage
+
+    model = create_model("crofusenet", 6, **KW).eval()
+    path = save_model_file(tmp_path / "m.pt", model, _meta())
+    storage.Client().bucket(gcs_bucket).blob("models/m.pt").upload_from_filename(str(path))
+    remote, local = load_model(f"gs://{gcs_bucket}/models/m.pt"), load_model(path)
+    assert remote.file_id == local.file_id and remote.meta == local.meta
+    with pytest.raises(ModelError, match=f"--model gs://{gcs_bucket}/m.pt does not exist"):
+        load_model(f"gs://{gcs_bucket}/m.pt", flag="--model")
+
+
 def test_bad_files_raise_model_error(tmp_path):
     with pytest.raises(ModelError, match="does not exist"):
         load_model_file(tmp_path / "missing.pt")
