@@ -26,7 +26,7 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -162,18 +162,24 @@ class RunnerConfig:
         """Concurrent requests per worker: ``workers x threads <= max_concurrent``."""
         return self.max_concurrent // self.workers
 
-    def check(self, *, needs_torch: bool = False) -> None:
+    def check(self, *, needs_torch: bool = False, cloud: Mapping[str, str] | None = None) -> None:
         """Refuse a Dataflow job that cannot start, before anything expensive happens.
 
         Args:
             needs_torch: the workers run a model (mapping), so they need a container or a
                 requirements file that installs torch.
+            cloud: the paths Dataflow's workers read or write, by the flag that gives each
+                (``{"--out": out}``): on Cloud Storage, as no worker sees this machine's disk.
         """
         if self.runner != "dataflow":
             if self.gpu:
                 raise ConfigError("--gpu asks Dataflow for GPU workers; it needs "
                                   "--runner dataflow (the direct runner uses this machine)")
             return
+        local = [flag for flag, path in (cloud or {}).items() if not path.startswith("gs://")]
+        if local:
+            raise ConfigError(f"Dataflow's workers cannot see this machine's disk: give "
+                              f"{' and '.join(f'{flag} gs://bucket/...' for flag in local)}")
         missing = [flag for flag, value in (("--project", self.project),
                                             ("--dataflow-region", self.region),
                                             ("--temp-location", self.temp_location))

@@ -43,7 +43,6 @@ from typing import Any
 from contract.dataset import read_index, read_manifest
 from contract.grid import patch_id
 from contract.patch_writer import MonthProgress
-from core.errors import ConfigError
 from core.lock import hold_output
 from core.pipeline_options import RunnerConfig, pipeline_counters, require_beam, run_pipeline
 from core.storage import open_store
@@ -99,10 +98,7 @@ def plan_export(sessions: SessionFactory, image: Any, job: ExportJob, out: str,
                 budget: ComputeBudget | None = None) -> PlannedExport:
     """Check everything, read the resume state and build the pipeline (arguments as below)."""
     job.check_fine_label(fine_label)
-    if runner.runner == "dataflow" and not out.startswith("gs://"):
-        raise ConfigError(f"Dataflow workers cannot write to the local folder {out!r}; give "
-                          "--out gs://bucket/prefix")
-    runner.check()
+    runner.check(cloud={"--out": out})
     beam: Any = require_beam()  # an optional extra: untyped here
     options = runner.pipeline_options()  # Beam's own validation, before any work
     store = open_store(out)

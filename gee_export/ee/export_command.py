@@ -91,10 +91,7 @@ def ee_runner(args: argparse.Namespace, out: str) -> RunnerConfig | None:
     if args.method == "tasks":
         raise ConfigError("--runner fetches patches with computePixels; batch tasks "
                           "(--method tasks) already run on Earth Engine's machines")
-    if runner.runner == "dataflow" and not out.startswith("gs://"):
-        raise ConfigError("--runner dataflow writes from Google Cloud workers: give --out "
-                          "gs://bucket/prefix")
-    runner.check()
+    runner.check(cloud={"--out": out})
     return runner.for_workers(needs_torch=False)  # no torch, the versions constraints.txt pins
 
 

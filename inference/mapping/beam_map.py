@@ -211,11 +211,7 @@ def _own_tiles(tiles_dir: str, runtime: str, dry_run: bool) -> None:
 
 def _check_runner_paths(runner: RunnerConfig, out_prefix: str, model_file: str) -> None:
     """The runner's own checks, and Dataflow's workers reading and writing Cloud Storage."""
-    runner.check(needs_torch=True)
-    if runner.runner == "dataflow" and not (files.is_gcs(out_prefix)
-                                            and files.is_gcs(model_file)):
-        raise ConfigError("Dataflow workers read the model and write the map on Cloud Storage: "
-                          "give --out gs://... and a --model on gs://")
+    runner.check(needs_torch=True, cloud={"--out": out_prefix, "--model": model_file})
 
 
 def _add_steps(beam: Any, pipeline: Any, units: Sequence[tuple[MapTile, ...]], task: MapTask,
@@ -253,10 +249,7 @@ def check_runner(request: MapRequest, model: LoadedModel, isa_class: int) -> Non
         raise ConfigError(f"--postprocess {request.postprocess} needs the whole map (clahe "
                           "equalises it in order, keep samples the date's stack), which a "
                           "pipeline of independent tiles cannot: drop --runner or --postprocess")
-    runner.check(needs_torch=True)
-    if runner.runner == "dataflow" and not files.is_gcs(request.out):
-        raise ConfigError("Dataflow workers write the map on Cloud Storage: give --out "
-                          "gs://bucket/prefix")
+    runner.check(needs_torch=True, cloud={"--out": request.out})
     runner.pipeline_options()  # Beam's own validation of the options
     if request.options.precision == "int8":
         if runner.runner == "dataflow":

@@ -163,7 +163,7 @@ def _status(argv: list[str]) -> int | str | None:
 @pytest.mark.parametrize(("extra", "message"), [
     (["--backend", "local", "--scenes", "."], "the local backend runs in this process"),
     (["--method", "tasks"], "already run on Earth Engine's machines"),
-    (["--runner", "dataflow", "--out", "data/x"], "give --out gs://bucket/prefix"),
+    (["--runner", "dataflow", "--out", "data/x"], "give --out gs://bucket/..."),
     (["--runner", "dataflow", "--out", "gs://b/x"], "needs --project, --dataflow-region"),
     (["--max-workers", "50"], "use --max-workers 40 or fewer"),
     (["--max-workers", "0"], "argument --max-workers: must be a whole number >= 1, got 0"),

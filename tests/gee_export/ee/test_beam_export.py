@@ -245,7 +245,7 @@ def test_dataflow_options_beam_would_refuse_fail_before_any_work(setting, gcs_bu
 def test_dataflow_job_refuses_a_local_output(setting):
     runner = RunnerConfig("dataflow", project="p", region="us-central1",
                           temp_location="gs://b/tmp", container="isamap:1", dry_run=True)
-    with pytest.raises(ConfigError, match="gs://bucket/prefix"):
+    with pytest.raises(ConfigError, match="give --out gs://bucket/"):
         export_pipeline(EarthEngineProject("p"), setting["image"], setting["job"],
                         str(setting["root"] / "local"), runner, fine_label=setting["fine"])
 

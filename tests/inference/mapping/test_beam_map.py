@@ -445,7 +445,7 @@ def test_dataflow_gpu_job_builds_and_validates_offline(scene, ee_offline, gcs_bu
                                     session_for(launcher(stack)))
     info = OutputInfo(meta.name, tuple(meta.bands), tuple(meta.class_names), MONTH)
     workers = EarthEngineProject("isamap-test", application_default=True)
-    with pytest.raises(ConfigError, match="model on gs://"):
+    with pytest.raises(ConfigError, match="give --model gs://bucket/"):
         predict_date(image, identity, grid, meta.bands, str(model), out, info, runner, workers)
     storage.Client().bucket(gcs_bucket).blob("models/m.pt").upload_from_filename(str(model))
     result = predict_date(image, identity, grid, meta.bands, f"gs://{gcs_bucket}/models/m.pt",
