@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from contract.bands import find_band, months_of
-from contract.input_facts import findings, input_facts
+from contract.input_facts import BAND_ORDER_KINDS, findings, input_facts
 
 log = logging.getLogger(__name__)
 
@@ -303,7 +303,7 @@ def s2_band_name_problem(samples: Mapping[str, np.ndarray], *,
                 return (f"the bands named {low} and {high} correlate at r = {r:.2f} over the "
                         f"scene, where real {low} and {high} show {least} or more")
     order = [f for f in findings(input_facts(samples))
-             if f.kind in ("b2_b4_swapped", "b3_b8_swapped")]
+             if f.kind in BAND_ORDER_KINDS]
     if order:
         return order[0].text
     if not all(b in samples for b in ("B4", "B5", "B6", "B7", "B8")):

@@ -43,7 +43,7 @@ import numpy as np
 
 from contract.band_values import offset_left_in, sigma0_swapped
 from contract.bands import SERIES_SENSORS, find_band
-from contract.input_facts import findings, input_facts
+from contract.input_facts import BAND_ORDER_KINDS, findings, input_facts
 from core.errors import InputDataError
 
 log = logging.getLogger(__name__)
@@ -350,16 +350,19 @@ def _bluer_more(shift: Mapping[str, float], slack: float = 0.005) -> bool:
 
 # ---------------------------------------------------------------------- the one check
 def physics_doubts(samples: Mapping[str, np.ndarray], *, level: str | None = None,
-                   dark_rule: bool = True) -> list[str]:
+                   dark_rule: bool = True, names_trusted: bool = False) -> list[str]:
     """The physical rules' doubts about a stack (``cause; fix``), most certain first.
 
     Args:
         samples: band name -> values (reflectance 0-1, sigma0).
         level: ``"L1C"`` when the stack is known to be top of atmosphere.
         dark_rule: apply the absolute dark-object rule for an offset left in.
+        names_trusted: the user vouched for the band names (``--trust-band-names``): the
+            rules on their order (:data:`~contract.input_facts.BAND_ORDER_KINDS`) say nothing.
     """
     facts = input_facts(samples)
-    doubts = [f"{f.text}; {f.fix}" for f in findings(facts, level=level)]
+    doubts = [f"{f.text}; {f.fix}" for f in findings(facts, level=level)
+              if not (names_trusted and f.kind in BAND_ORDER_KINDS)]
     if "VV" in samples and "VH" in samples:
         swapped = sigma0_swapped(samples["VV"], samples["VH"])
         if swapped:
@@ -375,7 +378,7 @@ def judge_stack(what: str, samples: Mapping[str, np.ndarray], *,
                 fingerprint: Fingerprint | None = None, allow_implausible: bool = False,
                 recorded_in: str = "the output's metadata", level: str | None = None,
                 dark_rule: bool = True, first: Iterable[str] = (), done: str = "accepted",
-                physics: bool = True) -> tuple[str, ...]:
+                physics: bool = True, names_trusted: bool = False) -> tuple[str, ...]:
     """Refuse a stack whose pixels are not what its names and the training data say.
 
     The one input check of every door (see the module's description): untagged fill is
@@ -397,6 +400,7 @@ def judge_stack(what: str, samples: Mapping[str, np.ndarray], *,
         done: what the command did with a doubted stack, for the notes (``mapped``).
         physics: apply the physical rules, which are a scene's (False: patches pooled from
             a dataset whose scenes or images were judged at its export or import).
+        names_trusted: the band names are vouched for (:func:`physics_doubts`).
 
     Returns:
         The notes to record: each doubt the stack was accepted with.
@@ -410,7 +414,8 @@ def judge_stack(what: str, samples: Mapping[str, np.ndarray], *,
     if fingerprint is not None:
         doubts += fingerprint_problems(samples, fingerprint)
     if physics:
-        doubts += physics_doubts(samples, level=level, dark_rule=dark_rule)
+        doubts += physics_doubts(samples, level=level, dark_rule=dark_rule,
+                                 names_trusted=names_trusted)
     doubts = list(dict.fromkeys(d for d in doubts if d))
     if doubts and not allow_implausible:
         raise InputDataError(f"{what}: {doubts[0]}; or, if the stack really is so, pass "

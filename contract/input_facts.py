@@ -169,6 +169,11 @@ class RadarFacts:
     spread_db: float
 
 
+#: the findings that say bands are in another order than their names (``--trust-band-names``
+#: vouches for the names against them)
+BAND_ORDER_KINDS = frozenset({"b2_b4_swapped", "b3_b8_swapped"})
+
+
 @dataclass(frozen=True)
 class Finding:
     """One thing the facts show is wrong with a stack.

@@ -239,7 +239,8 @@ def check_values(plan: ImportPlan, options: ImportOptions, samples: int = 16,
     return judge_stack(what, sampled, fingerprint=fingerprint,
                        allow_implausible=options.allow_implausible,
                        recorded_in="the dataset's manifest",
-                       level="L1C" if options.allow_l1c else None)
+                       level="L1C" if options.allow_l1c else None,
+                       names_trusted=options.trust_band_names)
 
 
 def _bands_fix(options: ImportOptions) -> str:
