@@ -43,23 +43,20 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TextIO, TypeVar
 
 from core.environment import (
-    LOW_SPACE_BYTES,
-    check_apart,
     check_output_folder,
     check_writable,
     environment_message,
     os_error_message,
-    same_path,
 )
 from core.errors import IsamapError, OptionError
 from core.lock import hold_output
 from core.storage import files
 
 __all__ = ["DETAIL", "EXIT_BAD_INPUT", "EXIT_ENVIRONMENT", "EXIT_INTERRUPTED", "EXIT_OK",
-           "EXIT_TERMINATED", "ISAMAP_LOGGERS", "LOW_SPACE_BYTES", "Stopped",
-           "add_logging_arguments", "attach_values", "check_apart", "check_output_folder",
+           "EXIT_TERMINATED", "ISAMAP_LOGGERS", "Stopped",
+           "add_logging_arguments", "attach_values", "check_output_folder",
            "check_range", "check_writable", "claim_output_folder", "configure_logging",
-           "environment_message", "log_levels", "run_command", "same_path", "stop_signals",
+           "environment_message", "log_levels", "run_command", "stop_signals",
            "stops_deferred"]
 
 EXIT_OK = 0

@@ -41,7 +41,7 @@ from contract.quicklook import (
     place_text,
 )
 from contract.vrt import Piece, VrtBand, mosaic_vrt
-from core.commands import LOW_SPACE_BYTES
+from core.environment import LOW_SPACE_BYTES
 from core.errors import InputDataError
 from core.storage import files
 from core.version import code_version
