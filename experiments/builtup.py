@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import logging
 import os
 import time
@@ -345,6 +346,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help=f"--loto: TerraMesh cells every fold trains on too, labelled by a "
                         f"land-cover product (default: {EXTRA_FOLDER} in the --data-root; "
                         "none: the tiles alone)")
+    p.add_argument("--ignore-outlines", action="store_true",
+                   help="--loto: the training exports leave the coarse outlines' pixels "
+                        "unlabelled (the Java tile's eastern strip); the held-out pixels are "
+                        "scored as labelled, whole and without the outlines")
     p.add_argument("--scl-mask", metavar="CLASSES",
                    help="SCL classes the composites leave out (isamap-export --scl-mask; "
                         "default 3,8,9,10,11); 3,11 keeps what Sen2Cor flags as cloud or cirrus")
@@ -417,7 +422,10 @@ def _run(a: argparse.Namespace) -> int:
         encoders = encoder_files(_names(a.arms), a.encoder, data.parent)
         if encoders:  # the seeds and arms share one encoding of every patch
             os.environ.setdefault(CACHE_ENV, str(out / "encoder_cache"))
-        steps = Steps(find_tile, scene_folder, export, training_rows, check_no_overlap,
+        check_labels(out, a.ignore_outlines)
+        folders = (functools.partial(scene_folder, ignore=outline_mask) if a.ignore_outlines
+                   else scene_folder)
+        steps = Steps(find_tile, folders, export, training_rows, check_no_overlap,
                       score_ndbi, functools.partial(train, encoders=encoders), predict,
                       score_map, built_label, tile_ndbi, covered,
                       functools.partial(trained_otherwise, encoders=encoders), label_check,
@@ -436,6 +444,20 @@ def _run(a: argparse.Namespace) -> int:
                 bands=[b for b in a.bands.split(",") if b], holdout_rows=a.holdout_rows,
                 budget=budget, dates=_dates(a.date))
     return 0
+
+
+def check_labels(out: Path, ignore_outlines: bool) -> None:
+    """Record in ``out`` how its exports label the coarse outlines; refuse the other way."""
+    record, wanted = out / "labels.json", {"outlines": "ignored" if ignore_outlines else "kept"}
+    if record.is_file() and json.loads(record.read_text()) != wanted:
+        raise ConfigError(f"--out {out}: its exports were made with the coarse outlines "
+                          f"{json.loads(record.read_text())['outlines']}, and this run would "
+                          f"have them {wanted['outlines']}; give another --out")
+    if (out / "exports").is_dir() and not record.is_file() and ignore_outlines:
+        raise ConfigError(f"--out {out} holds exports made with the outlines labelled; give "
+                          "another --out for --ignore-outlines")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(record, lambda handle: handle.write(json.dumps(wanted).encode()))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ tile ``PREFIX_s2l2a.tif`` (12 named bands, DN = reflectance x 10000), ``PREFIX_s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,9 +86,25 @@ def reflectance(tile: DWTile, bands: Sequence[str]) -> dict[str, np.ndarray]:
     return out
 
 
-def scene_folder(tile: DWTile, root: Path) -> Path:
-    """``root/<prefix>/`` with links to the tile's files: the local backend's input layout."""
+def scene_folder(tile: DWTile, root: Path, ignore: Callable | None = None) -> Path:
+    """``root/<prefix>/`` with links to the tile's files: the local backend's input layout.
+
+    ``ignore``: tile -> bool pixels (or None) whose labels the exports leave unlabelled (0,
+    ignored by :data:`DW_LABEL_MAP`): the label file is then a copy so edited, never a link.
+    """
     folder = root / tile.prefix
-    for path in (tile.s2, tile.scl, tile.label):
+    for path in (tile.s2, tile.scl):
         link_into(path, folder)
+    mask = ignore(tile) if ignore else None
+    label = folder / tile.label.name
+    if mask is None:
+        link_into(tile.label, folder)
+        return folder
+    if label.is_symlink():
+        label.unlink()
+    with rasterio.open(tile.label) as src:
+        profile, data = src.profile, src.read(1)
+    data[mask] = 0
+    with rasterio.open(label, "w", **profile) as dst:
+        dst.write(data, 1)
     return folder

@@ -35,3 +35,27 @@ def test_java_built_labels_are_settlement_outlines_and_its_strip_is_one(shared_d
     assert [r[0] for r in rows] == ["java"] * 3 + ["ghana_a"]
     assert f"{100 * whole['built_vegetated']:.1f}" in table and "54,325" in table
     assert np.isfinite(ghana["whole"]["built_ndvi_median"])
+
+
+@pytest.mark.slow
+def test_training_exports_can_leave_the_outlines_unlabelled(shared_data, tmp_path):
+    """``--ignore-outlines``: the scene folder's label is a copy whose strip is unmarked (0,
+    which the export ignores), every other pixel as labelled; an --out made the other way is
+    refused before any export."""
+    import rasterio
+
+    from core.errors import ConfigError
+    from experiments.builtup import check_labels
+    from experiments.builtup_tiles import scene_folder
+
+    tile = find_tile(shared_data / DW_FOLDER, "java")
+    folder = scene_folder(tile, tmp_path / "scenes", ignore=outline_mask)
+    label = folder / tile.label.name
+    with rasterio.open(tile.label) as a, rasterio.open(label) as b:
+        given, edited = a.read(1), b.read(1)
+    assert not label.is_symlink() and (edited[:, 434:] == 0).all()
+    assert np.array_equal(edited[:, :434], given[:, :434]) and (given[:, 434:] == 7).any()
+    assert scene_folder(tile, tmp_path / "kept").joinpath(tile.label.name).is_symlink()
+    check_labels(tmp_path / "out", True)
+    with pytest.raises(ConfigError, match="outlines ignored, and this run would have them kept"):
+        check_labels(tmp_path / "out", False)
