@@ -60,7 +60,7 @@ def _under_pixels(west: float, north: float, classes: np.ndarray
 
 
 #: the module-scoped fixtures below are built once: their tests run on one worker
-pytestmark = pytest.mark.xdist_group("inference.predict.test_keep_inputs")
+pytestmark = pytest.mark.xdist_group("inference.predict.keep.test_inputs")
 
 
 @pytest.fixture(scope="module")
