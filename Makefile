@@ -95,7 +95,7 @@ MIN_TESTS := tests/contract/test_grid.py tests/contract/test_bands.py \
   tests/contract/test_regions.py tests/contract/test_patches.py tests/training/test_modelfile.py \
   tests/training/run/test_trainer.py tests/inference/cog/test_maps.py tests/inference/cog/test_stream.py \
   tests/inference/predict/test_raster.py tests/inference/predict/test_postprocess.py \
-  tests/inference/test_demo.py
+  tests/inference/demo/test_steps.py
 # the demo's two-date series builds Earth Engine graphs: the ee extra, not in this environment
 MIN_DESELECT := not two_date_series
 
@@ -170,7 +170,7 @@ demo: $(STAMP)
 # the demo's assessment figures that docs/accuracy.md quotes: the JSON, and the page's tables
 accuracy-figures: demo
 	mkdir -p docs/figures && cp $(DEMO_OUT)/assess/figures.json docs/figures/accuracy_demo.json
-	$(PY) -c 'from inference.assess.figures import update_page; \
+	$(PY) -c 'from inference.demo.figures import update_page; \
 	    update_page("docs/figures/accuracy_demo.json", "docs/accuracy.md")'
 
 # The evidence pages' results (docs/evidence/, docs/real-data.md, docs/landcover.md): every

@@ -1,7 +1,7 @@
 """Benchmark: what ``isamap-map --change-rule encoder`` spends on the encoder's features.
 
 The rule computes Presto's 128 features of every block of both dates of every pair
-(:func:`inference.predict.encoder_change.encoder_features`: fp32 on the CPU), so a series
+(:func:`inference.predict.change.encoder.encoder_features`: fp32 on the CPU), so a series
 of ``n`` dates computes each middle date's features twice (once per pair it belongs to). This
 times that call on one ``--side`` x ``--side`` block of six bands (B2, B3, B4, B8, VV, VH:
 smooth noise, the published Presto weights) at 1 and 2 threads (``--threads``), best of
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inference.predict.encoder_change import encoder_features
+from inference.predict.change.encoder import encoder_features
 from training.models import create_model
 from training.models.encoders.fused import MODULE, NAME, EncoderUNet
 from training.models.encoders.registry import PRESTO, load_encoder

@@ -30,8 +30,8 @@ from engine.devices import add_device_arguments
 from gee_export.ee.budget import add_eecu_argument
 from gee_export.local.compositing import reading_options
 from gee_export.local.extent import default_region
-from inference.mapping.consistency import TEMPORAL_RULES
-from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
+from inference.predict.change.arrays import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
+from inference.predict.change.consistency import TEMPORAL_RULES
 from inference.predict.config import add_window_arguments, window_options
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
 from inference.predict.vectors import add_vector_arguments, vector_options
@@ -311,7 +311,7 @@ def _region(args: argparse.Namespace, dates: tuple[str, ...],
 
 def _summary(request: MapRequest, result: MapResult) -> dict[str, Any]:
     """What the command prints of a finished run: grid, dates, series, publication."""
-    from inference.predict.encoder_change import fits_key, summary_fits  # lazy: torch
+    from inference.predict.change.encoder import fits_key, summary_fits  # lazy: torch
 
     shown = functools.partial(_shown, request)
     summary: dict[str, Any] = {"grid": result.grid.to_dict(),

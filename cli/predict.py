@@ -23,11 +23,11 @@ from core.parsers import command_parser
 from core.storage import files
 from engine.allocator import CHECKS
 from engine.devices import add_device_arguments
-from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
+from inference.predict.change.arrays import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
+from inference.predict.change.spectral import check_threshold
 from inference.predict.config import PredictConfig, add_window_arguments, window_options
 from inference.predict.job import PredictJob, written_paths
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
-from inference.predict.spectral_stacks import check_threshold
 from inference.predict.vectors import add_vector_arguments, vector_options
 from inference.predict.zone_names import add_zone_arguments
 

@@ -14,7 +14,7 @@ import numpy as np
 from experiments.builtup_judge import interval
 from experiments.change_series import INPUTS
 from experiments.realscenes import format_table
-from inference.predict import change
+from inference.predict.change import arrays as change
 
 ARMS = ("differenced", "normalised", "margin", "both", "training stats", "spectral")
 GATE = "spectral gate, NDBI direction"  # the model-free baseline's row in the summary

@@ -25,19 +25,20 @@ drawn at random, into blocks of the later date with no artificial surface; the e
 is left as it is. The implanted pixels are the only true gain.
 
 Arms, each scored for false change (gain or loss) and false gain on the stable pair, gain F1
-and ROC AUC (of :func:`inference.predict.change.gain_score`, or of
-:func:`inference.predict.change.spectral_gain_score` for ``spectral k``) on the implanted pair:
+and ROC AUC (of :func:`inference.predict.change.arrays.gain_score`, or of
+:func:`inference.predict.change.arrays.spectral_gain_score` for ``spectral k``) on the implanted
+pair:
 
 - ``differenced``: the two dates' class maps differenced (margin 0, raw inputs);
 - ``normalised``: the later date first normalised onto the earlier
-  (:func:`inference.predict.change.fit_relative_normalisation`);
+  (:func:`inference.predict.change.arrays.fit_relative_normalisation`);
 - ``margin M``: change only where both probabilities clear 0.5 by M (0.1, 0.2, 0.3 and
   ``--margin``);
 - ``both``: normalised and margin;
 - ``training stats``: both dates' bands moved to the model's training statistics
-  (:func:`inference.predict.change.match_statistics`: mapping L1C toward the L2A radiometry);
+  (:func:`inference.predict.change.arrays.match_statistics`: mapping L1C toward the L2A radiometry);
 - ``spectral k``: the bands decide whether a pixel changed, the model which way
-  (:func:`inference.predict.change.spectral_change` on the raw inputs' probabilities, at
+  (:func:`inference.predict.change.arrays.spectral_change` on the raw inputs' probabilities, at
   ``k`` = 3, 4 and the product's default), the magnitude of the later date's model bands
   against the earlier date's under that pair's own fit, as the product fits one per pair;
 - NDBI gain ``NDBI(later) - NDBI(earlier) > t`` at ``t = --ndbi-gain`` and at the ``t`` that
@@ -94,7 +95,7 @@ from experiments.change_series import (
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.scoring import binary_scores, ndbi, roc_auc
 from experiments.threads import add_threads_argument, use_threads
-from inference.predict import change
+from inference.predict.change import arrays as change
 
 __all__ = ["ARTIFICIAL", "FIGURES_JSON", "GATE", "SLOVENIA", "SLOVENIA_BANDS",
            "SPECTRAL_THRESHOLDS", "figures_markdown", "implant", "load_scenes", "main",
@@ -160,7 +161,7 @@ def pair_magnitudes(earlier: np.ndarray, later: np.ndarray,
     """Spectral change magnitude of the stable and the implanted pair, each under its own fit.
 
     Each later date (``later``, ``implanted``) is scored against ``earlier`` with
-    :func:`inference.predict.change.fit_spectral_change` of that same pair, as the product
+    :func:`inference.predict.change.arrays.fit_spectral_change` of that same pair, as the product
     fits one per pair. Stacks ``(C, H, W)`` in one band order; returns two ``(H, W)``.
     """
     return tuple(change.spectral_magnitude(b, earlier, change.fit_spectral_change(b, earlier))

@@ -49,8 +49,8 @@ from experiments.builtup_encoders import train_arm as frozen_train
 from experiments.builtup_tiles import find_tile, scene_folder
 from experiments.scoring import binary_scores, roc_auc
 from experiments.temporal_consistency import series_stability
-from inference.mapping.stretches import stretched_series
-from inference.predict import change
+from inference.predict.change import arrays as change
+from inference.predict.change.stretches import stretched_series
 from training.models.encoders.fused import presto_features
 from training.models.encoders.galileo import galileo_features
 from training.models.encoders.registry import ENCODERS, load_encoder
@@ -241,7 +241,7 @@ def stretch_cuts(inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Where each consecutive pair's bands changed, as ``isamap-map`` cuts stretches.
 
     Each later date scored against the earlier with that pair's own fit
-    (:func:`inference.predict.change.fit_spectral_change`), above the spectral rule's default
+    (:func:`inference.predict.change.arrays.fit_spectral_change`), above the spectral rule's default
     threshold; a NaN magnitude cuts too.
     """
     return [change.spectral_changed(change.spectral_magnitude(b, a, change.fit_spectral_change(

@@ -41,7 +41,7 @@ narrow for CPU minutes) is trained in every arm:
   classes their training labels lack (:mod:`experiments.landcover_keep`, checked there
   without a network on the GeoBench tiles: ``keep_check`` in the report); the paper's
   method may also give every other pixel the product's class shares per window
-  (:mod:`inference.predict.shares`). The ``test`` block's model is :data:`DEFAULT_ARM`,
+  (:mod:`inference.predict.keep.shares`). The ``test`` block's model is :data:`DEFAULT_ARM`,
   the paper's method (:data:`PAPER`) plus the keep rule with the product's shares;
   ``--windows`` adds its decision at other windows (the same models), to show how much its
   figures depend on the window;

@@ -36,7 +36,7 @@ class Arm:
             (``landcover_keep.keep_decision``); the same model as the arm without the rule.
         window: with the keep rule, every other pixel takes the class of the model's
             probabilities given the product's class shares per ``window`` px window
-            (:mod:`inference.predict.shares`); 0: the argmax.
+            (:mod:`inference.predict.keep.shares`); 0: the argmax.
     """
 
     name: str
@@ -73,7 +73,7 @@ KEEP = "product's impervious unless green"
 def shares(window: int) -> str:
     """An arm's name for the decision that gives each window the product's class shares.
 
-    The decision is :mod:`inference.predict.shares` with ``window`` px windows.
+    The decision is :mod:`inference.predict.keep.shares` with ``window`` px windows.
     """
     return f"product's shares per {window} px window"
 

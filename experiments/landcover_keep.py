@@ -1,7 +1,7 @@
 """Keep the coarse product's impervious class in a fine map, on the experiment's scenes.
 
 The rule (the product's impervious pixels stay impervious unless green, and the product's
-classes no training label has are kept) is the library's, :mod:`inference.predict.keep`, the
+classes no training label has are kept) is the library's, :mod:`inference.predict.keep.rule`, the
 same functions ``isamap-predict --postprocess keep`` applies strip by strip; this module
 applies them to the experiment's NAIP scenes, with one green cut over all the scenes mapped.
 
@@ -23,8 +23,8 @@ from core.errors import InputDataError
 from experiments.coarse_products import developed_product
 from experiments.naip import read_naip_tile
 from experiments.scoring import binary_scores
-from inference.predict import keep
-from inference.predict.keep import IMPERVIOUS, VEGETATION, green_cut, keep_classes
+from inference.predict.keep import rule as keep
+from inference.predict.keep.rule import IMPERVIOUS, VEGETATION, green_cut, keep_classes
 
 __all__ = ["IMPERVIOUS", "VEGETATION", "green_cut", "keep_check", "keep_decision", "ndvi"]
 
@@ -48,12 +48,13 @@ def keep_decision(probs: Sequence[np.ndarray], images: Sequence[np.ndarray],
     """The rule on each scene's probabilities (``(K, H, W)``), one green cut for all.
 
     With a ``window``, the other pixels take the product's class shares per window of the
-    scene, anchored at its origin (:mod:`inference.predict.shares`).
+    scene, anchored at its origin (:mod:`inference.predict.keep.shares`).
 
     ``images`` are the scenes' NAIP bands as read (any scale: NDVI is a ratio); ``learnt``
-    the classes the model's training labels hold (:func:`inference.predict.keep.keep_unlearnt`).
+    the classes the model's training labels hold
+    (:func:`inference.predict.keep.rule.keep_unlearnt`).
     The product's impervious pixels are decided by
-    :func:`inference.predict.keep.keep_impervious` whether or not the model learnt the class.
+    :func:`inference.predict.keep.rule.keep_impervious` whether or not the model learnt the class.
     """
     learnt = list(learnt)
     greenness = [ndvi(x) for x in images]

@@ -20,7 +20,7 @@ from contract.bands import LABEL_NODATA
 from contract.label_schemes import LANDCOVER_CLASSES
 from core.digest import json_digest
 from core.errors import ConfigError
-from inference.predict.keep import other_class
+from inference.predict.keep.rule import other_class
 from training.config import TrainConfig
 from training.data import Augment
 from training.modelfile import ModelMeta

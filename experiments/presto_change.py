@@ -21,7 +21,7 @@ change) and the F1 of what it flags on the implanted pair. ``presto at the bands
 Presto's threshold where it flags as many implanted-pair pixels as the bands do at the
 default, so the two false-change shares compare at one rate. ``presto, product rule`` is
 ``isamap-map --change-rule encoder``'s decision of whether a pixel changed, its own function
-(:func:`inference.predict.encoder_change.matched_cut`): each pair, stable and implanted, is cut
+(:func:`inference.predict.change.encoder.matched_cut`): each pair, stable and implanted, is cut
 on its own sample where Presto flags as many of its pixels as the bands do at the default
 (the product's sample is the whole pair on this 101 x 100 px tile, under
 :data:`~inference.predict.sources.SAMPLE_SIDE`), so on the stable pair it flags the bands'
@@ -43,8 +43,8 @@ from experiments.change_pairs import (
     pair_magnitudes,
 )
 from experiments.scoring import binary_scores, ndbi, roc_auc
-from inference.predict import change
-from inference.predict.encoder_change import matched_cut
+from inference.predict.change import arrays as change
+from inference.predict.change.encoder import matched_cut
 from inference.predict.sources import SAMPLE_SIDE
 
 __all__ = ["DEFAULT_DRAWS", "MATCHED", "PRODUCT", "change_scores", "change_table", "pair_scores",

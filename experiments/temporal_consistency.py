@@ -9,7 +9,7 @@ A series of ``dates`` class maps whose truth is known: a share of pixels impervi
 throughout, a share that becomes impervious at a random date (true gain) and never goes back,
 the rest pervious throughout, so every loss in the series is false. Each pixel and date is
 then misclassified with probability ``flicker`` (the classifier's independent errors). The
-series is scored before and after :func:`inference.mapping.consistency.consistent_series`:
+series is scored before and after :func:`inference.predict.change.consistency.consistent_series`:
 
 - false loss: pixel-date pairs going from impervious to pervious (the truth has none);
 - false gain: pairs going to impervious where the truth does not change;
@@ -38,7 +38,7 @@ from core.commands import (
 )
 from core.parsers import CommandParser, seed
 from core.storage import atomic_path, atomic_write
-from inference.mapping.consistency import consistent_series, count_gain, count_loss
+from inference.predict.change.consistency import consistent_series, count_gain, count_loss
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def series_stability(built: np.ndarray, stretched: np.ndarray | None = None) -> 
     ``built_share`` per date and its range (``share_range``); ``flip``: per consecutive pair
     of dates, the share of pixels whose class differs; ``flipped_any``: the share whose class
     is not the same at every date; ``consistent``: the last two after
-    :func:`inference.mapping.consistency.consistent_series` (what ``isamap-map
+    :func:`inference.predict.change.consistency.consistent_series` (what ``isamap-map
     --temporal-consistency`` would map); ``stretches``: ``built_share``, ``flip`` and
     ``flipped_any`` of ``stretched``, the series after the stretches rule (what
     ``isamap-map --temporal-consistency stretches`` would map), when given.

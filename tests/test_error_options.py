@@ -60,7 +60,7 @@ OWNERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("gee_export/", ("isamap-export",), "all"),
     ("cli/map.py", ("isamap-map",), "all"),
     ("inference/mapping/", ("isamap-map",), "all"),
-    ("inference/predict/encoder_change.py", ("isamap-map",), "all"),
+    ("inference/predict/change/encoder.py", ("isamap-map",), "all"),
     ("inference/assess", ("isamap-assess",), "all"),
     ("inference/publish/", ("isamap-publish", "isamap-map"), "any"),
     ("inference/cli.py::_publish", ("isamap-publish",), "all"),

@@ -6,12 +6,14 @@ import runs) and checked against the ranks of docs/architecture.md:
 
     core 0 < contract 1 < gee_export.ee | gee_export.local | gee_export.imported 2 < engine 3 <
     training.losses 4 < training.models 5 < training 6 < inference.cog 7 <
-    inference.predict 8 < inference.publish | inference.assess 9 < inference.mapping 10 <
+    inference.predict | inference.predict.change | inference.predict.keep 8 <
+    inference.publish | inference.assess 9 < inference.mapping 10 <
     inference 11 < cli 12 < experiments | benchmarks | testing 13
 
 A module may import its own rank or lower; the backends ``gee_export.ee``, ``gee_export.local``
 and ``gee_export.imported`` are siblings that never import each other, and so are
-``inference.publish`` and ``inference.assess``; the library never imports ``cli`` (it stands
+``inference.publish`` and ``inference.assess``, and the change and keep rooms of
+``inference.predict``; the library never imports ``cli`` (it stands
 above it) and a command module never imports another. The last tests plant small trees to show
 that the checker fails where it must.
 """
@@ -48,6 +50,8 @@ RANKS = (  # longest prefix wins
     ("training", 6),
     ("inference.cog", 7),
     ("inference.predict", 8),
+    ("inference.predict.change", 8),
+    ("inference.predict.keep", 8),
     ("inference.publish", 9),
     ("inference.assess", 9),
     ("inference.mapping", 10),
@@ -58,7 +62,9 @@ RANKS = (  # longest prefix wins
     ("testing", 13),
 )
 BACKENDS = ("gee_export.ee", "gee_export.local", "gee_export.imported")
+ROOMS = ("inference.predict.change", "inference.predict.keep")
 SIBLINGS = frozenset({*((a, b) for a in BACKENDS for b in BACKENDS if a != b),
+                      *((a, b) for a in ROOMS for b in ROOMS if a != b),
                       ("inference.assess", "inference.publish"),
                       ("inference.publish", "inference.assess")})
 LIBRARY = ("core", "contract", "gee_export", "engine", "training", "inference", "cli")
@@ -141,6 +147,20 @@ def test_the_checker_sees_lazy_imports_and_package_inits():
     own = {target for target, _ in imports_of("inference.predict.raster", MODULES)}
     assert "inference.predict" not in own and "inference" not in own  # already running
     assert layer("contract.grid", RANKS) == ("contract", 1)
+
+
+def test_change_and_keep_are_rooms_of_predict_that_never_import_each_other():
+    """Every module of change between dates and of the keep rule lies in its one room."""
+    assert layer("inference.predict.change.stretches", RANKS) == ("inference.predict.change", 8)
+    assert layer("inference.predict.keep.shares", RANKS) == ("inference.predict.keep", 8)
+    assert ("inference.predict.change", "inference.predict.keep") in SIBLINGS
+    assert ("inference.predict.keep", "inference.predict.change") in SIBLINGS
+    scattered = [name for name in MODULES if name.startswith("inference.")
+                 and layer(name, RANKS)[0] not in ROOMS
+                 and name.rsplit(".", 1)[1] in ("change", "change_inputs", "encoder_change",
+                                                "spectral_stacks", "consistency", "stretches",
+                                                "keep", "keep_inputs", "shares")]
+    assert not scattered, f"change or keep outside its room: {scattered}"
 
 
 def _plant(root: Path, files: dict[str, str]) -> dict:

@@ -3,8 +3,8 @@
 ``strata`` (a class or change COG read as strata: classes, sizes, values at points),
 ``design_file`` (each point's stratum, inclusion probability and map class, kept from the
 interpreter and read by the scorer), ``ceo`` (Collect Earth Online plot files and exports),
-``figures`` (the demo's figures that docs/accuracy.md quotes), ``intervals`` (the one rule
-for writing an estimate ± its spread),
+``figures`` (a docs page's generated figures, rewritten from their JSON), ``intervals`` (the
+one rule for writing an estimate ± its spread),
 ``design`` (a stratified random sample of pixel centres, reproducible from its seed),
 ``point_files`` (the blind sample as CSV, GeoJSON, KML, Collect Earth Online plot files; reading a
 labelled reference file), ``reference_records`` (a reference file's text, rows and positions),

@@ -12,7 +12,7 @@ precision is not zero either. So, at ``digits`` decimals:
 
 The rule needs the unrounded spread, so figures kept for later formatting (the JSON of
 docs/accuracy.md) are stored at full precision. ``inference.assess.report`` (``report.md``),
-``inference.assess.figures`` (docs/accuracy.md) and the land-cover experiment's tables use it.
+``inference.demo.figures`` (docs/accuracy.md) and the land-cover experiment's tables use it.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ the points it maps in each class. That is the product's own pixel count only for
 raster that drew the strata (each point of a stratum is mapped in it); for any other
 product it is an estimate from the points. A raster product's area is therefore counted:
 read nearest onto the strata raster's grid (the product cell under each pixel's centre, as
-:func:`inference.predict.keep_inputs.product_on` reads a product onto a map's grid), only
+:func:`inference.predict.keep.inputs.product_on` reads a product onto a map's grid), only
 where the strata raster has a class, its values made classes by the rule its points go
 through (:func:`inference.assess.products.product_classes`), each pixel weighted by its
 ground area. A product known only at the points (Earth Engine) keeps the estimate, named as
@@ -26,7 +26,7 @@ from core.storage import files
 from inference.assess.products import Comparison, ProductAtPoints, product_classes
 from inference.assess.strata import Strata, read_strata
 from inference.cog.maps import NODATA, extra_codes_problem
-from inference.predict.keep_inputs import product_on
+from inference.predict.keep.inputs import product_on
 from inference.predict.pixel_area import pixel_area_km2
 
 log = logging.getLogger(__name__)

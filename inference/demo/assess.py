@@ -21,7 +21,6 @@ import numpy as np
 from core.csv_text import csv_text
 from core.errors import ConfigError
 from gee_export.local.synthetic import ISA_CLASSES, SyntheticScene
-from inference.assess.figures import change_summary, demo_figures
 from inference.assess.point_files import write_design
 from inference.assess.report import score
 from inference.demo.context import (
@@ -32,6 +31,7 @@ from inference.demo.context import (
     record_inputs,
     state_file,
 )
+from inference.demo.figures import change_summary, demo_figures
 
 DEMO_TARGET_SE = 0.02  # standard error of overall accuracy the demo's sample is sized for
 DEMO_EXPECTED_UA = (0.95, 0.85)  # pervious, impervious

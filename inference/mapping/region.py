@@ -50,9 +50,9 @@ from inference.mapping.request import MapRequest, ModelDataset, check_recipe, mo
 from inference.mapping.same_series import check_series
 from inference.mapping.series import SeriesOutputs, series_products
 from inference.predict import stats
-from inference.predict.encoder_change import NAME as ENCODER
-from inference.predict.encoder_change import EncoderModel, change_encoder, seconds_per_pixel
-from inference.predict.keep_inputs import check_product
+from inference.predict.change.encoder import NAME as ENCODER
+from inference.predict.change.encoder import EncoderModel, change_encoder, seconds_per_pixel
+from inference.predict.keep.inputs import check_product
 from inference.predict.runtime import TilePredictor
 from inference.predict.scene import recorded_statistics
 from inference.predict.vectors import check_vector_extra

@@ -30,14 +30,14 @@ from core.pipeline_options import RunnerConfig
 from core.storage import files
 from gee_export.ee.budget import check_max_eecu_hours
 from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS
-from inference.mapping.consistency import TEMPORAL_RULES, TemporalRule
-from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
-from inference.predict.keep import KeepRule
+from inference.predict.change.arrays import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
+from inference.predict.change.consistency import TEMPORAL_RULES, TemporalRule
+from inference.predict.change.spectral import check_threshold
+from inference.predict.keep.rule import KeepRule
 from inference.predict.lattice import Lattice
 from inference.predict.postprocess import ClaheParams, Postprocess
 from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
-from inference.predict.spectral_stacks import check_threshold
 from inference.predict.vectors import VectorOptions
 
 if TYPE_CHECKING:

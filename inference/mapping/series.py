@@ -10,17 +10,18 @@ Given the per-date predictions of :func:`inference.mapping.dates.map_dates`, thi
 - ``series_area.png``: ISA km² over time, one line per zone.
 
 With ``temporal_consistency`` the class maps are first made consistent over the dates by its
-rule (``monotone``, :mod:`inference.mapping.consistency`: built-up surface does not return to
-pervious; ``stretches``, :mod:`inference.mapping.stretches`: one class where the bands did not
-change), written to ``<out>/consistent/``, and the change maps and both tables are made from
-them; the change COGs' tags and the change table's ``temporal_consistency`` column say whether
-a rule was applied, ``series.json`` and the consistent maps' tags which.
+rule (``monotone``, :mod:`inference.predict.change.consistency`: built-up surface does not
+return to pervious; ``stretches``, :mod:`inference.predict.change.stretches`: one class where
+the bands did not change), written to ``<out>/consistent/``, and the change maps and both
+tables are made from them; the change COGs' tags and the change table's
+``temporal_consistency`` column say whether a rule was applied, ``series.json`` and the
+consistent maps' tags which.
 
 Change is decided by one of four rules, named in the change COGs' tags and ``series.json``
 (``change_rule``): ``spectral`` (both dates' stacks decide whether a pixel changed, the
-probabilities which way: :mod:`inference.predict.spectral_stacks`; the scene's fit of each pair
+probabilities which way: :mod:`inference.predict.change.spectral`; the scene's fit of each pair
 is recorded), ``encoder`` (the model's encoder features of both stacks, cut where they flag the
-bands' share: :mod:`inference.predict.encoder_change`; ``encoder_fits``), ``margin`` (both
+bands' share: :mod:`inference.predict.change.encoder`; ``encoder_fits``), ``margin`` (both
 probabilities with a margin) and, with margin 0 or temporal consistency, the class maps
 differenced.
 
@@ -47,15 +48,15 @@ from core.errors import InputDataError
 from core.storage import atomic_write, files, open_store
 from core.storage.gdal_auth import gdal_env
 from inference.cog import maps
-from inference.mapping import consistency as consistency_rule
-from inference.mapping import stretches
-from inference.mapping.consistency import TemporalRule
 from inference.mapping.series_area import SeriesAreaRow, area_rows_of, empty_zones, plot_area
-from inference.predict import change as change_rules
 from inference.predict import stats
-from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD
-from inference.predict.encoder_change import STACK_RULES, EncoderModel, fits_key, stack_rule
-from inference.predict.spectral_stacks import SpectralStacks, StackRule, spectral_stacks
+from inference.predict.change import arrays as change_rules
+from inference.predict.change import consistency as consistency_rule
+from inference.predict.change import stretches
+from inference.predict.change.arrays import DEFAULT_SPECTRAL_THRESHOLD
+from inference.predict.change.consistency import TemporalRule
+from inference.predict.change.encoder import STACK_RULES, EncoderModel, fits_key, stack_rule
+from inference.predict.change.spectral import SpectralStacks, StackRule, spectral_stacks
 from inference.predict.workflow import warn_empty_zones
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ def change_product(class_a: str, class_b: str, out: str, png: Path, *, isa_class
 
     With ``spectral`` (the two dates' stacks, checked), change is decided by that stack rule
     (spectral or encoder) on the probability COGs ``probs``; else with ``margin`` > 0 on
-    ``probs`` with that margin (:func:`inference.predict.change.margin_change`); else on the
+    ``probs`` with that margin (:func:`inference.predict.change.arrays.margin_change`); else on the
     class maps. A COG whose
     tags name another rule, threshold or margin, or other class maps, is redone.
     """
@@ -214,7 +215,7 @@ def series_products(mapped: Sequence[tuple[str, Any]], skipped: dict[str, str], 
             ``temporal_consistency``, which works on classes).
         change_rule: ``spectral`` (each date's stack in ``stacks`` decides whether a pixel
             changed), ``encoder`` (``encoder``'s features of them decide:
-            :mod:`inference.predict.encoder_change`) or ``margin``.
+            :mod:`inference.predict.change.encoder`) or ``margin``.
         encoder: the encoder rule's network and its model file's statistics.
         spectral_threshold: the spectral rule's threshold (robust z-score, > 0).
         stacks: month -> the stack the date was predicted from (the spectral rule).

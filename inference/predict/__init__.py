@@ -5,11 +5,12 @@ The streaming sliding window (``raster``, ``config``, ``sliding_window`` with it
 ``blending``), the model runtime (``runtime``; the tiles' normalisation, ``normalise``; its int8
 patches, ``calibration``), what is read (``input_stack``: the input opened once; ``sources``,
 ``expected_inputs``), post-processing (``postprocess``; a coarse product's impervious class kept
-unless green: ``keep``, ``keep_inputs``), zone statistics and change maps (``stats``; pixel
-areas, ``pixel_area``; how change is decided: ``change``, on both dates' stacks
-``spectral_stacks``; the earlier date's inputs, ``change_inputs``) and the model-file workflow
-(``job``: one prediction's options; ``workflow``). The COGs are written by :mod:`inference.cog`.
+unless green: :mod:`inference.predict.keep`), zone statistics and change maps (``stats``; pixel
+areas, ``pixel_area``), how change between dates is decided and a series made consistent
+(:mod:`inference.predict.change`) and the model-file workflow (``job``: one prediction's
+options; ``workflow``). The COGs are written by :mod:`inference.cog`.
 
-May import: ``gee_export``, ``training``, ``inference.cog``; never ``inference.mapping`` or
-``inference.publish``.
+May import: ``gee_export``, ``training``, ``inference.cog``; never ``inference.mapping``,
+``inference.publish`` or ``inference.assess``. Its ``change`` and ``keep`` rooms never import
+each other.
 """

@@ -13,7 +13,7 @@ from typing import Any
 from core.commands import check_range
 from core.errors import ConfigError
 from inference.cog import maps
-from inference.predict.keep import KeepRule
+from inference.predict.keep.rule import KeepRule
 from inference.predict.lattice import Blend, Lattice, default_overlap
 from inference.predict.postprocess import POSTPROCESSES, ClaheParams, Postprocess
 
@@ -38,16 +38,16 @@ class PredictConfig:
             of the impervious probability (:mod:`inference.predict.postprocess`); the probability
             band stays the model's.
             ``"keep"`` keeps a coarse product's impervious class unless green, and its
-            classes the model never learnt (:mod:`inference.predict.keep`): on the pixels
+            classes the model never learnt (:mod:`inference.predict.keep.rule`): on the pixels
             the rule decides, the probabilities become the decision's (1 for the class it
             chose, 0 for the others), so the probability COG holds 1 where the rule keeps a
             pixel impervious, 0 where it takes one out (or gives it the product's class), and
             the model's impervious probability everywhere else. With the rule's ``window``
             the other pixels' probabilities are those given the product's class shares
-            (:mod:`inference.predict.shares`).
+            (:mod:`inference.predict.keep.shares`).
         clahe: its parameters.
         keep: the keep rule (``"keep"``), settled for the map before the first tile
-            (:func:`inference.predict.keep_inputs.settle`).
+            (:func:`inference.predict.keep.inputs.settle`).
         force_postprocess: apply ``postprocess`` to a model it was not made for (a binary ISA
             model); see :func:`inference.predict.postprocess.check_postprocess`. It does not
             change the map, so it is no part of a run's identity.
@@ -92,7 +92,7 @@ class PredictConfig:
         """The outputs' ``postprocess`` tag: the rule and its parameters (none: no tag).
 
         ``base``: the map's folder, which the keep rule's product is named relative to
-        (:meth:`inference.predict.keep.KeepRule.describe`).
+        (:meth:`inference.predict.keep.rule.KeepRule.describe`).
         """
         if self.postprocess == "clahe":
             return {"postprocess": self.clahe.describe()}

@@ -8,9 +8,9 @@ made to agree with it (:func:`agreeing_codes`), so a change table's stable imper
 never exceed either date's impervious area and, where each flip of the class maps is confirmed,
 ``isa_from = stable + loss`` and ``isa_to = stable + gain`` hold to the pixel.
 
-A change rule on probabilities (:func:`inference.predict.change.margin_change`,
-:func:`inference.predict.change.spectral_change`) decides *whether* a pixel changed; the class
-maps decide what it is at each date:
+A change rule on probabilities (:func:`inference.predict.change.arrays.margin_change`,
+:func:`inference.predict.change.arrays.spectral_change`) decides *whether* a pixel changed; the
+class maps decide what it is at each date:
 
 - stable impervious (1) where both class maps are impervious;
 - gain (2) where the rule calls gain and the class maps go from pervious to impervious, loss
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from inference.predict.change import GAIN, LOSS, NODATA, STABLE_ISA, STABLE_PERVIOUS
+from inference.predict.change.arrays import GAIN, LOSS, NODATA, STABLE_ISA, STABLE_PERVIOUS
 
 
 def impervious(classes: np.ndarray, isa_class: int) -> np.ndarray:

@@ -20,7 +20,7 @@ from core.errors import ConfigError, InputDataError
 from core.months import check_month
 from core.storage import files
 from inference.cog.stream import cog_writer
-from inference.predict.change import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
+from inference.predict.change.arrays import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.config import PredictConfig
 from inference.predict.sources import RasterSource
 from inference.predict.vectors import VectorOptions, check_vector_extra
@@ -76,14 +76,14 @@ class PredictJob:
             :func:`inference.predict.zone_names.zone_name`).
         compare_with: class COG of an earlier date on the same grid: adds a change map.
         change_margin: with ``compare_with``, change is decided on both dates' probabilities
-            with this margin (:func:`inference.predict.change.margin_change`; the earlier
+            with this margin (:func:`inference.predict.change.arrays.margin_change`; the earlier
             ``<prefix>_prob.tif`` must lie beside its class COG); 0: the class maps differenced.
         normalise_to: the earlier date's stack (same grid): ``stack`` is normalised onto it
             per band before predicting
-            (:func:`inference.predict.change_inputs.normalised_source`); the fit is recorded.
+            (:func:`inference.predict.change.inputs.normalised_source`); the fit is recorded.
         earlier_stack: with ``compare_with``, the earlier date's stack (on the output grid,
             as ``stack``): change is decided by the spectral rule instead of ``change_margin``
-            (:mod:`inference.predict.spectral_stacks`); its fit is recorded.
+            (:mod:`inference.predict.change.spectral`); its fit is recorded.
         spectral_threshold: the spectral rule's threshold (robust z-score, > 0).
         local_dir: where PNGs and tables go (default: beside a local prefix, else ``.``).
         work_dir: checkpoint folder (see :func:`inference.predict.raster.predict_raster`).

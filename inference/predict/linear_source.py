@@ -1,8 +1,8 @@
 """A raster read with a per-band linear map: a later date normalised onto an earlier one.
 
-``isamap-predict --normalise-to`` (:mod:`inference.predict.change_inputs`) predicts the later
+``isamap-predict --normalise-to`` (:mod:`inference.predict.change.inputs`) predicts the later
 date's stack through :class:`LinearSource`, each band's fitted gain and offset applied as it is
-read (:func:`inference.predict.change.fit_relative_normalisation`).
+read (:func:`inference.predict.change.arrays.fit_relative_normalisation`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ class LinearSource(MaskedFileSource):
     """A raster read with a per-band linear map applied: ``value * gain + offset``.
 
     What predicts a later date normalised onto an earlier one
-    (:func:`inference.predict.change.fit_relative_normalisation`). ``maps`` holds
+    (:func:`inference.predict.change.arrays.fit_relative_normalisation`). ``maps`` holds
     ``{band index (1-based): (gain, offset)}``; bands not named are read as they are. NaN
     (nodata) stays NaN. Its content is keyed by ``identity`` (the stack and the fit), never
     by the stack's own fingerprint: the normalised bands are other values.
@@ -41,7 +41,7 @@ class LinearSource(MaskedFileSource):
         """``data`` (bands ``indexes``, float32) with the mapped bands' gain and offset applied.
 
         In place, as two rounded operations, as
-        :func:`~inference.predict.change.apply_normalisation` computes them.
+        :func:`~inference.predict.change.arrays.apply_normalisation` computes them.
         """
         for k, index in enumerate(indexes):
             if index in self.maps:

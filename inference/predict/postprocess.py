@@ -41,7 +41,7 @@ import numpy as np
 
 from contract.label_schemes import get_landcover_scheme
 from core.errors import ConfigError
-from inference.predict.keep import KeepRule, check_model
+from inference.predict.keep.rule import KeepRule, check_model
 
 Postprocess = Literal["none", "clahe", "keep"]
 #: ``--keep-window``'s default: about two 30 m NLCD cells on a 1 m map, the window of the
@@ -336,7 +336,7 @@ def check_postprocess(postprocess: str, class_scheme: str, class_names: tuple[st
     """Refuse a post-processing for a model it is not made for (CLAHE unless forced).
 
     The keep rule needs a land-cover model with an impervious class and a red and a
-    near-infrared band among ``bands`` (:func:`inference.predict.keep.check_model`); forcing
+    near-infrared band among ``bands`` (:func:`inference.predict.keep.rule.check_model`); forcing
     does not help it.
 
     The CLAHE re-decision doubles the impervious probability wherever the equalised map is

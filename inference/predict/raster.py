@@ -24,7 +24,7 @@ pixels; a resumed run recomputes from the CLAHE tile row above the first missing
 strips are not rewritten) and so gives the uninterrupted run's map; the COGs record its
 parameters (the ``postprocess`` tag). With ``postprocess="keep"``
 the writer applies the keep rule to each strip before encoding it
-(:class:`inference.predict.keep_inputs.KeepStrips`; pixel by pixel, or with the product's
+(:class:`inference.predict.keep.inputs.KeepStrips`; pixel by pixel, or with the product's
 shares by windows that lie wholly in one strip, so strips need no context); the COGs record
 the rule, its green cut and its window (the ``postprocess`` tag).
 """

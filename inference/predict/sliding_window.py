@@ -30,7 +30,7 @@ from inference.cog import maps, stream
 from inference.cog.maps import NODATA
 from inference.predict.blending import strip_bounds
 from inference.predict.config import PredictConfig
-from inference.predict.keep_inputs import KeepStrips
+from inference.predict.keep.inputs import KeepStrips
 from inference.predict.lattice import AxisTile, grid_offset
 from inference.predict.panels import column_blocks, panels
 from inference.predict.postprocess import ClaheStream

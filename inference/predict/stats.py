@@ -34,10 +34,10 @@ from core.storage import atomic_write, files, work_folder
 from core.storage.gdal_auth import gdal_env
 from inference.cog import maps
 from inference.cog.maps import NODATA, PROB_SCALE
-from inference.predict import change as rule
+from inference.predict.change import arrays as rule
+from inference.predict.change.spectral import StackRule
 from inference.predict.impervious import agreeing_codes, impervious
 from inference.predict.pixel_area import pixel_area_km2
-from inference.predict.spectral_stacks import StackRule
 from inference.predict.zone_names import zone_name as zone_name  # re-exported
 from inference.predict.zone_names import zone_names
 
@@ -234,12 +234,12 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
 
     With ``margin``, ``class_a`` and ``class_b`` are the dates' *probability* COGs and change
     is decided on both probabilities with that margin
-    (:func:`inference.predict.change.margin_change`); the margin is recorded in the tags
+    (:func:`inference.predict.change.arrays.margin_change`); the margin is recorded in the tags
     (``change_margin``, ``change_rule``). With ``spectral`` (both dates' stacks on this grid,
-    :mod:`inference.predict.spectral_stacks`, or the encoder rule's on them,
-    :mod:`inference.predict.encoder_change`), they are the probability COGs too and the stacks
+    :mod:`inference.predict.change.spectral`, or the encoder rule's on them,
+    :mod:`inference.predict.change.encoder`), they are the probability COGs too and the stacks
     decide whether a pixel changed, the probabilities which way
-    (:func:`inference.predict.change.spectral_change`); the fit (made here when ``spectral``
+    (:func:`inference.predict.change.arrays.spectral_change`); the fit (made here when ``spectral``
     has none) is made once for the whole map, so a map cut into blocks equals the whole. A
     pixel that is nodata in a band of either stack is 255. Without either, the class maps are
     differenced. ``classes`` (the two dates' class COGs, with ``margin`` or ``spectral``) makes

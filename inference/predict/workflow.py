@@ -32,18 +32,18 @@ from inference.predict import scene as scene_normalisation
 from inference.predict import stats
 from inference.predict.blending import check_model_tiles
 from inference.predict.calibration import model_file_patches
-from inference.predict.change_inputs import ChangeInputs, change_inputs, prediction_source
+from inference.predict.change.inputs import ChangeInputs, change_inputs, prediction_source
+from inference.predict.change.spectral import SpectralStacks
 from inference.predict.config import PredictConfig
 from inference.predict.expected_inputs import check_input
 from inference.predict.input_stack import open_input
 from inference.predict.job import PredictJob, local_folder, with_stack_month
-from inference.predict.keep_inputs import check_input_product, check_product, settle
+from inference.predict.keep.inputs import check_input_product, check_product, settle
 from inference.predict.postprocess import check_postprocess
 from inference.predict.raster import PredictionResult, predict_raster
 from inference.predict.runtime import TilePredictor
 from inference.predict.scene import scene_statistics
 from inference.predict.sources import RasterSource
-from inference.predict.spectral_stacks import SpectralStacks
 from inference.predict.vectors import VectorOptions, write_vectors
 from inference.predict.zone_cover import check_zones
 from training.calibration.temperature import describe as describe_calibration

@@ -5,7 +5,7 @@ SlidingWindowJob` (one thread, so results arrive in order). Per panel
 (:mod:`inference.predict.panels`) it blends tile probabilities into an accumulator of the
 panel's open rows (:class:`inference.predict.blending.Accumulator`), adds first in each tile
 row the seam the panel on the left left it, takes every strip no later tile can touch,
-applies the keep rule or CLAHE (:mod:`inference.predict.keep_inputs`,
+applies the keep rule or CLAHE (:mod:`inference.predict.keep.inputs`,
 :class:`inference.predict.postprocess.ClaheStream`), writes the strip's checkpoint
 (:mod:`inference.predict.checkpoints`) and, with ``streams``, feeds it to the two maps' COG
 encoders (:mod:`inference.cog.stream`), which compress its tiles and reduce its overviews while
@@ -38,7 +38,7 @@ from inference.predict.checkpoints import (
     write_strip_tiles,
 )
 from inference.predict.config import PredictConfig
-from inference.predict.keep_inputs import KeepStrips
+from inference.predict.keep.inputs import KeepStrips
 from inference.predict.lattice import AxisTile
 from inference.predict.panels import Panel
 from inference.predict.postprocess import ClaheStream

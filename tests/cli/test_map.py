@@ -351,8 +351,8 @@ def test_a_local_map_decides_change_by_the_spectral_rule_and_resumes_it(tmp_path
     from gee_export.local.scenes import discover_scenes
     from gee_export.local.synthetic import generate_scene
     from inference.mapping import dates as map_dates
-    from inference.mapping import stretches
-    from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD, SPECTRAL_RULE
+    from inference.predict.change import stretches
+    from inference.predict.change.arrays import DEFAULT_SPECTRAL_THRESHOLD, SPECTRAL_RULE
 
     scenes = tmp_path / "scenes"
     first = generate_scene(scenes / "a", width=96, height=96, progress=False, month="2019-06",

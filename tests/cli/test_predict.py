@@ -8,7 +8,7 @@ import torch
 
 from cli.predict import predict_main
 from cli.publish import publish_main
-from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD
+from inference.predict.change.arrays import DEFAULT_SPECTRAL_THRESHOLD
 from tests.support.rasters import BANDS, assert_valid_cog, smooth_stack, write_stack
 from training.modelfile import ModelMeta, load_model_file, save_model_file
 from training.models import create_model

@@ -27,7 +27,7 @@ from experiments.change_pairs import (
     update_page,
 )
 from inference.assess.figures import page_block
-from inference.predict import change
+from inference.predict.change import arrays as change
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,7 @@
-"""The keep rule on the experiment's scenes (the rule: tests/inference/predict/test_keep.py)."""
+"""The keep rule on the experiment's scenes.
+
+The rule itself: tests/inference/predict/keep/test_rule.py.
+"""
 
 from __future__ import annotations
 

@@ -403,7 +403,7 @@ def _spectral_margins(summary: dict) -> set[str]:
 
 def test_the_change_prose_quotes_its_table():
     from experiments.change_pairs import FIGURES_JSON, GATE
-    from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD
+    from inference.predict.change.arrays import DEFAULT_SPECTRAL_THRESHOLD
 
     page = pt.page("evidence/change.md")
     metrics = pt.source_json(FIGURES_JSON)

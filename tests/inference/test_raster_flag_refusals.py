@@ -11,9 +11,9 @@ from affine import Affine
 
 from core.errors import InputDataError
 from inference.assess.strata import class_names, read_strata
-from inference.predict.change_inputs import check_class_map
-from inference.predict.keep_inputs import check_product
-from inference.predict.spectral_stacks import spectral_stacks
+from inference.predict.change.inputs import check_class_map
+from inference.predict.change.spectral import spectral_stacks
+from inference.predict.keep.inputs import check_product
 
 GRID = ((8, 8), Affine(10, 0, 500000, 0, -10, 4000000), "EPSG:32650")
 

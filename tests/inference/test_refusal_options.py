@@ -23,8 +23,8 @@ from tests.support.refusals import named_options
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKS = ("inference/predict/expected_inputs.py", "contract/input_facts.py",
-          "contract/band_values.py", "inference/predict/keep_inputs.py",
-          "inference/predict/keep.py", "inference/predict/step_proof.py",
+          "contract/band_values.py", "inference/predict/keep/inputs.py",
+          "inference/predict/keep/rule.py", "inference/predict/step_proof.py",
           "inference/predict/postprocess.py")
 #: option -> why a message may name it though only isamap-predict has it
 ONE_COMMAND = {

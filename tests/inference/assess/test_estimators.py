@@ -8,6 +8,7 @@ import pytest
 from core.errors import ConfigError
 from inference.assess.estimators import (
     allocate,
+    area_sd,
     point_confusion,
     sample_points,
     sample_size_area,
@@ -15,6 +16,7 @@ from inference.assess.estimators import (
     stratified_area_accuracy,
     stratified_estimates,
 )
+from tests.support import REPO_ROOT
 from training.metrics import from_map_rows
 
 # Olofsson et al. (2014), section 5: deforestation, forest gain, stable forest, stable non-forest.
@@ -151,3 +153,26 @@ def test_a_stratum_whose_every_pixel_is_a_point_is_a_census_not_a_short_sample()
     with pytest.raises(ConfigError, match="at least 2 sample points"):  # 1 of 3 pixels: a sample
         stratified_estimates(stratum, [400.0, 3.0], mapped, truth, ("a", "b"),
                              stratum_units=[400, 3])
+
+
+def test_the_sample_size_examples_on_the_page_are_the_librarys():
+    """The sizing table and the change examples of docs/accuracy.md, recomputed."""
+    page = (REPO_ROOT / "docs" / "accuracy.md").read_text(encoding="utf-8")
+    w, ua = [0.85, 0.15], [0.95, 0.85]
+
+    def row(n: int, alloc: tuple[int, ...]) -> str:
+        return f"| {n:,} | " + " / ".join(f"{a:,}" for a in alloc) + " |"
+
+    for se in (0.02, 0.01):
+        n = sample_size_oa(w, ua, se)
+        assert row(n, allocate(n, w, 50)) in page
+    for se_km2 in (1.0, 0.5):  # on a 100 km² map
+        n = sample_size_area(w, ua, 1, se_km2 / 100)
+        assert row(n, allocate(n, np.asarray(w) * area_sd(w, ua, 1), 50)) in page
+    w4, ua4 = [0.8, 0.15, 0.04, 0.01], [0.95, 0.9, 0.7, 0.5]
+    n = sample_size_oa(w4, ua4, 0.01)
+    assert f"needs {n} points, allocated\n" + " / ".join(map(str, allocate(n, w4, 75))) in page
+    n = sample_size_area(w4, ua4, 2, 0.5 / 100)
+    neyman = allocate(n, np.asarray(w4) * area_sd(w4, ua4, 2), 50)
+    assert f"it needs {n} points, allocated {' / '.join(map(str, neyman))}" in page
+    assert f"gain only the minimum, {allocate(n, w4, 50)[2]})" in page

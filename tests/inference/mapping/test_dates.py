@@ -453,7 +453,7 @@ def test_tasks_series_decides_change_by_the_spectral_rule_on_the_exported_stacks
         scene, ee_offline, tmp_path, gcs_emulator, gcs_bucket):
     """The run keeps each date's exported stack (its VRT): the default rule reads them."""
     from core.storage import files
-    from inference.predict.change import MIN_RELATIVE_SPREAD, SPECTRAL_RULE
+    from inference.predict.change.arrays import MIN_RELATIVE_SPREAD, SPECTRAL_RULE
 
     out = f"gs://{gcs_bucket}/series"
     transport, request = _tasks_run(scene, gcs_emulator, out, tmp_path,

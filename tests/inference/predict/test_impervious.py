@@ -12,7 +12,7 @@ from affine import Affine
 from inference.cog import maps
 from inference.cog.maps import NODATA, PROB_SCALE
 from inference.predict import stats
-from inference.predict.change import margin_change
+from inference.predict.change.arrays import margin_change
 from inference.predict.impervious import agreeing_codes, impervious
 
 WHOLE = [stats.Zone("all", None)]

@@ -12,7 +12,7 @@ from cli.predict import predict_main
 from cli.train import train_main
 from contract.bands import series_bands
 from core.errors import InputDataError, ModelError
-from inference.predict.encoder_change import change_encoder
+from inference.predict.change.encoder import change_encoder
 from tests.support.rasters import write_patch_dataset
 from training.modelfile import load_model_file
 from training.models.encoders.fused import EncoderUNet

@@ -7,7 +7,7 @@ import pytest
 
 from contract.label_schemes import LANDCOVER_CLASSES
 from core.errors import ConfigError
-from inference.predict.keep import (
+from inference.predict.keep.rule import (
     IMPERVIOUS,
     check_model,
     decided,
@@ -137,7 +137,7 @@ def test_with_a_window_the_other_pixels_take_the_products_shares():
 
 
 def test_the_rule_records_its_window_and_refuses_a_negative_one():
-    from inference.predict.keep import KeepRule
+    from inference.predict.keep.rule import KeepRule
 
     assert "window" not in KeepRule("p.tif", "nlcd").describe()
     assert '"window": 64' in KeepRule("p.tif", "nlcd", window=64).describe()

@@ -316,7 +316,7 @@ def spectral_change(p_from: np.ndarray, p_to: np.ndarray, magnitude: np.ndarray,
 def spectral_changed(magnitude: np.ndarray, threshold: float) -> np.ndarray:
     """Where the bands changed: :func:`spectral_magnitude` above ``threshold``, or unknown (NaN).
 
-    What :mod:`inference.mapping.stretches` cuts a pixel's dates at; :func:`spectral_change`
+    What :mod:`inference.predict.change.stretches` cuts a pixel's dates at; :func:`spectral_change`
     codes an unknown magnitude as nodata instead.
     """
     return ~(np.asarray(magnitude, np.float64) <= threshold)

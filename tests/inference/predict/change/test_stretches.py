@@ -11,14 +11,14 @@ from affine import Affine
 
 from contract.geotiff import write_geotiff
 from inference.cog.maps import NODATA, PROB_SCALE
-from inference.mapping.stretches import (
+from inference.predict.change.spectral import spectral_stacks
+from inference.predict.change.stretches import (
     RULE,
     apply_to_maps,
     describe,
     stretch_ids,
     stretched_series,
 )
-from inference.predict.spectral_stacks import spectral_stacks
 from tests.support.rasters import BANDS, assert_valid_cog, smooth_stack, write_stack
 
 H, W = 90, 110

@@ -43,7 +43,7 @@ from inference.cog.maps import NODATA
 
 RULE = "monotone impervious: fewest relabelled dates, no loss"
 #: the rules ``isamap-map --temporal-consistency`` offers (``stretches``:
-#: :mod:`inference.mapping.stretches`)
+#: :mod:`inference.predict.change.stretches`)
 TemporalRule = Literal["monotone", "stretches"]
 TEMPORAL_RULES: tuple[TemporalRule, ...] = ("monotone", "stretches")
 ASSUMPTION = ("built-up surface does not return to pervious within the series; loss is "

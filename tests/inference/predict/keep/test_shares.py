@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from contract.label_schemes import LANDCOVER_CLASSES
-from inference.predict.shares import TOLERANCE, match_shares, window_shares
+from inference.predict.keep.shares import TOLERANCE, match_shares, window_shares
 
 WOOD = LANDCOVER_CLASSES.index("woodland")
 GRASS = LANDCOVER_CLASSES.index("grassland")

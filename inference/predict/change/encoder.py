@@ -1,11 +1,12 @@
 """The encoder change rule: the bands decide how much changed, the encoder which pixels.
 
 ``isamap-map --change-rule encoder``, for a model trained with ``isamap-train --encoder``.
-The spectral rule (:mod:`inference.predict.spectral_stacks`) calls a pixel changed where its
+The spectral rule (:mod:`inference.predict.change.spectral`) calls a pixel changed where its
 bands' difference is an outlier; this rule scores the pixel by its *encoder features'*
-difference instead, with the same arithmetic (:func:`inference.predict.change.spectral_magnitude`
-of the two dates' features against their :class:`~inference.predict.change.SpectralFit`), and
-takes as many pixels as the bands would:
+difference instead, with the same arithmetic
+(:func:`inference.predict.change.arrays.spectral_magnitude` of the two dates' features against
+their :class:`~inference.predict.change.arrays.SpectralFit`), and takes as many pixels as the
+bands would:
 
 - on the decimated sample of both stacks the spectral rule fits on
   (:func:`inference.predict.sources.decimated_read`), the bands' magnitude at
@@ -15,7 +16,7 @@ takes as many pixels as the bands would:
   is tuned: :func:`matched_cut`, the one definition, which ``experiments.presto_change``
   scores too;
 - which way a changed pixel went is the model's probabilities', as the spectral rule decides it
-  (:func:`inference.predict.change.spectral_change`).
+  (:func:`inference.predict.change.arrays.spectral_change`).
 
 The features are the model's own (:meth:`training.models.encoders.fused.EncoderUNet.features`)
 of the bands normalised as the predictor normalised that date
@@ -53,12 +54,12 @@ from torch import nn
 
 from core.errors import InputDataError
 from core.storage import files
-from inference.predict import change
-from inference.predict.change import SpectralFit
+from inference.predict.change import arrays as change
+from inference.predict.change.arrays import SpectralFit
+from inference.predict.change.spectral import NAME as SPECTRAL
+from inference.predict.change.spectral import SpectralStacks, StackRule
 from inference.predict.normalise import normalise_into
 from inference.predict.sources import masked_read
-from inference.predict.spectral_stacks import NAME as SPECTRAL
-from inference.predict.spectral_stacks import SpectralStacks, StackRule
 from training.models.encoders.fused import EncoderUNet
 
 NAME = "encoder"
@@ -68,7 +69,7 @@ RULE = ("gain where the encoder's features changed (RMS robust z of their differ
         "p_to > p_from with p_from < 0.5; loss where they changed and p_to < p_from with "
         "p_from >= 0.5")
 MIN_CUT = float(np.finfo(np.float64).tiny)
-"""The lowest cut (:func:`~inference.predict.change.spectral_change` needs one above 0)."""
+"""The lowest cut (:func:`~inference.predict.change.arrays.spectral_change` needs one above 0)."""
 Stats = tuple[tuple[float, ...], tuple[float, ...]]  # a date's normalisation: mean, std
 
 
@@ -120,7 +121,7 @@ class MatchedCut:
     """The encoder's fit and threshold, matched on a sample to the bands' flagged share.
 
     Attributes:
-        fit: the :class:`~inference.predict.change.SpectralFit` of the features' difference.
+        fit: the :class:`~inference.predict.change.arrays.SpectralFit` of the features' difference.
         threshold: the cut on the features' magnitude.
         share: the share of the valid sample pixels the bands flag (and the features do).
         spectral_threshold: the bands' threshold the share is read at.

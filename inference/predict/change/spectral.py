@@ -1,6 +1,6 @@
 """The spectral change rule on files: both dates' stacks decide whether, the model which way.
 
-:func:`inference.predict.change.spectral_change` is the rule on arrays. Here it meets the
+:func:`inference.predict.change.arrays.spectral_change` is the rule on arrays. Here it meets the
 product's files: the two dates' input stacks (the bands the model reads, found by name as the
 predictor finds them, :func:`inference.predict.sources.select_bands`, and read with their
 nodata as NaN as the predictor reads them, :func:`inference.predict.sources.masked_read`)
@@ -12,7 +12,7 @@ beside the two dates' probability COGs.
   the month's own (:func:`contract.bands.own_month`): the earlier months' ``_mK`` bands
   overlap between the two dates and judge no pixel's nodata, as in every prediction path.
 - :meth:`SpectralStacks.fitted` fits the scene's
-  :class:`~inference.predict.change.SpectralFit` once, on a decimated sample of both stacks
+  :class:`~inference.predict.change.arrays.SpectralFit` once, on a decimated sample of both stacks
   (:func:`inference.predict.sources.decimated_read`,
   :data:`~inference.predict.sources.SAMPLE_SIDE`), so every block of the change map is
   scored against the same centre and spread, and a map cut into tiles equals the whole.
@@ -36,8 +36,8 @@ from contract.bands import own_month
 from core.errors import InputDataError
 from core.shareable import shareable_path
 from core.storage import files
-from inference.predict import change
-from inference.predict.change import DEFAULT_SPECTRAL_THRESHOLD, SpectralFit
+from inference.predict.change import arrays as change
+from inference.predict.change.arrays import DEFAULT_SPECTRAL_THRESHOLD, SpectralFit
 from inference.predict.sources import SAMPLE_SIDE, decimated_read, masked_read, select_bands
 
 NAME = "spectral"
@@ -52,8 +52,8 @@ class SpectralStacks:
         earlier / later: the two dates' stacks (paths, local or gs://), in date order.
         earlier_bands / later_bands: 1-based indexes in each of the model's bands of the
             month's own (:func:`contract.bands.own_month`), same order.
-        threshold: :func:`~inference.predict.change.spectral_change`'s threshold (> 0).
-        fit: the scene's :class:`~inference.predict.change.SpectralFit` (None until
+        threshold: :func:`~inference.predict.change.arrays.spectral_change`'s threshold (> 0).
+        fit: the scene's :class:`~inference.predict.change.arrays.SpectralFit` (None until
             :meth:`fitted`).
     """
 
@@ -120,7 +120,7 @@ class StackRule(Protocol):
     """A change rule on both dates' stacks, as a change map reads it.
 
     :class:`SpectralStacks`, or the encoder rule's
-    (:class:`inference.predict.encoder_change.EncoderStacks`).
+    (:class:`inference.predict.change.encoder.EncoderStacks`).
     """
 
     rule_text: ClassVar[str]

@@ -60,7 +60,7 @@ def _under_pixels(west: float, north: float, classes: np.ndarray
 
 
 #: the module-scoped fixtures below are built once: their tests run on one worker
-pytestmark = pytest.mark.xdist_group("inference.predict.test_keep_inputs")
+pytestmark = pytest.mark.xdist_group("inference.predict.keep.test_inputs")
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +214,7 @@ def test_the_sample_meets_the_product_where_its_pixels_lie(tmp_path):
     """On a stack wider than the sample (every third column read), each sampled pixel meets
     the product cell under it: every fourth column is forest (green), the rest developed
     (bare); a sample one column off would pair bare pixels with forest codes."""
-    from inference.predict.keep_inputs import sample_product
+    from inference.predict.keep.inputs import sample_product
 
     width, height = 2100, 6
     forest = (np.arange(width) % 4 == 0)[None].repeat(height, 0)
@@ -232,11 +232,11 @@ def test_the_sample_meets_the_product_where_its_pixels_lie(tmp_path):
 
 def test_a_window_far_from_two_product_cells_is_warned_about(scene, caplog):
     """The product's 30 m cells are about 10 px of the 3 m stack: 64 px is six cells."""
-    from inference.predict.keep import KeepRule
-    from inference.predict.keep_inputs import check_window, product_cell
+    from inference.predict.keep.inputs import check_window, product_cell
+    from inference.predict.keep.rule import KeepRule
 
     assert product_cell(str(scene["product"]), "EPSG:32650", RES) == pytest.approx(10, rel=0.1)
-    with caplog.at_level("WARNING", logger="inference.predict.keep_inputs"):
+    with caplog.at_level("WARNING", logger="inference.predict.keep.inputs"):
         check_window(KeepRule(str(scene["product"]), "nlcd", window=16), "EPSG:32650", RES)
         assert not caplog.records  # 1.6 cells
         check_window(KeepRule(str(scene["product"]), "nlcd", window=64), "EPSG:32650", RES)

@@ -8,7 +8,7 @@ import numpy as np
 import rasterio
 
 from inference.cog.maps import NODATA
-from inference.mapping.consistency import RULE, apply_to_maps, consistent_series, count_loss
+from inference.predict.change.consistency import RULE, apply_to_maps, consistent_series, count_loss
 from tests.support.assess import class_cog
 from tests.support.rasters import assert_valid_cog
 
@@ -63,7 +63,7 @@ def test_a_gs_series_work_folder_is_not_made_in_the_current_folder(
     import tempfile
 
     from core.storage import TEMP_MARK, files
-    from inference.mapping.consistency import write_series
+    from inference.predict.change.consistency import write_series
 
     rng = np.random.default_rng(2)
     paths = [str(class_cog(tmp_path / f"m{i}.tif", m))

@@ -29,7 +29,7 @@ Each window's weights depend on its own pixels only, and the iteration stops per
 (when every mean is within :data:`TOLERANCE` of its share, or after :data:`MAX_ITERATIONS`),
 so the rule gives the same pixels on a whole raster as on any split of it into strips of
 whole window rows. Pure array functions; the keep rule composes them
-(:func:`inference.predict.keep.keep_probabilities`).
+(:func:`inference.predict.keep.rule.keep_probabilities`).
 """
 
 from __future__ import annotations

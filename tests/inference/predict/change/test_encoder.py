@@ -17,9 +17,11 @@ from contract.geotiff import write_geotiff
 from core.errors import InputDataError
 from inference.cog import maps
 from inference.cog.maps import NODATA, PROB_SCALE
-from inference.predict import change, encoder_change, stats
-from inference.predict.encoder_change import EncoderModel, encoder_stacks
-from inference.predict.spectral_stacks import spectral_stacks
+from inference.predict import stats
+from inference.predict.change import arrays as change
+from inference.predict.change import encoder as encoder_change
+from inference.predict.change.encoder import EncoderModel, encoder_stacks
+from inference.predict.change.spectral import spectral_stacks
 from tests.support.mapping import encoder_network
 from tests.support.rasters import BANDS, smooth_stack, write_stack
 

@@ -8,13 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from inference.assess.figures import (
-    accuracy_figures_markdown,
-    change_summary,
-    page_block,
-    update_page,
-)
+from inference.assess.figures import page_block
 from inference.assess.intervals import NO_INTERVAL_NOTE, estimate
+from inference.demo.figures import accuracy_figures_markdown, change_summary, update_page
 
 ROOT = Path(__file__).resolve().parents[3]
 SOURCE = "docs/figures/accuracy_demo.json"
@@ -59,33 +55,6 @@ def test_the_page_is_rewritten_from_the_json(tmp_path):
     assert update_page(str(source), str(page)) is False
     with pytest.raises(ValueError, match="no '<!-- figures"):
         update_page(str(source), str(ROOT / "README.md"))
-
-
-def test_the_sample_size_examples_on_the_page_are_the_librarys():
-    """The sizing table and the change examples of docs/accuracy.md, recomputed."""
-    import numpy as np
-
-    from inference.assess.estimators import allocate, area_sd, sample_size_area, sample_size_oa
-
-    page = (ROOT / "docs" / "accuracy.md").read_text(encoding="utf-8")
-    w, ua = [0.85, 0.15], [0.95, 0.85]
-
-    def row(n: int, alloc: tuple[int, ...]) -> str:
-        return f"| {n:,} | " + " / ".join(f"{a:,}" for a in alloc) + " |"
-
-    for se in (0.02, 0.01):
-        n = sample_size_oa(w, ua, se)
-        assert row(n, allocate(n, w, 50)) in page
-    for se_km2 in (1.0, 0.5):  # on a 100 km² map
-        n = sample_size_area(w, ua, 1, se_km2 / 100)
-        assert row(n, allocate(n, np.asarray(w) * area_sd(w, ua, 1), 50)) in page
-    w4, ua4 = [0.8, 0.15, 0.04, 0.01], [0.95, 0.9, 0.7, 0.5]
-    n = sample_size_oa(w4, ua4, 0.01)
-    assert f"needs {n} points, allocated\n" + " / ".join(map(str, allocate(n, w4, 75))) in page
-    n = sample_size_area(w4, ua4, 2, 0.5 / 100)
-    neyman = allocate(n, np.asarray(w4) * area_sd(w4, ua4, 2), 50)
-    assert f"it needs {n} points, allocated {' / '.join(map(str, neyman))}" in page
-    assert f"gain only the minimum, {allocate(n, w4, 50)[2]})" in page
 
 
 def test_a_compared_products_points_estimate_is_never_shown_as_mapped():

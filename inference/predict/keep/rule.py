@@ -21,7 +21,7 @@ keeps the product's impervious class where the fine pixels say nothing against i
   network cannot map a class it was never shown, the product can;
 - **the product's shares** (with a ``window``): every other pixel the product names takes
   the class of the model's probabilities adjusted, per square window of the map, to the
-  product's class shares in that window (:mod:`inference.predict.shares`): the product says
+  product's class shares in that window (:mod:`inference.predict.keep.shares`): the product says
   how much of each class a neighbourhood holds, the model where it lies. A window the
   product gives one class takes that class, but for impervious: the model's impervious
   probability is left as it is, so impervious ground the product lacks stays the model's.
@@ -29,7 +29,7 @@ keeps the product's impervious class where the fine pixels say nothing against i
 Pure array functions: the classes are indices of the model's classes, the product already
 mapped to them (``LABEL_NODATA`` where it says nothing). The experiment applies them to
 whole scenes (``experiments.landcover_keep``), the predictor to each output strip
-(:mod:`inference.predict.keep_inputs` reads the product and the bands; the cut is computed
+(:mod:`inference.predict.keep.inputs` reads the product and the bands; the cut is computed
 once per map, before the first tile).
 """
 
@@ -45,7 +45,7 @@ from contract.bands import LABEL_NODATA
 from contract.label_schemes import LANDCOVER_CLASSES
 from core.errors import ConfigError
 from core.shareable import shareable_path
-from inference.predict.shares import match_shares
+from inference.predict.keep.shares import match_shares
 
 #: the rule's name, as the map's tags and records give it
 RULE = "product's impervious unless green"
@@ -66,7 +66,7 @@ class KeepRule:
     Attributes:
         product: the coarse land-cover raster (any grid and CRS; read nearest onto the map's).
             Empty: the input stack's own ``product`` band, for a model that reads the
-            product as input (``hrnet-coarse``); :func:`~inference.predict.keep_inputs.settle`
+            product as input (``hrnet-coarse``); :func:`~inference.predict.keep.inputs.settle`
             then names the stack, the band and the table the model records.
         table: the label scheme its codes are mapped with
             (:func:`contract.label_schemes.get_landcover_scheme`: ``nlcd``, ...).
@@ -77,12 +77,12 @@ class KeepRule:
         learnt: the model's classes its training labels hold (None: the model file does
             not say, and only the impervious part applies).
         window: the side in output pixels of the windows whose class shares are the
-            product's (:mod:`inference.predict.shares`); 0: the model's own argmax.
+            product's (:mod:`inference.predict.keep.shares`); 0: the model's own argmax.
         proof: what the rule proved on the map's sample before the first tile (the shares
             of the map its product covers and decides, :mod:`inference.predict.step_proof`).
 
     The fields after ``table`` are settled once per map before the first tile
-    (:func:`inference.predict.keep_inputs.settle`), from the model and a sample of the stack.
+    (:func:`inference.predict.keep.inputs.settle`), from the model and a sample of the stack.
     """
 
     product: str = ""
@@ -238,7 +238,7 @@ def shares(probs: np.ndarray, product: np.ndarray, cut: float | None,
 
     The pixels the rule decides (:func:`decided`) and those where the product says nothing
     are left out of the shares and keep the model's probabilities
-    (:func:`inference.predict.shares.match_shares`). The impervious probability stays the
+    (:func:`inference.predict.keep.shares.match_shares`). The impervious probability stays the
     model's everywhere (a fixed class): impervious ground the product does not have (built
     since its year, or too small for its cells) is the model's call, never erased by shares.
     """

@@ -13,8 +13,9 @@ from contract.geotiff import write_geotiff
 from core.errors import InputDataError
 from inference.cog import maps
 from inference.cog.maps import NODATA, PROB_SCALE
-from inference.predict import change, stats
-from inference.predict.spectral_stacks import spectral_stacks
+from inference.predict import stats
+from inference.predict.change import arrays as change
+from inference.predict.change.spectral import spectral_stacks
 from tests.support.rasters import BANDS, smooth_stack, write_stack
 
 H, W = 150, 170

@@ -3,7 +3,7 @@
 The earlier class map must hold the model's classes on the output grid
 (:func:`check_compare_with`); a margin or the spectral rule reads the earlier date's
 probability COG beside it (:func:`earlier_probability`); the spectral rule reads both dates'
-stacks (:mod:`inference.predict.spectral_stacks`); ``--normalise-to`` reads the input
+stacks (:mod:`inference.predict.change.spectral`); ``--normalise-to`` reads the input
 normalised onto the earlier date's stack (:func:`normalised_source`). Either earlier stack is
 checked as the input is (:func:`inference.predict.expected_inputs.check_input`).
 :func:`change_inputs` gathers them for a :class:`inference.predict.job.PredictJob`.
@@ -27,7 +27,8 @@ from contract.stack import recorded_month
 from core.errors import InputDataError
 from core.storage import files
 from inference.cog import maps
-from inference.predict.change import fit_relative_normalisation
+from inference.predict.change.arrays import fit_relative_normalisation
+from inference.predict.change.spectral import SpectralStacks, spectral_stacks
 from inference.predict.expected_inputs import check_input
 from inference.predict.job import PredictJob
 from inference.predict.linear_source import LinearSource
@@ -39,7 +40,6 @@ from inference.predict.sources import (
     open_source,
     select_bands,
 )
-from inference.predict.spectral_stacks import SpectralStacks, spectral_stacks
 
 if TYPE_CHECKING:
     from training.modelfile import ModelMeta
@@ -181,7 +181,7 @@ def normalised_source(stack: str | RasterSource, reference: str, bands: Sequence
 
     ``stack``: a stack file, or the same opened once for the run
     (:class:`inference.predict.input_stack.InputStack`). The fit
-    (:func:`inference.predict.change.fit_relative_normalisation`) uses a decimated sample of
+    (:func:`inference.predict.change.arrays.fit_relative_normalisation`) uses a decimated sample of
     both stacks, which must be on one grid with the same band names. Code bands (the coarse
     product's ``product``) are class codes, not radiances: read as they are.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inference.predict import change
+from inference.predict.change import arrays as change
 
 
 def _dates(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -4,8 +4,8 @@
 changed: haze, sun angle or season move the model's probability across 0.5 (on the eo-learn
 Slovenia Level-1C series the default model's maps flip on 3.5-7.3 % of the pixels between
 consecutive dates; docs/evidence/change.md). The stacks say where the ground did change: the
-spectral rule's magnitude (:func:`inference.predict.change.spectral_magnitude`, each pair of
-consecutive dates scored against the scene's own fit, :mod:`inference.predict.spectral_stacks`).
+spectral rule's magnitude (:func:`inference.predict.change.arrays.spectral_magnitude`, each pair of
+consecutive dates scored against the scene's own fit, :mod:`inference.predict.change.spectral`).
 
 Each pixel's dates are cut into *stretches* wherever its bands changed between two
 consecutive dates (magnitude above the threshold), and at every date without data (a stretch
@@ -40,9 +40,9 @@ from rasterio.windows import Window
 
 from core.storage import files
 from inference.cog.maps import NODATA, PROB_SCALE
-from inference.mapping.consistency import nearest_other, write_series
-from inference.predict.change import spectral_changed
-from inference.predict.spectral_stacks import SpectralStacks, block_magnitude
+from inference.predict.change.arrays import spectral_changed
+from inference.predict.change.consistency import nearest_other, write_series
+from inference.predict.change.spectral import SpectralStacks, block_magnitude
 
 RULE = "stretches: one class where the bands did not change (spectral rule's magnitude)"
 #: the tag of each relabelled map that records every pair's spectral fit (JSON list)
@@ -110,7 +110,7 @@ def apply_to_maps(class_paths: Sequence[str], prob_paths: Sequence[str],
                   isa_class: int = 1, work_dir: Path | None = None) -> dict[str, int]:
     """Write the relabelled class COGs of a series; pixels relabelled per map.
 
-    Each pair is fitted (:meth:`~inference.predict.spectral_stacks.SpectralStacks.fitted`)
+    Each pair is fitted (:meth:`~inference.predict.change.spectral.SpectralStacks.fitted`)
     only when a map is written, and its fit recorded in every output's tags
     (:data:`FITS_TAG`); a series whose maps are current reads nothing but their tags.
 
@@ -121,7 +121,7 @@ def apply_to_maps(class_paths: Sequence[str], prob_paths: Sequence[str],
         out_paths: where each date's relabelled map goes.
         isa_class: the impervious class's value.
         work_dir: where the unfinished maps are written
-            (:func:`inference.mapping.consistency.write_series`).
+            (:func:`inference.predict.change.consistency.write_series`).
     """
     # the class maps' run hashes name their prediction (its stacks and probabilities)
     fields = {"isa_class": isa_class, "thresholds": [s.threshold for s in pairs]}

@@ -1,6 +1,6 @@
 """What the keep rule reads: the coarse product on the map's grid, the stack's red and NIR.
 
-The rule itself (:mod:`inference.predict.keep`) is pure; this module is its edge:
+The rule itself (:mod:`inference.predict.keep.rule`) is pure; this module is its edge:
 
 - :func:`check_product`: the product raster exists and is placed on the Earth (before the
   model loads);
@@ -44,9 +44,9 @@ from contract.bands import LABEL_NODATA, PRODUCT
 from contract.label_schemes import LANDCOVER_CLASSES, SCHEMES, get_landcover_scheme
 from core.errors import ConfigError, InputDataError
 from core.storage import files
-from inference.predict import keep
 from inference.predict.expected_inputs import read_band_sample
-from inference.predict.keep import KeepRule, check_model
+from inference.predict.keep import rule as keep
+from inference.predict.keep.rule import KeepRule, check_model
 from inference.predict.sources import (
     SAMPLE_SIDE,
     RasterSource,

@@ -6,7 +6,7 @@ import numpy as np
 from affine import Affine
 
 from contract.geotiff import write_geotiff
-from inference.predict.change_inputs import normalised_source
+from inference.predict.change.inputs import normalised_source
 
 BANDS = ["B4", "B8", "product"]
 
