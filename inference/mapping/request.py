@@ -187,10 +187,10 @@ class MapRequest:
         progress: tqdm bars.
         temporal_consistency: make the series' class maps consistent over the dates before
             change and area, by this rule (None: not): ``monotone``
-            (:mod:`inference.mapping.consistency`; assumes built-up surface does not return to
-            pervious) or ``stretches`` (:mod:`inference.mapping.stretches`; one class where
-            the bands did not change, read from each date's stack, so only where the run
-            keeps one).
+            (:mod:`inference.predict.change.consistency`; assumes built-up surface does not
+            return to pervious) or ``stretches`` (:mod:`inference.predict.change.stretches`; one
+            class where the bands did not change, read from each date's stack, so only where
+            the run keeps one).
         scene_reading: ``LocalRecipe`` fields that replace the model's recorded ones when
             reading local scenes (``--scene-date``, ``--allow-l1c``, ``--s1-unit``...).
         change_margin: change between dates decided on both probabilities with this margin
@@ -198,9 +198,9 @@ class MapRequest:
             ``DEFAULT_CHANGE_MARGIN``, or 0 with ``temporal_consistency``, which decides change
             on the consistent class maps instead). :meth:`margin` is the one in force.
         change_rule: ``spectral`` (each date's stack decides whether a pixel changed, the
-            probabilities which way: :mod:`inference.predict.spectral_stacks`), ``encoder``
+            probabilities which way: :mod:`inference.predict.change.spectral`), ``encoder``
             (the model's encoder features of each date's stack, cut where they flag as many
-            pixels as the bands: :mod:`inference.predict.encoder_change`) or ``margin``;
+            pixels as the bands: :mod:`inference.predict.change.encoder`) or ``margin``;
             None: :meth:`rule` decides (spectral where the run keeps each date's stack).
         spectral_threshold: the spectral rule's threshold (robust z-score, > 0).
         vectors: also write each date's built-up polygons (:mod:`inference.predict.vectors`).
