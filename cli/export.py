@@ -51,12 +51,12 @@ from contract.splits import (
 from core.commands import (
     add_logging_arguments,
     attach_values,
-    check_apart,
     check_output_folder,
     check_range,
     configure_logging,
     run_command,
 )
+from core.environment import check_apart
 from core.errors import ConfigError, GridError, InputDataError
 from core.months import parse_months
 from core.parsers import command_parser, seed

@@ -12,12 +12,12 @@ from contract.grid import projected_crs
 from contract.s2_level import ALLOW_L1C_SCOPE, check_allow_l1c_backend
 from core.commands import (
     add_logging_arguments,
-    check_apart,
     check_range,
     claim_output_folder,
     configure_logging,
     run_command,
 )
+from core.environment import check_apart
 from core.errors import ConfigError
 from core.months import check_month
 from core.parsers import command_parser, count, given_once, seed

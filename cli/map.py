@@ -15,12 +15,12 @@ from contract.regions import Region, resolve_region
 from core.commands import (
     add_logging_arguments,
     attach_values,
-    check_apart,
     check_output_folder,
     configure_logging,
     run_command,
 )
 from core.config_file import add_config_argument, config_file_errors, parse_with_config
+from core.environment import check_apart
 from core.errors import ConfigError, ModelError
 from core.parsers import command_parser
 from core.pipeline_options import add_runner_arguments, runner_config

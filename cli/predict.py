@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING
 from contract.bands import band_list
 from core.commands import (
     add_logging_arguments,
-    check_apart,
     check_output_folder,
     configure_logging,
     run_command,
-    same_path,
 )
+from core.environment import check_apart, same_path
 from core.errors import ConfigError, InputDataError
 from core.parsers import command_parser
 from core.storage import files

@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 from core.commands import (
     add_logging_arguments,
-    check_apart,
     claim_output_folder,
     configure_logging,
     run_command,
 )
+from core.environment import check_apart
 from core.parsers import command_parser, seed
 from engine.allocator import CHECKS
 from engine.devices import add_device_arguments
