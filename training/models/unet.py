@@ -169,7 +169,7 @@ class UNet(nn.Module):
             int8, Beam) applies it; training sees each patch once, as the augmentation's
             flips already turn it. It ranks the built pixels of Java's held-out rows better
             in every seed; on the Ghana tiles the difference lies within the seeds' spread
-            (docs/real-data.md "Test-time flips").
+            (docs/evidence/builtup.md "Test-time flips").
     """
 
     channels: torch.Tensor  # a buffer: the input channels kept
@@ -234,25 +234,22 @@ RECIPE = ModelRecipe(loss=CE, patch_size=128, output_stride=16,
 # training patch is normalised by those of the scene it was cut from, every map by its input
 # stack's (isamap-train --norm scene). A scene-wide gain or offset (haze, another season's
 # illumination) does not reach the network, and the statistics span the whole scene in
-# training as in prediction, so its maps do not depend on the prediction tile. It maps the
-# tiles its training never saw better than unet-s2-window on every held-out tile
-# (experiments.builtup's leave-one-tile-out comparison, docs/real-data.md "Scene statistics").
-# It keeps the moving average of its weights with a half-life of 10 iterations, whose maps
-# vary less from seed to seed than the last weights' (docs/real-data.md "Weight averaging"),
-# maps each window as the mean of its four mirror images (flips), which ranks the built
-# pixels of Java's held-out rows better in every seed (docs/real-data.md "Test-time flips"),
-# and draws its training patches in proportion to their built pixels (balanced sampling),
-# which raises the mean built F1 on every held-out tile (docs/evidence/builtup.md "Balanced
-# sampling"), and each scene's patches by their number: with the product-labelled TerraMesh
-# cells beside the labelled tiles (experiments.builtup_extra), drawing every scene as often
-# as every other (--balanced-scenes, unet-s2-scenes) gives the small cells most of the draws,
-# and one of its five seeds lost ghana_a's town (F1 0.014; docs/evidence/builtup.md "Regions
-# labelled by a product"). isamap-train trains it nine times by default (seeds
+# training as in prediction, so its maps do not depend on the prediction tile. Each part was
+# chosen by experiments.builtup's leave-one-tile-out comparison (docs/evidence/builtup.md, a
+# section each): the scene statistics map the tiles its training never saw better than
+# unet-s2-window; it keeps the moving average of its weights with a half-life of 10
+# iterations, whose maps vary less from seed to seed than the last weights'; it maps each
+# window as the mean of its four mirror images (flips), which ranks the built pixels of
+# Java's held-out rows better in every seed; it draws its training patches in proportion to
+# their built pixels (balanced sampling), which raises the mean built F1 on every held-out
+# tile, and each scene's patches by their number: drawing every scene as often as every other
+# (--balanced-scenes) gives the small product-labelled TerraMesh cells most of the draws, and
+# one of five seeds lost ghana_a's town. isamap-train trains it nine times by default (seeds
 # --seed to --seed + 8) and maps the mean of the nine calibrated probabilities
 # (training.run.members), each member seeing the window one of the four ways the flips turn it
-# (member_views: nine passes a window, not 36). Nine trainings of 50 iterations part their
+# (member_views: nine passes a window, not 36): nine trainings of 50 iterations part their
 # seeds less, and their worst seed is further above NDBI's best, than three of 150 in about
-# the same time (docs/evidence/builtup.md "Nine short trainings").
+# the same time.
 S2_RECIPE = dataclasses.replace(RECIPE, model_kwargs={"input_norm": "none",
                                                      "widths": list(S2_WIDTHS),
                                                      "flips": True, "member_views": True},
