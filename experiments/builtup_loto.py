@@ -20,10 +20,9 @@ beside it as the arm ``NAME[0]`` (what one training of the same recipe maps, on 
 draws). Every map is scored on the held-out pixels beside
 NDBI on the same pixels (the labelled pixels the maps cover: the composite's cloud mask leaves
 some without a map, and the built ones among them are counted beside), at its natural
-threshold 0 and at its best (oracle) threshold. The
-table gives each arm's mean over seeds with the half-width of the 95 % Student-t interval.
-A run
-cut short continues with the same command: the maps already made under ``DIR/runs`` are scored
+threshold 0 and at its best (oracle) threshold. The table gives each arm's mean over seeds
+with the half-width of the 95 % Student-t interval. A run cut short continues with the same
+command: the maps already made under ``DIR/runs`` are scored
 again, not retrained. A new budget or recipe needs a new ``--out``: before any export, maps
 their arm would train otherwise now (the options their run folders record,
 :func:`experiments.builtup_seeds.check_made_maps`) and an ``--out`` of other added regions
