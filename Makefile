@@ -180,33 +180,10 @@ accuracy-figures: demo
 # `make test` or CI. EVIDENCE_RUNS picks runs by the --out names the pages use.
 EVIDENCE ?= evidence_output
 WEIGHTS ?= ../shared/weights
-LOTO_RUNS := builtup_loto builtup_stack builtup_average builtup_tile64 builtup_local \
-  builtup_scene builtup_ema builtup_flips builtup_recipe builtup_default builtup_scl \
-  builtup_tiles builtup_scenes builtup_cut builtup_joined builtup_three builtup_nine
+LOTO_RUNS := builtup_default
 EVIDENCE_RUNS ?= $(LOTO_RUNS) change_pairs change_pairs_default terramesh landcover lc_patches lc_naip \
   lccompare_in lccompare_bn lccompare_bn_x3 bench_pruning presto_dates
-LOTO_2 := --jobs 2 --threads 1 --terramesh none
-# the budget of the runs made before the default took nine trainings of 50 iterations
-LOTO_150 := --iterations 150
-LOTO_builtup_loto := $(LOTO_150) --arms unet-s2-window,unet-s2-global,unet-s2-both,unet-s2-patch-idx $(LOTO_2)
-LOTO_builtup_stack := $(LOTO_150) --arms unet-s2-window,unet-s2-window+stack $(LOTO_2)
-LOTO_builtup_average := --iterations 450 --arms unet-s2-window,unet-s2-both,unet-s2-window+unet-s2-both,unet-s2-window+thr,unet-s2-both+thr $(LOTO_2)
-LOTO_builtup_tile64 := $(LOTO_150) --arms unet-s2-window --tile 64 $(LOTO_2)
-LOTO_builtup_local := $(LOTO_150) --arms unet-s2-window,unet-s2-local,unet-s2-local31 $(LOTO_2)
-LOTO_builtup_scene := $(LOTO_150) --arms unet-s2-window,unet-s2-ema10 $(LOTO_2)
-LOTO_builtup_ema := $(LOTO_150) --arms unet-s2-last,unet-s2-ema10,unet-s2-ema25 $(LOTO_2)
-LOTO_builtup_flips := --iterations 450 --arms unet-s2-ema10,unet-s2-flips $(LOTO_2)
-LOTO_builtup_recipe := --iterations 450 --arms unet-s2-flips,unet-s2-radio,unet-s2-bal,unet-s2-radio-bal $(LOTO_2)
 LOTO_builtup_default :=
-LOTO_builtup_scl := $(LOTO_150) --arms unet-s2-scenes-one,unet-s2-pooled --scl-mask 3,11 --terramesh none
-LOTO_builtup_tiles := $(LOTO_150) --arms unet-s2-scenes --terramesh none
-LOTO_builtup_scenes := $(LOTO_150) --arms unet-s2-scenes
-# the cut and the joining were measured on the recipe of three trainings of 150 iterations,
-# then named unet-s2, the arm unet-s2-three now (a rerun names its rows so)
-LOTO_builtup_cut := $(LOTO_150) --arms unet-s2-three,unet-s2-three+ef1
-LOTO_builtup_joined := $(LOTO_150) --arms unet-s2-three,unet-s2-threex3,unet-s2-three+ef1 --seeds 15
-LOTO_builtup_three := $(LOTO_150) --arms unet-s2-three
-LOTO_builtup_nine := --arms unet-s2-short9,unet-s2-short9-once
 LC_lc_patches := --split patches --groups 0,4 1,5 2,6 3,7 --windows 16 32 128 256
 LC_lc_naip := --settings naip
 PRUNE_in :=

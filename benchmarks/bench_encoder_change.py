@@ -32,10 +32,10 @@ PAIR_PX = 10_000 * 10_000
 
 
 def network(weights: Path) -> EncoderUNet:
-    """A Presto context model on six bands, as ``isamap-train --encoder presto=PATH`` makes."""
+    """A Presto concat model on six bands, as ``isamap-train --encoder presto=PATH`` makes."""
     kwargs = {"bands": list(BANDS), "encoder": PRESTO.name, "encoder_sha256": PRESTO.sha256,
               "input_mean": [0.0] * len(BANDS), "input_std": [1.0] * len(BANDS),
-              "latlon": [0.0, 0.0], "month": 0, "fusion": "context", "frozen": True}
+              "latlon": [0.0, 0.0], "month": 0, "fusion": "concat", "frozen": True}
     torch.manual_seed(0)
     model = create_model(NAME, len(BANDS), 2, module=MODULE, **kwargs)
     assert isinstance(model, EncoderUNet)

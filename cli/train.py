@@ -195,10 +195,9 @@ def _encoder_arguments(p: argparse.ArgumentParser) -> None:
     a("--freeze-encoder", action=argparse.BooleanOptionalAction, help=(
         "keep the encoder's published weights, its features cached per patch (default); "
         "--no-freeze-encoder fine-tunes it"))
-    a("--fusion", choices=["concat", "head", "context"], help=(
-        "encoder features beside the image channels into the U-Net (concat, default), the "
-        "encoder as backbone with a light decoder (head), or a linear read-out of features "
-        "and bands beside their means over 5 and 15 px squares (context)"))
+    a("--fusion", choices=["concat", "head"], help=(
+        "encoder features beside the image channels into the U-Net (concat, default), or the "
+        "encoder as backbone with a light decoder (head)"))
 
 
 def _run_arguments(p: argparse.ArgumentParser) -> None:

@@ -159,12 +159,6 @@ def score_map(tile: DWTile, class_path: Path, prob_path: Path, area: np.ndarray,
     return scores
 
 
-def tile_ndbi(tile: DWTile) -> np.ndarray:
-    """NDBI (B11, B8) over the whole tile (NaN where a band is nodata)."""
-    bands = reflectance(tile, ("B8", "B11"))
-    return ndbi(bands["B11"], bands["B8"])
-
-
 def score_ndbi(tile: DWTile, area: np.ndarray) -> dict:
     """NDBI (B11, B8) on the labelled pixels of ``area``: AUC, F1 at 0 and at its best.
 
@@ -173,7 +167,8 @@ def score_ndbi(tile: DWTile, area: np.ndarray) -> dict:
     cloud mask leaves some labelled pixels without a map.
     """
     truth = built_label(tile)
-    index = tile_ndbi(tile)
+    bands = reflectance(tile, ("B8", "B11"))
+    index = ndbi(bands["B11"], bands["B8"])
     keep = area & (truth != LABEL_NODATA) & np.isfinite(index)
     result = index_baseline(index[keep], truth[keep])
     return {"ndbi_auc": result["auc"], "ndbi_f1_at_0": result["f1"],
@@ -331,13 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--tiles", help=f"--loto: the labelled tiles (PREFIX,...; default: "
                    f"{','.join(DEFAULT_TILES)})")
     p.add_argument("--arms", help=f"--loto: arms (default: {','.join(DEFAULT_ARMS)}; "
-                   f"isamap-train models or {', '.join(ARMS)}; BASE+stack: "
-                        "BASE's maps stacked with the tile's NDBI, BASE+thr: BASE's maps cut "
-                        "at the training tiles' best threshold, experiments.builtup_stack; "
-                        "BASE+prior: BASE's maps at the tile's own estimated built share, "
-                        "experiments.builtup_prior; BASE+ef1: cut at their best expected F1; "
-                        "A+B: the mean of A's and B's maps, AxK: the mean of K trainings of "
-                        "A, experiments.builtup_ensemble))")
+                   f"isamap-train models or {', '.join(ARMS)})")
     p.add_argument("--tile", type=int, default=None,
                    help="--loto: prediction tile of the maps (default: each model's own)")
     p.add_argument("--seeds", type=int,
@@ -427,7 +416,7 @@ def _run(a: argparse.Namespace) -> int:
                    else scene_folder)
         steps = Steps(find_tile, folders, export, training_rows, check_no_overlap,
                       score_ndbi, functools.partial(train, encoders=encoders), predict,
-                      score_map, built_label, tile_ndbi, covered,
+                      score_map, covered,
                       functools.partial(trained_otherwise, encoders=encoders), label_check,
                       outline_mask)
         metrics = run_loto(steps, data, out, tiles=_names(a.tiles), row_split=a.train,

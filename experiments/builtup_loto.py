@@ -20,13 +20,9 @@ beside it as the arm ``NAME[0]`` (what one training of the same recipe maps, on 
 draws). Every map is scored on the held-out pixels beside
 NDBI on the same pixels (the labelled pixels the maps cover: the composite's cloud mask leaves
 some without a map, and the built ones among them are counted beside), at its natural
-threshold 0 and at its best (oracle) threshold. The
-table gives each arm's mean over seeds with the half-width of the 95 % Student-t interval.
-Arms named ``BASE+stack`` and ``BASE+thr`` (:mod:`experiments.builtup_stack`), ``BASE+prior``
-(:mod:`experiments.builtup_prior`), ``BASE+ef1`` (:mod:`experiments.builtup_cut`) and ``A+B``
-(:mod:`experiments.builtup_ensemble`) train
-nothing: they reuse the models of the trained arms they name, which must be listed too. A run
-cut short continues with the same command: the maps already made under ``DIR/runs`` are scored
+threshold 0 and at its best (oracle) threshold. The table gives each arm's mean over seeds
+with the half-width of the 95 % Student-t interval. A run cut short continues with the same
+command: the maps already made under ``DIR/runs`` are scored
 again, not retrained. A new budget or recipe needs a new ``--out``: before any export, maps
 their arm would train otherwise now (the options their run folders record,
 :func:`experiments.builtup_seeds.check_made_maps`) and an ``--out`` of other added regions
@@ -53,7 +49,6 @@ from core.errors import ConfigError
 from core.jsonsafe import dumps
 from core.storage import atomic_write
 from experiments.builtup_arms import ARMS
-from experiments.builtup_ensemble import average_runs, averaged, repeated
 from experiments.builtup_extra import (
     check_fold_parts,
     check_same_training,
@@ -75,8 +70,6 @@ from experiments.builtup_seeds import (
     names_first_member,
     score_task,
 )
-from experiments.builtup_stack import base_arm, robust_z, stack_runs
-from experiments.realscenes import format_table
 from training.models import trainable_models
 
 log = logging.getLogger(__name__)
@@ -105,37 +98,6 @@ def folds(tiles: Sequence[str], row_split: str) -> list[Fold]:
     return out
 
 
-def loto_table(summary: dict, ndbi: dict) -> str:
-    """One row per held-out tile and arm, with NDBI's scores on the same pixels beside it.
-
-    ``ndbi`` from :func:`on_mapped_pixels` adds the built pixels the maps leave out; a
-    ``loto.json`` written before that scored NDBI on every labelled pixel, and its table
-    keeps the columns it had.
-    """
-    def pm(mean: float, half: float) -> str:
-        return f"{mean:.3f} ± {half:.3f}" if np.isfinite(half) else f"{mean:.3f}"
-
-    mapped = all("unmapped_built_pixels" in b for b in ndbi.values())
-    rows = []
-    for tile, arms in summary.items():
-        b = ndbi[tile]
-        unmapped = (f"{b['unmapped_built_pixels']:,} of "
-                    f"{b['all_labelled']['built_pixels']:,}",) if mapped else ()
-        for arm, s in arms.items():
-            rows.append((tile, arm, pm(s["f1"], s["f1_hw"]), pm(s["auc"], s["auc_hw"]),
-                         b["ndbi_f1_at_0"], f"{b['ndbi_best_f1']:.3f} @ "
-                         f"{b['ndbi_best_threshold']:.3f}", b["ndbi_auc"],
-                         f"{s['f1_minus_ndbi_best']:+.3f}", *unmapped))
-    table = format_table(rows, ("held out", "arm", "F1 built", "ROC AUC", "NDBI F1 @ 0",
-                                "NDBI best F1 @ thr", "NDBI AUC", "F1 - NDBI best",
-                                *(("built px unmapped",) if mapped else ())))
-    if not mapped:  # tables written before NDBI was scored on the maps' pixels
-        return table
-    return ("NDBI on the labelled pixels the maps cover; built px unmapped: labelled built "
-            "pixels the maps leave nodata\n(masked in the composite), of all labelled built "
-            "pixels of the held-out area\n" + table)
-
-
 @dataclass(frozen=True)
 class Steps:
     """The single-tile experiment's steps (:mod:`experiments.builtup` passes its own)."""
@@ -149,8 +111,6 @@ class Steps:
     train: Callable
     predict: Callable
     score_map: Callable
-    built_label: Callable | None = None  # tile -> 0/1/255 label (stacked, averaged arms)
-    tile_ndbi: Callable | None = None  # tile -> NDBI over the whole tile (stacked arms only)
     covered: Callable | None = None  # (tile, class map) -> bool pixels the map covers
     # (arm, dataset, run, budget) -> how the training a run records differs from the arm's now
     trained_otherwise: Callable | None = None
@@ -180,8 +140,7 @@ def check_options(tiles: Sequence[str], row_split: str, arms: Sequence[str], see
 
     Raises:
         ConfigError: the row-split tile is not among the tiles, ``jobs`` or ``seeds`` below
-            1, an arm of no known name, a stacked or averaged arm without the trained arms it
-            reads, or an ``AxK`` arm given fewer than ``K`` seeds.
+            1, or an arm of no known name.
     """
     if row_split not in tiles:
         raise ConfigError(f"--train {row_split} is not among the tiles {list(tiles)}")
@@ -193,23 +152,10 @@ def check_options(tiles: Sequence[str], row_split: str, arms: Sequence[str], see
         if names_first_member(arm):
             raise ConfigError(f"--arms {arm}: a first training alone is scored beside the arm "
                               "that trains it, not trained itself: give that arm")
-        if trained(arm) and arm not in ARMS and arm not in trainable_models():
+        if arm not in ARMS and arm not in trainable_models():
             raise ConfigError(f"--arms {arm} is neither an arm of the comparison nor an "
                               "isamap-train model (python -m experiments.builtup --help "
                               "names them)")
-        base = base_arm(arm)
-        if base is not None and (base not in arms or not trained(base)):
-            raise ConfigError(f"--arms {arm} stacks {base}'s models: add {base} to --arms (a "
-                              "trained arm, not an averaged or stacked one)")
-        missing = [m for m in averaged(arm) or () if m not in arms or not trained(m)]
-        if missing:
-            raise ConfigError(f"--arms {arm} averages the maps of {', '.join(missing)}: add "
-                              "them to --arms (trained arms, not averaged or stacked ones)")
-        times = repeated(arm)
-        if times and seeds < times[1]:
-            raise ConfigError(f"--arms {arm} averages {times[1]} seeds of {times[0]}: give "
-                              f"--seeds {times[1]} or more (a multiple of {times[1]} uses "
-                              "every seed)")
 
 
 def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdout_rows: int,
@@ -238,7 +184,7 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
     check_same_training(out, extra_names(cells))
     check_fold_parts(out, {f.held_out: f.train_sets for f in folds(tiles, row_split)})
     tasks = [(f.held_out, out / "train" / f.held_out, arm, seed)
-             for f in folds(tiles, row_split) for arm in arms if trained(arm)
+             for f in folds(tiles, row_split) for arm in arms
              for seed in range(seeds)]
     check_made_maps(b.trained_otherwise, out / "runs", tasks, budget)
     extra = terramesh_exports(cells, out / "exports" / "terramesh", bands, budget)
@@ -270,9 +216,6 @@ def run_loto(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], holdo
         for task, scored in zip(tasks, pool.map(one, tasks), strict=True):
             for name, scores in scored:
                 runs[task[0]].setdefault(name, []).append(scores)
-    for held, by_arm in derived_runs(b, found, stacks, exports, areas, out, arms, seeds,
-                                     row_split).items():
-        runs[held].update(by_arm)
     if b.covered is not None:  # every arm maps the same stack: one map's cover is theirs
         ndbi = ndbi_on_cover(b, found, areas, out, arms, runs, ndbi)
     summary = summarise(runs, ndbi)
@@ -322,7 +265,7 @@ def without_outlines(b: Steps, found: dict, areas: dict[str, np.ndarray], out: P
             runs.setdefault(held, {}).setdefault(name, []).append({**scores, "seed": seed})
     if not runs:
         return {}
-    first = next(a for a in arms if trained(a))
+    first = arms[0]
     ndbi = {}
     for held in runs:
         area = areas[held] & ~masks[held]
@@ -361,7 +304,7 @@ def ndbi_on_cover(b: Steps, found: dict, areas: dict[str, np.ndarray], out: Path
                   arms: Sequence[str], runs: dict[str, dict[str, list[dict]]],
                   ndbi: dict[str, dict]) -> dict[str, dict]:
     """NDBI scored again on the pixels the maps cover; warns of an arm scored elsewhere."""
-    first = next(a for a in arms if trained(a))
+    first = arms[0]
     scored = {}
     for p in found:
         cover = b.covered(found[p], out / "runs" / p / first / "seed0" / "map_class.tif")
@@ -381,68 +324,16 @@ def write_report(out: Path, metrics: dict) -> None:
     atomic_write(out / "loto.txt", lambda handle: handle.write(table.encode() + b"\n"))
 
 
-def derived_runs(b: Steps, found: dict, stacks: dict[str, Path], exports: dict[str, Path],
-                 areas: dict[str, np.ndarray], out: Path, arms: Sequence[str], seeds: int,
-                 row_split: str) -> dict[str, dict[str, list[dict]]]:
-    """The scores of the arms that train nothing (stacked, averaged), per held-out tile."""
-    runs: dict[str, dict[str, list[dict]]] = {p: {} for p in found}
-    if any(base_arm(arm) for arm in arms):
-        stacked = _stacked(b, found, stacks, exports, areas, out, arms, seeds, row_split)
-        for held, by_arm in stacked.items():
-            runs[held].update(by_arm)
-    if any(averaged(arm) for arm in arms):
-        if b.built_label is None:
-            raise ConfigError("averaged arms need the experiment's label step")
-        labels = {p: (found[p].footprint, b.built_label(found[p])) for p in found}
-        means = average_runs(arms, seeds, list(found), out, labels.__getitem__, areas)
-        for held, by_arm in means.items():
-            runs[held].update(by_arm)
-    return runs
-
-
-def trained(arm: str) -> bool:
-    """Whether ``arm`` trains models (an averaged or stacked arm reuses other arms' models)."""
-    return base_arm(arm) is None and averaged(arm) is None
-
-
-def _stacked(b: Steps, found: dict, stacks: dict[str, Path], exports: dict[str, Path],
-             areas: dict[str, np.ndarray], out: Path, arms: Sequence[str], seeds: int,
-             row_split: str) -> dict[str, dict[str, list[dict]]]:
-    """The stacked arms' scores (:mod:`experiments.builtup_stack`), from the base arms' models."""
-    if b.built_label is None or b.tile_ndbi is None:
-        raise ConfigError("stacked arms need the experiment's label and NDBI steps")
-    cache: dict[str, tuple] = {}
-
-    def tile_data(prefix: str) -> tuple:
-        if prefix not in cache:
-            tile = found[prefix]
-            cache[prefix] = (tile.footprint, b.built_label(tile), robust_z(b.tile_ndbi(tile)))
-        return cache[prefix]
-
-    def map_tile(model_file: Path, prefix: str, where: Path) -> Path:
-        prob = Path(f"{where}_prob.tif")
-        if not prob.is_file():
-            prob = b.predict(model_file, stacks[prefix], where, found[prefix].month)[1]
-        return prob
-
-    parts = {f.held_out: f.train_sets for f in folds(list(found), row_split)}
-    return stack_runs(arms, seeds, parts, out, map_tile, tile_data, exports, areas)
-
-
-FIGURES_JSON = "docs/figures/builtup_loto.json"
+FIGURES_JSON = "docs/figures/builtup_default.json"
 
 
 def figures_markdown(metrics: dict) -> str:
     """The page's block of figures: the table ``--loto`` printed, from its ``loto.json``.
 
-    A run that chose its default arm prints the judge's table
-    (:func:`experiments.builtup_judge.judge_table`); a ``loto.json`` of an earlier run keeps
-    the table it printed (:func:`loto_table`).
+    The judge's table (:func:`experiments.builtup_judge.judge_table`), then the maps scored
+    without the coarse outlines and the label check where the run has them.
     """
-    if "default_arm" in metrics:
-        table = judge_table(metrics["summary"], metrics["ndbi"], metrics.get("row_split"))
-    else:
-        table = loto_table(metrics["summary"], metrics["ndbi"])
+    table = judge_table(metrics["summary"], metrics["ndbi"], metrics.get("row_split"))
     outside = metrics.get("without_outlines") or {}
     if outside.get("summary"):
         taken = ", ".join(f"{p}: {n:,} px" for p, n in outside["outline_pixels"].items())

@@ -340,7 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dw", help=f"the Dynamic World folder (default: {DW_FOLDER})")
     add_data_root_argument(p)
     p.add_argument("--recipes", default=",".join(DEFAULT_RECIPES),
-                   help="isamap-train models or experiments.builtup arms, comma-separated; "
+                   help="isamap-train models or unet-s2-global, unet-s2-window (experiments."
+                   "change_series.RECIPES), comma-separated; "
                    "bands, presto, presto:head, galileo-nano, galileo-nano:head: models on a "
                    "frozen encoder (with --encoder)")
     p.add_argument("--encoder", action="append", default=[], metavar="NAME=PATH",

@@ -40,6 +40,7 @@ from contract.input_facts import input_facts, shown_level
 from core.digest import chunks_sha256
 from core.errors import ConfigError
 from experiments.builtup import DEFAULT_BANDS
+from experiments.builtup_arms import Arm
 from experiments.builtup_commands import Budget, export
 from experiments.builtup_commands import train as train_arm
 from experiments.builtup_encoders import BANDS as ENCODER_BANDS
@@ -54,6 +55,16 @@ from inference.predict.change.stretches import stretched_series
 from training.models.encoders.fused import presto_features
 from training.models.encoders.galileo import galileo_features
 from training.models.encoders.registry import ENCODERS, load_encoder
+
+#: The recipes beyond the registry's models, each one training of ``unet-s2``'s network with
+#: no flips, weight average, radiometric augmentation or balanced sampling, on the training
+#: statistics: ``unet-s2-global`` as they leave the bands, ``unet-s2-window`` (the retired
+#: model's recipe) each window standardised by its own statistics.
+RECIPES = {name: Arm(name, "unet-s2", {"input_norm": norm, "flips": False,
+                                       "member_views": False},
+                     ("--no-radiometric", "--no-balanced-sampling", "--no-balanced-scenes",
+                      "--norm", "training", "--ema", "0", "--members", "1"))
+           for name, norm in (("unet-s2-global", "none"), ("unet-s2-window", "patch"))}
 
 #: the darkest share (%) of each band taken as a dark object's top-of-atmosphere value
 DOS_PERCENTILE = 0.5
@@ -340,7 +351,8 @@ def trained_model(recipe: str, seed: int, out: Path, dw: Path, iterations: int,
     dataset = out / "train_java"
     if not (dataset / MANIFEST).exists():
         export(java, scene_folder(java, out / "scenes"), dataset, DEFAULT_BANDS, Budget())
-    model = load_model(train_arm(recipe, dataset, out / "runs" / f"{recipe}_{seed}",
+    model = load_model(train_arm(RECIPES.get(recipe, recipe), dataset,
+                                 out / "runs" / f"{recipe}_{seed}",
                                  Budget(seed=seed, iterations=iterations)))
     return (lambda bands: probability(model, bands)), (model.meta.norm_mean,
                                                        model.meta.norm_std)

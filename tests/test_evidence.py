@@ -17,13 +17,13 @@ import evidence  # tools/ is no package
 FIGURES = REPO_ROOT / "docs" / "figures"
 
 
-def test_the_committed_result_json_stays_under_375_kb_in_all():
+def test_the_committed_result_json_stays_under_250_kb_in_all():
     files = sorted(FIGURES.glob("*.json"))
     assert len(files) >= 10, files
     total = sum(p.stat().st_size for p in files)
-    assert total < 375_000, f"docs/figures holds {total:,} bytes of JSON: commit summaries " \
+    assert total < 250_000, f"docs/figures holds {total:,} bytes of JSON: commit summaries " \
         "(python tools/evidence.py SOURCE DEST), not full runs"
-    assert evidence.LIMIT_BYTES == 375_000
+    assert evidence.LIMIT_BYTES == 250_000
 
 
 def test_every_committed_file_is_the_summary_of_its_run():

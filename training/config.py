@@ -122,8 +122,7 @@ class TrainConfig:
         freeze_encoder: keep the encoder's weights as published (its features are computed
             once per patch and cached); False fine-tunes it with the rest.
         fusion: how the encoder's features join the U-Net: ``concat`` (beside the image
-            channels), ``head`` (the encoder as backbone, a light decoder) or ``context`` (a
-            linear read-out of features and bands with their local means).
+            channels) or ``head`` (the encoder as backbone, a light decoder).
         members: trainings of the model, seeds ``seed`` to ``seed + members - 1``, each a run
             of its own under ``out_dir/memberK``, joined in one model file whose maps are the
             mean of their calibrated probabilities (:mod:`training.run.members`); 1: one training.
@@ -199,8 +198,7 @@ class TrainConfig:
                    "is a half-life in training iterations (>= 1, e.g. 20; 0: off), not a decay"),
                   ("precision", self.precision in PRECISIONS,
                    f"must be {', '.join(PRECISIONS)}"),
-                  ("fusion", self.fusion in ("concat", "head", "context"),
-                   "must be concat, head or context"),
+                  ("fusion", self.fusion in ("concat", "head"), "must be concat or head"),
                   ("stop_after", self.stop_after is None or self.stop_after >= 1, "must be >= 1"),
                   ("members", self.members >= 1, "must be >= 1"),
                   ("seed", is_seed(self.seed) and is_seed(self.seed + self.members - 1),

@@ -656,6 +656,31 @@ def test_a_unet_s2_file_written_before_scene_statistics_maps_as_it_did(small_sta
     assert np.array_equal(probs["unet-s2"], probs["unet-s2-window"], equal_nan=True)
 
 
+@pytest.mark.parametrize("recorded", [
+    {"input_norm": "local", "norm_window": 31},
+    {"indices": ["ndvi"], "input_mean": [0.1] * 6, "input_std": [0.5] * 6},
+])
+def test_a_model_file_recording_a_deleted_network_option_is_refused_in_one_line(
+        small_stack, tmp_path, capsys, recorded):
+    """A ``unet-s2`` file that records an option this isamap no longer has (the local box
+    standardisation, index channels) is refused, naming what it records, never mapped as the
+    network without it."""
+    kwargs = {"widths": [4, 8, 8, 16, 16], "bands": list(BANDS)}
+    net = create_model("unet-s2", len(BANDS), 2, **kwargs)
+    meta = ModelMeta("unet-s2", len(BANDS), 2, BANDS, (0.1,) * 6, (0.5,) * 6,
+                     model_kwargs={**kwargs, **recorded})
+    path = tmp_path / "old.pt"
+    torch.save({"format": "isamap-model/1", "meta": meta.to_dict(),
+                "state_dict": net.state_dict()}, path)
+    out = tmp_path / "o" / "isa"
+    code = predict_main(["--model", str(path), "--input", str(small_stack), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"isamap-predict: error: --model {path} records settings this "
+                          "isamap's 'unet-s2' network does not take (model_kwargs: bands, ")
+    assert not out.parent.exists()
+
+
 @pytest.mark.parametrize("calibration,says", [
     ([1.0, 2.0], "the calibration record is a list, not a mapping"),
     ({"method": "temperature", "split": "val", "pixels": 500}, "holds no temperature"),

@@ -9,6 +9,7 @@ import torch
 from cli.train import started_config
 from experiments.builtup_arms import arm_of
 from experiments.builtup_commands import Budget, train_argv
+from experiments.change_series import RECIPES
 from training.config import apply_recipe
 from training.models import create_model
 
@@ -18,7 +19,7 @@ BANDS = ("B2", "B3", "B4", "B8", "B11", "B12")
 def test_the_unet_s2_window_arm_trains_the_retired_recipe_as_it_was(tmp_path):
     """Every option the retired name's recipe set, and the same network from the same seed."""
     budget = Budget(epochs=2, batch_size=4, lr=1e-3, seed=1, iterations=3)
-    argv = train_argv(arm_of("unet-s2-window"), tmp_path / "data", tmp_path / "run", budget)
+    argv = train_argv(RECIPES["unet-s2-window"], tmp_path / "data", tmp_path / "run", budget)
     assert argv[argv.index("--model") + 1] == "unet-s2"
     old_argv = [*argv]
     old_argv[argv.index("--model") + 1] = "unet-s2-window"
@@ -29,7 +30,7 @@ def test_the_unet_s2_window_arm_trains_the_retired_recipe_as_it_was(tmp_path):
         dataclasses.replace(old, model_kwargs={})
     extra = {k: v for k, v in arm.model_kwargs.items() if k not in old.model_kwargs}
     assert {k: arm.model_kwargs[k] for k in old.model_kwargs} == old.model_kwargs
-    assert extra == {"indices": [], "flips": False, "member_views": False}  # their defaults
+    assert extra == {"flips": False, "member_views": False}  # their defaults
     nets = []
     for cfg in (arm, old):
         torch.manual_seed(0)

@@ -9,7 +9,6 @@ import pytest
 
 from contract.dataset import FORMAT, MANIFEST, read_manifest
 from core.errors import ConfigError, InputDataError
-from experiments.builtup_arms import arm_of, members_of
 from experiments.builtup_commands import Budget
 from experiments.builtup_extra import (
     FOLDER,
@@ -60,19 +59,19 @@ def test_every_fold_trains_on_the_terramesh_cells_too(shared_data, tmp_path,
     budget = Budget(patch=32, stride=32)
     with pytest.raises(ConfigError, match="--holdout-rows must be between"):  # checked first
         run_loto(_steps(trained), tmp_path, out, bands=BANDS, holdout_rows=99,
-                 budget=budget, arms=("unet-s2-one",), seeds=1, terramesh=cells)
+                 budget=budget, arms=("plain",), seeds=1, terramesh=cells)
     assert not (out / "exports").exists() and not (out / "runs").exists()
     with pytest.raises(InputDataError, match="cut short"):
         run_loto(_steps(trained, stop_after=1), tmp_path, out, bands=BANDS, holdout_rows=2,
-                 budget=budget, arms=("unet-s2-one",), seeds=1, terramesh=cells)
+                 budget=budget, arms=("plain",), seeds=1, terramesh=cells)
     assert len(trained) == 1 and not (out / "loto.json").exists()
     assert (out / "exports" / "terramesh").exists()
     with pytest.raises(ConfigError, match=r"added regions tm_282D_485L_3_3, .* not none"):
         run_loto(_steps(trained), tmp_path, out, bands=BANDS, holdout_rows=2,
-                 budget=budget, arms=("unet-s2-one",), seeds=1)
+                 budget=budget, arms=("plain",), seeds=1)
     assert (out / "exports" / "terramesh").exists() and len(trained) == 1
     metrics = run_loto(_steps(trained), tmp_path, out, bands=BANDS, holdout_rows=2,
-                       budget=budget, arms=("unet-s2-one",), seeds=1, terramesh=cells)
+                       budget=budget, arms=("plain",), seeds=1, terramesh=cells)
     assert metrics["extra_training"] == names
     assert len(trained) == 3  # the fold trained before the cut is not trained again
     for _, dataset in trained:
@@ -86,7 +85,7 @@ def test_every_fold_trains_on_the_terramesh_cells_too(shared_data, tmp_path,
     with pytest.raises(ConfigError, match=r"trained with added regions tm_282D_485L_3_3, .*"
                                           r"not none .*give a new --out"):
         run_loto(_steps(trained), tmp_path, out, bands=BANDS, holdout_rows=2,
-                 budget=budget, arms=("unet-s2-one",), seeds=1)
+                 budget=budget, arms=("plain",), seeds=1)
     assert len(trained) == 3
 
 
@@ -105,13 +104,13 @@ def test_a_run_cut_short_is_not_finished_with_other_added_regions(shared_data, t
     budget = Budget(patch=32, stride=32)
     with pytest.raises(InputDataError, match="cut short"):
         run_loto(_steps(trained, stop_after=1), tmp_path, out, bands=BANDS, holdout_rows=2,
-                 budget=budget, arms=("unet-s2-one",), seeds=1, terramesh=given)
+                 budget=budget, arms=("plain",), seeds=1, terramesh=given)
     assert len(trained) == 1 and not (out / "loto.json").exists()
     shown = "none, not tm_" if given is None else "tm_282D_485L_3_3, .* not none"
     exported = (out / "exports" / "terramesh").exists()
     with pytest.raises(ConfigError, match=f"added regions {shown}"):
         run_loto(_steps(trained), tmp_path, out, bands=BANDS, holdout_rows=2,
-                 budget=budget, arms=("unet-s2-one",), seeds=1, terramesh=other)
+                 budget=budget, arms=("plain",), seeds=1, terramesh=other)
     assert (out / "exports" / "terramesh").exists() == exported and len(trained) == 1
 
 
@@ -145,13 +144,6 @@ def test_a_missing_folder_says_how_to_train_without_the_cells(tmp_path):
     assert terramesh_folder(None, tmp_path) == tmp_path / FOLDER
 
 
-def test_the_former_recipe_arms_state_scene_balancing_and_their_trainings():
-    for name, k in (("unet-s2-scenes", 3), ("unet-s2-scenes-one", 1), ("unet-s2-one", 1)):
-        arm = arm_of(name)
-        assert arm.model == "unet-s2" and members_of(arm) == k
-        assert ("--balanced-scenes" in arm.train_args) == ("scenes" in name)
-
-
 def test_the_command_adds_the_sample_cells_unless_told_none(monkeypatch, tmp_path, capsys):
     import experiments.builtup as builtup
 
@@ -179,15 +171,15 @@ def test_an_out_of_other_labelled_tiles_is_refused_before_any_export(tmp_path):
     trained: list[tuple[str, str]] = []
     out = tmp_path / "o"
     run_loto(_steps(trained), tmp_path, out, bands=BANDS, holdout_rows=2, budget=Budget(),
-             arms=("unet-s2-one",), seeds=1)
+             arms=("plain",), seeds=1)
     stamp = (out / "exports" / "java" / MANIFEST).stat().st_mtime_ns
     with pytest.raises(ConfigError, match="holds maps of the fold holding out java trained on "
                        r"ghana_a, ghana_b, java_north, not ghana_a, java_north \(--tiles, "
                        r"--train\): give a new --out"):
         run_loto(_steps(trained), tmp_path, out, bands=BANDS, holdout_rows=2, budget=Budget(),
-                 tiles=("java", "ghana_a"), arms=("unet-s2-one",), seeds=1)
+                 tiles=("java", "ghana_a"), arms=("plain",), seeds=1)
     assert len(trained) == 3  # nothing trained, nothing exported again
     assert (out / "exports" / "java" / MANIFEST).stat().st_mtime_ns == stamp
     run_loto(_steps(trained), tmp_path, out, bands=BANDS, holdout_rows=2, budget=Budget(),
-             arms=("unet-s2-one",), seeds=1)  # the same tiles: scored again
+             arms=("plain",), seeds=1)  # the same tiles: scored again
     assert len(trained) == 3

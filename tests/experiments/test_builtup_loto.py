@@ -17,7 +17,6 @@ from experiments.builtup_loto import (
     FIGURES_JSON,
     figures_markdown,
     folds,
-    loto_table,
     on_mapped_pixels,
     update_page,
 )
@@ -79,17 +78,11 @@ def test_ndbi_is_compared_on_the_mapped_pixels_and_the_unmapped_built_ones_are_c
     runs = {"t": {"arm": [{"f1_built": 0.7, "auc_built": 0.99}]}}
     summary = summarise(runs, ndbi)
     assert summary["t"]["arm"]["f1_minus_ndbi_best"] == pytest.approx(0.34)
-    table = loto_table(summary, ndbi)
-    assert table.startswith("NDBI on the labelled pixels the maps cover")
-    assert "built px unmapped" in table and "382 of 586" in table and "0.360 @ -0.110" in table
-    # a loto.json written before (NDBI on every labelled pixel) keeps its columns
-    old = loto_table(summarise(runs, {"t": everything}), {"t": everything})
-    assert old.startswith("held out") and "unmapped" not in old and "0.740 @ -0.060" in old
 
 
 def test_real_data_page_quotes_the_figures_of_its_json(tmp_path):
     """A figure of the page that its source JSON no longer gives fails here."""
-    page = (ROOT / "docs" / "evidence" / "builtup.md").read_text(encoding="utf-8")
+    page = (ROOT / "docs" / "real-data.md").read_text(encoding="utf-8")
     metrics = json.loads((ROOT / FIGURES_JSON).read_text(encoding="utf-8"))
     start, end = page_block(page, FIGURES_JSON)
     assert page[start:end].strip() == figures_markdown(metrics).strip()
@@ -97,12 +90,12 @@ def test_real_data_page_quotes_the_figures_of_its_json(tmp_path):
         assert f"{metrics['ndbi'][tile]['ndbi_best_f1']:.3f}" in page[start:end]
         for s in arms.values():
             assert f"{s['f1']:.3f}" in page[start:end]
-    metrics["summary"]["java"]["unet-s2-window"]["f1"] = 0.123
+    metrics["summary"]["java"]["unet-s2"]["f1"] = 0.123
     (tmp_path / "f.json").write_text(json.dumps(metrics))
-    (tmp_path / "p.md").write_text(f"a\n<!-- figures: {tmp_path / 'f.json'} -->\nold\n"
+    (tmp_path / "p.md").write_text(f"a\n<!-- figures: {tmp_path / 'f.json'} -->\nSTALE\n"
                                    "<!-- end figures -->\nb\n")
     assert update_page(str(tmp_path / "f.json"), str(tmp_path / "p.md")) is True
-    assert "0.123 ± " in (tmp_path / "p.md").read_text() and "old" not in \
+    assert "0.123 ± " in (tmp_path / "p.md").read_text() and "STALE" not in \
         (tmp_path / "p.md").read_text()
 
 
@@ -114,18 +107,10 @@ def test_bad_loto_options_are_refused_before_any_export(shared_data, tmp_path, c
     for bad, message in ((["--seeds", "0"], "--seeds must be >= 1"),
                          (["--jobs", "0"], "--jobs must be >= 1"),
                          (["--tiles", "ghana_a,ghana_b"], "--train java is not among"),
-                         (["--arms", "unet-s2,unet-s2+unet-s2-both"],
-                          "averages the maps of unet-s2-both"),
-                         (["--arms", "unet-s2x3"], "averages the maps of unet-s2"),
                          (["--arms", "unet-s2[0]"], "scored beside the arm that trains it"),
                          (["--arms", "unet-s2,unet-s2-tpyo"],
                           "unet-s2-tpyo is neither an arm of the comparison nor an "
                           "isamap-train model"),
-                         (["--arms", "unet-s2,unet-s2[0]+stack"], "scored beside the arm"),
-                         (["--arms", "unet-s2,unet-s2x3", "--seeds", "2"],
-                          "averages 3 seeds of unet-s2: give --seeds 3 or more"),
-                         (["--arms", "unet-s2,unet-s2-both,unet-s2+unet-s2-both+stack"],
-                          "stacks unet-s2+unet-s2-both's models"),
                          (["--scl-mask", "3,cloud"], "--scl-mask takes SCL classes 1-11")):
         assert main(["--loto", *bad, "--data", data, "--out", str(tmp_path / "o"), "-q"]) == 2
         err = capsys.readouterr().err
@@ -176,16 +161,16 @@ def test_a_members_arm_trains_disjoint_seeds_and_its_first_training_is_scored_be
 
     steps = fake_steps(train, score_map)
     metrics = run_loto(steps, tmp_path, tmp_path / "o", bands=("B2",), holdout_rows=2,
-                       budget=Budget(), arms=("unet-s2", "unet-s2-one"), seeds=2)
+                       budget=Budget(), arms=("unet-s2", "plain"), seeds=2)
     for fold in ("java", "ghana_a", "ghana_b"):
         assert sorted(s for d, a, s in trained if d == fold and a == "unet-s2") == [0, 1]
-        assert sorted(s for d, a, s in trained if d == fold and a == "unet-s2-one") == [0, 1]
+        assert sorted(s for d, a, s in trained if d == fold and a == "plain") == [0, 1]
         runs = metrics["runs"][fold]
         assert [r["training_seeds"] for r in runs["unet-s2"]] == [list(range(9)),
                                                                   list(range(9, 18))]
         assert [(r["seed"], r["training_seeds"], r["f1_built"]) for r in runs["unet-s2[0]"]] \
             == [(0, [0], 0.5), (1, [9], 0.5)]
-        assert [r["training_seeds"] for r in runs["unet-s2-one"]] == [[0], [1]]
+        assert [r["training_seeds"] for r in runs["plain"]] == [[0], [1]]
         assert "unet-s2[0]" not in {a for d, a, s in trained}
     assert metrics["default_arm"] == "unet-s2"
     assert "unet-s2[0]" in (tmp_path / "o" / "loto.txt").read_text()
@@ -211,9 +196,9 @@ def test_the_product_command_trains_seed_g_of_a_members_arm_from_seed_g_times_k(
         seen[argv[argv.index("--out") + 1]] = argv[argv.index("--seed") + 1]
 
     monkeypatch.setattr(commands, "run_product", product)
-    for arm in ("unet-s2", "unet-s2-one", "unet-s2-window"):
+    for arm in ("unet-s2", "plain", "unet-s2-fixed"):
         commands.train(arm, tmp_path, tmp_path / arm, Budget(seed=1))
-    assert list(seen.values()) == ["9", "1", "1"]
+    assert list(seen.values()) == ["9", "1", "9"]
 
 
 def test_arms_are_checked_at_once_and_not_taken_without_loto(tmp_path, capsys):
@@ -280,12 +265,12 @@ def test_each_tile_is_scored_whole_and_without_its_coarse_outlines_beside_its_la
         find_tile=lambda data, p, date: java if p == "java" else other,
         score_ndbi=score_ndbi, outlines=outlines, label_check=label_check)
     metrics = run_loto(steps, tmp_path, tmp_path / "o", bands=("B2",), holdout_rows=2,
-                       budget=Budget(), arms=("unet-s2", "unet-s2-one"), seeds=2)
+                       budget=Budget(), arms=("unet-s2", "plain"), seeds=2)
     # java's held-out rows: 2 x 4 px whole, 2 x 3 px without the eastern column
     assert [r["pixels"] for r in metrics["runs"]["java"]["unet-s2"]] == [8, 8]
     outside = metrics["without_outlines"]
     assert list(outside["summary"]) == ["java"] and outside["outline_pixels"] == {"java": 4}
-    assert set(outside["summary"]["java"]) == {"unet-s2", "unet-s2[0]", "unet-s2-one"}
+    assert set(outside["summary"]["java"]) == {"unet-s2", "unet-s2[0]", "plain"}
     assert outside["summary"]["java"]["unet-s2"]["f1"] == pytest.approx(0.06)
     assert outside["ndbi"]["java"]["pixels"] == 6
     assert checked == [tmp_path / "o" / "evidence" / f"label_check_{p}.png"

@@ -89,7 +89,7 @@ def model_file(path: Path, grid: Grid, name: str = "unet", backend: str = "ee",
 
 def encoder_network(weights: Path, entry: Any = None,
                     stack_bands: tuple[str, ...] = BANDS) -> Any:
-    """A context model of ``entry``'s encoder (Presto by default) on the test stacks' six
+    """A concat model of ``entry``'s encoder (Presto by default) on the test stacks' six
     bands (or ``stack_bands``: a series stack's), the published weights read from
     ``weights``; its kwargs at ``.kwargs``."""
     import torch
@@ -102,7 +102,7 @@ def encoder_network(weights: Path, entry: Any = None,
     bands = stack_bands
     kwargs = {"bands": list(bands), "encoder": entry.name, "encoder_sha256": entry.sha256,
               "input_mean": [0.0] * len(bands), "input_std": [1.0] * len(bands),
-              "latlon": [0.0, 0.0], "month": 0, "fusion": "context", "frozen": True}
+              "latlon": [0.0, 0.0], "month": 0, "fusion": "concat", "frozen": True}
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = create_model(NAME, len(bands), 2, module=MODULE, **kwargs)

@@ -12,14 +12,12 @@ from contract.dataset import merge_datasets, read_index
 from core.errors import ConfigError
 from tests.support.rasters import write_patch_dataset
 from training.data import (
-    NormStats,
     PatchDataset,
     compute_norm_stats,
     compute_scene_norms,
     scene_key,
     scene_norms_for,
 )
-from training.run.inputs import model_kwargs_for_norm
 
 GAIN, OFFSET = 2.0, 0.1
 
@@ -79,14 +77,6 @@ def test_only_a_scene_normalised_model_reads_scene_statistics(two_scenes):
     assert scene_norms_for(two_scenes, ("B2", "B3"), "training") is None
     scenes = scene_norms_for(two_scenes, ("B2", "B3"), "scene")
     assert scenes is not None and all(s.bands == ("B2", "B3") for s in scenes.values())
-
-
-def test_spectral_indices_are_refused_under_scene_statistics():
-    norm = NormStats(("B8", "B11"), (0.1, 0.2), (0.05, 0.05))
-    kwargs = {"indices": ["ndbi"]}
-    assert model_kwargs_for_norm(kwargs, norm)["input_mean"] == [0.1, 0.2]
-    with pytest.raises(ConfigError, match="train with --norm training, or without indices"):
-        model_kwargs_for_norm(kwargs, norm, "scene")
 
 
 @pytest.mark.slow

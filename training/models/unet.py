@@ -23,7 +23,6 @@ from contract.bands import get_band
 from core.errors import ModelError, UnknownBandError
 from training.losses.segmentation import CE
 from training.models.blocks import ConvBNReLU, DoubleConv, check_divisible, flip_mean, init_weights
-from training.models.indices import SpectralIndices
 from training.models.registry import ModelEntry, ModelRecipe
 
 WIDTHS: tuple[int, ...] = (32, 64, 128, 256, 512)
@@ -116,11 +115,7 @@ class UNetDecoder(nn.Module):
         return outs
 
 
-INPUT_NORMS = ("none", "patch", "both", "local")
-#: the side of :class:`LocalStandardise`'s box, in pixels: odd, so the box is centred, and
-#: no larger than the patches the recipes train on (64 px and up), so a training patch holds
-#: the whole box of its central pixels as a prediction tile does of all but its margin
-NORM_WINDOW = 63
+INPUT_NORMS = ("none", "patch")
 
 
 class PatchStandardise(nn.Module):
@@ -138,8 +133,6 @@ class PatchStandardise(nn.Module):
         return (x - mean) / (std + self.eps)
 
 
-#: the ``input_norm`` values whose network output depends on the size of the window it is shown
-WINDOW_NORMS = ("patch", "both")
 #: the prediction tile a window-standardising U-Net's maps are made with (recorded in its model
 #: file, ``ModelMeta.window``): isamap-predict's default ``--tile``, the tile its accuracy in
 #: docs/real-data.md was mapped with. The same network on 64 px tiles makes another map (on
@@ -149,41 +142,7 @@ PREDICTION_WINDOW = 512
 
 def prediction_window(model_kwargs: Mapping[str, Any]) -> int | None:
     """The tile every map of a U-Net with these arguments must be made with (None: any)."""
-    return PREDICTION_WINDOW if model_kwargs.get("input_norm") in WINDOW_NORMS else None
-
-
-class LocalStandardise(nn.Module):
-    """Each channel to zero mean and unit deviation over a ``window`` x ``window`` box per pixel.
-
-    The box is centred on the pixel and cut at the edge of the image (its mean counts only the
-    pixels inside), so a pixel's input depends on its neighbourhood, not on the size of the
-    window the network is shown: a training patch and a prediction tile of any ``--tile``
-    standardise the same ground alike, where :class:`PatchStandardise` takes the statistics
-    of whatever window it is given (64 px patches in training, 512 px tiles in prediction).
-    The same deviation floor keeps a constant neighbourhood finite.
-    """
-
-    eps = PatchStandardise.eps
-
-    def __init__(self, window: int = NORM_WINDOW) -> None:
-        super().__init__()
-        if isinstance(window, bool) or not isinstance(window, int) or window < 3 \
-                or window % 2 == 0:
-            raise ModelError(f"norm_window must be an odd number of pixels >= 3, got {window!r}")
-        self.window = window
-
-    def _box_mean(self, x: torch.Tensor) -> torch.Tensor:
-        # separable: a column mean then a row mean of the column means is the mean of the box,
-        # since every column's count of valid rows is the same at a given row
-        half = self.window // 2
-        x = nn.functional.avg_pool2d(x, (self.window, 1), 1, (half, 0), count_include_pad=False)
-        return nn.functional.avg_pool2d(x, (1, self.window), 1, (0, half),
-                                        count_include_pad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = self._box_mean(x)
-        var = (self._box_mean(x * x) - mean * mean).clamp(min=0)
-        return (x - mean) / (var.sqrt() + self.eps)
+    return PREDICTION_WINDOW if model_kwargs.get("input_norm") == "patch" else None
 
 
 class UNet(nn.Module):
@@ -196,26 +155,13 @@ class UNet(nn.Module):
         sensor: ``"S2"`` or ``"S1"`` to keep only those bands (the ablation baselines).
         head: ``"linear"`` (1x1 conv, the original U-Net) or ``"paper"``.
         widths: channels of the encoder's five blocks.
-        input_norm: ``"none"``, ``"patch"``, ``"both"`` or ``"local"``: ``patch``
-            standardises each input channel of each sample by its own spatial mean and
-            standard deviation before the first convolution (:class:`PatchStandardise`).
-            The model then sees each band relative to the rest of its window, so a
-            scene-wide gain or offset (haze, another sensor state, another season's
-            illumination) does not move its input; it is part of the network, so the model
+        input_norm: ``"none"`` or ``"patch"``: ``patch`` standardises each input channel of
+            each sample by its own spatial mean and standard deviation before the first
+            convolution (:class:`PatchStandardise`), the retired ``unet-s2-window``'s. The
+            model then sees each band relative to the rest of its window, so a scene-wide
+            gain or offset does not move its input; it is part of the network, so the model
             file records it and every prediction path applies it. Its maps depend on the
             prediction tile, which the model file records (:func:`prediction_window`).
-            ``both`` gives the network the standardised bands and, beside them, the bands
-            as the global normalisation leaves them (twice the input channels). ``local``
-            standardises each pixel by the ``norm_window`` box around it
-            (:class:`LocalStandardise`): the same shift-invariance, and a map that does not
-            depend on the prediction tile's size (it loses on the Ghana tiles:
-            docs/real-data.md).
-        norm_window: the box of ``local`` (odd, pixels).
-        indices: spectral indices (``ndbi``, ``ndvi``, ``mndwi``) computed from the named
-            input bands in reflectance and added, as they are, after the (standardised)
-            bands (:class:`training.models.indices.SpectralIndices`).
-        input_mean / input_std: the per-band normalisation of the input, which the indices
-            undo (set by the training run; recorded in the model file).
         flips: outside training (validation, calibration, every map), return the mean of
             the logits of the input and of its three mirror images
             (:func:`training.models.blocks.flip_mean`): four passes per window. Part of
@@ -223,7 +169,7 @@ class UNet(nn.Module):
             int8, Beam) applies it; training sees each patch once, as the augmentation's
             flips already turn it. It ranks the built pixels of Java's held-out rows better
             in every seed; on the Ghana tiles the difference lies within the seeds' spread
-            (docs/real-data.md "Test-time flips").
+            (docs/evidence/builtup.md "Test-time flips").
     """
 
     channels: torch.Tensor  # a buffer: the input channels kept
@@ -234,9 +180,7 @@ class UNet(nn.Module):
     def __init__(self, in_channels: int, num_classes: int = 2, bands: Sequence[str] | None = None,
                  sensor: str | None = None, head: str = "linear",
                  widths: Sequence[int] = WIDTHS, input_norm: str = "none",
-                 indices: Sequence[str] = (), input_mean: Sequence[float] | None = None,
-                 input_std: Sequence[float] | None = None,
-                 norm_window: int = NORM_WINDOW, flips: bool = False) -> None:
+                 flips: bool = False) -> None:
         super().__init__()
         bands = check_bands(bands, in_channels)
         if not isinstance(flips, bool):
@@ -245,10 +189,8 @@ class UNet(nn.Module):
         if input_norm not in INPUT_NORMS:
             raise ModelError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, "
                              f"got {input_norm!r}")
-        self.standardise: nn.Module = (
-            LocalStandardise(norm_window) if input_norm == "local" else
-            PatchStandardise() if input_norm != "none" else nn.Identity())
-        self.keep_global = input_norm == "both"
+        self.standardise: nn.Module = PatchStandardise() if input_norm == "patch" else \
+            nn.Identity()
         # what the trainer records in the model file (ModelMeta.window), as it does
         # output_scale: the network says whether its maps depend on the tile
         self.prediction_window = prediction_window({"input_norm": input_norm})
@@ -260,10 +202,7 @@ class UNet(nn.Module):
             idx = list(range(in_channels))
         self.register_buffer("channels", torch.tensor(idx, dtype=torch.long), persistent=False)
         self.select = len(idx) != in_channels
-        self.indices = (SpectralIndices(indices, bands, input_mean, input_std) if indices
-                        else None)
-        self.encoder = UNetEncoder(len(idx) * (2 if self.keep_global else 1) + len(indices),
-                                   widths)
+        self.encoder = UNetEncoder(len(idx), widths)
         self.decoder = UNetDecoder(widths)
         self.head = make_head(widths[0], num_classes, head)
         init_weights(self)
@@ -280,14 +219,9 @@ class UNet(nn.Module):
         return self._logits(x)
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        extra = self.indices(x) if self.indices is not None else None
         if self.select:
             x = x.index_select(1, self.channels)
-        x = torch.cat([self.standardise(x), x], dim=1) if self.keep_global else \
-            self.standardise(x)
-        if extra is not None:
-            x = torch.cat([x, extra], dim=1)
-        return self.head(self.decoder(self.encoder(x))[-1])
+        return self.head(self.decoder(self.encoder(self.standardise(x)))[-1])
 
 
 # Seed 002 line 180: the comparison networks are trained with CroFuseNet's hyper-parameters
@@ -300,25 +234,22 @@ RECIPE = ModelRecipe(loss=CE, patch_size=128, output_stride=16,
 # training patch is normalised by those of the scene it was cut from, every map by its input
 # stack's (isamap-train --norm scene). A scene-wide gain or offset (haze, another season's
 # illumination) does not reach the network, and the statistics span the whole scene in
-# training as in prediction, so its maps do not depend on the prediction tile. It maps the
-# tiles its training never saw better than unet-s2-window on every held-out tile
-# (experiments.builtup's leave-one-tile-out comparison, docs/real-data.md "Scene statistics").
-# It keeps the moving average of its weights with a half-life of 10 iterations, whose maps
-# vary less from seed to seed than the last weights' (docs/real-data.md "Weight averaging"),
-# maps each window as the mean of its four mirror images (flips), which ranks the built
-# pixels of Java's held-out rows better in every seed (docs/real-data.md "Test-time flips"),
-# and draws its training patches in proportion to their built pixels (balanced sampling),
-# which raises the mean built F1 on every held-out tile (docs/evidence/builtup.md "Balanced
-# sampling"), and each scene's patches by their number: with the product-labelled TerraMesh
-# cells beside the labelled tiles (experiments.builtup_extra), drawing every scene as often
-# as every other (--balanced-scenes, unet-s2-scenes) gives the small cells most of the draws,
-# and one of its five seeds lost ghana_a's town (F1 0.014; docs/evidence/builtup.md "Regions
-# labelled by a product"). isamap-train trains it nine times by default (seeds
+# training as in prediction, so its maps do not depend on the prediction tile. Each part was
+# chosen by experiments.builtup's leave-one-tile-out comparison (docs/evidence/builtup.md, a
+# section each): the scene statistics map the tiles its training never saw better than
+# unet-s2-window; it keeps the moving average of its weights with a half-life of 10
+# iterations, whose maps vary less from seed to seed than the last weights'; it maps each
+# window as the mean of its four mirror images (flips), which ranks the built pixels of
+# Java's held-out rows better in every seed; it draws its training patches in proportion to
+# their built pixels (balanced sampling), which raises the mean built F1 on every held-out
+# tile, and each scene's patches by their number: drawing every scene as often as every other
+# (--balanced-scenes) gives the small product-labelled TerraMesh cells most of the draws, and
+# one of five seeds lost ghana_a's town. isamap-train trains it nine times by default (seeds
 # --seed to --seed + 8) and maps the mean of the nine calibrated probabilities
 # (training.run.members), each member seeing the window one of the four ways the flips turn it
-# (member_views: nine passes a window, not 36). Nine trainings of 50 iterations part their
+# (member_views: nine passes a window, not 36): nine trainings of 50 iterations part their
 # seeds less, and their worst seed is further above NDBI's best, than three of 150 in about
-# the same time (docs/evidence/builtup.md "Nine short trainings").
+# the same time.
 S2_RECIPE = dataclasses.replace(RECIPE, model_kwargs={"input_norm": "none",
                                                      "widths": list(S2_WIDTHS),
                                                      "flips": True, "member_views": True},

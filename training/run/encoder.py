@@ -97,7 +97,7 @@ def encoder_kwargs(cfg: TrainConfig, bands: Sequence[str], mean: Sequence[float]
             if k in ("widths", "flips", "member_views")}
     given = {k: v for k, v in dict(cfg.model_kwargs).items()
              if k in ("widths", "flips", "member_views", "head_width", "patch_size", "latlon",
-                      "month", "context")}
+                      "month")}
     return {**base, "bands": list(bands), "encoder": entry.name,
             "encoder_sha256": entry.sha256, "input_mean": list(mean), "input_std": list(std),
             "latlon": list(grid_centre(manifest)), "month": first_month(manifest),

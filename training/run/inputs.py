@@ -233,23 +233,6 @@ def dataset_record(root: str, manifest: dict) -> dict:
             "sources": manifest.get("sources") or {}}
 
 
-def model_kwargs_for_norm(kwargs: dict, norm: NormStats, by: str = "training") -> dict:
-    """``kwargs`` with the input's normalisation when the model computes spectral indices.
-
-    Indices need reflectance; the network sees normalised bands, so a model asking for
-    ``indices`` is given the statistics it trains under (recorded in the model file with its
-    other arguments, so every prediction path undoes the same normalisation). Normalised by
-    each scene's statistics (``by="scene"``) the network cannot undo it, and such a model is
-    refused.
-    """
-    if not kwargs.get("indices"):
-        return kwargs
-    if by == "scene":
-        raise ConfigError("spectral indices need the training statistics to recover "
-                          "reflectance: train with --norm training, or without indices")
-    return {**kwargs, "input_mean": list(norm.mean), "input_std": list(norm.std)}
-
-
 def model_kwargs_for_product(model: str, bands: tuple[str, ...], manifest: dict) -> dict:
     """``{"product_scheme": source}`` when the input holds the coarse product band, else {}.
 

@@ -44,7 +44,6 @@ from training.run.inputs import (
     check_labels,
     dataset_record,
     judge_roots,
-    model_kwargs_for_norm,
     model_kwargs_for_product,
     model_kwargs_for_scale,
     norm_for,
@@ -154,7 +153,6 @@ def _build_model(cfg: TrainConfig, raw: PatchDataset, norm: NormStats,
     label = recipe_values(cfg).label
     kwargs = model_kwargs_for_scale(cfg.model, label, scale, {
         "bands": list(raw.bands), **product, **dict(cfg.model_kwargs)})
-    kwargs = model_kwargs_for_norm(kwargs, norm, cfg.norm or "training")
     classes = len(raw.class_names)
     if cfg.encoder:
         kwargs = encoder_kwargs(cfg, raw.bands, norm.mean, norm.std, raw.manifest)

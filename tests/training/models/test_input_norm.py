@@ -16,8 +16,6 @@ from training.models import create_model, recipe_for
 from training.models.unet import (
     PREDICTION_WINDOW,
     S2_WIDTHS,
-    LocalStandardise,
-    PatchStandardise,
     UNet,
     prediction_window,
 )
@@ -69,50 +67,11 @@ def test_a_constant_window_stays_finite_and_unknown_norms_are_refused():
     model = UNet(3, 2, widths=(4, 8, 8, 16, 16), input_norm="patch").eval()
     with torch.no_grad():
         assert torch.isfinite(model(torch.full((1, 3, 32, 32), 0.2))).all()
-    with pytest.raises(ModelError, match="input_norm must be one of none, patch, both, local"):
+    with pytest.raises(ModelError, match="input_norm must be one of none, patch"):
         UNet(3, 2, input_norm="scene")
-
-
-def test_local_standardisation_is_the_box_mean_and_deviation_cut_at_the_edges():
-    torch.manual_seed(1)
-    x = torch.randn(1, 2, 9, 11)
-    got = LocalStandardise(5)(x)[0]
-    for c, i, j in ((0, 0, 0), (1, 4, 5), (0, 8, 10), (1, 2, 9)):
-        box = x[0, c, max(0, i - 2):i + 3, max(0, j - 2):j + 3]
-        want = (x[0, c, i, j] - box.mean()) / (box.std(unbiased=False) + LocalStandardise.eps)
-        assert abs(float(got[c, i, j] - want)) < 1e-5
-
-
-def test_a_local_pixel_depends_on_its_box_not_on_the_window_it_is_shown():
-    torch.manual_seed(2)
-    image = torch.randn(1, 3, 96, 96)
-    norm = LocalStandardise(31)
-    whole = norm(image)
-    crop = norm(image[:, :, 20:84, 10:74])  # a 64 px window holding the boxes of its centre
-    assert torch.allclose(whole[:, :, 35:69, 25:59], crop[:, :, 15:49, 15:49], atol=1e-5)
-    patch = PatchStandardise()
-    assert not torch.allclose(patch(image)[:, :, 35:69, 25:59],
-                              patch(image[:, :, 20:84, 10:74])[:, :, 15:49, 15:49], atol=1e-2)
-
-
-def test_a_local_unet_is_unmoved_by_a_scene_wide_gain_and_offset():
-    torch.manual_seed(0)
-    model = create_model("unet-s2", len(BANDS), 2, bands=BANDS, widths=list(S2_WIDTHS),
-                         input_norm="local", norm_window=31).eval()
-    x = torch.randn(1, len(BANDS), 64, 64)
-    gain = torch.tensor([1.3, 0.8, 1.1, 0.9, 1.2, 1.05])[None, :, None, None]
-    with torch.no_grad():
-        assert (model(x) - model(x * gain + 0.4)).abs().max() < 1e-2
-
-
-@pytest.mark.parametrize("window", [4, 1, True, 31.0])
-def test_a_box_that_is_not_an_odd_number_of_pixels_is_refused(window):
-    with pytest.raises(ModelError, match="norm_window must be an odd number of pixels >= 3"):
-        LocalStandardise(window)
 
 
 def test_only_a_window_standardising_unet_records_a_prediction_window():
     assert prediction_window({"input_norm": "patch"}) == PREDICTION_WINDOW == 512
-    assert prediction_window({"input_norm": "both"}) == PREDICTION_WINDOW
-    for kwargs in ({"input_norm": "local"}, {"input_norm": "none"}, {}):
+    for kwargs in ({"input_norm": "none"}, {}):
         assert prediction_window(kwargs) is None

@@ -4,16 +4,13 @@ The network takes the stack's bands normalised as every isamap model's are (by t
 statistics, or by each scene's with ``--norm scene``); it undoes the training statistics'
 normalisation for the bands the encoder reads (``input_mean``, ``input_std``, recorded in the
 model file), feeds the encoder as its authors did, and fuses its features (``dim`` per pixel)
-with the U-Net in one of three ways (``fusion``):
+with the U-Net in one of two ways (``fusion``):
 
 * ``concat``: the features beside the image channels, at full resolution, into the U-Net's
   first layer (Presto gives one feature vector per pixel; Galileo's patch tokens are
   up-sampled bilinearly);
 * ``head``: the encoder as the backbone, its features alone through a light decoder (two 3x3
-  convolutions and a linear layer);
-* ``context``: a linear read-out, per pixel, of the features and the image channels beside
-  their means over 5 and 15 px squares centred on the pixel (:class:`ContextHead`): the
-  convolutions' context at a fraction of their cost, and a convex fit whose seeds agree.
+  convolutions and a linear layer).
 
 The encoder reads reflectance: the network's input times ``input_std`` plus ``input_mean``
 (the training statistics, recorded in the model file), rounded to 1e-4 (the L2A digital
@@ -49,7 +46,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from core.errors import ModelError
@@ -69,39 +65,11 @@ from training.models.registry import ModelEntry, ModelRecipe
 from training.models.sharing import scope
 from training.models.unet import S2_WIDTHS, UNet
 
-Fusion = Literal["concat", "head", "context"]
-FUSIONS: tuple[Fusion, ...] = ("concat", "head", "context")
+Fusion = Literal["concat", "head"]
+FUSIONS: tuple[Fusion, ...] = ("concat", "head")
 NAME = "encoder-unet"
 MODULE = "training.models.encoders.fused"
 REFLECTANCE_STEP = 1e-4  # the encoder's input is rounded to this (one L2A digital number)
-CONTEXT_SIZES = (5, 15)  # the squares (px) the context head averages over
-
-
-class ContextHead(nn.Module):
-    """A per-pixel linear classifier of ``channels`` inputs and their means over squares.
-
-    Each input channel is given three times: as it is and as its means over the ``sizes``
-    squares centred on the pixel (edges padded by repeating the last row or column), all
-    standardised by batch normalisation without a learnt scale, then one 1x1 convolution.
-    """
-
-    def __init__(self, channels: int, num_classes: int,
-                 sizes: Sequence[int] = CONTEXT_SIZES) -> None:
-        super().__init__()
-        self.sizes = tuple(int(s) for s in sizes)
-        if any(s < 1 or s % 2 == 0 for s in self.sizes):
-            raise ModelError(f"context sizes are odd pixel counts, got {list(self.sizes)}")
-        width = channels * (1 + len(self.sizes))
-        self.norm = nn.BatchNorm2d(width, affine=False)
-        self.classify = nn.Conv2d(width, num_classes, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        parts = [x]
-        for size in self.sizes:
-            pad = size // 2
-            parts.append(F.avg_pool2d(F.pad(x, (pad, pad, pad, pad), mode="replicate"), size,
-                                      stride=1))
-        return self.classify(self.norm(torch.cat(parts, dim=1)))
 
 
 class EncoderUNet(nn.Module):
@@ -117,12 +85,11 @@ class EncoderUNet(nn.Module):
         latlon: latitude, longitude (degrees) given to a location-aware encoder (Presto):
             the centre of the training grid.
         month: month (0-11) of the stack's own month (a series' earlier months are before it).
-        fusion: ``concat``, ``head`` or ``context`` (module docstring).
+        fusion: ``concat`` or ``head`` (module docstring).
         frozen: the encoder's weights do not train.
         widths / flips / head_width: the U-Net's widths and test-time flips; the light
             decoder's width.
         patch_size: Galileo's token size in pixels.
-        context: the square sizes of the ``context`` head.
     """
 
     def __init__(self, in_channels: int, num_classes: int = 2,
@@ -132,7 +99,7 @@ class EncoderUNet(nn.Module):
                  latlon: Sequence[float] = (0.0, 0.0), month: int = 0,
                  fusion: str = "concat", frozen: bool = True,
                  widths: Sequence[int] = S2_WIDTHS, flips: bool = False, head_width: int = 64,
-                 patch_size: int = 4, context: Sequence[int] = CONTEXT_SIZES) -> None:
+                 patch_size: int = 4) -> None:
         super().__init__()
         entry = encoder_entry(encoder)
         if encoder_sha256 != entry.sha256:
@@ -161,8 +128,6 @@ class EncoderUNet(nn.Module):
         self.net: nn.Module
         if fusion == "concat":
             self.net = UNet(in_channels + dim, num_classes, widths=widths, flips=flips)
-        elif fusion == "context":
-            self.net = ContextHead(in_channels + dim, num_classes, context)
         else:
             self.net = nn.Sequential(ConvBNReLU(dim, head_width, 3), ConvBNReLU(head_width,
                                      head_width, 3), nn.Conv2d(head_width, num_classes, 1))

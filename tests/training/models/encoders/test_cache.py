@@ -43,7 +43,7 @@ def test_a_model_maps_the_same_with_and_without_the_cache(presto_file, tmp_path,
     def model() -> EncoderUNet:
         torch.manual_seed(0)
         m = EncoderUNet(10, 2, bands=BANDS, encoder="presto", encoder_sha256=PRESTO.sha256,
-                        input_mean=[0.1] * 10, input_std=[0.05] * 10, fusion="context")
+                        input_mean=[0.1] * 10, input_std=[0.05] * 10, fusion="head")
         m.encoder.load_state_dict(load_encoder(PRESTO, presto_file).state_dict())
         return m.eval()
 

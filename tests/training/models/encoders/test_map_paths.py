@@ -1,7 +1,7 @@
 """An encoder model file maps on every path: local scenes, streamed tiles, Beam workers.
 
 The model file holds Presto's (or Galileo nano's) published weights, read from
-``../shared/weights``, with a context read-out; each path rebuilds it from the file alone.
+``../shared/weights``, its features beside the bands; each path rebuilds it from the file alone.
 The streamed map (tiles fetched from the fake pixel server) and the Beam pipeline on the
 DirectRunner (the model loaded in its workers) give the same map bit for bit; ``isamap-map
 --backend local`` maps a scene folder. ``--precision int8``, which neither encoder can be
