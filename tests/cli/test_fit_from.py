@@ -131,3 +131,67 @@ def test_what_makes_no_sense_with_from_is_refused_in_one_line_before_any_work(ba
     other = unet_s2_file(tmp_path / "b11" / "model.pt", bands=("B2", "B3", "B4", "B11"))
     refused("--from", str(other), words=(f"--input {stack}", "B11"))
     assert not out.exists()  # a refused run leaves no folder, and no model
+
+
+@pytest.mark.slow
+def test_the_fine_tuned_model_maps_streamed_and_on_beam_alike(tmp_path, ee_offline):
+    """Points over enough blocks get a held-out score beside the base model's; ``isamap-map``
+    runs the fine-tuned file as any: streamed and as a Beam pipeline on the DirectRunner, the
+    same map, of the fine-tuned weights (not the base's)."""
+    pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")
+    from core.pipeline_options import RunnerConfig
+    from inference.fit.job import run_fit
+    from inference.mapping.region import map_region
+    from inference.mapping.request import MapRequest
+    from inference.predict.runtime import RuntimeOptions
+    from testing.fake_server import StackSessions, StackTransport
+    from tests.support.mapping import (
+        MONTH,
+        inner_region,
+        model_file,
+        session_for,
+        write_month_stack,
+    )
+    from tests.support.rasters import BANDS, smooth_stack
+
+    data = smooth_stack(120, 130, seed=11)
+    stack = write_month_stack(tmp_path, data)
+    kwargs = {**dict(recipe_for("unet-s2").model_kwargs), "widths": [4, 8], "bands": list(BANDS)}
+    kwargs.pop("member_views")
+    base_file = model_file(tmp_path / "base" / "model.pt", stack.grid, name="unet-s2",
+                           norm="scene", **kwargs)
+    rng = np.random.default_rng(0)
+    rows, cols = rng.integers(10, 110, 80), rng.integers(10, 120, 80)
+    codes = (data[0][rows, cols] > np.median(data[0])).astype(int)
+    points = write_points(tmp_path / "points.csv", Path(stack.image), rows, cols, codes)
+    from cli.fit import job_of
+
+    job = job_of(build_parser().parse_args([
+        "--from", str(base_file), "--points", str(points), "--input", stack.image,
+        "--steps", "5", "--block", "100", "--out", str(tmp_path / "fit"), "--no-progress"]))
+    fitted = run_fit(job)
+    held, tuned = fitted.report["held_out"], fitted.model
+    # enough blocks of 100 m: each fold scored apart, beside the base model on the same points
+    assert held["folds"] == 5 and held["why_none"] is None, held["why_none"]
+    assert held["points"] == fitted.report["points"]["used"] > 70  # every point scored once
+    assert set(held["f1"]) == set(held["base_f1"]) == {"pervious", "impervious"}
+    assert held["auc"] is not None and held["base_auc"] is not None
+
+    def run(model: Path, beam: bool) -> np.ndarray:
+        request = MapRequest(region=inner_region(stack.grid), dates=(MONTH,),
+                             model_file=str(model), out=str(tmp_path / f"{model.parent.name}-"
+                                                                       f"{beam}"),
+                             workers=2, tile=64, overlap=16, batch_size=4,
+                             options=RuntimeOptions(precision="fp32", channels_last=False),
+                             progress=False,
+                             runner=RunnerConfig("direct", max_workers=2, max_concurrent=4)
+                             if beam else None)
+        result = map_region(request, session=session_for(
+            StackTransport(stack, info=lambda text: 5)), echo=lambda _: None,
+            worker_sessions=StackSessions(stack) if beam else None)
+        with rasterio.open(result.dates[0].outputs.prediction.prob_path) as src:
+            return src.read(1)
+
+    streamed, piped = run(tuned, False), run(tuned, True)
+    np.testing.assert_array_equal(streamed, piped)
+    assert not np.array_equal(streamed, run(base_file, False))  # the fine-tuned weights' map

@@ -10,12 +10,13 @@ What ``isamap-fit --from MODEL.pt`` runs between reading the windows around the 
   temperature, the probabilities its maps give;
 * :func:`point_probabilities`: the map's probabilities at the points;
 * :func:`held_out`: the claim a fit can make. The points' spatial blocks
-  (:func:`training.points.blocks.block_ids`) are dealt to folds
-  (:func:`training.points.blocks.block_folds`); each fold is scored by the network
-  fine-tuned on the other folds' points less those in its blocks' neighbours (the blocks
-  around each held-out block, so no point next to a scored one trains), and the base
-  network is scored on the same points. Too few blocks, or a fold whose training points
-  then lack a class, is no claim: the reason, not a number.
+  (:func:`training.points.blocks.block_ids`) are grouped :data:`SPAN` x :data:`SPAN` into
+  contiguous areas, dealt whole to folds (:func:`training.points.blocks.block_folds`);
+  each fold is scored by the network fine-tuned on the other folds' points less those in
+  the blocks around its own (so no point in a block next to a scored one trains), and the
+  base network is scored on the same points. Folds of scattered single blocks would lose
+  most training points to those neighbours; contiguous areas lose a ring. Too few blocks,
+  or a fold whose training points then lack a class, is no claim: the reason, not a number.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ BATCH = 8
 """Windows per step."""
 MIN_BLOCKS = 10
 """Blocks holding points below which no held-out score is claimed."""
+SPAN = 3
+"""Blocks a side of the contiguous areas dealt whole to the folds."""
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -150,8 +153,9 @@ class HeldOut:
         def rounded(values: dict[str, float] | None) -> dict | None:
             return None if values is None else {k: _round(v) for k, v in values.items()}
 
-        return {"method": "spatial block cross-validation, the blocks next to each held-out "
-                          "block left out of its training", "folds": self.folds,
+        return {"method": f"spatial block cross-validation: areas of {SPAN} x {SPAN} blocks "
+                          "per fold, the blocks next to them left out of its training",
+                "folds": self.folds,
                 "points": self.points, "f1": rounded(self.tuned), "auc": _round(self.tuned_auc),
                 "base_f1": rounded(self.base), "base_auc": _round(self.base_auc),
                 "why_none": self.why}
@@ -188,7 +192,8 @@ def held_out(tune: Callable[[np.ndarray], np.ndarray], base: np.ndarray, labels:
                            f"score needs at least {MIN_BLOCKS}, each scored by a network "
                            "that no point of it or of the blocks around it trained: spread "
                            "the points wider, or give a smaller --block")
-    fold = block_folds(blocks, min(folds, count), seed)
+    areas = block_ids(x, y, group, block_m * SPAN)
+    fold = block_folds(areas, min(folds, int(areas.max()) + 1), seed)
     oof = np.zeros_like(base)
     for f in range(int(fold.max()) + 1):
         test = fold == f
