@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
+from contract.bands import own_month
 from core.digest import file_sha256
 from core.errors import ModelError
 from core.storage import files
@@ -115,7 +116,8 @@ def run_tune(job: TuneJob, request: str, start: float) -> tuple[Path, dict]:
              if job.points_from else None)
     points = drawn.points if drawn else read_training_points(job.points, classes, job.column)
     where = locate(points, inputs)
-    kept = np.isfinite(values_at(inputs, where)).all(axis=1)
+    # a series model's earlier month missing at a point is read as every map reads it
+    kept = np.isfinite(values_at(inputs, where)[:, list(own_month(meta.bands))]).all(axis=1)
     if not kept.all():
         log.warning("%d of %d points lie on pixels without data in the input (cloud-masked or "
                     "outside the composite) and are left out", int((~kept).sum()), kept.size)
