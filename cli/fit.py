@@ -24,10 +24,12 @@ from core.parsers import command_parser, count, given_once, seed
 from engine.allocator import CHECKS
 from inference.fit.drawn import DEFAULT_N
 from inference.fit.job import ISA_CLASSES, FitJob, report_table, run_fit
+from inference.fit.tune import WINDOW
 from training.models.encoders.registry import PRESTO, parse_encoder
 from training.models.points import FEATURES
 from training.points.checks import MIN_POINTS
 from training.points.fit import DEFAULT_BLOCK_M, DEFAULT_FOLDS, FitOptions
+from training.points.tune import DEFAULT_LR, DEFAULT_STEPS
 
 EXAMPLES = (
     ("points labelled in a CSV (lon, lat, reference) over the stack isamap-export wrote",
@@ -36,10 +38,13 @@ EXAMPLES = (
     ("then map with the model file as with any other",
      "isamap-predict --model fit_town/model.pt --input data/stacks/stack_2023-06_image.tif "
      "--out maps/town"),
-    ("300 points drawn from a label raster of the stack's grid (class codes 0, 1; other "
-     "values skipped), stratified by class, the same points again with the same --seed",
-     "isamap-fit --points-from data/labels/label.tif --n 300 --seed 0 "
-     "--input data/stacks/stack_2023-06_image.tif --out fit_label"),
+    ("the network of a model file isamap-train wrote (e.g. the unet-s2 recipe's) fine-tuned "
+     "on 300 points drawn from a label raster of the stack's grid (class codes 0, 1; other "
+     "values skipped), stratified by class, the same points again with the same --seed; its "
+     "bands and normalisation kept, its held-out score beside the base model's in "
+     "OUT/fit.txt",
+     "isamap-fit --from run/model.pt --points-from data/labels/label.tif --n 300 --seed 0 "
+     "--input data/stacks/stack_2023-06_image.tif --out fit_tuned"),
     ("frozen Presto features over three months (July to September) of local scenes, the "
      "series stack isamap-export --series-months 3 makes; points from a Collect Earth Online "
      "export and the labelling app's CSV",
@@ -56,8 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
         "Fit a per-pixel classifier on labelled points and save it as a model file that "
         "isamap-predict, isamap-map and the Beam map run. The features are the stack's bands "
         "or the frozen Presto encoder's; the classifier is cross-validated by spatial blocks "
-        "(scores in OUT/fit.txt). An accuracy assessment's points (isamap-assess design) are "
+        "(scores in OUT/fit.txt). With --from MODEL.pt, that model's network is fine-tuned on "
+        "the points instead, scored on held-out blocks beside the base model. An accuracy "
+        "assessment's points (isamap-assess design) are "
         "refused: score the map on them instead.", EXAMPLES)
+    p.add_argument("--from", dest="base", metavar="MODEL.pt",
+                   help="fine-tune the network of this model file (isamap-train's) on the "
+                        "points instead of fitting a classifier: its bands, normalisation "
+                        "and classes are kept, the loss is at the labelled pixels of "
+                        f"{WINDOW} px windows around them")
+    p.add_argument("--steps", type=int, metavar="N",
+                   help=f"--from: Adam steps of the fine-tune (default {DEFAULT_STEPS})")
+    p.add_argument("--lr", type=float, help=f"--from: Adam's learning rate (default "
+                   f"{DEFAULT_LR:g})")
     p.add_argument("--points", nargs="+", metavar="FILE",
                    help="labelled points: CSV or GeoJSON with lon, lat and a class column, the "
                         "labelling app's export, or a Collect Earth Online sample export")
@@ -91,9 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "the points' centre)")
     p.add_argument("--out", default="fit_output", help="output folder: model.pt, fit.json, "
                    "fit.txt")
-    p.add_argument("--features", choices=FEATURES, default="bands",
-                   help="what the classifier reads per pixel: the bands, the frozen Presto "
-                        "encoder's 128 features, or both")
+    p.add_argument("--features", choices=FEATURES,
+                   help="what the classifier reads per pixel: the bands (default), the frozen "
+                        "Presto encoder's 128 features, or both")
     p.add_argument("--encoder", metavar="presto=PATH", action="append",
                    help=f"Presto's published file, for --features presto ({PRESTO.where()})")
     p.add_argument("--norm", choices=("scene", "training"),
@@ -101,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "all inputs' pooled (default and only choice with Presto)")
     p.add_argument("--bands", help="bands the model reads, comma-separated (default: the "
                    "first input's Sentinel-1/2 and embedding bands)")
-    p.add_argument("--classes", default=",".join(ISA_CLASSES),
-                   help="class names in code order; labels are these names (any case) or codes")
+    p.add_argument("--classes", help="class names in code order; labels are these names (any "
+                   f"case) or codes (default {','.join(ISA_CLASSES)}; with --from, the model's)")
     p.add_argument("--reference-column", default="reference",
                    help="the column holding each point's class (a CEO question's text)")
     p.add_argument("--month", help="YYYY-MM of the stack --backend makes; with --input, the "
@@ -113,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "N-1 months before (B4_m1, ...), which Presto reads as timesteps and "
                         f"the bands as more features; {SERIES_MONTHS_RANGE} (default 1: the "
                         "month alone)")
-    p.add_argument("--hidden", type=int, default=0,
-                   help="hidden units of the classifier (0: linear, logistic regression)")
+    p.add_argument("--hidden", type=int,
+                   help="hidden units of the classifier (default 0: linear, logistic "
+                        "regression)")
     p.add_argument("--folds", type=int, default=DEFAULT_FOLDS,
                    help="cross-validation folds, whole spatial blocks each")
     p.add_argument("--block", type=float, default=DEFAULT_BLOCK_M, metavar="METRES",
@@ -138,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def job_of(args: argparse.Namespace) -> FitJob:
     """The checked options as one :class:`~inference.fit.job.FitJob`."""
+    _check_from(args)
     check_range("--hidden", args.hidden, 0, 4096)
     check_range("--folds", args.folds, 2, 100)
     check_range("--block", args.block, 1.0, None, "metres")
@@ -176,20 +194,49 @@ def job_of(args: argparse.Namespace) -> FitJob:
         if entry.name != PRESTO.name:
             raise ConfigError(f"--encoder {entry.name} is not read per pixel; isamap-fit "
                               f"takes presto=PATH")
-        if args.features == "bands":
+        if args.features in (None, "bands"):
             raise ConfigError("--encoder is for --features presto or presto+bands")
-    classes = _class_names(args.classes)
+    classes = _class_names(args.classes or ",".join(ISA_CLASSES))
     bands = parse_band_list(args.bands) if args.bands else None  # aef: the 64 embedding bands
     if (args.series_months or 1) > 1:  # the series stack's bands, refused as the export does
         bands = series_stack_bands(bands or DEFAULT_IMAGE_BANDS, args.series_months)
-    options = FitOptions(hidden=args.hidden, folds=args.folds, block_m=args.block,
+    options = FitOptions(hidden=args.hidden or 0, folds=args.folds, block_m=args.block,
                          seed=args.seed, min_points=args.min_points)
-    return FitJob(tuple(args.points or ()), tuple(args.input or ()), args.out, args.features,
+    return FitJob(tuple(args.points or ()), tuple(args.input or ()), args.out,
+                  args.features or "bands",
                   encoder, args.norm, bands, classes, args.reference_column, args.month,
                   options, args.backend, args.scenes, args.project, args.crs,
                   progress=not (args.no_progress or args.quiet), allow_l1c=args.allow_l1c,
                   allow_implausible=args.allow_implausible, points_from=args.points_from,
-                  n=args.n or DEFAULT_N)
+                  n=args.n or DEFAULT_N, base=args.base,
+                  steps=DEFAULT_STEPS if args.steps is None else args.steps,
+                  lr=DEFAULT_LR if args.lr is None else args.lr)
+
+
+#: what a fine-tune (``--from``) takes from its model file, not from these options
+FROM_THE_MODEL = (("--features", "features"), ("--hidden", "hidden"), ("--norm", "norm"),
+                  ("--encoder", "encoder"), ("--bands", "bands"), ("--classes", "classes"),
+                  ("--month", "month"), ("--series-months", "series_months"),
+                  ("--backend", "backend"))
+
+
+def _check_from(args: argparse.Namespace) -> None:
+    """Refuse what makes no sense with ``--from`` (or without it), before any file is read."""
+    if args.base is None:
+        for flag, value in (("--steps", args.steps), ("--lr", args.lr)):
+            if value is not None:
+                raise ConfigError(f"{flag} is for the fine-tune of a model file: give --from "
+                                  f"MODEL.pt, or drop {flag}")
+        return
+    given = [flag for flag, key in FROM_THE_MODEL if getattr(args, key) is not None]
+    if given:
+        raise ConfigError(f"{given[0]} makes no sense with --from: the fine-tuned network "
+                          f"reads what {args.base} reads (its bands, normalisation, classes "
+                          "and layers), from the stacks given with --input; drop "
+                          f"{' '.join(given)}")
+    check_range("--steps", args.steps, 1, 100000)
+    if args.lr is not None and not 0 < args.lr <= 1:
+        raise ConfigError(f"--lr must be above 0 and at most 1, got {args.lr:g}")
 
 
 def _class_names(text: str) -> tuple[str, ...]:

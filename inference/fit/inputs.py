@@ -168,12 +168,13 @@ class StackInput:
             raise InputDataError(f"--input {self.path} holds none of the bands asked for")
 
 
-def open_input(path: str, bands: Sequence[str], from_where: str = "that --bands names"
-                ) -> StackInput:
+def open_input(path: str, bands: Sequence[str], from_where: str = "that --bands names",
+               remedy: str | None = None) -> StackInput:
     """The grid of stack ``path`` and where ``bands`` are in it (found by name).
 
     ``from_where``: where ``bands`` came from, as a refusal of a band missing names it
-    (``--bands``, or the first ``--input``'s bands).
+    (``--bands``, the first ``--input``'s bands, or a ``--from`` model's); ``remedy``: what
+    that refusal tells to do (None: give other ``--bands`` or another stack).
     """
     with open_stack(path) as src:
         if src.crs is None:
@@ -182,7 +183,8 @@ def open_input(path: str, bands: Sequence[str], from_where: str = "that --bands 
         # a fit: no model exists yet to be "trained on these", nor a recipe to map by
         indexes = select_bands(
             src.descriptions, bands, subject=f"--input {path}", needed_by=from_where,
-            remedy="Give --bands naming bands every --input has, or a stack that has these.",
+            remedy=remedy or "Give --bands naming bands every --input has, or a stack that "
+                             "has these.",
             series_remedy=lambda months: (
                 f"The fit reads the same bands from every --input, a series of {months} "
                 f"months (bands _m1.._m{months - 1}: the months before each stack's own): "

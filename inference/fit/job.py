@@ -18,6 +18,10 @@ the first expensive step:
    blocks (:mod:`training.points`), and the model file: ``OUT/model.pt``, with the fit's
    scores in ``OUT/fit.json`` and ``OUT/fit.txt``.
 
+With ``--from MODEL.pt`` (:attr:`FitJob.base`) no classifier is fitted: the network of that
+model file is fine-tuned on the points (:mod:`inference.fit.tune`), its bands and
+normalisation kept.
+
 ``isamap-predict``, ``isamap-map`` and the Beam map then run ``model.pt`` as they run any
 model file (docs/points.md).
 """
@@ -58,6 +62,7 @@ from inference.fit.inputs import (
 )
 from inference.fit.out import check_out
 from inference.fit.sources import ee_stack, local_stack, points_grid
+from inference.fit.tune import run_tune
 from inference.predict.expected_inputs import read_band_sample
 from inference.predict.scene import scene_statistics
 from training.band_ranges import band_ranges, judge_patches
@@ -68,6 +73,7 @@ from training.models.points import uses_encoder
 from training.points.fit import FitOptions, PointFit, check_only, fit_points
 from training.points.model import feature_model, finished, model_kwargs, point_features
 from training.points.model import points_meta as describe
+from training.points.tune import DEFAULT_LR, DEFAULT_STEPS
 from training.run.inputs import dataset_record
 
 log = logging.getLogger(__name__)
@@ -117,6 +123,9 @@ class FitJob:
         points_from: instead of ``points``, a label raster to draw ``n`` points from,
             stratified by class with ``options.seed`` (:mod:`inference.fit.drawn`).
         n: the points drawn from ``points_from``.
+        base: a model file whose network is fine-tuned on the points instead
+            (``--from``; its bands, classes and normalisation are the model's).
+        steps / lr: the fine-tune's Adam steps and learning rate (``base``).
     """
 
     points: tuple[str, ...]
@@ -139,6 +148,9 @@ class FitJob:
     allow_implausible: bool = False
     points_from: str | None = None
     n: int = DEFAULT_N
+    base: str | None = None
+    steps: int = DEFAULT_STEPS
+    lr: float = DEFAULT_LR
 
     def __post_init__(self) -> None:
         if self.backend and not self.month:
@@ -185,6 +197,10 @@ def run_fit(job: FitJob, session: Any = None) -> FitResult:
     """
     start = time.perf_counter()
     request = check_out(job)
+    if job.base is not None:
+        path, report = run_tune(job, request, start)
+        write_report(Path(job.out), report)
+        return FitResult(path, report)
     _check_encoder(job)
     drawn = (draw_points(job.points_from, job.n, job.options.seed, job.classes, job.inputs)
              if job.points_from else None)
@@ -226,7 +242,7 @@ def run_fit(job: FitJob, session: Any = None) -> FitResult:
     path = save_model_file(out / "model.pt", model, meta)
     report = {**_report(job, fit, bands, time.perf_counter() - start), "request": request}
     report["stacks"] = [shareable_path(p, out) for p in inputs_paths] if job.backend else None
-    _write_report(out, report)
+    write_report(out, report)
     return FitResult(path, report)
 
 
@@ -395,6 +411,8 @@ def _report(job: FitJob, fit: PointFit, bands: Sequence[str], seconds: float) ->
 
 def report_table(report: dict) -> str:
     """The fit's cross-validated scores as a few readable lines."""
+    if "from" in report:
+        return tune_table(report)
     cv, points = report["cross_validation"], report["points"]
     counts = ", ".join(f"{n} {name}" for name, n in points["per_class"].items())
     head = f"{points['hidden']} hidden units" if points["hidden"] else "linear"
@@ -413,7 +431,38 @@ def report_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_report(out: Path, report: dict) -> None:
+def tune_table(report: dict) -> str:
+    """A fine-tune's held-out scores beside the base network's, or why there are none."""
+    base, points, tune, held = (report["from"], report["points"], report["fine_tune"],
+                                report["held_out"])
+    counts = ", ".join(f"{n} {name}" for name, n in points["per_class"].items())
+    lines = [f"from         {base['file']} ({base['name']}, sha256 {base['sha256'][:12]}), "
+             f"{len(report['bands'])} bands normalised by {report['norm']}",
+             f"points       {points['used']} ({counts}) in {points['blocks']} blocks of "
+             f"{points['block_m']:g} m",
+             f"fine-tune    {tune['steps']} steps of {tune['batch']} windows of {tune['window']} "
+             f"px, Adam {tune['lr']:g}, loss at the labelled pixels, seed {tune['seed']}"]
+    if not held["folds"]:
+        lines.append(f"held out     no score claimed: {held['why_none']}")
+        return "\n".join(lines)
+    positive = report["classes"][-1]
+    line = (f"held out     {held['folds']} folds of blocks, their neighbours apart: {positive} "
+            f"F1 {_beside(held['f1'][positive], held['base_f1'][positive])}; ROC AUC "
+            f"{_beside(held['auc'], held['base_auc'])}")
+    return "\n".join([*lines, line])
+
+
+def _beside(tuned: float | None, base: float | None) -> str:
+    """A fine-tune's score beside the base model's and the lift (``n/a``: not defined)."""
+    def shown(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    lift = "" if tuned is None or base is None else f", {tuned - base:+.3f}"
+    return f"{shown(tuned)} (base {shown(base)}{lift})"
+
+
+def write_report(out: Path, report: dict) -> None:
+    """``OUT/fit.json`` (the report) and ``OUT/fit.txt`` (:func:`report_table`)."""
     text = dumps(report, indent=2)
     atomic_write(out / "fit.json", lambda fh: fh.write(text.encode()))
     table = report_table(report)

@@ -39,6 +39,8 @@ class Job(Protocol):
     def scenes(self) -> str | None: ...
     @property
     def normalised_by(self) -> str: ...
+    @property
+    def base(self) -> str | None: ...
 
 
 def fit_request(job: Job) -> str:
@@ -54,9 +56,11 @@ def fit_request(job: Job) -> str:
               "points": [where(p) for p in job.points],
               "inputs": [where(p) for p in job.inputs], "points_from": where(job.points_from),
               "encoder": where(job.encoder), "scenes": where(job.scenes),
-              "norm": job.normalised_by}
+              "norm": job.normalised_by, "base": where(job.base)}
     if job.points_from is None:  # points from files: no draw, the digest a files' fit had
         record = {k: v for k, v in record.items() if k not in ("points_from", "n")}
+    if job.base is None:  # a classifier's fit: the digest it had before fine-tunes were made
+        record = {k: v for k, v in record.items() if k not in ("base", "steps", "lr")}
     return "sha256:" + json_digest(record)
 
 
