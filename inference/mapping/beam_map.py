@@ -73,7 +73,7 @@ from inference.mapping.beam_workers import (
 )
 from inference.mapping.dates import DatePredictor, date_inputs, ee_date_image
 from inference.mapping.ee_statistics import date_statistics
-from inference.mapping.request import MapRequest, ModelDataset
+from inference.mapping.request import MapRequest, ModelDataset, map_window
 from inference.mapping.tiles import MapTile, plan_tiles
 from inference.predict.config import PredictConfig
 from inference.predict.lattice import Lattice, batches
@@ -110,10 +110,8 @@ def map_fingerprint(model_id: str, identity: str, lattice: Lattice,
 
 def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], model_file: str,
                  out_prefix: str, info: OutputInfo, runner: RunnerConfig,
-                 sessions: SessionFactory, *, tile: int = PredictConfig.tile,
-                 overlap: int = PredictConfig.overlap,
-                 batch_size: int = PredictConfig.batch_size, isa_class: int = 1,
-                 options: RuntimeOptions | None = None,
+                 sessions: SessionFactory, *, window: PredictConfig | None = None,
+                 isa_class: int = 1, options: RuntimeOptions | None = None,
                  model: LoadedModel | None = None,
                  scene: NormStats | None = None) -> PredictionResult:
     """Map one date with a Beam pipeline; resumable, a finished date runs no pipeline.
@@ -129,10 +127,9 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
         runner: the runner and its options.
         model: ``model_file`` already read (its id and output scale); None: read it here.
         sessions: opens each worker's Earth Engine session.
-        tile: the lattice's tile side, as ``--tile``.
-        overlap: the lattice's overlap, as ``--overlap``.
-        batch_size: tiles per forward pass, as ``--batch-size`` (the streaming predictor's
-            batches, so the maps are equal bit for bit).
+        window: the map's window (:func:`inference.mapping.request.map_window`; None: its
+            defaults): its lattice (``--tile``, ``--overlap``) and ``--batch-size``, the
+            streaming predictor's batches, so the maps are equal bit for bit.
         isa_class: index of the impervious class.
         options: device, precision and memory format of the workers' predictor.
         scene: the date's statistics a scene-normalised model maps with
@@ -145,7 +142,8 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
     _check_runner_paths(runner, out_prefix, model_file)
     beam: Any = require_beam()  # an optional extra: untyped here
     pipeline_options = runner.pipeline_options()
-    lattice = Lattice(tile, overlap, "core")
+    window = window or map_window()
+    lattice, batch_size = window.lattice, window.batch_size
     tiles = plan_tiles(grid, lattice)
     model = LAUNCHED[model_file] = model or load_model(local_copy(model_file))
     fingerprint = map_fingerprint(model.file_id, identity, lattice, info.normalisation,
@@ -330,10 +328,8 @@ def date_predictor(runner: RunnerConfig, sessions: SessionFactory | None = None
         if runner.runner == "dataflow" and not files.is_gcs(model_file):
             model_file = _stage_model(model, outputs.out)
         result = predict_date(image, identity, grid, meta.bands, model_file,
-                              prefix, info, runner, workers, tile=window.tile,
-                              overlap=window.overlap, batch_size=window.batch_size,
-                              isa_class=index, options=request.runtime, model=model,
-                              scene=scene)
+                              prefix, info, runner, workers, window=window, isa_class=index,
+                              options=request.runtime, model=model, scene=scene)
         written = finish_outputs(result, prefix, index, zones=outputs.zones,
                                  local_dir=outputs.product_dir() / month,
                                  vectors=outputs.vectors, zones_name=outputs.zones_name,

@@ -467,7 +467,7 @@ def test_dataflow_gpu_job_builds_and_validates_offline(scene, ee_offline, gcs_bu
         predict_date(image, identity, grid, meta.bands, str(model), out, info, runner, workers)
     storage.Client().bucket(gcs_bucket).blob("models/m.pt").upload_from_filename(str(model))
     result = predict_date(image, identity, grid, meta.bands, f"gs://{gcs_bucket}/models/m.pt",
-                          out, info, runner, workers, tile=TILE, overlap=OVERLAP)
+                          out, info, runner, workers, window=map_window(tile=TILE, overlap=OVERLAP))
     assert result.skipped and result.tiles == len(plan_tiles(grid, LATTICE))
     names = [b.name for b in storage.Client().list_blobs(gcs_bucket)]
     assert names == ["models/m.pt"], "a dry run writes nothing"
