@@ -77,9 +77,10 @@ def _map_child(args: argparse.Namespace) -> dict:
     from core.pipeline_options import RunnerConfig
     from gee_export.ee.session import EESession
     from inference.mapping.region import map_region
-    from inference.mapping.request import MapRequest
+    from inference.mapping.request import MapExtent, MapInputs, MapOutputs, MapRequest, map_window
     from inference.predict.runtime import RuntimeOptions
     from testing.fake_server import StackSessions, StackTransport, initialize_offline
+    from training.modelfile import load_model
 
     initialize_offline(ee)
     spec = json.loads(args.stack)
@@ -89,14 +90,14 @@ def _map_child(args: argparse.Namespace) -> dict:
     box = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform_bounds(
         west + 200, south + 200, east - 200, north - 200)
     runner = RunnerConfig("direct", max_workers=2, max_concurrent=args.concurrent)
-    request = MapRequest(region=Region("bench", tuple(box)), dates=(MONTH,),
-                         model_file=spec["model"], out=args.out,
-                         workers=runner.workers * runner.threads, tile=512, overlap=64,
-                         options=RuntimeOptions(precision="fp32"), progress=False,
-                         runner=runner if args.case == "map-beam" else None)
+    request = MapRequest(MapExtent(Region("bench", tuple(box)), (MONTH,)), MapOutputs(args.out),
+                         MapInputs(workers=runner.workers * runner.threads),
+                         map_window(tile=512, overlap=64), RuntimeOptions(precision="fp32"),
+                         progress=False, runner=runner if args.case == "map-beam" else None)
     launcher = EESession(transport=StackTransport(stack, info=lambda text: 5,
                                                   latency=args.latency))
-    result = map_region(request, session=launcher, echo=lambda _: None,
+    result = map_region(request, load_model(spec["model"]), session=launcher,
+                        echo=lambda _: None,
                         worker_sessions=StackSessions(stack, latency=args.latency))
     prediction = result.dates[0].outputs.prediction
     return {"units": prediction.tiles, "concurrent": runner.workers * runner.threads,

@@ -40,7 +40,7 @@ from inference.predict.zone_names import add_zone_arguments
 if TYPE_CHECKING:
     from inference.mapping.dates import DateResult
     from inference.mapping.region import MapResult
-    from inference.mapping.request import MapRequest, ModelDataset
+    from inference.mapping.request import MapOutputs, MapRequest, ModelDataset
     from training.modelfile import LoadedModel
 
 # The library modules that import torch are imported where a run needs them, so that --help
@@ -217,7 +217,7 @@ def _map(args: argparse.Namespace) -> int:
                 check_apart((flag, folder), [folder], [("--scenes", args.scenes)])
         model = functools.cache(lambda: _load_model(args))  # read and hashed once a run
         request = map_request(args, model)
-        result = map_region(request, echo=print, model=model())
+        result = map_region(request, model(), echo=print)
     print(json.dumps(result.plan.to_dict() if result.plan is not None
                      else _summary(request, result), indent=1))
     return 0
@@ -239,38 +239,39 @@ def map_request(args: argparse.Namespace, model: Callable[[], LoadedModel]) -> M
 
     ``model``: the model file, read on first use and once.
     """
-    from inference.mapping.request import MapRequest, model_dataset, parse_dates  # lazy: torch
+    from inference.mapping import request as parts  # lazy: torch
     from inference.predict.runtime import RuntimeOptions  # lazy: torch
 
-    dataset = functools.cache(lambda: model_dataset(model().meta, args.dataset))
-    dates = parse_dates(args.months, args.years, lambda: dataset().month_of_year())
+    dataset = functools.cache(lambda: parts.model_dataset(model().meta, args.dataset))
+    dates = parts.parse_dates(args.months, args.years, lambda: dataset().month_of_year())
     reading = _scene_reading(args)
     runner = runner_config(args, dry_run=args.dry_run)  # --setup-file: a package with torch
-    request = MapRequest(
-        region=_region(args, dates, dataset, reading), dates=dates, model_file=args.model,
-        out=args.out, backend=args.backend, scenes=args.scenes, method=args.method,
-        workers=args.workers, project=args.project, zones=args.zones,
-        zones_name=args.zones_name, dataset=args.dataset,
-        allow_recipe_mismatch=args.allow_recipe_mismatch,
-        allow_implausible=args.allow_implausible,
-        crs=projected_crs(args.crs) if args.crs else None, local_dir=args.local_dir,
-        **window_options(args), **postprocess_options(args),
-        options=RuntimeOptions(device=args.device, precision=args.precision,
-                               channels_last=args.channels_last,
-                               autotune_cache=args.autotune_cache),
-        progress=not args.no_progress, temporal_consistency=args.temporal_consistency,
-        scene_reading=tuple(sorted(reading.items())), change_margin=args.change_margin,
-        change_rule=args.change_rule,
-        spectral_threshold=(DEFAULT_SPECTRAL_THRESHOLD if args.spectral_threshold is None
+    how = [f"--{n.replace('_', '-')}" for n in ("public", "reader", "gcs_prefix", "overwrite",
+                                                 "wait") if getattr(args, n)]
+    if how and args.publish is None:
+        raise ConfigError(f"{', '.join(how)}: how the series is published, and this run "
+                          "publishes nothing; give --publish ASSET_PARENT too, or leave "
+                          f"{'it' if len(how) == 1 else 'them'} out")
+    request = parts.MapRequest(
+        parts.MapExtent(_region(args, dates, dataset, reading), dates,
+                        crs=projected_crs(args.crs) if args.crs else None),
+        parts.MapOutputs(args.out, args.local_dir, args.zones, args.zones_name,
+                         vector_options(args)),
+        parts.MapInputs(args.backend, args.scenes, args.method, args.workers, args.project,
+                        args.dataset, args.allow_recipe_mismatch, args.allow_implausible,
+                        tuple(sorted(reading.items())), args.max_eecu_hours),
+        parts.map_window(**window_options(args), **postprocess_options(args)),
+        RuntimeOptions(device=args.device, precision=args.precision,
+                       channels_last=args.channels_last, autotune_cache=args.autotune_cache),
+        parts.ChangeOptions(args.temporal_consistency, args.change_margin, args.change_rule,
+                            DEFAULT_SPECTRAL_THRESHOLD if args.spectral_threshold is None
                             else args.spectral_threshold),
-        vectors=vector_options(args), publish=args.publish,
-        publishing=PublishOptions(project=args.project, gcs_prefix=args.gcs_prefix,
-                                  public=args.public, readers=tuple(args.reader),
-                                  overwrite=args.overwrite, wait=args.wait),
-        dry_run=args.dry_run, latency_s=args.latency, max_eecu_hours=args.max_eecu_hours,
-        runner=runner and runner.for_workers(needs_torch=True))
+        None if args.publish is None else parts.MapPublication(args.publish, PublishOptions(
+            args.project, args.gcs_prefix, args.public, tuple(args.reader), args.overwrite,
+            args.wait)), runner and runner.for_workers(needs_torch=True), args.dry_run,
+        args.latency, not args.no_progress)
     if args.spectral_threshold is not None and request.rule() not in ("spectral", "encoder") \
-            and request.temporal_consistency != "stretches":
+            and args.temporal_consistency != "stretches":
         raise ConfigError(f"--spectral-threshold is the spectral and encoder change rules' (and "
                           f"--temporal-consistency stretches'), and this run decides change by "
                           f"the {request.rule()} rule; drop it, or ask for --change-rule "
@@ -313,19 +314,18 @@ def _summary(request: MapRequest, result: MapResult) -> dict[str, Any]:
     """What the command prints of a finished run: grid, dates, series, publication."""
     from inference.predict.change.encoder import fits_key, summary_fits  # lazy: torch
 
-    shown = functools.partial(_shown, request)
+    shown, change, rule = functools.partial(_shown, request.outputs), request.change, request.rule()
     summary: dict[str, Any] = {"grid": result.grid.to_dict(),
                                "dates": {r.month: _date_summary(r, shown) for r in result.dates}}
     if result.series:
         summary.update(change_maps=[shown(c.cog) for c in result.series.changes],
-                       temporal_consistency=request.temporal_consistency,
-                       change_rule=request.rule(),
-                       **({"spectral_threshold": request.spectral_threshold,
-                           fits_key(request.rule()): summary_fits(request.rule(), {
+                       temporal_consistency=change.temporal_consistency, change_rule=rule,
+                       **({"spectral_threshold": change.spectral_threshold,
+                           fits_key(rule): summary_fits(rule, {
                                f"{c.date_from}/{c.date_to}": c.fit
                                for c in result.series.changes})}
-                          if request.rule() in ("spectral", "encoder")
-                          else {"change_margin": request.margin()}),
+                          if rule in ("spectral", "encoder")
+                          else {"change_margin": change.margin_in_force()}),
                        area_csv=shown(result.series.area_csv),
                        **({"change_csv": shown(result.series.change_csv)}
                           if result.series.change_csv else {}),
@@ -336,15 +336,15 @@ def _summary(request: MapRequest, result: MapResult) -> dict[str, Any]:
     return summary
 
 
-def _shown(request: MapRequest, path: str | os.PathLike[str]) -> str:
+def _shown(outputs: MapOutputs, path: str | os.PathLike[str]) -> str:
     """A file of the run as the summary prints it: as the user gave its folder.
 
     Under the product folder or ``--out``, the folder as given (relative stays relative) and
     the path inside it; a ``gs://`` address or any other path as it is.
     """
     text = os.fspath(path)
-    folders = [os.fspath(request.product_dir()),
-               *([] if files.is_gcs(request.out) else [request.out])]
+    folders = [os.fspath(outputs.product_dir()),
+               *([] if files.is_gcs(outputs.out) else [outputs.out])]
     for folder in folders:
         inside = os.path.relpath(os.path.abspath(text), os.path.abspath(folder))
         if not files.is_gcs(text) and not inside.startswith(os.pardir):

@@ -155,12 +155,13 @@ def test_map_cell_builds_the_map_request_of_an_earth_engine_user(tmp_path, monke
     (map_cell,) = cells(ORDER[2], "map-request")
     exec(map_cell, namespace)
     request = namespace["request"]
-    assert request.backend == "ee" and request.method == "pixels" and request.grid is None
-    assert request.region.bbox == parse_bbox(namespace["BBOX"]).bbox
-    assert request.dates == ("2019-06",) and request.project == "offline"
-    assert request.model_file.endswith("model.pt") and request.workers == 16
+    inputs, extent = request.inputs, request.extent
+    assert inputs.backend == "ee" and inputs.method == "pixels" and extent.grid is None
+    assert extent.region.bbox == parse_bbox(namespace["BBOX"]).bbox
+    assert extent.dates == ("2019-06",) and inputs.project == "offline"
+    assert str(namespace["MODEL_FILE"]).endswith("model.pt") and inputs.workers == 16
     script = notebook_script(NOTEBOOKS / ORDER[2])
-    assert "map_region(request, echo=print)" in script and "tile_task" not in script
+    assert "map_region(request, model, echo=print)" in script and "tile_task" not in script
     assert "task.start()" not in script
 
 

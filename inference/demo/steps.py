@@ -186,8 +186,9 @@ def step_map(ctx: DemoContext) -> None:
     plot), STAC Items and Collection, and the ImageCollection manifests and Code Editor app as a
     dry run (the demo has no Earth Engine account).
     """
+    from inference.mapping import request as parts  # lazy: torch
     from inference.mapping.region import map_region  # lazy: torch
-    from inference.mapping.request import MapRequest  # lazy: torch
+    from training.modelfile import load_model  # lazy: torch
 
     scene, later = ctx.need_scene(), ctx.later
     if ctx.model_file is None or later is None:
@@ -198,13 +199,15 @@ def step_map(ctx: DemoContext) -> None:
     if inputs_changed(ctx, "map", inputs):
         shutil.rmtree(out, ignore_errors=True)  # another model or scene: the maps are stale
     region = _scene_region(scene)
-    request = MapRequest(region, (scene.month, later.month), str(ctx.model_file), str(out),
-                         backend="local", scenes=[str(scene.root), str(later.root)],
-                         grid=scene.grid, tile=256, overlap=32, batch_size=4,
-                         progress=ctx.progress, publish="projects/isamap-demo/assets/isamap",
-                         publishing=PublishOptions(project="isamap-demo"),
-                         publish_dry_run=True)
-    result = map_region(request, echo=lambda text: None)
+    request = parts.MapRequest(
+        parts.MapExtent(region, (scene.month, later.month), grid=scene.grid),
+        parts.MapOutputs(str(out)),
+        parts.MapInputs(backend="local", scenes=[str(scene.root), str(later.root)]),
+        parts.map_window(tile=256, overlap=32, batch_size=4),
+        publication=parts.MapPublication("projects/isamap-demo/assets/isamap",
+                                         PublishOptions(project="isamap-demo"), dry_run=True),
+        progress=ctx.progress)
+    result = map_region(request, load_model(ctx.model_file), echo=lambda text: None)
     record_inputs(ctx, "map", inputs)
     series = result.series
     assert series is not None

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -73,7 +72,7 @@ from inference.mapping.beam_workers import (
 )
 from inference.mapping.dates import DatePredictor, date_inputs, ee_date_image
 from inference.mapping.ee_statistics import date_statistics
-from inference.mapping.request import MapRequest, ModelDataset
+from inference.mapping.request import MapRequest, ModelDataset, map_window
 from inference.mapping.tiles import MapTile, plan_tiles
 from inference.predict.config import PredictConfig
 from inference.predict.lattice import Lattice, batches
@@ -110,10 +109,8 @@ def map_fingerprint(model_id: str, identity: str, lattice: Lattice,
 
 def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], model_file: str,
                  out_prefix: str, info: OutputInfo, runner: RunnerConfig,
-                 sessions: SessionFactory, *, tile: int = PredictConfig.tile,
-                 overlap: int = PredictConfig.overlap,
-                 batch_size: int = PredictConfig.batch_size, isa_class: int = 1,
-                 options: RuntimeOptions | None = None,
+                 sessions: SessionFactory, *, window: PredictConfig | None = None,
+                 isa_class: int = 1, options: RuntimeOptions | None = None,
                  model: LoadedModel | None = None,
                  scene: NormStats | None = None) -> PredictionResult:
     """Map one date with a Beam pipeline; resumable, a finished date runs no pipeline.
@@ -129,10 +126,9 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
         runner: the runner and its options.
         model: ``model_file`` already read (its id and output scale); None: read it here.
         sessions: opens each worker's Earth Engine session.
-        tile: the lattice's tile side, as ``--tile``.
-        overlap: the lattice's overlap, as ``--overlap``.
-        batch_size: tiles per forward pass, as ``--batch-size`` (the streaming predictor's
-            batches, so the maps are equal bit for bit).
+        window: the map's window (:func:`inference.mapping.request.map_window`; None: its
+            defaults): its lattice (``--tile``, ``--overlap``) and ``--batch-size``, the
+            streaming predictor's batches, so the maps are equal bit for bit.
         isa_class: index of the impervious class.
         options: device, precision and memory format of the workers' predictor.
         scene: the date's statistics a scene-normalised model maps with
@@ -145,7 +141,8 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
     _check_runner_paths(runner, out_prefix, model_file)
     beam: Any = require_beam()  # an optional extra: untyped here
     pipeline_options = runner.pipeline_options()
-    lattice = Lattice(tile, overlap, "core")
+    window = window or map_window()
+    lattice, batch_size = window.lattice, window.batch_size
     tiles = plan_tiles(grid, lattice)
     model = LAUNCHED[model_file] = model or load_model(model_file)
     fingerprint = map_fingerprint(model.file_id, identity, lattice, info.normalisation,
@@ -240,23 +237,23 @@ def check_runner(request: MapRequest, model: LoadedModel, isa_class: int) -> Non
     ``model``: the run's model, read; ``isa_class``: the impervious class's index in its
     classes (the int8 check's).
     """
-    runner = request.runner
+    runner, postprocess, runtime = request.runner, request.window.postprocess, request.runtime
     assert runner is not None
-    if request.backend != "ee" or request.method != "pixels":
+    if request.inputs.backend != "ee" or request.inputs.method != "pixels":
         raise ConfigError("--runner maps with computePixels tiles: use --backend ee and "
                           "--method pixels")
-    if request.postprocess != "none":  # its tiles are predicted apart, in any order
-        raise ConfigError(f"--postprocess {request.postprocess} needs the whole map (clahe "
+    if postprocess != "none":  # its tiles are predicted apart, in any order
+        raise ConfigError(f"--postprocess {postprocess} needs the whole map (clahe "
                           "equalises it in order, keep samples the date's stack), which a "
                           "pipeline of independent tiles cannot: drop --runner or --postprocess")
-    runner.check(needs_torch=True, cloud={"--out": request.out})
+    runner.check(needs_torch=True, cloud={"--out": request.outputs.out})
     runner.pipeline_options()  # Beam's own validation of the options
-    if request.options.precision == "int8":
+    if runtime.precision == "int8":
         if runner.runner == "dataflow":
             raise ConfigError("--precision int8 calibrates every worker on the model file's "
                               "training patches, which Dataflow workers cannot read: use "
                               "--precision bf16 on Dataflow")
-        Predictor(model, request.options, isa_class, check_only=True).predictor.check_int8()
+        Predictor(model, runtime, isa_class, check_only=True).predictor.check_int8()
 
 
 def pipeline_runtime(options: RuntimeOptions) -> RuntimeOptions:
@@ -291,14 +288,13 @@ def runtime_tags(options: RuntimeOptions) -> dict[str, str]:
             "runtime_device": f"{options.device} on every worker"}
 
 
-def describe_pipeline(request: MapRequest, grid: Grid) -> str:
+def describe_pipeline(runner: RunnerConfig, lattice: Lattice, out: str, grid: Grid) -> str:
     """The dry run's lines for a pipeline map: its tile units and the runner's options."""
-    assert request.runner is not None
-    tiles = len(plan_tiles(grid, request.lattice()))
-    return (f"  pipeline    {tiles:,} tiles per date ({request.tile} px, {request.overlap} px "
+    tiles = len(plan_tiles(grid, lattice))
+    return (f"  pipeline    {tiles:,} tiles per date ({lattice.tile} px, {lattice.overlap} px "
             f"overlap, each keeping the core it owns; one computePixels request each), "
-            f"per-tile GeoTIFFs under {request.out.rstrip('/')}"
-            "/<date>/tiles/, then a VRT mosaic into the COGs\n" + request.runner.describe())
+            f"per-tile GeoTIFFs under {out.rstrip('/')}"
+            "/<date>/tiles/, then a VRT mosaic into the COGs\n" + runner.describe())
 
 
 def date_predictor(runner: RunnerConfig, sessions: SessionFactory | None = None
@@ -311,26 +307,25 @@ def date_predictor(runner: RunnerConfig, sessions: SessionFactory | None = None
 
     def run(request: MapRequest, grid: Grid, model: LoadedModel, dataset: ModelDataset,
             month: str, session: Any) -> tuple[Outputs, dict[str, Any]]:
-        meta = model.meta
-        image, identity = ee_date_image(request, grid, meta, dataset, month, session)
+        meta, outputs, window = model.meta, request.outputs, request.window
+        image, identity = ee_date_image(request.extent.region, grid, meta, dataset, month,
+                                        session)
         scene = date_statistics(session, image, grid, meta, month)  # once, by the launcher
         index = isa_class_index(tuple(meta.class_names))
         info = model_output_info(meta, month, scene)
         workers = sessions or EarthEngineProject(
-            request.project, application_default=runner.runner == "dataflow")
-        prefix = request.prefix(month)
-        model_file = os.fspath(request.model_file)
+            request.inputs.project, application_default=runner.runner == "dataflow")
+        prefix = outputs.prefix(month)
+        model_file = model.path
         if runner.runner == "dataflow" and not files.is_gcs(model_file):
-            model_file = _stage_model(model, request.out)
+            model_file = _stage_model(model, outputs.out)
         result = predict_date(image, identity, grid, meta.bands, model_file,
-                              prefix, info, runner, workers, tile=request.tile,
-                              overlap=request.overlap, batch_size=request.batch_size,
-                              isa_class=index, options=request.options, model=model,
-                              scene=scene)
-        outputs = finish_outputs(result, prefix, index, zones=request.zones,
-                                 local_dir=request.product_dir() / month,
-                                 vectors=request.vectors, zones_name=request.zones_name,
+                              prefix, info, runner, workers, window=window, isa_class=index,
+                              options=request.runtime, model=model, scene=scene)
+        written = finish_outputs(result, prefix, index, zones=outputs.zones,
+                                 local_dir=outputs.product_dir() / month,
+                                 vectors=outputs.vectors, zones_name=outputs.zones_name,
                                  warn_zones=False)  # the series warns once
-        return outputs, date_inputs(identity)
+        return written, date_inputs(identity)
 
     return run

@@ -37,6 +37,7 @@ import rasterio
 
 from contract.bands import PRODUCT
 from contract.grid import Grid
+from contract.regions import Region
 from core.errors import EarthEngineError, EmptyCompositeError, InputDataError
 from core.shareable import shareable, shareable_path
 from core.storage import LocalStore, atomic_write, files
@@ -55,7 +56,7 @@ from gee_export.local.stack import plan_local_stack, write_local_stack
 from inference.mapping import series_runtime
 from inference.mapping.ee_statistics import date_statistics
 from inference.mapping.fetched import FetchedSource
-from inference.mapping.request import MapRequest, ModelDataset
+from inference.mapping.request import MapExtent, MapInputs, MapRequest, ModelDataset
 from inference.mapping.same_series import check_series
 from inference.predict.lattice import grid_offset
 from inference.predict.sources import MaskedFileSource, WindowSource
@@ -120,39 +121,39 @@ def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: Mode
     prediction of one date when given (the Beam pipeline, :mod:`inference.mapping.beam_map`); it
     returns the date's :class:`inference.predict.workflow.Outputs`.
     """
-    config = request.predict_config()
-    local = request.product_dir()
-    check_series(request, grid, model.file_id, model.meta.name)  # before any date is read
-    held = (series_runtime.recorded(request.out, local, {m: request.prefix(m) for m in
-                                                         request.dates})
-            if predict_date is None and series_runtime.leaves_auto(request.options) else None)
+    config, outputs, runtime, dates, inputs = (request.window, request.outputs, request.runtime,
+                                               request.extent.dates, request.inputs)
+    local = outputs.product_dir()
+    check_series(outputs, config.lattice, grid, model.file_id, model.meta.name)  # before reads
+    held = (series_runtime.recorded(outputs.out, local, {m: outputs.prefix(m) for m in dates})
+            if predict_date is None and series_runtime.leaves_auto(runtime) else None)
     if held is not None:
-        series_runtime.check_held(held, request.options, request.out)
-    _remove_killed_writes(request, local)
+        series_runtime.check_held(held, runtime, outputs.out)
+    _remove_killed_writes(outputs.out, dates, local)
     results = []
     # a local run reads the scene folder's headers once, for all its dates
-    inputs = (_ee_inputs if request.backend == "ee" or predict_date is not None else partial(
-        _local_inputs, scenes=discover_scenes(request.local_scenes(), **local_recipe(
-            dataset, request.scene_reading).reading())))
-    for month in request.dates:
-        options = replace(request.options, held=held) if held else request.options
+    open_inputs = (_ee_inputs if inputs.backend == "ee" or predict_date is not None else partial(
+        _local_inputs, scenes=discover_scenes(inputs.local_scenes(), **local_recipe(
+            dataset, inputs.scene_reading).reading())))
+    for month in dates:
+        options = replace(runtime, held=held) if held else runtime
         try:
             if predict_date is not None:
-                outputs, used = predict_date(request, grid, model, dataset, month, session)
-                log.info("date %s: %s", month, "already mapped" if outputs.prediction.skipped
-                         else f"{outputs.prediction.tiles} tiles in "
-                              f"{outputs.prediction.seconds:.1f} s")
-                results.append(DateResult(month, outputs, inputs=used))
+                written, used = predict_date(request, grid, model, dataset, month, session)
+                log.info("date %s: %s", month, "already mapped" if written.prediction.skipped
+                         else f"{written.prediction.tiles} tiles in "
+                              f"{written.prediction.seconds:.1f} s")
+                results.append(DateResult(month, written, inputs=used))
                 continue
-            opened = inputs(request, grid, model.meta, dataset, month, session)
+            opened = open_inputs(request, grid, model.meta, dataset, month, session)
             with opened as source:
                 try:
-                    outputs = predict_with_model_file(
-                        model, source, request.prefix(month), month=month,
-                        config=config, options=options, zones=request.zones,
+                    written = predict_with_model_file(
+                        model, source, outputs.prefix(month), month=month,
+                        config=config, options=options, zones=outputs.zones,
                         local_dir=local / month, progress=request.progress,
-                        scene=opened.scene, allow_implausible=request.allow_implausible,
-                        vectors=request.vectors, zones_name=request.zones_name,
+                        scene=opened.scene, allow_implausible=inputs.allow_implausible,
+                        vectors=outputs.vectors, zones_name=outputs.zones_name,
                         warn_zones=False)  # the series warns once for all its dates
                 except EarthEngineError as exc:
                     raise _with_tiles_left(exc, source, month) from exc
@@ -160,23 +161,23 @@ def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: Mode
             log.warning("date %s skipped: %s", month, exc)
             results.append(DateResult(month, None, str(exc)))
             continue
-        log.info("date %s: %s", month, "already mapped" if outputs.prediction.skipped
-                 else f"{outputs.prediction.tiles} tiles in {outputs.prediction.seconds:.1f} s")
-        results.append(DateResult(month, outputs, inputs=opened.inputs, stack=opened.stack))
-        held = series_runtime.settled(request.options, request.prefix(month), held)
+        log.info("date %s: %s", month, "already mapped" if written.prediction.skipped
+                 else f"{written.prediction.tiles} tiles in {written.prediction.seconds:.1f} s")
+        results.append(DateResult(month, written, inputs=opened.inputs, stack=opened.stack))
+        held = series_runtime.settled(runtime, outputs.prefix(month), held)
     return results
 
 
-def _remove_killed_writes(request: MapRequest, local: Path) -> None:
+def _remove_killed_writes(out: str, dates: Sequence[str], local: Path) -> None:
     """Delete the half-written files a killed run left where this run writes (under its lock).
 
     The folders of the dates (COGs of a local ``--out``, PNGs and tables), the stacks, and the
     series' change and consistent maps (their unfinished maps' work folders included).
     """
     products = ("change", "consistent")
-    folders = [local / ".stacks", *(local / m for m in (*request.dates, *products))]
-    if not files.is_gcs(request.out):
-        folders += [Path(request.out) / m for m in (*request.dates, *products)]
+    folders = [local / ".stacks", *(local / m for m in (*dates, *products))]
+    if not files.is_gcs(out):
+        folders += [Path(out) / m for m in (*dates, *products)]
     for folder in dict.fromkeys(f.absolute() for f in folders):
         removed = LocalStore(folder).remove_temporaries() if folder.is_dir() else 0
         if removed:
@@ -234,8 +235,8 @@ def local_recipe(dataset: ModelDataset,
 
 def _local_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: ModelDataset,
                   month: str, session: Any, *, scenes: SceneCollection) -> _Opened:
-    recipe = local_recipe(dataset, request.scene_reading)
-    work = request.product_dir() / ".stacks" / month
+    recipe = local_recipe(dataset, request.inputs.scene_reading)
+    work = request.outputs.product_dir() / ".stacks" / month
     with files.unmade_if_refused(work):  # a month without scenes leaves no empty folder
         work.mkdir(parents=True, exist_ok=True)
         plan = plan_local_stack(scenes, grid, month, tuple(meta.bands), None,
@@ -248,9 +249,11 @@ def _local_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: Mod
     return _Opened(source, source.close, scene_inputs(plan), stack=stack.image)
 
 
-def check_local_scenes(request: MapRequest, grid: Grid, bands: Sequence[str],
-                       dataset: ModelDataset | None = None) -> list[str]:
-    """The scenes of every date on ``grid`` (headers only), as the export's local dry run.
+def check_local_scenes(inputs: MapInputs, extent: MapExtent, out: str, grid: Grid,
+                       bands: Sequence[str], dataset: ModelDataset | None = None) -> list[str]:
+    """The scenes of every date of ``extent`` on ``grid`` (headers only), as the export's.
+
+    ``out``: the map's ``--out`` (the plan names it).
 
     Returns the plan's lines (scenes found, per date: on the grid / in the month, and the
     dates the real run would skip: no scene of a sensor the model needs on the grid).
@@ -259,17 +262,17 @@ def check_local_scenes(request: MapRequest, grid: Grid, bands: Sequence[str],
         InputDataError: ``--scenes`` is missing or holds no raster, or no date has the scenes
             the model needs on the grid (the real run would map none).
     """
-    scenes = [request.scenes] if isinstance(request.scenes, (str, os.PathLike)) else list(
-        request.scenes or [])
+    scenes = [inputs.scenes] if isinstance(inputs.scenes, (str, os.PathLike)) else list(
+        inputs.scenes or [])
     missing = [str(s) for s in scenes
                if not any(c in str(s) for c in "*?[") and not Path(s).exists()]
     if missing:
         raise InputDataError(f"--scenes {', '.join(missing)} does not exist; give the folder of "
                              "local Sentinel-1/2 scenes")
-    reading = (local_recipe(dataset, request.scene_reading).reading() if dataset is not None
+    reading = (local_recipe(dataset, inputs.scene_reading).reading() if dataset is not None
                else None)
-    plan = make_local_plan(request.local_scenes(), request.region.name, grid, request.dates, bands,
-                           request.out, reading=reading)  # as the real run reads them
+    plan = make_local_plan(inputs.local_scenes(), extent.region.name, grid, extent.dates, bands,
+                           out, reading=reading)  # as the real run reads them
     lines = [f"  scenes    {plan.found_s2} Sentinel-2 and {plan.found_s1} Sentinel-1 scenes "
              f"found in --scenes (headers read, no pixel)"]
     lines += [f"  {m.month}   Sentinel-2 {m.s2_on_grid} on the grid ({m.s2} in the month), "
@@ -289,15 +292,15 @@ def unmapped_line(skipped: Mapping[str, str]) -> str:
     return "no date could be mapped: " + "; ".join(f"{m}: {why}" for m, why in skipped.items())
 
 
-def ee_date_image(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: ModelDataset,
+def ee_date_image(region: Region, grid: Grid, meta: ModelMeta, dataset: ModelDataset,
                   month: str, session: Any) -> tuple[Any, str]:
-    """One date's input image on ``grid`` (the model's recipe) and its identity.
+    """One date's input image of ``region`` on ``grid`` (the model's recipe) and its identity.
 
     Asks the session for the date's composite windows (clear Sentinel-2 observations,
     Sentinel-1 scenes); raises :class:`EmptyCompositeError` for a date without data.
     """
-    geometry = request_geometry(request.region)  # the box: requests stay small
-    date = composite_windows(session, geometry, request.region.name,
+    geometry = request_geometry(region)  # the box: requests stay small
+    date = composite_windows(session, geometry, region.name,
                              recipe_for_month(dataset.recipe, tuple(meta.bands), month,
                                               dataset.sources))
     return prediction_image(grid, date, geometry), stack_identity("ee", grid, date.to_dict())
@@ -305,13 +308,14 @@ def ee_date_image(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: Mod
 
 def _ee_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: ModelDataset,
                month: str, session: Any) -> _Opened:
-    image, identity = ee_date_image(request, grid, meta, dataset, month, session)
-    if request.method == "tasks":
+    image, identity = ee_date_image(request.extent.region, grid, meta, dataset, month, session)
+    lattice, workers = request.window.lattice, request.inputs.workers
+    if request.inputs.method == "tasks":
         # the pixels the lattice's tiles reach past the region are exported too, so the
         # tiles at its edges see what the streamed and the Beam maps fetch there
-        margin = request.lattice().reach(grid.height, grid.width, grid_offset(grid.transform))
+        margin = lattice.reach(grid.height, grid.width, grid_offset(grid.transform))
         exported = export_prediction_stack(session, image, grid, tuple(meta.bands),
-                                           f"{request.out.rstrip('/')}/stacks",
+                                           f"{request.outputs.out.rstrip('/')}/stacks",
                                            f"stack_{month}", progress=request.progress,
                                            margin=margin)
         wide = MaskedFileSource(exported.margin_vrt or exported.vrt)
@@ -319,11 +323,10 @@ def _ee_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: ModelD
         return _Opened(source, wide.close, date_inputs(identity), stack=exported.vrt)
     bands = tuple(meta.bands)
     scene = date_statistics(session, image, grid, meta, month)  # before the first tile
-    session.limit_requests(request.workers)  # adaptive, at most --workers in flight
+    session.limit_requests(workers)  # adaptive, at most --workers in flight
     fetched = FetchedSource(lambda window: fetch_window(session, image, grid, window, bands)[0],
-                            grid, bands, tile=request.tile, overlap=request.overlap,
-                            blend=request.lattice().blend, workers=request.workers,
-                            identity=identity)
+                            grid, bands, tile=lattice.tile, overlap=lattice.overlap,
+                            blend=lattice.blend, workers=workers, identity=identity)
     return _Opened(fetched, fetched.close, date_inputs(identity), scene=scene)
 
 
@@ -336,27 +339,27 @@ def write_run_record(request: MapRequest, grid: Grid, model: LoadedModel,
     name (:mod:`core.shareable`), and ``out`` is kept only when it is a Cloud
     Storage URI.
     """
-    path = os.fspath(request.model_file)
-    record = {"region": request.region.name, "bbox": list(request.region.bbox),
-              "grid": grid.to_dict(), "lattice": request.lattice().record((grid.x0, grid.y0)),
-              "model": {"name": model.meta.name, "file": Path(path).name,
+    region, window, out = request.extent.region, request.window, request.outputs.out
+    record = {"region": region.name, "bbox": list(region.bbox),
+              "grid": grid.to_dict(), "lattice": window.lattice.record((grid.x0, grid.y0)),
+              "model": {"name": model.meta.name, "file": Path(model.path).name,
                         "id": model.file_id},
-              "backend": request.backend, "method": request.method,
-              **({"out": request.out} if files.is_gcs(request.out) else {}),
-              **({"postprocess": request.postprocess, "clahe": vars(request.clahe)}
-                 if request.postprocess == "clahe" else {}),
-              **({"postprocess": request.postprocess, "keep": {**(
-                  {"product": request.keep.product, "table": request.keep.table}
-                  if request.keep.product else {"band": PRODUCT}),  # the stack's own band
-                  **({"window": request.keep.window} if request.keep.window else {})}}
-                 if request.postprocess == "keep" and request.keep else {}),
-              "dates": {r.month: _date_record(request.out, r) for r in results},
-              "runtime": series_runtime.series_tags(request.prefix(r.month) for r in results
-                                                    if r.outputs is not None),
-              **{k: ([shareable_path(p, request.out) for p in v] if k == "stac" else v)
+              "backend": request.inputs.backend, "method": request.inputs.method,
+              **({"out": out} if files.is_gcs(out) else {}),
+              **({"postprocess": window.postprocess, "clahe": vars(window.clahe)}
+                 if window.postprocess == "clahe" else {}),
+              **({"postprocess": window.postprocess, "keep": {**(
+                  {"product": window.keep.product, "table": window.keep.table}
+                  if window.keep.product else {"band": PRODUCT}),  # the stack's own band
+                  **({"window": window.keep.window} if window.keep.window else {})}}
+                 if window.postprocess == "keep" and window.keep else {}),
+              "dates": {r.month: _date_record(out, r) for r in results},
+              "runtime": series_runtime.series_tags(request.outputs.prefix(r.month)
+                                                    for r in results if r.outputs is not None),
+              **{k: ([shareable_path(p, out) for p in v] if k == "stac" else v)
                  for k, v in extra.items()}}
-    record = shareable(record, request.out)
-    record_path = request.product_dir() / "map.json"
+    record = shareable(record, out)
+    record_path = request.outputs.product_dir() / "map.json"
     atomic_write(record_path,
                  lambda fh: fh.write(json.dumps(record, indent=1, default=str).encode()))
     return record_path

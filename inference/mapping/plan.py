@@ -17,7 +17,7 @@ from gee_export.ee.plan import format_duration
 from gee_export.ee.prediction_stack import stack_tiles
 from gee_export.ee.tasks import CONCURRENT_BATCH_TASKS, TASK_MINUTES, tasks_hours
 from inference.mapping.fetched import FetchRequest, FetchTile, fetch_layout, layout_requests
-from inference.mapping.request import MapRequest
+from inference.mapping.request import ChangeOptions, ChangeRule, MapRequest
 from inference.predict.sources import SAMPLE_SIDE
 
 
@@ -80,54 +80,55 @@ def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
     (its image is computed on the grid, then sampled). ``feature_seconds_per_px``: the encoder
     change rule's features per pixel of a date (:func:`change_plan`).
     """
-    layout = fetch_layout(grid, request.tile, request.overlap, request.lattice().blend)
+    inputs, dates, lattice = request.inputs, request.extent.dates, request.window.lattice
+    layout = fetch_layout(grid, lattice.tile, lattice.overlap, lattice.blend)
     tiles = sum(len(row) for row in layout)
     # a pipeline's workers fetch each tile with a request of its own; the streamed map joins
     # neighbouring tiles of a row into one request (layout_requests)
     groups: Sequence[FetchTile | FetchRequest] = (
         [t for row in layout for t in row] if request.runner is not None else
-        [g for row in layout_requests(layout, len(bands), request.workers) for g in row])
+        [g for row in layout_requests(layout, len(bands), inputs.workers) for g in row])
     nbytes = sum(g.window.height * g.window.width for g in groups) * len(bands) * 4
     requests = (sum(len(split_request(g.window, tuple(bands))) for g in groups)
-                if request.method == "pixels" and request.backend == "ee" else 0)
+                if inputs.method == "pixels" and inputs.backend == "ee" else 0)
     compute = None
-    statistics = int(scene and request.method == "pixels" and request.backend == "ee")
-    if request.backend == "ee":
-        if request.method == "pixels":  # overlapping tiles are computed once per request
+    statistics = int(scene and inputs.method == "pixels" and inputs.backend == "ee")
+    if inputs.backend == "ee":
+        if inputs.method == "pixels":  # overlapping tiles are computed once per request
             pixels = sum(g.window.height * g.window.width for g in groups)
             pixels += statistics * grid.width * grid.height
-            compute = estimate((requests + statistics) * len(request.dates),
-                               pixels * len(request.dates))
+            compute = estimate((requests + statistics) * len(dates), pixels * len(dates))
         else:  # one batch task per stack tile, every pixel once
-            compute = estimate(len(stack_tiles(grid)) * len(request.dates),
-                               grid.width * grid.height * len(request.dates), interactive=False)
-    return MapPlan(request.region.name, grid, request.dates, request.backend, request.method,
-                   tiles, requests, nbytes, request.workers, model_seconds_per_tile,
+            compute = estimate(len(stack_tiles(grid)) * len(dates),
+                               grid.width * grid.height * len(dates), interactive=False)
+    return MapPlan(request.extent.region.name, grid, dates, inputs.backend, inputs.method,
+                   tiles, requests, nbytes, inputs.workers, model_seconds_per_tile,
                    request.latency_s,
                    crs_note, compute, statistics,
                    sample_scale(grid, SAMPLE_SIDE) if statistics else None,
-                   request.max_eecu_hours, *change_plan(request, grid, feature_seconds_per_px))
+                   inputs.max_eecu_hours, *change_plan(request.change, request.rule(),
+                                                       len(dates) - 1, grid,
+                                                       feature_seconds_per_px))
 
 
-def change_plan(request: MapRequest, grid: Grid, feature_seconds_per_px: float = 0.0
-                ) -> tuple[str, float]:
-    """The change rule in force in words, and the encoder rule's features' seconds.
+def change_plan(change: ChangeOptions, rule: ChangeRule, pairs: int, grid: Grid,
+                feature_seconds_per_px: float = 0.0) -> tuple[str, float]:
+    """The change rule in force (``rule``) in words, and the encoder rule's features' seconds.
 
-    The encoder rule computes the features of both dates of every pair of consecutive dates, a
-    date's every pixel, at ``feature_seconds_per_px`` (measured on this machine's CPU).
+    The encoder rule computes the features of both dates of every one of ``pairs`` pairs of
+    consecutive dates, a date's every pixel, at ``feature_seconds_per_px`` (measured on this
+    machine's CPU).
     """
-    pairs = len(request.dates) - 1
-    rule = request.rule()
     if pairs < 1:
         return "", 0.0
-    if request.temporal_consistency:
+    if change.temporal_consistency:
         return (f"the consistent class maps differenced (--temporal-consistency "
-                f"{request.temporal_consistency})", 0.0)
+                f"{change.temporal_consistency})", 0.0)
     if rule == "margin":
-        margin = request.margin()
+        margin = change.margin_in_force()
         return (f"margin {margin:g} on both dates' probabilities" if margin > 0
                 else "the class maps differenced", 0.0)
-    said = (f"{rule}, --spectral-threshold {request.spectral_threshold:g}: each date's stack "
+    said = (f"{rule}, --spectral-threshold {change.spectral_threshold:g}: each date's stack "
             f"decides whether a pixel changed, the probabilities which way")
     if rule != "encoder":
         return said, 0.0

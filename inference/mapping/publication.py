@@ -18,7 +18,7 @@ from typing import Any
 from contract.grid import Grid
 from contract.publishing import PublishOptions
 from core.version import code_version
-from inference.mapping.request import MapRequest, ModelDataset
+from inference.mapping.request import MapExtent, MapOutputs, MapPublication, ModelDataset
 from inference.mapping.series import SeriesOutputs
 from inference.predict import stats
 from inference.publish.app_zones import AppZones, app_zones
@@ -66,21 +66,23 @@ def map_recipe(dataset: ModelDataset) -> dict[str, Any]:
             if k != "per_month" and not k.endswith("_dates")}
 
 
-def series_target(request: MapRequest, meta: ModelMeta, dataset: ModelDataset, grid: Grid,
-                  isa_class: int) -> SeriesTarget | None:
-    """Where and what ``request`` publishes, checked (None: it does not publish)."""
-    if request.publish is None:
-        return None
-    embedded = app_zones(zones_geojson(request.zones, request.zones_name))
+def series_target(publication: MapPublication, extent: MapExtent, outputs: MapOutputs,
+                  meta: ModelMeta, dataset: ModelDataset, grid: Grid,
+                  isa_class: int) -> SeriesTarget:
+    """Where and what ``publication`` publishes of the maps of ``extent``, checked.
+
+    ``outputs``: the map's zones, which the app embeds.
+    """
+    embedded = app_zones(zones_geojson(outputs.zones, outputs.zones_name))
     collection = check_asset_name(asset_name(
-        f"{request.publish.rstrip('/')}/isa_{request.region.name}",
-        request.publishing.project), "the collection")
+        f"{publication.parent.rstrip('/')}/isa_{extent.region.name}",
+        publication.options.project), "the collection")
     classes = tuple(meta.class_names)
     properties = {m: asset_properties(model=meta.name, bands=meta.bands, classes=classes,
                                       month=m, code_version=code_version(),
                                       recipe=map_recipe(dataset), metrics=dict(meta.metrics))
-                  for m in request.dates}
-    return SeriesTarget(collection, properties, request.publishing, classes, isa_class,
+                  for m in extent.dates}
+    return SeriesTarget(collection, properties, publication.options, classes, isa_class,
                         embedded, grid.resolution)
 
 

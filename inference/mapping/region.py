@@ -61,7 +61,7 @@ from inference.predict.zone_cover import check_zones
 from inference.publish.assets import EarthEngineAssets
 from inference.publish.cog_sources import UPLOAD_PREFIX
 from inference.publish.collection import SeriesPublication, check_publication, publish_series
-from training.modelfile import LoadedModel, ModelMeta, load_model
+from training.modelfile import LoadedModel, ModelMeta
 
 log = logging.getLogger(__name__)
 
@@ -115,31 +115,29 @@ def measure_model(model: LoadedModel, tile: int, options: Any, repeats: int = 2)
     return (time.perf_counter() - start) / repeats
 
 
-def map_region(request: MapRequest, *, session: Any = None, worker_sessions: Any = None,
-               echo: Callable[[str], None] | None = None,
-               model: LoadedModel | None = None,
+def map_region(request: MapRequest, model: LoadedModel, *, session: Any = None,
+               worker_sessions: Any = None, echo: Callable[[str], None] | None = None,
                assets: EarthEngineAssets | None = None) -> MapResult:
     """Map ``request`` (see module docstring); resumable, finished dates are not redone.
 
-    ``request`` carries every option of the run (``isamap-map``'s, one value): what to map,
-    how, whether only to plan it (``dry_run``), where to publish it and on which runner.
+    ``request`` carries every option of the run (``isamap-map``'s, one value, in parts): what
+    to map, how, whether only to plan it (``dry_run``), where to publish it and on which runner.
 
     Args:
         request: the run.
-        session: the Earth Engine seam (default: one for ``request.project``; tests pass one
+        model: the model file, read once for every date (:func:`training.modelfile.load_model`).
+        session: the Earth Engine seam (default: one for the inputs' project; tests pass one
             whose transport serves a local stack).
         worker_sessions: how a pipeline's workers (``request.runner``) open their Earth Engine
-            sessions (default: ``request.project``; tests pass a factory serving a local
+            sessions (default: the inputs' project; tests pass a factory serving a local
             stack).
         echo: where the plan, tables and publication text go (default: this module's log;
             the command prints them).
-        model: ``request.model_file`` already read (:func:`training.modelfile.load_model`);
-            None: read here. Either way it is read and hashed once for every date.
-        assets: the publication's Earth Engine seam (default: connected to
-            ``request.publishing.project`` before the first date is mapped; tests pass one).
+        assets: the publication's Earth Engine seam (default: connected to the publication's
+            project before the first date is mapped; tests pass one).
     """
     echo = echo or log.info
-    setup = check_map(request, model or load_model(request.model_file))
+    setup = check_map(request, model)
     if request.dry_run:
         return plan_region(request, setup, echo)
     return _map_and_publish(request, setup, session, worker_sessions, echo, assets)
@@ -152,38 +150,40 @@ def check_map(request: MapRequest, model: LoadedModel) -> MapSetup:
     post-processing, the window, the grid, the zones, the vector extra, the series ``--out``
     already holds (:func:`inference.mapping.same_series.check_series`) and the publication.
     """
-    meta = model.meta
-    for warning in check_archive_months(request.dates, meta.bands,
-                                        earth_engine=request.backend == "ee"):
+    meta, inputs, window, outputs = model.meta, request.inputs, request.window, request.outputs
+    extent, precision = request.extent, request.runtime.precision
+    for warning in check_archive_months(extent.dates, meta.bands,
+                                        earth_engine=inputs.backend == "ee"):
         log.warning("%s", warning)
-    dataset = model_dataset(meta, request.dataset)
-    check_recipe(meta, dataset, request.backend, request.allow_recipe_mismatch)
+    dataset = model_dataset(meta, inputs.dataset)
+    check_recipe(meta, dataset, inputs.backend, inputs.allow_recipe_mismatch)
     isa = isa_class_index(tuple(meta.class_names))
-    engine_choice.check_model(model.module, request.options.precision)  # int8 of an encoder
+    engine_choice.check_model(model.module, precision)  # int8 of an encoder
     if request.runner is not None:  # before the post-processing (a runner's own refusal)
         check_runner(request, model, isa)
-        if request.max_eecu_hours is not None:
+        if inputs.max_eecu_hours is not None:
             raise ConfigError("--max-eecu-hours bounds the requests this process sends; a "
                               "--runner pipeline's workers send their own: leave one out")
-    if request.postprocess == "keep" and request.keep is not None:
-        check_product(request.keep.product)
+    if window.postprocess == "keep" and window.keep is not None:
+        check_product(window.keep.product)
     # the post-processing, the window (int8 again): as a single prediction checks them
-    check_model(request.predict_config(), model, request.options.precision, override=None)
+    check_model(window, model, precision, override=None)
     if request.rule() == ENCODER:  # the model has an encoder whose features the rule reads
         change_encoder(model.module)
     resolution = dataset.grid.resolution if dataset.grid else 10.0
-    if request.grid is not None:
-        grid, note = request.grid, None
+    if extent.grid is not None:
+        grid, note = extent.grid, None
     else:
-        grid, note = region_grid(request.region, resolution, dataset.grid, request.crs)
+        grid, note = region_grid(extent.region, resolution, dataset.grid, extent.crs)
     if note:
         log.warning("%s", note)
-    zones = stats.load_zones(request.zones, grid.crs, request.zones_name)  # here, not at the end
-    check_zones(zones, grid.bounds, grid.crs, f"--zones {request.zones}")
-    check_vector_extra(request.vectors)  # a missing extra too
-    check_series(request, grid, model.file_id, meta.name)  # what --out holds (again under lock)
-    return MapSetup(model, dataset, grid, note, isa,
-                    series_target(request, meta, dataset, grid, isa))
+    zones = stats.load_zones(outputs.zones, grid.crs, outputs.zones_name)  # here, not at the end
+    check_zones(zones, grid.bounds, grid.crs, f"--zones {outputs.zones}")
+    check_vector_extra(outputs.vectors)  # a missing extra too
+    check_series(outputs, window.lattice, grid, model.file_id, meta.name)  # again under lock
+    target = (None if request.publication is None else series_target(
+        request.publication, extent, outputs, meta, dataset, grid, isa))
+    return MapSetup(model, dataset, grid, note, isa, target)
 
 
 def plan_region(request: MapRequest, setup: MapSetup, echo: Callable[[str], None]
@@ -192,16 +192,17 @@ def plan_region(request: MapRequest, setup: MapSetup, echo: Callable[[str], None
 
     Touches neither Earth Engine nor the outputs (the publication's files are not saved).
     """
-    scenes = None
-    if request.backend == "local":  # what the real run reads, checked first
-        scenes = check_local_scenes(request, setup.grid, setup.model.meta.bands, setup.dataset)
-    seconds = measure_model(setup.model, request.tile, request.options)
+    scenes, outputs, dates = None, request.outputs, request.extent.dates
+    if request.inputs.backend == "local":  # what the real run reads, checked first
+        scenes = check_local_scenes(request.inputs, request.extent, outputs.out, setup.grid,
+                                    setup.model.meta.bands, setup.dataset)
+    seconds = measure_model(setup.model, request.window.tile, request.runtime)
     runner = request.runner
-    planned = request if runner is None else replace(
-        request, workers=min(runner.workers * runner.threads, MAX_WORKERS))  # its budget
+    planned = request if runner is None else replace(request, inputs=replace(
+        request.inputs, workers=min(runner.workers * runner.threads, MAX_WORKERS)))  # budget
     # (above the quota: the plan counts what Earth Engine serves, the runner says why)
     per_px = (seconds_per_pixel(change_encoder(setup.model.module), len(setup.model.meta.bands))
-              if request.rule() == ENCODER and len(request.dates) > 1 else 0.0)
+              if request.rule() == ENCODER and len(dates) > 1 else 0.0)
     plan = plan_map(planned, setup.grid, setup.model.meta.bands, seconds, setup.crs_note,
                     scene=setup.model.meta.norm == "scene", feature_seconds_per_px=per_px)
     echo(format_plan(plan))
@@ -210,24 +211,20 @@ def plan_region(request: MapRequest, setup: MapSetup, echo: Callable[[str], None
     if scenes is not None:
         echo("\n".join(scenes))
     if runner is not None:
-        echo(describe_pipeline(request, setup.grid))
+        echo(describe_pipeline(runner, request.window.lattice, outputs.out, setup.grid))
     publication = None
-    if setup.target is not None and _needs_gcs_prefix(request):
+    if (setup.target is not None and not files.is_gcs(outputs.out)
+            and not setup.target.options.gcs_prefix):  # publishing local COGs refuses
         echo(f"  note      the real run stops here without --gcs-prefix: publishing local COGs "
              f"needs {UPLOAD_PREFIX}; the "
              "URIs below are placeholders")
     if setup.target is not None:
-        cogs = {m: (f"{request.prefix(m)}_class.tif", f"{request.prefix(m)}_prob.tif")
-                for m in request.dates}
+        cogs = {m: (f"{outputs.prefix(m)}_class.tif", f"{outputs.prefix(m)}_prob.tif")
+                for m in dates}
         publication = publish_series(setup.target.request(cogs),
-                                     request.product_dir() / "publish", dry_run=True,
+                                     outputs.product_dir() / "publish", dry_run=True,
                                      save=False, echo=echo)  # a dry run writes nothing
     return MapResult(setup.grid, plan, publication=publication)
-
-
-def _needs_gcs_prefix(request: MapRequest) -> bool:
-    """Whether the map's COGs are local and no upload prefix is given (publishing refuses)."""
-    return not files.is_gcs(request.out) and not request.publishing.gcs_prefix
 
 
 def _map_and_publish(request: MapRequest, setup: MapSetup, session: Any,
@@ -238,28 +235,29 @@ def _map_and_publish(request: MapRequest, setup: MapSetup, session: Any,
     The publication's environment is checked before the first date, and ``map.json`` is
     written before publishing, so a failed publication leaves the map's summary.
     """
-    target = setup.target
-    if files.is_gcs(request.out) and not request.local_dir:
+    target, outputs, inputs = setup.target, request.outputs, request.inputs
+    product_dir, publication = outputs.product_dir(), request.publication
+    if files.is_gcs(outputs.out) and not outputs.local_dir:
         log.warning("the PNGs, tables and publication files go to %s (a local folder; "
-                    "--local-dir sets it)", request.product_dir())
+                    "--local-dir sets it)", product_dir)
     if target is not None and target.zones is not None and target.zones.tolerance_m != 0.0:
         log.warning("the series app's zones: %s", target.zones.describe())
-    if target is not None and not request.publish_dry_run:  # not after every date is mapped
-        assets = check_publication(request.publishing, not files.is_gcs(request.out), assets)
-    if request.backend == "ee" and session is None:
-        session = EESession(request.project, without_account=MAP_WITHOUT_ACCOUNT).initialize()
-    if request.backend == "ee":  # requests priced from a sample of their profiles
+    if publication is not None and not publication.dry_run:  # not after every date is mapped
+        assets = check_publication(publication.options, not files.is_gcs(outputs.out), assets)
+    if inputs.backend == "ee" and session is None:
+        session = EESession(inputs.project, without_account=MAP_WITHOUT_ACCOUNT).initialize()
+    if inputs.backend == "ee":  # requests priced from a sample of their profiles
         session.meter = session.meter or ProfileMeter()
-    if request.backend == "ee" and request.max_eecu_hours is not None:  # charged per request
-        session.budget = compute_budget(request.max_eecu_hours, plan_map(
+    if inputs.backend == "ee" and inputs.max_eecu_hours is not None:  # charged per request
+        session.budget = compute_budget(inputs.max_eecu_hours, plan_map(
             request, setup.grid, setup.model.meta.bands, 0.0,
             scene=setup.model.meta.norm == "scene").compute)
     # a second run into the same --out is refused; a run that maps no date leaves no folder
-    with files.unmade_if_refused(request.out, request.product_dir()), hold_output(request.out):
+    with files.unmade_if_refused(outputs.out, product_dir), hold_output(outputs.out):
         predict_date = (None if request.runner is None
                         else date_predictor(request.runner, worker_sessions))
         with kept_in(session.budget if session is not None else None,
-                     request.product_dir() / "eecu.json",  # what earlier runs spent counts
+                     product_dir / "eecu.json",  # what earlier runs spent counts
                      session.meter if session is not None else None):
             try:
                 results = map_dates(request, setup.grid, setup.model, setup.dataset,
@@ -277,34 +275,33 @@ def _map_and_publish(request: MapRequest, setup: MapSetup, session: Any,
                                  map_recipe(setup.dataset), {r.month: r.inputs for r in results})
         write_run_record(request, setup.grid, setup.model, results, {
             "skipped": skipped, "stac": list(stac_paths),
-            "temporal_consistency": request.temporal_consistency,
+            "temporal_consistency": request.change.temporal_consistency,
             "change_rule": request.rule()})
-        publication = None
-        if target is not None:
+        published = None
+        if target is not None and publication is not None:
             cogs = {m: (o.prediction.class_path, o.prediction.prob_path) for m, o in mapped}
-            publication = publish_series(target.request(cogs, series),
-                                         request.product_dir() / "publish",
-                                         dry_run=request.publish_dry_run, echo=echo,
-                                         assets=assets)
+            published = publish_series(target.request(cogs, series), product_dir / "publish",
+                                       dry_run=publication.dry_run, echo=echo, assets=assets)
         return MapResult(setup.grid, None, tuple(results), series, tuple(stac_paths),
-                         publication)
+                         published)
 
 
 def _series(request: MapRequest, setup: MapSetup, mapped: list, skipped: dict[str, str],
             results: list[DateResult]) -> SeriesOutputs:
     """The series products of the mapped dates: change maps, per-zone table, plot."""
-    return series_products(mapped, skipped, request.out, request.product_dir(), request.zones,
+    outputs, change, rule = request.outputs, request.change, request.rule()
+    return series_products(mapped, skipped, outputs.out, outputs.product_dir(), outputs.zones,
                            isa_class=setup.isa_class, crs=setup.grid.crs,
-                           zones_name=request.zones_name,
-                           temporal_consistency=request.temporal_consistency,
-                           change_margin=request.margin(), change_rule=request.rule(),
-                           spectral_threshold=request.spectral_threshold,
+                           zones_name=outputs.zones_name,
+                           temporal_consistency=change.temporal_consistency,
+                           change_margin=change.margin_in_force(), change_rule=rule,
+                           spectral_threshold=change.spectral_threshold,
                            stacks={r.month: r.stack for r in results},
                            bands=setup.model.meta.bands,
                            encoder=EncoderModel(change_encoder(setup.model.module),
                                                 tuple(setup.model.meta.norm_mean),
                                                 tuple(setup.model.meta.norm_std))
-                           if request.rule() == ENCODER else None)
+                           if rule == ENCODER else None)
 
 
 def _write_stac(request: MapRequest, mapped: list, series: SeriesOutputs, meta: ModelMeta,
@@ -321,7 +318,7 @@ def _write_stac(request: MapRequest, mapped: list, series: SeriesOutputs, meta: 
     for change in series.changes:
         items.append(stac.cog_item(change.cog, "change", [change.date_from, change.date_to],
                                    common))
-    collection = stac.series_collection(items, [m for m, _ in mapped], request.out,
-                                        {**common, "region": request.region.name},
-                                        f"isamap {request.region.name}")
+    region = request.extent.region.name
+    collection = stac.series_collection(items, [m for m, _ in mapped], request.outputs.out,
+                                        {**common, "region": region}, f"isamap {region}")
     return stac.write_series_stac(collection)

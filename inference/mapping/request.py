@@ -33,10 +33,7 @@ from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS
 from inference.predict.change.arrays import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.change.consistency import TEMPORAL_RULES, TemporalRule
 from inference.predict.change.spectral import check_threshold
-from inference.predict.keep.rule import KeepRule
-from inference.predict.lattice import Lattice
-from inference.predict.postprocess import ClaheParams, Postprocess
-from inference.predict.raster import PredictConfig
+from inference.predict.config import PredictConfig
 from inference.predict.runtime import RuntimeOptions
 from inference.predict.vectors import VectorOptions
 
@@ -151,122 +148,55 @@ def parse_dates(months: str | None, years: str | None, month_of_year: Callable[[
 
 
 @dataclass(frozen=True)
-class MapRequest:
-    """Everything ``isamap-map`` was asked to do (the CLI fills it, notebooks and tests too).
+class MapExtent:
+    """Where and when a map is: the area, its dates and its grid (STAC's spatial and temporal).
 
     Attributes:
         region: the area (a built-in name, a GeoJSON file or a bbox, see ``regions``).
         dates: ``YYYY-MM`` months, ascending.
-        model_file: a file written by ``isamap-train``.
-        out: folder or ``gs://bucket/prefix`` of the COGs (``<out>/<month>/isa_<month>_*.tif``).
+        grid: map exactly this grid instead of the region's (the demo maps its scene's grid).
+        crs: projected CRS in metres of the region's grid (default: its centre's UTM zone;
+            e.g. ``EPSG:6933`` for an area over several zones, as the export's ``--crs``).
+    """
+
+    region: Region
+    dates: tuple[str, ...]
+    grid: Grid | None = None
+    crs: str | None = None
+
+
+@dataclass(frozen=True)
+class MapInputs:
+    """Where each date's inputs come from, and how they are read.
+
+    Attributes:
         backend: ``ee`` (Earth Engine) or ``local`` (``scenes`` on disk).
         scenes: folder(s) of local scenes (``local``).
         method: ``pixels`` (streamed computePixels) or ``tasks`` (batch-exported tiles).
         workers: concurrent computePixels requests (1..40).
         project: Cloud project registered for Earth Engine.
-        zones: GeoJSON polygons of the per-zone table (default: the whole map).
-        zones_name: the zones' property that names them (default: ``name``, ``NAME`` or the
-            highest ``NAME_<n>``: :func:`inference.predict.zone_names.zone_name`).
         dataset: the model's patch dataset, when the model file does not record its recipe.
         allow_recipe_mismatch: map even though the inputs differ from the training data.
         allow_implausible: map a date whose pixels the value rules doubt, each reason
             recorded (:func:`inference.predict.expected_inputs.check_physics`).
-        grid: map exactly this grid instead of the region's (the demo maps its scene's grid).
-        crs: projected CRS in metres of the region's grid (default: its centre's UTM zone;
-            e.g. ``EPSG:6933`` for an area over several zones, as the export's ``--crs``).
-        local_dir: where PNGs, tables, STAC and publication files go (default: ``out`` when
-            local, else ``./<name of out>``).
-        tile / overlap / batch_size: the sliding window.
-        strip_rows: output rows per checkpoint strip (what a killed run keeps).
-        postprocess / clahe / keep / force_postprocess: the class map's post-processing
-            (``clahe``: the land-cover paper's CLAHE re-decision of the impervious class,
-            :mod:`inference.predict.postprocess`; forced onto a binary model; ``keep``: a
-            coarse product's impervious class kept unless green, :mod:`inference.predict.keep`,
-            which reads each date's stack, so only where the run keeps one).
-        options: device, precision, memory format.
-        progress: tqdm bars.
-        temporal_consistency: make the series' class maps consistent over the dates before
-            change and area, by this rule (None: not): ``monotone``
-            (:mod:`inference.predict.change.consistency`; assumes built-up surface does not
-            return to pervious) or ``stretches`` (:mod:`inference.predict.change.stretches`; one
-            class where the bands did not change, read from each date's stack, so only where
-            the run keeps one).
         scene_reading: ``LocalRecipe`` fields that replace the model's recorded ones when
             reading local scenes (``--scene-date``, ``--allow-l1c``, ``--s1-unit``...).
-        change_margin: change between dates decided on both probabilities with this margin
-            (:mod:`inference.predict.change`; 0: the class maps differenced; None:
-            ``DEFAULT_CHANGE_MARGIN``, or 0 with ``temporal_consistency``, which decides change
-            on the consistent class maps instead). :meth:`margin` is the one in force.
-        change_rule: ``spectral`` (each date's stack decides whether a pixel changed, the
-            probabilities which way: :mod:`inference.predict.change.spectral`), ``encoder``
-            (the model's encoder features of each date's stack, cut where they flag as many
-            pixels as the bands: :mod:`inference.predict.change.encoder`) or ``margin``;
-            None: :meth:`rule` decides (spectral where the run keeps each date's stack).
-        spectral_threshold: the spectral rule's threshold (robust z-score, > 0).
-        vectors: also write each date's built-up polygons (:mod:`inference.predict.vectors`).
-        publish: the Earth Engine asset folder the series is published into, as the
-            ImageCollection ``<publish>/isa_<region>`` (None: not published).
-        publishing: how it is published (project, upload prefix, readers, overwrite, wait).
-        publish_dry_run: map, then only prepare the publication (manifests and app saved and
-            printed; nothing uploaded), as the demo does without an account.
-        dry_run: print the plan, the manifests and the app only; map nothing, and make no
-            Earth Engine call.
-        latency_s: computePixels seconds per request the dry run's time estimate assumes.
-        runner: map each date as an Apache Beam pipeline of tiles on this runner
-            (:mod:`inference.mapping.beam_map`) instead of streaming it (None).
         max_eecu_hours: ``--max-eecu-hours``, the Earth Engine compute the run may spend
             (:mod:`gee_export.ee.budget`; None: no bound).
     """
 
-    region: Region
-    dates: tuple[str, ...]
-    model_file: str
-    out: str
     backend: Backend = "ee"
     scenes: str | Sequence[str] | None = None
     method: Method = "pixels"
     workers: int = DEFAULT_WORKERS
     project: str | None = None
-    zones: str | None = None
-    zones_name: str | None = None
     dataset: str | None = None
     allow_recipe_mismatch: bool = False
     allow_implausible: bool = False
-    grid: Grid | None = None
-    crs: str | None = None
-    local_dir: str | None = None
-    tile: int = PredictConfig.tile
-    overlap: int = PredictConfig.overlap
-    batch_size: int = PredictConfig.batch_size
-    strip_rows: int = 512
-    postprocess: Postprocess = "none"
-    clahe: ClaheParams = field(default_factory=ClaheParams)
-    keep: KeepRule | None = None
-    force_postprocess: bool = False
-    options: RuntimeOptions = field(default_factory=RuntimeOptions)
-    progress: bool = True
-    temporal_consistency: TemporalRule | None = None
     scene_reading: tuple[tuple[str, Any], ...] = ()
-    change_margin: float | None = None
-    change_rule: ChangeRule | None = None
-    spectral_threshold: float = DEFAULT_SPECTRAL_THRESHOLD
-    vectors: VectorOptions | None = None
-    publish: str | None = None
-    publishing: PublishOptions = field(default_factory=PublishOptions)
-    publish_dry_run: bool = False
-    dry_run: bool = False
-    latency_s: float = DEFAULT_LATENCY_S
-    runner: RunnerConfig | None = None
     max_eecu_hours: float | None = None
 
     def __post_init__(self) -> None:
-        self._check_outputs()
-        if not 0 <= self.margin() < 0.5:
-            raise ConfigError(f"--change-margin must be in [0, 0.5), got {self.change_margin}")
-        if self.change_margin and self.temporal_consistency:
-            raise ConfigError("--change-margin decides change on probabilities, "
-                              "--temporal-consistency on the class maps: choose one")
-        self._check_change_rule()
         if self.max_eecu_hours is not None:
             check_max_eecu_hours(self.max_eecu_hours)
             if self.backend != "ee":
@@ -278,99 +208,10 @@ class MapRequest:
                               f"{self.workers}")
         if self.backend == "local":
             self.local_scenes()
-        if self.postprocess == "keep" and not self.keeps_stacks():
-            raise ConfigError("--postprocess keep reads each date's stack (a sample for its "
-                              "green cut, then the red and near-infrared of every strip), "
-                              "which tiles fetched one by one (--backend ee --method pixels, "
-                              "any --runner) do not keep: map with --backend local or "
-                              "--method tasks")
-        if self.method == "tasks" and (self.backend != "ee" or not files.is_gcs(self.out)):
-            raise ConfigError("--method tasks exports the stack with Earth Engine to Cloud "
-                              "Storage: use --backend ee and --out gs://BUCKET/PREFIX")
-        self.predict_config()
-
-    def _check_outputs(self) -> None:
-        """What the run writes besides the maps: the zones' names, the publication, the plan."""
-        check_range("--latency", self.latency_s, 0.0,
-                    hint="seconds one computePixels request takes")
-        if self.publish is not None and not self.publish.strip():
-            raise ConfigError("--publish '' names no asset folder; give the Earth Engine folder "
-                              "to publish into (e.g. --publish projects/my-project/assets/isa), "
-                              "or leave --publish out to map without publishing")
-        options = self.publishing
-        given = [flag for flag, value in (
-            ("--public", options.public), ("--reader", options.readers),
-            ("--gcs-prefix", options.gcs_prefix), ("--overwrite", options.overwrite),
-            ("--wait", options.wait)) if value]
-        if given and self.publish is None:
-            raise ConfigError(f"{', '.join(given)}: how the series is published, and this run "
-                              "publishes nothing; give --publish ASSET_PARENT too, or leave "
-                              f"{'it' if len(given) == 1 else 'them'} out")
-        if self.zones_name and not self.zones:
-            raise ConfigError("--zones-name names the zones of --zones: give --zones FILE too")
-
-    def _check_change_rule(self) -> None:
-        if self.change_rule not in (None, "spectral", "encoder", "margin"):
-            raise ConfigError(f"--change-rule must be spectral, encoder or margin, got "
-                              f"{self.change_rule!r}")
-        check_threshold(self.spectral_threshold)
-        if self.temporal_consistency not in (None, *TEMPORAL_RULES):
-            raise ConfigError(f"--temporal-consistency must be one of "
-                              f"{', '.join(TEMPORAL_RULES)}, got {self.temporal_consistency!r}")
-        if self.temporal_consistency == "stretches" and not self.keeps_stacks():
-            raise ConfigError("--temporal-consistency stretches reads each date's stack, and "
-                              "--backend ee --method pixels keeps none (tiles are fetched and "
-                              "dropped): use --method tasks or --backend local, or "
-                              "--temporal-consistency monotone")
-        if self.change_rule not in ("spectral", "encoder"):
-            return
-        if self.change_margin is not None:
-            raise ConfigError(f"--change-rule {self.change_rule} decides change on both "
-                              "dates' stacks, --change-margin on both dates' probabilities: "
-                              "choose one")
-        if self.temporal_consistency:
-            raise ConfigError(self._consistency_clash())
-        if not self.keeps_stacks():
-            raise ConfigError(f"--change-rule {self.change_rule} reads each date's stack, and "
-                              "--backend ee --method pixels keeps none (tiles are fetched and "
-                              "dropped; every --runner maps so): use --method tasks or "
-                              "--backend local, or --change-rule margin")
-
-    def _consistency_clash(self) -> str:
-        """Why a stack rule and a consistency rule (whose maps differenced are change) clash."""
-        rule, again = self.temporal_consistency, f"--change-rule {self.change_rule}"
-        if rule == "stretches":
-            reads = "the encoder's features" if self.change_rule == "encoder" else "the same bands"
-            return ("--temporal-consistency stretches already decides where each pixel changed, "
-                    "by its bands' spectral change at --spectral-threshold, and change is its "
-                    f"consistent class maps differenced; {again} would decide it again on "
-                    f"{reads}, apart from those maps: choose one")
-        return (f"--temporal-consistency {rule} relabels the class maps, and change is those "
-                f"consistent maps differenced; {again} takes gain and loss from the "
-                "probabilities, which it does not relabel, apart from those maps: choose one")
 
     def keeps_stacks(self) -> bool:
         """Whether each date's stack is a file the run keeps (local scenes, exported tiles)."""
         return self.backend == "local" or self.method == "tasks"
-
-    def rule(self) -> ChangeRule:
-        """The change rule in force.
-
-        ``change_rule``, else ``margin`` where a margin or temporal consistency was asked for
-        or the run keeps no stack (:meth:`keeps_stacks`), else ``spectral``.
-        """
-        if self.change_rule is not None:
-            return self.change_rule
-        if self.change_margin is not None or self.temporal_consistency \
-                or not self.keeps_stacks():
-            return "margin"
-        return "spectral"
-
-    def margin(self) -> float:
-        """The change margin in force (see ``change_margin``)."""
-        if self.change_margin is None:
-            return 0.0 if self.temporal_consistency else DEFAULT_CHANGE_MARGIN
-        return self.change_margin
 
     def local_scenes(self) -> str | Sequence[str]:
         """``scenes``, which the local backend needs.
@@ -383,16 +224,125 @@ class MapRequest:
                               "`make demo` shows the layout on a synthetic scene")
         return self.scenes
 
-    def predict_config(self) -> PredictConfig:
-        return PredictConfig(tile=self.tile, overlap=self.overlap, batch_size=self.batch_size,
-                             strip_rows=self.strip_rows, postprocess=self.postprocess,
-                             clahe=self.clahe, keep=self.keep,
-                             force_postprocess=self.force_postprocess,
-                             blend=self.lattice().blend)
 
-    def lattice(self) -> Lattice:
-        """The series' tile lattice: every runner and date keeps each tile's core only."""
-        return Lattice(self.tile, self.overlap, "core")
+@dataclass(frozen=True)
+class ChangeOptions:
+    """How change between the dates of a series is decided (:mod:`inference.mapping.series`).
+
+    Attributes:
+        temporal_consistency: make the series' class maps consistent over the dates before
+            change and area, by this rule (None: not): ``monotone``
+            (:mod:`inference.predict.change.consistency`; assumes built-up surface does not
+            return to pervious) or ``stretches`` (:mod:`inference.predict.change.stretches`; one
+            class where the bands did not change, read from each date's stack, so only where
+            the run keeps one).
+        margin: change between dates decided on both probabilities with this margin
+            (:mod:`inference.predict.change`; 0: the class maps differenced; None:
+            ``DEFAULT_CHANGE_MARGIN``, or 0 with ``temporal_consistency``, which decides change
+            on the consistent class maps instead). :meth:`margin_in_force` is the one in force.
+        rule: ``spectral`` (each date's stack decides whether a pixel changed, the
+            probabilities which way: :mod:`inference.predict.change.spectral`), ``encoder``
+            (the model's encoder features of each date's stack, cut where they flag as many
+            pixels as the bands: :mod:`inference.predict.change.encoder`) or ``margin``;
+            None: :meth:`rule_in_force` decides (spectral where the run keeps each date's
+            stack).
+        spectral_threshold: the spectral rule's threshold (robust z-score, > 0).
+    """
+
+    temporal_consistency: TemporalRule | None = None
+    margin: float | None = None
+    rule: ChangeRule | None = None
+    spectral_threshold: float = DEFAULT_SPECTRAL_THRESHOLD
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.margin_in_force() < 0.5:
+            raise ConfigError(f"--change-margin must be in [0, 0.5), got {self.margin}")
+        if self.margin and self.temporal_consistency:
+            raise ConfigError("--change-margin decides change on probabilities, "
+                              "--temporal-consistency on the class maps: choose one")
+        if self.rule not in (None, "spectral", "encoder", "margin"):
+            raise ConfigError(f"--change-rule must be spectral, encoder or margin, got "
+                              f"{self.rule!r}")
+        check_threshold(self.spectral_threshold)
+        if self.temporal_consistency not in (None, *TEMPORAL_RULES):
+            raise ConfigError(f"--temporal-consistency must be one of "
+                              f"{', '.join(TEMPORAL_RULES)}, got {self.temporal_consistency!r}")
+        if self.rule in ("spectral", "encoder") and self.margin is not None:
+            raise ConfigError(f"--change-rule {self.rule} decides change on both "
+                              "dates' stacks, --change-margin on both dates' probabilities: "
+                              "choose one")
+        if self.rule in ("spectral", "encoder") and self.temporal_consistency:
+            raise ConfigError(self._consistency_clash())
+
+    def check_stacks(self, keeps_stacks: bool) -> None:
+        """Refuse a rule that reads each date's stack where the run keeps none."""
+        if self.temporal_consistency == "stretches" and not keeps_stacks:
+            raise ConfigError("--temporal-consistency stretches reads each date's stack, and "
+                              "--backend ee --method pixels keeps none (tiles are fetched and "
+                              "dropped): use --method tasks or --backend local, or "
+                              "--temporal-consistency monotone")
+        if self.rule in ("spectral", "encoder") and not keeps_stacks:
+            raise ConfigError(f"--change-rule {self.rule} reads each date's stack, and "
+                              "--backend ee --method pixels keeps none (tiles are fetched and "
+                              "dropped; every --runner maps so): use --method tasks or "
+                              "--backend local, or --change-rule margin")
+
+    def _consistency_clash(self) -> str:
+        """Why a stack rule and a consistency rule (whose maps differenced are change) clash."""
+        rule, again = self.temporal_consistency, f"--change-rule {self.rule}"
+        if rule == "stretches":
+            reads = "the encoder's features" if self.rule == "encoder" else "the same bands"
+            return ("--temporal-consistency stretches already decides where each pixel changed, "
+                    "by its bands' spectral change at --spectral-threshold, and change is its "
+                    f"consistent class maps differenced; {again} would decide it again on "
+                    f"{reads}, apart from those maps: choose one")
+        return (f"--temporal-consistency {rule} relabels the class maps, and change is those "
+                f"consistent maps differenced; {again} takes gain and loss from the "
+                "probabilities, which it does not relabel, apart from those maps: choose one")
+
+    def rule_in_force(self, keeps_stacks: bool) -> ChangeRule:
+        """The change rule in force.
+
+        ``rule``, else ``margin`` where a margin or temporal consistency was asked for or the
+        run keeps no stack (``keeps_stacks``: :meth:`MapInputs.keeps_stacks`), else
+        ``spectral``.
+        """
+        if self.rule is not None:
+            return self.rule
+        if self.margin is not None or self.temporal_consistency or not keeps_stacks:
+            return "margin"
+        return "spectral"
+
+    def margin_in_force(self) -> float:
+        """The change margin in force (see ``margin``)."""
+        if self.margin is None:
+            return 0.0 if self.temporal_consistency else DEFAULT_CHANGE_MARGIN
+        return self.margin
+
+
+@dataclass(frozen=True)
+class MapOutputs:
+    """Where a map's files go, and which of them it writes beside the COGs.
+
+    Attributes:
+        out: folder or ``gs://bucket/prefix`` of the COGs (``<out>/<month>/isa_<month>_*.tif``).
+        local_dir: where PNGs, tables, STAC and publication files go (default: ``out`` when
+            local, else ``./<name of out>``).
+        zones: GeoJSON polygons of the per-zone table (default: the whole map).
+        zones_name: the zones' property that names them (default: ``name``, ``NAME`` or the
+            highest ``NAME_<n>``: :func:`inference.predict.zone_names.zone_name`).
+        vectors: also write each date's built-up polygons (:mod:`inference.predict.vectors`).
+    """
+
+    out: str
+    local_dir: str | None = None
+    zones: str | None = None
+    zones_name: str | None = None
+    vectors: VectorOptions | None = None
+
+    def __post_init__(self) -> None:
+        if self.zones_name and not self.zones:
+            raise ConfigError("--zones-name names the zones of --zones: give --zones FILE too")
 
     def product_dir(self) -> Path:
         """Local folder of PNGs, tables, STAC and publication files."""
@@ -405,3 +355,98 @@ class MapRequest:
     def prefix(self, month: str) -> str:
         """Output prefix of one date's COGs."""
         return f"{self.out.rstrip('/')}/{month}/isa_{month}"
+
+
+@dataclass(frozen=True)
+class MapPublication:
+    """Where and how a series is published as an Earth Engine ImageCollection.
+
+    Attributes:
+        parent: the Earth Engine asset folder the series is published into, as the
+            ImageCollection ``<parent>/isa_<region>``.
+        options: how it is published (project, upload prefix, readers, overwrite, wait).
+        dry_run: map, then only prepare the publication (manifests and app saved and
+            printed; nothing uploaded), as the demo does without an account.
+    """
+
+    parent: str
+    options: PublishOptions = field(default_factory=PublishOptions)
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.parent.strip():
+            raise ConfigError("--publish '' names no asset folder; give the Earth Engine folder "
+                              "to publish into (e.g. --publish projects/my-project/assets/isa), "
+                              "or leave --publish out to map without publishing")
+
+
+def map_window(**options: Any) -> PredictConfig:
+    """The sliding window and post-processing of a map: ``options``, each tile keeping its core.
+
+    Every runner and date of a series cuts one tile lattice and keeps each tile's core only.
+    """
+    return PredictConfig(blend="core", **options)
+
+
+@dataclass(frozen=True)
+class MapRequest:
+    """Everything ``isamap-map`` was asked to do (the CLI fills it, notebooks and tests too).
+
+    Each part goes to the stage that reads it; the model is read once and handed beside it
+    (:func:`inference.mapping.region.map_region`).
+
+    Attributes:
+        extent: the area, the dates and the grid.
+        outputs: where the COGs and the other files go, and the zones and polygons.
+        inputs: where each date's inputs come from and how they are read.
+        window: the sliding window (tile, overlap, batch size, strip rows: what a killed run
+            keeps) and the class map's post-processing (``clahe``: the land-cover paper's
+            CLAHE re-decision of the impervious class, :mod:`inference.predict.postprocess`;
+            forced onto a binary model; ``keep``: a coarse product's impervious class kept
+            unless green, :mod:`inference.predict.keep`, which reads each date's stack, so
+            only where the run keeps one); its blend is ``core`` (:func:`map_window`).
+        runtime: device, precision, memory format.
+        change: how change between the dates is decided.
+        publication: where the series is published (None: not published).
+        runner: map each date as an Apache Beam pipeline of tiles on this runner
+            (:mod:`inference.mapping.beam_map`) instead of streaming it (None).
+        dry_run: print the plan, the manifests and the app only; map nothing, and make no
+            Earth Engine call.
+        latency_s: computePixels seconds per request the dry run's time estimate assumes.
+        progress: tqdm bars.
+    """
+
+    extent: MapExtent
+    outputs: MapOutputs
+    inputs: MapInputs = field(default_factory=MapInputs)
+    window: PredictConfig = field(default_factory=map_window)
+    runtime: RuntimeOptions = field(default_factory=RuntimeOptions)
+    change: ChangeOptions = field(default_factory=ChangeOptions)
+    publication: MapPublication | None = None
+    runner: RunnerConfig | None = None
+    dry_run: bool = False
+    latency_s: float = DEFAULT_LATENCY_S
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_range("--latency", self.latency_s, 0.0,
+                    hint="seconds one computePixels request takes")
+        if self.window.blend != "core":
+            raise ConfigError("a map keeps each tile's core (every runner and date cuts one "
+                              "lattice): make its window with map_window()")
+        keeps = self.inputs.keeps_stacks()
+        self.change.check_stacks(keeps)
+        if self.window.postprocess == "keep" and not keeps:
+            raise ConfigError("--postprocess keep reads each date's stack (a sample for its "
+                              "green cut, then the red and near-infrared of every strip), "
+                              "which tiles fetched one by one (--backend ee --method pixels, "
+                              "any --runner) do not keep: map with --backend local or "
+                              "--method tasks")
+        if self.inputs.method == "tasks" and (self.inputs.backend != "ee"
+                                              or not files.is_gcs(self.outputs.out)):
+            raise ConfigError("--method tasks exports the stack with Earth Engine to Cloud "
+                              "Storage: use --backend ee and --out gs://BUCKET/PREFIX")
+
+    def rule(self) -> ChangeRule:
+        """The change rule in force (:meth:`ChangeOptions.rule_in_force`)."""
+        return self.change.rule_in_force(self.inputs.keeps_stacks())

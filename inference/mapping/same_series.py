@@ -34,8 +34,8 @@ from rasterio.crs import CRS
 from contract.grid import Grid
 from core.errors import ConfigError
 from core.storage import files
-from inference.mapping.request import MapRequest
-from inference.predict.lattice import check_same
+from inference.mapping.request import MapOutputs
+from inference.predict.lattice import Lattice, check_same
 
 
 @dataclass(frozen=True)
@@ -49,11 +49,13 @@ class Held:
     bbox: str = ""  # the area as ``--bbox`` takes it (``map.json`` only)
 
 
-def check_series(request: MapRequest, grid: Grid, model_id: str, model: str) -> None:
+def check_series(outputs: MapOutputs, lattice: Lattice, grid: Grid, model_id: str,
+                 model: str) -> None:
     """Refuse a run whose dates would differ from the series at ``--out`` (module docstring).
 
     Args:
-        request: the run (its ``--out``, product folder and tile lattice).
+        outputs: where the run writes (its ``--out`` and product folder).
+        lattice: the run's tile lattice.
         grid: the grid this run maps on.
         model_id: the content id of this run's model file.
         model: the model's name (compared where a map records no id).
@@ -61,15 +63,15 @@ def check_series(request: MapRequest, grid: Grid, model_id: str, model: str) -> 
     Raises:
         ConfigError: the lattice, the grid or the model differs from what the series records.
     """
-    lattice, origin = request.lattice(), (grid.x0, grid.y0)
-    where = f"the series in {request.out}"
-    record = _map_record(request.product_dir() / "map.json")
+    origin = (grid.x0, grid.y0)
+    where = f"the series in {outputs.out}"
+    record = _map_record(outputs.product_dir() / "map.json")
     if record.get("lattice"):
         check_same(lattice, origin, record["lattice"], where)
     refuse_other(where, held_by_record(record), grid, model_id, model)
-    if files.is_gcs(request.out):
+    if files.is_gcs(outputs.out):
         return
-    for cog_path in sorted(Path(request.out).glob("*/isa_*_class.tif")):
+    for cog_path in sorted(Path(outputs.out).glob("*/isa_*_class.tif")):
         if cog_path.name != f"isa_{cog_path.parent.name}_class.tif":
             continue  # a series product (consistent/), made from the dates' maps
         try:

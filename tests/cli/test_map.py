@@ -110,8 +110,7 @@ def test_bad_geojson_files_are_named_by_their_flag(model, tmp_path, capsys, monk
 
 def test_postprocess_flags_reach_the_map_request():
     from cli.map import build_parser
-    from contract.regions import Region
-    from inference.mapping.request import MapRequest
+    from inference.mapping.request import map_window
     from inference.predict.postprocess import ClaheParams, postprocess_options
 
     args = build_parser().parse_args(["--model", "m.pt", "--out", "o", "--postprocess",
@@ -121,9 +120,8 @@ def test_postprocess_flags_reach_the_map_request():
     assert options == {"postprocess": "clahe",
                        "clahe": ClaheParams(block=256, clip_limit=40.0, threshold=90),
                        "keep": None, "force_postprocess": False}
-    config = MapRequest(Region("r", (117.0, 30.7, 117.01, 30.71)), ("2019-06",), "m.pt", "o",
-                        **options).predict_config()
-    assert config.postprocess == "clahe" and config.clahe.block == 256
+    config = map_window(**options)
+    assert config.postprocess == "clahe" and config.clahe.block == 256 and config.blend == "core"
 
 
 def test_without_credentials_the_advice_is_for_mapping_not_exporting(model, tmp_path, capsys,

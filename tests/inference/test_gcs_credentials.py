@@ -20,13 +20,13 @@ from cli.publish import publish_main
 from core.pipeline_options import RunnerConfig
 from core.storage import files, open_store
 from inference.mapping.region import map_region
-from inference.mapping.request import MapRequest
+from inference.mapping.request import MapExtent, MapInputs, MapOutputs, MapRequest, map_window
 from inference.predict.runtime import RuntimeOptions
 from testing.fake_server import StackSessions, StackTransport
 from tests.support.assess import labelled_as_the_map, synthetic_scene
 from tests.support.mapping import MONTH, inner_region, model_file, session_for, write_month_stack
 from tests.support.rasters import BANDS, smooth_stack, write_stack
-from training.modelfile import ModelMeta, save_model_file
+from training.modelfile import ModelMeta, load_model, save_model_file
 from training.models import create_model
 
 
@@ -89,14 +89,14 @@ def test_map_writes_and_reads_back_gs_outputs_with_a_user_login(signed_gcs, ee_o
     stack = write_month_stack(tmp_path, smooth_stack(120, 140, seed=3))
     model = model_file(tmp_path / "unet.pt", stack.grid)
     out = f"gs://{signed_gcs.bucket}/series"
-    request = MapRequest(region=inner_region(stack.grid), dates=(MONTH,), model_file=str(model),
-                         out=out, workers=2, tile=64, overlap=16, batch_size=4,
-                         options=RuntimeOptions(precision="fp32", channels_last=False),
-                         progress=False, local_dir=str(tmp_path / "local"),
+    request = MapRequest(MapExtent(inner_region(stack.grid), (MONTH,)),
+                         MapOutputs(out, local_dir=str(tmp_path / "local")), MapInputs(workers=2),
+                         map_window(tile=64, overlap=16, batch_size=4),
+                         RuntimeOptions(precision="fp32", channels_last=False), progress=False,
                          runner=(RunnerConfig("direct", max_workers=2, max_concurrent=4)
                                  if runner else None))
     session = session_for(StackTransport(stack, info=lambda text: 5))
-    map_region(request, session=session, echo=lambda _: None,
+    map_region(request, load_model(model), session=session, echo=lambda _: None,
                worker_sessions=StackSessions(stack) if runner else None)
     assert signed_gcs.refreshed()  # the COGs are read back for the tables and the STAC items
     with rasterio.open(files.gdal_path(f"{out}/{MONTH}/isa_{MONTH}_class.tif")) as ds:

@@ -20,10 +20,11 @@ from typing import Any
 
 from contract.regions import Region
 from inference.mapping.region import map_region
-from inference.mapping.request import MapRequest
+from inference.mapping.request import MapExtent, MapInputs, MapOutputs, MapRequest, map_window
 from inference.predict.runtime import RuntimeOptions
 from testing.fake_server import StackTransport
 from tests.support.mapping import MONTH, session_for, stack_paths
+from training.modelfile import load_model
 
 
 class KillingTransport(StackTransport):
@@ -42,10 +43,11 @@ class KillingTransport(StackTransport):
 
 
 def request_from(spec: dict[str, Any]) -> MapRequest:
-    return MapRequest(Region("testarea", tuple(spec["bbox"])), (MONTH,), spec["model"],
-                      spec["out"], workers=1, tile=spec["tile"], overlap=spec["overlap"],
-                      batch_size=4, strip_rows=spec["strip_rows"], progress=False,
-                      options=RuntimeOptions(precision="fp32", channels_last=False))
+    return MapRequest(MapExtent(Region("testarea", tuple(spec["bbox"])), (MONTH,)),
+                      MapOutputs(spec["out"]), MapInputs(workers=1),
+                      map_window(tile=spec["tile"], overlap=spec["overlap"], batch_size=4,
+                                 strip_rows=spec["strip_rows"]),
+                      RuntimeOptions(precision="fp32", channels_last=False), progress=False)
 
 
 def main(argv: list[str]) -> int:
@@ -59,7 +61,8 @@ def main(argv: list[str]) -> int:
     ee.Initialize(None, "", project="offline")
     transport = KillingTransport(stack_paths(Path(spec["stack"])), spec["kill_after"],
                                  Path(spec["out"]), info=lambda text: 5)
-    map_region(request_from(spec), session=session_for(transport), echo=lambda _: None)
+    map_region(request_from(spec), load_model(spec["model"]), session=session_for(transport),
+               echo=lambda _: None)
     return 0  # not reached when the kill comes in time; the test checks the signal
 
 

@@ -78,17 +78,15 @@ def test_the_fake_server_computes_the_reduction_from_the_stack(stack, ee_offline
 
 def test_the_fake_server_refuses_a_reduction_of_another_image(stack, ee_offline, tmp_path):
     from inference.mapping.dates import ee_date_image
-    from inference.mapping.request import MapRequest, model_dataset
+    from inference.mapping.request import model_dataset
     from tests.support.mapping import model_file
     from training.modelfile import read_model_file
 
     paths, _ = stack
     model = model_file(tmp_path / "m.pt", paths.grid, norm="scene")
     meta, _ = read_model_file(str(model))
-    request = MapRequest(region=inner_region(paths.grid, 5), dates=(MONTH,),
-                         model_file=str(model), out=str(tmp_path / "o"), progress=False)
-    image, _ = ee_date_image(request, paths.grid, meta, model_dataset(meta), MONTH,
-                             session_for(StackTransport(paths, info=lambda text: 5)))
+    image, _ = ee_date_image(inner_region(paths.grid, 5), paths.grid, meta, model_dataset(meta),
+                             MONTH, session_for(StackTransport(paths, info=lambda text: 5)))
     session = session_for(StackTransport(paths, recipe=(image, None)))
     assert session.get_info(band_statistics(image, paths.grid, BANDS, 1024))["B2_mean"] \
         is not None

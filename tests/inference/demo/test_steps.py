@@ -90,23 +90,24 @@ def _beam_equals_single_process(out, tmp_path) -> None:
     """The demo's CroFuseNet maps its own stack (served by the fake pixel server) as one process
     and as a Beam pipeline on the DirectRunner: the same classes, pixel for pixel."""
     from core.pipeline_options import RunnerConfig
+    from inference.mapping import request as parts
     from inference.mapping.region import map_region
-    from inference.mapping.request import MapRequest
     from inference.predict.runtime import RuntimeOptions
     from testing.fake_server import StackSessions, StackTransport
     from tests.support.mapping import inner_region, session_for, stack_paths
+    from training.modelfile import load_model
 
     stack = stack_paths(next((out / "stack").rglob("stack_2019-06_image.tif")))
 
     def mapped(name, runner=None, **kw):
-        request = MapRequest(inner_region(stack.grid, 0), ("2019-06",),
-                             str(out / "model" / "train" / "model.pt"), str(tmp_path / name),
-                             grid=stack.grid, allow_recipe_mismatch=True, tile=256, overlap=32,
-                             batch_size=4, options=RuntimeOptions(precision="fp32",
-                                                                  channels_last=False),
-                             progress=False, runner=runner)
-        result = map_region(request, session=session_for(StackTransport(stack,
-                                                                        info=lambda t: 5)),
+        request = parts.MapRequest(
+            parts.MapExtent(inner_region(stack.grid, 0), ("2019-06",), grid=stack.grid),
+            parts.MapOutputs(str(tmp_path / name)),
+            parts.MapInputs(allow_recipe_mismatch=True),
+            parts.map_window(tile=256, overlap=32, batch_size=4),
+            RuntimeOptions(precision="fp32", channels_last=False), progress=False, runner=runner)
+        result = map_region(request, load_model(out / "model" / "train" / "model.pt"),
+                            session=session_for(StackTransport(stack, info=lambda t: 5)),
                             echo=lambda _: None, **kw)
         with rasterio.open(result.dates[0].outputs.prediction.class_path) as src:
             return src.read(1)

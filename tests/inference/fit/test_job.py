@@ -18,11 +18,12 @@ from cli.fit import build_parser, job_of
 from core.pipeline_options import RunnerConfig
 from inference.fit.job import run_fit
 from inference.mapping.region import map_region
-from inference.mapping.request import MapRequest
+from inference.mapping.request import MapExtent, MapInputs, MapOutputs, MapRequest, map_window
 from inference.predict.runtime import RuntimeOptions
 from testing.fake_server import StackSessions, StackTransport
 from tests.support.mapping import MONTH, inner_region, session_for, write_month_stack
 from tests.support.rasters import smooth_stack
+from training.modelfile import load_model
 
 
 def write_points(path, lon, lat, reference):
@@ -64,15 +65,17 @@ def test_fitted_model_maps_streamed_and_in_a_beam_pipeline(tmp_path, ee_offline)
     assert fitted.report["cross_validation"]["auc"] > 0.95
 
     def request(out: str, runner: RunnerConfig | None = None) -> MapRequest:
-        return MapRequest(region=inner_region(stack.grid), dates=(MONTH,),
-                          model_file=str(fitted.model), out=str(tmp_path / out), workers=2,
-                          tile=64, overlap=16, batch_size=4,
-                          options=RuntimeOptions(precision="fp32", channels_last=False),
+        return MapRequest(MapExtent(inner_region(stack.grid), (MONTH,)),
+                          MapOutputs(str(tmp_path / out)), MapInputs(workers=2),
+                          map_window(tile=64, overlap=16, batch_size=4),
+                          RuntimeOptions(precision="fp32", channels_last=False),
                           progress=False, runner=runner)
 
-    streamed = map_region(request("streamed"), session=session_for(
+    model = load_model(fitted.model)
+    streamed = map_region(request("streamed"), model, session=session_for(
         StackTransport(stack, info=lambda text: 5)), echo=lambda _: None)
     piped = map_region(request("piped", RunnerConfig("direct", max_workers=2, max_concurrent=4)),
+                       model,
                        session=session_for(StackTransport(stack, info=lambda text: 5)),
                        worker_sessions=StackSessions(stack), echo=lambda _: None)
     maps = []

@@ -35,13 +35,22 @@ from inference.cog.maps import OutputInfo
 from inference.mapping.beam_map import map_fingerprint, predict_date, runtime_tags
 from inference.mapping.map_grid import region_grid
 from inference.mapping.region import map_region
-from inference.mapping.request import MapRequest, model_dataset
+from inference.mapping.request import (
+    MapExtent,
+    MapInputs,
+    MapOutputs,
+    MapPublication,
+    MapRequest,
+    map_window,
+    model_dataset,
+)
 from inference.mapping.tiles import plan_tiles
 from inference.predict.lattice import Lattice
 from inference.predict.runtime import RuntimeOptions
 from testing.fake_server import StackSessions, StackTransport, request_origin
 from tests.support.mapping import MONTH, inner_region, model_file, session_for, write_month_stack
 from tests.support.rasters import smooth_stack
+from training.modelfile import load_model
 
 pytest.importorskip("apache_beam", reason="the beam extra is not installed (make setup does)")
 dataflow_like = pytest.importorskip("tests.support.dataflow_like")
@@ -60,8 +69,8 @@ TILE, OVERLAP = 64, 16
 LATTICE = Lattice(TILE, OVERLAP, "core")
 OPTIONS = RuntimeOptions(precision="fp32", channels_last=False)
 DIRECT = RunnerConfig("direct", max_workers=2, max_concurrent=4)
-PUBLISH = {"publish": "projects/isamap-test/assets/maps",
-           "publishing": PublishOptions(project="isamap-test"), "publish_dry_run": True}
+PUBLISH = {"publication": MapPublication("projects/isamap-test/assets/maps",
+                                         PublishOptions(project="isamap-test"), dry_run=True)}
 
 
 #: the module-scoped fixtures below are built once: their tests run on one worker
@@ -87,10 +96,12 @@ def scene(built, tmp_path_factory):
     return built["scene"]
 
 
-def request_for(stack, model, out, **fields) -> MapRequest:
-    return MapRequest(region=inner_region(stack.grid), dates=(MONTH,), model_file=str(model),
-                      out=str(out), workers=4, tile=TILE, overlap=OVERLAP, batch_size=4,
-                      options=OPTIONS, progress=False, **fields)
+def request_for(stack, out, **fields) -> MapRequest:
+    """The module's map of ``stack`` into ``out``; ``fields`` replace the request's own."""
+    return MapRequest(MapExtent(inner_region(stack.grid), (MONTH,)), **{
+        "outputs": MapOutputs(str(out)), "inputs": MapInputs(workers=4),
+        "window": map_window(tile=TILE, overlap=OVERLAP, batch_size=4), "runtime": OPTIONS,
+        "progress": False, **fields})
 
 
 def launcher(stack) -> StackTransport:
@@ -113,13 +124,14 @@ def runs(built, scene, ee_offline, caplog):
     if "runs" not in built:
         caplog.set_level(logging.INFO, logger="inference.mapping.beam_map")
         folder, stack, model = scene
-        streamed = map_region(request_for(stack, model, folder / "streamed", **PUBLISH),
+        streamed = map_region(request_for(stack, folder / "streamed", **PUBLISH), load_model(model),
                               session=session_for(launcher(stack)), echo=lambda _: None)
         grid = streamed.grid
         victim = plan_tiles(grid, LATTICE)[3]
         west, _, _, north = grid.window_bounds(victim.window)
         workers = StackSessions(stack, fail_at={request_origin(west, north): [503]})
-        piped = map_region(request_for(stack, model, folder / "piped", runner=DIRECT, **PUBLISH),
+        piped = map_region(request_for(stack, folder / "piped", runner=DIRECT, **PUBLISH),
+                           load_model(model),
                            session=session_for(launcher(stack)), worker_sessions=workers,
                            echo=lambda _: None)
         built["runs"] = (streamed, piped)
@@ -156,7 +168,6 @@ def test_pipeline_map_as_dataflow_runs_it_retries_a_failed_bundle(runs, scene, t
     the per-pixel model's map does not depend on the batches. One worker process is enough
     for all of it (the failure is in a worker process, not this one: asserted below).
     """
-    from dataclasses import replace
 
     dataflow_like.worker_path(monkeypatch)
     _, stack, model = scene
@@ -169,9 +180,11 @@ def test_pipeline_map_as_dataflow_runs_it_retries_a_failed_bundle(runs, scene, t
         west, _, _, north = grid.window_bounds(tile.window)
         written[request_origin(west, north)] = str(out / MONTH / "tiles" / "*" / f"{tile.name}.tif")
     workers = dataflow_like.FailOnce(StackSessions(stack), written, str(marker))
-    piped = map_region(replace(request_for(stack, model, out), batch_size=1,
-                               runner=dataflow_like.dataflow_like(max_workers=1,
-                                                                  max_concurrent=1)),
+    piped = map_region(request_for(stack, out, window=map_window(tile=TILE, overlap=OVERLAP,
+                                                                 batch_size=1),
+                                   runner=dataflow_like.dataflow_like(max_workers=1,
+                                                                      max_concurrent=1)),
+                       load_model(model),
                        session=session_for(launcher(stack)), worker_sessions=workers,
                        echo=lambda _: None)
     retried = dataflow_like.RetryingDirectRunner.retried
@@ -199,9 +212,11 @@ def test_crofusenet_pipeline_map_equals_the_streamed_map(scene, ee_offline, tmp_
     _, stack, _ = scene
     model = model_file(tmp_path / "crofusenet.pt", stack.grid, name="crofusenet",
                        widths=[4, 8, 8, 16, 16], bands=list(BANDS))
-    request = request_for(stack, model, tmp_path / "streamed")
-    streamed = map_region(request, session=session_for(launcher(stack)), echo=lambda _: None)
-    piped = map_region(replace(request, out=str(tmp_path / "piped"), runner=DIRECT),
+    request = request_for(stack, tmp_path / "streamed")
+    streamed = map_region(request, load_model(model),
+                          session=session_for(launcher(stack)), echo=lambda _: None)
+    piped = map_region(replace(request, outputs=MapOutputs(str(tmp_path / "piped")),
+                               runner=DIRECT), load_model(model),
                        session=session_for(launcher(stack)),
                        worker_sessions=StackSessions(stack), echo=lambda _: None)
     (class_a, prob_a), (class_b, prob_b) = cogs(streamed), cogs(piped)
@@ -210,7 +225,9 @@ def test_crofusenet_pipeline_map_equals_the_streamed_map(scene, ee_offline, tmp_
     assert np.array_equal(a, read(class_b)), "classes differ between the runners"
     # the pipeline predicts the streaming predictor's very batches: equal to the last bit
     assert np.array_equal(read(prob_a), read(prob_b))
-    other = map_region(replace(request, out=str(tmp_path / "other"), tile=32, overlap=8),
+    other = map_region(replace(request, outputs=MapOutputs(str(tmp_path / "other")),
+                               window=map_window(tile=32, overlap=8, batch_size=4)),
+                       load_model(model),
                        session=session_for(launcher(stack)), echo=lambda _: None)
     assert not np.array_equal(read(cogs(other)[1]), read(prob_a)), \
         "the model does not depend on the tiling: this test would not show a lattice mismatch"
@@ -230,10 +247,12 @@ def test_a_scene_normalised_model_maps_alike_with_statistics_asked_once(scene, e
     with torch.random.fork_rng():
         torch.manual_seed(0)
         model = model_file(tmp_path / "scene.pt", stack.grid, norm="scene")
-    request = request_for(stack, model, tmp_path / "streamed")
-    streamed = map_region(request, session=session_for(launcher(stack)), echo=lambda _: None)
+    request = request_for(stack, tmp_path / "streamed")
+    streamed = map_region(request, load_model(model),
+                          session=session_for(launcher(stack)), echo=lambda _: None)
     asked = launcher(stack)
-    piped = map_region(replace(request, out=str(tmp_path / "piped"), runner=DIRECT),
+    piped = map_region(replace(request, outputs=MapOutputs(str(tmp_path / "piped")),
+                               runner=DIRECT), load_model(model),
                        session=session_for(asked), worker_sessions=StackSessions(stack),
                        echo=lambda _: None)
     assert len(asked.reductions) == 1 and asked.served == []  # the workers fetch the tiles
@@ -257,9 +276,11 @@ def test_a_model_of_several_trainings_maps_alike_streamed_and_in_the_pipeline(
     _, stack, _ = scene
     model = model_file(tmp_path / "members.pt", stack.grid, members=2)
     assert isinstance(load_model_file(model)[0], MemberMean)
-    request = request_for(stack, model, tmp_path / "streamed")
-    streamed = map_region(request, session=session_for(launcher(stack)), echo=lambda _: None)
-    piped = map_region(replace(request, out=str(tmp_path / "piped"), runner=DIRECT),
+    request = request_for(stack, tmp_path / "streamed")
+    streamed = map_region(request, load_model(model),
+                          session=session_for(launcher(stack)), echo=lambda _: None)
+    piped = map_region(replace(request, outputs=MapOutputs(str(tmp_path / "piped")),
+                               runner=DIRECT), load_model(model),
                        session=session_for(launcher(stack)), worker_sessions=StackSessions(stack),
                        echo=lambda _: None)
     for a, b in zip(cogs(streamed), cogs(piped), strict=True):
@@ -290,10 +311,9 @@ def test_int8_pipeline_map_equals_the_streamed_int8_map(scene, ee_offline, tmp_p
     int8 = RuntimeOptions(precision="int8", channels_last=False)
 
     def mapped(name, runner=None, **kw):
-        request = MapRequest(region=inner_region(stack.grid), dates=(MONTH,), model_file=str(model),
-                             out=str(tmp_path / name), workers=4, tile=TILE, overlap=OVERLAP,
-                             batch_size=4, options=int8, progress=False, runner=runner)
-        return map_region(request, session=session_for(launcher(stack)), echo=lambda _: None,
+        request = request_for(stack, tmp_path / name, runtime=int8, runner=runner)
+        return map_region(request, load_model(model),
+                          session=session_for(launcher(stack)), echo=lambda _: None,
                           **kw)
 
     streamed = mapped("streamed")
@@ -332,7 +352,6 @@ def test_an_auto_pipeline_map_runs_the_plain_path_on_every_worker(scene, ee_offl
                                                                   monkeypatch, tmp_path):
     """Whatever a worker's measurement (or its machine's autotune cache) would pick: here the
     cache says bf16/nhwc, which the streamed auto map takes and its pixels show."""
-    import dataclasses
 
     import torch
 
@@ -352,9 +371,8 @@ def test_an_auto_pipeline_map_runs_the_plain_path_on_every_worker(scene, ee_offl
     autotune.write_cache(tmp_path / "autotune.json", key, Choice(Setting("bf16", True)))
 
     def mapped(name, options, **fields):
-        request = dataclasses.replace(request_for(stack, model, tmp_path / name, **fields),
-                                      options=options)
-        return cogs(map_region(request, session=session_for(launcher(stack)),
+        request = request_for(stack, tmp_path / name, runtime=options, **fields)
+        return cogs(map_region(request, load_model(model), session=session_for(launcher(stack)),
                                worker_sessions=StackSessions(stack), echo=lambda _: None))
 
     auto = mapped("auto", RuntimeOptions(), runner=DIRECT)
@@ -382,7 +400,7 @@ def test_rerun_starts_no_pipeline(runs, scene):
     tiles = sorted((folder / "piped" / MONTH / "tiles").rglob("*.tif"))
     before = {p: p.stat().st_mtime_ns for p in tiles}
     refusing = StackSessions(stack, attempts=1, fail_at={})  # would fetch: must not be used
-    again = map_region(request_for(stack, model, folder / "piped", runner=DIRECT),
+    again = map_region(request_for(stack, folder / "piped", runner=DIRECT), load_model(model),
                        session=session_for(launcher(stack)),
                        worker_sessions=refusing, echo=lambda _: None)
     assert again.dates[0].outputs.prediction.skipped
@@ -405,13 +423,13 @@ def test_a_failed_tile_fails_the_run_and_is_the_only_one_predicted_again(runs, s
     west, _, _, north = piped.grid.window_bounds(victim.window)
     unretried = StackSessions(stack, attempts=1, fail_at={request_origin(west, north): [503]})
     with pytest.raises(PipelineFailedError, match="injected failure") as failed:
-        map_region(request_for(stack, model, out, runner=DIRECT),
+        map_region(request_for(stack, out, runner=DIRECT), load_model(model),
                    session=session_for(launcher(stack)),
                    worker_sessions=unretried, echo=lambda _: None)
     message = str(failed.value)  # what isamap-map prints: one line, what to do, exit 1
     assert "\n" not in message and "finished tiles are kept" in message
     assert failed.value.exit_code == 1
-    again = map_region(request_for(stack, model, out, runner=DIRECT),
+    again = map_region(request_for(stack, out, runner=DIRECT), load_model(model),
                        session=session_for(launcher(stack)), worker_sessions=StackSessions(stack),
                        echo=lambda _: None)
     prediction = again.dates[0].outputs.prediction
@@ -439,9 +457,9 @@ def test_dataflow_gpu_job_builds_and_validates_offline(scene, ee_offline, gcs_bu
            "install-nvidia-driver" in runner.beam_args()
     out = f"gs://{gcs_bucket}/maps/{MONTH}/isa_{MONTH}"
     meta, _ = read_model_file(str(model))
-    request = request_for(stack, model, f"gs://{gcs_bucket}/maps")
-    grid, _ = region_grid(request.region, 10.0, model_dataset(meta).grid)
-    image, identity = ee_date_image(request, grid, meta, model_dataset(meta), MONTH,
+    request = request_for(stack, f"gs://{gcs_bucket}/maps")
+    grid, _ = region_grid(request.extent.region, 10.0, model_dataset(meta).grid)
+    image, identity = ee_date_image(request.extent.region, grid, meta, model_dataset(meta), MONTH,
                                     session_for(launcher(stack)))
     info = OutputInfo(meta.name, tuple(meta.bands), tuple(meta.class_names), MONTH)
     workers = EarthEngineProject("isamap-test", application_default=True)
@@ -449,7 +467,7 @@ def test_dataflow_gpu_job_builds_and_validates_offline(scene, ee_offline, gcs_bu
         predict_date(image, identity, grid, meta.bands, str(model), out, info, runner, workers)
     storage.Client().bucket(gcs_bucket).blob("models/m.pt").upload_from_filename(str(model))
     result = predict_date(image, identity, grid, meta.bands, f"gs://{gcs_bucket}/models/m.pt",
-                          out, info, runner, workers, tile=TILE, overlap=OVERLAP)
+                          out, info, runner, workers, window=map_window(tile=TILE, overlap=OVERLAP))
     assert result.skipped and result.tiles == len(plan_tiles(grid, LATTICE))
     names = [b.name for b in storage.Client().list_blobs(gcs_bucket)]
     assert names == ["models/m.pt"], "a dry run writes nothing"
@@ -512,7 +530,7 @@ def test_tiles_an_earlier_isamap_left_without_a_runtime_record_are_predicted_aga
     with rasterio.open(tiles[0], "r+") as ds:  # a tile one worker computed at another runtime
         ds.write(np.zeros((ds.count, ds.height, ds.width), ds.dtypes[0]))
     with caplog.at_level(logging.WARNING, logger="inference.mapping.beam_map"):
-        again = map_region(request_for(stack, model, out, runner=DIRECT),
+        again = map_region(request_for(stack, out, runner=DIRECT), load_model(model),
                            session=session_for(launcher(stack)),
                            worker_sessions=StackSessions(stack), echo=lambda _: None)
     assert f"holds {len(tiles)} tiles an earlier isamap wrote without recording" in caplog.text

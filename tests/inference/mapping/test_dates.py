@@ -4,6 +4,7 @@ faults, dates without data, the recipe checks and the grid."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,7 +17,14 @@ from core.months import parse_months
 from inference.mapping.fetched import fetch_layout
 from inference.mapping.map_grid import region_grid
 from inference.mapping.region import map_region
-from inference.mapping.request import MapRequest, parse_dates
+from inference.mapping.request import (
+    MapExtent,
+    MapInputs,
+    MapOutputs,
+    MapRequest,
+    map_window,
+    parse_dates,
+)
 from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
 from inference.predict.sources import WindowSource
@@ -31,9 +39,11 @@ from tests.support.mapping import (
     write_month_stack,
 )
 from tests.support.rasters import BANDS, smooth_stack
+from training.modelfile import load_model
 
 TILE, OVERLAP = 64, 16
 OPTIONS = RuntimeOptions(precision="fp32", channels_last=False)
+WINDOW = map_window(tile=TILE, overlap=OVERLAP, batch_size=4)
 
 
 #: the module-scoped fixtures below are built once: their tests run on one worker
@@ -71,18 +81,18 @@ def whole(built, scene, ee_offline, tmp_path_factory):
                 reads.append(a[0]), _f(*a))[1])
             patch.setattr(modelfile, "model_file_id", lambda p, _f=modelfile.model_file_id: (
                 hashes.append(p), _f(p))[1])
-            result = map_region(request_for(stack, model, out),
+            result = map_region(request_for(stack, out), load_model(model),
                                 session=session_for(transport), echo=lambda _: None)
         built["whole"] = {"out": out, "result": result, "reads": reads, "hashes": hashes,
                           "served": list(transport.served)}
     return built["whole"]
 
 
-def request_for(stack, model, out, **kw) -> MapRequest:
-    args = {"region": inner_region(stack.grid), "dates": (MONTH,), "model_file": str(model),
-            "out": str(out), "workers": 4, "tile": TILE, "overlap": OVERLAP, "batch_size": 4,
-            "options": OPTIONS, "progress": False}
-    return MapRequest(**{**args, **kw})
+def request_for(stack, out, dates=(MONTH,), region=None, **parts) -> MapRequest:
+    """The module's map of ``stack`` into ``out``; ``parts`` replace the request's own."""
+    return MapRequest(MapExtent(region or inner_region(stack.grid), dates), **{
+        "outputs": MapOutputs(str(out)), "inputs": MapInputs(workers=4), "window": WINDOW,
+        "runtime": OPTIONS, "progress": False, **parts})
 
 
 def window_of(stack, grid: Grid) -> WindowSource:
@@ -154,8 +164,8 @@ def test_a_date_on_another_tile_lattice_than_its_series_is_refused(scene, whole,
         (out / "map.json").unlink()
     transport = StackTransport(stack, info=lambda text: 5)
     with pytest.raises(ConfigError, match=r"tile lattice --tile 64 --overlap 16.*--tile 32"):
-        map_region(request_for(stack, model, out, dates=("2019-07",), tile=32, overlap=8),
-                   session=session_for(transport), echo=lambda _: None)
+        map_region(request_for(stack, out, ("2019-07",), window=map_window(tile=32, overlap=8)),
+                   load_model(model), session=session_for(transport), echo=lambda _: None)
     assert transport.served == []
 
 
@@ -169,21 +179,23 @@ def test_killed_run_resumes_and_equals_an_uninterrupted_run(scene, whole, tmp_pa
                 raise HttpError(400, "simulated outage")
             return super().compute_pixels(request)
 
-    request = request_for(stack, model, tmp_path / "out", workers=1, strip_rows=32)
+    request = request_for(stack, tmp_path / "out", inputs=MapInputs(workers=1),
+                          window=replace(WINDOW, strip_rows=32))
     with pytest.raises(EarthEngineError, match=r"tile\(s\) not fetched yet \(r\d") as info:
-        map_region(request, session=session_for(Dies(stack, info=lambda t: 5)),
+        map_region(request, load_model(model), session=session_for(Dies(stack, info=lambda t: 5)),
                    echo=lambda _: None)
     assert "run the same command again" in str(info.value)
     assert not (tmp_path / "out" / MONTH / f"isa_{MONTH}_class.tif").exists()
     healthy = StackTransport(stack, info=lambda t: 5)
-    resumed = map_region(request, session=session_for(healthy), echo=lambda _: None)
+    resumed = map_region(request, load_model(model), session=session_for(healthy),
+                         echo=lambda _: None)
     prediction = resumed.dates[0].outputs.prediction
     assert prediction.resumed_strips >= 1 and len(healthy.served) < total  # only the rest
     for kind in ("class", "prob"):
         assert np.array_equal(read(tmp_path / "out" / MONTH / f"isa_{MONTH}_{kind}.tif"),
                               read(whole["out"] / MONTH / f"isa_{MONTH}_{kind}.tif"))
     again = StackTransport(stack, info=lambda t: 5)
-    map_region(request, session=session_for(again), echo=lambda _: None)
+    map_region(request, load_model(model), session=session_for(again), echo=lambda _: None)
     assert again.served == []  # a finished date is not fetched again
 
 
@@ -192,8 +204,8 @@ def test_quota_errors_are_retried_then_reported_with_the_tiles_left(scene, ee_of
     stack, model = scene
     flaky = StackTransport(stack, info=lambda t: 5, fail_every=3,
                            fault=HttpError(429, "Too Many Requests"))
-    result = map_region(request_for(stack, model, tmp_path / "a", workers=2),
-                        session=session_for(flaky), echo=lambda _: None)
+    result = map_region(request_for(stack, tmp_path / "a", inputs=MapInputs(workers=2)),
+                        load_model(model), session=session_for(flaky), echo=lambda _: None)
     assert result.dates[0].outputs is not None  # every third call refused, all retried
     class Refusing(StackTransport):  # every pixel request refused, the counts answered
         def compute_pixels(self, request):
@@ -201,8 +213,8 @@ def test_quota_errors_are_retried_then_reported_with_the_tiles_left(scene, ee_of
 
     always = Refusing(stack, info=lambda t: 5)
     with pytest.raises(EarthEngineError, match=r"Lower --workers.*not fetched yet"):
-        map_region(request_for(stack, model, tmp_path / "b"), session=session_for(always),
-                   echo=lambda _: None)
+        map_region(request_for(stack, tmp_path / "b"), load_model(model),
+                   session=session_for(always), echo=lambda _: None)
 
 
 def test_a_date_without_sentinel1_is_reported_and_skipped(scene, ee_offline, tmp_path):
@@ -213,7 +225,7 @@ def test_a_date_without_sentinel1_is_reported_and_skipped(scene, ee_offline, tmp
 
     transport = StackTransport(stack, info=info)
     with pytest.raises(ConfigError, match="no date could be mapped"):
-        map_region(request_for(stack, model, tmp_path / "o", dates=("2021-06",)),
+        map_region(request_for(stack, tmp_path / "o", ("2021-06",)), load_model(model),
                    session=session_for(transport), echo=lambda _: None)
     assert transport.served == []  # skipped before any pixel request
 
@@ -221,16 +233,18 @@ def test_a_date_without_sentinel1_is_reported_and_skipped(scene, ee_offline, tmp
 def test_recipe_mismatch_is_refused_unless_allowed(scene, tmp_path):
     stack, _ = scene
     local_model = model_file(tmp_path / "local.pt", stack.grid, backend="local")
-    request = request_for(stack, local_model, tmp_path / "o")
+    request = request_for(stack, tmp_path / "o")
     with pytest.raises(ConfigError, match="--allow-recipe-mismatch"):
-        map_region(request, echo=lambda _: None)
+        map_region(request, load_model(local_model), echo=lambda _: None)
     bad_zones = tmp_path / "zones.geojson"
     bad_zones.write_text(json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {}, "geometry": {"type": "Point",
                                                            "coordinates": [117, 30.7]}}]}))
     with pytest.raises(InputDataError, match="not a \\(Multi\\)Polygon"):  # before any work
-        map_region(request_for(stack, local_model, tmp_path / "o", zones=str(bad_zones),
-                               allow_recipe_mismatch=True), echo=lambda _: None)
+        map_region(request_for(stack, tmp_path / "o",
+                               outputs=MapOutputs(str(tmp_path / "o"), zones=str(bad_zones)),
+                               inputs=MapInputs(allow_recipe_mismatch=True)),
+                   load_model(local_model), echo=lambda _: None)
 
 
 def test_unauthenticated_earth_engine_is_one_clear_error(scene, tmp_path):
@@ -238,8 +252,7 @@ def test_unauthenticated_earth_engine_is_one_clear_error(scene, tmp_path):
     from core.errors import AuthenticationError
 
     with pytest.raises(AuthenticationError, match="earthengine authenticate"):
-        map_region(request_for(stack, model, tmp_path / "o", project=None),
-                   echo=lambda _: None)
+        map_region(request_for(stack, tmp_path / "o"), load_model(model), echo=lambda _: None)
 
 
 def test_region_in_another_utm_zone_is_mapped_in_its_own_zone_and_said(scene):
@@ -284,11 +297,12 @@ def test_dates_from_months_or_years():
 
 def _tasks_run(scene, gcs_emulator, out: str, tmp_path, **request_kwargs):
     """A transport serving the scene's stack as batch-task exports, and a tasks request."""
-    stack, model = scene
+    stack, _ = scene
     transport = StackTransport(stack, info=lambda t: 5, gcs_client=gcs_emulator.client(),
                                task_bands=BANDS)
-    return transport, request_for(stack, model, out, method="tasks",
-                                  local_dir=str(tmp_path / "local"), **request_kwargs)
+    return transport, request_for(stack, out, inputs=MapInputs(workers=4, method="tasks"),
+                                  outputs=MapOutputs(out, local_dir=str(tmp_path / "local")),
+                                  **request_kwargs)
 
 
 @pytest.mark.slow
@@ -296,7 +310,8 @@ def test_tasks_method_exports_tiles_to_storage_and_predicts_over_their_vrt(
         scene, whole, tmp_path, gcs_emulator, gcs_bucket):
     out = f"gs://{gcs_bucket}/maps"
     transport, request = _tasks_run(scene, gcs_emulator, out, tmp_path)
-    result = map_region(request, session=session_for(transport), echo=lambda _: None)
+    result = map_region(request, load_model(scene[1]), session=session_for(transport),
+                        echo=lambda _: None)
     assert transport.served == [] and len(transport.tasks) == 1  # no pixel request at all
     (task,) = transport.tasks.values()
     assert task["description"] == "isamap_stack_2019-06_tile_000000_000000"  # sanitised
@@ -335,7 +350,8 @@ def test_a_hard_killed_run_resumes_to_the_uninterrupted_map(scene, whole, tmp_pa
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
     assert not (tmp_path / "out" / MONTH / f"isa_{MONTH}_class.tif").exists()
     healthy = StackTransport(stack, info=lambda t: 5)
-    resumed = map_region(request_from(spec), session=session_for(healthy), echo=lambda _: None)
+    resumed = map_region(request_from(spec), load_model(model), session=session_for(healthy),
+                         echo=lambda _: None)
     # strips written before the kill are kept (how many depends on when the writer thread got
     # to them; the in-process test above checks that fewer tiles are fetched again)
     assert resumed.dates[0].outputs.prediction.resumed_strips >= 1
@@ -358,8 +374,8 @@ def test_clahe_postprocess_maps_as_predicting_the_local_stack_with_it(scene, who
 
     stack, model = scene
     clahe = ClaheParams(block=32, clip_limit=40.0, threshold=100)
-    result = map_region(request_for(stack, model, tmp_path / "out", postprocess="clahe",
-                                    clahe=clahe, force_postprocess=True),
+    window = replace(WINDOW, postprocess="clahe", clahe=clahe, force_postprocess=True)
+    result = map_region(request_for(stack, tmp_path / "out", window=window), load_model(model),
                         session=session_for(StackTransport(stack, info=lambda t: 5)),
                         echo=lambda _: None)
     (date,) = result.dates
@@ -401,8 +417,8 @@ def test_a_second_run_into_the_same_output_is_refused_and_changes_nothing(scene,
         assert holder.stdout.readline().strip() == "held"
         transport = StackTransport(stack, info=lambda text: 5)
         with pytest.raises(OutputLockedError, match=f"pid {holder.pid}"):
-            map_region(request_for(stack, model, out), session=session_for(transport),
-                       echo=lambda _: None)
+            map_region(request_for(stack, out), load_model(model),
+                       session=session_for(transport), echo=lambda _: None)
         assert transport.served == []  # refused before the first pixel request
         assert sorted(p.name for p in out.iterdir()) == [".isamap.lock"]
     finally:
@@ -432,12 +448,12 @@ def test_a_local_map_removes_what_a_killed_stack_build_left_and_records_its_scen
     for path in earlier:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half a map")
-    request = MapRequest(region=inner_region(scene.grid, margin_px=0), dates=(MONTH,),
-                         model_file=str(model), out=str(out), backend="local",
-                         scenes=str(tmp_path / "scene"), grid=scene.grid, tile=TILE,
-                         overlap=OVERLAP, options=OPTIONS, progress=False,
-                         allow_recipe_mismatch=True)
-    map_region(request, echo=lambda _: None)
+    request = MapRequest(MapExtent(inner_region(scene.grid, margin_px=0), (MONTH,),
+                                   grid=scene.grid), MapOutputs(str(out)),
+                         MapInputs(backend="local", scenes=str(tmp_path / "scene"),
+                                   allow_recipe_mismatch=True),
+                         map_window(tile=TILE, overlap=OVERLAP), OPTIONS, progress=False)
+    map_region(request, load_model(model), echo=lambda _: None)
     assert not left.exists() and not unfinished.parent.exists()
     assert not any(path.parent.exists() for path in earlier)
     assert not [p for p in (out / ".stacks").rglob("*") if "isamap-tmp" in p.name]
@@ -459,7 +475,8 @@ def test_tasks_series_decides_change_by_the_spectral_rule_on_the_exported_stacks
     transport, request = _tasks_run(scene, gcs_emulator, out, tmp_path,
                                     dates=(MONTH, "2021-06"))
     assert request.rule() == "spectral"
-    result = map_region(request, session=session_for(transport), echo=lambda _: None)
+    result = map_region(request, load_model(scene[1]), session=session_for(transport),
+                        echo=lambda _: None)
     assert [d.stack for d in result.dates] == [f"{out}/stacks/stack_{m}.vrt"
                                                for m in (MONTH, "2021-06")]
     (change,) = result.series.changes
@@ -529,8 +546,8 @@ def test_a_bbox_on_a_lattice_off_the_resolution_is_snapped_once(ee_offline, tmp_
     once = Grid.from_lonlat_bounds(box, stack.grid.crs, 10.0, 64, 32,
                                    origin=(stack.grid.x0, stack.grid.y0))
     assert once.x0 % 10 == 5 and once.y0 % 10 == 5
-    result = map_region(request_for(stack, model, tmp_path / "out",
-                                    region=Region("box", box)),
+    result = map_region(request_for(stack, tmp_path / "out", region=Region("box", box)),
+                        load_model(model),
                         session=session_for(StackTransport(stack, info=lambda text: 5)),
                         echo=lambda _: None)
     (date,) = result.dates

@@ -31,11 +31,11 @@ from contract.grid import Grid
 from core.errors import InputDataError
 from inference.mapping.ee_statistics import reduction_stats
 from inference.mapping.region import map_region
-from inference.mapping.request import MapRequest
+from inference.mapping.request import MapExtent, MapInputs, MapOutputs, MapRequest
 from inference.predict.raster import PredictConfig
 from inference.predict.workflow import predict_with_model_file
 from testing.fake_server import StackTransport
-from tests.inference.mapping.test_dates import OPTIONS, OVERLAP, TILE, read, window_of
+from tests.inference.mapping.test_dates import OPTIONS, OVERLAP, TILE, WINDOW, read, window_of
 from tests.support.mapping import (
     MONTH,
     inner_region,
@@ -45,6 +45,7 @@ from tests.support.mapping import (
 )
 from tests.support.rasters import BANDS, smooth_stack
 from training.data import band_stats
+from training.modelfile import load_model
 
 LATER = "2019-07"
 
@@ -83,10 +84,9 @@ def scene(tmp_path_factory):
         return stack, model_file(folder / "scene.pt", stack.grid, norm="scene")
 
 
-def _request(stack, model, out, dates=(MONTH,)) -> MapRequest:
-    return MapRequest(region=inner_region(stack.grid), dates=dates, model_file=str(model),
-                      out=str(out), workers=4, tile=TILE, overlap=OVERLAP, batch_size=4,
-                      options=OPTIONS, progress=False)
+def _request(stack, out, dates=(MONTH,)) -> MapRequest:
+    return MapRequest(MapExtent(inner_region(stack.grid), dates), MapOutputs(str(out)),
+                      MapInputs(workers=4), WINDOW, OPTIONS, progress=False)
 
 
 def _local(stack, model, grid: Grid, folder):
@@ -130,7 +130,7 @@ def test_a_fetched_map_equals_the_stack_files_and_asks_once_per_date(scene, ee_o
                                                                      tmp_path):
     stack, model = scene
     transport = _Ordered(stack, info=lambda text: 5)
-    result = map_region(_request(stack, model, tmp_path / "ee", (MONTH, LATER)),
+    result = map_region(_request(stack, tmp_path / "ee", (MONTH, LATER)), load_model(model),
                         session=session_for(transport), echo=lambda _: None)
     # once per date, before the date's first tile, at the grid's own pixels
     order = transport.order
@@ -160,7 +160,8 @@ def test_a_decimated_sample_gives_the_same_map_within_its_tolerance(scene, ee_of
     for module in (ee_statistics, local_scene):  # a region larger than the sample's side
         monkeypatch.setattr(module, "SAMPLE_SIDE", 50)
     transport = StackTransport(stack, info=lambda text: 5)
-    result = map_region(_request(stack, model, tmp_path / "ee"), session=session_for(transport),
+    result = map_region(_request(stack, tmp_path / "ee"), load_model(model),
+                        session=session_for(transport),
                         echo=lambda _: None)
     grid = result.grid
     (reduction,) = transport.reductions
@@ -186,7 +187,8 @@ def test_a_date_with_a_band_without_valid_pixels_is_refused_before_any_tile(ee_o
     model = model_file(tmp_path / "scene.pt", stack.grid, norm="scene")
     transport = StackTransport(stack, info=lambda text: 5)
     with pytest.raises(InputDataError) as refused:
-        map_region(_request(stack, model, tmp_path / "ee"), session=session_for(transport),
+        map_region(_request(stack, tmp_path / "ee"), load_model(model),
+                   session=session_for(transport),
                    echo=lambda _: None)
     message = str(refused.value)
     assert refused.value.exit_code == 2 and "\n" not in message
@@ -201,8 +203,8 @@ def test_a_dry_run_plans_one_statistics_request_per_date_and_sends_none(scene, e
     stack, model = scene
     transport = StackTransport(stack, info=lambda text: 5)
     lines: list[str] = []
-    plan = map_region(replace(_request(stack, model, tmp_path / "ee", (MONTH, LATER)),
-                              dry_run=True),
+    plan = map_region(replace(_request(stack, tmp_path / "ee", (MONTH, LATER)),
+                              dry_run=True), load_model(model),
                       session=session_for(transport), echo=lines.append).plan
     assert plan is not None and plan.statistics_per_date == 1
     assert plan.statistics_scale == plan.grid.resolution

@@ -19,11 +19,12 @@ from pyproj import Transformer
 from contract.regions import Region
 from core.pipeline_options import RunnerConfig
 from inference.mapping.region import map_region
-from inference.mapping.request import MapRequest
+from inference.mapping.request import MapExtent, MapInputs, MapOutputs, MapRequest, map_window
 from inference.predict.runtime import RuntimeOptions
 from testing.fake_server import StackSessions, StackTransport
 from tests.support.mapping import MONTH, inner_region, model_file, session_for, write_month_stack
 from tests.support.rasters import smooth_stack
+from training.modelfile import load_model
 
 OPTIONS = RuntimeOptions(precision="fp32", channels_last=False)
 
@@ -61,13 +62,14 @@ def test_streamed_and_beam_maps_of_nested_and_overlapping_regions_agree_on_commo
                "east": _box(grid, 60, 140, 120, 95, "east")}
 
     def run(name: str, beam: bool = False, overlap: int = 16):
-        request = MapRequest(region=regions[name], dates=(MONTH,), model_file=str(model),
-                             out=str(tmp_path / f"{name}-{beam}-{overlap}"), workers=4,
-                             tile=48, overlap=overlap, batch_size=3, options=OPTIONS,
+        request = MapRequest(MapExtent(regions[name], (MONTH,)),
+                             MapOutputs(str(tmp_path / f"{name}-{beam}-{overlap}")),
+                             MapInputs(workers=4),
+                             map_window(tile=48, overlap=overlap, batch_size=3), OPTIONS,
                              progress=False,
                              runner=(RunnerConfig("direct", max_workers=2, max_concurrent=4)
                                      if beam else None))
-        return _maps(map_region(request, session=session_for(
+        return _maps(map_region(request, load_model(model), session=session_for(
             StackTransport(stack, info=lambda text: 5)), echo=lambda _: None,
             worker_sessions=StackSessions(stack) if beam else None))
 

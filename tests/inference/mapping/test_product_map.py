@@ -18,7 +18,7 @@ from gee_export.ee.recipe import EERecipe
 from gee_export.ee.sentinel1 import S1Recipe
 from gee_export.ee.sentinel2 import S2Recipe
 from inference.mapping.region import map_region
-from inference.mapping.request import MapRequest
+from inference.mapping.request import MapExtent, MapInputs, MapOutputs, MapRequest, map_window
 from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
 from inference.predict.workflow import predict_with_model_file
@@ -26,7 +26,7 @@ from testing.fake_server import StackTransport
 from tests.inference.mapping.test_dates import window_of
 from tests.support.mapping import MONTH, inner_region, session_for
 from tests.support.nlcd import nlcd_scene
-from training.modelfile import ModelMeta, save_model_file
+from training.modelfile import ModelMeta, load_model, save_model_file
 from training.models import create_model
 
 BANDS = ("B2", "B4", "product")
@@ -56,10 +56,11 @@ def test_a_product_reading_model_maps_earth_engine_dates(ee_offline, tmp_path):
                                         "recipe": recipe}})
     model = save_model_file(tmp_path / "hrnet.pt", torch_model, meta)
     transport = StackTransport(stack, info=lambda text: 5)
-    request = MapRequest(region=inner_region(grid, margin_px=8), dates=(MONTH,),
-                         model_file=str(model), out=str(tmp_path / "out"), workers=2, tile=32,
-                         overlap=8, batch_size=4, options=OPTIONS, progress=False)
-    result = map_region(request, session=session_for(transport), echo=lambda _: None)
+    request = MapRequest(MapExtent(inner_region(grid, margin_px=8), (MONTH,)),
+                         MapOutputs(str(tmp_path / "out")), MapInputs(workers=2),
+                         map_window(tile=32, overlap=8, batch_size=4), OPTIONS, progress=False)
+    result = map_region(request, load_model(model), session=session_for(transport),
+                        echo=lambda _: None)
     assert {bands for _, bands in transport.served} == {BANDS}  # no label: the product alone
     expected = predict_with_model_file(
         model, window_of(stack, result.grid),

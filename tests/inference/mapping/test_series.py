@@ -21,7 +21,15 @@ from contract.publishing import PublishOptions
 from contract.quicklook import title_note
 from core.errors import ConfigError
 from inference.mapping.region import map_region
-from inference.mapping.request import MapRequest
+from inference.mapping.request import (
+    ChangeOptions,
+    MapExtent,
+    MapInputs,
+    MapOutputs,
+    MapPublication,
+    MapRequest,
+    map_window,
+)
 from inference.mapping.series_area import SeriesAreaRow, plot_area
 from inference.predict.runtime import RuntimeOptions
 from inference.publish.assets import EarthEngineAssets, Ingestion
@@ -36,6 +44,7 @@ from tests.support.mapping import (
     stack_paths,
     write_month_stack,
 )
+from training.modelfile import load_model
 
 DATES = ("2019-06", "2021-06")
 OLD = (slice(40, 80), slice(40, 100))  # impervious at both dates: 40 x 60 px
@@ -76,12 +85,27 @@ def _map_series(tmp_path_factory):
             "type": "Polygon", "coordinates": [[[a, south], [b, south], [b, north], [a, north],
                                                 [a, south]]]}}
         for name, a, b in (("west", west, mid), ("east", mid, east))]}))
-    request = MapRequest(region, DATES, str(model), str(folder / "out"), workers=4, tile=64,
-                         overlap=16, batch_size=4, zones=str(zones), progress=False,
-                         options=RuntimeOptions(precision="fp32", channels_last=False))
+    request = MapRequest(MapExtent(region, DATES),
+                         MapOutputs(str(folder / "out"), zones=str(zones)), MapInputs(workers=4),
+                         map_window(tile=64, overlap=16, batch_size=4),
+                         RuntimeOptions(precision="fp32", channels_last=False), progress=False)
     transport = SeriesTransport(stacks, info=lambda t: 5)
-    result = map_region(request, session=session_for(transport), echo=lambda _: None)
+    result = map_region(request, load_model(model), session=session_for(transport),
+                        echo=lambda _: None)
     return request, result, grid
+
+
+def model_of(request: MapRequest):
+    """The series' model file, read (it lies beside the series' --out)."""
+    return load_model(Path(request.outputs.out).parent / "threshold.pt")
+
+
+def published(request: MapRequest, dry_run: bool = False, **outputs) -> MapRequest:
+    """``request`` published into projects/my-proj/assets/isamap; ``outputs`` replace."""
+    return replace(request, outputs=replace(request.outputs, **outputs),
+                   publication=MapPublication("projects/my-proj/assets/isamap",
+                                              PublishOptions(gcs_prefix="gs://bucket/maps"),
+                                              dry_run))
 
 
 def test_two_dates_give_the_expected_change_classes_and_areas(series):
@@ -128,9 +152,9 @@ def test_rerunning_a_finished_series_rewrites_nothing(series, ee_offline):
         def compute_pixels(self, request):
             raise AssertionError("a finished date was fetched again")
 
-    stack = stack_paths(Path(request.model_file).parent / DATES[0] / f"stack_{DATES[0]}.tif")
-    again = map_region(request, session=session_for(NoPixels(stack, info=lambda t: 5)),
-                       echo=lambda _: None)
+    stack = stack_paths(Path(request.outputs.out).parent / DATES[0] / f"stack_{DATES[0]}.tif")
+    again = map_region(request, model_of(request),
+                       session=session_for(NoPixels(stack, info=lambda t: 5)), echo=lambda _: None)
     assert all(d.outputs.prediction.skipped for d in again.dates)
     assert [Path(p).stat().st_mtime_ns for p in cogs] == before
 
@@ -155,7 +179,7 @@ def _check_projection(item: dict) -> None:
 
 def test_stac_items_and_collection_validate(series):
     request, result, _ = series
-    collection_path = f"{request.out}/collection.json"
+    collection_path = f"{request.outputs.out}/collection.json"
     collection = json.loads(Path(collection_path).read_text())
     assert validate_dict(collection)  # the core schemas pystac ships: no network
     assert collection["isamap:months"] == list(DATES)
@@ -182,11 +206,11 @@ def test_a_copied_catalogue_resolves_and_names_no_path_of_this_machine(series, t
 
     request, _, _ = series
     copy = tmp_path / "copied"
-    shutil.copytree(request.out, copy)
-    origin = str(Path(request.out).resolve())
+    shutil.copytree(request.outputs.out, copy)
+    origin = str(Path(request.outputs.out).resolve())
     for path in [*copy.rglob("*.json")]:
         text = path.read_text()
-        assert origin not in text and str(Path(request.model_file).parent) not in text, path
+        assert origin not in text and str(Path(request.outputs.out).parent) not in text, path
     read = pystac.Collection.from_file(str(copy / "collection.json"))
     items = list(read.get_items())
     assert len(items) == 5
@@ -205,9 +229,8 @@ def test_a_copied_catalogue_resolves_and_names_no_path_of_this_machine(series, t
 
 def test_image_collection_manifests_and_app_are_checked_offline(series, tmp_path, capsys):
     request, _, _ = series
-    dry = map_region(replace(request, publish="projects/my-proj/assets/isamap",
-                             publishing=PublishOptions(gcs_prefix="gs://bucket/maps"),
-                             dry_run=True, latency_s=0.4), echo=print)
+    dry = map_region(replace(published(request), dry_run=True, latency_s=0.4), model_of(request),
+                     echo=print)
     printed = capsys.readouterr().out
     assert "Map plan" in printed and "computePixels" in printed and "ui.Slider" in printed
     assert dry.plan.tiles_per_date > 0 and dry.plan.seconds_estimate > 0
@@ -234,7 +257,7 @@ def test_image_collection_manifests_and_app_are_checked_offline(series, tmp_path
 def test_the_app_charts_the_computed_areas_of_zones_given_in_any_crs(series, tmp_path,
                                                                      ee_offline):
     request, result, grid = series
-    zones = json.loads(Path(request.zones).read_text())
+    zones = json.loads(Path(request.outputs.zones).read_text())
     to_utm = Transformer.from_crs("EPSG:4326", grid.crs, always_xy=True)
     projected = {"type": "FeatureCollection", "crs": {"type": "name", "properties": {
         "name": grid.crs}}, "features": [
@@ -243,11 +266,9 @@ def test_the_app_charts_the_computed_areas_of_zones_given_in_any_crs(series, tmp
         for f in zones["features"]]}
     utm_file = tmp_path / "zones_utm.geojson"
     utm_file.write_text(json.dumps(projected))
-    stack = stack_paths(Path(request.model_file).parent / DATES[0] / f"stack_{DATES[0]}.tif")
-    done = map_region(replace(request, zones=str(utm_file),
-                              publish="projects/my-proj/assets/isamap",
-                              publishing=PublishOptions(gcs_prefix="gs://bucket/maps"),
-                              publish_dry_run=True), echo=lambda _: None,
+    stack = stack_paths(Path(request.outputs.out).parent / DATES[0] / f"stack_{DATES[0]}.tif")
+    done = map_region(published(request, True, zones=str(utm_file)), model_of(request),
+                      echo=lambda _: None,
                       session=session_for(StackTransport(stack, info=lambda t: 5)))
     script = done.publication.script
     embedded = json.loads(script.split("var zones = ee.FeatureCollection(", 1)[1]
@@ -267,11 +288,10 @@ def test_a_map_has_the_same_asset_properties_from_either_command(series, tmp_pat
     """isamap-map --publish and isamap-publish of the same COGs describe the map alike."""
     request, _, _ = series
     month = DATES[-1]
-    dry = map_region(replace(request, publish="projects/my-proj/assets/isamap",
-                             publishing=PublishOptions(gcs_prefix="gs://bucket/maps"),
-                             dry_run=True, latency_s=0.4), echo=lambda _: None)
+    dry = map_region(replace(published(request), dry_run=True, latency_s=0.4), model_of(request),
+                     echo=lambda _: None)
     in_series = dry.publication.manifests[month]["properties"]
-    prefix = request.prefix(month)
+    prefix = request.outputs.prefix(month)
     alone = publish(PublishRequest(f"{prefix}_class.tif", f"{prefix}_prob.tif",
                                    "projects/my-proj/assets/isa_one",
                                    PublishOptions(gcs_prefix="gs://bucket/one")),
@@ -349,8 +369,8 @@ def test_temporal_consistency_is_applied_on_request_and_recorded(series, tmp_pat
     request, result, grid = series
     mapped = [(d.month, d.outputs) for d in result.dates]
     plain = series_products(mapped, {}, str(tmp_path / "plain"), tmp_path / "plain",
-                            request.zones, crs=grid.crs)
-    kept = series_products(mapped, {}, str(tmp_path / "tc"), tmp_path / "tc", request.zones,
+                            request.outputs.zones, crs=grid.crs)
+    kept = series_products(mapped, {}, str(tmp_path / "tc"), tmp_path / "tc", request.outputs.zones,
                            crs=grid.crs, temporal_consistency="monotone")
     record = json.loads(kept.json.read_text())["temporal_consistency"]
     assert record["applied"] is True and "loss" in record["assumption"]
@@ -412,9 +432,9 @@ def test_a_change_margin_decides_on_probabilities_and_is_recorded(series, tmp_pa
 
     request, result, grid = series
     mapped = [(d.month, d.outputs) for d in result.dates]
-    plain = series_products(mapped, {}, str(tmp_path / "p"), tmp_path / "p", request.zones,
+    plain = series_products(mapped, {}, str(tmp_path / "p"), tmp_path / "p", request.outputs.zones,
                             crs=grid.crs)
-    margin = series_products(mapped, {}, str(tmp_path / "m"), tmp_path / "m", request.zones,
+    margin = series_products(mapped, {}, str(tmp_path / "m"), tmp_path / "m", request.outputs.zones,
                              crs=grid.crs, change_margin=0.2)
     assert json.loads(margin.json.read_text())["change_margin"] == 0.2
     with rasterio.open(margin.changes[0].cog) as ds:
@@ -424,7 +444,7 @@ def test_a_change_margin_decides_on_probabilities_and_is_recorded(series, tmp_pa
         [r.gain_km2 for r in plain.change_rows])
     assert sum(r.gain_km2 for r in margin.change_rows) > 0
     with pytest.raises(ConfigError, match="choose one"):
-        replace(request, change_margin=0.2, temporal_consistency="monotone")
+        ChangeOptions(margin=0.2, temporal_consistency="monotone")
 
 
 @pytest.mark.parametrize(("zones", "months"), [(1, ["2019-06"]), (3, ["2017-06", "2019-06"]),
@@ -504,14 +524,13 @@ def test_a_failed_publication_leaves_the_maps_summary(series, tmp_path):
 
     request, _, _ = series
     out = tmp_path / "out"
-    shutil.copytree(request.out, out)
+    shutil.copytree(request.outputs.out, out)
     (out / "map.json").unlink()
-    name = f"projects/my-proj/assets/isamap/isa_{request.region.name}"
+    name = f"projects/my-proj/assets/isamap/isa_{request.extent.region.name}"
     taken = ExistingAssets({name: "IMAGE_COLLECTION", image_name(name, DATES[0]): "IMAGE"})
-    stack = stack_paths(Path(request.model_file).parent / DATES[0] / f"stack_{DATES[0]}.tif")
+    stack = stack_paths(Path(request.outputs.out).parent / DATES[0] / f"stack_{DATES[0]}.tif")
     with pytest.raises(ConfigError, match="--overwrite"):
-        map_region(replace(request, out=str(out), publish="projects/my-proj/assets/isamap",
-                           publishing=PublishOptions(gcs_prefix="gs://bucket/maps")),
+        map_region(published(request, out=str(out)), model_of(request),
                    session=session_for(StackTransport(stack, info=lambda t: 5)),
                    echo=lambda _: None, assets=taken)
     record = json.loads((out / "map.json").read_text())
@@ -526,10 +545,10 @@ def test_each_area_table_names_the_class_map_it_counts(series, tmp_path):
 
     request, result, grid = series
     mapped = [(d.month, d.outputs) for d in result.dates]
-    kept = series_products(mapped, {}, str(tmp_path / "tc"), tmp_path / "tc", request.zones,
+    kept = series_products(mapped, {}, str(tmp_path / "tc"), tmp_path / "tc", request.outputs.zones,
                            crs=grid.crs, temporal_consistency="monotone")
-    plain = series_products(mapped, {}, request.out, tmp_path / "plain", request.zones,
-                            crs=grid.crs)
+    plain = series_products(mapped, {}, request.outputs.out, tmp_path / "plain",
+                            request.outputs.zones, crs=grid.crs)
     for month, outputs in mapped:
         with open(outputs.area_csv, newline="") as fh:
             own = list(csv.DictReader(fh))
@@ -555,25 +574,26 @@ def test_a_rerun_removes_the_consistent_maps_and_killed_writes_it_does_not_make_
     request, result, grid = series
     mapped = [(d.month, d.outputs) for d in result.dates]
     out = tmp_path / "tc"
-    series_products(mapped, {}, str(out), out, request.zones, crs=grid.crs,
+    series_products(mapped, {}, str(out), out, request.outputs.zones, crs=grid.crs,
                     temporal_consistency="monotone")
-    series_products(mapped[1:], {}, str(out), out, request.zones, crs=grid.crs,
+    series_products(mapped[1:], {}, str(out), out, request.outputs.zones, crs=grid.crs,
                     temporal_consistency="monotone")  # over other dates: the first's goes
     assert sorted(p.name for p in (out / "consistent").iterdir()) == [
         f"isa_{DATES[1]}_class.tif"]
     with caplog.at_level(logging.INFO):
-        series_products(mapped, {}, str(out), out, request.zones, crs=grid.crs)
+        series_products(mapped, {}, str(out), out, request.outputs.zones, crs=grid.crs)
     assert not (out / "consistent").exists()
     assert f"removed {out}/consistent/isa_{DATES[1]}_class.tif: a consistent map of an " \
            "earlier run (this run writes none: no --temporal-consistency)" in caplog.text
     copy = tmp_path / "copy"
-    shutil.copytree(request.out, copy)
+    shutil.copytree(request.outputs.out, copy)
     left = [copy / m / f".isa_{m}_prob.isamap-tmp-k1ll.png" for m in DATES]
     for path in left:
         path.write_bytes(b"half a png")
-    stack = stack_paths(Path(request.model_file).parent / DATES[0] / f"stack_{DATES[0]}.tif")
+    stack = stack_paths(Path(request.outputs.out).parent / DATES[0] / f"stack_{DATES[0]}.tif")
     with caplog.at_level(logging.INFO):
-        map_region(replace(request, out=str(copy)), echo=lambda _: None,
+        map_region(replace(request, outputs=replace(request.outputs, out=str(copy))),
+                   model_of(request), echo=lambda _: None,
                    session=session_for(StackTransport(stack, info=lambda t: 5)))
     assert not any(path.exists() for path in left)
     assert f"removed 1 temporary file(s) left in {copy / DATES[0]} by a killed run" in caplog.text
@@ -592,8 +612,8 @@ def test_a_redone_change_map_says_why_and_an_up_to_date_one_says_nothing(series,
     def run(margin: float) -> list[str]:
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="inference.mapping.series"):
-            series_products(mapped, {}, str(tmp_path), tmp_path, request.zones, crs=grid.crs,
-                            change_margin=margin)
+            series_products(mapped, {}, str(tmp_path), tmp_path, request.outputs.zones,
+                            crs=grid.crs, change_margin=margin)
         return [r.getMessage() for r in caplog.records if r.getMessage().startswith(pair)]
 
     assert run(0.2) == [f"{pair}: mapping"]

@@ -16,11 +16,12 @@ from contract.bands import stack_series_bands
 from contract.patches import StackPaths
 from inference.cog.maps import NODATA
 from inference.mapping.region import map_region
-from inference.mapping.request import MapRequest
+from inference.mapping.request import MapExtent, MapInputs, MapOutputs, MapRequest, map_window
 from inference.predict.runtime import RuntimeOptions
 from testing.fake_server import StackSessions, StackTransport
 from tests.support.mapping import MONTH, inner_region, model_file, session_for, stack_paths
 from tests.support.rasters import BANDS, smooth_stack, write_stack
+from training.modelfile import load_model
 
 SERIES = stack_series_bands(BANDS, 2)
 OPTIONS = RuntimeOptions(precision="fp32", channels_last=False)
@@ -40,13 +41,13 @@ def test_a_series_unet_maps_streamed_and_on_beam_alike(tmp_path, ee_offline, mon
     region = inner_region(stack.grid, 12)
 
     def run(beam: bool):
-        request = MapRequest(region=region, dates=(MONTH,), model_file=str(model),
-                             out=str(tmp_path / f"out-{beam}"), workers=2, tile=48,
-                             overlap=16, batch_size=3, options=OPTIONS, progress=False,
+        request = MapRequest(MapExtent(region, (MONTH,)), MapOutputs(str(tmp_path / f"out-{beam}")),
+                             MapInputs(workers=2), map_window(tile=48, overlap=16, batch_size=3),
+                             OPTIONS, progress=False,
                              runner=(dataflow_like.dataflow_like(max_workers=1,
                                                                  max_concurrent=4)
                                      if beam else None))
-        result = map_region(request, session=session_for(
+        result = map_region(request, load_model(model), session=session_for(
             StackTransport(stack, info=lambda text: 5)), echo=lambda _: None,
             worker_sessions=StackSessions(stack) if beam else None)
         prediction = result.dates[0].outputs.prediction

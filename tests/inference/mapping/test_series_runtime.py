@@ -22,7 +22,7 @@ from engine import choice as engine_choice
 from engine.choice_value import TOLERANCE, Choice
 from engine.setting import Setting
 from inference.mapping.region import map_region
-from inference.mapping.request import MapRequest
+from inference.mapping.request import MapExtent, MapInputs, MapOutputs, MapRequest, map_window
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from testing.fake_server import HttpError
 from tests.support.mapping import (
@@ -71,7 +71,8 @@ def mapped_once(built, place, tmp_path_factory, name, dates=DATES, **options):
     if name not in built:
         stacks, _, _ = place
         out = tmp_path_factory.mktemp(name) / "out"
-        result = map_region(request(place, out, dates, **options), echo=lambda _: None,
+        result = map_region(request(place, out, dates, **options), load_model(place[1]),
+                            echo=lambda _: None,
                             session=session_for(SeriesTransport(stacks, info=lambda t: 5)))
         built[name] = (out, result)
     return built[name]
@@ -84,10 +85,9 @@ def copied(source, out):
 
 
 def request(place, out, dates=DATES, workers=2, strip_rows=512, **options):
-    _, model, region = place
-    return MapRequest(region, dates, str(model), str(out), workers=workers, tile=64,
-                      overlap=16, batch_size=4, progress=False, strip_rows=strip_rows,
-                      options=RuntimeOptions(**options))
+    return MapRequest(MapExtent(place[2], dates), MapOutputs(str(out)), MapInputs(workers=workers),
+                      map_window(tile=64, overlap=16, batch_size=4, strip_rows=strip_rows),
+                      RuntimeOptions(**options), progress=False)
 
 
 def remember(setting, model, monkeypatch, path):
@@ -130,7 +130,7 @@ def test_an_auto_series_is_mapped_at_one_runtime_even_when_measuring_would_diffe
     remember(Setting("bf16", True), model, monkeypatch, tmp_path / "a.json")
     switch = [lambda: remember(Setting("fp32", False), model, monkeypatch, tmp_path / "b.json")]
     out = tmp_path / "out"
-    map_region(request(place, out), echo=lambda _: None,
+    map_region(request(place, out), load_model(place[1]), echo=lambda _: None,
                session=session_for(SwitchingTransport(stacks, switch, info=lambda t: 5)))
     assert not switch  # the second date's auto would have chosen fp32/nchw
     assert runtimes(out) == dict.fromkeys(DATES, ("bf16/nhwc", "auto"))
@@ -144,16 +144,17 @@ def test_an_extended_series_takes_the_runtime_its_dates_record(place, tmp_path, 
     session = session_for(SeriesTransport(stacks, info=lambda t: 5))
     remember(Setting("bf16", True), model, monkeypatch, tmp_path / "a.json")
     out = tmp_path / "out"
-    map_region(request(place, out, DATES[:1]), session=session, echo=lambda _: None)
+    map_region(request(place, out, DATES[:1]), load_model(place[1]),
+               session=session, echo=lambda _: None)
     remember(Setting("fp32", False), model, monkeypatch, tmp_path / "b.json")
-    map_region(request(place, out), session=session, echo=lambda _: None)
+    map_region(request(place, out), load_model(place[1]), session=session, echo=lambda _: None)
     assert runtimes(out) == dict.fromkeys(DATES, ("bf16/nhwc", "auto"))
     # a date of the series at another runtime (as an earlier isamap left it) is mapped again
     again = out / DATES[1] / f"isa_{DATES[1]}_class.tif"
     with rasterio.open(again, "r+", IGNORE_COG_LAYOUT_BREAK="YES") as ds:
         ds.update_tags(runtime="bf16/nchw")
     (out / "map.json").unlink()
-    map_region(request(place, out), session=session, echo=lambda _: None)
+    map_region(request(place, out), load_model(place[1]), session=session, echo=lambda _: None)
     assert runtimes(out) == dict.fromkeys(DATES, ("bf16/nhwc", "auto"))
 
 
@@ -171,8 +172,9 @@ def test_an_explicit_other_precision_maps_a_date_again_and_its_change_map(
     with rasterio.open(change) as ds:
         assert ds.tags()["from_run"].endswith(" at bf16/nchw")
     with caplog.at_level(logging.INFO):
-        again = map_region(dataclasses.replace(bf16, options=RuntimeOptions(
-            precision="fp32", channels_last="off")), session=session, echo=lambda _: None)
+        again = map_region(dataclasses.replace(bf16, runtime=RuntimeOptions(
+            precision="fp32", channels_last="off")), load_model(place[1]),
+            session=session, echo=lambda _: None)
     assert "this run asks --precision fp32: mapping it again" in caplog.text
     assert "already mapped" not in caplog.text
     assert not any(d.outputs.prediction.skipped for d in again.dates)
@@ -181,8 +183,8 @@ def test_an_explicit_other_precision_maps_a_date_again_and_its_change_map(
         assert ds.tags()["from_run"].endswith(" at fp32/nchw")
     caplog.clear()
     with caplog.at_level(logging.INFO):  # auto accepts the runtime the dates record
-        map_region(dataclasses.replace(bf16, options=RuntimeOptions()), session=session,
-                   echo=lambda _: None)
+        map_region(dataclasses.replace(bf16, runtime=RuntimeOptions()), load_model(place[1]),
+                   session=session, echo=lambda _: None)
     assert caplog.text.count("already mapped") == len(DATES)
 
 
@@ -200,7 +202,8 @@ def killed(place, out, dates=DATES, **options):
     stacks, _, _ = place
     with pytest.raises(EarthEngineError, match="not fetched yet"):
         map_region(request(place, out, dates, workers=1, strip_rows=32, **options),
-                   session=session_for(Dies(stacks, info=lambda t: 5)), echo=lambda _: None)
+                   load_model(place[1]), session=session_for(Dies(stacks, info=lambda t: 5)),
+                   echo=lambda _: None)
     assert list((out / dates[0]).glob(f".isa_{dates[0]}.partial/strip_*.tif"))
 
 
@@ -225,10 +228,10 @@ def test_a_dates_interrupted_strips_outrank_the_runtime_map_json_recorded(
     session = session_for(SeriesTransport(stacks, info=lambda t: 5))
     remember(Setting("fp32", False), model, monkeypatch, tmp_path / "a.json")
     out = tmp_path / "out"
-    map_region(request(place, out), session=session, echo=lambda _: None)
+    map_region(request(place, out), load_model(place[1]), session=session, echo=lambda _: None)
     assert json.loads((out / "map.json").read_text())["runtime"]["runtime"] == "fp32/nchw"
     killed(place, out, precision="bf16", channels_last="off")
-    map_region(request(place, out, workers=1, strip_rows=32), session=session,
+    map_region(request(place, out, workers=1, strip_rows=32), load_model(place[1]), session=session,
                echo=lambda _: None)
     assert {r for r, _ in runtimes(out).values()} == {"bf16/nchw"}
     # the series B asked for, uninterrupted (the module's)
@@ -249,7 +252,7 @@ def test_strips_at_another_runtime_than_the_series_holds_are_refused_saying_so(
     stacks, _, _ = place
     work = out / DATES[1] / f".isa_{DATES[1]}.partial"
     with pytest.raises(ConfigError) as refused:
-        map_region(request(place, out, workers=1, strip_rows=32),
+        map_region(request(place, out, workers=1, strip_rows=32), load_model(place[1]),
                    session=session_for(SeriesTransport(stacks, info=lambda t: 5)),
                    echo=lambda _: None)
     message = str(refused.value)
@@ -257,7 +260,7 @@ def test_strips_at_another_runtime_than_the_series_holds_are_refused_saying_so(
         "mapped at bf16/nchw" in message
     assert f"delete {work} to discard them" in message and "asks" not in message
     shutil.rmtree(work)  # as it says: the date is mapped again at the series' runtime
-    map_region(request(place, out, workers=1, strip_rows=32),
+    map_region(request(place, out, workers=1, strip_rows=32), load_model(place[1]),
                session=session_for(SeriesTransport(stacks, info=lambda t: 5)),
                echo=lambda _: None)
     assert {r for r, _ in runtimes(out).values()} == {"bf16/nchw"}
@@ -284,7 +287,8 @@ def test_a_held_runtime_this_device_cannot_run_is_refused_before_any_work(
     engine_choice.int8_unavailable.cache_clear()
     try:
         with pytest.raises(ConfigError) as refused:
-            map_region(request(place, out), session=session, echo=lambda _: None)
+            map_region(request(place, out), load_model(place[1]),
+                       session=session, echo=lambda _: None)
     finally:
         engine_choice.int8_unavailable.cache_clear()
     message = str(refused.value)
@@ -292,8 +296,8 @@ def test_a_held_runtime_this_device_cannot_run_is_refused_before_any_work(
         "cpu cannot run" in message and "\n" not in message
     assert not (out / DATES[1]).exists()  # nothing of the other date
     fp32 = RuntimeOptions(precision="fp32", channels_last="off")  # as the message says
-    map_region(dataclasses.replace(request(place, out), options=fp32), session=session,
-               echo=lambda _: None)
+    map_region(dataclasses.replace(request(place, out), runtime=fp32), load_model(place[1]),
+               session=session, echo=lambda _: None)
     assert runtimes(out) == dict.fromkeys(DATES, ("fp32/nchw", "explicit"))
 
 
@@ -310,7 +314,7 @@ def test_dates_an_earlier_isamap_mapped_with_cudnn_benchmark_are_mapped_again(
     session = session_for(SeriesTransport(stacks, info=lambda t: 5))
     out = tmp_path / "out"
     first = map_region(request(place, out, precision="fp32", channels_last="off"),
-                       session=session, echo=lambda _: None)
+                       load_model(place[1]), session=session, echo=lambda _: None)
     for month in DATES:  # as the earlier isamap left them on a GPU
         with rasterio.open(out / month / f"isa_{month}_class.tif", "r+",
                            IGNORE_COG_LAYOUT_BREAK="YES") as ds:
@@ -321,7 +325,8 @@ def test_dates_an_earlier_isamap_mapped_with_cudnn_benchmark_are_mapped_again(
     for kind in ("class", "prob"):
         (out / DATES[1] / f"isa_{DATES[1]}_{kind}.tif").unlink()
     with caplog.at_level(logging.INFO):
-        again = map_region(request(place, out), session=session, echo=lambda _: None)
+        again = map_region(request(place, out), load_model(place[1]),
+                           session=session, echo=lambda _: None)
     assert "already mapped" not in caplog.text
     assert "computed at runtime fp32/nchw/cudnn-bench" in caplog.text
     assert {r for r, _ in runtimes(out).values()} == {"fp32/nchw"}
@@ -344,7 +349,7 @@ def test_strips_an_earlier_isamap_computed_with_cudnn_benchmark_are_discarded(
     (work / "runtime.json").write_text(json.dumps(record))
     stacks, _, _ = place
     with caplog.at_level(logging.INFO):
-        map_region(request(place, out, DATES[:1], workers=1, strip_rows=32),
+        map_region(request(place, out, DATES[:1], workers=1, strip_rows=32), load_model(place[1]),
                    session=session_for(SeriesTransport(stacks, info=lambda t: 5)),
                    echo=lambda _: None)
     assert "computed with cudnn.benchmark" in caplog.text

@@ -20,7 +20,7 @@ from contract.patches import StackPaths
 from core.errors import ConfigError
 from core.pipeline_options import RunnerConfig
 from inference.mapping.region import map_region
-from inference.mapping.request import MapRequest
+from inference.mapping.request import MapExtent, MapInputs, MapOutputs, MapRequest, map_window
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from testing.fake_server import StackSessions, StackTransport
 from tests.support.mapping import (
@@ -32,7 +32,7 @@ from tests.support.mapping import (
     write_month_stack,
 )
 from tests.support.rasters import BANDS, smooth_stack, write_stack
-from training.modelfile import load_model_file
+from training.modelfile import load_model, load_model_file
 from training.models.encoders.registry import ENCODERS, PRESTO
 
 OPTIONS = RuntimeOptions(precision="fp32", channels_last=False)
@@ -48,11 +48,11 @@ def _map(stack, model, out, beam: bool) -> tuple[np.ndarray, np.ndarray]:
     """The class and probability maps of ``model`` over ``stack``'s inner region, streamed
     from the fake pixel server or by Beam workers (DirectRunner)."""
     runner = RunnerConfig("direct", max_workers=2, max_concurrent=2) if beam else None
-    request = MapRequest(region=inner_region(stack.grid, 8), dates=(MONTH,),
-                         model_file=str(model), out=str(out), workers=2, tile=32, overlap=8,
-                         batch_size=2, options=OPTIONS, progress=False, runner=runner)
+    request = MapRequest(MapExtent(inner_region(stack.grid, 8), (MONTH,)), MapOutputs(str(out)),
+                         MapInputs(workers=2), map_window(tile=32, overlap=8, batch_size=2),
+                         OPTIONS, progress=False, runner=runner)
     kwargs = {"worker_sessions": StackSessions(stack)} if beam else {}
-    return _read(map_region(request, session=session_for(
+    return _read(map_region(request, load_model(model), session=session_for(
         StackTransport(stack, info=lambda text: 5)), echo=lambda _: None, **kwargs))
 
 
@@ -103,11 +103,12 @@ def test_a_local_map_of_scene_files_with_an_encoder_model(name, request, tmp_pat
     model = encoder_model_file(tmp_path / "m.pt", scene.grid, weights, "local",
                                ENCODERS[name])
     out = tmp_path / "out"
-    request = MapRequest(region=inner_region(scene.grid, margin_px=0), dates=(MONTH,),
-                         model_file=str(model), out=str(out), backend="local",
-                         scenes=str(tmp_path / "scene"), grid=scene.grid, tile=32,
-                         overlap=8, options=OPTIONS, progress=False, allow_recipe_mismatch=True)
-    classes, prob = _read(map_region(request, echo=lambda _: None))
+    request = MapRequest(MapExtent(inner_region(scene.grid, margin_px=0), (MONTH,),
+                                   grid=scene.grid), MapOutputs(str(out)),
+                         MapInputs(backend="local", scenes=str(tmp_path / "scene"),
+                                   allow_recipe_mismatch=True),
+                         map_window(tile=32, overlap=8), OPTIONS, progress=False)
+    classes, prob = _read(map_region(request, load_model(model), echo=lambda _: None))
     assert (classes != 255).any() and np.unique(prob[classes != 255]).size > 10
 
 
@@ -136,9 +137,10 @@ def test_int8_of_an_encoder_model_is_one_line_before_any_pixel_on_every_path(
         TilePredictor.for_model(module, meta, options=int8)
     for runner in (None, RunnerConfig("direct")):  # isamap-map, and a pipeline's launch
         with pytest.raises(ConfigError, match=said):
-            map_region(MapRequest(region=inner_region(stack.grid, 8), dates=(MONTH,),
-                                  model_file=str(model), out=str(tmp_path / "m"), tile=64,
-                                  overlap=0, options=int8, progress=False, runner=runner),
+            map_region(MapRequest(MapExtent(inner_region(stack.grid, 8), (MONTH,)),
+                                  MapOutputs(str(tmp_path / "m")),
+                                  window=map_window(tile=64, overlap=0), runtime=int8,
+                                  progress=False, runner=runner), load_model(model),
                        session=session_for(StackTransport(stack, info=lambda text: 5)),
                        echo=lambda _: None)
     assert not (tmp_path / "m").exists()
