@@ -27,7 +27,7 @@ from contract.archive import check_months as check_archive_months
 from contract.bands import FINE_SCALES
 from contract.export_options import (
     SERIES_MONTHS_RANGE,
-    ExportOptions,
+    ExportTarget,
     check_series_months,
     series_stack_bands,
 )
@@ -67,24 +67,27 @@ from gee_export.ee.export import DEFAULT_WORKERS, MAX_WORKERS
 from gee_export.ee.export_command import (
     add_recipe_arguments,
     check_ee_arguments,
+    ee_delivery,
     ee_dry_run,
+    ee_recipe,
     ee_runner,
     run_ee_export,
+    s2_recipe,
 )
-from gee_export.ee.labels import parse_label_source
-from gee_export.ee.plan import DEFAULT_LATENCY_S, choose_method
+from gee_export.ee.labels import LabelSource, parse_label_source
+from gee_export.ee.plan import DEFAULT_LATENCY_S
 from gee_export.ee.tasks import DEFAULT_MAX_PENDING, DEFAULT_PATCHES_PER_TILE
 from gee_export.local.compositing import LocalRecipe, reading_options
 from gee_export.local.export_command import (
     add_local_arguments,
     check_local_arguments,
     local_dry_run,
+    local_recipe,
     local_scheme,
     run_local_export,
 )
 from gee_export.local.extent import check_earlier_grid, default_region
 from gee_export.local.labels import get_scheme
-from gee_export.local.stack import scl_mask_classes
 
 log = logging.getLogger(__name__)
 PAPER_MONTH = "2019-06"
@@ -217,7 +220,7 @@ def _region(args: argparse.Namespace) -> Region:
     return resolve_region(args.region, args.region_file, args.bbox)
 
 
-def _labels(args: argparse.Namespace):
+def _labels(args: argparse.Namespace) -> LabelSource | None:
     """The parsed Earth Engine label source, or None for the local backend.
 
     The local backend's scheme is checked here too, so a typo fails before any work.
@@ -281,31 +284,6 @@ def make_grid(region: Region, args: argparse.Namespace) -> Grid:
     return grid
 
 
-def export_options(args: argparse.Namespace, region: Region, grid: Grid,
-                   months: tuple[str, ...], bands: tuple[str, ...], out: str,
-                   runner: RunnerConfig | None) -> ExportOptions:
-    """The checked command line as the one value the export's steps read."""
-    local = args.backend == "local"
-    reading = _reading(args) if local else {}
-    return ExportOptions(
-        region=region, grid=grid, months=months, bands=bands, out=out, backend=args.backend,
-        labels=local_scheme(args) if local else (args.labels or DEFAULT_EE_LABELS),
-        fine_scale=args.fine_scale, seed=args.seed, split_block=args.split_block,
-        min_valid_fraction=args.min_valid_fraction, progress=not args.no_progress,
-        speckle=args.speckle, project=args.project,
-        method="pixels" if runner else choose_method(args.method, grid, out),
-        workers=args.workers, patches_per_tile=args.patches_per_tile,
-        max_pending=args.max_pending, max_eecu_hours=args.max_eecu_hours,
-        terrain_flattening=args.terrain_flattening, dem=args.dem, orbit_pass=args.orbit_pass,
-        cloud_mask=args.cloud_mask, cloud_threshold=args.cloud_threshold,
-        s2_max_widen_days=args.s2_max_widen_days, scenes=args.scenes,
-        allow_l1c=args.allow_l1c, s1_unit=args.s1_unit, boa_add_offset=args.boa_add_offset,
-        trust_band_names=args.trust_band_names,
-        scl_masked=scl_mask_classes(args.scl_mask) if args.scl_mask is not None else None,
-        scene_date=reading.get("scene_date"), s2_band_names=reading.get("s2_band_names"),
-        allow_implausible=args.allow_implausible)
-
-
 def run(args: argparse.Namespace) -> int:
     check_arguments(args)
     region = _region(args)
@@ -324,14 +302,17 @@ def run(args: argparse.Namespace) -> int:
         check_output_folder("--out", out, remote=True)
     runner = ee_runner(args, out)
     check_apart(("--out", out), [out], [("--scenes", args.scenes)])  # the dry run's too
-    opts = export_options(args, region, grid, months, bands, out, runner)
-    if args.code_editor:
-        for text, path in month_scripts(opts, label):  # a preview of each month's composites
+    local = args.backend == "local"
+    target = ExportTarget(region, grid, months, bands, out,
+                          local_scheme(args) if local else args.labels or DEFAULT_EE_LABELS,
+                          args.fine_scale, args.seed, args.split_block, args.min_valid_fraction)
+    if args.code_editor:  # a preview of each month's composites
+        for text, path in month_scripts(target, s2_recipe(args), label):
             print(text)
             print(f"// written to {path}", file=sys.stderr)
         return 0
     if args.dry_run:
-        return _dry_run(args, opts, runner)
+        return _dry_run(args, target, runner)
     # a small area can leave whole splits empty: say so before the work, with the remedy
     _warn_about_split(grid, split_counts(assign_splits(grid, None, DEFAULT_RATIOS, args.seed,
                                                         args.split_block)), args, out=out)
@@ -343,23 +324,27 @@ def run(args: argparse.Namespace) -> int:
                           or getattr(summary, "written_positions", None), out,
                           len(getattr(summary, "unread_positions", ())))
 
-    if args.backend == "local":
-        run_local_export(opts, on_month=report)
+    if local:
+        run_local_export(target, local_recipe(args, target.labels), args.scenes,
+                         progress=not args.no_progress, on_month=report)
     else:
-        run_ee_export(opts, runner, on_month=report)
+        run_ee_export(target, ee_recipe(args, target), ee_delivery(args, target, runner),
+                      on_month=report)
     print(f"dataset: {out} (manifest.json, index.jsonl, patches/)")
     return 0
 
 
-def _dry_run(args: argparse.Namespace, opts: ExportOptions, runner: RunnerConfig | None) -> int:
+def _dry_run(args: argparse.Namespace, target: ExportTarget, runner: RunnerConfig | None) -> int:
     """Print the plan of the export (Earth Engine requests, or the local scenes per month)."""
-    if opts.backend == "local":
-        local_plan = local_dry_run(opts, print)  # the real run's checks, before its composite
-        _warn_about_split(opts.grid, dict(local_plan.per_split), args)  # as the export warns
+    if args.backend == "local":
+        # the real run's checks, before its composite
+        local_plan = local_dry_run(target, local_recipe(args, target.labels), args.scenes, print)
+        _warn_about_split(target.grid, dict(local_plan.per_split), args)  # as the export warns
         if local_plan.stop_line():
             raise InputDataError(local_plan.stop_line())
         return 0
-    ee_dry_run(opts, runner, args.latency, print)
+    ee_dry_run(target, ee_recipe(args, target), ee_delivery(args, target, runner), args.latency,
+               print)
     return 0
 
 

@@ -1,20 +1,20 @@
-"""What ``isamap-export`` was asked to do, checked once: the one value its steps read.
+"""What ``isamap-export`` makes and where, checked once: the part both backends read.
 
 The command line is checked and resolved (area, grid, months, bands, every bound) before any
-pixel is read or written; the result is this frozen value, which the Earth Engine export
+pixel is read or written; the area, the months, the bands and the dataset they make become one
+frozen :class:`ExportTarget`, which the Earth Engine export
 (:mod:`gee_export.ee.export_command`) and the local one (:mod:`gee_export.local.export_command`)
-take as it is, instead of a namespace of flags. It lives below both backends, so it holds
-plain values: each backend builds its own recipe from its fields.
+take beside their own recipe and runtime, instead of a namespace of flags.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any
 
 from contract import bands as band_registry
-from contract.composite import SpeckleFilter
+from contract.dataset import Backend, DatasetSpec
 from contract.grid import Grid
 from contract.regions import Region
 from contract.splits import DEFAULT_BLOCK
@@ -48,20 +48,16 @@ def series_stack_bands(bands: Sequence[str], months: int) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class ExportOptions:
-    """One export, both backends (fields of the other backend keep their defaults).
+class ExportTarget:
+    """What one export makes and where, whichever backend makes it.
 
-    The area (``region``, its ``grid``), the ``months`` and ``bands``, the dataset root
-    ``out``, the ``backend`` (``ee`` or ``local``) and ``labels`` (the Earth Engine label
-    source, or the local label scheme) say what is made; ``fine_scale``, ``seed``,
-    ``split_block`` and ``min_valid_fraction`` are the dataset's lattice, split and patch
-    rule; ``progress`` shows bars. ``speckle`` serves both recipes. How Earth Engine computes
-    and delivers: ``project``, ``method`` (``pixels`` or ``tasks``), ``workers``,
-    ``patches_per_tile``, ``max_pending``, ``max_eecu_hours``, and its recipe
-    ``terrain_flattening``, ``dem``, ``orbit_pass``, ``cloud_mask``, ``cloud_threshold``,
-    ``s2_max_widen_days``. The local scenes and how to read them: ``scenes``, ``allow_l1c``,
-    ``s1_unit``, ``boa_add_offset``, ``trust_band_names``, ``scl_masked``, ``scene_date``,
-    ``s2_band_names``, ``allow_implausible``.
+    The area (``region``, its ``grid``), the ``months``, the image ``bands``, the ``labels``
+    (the Earth Engine label source, or the local label scheme) and the fine label's
+    ``fine_scale``; ``out`` is the dataset root, ``seed`` and ``split_block`` its split and
+    ``min_valid_fraction`` its patch rule. Each backend takes its recipe and its runtime beside
+    it: Earth Engine an ``EERecipe`` and an ``EEDelivery``
+    (:mod:`gee_export.ee.export_command`), the local backend a ``LocalRecipe`` and its scenes
+    (:mod:`gee_export.local.export_command`).
     """
 
     region: Region
@@ -69,32 +65,17 @@ class ExportOptions:
     months: tuple[str, ...]
     bands: tuple[str, ...]
     out: str
-    backend: Literal["ee", "local"]
     labels: str
     fine_scale: int | None = None
     seed: int = 0
     split_block: int = DEFAULT_BLOCK
     min_valid_fraction: float = 0.9
-    progress: bool = True
-    speckle: SpeckleFilter = "refined_lee"
-    project: str | None = None
-    method: Literal["pixels", "tasks"] = "pixels"
-    workers: int = 16
-    patches_per_tile: int = 50
-    max_pending: int = 2500
-    max_eecu_hours: float | None = None
-    terrain_flattening: str = "none"
-    dem: str = ""
-    orbit_pass: str = "both"
-    cloud_mask: str = "cloudscoreplus"
-    cloud_threshold: float = 0.60
-    s2_max_widen_days: int = 15
-    scenes: str | None = None
-    allow_l1c: bool = False
-    s1_unit: str | None = None
-    boa_add_offset: float | None = None
-    trust_band_names: bool | None = None
-    scl_masked: tuple[int, ...] | None = None
-    scene_date: str | None = None
-    s2_band_names: tuple[str, ...] | None = None
-    allow_implausible: bool | None = None
+
+    def spec(self, backend: Backend, recipe: Mapping[str, Any], classes: Mapping[str, str],
+             label_scheme: str) -> DatasetSpec:
+        """The dataset a backend's ``recipe`` makes here (what ``out`` must hold, if anything)."""
+        return DatasetSpec(self.grid, self.bands, seed=self.seed, block=self.split_block,
+                           min_valid_fraction=self.min_valid_fraction,
+                           fine_scale=self.fine_scale, backend=backend, region=self.region.name,
+                           recipe={**recipe, **band_registry.series_record(self.bands)},
+                           classes=classes, label_scheme=label_scheme)

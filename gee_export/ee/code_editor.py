@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from contract.bands import LABEL_NODATA
-from contract.export_options import ExportOptions
+from contract.export_options import ExportTarget
 from contract.grid import Grid
 from contract.label_schemes import LANDCOVER_CLASSES, get_landcover_scheme
 from contract.regions import Region
@@ -161,18 +161,17 @@ def write_script(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
-def month_scripts(opts: ExportOptions, label: LabelSource | None) -> list[tuple[str, Path]]:
+def month_scripts(target: ExportTarget, s2: S2Recipe,
+                  label: LabelSource | None) -> list[tuple[str, Path]]:
     """``isamap-export --code-editor``: each month's script, written beside ``--out``.
 
     Returns ``(text, path)`` per month; a ``gs://`` out puts the files in this folder.
     """
-    s2 = S2Recipe(cloud_mask=opts.cloud_mask,  # type: ignore[arg-type]
-                  cs_threshold=opts.cloud_threshold, max_widen_days=opts.s2_max_widen_days)
-    folder = Path(opts.out if not opts.out.startswith("gs://") else ".")
+    folder = Path(target.out if not target.out.startswith("gs://") else ".")
     scripts = []
-    for month in opts.months:
+    for month in target.months:
         window = month_window(month)
-        text = render(opts.region, opts.grid, window, window, label, s2)
-        scripts.append((text, write_script(folder / f"code_editor_{opts.region.name}_{month}.js",
-                                           text)))
+        text = render(target.region, target.grid, window, window, label, s2)
+        name = f"code_editor_{target.region.name}_{month}.js"
+        scripts.append((text, write_script(folder / name, text)))
     return scripts

@@ -7,21 +7,23 @@ graphs, and the month is delivered by computePixels in this process
 (:func:`gee_export.ee.tasks.export_tasks`) or by a Beam pipeline
 (:func:`gee_export.ee.beam_export.export_pipeline`). The dataset's parameters are checked against
 its manifest before any Earth Engine call, and ``--max-eecu-hours`` is one budget for every month
-of the run (:mod:`gee_export.ee.budget`). The command's options arrive as one
-:class:`~contract.export_options.ExportOptions`; the recipe's flags and the Earth Engine
-flags' bounds are defined here, beside what reads them.
+of the run (:mod:`gee_export.ee.budget`). The command's options arrive in three parts: what is
+made and where (:class:`~contract.export_options.ExportTarget`), the composite's
+:class:`~gee_export.ee.recipe.EERecipe` and how Earth Engine delivers it
+(:class:`EEDelivery`); the recipe's flags and the Earth Engine flags' bounds are defined here,
+beside what reads them.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from contract.bands import series_record
 from contract.composite import SPECKLE_FILTERS
 from contract.dataset import DatasetSpec, check_compatible, out_refusal
 from contract.dataset_diff import out_problem
-from contract.export_options import ExportOptions
+from contract.export_options import ExportTarget
 from core.commands import check_range
 from core.errors import ConfigError, InputDataError
 from core.pipeline_options import RunnerConfig, runner_config
@@ -30,9 +32,9 @@ from gee_export.ee.beam_export import EarthEngineProject, export_pipeline
 from gee_export.ee.budget import ComputeBudget, check_max_eecu_hours, compute_budget
 from gee_export.ee.export import check_workers, export_pixels
 from gee_export.ee.export_job import ExportJob, ExportSummary
-from gee_export.ee.labels import LabelSource, parse_label_source
+from gee_export.ee.labels import parse_label_source
 from gee_export.ee.names import default_workload_tag
-from gee_export.ee.plan import format_plan, make_plan
+from gee_export.ee.plan import Method, choose_method, format_plan, make_plan
 from gee_export.ee.prediction_stack import DateRecipe, composite_windows
 from gee_export.ee.recipe import EERecipe, build_fine_label, build_stack
 from gee_export.ee.request_region import request_geometry
@@ -95,39 +97,65 @@ def ee_runner(args: argparse.Namespace, out: str) -> RunnerConfig | None:
     return runner.for_workers(needs_torch=False)  # no torch, the versions constraints.txt pins
 
 
-def ee_recipe(opts: ExportOptions, label: LabelSource) -> EERecipe:
-    """The Earth Engine recipe the options ask for, with its ``label``."""
-    s1 = S1Recipe(orbit_pass=opts.orbit_pass,  # type: ignore[arg-type]
-                  speckle=opts.speckle,
-                  terrain_flattening=opts.terrain_flattening,  # type: ignore[arg-type]
-                  dem=opts.dem)
-    s2 = S2Recipe(cloud_mask=opts.cloud_mask,  # type: ignore[arg-type]
-                  cs_threshold=opts.cloud_threshold, max_widen_days=opts.s2_max_widen_days)
-    return EERecipe(bands=opts.bands, s1=s1, s2=s2, label=label, fine_scale=opts.fine_scale)
+@dataclass(frozen=True)
+class EEDelivery:
+    """How Earth Engine computes and delivers an export's months: its runtime, not its recipe.
+
+    The Cloud ``project``; the ``method`` (``pixels`` or ``tasks``) with its ``workers``, or its
+    ``patches_per_tile`` and ``max_pending``; ``max_eecu_hours``, one budget for every month;
+    ``progress`` bars; and a Beam ``runner`` (None: this process).
+    """
+
+    project: str | None
+    method: Method
+    workers: int
+    patches_per_tile: int
+    max_pending: int
+    max_eecu_hours: float | None
+    progress: bool
+    runner: RunnerConfig | None
 
 
-def ee_spec(opts: ExportOptions) -> DatasetSpec:
-    """The dataset the options make (what ``--out`` must hold already, if anything)."""
-    label = parse_label_source(opts.labels)
-    return DatasetSpec(opts.grid, opts.bands, seed=opts.seed, block=opts.split_block,
-                       min_valid_fraction=opts.min_valid_fraction, fine_scale=opts.fine_scale,
-                       backend="ee", region=opts.region.name,
-                       recipe={**ee_recipe(opts, label).to_dict(), **series_record(opts.bands)},
-                       classes=label.classes,
-                       label_scheme=label.label_scheme)
+def ee_delivery(args: argparse.Namespace, target: ExportTarget,
+                runner: RunnerConfig | None) -> EEDelivery:
+    """How the flags ask Earth Engine to deliver ``target`` (``runner``: :func:`ee_runner`'s)."""
+    method: Method = "pixels" if runner else choose_method(args.method, target.grid, target.out)
+    return EEDelivery(args.project, method, args.workers, args.patches_per_tile,
+                      args.max_pending, args.max_eecu_hours, not args.no_progress, runner)
 
 
-def export_budget(opts: ExportOptions) -> ComputeBudget | None:
+def s2_recipe(args: argparse.Namespace) -> S2Recipe:
+    """The Sentinel-2 composite the recipe's flags ask for."""
+    return S2Recipe(cloud_mask=args.cloud_mask, cs_threshold=args.cloud_threshold,
+                    max_widen_days=args.s2_max_widen_days)
+
+
+def ee_recipe(args: argparse.Namespace, target: ExportTarget) -> EERecipe:
+    """The Earth Engine recipe the recipe's flags ask for, of ``target``'s bands and labels."""
+    s1 = S1Recipe(orbit_pass=args.orbit_pass, speckle=args.speckle,
+                  terrain_flattening=args.terrain_flattening, dem=args.dem)
+    return EERecipe(bands=target.bands, s1=s1, s2=s2_recipe(args),
+                    label=parse_label_source(target.labels), fine_scale=target.fine_scale)
+
+
+def ee_spec(target: ExportTarget, recipe: EERecipe) -> DatasetSpec:
+    """The dataset ``recipe`` makes of ``target`` (what ``--out`` must hold, if anything)."""
+    label = recipe.label
+    assert label is not None  # an export's recipe always has its label
+    return target.spec("ee", recipe.to_dict(), label.classes, label.label_scheme)
+
+
+def export_budget(target: ExportTarget, delivery: EEDelivery) -> ComputeBudget | None:
     """``--max-eecu-hours`` as a budget at the plan's estimate (None: no bound)."""
-    if opts.max_eecu_hours is None:
+    if delivery.max_eecu_hours is None:
         return None
-    plan = make_plan(opts.region, opts.grid, opts.months, opts.bands, "", opts.fine_scale,
-                     opts.method, opts.out, opts.workers, opts.patches_per_tile,
-                     seed=opts.seed, block=opts.split_block)
-    return compute_budget(opts.max_eecu_hours, plan.compute)
+    plan = make_plan(target.region, target.grid, target.months, target.bands, "",
+                     target.fine_scale, delivery.method, target.out, delivery.workers,
+                     delivery.patches_per_tile, seed=target.seed, block=target.split_block)
+    return compute_budget(delivery.max_eecu_hours, plan.compute)
 
 
-def ee_dry_run(opts: ExportOptions, runner: RunnerConfig | None, latency_s: float,
+def ee_dry_run(target: ExportTarget, recipe: EERecipe, delivery: EEDelivery, latency_s: float,
                echo: Callable[[str], None]) -> None:
     """Give ``echo`` the plan of an Earth Engine export, never contacting Earth Engine.
 
@@ -137,58 +165,58 @@ def ee_dry_run(opts: ExportOptions, runner: RunnerConfig | None, latency_s: floa
     Raises:
         InputDataError: the real run would stop (``--out`` holds another dataset).
     """
-    workers = runner.workers * runner.threads if runner else opts.workers
-    plan = make_plan(opts.region, opts.grid, opts.months, opts.bands, opts.labels,
-                     opts.fine_scale, opts.method, opts.out, workers, opts.patches_per_tile,
-                     seed=opts.seed, block=opts.split_block, latency_s=latency_s,
-                     max_eecu_hours=opts.max_eecu_hours)
+    runner = delivery.runner
+    workers = runner.workers * runner.threads if runner else delivery.workers
+    plan = make_plan(target.region, target.grid, target.months, target.bands, target.labels,
+                     target.fine_scale, delivery.method, target.out, workers,
+                     delivery.patches_per_tile, seed=target.seed, block=target.split_block,
+                     latency_s=latency_s, max_eecu_hours=delivery.max_eecu_hours)
     echo(format_plan(plan))
     if runner:
         runner.pipeline_options()  # Beam's validation, offline in a dry run
         echo(runner.describe())
-    refused = out_refusal(opts.out, ee_spec(opts))
+    refused = out_refusal(target.out, ee_spec(target, recipe))
     if refused:
-        echo(f"  PROBLEM     {out_problem(opts.out)}")
+        echo(f"  PROBLEM     {out_problem(target.out)}")
         raise InputDataError(f"the real run would stop: {refused}")
 
 
-def run_ee_export(opts: ExportOptions, runner: RunnerConfig | None = None,
+def run_ee_export(target: ExportTarget, recipe: EERecipe, delivery: EEDelivery,
                   on_month: Callable[[ExportSummary], None] = lambda summary: None) -> None:
-    """Export every month of ``opts`` with Earth Engine (see the module docstring).
+    """Export every month of ``target`` with Earth Engine (see the module docstring).
 
-    ``runner``: a Beam runner (months fetched by a pipeline); None: this process, by the
-    options' ``method``.
+    The delivery's ``runner``: a Beam runner (months fetched by a pipeline); None: this
+    process, by its ``method``.
     """
-    label = parse_label_source(opts.labels)
-    recipe = ee_recipe(opts, label)
-    spec = ee_spec(opts)
-    check_compatible(open_store(opts.out), spec)  # before any Earth Engine call
-    budget = export_budget(opts)
-    session = EESession(project=opts.project,
+    spec = ee_spec(target, recipe)
+    out, runner = target.out, delivery.runner
+    check_compatible(open_store(out), spec)  # before any Earth Engine call
+    budget = export_budget(target, delivery)
+    session = EESession(project=delivery.project,
                         workload_tag=default_workload_tag("isamap-export")).initialize()
-    geometry = request_geometry(opts.region)  # the box, not the outline: requests stay small
-    for month in opts.months:  # the map's rule: an S1-only export asks nothing of Sentinel-2
-        date = composite_windows(session, geometry, opts.region.name,
+    geometry = request_geometry(target.region)  # the box, not the outline: requests stay small
+    for month in target.months:  # the map's rule: an S1-only export asks nothing of Sentinel-2
+        date = composite_windows(session, geometry, target.region.name,
                                  DateRecipe(recipe, None, month_window(month)))
         s2_window, s1_window = date.s2_window or month_window(month), date.s1_window
-        image = build_stack(opts.grid, s2_window, recipe, geometry, s1_window)
-        fine = (build_fine_label(opts.grid, s2_window, recipe, geometry) if opts.fine_scale
+        image = build_stack(target.grid, s2_window, recipe, geometry, s1_window)
+        fine = (build_fine_label(target.grid, s2_window, recipe, geometry) if target.fine_scale
                 else None)
         job = ExportJob(spec, month, sources={"s2_window": s2_window.to_dict(),
                                               "s1_window": s1_window.to_dict(),
-                                              "method": opts.method})
+                                              "method": delivery.method})
         if runner is not None:
-            workers = EarthEngineProject(opts.project,
+            workers = EarthEngineProject(delivery.project,
                                          application_default=runner.runner == "dataflow",
                                          workload_tag=session.workload_tag)
-            on_month(export_pipeline(workers, image, job, opts.out, runner, fine_label=fine,
+            on_month(export_pipeline(workers, image, job, out, runner, fine_label=fine,
                                      budget=budget))
-        elif opts.method == "tasks":
-            on_month(export_tasks(session, image, job, opts.out, fine_label=fine,
-                                  patches_per_tile=opts.patches_per_tile,
-                                  max_pending=opts.max_pending, progress=opts.progress,
+        elif delivery.method == "tasks":
+            on_month(export_tasks(session, image, job, out, fine_label=fine,
+                                  patches_per_tile=delivery.patches_per_tile,
+                                  max_pending=delivery.max_pending, progress=delivery.progress,
                                   budget=budget))
         else:
-            on_month(export_pixels(session, image, job, opts.out, fine_label=fine,
-                                   workers=opts.workers, progress=opts.progress,
+            on_month(export_pixels(session, image, job, out, fine_label=fine,
+                                   workers=delivery.workers, progress=delivery.progress,
                                    budget=budget))

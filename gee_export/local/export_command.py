@@ -3,9 +3,11 @@
 The dataset's parameters (grid, bands, split, recipe) are checked against the manifest, then
 every month's inputs are found and digested and checked against the month's recorded
 fingerprint, all before a stack file is (re)written: a refused run leaves the dataset and its
-stacks as they were, and an identical command always resumes. The command's options arrive as
-one :class:`~contract.export_options.ExportOptions`; the flags of how local scenes are read, and
-their checks, are defined here, beside what reads them.
+stacks as they were, and an identical command always resumes. The command's options arrive in
+two parts and the scenes' folder: what is made and where
+(:class:`~contract.export_options.ExportTarget`) and how the scenes are read and composited
+(:class:`~.compositing.LocalRecipe`); the flags of how local scenes are read, and their checks,
+are defined here, beside what reads them.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from contract.dataset import (
     read_index,
     read_manifest,
 )
-from contract.export_options import ExportOptions
+from contract.export_options import ExportTarget
 from contract.input_check import Fingerprint, judge_stack, pixel_sample
 from contract.patches import PatchSummary, patch_stack
 from contract.s2_level import check_allow_l1c_backend
@@ -140,34 +142,34 @@ def check_local_arguments(args: argparse.Namespace) -> None:
 
 
 
-def local_recipe(opts: ExportOptions) -> LocalRecipe:
-    """The local recipe the options ask for (the recipe's own defaults where they say none)."""
-    recipe = LocalRecipe(speckle=opts.speckle, allow_l1c=opts.allow_l1c, s1_unit=opts.s1_unit,
-                         label_scheme=opts.labels, boa_add_offset=opts.boa_add_offset,
-                         trust_band_names=opts.trust_band_names, scene_date=opts.scene_date,
-                         s2_band_names=opts.s2_band_names,
-                         allow_implausible=opts.allow_implausible)
-    return recipe if opts.scl_masked is None else replace(recipe, scl_masked=opts.scl_masked)
+def local_recipe(args: argparse.Namespace, labels: str) -> LocalRecipe:
+    """The local recipe the flags ask for, with the label scheme ``labels``.
+
+    The recipe's own defaults where the flags say none.
+    """
+    recipe = LocalRecipe(speckle=args.speckle, allow_l1c=args.allow_l1c, s1_unit=args.s1_unit,
+                         label_scheme=labels, boa_add_offset=args.boa_add_offset,
+                         trust_band_names=args.trust_band_names,
+                         allow_implausible=args.allow_implausible,
+                         **reading_options(args.scene_date, args.s2_band_names))
+    return (recipe if args.scl_mask is None
+            else replace(recipe, scl_masked=scl_mask_classes(args.scl_mask)))
 
 
-def stacks_folder(opts: ExportOptions) -> Path:
+def stacks_folder(out: str, scenes: str) -> Path:
     """Where the monthly stacks go: ``<out>/stacks``, beside the scenes for a ``gs://`` out."""
-    if opts.out.startswith("gs://"):
-        return Path(str(opts.scenes)).resolve().parent / "isamap_stacks"
-    return Path(opts.out) / "stacks"
+    if out.startswith("gs://"):
+        return Path(scenes).resolve().parent / "isamap_stacks"
+    return Path(out) / "stacks"
 
 
-def local_spec(opts: ExportOptions) -> DatasetSpec:
-    """The dataset the options make (what ``--out`` must hold already, if anything)."""
-    mapping = get_scheme(opts.labels)  # an unknown scheme fails before any pixel is read
-    return DatasetSpec(opts.grid, opts.bands, seed=opts.seed, block=opts.split_block,
-                       min_valid_fraction=opts.min_valid_fraction, fine_scale=opts.fine_scale,
-                       backend="local", region=opts.region.name,
-                       recipe={**local_recipe(opts).to_dict(), **series_record(opts.bands)},
-                       classes=mapping.manifest_classes(), label_scheme=mapping.scheme)
+def local_spec(target: ExportTarget, recipe: LocalRecipe) -> DatasetSpec:
+    """The dataset ``recipe`` makes of ``target`` (what ``--out`` must hold, if anything)."""
+    mapping = get_scheme(recipe.label_scheme)  # an unknown scheme fails before any pixel is read
+    return target.spec("local", recipe.to_dict(), mapping.manifest_classes(), mapping.scheme)
 
 
-def check_local_month(opts: ExportOptions, scenes: SceneCollection | str, month: str,
+def check_local_month(recipe: LocalRecipe, scenes: SceneCollection | str, month: str,
                       store: Store, spec: DatasetSpec, stack_dir: Path) -> LocalStackPlan:
     """The real run's checks of ``month`` before its stack is written; its plan.
 
@@ -175,93 +177,92 @@ def check_local_month(opts: ExportOptions, scenes: SceneCollection | str, month:
     ``--out`` recorded for the month, and the training label. The dry run runs them too for a
     month ``--out`` holds (:func:`out_month_check`).
     """
-    plan = plan_local_stack(scenes, opts.grid, month, opts.bands, fine_scale=opts.fine_scale,
-                            speckle=opts.speckle, out_dir=stack_dir, recipe=local_recipe(opts))
+    plan = plan_local_stack(scenes, spec.grid, month, spec.bands, fine_scale=spec.fine_scale,
+                            speckle=recipe.speckle, out_dir=stack_dir, recipe=recipe)
     check_compatible(store, spec, month=month, fingerprint=plan.fingerprint)
-    warning = check_training_label(plan.label_ref, opts.grid, opts.labels)
+    warning = check_training_label(plan.label_ref, spec.grid, recipe.label_scheme)
     if warning:
         log.warning("%s", warning)
     return plan
 
 
-def out_month_check(opts: ExportOptions) -> Callable[[SceneCollection, str], bool]:
+def out_month_check(out: str, recipe: LocalRecipe, spec: DatasetSpec,
+                    stack_dir: Path) -> Callable[[SceneCollection, str], bool]:
     """For the dry run: the real run's checks of a month that ``--out`` already holds.
 
     The returned function runs :func:`check_local_month` (raising what it refuses) and
-    returns True for a month the dataset at ``--out`` records; False (nothing run) for another
+    returns True for a month the dataset at ``out`` records; False (nothing run) for another
     month, whose inputs need no digest (nothing to compare it with), and for every month of
     a ``gs://`` out (a dry run reads no bucket). Nothing is written.
     """
-    store, spec = open_store(opts.out), local_spec(opts)
-    held = ({} if opts.out.startswith("gs://")
+    store = open_store(out)
+    held = ({} if out.startswith("gs://")
             else read_manifest(store, missing_ok=True).get("sources", {}))
 
     def check(collection: SceneCollection, month: str) -> bool:
         if month not in held:
             return False
-        check_local_month(opts, collection, month, store, spec, stacks_folder(opts))
+        check_local_month(recipe, collection, month, store, spec, stack_dir)
         return True
 
     return check
 
 
-def local_dry_run(opts: ExportOptions, echo: Callable[[str], None]) -> LocalPlan:
-    """Give ``echo`` the plan of a local export: each month's scenes, the grid, the patches.
+def local_dry_run(target: ExportTarget, recipe: LocalRecipe, scenes: str,
+                  echo: Callable[[str], None]) -> LocalPlan:
+    """Give ``echo`` the plan of a local export: each month's ``scenes``, the grid, the patches.
 
     The real run's checks, before its composite; the caller stops at the plan's
     ``stop_line``.
     """
-    recipe = local_recipe(opts)
-    plan = make_local_plan(str(opts.scenes), opts.region.name, opts.grid, opts.months,
-                           opts.bands, opts.out, reading=recipe.reading(), seed=opts.seed,
-                           block=opts.split_block, recipe=recipe, fine_scale=opts.fine_scale,
-                           out_refused=out_refusal(opts.out, local_spec(opts)),
-                           out_check=out_month_check(opts))
+    spec = local_spec(target, recipe)
+    plan = make_local_plan(scenes, target.region.name, target.grid, target.months,
+                           target.bands, target.out, reading=recipe.reading(), seed=target.seed,
+                           block=target.split_block, recipe=recipe, fine_scale=target.fine_scale,
+                           out_refused=out_refusal(target.out, spec),
+                           out_check=out_month_check(target.out, recipe, spec,
+                                                     stacks_folder(target.out, scenes)))
     echo(format_local_plan(plan))
     return plan
 
 
-def run_local_export(opts: ExportOptions,
+def run_local_export(target: ExportTarget, recipe: LocalRecipe, scenes: str, *,
+                     progress: bool = True,
                      on_month: Callable[[PatchSummary], None] = lambda summary: None) -> None:
-    """Export every month of ``opts`` from its local scenes (see the module docstring).
+    """Export every month of ``target`` from its local ``scenes`` (see the module docstring).
 
     A refused run removes the folders it created while they are empty (``--out`` and its
     ``stacks/``, which its lock made); never one an earlier run wrote.
     """
-    stack_dir = stacks_folder(opts)
-    with files.unmade_if_refused(stack_dir, opts.out):  # innermost first: stacks/, then --out
-        _export_months(opts, stack_dir, on_month)
-
-
-def _export_months(opts: ExportOptions, stack_dir: Path,
-                   on_month: Callable[[PatchSummary], None]) -> None:
-    mapping = get_scheme(opts.labels)  # an unknown scheme fails before any pixel is read
-    store = open_store(opts.out)
-    spec = local_spec(opts)
-    with hold_output(store), hold_output(stack_dir):
+    out = target.out
+    stack_dir = stacks_folder(out, scenes)
+    store, spec = open_store(out), local_spec(target, recipe)
+    # innermost first: stacks/, then --out
+    with files.unmade_if_refused(stack_dir, out), hold_output(store), hold_output(stack_dir):
         check_compatible(store, spec)
         stack_dir.mkdir(parents=True, exist_ok=True)
         removed = LocalStore(stack_dir).remove_temporaries()  # what killed builds left
         if removed:
             log.info("removed %d temporary file(s) left in %s by a killed run", removed,
                      stack_dir)
-        plans = [check_local_month(opts, str(opts.scenes), month, store, spec, stack_dir)
-                 for month in opts.months]
-        for month, plan in zip(opts.months, plans, strict=True):
-            stack = write_local_stack(plan, progress=opts.progress)
-            notes = [*plan.input_notes, *_judge_month(stack.image, month, store, spec, opts)]
-            on_month(patch_stack(stack, store, min_valid_fraction=opts.min_valid_fraction,
-                                 seed=opts.seed, block=opts.split_block, backend="local",
-                                 region=opts.region.name,
-                                 recipe={**plan.recipe.to_dict(), **series_record(opts.bands)},
+        plans = [check_local_month(recipe, scenes, month, store, spec, stack_dir)
+                 for month in target.months]
+        for month, plan in zip(target.months, plans, strict=True):
+            stack = write_local_stack(plan, progress=progress)
+            notes = [*plan.input_notes,
+                     *_judge_month(stack.image, month, store, spec, out, recipe)]
+            on_month(patch_stack(stack, store, min_valid_fraction=target.min_valid_fraction,
+                                 seed=target.seed, block=target.split_block, backend="local",
+                                 region=target.region.name,
+                                 recipe={**plan.recipe.to_dict(), **series_record(target.bands)},
                                  sources={"scenes": plan.scene_list(), **(
                                      {"input_notes": notes} if notes else {})},
-                                 classes=mapping.manifest_classes(),
-                                 label_scheme=mapping.scheme, progress=opts.progress))
+                                 classes=spec.classes, label_scheme=spec.label_scheme,
+                                 progress=progress))
 
 
-def _judge_month(image: str, month: str, store: Store, spec: DatasetSpec,
-                 opts: ExportOptions) -> tuple[str, ...]:
+def _judge_month(image: str, month: str, store: Store, spec: DatasetSpec, out: str,
+                 recipe: LocalRecipe) -> tuple[str, ...]:
     """A month's stack against the fingerprint the dataset's earlier months recorded.
 
     Its scenes passed the physical rules; a calibration they cannot see (sigma0 raised alike
@@ -283,6 +284,6 @@ def _judge_month(image: str, month: str, store: Store, spec: DatasetSpec,
         names = src.descriptions
     samples = {b: pixels[i] for i, b in enumerate(names) if b and not is_code_band(b)}
     return judge_stack(f"the stack of {month} (against the fingerprint the manifest of "
-                       f"{opts.out} records)", samples, fingerprint=recorded, physics=False,
-                       allow_implausible=bool(opts.allow_implausible),
+                       f"{out} records)", samples, fingerprint=recorded, physics=False,
+                       allow_implausible=bool(recipe.allow_implausible),
                        recorded_in="the record of the scenes read")
