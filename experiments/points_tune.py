@@ -89,7 +89,7 @@ def forest(arrays: TileArrays, picked: np.ndarray, scored: np.ndarray, seed: int
 
 
 def one_seed(arrays: TileArrays, base: Path, area: np.ndarray, n: int, seed: int,
-             buffer: int, steps: int, out: Path) -> dict:
+             buffer: int, steps: int, folds: int, out: Path) -> dict:
     """The three maps of one tile for one draw of points, scored on the same pixels."""
     folder = out / arrays.prefix / f"seed{seed}"
     picked = draw_stratified(arrays, area, n, seed)
@@ -99,6 +99,7 @@ def one_seed(arrays: TileArrays, base: Path, area: np.ndarray, n: int, seed: int
     near = binary_dilation(near.reshape(arrays.truth.shape), iterations=buffer)
     run_product("isamap-fit", ["--from", str(base), "--points", str(folder / "points.csv"),
                                "--input", str(arrays.stack), "--steps", str(steps),
+                               "--folds", str(folds),
                                "--seed", str(seed), "--out", str(folder / "fit"), "-q"])
     probs = {"base": map_probability(base, arrays, folder / "base" / arrays.prefix),
              "tuned": map_probability(folder / "fit" / "model.pt", arrays,
@@ -146,6 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=100, help="points per tile (default 100)")
     p.add_argument("--seeds", type=int, default=5, help="draws of points (default 5)")
     p.add_argument("--steps", type=int, default=100, help="isamap-fit --steps (default 100)")
+    p.add_argument("--folds", type=int, default=5,
+                   help="isamap-fit --folds, its own held-out score's (default 5; 2 halves "
+                        "the fine-tunes it runs)")
     p.add_argument("--buffer", type=int, default=8,
                    help="scored pixels lie farther than this many pixels from every point")
     add_logging_arguments(p)
@@ -168,11 +172,13 @@ def _run(a: argparse.Namespace) -> int:
     budget = Budget()
     arrays = {t: load_tile(data, t, a.loto_out, DEFAULT_BANDS, budget) for t in tiles}
     held, _ = areas(arrays, "java", DEFAULT_HOLDOUT_ROWS, budget)
-    rows = [one_seed(arrays[t], bases[t], held[t], a.n, seed, a.buffer, a.steps, a.out)
+    rows = [one_seed(arrays[t], bases[t], held[t], a.n, seed, a.buffer, a.steps, a.folds,
+                     a.out)
             for t in tiles for seed in range(a.seeds)]
     text = table(rows)
     atomic_write(a.out / "points_tune.json", lambda handle: handle.write(dumps(
-        {"rows": rows, "n": a.n, "seeds": a.seeds, "steps": a.steps, "buffer": a.buffer,
+        {"rows": rows, "n": a.n, "seeds": a.seeds, "steps": a.steps, "folds": a.folds,
+         "buffer": a.buffer,
          "seconds": time.perf_counter() - started}, indent=1).encode()))
     atomic_write(a.out / "points_tune.txt", lambda handle: handle.write(text.encode() + b"\n"))
     print(text)
