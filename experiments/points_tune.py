@@ -30,7 +30,6 @@ from pathlib import Path
 import numpy as np
 from rasterio.warp import transform as warp_transform
 from scipy.ndimage import binary_dilation
-from sklearn.ensemble import RandomForestClassifier
 
 from core.commands import add_logging_arguments, check_output_folder, configure_logging, run_command
 from core.errors import InputDataError
@@ -82,6 +81,8 @@ def map_probability(model: Path, arrays: TileArrays, out: Path) -> np.ndarray:
 
 def forest(arrays: TileArrays, picked: np.ndarray, scored: np.ndarray, seed: int) -> np.ndarray:
     """A 100-tree random forest on the bands at ``picked``: built probability at ``scored``."""
+    from sklearn.ensemble import RandomForestClassifier  # the experiments extra's
+
     bands = arrays.values.reshape(len(arrays.bands), -1)
     rf = RandomForestClassifier(n_estimators=100, random_state=seed, n_jobs=1)
     rf.fit(bands[:, picked].T, arrays.truth.ravel()[picked])

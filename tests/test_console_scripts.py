@@ -27,6 +27,7 @@ from experiments import (
     landcover_pruning,
     naip_patches,
     points,
+    points_tune,
     presto_dates,
     temporal_consistency,
     terramesh,
@@ -52,6 +53,7 @@ COMMANDS = {"isamap-export": export_main, "isamap-import-patches": import_main,
             "python -m experiments.builtup": builtup.main,
             "python -m experiments.terramesh": terramesh.main, "isamap-fit": fit_main,
             "python -m experiments.points": points.main,
+            "python -m experiments.points_tune": points_tune.main,
             "python -m experiments.presto_dates": presto_dates.main}
 # Modules that are commands: their printed output is the command's result.
 COMMAND_MODULES = {*(f"cli/{p.name}" for p in (REPO / "cli").glob("*.py")),
@@ -62,6 +64,7 @@ COMMAND_MODULES = {*(f"cli/{p.name}" for p in (REPO / "cli").glob("*.py")),
                    "experiments/temporal_consistency.py", "experiments/builtup.py",
                    "experiments/terramesh.py", "experiments/change_pairs.py",
                    "experiments/builtup_encoders.py", "experiments/points.py",
+                   "experiments/points_tune.py",
                    "experiments/presto_dates.py"}
 
 
