@@ -142,7 +142,13 @@ def test_the_fine_tuned_model_maps_streamed_and_on_beam_alike(tmp_path, ee_offli
     from core.pipeline_options import RunnerConfig
     from inference.fit.job import run_fit
     from inference.mapping.region import map_region
-    from inference.mapping.request import MapRequest
+    from inference.mapping.request import (
+        MapExtent,
+        MapInputs,
+        MapOutputs,
+        MapRequest,
+        map_window,
+    )
     from inference.predict.runtime import RuntimeOptions
     from testing.fake_server import StackSessions, StackTransport
     from tests.support.mapping import (
@@ -153,6 +159,7 @@ def test_the_fine_tuned_model_maps_streamed_and_on_beam_alike(tmp_path, ee_offli
         write_month_stack,
     )
     from tests.support.rasters import BANDS, smooth_stack
+    from training.modelfile import load_model
 
     data = smooth_stack(120, 130, seed=11)
     stack = write_month_stack(tmp_path, data)
@@ -178,15 +185,13 @@ def test_the_fine_tuned_model_maps_streamed_and_on_beam_alike(tmp_path, ee_offli
     assert held["auc"] is not None and held["base_auc"] is not None
 
     def run(model: Path, beam: bool) -> np.ndarray:
-        request = MapRequest(region=inner_region(stack.grid), dates=(MONTH,),
-                             model_file=str(model), out=str(tmp_path / f"{model.parent.name}-"
-                                                                       f"{beam}"),
-                             workers=2, tile=64, overlap=16, batch_size=4,
-                             options=RuntimeOptions(precision="fp32", channels_last=False),
-                             progress=False,
-                             runner=RunnerConfig("direct", max_workers=2, max_concurrent=4)
-                             if beam else None)
-        result = map_region(request, session=session_for(
+        request = MapRequest(
+            MapExtent(inner_region(stack.grid), (MONTH,)),
+            outputs=MapOutputs(str(tmp_path / f"{model.parent.name}-{beam}")),
+            inputs=MapInputs(workers=2), window=map_window(tile=64, overlap=16, batch_size=4),
+            runtime=RuntimeOptions(precision="fp32", channels_last=False), progress=False,
+            runner=RunnerConfig("direct", max_workers=2, max_concurrent=4) if beam else None)
+        result = map_region(request, load_model(model), session=session_for(
             StackTransport(stack, info=lambda text: 5)), echo=lambda _: None,
             worker_sessions=StackSessions(stack) if beam else None)
         with rasterio.open(result.dates[0].outputs.prediction.prob_path) as src:
