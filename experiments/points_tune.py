@@ -7,7 +7,8 @@ The scenario of ``isamap-fit --from``: a built-up base model trained without an 
 ``LOTO_DIR/runs/<tile>/unet-s2/seed0/model.pt``) meets a user who labels ``--n`` points there,
 half built, half not, drawn at random among the held-out area's labelled pixels (Java's
 southern ``--holdout-rows``, the Ghana tiles whole). Three maps of the area are scored on the
-same pixels, its labelled ones farther than ``--buffer`` pixels from every point:
+same pixels, its labelled ones farther than ``--buffer`` pixels from every point (a tile
+where those hold no pixel of a class has no score, and says so):
 
 - ``base``: the base model's map (``isamap-predict``), no point used;
 - ``tuned``: ``isamap-fit --from BASE --points P`` (the product's fine-tune, its own block
@@ -110,11 +111,16 @@ def one_seed(arrays: TileArrays, base: Path, area: np.ndarray, n: int, seed: int
         usable &= np.isfinite(prob)
     scored = np.flatnonzero(usable.ravel())
     truth = arrays.truth.ravel()[scored]
-    out_scores = {name: scores(p.ravel()[scored], truth) for name, p in probs.items()}
-    out_scores["forest"] = scores(forest(arrays, picked, scored, seed), truth)
     fit = (folder / "fit" / "fit.json")
+    why = None if 0 < truth.sum() < truth.size else (
+        f"no {'built' if truth.sum() == 0 else 'other'} pixel lies farther than {buffer} "
+        "pixels from every point: no score")
+    out_scores = None if why else {name: scores(p.ravel()[scored], truth)
+                                   for name, p in probs.items()}
+    if out_scores is not None:
+        out_scores["forest"] = scores(forest(arrays, picked, scored, seed), truth)
     return {"tile": arrays.prefix, "seed": seed, "points": int(picked.size),
-            "scored_pixels": int(scored.size), "maps": out_scores,
+            "scored_pixels": int(scored.size), "maps": out_scores, "why_none": why,
             "fit_json": fit.read_text() if fit.is_file() else None}
 
 
@@ -123,7 +129,11 @@ def table(rows: Sequence[dict]) -> str:
     lines = [f"{'tile':<9}{'map':<8}{'seeds':>6}{'F1 mean':>9}{'F1 worst':>10}{'AUC':>7}"
              f"{'built % mapped / true':>24}"]
     for tile in dict.fromkeys(r["tile"] for r in rows):
-        mine = [r for r in rows if r["tile"] == tile]
+        mine = [r for r in rows if r["tile"] == tile and r["maps"] is not None]
+        if not mine:
+            why = next(r["why_none"] for r in rows if r["tile"] == tile)
+            lines.append(f"{tile:<9}{'-':<8}  {why}")
+            continue
         for name in MAPS:
             s = [r["maps"][name] for r in mine]
             f1 = [v["f1_built"] for v in s]

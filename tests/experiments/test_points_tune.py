@@ -50,3 +50,9 @@ def test_the_forest_learns_the_bands_at_the_points_and_the_table_shows_the_worst
             for f in (0.8, 0.6)]
     line = next(r for r in table(rows).splitlines() if r.startswith("t        tuned"))
     assert line.split()[2:4] == ["2", "0.700"] and line.split()[4] == "0.600"
+
+
+def test_a_tile_whose_scored_pixels_lack_a_class_says_so_instead_of_scoring_zero():
+    why = "no built pixel lies farther than 8 pixels from every point: no score"
+    rows = [{"tile": "b", "maps": None, "why_none": why}]
+    assert table(rows).splitlines()[1] == f"b        -         {why}"
