@@ -99,6 +99,13 @@ def one_seed(arrays: TileArrays, base: Path, area: np.ndarray, n: int, seed: int
     near = np.zeros(arrays.truth.size, bool)
     near[picked] = True
     near = binary_dilation(near.reshape(arrays.truth.shape), iterations=buffer)
+    usable = arrays.usable & area & ~near
+    left = arrays.truth[usable]
+    if not 0 < left.sum() < left.size:  # known before any fit or map is made
+        why = (f"no {'built' if left.sum() == 0 else 'other'} pixel lies farther than "
+               f"{buffer} pixels from every point: no score")
+        return {"tile": arrays.prefix, "seed": seed, "points": int(picked.size),
+                "scored_pixels": 0, "maps": None, "why_none": why, "fit_json": None}
     run_product("isamap-fit", ["--from", str(base), "--points", str(folder / "points.csv"),
                                "--input", str(arrays.stack), "--steps", str(steps),
                                "--folds", str(folds),
@@ -106,21 +113,15 @@ def one_seed(arrays: TileArrays, base: Path, area: np.ndarray, n: int, seed: int
     probs = {"base": map_probability(base, arrays, folder / "base" / arrays.prefix),
              "tuned": map_probability(folder / "fit" / "model.pt", arrays,
                                       folder / "tuned" / arrays.prefix)}
-    usable = arrays.usable & area & ~near
     for prob in probs.values():
         usable &= np.isfinite(prob)
     scored = np.flatnonzero(usable.ravel())
     truth = arrays.truth.ravel()[scored]
+    out_scores = {name: scores(p.ravel()[scored], truth) for name, p in probs.items()}
+    out_scores["forest"] = scores(forest(arrays, picked, scored, seed), truth)
     fit = (folder / "fit" / "fit.json")
-    why = None if 0 < truth.sum() < truth.size else (
-        f"no {'built' if truth.sum() == 0 else 'other'} pixel lies farther than {buffer} "
-        "pixels from every point: no score")
-    out_scores = None if why else {name: scores(p.ravel()[scored], truth)
-                                   for name, p in probs.items()}
-    if out_scores is not None:
-        out_scores["forest"] = scores(forest(arrays, picked, scored, seed), truth)
     return {"tile": arrays.prefix, "seed": seed, "points": int(picked.size),
-            "scored_pixels": int(scored.size), "maps": out_scores, "why_none": why,
+            "scored_pixels": int(scored.size), "maps": out_scores, "why_none": None,
             "fit_json": fit.read_text() if fit.is_file() else None}
 
 

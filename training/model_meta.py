@@ -15,7 +15,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from contract.backscatter import TrainedBackscatter, trained_backscatter
 from contract.grid import metre_crs_problem
 from core.errors import InputDataError, ModelError
-from training.calibration.temperature import temperature_of
+from training.calibration.temperature import shift_of, temperature_of
 from training.config import NORMS
 
 #: relative difference of pixel sizes taken as the same grid: reprojected lon/lat stacks differ
@@ -114,14 +114,22 @@ class ModelMeta:
         if not set(self.band_ranges) <= set(self.bands):
             raise ModelError("band_ranges name bands the model does not take")
         try:
-            temperature_of(self.calibration)
+            shift = shift_of(self.calibration)
         except ValueError as exc:
             raise ModelError(f"the model's calibration is invalid: {exc}") from exc
+        if shift is not None and len(shift) != self.num_classes:
+            raise ModelError(f"the model's calibration shifts {len(shift)} logits, but it maps "
+                             f"{self.num_classes} classes")
 
     @property
     def temperature(self) -> float:
         """The temperature every prediction divides the logits by (1: uncalibrated)."""
         return temperature_of(self.calibration)
+
+    @property
+    def logit_shift(self) -> tuple[float, ...] | None:
+        """What every prediction adds to the logits after the temperature (None: nothing)."""
+        return shift_of(self.calibration)
 
     @property
     def calibrated(self) -> bool:

@@ -246,7 +246,7 @@ def _score(cfg: EvaluateConfig, model: torch.nn.Module, meta: ModelMeta, ds: Pat
             pred = out.argmax(1)
             scores.cm.update(pred, y)
             scores.raw.update(probabilities(out), y)
-            scores.calibrated.update(probabilities(out, meta.temperature), y)
+            scores.calibrated.update(probabilities(out, meta.temperature, meta.logit_shift), y)
             if cfg.points:
                 scores.preds.append(pred.cpu().numpy().astype(np.uint8))
                 scores.refs.append(y.cpu().numpy().astype(np.uint8))

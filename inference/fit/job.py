@@ -442,6 +442,10 @@ def tune_table(report: dict) -> str:
              f"{points['block_m']:g} m",
              f"fine-tune    {tune['steps']} steps of {tune['batch']} windows of {tune['window']} "
              f"px, Adam {tune['lr']:g}, loss at the labelled pixels, seed {tune['seed']}"]
+    if tune.get("shift"):
+        shares = ", ".join(f"{name} {100 * v:.1f} %" for name, v in tune["base_shares"].items())
+        lines.append(f"prior        the base's class shares over the inputs kept ({shares}): "
+                     f"logits shifted by ({', '.join(f'{v:+.3f}' for v in tune['shift'])})")
     if not held["folds"]:
         lines.append(f"held out     no score claimed: {held['why_none']}")
         return "\n".join(lines)

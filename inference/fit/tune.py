@@ -10,11 +10,13 @@ stack, past the stack's edges as nodata, and normalised as the model's maps are:
 input's own statistics for a scene-normalised model, by the recorded ones otherwise
 (:func:`inference.predict.normalise.normalise_into`). The bands, normalisation, classes and
 calibration of the model are kept; the network is fine-tuned with a loss at the labelled
-pixels alone and scored on held-out blocks beside the base network
-(:mod:`training.points.tune`). ``OUT/model.pt`` is the model file of the base with the
-fine-tuned weights, its held-out scores as ``metrics`` and ``extra["fine_tune"]`` saying
-where it comes from (the base file's SHA-256, its points, the steps); ``OUT/fit.json`` and
-``OUT/fit.txt`` hold the scores.
+pixels alone, its logits then shifted per class so that its mean class probabilities over
+:data:`SHARE_WINDOWS` windows on a regular grid over the inputs are the base network's (the
+base's prior kept, the points' ranking learnt), and scored, shift and all, on held-out blocks
+beside the base network (:mod:`training.points.tune`). ``OUT/model.pt`` is the model file
+of the base with the fine-tuned weights, the shift in its calibration record, its held-out
+scores as ``metrics`` and ``extra["fine_tune"]`` saying where it comes from (the base
+file's SHA-256, its points, the steps); ``OUT/fit.json`` and ``OUT/fit.txt`` hold the scores.
 """
 
 from __future__ import annotations
@@ -51,12 +53,22 @@ from training.model_meta import ModelMeta
 from training.modelfile import LoadedModel, load_model, save_model_file
 from training.norm_stats import NormStats
 from training.points.fit import FitOptions, check_only
-from training.points.tune import BATCH, fine_tune, held_out, point_probabilities
+from training.points.tune import (
+    BATCH,
+    class_shares,
+    fine_tune,
+    held_out,
+    point_probabilities,
+    prior_shift,
+    valid_logits,
+)
 
 log = logging.getLogger(__name__)
 
 WINDOW = 64
 """Pixels a side of the window read around each point: context for the network."""
+SHARE_WINDOWS = 64
+"""Windows on a grid over the inputs whose base map gives the area's class shares."""
 
 
 class TuneJob(Protocol):
@@ -125,17 +137,25 @@ def run_tune(job: TuneJob, request: str, start: float) -> tuple[Path, dict]:
     x, y, group = where.x[kept], where.y[kept], where.group[kept]
     counts = check_only(labels, x, y, group, classes, job.options)
     size = meta.window or WINDOW
-    windows = read_windows(inputs, where, kept, size, _statistics(inputs, meta))
+    norms = _statistics(inputs, meta)
+    windows, _ = read_windows(inputs, where, kept, size, norms)
     centre = np.full(labels.size, size // 2)
+    grid = on_grid(inputs, size, SHARE_WINDOWS)
+    spread = read_windows(inputs, grid, np.ones(grid.row.size, bool), size, norms)
+    shares = class_shares(valid_logits(loaded.module, *spread, meta.temperature))
     log.info("fine-tuning %s on %d points: %d steps", Path(job.base).name, labels.size,
              job.steps)
     base = point_probabilities(loaded.module, windows, centre, centre, meta.temperature)
+
+    def shift_of(model: torch.nn.Module) -> tuple[float, ...] | None:
+        return prior_shift(valid_logits(model, *spread, meta.temperature), shares)
 
     def tuned_on(train: np.ndarray) -> np.ndarray:
         model = fine_tune(loaded.module, windows[train], labels[train], centre[train],
                           centre[train], temperature=meta.temperature, steps=job.steps,
                           lr=job.lr, seed=job.options.seed)
-        return point_probabilities(model, windows, centre, centre, meta.temperature)
+        return point_probabilities(model, windows, centre, centre, meta.temperature,
+                                   shift_of(model))
 
     score = held_out(tuned_on, base, labels, x, y, group, classes, folds=job.options.folds,
                      block_m=job.options.block_m, seed=job.options.seed,
@@ -143,6 +163,7 @@ def run_tune(job: TuneJob, request: str, start: float) -> tuple[Path, dict]:
     tuned = fine_tune(loaded.module, windows, labels, centre, centre,
                       temperature=meta.temperature, steps=job.steps, lr=job.lr,
                       seed=job.options.seed)
+    shift = shift_of(tuned)
     record = {"from": {"file": Path(job.base).name, "sha256": file_sha256(job.base),
                        "name": meta.name},
               "points": {**points_record(job.points, points, kept,
@@ -151,7 +172,10 @@ def run_tune(job: TuneJob, request: str, start: float) -> tuple[Path, dict]:
                          "block_m": job.options.block_m},
               "fine_tune": {"steps": job.steps, "lr": job.lr, "batch": BATCH, "window": size,
                             "seed": job.options.seed,
-                            "loss": "cross-entropy at the labelled pixels"},
+                            "loss": "cross-entropy at the labelled pixels",
+                            "base_shares": dict(zip(classes, np.round(shares, 6).tolist(),
+                                                    strict=False)),
+                            "shift": None if shift is None else list(shift)},
               "held_out": score.record(), "inputs": [Path(p).name for p in job.inputs]}
     out = Path(job.out)
     path = save_model_file(out / "model.pt", tuned, tuned_meta(meta, record, notes))
@@ -166,7 +190,8 @@ def tuned_meta(base: ModelMeta, record: dict, notes: Sequence[str]) -> ModelMeta
     """The base's description with the fine-tune's record beside what the base recorded.
 
     Its ``metrics`` become the held-out scores (the base's, which no longer describe the
-    weights, are kept in the record); ``code_version`` is this isamap's.
+    weights, are kept in the record); its calibration the base's with the fine-tune's shift;
+    ``code_version`` is this isamap's.
     """
     held = record["held_out"]
     metrics = ({"cross_validation": {"f1": held["f1"], "auc": held["auc"],
@@ -175,7 +200,12 @@ def tuned_meta(base: ModelMeta, record: dict, notes: Sequence[str]) -> ModelMeta
     fine = {**record, "base_metrics": dict(base.metrics)}
     if notes:
         fine["input_notes"] = list(notes)
+    shift = record["fine_tune"]["shift"]
+    calibration = {k: v for k, v in base.calibration.items() if k != "shift"}
+    if shift is not None:
+        calibration["shift"] = shift
     return ModelMeta.from_dict({**base.to_dict(), "metrics": metrics, "code_version": "",
+                                "calibration": calibration,
                                 "extra": {**dict(base.extra), "fine_tune": fine}})
 
 
@@ -187,12 +217,27 @@ def _statistics(inputs: Sequence[StackInput], meta: ModelMeta) -> list[NormStats
         inputs)
 
 
+def on_grid(inputs: Sequence[StackInput], size: int, count: int) -> Located:
+    """About ``count`` window centres on a regular grid over the inputs, shared among them."""
+    side = max(1, round((count / len(inputs)) ** 0.5))
+    parts = []
+    for g, stack in enumerate(inputs):
+        rows = np.unique(np.linspace(size // 2, max(size // 2, stack.height - size // 2),
+                                     side).astype(np.int64))
+        cols = np.unique(np.linspace(size // 2, max(size // 2, stack.width - size // 2),
+                                     side).astype(np.int64))
+        r, c = np.meshgrid(rows, cols, indexing="ij")
+        parts.append((np.full(r.size, g), r.ravel(), c.ravel()))
+    group, row, col = (np.concatenate(v) for v in zip(*parts, strict=True))
+    return Located(group, row, col, np.zeros(row.size), np.zeros(row.size))
+
+
 def read_windows(inputs: Sequence[StackInput], where: Located, kept: np.ndarray, size: int,
-                 norms: Sequence[NormStats]) -> np.ndarray:
+                 norms: Sequence[NormStats]) -> tuple[np.ndarray, np.ndarray]:
     """``(n, C, size, size)`` normalised windows centred on the kept points, nodata 0.
 
     The point lies at ``(size // 2, size // 2)``; past the stack's edges is nodata, as a
-    map's tiles see it.
+    map's tiles see it. Beside: ``(n, size, size)`` whether each pixel has data.
     """
     rows = np.flatnonzero(kept)
     out = np.full((rows.size, len(inputs[0].indexes), size, size), np.nan, np.float32)
@@ -214,4 +259,5 @@ def read_windows(inputs: Sequence[StackInput], where: Located, kept: np.ndarray,
                     src, stack.indexes, Window(c1, r1, c2 - c1, r2 - r1))
                 window = torch.from_numpy(out[k])
                 normalise_into(window, shift, scale, window)
-    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+    return (np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0),
+            np.asarray(np.isfinite(out).all(axis=1)))

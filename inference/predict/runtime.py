@@ -97,6 +97,8 @@ class TilePredictor:
         temperature: the logits are divided by it before the activation (the model file's
             calibration, :mod:`training.calibration.temperature`; 1: as the model gives them). One
             positive number keeps the logits' order: the class map is the same at any.
+        logit_shift: added to each class's logits after the temperature (the model
+            file's calibration; None: nothing).
     """
 
     def __init__(
@@ -105,12 +107,14 @@ class TilePredictor:
         activation: Activation = "auto", options: RuntimeOptions | None = None,
         int8_patches: quantize.Int8Patches | Callable[[], quantize.Int8Patches | None]
         | None = None, isa_class: int | None = None, temperature: float = 1.0,
+        logit_shift: tuple[float, ...] | None = None,
     ) -> None:
         options = options or RuntimeOptions()
         try:
             self.temperature = check_temperature(temperature)
         except ValueError as exc:
             raise ModelError(f"{exc}; the model file's calibration is damaged") from None
+        self.logit_shift = logit_shift
         mean = np.asarray(mean, dtype=np.float32).reshape(-1)
         std = np.asarray(std, dtype=np.float32).reshape(-1)
         if mean.shape != std.shape:
@@ -339,7 +343,8 @@ class TilePredictor:
                                  f"takes {meta.bands}")
             mean, std = scene.mean, scene.std
         predictor = cls(model, mean, std, scale=int(meta.output_scale),
-                        temperature=meta.temperature, **kwargs)
+                        temperature=meta.temperature, logit_shift=meta.logit_shift,
+                        **kwargs)
         predictor.training_patch = meta.training_patch_size()
         return predictor
 
@@ -371,13 +376,15 @@ class TilePredictor:
         if activation == "sigmoid":
             if logits.shape[1] != 1:
                 raise ModelError(f"sigmoid needs one logit per pixel, got {logits.shape[1]}")
-            p = probabilities(logits, self.temperature)
+            p = probabilities(logits, self.temperature, self.logit_shift)
             probs = p if compact else torch.cat([1.0 - p, p], dim=1)
         elif compact and logits.shape[1] == 2:
             # softmax of two logits is the sigmoid of their difference
-            probs = scaled(_logit_difference(logits), self.temperature).sigmoid_()
+            moved = self.logit_shift
+            probs = scaled(_logit_difference(logits), self.temperature,
+                           None if moved is None else (moved[1] - moved[0],)).sigmoid_()
         else:
-            probs = probabilities(logits, self.temperature)
+            probs = probabilities(logits, self.temperature, self.logit_shift)
         return probs.contiguous().cpu().numpy()
 
 

@@ -23,6 +23,7 @@ from rasterio.warp import transform as warp_transform
 from cli.fit import build_parser, main
 from cli.predict import predict_main
 from core.digest import file_sha256
+from inference.cog.maps import PROB_SCALE
 from tests.support.rasters import scene_stack, write_stack
 from tests.support.refusals import assert_refused
 from tests.support.shared_files import private_strings
@@ -105,6 +106,13 @@ def test_the_fine_tuned_model_maps_and_moves_toward_the_points(base, tmp_path, c
     tune = meta.extra["fine_tune"]
     assert tune["from"]["sha256"] == file_sha256(model) and tune["fine_tune"]["steps"] == 8
     assert tune["points"]["used"] == 24 and tune["points"]["files"] == ["points.csv"]
+    # its logits shifted so that it maps the stack with the base network's class shares
+    shift = meta.calibration["shift"]
+    assert shift == tune["fine_tune"]["shift"] and shift[0] == 0 and meta.logit_shift
+    assert abs(tune["fine_tune"]["base_shares"]["impervious"] - probs.mean() / PROB_SCALE) \
+        < 0.02
+    assert abs(tuned.mean() - probs.mean()) / PROB_SCALE < 0.02
+    assert "\nprior        the base's class shares over the inputs kept (pervious " in printed
     assert private_strings(out, [str(tmp_path), str(model.parent)]) == []
 
 

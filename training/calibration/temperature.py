@@ -17,6 +17,12 @@ the other scenes' pixels and judged on its own; when such transferred temperatur
 scenes' mean ECE no lower than ``T = 1`` does, the model keeps ``T = 1`` (its record says
 why), else the temperature fitted on every scene's pixels.
 
+A model fine-tuned on a user's points (``isamap-fit --from``) records beside its temperature a
+``shift``: one number per class added to the logits after the temperature, so that its mean
+class probabilities over the input are its base network's (the prior adjustment of Saerens et
+al. 2002: points labelled half built where a fiftieth is would otherwise teach a prior of one
+half). It moves the classes' boundary, so it can change the class map.
+
 This module owns the step from logits to probabilities (:func:`probabilities`): the runtime
 (:class:`inference.predict.runtime.TilePredictor`, every device, precision and pipeline),
 ``isamap-evaluate`` and the fit itself call it. The fitted record lives in the model file
@@ -53,17 +59,26 @@ MIN_FIT_PIXELS = 100
 T_RANGE = (0.05, 20.0)
 
 
-def scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """``logits / temperature`` (the tensor itself when ``temperature`` is 1)."""
-    return logits if temperature == 1.0 else logits / temperature
+def scaled(logits: torch.Tensor, temperature: float,
+           shift: tuple[float, ...] | None = None) -> torch.Tensor:
+    """``logits / temperature + shift``, one shift per channel of ``(N, K, ...)`` logits.
+
+    The tensor itself when ``temperature`` is 1 and there is no ``shift``.
+    """
+    z = logits if temperature == 1.0 else logits / temperature
+    if shift is None:
+        return z
+    return z + torch.tensor(shift, dtype=z.dtype, device=z.device).view(
+        1, -1, *([1] * (z.ndim - 2)))
 
 
-def probabilities(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Class probabilities of ``(N, K, ...)`` logits at ``temperature``, in float32.
+def probabilities(logits: torch.Tensor, temperature: float = 1.0,
+                  shift: tuple[float, ...] | None = None) -> torch.Tensor:
+    """Class probabilities of ``(N, K, ...)`` logits at ``temperature`` and ``shift``, float32.
 
     One logit (K = 1): its sigmoid, ``P(class 1)``; otherwise the softmax over dim 1.
     """
-    z = scaled(logits.float(), temperature)
+    z = scaled(logits.float(), temperature, shift)
     return torch.sigmoid(z) if z.shape[1] == 1 else torch.softmax(z, dim=1)
 
 
@@ -283,11 +298,16 @@ def check_record(calibration: object) -> None:
     the range the fit searches (:data:`T_RANGE`), as ``method: members`` may (the mean's
     own, :func:`training.calibration.record.fit_joined`); any other record applies T = 1. The
     weights digest of a model file does not cover its description, so an edited temperature (1e30
-    makes every probability 0.5) is caught only here.
+    makes every probability 0.5) is caught only here. A ``shift`` is a list of finite numbers.
     """
     if not isinstance(calibration, Mapping):
         raise ValueError(f"the calibration record is a {type(calibration).__name__}, not a "
                          "mapping of method, temperature, ...")
+    shift = calibration.get("shift", [])
+    if not isinstance(shift, list) or not all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in shift):
+        raise ValueError(f"the calibration shift is {shift!r}, not a list of finite numbers")
     joined = calibration.get("method") == "members" and "temperature" in calibration
     if calibration.get("method") != "temperature" and not joined:
         t = calibration.get("temperature", 1.0)
@@ -311,6 +331,13 @@ def temperature_of(calibration: Mapping) -> float:
     """The temperature a model file's calibration record applies (1 when it has none)."""
     check_record(calibration or {})
     return check_temperature((calibration or {}).get("temperature", 1.0))
+
+
+def shift_of(calibration: Mapping) -> tuple[float, ...] | None:
+    """The per-class logit shift a model file's calibration record adds (None: none)."""
+    check_record(calibration or {})
+    shift = (calibration or {}).get("shift")
+    return None if not shift else tuple(float(v) for v in shift)
 
 
 def at_range_end(temperature: float) -> bool:
@@ -344,6 +371,10 @@ def _judged(record: Mapping) -> str:
 def describe(calibration: Mapping) -> str:
     """One line saying how a model's probabilities are calibrated."""
     record = dict(calibration or {})
+    if record.get("shift"):
+        shown = ", ".join(f"{float(v):+.3f}" for v in record["shift"])
+        return (f"{describe({k: v for k, v in record.items() if k != 'shift'})}; then the "
+                f"class logits shifted by ({shown}) to keep the base network's class shares")
     if record.get("method") == "members":  # training.run.members: each inside the mean
         shown = ", ".join(f"{float(t):.3f}" for t in record.get("temperatures") or ())
         line = f"the mean of {len(record.get('temperatures') or ())} trainings' probabilities, " \

@@ -8,6 +8,12 @@ What ``isamap-fit --from MODEL.pt`` runs between reading the windows around the 
   ``batch`` windows drawn with the seed; the loss is the cross-entropy at the labelled pixel
   of each window alone (a masked loss), of the logits divided by the model's recorded
   temperature, the probabilities its maps give;
+* :func:`prior_shift`: the logit shift per class that gives the fine-tuned network the base
+  network's mean class probabilities over the area (:func:`class_shares` of windows spread
+  over it), which the model file records beside its temperature
+  (:mod:`training.calibration.temperature`). Points drawn half built where a fiftieth is
+  teach a prior of one half, and the map over-maps; the shift keeps the base's prior and the
+  fine-tune's ranking (Saerens et al. 2002's prior adjustment);
 * :func:`point_probabilities`: the map's probabilities at the points;
 * :func:`held_out`: the claim a fit can make. The points' spatial blocks
   (:func:`training.points.blocks.block_ids`) are grouped :data:`SPAN` x :data:`SPAN` into
@@ -29,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.calibration.temperature import scaled
 from training.metrics import roc_auc
 from training.points.blocks import block_folds, block_ids
 from training.points.crossval import class_f1
@@ -43,6 +50,8 @@ MIN_BLOCKS = 10
 """Blocks holding points below which no held-out score is claimed."""
 SPAN = 3
 """Blocks a side of the contiguous areas dealt whole to the folds."""
+SHIFT_ROUNDS = 100
+"""Rounds of the prior adjustment's fixed point (:func:`prior_shift`)."""
 
 
 def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -99,7 +108,7 @@ def fine_tune(model: nn.Module, windows: np.ndarray, labels: np.ndarray, row: np
 
 def point_probabilities(model: nn.Module, windows: np.ndarray, row: np.ndarray,
                         col: np.ndarray, temperature: float = 1.0,
-                        batch: int = 32) -> np.ndarray:
+                        shift: tuple[float, ...] | None = None, batch: int = 32) -> np.ndarray:
     """``(n, K)`` float64 probabilities the model's map gives each window's labelled pixel."""
     out = []
     with torch.no_grad():
@@ -107,8 +116,43 @@ def point_probabilities(model: nn.Module, windows: np.ndarray, row: np.ndarray,
             part = slice(start, start + batch)
             logits = _at_points(_logits(model, torch.from_numpy(windows[part])), row[part],
                                 col[part])
-            out.append(torch.softmax(logits.double() / temperature, dim=1).numpy())
+            out.append(torch.softmax(scaled(logits.double(), temperature, shift), dim=1).numpy())
     return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def valid_logits(model: nn.Module, windows: np.ndarray, valid: np.ndarray,
+                 temperature: float = 1.0, batch: int = 16) -> np.ndarray:
+    """``(P, K)`` float64 logits over the temperature at the ``valid`` ``(n, H, W)`` pixels."""
+    out = [np.zeros((0, 0))]
+    with torch.no_grad():
+        for start in range(0, len(windows), batch):
+            part = slice(start, start + batch)
+            z = _logits(model, torch.from_numpy(windows[part])).double() / temperature
+            out.append(z.permute(0, 2, 3, 1)[torch.from_numpy(valid[part])].numpy())
+    return np.concatenate(out[1:]) if len(out) > 1 else out[0]
+
+
+def class_shares(logits: np.ndarray) -> np.ndarray:
+    """``(K,)`` the mean class probabilities of ``(P, K)`` logits (empty: none)."""
+    if logits.size == 0:
+        return np.zeros(0)
+    return torch.softmax(torch.from_numpy(logits), dim=1).mean(dim=0).numpy()
+
+
+def prior_shift(logits: np.ndarray, shares: np.ndarray) -> tuple[float, ...] | None:
+    """``(K,)`` added to ``(P, K)`` logits, their mean class probabilities become ``shares``.
+
+    The fixed point of ``shift += log(shares / mean probabilities)`` (the first class's
+    shift held at 0); None where there are no pixels or shares.
+    """
+    if logits.size == 0 or shares.size == 0:
+        return None
+    target = np.maximum(np.asarray(shares, np.float64), 1e-9)
+    shift = np.zeros(logits.shape[1])
+    for _ in range(SHIFT_ROUNDS):
+        shift += np.log(target / np.maximum(class_shares(logits + shift), 1e-12))
+        shift -= shift[0]
+    return tuple(round(float(v), 6) for v in shift)
 
 
 def apart(x: np.ndarray, y: np.ndarray, group: np.ndarray, block_m: float,

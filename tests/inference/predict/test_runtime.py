@@ -96,6 +96,27 @@ def test_the_temperature_divides_the_logits_in_every_output_form(precision):
         TilePredictor(conv1x1(), np.zeros(6), np.ones(6), temperature=0.0)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_shift_moves_each_class_logit_after_the_temperature_in_every_output_form(
+        precision):
+    """A fine-tune's prior shift (isamap-fit --from): full, compact and one-logit alike."""
+    tiles = smooth_stack(32, 32)[None]
+    options = RuntimeOptions(precision=precision, channels_last="on")
+    plain = TilePredictor(conv1x1(), np.zeros(6), np.ones(6), options=options, temperature=2.0)
+    moved = TilePredictor(conv1x1(), np.zeros(6), np.ones(6), options=options, temperature=2.0,
+                          logit_shift=(0.5, -1.0))
+    logit = lambda p: np.log(p) - np.log1p(-p)  # noqa: E731
+    tol = 1e-4 if precision == "fp32" else 2e-3
+    for compact in (False, True):
+        np.testing.assert_allclose(logit(moved(tiles, compact=compact)[:, -1]),
+                                   logit(plain(tiles, compact=compact)[:, -1]) - 1.5, atol=tol)
+    one = TilePredictor(conv1x1(classes=1), np.zeros(6), np.ones(6), options=FP32,
+                        temperature=0.5, logit_shift=(2.0,))(tiles)
+    x = torch.from_numpy(tiles)
+    np.testing.assert_allclose(one[:, 1], torch.sigmoid(conv1x1(classes=1)(x) / 0.5 + 2.0)
+                               .detach().numpy()[:, 0], atol=1e-5)
+
+
 def test_a_model_files_predictor_applies_its_recorded_temperature():
     from training.modelfile import ModelMeta
 
@@ -104,6 +125,16 @@ def test_a_model_files_predictor_applies_its_recorded_temperature():
     assert TilePredictor.for_model(conv1x1(), meta, options=FP32).temperature == 1.6
     old = ModelMeta("unet", 6, 2, BANDS, (0.0,) * 6, (1.0,) * 6)  # an older file: none
     assert TilePredictor.for_model(conv1x1(), old, options=FP32).temperature == 1.0
+    tuned = ModelMeta("unet", 6, 2, BANDS, (0.0,) * 6, (1.0,) * 6,
+                      calibration={"method": "temperature", "temperature": 1.6,
+                                   "shift": [0.0, -0.7]})
+    assert TilePredictor.for_model(conv1x1(), tuned, options=FP32).logit_shift == (0.0, -0.7)
+    for shift, why in (([0.0], "shifts 1 logits, but it maps 2 classes"),
+                       ([0.0, float("nan")], "not a list of finite numbers"),
+                       ("0.5", "not a list of finite numbers")):
+        with pytest.raises(ModelError, match=why):
+            ModelMeta("unet", 6, 2, BANDS, (0.0,) * 6, (1.0,) * 6,
+                      calibration={"method": "temperature", "temperature": 1.6, "shift": shift})
 
 
 def test_multi_class_models_use_argmax_and_the_chosen_isa_class(tmp_path):

@@ -141,3 +141,15 @@ def test_one_scene_is_fitted_as_before_and_says_the_transfer_was_not_tested():
     a, ya = _synthetic(2, 2.0, n=20_000)
     record = fit_transfer_record({"only": (a, ya), "tiny": (a[:10], ya[:10])}, "val")
     assert record["method"] == "temperature" and record["transfer"].startswith("not tested: 1")
+
+
+def test_a_shift_is_added_after_the_temperature_and_said():
+    """A fine-tune's prior shift (isamap-fit --from) moves each class's logit, after T."""
+    logits = torch.tensor([[[1.0]], [[3.0]]]).unsqueeze(0)  # (1, 2, 1, 1)
+    p = probabilities(logits, 2.0, (0.0, -1.0))
+    assert torch.allclose(p[0, :, 0, 0], torch.softmax(torch.tensor([0.5, 0.5]), 0))
+    record = {"method": "temperature", "temperature": 2.0, "pixels": 10, "shift": [0.0, -1.0]}
+    assert describe(record).endswith("; then the class logits shifted by (+0.000, -1.000) to "
+                                      "keep the base network's class shares")
+    with pytest.raises(ValueError, match="the calibration shift is 'x', not a list of finite"):
+        check_record({**record, "shift": "x"})

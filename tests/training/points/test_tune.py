@@ -4,7 +4,8 @@
 fine-tune that records what each fold trained on: every point is scored once, by a fold
 whose training points lie in no block next to (or in) one of its scored points' blocks; the
 base network's scores sit beside on the same points; too few blocks is a reason, not a
-number. :func:`~training.points.tune.fine_tune` is seeded: the same call, the same weights.
+number. :func:`~training.points.tune.fine_tune` is seeded: the same call, the same weights;
+:func:`~training.points.tune.prior_shift` gives a network the base's class shares back.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ import numpy as np
 import torch
 
 from training.points.blocks import block_folds, block_ids
-from training.points.tune import SPAN, fine_tune, held_out, point_probabilities
+from training.points.tune import (
+    SPAN,
+    class_shares,
+    fine_tune,
+    held_out,
+    point_probabilities,
+    prior_shift,
+    valid_logits,
+)
 
 CLASSES = ("pervious", "impervious")
 BLOCK = 100.0
@@ -84,3 +93,28 @@ def test_the_fine_tune_is_seeded_and_moves_the_labelled_pixels_toward_their_labe
     assert all(not p.requires_grad for p in tuned[0].parameters())
     assert point_probabilities(net, windows, centre, centre)[np.arange(16), labels].tolist() \
         == before.tolist()  # the base network is left as it was
+
+
+def test_the_shift_gives_the_logits_the_shares_asked_and_keeps_their_order():
+    rng = np.random.default_rng(0)
+    two = np.stack([np.zeros(50_000), rng.normal(-1, 3, 50_000)], axis=1)
+    shift = prior_shift(two, np.array([0.98, 0.02]))
+    assert shift is not None and shift[0] == 0 and shift[1] < 0
+    assert np.allclose(class_shares(two + np.array(shift)), [0.98, 0.02], atol=1e-6)
+    four = rng.normal(0, 2, (20_000, 4))
+    target = np.array([0.1, 0.2, 0.3, 0.4])
+    assert np.allclose(class_shares(four + np.array(prior_shift(four, target))), target,
+                       atol=1e-6)
+    assert prior_shift(np.zeros((0, 2)), target[:2]) is None  # no pixel: nothing to match
+
+
+def test_the_area_logits_are_the_valid_pixels_of_the_windows_at_the_temperature():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3, padding=1)).eval()
+    windows = np.random.default_rng(1).normal(size=(5, 3, 8, 8)).astype(np.float32)
+    valid = np.zeros((5, 8, 8), bool)
+    valid[1, 2, 3] = valid[4, 7, 0] = True
+    z = valid_logits(net, windows, valid, temperature=2.0, batch=2)
+    with torch.no_grad():
+        full = net(torch.from_numpy(windows)).double().numpy() / 2.0
+    assert np.allclose(z, [full[1, :, 2, 3], full[4, :, 7, 0]])
