@@ -110,7 +110,7 @@ def trained_otherwise(arm: Arm | str, dataset: Path, run: Path, budget: Budget,
 
     Each option that changes the result, as ``isamap-train`` itself compares a run folder
     with a command (:func:`training.run.members.recorded_otherwise`): a recipe changed since the
-    run (``balanced_scenes: True there, False now``), or an arm's options; and its maps'
+    run (``ema: 0.0 there, 10 now``), or an arm's options; and its maps'
     tiling (:func:`mapped_otherwise`). Empty where they agree, or where ``run`` records no
     training and holds no map. The dataset's path is not compared: the
     judge's is always its ``--out``'s own ``train/<fold>``, so an ``--out`` moved elsewhere

@@ -62,7 +62,7 @@ from training.models.encoders.registry import ENCODERS, load_encoder
 #: model's recipe) each window standardised by its own statistics.
 RECIPES = {name: Arm(name, "unet-s2", {"input_norm": norm, "flips": False,
                                        "member_views": False},
-                     ("--no-radiometric", "--no-balanced-sampling", "--no-balanced-scenes",
+                     ("--no-radiometric", "--no-balanced-sampling",
                       "--norm", "training", "--ema", "0", "--members", "1"))
            for name, norm in (("unet-s2-global", "none"), ("unet-s2-window", "patch"))}
 
