@@ -23,7 +23,6 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -43,6 +42,7 @@ from inference.fit.inputs import (
     read_training_points,
     values_at,
 )
+from inference.fit.request import FitJob
 from inference.predict.expected_inputs import check_input
 from inference.predict.normalise import normalise_into
 from inference.predict.scene import scene_statistics
@@ -50,40 +50,13 @@ from inference.predict.sources import masked_read
 from training.model_meta import ModelMeta
 from training.modelfile import LoadedModel, load_model, save_model_file
 from training.norm_stats import NormStats
-from training.points.fit import FitOptions, check_only
+from training.points.fit import check_only
 from training.points.tune import BATCH, fine_tune, held_out, point_probabilities
 
 log = logging.getLogger(__name__)
 
 WINDOW = 64
 """Pixels a side of the window read around each point: context for the network."""
-
-
-class TuneJob(Protocol):
-    """What a fine-tune reads of the command's options (:class:`inference.fit.job.FitJob`)."""
-
-    @property
-    def base(self) -> str | None: ...
-    @property
-    def points(self) -> tuple[str, ...]: ...
-    @property
-    def inputs(self) -> tuple[str, ...]: ...
-    @property
-    def out(self) -> str: ...
-    @property
-    def column(self) -> str: ...
-    @property
-    def options(self) -> FitOptions: ...
-    @property
-    def allow_implausible(self) -> bool: ...
-    @property
-    def points_from(self) -> str | None: ...
-    @property
-    def n(self) -> int: ...
-    @property
-    def steps(self) -> int: ...
-    @property
-    def lr(self) -> float: ...
 
 
 def check_base(path: str) -> LoadedModel:
@@ -101,7 +74,7 @@ def check_base(path: str) -> LoadedModel:
     return loaded
 
 
-def run_tune(job: TuneJob, request: str, start: float) -> tuple[Path, dict]:
+def run_tune(job: FitJob, request: str, start: float) -> tuple[Path, dict]:
     """The fine-tune of ``job.base`` (module docstring); the model file and the report."""
     assert job.base is not None
     loaded = check_base(job.base)
