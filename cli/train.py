@@ -243,9 +243,9 @@ def _given(args: dict) -> tuple[dict, list[str]]:
 def started_config(argv: Sequence[str]) -> TrainConfig:
     """The configuration ``isamap-train ARGV`` starts its run with, before its recipe fills it.
 
-    What a run folder's checkpoint records is compared with it
-    (:func:`training.run.members.recorded_otherwise`), so a caller reusing a finished run knows
-    whether the same command made it.
+    What a run folder's checkpoint records is compared with it (the built-up judge's
+    ``recorded_otherwise``), so a caller reusing a finished run knows whether the same
+    command made it.
 
     Raises:
         ConfigError: ``--resume`` or several ``--data`` roots (a run the folder or a merge
