@@ -30,7 +30,8 @@ the implanted pair:
 
 - ``differenced``: the two dates' class maps differenced (margin 0, raw inputs);
 - ``normalised``: the later date first normalised onto the earlier
-  (:func:`inference.predict.change.arrays.fit_relative_normalisation`);
+  (:func:`inference.predict.change.arrays.fit_relative_normalisation`,
+  :func:`apply_normalisation`);
 - ``margin M``: change only where both probabilities clear 0.5 by M (0.1, 0.2, 0.3 and
   ``--margin``);
 - ``both``: normalised and margin;
@@ -97,10 +98,10 @@ from experiments.threads import add_threads_argument, use_threads
 from inference.predict.change import arrays as change
 
 __all__ = ["ARTIFICIAL", "FIGURES_JSON", "GATE", "SLOVENIA", "SLOVENIA_BANDS",
-           "SPECTRAL_THRESHOLDS", "figures_markdown", "gain_score", "implant", "load_scenes",
-           "main", "match_statistics", "pair_magnitudes", "probability", "run", "score_gate",
-           "score_ndbi", "score_pair", "spectral_arms", "spectral_gain_score", "summarise",
-           "update_page"]
+           "SPECTRAL_THRESHOLDS", "apply_normalisation", "figures_markdown", "gain_score",
+           "implant", "load_scenes", "main", "match_statistics", "pair_magnitudes", "probability",
+           "run", "score_gate", "score_ndbi", "score_pair", "spectral_arms", "spectral_gain_score",
+           "summarise", "update_page"]
 
 log = logging.getLogger(__name__)
 
@@ -186,9 +187,8 @@ def score_pair(model: Callable[[np.ndarray], np.ndarray], stats: tuple[Sequence[
     first, second, moved = earlier[pick], later[pick], implanted[pick]
     p1 = model(first)
     inputs = {"raw": (p1, model(second), model(moved))}
-    norm_stable = change.apply_normalisation(second, change.fit_relative_normalisation(
-        second, first))
-    norm_moved = change.apply_normalisation(moved, change.fit_relative_normalisation(moved, first))
+    norm_stable = apply_normalisation(second, change.fit_relative_normalisation(second, first))
+    norm_moved = apply_normalisation(moved, change.fit_relative_normalisation(moved, first))
     inputs["normalised"] = (p1, model(norm_stable), model(norm_moved))
 
     def match(bands: np.ndarray) -> np.ndarray:
@@ -204,6 +204,16 @@ def score_pair(model: Callable[[np.ndarray], np.ndarray], stats: tuple[Sequence[
         out[arm] = _arm_scores(change.margin_change(a, b, m), change.margin_change(a, bi, m),
                                gain_score(a, bi), truth, (a, b))
     return {**out, **spectral_arms(inputs["raw"], pair_magnitudes(first, second, moved), truth)}
+
+
+def apply_normalisation(stack: np.ndarray, fit: change.RadiometricFit) -> np.ndarray:
+    """``stack * gain + offset`` per band (``(C, ...)``, float32; NaN stays NaN)."""
+    array = np.asarray(stack, dtype=np.float32)
+    if array.shape[0] != len(fit.gain):
+        raise ValueError(f"the stack has {array.shape[0]} bands, the fit {len(fit.gain)}")
+    shape = (-1,) + (1,) * (array.ndim - 1)
+    return (array * np.asarray(fit.gain, np.float32).reshape(shape)
+            + np.asarray(fit.offset, np.float32).reshape(shape))
 
 
 def match_statistics(stack: np.ndarray, mean: Sequence[float],

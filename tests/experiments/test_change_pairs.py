@@ -16,6 +16,7 @@ from experiments.change_pairs import (
     SLOVENIA,
     SLOVENIA_BANDS,
     SPECTRAL_THRESHOLDS,
+    apply_normalisation,
     figures_markdown,
     gain_score,
     implant,
@@ -206,3 +207,12 @@ def test_the_arms_scores_rank_what_their_rule_calls_gain_and_stats_are_matched_p
                              (0.01, 0.02, 0.03, 0.04)).reshape(4, -1)
     assert moved.mean(axis=1) == pytest.approx((0.1, 0.2, 0.3, 0.4), abs=1e-5)
     assert moved.std(axis=1) == pytest.approx((0.01, 0.02, 0.03, 0.04), rel=1e-4)
+
+
+def test_the_normalised_arm_applies_the_fit_per_band_in_float32_keeping_nan():
+    later = np.random.default_rng(1).random((2, 3, 4)).astype(np.float32)
+    later[1, 0, 0] = np.nan
+    fit = change.fit_relative_normalisation(later, later * 2 + 1)
+    back = apply_normalisation(later, fit)
+    assert back.dtype == np.float32 and np.isnan(back[1, 0, 0])
+    assert np.allclose(back[:, 1:], later[:, 1:] * 2 + 1, atol=1e-5)

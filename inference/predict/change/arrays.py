@@ -8,7 +8,8 @@ ground that did not change:
   same roofs with another probability. :func:`fit_relative_normalisation` finds, per band,
   the linear map ``later * gain + offset`` that brings the later date onto the earlier one,
   fitted on *pseudo-invariant* pixels (those whose change between the dates is smallest), and
-  :func:`apply_normalisation` applies it before the later date is predicted. The fit is a
+  the later date is read through it before it is predicted
+  (:class:`inference.predict.linear_source.LinearSource`). The fit is a
   plain iteration in the spirit of IR-MAD (Canty and Nielsen): start from every pixel,
   standardise each band's difference by its median and MAD (so a scene-wide shift is not
   "change"), keep the ``invariant_share`` of pixels with the smallest standardised change,
@@ -230,16 +231,6 @@ def _least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray
     cov = ((x - mx[:, None]) * (y - my[:, None])).mean(axis=1)
     gain = np.where(var > 0, cov / np.where(var > 0, var, 1.0), 1.0)
     return gain, my - gain * mx
-
-
-def apply_normalisation(stack: np.ndarray, fit: RadiometricFit) -> np.ndarray:
-    """``stack * gain + offset`` per band (``(C, ...)``, float32; NaN stays NaN)."""
-    array = np.asarray(stack, dtype=np.float32)
-    if array.shape[0] != len(fit.gain):
-        raise ValueError(f"the stack has {array.shape[0]} bands, the fit {len(fit.gain)}")
-    shape = (-1,) + (1,) * (array.ndim - 1)
-    return (array * np.asarray(fit.gain, np.float32).reshape(shape)
-            + np.asarray(fit.offset, np.float32).reshape(shape))
 
 
 def margin_change(p_from: np.ndarray, p_to: np.ndarray, margin: float = 0.0) -> np.ndarray:
