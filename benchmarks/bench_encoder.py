@@ -99,7 +99,6 @@ def read_ms(width: int, rounds: int) -> dict[str, dict[str, float]]:
     from engine.execution import calling_thread_only
     from inference.predict.normalise import BatchNormaliser
     from inference.predict.raster import GDAL_CACHE_MB, INPUT_GDAL_OPTIONS
-    from inference.predict.reader import read_rows
 
     normaliser = BatchNormaliser(np.zeros(6), np.ones(6))
     starts = list(range(0, width - 512 + 1, 448))
@@ -125,7 +124,8 @@ def read_ms(width: int, rounds: int) -> dict[str, dict[str, float]]:
                     read = normalise = 0.0
                     for row in (0, ROWS - 64):
                         start = time.thread_time()
-                        block = read_rows(ds, range(1, 7), row, ROWS, out=out)
+                        block = ds.read(list(range(1, 7)), window=Window(0, row, width, ROWS),
+                                        out_dtype="float32", out=out)
                         read += time.thread_time() - start
                         views = [block[:, :, x:x + 512] for x in starts]
                         start = time.thread_time()

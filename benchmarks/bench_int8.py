@@ -4,8 +4,8 @@ Measured side by side on the CPU, at the papers' widths and the bench's patch si
 - the machine's peak: fp32, bf16 (where native) and int8 GEMM and 3x3-convolution rates
   (``peak.measure_peak``);
 - for each model (BatchNorm folded into its convolutions, as ``isamap-predict`` runs it): fp32
-  and bf16 autocast in NHWC (``autotune.time_settings``, in turns) and the int8 model of
-  ``engine.quantize`` (export, calibration, conversion, inductor compilation with
+  and bf16 autocast in NHWC (in turns, as ``bench_models.time_settings`` times them) and the
+  int8 model of ``engine.quantize`` (export, calibration, conversion, inductor compilation with
   frozen weights) timed after them on the same batch;
 - patches/s, GFLOP/s (int8: G operations/s) and the fraction of the peak of each one's own
   precision, int8's speed as a multiple of bf16's, the seconds quantizing and compiling took,

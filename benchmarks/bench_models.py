@@ -31,7 +31,9 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import time
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,7 +44,33 @@ from peak import count_flops, measure_peak, native_precisions
 from engine import autotune, quantize
 from engine.compiled import CompileError, compile_for_inference
 from engine.devices import resolve_device
+from engine.measuring import borrowed_runner
+from engine.setting import Mode, Setting, TrainStep
 from training.models.blocks import fold_batchnorm
+
+
+def time_settings(model: torch.nn.Module, example: torch.Tensor, device: torch.device,
+                  settings: Iterable[Setting], *, mode: Mode = "inference",
+                  step: TrainStep | None = None, rounds: int = 3) -> dict[Setting, float]:
+    """Seconds per call of each setting on the whole ``example``, measured as ``auto`` does.
+
+    Every setting runs once untimed, then ``rounds`` times in turns (so a busy machine slows
+    them alike), keeping its best time: what this benchmark puts next to ``auto``'s choice;
+    the model and the process's threads and cuDNN flags are left as they were
+    (:func:`engine.measuring.borrowed_runner`).
+    """
+    settings = list(settings)
+    with borrowed_runner(model, example, device, mode, step) as runner:
+        for s in settings:
+            runner.call(s, runner.example)()
+        best = dict.fromkeys(settings, math.inf)
+        for _ in range(max(rounds, 1)):
+            for s in settings:
+                run = runner.call(s, runner.example)
+                t0 = time.perf_counter()
+                run()
+                best[s] = min(best[s], time.perf_counter() - t0)
+    return best
 
 
 def bench(name: str, args: argparse.Namespace, device: torch.device, peak) -> dict:
@@ -60,8 +88,8 @@ def bench(name: str, args: argparse.Namespace, device: torch.device, peak) -> di
         tune_s = time.perf_counter() - t0
         fixed = autotune.candidates(device, "auto", "auto")
         settings = fixed + ([choice.setting] if choice.setting not in fixed else [])
-        times = autotune.time_settings(model, x, device, settings, mode=mode, step=step,
-                                       rounds=args.rounds)
+        times = time_settings(model, x, device, settings, mode=mode, step=step,
+                              rounds=args.rounds)
         best = min(fixed, key=times.__getitem__)
         compile_s = {}
         if args.compile and mode == "inference":
@@ -69,9 +97,9 @@ def bench(name: str, args: argparse.Namespace, device: torch.device, peak) -> di
             fast = replace(best, compile=True)
             compile_s[fast] = compile_seconds(model, x, fast)
             if compile_s[fast] is not None:
-                again = autotune.time_settings(model, x, device, [best, fast, *(
+                again = time_settings(model, x, device, [best, fast, *(
                     [choice.setting] if choice.setting not in (best, fast) else [])],
-                                               mode=mode, rounds=args.rounds)
+                                      mode=mode, rounds=args.rounds)
                 times.update(again)
                 settings += [fast] if fast not in settings else []
         rows = {}

@@ -18,7 +18,8 @@ import time
 
 import numpy as np
 
-from gee_export.local.speckle import refined_lee, refined_lee_generic
+from gee_export.local.speckle import refined_lee
+from testing.refined_lee import refined_lee_generic
 
 
 def peak_rss_gb() -> float:

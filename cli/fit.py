@@ -23,7 +23,8 @@ from core.months import check_month
 from core.parsers import command_parser, count, given_once, seed
 from engine.allocator import CHECKS
 from inference.fit.drawn import DEFAULT_N
-from inference.fit.job import ISA_CLASSES, FitJob, report_table, run_fit
+from inference.fit.job import report_table, run_fit
+from inference.fit.request import ISA_CLASSES, FitJob
 from inference.fit.tune import WINDOW
 from training.models.encoders.registry import PRESTO, parse_encoder
 from training.models.points import FEATURES
@@ -154,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def job_of(args: argparse.Namespace) -> FitJob:
-    """The checked options as one :class:`~inference.fit.job.FitJob`."""
+    """The checked options as one :class:`~inference.fit.request.FitJob`."""
     _check_from(args)
     check_range("--hidden", args.hidden, 0, 4096)
     check_range("--folds", args.folds, 2, 100)

@@ -172,9 +172,6 @@ def _data_arguments(p: argparse.ArgumentParser) -> None:
     a("--balanced-sampling", action=argparse.BooleanOptionalAction, help=(
         "draw training patches in proportion to their rare-class pixels instead of "
         "shuffling (default: the model's recipe)"))
-    a("--balanced-scenes", action=argparse.BooleanOptionalAction, help=(
-        "draw every scene's patches (each --data root's, each month's) as often as every "
-        "other scene's, whatever their number (default: the model's recipe)"))
     a("--norm", choices=NORMS, help=(
         "normalise the input bands by the training split's statistics (training) or by each "
         "scene's own: every training patch by its scene's, every map by its input stack's "
@@ -246,9 +243,9 @@ def _given(args: dict) -> tuple[dict, list[str]]:
 def started_config(argv: Sequence[str]) -> TrainConfig:
     """The configuration ``isamap-train ARGV`` starts its run with, before its recipe fills it.
 
-    What a run folder's checkpoint records is compared with it
-    (:func:`training.run.members.recorded_otherwise`), so a caller reusing a finished run knows
-    whether the same command made it.
+    What a run folder's checkpoint records is compared with it (the built-up judge's
+    ``recorded_otherwise``), so a caller reusing a finished run knows whether the same
+    command made it.
 
     Raises:
         ConfigError: ``--resume`` or several ``--data`` roots (a run the folder or a merge

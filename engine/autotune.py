@@ -48,9 +48,8 @@ candidate runs (threads, memory format, autocast, the training step on a copy) i
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -75,7 +74,6 @@ from engine.measuring import (
     MEASURE_SHARE,
     Clock,
     Measure,
-    borrowed_runner,
     fewest_samples,
     measure_candidates,
 )
@@ -93,7 +91,7 @@ MIN_CPU_SHARE = 0.75
 
 __all__ = ["CACHE_ENV", "CACHE_FORMAT", "MEASURE_SHARE", "Choice", "Dtype", "Measure", "Mode",
            "Setting", "TrainStep", "apply", "cache_file", "cache_key", "candidates", "choose",
-           "describe_device", "explicit", "time_settings"]
+           "describe_device", "explicit"]
 
 
 # ----------------------------------------------------------------------------- public API
@@ -222,29 +220,6 @@ def apply(choice: Choice, model: nn.Module, device: torch.device) -> Callable[..
     # inference compiles on its first call (for that shape), and runs eagerly with a
     # warning if compiling fails
     return CompiledForInference(model) if choice.mode == "inference" else torch.compile(model)
-
-
-def time_settings(model: nn.Module, example: torch.Tensor, device: torch.device,
-                  settings: Iterable[Setting], *, mode: Mode = "inference",
-                  step: TrainStep | None = None, rounds: int = 3) -> dict[Setting, float]:
-    """Seconds per call of each setting on the whole ``example``, measured as ``auto`` does.
-
-    Every setting runs once untimed, then ``rounds`` times in turns (so a busy machine slows
-    them alike), keeping its best time. This is what the benchmarks put next to ``auto``'s
-    choice; the model and the process's threads and cuDNN flags are left as they were.
-    """
-    settings = list(settings)
-    with borrowed_runner(model, example, device, mode, step) as runner:
-        for s in settings:
-            runner.call(s, runner.example)()
-        best = dict.fromkeys(settings, math.inf)
-        for _ in range(max(rounds, 1)):
-            for s in settings:
-                run = runner.call(s, runner.example)
-                t0 = time.perf_counter()
-                run()
-                best[s] = min(best[s], time.perf_counter() - t0)
-    return best
 
 
 def candidates(device: torch.device, precision: devices.Precision,

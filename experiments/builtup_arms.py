@@ -47,7 +47,7 @@ PLAIN_BANDS = ("B2", "B3", "B4", "B8", "B11", "B12")
 PLAIN = Arm("plain", "unet-s2", {"input_norm": "none", "widths": [16, 32, 64, 128, 256],
                                  "flips": False, "member_views": False},
             ("--bands", ",".join(PLAIN_BANDS), "--norm", "training", "--no-radiometric",
-             "--no-balanced-sampling", "--no-balanced-scenes", "--ema", "0", "--members", "1",
+             "--no-balanced-sampling", "--ema", "0", "--members", "1",
              "--max-iterations", "600", "--batch-size", "8", "--optimizer", "adam",
              "--lr", "0.001", "--poly-power", "0", "--crop-size", "0"))
 

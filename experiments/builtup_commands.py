@@ -26,10 +26,10 @@ from experiments.realscenes import bbox_argument, run_product
 from inference.assess.evaluate import EvaluateConfig, evaluate
 from inference.predict.config import PredictConfig
 from inference.predict.lattice import from_record
-from training.config import read_train_config
+from training.config import TrainConfig, read_train_config, with_recipe_filter
 from training.modelfile import read_model_file
-from training.run.folder import RESOLVED_CONFIG
-from training.run.members import recorded_otherwise
+from training.run.folder import BEST_MODEL, CHECKPOINT, RESOLVED_CONFIG
+from training.run.members import held_members, member_configs, member_differences
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +104,55 @@ def train_argv(arm: Arm | str, dataset: Path, run: Path, budget: Budget,
             *arm.train_args]
 
 
+def joined_members(out: str | Path) -> int | None:
+    """How many trainings the joined model file in ``out`` joins (None: none is there).
+
+    A join of K finished before a member K + 1 was started in the same folder holds K + 1
+    member folders, but its model file still joins K.
+    """
+    path = Path(out) / BEST_MODEL
+    if not path.is_file():
+        return None
+    meta, _ = read_model_file(path, flag="model file")
+    count = dict(meta.model_kwargs).get("members")
+    return count if isinstance(count, int) else 1
+
+
+def recorded_otherwise(cfg: TrainConfig, ignore: frozenset[str] = frozenset()) -> list[str]:
+    """How the run in ``cfg.out_dir`` was started otherwise than ``cfg`` would start it.
+
+    ``"name: recorded there, current now"`` for every option that changes the result, each
+    member's prefixed with its folder (``member1: ...``); the number of trainings where the
+    folder holds another (one where several are asked, or the other way round, more
+    members, or a finished join of fewer; a run cut short between members is not one).
+    Empty where the run agrees, or where no checkpoint records one (nothing to compare).
+    The judge reads this before it reuses a finished run's model or maps instead of
+    training again. ``ignore``: options it checks otherwise
+    (:func:`training.run.folder.config_differences`).
+    """
+    cfg = with_recipe_filter(cfg)  # as the command resolves it before it trains
+    out = Path(cfg.out_dir)
+    held = held_members(out)
+    joined_other = cfg.members > 1 and (held > cfg.members or (
+        held < cfg.members and (out / BEST_MODEL).exists()))  # a finished join of fewer
+    if (cfg.members > 1 and (out / CHECKPOINT).exists()) or (cfg.members == 1 and held) \
+            or joined_other:
+        return [f"members: {held or 1} there, {cfg.members} now"]
+    joined = joined_members(out) if cfg.members > 1 else None
+    if joined is not None and joined != cfg.members:  # a join extended by hand, unfinished
+        return [f"members: {joined} joined there, {cfg.members} now"]
+    members = member_configs(cfg) if cfg.members > 1 else [cfg]
+    return [f"{Path(m.out_dir).name}: {d}" if cfg.members > 1 else d
+            for _, m, differ in member_differences(cfg, members, ignore) for d in differ]
+
+
 def trained_otherwise(arm: Arm | str, dataset: Path, run: Path, budget: Budget,
                       encoders: Mapping[str, str] | None = None) -> list[str]:
     """How the training recorded in ``run`` differs from what :func:`train` runs there now.
 
     Each option that changes the result, as ``isamap-train`` itself compares a run folder
-    with a command (:func:`training.run.members.recorded_otherwise`): a recipe changed since the
-    run (``balanced_scenes: True there, False now``), or an arm's options; and its maps'
+    with a command (:func:`recorded_otherwise`): a recipe changed since the
+    run (``ema: 0.0 there, 10 now``), or an arm's options; and its maps'
     tiling (:func:`mapped_otherwise`). Empty where they agree, or where ``run`` records no
     training and holds no map. The dataset's path is not compared: the
     judge's is always its ``--out``'s own ``train/<fold>``, so an ``--out`` moved elsewhere

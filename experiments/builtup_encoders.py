@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +43,9 @@ from torch import nn
 from core.parsers import CommandParser
 from experiments.data import add_data_root_argument, existing_folder, sample_folder
 from experiments.scoring import best_threshold_f1, binary_scores, ndbi, roc_auc
-from training.models.encoders.fused import presto_features
 from training.models.encoders.galileo import galileo_features
 from training.models.encoders.registry import load_encoder, parse_encoder
+from training.models.encoders.series import presto_series_features
 from training.models.unet import S2_WIDTHS, UNet
 from training.run.encoder import grid_centre
 
@@ -55,6 +56,12 @@ MONTHS = {"java": 6, "ghana_a": 11, "ghana_b": 11}  # 2019-07-13, 2018-12-26 (0-
 CLOUDY_SCL = (3, 8, 9, 10)
 ARMS = ("bands", "concat", "head")
 CROP = 64
+
+
+def presto_features(encoder: nn.Module, raw: torch.Tensor, bands: Sequence[str],
+                    latlon: Sequence[float], month: int) -> torch.Tensor:
+    """Presto's per-pixel features ``(N, 128, H, W)`` of raw bands ``(N, B, H, W)``, one month."""
+    return presto_series_features(encoder, raw[:, None], bands, latlon, [int(month) % 12])
 
 
 def read_tile(folder: Path, tile: str) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:

@@ -70,7 +70,7 @@ from experiments.builtup_seeds import (
     names_first_member,
     score_task,
 )
-from training.models import trainable_models
+from training.models import REGISTRY
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def check_options(tiles: Sequence[str], row_split: str, arms: Sequence[str], see
         if names_first_member(arm):
             raise ConfigError(f"--arms {arm}: a first training alone is scored beside the arm "
                               "that trains it, not trained itself: give that arm")
-        if arm not in ARMS and arm not in trainable_models():
+        if arm not in ARMS and arm not in REGISTRY.trainable():
             raise ConfigError(f"--arms {arm} is neither an arm of the comparison nor an "
                               "isamap-train model (python -m experiments.builtup --help "
                               "names them)")

@@ -25,18 +25,18 @@ drawn at random, into blocks of the later date with no artificial surface; the e
 is left as it is. The implanted pixels are the only true gain.
 
 Arms, each scored for false change (gain or loss) and false gain on the stable pair, gain F1
-and ROC AUC (of :func:`inference.predict.change.arrays.gain_score`, or of
-:func:`inference.predict.change.arrays.spectral_gain_score` for ``spectral k``) on the implanted
-pair:
+and ROC AUC (of :func:`gain_score`, or of :func:`spectral_gain_score` for ``spectral k``) on
+the implanted pair:
 
 - ``differenced``: the two dates' class maps differenced (margin 0, raw inputs);
 - ``normalised``: the later date first normalised onto the earlier
-  (:func:`inference.predict.change.arrays.fit_relative_normalisation`);
+  (:func:`inference.predict.change.arrays.fit_relative_normalisation`,
+  :func:`apply_normalisation`);
 - ``margin M``: change only where both probabilities clear 0.5 by M (0.1, 0.2, 0.3 and
   ``--margin``);
 - ``both``: normalised and margin;
 - ``training stats``: both dates' bands moved to the model's training statistics
-  (:func:`inference.predict.change.arrays.match_statistics`: mapping L1C toward the L2A radiometry);
+  (:func:`match_statistics`: mapping L1C toward the L2A radiometry);
 - ``spectral k``: the bands decide whether a pixel changed, the model which way
   (:func:`inference.predict.change.arrays.spectral_change` on the raw inputs' probabilities, at
   ``k`` = 3, 4 and the product's default), the magnitude of the later date's model bands
@@ -98,9 +98,10 @@ from experiments.threads import add_threads_argument, use_threads
 from inference.predict.change import arrays as change
 
 __all__ = ["ARTIFICIAL", "FIGURES_JSON", "GATE", "SLOVENIA", "SLOVENIA_BANDS",
-           "SPECTRAL_THRESHOLDS", "figures_markdown", "implant", "load_scenes", "main",
-           "pair_magnitudes", "probability", "run", "score_gate", "score_ndbi", "score_pair",
-           "spectral_arms", "summarise", "update_page"]
+           "SPECTRAL_THRESHOLDS", "apply_normalisation", "figures_markdown", "gain_score",
+           "implant", "load_scenes", "main", "match_statistics", "pair_magnitudes", "probability",
+           "run", "score_gate", "score_ndbi", "score_pair", "spectral_arms", "spectral_gain_score",
+           "summarise", "update_page"]
 
 log = logging.getLogger(__name__)
 
@@ -186,13 +187,12 @@ def score_pair(model: Callable[[np.ndarray], np.ndarray], stats: tuple[Sequence[
     first, second, moved = earlier[pick], later[pick], implanted[pick]
     p1 = model(first)
     inputs = {"raw": (p1, model(second), model(moved))}
-    norm_stable = change.apply_normalisation(second, change.fit_relative_normalisation(
-        second, first))
-    norm_moved = change.apply_normalisation(moved, change.fit_relative_normalisation(moved, first))
+    norm_stable = apply_normalisation(second, change.fit_relative_normalisation(second, first))
+    norm_moved = apply_normalisation(moved, change.fit_relative_normalisation(moved, first))
     inputs["normalised"] = (p1, model(norm_stable), model(norm_moved))
 
     def match(bands: np.ndarray) -> np.ndarray:
-        return change.match_statistics(bands, *stats)
+        return match_statistics(bands, *stats)
 
     inputs["training stats"] = (model(match(first)), model(match(second)), model(match(moved)))
     plan = {"differenced": ("raw", 0.0), "normalised": ("normalised", 0.0),
@@ -202,8 +202,60 @@ def score_pair(model: Callable[[np.ndarray], np.ndarray], stats: tuple[Sequence[
     for arm, (source, m) in plan.items():
         a, b, bi = inputs[source]
         out[arm] = _arm_scores(change.margin_change(a, b, m), change.margin_change(a, bi, m),
-                               change.gain_score(a, bi), truth, (a, b))
+                               gain_score(a, bi), truth, (a, b))
     return {**out, **spectral_arms(inputs["raw"], pair_magnitudes(first, second, moved), truth)}
+
+
+def apply_normalisation(stack: np.ndarray, fit: change.RadiometricFit) -> np.ndarray:
+    """``stack * gain + offset`` per band (``(C, ...)``, float32; NaN stays NaN)."""
+    array = np.asarray(stack, dtype=np.float32)
+    if array.shape[0] != len(fit.gain):
+        raise ValueError(f"the stack has {array.shape[0]} bands, the fit {len(fit.gain)}")
+    shape = (-1,) + (1,) * (array.ndim - 1)
+    return (array * np.asarray(fit.gain, np.float32).reshape(shape)
+            + np.asarray(fit.offset, np.float32).reshape(shape))
+
+
+def match_statistics(stack: np.ndarray, mean: Sequence[float],
+                     std: Sequence[float]) -> np.ndarray:
+    """Each band of ``stack`` moved to the given mean and standard deviation (``(C, ...)``).
+
+    A per-band linear map from the scene's own statistics (finite pixels) to, e.g., a model's
+    training statistics: a crude stand-in for atmospheric correction when a model trained on
+    one radiometry (L2A surface reflectance) is given another (L1C top of atmosphere). Unlike
+    :func:`inference.predict.change.arrays.fit_relative_normalisation` it assumes the scene's
+    land cover resembles the training set's, which a change study cannot assume.
+    """
+    array = np.asarray(stack, dtype=np.float64)
+    flat = array.reshape(array.shape[0], -1)
+    own_mean = np.nanmean(flat, axis=1)
+    own_std = np.nanstd(flat, axis=1)
+    gain = np.asarray(std, np.float64) / np.where(own_std > 0, own_std, 1.0)
+    offset = np.asarray(mean, np.float64) - gain * own_mean
+    shape = (-1,) + (1,) * (array.ndim - 1)
+    return (array * gain.reshape(shape) + offset.reshape(shape)).astype(np.float32)
+
+
+def gain_score(p_from: np.ndarray, p_to: np.ndarray) -> np.ndarray:
+    """How surely a pixel gained impervious surface: ``min(0.5 - p_from, p_to - 0.5)``.
+
+    Positive where the two per-date maps differ by a gain; a pixel is called gain at margin
+    ``m`` (:func:`inference.predict.change.arrays.margin_change`) when the score exceeds
+    ``m``, so the score ranks pixels for ROC curves.
+    """
+    return np.minimum(0.5 - np.asarray(p_from, np.float64), np.asarray(p_to, np.float64) - 0.5)
+
+
+def spectral_gain_score(p_from: np.ndarray, p_to: np.ndarray,
+                        magnitude: np.ndarray) -> np.ndarray:
+    """The magnitude where ``spectral_change`` could call gain, else 0 (ranks pixels).
+
+    A pixel is gain at threshold ``t > 0``
+    (:func:`inference.predict.change.arrays.spectral_change`) exactly when its score exceeds
+    ``t``.
+    """
+    a, b = np.asarray(p_from, np.float64), np.asarray(p_to, np.float64)
+    return np.where((b > a) & (a < 0.5), np.nan_to_num(np.asarray(magnitude, np.float64)), 0.0)
 
 
 def spectral_arms(probabilities: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -219,7 +271,7 @@ def spectral_arms(probabilities: tuple[np.ndarray, np.ndarray, np.ndarray],
     (a, b, bi), (stable, moving) = probabilities, magnitudes
     return {f"spectral {k:g}": _arm_scores(
         change.spectral_change(a, b, stable, k), change.spectral_change(a, bi, moving, k),
-        change.spectral_gain_score(a, bi, moving), truth, (a, b)) for k in SPECTRAL_THRESHOLDS}
+        spectral_gain_score(a, bi, moving), truth, (a, b)) for k in SPECTRAL_THRESHOLDS}
 
 
 def _arm_scores(stable: np.ndarray, moved: np.ndarray, score: np.ndarray, truth: np.ndarray,

@@ -44,7 +44,7 @@ from experiments.builtup_arms import Arm
 from experiments.builtup_commands import Budget, export
 from experiments.builtup_commands import train as train_arm
 from experiments.builtup_encoders import BANDS as ENCODER_BANDS
-from experiments.builtup_encoders import MONTHS, read_tile
+from experiments.builtup_encoders import MONTHS, presto_features, read_tile
 from experiments.builtup_encoders import predict as frozen_predict
 from experiments.builtup_encoders import train_arm as frozen_train
 from experiments.builtup_tiles import find_tile, scene_folder
@@ -52,7 +52,6 @@ from experiments.scoring import binary_scores, roc_auc
 from experiments.temporal_consistency import series_stability
 from inference.predict.change import arrays as change
 from inference.predict.change.stretches import stretched_series
-from training.models.encoders.fused import presto_features
 from training.models.encoders.galileo import galileo_features
 from training.models.encoders.registry import ENCODERS, load_encoder
 
@@ -62,7 +61,7 @@ from training.models.encoders.registry import ENCODERS, load_encoder
 #: model's recipe) each window standardised by its own statistics.
 RECIPES = {name: Arm(name, "unet-s2", {"input_norm": norm, "flips": False,
                                        "member_views": False},
-                     ("--no-radiometric", "--no-balanced-sampling", "--no-balanced-scenes",
+                     ("--no-radiometric", "--no-balanced-sampling",
                       "--norm", "training", "--ema", "0", "--members", "1"))
            for name, norm in (("unet-s2-global", "none"), ("unet-s2-window", "patch"))}
 

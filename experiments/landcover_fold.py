@@ -39,7 +39,7 @@ from experiments.landcover_train import (
     training_counts,
 )
 from training.losses.composition import CompositionLoss
-from training.losses.segmentation import WeightedCrossEntropy, class_weights_from_counts
+from training.losses.segmentation import WeightedCrossEntropy
 from training.metrics import confusion_matrix
 from training.models import model_loss
 
@@ -48,6 +48,20 @@ K = len(LANDCOVER_CLASSES)
 
 #: the run files' key suffix of an arm's impervious probability on the scored pixels
 SCORE = "|impervious score"
+
+
+def class_weights_from_counts(counts: Sequence[int]) -> list[float]:
+    """Median-frequency class weights from pixel counts; an absent class weighs 0.
+
+    Raises:
+        ConfigError: every count is zero.
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    if not (c > 0).any():
+        raise ConfigError("all class counts are zero; cannot derive class weights")
+    freq = c / c.sum()
+    return [float(v) for v in np.where(c > 0, np.median(freq[c > 0]) / np.maximum(freq, 1e-12),
+                                       0.0)]
 
 
 def arm_loss(cfg: LandCoverConfig, arm: Arm, labels: Sequence[np.ndarray],

@@ -28,7 +28,7 @@ from core.errors import ConfigError, InputDataError
 from experiments.scoring import best_threshold_f1, binary_scores, roc_auc
 from gee_export.local.labels import MAP_PREFIX, get_scheme
 from inference.cog.maps import PROB_SCALE
-from training.calibration.temperature import binary_at_temperature, binary_reliability
+from training.calibration.temperature import Reliability
 
 log = logging.getLogger(__name__)
 
@@ -165,9 +165,8 @@ def map_scores(truth: np.ndarray, footprint: Footprint, class_path: str | Path,
         area: bool mask of the pixels to score (the test area).
         temperature: the model file's calibration temperature; given, the expected
             calibration error of the probabilities as the network gave them (re-expressed at
-            temperature 1, :func:`training.calibration.temperature.binary_at_temperature`) is
-            reported
-            beside the mapped ones' (``ece_built``), with both reliability records.
+            temperature 1, :func:`binary_at_temperature`) is reported beside the mapped
+            ones' (``ece_built``), with both reliability records.
 
     Pixels the map leaves nodata (clouds masked in the composite) are counted, not scored.
     ``best_f1_built`` at ``best_threshold_built`` is the probability map's F1 at the
@@ -189,6 +188,28 @@ def map_scores(truth: np.ndarray, footprint: Footprint, class_path: str | Path,
             "best_f1_built": best_f1, "best_threshold_built": best_threshold,
             **calibration_scores(prob[scored], truth[scored], temperature,
                                  0.5 / probability_scale(prob_path))}
+
+
+def binary_at_temperature(p: np.ndarray, temperature: float, to: float = 1.0,
+                          resolution: float = 1e-6) -> np.ndarray:
+    """Two-class probabilities ``P(class 1)`` predicted at ``temperature``, as at ``to``.
+
+    Two-class (and one-logit) probabilities keep their logit: ``logit(p) * temperature`` is
+    the model's, so a published map's probabilities are re-expressed at another temperature
+    exactly (``to = 1``: as the network gave them, uncalibrated). Values are first kept
+    ``resolution`` away from 0 and 1 (a stored map's quantisation step).
+    """
+    q = np.clip(np.asarray(p, dtype=np.float64), resolution, 1.0 - resolution)
+    z = (np.log(q) - np.log1p(-q)) * temperature / to
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def binary_reliability(p: np.ndarray, truth: np.ndarray, name: str = "") -> Reliability:
+    """The reliability bins of ``P(class 1)`` against 0/1 labels (flat arrays)."""
+    rel = Reliability(positive=1, name=name)
+    rel.update(np.asarray(p, dtype=np.float32).reshape(1, 1, -1),
+               np.asarray(truth).reshape(1, -1).astype(np.int64))
+    return rel
 
 
 def calibration_scores(prob: np.ndarray, truth: np.ndarray, temperature: float | None,

@@ -38,7 +38,20 @@ from core.commands import (
 )
 from core.parsers import CommandParser, seed
 from core.storage import atomic_path, atomic_write
-from inference.predict.change.consistency import consistent_series, count_gain, count_loss
+from inference.cog.maps import NODATA
+from inference.predict.change.consistency import consistent_series
+
+
+def count_loss(classes: np.ndarray, isa_class: int = 1, nodata: int = NODATA) -> int:
+    """Pixel-date pairs that go from impervious to not between consecutive dates."""
+    a, b = classes[:-1], classes[1:]
+    return int(((a == isa_class) & (b != isa_class) & (a != nodata) & (b != nodata)).sum())
+
+
+def count_gain(classes: np.ndarray, isa_class: int = 1, nodata: int = NODATA) -> int:
+    """Pixel-date pairs that go from not impervious to impervious between consecutive dates."""
+    a, b = classes[:-1], classes[1:]
+    return int(((a != isa_class) & (b == isa_class) & (a != nodata) & (b != nodata)).sum())
 
 
 @dataclass(frozen=True)

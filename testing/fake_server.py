@@ -50,7 +50,7 @@ from rasterio.windows import Window as RioWindow
 
 from contract.geotiff import write_geotiff
 from contract.stack import StackPaths
-from gee_export.ee.embedding import is_embedding_band, quantise
+from gee_export.ee.embedding import LARGEST, MASKED, SCALE, is_embedding_band
 from gee_export.ee.recipe import FLOAT_NODATA
 from gee_export.ee.session import EESession, RetryPolicy
 from testing.ee_graph import Graph, constant, encode
@@ -60,7 +60,20 @@ from testing.fake_quota import EecuAccount, HttpError, SharedQuota
 from testing.fake_reduce import reduce_region
 
 __all__ = ["HttpError", "PointTransport", "StackSessions", "StackTransport",
-           "initialize_offline", "request_origin"]
+           "initialize_offline", "quantise", "request_origin"]
+
+
+def quantise(values: np.ndarray) -> np.ndarray:
+    """int8 of native values in [-1, 1] (NaN: masked), as the published files hold them.
+
+    The Satellite Embedding's own encoding, which the library only reads
+    (:func:`gee_export.ee.embedding.dequantise`).
+    """
+    v = np.asarray(values, np.float64)
+    finite = np.isfinite(v)
+    known = np.where(finite, v, 0.0)
+    q = np.clip(np.rint(np.sign(known) * np.sqrt(np.abs(known)) * SCALE), -LARGEST, LARGEST)
+    return np.where(finite, q, MASKED).astype(np.int8)
 
 
 def initialize_offline(ee: Any) -> Any:

@@ -10,7 +10,7 @@ value changes.
 import re
 
 from tests.support import REPO_ROOT
-from training.models import MODELS, recipe_for, trainable_models
+from training.models import MODELS, REGISTRY, recipe_for
 
 PAGE = (REPO_ROOT / "docs" / "models.md").read_text(encoding="utf-8")
 
@@ -32,19 +32,19 @@ def _rows(text: str) -> dict[str, list[str]]:
 
 
 def test_the_model_table_names_every_model_isamap_train_offers():
-    assert set(_rows(PAGE[:PAGE.index("## Recipes")])) == set(trainable_models())
+    assert set(_rows(PAGE[:PAGE.index("## Recipes")])) == set(REGISTRY.trainable())
 
 
 def test_the_retired_table_names_every_retired_model_with_the_options_that_train_it():
     rows = _rows(_section("## Retired models"))
-    assert set(rows) == set(MODELS) - set(trainable_models()) != set()
+    assert set(rows) == set(MODELS) - set(REGISTRY.trainable()) != set()
     for name, cells in rows.items():
         assert MODELS[name].retired.split("--model unet-s2 ", 1)[-1] in cells[2], name
 
 
 def test_the_recipe_table_agrees_with_each_recipe():
     rows = _rows(_section("## Recipes"))
-    assert set(rows) == set(trainable_models())
+    assert set(rows) == set(REGISTRY.trainable())
     for name, cells in rows.items():
         recipe = recipe_for(name)
         patch, optimiser, batch, epochs = cells[3], cells[4], cells[5], cells[6]

@@ -40,7 +40,12 @@ NORMS: tuple[Norm, ...] = ("training", "scene")
 # Filled from the model's recipe when left at None (same names in ModelRecipe).
 RECIPE_FIELDS = ("label", "optimizer", "lr", "momentum", "weight_decay", "poly_power",
                  "batch_size", "epochs", "patience", "crop_size", "radiometric",
-                 "balanced_sampling", "balanced_scenes", "norm", "ema")
+                 "balanced_sampling", "norm", "ema")
+
+
+#: options this isamap no longer has -> what it always does now: a file or run folder that
+#: records that reads as it did, one that records otherwise is refused (:func:`without_removed`)
+REMOVED_OPTIONS: dict[str, Any] = {"balanced_scenes": False}
 
 
 FLAGS = {"out_dir": "--out", "num_workers": "--workers"}  #: flags not the name with dashes
@@ -95,9 +100,6 @@ class TrainConfig:
             model's recipe.
         balanced_sampling: draw training patches in proportion to their rare-class pixels
             (:func:`training.sampling.balanced_weights`) instead of shuffling; None: the recipe.
-        balanced_scenes: draw every scene's patches (each ``--data`` root's, each month's) as
-            often in all as every other scene's (:func:`training.sampling.scene_weights`);
-            None: the model's recipe.
         norm: what the input bands are normalised by (:data:`Norm`): ``training`` (the
             training split's per-band statistics, recorded in the model file) or ``scene``
             (each patch by its scene's statistics, :func:`training.data.compute_scene_norms`;
@@ -159,7 +161,6 @@ class TrainConfig:
     augment: bool = True
     radiometric: bool | None = None
     balanced_sampling: bool | None = None
-    balanced_scenes: bool | None = None
     norm: Norm | None = None
     ema: float | None = None
     cache: bool | None = None
@@ -353,7 +354,7 @@ def read_train_config(path: str | Path) -> dict[str, Any]:
     Raises:
         ConfigError: the file is missing or not YAML, or a value is not of its option's type.
     """
-    values = option_keys(read_config_file(path), str(path))
+    values = without_removed(option_keys(read_config_file(path), str(path)), str(path))
     if values.pop(PATHS_FROM_FILE, False) is True:
         folder = os.path.dirname(os.fspath(path))
         for key in PATH_KEYS:
@@ -364,6 +365,21 @@ def read_train_config(path: str | Path) -> dict[str, Any]:
             if os.path.exists(moved.partition("=")[2]):
                 values["encoder"] = moved
     return check_config(values, typing.get_type_hints(TrainConfig), str(path))
+
+
+def without_removed(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """``values`` less the :data:`REMOVED_OPTIONS` that record what this isamap does now.
+
+    Raises:
+        ConfigError: ``source`` records one otherwise (a run this isamap cannot repeat).
+    """
+    kept = dict(values)
+    for key, now in REMOVED_OPTIONS.items():
+        if kept.pop(key, now) not in (now, None):
+            raise ConfigError(f"{source} records {key}: {values[key]!r}, an option this isamap "
+                              "no longer has; use the isamap version that trained it, or "
+                              "train again without it")
+    return kept
 
 
 def option_keys(values: Mapping[str, Any], source: str) -> dict[str, Any]:

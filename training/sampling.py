@@ -3,8 +3,7 @@
 :class:`KeyedSampler` yields ``(epoch, index)`` keys, so each sample's augmentation is drawn
 from ``default_rng([seed, epoch, index])`` whatever the workers or a resume;
 :func:`balanced_weights` turns each patch's class pixel counts into draw weights for
-class-balanced sampling (``--balanced-sampling``), :func:`scene_weights` each patch's scene
-into weights that draw every scene as often (``--balanced-scenes``).
+class-balanced sampling (``--balanced-sampling``).
 
 May import: numpy, torch, ``core``.
 """
@@ -64,18 +63,3 @@ def balanced_weights(counts: np.ndarray) -> np.ndarray:
         raise InputDataError("no labelled pixel to balance the sampling on")
     inverse = np.where(total > 0, total.sum() / np.maximum(total, 1), 0.0)
     return counts @ inverse / np.maximum(counts.sum(axis=1), 1)
-
-
-def scene_weights(scenes: list[str], weights: np.ndarray | None = None) -> np.ndarray:
-    """``weights`` (default: all 1) scaled so every scene's patches weigh 1 in all.
-
-    Each scene (each region's export, each month) is then drawn as often as every other,
-    whatever its size, so a large region's class shares do not set the model's prior alone;
-    within a scene the patches keep their relative weights (class-balanced ones, say).
-    """
-    if not scenes:
-        raise InputDataError("no training patch to balance the scenes of")
-    w = np.ones(len(scenes)) if weights is None else np.asarray(weights, dtype=np.float64)
-    _, inverse = np.unique(np.asarray(scenes, dtype=str), return_inverse=True)
-    totals = np.bincount(inverse, weights=w)
-    return np.where(totals[inverse] > 0, w / np.maximum(totals[inverse], 1e-300), 0.0)

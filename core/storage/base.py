@@ -8,18 +8,14 @@ the package docstring; this module holds what they share.
 from __future__ import annotations
 
 import base64
-import builtins
 import hashlib
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import PurePosixPath
 from typing import TypeVar
 
 from core.digest import update_from_file
-from core.errors import ChecksumMismatchError, ConfigError, StorageError
-from core.progress import progress_bar
+from core.errors import StorageError
 
 T = TypeVar("T")
 
@@ -106,38 +102,3 @@ class Store(ABC):
     def md5(self, rel: str) -> str:
         """Base64 MD5 of the stored content of ``rel``."""
         return md5_b64(self.read_bytes(rel))
-
-    def verify(self, rel: str, local_path: str | os.PathLike[str]) -> None:
-        """Raise :class:`ChecksumMismatchError` unless ``rel`` has the content of ``local_path``."""
-        want, got = file_md5_b64(local_path), self.md5(rel)
-        if want != got:
-            raise ChecksumMismatchError(
-                f"{self.url(rel)} (md5 {got}) differs from {local_path} (md5 {want}); "
-                "upload the file again"
-            )
-
-    def upload_many(self, pairs: Iterable[tuple[str | os.PathLike[str], str]], workers: int = 8,
-                    desc: str = "upload") -> builtins.list[str]:
-        """Upload ``(local_path, rel)`` pairs in parallel; returns the rels in input order.
-
-        Cloud Storage throughput comes from concurrency, not from large single streams, so many
-        small files (patches) are sent from a bounded thread pool. The first failure is raised
-        after the pool has drained, so no upload is left half-way in the background.
-        """
-        items = list(pairs)
-        if workers < 1:
-            raise ConfigError(f"workers must be >= 1, got {workers}")
-        errors: list[BaseException] = []
-        with ThreadPoolExecutor(max_workers=workers) as pool, \
-                progress_bar(total=len(items), desc=desc, unit="file", leave=False) as bar:
-            futures = {pool.submit(self.upload_file, local, rel): rel for local, rel in items}
-            for future in as_completed(futures):
-                exc = future.exception()
-                if exc is not None:
-                    errors.append(exc)
-                bar.update(1)
-        if errors:
-            raise errors[0]
-        return [rel for _, rel in items]
-
-

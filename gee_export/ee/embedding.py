@@ -60,15 +60,6 @@ def is_embedding_band(name: str) -> bool:
     return name in BANDS
 
 
-def quantise(values: np.ndarray) -> np.ndarray:
-    """int8 of native values in [-1, 1] (NaN: :data:`MASKED`), as the published files hold them."""
-    v = np.asarray(values, np.float64)
-    finite = np.isfinite(v)
-    known = np.where(finite, v, 0.0)
-    q = np.clip(np.rint(np.sign(known) * np.sqrt(np.abs(known)) * SCALE), -LARGEST, LARGEST)
-    return np.where(finite, q, MASKED).astype(np.int8)
-
-
 def dequantise(q: np.ndarray) -> np.ndarray:
     """float32 native values of 8-bit integers (``sign(q) (q / 127.5)^2``), masked -> NaN."""
     q = np.asarray(q)

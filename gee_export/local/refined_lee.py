@@ -1,11 +1,11 @@
-"""The refined Lee speckle filter (Lee 1981; as used by Lee et al. 2009), vectorised and reference.
+"""The refined Lee speckle filter (Lee 1981; as used by Lee et al. 2009), vectorised.
 
 Per pixel: 3x3 means at the nine sub-window positions of a fixed 7x7 window, the edge direction
 (of four) with the largest Lee gradient over those means, of its two 7x7 half-windows the one on
 the side whose sub-window resembles the centre, the noise CV^2 from the five most homogeneous
 sub-windows, then Lee's MMSE with the half-window's statistics. :func:`refined_lee` computes it
-for whole blocks at once; :func:`refined_lee_generic` one pixel at a time, the reference the
-tests compare with. The tables are the Earth Engine side's (:mod:`gee_export.ee.speckle`).
+for whole blocks at once (``testing/refined_lee.py`` one pixel at a time: the reference the
+tests compare with). The tables are the Earth Engine side's (:mod:`gee_export.ee.speckle`).
 """
 
 from __future__ import annotations
@@ -127,34 +127,3 @@ def refined_lee(img: np.ndarray, block: int = DEFAULT_BLOCK) -> np.ndarray:
     """
     out = filter_blocks(img, _refined_lee_padded, REFINED_LEE_HALO, block)
     return keep_nodata(img, out)
-
-
-def _refined_lee_pixel(values: np.ndarray) -> float:
-    """The refined Lee for one 7x7 window (row-major 49 values): the reference per pixel."""
-    win = values.reshape(7, 7)
-    subs = [win[3 + dy - 1:3 + dy + 2, 3 + dx - 1:3 + dx + 2] for dy, dx in _SUB_OFFSETS]
-    means = [s.mean() for s in subs]
-    grads = [abs(sum(means[i] for i in g[:3]) - sum(means[i] for i in g[3:])) for g in _GRADIENTS]
-    d = int(np.argmax(grads))
-    sa, sb = _SIDES[d]
-    side_b = abs(means[sb] - means[4]) < abs(means[sa] - means[4])
-    rows = _HALF_WINDOWS[2 * d + int(side_b)]
-    pix = np.concatenate([win[3 + r, 3 + lo:3 + hi + 1] for r, span in zip(_R, rows, strict=True)
-                          if span is not None for lo, hi in [span]])
-    cv2 = sorted((s.var() / m**2) if m != 0 else 0.0 for s, m in zip(subs, means, strict=True))
-    sigma_v = float(np.mean(cv2[:5]))
-    mean, var = pix.mean(), pix.var()
-    var_x = (var - mean * mean * sigma_v) / (1.0 + sigma_v)
-    b = min(max(var_x / var, 0.0), 1.0) if var > 0 else 0.0
-    return float(mean + b * (win[3, 3] - mean))
-
-
-def refined_lee_generic(img: np.ndarray) -> np.ndarray:
-    """Straightforward ``scipy.ndimage.generic_filter`` refined Lee: reference and baseline.
-
-    Same algorithm as :func:`refined_lee`, one Python call per pixel; used by the tests to check
-    the vectorised filter and by ``benchmarks/bench_speckle.py`` as the speed baseline. No NaN
-    handling: pass finite data.
-    """
-    return ndimage.generic_filter(img.astype(np.float64), _refined_lee_pixel, size=7,
-                                  mode="reflect").astype(np.float32)

@@ -17,7 +17,7 @@ product name (``YYYYMMDDThhmmss`` or ``YYYY-MM-DD``), else from the file-time ta
 (``TIFFTAG_DATETIME``, ``DATETIME``), else from the caller (``date``, ``--scene-date``); a
 name whose date disagrees with a tag's is warned of (:func:`~.scene_names.acquisition_date`).
 A stack isamap wrote is refused as a scene, and a copy of an acquisition already found is left
-out with a warning (:mod:`~.scene_copies`, which reads a 64 px window of each scene);
+out with a warning (:func:`drop_copies`, which reads a 64 px window of each scene);
 otherwise only metadata is read here, pixels are read later by window, so discovery is cheap
 for big tiles.
 """
@@ -28,18 +28,22 @@ import datetime as dt
 import glob as globlib
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import rasterio
 from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
 
 from contract.stack import recorded_month, stack_made_by_isamap
+from core.digest import file_sha256
 from core.errors import InputDataError
 from core.months import check_month
 from gee_export.local.plausibility import s2_level_from_bands
-from gee_export.local.scene_copies import drop_copies
 from gee_export.local.scene_names import (
     BAND_FILE,
     BASELINE,
@@ -111,6 +115,80 @@ class Scene:
     @property
     def month(self) -> str:
         return f"{self.date.year:04d}-{self.date.month:02d}"
+
+
+#: side of the centre window whose pixels a copy must share (px)
+SAMPLE = 64
+
+
+def _footprint(scene: Scene) -> tuple[tuple[Any, ...], np.ndarray, bool]:
+    """The scene's key (sensor, date, first band, CRS, bounds, size) and its centre pixels.
+
+    The third value says whether those pixels hold a valid one (:func:`_any_valid`).
+    """
+    name, ref = scene.bands[0]
+    with rasterio.open(ref.path) as ds:
+        h, w = min(SAMPLE, ds.height), min(SAMPLE, ds.width)
+        window = Window((ds.width - w) // 2, (ds.height - h) // 2, w, h)
+        pixels = ds.read(ref.index, window=window)
+        key = (scene.sensor, scene.date, name, str(ds.crs),
+               tuple(round(v, 3) for v in ds.bounds), (ds.height, ds.width))
+        valid = _any_valid(pixels, ds.nodatavals[ref.index - 1])
+    return key, pixels, valid
+
+
+def _any_valid(pixels: np.ndarray, nodata: float | None) -> bool:
+    """Whether a window holds a pixel with data.
+
+    One that is finite, not the band's declared nodata and not 0 (the fill of Sentinel-2 DNs
+    and of Sentinel-1 backscatter, declared or not).
+    """
+    valid = pixels != 0
+    if pixels.dtype.kind == "f":
+        valid &= np.isfinite(pixels)
+    if nodata is not None and not np.isnan(nodata):
+        valid &= pixels != nodata
+    return bool(valid.any())
+
+
+def drop_copies(scenes: Sequence[Scene]) -> list[Scene]:
+    """``scenes`` without those that are an earlier one's acquisition again (each warned).
+
+    A folder of scenes can hold the same acquisition twice (a download unpacked into two
+    folders, a copy renamed), and each copy would count as one more observation. Names cannot
+    tell a copy, so a scene is a copy of an earlier one when the pixels say so: the same
+    sensor and acquisition date, the same first band on the same footprint (CRS, bounds,
+    size), and the same pixels in a :data:`SAMPLE` px window at its centre. Two acquisitions
+    of one day over one footprint do not share their pixels, so both are kept. The first of
+    each acquisition in the order found is kept (the first of the sources given, a folder's
+    files in name order). Where the centre windows compared hold no valid pixel (outside
+    both swaths), the first bands' files are compared by their bytes (read only then).
+    """
+    kept: list[Scene] = []
+    seen: dict[tuple[Any, ...], list[tuple[Scene, np.ndarray]]] = {}
+    digests: dict[Path, str] = {}
+
+    def same_file(a: Scene, b: Scene) -> bool:
+        paths = [s.bands[0][1].path for s in (a, b)]
+        for path in paths:
+            if path not in digests:
+                digests[path] = file_sha256(path)
+        return digests[paths[0]] == digests[paths[1]]
+
+    for scene in scenes:
+        key, pixels, valid = _footprint(scene)
+        first = next((s for s, p in seen.get(key, [])
+                      if np.array_equal(p, pixels, equal_nan=p.dtype.kind == "f")
+                      and (valid or same_file(s, scene))), None)
+        if first is None:
+            seen.setdefault(key, []).append((scene, pixels))
+            kept.append(scene)
+            continue
+        warnings.warn(f"{scene.sensor} scene {scene.product} ({scene.bands[0][1].path.parent}) "
+                      f"is {first.product} ({first.bands[0][1].path.parent}) again: acquired "
+                      f"{scene.date} on the same footprint with the same pixels; read once, "
+                      f"{scene.product} left out (remove the copy from --scenes)", stacklevel=3)
+    return kept
 
 
 @dataclass(frozen=True)

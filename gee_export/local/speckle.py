@@ -34,12 +34,12 @@ from gee_export.local.filter_blocks import (
     keep_nodata,
     masked_stats,
 )
-from gee_export.local.refined_lee import REFINED_LEE_HALO, refined_lee, refined_lee_generic
+from gee_export.local.refined_lee import REFINED_LEE_HALO, refined_lee
 
 __all__ = ["DEFAULT_BLOCK", "DEFAULT_ENL", "DEFAULT_KERNEL", "REFINED_LEE_HALO",
            "SpeckleFilter", "boxcar", "despeckle", "filter_blocks", "gamma_map",
            "gamma_map_estimate", "halo_for", "lee", "lee_sigma", "lee_weight", "refined_lee",
-           "refined_lee_generic", "sigma_range", "sigma_range_mask"]
+           "sigma_range", "sigma_range_mask"]
 
 DEFAULT_ENL = 4.4  # ESA's figure for IW GRDH, as on the Earth Engine side (gee_s1_ard uses 5).
 DEFAULT_KERNEL = 7

@@ -1,7 +1,7 @@
 """``isamap-fit``: labelled points and the stacks under them to a model file, in minutes.
 
-The job (:class:`FitJob`, the command's options) runs in this order, every check before
-the first expensive step:
+The job (:class:`inference.fit.request.FitJob`, the command's options) runs in this order,
+every check before the first expensive step:
 
 1. the encoder's file, when Presto features are asked for (exists, SHA-256, fits);
 2. the points, refusing an assessment design's (:mod:`inference.fit.inputs`) or drawn from a
@@ -18,7 +18,7 @@ the first expensive step:
    blocks (:mod:`training.points`), and the model file: ``OUT/model.pt``, with the fit's
    scores in ``OUT/fit.json`` and ``OUT/fit.txt``.
 
-With ``--from MODEL.pt`` (:attr:`FitJob.base`) no classifier is fitted: the network of that
+With ``--from MODEL.pt`` (``FitJob.base``) no classifier is fitted: the network of that
 model file is fine-tuned on the points (:mod:`inference.fit.tune`), its bands and
 normalisation kept.
 
@@ -31,9 +31,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from rasterio.warp import transform as warp_transform
@@ -50,7 +50,7 @@ from gee_export.ee.names import default_workload_tag
 from gee_export.ee.session import EESession
 from gee_export.local.extent import scenes_extent
 from inference.assess.point_files import ReferencePoints
-from inference.fit.drawn import DEFAULT_N, draw_points
+from inference.fit.drawn import draw_points
 from inference.fit.inputs import (
     StackInput,
     locate,
@@ -61,6 +61,7 @@ from inference.fit.inputs import (
     values_at,
 )
 from inference.fit.out import check_out
+from inference.fit.request import FitJob, Norm
 from inference.fit.sources import ee_stack, local_stack, points_grid
 from inference.fit.tune import run_tune
 from inference.predict.expected_inputs import read_band_sample
@@ -70,16 +71,13 @@ from training.data import NormStats, band_stats
 from training.modelfile import save_model_file
 from training.models.encoders.registry import PRESTO, load_encoder
 from training.models.points import uses_encoder
-from training.points.fit import FitOptions, PointFit, check_only, fit_points
+from training.points.fit import PointFit, check_only, fit_points
 from training.points.model import feature_model, finished, model_kwargs, point_features
 from training.points.model import points_meta as describe
-from training.points.tune import DEFAULT_LR, DEFAULT_STEPS
 from training.run.inputs import dataset_record
 
 log = logging.getLogger(__name__)
 
-Norm = Literal["scene", "training"]
-ISA_CLASSES = ("pervious", "impervious")
 #: The band kinds a default fit reads: the image bands of the stack (not quality counts).
 IMAGE_SENSORS = ("S1", "S2", "embedding")
 
@@ -90,81 +88,6 @@ or fit on a stack you hold: isamap-fit --input STACK.tif ..."""
 """What ``isamap-fit`` can do without an Earth Engine account (its authentication advice)."""
 FIT_PURPOSE = "make the stack over the points with Earth Engine (--backend ee)"
 """What ``isamap-fit --backend ee`` needs Earth Engine for."""
-
-@dataclass(frozen=True)
-class FitJob:
-    """Everything ``isamap-fit`` was asked (checked by the command).
-
-    Attributes:
-        points: labelled files (CSV, GeoJSON, Collect Earth Online export).
-        inputs: the stacks the points lie in (``stacks/stack_<month>_image.tif``).
-        out: the output folder (``model.pt``, ``fit.json``, ``fit.txt``).
-        features: ``bands``, ``presto`` or ``presto+bands``.
-        encoder: Presto's published file (``presto`` features).
-        norm: ``scene`` or ``training``; None: ``scene`` for bands, ``training`` with Presto.
-        bands: the bands the model reads; None: the first input's image bands. With
-            ``backend``, the bands of the stack it makes (a series stack's, ``B4_m1``-style,
-            for ``isamap-fit --series-months N``: :func:`contract.export_options.
-            series_stack_bands`; None: the export's default bands).
-        classes: class names in code order (the labels are names or codes).
-        column: the labels' column.
-        month: ``YYYY-MM`` of the stacks for Presto; None: the first input's ``MONTH`` tag;
-            with ``backend``, the month the stack is made of.
-        options: how the head is fitted (:class:`training.points.fit.FitOptions`).
-        backend: make the stack over the points (:mod:`inference.fit.sources`) with the
-            local backend (``scenes``) or Earth Engine (``project``) instead of ``inputs``.
-        scenes: the local scenes' folder (``backend="local"``).
-        project: the Earth Engine project (``backend="ee"``).
-        crs: the made stack's CRS (None: the UTM zone of the points' centre).
-        progress: progress bars.
-        allow_l1c: composite Level-1C scenes (``backend="local"``) with a warning instead
-            of refusing them, as ``isamap-export --allow-l1c`` does; the record says so.
-        allow_implausible: fit on stacks the input check doubts (noted in the model).
-        points_from: instead of ``points``, a label raster to draw ``n`` points from,
-            stratified by class with ``options.seed`` (:mod:`inference.fit.drawn`).
-        n: the points drawn from ``points_from``.
-        base: a model file whose network is fine-tuned on the points instead
-            (``--from``; its bands, classes and normalisation are the model's).
-        steps / lr: the fine-tune's Adam steps and learning rate (``base``).
-    """
-
-    points: tuple[str, ...]
-    inputs: tuple[str, ...]
-    out: str
-    features: str = "bands"
-    encoder: str | None = None
-    norm: Norm | None = None
-    bands: tuple[str, ...] | None = None
-    classes: tuple[str, ...] = ISA_CLASSES
-    column: str = "reference"
-    month: str | None = None
-    options: FitOptions = field(default_factory=FitOptions)
-    backend: Literal["ee", "local"] | None = None
-    scenes: str | None = None
-    project: str | None = None
-    crs: str | None = None
-    progress: bool = True
-    allow_l1c: bool = False
-    allow_implausible: bool = False
-    points_from: str | None = None
-    n: int = DEFAULT_N
-    base: str | None = None
-    steps: int = DEFAULT_STEPS
-    lr: float = DEFAULT_LR
-
-    def __post_init__(self) -> None:
-        if self.backend and not self.month:
-            raise ConfigError(f"--backend {self.backend} makes the stack of a month: give "
-                              "--month YYYY-MM")
-        if self.backend == "local" and not self.scenes:
-            raise ConfigError("--backend local reads local scenes: give --scenes DIR")
-
-    @property
-    def normalised_by(self) -> Norm:
-        if self.norm is not None:
-            return self.norm
-        return "training" if uses_encoder(self.features) else "scene"
-
 
 @dataclass(frozen=True)
 class FitResult:

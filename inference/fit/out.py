@@ -13,37 +13,14 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
 
 from core.digest import json_digest
 from core.errors import ConfigError
 from core.storage import files
+from inference.fit.request import FitJob
 
 
-class Job(Protocol):
-    """What a fit's request is read from (:class:`inference.fit.job.FitJob`, a dataclass)."""
-
-    __dataclass_fields__: ClassVar[dict[str, Any]]
-
-    @property
-    def out(self) -> str: ...
-    @property
-    def points(self) -> tuple[str, ...]: ...
-    @property
-    def inputs(self) -> tuple[str, ...]: ...
-    @property
-    def points_from(self) -> str | None: ...
-    @property
-    def encoder(self) -> str | None: ...
-    @property
-    def scenes(self) -> str | None: ...
-    @property
-    def normalised_by(self) -> str: ...
-    @property
-    def base(self) -> str | None: ...
-
-
-def fit_request(job: Job) -> str:
+def fit_request(job: FitJob) -> str:
     """A digest of what makes the fit: its files (by where they are) and every option.
 
     Paths are made absolute (the same files named from another folder are the same fit) and
@@ -64,7 +41,7 @@ def fit_request(job: Job) -> str:
     return "sha256:" + json_digest(record)
 
 
-def check_out(job: Job) -> str:
+def check_out(job: FitJob) -> str:
     """Refuse an ``--out`` holding another fit's model; returns this fit's request digest.
 
     The identical command fits again into its own folder (with ``--backend``, reusing the

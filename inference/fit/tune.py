@@ -25,7 +25,6 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -45,6 +44,7 @@ from inference.fit.inputs import (
     read_training_points,
     values_at,
 )
+from inference.fit.request import FitJob
 from inference.predict.expected_inputs import check_input
 from inference.predict.normalise import normalise_into
 from inference.predict.scene import scene_statistics
@@ -52,7 +52,7 @@ from inference.predict.sources import masked_read
 from training.model_meta import ModelMeta
 from training.modelfile import LoadedModel, load_model, save_model_file
 from training.norm_stats import NormStats
-from training.points.fit import FitOptions, check_only
+from training.points.fit import check_only
 from training.points.tune import (
     BATCH,
     class_shares,
@@ -71,33 +71,6 @@ SHARE_WINDOWS = 64
 """Windows on a grid over the inputs whose base map gives the area's class shares."""
 
 
-class TuneJob(Protocol):
-    """What a fine-tune reads of the command's options (:class:`inference.fit.job.FitJob`)."""
-
-    @property
-    def base(self) -> str | None: ...
-    @property
-    def points(self) -> tuple[str, ...]: ...
-    @property
-    def inputs(self) -> tuple[str, ...]: ...
-    @property
-    def out(self) -> str: ...
-    @property
-    def column(self) -> str: ...
-    @property
-    def options(self) -> FitOptions: ...
-    @property
-    def allow_implausible(self) -> bool: ...
-    @property
-    def points_from(self) -> str | None: ...
-    @property
-    def n(self) -> int: ...
-    @property
-    def steps(self) -> int: ...
-    @property
-    def lr(self) -> float: ...
-
-
 def check_base(path: str) -> LoadedModel:
     """The model file ``--from`` names, read and checked (a refusal names ``--from``).
 
@@ -113,7 +86,7 @@ def check_base(path: str) -> LoadedModel:
     return loaded
 
 
-def run_tune(job: TuneJob, request: str, start: float) -> tuple[Path, dict]:
+def run_tune(job: FitJob, request: str, start: float) -> tuple[Path, dict]:
     """The fine-tune of ``job.base`` (module docstring); the model file and the report."""
     assert job.base is not None
     loaded = check_base(job.base)

@@ -40,8 +40,7 @@ class LinearSource(MaskedFileSource):
     def _mapped(self, data: np.ndarray, indexes: Sequence[int]) -> np.ndarray:
         """``data`` (bands ``indexes``, float32) with the mapped bands' gain and offset applied.
 
-        In place, as two rounded operations, as
-        :func:`~inference.predict.change.arrays.apply_normalisation` computes them.
+        In place, as two rounded float32 operations (``data * gain + offset``).
         """
         for k, index in enumerate(indexes):
             if index in self.maps:

@@ -5,7 +5,6 @@ SlidingWindowJob`, one block ahead of the model: the block spans its tiles whole
 raster's edges too, :func:`inference.predict.sources.read_padded`), read into one of two
 buffers per block width (a fresh array would cost the reader a page fault per 4 KiB), and
 the pixels where a band holds its nodata value are set to NaN, as the model sees NaN.
-:func:`read_rows` is how a whole-width read looks to the engine.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from typing import Any
 import numpy as np
 import rasterio
 import rasterio.errors
-from rasterio.windows import Window
 
 from core.errors import InputDataError
 from core.storage.gdal_auth import check_read
@@ -30,20 +28,6 @@ from inference.predict.stages import Stages
 
 #: a block's nodata mask on the output grid, and its output ``(row, col)``
 Invalid = tuple[np.ndarray, int, int]
-
-
-def read_rows(src: Any, indexes: Sequence[int], row: int, rows: int,
-              out: np.ndarray | None = None) -> np.ndarray:
-    """Input rows ``[row, row + rows)`` of the bands ``indexes`` at full width, float32.
-
-    ``src`` is anything with rasterio's ``read(indexes, window=..., out_dtype=..., out=...)``,
-    ``width``, ``height`` and ``nodatavals``. ``out`` (float32, ``(bands, rows, width)``) is
-    filled instead of a new array: a tile row of a wide region is hundreds of MB, and a fresh
-    one costs the reader a page fault per 4 KiB every row.
-    """
-    window = Window(0, row, src.width, rows)
-    with read_errors(src):
-        return src.read(list(indexes), window=window, out_dtype="float32", out=out)
 
 
 @contextlib.contextmanager

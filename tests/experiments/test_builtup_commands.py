@@ -13,8 +13,9 @@ import pytest
 import rasterio
 
 from cli.evaluate import evaluate_main
-from cli.train import train_main
-from experiments.builtup_commands import validation_ece
+from cli.train import started_config, train_main
+from core.errors import ConfigError
+from experiments.builtup_commands import recorded_otherwise, validation_ece
 from tests.support.rasters import write_patch_dataset
 from training.modelfile import load_model_file, read_model_file, save_model_file
 
@@ -26,12 +27,15 @@ def joined(tmp_path_factory):
     """A model file joining two real trainings of a tiny U-Net, and its dataset."""
     tmp = tmp_path_factory.mktemp("joined")
     root = write_patch_dataset(tmp / "patches", n=10, size=32)
-    assert train_main(["--data", str(root), "--out", str(tmp / "run"), "--model", "unet",
-                       "--model-kwargs", json.dumps(TINY), "--members", "2",
-                       "--max-iterations", "2", "--batch-size", "2", "--workers", "0",
-                       "--device", "cpu", "--precision", "fp32", "--channels-last", "off",
-                       "--no-progress", "-q"]) == 0
+    assert train_main(_argv(root, tmp / "run")) == 0
     return root, tmp / "run" / "model.pt"
+
+
+def _argv(root, run, *extra: str, tiny=TINY) -> list[str]:
+    return ["--data", str(root), "--out", str(run), "--model", "unet",
+            "--model-kwargs", json.dumps(tiny), "--members", "2", "--max-iterations", "2",
+            "--batch-size", "2", "--workers", "0", "--device", "cpu", "--precision", "fp32",
+            "--channels-last", "off", "--no-progress", "-q", *extra]
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +144,61 @@ def test_the_judge_scores_a_joined_model_with_its_in_region_ece(joined, shared_d
     area = np.ones((fp.height, fp.width), bool)
     s = score_map(java, tmp_path / "m_class.tif", tmp_path / "m_prob.tif", area, model_file)
     assert s["calibration"] == "members" and s["ece_in_region"] == validation_ece(model_file)
+
+
+def test_what_a_run_folder_records_otherwise_than_a_command_is_read_without_training(
+        joined, tmp_path):
+    """What the judge reads before it reuses a finished run: each option the command would
+    start otherwise, per member; the kind of run; nothing where they agree or nothing is
+    recorded."""
+    root, model_file = joined
+    run = model_file.parent
+    assert recorded_otherwise(started_config(_argv(root, run))) == []
+    assert recorded_otherwise(started_config(_argv(root, run, "--lr", "0.5"))) == [
+        "member0: lr: 0.0001 there, 0.5 now", "member1: lr: 0.0001 there, 0.5 now"]
+    assert recorded_otherwise(started_config(_argv(root, run, "--members", "1"))) == [
+        "members: 2 there, 1 now"]
+    for asked in ("3", "1"):  # a finished join of two is no join of three, nor of one
+        assert recorded_otherwise(started_config(_argv(root, run, "--members", asked))) == [
+            f"members: 2 there, {asked} now"]
+    cut = tmp_path / "cut"  # a run of three cut short after its first two members
+    shutil.copytree(run, cut)
+    (cut / "model.pt").unlink()
+    assert recorded_otherwise(started_config(_argv(root, cut, "--members", "3"))) == []
+    extended = tmp_path / "extended"  # a finished join of two, then a third member started
+    shutil.copytree(run, extended)
+    (extended / "member2").mkdir()
+    assert recorded_otherwise(started_config(_argv(root, extended, "--members", "3"))) == [
+        "members: 2 joined there, 3 now"]
+    assert recorded_otherwise(started_config(_argv(root, tmp_path / "none"))) == []
+    elsewhere = started_config(_argv(tmp_path / "elsewhere", run))
+    assert recorded_otherwise(elsewhere)[0].startswith("member0: data: ")
+    assert recorded_otherwise(elsewhere, ignore=frozenset({"data"})) == []
+    single = tmp_path / "single"
+    assert train_main(_argv(root, single, "--members", "1")) == 0
+    assert recorded_otherwise(started_config(_argv(root, single, "--members", "1"))) == []
+    assert recorded_otherwise(started_config(_argv(root, single, "--members", "1", "--seed",
+                                                   "5"))) == ["seed: 0 there, 5 now"]
+    assert recorded_otherwise(started_config(_argv(root, single))) == ["members: 1 there, 2 now"]
+    with pytest.raises(ConfigError, match="one --data root without --resume"):
+        started_config([*_argv(root, single), "--resume"])
+
+
+@pytest.mark.slow
+def test_a_join_that_spreads_the_views_and_one_that_does_not_are_told_apart(tmp_path):
+    """Two ``unet-s2`` members without flips of their own (nothing to spread) record
+    ``member_views: false``; the recipe's join (flips spread) would train them otherwise,
+    which is read before any member trains, not when the file is joined."""
+    root = write_patch_dataset(tmp_path / "patches", n=8, size=32)
+    run = tmp_path / "run"
+    tiny = {"widths": [4, 8]}
+    base = [a if a != "unet" else "unet-s2" for a in _argv(root, run, tiny=tiny)]
+    once = [*base, "--model-kwargs", json.dumps({**tiny, "flips": False})]
+    assert train_main(once) == 0
+    model, meta = load_model_file(run / "model.pt")
+    assert not model.views and meta.model_kwargs["member_views"] is False
+    assert recorded_otherwise(started_config(once)) == []
+    spread = [*base, "--model-kwargs", json.dumps(tiny)]
+    assert recorded_otherwise(started_config(spread)) == [
+        "member0: member_views: False there, True now",
+        "member1: member_views: False there, True now"]

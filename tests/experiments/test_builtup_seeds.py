@@ -23,10 +23,10 @@ from tests.experiments.products import in_process
 from tests.support.rasters import BANDS, smooth_stack, write_patch_dataset, write_stack
 
 BUDGET = Budget(epochs=1, batch_size=2, iterations=1)
-#: two one-training arms of these tests, the first drawing every scene alike, as an older
+#: two one-training arms of these tests, the first keeping its last weights, as an older
 #: recipe under the second's name did
-ARMS = {name: Arm(name, "unet-s2", {"member_views": False}, (*scenes, "--members", "1"))
-        for name, scenes in (("scenes-one", ("--balanced-scenes",)), ("one", ()))}
+ARMS = {name: Arm(name, "unet-s2", {"member_views": False}, (*ema, "--members", "1"))
+        for name, ema in (("last-one", ("--ema", "0")), ("one", ()))}
 
 
 def otherwise_now(arm, dataset, run, budget):
@@ -36,13 +36,13 @@ def otherwise_now(arm, dataset, run, budget):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A real ``isamap-train`` of ``scenes-one`` in the judge's layout under ``out``,
+    """A real ``isamap-train`` of ``last-one`` in the judge's layout under ``out``,
     trained once for the module; each test works on a copy of it (:func:`_made`)."""
     root = tmp_path_factory.mktemp("judge")
     dataset = write_patch_dataset(root / "out" / "train" / "java", n=8, size=32)
     with in_process():
-        train(ARMS["scenes-one"], dataset,
-              root / "out" / "runs" / "java" / "scenes-one" / "seed0", BUDGET)
+        train(ARMS["last-one"], dataset,
+              root / "out" / "runs" / "java" / "last-one" / "seed0", BUDGET)
     return root / "out"
 
 
@@ -50,7 +50,7 @@ def _made(tmp_path, trained):
     """The module's training copied to ``tmp_path/out`` (the judge compares no path: a copy is
     what a moved --out is, and the first test checks that too), mapped; returns its dataset."""
     shutil.copytree(trained, tmp_path / "out")
-    run = tmp_path / "out" / "runs" / "java" / "scenes-one" / "seed0"
+    run = tmp_path / "out" / "runs" / "java" / "last-one" / "seed0"
     (run / "map_class.tif").write_bytes(b"")  # the map is not read: only what trained it
     return tmp_path / "out" / "train" / "java"
 
@@ -59,28 +59,27 @@ def _made(tmp_path, trained):
 def test_a_map_an_arm_would_train_otherwise_now_is_refused_and_its_own_is_scored(tmp_path,
                                                                                  trained):
     """A map of an older recipe under a name whose recipe has changed since (``one``
-    drew every scene alike before it drew them by their number), or of another budget, is
+    kept its last weights before it kept their moving average), or of another budget, is
     refused; the same arm and budget, or the --out moved, are scored again."""
     dataset = _made(tmp_path, trained)
     runs = tmp_path / "out" / "runs"
-    check_made_maps(otherwise_now, runs, [("java", dataset, "scenes-one", 0)],
+    check_made_maps(otherwise_now, runs, [("java", dataset, "last-one", 0)],
                     BUDGET)
     with pytest.raises(ConfigError, match=r"seed0 holds a map made otherwise than "
-                       r"scenes-one makes it now \(max_iterations: 1 there, 2 now\): "
+                       r"last-one makes it now \(max_iterations: 1 there, 2 now\): "
                        "give a new --out"):
-        check_made_maps(otherwise_now, runs, [("java", dataset, "scenes-one", 0)],
+        check_made_maps(otherwise_now, runs, [("java", dataset, "last-one", 0)],
                         dataclasses.replace(BUDGET, iterations=2))
-    (runs / "java" / "scenes-one").rename(runs / "java" / "one")
-    with pytest.raises(ConfigError, match=r"one makes it now \(balanced_scenes: True "
-                       r"there, False now\)"):
+    (runs / "java" / "last-one").rename(runs / "java" / "one")
+    with pytest.raises(ConfigError, match=r"one makes it now \(ema: 0.0 there, 10 now\)"):
         check_made_maps(otherwise_now, runs, [("java", dataset, "one", 0)], BUDGET)
     moved = tmp_path / "moved"
     shutil.move(tmp_path / "out", moved)
-    (moved / "runs" / "java" / "one").rename(moved / "runs" / "java" / "scenes-one")
+    (moved / "runs" / "java" / "one").rename(moved / "runs" / "java" / "last-one")
     check_made_maps(otherwise_now, moved / "runs",
-                    [("java", moved / "train" / "java", "scenes-one", 0)], BUDGET)
-    assert otherwise_now("scenes-one", moved / "train" / "java",
-                         moved / "runs" / "java" / "scenes-one" / "seed0", BUDGET) == []
+                    [("java", moved / "train" / "java", "last-one", 0)], BUDGET)
+    assert otherwise_now("last-one", moved / "train" / "java",
+                         moved / "runs" / "java" / "last-one" / "seed0", BUDGET) == []
 
 
 @pytest.mark.slow
@@ -90,9 +89,9 @@ def test_a_map_made_on_another_tile_is_refused(tmp_path, trained, products_in_pr
     tile is refused where the judge now maps on ``--tile 32`` (another blend of the windows),
     and one made on ``--tile 32`` where it now maps on the default."""
     dataset = _made(tmp_path, trained)
-    run = tmp_path / "out" / "runs" / "java" / "scenes-one" / "seed0"
+    run = tmp_path / "out" / "runs" / "java" / "last-one" / "seed0"
     stack = write_stack(tmp_path / "stack.tif", smooth_stack(48, 48), bands=BANDS)
-    task = [("java", dataset, "scenes-one", 0)]
+    task = [("java", dataset, "last-one", 0)]
     runs = tmp_path / "out" / "runs"
     for made, now in ((32, None), (None, 32)):  # the default tile last: the map read below
         predict(run / "model.pt", stack, run / "map", "2024-06", made)
@@ -105,17 +104,17 @@ def test_a_map_made_on_another_tile_is_refused(tmp_path, trained, products_in_pr
     # another map on the same tile, and one whose tags say nothing of its tiling is refused
     with rasterio.open(run / "map_prob.tif", "r+", IGNORE_COG_LAYOUT_BREAK="YES") as ds:
         ds.update_tags(lattice="even")
-    assert otherwise_now("scenes-one", dataset, run, BUDGET) == [
+    assert otherwise_now("last-one", dataset, run, BUDGET) == [
         "map_prob.tif tiling: --tile 512 --overlap 64 (cosine blend, spread evenly over the "
         "raster, an earlier isamap's placement) there, --tile 512 --overlap 64 (cosine blend, "
         "anchored to the CRS grid) now"]
     with rasterio.open(run / "map_prob.tif", "r+", IGNORE_COG_LAYOUT_BREAK="YES") as ds:
         ds.update_tags(tile="")
-    assert otherwise_now("scenes-one", dataset, run, BUDGET) == [
+    assert otherwise_now("last-one", dataset, run, BUDGET) == [
         "map_prob.tif records no tiling"]
     (run / "map_prob.tif").write_bytes(b"not a tiff")
     with pytest.raises(InputDataError, match=r"map_prob\.tif cannot be read"):
-        otherwise_now("scenes-one", dataset, run, BUDGET)
+        otherwise_now("last-one", dataset, run, BUDGET)
 
 
 def test_runs_without_a_map_or_a_record_are_left_to_the_training_step(tmp_path):
@@ -165,9 +164,9 @@ def test_the_judge_reads_what_trained_its_maps_before_any_export(monkeypatch, tm
              arms=("plain",), seeds=1)
     exported.clear()
     older = dataclasses.replace(steps, trained_otherwise=lambda arm, dataset, run, budget: [
-        "balanced_scenes: True there, False now"])
+        "ema: 0.0 there, 10 now"])
     with pytest.raises(ConfigError, match=r"java/plain/seed0 holds a map made "
-                       r"otherwise than plain makes it now \(balanced_scenes"):
+                       r"otherwise than plain makes it now \(ema"):
         run_loto(older, tmp_path, tmp_path / "o", bands=("B2",), holdout_rows=2,
                  budget=Budget(), arms=("plain",), seeds=1)
     assert exported == []

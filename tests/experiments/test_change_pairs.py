@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from experiments.builtup import DEFAULT_BANDS
 from experiments.change_pairs import (
@@ -15,14 +16,18 @@ from experiments.change_pairs import (
     SLOVENIA,
     SLOVENIA_BANDS,
     SPECTRAL_THRESHOLDS,
+    apply_normalisation,
     figures_markdown,
+    gain_score,
     implant,
     load_scenes,
     main,
+    match_statistics,
     pair_magnitudes,
     score_gate,
     score_ndbi,
     spectral_arms,
+    spectral_gain_score,
     summarise,
     update_page,
 )
@@ -187,3 +192,27 @@ def test_the_pages_claims_on_encoders_and_level_1c_hold_in_its_json():
         assert dates[r]["L1C"]["share_range"][2] > steadiest["share_range"][2]
     assert [f["shown"] for f in metrics["level_facts"]["L1C"]] == ["L1C"] * 3
     assert [f["shown"] for f in metrics["level_facts"]["DOS"]] == ["L2A"] * 3
+
+
+def test_the_arms_scores_rank_what_their_rule_calls_gain_and_stats_are_matched_per_band():
+    rng = np.random.default_rng(0)
+    a, b, magnitude = rng.random(500), rng.random(500), rng.random(500) * 6
+    score = gain_score(a, b)
+    for m in (0.0, 0.1, 0.3):
+        assert ((score > m) == (change.margin_change(a, b, m) == change.GAIN)).all()
+    score = spectral_gain_score(a, b, magnitude)
+    for t in (0.5, 3.0, 4.5):
+        assert ((score > t) == (change.spectral_change(a, b, magnitude, t) == change.GAIN)).all()
+    moved = match_statistics(rng.random((4, 20, 30)), (0.1, 0.2, 0.3, 0.4),
+                             (0.01, 0.02, 0.03, 0.04)).reshape(4, -1)
+    assert moved.mean(axis=1) == pytest.approx((0.1, 0.2, 0.3, 0.4), abs=1e-5)
+    assert moved.std(axis=1) == pytest.approx((0.01, 0.02, 0.03, 0.04), rel=1e-4)
+
+
+def test_the_normalised_arm_applies_the_fit_per_band_in_float32_keeping_nan():
+    later = np.random.default_rng(1).random((2, 3, 4)).astype(np.float32)
+    later[1, 0, 0] = np.nan
+    fit = change.fit_relative_normalisation(later, later * 2 + 1)
+    back = apply_normalisation(later, fit)
+    assert back.dtype == np.float32 and np.isnan(back[1, 0, 0])
+    assert np.allclose(back[:, 1:], later[:, 1:] * 2 + 1, atol=1e-5)

@@ -15,7 +15,7 @@ from contract.bands import LABEL_NODATA
 from contract.label_schemes import LANDCOVER_CLASSES
 from core.errors import ConfigError, InputDataError
 from experiments.chesapeake_nlcd import CHESAPEAKE_FOLDER, PRODUCT_BANDS
-from experiments.landcover_fold import arm_loss
+from experiments.landcover_fold import arm_loss, class_weights_from_counts
 from experiments.landcover_report import metric_summary, product_confusion
 from experiments.landcover_train import share_decision
 from experiments.naip import NAIP_FOLDER
@@ -148,6 +148,12 @@ def test_product_channels_follow_the_normalised_image_unscaled(shared_data):
     assert (onehot.argmax(0)[labelled] == scene.products["NLCD"][labelled]).all()
     assert np.allclose(np.unique(x[-1]), [0, 0.1, 0.35])  # open space, low intensity
     assert lc.model_input(scene, np.zeros(4), np.ones(4)).shape == (4, 256, 256)
+
+
+def test_balanced_weights_are_median_frequency_and_zero_for_an_absent_class():
+    assert class_weights_from_counts([300, 100, 0]) == pytest.approx([2 / 3, 2.0, 0.0])
+    with pytest.raises(ConfigError, match="all class counts are zero"):
+        class_weights_from_counts([0, 0])
 
 
 def test_the_arms_losses_weigh_classes_and_read_soft_labels(shared_data):

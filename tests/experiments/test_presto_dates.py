@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from experiments.builtup_encoders import presto_features
 from experiments.presto_dates import (
     COLUMNS,
     SCENE_BANDS,
@@ -23,7 +24,6 @@ from experiments.presto_dates import (
     tile_latlon,
 )
 from experiments.presto_dates_report import level_table, stability_table, table
-from training.models.encoders.fused import presto_features
 from training.models.encoders.registry import encoder_entry, load_encoder
 
 
@@ -122,7 +122,7 @@ def test_a_head_fitted_on_l2a_features_maps_l1c_and_says_how_much_the_class_move
 
 def test_a_one_date_series_is_what_the_product_gives_presto_for_that_month(shared_weights):
     """The experiment's series, cut to one date, reads the pixels as ``isamap-train
-    --encoder presto`` does (:func:`training.models.encoders.fused.presto_features`)."""
+    --encoder presto`` does (:func:`experiments.builtup_encoders.presto_features`)."""
     encoder = load_encoder(encoder_entry("presto"),
                            shared_weights / "presto" / "default_model.pt")
     scenes = _scenes(1, 4, 5)

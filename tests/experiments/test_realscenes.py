@@ -41,8 +41,7 @@ def test_calibration_scores_recover_the_networks_probabilities_from_a_calibrated
     """Probabilities true at T = 1, mapped at T = 2.5: the map is off, its inverse is not."""
     import numpy as np
 
-    from experiments.realscenes import calibration_scores
-    from training.calibration.temperature import binary_at_temperature
+    from experiments.realscenes import binary_at_temperature, calibration_scores
 
     rng = np.random.default_rng(0)
     raw = rng.uniform(0.02, 0.98, 200_000)

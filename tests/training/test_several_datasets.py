@@ -7,6 +7,7 @@ import json
 from cli.train import train_main
 from contract.dataset import read_index, read_manifest
 from tests.support.rasters import write_patch_dataset
+from training.config import read_train_config
 from training.modelfile import load_model_file
 
 
@@ -36,28 +37,20 @@ def test_several_roots_must_be_local_folders(tmp_path, capsys):
     assert "gs://bucket/b is not one" in err and len(err.strip().splitlines()) == 1
 
 
-def test_balanced_scenes_draw_every_scene_as_often_whatever_its_size():
-    import numpy as np
-
-    from training.sampling import scene_weights
-
-    assert np.allclose(scene_weights(["a", "a", "a", "b"]), [1 / 3, 1 / 3, 1 / 3, 1])
-    # class-balanced weights keep their ratio within a scene, and each scene weighs 1
-    w = scene_weights(["a", "a", "b"], np.array([1.0, 3.0, 5.0]))
-    assert np.allclose(w, [0.25, 0.75, 1.0])
-
-
-def test_a_scene_balanced_run_of_two_regions(tmp_path):
-    a = write_patch_dataset(tmp_path / "big", n=12, seed=0)
-    b = write_patch_dataset(tmp_path / "small", n=6, seed=1)
-    out = tmp_path / "run"
-    assert train_main(["--data", str(a), str(b), "--out", str(out), "--model", "unet",
-                       "--model-kwargs", '{"widths": [4, 8, 8, 8, 8]}', "--epochs", "1",
-                       "--batch-size", "2", "--precision", "fp32", "--channels-last", "off",
-                       "--device", "cpu", "--workers", "0", "--no-progress",
-                       "--balanced-scenes"]) == 0
-    meta = load_model_file(out / "model.pt")[1]
-    assert meta.extra["augmentation"]["balanced_scenes"] is True
+def test_a_config_recording_the_removed_balanced_scenes_is_refused_in_one_line(tmp_path, capsys):
+    """``balanced_scenes`` (every scene drawn alike) is gone: a file asking for it is refused
+    before anything is written; an older run's ``config.yaml`` recording it off reads as it did."""
+    a = write_patch_dataset(tmp_path / "a", n=6)
+    config, out = tmp_path / "old.yaml", tmp_path / "run"
+    config.write_text(f"data: {a}\nmodel: unet\nbalanced_scenes: true\n")
+    assert train_main(["--config", str(config), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"isamap-train: error: {config} records balanced_scenes: True, an option this "
+                   "isamap no longer has; use the isamap version that trained it, or train "
+                   "again without it")
+    assert not out.exists()
+    config.write_text(f"data: {a}\nmodel: unet\nbalanced_scenes: false\n")
+    assert read_train_config(config) == {"data": str(a), "model": "unet"}
 
 
 def _refused_merge(tmp_path, capsys, a, b) -> str:

@@ -193,28 +193,6 @@ class Reliability:
                 "observed": np.where(self.count > 0, self.hits / n, np.nan).tolist()}
 
 
-def binary_at_temperature(p: np.ndarray, temperature: float, to: float = 1.0,
-                          resolution: float = 1e-6) -> np.ndarray:
-    """Two-class probabilities ``P(class 1)`` predicted at ``temperature``, as at ``to``.
-
-    Two-class (and one-logit) probabilities keep their logit: ``logit(p) * temperature`` is
-    the model's, so a published map's probabilities are re-expressed at another temperature
-    exactly (``to = 1``: as the network gave them, uncalibrated). Values are first kept
-    ``resolution`` away from 0 and 1 (a stored map's quantisation step).
-    """
-    q = np.clip(np.asarray(p, dtype=np.float64), resolution, 1.0 - resolution)
-    z = (np.log(q) - np.log1p(-q)) * temperature / to
-    return 1.0 / (1.0 + np.exp(-z))
-
-
-def binary_reliability(p: np.ndarray, truth: np.ndarray, name: str = "") -> Reliability:
-    """The reliability bins of ``P(class 1)`` against 0/1 labels (flat arrays)."""
-    rel = Reliability(positive=1, name=name)
-    rel.update(np.asarray(p, dtype=np.float32).reshape(1, 1, -1),
-               np.asarray(truth).reshape(1, -1).astype(np.int64))
-    return rel
-
-
 def positive_class(num_classes: int, isa_class: int | None = None) -> int | None:
     """The class binned for the ECE: ``isa_class`` (default 1) of a two-class model, else None."""
     if num_classes > 2:

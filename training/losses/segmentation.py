@@ -18,9 +18,7 @@ the gradient. A batch with no valid pixel gives 0 (still connected to the graph)
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -132,23 +130,6 @@ class DiceFocalLoss(nn.Module):
         return (self.dice_weight * dice_loss(probs, target, self.ignore_index)
                 + self.focal_weight * focal_loss(logits, target, self.gamma, self.alpha,
                                                  self.ignore_index))
-
-
-def class_weights_from_counts(counts: Sequence[int],
-                              method: Literal["inverse", "median"] = "median") -> list[float]:
-    """Class weights from pixel counts: inverse frequency, or median-frequency balancing.
-
-    Classes absent from the counts get weight 0 (they cannot be learnt from this data).
-    """
-    c = torch.tensor(counts, dtype=torch.float64)
-    present = c > 0
-    if not bool(present.any()):
-        raise ConfigError("all class counts are zero; cannot derive class weights")
-    freq = c / c.sum()
-    ref = (torch.tensor(float(np.median(freq[present].numpy()))) if method == "median"
-           else torch.tensor(1.0 / int(present.sum())))
-    w = torch.where(present, ref / freq.clamp_min(1e-12), torch.zeros_like(freq))
-    return [float(v) for v in w]
 
 
 def _plain_ce_loss(ignore_index: int = LABEL_NODATA, **kw) -> nn.Module:

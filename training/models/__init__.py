@@ -68,11 +68,6 @@ def available_models() -> tuple[str, ...]:
     return REGISTRY.names()
 
 
-def trainable_models() -> tuple[str, ...]:
-    """The built-in model names ``isamap-train`` offers: every one not retired, sorted."""
-    return REGISTRY.trainable()
-
-
 def check_trainable(name: str) -> None:
     """Refuse, in one line, to start training a retired built-in model.
 
@@ -120,4 +115,4 @@ def model_loss(model_name: str, class_names: Sequence[str] | None = None,
 
 __all__ = ["MODELS", "REGISTRY", "ModelEntry", "ModelRecipe", "ModelRegistry", "available_models",
            "check_trainable", "context_warning", "create_model", "model_loss", "model_module",
-           "reads_product", "recipe_for", "trainable_models", "upsamples"]
+           "reads_product", "recipe_for", "upsamples"]

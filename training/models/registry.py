@@ -81,8 +81,6 @@ class ModelRecipe:
             (:class:`training.augmentation.Radiometric`).
         balanced_sampling: draw training patches in proportion to their rare-class pixels
             (:func:`training.sampling.balanced_weights`) instead of shuffling them.
-        balanced_scenes: draw every scene's patches (each region's export, each month) as
-            often in all as every other scene's (:func:`training.sampling.scene_weights`).
         norm: what the input bands are normalised by (``training.config.Norm``): the training
             split's statistics (``training``) or each scene's own (``scene``).
         ema: half-life in training iterations of the weight average the run keeps
@@ -116,7 +114,6 @@ class ModelRecipe:
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     radiometric: bool = False
     balanced_sampling: bool = False
-    balanced_scenes: bool = False
     norm: str = "training"
     ema: float = 0.0
     product_input: bool = False

@@ -242,10 +242,8 @@ RECIPE = ModelRecipe(loss=CE, patch_size=128, output_stride=16,
 # window as the mean of its four mirror images (flips), which ranks the built pixels of
 # Java's held-out rows better in every seed; it draws its training patches in proportion to
 # their built pixels (balanced sampling), which raises the mean built F1 on every held-out
-# tile, and each scene's patches by their number: drawing every scene as often as every other
-# (--balanced-scenes) gives the small product-labelled TerraMesh cells most of the draws, and
-# one of five seeds lost ghana_a's town. isamap-train trains it nine times by default (seeds
-# --seed to --seed + 8) and maps the mean of the nine calibrated probabilities
+# tile, and each scene's patches by their number. isamap-train trains it nine times by
+# default (seeds --seed to --seed + 8) and maps the mean of the nine calibrated probabilities
 # (training.run.members), each member seeing the window one of the four ways the flips turn it
 # (member_views: nine passes a window, not 36): nine trainings of 50 iterations part their
 # seeds less, and their worst seed is further above NDBI's best, than three of 150 in about

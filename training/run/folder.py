@@ -45,6 +45,7 @@ from training.config import (
     as_recorded,
     config_from_mapping,
     read_train_config,
+    without_removed,
 )
 from training.run_paths import converted_paths
 
@@ -128,7 +129,7 @@ def recorded_config(out_dir: str | Path) -> dict[str, Any] | None:
     if not isinstance(config, dict):
         raise ModelError(f"{path} records no training configuration; it is not an isamap "
                          "training checkpoint")
-    return copy.deepcopy(config)  # the caller's own: the summary is kept for the next read
+    return without_removed(copy.deepcopy(config), str(path))  # the caller's own copy
 
 
 def config_differences(recorded: Mapping[str, Any], cfg: TrainConfig,
@@ -214,11 +215,10 @@ def same_data(recorded: Mapping[str, Any], cfg: TrainConfig) -> bool:
 
 #: options a run recorded before they existed, read as what those runs did (a unet-s2 run
 #: from before weight averaging kept its last weights, one from before balanced sampling
-#: drew its patches uniformly, one from before balanced scenes drew them by their number,
-#: one from before --norm normalised by the training split's statistics, as its model file
-#: says, and one from before radiometric augmentation had none, whatever the recipe says now)
-BEFORE_OPTION: dict[str, Any] = {"ema": 0, "balanced_sampling": False,
-                                 "balanced_scenes": False, "norm": "training",
+#: drew its patches uniformly, one from before --norm normalised by the training split's
+#: statistics, as its model file says, and one from before radiometric augmentation had
+#: none, whatever the recipe says now)
+BEFORE_OPTION: dict[str, Any] = {"ema": 0, "balanced_sampling": False, "norm": "training",
                                  "radiometric": False}
 
 

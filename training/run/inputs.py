@@ -29,7 +29,6 @@ from training.data import (
     NormStats,
     PatchDataset,
     compute_norm_stats,
-    scene_key,
     scene_norms_for,
 )
 from training.models import (
@@ -39,7 +38,7 @@ from training.models import (
     recipe_for,
     upsamples,
 )
-from training.sampling import balanced_weights, scene_weights
+from training.sampling import balanced_weights
 
 log = logging.getLogger(__name__)
 
@@ -109,26 +108,17 @@ def augmentation_record(cfg: TrainConfig) -> dict:
     aug = augment_for(cfg)
     return {"geometric": dataclasses.asdict(aug) if aug is not None else None,
             "radiometric": dataclasses.asdict(Radiometric()) if cfg.radiometric else None,
-            "balanced_sampling": bool(cfg.balanced_sampling),
-            "balanced_scenes": bool(cfg.balanced_scenes)}
+            "balanced_sampling": bool(cfg.balanced_sampling)}
 
 
 def sampling_weights(cfg: TrainConfig, train_set, num_classes: int) -> np.ndarray | None:
-    """Per-patch draw weights when the run balances its sampling, else None (shuffle).
-
-    Class-balanced (``balanced_sampling``) weights, scaled so every scene weighs the same
-    in all when ``balanced_scenes`` is asked for too (:func:`training.sampling.scene_weights`).
-    """
-    if not cfg.balanced_sampling and not cfg.balanced_scenes:
+    """Per-patch class-balanced draw weights when the run balances its sampling, else None."""
+    if not cfg.balanced_sampling:
         return None
     if not hasattr(train_set, "patch_label_counts"):
-        raise ConfigError("balanced sampling needs a patch dataset (its labels and scenes "
-                          "give the weights); train without it")
-    weights = (balanced_weights(train_set.patch_label_counts(num_classes))
-               if cfg.balanced_sampling else None)
-    if cfg.balanced_scenes:
-        weights = scene_weights([scene_key(r) for r in train_set.records], weights)
-    return weights
+        raise ConfigError("balanced sampling needs a patch dataset (its labels give the "
+                          "weights); train without it")
+    return balanced_weights(train_set.patch_label_counts(num_classes))
 
 
 def check_labels(train_set: PatchDataset, val_set: PatchDataset) -> tuple[str, ...]:

@@ -33,7 +33,6 @@ from pathlib import Path
 
 from core.errors import ConfigError
 from training.config import TrainConfig, apply_recipe, as_recorded, with_recipe_filter
-from training.modelfile import read_model_file
 from training.models import available_models, recipe_for
 from training.models.members import VIEWS
 from training.run.encoder import encoder_config
@@ -67,20 +66,6 @@ def held_members(out: str | Path) -> int:
     while (Path(out) / f"member{held}").is_dir():
         held += 1
     return held
-
-
-def joined_members(out: str | Path) -> int | None:
-    """How many trainings the joined model file in ``out`` joins (None: none is there).
-
-    A join of K finished before a member K + 1 was started in the same folder holds K + 1
-    member folders, but its model file still joins K.
-    """
-    path = Path(out) / BEST_MODEL
-    if not path.is_file():
-        return None
-    meta, _ = read_model_file(path, flag="model file")
-    count = dict(meta.model_kwargs).get("members")
-    return count if isinstance(count, int) else 1
 
 
 def recipe_members(model: str) -> int:
@@ -188,9 +173,9 @@ def check_member_folders(cfg: TrainConfig, members: Sequence[TrainConfig]) -> No
 
     Raises:
         ConfigError: a member's checkpoint records options that differ from its own
-            (:func:`_differences`).
+            (:func:`member_differences`).
     """
-    found = _differences(cfg, members)
+    found = member_differences(cfg, members)
     if found:
         i, member, differ = found[0]
         raise ConfigError(f"{member.out_dir} (member {i}) holds a run of other options "
@@ -198,35 +183,7 @@ def check_member_folders(cfg: TrainConfig, members: Sequence[TrainConfig]) -> No
                           f"({member.out_dir}/config.yaml), or another --out")
 
 
-def recorded_otherwise(cfg: TrainConfig, ignore: frozenset[str] = frozenset()) -> list[str]:
-    """How the run in ``cfg.out_dir`` was started otherwise than ``cfg`` would start it.
-
-    ``"name: recorded there, current now"`` for every option that changes the result, each
-    member's prefixed with its folder (``member1: ...``); the number of trainings where the
-    folder holds another (one where several are asked, or the other way round, more
-    members, or a finished join of fewer; a run cut short between members is not one).
-    Empty where the run agrees, or where no checkpoint records one (nothing to compare).
-    A caller that reuses a finished run's model or maps
-    instead of starting the command again reads this first. ``ignore``: options it checks
-    otherwise (:func:`training.run.folder.config_differences`).
-    """
-    cfg = with_recipe_filter(cfg)  # as the command resolves it before it trains
-    out = Path(cfg.out_dir)
-    held = held_members(out)
-    joined_other = cfg.members > 1 and (held > cfg.members or (
-        held < cfg.members and (out / BEST_MODEL).exists()))  # a finished join of fewer
-    if (cfg.members > 1 and (out / CHECKPOINT).exists()) or (cfg.members == 1 and held) \
-            or joined_other:
-        return [f"members: {held or 1} there, {cfg.members} now"]
-    joined = joined_members(out) if cfg.members > 1 else None
-    if joined is not None and joined != cfg.members:  # a join extended by hand, unfinished
-        return [f"members: {joined} joined there, {cfg.members} now"]
-    members = member_configs(cfg) if cfg.members > 1 else [cfg]
-    return [f"{Path(m.out_dir).name}: {d}" if cfg.members > 1 else d
-            for _, m, differ in _differences(cfg, members, ignore) for d in differ]
-
-
-def _differences(cfg: TrainConfig, members: Sequence[TrainConfig],
+def member_differences(cfg: TrainConfig, members: Sequence[TrainConfig],
                  ignore: frozenset[str] = frozenset(),
                  ) -> list[tuple[int, TrainConfig, list[str]]]:
     """Each member whose checkpoint records other options than its own, with them.

@@ -8,7 +8,8 @@ ground that did not change:
   same roofs with another probability. :func:`fit_relative_normalisation` finds, per band,
   the linear map ``later * gain + offset`` that brings the later date onto the earlier one,
   fitted on *pseudo-invariant* pixels (those whose change between the dates is smallest), and
-  :func:`apply_normalisation` applies it before the later date is predicted. The fit is a
+  the later date is read through it before it is predicted
+  (:class:`inference.predict.linear_source.LinearSource`). The fit is a
   plain iteration in the spirit of IR-MAD (Canty and Nielsen): start from every pixel,
   standardise each band's difference by its median and MAD (so a scene-wide shift is not
   "change"), keep the ``invariant_share`` of pixels with the smallest standardised change,
@@ -39,7 +40,6 @@ Everything here is a pure function of arrays (no files): the product's change ma
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -233,45 +233,6 @@ def _least_squares(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return gain, my - gain * mx
 
 
-def apply_normalisation(stack: np.ndarray, fit: RadiometricFit) -> np.ndarray:
-    """``stack * gain + offset`` per band (``(C, ...)``, float32; NaN stays NaN)."""
-    array = np.asarray(stack, dtype=np.float32)
-    if array.shape[0] != len(fit.gain):
-        raise ValueError(f"the stack has {array.shape[0]} bands, the fit {len(fit.gain)}")
-    shape = (-1,) + (1,) * (array.ndim - 1)
-    return (array * np.asarray(fit.gain, np.float32).reshape(shape)
-            + np.asarray(fit.offset, np.float32).reshape(shape))
-
-
-def match_statistics(stack: np.ndarray, mean: Sequence[float],
-                     std: Sequence[float]) -> np.ndarray:
-    """Each band of ``stack`` moved to the given mean and standard deviation (``(C, ...)``).
-
-    A per-band linear map from the scene's own statistics (finite pixels) to, e.g., a model's
-    training statistics: a crude stand-in for atmospheric correction when a model trained on
-    one radiometry (L2A surface reflectance) is given another (L1C top of atmosphere). Unlike
-    :func:`fit_relative_normalisation` it assumes the scene's land cover resembles the training
-    set's, which a change study cannot assume; it is offered for measurement.
-    """
-    array = np.asarray(stack, dtype=np.float64)
-    flat = array.reshape(array.shape[0], -1)
-    own_mean = np.nanmean(flat, axis=1)
-    own_std = np.nanstd(flat, axis=1)
-    gain = np.asarray(std, np.float64) / np.where(own_std > 0, own_std, 1.0)
-    offset = np.asarray(mean, np.float64) - gain * own_mean
-    shape = (-1,) + (1,) * (array.ndim - 1)
-    return (array * gain.reshape(shape) + offset.reshape(shape)).astype(np.float32)
-
-
-def gain_score(p_from: np.ndarray, p_to: np.ndarray) -> np.ndarray:
-    """How surely a pixel gained impervious surface: ``min(0.5 - p_from, p_to - 0.5)``.
-
-    Positive where the two per-date maps differ by a gain; a pixel is called gain at margin
-    ``m`` when the score exceeds ``m``, so the score ranks pixels for ROC curves.
-    """
-    return np.minimum(0.5 - np.asarray(p_from, np.float64), np.asarray(p_to, np.float64) - 0.5)
-
-
 def margin_change(p_from: np.ndarray, p_to: np.ndarray, margin: float = 0.0) -> np.ndarray:
     """Change codes from two dates' impervious probabilities (module docstring).
 
@@ -320,16 +281,6 @@ def spectral_changed(magnitude: np.ndarray, threshold: float) -> np.ndarray:
     codes an unknown magnitude as nodata instead.
     """
     return ~(np.asarray(magnitude, np.float64) <= threshold)
-
-
-def spectral_gain_score(p_from: np.ndarray, p_to: np.ndarray,
-                        magnitude: np.ndarray) -> np.ndarray:
-    """The magnitude where :func:`spectral_change` could call gain, else 0 (ranks pixels).
-
-    A pixel is gain at threshold ``t > 0`` exactly when its score exceeds ``t``.
-    """
-    a, b = _probabilities(p_from, p_to)
-    return np.where((b > a) & (a < 0.5), np.nan_to_num(np.asarray(magnitude, np.float64)), 0.0)
 
 
 def _probabilities(p_from: np.ndarray, p_to: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

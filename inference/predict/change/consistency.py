@@ -85,18 +85,6 @@ def nearest_other(flat: np.ndarray, pervious: np.ndarray) -> np.ndarray:
     return np.take_along_axis(flat, source, axis=0)
 
 
-def count_loss(classes: np.ndarray, isa_class: int = 1, nodata: int = NODATA) -> int:
-    """Pixel-date pairs that go from impervious to not between consecutive dates."""
-    a, b = classes[:-1], classes[1:]
-    return int(((a == isa_class) & (b != isa_class) & (a != nodata) & (b != nodata)).sum())
-
-
-def count_gain(classes: np.ndarray, isa_class: int = 1, nodata: int = NODATA) -> int:
-    """Pixel-date pairs that go from not impervious to impervious between consecutive dates."""
-    a, b = classes[:-1], classes[1:]
-    return int(((a != isa_class) & (b == isa_class) & (a != nodata) & (b != nodata)).sum())
-
-
 def apply_to_maps(class_paths: Sequence[str], out_paths: Sequence[str],
                   isa_class: int = 1, work_dir: Path | None = None) -> dict[str, int]:
     """Write the consistent class COGs of a series (all on one grid); pixels relabelled per map.

@@ -30,7 +30,7 @@ from gee_export.ee.prediction_stack import recipe_for_month
 from gee_export.ee.recipe import EERecipe, build_stack
 from gee_export.ee.sentinel2 import month_window
 from testing.ee_graph import Graph, array_rank_errors, constant, names
-from testing.fake_server import StackTransport
+from testing.fake_server import StackTransport, quantise
 from tests.support import ee_graph
 from tests.support.ee_http import algorithms
 from tests.support.embedding import embedding_stack as write_embedding_stack
@@ -44,7 +44,7 @@ MONTH = "2021-06"
 
 def test_quantisation_is_the_published_mapping():
     v = np.array([-1.0, -0.5, -1e-6, 0.0, 1e-6, 0.0156, 0.25, 0.999, 1.0, np.nan])
-    q = embedding.quantise(v)
+    q = quantise(v)
     assert q.dtype == np.int8
     assert list(q) == [-127, -90, 0, 0, 0, 16, 64, 127, 127, -128]  # sqrt(|v|) * 127.5
     back = embedding.dequantise(q)
@@ -52,10 +52,10 @@ def test_quantisation_is_the_published_mapping():
     np.testing.assert_allclose(back[[0, 3, 8]], [-(127 / 127.5) ** 2, 0.0, (127 / 127.5) ** 2])
     # every integer but the masked one maps back to itself
     every = np.arange(-127, 128, dtype=np.int8)
-    assert np.array_equal(embedding.quantise(embedding.dequantise(every)), every)
+    assert np.array_equal(quantise(embedding.dequantise(every)), every)
     # unit vectors keep their length to within the 8-bit step
     vectors = unit_vectors((40, 40))
-    lengths = np.linalg.norm(embedding.dequantise(embedding.quantise(vectors)), axis=0)
+    lengths = np.linalg.norm(embedding.dequantise(quantise(vectors)), axis=0)
     assert np.abs(lengths - 1).max() < 0.02
 
 
@@ -102,7 +102,7 @@ def test_graph_reads_the_year_quantised_on_the_grid(ee_offline, region):
     assert cast["functionInvocationValue"]["functionName"] == "Image.toInt8"
     values = np.concatenate([np.linspace(-1, 1, 2001), unit_vectors((8, 8)).ravel()])
     computed = np.clip(_chain(graph, cast, values), -128, 127).astype(np.int8)
-    assert np.array_equal(computed, embedding.quantise(values))
+    assert np.array_equal(computed, quantise(values))
 
 
 def test_stack_carries_the_embedding_as_integers(ee_offline, region):
@@ -133,11 +133,11 @@ def test_decode_turns_integers_into_values():
     native = np.array([[0.3, -0.2, np.nan, 0.0]] * 4, np.float32)
     answer = np.zeros((4, 4), dtype=[("B2", "<f4"), ("A00", "<i1")])
     answer["B2"] = 0.1
-    answer["A00"] = embedding.quantise(native)
+    answer["A00"] = quantise(native)
     out = decode(answer, sub)
     assert out.dtype == np.float32 and out.shape == (2, 4, 4)
     np.testing.assert_allclose(out[1][:, [0, 1, 3]], embedding.dequantise(
-        embedding.quantise(native))[:, [0, 1, 3]])
+        quantise(native))[:, [0, 1, 3]])
     assert np.isnan(out[1][:, 2]).all() and (out[0] == np.float32(0.1)).all()
 
 
@@ -178,7 +178,7 @@ def test_export_fetches_integers_and_writes_values(ee_offline, region, embedding
                   progress=False)
     records = read_index(open_store(str(root)))
     assert records
-    expected = embedding.dequantise(embedding.quantise(native))
+    expected = embedding.dequantise(quantise(native))
     for record in records:
         with rasterio.open(root / record["image"]) as src:
             data, descriptions = src.read(), list(src.descriptions)
@@ -227,7 +227,7 @@ def test_a_task_export_of_the_embedding_writes_one_type_and_patches_of_its_value
                         sleep=lambda s: None, progress=False)
     assert done.written == 4 and all(t["state"] == "COMPLETED" for t in transport.tasks.values())
     store = open_store(out)
-    expected = embedding.dequantise(embedding.quantise(native))
+    expected = embedding.dequantise(quantise(native))
     for record in read_index(store):
         with rasterio.MemoryFile(store.read_bytes(record["image"])) as mem, mem.open() as src:
             data = src.read()
@@ -256,7 +256,7 @@ def test_a_map_stack_of_the_embedding_made_by_tasks_is_read_as_its_values(
     with MaskedFileSource(made.vrt) as source:
         read = source.read(range(1, 65))
         sample = source.sample(range(1, 65), 64)
-    expected = embedding.dequantise(embedding.quantise(native))
+    expected = embedding.dequantise(quantise(native))
     for data in (read, sample):
         np.testing.assert_array_equal(np.isnan(data), np.isnan(expected))
         np.testing.assert_allclose(data[np.isfinite(data)], expected[np.isfinite(expected)])

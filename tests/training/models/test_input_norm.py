@@ -38,9 +38,6 @@ def test_the_optical_recipes_are_scene_statistics_and_per_window_standardisation
     # and draws its patches in proportion to their built pixels (docs/real-data.md
     # "Balanced sampling")
     assert default.balanced_sampling and not window.balanced_sampling
-    # and each scene's patches by their number (docs/evidence/builtup.md, "Regions labelled
-    # by a product")
-    assert not default.balanced_scenes and not window.balanced_scenes
     # and joins nine trainings, each mapping a window one of the four ways its flips turn it
     # (docs/evidence/builtup.md, "Nine short trainings")
     assert default.members == 9 and window.members == 1

@@ -8,7 +8,7 @@ from cli.train import train_main
 from core.errors import ConfigError
 from tests.support.rasters import write_patch_dataset
 from training.config import TrainConfig
-from training.models import check_trainable, trainable_models
+from training.models import REGISTRY, check_trainable
 from training.models.unet import WINDOW_RETIRED
 from training.run.patch_training import train
 
@@ -16,7 +16,7 @@ BANDS = ("B2", "B3", "B4", "B8", "B11", "B12")
 
 
 def test_isamap_train_refuses_a_retired_model_in_one_line_before_any_work(tmp_path, capsys):
-    assert "unet-s2-window" not in trainable_models() and "unet-s2" in trainable_models()
+    assert "unet-s2-window" not in REGISTRY.trainable() and "unet-s2" in REGISTRY.trainable()
     out = tmp_path / "run"
     assert train_main(["--model", "unet-s2-window", "--data", str(tmp_path / "nothing"),
                        "--out", str(out)]) == 2
@@ -41,7 +41,7 @@ def test_a_misspelt_model_is_offered_the_trainable_models_only(tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
     assert err.endswith(f"unknown model 'unet-s3'; did you mean 'unet-s2'? available: "
-                        f"{', '.join(trainable_models())}")
+                        f"{', '.join(REGISTRY.trainable())}")
     assert "unet-s2-window" not in err and "unet-s2," in err
     # a walk: model: crofusnet in a --config file was told no close name
     (tmp_path / "c.yaml").write_text(f"model: crofusnet\ndata: {data}\ndevice: cpu\n")

@@ -84,9 +84,9 @@ def _image(bands, seed: int = 3) -> torch.Tensor:
 
 def test_one_month_presto_features_are_the_one_month_paths_bit_for_bit(shared_weights):
     """The oracle: a one-month stack's features are what the model gave before series
-    stacks (:func:`training.models.encoders.fused.presto_features` of the un-normalised
-    bands), to the last bit."""
-    from training.models.encoders.fused import presto_features
+    stacks (Presto's features of the un-normalised bands as one month,
+    :func:`training.models.encoders.series.presto_series_features`), to the last bit."""
+    from training.models.encoders.series import presto_series_features
 
     model = _presto_model(BANDS, shared_weights)
     x = _image(BANDS)
@@ -94,7 +94,8 @@ def test_one_month_presto_features_are_the_one_month_paths_bit_for_bit(shared_we
     raw = x * std[:, None, None] + mean[:, None, None]
     with torch.no_grad():
         ours = model.features(x)
-        before = presto_features(model.encoder, raw.float(), list(BANDS), model.latlon, 5)
+        before = presto_series_features(model.encoder, raw.float()[:, None], list(BANDS),
+                                        model.latlon, [5])
     assert torch.equal(ours, before)
 
 

@@ -77,23 +77,18 @@ def test_a_run_recorded_before_test_time_flips_resumes_without_them(tmp_path):
     assert dict(resume_config(other, {}).model_kwargs) == dict(recorded.model_kwargs)
 
 
-def test_a_run_recorded_with_balanced_scenes_keeps_its_sampling(tmp_path):
-    # unet-s2's recipe drew every scene as often as every other, and draws them by their number
-    # now; a run recorded then resumes as it was, and one recorded before the option existed
-    # drew them by their number
+def test_a_run_recorded_with_the_removed_balanced_scenes_resumes_only_where_it_was_off(tmp_path):
+    # drawing every scene alike is gone: a run recorded with it on is refused, naming its
+    # checkpoint; one recorded with it off (every run before it went) resumes as it was
     cfg = apply_recipe(config_from_mapping({"data": "patches", "out_dir": str(tmp_path),
                                             "model": "unet-s2"}))
-    assert cfg.balanced_scenes is False
-    then = cfg.to_dict()
-    then["balanced_scenes"] = True
+    then = {**cfg.to_dict(), "balanced_scenes": True}
     torch.save({"config": then}, tmp_path / CHECKPOINT)
-    assert resume_config(tmp_path, {"model": "unet-s2"}).balanced_scenes is True
-    del then["balanced_scenes"]
-    torch.save({"config": then}, tmp_path / CHECKPOINT)
-    assert resume_config(tmp_path, {"model": "unet-s2"}).balanced_scenes is False
-    # the other recipes draw by number unless asked
-    assert apply_recipe(config_from_mapping({"data": "p", "model": "unet"})).balanced_scenes \
-        is False
+    with pytest.raises(ConfigError, match=r"checkpoint.pt records balanced_scenes: True, an "
+                                          "option this isamap no longer has"):
+        resume_config(tmp_path, {"model": "unet-s2"})
+    torch.save({"config": {**then, "balanced_scenes": False}}, tmp_path / CHECKPOINT)
+    assert resume_config(tmp_path, {"model": "unet-s2"}) == replace(cfg, resume=True)
 
 
 def test_a_run_recorded_before_balanced_sampling_keeps_its_sampling(tmp_path):
@@ -147,7 +142,7 @@ def test_an_encoder_is_compared_by_its_name_not_the_path_its_file_was_given_by()
     from training.run.folder import config_differences
 
     given = {"model": "unet-s2", "data": "d", "encoder": "presto=/data/weights/presto.pt",
-             "balanced_sampling": True, "balanced_scenes": False, "ema": 10,
+             "balanced_sampling": True, "ema": 10,
              "model_kwargs": {"flips": False}}
     recorded = config_from_mapping(given).to_dict()
 

@@ -13,9 +13,9 @@ import torch
 
 from cli.predict import predict_main
 from cli.train import train_main
-from core.errors import ConfigError, ModelError
+from core.errors import ModelError
 from tests.support.rasters import write_patch_dataset
-from training.calibration.temperature import binary_at_temperature, describe
+from training.calibration.temperature import describe
 from training.config import TrainConfig
 from training.modelfile import load_model_file, read_model_file
 from training.models import create_model
@@ -211,7 +211,8 @@ def test_the_joined_models_map_is_the_mean_of_the_members_maps(joined_run, tmp_p
     # each map holds its probability rounded to the COG's steps: the mean of two rounded
     # maps is within one step of the rounded mean, which the temperature stretches by 1 / T
     # at most
-    want = binary_at_temperature((m0 + m1) / 2, 1.0, to=t, resolution=1e-4)
+    mean = np.clip((m0 + m1) / 2, 1e-4, 1 - 1e-4)  # its logit, at the mean's temperature
+    want = 1 / (1 + np.exp((np.log1p(-mean) - np.log(mean)) / t))
     assert np.abs(joined - want).max() <= (1 / 250) * max(1.0, 1 / t) + 1 / 250 + 1e-9
     assert np.abs(joined - (m0 + m1) / 2).max() > 2 / 250  # the temperature moved it
 
@@ -452,69 +453,6 @@ def test_unet_s2_trains_its_recipes_nine_members_unless_the_command_says(patches
     told = [r.getMessage() for r in caplog.records if "trained alike, take about" in r.getMessage()]
     assert len(told) == 1 and told[0].startswith("member 1 of 9 took ")
     assert "; the 1 after it not yet started" in told[0]
-
-
-def test_what_a_run_folder_records_otherwise_than_a_command_is_read_without_training(
-        joined_run, single_run, tmp_path):
-    """What a caller reusing a finished run reads first: each option the command would start
-    otherwise, per member; the kind of run; nothing where they agree or nothing is recorded."""
-    from cli.train import started_config
-    from training.run.members import recorded_otherwise
-
-    root, run = joined_run
-    assert recorded_otherwise(started_config(_argv(root, run))) == []
-    assert recorded_otherwise(started_config(_argv(root, run, "--lr", "0.5"))) == [
-        "member0: lr: 0.0001 there, 0.5 now", "member1: lr: 0.0001 there, 0.5 now"]
-    assert recorded_otherwise(started_config(_argv(root, run, "--members", "1"))) == [
-        "members: 2 there, 1 now"]
-    for asked in ("3", "1"):  # a finished join of two is no join of three, nor of one
-        assert recorded_otherwise(started_config(_argv(root, run, "--members", asked))) == [
-            f"members: 2 there, {asked} now"]
-    cut = tmp_path / "cut"  # a run of three cut short after its first two members
-    shutil.copytree(run, cut)
-    (cut / "model.pt").unlink()
-    assert recorded_otherwise(started_config(_argv(root, cut, "--members", "3"))) == []
-    extended = tmp_path / "extended"  # a finished join of two, then a third member started
-    shutil.copytree(run, extended)
-    (extended / "member2").mkdir()
-    assert recorded_otherwise(started_config(_argv(root, extended, "--members", "3"))) == [
-        "members: 2 joined there, 3 now"]
-    assert recorded_otherwise(started_config(_argv(root, tmp_path / "none"))) == []
-    elsewhere = started_config(_argv(tmp_path / "elsewhere", run))
-    assert recorded_otherwise(elsewhere)[0].startswith("member0: data: ")
-    assert recorded_otherwise(elsewhere, ignore=frozenset({"data"})) == []
-    single = single_run  # _train(root, single, "--members", "1") == 0, in the fixture
-    assert recorded_otherwise(started_config(_argv(root, single, "--members", "1"))) == []
-    assert recorded_otherwise(started_config(_argv(root, single, "--members", "1", "--seed",
-                                                   "5"))) == ["seed: 0 there, 5 now"]
-    assert recorded_otherwise(started_config(_argv(root, single))) == ["members: 1 there, 2 now"]
-    with pytest.raises(ConfigError, match="one --data root without --resume"):
-        started_config([*_argv(root, single), "--resume"])
-
-
-@pytest.mark.slow
-def test_a_join_that_spreads_the_views_and_one_that_does_not_are_told_apart(patches,
-                                                                            tmp_path):
-    """Two ``unet-s2`` members without flips of their own (nothing to spread) record
-    ``member_views: false``; the recipe's join (flips spread) would train them otherwise,
-    which is read before any member trains, not when the file is joined."""
-    from cli.train import started_config
-    from training.run.members import recorded_otherwise
-
-    root = patches
-    run = tmp_path / "run"
-    base = ["--data", str(root), "--out", str(run), "--model", "unet-s2", "--members", "2",
-            "--max-iterations", "1", "--batch-size", "2", "--workers", "0", "--device",
-            "cpu", "--precision", "fp32", "--channels-last", "off", "--no-progress", "-q"]
-    once = [*base, "--model-kwargs", json.dumps({**TINY, "flips": False})]
-    assert train_main(once) == 0
-    model, meta = load_model_file(run / "model.pt")
-    assert not model.views and meta.model_kwargs["member_views"] is False
-    assert recorded_otherwise(started_config(once)) == []
-    spread = [*base, "--model-kwargs", json.dumps(TINY)]
-    assert recorded_otherwise(started_config(spread)) == [
-        "member0: member_views: False there, True now",
-        "member1: member_views: False there, True now"]
 
 
 class _Pooled(torch.nn.Module):

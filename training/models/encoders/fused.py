@@ -57,7 +57,6 @@ from training.models.encoders.registry import encoder_entry, input_columns
 from training.models.encoders.series import (
     encoder_series,
     mark_missing,
-    presto_series_features,
     presto_stack_features,
     series_months,
 )
@@ -206,12 +205,6 @@ class EncoderUNet(nn.Module):
         if self.fusion == "head":
             return self.net(feats.to(x.dtype))
         return self.net(torch.cat([x, feats.to(x.dtype)], dim=1))
-
-
-def presto_features(encoder: nn.Module, raw: torch.Tensor, bands: Sequence[str],
-                    latlon: Sequence[float], month: int) -> torch.Tensor:
-    """Presto's per-pixel features ``(N, 128, H, W)`` of raw bands ``(N, B, H, W)``, one month."""
-    return presto_series_features(encoder, raw[:, None], bands, latlon, [int(month) % 12])
 
 
 def _build(in_channels: int, num_classes: int, **kw: Any) -> nn.Module:

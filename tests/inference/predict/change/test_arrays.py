@@ -24,8 +24,7 @@ def test_the_fit_recovers_the_shift_despite_the_changed_pixels():
     assert fit.gain == pytest.approx((1 / 0.8,) * 4, rel=1e-6)
     assert fit.offset == pytest.approx((-0.05 / 0.8,) * 4, abs=1e-6)
     assert fit.valid_pixels == 2000 and fit.invariant_pixels == 600 and fit.iterations == 3
-    back = change.apply_normalisation(later, fit)
-    assert back.dtype == np.float32
+    back = later * np.array(fit.gain)[:, None, None] + np.array(fit.offset)[:, None, None]
     assert np.allclose(back[:, ~changed], earlier[:, ~changed], atol=1e-5)
     # one plain least-squares fit on every pixel is pulled away by the changed ones
     plain = change.fit_relative_normalisation(later, earlier, invariant_share=1.0, iterations=1)
@@ -41,7 +40,6 @@ def test_a_shared_shift_is_no_change_and_nan_pixels_are_left_out():
     later[2, :5, :5] = np.nan
     fit = change.fit_relative_normalisation(later, earlier)
     assert fit.valid_pixels == 2000 - 25 and np.isfinite(fit.gain).all()
-    assert np.isnan(change.apply_normalisation(later, fit)[2, :5, :5]).all()
     with pytest.raises(ValueError, match="differ in shape"):
         change.fit_relative_normalisation(later[:, :10], earlier)
     with pytest.raises(ValueError, match="invariant_share"):
@@ -59,19 +57,8 @@ def test_change_needs_both_probabilities_to_clear_the_margin():
     ca, cb = a > 0.5, b > 0.5
     differenced = np.where(ca, np.where(cb, 1, 3), np.where(cb, 2, 0))
     assert (change.margin_change(a, b, 0.0) == differenced).all()
-    score = change.gain_score(a, b)
-    for m in (0.0, 0.1, 0.3):
-        assert ((score > m) == (change.margin_change(a, b, m) == change.GAIN)).all()
     with pytest.raises(ValueError, match="margin"):
         change.margin_change(a, b, 0.5)
-
-
-def test_statistics_are_matched_per_band():
-    earlier, _, _ = _dates(2)
-    moved = change.match_statistics(earlier, (0.1, 0.2, 0.3, 0.4), (0.01, 0.02, 0.03, 0.04))
-    flat = moved.reshape(4, -1)
-    assert flat.mean(axis=1) == pytest.approx((0.1, 0.2, 0.3, 0.4), abs=1e-5)
-    assert flat.std(axis=1) == pytest.approx((0.01, 0.02, 0.03, 0.04), rel=1e-4)
 
 
 def test_the_spectral_fit_scores_every_tile_as_the_whole_scene_would():
@@ -101,10 +88,6 @@ def test_spectral_change_asks_the_bands_whether_and_the_model_which_way():
     # a small rise on changed ground is gain; no change below the threshold; loss only from
     # impervious; a rise from impervious is not gain; NaN anywhere is nodata
     assert codes.tolist() == [2, 0, 0, 2, 3, 1, 1, 0, 255, 255]
-    score = change.spectral_gain_score(p_from, p_to, magnitude)
-    for t in (0.5, 3.0, 4.5):
-        assert ((score > t) == (change.spectral_change(p_from, p_to, magnitude, t)
-                                == change.GAIN))[:8].all()
     with pytest.raises(ValueError, match="threshold"):
         change.spectral_change(p_from, p_to, magnitude, 0.0)
     with pytest.raises(ValueError, match="magnitude"):
