@@ -76,6 +76,7 @@ from experiments.builtup_loto import (
     DEFAULT_SEEDS,
     DEFAULT_TILES,
     Steps,
+    build_base,
     check_options,
     figures_markdown,
     on_mapped_pixels,
@@ -323,6 +324,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="total training iterations (replaces --epochs)")
     p.add_argument("--loto", action="store_true",
                    help="leave-one-tile-out over --tiles: every arm, --seeds seeds, NDBI beside")
+    p.add_argument("--base", action="store_true",
+                   help="the base model: the first of --arms (default unet-s2) trained on "
+                        "every --tiles tile whole, nothing held out, written to "
+                        "OUT/base/seed<--seed>/model.pt for isamap-fit --from")
     p.add_argument("--tiles", help=f"--loto: the labelled tiles (PREFIX,...; default: "
                    f"{','.join(DEFAULT_TILES)})")
     p.add_argument("--arms", help=f"--loto: arms (default: {','.join(DEFAULT_ARMS)}; "
@@ -376,13 +381,17 @@ def check_experiment(a: argparse.Namespace) -> None:
     Raises:
         ConfigError: an option the run would ignore, or :func:`check_options`' refusals.
     """
-    other = SINGLE_ONLY if a.loto else LOTO_ONLY
+    if a.base and a.loto:
+        raise ConfigError("--base trains one model on every tile and --loto holds each out "
+                          "in turn: give one of them")
+    other = SINGLE_ONLY if a.loto or a.base else LOTO_ONLY
     given = [f for f in other if getattr(a, f.removeprefix("--").replace("-", "_")) not in
              (None, [])]
     if given:
         them, kind = ("it", "an option") if len(given) == 1 else ("them", "options")
         raise ConfigError(f"{', '.join(given)}: {kind} of the single-tile experiment, and this "
-                          f"run is --loto (it compares --arms); leave {them} out" if a.loto
+                          f"run is {'--base' if a.base else '--loto (it compares --arms)'}; "
+                          f"leave {them} out" if a.loto or a.base
                           else f"{', '.join(given)}: {kind} of the leave-one-tile-out "
                           "comparison, and this run is the single-tile experiment (it trains "
                           f"--models); give --loto too, or leave {them} out")
@@ -406,6 +415,14 @@ def _run(a: argparse.Namespace) -> int:
     budget = Budget(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, patch=a.patch_size,
                     stride=a.stride, seed=a.seed, iterations=a.iterations, tile=a.tile,
                     scl_mask=a.scl_mask)
+    if a.base:
+        model = build_base(Steps(find_tile, scene_folder, export, training_rows,
+                                 check_no_overlap, score_ndbi, train, predict, score_map),
+                           data, Path(os.path.abspath(a.out)), bands=_names(a.bands),
+                           budget=budget, tiles=_names(a.tiles), arm=_names(a.arms)[0],
+                           dates=_dates(a.date))
+        print(f"base model: {model}")
+        return 0
     if a.loto:
         out = Path(os.path.abspath(a.out))
         encoders = encoder_files(_names(a.arms), a.encoder, data.parent)

@@ -120,6 +120,29 @@ class Steps:
     outlines: Callable | None = None
 
 
+def build_base(steps: Steps, data: Path, out: Path, *, bands: Sequence[str], budget: Any,
+               tiles: Sequence[str] = DEFAULT_TILES, arm: str = DEFAULT_ARMS[0],
+               dates: dict[str, str] | None = None) -> Path:
+    """The base model: ``arm`` trained on every labelled tile whole, nothing held out.
+
+    What ``isamap-fit --from`` adapts to a user's points where no tile here lies. The tiles
+    are exported as the comparison exports them (``out/exports/<tile>``, reused), merged into
+    ``out/train/base`` and trained into ``out/base/seed<seed>`` (:data:`DEFAULT_ITERATIONS`
+    iterations unless the budget says otherwise); returns its model file, an ordinary one.
+    """
+    if budget.iterations is None:
+        budget = dataclasses.replace(budget, iterations=DEFAULT_ITERATIONS)
+    check_options(tiles, tiles[0], [arm], 1, 1)
+    found = {p: steps.find_tile(data, p, (dates or {}).get(p)) for p in tiles}
+    exports = {}
+    for prefix, tile in found.items():
+        steps.export(tile, steps.scene_folder(tile, out / "scenes"), out / "exports" / prefix,
+                     bands, budget)
+        exports[prefix] = out / "exports" / prefix
+    merge_datasets(exports, out / "train" / "base")
+    return steps.train(arm, out / "train" / "base", out / "base" / f"seed{budget.seed}", budget)
+
+
 def on_mapped_pixels(mapped: dict, labelled: dict) -> dict:
     """NDBI's scores on the pixels the maps cover (``mapped``), with what they leave out.
 

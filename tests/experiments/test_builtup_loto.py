@@ -279,3 +279,41 @@ def test_each_tile_is_scored_whole_and_without_its_coarse_outlines_beside_its_la
     assert "scored without the coarse outlines" in text and "java: 4 px" in text
     assert text.index("default arm") < text.index("without the coarse") < text.index(
         "label check")
+
+
+def test_the_base_model_trains_the_default_arm_on_every_tile_whole(tmp_path):
+    """``--base``: one training of the default arm on the tiles' whole exports merged, nothing
+    held out (the model ``isamap-fit --from`` adapts)."""
+    from experiments.builtup_commands import Budget
+    from experiments.builtup_loto import DEFAULT_ITERATIONS, build_base
+    from tests.support.judge_steps import fake_steps, fake_training
+
+    trained: list[tuple] = []
+
+    def train(arm, dataset, run, budget):
+        trained.append((arm, dataset, run, budget.iterations))
+        return fake_training(run)
+
+    model = build_base(fake_steps(train, lambda *a: {}), tmp_path, tmp_path / "o",
+                       bands=("B2",), budget=Budget(seed=3))
+    assert model == tmp_path / "o" / "base" / "seed3" / "model.pt" and model.is_file()
+    assert trained == [("unet-s2", tmp_path / "o" / "train" / "base", model.parent,
+                        DEFAULT_ITERATIONS)]
+    merged = json.loads((tmp_path / "o" / "train" / "base" / "manifest.json").read_text())
+    assert sorted(merged["merged_from"]) == ["ghana_a", "ghana_b", "java"]
+    assert len(PatchDataset(tmp_path / "o" / "train" / "base", "train")) \
+        + len(PatchDataset(tmp_path / "o" / "train" / "base", "val")) \
+        + len(PatchDataset(tmp_path / "o" / "train" / "base", "test")) == 18
+
+
+def test_base_with_loto_or_a_single_tile_option_is_refused_in_one_line(tmp_path, capsys):
+    from experiments.builtup import main
+
+    for extra, message in ((["--loto"], "--base trains one model on every tile and --loto "
+                                        "holds each out in turn: give one of them"),
+                           (["--models", "unet"], "--models: an option of the single-tile "
+                                                  "experiment, and this run is --base")):
+        assert main(["--base", *extra, "--out", str(tmp_path / "o"), "-q"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
