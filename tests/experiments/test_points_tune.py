@@ -48,8 +48,11 @@ def test_the_forest_learns_the_bands_at_the_points_and_the_table_shows_the_worst
            "true_built_share": 0.3}
     rows = [{"tile": "t", "maps": {m: {**one, "f1_built": f} for m in ("base", "tuned", "forest")}}
             for f in (0.8, 0.6)]
-    line = next(r for r in table(rows).splitlines() if r.startswith("t        tuned"))
+    line = next(r for r in table(rows).splitlines() if r.startswith("t        tuned "))
     assert line.split()[2:4] == ["2", "0.700"] and line.split()[4] == "0.600"
+    rows[1]["maps"]["base"]["f1_built"] = 0.5  # draw 2: the fine-tune 0.6, its base 0.5
+    gain = next(r for r in table(rows).splitlines() if r.startswith("t        tuned - base"))
+    assert gain.split()[-2:] == ["+0.050", "+0.000"]  # mean of 0.0 and 0.1, worst 0.0
 
 
 def test_a_tile_whose_scored_pixels_lack_a_class_says_so_instead_of_scoring_zero():
