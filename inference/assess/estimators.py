@@ -44,8 +44,7 @@ Z95 = 1.96  # the rounded normal quantile Olofsson et al. (2014) use for 95 % in
 # ------------------------------------------------------------------ drawing points from arrays
 def sample_points(map_: np.ndarray, n: int, seed: int = 0,
                   design: Literal["random", "stratified"] = "stratified",
-                  num_classes: int | None = None,
-                  nodata: int = LABEL_NODATA) -> tuple[np.ndarray, ...]:
+                  num_classes: int | None = None) -> tuple[np.ndarray, ...]:
     """Indices (one array per axis) of ``n`` sample points over the valid pixels of a class map.
 
     ``random``: simple random sampling. ``stratified``: the map classes are the strata and
@@ -53,7 +52,7 @@ def sample_points(map_: np.ndarray, n: int, seed: int = 0,
     the design the estimators below assume. The points are drawn by :func:`draw_ranks`.
     """
     flat = np.asarray(map_).ravel()
-    valid = np.flatnonzero(flat != nodata)
+    valid = np.flatnonzero(flat != LABEL_NODATA)
     if valid.size == 0:
         raise ConfigError("the map has no valid pixel to sample")
     if design == "random":
