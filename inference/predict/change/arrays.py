@@ -9,7 +9,7 @@ ground that did not change:
   the linear map ``later * gain + offset`` that brings the later date onto the earlier one,
   fitted on *pseudo-invariant* pixels (those whose change between the dates is smallest), and
   the later date is read through it before it is predicted
-  (:class:`inference.predict.linear_source.LinearSource`). The fit is a
+  (:class:`inference.predict.change.inputs.LinearSource`). The fit is a
   plain iteration in the spirit of IR-MAD (Canty and Nielsen): start from every pixel,
   standardise each band's difference by its median and MAD (so a scene-wide shift is not
   "change"), keep the ``invariant_share`` of pixels with the smallest standardised change,
