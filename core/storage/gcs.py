@@ -114,8 +114,7 @@ class GcsStore(Store):
 
     is_remote = True
 
-    def __init__(self, url: str, client: Any | None = None, attempts: int = 6,
-                 timeout: float = TIMEOUT):
+    def __init__(self, url: str, client: Any | None = None, attempts: int = 6):
         if not url.startswith("gs://"):
             raise StorageError(f"{url!r} is not a gs:// URL")
         bucket, _, prefix = url[len("gs://"):].partition("/")
@@ -125,7 +124,7 @@ class GcsStore(Store):
         self.prefix = prefix.strip("/")
         self.attempts = attempts
         # what every client call gets: our loop (_retry) is the only one, each request bounded
-        self._once: dict[str, Any] = {"retry": None, "timeout": timeout}
+        self._once: dict[str, Any] = {"retry": None, "timeout": TIMEOUT}
         self._client = client or _gcs_client()
         self._bucket = self._client.bucket(bucket)
 

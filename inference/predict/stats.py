@@ -221,7 +221,6 @@ def isa_area(class_path: str, zones: Sequence[Zone], prob_path: str | None = Non
 
 
 def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
-               compress: maps.Compression = "DEFLATE",
                tags: dict[str, str] | None = None, margin: float | None = None,
                spectral: StackRule | None = None,
                classes: tuple[str, str] | None = None,
@@ -284,8 +283,8 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                                                                        and margin is None)
                        else {}),
                     **(tags or {})}
-            files.put_output(lambda local: maps.write_cog(tmp, local, "change", tags,
-                                                       compress=compress), out_path, work)
+            files.put_output(lambda local: maps.write_cog(tmp, local, "change", tags), out_path,
+                             work)
         finally:  # an interrupt included
             shutil.rmtree(work, ignore_errors=True)
     return out_path
