@@ -71,10 +71,9 @@ def sample_points(map_: np.ndarray, n: int, seed: int = 0,
 
 
 def point_confusion(map_: np.ndarray, reference: np.ndarray, index: tuple[np.ndarray, ...],
-                    num_classes: int, nodata: int = LABEL_NODATA) -> np.ndarray:
+                    num_classes: int) -> np.ndarray:
     """Confusion matrix ``[ref, pred]`` of the map against the reference at sample points."""
-    return confusion_matrix(np.asarray(map_)[index], np.asarray(reference)[index],
-                            num_classes, nodata)
+    return confusion_matrix(np.asarray(map_)[index], np.asarray(reference)[index], num_classes)
 
 
 # ------------------------------------------------------------------ sample size and allocation
