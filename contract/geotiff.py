@@ -69,13 +69,11 @@ def encode_geotiff(array: np.ndarray, transform: Affine, crs: Any, nodata: float
 
 def write_geotiff(path: str | os.PathLike[str], array: np.ndarray, transform: Affine, crs: Any,
                   nodata: float | None, *, descriptions: Sequence[str] | None = None,
-                  tags: Mapping[str, Any] | None = None,
-                  band_tags: Sequence[Mapping[str, Any]] | None = None,
-                  compress: str | None = "deflate") -> Path:
+                  tags: Mapping[str, Any] | None = None) -> Path:
     """Write a local GeoTIFF atomically (through the one atomic writer, ``atomic_path``)."""
     target = Path(path)
     data = _as_3d(np.asarray(array))
     with atomic_path(target) as tmp, rasterio.open(
-            tmp, "w", **profile_for(data, transform, crs, nodata, compress)) as dst:
-        _fill(dst, data, descriptions, tags, band_tags)
+            tmp, "w", **profile_for(data, transform, crs, nodata)) as dst:
+        _fill(dst, data, descriptions, tags, None)
     return target

@@ -77,23 +77,17 @@ class RequestLimit:
         ceiling: never more requests in flight than this.
         adaptive: adapt to 429s (AIMD); False holds ``ceiling`` requests in flight whatever
             the service answers (the static budget, for comparison).
-        decrease: the multiplicative decrease on a 429.
         start: requests in flight before the first answer (slow start from there).
 
     Thread-safe: request threads call :meth:`acquire` before each HTTP request and
     :meth:`done` after it (``EESession.call`` does).
     """
 
-    def __init__(self, ceiling: int, *, adaptive: bool = True, decrease: float = DECREASE,
-                 increase: float = INCREASE, start: int = START) -> None:
+    def __init__(self, ceiling: int, *, adaptive: bool = True, start: int = START) -> None:
         if ceiling < 1:
             raise ConfigError(f"a request limit needs at least one request, got {ceiling}")
-        if not 0.0 < decrease < 1.0:
-            raise ConfigError(f"the decrease on a 429 must be in (0, 1), got {decrease}")
         self.ceiling = ceiling
         self.adaptive = adaptive
-        self.decrease = decrease
-        self.increase = increase
         self.limit = float(min(ceiling, max(1, start)) if adaptive else ceiling)
         self.in_flight = 0
         self.epoch = 0
@@ -121,12 +115,12 @@ class RequestLimit:
             if outcome == "ok":
                 self.succeeded += 1
                 if self.adaptive:
-                    step = 1.0 if self.slow_start else max(1.0 / self.limit, self.increase)
+                    step = 1.0 if self.slow_start else max(1.0 / self.limit, INCREASE)
                     self.limit = min(float(self.ceiling), self.limit + step)
             elif outcome == "throttled":
                 self.throttled += 1
                 if self.adaptive and ticket.epoch == self.epoch:
-                    self.limit = max(1.0, self.limit * self.decrease)
+                    self.limit = max(1.0, self.limit * DECREASE)
                     self.epoch += 1
                     self.slow_start = False
             self._cond.notify_all()

@@ -97,10 +97,7 @@ def closure(roots: Iterable[Requirement], left_out: Sequence[str],
     return sorted(seen)
 
 
-def worker_requirements(checkout: Path, extras: Sequence[str] = ("ee",),
-                        left_out: Sequence[str] = ("torch",),
-                        requires: Callable[[str], list[Requirement]] = installed_requires
-                        ) -> list[str]:
+def worker_requirements(checkout: Path, left_out: Sequence[str] = ("torch",)) -> list[str]:
     """The pinned requirement lines of a worker (see the module docstring).
 
     Raises:
@@ -112,10 +109,10 @@ def worker_requirements(checkout: Path, extras: Sequence[str] = ("ee",),
                           f"{checkout} holds no setup.cfg and constraints.txt; give the "
                           "pyproject.toml at the root of an isamap checkout")
     pins = read_constraints(constraints)
-    roots = declared(setup_cfg, extras)
+    roots = declared(setup_cfg, ("ee",))
     ranges: dict[str, str] = {canonicalize_name(r.name): str(r) for r in roots}
     return [pins.get(name) or ranges.get(name) or name
-            for name in closure(roots, left_out, requires)]
+            for name in closure(roots, left_out)]
 
 
 SETUP_PY = '''# isamap's worker package for Dataflow (core/worker_package.py builds it at launch).

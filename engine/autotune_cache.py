@@ -5,14 +5,19 @@ under a hash of everything the measurement depends on (:func:`cache_key`): the m
 architecture and arguments, the input (for inference, tile) shape, the device in words
 (:func:`describe_device`, with its thread count), the torch version, what was left to measure
 and the tolerance. ``ISAMAP_AUTOTUNE_CACHE=off`` disables it, ``=/some/file.json`` moves it.
-The file itself is written by :mod:`engine.records` (format tag, bounded, atomic).
+The file carries a ``format`` tag (a file of another format, or one that cannot be read,
+counts as empty and is rewritten), holds at most :data:`CACHE_ENTRIES` entries (the oldest
+dropped first) and is written atomically; a home that cannot be written must not stop a map,
+so a failed write is a warning.
 
-May import: ``core``, ``engine.records``, ``engine.choice_value``.
+May import: ``core``, ``engine.choice_value``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import platform
 from pathlib import Path
@@ -23,8 +28,8 @@ from torch import nn
 
 from core.digest import json_digest, text_sha256
 from core.env_switch import is_off
+from core.storage import atomic_write
 from core.user_cache import user_cache_dir
-from engine import records
 from engine.choice_value import Choice
 
 CACHE_ENV = "ISAMAP_AUTOTUNE_CACHE"
@@ -33,6 +38,8 @@ CACHE_ENV = "ISAMAP_AUTOTUNE_CACHE"
 # inference choices on CUDA could say cudnn.benchmark, which inference no longer runs
 CACHE_FORMAT = "isamap-autotune/6"
 CACHE_ENTRIES = 256  # oldest entries are dropped beyond this
+
+log = logging.getLogger(__name__)
 
 
 def describe_device(device: torch.device) -> str:
@@ -84,11 +91,31 @@ def cache_key(model: nn.Module, shape: tuple[int, ...], device: torch.device, mo
 
 
 def read_cache(path: Path) -> dict[str, Any]:
-    """The cached choices by key (empty when the file is missing or of another format)."""
-    return records.read_entries(path, CACHE_FORMAT, "autotune cache")
+    """The cached choices by key (empty when missing, unreadable or of another format)."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring the unreadable autotune cache %s (%s); it will be rewritten",
+                    path, exc)
+        return {}
+    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
+        return {}
+    entries = data.get("entries")
+    return entries if isinstance(entries, dict) else {}
 
 
 def write_cache(path: Path, key: str, choice: Choice) -> None:
-    """Remember ``choice`` under ``key`` (the oldest entries dropped beyond the bound)."""
-    records.write_entry(path, CACHE_FORMAT, "autotune cache", key, choice.to_dict(),
-                        CACHE_ENTRIES)
+    """Remember ``choice`` under ``key``, the newest entry (the oldest dropped beyond the bound)."""
+    entries = read_cache(path)
+    entries.pop(key, None)
+    entries[key] = choice.to_dict()
+    while len(entries) > CACHE_ENTRIES:
+        entries.pop(next(iter(entries)))
+    text = json.dumps({"format": CACHE_FORMAT, "entries": entries}, indent=1)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda fh: fh.write(text.encode()))
+    except OSError as exc:  # a read-only home must not stop a prediction
+        log.warning("could not write the autotune cache %s (%s)", path, exc)

@@ -242,9 +242,11 @@ class CompiledForInference(nn.Module):
 
 def compile_for_inference(model: nn.Module, example: torch.Tensor, *,
                           autocast: torch.dtype | None = None,
-                          backend: str | Callable[..., Any] = "inductor",
-                          freezing: bool = True) -> CompiledForInference:
+                          backend: str | Callable[..., Any] = "inductor") -> CompiledForInference:
     """``model`` compiled now for ``example``'s shape, for calls under ``torch.inference_mode``.
+
+    The weights are frozen into the graph as constants (conv + batch norm folded, weights
+    pre-packed for oneDNN): the model's weights must not change afterwards.
 
     Args:
         model: an eval-mode module, already in the memory format (and on the device) of its
@@ -254,8 +256,6 @@ def compile_for_inference(model: nn.Module, example: torch.Tensor, *,
             what is traced: call the result under the same autocast, or it compiles again.
         backend: ``torch.compile``'s backend; ``"inductor"`` unless a test or a caller with
             its own compiler says otherwise.
-        freezing: fold weights into the graph as constants (conv + batch norm folded, weights
-            pre-packed for oneDNN); the model's weights must not change afterwards.
 
     Returns:
         The compiled module (eager for other input shapes); ``compile_seconds`` says how
@@ -265,7 +265,7 @@ def compile_for_inference(model: nn.Module, example: torch.Tensor, *,
         CompileError: the model could not be compiled (no C++ compiler, an unsupported
             operator); run it eagerly instead.
     """
-    compiled = CompiledForInference(model, backend=backend, freezing=freezing)
+    compiled = CompiledForInference(model, backend=backend)
     device_type = example.device.type
     amp = (torch.autocast(device_type, autocast) if autocast is not None
            else contextlib.nullcontext())

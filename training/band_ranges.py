@@ -182,7 +182,6 @@ def not_trained_on(what: str, problems: Sequence[str], fix: str) -> InputDataErr
 
 def judge_patches(what: str, read_image: Callable[[int], np.ndarray], count: int,
                   bands: tuple[str, ...], *, allow_implausible: bool = False,
-                  recorded_in: str = "the model file",
                   per_patch: int = 4096, physics: bool = True) -> dict[str, Any]:
     """Judge a patch dataset's pixels by the one input check; its fingerprint to record.
 
@@ -196,7 +195,6 @@ def judge_patches(what: str, read_image: Callable[[int], np.ndarray], count: int
         count: how many patches there are.
         bands: the band names, in the image's channel order.
         allow_implausible: proceed with doubts (``--allow-implausible``).
-        recorded_in: where the returned notes go, for the refusal's advice.
         per_patch: at most this many pixels of each patch (a whole scene's sample: all of
             it, as inference reads it, so that both fingerprints see the same pixels).
         physics: apply the physical rules, a scene's (False: a dataset's patches, whose
@@ -212,7 +210,7 @@ def judge_patches(what: str, read_image: Callable[[int], np.ndarray], count: int
     pixels = pixel_sample(read_image, count, len(bands), per_patch=per_patch)
     samples = {b: pixels[i] for i, b in enumerate(bands) if not is_code_band(b)}
     notes = judge_stack(what, samples, allow_implausible=allow_implausible,
-                        recorded_in=recorded_in, physics=physics)
+                        recorded_in="the model file", physics=physics)
     fingerprint = fingerprint_of(samples)
     return {**({"pixel_fingerprint": fingerprint.to_dict()} if fingerprint else {}),
             **({"input_notes": list(notes)} if notes else {})}

@@ -96,8 +96,7 @@ def collate(items: list[dict]) -> dict:
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0,
                 num_workers: int | None = None, rank: int = 0, world_size: int = 1,
-                pin_memory: bool = False, drop_last: bool = False,
-                weights: np.ndarray | None = None) -> DataLoader:
+                pin_memory: bool = False, weights: np.ndarray | None = None) -> DataLoader:
     """A loader that keeps the model busy: workers, prefetching, persistent workers, pinning.
 
     Call ``loader.sampler.set_epoch(epoch)`` before each epoch (new order, new augmentations).
@@ -105,10 +104,9 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0,
     shuffling.
     """
     workers = default_workers() if num_workers is None else int(num_workers)
-    sampler = KeyedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle,
-                           seed=seed, drop_last=drop_last, weights=weights)
+    sampler = KeyedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed,
+                           weights=weights)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                      pin_memory=pin_memory, drop_last=drop_last, collate_fn=collate,
-                      persistent_workers=workers > 0,
+                      pin_memory=pin_memory, collate_fn=collate, persistent_workers=workers > 0,
                       prefetch_factor=4 if workers > 0 else None,
                       generator=torch.Generator().manual_seed(seed))

@@ -76,11 +76,10 @@ class ConfusionMatrix:
     ``(N, H, W)``; ``all_reduce`` sums it over DDP ranks.
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = LABEL_NODATA) -> None:
+    def __init__(self, num_classes: int) -> None:
         if num_classes < 2:
             raise ConfigError(f"num_classes must be >= 2, got {num_classes}")
         self.num_classes = num_classes
-        self.ignore_index = ignore_index
         self._m: torch.Tensor | None = None
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -106,7 +105,7 @@ class ConfusionMatrix:
         k = self.num_classes
         t = target.reshape(-1).long()
         p = pred.reshape(-1).long()
-        keep = (t != self.ignore_index) & (t >= 0) & (t < k)
+        keep = (t != LABEL_NODATA) & (t >= 0) & (t < k)
         pairs = torch.where(keep, t * k + p, k * k)  # k * k: the ignored pixels' bin
         counts = torch.bincount(pairs, minlength=k * k + 1)[:k * k].reshape(k, k)
         self._m = counts if self._m is None else self._m + counts.to(self._m.device)

@@ -136,9 +136,8 @@ def atomic_torch_save(obj, path: Path) -> None:
     atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
-def read_model_file(path: str | os.PathLike, map_location: str | torch.device = "cpu",
-                    flag: str = "--model") -> tuple[ModelMeta, dict]:
-    """The meta and state dict of a model file, validated, without building the network.
+def read_model_file(path: str | os.PathLike, flag: str = "--model") -> tuple[ModelMeta, dict]:
+    """The meta and state dict of a model file on the CPU, validated, without building the network.
 
     Weights that are not finite are refused here; the digest the file records is checked by
     :func:`load_model_file`, once the weights are known to fit the network (so a file cut
@@ -146,11 +145,10 @@ def read_model_file(path: str | os.PathLike, map_location: str | torch.device = 
 
     Args:
         path: the model file.
-        map_location: where the tensors are loaded.
         flag: how errors name the file, the flag the user typed (``--model``), or ``model
             file`` for a file isamap wrote itself.
     """
-    return _read(path, map_location, flag)[:2]
+    return _read(path, "cpu", flag)[:2]
 
 
 def _read(path: str | os.PathLike, map_location: str | torch.device,
@@ -307,8 +305,7 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     return LoadedModel(model.to(map_location).eval(), meta, file_id, os.fspath(path))
 
 
-def load_model_file(path: str | os.PathLike, map_location: str | torch.device = "cpu",
-                    flag: str = "--model") -> tuple[nn.Module, ModelMeta]:
-    """:func:`load_model`'s ``(model.eval(), meta)``, for who needs not the file's id."""
-    loaded = load_model(path, map_location, flag)
+def load_model_file(path: str | os.PathLike, flag: str = "--model") -> tuple[nn.Module, ModelMeta]:
+    """:func:`load_model`'s ``(model.eval(), meta)`` on the CPU, for who needs not the file's id."""
+    loaded = load_model(path, flag=flag)
     return loaded.module, loaded.meta

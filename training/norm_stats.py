@@ -33,8 +33,7 @@ class NormStats:
 
 
 def band_stats(images: Iterable[np.ndarray], bands: Sequence[str],
-               where: str = "the training split", advice: str = "", *,
-               earlier_from_base: bool = False) -> NormStats:
+               where: str = "the training split", *, earlier_from_base: bool = False) -> NormStats:
     """Per-band mean and deviation over ``images`` (each ``(C, ...)``), NaN ignored.
 
     Float64 sums, one image at a time, so any number of patches fits in memory. The
@@ -54,7 +53,7 @@ def band_stats(images: Iterable[np.ndarray], bands: Sequence[str],
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(n > 0, s / n, np.nan)
         std = np.sqrt(np.maximum(s2 / n - mean * mean, 0))
-    return stats_from_moments(bands, mean.tolist(), std.tolist(), where, advice,
+    return stats_from_moments(bands, mean.tolist(), std.tolist(), where,
                               earlier_from_base=earlier_from_base)
 
 

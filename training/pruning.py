@@ -210,17 +210,15 @@ def compact_state(state: Mapping[str, torch.Tensor], layers: Sequence[PrunableLa
     return {name: t.contiguous() for name, t in out.items()}
 
 
-def compact_model(model: nn.Module, meta: ModelMeta,
-                  removed: Mapping[str, Sequence[int]] | None = None
-                  ) -> tuple[nn.Module, ModelMeta]:
+def compact_model(model: nn.Module, meta: ModelMeta) -> tuple[nn.Module, ModelMeta]:
     """A genuinely smaller network without the zeroed filters, and its model-file meta.
 
-    ``removed`` defaults to the filters that are zero now (:func:`zeroed_filters`). The new
+    The filters removed are those that are zero now (:func:`zeroed_filters`). The new
     meta records the kept widths in ``model_kwargs["channels"]``, so ``load_model_file``
     rebuilds the compact network through the registry.
     """
     layers = prunable_layers(model)
-    removed = zeroed_filters(model) if removed is None else removed
+    removed = zeroed_filters(model)
     widths = {layer.conv: conv_named(model, layer.conv).out_channels
               - len(removed.get(layer.conv, ())) for layer in layers}
     previous = dict(meta.model_kwargs).get("channels") or {}

@@ -41,8 +41,7 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
             requests.Timeout, ConnectionError, TimeoutError)
 
 
-def with_retries(call: Callable[[], T], *, what: str, attempts: int = 6, base_delay: float = 0.5,
-                 max_delay: float = 30.0, transient: tuple[type[BaseException], ...] | None = None,
+def with_retries(call: Callable[[], T], *, what: str, attempts: int = 6,
                  sleep: Callable[[float], None] = time.sleep) -> T:
     """Run ``call``, retrying transient failures with exponential backoff and full jitter.
 
@@ -50,7 +49,7 @@ def with_retries(call: Callable[[], T], *, what: str, attempts: int = 6, base_de
     retrying in lock-step. After ``attempts`` tries the last error surfaces as
     :class:`StorageError` naming the operation.
     """
-    transient = transient if transient is not None else _transient_errors()
+    transient = _transient_errors()
 
     def fail(exc: Exception, attempt: int, exhausted: bool) -> BaseException:
         if not exhausted:
@@ -58,7 +57,7 @@ def with_retries(call: Callable[[], T], *, what: str, attempts: int = 6, base_de
         return StorageError(f"{what} failed {attempt} times with transient errors (last: "
                             f"{exc}); Cloud Storage may be overloaded, try again later")
 
-    return retry_call(call, RetryPolicy(attempts, base_delay, max_delay), sleep=sleep,
+    return retry_call(call, RetryPolicy(attempts, 0.5, 30.0), sleep=sleep,
                       retryable=lambda exc: isinstance(exc, transient), fail=fail)
 
 
@@ -115,8 +114,7 @@ class GcsStore(Store):
 
     is_remote = True
 
-    def __init__(self, url: str, client: Any | None = None, attempts: int = 6,
-                 timeout: float = TIMEOUT):
+    def __init__(self, url: str, client: Any | None = None, attempts: int = 6):
         if not url.startswith("gs://"):
             raise StorageError(f"{url!r} is not a gs:// URL")
         bucket, _, prefix = url[len("gs://"):].partition("/")
@@ -126,7 +124,7 @@ class GcsStore(Store):
         self.prefix = prefix.strip("/")
         self.attempts = attempts
         # what every client call gets: our loop (_retry) is the only one, each request bounded
-        self._once: dict[str, Any] = {"retry": None, "timeout": timeout}
+        self._once: dict[str, Any] = {"retry": None, "timeout": TIMEOUT}
         self._client = client or _gcs_client()
         self._bucket = self._client.bucket(bucket)
 

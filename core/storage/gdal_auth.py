@@ -201,8 +201,7 @@ def is_remote(path: str | os.PathLike[str]) -> bool:
 
 
 @contextmanager
-def gdal_env(*paths: str | os.PathLike[str] | None, remote: bool | None = None,
-             **options: Any) -> Iterator[None]:
+def gdal_env(*paths: str | os.PathLike[str] | None, **options: Any) -> Iterator[None]:
     """A ``rasterio.Env`` with ``options``, after :func:`ready_for_remote` for Cloud Storage.
 
     The credentials and stall limits (:data:`STALL_OPTIONS`) are in the process environment,
@@ -211,15 +210,11 @@ def gdal_env(*paths: str | os.PathLike[str] | None, remote: bool | None = None,
     Args:
         paths: what will be read; the credentials and stall limits are added when one is on
             Cloud Storage.
-        remote: force (True) or skip (False) the credentials and stall limits whatever
-            ``paths`` say.
         options: other GDAL config options for the block.
     """
     import rasterio
 
-    wanted = remote if remote is not None else any(p is not None and is_remote(p)
-                                                   for p in paths)
-    if wanted:
+    if any(p is not None and is_remote(p) for p in paths):
         ready_for_remote()
     if not options:
         yield  # nothing to set: a patch read of a local dataset costs no environment

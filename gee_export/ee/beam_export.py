@@ -142,7 +142,6 @@ def _admit(budget: ComputeBudget, per_patch: int, book: MonthProgress, todo: int
 
 def export_pipeline(sessions: SessionFactory, image: Any, job: ExportJob, out: str,
                     runner: RunnerConfig, *, fine_label: Any = None,
-                    limits: Limits = DEFAULT_LIMITS,
                     shard_size: int = DEFAULT_SHARD_SIZE,
                     budget: ComputeBudget | None = None) -> ExportSummary:
     """Export one month with a Beam pipeline (see module docstring); resumable.
@@ -154,7 +153,6 @@ def export_pipeline(sessions: SessionFactory, image: Any, job: ExportJob, out: s
         out: dataset root, a local folder (DirectRunner) or a gs:// URL (any runner).
         runner: the runner and its options; ``runner.threads`` requests per worker.
         fine_label: ``recipe.build_fine_label``'s image when ``job.spec.fine_scale`` is set.
-        limits: computePixels limits (tests shrink them to exercise splitting).
         shard_size: records per index shard (patch rows are never split between shards).
         budget: ``--max-eecu-hours``: only the patches whose planned requests keep the
             dataset's estimated spending within it are fetched (decided before the job
@@ -169,7 +167,7 @@ def export_pipeline(sessions: SessionFactory, image: Any, job: ExportJob, out: s
     started = time.monotonic()
     with hold_output(out):  # the launcher holds the output's lock for the whole job
         return _run_export(started, plan_export(
-            sessions, image, job, out, runner, fine_label=fine_label, limits=limits,
+            sessions, image, job, out, runner, fine_label=fine_label,
             shard_size=shard_size, budget=budget), job, runner, budget)
 
 

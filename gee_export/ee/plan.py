@@ -20,7 +20,7 @@ from contract.splits import (
 )
 from gee_export.ee.budget import format_budget
 from gee_export.ee.compute import ComputeEstimate, estimate, format_duration, format_estimate
-from gee_export.ee.pixels import FLOAT_BYTES, Limits, bands_bytes, split_request
+from gee_export.ee.pixels import FLOAT_BYTES, bands_bytes, split_request
 from gee_export.ee.tasks import (
     CONCURRENT_BATCH_TASKS,
     DEFAULT_PATCHES_PER_TILE,
@@ -84,8 +84,7 @@ class ExportPlan:
 
 def make_plan(region: Region, grid: Grid, months: tuple[str, ...], bands: tuple[str, ...],
               label: str, fine_scale: int | None, method: Method, out: str, workers: int,
-              patches_per_tile: int = DEFAULT_PATCHES_PER_TILE,
-              limits: Limits | None = None, seed: int = 0,
+              patches_per_tile: int = DEFAULT_PATCHES_PER_TILE, seed: int = 0,
               block: int = DEFAULT_BLOCK, latency_s: float = DEFAULT_LATENCY_S,
               max_eecu_hours: float | None = None) -> ExportPlan:
     """The plan of an export (pure: no Earth Engine, no storage access).
@@ -101,11 +100,11 @@ def make_plan(region: Region, grid: Grid, months: tuple[str, ...], bands: tuple[
     per_split = split_counts(splits)
     patches_per_month = len(splits)
     window = grid.patch_window(0, 0) if grid.patch_count else None
-    per_patch = len(split_request(window, names, limits)) if window else 0
+    per_patch = len(split_request(window, names)) if window else 0
     patch_bytes = grid.patch_size ** 2 * bands_bytes(names)
     if fine_scale:
         fine = grid.scaled(fine_scale)
-        per_patch += len(split_request(fine.patch_window(0, 0), ("label",), limits))
+        per_patch += len(split_request(fine.patch_window(0, 0), ("label",)))
         patch_bytes += fine.patch_size ** 2 * FLOAT_BYTES
     n_months = len(months)
     tiles = plan_tiles(grid, patches_per_tile) if grid.patch_count else []

@@ -136,17 +136,16 @@ CLEAR_COUNT_TILE_SCALE = 4
 """Smaller tiles for the composite under the check (less memory per tile)."""
 
 
-def clear_count_statistic(region, start: str, end: str, recipe: S2Recipe,
-                          scale: float = 200.0):
+def clear_count_statistic(region, start: str, end: str, recipe: S2Recipe):
     """Server-side number: median over the region of the per-pixel clear count.
 
-    Reduced at ``scale`` or coarser, at most :data:`CLEAR_COUNT_PIXELS` pixels whatever the
+    Reduced at 200 m or coarser, at most :data:`CLEAR_COUNT_PIXELS` pixels whatever the
     region's size.
     """
     import ee
 
     count = s2_composite(region, start, end, recipe, ("B2",)).select("s2_clear_count")
-    stats = count.unmask(0).reduceRegion(ee.Reducer.median(), region, scale, bestEffort=True,
+    stats = count.unmask(0).reduceRegion(ee.Reducer.median(), region, 200.0, bestEffort=True,
                                          maxPixels=CLEAR_COUNT_PIXELS,
                                          tileScale=CLEAR_COUNT_TILE_SCALE)
     return ee.Number(stats.get("s2_clear_count"))

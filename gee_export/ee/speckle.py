@@ -201,30 +201,29 @@ def sigma_range(enl: float, xi: float = 0.9) -> tuple[float, float, float]:
     return float(i1), float(i2), float(math.sqrt(max(second - 1.0, 0.0)))
 
 
-def lee_sigma(z, region, enl: float = 4.4, xi: float = 0.9, bright_count: int = 5,
-              target_size: int = 7, percentile_scale: float = 100.0):
+def lee_sigma(z, region, enl: float = 4.4, xi: float = 0.9):
     """Improved sigma filter (Lee et al. 2009).
 
-    1. Point targets: pixels above the scene's 98th percentile with at least ``bright_count``
+    1. Point targets: pixels above the scene's 98th percentile with at least 5
        such pixels in their 3x3 window are kept unfiltered.
     2. A priori mean x: Lee MMSE over 3x3 with the original noise variation 1/ENL.
-    3. Neighbours of the ``target_size`` window inside the centre's range [I1*x, I2*x] are
+    3. Neighbours of the 7x7 window inside the centre's range [I1*x, I2*x] are
        selected (And, per centre pixel, via neighbourhood arrays).
     4. MMSE over the selected pixels with the truncated noise variation eta_v.
     """
     ee = _ee()
     name = z.bandNames().get(0)
     i1, i2, eta_v = sigma_range(enl, xi)
-    z98 = ee.Number(z.reduceRegion(ee.Reducer.percentile([98]), region, percentile_scale,
+    z98 = ee.Number(z.reduceRegion(ee.Reducer.percentile([98]), region, 100.0,
                                    bestEffort=True, maxPixels=1e8).values().get(0))
     bright = z.gte(ee.Image.constant(z98))
     count = bright.reduceNeighborhood(ee.Reducer.sum(), _square(3))  # 0..9, a real count
-    point = bright.And(count.gte(bright_count))
+    point = bright.And(count.gte(5))
 
     m3, var3 = _stats(z, _square(3))
     prior = _lee_mmse(z, m3, var3, 1.0 / enl)
     lo, hi = prior.multiply(i1), prior.multiply(i2)
-    neigh = z.neighborhoodToArray(_square(target_size))  # a 2-D (rows x columns) array
+    neigh = z.neighborhoodToArray(_square(7))  # a 2-D (rows x columns) array
     inside = neigh.gte(lo).And(neigh.lte(hi))  # broadcast: neighbours vs the centre's range
 
     def total(array):  # sum over both axes leaves a 1 x 1 array: index it with two coordinates

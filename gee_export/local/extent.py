@@ -90,15 +90,13 @@ def region_name(scenes: str | Path) -> str:
 
 
 def scenes_region(scenes: str | Path | SceneCollection, months: Sequence[str], *,
-                  reading: Mapping[str, Any] | None = None,
-                  name: str | None = None, with_label: bool = True) -> Region:
+                  reading: Mapping[str, Any] | None = None, with_label: bool = True) -> Region:
     """The region every scene of ``months`` and the label cover (their footprints' overlap).
 
     Args:
         scenes: the ``--scenes`` folder (or what ``discover_scenes`` found in it).
         months: the months to export; their scenes decide the area.
         reading: ``discover_scenes`` arguments (``LocalRecipe.reading()``).
-        name: the region's name (default: from the folder's name).
         with_label: the label raster narrows the area too (an export's patches need labels;
             a map does not).
 
@@ -119,22 +117,20 @@ def scenes_region(scenes: str | Path | SceneCollection, months: Sequence[str], *
             f"the {len(paths)} rasters of {', '.join(months)} in {scenes} do not overlap (no "
             f"area is covered by every scene{' and the label' if with_label else ''}); give "
             "the area with --bbox or --region-file, or leave out scenes of other places")
-    label = name or (region_name(scenes) if not isinstance(scenes, SceneCollection)
-                     else "scenes")
+    label = region_name(scenes) if not isinstance(scenes, SceneCollection) else "scenes"
     what = "scene and label" if with_label else "scene"
     return Region(label, (west, south, east, north), covered=True,
                   description=f"the area {len(paths)} {what} rasters cover in common")
 
 
-def scenes_extent(scenes: str | Path, months: Sequence[str], *,
-                  reading: Mapping[str, Any] | None = None
+def scenes_extent(scenes: str | Path, months: Sequence[str]
                   ) -> tuple[float, float, float, float] | None:
     """The lon/lat box around every scene of ``months`` (their footprints' union).
 
     None where it cannot say: no scene of those months (the stack's own refusal names the
     month), or a footprint across the 180th meridian (west > east).
     """
-    collection = discover_scenes(scenes, **(reading or {}))
+    collection = discover_scenes(scenes)
     found = [s for m in months for s in (*collection.in_month(m).s2, *collection.in_month(m).s1)]
     boxes = []
     for path in (scene.bands[0][1].path for scene in found if scene.bands):

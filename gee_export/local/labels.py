@@ -241,18 +241,13 @@ def product_window(ref: BandRef, grid: Grid, window: Window) -> np.ndarray:
     return np.where(out == LABEL_NODATA, np.nan, out).astype(np.float32)
 
 
-def label_window(ref: BandRef, grid: Grid, window: Window, mapping: ClassMapping,
-                 resampling: str | None = None) -> np.ndarray:
+def label_window(ref: BandRef, grid: Grid, window: Window, mapping: ClassMapping) -> np.ndarray:
     """The mapped label on ``window`` of ``grid`` as uint8 (255 = nodata).
 
-    ``resampling`` None picks mode when the source is finer than the grid, else nearest.
+    Mode when the source is finer than the grid, else nearest (labels are categorical).
     """
-    if resampling is None:
-        resampling = categorical_resampling(ref, grid)
-    if resampling not in ("nearest", "mode"):
-        raise ConfigError(f"labels are categorical: use nearest or mode, not {resampling!r}")
-    out = read_to_grid(ref, grid, window, resampling, prepare=mapping.apply,
-                       categorical_nodata=LABEL_NODATA)
+    out = read_to_grid(ref, grid, window, categorical_resampling(ref, grid),
+                       prepare=mapping.apply, categorical_nodata=LABEL_NODATA)
     return out.astype(np.uint8)
 
 

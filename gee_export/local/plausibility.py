@@ -63,15 +63,14 @@ class BandSource(Protocol):
     def index(self) -> int: ...
 
 
-def read_sample(ref: BandSource, max_side: int = SAMPLE_SIDE,
-                shape: tuple[int, int] | None = None) -> np.ndarray:
-    """A decimated read of one band as float32, nodata as NaN (at most ``max_side``² pixels).
+def read_sample(ref: BandSource, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A decimated read of one band as float32, nodata as NaN (at most ``SAMPLE_SIDE``² pixels).
 
     ``shape``: read at this shape instead (the bands of one product at one shape, pixel for
     pixel, whatever their resolution).
     """
     with rasterio.open(ref.path) as src:
-        step = max(1, -(-max(src.width, src.height) // max_side))
+        step = max(1, -(-max(src.width, src.height) // SAMPLE_SIDE))
         shape = shape or (max(1, src.height // step), max(1, src.width // step))
         sample = src.read(ref.index, out_shape=shape).astype(np.float32)
         nodata = src.nodatavals[ref.index - 1]

@@ -120,15 +120,14 @@ def sigma_range_mask(values: np.ndarray, prior: np.ndarray, lower: float,
 
 
 # --------------------------------------------------------------------------- filters
-def boxcar(img: np.ndarray, size: int = DEFAULT_KERNEL, block: int = DEFAULT_BLOCK) -> np.ndarray:
+def boxcar(img: np.ndarray, size: int = DEFAULT_KERNEL) -> np.ndarray:
     """Mean of the finite pixels in a size x size window."""
     check_window(size, DEFAULT_ENL)
-    out = filter_blocks(img, lambda a: masked_stats(a, size)[0], size // 2, block)
+    out = filter_blocks(img, lambda a: masked_stats(a, size)[0], size // 2, DEFAULT_BLOCK)
     return keep_nodata(img, out)
 
 
-def lee(img: np.ndarray, size: int = DEFAULT_KERNEL, enl: float = DEFAULT_ENL,
-        block: int = DEFAULT_BLOCK) -> np.ndarray:
+def lee(img: np.ndarray, size: int = DEFAULT_KERNEL, enl: float = DEFAULT_ENL) -> np.ndarray:
     """Lee (1980): local mean + b (pixel - local mean), b from :func:`lee_weight`."""
     check_window(size, enl)
 
@@ -136,11 +135,10 @@ def lee(img: np.ndarray, size: int = DEFAULT_KERNEL, enl: float = DEFAULT_ENL,
         mean, var = masked_stats(a, size)
         return mean + lee_weight(mean, var, enl) * (a - mean)
 
-    return keep_nodata(img, filter_blocks(img, run, size // 2, block))
+    return keep_nodata(img, filter_blocks(img, run, size // 2, DEFAULT_BLOCK))
 
 
-def gamma_map(img: np.ndarray, size: int = DEFAULT_KERNEL, enl: float = DEFAULT_ENL,
-              block: int = DEFAULT_BLOCK) -> np.ndarray:
+def gamma_map(img: np.ndarray, size: int = DEFAULT_KERNEL, enl: float = DEFAULT_ENL) -> np.ndarray:
     """Gamma-MAP (Lopes et al. 1990) with the three regimes of :func:`gamma_map_estimate`."""
     check_window(size, enl)
 
@@ -150,15 +148,14 @@ def gamma_map(img: np.ndarray, size: int = DEFAULT_KERNEL, enl: float = DEFAULT_
             ci = np.sqrt(var) / mean
         return gamma_map_estimate(a, mean, ci, enl)
 
-    return keep_nodata(img, filter_blocks(img, run, size // 2, block))
+    return keep_nodata(img, filter_blocks(img, run, size // 2, DEFAULT_BLOCK))
 
 
 def lee_sigma(img: np.ndarray, size: int = DEFAULT_KERNEL, enl: float = DEFAULT_ENL,
-              sigma: float = 0.9, bright_count: int = 5, bright_percentile: float = 98.0,
-              block: int = DEFAULT_BLOCK) -> np.ndarray:
+              sigma: float = 0.9) -> np.ndarray:
     """Improved Lee sigma filter (Lee et al. 2009).
 
-    1. Point targets: pixels >= the image's 98th percentile with at least ``bright_count``
+    1. Point targets: pixels >= the image's 98th percentile with at least 5
        such pixels in their 3x3 window are kept unfiltered.
     2. A priori mean x~: Lee MMSE over 3x3.
     3. Neighbours of the ``size`` x ``size`` window inside [I1 x~, I2 x~] (both bounds, from
@@ -167,7 +164,7 @@ def lee_sigma(img: np.ndarray, size: int = DEFAULT_KERNEL, enl: float = DEFAULT_
     check_window(size, enl)
     lower, upper, eta_v = sigma_range(enl, sigma)
     finite = img[np.isfinite(img)]
-    z98 = float(np.percentile(finite, bright_percentile)) if finite.size else np.inf
+    z98 = float(np.percentile(finite, 98.0)) if finite.size else np.inf
     half = size // 2
     cu2 = eta_v * eta_v
 
@@ -176,7 +173,7 @@ def lee_sigma(img: np.ndarray, size: int = DEFAULT_KERNEL, enl: float = DEFAULT_
         x = np.where(valid, a, 0.0).astype(np.float64)
         bright = (x >= z98) & valid
         count = np.rint(ndimage.uniform_filter(bright.astype(np.float64), 3, mode="reflect") * 9)
-        retain = bright & (count >= bright_count)
+        retain = bright & (count >= 5)
         m3, v3 = masked_stats(a, 3)
         prior = m3 + lee_weight(m3, v3, enl) * (x - m3)
         hp, wp = a.shape
@@ -199,26 +196,25 @@ def lee_sigma(img: np.ndarray, size: int = DEFAULT_KERNEL, enl: float = DEFAULT_
         out = mean + b * (x - mean)
         return np.where(retain, x, out)
 
-    return keep_nodata(img, filter_blocks(img, run, half + 1, block))
+    return keep_nodata(img, filter_blocks(img, run, half + 1, DEFAULT_BLOCK))
 
 
 def despeckle(img: np.ndarray, method: SpeckleFilter = "refined_lee", *,
-              size: int = DEFAULT_KERNEL, enl: float = DEFAULT_ENL,
-              block: int = DEFAULT_BLOCK) -> np.ndarray:
+              size: int = DEFAULT_KERNEL, enl: float = DEFAULT_ENL) -> np.ndarray:
     """Filter one band of linear-power sigma0 with the named filter (``'none'`` copies)."""
     img = np.asarray(img, dtype=np.float32)
     if method == "none":
         return img.copy()
     if method == "boxcar":
-        return boxcar(img, size, block)
+        return boxcar(img, size)
     if method == "lee":
-        return lee(img, size, enl, block)
+        return lee(img, size, enl)
     if method == "gamma_map":
-        return gamma_map(img, size, enl, block)
+        return gamma_map(img, size, enl)
     if method == "refined_lee":
-        return refined_lee(img, block)
+        return refined_lee(img)
     if method == "lee_sigma":
-        return lee_sigma(img, size, enl, block=block)
+        return lee_sigma(img, size, enl)
     raise ConfigError(
         f"unknown speckle filter {method!r}; choose one of {', '.join(SPECKLE_FILTERS)}"
     )

@@ -28,15 +28,13 @@ from gee_export.local.warp import overlaps
 READ_BLOCK = 1024
 
 
-def check_training_label(ref: BandRef | None, grid: Grid, scheme: str, *,
-                         block: int = READ_BLOCK) -> str | None:
+def check_training_label(ref: BandRef | None, grid: Grid, scheme: str) -> str | None:
     """Refuse a training export without a label; say when its label holds no impervious pixel.
 
     Args:
         ref: the month's label raster (None: none given or found among the scenes).
         grid: the export's grid; only the label's pixels on it count.
         scheme: the run's label scheme (a preset, ``landcover:<source>`` or ``map:...``).
-        block: grid pixels per block side read at a time.
 
     Returns:
         None, or the warning that the label holds no impervious pixel on the grid after
@@ -64,7 +62,7 @@ def check_training_label(ref: BandRef | None, grid: Grid, scheme: str, *,
     mapping = get_scheme(scheme)
     impervious = mapping.classes.index("impervious")
     labelled = 0
-    for window in grid_blocks(grid, block):
+    for window in grid_blocks(grid, READ_BLOCK):
         values = label_window(ref, grid, window, mapping)
         if np.any(values == impervious):
             return None

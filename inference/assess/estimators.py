@@ -44,8 +44,7 @@ Z95 = 1.96  # the rounded normal quantile Olofsson et al. (2014) use for 95 % in
 # ------------------------------------------------------------------ drawing points from arrays
 def sample_points(map_: np.ndarray, n: int, seed: int = 0,
                   design: Literal["random", "stratified"] = "stratified",
-                  num_classes: int | None = None,
-                  nodata: int = LABEL_NODATA) -> tuple[np.ndarray, ...]:
+                  num_classes: int | None = None) -> tuple[np.ndarray, ...]:
     """Indices (one array per axis) of ``n`` sample points over the valid pixels of a class map.
 
     ``random``: simple random sampling. ``stratified``: the map classes are the strata and
@@ -53,7 +52,7 @@ def sample_points(map_: np.ndarray, n: int, seed: int = 0,
     the design the estimators below assume. The points are drawn by :func:`draw_ranks`.
     """
     flat = np.asarray(map_).ravel()
-    valid = np.flatnonzero(flat != nodata)
+    valid = np.flatnonzero(flat != LABEL_NODATA)
     if valid.size == 0:
         raise ConfigError("the map has no valid pixel to sample")
     if design == "random":
@@ -72,10 +71,9 @@ def sample_points(map_: np.ndarray, n: int, seed: int = 0,
 
 
 def point_confusion(map_: np.ndarray, reference: np.ndarray, index: tuple[np.ndarray, ...],
-                    num_classes: int, nodata: int = LABEL_NODATA) -> np.ndarray:
+                    num_classes: int) -> np.ndarray:
     """Confusion matrix ``[ref, pred]`` of the map against the reference at sample points."""
-    return confusion_matrix(np.asarray(map_)[index], np.asarray(reference)[index],
-                            num_classes, nodata)
+    return confusion_matrix(np.asarray(map_)[index], np.asarray(reference)[index], num_classes)
 
 
 # ------------------------------------------------------------------ sample size and allocation

@@ -28,8 +28,7 @@ from inference.cog.maps import CLASS_PALETTE
 
 
 def labelling_app_script(points: dict, classes: Sequence[str], *, pixel_size: float,
-                         asset_id: str | None = None, description: str = "isamap_reference",
-                         title: str = "isamap reference labelling") -> str:
+                         asset_id: str | None = None) -> str:
     """JavaScript of the labelling app for ``points`` (a GeoJSON FeatureCollection with ids).
 
     Each point keeps its id; the sample's ``strata_id`` and ``design_id``, where its file has
@@ -45,7 +44,7 @@ def labelling_app_script(points: dict, classes: Sequence[str], *, pixel_size: fl
                              "properties": {"id": f["properties"]["id"]}} for f in features]}
     shared = {key: _shared(features, key) for key in ("strata_id", "design_id")}
     palette = [f"#{CLASS_PALETTE[i % len(CLASS_PALETTE)]}" for i in range(len(classes))]
-    header = f"""// {title}
+    header = f"""// isamap reference labelling
 // {len(compact['features'])} points; one button per class; Export writes the labels.
 // Paste into https://code.earthengine.google.com and Run.
 var points = ee.FeatureCollection({json.dumps(compact)});
@@ -61,7 +60,7 @@ var current = 0;
 var sitting = new Date().toISOString().slice(0, 16).replace(/[^0-9]/g, '');
 
 """
-    return header + _APP_WALK + _app_export(description) + _app_panel(title)
+    return header + _APP_WALK + _app_export() + _app_panel()
 
 
 def _shared(features: Sequence[dict], key: str) -> str | None:
@@ -117,50 +116,50 @@ function labelledCollection() {
 """The map of one point at a time, and the labels recorded as the buttons are pressed."""
 
 
-def _app_export(description: str) -> str:
+def _app_export() -> str:
     """The export of every label so far: to Drive, and to the table asset when named."""
-    return f"""function exportLabels() {{
+    return """function exportLabels() {
   var table = labelledCollection();
-  Export.table.toDrive({{collection: table, description: {json.dumps(description)} + '_' +
+  Export.table.toDrive({collection: table, description: "isamap_reference" + '_' +
                         sitting, fileFormat: 'CSV',
                         selectors: ['id', 'lon', 'lat', 'strata_id', 'design_id',
-                                   'reference', 'reference_code']}});
-  if (assetId) {{  // every label so far: it replaces the previous sitting's asset
-    Export.table.toAsset({{collection: table, description: {json.dumps(description + "_asset")},
-                          assetId: assetId, overwrite: true}});
-  }}
+                                   'reference', 'reference_code']});
+  if (assetId) {  // every label so far: it replaces the previous sitting's asset
+    Export.table.toAsset({collection: table, description: "isamap_reference_asset",
+                          assetId: assetId, overwrite: true});
+  }
   print('Export tasks created: run them from the Tasks tab.',
         Object.keys(labels).length + ' of ' + pointList.length + ' points labelled');
-}}
+}
 
 """
 
 
-def _app_panel(title: str) -> str:
+def _app_panel() -> str:
     """The panel of buttons, and a later sitting resumed from the asset's labels."""
-    return f"""var panel = ui.Panel({{style: {{position: 'top-left', width: '260px'}}}});
-panel.add(ui.Label({json.dumps(title)}, {{fontWeight: 'bold'}}));
+    return """var panel = ui.Panel({style: {position: 'top-left', width: '260px'}});
+panel.add(ui.Label("isamap reference labelling", {fontWeight: 'bold'}));
 panel.add(status);
 panel.add(answer);
-classNames.forEach(function(name, code) {{
-  panel.add(ui.Button({{label: name, style: {{color: classColors[code], stretch: 'horizontal'}},
-                       onClick: function() {{ label(code); }}}}));
-}});
-panel.add(ui.Button({{label: 'no data (cloud, gap)', style: {{stretch: 'horizontal'}},
-                     onClick: function() {{ label(NO_DATA); }}}}));
-panel.add(ui.Panel([ui.Button('Back', function() {{ show(current - 1); }}),
-                    ui.Button('Next', function() {{ show(current + 1); }})],
+classNames.forEach(function(name, code) {
+  panel.add(ui.Button({label: name, style: {color: classColors[code], stretch: 'horizontal'},
+                       onClick: function() { label(code); }}));
+});
+panel.add(ui.Button({label: 'no data (cloud, gap)', style: {stretch: 'horizontal'},
+                     onClick: function() { label(NO_DATA); }}));
+panel.add(ui.Panel([ui.Button('Back', function() { show(current - 1); }),
+                    ui.Button('Next', function() { show(current + 1); })],
                    ui.Panel.Layout.Flow('horizontal')));
 panel.add(ui.Button('Export labels', exportLabels));
 Map.add(panel);
 show(0);
-if (assetId) {{  // a later sitting: resume from the labels the last one exported
+if (assetId) {  // a later sitting: resume from the labels the last one exported
   ee.FeatureCollection(assetId).filter(ee.Filter.neq('reference_code', -1))
       .reduceColumns(ee.Reducer.toList(2), ['id', 'reference_code'])
-      .evaluate(function(result, error) {{
-        if (error || !result) {{ return; }}  // the first sitting: no asset yet
-        result.list.forEach(function(pair) {{ labels[pair[0]] = pair[1]; }});
+      .evaluate(function(result, error) {
+        if (error || !result) { return; }  // the first sitting: no asset yet
+        result.list.forEach(function(pair) { labels[pair[0]] = pair[1]; });
         show(current);
-      }});
-}}
+      });
+}
 """

@@ -62,9 +62,8 @@ def strata_id(classes: Sequence[str], pixels: Sequence[int], crs: str,
 MAP_GIVE = "a class or change COG written by isamap"
 
 
-def class_names(path: str, fallback: Sequence[str] = ("pervious", "impervious"),
-                flag: str = "--map") -> tuple[str, ...]:
-    """The class names a COG records (change COGs: the change codes' names).
+def class_names(path: str, flag: str = "--map") -> tuple[str, ...]:
+    """The class names a COG records (change COGs: the change codes' names; none: ISA's two).
 
     Raises:
         InputDataError: ``path`` (given as ``flag``) is missing or no raster.
@@ -81,7 +80,7 @@ def class_names(path: str, fallback: Sequence[str] = ("pervious", "impervious"),
     if tags.get("band_id") == BAND_IDS["change"] or "codes" in tags:
         return CHANGE_NAMES
     names = tuple(n for n in tags.get("classes", "").split(",") if n)
-    return names or tuple(fallback)
+    return names or ("pervious", "impervious")
 
 
 def read_strata(path: str, classes: Sequence[str] | None = None, flag: str = "--map") -> Strata:

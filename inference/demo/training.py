@@ -28,7 +28,7 @@ from training.run.patch_training import train
 DEMO_WIDTHS = (8, 16, 32, 64, 128)
 DEMO_BATCH = 4  # patches per step where the training split is large enough
 DEMO_MIN_STEPS = 8  # optimiser steps per epoch the batch is shrunk (down to 1) to reach
-DEMO_LR = 3e-3
+DEMO_LR = 3e-3  # initial learning rate: higher than the paper's 1e-4 for a short schedule
 
 
 def demo_batch_size(train_patches: int) -> int:
@@ -46,20 +46,18 @@ class DemoPaths:
     confusion_png: Path
 
 
-def run_demo_training(patch_root: str | os.PathLike, out_dir: str | os.PathLike,
-                      model: str = "crofusenet", epochs: int = 15,
-                      batch_size: int | None = None, lr: float = DEMO_LR,
-                      max_batches: int | None = 40, seed: int = 0,
+def run_demo_training(patch_root: str | os.PathLike, out_dir: str | os.PathLike, epochs: int = 15,
+                      batch_size: int | None = None, max_batches: int | None = 40, seed: int = 0,
                       progress: bool = True, threads: int | None = None) -> DemoPaths:
-    """Train and evaluate a small model; re-running a finished demo reuses its results.
+    """Train and evaluate a small CroFuseNet of reduced widths at :data:`DEMO_LR`.
+
+    Re-running a finished demo reuses its results.
 
     Args:
         patch_root: patch dataset root (manifest.json + index.jsonl).
         out_dir: folder for ``train/`` (run) and ``evaluate/`` (test metrics).
-        model: registry name; the U-Net family and CroFuseNet get reduced widths.
         epochs: epochs to train (the paper's 400 is the training default, not the demo's).
         batch_size: patches per step (None: :func:`demo_batch_size` of the training split).
-        lr: initial learning rate (higher than the paper's 1e-4 for a short schedule).
         max_batches: cap on steps per epoch.
         seed: run seed.
         progress: tqdm bars.
@@ -70,12 +68,11 @@ def run_demo_training(patch_root: str | os.PathLike, out_dir: str | os.PathLike,
     if batch_size is None:
         train_patches = sum(r["split"] == "train" for r in read_index(patch_root))
         batch_size = demo_batch_size(train_patches)
-    kwargs = {"widths": list(DEMO_WIDTHS)} if model != "runetpp" else {}
     # its options as a user types them, from here: the checkpoint records them as given
     cfg = TrainConfig(data=os.path.relpath(patch_root), out_dir=os.path.relpath(out / "train"),
-                      model=model, model_kwargs=kwargs, epochs=epochs, batch_size=batch_size, lr=lr,
-                      patience=max(epochs, 1), seed=seed, precision="fp32",
-                      channels_last="on", max_batches=max_batches, resume=True,
+                      model="crofusenet", model_kwargs={"widths": list(DEMO_WIDTHS)}, epochs=epochs,
+                      batch_size=batch_size, lr=DEMO_LR, patience=max(epochs, 1), seed=seed,
+                      precision="fp32", channels_last="on", max_batches=max_batches, resume=True,
                       progress=progress, cache=True, num_workers=0)
     with process_threads_at(threads):
         res = train(cfg)

@@ -3,6 +3,9 @@
 The job (:class:`inference.fit.request.FitJob`, the command's options) runs in this order,
 every check before the first expensive step:
 
+0. the ``--out`` folder: one holding another fit's model is refused, never replaced
+   (:func:`check_out`: a fit records the digest of its request, its files by where they are
+   and every option, in ``fit.json``; the identical command fits again into its own folder);
 1. the encoder's file, when Presto features are asked for (exists, SHA-256, fits);
 2. the points, refusing an assessment design's (:mod:`inference.fit.inputs`) or drawn from a
    label raster (:mod:`inference.fit.drawn`), and the input stacks (given, or made over the
@@ -28,10 +31,12 @@ model file (docs/points.md).
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +47,7 @@ from contract.bands import DEFAULT_IMAGE_BANDS, canonical_band, find_band, is_co
 from contract.dataset import read_manifest
 from contract.input_check import judge_stacks
 from contract.stack import stack_month
+from core.digest import json_digest
 from core.errors import ConfigError, InputDataError, IsamapError
 from core.jsonsafe import dumps
 from core.shareable import shareable_path
@@ -60,7 +66,6 @@ from inference.fit.inputs import (
     stack_bands,
     values_at,
 )
-from inference.fit.out import check_out
 from inference.fit.request import FitJob, Norm
 from inference.fit.sources import ee_stack, local_stack, points_grid
 from inference.fit.tune import run_tune
@@ -111,6 +116,52 @@ def default_bands(path: str) -> tuple[str, ...]:
         raise InputDataError(f"--input {path} holds no image band isamap knows ({list(names)}); "
                              "name its bands as isamap-export does, or give --bands")
     return picked
+
+
+def fit_request(job: FitJob) -> str:
+    """A digest of what makes the fit: its files (by where they are) and every option.
+
+    Paths are made absolute (the same files named from another folder are the same fit) and
+    only their digest is recorded (``fit.json``'s ``request``): nothing private is written.
+    """
+    def where(path: str | None) -> str | None:
+        return path if path is None or files.is_gcs(path) else os.path.abspath(path)
+
+    record = {**asdict(job), "out": None, "progress": None, "project": None,
+              "points": [where(p) for p in job.points],
+              "inputs": [where(p) for p in job.inputs], "points_from": where(job.points_from),
+              "encoder": where(job.encoder), "scenes": where(job.scenes),
+              "norm": job.normalised_by, "base": where(job.base)}
+    if job.points_from is None:  # points from files: no draw, the digest a files' fit had
+        record = {k: v for k, v in record.items() if k not in ("points_from", "n")}
+    if job.base is None:  # a classifier's fit: the digest it had before fine-tunes were made
+        record = {k: v for k, v in record.items() if k not in ("base", "steps", "lr")}
+    return "sha256:" + json_digest(record)
+
+
+def check_out(job: FitJob) -> str:
+    """Refuse an ``--out`` holding another fit's model; returns this fit's request digest.
+
+    The identical command fits again into its own folder (with ``--backend``, reusing the
+    stack made there); a ``model.pt`` of other points, stacks or options (or of a run that
+    recorded none) would be replaced without a word.
+
+    Raises:
+        ConfigError: ``OUT/model.pt`` exists and ``OUT/fit.json`` records another request.
+    """
+    request = fit_request(job)
+    out = Path(job.out)
+    if not (out / "model.pt").exists():
+        return request
+    try:
+        theirs = json.loads((out / "fit.json").read_text()).get("request")
+    except (OSError, ValueError, AttributeError):
+        theirs = None
+    if theirs != request:
+        raise ConfigError(f"--out {job.out} holds another fit's model (model.pt of other "
+                          "points, stacks or options); give another --out, or delete that "
+                          "folder first")
+    return request
 
 
 def run_fit(job: FitJob, session: Any = None) -> FitResult:

@@ -180,6 +180,11 @@ class FetchStats:
 class FetchedSource:
     """Tiles of ``grid`` fetched on a bounded thread pool, ahead of a row-by-row reader.
 
+    The requests in flight together ask for at most :data:`DEFAULT_INFLIGHT_BYTES`: with large
+    requests fewer than ``workers`` run at once rather than the memory growing (the bytes in
+    flight, not the request count, set the throughput when the service's time grows with the
+    pixels asked for).
+
     Args:
         fetch: returns ``(len(bands), h, w)`` float32 for a window of ``grid`` (NaN = nodata).
         grid: the map's grid.
@@ -192,10 +197,6 @@ class FetchedSource:
         max_request_bytes: neighbouring tiles of a row share a request up to this size (2/3 of
             computePixels' 48 MB limit by default; a single tile is never split here), and
             the first rows' requests hold fewer tiles (:func:`ramp_tiles`).
-        max_inflight_bytes: the requests in flight together ask for at most this many bytes:
-            with large requests fewer than ``workers`` run at once rather than the memory
-            growing (the bytes in flight, not the request count, set the throughput when the
-            service's time grows with the pixels asked for).
         identity: names the input in the prediction's fingerprint (recipe, date, grid).
     """
 
@@ -208,8 +209,7 @@ class FetchedSource:
                  bands: Sequence[str], *, tile: int, overlap: int, blend: Blend = "cosine",
                  workers: int = DEFAULT_WORKERS, ahead_rows: int | None = None,
                  identity: str = "",
-                 max_request_bytes: int = DEFAULT_REQUEST_BYTES,
-                 max_inflight_bytes: int = DEFAULT_INFLIGHT_BYTES) -> None:
+                 max_request_bytes: int = DEFAULT_REQUEST_BYTES) -> None:
         if not 1 <= workers <= MAX_WORKERS:
             raise ConfigError(f"--workers must be between 1 and {MAX_WORKERS} (Earth Engine "
                               f"allows about {MAX_WORKERS} concurrent requests), got {workers}")
@@ -230,7 +230,7 @@ class FetchedSource:
         self._freed: set[int] = set()
         self._lock = threading.Lock()
         self._budget = threading.Condition()
-        self._budget_bytes, self._inflight = max_inflight_bytes, 0
+        self._budget_bytes, self._inflight = DEFAULT_INFLIGHT_BYTES, 0
 
     # ------------------------------------------------------------------ fetching
     def _one(self, request: FetchRequest) -> np.ndarray:

@@ -2,10 +2,10 @@
 
 :func:`map_region` runs one :class:`~inference.mapping.request.MapRequest` (every option of
 ``isamap-map``). It checks everything a run needs before its first expensive step
-(:func:`check_map`: the model and its recorded recipe, the grid, the zones, the publication
-target of :mod:`inference.mapping.publication`; then the publication's environment, its upload
-prefix and Earth Engine authentication, and the mapping's), then maps every
-date (:func:`inference.mapping.dates.map_dates`), writes the series
+(:func:`check_map`: the model and its recorded recipe, the grid (:func:`region_grid`), the
+zones, the publication target of :mod:`inference.mapping.publication`; then the publication's
+environment, its upload prefix and Earth Engine authentication, and the mapping's), then maps
+every date (:func:`inference.mapping.dates.map_dates`), writes the series
 products (:mod:`inference.mapping.series`), a STAC Item beside every COG and a STAC Collection
 (:mod:`inference.mapping.stac`), and optionally publishes the series as an ImageCollection
 (:mod:`inference.publish.collection`). With ``dry_run`` it prints the plan (tiles, requests, bytes,
@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from contract.archive import check_months as check_archive_months
-from contract.grid import Grid
+from contract.grid import Grid, projected_crs, utm_caveat, utm_epsg
+from contract.regions import Region
 from core.errors import ConfigError
 from core.lock import hold_output
 from core.storage import files
@@ -43,7 +44,6 @@ from inference.mapping.dates import (
     unmapped_line,
     write_run_record,
 )
-from inference.mapping.map_grid import region_grid
 from inference.mapping.plan import MapPlan, format_plan, plan_map
 from inference.mapping.publication import SeriesTarget, map_recipe, series_target
 from inference.mapping.request import MapRequest, ModelDataset, check_recipe, model_dataset
@@ -69,6 +69,44 @@ MAP_WITHOUT_ACCOUNT = """No account? Map local Sentinel-1/2 scenes with the same
   isamap-map --backend local --scenes DIR ... (a model trained on a local-backend dataset)
 (or `make demo` for a synthetic scene)."""
 """What ``isamap-map`` can do without an Earth Engine account (its authentication advice)."""
+
+
+def region_grid(region: Region, resolution: float, dataset_grid: Grid | None = None,
+                crs: str | None = None) -> tuple[Grid, str | None]:
+    """The map's grid in ``crs`` (default: the region's UTM zone) at ``resolution``.
+
+    The grid sits on the dataset's pixel lattice when its CRS is the training grid's. A region
+    that is where the scenes are (``region.covered``) gets the whole pixels inside it.
+
+    Returns the grid and, when the region lies in another CRS than the training grid, a
+    sentence saying so (the inputs are then composited in the map's own CRS).
+    """
+    if crs is None:
+        caveat = utm_caveat(region.bbox)
+        lon, lat = region.centroid
+        if abs(lat) > 84:
+            raise ConfigError(f"region {region.name!r} is centred above 84° latitude, outside "
+                              f"the UTM zones: {caveat}")
+        if caveat:
+            log.warning("region %r: %s", region.name, caveat)
+        crs = f"EPSG:{utm_epsg(lon, lat)}"
+    else:
+        crs = projected_crs(crs)
+    lattice = dataset_grid if dataset_grid is not None and dataset_grid.crs == crs else None
+    if lattice is not None:  # snapped once, onto the lattice (snapped twice, on multiples of
+        # the resolution first, it could take a row or column more, or a pixel centre past
+        # the scenes, where the lattice's origin is not such a multiple)
+        grid = Grid.from_lonlat_bounds(region.bbox, crs, lattice.resolution, lattice.patch_size,
+                                       lattice.stride, inside=region.covered,
+                                       origin=(lattice.x0, lattice.y0))
+    else:
+        grid = Grid.from_lonlat_bounds(region.bbox, crs, resolution, inside=region.covered)
+    note = None
+    if dataset_grid is not None and lattice is None:
+        note = (f"region {region.name!r} is mapped in {crs}, not the model's training CRS "
+                f"{dataset_grid.crs}; its inputs are composited and mapped in {crs} at "
+                f"{resolution:g} m (the recipe does not depend on the CRS)")
+    return grid, note
 
 
 @dataclass(frozen=True)

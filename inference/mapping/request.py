@@ -4,7 +4,7 @@ The map is built from exactly what the model was trained on: the model file reco
 dataset (bands, grid, recipe, backend; :func:`training.run.inputs.dataset_record`), and every date
 is composited with that recipe on a grid in the region's UTM zone at the model's resolution,
 on the dataset's pixel lattice when the zone is the same
-(:func:`inference.mapping.map_grid.region_grid`).
+(:func:`inference.mapping.region.region_grid`).
 """
 
 

@@ -77,7 +77,7 @@ class SeriesChangeRow:
     net_change_km2: float | None
     valid_km2: float
     temporal_consistency: bool = False
-    #: each date's ISA km² as its area table counts it (inference.predict.impervious)
+    #: each date's ISA km² as its area table counts it (inference.predict.stats.impervious)
     isa_from_km2: float | None = None
     isa_to_km2: float | None = None
 

@@ -8,7 +8,7 @@ the batches stay the row's runs of ``batch_size`` from its first column, so cutt
 changes no forward pass). Panel ``p`` gives the map the output columns from its first tile's
 start to the next panel's (:attr:`Panel.cols`); its last tile reaches past that by the
 overlap (the core blend: by half of it), and those contributions wait for the next panel in
-*seams* (:mod:`inference.predict.checkpoints`), which the next panel adds first in each tile
+*seams* (:mod:`inference.predict.writer`), which the next panel adds first in each tile
 row. A pixel's contributions are thus summed in the lattice's row-major order whatever the
 panels, so a map in panels has every bit of the map in one panel of the whole width.
 """

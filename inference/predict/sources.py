@@ -286,14 +286,12 @@ class WindowSource:
 
 
 class MaskedFileSource:
-    """A raster read through rasterio with pixels at or below ``masked_below`` as NaN."""
+    """A raster read through rasterio with pixels at or below :data:`MASKED_BELOW` as NaN."""
 
-    def __init__(self, path: str, masked_below: float = MASKED_BELOW,
-                 identity: str | None = None) -> None:
+    def __init__(self, path: str, identity: str | None = None) -> None:
         self.identity, self.path = identity or path, path
         with gdal_env(path):  # GDAL keeps the credentials with the open file
             self._ds = rasterio.open(files.gdal_path(path))
-        self.masked_below = masked_below
         ds = self._ds
         fingerprint = ds.tags().get(FINGERPRINT_TAG)  # a backend's stack: by its content
         self.content = content_key(path, fingerprint, ds) if fingerprint or not identity \
@@ -308,7 +306,7 @@ class MaskedFileSource:
         """As rasterio's ``read`` (``out_shape`` reads decimated: a window's sample)."""
         data = self._ds.read(list(indexes), window=window, out_dtype="float32", out=out,
                              out_shape=out_shape)
-        data[data <= self.masked_below] = np.nan
+        data[data <= MASKED_BELOW] = np.nan
         return data
 
     def sample(self, indexes: Sequence[int], max_side: int) -> np.ndarray:

@@ -5,6 +5,26 @@ memory of a few blocks. Areas are true ground areas, for any CRS and rotated gri
 (:mod:`inference.predict.pixel_area`). Polygons (GeoJSON, WGS 84 as the format prescribes, or
 any CRS named in a ``crs`` member) are reprojected to the raster's CRS and rasterised block by
 block (pixel centres inside the polygon count).
+
+What "impervious" means in every table and map of a date and of a pair of dates, one
+definition (:func:`impervious`): a pixel is impervious at a date where that date's class map
+holds the impervious class (the argmax of the calibrated probabilities, after any
+post-processing), never where it is nodata. The area table counts it (:func:`isa_area`), the
+built-up polygons outline it (:mod:`inference.predict.vectors`), and a change map's codes are
+made to agree with it (:func:`agreeing_codes`), so a change table's stable impervious area can
+never exceed either date's impervious area and, where each flip of the class maps is confirmed,
+``isa_from = stable + loss`` and ``isa_to = stable + gain`` hold to the pixel.
+
+A change rule on probabilities (:func:`inference.predict.change.arrays.margin_change`,
+:func:`inference.predict.change.arrays.spectral_change`) decides *whether* a pixel changed; the
+class maps decide what it is at each date:
+
+- stable impervious (1) where both class maps are impervious;
+- gain (2) where the rule calls gain and the class maps go from pervious to impervious, loss
+  (3) the other way round;
+- stable pervious (0) everywhere else valid: pervious at both dates, a flip of the class maps
+  the rule does not confirm (counted in neither date's stable area: the change table's
+  ``isa_from_km2``/``isa_to_km2`` show it), or a rule's change the class maps do not make.
 """
 
 from __future__ import annotations
@@ -35,8 +55,8 @@ from core.storage.gdal_auth import gdal_env
 from inference.cog import maps
 from inference.cog.maps import NODATA, PROB_SCALE
 from inference.predict.change import arrays as rule
+from inference.predict.change.arrays import GAIN, LOSS, STABLE_ISA, STABLE_PERVIOUS
 from inference.predict.change.spectral import StackRule
-from inference.predict.impervious import agreeing_codes, impervious
 from inference.predict.pixel_area import pixel_area_km2
 from inference.predict.zone_names import zone_name as zone_name  # re-exported
 from inference.predict.zone_names import zone_names
@@ -47,6 +67,44 @@ if TYPE_CHECKING:
 CHANGE_CODES = {"stable_pervious": 0, "stable_isa": 1, "gain": 2, "loss": 3}
 IMPERVIOUS_TAG = "class maps"
 """A change COG's ``impervious`` tag: its stable and changed codes agree with the class maps."""
+
+def impervious(classes: np.ndarray, isa_class: int) -> np.ndarray:
+    """Where a class map says impervious (the one definition; nodata never is).
+
+    Args:
+        classes: class map values (uint8, 255 for nodata).
+        isa_class: the impervious class's value.
+    """
+    if isa_class == NODATA:
+        raise ValueError(f"the impervious class cannot be the nodata value {NODATA}")
+    return np.asarray(classes) == isa_class
+
+
+def agreeing_codes(rule: np.ndarray, classes_from: np.ndarray, classes_to: np.ndarray,
+                   isa_class: int) -> np.ndarray:
+    """A change rule's codes made to agree with the two dates' class maps (module docstring).
+
+    Args:
+        rule: the rule's codes (0-3, :data:`NODATA`).
+        classes_from: the earlier date's class map on the same pixels.
+        classes_to: the later date's.
+        isa_class: the impervious class's value.
+
+    Returns:
+        uint8 codes; nodata where the rule's code or either class map is nodata.
+    """
+    rule = np.asarray(rule)
+    if not rule.shape == np.shape(classes_from) == np.shape(classes_to):
+        raise ValueError(f"the change codes {rule.shape} and class maps {np.shape(classes_from)}"
+                         f", {np.shape(classes_to)} differ in shape")
+    was, now = impervious(classes_from, isa_class), impervious(classes_to, isa_class)
+    code = np.where(was & now, STABLE_ISA, STABLE_PERVIOUS).astype(np.uint8)
+    code[(rule == GAIN) & ~was & now] = GAIN
+    code[(rule == LOSS) & was & ~now] = LOSS
+    code[(rule == NODATA) | (np.asarray(classes_from) == NODATA)
+         | (np.asarray(classes_to) == NODATA)] = NODATA
+    return code
+
 
 #: the table columns a zone without a valid pixel leaves empty: printed "no data"
 NO_DATA_CELLS = ("isa_fraction", "stable_isa_km2", "gain_km2", "loss_km2", "net_change_km2")
@@ -78,7 +136,7 @@ class ChangeRow:
     ``isa_from_km2``/``isa_to_km2``: each date's impervious area exactly as its area table
     counts it (None: the class maps were not given); where every flip of the class maps is a
     confirmed gain or loss and both dates have the same valid pixels, ``isa_from = stable +
-    loss`` and ``isa_to = stable + gain`` (:mod:`inference.predict.impervious`).
+    loss`` and ``isa_to = stable + gain`` (module docstring).
     """
 
     zone: str
@@ -221,7 +279,6 @@ def isa_area(class_path: str, zones: Sequence[Zone], prob_path: str | None = Non
 
 
 def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
-               compress: maps.Compression = "DEFLATE",
                tags: dict[str, str] | None = None, margin: float | None = None,
                spectral: StackRule | None = None,
                classes: tuple[str, str] | None = None,
@@ -244,7 +301,7 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
     pixel that is nodata in a band of either stack is 255. Without either, the class maps are
     differenced. ``classes`` (the two dates' class COGs, with ``margin`` or ``spectral``) makes
     the rule's codes agree with what the class maps call impervious
-    (:func:`inference.predict.impervious.agreeing_codes`: the one definition of the area
+    (:func:`agreeing_codes`: the one definition of the area
     tables); the products always pass them. ``work_dir``: where the unfinished map is
     written (:func:`core.storage.work_folder`: default the output's folder, the system's
     temporary folder for gs://); it is removed on any exit, and a killed run's is a temporary
@@ -284,8 +341,8 @@ def change_map(class_a: str, class_b: str, out_path: str, *, isa_class: int = 1,
                                                                        and margin is None)
                        else {}),
                     **(tags or {})}
-            files.put_output(lambda local: maps.write_cog(tmp, local, "change", tags,
-                                                       compress=compress), out_path, work)
+            files.put_output(lambda local: maps.write_cog(tmp, local, "change", tags), out_path,
+                             work)
         finally:  # an interrupt included
             shutil.rmtree(work, ignore_errors=True)
     return out_path

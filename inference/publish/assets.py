@@ -208,12 +208,11 @@ def connect(project: str | None, ee_module: Any | None = None) -> EarthEngineAss
                                        purpose=PUBLISH_PURPOSE).initialize())
 
 
-def wait_for_ingestion(assets: EarthEngineAssets, operation: str, poll_seconds: float = 10.0,
-                       timeout: float = 6 * 3600, *,
+def wait_for_ingestion(assets: EarthEngineAssets, operation: str, poll_seconds: float = 10.0, *,
                        sleep: Callable[[float], None] = time.sleep,
                        progress: bool = True) -> str:
-    """Poll an ingestion operation until it ends; the bar shows the progress it reports."""
-    deadline = time.monotonic() + timeout
+    """Poll an ingestion operation until it ends (at most 6 h); the bar shows its progress."""
+    deadline = time.monotonic() + 6 * 3600
     task_id = operation.rsplit("/", 1)[-1]
     with progress_bar(total=100, desc=f"ingest {task_id[:8]}", unit="%",
                       disable=not progress) as bar:
@@ -229,7 +228,7 @@ def wait_for_ingestion(assets: EarthEngineAssets, operation: str, poll_seconds: 
                                        f"{status.get('error_message') or 'no message'}")
             if time.monotonic() > deadline:
                 raise EarthEngineError(f"ingestion task {task_id} still {state} after "
-                                       f"{timeout / 3600:.0f} h; check the Tasks tab")
+                                       "6 h; check the Tasks tab")
             sleep(poll_seconds)
 
 

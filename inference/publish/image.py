@@ -128,8 +128,8 @@ def image_manifest(request: PublishRequest, name: str, uris: Mapping[str, str],
 
 def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: bool = False,
             assets: EarthEngineAssets | None = None, echo: Callable[[str], None] | None = None,
-            poll_seconds: float = 10.0, sleep: Callable[[float], None] = time.sleep,
-            progress: bool = True) -> PublishResult:
+            poll_seconds: float = 10.0,
+            sleep: Callable[[float], None] = time.sleep) -> PublishResult:
     """Upload, validate, create the parents, start the asset creation, share, write the script.
 
     Args:
@@ -142,7 +142,6 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
             logger at INFO; ``isamap-publish`` passes ``print``, they are its result).
         poll_seconds: task polling interval when waiting.
         sleep: the wait between polls (tests pass a no-op).
-        progress: show the ingestion progress bar.
     """
     echo = echo or logger.info
     tags = check_cog_pair(*request.cogs)  # the one opening of each COG
@@ -173,8 +172,7 @@ def publish(request: PublishRequest, out_dir: str | os.PathLike, *, dry_run: boo
     upload_cogs(request.cogs, uris, echo)
     task_id, operation, state = _create(assets, request, name, manifest, echo,
                                         lambda op: wait_for_ingestion(
-                                            assets, op, poll_seconds, sleep=sleep,
-                                            progress=progress),
+                                            assets, op, poll_seconds, sleep=sleep),
                                         lambda: save_publication(paths, manifest, script))
     share(assets, name, options, state, echo)
     return PublishResult(name, manifest, script, *paths, task_id, state, operation,

@@ -102,15 +102,14 @@ def context_warning(name: str, patch_size: int, model: nn.Module | None = None) 
     return REGISTRY.context_warning(name, patch_size, model)
 
 
-def model_loss(model_name: str, class_names: Sequence[str] | None = None,
-               ignore_index: int = LABEL_NODATA) -> nn.Module:
+def model_loss(model_name: str, class_names: Sequence[str] | None = None) -> nn.Module:
     """The loss of a model's recipe with the recipe's arguments: what ``isamap-train`` uses.
 
     It lives with the models, not the losses, because it reads the model registry; the
     losses know nothing of the models that name them.
     """
     recipe = recipe_for(model_name)
-    return recipe.loss.make(ignore_index, class_names, **recipe.loss_kwargs)
+    return recipe.loss.make(LABEL_NODATA, class_names, **recipe.loss_kwargs)
 
 
 __all__ = ["MODELS", "REGISTRY", "ModelEntry", "ModelRecipe", "ModelRegistry", "available_models",

@@ -74,9 +74,8 @@ def finished(model: PixelClassifier, fit: PointFit, num_classes: int) -> PixelCl
 
 
 def points_meta(kwargs: Mapping[str, Any], norm: NormStats, by: str,
-                classes: Sequence[str], fit: PointFit, *, class_scheme: str = "isa",
-                pixel_size: float | None = None, band_ranges: Mapping | None = None,
-                extra: Mapping | None = None) -> ModelMeta:
+                classes: Sequence[str], fit: PointFit, *, pixel_size: float | None = None,
+                band_ranges: Mapping | None = None, extra: Mapping | None = None) -> ModelMeta:
     """The model file's description of a fitted classifier.
 
     Args:
@@ -87,7 +86,6 @@ def points_meta(kwargs: Mapping[str, Any], norm: NormStats, by: str,
         classes: the class names.
         fit: the fit (its cross-validated scores become ``metrics``, its record goes to
             ``extra["fit"]``).
-        class_scheme: as :class:`~training.modelfile.ModelMeta`.
         pixel_size: as :class:`~training.modelfile.ModelMeta`.
         band_ranges: as :class:`~training.modelfile.ModelMeta`.
         extra: more of ``extra`` (the points' record, the stack's dataset).
@@ -99,7 +97,7 @@ def points_meta(kwargs: Mapping[str, Any], norm: NormStats, by: str,
     return ModelMeta(name=NAME, module=MODULE, in_channels=len(bands),
                      num_classes=len(classes), bands=bands,
                      norm_mean=tuple(float(v) for v in norm.mean),
-                     norm_std=tuple(float(v) for v in norm.std), class_scheme=class_scheme,
+                     norm_std=tuple(float(v) for v in norm.std), class_scheme="isa",
                      class_names=tuple(classes), model_kwargs=dict(kwargs), metrics=metrics,
                      extra={**dict(extra or {}), "fit": fit.record()}, pixel_size=pixel_size,
                      band_ranges=dict(band_ranges or {}), norm=by,

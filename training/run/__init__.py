@@ -4,7 +4,7 @@
 (:mod:`~training.run.inputs`, :mod:`~training.run.encoder` for a pretrained encoder), the loop
 (:mod:`~training.run.trainer` with :mod:`~training.run.optim`,
 :mod:`~training.run.step_runtime`, :mod:`~training.run.averaging`,
-:mod:`~training.run.divergence`), what the run folder holds (:mod:`~training.run.folder`,
+:class:`~training.run.trainer.LossGuard`), what the run folder holds (:mod:`~training.run.folder`,
 :mod:`~training.run.checkpoint`, :mod:`~training.run.history`), and ``--members K``
 (:mod:`~training.run.members`, joined by :mod:`~training.run.member_join`).
 

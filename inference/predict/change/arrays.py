@@ -9,7 +9,7 @@ ground that did not change:
   the linear map ``later * gain + offset`` that brings the later date onto the earlier one,
   fitted on *pseudo-invariant* pixels (those whose change between the dates is smallest), and
   the later date is read through it before it is predicted
-  (:class:`inference.predict.linear_source.LinearSource`). The fit is a
+  (:class:`inference.predict.change.inputs.LinearSource`). The fit is a
   plain iteration in the spirit of IR-MAD (Canty and Nielsen): start from every pixel,
   standardise each band's difference by its median and MAD (so a scene-wide shift is not
   "change"), keep the ``invariant_share`` of pixels with the smallest standardised change,
@@ -181,8 +181,7 @@ def change_magnitude(source: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 def fit_relative_normalisation(source: np.ndarray, reference: np.ndarray, *,
                                invariant_share: float = DEFAULT_INVARIANT_SHARE,
-                               iterations: int = DEFAULT_ITERATIONS,
-                               valid: np.ndarray | None = None) -> RadiometricFit:
+                               iterations: int = DEFAULT_ITERATIONS) -> RadiometricFit:
     """The per-band linear map of ``source`` onto ``reference`` (module docstring).
 
     Args:
@@ -192,7 +191,6 @@ def fit_relative_normalisation(source: np.ndarray, reference: np.ndarray, *,
             (the smallest standardised change); 0 < share <= 1.
         iterations: fits made; each after the first selects its pixels on the date the
             previous fit normalised.
-        valid: optional mask ``(H, W)``/``(N,)`` of pixels to use (e.g. clear at both dates).
 
     Raises:
         ValueError: the shapes differ, the share or iterations are out of range, or fewer
@@ -207,8 +205,6 @@ def fit_relative_normalisation(source: np.ndarray, reference: np.ndarray, *,
         raise ValueError(f"the two dates differ in shape: {np.shape(source)} and "
                          f"{np.shape(reference)}")
     usable = np.isfinite(a).all(axis=0) & np.isfinite(b).all(axis=0)
-    if valid is not None:
-        usable &= np.asarray(valid, bool).reshape(-1)
     a, b = a[:, usable], b[:, usable]
     n = a.shape[1]
     keep = max(2, round(invariant_share * n))

@@ -50,13 +50,12 @@ ASSUMPTION = ("built-up surface does not return to pervious within the series; l
               "treated as classification error")
 
 
-def consistent_series(classes: np.ndarray, isa_class: int = 1,
-                      nodata: int = NODATA) -> np.ndarray:
+def consistent_series(classes: np.ndarray, isa_class: int = 1) -> np.ndarray:
     """The series ``classes`` (dates first: ``(T, ...)``) with the rule applied (module doc)."""
     series = np.asarray(classes)
     t = series.shape[0]
     flat = series.reshape(t, -1)
-    valid = flat != nodata
+    valid = flat != NODATA
     isa = (flat == isa_class) & valid
     pervious = valid & ~isa
     # cost[k]: impervious dates before k + pervious dates from k on (step at k; k = t: none)

@@ -4,8 +4,9 @@ The earlier class map must hold the model's classes on the output grid
 (:func:`check_compare_with`); a margin or the spectral rule reads the earlier date's
 probability COG beside it (:func:`earlier_probability`); the spectral rule reads both dates'
 stacks (:mod:`inference.predict.change.spectral`); ``--normalise-to`` reads the input
-normalised onto the earlier date's stack (:func:`normalised_source`). Either earlier stack is
-checked as the input is (:func:`inference.predict.expected_inputs.check_input`).
+normalised onto the earlier date's stack (:func:`normalised_source`, read through
+:class:`LinearSource`). Either earlier stack is checked as the input is
+(:func:`inference.predict.expected_inputs.check_input`).
 :func:`change_inputs` gathers them for a :class:`inference.predict.job.PredictJob`.
 """
 
@@ -31,9 +32,9 @@ from inference.predict.change.arrays import fit_relative_normalisation
 from inference.predict.change.spectral import SpectralStacks, spectral_stacks
 from inference.predict.expected_inputs import check_input
 from inference.predict.job import PredictJob
-from inference.predict.linear_source import LinearSource
 from inference.predict.sources import (
     SAMPLE_SIDE,
+    MaskedFileSource,
     RasterSource,
     decimated_read,
     input_path,
@@ -173,6 +174,41 @@ def check_compare_with(compare_with: str, stack: str | RasterSource,
         transform, crs = src.transform * Affine.scale(1.0 / scale), src.crs
     check_class_map(compare_with, tuple(meta.class_names), size, transform, crs)
     return size, transform, crs
+
+
+class LinearSource(MaskedFileSource):
+    """A raster read with a per-band linear map applied: ``value * gain + offset``.
+
+    What predicts a later date normalised onto an earlier one
+    (:func:`inference.predict.change.arrays.fit_relative_normalisation`). ``maps`` holds
+    ``{band index (1-based): (gain, offset)}``; bands not named are read as they are. NaN
+    (nodata) stays NaN. Its content is keyed by ``identity`` (the stack and the fit), never
+    by the stack's own fingerprint: the normalised bands are other values.
+    """
+
+    def __init__(self, path: str, maps: dict[int, tuple[float, float]], identity: str) -> None:
+        super().__init__(path, identity=identity)
+        self.content, self.maps = identity, dict(maps)
+
+    def read(self, indexes: Sequence[int], window: Any = None, out_dtype: str = "float32",
+             out: np.ndarray | None = None,
+             out_shape: tuple[int, ...] | None = None) -> np.ndarray:
+        return self._mapped(super().read(indexes, window, out_dtype, out, out_shape), indexes)
+
+    def sample(self, indexes: Sequence[int], max_side: int) -> np.ndarray:
+        return self._mapped(super().sample(indexes, max_side), indexes)
+
+    def _mapped(self, data: np.ndarray, indexes: Sequence[int]) -> np.ndarray:
+        """``data`` (bands ``indexes``, float32) with the mapped bands' gain and offset applied.
+
+        In place, as two rounded float32 operations (``data * gain + offset``).
+        """
+        for k, index in enumerate(indexes):
+            if index in self.maps:
+                gain, offset = self.maps[index]
+                data[k] *= np.float32(gain)
+                data[k] += np.float32(offset)
+        return data
 
 
 def normalised_source(stack: str | RasterSource, reference: str, bands: Sequence[str],

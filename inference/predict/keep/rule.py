@@ -159,17 +159,15 @@ def ndvi(red: np.ndarray, nir: np.ndarray) -> np.ndarray:
     return np.divide(nir - red, total, out=np.zeros_like(total), where=total != 0)
 
 
-def green_cut(greenness: Sequence[np.ndarray], products: Sequence[np.ndarray],
-              impervious: int = IMPERVIOUS, vegetation: Sequence[int] = VEGETATION
-              ) -> float | None:
+def green_cut(greenness: Sequence[np.ndarray], products: Sequence[np.ndarray]) -> float | None:
     """The NDVI half-way between the product's vegetation and its impervious pixels (medians).
 
     Pooled over the scenes; None when the product calls no pixel impervious or none
     vegetation (nothing to keep, or nothing to tell green by). NaN NDVI (nodata) is left out.
     """
     pairs = list(zip(greenness, products, strict=True))
-    veg = np.concatenate([g[np.isin(p, list(vegetation))] for g, p in pairs])
-    imp = np.concatenate([g[p == impervious] for g, p in pairs])
+    veg = np.concatenate([g[np.isin(p, list(VEGETATION))] for g, p in pairs])
+    imp = np.concatenate([g[p == IMPERVIOUS] for g, p in pairs])
     veg, imp = veg[~np.isnan(veg)], imp[~np.isnan(imp)]
     if not veg.size or not imp.size:
         return None

@@ -33,8 +33,7 @@ from core.storage.base import TEMP_MARK
 from gee_export.ee.beam_export import EarthEngineProject
 from inference.cog.maps import OutputInfo
 from inference.mapping.beam_map import map_fingerprint, predict_date, runtime_tags
-from inference.mapping.map_grid import region_grid
-from inference.mapping.region import map_region
+from inference.mapping.region import map_region, region_grid
 from inference.mapping.request import (
     MapExtent,
     MapInputs,

@@ -15,8 +15,7 @@ from contract.regions import Region
 from core.errors import ConfigError, EarthEngineError, GridError, InputDataError
 from core.months import parse_months
 from inference.mapping.fetched import fetch_layout
-from inference.mapping.map_grid import region_grid
-from inference.mapping.region import map_region
+from inference.mapping.region import map_region, region_grid
 from inference.mapping.request import (
     MapExtent,
     MapInputs,

@@ -13,7 +13,7 @@ from inference.cog import maps
 from inference.cog.maps import NODATA, PROB_SCALE
 from inference.predict import stats
 from inference.predict.change.arrays import margin_change
-from inference.predict.impervious import agreeing_codes, impervious
+from inference.predict.stats import agreeing_codes, impervious
 
 WHOLE = [stats.Zone("all", None)]
 PIXEL_KM2 = 100 / 1e6

@@ -204,17 +204,16 @@ class GalileoEncoder(nn.Module):
 
 
 def galileo_features(encoder: nn.Module, raw: torch.Tensor, bands: Sequence[str], month: int,
-                     patch: int, latlon: Sequence[float] | None = None,
-                     window: int = WINDOW) -> torch.Tensor:
+                     patch: int, latlon: Sequence[float] | None = None) -> torch.Tensor:
     """Per-pixel features ``(N, 128, H, W)`` of raw bands ``(N, B, H, W)`` (one month).
 
-    The encoder sees ``window`` px squares (its attention grows with the square of its
+    The encoder sees :data:`WINDOW` px squares (its attention grows with the square of its
     tokens, so a whole map tile is never one sequence): the image is padded (edge values
     repeated) to whole windows, each window encoded alone, and the patch features
     up-sampled bilinearly to the pixels.
     """
     n, c, h, w = raw.shape
-    win = max(patch, window // patch * patch)
+    win = max(patch, WINDOW // patch * patch)
     ph, pw = (-h) % win, (-w) % win
     x = normalise(raw.permute(0, 2, 3, 1), bands).permute(0, 3, 1, 2)
     if ph or pw:
