@@ -7,8 +7,8 @@ The scenario of ``isamap-fit --from``: a built-up base model trained without an 
 ``LOTO_DIR/runs/<tile>/unet-s2/seed0/model.pt``) meets a user who labels ``--n`` points there,
 half built, half not, drawn at random among the held-out area's labelled pixels (Java's
 southern ``--holdout-rows``, the Ghana tiles whole). Three maps of the area are scored on the
-same pixels, its labelled ones farther than ``--buffer`` pixels from every point (a tile
-where those hold no pixel of a class has no score, and says so):
+same pixels, its labelled ones farther than ``--buffer`` pixels from every point (a draw
+where those hold fewer than :data:`MIN_SCORED` pixels of a class has no score, and says so):
 
 - ``base``: the base model's map (``isamap-predict``), no point used;
 - ``tuned``: ``isamap-fit --from BASE --points P`` (the product's fine-tune, its own block
@@ -48,6 +48,8 @@ from experiments.realscenes import probability_scale, read_on, run_product
 
 log = logging.getLogger("experiments.points_tune")
 MAPS = ("base", "tuned", "forest")
+MIN_SCORED = 100
+"""Scored pixels of each class below which a draw has no score (an F1 of 2 pixels is noise)."""
 
 
 def draw_stratified(arrays: TileArrays, area: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -101,9 +103,11 @@ def one_seed(arrays: TileArrays, base: Path, area: np.ndarray, n: int, seed: int
     near = binary_dilation(near.reshape(arrays.truth.shape), iterations=buffer)
     usable = arrays.usable & area & ~near
     left = arrays.truth[usable]
-    if not 0 < left.sum() < left.size:  # known before any fit or map is made
-        why = (f"no {'built' if left.sum() == 0 else 'other'} pixel lies farther than "
-               f"{buffer} pixels from every point: no score")
+    fewest = min(int(left.sum()), int((left == 0).sum()))
+    if fewest < MIN_SCORED:  # known before any fit or map is made
+        kind = "built" if left.sum() <= (left == 0).sum() else "other"
+        why = (f"{fewest} {kind} pixels lie farther than {buffer} pixels from every point, "
+               f"fewer than {MIN_SCORED}: no score")
         return {"tile": arrays.prefix, "seed": seed, "points": int(picked.size),
                 "scored_pixels": 0, "maps": None, "why_none": why, "fit_json": None}
     run_product("isamap-fit", ["--from", str(base), "--points", str(folder / "points.csv"),

@@ -56,6 +56,6 @@ def test_the_forest_learns_the_bands_at_the_points_and_the_table_shows_the_worst
 
 
 def test_a_tile_whose_scored_pixels_lack_a_class_says_so_instead_of_scoring_zero():
-    why = "no built pixel lies farther than 8 pixels from every point: no score"
+    why = "2 built pixels lie farther than 8 pixels from every point, fewer than 100: no score"
     rows = [{"tile": "b", "maps": None, "why_none": why}]
     assert table(rows).splitlines()[1] == f"b        -         {why}"
