@@ -123,13 +123,13 @@ def point_probabilities(model: nn.Module, windows: np.ndarray, row: np.ndarray,
 def valid_logits(model: nn.Module, windows: np.ndarray, valid: np.ndarray,
                  temperature: float = 1.0, batch: int = 16) -> np.ndarray:
     """``(P, K)`` float64 logits over the temperature at the ``valid`` ``(n, H, W)`` pixels."""
-    out = [np.zeros((0, 0))]
+    out = []
     with torch.no_grad():
         for start in range(0, len(windows), batch):
             part = slice(start, start + batch)
             z = _logits(model, torch.from_numpy(windows[part])).double() / temperature
             out.append(z.permute(0, 2, 3, 1)[torch.from_numpy(valid[part])].numpy())
-    return np.concatenate(out[1:]) if len(out) > 1 else out[0]
+    return np.concatenate(out) if out else np.zeros((0, 0))
 
 
 def class_shares(logits: np.ndarray) -> np.ndarray:
