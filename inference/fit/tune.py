@@ -115,10 +115,13 @@ def run_tune(job: FitJob, request: str, start: float) -> tuple[Path, dict]:
     centre = np.full(labels.size, size // 2)
     grid = on_grid(inputs, size, SHARE_WINDOWS)
     spread = read_windows(inputs, grid, np.ones(grid.row.size, bool), size, norms)
-    shares = class_shares(valid_logits(loaded.module, *spread, meta.temperature))
+    # the base as it maps: a base fine-tuned before adds its own shift, which the new replaces
+    shares = class_shares(valid_logits(loaded.module, *spread, meta.temperature)
+                          + np.asarray(meta.logit_shift or 0.0))
     log.info("fine-tuning %s on %d points: %d steps", Path(job.base).name, labels.size,
              job.steps)
-    base = point_probabilities(loaded.module, windows, centre, centre, meta.temperature)
+    base = point_probabilities(loaded.module, windows, centre, centre, meta.temperature,
+                               meta.logit_shift)
 
     def shift_of(model: torch.nn.Module) -> tuple[float, ...] | None:
         return prior_shift(valid_logits(model, *spread, meta.temperature), shares)

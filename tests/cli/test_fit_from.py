@@ -113,6 +113,12 @@ def test_the_fine_tuned_model_maps_and_moves_toward_the_points(base, tmp_path, c
         < 0.02
     assert abs(tuned.mean() - probs.mean()) / PROB_SCALE < 0.02
     assert "\nprior        the base's class shares over the inputs kept (pervious " in printed
+    # fine-tuned again: its base is the first fine-tune as it maps, shift and all
+    assert main(["--from", str(out / "model.pt"), "--points", str(points), "--input",
+                 str(stack), "--out", str(tmp_path / "again"), "--steps", "1", "--block", "320",
+                 "--min-points", "20", "--no-progress", "-q"]) == 0
+    again = json.loads((tmp_path / "again" / "fit.json").read_text())["fine_tune"]
+    assert abs(again["base_shares"]["impervious"] - tuned.mean() / PROB_SCALE) < 0.01
     assert private_strings(out, [str(tmp_path), str(model.parent)]) == []
 
 
