@@ -8,8 +8,6 @@ reads the scenes as the real run does, before it times the model.
 from __future__ import annotations
 
 import json
-import re
-import shutil
 
 import pytest
 import rasterio
@@ -17,27 +15,9 @@ from pyproj import Transformer
 
 from cli.map import main
 from tests.support.mapping import BANDS, dataset_record
+from tests.support.scenes import undated_copy
 from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model
-
-DATE = re.compile(r"\d{8}T\d{6}")
-
-
-def _undated(scene, target):
-    """The scene's files with the dates taken out of their names and tags."""
-    shutil.copytree(scene, target)
-    for n, path in enumerate(sorted(target.rglob("*"), key=lambda p: -len(p.parts))):
-        if path.suffix == ".tif":
-            with rasterio.open(path) as src:
-                data, profile = src.read(), src.profile
-                tags = {k: v for k, v in src.tags().items() if k != "ACQUISITION_DATE"}
-            path.unlink()
-            with rasterio.open(path, "w", **profile) as dst:
-                dst.write(data)
-                dst.update_tags(**tags)
-        if DATE.search(path.name):
-            path.rename(path.with_name(DATE.sub(f"S{n:03d}", path.name)))
-    return target
 
 
 def _model(path, grid, window=None, norm="training", **recipe):
@@ -54,7 +34,7 @@ def test_undated_scenes_take_the_scene_date_or_the_models_recorded_one(tmp_path,
     from gee_export.local.synthetic import generate_scene
 
     scene = generate_scene(tmp_path / "scene", width=96, height=96, progress=False)
-    undated = _undated(tmp_path / "scene", tmp_path / "undated")
+    undated = undated_copy(tmp_path / "scene", tmp_path / "undated")
     to_ll = Transformer.from_crs(scene.grid.crs, "EPSG:4326", always_xy=True)
     box = ",".join(f"{v:.6f}" for v in to_ll.transform_bounds(*scene.grid.bounds))
     plain = _model(tmp_path / "plain.pt", scene.grid)
