@@ -22,6 +22,7 @@ from core.errors import ConfigError
 from core.months import check_month
 from core.parsers import command_parser, count, given_once, seed
 from engine.allocator import CHECKS
+from gee_export.local.export_command import add_scene_file_arguments, scene_file_options
 from inference.fit.drawn import DEFAULT_N
 from inference.fit.job import report_table, run_fit
 from inference.fit.request import ISA_CLASSES, FitJob
@@ -52,6 +53,10 @@ EXAMPLES = (
      "isamap-fit --points ceo-export.csv app-export.csv --backend local --scenes scenes/ "
      "--month 2023-09 --series-months 3 --features presto "
      "--encoder presto=weights/default_model.pt --out fit_presto"),
+    ("local scenes whose files carry no date, read as isamap-export --backend local reads "
+     "them (--s2-band-names, --s1-unit... likewise)",
+     "isamap-fit --points labelled.csv --backend local --scenes scenes/ --month 2019-07 "
+     "--scene-date 2019-07-13 --out fit_dated"),
 )
 
 
@@ -101,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--backend local: composite Sentinel-2 Level-1C (top-of-atmosphere) "
                         "scenes instead of refusing them, as isamap-export --allow-l1c does "
                         "(recorded in the model file, so isamap-map composites them alike)")
+    add_scene_file_arguments(p.add_argument_group(
+        "local scene files (--backend local; read as isamap-export --backend local reads them)"))
     p.add_argument("--project", default=os.environ.get("EE_PROJECT"),
                    help="Google Cloud project for Earth Engine (--backend ee; default: "
                         "$EE_PROJECT)")
@@ -181,6 +188,7 @@ def job_of(args: argparse.Namespace) -> FitJob:
         check_series_months(args.series_months)
     if args.scenes and args.backend != "local":
         raise ConfigError("--scenes is read by --backend local")
+    reading = scene_file_options(args, args.backend)  # the export's checks of them
     check_allow_l1c_backend(args.allow_l1c, args.backend)  # the export's refusal
     if args.allow_l1c and args.backend is None:
         raise ConfigError(f"{ALLOW_L1C_SCOPE}; a stack given with --input is read as it is: "
@@ -210,6 +218,7 @@ def job_of(args: argparse.Namespace) -> FitJob:
                   progress=not (args.no_progress or args.quiet), allow_l1c=args.allow_l1c,
                   allow_implausible=args.allow_implausible, points_from=args.points_from,
                   n=args.n or DEFAULT_N, base=args.base,
+                  scene_reading=tuple(sorted(reading.items())),
                   steps=DEFAULT_STEPS if args.steps is None else args.steps,
                   lr=DEFAULT_LR if args.lr is None else args.lr)
 

@@ -39,16 +39,19 @@ COMMANDS = {
     "isamap-fit": "cli.fit:main",
 }
 
+#: the commands that read local scene files (``--backend local``)
+SCENE_READERS = ("isamap-export", "isamap-map", "isamap-fit")
+
 #: ``path::function`` prefix -> the commands whose runs reach its messages, and whether each
 #: of them must have the option ("all": code every one of them runs) or one ("any": code of
 #: which each command runs its own part). The first match wins.
 OWNERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("core/commands.py::run_command", tuple(COMMANDS), "any"),
-    # reading local scenes: the export and the map read them with the same options
-    ("gee_export/local/scenes.py", ("isamap-export", "isamap-map"), "all"),
-    ("gee_export/local/sentinel", ("isamap-export", "isamap-map"), "all"),
+    # reading local scenes: the export, the map and the fit read them with the same options
+    ("gee_export/local/scenes.py", SCENE_READERS, "all"),
+    ("gee_export/local/sentinel", SCENE_READERS, "all"),
     ("gee_export/local/compositing.py", ("isamap-export", "isamap-map"), "all"),
-    ("gee_export/local/plausibility.py::check_s", ("isamap-export", "isamap-map"), "all"),
+    ("gee_export/local/plausibility.py::check_s", SCENE_READERS, "all"),
     ("core/pipeline_options.py", ("isamap-export", "isamap-map"), "any"),
     ("cli/import_patches.py", ("isamap-import-patches",), "all"),
     ("cli/fit.py", ("isamap-fit",), "all"),

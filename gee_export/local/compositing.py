@@ -225,7 +225,8 @@ def write_label(path: Path, grid: Grid, ref: BandRef | None, mapping: ClassMappi
 def reading_options(scene_date: str | None, s2_band_names: str | None) -> dict[str, Any]:
     """``--scene-date`` and ``--s2-band-names`` checked, as :class:`LocalRecipe` fields.
 
-    One check for ``isamap-export`` and ``isamap-map``, which read local scenes alike.
+    One check for ``isamap-export``, ``isamap-map`` and ``isamap-fit``, which read local
+    scenes alike.
     """
     date = None
     if scene_date:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -53,23 +54,66 @@ log = logging.getLogger(__name__)
 DEFAULT_LOCAL_LABELS = "binary"  # local label rasters hold 0/1/255 unless told otherwise
 
 
+#: the flags of how local scene files are read where the files cannot tell, and the
+#: :class:`~.compositing.LocalRecipe` field each sets (every command that reads scenes takes them)
+SCENE_FILE_FLAGS = (("--scene-date", "scene_date"), ("--s2-band-names", "s2_band_names"),
+                    ("--trust-band-names", "trust_band_names"), ("--s1-unit", "s1_unit"),
+                    ("--boa-add-offset", "boa_add_offset"))
+
+
+def add_scene_file_arguments(g: argparse._ArgumentGroup) -> None:
+    """The flags of :data:`SCENE_FILE_FLAGS` (``isamap-export``'s and ``isamap-fit``'s)."""
+    g.add_argument("--scene-date", metavar="YYYY-MM-DD",
+                     help="acquisition date of the scenes whose tags and file names carry "
+                          "none (scenes that do carry one keep theirs)")
+    g.add_argument("--s2-band-names", metavar="B1,B2,...",
+                     help="band order of stacked Sentinel-2 files without band descriptions "
+                          "(never guessed for 12 bands), e.g. B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,"
+                          "B11,B12; checked against the pixels before any work")
+    g.add_argument("--trust-band-names", action="store_true", default=None,
+                     help="use --s2-band-names even where the band relations of typical scenes "
+                          "do not hold in these pixels")
+    g.add_argument("--s1-unit", choices=("linear", "dB"),
+                     help="unit of the Sentinel-1 files (default: from the values; a tag the "
+                          "values contradict is overridden)")
+    g.add_argument("--boa-add-offset", type=float, metavar="DN",
+                     help="Sentinel-2 BOA_ADD_OFFSET of the files (e.g. 0 for harmonized DNs, "
+                          "-1000 for baseline 04.00 products); default: the files' tag, else "
+                          "from the processing baseline or date (the values are checked)")
+
+
+def scene_file_options(args: argparse.Namespace, backend: str | None,
+                       also: Sequence[tuple[str, Any]] = ()) -> dict[str, Any]:
+    """The :data:`SCENE_FILE_FLAGS` given (only those), checked, as :class:`LocalRecipe` fields.
+
+    ``also``: the command's other flags (flag, value; None: not given) that mean something
+    only to local scene files, refused alike without ``--backend local``.
+
+    Raises:
+        ConfigError: a malformed ``--scene-date`` or ``--s2-band-names``, or one of these
+            flags given without ``--backend local``.
+    """
+    given = [flag for flag, value in (*((f, getattr(args, key)) for f, key in SCENE_FILE_FLAGS),
+                                      *also) if value is not None]
+    if given and backend != "local":
+        raise ConfigError(f"{', '.join(given)} describe local scene files: use them with "
+                          "--backend local")
+    options = {"trust_band_names": args.trust_band_names, "s1_unit": args.s1_unit,
+               "boa_add_offset": args.boa_add_offset,
+               **reading_options(args.scene_date, args.s2_band_names)}
+    return {key: value for key, value in options.items() if value is not None}
+
+
 def add_local_arguments(g: argparse._ArgumentGroup) -> None:
     """``isamap-export``'s flags of how the local backend reads its scene files."""
     g.add_argument("--allow-l1c", action="store_true",
                      help="composite Sentinel-2 Level-1C (top-of-atmosphere) scenes instead of "
                           "refusing them (--backend local; Earth Engine's collection is "
                           "Level-2A)")
-    g.add_argument("--s1-unit", choices=("linear", "dB"),
-                     help="unit of the Sentinel-1 files (default: from the values; a tag the "
-                          "values contradict is overridden)")
     g.add_argument("--label-scheme", choices=(*SCHEMES, *ALIASES),
                      help="codes of the local label raster (default binary 0/1/255): a "
                           "product's classes mapped to impervious, or landcover:<source> for "
                           "the seven land-cover classes (the same as --labels for this backend)")
-    g.add_argument("--boa-add-offset", type=float, metavar="DN",
-                     help="Sentinel-2 BOA_ADD_OFFSET of the files (e.g. 0 for harmonized DNs, "
-                          "-1000 for baseline 04.00 products); default: the files' tag, else "
-                          "from the processing baseline or date (the values are checked)")
     g.add_argument("--label-map", metavar="CODE=CLASS,...",
                      help="the label raster's codes stated one by one instead of a scheme: "
                           "CLASS 0 pervious, 1 impervious, 255 ignored, '*' every other code "
@@ -81,16 +125,7 @@ def add_local_arguments(g: argparse._ArgumentGroup) -> None:
                           "probability, thin cirrus, snow; 'none' keeps every pixel). On a "
                           "single hazy scene Sen2Cor can flag bright built surfaces as cloud: "
                           "3,11 keeps them (docs/local-backend.md)")
-    g.add_argument("--scene-date", metavar="YYYY-MM-DD",
-                     help="acquisition date of the scenes whose tags and file names carry "
-                          "none (scenes that do carry one keep theirs)")
-    g.add_argument("--s2-band-names", metavar="B1,B2,...",
-                     help="band order of stacked Sentinel-2 files without band descriptions "
-                          "(never guessed for 12 bands), e.g. B1,B2,B3,B4,B5,B6,B7,B8,B8A,B9,"
-                          "B11,B12; checked against the pixels before any work")
-    g.add_argument("--trust-band-names", action="store_true", default=None,
-                     help="use --s2-band-names even where the band relations of typical scenes "
-                          "do not hold in these pixels")
+    add_scene_file_arguments(g)
     g.add_argument("--allow-implausible", action="store_true", default=None,
                      help="composite scenes whose pixels the input check doubts (VV/VH swapped, "
                           "the +0.1 offset left in...), with a warning each; recorded in the "
@@ -120,7 +155,7 @@ def check_local_arguments(args: argparse.Namespace) -> None:
                               "scene")
         files.require("--scenes", args.scenes, "the folder of local Sentinel-1/2 scenes",
                       folder=True)
-        reading_options(args.scene_date, args.s2_band_names)
+        scene_file_options(args, args.backend)
         if args.scl_mask is not None:
             scl_mask_classes(args.scl_mask)
     else:
@@ -128,18 +163,9 @@ def check_local_arguments(args: argparse.Namespace) -> None:
         if args.scl_mask is not None:
             raise ConfigError("--scl-mask chooses what a local composite masks: use it with "
                               "--backend local (Earth Engine composites take --cloud-mask)")
-        given = [flag for flag, value in (("--boa-add-offset", args.boa_add_offset),
-                                          ("--label-map", args.label_map),
-                                          ("--scene-date", args.scene_date),
-                                          ("--s2-band-names", args.s2_band_names),
-                                          ("--s1-unit", args.s1_unit),
-                                          ("--trust-band-names", args.trust_band_names),
-                                          ("--allow-implausible", args.allow_implausible))
-                 if value is not None]
-        if given:
-            raise ConfigError(f"{', '.join(given)} describe local scene files: use them with "
-                              "--backend local")
-
+        scene_file_options(args, args.backend, also=(("--label-map", args.label_map),
+                                                      ("--allow-implausible",
+                                                       args.allow_implausible)))
 
 
 def local_recipe(args: argparse.Namespace, labels: str) -> LocalRecipe:
@@ -147,11 +173,9 @@ def local_recipe(args: argparse.Namespace, labels: str) -> LocalRecipe:
 
     The recipe's own defaults where the flags say none.
     """
-    recipe = LocalRecipe(speckle=args.speckle, allow_l1c=args.allow_l1c, s1_unit=args.s1_unit,
-                         label_scheme=labels, boa_add_offset=args.boa_add_offset,
-                         trust_band_names=args.trust_band_names,
+    recipe = LocalRecipe(speckle=args.speckle, allow_l1c=args.allow_l1c, label_scheme=labels,
                          allow_implausible=args.allow_implausible,
-                         **reading_options(args.scene_date, args.s2_band_names))
+                         **scene_file_options(args, args.backend))
     return (recipe if args.scl_mask is None
             else replace(recipe, scl_masked=scl_mask_classes(args.scl_mask)))
 

@@ -123,14 +123,15 @@ def scenes_region(scenes: str | Path | SceneCollection, months: Sequence[str], *
                   description=f"the area {len(paths)} {what} rasters cover in common")
 
 
-def scenes_extent(scenes: str | Path, months: Sequence[str]
+def scenes_extent(collection: SceneCollection, months: Sequence[str]
                   ) -> tuple[float, float, float, float] | None:
     """The lon/lat box around every scene of ``months`` (their footprints' union).
 
-    None where it cannot say: no scene of those months (the stack's own refusal names the
-    month), or a footprint across the 180th meridian (west > east).
+    ``collection``: the scenes as the stack over the box reads them (``discover_scenes``
+    with the same reading options). None where it cannot say: no scene of those months (the
+    stack's own refusal names the month), or a footprint across the 180th meridian
+    (west > east).
     """
-    collection = discover_scenes(scenes)
     found = [s for m in months for s in (*collection.in_month(m).s2, *collection.in_month(m).s1)]
     boxes = []
     for path in (scene.bands[0][1].path for scene in found if scene.bands):

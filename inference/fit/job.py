@@ -54,7 +54,9 @@ from core.shareable import shareable_path
 from core.storage import atomic_write, files
 from gee_export.ee.names import default_workload_tag
 from gee_export.ee.session import EESession
+from gee_export.local.compositing import LocalRecipe
 from gee_export.local.extent import scenes_extent
+from gee_export.local.scenes import discover_scenes
 from inference.assess.point_files import ReferencePoints
 from inference.fit.drawn import draw_points
 from inference.fit.inputs import (
@@ -136,6 +138,8 @@ def fit_request(job: FitJob) -> str:
         record = {k: v for k, v in record.items() if k not in ("points_from", "n")}
     if job.base is None:  # a classifier's fit: the digest it had before fine-tunes were made
         record = {k: v for k, v in record.items() if k not in ("base", "steps", "lr")}
+    if not job.scene_reading:  # scenes read as their files say: the digest such a fit had
+        del record["scene_reading"]
     return "sha256:" + json_digest(record)
 
 
@@ -271,12 +275,15 @@ def _stacks(job: FitJob, points: ReferencePoints, session: Any
     folder = Path(job.out) / "stack"
     if job.backend == "local":
         assert job.scenes  # FitJob's own check
-        extent = scenes_extent(job.scenes, [job.month])
+        recipe = LocalRecipe(allow_l1c=job.allow_l1c,
+                             allow_implausible=job.allow_implausible or None,
+                             **dict(job.scene_reading))
+        scenes = discover_scenes(job.scenes, **recipe.reading())  # once, for both steps
+        extent = scenes_extent(scenes, [job.month])
         if extent is not None:  # none: the stack's own refusal says so
             check_covered(points, extent, f"the scenes of {job.month} in {job.scenes}")
         with files.unmade_if_refused(folder, job.out):  # a refusal leaves no empty folder
-            path, record = local_stack(job.scenes, grid, job.month, bands, folder,
-                                       job.allow_l1c, job.allow_implausible)
+            path, record = local_stack(scenes, grid, job.month, bands, folder, recipe)
     else:
         if session is None:
             session = EESession(project=job.project, workload_tag=default_workload_tag(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from core.errors import ConfigError
 from inference.fit.drawn import DEFAULT_N
@@ -44,6 +44,10 @@ class FitJob:
         allow_l1c: composite Level-1C scenes (``backend="local"``) with a warning instead
             of refusing them, as ``isamap-export --allow-l1c`` does; the record says so.
         allow_implausible: fit on stacks the input check doubts (noted in the model).
+        scene_reading: how the local scenes are read where their files cannot tell
+            (``backend="local"``): the :class:`gee_export.local.compositing.LocalRecipe`
+            fields of ``--scene-date``, ``--s2-band-names``... that were given, as
+            ``isamap-export --backend local`` takes them.
         points_from: instead of ``points``, a label raster to draw ``n`` points from,
             stratified by class with ``options.seed`` (:mod:`inference.fit.drawn`).
         n: the points drawn from ``points_from``.
@@ -70,6 +74,7 @@ class FitJob:
     progress: bool = True
     allow_l1c: bool = False
     allow_implausible: bool = False
+    scene_reading: tuple[tuple[str, Any], ...] = ()
     points_from: str | None = None
     n: int = DEFAULT_N
     base: str | None = None

@@ -11,7 +11,8 @@ written beside the model
 (as a patch dataset's manifest does), from which ``isamap-map`` makes other dates' inputs.
 
 * ``--backend local --scenes DIR``: the local backend's composite of the month
-  (:func:`gee_export.local.stack.plan_local_stack`, the export's defaults).
+  (:func:`gee_export.local.stack.plan_local_stack`, the export's defaults), its scenes read
+  with the export's scene-file options (``--scene-date``, ``--s2-band-names``...).
 * ``--backend ee``: Earth Engine's composite of the month (the export's recipe, its composite
   windows and checks: :func:`gee_export.ee.prediction_stack.composite_windows`), fetched tile
   by tile with computePixels; the Satellite Embedding's bands (``--bands aef``) arrive as
@@ -41,6 +42,7 @@ from gee_export.ee.prediction_stack import DateRecipe, composite_windows, predic
 from gee_export.ee.recipe import EERecipe
 from gee_export.ee.request_region import request_geometry
 from gee_export.ee.sentinel2 import month_window
+from gee_export.local.scenes import SceneCollection
 from gee_export.local.stack import LocalRecipe, plan_local_stack, write_local_stack
 
 log = logging.getLogger(__name__)
@@ -71,17 +73,16 @@ def record(grid: Grid, backend: str, recipe: dict, bands: Sequence[str], month: 
             "sources": {month: sources or {}}}
 
 
-def local_stack(scenes: str, grid: Grid, month: str, bands: Sequence[str],
-                out: Path, allow_l1c: bool = False,
-                allow_implausible: bool = False) -> tuple[str, dict]:
+def local_stack(scenes: SceneCollection, grid: Grid, month: str, bands: Sequence[str],
+                out: Path, recipe: LocalRecipe) -> tuple[str, dict]:
     """The local backend's stack of ``month`` on ``grid``; its path and record.
 
-    No label is read: the points are the fit's labels. ``allow_l1c``: Level-1C scenes are
-    composited with the export's warning instead of its refusal, and the recipe records it;
-    ``allow_implausible``: scenes the input check doubts too, the record's sources saying
-    why (``input_notes``), as the export's manifest does.
+    ``scenes``: what ``recipe`` read of the scenes' folder (:meth:`LocalRecipe.reading`). No
+    label is read: the points are the fit's labels. The recipe records what was asked:
+    Level-1C scenes composited with the export's warning (``allow_l1c``), the scenes' date,
+    band names, unit or offset given; scenes the input check doubts (``allow_implausible``),
+    the record's sources saying why (``input_notes``), as the export's manifest does.
     """
-    recipe = LocalRecipe(allow_l1c=allow_l1c, allow_implausible=allow_implausible or None)
     out.mkdir(parents=True, exist_ok=True)
     plan = plan_local_stack(scenes, grid, month, tuple(bands), speckle=recipe.speckle,
                             out_dir=out, recipe=recipe, labelled=False)

@@ -171,11 +171,19 @@ def test_allow_l1c_with_earth_engine_is_refused_before_any_request(tmp_path, cap
 def test_local_scene_flags_with_earth_engine_are_refused_before_any_request(tmp_path, capsys,
                                                                             flag):
     """How local scene files are read means nothing to Earth Engine's collections:
-    --s1-unit and --trust-band-names were taken and ignored by --backend ee."""
+    --s1-unit and --trust-band-names were taken and ignored by --backend ee. isamap-fit,
+    which takes them for its local stack, refuses them alike."""
+    from cli.fit import main as fit_main
+
     out = tmp_path / "out"
     assert main(["--region", "wuhan", *flag, "--project", "p", "--out", str(out)]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert f"{flag[0]} describe local scene files: use them with --backend local" in line
+    assert not out.exists()
+    assert fit_main(["--points", str(tmp_path / "p.csv"), "--backend", "ee", "--month",
+                     "2019-06", *flag, "--out", str(out)]) == 2
+    (fit_line,) = capsys.readouterr().err.strip().splitlines()
+    assert fit_line.split("error: ", 1)[1] == line.split("error: ", 1)[1]
     assert not out.exists()
 
 

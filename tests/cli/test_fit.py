@@ -26,6 +26,7 @@ from inference.assess.point_files import write_design
 from inference.demo.steps import build_stack_for_demo
 from tests.support.lock_holder import files_under, held_elsewhere
 from tests.support.refusals import assert_refused
+from tests.support.scenes import undated_copy
 from tests.support.shared_files import private_strings
 from training.metrics import roc_auc
 
@@ -360,6 +361,30 @@ def test_backend_local_refuses_points_off_the_scenes_before_making_a_stack(demo_
     assert main(["--points", str(inside), "--backend", "local", "--scenes", str(scenes),
                  "--month", "2020-06", "--bands", "B2,B3,B4,B8", "--out", str(out), "-q"]) == 2
     assert "Traceback" not in capsys.readouterr().err and not (out / "stack").exists()
+
+
+def test_backend_local_reads_the_scenes_with_the_exports_scene_date(demo_stack, tmp_path,
+                                                                     capsys):
+    """Scenes whose files carry no date are exported with --scene-date, which isamap-fit
+    --backend local did not take: such a folder could not be fitted on. Both its extent
+    check and its stack now read the scenes with the date given, and the model records it."""
+    scenes = undated_copy(Path(demo_stack.image).parents[1] / "scene", tmp_path / "undated")
+    lon, lat, codes, _ = labelled_pixels(demo_stack.label, 60, seed=3)
+    points = write_points(tmp_path / "points.csv", lon, lat, codes)
+    common = ["--points", str(points), "--backend", "local", "--scenes", str(scenes),
+              "--month", demo_stack.month, "--bands", "B2,B3,B4,B8", "--folds", "2", "-q"]
+    assert main([*common, "--out", str(tmp_path / "no-date")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "--scene-date YYYY-MM-DD" in line and not (tmp_path / "no-date").exists()
+    date = f"{demo_stack.month}-10"
+    assert main([*common, "--scene-date", date, "--out", str(tmp_path / "fit")]) == 0
+    from training.modelfile import read_model_file
+
+    meta, _ = read_model_file(tmp_path / "fit" / "model.pt")
+    assert meta.extra["dataset"]["recipe"]["scene_date"] == date  # isamap-map reads it alike
+    assert main([*common, "--scene-date", "10/06/2019", "--out", str(tmp_path / "bad")]) == 2
+    assert "--scene-date must be YYYY-MM-DD" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # checked before the output folder is made
 
 
 def _ee_job(argv: list[str]):
