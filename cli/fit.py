@@ -53,10 +53,6 @@ EXAMPLES = (
      "isamap-fit --points ceo-export.csv app-export.csv --backend local --scenes scenes/ "
      "--month 2023-09 --series-months 3 --features presto "
      "--encoder presto=weights/default_model.pt --out fit_presto"),
-    ("local scenes whose files carry no date, read as isamap-export --backend local reads "
-     "them (--s2-band-names, --s1-unit... likewise)",
-     "isamap-fit --points labelled.csv --backend local --scenes scenes/ --month 2019-07 "
-     "--scene-date 2019-07-13 --out fit_dated"),
 )
 
 

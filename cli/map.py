@@ -28,7 +28,7 @@ from core.storage import files
 from engine.allocator import CHECKS
 from engine.devices import add_device_arguments
 from gee_export.ee.budget import add_eecu_argument
-from gee_export.local.compositing import reading_options
+from gee_export.local.export_command import add_scene_file_arguments, scene_file_options
 from gee_export.local.extent import default_region
 from inference.predict.change.arrays import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.change.consistency import TEMPORAL_RULES
@@ -131,18 +131,9 @@ def _scene_arguments(p: argparse.ArgumentParser) -> None:
     """How local scenes are read, where their files cannot tell."""
     scenes = p.add_argument_group("local scenes (--backend local; default: as the model's "
                                   "training export read them)")
-    scenes.add_argument("--scene-date", help="YYYY-MM-DD of scenes whose names and tags carry "
-                        "no date (default: the date the training export was given)")
     scenes.add_argument("--allow-l1c", action="store_true", default=None,
                         help="composite Level-1C (top-of-atmosphere) scenes")
-    scenes.add_argument("--s1-unit", choices=("linear", "dB"),
-                        help="unit of the Sentinel-1 scenes when their values cannot tell")
-    scenes.add_argument("--boa-add-offset", type=float,
-                        help="BOA offset of the Sentinel-2 DN (e.g. -1000 or 0)")
-    scenes.add_argument("--s2-band-names", help="band names of stacked Sentinel-2 files "
-                        "without band descriptions, in file order")
-    scenes.add_argument("--trust-band-names", action="store_true", default=None,
-                        help="use --s2-band-names even where typical band relations fail")
+    add_scene_file_arguments(scenes)
 
 
 def _prediction_arguments(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -281,18 +272,11 @@ def map_request(args: argparse.Namespace, model: Callable[[], LoadedModel]) -> M
 
 def _scene_reading(args: argparse.Namespace) -> dict[str, Any]:
     """The local scene-reading options given (none unless ``--backend local``)."""
-    reading = {"allow_l1c": args.allow_l1c, "s1_unit": args.s1_unit,
-               "boa_add_offset": args.boa_add_offset,
-               "trust_band_names": args.trust_band_names,
-               "allow_implausible": (args.allow_implausible or None) if args.backend == "local"
-               else None,
-               **reading_options(args.scene_date, args.s2_band_names)}
-    given = {k: v for k, v in reading.items() if v is not None}
-    if given and args.backend != "local":
-        raise ConfigError("--scene-date, --allow-l1c, --s1-unit, --boa-add-offset and "
-                          "--s2-band-names describe local scene files: use them with "
-                          "--backend local")
-    return given
+    given = scene_file_options(args, args.backend, also=(("--allow-l1c", args.allow_l1c),))
+    local = {"allow_l1c": args.allow_l1c,
+             "allow_implausible": args.allow_implausible or None if args.backend == "local"
+             else None}
+    return {**given, **{k: v for k, v in local.items() if v is not None}}
 
 
 def _region(args: argparse.Namespace, dates: tuple[str, ...],
