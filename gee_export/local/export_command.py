@@ -96,8 +96,9 @@ def scene_file_options(args: argparse.Namespace, backend: str | None,
     given = [flag for flag, value in (*((f, getattr(args, key)) for f, key in SCENE_FILE_FLAGS),
                                       *also) if value is not None]
     if given and backend != "local":
-        raise ConfigError(f"{', '.join(given)} describe local scene files: use them with "
-                          "--backend local")
+        one = len(given) == 1
+        raise ConfigError(f"{', '.join(given)} describe{'s' if one else ''} local scene files: "
+                          f"use {'it' if one else 'them'} with --backend local")
     options = {"trust_band_names": args.trust_band_names, "s1_unit": args.s1_unit,
                "boa_add_offset": args.boa_add_offset,
                **reading_options(args.scene_date, args.s2_band_names)}

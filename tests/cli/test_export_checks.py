@@ -178,7 +178,7 @@ def test_local_scene_flags_with_earth_engine_are_refused_before_any_request(tmp_
     out = tmp_path / "out"
     assert main(["--region", "wuhan", *flag, "--project", "p", "--out", str(out)]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert f"{flag[0]} describe local scene files: use them with --backend local" in line
+    assert f"{flag[0]} describes local scene files: use it with --backend local" in line
     assert not out.exists()
     assert fit_main(["--points", str(tmp_path / "p.csv"), "--backend", "ee", "--month",
                      "2019-06", *flag, "--out", str(out)]) == 2
