@@ -220,7 +220,7 @@ def test_flags_hiding_clear_ground_are_warned_as_docs_quote(shared_data, tmp_pat
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--label-map", "7=1", "--bbox", "1,1,2,2", "--dry-run"], "use them with --backend local"),
+    (["--label-map", "7=1", "--bbox", "1,1,2,2", "--dry-run"], "use it with --backend local"),
     (["--scl-mask", "3", "--bbox", "1,1,2,2", "--dry-run"], "use it with --backend local"),
     (["--backend", "local", "--scenes", ".", "--bbox", "1,1,2,2", "--dry-run",
       "--scl-mask", "3,12"], "--scl-mask takes SCL classes 1-11"),
