@@ -1,7 +1,7 @@
 """The arms of the built-up comparison: each a trained map's ``isamap-train`` model and options.
 
 Any model name ``isamap-train`` starts is an arm with its own recipe (:func:`arm_of`;
-``unet-s2``, the default); :data:`ARMS` names the three others, each with evidence the docs
+``unet-s2``, the default); :data:`ARMS` names the four others, each with evidence the docs
 quote, each stating the options it compares so none changes with the recipe a model name
 holds. A model trains as many trainings as its ``--members`` or its recipe joins
 (:func:`members_of`; ``unet-s2``: 9). ``presto-scene`` fuses a pretrained encoder, whose
@@ -51,6 +51,12 @@ PLAIN = Arm("plain", "unet-s2", {"input_norm": "none", "widths": [16, 32, 64, 12
              "--max-iterations", "600", "--batch-size", "8", "--optimizer", "adam",
              "--lr", "0.001", "--poly-power", "0", "--crop-size", "0"))
 
+#: The plain reference on each scene's own statistics (``--norm scene``), every other option
+#: the reference's: what the default's nine trainings, ten bands, weight average, flips and
+#: balanced sampling add over a plain network normalised as the default is.
+PLAIN_SCENE = Arm("plain-scene", PLAIN.model, PLAIN.model_kwargs,
+                  tuple("scene" if a == "training" else a for a in PLAIN.train_args))
+
 #: Where the encoder arms tell the encoder they are: one place and month for every fold (the
 #: equator at the prime meridian, January), so a patch's features are the same whichever tiles
 #: a fold trains on and are encoded once for all of them; a model file maps every region with
@@ -62,6 +68,7 @@ ENCODER_PLACE = {"latlon": [0.0, 0.0], "month": 0}
 #: its own recipe: ``unet-s2``, the default). Each has evidence the docs quote:
 #:
 #: - ``plain`` (:data:`PLAIN`), the reference the default must beat (docs/real-data.md);
+#: - ``plain-scene`` (:data:`PLAIN_SCENE`), the reference on each scene's statistics;
 #: - ``unet-s2-fixed``, the candidate recipe that maps each pixel alike whatever extent is
 #:   mapped: ``unet-s2``'s recipe (nine trainings) on the training statistics it records, with
 #:   radiometric augmentation for the scene-to-scene shifts its own scene's statistics took
@@ -73,6 +80,7 @@ ENCODER_PLACE = {"latlon": [0.0, 0.0], "month": 0}
 #:   other tiles worse (docs/evidence/builtup.md, "Presto's features in the recipe").
 ARMS = {arm.name: arm for arm in (
     PLAIN,
+    PLAIN_SCENE,
     Arm("unet-s2-fixed", "unet-s2", {}, ("--norm", "training", "--radiometric", "--members", "9")),
     Arm("presto-scene", "unet-s2", dict(ENCODER_PLACE), ("--norm", "scene"), "presto"),
 )}

@@ -54,3 +54,14 @@ def test_the_unet_s2_fixed_arm_is_the_default_recipe_on_the_training_statistics(
     assert (default.norm, default.radiometric) == ("scene", False)
     assert (fixed.norm, fixed.radiometric, fixed.members) == ("training", True, 9)
     assert dataclasses.replace(fixed, norm="scene", radiometric=False) == default
+
+
+def test_the_plain_scene_arm_is_the_plain_reference_on_each_scenes_statistics(tmp_path):
+    """``plain-scene`` changes one option of ``plain``: the scene's statistics for the
+    training split's, so the two compare that normalisation alone."""
+    budget = Budget(epochs=2, batch_size=4, lr=1e-3, seed=1, iterations=3)
+    scene, plain = (apply_recipe(started_config(train_argv(
+        arm_of(name), tmp_path / "data", tmp_path / "run", budget)))
+        for name in ("plain-scene", "plain"))
+    assert (scene.norm, plain.norm) == ("scene", "training")
+    assert dataclasses.replace(scene, norm="training") == plain
