@@ -25,7 +25,13 @@ from engine.devices import add_device_arguments
 from inference.predict.change.arrays import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECTRAL_THRESHOLD
 from inference.predict.change.spectral import check_threshold
 from inference.predict.config import PredictConfig, add_window_arguments, window_options
-from inference.predict.job import PredictJob, written_paths
+from inference.predict.job import (
+    PredictChange,
+    PredictInput,
+    PredictJob,
+    PredictOutputs,
+    PredictRun,
+)
 from inference.predict.postprocess import add_postprocess_arguments, postprocess_options
 from inference.predict.vectors import add_vector_arguments, vector_options
 from inference.predict.zone_names import add_zone_arguments
@@ -161,7 +167,9 @@ def predict_job(args: argparse.Namespace, options: RuntimeOptions) -> PredictJob
         check_output_folder("--out", Path(args.out).parent, given=args.out)
     check_output_folder("--local-dir", args.local_dir)
     check_output_folder("--work-dir", args.work_dir)
-    check_apart(("--out", args.out), written_paths(args.out, args.local_dir), [
+    outputs = PredictOutputs(args.out, args.local_dir, args.zones, args.zones_name,
+                             vector_options(args))
+    check_apart(("--out", args.out), outputs.written_paths(), [
         ("--input", args.input), ("--compare-with", args.compare_with),
         ("--earlier-stack", args.earlier_stack), ("--normalise-to", args.normalise_to),
         ("--zones", args.zones), ("--model", args.model)])
@@ -172,20 +180,18 @@ def predict_job(args: argparse.Namespace, options: RuntimeOptions) -> PredictJob
             not Path(args.normalise_to).is_file():
         raise InputDataError(f"--normalise-to {args.normalise_to} does not exist; give the "
                              "earlier date's stack")
-    threshold = _spectral_threshold(args)
-    vectors = vector_options(args)
+    change = PredictChange(
+        args.compare_with, DEFAULT_CHANGE_MARGIN if args.change_margin is None
+        else args.change_margin, args.normalise_to, args.earlier_stack,
+        _spectral_threshold(args))
     config = PredictConfig(blend=args.blend, compress=args.compress, any_tile=args.any_tile,
                            **window_options(args), **postprocess_options(args))
-    return PredictJob(
-        args.model, args.input, args.out, month=args.month, config=config, options=options,
-        isa_class=args.isa_class, zones=args.zones, zones_name=args.zones_name,
-        compare_with=args.compare_with, local_dir=args.local_dir, work_dir=args.work_dir,
-        restart=args.restart, progress=not (args.quiet or args.no_progress),
-        band_order=list(band_list(args.bands)) if args.bands else None,
-        allow_implausible=args.allow_implausible,
-        change_margin=(DEFAULT_CHANGE_MARGIN if args.change_margin is None
-                       else args.change_margin), normalise_to=args.normalise_to,
-        earlier_stack=args.earlier_stack, spectral_threshold=threshold, vectors=vectors)
+    given = PredictInput(args.input, args.month,
+                         list(band_list(args.bands)) if args.bands else None,
+                         args.allow_implausible)
+    return PredictJob(args.model, given, outputs, config, options, args.isa_class, change,
+                      PredictRun(args.work_dir, args.restart,
+                                 not (args.quiet or args.no_progress)))
 
 
 def _spectral_threshold(args: argparse.Namespace) -> float:

@@ -322,10 +322,7 @@ def date_predictor(runner: RunnerConfig, sessions: SessionFactory | None = None
         result = predict_date(image, identity, grid, meta.bands, model_file,
                               prefix, info, runner, workers, window=window, isa_class=index,
                               options=request.runtime, model=model, scene=scene)
-        written = finish_outputs(result, prefix, index, zones=outputs.zones,
-                                 local_dir=outputs.product_dir() / month,
-                                 vectors=outputs.vectors, zones_name=outputs.zones_name,
-                                 warn_zones=False)  # the series warns once
+        written = finish_outputs(result, outputs.date_outputs(month), index)
         return written, date_inputs(identity)
 
     return run

@@ -16,10 +16,10 @@ on the dataset's pixel lattice when the zone is the same. Inputs are never a who
 - ``local``: the same recipe on scenes on disk (:func:`gee_export.local.stack.build_local_stack`,
   block by block), then the streaming predictor over the stack file.
 
-Each date is one resumable prediction (:func:`inference.predict.workflow.predict_with_model_file`:
-COGs, quick-looks, area table); a date without data (no Sentinel-1 pass, no clear Sentinel-2 pixel
-even after widening) is reported and skipped. The series products (change maps, per-zone table,
-plot, STAC) are in :mod:`inference.mapping.series`.
+Each date is one resumable prediction (:func:`inference.predict.workflow.predict` of a
+:class:`inference.predict.job.PredictJob`: COGs, quick-looks, area table); a date without data
+(no Sentinel-1 pass, no clear Sentinel-2 pixel even after widening) is reported and skipped. The
+series products (change maps, per-zone table, plot, STAC) are in :mod:`inference.mapping.series`.
 """
 
 from __future__ import annotations
@@ -58,9 +58,10 @@ from inference.mapping.ee_statistics import date_statistics
 from inference.mapping.fetched import FetchedSource
 from inference.mapping.request import MapExtent, MapInputs, MapRequest, ModelDataset
 from inference.mapping.same_series import check_series
+from inference.predict.job import PredictInput, PredictJob, PredictRun
 from inference.predict.lattice import grid_offset
 from inference.predict.sources import MaskedFileSource, WindowSource
-from inference.predict.workflow import predict_with_model_file
+from inference.predict.workflow import predict
 
 if TYPE_CHECKING:
     from training.data import NormStats
@@ -148,13 +149,11 @@ def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: Mode
             opened = open_inputs(request, grid, model.meta, dataset, month, session)
             with opened as source:
                 try:
-                    written = predict_with_model_file(
-                        model, source, outputs.prefix(month), month=month,
-                        config=config, options=options, zones=outputs.zones,
-                        local_dir=local / month, progress=request.progress,
-                        scene=opened.scene, allow_implausible=inputs.allow_implausible,
-                        vectors=outputs.vectors, zones_name=outputs.zones_name,
-                        warn_zones=False)  # the series warns once for all its dates
+                    written = predict(PredictJob(
+                        model, PredictInput(source, month, scene=opened.scene,
+                                            allow_implausible=inputs.allow_implausible),
+                        outputs.date_outputs(month), config, options,
+                        run=PredictRun(progress=request.progress)))
                 except EarthEngineError as exc:
                     raise _with_tiles_left(exc, source, month) from exc
         except EmptyCompositeError as exc:

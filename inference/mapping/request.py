@@ -34,8 +34,10 @@ from inference.predict.change.arrays import DEFAULT_CHANGE_MARGIN, DEFAULT_SPECT
 from inference.predict.change.consistency import TEMPORAL_RULES, TemporalRule
 from inference.predict.change.spectral import check_threshold
 from inference.predict.config import PredictConfig
+from inference.predict.job import PredictOutputs
 from inference.predict.runtime import RuntimeOptions
 from inference.predict.vectors import VectorOptions
+from inference.predict.zone_names import check_zones_name
 
 if TYPE_CHECKING:
     from training.modelfile import ModelMeta
@@ -341,8 +343,7 @@ class MapOutputs:
     vectors: VectorOptions | None = None
 
     def __post_init__(self) -> None:
-        if self.zones_name and not self.zones:
-            raise ConfigError("--zones-name names the zones of --zones: give --zones FILE too")
+        check_zones_name(self.zones, self.zones_name)
 
     def product_dir(self) -> Path:
         """Local folder of PNGs, tables, STAC and publication files."""
@@ -355,6 +356,14 @@ class MapOutputs:
     def prefix(self, month: str) -> str:
         """Output prefix of one date's COGs."""
         return f"{self.out.rstrip('/')}/{month}/isa_{month}"
+
+    def date_outputs(self, month: str) -> PredictOutputs:
+        """One date's outputs: its COGs' prefix, its folder of PNGs and tables, the zones.
+
+        Each date's empty zones are not warned of: the series warns once for all its dates.
+        """
+        return PredictOutputs(self.prefix(month), self.product_dir() / month, self.zones,
+                              self.zones_name, self.vectors, warn_zones=False)
 
 
 @dataclass(frozen=True)

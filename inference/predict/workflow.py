@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +27,7 @@ from core.storage.gdal_auth import gdal_env
 from engine import choice as engine_choice
 from inference.cog import maps
 from inference.cog.maps import OutputInfo, numeric_metrics
+from inference.cog.stream import cog_writer
 from inference.predict import scene as scene_normalisation
 from inference.predict import stats
 from inference.predict.blending import check_model_tiles
@@ -37,14 +37,14 @@ from inference.predict.change.spectral import SpectralStacks
 from inference.predict.config import PredictConfig
 from inference.predict.expected_inputs import check_input
 from inference.predict.input_stack import open_input
-from inference.predict.job import PredictJob, local_folder, with_stack_month
+from inference.predict.job import PredictChange, PredictJob, PredictOutputs
 from inference.predict.keep.inputs import check_input_product, check_product, settle
 from inference.predict.postprocess import check_postprocess
 from inference.predict.raster import PredictionResult, predict_raster
 from inference.predict.runtime import TilePredictor
 from inference.predict.scene import scene_statistics
 from inference.predict.sources import RasterSource
-from inference.predict.vectors import VectorOptions, write_vectors
+from inference.predict.vectors import write_vectors
 from inference.predict.zone_cover import check_zones
 from training.calibration.temperature import describe as describe_calibration
 from training.modelfile import LoadedModel, load_model
@@ -120,47 +120,36 @@ def isa_class_index(class_names: tuple[str, ...], explicit: int | None = None) -
 
 
 def predict(job: PredictJob) -> Outputs:
-    """Predict ``job.stack`` with its model file, then write quick-looks and area statistics.
+    """Predict ``job``'s input with its model file, then write quick-looks and area statistics.
 
     The input is opened once (:func:`inference.predict.input_stack.open_input`) and read by
     every check, the scene's statistics, the keep rule's cut and the sliding window.
     """
-    job.check()
-    with open_input(job.stack) as stack:
-        job = with_stack_month(job, stack)  # --month, else the stack's own
-        zones = stats.load_zones(job.zones, stack.crs, job.zones_name)  # a bad file: no tile
-        if job.zones is not None:
+    cog_writer()  # a misspelt ISAMAP_COG_WRITER fails before the input is opened
+    out = job.outputs
+    with open_input(job.input.stack) as stack:
+        job = replace(job, input=job.input.with_stack_month(stack))  # --month, else the stack's
+        zones = stats.load_zones(out.zones, stack.crs, out.zones_name)  # a bad file: no tile
+        if out.zones is not None:
             check_zones(zones, array_bounds(stack.height, stack.width, stack.transform),
-                        stack.crs, "--zones" if isinstance(job.zones, dict)
-                        else f"--zones {job.zones}", tell=job.warn_zones)
-        config = job.predict_config
+                        stack.crs, "--zones" if isinstance(out.zones, dict)
+                        else f"--zones {out.zones}", tell=out.warn_zones)
+        config = job.config
         if config.postprocess == "keep" and config.keep is not None:
             check_product(config.keep.product)  # before the model loads
         loaded = job.model if isinstance(job.model, LoadedModel) else load_model(job.model)
         check_model(config, loaded, job.options.precision if job.options else "auto")
         isa_class_index(tuple(loaded.meta.class_names), job.isa_class)  # before any input read
         # pixel size and values, before the first tile
-        facts = check_input(stack, loaded.meta, job.band_order,
-                            allow_implausible=job.allow_implausible)
-        change = change_inputs(job, stack, loaded.meta, facts.notes)
+        facts = check_input(stack, loaded.meta, job.input.band_order,
+                            allow_implausible=job.input.allow_implausible)
+        change = change_inputs(job.change, job.input, stack, loaded.meta, facts.notes)
         facts = replace(facts, notes=(*facts.notes, *change.notes))  # in the tags and report
-        with prediction_source(job, stack, loaded.meta) as (source, record):
+        with prediction_source(job.change, job.input, stack, loaded.meta) as (source, record):
             result, index, change = _predict_source(job, source, loaded, config, facts, change)
-    outputs = finish_outputs(result, job.out_prefix, index, zones=job.zones,
-                             compare_with=job.compare_with, local_dir=job.local_dir,
-                             change_margin=job.change_margin,
-                             earlier_prob=change.earlier_prob, record=record,
-                             spectral=change.spectral, vectors=job.vectors,
-                             zones_name=job.zones_name, notes=facts.notes,
-                             warn_zones=job.warn_zones)
+    outputs = finish_outputs(result, out, index, change=job.change, earlier=change,
+                             record=record, notes=facts.notes)
     return replace(outputs, input_notes=facts.notes)
-
-
-def predict_with_model_file(model_file: str | os.PathLike[str] | LoadedModel,
-                            stack: str | RasterSource, out_prefix: str,
-                            **options: Any) -> Outputs:
-    """:func:`predict` of the :class:`PredictJob` of these arguments (its other fields)."""
-    return predict(PredictJob(model_file, stack, out_prefix, **options))
 
 
 def check_model(config: PredictConfig, loaded: LoadedModel, precision: str = "auto",
@@ -195,13 +184,13 @@ def _predict_source(job: PredictJob, source: RasterSource, loaded: LoadedModel,
     Returns the result, the impervious class's index and the change inputs (the spectral
     rule fitted before the first tile: a scene with no common valid pixel fails at once).
     """
-    meta = loaded.meta
+    meta, given = loaded.meta, job.input
     scene = None
     if meta.norm == "scene":
-        scene = job.scene if job.scene is not None else scene_statistics(
-            source, meta.bands, job.band_order)
+        scene = given.scene if given.scene is not None else scene_statistics(
+            source, meta.bands, given.band_order)
     if config.postprocess == "keep" and config.keep is not None:  # the cut, before any tile
-        config = replace(config, keep=settle(config.keep, meta, source, job.band_order))
+        config = replace(config, keep=settle(config.keep, meta, source, given.band_order))
     index = isa_class_index(tuple(meta.class_names), job.isa_class)
     if config.isa_class != index:
         config = replace(config, isa_class=index)
@@ -211,15 +200,15 @@ def _predict_source(job: PredictJob, source: RasterSource, loaded: LoadedModel,
                                         isa_class=index)
     if change.spectral is not None:
         change = replace(change, spectral=change.spectral.fitted())
-    info = model_output_info(meta, job.month, scene)
+    info = model_output_info(meta, given.month, scene)
     shown = {k: v for k, v in facts.to_dict().items() if k != "notes"}
     info = replace(info, input_facts=json.dumps(shown) if shown else "",
                    # why a doubted input was mapped: in every COG's tags and the report
                    input_notes=json.dumps(list(facts.notes)) if facts.notes else "")
-    result = predict_raster(source, job.out_prefix, predictor, info, config,
-                            work_dir=job.work_dir, model_id=loaded.file_id,
-                            restart=job.restart, progress=job.progress,
-                            band_order=job.band_order)
+    result = predict_raster(source, job.outputs.prefix, predictor, info, config,
+                            work_dir=job.run.work_dir, model_id=loaded.file_id,
+                            restart=job.run.restart, progress=job.run.progress,
+                            band_order=given.band_order)
     return result, index, change
 
 
@@ -236,56 +225,52 @@ def model_output_info(meta: ModelMeta, month: str | None,
                       normalisation=scene_normalisation.describe(scene) if scene else "")
 
 
-def finish_outputs(result: PredictionResult, out_prefix: str, index: int, *,
-                   zones: str | os.PathLike | dict | None = None,
-                   compare_with: str | None = None,
-                   local_dir: str | os.PathLike | None = None,
-                   change_margin: float = 0.0, earlier_prob: str | None = None,
+def finish_outputs(result: PredictionResult, outputs: PredictOutputs, index: int, *,
+                   change: PredictChange | None = None, earlier: ChangeInputs | None = None,
                    record: dict[str, Any] | None = None,
-                   spectral: SpectralStacks | None = None,
-                   vectors: VectorOptions | None = None,
-                   zones_name: str | None = None, notes: tuple[str, ...] = (),
-                   warn_zones: bool = True) -> Outputs:
+                   notes: tuple[str, ...] = ()) -> Outputs:
     """Quick-looks, area table, optional change map and polygons of a prediction's COGs.
 
-    The change map (with ``compare_with``) is decided by the spectral rule with ``spectral``
-    (``earlier_prob`` and this prediction's probabilities), else with ``change_margin`` on
-    ``earlier_prob`` and this prediction's probabilities, else by differencing the class maps.
-    ``notes``: why a doubted input was mapped, in the change COG's tags as in the class and
-    probability COGs' (``input_notes``), beside the earlier map's own, prefixed
-    ``--compare-with: ``. ``warn_zones``: warn of each zone without a valid pixel (a series
-    warns once for all its dates instead: :func:`warn_empty_zones`).
+    The change map (with ``change.compare_with``) is decided by the spectral rule with
+    ``earlier.spectral`` (``earlier.earlier_prob`` and this prediction's probabilities), else
+    with ``change.margin`` on ``earlier.earlier_prob`` and this prediction's probabilities,
+    else by differencing the class maps. ``notes``: why a doubted input was mapped, in the
+    change COG's tags as in the class and probability COGs' (``input_notes``), beside the
+    earlier map's own, prefixed ``--compare-with: ``. ``outputs.warn_zones``: warn of each zone
+    without a valid pixel (a series warns once for all its dates instead:
+    :func:`warn_empty_zones`).
 
     Shared by the streaming prediction above and the tile-parallel Beam pipeline
     (:mod:`inference.mapping.beam_map`), whose COGs come from a mosaic of tiles.
     """
-    zone_list = stats.load_zones(zones, result.crs, zones_name)
-    name = out_prefix.rstrip("/").rsplit("/", 1)[-1]
-    local = local_folder(out_prefix, local_dir)
+    zone_list = stats.load_zones(outputs.zones, result.crs, outputs.zones_name)
+    name, local = outputs.name(), outputs.local_folder()
+    compare_with = change.compare_with if change else None
     with gdal_env(result.class_path, result.prob_path):
         class_png = _quicklook(result.class_path, local / f"{name}_class.png", "class",
                                result.skipped)
         prob_png = _quicklook(result.prob_path, local / f"{name}_prob.png", "probability",
                               result.skipped)
     if not result.skipped:  # the map was (re)written: what described the old one goes
-        _remove_stale(out_prefix, local, keep_change=bool(compare_with),
-                      keep_vectors=vectors is not None)
+        _remove_stale(outputs.prefix, local, keep_change=bool(compare_with),
+                      keep_vectors=outputs.vectors is not None)
     rows = stats.isa_area(result.class_path, zone_list, result.prob_path, isa_class=index)
-    if warn_zones:
+    if outputs.warn_zones:
         warn_empty_zones({row.zone: () for row in rows if row.isa_fraction is None})
     area_json, area_csv = local / f"{name}_area.json", local / f"{name}_area.csv"
     table = stats.write_table(rows, area_json, area_csv)
-    change: tuple[str | None, Path | None, dict[str, Any] | None] = (None, None, None)
-    if compare_with:
-        change, text = _change_outputs(result, out_prefix, index, zone_list, local,
-                                       compare_with, change_margin, earlier_prob, record,
-                                       spectral, notes)
+    made: tuple[str | None, Path | None, dict[str, Any] | None] = (None, None, None)
+    if change and compare_with:
+        earlier = earlier or ChangeInputs()
+        made, text = _change_outputs(result, outputs.prefix, index, zone_list, local,
+                                     compare_with, change.margin, earlier.earlier_prob, record,
+                                     earlier.spectral, notes)
         table += text
     written: tuple[Path, ...] = ()
-    if vectors is not None:
+    if outputs.vectors is not None:
         written = write_vectors(result.class_path, result.prob_path, index,
-                                local / f"{name}_builtup", vectors).paths
-    return Outputs(result, class_png, prob_png, area_json, area_csv, table, *change,
+                                local / f"{name}_builtup", outputs.vectors).paths
+    return Outputs(result, class_png, prob_png, area_json, area_csv, table, *made,
                    vectors=written)
 
 

@@ -16,7 +16,7 @@ import argparse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from core.errors import InputDataError
+from core.errors import ConfigError, InputDataError
 
 DEFAULT_FIELDS = "'name', 'NAME' or 'NAME_<n>'"
 """The properties that name a zone when no ``--zones-name`` is given, as messages say them."""
@@ -30,6 +30,16 @@ def add_zone_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup
                         help="with --zones: the property that names each zone in the tables and "
                              "the chart (default: name, NAME, or the highest NAME_<n> a feature "
                              "has, as GADM's NAME_2 of districts)")
+
+
+def check_zones_name(zones: object, zones_name: str | None) -> None:
+    """Refuse ``--zones-name`` without ``--zones`` (isamap-predict, -map).
+
+    Raises:
+        ConfigError: ``zones_name`` given and ``zones`` not.
+    """
+    if zones_name and not zones:
+        raise ConfigError("--zones-name names the zones of --zones: give --zones FILE too")
 
 
 def zone_name(properties: Mapping[str, Any], name_field: str | None = None) -> str | None:

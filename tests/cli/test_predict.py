@@ -802,10 +802,11 @@ def test_a_rerun_that_replaces_the_map_removes_the_old_maps_side_outputs(
                          "--compare-with", str(tmp_path / "a" / "isa_class.tif")]) == 0
     assert all((tmp_path / "b" / name).exists() for name in side)
     # the overlap check (cli.predict, check_apart) knows every file such a run writes
-    from inference.predict.job import written_paths
+    from inference.predict.job import PredictOutputs
 
     made = {p.name for p in (tmp_path / "b").iterdir() if not p.name.startswith(".")}
-    assert made <= {Path(p).name for p in written_paths(str(tmp_path / "b" / "isa"))}, made
+    written = PredictOutputs(str(tmp_path / "b" / "isa")).written_paths()
+    assert made <= {Path(p).name for p in written}, made
     assert predict_main([*later, "--tile", "64"]) == 0  # the same map: its outputs stay
     assert all((tmp_path / "b" / name).exists() for name in side)
     with caplog.at_level("INFO", logger="inference.predict.workflow"):

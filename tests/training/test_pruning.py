@@ -279,16 +279,18 @@ def test_isamap_prune_fine_tunes_and_writes_a_smaller_model_that_predicts(hrnet_
     with torch.no_grad():
         torch.testing.assert_close(small(x), masked(x), rtol=1e-5, atol=1e-4)
     # and isamap-predict's loader runs it on a raster
+    from inference.predict.job import PredictInput, PredictJob, PredictOutputs, PredictRun
     from inference.predict.raster import PredictConfig
-    from inference.predict.workflow import predict_with_model_file
+    from inference.predict.workflow import predict
     from tests.support.rasters import scene_stack, write_stack
 
     # values like the training patches': the model file records their ranges and refuses others
     stack = write_stack(tmp_path / "stack.tif", scene_stack(40, 50, bands=meta.bands),
                         bands=meta.bands)
-    outputs = predict_with_model_file(str(out / "pruned.pt"), str(stack), str(tmp_path / "map"),
-                                      config=PredictConfig(tile=32, overlap=8), progress=False,
-                                      isa_class=1)
+    outputs = predict(PredictJob(str(out / "pruned.pt"), PredictInput(str(stack)),
+                                 PredictOutputs(str(tmp_path / "map")),
+                                 PredictConfig(tile=32, overlap=8), isa_class=1,
+                                 run=PredictRun(progress=False)))
     assert np.isin(np.unique(_read(outputs.prediction.class_path)), [0, 1, 255]).all()
     # the summary names the model file as config.yaml does, never by this machine's path
     assert not Path(summary["from"]).is_absolute() and (out / summary["from"]).resolve() \

@@ -7,7 +7,7 @@ stacks (:mod:`inference.predict.change.spectral`); ``--normalise-to`` reads the 
 normalised onto the earlier date's stack (:func:`normalised_source`, read through
 :class:`LinearSource`). Either earlier stack is checked as the input is
 (:func:`inference.predict.expected_inputs.check_input`).
-:func:`change_inputs` gathers them for a :class:`inference.predict.job.PredictJob`.
+:func:`change_inputs` gathers them for a :class:`inference.predict.job.PredictChange`.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from inference.cog import maps
 from inference.predict.change.arrays import fit_relative_normalisation
 from inference.predict.change.spectral import SpectralStacks, spectral_stacks
 from inference.predict.expected_inputs import check_input
-from inference.predict.job import PredictJob
+from inference.predict.job import PredictChange, PredictInput
 from inference.predict.sources import (
     SAMPLE_SIDE,
     MaskedFileSource,
@@ -60,59 +60,62 @@ class ChangeInputs:
     notes: tuple[str, ...] = ()
 
 
-def change_inputs(job: PredictJob, stack: RasterSource, meta: ModelMeta,
-                  known: Sequence[str] = ()) -> ChangeInputs:
-    """The change map's inputs of ``job``, checked against the opened input ``stack``.
+def change_inputs(change: PredictChange, given: PredictInput, stack: RasterSource,
+                  meta: ModelMeta, known: Sequence[str] = ()) -> ChangeInputs:
+    """The inputs of the change map ``change`` asks for, checked against the opened input.
 
-    ``known``: the notes the input's own check recorded; an earlier stack's note that says
-    the same is not recorded twice.
+    ``given``: the input (its month, band order, and whether a doubted stack is mapped);
+    ``stack``: it opened. ``known``: the notes the input's own check recorded; an earlier
+    stack's note that says the same is not recorded twice.
 
     Raises:
         InputDataError: the earlier map is not on the output grid or lacks the model's
             classes, or a file the rule reads is missing.
     """
-    notes = _checked(job.normalise_to, "--normalise-to", job, meta, known) \
-        if job.normalise_to else ()
-    if not job.compare_with:
+    notes = _checked(change.normalise_to, "--normalise-to", given, meta, known) \
+        if change.normalise_to else ()
+    if not change.compare_with:
         return ChangeInputs(notes=notes)
-    grid = check_compare_with(job.compare_with, stack, meta)
-    check_date_order(job)
-    if job.earlier_stack:
+    grid = check_compare_with(change.compare_with, stack, meta)
+    check_date_order(change, given.month)
+    if change.earlier_stack:
         path = input_path(stack)
         if path is None:
             raise InputDataError("--earlier-stack needs the input as a stack file")
-        spectral = spectral_stacks(job.earlier_stack, path, meta.bands, *grid,
-                                   band_order=job.band_order,
-                                   threshold=job.spectral_threshold)
-        if not job.normalise_to or _local(job.earlier_stack) != _local(job.normalise_to):
-            notes += _checked(job.earlier_stack, "--earlier-stack", job, meta, known)
-        return ChangeInputs(earlier_probability(job.compare_with, spectral=True), spectral,
+        spectral = spectral_stacks(change.earlier_stack, path, meta.bands, *grid,
+                                   band_order=given.band_order,
+                                   threshold=change.spectral_threshold)
+        if not change.normalise_to or _local(change.earlier_stack) != _local(
+                change.normalise_to):
+            notes += _checked(change.earlier_stack, "--earlier-stack", given, meta, known)
+        return ChangeInputs(earlier_probability(change.compare_with, spectral=True), spectral,
                             notes)
-    if job.change_margin > 0:
-        return ChangeInputs(earlier_probability(job.compare_with), notes=notes)
+    if change.margin > 0:
+        return ChangeInputs(earlier_probability(change.compare_with), notes=notes)
     return ChangeInputs(notes=notes)
 
 
-def check_date_order(job: PredictJob) -> None:
+def check_date_order(change: PredictChange, month: str | None) -> None:
     """Refuse an earlier date recorded as later than this one: gain and loss would swap.
 
-    This date's month is the job's (``--month``, else its stack's); the earlier one is what
-    ``--earlier-stack`` records, else the ``--compare-with`` map's. Either unknown: no check.
+    This date's ``month`` is the input's (``--month``, else its stack's); the earlier one is
+    what ``--earlier-stack`` records, else the ``--compare-with`` map's. Either unknown: no
+    check.
 
     Raises:
         InputDataError: the earlier date is later than this one.
     """
-    if not job.month:
+    if not month:
         return
     earlier, flag = None, "--compare-with"
-    if job.earlier_stack:
-        with files.open_raster(job.earlier_stack) as ds:
+    if change.earlier_stack:
+        with files.open_raster(change.earlier_stack) as ds:
             earlier, flag = recorded_month(ds.tags()), "--earlier-stack"
-    if earlier is None and job.compare_with:
-        with files.open_raster(job.compare_with) as ds:
+    if earlier is None and change.compare_with:
+        with files.open_raster(change.compare_with) as ds:
             earlier = recorded_month(ds.tags(), "month")  # a map's tag; not YYYY-MM: unknown
-    if earlier is not None and earlier > job.month:
-        raise InputDataError(f"{flag} is of {earlier}, later than this date ({job.month}): a "
+    if earlier is not None and earlier > month:
+        raise InputDataError(f"{flag} is of {earlier}, later than this date ({month}): a "
                              "change map runs from the earlier date to the later one, so "
                              "predict the later stack and compare it with the earlier map")
 
@@ -122,7 +125,7 @@ def _local(path: str) -> str:
     return path if files.is_gcs(path) else os.path.abspath(path)
 
 
-def _checked(path: str, flag: str, job: PredictJob, meta: ModelMeta,
+def _checked(path: str, flag: str, given: PredictInput, meta: ModelMeta,
              known: Sequence[str] = ()) -> tuple[str, ...]:
     """An earlier date's stack checked as the input is (units, level, backscatter); its notes.
 
@@ -132,8 +135,8 @@ def _checked(path: str, flag: str, job: PredictJob, meta: ModelMeta,
     ``--normalise-to`` maps the input onto its radiometry: a stack in other units or of
     another level would change every pixel, or hand the model values it never saw.
     """
-    facts = check_input(path, meta, job.band_order, flag=flag,
-                        allow_implausible=job.allow_implausible)
+    facts = check_input(path, meta, given.band_order, flag=flag,
+                        allow_implausible=given.allow_implausible)
     return tuple(f"{flag}: {note}" for note in facts.notes if note not in known)
 
 
@@ -248,16 +251,18 @@ def normalised_source(stack: str | RasterSource, reference: str, bands: Sequence
 
 
 @contextlib.contextmanager
-def prediction_source(job: PredictJob, stack: RasterSource,
+def prediction_source(change: PredictChange, given: PredictInput, stack: RasterSource,
                       meta: ModelMeta) -> Iterator[tuple[RasterSource, dict[str, Any]]]:
-    """What the model reads: ``stack``, or it normalised onto ``job.normalise_to``.
+    """What the model reads: ``stack`` (``given`` opened), or it normalised onto the earlier date.
 
-    Yields the source and the record the change map keeps (``normalisation``: the fit).
+    The earlier date's stack is ``change.normalise_to``. Yields the source and the record the
+    change map keeps (``normalisation``: the fit).
     """
-    if not job.normalise_to:
+    if not change.normalise_to:
         yield stack, {}
         return
-    source, record = normalised_source(stack, job.normalise_to, meta.bands, job.band_order)
+    source, record = normalised_source(stack, change.normalise_to, meta.bands,
+                                       given.band_order)
     try:
         yield source, {"normalisation": record}
     finally:

@@ -24,10 +24,11 @@ from inference.mapping.request import (
     map_window,
     parse_dates,
 )
+from inference.predict.job import PredictInput, PredictJob, PredictOutputs, PredictRun
 from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
 from inference.predict.sources import WindowSource
-from inference.predict.workflow import predict_with_model_file
+from inference.predict.workflow import predict
 from testing.fake_server import HttpError, StackTransport
 from tests.support.mapping import (
     MONTH,
@@ -116,10 +117,10 @@ def test_fake_server_map_equals_predicting_the_local_stack_file(scene, whole, tm
     grid = result.grid
     assert grid.crs == stack.grid.crs and (grid.x0 - stack.grid.x0) % 10 == 0
     (date,) = result.dates
-    expected = predict_with_model_file(
-        model, window_of(stack, grid), str(tmp_path / "ref" / "isa"),
-        config=PredictConfig(tile=TILE, overlap=OVERLAP, batch_size=4, blend="core"),
-        options=OPTIONS, progress=False)
+    expected = predict(PredictJob(
+        model, PredictInput(window_of(stack, grid)), PredictOutputs(str(tmp_path / "ref" / "isa")),
+        PredictConfig(tile=TILE, overlap=OVERLAP, batch_size=4, blend="core"), OPTIONS,
+        run=PredictRun(progress=False)))
     got = date.outputs.prediction
     for mine, ref in ((got.class_path, expected.prediction.class_path),
                       (got.prob_path, expected.prediction.prob_path)):
@@ -380,12 +381,11 @@ def test_clahe_postprocess_maps_as_predicting_the_local_stack_with_it(scene, who
     (date,) = result.dates
     config = PredictConfig(tile=TILE, overlap=OVERLAP, batch_size=4, blend="core")
     window = window_of(stack, result.grid)
-    post = predict_with_model_file(model, window, str(tmp_path / "post" / "isa"),
-                                   config=PredictConfig(**{**config.__dict__,
-                                                           "postprocess": "clahe",
-                                                           "clahe": clahe,
-                                                           "force_postprocess": True}),
-                                   options=OPTIONS, progress=False)
+    post = predict(PredictJob(model, PredictInput(window),
+                              PredictOutputs(str(tmp_path / "post" / "isa")),
+                              PredictConfig(**{**config.__dict__, "postprocess": "clahe",
+                                               "clahe": clahe, "force_postprocess": True}),
+                              OPTIONS, run=PredictRun(progress=False)))
     plain = whole["result"].dates[0].outputs.prediction
     assert whole["result"].grid == result.grid
     got = date.outputs.prediction

@@ -32,8 +32,9 @@ from core.errors import InputDataError
 from inference.mapping.ee_statistics import reduction_stats
 from inference.mapping.region import map_region
 from inference.mapping.request import MapExtent, MapInputs, MapOutputs, MapRequest
+from inference.predict.job import PredictInput, PredictJob, PredictOutputs, PredictRun
 from inference.predict.raster import PredictConfig
-from inference.predict.workflow import predict_with_model_file
+from inference.predict.workflow import predict
 from testing.fake_server import StackTransport
 from tests.inference.mapping.test_dates import OPTIONS, OVERLAP, TILE, WINDOW, read, window_of
 from tests.support.mapping import (
@@ -91,10 +92,11 @@ def _request(stack, out, dates=(MONTH,)) -> MapRequest:
 
 def _local(stack, model, grid: Grid, folder):
     """``isamap-predict`` of the map's grid as a window of the stack file (the local sample)."""
-    return predict_with_model_file(
-        model, window_of(stack, grid), str(folder / "local" / "isa"),
-        config=PredictConfig(tile=TILE, overlap=OVERLAP, batch_size=4, blend="core"),
-        options=OPTIONS, progress=False).prediction
+    return predict(PredictJob(
+        model, PredictInput(window_of(stack, grid)),
+        PredictOutputs(str(folder / "local" / "isa")),
+        PredictConfig(tile=TILE, overlap=OVERLAP, batch_size=4, blend="core"), OPTIONS,
+        run=PredictRun(progress=False))).prediction
 
 
 def _normalisation(path) -> dict:

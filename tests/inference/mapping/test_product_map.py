@@ -19,9 +19,10 @@ from gee_export.ee.sentinel1 import S1Recipe
 from gee_export.ee.sentinel2 import S2Recipe
 from inference.mapping.region import map_region
 from inference.mapping.request import MapExtent, MapInputs, MapOutputs, MapRequest, map_window
+from inference.predict.job import PredictInput, PredictJob, PredictOutputs, PredictRun
 from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
-from inference.predict.workflow import predict_with_model_file
+from inference.predict.workflow import predict
 from testing.fake_server import StackTransport
 from tests.inference.mapping.test_dates import window_of
 from tests.support.mapping import MONTH, inner_region, session_for
@@ -62,11 +63,11 @@ def test_a_product_reading_model_maps_earth_engine_dates(ee_offline, tmp_path):
     result = map_region(request, load_model(model), session=session_for(transport),
                         echo=lambda _: None)
     assert {bands for _, bands in transport.served} == {BANDS}  # no label: the product alone
-    expected = predict_with_model_file(
-        model, window_of(stack, result.grid),
-        str(tmp_path / "ref" / "lc"),
-        config=PredictConfig(tile=32, overlap=8, batch_size=4, blend="core"), options=OPTIONS,
-        progress=False)
+    expected = predict(PredictJob(
+        model, PredictInput(window_of(stack, result.grid)),
+        PredictOutputs(str(tmp_path / "ref" / "lc")),
+        PredictConfig(tile=32, overlap=8, batch_size=4, blend="core"), OPTIONS,
+        run=PredictRun(progress=False)))
     (date,) = result.dates
     with rasterio.open(date.outputs.prediction.class_path) as got, \
             rasterio.open(expected.prediction.class_path) as ref:

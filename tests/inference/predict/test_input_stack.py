@@ -11,10 +11,16 @@ import rasterio
 from cli.predict import predict_job, predict_parser
 from core.errors import InputDataError
 from inference.predict.input_stack import InputStack, open_input
-from inference.predict.job import PredictJob
+from inference.predict.job import (
+    PredictChange,
+    PredictInput,
+    PredictJob,
+    PredictOutputs,
+    PredictRun,
+)
 from inference.predict.runtime import RuntimeOptions
 from inference.predict.sources import decimated_read
-from inference.predict.workflow import predict_with_model_file
+from inference.predict.workflow import predict
 from tests.support.rasters import BANDS, smooth_stack, write_stack
 from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model
@@ -43,9 +49,10 @@ def test_a_prediction_opens_its_input_once(stack, tmp_path, monkeypatch):
         return original(path, *args, **kwargs)
 
     monkeypatch.setattr(rasterio, "open", counted)
-    outputs = predict_with_model_file(str(model), str(stack), str(tmp_path / "o" / "isa"),
-                                      config=None, progress=False,
-                                      options=RuntimeOptions(precision="fp32"))
+    outputs = predict(PredictJob(str(model), PredictInput(str(stack)),
+                                 PredictOutputs(str(tmp_path / "o" / "isa")),
+                                 options=RuntimeOptions(precision="fp32"),
+                                 run=PredictRun(progress=False)))
     assert opened.count(str(stack)) == 1
     with original(outputs.prediction.class_path) as ds:
         assert ds.tags()["input"] == "stack.tif" and "normalisation" in ds.tags()
@@ -81,16 +88,16 @@ def test_isamap_predict_builds_one_job_from_its_flags(tmp_path):
         "--zones", "z.geojson", "--zones-name", "NAME_2", "--restart", "--quiet"])
     options = RuntimeOptions(precision="fp32")
     job = predict_job(args, options)
-    assert (job.model, job.stack, job.out_prefix) == ("m.pt", "s.tif", str(tmp_path / "isa"))
-    assert job.config is not None and job.config.tile == 256 and job.options is options
-    assert job.band_order == ["B2", "B3"] and job.change_margin == 0.1
-    assert (job.zones, job.zones_name, job.restart, job.progress) == (
-        "z.geojson", "NAME_2", True, False)
+    assert (job.model, job.input.stack, job.outputs.prefix) == (
+        "m.pt", "s.tif", str(tmp_path / "isa"))
+    assert job.config.tile == 256 and job.options is options
+    assert job.input.band_order == ["B2", "B3"] and job.change.margin == 0.1
+    assert (job.outputs.zones, job.outputs.zones_name) == ("z.geojson", "NAME_2")
+    assert job.run == PredictRun(work_dir=None, restart=True, progress=False)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        job.restart = False  # type: ignore[misc]
+        job.run.restart = False  # type: ignore[misc]
     with pytest.raises(InputDataError, match="change-margin"):
-        PredictJob("m.pt", "s.tif", "o", compare_with="a_class.tif",
-                   change_margin=0.7).check()
+        PredictChange("a_class.tif", margin=0.7)
 
 
 def test_a_stack_is_keyed_by_its_content_from_the_api_and_the_command_line(tmp_path):

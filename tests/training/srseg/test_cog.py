@@ -9,9 +9,10 @@ from affine import Affine
 from contract.geotiff import write_geotiff
 from experiments.naip import NAIP_BANDS, naip_samples
 from experiments.srseg_data import BandStats
+from inference.predict.job import PredictInput, PredictJob, PredictOutputs, PredictRun
 from inference.predict.raster import PredictConfig
 from inference.predict.runtime import RuntimeOptions
-from inference.predict.workflow import predict_with_model_file
+from inference.predict.workflow import predict
 from training.modelfile import ModelMeta, save_model_file
 from training.models import create_model
 
@@ -36,10 +37,10 @@ def test_fine_cog_transform_is_exactly_coarse_over_scale(shared_data, tmp_path, 
                      model_kwargs=kwargs)
     save_model_file(tmp_path / "srseg.pt", model, meta)
     # what isamap-predict runs: the output scale comes from the model file
-    outputs = predict_with_model_file(
-        tmp_path / "srseg.pt", str(stack), str(tmp_path / "isa"),
-        config=PredictConfig(tile=8, overlap=2, batch_size=4, strip_rows=32),
-        options=RuntimeOptions(precision="fp32", channels_last="on"), progress=False)
+    outputs = predict(PredictJob(
+        tmp_path / "srseg.pt", PredictInput(str(stack)), PredictOutputs(str(tmp_path / "isa")),
+        PredictConfig(tile=8, overlap=2, batch_size=4, strip_rows=32),
+        RuntimeOptions(precision="fp32", channels_last="on"), run=PredictRun(progress=False)))
     result = outputs.prediction
     h, w = mosaic.shape[1:]
     for path in (result.class_path, result.prob_path):
