@@ -46,16 +46,16 @@ def encoder_config(cfg: TrainConfig) -> TrainConfig:
         ModelError: the encoder's file is missing, not the published one, or does not fit.
         ConfigError: a base model the fused model cannot use.
     """
-    if not cfg.encoder:
+    if not cfg.model.encoder:
         return cfg
-    entry, path = parse_encoder(cfg.encoder)
+    entry, path = parse_encoder(cfg.model.encoder)
     load_encoder(entry, path)
-    if cfg.freeze_encoder:  # a bad ISAMAP_ENCODER_CACHE, before the run folder is written
+    if cfg.model.freeze_encoder:  # a bad ISAMAP_ENCODER_CACHE, before the run folder is written
         folder_from_env()
-    if cfg.model not in BASES:
-        check_trainable(cfg.model)  # a retired base says why it left, and what instead
+    if cfg.model.name not in BASES:
+        check_trainable(cfg.model.name)  # a retired base says why it left, and what instead
         raise ConfigError(f"--encoder fuses with the U-Net: give --model {' or '.join(BASES)}, "
-                          f"not {cfg.model!r}")
+                          f"not {cfg.model.name!r}")
     return cfg
 
 
@@ -67,8 +67,8 @@ def check_encoder_bands(cfg: TrainConfig, bands: Sequence[str]) -> None:
             or a month lacks a band the encoder reads
             (:func:`training.models.encoders.series.encoder_series`).
     """
-    if cfg.encoder:
-        entry, _ = parse_encoder(cfg.encoder)
+    if cfg.model.encoder:
+        entry, _ = parse_encoder(cfg.model.encoder)
         encoder_series(entry.name, bands, [i for i, b in enumerate(bands) if b in entry.bands])
 
 
@@ -92,21 +92,21 @@ def first_month(manifest: Mapping) -> int:
 def encoder_kwargs(cfg: TrainConfig, bands: Sequence[str], mean: Sequence[float],
                    std: Sequence[float], manifest: Mapping) -> dict:
     """The fused model's constructor arguments (recorded in the model file)."""
-    entry, _ = parse_encoder(str(cfg.encoder))
-    base = {k: v for k, v in recipe_for(cfg.model).model_kwargs.items()
+    entry, _ = parse_encoder(str(cfg.model.encoder))
+    base = {k: v for k, v in recipe_for(cfg.model.name).model_kwargs.items()
             if k in ("widths", "flips", "member_views")}
-    given = {k: v for k, v in dict(cfg.model_kwargs).items()
+    given = {k: v for k, v in dict(cfg.model.model_kwargs).items()
              if k in ("widths", "flips", "member_views", "head_width", "patch_size", "latlon",
                       "month")}
     return {**base, "bands": list(bands), "encoder": entry.name,
             "encoder_sha256": entry.sha256, "input_mean": list(mean), "input_std": list(std),
             "latlon": list(grid_centre(manifest)), "month": first_month(manifest),
-            "fusion": cfg.fusion, "frozen": bool(cfg.freeze_encoder), **given}
+            "fusion": cfg.model.fusion, "frozen": bool(cfg.model.freeze_encoder), **given}
 
 
 def encoder_model(cfg: TrainConfig, kwargs: Mapping, num_classes: int) -> nn.Module:
     """The fused network, its encoder holding the file's weights, its feature cache on."""
-    entry, path = parse_encoder(str(cfg.encoder))
+    entry, path = parse_encoder(str(cfg.model.encoder))
     pretrained = load_encoder(entry, path)
     model = create_model(NAME, len(kwargs["bands"]), num_classes, module=MODULE, **kwargs)
     if not isinstance(model, EncoderUNet):
