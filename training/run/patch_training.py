@@ -101,7 +101,7 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
     raw = PatchDataset(cfg.data.root, "train", bands=cfg.data.bands, label=recipe.label,
                        exclude=exclude)
     product = model_kwargs_for_product(cfg.model.name, raw.bands, raw.manifest)  # before any pixel
-    check_encoder_bands(cfg, raw.bands)
+    check_encoder_bands(cfg.model, raw.bands)
     pixels = judge_patches(f"the training patches of {cfg.data.root}", lambda i: raw.read_raw(i)[0],
                            len(raw), raw.bands, physics=False)  # no scene: fill only
     pixels |= judge_roots(raw, cfg.data.allow_implausible)  # each root against the first's
@@ -155,8 +155,8 @@ def _build_model(cfg: TrainConfig, raw: PatchDataset, norm: NormStats,
         "bands": list(raw.bands), **product, **dict(cfg.model.model_kwargs)})
     classes = len(raw.class_names)
     if cfg.model.encoder:
-        kwargs = encoder_kwargs(cfg, raw.bands, norm.mean, norm.std, raw.manifest)
-        model = encoder_model(cfg, kwargs, classes)
+        kwargs = encoder_kwargs(cfg.model, raw.bands, norm.mean, norm.std, raw.manifest)
+        model = encoder_model(cfg.model, kwargs, classes)
     else:
         model = create_model(cfg.model.name, len(raw.bands), classes, **kwargs)
     if int(getattr(model, "output_scale", 1)) != scale:
