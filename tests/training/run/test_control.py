@@ -269,6 +269,31 @@ def test_yaml_11_numbers_and_switches_in_a_train_config_are_what_they_say(tmp_pa
         0.001, "on", 3, ("B2", "B3"))
 
 
+def test_each_option_of_a_file_is_one_field_of_one_part_and_goes_there():
+    """Files, flags and records name the options flat; one table says which part holds each.
+
+    A field a part gained without its row there would be neither read from a file nor
+    recorded; an option set by its flat name lands in its part and leaves the others as
+    they were.
+    """
+    import dataclasses
+
+    from training.config import OPTIONS, RENAMED
+
+    parts = {f.name: getattr(TrainConfig(), f.name) for f in dataclasses.fields(TrainConfig)}
+    fields = sorted((name, f.name) for name, part in parts.items()
+                    for f in dataclasses.fields(part))
+    assert fields == sorted((part, RENAMED.get(key, key)) for key, part in OPTIONS.items())
+    given = {"data": "ds", "model": "unet", "lr": 0.5, "num_workers": 2, "device": "cpu",
+             "stop_after": 3, "members": 2}
+    cfg = TrainConfig.of(**given)
+    assert (cfg.data.root, cfg.model.name, cfg.optim.lr, cfg.data.num_workers,
+            cfg.runtime.device, cfg.run.stop_after, cfg.fit.members) == tuple(given.values())
+    assert list(cfg.to_dict()) == list(OPTIONS) and cfg.to_dict().items() >= given.items()
+    changed = cfg.with_(lr=0.1)
+    assert changed.optim.lr == 0.1 and changed.data is cfg.data and changed.fit is cfg.fit
+
+
 @pytest.fixture(scope="module")
 def stopped_run(patch_root, tmp_path_factory):
     """A folder holding ``runs/u``: the 2-epoch U-Net of :func:`_argv` stopped after its first
