@@ -133,10 +133,10 @@ def load() -> str:
 def compare(root: Path, out: Path, name: str, epochs: int, batch: int
             ) -> tuple[list[tuple[float, float]], float, str]:
     """One run: (trainer, plain) epoch rates after the first epoch, auto's seconds, label."""
-    cfg = TrainConfig(data=str(root), out_dir=str(out), model=name,
-                      model_kwargs={"widths": list(DEMO_WIDTHS)}, epochs=epochs,
-                      batch_size=batch, lr=1e-3, patience=epochs, progress=False,
-                      autotune_cache=False)  # measured in every round: its time is a figure
+    cfg = TrainConfig.of(data=str(root), out_dir=str(out), model=name,
+                         model_kwargs={"widths": list(DEMO_WIDTHS)}, epochs=epochs,
+                         batch_size=batch, lr=1e-3, patience=epochs, progress=False,
+                         autotune_cache=False)  # measured in every round: its time is a figure
     plain: dict[int, float] = {}
     loop: list[PlainLoop] = []
 

@@ -12,7 +12,6 @@ import functools
 import json
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from contract.dataset import DATA_ROOT, merge_datasets
@@ -31,6 +30,8 @@ from engine.devices import add_device_arguments
 from engine.distributed import leave_distributed
 from training.config import (
     NORMS,
+    ModelOptions,
+    RunOptions,
     TrainConfig,
     config_from_mapping,
     read_train_config,
@@ -105,7 +106,7 @@ def _model_arguments(p: argparse.ArgumentParser) -> None:
     a = p.add_argument
     a("--model", help="crofusenet | unet | unet-s2 | unet-s1 | runetpp | hrnet | "
       "hrnet-coarse (reads the product band); on label_fine: srseg | bilinear-unet | "
-      f"unet-upsample (scale from the manifest); default: {TrainConfig.model}")
+      f"unet-upsample (scale from the manifest); default: {ModelOptions.name}")
     a("--model-kwargs", type=_json, help="extra model arguments as JSON, e.g. "
       "'{\"stem_norm\": \"batch\"}' for hrnet")
     a("--loss", help="crofusenet | dice_focal | ce | weighted_ce | srseg | composition "
@@ -267,19 +268,19 @@ def _train(args: dict) -> int:
     # a resumed run's model is its record's: the default note is for a run that names none
     chosen = "model" in given or bool(given.get("resume"))
     if given.get("resume"):  # the run folder says everything that is not given
-        check_resume(given.get("out_dir") or TrainConfig.out_dir)
-        cfg = resume_config(given.pop("out_dir", None) or TrainConfig.out_dir, given,
+        check_resume(given.get("out_dir") or RunOptions.out_dir)
+        cfg = resume_config(given.pop("out_dir", None) or RunOptions.out_dir, given,
                             config_file, set(given) - flags)
     else:
         cfg = config_from_mapping(given, config_file, set(given) - flags)
-    if not (Path(cfg.out_dir) / CHECKPOINT).exists() and not held_members(cfg.out_dir):
-        check_trainable(cfg.model)  # a retired model's runs go on; none is started
-    check_output_folder("--out", cfg.out_dir)
+    if not (Path(cfg.run.out_dir) / CHECKPOINT).exists() and not held_members(cfg.run.out_dir):
+        check_trainable(cfg.model.name)  # a retired model's runs go on; none is started
+    check_output_folder("--out", cfg.run.out_dir)
     for root in roots:  # as typed (a resumed run's are its folder's)
         files.require("--data", root, DATA_ROOT, folder=True, error=ConfigError)
     check_run_folder(cfg)
     check_members(cfg)
-    with _run_folder_held(cfg.out_dir):  # a second run into this folder is refused
+    with _run_folder_held(cfg.run.out_dir):  # a second run into this folder is refused
         return _run(cfg, roots, chosen)
 
 
@@ -305,9 +306,9 @@ def _run(cfg: TrainConfig, roots: Sequence[str], chosen: bool) -> int:
     joined: MembersResult | None = None
     try:
         cfg = with_recipe_filter(cfg)  # e.g. hrnet-coarse filters noisy samples by default
-        if cfg.members > 1:
+        if cfg.fit.members > 1:
             joined = train_members(cfg, functools.partial(train, model_chosen=chosen))
-        elif cfg.filter_noisy is not None:
+        elif cfg.data.filter_noisy is not None:
             result = train_filtered(cfg, model_chosen=chosen).final
             print(f"noisy-sample filtering: {result.out_dir / 'noisy_patches.json'}")
         else:
@@ -320,7 +321,7 @@ def _run(cfg: TrainConfig, roots: Sequence[str], chosen: bool) -> int:
     if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
         return 0
     more = "" if result.finished else (" (to continue: run the same command again, or "
-                                       f"isamap-train --out {cfg.out_dir} --resume)")
+                                       f"isamap-train --out {cfg.run.out_dir} --resume)")
     print(f"{_outcome(result)}{more}\nmodel: {_written(result.model_path)}\n"
           f"history: {_written(result.history_path)}\ncurves: {_written(result.curves_path)}")
     return 0
@@ -334,12 +335,12 @@ def _with_members(given: dict) -> dict:
     stopped): both take the recipe's number unless ``--members`` is given. ``--resume`` of a
     run of one training keeps what its folder records.
     """
-    out = Path(given.get("out_dir") or TrainConfig.out_dir)
+    out = Path(given.get("out_dir") or RunOptions.out_dir)
     if given.get("resume") and held_members(out) and given.get("data"):
         given = {k: v for k, v in given.items() if k != "resume"}
     if given.get("resume") and recorded_config(out) is not None:
         return given
-    model = str(given.get("model") or TrainConfig.model)
+    model = str(given.get("model") or ModelOptions.name)
     return {"members": recipe_members(model), **given}
 
 
@@ -373,8 +374,8 @@ def merged_data(cfg: TrainConfig, roots: Sequence[str]) -> TrainConfig:
         while name in parts:
             name += "_"
         parts[name] = root
-    merged = merge_datasets(parts, Path(cfg.out_dir) / "datasets")
-    return replace(cfg, data=merged)
+    merged = merge_datasets(parts, Path(cfg.run.out_dir) / "datasets")
+    return cfg.with_(data=merged)
 
 
 def _outcome(result: TrainResult) -> str:

@@ -6,7 +6,7 @@ clear error for a missing file, bad YAML or anything but a mapping, and one sche
 type hint, every key must be one of its names (an unknown one is told with the closest name),
 and every value is checked by the one type rule (:func:`typed_value`). Two commands use it:
 
-- ``isamap-train``: the schema is ``TrainConfig``'s typed fields (``training.config``), whose
+- ``isamap-train``: the schema is its options' types (``training.config.option_types``), whose
   names are the flags' with underscores (``batch_size``, ``out_dir``, ``model_kwargs``);
 - ``isamap-map`` (and any argparse command) hands the file to :func:`parse_with_config`, which
   makes its values the parser's defaults, so a flag typed on the command line still wins.

@@ -119,7 +119,7 @@ def joined_members(out: str | Path) -> int | None:
 
 
 def recorded_otherwise(cfg: TrainConfig, ignore: frozenset[str] = frozenset()) -> list[str]:
-    """How the run in ``cfg.out_dir`` was started otherwise than ``cfg`` would start it.
+    """How the run in ``cfg.run.out_dir`` was started otherwise than ``cfg`` would start it.
 
     ``"name: recorded there, current now"`` for every option that changes the result, each
     member's prefixed with its folder (``member1: ...``); the number of trainings where the
@@ -131,18 +131,18 @@ def recorded_otherwise(cfg: TrainConfig, ignore: frozenset[str] = frozenset()) -
     (:func:`training.run.folder.config_differences`).
     """
     cfg = with_recipe_filter(cfg)  # as the command resolves it before it trains
-    out = Path(cfg.out_dir)
+    out = Path(cfg.run.out_dir)
     held = held_members(out)
-    joined_other = cfg.members > 1 and (held > cfg.members or (
-        held < cfg.members and (out / BEST_MODEL).exists()))  # a finished join of fewer
-    if (cfg.members > 1 and (out / CHECKPOINT).exists()) or (cfg.members == 1 and held) \
+    joined_other = cfg.fit.members > 1 and (held > cfg.fit.members or (
+        held < cfg.fit.members and (out / BEST_MODEL).exists()))  # a finished join of fewer
+    if (cfg.fit.members > 1 and (out / CHECKPOINT).exists()) or (cfg.fit.members == 1 and held) \
             or joined_other:
-        return [f"members: {held or 1} there, {cfg.members} now"]
-    joined = joined_members(out) if cfg.members > 1 else None
-    if joined is not None and joined != cfg.members:  # a join extended by hand, unfinished
-        return [f"members: {joined} joined there, {cfg.members} now"]
-    members = member_configs(cfg) if cfg.members > 1 else [cfg]
-    return [f"{Path(m.out_dir).name}: {d}" if cfg.members > 1 else d
+        return [f"members: {held or 1} there, {cfg.fit.members} now"]
+    joined = joined_members(out) if cfg.fit.members > 1 else None
+    if joined is not None and joined != cfg.fit.members:  # a join extended by hand, unfinished
+        return [f"members: {joined} joined there, {cfg.fit.members} now"]
+    members = member_configs(cfg) if cfg.fit.members > 1 else [cfg]
+    return [f"{Path(m.run.out_dir).name}: {d}" if cfg.fit.members > 1 else d
             for _, m, differ in member_differences(cfg, members, ignore) for d in differ]
 
 

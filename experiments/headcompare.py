@@ -89,12 +89,12 @@ def run_one(name: str, data: str, head: str, seed: int, budget: HeadBudget, out:
         previous = json.loads(done.read_text())
         if previous.get("key") == json.loads(json.dumps(key)):
             return previous
-    cfg = TrainConfig(data=data, out_dir=str(run / "train"), model="crofusenet",
-                      model_kwargs={"head": head, "widths": list(budget.widths)},
-                      max_iterations=budget.iterations, batch_size=budget.batch_size,
-                      lr=budget.lr, patience=10 ** 6, seed=seed, precision="fp32",
-                      channels_last=False, device="cpu", num_workers=0, cache=True,
-                      resume=True, progress=False)
+    cfg = TrainConfig.of(data=data, out_dir=str(run / "train"), model="crofusenet",
+                         model_kwargs={"head": head, "widths": list(budget.widths)},
+                         max_iterations=budget.iterations, batch_size=budget.batch_size,
+                         lr=budget.lr, patience=10 ** 6, seed=seed, precision="fp32",
+                         channels_last=False, device="cpu", num_workers=0, cache=True,
+                         resume=True, progress=False)
     result = train(cfg)
     ev = evaluate(EvaluateConfig(result.model_path, data, run / "test", "test", progress=False))
     pixel = ev.metrics["pixel"]

@@ -43,7 +43,7 @@ import logging
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -217,10 +217,10 @@ def _train_cfg(cfg: LandCoverCompareConfig, run_dir: Path, seed: int, iterations
 
     No weight decay: the setting of the figures in docs/evidence/landcover.md.
     """
-    return TrainConfig(out_dir=str(run_dir), model="hrnet", model_kwargs=dict(cfg.model),
-                       epochs=1, max_iterations=iterations, batch_size=cfg.batch_size, lr=lr,
-                       weight_decay=0.0, crop_size=cfg.crop, seed=seed, num_workers=0,
-                       precision="fp32", channels_last="off", device="cpu", progress=False)
+    return TrainConfig.of(out_dir=str(run_dir), model="hrnet", model_kwargs=dict(cfg.model),
+                          epochs=1, max_iterations=iterations, batch_size=cfg.batch_size, lr=lr,
+                          weight_decay=0.0, crop_size=cfg.crop, seed=seed, num_workers=0,
+                          precision="fp32", channels_last="off", device="cpu", progress=False)
 
 
 @torch.no_grad()
@@ -251,8 +251,8 @@ def run_seed(cfg: LandCoverCompareConfig, tiles: Sequence[Tile], seed: int) -> d
         masked = copy.deepcopy(model)
         per_epoch = max(cfg.prune_iterations // cfg.prune_epochs, 1) * cfg.batch_size
         pdata = CropDataset(tiles, mean, std, cfg.crop, per_epoch, seed + 1000)
-        pcfg = replace(_train_cfg(cfg, Path(tmp) / "prune", seed, cfg.prune_iterations,
-                                  cfg.lr), epochs=cfg.prune_epochs)
+        pcfg = _train_cfg(cfg, Path(tmp) / "prune", seed, cfg.prune_iterations,
+                          cfg.lr).with_(epochs=cfg.prune_epochs)
         Trainer(pcfg, masked, loss, pdata, None, meta,
                 epoch_end=lambda m, e: fpgm_step(m, cfg.prune_rate), curves=False).fit()
     small, _ = compact_model(masked.cpu(), meta)

@@ -310,11 +310,11 @@ def train_model(model_kwargs: dict, bands: Sequence[str], scenes: Sequence[Scene
                      norm_std=(*map(float, std), *[1.0] * len(product_bands)),
                      class_scheme="landcover", class_names=LANDCOVER_CLASSES,
                      model_kwargs=model_kwargs, extra={"experiment": "experiments.landcover"})
-    train_cfg = TrainConfig(out_dir=str(tmp), model="hrnet", model_kwargs=model_kwargs,
-                            epochs=1, max_iterations=budget.iterations,
-                            batch_size=budget.batch, lr=budget.lr, crop_size=budget.crop,
-                            seed=budget.seed, num_workers=0, precision="fp32",
-                            channels_last="off", device="cpu", progress=False)
+    train_cfg = TrainConfig.of(out_dir=str(tmp), model="hrnet", model_kwargs=model_kwargs,
+                               epochs=1, max_iterations=budget.iterations,
+                               batch_size=budget.batch, lr=budget.lr, crop_size=budget.crop,
+                               seed=budget.seed, num_workers=0, precision="fp32",
+                               channels_last="off", device="cpu", progress=False)
     data = CropDataset(scenes, labels, mean, std, budget.crop,
                        budget.iterations * budget.batch, budget.seed, bool(product_bands))
     Trainer(train_cfg, model, loss, data, None, meta, curves=False).fit()  # temp folder

@@ -136,10 +136,10 @@ def train_fixed_budget(model: torch.nn.Module, dataset: CrossResolutionDataset,
     and learning-curve plots are left out, so the table compares the models' own cost).
     """
     loss_fn = model_loss(meta.name)  # the recipe's loss: the objective of isamap-train
-    tcfg = TrainConfig(out_dir=str(run_dir), model=meta.name, epochs=1,
-                       max_iterations=cfg.iterations, batch_size=cfg.batch_size, lr=cfg.lr,
-                       seed=cfg.seed, num_workers=0, precision="fp32", channels_last=False,
-                       device="cpu", augment=True)
+    tcfg = TrainConfig.of(out_dir=str(run_dir), model=meta.name, epochs=1,
+                          max_iterations=cfg.iterations, batch_size=cfg.batch_size, lr=cfg.lr,
+                          seed=cfg.seed, num_workers=0, precision="fp32", channels_last=False,
+                          device="cpu", augment=True)
     trainer = Trainer(tcfg, model, loss_fn, dataset, None, meta, curves=False)  # temp folder
     trainer.fit()
     model.cpu()

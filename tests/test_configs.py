@@ -144,7 +144,7 @@ def test_training_config_runs_as_written_and_its_run_folder_keeps_the_resolved_c
     flags, flagged = file_budget(name)  # a flag lowers the file's members, width or crops
     started = started_config(["--config", str(CONFIGS / name), *BUDGET])
     for key in flagged:  # without the flag, the command starts with the file's value
-        assert getattr(started, key) == written.get(key), key
+        assert started.option(key) == written.get(key), key
     members = flagged.get("members", written.get("members", 1))
     budget = [*BUDGET, *flags]
     if name == "train-crofusenet.yaml":  # shared with the Earth Engine dry run
@@ -455,8 +455,8 @@ def test_a_dashed_key_and_yaml_switch_words_read_alike_in_both_commands(tmp_path
     args = parse_with_config(build_parser(), ["--config", str(tmp_path / "c.yaml"), "--model",
                                               "m.pt", "--out", "o", "--months", "2019-06"])
     cfg = config_from_mapping({**read_train_config(tmp_path / "c.yaml"), "data": "ds"})
-    assert (args.batch_size, args.channels_last) == (cfg.batch_size, cfg.channels_last) \
-        == (4, "off")
+    assert (args.batch_size, args.channels_last) == (cfg.fit.batch_size,
+                                                     cfg.runtime.channels_last) == (4, "off")
 
 
 
@@ -486,7 +486,7 @@ def test_a_training_config_takes_the_flags_name_out_as_a_mapping_config_does(
         "isamap-train: error: --out taken is a file, not a folder; give a folder (it is "
         "created if missing)")
     started = started_config(["--config", "train.yaml"])
-    assert (started.out_dir, started.num_workers) == ("taken", 0)
+    assert (started.run.out_dir, started.data.num_workers) == ("taken", 0)
     (tmp_path / "both.yaml").write_text("out: runs/a\nout_dir: runs/b\n")
     assert train_main(["--config", "both.yaml"]) == 2
     assert capsys.readouterr().err.splitlines()[0] == (

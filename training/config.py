@@ -1,4 +1,7 @@
-"""Training configuration: one frozen dataclass, filled from a YAML file and/or CLI flags.
+"""Training configuration: frozen parts, one per stage, filled from a YAML file and/or CLI flags.
+
+Files, flags and records name every option flat (``lr``, ``out_dir``); :data:`OPTIONS` says
+which part holds each (``cfg.optim.lr``, ``cfg.run.out_dir``).
 
 Options left unset (``None``) come from the model's recipe (``training.models.ModelRecipe``,
 part of its registry entry) through :func:`apply_recipe`: its paper's loss,
@@ -16,7 +19,7 @@ import json
 import math
 import os
 import typing
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -55,45 +58,61 @@ FLAGS = {"out_dir": "--out", "num_workers": "--workers"}  #: flags not the name 
 FLAG_KEYS = {flag.removeprefix("--").replace("-", "_"): key for key, flag in FLAGS.items()}
 
 
+def _unset_or(value: Any, ok: Callable[[Any], bool]) -> bool:
+    return value is None or ok(value)
+
+
+def _refuse(part: object, checks: list[tuple[str, bool, str]]) -> None:
+    """Raise the first of ``part``'s options that fails its check, named as its flag."""
+    for key, ok, rule in checks:  # the flag as typed; config_from_mapping names a file's key
+        if not ok:
+            raise OptionError(key, f"{rule}, got {getattr(part, key)!r}", FLAGS.get(key))
+
+
 @dataclass(frozen=True)
-class TrainConfig:
-    """Every knob of a training run (all recorded in the checkpoint and the model file).
+class ModelOptions:
+    """The network and its loss (the option names of :data:`OPTIONS`: ``name`` is ``model``).
 
     Attributes:
-        data: patch dataset root (local folder or gs://bucket/prefix).
-        out_dir: run folder (checkpoint, best model, metrics.jsonl, curves PNG).
-        model / model_kwargs: registry name and extra constructor arguments (on top of the
+        name / model_kwargs: registry name and extra constructor arguments (on top of the
             recipe's ``model_kwargs``).
         loss / loss_kwargs: loss name (default: the model's recipe loss, whose arguments sit
             under the given ones) and its arguments.
+        encoder: ``NAME=PATH``, a pretrained encoder from its published file
+            (:mod:`training.models.encoders`) fused with the U-Net; None: none.
+        freeze_encoder: keep the encoder's weights as published (its features are computed
+            once per patch and cached); False fine-tunes it with the rest.
+        fusion: how the encoder's features join the U-Net: ``concat`` (beside the image
+            channels) or ``head`` (the encoder as backbone, a light decoder).
+    """
+
+    name: str = "crofusenet"
+    model_kwargs: Mapping = field(default_factory=dict)
+    loss: str | None = None
+    loss_kwargs: Mapping = field(default_factory=dict)
+    encoder: str | None = None
+    freeze_encoder: bool = True
+    fusion: str = "concat"
+
+    def __post_init__(self) -> None:
+        _refuse(self, [("fusion", self.fusion in ("concat", "head"), "must be concat or head")])
+        problems = model_kwargs_problems(self.model_kwargs) + (
+            ["--model-kwargs cannot set members: give --members K, which trains the K networks "
+             "one by one and joins them"] if "members" in dict(self.model_kwargs) else [])
+        if problems:
+            raise OptionError("model_kwargs", problems[0].removeprefix("--model-kwargs "))
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """The patches a run reads and how they are drawn (``root`` is the option ``data``).
+
+    Attributes:
+        root: patch dataset root (local folder or gs://bucket/prefix).
         bands: input bands (default: every band of the manifest, in its order).
         label: ``label`` or ``label_fine`` (default: the first of the recipe's targets).
-        optimizer, lr, momentum, epochs, batch_size, poly_power, weight_decay, patience: the
-            optimisation (``None``: the model's recipe; ``momentum`` is SGD's).
         crop_size: random square training crops of this many pixels (input grid); ``None``:
             the recipe's (hrnet: 513), 0: whole patches. Validation always sees whole patches.
-        allow_small_patches: train a model whose recipe refuses patches (or crops) smaller
-            than its context modules need (RU-Net++'s ASPP) anyway, with a warning.
-        allow_implausible: train on a ``--data`` root whose patches the input check doubts
-            against the first root's fingerprint (:func:`training.run.inputs.judge_roots`),
-            the reasons recorded in the model file's ``input_notes``.
-        filter_noisy: run noisy-sample filtering first (``training.noisy``): drop training
-            patches whose preliminary prediction agrees with their label on fewer than this
-            share of pixels, then retrain; None trains on every patch.
-        seed: seeds model init, data order and augmentation.
-        num_workers: loader worker processes (None: by the dataset's size and the device,
-            :func:`training.loader.choose_data_path`: none for a cached dataset on a CPU, else
-            cores - 1, at most 8).
-        precision: ``auto`` = measured at the start of the run on the real model, batch and
-            device (``engine.autotune``: the fastest training step of fp32/bf16, and fp16
-            on CUDA, whose output agrees with fp32); a resumed run keeps the choice its
-            checkpoint recorded. A recipe that needs one precision for reproducibility states
-            it here (``fp32``, ``bf16``, ``fp16``), and it is never overridden.
-        channels_last: NHWC memory format: ``auto`` (measured with the precision), ``on``
-            or ``off`` (YAML booleans are accepted).
-        autotune_cache: reuse a choice measured earlier for the same model, batch shape and
-            device (``$XDG_CACHE_HOME/isamap/autotune.json``) instead of measuring again.
-        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
         augment: the paper's augmentations on the training split.
         radiometric: radiometric augmentation of the optical bands on the training split
             (gamma, gain, offset, haze: :class:`training.augmentation.Radiometric`); None: the
@@ -106,25 +125,87 @@ class TrainConfig:
             every map by its input stack's, so a scene-wide gain or offset does not move the
             network's input while the statistics still span a whole scene); None: the
             model's recipe.
+        cache: keep decoded patches in memory (None: when they fit,
+            :func:`training.loader.choose_data_path`).
+        num_workers: loader worker processes (None: by the dataset's size and the device,
+            :func:`training.loader.choose_data_path`: none for a cached dataset on a CPU, else
+            cores - 1, at most 8).
+        allow_small_patches: train a model whose recipe refuses patches (or crops) smaller
+            than its context modules need (RU-Net++'s ASPP) anyway, with a warning.
+        allow_implausible: train on a ``--data`` root whose patches the input check doubts
+            against the first root's fingerprint (:func:`training.run.inputs.judge_roots`),
+            the reasons recorded in the model file's ``input_notes``.
+        filter_noisy: run noisy-sample filtering first (``training.noisy``): drop training
+            patches whose preliminary prediction agrees with their label on fewer than this
+            share of pixels, then retrain; None trains on every patch.
+    """
+
+    root: str = ""
+    bands: tuple[str, ...] | None = None
+    label: str | None = None
+    crop_size: int | None = None
+    augment: bool = True
+    radiometric: bool | None = None
+    balanced_sampling: bool | None = None
+    norm: Norm | None = None
+    cache: bool | None = None
+    num_workers: int | None = None
+    allow_small_patches: bool = False
+    allow_implausible: bool = False
+    filter_noisy: float | None = None
+
+    def __post_init__(self) -> None:
+        _refuse(self, [
+            ("label", _unset_or(self.label, lambda v: v in ("label", "label_fine")),
+             "must be label or label_fine"),
+            ("crop_size", _unset_or(self.crop_size, lambda v: v == 0 or v >= 8),
+             "must be 0 (whole patches) or >= 8"),
+            ("filter_noisy", self.filter_noisy is None or 0.0 < self.filter_noisy < 1.0,
+             "must be an agreement share in (0, 1), e.g. 0.2"),
+            ("norm", _unset_or(self.norm, lambda v: v in NORMS), f"must be {' or '.join(NORMS)}"),
+            ("num_workers", self.num_workers is None or 0 <= self.num_workers <= MAX_WORKERS,
+             f"must be between 0 and {MAX_WORKERS} data-loader processes")])
+
+
+@dataclass(frozen=True)
+class OptimOptions:
+    """The optimiser and its learning-rate schedule (``None``: the model's recipe).
+
+    Attributes:
+        optimizer, lr, momentum, weight_decay: :func:`training.run.optim.make_optimizer`'s
+            (``momentum`` is SGD's).
+        poly_power: the poly schedule's power (:class:`training.run.optim.PolyLR`).
+    """
+
+    optimizer: Optimizer | None = None
+    lr: float | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    poly_power: float | None = None
+
+    def __post_init__(self) -> None:
+        _refuse(self, [
+            ("lr", _unset_or(self.lr, lambda v: v > 0), "must be positive"),
+            ("optimizer", _unset_or(self.optimizer, lambda v: v in ("adam", "sgd")),
+             "must be adam or sgd"),
+            ("momentum", _unset_or(self.momentum, lambda v: 0.0 <= v < 1.0), "must be in [0, 1)")])
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How long and on what draw the training loop runs (``None``: the model's recipe).
+
+    Attributes:
+        batch_size, epochs, patience: the batch, the epochs and the early stopping's
+            patience in epochs without a gain in validation MIoU.
         ema: keep the exponential moving average of the weights (:mod:`training.run.averaging`)
             with this half-life in training iterations: validation, the best-epoch
             choice, the temperature and the model file use the average; 0: off (the
             last iterate); None: the model's recipe (``unet-s2``: 10).
-        cache: keep decoded patches in memory (None: when they fit,
-            :func:`training.loader.choose_data_path`).
         max_batches: cap on training batches per epoch (quick demos and benchmarks).
         max_iterations: total training-iteration budget; when set it replaces ``epochs``
             (the last epoch is cut short and the poly schedule ends at the budget).
-        stop_after: leave after this many epochs in this invocation (time-sliced jobs);
-            ``resume`` continues exactly where it stopped.
-        resume: continue from ``out_dir/checkpoint.pt``.
-        progress: show tqdm bars.
-        encoder: ``NAME=PATH``, a pretrained encoder from its published file
-            (:mod:`training.models.encoders`) fused with the U-Net; None: none.
-        freeze_encoder: keep the encoder's weights as published (its features are computed
-            once per patch and cached); False fine-tunes it with the rest.
-        fusion: how the encoder's features join the U-Net: ``concat`` (beside the image
-            channels) or ``head`` (the encoder as backbone, a light decoder).
+        seed: seeds model init, data order and augmentation.
         members: trainings of the model, seeds ``seed`` to ``seed + members - 1``, each a run
             of its own under ``out_dir/memberK``, joined in one model file whose maps are the
             mean of their calibrated probabilities (:mod:`training.run.members`); 1: one training.
@@ -132,98 +213,153 @@ class TrainConfig:
             (``ModelRecipe.members``); a configuration built here trains once unless told.
     """
 
-    data: str = ""
-    out_dir: str = "runs/train"
-    model: str = "crofusenet"
-    model_kwargs: Mapping = field(default_factory=dict)
-    loss: str | None = None
-    loss_kwargs: Mapping = field(default_factory=dict)
-    bands: tuple[str, ...] | None = None
-    label: str | None = None
-    epochs: int | None = None
     batch_size: int | None = None
-    lr: float | None = None
-    poly_power: float | None = None
-    weight_decay: float | None = None
+    epochs: int | None = None
     patience: int | None = None
-    optimizer: Optimizer | None = None
-    momentum: float | None = None
-    crop_size: int | None = None
-    allow_small_patches: bool = False
-    allow_implausible: bool = False
-    filter_noisy: float | None = None
+    ema: float | None = None
+    max_batches: int | None = None
+    max_iterations: int | None = None
     seed: int = 0
-    num_workers: int | None = None
+    members: int = 1
+
+    def __post_init__(self) -> None:
+        _refuse(self, [
+            ("epochs", _unset_or(self.epochs, lambda v: v >= 1), "must be >= 1"),
+            ("batch_size", _unset_or(self.batch_size, lambda v: v >= 1), "must be >= 1"),
+            ("patience", _unset_or(self.patience, lambda v: v >= 1), "must be >= 1"),
+            ("ema", self.ema is None or self.ema == 0 or 1 <= self.ema < math.inf,
+             "is a half-life in training iterations (>= 1, e.g. 20; 0: off), not a decay"),
+            ("members", self.members >= 1, "must be >= 1"),
+            ("seed", is_seed(self.seed) and is_seed(self.seed + self.members - 1),
+             f"{SEED_RULE} (with --members K, seed + K - 1 too)"),
+            ("max_batches", self.max_batches is None or self.max_batches >= 1, "must be >= 1"),
+            ("max_iterations", self.max_iterations is None or self.max_iterations >= 1,
+             "must be >= 1")])
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """Where and how the training steps run (:func:`training.run.step_runtime.choose_runtime`).
+
+    Attributes:
+        precision: ``auto`` = measured at the start of the run on the real model, batch and
+            device (``engine.autotune``: the fastest training step of fp32/bf16, and fp16
+            on CUDA, whose output agrees with fp32); a resumed run keeps the choice its
+            checkpoint recorded. A recipe that needs one precision for reproducibility states
+            it here (``fp32``, ``bf16``, ``fp16``), and it is never overridden.
+        channels_last: NHWC memory format: ``auto`` (measured with the precision), ``on``
+            or ``off`` (YAML booleans are accepted).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:1``...
+        autotune_cache: reuse a choice measured earlier for the same model, batch shape and
+            device (``$XDG_CACHE_HOME/isamap/autotune.json``) instead of measuring again.
+    """
+
     precision: Precision = "auto"
     channels_last: Layout = "auto"
     device: str = "auto"
     autotune_cache: bool = True
-    augment: bool = True
-    radiometric: bool | None = None
-    balanced_sampling: bool | None = None
-    norm: Norm | None = None
-    ema: float | None = None
-    cache: bool | None = None
-    max_batches: int | None = None
-    max_iterations: int | None = None
-    stop_after: int | None = None
-    resume: bool = False
-    progress: bool = True
-    encoder: str | None = None
-    freeze_encoder: bool = True
-    fusion: str = "concat"
-    members: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channels_last", layout_flag(self.channels_last))
-        def unset_or(value, ok) -> bool:
-            return value is None or ok(value)
+        _refuse(self, [("precision", self.precision in PRECISIONS,
+                        f"must be {', '.join(PRECISIONS)}")])
 
-        checks = [("epochs", unset_or(self.epochs, lambda v: v >= 1), "must be >= 1"),
-                  ("batch_size", unset_or(self.batch_size, lambda v: v >= 1), "must be >= 1"),
-                  ("lr", unset_or(self.lr, lambda v: v > 0), "must be positive"),
-                  ("patience", unset_or(self.patience, lambda v: v >= 1), "must be >= 1"),
-                  ("optimizer", unset_or(self.optimizer, lambda v: v in ("adam", "sgd")),
-                   "must be adam or sgd"),
-                  ("label", unset_or(self.label, lambda v: v in ("label", "label_fine")),
-                   "must be label or label_fine"),
-                  ("momentum", unset_or(self.momentum, lambda v: 0.0 <= v < 1.0),
-                   "must be in [0, 1)"),
-                  ("crop_size", unset_or(self.crop_size, lambda v: v == 0 or v >= 8),
-                   "must be 0 (whole patches) or >= 8"),
-                  ("filter_noisy", self.filter_noisy is None or 0.0 < self.filter_noisy < 1.0,
-                   "must be an agreement share in (0, 1), e.g. 0.2"),
-                  ("norm", unset_or(self.norm, lambda v: v in NORMS),
-                   f"must be {' or '.join(NORMS)}"),
-                  ("ema", self.ema is None or self.ema == 0 or 1 <= self.ema < math.inf,
-                   "is a half-life in training iterations (>= 1, e.g. 20; 0: off), not a decay"),
-                  ("precision", self.precision in PRECISIONS,
-                   f"must be {', '.join(PRECISIONS)}"),
-                  ("fusion", self.fusion in ("concat", "head"), "must be concat or head"),
-                  ("stop_after", self.stop_after is None or self.stop_after >= 1, "must be >= 1"),
-                  ("members", self.members >= 1, "must be >= 1"),
-                  ("seed", is_seed(self.seed) and is_seed(self.seed + self.members - 1),
-                   f"{SEED_RULE} (with --members K, seed + K - 1 too)"),
-                  ("max_batches", self.max_batches is None or self.max_batches >= 1,
-                   "must be >= 1"),
-                  ("max_iterations", self.max_iterations is None or self.max_iterations >= 1,
-                   "must be >= 1"),
-                  ("num_workers", self.num_workers is None or 0 <= self.num_workers <= MAX_WORKERS,
-                   f"must be between 0 and {MAX_WORKERS} data-loader processes")]
-        for key, ok, rule in checks:  # the flag as typed; config_from_mapping names a file's key
-            if not ok:
-                raise OptionError(key, f"{rule}, got {getattr(self, key)!r}", FLAGS.get(key))
-        problems = model_kwargs_problems(self.model_kwargs) + (
-            ["--model-kwargs cannot set members: give --members K, which trains the K networks "
-             "one by one and joins them"] if "members" in dict(self.model_kwargs) else [])
-        if problems:
-            raise OptionError("model_kwargs", problems[0].removeprefix("--model-kwargs "))
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where the run lives and how this invocation of it goes.
+
+    Attributes:
+        out_dir: run folder (checkpoint, best model, metrics.jsonl, curves PNG).
+        resume: continue from ``out_dir/checkpoint.pt``.
+        stop_after: leave after this many epochs in this invocation (time-sliced jobs);
+            ``resume`` continues exactly where it stopped.
+        progress: show tqdm bars.
+    """
+
+    out_dir: str = "runs/train"
+    resume: bool = False
+    stop_after: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        _refuse(self, [("stop_after", self.stop_after is None or self.stop_after >= 1,
+                        "must be >= 1")])
+
+
+#: each option as files, flags and records name it, in the order they record it -> the part of
+#: :class:`TrainConfig` that holds it, under its own name but for :data:`RENAMED`: the one
+#: place the flat options meet the parts
+OPTIONS: dict[str, str] = {
+    "data": "data", "out_dir": "run", "model": "model", "model_kwargs": "model", "loss": "model",
+    "loss_kwargs": "model", "bands": "data", "label": "data", "epochs": "fit", "batch_size": "fit",
+    "lr": "optim", "poly_power": "optim", "weight_decay": "optim", "patience": "fit",
+    "optimizer": "optim", "momentum": "optim", "crop_size": "data", "allow_small_patches": "data",
+    "allow_implausible": "data", "filter_noisy": "data", "seed": "fit", "num_workers": "data",
+    "precision": "runtime", "channels_last": "runtime", "device": "runtime",
+    "autotune_cache": "runtime", "augment": "data", "radiometric": "data",
+    "balanced_sampling": "data", "norm": "data", "ema": "fit", "cache": "data",
+    "max_batches": "fit", "max_iterations": "fit", "stop_after": "run", "resume": "run",
+    "progress": "run", "encoder": "model", "freeze_encoder": "model", "fusion": "model",
+    "members": "fit"}
+RENAMED = {"data": "root", "model": "name"}  #: an option -> its name in its part
+
+
+def _where(key: str) -> tuple[str, str]:
+    """The part of :class:`TrainConfig` that holds the option ``key``, and its name there."""
+    if key not in OPTIONS:
+        raise TypeError(f"unknown training option {key!r}")
+    return OPTIONS[key], RENAMED.get(key, key)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every knob of a training run (all recorded in the checkpoint and the model file).
+
+    In parts, each handed to the stage that reads it; files, flags and records name the
+    options flat (:data:`OPTIONS`: :meth:`of`, :meth:`with_`, :meth:`option`, :meth:`to_dict`).
+
+    Attributes:
+        model: the network, its loss and encoder (:class:`ModelOptions`).
+        data: the patches and how they are drawn and loaded (:class:`DataOptions`).
+        optim: the optimiser and its schedule (:class:`OptimOptions`).
+        fit: batch, epochs, patience, weight averaging, budget, seed, members
+            (:class:`FitOptions`).
+        runtime: device, precision, layout (:class:`StepOptions`).
+        run: the run folder and how this invocation goes (:class:`RunOptions`).
+    """
+
+    model: ModelOptions = field(default_factory=ModelOptions)
+    data: DataOptions = field(default_factory=DataOptions)
+    optim: OptimOptions = field(default_factory=OptimOptions)
+    fit: FitOptions = field(default_factory=FitOptions)
+    runtime: StepOptions = field(default_factory=StepOptions)
+    run: RunOptions = field(default_factory=RunOptions)
+
+    @classmethod
+    def of(cls, **options: Any) -> TrainConfig:
+        """A configuration from options named flat (``TrainConfig.of(model="unet", lr=1e-3)``)."""
+        return cls().with_(**options)
+
+    def with_(self, **options: Any) -> TrainConfig:
+        """This configuration with ``options`` (named flat, :data:`OPTIONS`) replaced."""
+        parts: dict[str, dict[str, Any]] = {}
+        for key, value in options.items():
+            part, name = _where(key)
+            parts.setdefault(part, {})[name] = value
+        return dataclasses.replace(self, **{part: dataclasses.replace(getattr(self, part), **kw)
+                                            for part, kw in parts.items()})
+
+    def option(self, key: str) -> Any:
+        """The option named flat ``key`` (:data:`OPTIONS`)."""
+        part, name = _where(key)
+        return getattr(getattr(self, part), name)
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["model_kwargs"] = dict(self.model_kwargs)
-        d["loss_kwargs"] = dict(self.loss_kwargs)
-        d["bands"] = list(self.bands) if self.bands is not None else None
+        d = {key: self.option(key) for key in OPTIONS}
+        d["model_kwargs"] = dict(self.model.model_kwargs)
+        d["loss_kwargs"] = dict(self.model.loss_kwargs)
+        d["bands"] = list(self.data.bands) if self.data.bands is not None else None
         return d
 
     def run_record(self) -> dict:
@@ -232,7 +368,7 @@ class TrainConfig:
         :meth:`to_dict` with how one invocation ran (:data:`INVOCATION_KEYS`) at the
         defaults, so continuing a run records the same run.
         """
-        return {**self.to_dict(), **{k: getattr(TrainConfig(), k) for k in INVOCATION_KEYS}}
+        return {**self.to_dict(), **{k: TrainConfig().option(k) for k in INVOCATION_KEYS}}
 
 
 #: options of one invocation, not of the run (``--resume``, ``--stop-after``, ``--no-progress``)
@@ -248,12 +384,12 @@ def apply_recipe(cfg: TrainConfig) -> TrainConfig:
     """
     # A name outside the registry (a model built by hand for Trainer) gets the default
     # recipe; train() still refuses such a name when it builds the model.
-    recipe = recipe_for(cfg.model) if cfg.model in available_models() else DEFAULT_RECIPE
-    filled = {name: getattr(recipe, name) for name in RECIPE_FIELDS
-              if getattr(cfg, name) is None}
-    loss, loss_kwargs = recipe.loss_settings(cfg.loss, cfg.loss_kwargs)
-    return dataclasses.replace(cfg, **filled, loss=loss, loss_kwargs=loss_kwargs,
-                               model_kwargs={**recipe.model_kwargs, **dict(cfg.model_kwargs)})
+    name = cfg.model.name
+    recipe = recipe_for(name) if name in available_models() else DEFAULT_RECIPE
+    filled = {key: getattr(recipe, key) for key in RECIPE_FIELDS if cfg.option(key) is None}
+    loss, loss_kwargs = recipe.loss_settings(cfg.model.loss, cfg.model.loss_kwargs)
+    return cfg.with_(**filled, loss=loss, loss_kwargs=loss_kwargs,
+                     model_kwargs={**recipe.model_kwargs, **dict(cfg.model.model_kwargs)})
 
 
 #: model arguments a recipe fills that runs and model files recorded before the argument
@@ -283,9 +419,9 @@ def with_recipe_filter(cfg: TrainConfig) -> TrainConfig:
     Kept apart from :func:`apply_recipe`, which every stage of a filtered run applies: the
     filter is decided once, by the command, and its two trainings run unfiltered.
     """
-    if cfg.filter_noisy is not None or cfg.model not in available_models():
+    if cfg.data.filter_noisy is not None or cfg.model.name not in available_models():
         return cfg
-    return dataclasses.replace(cfg, filter_noisy=recipe_for(cfg.model).filter_noisy)
+    return cfg.with_(filter_noisy=recipe_for(cfg.model.name).filter_noisy)
 
 
 @dataclass(frozen=True)
@@ -308,7 +444,7 @@ def recipe_values(cfg: TrainConfig) -> RecipeValues:
             hand-made recipe can leave one out).
     """
     cfg = apply_recipe(cfg)
-    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(RecipeValues)}
+    values = {f.name: cfg.option(f.name) for f in dataclasses.fields(RecipeValues)}
     unset = [name for name, value in values.items() if value is None]
     if unset:
         raise ConfigError(f"the model's recipe leaves {', '.join(unset)} unset: give "
@@ -323,15 +459,14 @@ def config_from_mapping(values: Mapping, config_file: str | None = None,
     A value out of range is told naming its flag, or, among ``from_file`` (the keys that the
     ``--config`` file ``config_file`` gave), naming the file and its key.
     """
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
+    unknown = sorted(set(values) - set(OPTIONS))
     if unknown:
-        raise ConfigError(f"unknown training options {unknown}; known: {sorted(known)}")
+        raise ConfigError(f"unknown training options {unknown}; known: {sorted(OPTIONS)}")
     kw = dict(values)
     if kw.get("bands") is not None:
         kw["bands"] = band_list(kw["bands"])
     try:
-        return TrainConfig(**kw)
+        return TrainConfig.of(**kw)
     except OptionError as exc:
         if config_file is None or exc.key not in from_file:
             raise
@@ -364,7 +499,14 @@ def read_train_config(path: str | Path) -> dict[str, Any]:
             moved = encoder_from_folder(folder, values["encoder"])
             if os.path.exists(moved.partition("=")[2]):
                 values["encoder"] = moved
-    return check_config(values, typing.get_type_hints(TrainConfig), str(path))
+    return check_config(values, option_types(), str(path))
+
+
+def option_types() -> dict[str, Any]:
+    """Each option, named flat (:data:`OPTIONS`), with the type its part gives it."""
+    parts = typing.get_type_hints(TrainConfig)  # each part's class
+    return {key: typing.get_type_hints(parts[part])[name]
+            for key, (part, name) in zip(OPTIONS, map(_where, OPTIONS), strict=True)}
 
 
 def without_removed(values: Mapping[str, Any], source: str) -> dict[str, Any]:

@@ -22,7 +22,6 @@ pixel has no agreement (``None``) and is kept: it adds nothing to the loss eithe
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -150,17 +149,17 @@ def train_filtered(cfg: TrainConfig, model_chosen: bool = False) -> FilterResult
     ``model_chosen``: :func:`training.run.patch_training.train`'s, for both trainings.
     """
     cfg = apply_recipe(cfg)  # the preliminary run, scoring and retraining share one recipe
-    label, batch_size = cfg.label, cfg.batch_size
+    label, batch_size = cfg.data.label, cfg.fit.batch_size
     if label is None or batch_size is None:
         raise RuntimeError("apply_recipe left the label or the batch size unset")
-    threshold = DEFAULT_THRESHOLD if cfg.filter_noisy is None else float(cfg.filter_noisy)
-    out = Path(cfg.out_dir)
+    threshold = DEFAULT_THRESHOLD if cfg.data.filter_noisy is None else float(cfg.data.filter_noisy)
+    out = Path(cfg.run.out_dir)
     sidecar = out / SIDECAR
-    prelim_cfg = dataclasses.replace(cfg, out_dir=str(out / PRELIMINARY), filter_noisy=None)
+    prelim_cfg = cfg.with_(out_dir=str(out / PRELIMINARY), filter_noisy=None)
     # said once the preliminary run's checks passed (a refused run prints its refusal alone)
     preliminary = train(prelim_cfg, announce="noisy-sample filtering: preliminary model in "
-                        f"{prelim_cfg.out_dir}", model_chosen=model_chosen)
-    model_path = Path(prelim_cfg.out_dir) / BEST_MODEL
+                        f"{prelim_cfg.run.out_dir}", model_chosen=model_chosen)
+    model_path = Path(prelim_cfg.run.out_dir) / BEST_MODEL
     doc = json.loads(sidecar.read_text()) if sidecar.exists() else {}
     if doc.get("threshold") == threshold:  # a resumed run: the decision is already taken
         scores = [PatchScore(k, v, 0) for k, v in doc["agreement"].items()]
@@ -170,10 +169,10 @@ def train_filtered(cfg: TrainConfig, model_chosen: bool = False) -> FilterResult
     else:
         model, meta = load_model_file(model_path, flag="model file")
         norm = NormStats(tuple(meta.bands), tuple(meta.norm_mean), tuple(meta.norm_std))
-        data = PatchDataset(cfg.data, "train", meta.bands, norm, None, label, cfg.seed,
-                            scene_norms=scene_norms_for(cfg.data, meta.bands, meta.norm))
-        device = devices.resolve_device(cfg.device)
-        scores = score_patches(model, data, device, batch_size, cfg.progress)
+        data = PatchDataset(cfg.data.root, "train", meta.bands, norm, None, label, cfg.fit.seed,
+                            scene_norms=scene_norms_for(cfg.data.root, meta.bands, meta.norm))
+        device = devices.resolve_device(cfg.runtime.device)
+        scores = score_patches(model, data, device, batch_size, cfg.run.progress)
         kept, dropped = select_patches(scores, threshold)
         out.mkdir(parents=True, exist_ok=True)
         write_sidecar(sidecar, threshold, model_path, scores, dropped)

@@ -34,7 +34,6 @@ override), and writes ``<out>/model.pt`` (the masked model, from the trainer),
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -51,7 +50,7 @@ from core.storage import atomic_write
 from engine.seeding import seed_everything
 from training.band_ranges import check_patch_values
 from training.calibration.record import check_model_data
-from training.config import TrainConfig, apply_recipe, as_recorded, config_from_mapping
+from training.config import OPTIONS, TrainConfig, apply_recipe, as_recorded, config_from_mapping
 from training.data import NormStats
 from training.losses import build_loss
 from training.model_meta import ModelMeta
@@ -274,8 +273,7 @@ def fine_tune_config(meta: ModelMeta, data: str, out_dir: str | Path,
     zeroes filters in the weights themselves, which an average would not keep.
     """
     recorded = dict((meta.extra or {}).get("config") or {})
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    base = {k: v for k, v in recorded.items() if k in known and k not in (
+    base = {k: v for k, v in recorded.items() if k in OPTIONS and k not in (
         "resume", "stop_after", "filter_noisy", "bands", "ema")}
     return apply_recipe(config_from_mapping({
         **base, **dict(overrides or {}), "data": str(data), "out_dir": str(out_dir),
@@ -319,10 +317,10 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
                        meta.band_ranges, f"the train split of the dataset {data}")
     check_patch_values(lambda i: val_set.read_raw(i)[0], len(val_set), tuple(meta.bands),
                        meta.band_ranges, f"the val split of the dataset {data}")
-    seed_everything(cfg.seed)
-    if cfg.loss is None:
+    seed_everything(cfg.fit.seed)
+    if cfg.model.loss is None:
         raise RuntimeError("apply_recipe left the loss unset")
-    loss = build_loss(cfg.loss, class_names=meta.class_names, **dict(cfg.loss_kwargs))
+    loss = build_loss(cfg.model.loss, class_names=meta.class_names, **dict(cfg.model.loss_kwargs))
     # the dataset the network was trained on (its statistics normalise the inputs) stays
     # recorded; the options and the dataset of the fine-tuning are this run's
     run_meta = ModelMeta.from_dict({**meta.to_dict(), "extra": {

@@ -69,11 +69,12 @@ def run_demo_training(patch_root: str | os.PathLike, out_dir: str | os.PathLike,
         train_patches = sum(r["split"] == "train" for r in read_index(patch_root))
         batch_size = demo_batch_size(train_patches)
     # its options as a user types them, from here: the checkpoint records them as given
-    cfg = TrainConfig(data=os.path.relpath(patch_root), out_dir=os.path.relpath(out / "train"),
-                      model="crofusenet", model_kwargs={"widths": list(DEMO_WIDTHS)}, epochs=epochs,
-                      batch_size=batch_size, lr=DEMO_LR, patience=max(epochs, 1), seed=seed,
-                      precision="fp32", channels_last="on", max_batches=max_batches, resume=True,
-                      progress=progress, cache=True, num_workers=0)
+    cfg = TrainConfig.of(
+        data=os.path.relpath(patch_root), out_dir=os.path.relpath(out / "train"),
+        model="crofusenet", model_kwargs={"widths": list(DEMO_WIDTHS)}, epochs=epochs,
+        batch_size=batch_size, lr=DEMO_LR, patience=max(epochs, 1), seed=seed, precision="fp32",
+        channels_last="on", max_batches=max_batches, resume=True, progress=progress, cache=True,
+        num_workers=0)
     with process_threads_at(threads):
         res = train(cfg)
         # the demo's figures are documented, so its precision and layout are stated, not

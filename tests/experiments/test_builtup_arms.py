@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from cli.train import started_config
@@ -26,16 +24,16 @@ def test_the_unet_s2_window_arm_trains_the_retired_recipe_as_it_was(tmp_path):
     del old_argv[old_argv.index("--model-kwargs"):old_argv.index("--model-kwargs") + 2]
     cut = old_argv.index("--no-radiometric")  # the arm's own options: the retired recipe's
     arm, old = (apply_recipe(started_config(a)) for a in (argv, old_argv[:cut]))
-    assert dataclasses.replace(arm, model="unet-s2-window", model_kwargs={}) == \
-        dataclasses.replace(old, model_kwargs={})
-    extra = {k: v for k, v in arm.model_kwargs.items() if k not in old.model_kwargs}
-    assert {k: arm.model_kwargs[k] for k in old.model_kwargs} == old.model_kwargs
+    assert arm.with_(model="unet-s2-window", model_kwargs={}) == old.with_(model_kwargs={})
+    arm_kwargs, old_kwargs = arm.model.model_kwargs, old.model.model_kwargs
+    extra = {k: v for k, v in arm_kwargs.items() if k not in old_kwargs}
+    assert {k: arm_kwargs[k] for k in old_kwargs} == old_kwargs
     assert extra == {"flips": False, "member_views": False}  # their defaults
     nets = []
     for cfg in (arm, old):
         torch.manual_seed(0)
-        nets.append(create_model(cfg.model, len(BANDS), 2, bands=list(BANDS),
-                                 **cfg.model_kwargs))
+        nets.append(create_model(cfg.model.name, len(BANDS), 2, bands=list(BANDS),
+                                 **cfg.model.model_kwargs))
     x = torch.rand(2, len(BANDS), 32, 32)
     first, second = (net.eval() for net in nets)
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(),
@@ -51,9 +49,9 @@ def test_the_unet_s2_fixed_arm_is_the_default_recipe_on_the_training_statistics(
     fixed, default = (apply_recipe(started_config(train_argv(
         arm_of(name), tmp_path / "data", tmp_path / "run", budget)))
         for name in ("unet-s2-fixed", "unet-s2"))
-    assert (default.norm, default.radiometric) == ("scene", False)
-    assert (fixed.norm, fixed.radiometric, fixed.members) == ("training", True, 9)
-    assert dataclasses.replace(fixed, norm="scene", radiometric=False) == default
+    assert (default.data.norm, default.data.radiometric) == ("scene", False)
+    assert (fixed.data.norm, fixed.data.radiometric, fixed.fit.members) == ("training", True, 9)
+    assert fixed.with_(norm="scene", radiometric=False) == default
 
 
 def test_the_plain_scene_arm_is_the_plain_reference_on_each_scenes_statistics(tmp_path):
@@ -63,5 +61,5 @@ def test_the_plain_scene_arm_is_the_plain_reference_on_each_scenes_statistics(tm
     scene, plain = (apply_recipe(started_config(train_argv(
         arm_of(name), tmp_path / "data", tmp_path / "run", budget)))
         for name in ("plain-scene", "plain"))
-    assert (scene.norm, plain.norm) == ("scene", "training")
-    assert dataclasses.replace(scene, norm="training") == plain
+    assert (scene.data.norm, plain.data.norm) == ("scene", "training")
+    assert scene.with_(norm="training") == plain

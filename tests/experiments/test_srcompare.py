@@ -88,8 +88,8 @@ def test_trainer_trains_srseg_at_1m(naip_dir, tmp_path):
     meta = ModelMeta(name="srseg", in_channels=4, num_classes=2, bands=NAIP_BANDS,
                      norm_mean=train.stats.mean, norm_std=train.stats.std, output_scale=8,
                      model_kwargs=kwargs)
-    cfg = TrainConfig(out_dir=str(tmp_path), model="srseg", epochs=1, batch_size=2, lr=1e-3,
-                      num_workers=0, precision="fp32", channels_last=False, progress=False)
+    cfg = TrainConfig.of(out_dir=str(tmp_path), model="srseg", epochs=1, batch_size=2, lr=1e-3,
+                         num_workers=0, precision="fp32", channels_last=False, progress=False)
     result = Trainer(cfg, model, SRSegLoss(), train, val, meta).fit()
     model, meta = load_model_file(result.model_path)
     assert meta.output_scale == 8 and result.epochs_run == 1

@@ -36,9 +36,9 @@ def hrnet_run(patch_root, tmp_path_factory):
     from training.config import TrainConfig
     from training.run.patch_training import train
 
-    cfg = TrainConfig(data=str(patch_root), out_dir=str(tmp_path_factory.mktemp("hrnet")),
-                      model="hrnet", model_kwargs={**HRNET_TINY, "stem_norm": "batch"},
-                      epochs=1, max_batches=1, batch_size=2, num_workers=0, device="cpu",
-                      precision="fp32", channels_last=False, progress=False, optimizer="sgd",
-                      lr=0.01, crop_size=16)
+    cfg = TrainConfig.of(data=str(patch_root), out_dir=str(tmp_path_factory.mktemp("hrnet")),
+                         model="hrnet", model_kwargs={**HRNET_TINY, "stem_norm": "batch"},
+                         epochs=1, max_batches=1, batch_size=2, num_workers=0, device="cpu",
+                         precision="fp32", channels_last=False, progress=False, optimizer="sgd",
+                         lr=0.01, crop_size=16)
     return train(cfg)

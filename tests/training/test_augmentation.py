@@ -73,9 +73,9 @@ def test_balanced_sampling_draws_rare_class_patches_more_and_repeats_per_seed_an
 
 
 def test_the_options_are_off_by_default_and_the_model_file_records_their_parameters():
-    cfg = apply_recipe(TrainConfig(model="unet"))
-    assert cfg.radiometric is False and cfg.balanced_sampling is False
-    record = augmentation_record(TrainConfig(model="unet", radiometric=True))
+    cfg = apply_recipe(TrainConfig.of(model="unet"))
+    assert cfg.data.radiometric is False and cfg.data.balanced_sampling is False
+    record = augmentation_record(TrainConfig.of(model="unet", radiometric=True))
     assert record["radiometric"]["haze"] == Radiometric().haze
     assert record["geometric"]["rotate"] is True and record["balanced_sampling"] is False
 

@@ -29,17 +29,17 @@ def test_a_model_file_names_no_local_folder_and_finds_its_dataset_when_moved_wit
     project = tmp_path / "project"
     root = write_patch_dataset(project / "data" / "ds")
     out = project / "runs" / "r1"
-    cfg = TrainConfig(data=str(root), out_dir=str(out), model="unet",
-                      model_kwargs={"widths": [4, 8, 16, 32, 64]}, epochs=2, stop_after=1,
-                      max_batches=1, batch_size=2, num_workers=0, device="cpu",
-                      precision="fp32", channels_last="off", progress=False)
+    cfg = TrainConfig.of(data=str(root), out_dir=str(out), model="unet",
+                         model_kwargs={"widths": [4, 8, 16, 32, 64]}, epochs=2, stop_after=1,
+                         max_batches=1, batch_size=2, num_workers=0, device="cpu",
+                         precision="fp32", channels_last="off", progress=False)
     assert train(cfg).epochs_run == 1
     meta = torch.load(out / "checkpoint.pt", weights_only=True)["meta"]
     assert str(tmp_path) not in json.dumps(meta)
     assert meta["extra"]["config"]["data"] == meta["extra"]["dataset"]["root"] == "../../data/ds"
     assert meta["extra"]["config"]["out_dir"] == "."
     # the same command resumes, and so does --resume
-    assert resume_config(out, {}).data == str(root)
+    assert resume_config(out, {}).data.root == str(root)
     result = train(cfg)
     assert result.epochs_run == 2 and result.finished
 

@@ -61,14 +61,14 @@ def test_two_stage_run_drops_the_wrong_labels_and_records_why(tmp_path):
     labels = [1 - PatchDataset(clean, None).read_raw(i)[1] if i in inverted else None
               for i in range(20)]
     root = write_patch_dataset(tmp_path / "noisy", n=20, labels=labels)
-    cfg = TrainConfig(data=str(root), out_dir=str(tmp_path / "run"), model="hrnet",
-                      model_kwargs={"width": 4, "stem_width": 8, "stage1_width": 4,
+    cfg = TrainConfig.of(data=str(root), out_dir=str(tmp_path / "run"), model="hrnet",
+                         model_kwargs={"width": 4, "stem_width": 8, "stage1_width": 4,
                                     "modules": (1, 1, 1), "blocks": 1, "stem_convs": 1},
-                      epochs=3, batch_size=4, lr=0.01, num_workers=0, device="cpu",
-                      precision="fp32", channels_last=False, progress=False, augment=False,
-                      filter_noisy=0.56, patience=100,
-                      # three epochs are enough for Adam on plain CE, not for the paper's SGD
-                      optimizer="adam", loss="ce")
+                         epochs=3, batch_size=4, lr=0.01, num_workers=0, device="cpu",
+                         precision="fp32", channels_last=False, progress=False, augment=False,
+                         filter_noisy=0.56, patience=100,
+                         # three epochs are enough for Adam on plain CE, not for the paper's SGD
+                         optimizer="adam", loss="ce")
     result = train_filtered(cfg)
     doc = json.loads((tmp_path / "run" / SIDECAR).read_text())
     assert doc["threshold"] == 0.56 and doc["scored"] == 16
@@ -87,4 +87,4 @@ def test_two_stage_run_drops_the_wrong_labels_and_records_why(tmp_path):
 
 def test_threshold_must_be_a_share():
     with pytest.raises(Exception, match="--filter-noisy"):
-        TrainConfig(filter_noisy=20)
+        TrainConfig.of(filter_noisy=20)

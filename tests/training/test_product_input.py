@@ -158,10 +158,10 @@ def test_hrnet_coarse_reads_the_product_as_the_experiments_channels_and_predicts
 def test_hrnet_coarse_filters_noisy_samples_unless_told_otherwise():
     from training.config import TrainConfig, with_recipe_filter
 
-    assert with_recipe_filter(TrainConfig(model="hrnet-coarse")).filter_noisy == 0.2
-    assert with_recipe_filter(TrainConfig(model="hrnet-coarse", filter_noisy=0.5)
-                              ).filter_noisy == 0.5
-    assert with_recipe_filter(TrainConfig(model="hrnet")).filter_noisy is None
+    assert with_recipe_filter(TrainConfig.of(model="hrnet-coarse")).data.filter_noisy == 0.2
+    assert with_recipe_filter(TrainConfig.of(model="hrnet-coarse", filter_noisy=0.5)
+                              ).data.filter_noisy == 0.5
+    assert with_recipe_filter(TrainConfig.of(model="hrnet")).data.filter_noisy is None
 
 
 def test_what_cannot_read_the_product_is_refused_before_any_work(exported, tmp_path, capsys):

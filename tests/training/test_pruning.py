@@ -392,9 +392,10 @@ def test_an_old_unet_s2_file_is_fine_tuned_as_it_was_trained_not_as_its_name_tra
     cfg = fine_tune_config(meta, "ds", "out", {"epochs": 1})
     # and it maps each window once, as files from before test-time flips did (one network:
     # no members to spread views over)
-    assert cfg.norm == "training" and cfg.model_kwargs == {**kwargs, "flips": False,
+    assert cfg.data.norm == "training" and cfg.model.model_kwargs == {**kwargs, "flips": False,
                                                            "member_views": False}
-    assert (cfg.epochs, cfg.lr) == (1, 0.01)  # the override, then the recorded configuration
+    # the override, then the recorded configuration
+    assert (cfg.fit.epochs, cfg.optim.lr) == (1, 0.01)
 
 
 @pytest.mark.xdist_group("hrnet_run")  # the session's hrnet_run is trained once

@@ -86,10 +86,10 @@ def test_a_run_normalised_by_scene_records_it_and_is_evaluated_alike(two_scenes,
     from training.modelfile import read_model_file
     from training.run.patch_training import train
 
-    cfg = TrainConfig(data=str(two_scenes), out_dir=str(tmp_path / "run"), model="unet",
-                      model_kwargs={"widths": [4, 8, 8, 16, 16]}, epochs=1, max_batches=1,
-                      batch_size=2, num_workers=0, precision="fp32", channels_last="off",
-                      progress=False, norm="scene")
+    cfg = TrainConfig.of(data=str(two_scenes), out_dir=str(tmp_path / "run"), model="unet",
+                         model_kwargs={"widths": [4, 8, 8, 16, 16]}, epochs=1, max_batches=1,
+                         batch_size=2, num_workers=0, precision="fp32", channels_last="off",
+                         progress=False, norm="scene")
     train(cfg)
     meta = read_model_file(tmp_path / "run" / "model.pt")[0]
     assert meta.norm == "scene" and meta.extra["config"]["norm"] == "scene"
@@ -97,4 +97,4 @@ def test_a_run_normalised_by_scene_records_it_and_is_evaluated_alike(two_scenes,
                           str(two_scenes), "--out", str(tmp_path / "ev"), "--points", "0",
                           "--precision", "fp32", "--no-progress"]) == 0
     with pytest.raises(ConfigError, match="--norm must be training or scene"):
-        TrainConfig(norm="tile")  # type: ignore[arg-type]
+        TrainConfig.of(norm="tile")  # type: ignore[arg-type]

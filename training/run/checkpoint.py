@@ -38,7 +38,7 @@ def run_records(cfg: TrainConfig, meta: ModelMeta) -> dict[str, Any]:
     local paths as the model file does, relative to the run folder
     (:func:`training.modelfile.portable_meta`), never as this process read them back.
     """
-    return {"config": cfg.to_dict(), "meta": portable_meta(meta, cfg.out_dir).to_dict()}
+    return {"config": cfg.to_dict(), "meta": portable_meta(meta, cfg.run.out_dir).to_dict()}
 
 
 def read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
@@ -81,7 +81,7 @@ def check_same_options(recorded: Mapping[str, Any], cfg: TrainConfig) -> None:
     differ = config_differences(recorded, cfg)
     if differ:
         raise ConfigError(
-            f"{cfg.out_dir} already holds a run made with other options ({'; '.join(differ)});"
+            f"{cfg.run.out_dir} already holds a run made with other options ({'; '.join(differ)});"
             " run its own command again to resume it, pass --resume to continue it with "
             "its options, or choose another --out folder")
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from contract.grid import Grid
 from core.errors import ConfigError, ModelError
-from training.config import TrainConfig
+from training.config import ModelOptions, TrainConfig
 from training.models import check_trainable, create_model, recipe_for
 from training.models.encoders.cache import folder_from_env
 from training.models.encoders.fused import MODULE, NAME, EncoderUNet
@@ -46,20 +46,20 @@ def encoder_config(cfg: TrainConfig) -> TrainConfig:
         ModelError: the encoder's file is missing, not the published one, or does not fit.
         ConfigError: a base model the fused model cannot use.
     """
-    if not cfg.encoder:
+    if not cfg.model.encoder:
         return cfg
-    entry, path = parse_encoder(cfg.encoder)
+    entry, path = parse_encoder(cfg.model.encoder)
     load_encoder(entry, path)
-    if cfg.freeze_encoder:  # a bad ISAMAP_ENCODER_CACHE, before the run folder is written
+    if cfg.model.freeze_encoder:  # a bad ISAMAP_ENCODER_CACHE, before the run folder is written
         folder_from_env()
-    if cfg.model not in BASES:
-        check_trainable(cfg.model)  # a retired base says why it left, and what instead
+    if cfg.model.name not in BASES:
+        check_trainable(cfg.model.name)  # a retired base says why it left, and what instead
         raise ConfigError(f"--encoder fuses with the U-Net: give --model {' or '.join(BASES)}, "
-                          f"not {cfg.model!r}")
+                          f"not {cfg.model.name!r}")
     return cfg
 
 
-def check_encoder_bands(cfg: TrainConfig, bands: Sequence[str]) -> None:
+def check_encoder_bands(net: ModelOptions, bands: Sequence[str]) -> None:
     """A series of months given to an encoder that reads one, refused before any pixel.
 
     Raises:
@@ -67,8 +67,8 @@ def check_encoder_bands(cfg: TrainConfig, bands: Sequence[str]) -> None:
             or a month lacks a band the encoder reads
             (:func:`training.models.encoders.series.encoder_series`).
     """
-    if cfg.encoder:
-        entry, _ = parse_encoder(cfg.encoder)
+    if net.encoder:
+        entry, _ = parse_encoder(net.encoder)
         encoder_series(entry.name, bands, [i for i, b in enumerate(bands) if b in entry.bands])
 
 
@@ -89,24 +89,24 @@ def first_month(manifest: Mapping) -> int:
         return 0
 
 
-def encoder_kwargs(cfg: TrainConfig, bands: Sequence[str], mean: Sequence[float],
+def encoder_kwargs(net: ModelOptions, bands: Sequence[str], mean: Sequence[float],
                    std: Sequence[float], manifest: Mapping) -> dict:
     """The fused model's constructor arguments (recorded in the model file)."""
-    entry, _ = parse_encoder(str(cfg.encoder))
-    base = {k: v for k, v in recipe_for(cfg.model).model_kwargs.items()
+    entry, _ = parse_encoder(str(net.encoder))
+    base = {k: v for k, v in recipe_for(net.name).model_kwargs.items()
             if k in ("widths", "flips", "member_views")}
-    given = {k: v for k, v in dict(cfg.model_kwargs).items()
+    given = {k: v for k, v in dict(net.model_kwargs).items()
              if k in ("widths", "flips", "member_views", "head_width", "patch_size", "latlon",
                       "month")}
     return {**base, "bands": list(bands), "encoder": entry.name,
             "encoder_sha256": entry.sha256, "input_mean": list(mean), "input_std": list(std),
             "latlon": list(grid_centre(manifest)), "month": first_month(manifest),
-            "fusion": cfg.fusion, "frozen": bool(cfg.freeze_encoder), **given}
+            "fusion": net.fusion, "frozen": bool(net.freeze_encoder), **given}
 
 
-def encoder_model(cfg: TrainConfig, kwargs: Mapping, num_classes: int) -> nn.Module:
+def encoder_model(net: ModelOptions, kwargs: Mapping, num_classes: int) -> nn.Module:
     """The fused network, its encoder holding the file's weights, its feature cache on."""
-    entry, path = parse_encoder(str(cfg.encoder))
+    entry, path = parse_encoder(str(net.encoder))
     pretrained = load_encoder(entry, path)
     model = create_model(NAME, len(kwargs["bands"]), num_classes, module=MODULE, **kwargs)
     if not isinstance(model, EncoderUNet):

@@ -39,6 +39,7 @@ from core.storage import atomic_write
 from training.config import (
     BEFORE_MODEL_KWARG,
     INVOCATION_KEYS,
+    OPTIONS,
     PATHS_FROM_FILE,
     TrainConfig,
     apply_recipe,
@@ -153,7 +154,7 @@ def config_differences(recorded: Mapping[str, Any], cfg: TrainConfig,
         old, new = reference.get(key), current.get(key)
         if key == "encoder":  # its name fixes its file (the file's digest is checked)
             old, new = _encoder_name(old), _encoder_name(new)
-        if key == "model_kwargs" and cfg.members == 1:  # one network has no members to
+        if key == "model_kwargs" and cfg.fit.members == 1:  # one network has no members to
             old, new = _one_network(old), _one_network(new)  # spread views over
         if json.dumps(old, sort_keys=True, default=str) != json.dumps(new, sort_keys=True,
                                                                        default=str):
@@ -190,13 +191,13 @@ def _encoder_name(value: Any) -> Any:
 
 
 def same_data(recorded: Mapping[str, Any], cfg: TrainConfig) -> bool:
-    """Whether the recorded ``data`` and ``cfg.data`` name one dataset, given from two folders.
+    """Whether the recorded ``data`` and ``cfg.data.root`` name one dataset, given from two folders.
 
     A relative path was relative to the folder the run started in, which is the run folder
-    (``cfg.out_dir``) less the recorded relative ``out_dir``: ``data: ds`` of a run started
+    (``cfg.run.out_dir``) less the recorded relative ``out_dir``: ``data: ds`` of a run started
     as ``--out runs/u`` and ``../../ds`` given in ``runs/u`` are the same folder.
     """
-    old, new, old_out = recorded.get("data"), cfg.data, recorded.get("out_dir")
+    old, new, old_out = recorded.get("data"), cfg.data.root, recorded.get("out_dir")
     if old == new:
         return True
     if not (isinstance(old, str) and old and new and isinstance(old_out, str) and old_out) \
@@ -207,7 +208,7 @@ def same_data(recorded: Mapping[str, Any], cfg: TrainConfig) -> bool:
     parts = Path(os.path.normpath(old_out)).parts
     if os.path.isabs(old_out) or ".." in parts:
         return False
-    start = Path(os.path.abspath(cfg.out_dir))
+    start = Path(os.path.abspath(cfg.run.out_dir))
     for _ in parts:
         start = start.parent
     return os.path.normpath(start / old) == os.path.abspath(new)
@@ -223,8 +224,7 @@ BEFORE_OPTION: dict[str, Any] = {"ema": 0, "balanced_sampling": False, "norm": "
 
 
 def _normalised(recorded: Mapping[str, Any]) -> dict[str, Any]:
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    values = {**BEFORE_OPTION, **{k: v for k, v in recorded.items() if k in known}}
+    values = {**BEFORE_OPTION, **{k: v for k, v in recorded.items() if k in OPTIONS}}
     if "model_kwargs" in values:
         values["model_kwargs"] = as_recorded(str(values.get("model")),
                                              values["model_kwargs"] or {})
@@ -315,9 +315,9 @@ def write_resolved_config(cfg: TrainConfig) -> Path:
     How one invocation ran is not the run's (:meth:`TrainConfig.run_record`), so
     continuing a run never rewrites its file.
     """
-    path = Path(cfg.out_dir) / RESOLVED_CONFIG
+    path = Path(cfg.run.out_dir) / RESOLVED_CONFIG
     values = json.loads(json.dumps(cfg.run_record()))  # tuples (model arguments) become lists
-    run = os.path.abspath(cfg.out_dir)  # local paths: from the run folder, as they are read
+    run = os.path.abspath(cfg.run.out_dir)  # local paths: from the run folder, as they are read
     values = converted_paths(values, lambda path: os.path.relpath(os.path.abspath(path), run))
     text = ("# The resolved configuration of this run: every option, the model's recipe filled "
             "in.\n# `isamap-train --config <this file>` runs it again, from any folder (the "

@@ -24,7 +24,7 @@ from contract.input_check import Fingerprint, judge_stacks, pixel_sample
 from contract.label_schemes import landcover_source
 from core.errors import ConfigError, InputDataError, ModelError
 from training.augmentation import Augment, Radiometric
-from training.config import TrainConfig
+from training.config import DataOptions, TrainConfig
 from training.data import (
     NormStats,
     PatchDataset,
@@ -48,20 +48,20 @@ def check_context(cfg: TrainConfig, patch_size: int, model: nn.Module) -> None:
 
     The input is the recipe's crop when the patches are larger, else the whole patch. A recipe
     with ``small_patches="refuse"`` makes that a configuration error unless
-    ``cfg.allow_small_patches``; otherwise it is a warning.
+    ``cfg.data.allow_small_patches``; otherwise it is a warning.
     """
-    size = min(patch_size, cfg.crop_size) if cfg.crop_size else patch_size
-    problem = context_warning(cfg.model, size, model)
+    size = min(patch_size, cfg.data.crop_size) if cfg.data.crop_size else patch_size
+    problem = context_warning(cfg.model.name, size, model)
     if problem is None:
         return
-    if recipe_for(cfg.model).small_patches == "refuse" and not cfg.allow_small_patches:
+    if recipe_for(cfg.model.name).small_patches == "refuse" and not cfg.data.allow_small_patches:
         raise ConfigError(f"{problem}; or pass --allow-small-patches to train on them anyway")
     log.warning(problem)
 
 
 def norm_for(cfg: TrainConfig, raw: PatchDataset, checkpoint: Path) -> NormStats:
     """A resumed run's normalisation comes from its ``checkpoint``, else from the train split."""
-    if cfg.resume and checkpoint.exists():
+    if cfg.run.resume and checkpoint.exists():
         meta = torch.load(checkpoint, map_location="cpu", weights_only=True).get("meta", {})
         if tuple(meta.get("bands", ())) == raw.bands:
             return NormStats(raw.bands, tuple(meta["norm_mean"]), tuple(meta["norm_std"]))
@@ -73,21 +73,21 @@ def patch_splits(cfg: TrainConfig, bands: tuple[str, ...], norm: NormStats,
     """The training (augmented, cropped, ``exclude`` left out) and validation datasets.
 
     ``cfg`` has its recipe applied (``apply_recipe``): the targets are its label, plus the
-    recipe's fine image when it trains on ``label_fine``. With ``cfg.norm == "scene"`` both
+    recipe's fine image when it trains on ``label_fine``. With ``cfg.data.norm == "scene"`` both
     normalise each patch by its scene's statistics (:func:`training.data.scene_norms_for`)
     instead of ``norm``.
     """
-    scenes = scene_norms_for(cfg.data, bands, cfg.norm or "training")
-    label = cfg.label or "label"
-    targets = (label, *(t for t in recipe_for(cfg.model).targets[1:] if label == "label_fine"))
+    scenes = scene_norms_for(cfg.data.root, bands, cfg.data.norm or "training")
+    label = cfg.data.label or "label"
+    targets = (label, *(t for t in recipe_for(cfg.model.name).targets[1:] if label == "label_fine"))
     aug = augment_for(cfg)
-    train_set = PatchDataset(cfg.data, "train", bands, norm, aug, seed=cfg.seed,
-                             cache=bool(cfg.cache), targets=targets, crop=cfg.crop_size,
+    train_set = PatchDataset(cfg.data.root, "train", bands, norm, aug, seed=cfg.fit.seed,
+                             cache=bool(cfg.data.cache), targets=targets, crop=cfg.data.crop_size,
                              exclude=exclude,
-                             radiometric=Radiometric() if cfg.radiometric else None,
+                             radiometric=Radiometric() if cfg.data.radiometric else None,
                              scene_norms=scenes)
-    val_set = PatchDataset(cfg.data, "val", bands, norm, None, seed=cfg.seed, cache=bool(cfg.cache),
-                           targets=targets, scene_norms=scenes)
+    val_set = PatchDataset(cfg.data.root, "val", bands, norm, None, seed=cfg.fit.seed,
+                           cache=bool(cfg.data.cache), targets=targets, scene_norms=scenes)
     return train_set, val_set
 
 
@@ -98,22 +98,22 @@ def augment_for(cfg: TrainConfig) -> Augment | None:
     its features are cached per patch, and flips and turns reuse them turned, but a blurred
     patch is other pixels, which the encoder would encode afresh every epoch.
     """
-    if not cfg.augment:
+    if not cfg.data.augment:
         return None
-    return Augment(blur=0.0) if cfg.encoder and cfg.freeze_encoder else Augment()
+    return Augment(blur=0.0) if cfg.model.encoder and cfg.model.freeze_encoder else Augment()
 
 
 def augmentation_record(cfg: TrainConfig) -> dict:
     """What a model file records of its training augmentations: each one's parameters, or None."""
     aug = augment_for(cfg)
     return {"geometric": dataclasses.asdict(aug) if aug is not None else None,
-            "radiometric": dataclasses.asdict(Radiometric()) if cfg.radiometric else None,
-            "balanced_sampling": bool(cfg.balanced_sampling)}
+            "radiometric": dataclasses.asdict(Radiometric()) if cfg.data.radiometric else None,
+            "balanced_sampling": bool(cfg.data.balanced_sampling)}
 
 
-def sampling_weights(cfg: TrainConfig, train_set, num_classes: int) -> np.ndarray | None:
+def sampling_weights(data: DataOptions, train_set, num_classes: int) -> np.ndarray | None:
     """Per-patch class-balanced draw weights when the run balances its sampling, else None."""
-    if not cfg.balanced_sampling:
+    if not data.balanced_sampling:
         return None
     if not hasattr(train_set, "patch_label_counts"):
         raise ConfigError("balanced sampling needs a patch dataset (its labels give the "
@@ -164,9 +164,9 @@ def check_crop(cfg: TrainConfig, patch_size: int) -> None:
     A crop the model's recipe sets (hrnet: 513 px) larger than the patches means whole
     patches, as the recipe's documentation says; a crop given otherwise is a mistake.
     """
-    crop = cfg.crop_size
-    if not crop or crop <= patch_size or (cfg.model in available_models()
-                                          and crop == recipe_for(cfg.model).crop_size):
+    crop = cfg.data.crop_size
+    if not crop or crop <= patch_size or (cfg.model.name in available_models()
+                                          and crop == recipe_for(cfg.model.name).crop_size):
         return
     raise ConfigError(f"--crop-size {crop} is larger than the dataset's {patch_size} px "
                       f"patches, so nothing would be cropped; give --crop-size {patch_size} "

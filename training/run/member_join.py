@@ -48,10 +48,10 @@ def joined_meta(metas: Sequence[ModelMeta], cfg: TrainConfig) -> ModelMeta:
     for i, meta in enumerate(metas[1:], 1):
         differ = [f for f in SHARED_FIELDS if getattr(meta, f) != getattr(first, f)]
         if differ:
-            raise ModelError(f"member {i} of {cfg.out_dir} differs from member 0 in "
+            raise ModelError(f"member {i} of {cfg.run.out_dir} differs from member 0 in "
                              f"{', '.join(differ)}: its folder holds another command's run; "
                              "remove it and run again")
-    record = [{"seed": cfg.seed + i, "temperature": m.temperature,
+    record = [{"seed": cfg.fit.seed + i, "temperature": m.temperature,
                "metrics": dict(m.metrics)} for i, m in enumerate(metas)]
     return dataclasses.replace(
         first, model_kwargs={**dict(first.model_kwargs), "members": len(metas)},
@@ -87,7 +87,7 @@ def _as_recorded(meta: ModelMeta) -> ModelMeta:
 def join_model_files(paths: Sequence[Path], out: Path, cfg: TrainConfig) -> Path:
     """Join the members' model files in one (written atomically at ``out``).
 
-    The mean's own temperature is fitted on ``cfg.data``'s validation split
+    The mean's own temperature is fitted on ``cfg.data.root``'s validation split
     (:func:`training.calibration.record.fit_joined`): the calibration record's ``temperature``
     (which every prediction path applies to the mean, as to one network's logits; absent
     where the fit keeps 1), with the whole fit as its ``joined``.
@@ -99,8 +99,8 @@ def join_model_files(paths: Sequence[Path], out: Path, cfg: TrainConfig) -> Path
     if _joined_already(out, model, meta):  # the same members, their mean's fit recorded
         log.info("%s joins these members already: kept", out)
         return out
-    record = fit_joined(model, meta, str(cfg.data), recipe_values(cfg).batch_size,
-                        resolve_device(cfg.device, DistInfo()))
+    record = fit_joined(model, meta, str(cfg.data.root), recipe_values(cfg).batch_size,
+                        resolve_device(cfg.runtime.device, DistInfo()))
     fitted = {"temperature": record["temperature"]} if record.get("method") == "temperature" \
         else {}
     meta = dataclasses.replace(meta, calibration={**dict(meta.calibration), **fitted,

@@ -83,21 +83,22 @@ def check_members(cfg: TrainConfig) -> None:
         ConfigError: the noisy-sample filtering, given or from the model's recipe (a
             two-stage run of its own, not repeated per member).
     """
-    if cfg.members < 2:
+    members = cfg.fit.members
+    if members < 2:
         return
-    if cfg.members < len(VIEWS) and member_kwargs(apply_recipe(cfg).model_kwargs).get(
+    if members < len(VIEWS) and member_kwargs(apply_recipe(cfg).model.model_kwargs).get(
             "member_views"):
         log.warning("--members %d with member_views: the joined model maps each window %d of "
                     "the %d ways its flips would (as it is, then mirrored); give --members %d "
                     "or more for every view, or --model-kwargs '{\"member_views\": false}' "
-                    "for each member to map all of them", cfg.members, cfg.members, len(VIEWS),
+                    "for each member to map all of them", members, members, len(VIEWS),
                     len(VIEWS))
-    if cfg.filter_noisy is not None:
-        raise ConfigError(f"--members {cfg.members} (given, or {cfg.model}'s recipe's when "
+    if cfg.data.filter_noisy is not None:
+        raise ConfigError(f"--members {members} (given, or {cfg.model.name}'s recipe's when "
                           "none is) trains the recipe several times; --filter-noisy is a "
                           "two-stage run of its own: give --members 1 with it")
-    if with_recipe_filter(cfg).filter_noisy is not None:
-        raise ConfigError(f"{cfg.model}'s recipe filters noisy samples, a two-stage run of "
+    if with_recipe_filter(cfg).data.filter_noisy is not None:
+        raise ConfigError(f"{cfg.model.name}'s recipe filters noisy samples, a two-stage run of "
                           "its own that --members does not repeat: train it without --members")
 
 
@@ -109,20 +110,20 @@ def check_run_folder(cfg: TrainConfig) -> None:
     Raises:
         ConfigError: ``out_dir`` holds the other kind of run.
     """
-    out = Path(cfg.out_dir)
-    if cfg.members > 1 and (out / CHECKPOINT).exists():
+    out, members, model = Path(cfg.run.out_dir), cfg.fit.members, cfg.model.name
+    if members > 1 and (out / CHECKPOINT).exists():
         there = (recorded_config(out) or {}).get("model")
         raise ConfigError(f"--out {out} holds a run of one training (checkpoint.pt) of --model "
-                          f"{there}; --members {cfg.members} (given, or {cfg.model}'s recipe's "
+                          f"{there}; --members {members} (given, or {model}'s recipe's "
                           "when none is) would replace its model.pt: give another --out"
-                          + (", or --members 1 to train once there" if there == cfg.model else ""))
+                          + (", or --members 1 to train once there" if there == model else ""))
     held = held_members(out)
-    if 1 < cfg.members < held:
+    if 1 < members < held:
         raise ConfigError(f"--out {out} holds a run of {held} trainings; --members "
-                          f"{cfg.members} (given, or {cfg.model}'s recipe's when none is) would "
+                          f"{members} (given, or {model}'s recipe's when none is) would "
                           f"join fewer and replace its model.pt: give --members {held}, or "
                           "another --out")
-    if cfg.members == 1 and held:
+    if members == 1 and held:
         raise ConfigError(f"--out {out} holds a run of several trainings (member0, ...); "
                           "one training would replace its model.pt: give another --out, or "
                           "--members as that run had")
@@ -146,10 +147,11 @@ def member_configs(cfg: TrainConfig) -> list[TrainConfig]:
     Where the joined model spreads the flips over its members (``member_views``), each
     member is trained without its own (:func:`member_kwargs`).
     """
-    out = Path(cfg.out_dir)
-    kwargs = {**dict(cfg.model_kwargs), **member_kwargs(apply_recipe(cfg).model_kwargs)}
-    return [dataclasses.replace(cfg, out_dir=str(out / f"member{i}"), seed=cfg.seed + i,
-                                members=1, model_kwargs=kwargs) for i in range(cfg.members)]
+    out = Path(cfg.run.out_dir)
+    kwargs = {**dict(cfg.model.model_kwargs),
+              **member_kwargs(apply_recipe(cfg).model.model_kwargs)}
+    return [cfg.with_(out_dir=str(out / f"member{i}"), seed=cfg.fit.seed + i, members=1,
+                      model_kwargs=kwargs) for i in range(cfg.fit.members)]
 
 
 def member_kwargs(model_kwargs: Mapping) -> dict:
@@ -178,9 +180,9 @@ def check_member_folders(cfg: TrainConfig, members: Sequence[TrainConfig]) -> No
     found = member_differences(cfg, members)
     if found:
         i, member, differ = found[0]
-        raise ConfigError(f"{member.out_dir} (member {i}) holds a run of other options "
+        raise ConfigError(f"{member.run.out_dir} (member {i}) holds a run of other options "
                           f"({differ[0]}); give the options it was started with "
-                          f"({member.out_dir}/config.yaml), or another --out")
+                          f"({member.run.out_dir}/config.yaml), or another --out")
 
 
 def member_differences(cfg: TrainConfig, members: Sequence[TrainConfig],
@@ -194,13 +196,13 @@ def member_differences(cfg: TrainConfig, members: Sequence[TrainConfig],
     resolved: TrainConfig | None = None
     found = []
     for i, member in enumerate(members):
-        recorded = recorded_config(member.out_dir)
+        recorded = recorded_config(member.run.out_dir)
         if recorded is None:
             continue
         resolved = resolved or apply_recipe(encoder_config(cfg))
-        own = dataclasses.replace(resolved, out_dir=member.out_dir, seed=member.seed, members=1,
-                                  model_kwargs={**dict(resolved.model_kwargs),
-                                                **member_kwargs(resolved.model_kwargs)})
+        kwargs = resolved.model.model_kwargs
+        own = resolved.with_(out_dir=member.run.out_dir, seed=member.fit.seed, members=1,
+                             model_kwargs={**dict(kwargs), **member_kwargs(kwargs)})
         differ = config_differences(recorded, own, ignore) + _views_differ(recorded, own)
         if differ:
             found.append((i, member, differ))
@@ -208,7 +210,7 @@ def member_differences(cfg: TrainConfig, members: Sequence[TrainConfig],
 
 
 def _epochs_recorded(member: TrainConfig) -> int:
-    history = Path(member.out_dir) / HISTORY
+    history = Path(member.run.out_dir) / HISTORY
     return len(history.read_text().splitlines()) if history.exists() else 0
 
 
@@ -219,7 +221,7 @@ def _views_differ(recorded: Mapping, own: TrainConfig) -> list[str]:
     a member of a join does not: the joined network reads it from its members.
     """
     kwargs = as_recorded(str(recorded.get("model")), recorded.get("model_kwargs") or {})
-    there, now = bool(kwargs.get("member_views")), bool(own.model_kwargs.get("member_views"))
+    there, now = bool(kwargs.get("member_views")), bool(own.model.model_kwargs.get("member_views"))
     return [] if there == now else [f"member_views: {there} there, {now} now"]
 
 
@@ -237,8 +239,8 @@ def train_members(cfg: TrainConfig,
     encoder_config(cfg)  # the encoder's file, checked before any member's line
     results, told = [], False
     for i, member in enumerate(members):
-        log.info("member %d of %d (seed %d): %s", i + 1, cfg.members, member.seed,
-                 member.out_dir)
+        log.info("member %d of %d (seed %d): %s", i + 1, cfg.fit.members, member.fit.seed,
+                 member.run.out_dir)
         before, start = _epochs_recorded(member), time.monotonic()
         result = train(member)
         results.append(result)
@@ -246,10 +248,10 @@ def train_members(cfg: TrainConfig,
             told, rest = True, sum(_epochs_recorded(m) == 0 for m in members[i + 1:])
             if rest:  # the first member trained from its start tells the unstarted rest's time
                 log.info(members_estimate(i + 1, len(members), rest, time.monotonic() - start))
-        sliced = cfg.stop_after is not None and _epochs_recorded(member) > before
+        sliced = cfg.run.stop_after is not None and _epochs_recorded(member) > before
         if not result.finished or (sliced and i < len(members) - 1):
             return MembersResult(tuple(results), None)
-    return MembersResult(tuple(results), Path(cfg.out_dir) / BEST_MODEL)
+    return MembersResult(tuple(results), Path(cfg.run.out_dir) / BEST_MODEL)
 
 
 def join_members(cfg: TrainConfig, done: MembersResult) -> MembersResult:

@@ -8,17 +8,17 @@ from __future__ import annotations
 import torch
 
 from core.errors import ConfigError
-from training.config import TrainConfig
+from training.config import OptimOptions
 
 
-def make_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+def make_optimizer(optim: OptimOptions, params) -> torch.optim.Optimizer:
     """The recipe's optimiser: Adam (CroFuseNet's), or SGD with momentum (e.g. HRNet's).
 
-    ``cfg`` has its recipe applied (``apply_recipe`` fills the values left unset).
+    ``optim`` has its recipe applied (``apply_recipe`` fills the values left unset).
     """
-    lr, decay = _given(cfg.lr, "lr"), _given(cfg.weight_decay, "weight_decay")
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=_given(cfg.momentum, "momentum"),
+    lr, decay = _given(optim.lr, "lr"), _given(optim.weight_decay, "weight_decay")
+    if optim.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=_given(optim.momentum, "momentum"),
                                weight_decay=decay)
     return torch.optim.Adam(params, lr=lr, weight_decay=decay)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from core.errors import ConfigError, ModelError
 from engine.distributed import init_distributed, resolve_device
 from engine.seeding import seed_everything
 from training.band_ranges import band_ranges, judge_patches
-from training.config import TrainConfig, apply_recipe, recipe_values
+from training.config import ModelOptions, TrainConfig, apply_recipe, recipe_values
 from training.data import NormStats, PatchDataset
 from training.loader import choose_data_path
 from training.losses import build_loss
@@ -57,7 +56,7 @@ log = logging.getLogger(__name__)
 def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
           epoch_end: Callable[[nn.Module, int], None] | None = None,
           announce: str = "", model_chosen: bool = False, curves: bool = True) -> TrainResult:
-    """Train ``cfg.model`` on the patch dataset ``cfg.data`` (see ``Trainer``).
+    """Train ``cfg.model.name`` on the patch dataset ``cfg.data.root`` (see ``Trainer``).
 
     Options left unset come from the model's recipe (``apply_recipe``): its loss, its label
     (``label_fine`` for super-resolution models), its optimisation and its training crops; a
@@ -71,59 +70,60 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
         epoch_end: ``Trainer``'s, called after each training epoch.
         announce: a line logged once every check passed, before the line naming the model
             (what this run is for, e.g. a preliminary model): a refused run prints none.
-        model_chosen: the user chose ``cfg.model`` (a flag, a config key, a resumed run's
+        model_chosen: the user chose ``cfg.model.name`` (a flag, a config key, a resumed run's
             record); otherwise the line naming it says where it is the default.
         curves: draw the learning curves (``Trainer``'s; False where nobody looks at them).
 
-    A finished run in ``cfg.out_dir`` (run with its options) is said and returned before any
+    A finished run in ``cfg.run.out_dir`` (run with its options) is said and returned before any
     data is read or model built: there is nothing left to do.
     """
-    if cfg.filter_noisy is not None and exclude is None:
+    if cfg.data.filter_noisy is not None and exclude is None:
         raise ConfigError("filter_noisy is a two-stage run: call training.noisy.train_filtered "
                           "(isamap-train --filter-noisy does)")
     cfg = apply_recipe(encoder_config(cfg))  # an encoder's file is checked before any pixel
     recipe = recipe_values(cfg)
-    if not cfg.data:
+    if not cfg.data.root:
         raise ConfigError("no dataset given: set data (a patch dataset root) in the config "
                           "or pass --data")
-    recorded = None if cfg.resume else recorded_config(cfg.out_dir)
+    recorded = None if cfg.run.resume else recorded_config(cfg.run.out_dir)
     if recorded is not None:  # the identical command resumes: others are refused at once
         check_same_options(recorded, cfg)
-    done = finished_run(cfg.out_dir)
+    done = finished_run(cfg.run.out_dir)
     if done is not None:
         if os.environ.get("RANK", "0") == "0":  # (under torchrun, every rank returns here)
             log.info("%s", resume_line(done.out_dir, done.epochs_run, True, done.best_epoch))
         return done
-    dev_kind = "cuda" if cfg.device.startswith("cuda") or (
-        cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+    dev_kind = "cuda" if cfg.runtime.device.startswith("cuda") or (
+        cfg.runtime.device == "auto" and torch.cuda.is_available()) else "cpu"
     info = init_distributed(dev_kind)
-    device = resolve_device(cfg.device, info)
+    device = resolve_device(cfg.runtime.device, info)
     exclude = tuple(exclude or ())
-    raw = PatchDataset(cfg.data, "train", bands=cfg.bands, label=recipe.label, exclude=exclude)
-    product = model_kwargs_for_product(cfg.model, raw.bands, raw.manifest)  # before any pixel
-    check_encoder_bands(cfg, raw.bands)
-    pixels = judge_patches(f"the training patches of {cfg.data}", lambda i: raw.read_raw(i)[0],
+    raw = PatchDataset(cfg.data.root, "train", bands=cfg.data.bands, label=recipe.label,
+                       exclude=exclude)
+    product = model_kwargs_for_product(cfg.model.name, raw.bands, raw.manifest)  # before any pixel
+    check_encoder_bands(cfg.model, raw.bands)
+    pixels = judge_patches(f"the training patches of {cfg.data.root}", lambda i: raw.read_raw(i)[0],
                            len(raw), raw.bands, physics=False)  # no scene: fill only
-    pixels |= judge_roots(raw, cfg.allow_implausible)  # each root against the first's
-    path = choose_data_path(raw.decoded_bytes(), device.type, cfg.cache, cfg.num_workers)
+    pixels |= judge_roots(raw, cfg.data.allow_implausible)  # each root against the first's
+    path = choose_data_path(raw.decoded_bytes(), device.type, cfg.data.cache, cfg.data.num_workers)
     log.log(DETAIL, "data: %s", path.reason)  # how, not what: -v
-    cfg = replace(cfg, cache=path.cache, num_workers=path.workers)
-    norm = norm_for(cfg, raw, Path(cfg.out_dir) / CHECKPOINT)
+    cfg = cfg.with_(cache=path.cache, num_workers=path.workers)
+    norm = norm_for(cfg, raw, Path(cfg.run.out_dir) / CHECKPOINT)
     train_set, val_set = patch_splits(cfg, raw.bands, norm, exclude)
     learnt = check_labels(train_set, val_set)
     check_crop(cfg, raw.patch_size)
-    seed_everything(cfg.seed)
+    seed_everything(cfg.fit.seed)
     scale = int((raw.manifest.get("label") or {}).get("fine_scale") or 1) \
         if recipe.label == "label_fine" else 1
     model, kwargs = _build_model(cfg, raw, norm, product, scale)
     check_context(cfg, raw.patch_size, model)
-    problem = train_set.target_warning(cfg.model)
+    problem = train_set.target_warning(cfg.model.name)
     if problem:
         log.warning(problem)
-    loss = build_loss(recipe.loss, class_names=raw.class_names, **dict(cfg.loss_kwargs))
+    loss = build_loss(recipe.loss, class_names=raw.class_names, **dict(cfg.model.loss_kwargs))
     meta = _model_meta(cfg, raw, norm, model, kwargs, scale, learnt, exclude, pixels)
     if info.main:  # every check passed: the run starts
-        for line in (announce, model_line(cfg.model, model_chosen)):
+        for line in (announce, model_line(cfg.model.name, model_chosen)):
             if line:
                 log.info("%s", line)
     trainer = Trainer(cfg, model, loss, train_set, val_set, meta, info, device, epoch_end,
@@ -137,7 +137,7 @@ def model_line(model: str, chosen: bool = False) -> str:
     A configuration without ``model:`` trains the default; no other line would name it. A
     model the user ``chosen`` (``--model crofusenet`` too) is only named.
     """
-    if model == TrainConfig.model and not chosen:
+    if model == ModelOptions.name and not chosen:
         return (f"training {model}, the default model (--model, or model: in a --config "
                 "file, chooses another)")
     return f"training {model}"
@@ -151,16 +151,17 @@ def _build_model(cfg: TrainConfig, raw: PatchDataset, norm: NormStats,
         ModelError: the network predicts at another scale than the labels it learns from.
     """
     label = recipe_values(cfg).label
-    kwargs = model_kwargs_for_scale(cfg.model, label, scale, {
-        "bands": list(raw.bands), **product, **dict(cfg.model_kwargs)})
+    kwargs = model_kwargs_for_scale(cfg.model.name, label, scale, {
+        "bands": list(raw.bands), **product, **dict(cfg.model.model_kwargs)})
     classes = len(raw.class_names)
-    if cfg.encoder:
-        kwargs = encoder_kwargs(cfg, raw.bands, norm.mean, norm.std, raw.manifest)
-        model = encoder_model(cfg, kwargs, classes)
+    if cfg.model.encoder:
+        kwargs = encoder_kwargs(cfg.model, raw.bands, norm.mean, norm.std, raw.manifest)
+        model = encoder_model(cfg.model, kwargs, classes)
     else:
-        model = create_model(cfg.model, len(raw.bands), classes, **kwargs)
+        model = create_model(cfg.model.name, len(raw.bands), classes, **kwargs)
     if int(getattr(model, "output_scale", 1)) != scale:
-        raise ModelError(f"model {cfg.model!r} predicts at {getattr(model, 'output_scale', 1)}x "
+        raise ModelError(f"model {cfg.model.name!r} predicts at "
+                         f"{getattr(model, 'output_scale', 1)}x "
                          f"its input but the {label!r} labels are at {scale}x")
     return model, kwargs
 
@@ -177,17 +178,17 @@ def _model_meta(cfg: TrainConfig, raw: PatchDataset, norm: NormStats, model: nn.
     resolution = (raw.manifest.get("grid") or {}).get("resolution")
     names = raw.class_names
     return ModelMeta(
-        name=ENCODER_MODEL if cfg.encoder else cfg.model,
-        module=ENCODER_MODULE if cfg.encoder else "",
+        name=ENCODER_MODEL if cfg.model.encoder else cfg.model.name,
+        module=ENCODER_MODULE if cfg.model.encoder else "",
         in_channels=len(raw.bands), num_classes=len(names),
         bands=raw.bands, norm_mean=norm.mean, norm_std=norm.std,
         class_scheme=str((raw.manifest.get("label") or {}).get("scheme", "isa")),
         class_names=names, output_scale=scale, model_kwargs=dict(kwargs),
         pixel_size=float(resolution) if resolution else None,
         window=getattr(model, "prediction_window", None),
-        norm=cfg.norm or "training", learnt_classes=learnt,
+        norm=cfg.data.norm or "training", learnt_classes=learnt,
         band_ranges=band_ranges(lambda i: raw.read_raw(i)[0], len(raw), raw.bands),
         extra={"config": cfg.run_record(), "augmentation": augmentation_record(cfg),
-               "dataset": {**dataset_record(cfg.data, raw.manifest),
+               "dataset": {**dataset_record(cfg.data.root, raw.manifest),
                            "excluded_patches": sorted(exclude)},
                **pixels})

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset, default_collate
 
 from engine import autotune
 from engine.distributed import DistInfo, unused_parameters
-from training.config import TrainConfig
+from training.config import FitOptions, TrainConfig
 from training.run.checkpoint import recorded_runtime
 from training.run.folder import CHECKPOINT
 from training.run.optim import make_optimizer
@@ -54,22 +54,23 @@ def choose_runtime(cfg: TrainConfig, model: nn.Module, device: torch.device, inf
         loss: ``loss(output, batch)``, the run's loss on a whole batch.
         samples: the samples the run's steps take (:func:`job_samples`).
     """
-    explicit = autotune.explicit(cfg.precision, cfg.channels_last, device, "training")
+    runtime = cfg.runtime
+    explicit = autotune.explicit(runtime.precision, runtime.channels_last, device, "training")
     if explicit is not None:
         return explicit
-    resumed = recorded_runtime(Path(cfg.out_dir) / CHECKPOINT) if cfg.resume else None
+    resumed = recorded_runtime(Path(cfg.run.out_dir) / CHECKPOINT) if cfg.run.resume else None
     if resumed is not None:
         return resumed
     shared: list = [None]
     if info.main:
         batch = first()
         step = autotune.TrainStep(
-            loss=loss, optimizer=lambda params: make_optimizer(cfg, params),
+            loss=loss, optimizer=lambda params: make_optimizer(cfg.optim, params),
             targets={k: v for k, v in batch.items() if k != "image"})
         shared[0] = autotune.choose(
             model, batch["image"], device, mode="training", step=step,
-            precision=cfg.precision, channels_last=cfg.channels_last,
-            cache=None if cfg.autotune_cache else False, samples=samples).to_dict()
+            precision=runtime.precision, channels_last=runtime.channels_last,
+            cache=None if runtime.autotune_cache else False, samples=samples).to_dict()
     if info.world_size > 1:
         dist.broadcast_object_list(shared, src=0)
     return autotune.Choice.from_dict(shared[0])
@@ -93,9 +94,9 @@ def has_unused_parameters(model: nn.Module, info: DistInfo, first: Callable[[], 
     return bool(shared[0])
 
 
-def job_samples(cfg: TrainConfig, epochs: int, per_rank: int, train_size: int) -> int:
+def job_samples(fit: FitOptions, epochs: int, per_rank: int, train_size: int) -> int:
     """The samples one rank's steps take over the run: what bounds ``auto``'s measuring."""
-    per_epoch = min(train_size, cfg.max_batches * per_rank) if cfg.max_batches else train_size
-    if cfg.max_iterations:
-        return cfg.max_iterations * per_rank
+    per_epoch = min(train_size, fit.max_batches * per_rank) if fit.max_batches else train_size
+    if fit.max_iterations:
+        return fit.max_iterations * per_rank
     return max(epochs, 1) * max(per_epoch, 1)

@@ -15,7 +15,7 @@ Without a validation split (``val_set=None``) the trainer runs a fixed budget
 (``epochs`` or ``max_iterations``) with no early stopping and keeps the last weights, which
 is what the fixed-budget model comparison (``experiments.srcompare``) needs. An
 ``epoch_end(model, epoch)`` callback runs after every training epoch, before validation and
-the checkpoint (filter pruning zeroes filters there, ``training.pruning``). With ``cfg.ema``
+the checkpoint (filter pruning zeroes filters there, ``training.pruning``). With ``cfg.fit.ema``
 the moving average of the weights is validated, kept and saved (:mod:`training.run.averaging`).
 :func:`training.run.patch_training.train` wires it to a patch dataset.
 
@@ -176,9 +176,9 @@ class Trainer:
         self.cfg = cfg
         self.recipe = recipe_values(cfg)  # those of them the loop reads, never None
         self.info = info or DistInfo()
-        self.device = device or resolve_device(cfg.device, self.info)
+        self.device = device or resolve_device(cfg.runtime.device, self.info)
         self.meta = meta
-        self.out = Path(cfg.out_dir)
+        self.out = Path(cfg.run.out_dir)
         self.class_names = list(meta.class_names)
         self.num_classes = meta.num_classes
         self.loss_fn = loss_fn.to(self.device)
@@ -189,31 +189,32 @@ class Trainer:
         #: the weights: saved, restored, handed to ``epoch_end``; its optimizer is built
         #: before ``auto`` measures (its one-time set-up is the run's, not the measuring's)
         self.model: nn.Module = model.to(self.device)
-        self.optimizer = make_optimizer(cfg, self.model.parameters())
+        self.optimizer = make_optimizer(cfg.optim, self.model.parameters())
         #: how the steps run (precision, layout, threads): explicit, measured or resumed;
         #: measuring takes at most its share of the run's samples (a short run, none)
         self.runtime = choose_runtime(cfg, self.model, self.device, self.info, first,
                                       self._batch_loss, job_samples(
-                                          cfg, self.recipe.epochs, per_rank, len(train_set)))
+                                          cfg.fit, self.recipe.epochs, per_rank, len(train_set)))
         self.amp_dtype = self.runtime.setting.autocast_dtype
         self.memory_format = self.runtime.setting.memory_format
         net = autotune.apply(self.runtime, self.model, self.device)  # same parameters
         assert isinstance(net, nn.Module), "training compiles with torch.compile, a module"
-        #: the moving average of the weights (``cfg.ema``), validated and saved in their place
-        self.average = weight_average(cfg.ema or 0.0, self.model, epoch_end is not None)
+        #: the moving average of the weights (``cfg.fit.ema``), validated and saved in their place
+        self.average = weight_average(cfg.fit.ema or 0.0, self.model, epoch_end is not None)
         pin = self.device.type == "cuda"
-        self.train_loader = make_loader(train_set, per_rank, True, cfg.seed, cfg.num_workers,
-                                        self.info.rank, self.info.world_size, pin,
-                                        weights=sampling_weights(cfg, train_set, self.num_classes))
+        self.train_loader = make_loader(
+            train_set, per_rank, True, cfg.fit.seed, cfg.data.num_workers, self.info.rank,
+            self.info.world_size, pin, weights=sampling_weights(cfg.data, train_set,
+                                                                self.num_classes))
         self.val_loader = None if val_set is None else make_loader(
-            val_set, per_rank, False, cfg.seed, cfg.num_workers, self.info.rank,
+            val_set, per_rank, False, cfg.fit.seed, cfg.data.num_workers, self.info.rank,
             self.info.world_size, pin)
         self.iters_per_epoch = len(self.train_loader)
-        if cfg.max_batches:
-            self.iters_per_epoch = min(self.iters_per_epoch, cfg.max_batches)
+        if cfg.fit.max_batches:
+            self.iters_per_epoch = min(self.iters_per_epoch, cfg.fit.max_batches)
         # An iteration budget overrides epochs: whole epochs, the last one cut short, and
         # the poly schedule decays to zero exactly at the budget.
-        self.max_iterations = cfg.max_iterations or self.recipe.epochs * self.iters_per_epoch
+        self.max_iterations = cfg.fit.max_iterations or self.recipe.epochs * self.iters_per_epoch
         self.epochs = math.ceil(self.max_iterations / max(self.iters_per_epoch, 1))
         self.epoch_end = epoch_end
         self.schedule = PolyLR(self.max_iterations, self.recipe.poly_power)
@@ -234,7 +235,7 @@ class Trainer:
         self.guard = LossGuard()
         #: metrics.jsonl and the learning curves, written after every epoch
         self.records = HistoryFile(self.out / HISTORY, self.out / CURVES if curves else None,
-                                   meta.name, str(cfg.data), self.schedule.describe())
+                                   meta.name, str(cfg.data.root), self.schedule.describe())
 
     def _batch_loss(self, out, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self._loss(out, batch, batch["image"], batch["label"])
@@ -301,7 +302,7 @@ class Trainer:
         # a single slow batch on a busy machine turns into minutes per batch)
         bar = progress_bar(self.train_loader, total=iters, leave=False, unit="batch",
                            smoothing=0, desc=f"epoch {epoch + 1}/{self.epochs}",
-                           disable=not (self.cfg.progress and self.info.main))
+                           disable=not (self.cfg.run.progress and self.info.main))
         t0 = time.perf_counter()
         self.estimate.begin()
         for i, batch in enumerate(bar):
@@ -370,7 +371,7 @@ class Trainer:
     def fit(self) -> TrainResult:
         ck_path = self.out / CHECKPOINT
         if ck_path.exists():  # the identical command resumes; other options are refused
-            self.load_checkpoint(ck_path, same_config=not self.cfg.resume)
+            self.load_checkpoint(ck_path, same_config=not self.cfg.run.resume)
             if self.info.main:
                 log.info("%s", resume_line(self.out, self.start_epoch, self.finished,
                                            self.best_epoch))
@@ -413,7 +414,7 @@ class Trainer:
                 log.info("%s", epoch_line(row, self.epochs, left))
             if self.bad_epochs >= self.recipe.patience or self.start_epoch >= self.epochs:
                 self.finished = True
-            stopping = bool(self.cfg.stop_after and ran >= self.cfg.stop_after)
+            stopping = bool(self.cfg.run.stop_after and ran >= self.cfg.run.stop_after)
             if self.info.main:  # each file once, as the epoch leaves it (calibrated at the end)
                 self._keep(val_full if improved else None)
                 atomic_torch_save(self.state_dict(), ck_path)
@@ -431,7 +432,7 @@ class Trainer:
 
     def _diverged(self, value: float, epoch: int, where: str) -> Exception:
         return self.guard.error(value, epoch, where, self.out, self.start_epoch,
-                                self.best_epoch, self.cfg.lr, self.cfg.precision)
+                                self.best_epoch, self.cfg.optim.lr, self.cfg.runtime.precision)
 
     def _keep(self, val_metrics: dict | None) -> None:
         """Write the model file (``val_metrics``: the epoch improved) once, as it stands."""

@@ -87,21 +87,23 @@ def test_stem_norm_reaches_the_model_through_model_kwargs(hrnet_run):
 def test_the_registered_recipe_is_the_papers_and_fills_an_isamap_train_config():
     """``isamap-train --model hrnet`` with nothing else: SGD 0.01 / 0.9, poly, 513 px crops,
     batch 32, 120 epochs, and a weighted CE counting the ``impervious`` class three times."""
-    cfg = apply_recipe(TrainConfig(model="hrnet"))
-    assert (cfg.optimizer, cfg.lr, cfg.momentum, cfg.poly_power, cfg.crop_size,
-            cfg.batch_size, cfg.epochs) == ("sgd", 0.01, 0.9, 0.9, 513, 32, 120)
-    assert cfg.loss == "weighted_ce" and cfg.weight_decay == 5e-4
+    cfg = apply_recipe(TrainConfig.of(model="hrnet"))
+    optim = cfg.optim
+    assert (optim.optimizer, optim.lr, optim.momentum, optim.poly_power, cfg.data.crop_size,
+            cfg.fit.batch_size, cfg.fit.epochs) == ("sgd", 0.01, 0.9, 0.9, 513, 32, 120)
+    assert cfg.model.loss == "weighted_ce" and cfg.optim.weight_decay == 5e-4
     assert recipe_for("hrnet").source.startswith("seed 003")
     # the paper's C = 24 by default, C = 18 by choice
     with torch.device("meta"):
-        assert create_model("hrnet", 4, 7, **cfg.model_kwargs).branch_widths == (24, 48, 96, 192)
-        chosen = apply_recipe(TrainConfig(model="hrnet", model_kwargs={"width": 18}))
-        assert create_model("hrnet", 4, 7, **chosen.model_kwargs).branch_widths[0] == 18
+        assert create_model("hrnet", 4, 7, **cfg.model.model_kwargs).branch_widths == (
+            24, 48, 96, 192)
+        chosen = apply_recipe(TrainConfig.of(model="hrnet", model_kwargs={"width": 18}))
+        assert create_model("hrnet", 4, 7, **chosen.model.model_kwargs).branch_widths[0] == 18
     loss = model_loss("hrnet", LANDCOVER_CLASSES)
     assert loss.weight.tolist() == [1.0, 1.0, 1.0, 1.0, 3.0, 1.0, 1.0]
     # flags win, and 0 trains on whole patches
-    given = apply_recipe(TrainConfig(model="hrnet", optimizer="adam", crop_size=0, lr=1e-3))
-    assert (given.optimizer, given.crop_size, given.lr) == ("adam", 0, 1e-3)
+    given = apply_recipe(TrainConfig.of(model="hrnet", optimizer="adam", crop_size=0, lr=1e-3))
+    assert (given.optim.optimizer, given.data.crop_size, given.optim.lr) == ("adam", 0, 1e-3)
 
 
 @pytest.mark.parametrize("name,kw", [("hrnet", TINY), ("unet", {"widths": [4, 8, 16, 32, 64]})])

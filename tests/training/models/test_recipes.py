@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import types
-from dataclasses import replace
 
 import pytest
 import torch
@@ -55,20 +54,20 @@ def test_each_model_trains_with_its_papers_loss_and_targets():
 
     # Options left out come from the recipe; given ones win; the recipe's loss arguments sit
     # under given ones only for the recipe's own loss.
-    cfg = apply_recipe(TrainConfig(model="srseg", lr=5e-4))
-    assert (cfg.label, cfg.loss, cfg.lr, cfg.batch_size, cfg.optimizer) == (
-        "label_fine", "srseg", 5e-4, 4, "adam")
-    cfg = apply_recipe(TrainConfig(model="runetpp", loss_kwargs={"gamma": 1.0},
-                                   model_kwargs={"aspp_channels": 8}))
-    assert cfg.loss_kwargs == {"dice_weight": 0.7, "focal_weight": 0.3, "gamma": 1.0}
-    assert cfg.model_kwargs == {"output_stride": 16, "aspp_channels": 8}
+    cfg = apply_recipe(TrainConfig.of(model="srseg", lr=5e-4))
+    assert (cfg.data.label, cfg.model.loss, cfg.optim.lr, cfg.fit.batch_size,
+            cfg.optim.optimizer) == ("label_fine", "srseg", 5e-4, 4, "adam")
+    cfg = apply_recipe(TrainConfig.of(model="runetpp", loss_kwargs={"gamma": 1.0},
+                                      model_kwargs={"aspp_channels": 8}))
+    assert cfg.model.loss_kwargs == {"dice_weight": 0.7, "focal_weight": 0.3, "gamma": 1.0}
+    assert cfg.model.model_kwargs == {"output_stride": 16, "aspp_channels": 8}
     assert apply_recipe(cfg) == cfg
-    assert apply_recipe(TrainConfig(model="runetpp", loss="ce")).loss_kwargs == {}
+    assert apply_recipe(TrainConfig.of(model="runetpp", loss="ce")).model.loss_kwargs == {}
     # A hand-built model trained with Trainer under a name outside the registry: the default.
-    assert apply_recipe(TrainConfig(model="hand-built")).lr == ModelRecipe().lr
+    assert apply_recipe(TrainConfig.of(model="hand-built")).optim.lr == ModelRecipe().lr
     # What a run reads of them, read once with the recipe applied: never unset.
     sr = recipe_for("srseg")
-    assert recipe_values(TrainConfig(model="srseg", epochs=3)) == RecipeValues(
+    assert recipe_values(TrainConfig.of(model="srseg", epochs=3)) == RecipeValues(
         label="label_fine", loss="srseg", batch_size=4, epochs=3, patience=sr.patience,
         poly_power=sr.poly_power)
 
@@ -91,18 +90,19 @@ def test_an_hrnet_like_recipe_fits_sgd_and_weights_by_class_name(monkeypatch):
                          momentum=0.9, batch_size=8, source="test")
     _use_registry_with(monkeypatch, {"test-recipe-sgd": ModelEntry(_conv, recipe),
                                      "test-recipe-none": ModelEntry(_conv)})
-    cfg = apply_recipe(TrainConfig(model="test-recipe-sgd"))
-    assert (cfg.optimizer, cfg.lr, cfg.momentum, cfg.poly_power) == ("sgd", 0.01, 0.9, 0.9)
-    opt = make_optimizer(cfg, create_model("test-recipe-sgd", 3, 3).parameters())
+    cfg = apply_recipe(TrainConfig.of(model="test-recipe-sgd"))
+    optim = cfg.optim
+    assert (optim.optimizer, optim.lr, optim.momentum, optim.poly_power) == ("sgd", 0.01, 0.9, 0.9)
+    opt = make_optimizer(cfg.optim, create_model("test-recipe-sgd", 3, 3).parameters())
     assert isinstance(opt, torch.optim.SGD) and opt.defaults["momentum"] == 0.9
     loss = model_loss("test-recipe-sgd", ["water", "impervious", "forest"])
     assert loss.weight.tolist() == [1.0, 3.0, 1.0]
     with pytest.raises(ConfigError, match="does not have"):
         model_loss("test-recipe-sgd", ["pervious", "isa"])
-    assert cfg.loss == "weighted_ce"  # the run records the factory's name
+    assert cfg.model.loss == "weighted_ce"  # the run records the factory's name
     # A model whose entry gives no recipe trains with the default one.
     assert recipe_for("test-recipe-none") == ModelRecipe()
-    assert apply_recipe(TrainConfig(model="test-recipe-none")).loss == "ce"
+    assert apply_recipe(TrainConfig.of(model="test-recipe-none")).model.loss == "ce"
     with pytest.raises(ConfigError, match="targets"):
         ModelRecipe(targets=("image_fine",))
     with pytest.raises(ConfigError, match="loss must be a LossFactory"):
@@ -188,18 +188,18 @@ def test_runetpp_trains_on_crops_of_its_recipe_size_and_refuses_starved_patches(
 
     from training.run.inputs import check_context
 
-    cfg = apply_recipe(TrainConfig(model="runetpp"))
-    assert cfg.crop_size == 512 and recipe_for("runetpp").small_patches == "refuse"
+    cfg = apply_recipe(TrainConfig.of(model="runetpp"))
+    assert cfg.data.crop_size == 512 and recipe_for("runetpp").small_patches == "refuse"
     with torch.device("meta"):
-        model = create_model("runetpp", 3, 2, **cfg.model_kwargs)
+        model = create_model("runetpp", 3, 2, **cfg.model.model_kwargs)
     check_context(cfg, 1024, model)  # 512 px crops of 1024 px patches: the paper's context
     check_context(cfg, 320, model)  # whole patches above the ASPP's 304 px
     with pytest.raises(ConfigError, match=r"8x8 map.*--allow-small-patches"):
         check_context(cfg, 128, model)
     with pytest.raises(ConfigError, match="16x16 map"):  # a crop the user asked for counts
-        check_context(replace(cfg, crop_size=256), 1024, model)
+        check_context(cfg.with_(crop_size=256), 1024, model)
     with caplog.at_level(logging.WARNING, logger="training"):
-        check_context(replace(cfg, allow_small_patches=True), 128, model)
+        check_context(cfg.with_(allow_small_patches=True), 128, model)
     assert any("8x8 map" in r.getMessage() for r in caplog.records)
 
 

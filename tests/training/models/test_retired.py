@@ -55,10 +55,10 @@ def test_a_run_of_a_retired_model_started_before_it_retired_still_resumes(tmp_pa
     refused (the run here is started through the library, as an older isamap did)."""
     root = write_patch_dataset(tmp_path / "ds", n=6, size=16, bands=BANDS)
     out = tmp_path / "run"
-    cfg = TrainConfig(data=str(root), out_dir=str(out), model="unet-s2-window",
-                      model_kwargs={"widths": [4, 4, 8, 8, 8]}, epochs=2, batch_size=2,
-                      num_workers=0, precision="fp32", channels_last="off", progress=False,
-                      stop_after=1)
+    cfg = TrainConfig.of(data=str(root), out_dir=str(out), model="unet-s2-window",
+                         model_kwargs={"widths": [4, 4, 8, 8, 8]}, epochs=2, batch_size=2,
+                         num_workers=0, precision="fp32", channels_last="off", progress=False,
+                         stop_after=1)
     first = train(cfg)
     assert not first.finished and first.epochs_run == 1
     assert train_main(["--out", str(out), "--resume", "--no-progress", "-q"]) == 0
@@ -72,10 +72,10 @@ def test_a_join_of_a_retired_model_started_before_it_retired_goes_on_by_its_comm
 
     root = write_patch_dataset(tmp_path / "ds", n=6, size=16, bands=BANDS)
     out = tmp_path / "join"
-    cfg = TrainConfig(data=str(root), out_dir=str(out), model="unet-s2-window",
-                      model_kwargs={"widths": [4, 4, 8, 8, 8]}, epochs=1, batch_size=2,
-                      num_workers=0, precision="fp32", channels_last="off", progress=False,
-                      members=2, stop_after=1)
+    cfg = TrainConfig.of(data=str(root), out_dir=str(out), model="unet-s2-window",
+                         model_kwargs={"widths": [4, 4, 8, 8, 8]}, epochs=1, batch_size=2,
+                         num_workers=0, precision="fp32", channels_last="off", progress=False,
+                         members=2, stop_after=1)
     train_members(cfg, train)  # the first member trained, the second not yet
     assert (out / "member0").is_dir() and not (out / "model.pt").exists()
     argv = ["--model", "unet-s2-window", "--data", str(root), "--out", str(out),

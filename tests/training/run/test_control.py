@@ -52,9 +52,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_files(patch_root, tmp_pat
     val_set = PatchDataset(patch_root, "val", norm=norm)
     model = create_model("unet", 6, 2, **TINY)
     meta = ModelMeta("unet", 6, 2, raw.bands, norm.mean, norm.std, model_kwargs=TINY)
-    cfg = TrainConfig(data=str(patch_root), out_dir=str(tmp_path / "run"), model="unet",
-                      epochs=5, batch_size=2, num_workers=0, precision="fp32",
-                      channels_last="off", progress=False)  # nothing measured: calls counted
+    cfg = TrainConfig.of(data=str(patch_root), out_dir=str(tmp_path / "run"), model="unet",
+                         epochs=5, batch_size=2, num_workers=0, precision="fp32",
+                         channels_last="off", progress=False)  # nothing measured: calls counted
     # epoch 1: three training batches and one validation batch; NaN from epoch 2 on
     trainer = Trainer(cfg, model, NanAfter(4), train_set, val_set, meta)
     with pytest.raises(TrainingDivergedError, match=r"epoch 2 \(training batch 1\)") as err:
@@ -215,9 +215,9 @@ def test_a_finite_runaway_loss_keeps_the_last_good_epoch(patch_root, tmp_path):
     val_set = PatchDataset(patch_root, "val", norm=norm)
     model = create_model("unet", 6, 2, **TINY)
     meta = ModelMeta("unet", 6, 2, raw.bands, norm.mean, norm.std, model_kwargs=TINY)
-    cfg = TrainConfig(data=str(patch_root), out_dir=str(tmp_path / "run"), model="unet",
-                      epochs=5, batch_size=2, num_workers=0, precision="fp32",
-                      channels_last="off", progress=False)
+    cfg = TrainConfig.of(data=str(patch_root), out_dir=str(tmp_path / "run"), model="unet",
+                         epochs=5, batch_size=2, num_workers=0, precision="fp32",
+                         channels_last="off", progress=False)
     trainer = Trainer(cfg, model, GrowsAfter(4), train_set, val_set, meta)
     with pytest.raises(TrainingDivergedError, match=r"grew to .* epoch 2 \(training batch 1\)"):
         trainer.fit()
@@ -265,7 +265,33 @@ def test_yaml_11_numbers_and_switches_in_a_train_config_are_what_they_say(tmp_pa
     path = tmp_path / "c.yaml"
     path.write_text("data: ds\nlr: 1e-3\nchannels_last: on\nepochs: 3\nbands: B2,B3\n")
     cfg = config_from_mapping(read_train_config(path))
-    assert (cfg.lr, cfg.channels_last, cfg.epochs, cfg.bands) == (0.001, "on", 3, ("B2", "B3"))
+    assert (cfg.optim.lr, cfg.runtime.channels_last, cfg.fit.epochs, cfg.data.bands) == (
+        0.001, "on", 3, ("B2", "B3"))
+
+
+def test_each_option_of_a_file_is_one_field_of_one_part_and_goes_there():
+    """Files, flags and records name the options flat; one table says which part holds each.
+
+    A field a part gained without its row there would be neither read from a file nor
+    recorded; an option set by its flat name lands in its part and leaves the others as
+    they were.
+    """
+    import dataclasses
+
+    from training.config import OPTIONS, RENAMED
+
+    parts = {f.name: getattr(TrainConfig(), f.name) for f in dataclasses.fields(TrainConfig)}
+    fields = sorted((name, f.name) for name, part in parts.items()
+                    for f in dataclasses.fields(part))
+    assert fields == sorted((part, RENAMED.get(key, key)) for key, part in OPTIONS.items())
+    given = {"data": "ds", "model": "unet", "lr": 0.5, "num_workers": 2, "device": "cpu",
+             "stop_after": 3, "members": 2}
+    cfg = TrainConfig.of(**given)
+    assert (cfg.data.root, cfg.model.name, cfg.optim.lr, cfg.data.num_workers,
+            cfg.runtime.device, cfg.run.stop_after, cfg.fit.members) == tuple(given.values())
+    assert list(cfg.to_dict()) == list(OPTIONS) and cfg.to_dict().items() >= given.items()
+    changed = cfg.with_(lr=0.1)
+    assert changed.optim.lr == 0.1 and changed.data is cfg.data and changed.fit is cfg.fit
 
 
 @pytest.fixture(scope="module")

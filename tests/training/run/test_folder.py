@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,9 +23,9 @@ def test_the_same_model_kwargs_resume_a_run_whose_recipe_added_its_own(tmp_path)
     # name it, and giving the same flags again must still resume the run.
     widths = {"widths": [8, 16, 32, 64, 128]}
     recorded = _record(tmp_path, model="crofusenet", model_kwargs=widths)
-    assert "head" in recorded.model_kwargs
+    assert "head" in recorded.model.model_kwargs
     cfg = resume_config(tmp_path, {"model": "crofusenet", "model_kwargs": widths})
-    assert dict(cfg.model_kwargs) == dict(recorded.model_kwargs)
+    assert dict(cfg.model.model_kwargs) == dict(recorded.model.model_kwargs)
 
 
 def test_other_model_kwargs_are_still_refused(tmp_path):
@@ -40,10 +39,10 @@ def test_a_run_recorded_before_weight_averaging_resumes_without_it(tmp_path):
     # kept its last weights and must resume as it was, with the same flags as before.
     cfg = apply_recipe(config_from_mapping({"data": "patches", "out_dir": str(tmp_path),
                                             "model": "unet-s2"}))
-    assert cfg.ema == 10
+    assert cfg.fit.ema == 10
     old = {k: v for k, v in cfg.to_dict().items() if k != "ema"}
     torch.save({"config": old}, tmp_path / CHECKPOINT)
-    assert resume_config(tmp_path, {"model": "unet-s2"}).ema == 0
+    assert resume_config(tmp_path, {"model": "unet-s2"}).fit.ema == 0
 
 
 def test_an_infinite_half_life_is_refused():
@@ -56,25 +55,25 @@ def test_a_run_recorded_before_test_time_flips_resumes_without_them(tmp_path):
     # once and must resume as it was, with the same flags as before
     cfg = apply_recipe(config_from_mapping({"data": "patches", "out_dir": str(tmp_path),
                                             "model": "unet-s2"}))
-    assert cfg.model_kwargs["flips"] is True
+    assert cfg.model.model_kwargs["flips"] is True
     old = cfg.to_dict()
-    old["model_kwargs"] = {k: v for k, v in cfg.model_kwargs.items() if k != "flips"}
+    old["model_kwargs"] = {k: v for k, v in cfg.model.model_kwargs.items() if k != "flips"}
     torch.save({"config": old}, tmp_path / CHECKPOINT)
-    assert resume_config(tmp_path, {"model": "unet-s2"}).model_kwargs["flips"] is False
+    assert resume_config(tmp_path, {"model": "unet-s2"}).model.model_kwargs["flips"] is False
     # the --model-kwargs it was started with, given again, resume it too
-    widths = {"widths": cfg.model_kwargs["widths"]}
-    assert resume_config(tmp_path, {"model_kwargs": widths}).model_kwargs["flips"] is False
+    widths = {"widths": cfg.model.model_kwargs["widths"]}
+    assert resume_config(tmp_path, {"model_kwargs": widths}).model.model_kwargs["flips"] is False
     # a run recorded with flips keeps them when its flags are given again
     new = tmp_path / "new"
     new.mkdir()
     _record(new, model="unet-s2", model_kwargs=widths)
-    assert resume_config(new, {"model_kwargs": widths}).model_kwargs["flips"] is True
+    assert resume_config(new, {"model_kwargs": widths}).model.model_kwargs["flips"] is True
     # a model whose recipe has no flips is not given the argument (its constructor has none)
     other = tmp_path / "other"
     other.mkdir()
     recorded = _record(other, model="crofusenet")
-    assert "flips" not in resume_config(other, {}).model_kwargs
-    assert dict(resume_config(other, {}).model_kwargs) == dict(recorded.model_kwargs)
+    assert "flips" not in resume_config(other, {}).model.model_kwargs
+    assert dict(resume_config(other, {}).model.model_kwargs) == dict(recorded.model.model_kwargs)
 
 
 def test_a_run_recorded_with_the_removed_balanced_scenes_resumes_only_where_it_was_off(tmp_path):
@@ -88,7 +87,7 @@ def test_a_run_recorded_with_the_removed_balanced_scenes_resumes_only_where_it_w
                                           "option this isamap no longer has"):
         resume_config(tmp_path, {"model": "unet-s2"})
     torch.save({"config": {**then, "balanced_scenes": False}}, tmp_path / CHECKPOINT)
-    assert resume_config(tmp_path, {"model": "unet-s2"}) == replace(cfg, resume=True)
+    assert resume_config(tmp_path, {"model": "unet-s2"}) == cfg.with_(resume=True)
 
 
 def test_a_run_recorded_before_balanced_sampling_keeps_its_sampling(tmp_path):
@@ -100,20 +99,21 @@ def test_a_run_recorded_before_balanced_sampling_keeps_its_sampling(tmp_path):
 
     cfg = apply_recipe(config_from_mapping({"data": "patches", "out_dir": str(tmp_path),
                                             "model": "unet-s2"}))
-    assert cfg.balanced_sampling is True
+    assert cfg.data.balanced_sampling is True
     old = cfg.to_dict() | {"balanced_sampling": False}
     torch.save({"config": old}, tmp_path / CHECKPOINT)
-    assert resume_config(tmp_path, {"model": "unet-s2"}).balanced_sampling is False
+    assert resume_config(tmp_path, {"model": "unet-s2"}).data.balanced_sampling is False
     # and so does one recorded before the option existed
     del old["balanced_sampling"]
     torch.save({"config": old}, tmp_path / CHECKPOINT)
-    assert resume_config(tmp_path, {"model": "unet-s2"}).balanced_sampling is False
+    assert resume_config(tmp_path, {"model": "unet-s2"}).data.balanced_sampling is False
     old["balanced_sampling"] = False
     written = write_resolved_config(config_from_mapping(old))
-    assert apply_recipe(config_from_mapping(read_train_config(written))).balanced_sampling is False
+    assert apply_recipe(config_from_mapping(read_train_config(written))
+                        ).data.balanced_sampling is False
     # a new run of the recipe samples balanced
     assert apply_recipe(config_from_mapping(
-        {**read_train_config(written), "balanced_sampling": None})).balanced_sampling
+        {**read_train_config(written), "balanced_sampling": None})).data.balanced_sampling
 
 
 def test_a_run_recorded_before_norm_and_radiometric_existed_reads_as_what_it_did(tmp_path):
@@ -125,15 +125,15 @@ def test_a_run_recorded_before_norm_and_radiometric_existed_reads_as_what_it_did
 
     cfg = apply_recipe(config_from_mapping({"data": "patches", "out_dir": str(tmp_path),
                                             "model": "unet-s2"}))
-    assert cfg.norm == "scene" and cfg.radiometric is False
+    assert cfg.data.norm == "scene" and cfg.data.radiometric is False
     old = {k: v for k, v in cfg.to_dict().items() if k not in ("norm", "radiometric")}
     assert config_differences(old, cfg) == ["norm: 'training' there, 'scene' now"]
-    assert config_differences(old, replace(cfg, norm="training")) == []
+    assert config_differences(old, cfg.with_(norm="training")) == []
     torch.save({"config": old}, tmp_path / CHECKPOINT)
     with pytest.raises(ConfigError, match="norm"):
         resume_config(tmp_path, {"model": "unet-s2", "norm": "scene"})
     resumed = resume_config(tmp_path, {"model": "unet-s2"})
-    assert (resumed.norm, resumed.radiometric) == ("training", False)
+    assert (resumed.data.norm, resumed.data.radiometric) == ("training", False)
 
 
 def test_an_encoder_is_compared_by_its_name_not_the_path_its_file_was_given_by():
@@ -164,15 +164,15 @@ def test_an_encoder_run_recorded_on_the_training_statistics_is_told_how_to_go_on
     given = {"model": "unet-s2", "data": "d", "out_dir": str(tmp_path),
              "encoder": "presto=/data/weights/presto.pt"}
     now = apply_recipe(config_from_mapping(given))
-    assert now.norm == "scene"
-    recorded = replace(now, norm="training").to_dict()
+    assert now.data.norm == "scene"
+    recorded = now.with_(norm="training").to_dict()
     differ = config_differences(recorded, now)
     assert differ == ["norm: 'training' there, 'scene' now (an encoder run took the training "
                       "statistics by default before it took its base recipe's: give --norm "
                       "training to go on with it)"]
-    assert config_differences(recorded, replace(now, norm="training")) == []
+    assert config_differences(recorded, now.with_(norm="training")) == []
     plain = {k: v for k, v in recorded.items() if k != "encoder"}
-    assert config_differences(plain, replace(now, encoder=None)) == [
+    assert config_differences(plain, now.with_(encoder=None)) == [
         "norm: 'training' there, 'scene' now"]  # no encoder, no such history
 
 
@@ -197,7 +197,7 @@ def test_an_encoder_file_given_relative_is_found_from_any_folder(tmp_path, monke
     monkeypatch.chdir(elsewhere)
     for read in (config_from_mapping(read_train_config(tmp_path / "runs" / "p" / "config.yaml")),
                  resume_config(tmp_path / "runs" / "p", {})):
-        name, _, path = str(read.encoder).partition("=")
+        name, _, path = str(read.model.encoder).partition("=")
         assert name == "presto" and Path(path).read_bytes() == b"weights"
 
 

@@ -252,7 +252,7 @@ def test_members_that_differ_are_not_joined(joined_run):
     meta = read_model_file(run / "member0" / "model.pt")[0]
     other = dataclasses.replace(meta, norm_mean=tuple(v + 1 for v in meta.norm_mean))
     with pytest.raises(ModelError, match="differs from member 0 in norm_mean"):
-        joined_meta([meta, other], TrainConfig(out_dir=str(run), members=2))
+        joined_meta([meta, other], TrainConfig.of(out_dir=str(run), members=2))
 
 
 def test_members_trained_before_and_after_an_argument_was_added_are_joined():
@@ -265,7 +265,7 @@ def test_members_trained_before_and_after_an_argument_was_added_are_joined():
     before = ModelMeta("unet-s2", 4, 2, ("B2", "B3", "B4", "B8"), (0.0,) * 4, (1.0,) * 4,
                        model_kwargs=kw, norm="scene")
     after = dataclasses.replace(before, model_kwargs={**kw, "member_views": False})
-    cfg = TrainConfig(out_dir="run", members=2)
+    cfg = TrainConfig.of(out_dir="run", members=2)
     joined = joined_meta([before, after], cfg)
     assert joined.model_kwargs == {**kw, "member_views": False, "members": 2}
     spread = dataclasses.replace(before, model_kwargs={**kw, "member_views": True})
@@ -439,7 +439,7 @@ def test_unet_s2_trains_its_recipes_nine_members_unless_the_command_says(patches
     assert train_main([*args, "--out", str(plain)]) == 2
     err = capsys.readouterr().err
     assert "(checkpoint.pt) of --model unet;" in err and "--members 1" not in err
-    assert TrainConfig(model="unet-s2").members == 1
+    assert TrainConfig.of(model="unet-s2").fit.members == 1
     assert train_main([*args, "--out", str(tmp_path / "f"), "--filter-noisy", "0.2"]) == 2
     assert "--members 9 (given, or unet-s2's recipe's when none is)" in capsys.readouterr().err
     assert not (tmp_path / "f").exists()
@@ -481,7 +481,7 @@ def test_fewer_than_four_members_spreading_the_views_are_told_what_they_leave_ou
         members, kwargs, warned, caplog):
     from training.run.members import check_members
 
-    cfg = TrainConfig(model="unet-s2", members=members, model_kwargs=kwargs)
+    cfg = TrainConfig.of(model="unet-s2", members=members, model_kwargs=kwargs)
     with caplog.at_level("WARNING", logger="training.run.members"):
         check_members(cfg)
     said = f"--members {members} with member_views: the joined model maps each window " \

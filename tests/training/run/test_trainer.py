@@ -28,7 +28,7 @@ def _cfg(root, out, **over) -> TrainConfig:
     base = dict(data=str(root), out_dir=str(out), model="unet", model_kwargs=TINY, epochs=3,
                 batch_size=2, lr=1e-3, num_workers=0, precision="fp32", channels_last="on",
                 progress=False)
-    return TrainConfig(**{**base, **over})
+    return TrainConfig.of(**{**base, **over})
 
 
 def test_resumed_run_is_bit_identical(patch_root, tmp_path):
@@ -143,7 +143,7 @@ def test_auto_runtime_is_measured_once_recorded_and_kept_when_resuming(patch_roo
     assert rows[0]["runtime"] == runtime["label"]
     _, meta = load_model_file(part.model_path)
     assert meta.extra["runtime"]["setting"] == runtime["setting"]
-    resumed = train(TrainConfig(**{**cfg.to_dict(), "resume": True}))
+    resumed = train(TrainConfig.of(**{**cfg.to_dict(), "resume": True}))
     kept = torch.load(resumed.checkpoint_path, weights_only=True)["runtime"]
     assert (kept["source"], kept["setting"]) == ("checkpoint", runtime["setting"])
     assert resumed.epochs_run == 2
@@ -194,7 +194,7 @@ def test_cli_train_then_evaluate(patch_root, tmp_path, capsys, monkeypatch):
     cfg.write_text(f"data: {patch_root}\nmodel: unet-s2\nepochs: 5\nbatch_size: 3\n"
                    "poly_power: 1.5\nmembers: 1\n"
                    f"model_kwargs: {json.dumps(TINY)}\nprecision: fp32\nnum_workers: 0\n")
-    assert config_from_mapping(read_train_config(cfg)).epochs == 5
+    assert config_from_mapping(read_train_config(cfg)).fit.epochs == 5
     out = tmp_path / "run"
     rc = train_main(["--config", str(cfg), "--out", str(out), "--epochs", "1", "--no-progress"])
     assert rc == 0 and "finished after 1 epoch;" in capsys.readouterr().out

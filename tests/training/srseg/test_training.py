@@ -43,9 +43,9 @@ def _train(tmp_path, fine_offset: float, iterations: int = 3):
     meta = ModelMeta(name="srseg", in_channels=3, num_classes=2, bands=("a", "b", "c"),
                      norm_mean=ds.stats.mean, norm_std=ds.stats.std, output_scale=2,
                      model_kwargs=KW)
-    cfg = TrainConfig(out_dir=str(tmp_path / f"run{fine_offset}"), model="srseg", epochs=1,
-                      max_iterations=iterations, batch_size=2, lr=1e-3, num_workers=0,
-                      precision="fp32", channels_last=False, device="cpu", progress=False)
+    cfg = TrainConfig.of(out_dir=str(tmp_path / f"run{fine_offset}"), model="srseg", epochs=1,
+                         max_iterations=iterations, batch_size=2, lr=1e-3, num_workers=0,
+                         precision="fp32", channels_last=False, device="cpu", progress=False)
     loss = SRSegLoss()
     trainer = Trainer(cfg, model, loss, ds, None, meta)
     return trainer, loss, trainer.fit()
@@ -86,9 +86,9 @@ def test_plain_label_losses_are_still_called_with_the_label(tmp_path):
     meta = ModelMeta(name="srseg", in_channels=3, num_classes=2, bands=("a", "b", "c"),
                      norm_mean=ds.stats.mean, norm_std=ds.stats.std, output_scale=2,
                      model_kwargs=KW)
-    cfg = TrainConfig(out_dir=str(tmp_path), model="srseg", epochs=1, batch_size=2,
-                      num_workers=0, precision="fp32", channels_last=False, device="cpu",
-                      progress=False)
+    cfg = TrainConfig.of(out_dir=str(tmp_path), model="srseg", epochs=1, batch_size=2,
+                         num_workers=0, precision="fp32", channels_last=False, device="cpu",
+                         progress=False)
     Trainer(cfg, model, LabelOnly(), ds, ds, meta).fit()
     assert seen and set(seen) == {torch.Tensor}
 
@@ -111,7 +111,8 @@ def test_srcompare_trains_every_model_with_the_trainer(shared_data, tmp_path, mo
     assert [t.meta.name for t in made] == ["srseg", "bilinear-unet"]
     for t in made:
         assert t.val_loader is None and t.scheduler.last_epoch == 2
-        assert (t.cfg.max_iterations, t.cfg.batch_size, t.cfg.lr, t.cfg.seed) == (2, 2, 2e-3, 3)
+        assert (t.cfg.fit.max_iterations, t.cfg.fit.batch_size, t.cfg.optim.lr,
+                t.cfg.fit.seed) == (2, 2, 2e-3, 3)
         assert isinstance(t.loss_fn, SRSegLoss)
     assert made[0].train_loader.dataset is made[1].train_loader.dataset
     assert report["models"]["srseg"]["loss_terms"]["reconstruction"] > 0

@@ -61,10 +61,11 @@ def test_a_frozen_encoders_run_flips_and_turns_but_does_not_blur():
     from training.config import TrainConfig
     from training.run.inputs import augment_for
 
-    frozen = augment_for(TrainConfig(encoder="presto=x.pt"))
+    frozen = augment_for(TrainConfig.of(encoder="presto=x.pt"))
     assert frozen is not None and frozen.blur == 0.0
-    assert augment_for(TrainConfig(encoder="presto=x.pt", freeze_encoder=False)).blur > 0
-    assert augment_for(TrainConfig()).blur > 0 and augment_for(TrainConfig(augment=False)) is None
+    assert augment_for(TrainConfig.of(encoder="presto=x.pt", freeze_encoder=False)).blur > 0
+    assert augment_for(TrainConfig()).blur > 0
+    assert augment_for(TrainConfig.of(augment=False)) is None
 
 
 def test_a_cache_folder_that_is_a_file_is_one_line_naming_the_variable(tmp_path, monkeypatch):

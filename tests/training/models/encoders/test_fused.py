@@ -139,17 +139,16 @@ def test_unet_s2s_trainings_with_an_encoder_join_and_map_from_the_model_file(
 
 def test_a_base_the_fused_model_cannot_take_is_one_line_and_a_retired_one_says_why(
         patch_root, presto_file):
-    import dataclasses
 
     from core.errors import ConfigError
     from training.config import TrainConfig
     from training.run.encoder import encoder_config
 
-    cfg = TrainConfig(data=str(patch_root), model="crofusenet", encoder=f"presto={presto_file}")
+    cfg = TrainConfig.of(data=str(patch_root), model="crofusenet", encoder=f"presto={presto_file}")
     with pytest.raises(ConfigError, match="--encoder fuses with the U-Net: give --model unet"):
         encoder_config(cfg)
     with pytest.raises(ConfigError, match=r"--model unet-s2-window is retired: .*still map"):
-        encoder_config(dataclasses.replace(cfg, model="unet-s2-window"))  # an old run's
+        encoder_config(cfg.with_(model="unet-s2-window"))  # an old run's
 
 
 def test_a_wrong_encoder_file_of_a_run_of_members_is_one_line_before_any_member(
