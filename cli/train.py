@@ -306,7 +306,7 @@ def _run(cfg: TrainConfig, roots: Sequence[str], chosen: bool) -> int:
     joined: MembersResult | None = None
     try:
         cfg = with_recipe_filter(cfg)  # e.g. hrnet-coarse filters noisy samples by default
-        if cfg.fit.members > 1:
+        if cfg.loop.members > 1:
             joined = train_members(cfg, functools.partial(train, model_chosen=chosen))
         elif cfg.data.filter_noisy is not None:
             result = train_filtered(cfg, model_chosen=chosen).final

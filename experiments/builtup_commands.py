@@ -133,16 +133,16 @@ def recorded_otherwise(cfg: TrainConfig, ignore: frozenset[str] = frozenset()) -
     cfg = with_recipe_filter(cfg)  # as the command resolves it before it trains
     out = Path(cfg.run.out_dir)
     held = held_members(out)
-    joined_other = cfg.fit.members > 1 and (held > cfg.fit.members or (
-        held < cfg.fit.members and (out / BEST_MODEL).exists()))  # a finished join of fewer
-    if (cfg.fit.members > 1 and (out / CHECKPOINT).exists()) or (cfg.fit.members == 1 and held) \
+    joined_other = cfg.loop.members > 1 and (held > cfg.loop.members or (
+        held < cfg.loop.members and (out / BEST_MODEL).exists()))  # a finished join of fewer
+    if (cfg.loop.members > 1 and (out / CHECKPOINT).exists()) or (cfg.loop.members == 1 and held) \
             or joined_other:
-        return [f"members: {held or 1} there, {cfg.fit.members} now"]
-    joined = joined_members(out) if cfg.fit.members > 1 else None
-    if joined is not None and joined != cfg.fit.members:  # a join extended by hand, unfinished
-        return [f"members: {joined} joined there, {cfg.fit.members} now"]
-    members = member_configs(cfg) if cfg.fit.members > 1 else [cfg]
-    return [f"{Path(m.run.out_dir).name}: {d}" if cfg.fit.members > 1 else d
+        return [f"members: {held or 1} there, {cfg.loop.members} now"]
+    joined = joined_members(out) if cfg.loop.members > 1 else None
+    if joined is not None and joined != cfg.loop.members:  # a join extended by hand, unfinished
+        return [f"members: {joined} joined there, {cfg.loop.members} now"]
+    members = member_configs(cfg) if cfg.loop.members > 1 else [cfg]
+    return [f"{Path(m.run.out_dir).name}: {d}" if cfg.loop.members > 1 else d
             for _, m, differ in member_differences(cfg, members, ignore) for d in differ]
 
 

@@ -455,7 +455,7 @@ def test_a_dashed_key_and_yaml_switch_words_read_alike_in_both_commands(tmp_path
     args = parse_with_config(build_parser(), ["--config", str(tmp_path / "c.yaml"), "--model",
                                               "m.pt", "--out", "o", "--months", "2019-06"])
     cfg = config_from_mapping({**read_train_config(tmp_path / "c.yaml"), "data": "ds"})
-    assert (args.batch_size, args.channels_last) == (cfg.fit.batch_size,
+    assert (args.batch_size, args.channels_last) == (cfg.loop.batch_size,
                                                      cfg.runtime.channels_last) == (4, "off")
 
 

@@ -192,7 +192,7 @@ class OptimOptions:
 
 
 @dataclass(frozen=True)
-class FitOptions:
+class LoopOptions:
     """How long and on what draw the training loop runs (``None``: the model's recipe).
 
     Attributes:
@@ -292,16 +292,16 @@ class RunOptions:
 #: place the flat options meet the parts
 OPTIONS: dict[str, str] = {
     "data": "data", "out_dir": "run", "model": "model", "model_kwargs": "model", "loss": "model",
-    "loss_kwargs": "model", "bands": "data", "label": "data", "epochs": "fit", "batch_size": "fit",
-    "lr": "optim", "poly_power": "optim", "weight_decay": "optim", "patience": "fit",
-    "optimizer": "optim", "momentum": "optim", "crop_size": "data", "allow_small_patches": "data",
-    "allow_implausible": "data", "filter_noisy": "data", "seed": "fit", "num_workers": "data",
-    "precision": "runtime", "channels_last": "runtime", "device": "runtime",
-    "autotune_cache": "runtime", "augment": "data", "radiometric": "data",
-    "balanced_sampling": "data", "norm": "data", "ema": "fit", "cache": "data",
-    "max_batches": "fit", "max_iterations": "fit", "stop_after": "run", "resume": "run",
+    "loss_kwargs": "model", "bands": "data", "label": "data", "epochs": "loop",
+    "batch_size": "loop", "lr": "optim", "poly_power": "optim", "weight_decay": "optim",
+    "patience": "loop", "optimizer": "optim", "momentum": "optim", "crop_size": "data",
+    "allow_small_patches": "data", "allow_implausible": "data", "filter_noisy": "data",
+    "seed": "loop", "num_workers": "data", "precision": "runtime", "channels_last": "runtime",
+    "device": "runtime", "autotune_cache": "runtime", "augment": "data", "radiometric": "data",
+    "balanced_sampling": "data", "norm": "data", "ema": "loop", "cache": "data",
+    "max_batches": "loop", "max_iterations": "loop", "stop_after": "run", "resume": "run",
     "progress": "run", "encoder": "model", "freeze_encoder": "model", "fusion": "model",
-    "members": "fit"}
+    "members": "loop"}
 RENAMED = {"data": "root", "model": "name"}  #: an option -> its name in its part
 
 
@@ -323,8 +323,8 @@ class TrainConfig:
         model: the network, its loss and encoder (:class:`ModelOptions`).
         data: the patches and how they are drawn and loaded (:class:`DataOptions`).
         optim: the optimiser and its schedule (:class:`OptimOptions`).
-        fit: batch, epochs, patience, weight averaging, budget, seed, members
-            (:class:`FitOptions`).
+        loop: batch, epochs, patience, weight averaging, budget, seed, members
+            (:class:`LoopOptions`).
         runtime: device, precision, layout (:class:`StepOptions`).
         run: the run folder and how this invocation goes (:class:`RunOptions`).
     """
@@ -332,7 +332,7 @@ class TrainConfig:
     model: ModelOptions = field(default_factory=ModelOptions)
     data: DataOptions = field(default_factory=DataOptions)
     optim: OptimOptions = field(default_factory=OptimOptions)
-    fit: FitOptions = field(default_factory=FitOptions)
+    loop: LoopOptions = field(default_factory=LoopOptions)
     runtime: StepOptions = field(default_factory=StepOptions)
     run: RunOptions = field(default_factory=RunOptions)
 

@@ -149,7 +149,7 @@ def train_filtered(cfg: TrainConfig, model_chosen: bool = False) -> FilterResult
     ``model_chosen``: :func:`training.run.patch_training.train`'s, for both trainings.
     """
     cfg = apply_recipe(cfg)  # the preliminary run, scoring and retraining share one recipe
-    label, batch_size = cfg.data.label, cfg.fit.batch_size
+    label, batch_size = cfg.data.label, cfg.loop.batch_size
     if label is None or batch_size is None:
         raise RuntimeError("apply_recipe left the label or the batch size unset")
     threshold = DEFAULT_THRESHOLD if cfg.data.filter_noisy is None else float(cfg.data.filter_noisy)
@@ -169,7 +169,7 @@ def train_filtered(cfg: TrainConfig, model_chosen: bool = False) -> FilterResult
     else:
         model, meta = load_model_file(model_path, flag="model file")
         norm = NormStats(tuple(meta.bands), tuple(meta.norm_mean), tuple(meta.norm_std))
-        data = PatchDataset(cfg.data.root, "train", meta.bands, norm, None, label, cfg.fit.seed,
+        data = PatchDataset(cfg.data.root, "train", meta.bands, norm, None, label, cfg.loop.seed,
                             scene_norms=scene_norms_for(cfg.data.root, meta.bands, meta.norm))
         device = devices.resolve_device(cfg.runtime.device)
         scores = score_patches(model, data, device, batch_size, cfg.run.progress)

@@ -317,7 +317,7 @@ def prune(model_path: str | Path, data: str, out_dir: str | Path, rate: float = 
                        meta.band_ranges, f"the train split of the dataset {data}")
     check_patch_values(lambda i: val_set.read_raw(i)[0], len(val_set), tuple(meta.bands),
                        meta.band_ranges, f"the val split of the dataset {data}")
-    seed_everything(cfg.fit.seed)
+    seed_everything(cfg.loop.seed)
     if cfg.model.loss is None:
         raise RuntimeError("apply_recipe left the loss unset")
     loss = build_loss(cfg.model.loss, class_names=meta.class_names, **dict(cfg.model.loss_kwargs))

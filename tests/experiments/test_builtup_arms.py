@@ -50,7 +50,7 @@ def test_the_unet_s2_fixed_arm_is_the_default_recipe_on_the_training_statistics(
         arm_of(name), tmp_path / "data", tmp_path / "run", budget)))
         for name in ("unet-s2-fixed", "unet-s2"))
     assert (default.data.norm, default.data.radiometric) == ("scene", False)
-    assert (fixed.data.norm, fixed.data.radiometric, fixed.fit.members) == ("training", True, 9)
+    assert (fixed.data.norm, fixed.data.radiometric, fixed.loop.members) == ("training", True, 9)
     assert fixed.with_(norm="scene", radiometric=False) == default
 
 

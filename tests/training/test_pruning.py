@@ -395,7 +395,7 @@ def test_an_old_unet_s2_file_is_fine_tuned_as_it_was_trained_not_as_its_name_tra
     assert cfg.data.norm == "training" and cfg.model.model_kwargs == {**kwargs, "flips": False,
                                                            "member_views": False}
     # the override, then the recorded configuration
-    assert (cfg.fit.epochs, cfg.optim.lr) == (1, 0.01)
+    assert (cfg.loop.epochs, cfg.optim.lr) == (1, 0.01)
 
 
 @pytest.mark.xdist_group("hrnet_run")  # the session's hrnet_run is trained once

@@ -154,7 +154,7 @@ def config_differences(recorded: Mapping[str, Any], cfg: TrainConfig,
         old, new = reference.get(key), current.get(key)
         if key == "encoder":  # its name fixes its file (the file's digest is checked)
             old, new = _encoder_name(old), _encoder_name(new)
-        if key == "model_kwargs" and cfg.fit.members == 1:  # one network has no members to
+        if key == "model_kwargs" and cfg.loop.members == 1:  # one network has no members to
             old, new = _one_network(old), _one_network(new)  # spread views over
         if json.dumps(old, sort_keys=True, default=str) != json.dumps(new, sort_keys=True,
                                                                        default=str):

@@ -81,12 +81,12 @@ def patch_splits(cfg: TrainConfig, bands: tuple[str, ...], norm: NormStats,
     label = cfg.data.label or "label"
     targets = (label, *(t for t in recipe_for(cfg.model.name).targets[1:] if label == "label_fine"))
     aug = augment_for(cfg)
-    train_set = PatchDataset(cfg.data.root, "train", bands, norm, aug, seed=cfg.fit.seed,
+    train_set = PatchDataset(cfg.data.root, "train", bands, norm, aug, seed=cfg.loop.seed,
                              cache=bool(cfg.data.cache), targets=targets, crop=cfg.data.crop_size,
                              exclude=exclude,
                              radiometric=Radiometric() if cfg.data.radiometric else None,
                              scene_norms=scenes)
-    val_set = PatchDataset(cfg.data.root, "val", bands, norm, None, seed=cfg.fit.seed,
+    val_set = PatchDataset(cfg.data.root, "val", bands, norm, None, seed=cfg.loop.seed,
                            cache=bool(cfg.data.cache), targets=targets, scene_norms=scenes)
     return train_set, val_set
 

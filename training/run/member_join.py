@@ -51,7 +51,7 @@ def joined_meta(metas: Sequence[ModelMeta], cfg: TrainConfig) -> ModelMeta:
             raise ModelError(f"member {i} of {cfg.run.out_dir} differs from member 0 in "
                              f"{', '.join(differ)}: its folder holds another command's run; "
                              "remove it and run again")
-    record = [{"seed": cfg.fit.seed + i, "temperature": m.temperature,
+    record = [{"seed": cfg.loop.seed + i, "temperature": m.temperature,
                "metrics": dict(m.metrics)} for i, m in enumerate(metas)]
     return dataclasses.replace(
         first, model_kwargs={**dict(first.model_kwargs), "members": len(metas)},

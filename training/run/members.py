@@ -83,7 +83,7 @@ def check_members(cfg: TrainConfig) -> None:
         ConfigError: the noisy-sample filtering, given or from the model's recipe (a
             two-stage run of its own, not repeated per member).
     """
-    members = cfg.fit.members
+    members = cfg.loop.members
     if members < 2:
         return
     if members < len(VIEWS) and member_kwargs(apply_recipe(cfg).model.model_kwargs).get(
@@ -110,7 +110,7 @@ def check_run_folder(cfg: TrainConfig) -> None:
     Raises:
         ConfigError: ``out_dir`` holds the other kind of run.
     """
-    out, members, model = Path(cfg.run.out_dir), cfg.fit.members, cfg.model.name
+    out, members, model = Path(cfg.run.out_dir), cfg.loop.members, cfg.model.name
     if members > 1 and (out / CHECKPOINT).exists():
         there = (recorded_config(out) or {}).get("model")
         raise ConfigError(f"--out {out} holds a run of one training (checkpoint.pt) of --model "
@@ -150,8 +150,8 @@ def member_configs(cfg: TrainConfig) -> list[TrainConfig]:
     out = Path(cfg.run.out_dir)
     kwargs = {**dict(cfg.model.model_kwargs),
               **member_kwargs(apply_recipe(cfg).model.model_kwargs)}
-    return [cfg.with_(out_dir=str(out / f"member{i}"), seed=cfg.fit.seed + i, members=1,
-                      model_kwargs=kwargs) for i in range(cfg.fit.members)]
+    return [cfg.with_(out_dir=str(out / f"member{i}"), seed=cfg.loop.seed + i, members=1,
+                      model_kwargs=kwargs) for i in range(cfg.loop.members)]
 
 
 def member_kwargs(model_kwargs: Mapping) -> dict:
@@ -201,7 +201,7 @@ def member_differences(cfg: TrainConfig, members: Sequence[TrainConfig],
             continue
         resolved = resolved or apply_recipe(encoder_config(cfg))
         kwargs = resolved.model.model_kwargs
-        own = resolved.with_(out_dir=member.run.out_dir, seed=member.fit.seed, members=1,
+        own = resolved.with_(out_dir=member.run.out_dir, seed=member.loop.seed, members=1,
                              model_kwargs={**dict(kwargs), **member_kwargs(kwargs)})
         differ = config_differences(recorded, own, ignore) + _views_differ(recorded, own)
         if differ:
@@ -239,7 +239,7 @@ def train_members(cfg: TrainConfig,
     encoder_config(cfg)  # the encoder's file, checked before any member's line
     results, told = [], False
     for i, member in enumerate(members):
-        log.info("member %d of %d (seed %d): %s", i + 1, cfg.fit.members, member.fit.seed,
+        log.info("member %d of %d (seed %d): %s", i + 1, cfg.loop.members, member.loop.seed,
                  member.run.out_dir)
         before, start = _epochs_recorded(member), time.monotonic()
         result = train(member)

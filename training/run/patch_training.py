@@ -112,7 +112,7 @@ def train(cfg: TrainConfig, exclude: Collection[str] | None = None,
     train_set, val_set = patch_splits(cfg, raw.bands, norm, exclude)
     learnt = check_labels(train_set, val_set)
     check_crop(cfg, raw.patch_size)
-    seed_everything(cfg.fit.seed)
+    seed_everything(cfg.loop.seed)
     scale = int((raw.manifest.get("label") or {}).get("fine_scale") or 1) \
         if recipe.label == "label_fine" else 1
     model, kwargs = _build_model(cfg, raw, norm, product, scale)

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset, default_collate
 
 from engine import autotune
 from engine.distributed import DistInfo, unused_parameters
-from training.config import FitOptions, TrainConfig
+from training.config import LoopOptions, TrainConfig
 from training.run.checkpoint import recorded_runtime
 from training.run.folder import CHECKPOINT
 from training.run.optim import make_optimizer
@@ -94,9 +94,9 @@ def has_unused_parameters(model: nn.Module, info: DistInfo, first: Callable[[], 
     return bool(shared[0])
 
 
-def job_samples(fit: FitOptions, epochs: int, per_rank: int, train_size: int) -> int:
+def job_samples(loop: LoopOptions, epochs: int, per_rank: int, train_size: int) -> int:
     """The samples one rank's steps take over the run: what bounds ``auto``'s measuring."""
-    per_epoch = min(train_size, fit.max_batches * per_rank) if fit.max_batches else train_size
-    if fit.max_iterations:
-        return fit.max_iterations * per_rank
+    per_epoch = min(train_size, loop.max_batches * per_rank) if loop.max_batches else train_size
+    if loop.max_iterations:
+        return loop.max_iterations * per_rank
     return max(epochs, 1) * max(per_epoch, 1)

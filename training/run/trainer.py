@@ -15,7 +15,7 @@ Without a validation split (``val_set=None``) the trainer runs a fixed budget
 (``epochs`` or ``max_iterations``) with no early stopping and keeps the last weights, which
 is what the fixed-budget model comparison (``experiments.srcompare``) needs. An
 ``epoch_end(model, epoch)`` callback runs after every training epoch, before validation and
-the checkpoint (filter pruning zeroes filters there, ``training.pruning``). With ``cfg.fit.ema``
+the checkpoint (filter pruning zeroes filters there, ``training.pruning``). With ``cfg.loop.ema``
 the moving average of the weights is validated, kept and saved (:mod:`training.run.averaging`).
 :func:`training.run.patch_training.train` wires it to a patch dataset.
 
@@ -194,27 +194,27 @@ class Trainer:
         #: measuring takes at most its share of the run's samples (a short run, none)
         self.runtime = choose_runtime(cfg, self.model, self.device, self.info, first,
                                       self._batch_loss, job_samples(
-                                          cfg.fit, self.recipe.epochs, per_rank, len(train_set)))
+                                          cfg.loop, self.recipe.epochs, per_rank, len(train_set)))
         self.amp_dtype = self.runtime.setting.autocast_dtype
         self.memory_format = self.runtime.setting.memory_format
         net = autotune.apply(self.runtime, self.model, self.device)  # same parameters
         assert isinstance(net, nn.Module), "training compiles with torch.compile, a module"
-        #: the moving average of the weights (``cfg.fit.ema``), validated and saved in their place
-        self.average = weight_average(cfg.fit.ema or 0.0, self.model, epoch_end is not None)
+        #: the moving average of the weights (``cfg.loop.ema``), validated and saved in their place
+        self.average = weight_average(cfg.loop.ema or 0.0, self.model, epoch_end is not None)
         pin = self.device.type == "cuda"
         self.train_loader = make_loader(
-            train_set, per_rank, True, cfg.fit.seed, cfg.data.num_workers, self.info.rank,
+            train_set, per_rank, True, cfg.loop.seed, cfg.data.num_workers, self.info.rank,
             self.info.world_size, pin, weights=sampling_weights(cfg.data, train_set,
                                                                 self.num_classes))
         self.val_loader = None if val_set is None else make_loader(
-            val_set, per_rank, False, cfg.fit.seed, cfg.data.num_workers, self.info.rank,
+            val_set, per_rank, False, cfg.loop.seed, cfg.data.num_workers, self.info.rank,
             self.info.world_size, pin)
         self.iters_per_epoch = len(self.train_loader)
-        if cfg.fit.max_batches:
-            self.iters_per_epoch = min(self.iters_per_epoch, cfg.fit.max_batches)
+        if cfg.loop.max_batches:
+            self.iters_per_epoch = min(self.iters_per_epoch, cfg.loop.max_batches)
         # An iteration budget overrides epochs: whole epochs, the last one cut short, and
         # the poly schedule decays to zero exactly at the budget.
-        self.max_iterations = cfg.fit.max_iterations or self.recipe.epochs * self.iters_per_epoch
+        self.max_iterations = cfg.loop.max_iterations or self.recipe.epochs * self.iters_per_epoch
         self.epochs = math.ceil(self.max_iterations / max(self.iters_per_epoch, 1))
         self.epoch_end = epoch_end
         self.schedule = PolyLR(self.max_iterations, self.recipe.poly_power)

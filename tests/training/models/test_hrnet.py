@@ -90,7 +90,7 @@ def test_the_registered_recipe_is_the_papers_and_fills_an_isamap_train_config():
     cfg = apply_recipe(TrainConfig.of(model="hrnet"))
     optim = cfg.optim
     assert (optim.optimizer, optim.lr, optim.momentum, optim.poly_power, cfg.data.crop_size,
-            cfg.fit.batch_size, cfg.fit.epochs) == ("sgd", 0.01, 0.9, 0.9, 513, 32, 120)
+            cfg.loop.batch_size, cfg.loop.epochs) == ("sgd", 0.01, 0.9, 0.9, 513, 32, 120)
     assert cfg.model.loss == "weighted_ce" and cfg.optim.weight_decay == 5e-4
     assert recipe_for("hrnet").source.startswith("seed 003")
     # the paper's C = 24 by default, C = 18 by choice

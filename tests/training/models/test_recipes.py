@@ -55,7 +55,7 @@ def test_each_model_trains_with_its_papers_loss_and_targets():
     # Options left out come from the recipe; given ones win; the recipe's loss arguments sit
     # under given ones only for the recipe's own loss.
     cfg = apply_recipe(TrainConfig.of(model="srseg", lr=5e-4))
-    assert (cfg.data.label, cfg.model.loss, cfg.optim.lr, cfg.fit.batch_size,
+    assert (cfg.data.label, cfg.model.loss, cfg.optim.lr, cfg.loop.batch_size,
             cfg.optim.optimizer) == ("label_fine", "srseg", 5e-4, 4, "adam")
     cfg = apply_recipe(TrainConfig.of(model="runetpp", loss_kwargs={"gamma": 1.0},
                                       model_kwargs={"aspp_channels": 8}))

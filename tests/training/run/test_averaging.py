@@ -82,9 +82,9 @@ def test_the_kept_weights_are_the_hand_computed_average_of_two_steps(patch_root,
 
 @pytest.mark.xdist_group("averaging_two_steps")
 def test_off_by_default_keeps_the_last_iterate_and_no_average(two_steps):
-    assert TrainConfig().fit.ema is None  # the recipe's: 0 but for unet-s2's
-    assert apply_recipe(TrainConfig.of(model="unet")).fit.ema == 0
-    assert apply_recipe(TrainConfig.of(model="unet-s2")).fit.ema == 10
+    assert TrainConfig().loop.ema is None  # the recipe's: 0 but for unet-s2's
+    assert apply_recipe(TrainConfig.of(model="unet")).loop.ema == 0
+    assert apply_recipe(TrainConfig.of(model="unet-s2")).loop.ema == 10
     res, trainer, _ = two_steps
     assert trainer.average is None
     ck = torch.load(res.checkpoint_path, weights_only=True)
@@ -123,4 +123,4 @@ def test_pruning_fine_tunes_an_averaged_model_without_the_average(tmp_path):
     meta = ModelMeta("unet", 6, 2, ("B2", "B3", "B4", "B8", "VV", "VH"), (0.0,) * 6,
                      (1.0,) * 6, model_kwargs=TINY, extra={"config": {"ema": 20.0, "lr": 0.01}})
     cfg = fine_tune_config(meta, "data", tmp_path)
-    assert cfg.fit.ema == 0 and cfg.optim.lr == 0.01
+    assert cfg.loop.ema == 0 and cfg.optim.lr == 0.01

@@ -265,7 +265,7 @@ def test_yaml_11_numbers_and_switches_in_a_train_config_are_what_they_say(tmp_pa
     path = tmp_path / "c.yaml"
     path.write_text("data: ds\nlr: 1e-3\nchannels_last: on\nepochs: 3\nbands: B2,B3\n")
     cfg = config_from_mapping(read_train_config(path))
-    assert (cfg.optim.lr, cfg.runtime.channels_last, cfg.fit.epochs, cfg.data.bands) == (
+    assert (cfg.optim.lr, cfg.runtime.channels_last, cfg.loop.epochs, cfg.data.bands) == (
         0.001, "on", 3, ("B2", "B3"))
 
 
@@ -288,10 +288,10 @@ def test_each_option_of_a_file_is_one_field_of_one_part_and_goes_there():
              "stop_after": 3, "members": 2}
     cfg = TrainConfig.of(**given)
     assert (cfg.data.root, cfg.model.name, cfg.optim.lr, cfg.data.num_workers,
-            cfg.runtime.device, cfg.run.stop_after, cfg.fit.members) == tuple(given.values())
+            cfg.runtime.device, cfg.run.stop_after, cfg.loop.members) == tuple(given.values())
     assert list(cfg.to_dict()) == list(OPTIONS) and cfg.to_dict().items() >= given.items()
     changed = cfg.with_(lr=0.1)
-    assert changed.optim.lr == 0.1 and changed.data is cfg.data and changed.fit is cfg.fit
+    assert changed.optim.lr == 0.1 and changed.data is cfg.data and changed.loop is cfg.loop
 
 
 @pytest.fixture(scope="module")

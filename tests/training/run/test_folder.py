@@ -39,10 +39,10 @@ def test_a_run_recorded_before_weight_averaging_resumes_without_it(tmp_path):
     # kept its last weights and must resume as it was, with the same flags as before.
     cfg = apply_recipe(config_from_mapping({"data": "patches", "out_dir": str(tmp_path),
                                             "model": "unet-s2"}))
-    assert cfg.fit.ema == 10
+    assert cfg.loop.ema == 10
     old = {k: v for k, v in cfg.to_dict().items() if k != "ema"}
     torch.save({"config": old}, tmp_path / CHECKPOINT)
-    assert resume_config(tmp_path, {"model": "unet-s2"}).fit.ema == 0
+    assert resume_config(tmp_path, {"model": "unet-s2"}).loop.ema == 0
 
 
 def test_an_infinite_half_life_is_refused():

@@ -439,7 +439,7 @@ def test_unet_s2_trains_its_recipes_nine_members_unless_the_command_says(patches
     assert train_main([*args, "--out", str(plain)]) == 2
     err = capsys.readouterr().err
     assert "(checkpoint.pt) of --model unet;" in err and "--members 1" not in err
-    assert TrainConfig.of(model="unet-s2").fit.members == 1
+    assert TrainConfig.of(model="unet-s2").loop.members == 1
     assert train_main([*args, "--out", str(tmp_path / "f"), "--filter-noisy", "0.2"]) == 2
     assert "--members 9 (given, or unet-s2's recipe's when none is)" in capsys.readouterr().err
     assert not (tmp_path / "f").exists()

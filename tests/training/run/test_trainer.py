@@ -194,7 +194,7 @@ def test_cli_train_then_evaluate(patch_root, tmp_path, capsys, monkeypatch):
     cfg.write_text(f"data: {patch_root}\nmodel: unet-s2\nepochs: 5\nbatch_size: 3\n"
                    "poly_power: 1.5\nmembers: 1\n"
                    f"model_kwargs: {json.dumps(TINY)}\nprecision: fp32\nnum_workers: 0\n")
-    assert config_from_mapping(read_train_config(cfg)).fit.epochs == 5
+    assert config_from_mapping(read_train_config(cfg)).loop.epochs == 5
     out = tmp_path / "run"
     rc = train_main(["--config", str(cfg), "--out", str(out), "--epochs", "1", "--no-progress"])
     assert rc == 0 and "finished after 1 epoch;" in capsys.readouterr().out

@@ -111,8 +111,8 @@ def test_srcompare_trains_every_model_with_the_trainer(shared_data, tmp_path, mo
     assert [t.meta.name for t in made] == ["srseg", "bilinear-unet"]
     for t in made:
         assert t.val_loader is None and t.scheduler.last_epoch == 2
-        assert (t.cfg.fit.max_iterations, t.cfg.fit.batch_size, t.cfg.optim.lr,
-                t.cfg.fit.seed) == (2, 2, 2e-3, 3)
+        assert (t.cfg.loop.max_iterations, t.cfg.loop.batch_size, t.cfg.optim.lr,
+                t.cfg.loop.seed) == (2, 2, 2e-3, 3)
         assert isinstance(t.loss_fn, SRSegLoss)
     assert made[0].train_loader.dataset is made[1].train_loader.dataset
     assert report["models"]["srseg"]["loss_terms"]["reconstruction"] > 0
