@@ -287,21 +287,6 @@ class RunOptions:
                         "must be >= 1")])
 
 
-#: each option as files, flags and records name it, in the order they record it -> the part of
-#: :class:`TrainConfig` that holds it, under its own name but for :data:`RENAMED`: the one
-#: place the flat options meet the parts
-OPTIONS: dict[str, str] = {
-    "data": "data", "out_dir": "run", "model": "model", "model_kwargs": "model", "loss": "model",
-    "loss_kwargs": "model", "bands": "data", "label": "data", "epochs": "loop",
-    "batch_size": "loop", "lr": "optim", "poly_power": "optim", "weight_decay": "optim",
-    "patience": "loop", "optimizer": "optim", "momentum": "optim", "crop_size": "data",
-    "allow_small_patches": "data", "allow_implausible": "data", "filter_noisy": "data",
-    "seed": "loop", "num_workers": "data", "precision": "runtime", "channels_last": "runtime",
-    "device": "runtime", "autotune_cache": "runtime", "augment": "data", "radiometric": "data",
-    "balanced_sampling": "data", "norm": "data", "ema": "loop", "cache": "data",
-    "max_batches": "loop", "max_iterations": "loop", "stop_after": "run", "resume": "run",
-    "progress": "run", "encoder": "model", "freeze_encoder": "model", "fusion": "model",
-    "members": "loop"}
 RENAMED = {"data": "root", "model": "name"}  #: an option -> its name in its part
 
 
@@ -369,6 +354,15 @@ class TrainConfig:
         defaults, so continuing a run records the same run.
         """
         return {**self.to_dict(), **{k: TrainConfig().option(k) for k in INVOCATION_KEYS}}
+
+
+#: each option as files, flags and records name it -> the part of :class:`TrainConfig` that
+#: holds it, under its own name but for :data:`RENAMED`: the one place the flat options meet
+#: the parts (in the parts' order: what a run's ``config.yaml`` lists)
+OPTIONS: dict[str, str] = {
+    {v: k for k, v in RENAMED.items()}.get(option.name, option.name): part.name
+    for part in dataclasses.fields(TrainConfig)
+    for option in dataclasses.fields(typing.get_type_hints(TrainConfig)[part.name])}
 
 
 #: options of one invocation, not of the run (``--resume``, ``--stop-after``, ``--no-progress``)
