@@ -8,7 +8,7 @@ of work instead; these functions are those units, each pure apart from its input
    the very windows the streaming predictor cuts, each with the core of output pixels it owns;
 2. :func:`fetch_tile`: one tile's input bands with ``computePixels`` through the Earth Engine
    session, edge-padded where a grid smaller than a tile ends, as the streaming reader pads;
-3. :func:`predict_tile`: one forward pass over the tile, keeping its core, encoded exactly
+3. :func:`predict_tiles`: one forward pass over the tiles, keeping their cores, encoded exactly
    like the streaming predictor's outputs (uint8 classes, probability x250, 255 nodata);
 4. :func:`write_tile` / :func:`mosaic`: the cores as small GeoTIFFs, then one VRT over them and
    the two COGs (:func:`inference.cog.maps.strips_cog`).
@@ -70,24 +70,13 @@ def fetch_tile(session: Any, image: Any, grid: Grid, tile: MapTile,
     return fetch_window(session, image, grid, tile.window, tuple(bands))[0]
 
 
-def predict_tile(predictor: TilePredictor, data: np.ndarray, tile: MapTile,
-                 isa_class: int = 1, *, bands: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Classes and ISA probability (uint8, 255 nodata) of the tile's core, at the model's scale.
-
-    Args:
-        predictor: the model with its normalisation.
-        data: :func:`fetch_tile`'s array of the tile's window.
-        tile: the tile.
-        isa_class: index of the impervious class.
-        bands: the data's band names (the model's), as :func:`predict_tiles` judges them.
-    """
-    return predict_tiles(predictor, [data], [tile], isa_class, bands=bands)[0]
-
-
 def predict_tiles(predictor: TilePredictor, data: Sequence[np.ndarray],
                   tiles: Sequence[MapTile], isa_class: int = 1, batch_size: int = 1, *,
                   bands: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`predict_tile` of several tiles in one forward pass (one batch, in this order).
+    """Classes and ISA probability (uint8, 255 nodata) of the tiles' cores, at the model's scale.
+
+    Several tiles go in one forward pass (one batch, in this order); ``data``: :func:`fetch_tile`'s
+    arrays of the tiles' windows, ``isa_class``: index of the impervious class.
 
     The batches of :func:`inference.predict.lattice.batches` are the streaming predictor's own,
     and ``batch_size`` its batch size (a lone tile runs beside a copy of itself when it is

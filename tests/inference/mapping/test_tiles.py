@@ -6,7 +6,7 @@ import numpy as np
 import rasterio
 
 from inference.cog.maps import OutputInfo
-from inference.mapping.tiles import fetch_tile, mosaic, plan_tiles, predict_tile, write_tile
+from inference.mapping.tiles import fetch_tile, mosaic, plan_tiles, predict_tiles, write_tile
 from inference.predict.lattice import Lattice
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
@@ -41,8 +41,8 @@ def test_tiles_cover_the_grid_once_and_mosaic_to_the_streaming_map(tmp_path, ee_
                               options=RuntimeOptions(precision="fp32", channels_last=False))
     parts = []
     for t in tiles:
-        classes, prob = predict_tile(predictor, fetch_tile(session, image, grid, t, BANDS), t,
-                                     bands=BANDS)
+        ((classes, prob),) = predict_tiles(predictor, [fetch_tile(session, image, grid, t, BANDS)],
+                                           [t], bands=BANDS)
         parts.append((write_tile(tmp_path / "tiles" / f"{t.name}.tif", classes, prob, grid, t),
                       t))
     info = OutputInfo("conv1x1", BANDS, month=MONTH)
@@ -108,8 +108,8 @@ def test_a_series_tile_is_judged_by_the_months_own_bands():
     tile = MapTile(row=0, col=0, window=whole, core=whole)
     predictor = TilePredictor(conv1x1(len(series)), np.zeros(12), np.ones(12),
                               options=RuntimeOptions(precision="fp32", channels_last=False))
-    classes, prob = predict_tile(predictor, data, tile, bands=series)
+    ((classes, prob),) = predict_tiles(predictor, [data], [tile], bands=series)
     assert (prob[20:40, 20:40] != 255).all() and (classes[20:40, 20:40] != 255).all()
     assert (prob[30:34, 50:54] == 255).all() and (prob != 255).sum() == 64 * 64 - 16
     with pytest.raises(TypeError, match="bands"):
-        predict_tile(predictor, data, tile)  # type: ignore[call-arg]
+        predict_tiles(predictor, [data], [tile])  # type: ignore[call-arg]
