@@ -214,8 +214,8 @@ def _region(args: argparse.Namespace) -> Region:
     """The area asked for; without one, the local scenes' common extent (else the paper's)."""
     if args.region is None and args.region_file is None and args.bbox is None:
         if args.backend == "local" and args.scenes:
-            return default_region(args.scenes, _months(args),
-                                  reading=LocalRecipe(**_reading(args)).reading())
+            return default_region(args.scenes, _months(args), reading=LocalRecipe(
+                **reading_options(args.scene_date, args.s2_band_names)).reading())
         return resolve_region(PAPER_REGION)
     return resolve_region(args.region, args.region_file, args.bbox)
 
@@ -259,11 +259,6 @@ def check_arguments(args: argparse.Namespace) -> None:
                           f"{args.latency:g}")
     check_ee_arguments(args)
     check_local_arguments(args)
-
-
-def _reading(args: argparse.Namespace) -> dict[str, Any]:
-    """``--scene-date`` and ``--s2-band-names`` checked, as ``LocalRecipe`` fields."""
-    return reading_options(args.scene_date, args.s2_band_names)
 
 
 def make_grid(region: Region, args: argparse.Namespace) -> Grid:

@@ -218,10 +218,6 @@ def refuse_fill(what: str, stack: np.ndarray, bands: Sequence[str]) -> None:
 
 
 # ---------------------------------------------------------------------- fingerprint
-def _quantiles(values: np.ndarray) -> np.ndarray:
-    return np.asarray(np.percentile(values, QUANTILES), dtype=np.float64)
-
-
 def _distance(stack_q: Mapping[str, np.ndarray], stack_corr: np.ndarray,
               order: Sequence[str], fp: Fingerprint, names: Sequence[str],
               judged: Sequence[str]) -> float:
@@ -258,7 +254,8 @@ def fingerprint_problems(samples: Mapping[str, np.ndarray], fp: Fingerprint) -> 
     rows = _valid_pixels(samples, names)
     if rows.shape[1] < MIN_PIXELS:
         return []
-    stack_q = {b: _quantiles(r) for b, r in zip(names, rows, strict=True)}
+    stack_q = {b: np.asarray(np.percentile(r, QUANTILES), dtype=np.float64)
+               for b, r in zip(names, rows, strict=True)}
     corr = _correlation(rows)
     found: list[str] = []
     best: tuple[float, float, str, str] | None = None

@@ -141,10 +141,6 @@ def _cloud_masks(shape: tuple[int, int], cover: float, rng: np.random.Generator
     return core, edge, shadow & ~cloud
 
 
-def _dn(reflectance: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(reflectance * 10000), 1, 65535).astype(np.uint16)
-
-
 def _month_dates(month: str, days: Sequence[int]) -> tuple[str, ...]:
     year, mon = (int(x) for x in month.split("-"))
     return tuple(date(year, mon, d).strftime("%Y%m%d") for d in days)
@@ -284,7 +280,7 @@ def _write_s2(scene: SyntheticScene, fractions: np.ndarray, rng: np.random.Gener
             cloud_m, shadow_m, swath_m = masks
             refl = np.where(cloud_m, CLOUD_S2 + rng.normal(0, 0.02, refl.shape), refl)
             refl = np.where(shadow_m, refl * 0.35, refl)
-            dn = _dn(refl)
+            dn = np.clip(np.rint(refl * 10000), 1, 65535).astype(np.uint16)
             dn[swath_m] = 0
             write_geotiff(scene.s2_files[d][band], dn, transform, grid.crs, 0,
                           descriptions=[band], tags={**date_tags, "BAND": band})

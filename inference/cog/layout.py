@@ -92,10 +92,6 @@ def _ints(entry: _Entry) -> list[int]:
     return list(struct.unpack(f"<{entry.count}{fmt}", entry.data))
 
 
-def _ghost() -> bytes:
-    return f"GDAL_STRUCTURAL_METADATA_SIZE={len(_GHOST):06d} bytes\n{_GHOST}".encode()
-
-
 def assemble(levels: Sequence[Path], dst: Path, tiles: Sequence[list[tuple[int, int]]],
              data: Sequence[Path], bigtiff: bool | None = None) -> None:
     """Write the COG ``dst`` from one-band levels, full resolution first.
@@ -205,7 +201,7 @@ def _write_cog(out: BinaryIO, plans: list[dict[int, _Entry]],
                write_level: Callable[[int, BinaryIO], None], big: bool) -> None:
     word, count_fmt, n_fmt, entry_size = ("Q", "<Q", "<Q", 20) if big else ("I", "<I", "<H", 12)
     off_fmt, inline, off_type = "<" + word, 8 if big else 4, 16 if big else 4
-    ghost = _ghost()
+    ghost = f"GDAL_STRUCTURAL_METADATA_SIZE={len(_GHOST):06d} bytes\n{_GHOST}".encode()
     pos = (16 if big else 8) + len(ghost)
     pos += pos % 2
     # the IFD area: each IFD followed by its out-of-line values, then every tile array

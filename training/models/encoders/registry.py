@@ -72,10 +72,6 @@ class EncoderEntry:
                 f"expected sha256 {self.sha256}")
 
 
-def _presto_encoder(model: nn.Module) -> nn.Module:
-    return model.get_submodule("encoder")
-
-
 PRESTO = EncoderEntry(
     name="presto",
     sha256="559c9d76f525bdf2dd3774da8b1e7f1510769b73baacac12e9e4d8d5c67fbe65",
@@ -91,7 +87,7 @@ PRESTO = EncoderEntry(
                 "which only L1C has); isamap's L2A reflectance is fed as it is, unshifted"),
     dim=128,
     build=Presto,
-    encoder_of=_presto_encoder,
+    encoder_of=lambda model: model.get_submodule("encoder"),
 )
 
 GALILEO_NANO = EncoderEntry(
