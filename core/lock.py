@@ -224,12 +224,6 @@ class _ObjectLock:
         self.token = None
 
 
-def _lock_for(store: Store) -> _FlockLock | _ObjectLock:
-    if isinstance(store, LocalStore) and fcntl is not None:
-        return _FlockLock(store.path(LOCK_NAME))
-    return _ObjectLock(store)
-
-
 @contextlib.contextmanager
 def hold_output(root: str | os.PathLike[str] | Store) -> Iterator[None]:
     """Hold the lock of an output root (local folder or ``gs://`` prefix) for the block.
@@ -252,7 +246,9 @@ def hold_output(root: str | os.PathLike[str] | Store) -> Iterator[None]:
             with _held_guard:
                 _held[key] -= 1
         return
-    lock = _lock_for(store)
+    lock: _FlockLock | _ObjectLock = (
+        _FlockLock(store.path(LOCK_NAME)) if isinstance(store, LocalStore) and fcntl is not None
+        else _ObjectLock(store))
     try:
         lock.acquire(holder_info())
     except OSError as exc:

@@ -24,11 +24,6 @@ from core.storage import atomic_write
 CACHE_NAME = ".source_digests.json"
 
 
-def _identity(path: Path) -> list[int]:
-    info = path.stat()
-    return [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
-
-
 class DigestCache:
     """SHA-256 of source files, remembered in ``<folder>/.source_digests.json``.
 
@@ -51,7 +46,8 @@ class DigestCache:
         """The file's SHA-256 (hex), from the cache when the file is provably unchanged."""
         resolved = Path(path).resolve()
         key = chunks_sha256([os.fsencode(resolved)], 32)
-        identity = _identity(resolved)
+        info = resolved.stat()
+        identity = [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
         entry = self._entries.get(key)
         if entry and entry.get("identity") == identity:
             return str(entry["sha256"])

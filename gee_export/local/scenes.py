@@ -405,10 +405,6 @@ def _rasters_under(folder: Path) -> list[Path]:
     return sorted(found)
 
 
-def _is_label(path: Path) -> bool:
-    return path.parent.name.lower() == "labels" or "label" in path.stem.lower()
-
-
 def _join_masks(groups: dict[tuple[Path, str], dict[str, BandRef]],
                 stacked: list[Scene]) -> list[Scene]:
     """Add mask-only groups (``<product>_SCL.tif``) to the one stacked S2 file they prefix.
@@ -449,7 +445,7 @@ def discover_scenes(source: str | Path | Sequence[str | Path], *,
     scenes: list[Scene] = []
     labels: list[Path] = []
     for path in paths:
-        if _is_label(path):
+        if path.parent.name.lower() == "labels" or "label" in path.stem.lower():
             _read_meta(path)
             labels.append(path)
             continue

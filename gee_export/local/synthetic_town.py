@@ -167,18 +167,14 @@ def class_fractions(class_map_fine: np.ndarray, fine_scale: int) -> np.ndarray:
     return out
 
 
-def _unlabelled(grid: Grid) -> tuple[slice, slice]:
-    """A corner left unlabelled (255), as real reference data has gaps."""
-    return slice(0, max(1, grid.height // 5)), slice(0, max(1, grid.width // 5))
-
-
 def labels_from(class_map_fine: np.ndarray, grid: Grid, fine_scale: int
                 ) -> tuple[np.ndarray, np.ndarray]:
     """10 m label (ISA if at least half the pixel is impervious) and the fine label."""
     fine = np.isin(class_map_fine, ISA_CLASSES).astype(np.uint8)
     frac = fine.reshape(grid.height, fine_scale, grid.width, fine_scale).mean(axis=(1, 3))
     coarse = (frac >= 0.5).astype(np.uint8)
-    rows, cols = _unlabelled(grid)
+    # a corner left unlabelled (255), as real reference data has gaps
+    rows, cols = slice(0, max(1, grid.height // 5)), slice(0, max(1, grid.width // 5))
     coarse[rows, cols] = LABEL_NODATA
     fine[rows.start * fine_scale:rows.stop * fine_scale,
          cols.start * fine_scale:cols.stop * fine_scale] = LABEL_NODATA

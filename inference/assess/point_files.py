@@ -86,11 +86,6 @@ class ReferencePoints:
     no_data: tuple[str, ...] = ()  # ids of points recorded as "nodata" (left out)
 
 
-def point_ids(design: Design) -> list[str]:
-    """Point ids in the interpreter's order: ``p00001`` is the first point shown."""
-    return [point_id(i + 1) for i in range(design.stratum.size)]
-
-
 def _rows(design: Design, map_class: Sequence[str]) -> list[dict]:
     """One row per point in the interpreter's order, with what the scorer alone reads.
 
@@ -98,7 +93,8 @@ def _rows(design: Design, map_class: Sequence[str]) -> list[dict]:
     probabilities) is computed once, and every value is a Python string before the loop
     (a signal that lands in numpy's string scalars was lost there).
     """
-    names, order, ids = design.strata.classes, design.order, point_ids(design)
+    names, order = design.strata.classes, design.order
+    ids = [point_id(i + 1) for i in range(design.stratum.size)]  # p00001: the first shown
     drawn = design_id(ids, design.lon[order], design.lat[order])
     strata, inclusion = design.strata.strata_id, design.inclusion
     return [{"id": pid, "lon": f"{lon:.7f}", "lat": f"{lat:.7f}", "x": f"{x:.2f}",

@@ -138,7 +138,8 @@ def predict_date(image: Any, identity: str, grid: Grid, bands: Sequence[str], mo
     started = time.monotonic()
     asked = options or RuntimeOptions()
     options = pipeline_runtime(asked)
-    _check_runner_paths(runner, out_prefix, model_file)
+    # the runner's own checks, and Dataflow's workers reading and writing Cloud Storage
+    runner.check(needs_torch=True, cloud={"--out": out_prefix, "--model": model_file})
     beam: Any = require_beam()  # an optional extra: untyped here
     pipeline_options = runner.pipeline_options()
     window = window or map_window()
@@ -204,11 +205,6 @@ def _own_tiles(tiles_dir: str, runtime: str, dry_run: bool) -> None:
     for rel in stale:
         store.delete(rel)
     store.write_bytes(name, json.dumps({"runtime": runtime}).encode("utf-8"))
-
-
-def _check_runner_paths(runner: RunnerConfig, out_prefix: str, model_file: str) -> None:
-    """The runner's own checks, and Dataflow's workers reading and writing Cloud Storage."""
-    runner.check(needs_torch=True, cloud={"--out": out_prefix, "--model": model_file})
 
 
 def _add_steps(beam: Any, pipeline: Any, units: Sequence[tuple[MapTile, ...]], task: MapTask,

@@ -95,16 +95,11 @@ def strips_runtime(prefix: str) -> Choice | None:
     return None if found is None else engine_choice.unbenchmarked(found)
 
 
-def date_runtime(prefix: str) -> Choice | None:
-    """The runtime a date's class COG records, or else its interrupted strips (None: none)."""
-    return cog_runtime(prefix) or strips_runtime(prefix)
-
-
 def settled(options: RuntimeOptions, prefix: str, held: Choice | None) -> Choice | None:
     """What to hold for the dates after one mapped at ``prefix`` (None: nothing to hold)."""
     if held is not None or not leaves_auto(options):
         return held
-    choice = date_runtime(prefix)
+    choice = cog_runtime(prefix) or strips_runtime(prefix)  # the class COG's, or its strips'
     if choice is not None:
         log.info("the series is mapped at runtime %s (auto, settled once for every date)",
                  choice.label)

@@ -34,11 +34,6 @@ MEDIA_COG = pystac.MediaType.COG
 ITEM_SUFFIX = ".stac.json"
 
 
-def item_path(cog_path: str) -> str:
-    """Where the Item of a COG goes: beside it, ``<stem>.stac.json``."""
-    return cog_path.removesuffix(".tif") + ITEM_SUFFIX
-
-
 def _time(month: str) -> tuple[datetime, datetime]:
     start, end = month_range(month)
     return (datetime.fromisoformat(start.replace("Z", "+00:00")),
@@ -79,7 +74,7 @@ def cog_item(cog_path: str, kind: str, months: Sequence[str],
     item.add_asset("data", pystac.Asset(
         href=f"./{name}.tif", media_type=MEDIA_COG, roles=["data"],
         title=f"ISA {kind} ({', '.join(months)})"))
-    item.set_self_href(item_path(cog_path))
+    item.set_self_href(cog_path.removesuffix(".tif") + ITEM_SUFFIX)  # beside the COG
     return item
 
 

@@ -349,7 +349,7 @@ def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: Outpu
     tags = {**maps.output_tags(info, run["hash"],
                               config.lattice.tags((src.transform.c, src.transform.f)), scale),
             **({"model_id": model_id} if model_id else {}), **input_tags,
-            **config.postprocess_tags(_folder(out_prefix))}
+            **config.postprocess_tags(out_prefix.rsplit("/", 1)[0] if "/" in out_prefix else ".")}
     streamed = writer == "stream" and encodes(width, height)
     job = SlidingWindowJob(src, indexes, predictor, config, work, transform, progress,
                            stream_tags=tags if streamed else None, info=info)
@@ -389,11 +389,6 @@ def _run_job(src: Any, indexes: list[int], predictor: TilePredictor, info: Outpu
                             predictor.forward_seconds - forward_before, job.first, False,
                             stages, predictor.choice.to_dict() if predictor.choice else None,
                             stages_cpu)
-
-
-def _folder(out_prefix: str) -> str:
-    """The folder of an output prefix (local or ``gs://``): what its files are named from."""
-    return out_prefix.rsplit("/", 1)[0] if "/" in out_prefix else "."
 
 
 def work_path(work_dir: str | os.PathLike | None, out_prefix: str) -> Path:

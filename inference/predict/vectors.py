@@ -74,7 +74,9 @@ class VectorOptions:
 
     def writes_parquet(self) -> bool:
         """Whether GeoParquet is written (asked for, or pyarrow found when not said)."""
-        return has_pyarrow() if self.geoparquet is None else self.geoparquet
+        if self.geoparquet is None:
+            return importlib.util.find_spec("pyarrow") is not None
+        return self.geoparquet
 
 
 def add_vector_arguments(parser: argparse.ArgumentParser) -> None:
@@ -106,11 +108,6 @@ def vector_options(args: argparse.Namespace) -> VectorOptions | None:
                               "--vectors: add --vectors")
         return None
     return VectorOptions(args.vector_min_area, args.vector_simplify)
-
-
-def has_pyarrow() -> bool:
-    """Whether pyarrow can be imported (GeoParquet output)."""
-    return importlib.util.find_spec("pyarrow") is not None
 
 
 def check_vector_extra(options: VectorOptions | None) -> None:

@@ -85,12 +85,6 @@ def write_strip(path: Path, classes: np.ndarray, prob: np.ndarray, profile: dict
         dst.write(prob, 2)
 
 
-def read_strip(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """A checkpoint strip's classes and probability."""
-    with rasterio.open(path) as ds:
-        return ds.read(1), ds.read(2)
-
-
 def seam_path(work: Path, col: int, row: int) -> Path:
     """The seam of tile row ``row`` (its place in the lattice's rows) at output column ``col``."""
     return work / f"seam_{col:07d}_{row:05d}.npy"
@@ -348,7 +342,8 @@ class MapWriter:
     def replay(self, done: Sequence[tuple[int, int]]) -> None:
         """Feed the strips an earlier run left (resuming) to the COG encoders, in order."""
         for p, s in done:
-            with self.stages.time("checkpoint"):
-                classes, prob = read_strip(self.layout.strip_file(self.work, p, s))
+            with self.stages.time("checkpoint"), \
+                    rasterio.open(self.layout.strip_file(self.work, p, s)) as ds:
+                classes, prob = ds.read(1), ds.read(2)
             with self.stages.time("encode"):
                 self._encode(p, classes, prob)

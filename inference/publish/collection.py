@@ -129,7 +129,8 @@ def publish_series(request: SeriesRequest, out_dir: str | Path, *, dry_run: bool
     months = sorted(request.cogs)
     if not months:
         raise ConfigError("no mapped date to publish")
-    uris = {m: cog_uris(request.cogs[m], _date_prefix(options.gcs_prefix, m), dry_run)
+    prefix = options.gcs_prefix  # each date's local COGs are uploaded to <prefix>/<month>
+    uris = {m: cog_uris(request.cogs[m], f"{prefix.rstrip('/')}/{m}" if prefix else None, dry_run)
             for m in months}
     manifests = {m: collection_manifest(name, m, uris[m], request.properties.get(m, {}))
                  for m in months}
@@ -177,11 +178,6 @@ def check_publication(options: PublishOptions, local_cogs: bool,
     if local_cogs:
         check_upload_prefix(options.gcs_prefix)
     return assets or connect(options.project)
-
-
-def _date_prefix(gcs_prefix: str | None, month: str) -> str | None:
-    """Where one date's local COGs are uploaded: ``<prefix>/<month>``."""
-    return f"{gcs_prefix.rstrip('/')}/{month}" if gcs_prefix else None
 
 
 def _paths(out: Path, name: str) -> tuple[Path, Path]:
