@@ -156,7 +156,8 @@ def choose(model: nn.Module, example: torch.Tensor, device: torch.device, *,
     choice = measure_candidates(model, example, device, mode, cands, samples, step, clock,
                                 tolerance, measure)
     choice = replace(choice, device=where, key=key, shape=shape)
-    share = _cpu_share(cpu_time() - cpu0, time.perf_counter() - wall0, threads)
+    wall = time.perf_counter() - wall0  # share: of its threads' time, what the process got
+    share = min((cpu_time() - cpu0) / (wall * max(threads, 1)), 1.0) if wall > 0 else None
     log.log(DETAIL, "autotune %s on %s, batch %s: %s; chose %s in %.1f s (budget %s, %d of %d "
             "samples per timed call%s%s; %s)", mode, where, "x".join(map(str, shape)),
             ", ".join(f"{k} {v:.3g} ms/sample" for k, v in choice.ms_per_sample.items()),
@@ -179,13 +180,6 @@ def _budget_words(clock: Clock) -> str:
     if clock.budget_s < clock.total_s:
         return f"{clock.budget_s:.2g} s, the job's share of {clock.total_s:.2g} s"
     return f"{clock.total_s:.2g} s"
-
-
-def _cpu_share(cpu_s: float, wall_s: float, threads: int) -> float | None:
-    """The share of its threads' time the process got (None: too short to say)."""
-    if wall_s <= 0:
-        return None
-    return min(cpu_s / (wall_s * max(threads, 1)), 1.0)
 
 
 def _compiled(choice: Choice, compile: bool) -> Choice:

@@ -48,11 +48,6 @@ def point_id(number: int) -> str:
     return f"{ID_PREFIX}{number:05d}"
 
 
-def plot_number(point: str) -> int:
-    """The CEO ``PLOTID`` of a point id (``p00012`` -> 12)."""
-    return int(point.removeprefix(ID_PREFIX))
-
-
 def plot_file_parts(n: int, limit: int = CEO_PLOT_LIMIT) -> list[range]:
     """The 0-based positions of each plot file: one file, or files of at most ``limit``."""
     if n <= limit:
@@ -76,7 +71,7 @@ def ceo_plot_files(rows: Sequence[dict], out: Path, show_map_class: bool = False
     texts = {}
     for k, part in enumerate(parts, start=1):
         name = "ceo_plots.csv" if len(parts) == 1 else f"ceo_plots_{k}.csv"
-        plots = [{"PLOTID": plot_number(rows[i]["id"]), "LON": rows[i]["lon"],
+        plots = [{"PLOTID": int(rows[i]["id"].removeprefix(ID_PREFIX)), "LON": rows[i]["lon"],
                   "LAT": rows[i]["lat"], "STRATA_ID": rows[i].get("strata_id", ""),
                   "DESIGN_ID": rows[i].get("design_id", ""),
                   "MAP_CLASS": rows[i].get("map_class", "")} for i in part]

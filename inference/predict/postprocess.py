@@ -99,17 +99,11 @@ def clahe_uint8(u: np.ndarray, params: ClaheParams = ClaheParams()) -> np.ndarra
 
     b = params.block
     h, w = u.shape
-    padded = np.pad(u, ((0, (-h) % b), (0, (-w) % b)), mode="reflect") \
-        if (h % b or w % b) and min(h, w) > 1 else _pad_small(u, b)
+    padded = np.pad(u, ((0, (-h) % b), (0, (-w) % b)),
+                    mode="reflect" if min(h, w) > 1 else "edge")  # reflection needs two pixels
     clahe = cv2.createCLAHE(clipLimit=float(params.clip_limit),
                             tileGridSize=(padded.shape[1] // b, padded.shape[0] // b))
     return clahe.apply(np.ascontiguousarray(padded))[:h, :w]
-
-
-def _pad_small(u: np.ndarray, b: int) -> np.ndarray:
-    """Edge padding for a one-pixel-wide image (reflection needs two pixels)."""
-    h, w = u.shape
-    return np.pad(u, ((0, (-h) % b), (0, (-w) % b)), mode="edge")
 
 
 def reweight(p_isa: np.ndarray, mask: np.ndarray, params: ClaheParams = ClaheParams()
