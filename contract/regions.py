@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -212,9 +212,11 @@ def load_geojson(path: str | Path, name: str | None = None,
         geometries = [_to_lonlat(g, crs_name, f"{flag} {path}") for g in geometries]
     xs, ys = [], []
     for geom in geometries:
-        for x, y in _coords(geom):
-            xs.append(float(x))
-            ys.append(float(y))
+        rings = geom["coordinates"] if geom["type"] == "Polygon" else [
+            ring for poly in geom["coordinates"] for ring in poly]
+        for pt in (pt for ring in rings for pt in ring):
+            xs.append(float(pt[0]))
+            ys.append(float(pt[1]))
     if all(abs(x) <= 90 for x in xs) and all(abs(y) <= 180 for y in ys) \
             and any(abs(y) > 90 for y in ys):
         raise ConfigError(f"{flag} {path} has latitudes beyond 90 degrees (up to "
@@ -283,10 +285,3 @@ def _geometries(data: dict[str, Any]) -> list[dict[str, Any]]:
     if kind == "GeometryCollection":
         return [g for sub in data.get("geometries", []) for g in _geometries(sub)]
     return []
-
-
-def _coords(geom: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
-    rings = geom["coordinates"] if geom["type"] == "Polygon" else [
-        ring for poly in geom["coordinates"] for ring in poly]
-    for ring in rings:
-        yield from ((pt[0], pt[1]) for pt in ring)
