@@ -50,7 +50,8 @@ def test_undated_scenes_take_the_scene_date_or_the_models_recorded_one(tmp_path,
     assert main([*common, "--model", str(dated), "--scene-date", "2019-07-10"]) == 2
     assert "2019-06: no Sentinel-2 scene" in capsys.readouterr().err  # the given date wins
     assert main([*common[:-1], "--backend", "ee", "--model", str(plain), "--allow-l1c"]) == 2
-    assert "--allow-l1c describes local scene files: use it with --backend local" in capsys.readouterr().err
+    assert ("--allow-l1c describes local scene files: use it with --backend local"
+            in capsys.readouterr().err)
 
 
 def test_a_model_that_records_its_tile_is_refused_another_before_anything_runs(tmp_path,
