@@ -27,7 +27,8 @@ from inference.fit.drawn import DEFAULT_N
 from inference.fit.job import report_table, run_fit
 from inference.fit.request import ISA_CLASSES, FitJob
 from inference.fit.tune import WINDOW
-from training.models.encoders.registry import PRESTO, parse_encoder
+from training.models.encoders.galileo import WINDOW as GALILEO_WINDOW
+from training.models.encoders.registry import GALILEO_NANO, PRESTO, parse_encoder
 from training.models.points import FEATURES
 from training.points.checks import MIN_POINTS
 from training.points.fit import DEFAULT_BLOCK_M, DEFAULT_FOLDS, FitOptions
@@ -111,9 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "the points' centre)")
     p.add_argument("--out", default="fit_output", help="output folder: model.pt, fit.json, "
                    "fit.txt")
-    p.add_argument("--features", choices=FEATURES,
+    p.add_argument("--features", choices=(*FEATURES, GALILEO_NANO.name),
                    help="what the classifier reads per pixel: the bands (default), the frozen "
-                        "Presto encoder's 128 features, or both")
+                        "Presto encoder's 128 features, or both (galileo-nano is refused: its "
+                        "features are not a pixel's own; fine-tune a network with --from)")
     p.add_argument("--encoder", metavar="presto=PATH", action="append",
                    help=f"Presto's published file, for --features presto ({PRESTO.where()})")
     p.add_argument("--norm", choices=("scene", "training"),
@@ -193,12 +195,13 @@ def job_of(args: argparse.Namespace) -> FitJob:
         check_month(args.month)
     if args.crs:
         projected_crs(args.crs)
+    if args.features == GALILEO_NANO.name:
+        raise ConfigError(f"--features {GALILEO_NANO.name}: {NOT_PER_PIXEL}")
     encoder = given_once(args.encoder, "--encoder", "a model reads one encoder's features")
     if encoder:
         entry, encoder = parse_encoder(encoder)
         if entry.name != PRESTO.name:
-            raise ConfigError(f"--encoder {entry.name} is not read per pixel; isamap-fit "
-                              f"takes presto=PATH")
+            raise ConfigError(f"--encoder {entry.name}=PATH: {NOT_PER_PIXEL}")
         if args.features in (None, "bands"):
             raise ConfigError("--encoder is for --features presto or presto+bands")
     classes = _class_names(args.classes or ",".join(ISA_CLASSES))
@@ -217,6 +220,14 @@ def job_of(args: argparse.Namespace) -> FitJob:
                   scene_reading=tuple(sorted(reading.items())),
                   steps=DEFAULT_STEPS if args.steps is None else args.steps,
                   lr=DEFAULT_LR if args.lr is None else args.lr)
+
+
+#: why Galileo nano's features are no point classifier's, and what reads them instead
+NOT_PER_PIXEL = (f"Galileo nano's features of a pixel come from the {GALILEO_WINDOW} px window "
+                 "around it, so a classifier of one pixel's features would map the pixel "
+                 "differently in another tiling; train a network that reads them "
+                 f"(isamap-train --encoder {GALILEO_NANO.name}=PATH) and fine-tune it on the "
+                 "points with isamap-fit --from MODEL.pt")
 
 
 #: what a fine-tune (``--from``) takes from its model file, not from these options

@@ -28,7 +28,7 @@ from tests.support.rasters import scene_stack, write_stack
 from tests.support.refusals import assert_refused
 from tests.support.shared_files import private_strings
 from training.model_meta import ModelMeta
-from training.modelfile import build_model, read_model_file, save_model_file
+from training.modelfile import build_model, load_model_file, read_model_file, save_model_file
 from training.models import recipe_for
 
 S2 = ("B2", "B3", "B4", "B8")
@@ -141,6 +141,12 @@ def test_what_makes_no_sense_with_from_is_refused_in_one_line_before_any_work(ba
     refused("--steps", "5", words=("--steps is for the fine-tune of a model file",
                                    "give --from MODEL.pt"))
     refused("--from", str(stack), words=(f"--from {stack}", "cannot be read as a model file"))
+    # Galileo's features are a window's, not a pixel's: a network reads them, --from tunes it
+    why = ("Galileo nano's features of a pixel come from the 64 px window around it",
+           "isamap-train --encoder galileo-nano=PATH", "isamap-fit --from MODEL.pt")
+    refused("--features", "galileo-nano", words=("--features galileo-nano: ", *why))
+    refused("--features", "presto", "--encoder", f"galileo-nano={tmp_path / 'e.pt'}",
+            words=("--encoder galileo-nano=PATH: ", *why))
     refused("--from", str(tmp_path / "none.pt"), words=("does not exist",))
     other = unet_s2_file(tmp_path / "b11" / "model.pt", bands=("B2", "B3", "B4", "B11"))
     refused("--from", str(other), words=(f"--input {stack}", "B11"))
@@ -214,3 +220,40 @@ def test_the_fine_tuned_model_maps_streamed_and_on_beam_alike(tmp_path, ee_offli
     streamed, piped = run(tuned, False), run(tuned, True)
     np.testing.assert_array_equal(streamed, piped)
     assert not np.array_equal(streamed, run(base_file, False))  # the fine-tuned weights' map
+
+
+@pytest.mark.slow
+def test_a_network_with_galileo_is_fine_tuned_by_from_and_maps(shared_weights, tmp_path):
+    """What the refusal of ``--features galileo-nano`` sends users to: a network trained with
+    Galileo nano fused (``isamap-train --encoder galileo-nano=PATH``) is fine-tuned on points
+    by ``--from``, keeps its encoder, and maps from the new file alone."""
+    from cli.train import train_main
+    from tests.support.rasters import BANDS, write_patch_dataset
+
+    data = write_patch_dataset(tmp_path / "patches")
+    assert train_main(["--data", str(data), "--model", "unet-s2", "--encoder",
+                       f"galileo-nano={shared_weights / 'galileo_nano' / 'encoder.pt'}",
+                       "--out", str(tmp_path / "run"), "--epochs", "1", "--batch-size", "3",
+                       "--model-kwargs", '{"widths": [4, 8]}', "--members", "1",
+                       "--precision", "fp32", "--channels-last", "off", "--device", "cpu",
+                       "--workers", "0", "--no-progress", "-q"]) == 0
+    stack = write_stack(tmp_path / "stack.tif", scene_stack(SIZE, SIZE, bands=BANDS, seed=3),
+                        bands=BANDS)
+    rng = np.random.default_rng(0)
+    rows, cols = rng.integers(4, SIZE - 4, 24), rng.integers(4, SIZE - 4, 24)
+    points = write_points(tmp_path / "points.csv", stack, rows, cols,
+                          [k % 2 for k in range(24)])
+    assert main(["--from", str(tmp_path / "run" / "model.pt"), "--points", str(points),
+                 "--input", str(stack), "--out", str(tmp_path / "fit"), "--steps", "4",
+                 "--block", "320", "--min-points", "20", "--no-progress", "-q"]) == 0
+    (tuned, meta), (base, base_meta) = (load_model_file(p) for p in (
+        tmp_path / "fit" / "model.pt", tmp_path / "run" / "model.pt"))
+    assert meta.model_kwargs["encoder"] == "galileo-nano" and meta.model_kwargs["frozen"]
+    assert meta.model_kwargs["encoder_sha256"] == base_meta.model_kwargs["encoder_sha256"]
+    assert meta.extra["fine_tune"]["fine_tune"]["steps"] == 4
+    kept = base.encoder.state_dict()  # the frozen encoder as trained, the rest tuned
+    assert all(torch.equal(v, kept[k]) for k, v in tuned.encoder.state_dict().items())
+    assert not all(torch.equal(p, q) for p, q in zip(tuned.parameters(), base.parameters(),
+                                                      strict=True))
+    _, probs = mapped(tmp_path / "fit" / "model.pt", stack, tmp_path / "map")
+    assert probs.shape == (SIZE, SIZE) and probs.max() > 0
