@@ -289,6 +289,19 @@ class Grid:
         return Grid(self.crs, self.x0, self.y0, self.width * factor, self.height * factor,
                     self.resolution / factor, self.patch_size * factor, self.stride * factor)
 
+    def widened(self, margin: tuple[int, int, int, int]) -> Grid:
+        """The grid with ``(top, left, bottom, right)`` more pixels on its own pixel lattice.
+
+        What a map's input covers: the pixels its lattice's tiles reach past the grid
+        (:meth:`inference.predict.lattice.Lattice.reach`), so that the tiles at its edges see
+        the ground there, as inside a larger map.
+        """
+        top, left, bottom, right = margin
+        res = self.resolution
+        return Grid(self.crs, self.x0 - left * res, self.y0 + top * res,
+                    self.width + left + right, self.height + top + bottom, res,
+                    self.patch_size, self.stride)
+
     # ------------------------------------------------------------------ patches
     @property
     def patch_rows(self) -> int:

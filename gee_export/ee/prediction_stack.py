@@ -265,14 +265,6 @@ def _tile_name(window: Window) -> str:
     return f"tile_{window.row_off:06d}_{window.col_off:06d}"
 
 
-def _widened(grid: Grid, margin: tuple[int, int, int, int]) -> Grid:
-    """``grid`` with ``(top, left, bottom, right)`` more pixels on its own pixel lattice."""
-    top, left, bottom, right = margin
-    res = grid.resolution
-    return Grid(grid.crs, grid.x0 - left * res, grid.y0 + top * res, grid.width + left + right,
-                grid.height + top + bottom, res, grid.patch_size, grid.stride)
-
-
 @dataclass(frozen=True)
 class _StackState:
     """The task loop's state of one stack: ``<name>/<key>.json`` beside its tiles."""
@@ -351,7 +343,7 @@ def export_prediction_stack(
             their place on the widened grid, and ``margin_vrt`` covers it.
     """
     store = open_store(out)
-    inner, grid = grid, _widened(grid, margin)
+    inner, grid = grid, grid.widened(margin)
     if not isinstance(store, GcsStore):
         raise ConfigError("--method tasks exports the stack to Cloud Storage: give --out "
                           "gs://BUCKET/PREFIX (or use --method pixels)")

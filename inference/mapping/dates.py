@@ -38,6 +38,7 @@ import rasterio
 from contract.bands import PRODUCT
 from contract.grid import Grid
 from contract.regions import Region
+from contract.vrt import Piece, VrtBand, mosaic_vrt
 from core.errors import EarthEngineError, EmptyCompositeError, InputDataError
 from core.shareable import shareable, shareable_path
 from core.storage import LocalStore, atomic_write, files
@@ -236,16 +237,33 @@ def _local_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: Mod
                   month: str, session: Any, *, scenes: SceneCollection) -> _Opened:
     recipe = local_recipe(dataset, request.inputs.scene_reading)
     work = request.outputs.product_dir() / ".stacks" / month
+    # the stack covers what the lattice's tiles reach past the grid too, so the tiles at its
+    # edges see the ground there, as inside a larger map and as the streamed map fetches it
+    margin = request.window.lattice.reach(grid.height, grid.width, grid_offset(grid.transform))
     with files.unmade_if_refused(work):  # a month without scenes leaves no empty folder
         work.mkdir(parents=True, exist_ok=True)
-        plan = plan_local_stack(scenes, grid, month, tuple(meta.bands), None,
+        plan = plan_local_stack(scenes, grid.widened(margin), month, tuple(meta.bands), None,
                                 None, recipe.speckle, work, recipe=recipe, model_bands=True,
                                 labelled=False)  # a map predicts: the scenes' label is unread
         stack = write_local_stack(plan, progress=request.progress)
     with rasterio.open(stack.image) as ds:  # the recipe signature names its inputs
         signature = ds.tags().get("ISAMAP_RECIPE", "")
-    source = MaskedFileSource(stack.image, identity=f"{stack.image}#{signature}")
-    return _Opened(source, source.close, scene_inputs(plan), stack=stack.image)
+        on_grid = _grid_vrt(ds, grid, margin, work)  # the stack the change rules read
+    wide = MaskedFileSource(stack.image, identity=f"{stack.image}#{signature}")
+    source = WindowSource(wide, margin[0], margin[1], grid.height, grid.width)
+    return _Opened(source, wide.close, scene_inputs(plan), stack=on_grid)
+
+
+def _grid_vrt(stack: Any, grid: Grid, margin: tuple[int, int, int, int], folder: Path) -> str:
+    """The map's grid of a stack ``margin`` pixels wider: a VRT beside it (its path)."""
+    path = folder / f"{Path(stack.name).stem}.vrt"
+    bands = [VrtBand(i, dtype, nodata, description) for i, (dtype, nodata, description)
+             in enumerate(zip(stack.dtypes, stack.nodatavals, stack.descriptions,
+                              strict=True), 1)]
+    text = mosaic_vrt(grid.width, grid.height, grid.transform, grid.crs, bands, [
+        Piece(Path(stack.name).name, -margin[0], -margin[1], stack.height, stack.width)])
+    atomic_write(path, lambda handle: handle.write(text.encode()))
+    return str(path)
 
 
 def check_local_scenes(inputs: MapInputs, extent: MapExtent, out: str, grid: Grid,

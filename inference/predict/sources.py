@@ -259,7 +259,10 @@ class WindowSource:
         self.crs, self.descriptions = source.crs, source.descriptions
         self.nodatavals = source.nodatavals
         name = getattr(source, "identity", None) or getattr(source, "name", "")
-        self.identity = f"{name}[{row}:{row + height},{col}:{col + width}]"
+        part = f"[{row}:{row + height},{col}:{col + width}]"
+        self.identity = f"{name}{part}"
+        content = getattr(source, "content", None)  # a stack keyed by its content: so is this
+        self.content = f"{content}{part}" if content else None
 
     def read(self, indexes: Sequence[int], window: Any = None, out_dtype: str = "float32",
              out: np.ndarray | None = None) -> np.ndarray:
@@ -283,6 +286,11 @@ class WindowSource:
                                                         self.height),
                            out_shape=shape, out_dtype="float32")
         return _masked(self.source, indexes, data)
+
+    def tags(self) -> dict[str, str]:
+        """The source's tags: the input checks read a stack's recipe there."""
+        tags = getattr(self.source, "tags", None)
+        return dict(tags()) if callable(tags) else {}
 
 
 class MaskedFileSource:

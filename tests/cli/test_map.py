@@ -387,7 +387,8 @@ def test_a_local_map_decides_change_by_the_spectral_rule_and_resumes_it(tmp_path
     with rasterio.open(cog) as ds:
         tags = ds.tags()
     assert tags["change_rule"] == SPECTRAL_RULE and json.loads(tags["spectral_fit"]) == fit
-    assert tags["from_stack"] == "stack_2019-06_image.tif"  # named, not a path of this machine
+    # the stack on the map's grid (a VRT of the wider stack file), named, not a path here
+    assert tags["from_stack"] == "stack_2019-06_image.vrt"
     stamp = cog.stat().st_mtime_ns
     again = run()  # resumed: every date and the change map are up to date
     assert all(d["skipped"] for d in again["dates"].values())

@@ -463,6 +463,38 @@ def test_a_local_map_removes_what_a_killed_stack_build_left_and_records_its_scen
     assert str(tmp_path) not in json.dumps(inputs)
 
 
+def test_a_local_map_of_part_of_an_area_is_that_part_of_the_areas_map(tmp_path):
+    """One pixel, one answer on local scenes: the stack of a map reaches as far past its
+    area as the lattice's tiles do, so the tiles at its edges see the ground there, and a
+    small area mapped alone gets every class and probability its pixels get inside a larger
+    map (a model on its recorded statistics). Its stack on the map's grid (what the change
+    rules read) is a VRT of that wider stack."""
+    from gee_export.local.synthetic import generate_scene
+
+    scene = generate_scene(tmp_path / "scene", width=128, height=128, progress=False)
+    model = load_model(model_file(tmp_path / "m.pt", scene.grid, backend="local"))
+    g = scene.grid
+
+    def mapped(row: int, col: int, height: int, width: int) -> tuple[np.ndarray, ...]:
+        grid = replace(g, x0=g.x0 + col * g.resolution, y0=g.y0 - row * g.resolution,
+                       width=width, height=height)
+        out = tmp_path / f"map{row}_{col}"
+        result = map_region(MapRequest(
+            MapExtent(inner_region(grid, margin_px=0), (MONTH,), grid=grid), MapOutputs(str(out)),
+            MapInputs(backend="local", scenes=str(tmp_path / "scene"),
+                      allow_recipe_mismatch=True), WINDOW, OPTIONS, progress=False),
+            model, echo=lambda _: None)
+        written = result.dates[0].outputs.prediction
+        with rasterio.open(out / ".stacks" / MONTH / f"stack_{MONTH}_image.vrt") as vrt:
+            assert (vrt.height, vrt.width, vrt.transform) == (height, width, grid.transform)
+        return read(written.class_path), read(written.prob_path)
+
+    whole = mapped(4, 4, 120, 120)
+    part = mapped(37, 45, 50, 60)  # off the lattice's tiles, far from the scene's edges
+    for inside, alone in zip(whole, part, strict=True):
+        np.testing.assert_array_equal(inside[33:83, 41:101], alone)
+
+
 @pytest.mark.slow
 def test_tasks_series_decides_change_by_the_spectral_rule_on_the_exported_stacks(
         scene, ee_offline, tmp_path, gcs_emulator, gcs_bucket):
