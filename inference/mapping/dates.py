@@ -50,7 +50,7 @@ from gee_export.ee.prediction_stack import (
 )
 from gee_export.ee.request_region import request_geometry
 from gee_export.local.compositing import LocalRecipe
-from gee_export.local.plan import make_local_plan
+from gee_export.local.plan import month_gaps, month_scenes
 from gee_export.local.scenes import SceneCollection, discover_scenes
 from gee_export.local.stack import plan_local_stack, write_local_stack
 from inference.mapping import series_runtime
@@ -248,11 +248,9 @@ def _local_inputs(request: MapRequest, grid: Grid, meta: ModelMeta, dataset: Mod
     return _Opened(source, source.close, scene_inputs(plan), stack=stack.image)
 
 
-def check_local_scenes(inputs: MapInputs, extent: MapExtent, out: str, grid: Grid,
-                       bands: Sequence[str], dataset: ModelDataset | None = None) -> list[str]:
+def check_local_scenes(inputs: MapInputs, extent: MapExtent, grid: Grid,
+                       bands: Sequence[str], dataset: ModelDataset) -> list[str]:
     """The scenes of every date of ``extent`` on ``grid`` (headers only), as the export's.
-
-    ``out``: the map's ``--out`` (the plan names it).
 
     Returns the plan's lines (scenes found, per date: on the grid / in the month, and the
     dates the real run would skip: no scene of a sensor the model needs on the grid).
@@ -268,19 +266,18 @@ def check_local_scenes(inputs: MapInputs, extent: MapExtent, out: str, grid: Gri
     if missing:
         raise InputDataError(f"--scenes {', '.join(missing)} does not exist; give the folder of "
                              "local Sentinel-1/2 scenes")
-    reading = (local_recipe(dataset, inputs.scene_reading).reading() if dataset is not None
-               else None)
-    plan = make_local_plan(inputs.local_scenes(), extent.region.name, grid, extent.dates, bands,
-                           out, reading=reading)  # as the real run reads them
-    lines = [f"  scenes    {plan.found_s2} Sentinel-2 and {plan.found_s1} Sentinel-1 scenes "
-             f"found in --scenes (headers read, no pixel)"]
+    collection = discover_scenes(inputs.local_scenes(), **local_recipe(
+        dataset, inputs.scene_reading).reading())  # as the real run reads them
+    months = month_scenes(collection, grid, extent.dates)
+    lines = [f"  scenes    {len(collection.s2)} Sentinel-2 and {len(collection.s1)} Sentinel-1 "
+             f"scenes found in --scenes (headers read, no pixel)"]
     lines += [f"  {m.month}   Sentinel-2 {m.s2_on_grid} on the grid ({m.s2} in the month), "
-              f"Sentinel-1 {m.s1_on_grid} ({m.s1})" for m in plan.months]
-    # made without a recipe, the plan's only problems are its months' gaps: the real run
-    # skips those dates (map_dates) and stops when none is left
-    gaps = {month: "; ".join(missing) for month, missing in plan.month_gaps().items()}
+              f"Sentinel-1 {m.s1_on_grid} ({m.s1})" for m in months]
+    # the real run skips the dates without a scene the model needs (map_dates) and stops when
+    # none is left
+    gaps = {month: "; ".join(missing) for month, missing in month_gaps(bands, months).items()}
     lines += [f"  {month}   would be skipped: {gap}" for month, gap in gaps.items()]
-    if gaps and all(m.month in gaps for m in plan.months):
+    if gaps and all(m.month in gaps for m in months):
         raise InputDataError(f"the real run would stop: {unmapped_line(gaps)}; add scenes of "
                              "those months to --scenes or choose other --months")
     return lines

@@ -232,7 +232,7 @@ def plan_region(request: MapRequest, setup: MapSetup, echo: Callable[[str], None
     """
     scenes, outputs, dates = None, request.outputs, request.extent.dates
     if request.inputs.backend == "local":  # what the real run reads, checked first
-        scenes = check_local_scenes(request.inputs, request.extent, outputs.out, setup.grid,
+        scenes = check_local_scenes(request.inputs, request.extent, setup.grid,
                                     setup.model.meta.bands, setup.dataset)
     seconds = measure_model(setup.model, request.window.tile, request.runtime)
     runner = request.runner
