@@ -126,7 +126,6 @@ class MapResult:
 class MapSetup:
     """What :func:`check_map` settled before the first expensive step of a map."""
 
-    model: LoadedModel
     dataset: ModelDataset
     grid: Grid
     crs_note: str | None  # the grid is in another CRS than the model's training grid
@@ -177,8 +176,8 @@ def map_region(request: MapRequest, model: LoadedModel, *, session: Any = None,
     echo = echo or log.info
     setup = check_map(request, model)
     if request.dry_run:
-        return plan_region(request, setup, echo)
-    return _map_and_publish(request, setup, session, worker_sessions, echo, assets)
+        return plan_region(request, model, setup, echo)
+    return _map_and_publish(request, model, setup, session, worker_sessions, echo, assets)
 
 
 def check_map(request: MapRequest, model: LoadedModel) -> MapSetup:
@@ -221,11 +220,11 @@ def check_map(request: MapRequest, model: LoadedModel) -> MapSetup:
     check_series(outputs, window.lattice, grid, model.file_id, meta.name)  # again under lock
     target = (None if request.publication is None else series_target(
         request.publication, extent, outputs, meta, dataset, grid, isa))
-    return MapSetup(model, dataset, grid, note, isa, target)
+    return MapSetup(dataset, grid, note, isa, target)
 
 
-def plan_region(request: MapRequest, setup: MapSetup, echo: Callable[[str], None]
-                ) -> MapResult:
+def plan_region(request: MapRequest, model: LoadedModel, setup: MapSetup,
+                echo: Callable[[str], None]) -> MapResult:
     """The dry run: the plan, the scenes, the pipeline and the publication, printed.
 
     Touches neither Earth Engine nor the outputs (the publication's files are not saved).
@@ -233,16 +232,16 @@ def plan_region(request: MapRequest, setup: MapSetup, echo: Callable[[str], None
     scenes, outputs, dates = None, request.outputs, request.extent.dates
     if request.inputs.backend == "local":  # what the real run reads, checked first
         scenes = check_local_scenes(request.inputs, request.extent, setup.grid,
-                                    setup.model.meta.bands, setup.dataset)
-    seconds = measure_model(setup.model, request.window.tile, request.runtime)
+                                    model.meta.bands, setup.dataset)
+    seconds = measure_model(model, request.window.tile, request.runtime)
     runner = request.runner
     planned = request if runner is None else replace(request, inputs=replace(
         request.inputs, workers=min(runner.workers * runner.threads, MAX_WORKERS)))  # budget
     # (above the quota: the plan counts what Earth Engine serves, the runner says why)
-    per_px = (seconds_per_pixel(change_encoder(setup.model.module), len(setup.model.meta.bands))
+    per_px = (seconds_per_pixel(change_encoder(model.module), len(model.meta.bands))
               if request.rule() == ENCODER and len(dates) > 1 else 0.0)
-    plan = plan_map(planned, setup.grid, setup.model.meta.bands, seconds, setup.crs_note,
-                    scene=setup.model.meta.norm == "scene", feature_seconds_per_px=per_px)
+    plan = plan_map(planned, setup.grid, model.meta.bands, seconds, setup.crs_note,
+                    scene=model.meta.norm == "scene", feature_seconds_per_px=per_px)
     echo(format_plan(plan))
     if setup.target is not None and setup.target.zones is not None:
         echo(f"  app zones {setup.target.zones.describe()}")
@@ -265,7 +264,7 @@ def plan_region(request: MapRequest, setup: MapSetup, echo: Callable[[str], None
     return MapResult(setup.grid, plan, publication=publication)
 
 
-def _map_and_publish(request: MapRequest, setup: MapSetup, session: Any,
+def _map_and_publish(request: MapRequest, model: LoadedModel, setup: MapSetup, session: Any,
                      worker_sessions: Any, echo: Callable[[str], None],
                      assets: EarthEngineAssets | None) -> MapResult:
     """Map every date, write the series products, STAC and ``map.json``, then publish.
@@ -288,8 +287,8 @@ def _map_and_publish(request: MapRequest, setup: MapSetup, session: Any,
         session.meter = session.meter or ProfileMeter()
     if inputs.backend == "ee" and inputs.max_eecu_hours is not None:  # charged per request
         session.budget = compute_budget(inputs.max_eecu_hours, plan_map(
-            request, setup.grid, setup.model.meta.bands, 0.0,
-            scene=setup.model.meta.norm == "scene").compute)
+            request, setup.grid, model.meta.bands, 0.0,
+            scene=model.meta.norm == "scene").compute)
     # a second run into the same --out is refused; a run that maps no date leaves no folder
     with files.unmade_if_refused(outputs.out, product_dir), hold_output(outputs.out):
         predict_date = (None if request.runner is None
@@ -298,7 +297,7 @@ def _map_and_publish(request: MapRequest, setup: MapSetup, session: Any,
                      product_dir / "eecu.json",  # what earlier runs spent counts
                      session.meter if session is not None else None):
             try:
-                results = map_dates(request, setup.grid, setup.model, setup.dataset,
+                results = map_dates(request, setup.grid, model, setup.dataset,
                                     session=session, predict_date=predict_date)
             finally:
                 if session is not None:
@@ -307,11 +306,11 @@ def _map_and_publish(request: MapRequest, setup: MapSetup, session: Any,
         skipped = {r.month: r.skipped for r in results if r.skipped}
         if not mapped:
             raise ConfigError(f"{unmapped_line(skipped)}; choose other --months")
-        series = _series(request, setup, mapped, skipped, results)
+        series = _series(request, model, setup, mapped, skipped, results)
         echo(series.table())
-        stac_paths = _write_stac(request, mapped, series, setup.model.meta,
+        stac_paths = _write_stac(request, mapped, series, model.meta,
                                  map_recipe(setup.dataset), {r.month: r.inputs for r in results})
-        write_run_record(request, setup.grid, setup.model, results, {
+        write_run_record(request, setup.grid, model, results, {
             "skipped": skipped, "stac": list(stac_paths),
             "temporal_consistency": request.change.temporal_consistency,
             "change_rule": request.rule()})
@@ -324,8 +323,8 @@ def _map_and_publish(request: MapRequest, setup: MapSetup, session: Any,
                          published)
 
 
-def _series(request: MapRequest, setup: MapSetup, mapped: list, skipped: dict[str, str],
-            results: list[DateResult]) -> SeriesOutputs:
+def _series(request: MapRequest, model: LoadedModel, setup: MapSetup, mapped: list,
+            skipped: dict[str, str], results: list[DateResult]) -> SeriesOutputs:
     """The series products of the mapped dates: change maps, per-zone table, plot."""
     outputs, change, rule = request.outputs, request.change, request.rule()
     return series_products(mapped, skipped, outputs.out, outputs.product_dir(), outputs.zones,
@@ -335,10 +334,10 @@ def _series(request: MapRequest, setup: MapSetup, mapped: list, skipped: dict[st
                            change_margin=change.margin_in_force(), change_rule=rule,
                            spectral_threshold=change.spectral_threshold,
                            stacks={r.month: r.stack for r in results},
-                           bands=setup.model.meta.bands,
-                           encoder=EncoderModel(change_encoder(setup.model.module),
-                                                tuple(setup.model.meta.norm_mean),
-                                                tuple(setup.model.meta.norm_std))
+                           bands=model.meta.bands,
+                           encoder=EncoderModel(change_encoder(model.module),
+                                                tuple(model.meta.norm_mean),
+                                                tuple(model.meta.norm_std))
                            if rule == ENCODER else None)
 
 
