@@ -16,8 +16,9 @@ on the dataset's pixel lattice when the zone is the same. Inputs are never a who
 - ``local``: the same recipe on scenes on disk (:func:`gee_export.local.stack.build_local_stack`,
   block by block), then the streaming predictor over the stack file.
 
-Each date is one resumable prediction (:func:`inference.predict.workflow.predict` of a
-:class:`inference.predict.job.PredictJob`: COGs, quick-looks, area table); a date without data
+Each date is one resumable prediction (:func:`inference.predict.workflow.predict_checked` of a
+:class:`inference.predict.job.PredictJob`, checked once for every date by
+:func:`inference.mapping.region.check_map`: COGs, quick-looks, area table); a date without data
 (no Sentinel-1 pass, no clear Sentinel-2 pixel even after widening) is reported and skipped. The
 series products (change maps, per-zone table, plot, STAC) are in :mod:`inference.mapping.series`.
 """
@@ -61,7 +62,7 @@ from inference.mapping.same_series import check_series
 from inference.predict.job import PredictInput, PredictJob, PredictRun
 from inference.predict.lattice import grid_offset
 from inference.predict.sources import MaskedFileSource, WindowSource
-from inference.predict.workflow import predict
+from inference.predict.workflow import predict_checked
 
 if TYPE_CHECKING:
     from training.data import NormStats
@@ -149,11 +150,11 @@ def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: Mode
             opened = open_inputs(request, grid, model.meta, dataset, month, session)
             with opened as source:
                 try:
-                    written = predict(PredictJob(
+                    written = predict_checked(PredictJob(
                         model, PredictInput(source, month, scene=opened.scene,
                                             allow_implausible=inputs.allow_implausible),
                         outputs.date_outputs(month), config, options,
-                        run=PredictRun(progress=request.progress)))
+                        run=PredictRun(progress=request.progress)), source, model)
                 except EarthEngineError as exc:
                     raise _with_tiles_left(exc, source, month) from exc
         except EmptyCompositeError as exc:

@@ -35,6 +35,7 @@ from gee_export.ee.export import MAX_WORKERS
 from gee_export.ee.profiles import ProfileMeter
 from gee_export.ee.session import EESession
 from inference.cog.maps import PROB_SCALE
+from inference.cog.stream import cog_writer
 from inference.mapping import stac
 from inference.mapping.beam_map import check_runner, date_predictor, describe_pipeline
 from inference.mapping.dates import (
@@ -272,6 +273,7 @@ def _map_and_publish(request: MapRequest, model: LoadedModel, setup: MapSetup, s
     The publication's environment is checked before the first date, and ``map.json`` is
     written before publishing, so a failed publication leaves the map's summary.
     """
+    cog_writer()  # a misspelt ISAMAP_COG_WRITER fails before the first date
     target, outputs, inputs = setup.target, request.outputs, request.inputs
     product_dir, publication = outputs.product_dir(), request.publication
     if files.is_gcs(outputs.out) and not outputs.local_dir:
