@@ -31,7 +31,6 @@ from core.lock import hold_output
 from core.storage import files
 from engine import choice as engine_choice
 from gee_export.ee.budget import compute_budget, kept_in
-from gee_export.ee.export import MAX_WORKERS
 from gee_export.ee.profiles import ProfileMeter
 from gee_export.ee.session import EESession
 from inference.cog.maps import PROB_SCALE
@@ -236,12 +235,9 @@ def plan_region(request: MapRequest, model: LoadedModel, setup: MapSetup,
                                     model.meta.bands, setup.dataset)
     seconds = measure_model(model, request.window.tile, request.runtime)
     runner = request.runner
-    planned = request if runner is None else replace(request, inputs=replace(
-        request.inputs, workers=min(runner.workers * runner.threads, MAX_WORKERS)))  # budget
-    # (above the quota: the plan counts what Earth Engine serves, the runner says why)
     per_px = (seconds_per_pixel(change_encoder(model.module), len(model.meta.bands))
               if request.rule() == ENCODER and len(dates) > 1 else 0.0)
-    plan = plan_map(planned, setup.grid, model.meta.bands, seconds, setup.crs_note,
+    plan = plan_map(request, setup.grid, model.meta.bands, seconds, setup.crs_note,
                     scene=model.meta.norm == "scene", feature_seconds_per_px=per_px)
     echo(format_plan(plan))
     if setup.target is not None and setup.target.zones is not None:
