@@ -58,7 +58,6 @@ from inference.mapping import series_runtime
 from inference.mapping.ee_statistics import date_statistics
 from inference.mapping.fetched import FetchedSource
 from inference.mapping.request import MapExtent, MapInputs, MapRequest, ModelDataset
-from inference.mapping.same_series import check_series
 from inference.predict.job import PredictInput, PredictJob, PredictRun
 from inference.predict.lattice import grid_offset
 from inference.predict.sources import MaskedFileSource, WindowSource
@@ -126,7 +125,6 @@ def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: Mode
     config, outputs, runtime, dates, inputs = (request.window, request.outputs, request.runtime,
                                                request.extent.dates, request.inputs)
     local = outputs.product_dir()
-    check_series(outputs, config.lattice, grid, model.file_id, model.meta.name)  # before reads
     held = (series_runtime.recorded(outputs.out, local, {m: outputs.prefix(m) for m in dates})
             if predict_date is None and series_runtime.leaves_auto(runtime) else None)
     if held is not None:

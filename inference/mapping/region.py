@@ -217,7 +217,7 @@ def check_map(request: MapRequest, model: LoadedModel) -> MapSetup:
     zones = stats.load_zones(outputs.zones, grid.crs, outputs.zones_name)  # here, not at the end
     check_zones(zones, grid.bounds, grid.crs, f"--zones {outputs.zones}")
     check_vector_extra(outputs.vectors)  # a missing extra too
-    check_series(outputs, window.lattice, grid, model.file_id, meta.name)  # again under lock
+    check_series(outputs, window.lattice, grid, model.file_id, meta.name)
     target = (None if request.publication is None else series_target(
         request.publication, extent, outputs, meta, dataset, grid, isa))
     return MapSetup(dataset, grid, note, isa, target)
