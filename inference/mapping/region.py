@@ -234,7 +234,6 @@ def plan_region(request: MapRequest, model: LoadedModel, setup: MapSetup,
         scenes = check_local_scenes(request.inputs, request.extent, setup.grid,
                                     model.meta.bands, setup.dataset)
     seconds = measure_model(model, request.window.tile, request.runtime)
-    runner = request.runner
     per_px = (seconds_per_pixel(change_encoder(model.module), len(model.meta.bands))
               if request.rule() == ENCODER and len(dates) > 1 else 0.0)
     plan = plan_map(request, setup.grid, model.meta.bands, seconds, setup.crs_note,
@@ -244,8 +243,8 @@ def plan_region(request: MapRequest, model: LoadedModel, setup: MapSetup,
         echo(f"  app zones {setup.target.zones.describe()}")
     if scenes is not None:
         echo("\n".join(scenes))
-    if runner is not None:
-        echo(describe_pipeline(runner, request.window.lattice, outputs.out, setup.grid))
+    if request.runner is not None:
+        echo(describe_pipeline(request.runner, request.window.lattice, outputs.out, setup.grid))
     publication = None
     if (setup.target is not None and not files.is_gcs(outputs.out)
             and not setup.target.options.gcs_prefix):  # publishing local COGs refuses
