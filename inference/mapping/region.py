@@ -268,7 +268,8 @@ def _map_and_publish(request: MapRequest, model: LoadedModel, setup: MapSetup, s
     The publication's environment is checked before the first date, and ``map.json`` is
     written before publishing, so a failed publication leaves the map's summary.
     """
-    cog_writer()  # a misspelt ISAMAP_COG_WRITER fails before the first date
+    if request.runner is None:  # a misspelt ISAMAP_COG_WRITER fails before the first date
+        cog_writer()
     target, outputs, inputs = setup.target, request.outputs, request.inputs
     product_dir, publication = outputs.product_dir(), request.publication
     if files.is_gcs(outputs.out) and not outputs.local_dir:

@@ -134,11 +134,10 @@ def predict(job: PredictJob) -> Outputs:
             check_zones(zones, array_bounds(stack.height, stack.width, stack.transform),
                         stack.crs, "--zones" if isinstance(out.zones, dict)
                         else f"--zones {out.zones}", tell=out.warn_zones)
-        config = job.config
-        if config.postprocess == "keep" and config.keep is not None:
-            check_product(config.keep.product)  # before the model loads
+        if job.config.postprocess == "keep" and job.config.keep is not None:
+            check_product(job.config.keep.product)  # before the model loads
         loaded = job.model if isinstance(job.model, LoadedModel) else load_model(job.model)
-        check_model(config, loaded, job.options.precision if job.options else "auto")
+        check_model(job.config, loaded, job.options.precision if job.options else "auto")
         isa_class_index(tuple(loaded.meta.class_names), job.isa_class)  # before any input read
         return predict_checked(job, stack, loaded)
 
