@@ -73,31 +73,12 @@ class LocalPlan:
         ``--out``'s refusal first, then each month's, in the real run's words where its
         checks ran.
         """
-        gaps = self.month_gaps()
+        gaps = month_gaps(self.bands, self.months)
         out = [self.out_refused] if self.out_refused else []
         for m in self.months:
             out += ([f"{m.month}: {m.refused}"] if m.refused
                     else [f"{m.month}: {gap}" for gap in gaps.get(m.month, [])])
         return out
-
-    def month_gaps(self) -> dict[str, list[str]]:
-        """The months without a scene on the grid of a sensor the bands need, and which.
-
-        The real run raises :class:`~core.errors.EmptyCompositeError` for such a month: an
-        export stops, a map skips the date (:func:`inference.mapping.dates.map_dates`).
-        """
-        specs = band_registry.resolve(self.bands)
-        need_s2 = any(s.sensor == "S2" for s in specs) or "s2_clear_count" in self.bands
-        need_s1 = any(s.sensor == "S1" for s in specs) or "s1_scene_count" in self.bands
-        gaps = {}
-        for m in self.months:
-            missing = [f"no Sentinel-{n} scene on the grid ({total} in the month)"
-                       for n, need, on_grid, total in ((2, need_s2, m.s2_on_grid, m.s2),
-                                                       (1, need_s1, m.s1_on_grid, m.s1))
-                       if need and not on_grid]
-            if missing:
-                gaps[m.month] = missing
-        return gaps
 
     def stop_line(self) -> str | None:
         """The one-line refusal of the first problem (None: the real run would go on)."""
@@ -109,6 +90,38 @@ class LocalPlan:
             return f"the real run would stop: {problems[0]}"
         return (f"the real run would stop: {problems[0]}; add scenes of that month to --scenes "
                 "or choose other months")
+
+
+def month_gaps(bands: Sequence[str], months: Sequence[MonthScenes]) -> dict[str, list[str]]:
+    """The months without a scene on the grid of a sensor ``bands`` need, and which.
+
+    The real run raises :class:`~core.errors.EmptyCompositeError` for such a month: an
+    export stops, a map skips the date (:func:`inference.mapping.dates.map_dates`).
+    """
+    specs = band_registry.resolve(bands)
+    need_s2 = any(s.sensor == "S2" for s in specs) or "s2_clear_count" in bands
+    need_s1 = any(s.sensor == "S1" for s in specs) or "s1_scene_count" in bands
+    gaps = {}
+    for m in months:
+        missing = [f"no Sentinel-{n} scene on the grid ({total} in the month)"
+                   for n, need, on_grid, total in ((2, need_s2, m.s2_on_grid, m.s2),
+                                                   (1, need_s1, m.s1_on_grid, m.s1))
+                   if need and not on_grid]
+        if missing:
+            gaps[m.month] = missing
+    return gaps
+
+
+def month_scenes(collection: SceneCollection, grid: Grid, months: Sequence[str]
+                 ) -> list[MonthScenes]:
+    """The scenes of each month (headers only): acquired in it, and of those, on ``grid``."""
+    rows = []
+    for month in months:
+        monthly = collection.in_month(month)
+        s2 = [s for s in monthly.s2 if overlaps(s.bands[0][1], grid)]
+        s1 = [s for s in monthly.s1 if overlaps(s.bands[0][1], grid)]
+        rows.append(MonthScenes(month, len(monthly.s2), len(s2), len(monthly.s1), len(s1)))
+    return rows
 
 
 def make_local_plan(scenes: str | Path | Sequence[str | Path] | SceneCollection, region: str,
@@ -128,17 +141,9 @@ def make_local_plan(scenes: str | Path | Sequence[str | Path] | SceneCollection,
     """
     collection = (scenes if isinstance(scenes, SceneCollection)
                   else discover_scenes(scenes, **(reading or {})))
-    rows = []
-    for month in months:
-        monthly = collection.in_month(month)
-        s2 = [s for s in monthly.s2 if overlaps(s.bands[0][1], grid)]
-        s1 = [s for s in monthly.s1 if overlaps(s.bands[0][1], grid)]
-        row = MonthScenes(month, len(monthly.s2), len(s2), len(monthly.s1), len(s1))
-        if recipe is not None:
-            row = replace(row, refused=_refusal(collection, grid, month, bands, recipe,
-                                                fine_scale,
-                                                None if out_refused else out_check))
-        rows.append(row)
+    rows = [row if recipe is None else replace(row, refused=_refusal(
+        collection, grid, row.month, bands, recipe, fine_scale,
+        None if out_refused else out_check)) for row in month_scenes(collection, grid, months)]
     label = collection.label(1)
     splits = list(assign_splits(grid, None, seed=seed, block=block or DEFAULT_BLOCK).values()
                   ) if grid.patch_count else []

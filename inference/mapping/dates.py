@@ -16,8 +16,9 @@ on the dataset's pixel lattice when the zone is the same. Inputs are never a who
 - ``local``: the same recipe on scenes on disk (:func:`gee_export.local.stack.build_local_stack`,
   block by block), then the streaming predictor over the stack file.
 
-Each date is one resumable prediction (:func:`inference.predict.workflow.predict` of a
-:class:`inference.predict.job.PredictJob`: COGs, quick-looks, area table); a date without data
+Each date is one resumable prediction (:func:`inference.predict.workflow.predict_checked` of a
+:class:`inference.predict.job.PredictJob`, checked once for every date by
+:func:`inference.mapping.region.check_map`: COGs, quick-looks, area table); a date without data
 (no Sentinel-1 pass, no clear Sentinel-2 pixel even after widening) is reported and skipped. The
 series products (change maps, per-zone table, plot, STAC) are in :mod:`inference.mapping.series`.
 """
@@ -51,7 +52,7 @@ from gee_export.ee.prediction_stack import (
 )
 from gee_export.ee.request_region import request_geometry
 from gee_export.local.compositing import LocalRecipe
-from gee_export.local.plan import make_local_plan
+from gee_export.local.plan import month_gaps, month_scenes
 from gee_export.local.scenes import SceneCollection, discover_scenes
 from gee_export.local.stack import plan_local_stack, write_local_stack
 from inference.mapping import series_runtime
@@ -62,7 +63,7 @@ from inference.mapping.same_series import check_series
 from inference.predict.job import PredictInput, PredictJob, PredictRun
 from inference.predict.lattice import grid_offset
 from inference.predict.sources import MaskedFileSource, WindowSource
-from inference.predict.workflow import predict
+from inference.predict.workflow import predict_checked
 
 if TYPE_CHECKING:
     from training.data import NormStats
@@ -150,11 +151,11 @@ def map_dates(request: MapRequest, grid: Grid, model: LoadedModel, dataset: Mode
             opened = open_inputs(request, grid, model.meta, dataset, month, session)
             with opened as source:
                 try:
-                    written = predict(PredictJob(
+                    written = predict_checked(PredictJob(
                         model, PredictInput(source, month, scene=opened.scene,
                                             allow_implausible=inputs.allow_implausible),
                         outputs.date_outputs(month), config, options,
-                        run=PredictRun(progress=request.progress)))
+                        run=PredictRun(progress=request.progress)), source, model)
                 except EarthEngineError as exc:
                     raise _with_tiles_left(exc, source, month) from exc
         except EmptyCompositeError as exc:
@@ -266,11 +267,9 @@ def _grid_vrt(stack: Any, grid: Grid, margin: tuple[int, int, int, int], folder:
     return str(path)
 
 
-def check_local_scenes(inputs: MapInputs, extent: MapExtent, out: str, grid: Grid,
-                       bands: Sequence[str], dataset: ModelDataset | None = None) -> list[str]:
+def check_local_scenes(inputs: MapInputs, extent: MapExtent, grid: Grid,
+                       bands: Sequence[str], dataset: ModelDataset) -> list[str]:
     """The scenes of every date of ``extent`` on ``grid`` (headers only), as the export's.
-
-    ``out``: the map's ``--out`` (the plan names it).
 
     Returns the plan's lines (scenes found, per date: on the grid / in the month, and the
     dates the real run would skip: no scene of a sensor the model needs on the grid).
@@ -286,19 +285,18 @@ def check_local_scenes(inputs: MapInputs, extent: MapExtent, out: str, grid: Gri
     if missing:
         raise InputDataError(f"--scenes {', '.join(missing)} does not exist; give the folder of "
                              "local Sentinel-1/2 scenes")
-    reading = (local_recipe(dataset, inputs.scene_reading).reading() if dataset is not None
-               else None)
-    plan = make_local_plan(inputs.local_scenes(), extent.region.name, grid, extent.dates, bands,
-                           out, reading=reading)  # as the real run reads them
-    lines = [f"  scenes    {plan.found_s2} Sentinel-2 and {plan.found_s1} Sentinel-1 scenes "
-             f"found in --scenes (headers read, no pixel)"]
+    collection = discover_scenes(inputs.local_scenes(), **local_recipe(
+        dataset, inputs.scene_reading).reading())  # as the real run reads them
+    months = month_scenes(collection, grid, extent.dates)
+    lines = [f"  scenes    {len(collection.s2)} Sentinel-2 and {len(collection.s1)} Sentinel-1 "
+             f"scenes found in --scenes (headers read, no pixel)"]
     lines += [f"  {m.month}   Sentinel-2 {m.s2_on_grid} on the grid ({m.s2} in the month), "
-              f"Sentinel-1 {m.s1_on_grid} ({m.s1})" for m in plan.months]
-    # made without a recipe, the plan's only problems are its months' gaps: the real run
-    # skips those dates (map_dates) and stops when none is left
-    gaps = {month: "; ".join(missing) for month, missing in plan.month_gaps().items()}
+              f"Sentinel-1 {m.s1_on_grid} ({m.s1})" for m in months]
+    # the real run skips the dates without a scene the model needs (map_dates) and stops when
+    # none is left
+    gaps = {month: "; ".join(missing) for month, missing in month_gaps(bands, months).items()}
     lines += [f"  {month}   would be skipped: {gap}" for month, gap in gaps.items()]
-    if gaps and all(m.month in gaps for m in plan.months):
+    if gaps and all(m.month in gaps for m in months):
         raise InputDataError(f"the real run would stop: {unmapped_line(gaps)}; add scenes of "
                              "those months to --scenes or choose other --months")
     return lines

@@ -81,13 +81,17 @@ def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
     change rule's features per pixel of a date (:func:`change_plan`).
     """
     inputs, dates, lattice = request.inputs, request.extent.dates, request.window.lattice
+    runner = request.runner  # its workers' requests, above the quota: the plan counts what
+    # Earth Engine serves, the runner says why
+    workers = (inputs.workers if runner is None
+               else min(runner.workers * runner.threads, MAX_WORKERS))
     layout = fetch_layout(grid, lattice.tile, lattice.overlap, lattice.blend)
     tiles = sum(len(row) for row in layout)
     # a pipeline's workers fetch each tile with a request of its own; the streamed map joins
     # neighbouring tiles of a row into one request (layout_requests)
     groups: Sequence[FetchTile | FetchRequest] = (
-        [t for row in layout for t in row] if request.runner is not None else
-        [g for row in layout_requests(layout, len(bands), inputs.workers) for g in row])
+        [t for row in layout for t in row] if runner is not None else
+        [g for row in layout_requests(layout, len(bands), workers) for g in row])
     nbytes = sum(g.window.height * g.window.width for g in groups) * len(bands) * 4
     requests = (sum(len(split_request(g.window, tuple(bands))) for g in groups)
                 if inputs.method == "pixels" and inputs.backend == "ee" else 0)
@@ -102,7 +106,7 @@ def plan_map(request: MapRequest, grid: Grid, bands: Sequence[str],
             compute = estimate(len(stack_tiles(grid)) * len(dates),
                                grid.width * grid.height * len(dates), interactive=False)
     return MapPlan(request.extent.region.name, grid, dates, inputs.backend, inputs.method,
-                   tiles, requests, nbytes, inputs.workers, model_seconds_per_tile,
+                   tiles, requests, nbytes, workers, model_seconds_per_tile,
                    request.latency_s,
                    crs_note, compute, statistics,
                    sample_scale(grid, SAMPLE_SIDE) if statistics else None,

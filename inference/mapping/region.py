@@ -31,10 +31,10 @@ from core.lock import hold_output
 from core.storage import files
 from engine import choice as engine_choice
 from gee_export.ee.budget import compute_budget, kept_in
-from gee_export.ee.export import MAX_WORKERS
 from gee_export.ee.profiles import ProfileMeter
 from gee_export.ee.session import EESession
 from inference.cog.maps import PROB_SCALE
+from inference.cog.stream import cog_writer
 from inference.mapping import stac
 from inference.mapping.beam_map import check_runner, date_predictor, describe_pipeline
 from inference.mapping.dates import (
@@ -126,7 +126,6 @@ class MapResult:
 class MapSetup:
     """What :func:`check_map` settled before the first expensive step of a map."""
 
-    model: LoadedModel
     dataset: ModelDataset
     grid: Grid
     crs_note: str | None  # the grid is in another CRS than the model's training grid
@@ -177,8 +176,8 @@ def map_region(request: MapRequest, model: LoadedModel, *, session: Any = None,
     echo = echo or log.info
     setup = check_map(request, model)
     if request.dry_run:
-        return plan_region(request, setup, echo)
-    return _map_and_publish(request, setup, session, worker_sessions, echo, assets)
+        return plan_region(request, model, setup, echo)
+    return _map_and_publish(request, model, setup, session, worker_sessions, echo, assets)
 
 
 def check_map(request: MapRequest, model: LoadedModel) -> MapSetup:
@@ -218,38 +217,34 @@ def check_map(request: MapRequest, model: LoadedModel) -> MapSetup:
     zones = stats.load_zones(outputs.zones, grid.crs, outputs.zones_name)  # here, not at the end
     check_zones(zones, grid.bounds, grid.crs, f"--zones {outputs.zones}")
     check_vector_extra(outputs.vectors)  # a missing extra too
-    check_series(outputs, window.lattice, grid, model.file_id, meta.name)  # again under lock
+    check_series(outputs, window.lattice, grid, model.file_id, meta.name)  # and under the lock
     target = (None if request.publication is None else series_target(
         request.publication, extent, outputs, meta, dataset, grid, isa))
-    return MapSetup(model, dataset, grid, note, isa, target)
+    return MapSetup(dataset, grid, note, isa, target)
 
 
-def plan_region(request: MapRequest, setup: MapSetup, echo: Callable[[str], None]
-                ) -> MapResult:
+def plan_region(request: MapRequest, model: LoadedModel, setup: MapSetup,
+                echo: Callable[[str], None]) -> MapResult:
     """The dry run: the plan, the scenes, the pipeline and the publication, printed.
 
     Touches neither Earth Engine nor the outputs (the publication's files are not saved).
     """
     scenes, outputs, dates = None, request.outputs, request.extent.dates
     if request.inputs.backend == "local":  # what the real run reads, checked first
-        scenes = check_local_scenes(request.inputs, request.extent, outputs.out, setup.grid,
-                                    setup.model.meta.bands, setup.dataset)
-    seconds = measure_model(setup.model, request.window.tile, request.runtime)
-    runner = request.runner
-    planned = request if runner is None else replace(request, inputs=replace(
-        request.inputs, workers=min(runner.workers * runner.threads, MAX_WORKERS)))  # budget
-    # (above the quota: the plan counts what Earth Engine serves, the runner says why)
-    per_px = (seconds_per_pixel(change_encoder(setup.model.module), len(setup.model.meta.bands))
+        scenes = check_local_scenes(request.inputs, request.extent, setup.grid,
+                                    model.meta.bands, setup.dataset)
+    seconds = measure_model(model, request.window.tile, request.runtime)
+    per_px = (seconds_per_pixel(change_encoder(model.module), len(model.meta.bands))
               if request.rule() == ENCODER and len(dates) > 1 else 0.0)
-    plan = plan_map(planned, setup.grid, setup.model.meta.bands, seconds, setup.crs_note,
-                    scene=setup.model.meta.norm == "scene", feature_seconds_per_px=per_px)
+    plan = plan_map(request, setup.grid, model.meta.bands, seconds, setup.crs_note,
+                    scene=model.meta.norm == "scene", feature_seconds_per_px=per_px)
     echo(format_plan(plan))
     if setup.target is not None and setup.target.zones is not None:
         echo(f"  app zones {setup.target.zones.describe()}")
     if scenes is not None:
         echo("\n".join(scenes))
-    if runner is not None:
-        echo(describe_pipeline(runner, request.window.lattice, outputs.out, setup.grid))
+    if request.runner is not None:
+        echo(describe_pipeline(request.runner, request.window.lattice, outputs.out, setup.grid))
     publication = None
     if (setup.target is not None and not files.is_gcs(outputs.out)
             and not setup.target.options.gcs_prefix):  # publishing local COGs refuses
@@ -265,7 +260,7 @@ def plan_region(request: MapRequest, setup: MapSetup, echo: Callable[[str], None
     return MapResult(setup.grid, plan, publication=publication)
 
 
-def _map_and_publish(request: MapRequest, setup: MapSetup, session: Any,
+def _map_and_publish(request: MapRequest, model: LoadedModel, setup: MapSetup, session: Any,
                      worker_sessions: Any, echo: Callable[[str], None],
                      assets: EarthEngineAssets | None) -> MapResult:
     """Map every date, write the series products, STAC and ``map.json``, then publish.
@@ -273,6 +268,8 @@ def _map_and_publish(request: MapRequest, setup: MapSetup, session: Any,
     The publication's environment is checked before the first date, and ``map.json`` is
     written before publishing, so a failed publication leaves the map's summary.
     """
+    if request.runner is None:  # a misspelt ISAMAP_COG_WRITER fails before the first date
+        cog_writer()
     target, outputs, inputs = setup.target, request.outputs, request.inputs
     product_dir, publication = outputs.product_dir(), request.publication
     if files.is_gcs(outputs.out) and not outputs.local_dir:
@@ -288,8 +285,8 @@ def _map_and_publish(request: MapRequest, setup: MapSetup, session: Any,
         session.meter = session.meter or ProfileMeter()
     if inputs.backend == "ee" and inputs.max_eecu_hours is not None:  # charged per request
         session.budget = compute_budget(inputs.max_eecu_hours, plan_map(
-            request, setup.grid, setup.model.meta.bands, 0.0,
-            scene=setup.model.meta.norm == "scene").compute)
+            request, setup.grid, model.meta.bands, 0.0,
+            scene=model.meta.norm == "scene").compute)
     # a second run into the same --out is refused; a run that maps no date leaves no folder
     with files.unmade_if_refused(outputs.out, product_dir), hold_output(outputs.out):
         predict_date = (None if request.runner is None
@@ -298,7 +295,7 @@ def _map_and_publish(request: MapRequest, setup: MapSetup, session: Any,
                      product_dir / "eecu.json",  # what earlier runs spent counts
                      session.meter if session is not None else None):
             try:
-                results = map_dates(request, setup.grid, setup.model, setup.dataset,
+                results = map_dates(request, setup.grid, model, setup.dataset,
                                     session=session, predict_date=predict_date)
             finally:
                 if session is not None:
@@ -307,11 +304,11 @@ def _map_and_publish(request: MapRequest, setup: MapSetup, session: Any,
         skipped = {r.month: r.skipped for r in results if r.skipped}
         if not mapped:
             raise ConfigError(f"{unmapped_line(skipped)}; choose other --months")
-        series = _series(request, setup, mapped, skipped, results)
+        series = _series(request, model, setup, mapped, skipped, results)
         echo(series.table())
-        stac_paths = _write_stac(request, mapped, series, setup.model.meta,
+        stac_paths = _write_stac(request, mapped, series, model.meta,
                                  map_recipe(setup.dataset), {r.month: r.inputs for r in results})
-        write_run_record(request, setup.grid, setup.model, results, {
+        write_run_record(request, setup.grid, model, results, {
             "skipped": skipped, "stac": list(stac_paths),
             "temporal_consistency": request.change.temporal_consistency,
             "change_rule": request.rule()})
@@ -324,8 +321,8 @@ def _map_and_publish(request: MapRequest, setup: MapSetup, session: Any,
                          published)
 
 
-def _series(request: MapRequest, setup: MapSetup, mapped: list, skipped: dict[str, str],
-            results: list[DateResult]) -> SeriesOutputs:
+def _series(request: MapRequest, model: LoadedModel, setup: MapSetup, mapped: list,
+            skipped: dict[str, str], results: list[DateResult]) -> SeriesOutputs:
     """The series products of the mapped dates: change maps, per-zone table, plot."""
     outputs, change, rule = request.outputs, request.change, request.rule()
     return series_products(mapped, skipped, outputs.out, outputs.product_dir(), outputs.zones,
@@ -335,10 +332,10 @@ def _series(request: MapRequest, setup: MapSetup, mapped: list, skipped: dict[st
                            change_margin=change.margin_in_force(), change_rule=rule,
                            spectral_threshold=change.spectral_threshold,
                            stacks={r.month: r.stack for r in results},
-                           bands=setup.model.meta.bands,
-                           encoder=EncoderModel(change_encoder(setup.model.module),
-                                                tuple(setup.model.meta.norm_mean),
-                                                tuple(setup.model.meta.norm_std))
+                           bands=model.meta.bands,
+                           encoder=EncoderModel(change_encoder(model.module),
+                                                tuple(model.meta.norm_mean),
+                                                tuple(model.meta.norm_std))
                            if rule == ENCODER else None)
 
 

@@ -134,20 +134,28 @@ def predict(job: PredictJob) -> Outputs:
             check_zones(zones, array_bounds(stack.height, stack.width, stack.transform),
                         stack.crs, "--zones" if isinstance(out.zones, dict)
                         else f"--zones {out.zones}", tell=out.warn_zones)
-        config = job.config
-        if config.postprocess == "keep" and config.keep is not None:
-            check_product(config.keep.product)  # before the model loads
+        if job.config.postprocess == "keep" and job.config.keep is not None:
+            check_product(job.config.keep.product)  # before the model loads
         loaded = job.model if isinstance(job.model, LoadedModel) else load_model(job.model)
-        check_model(config, loaded, job.options.precision if job.options else "auto")
+        check_model(job.config, loaded, job.options.precision if job.options else "auto")
         isa_class_index(tuple(loaded.meta.class_names), job.isa_class)  # before any input read
-        # pixel size and values, before the first tile
-        facts = check_input(stack, loaded.meta, job.input.band_order,
-                            allow_implausible=job.input.allow_implausible)
-        change = change_inputs(job.change, job.input, stack, loaded.meta, facts.notes)
-        facts = replace(facts, notes=(*facts.notes, *change.notes))  # in the tags and report
-        with prediction_source(job.change, job.input, stack, loaded.meta) as (source, record):
-            result, index, change = _predict_source(job, source, loaded, config, facts, change)
-    outputs = finish_outputs(result, out, index, change=job.change, earlier=change,
+        return predict_checked(job, stack, loaded)
+
+
+def predict_checked(job: PredictJob, stack: RasterSource, loaded: LoadedModel) -> Outputs:
+    """:func:`predict` of the opened ``stack``, once the model and the outputs are checked.
+
+    ``isamap-map`` checks them once for all its dates
+    (:func:`inference.mapping.region.check_map`).
+    """
+    # pixel size and values, before the first tile
+    facts = check_input(stack, loaded.meta, job.input.band_order,
+                        allow_implausible=job.input.allow_implausible)
+    change = change_inputs(job.change, job.input, stack, loaded.meta, facts.notes)
+    facts = replace(facts, notes=(*facts.notes, *change.notes))  # in the tags and report
+    with prediction_source(job.change, job.input, stack, loaded.meta) as (source, record):
+        result, index, change = _predict_source(job, source, loaded, job.config, facts, change)
+    outputs = finish_outputs(result, job.outputs, index, change=job.change, earlier=change,
                              record=record, notes=facts.notes)
     return replace(outputs, input_notes=facts.notes)
 

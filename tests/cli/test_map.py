@@ -166,6 +166,23 @@ def test_publishing_without_credentials_is_refused_before_the_first_date(tmp_pat
             assert "Earth Engine backend" not in err and "Publishing needs one" in err
 
 
+@pytest.mark.slow
+def test_a_misspelt_cog_writer_is_refused_before_the_first_date_is_composited(
+        tmp_path, capsys, monkeypatch):
+    """The streamed map checked ISAMAP_COG_WRITER when it predicted a date, after it had
+    composited the date's stack (left in an existing --out); now before the first date."""
+    _box, model = _local_scene(tmp_path)
+    monkeypatch.setenv("ISAMAP_COG_WRITER", "gdal-cog")
+    out = tmp_path / "o"
+    out.mkdir()  # a run's existing --out: what a refused run leaves there stays
+    code = main(["--backend", "local", "--scenes", str(tmp_path / "scene"), "--months",
+                 "2019-06", "--model", str(model), "--out", str(out), "--no-progress", "-q"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "ISAMAP_COG_WRITER='gdal-cog' is not a COG writer; use one of stream, gdal" in err
+    assert list(out.iterdir()) == []
+
+
 def test_clahe_on_a_binary_model_is_refused_by_the_map_and_its_dry_run(model, tmp_path,
                                                                         capsys):
     """CLAHE on the binary CroFuseNet added 59 % ISA; the map refuses it unless forced."""
