@@ -11,6 +11,7 @@
 - ``shared_weights``: the published encoder files in ../shared/weights (the same rule).
 - ``cogs``: a real class/probability COG pair from a tiny prediction (publishing, predict's
   command and credentials tests).
+- ``demo_chain``: the demo's chain at its smallest size, up to the patches (read-only).
 """
 
 from __future__ import annotations
@@ -375,6 +376,23 @@ def signed_gcs(gcs_bucket, user_adc_home, token_endpoint, monkeypatch) -> Signed
     monkeypatch.delenv("GS_NO_SIGN_REQUEST", raising=False)
     monkeypatch.setenv("GOA2_AUTH_URL_TOKEN", url)
     return SignedGcs(gcs_bucket, user_adc_home, refresh, posts)
+
+
+# ---------------------------------------------------------------- the demo's chain
+@pytest.fixture(scope="session")
+def demo_chain(tmp_path_factory):
+    """The demo's steps at its smallest ``--size`` up to the patches, once per worker: the
+    synthetic scene at both dates, the stack, the quick-looks and the patches, as ``isamap-demo
+    --until patches`` writes them; returns the steps' ``DemoContext`` (``scene``, ``later``,
+    ``stack``, ``out``). Read-only: a test that changes a file works on a copy."""
+    from cli.demo import DEMO_SIZES
+    from inference.demo.context import DemoContext
+    from inference.demo.steps import run_demo
+
+    ctx = DemoContext(tmp_path_factory.mktemp("demo") / "out", size=DEMO_SIZES[0],
+                      progress=False)
+    run_demo(ctx, until="patches")
+    return ctx
 
 
 # ---------------------------------------------------------------- a tiny map's COGs
