@@ -12,6 +12,7 @@
 - ``cogs``: a real class/probability COG pair from a tiny prediction (publishing, predict's
   command and credentials tests).
 - ``demo_chain``: the demo's chain at its smallest size, up to the patches (read-only).
+- ``patch_root``, ``trained_unet``: a small patch dataset and a tiny unet trained on it.
 """
 
 from __future__ import annotations
@@ -393,6 +394,30 @@ def demo_chain(tmp_path_factory):
                       progress=False)
     run_demo(ctx, until="patches")
     return ctx
+
+
+# ---------------------------------------------------------------- a tiny training run
+@pytest.fixture(scope="session")
+def patch_root(tmp_path_factory) -> Path:
+    """A 10-patch, 32 px, six-band (B2 B3 B4 B8 VV VH) dataset: 6 train, 2 val, 2 test,
+    written by the real patch writer (read-only)."""
+    from tests.support.rasters import write_patch_dataset
+
+    return write_patch_dataset(tmp_path_factory.mktemp("patches") / "ds")
+
+
+@pytest.fixture(scope="session")
+def trained_unet(patch_root, tmp_path_factory) -> Path:
+    """A tiny unet trained one epoch on ``patch_root`` by isamap-train: its model file, which
+    records the grid and band ranges (read-only)."""
+    from cli.train import train_main
+
+    run = tmp_path_factory.mktemp("trained_unet") / "run"
+    assert train_main(["--data", str(patch_root), "--out", str(run), "--model", "unet",
+                       "--model-kwargs", '{"widths": [4, 8, 8, 16, 16]}', "--epochs", "1",
+                       "--batch-size", "2", "--workers", "0", "--precision", "fp32",
+                       "--no-progress", "-q"]) == 0
+    return run / "model.pt"
 
 
 # ---------------------------------------------------------------- a tiny map's COGs
