@@ -30,6 +30,8 @@ from tests.support.shared_files import private_strings
 from training.metrics import roc_auc
 
 NAMES = ("pervious", "impervious")
+#: the session's demo_chain is built once: its readers run on one worker
+pytestmark = pytest.mark.xdist_group("demo_chain")
 
 
 @pytest.fixture

@@ -18,6 +18,8 @@ from tests.support.shared_files import private_strings, shared_files
 
 #: the shared run's scene side: the smallest ``--size`` the demo takes (``demo_chain``'s)
 SIZE = 384
+#: the session's demo_chain is built once: its readers run on one worker
+pytestmark = pytest.mark.xdist_group("demo_chain")
 
 
 def test_demo_writes_and_reports_every_output(demo_chain, capsys):

@@ -25,8 +25,9 @@ COMMON = ["--tile", "64", "--overlap", "16", "--quiet", "--precision", "fp32"]
 TINY = {"widths": [4, 8, 8, 16, 16]}
 
 
-#: the module-scoped fixtures below are built once: their tests run on one worker
-pytestmark = pytest.mark.xdist_group("inference.predict.test_expected_inputs")
+#: the session's trained_unet and the module fixtures below are built once: their readers
+#: run on one worker
+pytestmark = pytest.mark.xdist_group("trained_unet")
 
 
 @pytest.fixture(scope="module")

@@ -32,8 +32,9 @@ def _read(path, bands, scale=1.0, nodata_zero=False):
     return data
 
 
-#: the module-scoped fixtures below are built once: their tests run on one worker
-pytestmark = pytest.mark.xdist_group("inference.predict.test_spectral_checks")
+#: the session's trained_unet and the module fixtures below are built once: their readers
+#: run on one worker
+pytestmark = pytest.mark.xdist_group("trained_unet")
 
 
 @pytest.fixture(scope="module")
