@@ -11,6 +11,8 @@
 - ``shared_weights``: the published encoder files in ../shared/weights (the same rule).
 - ``cogs``: a real class/probability COG pair from a tiny prediction (publishing, predict's
   command and credentials tests).
+- ``demo_chain``: the demo's chain at its smallest size, up to the patches (read-only).
+- ``patch_root``, ``trained_unet``: a small patch dataset and a tiny unet trained on it.
 """
 
 from __future__ import annotations
@@ -375,6 +377,47 @@ def signed_gcs(gcs_bucket, user_adc_home, token_endpoint, monkeypatch) -> Signed
     monkeypatch.delenv("GS_NO_SIGN_REQUEST", raising=False)
     monkeypatch.setenv("GOA2_AUTH_URL_TOKEN", url)
     return SignedGcs(gcs_bucket, user_adc_home, refresh, posts)
+
+
+# ---------------------------------------------------------------- the demo's chain
+@pytest.fixture(scope="session")
+def demo_chain(tmp_path_factory):
+    """The demo's steps at its smallest ``--size`` up to the patches, once per worker: the
+    synthetic scene at both dates, the stack, the quick-looks and the patches, as ``isamap-demo
+    --until patches`` writes them; returns the steps' ``DemoContext`` (``scene``, ``later``,
+    ``stack``, ``out``). Read-only: a test that changes a file works on a copy."""
+    from cli.demo import DEMO_SIZES
+    from inference.demo.context import DemoContext
+    from inference.demo.steps import run_demo
+
+    ctx = DemoContext(tmp_path_factory.mktemp("demo") / "out", size=DEMO_SIZES[0],
+                      progress=False)
+    run_demo(ctx, until="patches")
+    return ctx
+
+
+# ---------------------------------------------------------------- a tiny training run
+@pytest.fixture(scope="session")
+def patch_root(tmp_path_factory) -> Path:
+    """A 10-patch, 32 px, six-band (B2 B3 B4 B8 VV VH) dataset: 6 train, 2 val, 2 test,
+    written by the real patch writer (read-only)."""
+    from tests.support.rasters import write_patch_dataset
+
+    return write_patch_dataset(tmp_path_factory.mktemp("patches") / "ds")
+
+
+@pytest.fixture(scope="session")
+def trained_unet(patch_root, tmp_path_factory) -> Path:
+    """A tiny unet trained one epoch on ``patch_root`` by isamap-train: its model file, which
+    records the grid and band ranges (read-only)."""
+    from cli.train import train_main
+
+    run = tmp_path_factory.mktemp("trained_unet") / "run"
+    assert train_main(["--data", str(patch_root), "--out", str(run), "--model", "unet",
+                       "--model-kwargs", '{"widths": [4, 8, 8, 16, 16]}', "--epochs", "1",
+                       "--batch-size", "2", "--workers", "0", "--precision", "fp32",
+                       "--no-progress", "-q"]) == 0
+    return run / "model.pt"
 
 
 # ---------------------------------------------------------------- a tiny map's COGs

@@ -23,7 +23,6 @@ from cli.fit import build_parser, main
 from cli.predict import predict_main
 from contract.bands import LABEL_NODATA
 from inference.assess.point_files import write_design
-from inference.demo.steps import build_stack_for_demo
 from tests.support.lock_holder import files_under, held_elsewhere
 from tests.support.refusals import assert_refused
 from tests.support.scenes import undated_copy
@@ -31,19 +30,14 @@ from tests.support.shared_files import private_strings
 from training.metrics import roc_auc
 
 NAMES = ("pervious", "impervious")
+#: the session's demo_chain is built once: its readers run on one worker
+pytestmark = pytest.mark.xdist_group("demo_chain")
 
 
-#: the module-scoped fixtures below are built once: their tests run on one worker
-pytestmark = pytest.mark.xdist_group("cli.test_fit")
-
-
-@pytest.fixture(scope="module")
-def demo_stack(tmp_path_factory):
-    from gee_export.local.synthetic import generate_scene
-
-    root = tmp_path_factory.mktemp("demo")
-    scene = generate_scene(root / "scene", width=256, height=256, fine_scale=2, progress=False)
-    return build_stack_for_demo(scene, root / "stack")
+@pytest.fixture
+def demo_stack(demo_chain):
+    """The demo's stack (the session's chain: read-only)."""
+    return demo_chain.stack
 
 
 def labelled_pixels(label_path: str | Path, n: int, seed: int = 0, rows: slice = slice(None)):
@@ -315,7 +309,7 @@ def test_the_ceo_export_of_a_blind_design_is_refused_as_its_sample_csv_is(demo_s
 
 @pytest.mark.slow
 def test_backend_local_makes_the_stack_over_the_points(demo_stack, tmp_path):
-    scenes = Path(demo_stack.image).parents[1] / "scene"  # the scene folder the stack came from
+    scenes = Path(demo_stack.image).parents[2] / "scene"  # the scene folder the stack came from
     lon, lat, codes, _ = labelled_pixels(demo_stack.label, 150, seed=3)
     inner = (lon > np.quantile(lon, 0.2)) & (lat > np.quantile(lat, 0.2))  # a part of the scene
     points = write_points(tmp_path / "points.csv", lon[inner], lat[inner], codes[inner])
@@ -345,7 +339,7 @@ def test_backend_local_refuses_points_off_the_scenes_before_making_a_stack(demo_
                                                                            tmp_path, capsys):
     """Two points 20 km off stretched the stack over the gap (7153 x 4265 px, 99.5 % empty),
     then were left out as "without data"; now they are refused before any compositing."""
-    scenes = Path(demo_stack.image).parents[1] / "scene"
+    scenes = Path(demo_stack.image).parents[2] / "scene"
     lon, lat, codes, _ = labelled_pixels(demo_stack.label, 60, seed=3)
     lon, lat = np.append(lon, lon[0] + 0.2), np.append(lat, lat[0])
     points = write_points(tmp_path / "points.csv", lon, lat, np.append(codes, codes[0]))
@@ -368,7 +362,7 @@ def test_backend_local_reads_the_scenes_with_the_exports_scene_date(demo_stack, 
     """Scenes whose files carry no date are exported with --scene-date, which isamap-fit
     --backend local did not take: such a folder could not be fitted on. Both its extent
     check and its stack now read the scenes with the date given, and the model records it."""
-    scenes = undated_copy(Path(demo_stack.image).parents[1] / "scene", tmp_path / "undated")
+    scenes = undated_copy(Path(demo_stack.image).parents[2] / "scene", tmp_path / "undated")
     lon, lat, codes, _ = labelled_pixels(demo_stack.label, 60, seed=3)
     points = write_points(tmp_path / "points.csv", lon, lat, codes)
     common = ["--points", str(points), "--backend", "local", "--scenes", str(scenes),

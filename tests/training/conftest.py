@@ -1,29 +1,9 @@
-"""Small patch datasets written by the real patch writer (docs/data-contract.md).
-
-``contract.patch_writer.PatchWriter`` writes the files and
-``contract.dataset.commit_month`` the
-index and manifest, so the training tests read exactly what the exporters produce.
-
-The scenes are learnable on purpose: impervious blobs are bright in the optical bands and
-in the SAR bands, with noise, so a tiny model can overfit a few patches.
-"""
+"""The training tests' shared run: one tiny ``hrnet`` (the dataset is ``patch_root``,
+tests/conftest.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-
-from tests.support.rasters import write_patch_dataset
-
-BANDS = ["B2", "B3", "B4", "B8", "VV", "VH"]
-
-
-@pytest.fixture(scope="session")
-def patch_root(tmp_path_factory) -> Path:
-    """A 10-patch, 32 px, six-band (B2 B3 B4 B8 VV VH) dataset: 6 train, 2 val, 2 test."""
-    return write_patch_dataset(tmp_path_factory.mktemp("patches") / "ds")
-
 
 HRNET_TINY = {"width": 2, "stem_width": 4, "stage1_width": 2, "modules": (1, 1, 1),
               "blocks": 1}

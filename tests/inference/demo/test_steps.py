@@ -16,21 +16,14 @@ from contract.dataset import read_index, read_manifest
 from gee_export.local.synthetic import BUILDING, CLASS_S1, CLASS_S2, S2_BANDS, VEGETATION, WATER
 from tests.support.shared_files import private_strings, shared_files
 
-#: the shared run's scene side: the smallest ``--size`` the demo takes
+#: the shared run's scene side: the smallest ``--size`` the demo takes (``demo_chain``'s)
 SIZE = 384
-#: the tests of the shared ``--until patches`` run, on one worker that makes it once
-pytestmark = pytest.mark.xdist_group("demo")
+#: the session's demo_chain is built once: its readers run on one worker
+pytestmark = pytest.mark.xdist_group("demo_chain")
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "out"
-    return out, main(["--out", str(out), "--size", str(SIZE), "--until", "patches"])
-
-
-def test_demo_writes_and_reports_every_output(demo_run, capsys):
-    out, code = demo_run
-    assert code == 0
+def test_demo_writes_and_reports_every_output(demo_chain, capsys):
+    out = demo_chain.out
     manifest = read_manifest(out / "patches")
     assert manifest["backend"] == "synthetic" and manifest["bands"] == list(DEFAULT_IMAGE_BANDS)
     records = read_index(out / "patches")
@@ -53,16 +46,12 @@ def test_demo_writes_and_reports_every_output(demo_run, capsys):
     assert after == before
 
 
-def test_demo_composite_recovers_the_class_signatures(demo_run):
-    out, _ = demo_run
+def test_demo_composite_recovers_the_class_signatures(demo_chain):
+    out = demo_chain.out
     with rasterio.open(out / "stack" / "2019-06" / "stack_2019-06_image.tif") as src:
         assert src.descriptions == DEFAULT_IMAGE_BANDS and src.tags()["SYNTHETIC"] == "yes"
         image = src.read()
-    from gee_export.local.synthetic import generate_scene
-
-    scene_params = json.loads((out / "scene" / "scene.json").read_text())
-    scene = generate_scene(out / "scene", seed=scene_params["seed"], width=SIZE, height=SIZE)
-    fractions = scene.class_fractions()
+    fractions = demo_chain.scene.class_fractions()
     assert np.isfinite(image).mean() > 0.999  # clouds masked, but some clear date everywhere
     for code in (BUILDING, VEGETATION, WATER):
         pure = fractions[code] == 1.0
@@ -74,9 +63,11 @@ def test_demo_composite_recovers_the_class_signatures(demo_run):
             assert np.median(image[i][pure]) == pytest.approx(want_db, abs=0.6)
 
 
-def test_demo_keeps_its_patches_when_the_stack_is_only_touched(demo_run, capsys):
+def test_demo_keeps_its_patches_when_the_stack_is_only_touched(demo_chain, tmp_path, capsys):
     """Same content, new modification time: the stack is the same, nothing is cut again."""
-    out, _ = demo_run
+    import shutil
+
+    out = shutil.copytree(demo_chain.out, tmp_path / "out")
     (image,) = (out / "stack" / "2019-06").glob("*image.tif")
     image.write_bytes(image.read_bytes())
     capsys.readouterr()
@@ -120,7 +111,7 @@ def _beam_equals_single_process(out, tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_demo_runs_the_whole_chain_to_a_two_date_series(demo_run, tmp_path, capsys,
+def test_demo_runs_the_whole_chain_to_a_two_date_series(demo_chain, tmp_path, capsys,
                                                          ee_offline):
     """scene x2 -> stack -> patches (the shared ``--until patches`` run's, copied: the chain
     goes on from where it stopped) -> train -> evaluate -> two dates mapped -> change, area over
@@ -131,7 +122,7 @@ def test_demo_runs_the_whole_chain_to_a_two_date_series(demo_run, tmp_path, caps
     from training.modelfile import load_model_file
 
     out = tmp_path / "out"
-    shutil.copytree(demo_run[0], out)
+    shutil.copytree(demo_chain.out, out)
     assert main(["--out", str(out), "--size", str(SIZE), "--epochs", "1", "--threads",
                  "1"]) == 0
     printed = capsys.readouterr().out
@@ -162,7 +153,7 @@ def test_demo_runs_the_whole_chain_to_a_two_date_series(demo_run, tmp_path, caps
     # every file a user may share (STAC, manifests, apps, reports, COG tags) names no local
     # path but relative to the output: not the folder it was made in, not the home folder
     home = str(Path.home())
-    made_in = [str(tmp_path), str(demo_run[0].parent)]  # and where the copied steps ran
+    made_in = [str(tmp_path), str(demo_chain.out.parent)]  # and where the copied steps ran
     assert private_strings(out, [*made_in, *([home] if len(home) > 1 else [])]) == []
     scanned = {p.relative_to(out).as_posix() for p in shared_files(out)}
     assert {"maps/map.json", "maps/collection.json", "maps/2021-06/isa_2021-06_class.stac.json",
@@ -198,20 +189,16 @@ def test_quiet_demo_draws_no_progress_bar(tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_demo_assess_step_scores_the_map_the_label_and_the_change(demo_run, tmp_path):
-    """The ``assess`` step on a small scene pair (the shared run's, read: generate_scene finds
-    them already written) and maps made from their labels with errors."""
+def test_demo_assess_step_scores_the_map_the_label_and_the_change(demo_chain, tmp_path):
+    """The ``assess`` step on the shared run's scene pair (read) and maps made from their
+    labels with errors."""
     import time
 
-    from gee_export.local.synthetic import generate_scene
     from inference.cog.maps import write_cog
-    from inference.demo.steps import LATER_GROWTH, LATER_MONTH, DemoContext, step_assess
+    from inference.demo.steps import DemoContext, step_assess
     from inference.predict.stats import change_map
 
-    drawn = demo_run[0]
-    scene = generate_scene(drawn / "scene", seed=0, width=SIZE, height=SIZE, progress=False)
-    later = generate_scene(drawn / f"scene_{LATER_MONTH}", seed=0, width=SIZE, height=SIZE,
-                           progress=False, month=LATER_MONTH, growth=LATER_GROWTH)
+    scene, later = demo_chain.scene, demo_chain.later
     rng = np.random.default_rng(0)
     maps = []
     for s in (scene, later):

@@ -9,13 +9,6 @@ import pytest
 
 from core.version import code_version
 from inference.demo.training import DEMO_BATCH, DEMO_MIN_STEPS, demo_batch_size, run_demo_training
-from tests.support.rasters import write_patch_dataset
-
-
-@pytest.fixture(scope="module")
-def patch_root(tmp_path_factory):
-    """The training tests' 10-patch, 32 px, six-band dataset (tests/training/conftest.py)."""
-    return write_patch_dataset(tmp_path_factory.mktemp("patches") / "ds")
 
 
 @pytest.fixture(scope="module")

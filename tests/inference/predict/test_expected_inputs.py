@@ -1,7 +1,8 @@
 """isamap-predict compares its input with the model's training data before the first tile.
 
-The model files are real: one trained by ``isamap-train`` on a small patch dataset (it records
-its grid and band percentiles), one of an older isamap (no ranges: band-name rules only).
+The model files are real: one trained by ``isamap-train`` on a small patch dataset (the
+session's ``trained_unet``: it records its grid and band percentiles), one of an older isamap
+(no ranges: band-name rules only).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from affine import Affine
 
 from cli.predict import predict_main
 from contract.geotiff import write_geotiff
-from tests.support.rasters import BANDS, scene_stack, write_patch_dataset, write_stack
+from tests.support.rasters import BANDS, scene_stack, write_stack
 from training.modelfile import ModelMeta, read_model_file, save_model_file
 from training.models import create_model
 
@@ -24,22 +25,9 @@ COMMON = ["--tile", "64", "--overlap", "16", "--quiet", "--precision", "fp32"]
 TINY = {"widths": [4, 8, 8, 16, 16]}
 
 
-#: the module-scoped fixtures below are built once: their tests run on one worker
-pytestmark = pytest.mark.xdist_group("inference.predict.test_expected_inputs")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A unet trained one epoch by isamap-train: its file records grid and band ranges."""
-    from cli.train import train_main
-
-    base = tmp_path_factory.mktemp("trained")
-    data = write_patch_dataset(base / "ds")
-    assert train_main(["--data", str(data), "--out", str(base / "run"), "--model", "unet",
-                       "--model-kwargs", '{"widths": [4, 8, 8, 16, 16]}', "--epochs", "1",
-                       "--batch-size", "2", "--workers", "0", "--precision", "fp32",
-                       "--no-progress", "-q"]) == 0
-    return base / "run" / "model.pt"
+#: the session's trained_unet and the module fixtures below are built once: their readers
+#: run on one worker
+pytestmark = pytest.mark.xdist_group("trained_unet")
 
 
 @pytest.fixture(scope="module")
@@ -62,21 +50,22 @@ def _int16(data: np.ndarray) -> np.ndarray:
     return np.round(scaled).astype(np.int16)
 
 
-def test_the_model_file_records_its_grid_and_band_ranges(trained):
-    meta, _ = read_model_file(trained)
+def test_the_model_file_records_its_grid_and_band_ranges(trained_unet):
+    meta, _ = read_model_file(trained_unet)
     assert meta.pixel_size == 10.0 and set(meta.band_ranges) == set(BANDS)
     p1, p50, p99 = meta.band_ranges["VV"]
     assert p1 < p50 < p99 < 0  # sigma0 in dB
     assert 0 < meta.band_ranges["B2"][1] < 0.3  # reflectance
 
 
-def test_an_integer_stack_is_refused_and_the_float_one_maps(trained, tmp_path, capsys):
+def test_an_integer_stack_is_refused_and_the_float_one_maps(trained_unet, tmp_path, capsys):
     data = scene_stack(96, 112)
-    assert _predict(trained, write_stack(tmp_path / "f.tif", data), tmp_path / "f" / "isa") == 0
+    floats = write_stack(tmp_path / "f.tif", data)
+    assert _predict(trained_unet, floats, tmp_path / "f" / "isa") == 0
     ints = write_geotiff(tmp_path / "i.tif", _int16(data), Affine(10, 0, 5e5, 0, -10, 3.4e6),
                          "EPSG:32650", None, descriptions=list(BANDS))
     capsys.readouterr()
-    assert _predict(trained, ints, tmp_path / "i" / "isa") == 2
+    assert _predict(trained_unet, ints, tmp_path / "i" / "isa") == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert "does not hold what the model was trained on: B2 has a median of" in err
@@ -96,15 +85,15 @@ def test_an_integer_stack_is_refused_by_band_names_for_an_older_model(older, tmp
     assert "B2 has a median of" in err and "reflectance x 10000 (an integer export)?" in err
 
 
-def test_a_30_m_stack_is_refused_for_a_10_m_model(trained, tmp_path, capsys):
+def test_a_30_m_stack_is_refused_for_a_10_m_model(trained_unet, tmp_path, capsys):
     coarse = write_stack(tmp_path / "c.tif", scene_stack(64, 64), res=30.0)
-    assert _predict(trained, coarse, tmp_path / "c" / "isa") == 2
+    assert _predict(trained_unet, coarse, tmp_path / "c" / "isa") == 2
     err = capsys.readouterr().err
     assert "has pixels of 30 m, but the model was trained on 10 m pixels" in err
     assert "gdalwarp -tr 10 10 -r bilinear" in err
 
 
-@pytest.mark.parametrize("which", ["trained", "older"])
+@pytest.mark.parametrize("which", ["trained_unet", "older"])
 def test_the_order_an_error_suggested_is_checked_on_a_reordered_file(which, request, tmp_path,
                                                                      capsys):
     """A file stored VV,VH,B2,B3,B4,B8 without names, given the order the refusal proposes."""
@@ -213,7 +202,7 @@ def test_clahe_is_refused_on_a_binary_model_unless_forced(older, tmp_path, capsy
     assert _predict(older, stack, tmp_path / "a" / "isa", *clahe, "--force-postprocess") == 0
 
 
-@pytest.mark.parametrize("which", ["trained", "older"])
+@pytest.mark.parametrize("which", ["trained_unet", "older"])
 def test_a_real_stack_of_digital_numbers_is_refused(which, request, shared_data, tmp_path,
                                                     capsys):
     """Sen1Floods11's Spain chip stacked as delivered: S2 L1C DN (x 10000) beside S1 dB."""

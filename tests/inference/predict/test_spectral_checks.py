@@ -17,7 +17,6 @@ import pytest
 import rasterio
 
 from cli.predict import predict_main, predict_parser
-from tests.inference.predict.test_expected_inputs import trained  # noqa: F401 (a fixture)
 from tests.support.rasters import write_stack
 from tests.support.refusals import assert_refused
 
@@ -33,8 +32,9 @@ def _read(path, bands, scale=1.0, nodata_zero=False):
     return data
 
 
-#: the module-scoped fixtures below are built once: their tests run on one worker
-pytestmark = pytest.mark.xdist_group("inference.predict.test_spectral_checks")
+#: the session's trained_unet and the module fixtures below are built once: their readers
+#: run on one worker
+pytestmark = pytest.mark.xdist_group("trained_unet")
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +100,10 @@ CASES = {  # case: (optical, radar, edit, words of the refusal)
 }
 
 
-def test_real_l2a_and_sigma0_map_with_their_facts_recorded(trained, real, tmp_path,  # noqa: F811
+def test_real_l2a_and_sigma0_map_with_their_facts_recorded(trained_unet, real, tmp_path,
                                                             capsys):
-    assert _predict(trained, _stack(real, tmp_path / "ok.tif"), tmp_path / "o" / "isa") == 0
+    stack = _stack(real, tmp_path / "ok.tif")
+    assert _predict(trained_unet, stack, tmp_path / "o" / "isa") == 0
     assert "input_notes" not in capsys.readouterr().out
     with rasterio.open(tmp_path / "o" / "isa_class.tif") as ds:
         tags = ds.tags()
@@ -112,19 +113,19 @@ def test_real_l2a_and_sigma0_map_with_their_facts_recorded(trained, real, tmp_pa
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_a_wrong_stack_is_refused_in_one_line(case, trained, real, tmp_path,  # noqa: F811
+def test_a_wrong_stack_is_refused_in_one_line(case, trained_unet, real, tmp_path,
                                               capsys):
     optical, radar, edit, words = CASES[case]
     stack = _stack(real, tmp_path / "s.tif", optical, radar, edit)
-    status = _predict(trained, stack, tmp_path / "o" / "isa")
+    status = _predict(trained_unet, stack, tmp_path / "o" / "isa")
     assert_refused(status, capsys.readouterr().err, predict_parser(), *words)
     assert not (tmp_path / "o").exists()  # refused before anything was written
 
 
 def test_allow_implausible_maps_a_doubted_stack_with_the_reason_recorded(
-        trained, real, tmp_path, capsys):  # noqa: F811
+        trained_unet, real, tmp_path, capsys):
     stack = _stack(real, tmp_path / "s.tif", edit=_swap(0, 2))
-    assert _predict(trained, stack, tmp_path / "o" / "isa", "--allow-implausible") == 0
+    assert _predict(trained_unet, stack, tmp_path / "o" / "isa", "--allow-implausible") == 0
     report = capsys.readouterr().out
     notes = json.loads(report[report.index("{"):])["input_notes"]
     assert len(notes) == 1 and "B2 and B4 are swapped" in notes[0]
@@ -133,11 +134,11 @@ def test_allow_implausible_maps_a_doubted_stack_with_the_reason_recorded(
             assert json.loads(ds.tags()["input_notes"]) == notes
 
 
-def test_gamma0_for_sigma0_maps_with_its_statistics_recorded(trained, real, tmp_path,  # noqa: F811
+def test_gamma0_for_sigma0_maps_with_its_statistics_recorded(trained_unet, real, tmp_path,
                                                              capsys):
     """Gamma0 and sigma0 differ by less than real scenes do: mapped, the medians recorded."""
     stack = _stack(real, tmp_path / "g.tif", radar="gamma0")
-    assert _predict(trained, stack, tmp_path / "o" / "isa") == 0
+    assert _predict(trained_unet, stack, tmp_path / "o" / "isa") == 0
     with rasterio.open(tmp_path / "o" / "isa_class.tif") as ds:
         radar = json.loads(ds.tags()["input_facts"])["radar"]
     assert radar["median"]["VV"] == pytest.approx(float(np.nanmedian(real["gamma0"][0])),
