@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from tests.inference.predict.test_expected_inputs import older, trained  # noqa: F401
+from tests.inference.predict.test_expected_inputs import older  # noqa: F401
 from tests.inference.predict.test_spectral_checks import _predict, _stack, real  # noqa: F401
 from tests.support.rasters import BANDS
 from training.modelfile import load_model_file, read_model_file, save_model_file
@@ -33,9 +33,9 @@ pytestmark = pytest.mark.xdist_group("inference.predict.test_backscatter_notes")
 
 
 @pytest.fixture(scope="module")
-def sigma0_model(trained, real, tmp_path_factory):  # noqa: F811
+def sigma0_model(trained_unet, real, tmp_path_factory):  # noqa: F811
     """The trained model, its file recording a sigma0 recipe and the real stack's ranges."""
-    model, meta = load_model_file(trained)
+    model, meta = load_model_file(trained_unet)
     data = np.concatenate([real["l2a"], real["sigma0"]])
     ranges = {b: tuple(float(np.nanpercentile(v, q)) for q in (1, 50, 99))
               for b, v in zip(BANDS, data, strict=True)}

@@ -17,7 +17,6 @@ from affine import Affine
 from cli.predict import predict_main
 from contract.band_values import offset_left_in, sigma0_swapped
 from contract.geotiff import write_geotiff
-from tests.inference.predict.test_expected_inputs import trained  # noqa: F401 (a fixture)
 from tests.support.rasters import BANDS, scene_stack, write_stack
 
 COMMON = ["--tile", "64", "--overlap", "16", "--quiet", "--precision", "fp32"]
@@ -56,45 +55,48 @@ def test_real_scenes_pass_the_rules_and_the_offset_is_seen_in_one(shared_data):
         assert problem and "the +0.1 BOA offset" in problem, tile
 
 
-def test_linear_sigma0_is_refused_for_a_db_model(trained, tmp_path, capsys):  # noqa: F811
+def test_linear_sigma0_is_refused_for_a_db_model(trained_unet, tmp_path, capsys):
     data = scene_stack(96, 112)
     data[4:] = 10 ** (data[4:] / 10)
-    status = _predict(trained, write_stack(tmp_path / "lin.tif", data), tmp_path / "o" / "isa")
+    status = _predict(trained_unet, write_stack(tmp_path / "lin.tif", data),
+                      tmp_path / "o" / "isa")
     _refused(capsys, status, tmp_path / "o", "VV holds sigma0 in linear power",
              "trained on sigma0 in dB", "10 * log10(value) of each value")
 
 
-def test_swapped_vv_vh_are_refused_unless_allowed(trained, tmp_path, capsys):  # noqa: F811
+def test_swapped_vv_vh_are_refused_unless_allowed(trained_unet, tmp_path, capsys):
     data = scene_stack(96, 112)
     stack = write_stack(tmp_path / "sw.tif", data[[0, 1, 2, 3, 5, 4]])
-    status = _predict(trained, stack, tmp_path / "o" / "isa")
+    status = _predict(trained_unet, stack, tmp_path / "o" / "isa")
     _refused(capsys, status, tmp_path / "o", "VV and VH are swapped", "--allow-implausible")
-    assert _predict(trained, stack, tmp_path / "a" / "isa", "--allow-implausible") == 0
+    assert _predict(trained_unet, stack, tmp_path / "a" / "isa", "--allow-implausible") == 0
     assert "mapped anyway (--allow-implausible)" in capsys.readouterr().err
 
 
-def test_the_offset_left_in_a_real_tile_is_refused(trained, shared_data, tmp_path,  # noqa: F811
+def test_the_offset_left_in_a_real_tile_is_refused(trained_unet, shared_data, tmp_path,
                                                    capsys):
     with rasterio.open(shared_data / "dynamicworld_s2" / "java_s2l2a.tif") as ds:
         dn = ds.read([2, 3, 4, 8], window=((0, 96), (0, 112))).astype(np.float32)
     data = scene_stack(96, 112)
     data[:4] = dn / 10000
-    assert _predict(trained, write_stack(tmp_path / "ok.tif", data), tmp_path / "k" / "isa") == 0
+    assert _predict(trained_unet, write_stack(tmp_path / "ok.tif", data),
+                    tmp_path / "k" / "isa") == 0
     capsys.readouterr()
     data[:4] += 0.1
-    status = _predict(trained, write_stack(tmp_path / "off.tif", data), tmp_path / "o" / "isa")
+    status = _predict(trained_unet, write_stack(tmp_path / "off.tif", data),
+                      tmp_path / "o" / "isa")
     _refused(capsys, status, tmp_path / "o", "the +0.1 BOA offset", "--allow-implausible")
 
 
-def test_zero_fill_without_a_nodata_tag_is_refused(trained, tmp_path, capsys):  # noqa: F811
+def test_zero_fill_without_a_nodata_tag_is_refused(trained_unet, tmp_path, capsys):
     data = scene_stack(96, 112)
     data[:, :, :30] = 0.0
     transform = Affine(10, 0, 5e5, 0, -10, 3.4e6)
     bare = write_geotiff(tmp_path / "z.tif", data, transform, "EPSG:32650", None,
                          descriptions=list(BANDS))
-    status = _predict(trained, bare, tmp_path / "o" / "isa")
+    status = _predict(trained_unet, bare, tmp_path / "o" / "isa")
     _refused(capsys, status, tmp_path / "o", "are 0 in every band", "rio edit-info --nodata 0 FILE")
     tagged = write_geotiff(tmp_path / "t.tif", data, transform, "EPSG:32650", 0.0,
                            descriptions=list(BANDS))
-    assert _predict(trained, tagged, tmp_path / "t" / "isa") == 0
+    assert _predict(trained_unet, tagged, tmp_path / "t" / "isa") == 0
 
