@@ -15,7 +15,13 @@ from cli.predict import predict_main
 from cli.publish import publish_main
 from contract.geotiff import write_geotiff
 from inference.predict.change.arrays import DEFAULT_SPECTRAL_THRESHOLD
-from tests.support.rasters import BANDS, assert_valid_cog, smooth_stack, write_stack
+from tests.support.rasters import (
+    BANDS,
+    assert_valid_cog,
+    scene_stack,
+    smooth_stack,
+    write_stack,
+)
 from training.modelfile import ModelMeta, load_model_file, save_model_file
 from training.models import create_model
 
@@ -99,6 +105,24 @@ def refusal_inputs(model_file, tmp_path_factory) -> dict[str, str]:
                                height=30, count=3, dtype="uint8") as dst:
                 dst.write(np.full((3, 30, 40), 7, np.uint8))
     (root / "garbage.pt").write_bytes(b"hello garbage" * 50)
+    scene = scene_stack(96, 112)
+    ints = np.round(scene * np.array([1e4] * 4 + [100] * 2)[:, None, None]).astype(np.int16)
+    rng = np.random.default_rng(3)  # vegetation: red well below near infrared
+    veg = rng.random((96, 112)) < 0.7
+    red_nir = scene.copy()
+    red_nir[2] = np.where(veg, 0.04, 0.2) + 0.01 * rng.random(veg.shape)
+    red_nir[3] = np.where(veg, 0.4, 0.25) + 0.02 * rng.random(veg.shape)
+    empty = scene.copy()
+    empty[2] = np.nan  # one band the model reads is empty: no pixel has all its values
+    grid: dict[str, Any] = {"transform": Affine(10, 0, 500000, 0, -10, 3400000),
+                            "crs": "EPSG:32650"}
+    codes = np.arange(120 * 150).reshape(1, 120, 150)
+    nan_weights = torch.load(model_file, weights_only=True)
+    nan_weights.pop("weights_sha256")  # as an isamap without digests wrote it
+    for value in nan_weights["state_dict"].values():
+        if value.is_floating_point():
+            value.fill_(float("nan"))
+    torch.save(nan_weights, root / "nan.pt")
     s2: dict[str, Any] = {"widths": [4, 8, 8, 16, 16], "bands": list(BANDS)}
     unet = {"widths": [2, 2, 2, 2, 2]}
     torch.manual_seed(3)
@@ -106,7 +130,26 @@ def refusal_inputs(model_file, tmp_path_factory) -> dict[str, str]:
         "model": model_file, "stack": write_stack(root / "stack.tif", data), "first": first,
         "earlier": write_stack(root / "earlier.tif", data), "zones": zones,
         "absent": root / "absent.pt", "absent_tif": root / "x.tif", "cut": cut,
-        "garbage": root / "garbage.pt",
+        "garbage": root / "garbage.pt", "nan_weights": root / "nan.pt",
+        "ints": write_geotiff(root / "ints.tif", ints, descriptions=list(BANDS), nodata=None,
+                              **grid),
+        "swapped": write_geotiff(root / "swapped.tif", red_nir[[0, 1, 3, 2, 4, 5]],
+                                 nodata=float("nan"), **grid),
+        "empty": write_stack(root / "empty.tif", empty),
+        **{name: write_geotiff(root / f"{name}.tif", (codes % n).astype("uint8"), nodata=255,
+                               **grid) for name, n in (("land_cover_codes", 7),
+                                                       ("probability_codes", 251))},
+        "three_classes": save_model_file(
+            root / "lc.pt", create_model("unet", len(BANDS), 3, widths=[4, 8, 8, 16, 16]),
+            ModelMeta("unet", len(BANDS), 3, BANDS, (0.0,) * 6, (1.0,) * 6,
+                      model_kwargs={"widths": [4, 8, 8, 16, 16]}, class_scheme="landcover",
+                      class_names=("water", "impervious", "trees"))),
+        "degrees": save_model_file(
+            root / "deg.pt", create_model("unet", len(BANDS), 2, widths=[4, 8, 8, 16, 16]),
+            ModelMeta("unet", len(BANDS), 2, BANDS, (0.0,) * 6, (1.0,) * 6,
+                      model_kwargs={"widths": [4, 8, 8, 16, 16]}, pixel_size=8.983e-05,
+                      extra={"dataset": {"grid": {"crs": "EPSG:4326",
+                                                  "resolution": 8.983e-05}}})),
         "unnamed": write_geotiff(root / "unnamed.tif", data, Affine(10, 0, 5e5, 0, -10, 3.4e6),
                                  "EPSG:32650", float("nan")),
         **{name.replace(".", "_"): root / name for name in (
@@ -180,6 +223,11 @@ _INT8 = pytest.mark.skipif(
          "--bands VV,VH,B2,B3,B4,B8 contradicts the input's own band names"),
         ("lacks-bands", "--input {four}", "the input stack lacks band(s) ['VV', 'VH']"),
         ("band-twice", "--input {twice}", "the input names band B2 twice (B2 and B02)"),
+        ("no-valid-pixel", "--input {empty}", "has no pixel with a value in every band"),
+        ("integer-stack", "--input {ints}", "B2 has a median of"),
+        ("integer-stack-says-why", "--input {ints}", "reflectance x 10000 (an integer export)?"),
+        ("red-and-near-infrared-swapped", "--input {swapped} --bands B2,B3,B4,B8,VV,VH",
+         "B4 (red) is often twice as bright as B8"),
         ("month-contradicts-stack", "--input {first} --month 2019-06",
          "--month 2019-06, but the input stack is of 2021-06"),
         ("compare-with-later", "--input {early} --compare-with {mapped}_class.tif",
@@ -201,6 +249,15 @@ _INT8 = pytest.mark.skipif(
         ("out-of-edited-copy", "--input {edited} --out {mapped}",
          "another input: stack.tif, where this run's --input is edited.tif; give another"),
         # change maps: the rules of --compare-with, --earlier-stack and their company
+        ("compare-with-a-probability-map", "--compare-with {mapped}_prob.tif",
+         "is a probability map, not a class map"),
+        ("compare-with-other-classes", "--model {three_classes} --compare-with {mapped}_class.tif",
+         "holds the classes pervious, impervious, this model predicts water"),
+        *[(f"compare-with-untagged-{name}", f"--compare-with {{{name}}} --change-margin 0",
+           f"--compare-with {{{name}}} holds codes [2, 3, ") for name in (
+               "land_cover_codes", "probability_codes")],
+        ("compare-with-untagged-says-why", "--compare-with {land_cover_codes} --change-margin 0",
+         "so it is not a class map of them; give the <out>_class.tif"),
         ("margin-alone", "--change-margin 0.1", "give --compare-with"),
         ("earlier-stack-alone", "--model {absent} --earlier-stack {earlier}",
          "give --compare-with"),
@@ -227,6 +284,10 @@ _INT8 = pytest.mark.skipif(
         ("spectral-without-prob", "--compare-with {no_prob}_class.tif --earlier-stack {earlier}",
          "drop --earlier-stack and pass --change-margin 0"),
         # the model file
+        ("model-nan-weights", "--model {nan_weights}", "has weights that are not finite"),
+        ("model-of-degree-pixels", "--model {degrees}", "trained on pixels of 8.98e-05 in "
+         "EPSG:4326, which is not a projected CRS"),
+        ("model-of-degree-pixels-says-import", "--model {degrees}", "import them again"),
         ("model-garbage", "--model {garbage}", "--model {garbage} cannot be read as a model "
          "file (it is truncated, damaged or not a torch file); copy it again, or give the "
          "model.pt that isamap-train wrote in its --out folder"),
@@ -270,6 +331,10 @@ _INT8 = pytest.mark.skipif(
          "feature 0 of --zones {line_geojson} is not a (Multi)Polygon"),
         ("zones-off-the-map", "--zones {far_geojson}",
          "no zone of --zones {far_geojson} touches the map"),
+        ("clahe-on-a-binary-model", "--postprocess clahe --clahe-block 32",
+         "--postprocess clahe is made for land-cover models"),
+        ("clahe-on-a-binary-model-says-force", "--postprocess clahe --clahe-block 32",
+         "--force-postprocess"),
         ("zones-two-levels", "--zones {zones}",
          "the features of --zones {zones} are named at different levels: NAME_1 (feature 1) "
          "and NAME_2 (features 0, 2), and one table would mix them; give a file of one level, "
