@@ -381,6 +381,16 @@ def signed_gcs(gcs_bucket, user_adc_home, token_endpoint, monkeypatch) -> Signed
 @pytest.fixture
 def cogs(tmp_path):
     """A real class/probability COG pair from a tiny prediction."""
+    return _tiny_cogs(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_cogs(tmp_path_factory):
+    """The pair of ``cogs``, made once for a module whose tests only read it."""
+    return _tiny_cogs(tmp_path_factory.mktemp("cogs"))
+
+
+def _tiny_cogs(tmp_path: Path):
     import numpy as np
 
     from inference.cog.maps import OutputInfo

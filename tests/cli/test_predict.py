@@ -499,40 +499,6 @@ def test_publish_cli_dry_run_prints_manifest_and_script(model_file, small_stack,
                          "--public", "--reader", "user:a@b.org", "--dry-run"]) == 0
     assert ("# sharing: PUBLIC: readable by everyone (allUsers), its properties (model, bands, "
             "metrics, month) too; also shared with user:a@b.org") in capsys.readouterr().out
-    assert publish_main(["--prefix", str(tmp_path / "isa"), "--asset-id", "isamap/wuhan",
-                         "--dry-run"]) == 2
-    assert "--project" in capsys.readouterr().err
-
-
-def test_publish_names_the_flag_of_a_missing_cog_or_metrics_file(tmp_path, capsys):
-    """Both were Python's "No such file or directory" with exit 1, as if the disk had failed."""
-    assert publish_main(["--prefix", str(tmp_path / "isa"), "--asset-id", "isamap/x",
-                         "--project", "p", "--dry-run", "--quiet"]) == 2
-    err = capsys.readouterr().err
-    assert f"--prefix {tmp_path / 'isa'}: {tmp_path / 'isa'}_class.tif does not exist" in err
-    assert publish_main(["--class-cog", str(tmp_path / "c.tif"), "--prob-cog",
-                         str(tmp_path / "p.tif"), "--asset-id", "isamap/x", "--project", "p",
-                         "--dry-run", "--quiet"]) == 2
-    assert f"--class-cog {tmp_path / 'c.tif'} does not exist" in capsys.readouterr().err
-    for name in ("c.tif", "p.tif"):
-        write_stack(tmp_path / name, smooth_stack(20, 20, count=1), bands=("class",))
-    assert publish_main(["--class-cog", str(tmp_path / "c.tif"), "--prob-cog",
-                         str(tmp_path / "p.tif"), "--asset-id", "isamap/x", "--project", "p",
-                         "--metrics", str(tmp_path / "m.json"), "--dry-run", "--quiet"]) == 2
-    err = capsys.readouterr().err
-    assert f"--metrics {tmp_path / 'm.json'} does not exist" in err
-    assert len(err.strip().splitlines()) == 1
-
-
-def test_publish_names_the_asset_id_rule_before_anything_is_written(cogs, tmp_path, capsys):
-    prefix = cogs.class_path.removesuffix("_class.tif")
-    assert publish_main(["--prefix", prefix, "--asset-id", "projects/my-proj/assets/my maps/isa",
-                         "--dry-run", "--quiet", "--out-dir", str(tmp_path / "pub")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err == ("isamap-publish: error: asset id 'projects/my-proj/assets/my maps/isa' is not "
-                   "a valid Earth Engine asset name: the name 'my maps' holds a space; asset and "
-                   "folder names take only letters, digits, '_' and '-'")
-    assert not (tmp_path / "pub").exists()
 
 
 def test_publish_without_credentials_says_what_works_without_an_account(cogs, tmp_path, capsys,
