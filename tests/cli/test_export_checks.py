@@ -150,19 +150,6 @@ def test_negative_bbox_without_equals_sign(capsys):
     assert "EPSG:32629" in capsys.readouterr().out  # UTM 29N: west of Greenwich works
 
 
-def test_import_patches_bounds_the_valid_fraction_in_the_exports_words(tmp_path, capsys):
-    """The same flag of isamap-import-patches said "must be in [0, 1]", its own wording."""
-    from cli.import_patches import main as import_main
-
-    (tmp_path / "src").mkdir()
-    assert import_main([str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--month",
-                        "2019-06", "--min-valid-fraction", "2"]) == 2
-    err = capsys.readouterr().err
-    assert ("--min-valid-fraction must be between 0.0 and 1.0, got 2.0; it is the share of "
-            "valid pixels a patch needs") in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "out").exists()
-
-
 @pytest.mark.slow
 def test_wide_or_polar_areas_warn_and_suggest_a_crs(capsys):
     assert main(["--bbox", "60,40,80,40.02", "--dry-run"]) == 0
