@@ -6,7 +6,6 @@ import csv
 import json
 import re
 import shlex
-from typing import Any
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ import rasterio
 
 from cli.assess import main
 from tests.support.assess import class_cog, labelled_as_the_map, synthetic_scene, write_rows
+from tests.support.refusals import case
 
 
 @pytest.fixture(scope="module")
@@ -41,17 +41,13 @@ def refusal_inputs(tmp_path_factory) -> dict[str, str]:
             "unlabelled": str(root / "unlabelled.csv"), "rounded": str(root / "rounded.csv")}
 
 
-def _row(name: str, argv: str, says: str) -> Any:
-    return pytest.param(argv, says, id=name)
-
-
 @pytest.mark.parametrize("argv, says", [
-    _row("design-map-absent", "design --map {absent} --n 10", "--map {absent}"),
-    _row("design-without-map", "design --n 10", "give --map"),
-    _row("design-probability-map", "design --map {prob} --n 100",
+    case("design-map-absent", "design --map {absent} --n 10", "--map {absent}"),
+    case("design-without-map", "design --n 10", "give --map"),
+    case("design-probability-map", "design --map {prob} --n 100",
          "isamap-assess design: error: {prob} is an isamap isa_probability map, not isa_class "
          "or isa_change; give the map's _class.tif, or a change COG"),
-    *[_row(f"design-asset-{name}", f"design --map {{map}} --n 20 --asset '{bad}'",
+    *[case(f"design-asset-{name}", f"design --map {{map}} --n 20 --asset '{bad}'",
            f"isamap-assess design: error: --asset {bad!r} is not an Earth Engine table asset "
            f"id: ... {says}") for name, bad, says in (
                ("upper-case", "projects/My-Proj/assets/ref", "the project 'My-Proj' has "
@@ -59,20 +55,20 @@ def _row(name: str, argv: str, says: str) -> Any:
                ("space", "users/me/my labels", "the name 'my labels' holds a space"),
                ("empty", "", "it is empty"),
                ("no-folder", "labels", "it is not 'projects/<project>/assets"))],
-    _row("score-blind-sample", "score --map {map} --reference {design}/sample.csv",
+    case("score-blind-sample", "score --map {map} --reference {design}/sample.csv",
          "no reference"),
-    _row("score-an-unlabelled-point", "score --map {map} --reference {unlabelled} --design "
+    case("score-an-unlabelled-point", "score --map {map} --reference {unlabelled} --design "
          "{design}", "have no label (first:"),
-    _row("score-rounded-coordinates", "score --map {map} --reference {rounded}",
+    case("score-rounded-coordinates", "score --map {map} --reference {rounded}",
          "rounded.csv holds the points of a sample design (design_id ... but ... of 100 lie off "
          "the centres of the pixels of {map} that it draws (first: ... of a pixel off: rounded "
          "coordinates, or another raster's sample?), so they would be scored at other pixels; "
          "give --design with the folder"),
-    _row("compare-ee-without-project", "EE_PROJECT= score --map {map} --reference {absent} "
+    case("compare-ee-without-project", "EE_PROJECT= score --map {map} --reference {absent} "
          "--compare wc=worldcover", "give --project"),
-    _row("compare-ee-offline-advice", "EE_PROJECT= score --map {map} --reference {labelled} "
+    case("compare-ee-offline-advice", "EE_PROJECT= score --map {map} --reference {labelled} "
          "--compare wc=worldcover", "--compare NAME=PATH"),
-    _row("compare-dynamic-world-2030", "score --map {map} --reference {labelled} --compare "
+    case("compare-dynamic-world-2030", "score --map {map} --reference {labelled} --compare "
          "dw=dynamicworld:2030 --project p", "Dynamic World has no images of 2030 (this is 20"),
 ])
 def test_refusals(refusal_inputs, tmp_path, monkeypatch, capsys, argv, says):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from cli.export import main
 from contract.dataset import read_manifest
 from gee_export.local.synthetic import generate_scene
 from tests.support.faults import run_on_small_disk, run_without_write_permission
+from tests.support.refusals import case
 
 #: the module-scoped fixtures below are built once: their tests run on one worker
 pytestmark = pytest.mark.xdist_group("cli.test_export_checks")
@@ -60,13 +60,9 @@ def refusal_inputs(scene, tmp_path_factory) -> dict[str, str]:
             **{name.split(".")[0]: str(root / name) for name in names}}
 
 
-def _row(name: str, argv: str, says: str) -> Any:
-    return pytest.param(argv, says, id=name)
-
-
 @pytest.mark.parametrize("argv, says", [
     # values out of their range, in a dry run as in a run
-    *[_row(f"range{flag}", f"--region wuhan --dry-run {flag}", says) for flag, says in (
+    *[case(f"range{flag}", f"--region wuhan --dry-run {flag}", says) for flag, says in (
         ("--min-valid-fraction 2", "--min-valid-fraction must be between 0.0 and 1.0"),
         ("--fine-scale 0", "--fine-scale must be one of 2, 4, 5, 8, 10"),
         ("--workers 100", "--workers must be between 1 and 40"),
@@ -75,7 +71,7 @@ def _row(name: str, argv: str, says: str) -> Any:
         ("--stride 200", "--stride must be between 1 and 128"),
         ("--cloud-threshold 5", "--cloud-threshold must be between 0.0 and 1.0"),
         ("--s2-max-widen-days -3", "--s2-max-widen-days must be >= 0, got -3"))],
-    *[_row(f"budget{extra}", f"--bbox 114.2,30.5,114.3,30.6 --dry-run {extra}", says)
+    *[case(f"budget{extra}", f"--bbox 114.2,30.5,114.3,30.6 --dry-run {extra}", says)
       for extra, says in (
           ("--latency 0", "--latency must be a positive number of seconds"),
           ("--max-eecu-hours -1", "--max-eecu-hours: must be a positive number up to 1e+12"),
@@ -85,26 +81,26 @@ def _row(name: str, argv: str, says: str) -> Any:
           ("--max-eecu-hours 5 --backend local --scenes scenes",
            "leave it out with --backend local"))],
     # the area, the dates, the bands, the labels
-    _row("region-atlantis", "--region atlantis --dry-run", "Known regions"),
-    _row("month-13", "--month 2019-13 --dry-run", "2019-06"),
-    _row("band-b99", "--bands B2,B99 --dry-run", "unknown band"),
-    _row("labels-osm", "--labels osm --dry-run", "worldcover"),
-    _row("before-sentinel-1", "--month 2014-06 --dry-run",
+    case("region-atlantis", "--region atlantis --dry-run", "Known regions"),
+    case("month-13", "--month 2019-13 --dry-run", "2019-06"),
+    case("band-b99", "--bands B2,B99 --dry-run", "unknown band"),
+    case("labels-osm", "--labels osm --dry-run", "worldcover"),
+    case("before-sentinel-1", "--month 2014-06 --dry-run",
          "before the first Sentinel-1 scenes (2014-10)"),
-    _row("before-sentinel-2", "--months 2015-03,2019-06 --dry-run",
+    case("before-sentinel-2", "--months 2015-03,2019-06 --dry-run",
          "before the first Sentinel-2 scenes"),
-    _row("future", "--month 2099-06 --dry-run", "2099-06 are in the future"),
-    *[_row(f"region-file-{name}", f"--region-file {{{name}}} --dry-run",
+    case("future", "--month 2099-06 --dry-run", "2099-06 are in the future"),
+    *[case(f"region-file-{name}", f"--region-file {{{name}}} --dry-run",
            f"isamap-export: error: --region-file {{{name}}} {says}; give a GeoJSON "
            "FeatureCollection of polygons (or one Polygon)") for name, says in (
                ("aoi_absent", "does not exist"),
                ("aoi", "is not GeoJSON: Expecting value: line 1 column 1 (char 0)"),
                ("aoi_list", "is not GeoJSON: its JSON is a list, not an object"),
                ("aoi_point", "holds no Polygon or MultiPolygon geometry"))],
-    _row("crs-in-degrees", "--bbox 10,50,10.5,50.3 --crs EPSG:4326 --dry-run",
+    case("crs-in-degrees", "--bbox 10,50,10.5,50.3 --crs EPSG:4326 --dry-run",
          "not a projected CRS in metres"),
     # how the export runs
-    *[_row(f"runner-direct{extra.split()[0]}", f"--region wuhan --dry-run --runner direct "
+    *[case(f"runner-direct{extra.split()[0]}", f"--region wuhan --dry-run --runner direct "
            f"{extra}", says) for extra, says in (
                ("--backend local --scenes .", "the local backend runs in this process"),
                ("--method tasks", "already run on Earth Engine's machines"),
@@ -114,17 +110,17 @@ def _row(name: str, argv: str, says: str) -> Any:
                ("--max-workers 0",
                 "argument --max-workers: must be a whole number >= 1, got 0"))],
     # Earth Engine's collections: Level-2A, no local scene files
-    *[_row(f"allow-l1c-with-ee{mode.split()[0]}",
+    *[case(f"allow-l1c-with-ee{mode.split()[0]}",
            f"--region wuhan --allow-l1c --project p {mode}", EE_ONLY)
       for mode in ("--dry-run", "--code-editor", "--out {out}")],
-    *[_row(f"ee{flag.split()[0]}", f"--region wuhan {flag} --project p --out {{out}}",
+    *[case(f"ee{flag.split()[0]}", f"--region wuhan {flag} --project p --out {{out}}",
            f"{flag.split()[0]} describes local scene files: use it with --backend local")
       for flag in ("--s1-unit dB", "--trust-band-names", "--scene-date 2019-06-01")],
     # local scenes
-    _row("backend-local-without-scenes", "--backend local", "--scenes"),
-    _row("grid-smaller-than-a-patch", "--backend local --scenes {empty} --bbox "
+    case("backend-local-without-scenes", "--backend local", "--scenes"),
+    case("grid-smaller-than-a-patch", "--backend local --scenes {empty} --bbox "
          "114.27,30.55,114.275,30.555 --out {out}", "smaller than one 128 px patch"),
-    _row("scenes-apart", "--backend local --scenes {apart} --month 2019-06 --dry-run",
+    case("scenes-apart", "--backend local --scenes {apart} --month 2019-06 --dry-run",
          "do not overlap (no area is covered by every scene"),
 ])
 def test_refusals(refusal_inputs, tmp_path, monkeypatch, capsys, argv, says):

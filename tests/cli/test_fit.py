@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -27,7 +26,7 @@ from contract.bands import LABEL_NODATA, stack_series_bands
 from inference.assess.point_files import write_design
 from inference.demo.steps import build_stack_for_demo
 from tests.support.lock_holder import files_under, held_elsewhere
-from tests.support.refusals import assert_refused
+from tests.support.refusals import assert_refused, case
 from tests.support.scenes import undated_copy
 from tests.support.shared_files import private_strings
 from training.metrics import roc_auc
@@ -94,10 +93,6 @@ def _points_on_stack(path: Path) -> Path:
     return write_points(path, lon, lat, np.arange(len(xs)) % 2)
 
 
-def _row(name: str, argv: str, says: str) -> Any:
-    return pytest.param(argv, says, id=name)
-
-
 @pytest.fixture(scope="module")
 def refusal_inputs(demo_stack, tmp_path_factory) -> dict[str, str]:
     """What the rows of :func:`test_refusals` name, built once: point files on the demo stack
@@ -145,50 +140,50 @@ def refusal_inputs(demo_stack, tmp_path_factory) -> dict[str, str]:
 
 @pytest.mark.parametrize("argv, says", [
     # the points
-    _row("a-point-off-the-input", "--points {far}",
+    case("a-point-off-the-input", "--points {far}",
          "1 of 61 points lie outside the input ... --input"),
-    _row("no-point-of-a-class", "--points {one_class}", "no point is labelled 'impervious'"),
-    _row("too-few-points", "--points {few}", "12 labelled points ... --min-points"),
-    _row("fewer-than-min-points", "--points {good} --backend local --scenes {scenes} --month "
+    case("no-point-of-a-class", "--points {one_class}", "no point is labelled 'impervious'"),
+    case("too-few-points", "--points {few}", "12 labelled points ... --min-points"),
+    case("fewer-than-min-points", "--points {good} --backend local --scenes {scenes} --month "
          "{month} --bands B2,B3,B4,B8 --min-points 1000", "1000"),
-    _row("polygons", "--points {polygons} --input {july}", "feature 2 (id roofs) is a Polygon; "
+    case("polygons", "--points {polygons} --input {july}", "feature 2 (id roofs) is a Polygon; "
          "only Point features are read ... Sample points inside the polygons"),
-    _row("points-from-missing", "--points-from {missing}", "--points-from {missing} does not "
+    case("points-from-missing", "--points-from {missing}", "--points-from {missing} does not "
          "exist; give a label GeoTIFF"),
-    _row("points-from-not-a-raster", "--points-from {text}", "--points-from {text}"),
-    _row("points-from-no-labelled-pixel", "--points-from {blank}",
+    case("points-from-not-a-raster", "--points-from {text}", "--points-from {text}"),
+    case("points-from-no-labelled-pixel", "--points-from {blank}",
          "no pixel of the classes ['pervious', 'impervious']"),
-    _row("points-from-off-the-stack", "--points-from {moved}", "does not overlap the --input"),
-    _row("points-from-n-below-1", "--points-from {label} --n 0",
+    case("points-from-off-the-stack", "--points-from {moved}", "does not overlap the --input"),
+    case("points-from-n-below-1", "--points-from {label} --n 0",
          "argument --n: must be a whole number >= 1, got 0"),
-    _row("n-without-points-from", "--points {good} --n 50",
+    case("n-without-points-from", "--points {good} --n 50",
          "--n is the number of points drawn"),
-    _row("points-and-points-from", "--points {good} --points-from {label}", "not both"),
-    _row("no-points", "", "give the labelled points: --points FILE ... or --points-from"),
+    case("points-and-points-from", "--points {good} --points-from {label}", "not both"),
+    case("no-points", "", "give the labelled points: --points FILE ... or --points-from"),
     # the stack
-    _row("input-a-text-file", "--points {good} --input {notes}", "--input {notes} ... it is "
+    case("input-a-text-file", "--points {good} --input {notes}", "--input {notes} ... it is "
          "not a raster ... give the stack isamap-export wrote"),
-    _row("input-a-folder", "--points {good} --input {adir}",
+    case("input-a-folder", "--points {good} --input {adir}",
          "--input {adir} ... is a folder, not a file"),
-    _row("bands-the-input-lacks", "--points {good} --bands B2,B3,B11",
+    case("bands-the-input-lacks", "--points {good} --bands B2,B3,B11",
          "lacks band(s) ['B11'] ... Give --bands naming bands every --input has"),
-    _row("inputs-of-other-series-lengths", "--points {on_stack} --input {series} {single}",
+    case("inputs-of-other-series-lengths", "--points {on_stack} --input {series} {single}",
          "--input {single} lacks band(s) ['B2_m1' ... that --input {series} has ... export "
          "every --input with the same isamap-export --series-months 2"),
-    _row("month-contradicts-the-stack", "--points {on_stack} --input {july} --month 2019-03",
+    case("month-contradicts-the-stack", "--points {on_stack} --input {july} --month 2019-03",
          "--month 2019-03, but --input {july} is of 2019-07 (its MONTH tag)"),
-    _row("encoder-file-not-presto", "--points {good} --features presto --encoder "
+    case("encoder-file-not-presto", "--points {good} --features presto --encoder "
          "presto={not_presto}", "sha256 ... github.com/nasaharvest/presto"),
     # the local backend
-    _row("points-off-the-scenes", "--points {off_scenes} --backend local --scenes {scenes} "
+    case("points-off-the-scenes", "--points {off_scenes} --backend local --scenes {scenes} "
          "--month {month} --bands B2,B3,B4,B8", "1 of 61 points lie outside the area the "
          "scenes of ... check their coordinates"),
-    _row("a-month-without-scenes", "--points {on_scenes} --backend local --scenes {scenes} "
+    case("a-month-without-scenes", "--points {on_scenes} --backend local --scenes {scenes} "
          "--month 2020-06 --bands B2,B3,B4,B8",
          "no Sentinel-2 scene acquired in 2020-06 for grid ... add scenes or pick another month"),
-    _row("scenes-without-dates", "--points {on_scenes} --backend local --scenes {undated} "
+    case("scenes-without-dates", "--points {on_scenes} --backend local --scenes {undated} "
          "--month {month} --bands B2,B3,B4,B8", "--scene-date YYYY-MM-DD"),
-    _row("scene-date-not-a-date", "--points {on_scenes} --backend local --scenes {undated} "
+    case("scene-date-not-a-date", "--points {on_scenes} --backend local --scenes {undated} "
          "--month {month} --bands B2,B3,B4,B8 --scene-date 10/06/2019",
          "--scene-date must be YYYY-MM-DD"),
 ])

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from cli.map import main
 from tests.support.mapping import model_file, write_month_stack
 from tests.support.rasters import smooth_stack
+from tests.support.refusals import case
 
 #: the module-scoped fixtures below are built once: their tests run on one worker
 pytestmark = pytest.mark.xdist_group("cli.test_map")
@@ -82,102 +82,98 @@ def refusal_inputs(model, tmp_path_factory) -> dict[str, str]:
     return {name: str(value) for name, value in paths.items()}
 
 
-def _row(name: str, argv: str, says: str, code: int = 2) -> Any:
-    return pytest.param(argv, says, code, id=name)
-
-
-@pytest.mark.parametrize("argv, says, code", [
+@pytest.mark.parametrize("argv, says", [
     # the area, the dates, the workers
-    _row("workers-41", "--workers 41", "--workers must be between 1 and 40"),
-    _row("no-months", "--years 2019:2019 --months 2019-06", "give exactly one of --months"),
-    _row("month-june", "--months June", "is not YYYY-MM"),
-    _row("zones-projected", "--zones {projected}", "projected CRS without saying so"),
-    _row("before-sentinel-1", "--months 2013-06", "before the first Sentinel-1 scenes (2014-10)"),
-    _row("before-sentinel-2", "--months 2015-02", "before the first Sentinel-2 scenes (2015-06)"),
-    _row("future", "--months 2099-06", "2099-06 are in the future"),
-    *[_row(f"{flag[2:]}-not-geojson", f"{flag} {{districts}}", f"{flag} {{districts}} is not "
+    case("workers-41", "--workers 41", "--workers must be between 1 and 40"),
+    case("no-months", "--years 2019:2019 --months 2019-06", "give exactly one of --months"),
+    case("month-june", "--months June", "is not YYYY-MM"),
+    case("zones-projected", "--zones {projected}", "projected CRS without saying so"),
+    case("before-sentinel-1", "--months 2013-06", "before the first Sentinel-1 scenes (2014-10)"),
+    case("before-sentinel-2", "--months 2015-02", "before the first Sentinel-2 scenes (2015-06)"),
+    case("future", "--months 2099-06", "2099-06 are in the future"),
+    *[case(f"{flag[2:]}-not-geojson", f"{flag} {{districts}}", f"{flag} {{districts}} is not "
            "GeoJSON: Expecting value") for flag in ("--region-file", "--zones")],
-    _row("zones-not-geojson-says-what", "--zones {districts}",
+    case("zones-not-geojson-says-what", "--zones {districts}",
          "give a GeoJSON FeatureCollection of polygons"),
-    _row("latency-negative", "--latency -0.4", "--latency must be >= 0.0, got -0.4"),
-    _row("backend-local-without-scenes", "--backend=local",  # so: no default --scenes
+    case("latency-negative", "--latency -0.4", "--latency must be >= 0.0, got -0.4"),
+    case("backend-local-without-scenes", "--backend=local",  # so: no default --scenes
          "--backend local needs --scenes"),
-    _row("method-tasks", "--method tasks", "--method tasks exports"),
+    case("method-tasks", "--method tasks", "--method tasks exports"),
     # change and temporal consistency
-    _row("spectral-by-pixels", "--change-rule spectral", "--method pixels keeps none"),
-    _row("spectral-and-margin", "--change-rule spectral --method tasks --change-margin 0.1",
+    case("spectral-by-pixels", "--change-rule spectral", "--method pixels keeps none"),
+    case("spectral-and-margin", "--change-rule spectral --method tasks --change-margin 0.1",
          "choose one"),
-    _row("spectral-and-monotone", "--change-rule spectral --temporal-consistency",
+    case("spectral-and-monotone", "--change-rule spectral --temporal-consistency",
          "--temporal-consistency monotone relabels the class maps, and change is those "
          "consistent maps differenced; --change-rule spectral takes gain and loss from the "
          "probabilities"),
-    _row("encoder-and-stretches",
+    case("encoder-and-stretches",
          "--change-rule encoder --method tasks --temporal-consistency stretches",
          "--temporal-consistency stretches already decides where each pixel changed, by its "
          "bands' spectral change at --spectral-threshold, and change is its consistent class "
          "maps differenced; --change-rule encoder would decide it again on the encoder's "
          "features"),
-    _row("spectral-and-stretches",
+    case("spectral-and-stretches",
          "--change-rule spectral --method tasks --temporal-consistency stretches",
          "--change-rule spectral would decide it again on the same bands"),
-    _row("encoder-by-pixels", "--change-rule encoder",
+    case("encoder-by-pixels", "--change-rule encoder",
          "--change-rule encoder reads each date's stack"),
-    _row("encoder-by-direct-runner", "--change-rule encoder --runner direct",
+    case("encoder-by-direct-runner", "--change-rule encoder --runner direct",
          "--method pixels keeps none"),
-    _row("encoder-and-margin", "--change-rule encoder --method tasks --change-margin 0.1",
+    case("encoder-and-margin", "--change-rule encoder --method tasks --change-margin 0.1",
          "--change-rule encoder decides change on both dates' stacks, --change-margin on both "
          "dates' probabilities: choose one"),
-    _row("stretches-by-pixels", "--temporal-consistency stretches", "--method pixels keeps none"),
-    _row("spectral-threshold-0", "--spectral-threshold 0",
+    case("stretches-by-pixels", "--temporal-consistency stretches", "--method pixels keeps none"),
+    case("spectral-threshold-0", "--spectral-threshold 0",
          "--spectral-threshold must be a number > 0"),
-    _row("spectral-threshold-by-margin", "--spectral-threshold 3",
+    case("spectral-threshold-by-margin", "--spectral-threshold 3",
          "this run decides change by the margin rule"),
     # post-processing
-    _row("clahe-on-a-binary-model", "--postprocess clahe",
+    case("clahe-on-a-binary-model", "--postprocess clahe",
          "--postprocess clahe is made for land-cover models"),
-    _row("keep-on-fetched-tiles", "--model {landcover} --postprocess keep --keep-product "
+    case("keep-on-fetched-tiles", "--model {landcover} --postprocess keep --keep-product "
          "{product} --keep-table nlcd", "--backend local or --method tasks"),
-    _row("keep-without-a-product", "--backend local --model {landcover} --postprocess keep",
+    case("keep-without-a-product", "--backend local --model {landcover} --postprocess keep",
          "--keep-product"),
     # publishing
-    *[_row(f"publish-{name}", f"--publish '{value}'", "--publish '' names no asset folder")
+    *[case(f"publish-{name}", f"--publish '{value}'", "--publish '' names no asset folder")
       for name, value in (("empty", ""), ("blank", " "))],  # was dropped: no publication
-    _row("publish-region-no-asset-id", "--region-file '{my_area}' --publish "
+    case("publish-region-no-asset-id", "--region-file '{my_area}' --publish "
          "projects/my-proj/assets/isa", "asset id 'projects/my-proj/assets/isa/isa_my area' is "
          "not a valid Earth Engine asset name"),
-    _row("gcs-prefix-bucket-b", "--publish projects/my-proj/assets/isa --gcs-prefix gs://b/isa",
+    case("gcs-prefix-bucket-b", "--publish projects/my-proj/assets/isa --gcs-prefix gs://b/isa",
          "--gcs-prefix gs://b/isa: bucket name 'b' is 1 character long; bucket names are "
          "3-63 characters"),
-    *[_row(f"without-publish-{named}", extra, f"isamap-map: error: {named}: how the series is "
+    *[case(f"without-publish-{named}", extra, f"isamap-map: error: {named}: how the series is "
            "published, and this run publishes nothing; give --publish ASSET_PARENT too, or "
            f"leave {'it' if ',' not in named else 'them'} out")
       for extra, named in (
           ("--public", "--public"), ("--reader user:a@b.org --public", "--public, --reader"),
           ("--gcs-prefix gs://my-bucket/isa --overwrite --wait",
            "--gcs-prefix, --overwrite, --wait"))],
-    _row("publish-local-cogs-not-to-gcs", "--backend local --publish "
+    case("publish-local-cogs-not-to-gcs", "--backend local --publish "
          "projects/city-agency/assets/isamap --project city-agency --gcs-prefix citybkt/pub",
          "--gcs-prefix citybkt/pub is not a Cloud Storage address"),
-    _row("publish-local-cogs-without-gcs", "--backend local --publish "
+    case("publish-local-cogs-without-gcs", "--backend local --publish "
          "projects/city-agency/assets/isamap --project city-agency",
          "publishing local COGs needs --gcs-prefix gs://"),
     # local scenes
-    _row("scenes-nowhere", "--backend local --dry-run --scenes {nowhere} --bbox {box}",
+    case("scenes-nowhere", "--backend local --dry-run --scenes {nowhere} --bbox {box}",
          "--scenes {nowhere} does not exist"),
-    _row("scenes-apart", "--backend local --dry-run --scenes {apart}", "in {apart} do not "
+    case("scenes-apart", "--backend local --dry-run --scenes {apart}", "in {apart} do not "
          "overlap (no area is covered by every scene); give the area with --bbox"),
-    _row("dry-run-no-date", "--backend local --dry-run --months 2019-07",
+    case("dry-run-no-date", "--backend local --dry-run --months 2019-07",
          "the real run would stop: no date could be mapped: 2019-07: no Sentinel-2 scene on "
          "the grid (0 in the month); no Sentinel-1 scene on the grid (0 in the month); add "
          "scenes of those months to --scenes"),
-    *[_row(f"zones-off-the-map-{name}", f"--backend local --zones {{{name}}}",
+    *[case(f"zones-off-the-map-{name}", f"--backend local --zones {{{name}}}",
            f"isamap-map: error: no zone of --zones {{{name}}} touches the map: the zones lie in "
            "lon ") for name in ("shifted", "utm")],
-    _row("zones-off-the-map-says-where", "--backend local --zones {shifted}",
+    case("zones-off-the-map-says-where", "--backend local --zones {shifted}",
          "the map in {extent}"),
 ])
-def test_refusals(refusal_inputs, tmp_path, capsys, argv, says, code):
-    """Each row: ``isamap-map`` with the row's words, refused with ``code`` in one line holding
+def test_refusals(refusal_inputs, tmp_path, capsys, argv, says):
+    """Each row: ``isamap-map`` with the row's words, refused with exit 2 in one line holding
     ``says``, printing nothing on stdout and writing nothing under ``--out``.
 
     What a row leaves out is the default: ``--model`` (the module's model, or the local
@@ -198,7 +194,7 @@ def test_refusals(refusal_inputs, tmp_path, capsys, argv, says, code):
         words += [] if flag in words else [flag, value.format(**paths)]
     status = main([*words, "-q", *([] if local else ["--dry-run"])])
     captured = capsys.readouterr()
-    assert status == code and len(captured.err.strip().splitlines()) == 1, captured.err
+    assert status == 2 and len(captured.err.strip().splitlines()) == 1, captured.err
     assert captured.err.startswith("isamap-map: error: "), captured.err
     assert says.format(**paths) in captured.err, captured.err
     assert captured.out == "" and not (tmp_path / "o").exists()

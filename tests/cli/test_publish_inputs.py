@@ -12,13 +12,12 @@ from __future__ import annotations
 import shlex
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from cli.publish import publish_main, publish_parser
 from tests.support.faults import python, run_without_write_permission
-from tests.support.refusals import named_options
+from tests.support.refusals import case, named_options
 
 
 def _untagged(src: str, dst: Path) -> str:
@@ -57,42 +56,38 @@ def refusal_inputs(module_cogs, tmp_path_factory) -> dict[str, str]:
             "absent": str(root / "isa")}
 
 
-def _row(name: str, argv: str, says: str) -> Any:
-    return pytest.param(argv, says, id=name)
-
-
 @pytest.mark.parametrize("argv, says", [
     # the maps: absent, unreadable, or of another kind
-    _row("prefix-absent", f"--prefix {{absent}} {ASSET}",
+    case("prefix-absent", f"--prefix {{absent}} {ASSET}",
          "--prefix {absent}: {absent}_class.tif does not exist"),
-    _row("class-cog-absent", f"--class-cog {{absent}}_c.tif --prob-cog {{absent}}_p.tif {ASSET}",
+    case("class-cog-absent", f"--class-cog {{absent}}_c.tif --prob-cog {{absent}}_p.tif {ASSET}",
          "--class-cog {absent}_c.tif does not exist"),
-    _row("class-cog-a-text-file", f"--class-cog {{notes}} --prob-cog {{prob_cog}} {ASSET}",
+    case("class-cog-a-text-file", f"--class-cog {{notes}} --prob-cog {{prob_cog}} {ASSET}",
          "--class-cog {notes} ... it is not a raster ... _class.tif"),
-    _row("class-cog-a-folder", f"--class-cog {{adir}} --prob-cog {{prob_cog}} {ASSET}",
+    case("class-cog-a-folder", f"--class-cog {{adir}} --prob-cog {{prob_cog}} {ASSET}",
          "--class-cog {adir} ... is a folder, not a file"),
-    _row("class-cog-truncated", f"--prefix {{cut}} {ASSET}",  # passed with a manifest
+    case("class-cog-truncated", f"--prefix {{cut}} {ASSET}",  # passed with a manifest
          "--class-cog {cut}_class.tif cannot be read ... truncated"),
-    _row("untagged-probability-as-class", f"--class-cog {{untagged_prob}} --prob-cog "
+    case("untagged-probability-as-class", f"--class-cog {{untagged_prob}} --prob-cog "
          f"{{untagged_class}} {ASSET}", "--class-cog {untagged_prob} holds codes [ ... beyond "
          "the 2 classes ... so it is not a class map of them; give the map's _class.tif"),
-    _row("untagged-class-as-probability", f"--class-cog {{class_cog}} --prob-cog "
+    case("untagged-class-as-probability", f"--class-cog {{class_cog}} --prob-cog "
          f"{{untagged_class}} {ASSET}", "--prob-cog {untagged_class} holds only the values 0 "
          "and 1 ... where --class-cog {class_cog} maps impervious pixels ... give the map's "
          "_prob.tif"),
-    _row("metrics-absent", f"--prefix {{prefix}} --metrics {{absent}}.json {ASSET}",
+    case("metrics-absent", f"--prefix {{prefix}} --metrics {{absent}}.json {ASSET}",
          "--metrics {absent}.json does not exist"),
-    _row("metrics-a-folder", f"--prefix {{prefix}} --metrics {{adir}} {ASSET}",
+    case("metrics-a-folder", f"--prefix {{prefix}} --metrics {{adir}} {ASSET}",
          "--metrics {adir} is a folder ... give a JSON file"),
     # where the maps go
-    _row("no-project", "--prefix {prefix} --asset-id isamap/wuhan --gcs-prefix gs://maps/isa",
+    case("no-project", "--prefix {prefix} --asset-id isamap/wuhan --gcs-prefix gs://maps/isa",
          "--project"),
-    _row("asset-id-with-a-space", "--prefix {prefix} --asset-id "
+    case("asset-id-with-a-space", "--prefix {prefix} --asset-id "
          "'projects/my-proj/assets/my maps/isa'", "isamap-publish: error: asset id "
          "'projects/my-proj/assets/my maps/isa' is not a valid Earth Engine asset name: the "
          "name 'my maps' holds a space; asset and folder names take only letters, digits, '_' "
          "and '-'"),
-    _row("bucket-name-of-one-character", f"--prefix {{prefix}} --gcs-prefix gs://b/isamap "
+    case("bucket-name-of-one-character", f"--prefix {{prefix}} --gcs-prefix gs://b/isamap "
          f"{ASSET}", "--gcs-prefix gs://b/isamap ... bucket name 'b' is 1 character long ... "
          "3-63 characters"),  # it printed the whole plan first, naming no flag
 ])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from rasterio.windows import Window
 from cli.import_patches import main
 from contract.dataset import read_index, read_manifest
 from core.errors import InputDataError
+from tests.support.refusals import case
 
 SIZE, RES, X0, Y0 = 32, 10.0, 500000.0, 3400000.0
 BANDS = ("B2", "B3", "B4", "B8")
@@ -103,44 +103,40 @@ def refusal_inputs(tmp_path_factory) -> dict[str, str]:
             **{name: str(root / name) for name in names}}
 
 
-def _row(name: str, argv: str, says: str) -> Any:
-    return pytest.param(argv, says, id=name)
-
-
 @pytest.mark.parametrize("argv, says", [
     # values, masks and the lattice
-    _row("no-scale-for-dn", "{dn}", "x 10000"),
-    _row("mask-of-another-value", "{odd} --scale 0.0001 --trust-band-names",  # no warning
+    case("no-scale-for-dn", "{dn}", "x 10000"),
+    case("mask-of-another-value", "{odd} --scale 0.0001 --trust-band-names",  # no warning
          "holds [7]"),  # that 4 patches are too few to check the band order
-    _row("off-the-lattice", "{shifted} --scale 0.0001", "not on the lattice"),
-    _row("image-without-mask", "{lonely} --scale 0.0001", "have no mask"),
-    _row("degrees", "{degrees} --scale 0.0001",  # was 0, a model of 8.98e-05 m pixels
+    case("off-the-lattice", "{shifted} --scale 0.0001", "not on the lattice"),
+    case("image-without-mask", "{lonely} --scale 0.0001", "have no mask"),
+    case("degrees", "{degrees} --scale 0.0001",  # was 0, a model of 8.98e-05 m pixels
          "is in EPSG:4326, which is not a projected CRS in metres ... gdalwarp -t_srs "
          "EPSG:32630"),
-    _row("float-scaled-again", "{floats} --scale 0.0001",  # medians of ~1e-5 were imported
+    case("float-scaled-again", "{floats} --scale 0.0001",  # medians of ~1e-5 were imported
          "scaled down a second time ... already: drop --scale"),
-    _row("float-scaled-again-by-0.001", "{floats} --scale 0.001", "already: drop --scale"),
-    _row("dn-scaled-twice", "{dn} --scale 0.00000001", "give --scale 0.0001"),
-    _row("min-valid-fraction-2", "{empty} --min-valid-fraction 2",  # the export's words
+    case("float-scaled-again-by-0.001", "{floats} --scale 0.001", "already: drop --scale"),
+    case("dn-scaled-twice", "{dn} --scale 0.00000001", "give --scale 0.0001"),
+    case("min-valid-fraction-2", "{empty} --min-valid-fraction 2",  # the export's words
          "--min-valid-fraction must be between 0.0 and 1.0, got 2.0; it is the share of valid "
          "pixels a patch needs"),
-    _row("split-block-0", "{dn} --split-block 0", "--split-block must be >= 1"),
+    case("split-block-0", "{dn} --split-block 0", "--split-block must be >= 1"),
     # the band order, by the export's rules (B2..B8 as B8,B4,B3,B2 exited 0)
-    _row("bands-reversed", "{big} --scale 0.0001 --bands B8,B4,B3,B2",
+    case("bands-reversed", "{big} --scale 0.0001 --bands B8,B4,B3,B2",
          "the bands named B2 and B3 correlate at r = ... give the images' bands in file order "
          "(gdalinfo lists them): --bands B8,B4,B3,B2 does not match their values, or pass "
          "--trust-band-names if they are right"),
-    _row("bands-given-not-repeated-as-advice", "{reversed} --scale 0.0001",
+    case("bands-given-not-repeated-as-advice", "{reversed} --scale 0.0001",
          "give the images' bands in file order (gdalinfo lists them): --bands B2,B3,B4,B8 does "
          "not match their values ... !e.g. --bands B2,B3,B4,B8"),
-    _row("red-and-nir-swapped", "{dn} --scale 0.0001 --bands B2,B3,B8,B4",
+    case("red-and-nir-swapped", "{dn} --scale 0.0001 --bands B2,B3,B8,B4",
          "B4 (red) is often twice as bright as B8 ... give the images' bands in file order ... "
          "!--scale"),  # was: give --scale 0.0001
     # series of months
-    _row("series-swapped", "{series} --bands B2,B3,B4,B8,B8_m1,B4_m1,B3_m1,B2_m1", "_m1"),
-    _row("earlier-months-only", "{floats} --bands B2_m1,B3_m1,B4_m1,B8_m1",
+    case("series-swapped", "{series} --bands B2,B3,B4,B8,B8_m1,B4_m1,B3_m1,B2_m1", "_m1"),
+    case("earlier-months-only", "{floats} --bands B2_m1,B3_m1,B4_m1,B8_m1",
          "only earlier months' bands ... add them (e.g. B2,B3,B4,B8)"),
-    *[_row(name, f"{{series}} --bands B2,B3,B4,B8,{names}", says) for name, names, says in (
+    *[case(name, f"{{series}} --bands B2,B3,B4,B8,{names}", says) for name, names, says in (
         ("month-24", "B2_m24,B3_m24,B4_m24,B8_m24", "band B2_m24 names B2 of an earlier "
          "month, but a series reaches 1 to 23 months back (B2_m1 to B2_m23; B2 itself is the "
          "stack's own month)"),

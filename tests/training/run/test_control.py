@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any
 
 import pytest
 import torch
@@ -19,6 +18,7 @@ from cli.evaluate import evaluate_main
 from cli.train import train_main
 from core.errors import OutputLockedError, TrainingDivergedError
 from tests.support.lock_holder import files_under, held_elsewhere
+from tests.support.refusals import case
 from training.config import TrainConfig
 from training.data import PatchDataset, compute_norm_stats
 from training.losses import build_loss
@@ -52,19 +52,15 @@ def refusal_inputs(patch_root, tmp_path_factory) -> dict[str, str]:
         "epochs", "batch_size", "lr", "augment", "bands")}}
 
 
-def _row(name: str, argv: str, says: str) -> Any:
-    return pytest.param(argv, says, id=name)
-
-
 @pytest.mark.parametrize("argv, says", [
     # numbers named as typed (they said batch_size, crop_size ...: the Python names)
-    _row("workers-negative", "--data x --workers -1", "--workers"),
-    *[_row(f"{flag[2:]}-{value}", f"--data x {flag} {value}", f"isamap-train: error: {flag} "
+    case("workers-negative", "--data x --workers -1", "--workers"),
+    *[case(f"{flag[2:]}-{value}", f"--data x {flag} {value}", f"isamap-train: error: {flag} "
            "must be") for flag, value in (("--batch-size", "0"), ("--crop-size", "-4"),
                                           ("--filter-noisy", "2"), ("--max-iterations", "0"))],
-    _row("epochs-0", "--data {data} --epochs 0", "epochs must be >= 1"),
+    case("epochs-0", "--data {data} --epochs 0", "epochs must be >= 1"),
     # model widths (zero, fractional and negative widths were three torch tracebacks)
-    *[_row(f"model-kwargs-{name}", f"{TRAIN} --model-kwargs '{kwargs}'", says)
+    *[case(f"model-kwargs-{name}", f"{TRAIN} --model-kwargs '{kwargs}'", says)
       for name, kwargs, says in (
           ("zero", '{"widths": [0, 8, 8, 16, 16]}',
            "widths must be a list of whole numbers of channels >= 1"),
@@ -73,7 +69,7 @@ def _row(name: str, argv: str, says: str) -> Any:
            'e.g. {"widths": [32, 64, 128, 256, 512]}'),
           ("width", '{"width": -2}', "width must be a whole number of channels >= 1, got -2"))],
     # a config file's values of the wrong type
-    *[_row(f"config-{key}", f"--config {{config_{key}}}", f"{key}.yaml: {says}")
+    *[case(f"config-{key}", f"--config {{config_{key}}}", f"{key}.yaml: {says}")
       for key, says in (
           ("epochs", "epochs must be a whole number, got 1.5"),  # trained 2 epochs
           ("batch_size", "batch_size must be a whole number, got True"),  # was 1
@@ -81,7 +77,7 @@ def _row(name: str, argv: str, says: str) -> Any:
           ("augment", "augment must be true or false, got 1"),
           ("bands", "bands must be a list of names"))],
     # an encoder's options without an encoder (it trained a plain U-Net, recording the fusion)
-    *[_row(f"{flag.split()[0][2:]}-without-encoder", f"{TRAIN} {flag}",
+    *[case(f"{flag.split()[0][2:]}-without-encoder", f"{TRAIN} {flag}",
            f"{flag.split()[0]}: an option of a pretrained encoder")
       for flag in ("--fusion head", "--no-freeze-encoder")],
 ])
