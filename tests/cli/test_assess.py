@@ -41,6 +41,7 @@ def refusal_inputs(tmp_path_factory) -> dict[str, str]:
             "unlabelled": str(root / "unlabelled.csv"), "rounded": str(root / "rounded.csv")}
 
 
+@pytest.mark.xdist_group("cli.test_assess.refusals")  # its inputs are built once
 @pytest.mark.parametrize("argv, says", [
     case("design-map-absent", "design --map {absent} --n 10", "--map {absent}"),
     case("design-without-map", "design --n 10", "give --map"),

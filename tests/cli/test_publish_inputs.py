@@ -56,6 +56,7 @@ def refusal_inputs(module_cogs, tmp_path_factory) -> dict[str, str]:
             "absent": str(root / "isa")}
 
 
+@pytest.mark.xdist_group("cli.test_publish_inputs.refusals")  # its inputs are built once
 @pytest.mark.parametrize("argv, says", [
     # the maps: absent, unreadable, or of another kind
     case("prefix-absent", f"--prefix {{absent}} {ASSET}",

@@ -103,6 +103,7 @@ def refusal_inputs(tmp_path_factory) -> dict[str, str]:
             **{name: str(root / name) for name in names}}
 
 
+@pytest.mark.xdist_group("gee_export.imported.test_patches.refusals")  # its inputs are built once
 @pytest.mark.parametrize("argv, says", [
     # values, masks and the lattice
     case("no-scale-for-dn", "{dn}", "x 10000"),

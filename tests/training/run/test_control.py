@@ -52,6 +52,7 @@ def refusal_inputs(patch_root, tmp_path_factory) -> dict[str, str]:
         "epochs", "batch_size", "lr", "augment", "bands")}}
 
 
+@pytest.mark.xdist_group("training.run.test_control.refusals")  # its inputs are built once
 @pytest.mark.parametrize("argv, says", [
     # numbers named as typed (they said batch_size, crop_size ...: the Python names)
     case("workers-negative", "--data x --workers -1", "--workers"),
