@@ -221,6 +221,14 @@ def test_dry_run_prints_plan_manifests_and_app_offline(model, tmp_path, capsys):
     assert not (tmp_path / "maps" / "2017-06").exists()  # nothing mapped in a dry run
 
 
+def test_clahe_on_a_binary_model_is_planned_when_forced(model, tmp_path):
+    """CLAHE on the binary CroFuseNet added 59 % ISA: refused unless forced (test_refusals)."""
+    assert main(["--bbox", "117.0,30.7,117.01,30.71", "--model", str(model), "--out",
+                 str(tmp_path / "o"), "--months", "2019-06", "--dry-run", "--postprocess", "clahe",
+                 "--force-postprocess", "--tile", "128", "--overlap", "16", "--precision",
+                 "fp32", "-q"]) == 0
+
+
 def test_postprocess_flags_reach_the_map_request():
     from cli.map import build_parser
     from inference.mapping.request import map_window
