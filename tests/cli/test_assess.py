@@ -64,7 +64,7 @@ def refusal_inputs(tmp_path_factory) -> dict[str, str]:
          "rounded.csv holds the points of a sample design (design_id ... but ... of 100 lie off "
          "the centres of the pixels of {map} that it draws (first: ... of a pixel off: rounded "
          "coordinates, or another raster's sample?), so they would be scored at other pixels; "
-         "give --design with the folder"),
+         "give --design with the folder", pytest.mark.slow),  # as the test it comes from
     case("compare-ee-without-project", "EE_PROJECT= score --map {map} --reference {absent} "
          "--compare wc=worldcover", "give --project"),
     case("compare-ee-offline-advice", "EE_PROJECT= score --map {map} --reference {labelled} "

@@ -98,7 +98,7 @@ def refusal_inputs(scene, tmp_path_factory) -> dict[str, str]:
                ("aoi_list", "is not GeoJSON: its JSON is a list, not an object"),
                ("aoi_point", "holds no Polygon or MultiPolygon geometry"))],
     case("crs-in-degrees", "--bbox 10,50,10.5,50.3 --crs EPSG:4326 --dry-run",
-         "not a projected CRS in metres"),
+         "not a projected CRS in metres", pytest.mark.slow),  # as the test it comes from
     # how the export runs
     *[case(f"runner-direct{extra.split()[0]}", f"--region wuhan --dry-run --runner direct "
            f"{extra}", says) for extra, says in (

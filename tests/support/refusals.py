@@ -31,7 +31,7 @@ def assert_refused(status: int, err: str, parser: argparse.ArgumentParser,
     return lines[0]
 
 
-def case(name: str, argv: str, says: str) -> Any:
+def case(name: str, argv: str, says: str, *marks: Any) -> Any:
     """A row of a command's ``test_refusals`` table: its words and what the refusal says,
-    shown as ``name``."""
-    return pytest.param(argv, says, id=name)
+    shown as ``name``; ``marks`` (``pytest.mark.slow``: a row of the slow tier)."""
+    return pytest.param(argv, says, id=name, marks=marks)
