@@ -94,11 +94,18 @@ def _points_on_stack(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
+def undated_scenes(demo_stack, tmp_path_factory) -> Path:
+    """The demo's scenes with the dates taken out of their names and tags."""
+    return undated_copy(Path(demo_stack.image).parents[1] / "scene",
+                        tmp_path_factory.mktemp("undated") / "scene")
+
+
+@pytest.fixture(scope="module")
 def refusal_inputs(demo_stack, tmp_path_factory) -> dict[str, str]:
     """What the rows of :func:`test_refusals` name, built once: point files on the demo stack
     (``good``; ``far`` with one point off it, ``one_class``, ``few``; ``off_scenes``,
     ``on_scenes``), label rasters (``blank``, ``moved``), files that are no stack or no
-    encoder, the demo's scenes without dates, and stacks of their own (``series``, ``single``,
+    encoder, and stacks of their own (``series``, ``single``,
     ``july``) with points and polygons on them."""
     root = tmp_path_factory.mktemp("refusals")
     lon, lat, codes, _ = labelled_pixels(demo_stack.label, 60, seed=1)
@@ -117,7 +124,6 @@ def refusal_inputs(demo_stack, tmp_path_factory) -> dict[str, str]:
     (root / "text.tif").write_text("not a raster")
     (root / "adir").mkdir()
     scenes = Path(demo_stack.image).parents[1] / "scene"
-    undated_copy(scenes, root / "undated")
     series = _stack(root / "series.tif", list(stack_series_bands(SIX.split(","), 2)))
     _stack(root / "single.tif", SIX.split(","))
     _stack(root / "july.tif", SIX.split(","), month="2019-07")
@@ -131,7 +137,7 @@ def refusal_inputs(demo_stack, tmp_path_factory) -> dict[str, str]:
              "geometry": {"type": "Polygon", "coordinates": [ring]}}]}))
     names = ("good.csv", "far.csv", "one_class.csv", "few.csv", "on_scenes.csv",
              "off_scenes.csv", "blank.tif", "moved.tif", "not-presto.pt", "notes.txt",
-             "text.tif", "adir", "undated", "single.tif", "july.tif", "on_stack.csv",
+             "text.tif", "adir", "single.tif", "july.tif", "on_stack.csv",
              "polygons.geojson", "missing.tif")
     return {"stack": demo_stack.image, "label": demo_stack.label, "month": demo_stack.month,
             "scenes": str(scenes), "series": str(series),
@@ -187,12 +193,14 @@ def refusal_inputs(demo_stack, tmp_path_factory) -> dict[str, str]:
          "--month {month} --bands B2,B3,B4,B8 --scene-date 10/06/2019",
          "--scene-date must be YYYY-MM-DD"),
 ])
-def test_refusals(refusal_inputs, tmp_path, capsys, argv, says):
+def test_refusals(refusal_inputs, request, tmp_path, capsys, argv, says):
     """Each row: ``isamap-fit`` with the row's words (``--input`` defaults to the demo stack
     unless a backend makes one; ``--out`` to a fresh folder), refused with exit 2 in one line
     holding each part of ``says`` (parts joined by `` ... ``) and naming options the command
     has, leaving no ``--out`` (nor the folders above it)."""
     paths = {**refusal_inputs, "out": str(tmp_path / "new" / "fit")}
+    if "{undated}" in argv:
+        paths["undated"] = str(request.getfixturevalue("undated_scenes"))
     words = [word.format(**paths) for word in argv.split()]
     if not {"--input", "--backend"} & set(words):
         words += ["--input", paths["stack"]]
@@ -432,12 +440,13 @@ def test_backend_local_makes_the_stack_over_the_points(demo_stack, tmp_path):
                          str(tmp_path / "map" / "isa"), "-q"]) == 0
 
 
-def test_backend_local_reads_the_scenes_with_the_exports_scene_date(demo_stack, tmp_path):
+def test_backend_local_reads_the_scenes_with_the_exports_scene_date(demo_stack, undated_scenes,
+                                                                     tmp_path):
     """Scenes whose files carry no date are exported with --scene-date, which isamap-fit
     --backend local did not take: such a folder could not be fitted on (test_refusals). Both
     its extent check and its stack now read the scenes with the date given, and the model
     records it."""
-    scenes = undated_copy(Path(demo_stack.image).parents[1] / "scene", tmp_path / "undated")
+    scenes = undated_scenes
     lon, lat, codes, _ = labelled_pixels(demo_stack.label, 60, seed=3)
     points = write_points(tmp_path / "points.csv", lon, lat, codes)
     common = ["--points", str(points), "--backend", "local", "--scenes", str(scenes),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -31,23 +32,14 @@ def model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def refusal_inputs(model, tmp_path_factory) -> dict[str, str]:
-    """What the rows of :func:`test_refusals` name, built once: GeoJSON files, local scenes
-    (``scene``; ``apart`` beside a scene elsewhere) and
-    their models (``local_model``; ``landcover``, with ``product`` the land cover it keeps)."""
-    import shutil
-
-    import numpy as np
-    from affine import Affine
+    """What the rows of :func:`test_refusals` name, built once: GeoJSON files, a local scene
+    and its model (``scene``, ``local_model``)."""
     from pyproj import Transformer
 
-    from contract.geotiff import write_geotiff
     from gee_export.local.synthetic import generate_scene
 
     root = tmp_path_factory.mktemp("refusals")
     box, local_model = _local_scene(root)
-    shutil.copytree(root / "scene", root / "apart")
-    generate_scene(root / "apart" / "elsewhere", width=96, height=96, seed=1,
-                   origin=(700000.0, 3385000.0), progress=False)
     grid = generate_scene(root / "scene", width=96, height=96, progress=False).grid
     west, south, east, north = Transformer.from_crs(
         grid.crs, "EPSG:4326", always_xy=True).transform_bounds(*grid.bounds)
@@ -62,24 +54,48 @@ def refusal_inputs(model, tmp_path_factory) -> dict[str, str]:
             **extra}))
         return root / name
 
-    cell = (east - west) / 32
-    product = write_geotiff(root / "nlcd.tif", np.full((1, 40, 40), 23, np.uint8),
-                            Affine(cell, 0, west, 0, -cell, north), "EPSG:4326", None)
     (root / "districts.txt").write_text("not json")
     (root / "my area.geojson").write_text(json.dumps({"type": "Polygon", "coordinates": [
         [[117.0, 30.7], [117.01, 30.7], [117.01, 30.71], [117.0, 30.7]]]}))
     (root / "projected.geojson").write_text(json.dumps({"type": "Polygon", "coordinates": [
         [[500000, 3400000], [500100, 3400000], [500100, 3399900], [500000, 3400000]]]}))
-    paths = {"model": model, "local_model": local_model, "box": box, "product": product,
-             "landcover": _landcover_model(root / "lc.pt", grid),
+    paths = {"model": model, "local_model": local_model, "box": box,
              "shifted": zones("shifted.geojson", west + 1, east + 1, south, north),
              "utm": zones("utm.geojson", x0, x1, y0, y1,
                           crs={"type": "name", "properties": {"name": hemisphere}}),
              "extent": f"lon {west:.4f} to {east:.4f}, lat {south:.4f} to {north:.4f}",
-             **{name: root / name for name in ("scene", "apart", "nowhere")},
+             **{name: root / name for name in ("scene", "nowhere")},
              **{name.split(".")[0].replace(" ", "_"): root / name for name in (
                  "districts.txt", "my area.geojson", "projected.geojson")}}
     return {name: str(value) for name, value in paths.items()}
+
+
+@pytest.fixture(scope="module")
+def slow_refusal_inputs(refusal_inputs) -> dict[str, str]:
+    """What rows of the slow tier name besides: the scene beside a scene elsewhere
+    (``apart``), a land-cover model (``landcover``) and the land cover it keeps (``product``)."""
+    import shutil
+
+    import numpy as np
+    from affine import Affine
+    from pyproj import Transformer
+
+    from contract.geotiff import write_geotiff
+    from gee_export.local.synthetic import generate_scene
+
+    scene = Path(refusal_inputs["scene"])
+    shutil.copytree(scene, scene.parent / "apart")
+    generate_scene(scene.parent / "apart" / "elsewhere", width=96, height=96, seed=1,
+                   origin=(700000.0, 3385000.0), progress=False)
+    grid = generate_scene(scene, width=96, height=96, progress=False).grid
+    west, _, east, north = Transformer.from_crs(
+        grid.crs, "EPSG:4326", always_xy=True).transform_bounds(*grid.bounds)
+    cell = (east - west) / 32
+    product = write_geotiff(scene.parent / "nlcd.tif", np.full((1, 40, 40), 23, np.uint8),
+                            Affine(cell, 0, west, 0, -cell, north), "EPSG:4326", None)
+    landcover = _landcover_model(scene.parent / "lc.pt", grid)
+    return {"apart": str(scene.parent / "apart"), "product": str(product),
+            "landcover": str(landcover)}
 
 
 #: a row of the slow tier: the test it comes from mapped (or planned) a local scene first
@@ -174,7 +190,7 @@ SLOW = pytest.mark.slow
            f"isamap-map: error: no zone of --zones {{{name}}} touches the map: the zones lie in "
            "lon ... the map in {extent}", SLOW) for name in ("shifted", "utm")],
 ])
-def test_refusals(refusal_inputs, tmp_path, capsys, argv, says):
+def test_refusals(refusal_inputs, request, tmp_path, capsys, argv, says):
     """Each row: ``isamap-map`` with the row's words, refused with exit 2 in one line holding
     each part of ``says`` (parts joined by `` ... ``), printing nothing on stdout and writing
     nothing under ``--out``.
@@ -184,6 +200,8 @@ def test_refusals(refusal_inputs, tmp_path, capsys, argv, says):
     ``--dry-run``; a ``--backend local`` row maps ``--scenes`` (the scene of its model) for
     real unless it says ``--dry-run``."""
     paths = {**refusal_inputs, "out": str(tmp_path / "o")}
+    if re.search(r"\{(apart|landcover|product)\}", argv):
+        paths.update(request.getfixturevalue("slow_refusal_inputs"))
     words = [word.format(**paths) for word in shlex.split(argv)]
     local = "local" in words
     defaults = {"--model": "{local_model}" if local else "{model}", "--out": "{out}",
