@@ -424,6 +424,16 @@ def trained_unet(patch_root, tmp_path_factory) -> Path:
 @pytest.fixture
 def cogs(tmp_path):
     """A real class/probability COG pair from a tiny prediction."""
+    return _tiny_cogs(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_cogs(tmp_path_factory):
+    """The pair of ``cogs``, made once for a module whose tests only read it."""
+    return _tiny_cogs(tmp_path_factory.mktemp("cogs"))
+
+
+def _tiny_cogs(tmp_path: Path):
     import numpy as np
 
     from inference.cog.maps import OutputInfo

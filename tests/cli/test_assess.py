@@ -5,11 +5,89 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shlex
 
+import numpy as np
 import pytest
+import rasterio
 
 from cli.assess import main
-from tests.support.assess import labelled_as_the_map, synthetic_scene, write_rows
+from tests.support.assess import class_cog, labelled_as_the_map, synthetic_scene, write_rows
+from tests.support.refusals import case
+
+
+@pytest.fixture(scope="module")
+def refusal_inputs(tmp_path_factory) -> dict[str, str]:
+    """What the rows of :func:`test_refusals` name, built once: a class map and a probability
+    map, a design of it, and its labels with one point unlabelled (``unlabelled``) or with
+    coordinates rounded as a spreadsheet rounds them (``rounded``)."""
+    root = tmp_path_factory.mktemp("refusals")
+    scene = synthetic_scene(root)
+    design = root / "design"
+    assert main(["design", "--map", str(scene.map_path), "--n", "100", "--seed", "3", "--out",
+                 str(design), "-q"]) == 0
+    rows = list(csv.DictReader(labelled_as_the_map(design, root / "labelled.csv").open()))
+    write_rows(root / "unlabelled.csv", [{**rows[0], "reference": ""}, *rows[1:]])
+    for row in rows:  # a spreadsheet's rounding, its x and y columns dropped
+        row["lon"], row["lat"] = f"{float(row['lon']):.4f}", f"{float(row['lat']):.4f}"
+        del row["x"], row["y"]
+    write_rows(root / "rounded.csv", rows)
+    with rasterio.open(scene.map_path) as ds:
+        codes = ds.read(1)
+    probability = class_cog(root / "map_prob.tif", np.where(codes == 255, 255, codes * 250),
+                            kind="probability")
+    return {"map": str(scene.map_path), "prob": str(probability), "design": str(design),
+            "absent": str(root / "none.tif"), "labelled": str(root / "labelled.csv"),
+            "unlabelled": str(root / "unlabelled.csv"), "rounded": str(root / "rounded.csv")}
+
+
+@pytest.mark.xdist_group("cli.test_assess.refusals")  # its inputs are built once
+@pytest.mark.parametrize("argv, says", [
+    case("design-map-absent", "design --map {absent} --n 10", "--map {absent}"),
+    case("design-without-map", "design --n 10", "give --map"),
+    case("design-probability-map", "design --map {prob} --n 100",
+         "isamap-assess design: error: {prob} is an isamap isa_probability map, not isa_class "
+         "or isa_change; give the map's _class.tif, or a change COG"),
+    *[case(f"design-asset-{name}", f"design --map {{map}} --n 20 --asset '{bad}'",
+           f"isamap-assess design: error: --asset {bad!r} is not an Earth Engine table asset "
+           f"id: ... {says}") for name, bad, says in (
+               ("upper-case", "projects/My-Proj/assets/ref", "the project 'My-Proj' has "
+                "upper-case"),
+               ("space", "users/me/my labels", "the name 'my labels' holds a space"),
+               ("empty", "", "it is empty"),
+               ("no-folder", "labels", "it is not 'projects/<project>/assets"))],
+    case("score-blind-sample", "score --map {map} --reference {design}/sample.csv",
+         "no reference"),
+    case("score-an-unlabelled-point", "score --map {map} --reference {unlabelled} --design "
+         "{design}", "have no label (first:"),
+    case("score-rounded-coordinates", "score --map {map} --reference {rounded}",
+         "rounded.csv holds the points of a sample design (design_id ... but ... of 100 lie off "
+         "the centres of the pixels of {map} that it draws (first: ... of a pixel off: rounded "
+         "coordinates, or another raster's sample?), so they would be scored at other pixels; "
+         "give --design with the folder", pytest.mark.slow),  # as the test it comes from
+    case("compare-ee-without-project", "EE_PROJECT= score --map {map} --reference {absent} "
+         "--compare wc=worldcover", "give --project"),
+    case("compare-ee-offline-advice", "EE_PROJECT= score --map {map} --reference {labelled} "
+         "--compare wc=worldcover", "--compare NAME=PATH"),
+    case("compare-dynamic-world-2030", "score --map {map} --reference {labelled} --compare "
+         "dw=dynamicworld:2030 --project p", "Dynamic World has no images of 2030 (this is 20"),
+])
+def test_refusals(refusal_inputs, tmp_path, monkeypatch, capsys, argv, says):
+    """Each row: ``isamap-assess`` with the row's words (``NAME=value`` words set the
+    environment, ``NAME=`` clears it; ``--out`` defaults to a fresh folder), refused with exit
+    2 in one line holding each part of ``says`` (parts joined by `` ... ``), writing no
+    ``--out``."""
+    paths = {**refusal_inputs, "out": str(tmp_path / "out")}
+    words = [word.format(**paths) for word in shlex.split(argv)]
+    while "=" in words[0]:
+        name, value = words.pop(0).split("=", 1)
+        monkeypatch.setenv(name, value) if value else monkeypatch.delenv(name, raising=False)
+    status = main([*words, *([] if "--out" in words else ["--out", paths["out"]])])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert re.match(r"isamap-assess \w+: error: ", err), err
+    assert all(part.format(**paths) in err for part in says.split(" ... ")), err
+    assert not (tmp_path / "out").exists()
 
 
 def test_design_then_score_from_the_command_line(tmp_path, capsys):
@@ -56,45 +134,9 @@ def test_a_map_named_relative_to_another_folder_is_the_same_design_and_leaks_no_
     capsys.readouterr()
 
 
-def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
-    scene = synthetic_scene(tmp_path)
-    assert main(["design", "--map", str(tmp_path / "none.tif"), "--n", "10",
-                 "--out", str(tmp_path / "d")]) == 2
-    assert main(["design", "--n", "10", "--out", str(tmp_path / "d")]) == 2
-    assert "give --map" in capsys.readouterr().err
-    assert main(["design", "--map", str(scene.map_path), "--n", "20", "--out",
-                 str(tmp_path / "d")]) == 0
-    capsys.readouterr()
-    assert main(["score", "--map", str(scene.map_path), "--reference",
-                 str(tmp_path / "d" / "sample.csv"), "--out", str(tmp_path / "s")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "no reference" in err[0]
-    assert not (tmp_path / "s" / "report.json").exists()
-
-
-def test_a_probability_map_given_as_the_class_map_is_named_as_such(cogs, tmp_path, capsys):
-    """A map's _prob.tif as --map listed ~200 codes 'beyond its 2 classes'; the map-kind check
-    isamap-publish has (inference.cog.maps.map_kind_problem) now says what it is."""
-    assert main(["design", "--map", cogs.prob_path, "--n", "100", "--out",
-                 str(tmp_path / "d")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"isamap-assess design: error: {cogs.prob_path} is an isamap isa_probability "
-                   "map, not isa_class or isa_change; give the map's _class.tif, or a change "
-                   "COG"], err
-    assert not (tmp_path / "d").exists()
-
-
-def test_earth_engine_comparisons_need_a_project_before_anything_is_read(tmp_path, capsys,
-                                                                         monkeypatch):
-    monkeypatch.delenv("EE_PROJECT", raising=False)
-    scene = synthetic_scene(tmp_path)
-    assert main(["score", "--map", str(scene.map_path), "--reference", str(tmp_path / "x.csv"),
-                 "--compare", "wc=worldcover", "--out", str(tmp_path / "s")]) == 2
-    assert "give --project" in capsys.readouterr().err
-
-
 def test_without_an_account_score_gives_its_own_offline_advice(tmp_path, capsys, monkeypatch):
-    """Not the export's ("isamap-export --backend local"): scoring's own offline path."""
+    """Not the export's ("isamap-export --backend local"): scoring's own offline path (no
+    project at all: test_refusals)."""
     from gee_export.ee import session as ee_session
 
     monkeypatch.delenv("EE_PROJECT", raising=False)
@@ -109,8 +151,7 @@ def test_without_an_account_score_gives_its_own_offline_advice(tmp_path, capsys,
     args = ["score", "--map", str(scene.map_path), "--reference", str(labelled),
             "--compare", "wc=worldcover", "--out", str(tmp_path / "s")]
     assert main(args) == 2  # no project at all
-    err = capsys.readouterr().err
-    assert "--compare NAME=PATH" in err and "isamap-export" not in err
+    assert "isamap-export" not in capsys.readouterr().err
 
     class NoCredentials(ee_session.EESession):
         def initialize(self):
@@ -233,30 +274,13 @@ def test_a_large_design_stops_within_seconds_on_sigterm_and_leaves_no_half_desig
     assert not out.exists() or not any(out.iterdir()), sorted(out.iterdir())
 
 
-def test_a_labelling_apps_asset_and_a_future_dynamic_world_year_are_refused_first(tmp_path,
-                                                                                  capsys):
+def test_a_labelling_apps_asset_is_written_into_it(tmp_path):
     """``--asset`` went unchecked into the app (the Code Editor refused its export hours of
-    labelling later), and ``dynamicworld:2030`` was accepted (no image exists)."""
+    labelling later): test_refusals' design-asset rows."""
     scene = synthetic_scene(tmp_path)
-    for bad, says in (("projects/My-Proj/assets/ref", "the project 'My-Proj' has upper-case"),
-                      ("users/me/my labels", "the name 'my labels' holds a space"),
-                      ("", "it is empty"), ("labels", "it is not 'projects/<project>/assets")):
-        code = main(["design", "--map", str(scene.map_path), "--n", "20", "--asset", bad,
-                     "--out", str(tmp_path / "d")])
-        err = capsys.readouterr().err.strip().splitlines()
-        assert code == 2 and len(err) == 1 and says in err[0], err
-        assert err[0].startswith(f"isamap-assess design: error: --asset {bad!r} is not an "
-                                 "Earth Engine table asset id: ")
-        assert not (tmp_path / "d").exists()
     assert main(["design", "--map", str(scene.map_path), "--n", "20", "--asset",
                  "users/me/ref_labels", "--out", str(tmp_path / "d"), "-q"]) == 0
     assert '"users/me/ref_labels"' in (tmp_path / "d" / "labelling_app.js").read_text()
-    capsys.readouterr()
-    code = main(["score", "--map", str(scene.map_path), "--reference",
-                 str(tmp_path / "d" / "sample.csv"), "--compare", "dw=dynamicworld:2030",
-                 "--project", "p", "--out", str(tmp_path / "s")])
-    err = capsys.readouterr().err
-    assert code == 2 and "Dynamic World has no images of 2030 (this is 20" in err, err
 
 
 def test_the_same_design_given_an_asset_later_writes_it_into_its_app_and_keeps_the_labels(
@@ -282,24 +306,6 @@ def test_the_same_design_given_an_asset_later_writes_it_into_its_app_and_keeps_t
     written = app.stat().st_mtime_ns
     assert main([*design, "--asset", "users/me/ref_labels"]) == 0  # the same: nothing rewritten
     assert app.stat().st_mtime_ns == written
-
-
-def test_an_unlabelled_design_point_is_refused_without_first_being_left_out(tmp_path, capsys):
-    """With a design every point must be labelled: the reader warned that the point was
-    "left out" (estimates "missing at random") and the design then refused the file."""
-    scene = synthetic_scene(tmp_path)
-    out = tmp_path / "design"
-    assert main(["design", "--map", str(scene.map_path), "--n", "30", "--seed", "1", "--out",
-                 str(out), "-q"]) == 0
-    capsys.readouterr()
-    labelled = labelled_as_the_map(out, tmp_path / "labelled.csv")
-    rows = list(csv.DictReader(labelled.open()))
-    rows[0]["reference"] = ""
-    write_rows(labelled, rows)
-    assert main(["score", "--map", str(scene.map_path), "--reference", str(labelled),
-                 "--design", str(out), "--out", str(tmp_path / "score")]) == 2
-    err = capsys.readouterr().err
-    assert "have no label (first:" in err and "left out" not in err
 
 
 def test_a_design_south_west_of_zero_is_scored_from_its_own_files(tmp_path, capsys):
@@ -378,10 +384,11 @@ def test_each_point_of_the_labelling_app_carries_one_id(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_designs_points_with_rounded_coordinates_are_placed_by_the_design(tmp_path, capsys):
+def test_a_designs_points_with_rounded_coordinates_are_placed_by_the_design(tmp_path):
     """A labelled sample.csv whose lon/lat were rounded to 1e-4 degrees (about 11 m, the next
     pixel) was scored at those positions without --design, exit 0: now refused naming
-    --design, and with --design the ids place the points where they were drawn."""
+    --design (test_refusals), and with --design the ids place the points where they were
+    drawn."""
     scene = synthetic_scene(tmp_path)
     design = tmp_path / "design"
     assert main(["design", "--map", str(scene.map_path), "--n", "100", "--seed", "3", "--out",
@@ -391,16 +398,7 @@ def test_a_designs_points_with_rounded_coordinates_are_placed_by_the_design(tmp_
         row["lon"], row["lat"] = f"{float(row['lon']):.4f}", f"{float(row['lat']):.4f}"
         del row["x"], row["y"]
     rounded = write_rows(tmp_path / "rounded.csv", rows)
-    capsys.readouterr()
-    score = ["score", "--map", str(scene.map_path), "--reference", str(rounded), "-q"]
-    assert main([*score, "--out", str(tmp_path / "s")]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and re.search(
-        r"rounded\.csv holds the points of a sample design \(design_id \w+\), but \d+ of 100 "
-        r"lie off the centres of the pixels of .*map_class\.tif that it draws \(first: p\d+, "
-        r"0\.\d\d of a pixel off: rounded coordinates, or another raster's sample\?\), so "
-        r"they would be scored at other pixels; give --design with the folder", err[0]), err
-    assert not (tmp_path / "s").exists()
-    assert main([*score, "--design", str(design), "--out", str(tmp_path / "s")]) == 0
+    assert main(["score", "--map", str(scene.map_path), "--reference", str(rounded), "-q",
+                 "--design", str(design), "--out", str(tmp_path / "s")]) == 0
     report = json.loads((tmp_path / "s" / "report.json").read_text())
     assert report["products"]["map"]["overall_accuracy"] == 1.0

@@ -15,6 +15,7 @@ from cli.export import main
 from contract.dataset import read_manifest
 from gee_export.local.synthetic import generate_scene
 from tests.support.faults import run_on_small_disk, run_without_write_permission
+from tests.support.refusals import case
 
 #: the module-scoped fixtures below are built once: their tests run on one worker
 pytestmark = pytest.mark.xdist_group("cli.test_export_checks")
@@ -36,65 +37,113 @@ def _local(scene_root, bbox, out, *extra):
             "--min-valid-fraction", "0.5", "--no-progress", *extra]
 
 
+HELP = "isamap-export --help lists every option, with examples"
+EE_ONLY = "Level-2A collection (COPERNICUS/S2_SR_HARMONIZED): drop --allow-l1c"
+
+
+@pytest.fixture(scope="module")
+def refusal_inputs(scene, tmp_path_factory) -> dict[str, str]:
+    """What the rows of :func:`test_refusals` name, built once: region files, an empty scene
+    folder, and the module's scene beside a scene elsewhere (``apart``)."""
+    s, bbox = scene
+    root = tmp_path_factory.mktemp("refusals")
+    for name, content in (("aoi.txt", "not json"), ("aoi_list.json", "[1, 2]"),
+                          ("aoi_point.geojson",
+                           '{"type": "Point", "coordinates": [114.3, 30.6]}')):
+        (root / name).write_text(content)
+    (root / "empty").mkdir()
+    shutil.copytree(s.root, root / "apart")
+    generate_scene(root / "apart" / "elsewhere", width=64, height=64, seed=1, fine_scale=2,
+                   origin=(700000.0, 3385000.0), progress=False)
+    names = ("aoi.txt", "aoi_list.json", "aoi_point.geojson", "empty", "apart")
+    return {"bbox": bbox, "scene": str(s.root), "aoi_absent": str(root / "aoi.geojson"),
+            **{name.split(".")[0]: str(root / name) for name in names}}
+
+
+@pytest.mark.parametrize("argv, says", [
+    # values out of their range, in a dry run as in a run
+    *[case(f"range{flag}", f"--region wuhan --dry-run {flag}", says) for flag, says in (
+        ("--min-valid-fraction 2", "--min-valid-fraction must be between 0.0 and 1.0"),
+        ("--fine-scale 0", "--fine-scale must be one of 2, 4, 5, 8, 10"),
+        ("--workers 100", "--workers must be between 1 and 40"),
+        ("--workers 0", "--workers must be between 1 and 40"),
+        ("--workers -1", "--workers must be between 1 and 40"),
+        ("--stride 200", "--stride must be between 1 and 128"),
+        ("--cloud-threshold 5", "--cloud-threshold must be between 0.0 and 1.0"),
+        ("--s2-max-widen-days -3", "--s2-max-widen-days must be >= 0, got -3"))],
+    *[case(f"budget{extra}", f"--bbox 114.2,30.5,114.3,30.6 --dry-run {extra}", says)
+      for extra, says in (
+          ("--latency 0", "--latency must be a positive number of seconds"),
+          ("--max-eecu-hours -1", "--max-eecu-hours: must be a positive number up to 1e+12"),
+          ("--max-eecu-hours inf", "--max-eecu-hours: must be a positive number up to 1e+12, "
+           "got inf; leave it out to set no bound"),  # was an OverflowError traceback
+          ("--max-eecu-hours nan", "--max-eecu-hours: must be a positive number up to 1e+12"),
+          ("--max-eecu-hours 5 --backend local --scenes scenes",
+           "leave it out with --backend local"))],
+    # the area, the dates, the bands, the labels
+    case("region-atlantis", "--region atlantis --dry-run", "Known regions"),
+    case("month-13", "--month 2019-13 --dry-run", "2019-06"),
+    case("band-b99", "--bands B2,B99 --dry-run", "unknown band"),
+    case("labels-osm", "--labels osm --dry-run", "worldcover"),
+    case("before-sentinel-1", "--month 2014-06 --dry-run",
+         "before the first Sentinel-1 scenes (2014-10)"),
+    case("before-sentinel-2", "--months 2015-03,2019-06 --dry-run",
+         "before the first Sentinel-2 scenes"),
+    case("future", "--month 2099-06 --dry-run", "2099-06 are in the future"),
+    *[case(f"region-file-{name}", f"--region-file {{{name}}} --dry-run",
+           f"isamap-export: error: --region-file {{{name}}} {says}; give a GeoJSON "
+           "FeatureCollection of polygons (or one Polygon)") for name, says in (
+               ("aoi_absent", "does not exist"),
+               ("aoi", "is not GeoJSON: Expecting value: line 1 column 1 (char 0)"),
+               ("aoi_list", "is not GeoJSON: its JSON is a list, not an object"),
+               ("aoi_point", "holds no Polygon or MultiPolygon geometry"))],
+    case("crs-in-degrees", "--bbox 10,50,10.5,50.3 --crs EPSG:4326 --dry-run",
+         "not a projected CRS in metres", pytest.mark.slow),  # as the test it comes from
+    # how the export runs
+    *[case(f"runner-direct{extra.split()[0]}", f"--region wuhan --dry-run --runner direct "
+           f"{extra}", says) for extra, says in (
+               ("--backend local --scenes .", "the local backend runs in this process"),
+               ("--method tasks", "already run on Earth Engine's machines"),
+               ("--runner dataflow --out data/x", "give --out gs://bucket/..."),
+               ("--runner dataflow --out gs://b/x", "needs --project, --dataflow-region"),
+               ("--max-workers 50", "use --max-workers 40 or fewer"),
+               ("--max-workers 0",
+                "argument --max-workers: must be a whole number >= 1, got 0"))],
+    # Earth Engine's collections: Level-2A, no local scene files
+    *[case(f"allow-l1c-with-ee{mode.split()[0]}",
+           f"--region wuhan --allow-l1c --project p {mode}", EE_ONLY)
+      for mode in ("--dry-run", "--code-editor", "--out {out}")],
+    *[case(f"ee{flag.split()[0]}", f"--region wuhan {flag} --project p --out {{out}}",
+           f"{flag.split()[0]} describes local scene files: use it with --backend local")
+      for flag in ("--s1-unit dB", "--trust-band-names", "--scene-date 2019-06-01")],
+    # local scenes
+    case("backend-local-without-scenes", "--backend local", "--scenes"),
+    case("grid-smaller-than-a-patch", "--backend local --scenes {empty} --bbox "
+         "114.27,30.55,114.275,30.555 --out {out}", "smaller than one 128 px patch"),
+    case("scenes-apart", "--backend local --scenes {apart} --month 2019-06 --dry-run",
+         "do not overlap (no area is covered by every scene"),
+])
+def test_refusals(refusal_inputs, tmp_path, monkeypatch, capsys, argv, says):
+    """Each row: ``isamap-export`` with the row's words, run in an empty folder (``{out}`` is
+    one in it), refused with exit 2 in one line holding ``says`` (a flag argparse refuses:
+    and a line pointing to --help), leaving the folder empty."""
+    monkeypatch.chdir(tmp_path)
+    paths = {**refusal_inputs, "out": str(tmp_path / "out")}
+    words = [word.format(**paths) for word in argv.split()]
+    try:
+        status = main(words)
+    except SystemExit as stop:  # argparse's own refusals exit while parsing
+        status = stop.code
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line != f"  ({HELP})"]  # argparse's refusals
+    assert status == 2 and len(lines) == 1, err
+    assert err.startswith("isamap-export: error: ") and says.format(**paths) in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_negative_bbox_without_equals_sign(capsys):
     assert main(["--bbox", "-7.45,52.63,-7.43,52.65", "--dry-run"]) == 0
     assert "EPSG:32629" in capsys.readouterr().out  # UTM 29N: west of Greenwich works
-
-
-@pytest.mark.parametrize("argv,needle", [
-    (["--min-valid-fraction", "2"], "--min-valid-fraction must be between 0.0 and 1.0"),
-    (["--fine-scale", "0"], "--fine-scale must be one of 2, 4, 5, 8, 10"),
-    (["--workers", "100"], "--workers must be between 1 and 40"),
-    (["--workers", "0"], "--workers must be between 1 and 40"),
-    (["--workers", "-1"], "--workers must be between 1 and 40"),
-    (["--stride", "200"], "--stride must be between 1 and 128"),
-    (["--cloud-threshold", "5"], "--cloud-threshold must be between 0.0 and 1.0"),
-    (["--s2-max-widen-days", "-3"], "--s2-max-widen-days must be >= 0, got -3"),
-])
-def test_dry_run_refuses_what_the_real_run_refuses(argv, needle, capsys):
-    assert main(["--region", "wuhan", "--dry-run", *argv]) == 2
-    err = capsys.readouterr().err
-    assert needle in err and len(err.strip().splitlines()) == 1
-
-
-def test_import_patches_bounds_the_valid_fraction_in_the_exports_words(tmp_path, capsys):
-    """The same flag of isamap-import-patches said "must be in [0, 1]", its own wording."""
-    from cli.import_patches import main as import_main
-
-    (tmp_path / "src").mkdir()
-    assert import_main([str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--month",
-                        "2019-06", "--min-valid-fraction", "2"]) == 2
-    err = capsys.readouterr().err
-    assert ("--min-valid-fraction must be between 0.0 and 1.0, got 2.0; it is the share of "
-            "valid pixels a patch needs") in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "out").exists()
-
-
-@pytest.mark.parametrize("content,needle", [
-    (None, "does not exist"),
-    ("not json", "is not GeoJSON: Expecting value"),
-    ("[1, 2]", "is not GeoJSON: its JSON is a list, not an object"),
-    ('{"type": "Point", "coordinates": [114.3, 30.6]}', "holds no Polygon or MultiPolygon"),
-])
-def test_a_bad_region_file_is_named_by_its_flag(tmp_path, monkeypatch, capsys, content, needle):
-    """The errors said "region file X", not the --region-file the user typed."""
-    monkeypatch.chdir(tmp_path)
-    if content is not None:
-        Path("aoi.geojson").write_text(content)
-    assert main(["--region-file", "aoi.geojson", "--dry-run"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"isamap-export: error: --region-file aoi.geojson {needle}")
-    assert err.rstrip().endswith("give a GeoJSON FeatureCollection of polygons (or one Polygon)")
-    assert len(err.strip().splitlines()) == 1
-
-
-def test_grid_smaller_than_a_patch_is_refused_before_any_work(tmp_path, capsys):
-    out, scenes = tmp_path / "never", tmp_path / "scenes"
-    scenes.mkdir()
-    code = main(["--backend", "local", "--scenes", str(scenes), "--bbox",
-                 "114.27,30.55,114.275,30.555", "--out", str(out)])
-    assert code == 2 and "smaller than one 128 px patch" in capsys.readouterr().err
-    assert not out.exists()  # refused before a stack folder was made
 
 
 @pytest.mark.slow
@@ -106,8 +155,6 @@ def test_wide_or_polar_areas_warn_and_suggest_a_crs(capsys):
     assert main(["--bbox", "10,84.1,10.5,84.3", "--crs", "EPSG:32661", "--dry-run"]) == 0
     captured = capsys.readouterr()
     assert "EPSG:32661" in captured.out and "warning" not in captured.err
-    assert main(["--bbox", "10,50,10.5,50.3", "--crs", "EPSG:4326", "--dry-run"]) == 2
-    assert "not a projected CRS in metres" in capsys.readouterr().err
 
 
 def test_local_dry_run_plans_the_local_run(scene, tmp_path, capsys):
@@ -146,47 +193,6 @@ def test_local_l1c_and_label_scheme_have_cli_fixes(scene, tmp_path, capsys):
     assert read_manifest(tmp_path / "b")["counts"]["patches"] > 0
 
 
-def test_allow_l1c_with_earth_engine_is_refused_before_any_request(tmp_path, capsys):
-    """The ee backend reads Earth Engine's Level-2A collection: --allow-l1c was taken and
-    ignored (the dry run planned, the real run went on to Earth Engine). isamap-fit refuses
-    it with the same line (one rule, contract.s2_level)."""
-    from cli.fit import main as fit_main
-
-    out = tmp_path / "out"
-    lines = []
-    for extra in (["--dry-run"], ["--code-editor"], ["--out", str(out)]):
-        assert main(["--region", "wuhan", "--allow-l1c", "--project", "p", *extra]) == 2
-        (line,) = capsys.readouterr().err.strip().splitlines()
-        assert "Level-2A collection (COPERNICUS/S2_SR_HARMONIZED): drop --allow-l1c" in line
-        lines.append(line.split("error: ", 1)[1])
-    assert not out.exists()  # refused before the output folder is made
-    assert fit_main(["--points", str(tmp_path / "p.csv"), "--backend", "ee", "--month",
-                     "2019-06", "--allow-l1c", "--out", str(tmp_path / "fit")]) == 2
-    (line,) = capsys.readouterr().err.strip().splitlines()
-    assert {line.split("error: ", 1)[1], *lines} == {lines[0]}
-
-
-@pytest.mark.parametrize("flag", [["--s1-unit", "dB"], ["--trust-band-names"],
-                                  ["--scene-date", "2019-06-01"]])
-def test_local_scene_flags_with_earth_engine_are_refused_before_any_request(tmp_path, capsys,
-                                                                            flag):
-    """How local scene files are read means nothing to Earth Engine's collections:
-    --s1-unit and --trust-band-names were taken and ignored by --backend ee. isamap-fit,
-    which takes them for its local stack, refuses them alike."""
-    from cli.fit import main as fit_main
-
-    out = tmp_path / "out"
-    assert main(["--region", "wuhan", *flag, "--project", "p", "--out", str(out)]) == 2
-    (line,) = capsys.readouterr().err.strip().splitlines()
-    assert f"{flag[0]} describes local scene files: use it with --backend local" in line
-    assert not out.exists()
-    assert fit_main(["--points", str(tmp_path / "p.csv"), "--backend", "ee", "--month",
-                     "2019-06", *flag, "--out", str(out)]) == 2
-    (fit_line,) = capsys.readouterr().err.strip().splitlines()
-    assert fit_line.split("error: ", 1)[1] == line.split("error: ", 1)[1]
-    assert not out.exists()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["full", "read-only", "no-permission"])
 def test_unwritable_output_is_one_line(scene, tmp_path, kind):
@@ -214,8 +220,26 @@ def test_quiet_local_export_draws_no_progress_bar(scene, tmp_path, capsys):
     assert read_manifest(tmp_path / "ds")["counts"]["patches"] > 0
 
 
+@pytest.mark.parametrize("flag", ["--allow-l1c", "--s1-unit dB", "--trust-band-names",
+                                  "--scene-date 2019-06-01"])
+def test_isamap_fit_refuses_what_earth_engine_cannot_take_in_the_exports_words(tmp_path, capsys,
+                                                                            flag):
+    """One rule each (contract.s2_level; the local scene flags): isamap-fit with --backend ee
+    refuses them with the line isamap-export gives (its rows of test_refusals)."""
+    from cli.fit import main as fit_main
+
+    out = tmp_path / "out"
+    assert main(["--region", "wuhan", *flag.split(), "--project", "p", "--out", str(out)]) == 2
+    line = capsys.readouterr().err.split("error: ", 1)[1]
+    assert fit_main(["--points", str(tmp_path / "p.csv"), "--backend", "ee", "--month",
+                     "2019-06", *flag.split(), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.split("error: ", 1)[1] == line
+    assert not out.exists()
+
+
 def test_a_label_half_a_pixel_off_the_grid_is_one_line_before_any_patch(scene, tmp_path,
                                                                        capsys):
+    """Not a row of test_refusals: the plan's warning of a small area comes first."""
     s, bbox = scene
     root = tmp_path / "scene"
     shutil.copytree(s.root, root)

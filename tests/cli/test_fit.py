@@ -17,27 +17,35 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from rasterio.transform import from_origin
 from rasterio.warp import transform as warp_transform
 
 from cli.fit import build_parser, main
 from cli.predict import predict_main
-from contract.bands import LABEL_NODATA
+from contract.bands import LABEL_NODATA, stack_series_bands
 from inference.assess.point_files import write_design
+from inference.demo.steps import build_stack_for_demo
 from tests.support.lock_holder import files_under, held_elsewhere
-from tests.support.refusals import assert_refused
+from tests.support.refusals import assert_refused, case
 from tests.support.scenes import undated_copy
 from tests.support.shared_files import private_strings
 from training.metrics import roc_auc
 
 NAMES = ("pervious", "impervious")
-#: the session's demo_chain is built once: its readers run on one worker
-pytestmark = pytest.mark.xdist_group("demo_chain")
+SIX = "B2,B3,B4,B8,VV,VH"
 
 
-@pytest.fixture
-def demo_stack(demo_chain):
-    """The demo's stack (the session's chain: read-only)."""
-    return demo_chain.stack
+#: the module-scoped fixtures below are built once: their tests run on one worker
+pytestmark = pytest.mark.xdist_group("cli.test_fit")
+
+
+@pytest.fixture(scope="module")
+def demo_stack(tmp_path_factory):
+    from gee_export.local.synthetic import generate_scene
+
+    root = tmp_path_factory.mktemp("demo")
+    scene = generate_scene(root / "scene", width=256, height=256, fine_scale=2, progress=False)
+    return build_stack_for_demo(scene, root / "stack")
 
 
 def labelled_pixels(label_path: str | Path, n: int, seed: int = 0, rows: slice = slice(None)):
@@ -66,6 +74,146 @@ def write_points(path: Path, lon, lat, codes, names: bool = True) -> Path:
 def f1_of(predicted: np.ndarray, truth: np.ndarray) -> float:
     tp = int(((predicted == 1) & (truth == 1)).sum())
     return 2 * tp / max(1, int((predicted == 1).sum() + (truth == 1).sum()))
+
+
+def _stack(path: Path, bands: list[str], month: str = "2019-06") -> Path:
+    data = np.random.default_rng(0).uniform(0.01, 0.3, (len(bands), 32, 32)).astype("float32")
+    with rasterio.open(path, "w", driver="GTiff", width=32, height=32, count=len(bands),
+                       dtype="float32", crs="EPSG:32633", nodata=np.nan,
+                       transform=from_origin(500000, 5100000, 10, 10)) as dst:
+        dst.write(data)
+        dst.descriptions = tuple(bands)
+        dst.update_tags(MONTH=month)
+    return path
+
+
+def _points_on_stack(path: Path) -> Path:
+    xs = 500000 + 10 * np.arange(2, 30, 3) + 5.0
+    lon, lat = warp_transform("EPSG:32633", "EPSG:4326", list(xs), [5100000 - 155.0] * len(xs))
+    return write_points(path, lon, lat, np.arange(len(xs)) % 2)
+
+
+@pytest.fixture(scope="module")
+def undated_scenes(demo_stack, tmp_path_factory) -> Path:
+    """The demo's scenes with the dates taken out of their names and tags."""
+    return undated_copy(Path(demo_stack.image).parents[1] / "scene",
+                        tmp_path_factory.mktemp("undated") / "scene")
+
+
+@pytest.fixture(scope="module")
+def refusal_inputs(demo_stack, tmp_path_factory) -> dict[str, str]:
+    """What the rows of :func:`test_refusals` name, built once: point files on the demo stack
+    (``good``; ``far`` with one point off it, ``one_class``, ``few``; ``off_scenes``,
+    ``on_scenes``), label rasters (``blank``, ``moved``), files that are no stack or no
+    encoder, and stacks of their own (``series``, ``single``,
+    ``july``) with points and polygons on them."""
+    root = tmp_path_factory.mktemp("refusals")
+    lon, lat, codes, _ = labelled_pixels(demo_stack.label, 60, seed=1)
+    write_points(root / "good.csv", lon, lat, codes)
+    write_points(root / "far.csv", [*lon, 10.0], [*lat, 50.0], [*codes, 0])
+    write_points(root / "one_class.csv", lon, lat, np.zeros(60, int))
+    write_points(root / "few.csv", lon[:12], lat[:12], codes[:12])
+    lon, lat, codes, _ = labelled_pixels(demo_stack.label, 60, seed=3)
+    write_points(root / "on_scenes.csv", lon, lat, codes)
+    write_points(root / "off_scenes.csv", np.append(lon, lon[0] + 0.2), np.append(lat, lat[0]),
+                 np.append(codes, codes[0]))
+    _label_like(demo_stack.label, root / "blank.tif", lambda d: np.full_like(d, 255))
+    _label_like(demo_stack.label, root / "moved.tif", shift_m=50_000.0)
+    (root / "not-presto.pt").write_bytes(b"0" * 100)
+    (root / "notes.txt").write_text("hello\n")
+    (root / "text.tif").write_text("not a raster")
+    (root / "adir").mkdir()
+    scenes = Path(demo_stack.image).parents[1] / "scene"
+    series = _stack(root / "series.tif", list(stack_series_bands(SIX.split(","), 2)))
+    _stack(root / "single.tif", SIX.split(","))
+    _stack(root / "july.tif", SIX.split(","), month="2019-07")
+    _points_on_stack(root / "on_stack.csv")
+    ring = [[14.55, 45.87], [14.56, 45.87], [14.56, 45.88], [14.55, 45.87]]
+    (root / "polygons.geojson").write_text(json.dumps({
+        "type": "FeatureCollection", "features": [
+            {"type": "Feature", "properties": {"reference": "pervious"},
+             "geometry": {"type": "Point", "coordinates": [14.55, 45.87]}},
+            {"type": "Feature", "properties": {"reference": "impervious", "id": "roofs"},
+             "geometry": {"type": "Polygon", "coordinates": [ring]}}]}))
+    names = ("good.csv", "far.csv", "one_class.csv", "few.csv", "on_scenes.csv",
+             "off_scenes.csv", "blank.tif", "moved.tif", "not-presto.pt", "notes.txt",
+             "text.tif", "adir", "single.tif", "july.tif", "on_stack.csv",
+             "polygons.geojson", "missing.tif")
+    return {"stack": demo_stack.image, "label": demo_stack.label, "month": demo_stack.month,
+            "scenes": str(scenes), "series": str(series),
+            **{name.split(".")[0].replace("-", "_"): str(root / name) for name in names}}
+
+
+@pytest.mark.parametrize("argv, says", [
+    # the points
+    case("a-point-off-the-input", "--points {far}",
+         "1 of 61 points lie outside the input ... --input"),
+    case("no-point-of-a-class", "--points {one_class}", "no point is labelled 'impervious'"),
+    case("too-few-points", "--points {few}", "12 labelled points ... --min-points"),
+    case("fewer-than-min-points", "--points {good} --backend local --scenes {scenes} --month "
+         "{month} --bands B2,B3,B4,B8 --min-points 1000", "1000"),
+    case("polygons", "--points {polygons} --input {july}", "feature 2 (id roofs) is a Polygon; "
+         "only Point features are read ... Sample points inside the polygons ... !float()"),
+    case("points-from-missing", "--points-from {missing}", "--points-from {missing} does not "
+         "exist; give a label GeoTIFF"),
+    case("points-from-not-a-raster", "--points-from {text}", "--points-from {text}"),
+    case("points-from-no-labelled-pixel", "--points-from {blank}",
+         "no pixel of the classes ['pervious', 'impervious']"),
+    case("points-from-off-the-stack", "--points-from {moved}", "does not overlap the --input"),
+    case("points-from-n-below-1", "--points-from {label} --n 0",
+         "argument --n: must be a whole number >= 1, got 0"),
+    case("n-without-points-from", "--points {good} --n 50",
+         "--n is the number of points drawn"),
+    case("points-and-points-from", "--points {good} --points-from {label}", "not both"),
+    case("no-points", "", "give the labelled points: --points FILE ... or --points-from"),
+    # the stack
+    case("input-a-text-file", "--points {good} --input {notes}", "--input {notes} ... it is "
+         "not a raster ... give the stack isamap-export wrote"),
+    case("input-a-folder", "--points {good} --input {adir}",
+         "--input {adir} ... is a folder, not a file"),
+    case("bands-the-input-lacks", "--points {good} --bands B2,B3,B11",
+         "lacks band(s) ['B11'] ... Give --bands naming bands every --input has"),
+    case("inputs-of-other-series-lengths", "--points {on_stack} --input {series} {single}",
+         "--input {single} lacks band(s) ['B2_m1' ... that --input {series} has ... export "
+         "every --input with the same isamap-export --series-months 2 ... !isamap-map"),
+    case("month-contradicts-the-stack", "--points {on_stack} --input {july} --month 2019-03",
+         "--month 2019-03, but --input {july} is of 2019-07 (its MONTH tag)"),
+    case("encoder-file-not-presto", "--points {good} --features presto --encoder "
+         "presto={not_presto}", "sha256 ... github.com/nasaharvest/presto"),
+    # the local backend
+    case("points-off-the-scenes", "--points {off_scenes} --backend local --scenes {scenes} "
+         "--month {month} --bands B2,B3,B4,B8", "1 of 61 points lie outside the area the "
+         "scenes of ... check their coordinates"),
+    case("a-month-without-scenes", "--points {on_scenes} --backend local --scenes {scenes} "
+         "--month 2020-06 --bands B2,B3,B4,B8",
+         "no Sentinel-2 scene acquired in 2020-06 for grid ... add scenes or pick another month"),
+    case("scenes-without-dates", "--points {on_scenes} --backend local --scenes {undated} "
+         "--month {month} --bands B2,B3,B4,B8", "--scene-date YYYY-MM-DD"),
+    case("scene-date-not-a-date", "--points {on_scenes} --backend local --scenes {undated} "
+         "--month {month} --bands B2,B3,B4,B8 --scene-date 10/06/2019",
+         "--scene-date must be YYYY-MM-DD"),
+])
+def test_refusals(refusal_inputs, request, tmp_path, capsys, argv, says):
+    """Each row: ``isamap-fit`` with the row's words (``--input`` defaults to the demo stack
+    unless a backend makes one; ``--out`` to a fresh folder), refused with exit 2 in one line
+    holding each part of ``says`` (parts joined by `` ... ``; a part after ``!`` is absent)
+    and naming options the command has, leaving no ``--out`` (nor the folders above it)."""
+    paths = {**refusal_inputs, "out": str(tmp_path / "new" / "fit")}
+    if "{undated}" in argv:
+        paths["undated"] = str(request.getfixturevalue("undated_scenes"))
+    words = [word.format(**paths) for word in argv.split()]
+    if not {"--input", "--backend"} & set(words):
+        words += ["--input", paths["stack"]]
+    try:
+        status = main([*words, "--out", paths["out"], "-q"])
+    except SystemExit as stop:  # argparse's own refusals exit while parsing
+        status = stop.code
+    err = "\n".join(line for line in capsys.readouterr().err.splitlines()
+                    if line != "  (isamap-fit --help lists every option, with examples)")
+    parts = says.format(**paths).split(" ... ")  # a part after '!': absent
+    line = assert_refused(status, err, build_parser(), *[p for p in parts if p[0] != "!"])
+    assert not [p for p in parts if p[0] == "!" and p[1:] in line], line
+    assert not (tmp_path / "new").exists()
 
 
 def test_points_to_map_on_the_demo_scene(demo_stack, tmp_path, capsys):
@@ -135,31 +283,6 @@ def test_points_to_map_on_a_real_tile(shared_data, tmp_path):
     assert model_record["cross_validation"]["auc"] > 0.85
 
 
-def test_bad_points_are_refused_in_one_line(demo_stack, tmp_path, capsys):
-    parser = build_parser()
-    lon, lat, codes, _ = labelled_pixels(demo_stack.label, 60, seed=1)
-    common = ["--input", demo_stack.image, "--out", str(tmp_path / "out")]
-
-    def refused(points: Path, *words: str, extra: tuple[str, ...] = ()) -> None:
-        status = main(["--points", str(points), *common, *extra])
-        assert_refused(status, capsys.readouterr().err, parser, *words)
-
-    far = write_points(tmp_path / "far.csv", [*lon, 10.0], [*lat, 50.0], [*codes, 0])
-    refused(far, "1 of 61 points lie outside the input", "--input")
-    none = write_points(tmp_path / "none.csv", lon, lat, np.zeros(60, int))
-    refused(none, "no point is labelled 'impervious'")
-    few = write_points(tmp_path / "few.csv", lon[:12], lat[:12], codes[:12])
-    refused(few, "12 labelled points", "--min-points")
-    good = write_points(tmp_path / "good.csv", lon, lat, codes)
-    wrong = tmp_path / "not-presto.pt"
-    wrong.write_bytes(b"0" * 100)
-    refused(good, "sha256", "github.com/nasaharvest/presto",
-            extra=("--features", "presto", "--encoder", f"presto={wrong}"))
-    refused(good, "lacks band(s) ['B11']", "Give --bands naming bands every --input has",
-            extra=("--bands", "B2,B3,B11"))  # no model exists yet to be "trained on these"
-    assert not (tmp_path / "out").exists()  # a refused run leaves no folder, and no model
-
-
 def test_a_second_fit_into_a_held_folder_is_refused_and_writes_nothing(demo_stack, tmp_path,
                                                                        capsys):
     """Two fits with one --out both wrote model.pt and fit.json there, each over the other's.
@@ -201,23 +324,6 @@ def test_a_fit_into_another_fits_folder_is_refused_and_the_same_one_runs(demo_st
                               "give another --out, or delete that folder first")
         assert (out / "model.pt").read_bytes() == model, line
     assert main(first) == 0  # the identical command fits again, as it did
-
-
-def test_an_input_that_is_no_stack_is_bad_input_naming_the_flag(demo_stack, tmp_path, capsys):
-    """A text file or a folder as --input was GDAL's bare text with exit 1 (an environment
-    failure); the one refusal of a raster that cannot be read (predict's) now says it."""
-    lon, lat, codes, _ = labelled_pixels(demo_stack.label, 60, seed=1)
-    points = write_points(tmp_path / "good.csv", lon, lat, codes)
-    text = tmp_path / "notes.txt"
-    text.write_text("hello\n")
-    (tmp_path / "adir").mkdir()
-    for given, words in ((text, ("it is not a raster", "give the stack isamap-export wrote")),
-                         (tmp_path / "adir", ("is a folder, not a file",))):
-        status = main(["--points", str(points), "--input", str(given), "--out",
-                       str(tmp_path / "out")])
-        assert_refused(status, capsys.readouterr().err, build_parser(), f"--input {given}",
-                       *words)
-    assert not (tmp_path / "out" / "model.pt").exists()
 
 
 @pytest.mark.slow
@@ -309,7 +415,7 @@ def test_the_ceo_export_of_a_blind_design_is_refused_as_its_sample_csv_is(demo_s
 
 @pytest.mark.slow
 def test_backend_local_makes_the_stack_over_the_points(demo_stack, tmp_path):
-    scenes = Path(demo_stack.image).parents[2] / "scene"  # the scene folder the stack came from
+    scenes = Path(demo_stack.image).parents[1] / "scene"  # the scene folder the stack came from
     lon, lat, codes, _ = labelled_pixels(demo_stack.label, 150, seed=3)
     inner = (lon > np.quantile(lon, 0.2)) & (lat > np.quantile(lat, 0.2))  # a part of the scene
     points = write_points(tmp_path / "points.csv", lon[inner], lat[inner], codes[inner])
@@ -335,50 +441,23 @@ def test_backend_local_makes_the_stack_over_the_points(demo_stack, tmp_path):
                          str(tmp_path / "map" / "isa"), "-q"]) == 0
 
 
-def test_backend_local_refuses_points_off_the_scenes_before_making_a_stack(demo_stack,
-                                                                           tmp_path, capsys):
-    """Two points 20 km off stretched the stack over the gap (7153 x 4265 px, 99.5 % empty),
-    then were left out as "without data"; now they are refused before any compositing."""
-    scenes = Path(demo_stack.image).parents[2] / "scene"
-    lon, lat, codes, _ = labelled_pixels(demo_stack.label, 60, seed=3)
-    lon, lat = np.append(lon, lon[0] + 0.2), np.append(lat, lat[0])
-    points = write_points(tmp_path / "points.csv", lon, lat, np.append(codes, codes[0]))
-    out = tmp_path / "fit"
-    assert main(["--points", str(points), "--backend", "local", "--scenes", str(scenes),
-                 "--month", demo_stack.month, "--bands", "B2,B3,B4,B8", "--out", str(out),
-                 "-q"]) == 2
-    err = capsys.readouterr().err
-    assert f"1 of {len(lon)} points lie outside the area the scenes of" in err
-    assert "check their coordinates" in err and not (out / "stack").exists()
-    # a month without scenes: refused by the stack, and no empty stack folder left behind
-    inside = write_points(tmp_path / "inside.csv", lon[:-1], lat[:-1], codes)
-    assert main(["--points", str(inside), "--backend", "local", "--scenes", str(scenes),
-                 "--month", "2020-06", "--bands", "B2,B3,B4,B8", "--out", str(out), "-q"]) == 2
-    assert "Traceback" not in capsys.readouterr().err and not (out / "stack").exists()
-
-
-def test_backend_local_reads_the_scenes_with_the_exports_scene_date(demo_stack, tmp_path,
-                                                                     capsys):
+def test_backend_local_reads_the_scenes_with_the_exports_scene_date(demo_stack, undated_scenes,
+                                                                     tmp_path):
     """Scenes whose files carry no date are exported with --scene-date, which isamap-fit
-    --backend local did not take: such a folder could not be fitted on. Both its extent
-    check and its stack now read the scenes with the date given, and the model records it."""
-    scenes = undated_copy(Path(demo_stack.image).parents[2] / "scene", tmp_path / "undated")
+    --backend local did not take: such a folder could not be fitted on (test_refusals). Both
+    its extent check and its stack now read the scenes with the date given, and the model
+    records it."""
+    scenes = undated_scenes
     lon, lat, codes, _ = labelled_pixels(demo_stack.label, 60, seed=3)
     points = write_points(tmp_path / "points.csv", lon, lat, codes)
     common = ["--points", str(points), "--backend", "local", "--scenes", str(scenes),
               "--month", demo_stack.month, "--bands", "B2,B3,B4,B8", "--folds", "2", "-q"]
-    assert main([*common, "--out", str(tmp_path / "no-date")]) == 2
-    (line,) = capsys.readouterr().err.strip().splitlines()
-    assert "--scene-date YYYY-MM-DD" in line and not (tmp_path / "no-date").exists()
     date = f"{demo_stack.month}-10"
     assert main([*common, "--scene-date", date, "--out", str(tmp_path / "fit")]) == 0
     from training.modelfile import read_model_file
 
     meta, _ = read_model_file(tmp_path / "fit" / "model.pt")
     assert meta.extra["dataset"]["recipe"]["scene_date"] == date  # isamap-map reads it alike
-    assert main([*common, "--scene-date", "10/06/2019", "--out", str(tmp_path / "bad")]) == 2
-    assert "--scene-date must be YYYY-MM-DD" in capsys.readouterr().err
-    assert not (tmp_path / "bad").exists()  # checked before the output folder is made
 
 
 def _ee_job(argv: list[str]):
@@ -532,48 +611,3 @@ def test_points_drawn_from_a_label_are_stratified_by_class(demo_stack, tmp_path,
     assert drawn.record["rule"] == "proportional" and "in proportion" in caplog.text
     assert (label_at(str(path), drawn.points.lon, drawn.points.lat)
             == drawn.points.reference).all()
-
-
-@pytest.mark.parametrize(("case", "words"), [
-    ("missing", ("--points-from", "missing.tif")),
-    ("not a raster", ("--points-from", "text.tif")),
-    ("no labelled pixel", ("no pixel of the classes ['pervious', 'impervious']",)),
-    ("off the stack", ("does not overlap the --input",)),
-    ("n below 1", ("--n", ">= 1")),
-    ("--n without --points-from", ("--n is the number of points drawn",)),
-    ("both", ("not both",)),
-    ("neither", ("give the labelled points: --points FILE ... or --points-from",)),
-])
-def test_points_from_refusals(demo_stack, tmp_path, capsys, case, words):
-    """Each bad ``--points-from`` is one line, exit 2, before any pixel of the stack is read."""
-    label = demo_stack.label
-    text = tmp_path / "text.tif"
-    text.write_text("not a raster")
-    points = ["--points-from", label, "--n", "50"]
-    if case == "missing":
-        points = ["--points-from", str(tmp_path / "missing.tif")]
-    elif case == "not a raster":
-        points = ["--points-from", str(text)]
-    elif case == "no labelled pixel":
-        empty = _label_like(label, tmp_path / "empty.tif", lambda d: np.full_like(d, 255))
-        points = ["--points-from", str(empty)]
-    elif case == "off the stack":
-        points = ["--points-from", str(_label_like(label, tmp_path / "far.tif",
-                                                   shift_m=50_000.0))]
-    elif case == "n below 1":
-        points = ["--points-from", label, "--n", "0"]
-    elif case == "--n without --points-from":
-        points = ["--points", str(tmp_path / "p.csv"), "--n", "50"]
-    elif case == "both":
-        points = ["--points", str(tmp_path / "p.csv"), "--points-from", label]
-    elif case == "neither":
-        points = []
-    argv = [*points, "--input", demo_stack.image, "--out", str(tmp_path / "out")]
-    if case == "n below 1":  # the shared count type: argparse's line, and where help is
-        with pytest.raises(SystemExit) as stop:
-            main(argv)
-        line = capsys.readouterr().err.splitlines()[0]
-        assert stop.value.code == 2 and all(w in line for w in words), line
-    else:
-        assert_refused(main(argv), capsys.readouterr().err, build_parser(), *words)
-    assert not (tmp_path / "out").exists()

@@ -19,12 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from rasterio.transform import from_origin
 
 from cli.fit import main
-from contract.bands import stack_series_bands
 from gee_export.local.synthetic import generate_scene
-from tests.cli.test_fit import labelled_pixels, write_points
+from tests.cli.test_fit import _stack, labelled_pixels, write_points
 from training.modelfile import read_model_file
 
 BANDS = "B2,B3,B4,B8,VV,VH"
@@ -80,16 +78,6 @@ def test_level_1c_scenes_fit_with_allow_l1c_and_a_refusal_leaves_no_out(scene, t
         assert "drop --allow-l1c" in capsys.readouterr().err
 
 
-def test_too_few_points_are_refused_before_the_stack_is_made(scene, tmp_path, capsys):
-    """The point count was checked after the backend had composited (or, on Earth Engine,
-    fetched) the whole stack, which the refused run then left in --out."""
-    s, points = scene
-    out = tmp_path / "fit"
-    assert main(_local(s.root, points, out, "--min-points", "1000")) == 2
-    assert "1000" in capsys.readouterr().err
-    assert not out.exists()
-
-
 @pytest.mark.slow
 def test_the_scenes_label_is_never_read(scene, tmp_path, capsys):
     """A label raster of other codes was refused ("state what the codes mean with
@@ -104,60 +92,6 @@ def test_the_scenes_label_is_never_read(scene, tmp_path, capsys):
     shutil.rmtree(root / "labels")
     assert main(_local(root, points, tmp_path / "b")) == 0
     assert "no label raster" not in capsys.readouterr().err
-
-
-def _stack(path: Path, bands: list[str], month: str = "2019-06") -> Path:
-    data = np.random.default_rng(0).uniform(0.01, 0.3, (len(bands), 32, 32)).astype("float32")
-    with rasterio.open(path, "w", driver="GTiff", width=32, height=32, count=len(bands),
-                       dtype="float32", crs="EPSG:32633", nodata=np.nan,
-                       transform=from_origin(500000, 5100000, 10, 10)) as dst:
-        dst.write(data)
-        dst.descriptions = tuple(bands)
-        dst.update_tags(MONTH=month)
-    return path
-
-
-def _points_on_stack(path: Path) -> Path:
-    xs = 500000 + 10 * np.arange(2, 30, 3) + 5.0
-    from rasterio.warp import transform
-
-    lon, lat = transform("EPSG:32633", "EPSG:4326", list(xs), [5100000 - 155.0] * len(xs))
-    return write_points(path, lon, lat, np.arange(len(xs)) % 2)
-
-
-def test_stacks_of_other_series_lengths_name_the_input_and_advise_fitting(tmp_path, capsys):
-    """The refusal said "the input stack lacks band(s) ... or map it with isamap-map"."""
-    series = _stack(tmp_path / "a.tif", list(stack_series_bands(BANDS.split(","), 2)))
-    single = _stack(tmp_path / "b.tif", BANDS.split(","))
-    points = _points_on_stack(tmp_path / "points.csv")
-    assert main(["--points", str(points), "--input", str(series), str(single), "--out",
-                 str(tmp_path / "fit")]) == 2
-    err = capsys.readouterr().err
-    assert f"--input {single} lacks band(s) ['B2_m1'" in err
-    assert f"that --input {series} has" in err
-    assert "export every --input with the same isamap-export --series-months 2" in err
-    assert "isamap-map" not in err and not (tmp_path / "fit").exists()
-
-
-def test_polygons_and_a_month_the_stack_contradicts_are_refused_in_one_line(tmp_path, capsys):
-    stack = _stack(tmp_path / "s.tif", BANDS.split(","), month="2019-07")
-    ring = [[14.55, 45.87], [14.56, 45.87], [14.56, 45.88], [14.55, 45.87]]
-    polys = tmp_path / "polys.geojson"
-    polys.write_text(json.dumps({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"reference": "pervious"},
-         "geometry": {"type": "Point", "coordinates": [14.55, 45.87]}},
-        {"type": "Feature", "properties": {"reference": "impervious", "id": "roofs"},
-         "geometry": {"type": "Polygon", "coordinates": [ring]}}]}))
-    assert main(["--points", str(polys), "--input", str(stack), "--out",
-                 str(tmp_path / "fit")]) == 2
-    err = capsys.readouterr().err
-    assert "feature 2 (id roofs) is a Polygon; only Point features are read" in err
-    assert "Sample points inside the polygons" in err and "float()" not in err
-    points = _points_on_stack(tmp_path / "points.csv")  # isamap-predict's rule, one owner
-    assert main(["--points", str(points), "--input", str(stack), "--month", "2019-03",
-                 "--out", str(tmp_path / "fit")]) == 2
-    assert (f"--month 2019-03, but --input {stack} is of 2019-07 (its MONTH tag)"
-            in capsys.readouterr().err)
 
 
 @pytest.mark.parametrize(("feature", "said"), [

@@ -9,51 +9,104 @@ work.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from pathlib import Path
 
+import pytest
+
 from cli.publish import publish_main, publish_parser
 from tests.support.faults import python, run_without_write_permission
-from tests.support.refusals import assert_refused
+from tests.support.refusals import case, named_options
 
 
-def _publish(*argv: str) -> int:
-    return publish_main([*argv, "--asset-id", "isamap/x", "--project", "my-project",
-                         "--dry-run", "--quiet"])
+def _untagged(src: str, dst: Path) -> str:
+    """A copy of ``src``'s pixels and grid without isamap's tags (another tool's export)."""
+    import rasterio
+
+    with rasterio.open(src) as ds:
+        profile = {k: ds.profile[k] for k in ("width", "height", "transform", "crs", "nodata")}
+        data = ds.read(1)
+    with rasterio.open(dst, "w", driver="GTiff", count=1, dtype="uint8", **profile) as out:
+        out.write(data, 1)
+    return str(dst)
 
 
-def test_a_wrong_kind_of_input_names_its_flag(cogs, tmp_path, capsys):
-    text = tmp_path / "notes.txt"
-    text.write_text("hello\n")
-    folder = tmp_path / "adir"
-    folder.mkdir()
-    for given, words in ((text, ("it is not a raster", "_class.tif")),
-                         (folder, ("is a folder, not a file",))):
-        status = _publish("--class-cog", str(given), "--prob-cog", cogs.prob_path)
-        assert_refused(status, capsys.readouterr().err, publish_parser(),
-                       f"--class-cog {given}", *words)
-    prefix = cogs.class_path.removesuffix("_class.tif")
-    status = _publish("--prefix", prefix, "--metrics", str(folder), "--out-dir",
-                      str(tmp_path / "pub"))
-    assert_refused(status, capsys.readouterr().err, publish_parser(),
-                   f"--metrics {folder} is a folder", "give a JSON file")
+#: the asset and project of a row that does not give them
+ASSET = "--asset-id isamap/x --project my-project"
+
+
+@pytest.fixture(scope="module")
+def refusal_inputs(module_cogs, tmp_path_factory) -> dict[str, str]:
+    """What the rows of :func:`test_refusals` name, built once: the COGs (``class_cog``,
+    ``prob_cog``, their ``prefix``), copies without isamap's tags (``untagged_class``,
+    ``untagged_prob``), a truncated class COG (``cut``), a text file and a folder."""
+    root = tmp_path_factory.mktemp("refusals")
+    (root / "notes.txt").write_text("hello\n")
+    (root / "adir").mkdir()
+    shutil.copy(module_cogs.class_path, root / "cut_class.tif")
+    with open(root / "cut_class.tif", "r+b") as handle:  # its headers whole
+        handle.truncate((root / "cut_class.tif").stat().st_size * 2 // 3)
+    shutil.copy(module_cogs.prob_path, root / "cut_prob.tif")
+    return {"class_cog": module_cogs.class_path, "prob_cog": module_cogs.prob_path,
+            "prefix": module_cogs.class_path.removesuffix("_class.tif"),
+            "untagged_class": _untagged(module_cogs.class_path, root / "c.tif"),
+            "untagged_prob": _untagged(module_cogs.prob_path, root / "p.tif"),
+            "notes": str(root / "notes.txt"), "adir": str(root / "adir"), "cut": str(root / "cut"),
+            "absent": str(root / "isa")}
+
+
+@pytest.mark.xdist_group("cli.test_publish_inputs.refusals")  # its inputs are built once
+@pytest.mark.parametrize("argv, says", [
+    # the maps: absent, unreadable, or of another kind
+    case("prefix-absent", f"--prefix {{absent}} {ASSET}",
+         "--prefix {absent}: {absent}_class.tif does not exist"),
+    case("class-cog-absent", f"--class-cog {{absent}}_c.tif --prob-cog {{absent}}_p.tif {ASSET}",
+         "--class-cog {absent}_c.tif does not exist"),
+    case("class-cog-a-text-file", f"--class-cog {{notes}} --prob-cog {{prob_cog}} {ASSET}",
+         "--class-cog {notes} ... it is not a raster ... _class.tif"),
+    case("class-cog-a-folder", f"--class-cog {{adir}} --prob-cog {{prob_cog}} {ASSET}",
+         "--class-cog {adir} ... is a folder, not a file"),
+    case("class-cog-truncated", f"--prefix {{cut}} {ASSET}",  # passed with a manifest
+         "--class-cog {cut}_class.tif cannot be read ... truncated"),
+    case("untagged-probability-as-class", f"--class-cog {{untagged_prob}} --prob-cog "
+         f"{{untagged_class}} {ASSET}", "--class-cog {untagged_prob} holds codes [ ... beyond "
+         "the 2 classes ... so it is not a class map of them; give the map's _class.tif"),
+    case("untagged-class-as-probability", f"--class-cog {{class_cog}} --prob-cog "
+         f"{{untagged_class}} {ASSET}", "--prob-cog {untagged_class} holds only the values 0 "
+         "and 1 ... where --class-cog {class_cog} maps impervious pixels ... give the map's "
+         "_prob.tif"),
+    case("metrics-absent", f"--prefix {{prefix}} --metrics {{absent}}.json {ASSET}",
+         "--metrics {absent}.json does not exist"),
+    case("metrics-a-folder", f"--prefix {{prefix}} --metrics {{adir}} {ASSET}",
+         "--metrics {adir} is a folder ... give a JSON file"),
+    # where the maps go
+    case("no-project", "--prefix {prefix} --asset-id isamap/wuhan --gcs-prefix gs://maps/isa",
+         "--project"),
+    case("asset-id-with-a-space", "--prefix {prefix} --asset-id "
+         "'projects/my-proj/assets/my maps/isa'", "isamap-publish: error: asset id "
+         "'projects/my-proj/assets/my maps/isa' is not a valid Earth Engine asset name: the "
+         "name 'my maps' holds a space; asset and folder names take only letters, digits, '_' "
+         "and '-'"),
+    case("bucket-name-of-one-character", f"--prefix {{prefix}} --gcs-prefix gs://b/isamap "
+         f"{ASSET}", "--gcs-prefix gs://b/isamap ... bucket name 'b' is 1 character long ... "
+         "3-63 characters"),  # it printed the whole plan first, naming no flag
+])
+def test_refusals(refusal_inputs, tmp_path, capsys, argv, says):
+    """Each row: ``isamap-publish --dry-run`` with the row's words, refused with exit 2 in one
+    line holding each part of ``says`` (parts joined by `` ... ``), in the tool's words (not
+    rasterio's pointer to them) and naming options it has; no plan printed, nothing saved."""
+    paths = {**refusal_inputs, "out": str(tmp_path / "pub")}
+    words = [word.format(**paths) for word in shlex.split(argv)]
+    status = publish_main([*words, "--dry-run", "--quiet", "--out-dir", paths["out"]])
+    captured = capsys.readouterr()
+    assert status == 2 and len(captured.err.strip().splitlines()) == 1, captured.err
+    assert captured.err.startswith("isamap-publish: error: "), captured.err
+    assert all(part.format(**paths) in captured.err for part in says.split(" ... ")), captured.err
+    assert "previous exception" not in captured.err and captured.out == ""
+    known = {o for action in publish_parser()._actions for o in action.option_strings}
+    assert named_options(captured.err) <= known | {"--out"}  # isamap-predict's, where quoted
     assert not (tmp_path / "pub").exists()
-
-
-def test_a_truncated_cog_is_refused_before_anything_is_saved(cogs, tmp_path, capsys):
-    """A class COG cut short (its headers whole) passed the dry run with a manifest."""
-    here = tmp_path / "cut"
-    here.mkdir()
-    cut = here / "cut_class.tif"
-    shutil.copy(cogs.class_path, cut)
-    with open(cut, "r+b") as handle:
-        handle.truncate(cut.stat().st_size * 2 // 3)
-    shutil.copy(cogs.prob_path, here / "cut_prob.tif")
-    status = _publish("--prefix", str(here / "cut"))
-    line = assert_refused(status, capsys.readouterr().err, publish_parser(),
-                          f"--class-cog {cut} cannot be read", "truncated")
-    assert "previous exception" not in line  # GDAL's words, not rasterio's pointer to them
-    assert sorted(p.name for p in here.iterdir()) == ["cut_class.tif", "cut_prob.tif"]
 
 
 def test_a_folder_the_manifest_cannot_be_saved_in_names_out_dir(cogs, tmp_path):
@@ -72,58 +125,12 @@ def test_a_folder_the_manifest_cannot_be_saved_in_names_out_dir(cogs, tmp_path):
     assert len(lines) == 1 and "give --out-dir DIR" in lines[0] and str(folder) in lines[0]
 
 
-def test_a_bucket_name_cloud_storage_refuses_names_gcs_prefix_before_any_work(cogs, tmp_path,
-                                                                             capsys):
-    """gs://b/isamap printed the whole plan, then 'invalid Earth Engine image manifest: ...
-    uri ... is not gs://bucket/object', naming neither --gcs-prefix nor the rule."""
-    prefix = cogs.class_path.removesuffix("_class.tif")
-    status = _publish("--prefix", prefix, "--gcs-prefix", "gs://b/isamap", "--out-dir",
-                      str(tmp_path / "pub"))
-    captured = capsys.readouterr()
-    assert_refused(status, captured.err, publish_parser(), "--gcs-prefix gs://b/isamap",
-                   "bucket name 'b' is 1 character long", "3-63 characters")
-    assert captured.out == "" and not (tmp_path / "pub").exists()  # no plan, nothing saved
-
-
-def _untagged(src: str, dst: Path) -> str:
-    """A copy of ``src``'s pixels and grid without isamap's tags (another tool's export)."""
-    import rasterio
-
-    with rasterio.open(src) as ds:
-        profile = {k: ds.profile[k] for k in ("width", "height", "transform", "crs", "nodata")}
-        data = ds.read(1)
-    with rasterio.open(dst, "w", driver="GTiff", count=1, dtype="uint8", **profile) as out:
-        out.write(data, 1)
-    return str(dst)
-
-
-def test_an_untagged_probability_as_the_class_cog_is_refused_by_its_pixels(cogs, tmp_path,
-                                                                           capsys):
-    """The two COGs swapped, their tags gone: the dry run wrote a manifest publishing the
-    probability as the class band (exit 0); its codes above 1 tell it is no class map."""
-    cls = _untagged(cogs.class_path, tmp_path / "c.tif")
-    prob = _untagged(cogs.prob_path, tmp_path / "p.tif")
-    out = tmp_path / "pub"
-    status = _publish("--class-cog", prob, "--prob-cog", cls, "--out-dir", str(out))
-    assert_refused(status, capsys.readouterr().err, publish_parser(),
-                   f"--class-cog {prob} holds codes [", "beyond the 2 classes",
-                   "so it is not a class map of them; give the map's _class.tif")
-    assert not out.exists()
-    assert _publish("--class-cog", cls, "--prob-cog", prob, "--out-dir", str(out)) == 0
-
-
-def test_an_untagged_class_map_as_the_prob_cog_is_refused_by_its_pixels(cogs, tmp_path,
-                                                                        capsys):
-    """The class COG's copy without tags given as --prob-cog: the dry run published a
-    probability of 0.4 % at most beside impervious pixels (exit 0)."""
-    copy = _untagged(cogs.class_path, tmp_path / "c.tif")
-    out = tmp_path / "pub"
-    status = _publish("--class-cog", cogs.class_path, "--prob-cog", copy, "--out-dir", str(out))
-    assert_refused(status, capsys.readouterr().err, publish_parser(),
-                   f"--prob-cog {copy} holds only the values 0 and 1",
-                   f"where --class-cog {cogs.class_path} maps impervious pixels",
-                   "give the map's _prob.tif")
-    assert not out.exists()
-    prob = _untagged(cogs.prob_path, tmp_path / "p.tif")
-    assert _publish("--class-cog", cogs.class_path, "--prob-cog", prob, "--out-dir",
-                    str(out)) == 0
+def test_untagged_cogs_in_their_places_are_published(module_cogs, tmp_path):
+    """Without isamap's tags the pixels tell a class map from a probability (test_refusals:
+    swapped, they are refused)."""
+    cls = _untagged(module_cogs.class_path, tmp_path / "c.tif")
+    prob = _untagged(module_cogs.prob_path, tmp_path / "p.tif")
+    for class_cog in (cls, module_cogs.class_path):
+        assert publish_main(["--class-cog", class_cog, "--prob-cog", prob, "--asset-id",
+                             "isamap/x", "--project", "my-project", "--dry-run", "--quiet",
+                             "--out-dir", str(tmp_path / "pub")]) == 0

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import Any
+
+import pytest
 
 #: options of other tools a refusal may quote in a command to run (rio edit-info ...)
 OTHER_TOOLS = frozenset({"--nodata", "--bidx", "--description", "--tag", "--crs"})
@@ -26,3 +29,9 @@ def assert_refused(status: int, err: str, parser: argparse.ArgumentParser,
     missing = named_options(lines[0]) - known
     assert not missing, f"{parser.prog} has no {sorted(missing)}, which the refusal names"
     return lines[0]
+
+
+def case(name: str, argv: str, says: str, *marks: Any) -> Any:
+    """A row of a command's ``test_refusals`` table: its words and what the refusal says,
+    shown as ``name``; ``marks`` (``pytest.mark.slow``: a row of the slow tier)."""
+    return pytest.param(argv, says, id=name, marks=marks)

@@ -15,6 +15,7 @@ from rasterio.windows import Window
 from cli.import_patches import main
 from contract.dataset import read_index, read_manifest
 from core.errors import InputDataError
+from tests.support.refusals import case
 
 SIZE, RES, X0, Y0 = 32, 10.0, 500000.0, 3400000.0
 BANDS = ("B2", "B3", "B4", "B8")
@@ -67,6 +68,104 @@ def _run(src: Path, out: Path, *extra: str) -> int:
                  ",".join(BANDS), "--impervious-values", "255", "--quiet", *extra])
 
 
+@pytest.fixture(scope="module")
+def refusal_inputs(tmp_path_factory) -> dict[str, str]:
+    """What the rows of :func:`test_refusals` name, built once: pairs of uint16 reflectance x
+    10000 (``dn``; with a mask holding a 7, ``odd``; one off the lattice, ``shifted``; one
+    without its mask, ``lonely``; in degrees, ``degrees``), sixteen 64 px pairs (``big``; their
+    bands reversed, ``reversed``), float reflectance (``floats``), a series of two months
+    (``series``), an empty folder."""
+    root = tmp_path_factory.mktemp("refusals")
+    _source(root / "dn")
+    _source(root / "odd")
+    with rasterio.open(root / "odd" / "masks" / "tile_0_0.tif", "r+") as ds:
+        mask = ds.read(1)
+        mask[0, 0] = 7
+        ds.write(mask, 1)
+    _source(root / "shifted", cells=((0, 0),))
+    _tif(root / "shifted" / "images" / "tile_x.tif", np.ones((4, SIZE, SIZE), np.uint16) * 900,
+         X0 + 5 * RES, Y0)
+    _tif(root / "shifted" / "masks" / "tile_x.tif", np.zeros((SIZE, SIZE), np.uint8),
+         X0 + 5 * RES, Y0)
+    _source(root / "lonely", cells=((0, 0),))
+    (root / "lonely" / "masks" / "tile_0_0.tif").unlink()
+    _source(root / "degrees", crs="EPSG:4326", origin=(-0.78, 38.13, 8.983e-05))
+    sixteen = [(r, c) for r in range(4) for c in range(4)]  # enough pixels for the pairs' r
+    _source(root / "big", cells=sixteen, size=64)
+    _source(root / "reversed", cells=sixteen, size=64)
+    for path in (root / "reversed" / "images").glob("*.tif"):
+        with rasterio.open(path, "r+") as ds:
+            ds.write(ds.read()[::-1])
+    _source(root / "floats", float_images=True)
+    (root / "empty").mkdir()
+    names = ("dn", "odd", "shifted", "lonely", "degrees", "big", "reversed", "floats", "empty")
+    return {"series": str(_series_source(root / "series", cloudy=False)),
+            **{name: str(root / name) for name in names}}
+
+
+@pytest.mark.xdist_group("gee_export.imported.test_patches.refusals")  # its inputs are built once
+@pytest.mark.parametrize("argv, says", [
+    # values, masks and the lattice
+    case("no-scale-for-dn", "{dn}", "x 10000"),
+    case("mask-of-another-value", "{odd} --scale 0.0001 --trust-band-names",  # no warning
+         "holds [7]"),  # that 4 patches are too few to check the band order
+    case("off-the-lattice", "{shifted} --scale 0.0001", "not on the lattice"),
+    case("image-without-mask", "{lonely} --scale 0.0001", "have no mask"),
+    case("degrees", "{degrees} --scale 0.0001",  # was 0, a model of 8.98e-05 m pixels
+         "is in EPSG:4326, which is not a projected CRS in metres ... gdalwarp -t_srs "
+         "EPSG:32630"),
+    case("float-scaled-again", "{floats} --scale 0.0001",  # medians of ~1e-5 were imported
+         "scaled down a second time ... already: drop --scale"),
+    case("float-scaled-again-by-0.001", "{floats} --scale 0.001", "already: drop --scale"),
+    case("dn-scaled-twice", "{dn} --scale 0.00000001", "give --scale 0.0001"),
+    case("min-valid-fraction-2", "{empty} --min-valid-fraction 2",  # the export's words
+         "--min-valid-fraction must be between 0.0 and 1.0, got 2.0; it is the share of valid "
+         "pixels a patch needs"),
+    case("split-block-0", "{dn} --split-block 0", "--split-block must be >= 1"),
+    # the band order, by the export's rules (B2..B8 as B8,B4,B3,B2 exited 0)
+    case("bands-reversed", "{big} --scale 0.0001 --bands B8,B4,B3,B2",
+         "the bands named B2 and B3 correlate at r = ... give the images' bands in file order "
+         "(gdalinfo lists them): --bands B8,B4,B3,B2 does not match their values, or pass "
+         "--trust-band-names if they are right"),
+    case("bands-given-not-repeated-as-advice", "{reversed} --scale 0.0001",
+         "give the images' bands in file order (gdalinfo lists them): --bands B2,B3,B4,B8 does "
+         "not match their values ... !e.g. --bands B2,B3,B4,B8"),
+    case("red-and-nir-swapped", "{dn} --scale 0.0001 --bands B2,B3,B8,B4",
+         "B4 (red) is often twice as bright as B8 ... give the images' bands in file order ... "
+         "!--scale"),  # was: give --scale 0.0001
+    # series of months
+    case("series-swapped", "{series} --bands B2,B3,B4,B8,B8_m1,B4_m1,B3_m1,B2_m1", "_m1"),
+    case("earlier-months-only", "{floats} --bands B2_m1,B3_m1,B4_m1,B8_m1",
+         "only earlier months' bands ... add them (e.g. B2,B3,B4,B8)"),
+    *[case(name, f"{{series}} --bands B2,B3,B4,B8,{names}", says) for name, names, says in (
+        ("month-24", "B2_m24,B3_m24,B4_m24,B8_m24", "band B2_m24 names B2 of an earlier "
+         "month, but a series reaches 1 to 23 months back (B2_m1 to B2_m23; B2 itself is the "
+         "stack's own month)"),
+        ("month-0", "B2_m0,B3_m0,B4_m0,B8_m0", "band B2_m0 names B2 of an earlier month, but "
+         "a series reaches 1 to 23 months back"),
+        ("month-skipped", "B2_m2,B3_m2,B4_m2,B8_m2", "hold B2_m2, B3_m2, B4_m2, B8_m2 without "
+         "B2_m1, B3_m1, B4_m1, B8_m1: a series cannot skip a month; import the month before "
+         "(B2_m1, B3_m1, B4_m1, B8_m1) too, or leave out B2_m2, B3_m2, B4_m2, B8_m2"))],
+])
+def test_refusals(refusal_inputs, tmp_path, capsys, argv, says):
+    """Each row: ``isamap-import-patches`` with the row's words (the month 2021-06, bands
+    B2,B3,B4,B8 and impervious 255 unless it gives them), refused with exit 2 in one line
+    holding each part of ``says`` (parts joined by `` ... ``; a part after ``!`` is absent),
+    before anything is written under ``--out``."""
+    out = tmp_path / "dataset"
+    words = [word.format(**refusal_inputs) for word in argv.split()]
+    status = main([*words, "--out", str(out), "--quiet", *[
+        word for flag, value in (("--month", "2021-06"), ("--bands", ",".join(BANDS)),
+                                 ("--impervious-values", "255"))
+        if flag not in words for word in (flag, value)]])
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("isamap-import-patches: error: ") and "Traceback" not in err, err
+    for part in says.split(" ... "):
+        assert (part[1:] not in err) if part.startswith("!") else (part in err), (part, err)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("layout", ["folders", "suffixes"])
 def test_pairs_become_the_contracts_dataset(tmp_path, layout, capsys):
     src = _source(tmp_path / "theirs", layout)
@@ -104,70 +203,14 @@ def test_pairs_become_the_contracts_dataset(tmp_path, layout, capsys):
     assert json.loads(capsys.readouterr().out)["written"] == 0
 
 
-def test_values_masks_and_lattice_are_checked_before_any_write(tmp_path, capsys):
-    src = _source(tmp_path / "theirs")
-    out = tmp_path / "dataset"
-    assert _run(src, out) == 2  # reflectance x 10000 without --scale
-    assert "x 10000" in capsys.readouterr().err and not out.exists()
-    odd = src / "masks" / "tile_0_0.tif"
-    with rasterio.open(odd, "r+") as ds:
-        mask = ds.read(1)
-        mask[0, 0] = 7
-        ds.write(mask, 1)
-    assert _run(src, out, "--scale", "0.0001") == 2
-    assert "holds [7]" in capsys.readouterr().err and not (out / "index.jsonl").exists()
-    shifted = _source(tmp_path / "shifted", cells=((0, 0),))
-    _tif(shifted / "images" / "tile_x.tif", np.ones((4, SIZE, SIZE), np.uint16) * 900,
-         X0 + 5 * RES, Y0)
-    _tif(shifted / "masks" / "tile_x.tif", np.zeros((SIZE, SIZE), np.uint8), X0 + 5 * RES, Y0)
-    assert _run(shifted, out, "--scale", "0.0001") == 2
-    assert "not on the lattice" in capsys.readouterr().err
-    lonely = _source(tmp_path / "lonely", cells=((0, 0),))
-    (lonely / "masks" / "tile_0_0.tif").unlink()
-    assert _run(lonely, out, "--scale", "0.0001") == 2
-    assert "have no mask" in capsys.readouterr().err and not out.exists()
-
-
-def test_patches_in_degrees_are_refused_with_their_utm_zone(tmp_path, capsys):
-    """Tiles cut from an EPSG:4326 scene (Sen1Floods11's): a grid of degrees, not metres."""
-    src = _source(tmp_path / "theirs", crs="EPSG:4326", origin=(-0.78, 38.13, 8.983e-05))
-    out = tmp_path / "dataset"
-    assert _run(src, out, "--scale", "0.0001") == 2  # was 0, a model of 8.98e-05 m pixels
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
-    assert "is in EPSG:4326, which is not a projected CRS in metres" in err
-    assert "gdalwarp -t_srs EPSG:32630" in err and not out.exists()
-
-
-def test_a_reversed_band_order_is_refused_by_the_exports_band_order_rules(tmp_path, capsys):
-    """B2..B8 images imported as --bands B8,B4,B3,B2 exited 0 (the export refuses it)."""
+def test_a_band_order_the_pairs_doubt_is_imported_with_trust_band_names(tmp_path):
+    """The override the export has (refused without it: test_refusals' bands-reversed)."""
     src = _source(tmp_path / "theirs", cells=[(r, c) for r in range(4) for c in range(4)],
-                  size=64)  # sixteen 64 px patches: enough pixels for the pairs' correlation
+                  size=64)
     out = tmp_path / "dataset"
-    assert _run(src, out, "--scale", "0.0001", "--bands", "B8,B4,B3,B2") == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and not out.exists()
-    assert "the bands named B2 and B3 correlate at r = " in err
-    assert "give the images' bands in file order (gdalinfo lists them): --bands B8,B4,B3,B2 " \
-           "does not match their values, or pass --trust-band-names if they are right" in err
     assert _run(src, out, "--scale", "0.0001", "--bands", "B8,B4,B3,B2",
                 "--trust-band-names") == 0  # the override the export has
     assert read_manifest(out)["bands"] == ["B8", "B4", "B3", "B2"]
-
-
-def test_the_band_order_advice_does_not_repeat_the_bands_given(tmp_path, capsys):
-    """Images in the order B8,B4,B3,B2 given ``--bands B2,B3,B4,B8`` were advised "give the
-    images' bands in file order with --bands (e.g. --bands B2,B3,B4,B8 ...)": what was given."""
-    src = _source(tmp_path / "theirs", cells=[(r, c) for r in range(4) for c in range(4)],
-                  size=64)
-    for path in (src / "images").glob("*.tif"):
-        with rasterio.open(path, "r+") as ds:
-            ds.write(ds.read()[::-1])
-    assert _run(src, tmp_path / "dataset", "--scale", "0.0001") == 2
-    err = capsys.readouterr().err.strip()
-    assert "e.g. --bands B2,B3,B4,B8" not in err, err
-    assert "give the images' bands in file order (gdalinfo lists them): --bands B2,B3,B4,B8 " \
-           "does not match their values" in err
 
 
 def test_a_correctly_named_real_patch_is_not_judged_by_band_pairs_on_too_few_pixels(
@@ -191,29 +234,10 @@ def test_a_correctly_named_real_patch_is_not_judged_by_band_pairs_on_too_few_pix
     assert read_manifest(out)["counts"]["patches"] == 1
 
 
-def test_red_and_nir_swapped_under_the_right_scale_are_not_told_to_give_that_scale(tmp_path,
-                                                                                   capsys):
-    src = _source(tmp_path / "theirs")
-    out = tmp_path / "dataset"
-    assert _run(src, out, "--scale", "0.0001", "--bands", "B2,B3,B8,B4") == 2
-    err = capsys.readouterr().err
-    assert "B4 (red) is often twice as bright as B8" in err  # was: give --scale 0.0001
-    assert "--scale" not in err and "give the images' bands in file order" in err
-    assert not out.exists()
-
-
-def test_float_reflectance_scaled_again_is_refused_before_any_write(tmp_path, capsys):
+def test_float_reflectance_imports_as_it_is(tmp_path, capsys):
+    """Without --scale (scaled again it is refused: test_refusals)."""
     src = _source(tmp_path / "theirs", float_images=True)
     out = tmp_path / "dataset"
-    assert _run(src, out, "--scale", "0.0001") == 2  # medians of ~1e-5 were imported, exit 0
-    err = capsys.readouterr().err
-    assert "scaled down a second time" in err and "already: drop --scale" in err
-    assert not out.exists()
-    assert _run(src, out, "--scale", "0.001") == 2
-    assert "already: drop --scale" in capsys.readouterr().err and not out.exists()
-    dn = _source(tmp_path / "dn")  # reflectance x 10000 scaled twice
-    assert _run(dn, out, "--scale", "0.00000001") == 2
-    assert "give --scale 0.0001" in capsys.readouterr().err and not out.exists()
     assert _run(src, out) == 0  # the same images as they are: reflectance 0-1
     assert json.loads(capsys.readouterr().out)["written"] == 4
 
@@ -239,8 +263,6 @@ def test_an_empty_split_is_warned_with_the_split_block_that_fills_every_split(tm
     assert list(per_split.values()) == counts and min(counts) > 0
     assert read_manifest(out)["split"]["block"] == block
     assert "no val" not in capsys.readouterr().err
-    assert _run(src, tmp_path / "none", "--split-block", "0") == 2
-    assert "--split-block must be >= 1" in capsys.readouterr().err
 
 
 def _series_source(root: Path, cloudy: bool = True) -> Path:
@@ -260,50 +282,12 @@ def _series_source(root: Path, cloudy: bool = True) -> Path:
     return root / "june"
 
 
-def test_series_patches_are_judged_by_their_base_bands_and_their_own_month(tmp_path, capsys):
-    """Earlier-month bands (B2_m1) import; their order is checked as their base bands'."""
+def test_series_patches_are_judged_by_their_base_bands_and_their_own_month(tmp_path):
+    """Earlier-month bands (B2_m1) import; their order is checked as their base bands'
+    (test_refusals: series-swapped)."""
     src = _series_source(tmp_path / "theirs")
     series = "B2,B3,B4,B8,B2_m1,B3_m1,B4_m1,B8_m1"
     out = tmp_path / "dataset"
     assert _run(src, out, "--bands", series) == 0
     assert read_manifest(out)["bands"] == series.split(",")
     assert len(read_index(out)) == 16  # the all-cloud May patch too: June decides
-    capsys.readouterr()
-    swapped = "B2,B3,B4,B8,B8_m1,B4_m1,B3_m1,B2_m1"
-    src = _series_source(tmp_path / "clear", cloudy=False)  # the pairs need every pixel
-    assert _run(src, tmp_path / "refused", "--bands", swapped) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "_m1" in err and not (tmp_path / "refused").exists()
-
-
-def test_patches_of_earlier_months_only_are_refused(tmp_path, capsys):
-    """Bands named B2_m1.. alone: no band of the month's own would judge a pixel nodata
-    (contract.bands.own_month is empty), so the import is refused in one line before any
-    patch is written."""
-    src = _source(tmp_path / "theirs", float_images=True)
-    capsys.readouterr()
-    assert _run(src, tmp_path / "refused", "--bands", "B2_m1,B3_m1,B4_m1,B8_m1") == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "only earlier months' bands" in err, err
-    assert "add them (e.g. B2,B3,B4,B8)" in err and not (tmp_path / "refused").exists()
-
-
-@pytest.mark.parametrize(("names", "says"), [
-    ("B2_m24,B3_m24,B4_m24,B8_m24", "band B2_m24 names B2 of an earlier month, but a series "
-     "reaches 1 to 23 months back (B2_m1 to B2_m23; B2 itself is the stack's own month)"),
-    ("B2_m0,B3_m0,B4_m0,B8_m0", "band B2_m0 names B2 of an earlier month, but a series "
-     "reaches 1 to 23 months back"),
-    ("B2_m2,B3_m2,B4_m2,B8_m2", "hold B2_m2, B3_m2, B4_m2, B8_m2 without B2_m1, B3_m1, B4_m1, "
-     "B8_m1: a series cannot skip a month; import the month before (B2_m1, B3_m1, B4_m1, "
-     "B8_m1) too, or leave out B2_m2, B3_m2, B4_m2, B8_m2"),
-], ids=["m24", "m0", "skipped-month"])
-def test_earlier_month_names_out_of_range_or_skipping_a_month_are_refused(names, says, tmp_path,
-                                                                          capsys):
-    """``B2_m24`` / ``B2_m0`` imported as channels of their own and a series skipping a month
-    imported with exit 0: Presto silently got one month, or training refused it unclearly."""
-    src = _series_source(tmp_path / "theirs", cloudy=False)
-    capsys.readouterr()
-    assert _run(src, tmp_path / "refused", "--bands", f"B2,B3,B4,B8,{names}") == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and says in err, err
-    assert not (tmp_path / "refused").exists()

@@ -1,5 +1,6 @@
 """CLAHE post-processing: the bounded-memory stream equals the whole-array definition."""
 
+import argparse
 import json
 
 import numpy as np
@@ -10,7 +11,14 @@ from scipy.ndimage import gaussian_filter
 
 from core.errors import ConfigError
 from inference.cog.maps import NODATA, OutputInfo
-from inference.predict.postprocess import ClaheParams, ClaheStream, clahe_classes, clahe_uint8
+from inference.predict.postprocess import (
+    ClaheParams,
+    ClaheStream,
+    add_postprocess_arguments,
+    check_rule_flags,
+    clahe_classes,
+    clahe_uint8,
+)
 from inference.predict.raster import PredictConfig, predict_raster
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from tests.support.models import conv1x1
@@ -151,3 +159,25 @@ def test_predictor_applies_it_in_bounded_strips(tmp_path):
     resumed = run(src, tmp_path / "r")
     assert resumed.resumed_strips == 5
     np.testing.assert_array_equal(read(resumed.class_path), expected)
+
+
+@pytest.mark.parametrize("flags, says", [
+    ("--clahe-clip 3", "--clahe-clip is for --postprocess clahe"),
+    ("--clahe-block 64", "--clahe-block is for --postprocess clahe"),
+    ("--clahe-threshold 100", "--clahe-threshold is for --postprocess clahe"),
+    ("--force-postprocess", "--force-postprocess is for --postprocess clahe"),
+    ("--keep-window 32", "--keep-window is for --postprocess keep"),
+    ("--postprocess keep --clahe-clip 3", "--clahe-clip is for --postprocess clahe"),
+    ("--clahe-clip 3 --clahe-block 64", "--clahe-block, --clahe-clip are for --postprocess clahe"),
+])
+def test_a_post_processings_flags_without_it_are_refused(flags, says):
+    """A new user's walk: --clahe-clip 3 without --postprocess mapped the plain map, exit 0."""
+    parser = argparse.ArgumentParser()
+    add_postprocess_arguments(parser)
+    check_rule_flags(parser.parse_args(["--postprocess", "clahe", "--clahe-clip", "3"]))
+    with pytest.raises(ConfigError) as error:
+        check_rule_flags(parser.parse_args(flags.split()))
+    rule = says.rsplit(" ", 1)[-1]
+    them = "them" if " are " in says else "it"
+    assert str(error.value) == (f"{says}, which this run does not apply: add --postprocess "
+                                f"{rule}, or drop {them}")

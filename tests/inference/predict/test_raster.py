@@ -12,7 +12,13 @@ import torch
 from core.errors import ConfigError, InputDataError, ModelError
 from inference.cog.maps import OutputInfo
 from inference.predict.blending import encode
-from inference.predict.raster import INPUT_GDAL_OPTIONS, PredictConfig, predict_raster
+from inference.predict.raster import (
+    INPUT_GDAL_OPTIONS,
+    PredictConfig,
+    check_same_input,
+    check_same_model,
+    predict_raster,
+)
 from inference.predict.runtime import RuntimeOptions, TilePredictor
 from tests.support.models import ConstantModel, SuperRes, conv1x1, padded_convnet
 from tests.support.rasters import BANDS, assert_valid_cog, cog_levels, smooth_stack, write_stack
@@ -399,3 +405,35 @@ def test_the_predictors_block_cache_holds_megabytes_as_gdal_reads_it():
 
     with rasterio.Env(**INPUT_GDAL_OPTIONS):
         assert int(get_gdal_config("GDAL_CACHEMAX")) >= 64 * 2**20
+
+
+def test_an_out_holding_a_map_of_another_model_or_input_is_refused(tmp_path):
+    """Another model's or input's map at --out was replaced without a word; the same input
+    (also under another name, by its content) maps again."""
+    path = str(write_stack(tmp_path / "isa_class.tif", smooth_stack(8, 8, count=1), ("class",)))
+    recorded = {"input": "stack.tif", "input_grid": "g", "input_month": "2021-06",
+                "input_pixels": "p", "input_content": "c"}
+    with rasterio.open(path, "r+") as ds:
+        ds.update_tags(model="unet", model_id="aaa", **recorded)
+    check_same_model(path, "aaa", "unet")
+    with pytest.raises(ConfigError) as error:
+        check_same_model(path, "bbb", "unet")
+    assert str(error.value) == (f"{path} is a map of another model (unet, id aaa); this run's "
+                                "model is unet, id bbb: give another --out, or delete that map "
+                                "first")
+    check_same_input(path, recorded)
+    check_same_input(path, {**recorded, "input": "copy.tif"})  # the same content, renamed
+    for ours, what in [
+            ({"input": "other.tif"}, "input: stack.tif, where this run's --input is other.tif"),
+            ({"input_month": "2019-06"}, "input: stack.tif of 2021-06, where this run's --input "
+             "is stack.tif of 2019-06"),
+            ({"input_grid": "h"}, "grid (another extent or pixel size): stack.tif, where this "
+             "run's --input is stack.tif"),
+            ({"input_pixels": "q", "input_content": "c"}, "input: a stack.tif of other pixels "
+             "on the same grid, where this run's --input is stack.tif"),
+            ({"input": "edited.tif", "input_pixels": "q", "input_content": "c"}, "input: "
+             "stack.tif, where this run's --input is edited.tif")]:
+        with pytest.raises(ConfigError) as error:  # another content unless it says
+            check_same_input(path, {**recorded, "input_content": "d", **ours})
+        assert str(error.value) == (f"{path} is a map of another {what}; give another --out, "
+                                    "or delete that map first")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,108 +40,29 @@ def _predict(model_file, stack, out, *extra):
                          *COMMON, *extra])
 
 
-def test_unnamed_bands_need_their_order_stated(model_file, tmp_path, capsys):
+def test_unnamed_bands_in_their_stated_order_map_as_named_ones(model_file, tmp_path):
+    """The order --bands states (cli/test_predict.py's test_refusals: refused without it, and
+    where it contradicts the file's own names)."""
     data = smooth_stack(60, 70)
     named = write_stack(tmp_path / "named.tif", data)
     unnamed = write_geotiff(tmp_path / "unnamed.tif", data, Affine(10, 0, 5e5, 0, -10, 3.4e6),
                             "EPSG:32650", float("nan"))
-    assert _predict(model_file, unnamed, tmp_path / "u" / "isa") == 2
-    err = capsys.readouterr().err
-    assert "have no names" in err and "--bands B2,B3,B4,B8,VV,VH" in err
-    assert not (tmp_path / "u").exists()  # refused before anything was written
     assert _predict(model_file, unnamed, tmp_path / "u" / "isa", "--bands",
                     ",".join(BANDS)) == 0
     assert _predict(model_file, named, tmp_path / "n" / "isa") == 0
     with rasterio.open(tmp_path / "u" / "isa_prob.tif") as a, \
             rasterio.open(tmp_path / "n" / "isa_prob.tif") as b:
         np.testing.assert_array_equal(a.read(1), b.read(1))
-    capsys.readouterr()
-    assert _predict(model_file, named, tmp_path / "x" / "isa", "--bands",
-                    "VV,VH,B2,B3,B4,B8") == 2
-    assert "contradicts the input's own band names" in capsys.readouterr().err
 
 
-def test_missing_or_truncated_input_is_refused_first(model_file, tmp_path, capsys):
-    assert _predict(model_file, tmp_path / "nope.tif", tmp_path / "o" / "isa") == 2
-    assert "--input" in capsys.readouterr().err
-    stack = write_stack(tmp_path / "s.tif", smooth_stack(120, 150))
-    cut = tmp_path / "cut.tif"
-    cut.write_bytes(stack.read_bytes()[: stack.stat().st_size // 3])  # an interrupted copy
-    assert _predict(model_file, cut, tmp_path / "o" / "isa") == 2
-    err = capsys.readouterr().err
-    assert "truncated or corrupt" in err and "Traceback" not in err
-    assert not (tmp_path / "o").exists()
-
-
-@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # the writer's
-@pytest.mark.parametrize("driver", ["PNG", "GTiff"])
-def test_a_raster_without_georeferencing_is_refused_in_one_line(model_file, tmp_path, capsys,
-                                                                driver):
-    """A PNG (or a GeoTIFF without CRS and geotransform) printed GDAL's "no geotransform"
-    warning twice, then a refusal about band names."""
-    path = tmp_path / f"plain.{driver.lower()}"
-    with rasterio.open(path, "w", driver=driver, width=40, height=30, count=3,
-                       dtype="uint8") as dst:
-        dst.write(np.full((3, 30, 40), 7, np.uint8))
-    with warnings.catch_warnings(record=True) as caught:  # what reaches the user's stderr
-        warnings.simplefilter("always")
-        assert _predict(model_file, path, tmp_path / "o" / "isa") == 2
-    assert [str(w.message) for w in caught] == []
-    err = capsys.readouterr().err
-    assert err.splitlines() == [
-        f"isamap-predict: error: --input {path} has no georeferencing (no CRS and no "
-        "geotransform), so its pixels cannot be placed on the map; give a georeferenced "
-        "GeoTIFF stack, e.g. one written by isamap-export or isamap-map"]
-    assert not (tmp_path / "o").exists()
-
-
-def test_a_garbage_model_file_is_one_line_and_its_detail_only_under_debug(tmp_path, capsys):
-    """It said "... is not a readable isamap model file (KeyError: 101); ..."."""
+def test_a_garbage_model_files_detail_is_under_debug(tmp_path):
+    """Its one line: cli/test_predict.py's test_refusals; --debug shows torch's cause."""
     stack = write_stack(tmp_path / "s.tif", smooth_stack(60, 70))
     garbage = tmp_path / "model.pt"
     garbage.write_bytes(b"hello garbage" * 50)
     with pytest.raises(ModelError) as raised:  # --debug: the traceback, with torch's cause
         _predict(garbage, stack, tmp_path / "o" / "isa", "--debug")
     assert isinstance(raised.value.__cause__, KeyError)
-    capsys.readouterr()
-    # without --debug last, so that later tests do not inherit --debug's logging levels
-    assert _predict(garbage, stack, tmp_path / "o" / "isa") == 2
-    err = capsys.readouterr().err
-    assert err.splitlines() == [
-        f"isamap-predict: error: --model {garbage} cannot be read as a model file (it is "
-        "truncated, damaged or not a torch file); copy it again, or give the model.pt that "
-        "isamap-train wrote in its --out folder"]
-    assert not (tmp_path / "o").exists()
-
-
-def test_an_out_folder_is_refused_because_out_is_a_prefix(model_file, tmp_path, capsys):
-    """``--out maps/`` wrote the COGs as maps/_class.tif and the PNGs beside the folder."""
-    stack = write_stack(tmp_path / "s.tif", smooth_stack(60, 70))
-    assert _predict(model_file, stack, f"{tmp_path / 'maps'}/") == 2
-    err = capsys.readouterr().err
-    assert "is a prefix of file names" in err and f"--out {tmp_path / 'maps'}/isa" in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.tif"]  # nothing written
-
-@pytest.mark.parametrize("extra,needle", [
-    (["--month", "June"], "is not YYYY-MM"),
-    (["--zones", "{zones_text}"], "--zones {zones_text} is not GeoJSON: Expecting value"),
-    (["--zones", "{zones_list}"], "--zones {zones_list} is not GeoJSON: its JSON is a list"),
-    (["--zones", "{zones_line}"], "feature 0 of --zones {zones_line} is not a (Multi)Polygon"),
-])
-def test_month_and_zones_are_checked_before_predicting(model_file, tmp_path, capsys, extra,
-                                                       needle):
-    stack = write_stack(tmp_path / "s.tif", smooth_stack(60, 70))
-    (tmp_path / "z.txt").write_text("not json")
-    (tmp_path / "line.geojson").write_text(json.dumps(
-        {"type": "LineString", "coordinates": [[117.0, 30.7], [117.1, 30.8]]}))
-    (tmp_path / "list.json").write_text("[1, 2]")
-    names = {"zones_text": tmp_path / "z.txt", "zones_line": tmp_path / "line.geojson",
-             "zones_list": tmp_path / "list.json"}
-    extra = [e.format(**names) for e in extra]
-    assert _predict(model_file, stack, tmp_path / "o" / "isa", *extra) == 2
-    err = capsys.readouterr().err
-    assert needle.format(**names) in err and len(err.strip().splitlines()) == 1
-    assert not (tmp_path / "o").exists()  # no tile was predicted
 
 
 def test_summary_area_and_zones_outside_the_map(model_file, tmp_path, capsys):
@@ -152,20 +72,13 @@ def test_summary_area_and_zones_outside_the_map(model_file, tmp_path, capsys):
                           descriptions=list(BANDS))
     zones = tmp_path / "zones.geojson"
     far = [[[10.0, 10.0], [10.1, 10.0], [10.1, 10.1], [10.0, 10.1], [10.0, 10.0]]]
-    zones.write_text(json.dumps({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"name": "elsewhere"},
-         "geometry": {"type": "Polygon", "coordinates": far}}]}))
     assert _predict(model_file, stack, tmp_path / "o" / "isa") == 0
     summary = _summary(capsys.readouterr().out)
     rows = json.loads((tmp_path / "o" / "isa_area.json").read_text())
     whole = rows[0]["valid_km2"] + rows[0]["nodata_km2"]
     assert summary["area_km2"] == pytest.approx(whole, rel=1e-3) and whole > 0.5
-    # zones none of which reaches the map: one line before the model loads, nothing written
-    assert _predict(model_file, stack, tmp_path / "z" / "isa", "--zones", str(zones)) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and f"no zone of --zones {zones} touches the map" in err
-    assert not (tmp_path / "z").exists()
-    # one zone beside the map among others on it: its row says no data
+    # one zone beside the map among others on it (none at all: cli/test_predict.py's
+    # test_refusals): its row says no data
     near = [[[-1.0, 38.09], [-0.995, 38.09], [-0.995, 38.095], [-1.0, 38.095], [-1.0, 38.09]]]
     zones.write_text(json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {"name": "elsewhere"},

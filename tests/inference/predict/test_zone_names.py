@@ -11,6 +11,7 @@ import pytest
 
 from core.errors import InputDataError
 from inference.predict.stats import load_zones, zone_name
+from inference.predict.zone_names import zone_names
 
 UTM = "EPSG:32650"
 GADM = {"GID_0": "CHN", "NAME_0": "China", "GID_1": "CHN.13_1", "NAME_1": "Hubei",
@@ -94,3 +95,17 @@ def test_isamap_predict_tables_name_the_districts(tmp_path, capsys):
                          "--zones-name", "TYPE_3"]) == 2
     assert "no property 'TYPE_3'" in capsys.readouterr().err
     assert not (tmp_path / "b" / "isa_class.tif").exists()  # refused before predicting
+
+
+def test_features_named_at_two_gadm_levels_are_refused_naming_the_mix():
+    """A province's row (NAME_1) beside its districts' (NAME_2) was tabled as one more
+    district; a --zones-name naming every feature is the way to table them anyway."""
+    rows = [{**GADM, "NAME_2": "Hefei"}, {"NAME_0": "China", "NAME_1": "Hubei"},
+            {**GADM, "NAME_2": "Feidong"}]
+    with pytest.raises(InputDataError) as error:
+        zone_names(rows, None, "--zones z.geojson")
+    assert str(error.value) == (
+        "the features of --zones z.geojson are named at different levels: NAME_1 (feature 1) "
+        "and NAME_2 (features 0, 2), and one table would mix them; give a file of one level, "
+        "or --zones-name a property naming every feature at one level")
+    assert len(zone_names(rows, "NAME_1", "--zones z.geojson")) == 3  # one level named: kept

@@ -153,3 +153,18 @@ def test_a_shift_is_added_after_the_temperature_and_said():
                                       "keep the base network's class shares")
     with pytest.raises(ValueError, match="the calibration shift is 'x', not a list of finite"):
         check_record({**record, "shift": "x"})
+
+
+@pytest.mark.parametrize("record, says", [
+    ([1.0, 2.0], "the calibration record is a list, not a mapping of method, temperature, ..."),
+    ({"method": "temperature", "split": "val", "pixels": 500},
+     "the calibration record says method 'temperature' but holds no temperature"),
+    ({"method": "temperature", "temperature": 1e30},
+     "the calibration temperature 1e+30 lies outside 0.05 to 20, the range a fit can give"),
+])
+def test_a_record_no_fit_could_have_written_is_refused(record, says):
+    """A list was an AttributeError, a record without temperature a KeyError, and 1e30 made
+    every probability 0.5: a model file's weights digest does not cover its description."""
+    with pytest.raises(ValueError) as error:
+        check_record(record)
+    assert str(error.value) == says

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from cli.evaluate import evaluate_main
 from cli.train import train_main
 from core.errors import OutputLockedError, TrainingDivergedError
 from tests.support.lock_holder import files_under, held_elsewhere
+from tests.support.refusals import case
 from training.config import TrainConfig
 from training.data import PatchDataset, compute_norm_stats
 from training.losses import build_loss
@@ -30,6 +33,68 @@ def _argv(root, out, *extra):
     return ["--data", str(root), "--out", str(out), "--model", "unet", "--model-kwargs",
             json.dumps(TINY), "--epochs", "2", "--batch-size", "2", "--workers", "0",
             "--precision", "fp32", "--lr", "1e-3", "--no-progress", *extra]
+
+
+#: a tiny run of the module's patches, as the rows of :func:`test_refusals` give it
+TRAIN = " ".join(_argv("{data}", "{out}"))
+TRAIN = TRAIN.replace(json.dumps(TINY), f"'{json.dumps(TINY)}'")
+
+
+@pytest.fixture(scope="module")
+def refusal_inputs(patch_root, tmp_path_factory) -> dict[str, str]:
+    """What the rows of :func:`test_refusals` name: the patches, and config files each giving
+    one value of the wrong type (``config_<key>``)."""
+    root = tmp_path_factory.mktemp("refusals")
+    for key, value in (("epochs", "1.5"), ("batch_size", "true"), ("lr", "fast"),
+                       ("augment", "1"), ("bands", "4")):
+        (root / f"{key}.yaml").write_text(f"data: ds\n{key}: {value}\n")
+    return {"data": str(patch_root), **{f"config_{key}": str(root / f"{key}.yaml") for key in (
+        "epochs", "batch_size", "lr", "augment", "bands")}}
+
+
+@pytest.mark.xdist_group("training.run.test_control.refusals")  # its inputs are built once
+@pytest.mark.parametrize("argv, says", [
+    # numbers named as typed (they said batch_size, crop_size ...: the Python names)
+    case("workers-negative", "--data x --workers -1", "--workers"),
+    *[case(f"{flag[2:]}-{value}", f"--data x {flag} {value}", f"isamap-train: error: {flag} "
+           "must be") for flag, value in (("--batch-size", "0"), ("--crop-size", "-4"),
+                                          ("--filter-noisy", "2"), ("--max-iterations", "0"))],
+    case("epochs-0", "--data {data} --epochs 0", "epochs must be >= 1"),
+    # model widths (zero, fractional and negative widths were three torch tracebacks)
+    *[case(f"model-kwargs-{name}", f"{TRAIN} --model-kwargs '{kwargs}'", says)
+      for name, kwargs, says in (
+          ("zero", '{"widths": [0, 8, 8, 16, 16]}',
+           "widths must be a list of whole numbers of channels >= 1"),
+          ("fraction", '{"widths": [4.5, 8, 8, 16, 16]}', "got [4.5, 8, 8, 16, 16]"),
+          ("negative", '{"widths": [-4, 8, 8, 16, 16]}',
+           'e.g. {"widths": [32, 64, 128, 256, 512]}'),
+          ("width", '{"width": -2}', "width must be a whole number of channels >= 1, got -2"))],
+    # a config file's values of the wrong type
+    *[case(f"config-{key}", f"--config {{config_{key}}}", f"{key}.yaml: {says}")
+      for key, says in (
+          ("epochs", "epochs must be a whole number, got 1.5"),  # trained 2 epochs
+          ("batch_size", "batch_size must be a whole number, got True"),  # was 1
+          ("lr", "lr must be a number, got 'fast'"),
+          ("augment", "augment must be true or false, got 1"),
+          ("bands", "bands must be a list of names"))],
+    # an encoder's options without an encoder (it trained a plain U-Net, recording the fusion)
+    *[case(f"{flag.split()[0][2:]}-without-encoder", f"{TRAIN} {flag}",
+           f"{flag.split()[0]}: an option of a pretrained encoder")
+      for flag in ("--fusion head", "--no-freeze-encoder")],
+])
+def test_refusals(refusal_inputs, tmp_path, monkeypatch, capsys, argv, says):
+    """Each row: ``isamap-train`` with the row's words, run in an empty folder (``{out}`` is
+    one in it), refused with exit 2 in one line holding ``says``, before any data is read and
+    leaving the folder empty."""
+    monkeypatch.chdir(tmp_path)
+    paths = {**refusal_inputs, "out": str(tmp_path / "runs" / "x")}
+    words = [re.sub(r"\{(\w+)\}", lambda m: paths.get(m.group(1), m.group(0)), word)
+             for word in shlex.split(argv)]
+    status = train_main(words)
+    err = capsys.readouterr().err
+    assert status == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("isamap-train: error: ") and says in err, err
+    assert list(tmp_path.iterdir()) == []
 
 
 class NanAfter(torch.nn.Module):
@@ -118,13 +183,11 @@ def test_resume_takes_its_options_from_the_run_folder(patch_root, tmp_path, caps
     assert "holds no run to resume" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("main,argv", [
-    (train_main, ["--data", "x", "--workers", "-1"]),
-    (evaluate_main, ["--model", "m.pt", "--data", "x", "--out", "o", "--workers", "-1"]),
-])
-def test_negative_workers_are_refused(main, argv, tmp_path, capsys, monkeypatch):
+def test_negative_workers_are_refused_by_evaluate_too(tmp_path, capsys, monkeypatch):
+    """isamap-train's: a row of test_refusals."""
     monkeypatch.chdir(tmp_path)
-    assert main(argv) == 2
+    assert evaluate_main(["--model", "m.pt", "--data", "x", "--out", "o", "--workers",
+                          "-1"]) == 2
     assert "--workers" in capsys.readouterr().err
 
 
@@ -168,35 +231,6 @@ def test_quiet_hides_progress_bars_in_train_and_evaluate(patch_root, tmp_path, c
     assert capsys.readouterr().err == ""
 
 
-@pytest.mark.parametrize("flag,value", [("--batch-size", "0"), ("--crop-size", "-4"),
-                                        ("--filter-noisy", "2"), ("--max-iterations", "0")])
-def test_bad_training_numbers_name_the_flag_as_typed(flag, value, tmp_path, capsys,
-                                                     monkeypatch):
-    """They said batch_size, crop_size ...: the Python names, not what the user typed."""
-    monkeypatch.chdir(tmp_path)
-    assert train_main(["--data", "x", flag, value]) == 2
-    err = capsys.readouterr().err
-    assert f"isamap-train: error: {flag} must be" in err and len(err.strip().splitlines()) == 1
-    assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.parametrize("kwargs,says", [
-    ('{"widths": [0, 8, 8, 16, 16]}', "widths must be a list of whole numbers of channels >= 1"),
-    ('{"widths": [4.5, 8, 8, 16, 16]}', "got [4.5, 8, 8, 16, 16]"),
-    ('{"widths": [-4, 8, 8, 16, 16]}', 'e.g. {"widths": [32, 64, 128, 256, 512]}'),
-    ('{"width": -2}', "width must be a whole number of channels >= 1, got -2"),
-])
-def test_bad_model_widths_are_one_line_before_any_data_is_read(kwargs, says, patch_root,
-                                                               tmp_path, capsys):
-    """Zero, fractional and negative widths gave three different torch tracebacks."""
-    argv = _argv(patch_root, tmp_path / "run")
-    argv[argv.index("--model-kwargs") + 1] = kwargs
-    assert train_main(argv) == 2
-    err = capsys.readouterr().err
-    assert says in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
-    assert not (tmp_path / "run").exists()
-
-
 def test_a_loss_that_runs_away_without_nan_stops_and_saves_no_model(patch_root, tmp_path,
                                                                    capsys):
     """lr 1e6 sends the loss to ~1e12 while it stays finite: stopped, no model.pt."""
@@ -238,23 +272,6 @@ class GrowsAfter(torch.nn.Module):
         self.n += 1
         loss = self.inner(out, label)
         return loss * 1e9 if self.n > self.calls else loss
-
-
-@pytest.mark.parametrize("text,says", [
-    ("epochs: 1.5\n", "bad.yaml: epochs must be a whole number, got 1.5"),  # trained 2 epochs
-    ("batch_size: true\n", "bad.yaml: batch_size must be a whole number, got True"),  # was 1
-    ("lr: fast\n", "bad.yaml: lr must be a number, got 'fast'"),
-    ("augment: 1\n", "bad.yaml: augment must be true or false, got 1"),
-    ("bands: 4\n", "bad.yaml: bands must be a list of names"),
-])
-def test_a_train_config_value_of_the_wrong_type_names_its_key(text, says, tmp_path, capsys,
-                                                              monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "bad.yaml").write_text("data: ds\n" + text)
-    assert train_main(["--config", "bad.yaml"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("isamap-train: error: ") and says in err, err
-    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
 
 
 def test_yaml_11_numbers_and_switches_in_a_train_config_are_what_they_say(tmp_path):
@@ -331,16 +348,6 @@ def test_a_runs_config_yaml_reruns_it_from_the_run_folder_too(stopped_run, tmp_p
     monkeypatch.chdir(tmp_path)
     assert train_main(["--config", "runs/u/config.yaml", "--no-progress"]) == 0  # from afar
     assert "finished after 2 epochs" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("flag", [["--fusion", "head"], ["--no-freeze-encoder"]])
-def test_encoder_options_without_an_encoder_are_refused(flag, patch_root, tmp_path, capsys):
-    """``--fusion head`` without ``--encoder`` trained a plain U-Net and recorded the fusion
-    it did not make; now it is one line before any work."""
-    assert train_main(_argv(patch_root, str(tmp_path / "runs" / "x"), *flag)) == 2
-    err = capsys.readouterr().err
-    assert f"{flag[0]}: an option of a pretrained encoder" in err and "Traceback" not in err
-    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.slow
