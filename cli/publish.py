@@ -80,8 +80,9 @@ def _publish(args: argparse.Namespace) -> int:
     for flag, path in (("--class-cog", class_cog), ("--prob-cog", prob_cog)):
         if not files.is_gcs(path) and not Path(path).exists():
             given = (f"--prefix {args.prefix}: {path}" if args.prefix else f"{flag} {path}")
-            raise InputDataError(f"{given} does not exist; give the prefix isamap-predict wrote "
-                                 "(its --out) or the COGs themselves (--class-cog, --prob-cog)")
+            raise InputDataError(f"{given} does not exist; give the prefix of the maps "
+                                 "isamap-predict wrote (PREFIX_class.tif, PREFIX_prob.tif) or "
+                                 "the COGs themselves (--class-cog, --prob-cog)")
     try:
         metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else {}
     except (FileNotFoundError, IsADirectoryError) as exc:

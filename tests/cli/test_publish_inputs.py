@@ -105,7 +105,7 @@ def test_refusals(refusal_inputs, tmp_path, capsys, argv, says):
     assert all(part.format(**paths) in captured.err for part in says.split(" ... ")), captured.err
     assert "previous exception" not in captured.err and captured.out == ""
     known = {o for action in publish_parser()._actions for o in action.option_strings}
-    assert named_options(captured.err) <= known | {"--out"}  # isamap-predict's, where quoted
+    assert named_options(captured.err) <= known
     assert not (tmp_path / "pub").exists()
 
 
