@@ -102,7 +102,7 @@ def _decimated_shape(src: rasterio.DatasetReader, max_size: int) -> tuple[int, i
 
 def footprint_of(src: rasterio.DatasetReader, shape: tuple[int, int]) -> Footprint:
     """The footprint of ``src`` read at ``shape`` (rows, columns)."""
-    scaled = src.transform * Affine.scale(src.width / shape[1], src.height / shape[0])
+    scaled = src.transform @ Affine.scale(src.width / shape[1], src.height / shape[0])
     return Footprint(src.crs, scaled, shape[1], shape[0])
 
 
@@ -155,7 +155,7 @@ def length_text(metres: float) -> str:
 
 def centre_lonlat(footprint: Footprint) -> tuple[float, float]:
     """Longitude and latitude of the picture's centre."""
-    x, y = footprint.transform * (footprint.width / 2, footprint.height / 2)
+    x, y = footprint.transform @ (footprint.width / 2, footprint.height / 2)
     if footprint.crs is None or footprint.crs.is_geographic:
         return float(x), float(y)
     lon, lat = transform_points(footprint.crs, "EPSG:4326", [x], [y])

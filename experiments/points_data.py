@@ -71,7 +71,7 @@ class TileArrays:
     def xy(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Projected centres (metres) of flat pixel indexes of the label grid."""
         rows, cols = np.unravel_index(index, self.truth.shape)
-        x, y = self.tile.footprint.transform * (cols + 0.5, rows + 0.5)
+        x, y = self.tile.footprint.transform @ (cols + 0.5, rows + 0.5)
         return np.asarray(x, np.float64), np.asarray(y, np.float64)
 
     def stats(self, rows: slice = slice(None)) -> NormStats:
@@ -97,7 +97,7 @@ def load_tile(data: Path, prefix: str, out: Path, bands: Sequence[str], budget) 
         transform, width, height = src.transform, src.width, src.height
     truth = built_label(tile)
     usable = (truth != LABEL_NODATA) & np.isfinite(values).all(axis=0)
-    x, y = transform * (width / 2, height / 2)  # the stack's centre, as isamap-fit takes it
+    x, y = transform @ (width / 2, height / 2)  # the stack's centre, as isamap-fit takes it
     lon, lat = warp_transform(fp.crs, "EPSG:4326", [x], [y])
     return TileArrays(tile, stack, names, values, truth, usable, (float(lat[0]), float(lon[0])),
                       int(tags.get("MONTH", "2000-01")[5:7]) - 1,

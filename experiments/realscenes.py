@@ -84,8 +84,8 @@ class Footprint:
     def bounds(self, row0: int = 0, row1: int | None = None) -> tuple[float, float, float, float]:
         """Projected (west, south, east, north) of rows ``row0:row1`` (north-up rasters)."""
         row1 = self.height if row1 is None else row1
-        west, north = self.transform * (0, row0)
-        east, south = self.transform * (self.width, row1)
+        west, north = self.transform @ (0, row0)
+        east, south = self.transform @ (self.width, row1)
         return west, south, east, north
 
     def lonlat_bbox(self, row0: int = 0, row1: int | None = None,

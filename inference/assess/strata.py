@@ -141,7 +141,7 @@ def centre_offsets(path: str, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     with rasterio.open(files.gdal_path(path)) as ds:
         xs, ys = warp_transform("EPSG:4326", ds.crs, list(map(float, lon)),
                                 list(map(float, lat)))
-        cols, rows = ~ds.transform * (np.asarray(xs), np.asarray(ys))
+        cols, rows = ~ds.transform @ (np.asarray(xs), np.asarray(ys))
     off = np.abs(np.stack([cols, rows]) % 1.0 - 0.5)
     return np.asarray(off.max(axis=0))
 

@@ -171,7 +171,7 @@ class CogStream:
             grids = [(width, height), *overview_sizes(width, height)]
             for i, (w, h) in enumerate(grids):
                 level = Level(work / f"{name}.level{i}.tif", w, h,
-                              transform * Affine.scale(width / w, height / h), crs)
+                              transform @ Affine.scale(width / w, height / h), crs)
                 self.levels.append(level)
                 if colormap:
                     level.ds.write_colormap(1, colormap)

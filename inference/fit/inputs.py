@@ -236,7 +236,7 @@ def locate(points: ReferencePoints, inputs: Sequence[StackInput]) -> Located:
     for g, stack in enumerate(inputs):
         xs, ys = warp_transform("EPSG:4326", stack.crs, list(points.lon), list(points.lat))
         xs, ys = np.asarray(xs), np.asarray(ys)
-        c, r = ~stack.transform * (xs, ys)
+        c, r = ~stack.transform @ (xs, ys)
         c, r = np.floor(np.asarray(c)).astype(np.int64), np.floor(np.asarray(r)).astype(np.int64)
         inside = (group < 0) & (r >= 0) & (r < stack.height) & (c >= 0) & (c < stack.width)
         group[inside], row[inside], col[inside] = g, r[inside], c[inside]

@@ -346,7 +346,7 @@ def centre(stack: StackInput) -> tuple[float, float]:
     One place per model, as ``isamap-train --encoder`` tells it the training grid's centre:
     the first input's, for the points and for every map the model makes.
     """
-    x, y = stack.transform * (stack.width / 2, stack.height / 2)
+    x, y = stack.transform @ (stack.width / 2, stack.height / 2)
     lon, lat = warp_transform(stack.crs, "EPSG:4326", [x], [y])
     return float(lat[0]), float(lon[0])
 

@@ -255,7 +255,7 @@ class WindowSource:
                 f"inside the {source.height} x {source.width} input; give a window inside it")
         self.source, self.row, self.col = source, row, col
         self.width, self.height, self.count = width, height, source.count
-        self.transform = source.transform * Affine.translation(col, row)
+        self.transform = source.transform @ Affine.translation(col, row)
         self.crs, self.descriptions = source.crs, source.descriptions
         self.nodatavals = source.nodatavals
         name = getattr(source, "identity", None) or getattr(source, "name", "")

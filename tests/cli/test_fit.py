@@ -57,7 +57,7 @@ def labelled_pixels(label_path: str | Path, n: int, seed: int = 0, rows: slice =
     r, c = np.nonzero(mask & (label != LABEL_NODATA))
     pick = np.random.default_rng(seed).choice(r.size, n, replace=False)
     r, c = r[pick], c[pick]
-    xs, ys = transform * (c + 0.5, r + 0.5)
+    xs, ys = transform @ (c + 0.5, r + 0.5)
     lon, lat = warp_transform(crs, "EPSG:4326", list(xs), list(ys))
     return np.asarray(lon), np.asarray(lat), label[r, c].astype(int), (r, c)
 

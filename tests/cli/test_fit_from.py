@@ -66,7 +66,7 @@ def mapped(model: Path, stack: Path, out: Path) -> tuple[np.ndarray, np.ndarray]
 
 def write_points(path: Path, stack: Path, rows, cols, codes) -> Path:
     with rasterio.open(stack) as src:
-        xs, ys = src.transform * (np.asarray(cols) + 0.5, np.asarray(rows) + 0.5)
+        xs, ys = src.transform @ (np.asarray(cols) + 0.5, np.asarray(rows) + 0.5)
         lon, lat = warp_transform(src.crs, "EPSG:4326", list(xs), list(ys))
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)

@@ -66,7 +66,7 @@ def test_training_rows_keep_the_export_grid_north_of_the_held_out_block(java):
 def test_a_map_on_a_shifted_grid_is_scored_on_the_labels_pixels(java, tmp_path):
     """The export's grid is a pixel off the tile's; a perfect map must score 1."""
     truth = built_label(java)
-    shifted = java.footprint.transform * rasterio.Affine.translation(-1, -2)
+    shifted = java.footprint.transform @ rasterio.Affine.translation(-1, -2)
     canvas = np.full((344, 512), 255, np.uint8)
     canvas[2:342, 1:511] = np.where(truth == 255, 0, truth)
     profile = {"driver": "GTiff", "width": 512, "height": 344, "count": 1, "dtype": "uint8",

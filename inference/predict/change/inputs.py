@@ -174,7 +174,7 @@ def check_compare_with(compare_with: str, stack: str | RasterSource,
     scale = int(meta.output_scale)
     with open_source(stack) as src:
         size = (src.height * scale, src.width * scale)
-        transform, crs = src.transform * Affine.scale(1.0 / scale), src.crs
+        transform, crs = src.transform @ Affine.scale(1.0 / scale), src.crs
     check_class_map(compare_with, tuple(meta.class_names), size, transform, crs)
     return size, transform, crs
 

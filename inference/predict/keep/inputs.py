@@ -127,7 +127,7 @@ def sample_product(source: str | RasterSource, product: str, red_index: int, nir
     h, w = greenness.shape
     with open_source(source) as grid:  # the sample's grid: the stack's, decimated
         crs, width, height = grid.crs, grid.width, grid.height
-        transform = grid.transform * Affine.scale(width / w, height / h)
+        transform = grid.transform @ Affine.scale(width / w, height / h)
     with files.open_raster(product) as prod, product_on(prod, crs, transform, w, h) as vrt:
         raw = vrt.read(band)
         covered = vrt.read_masks(band) > 0
@@ -321,7 +321,7 @@ class KeepStrips:
         self.impervious = names.index("impervious")
         self.learnt = None if rule.learnt is None else [names.index(n) for n in rule.learnt]
         self.table = class_table(rule.table, names)
-        transform = src.transform * Affine.scale(1.0 / self.scale)
+        transform = src.transform @ Affine.scale(1.0 / self.scale)
         self._open = contextlib.ExitStack()
         with self._open as opened:
             product = opened.enter_context(files.open_raster(rule.product))

@@ -386,7 +386,7 @@ def _coarser(path, out, factor=2):
     raw = out.with_suffix(".raw.tif")
     with rasterio.open(raw, "w", driver="GTiff", width=data.shape[1], height=data.shape[0],
                        count=1, dtype="uint8", nodata=NODATA, crs=crs,
-                       transform=transform * Affine.scale(factor)) as dst:
+                       transform=transform @ Affine.scale(factor)) as dst:
         dst.write(data, 1)
     write_cog(raw, out, "class", {"classes": "pervious,impervious", "model": "test"})
     return out

@@ -59,7 +59,7 @@ def _strips(tmp_path, classes: np.ndarray, prob: np.ndarray, rows: int) -> list[
         n = min(rows, classes.shape[0] - r0)
         path = tmp_path / f"strip_{r0:07d}.tif"
         with rasterio.open(path, "w", driver="GTiff", width=classes.shape[1], height=n, count=2,
-                           dtype="uint8", crs=CRS, transform=TRANSFORM * Affine.translation(0, r0),
+                           dtype="uint8", crs=CRS, transform=TRANSFORM @ Affine.translation(0, r0),
                            nodata=maps.NODATA, tiled=True, compress="ZSTD") as ds:
             ds.write(classes[r0:r0 + n], 1)
             ds.write(prob[r0:r0 + n], 2)

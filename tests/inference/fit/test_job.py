@@ -55,7 +55,7 @@ def test_fitted_model_maps_streamed_and_in_a_beam_pipeline(tmp_path, ee_offline)
     rng = np.random.default_rng(0)
     rows, cols = rng.integers(10, 110, 200), rng.integers(10, 120, 200)
     to_lonlat = Transformer.from_crs(stack.grid.crs, "EPSG:4326", always_xy=True)
-    x, y = stack.grid.transform * (cols + 0.5, rows + 0.5)
+    x, y = stack.grid.transform @ (cols + 0.5, rows + 0.5)
     lon, lat = to_lonlat.transform(x, y)
     points = write_points(tmp_path / "points.csv", lon, lat, truth[rows, cols])
     job = job_of(build_parser().parse_args([

@@ -39,7 +39,7 @@ def _map(src, window, out, blend: str, overlap: int = 16) -> tuple[np.ndarray, n
                                           strip_rows=32, blend=blend), progress=False)
     with rasterio.open(result.class_path) as a, rasterio.open(result.prob_path) as b:
         assert a.tags()["lattice"] == "grid" and (a.height, a.width) == (h, w)
-        assert a.transform == src.transform * src.transform.translation(c, r)
+        assert a.transform == src.transform @ src.transform.translation(c, r)
         return a.read(1), b.read(1)
 
 

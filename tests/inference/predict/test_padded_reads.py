@@ -24,7 +24,7 @@ def test_pixels_past_a_files_edges_are_nodata_and_a_window_reads_its_stacks_pixe
         assert np.isnan(read_padded(src, [1], 60, 70, 3, 3)).all()  # wholly outside
         window = WindowSource(src, 10, 20, 20, 25)
         assert (window.height, window.width) == (20, 25)
-        assert window.transform == src.transform * src.transform.translation(20, 10)
+        assert window.transform == src.transform @ src.transform.translation(20, 10)
         # past the window's edges: the stack's pixels; past the stack's: nodata
         got = read_padded(window, [1, 2, 3], -15, -25, 50, 60)
         np.testing.assert_array_equal(got, read_padded(src, [1, 2, 3], -5, -5, 50, 60))

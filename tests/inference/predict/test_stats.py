@@ -168,7 +168,7 @@ def test_a_rotated_geotransform_keeps_its_pixels_area(crs, size):
     theta = math.radians(30)
     north_up = Affine(size, 0, 114.0 if crs == "EPSG:4326" else 5e5, 0, -size,
                       30.0 if crs == "EPSG:4326" else 3.4e6)
-    rotated = north_up * Affine.rotation(30)
+    rotated = north_up @ Affine.rotation(30)
     assert rotated.b == pytest.approx(-size * math.sin(theta))
     plain = raster_area_km2(north_up, CRS.from_user_input(crs), 200, 200)
     turned = raster_area_km2(rotated, CRS.from_user_input(crs), 200, 200)

@@ -98,7 +98,7 @@ def test_stacks_off_the_grid_or_without_a_band_are_refused(pair, tmp_path):
     with pytest.raises(InputDataError, match="--spectral-threshold must be a number > 0"):
         _checked(pair, threshold=0.0)
     # the change map checks the stacks against the probability maps themselves too
-    moved = str(write_geotiff(tmp_path / "moved.tif", earlier, TRANSFORM * Affine.translation(
+    moved = str(write_geotiff(tmp_path / "moved.tif", earlier, TRANSFORM @ Affine.translation(
         1, 0), "EPSG:32650", float("nan"), descriptions=BANDS))
     stacks = _checked(pair).fitted()
     off = type(stacks)(moved, stacks.later, stacks.earlier_bands, stacks.later_bands,

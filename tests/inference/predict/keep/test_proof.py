@@ -62,7 +62,7 @@ def scene(tmp_path_factory, shared_data):
                                     None),
         "nlcd": write_geotiff(folder / "nlcd.tif", _codes(NLCD, cells), on_grid, CRS, None),
         "elsewhere": write_geotiff(folder / "far.tif", _codes(WORLDCOVER, cells),
-                                   on_grid * Affine.translation(5000, 0), CRS, None),
+                                   on_grid @ Affine.translation(5000, 0), CRS, None),
         "degrees_as_metres": write_geotiff(folder / "deg.tif", _codes(WORLDCOVER, cells),
                                            degrees, CRS, None),
     }

@@ -43,7 +43,7 @@ def _points(path: Path, label: Path, n: int = 120) -> Path:
         codes, transform, crs = src.read(1), src.transform, src.crs
     rows, cols = np.nonzero(codes != 255)
     pick = np.random.default_rng(0).choice(rows.size, n, replace=False)
-    xs, ys = transform * (cols[pick] + 0.5, rows[pick] + 0.5)
+    xs, ys = transform @ (cols[pick] + 0.5, rows[pick] + 0.5)
     lon, lat = warp_transform(crs, "EPSG:4326", list(xs), list(ys))
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
